@@ -1,0 +1,72 @@
+# tessera build. `make demo` and `make test` are the two commands a newcomer runs.
+# Sources are discovered by folder, so a new file needs no Makefile edit.
+
+CC      ?= gcc
+OPT     ?= -O3 -march=native
+WARN    := -Wall -Wextra -Werror -Wno-unknown-pragmas
+CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
+CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -fPIC
+LDLIBS  := -ldnnl -lz -lm -fopenmp
+BUILD   ?= build
+# Extra flags for a sanitizer build: make BUILD=build-asan SAN=1
+ifeq ($(SAN),1)
+OPT     := -O1 -g -fno-omit-frame-pointer
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDLIBS  += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
+
+.PHONY: all deps demo test test-fast check-asan bench clean lib tests
+
+all: $(BUILD)/tessera $(BUILD)/libtessera.a
+
+lib: $(BUILD)/libtessera.a
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+
+$(BUILD)/libtessera.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tessera: $(TOOL_OBJ) $(BUILD)/libtessera.a
+	$(CC) $(CFLAGS) $(TOOL_OBJ) $(BUILD)/libtessera.a $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(BUILD)/libtessera.a tests/common/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera.a $(LDLIBS) -o $@
+
+tests: $(TEST_BIN)
+
+# Installs missing Debian packages (needs root or sudo), one script for everything.
+deps:
+	@sh scripts/install-deps.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/demo.sh
+
+# Every test, plain build and ASan+UBSan build. Last line: "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory all tests
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 tests
+	@sh scripts/run-tests.sh build build-asan
+
+# Plain build only, for the edit-compile-test loop.
+test-fast:
+	@$(MAKE) --no-print-directory all tests
+	@sh scripts/run-tests.sh build
+
+bench: all
+	@sh bench/run.sh
+
+clean:
+	rm -rf build build-asan

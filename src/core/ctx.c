@@ -1,0 +1,84 @@
+/* Context: status, error message, thread count and backend choice. */
+#include "core.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(TS_STATUS_COUNT == 10, "update status_names when adding a status");
+static const char *const status_names[TS_STATUS_COUNT] = {
+    "ok", "invalid argument", "out of memory", "I/O error", "bad format",
+    "unsupported", "shape mismatch", "not found", "diverged", "canceled",
+};
+
+const char *ts_status_name(ts_status s) {
+    if ((int)s < 0 || s >= TS_STATUS_COUNT) return "unknown status";
+    return status_names[s];
+}
+
+/* Implemented in src/ops/dnnl_backend.c; kept as hooks so core stays free of oneDNN. */
+void ops_dnnl_release(void *dnnl);
+
+ts_status ts_ctx_create(ts_ctx **out) {
+    if (!out) return TS_EINVAL;
+    *out = NULL;
+    ts_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return TS_ENOMEM;
+    ctx->nthreads = 1;
+    ctx->backend = TS_BACKEND_DNNL;
+    *out = ctx;
+    return TS_OK;
+}
+
+void ts_ctx_free(ts_ctx *ctx) {
+    if (!ctx) return;
+    if (ctx->dnnl) ops_dnnl_release(ctx->dnnl);
+    free(ctx);
+}
+
+const char *ts_ctx_error(const ts_ctx *ctx) { return ctx ? ctx->errmsg : "no context"; }
+ts_status ts_ctx_status(const ts_ctx *ctx) { return ctx ? ctx->status : TS_EINVAL; }
+
+void ts_ctx_clear_error(ts_ctx *ctx) {
+    if (!ctx) return;
+    ctx->status = TS_OK;
+    ctx->errmsg[0] = '\0';
+}
+
+ts_status ts_ctx_set_threads(ts_ctx *ctx, int nthreads) {
+    if (!ctx) return TS_EINVAL;
+    if (nthreads < 1 || nthreads > 1024)
+        return ts_fail(ctx, TS_EINVAL, "threads: %d is out of range (expected 1..1024)", nthreads);
+    ctx->nthreads = nthreads;
+    return TS_OK;
+}
+
+int ts_ctx_get_threads(const ts_ctx *ctx) { return ts_ctx_threads(ctx); }
+
+ts_status ts_ctx_set_backend(ts_ctx *ctx, ts_backend backend) {
+    if (!ctx) return TS_EINVAL;
+    if (backend != TS_BACKEND_DNNL && backend != TS_BACKEND_REF)
+        return ts_fail(ctx, TS_EINVAL, "backend: unknown value %d", (int)backend);
+    ctx->backend = backend;
+    return TS_OK;
+}
+
+ts_backend ts_ctx_get_backend(const ts_ctx *ctx) { return ctx ? ctx->backend : TS_BACKEND_REF; }
+
+ts_status ts_fail(ts_ctx *ctx, ts_status status, const char *fmt, ...) {
+    if (!ctx) return status;
+    ctx->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+int64_t ts_shape_numel(const ts_shape *s) {
+    if (!s || s->ndim < 0 || s->ndim > TS_MAX_DIMS) return 0;
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++) n *= s->dims[i];
+    return n;
+}

@@ -1,0 +1,47 @@
+/* Backend dispatch: what the layers call. Each ops_* function runs the oneDNN kernel
+ * when ctx->backend == TS_BACKEND_DNNL and oneDNN supports the case, else the
+ * reference kernel. The choice depends only on (backend, params), so a forward and
+ * its backward always take the same path. Returns TS_OK or an error on ctx. */
+#ifndef TS_OPS_DISPATCH_H
+#define TS_OPS_DISPATCH_H
+
+#include "ops.h"
+
+/* Scratch (bytes) the caller must provide to ops_conv2d_* for these params. */
+size_t ops_conv2d_scratch_size(ts_ctx *ctx, const conv2d_params *p);
+ts_status ops_conv2d_forward(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
+                             const float *bias, void *scratch);
+ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
+                                   const float *w, void *scratch);
+ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
+                                      const float *dout, const float *in, void *scratch);
+
+/* Max-pool workspace (bytes): argmax indices for ref, oneDNN's workspace otherwise. */
+size_t ops_maxpool2d_workspace_size(ts_ctx *ctx, const pool2d_params *p);
+/* ws may be NULL at inference (no backward will follow). */
+ts_status ops_maxpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, void *ws, const float *in);
+ts_status ops_maxpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout, const void *ws);
+ts_status ops_avgpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, const float *in);
+ts_status ops_avgpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout);
+
+ts_status ops_batchnorm_forward_train(ts_ctx *ctx, const bn_params *p, float *out, float *mean, float *var,
+                                      const float *in, const float *gamma, const float *beta);
+ts_status ops_batchnorm_forward_infer(ts_ctx *ctx, const bn_params *p, float *out, const float *in,
+                                      const float *gamma, const float *beta, const float *mean, const float *var);
+ts_status ops_batchnorm_backward(ts_ctx *ctx, const bn_params *p, float *din, float *dgamma, float *dbeta,
+                                 const float *dout, const float *in, const float *gamma, const float *mean,
+                                 const float *var);
+
+ts_status ops_dense_forward(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
+                            const float *bias);
+ts_status ops_dense_backward_data(ts_ctx *ctx, int n, int in_f, int out_f, float *din, const float *dout,
+                                  const float *w);
+ts_status ops_dense_backward_weights(ts_ctx *ctx, int n, int in_f, int out_f, float *dw, float *dbias,
+                                     const float *dout, const float *in);
+
+ts_status ops_eltwise_forward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *out,
+                              const float *in);
+ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *din,
+                               const float *dout, const float *in, const float *out);
+
+#endif

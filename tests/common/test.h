@@ -1,0 +1,59 @@
+/* Minimal test harness: each test binary runs named cases and ends with the line
+ * "<binary>: N passed, N failed"; scripts/run-tests.sh sums them. */
+#ifndef TS_TEST_H
+#define TS_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct test_state {
+    int passed, failed;
+    int case_failed;
+    const char *case_name;
+} test_state;
+
+extern test_state g_test; /* test-only global: the harness is not library code */
+
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            if (!g_test.case_failed) fprintf(stderr, "FAIL %s\n", g_test.case_name); \
+            g_test.case_failed = 1;                                               \
+            fprintf(stderr, "  %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, __VA_ARGS__);                                         \
+            fprintf(stderr, "\n");                                                \
+        }                                                                         \
+    } while (0)
+
+/* |a-b| <= atol + rtol*|b| */
+#define CHECK_NEAR(a, b, rtol, atol)                                                        \
+    do {                                                                                    \
+        double a_ = (a), b_ = (b);                                                          \
+        CHECK(fabs(a_ - b_) <= (atol) + (rtol)*fabs(b_), "%s=%.9g vs %s=%.9g", #a, a_, #b, b_); \
+    } while (0)
+
+#define RUN(fn)                                                    \
+    do {                                                           \
+        g_test.case_failed = 0;                                    \
+        g_test.case_name = #fn;                                    \
+        fn();                                                      \
+        if (g_test.case_failed) g_test.failed++;                   \
+        else g_test.passed++;                                      \
+    } while (0)
+
+#define TEST_MAIN_END(name)                                                           \
+    do {                                                                              \
+        printf("%s: %d passed, %d failed\n", name, g_test.passed, g_test.failed);     \
+        return g_test.failed ? 1 : 0;                                                 \
+    } while (0)
+
+/* Compares two float arrays; reports the worst element. Returns 1 when all close. */
+int test_allclose(const char *what, const float *got, const float *want, size_t n, double rtol, double atol);
+/* Fills with uniform values in [lo, hi) from a seeded generator. */
+void test_fill_uniform(float *x, size_t n, unsigned long long seed, float lo, float hi);
+/* Path of the shared data folder (../shared/data relative to the repo), or NULL. */
+const char *test_shared_data(void);
+
+#endif
