@@ -16,7 +16,8 @@ LDLIBS  += -fsanitize=address,undefined
 endif
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ZOO      := $(sort $(wildcard zoo/*.arch))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/zoo.o
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
@@ -32,6 +33,13 @@ lib: $(BUILD)/libtessera.a
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+
+$(BUILD)/gen/zoo.c: $(ZOO) scripts/embed-zoo.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-zoo.sh $@ $(ZOO)
+
+$(BUILD)/gen/zoo.o: $(BUILD)/gen/zoo.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libtessera.a: $(LIB_OBJ)
 	@rm -f $@

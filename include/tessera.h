@@ -132,6 +132,120 @@ void ts_loader_begin_epoch(ts_loader *ld, int64_t epoch);
  * Augmentation applies only when `augment` is non-zero. */
 ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int32_t *y, int *count);
 
+/* ----------------------------------------------------------------- models */
+
+/* A model is a directed acyclic graph of layers described by an architecture text
+ * (docs/arch-format.md), with its parameters (trainable tensors), buffers (batch-norm
+ * running statistics) and metadata (class names, preprocessing, provenance). */
+typedef struct ts_model ts_model;
+
+/* Parses an architecture text and initializes parameters as PyTorch does by default,
+ * from `seed`. `source` names the text in error messages (a file name). `input`
+ * (may be NULL) and `classes` (0: keep) replace what the text's input line
+ * declares, so one architecture serves datasets of any image size and class count. */
+ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                             uint64_t seed, ts_model **out);
+ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,
+                                  ts_model **out);
+
+/* Built-in architectures (the .arch files of zoo/, compiled in): the text for `name` ("resnet20",
+ * "demo", ...), or NULL. ts_zoo_name(i) lists them, NULL past the end. */
+const char *ts_zoo_arch(const char *name);
+const char *ts_zoo_name(int index);
+void ts_model_free(ts_model *m);
+
+/* Saves the model (architecture, tensors, metadata) atomically: temp file + rename. */
+ts_status ts_model_save(ts_ctx *ctx, const ts_model *m, const char *path);
+/* Loads a model or a checkpoint file (the training state of a checkpoint is ignored). */
+ts_status ts_model_load(ts_ctx *ctx, const char *path, ts_model **out);
+
+ts_shape ts_model_input_shape(const ts_model *m);
+int ts_model_classes(const ts_model *m);
+const char *ts_model_arch_text(const ts_model *m);
+
+/* Inference on n samples x (n, input shape) -> logits (n, classes). Uses the
+ * model's running statistics; no gradient state is kept. */
+ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits);
+
+/* Training step building blocks: forward in training mode keeps what backward
+ * needs; backward takes d(loss)/d(logits) (n, classes) and writes parameter
+ * gradients (overwriting them). */
+ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, uint64_t dropout_seed);
+ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits);
+
+/* Named tensors, in a stable order: parameters first in layer order, then buffers. */
+typedef enum ts_tensor_role { TS_TENSOR_PARAM = 0, TS_TENSOR_BUFFER = 1 } ts_tensor_role;
+typedef struct ts_tensor_info {
+    const char *name;  /* "conv1.weight", "bn1.running_mean", ... (PyTorch state_dict names) */
+    ts_tensor_role role;
+    int ndim;
+    int64_t dims[TS_MAX_DIMS];
+    int64_t numel;
+    float *data;       /* the model's storage */
+    float *grad;       /* gradient storage for parameters, NULL for buffers */
+} ts_tensor_info;
+
+int ts_model_tensor_count(const ts_model *m);
+ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info);
+/* Index of the tensor named `name`, or -1. */
+int ts_model_find_tensor(const ts_model *m, const char *name);
+int64_t ts_model_param_count(const ts_model *m); /* trainable scalars */
+
+typedef struct ts_layer_info {
+    const char *name;
+    const char *kind;   /* "conv2d", "batchnorm", ... */
+    int line;           /* line in the architecture text */
+    ts_shape out;       /* per-sample output shape */
+    int64_t params;     /* trainable scalars */
+    int64_t macs;       /* multiply-accumulates per sample, forward */
+    int ninputs;
+    const char *inputs[8];
+} ts_layer_info;
+
+int ts_model_layer_count(const ts_model *m);
+ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info);
+
+/* Metadata: string key/value pairs saved with the model (class names, preprocessing,
+ * dataset, training summary). Setting NULL removes the key. */
+ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value);
+const char *ts_model_get_meta(const ts_model *m, const char *key);
+int ts_model_meta_count(const ts_model *m);
+void ts_model_meta_at(const ts_model *m, int index, const char **key, const char **value);
+
+/* Preprocessing stored in metadata ("preprocess.mean", "preprocess.std"). */
+ts_status ts_model_set_preprocess(ts_ctx *ctx, ts_model *m, const ts_preprocess *pp);
+ts_status ts_model_get_preprocess(ts_ctx *ctx, const ts_model *m, ts_preprocess *pp);
+
+/* --------------------------------------------------------------- training */
+
+/* Softmax cross-entropy, mean over the batch, with PyTorch's label smoothing.
+ * Writes d(loss)/d(logits) when dlogits is not NULL. Returns the loss. */
+float ts_softmax_cross_entropy(int n, int classes, const float *logits /* (n,classes) */,
+                               const int32_t *labels /* (n) */, float smoothing, float *dlogits /* (n,classes) */);
+
+typedef enum ts_optimizer_kind { TS_OPT_SGD = 0, TS_OPT_ADAM = 1, TS_OPT_ADAMW = 2 } ts_optimizer_kind;
+
+/* Semantics are exactly torch.optim.SGD / Adam / AdamW (weight decay applies to
+ * every parameter, as PyTorch does by default). */
+typedef struct ts_optim_config {
+    ts_optimizer_kind kind;
+    float momentum;       /* SGD */
+    float dampening;      /* SGD */
+    int nesterov;         /* SGD */
+    float weight_decay;   /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
+    float beta1, beta2, eps; /* Adam/AdamW */
+} ts_optim_config;
+
+/* Defaults: SGD momentum 0.9; Adam betas (0.9, 0.999), eps 1e-8; AdamW weight decay 0.01. */
+ts_optim_config ts_optim_defaults(ts_optimizer_kind kind);
+
+typedef struct ts_optimizer ts_optimizer;
+ts_status ts_optimizer_create(ts_ctx *ctx, ts_model *m, const ts_optim_config *cfg, ts_optimizer **out);
+void ts_optimizer_free(ts_optimizer *opt);
+/* One update of every parameter of the model from its gradients, at rate lr. */
+ts_status ts_optimizer_step(ts_ctx *ctx, ts_optimizer *opt, float lr);
+int64_t ts_optimizer_steps(const ts_optimizer *opt);
+
 #ifdef __cplusplus
 }
 #endif

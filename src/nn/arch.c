@@ -1,0 +1,397 @@
+/* Architecture text parser. One layer per line: `kind key=value ...`; `#` starts a
+ * comment. Every key is checked against the kind's list; errors name the line.
+ * Grammar and keys: docs/arch-format.md. */
+#include "nn.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARCH_MAX_LAYERS 100000
+#define ARCH_MAX_KEYS 16
+
+/* Keys each kind accepts besides name= and in=. */
+static const char *const KIND_KEYS[LAYER_KIND_COUNT] = {
+    [LAYER_INPUT] = "shape classes",
+    [LAYER_CONV2D] = "out kernel stride padding dilation groups bias",
+    [LAYER_MAXPOOL] = "kernel stride padding ceil",
+    [LAYER_AVGPOOL] = "kernel stride padding ceil count_include_pad",
+    [LAYER_GLOBALAVGPOOL] = "",
+    [LAYER_BATCHNORM] = "eps momentum",
+    [LAYER_DENSE] = "out bias",
+    [LAYER_RELU] = "",
+    [LAYER_LEAKYRELU] = "slope",
+    [LAYER_SIGMOID] = "",
+    [LAYER_TANH] = "",
+    [LAYER_SOFTMAX] = "",
+    [LAYER_ADD] = "",
+    [LAYER_CONCAT] = "",
+    [LAYER_FLATTEN] = "",
+    [LAYER_DROPOUT] = "p",
+};
+
+typedef struct kv {
+    char *key, *val;
+    int used;
+} kv;
+
+static int key_allowed(layer_kind k, const char *key) {
+    if (!strcmp(key, "name") || !strcmp(key, "in")) return 1;
+    const char *list = KIND_KEYS[k];
+    size_t n = strlen(key);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ' ');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, key, n)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static kv *find_key(kv *kvs, int n, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(kvs[i].key, key)) {
+            kvs[i].used = 1;
+            return &kvs[i];
+        }
+    return NULL;
+}
+
+typedef struct parse_pos {
+    ts_ctx *ctx;
+    const char *source;
+    int line;
+    const char *kind;
+} parse_pos;
+
+static ts_status bad(parse_pos *pp, const char *key, const char *val, const char *expected) {
+    return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: %s: %s=%s is invalid (expected %s)", pp->source, pp->line, pp->kind,
+                   key, val, expected);
+}
+
+static ts_status parse_int(parse_pos *pp, kv *kvs, int n, const char *key, int def, int lo, int hi, int *out) {
+    kv *e = find_key(kvs, n, key);
+    if (!e) {
+        *out = def;
+        return TS_OK;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(e->val, &end, 10);
+    if (errno || end == e->val || *end || v < lo || v > hi) {
+        char exp[64];
+        snprintf(exp, sizeof exp, "an integer in %d..%d", lo, hi);
+        return bad(pp, key, e->val, exp);
+    }
+    *out = (int)v;
+    return TS_OK;
+}
+
+static ts_status parse_float(parse_pos *pp, kv *kvs, int n, const char *key, float def, float lo, float hi,
+                             float *out) {
+    kv *e = find_key(kvs, n, key);
+    if (!e) {
+        *out = def;
+        return TS_OK;
+    }
+    char *end;
+    errno = 0;
+    float v = strtof(e->val, &end);
+    if (errno || end == e->val || *end || !(v >= lo && v <= hi)) {
+        char exp[64];
+        snprintf(exp, sizeof exp, "a number in %g..%g", lo, hi);
+        return bad(pp, key, e->val, exp);
+    }
+    *out = v;
+    return TS_OK;
+}
+
+/* "3" -> (3,3); "3x5" -> (3,5) */
+static ts_status parse_pair(parse_pos *pp, kv *kvs, int n, const char *key, int def, int lo, int required, int *a,
+                            int *b) {
+    kv *e = find_key(kvs, n, key);
+    if (!e) {
+        if (required)
+            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: %s: missing required key '%s'", pp->source, pp->line,
+                           pp->kind, key);
+        *a = *b = def;
+        return TS_OK;
+    }
+    char *end;
+    errno = 0;
+    long v1 = strtol(e->val, &end, 10), v2 = v1;
+    if (!errno && end != e->val && *end == 'x') {
+        const char *s2 = end + 1;
+        v2 = strtol(s2, &end, 10);
+        if (end == s2) end = (char *)s2 - 1; /* force error */
+    }
+    if (errno || end == e->val || *end || v1 < lo || v2 < lo || v1 > 65536 || v2 > 65536)
+        return bad(pp, key, e->val, lo == 0 ? "N or HxW, N >= 0" : "N or HxW, N >= 1");
+    *a = (int)v1;
+    *b = (int)v2;
+    return TS_OK;
+}
+
+static ts_status parse_shape(parse_pos *pp, const char *val, ts_shape *s) {
+    memset(s, 0, sizeof *s);
+    const char *p = val;
+    while (*p) {
+        if (s->ndim == TS_MAX_DIMS) return bad(pp, "shape", val, "at most 6 dimensions like 3x32x32");
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 1 || v > (1L << 24)) return bad(pp, "shape", val, "dimensions like 3x32x32");
+        s->dims[s->ndim++] = v;
+        if (*end == 'x') p = end + 1;
+        else if (*end == '\0') p = end;
+        else return bad(pp, "shape", val, "dimensions like 3x32x32");
+    }
+    if (s->ndim == 0) return bad(pp, "shape", val, "dimensions like 3x32x32");
+    return TS_OK;
+}
+
+static int find_layer(const ts_model *m, const char *name) {
+    for (int i = m->nlayers - 1; i >= 0; i--)
+        if (!strcmp(m->layers[i].name, name)) return i;
+    return -1;
+}
+
+/* Splits a line in place into kind and key=value tokens. */
+static ts_status tokenize(parse_pos *pp, char *line, char **kind, kv *kvs, int *nkv) {
+    *nkv = 0;
+    char *save = NULL;
+    char *tok = strtok_r(line, " \t\r", &save);
+    *kind = tok;
+    while ((tok = strtok_r(NULL, " \t\r", &save))) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || !eq[1])
+            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: '%s' is not of the form key=value", pp->source, pp->line, tok);
+        if (*nkv == ARCH_MAX_KEYS)
+            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: too many keys (at most %d)", pp->source, pp->line,
+                           ARCH_MAX_KEYS);
+        *eq = '\0';
+        for (int i = 0; i < *nkv; i++)
+            if (!strcmp(kvs[i].key, tok))
+                return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: key '%s' given twice", pp->source, pp->line, tok);
+        kvs[*nkv].key = tok;
+        kvs[*nkv].val = eq + 1;
+        kvs[*nkv].used = 0;
+        (*nkv)++;
+    }
+    return TS_OK;
+}
+
+/* out=N, or out=classes: the model's class count (from the input line or the caller) */
+static ts_status parse_out(parse_pos *pp, const ts_model *m, kv *kvs, int n, int *out) {
+    kv *e = find_key(kvs, n, "out");
+    if (!e) return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: %s: missing required key 'out'", pp->source, pp->line, pp->kind);
+    if (!strcmp(e->val, "classes")) {
+        if (m->classes < 1)
+            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: %s: out=classes needs classes=N on the input line", pp->source,
+                           pp->line, pp->kind);
+        *out = m->classes;
+        return TS_OK;
+    }
+    return parse_int(pp, kvs, n, "out", 0, 1, 1 << 24, out);
+}
+
+static ts_status parse_attrs(parse_pos *pp, const ts_model *m, layer *l, kv *kvs, int n) {
+    ts_status st = TS_OK;
+    switch (l->kind) {
+    case LAYER_CONV2D: {
+        if ((st = parse_out(pp, m, kvs, n, &l->features))) return st;
+        if ((st = parse_pair(pp, kvs, n, "kernel", 0, 1, 1, &l->kh, &l->kw))) return st;
+        if ((st = parse_pair(pp, kvs, n, "stride", 1, 1, 0, &l->sh, &l->sw))) return st;
+        if ((st = parse_pair(pp, kvs, n, "padding", 0, 0, 0, &l->ph, &l->pw))) return st;
+        if ((st = parse_pair(pp, kvs, n, "dilation", 1, 1, 0, &l->dh, &l->dw))) return st;
+        if ((st = parse_int(pp, kvs, n, "groups", 1, 1, 1 << 20, &l->groups))) return st;
+        if ((st = parse_int(pp, kvs, n, "bias", 1, 0, 1, &l->bias))) return st;
+        break;
+    }
+    case LAYER_MAXPOOL:
+    case LAYER_AVGPOOL:
+        if ((st = parse_pair(pp, kvs, n, "kernel", 0, 1, 1, &l->kh, &l->kw))) return st;
+        if ((st = parse_pair(pp, kvs, n, "stride", 0, 1, 0, &l->sh, &l->sw))) return st;
+        if (l->sh == 0) { /* PyTorch: stride defaults to the kernel size */
+            l->sh = l->kh;
+            l->sw = l->kw;
+        }
+        if ((st = parse_pair(pp, kvs, n, "padding", 0, 0, 0, &l->ph, &l->pw))) return st;
+        if ((st = parse_int(pp, kvs, n, "ceil", 0, 0, 1, &l->ceil_mode))) return st;
+        if (l->kind == LAYER_AVGPOOL &&
+            (st = parse_int(pp, kvs, n, "count_include_pad", 1, 0, 1, &l->count_include_pad)))
+            return st;
+        break;
+    case LAYER_BATCHNORM:
+        if ((st = parse_float(pp, kvs, n, "eps", 1e-5f, 1e-12f, 1.0f, &l->eps))) return st;
+        if ((st = parse_float(pp, kvs, n, "momentum", 0.1f, 0.0f, 1.0f, &l->momentum))) return st;
+        break;
+    case LAYER_DENSE: {
+        if ((st = parse_out(pp, m, kvs, n, &l->features))) return st;
+        if ((st = parse_int(pp, kvs, n, "bias", 1, 0, 1, &l->bias))) return st;
+        break;
+    }
+    case LAYER_LEAKYRELU:
+        if ((st = parse_float(pp, kvs, n, "slope", 0.01f, -1e6f, 1e6f, &l->alpha))) return st;
+        break;
+    case LAYER_DROPOUT:
+        if ((st = parse_float(pp, kvs, n, "p", 0.5f, 0.0f, 0.999f, &l->p))) return st;
+        break;
+    default:
+        break;
+    }
+    return st;
+}
+
+ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *source, const ts_shape *input,
+                     int classes) {
+    size_t len = strlen(text);
+    char *buf = ts_alloc(ctx, len + 1, "architecture text");
+    if (!buf) return TS_ENOMEM;
+    memcpy(buf, text, len + 1);
+    ts_status st = TS_OK;
+    parse_pos pp = {ctx, source ? source : "<arch>", 0, ""};
+    int cap = 0;
+    /* strtok_r would skip empty lines and lose line numbers: walk by hand */
+    char *p = buf;
+    while (p && *p != '\0' && st == TS_OK) {
+        char *nl = strchr(p, '\n');
+        if (nl) *nl = '\0';
+        pp.line++;
+        char *hash = strchr(p, '#');
+        if (hash) *hash = '\0';
+        char *s = p;
+        while (isspace((unsigned char)*s)) s++;
+        p = nl ? nl + 1 : NULL;
+        if (!*s) continue;
+
+        char *kind_name;
+        kv kvs[ARCH_MAX_KEYS];
+        int nkv;
+        if ((st = tokenize(&pp, s, &kind_name, kvs, &nkv))) break;
+        layer_kind kind = layer_kind_from_name(kind_name);
+        if (kind == LAYER_KIND_COUNT) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s:%d: unknown layer kind '%s'", pp.source, pp.line, kind_name);
+            break;
+        }
+        pp.kind = LAYER_OPS[kind].name;
+        for (int i = 0; i < nkv; i++)
+            if (!key_allowed(kind, kvs[i].key)) {
+                st = ts_fail(ctx, TS_EFORMAT, "%s:%d: %s: unknown key '%s' (accepted: name in%s%s)", pp.source,
+                             pp.line, pp.kind, kvs[i].key, *KIND_KEYS[kind] ? " " : "", KIND_KEYS[kind]);
+                break;
+            }
+        if (st) break;
+        if ((kind == LAYER_INPUT) != (m->nlayers == 0)) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s:%d: %s", pp.source, pp.line,
+                         kind == LAYER_INPUT ? "only one input layer is allowed, and it comes first"
+                                             : "the first layer must be 'input shape=CxHxW'");
+            break;
+        }
+        if (m->nlayers == ARCH_MAX_LAYERS) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s:%d: too many layers (at most %d)", pp.source, pp.line, ARCH_MAX_LAYERS);
+            break;
+        }
+        if (m->nlayers == cap) {
+            int ncap = cap ? cap * 2 : 32;
+            layer *nl2 = realloc(m->layers, (size_t)ncap * sizeof *nl2);
+            if (!nl2) {
+                st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory for layers", pp.source);
+                break;
+            }
+            m->layers = nl2;
+            cap = ncap;
+        }
+        layer *l = &m->layers[m->nlayers];
+        memset(l, 0, sizeof *l);
+        l->kind = kind;
+        l->line = pp.line;
+        l->weight = l->bias_t = l->running_mean = l->running_var = -1;
+
+        kv *name = find_key(kvs, nkv, "name");
+        if (name) {
+            size_t nlen = strlen(name->val);
+            int okname = nlen < LAYER_NAME_MAX;
+            for (size_t i = 0; i < nlen && okname; i++)
+                okname = isalnum((unsigned char)name->val[i]) || strchr("._-", name->val[i]);
+            if (!okname) {
+                st = bad(&pp, "name", name->val, "letters, digits, '.', '_' or '-', under 64 characters");
+                break;
+            }
+            if (find_layer(m, name->val) >= 0) {
+                st = ts_fail(ctx, TS_EFORMAT, "%s:%d: layer name '%s' is already used", pp.source, pp.line, name->val);
+                break;
+            }
+            memcpy(l->name, name->val, nlen + 1);
+        } else {
+            /* default name: kind plus position, unique because position is */
+            snprintf(l->name, sizeof l->name, "%s%d", pp.kind, m->nlayers);
+            if (find_layer(m, l->name) >= 0) {
+                st = ts_fail(ctx, TS_EFORMAT, "%s:%d: default name '%s' clashes with an earlier layer; give name=",
+                             pp.source, pp.line, l->name);
+                break;
+            }
+        }
+
+        kv *in = find_key(kvs, nkv, "in");
+        if (kind == LAYER_INPUT) {
+            if (in) {
+                st = ts_fail(ctx, TS_EFORMAT, "%s:%d: input: takes no 'in'", pp.source, pp.line);
+                break;
+            }
+            kv *shape = find_key(kvs, nkv, "shape");
+            if (!shape) {
+                st = ts_fail(ctx, TS_EFORMAT, "%s:%d: input: missing required key 'shape'", pp.source, pp.line);
+                break;
+            }
+            if ((st = parse_shape(&pp, shape->val, &m->input))) break;
+            int declared;
+            if ((st = parse_int(&pp, kvs, nkv, "classes", 0, 1, 1 << 24, &declared))) break;
+            m->classes = declared;
+            /* the caller (a dataset, a saved model) may override both */
+            if (input && input->ndim > 0) m->input = *input;
+            if (classes > 0) m->classes = classes;
+        } else if (in) {
+            char *save = NULL;
+            for (char *t = strtok_r(in->val, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                int idx = find_layer(m, t);
+                if (idx < 0) {
+                    st = ts_fail(ctx, TS_EFORMAT, "%s:%d: %s: input '%s' is not an earlier layer", pp.source,
+                                 pp.line, pp.kind, t);
+                    break;
+                }
+                if (l->ninputs == LAYER_MAX_INPUTS) {
+                    st = ts_fail(ctx, TS_EFORMAT, "%s:%d: %s: more than %d inputs", pp.source, pp.line, pp.kind,
+                                 LAYER_MAX_INPUTS);
+                    break;
+                }
+                l->inputs[l->ninputs++] = idx;
+            }
+            if (st) break;
+        } else {
+            l->inputs[l->ninputs++] = m->nlayers - 1;
+        }
+        if ((st = parse_attrs(&pp, m, l, kvs, nkv))) break;
+        m->nlayers++;
+        if ((st = LAYER_OPS[kind].infer(ctx, m, l, pp.source))) {
+            m->nlayers--;
+            break;
+        }
+    }
+    ts_free(buf);
+    if (st) return st;
+    if (m->nlayers < 2)
+        return ts_fail(ctx, TS_EFORMAT, "%s: no layers after input (expected at least one layer)", pp.source);
+    layer *last = &m->layers[m->nlayers - 1];
+    if (last->out.ndim != 1)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: the last layer '%s' must output a vector of class scores, not %d-d",
+                       pp.source, last->line, last->name, last->out.ndim);
+    if (m->classes && last->out.dims[0] != m->classes)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: the last layer '%s' outputs %lld values but input declares classes=%d",
+                       pp.source, last->line, last->name, (long long)last->out.dims[0], m->classes);
+    m->classes = (int)last->out.dims[0];
+    return TS_OK;
+}

@@ -1,0 +1,71 @@
+/* batchnorm layer over channels: (C,H,W) as BatchNorm2d or (F) as BatchNorm1d.
+ * Tensors: weight (gamma), bias (beta), running_mean, running_var (buffers). */
+#include "layers.h"
+
+static bn_params bn_layer_params(const ts_model *m, const layer *l, int n) {
+    const ts_shape *in = input_shape(m, l, 0);
+    bn_params p = {n, (int)in->dims[0], 1, l->eps};
+    if (in->ndim == 3) p.spatial = (int)(in->dims[1] * in->dims[2]);
+    return p;
+}
+
+ts_status batchnorm_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    if (l->ninputs != 1)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: batchnorm '%s' takes exactly one input", source, l->line, l->name);
+    const ts_shape *in = input_shape(m, l, 0);
+    if (in->ndim != 3 && in->ndim != 1)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: batchnorm '%s' needs a CxHxW or F input, got %d-d", source, l->line,
+                       l->name, in->ndim);
+    l->out = *in;
+    int li = (int)(l - m->layers);
+    ts_shape cs = {1, {in->dims[0]}};
+    if ((l->weight = model_add_tensor(ctx, m, li, "weight", TS_TENSOR_PARAM, &cs)) < 0 ||
+        (l->bias_t = model_add_tensor(ctx, m, li, "bias", TS_TENSOR_PARAM, &cs)) < 0 ||
+        (l->running_mean = model_add_tensor(ctx, m, li, "running_mean", TS_TENSOR_BUFFER, &cs)) < 0 ||
+        (l->running_var = model_add_tensor(ctx, m, li, "running_var", TS_TENSOR_BUFFER, &cs)) < 0)
+        return ts_ctx_status(ctx);
+    return TS_OK;
+}
+
+size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    (void)ctx;
+    (void)n;
+    return 2 * sizeof(float) * (size_t)input_shape(m, l, 0)->dims[0]; /* batch mean, batch var */
+}
+
+ts_status batchnorm_forward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    bn_params p = bn_layer_params(m, l, m->exec.n);
+    float *out = m->exec.ls[li].out;
+    const float *in = layer_input(m, li, 0);
+    const float *gamma = tensor_data(m, l->weight), *beta = tensor_data(m, l->bias_t);
+    float *rm = tensor_data(m, l->running_mean), *rv = tensor_data(m, l->running_var);
+    if (!m->exec.train) return ops_batchnorm_forward_infer(ctx, &p, out, in, gamma, beta, rm, rv);
+    float *mean = m->exec.ls[li].aux, *var = mean + p.c;
+    ts_status st = ops_batchnorm_forward_train(ctx, &p, out, mean, var, in, gamma, beta);
+    if (st) return st;
+    /* PyTorch: running stats use the unbiased batch variance */
+    double cnt = (double)p.n * p.spatial;
+    float unbias = cnt > 1 ? (float)(cnt / (cnt - 1)) : 1.0f;
+    float mom = l->momentum;
+    for (int c = 0; c < p.c; c++) {
+        rm[c] = (1 - mom) * rm[c] + mom * mean[c];
+        rv[c] = (1 - mom) * rv[c] + mom * var[c] * unbias;
+    }
+    return TS_OK;
+}
+
+ts_status batchnorm_backward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    bn_params p = bn_layer_params(m, l, m->exec.n);
+    const float *mean = m->exec.ls[li].aux, *var = mean + p.c;
+    float *din = layer_input_grad(m, li, 0);
+    float *tmp = NULL;
+    if (!din) tmp = din = m->exec.accum; /* the kernel computes din anyway */
+    ts_status st = ops_batchnorm_backward(ctx, &p, din, tensor_grad(m, l->weight), tensor_grad(m, l->bias_t),
+                                          m->exec.ls[li].grad, layer_input(m, li, 0), tensor_data(m, l->weight),
+                                          mean, var);
+    if (st) return st;
+    if (!tmp) layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}

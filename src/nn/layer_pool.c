@@ -1,0 +1,108 @@
+/* maxpool, avgpool and globalavgpool layers. */
+#include "layers.h"
+
+pool2d_params layer_pool_params(const ts_model *m, const layer *l, int n) {
+    const ts_shape *in = input_shape(m, l, 0);
+    pool2d_params p = {0};
+    p.n = n;
+    p.c = (int)in->dims[0];
+    p.h = (int)in->dims[1];
+    p.w = (int)in->dims[2];
+    p.kh = l->kh;
+    p.kw = l->kw;
+    p.sh = l->sh;
+    p.sw = l->sw;
+    p.ph = l->ph;
+    p.pw = l->pw;
+    p.ceil_mode = l->ceil_mode;
+    p.count_include_pad = l->count_include_pad;
+    pool2d_params_finish(&p);
+    return p;
+}
+
+static ts_status pool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    ts_shape in;
+    ts_status st = expect_image_input(ctx, m, l, source, &in);
+    if (st) return st;
+    if (l->ph * 2 > l->kh || l->pw * 2 > l->kw)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': padding %dx%d must be at most half the kernel %dx%d", source,
+                       l->line, LAYER_OPS[l->kind].name, l->name, l->ph, l->pw, l->kh, l->kw);
+    pool2d_params p = layer_pool_params(m, l, 1);
+    if (!pool2d_params_finish(&p))
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': kernel %dx%d does not fit input %lldx%lld", source, l->line,
+                       LAYER_OPS[l->kind].name, l->name, l->kh, l->kw, (long long)in.dims[1], (long long)in.dims[2]);
+    l->out.ndim = 3;
+    l->out.dims[0] = in.dims[0];
+    l->out.dims[1] = p.oh;
+    l->out.dims[2] = p.ow;
+    return TS_OK;
+}
+
+ts_status maxpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) { return pool_infer(ctx, m, l, source); }
+ts_status avgpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) { return pool_infer(ctx, m, l, source); }
+
+size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    pool2d_params p = layer_pool_params(m, l, n);
+    return ops_maxpool2d_workspace_size(ctx, &p);
+}
+
+ts_status maxpool_forward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    pool2d_params p = layer_pool_params(m, l, m->exec.n);
+    return ops_maxpool2d_forward(ctx, &p, m->exec.ls[li].out, m->exec.train ? m->exec.ls[li].aux : NULL,
+                                 layer_input(m, li, 0));
+}
+
+ts_status maxpool_backward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    pool2d_params p = layer_pool_params(m, l, m->exec.n);
+    ts_status st = ops_maxpool2d_backward(ctx, &p, din, m->exec.ls[li].grad, m->exec.ls[li].aux);
+    if (st) return st;
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status avgpool_forward(ts_ctx *ctx, ts_model *m, int li) {
+    pool2d_params p = layer_pool_params(m, &m->layers[li], m->exec.n);
+    return ops_avgpool2d_forward(ctx, &p, m->exec.ls[li].out, layer_input(m, li, 0));
+}
+
+ts_status avgpool_backward(ts_ctx *ctx, ts_model *m, int li) {
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    pool2d_params p = layer_pool_params(m, &m->layers[li], m->exec.n);
+    ts_status st = ops_avgpool2d_backward(ctx, &p, din, m->exec.ls[li].grad);
+    if (st) return st;
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* (C,H,W) -> (C): the mean over each channel plane. */
+ts_status globalavgpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    ts_shape in;
+    ts_status st = expect_image_input(ctx, m, l, source, &in);
+    if (st) return st;
+    l->out.ndim = 1;
+    l->out.dims[0] = in.dims[0];
+    return TS_OK;
+}
+
+ts_status globalavgpool_forward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    const ts_shape *in = input_shape(m, &m->layers[li], 0);
+    global_avgpool_forward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out,
+                               layer_input(m, li, 0));
+    return TS_OK;
+}
+
+ts_status globalavgpool_backward(ts_ctx *ctx, ts_model *m, int li) {
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    const ts_shape *in = input_shape(m, &m->layers[li], 0);
+    global_avgpool_backward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), din,
+                                m->exec.ls[li].grad);
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}

@@ -1,0 +1,260 @@
+/* Layers without parameters: input, activations, softmax, add, concat, flatten,
+ * dropout. */
+#include "layers.h"
+
+#include <string.h>
+
+static size_t out_count(const ts_model *m, int li) {
+    return (size_t)m->exec.n * (size_t)shape_numel(&m->layers[li].out);
+}
+
+/* ---- input: the caller's batch; nothing to compute */
+ts_status input_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    (void)ctx;
+    (void)source;
+    l->out = m->input;
+    return TS_OK;
+}
+ts_status input_forward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    (void)m;
+    (void)li;
+    return TS_OK;
+}
+ts_status input_backward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    (void)m;
+    (void)li;
+    return TS_OK;
+}
+
+static ts_status one_input(ts_ctx *ctx, const layer *l, const char *source) {
+    if (l->ninputs != 1)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: %s '%s' takes exactly one input, got %d", source, l->line,
+                       LAYER_OPS[l->kind].name, l->name, l->ninputs);
+    return TS_OK;
+}
+
+/* ---- relu, leakyrelu, sigmoid, tanh */
+static eltwise_kind eltwise_of(layer_kind k) {
+    switch (k) {
+    case LAYER_LEAKYRELU: return ELTWISE_LEAKY_RELU;
+    case LAYER_SIGMOID: return ELTWISE_SIGMOID;
+    case LAYER_TANH: return ELTWISE_TANH;
+    default: return ELTWISE_RELU;
+    }
+}
+
+ts_status activation_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    ts_status st = one_input(ctx, l, source);
+    if (st) return st;
+    l->out = *input_shape(m, l, 0);
+    return TS_OK;
+}
+
+ts_status activation_forward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    return ops_eltwise_forward(ctx, eltwise_of(l->kind), l->alpha, out_count(m, li), m->exec.ls[li].out,
+                               layer_input(m, li, 0));
+}
+
+ts_status activation_backward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    ts_status st = ops_eltwise_backward(ctx, eltwise_of(l->kind), l->alpha, out_count(m, li), din,
+                                        m->exec.ls[li].grad, layer_input(m, li, 0), m->exec.ls[li].out);
+    if (st) return st;
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ---- softmax over a vector */
+ts_status softmax_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    ts_status st = one_input(ctx, l, source);
+    if (st) return st;
+    l->out = *input_shape(m, l, 0);
+    if (l->out.ndim != 1)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: softmax '%s' needs a vector input, got %d-d", source, l->line, l->name,
+                       l->out.ndim);
+    return TS_OK;
+}
+
+ts_status softmax_forward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    softmax_forward_ref((size_t)m->exec.n, (size_t)m->layers[li].out.dims[0], m->exec.ls[li].out,
+                        layer_input(m, li, 0));
+    return TS_OK;
+}
+
+ts_status softmax_backward(ts_ctx *ctx, ts_model *m, int li) {
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    softmax_backward_ref((size_t)m->exec.n, (size_t)m->layers[li].out.dims[0], din, m->exec.ls[li].grad,
+                         m->exec.ls[li].out);
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ---- add: elementwise sum of inputs of one shape (residual connections) */
+ts_status add_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    if (l->ninputs < 2)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: add '%s' needs at least two inputs (in=a,b)", source, l->line, l->name);
+    const ts_shape *s0 = input_shape(m, l, 0);
+    for (int k = 1; k < l->ninputs; k++) {
+        const ts_shape *s = input_shape(m, l, k);
+        int same = s->ndim == s0->ndim;
+        for (int d = 0; same && d < s->ndim; d++) same = s->dims[d] == s0->dims[d];
+        if (!same)
+            return ts_fail(ctx, TS_ESHAPE, "%s:%d: add '%s': input '%s' has a different shape from '%s'", source,
+                           l->line, l->name, m->layers[l->inputs[k]].name, m->layers[l->inputs[0]].name);
+    }
+    l->out = *s0;
+    return TS_OK;
+}
+
+ts_status add_forward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    size_t cnt = out_count(m, li);
+    float *out = m->exec.ls[li].out;
+    const float *a = layer_input(m, li, 0);
+    int nt = ts_ctx_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < cnt; i++) out[i] = a[i];
+    for (int k = 1; k < l->ninputs; k++) {
+        const float *b = layer_input(m, li, k);
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < cnt; i++) out[i] += b[i];
+    }
+    return TS_OK;
+}
+
+ts_status add_backward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    size_t cnt = out_count(m, li);
+    for (int k = 0; k < l->ninputs; k++) {
+        float *din = layer_input_grad(m, li, k);
+        if (!din) continue;
+        memcpy(din, m->exec.ls[li].grad, cnt * sizeof(float));
+        layer_input_grad_commit(m, li, k, ts_ctx_threads(ctx));
+    }
+    return TS_OK;
+}
+
+/* ---- concat along the first (channel) axis */
+ts_status concat_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    if (l->ninputs < 2)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: concat '%s' needs at least two inputs (in=a,b)", source, l->line,
+                       l->name);
+    const ts_shape *s0 = input_shape(m, l, 0);
+    l->out = *s0;
+    for (int k = 1; k < l->ninputs; k++) {
+        const ts_shape *s = input_shape(m, l, k);
+        int same = s->ndim == s0->ndim;
+        for (int d = 1; same && d < s->ndim; d++) same = s->dims[d] == s0->dims[d];
+        if (!same)
+            return ts_fail(ctx, TS_ESHAPE, "%s:%d: concat '%s': input '%s' differs from '%s' beyond the first axis",
+                           source, l->line, l->name, m->layers[l->inputs[k]].name, m->layers[l->inputs[0]].name);
+        l->out.dims[0] += s->dims[0];
+    }
+    return TS_OK;
+}
+
+ts_status concat_forward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    layer *l = &m->layers[li];
+    size_t sizes[LAYER_MAX_INPUTS];
+    const float *ins[LAYER_MAX_INPUTS];
+    for (int k = 0; k < l->ninputs; k++) {
+        sizes[k] = (size_t)shape_numel(input_shape(m, l, k));
+        ins[k] = layer_input(m, li, k);
+    }
+    concat_forward_ref(m->exec.n, l->ninputs, sizes, m->exec.ls[li].out, ins);
+    return TS_OK;
+}
+
+ts_status concat_backward(ts_ctx *ctx, ts_model *m, int li) {
+    layer *l = &m->layers[li];
+    const float *dout = m->exec.ls[li].grad;
+    size_t row = (size_t)shape_numel(&l->out), off = 0;
+    for (int k = 0; k < l->ninputs; k++) {
+        size_t sz = (size_t)shape_numel(input_shape(m, l, k));
+        float *din = layer_input_grad(m, li, k);
+        if (din) {
+            for (int i = 0; i < m->exec.n; i++)
+                memcpy(din + (size_t)i * sz, dout + (size_t)i * row + off, sz * sizeof(float));
+            layer_input_grad_commit(m, li, k, ts_ctx_threads(ctx));
+        }
+        off += sz;
+    }
+    return TS_OK;
+}
+
+/* ---- flatten to a vector: a copy (activations are not aliased, keeping ownership simple) */
+ts_status flatten_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    ts_status st = one_input(ctx, l, source);
+    if (st) return st;
+    l->out.ndim = 1;
+    l->out.dims[0] = shape_numel(input_shape(m, l, 0));
+    return TS_OK;
+}
+
+ts_status flatten_forward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    memcpy(m->exec.ls[li].out, layer_input(m, li, 0), out_count(m, li) * sizeof(float));
+    return TS_OK;
+}
+
+ts_status flatten_backward(ts_ctx *ctx, ts_model *m, int li) {
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    memcpy(din, m->exec.ls[li].grad, out_count(m, li) * sizeof(float));
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ---- dropout (inverted): identity at inference */
+ts_status dropout_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    ts_status st = one_input(ctx, l, source);
+    if (st) return st;
+    l->out = *input_shape(m, l, 0);
+    return TS_OK;
+}
+
+size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    (void)ctx;
+    (void)m;
+    return sizeof(float) * (size_t)n * (size_t)shape_numel(&l->out);
+}
+
+ts_status dropout_forward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    layer *l = &m->layers[li];
+    size_t cnt = out_count(m, li);
+    float *out = m->exec.ls[li].out;
+    const float *in = layer_input(m, li, 0);
+    if (!m->exec.train || l->p == 0.0f) {
+        memcpy(out, in, cnt * sizeof(float));
+        if (m->exec.train) {
+            float *mask = m->exec.ls[li].aux;
+            for (size_t i = 0; i < cnt; i++) mask[i] = 1.0f;
+        }
+        return TS_OK;
+    }
+    /* mask from (step seed, layer index): reproducible on resume */
+    ts_rng r;
+    ts_rng_seed(&r, rng_mix(m->exec.dropout_seed, (uint64_t)li));
+    float *mask = m->exec.ls[li].aux;
+    float keep = 1.0f / (1.0f - l->p);
+    for (size_t i = 0; i < cnt; i++) mask[i] = ts_rng_uniform(&r) < l->p ? 0.0f : keep;
+    dropout_apply_ref(cnt, out, in, mask);
+    return TS_OK;
+}
+
+ts_status dropout_backward(ts_ctx *ctx, ts_model *m, int li) {
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    dropout_apply_ref(out_count(m, li), din, m->exec.ls[li].grad, m->exec.ls[li].aux);
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}

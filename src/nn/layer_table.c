@@ -1,0 +1,59 @@
+/* The layer kinds table: adding a kind means adding a row here, and the
+ * static_assert fails until every kind has one. */
+#include "layers.h"
+
+#include <string.h>
+
+_Static_assert(LAYER_KIND_COUNT == 16, "add the new layer kind to LAYER_OPS");
+
+#define ROW(name, fn, macs, aux, scratch) {name, fn##_infer, fn##_forward, fn##_backward, macs, aux, scratch}
+
+const layer_ops LAYER_OPS[LAYER_KIND_COUNT] = {
+    [LAYER_INPUT] = ROW("input", input, no_macs, no_bytes, no_bytes),
+    [LAYER_CONV2D] = ROW("conv2d", conv2d, conv2d_macs, no_bytes, conv2d_scratch),
+    [LAYER_MAXPOOL] = ROW("maxpool", maxpool, no_macs, maxpool_aux, no_bytes),
+    [LAYER_AVGPOOL] = ROW("avgpool", avgpool, no_macs, no_bytes, no_bytes),
+    [LAYER_GLOBALAVGPOOL] = ROW("globalavgpool", globalavgpool, no_macs, no_bytes, no_bytes),
+    [LAYER_BATCHNORM] = ROW("batchnorm", batchnorm, no_macs, batchnorm_aux, no_bytes),
+    [LAYER_DENSE] = ROW("dense", dense, dense_macs, no_bytes, no_bytes),
+    [LAYER_RELU] = ROW("relu", activation, no_macs, no_bytes, no_bytes),
+    [LAYER_LEAKYRELU] = ROW("leakyrelu", activation, no_macs, no_bytes, no_bytes),
+    [LAYER_SIGMOID] = ROW("sigmoid", activation, no_macs, no_bytes, no_bytes),
+    [LAYER_TANH] = ROW("tanh", activation, no_macs, no_bytes, no_bytes),
+    [LAYER_SOFTMAX] = ROW("softmax", softmax, no_macs, no_bytes, no_bytes),
+    [LAYER_ADD] = ROW("add", add, no_macs, no_bytes, no_bytes),
+    [LAYER_CONCAT] = ROW("concat", concat, no_macs, no_bytes, no_bytes),
+    [LAYER_FLATTEN] = ROW("flatten", flatten, no_macs, no_bytes, no_bytes),
+    [LAYER_DROPOUT] = ROW("dropout", dropout, no_macs, dropout_aux, no_bytes),
+};
+
+layer_kind layer_kind_from_name(const char *name) {
+    for (int k = 0; k < LAYER_KIND_COUNT; k++)
+        if (!strcmp(LAYER_OPS[k].name, name)) return (layer_kind)k;
+    return LAYER_KIND_COUNT;
+}
+
+int64_t no_macs(const ts_model *m, const layer *l) {
+    (void)m;
+    (void)l;
+    return 0;
+}
+
+size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    (void)ctx;
+    (void)m;
+    (void)l;
+    (void)n;
+    return 0;
+}
+
+ts_status expect_image_input(ts_ctx *ctx, const ts_model *m, const layer *l, const char *source, ts_shape *in) {
+    if (l->ninputs != 1)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: %s '%s' takes exactly one input, got %d", source, l->line,
+                       LAYER_OPS[l->kind].name, l->name, l->ninputs);
+    *in = *input_shape(m, l, 0);
+    if (in->ndim != 3)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s' needs a CxHxW input, but '%s' outputs %d-d", source, l->line,
+                       LAYER_OPS[l->kind].name, l->name, m->layers[l->inputs[0]].name, in->ndim);
+    return TS_OK;
+}

@@ -1,0 +1,43 @@
+/* Per-kind layer functions, gathered into LAYER_OPS by layer_table.c. */
+#ifndef TS_NN_LAYERS_H
+#define TS_NN_LAYERS_H
+
+#include "nn.h"
+
+#define DECLARE_LAYER(kind)                                                                  \
+    ts_status kind##_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source);         \
+    ts_status kind##_forward(ts_ctx *ctx, ts_model *m, int li);                              \
+    ts_status kind##_backward(ts_ctx *ctx, ts_model *m, int li);
+
+DECLARE_LAYER(input)
+DECLARE_LAYER(conv2d)
+DECLARE_LAYER(maxpool)
+DECLARE_LAYER(avgpool)
+DECLARE_LAYER(globalavgpool)
+DECLARE_LAYER(batchnorm)
+DECLARE_LAYER(dense)
+DECLARE_LAYER(activation)
+DECLARE_LAYER(softmax)
+DECLARE_LAYER(add)
+DECLARE_LAYER(concat)
+DECLARE_LAYER(flatten)
+DECLARE_LAYER(dropout)
+
+int64_t conv2d_macs(const ts_model *m, const layer *l);
+int64_t dense_macs(const ts_model *m, const layer *l);
+int64_t no_macs(const ts_model *m, const layer *l);
+size_t conv2d_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+
+/* Shared shape helpers */
+ts_status expect_image_input(ts_ctx *ctx, const ts_model *m, const layer *l, const char *source, ts_shape *in);
+conv2d_params layer_conv_params(const ts_model *m, const layer *l, int n);
+pool2d_params layer_pool_params(const ts_model *m, const layer *l, int n);
+static inline const ts_shape *input_shape(const ts_model *m, const layer *l, int k) {
+    return &m->layers[l->inputs[k]].out;
+}
+
+#endif

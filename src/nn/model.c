@@ -1,0 +1,316 @@
+/* Model object: creation from architecture text, tensor table, parameter blocks,
+ * initialization, metadata and accessors. */
+#include "layers.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t rng_mix(uint64_t a, uint64_t b) {
+    uint64_t z = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+ts_model *model_new_empty(void) { return calloc(1, sizeof(ts_model)); }
+
+int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_tensor_role role, const ts_shape *shape) {
+    if (m->ntensors % 32 == 0) {
+        tensor_entry *t = realloc(m->tensors, (size_t)(m->ntensors + 32) * sizeof *t);
+        if (!t) {
+            ts_fail(ctx, TS_ENOMEM, "out of memory for the tensor table");
+            return -1;
+        }
+        m->tensors = t;
+    }
+    tensor_entry *e = &m->tensors[m->ntensors];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s.%s", m->layers[li].name, suffix);
+    e->role = role;
+    e->shape = *shape;
+    e->numel = shape_numel(shape);
+    e->layer = li;
+    size_t *total = role == TS_TENSOR_PARAM ? &m->nparams : &m->nbuffers;
+    if ((uint64_t)e->numel > ((uint64_t)1 << 40) - *total) {
+        ts_fail(ctx, TS_ESHAPE, "tensor %s is too large (%lld values)", e->name, (long long)e->numel);
+        return -1;
+    }
+    e->offset = *total;
+    *total += (size_t)e->numel;
+    return m->ntensors++;
+}
+
+ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m) {
+    size_t pb, bb;
+    if (!ts_mul_size(m->nparams ? m->nparams : 1, sizeof(float), &pb) ||
+        !ts_mul_size(m->nbuffers ? m->nbuffers : 1, sizeof(float), &bb))
+        return ts_fail(ctx, TS_ENOMEM, "model: parameter count overflows");
+    m->params = ts_calloc(ctx, pb, "model parameters");
+    m->grads = ts_calloc(ctx, pb, "model gradients");
+    m->buffers = ts_calloc(ctx, bb, "model buffers");
+    if (!m->params || !m->grads || !m->buffers) return TS_ENOMEM;
+    return TS_OK;
+}
+
+/* PyTorch defaults: conv and dense weights kaiming_uniform(a=sqrt(5)), i.e.
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the same bound for biases; batch norm
+ * gamma 1, beta 0, running mean 0, running var 1. Each tensor draws from its own
+ * stream (seed, tensor index) so adding a layer does not shift the others. */
+void model_init_params(ts_model *m, uint64_t seed) {
+    for (int li = 0; li < m->nlayers; li++) {
+        layer *l = &m->layers[li];
+        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE) {
+            tensor_entry *w = &m->tensors[l->weight];
+            int64_t fan_in = w->numel / w->shape.dims[0];
+            float bound = 1.0f / sqrtf((float)fan_in);
+            ts_rng r;
+            ts_rng_seed(&r, rng_mix(seed, (uint64_t)l->weight));
+            float *d = tensor_data(m, l->weight);
+            for (int64_t i = 0; i < w->numel; i++) d[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
+            if (l->bias_t >= 0) {
+                ts_rng_seed(&r, rng_mix(seed, (uint64_t)l->bias_t));
+                float *b = tensor_data(m, l->bias_t);
+                for (int64_t i = 0; i < m->tensors[l->bias_t].numel; i++)
+                    b[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
+            }
+        } else if (l->kind == LAYER_BATCHNORM) {
+            int64_t c = m->tensors[l->weight].numel;
+            float *g = tensor_data(m, l->weight), *b = tensor_data(m, l->bias_t);
+            float *rm = tensor_data(m, l->running_mean), *rv = tensor_data(m, l->running_var);
+            for (int64_t i = 0; i < c; i++) {
+                g[i] = 1.0f;
+                b[i] = 0.0f;
+                rm[i] = 0.0f;
+                rv[i] = 1.0f;
+            }
+        }
+    }
+}
+
+ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                             uint64_t seed, ts_model **out) {
+    if (!ctx || !text || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch: NULL argument");
+    *out = NULL;
+    ts_model *m = model_new_empty();
+    if (!m) return ts_fail(ctx, TS_ENOMEM, "out of memory for a model");
+    ts_status st = arch_parse(ctx, m, text, source, input, classes);
+    if (!st && !(m->arch_text = strdup(text))) st = ts_fail(ctx, TS_ENOMEM, "out of memory copying architecture");
+    if (!st) st = model_alloc_tensors(ctx, m);
+    if (st) {
+        ts_model_free(m);
+        return st;
+    }
+    model_init_params(m, seed);
+    *out = m;
+    return TS_OK;
+}
+
+ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,
+                                  ts_model **out) {
+    if (!ctx || !path || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch_file: NULL argument");
+    FILE *f = fopen(path, "rb");
+    if (!f) return ts_fail(ctx, TS_EIO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    ts_status st = TS_OK;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            if (cap > ((size_t)16 << 20)) {
+                st = ts_fail(ctx, TS_EFORMAT, "%s: architecture file larger than 16 MiB", path);
+                break;
+            }
+            cap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f)) st = ts_fail(ctx, TS_EIO, "%s: read error at byte %zu", path, len);
+            break;
+        }
+    }
+    fclose(f);
+    if (!st) {
+        buf[len] = '\0';
+        if (strlen(buf) != len) st = ts_fail(ctx, TS_EFORMAT, "%s: NUL byte at offset %zu (not a text file)", path, strlen(buf));
+    }
+    if (!st) {
+        st = ts_model_from_arch(ctx, buf, path, input, classes, seed, out);
+    }
+    free(buf);
+    return st;
+}
+
+void ts_model_free(ts_model *m) {
+    if (!m) return;
+    exec_release(&m->exec);
+    free(m->arch_text);
+    free(m->layers);
+    free(m->tensors);
+    ts_free(m->params);
+    ts_free(m->grads);
+    ts_free(m->buffers);
+    for (int i = 0; i < m->nmeta; i++) {
+        free(m->meta[i].key);
+        free(m->meta[i].value);
+    }
+    free(m->meta);
+    free(m);
+}
+
+ts_shape ts_model_input_shape(const ts_model *m) { return m->input; }
+int ts_model_classes(const ts_model *m) { return m->classes; }
+const char *ts_model_arch_text(const ts_model *m) { return m->arch_text; }
+int ts_model_tensor_count(const ts_model *m) { return m->ntensors; }
+int64_t ts_model_param_count(const ts_model *m) { return (int64_t)m->nparams; }
+int ts_model_layer_count(const ts_model *m) { return m->nlayers; }
+
+ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info) {
+    if (!m || !info || index < 0 || index >= m->ntensors) return TS_EINVAL;
+    /* parameters first in layer order, then buffers: the table keeps declaration
+     * order, so walk it twice */
+    int seen = 0, want_role = TS_TENSOR_PARAM;
+    for (int pass = 0; pass < 2; pass++, want_role = TS_TENSOR_BUFFER)
+        for (int t = 0; t < m->ntensors; t++) {
+            const tensor_entry *e = &m->tensors[t];
+            if ((int)e->role != want_role) continue;
+            if (seen++ != index) continue;
+            memset(info, 0, sizeof *info);
+            info->name = e->name;
+            info->role = e->role;
+            info->ndim = e->shape.ndim;
+            memcpy(info->dims, e->shape.dims, sizeof info->dims);
+            info->numel = e->numel;
+            info->data = (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
+            info->grad = e->role == TS_TENSOR_PARAM ? m->grads + e->offset : NULL;
+            return TS_OK;
+        }
+    return TS_EINVAL;
+}
+
+int ts_model_find_tensor(const ts_model *m, const char *name) {
+    ts_tensor_info info;
+    for (int i = 0; i < m->ntensors; i++)
+        if (ts_model_tensor(m, i, &info) == TS_OK && !strcmp(info.name, name)) return i;
+    return -1;
+}
+
+ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info) {
+    if (!m || !info || index < 0 || index >= m->nlayers) return TS_EINVAL;
+    const layer *l = &m->layers[index];
+    memset(info, 0, sizeof *info);
+    info->name = l->name;
+    info->kind = LAYER_OPS[l->kind].name;
+    info->line = l->line;
+    info->out = l->out;
+    for (int t = 0; t < m->ntensors; t++)
+        if (m->tensors[t].layer == index && m->tensors[t].role == TS_TENSOR_PARAM) info->params += m->tensors[t].numel;
+    info->macs = LAYER_OPS[l->kind].macs(m, l);
+    info->ninputs = l->kind == LAYER_INPUT ? 0 : l->ninputs;
+    for (int k = 0; k < info->ninputs; k++) info->inputs[k] = m->layers[l->inputs[k]].name;
+    return TS_OK;
+}
+
+/* ------------------------------------------------------------- metadata */
+
+ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value) {
+    if (!m || !key || !*key) return ts_fail(ctx, TS_EINVAL, "metadata: empty key");
+    for (int i = 0; i < m->nmeta; i++) {
+        if (strcmp(m->meta[i].key, key)) continue;
+        if (!value) {
+            free(m->meta[i].key);
+            free(m->meta[i].value);
+            m->meta[i] = m->meta[--m->nmeta];
+            return TS_OK;
+        }
+        char *v = strdup(value);
+        if (!v) return ts_fail(ctx, TS_ENOMEM, "metadata: out of memory");
+        free(m->meta[i].value);
+        m->meta[i].value = v;
+        return TS_OK;
+    }
+    if (!value) return TS_OK;
+    meta_entry *nm = realloc(m->meta, (size_t)(m->nmeta + 1) * sizeof *nm);
+    if (!nm) return ts_fail(ctx, TS_ENOMEM, "metadata: out of memory");
+    m->meta = nm;
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return ts_fail(ctx, TS_ENOMEM, "metadata: out of memory");
+    }
+    m->meta[m->nmeta].key = k;
+    m->meta[m->nmeta].value = v;
+    m->nmeta++;
+    return TS_OK;
+}
+
+const char *ts_model_get_meta(const ts_model *m, const char *key) {
+    for (int i = 0; i < m->nmeta; i++)
+        if (!strcmp(m->meta[i].key, key)) return m->meta[i].value;
+    return NULL;
+}
+
+int ts_model_meta_count(const ts_model *m) { return m->nmeta; }
+
+void ts_model_meta_at(const ts_model *m, int index, const char **key, const char **value) {
+    *key = *value = NULL;
+    if (index < 0 || index >= m->nmeta) return;
+    *key = m->meta[index].key;
+    *value = m->meta[index].value;
+}
+
+ts_status ts_model_set_preprocess(ts_ctx *ctx, ts_model *m, const ts_preprocess *pp) {
+    if (pp->channels < 1 || pp->channels > 4) return ts_fail(ctx, TS_EINVAL, "preprocess: channels %d out of 1..4", pp->channels);
+    char mean[128] = "", std[128] = "";
+    for (int c = 0; c < pp->channels; c++) {
+        size_t lm = strlen(mean), ls = strlen(std);
+        snprintf(mean + lm, sizeof mean - lm, "%s%.9g", c ? "," : "", pp->mean[c]);
+        snprintf(std + ls, sizeof std - ls, "%s%.9g", c ? "," : "", pp->std[c]);
+    }
+    ts_status st = ts_model_set_meta(ctx, m, "preprocess.mean", mean);
+    if (!st) st = ts_model_set_meta(ctx, m, "preprocess.std", std);
+    return st;
+}
+
+static int parse_floats(const char *s, float *out, int max) {
+    int n = 0;
+    while (s && *s && n < max) {
+        char *end;
+        errno = 0;
+        float v = strtof(s, &end);
+        if (errno || end == s || !isfinite(v)) return -1;
+        out[n++] = v;
+        if (*end == ',') s = end + 1;
+        else if (*end == '\0') s = end;
+        else return -1;
+    }
+    return (s && *s) ? -1 : n;
+}
+
+ts_status ts_model_get_preprocess(ts_ctx *ctx, const ts_model *m, ts_preprocess *pp) {
+    memset(pp, 0, sizeof *pp);
+    int c = m->input.ndim == 3 ? (int)m->input.dims[0] : 1;
+    if (c > 4) c = 4;
+    pp->channels = c;
+    for (int i = 0; i < 4; i++) {
+        pp->mean[i] = 0.0f;
+        pp->std[i] = 1.0f;
+    }
+    const char *ms = ts_model_get_meta(m, "preprocess.mean"), *ss = ts_model_get_meta(m, "preprocess.std");
+    if (!ms && !ss) return TS_OK; /* raw pixel/255 */
+    int nm = parse_floats(ms, pp->mean, 4), ns = parse_floats(ss, pp->std, 4);
+    if (nm != c || ns != c)
+        return ts_fail(ctx, TS_EFORMAT, "model metadata: preprocess.mean/std must hold %d numbers each", c);
+    for (int i = 0; i < c; i++)
+        if (!(pp->std[i] > 0)) return ts_fail(ctx, TS_EFORMAT, "model metadata: preprocess.std[%d] must be > 0", i);
+    return TS_OK;
+}

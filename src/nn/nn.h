@@ -1,0 +1,160 @@
+/* The model graph: layers, their kinds table, tensors, execution state. */
+#ifndef TS_NN_H
+#define TS_NN_H
+
+#include "core/core.h"
+#include "ops/dispatch.h"
+
+#define LAYER_MAX_INPUTS 8
+#define LAYER_NAME_MAX 64
+#define TENSOR_NAME_MAX 96
+
+typedef enum layer_kind {
+    LAYER_INPUT = 0,
+    LAYER_CONV2D,
+    LAYER_MAXPOOL,
+    LAYER_AVGPOOL,
+    LAYER_GLOBALAVGPOOL,
+    LAYER_BATCHNORM,
+    LAYER_DENSE,
+    LAYER_RELU,
+    LAYER_LEAKYRELU,
+    LAYER_SIGMOID,
+    LAYER_TANH,
+    LAYER_SOFTMAX,
+    LAYER_ADD,
+    LAYER_CONCAT,
+    LAYER_FLATTEN,
+    LAYER_DROPOUT,
+    LAYER_KIND_COUNT
+} layer_kind;
+
+/* One node of the graph. Attributes not used by a kind stay zero. */
+typedef struct layer {
+    layer_kind kind;
+    char name[LAYER_NAME_MAX];
+    int line;                       /* line in the architecture text */
+    int ninputs;
+    int inputs[LAYER_MAX_INPUTS];   /* indices of earlier layers */
+    ts_shape out;                   /* per-sample output shape */
+    /* attributes */
+    int features;                   /* conv2d: output channels; dense: output features */
+    int kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    int bias;                       /* conv2d/dense: has a bias */
+    int ceil_mode, count_include_pad;
+    float alpha;                    /* leakyrelu negative slope */
+    float p;                        /* dropout probability */
+    float eps, momentum;            /* batchnorm */
+    /* tensors: indices into the model's tensor table (-1 when absent) */
+    int weight, bias_t, running_mean, running_var;
+} layer;
+
+typedef struct tensor_entry {
+    char name[TENSOR_NAME_MAX];
+    ts_tensor_role role;
+    ts_shape shape;
+    int64_t numel;
+    size_t offset;                  /* into params/grads (PARAM) or buffers (BUFFER) */
+    int layer;
+} tensor_entry;
+
+/* Per-layer execution state for one batch capacity. */
+typedef struct layer_state {
+    float *out;        /* (N, out) */
+    float *grad;       /* (N, out): d loss / d out */
+    void *aux;         /* maxpool workspace, dropout mask, bn batch mean+var */
+    size_t aux_bytes;
+    int grad_ready;    /* grad written in this backward pass */
+} layer_state;
+
+typedef struct exec_state {
+    int capacity;      /* batch size the buffers were planned for */
+    int nls;           /* entries in ls */
+    int has_grads;     /* gradient buffers allocated */
+    int n;             /* samples in the current pass */
+    int train;         /* last forward was in training mode */
+    const float *input;/* caller's input for the current pass */
+    layer_state *ls;   /* (nlayers) */
+    void *scratch;     /* shared by all layers, max of their needs */
+    size_t scratch_bytes;
+    float *accum;      /* temp for gradient accumulation, max layer size */
+    uint64_t dropout_seed;
+} exec_state;
+
+typedef struct meta_entry {
+    char *key, *value;
+} meta_entry;
+
+struct ts_model {
+    char *arch_text;
+    ts_shape input;
+    int classes;
+    layer *layers;
+    int nlayers;
+    tensor_entry *tensors;
+    int ntensors;
+    float *params, *grads;          /* one block each: all trainable tensors */
+    size_t nparams;
+    float *buffers;                 /* running statistics */
+    size_t nbuffers;
+    meta_entry *meta;
+    int nmeta;
+    exec_state exec;
+};
+
+/* Per-kind table: every layer kind has a name, shape inference (which also declares
+ * the layer's tensors), forward, backward, MAC count and aux-memory need. */
+typedef struct layer_ops {
+    const char *name;
+    /* Checks inputs, sets l->out, declares tensors via model_add_tensor. */
+    ts_status (*infer)(ts_ctx *ctx, ts_model *m, layer *l, const char *source);
+    ts_status (*forward)(ts_ctx *ctx, ts_model *m, int li);
+    ts_status (*backward)(ts_ctx *ctx, ts_model *m, int li);
+    int64_t (*macs)(const ts_model *m, const layer *l);
+    /* bytes of aux memory per batch of n; and scratch shared across layers */
+    size_t (*aux_bytes)(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+    size_t (*scratch_bytes)(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+} layer_ops;
+
+extern const layer_ops LAYER_OPS[LAYER_KIND_COUNT];
+
+layer_kind layer_kind_from_name(const char *name); /* LAYER_KIND_COUNT if unknown */
+
+/* Declares a tensor of layer li; returns its index or -1 (error on ctx). */
+int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_tensor_role role, const ts_shape *shape);
+
+/* Parses architecture text into layers (no tensors allocated yet). */
+/* input/classes, when given (ndim > 0, > 0), replace what the input line declares. */
+ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *source, const ts_shape *input,
+                     int classes);
+
+/* Allocates parameter storage after parsing; and initializes it from seed. */
+ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m);
+void model_init_params(ts_model *m, uint64_t seed);
+ts_model *model_new_empty(void);
+
+/* Ensures execution buffers for batch n. */
+ts_status exec_prepare(ts_ctx *ctx, ts_model *m, int n);
+void exec_release(exec_state *e);
+
+/* Helpers for layer implementations */
+static inline float *tensor_data(ts_model *m, int t) {
+    tensor_entry *e = &m->tensors[t];
+    return (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
+}
+static inline float *tensor_grad(ts_model *m, int t) {
+    return m->tensors[t].role == TS_TENSOR_PARAM ? m->grads + m->tensors[t].offset : NULL;
+}
+/* input activation of layer li's k-th input (the model input for INPUT) */
+const float *layer_input(ts_model *m, int li, int k);
+/* Where layer li's backward writes d loss / d input k: the input layer's grad
+ * buffer, or the shared accumulator when that buffer already holds a gradient
+ * from another consumer (then layer_input_grad_commit adds it). NULL if the input
+ * needs no gradient (the model input). */
+float *layer_input_grad(ts_model *m, int li, int k);
+void layer_input_grad_commit(ts_model *m, int li, int k, int nthreads);
+
+static inline int64_t shape_numel(const ts_shape *s) { return ts_shape_numel(s); }
+uint64_t rng_mix(uint64_t a, uint64_t b);
+
+#endif

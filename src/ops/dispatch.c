@@ -1,0 +1,214 @@
+/* Backend dispatch (dispatch.h): the oneDNN kernel when ctx->backend is
+ * TS_BACKEND_DNNL and it supports the case, else the reference kernel.
+ *
+ * A *_dnnl kernel returns TS_EUNSUPPORTED only for reasons that depend on the
+ * parameters (oneDNN has no implementation, or its semantics differ from PyTorch's
+ * for the case), so a forward and its backward take the same path. Any other error
+ * is returned as is: a failing fast path is never silently replaced. */
+#include "dispatch.h"
+
+static int use_dnnl(const ts_ctx *ctx) { return ctx->backend == TS_BACKEND_DNNL; }
+
+/* ------------------------------------------------------------ convolution */
+
+/* The reference size whatever the backend: a oneDNN case may fall back, and a
+ * model planned under one backend keeps working after ts_ctx_set_backend. oneDNN
+ * manages its own scratch. */
+size_t ops_conv2d_scratch_size(ts_ctx *ctx, const conv2d_params *p) {
+    (void)ctx;
+    return conv2d_scratch_size(p);
+}
+
+static ts_status conv2d_check_scratch(ts_ctx *ctx, const conv2d_params *p, const void *scratch) {
+    if (!scratch && conv2d_scratch_size(p) > 0)
+        return ts_fail(ctx, TS_EINVAL, "conv2d: reference kernel needs %zu bytes of scratch, got none",
+                       conv2d_scratch_size(p));
+    return TS_OK;
+}
+
+ts_status ops_conv2d_forward(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
+                             const float *bias, void *scratch) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = conv2d_forward_dnnl(ctx, p, out, in, w, bias);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
+    conv2d_forward_ref(p, out, in, w, bias, scratch, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
+                                   const float *w, void *scratch) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = conv2d_backward_data_dnnl(ctx, p, din, dout, w);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
+    conv2d_backward_data_ref(p, din, dout, w, scratch, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
+                                      const float *dout, const float *in, void *scratch) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = conv2d_backward_weights_dnnl(ctx, p, dw, dbias, dout, in);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
+    conv2d_backward_weights_ref(p, dw, dbias, dout, in, scratch, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+/* Big enough for either interpretation: int32 argmax per output (ref) and, under
+ * the oneDNN backend, oneDNN's workspace. */
+size_t ops_maxpool2d_workspace_size(ts_ctx *ctx, const pool2d_params *p) {
+    if (!ctx || !p || p->n < 1 || p->c < 1 || p->oh < 1 || p->ow < 1) return 0;
+    size_t ref = (size_t)p->n * (size_t)p->c * (size_t)p->oh * (size_t)p->ow * sizeof(int32_t);
+    size_t dnnl = use_dnnl(ctx) ? maxpool2d_workspace_size_dnnl(ctx, p) : 0;
+    return ref > dnnl ? ref : dnnl;
+}
+
+ts_status ops_maxpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, void *ws, const float *in) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = maxpool2d_forward_dnnl(ctx, p, out, ws, in);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    maxpool2d_forward_ref(p, out, ws, in, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_maxpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout, const void *ws) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (!ws) return ts_fail(ctx, TS_EINVAL, "max pooling backward: no workspace (the forward ran without one)");
+    if (use_dnnl(ctx)) {
+        /* EUNSUPPORTED here means the training forward had no oneDNN implementation
+         * either (maxpool2d_backward_dnnl), so ws holds the reference's argmax */
+        ts_status s = maxpool2d_backward_dnnl(ctx, p, din, dout, ws);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    maxpool2d_backward_ref(p, din, dout, ws, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_avgpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, const float *in) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = avgpool2d_forward_dnnl(ctx, p, out, in);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    avgpool2d_forward_ref(p, out, in, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_avgpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = avgpool2d_backward_dnnl(ctx, p, din, dout);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    avgpool2d_backward_ref(p, din, dout, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ------------------------------------------------------------- batch norm */
+
+ts_status ops_batchnorm_forward_train(ts_ctx *ctx, const bn_params *p, float *out, float *mean, float *var,
+                                      const float *in, const float *gamma, const float *beta) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = batchnorm_forward_train_dnnl(ctx, p, out, mean, var, in, gamma, beta);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    batchnorm_forward_train_ref(p, out, mean, var, in, gamma, beta, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_batchnorm_forward_infer(ts_ctx *ctx, const bn_params *p, float *out, const float *in,
+                                      const float *gamma, const float *beta, const float *mean, const float *var) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = batchnorm_forward_infer_dnnl(ctx, p, out, in, gamma, beta, mean, var);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    batchnorm_forward_infer_ref(p, out, in, gamma, beta, mean, var, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_batchnorm_backward(ts_ctx *ctx, const bn_params *p, float *din, float *dgamma, float *dbeta,
+                                 const float *dout, const float *in, const float *gamma, const float *mean,
+                                 const float *var) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = batchnorm_backward_dnnl(ctx, p, din, dgamma, dbeta, dout, in, gamma, mean, var);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    batchnorm_backward_ref(p, din, dgamma, dbeta, dout, in, gamma, mean, var, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ----------------------------------------------------------- dense layer */
+
+ts_status ops_dense_forward(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
+                            const float *bias) {
+    if (!ctx) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = dense_forward_dnnl(ctx, n, in_f, out_f, out, in, w, bias);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    dense_forward_ref(n, in_f, out_f, out, in, w, bias, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_dense_backward_data(ts_ctx *ctx, int n, int in_f, int out_f, float *din, const float *dout,
+                                  const float *w) {
+    if (!ctx) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = dense_backward_data_dnnl(ctx, n, in_f, out_f, din, dout, w);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    dense_backward_data_ref(n, in_f, out_f, din, dout, w, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_dense_backward_weights(ts_ctx *ctx, int n, int in_f, int out_f, float *dw, float *dbias,
+                                     const float *dout, const float *in) {
+    if (!ctx) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = dense_backward_weights_dnnl(ctx, n, in_f, out_f, dw, dbias, dout, in);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    dense_backward_weights_ref(n, in_f, out_f, dw, dbias, dout, in, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+ts_status ops_eltwise_forward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *out,
+                              const float *in) {
+    if (!ctx) return TS_EINVAL;
+    if ((unsigned)kind >= ELTWISE_COUNT) return ts_fail(ctx, TS_EINVAL, "eltwise: unknown kind %d", (int)kind);
+    if (use_dnnl(ctx)) {
+        ts_status s = eltwise_forward_dnnl(ctx, kind, alpha, count, out, in);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    eltwise_forward_ref(kind, alpha, count, out, in, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *din,
+                               const float *dout, const float *in, const float *out) {
+    if (!ctx) return TS_EINVAL;
+    if ((unsigned)kind >= ELTWISE_COUNT) return ts_fail(ctx, TS_EINVAL, "eltwise: unknown kind %d", (int)kind);
+    if (use_dnnl(ctx)) {
+        ts_status s = eltwise_backward_dnnl(ctx, kind, alpha, count, din, dout, in, out);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    eltwise_backward_ref(kind, alpha, count, din, dout, in, out, ts_ctx_threads(ctx));
+    return TS_OK;
+}

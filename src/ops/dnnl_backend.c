@@ -1,0 +1,182 @@
+/* oneDNN plumbing shared by the *_dnnl kernels: the ctx-owned engine and stream,
+ * and the dnnl_job that owns every object a kernel call creates (dnnl_backend.h). */
+#include "dnnl_backend.h"
+
+#include <dnnl_debug.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ops_dnnl_release(void *dnnl) {
+    ops_dnnl *d = dnnl;
+    if (!d) return;
+    if (d->stream) dnnl_stream_destroy(d->stream);
+    if (d->engine) dnnl_engine_destroy(d->engine);
+    free(d);
+}
+
+/* Status of a failed oneDNN call. "unimplemented" is a fallback signal only where a
+ * primitive descriptor is created (dnnl_job_pd); anywhere else it is a failure. */
+static ts_status dnnl_error_status(dnnl_status_t st) { return st == dnnl_out_of_memory ? TS_ENOMEM : TS_EINVAL; }
+
+/* The ctx's engine and stream, created on first use. */
+static ts_status dnnl_get(ts_ctx *ctx, ops_dnnl **out) {
+    if (ctx->dnnl) {
+        *out = ctx->dnnl;
+        return TS_OK;
+    }
+    ops_dnnl *d = calloc(1, sizeof *d);
+    if (!d) return ts_fail(ctx, TS_ENOMEM, "oneDNN engine: out of memory for the backend state");
+    dnnl_status_t st = dnnl_engine_create(&d->engine, dnnl_cpu, 0);
+    if (st != dnnl_success) {
+        ops_dnnl_release(d);
+        return ts_fail(ctx, dnnl_error_status(st),
+                       "oneDNN engine: dnnl_engine_create(cpu, 0) failed: %s", dnnl_status2str(st));
+    }
+    st = dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags);
+    if (st != dnnl_success) {
+        ops_dnnl_release(d);
+        return ts_fail(ctx, dnnl_error_status(st),
+                       "oneDNN stream: dnnl_stream_create failed: %s", dnnl_status2str(st));
+    }
+    ctx->dnnl = d;
+    *out = d;
+    return TS_OK;
+}
+
+ts_status dnnl_job_begin(dnnl_job *job, ts_ctx *ctx, const char *what) {
+    memset(job, 0, sizeof *job);
+    job->ctx = ctx;
+    job->what = what;
+    if (!ctx) {
+        job->status = TS_EINVAL;
+        return TS_EINVAL;
+    }
+    /* oneDNN (OpenMP build) sizes both its blocking decisions at creation and its
+     * parallel regions at execution by the calling thread's OpenMP thread count. */
+    omp_set_num_threads(ts_ctx_threads(ctx));
+    job->status = dnnl_get(ctx, &job->dnnl);
+    return job->status;
+}
+
+void dnnl_job_fail(dnnl_job *job, ts_status status, const char *reason) {
+    if (job->status != TS_OK) return;
+    job->status = ts_fail(job->ctx, status, "oneDNN %s: %s", job->what, reason);
+}
+
+int dnnl_job_check(dnnl_job *job, dnnl_status_t st, const char *call) {
+    if (st == dnnl_success) return 1;
+    if (job->status != TS_OK) return 0;
+    job->status = ts_fail(job->ctx, dnnl_error_status(st), "oneDNN %s: %s failed: %s", job->what, call, dnnl_status2str(st));
+    return 0;
+}
+
+dnnl_memory_desc_t dnnl_job_md(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag) {
+    dnnl_memory_desc_t md;
+    memset(&md, 0, sizeof md);
+    if (job->status != TS_OK) return md;
+    dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&md, ndims, dims, dnnl_f32, tag), "dnnl_memory_desc_init_by_tag");
+    return md;
+}
+
+dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data) {
+    if (job->status != TS_OK) return NULL;
+    if (job->nmem == DNNL_JOB_MAX_MEM) {
+        dnnl_job_fail(job, TS_EINVAL, "internal: too many memory objects in one call");
+        return NULL;
+    }
+    dnnl_memory_t m = NULL;
+    if (!dnnl_job_check(job, dnnl_memory_create(&m, md, job->dnnl->engine, data ? data : DNNL_MEMORY_ALLOCATE),
+                        "dnnl_memory_create"))
+        return NULL;
+    job->mem[job->nmem++] = m;
+    return m;
+}
+
+dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,
+                                  void *data) {
+    dnnl_memory_desc_t md = dnnl_job_md(job, ndims, dims, tag);
+    return dnnl_job_memory(job, &md, data);
+}
+
+dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,
+                                  int required) {
+    if (job->status != TS_OK) return NULL;
+    if (job->npd == DNNL_JOB_MAX_PD) {
+        dnnl_job_fail(job, TS_EINVAL, "internal: too many primitive descriptors in one call");
+        return NULL;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, NULL, job->dnnl->engine, hint);
+    if (st == dnnl_unimplemented && !required) {
+        job->status = TS_EUNSUPPORTED; /* not an error: the dispatcher falls back */
+        return NULL;
+    }
+    if (!dnnl_job_check(job, st, "dnnl_primitive_desc_create")) return NULL;
+    job->pd[job->npd++] = pd;
+    return pd;
+}
+
+const dnnl_memory_desc_t *dnnl_job_query_md(dnnl_job *job, const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
+    if (job->status != TS_OK) return NULL;
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, what, 0);
+    if (!md) dnnl_job_fail(job, TS_EINVAL, "dnnl_primitive_desc_query_md failed");
+    return md;
+}
+
+void dnnl_job_execute(dnnl_job *job, const_dnnl_primitive_desc_t pd, int nargs, const dnnl_exec_arg_t *args) {
+    if (job->status != TS_OK) return;
+    for (int i = 0; i < nargs; i++)
+        if (!args[i].memory) {
+            dnnl_job_fail(job, TS_EINVAL, "internal: missing argument memory");
+            return;
+        }
+    if (job->nprim == DNNL_JOB_MAX_PRIM) {
+        dnnl_job_fail(job, TS_EINVAL, "internal: too many primitives in one call");
+        return;
+    }
+    dnnl_primitive_t prim = NULL;
+    if (!dnnl_job_check(job, dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")) return;
+    job->prim[job->nprim++] = prim;
+    dnnl_job_check(job, dnnl_primitive_execute(prim, job->dnnl->stream, nargs, args), "dnnl_primitive_execute");
+}
+
+void dnnl_job_reorder(dnnl_job *job, dnnl_memory_t src, dnnl_memory_t dst) {
+    if (job->status != TS_OK || src == dst) return;
+    const dnnl_memory_desc_t *smd = NULL, *dmd = NULL;
+    if (!dnnl_job_check(job, dnnl_memory_get_memory_desc(src, &smd), "dnnl_memory_get_memory_desc")) return;
+    if (!dnnl_job_check(job, dnnl_memory_get_memory_desc(dst, &dmd), "dnnl_memory_get_memory_desc")) return;
+    if (job->npd == DNNL_JOB_MAX_PD) {
+        dnnl_job_fail(job, TS_EINVAL, "internal: too many primitive descriptors in one call");
+        return;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    if (!dnnl_job_check(job, dnnl_reorder_primitive_desc_create(&pd, smd, job->dnnl->engine, dmd, job->dnnl->engine, NULL),
+                        "dnnl_reorder_primitive_desc_create"))
+        return;
+    job->pd[job->npd++] = pd;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    dnnl_job_execute(job, pd, 2, args);
+}
+
+dnnl_memory_t dnnl_job_layout(dnnl_job *job, dnnl_memory_t user, const dnnl_memory_desc_t *want, int copy_in) {
+    if (job->status != TS_OK || !user || !want) return NULL;
+    const dnnl_memory_desc_t *have = NULL;
+    if (!dnnl_job_check(job, dnnl_memory_get_memory_desc(user, &have), "dnnl_memory_get_memory_desc")) return NULL;
+    if (dnnl_memory_desc_equal(have, want)) return user;
+    dnnl_memory_t m = dnnl_job_memory(job, want, NULL);
+    if (copy_in) dnnl_job_reorder(job, user, m);
+    return m;
+}
+
+ts_status dnnl_job_end(dnnl_job *job) {
+    if (job->dnnl && job->nprim > 0) {
+        dnnl_status_t st = dnnl_stream_wait(job->dnnl->stream);
+        dnnl_job_check(job, st, "dnnl_stream_wait");
+    }
+    for (int i = job->nprim - 1; i >= 0; i--) dnnl_primitive_destroy(job->prim[i]);
+    for (int i = job->npd - 1; i >= 0; i--) dnnl_primitive_desc_destroy(job->pd[i]);
+    for (int i = job->nmem - 1; i >= 0; i--) dnnl_memory_destroy(job->mem[i]);
+    job->nprim = job->npd = job->nmem = 0;
+    return job->status;
+}

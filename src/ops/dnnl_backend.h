@@ -1,0 +1,82 @@
+/* Internal to src/ops: the oneDNN engine/stream owned by a ts_ctx, and a small
+ * "job" that owns every oneDNN object one kernel call creates, so that each
+ * *_dnnl kernel is written as straight-line code and still frees everything on
+ * every path:
+ *
+ *     dnnl_job job;
+ *     if (dnnl_job_begin(&job, ctx, "convolution forward") != TS_OK) return ctx->status;
+ *     dnnl_memory_t src = dnnl_job_memory_tag(&job, 4, dims, dnnl_nchw, (void *)in);
+ *     ...                        // every helper is a no-op once one has failed
+ *     return dnnl_job_end(&job); // waits, destroys everything, returns the first error
+ *
+ * A primitive descriptor that oneDNN cannot implement makes the job end with
+ * TS_EUNSUPPORTED and no message (the dispatcher then falls back to the _ref
+ * kernel); every other oneDNN failure is recorded on ctx with ts_fail, naming the
+ * primitive and the call.
+ */
+#ifndef TS_OPS_DNNL_BACKEND_H
+#define TS_OPS_DNNL_BACKEND_H
+
+#include "ops.h"
+
+#include <dnnl.h>
+
+/* What ctx->dnnl points to: created on first use, freed by ops_dnnl_release. */
+typedef struct ops_dnnl {
+    dnnl_engine_t engine; /* CPU engine 0 */
+    dnnl_stream_t stream; /* in-order CPU stream on it */
+} ops_dnnl;
+
+#define DNNL_JOB_MAX_MEM 16
+#define DNNL_JOB_MAX_PD 8
+#define DNNL_JOB_MAX_PRIM 8
+
+typedef struct dnnl_job {
+    ts_ctx *ctx;
+    ops_dnnl *dnnl;
+    const char *what;    /* primitive named in error messages: "convolution forward" */
+    ts_status status;    /* first failure; helpers do nothing once it is set */
+    int nmem, npd, nprim;
+    dnnl_memory_t mem[DNNL_JOB_MAX_MEM];
+    dnnl_primitive_desc_t pd[DNNL_JOB_MAX_PD];
+    dnnl_primitive_t prim[DNNL_JOB_MAX_PRIM];
+} dnnl_job;
+
+/* Gets (creating on first use) the ctx's engine and stream and sets the OpenMP
+ * thread count to ts_ctx_threads(ctx). Returns TS_OK or an error on ctx. */
+ts_status dnnl_job_begin(dnnl_job *job, ts_ctx *ctx, const char *what);
+/* Waits for the stream, destroys every object of the job, returns job->status. */
+ts_status dnnl_job_end(dnnl_job *job);
+
+/* Records a failed oneDNN call (`call` names it); returns 1 when st is success. */
+int dnnl_job_check(dnnl_job *job, dnnl_status_t st, const char *call);
+/* Records an error that is not a oneDNN status (e.g. an inconsistent case). */
+void dnnl_job_fail(dnnl_job *job, ts_status status, const char *reason);
+
+/* Plain memory descriptor of f32 data; on failure records it and returns a zeroed md. */
+dnnl_memory_desc_t dnnl_job_md(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag);
+
+/* Memory object over `data` (the caller's buffer, not owned; const inputs are cast,
+ * oneDNN only reads them), or over a buffer oneDNN allocates and frees with the job
+ * when data is NULL. Returns NULL once the job has failed. */
+dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data);
+dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,
+                                  void *data);
+
+/* Primitive descriptor for an op descriptor; oneDNN's "unimplemented" ends the job
+ * with TS_EUNSUPPORTED (no message) unless `required`, when it is an error. */
+dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,
+                                  int required);
+/* md of a pd (DNNL queries: dnnl_query_src_md, ...); NULL once the job has failed. */
+const dnnl_memory_desc_t *dnnl_job_query_md(dnnl_job *job, const_dnnl_primitive_desc_t pd, dnnl_query_t what);
+
+/* Creates the primitive of pd and executes it on the stream. */
+void dnnl_job_execute(dnnl_job *job, const_dnnl_primitive_desc_t pd, int nargs, const dnnl_exec_arg_t *args);
+
+/* Returns `user` when its layout is `want`, else a job-owned memory of layout `want`
+ * (filled from `user` by a reorder when `copy_in`). */
+dnnl_memory_t dnnl_job_layout(dnnl_job *job, dnnl_memory_t user, const dnnl_memory_desc_t *want, int copy_in);
+/* Reorders src into dst (no-op when they are the same object). */
+void dnnl_job_reorder(dnnl_job *job, dnnl_memory_t src, dnnl_memory_t dst);
+
+#endif

@@ -1,0 +1,41 @@
+/* Reference softmax cross-entropy (PyTorch CrossEntropyLoss, mean reduction,
+ * label_smoothing). Per row, with logp = log_softmax(x) and eps = smoothing:
+ *   loss = -(1 - eps) logp[y] - eps/C sum_j logp[j]
+ *   dloss/dx_j = (softmax_j - (1 - eps) [j == y] - eps/C) / N   */
+#include "ops.h"
+
+#include <math.h>
+
+float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
+                       float smoothing, float *dlogits /* (N,classes) or NULL */) {
+    if (n <= 0 || classes <= 0) return 0.0f;
+    const double eps = smoothing, uni = eps / classes, invn = 1.0 / n;
+    double total = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float *x = logits + (size_t)i * classes;
+        float *dx = dlogits ? dlogits + (size_t)i * classes : NULL;
+        const int32_t y = labels[i];
+        if (y < 0 || y >= classes) { /* never index out of bounds; poison the result instead */
+            total = NAN;
+            if (dx)
+                for (int j = 0; j < classes; j++) dx[j] = NAN;
+            continue;
+        }
+        double mx = -INFINITY;
+        for (int j = 0; j < classes; j++) mx = x[j] > mx ? x[j] : mx;
+        double se = 0.0, sx = 0.0;
+        for (int j = 0; j < classes; j++) {
+            se += exp(x[j] - mx);
+            sx += x[j];
+        }
+        const double lse = mx + log(se);
+        /* sum_j logp[j] = sum_j x[j] - C lse */
+        total += -(1.0 - eps) * (x[y] - lse) - uni * (sx - classes * lse);
+        if (dx)
+            for (int j = 0; j < classes; j++) {
+                const double target = (j == y ? 1.0 - eps : 0.0) + uni;
+                dx[j] = (float)((exp(x[j] - lse) - target) * invn);
+            }
+    }
+    return (float)(total * invn);
+}
