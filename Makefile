@@ -32,7 +32,8 @@ lib: $(BUILD)/libtessera.a
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -Isrc -c $< -o $@
 
 $(BUILD)/gen/zoo.c: $(ZOO) scripts/embed-zoo.sh
 	@mkdir -p $(dir $@)

@@ -117,7 +117,9 @@ typedef struct ts_preprocess {
 
 /* Iterates a dataset in batches. The order of an epoch and every random augmentation
  * are functions of (seed, epoch, sample position) only, so any batch can be rebuilt
- * exactly (resume) and results do not depend on the thread count. */
+ * exactly (resume) and results do not depend on the thread count. The loader
+ * borrows ds and ctx (threads, error messages): both must outlive it. pp NULL means
+ * x = pixel/255 without augmentation. */
 typedef struct ts_loader ts_loader;
 
 ts_status ts_loader_create(ts_ctx *ctx, const ts_dataset *ds, int batch, int shuffle, const ts_preprocess *pp,
@@ -245,6 +247,118 @@ void ts_optimizer_free(ts_optimizer *opt);
 /* One update of every parameter of the model from its gradients, at rate lr. */
 ts_status ts_optimizer_step(ts_ctx *ctx, ts_optimizer *opt, float lr);
 int64_t ts_optimizer_steps(const ts_optimizer *opt);
+
+typedef enum ts_schedule_kind {
+    TS_SCHED_CONSTANT = 0,
+    TS_SCHED_STEP = 1,     /* lr * gamma at each milestone (see docs/training.md) */
+    TS_SCHED_COSINE = 2,   /* cosine annealing to 0 over all steps */
+    TS_SCHED_ONECYCLE = 3, /* torch OneCycleLR: warm-up 30% from lr/25, cosine down to lr/25e4 */
+} ts_schedule_kind;
+
+typedef struct ts_schedule {
+    ts_schedule_kind kind;
+    float lr;          /* base (for one-cycle: maximum) rate */
+    int step_size;     /* step: epochs between decays; 0 = at 50% and 75% of the epochs */
+    float gamma;       /* step: decay factor (0.1) */
+    int64_t total_steps;
+    int64_t steps_per_epoch;
+} ts_schedule;
+
+/* Learning rate for optimizer step `step` (0-based). */
+float ts_schedule_lr(const ts_schedule *s, int64_t step);
+
+typedef struct ts_train_config {
+    int epochs;
+    int batch;
+    float lr;
+    ts_optim_config optim;
+    ts_schedule_kind schedule;
+    int step_size;
+    float gamma;
+    float label_smoothing;
+    uint64_t seed;
+    int crop_pad;      /* augmentation: random crop after padding by this many pixels */
+    int flip;          /* augmentation: random horizontal flip */
+} ts_train_config;
+
+ts_train_config ts_train_defaults(void);
+
+typedef struct ts_train_progress {
+    int64_t epoch, epochs;     /* 0-based current epoch, total */
+    int64_t batch, batches;    /* batches done in this epoch, per epoch */
+    int64_t step;              /* optimizer steps done in total */
+    float loss, acc;           /* running means over this epoch */
+    float lr;
+} ts_train_progress;
+
+typedef struct ts_epoch_report {
+    int64_t epoch;             /* 0-based epoch just finished */
+    double train_loss, train_acc;
+    double val_loss, val_acc;  /* -1 when no validation set */
+    double seconds;
+} ts_epoch_report;
+
+/* Hooks called by ts_trainer_run. Returning non-zero from either stops training
+ * (TS_ECANCELED) after the current step; the trainer stays consistent, so a hook
+ * may save a checkpoint (ts_checkpoint_save). */
+typedef struct ts_train_hooks {
+    int (*on_step)(const ts_train_progress *p, void *user);
+    int (*on_epoch)(const ts_epoch_report *r, void *user);
+    void *user;
+} ts_train_hooks;
+
+typedef struct ts_trainer ts_trainer;
+
+/* The trainer borrows model and datasets (they must outlive it). It sets the
+ * model's preprocessing from the training set's channel statistics unless the
+ * model already has it (fine-tuning, resume). val may be NULL. */
+ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
+                            const ts_train_config *cfg, ts_trainer **out);
+void ts_trainer_free(ts_trainer *tr);
+/* Trains until cfg.epochs are done (continuing from a resumed position). */
+ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks);
+const ts_train_config *ts_trainer_config(const ts_trainer *tr);
+int64_t ts_trainer_epoch(const ts_trainer *tr); /* completed epochs */
+int64_t ts_trainer_step(const ts_trainer *tr);  /* optimizer steps done */
+
+/* ------------------------------------------------------------- evaluation */
+
+typedef struct ts_eval_report {
+    int classes;
+    int64_t count;
+    double top1, top5, loss;   /* top-5 equals top-1 with under 5 classes... capped at classes */
+    int64_t *confusion;        /* (classes, classes): row = true label, column = prediction */
+} ts_eval_report;
+
+ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out);
+void ts_eval_report_free(ts_eval_report *r);
+/* From the confusion matrix; 0 when undefined. */
+double ts_eval_precision(const ts_eval_report *r, int cls);
+double ts_eval_recall(const ts_eval_report *r, int cls);
+
+/* Preprocesses `count` images of bytes (count, C, H, W) into floats with pp. */
+void ts_preprocess_images(const ts_preprocess *pp, const uint8_t *images, int64_t count, int c, int h, int w, float *out);
+
+/* ------------------------------------------------------------ checkpoints */
+
+/* A checkpoint is a model file plus the trainer's state (optimizer buffers, epoch,
+ * step, configuration, seeds): resuming continues bit-identically. */
+ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path);
+/* Loads a checkpoint into a model and returns the training configuration it was
+ * made with (so the caller can reload the same datasets). */
+ts_status ts_checkpoint_load_model(ts_ctx *ctx, const char *path, ts_model **model, ts_train_config *cfg);
+/* Restores optimizer state and position from the checkpoint into a trainer created
+ * for the model returned by ts_checkpoint_load_model. */
+ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path);
+
+/* ----------------------------------------------------------------- images */
+
+/* Reads a Netpbm image (PGM P5/P2 grayscale, PPM P6/P3 color, maxval <= 255) as
+ * bytes (C, H, W) with C = 1 or 3. *pixels is malloc'ed; free with ts_image_free. */
+ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *w, uint8_t **pixels);
+void ts_image_free(uint8_t *pixels);
+/* Writes one dataset sample as PGM/PPM (atomic). */
+ts_status ts_image_save_pnm(ts_ctx *ctx, const char *path, int c, int h, int w, const uint8_t *pixels);
 
 #ifdef __cplusplus
 }

@@ -32,7 +32,7 @@ static ts_status idx_header(ts_ctx *ctx, const char *path, const uint8_t *buf, s
                        "%s: IDX element type 0x%02X at byte 2 is not supported (expected 0x08, unsigned byte)", path,
                        (unsigned)buf[2]);
     if (buf[3] != (uint8_t)ndims)
-        return ts_fail(ctx, TS_EFORMAT, "%s: IDX %s file has %u dimensions at byte 3 (expected %d; magic 0x%08X)",
+        return ts_fail(ctx, TS_EFORMAT, "%s: IDX %s file has dimension count %u at byte 3 (expected %d, magic 0x%08X)",
                        path, what, (unsigned)buf[3], ndims, (unsigned)want);
     if (len < header)
         return ts_fail(ctx, TS_EFORMAT, "%s: header truncated at byte %zu (expected %zu header bytes)", path, len,
@@ -68,7 +68,7 @@ ts_status data_idx_load(ts_ctx *ctx, const char *images_path, const char *labels
     uint8_t *img = NULL, *lab = NULL;
     size_t img_len = 0, lab_len = 0;
     ts_dataset *ds = NULL;
-    uint32_t idims[3], ldims[1];
+    uint32_t idims[3] = {0, 0, 0}, ldims[1] = {0};
     ts_status st = data_read_file(ctx, images_path, &img, &img_len);
     if (st) goto done;
     if ((st = idx_header(ctx, images_path, img, img_len, 3, idims))) goto done;

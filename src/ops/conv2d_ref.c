@@ -59,7 +59,7 @@ static void im2col(const conv2d_params *p, float *restrict col, const float *res
                    int nthreads) {
     const int cg = p->c / p->groups, rows = cg * p->kh * p->kw;
     const size_t plane = (size_t)p->oh * (size_t)p->ow;
-    const int nt = (double)rows * plane < CONV_PAR_MIN ? 1 : nthreads;
+    const int nt = (double)rows * plane < CONV_PAR_MIN || nthreads < 1 ? 1 : nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int r = 0; r < rows; r++) {
         const int kw = r % p->kw, kh = (r / p->kw) % p->kh, c = r / (p->kw * p->kh);
@@ -88,7 +88,7 @@ static void col2im(const conv2d_params *p, float *restrict din /* (CG,H,W) */, c
                    int nthreads) {
     const int cg = p->c / p->groups;
     const size_t plane = (size_t)p->oh * (size_t)p->ow, hw = (size_t)p->h * (size_t)p->w;
-    const int nt = (double)cg * p->kh * p->kw * plane < CONV_PAR_MIN ? 1 : nthreads;
+    const int nt = (double)cg * p->kh * p->kw * plane < CONV_PAR_MIN || nthreads < 1 ? 1 : nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int c = 0; c < cg; c++) {
         float *dst = din + (size_t)c * hw;
@@ -131,7 +131,7 @@ void conv2d_forward_ref(const conv2d_params *p, float *out /* (N,K,OH,OW) */, co
         }
         if (bias) {
             float *y = out + (size_t)n * p->k * (size_t)plane;
-            const int nt = (double)p->k * plane < CONV_PAR_MIN ? 1 : nthreads;
+            const int nt = (double)p->k * plane < CONV_PAR_MIN || nthreads < 1 ? 1 : nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static)
             for (int k = 0; k < p->k; k++) {
                 float *yk = y + (size_t)k * plane;
@@ -186,7 +186,7 @@ void conv2d_backward_weights_ref(const conv2d_params *p, float *dw /* (K,C/G,KH,
                      dw + (size_t)g * kg * r, r, nthreads);
         }
     if (dbias) {
-        const int nt = (double)p->n * p->k * plane < CONV_PAR_MIN ? 1 : nthreads;
+        const int nt = (double)p->n * p->k * plane < CONV_PAR_MIN || nthreads < 1 ? 1 : nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int k = 0; k < p->k; k++) {
             double s = 0.0; /* double: a sum over N*OH*OW terms */

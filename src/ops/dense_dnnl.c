@@ -32,6 +32,7 @@ static dnnl_primitive_desc_t dense_forward_pd(dnnl_job *job, const dense_descs *
 
 ts_status dense_forward_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
                              const float *bias) {
+    if (n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "inner product forward") != TS_OK) return job.status;
     dense_descs d;
@@ -48,6 +49,7 @@ ts_status dense_forward_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *out
 
 ts_status dense_backward_data_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *din, const float *dout,
                                    const float *w) {
+    if (n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "inner product backward data") != TS_OK) return job.status;
     dense_descs d;
@@ -69,6 +71,7 @@ ts_status dense_backward_data_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, floa
 
 ts_status dense_backward_weights_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *dw, float *dbias,
                                       const float *dout, const float *in) {
+    if (n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "inner product backward weights") != TS_OK) return job.status;
     dense_descs d;

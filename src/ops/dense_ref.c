@@ -9,7 +9,7 @@ void dense_forward_ref(int n, int in_f, int out_f, float *out /* (N,OUT) */, con
     /* out (N,OUT) = in (N,IN) w^T (IN,OUT) */
     gemm_ref(0, 1, n, out_f, in_f, 1.0f, in, in_f, w, in_f, 0.0f, out, out_f, nthreads);
     if (!bias) return;
-    const int nt = (double)n * out_f < DENSE_PAR_MIN ? 1 : nthreads;
+    const int nt = (double)n * out_f < DENSE_PAR_MIN || nthreads < 1 ? 1 : nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int i = 0; i < n; i++) {
         float *y = out + (size_t)i * out_f;
@@ -28,7 +28,7 @@ void dense_backward_weights_ref(int n, int in_f, int out_f, float *dw /* (OUT,IN
     /* dw (OUT,IN) = dout^T (OUT,N) in (N,IN); k = n = 0 clears dw */
     gemm_ref(1, 0, out_f, in_f, n, 1.0f, dout, out_f, in, in_f, 0.0f, dw, in_f, nthreads);
     if (!dbias) return;
-    const int nt = (double)n * out_f < DENSE_PAR_MIN ? 1 : nthreads;
+    const int nt = (double)n * out_f < DENSE_PAR_MIN || nthreads < 1 ? 1 : nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int j = 0; j < out_f; j++) {
         double s = 0.0; /* column sum over the batch, in a fixed order */

@@ -87,6 +87,7 @@ size_t maxpool2d_workspace_size_dnnl(ts_ctx *ctx, const pool2d_params *p) {
 }
 
 ts_status maxpool2d_forward_dnnl(ts_ctx *ctx, const pool2d_params *p, float *out, void *ws, const float *in) {
+    if (p->n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
     pool_geom g;
     if (!pool_geom_init(p, &g)) return ts_fail(ctx, TS_EINVAL, "oneDNN max pooling forward: invalid parameters");
     dnnl_job job;
@@ -105,6 +106,7 @@ ts_status maxpool2d_forward_dnnl(ts_ctx *ctx, const pool2d_params *p, float *out
 
 ts_status maxpool2d_backward_dnnl(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout,
                                   const void *ws) {
+    if (p->n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
     pool_geom g;
     if (!pool_geom_init(p, &g)) return ts_fail(ctx, TS_EINVAL, "oneDNN max pooling backward: invalid parameters");
     if (!ws) return ts_fail(ctx, TS_EINVAL, "oneDNN max pooling backward: no workspace (forward ran without one)");
@@ -127,6 +129,7 @@ static dnnl_alg_kind_t avg_alg(const pool2d_params *p) {
 }
 
 ts_status avgpool2d_forward_dnnl(ts_ctx *ctx, const pool2d_params *p, float *out, const float *in) {
+    if (p->n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
     pool_geom g;
     if (!pool_geom_init(p, &g)) return ts_fail(ctx, TS_EINVAL, "oneDNN average pooling forward: invalid parameters");
     if (!avg_include_pad_matches(p, &g)) return TS_EUNSUPPORTED;
@@ -141,6 +144,7 @@ ts_status avgpool2d_forward_dnnl(ts_ctx *ctx, const pool2d_params *p, float *out
 }
 
 ts_status avgpool2d_backward_dnnl(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout) {
+    if (p->n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
     pool_geom g;
     if (!pool_geom_init(p, &g)) return ts_fail(ctx, TS_EINVAL, "oneDNN average pooling backward: invalid parameters");
     if (!avg_include_pad_matches(p, &g)) return TS_EUNSUPPORTED;

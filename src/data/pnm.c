@@ -1,0 +1,143 @@
+/* Netpbm images (PGM/PPM, binary and ASCII), the dependency-free way to hand single
+ * images to `tessera predict`. The header is parsed defensively: every number is
+ * range-checked and the pixel data length is checked against the file. */
+#include "core/core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pnm_reader {
+    FILE *f;
+    const char *path;
+    ts_ctx *ctx;
+    long off;
+} pnm_reader;
+
+static int next_char(pnm_reader *r) {
+    int ch = fgetc(r->f);
+    if (ch != EOF) r->off++;
+    return ch;
+}
+
+/* Reads an unsigned decimal after whitespace and '#' comments. */
+static ts_status read_number(pnm_reader *r, const char *field, long max, long *out) {
+    int ch = next_char(r);
+    for (;;) {
+        while (ch != EOF && isspace(ch)) ch = next_char(r);
+        if (ch != '#') break;
+        while (ch != EOF && ch != '\n') ch = next_char(r);
+    }
+    if (ch == EOF || !isdigit(ch))
+        return ts_fail(r->ctx, TS_EFORMAT, "%s: %s at byte %ld: expected a decimal number", r->path, field, r->off);
+    long v = 0;
+    while (ch != EOF && isdigit(ch)) {
+        v = v * 10 + (ch - '0');
+        if (v > max)
+            return ts_fail(r->ctx, TS_EFORMAT, "%s: %s at byte %ld exceeds %ld", r->path, field, r->off, max);
+        ch = next_char(r);
+    }
+    if (ch != EOF && !isspace(ch))
+        return ts_fail(r->ctx, TS_EFORMAT, "%s: %s at byte %ld: unexpected character after the number", r->path, field,
+                       r->off);
+    *out = v;
+    return TS_OK;
+}
+
+ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *w, uint8_t **pixels) {
+    *pixels = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ts_fail(ctx, TS_EIO, "%s: cannot open: %s", path, strerror(errno));
+    pnm_reader r = {f, path, ctx, 0};
+    ts_status st = TS_OK;
+    uint8_t *hwc = NULL, *chw = NULL;
+    int m0 = next_char(&r), m1 = next_char(&r);
+    if (m0 != 'P' || (m1 != '2' && m1 != '3' && m1 != '5' && m1 != '6')) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: not a PGM/PPM image (expected magic P2, P3, P5 or P6 at byte 0)", path);
+        goto done;
+    }
+    int channels = (m1 == '3' || m1 == '6') ? 3 : 1, binary = m1 >= '5';
+    long width, height, maxval;
+    if ((st = read_number(&r, "width", 1 << 15, &width)) || (st = read_number(&r, "height", 1 << 15, &height)) ||
+        (st = read_number(&r, "maxval", 65535, &maxval)))
+        goto done;
+    if (width < 1 || height < 1 || maxval < 1 || maxval > 255) {
+        st = ts_fail(ctx, maxval > 255 ? TS_EUNSUPPORTED : TS_EFORMAT,
+                     "%s: size %ldx%ld, maxval %ld (expected positive sizes and maxval 1..255)", path, width, height, maxval);
+        goto done;
+    }
+    size_t n = (size_t)width * (size_t)height * (size_t)channels;
+    hwc = malloc(n);
+    chw = malloc(n);
+    if (!hwc || !chw) {
+        st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory for %zu pixels", path, n);
+        goto done;
+    }
+    if (binary) {
+        size_t got = fread(hwc, 1, n, f);
+        if (got != n) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: pixel data truncated at byte %ld (expected %zu bytes, found %zu)", path,
+                         r.off + (long)got, n, got);
+            goto done;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            long v;
+            if ((st = read_number(&r, "pixel", maxval, &v))) goto done;
+            hwc[i] = (uint8_t)v;
+        }
+    }
+    /* rescale to 0..255 and move channels first */
+    for (size_t p = 0; p < (size_t)width * (size_t)height; p++)
+        for (int k = 0; k < channels; k++) {
+            unsigned v = hwc[p * channels + k];
+            chw[(size_t)k * width * height + p] = (uint8_t)(maxval == 255 ? v : (v * 255 + maxval / 2) / maxval);
+        }
+    *c = channels;
+    *h = (int)height;
+    *w = (int)width;
+    *pixels = chw;
+    chw = NULL;
+done:
+    fclose(f);
+    free(hwc);
+    free(chw);
+    return st;
+}
+
+void ts_image_free(uint8_t *pixels) { free(pixels); }
+
+ts_status ts_image_save_pnm(ts_ctx *ctx, const char *path, int c, int h, int w, const uint8_t *pixels) {
+    if ((c != 1 && c != 3) || h < 1 || w < 1) return ts_fail(ctx, TS_EINVAL, "%s: cannot write a %dx%dx%d image", path, c, h, w);
+    size_t plane = (size_t)h * (size_t)w, n = plane * (size_t)c;
+    char head[64];
+    int hl = snprintf(head, sizeof head, "P%c\n%d %d\n255\n", c == 3 ? '6' : '5', w, h);
+    uint8_t *buf = malloc((size_t)hl + n);
+    if (!buf) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory", path);
+    memcpy(buf, head, (size_t)hl);
+    for (size_t p = 0; p < plane; p++)
+        for (int k = 0; k < c; k++) buf[hl + p * c + k] = pixels[(size_t)k * plane + p];
+    /* atomic: temp name + rename */
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 8);
+    ts_status st = TS_OK;
+    if (!tmp) st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory", path);
+    else {
+        snprintf(tmp, plen + 8, "%s.tmp", path);
+        FILE *f = fopen(tmp, "wb");
+        if (!f) st = ts_fail(ctx, TS_EIO, "%s: cannot create: %s", path, strerror(errno));
+        else {
+            size_t wr = fwrite(buf, 1, (size_t)hl + n, f);
+            int bad = fclose(f) != 0 || wr != (size_t)hl + n;
+            if (bad || rename(tmp, path) != 0) {
+                st = ts_fail(ctx, TS_EIO, "%s: write failed: %s", path, strerror(errno));
+                remove(tmp);
+            }
+        }
+    }
+    free(tmp);
+    free(buf);
+    return st;
+}

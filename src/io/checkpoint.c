@@ -1,0 +1,164 @@
+/* Checkpoints: a model file (kind 1) with a TRAN section holding the training
+ * configuration, position (epoch, batch in epoch, optimizer steps, the epoch's
+ * running sums) and optimizer buffers. Randomness is a function of (seed, epoch,
+ * step), so the seed and position are the whole RNG state. */
+#include "io.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TRAN_VERSION 1u
+
+static void write_config(wbuf *b, const ts_train_config *c) {
+    wbuf_u32(b, (uint32_t)c->epochs);
+    wbuf_u32(b, (uint32_t)c->batch);
+    wbuf_f32(b, c->lr);
+    wbuf_u32(b, (uint32_t)c->optim.kind);
+    wbuf_f32(b, c->optim.momentum);
+    wbuf_f32(b, c->optim.dampening);
+    wbuf_u32(b, (uint32_t)c->optim.nesterov);
+    wbuf_f32(b, c->optim.weight_decay);
+    wbuf_f32(b, c->optim.beta1);
+    wbuf_f32(b, c->optim.beta2);
+    wbuf_f32(b, c->optim.eps);
+    wbuf_u32(b, (uint32_t)c->schedule);
+    wbuf_u32(b, (uint32_t)c->step_size);
+    wbuf_f32(b, c->gamma);
+    wbuf_f32(b, c->label_smoothing);
+    wbuf_u64(b, c->seed);
+    wbuf_u32(b, (uint32_t)c->crop_pad);
+    wbuf_u32(b, (uint32_t)c->flip);
+}
+
+static ts_status read_config(rbuf *r, ts_train_config *c) {
+    uint32_t u[8];
+    ts_status st;
+    memset(c, 0, sizeof *c);
+    if ((st = rbuf_u32(r, &u[0], "epochs")) || (st = rbuf_u32(r, &u[1], "batch")) || (st = rbuf_f32(r, &c->lr, "lr")) ||
+        (st = rbuf_u32(r, &u[2], "optimizer")) || (st = rbuf_f32(r, &c->optim.momentum, "momentum")) ||
+        (st = rbuf_f32(r, &c->optim.dampening, "dampening")) || (st = rbuf_u32(r, &u[3], "nesterov")) ||
+        (st = rbuf_f32(r, &c->optim.weight_decay, "weight decay")) || (st = rbuf_f32(r, &c->optim.beta1, "beta1")) ||
+        (st = rbuf_f32(r, &c->optim.beta2, "beta2")) || (st = rbuf_f32(r, &c->optim.eps, "eps")) ||
+        (st = rbuf_u32(r, &u[4], "schedule")) || (st = rbuf_u32(r, &u[5], "step size")) ||
+        (st = rbuf_f32(r, &c->gamma, "gamma")) || (st = rbuf_f32(r, &c->label_smoothing, "label smoothing")) ||
+        (st = rbuf_u64(r, &c->seed, "seed")) || (st = rbuf_u32(r, &u[6], "crop padding")) ||
+        (st = rbuf_u32(r, &u[7], "flip")))
+        return st;
+    if (u[0] < 1 || u[0] > 100000 || u[1] < 1 || u[1] > 65536 || u[2] > TS_OPT_ADAMW || u[3] > 1 ||
+        u[4] > TS_SCHED_ONECYCLE || u[5] > 100000 || u[6] > 64 || u[7] > 1 || !isfinite(c->lr) ||
+        !isfinite(c->optim.momentum) || !isfinite(c->optim.weight_decay) || !isfinite(c->gamma))
+        return ts_fail(r->ctx, TS_EFORMAT, "%s: training configuration out of range", r->path);
+    c->epochs = (int)u[0];
+    c->batch = (int)u[1];
+    c->optim.kind = (ts_optimizer_kind)u[2];
+    c->optim.nesterov = (int)u[3];
+    c->schedule = (ts_schedule_kind)u[4];
+    c->step_size = (int)u[5];
+    c->crop_pad = (int)u[6];
+    c->flip = (int)u[7];
+    return TS_OK;
+}
+
+ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path) {
+    wbuf b = {0};
+    wbuf_u32(&b, TRAN_VERSION);
+    write_config(&b, &tr->cfg);
+    wbuf_u64(&b, (uint64_t)tr->epoch);
+    wbuf_u64(&b, (uint64_t)tr->batch_in_epoch);
+    wbuf_f64(&b, tr->epoch_loss_sum);
+    wbuf_f64(&b, tr->epoch_correct);
+    wbuf_u64(&b, (uint64_t)tr->epoch_seen);
+    wbuf_u64(&b, (uint64_t)tr->opt->steps);
+    wbuf_u64(&b, (uint64_t)tr->opt->state_count);
+    wbuf_bytes(&b, tr->opt->state, tr->opt->state_count * sizeof(float));
+    ts_status st;
+    if (b.failed) st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory serializing the checkpoint", path);
+    else {
+        io_section sec = {TAG_TRAN, b.data, b.len};
+        st = model_file_write(ctx, tr->model, path, MODEL_KIND_CHECKPOINT, &sec, 1);
+    }
+    wbuf_free(&b);
+    return st;
+}
+
+static ts_status read_tran(ts_ctx *ctx, const char *path, ts_model **model, uint8_t **data, size_t *len) {
+    ts_status st = model_file_read(ctx, path, model, TAG_TRAN, data, len);
+    if (st) return st;
+    if (!*data) {
+        ts_model_free(*model);
+        *model = NULL;
+        return ts_fail(ctx, TS_EFORMAT, "%s: a model file, not a checkpoint (no training state to resume)", path);
+    }
+    return TS_OK;
+}
+
+ts_status ts_checkpoint_load_model(ts_ctx *ctx, const char *path, ts_model **model, ts_train_config *cfg) {
+    uint8_t *data;
+    size_t len;
+    ts_status st = read_tran(ctx, path, model, &data, &len);
+    if (st) return st;
+    rbuf r = {data, len, 0, 0, path, ctx};
+    uint32_t version;
+    if (!(st = rbuf_u32(&r, &version, "checkpoint version")) && version != TRAN_VERSION)
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: checkpoint state version %u, this tessera reads %u", path, version,
+                     TRAN_VERSION);
+    if (!st) st = read_config(&r, cfg);
+    free(data);
+    if (st) {
+        ts_model_free(*model);
+        *model = NULL;
+    }
+    return st;
+}
+
+ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
+    ts_model *tmp = NULL;
+    uint8_t *data;
+    size_t len;
+    ts_status st = read_tran(ctx, path, &tmp, &data, &len);
+    if (st) return st;
+    ts_model_free(tmp); /* the trainer's model came from ts_checkpoint_load_model */
+    rbuf r = {data, len, 0, 0, path, ctx};
+    uint32_t version;
+    ts_train_config cfg;
+    uint64_t epoch, bie, seen, steps, count;
+    double loss_sum, correct;
+    if ((st = rbuf_u32(&r, &version, "checkpoint version")) || (st = read_config(&r, &cfg)) ||
+        (st = rbuf_u64(&r, &epoch, "epoch")) || (st = rbuf_u64(&r, &bie, "batch in epoch")) ||
+        (st = rbuf_f64(&r, &loss_sum, "epoch loss")) || (st = rbuf_f64(&r, &correct, "epoch correct")) ||
+        (st = rbuf_u64(&r, &seen, "epoch samples")) || (st = rbuf_u64(&r, &steps, "optimizer steps")) ||
+        (st = rbuf_u64(&r, &count, "optimizer state size")))
+        goto done;
+    if (count != tr->opt->state_count) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: optimizer state holds %llu values, the trainer's optimizer needs %zu", path,
+                     (unsigned long long)count, tr->opt->state_count);
+        goto done;
+    }
+    if (cfg.optim.kind != tr->cfg.optim.kind || cfg.batch != tr->cfg.batch || cfg.seed != tr->cfg.seed) {
+        st = ts_fail(ctx, TS_EINVAL, "%s: resuming needs the checkpoint's optimizer, batch size and seed", path);
+        goto done;
+    }
+    int64_t nb = ts_loader_batches(tr->loader);
+    if (epoch > 100000 || (int64_t)bie > nb || steps > (uint64_t)1 << 50 || seen > (uint64_t)1 << 50) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: training position out of range (epoch %llu, batch %llu of %lld)", path,
+                     (unsigned long long)epoch, (unsigned long long)bie, (long long)nb);
+        goto done;
+    }
+    const uint8_t *p;
+    if ((st = rbuf_view(&r, &p, count * sizeof(float), "optimizer state"))) goto done;
+    if (r.off != r.len) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: %zu unexpected bytes after the training state", path, r.len - r.off);
+        goto done;
+    }
+    if (count) memcpy(tr->opt->state, p, count * sizeof(float));
+    tr->epoch = (int64_t)epoch;
+    tr->batch_in_epoch = (int64_t)bie;
+    tr->epoch_loss_sum = loss_sum;
+    tr->epoch_correct = correct;
+    tr->epoch_seen = (int64_t)seen;
+    tr->opt->steps = (int64_t)steps;
+done:
+    free(data);
+    return st;
+}

@@ -1,0 +1,300 @@
+/* The .tsr model file: magic "TSRM", version, kind, then tagged sections
+ * (ARCH, META, TENS, and TRAN in checkpoints), each with its length. Layout in
+ * docs/file-format.md. Writes are atomic; reads check every size against what the
+ * file holds. */
+#include "io.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FILE_BYTES ((size_t)1 << 36)   /* 64 GiB */
+#define MAX_ARCH_BYTES ((size_t)16 << 20)
+#define MAX_META_BYTES ((size_t)1 << 20)
+#define MAX_NAME_BYTES 4096u
+#define MAX_SECTIONS 64u
+
+static void write_arch(wbuf *b, const ts_model *m) {
+    wbuf_str(b, m->arch_text);
+    wbuf_u32(b, (uint32_t)m->input.ndim);
+    for (int d = 0; d < m->input.ndim; d++) wbuf_u64(b, (uint64_t)m->input.dims[d]);
+    wbuf_u32(b, (uint32_t)m->classes);
+}
+
+static void write_meta(wbuf *b, const ts_model *m) {
+    wbuf_u32(b, (uint32_t)m->nmeta);
+    for (int i = 0; i < m->nmeta; i++) {
+        wbuf_str(b, m->meta[i].key);
+        wbuf_str(b, m->meta[i].value);
+    }
+}
+
+static void write_tensors(wbuf *b, const ts_model *m) {
+    wbuf_u32(b, (uint32_t)m->ntensors);
+    for (int i = 0; i < m->ntensors; i++) {
+        ts_tensor_info t;
+        ts_model_tensor(m, i, &t);
+        wbuf_str(b, t.name);
+        wbuf_u8(b, 0); /* dtype: float32 */
+        wbuf_u8(b, (uint8_t)t.role);
+        wbuf_u32(b, (uint32_t)t.ndim);
+        for (int d = 0; d < t.ndim; d++) wbuf_u64(b, (uint64_t)t.dims[d]);
+        wbuf_bytes(b, t.data, (size_t)t.numel * sizeof(float)); /* little-endian host (x86-64, arm64) */
+    }
+}
+
+static void section(wbuf *b, uint32_t tag, const wbuf *payload) {
+    wbuf_u32(b, tag);
+    wbuf_u64(b, payload->len);
+    wbuf_bytes(b, payload->data, payload->len);
+}
+
+ts_status model_file_write(ts_ctx *ctx, const ts_model *m, const char *path, uint32_t kind, const io_section *extra,
+                           int nextra) {
+    wbuf out = {0}, arch = {0}, meta = {0}, tens = {0};
+    write_arch(&arch, m);
+    write_meta(&meta, m);
+    write_tensors(&tens, m);
+    wbuf_bytes(&out, MODEL_FILE_MAGIC, 4);
+    wbuf_u32(&out, MODEL_FILE_VERSION);
+    wbuf_u32(&out, kind);
+    wbuf_u32(&out, 3u + (uint32_t)nextra);
+    section(&out, TAG_ARCH, &arch);
+    section(&out, TAG_META, &meta);
+    section(&out, TAG_TENS, &tens);
+    for (int i = 0; i < nextra; i++) {
+        wbuf_u32(&out, extra[i].tag);
+        wbuf_u64(&out, extra[i].len);
+        wbuf_bytes(&out, extra[i].data, extra[i].len);
+    }
+    ts_status st = TS_OK;
+    if (out.failed || arch.failed || meta.failed || tens.failed)
+        st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory serializing the model", path);
+    else st = io_write_atomic(ctx, path, out.data, out.len);
+    wbuf_free(&out);
+    wbuf_free(&arch);
+    wbuf_free(&meta);
+    wbuf_free(&tens);
+    return st;
+}
+
+ts_status ts_model_save(ts_ctx *ctx, const ts_model *m, const char *path) {
+    if (!ctx || !m || !path) return ts_fail(ctx, TS_EINVAL, "ts_model_save: NULL argument");
+    return model_file_write(ctx, m, path, MODEL_KIND_MODEL, NULL, 0);
+}
+
+static ts_status read_arch(ts_ctx *ctx, rbuf *r, ts_model **out) {
+    char *text = NULL;
+    ts_status st = rbuf_str(r, &text, MAX_ARCH_BYTES, "architecture text");
+    if (st) return st;
+    uint32_t ndim, classes;
+    ts_shape in;
+    memset(&in, 0, sizeof in);
+    size_t at = r->base + r->off;
+    if ((st = rbuf_u32(r, &ndim, "input rank"))) goto done;
+    if (ndim < 1 || ndim > TS_MAX_DIMS) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: input rank %u at byte %zu out of 1..%d", r->path, ndim, at, TS_MAX_DIMS);
+        goto done;
+    }
+    in.ndim = (int)ndim;
+    for (uint32_t d = 0; d < ndim; d++) {
+        at = r->base + r->off;
+        if ((st = rbuf_i64(r, &in.dims[d], "input dimension"))) goto done;
+        if (in.dims[d] < 1 || in.dims[d] > (1 << 24)) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: input dimension %lld at byte %zu out of 1..16777216", r->path,
+                         (long long)in.dims[d], at);
+            goto done;
+        }
+    }
+    at = r->base + r->off;
+    if ((st = rbuf_u32(r, &classes, "class count"))) goto done;
+    if (classes < 1 || classes > (1u << 24)) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: class count %u at byte %zu out of 1..16777216", r->path, classes, at);
+        goto done;
+    }
+    {
+        char src[512];
+        snprintf(src, sizeof src, "%s (architecture)", r->path);
+        st = ts_model_from_arch(ctx, text, src, &in, (int)classes, 0, out);
+    }
+done:
+    free(text);
+    return st;
+}
+
+static ts_status read_meta(ts_ctx *ctx, rbuf *r, ts_model *m) {
+    uint32_t count;
+    ts_status st = rbuf_u32(r, &count, "metadata count");
+    if (st) return st;
+    if (count > 100000) return ts_fail(ctx, TS_EFORMAT, "%s: metadata count %u is implausible", r->path, count);
+    for (uint32_t i = 0; i < count && !st; i++) {
+        char *k = NULL, *v = NULL;
+        if (!(st = rbuf_str(r, &k, MAX_META_BYTES, "metadata key")) &&
+            !(st = rbuf_str(r, &v, MAX_META_BYTES, "metadata value"))) {
+            if (!*k) st = ts_fail(ctx, TS_EFORMAT, "%s: metadata entry %u has an empty key", r->path, i);
+            else st = ts_model_set_meta(ctx, m, k, v);
+        }
+        free(k);
+        free(v);
+    }
+    return st;
+}
+
+static ts_status read_tensors(ts_ctx *ctx, rbuf *r, ts_model *m) {
+    uint32_t count;
+    ts_status st = rbuf_u32(r, &count, "tensor count");
+    if (st) return st;
+    if (count != (uint32_t)m->ntensors)
+        return ts_fail(ctx, TS_EFORMAT, "%s: file holds %u tensors but its architecture has %d", r->path, count,
+                       m->ntensors);
+    char *seen = calloc((size_t)m->ntensors + 1, 1);
+    if (!seen) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory", r->path);
+    for (uint32_t i = 0; i < count && !st; i++) {
+        char *name = NULL;
+        size_t at = r->base + r->off;
+        if ((st = rbuf_str(r, &name, MAX_NAME_BYTES, "tensor name"))) break;
+        int idx = ts_model_find_tensor(m, name);
+        uint8_t dtype, role;
+        uint32_t ndim;
+        ts_tensor_info t;
+        if (idx < 0) st = ts_fail(ctx, TS_EFORMAT, "%s: tensor '%s' at byte %zu is not in the architecture", r->path, name, at);
+        else if (seen[idx]) st = ts_fail(ctx, TS_EFORMAT, "%s: tensor '%s' at byte %zu appears twice", r->path, name, at);
+        if (!st) {
+            seen[idx] = 1;
+            ts_model_tensor(m, idx, &t);
+        }
+        if (!st && !(st = rbuf_u8(r, &dtype, "tensor dtype")) && dtype != 0)
+            st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: tensor '%s' has dtype %u (only 0 = float32 is supported)", r->path,
+                         name, dtype);
+        if (!st && !(st = rbuf_u8(r, &role, "tensor role")) && role != (uint8_t)t.role)
+            st = ts_fail(ctx, TS_EFORMAT, "%s: tensor '%s' role %u does not match the architecture (%u)", r->path, name,
+                         role, (unsigned)t.role);
+        if (!st && !(st = rbuf_u32(r, &ndim, "tensor rank")) && ndim != (uint32_t)t.ndim)
+            st = ts_fail(ctx, TS_ESHAPE, "%s: tensor '%s' has rank %u, the architecture expects %d", r->path, name,
+                         ndim, t.ndim);
+        for (uint32_t d = 0; d < ndim && !st; d++) {
+            int64_t dim;
+            if (!(st = rbuf_i64(r, &dim, "tensor dimension")) && dim != t.dims[d])
+                st = ts_fail(ctx, TS_ESHAPE, "%s: tensor '%s' dimension %u is %lld, the architecture expects %lld",
+                             r->path, name, d, (long long)dim, (long long)t.dims[d]);
+        }
+        const uint8_t *p = NULL;
+        if (!st) st = rbuf_view(r, &p, (size_t)t.numel * sizeof(float), "tensor data");
+        if (!st) {
+            memcpy(t.data, p, (size_t)t.numel * sizeof(float));
+            for (int64_t j = 0; j < t.numel && !st; j++)
+                if (!isfinite(t.data[j]))
+                    st = ts_fail(ctx, TS_EFORMAT, "%s: tensor '%s' element %lld is %s", r->path, name, (long long)j,
+                                 isnan(t.data[j]) ? "NaN" : "infinite");
+        }
+        free(name);
+    }
+    free(seen);
+    return st;
+}
+
+ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_t extra_tag, uint8_t **extra,
+                          size_t *extra_len) {
+    *out = NULL;
+    if (extra) {
+        *extra = NULL;
+        *extra_len = 0;
+    }
+    uint8_t *data;
+    size_t len;
+    ts_status st = io_read_file(ctx, path, MAX_FILE_BYTES, &data, &len);
+    if (st) return st;
+    rbuf r = {data, len, 0, 0, path, ctx};
+    char magic[4];
+    uint32_t version, kind, nsec;
+    ts_model *m = NULL;
+    if ((st = rbuf_bytes(&r, magic, 4, "magic"))) goto done;
+    if (memcmp(magic, MODEL_FILE_MAGIC, 4)) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: not a tessera model file (magic at byte 0 is not \"TSRM\")", path);
+        goto done;
+    }
+    if ((st = rbuf_u32(&r, &version, "version"))) goto done;
+    if (version != MODEL_FILE_VERSION) {
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: file version %u, this tessera reads version %u", path, version,
+                     MODEL_FILE_VERSION);
+        goto done;
+    }
+    if ((st = rbuf_u32(&r, &kind, "kind"))) goto done;
+    if (kind > MODEL_KIND_CHECKPOINT) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: kind %u at byte 8 (expected 0 = model or 1 = checkpoint)", path, kind);
+        goto done;
+    }
+    if ((st = rbuf_u32(&r, &nsec, "section count"))) goto done;
+    if (nsec < 3 || nsec > MAX_SECTIONS) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: section count %u at byte 12 (expected 3..%u)", path, nsec, MAX_SECTIONS);
+        goto done;
+    }
+    /* locate sections, then read them in dependency order */
+    rbuf arch = {0}, meta = {0}, tens = {0}, xtra = {0};
+    for (uint32_t i = 0; i < nsec; i++) {
+        uint32_t tag;
+        uint64_t slen;
+        size_t at = r.off;
+        if ((st = rbuf_u32(&r, &tag, "section tag")) || (st = rbuf_u64(&r, &slen, "section length"))) goto done;
+        const uint8_t *p;
+        if (slen > r.len - r.off) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: section %u at byte %zu claims %llu bytes but %zu remain", path, i, at,
+                         (unsigned long long)slen, r.len - r.off);
+            goto done;
+        }
+        size_t base = r.off;
+        rbuf_view(&r, &p, (size_t)slen, "section");
+        rbuf sub = {p, (size_t)slen, 0, base, path, ctx};
+        rbuf *slot = tag == TAG_ARCH ? &arch : tag == TAG_META ? &meta : tag == TAG_TENS ? &tens
+                   : (tag == TAG_TRAN) ? &xtra : NULL;
+        if (!slot) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: unknown section tag 0x%08x at byte %zu", path, tag, at);
+            goto done;
+        }
+        if (slot->data) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: duplicate section at byte %zu", path, at);
+            goto done;
+        }
+        *slot = sub;
+    }
+    if (r.off != r.len) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: %zu unexpected bytes after the last section", path, r.len - r.off);
+        goto done;
+    }
+    if (!arch.data || !meta.data || !tens.data) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: missing %s section", path, !arch.data ? "ARCH" : !meta.data ? "META" : "TENS");
+        goto done;
+    }
+    if ((st = read_arch(ctx, &arch, &m))) goto done;
+    if ((st = read_meta(ctx, &meta, m))) goto done;
+    if ((st = read_tensors(ctx, &tens, m))) goto done;
+    rbuf *secs[3] = {&arch, &meta, &tens};
+    for (int i = 0; i < 3; i++)
+        if (secs[i]->off != secs[i]->len) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: %zu unexpected bytes at the end of the section at byte %zu", path,
+                         secs[i]->len - secs[i]->off, secs[i]->base);
+            goto done;
+        }
+    if (extra && extra_tag == TAG_TRAN && xtra.data) {
+        if (!(*extra = malloc(xtra.len ? xtra.len : 1))) {
+            st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        memcpy(*extra, xtra.data, xtra.len);
+        *extra_len = xtra.len;
+    }
+done:
+    free(data);
+    if (st) {
+        ts_model_free(m);
+        return st;
+    }
+    *out = m;
+    return TS_OK;
+}
+
+ts_status ts_model_load(ts_ctx *ctx, const char *path, ts_model **out) {
+    if (!ctx || !path || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_load: NULL argument");
+    return model_file_read(ctx, path, out, 0, NULL, NULL);
+}

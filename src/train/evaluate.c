@@ -1,0 +1,81 @@
+/* Evaluation: top-1, top-5, mean loss and the confusion matrix of a model on a
+ * dataset, with the model's own preprocessing. */
+#include "train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out) {
+    memset(out, 0, sizeof *out);
+    ts_shape in = m->input;
+    if (in.ndim != 3 || in.dims[0] != ds->channels || in.dims[1] != ds->height || in.dims[2] != ds->width)
+        return ts_fail(ctx, TS_ESHAPE, "dataset %s has %dx%dx%d images but the model takes %lldx%lldx%lld", ds->name,
+                       ds->channels, ds->height, ds->width, (long long)(in.ndim > 0 ? in.dims[0] : 0),
+                       (long long)(in.ndim > 1 ? in.dims[1] : 0), (long long)(in.ndim > 2 ? in.dims[2] : 0));
+    if (ds->classes > m->classes)
+        return ts_fail(ctx, TS_ESHAPE, "dataset %s has %d classes but the model outputs %d", ds->name, ds->classes,
+                       m->classes);
+    if (batch < 1) batch = 256;
+    ts_preprocess pp;
+    ts_status st = ts_model_get_preprocess(ctx, m, &pp);
+    if (st) return st;
+    const int k = m->classes;
+    const size_t in_sz = (size_t)shape_numel(&in);
+    float *x = ts_alloc(ctx, (size_t)batch * in_sz * sizeof(float), "evaluation batch");
+    float *logits = ts_alloc(ctx, (size_t)batch * (size_t)k * sizeof(float), "evaluation logits");
+    out->confusion = ts_calloc(ctx, (size_t)k * (size_t)k * sizeof(int64_t), "confusion matrix");
+    if (!x || !logits || !out->confusion) {
+        st = TS_ENOMEM;
+        goto done;
+    }
+    out->classes = k;
+    double loss_sum = 0;
+    int64_t top1 = 0, top5 = 0;
+    const int topk = k < 5 ? k : 5;
+    for (int64_t s = 0; s < ds->count; s += batch) {
+        int n = (int)(ds->count - s < batch ? ds->count - s : batch);
+        ts_preprocess_images(&pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
+        if ((st = ts_model_predict(ctx, m, x, n, logits))) goto done;
+        const int32_t *y = ds->labels + s;
+        loss_sum += (double)ts_softmax_cross_entropy(n, k, logits, y, 0.0f, NULL) * n;
+        for (int i = 0; i < n; i++) {
+            const float *row = logits + (size_t)i * k;
+            int best = 0, rank = 0;
+            for (int j = 1; j < k; j++)
+                if (row[j] > row[best]) best = j;
+            /* rank of the true class: how many score strictly higher (ties favour it) */
+            for (int j = 0; j < k; j++)
+                if (row[j] > row[y[i]]) rank++;
+            top1 += best == y[i];
+            top5 += rank < topk;
+            out->confusion[(size_t)y[i] * k + best]++;
+        }
+    }
+    out->count = ds->count;
+    out->top1 = ds->count ? (double)top1 / ds->count : 0;
+    out->top5 = ds->count ? (double)top5 / ds->count : 0;
+    out->loss = ds->count ? loss_sum / ds->count : 0;
+done:
+    ts_free(x);
+    ts_free(logits);
+    if (st) ts_eval_report_free(out);
+    return st;
+}
+
+void ts_eval_report_free(ts_eval_report *r) {
+    if (!r) return;
+    ts_free(r->confusion);
+    r->confusion = NULL;
+}
+
+double ts_eval_precision(const ts_eval_report *r, int cls) {
+    int64_t tp = r->confusion[(size_t)cls * r->classes + cls], col = 0;
+    for (int i = 0; i < r->classes; i++) col += r->confusion[(size_t)i * r->classes + cls];
+    return col ? (double)tp / col : 0;
+}
+
+double ts_eval_recall(const ts_eval_report *r, int cls) {
+    int64_t tp = r->confusion[(size_t)cls * r->classes + cls], row = 0;
+    for (int j = 0; j < r->classes; j++) row += r->confusion[(size_t)cls * r->classes + j];
+    return row ? (double)tp / row : 0;
+}

@@ -1,0 +1,31 @@
+/* Training internals shared with src/io (checkpoints). */
+#ifndef TS_TRAIN_H
+#define TS_TRAIN_H
+
+#include "nn/nn.h"
+
+struct ts_optimizer {
+    ts_model *model;
+    ts_optim_config cfg;
+    float *state;        /* SGD: momentum (P); Adam: exp_avg (P) then exp_avg_sq (P) */
+    size_t state_count;  /* floats in state */
+    int64_t steps;
+};
+
+struct ts_trainer {
+    ts_model *model;
+    const ts_dataset *train, *val;
+    ts_train_config cfg;
+    ts_optimizer *opt;
+    ts_loader *loader;
+    ts_preprocess pp;
+    ts_schedule sched;
+    int64_t epoch;        /* completed epochs */
+    int64_t batch_in_epoch; /* batches done in the current epoch (resume mid-epoch) */
+    double epoch_loss_sum, epoch_correct; /* running sums of the current epoch */
+    int64_t epoch_seen;
+    float *x, *logits, *dlogits;
+    int32_t *y;
+};
+
+#endif

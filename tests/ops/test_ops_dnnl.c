@@ -1,0 +1,503 @@
+/* The oneDNN fast paths against the reference kernels: every op, forward and
+ * backward, through the dispatcher with TS_BACKEND_DNNL, on fixed and random shapes
+ * (odd sizes, strides, padding, dilation, groups, depthwise, ceil_mode, both avg
+ * divisors, no bias). Also checks that standard cases really run on oneDNN, that
+ * the cases oneDNN cannot match fall back, and that oneDNN errors are reported. */
+#include "common/test.h"
+#include "ops/dispatch.h"
+
+#include <stdint.h>
+
+#define RTOL 1e-4
+
+static ts_ctx *g_ctx; /* backend DNNL, 2 threads */
+
+/* Deterministic shape generator (xorshift). */
+static uint64_t g_rand = 0x9e3779b97f4a7c15ULL;
+static int rand_int(int lo, int hi) { /* [lo, hi] */
+    g_rand ^= g_rand << 13;
+    g_rand ^= g_rand >> 7;
+    g_rand ^= g_rand << 17;
+    return lo + (int)(g_rand % (uint64_t)(hi - lo + 1));
+}
+
+static float *fvec(size_t n, unsigned long long seed, float lo, float hi) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    if (!x) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    test_fill_uniform(x, n, seed, lo, hi);
+    return x;
+}
+
+/* got ~ want within RTOL relative and 1e-5 of want's largest magnitude absolute */
+static int close_to(const char *what, const float *got, const float *want, size_t n) {
+    double big = 0;
+    for (size_t i = 0; i < n; i++) big = fmax(big, fabs((double)want[i]));
+    return test_allclose(what, got, want, n, RTOL, 1e-5 * fmax(big, 1e-3));
+}
+
+static int bit_equal(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
+
+/* ------------------------------------------------------------ convolution */
+
+static const char *conv_str(const conv2d_params *p) {
+    static char buf[200];
+    snprintf(buf, sizeof buf, "n%d c%d %dx%d k%d kernel %dx%d stride %d,%d pad %d,%d dil %d,%d groups %d", p->n, p->c,
+             p->h, p->w, p->k, p->kh, p->kw, p->sh, p->sw, p->ph, p->pw, p->dh, p->dw, p->groups);
+    return buf;
+}
+
+/* Forward, backward data and backward weights of p through the dispatcher
+ * (oneDNN) against the reference kernels. Returns 1 when all close. */
+static int conv_compare(conv2d_params p, int with_bias, unsigned seed) {
+    if (!conv2d_params_finish(&p)) {
+        CHECK(0, "invalid test case %s", conv_str(&p));
+        return 0;
+    }
+    size_t n_in = (size_t)p.n * p.c * p.h * p.w, n_out = (size_t)p.n * p.k * p.oh * p.ow;
+    size_t n_w = (size_t)p.k * (p.c / p.groups) * p.kh * p.kw;
+    float *in = fvec(n_in, seed, -1, 1), *w = fvec(n_w, seed + 1, -0.5f, 0.5f);
+    float *bias = with_bias ? fvec(p.k, seed + 2, -1, 1) : NULL, *dout = fvec(n_out, seed + 3, -1, 1);
+    float *out = fvec(n_out, 0, 0, 0), *out_ref = fvec(n_out, 0, 0, 0);
+    float *din = fvec(n_in, 0, 0, 0), *din_ref = fvec(n_in, 0, 0, 0);
+    float *dw = fvec(n_w, 0, 0, 0), *dw_ref = fvec(n_w, 0, 0, 0);
+    float *db = fvec(p.k, 0, 0, 0), *db_ref = fvec(p.k, 0, 0, 0);
+    size_t scratch_bytes = ops_conv2d_scratch_size(g_ctx, &p);
+    void *scratch = malloc(scratch_bytes ? scratch_bytes : 1);
+    int ok = 1;
+
+    conv2d_forward_ref(&p, out_ref, in, w, bias, scratch, 2);
+    conv2d_backward_data_ref(&p, din_ref, dout, w, scratch, 2);
+    conv2d_backward_weights_ref(&p, dw_ref, with_bias ? db_ref : NULL, dout, in, scratch, 2);
+
+    ts_status s = ops_conv2d_forward(g_ctx, &p, out, in, w, bias, scratch);
+    CHECK(s == TS_OK, "%s: forward: %s", conv_str(&p), ts_ctx_error(g_ctx));
+    ok &= close_to("conv forward", out, out_ref, n_out);
+    s = ops_conv2d_backward_data(g_ctx, &p, din, dout, w, scratch);
+    CHECK(s == TS_OK, "%s: backward data: %s", conv_str(&p), ts_ctx_error(g_ctx));
+    ok &= close_to("conv backward data", din, din_ref, n_in);
+    s = ops_conv2d_backward_weights(g_ctx, &p, dw, with_bias ? db : NULL, dout, in, scratch);
+    CHECK(s == TS_OK, "%s: backward weights: %s", conv_str(&p), ts_ctx_error(g_ctx));
+    ok &= close_to("conv backward weights", dw, dw_ref, n_w);
+    if (with_bias) ok &= close_to("conv backward bias", db, db_ref, p.k);
+    if (!ok) fprintf(stderr, "  case: %s%s\n", conv_str(&p), with_bias ? " bias" : "");
+
+    free(in), free(w), free(bias), free(dout), free(out), free(out_ref), free(din), free(din_ref);
+    free(dw), free(dw_ref), free(db), free(db_ref), free(scratch);
+    return ok;
+}
+
+static conv2d_params conv(int n, int c, int h, int w, int k, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+                          int dw, int groups) {
+    conv2d_params p = {.n = n, .c = c, .h = h, .w = w, .k = k, .kh = kh, .kw = kw, .sh = sh, .sw = sw, .ph = ph,
+                       .pw = pw, .dh = dh, .dw = dw, .groups = groups};
+    return p;
+}
+
+static void test_conv_fixed(void) {
+    conv_compare(conv(2, 3, 9, 11, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1), 1, 10);     /* standard 3x3 */
+    conv_compare(conv(3, 5, 13, 10, 7, 3, 5, 2, 2, 1, 2, 1, 1, 1), 0, 20);    /* stride 2, no bias */
+    conv_compare(conv(2, 4, 12, 13, 6, 3, 3, 1, 2, 2, 1, 2, 3, 1), 1, 30);    /* dilation */
+    conv_compare(conv(2, 6, 8, 9, 9, 3, 3, 2, 1, 1, 0, 1, 1, 3), 1, 40);      /* groups */
+    conv_compare(conv(2, 8, 10, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8), 1, 50);    /* depthwise */
+    conv_compare(conv(2, 4, 11, 9, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4), 0, 60);     /* depthwise x2, stride 2 */
+    conv_compare(conv(2, 16, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1), 1, 70);    /* pointwise */
+    conv_compare(conv(2, 16, 9, 9, 24, 1, 1, 2, 2, 0, 0, 1, 1, 1), 0, 80);    /* 1x1 stride 2 */
+    conv_compare(conv(1, 3, 32, 32, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1), 1, 90);   /* CIFAR stem */
+    conv_compare(conv(4, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1), 1, 100); /* blocked layouts */
+    conv_compare(conv(2, 3, 6, 5, 2, 7, 5, 1, 1, 3, 2, 1, 1, 1), 1, 110);     /* kernel > input */
+}
+
+static void test_conv_random(void) {
+    int done = 0;
+    for (int tries = 0; done < 24 && tries < 1000; tries++) {
+        int g = rand_int(1, 3), depthwise = rand_int(0, 3) == 0;
+        int c = g * rand_int(1, 3), k = g * rand_int(1, 3);
+        if (depthwise) g = c = rand_int(2, 6), k = c * rand_int(1, 2);
+        conv2d_params p = conv(rand_int(1, 3), c, rand_int(3, 14), rand_int(3, 14), k, rand_int(1, 4), rand_int(1, 4),
+                               rand_int(1, 3), rand_int(1, 3), rand_int(0, 2), rand_int(0, 2), rand_int(1, 2),
+                               rand_int(1, 2), g);
+        conv2d_params q = p;
+        if (!conv2d_params_finish(&q)) continue;
+        if (!conv_compare(p, rand_int(0, 1), 1000 + (unsigned)done)) break; /* one report is enough */
+        done++;
+    }
+    CHECK(done == 24, "only %d random cases ran", done);
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+static const char *pool_str(const pool2d_params *p) {
+    static char buf[200];
+    snprintf(buf, sizeof buf, "n%d c%d %dx%d kernel %dx%d stride %d,%d pad %d,%d%s%s", p->n, p->c, p->h, p->w, p->kh,
+             p->kw, p->sh, p->sw, p->ph, p->pw, p->ceil_mode ? " ceil" : "",
+             p->count_include_pad ? " include_pad" : " exclude_pad");
+    return buf;
+}
+
+static pool2d_params pool(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int ceil_mode,
+                          int include_pad) {
+    pool2d_params p = {.n = n, .c = c, .h = h, .w = w, .kh = kh, .kw = kw, .sh = sh, .sw = sw, .ph = ph, .pw = pw,
+                       .ceil_mode = ceil_mode, .count_include_pad = include_pad};
+    return p;
+}
+
+static int maxpool_compare(pool2d_params p, unsigned seed) {
+    if (!pool2d_params_finish(&p)) {
+        CHECK(0, "invalid test case %s", pool_str(&p));
+        return 0;
+    }
+    size_t n_in = (size_t)p.n * p.c * p.h * p.w, n_out = (size_t)p.n * p.c * p.oh * p.ow;
+    float *in = fvec(n_in, seed, -1, 1), *dout = fvec(n_out, seed + 1, -1, 1);
+    float *out = fvec(n_out, 0, 0, 0), *out_ref = fvec(n_out, 0, 0, 0), *out_infer = fvec(n_out, 0, 0, 0);
+    float *din = fvec(n_in, 0, 0, 0), *din_ref = fvec(n_in, 0, 0, 0);
+    int32_t *argmax = malloc(n_out * sizeof *argmax);
+    size_t ws_bytes = ops_maxpool2d_workspace_size(g_ctx, &p);
+    CHECK(ws_bytes >= n_out * sizeof(int32_t), "%s: workspace %zu bytes", pool_str(&p), ws_bytes);
+    void *ws = malloc(ws_bytes);
+    int ok = 1;
+
+    maxpool2d_forward_ref(&p, out_ref, argmax, in, 2);
+    maxpool2d_backward_ref(&p, din_ref, dout, argmax, 2);
+    ts_status s = ops_maxpool2d_forward(g_ctx, &p, out, ws, in);
+    CHECK(s == TS_OK, "%s: forward: %s", pool_str(&p), ts_ctx_error(g_ctx));
+    s = ops_maxpool2d_forward(g_ctx, &p, out_infer, NULL, in);
+    CHECK(s == TS_OK, "%s: inference forward: %s", pool_str(&p), ts_ctx_error(g_ctx));
+    s = ops_maxpool2d_backward(g_ctx, &p, din, dout, ws);
+    CHECK(s == TS_OK, "%s: backward: %s", pool_str(&p), ts_ctx_error(g_ctx));
+    /* a max is a copy and its gradient a sum of copies: exact up to summation order */
+    ok &= close_to("maxpool forward", out, out_ref, n_out);
+    ok &= close_to("maxpool inference forward", out_infer, out_ref, n_out);
+    ok &= close_to("maxpool backward", din, din_ref, n_in);
+    if (!ok) fprintf(stderr, "  case: %s\n", pool_str(&p));
+    free(in), free(dout), free(out), free(out_ref), free(out_infer), free(din), free(din_ref), free(argmax);
+    free(ws);
+    return ok;
+}
+
+/* *fell_back: set to whether oneDNN declined the case. */
+static int avgpool_compare(pool2d_params p, unsigned seed, int *fell_back) {
+    if (!pool2d_params_finish(&p)) {
+        CHECK(0, "invalid test case %s", pool_str(&p));
+        return 0;
+    }
+    size_t n_in = (size_t)p.n * p.c * p.h * p.w, n_out = (size_t)p.n * p.c * p.oh * p.ow;
+    float *in = fvec(n_in, seed, -1, 1), *dout = fvec(n_out, seed + 1, -1, 1);
+    float *out = fvec(n_out, 0, 0, 0), *out_ref = fvec(n_out, 0, 0, 0);
+    float *din = fvec(n_in, 0, 0, 0), *din_ref = fvec(n_in, 0, 0, 0);
+    int ok = 1;
+
+    avgpool2d_forward_ref(&p, out_ref, in, 2);
+    avgpool2d_backward_ref(&p, din_ref, dout, 2);
+    ts_status direct = avgpool2d_forward_dnnl(g_ctx, &p, out, in);
+    CHECK(direct == TS_OK || direct == TS_EUNSUPPORTED, "%s: %s", pool_str(&p), ts_ctx_error(g_ctx));
+    if (fell_back) *fell_back = direct == TS_EUNSUPPORTED;
+    CHECK(avgpool2d_backward_dnnl(g_ctx, &p, din, dout) == direct, "%s: forward and backward disagree on support",
+          pool_str(&p));
+    ts_status s = ops_avgpool2d_forward(g_ctx, &p, out, in);
+    CHECK(s == TS_OK, "%s: forward: %s", pool_str(&p), ts_ctx_error(g_ctx));
+    s = ops_avgpool2d_backward(g_ctx, &p, din, dout);
+    CHECK(s == TS_OK, "%s: backward: %s", pool_str(&p), ts_ctx_error(g_ctx));
+    ok &= close_to("avgpool forward", out, out_ref, n_out);
+    ok &= close_to("avgpool backward", din, din_ref, n_in);
+    if (!ok) fprintf(stderr, "  case: %s\n", pool_str(&p));
+    free(in), free(dout), free(out), free(out_ref), free(din), free(din_ref);
+    return ok;
+}
+
+static void test_pool_fixed(void) {
+    static const pool2d_params cases[] = {
+        {.n = 2, .c = 3, .h = 8, .w = 8, .kh = 2, .kw = 2, .sh = 2, .sw = 2},
+        {.n = 2, .c = 3, .h = 9, .w = 11, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1},
+        {.n = 2, .c = 3, .h = 9, .w = 11, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1, .ceil_mode = 1},
+        {.n = 1, .c = 4, .h = 10, .w = 7, .kh = 3, .kw = 2, .sh = 2, .sw = 2, .ceil_mode = 1},
+        {.n = 3, .c = 2, .h = 7, .w = 7, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+        {.n = 2, .c = 5, .h = 13, .w = 6, .kh = 4, .kw = 2, .sh = 3, .sw = 1, .ph = 2, .pw = 0, .ceil_mode = 1},
+        {.n = 2, .c = 2, .h = 5, .w = 5, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        maxpool_compare(cases[i], 200 + (unsigned)i);
+        for (int include = 0; include <= 1; include++) {
+            pool2d_params p = cases[i];
+            p.count_include_pad = include;
+            avgpool_compare(p, 300 + (unsigned)i, NULL);
+        }
+    }
+}
+
+static void test_pool_random(void) {
+    int done = 0, fell_back = 0;
+    for (int tries = 0; done < 30 && tries < 1000; tries++) {
+        int kh = rand_int(1, 4), kw = rand_int(1, 4);
+        pool2d_params p = pool(rand_int(1, 3), rand_int(1, 5), rand_int(3, 15), rand_int(3, 15), kh, kw,
+                               rand_int(1, 3), rand_int(1, 3), rand_int(0, kh / 2), rand_int(0, kw / 2),
+                               rand_int(0, 1), rand_int(0, 1));
+        pool2d_params q = p;
+        if (!pool2d_params_finish(&q)) continue;
+        int fb = 0;
+        if (!maxpool_compare(p, 2000 + (unsigned)done) || !avgpool_compare(p, 3000 + (unsigned)done, &fb)) break;
+        fell_back += fb;
+        done++;
+    }
+    CHECK(done == 30, "only %d random cases ran", done);
+    CHECK(fell_back < done / 2, "%d of %d random average poolings fell back", fell_back, done);
+}
+
+/* PyTorch's divisor for a ceil_mode window past the symmetric padding counts only
+ * up to H+ph; oneDNN would divide by kh*kw: that case must fall back (and match). */
+static void test_avgpool_ceil_include_pad_falls_back(void) {
+    pool2d_params p = pool(2, 3, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1);
+    pool2d_params q = p;
+    CHECK(pool2d_params_finish(&q) && q.oh == 4, "oh %d", q.oh); /* last window rows 5..7, H+ph = 7 */
+    int fell_back = 0;
+    avgpool_compare(p, 400, &fell_back);
+    CHECK(fell_back, "oneDNN was used where its divisor differs from PyTorch's");
+    p.count_include_pad = 0; /* excluding padding the divisors agree */
+    avgpool_compare(p, 401, &fell_back);
+    CHECK(!fell_back, "exclude-padding ceil_mode pooling fell back");
+    p.count_include_pad = 1, p.ceil_mode = 0; /* floor mode: no window passes H+ph */
+    avgpool_compare(p, 402, &fell_back);
+    CHECK(!fell_back, "floor-mode include-padding pooling fell back");
+}
+
+/* ------------------------------------------------------------- batch norm */
+
+static int bn_compare(int n, int c, int spatial, unsigned seed) {
+    bn_params p = {.n = n, .c = c, .spatial = spatial, .eps = 1e-5f};
+    size_t count = (size_t)n * c * spatial;
+    float *in = fvec(count, seed, -2, 3), *dout = fvec(count, seed + 1, -1, 1);
+    float *gamma = fvec(c, seed + 2, 0.5f, 1.5f), *beta = fvec(c, seed + 3, -0.5f, 0.5f);
+    float *rmean = fvec(c, seed + 4, -0.5f, 0.5f), *rvar = fvec(c, seed + 5, 0.5f, 2.0f);
+    float *out = fvec(count, 0, 0, 0), *out_ref = fvec(count, 0, 0, 0);
+    float *mean = fvec(c, 0, 0, 0), *mean_ref = fvec(c, 0, 0, 0), *var = fvec(c, 0, 0, 0), *var_ref = fvec(c, 0, 0, 0);
+    float *din = fvec(count, 0, 0, 0), *din_ref = fvec(count, 0, 0, 0);
+    float *dg = fvec(c, 0, 0, 0), *dg_ref = fvec(c, 0, 0, 0), *dbeta = fvec(c, 0, 0, 0), *dbeta_ref = fvec(c, 0, 0, 0);
+    int ok = 1;
+
+    batchnorm_forward_train_ref(&p, out_ref, mean_ref, var_ref, in, gamma, beta, 2);
+    ts_status s = ops_batchnorm_forward_train(g_ctx, &p, out, mean, var, in, gamma, beta);
+    CHECK(s == TS_OK, "forward train: %s", ts_ctx_error(g_ctx));
+    ok &= close_to("bn train out", out, out_ref, count);
+    ok &= close_to("bn mean", mean, mean_ref, c);
+    ok &= close_to("bn var", var, var_ref, c);
+
+    batchnorm_backward_ref(&p, din_ref, dg_ref, dbeta_ref, dout, in, gamma, mean_ref, var_ref, 2);
+    s = ops_batchnorm_backward(g_ctx, &p, din, dg, dbeta, dout, in, gamma, mean_ref, var_ref);
+    CHECK(s == TS_OK, "backward: %s", ts_ctx_error(g_ctx));
+    ok &= close_to("bn din", din, din_ref, count);
+    ok &= close_to("bn dgamma", dg, dg_ref, c);
+    ok &= close_to("bn dbeta", dbeta, dbeta_ref, c);
+
+    batchnorm_forward_infer_ref(&p, out_ref, in, gamma, beta, rmean, rvar, 2);
+    s = ops_batchnorm_forward_infer(g_ctx, &p, out, in, gamma, beta, rmean, rvar);
+    CHECK(s == TS_OK, "forward infer: %s", ts_ctx_error(g_ctx));
+    ok &= close_to("bn infer out", out, out_ref, count);
+    if (!ok) fprintf(stderr, "  case: n%d c%d spatial %d\n", n, c, spatial);
+
+    free(in), free(dout), free(gamma), free(beta), free(rmean), free(rvar), free(out), free(out_ref);
+    free(mean), free(mean_ref), free(var), free(var_ref), free(din), free(din_ref);
+    free(dg), free(dg_ref), free(dbeta), free(dbeta_ref);
+    return ok;
+}
+
+static void test_batchnorm(void) {
+    bn_compare(4, 3, 25, 500);   /* after a convolution */
+    bn_compare(7, 5, 1, 510);    /* after a dense layer */
+    bn_compare(2, 16, 49, 520);  /* 16 channels: blocked kernels */
+    bn_compare(3, 19, 13, 530);  /* odd channel count */
+    bn_compare(32, 8, 64, 540);  /* larger batch */
+    for (int i = 0; i < 6; i++) bn_compare(rand_int(2, 6), rand_int(1, 20), rand_int(1, 30), 550 + (unsigned)i);
+}
+
+/* ----------------------------------------------------------- dense layer */
+
+static int dense_compare(int n, int in_f, int out_f, int with_bias, unsigned seed) {
+    size_t n_in = (size_t)n * in_f, n_out = (size_t)n * out_f, n_w = (size_t)out_f * in_f;
+    float *in = fvec(n_in, seed, -1, 1), *w = fvec(n_w, seed + 1, -0.5f, 0.5f), *dout = fvec(n_out, seed + 2, -1, 1);
+    float *bias = with_bias ? fvec(out_f, seed + 3, -1, 1) : NULL;
+    float *out = fvec(n_out, 0, 0, 0), *out_ref = fvec(n_out, 0, 0, 0);
+    float *din = fvec(n_in, 0, 0, 0), *din_ref = fvec(n_in, 0, 0, 0);
+    float *dw = fvec(n_w, 0, 0, 0), *dw_ref = fvec(n_w, 0, 0, 0);
+    float *db = fvec(out_f, 0, 0, 0), *db_ref = fvec(out_f, 0, 0, 0);
+    int ok = 1;
+
+    dense_forward_ref(n, in_f, out_f, out_ref, in, w, bias, 2);
+    dense_backward_data_ref(n, in_f, out_f, din_ref, dout, w, 2);
+    dense_backward_weights_ref(n, in_f, out_f, dw_ref, with_bias ? db_ref : NULL, dout, in, 2);
+    CHECK(ops_dense_forward(g_ctx, n, in_f, out_f, out, in, w, bias) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ops_dense_backward_data(g_ctx, n, in_f, out_f, din, dout, w) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ops_dense_backward_weights(g_ctx, n, in_f, out_f, dw, with_bias ? db : NULL, dout, in) == TS_OK, "%s",
+          ts_ctx_error(g_ctx));
+    ok &= close_to("dense forward", out, out_ref, n_out);
+    ok &= close_to("dense backward data", din, din_ref, n_in);
+    ok &= close_to("dense backward weights", dw, dw_ref, n_w);
+    if (with_bias) ok &= close_to("dense backward bias", db, db_ref, out_f);
+    if (!ok) fprintf(stderr, "  case: n%d in %d out %d%s\n", n, in_f, out_f, with_bias ? " bias" : "");
+
+    free(in), free(w), free(dout), free(bias), free(out), free(out_ref), free(din), free(din_ref);
+    free(dw), free(dw_ref), free(db), free(db_ref);
+    return ok;
+}
+
+static void test_dense(void) {
+    dense_compare(5, 17, 9, 1, 600);
+    dense_compare(5, 17, 9, 0, 610);
+    dense_compare(1, 1, 1, 1, 620);
+    dense_compare(33, 64, 10, 1, 630);
+    dense_compare(8, 300, 7, 0, 640);
+    dense_compare(64, 128, 100, 1, 650);
+    for (int i = 0; i < 6; i++)
+        dense_compare(rand_int(1, 20), rand_int(1, 70), rand_int(1, 40), rand_int(0, 1), 660 + (unsigned)i);
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+static void test_eltwise(void) {
+    static const size_t counts[] = {1, 17, 1000, 4099};
+    static const char *const names[ELTWISE_COUNT] = {"relu", "leaky relu", "sigmoid", "tanh"};
+    for (int kind = 0; kind < ELTWISE_COUNT; kind++) {
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            size_t n = counts[ci];
+            float alpha = kind == ELTWISE_LEAKY_RELU ? 0.1f : 0.0f;
+            float *in = fvec(n, 700 + ci, -4, 4), *dout = fvec(n, 710 + ci, -1, 1);
+            for (size_t i = 0; i < n; i += 7) in[i] = 0.0f; /* the kink of relu */
+            float *out = fvec(n, 0, 0, 0), *out_ref = fvec(n, 0, 0, 0);
+            float *din = fvec(n, 0, 0, 0), *din_ref = fvec(n, 0, 0, 0);
+            eltwise_forward_ref(kind, alpha, n, out_ref, in, 2);
+            eltwise_backward_ref(kind, alpha, n, din_ref, dout, in, out_ref, 2);
+            CHECK(ops_eltwise_forward(g_ctx, kind, alpha, n, out, in) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(ops_eltwise_backward(g_ctx, kind, alpha, n, din, dout, in, out) == TS_OK, "%s",
+                  ts_ctx_error(g_ctx));
+            int ok = close_to("eltwise forward", out, out_ref, n);
+            ok &= close_to("eltwise backward", din, din_ref, n);
+            if (!ok) fprintf(stderr, "  case: %s count %zu\n", names[kind], n);
+            free(in), free(dout), free(out), free(out_ref), free(din), free(din_ref);
+        }
+    }
+}
+
+/* ----------------------------------------------- the dispatcher uses oneDNN */
+
+/* Standard cases: the oneDNN kernel accepts them, and the dispatcher's result is
+ * bit for bit the oneDNN kernel's (deterministic on a fixed thread count). */
+static void test_dispatch_reaches_dnnl(void) {
+    conv2d_params p = conv(2, 16, 12, 12, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1);
+    CHECK(conv2d_params_finish(&p), "conv params");
+    size_t n_in = (size_t)p.n * p.c * p.h * p.w, n_out = (size_t)p.n * p.k * p.oh * p.ow, n_w = (size_t)16 * 16 * 9;
+    float *in = fvec(n_in, 800, -1, 1), *w = fvec(n_w, 801, -1, 1), *b = fvec(16, 802, -1, 1);
+    float *a = fvec(n_out, 0, 0, 0), *d = fvec(n_out, 0, 0, 0);
+    void *scratch = malloc(ops_conv2d_scratch_size(g_ctx, &p) + 1);
+    CHECK(conv2d_forward_dnnl(g_ctx, &p, a, in, w, b) == TS_OK, "conv: %s", ts_ctx_error(g_ctx));
+    CHECK(ops_conv2d_forward(g_ctx, &p, d, in, w, b, scratch) == TS_OK, "conv: %s", ts_ctx_error(g_ctx));
+    CHECK(bit_equal(a, d, n_out), "conv dispatch did not take the oneDNN path");
+    CHECK(g_ctx->dnnl != NULL, "no oneDNN engine on the ctx");
+    free(in), free(w), free(b), free(a), free(d), free(scratch);
+
+    pool2d_params q = pool(2, 3, 10, 9, 3, 3, 2, 2, 1, 1, 1, 0); /* ceil adds a row */
+    CHECK(pool2d_params_finish(&q), "pool params");
+    n_in = (size_t)q.n * q.c * q.h * q.w, n_out = (size_t)q.n * q.c * q.oh * q.ow;
+    in = fvec(n_in, 810, -1, 1);
+    float *dout = fvec(n_out, 811, -1, 1), *din = fvec(n_in, 0, 0, 0), *din_ref = fvec(n_in, 0, 0, 0);
+    a = fvec(n_out, 0, 0, 0), d = fvec(n_out, 0, 0, 0);
+    void *ws = malloc(ops_maxpool2d_workspace_size(g_ctx, &q));
+    int32_t *argmax = malloc(n_out * sizeof *argmax);
+    CHECK(maxpool2d_forward_dnnl(g_ctx, &q, a, ws, in) == TS_OK, "maxpool: %s", ts_ctx_error(g_ctx));
+    CHECK(avgpool2d_forward_dnnl(g_ctx, &q, d, in) == TS_OK, "avgpool: %s", ts_ctx_error(g_ctx));
+    q.count_include_pad = 1;
+    CHECK(avgpool2d_forward_dnnl(g_ctx, &q, d, in) == TS_EUNSUPPORTED, "ceil include-pad avgpool taken by oneDNN");
+    q.ceil_mode = 0;
+    CHECK(pool2d_params_finish(&q), "pool params");
+    CHECK(avgpool2d_forward_dnnl(g_ctx, &q, d, in) == TS_OK, "avgpool: %s", ts_ctx_error(g_ctx));
+    q.ceil_mode = 1, q.count_include_pad = 0;
+    CHECK(pool2d_params_finish(&q), "pool params");
+    /* the dispatcher's backward reads oneDNN's workspace as written by oneDNN */
+    CHECK(ops_maxpool2d_backward(g_ctx, &q, din, dout, ws) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    maxpool2d_forward_ref(&q, d, argmax, in, 1);
+    maxpool2d_backward_ref(&q, din_ref, dout, argmax, 1);
+    close_to("maxpool backward from oneDNN workspace", din, din_ref, n_in);
+    free(in), free(dout), free(din), free(din_ref), free(a), free(d), free(ws), free(argmax);
+
+    bn_params bp = {.n = 4, .c = 8, .spatial = 9, .eps = 1e-5f};
+    float *x = fvec(288, 820, -1, 1), *y = fvec(288, 0, 0, 0), *gm = fvec(8, 821, 0.5f, 1), *bt = fvec(8, 822, 0, 1);
+    float *m = fvec(8, 0, 0, 0), *v = fvec(8, 0, 0, 0), *dg = fvec(16, 0, 0, 0), *db = fvec(16, 0, 0, 0);
+    CHECK(batchnorm_forward_train_dnnl(g_ctx, &bp, y, m, v, x, gm, bt) == TS_OK, "bn: %s", ts_ctx_error(g_ctx));
+    CHECK(batchnorm_forward_infer_dnnl(g_ctx, &bp, y, x, gm, bt, m, v) == TS_OK, "bn: %s", ts_ctx_error(g_ctx));
+    CHECK(batchnorm_backward_dnnl(g_ctx, &bp, y, dg, db, x, x, gm, m, v) == TS_OK, "bn: %s", ts_ctx_error(g_ctx));
+    CHECK(dense_forward_dnnl(g_ctx, 4, 72, 4, y, x, x, NULL) == TS_OK, "dense: %s", ts_ctx_error(g_ctx));
+    CHECK(dense_backward_data_dnnl(g_ctx, 4, 8, 9, y, x, x) == TS_OK, "dense: %s", ts_ctx_error(g_ctx));
+    CHECK(dense_backward_weights_dnnl(g_ctx, 4, 8, 9, y, db, x, x) == TS_OK, "dense: %s", ts_ctx_error(g_ctx));
+    for (int kind = 0; kind < ELTWISE_COUNT; kind++) {
+        CHECK(eltwise_forward_dnnl(g_ctx, kind, 0.2f, 288, y, x) == TS_OK, "eltwise: %s", ts_ctx_error(g_ctx));
+        CHECK(eltwise_backward_dnnl(g_ctx, kind, 0.2f, 288, x, x, y, y) == TS_OK, "eltwise: %s", ts_ctx_error(g_ctx));
+    }
+    free(x), free(y), free(gm), free(bt), free(m), free(v), free(dg), free(db);
+    CHECK(ts_ctx_status(g_ctx) == TS_OK, "an error was recorded: %s", ts_ctx_error(g_ctx));
+}
+
+/* Under TS_BACKEND_REF the dispatcher never touches oneDNN. */
+static void test_dispatch_ref_backend(void) {
+    ts_ctx *ctx = NULL;
+    CHECK(ts_ctx_create(&ctx) == TS_OK && ts_ctx_set_backend(ctx, TS_BACKEND_REF) == TS_OK, "ctx");
+    if (!ctx) return;
+    float in[12], out[12], want[12];
+    test_fill_uniform(in, 12, 900, -1, 1);
+    CHECK(ops_eltwise_forward(ctx, ELTWISE_TANH, 0, 12, out, in) == TS_OK, "%s", ts_ctx_error(ctx));
+    eltwise_forward_ref(ELTWISE_TANH, 0, 12, want, in, 1);
+    CHECK(bit_equal(out, want, 12), "ref backend result differs from the ref kernel");
+    CHECK(ctx->dnnl == NULL, "ref backend created a oneDNN engine");
+    ts_ctx_free(ctx);
+}
+
+/* A case oneDNN rejects as invalid is an error on ctx naming the primitive and the
+ * call, returned by the dispatcher (no silent fallback). */
+static void test_dnnl_error_reported(void) {
+    conv2d_params p = conv(1, 2, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1);
+    CHECK(conv2d_params_finish(&p), "params");
+    p.oh = 4; /* inconsistent with the geometry (3) */
+    float in[50] = {0}, w[36] = {0}, out[2 * 4 * 3] = {0};
+    char scratch[4096];
+    ts_status s = ops_conv2d_forward(g_ctx, &p, out, in, w, NULL, scratch);
+    CHECK(s == TS_EINVAL, "status %d", (int)s);
+    CHECK(strstr(ts_ctx_error(g_ctx), "convolution forward") && strstr(ts_ctx_error(g_ctx), "desc_init"),
+          "message: %s", ts_ctx_error(g_ctx));
+    ts_ctx_clear_error(g_ctx);
+}
+
+/* The engine and stream are made once per ctx and freed with it; repeated
+ * create/use/free must not leak (ASan) */
+static void test_ctx_lifecycle(void) {
+    for (int i = 0; i < 3; i++) {
+        ts_ctx *ctx = NULL;
+        CHECK(ts_ctx_create(&ctx) == TS_OK, "ctx");
+        if (!ctx) return;
+        ts_ctx_set_threads(ctx, 1 + i);
+        float x[8] = {-1, 2, -3, 4, -5, 6, -7, 8}, y[8];
+        CHECK(ops_eltwise_forward(ctx, ELTWISE_RELU, 0, 8, y, x) == TS_OK, "%s", ts_ctx_error(ctx));
+        CHECK(y[0] == 0 && y[1] == 2, "relu");
+        void *first = ctx->dnnl;
+        CHECK(ops_eltwise_forward(ctx, ELTWISE_RELU, 0, 8, y, x) == TS_OK, "%s", ts_ctx_error(ctx));
+        CHECK(first && ctx->dnnl == first, "engine not kept on the ctx");
+        ts_ctx_free(ctx);
+    }
+}
+
+int main(void) {
+    if (ts_ctx_create(&g_ctx) != TS_OK) return 2;
+    ts_ctx_set_threads(g_ctx, 2);
+    RUN(test_conv_fixed);
+    RUN(test_conv_random);
+    RUN(test_pool_fixed);
+    RUN(test_pool_random);
+    RUN(test_avgpool_ceil_include_pad_falls_back);
+    RUN(test_batchnorm);
+    RUN(test_dense);
+    RUN(test_eltwise);
+    RUN(test_dispatch_reaches_dnnl);
+    RUN(test_dispatch_ref_backend);
+    RUN(test_dnnl_error_reported);
+    RUN(test_ctx_lifecycle);
+    ts_ctx_free(g_ctx);
+    TEST_MAIN_END("test_ops_dnnl");
+}
