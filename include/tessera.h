@@ -52,6 +52,13 @@ void ts_ctx_free(ts_ctx *ctx);
 const char *ts_ctx_error(const ts_ctx *ctx);
 ts_status ts_ctx_status(const ts_ctx *ctx);
 void ts_ctx_clear_error(ts_ctx *ctx);
+/* Records a failure on ctx (for callers and callbacks that report through it);
+ * returns status. */
+ts_status ts_ctx_set_error(ts_ctx *ctx, ts_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 /* Threads used by kernels (default: 1). */
 ts_status ts_ctx_set_threads(ts_ctx *ctx, int nthreads);
 int ts_ctx_get_threads(const ts_ctx *ctx);

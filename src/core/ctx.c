@@ -82,3 +82,13 @@ int64_t ts_shape_numel(const ts_shape *s) {
     for (int i = 0; i < s->ndim; i++) n *= s->dims[i];
     return n;
 }
+
+ts_status ts_ctx_set_error(ts_ctx *ctx, ts_status status, const char *fmt, ...) {
+    if (!ctx) return status;
+    ctx->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    va_end(ap);
+    return status;
+}

@@ -102,7 +102,7 @@ ts_status batchnorm_backward_dnnl(ts_ctx *ctx, const bn_params *p, float *din, f
         /* oneDNN 2.6 wants a shift argument in the backward pass too (execute fails
          * with invalid_arguments without one) though it does not read it: an unused
          * oneDNN-owned buffer */
-        {DNNL_ARG_SHIFT, dnnl_job_memory(&job, &d.stat, NULL)},
+        {DNNL_ARG_SHIFT, dnnl_job_memory_alloc(&job, &d.stat)},
         {DNNL_ARG_DIFF_SRC, dnnl_job_memory(&job, &d.data, din)},
         {DNNL_ARG_DIFF_SCALE, dnnl_job_memory(&job, &d.stat, dgamma)},
         {DNNL_ARG_DIFF_SHIFT, dnnl_job_memory(&job, &d.stat, dbeta)},

@@ -79,18 +79,29 @@ dnnl_memory_desc_t dnnl_job_md(dnnl_job *job, int ndims, const dnnl_dim_t *dims,
     return md;
 }
 
-dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data) {
+/* data: the caller's buffer, or DNNL_MEMORY_ALLOCATE */
+static dnnl_memory_t job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data) {
     if (job->status != TS_OK) return NULL;
     if (job->nmem == DNNL_JOB_MAX_MEM) {
         dnnl_job_fail(job, TS_EINVAL, "internal: too many memory objects in one call");
         return NULL;
     }
     dnnl_memory_t m = NULL;
-    if (!dnnl_job_check(job, dnnl_memory_create(&m, md, job->dnnl->engine, data ? data : DNNL_MEMORY_ALLOCATE),
-                        "dnnl_memory_create"))
-        return NULL;
+    if (!dnnl_job_check(job, dnnl_memory_create(&m, md, job->dnnl->engine, data), "dnnl_memory_create")) return NULL;
     job->mem[job->nmem++] = m;
     return m;
+}
+
+dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data) {
+    if (job->status == TS_OK && !data) {
+        dnnl_job_fail(job, TS_EINVAL, "a required tensor pointer is NULL");
+        return NULL;
+    }
+    return job_memory(job, md, data);
+}
+
+dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md) {
+    return job_memory(job, md, DNNL_MEMORY_ALLOCATE);
 }
 
 dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,
@@ -164,7 +175,7 @@ dnnl_memory_t dnnl_job_layout(dnnl_job *job, dnnl_memory_t user, const dnnl_memo
     const dnnl_memory_desc_t *have = NULL;
     if (!dnnl_job_check(job, dnnl_memory_get_memory_desc(user, &have), "dnnl_memory_get_memory_desc")) return NULL;
     if (dnnl_memory_desc_equal(have, want)) return user;
-    dnnl_memory_t m = dnnl_job_memory(job, want, NULL);
+    dnnl_memory_t m = dnnl_job_memory_alloc(job, want);
     if (copy_in) dnnl_job_reorder(job, user, m);
     return m;
 }

@@ -4,7 +4,7 @@
  * every path:
  *
  *     dnnl_job job;
- *     if (dnnl_job_begin(&job, ctx, "convolution forward") != TS_OK) return ctx->status;
+ *     if (dnnl_job_begin(&job, ctx, "convolution forward") != TS_OK) return job.status;
  *     dnnl_memory_t src = dnnl_job_memory_tag(&job, 4, dims, dnnl_nchw, (void *)in);
  *     ...                        // every helper is a no-op once one has failed
  *     return dnnl_job_end(&job); // waits, destroys everything, returns the first error
@@ -56,12 +56,14 @@ void dnnl_job_fail(dnnl_job *job, ts_status status, const char *reason);
 /* Plain memory descriptor of f32 data; on failure records it and returns a zeroed md. */
 dnnl_memory_desc_t dnnl_job_md(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag);
 
-/* Memory object over `data` (the caller's buffer, not owned; const inputs are cast,
- * oneDNN only reads them), or over a buffer oneDNN allocates and frees with the job
- * when data is NULL. Returns NULL once the job has failed. */
+/* Memory object over the caller's buffer `data` (not owned; const inputs are cast,
+ * oneDNN only reads them); a NULL data is an error. Returns NULL once the job has
+ * failed. */
 dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data);
 dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,
                                   void *data);
+/* Memory object over a buffer oneDNN allocates, freed with the job. */
+dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md);
 
 /* Primitive descriptor for an op descriptor; oneDNN's "unimplemented" ends the job
  * with TS_EUNSUPPORTED (no message) unless `required`, when it is an error. */

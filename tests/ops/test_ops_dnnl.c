@@ -463,6 +463,14 @@ static void test_dnnl_error_reported(void) {
     CHECK(strstr(ts_ctx_error(g_ctx), "convolution forward") && strstr(ts_ctx_error(g_ctx), "desc_init"),
           "message: %s", ts_ctx_error(g_ctx));
     ts_ctx_clear_error(g_ctx);
+
+    /* a missing tensor is an error, not a buffer oneDNN makes up */
+    bn_params bp = {.n = 2, .c = 1, .spatial = 25, .eps = 1e-5f};
+    float var[1], gamma[1] = {1}, beta[1] = {0};
+    s = ops_batchnorm_forward_train(g_ctx, &bp, in, NULL, var, in, gamma, beta);
+    CHECK(s == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "batch normalization"), "status %d: %s", (int)s,
+          ts_ctx_error(g_ctx));
+    ts_ctx_clear_error(g_ctx);
 }
 
 /* The engine and stream are made once per ctx and freed with it; repeated

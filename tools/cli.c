@@ -1,0 +1,219 @@
+/* Option parsing, exit codes, progress bar: everything the subcommands share. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_exit_code(ts_status st) {
+    switch (st) {
+    case TS_OK: return EXIT_OK;
+    case TS_EINVAL: return EXIT_USAGE;
+    case TS_ENOMEM: return EXIT_NOMEM;
+    case TS_EIO: return EXIT_IO;
+    case TS_EFORMAT: return EXIT_FORMAT;
+    case TS_EUNSUPPORTED: return EXIT_UNSUPPORTED;
+    case TS_ESHAPE: return EXIT_SHAPE;
+    case TS_ENOTFOUND: return EXIT_NOTFOUND;
+    case TS_EDIVERGED: return EXIT_DIVERGED;
+    case TS_ECANCELED: return EXIT_INTERRUPTED;
+    default: return EXIT_FAILURE_OTHER;
+    }
+}
+
+int cli_fail(const char *cmd, ts_ctx *ctx, ts_status st) {
+    const char *msg = ctx ? ts_ctx_error(ctx) : "";
+    fprintf(stderr, "tessera %s: %s\n", cmd, *msg ? msg : ts_status_name(st));
+    return cli_exit_code(st);
+}
+
+void cli_help(const cli_cmd *cmd, FILE *f) {
+    fprintf(f, "usage: tessera %s %s\n\n%s\n", cmd->name, cmd->usage, cmd->summary);
+    if (cmd->nopts) fprintf(f, "\noptions:\n");
+    for (int i = 0; i < cmd->nopts; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", cmd->opts[i].name, cmd->opts[i].arg ? " " : "",
+                 cmd->opts[i].arg ? cmd->opts[i].arg : "");
+        fprintf(f, "  %-26s %s\n", left, cmd->opts[i].help);
+    }
+    fprintf(f, "  %-26s %s\n", "--help", "show this help");
+}
+
+static cli_opt *find_opt(const cli_cmd *cmd, const char *name, size_t len) {
+    for (int i = 0; i < cmd->nopts; i++)
+        if (strlen(cmd->opts[i].name) == len && !strncmp(cmd->opts[i].name, name, len)) return &cmd->opts[i];
+    return NULL;
+}
+
+int cli_parse(const cli_cmd *cmd, int argc, char **argv, char **pos, int *npos, int maxpos) {
+    *npos = 0;
+    int only_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        if (!only_pos && !strcmp(a, "--")) {
+            only_pos = 1;
+            continue;
+        }
+        if (!only_pos && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+            cli_help(cmd, stdout);
+            return -1;
+        }
+        if (!only_pos && a[0] == '-' && a[1] == '-') {
+            const char *name = a + 2, *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            cli_opt *o = find_opt(cmd, name, len);
+            if (!o) {
+                fprintf(stderr, "tessera %s: unknown option '--%.*s' (see tessera %s --help)\n", cmd->name, (int)len,
+                        name, cmd->name);
+                return EXIT_USAGE;
+            }
+            if (!o->arg) {
+                if (eq) {
+                    fprintf(stderr, "tessera %s: --%s takes no value\n", cmd->name, o->name);
+                    return EXIT_USAGE;
+                }
+                o->value = "1";
+            } else if (eq) {
+                o->value = eq + 1;
+            } else {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "tessera %s: --%s needs a value (%s)\n", cmd->name, o->name, o->arg);
+                    return EXIT_USAGE;
+                }
+                o->value = argv[++i];
+            }
+            continue;
+        }
+        if (*npos >= maxpos) {
+            fprintf(stderr, "tessera %s: unexpected argument '%s' (see tessera %s --help)\n", cmd->name, a, cmd->name);
+            return EXIT_USAGE;
+        }
+        pos[(*npos)++] = a;
+    }
+    return 0;
+}
+
+const char *cli_get(const cli_cmd *cmd, const char *name) {
+    cli_opt *o = find_opt(cmd, name, strlen(name));
+    return o ? o->value : NULL;
+}
+
+int cli_int(const cli_cmd *cmd, const char *name, long def, long lo, long hi, long *out) {
+    const char *v = cli_get(cmd, name);
+    if (!v) {
+        *out = def;
+        return 1;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "tessera %s: --%s: '%s' is not an integer in %ld..%ld\n", cmd->name, name, v, lo, hi);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+int cli_float(const cli_cmd *cmd, const char *name, double def, double lo, double hi, double *out) {
+    const char *v = cli_get(cmd, name);
+    if (!v) {
+        *out = def;
+        return 1;
+    }
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi) {
+        fprintf(stderr, "tessera %s: --%s: '%s' is not a number in %g..%g\n", cmd->name, name, v, lo, hi);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    long threads;
+    if (!cli_int(cmd, "threads", ncpu > 0 ? ncpu : 1, 1, 1024, &threads)) return EXIT_USAGE;
+    ts_ctx_set_threads(ctx, (int)threads);
+    const char *be = cli_get(cmd, "backend");
+    if (be) {
+        if (!strcmp(be, "dnnl") || !strcmp(be, "onednn")) ts_ctx_set_backend(ctx, TS_BACKEND_DNNL);
+        else if (!strcmp(be, "ref")) ts_ctx_set_backend(ctx, TS_BACKEND_REF);
+        else {
+            fprintf(stderr, "tessera %s: --backend: '%s' is not one of dnnl, ref\n", cmd->name, be);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+const char *cli_class_name(const ts_model *m, int i, char *buf, size_t n) {
+    const char *names = ts_model_get_meta(m, "classes");
+    snprintf(buf, n, "%d", i);
+    if (!names) return buf;
+    const char *p = names;
+    for (int k = 0; k < i && p; k++) {
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    if (!p || !*p) return buf;
+    const char *e = strchr(p, '\n');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len >= n) len = n - 1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void progress_start(progress *p) {
+    p->start = p->last = cli_now();
+    p->tty = isatty(2);
+    p->last_decile = -1;
+}
+
+static void fmt_time(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 359999) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+void progress_update(progress *p, const char *label, long long done, long long total, const char *extra,
+                     double items_per_unit) {
+    double now = cli_now();
+    int decile = total > 0 ? (int)(done * 10 / total) : 0;
+    if (p->tty) {
+        if (done < total && now - p->last < 0.1) return;
+    } else if (decile == p->last_decile && done < total) {
+        return;
+    }
+    p->last = now;
+    p->last_decile = decile;
+    double el = now - p->start;
+    double rate = el > 0 ? (double)done * items_per_unit / el : 0;
+    char eta[32], elapsed[32];
+    fmt_time(eta, sizeof eta, done > 0 ? el / (double)done * (double)(total - done) : 0);
+    fmt_time(elapsed, sizeof elapsed, el);
+    char bar[31];
+    int fill = total > 0 ? (int)(30 * done / total) : 0;
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    bar[30] = '\0';
+    fprintf(stderr, "%s%s [%s] %lld/%lld %s | %.0f img/s %s %s%s", p->tty ? "\r" : "", label, bar, done, total,
+            extra ? extra : "", rate, done < total ? "ETA" : "in", done < total ? eta : elapsed, p->tty ? "\x1b[K" : "\n");
+    fflush(stderr);
+}
+
+void progress_end(progress *p) {
+    if (p->tty) fputc('\n', stderr);
+}

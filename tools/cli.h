@@ -1,0 +1,79 @@
+/* The tessera command line: shared option parsing, progress display, exit codes. */
+#ifndef TS_CLI_H
+#define TS_CLI_H
+
+#include "tessera.h"
+
+#include <stdio.h>
+
+/* Exit codes (docs/cli.md): 0 success; 2 usage; otherwise by failure kind. */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILURE_OTHER = 1,
+    EXIT_USAGE = 2,
+    EXIT_IO = 3,
+    EXIT_FORMAT = 4,
+    EXIT_UNSUPPORTED = 5,
+    EXIT_SHAPE = 6,
+    EXIT_NOTFOUND = 7,
+    EXIT_DIVERGED = 8,
+    EXIT_NOMEM = 10,
+    EXIT_INTERRUPTED = 130,
+};
+
+int cli_exit_code(ts_status st);
+
+typedef struct cli_opt {
+    const char *name;   /* without the leading -- */
+    const char *arg;    /* argument placeholder, NULL for a flag */
+    const char *help;
+    const char *value;  /* parsed value (flags: "1") */
+} cli_opt;
+
+typedef struct cli_cmd {
+    const char *name;
+    const char *usage;       /* "MODEL [options]" */
+    const char *summary;
+    cli_opt *opts;
+    int nopts;
+} cli_cmd;
+
+/* Parses argv (after the subcommand name). Returns -1 when --help was printed
+ * (exit 0), EXIT_USAGE after printing an error, 0 on success. Positional
+ * arguments are collected in pos (at most maxpos). */
+int cli_parse(const cli_cmd *cmd, int argc, char **argv, char **pos, int *npos, int maxpos);
+void cli_help(const cli_cmd *cmd, FILE *f);
+const char *cli_get(const cli_cmd *cmd, const char *name);
+/* Typed getters: print "tessera CMD: --opt: ..." and return 0 on a bad value. */
+int cli_int(const cli_cmd *cmd, const char *name, long def, long lo, long hi, long *out);
+int cli_float(const cli_cmd *cmd, const char *name, double def, double lo, double hi, double *out);
+
+/* Reports a library failure: "tessera CMD: message" and returns the exit code. */
+int cli_fail(const char *cmd, ts_ctx *ctx, ts_status st);
+
+/* Progress bar on stderr with rate and ETA; redrawn in place on a terminal,
+ * a line every 10% otherwise. */
+typedef struct progress {
+    double start, last;
+    int tty;
+    int last_decile;
+} progress;
+
+double cli_now(void);
+void progress_start(progress *p);
+void progress_update(progress *p, const char *label, long long done, long long total, const char *extra,
+                     double items_per_unit);
+void progress_end(progress *p);
+
+/* Shared setup: threads and backend from options. */
+int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx);
+/* Class name i from the model's metadata (or the number). */
+const char *cli_class_name(const ts_model *m, int i, char *buf, size_t n);
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_zoo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,238 @@
+/* tessera eval and tessera predict. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cli_opt eval_opts[] = {
+    {"data", "NAME|PATH", "dataset (default: the one the model was trained on)", NULL},
+    {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
+    {"split", "test|train", "which split to evaluate (default test)", NULL},
+    {"batch", "N", "batch size (default 256)", NULL},
+    {"limit", "N", "evaluate the first N samples only", NULL},
+    {"threads", "N", "threads (default: all cores)", NULL},
+    {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+};
+static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
+                           "Prints top-1 and top-5 accuracy, loss, per-class precision and recall, and the confusion\n"
+                           "matrix (rows: true class, columns: predicted).",
+                           eval_opts, sizeof eval_opts / sizeof eval_opts[0]};
+
+static ts_status load_limited(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit,
+                              ts_dataset **out) {
+    ts_dataset *ds;
+    ts_status st = ts_dataset_load(ctx, spec, split, dir, &ds);
+    if (st || limit <= 0 || limit >= ds->count) {
+        *out = st ? NULL : ds;
+        return st;
+    }
+    int64_t *idx = malloc((size_t)limit * sizeof *idx);
+    if (!idx) {
+        ts_dataset_free(ds);
+        return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    }
+    for (long i = 0; i < limit; i++) idx[i] = i;
+    st = ts_dataset_subset(ctx, ds, idx, limit, out);
+    free(idx);
+    ts_dataset_free(ds);
+    return st;
+}
+
+int cmd_eval(int argc, char **argv) {
+    char *pos[1];
+    int npos;
+    int rc = cli_parse(&eval_cmd, argc, argv, pos, &npos, 1);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    if (npos != 1) {
+        fprintf(stderr, "tessera eval: expected one MODEL file (see tessera eval --help)\n");
+        return EXIT_USAGE;
+    }
+    ts_ctx *ctx = NULL;
+    if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
+    ts_model *m = NULL;
+    ts_dataset *ds = NULL;
+    ts_status st = TS_OK;
+    long batch, limit;
+    if ((rc = cli_setup_ctx(&eval_cmd, ctx))) goto done;
+    if (!cli_int(&eval_cmd, "batch", 256, 1, 65536, &batch) || !cli_int(&eval_cmd, "limit", 0, 0, 1L << 40, &limit)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    const char *split_s = cli_get(&eval_cmd, "split");
+    ts_split split = TS_SPLIT_TEST;
+    if (split_s && !strcmp(split_s, "train")) split = TS_SPLIT_TRAIN;
+    else if (split_s && strcmp(split_s, "test")) {
+        fprintf(stderr, "tessera eval: --split: '%s' is not test or train\n", split_s);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    const char *spec = cli_get(&eval_cmd, "data");
+    if (!spec) spec = ts_model_get_meta(m, "data");
+    if (!spec) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
+        goto fail;
+    }
+    if ((st = load_limited(ctx, spec, split, cli_get(&eval_cmd, "data-dir"), limit, &ds))) goto fail;
+    double t0 = cli_now();
+    ts_eval_report ev;
+    if ((st = ts_evaluate(ctx, m, ds, (int)batch, &ev))) goto fail;
+    double secs = cli_now() - t0;
+    printf("model %s on %s (%s, %lld images, %.2fs, %.0f img/s)\n", pos[0], spec, split == TS_SPLIT_TEST ? "test" : "train",
+           (long long)ev.count, secs, secs > 0 ? ev.count / secs : 0);
+    printf("top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n\n", 100 * ev.top1, 100 * ev.top5, ev.loss);
+    int k = ev.classes;
+    printf("%-4s %-20s %9s %9s %8s\n", "id", "class", "precision", "recall", "support");
+    for (int c = 0; c < k; c++) {
+        int64_t support = 0;
+        for (int j = 0; j < k; j++) support += ev.confusion[(size_t)c * k + j];
+        char name[64];
+        printf("%-4d %-20s %8.2f%% %8.2f%% %8lld\n", c, cli_class_name(m, c, name, sizeof name),
+               100 * ts_eval_precision(&ev, c), 100 * ts_eval_recall(&ev, c), (long long)support);
+    }
+    printf("\nconfusion matrix (rows: true, columns: predicted)\n     ");
+    for (int j = 0; j < k; j++) printf("%6d", j);
+    printf("\n");
+    for (int c = 0; c < k; c++) {
+        printf("%4d ", c);
+        for (int j = 0; j < k; j++) printf("%6lld", (long long)ev.confusion[(size_t)c * k + j]);
+        printf("\n");
+    }
+    ts_eval_report_free(&ev);
+    rc = EXIT_OK;
+    goto done;
+fail:
+    rc = cli_fail("eval", ctx, st);
+done:
+    ts_dataset_free(ds);
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    return rc;
+}
+
+static cli_opt predict_opts[] = {
+    {"data", "NAME|PATH", "predict dataset samples instead of image files", NULL},
+    {"data-dir", "DIR", "where known dataset names are looked up first", NULL},
+    {"index", "I[,J...]", "with --data: which test samples (default 0)", NULL},
+    {"top", "K", "show the K most likely classes (default 3)", NULL},
+    {"threads", "N", "threads (default: all cores)", NULL},
+    {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+};
+static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I",
+                              "Classifies PGM/PPM images (binary or ASCII, sized as the model's input) or dataset\n"
+                              "samples, printing the top classes with their probabilities.",
+                              predict_opts, sizeof predict_opts / sizeof predict_opts[0]};
+
+static void print_top(const ts_model *m, const char *what, const float *logits, int k, int top, int label) {
+    float mx = logits[0];
+    for (int j = 1; j < k; j++) mx = logits[j] > mx ? logits[j] : mx;
+    double sum = 0;
+    for (int j = 0; j < k; j++) sum += exp((double)(logits[j] - mx));
+    int used[4096] = {0};
+    printf("%s:", what);
+    for (int t = 0; t < top && t < k && t < 4096; t++) {
+        int best = -1;
+        for (int j = 0; j < k && j < 4096; j++)
+            if (!used[j] && (best < 0 || logits[j] > logits[best])) best = j;
+        used[best] = 1;
+        char name[64];
+        printf("%s %s %.2f%%", t ? "," : "", cli_class_name(m, best, name, sizeof name),
+               100.0 * exp((double)(logits[best] - mx)) / sum);
+    }
+    if (label >= 0) {
+        char name[64];
+        printf("  (true: %s)", cli_class_name(m, label, name, sizeof name));
+    }
+    printf("\n");
+}
+
+int cmd_predict(int argc, char **argv) {
+    char *pos[4096];
+    int npos;
+    int rc = cli_parse(&predict_cmd, argc, argv, pos, &npos, 4096);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    const char *spec = cli_get(&predict_cmd, "data");
+    if (npos < 1 || (npos < 2 && !spec)) {
+        fprintf(stderr, "tessera predict: expected MODEL and images, or MODEL --data NAME (see --help)\n");
+        return EXIT_USAGE;
+    }
+    long top;
+    if (!cli_int(&predict_cmd, "top", 3, 1, 1000, &top)) return EXIT_USAGE;
+    ts_ctx *ctx = NULL;
+    if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
+    ts_model *m = NULL;
+    ts_dataset *ds = NULL;
+    float *x = NULL, *logits = NULL;
+    ts_status st = TS_OK;
+    if ((rc = cli_setup_ctx(&predict_cmd, ctx))) goto done;
+    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    ts_shape in = ts_model_input_shape(m);
+    if (in.ndim != 3) {
+        st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: model input is not an image", pos[0]);
+        goto fail;
+    }
+    int C = (int)in.dims[0], H = (int)in.dims[1], W = (int)in.dims[2], K = ts_model_classes(m);
+    ts_preprocess pp;
+    if ((st = ts_model_get_preprocess(ctx, m, &pp))) goto fail;
+    x = malloc((size_t)C * H * W * sizeof(float));
+    logits = malloc((size_t)K * sizeof(float));
+    if (!x || !logits) {
+        st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (spec) {
+        if ((st = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, cli_get(&predict_cmd, "data-dir"), &ds))) goto fail;
+        if (ds->channels != C || ds->height != H || ds->width != W) {
+            st = ts_ctx_set_error(ctx, TS_ESHAPE, "%s has %dx%dx%d images, the model takes %dx%dx%d", spec, ds->channels,
+                         ds->height, ds->width, C, H, W);
+            goto fail;
+        }
+        const char *list = cli_get(&predict_cmd, "index");
+        if (!list) list = "0";
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", list);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            char *end;
+            long i = strtol(t, &end, 10);
+            if (*end || end == t || i < 0 || i >= ds->count) {
+                fprintf(stderr, "tessera predict: --index: '%s' is not in 0..%lld\n", t, (long long)ds->count - 1);
+                rc = EXIT_USAGE;
+                goto done;
+            }
+            ts_preprocess_images(&pp, ds->images + (size_t)i * C * H * W, 1, C, H, W, x);
+            if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
+            char what[64];
+            snprintf(what, sizeof what, "%s[%ld]", spec, i);
+            print_top(m, what, logits, K, (int)top, ds->labels[i]);
+        }
+    } else {
+        for (int f = 1; f < npos; f++) {
+            int c, h, w;
+            uint8_t *px;
+            if ((st = ts_image_load_pnm(ctx, pos[f], &c, &h, &w, &px))) goto fail;
+            if (c != C || h != H || w != W) {
+                ts_image_free(px);
+                st = ts_ctx_set_error(ctx, TS_ESHAPE, "%s: image is %dx%dx%d (channels x height x width), the model takes %dx%dx%d",
+                             pos[f], c, h, w, C, H, W);
+                goto fail;
+            }
+            ts_preprocess_images(&pp, px, 1, C, H, W, x);
+            ts_image_free(px);
+            if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
+            print_top(m, pos[f], logits, K, (int)top, -1);
+        }
+    }
+    rc = EXIT_OK;
+    goto done;
+fail:
+    rc = cli_fail("predict", ctx, st);
+done:
+    free(x);
+    free(logits);
+    ts_dataset_free(ds);
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    return rc;
+}

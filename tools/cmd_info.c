@@ -1,0 +1,130 @@
+/* tessera info and tessera zoo. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static cli_opt info_opts[] = {
+    {"input", "CxHxW", "with an architecture: input shape to use (default: as declared)", NULL},
+    {"classes", "N", "with an architecture: class count to use", NULL},
+};
+static cli_cmd info_cmd = {"info", "MODEL|ARCH [options]",
+                           "Prints every layer with its inputs, output shape, parameters and multiply-accumulates per\n"
+                           "sample, the totals, and the model's metadata. ARCH may be a zoo name or an .arch file.",
+                           info_opts, sizeof info_opts / sizeof info_opts[0]};
+
+static void shape_str(const ts_shape *s, char *buf, size_t n) {
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < s->ndim && off < n; d++)
+        off += (size_t)snprintf(buf + off, n - off, d ? "x%lld" : "%lld", (long long)s->dims[d]);
+}
+
+static void human(double v, char *buf, size_t n) {
+    if (v >= 1e9) snprintf(buf, n, "%.2fG", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, n, "%.1fK", v / 1e3);
+    else snprintf(buf, n, "%.0f", v);
+}
+
+int cmd_info(int argc, char **argv) {
+    char *pos[1];
+    int npos;
+    int rc = cli_parse(&info_cmd, argc, argv, pos, &npos, 1);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    if (npos != 1) {
+        fprintf(stderr, "tessera info: expected one MODEL or ARCH (see tessera info --help)\n");
+        return EXIT_USAGE;
+    }
+    ts_ctx *ctx = NULL;
+    if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
+    ts_model *m = NULL;
+    ts_status st;
+    ts_shape in = {0, {0}};
+    const char *ins = cli_get(&info_cmd, "input");
+    if (ins) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", ins);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, "x", &save); t && in.ndim < TS_MAX_DIMS; t = strtok_r(NULL, "x", &save)) {
+            long v = atol(t);
+            if (v < 1 || v > 1 << 24) {
+                fprintf(stderr, "tessera info: --input: '%s' is not like 3x32x32\n", ins);
+                ts_ctx_free(ctx);
+                return EXIT_USAGE;
+            }
+            in.dims[in.ndim++] = v;
+        }
+    }
+    long classes;
+    if (!cli_int(&info_cmd, "classes", 0, 0, 1 << 24, &classes)) {
+        ts_ctx_free(ctx);
+        return EXIT_USAGE;
+    }
+    const char *zoo = ts_zoo_arch(pos[0]);
+    size_t len = strlen(pos[0]);
+    if (zoo) st = ts_model_from_arch(ctx, zoo, pos[0], &in, (int)classes, 1, &m);
+    else if (len > 5 && !strcmp(pos[0] + len - 5, ".arch")) st = ts_model_from_arch_file(ctx, pos[0], &in, (int)classes, 1, &m);
+    else st = ts_model_load(ctx, pos[0], &m);
+    if (st) {
+        rc = cli_fail("info", ctx, st);
+        ts_ctx_free(ctx);
+        return rc;
+    }
+    printf("%-4s %-24s %-13s %-28s %-12s %10s %10s\n", "#", "layer", "kind", "inputs", "output", "params", "MACs");
+    int64_t tp = 0, tm = 0;
+    for (int i = 0; i < ts_model_layer_count(m); i++) {
+        ts_layer_info li;
+        ts_model_layer(m, i, &li);
+        char inputs[256] = "", shape[64], p[32], mac[32];
+        size_t off = 0;
+        for (int k = 0; k < li.ninputs && off < sizeof inputs; k++)
+            off += (size_t)snprintf(inputs + off, sizeof inputs - off, k ? ",%s" : "%s", li.inputs[k]);
+        shape_str(&li.out, shape, sizeof shape);
+        human((double)li.params, p, sizeof p);
+        human((double)li.macs, mac, sizeof mac);
+        printf("%-4d %-24s %-13s %-28s %-12s %10s %10s\n", i, li.name, li.kind, inputs, shape, p, mac);
+        tp += li.params;
+        tm += li.macs;
+    }
+    char p[32], mac[32];
+    human((double)tp, p, sizeof p);
+    human((double)tm, mac, sizeof mac);
+    printf("total: %d layers, %lld parameters (%s), %lld MACs per sample (%s), %d classes\n", ts_model_layer_count(m),
+           (long long)tp, p, (long long)tm, mac, ts_model_classes(m));
+    for (int i = 0; i < ts_model_meta_count(m); i++) {
+        const char *k, *v;
+        ts_model_meta_at(m, i, &k, &v);
+        if (!strcmp(k, "classes")) {
+            printf("meta %s: ", k);
+            for (const char *c = v; *c; c++) putchar(*c == '\n' ? ',' : *c);
+            printf("\n");
+        } else {
+            printf("meta %s: %s\n", k, v);
+        }
+    }
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    return EXIT_OK;
+}
+
+static cli_cmd zoo_cmd = {"zoo", "[NAME]", "Lists the built-in architectures, or prints one (save it, edit it, pass it to --arch).",
+                          NULL, 0};
+
+int cmd_zoo(int argc, char **argv) {
+    char *pos[1];
+    int npos;
+    int rc = cli_parse(&zoo_cmd, argc, argv, pos, &npos, 1);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    if (npos == 1) {
+        const char *t = ts_zoo_arch(pos[0]);
+        if (!t) {
+            fprintf(stderr, "tessera zoo: no architecture named '%s' (tessera zoo lists them)\n", pos[0]);
+            return EXIT_NOTFOUND;
+        }
+        fputs(t, stdout);
+        return EXIT_OK;
+    }
+    for (int i = 0; ts_zoo_name(i); i++) printf("%s\n", ts_zoo_name(i));
+    return EXIT_OK;
+}

@@ -1,0 +1,359 @@
+/* tessera train: architecture + dataset -> trained model file, with progress,
+ * validation, checkpoints and exact resume. */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The CLI may keep process state; the library may not. */
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static cli_opt train_opts[] = {
+    {"arch", "NAME|FILE", "architecture: a zoo name (tessera zoo) or an .arch file (default demo)", NULL},
+    {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, or a folder/file in those layouts", NULL},
+    {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
+    {"out", "FILE", "where to write the trained model (required)", NULL},
+    {"epochs", "N", "epochs to train (default 10)", NULL},
+    {"batch", "N", "batch size (default 128)", NULL},
+    {"lr", "F", "learning rate; one-cycle: maximum (default 0.1 for sgd, 0.001 for adam/adamw)", NULL},
+    {"optimizer", "sgd|adam|adamw", "optimizer, PyTorch semantics (default sgd)", NULL},
+    {"momentum", "F", "SGD momentum (default 0.9)", NULL},
+    {"nesterov", NULL, "SGD with Nesterov momentum", NULL},
+    {"weight-decay", "F", "L2 (sgd, adam) or decoupled (adamw) weight decay (default 0; adamw 0.01)", NULL},
+    {"schedule", "KIND", "constant, step, cosine or onecycle (default constant)", NULL},
+    {"step-size", "N", "step schedule: decay every N epochs (default: at 50% and 75%)", NULL},
+    {"gamma", "F", "step schedule: decay factor (default 0.1)", NULL},
+    {"augment", "LIST", "comma list of crop, flip (random crop pads by --crop-pad)", NULL},
+    {"crop-pad", "N", "padding for random crops (default 4)", NULL},
+    {"label-smoothing", "F", "label smoothing in [0,1) (default 0)", NULL},
+    {"val-split", "N|F", "hold out N training samples (or a fraction F < 1) for validation", NULL},
+    {"limit", "N", "train on the first N training samples only", NULL},
+    {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
+    {"threads", "N", "threads (default: all cores)", NULL},
+    {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+    {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C)", NULL},
+    {"checkpoint-every", "N", "also checkpoint every N steps", NULL},
+    {"resume", "CKPT", "continue a checkpoint exactly; --epochs may extend it", NULL},
+    {"no-test", NULL, "skip the test-set evaluation after training", NULL},
+    {"quiet", NULL, "no progress bar", NULL},
+};
+
+static cli_cmd train_cmd = {"train", "--data NAME|PATH --out FILE [options]",
+                            "Trains a model and writes it to --out. Prints a progress bar, a line per epoch, and the\n"
+                            "test accuracy at the end.",
+                            train_opts, sizeof train_opts / sizeof train_opts[0]};
+
+typedef struct train_run {
+    ts_ctx *ctx;
+    ts_trainer *tr;
+    progress bar;
+    int quiet;
+    int batch;
+    const char *checkpoint;
+    long every;
+    ts_status ckpt_status;
+} train_run;
+
+static int on_step(const ts_train_progress *p, void *user) {
+    train_run *run = user;
+    if (!run->quiet) {
+        if (p->batch == 1) progress_start(&run->bar);
+        char label[48], extra[96];
+        snprintf(label, sizeof label, "epoch %lld/%lld", (long long)p->epoch + 1, (long long)p->epochs);
+        snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% lr %.3g", p->loss, 100.0 * p->acc, p->lr);
+        progress_update(&run->bar, label, p->batch, p->batches, extra, run->batch);
+        if (p->batch == p->batches) progress_end(&run->bar);
+    }
+    if (run->checkpoint && run->every > 0 && p->step % run->every == 0) {
+        run->ckpt_status = ts_checkpoint_save(run->ctx, run->tr, run->checkpoint);
+        if (run->ckpt_status) return 1;
+    }
+    return g_interrupted ? 1 : 0;
+}
+
+static int on_epoch(const ts_epoch_report *r, void *user) {
+    train_run *run = user;
+    printf("epoch %lld: train loss %.4f acc %.2f%%", (long long)r->epoch + 1, r->train_loss, 100 * r->train_acc);
+    if (r->val_acc >= 0) printf(" | val loss %.4f acc %.2f%%", r->val_loss, 100 * r->val_acc);
+    printf(" | %.1fs\n", r->seconds);
+    fflush(stdout);
+    if (run->checkpoint) {
+        run->ckpt_status = ts_checkpoint_save(run->ctx, run->tr, run->checkpoint);
+        if (run->ckpt_status) return 1;
+    }
+    return g_interrupted ? 1 : 0;
+}
+
+static int parse_optimizer(const char *s, ts_optimizer_kind *k) {
+    if (!strcmp(s, "sgd")) *k = TS_OPT_SGD;
+    else if (!strcmp(s, "adam")) *k = TS_OPT_ADAM;
+    else if (!strcmp(s, "adamw")) *k = TS_OPT_ADAMW;
+    else return 0;
+    return 1;
+}
+
+static int parse_schedule(const char *s, ts_schedule_kind *k) {
+    if (!strcmp(s, "constant")) *k = TS_SCHED_CONSTANT;
+    else if (!strcmp(s, "step")) *k = TS_SCHED_STEP;
+    else if (!strcmp(s, "cosine")) *k = TS_SCHED_COSINE;
+    else if (!strcmp(s, "onecycle")) *k = TS_SCHED_ONECYCLE;
+    else return 0;
+    return 1;
+}
+
+/* Fills cfg from options; `resumed` keeps the checkpoint's values unless given. */
+static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resumed) {
+    long v;
+    double f;
+    if (!resumed) {
+        ts_optimizer_kind ok = TS_OPT_SGD;
+        const char *o = cli_get(c, "optimizer");
+        if (o && !parse_optimizer(o, &ok)) {
+            fprintf(stderr, "tessera train: --optimizer: '%s' is not one of sgd, adam, adamw\n", o);
+            return EXIT_USAGE;
+        }
+        cfg->optim = ts_optim_defaults(ok);
+        cfg->lr = ok == TS_OPT_SGD ? 0.1f : 0.001f;
+    } else if (cli_get(c, "optimizer") || cli_get(c, "batch") || cli_get(c, "seed")) {
+        fprintf(stderr, "tessera train: --optimizer, --batch and --seed cannot change when resuming\n");
+        return EXIT_USAGE;
+    }
+    if (!cli_int(c, "epochs", cfg->epochs, 1, 100000, &v)) return EXIT_USAGE;
+    cfg->epochs = (int)v;
+    if (!cli_int(c, "batch", cfg->batch, 1, 65536, &v)) return EXIT_USAGE;
+    cfg->batch = (int)v;
+    if (!cli_float(c, "lr", cfg->lr, 1e-12, 1e3, &f)) return EXIT_USAGE;
+    cfg->lr = (float)f;
+    if (!cli_float(c, "momentum", cfg->optim.momentum, 0, 0.9999, &f)) return EXIT_USAGE;
+    cfg->optim.momentum = (float)f;
+    if (cli_get(c, "nesterov")) cfg->optim.nesterov = 1;
+    if (!cli_float(c, "weight-decay", cfg->optim.weight_decay, 0, 10, &f)) return EXIT_USAGE;
+    cfg->optim.weight_decay = (float)f;
+    const char *s = cli_get(c, "schedule");
+    if (s && !parse_schedule(s, &cfg->schedule)) {
+        fprintf(stderr, "tessera train: --schedule: '%s' is not one of constant, step, cosine, onecycle\n", s);
+        return EXIT_USAGE;
+    }
+    if (!cli_int(c, "step-size", cfg->step_size, 0, 100000, &v)) return EXIT_USAGE;
+    cfg->step_size = (int)v;
+    if (!cli_float(c, "gamma", cfg->gamma, 1e-6, 1, &f)) return EXIT_USAGE;
+    cfg->gamma = (float)f;
+    if (!cli_float(c, "label-smoothing", cfg->label_smoothing, 0, 0.999, &f)) return EXIT_USAGE;
+    cfg->label_smoothing = (float)f;
+    if (!cli_int(c, "seed", (long)(cfg->seed & 0x7fffffff), 0, 0x7fffffffL, &v)) return EXIT_USAGE;
+    if (!resumed) cfg->seed = (uint64_t)v;
+    const char *aug = cli_get(c, "augment");
+    long pad;
+    if (!cli_int(c, "crop-pad", 4, 0, 64, &pad)) return EXIT_USAGE;
+    if (aug) {
+        cfg->crop_pad = 0;
+        cfg->flip = 0;
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", aug);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (!strcmp(t, "crop")) cfg->crop_pad = (int)pad;
+            else if (!strcmp(t, "flip")) cfg->flip = 1;
+            else if (strcmp(t, "none")) {
+                fprintf(stderr, "tessera train: --augment: unknown augmentation '%s' (expected crop, flip)\n", t);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    return 0;
+}
+
+static int set_class_meta(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const char *spec) {
+    size_t len = 1;
+    for (int i = 0; i < ds->classes; i++) len += strlen(ds->class_names && ds->class_names[i] ? ds->class_names[i] : "") + 12;
+    char *names = malloc(len);
+    if (!names) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    names[0] = '\0';
+    size_t off = 0;
+    for (int i = 0; i < ds->classes; i++) {
+        const char *n = ds->class_names && ds->class_names[i] ? ds->class_names[i] : NULL;
+        off += (size_t)snprintf(names + off, len - off, i ? "\n%s" : "%s", n ? n : "");
+        if (!n) off += (size_t)snprintf(names + off, len - off, "%d", i);
+    }
+    ts_status st = ts_model_set_meta(ctx, m, "classes", names);
+    free(names);
+    if (!st) st = ts_model_set_meta(ctx, m, "dataset", ds->name);
+    if (!st) st = ts_model_set_meta(ctx, m, "data", spec);
+    return st;
+}
+
+int cmd_train(int argc, char **argv) {
+    char *pos[1];
+    int npos;
+    int rc = cli_parse(&train_cmd, argc, argv, pos, &npos, 0);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    const char *out = cli_get(&train_cmd, "out"), *resume = cli_get(&train_cmd, "resume");
+    if (!out) {
+        fprintf(stderr, "tessera train: --out FILE is required (see tessera train --help)\n");
+        return EXIT_USAGE;
+    }
+    if (!cli_get(&train_cmd, "data") && !resume) {
+        fprintf(stderr, "tessera train: --data is required (fashion-mnist, mnist, cifar10, cifar100 or a path)\n");
+        return EXIT_USAGE;
+    }
+    ts_ctx *ctx = NULL;
+    if (ts_ctx_create(&ctx)) {
+        fprintf(stderr, "tessera train: out of memory\n");
+        return EXIT_NOMEM;
+    }
+    ts_model *m = NULL;
+    ts_dataset *full = NULL, *train = NULL, *val = NULL, *limited = NULL, *test = NULL;
+    ts_trainer *tr = NULL;
+    ts_status st = TS_OK;
+    train_run run;
+    memset(&run, 0, sizeof run);
+    if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
+
+    ts_train_config cfg = ts_train_defaults();
+    if (resume) {
+        if ((st = ts_checkpoint_load_model(ctx, resume, &m, &cfg))) goto fail;
+        if ((rc = config_from_options(&train_cmd, &cfg, 1))) goto done;
+    } else if ((rc = config_from_options(&train_cmd, &cfg, 0))) {
+        goto done;
+    }
+    const char *spec = cli_get(&train_cmd, "data");
+    if (!spec && m) spec = ts_model_get_meta(m, "data");
+    if (!spec) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: records no dataset; pass --data", resume);
+        goto fail;
+    }
+    const char *data_dir = cli_get(&train_cmd, "data-dir");
+    if ((st = ts_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &full))) goto fail;
+
+    if (!m) {
+        const char *arch = cli_get(&train_cmd, "arch");
+        if (!arch) arch = "demo";
+        ts_shape in = {3, {full->channels, full->height, full->width}};
+        const char *text = ts_zoo_arch(arch);
+        if (text) st = ts_model_from_arch(ctx, text, arch, &in, full->classes, cfg.seed, &m);
+        else if (strchr(arch, '/') || strstr(arch, ".arch")) st = ts_model_from_arch_file(ctx, arch, &in, full->classes, cfg.seed, &m);
+        else st = ts_ctx_set_error(ctx, TS_ENOTFOUND, "--arch: '%s' is neither a zoo architecture (see tessera zoo) nor a file", arch);
+        if (st) goto fail;
+        if ((st = set_class_meta(ctx, m, full, spec))) goto fail;
+        if ((st = ts_model_set_meta(ctx, m, "arch", arch))) goto fail;
+    }
+
+    /* validation split, then an optional limit on the training part */
+    double vs;
+    if (!cli_float(&train_cmd, "val-split", 0, 0, 1e9, &vs)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (resume && !cli_get(&train_cmd, "val-split")) {
+        const char *saved = ts_model_get_meta(m, "train.val_split");
+        if (saved) vs = atof(saved);
+    }
+    int64_t val_count = vs > 0 && vs < 1 ? (int64_t)(vs * (double)full->count + 0.5) : (int64_t)vs;
+    if (val_count >= full->count) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "--val-split %g leaves no training samples (dataset has %lld)", vs, (long long)full->count);
+        goto fail;
+    }
+    train = full;
+    if (val_count > 0) {
+        if ((st = ts_dataset_split(ctx, full, val_count, cfg.seed, &train, &val))) goto fail;
+        char b[32];
+        snprintf(b, sizeof b, "%lld", (long long)val_count);
+        if ((st = ts_model_set_meta(ctx, m, "train.val_split", b))) goto fail;
+    }
+    long limit;
+    if (!cli_int(&train_cmd, "limit", 0, 0, 1L << 40, &limit)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (resume && !cli_get(&train_cmd, "limit") && ts_model_get_meta(m, "train.limit"))
+        limit = atol(ts_model_get_meta(m, "train.limit"));
+    if (limit > 0 && limit < train->count) {
+        int64_t *idx = malloc((size_t)limit * sizeof *idx);
+        if (!idx) {
+            st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (long i = 0; i < limit; i++) idx[i] = i;
+        st = ts_dataset_subset(ctx, train, idx, limit, &limited);
+        free(idx);
+        if (st) goto fail;
+        char b[32];
+        snprintf(b, sizeof b, "%ld", limit);
+        if ((st = ts_model_set_meta(ctx, m, "train.limit", b))) goto fail;
+    }
+    const ts_dataset *train_set = limited ? limited : train;
+
+    if ((st = ts_trainer_create(ctx, m, train_set, val, &cfg, &tr))) goto fail;
+    if (resume && (st = ts_checkpoint_restore(ctx, tr, resume))) goto fail;
+
+    run.ctx = ctx;
+    run.tr = tr;
+    run.quiet = cli_get(&train_cmd, "quiet") != NULL;
+    run.batch = cfg.batch;
+    run.checkpoint = cli_get(&train_cmd, "checkpoint");
+    if (!cli_int(&train_cmd, "checkpoint-every", 0, 0, 1L << 40, &run.every)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    printf("training %s on %s: %lld samples%s, %d epochs, batch %d, %d threads\n",
+           ts_model_get_meta(m, "arch") ? ts_model_get_meta(m, "arch") : "model", spec, (long long)train_set->count,
+           val ? " (+ validation)" : "", cfg.epochs, cfg.batch, ts_ctx_get_threads(ctx));
+    fflush(stdout);
+    signal(SIGINT, on_sigint);
+    ts_train_hooks hooks = {on_step, on_epoch, &run};
+    double t0 = cli_now();
+    st = ts_trainer_run(ctx, tr, &hooks);
+    signal(SIGINT, SIG_DFL);
+    if (run.ckpt_status) {
+        st = run.ckpt_status;
+        goto fail;
+    }
+    if (st == TS_ECANCELED) {
+        if (run.checkpoint) {
+            ts_status cs = ts_checkpoint_save(ctx, tr, run.checkpoint);
+            if (cs) goto fail;
+            fprintf(stderr, "tessera train: interrupted; resume with --resume %s\n", run.checkpoint);
+        } else {
+            fprintf(stderr, "tessera train: interrupted (no --checkpoint given, progress not saved)\n");
+        }
+        rc = EXIT_INTERRUPTED;
+        goto done;
+    }
+    if (st) goto fail;
+    double secs = cli_now() - t0;
+    if ((st = ts_model_save(ctx, m, out))) goto fail;
+    printf("saved %s (%.1fs of training)\n", out, secs);
+
+    if (!cli_get(&train_cmd, "no-test")) {
+        ts_status ls = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, data_dir, &test);
+        if (ls) {
+            printf("no test split to evaluate: %s\n", ts_ctx_error(ctx));
+            ts_ctx_clear_error(ctx);
+        } else {
+            ts_eval_report ev;
+            if ((st = ts_evaluate(ctx, m, test, 256, &ev))) goto fail;
+            printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %.4f) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
+                   ev.loss, (long long)ev.count);
+            ts_eval_report_free(&ev);
+        }
+    }
+    rc = EXIT_OK;
+    goto done;
+fail:
+    rc = cli_fail("train", ctx, st);
+done:
+    ts_trainer_free(tr);
+    ts_dataset_free(test);
+    ts_dataset_free(limited);
+    if (train != full) ts_dataset_free(train);
+    ts_dataset_free(val);
+    ts_dataset_free(full);
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    return rc;
+}

@@ -1,0 +1,44 @@
+/* tessera: one command, subcommands over libtessera. */
+#include "cli.h"
+
+#include <string.h>
+
+typedef struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand;
+
+static const subcommand COMMANDS[] = {
+    {"train", cmd_train, "train a model (from an architecture, or resume a checkpoint)"},
+    {"eval", cmd_eval, "top-1, top-5, per-class precision/recall and confusion matrix on a dataset"},
+    {"predict", cmd_predict, "classify PGM/PPM images or dataset samples"},
+    {"info", cmd_info, "layers, output shapes, parameters and MACs of a model or architecture"},
+    {"zoo", cmd_zoo, "list the built-in architectures, or print one"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: tessera COMMAND [options]   (tessera COMMAND --help for each)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\ntessera %s. Exit codes: docs/cli.md.\n", TS_VERSION_STRING);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("tessera %s\n", TS_VERSION_STRING);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "tessera: unknown command '%s' (see tessera --help)\n", argv[1]);
+    return EXIT_USAGE;
+}
