@@ -1,0 +1,20 @@
+#!/bin/sh
+# The end-to-end demo: train the demo CNN on Fashion-MNIST, evaluate it, inspect it,
+# and classify a few test images. Run by `make demo` after the build.
+set -e
+cd "$(dirname "$0")/.."
+T=./build/tessera
+OUT=${DEMO_OUT:-demo-out}
+mkdir -p "$OUT"
+echo "== tessera demo: the demo CNN on Fashion-MNIST (Debian package dataset-fashion-mnist)"
+$T info demo
+echo
+echo "== train: 3 epochs, Adam, cosine schedule, batch 64"
+$T train --arch demo --data fashion-mnist --epochs 3 --optimizer adam --lr 0.002 --schedule cosine \
+    --batch 64 --seed 1 --out "$OUT/fashion-demo.tsr" --checkpoint "$OUT/fashion-demo.ckpt"
+echo
+echo "== eval"
+$T eval "$OUT/fashion-demo.tsr" --data fashion-mnist
+echo
+echo "== predict: the first five test images"
+$T predict "$OUT/fashion-demo.tsr" --data fashion-mnist --index 0,1,2,3,4
