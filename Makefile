@@ -20,7 +20,7 @@ ZOO      := $(sort $(wildcard zoo/*.arch))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/zoo.o
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
-TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
+TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
@@ -37,21 +37,24 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 
 $(BUILD)/gen/zoo.c: $(ZOO) scripts/embed-zoo.sh
 	@mkdir -p $(dir $@)
-	sh scripts/embed-zoo.sh $@ $(ZOO)
+	@sh scripts/embed-zoo.sh $@ $(ZOO)
 
 $(BUILD)/gen/zoo.o: $(BUILD)/gen/zoo.c
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libtessera.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	@ar rcs $@ $^
 
 $(BUILD)/tessera: $(TOOL_OBJ) $(BUILD)/libtessera.a
-	$(CC) $(CFLAGS) $(TOOL_OBJ) $(BUILD)/libtessera.a $(LDLIBS) -o $@
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $(TOOL_OBJ) $(BUILD)/libtessera.a $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(BUILD)/libtessera.a tests/common/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera.a $(LDLIBS) -o $@
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera.a $(LDLIBS) -o $@
 
 tests: $(TEST_BIN)
 
@@ -66,7 +69,7 @@ demo: deps
 # Every test, plain build and ASan+UBSan build. Last line: "N passed, N failed".
 test: deps
 	@$(MAKE) --no-print-directory all tests
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 tests
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all tests
 	@sh scripts/run-tests.sh build build-asan
 
 # Plain build only, for the edit-compile-test loop.

@@ -7,6 +7,7 @@ total_pass=0
 total_fail=0
 for build in "$@"; do
     [ -d "$build/tests" ] || { echo "no tests built in $build"; total_fail=$((total_fail + 1)); continue; }
+    export TESSERA_BIN="$build/tessera"
     case "$build" in *asan*) export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ;; esac
     for t in $(find "$build/tests" -type f -name 'test_*' | sort); do
         start=$(date +%s)

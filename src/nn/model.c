@@ -117,11 +117,11 @@ ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape 
     size_t len = 0, cap = 0;
     ts_status st = TS_OK;
     for (;;) {
+        if (len > ((size_t)16 << 20)) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: architecture file larger than 16 MiB", path);
+            break;
+        }
         if (len + 4096 + 1 > cap) {
-            if (cap > ((size_t)16 << 20)) {
-                st = ts_fail(ctx, TS_EFORMAT, "%s: architecture file larger than 16 MiB", path);
-                break;
-            }
             cap = cap ? cap * 2 : 8192;
             char *nb = realloc(buf, cap);
             if (!nb) {

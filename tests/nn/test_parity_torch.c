@@ -65,7 +65,7 @@ typedef struct parity_env {
     int32_t *labels;
     float *logits, *dlogits;
     double worst;        /* worst error/allowance seen in the current case */
-    char worst_what[160];
+    char worst_what[320];
 } parity_env;
 
 /* ------------------------------------------------------------ comparisons */
