@@ -14,11 +14,11 @@
 #   BENCH_THREADS=2       tessera --threads / torch.set_num_threads (and OMP_NUM_THREADS)
 #   BENCH_EPOCHS=1        epochs per run
 #   BENCH_BATCH=64        batch size
-#   BENCH_CONFIGS=adam    space-separated list from: adam (lr 1e-3), sgd (momentum 0.9, lr 0.05)
+#   BENCH_CONFIGS="adam sgd"  configurations to run: adam (lr 1e-3), sgd (momentum 0.9, lr 0.05)
 #   BENCH_LIMIT=0         train on the first N samples only (0: all 60000; for a smoke test)
 #   BENCH_DATA=/usr/share/datasets/fashion-mnist
 #   PYTHON=/usr/bin/python3
-# A default run (adam, 3 runs, 1 epoch) takes about 10 minutes on 2 idle cores.
+# A default run (adam and sgd, 3 runs each, 1 epoch) takes about 10 minutes on 2 idle cores.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ RUNS=${BENCH_RUNS:-3}
 THREADS=${BENCH_THREADS:-2}
 EPOCHS=${BENCH_EPOCHS:-1}
 BATCH=${BENCH_BATCH:-64}
-CONFIGS=${BENCH_CONFIGS:-adam}
+CONFIGS=${BENCH_CONFIGS:-adam sgd}
 LIMIT=${BENCH_LIMIT:-0}
 DATA=${BENCH_DATA:-/usr/share/datasets/fashion-mnist}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -85,7 +85,7 @@ run_torch() {
         { echo "bench: cannot parse PyTorch output:" >&2; cat "$TMP/torch.log" >&2; exit 1; }
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 printf '%-5s %-4s %-8s %9s %9s %8s  %s\n' config run engine seconds images/s test% load-before
 : >"$TMP/summary"

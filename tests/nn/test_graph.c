@@ -1,0 +1,589 @@
+/* The model graph end to end through the public API: a whole-model finite
+ * difference gradient check over every layer kind with fan-out, concat and
+ * train-mode batch norm (both backends), dropout semantics, predict vs batch size
+ * and chunking, backend agreement on zoo models, seeded determinism, and batch
+ * norm running statistics against a hand computation. */
+#include "tessera.h"
+
+#include "common/test.h"
+
+#include <stdint.h>
+
+static ts_ctx *g_ctx;
+
+/* ------------------------------------------------------------------ helpers */
+
+static float *falloc(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static ts_model *make_model(const char *text, uint64_t seed) {
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, text, "graph.arch", NULL, 0, seed, &m);
+    CHECK(st == TS_OK, "model: %s", ts_ctx_error(g_ctx));
+    return m;
+}
+
+static ts_model *make_zoo(const char *name, const ts_shape *in, int classes, uint64_t seed) {
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, ts_zoo_arch(name), name, in, classes, seed, &m);
+    CHECK(st == TS_OK, "%s: %s", name, ts_ctx_error(g_ctx));
+    return m;
+}
+
+static ts_tensor_info tensor(const ts_model *m, const char *name) {
+    ts_tensor_info t;
+    memset(&t, 0, sizeof t);
+    int i = ts_model_find_tensor(m, name);
+    CHECK(i >= 0, "tensor %s missing", name);
+    if (i >= 0) ts_model_tensor(m, i, &t);
+    return t;
+}
+
+/* Runs a short training so batch-norm running statistics are not the defaults. */
+static void warm_running_stats(ts_model *m, int n, uint64_t seed) {
+    ts_shape s = ts_model_input_shape(m);
+    size_t in_sz = (size_t)ts_shape_numel(&s);
+    float *x = falloc((size_t)n * in_sz), *logits = falloc((size_t)n * ts_model_classes(m));
+    for (int it = 0; it < 3; it++) {
+        test_fill_uniform(x, (size_t)n * in_sz, seed + it, -1.5f, 2.0f);
+        CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 7) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    }
+    free(x);
+    free(logits);
+}
+
+/* --------------------------------------------------- whole-model gradients */
+
+/* Every kind with gradients: conv (with and without bias), 2-d and 1-d batch norm
+ * in training mode, tanh, sigmoid, leakyrelu (on few values: each kink a
+ * perturbation crosses spoils a difference quotient), add with a fan-out input (a1 feeds
+ * c2 and res; res feeds c3, p2 and gap), max and average pooling, global average
+ * pooling, concat of images and of vectors, flatten, dropout with a fixed mask,
+ * dense. */
+static const char *GRAD_ARCH =
+    "input     shape=2x6x6 classes=3\n"
+    "conv2d    name=c1 out=4 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=bn1\n"
+    "tanh      name=a1\n"
+    "conv2d    name=c2 out=4 kernel=3 padding=1\n"
+    "tanh      name=t2\n"
+    "add       name=res in=t2,a1\n"
+    "conv2d    name=c3 in=res out=2 kernel=1\n"
+    "sigmoid   name=s3\n"
+    "maxpool   name=p1 in=s3 kernel=2\n"
+    "avgpool   name=p2 in=res kernel=3 stride=2 padding=1\n"
+    "concat    name=cat in=p1,p2\n"
+    "flatten   name=flat\n"
+    "globalavgpool name=gap in=res\n"
+    "concat    name=cat2 in=flat,gap\n"
+    "dropout   name=drop p=0.25\n"
+    "dense     name=fc1 out=8\n"
+    "batchnorm name=bn2\n"
+    "leakyrelu name=a4 slope=0.1\n"
+    "dense     name=fc2 out=classes\n";
+
+#define GRAD_N 5
+#define DROP_SEED 12345u
+
+static double fd_loss(ts_model *m, const float *x, const int32_t *y, float *logits) {
+    ts_status st = ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, DROP_SEED);
+    CHECK(st == TS_OK, "forward: %s", ts_ctx_error(g_ctx));
+    return ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.1f, NULL);
+}
+
+static void gradcheck(ts_backend backend) {
+    CHECK(ts_ctx_set_backend(g_ctx, backend) == TS_OK, "backend");
+    ts_model *m = make_model(GRAD_ARCH, 42);
+    if (!m) return;
+    ts_shape s = ts_model_input_shape(m);
+    const size_t in_sz = (size_t)ts_shape_numel(&s);
+    float *x = falloc(GRAD_N * in_sz), *logits = falloc(GRAD_N * 3), *dl = falloc(GRAD_N * 3);
+    test_fill_uniform(x, GRAD_N * in_sz, 3, -1.0f, 1.0f);
+    int32_t y[GRAD_N] = {0, 2, 1, 1, 0};
+    /* analytic */
+    CHECK(ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, DROP_SEED) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    float loss0 = ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.1f, dl);
+    CHECK(isfinite(loss0) && loss0 > 0, "loss %g", loss0);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    const int64_t np = ts_model_param_count(m);
+    float *ana = falloc((size_t)np);
+    double gmax = 0;
+    int ntensors = ts_model_tensor_count(m), nparam_tensors = 0;
+    {
+        int64_t off = 0;
+        for (int t = 0; t < ntensors; t++) {
+            ts_tensor_info ti;
+            ts_model_tensor(m, t, &ti);
+            if (ti.role != TS_TENSOR_PARAM) continue;
+            nparam_tensors++;
+            memcpy(ana + off, ti.grad, (size_t)ti.numel * sizeof(float));
+            for (int64_t i = 0; i < ti.numel; i++) gmax = fmax(gmax, fabs(ti.grad[i]));
+            off += ti.numel;
+        }
+        CHECK(off == np, "param tensors cover %lld of %lld", (long long)off, (long long)np);
+    }
+    CHECK(nparam_tensors == 13, "param tensors %d", nparam_tensors);
+    CHECK(gmax > 1e-3, "gradients vanish: max %g", gmax);
+    /* numeric: several elements of every parameter tensor. A step that carries an
+     * activation across a kink (leakyrelu at 0, a max-pool window changing its
+     * winner) spoils that difference quotient by O(h), so a failing element is
+     * retried with smaller steps; a wrong analytic gradient fails at every step.
+     * Float rounding of the loss adds about 3e-8/h. */
+    const float hs[3] = {2e-3f, 5e-4f, 2.5e-4f};
+    int64_t off = 0;
+    int checked = 0, retried = 0;
+    for (int t = 0; t < ntensors; t++) {
+        ts_tensor_info ti;
+        ts_model_tensor(m, t, &ti);
+        if (ti.role != TS_TENSOR_PARAM) continue;
+        const int64_t picks = ti.numel < 6 ? ti.numel : 6;
+        for (int64_t k = 0; k < picks; k++) {
+            int64_t i = picks == ti.numel ? k : (k * (ti.numel - 1)) / (picks - 1);
+            if (k == 2 && ti.numel > 6) i = (ti.numel * 7 + 3) / 13 == i + 1 ? i + 2 : (ti.numel * 7 + 3) / 13;
+            const double a = ana[off + i];
+            double num = 0, lim = 0;
+            int ok = 0;
+            for (int hi = 0; hi < 3 && !ok; hi++) {
+                const float save = ti.data[i];
+                const float xp = save + hs[hi], xm = save - hs[hi];
+                ti.data[i] = xp;
+                const double lp = fd_loss(m, x, y, logits);
+                ti.data[i] = xm;
+                const double lm = fd_loss(m, x, y, logits);
+                ti.data[i] = save;
+                num = (lp - lm) / ((double)xp - (double)xm); /* the step actually taken */
+                lim = 2e-2 * fmax(fabs(a), fabs(num)) + 1e-5 + 3e-8 / hs[hi];
+                ok = fabs(num - a) <= lim;
+                retried += !ok;
+            }
+            CHECK(ok, "backend %d: d loss / d %s[%lld]: analytic %.6g, numeric %.6g (allowed %.3g)", (int)backend,
+                  ti.name, (long long)i, a, num, lim);
+            checked++;
+        }
+        off += ti.numel;
+    }
+    CHECK(retried < checked / 5, "%d of %d elements needed a smaller step", retried, checked);
+    CHECK(checked > 50, "checked %d", checked);
+    /* a second backward gives the same gradients (grads are overwritten, not accumulated) */
+    CHECK(ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, DROP_SEED) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.1f, dl);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    {
+        int64_t o = 0;
+        for (int t = 0; t < ntensors; t++) {
+            ts_tensor_info ti;
+            ts_model_tensor(m, t, &ti);
+            if (ti.role != TS_TENSOR_PARAM) continue;
+            char what[128];
+            snprintf(what, sizeof what, "second backward %s", ti.name);
+            test_allclose(what, ti.grad, ana + o, (size_t)ti.numel, 1e-5, 1e-7);
+            o += ti.numel;
+        }
+    }
+    free(ana);
+    free(x);
+    free(logits);
+    free(dl);
+    ts_model_free(m);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+}
+
+static void test_gradcheck_ref(void) { gradcheck(TS_BACKEND_REF); }
+static void test_gradcheck_dnnl(void) { gradcheck(TS_BACKEND_DNNL); }
+
+/* The two backends give the same gradients on the same model and batch. */
+static void test_gradients_backends_agree(void) {
+    ts_model *m = make_model(GRAD_ARCH, 5);
+    if (!m) return;
+    const size_t in_sz = 72, np = (size_t)ts_model_param_count(m);
+    float *x = falloc(GRAD_N * in_sz), *logits = falloc(GRAD_N * 3), *dl = falloc(GRAD_N * 3);
+    float *g_ref = falloc(np), *l_ref = falloc(GRAD_N * 3);
+    ts_tensor_info first;
+    ts_model_tensor(m, 0, &first); /* grads are one block starting at the first tensor */
+    test_fill_uniform(x, GRAD_N * in_sz, 9, -1.0f, 1.0f);
+    int32_t y[GRAD_N] = {2, 1, 0, 0, 1};
+    for (int b = 0; b < 2; b++) {
+        ts_ctx_set_backend(g_ctx, b == 0 ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        CHECK(ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.0f, dl);
+        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (b == 0) {
+            memcpy(g_ref, first.grad, np * sizeof(float));
+            memcpy(l_ref, logits, GRAD_N * 3 * sizeof(float));
+        } else {
+            test_allclose("train logits dnnl vs ref", logits, l_ref, GRAD_N * 3, 1e-4, 1e-5);
+            test_allclose("gradients dnnl vs ref", first.grad, g_ref, np, 1e-3, 1e-5);
+        }
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    free(x), free(logits), free(dl), free(g_ref), free(l_ref);
+    ts_model_free(m);
+}
+
+static void test_backward_needs_forward(void) {
+    ts_model *m = make_model("input shape=4 classes=2\ndense name=fc out=2\n", 1);
+    if (!m) return;
+    float dl[2] = {0.5f, -0.5f}, x[4] = {1, 2, 3, 4}, logits[2];
+    ts_ctx_clear_error(g_ctx);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_EINVAL, "backward before forward");
+    CHECK(strlen(ts_ctx_error(g_ctx)) > 0, "no message");
+    CHECK(ts_model_predict(g_ctx, m, x, 1, logits) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_EINVAL, "backward after predict");
+    CHECK(ts_model_forward_train(g_ctx, m, x, 1, logits, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    /* dense: dW = dl^T x, db = dl */
+    ts_tensor_info w = tensor(m, "fc.weight"), b = tensor(m, "fc.bias");
+    for (int o = 0; o < 2; o++) {
+        for (int i = 0; i < 4; i++) CHECK_NEAR(w.grad[o * 4 + i], dl[o] * x[i], 1e-6, 1e-7);
+        CHECK_NEAR(b.grad[o], dl[o], 1e-6, 1e-7);
+        double want = b.data[o];
+        for (int i = 0; i < 4; i++) want += (double)w.data[o * 4 + i] * x[i];
+        CHECK_NEAR(logits[o], want, 1e-5, 1e-6);
+    }
+    CHECK(ts_model_forward_train(g_ctx, m, x, 0, logits, 0) == TS_EINVAL, "n = 0");
+    ts_model_free(m);
+}
+
+/* ------------------------------------------------------------------ dropout */
+
+static void test_dropout(void) {
+    /* the last layer is the dropout itself: logits are the mask times the input */
+    ts_model *m = make_model("input shape=1000 classes=1000\ndropout name=d p=0.5\n", 1);
+    if (!m) return;
+    const int n = 2, k = 1000;
+    float *x = falloc((size_t)n * k), *a = falloc((size_t)n * k), *b = falloc((size_t)n * k), *c = falloc((size_t)n * k);
+    test_fill_uniform(x, (size_t)n * k, 1, 0.5f, 1.5f);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, a, 77) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, b, 77) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, c, 78) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(memcmp(a, b, (size_t)n * k * sizeof(float)) == 0, "same dropout seed, different output");
+    int zeros = 0, kept_ok = 1, differ = 0;
+    for (int i = 0; i < n * k; i++) {
+        if (a[i] == 0.0f) zeros++;
+        else if (a[i] != 2.0f * x[i]) kept_ok = 0;
+        differ += (a[i] == 0.0f) != (c[i] == 0.0f);
+    }
+    CHECK(kept_ok, "kept elements are not scaled by 1/(1-p)");
+    CHECK(zeros > 900 && zeros < 1100, "dropped %d of 2000 at p=0.5", zeros);
+    CHECK(differ > 700, "seeds 77 and 78 give masks differing in only %d places", differ);
+    /* backward applies the same mask */
+    float *dl = falloc((size_t)n * k);
+    for (int i = 0; i < n * k; i++) dl[i] = 1.0f;
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, a, 77) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    /* inference is the identity */
+    CHECK(ts_model_predict(g_ctx, m, x, n, c) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(memcmp(c, x, (size_t)n * k * sizeof(float)) == 0, "dropout at inference is not the identity");
+    ts_model_free(m);
+
+    /* p = 0 in training is the identity: same model with and without the layer */
+    const char *with = "input shape=1x6x6 classes=4\nconv2d name=c out=3 kernel=3\nflatten name=f\n"
+                       "dropout name=d p=0\ndense name=fc out=classes\n";
+    const char *without = "input shape=1x6x6 classes=4\nconv2d name=c out=3 kernel=3\nflatten name=f\n"
+                          "dense name=fc out=classes\n";
+    ts_model *m1 = make_model(with, 3), *m2 = make_model(without, 3);
+    if (m1 && m2) {
+        float xi[3 * 36], l1[12], l2[12], dli[12];
+        test_fill_uniform(xi, 3 * 36, 4, -1, 1);
+        CHECK(ts_model_forward_train(g_ctx, m1, xi, 3, l1, 99) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(ts_model_forward_train(g_ctx, m2, xi, 3, l2, 99) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(memcmp(l1, l2, sizeof l1) == 0, "dropout p=0 changes the training forward");
+        test_fill_uniform(dli, 12, 5, -1, 1);
+        CHECK(ts_model_backward(g_ctx, m1, dli) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(ts_model_backward(g_ctx, m2, dli) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_tensor_info g1 = tensor(m1, "c.weight"), g2 = tensor(m2, "c.weight");
+        CHECK(g1.numel == g2.numel && memcmp(g1.grad, g2.grad, (size_t)g1.numel * sizeof(float)) == 0,
+              "dropout p=0 changes gradients");
+        /* p > 0: inference still equals the model without dropout */
+        ts_model *m3 = make_model("input shape=1x6x6 classes=4\nconv2d name=c out=3 kernel=3\nflatten name=f\n"
+                                  "dropout name=d p=0.6\ndense name=fc out=classes\n",
+                                  3);
+        if (m3) {
+            CHECK(ts_model_predict(g_ctx, m3, xi, 3, l1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(ts_model_predict(g_ctx, m2, xi, 3, l2) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(memcmp(l1, l2, sizeof l1) == 0, "dropout p=0.6 changes inference");
+            CHECK(ts_model_forward_train(g_ctx, m3, xi, 3, l1, 99) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(memcmp(l1, l2, sizeof l1) != 0, "dropout p=0.6 does nothing in training");
+            ts_model_free(m3);
+        }
+    }
+    ts_model_free(m1);
+    ts_model_free(m2);
+    free(x), free(a), free(b), free(c), free(dl);
+}
+
+/* ------------------------------------------------------------------ predict */
+
+static void check_predict_batches(ts_model *m, const char *what) {
+    const int n = 300, k = ts_model_classes(m);
+    ts_shape s = ts_model_input_shape(m);
+    const size_t in_sz = (size_t)ts_shape_numel(&s);
+    float *x = falloc((size_t)n * in_sz), *all = falloc((size_t)n * k), *one = falloc((size_t)n * k);
+    float *seven = falloc((size_t)n * k);
+    test_fill_uniform(x, (size_t)n * in_sz, 21, -1.0f, 1.0f);
+    CHECK(ts_model_predict(g_ctx, m, x, n, all) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    for (int i = 0; i < n; i++)
+        CHECK(ts_model_predict(g_ctx, m, x + (size_t)i * in_sz, 1, one + (size_t)i * k) == TS_OK, "%s",
+              ts_ctx_error(g_ctx));
+    for (int i = 0; i < n; i += 7) {
+        int b = n - i < 7 ? n - i : 7;
+        CHECK(ts_model_predict(g_ctx, m, x + (size_t)i * in_sz, b, seven + (size_t)i * k) == TS_OK, "%s",
+              ts_ctx_error(g_ctx));
+    }
+    char w[128];
+    snprintf(w, sizeof w, "%s: predict 300 vs 1 at a time", what);
+    test_allclose(w, all, one, (size_t)n * k, 1e-5, 1e-6);
+    snprintf(w, sizeof w, "%s: predict 300 vs 7 at a time", what);
+    test_allclose(w, all, seven, (size_t)n * k, 1e-5, 1e-6);
+    /* rows past the first chunk of 256 are really computed */
+    int nonzero = 0;
+    for (size_t i = (size_t)256 * k; i < (size_t)n * k; i++) nonzero += all[i] != 0.0f;
+    CHECK(nonzero > 0, "%s: rows 256.. are zero", what);
+    /* n = 0 is a no-op */
+    CHECK(ts_model_predict(g_ctx, m, x, 0, all) == TS_OK, "n=0");
+    free(x), free(all), free(one), free(seven);
+}
+
+static void test_predict_batches(void) {
+    /* no batch norm or dropout: the training forward is the inference forward */
+    const char *plain = "input shape=2x8x8 classes=5\nconv2d name=c1 out=4 kernel=3 padding=1\nrelu name=r1\n"
+                        "maxpool name=p1 kernel=2\nconv2d name=c2 out=6 kernel=3\ntanh name=t\n"
+                        "avgpool name=p2 kernel=2\nflatten name=f\ndense name=fc out=classes\n";
+    ts_model *m = make_model(plain, 8);
+    if (m) {
+        check_predict_batches(m, "plain");
+        const int ns[3] = {1, 7, 300};
+        for (int t = 0; t < 3; t++) {
+            const int n = ns[t];
+            float *x = falloc((size_t)n * 128), *a = falloc((size_t)n * 5), *b = falloc((size_t)n * 5);
+            test_fill_uniform(x, (size_t)n * 128, 30 + t, -1, 1);
+            CHECK(ts_model_predict(g_ctx, m, x, n, a) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(ts_model_forward_train(g_ctx, m, x, n, b, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            char w[64];
+            snprintf(w, sizeof w, "predict vs train forward, n=%d", n);
+            test_allclose(w, a, b, (size_t)n * 5, 1e-5, 1e-6);
+            free(x), free(a), free(b);
+        }
+        ts_model_free(m);
+    }
+    /* batch norm with trained running statistics and dropout */
+    const char *bn = "input shape=1x8x8 classes=4\nconv2d name=c1 out=4 kernel=3 padding=1 bias=0\nbatchnorm name=bn1\n"
+                     "relu name=r1\nmaxpool name=p1 kernel=2\nflatten name=f\ndropout name=d p=0.3\n"
+                     "dense name=fc1 out=10\nbatchnorm name=bn2\nrelu name=r2\ndense name=fc2 out=classes\n";
+    m = make_model(bn, 9);
+    if (m) {
+        warm_running_stats(m, 16, 40);
+        ts_tensor_info rv = tensor(m, "bn1.running_var");
+        CHECK(rv.data && rv.data[0] != 1.0f, "running stats did not move");
+        check_predict_batches(m, "batchnorm");
+        ts_model_free(m);
+    }
+    CHECK(ts_ctx_set_backend(g_ctx, TS_BACKEND_REF) == TS_OK, "ref");
+    m = make_model(bn, 9);
+    if (m) {
+        warm_running_stats(m, 16, 40);
+        check_predict_batches(m, "batchnorm ref");
+        ts_model_free(m);
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+}
+
+/* ----------------------------------------------------- backend agreement */
+
+static void backends_agree(const char *name, const ts_shape *in, int n) {
+    ts_model *m = make_zoo(name, in, 10, 11);
+    if (!m) return;
+    const size_t in_sz = (size_t)ts_shape_numel(in);
+    float *x = falloc((size_t)n * in_sz), *ref = falloc((size_t)n * 10), *fast = falloc((size_t)n * 10);
+    test_fill_uniform(x, (size_t)n * in_sz, 50, -2.0f, 2.0f);
+    char w[96];
+    /* training forward (batch statistics) */
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, ref, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, fast, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    snprintf(w, sizeof w, "%s train forward dnnl vs ref", name);
+    test_allclose(w, fast, ref, (size_t)n * 10, 1e-4, 1e-5);
+    /* inference (running statistics, now moved by the two passes) */
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(ts_model_predict(g_ctx, m, x, n, ref) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    CHECK(ts_model_predict(g_ctx, m, x, n, fast) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    snprintf(w, sizeof w, "%s predict dnnl vs ref", name);
+    test_allclose(w, fast, ref, (size_t)n * 10, 1e-4, 1e-5);
+    double mx = 0;
+    for (int i = 0; i < n * 10; i++) mx = fmax(mx, fabs(ref[i]));
+    CHECK(mx > 1e-3, "%s logits all near zero", name);
+    free(x), free(ref), free(fast);
+    ts_model_free(m);
+}
+
+static void test_backends_agree_zoo(void) {
+    ts_shape cifar = {3, {3, 32, 32}}, mnist = {3, {1, 28, 28}};
+    backends_agree("resnet20", &cifar, 3);
+    backends_agree("demo", &mnist, 5);
+}
+
+/* ------------------------------------------------------------ determinism */
+
+static void test_seed_determinism(void) {
+    ts_shape cifar = {3, {3, 32, 32}};
+    ts_model *a = make_zoo("resnet20", &cifar, 10, 123), *b = make_zoo("resnet20", &cifar, 10, 123);
+    ts_model *c = make_zoo("resnet20", &cifar, 10, 124);
+    if (!a || !b || !c) goto done;
+    CHECK(ts_model_tensor_count(a) == ts_model_tensor_count(c), "tensor counts");
+    int conv_tensors = 0;
+    for (int t = 0; t < ts_model_tensor_count(a); t++) {
+        ts_tensor_info ta, tb, tc;
+        ts_model_tensor(a, t, &ta);
+        ts_model_tensor(b, t, &tb);
+        ts_model_tensor(c, t, &tc);
+        CHECK(memcmp(ta.data, tb.data, (size_t)ta.numel * sizeof(float)) == 0, "same seed: %s differs", ta.name);
+        if (strstr(ta.name, "conv") && strstr(ta.name, ".weight")) {
+            conv_tensors++;
+            int64_t same = 0;
+            for (int64_t i = 0; i < ta.numel; i++) same += ta.data[i] == tc.data[i];
+            CHECK(same * 100 < ta.numel, "different seed: %s has %lld of %lld equal", ta.name, (long long)same,
+                  (long long)ta.numel);
+        }
+    }
+    CHECK(conv_tensors >= 19, "conv weights %d", conv_tensors);
+    /* forward outputs are bit-identical too, for the same thread count */
+    {
+        float x[2 * 3072], la[20], lb[20];
+        test_fill_uniform(x, 2 * 3072, 8, -1, 1);
+        CHECK(ts_model_forward_train(g_ctx, a, x, 2, la, 5) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(ts_model_forward_train(g_ctx, b, x, 2, lb, 5) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(memcmp(la, lb, sizeof la) == 0, "same model, same batch: different logits");
+    }
+done:
+    ts_model_free(a);
+    ts_model_free(b);
+    ts_model_free(c);
+}
+
+/* ---------------------------------------------- batch-norm running stats */
+
+static void test_batchnorm_running_stats(void) {
+    /* 2 channels of 2x2, batch 3: per channel 12 values */
+    ts_model *m = make_model("input shape=2x2x2 classes=8\nbatchnorm name=bn\nflatten name=f\n", 1);
+    ts_model *m5 = make_model("input shape=2x2x2 classes=8\nbatchnorm name=bn momentum=0.5 eps=0.01\nflatten name=f\n",
+                              1);
+    if (!m || !m5) goto done;
+    const int n = 3;
+    float x[2][24], out[24];
+    test_fill_uniform(x[0], 24, 61, -2.0f, 3.0f);
+    test_fill_uniform(x[1], 24, 62, 0.0f, 5.0f);
+    for (int which = 0; which < 2; which++) {
+        ts_model *mm = which ? m5 : m;
+        const double mom = which ? 0.5 : 0.1, eps = which ? 0.01 : 1e-5;
+        ts_tensor_info g = tensor(mm, "bn.weight"), b = tensor(mm, "bn.bias");
+        ts_tensor_info rm = tensor(mm, "bn.running_mean"), rv = tensor(mm, "bn.running_var");
+        g.data[0] = 1.5f, g.data[1] = -0.5f;
+        b.data[0] = 0.25f, b.data[1] = 2.0f;
+        double want_rm[2] = {0, 0}, want_rv[2] = {1, 1};
+        for (int step = 0; step < 2; step++) {
+            CHECK(ts_model_forward_train(g_ctx, mm, x[step], n, out, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            for (int c = 0; c < 2; c++) {
+                double sum = 0, sq = 0;
+                for (int i = 0; i < n; i++)
+                    for (int p = 0; p < 4; p++) sum += x[step][(i * 2 + c) * 4 + p];
+                double mean = sum / 12;
+                for (int i = 0; i < n; i++)
+                    for (int p = 0; p < 4; p++) {
+                        double d = x[step][(i * 2 + c) * 4 + p] - mean;
+                        sq += d * d;
+                    }
+                double var_b = sq / 12, var_u = sq / 11;
+                want_rm[c] = (1 - mom) * want_rm[c] + mom * mean;
+                want_rv[c] = (1 - mom) * want_rv[c] + mom * var_u;
+                CHECK_NEAR(rm.data[c], want_rm[c], 1e-5, 1e-6);
+                CHECK_NEAR(rv.data[c], want_rv[c], 1e-5, 1e-6);
+                for (int i = 0; i < n; i++)
+                    for (int p = 0; p < 4; p++) {
+                        int j = (i * 2 + c) * 4 + p;
+                        double y = (x[step][j] - mean) / sqrt(var_b + eps) * g.data[c] + b.data[c];
+                        CHECK_NEAR(out[j], y, 1e-4, 1e-5);
+                    }
+            }
+        }
+        /* inference uses the running statistics */
+        CHECK(ts_model_predict(g_ctx, mm, x[0], n, out) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < 2; c++)
+                for (int p = 0; p < 4; p++) {
+                    int j = (i * 2 + c) * 4 + p;
+                    double y = (x[0][j] - rm.data[c]) / sqrt(rv.data[c] + eps) * g.data[c] + b.data[c];
+                    CHECK_NEAR(out[j], y, 1e-4, 1e-5);
+                }
+    }
+    /* 1-d batch norm over features, batch 4 */
+    {
+        ts_model *m1 = make_model("input shape=3 classes=3\nbatchnorm name=bn\n", 1);
+        if (m1) {
+            float xv[12], o[12];
+            test_fill_uniform(xv, 12, 70, -1, 1);
+            CHECK(ts_model_forward_train(g_ctx, m1, xv, 4, o, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            ts_tensor_info rm = tensor(m1, "bn.running_mean"), rv = tensor(m1, "bn.running_var");
+            for (int f = 0; f < 3; f++) {
+                double s = 0, q = 0;
+                for (int i = 0; i < 4; i++) s += xv[i * 3 + f];
+                double mean = s / 4;
+                for (int i = 0; i < 4; i++) q += (xv[i * 3 + f] - mean) * (xv[i * 3 + f] - mean);
+                CHECK_NEAR(rm.data[f], 0.1 * mean, 1e-5, 1e-6);
+                CHECK_NEAR(rv.data[f], 0.9 + 0.1 * q / 3, 1e-5, 1e-6);
+                for (int i = 0; i < 4; i++)
+                    CHECK_NEAR(o[i * 3 + f], (xv[i * 3 + f] - mean) / sqrt(q / 4 + 1e-5), 1e-4, 1e-5);
+            }
+            ts_model_free(m1);
+        }
+    }
+done:
+    ts_model_free(m);
+    ts_model_free(m5);
+}
+
+/* Buffers survive growing and shrinking the batch between calls. */
+static void test_replanning(void) {
+    ts_model *m = make_model(GRAD_ARCH, 4);
+    if (!m) return;
+    const int ns[] = {2, 9, 1, 9, 300, 3};
+    float *x = falloc(300 * 72), *l1 = falloc(300 * 3), *l2 = falloc(300 * 3), *dl = falloc(300 * 3);
+    test_fill_uniform(x, 300 * 72, 2, -1, 1);
+    int32_t *y = calloc(300, sizeof *y);
+    for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+        int n = ns[t];
+        CHECK(ts_model_forward_train(g_ctx, m, x, n, l1, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_softmax_cross_entropy(n, 3, l1, y, 0, dl);
+        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(ts_model_predict(g_ctx, m, x, n, l2) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        for (int i = 0; i < n * 3; i++) CHECK(isfinite(l1[i]) && isfinite(l2[i]), "n=%d non-finite", n);
+    }
+    free(x), free(l1), free(l2), free(dl), free(y);
+    ts_model_free(m);
+}
+
+int main(void) {
+    if (ts_ctx_create(&g_ctx) != TS_OK) {
+        fprintf(stderr, "cannot create a context\n");
+        return 2;
+    }
+    RUN(test_gradcheck_ref);
+    RUN(test_gradcheck_dnnl);
+    RUN(test_gradients_backends_agree);
+    RUN(test_backward_needs_forward);
+    RUN(test_dropout);
+    RUN(test_predict_batches);
+    RUN(test_backends_agree_zoo);
+    RUN(test_seed_determinism);
+    RUN(test_batchnorm_running_stats);
+    RUN(test_replanning);
+    ts_ctx_free(g_ctx);
+    TEST_MAIN_END("test_graph");
+}

@@ -1,0 +1,190 @@
+/* The tessera CLI as a user meets it: help, exit codes, one-line errors, no partial
+ * files, and a small train -> eval -> predict -> info -> resume flow on Fashion-MNIST.
+ * Runs the binary named by $TESSERA_BIN (scripts/run-tests.sh sets it). */
+#include "common/test.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *g_bin;
+static char g_dir[256];
+static char g_out[1 << 16], g_err[1 << 16];
+
+static void slurp(const char *path, char *buf, size_t n) {
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(buf, 1, n - 1, f) : 0;
+    buf[got] = '\0';
+    if (f) fclose(f);
+}
+
+/* Runs `tessera ARGS` with stdout/stderr captured; returns the exit code. */
+static int run(const char *fmt, ...) {
+    char args[2048], cmd[4096], o[512], e[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(o, sizeof o, "%s/stdout", g_dir);
+    snprintf(e, sizeof e, "%s/stderr", g_dir);
+    snprintf(cmd, sizeof cmd, "HOME=%s TESSERA_DATA=%s/nodata %s %s >%s 2>%s </dev/null", g_dir, g_dir, g_bin, args, o, e);
+    int rc = system(cmd);
+    slurp(o, g_out, sizeof g_out);
+    slurp(e, g_err, sizeof g_err);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+}
+
+static int exists(const char *name) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static int leftover_tmp(void) {
+    DIR *d = opendir(g_dir);
+    int found = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, ".tmp")) found = 1;
+    if (d) closedir(d);
+    return found;
+}
+
+static int have_fashion(void) {
+    struct stat st;
+    return stat("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", &st) == 0;
+}
+
+static void test_help_and_usage(void) {
+    CHECK(run("--help") == 0 && strstr(g_out, "train"), "top-level help: %s", g_out);
+    const char *cmds[] = {"train", "eval", "predict", "info", "zoo"};
+    for (int i = 0; i < 5; i++) {
+        CHECK(run("%s --help", cmds[i]) == 0, "%s --help exit", cmds[i]);
+        char want[64];
+        snprintf(want, sizeof want, "usage: tessera %s", cmds[i]);
+        CHECK(strstr(g_out, want) != NULL, "%s --help prints usage: %s", cmds[i], g_out);
+    }
+    CHECK(run("") == 2, "no command is a usage error");
+    CHECK(run("frobnicate") == 2 && strstr(g_err, "frobnicate"), "unknown command: %s", g_err);
+    CHECK(run("train --data fashion-mnist --bogus 1 --out x") == 2 && strstr(g_err, "--bogus"), "unknown option: %s", g_err);
+    CHECK(run("train --data fashion-mnist") == 2 && strstr(g_err, "--out"), "missing --out: %s", g_err);
+    CHECK(run("train --data fashion-mnist --out x --epochs abc") == 2 && strstr(g_err, "--epochs"), "bad epochs: %s", g_err);
+    CHECK(run("train --data fashion-mnist --out x --optimizer rmsprop") == 2, "bad optimizer");
+    CHECK(run("zoo") == 0 && strstr(g_out, "resnet20") && strstr(g_out, "vgg16"), "zoo list: %s", g_out);
+    CHECK(run("zoo nosuchnet") == 7, "unknown zoo name");
+    CHECK(run("info resnet20") == 0 && strstr(g_out, "272474 parameters"), "info resnet20: %s", g_out);
+    CHECK(!exists("x"), "no output left by failed commands");
+}
+
+static void test_missing_data(void) {
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/empty", g_dir);
+    mkdir(dd, 0755);
+    int rc = run("train --data cifar100 --data-dir %s --out %s/m.tsr", dd, g_dir);
+    CHECK(rc == 7, "a dataset that is not installed: exit %d", rc);
+    CHECK(strstr(g_err, "cifar100") && count_lines(g_err) == 1, "one line naming the dataset: %s", g_err);
+    rc = run("train --data %s/does-not-exist --out %s/m.tsr", g_dir, g_dir);
+    CHECK(rc != 0 && count_lines(g_err) == 1, "missing path: exit %d: %s", rc, g_err);
+}
+
+static void test_bad_files(void) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/garbage.tsr", g_dir);
+    FILE *f = fopen(p, "wb");
+    fputs("this is not a model", f);
+    fclose(f);
+    int rc = run("eval %s --data fashion-mnist", p);
+    CHECK(rc == 4, "garbage model: exit %d", rc);
+    CHECK(strstr(g_err, "garbage.tsr") && count_lines(g_err) == 1, "one line naming the file: %s", g_err);
+    rc = run("info %s/nothing.tsr", g_dir);
+    CHECK(rc == 3 && strstr(g_err, "nothing.tsr"), "missing model: exit %d: %s", rc, g_err);
+    snprintf(p, sizeof p, "%s/bad.arch", g_dir);
+    f = fopen(p, "wb");
+    fputs("input shape=1x28x28\nconv2d out=8 kernel=3 wings=2\n", f);
+    fclose(f);
+    rc = run("info %s", p);
+    CHECK(rc == 4 && strstr(g_err, "bad.arch:2:") && strstr(g_err, "wings"), "bad arch: exit %d: %s", rc, g_err);
+}
+
+static void write_pgm(const char *name, int w, int h, int truncate) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    FILE *f = fopen(p, "wb");
+    fprintf(f, "P5\n# a test image\n%d %d\n255\n", w, h);
+    int n = w * h - (truncate ? 10 : 0);
+    for (int i = 0; i < n; i++) fputc((i * 7) & 255, f);
+    fclose(f);
+}
+
+static void test_train_flow(void) {
+    if (!have_fashion()) {
+        printf("note: dataset-fashion-mnist not installed; CLI training flow skipped\n");
+        return;
+    }
+    int rc = run("train --data fashion-mnist --limit 320 --epochs 1 --batch 64 --threads 2 --optimizer adam "
+                 "--out %s/m.tsr --checkpoint %s/c.ckpt --quiet --no-test", g_dir, g_dir);
+    CHECK(rc == 0, "train: exit %d: %s", rc, g_err);
+    CHECK(strstr(g_out, "epoch 1:") && strstr(g_out, "saved"), "train output: %s", g_out);
+    CHECK(exists("m.tsr") && exists("c.ckpt") && !leftover_tmp(), "model and checkpoint written, no temp files");
+
+    rc = run("eval %s/m.tsr --limit 300", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "top-1") && strstr(g_out, "confusion matrix") && strstr(g_out, "Ankle boot"),
+          "eval: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("eval %s/c.ckpt --limit 100", g_dir);
+    CHECK(rc == 0, "a checkpoint evaluates like a model: %s", g_err);
+
+    rc = run("predict %s/m.tsr --data fashion-mnist --index 0,1", g_dir);
+    CHECK(rc == 0 && count_lines(g_out) == 2 && strstr(g_out, "(true: Ankle boot)"), "predict dataset: %s %s", g_out, g_err);
+    rc = run("predict %s/m.tsr --data fashion-mnist --index 70000", g_dir);
+    CHECK(rc == 2, "index out of range: exit %d", rc);
+
+    write_pgm("ok.pgm", 28, 28, 0);
+    write_pgm("small.pgm", 20, 28, 0);
+    write_pgm("cut.pgm", 28, 28, 1);
+    rc = run("predict %s/m.tsr %s/ok.pgm", g_dir, g_dir);
+    CHECK(rc == 0 && strstr(g_out, "ok.pgm:") && strstr(g_out, "%"), "predict image: %s %s", g_out, g_err);
+    rc = run("predict %s/m.tsr %s/small.pgm", g_dir, g_dir);
+    CHECK(rc == 6 && strstr(g_err, "small.pgm"), "wrong image size: exit %d: %s", rc, g_err);
+    rc = run("predict %s/m.tsr %s/cut.pgm", g_dir, g_dir);
+    CHECK(rc == 4 && strstr(g_err, "truncated"), "truncated image: exit %d: %s", rc, g_err);
+
+    rc = run("info %s/m.tsr", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "total:") && strstr(g_out, "preprocess.mean"), "info model: %s", g_out);
+
+    rc = run("train --resume %s/c.ckpt --epochs 2 --quiet --no-test --out %s/m2.tsr", g_dir, g_dir);
+    CHECK(rc == 0 && strstr(g_out, "epoch 2:") && !strstr(g_out, "epoch 1:"), "resume continues at epoch 2: %s %s", g_out,
+          g_err);
+    rc = run("train --resume %s/m.tsr --out %s/m3.tsr", g_dir, g_dir);
+    CHECK(rc == 4 && strstr(g_err, "not a checkpoint"), "resume from a model: exit %d: %s", rc, g_err);
+
+    rc = run("train --data fashion-mnist --limit 64 --epochs 1 --quiet --no-test --out %s/no/such/dir/m.tsr", g_dir);
+    CHECK(rc == 3 && count_lines(g_err) == 1, "unwritable output: exit %d: %s", rc, g_err);
+}
+
+int main(void) {
+    g_bin = getenv("TESSERA_BIN");
+    if (!g_bin) g_bin = "build/tessera";
+    if (access(g_bin, X_OK) != 0) {
+        fprintf(stderr, "test_cli: %s is not built\n", g_bin);
+        return 1;
+    }
+    snprintf(g_dir, sizeof g_dir, "/tmp/tessera-cli-XXXXXX");
+    if (!mkdtemp(g_dir)) return 1;
+    RUN(test_help_and_usage);
+    RUN(test_missing_data);
+    RUN(test_bad_files);
+    RUN(test_train_flow);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    TEST_MAIN_END("test_cli");
+}
