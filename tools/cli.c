@@ -217,3 +217,30 @@ void progress_update(progress *p, const char *label, long long done, long long t
 void progress_end(progress *p) {
     if (p->tty) fputc('\n', stderr);
 }
+
+ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_dataset **out) {
+    *out = NULL;
+    if (limit <= 0 || limit >= ds->count) return TS_OK;
+    int64_t *idx = malloc((size_t)limit * sizeof *idx);
+    if (!idx) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    for (long i = 0; i < limit; i++) idx[i] = i;
+    ts_status st = ts_dataset_subset(ctx, ds, idx, limit, out);
+    free(idx);
+    return st;
+}
+
+ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit, ts_dataset **out) {
+    ts_dataset *ds, *cut;
+    ts_status st = ts_dataset_load(ctx, spec, split, dir, &ds);
+    if (st) return st;
+    if ((st = cli_first_samples(ctx, ds, limit, &cut))) {
+        ts_dataset_free(ds);
+        return st;
+    }
+    if (cut) {
+        ts_dataset_free(ds);
+        ds = cut;
+    }
+    *out = ds;
+    return TS_OK;
+}

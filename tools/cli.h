@@ -67,6 +67,11 @@ void progress_end(progress *p);
 
 /* Shared setup: threads and backend from options. */
 int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx);
+/* Loads a dataset split; limit > 0 keeps only its first `limit` samples. */
+ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit, ts_dataset **out);
+/* The first `limit` samples of ds as a new dataset (NULL and TS_OK when limit
+ * does not cut anything). */
+ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_dataset **out);
 /* Class name i from the model's metadata (or the number). */
 const char *cli_class_name(const ts_model *m, int i, char *buf, size_t n);
 

@@ -19,26 +19,6 @@ static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
                            "matrix (rows: true class, columns: predicted).",
                            eval_opts, sizeof eval_opts / sizeof eval_opts[0]};
 
-static ts_status load_limited(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit,
-                              ts_dataset **out) {
-    ts_dataset *ds;
-    ts_status st = ts_dataset_load(ctx, spec, split, dir, &ds);
-    if (st || limit <= 0 || limit >= ds->count) {
-        *out = st ? NULL : ds;
-        return st;
-    }
-    int64_t *idx = malloc((size_t)limit * sizeof *idx);
-    if (!idx) {
-        ts_dataset_free(ds);
-        return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-    }
-    for (long i = 0; i < limit; i++) idx[i] = i;
-    st = ts_dataset_subset(ctx, ds, idx, limit, out);
-    free(idx);
-    ts_dataset_free(ds);
-    return st;
-}
-
 int cmd_eval(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -74,7 +54,7 @@ int cmd_eval(int argc, char **argv) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
         goto fail;
     }
-    if ((st = load_limited(ctx, spec, split, cli_get(&eval_cmd, "data-dir"), limit, &ds))) goto fail;
+    if ((st = cli_load_dataset(ctx, spec, split, cli_get(&eval_cmd, "data-dir"), limit, &ds))) goto fail;
     double t0 = cli_now();
     ts_eval_report ev;
     if ((st = ts_evaluate(ctx, m, ds, (int)batch, &ev))) goto fail;

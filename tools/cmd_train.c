@@ -272,16 +272,8 @@ int cmd_train(int argc, char **argv) {
     }
     if (resume && !cli_get(&train_cmd, "limit") && ts_model_get_meta(m, "train.limit"))
         limit = atol(ts_model_get_meta(m, "train.limit"));
-    if (limit > 0 && limit < train->count) {
-        int64_t *idx = malloc((size_t)limit * sizeof *idx);
-        if (!idx) {
-            st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-            goto fail;
-        }
-        for (long i = 0; i < limit; i++) idx[i] = i;
-        st = ts_dataset_subset(ctx, train, idx, limit, &limited);
-        free(idx);
-        if (st) goto fail;
+    if ((st = cli_first_samples(ctx, train, limit, &limited))) goto fail;
+    if (limited) {
         char b[32];
         snprintf(b, sizeof b, "%ld", limit);
         if ((st = ts_model_set_meta(ctx, m, "train.limit", b))) goto fail;

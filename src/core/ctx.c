@@ -66,12 +66,17 @@ ts_status ts_ctx_set_backend(ts_ctx *ctx, ts_backend backend) {
 
 ts_backend ts_ctx_get_backend(const ts_ctx *ctx) { return ctx ? ctx->backend : TS_BACKEND_REF; }
 
-ts_status ts_fail(ts_ctx *ctx, ts_status status, const char *fmt, ...) {
+static ts_status set_error(ts_ctx *ctx, ts_status status, const char *fmt, va_list ap) {
     if (!ctx) return status;
     ctx->status = status;
+    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    return status;
+}
+
+ts_status ts_fail(ts_ctx *ctx, ts_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    set_error(ctx, status, fmt, ap);
     va_end(ap);
     return status;
 }
@@ -84,11 +89,9 @@ int64_t ts_shape_numel(const ts_shape *s) {
 }
 
 ts_status ts_ctx_set_error(ts_ctx *ctx, ts_status status, const char *fmt, ...) {
-    if (!ctx) return status;
-    ctx->status = status;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    set_error(ctx, status, fmt, ap);
     va_end(ap);
     return status;
 }
