@@ -203,8 +203,10 @@ ts_status io_write_atomic(ts_ctx *ctx, const char *path, const void *data, size_
         }
         done += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    int synced = fsync(fd) == 0 ? 0 : errno;
+    int closed = close(fd) == 0 ? 0 : errno;
+    if (synced || closed) {
+        int e = synced ? synced : closed;
         unlink(tmp);
         free(tmp);
         return ts_fail(ctx, TS_EIO, "%s: cannot flush to disk: %s", path, strerror(e));

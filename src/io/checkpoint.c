@@ -124,7 +124,10 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
     ts_train_config cfg;
     uint64_t epoch, bie, seen, steps, count;
     double loss_sum, correct;
-    if ((st = rbuf_u32(&r, &version, "checkpoint version")) || (st = read_config(&r, &cfg)) ||
+    if (!(st = rbuf_u32(&r, &version, "checkpoint version")) && version != TRAN_VERSION)
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: checkpoint state version %u, this tessera reads %u", path, version,
+                     TRAN_VERSION);
+    if (st || (st = read_config(&r, &cfg)) ||
         (st = rbuf_u64(&r, &epoch, "epoch")) || (st = rbuf_u64(&r, &bie, "batch in epoch")) ||
         (st = rbuf_f64(&r, &loss_sum, "epoch loss")) || (st = rbuf_f64(&r, &correct, "epoch correct")) ||
         (st = rbuf_u64(&r, &seen, "epoch samples")) || (st = rbuf_u64(&r, &steps, "optimizer steps")) ||

@@ -258,6 +258,11 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
         }
         *slot = sub;
     }
+    if ((xtra.data != NULL) != (kind == MODEL_KIND_CHECKPOINT)) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: kind %u (%s) %s a TRAN section", path, kind,
+                     kind == MODEL_KIND_CHECKPOINT ? "checkpoint" : "model", xtra.data ? "must not have" : "lacks");
+        goto done;
+    }
     if (r.off != r.len) {
         st = ts_fail(ctx, TS_EFORMAT, "%s: %zu unexpected bytes after the last section", path, r.len - r.off);
         goto done;

@@ -111,6 +111,7 @@ ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, 
 ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,
                                   ts_model **out) {
     if (!ctx || !path || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch_file: NULL argument");
+    *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return ts_fail(ctx, TS_EIO, "%s: cannot open: %s", path, strerror(errno));
     char *buf = NULL;

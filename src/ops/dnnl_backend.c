@@ -12,6 +12,7 @@ void ops_dnnl_release(void *dnnl) {
     if (!d) return;
     if (d->stream) dnnl_stream_destroy(d->stream);
     if (d->engine) dnnl_engine_destroy(d->engine);
+    for (int i = 0; i < DNNL_JOB_MAX_MEM; i++) free(d->slot[i]);
     free(d);
 }
 
@@ -101,7 +102,26 @@ dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void 
 }
 
 dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md) {
-    return job_memory(job, md, DNNL_MEMORY_ALLOCATE);
+    if (job->status != TS_OK) return NULL;
+    if (job->nslot == DNNL_JOB_MAX_MEM) {
+        dnnl_job_fail(job, TS_EINVAL, "internal: too many temporary buffers in one call");
+        return NULL;
+    }
+    ops_dnnl *d = job->dnnl;
+    int k = job->nslot++;
+    size_t bytes = dnnl_memory_desc_get_size(md);
+    if (bytes > d->slot_bytes[k]) {
+        free(d->slot[k]);
+        d->slot_bytes[k] = 0;
+        /* 64-byte aligned, rounded up so the size is a multiple of the alignment */
+        d->slot[k] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!d->slot[k]) {
+            dnnl_job_fail(job, TS_ENOMEM, "out of memory for a temporary buffer");
+            return NULL;
+        }
+        d->slot_bytes[k] = bytes;
+    }
+    return job_memory(job, md, bytes ? d->slot[k] : DNNL_MEMORY_ALLOCATE);
 }
 
 dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,

@@ -21,13 +21,20 @@
 
 #include <dnnl.h>
 
+#define DNNL_JOB_MAX_MEM 16
+
 /* What ctx->dnnl points to: created on first use, freed by ops_dnnl_release. */
 typedef struct ops_dnnl {
     dnnl_engine_t engine; /* CPU engine 0 */
     dnnl_stream_t stream; /* in-order CPU stream on it */
+    /* Grow-only buffers for the blocked-layout copies a job makes: the k-th
+     * allocation of a job uses slot k. Jobs run one at a time per ctx, so the
+     * buffers are reused across calls instead of malloc'ed (and page-faulted in)
+     * on every step. */
+    void *slot[DNNL_JOB_MAX_MEM];
+    size_t slot_bytes[DNNL_JOB_MAX_MEM];
 } ops_dnnl;
 
-#define DNNL_JOB_MAX_MEM 16
 #define DNNL_JOB_MAX_PD 8
 #define DNNL_JOB_MAX_PRIM 8
 
@@ -37,6 +44,7 @@ typedef struct dnnl_job {
     const char *what;    /* primitive named in error messages: "convolution forward" */
     ts_status status;    /* first failure; helpers do nothing once it is set */
     int nmem, npd, nprim;
+    int nslot;           /* slots taken by dnnl_job_memory_alloc in this job */
     dnnl_memory_t mem[DNNL_JOB_MAX_MEM];
     dnnl_primitive_desc_t pd[DNNL_JOB_MAX_PD];
     dnnl_primitive_t prim[DNNL_JOB_MAX_PRIM];

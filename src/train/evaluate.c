@@ -15,6 +15,10 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
     if (ds->classes > m->classes)
         return ts_fail(ctx, TS_ESHAPE, "dataset %s has %d classes but the model outputs %d", ds->name, ds->classes,
                        m->classes);
+    for (int64_t i = 0; i < ds->count; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= m->classes)
+            return ts_fail(ctx, TS_EFORMAT, "dataset %s: sample %lld has label %d (expected 0..%d)", ds->name,
+                           (long long)i, ds->labels[i], m->classes - 1);
     if (batch < 1) batch = 256;
     ts_preprocess pp;
     ts_status st = ts_model_get_preprocess(ctx, m, &pp);

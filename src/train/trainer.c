@@ -37,6 +37,10 @@ static ts_status check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset 
         return ts_fail(ctx, TS_ESHAPE, "%s set %s has %d classes but the model outputs %d", what, ds->name,
                        ds->classes, m->classes);
     if (ds->count < 1) return ts_fail(ctx, TS_EINVAL, "%s set %s is empty", what, ds->name);
+    for (int64_t i = 0; i < ds->count; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= m->classes)
+            return ts_fail(ctx, TS_EFORMAT, "%s set %s: sample %lld has label %d (expected 0..%d)", what, ds->name,
+                           (long long)i, ds->labels[i], m->classes - 1);
     return TS_OK;
 }
 

@@ -587,7 +587,7 @@ static void test_checkpoint_files(void) {
     ts_ctx_clear_error(g_ctx);
     st = ts_checkpoint_restore(g_ctx, tr, mp);
     CHECK(st == TS_EFORMAT, "restore from a model: %s", ts_status_name(st));
-    CHECK(ts_trainer_epoch(tr) == 2, "failed restore changed the trainer");
+    CHECK(ts_trainer_epoch(tr) == 2 && ts_trainer_step(tr) == 6, "failed restore changed the trainer");
 
     /* hostile checkpoints */
     size_t n;
@@ -612,35 +612,92 @@ static void test_checkpoint_files(void) {
         memcpy(d, good, n);
         put_u32(d + tran.header, TAG('T', 'R', 'A', 'X'));
         expect_ckpt_fails("TRAN renamed", d, n);
-        /* the restore path on the same damage */
+        /* the restore path on a truncated file */
         path_in_tmp(ck, sizeof ck, "bad.ckpt");
-        memcpy(d, good, n);
-        put_u32(d + tran.off, 9);
-        write_bytes(ck, d, n);
-        ts_ctx_clear_error(g_ctx);
-        st = ts_checkpoint_restore(g_ctx, tr, ck);
-        CHECK(st != TS_OK, "restore accepted TRAN version 9");
-        memcpy(d, good, n);
-        write_bytes(ck, d, n - 4);
+        write_bytes(ck, good, n - 4);
         ts_ctx_clear_error(g_ctx);
         st = ts_checkpoint_restore(g_ctx, tr, ck);
         CHECK(st != TS_OK && strstr(ts_ctx_error(g_ctx), ck), "restore of a truncated checkpoint: %s",
               ts_ctx_error(g_ctx));
-        /* the file format says TRAN is for checkpoints only */
-        memcpy(d, good, n);
-        d[8] = 0;
-        expect_ckpt_fails("kind 0 (model) with a TRAN section", d, n);
+        CHECK(ts_trainer_epoch(tr) == 2 && ts_trainer_step(tr) == 6, "failed restore moved the trainer");
         unlink(ck);
         free(d);
         free(good);
     }
-    path_in_tmp(ck, sizeof ck, "run.ckpt");
-    unlink(ck);
-    unlink(mp);
+    unlink(mp); /* run.ckpt stays for the cases below */
 done:
     ts_trainer_free(tr);
     ts_model_free(m);
     free_dataset(ds);
+}
+
+/* Loads run.ckpt (written by test_checkpoint_files) as bytes. */
+static uint8_t *saved_checkpoint(size_t *n, file_section *tran) {
+    char ck[256];
+    path_in_tmp(ck, sizeof ck, "run.ckpt");
+    uint8_t *good = read_bytes(ck, n);
+    if (good) CHECK(find_section(good, *n, TAG('T', 'R', 'A', 'N'), tran), "no TRAN section");
+    return good;
+}
+
+/* ts_checkpoint_restore must check the TRAN version as ts_checkpoint_load_model does. */
+static void test_checkpoint_restore_version(void) {
+    size_t n;
+    file_section tran;
+    uint8_t *good = saved_checkpoint(&n, &tran);
+    if (!good) return;
+    char ck[256], bad[256];
+    path_in_tmp(ck, sizeof ck, "run.ckpt");
+    path_in_tmp(bad, sizeof bad, "version9.ckpt");
+    put_u32(good + tran.off, 9);
+    write_bytes(bad, good, n);
+    ts_dataset *ds = tiny_dataset();
+    ts_model *m = NULL;
+    ts_train_config cfg;
+    ts_trainer *tr = NULL;
+    CHECK(ts_checkpoint_load_model(g_ctx, ck, &m, &cfg) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (m) CHECK(ts_trainer_create(g_ctx, m, ds, NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (tr) {
+        ts_ctx_clear_error(g_ctx);
+        ts_status st = ts_checkpoint_restore(g_ctx, tr, bad);
+        CHECK(st == TS_EUNSUPPORTED, "restore of TRAN version 9: %s", ts_status_name(st));
+        CHECK(strstr(ts_ctx_error(g_ctx), bad) != NULL, "message '%s' does not name the file", ts_ctx_error(g_ctx));
+        CHECK(ts_trainer_epoch(tr) == 0 && ts_trainer_step(tr) == 0, "restore of version 9 moved the trainer to %lld",
+              (long long)ts_trainer_step(tr));
+        /* the real one restores */
+        CHECK(ts_checkpoint_restore(g_ctx, tr, ck) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(ts_trainer_epoch(tr) == 2 && ts_trainer_step(tr) == 6, "restored at %lld/%lld",
+              (long long)ts_trainer_epoch(tr), (long long)ts_trainer_step(tr));
+    }
+    /* a trainer made with another batch size or seed cannot resume it */
+    ts_trainer_free(tr);
+    tr = NULL;
+    ts_train_config other = cfg;
+    other.batch = 4;
+    if (m) CHECK(ts_trainer_create(g_ctx, m, ds, NULL, &other, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (tr) {
+        ts_ctx_clear_error(g_ctx);
+        CHECK(ts_checkpoint_restore(g_ctx, tr, ck) == TS_EINVAL, "restore with batch 4: %s", ts_ctx_error(g_ctx));
+        CHECK(strstr(ts_ctx_error(g_ctx), ck) != NULL, "message '%s'", ts_ctx_error(g_ctx));
+        CHECK(ts_trainer_step(tr) == 0, "failed restore moved the trainer");
+    }
+    unlink(bad);
+    ts_trainer_free(tr);
+    ts_model_free(m);
+    free_dataset(ds);
+    free(good);
+}
+
+/* docs/file-format.md: the TRAN section is for checkpoints (kind 1) only. */
+static void test_checkpoint_kind(void) {
+    size_t n;
+    file_section tran;
+    uint8_t *good = saved_checkpoint(&n, &tran);
+    if (!good) return;
+    CHECK(good[8] == 1, "checkpoint kind %u", good[8]);
+    good[8] = 0;
+    expect_ckpt_fails("kind 0 (model) with a TRAN section", good, n);
+    free(good);
 }
 
 static void test_null_arguments(void) {
@@ -663,6 +720,8 @@ int main(void) {
     RUN(test_save_atomic_failure);
     RUN(test_hostile);
     RUN(test_checkpoint_files);
+    RUN(test_checkpoint_restore_version);
+    RUN(test_checkpoint_kind);
     RUN(test_null_arguments);
     remove_tmp_files();
     rmdir(g_tmp);
