@@ -98,7 +98,9 @@ for cfg in $CONFIGS; do
         if [ $((i % 2)) -eq 1 ]; then order="tessera torch"; else order="torch tessera"; fi
         for eng in $order; do
             l=$(load)
-            set -- $(run_$eng "$cfg" "$i")
+            res=$(run_"$eng" "$cfg" "$i") || exit 1
+            # shellcheck disable=SC2086
+            set -- $res
             ips=$(awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", n / s }')
             echo "$ips $3" >>"$TMP/$cfg.$eng"
             printf '%-5s %-4s %-8s %9.1f %9s %8s  %s\n' "$cfg" "$i" "$eng" "$2" "$ips" "$3" "$l"
