@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct pnm_reader {
     FILE *f;
@@ -69,6 +70,17 @@ ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *
         goto done;
     }
     size_t n = (size_t)width * (size_t)height * (size_t)channels;
+    /* a hostile header must not make us allocate more than the file can fill:
+     * binary pixels take a byte each, ASCII ones at least two */
+    struct stat fs;
+    if (fstat(fileno(f), &fs) == 0 && S_ISREG(fs.st_mode)) {
+        size_t remain = fs.st_size > r.off ? (size_t)(fs.st_size - r.off) : 0;
+        if ((binary && remain < n) || (!binary && remain / 2 + 1 < n)) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: pixel data truncated at byte %lld (expected %zu %s pixels)", path,
+                         (long long)fs.st_size, n, binary ? "binary" : "ASCII");
+            goto done;
+        }
+    }
     hwc = malloc(n);
     chw = malloc(n);
     if (!hwc || !chw) {
