@@ -75,6 +75,7 @@ typedef struct ts_shape {
     int64_t dims[TS_MAX_DIMS];
 } ts_shape;
 
+/* Number of elements, or -1 when the shape is invalid or the product overflows. */
 int64_t ts_shape_numel(const ts_shape *s);
 
 
@@ -191,7 +192,8 @@ typedef struct ts_tensor_info {
     int64_t dims[TS_MAX_DIMS];
     int64_t numel;
     float *data;       /* the model's storage */
-    float *grad;       /* gradient storage for parameters, NULL for buffers */
+    float *grad;       /* gradient of a parameter; NULL for buffers, and until the model
+                        * first trains (ts_model_forward_train, ts_optimizer_create) */
 } ts_tensor_info;
 
 int ts_model_tensor_count(const ts_model *m);
@@ -333,7 +335,7 @@ int64_t ts_trainer_step(const ts_trainer *tr);  /* optimizer steps done */
 typedef struct ts_eval_report {
     int classes;
     int64_t count;
-    double top1, top5, loss;   /* top-5 equals top-1 with under 5 classes... capped at classes */
+    double top1, top5, loss;   /* fractions; top-5 is top-k with k = min(5, classes); ties go to the lower index */
     int64_t *confusion;        /* (classes, classes): row = true label, column = prediction */
 } ts_eval_report;
 
@@ -364,8 +366,6 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path);
  * bytes (C, H, W) with C = 1 or 3. *pixels is malloc'ed; free with ts_image_free. */
 ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *w, uint8_t **pixels);
 void ts_image_free(uint8_t *pixels);
-/* Writes one dataset sample as PGM/PPM (atomic). */
-ts_status ts_image_save_pnm(ts_ctx *ctx, const char *path, int c, int h, int w, const uint8_t *pixels);
 
 #ifdef __cplusplus
 }

@@ -109,13 +109,17 @@ static void print_top(const ts_model *m, const char *what, const float *logits, 
     for (int j = 1; j < k; j++) mx = logits[j] > mx ? logits[j] : mx;
     double sum = 0;
     for (int j = 0; j < k; j++) sum += exp((double)(logits[j] - mx));
-    int used[4096] = {0};
     printf("%s:", what);
-    for (int t = 0; t < top && t < k && t < 4096; t++) {
+    /* the t-th best: highest score below the previous pick, ties by index */
+    int prev = -1;
+    for (int t = 0; t < top && t < k; t++) {
         int best = -1;
-        for (int j = 0; j < k && j < 4096; j++)
-            if (!used[j] && (best < 0 || logits[j] > logits[best])) best = j;
-        used[best] = 1;
+        for (int j = 0; j < k; j++) {
+            if (prev >= 0 && !(logits[j] < logits[prev] || (logits[j] == logits[prev] && j > prev))) continue;
+            if (best < 0 || logits[j] > logits[best]) best = j;
+        }
+        if (best < 0) break;
+        prev = best;
         char name[64];
         printf("%s %s %.2f%%", t ? "," : "", cli_class_name(m, best, name, sizeof name),
                100.0 * exp((double)(logits[best] - mx)) / sum);

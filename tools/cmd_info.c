@@ -46,9 +46,10 @@ int cmd_info(int argc, char **argv) {
         char buf[128];
         snprintf(buf, sizeof buf, "%s", ins);
         char *save = NULL;
-        for (char *t = strtok_r(buf, "x", &save); t && in.ndim < TS_MAX_DIMS; t = strtok_r(NULL, "x", &save)) {
-            long v = atol(t);
-            if (v < 1 || v > 1 << 24) {
+        for (char *t = strtok_r(buf, "x", &save); t; t = strtok_r(NULL, "x", &save)) {
+            char *end;
+            long v = strtol(t, &end, 10);
+            if (*end || end == t || v < 1 || v > 1 << 24 || in.ndim == TS_MAX_DIMS) {
                 fprintf(stderr, "tessera info: --input: '%s' is not like 3x32x32\n", ins);
                 ts_ctx_free(ctx);
                 return EXIT_USAGE;

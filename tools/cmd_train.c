@@ -228,6 +228,7 @@ int cmd_train(int argc, char **argv) {
         goto fail;
     }
     const char *data_dir = cli_get(&train_cmd, "data-dir");
+    if (!data_dir && m) data_dir = ts_model_get_meta(m, "data.dir");
     if ((st = ts_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &full))) goto fail;
 
     if (!m) {
@@ -241,6 +242,7 @@ int cmd_train(int argc, char **argv) {
         if (st) goto fail;
         if ((st = set_class_meta(ctx, m, full, spec))) goto fail;
         if ((st = ts_model_set_meta(ctx, m, "arch", arch))) goto fail;
+        if (data_dir && (st = ts_model_set_meta(ctx, m, "data.dir", data_dir))) goto fail;
     }
 
     /* validation split, then an optional limit on the training part */
@@ -308,7 +310,10 @@ int cmd_train(int argc, char **argv) {
     if (st == TS_ECANCELED) {
         if (run.checkpoint) {
             ts_status cs = ts_checkpoint_save(ctx, tr, run.checkpoint);
-            if (cs) goto fail;
+            if (cs) {
+                st = cs;
+                goto fail;
+            }
             fprintf(stderr, "tessera train: interrupted; resume with --resume %s\n", run.checkpoint);
         } else {
             fprintf(stderr, "tessera train: interrupted (no --checkpoint given, progress not saved)\n");

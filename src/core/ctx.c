@@ -82,9 +82,12 @@ ts_status ts_fail(ts_ctx *ctx, ts_status status, const char *fmt, ...) {
 }
 
 int64_t ts_shape_numel(const ts_shape *s) {
-    if (!s || s->ndim < 0 || s->ndim > TS_MAX_DIMS) return 0;
+    if (!s || s->ndim < 0 || s->ndim > TS_MAX_DIMS) return -1;
     int64_t n = 1;
-    for (int i = 0; i < s->ndim; i++) n *= s->dims[i];
+    for (int i = 0; i < s->ndim; i++) {
+        if (s->dims[i] < 0 || (s->dims[i] > 0 && n > INT64_MAX / s->dims[i])) return -1;
+        n *= s->dims[i];
+    }
     return n;
 }
 

@@ -47,7 +47,9 @@ static ts_status read_config(rbuf *r, ts_train_config *c) {
         return st;
     if (u[0] < 1 || u[0] > 100000 || u[1] < 1 || u[1] > 65536 || u[2] > TS_OPT_ADAMW || u[3] > 1 ||
         u[4] > TS_SCHED_ONECYCLE || u[5] > 100000 || u[6] > 64 || u[7] > 1 || !isfinite(c->lr) ||
-        !isfinite(c->optim.momentum) || !isfinite(c->optim.weight_decay) || !isfinite(c->gamma))
+        !isfinite(c->optim.momentum) || !isfinite(c->optim.weight_decay) || !isfinite(c->gamma) ||
+        !isfinite(c->optim.dampening) || !isfinite(c->optim.beta1) || !isfinite(c->optim.beta2) ||
+        !isfinite(c->optim.eps) || !isfinite(c->label_smoothing))
         return ts_fail(r->ctx, TS_EFORMAT, "%s: training configuration out of range", r->path);
     c->epochs = (int)u[0];
     c->batch = (int)u[1];

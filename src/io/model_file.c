@@ -84,7 +84,10 @@ ts_status ts_model_save(ts_ctx *ctx, const ts_model *m, const char *path) {
     return model_file_write(ctx, m, path, MODEL_KIND_MODEL, NULL, 0);
 }
 
-static ts_status read_arch(ts_ctx *ctx, rbuf *r, ts_model **out) {
+/* Parses the architecture, then checks that the TENS section (tens_len bytes) can
+ * hold its tensors before any storage is allocated: a small hostile file must not
+ * make us allocate gigabytes. */
+static ts_status read_arch(ts_ctx *ctx, rbuf *r, size_t tens_len, ts_model **out) {
     char *text = NULL;
     ts_status st = rbuf_str(r, &text, MAX_ARCH_BYTES, "architecture text");
     if (st) return st;
@@ -116,7 +119,18 @@ static ts_status read_arch(ts_ctx *ctx, rbuf *r, ts_model **out) {
     {
         char src[512];
         snprintf(src, sizeof src, "%s (architecture)", r->path);
-        st = ts_model_from_arch(ctx, text, src, &in, (int)classes, 0, out);
+        if ((st = model_parse(ctx, text, src, &in, (int)classes, out))) goto done;
+        uint64_t need = ((uint64_t)(*out)->nparams + (*out)->nbuffers) * sizeof(float);
+        if (need > tens_len) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: the architecture needs %llu bytes of tensor data but the TENS section "
+                         "holds %zu", r->path, (unsigned long long)need, tens_len);
+        } else {
+            st = model_alloc_tensors(ctx, *out);
+        }
+        if (st) {
+            ts_model_free(*out);
+            *out = NULL;
+        }
     }
 done:
     free(text);
@@ -127,7 +141,7 @@ static ts_status read_meta(ts_ctx *ctx, rbuf *r, ts_model *m) {
     uint32_t count;
     ts_status st = rbuf_u32(r, &count, "metadata count");
     if (st) return st;
-    if (count > 100000) return ts_fail(ctx, TS_EFORMAT, "%s: metadata count %u is implausible", r->path, count);
+    if (count > 4096) return ts_fail(ctx, TS_EFORMAT, "%s: %u metadata entries (at most 4096)", r->path, count);
     for (uint32_t i = 0; i < count && !st; i++) {
         char *k = NULL, *v = NULL;
         if (!(st = rbuf_str(r, &k, MAX_META_BYTES, "metadata key")) &&
@@ -271,7 +285,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
         st = ts_fail(ctx, TS_EFORMAT, "%s: missing %s section", path, !arch.data ? "ARCH" : !meta.data ? "META" : "TENS");
         goto done;
     }
-    if ((st = read_arch(ctx, &arch, &m))) goto done;
+    if ((st = read_arch(ctx, &arch, tens.len, &m))) goto done;
     if ((st = read_meta(ctx, &meta, m))) goto done;
     if ((st = read_tensors(ctx, &tens, m))) goto done;
     rbuf *secs[3] = {&arch, &meta, &tens};

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARCH_MAX_LAYERS 100000
+#define ARCH_MAX_LAYERS 20000
+/* per-sample elements of any layer output; kernels index with int */
+#define ARCH_MAX_ELEMENTS ((int64_t)1 << 30)
 #define ARCH_MAX_KEYS 16
 
 /* Keys each kind accepts besides name= and in=. */
@@ -254,6 +256,7 @@ ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *sou
     memcpy(buf, text, len + 1);
     ts_status st = TS_OK;
     parse_pos pp = {ctx, source ? source : "<arch>", 0, ""};
+    m->parsing = pp.source;
     int cap = 0;
     /* strtok_r would skip empty lines and lose line numbers: walk by hand */
     char *p = buf;
@@ -380,8 +383,15 @@ ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *sou
             m->nlayers--;
             break;
         }
+        int64_t numel = shape_numel(&l->out);
+        if (numel < 1 || numel > ARCH_MAX_ELEMENTS) {
+            st = ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s' would output %s elements per sample (at most %lld)",
+                         pp.source, pp.line, pp.kind, l->name, numel < 0 ? "too many" : "0", (long long)ARCH_MAX_ELEMENTS);
+            break;
+        }
     }
     ts_free(buf);
+    m->parsing = NULL;
     if (st) return st;
     if (m->nlayers < 2)
         return ts_fail(ctx, TS_EFORMAT, "%s: no layers after input (expected at least one layer)", pp.source);

@@ -32,6 +32,10 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     exec_state *e = &m->exec;
     if (e->ls && e->capacity >= n && (!train || e->has_grads)) return TS_OK;
     if (n < 1) return ts_fail(ctx, TS_EINVAL, "batch size %d must be at least 1", n);
+    if (train) {
+        ts_status st = model_ensure_grads(ctx, m);
+        if (st) return st;
+    }
     int cap = n > e->capacity ? n : e->capacity;
     exec_release(e);
     e->ls = calloc((size_t)m->nlayers, sizeof *e->ls);

@@ -34,8 +34,9 @@ int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_te
     e->numel = shape_numel(shape);
     e->layer = li;
     size_t *total = role == TS_TENSOR_PARAM ? &m->nparams : &m->nbuffers;
-    if ((uint64_t)e->numel > ((uint64_t)1 << 40) - *total) {
-        ts_fail(ctx, TS_ESHAPE, "tensor %s is too large (%lld values)", e->name, (long long)e->numel);
+    if (e->numel < 1 || (uint64_t)e->numel > MODEL_MAX_VALUES - (m->nparams + m->nbuffers)) {
+        ts_fail(ctx, TS_ESHAPE, "%s:%d: tensor %s makes the model larger than %llu values",
+                m->parsing ? m->parsing : "<arch>", m->layers[li].line, e->name, (unsigned long long)MODEL_MAX_VALUES);
         return -1;
     }
     e->offset = *total;
@@ -44,14 +45,45 @@ int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_te
 }
 
 ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m) {
-    size_t pb, bb;
-    if (!ts_mul_size(m->nparams ? m->nparams : 1, sizeof(float), &pb) ||
-        !ts_mul_size(m->nbuffers ? m->nbuffers : 1, sizeof(float), &bb))
-        return ts_fail(ctx, TS_ENOMEM, "model: parameter count overflows");
+    size_t pb = (m->nparams ? m->nparams : 1) * sizeof(float), bb = (m->nbuffers ? m->nbuffers : 1) * sizeof(float);
     m->params = ts_calloc(ctx, pb, "model parameters");
-    m->grads = ts_calloc(ctx, pb, "model gradients");
     m->buffers = ts_calloc(ctx, bb, "model buffers");
-    if (!m->params || !m->grads || !m->buffers) return TS_ENOMEM;
+    if (!m->params || !m->buffers) return TS_ENOMEM;
+    return TS_OK;
+}
+
+/* Gradients exist only once something trains: loading or inspecting a model does
+ * not pay for them. */
+ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m) {
+    if (m->grads) return TS_OK;
+    m->grads = ts_calloc(ctx, (m->nparams ? m->nparams : 1) * sizeof(float), "model gradients");
+    return m->grads ? TS_OK : TS_ENOMEM;
+}
+
+/* Public tensor order: parameters in declaration order, then buffers. */
+static ts_status model_order_tensors(ts_ctx *ctx, ts_model *m) {
+    m->order = malloc((size_t)(m->ntensors ? m->ntensors : 1) * sizeof *m->order);
+    if (!m->order) return ts_fail(ctx, TS_ENOMEM, "out of memory for the tensor table");
+    int k = 0;
+    for (int role = TS_TENSOR_PARAM; role <= TS_TENSOR_BUFFER; role++)
+        for (int t = 0; t < m->ntensors; t++)
+            if ((int)m->tensors[t].role == role) m->order[k++] = t;
+    return TS_OK;
+}
+
+ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                      ts_model **out) {
+    *out = NULL;
+    ts_model *m = model_new_empty();
+    if (!m) return ts_fail(ctx, TS_ENOMEM, "out of memory for a model");
+    ts_status st = arch_parse(ctx, m, text, source, input, classes);
+    if (!st && !(m->arch_text = strdup(text))) st = ts_fail(ctx, TS_ENOMEM, "out of memory copying architecture");
+    if (!st) st = model_order_tensors(ctx, m);
+    if (st) {
+        ts_model_free(m);
+        return st;
+    }
+    *out = m;
     return TS_OK;
 }
 
@@ -94,12 +126,10 @@ ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, 
                              uint64_t seed, ts_model **out) {
     if (!ctx || !text || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch: NULL argument");
     *out = NULL;
-    ts_model *m = model_new_empty();
-    if (!m) return ts_fail(ctx, TS_ENOMEM, "out of memory for a model");
-    ts_status st = arch_parse(ctx, m, text, source, input, classes);
-    if (!st && !(m->arch_text = strdup(text))) st = ts_fail(ctx, TS_ENOMEM, "out of memory copying architecture");
-    if (!st) st = model_alloc_tensors(ctx, m);
-    if (st) {
+    ts_model *m;
+    ts_status st = model_parse(ctx, text, source, input, classes, &m);
+    if (st) return st;
+    if ((st = model_alloc_tensors(ctx, m))) {
         ts_model_free(m);
         return st;
     }
@@ -156,6 +186,7 @@ void ts_model_free(ts_model *m) {
     free(m->arch_text);
     free(m->layers);
     free(m->tensors);
+    free(m->order);
     ts_free(m->params);
     ts_free(m->grads);
     ts_free(m->buffers);
@@ -176,31 +207,21 @@ int ts_model_layer_count(const ts_model *m) { return m->nlayers; }
 
 ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info) {
     if (!m || !info || index < 0 || index >= m->ntensors) return TS_EINVAL;
-    /* parameters first in layer order, then buffers: the table keeps declaration
-     * order, so walk it twice */
-    int seen = 0, want_role = TS_TENSOR_PARAM;
-    for (int pass = 0; pass < 2; pass++, want_role = TS_TENSOR_BUFFER)
-        for (int t = 0; t < m->ntensors; t++) {
-            const tensor_entry *e = &m->tensors[t];
-            if ((int)e->role != want_role) continue;
-            if (seen++ != index) continue;
-            memset(info, 0, sizeof *info);
-            info->name = e->name;
-            info->role = e->role;
-            info->ndim = e->shape.ndim;
-            memcpy(info->dims, e->shape.dims, sizeof info->dims);
-            info->numel = e->numel;
-            info->data = (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
-            info->grad = e->role == TS_TENSOR_PARAM ? m->grads + e->offset : NULL;
-            return TS_OK;
-        }
-    return TS_EINVAL;
+    const tensor_entry *e = &m->tensors[m->order[index]];
+    memset(info, 0, sizeof *info);
+    info->name = e->name;
+    info->role = e->role;
+    info->ndim = e->shape.ndim;
+    memcpy(info->dims, e->shape.dims, sizeof info->dims);
+    info->numel = e->numel;
+    info->data = (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
+    info->grad = e->role == TS_TENSOR_PARAM && m->grads ? m->grads + e->offset : NULL;
+    return TS_OK;
 }
 
 int ts_model_find_tensor(const ts_model *m, const char *name) {
-    ts_tensor_info info;
     for (int i = 0; i < m->ntensors; i++)
-        if (ts_model_tensor(m, i, &info) == TS_OK && !strcmp(info.name, name)) return i;
+        if (!strcmp(m->tensors[m->order[i]].name, name)) return i;
     return -1;
 }
 

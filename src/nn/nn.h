@@ -93,7 +93,9 @@ struct ts_model {
     int nlayers;
     tensor_entry *tensors;
     int ntensors;
-    float *params, *grads;          /* one block each: all trainable tensors */
+    int *order;                     /* public tensor index -> table index */
+    const char *parsing;            /* source name while arch_parse runs, for messages */
+    float *params, *grads;          /* one block each: all trainable tensors (grads once training) */
     size_t nparams;
     float *buffers;                 /* running statistics */
     size_t nbuffers;
@@ -129,7 +131,14 @@ ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *sou
                      int classes);
 
 /* Allocates parameter storage after parsing; and initializes it from seed. */
+/* Largest model: parameters plus buffers, in float values (16 GiB). */
+#define MODEL_MAX_VALUES ((uint64_t)1 << 32)
+
+/* Parses text into a model without storage (sizes known, nothing allocated). */
+ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                      ts_model **out);
 ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m);
+ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m);
 void model_init_params(ts_model *m, uint64_t seed);
 ts_model *model_new_empty(void);
 

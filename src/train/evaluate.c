@@ -47,11 +47,13 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
             int best = 0, rank = 0;
             for (int j = 1; j < k; j++)
                 if (row[j] > row[best]) best = j;
-            /* rank of the true class: how many score strictly higher (ties favour it) */
+            /* rank of the true class, ties broken by index as the argmax above does;
+             * a NaN score is never a hit */
+            const float ty = row[y[i]];
             for (int j = 0; j < k; j++)
-                if (row[j] > row[y[i]]) rank++;
-            top1 += best == y[i];
-            top5 += rank < topk;
+                if (row[j] > ty || (row[j] == ty && j < y[i])) rank++;
+            top1 += best == y[i] && ty == ty;
+            top5 += rank < topk && ty == ty;
             out->confusion[(size_t)y[i] * k + best]++;
         }
     }

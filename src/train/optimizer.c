@@ -27,6 +27,8 @@ ts_status ts_optimizer_create(ts_ctx *ctx, ts_model *m, const ts_optim_config *c
         return ts_fail(ctx, TS_EINVAL, "optimizer: momentum, weight decay >= 0, betas in [0,1), eps > 0 required");
     if (cfg->nesterov && (cfg->momentum <= 0 || cfg->dampening != 0))
         return ts_fail(ctx, TS_EINVAL, "optimizer: Nesterov momentum requires momentum > 0 and zero dampening");
+    ts_status st = model_ensure_grads(ctx, m);
+    if (st) return st;
     ts_optimizer *o = calloc(1, sizeof *o);
     if (!o) return ts_fail(ctx, TS_ENOMEM, "optimizer: out of memory");
     o->model = m;

@@ -700,6 +700,43 @@ static void test_checkpoint_kind(void) {
     free(good);
 }
 
+/* A 200-byte file whose architecture would need 1 GiB of weights is refused before
+ * anything is allocated (the TENS section cannot hold them). */
+static void test_small_file_big_arch(void) {
+    const char *arch = "input shape=1x512x512 classes=1000\nflatten\ndense name=fc out=classes\n";
+    uint8_t buf[512];
+    size_t n = 0, alen = strlen(arch);
+    memcpy(buf, "TSRM", 4);
+    put_u32(buf + 4, 1);
+    put_u32(buf + 8, 0);
+    put_u32(buf + 12, 3);
+    n = 16;
+    /* ARCH: text, rank 3, dims 1x512x512, classes 1000 */
+    size_t arch_len = 4 + alen + 4 + 3 * 8 + 4;
+    put_u32(buf + n, 0x48435241u); /* "ARCH" */
+    put_u64(buf + n + 4, arch_len);
+    n += 12;
+    put_u32(buf + n, (uint32_t)alen);
+    memcpy(buf + n + 4, arch, alen);
+    n += 4 + alen;
+    put_u32(buf + n, 3);
+    put_u64(buf + n + 4, 1);
+    put_u64(buf + n + 12, 512);
+    put_u64(buf + n + 20, 512);
+    put_u32(buf + n + 28, 1000);
+    n += 32;
+    put_u32(buf + n, 0x4154454du); /* "META" */
+    put_u64(buf + n + 4, 4);
+    put_u32(buf + n + 12, 0);
+    n += 16;
+    put_u32(buf + n, 0x534e4554u); /* "TENS" */
+    put_u64(buf + n + 4, 4);
+    put_u32(buf + n + 12, 2);
+    n += 16;
+    expect_load_fails("tiny file, huge architecture", buf, n, TS_EFORMAT);
+    CHECK(strstr(ts_ctx_error(g_ctx), "TENS section holds") != NULL, "message: %s", ts_ctx_error(g_ctx));
+}
+
 static void test_null_arguments(void) {
     ts_model *l = NULL;
     CHECK(ts_model_load(g_ctx, NULL, &l) == TS_EINVAL, "NULL path");
@@ -722,6 +759,7 @@ int main(void) {
     RUN(test_checkpoint_files);
     RUN(test_checkpoint_restore_version);
     RUN(test_checkpoint_kind);
+    RUN(test_small_file_big_arch);
     RUN(test_null_arguments);
     remove_tmp_files();
     rmdir(g_tmp);

@@ -205,7 +205,6 @@ static void test_gradients_backends_agree(void) {
     float *x = falloc(GRAD_N * in_sz), *logits = falloc(GRAD_N * 3), *dl = falloc(GRAD_N * 3);
     float *g_ref = falloc(np), *l_ref = falloc(GRAD_N * 3);
     ts_tensor_info first;
-    ts_model_tensor(m, 0, &first); /* grads are one block starting at the first tensor */
     test_fill_uniform(x, GRAD_N * in_sz, 9, -1.0f, 1.0f);
     int32_t y[GRAD_N] = {2, 1, 0, 0, 1};
     for (int b = 0; b < 2; b++) {
@@ -213,6 +212,8 @@ static void test_gradients_backends_agree(void) {
         CHECK(ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
         ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.0f, dl);
         CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        /* grads are one block starting at the first tensor (allocated by training) */
+        ts_model_tensor(m, 0, &first);
         if (b == 0) {
             memcpy(g_ref, first.grad, np * sizeof(float));
             memcpy(l_ref, logits, GRAD_N * 3 * sizeof(float));

@@ -157,6 +157,15 @@ static void test_train_flow(void) {
     rc = run("predict %s/m.tsr %s/cut.pgm", g_dir, g_dir);
     CHECK(rc == 4 && strstr(g_err, "truncated"), "truncated image: exit %d: %s", rc, g_err);
 
+    char p[512];
+    snprintf(p, sizeof p, "%s/hot.pgm", g_dir);
+    FILE *f = fopen(p, "wb");
+    fprintf(f, "P5 28 28 1\n");
+    for (int i = 0; i < 28 * 28; i++) fputc(i == 5 ? 200 : 1, f);
+    fclose(f);
+    rc = run("predict %s/m.tsr %s", g_dir, p);
+    CHECK(rc == 4 && strstr(g_err, "maxval"), "pixel above maxval: exit %d: %s", rc, g_err);
+
     rc = run("info %s/m.tsr", g_dir);
     CHECK(rc == 0 && strstr(g_out, "total:") && strstr(g_out, "preprocess.mean"), "info model: %s", g_out);
 

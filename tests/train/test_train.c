@@ -128,20 +128,21 @@ static void ref_step(ref_opt *o, const double *g, double lr) {
 static void check_optimizer(const char *what, ts_optim_config cfg) {
     ts_model *m = make_model(TINY, 1);
     if (!m) return;
-    ts_tensor_info w = tensor_at(m, 0), b = tensor_at(m, 1);
-    CHECK(w.numel == 6 && b.numel == 2 && b.data == w.data + 6 && b.grad == w.grad + 6, "tiny layout");
-    float *p = w.data, *g = w.grad;
-    ref_opt r;
-    memset(&r, 0, sizeof r);
-    r.c = cfg;
-    const float p0[8] = {0.5f, -0.25f, 1.5f, -2.0f, 0.125f, 0.75f, -0.1f, 0.3f};
-    for (int i = 0; i < 8; i++) p[i] = p0[i], r.p[i] = p0[i];
     ts_optimizer *opt = NULL;
     CHECK(ts_optimizer_create(g_ctx, m, &cfg, &opt) == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
     if (!opt) {
         ts_model_free(m);
         return;
     }
+    /* gradients exist once an optimizer (or a training pass) needs them */
+    ts_tensor_info w = tensor_at(m, 0), b = tensor_at(m, 1);
+    CHECK(w.numel == 6 && b.numel == 2 && b.data == w.data + 6 && w.grad && b.grad == w.grad + 6, "tiny layout");
+    float *p = w.data, *g = w.grad;
+    ref_opt r;
+    memset(&r, 0, sizeof r);
+    r.c = cfg;
+    const float p0[8] = {0.5f, -0.25f, 1.5f, -2.0f, 0.125f, 0.75f, -0.1f, 0.3f};
+    for (int i = 0; i < 8; i++) p[i] = p0[i], r.p[i] = p0[i];
     const float lrs[4] = {0.1f, 0.05f, 0.2f, 0.01f};
     for (int step = 0; step < 4; step++) {
         double gd[8];
