@@ -566,6 +566,7 @@ int main(void) {
     RUN(test_error_text);
     RUN(test_arch_file);
     RUN(test_repeated_create_free);
+    RUN(test_size_limits);
     char p[300];
     const char *files[] = {"good.arch", "bad.arch", "nul.arch", "big.arch"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -574,6 +575,5 @@ int main(void) {
     }
     rmdir(g_tmp);
     ts_ctx_free(g_ctx);
-    RUN(test_size_limits);
     TEST_MAIN_END("test_arch");
 }
