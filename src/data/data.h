@@ -71,4 +71,9 @@ static inline uint64_t data_seed3(uint64_t seed, uint64_t domain, uint64_t a, ui
     return data_mix64(data_mix64(data_mix64(seed ^ data_mix64(domain)) ^ a) ^ b);
 }
 
+/* The normalized value of every byte for channel c of pp: (v/255 - mean)/std.
+ * The loader and ts_preprocess_images both use it, so training and evaluation see
+ * identical inputs. */
+void data_norm_table(const ts_preprocess *pp, int c, float table[256]);
+
 #endif

@@ -66,8 +66,7 @@ ts_status ts_loader_create(ts_ctx *ctx, const ts_dataset *ds, int batch, int shu
     ld->pp = p;
     ld->seed = seed;
     ld->order = order;
-    for (int c = 0; c < p.channels; c++)
-        for (int v = 0; v < 256; v++) ld->lut[c][v] = ((float)v / 255.0f - p.mean[c]) / p.std[c];
+    for (int c = 0; c < p.channels; c++) data_norm_table(&p, c, ld->lut[c]);
     ts_loader_begin_epoch(ld, 0);
     *out = ld;
     return TS_OK;

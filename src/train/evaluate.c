@@ -5,23 +5,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out) {
-    memset(out, 0, sizeof *out);
+ts_status train_check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset *ds, const char *what) {
     ts_shape in = m->input;
     if (in.ndim != 3 || in.dims[0] != ds->channels || in.dims[1] != ds->height || in.dims[2] != ds->width)
-        return ts_fail(ctx, TS_ESHAPE, "dataset %s has %dx%dx%d images but the model takes %lldx%lldx%lld", ds->name,
-                       ds->channels, ds->height, ds->width, (long long)(in.ndim > 0 ? in.dims[0] : 0),
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s has %dx%dx%d images but the model takes %lldx%lldx%lld", what,
+                       ds->name, ds->channels, ds->height, ds->width, (long long)(in.ndim > 0 ? in.dims[0] : 0),
                        (long long)(in.ndim > 1 ? in.dims[1] : 0), (long long)(in.ndim > 2 ? in.dims[2] : 0));
     if (ds->classes > m->classes)
-        return ts_fail(ctx, TS_ESHAPE, "dataset %s has %d classes but the model outputs %d", ds->name, ds->classes,
-                       m->classes);
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s has %d classes but the model outputs %d", what, ds->name,
+                       ds->classes, m->classes);
     for (int64_t i = 0; i < ds->count; i++)
         if (ds->labels[i] < 0 || ds->labels[i] >= m->classes)
-            return ts_fail(ctx, TS_EFORMAT, "dataset %s: sample %lld has label %d (expected 0..%d)", ds->name,
+            return ts_fail(ctx, TS_EFORMAT, "%s set %s: sample %lld has label %d (expected 0..%d)", what, ds->name,
                            (long long)i, ds->labels[i], m->classes - 1);
+    return TS_OK;
+}
+
+ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out) {
+    memset(out, 0, sizeof *out);
+    ts_status st = train_check_dataset(ctx, m, ds, "evaluation");
+    if (st) return st;
+    const ts_shape in = m->input;
     if (batch < 1) batch = 256;
     ts_preprocess pp;
-    ts_status st = ts_model_get_preprocess(ctx, m, &pp);
+    st = ts_model_get_preprocess(ctx, m, &pp);
     if (st) return st;
     const int k = m->classes;
     const size_t in_sz = (size_t)shape_numel(&in);

@@ -28,4 +28,9 @@ struct ts_trainer {
     int32_t *y;
 };
 
+/* Checks that ds fits m: image shape equal to the model input, no more classes
+ * than the model outputs, every label in 0..classes-1. `what` names the set in messages
+ * ("training", "validation", "evaluation"). */
+ts_status train_check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset *ds, const char *what);
+
 #endif

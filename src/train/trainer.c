@@ -27,23 +27,6 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static ts_status check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset *ds, const char *what) {
-    ts_shape in = m->input;
-    if (in.ndim != 3 || in.dims[0] != ds->channels || in.dims[1] != ds->height || in.dims[2] != ds->width)
-        return ts_fail(ctx, TS_ESHAPE, "%s set %s has %dx%dx%d images but the model takes %lldx%lldx%lld", what,
-                       ds->name, ds->channels, ds->height, ds->width, (long long)(in.ndim > 0 ? in.dims[0] : 0),
-                       (long long)(in.ndim > 1 ? in.dims[1] : 0), (long long)(in.ndim > 2 ? in.dims[2] : 0));
-    if (ds->classes > m->classes)
-        return ts_fail(ctx, TS_ESHAPE, "%s set %s has %d classes but the model outputs %d", what, ds->name,
-                       ds->classes, m->classes);
-    if (ds->count < 1) return ts_fail(ctx, TS_EINVAL, "%s set %s is empty", what, ds->name);
-    for (int64_t i = 0; i < ds->count; i++)
-        if (ds->labels[i] < 0 || ds->labels[i] >= m->classes)
-            return ts_fail(ctx, TS_EFORMAT, "%s set %s: sample %lld has label %d (expected 0..%d)", what, ds->name,
-                           (long long)i, ds->labels[i], m->classes - 1);
-    return TS_OK;
-}
-
 ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
                             const ts_train_config *cfg, ts_trainer **out) {
     *out = NULL;
@@ -53,8 +36,11 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
     if (!(cfg->label_smoothing >= 0 && cfg->label_smoothing < 1))
         return ts_fail(ctx, TS_EINVAL, "label smoothing: %g out of [0, 1)", cfg->label_smoothing);
     if (cfg->crop_pad < 0 || cfg->crop_pad > 64) return ts_fail(ctx, TS_EINVAL, "crop padding %d out of 0..64", cfg->crop_pad);
-    ts_status st = check_dataset(ctx, m, train, "training");
-    if (!st && val) st = check_dataset(ctx, m, val, "validation");
+    if (train->count < 1 || (val && val->count < 1))
+        return ts_fail(ctx, TS_EINVAL, "%s set %s is empty", train->count < 1 ? "training" : "validation",
+                       train->count < 1 ? train->name : val->name);
+    ts_status st = train_check_dataset(ctx, m, train, "training");
+    if (!st && val) st = train_check_dataset(ctx, m, val, "validation");
     if (st) return st;
 
     ts_trainer *tr = calloc(1, sizeof *tr);

@@ -51,6 +51,8 @@ extern test_state g_test; /* test-only global: the harness is not library code *
 
 /* Compares two float arrays; reports the worst element. Returns 1 when all close. */
 int test_allclose(const char *what, const float *got, const float *want, size_t n, double rtol, double atol);
+/* Zeroed floats (at least one); exits the test binary when memory runs out. */
+float *test_falloc(size_t n);
 /* Fills with uniform values in [lo, hi) from a seeded generator. */
 void test_fill_uniform(float *x, size_t n, unsigned long long seed, float lo, float hi);
 /* Path of the shared data folder (../shared/data relative to the repo), or NULL. */

@@ -41,3 +41,12 @@ const char *test_shared_data(void) {
         if (stat(cands[i], &st) == 0 && S_ISDIR(st.st_mode)) return cands[i];
     return NULL;
 }
+
+float *test_falloc(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}

@@ -13,15 +13,6 @@ static ts_ctx *g_ctx;
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *falloc(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
 static ts_model *make_model(const char *text, uint64_t seed) {
     ts_model *m = NULL;
     ts_status st = ts_model_from_arch(g_ctx, text, "graph.arch", NULL, 0, seed, &m);
@@ -49,7 +40,7 @@ static ts_tensor_info tensor(const ts_model *m, const char *name) {
 static void warm_running_stats(ts_model *m, int n, uint64_t seed) {
     ts_shape s = ts_model_input_shape(m);
     size_t in_sz = (size_t)ts_shape_numel(&s);
-    float *x = falloc((size_t)n * in_sz), *logits = falloc((size_t)n * ts_model_classes(m));
+    float *x = test_falloc((size_t)n * in_sz), *logits = test_falloc((size_t)n * ts_model_classes(m));
     for (int it = 0; it < 3; it++) {
         test_fill_uniform(x, (size_t)n * in_sz, seed + it, -1.5f, 2.0f);
         CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 7) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -103,7 +94,7 @@ static void gradcheck(ts_backend backend) {
     if (!m) return;
     ts_shape s = ts_model_input_shape(m);
     const size_t in_sz = (size_t)ts_shape_numel(&s);
-    float *x = falloc(GRAD_N * in_sz), *logits = falloc(GRAD_N * 3), *dl = falloc(GRAD_N * 3);
+    float *x = test_falloc(GRAD_N * in_sz), *logits = test_falloc(GRAD_N * 3), *dl = test_falloc(GRAD_N * 3);
     test_fill_uniform(x, GRAD_N * in_sz, 3, -1.0f, 1.0f);
     int32_t y[GRAD_N] = {0, 2, 1, 1, 0};
     /* analytic */
@@ -112,7 +103,7 @@ static void gradcheck(ts_backend backend) {
     CHECK(isfinite(loss0) && loss0 > 0, "loss %g", loss0);
     CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
     const int64_t np = ts_model_param_count(m);
-    float *ana = falloc((size_t)np);
+    float *ana = test_falloc((size_t)np);
     double gmax = 0;
     int ntensors = ts_model_tensor_count(m), nparam_tensors = 0;
     {
@@ -202,8 +193,8 @@ static void test_gradients_backends_agree(void) {
     ts_model *m = make_model(GRAD_ARCH, 5);
     if (!m) return;
     const size_t in_sz = 72, np = (size_t)ts_model_param_count(m);
-    float *x = falloc(GRAD_N * in_sz), *logits = falloc(GRAD_N * 3), *dl = falloc(GRAD_N * 3);
-    float *g_ref = falloc(np), *l_ref = falloc(GRAD_N * 3);
+    float *x = test_falloc(GRAD_N * in_sz), *logits = test_falloc(GRAD_N * 3), *dl = test_falloc(GRAD_N * 3);
+    float *g_ref = test_falloc(np), *l_ref = test_falloc(GRAD_N * 3);
     ts_tensor_info first;
     test_fill_uniform(x, GRAD_N * in_sz, 9, -1.0f, 1.0f);
     int32_t y[GRAD_N] = {2, 1, 0, 0, 1};
@@ -258,7 +249,7 @@ static void test_dropout(void) {
     ts_model *m = make_model("input shape=1000 classes=1000\ndropout name=d p=0.5\n", 1);
     if (!m) return;
     const int n = 2, k = 1000;
-    float *x = falloc((size_t)n * k), *a = falloc((size_t)n * k), *b = falloc((size_t)n * k), *c = falloc((size_t)n * k);
+    float *x = test_falloc((size_t)n * k), *a = test_falloc((size_t)n * k), *b = test_falloc((size_t)n * k), *c = test_falloc((size_t)n * k);
     test_fill_uniform(x, (size_t)n * k, 1, 0.5f, 1.5f);
     CHECK(ts_model_forward_train(g_ctx, m, x, n, a, 77) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(ts_model_forward_train(g_ctx, m, x, n, b, 77) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -274,7 +265,7 @@ static void test_dropout(void) {
     CHECK(zeros > 900 && zeros < 1100, "dropped %d of 2000 at p=0.5", zeros);
     CHECK(differ > 700, "seeds 77 and 78 give masks differing in only %d places", differ);
     /* backward applies the same mask */
-    float *dl = falloc((size_t)n * k);
+    float *dl = test_falloc((size_t)n * k);
     for (int i = 0; i < n * k; i++) dl[i] = 1.0f;
     CHECK(ts_model_forward_train(g_ctx, m, x, n, a, 77) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -325,8 +316,8 @@ static void check_predict_batches(ts_model *m, const char *what) {
     const int n = 300, k = ts_model_classes(m);
     ts_shape s = ts_model_input_shape(m);
     const size_t in_sz = (size_t)ts_shape_numel(&s);
-    float *x = falloc((size_t)n * in_sz), *all = falloc((size_t)n * k), *one = falloc((size_t)n * k);
-    float *seven = falloc((size_t)n * k);
+    float *x = test_falloc((size_t)n * in_sz), *all = test_falloc((size_t)n * k), *one = test_falloc((size_t)n * k);
+    float *seven = test_falloc((size_t)n * k);
     test_fill_uniform(x, (size_t)n * in_sz, 21, -1.0f, 1.0f);
     CHECK(ts_model_predict(g_ctx, m, x, n, all) == TS_OK, "%s", ts_ctx_error(g_ctx));
     for (int i = 0; i < n; i++)
@@ -362,7 +353,7 @@ static void test_predict_batches(void) {
         const int ns[3] = {1, 7, 300};
         for (int t = 0; t < 3; t++) {
             const int n = ns[t];
-            float *x = falloc((size_t)n * 128), *a = falloc((size_t)n * 5), *b = falloc((size_t)n * 5);
+            float *x = test_falloc((size_t)n * 128), *a = test_falloc((size_t)n * 5), *b = test_falloc((size_t)n * 5);
             test_fill_uniform(x, (size_t)n * 128, 30 + t, -1, 1);
             CHECK(ts_model_predict(g_ctx, m, x, n, a) == TS_OK, "%s", ts_ctx_error(g_ctx));
             CHECK(ts_model_forward_train(g_ctx, m, x, n, b, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -401,7 +392,7 @@ static void backends_agree(const char *name, const ts_shape *in, int n) {
     ts_model *m = make_zoo(name, in, 10, 11);
     if (!m) return;
     const size_t in_sz = (size_t)ts_shape_numel(in);
-    float *x = falloc((size_t)n * in_sz), *ref = falloc((size_t)n * 10), *fast = falloc((size_t)n * 10);
+    float *x = test_falloc((size_t)n * in_sz), *ref = test_falloc((size_t)n * 10), *fast = test_falloc((size_t)n * 10);
     test_fill_uniform(x, (size_t)n * in_sz, 50, -2.0f, 2.0f);
     char w[96];
     /* training forward (batch statistics) */
@@ -555,7 +546,7 @@ static void test_replanning(void) {
     ts_model *m = make_model(GRAD_ARCH, 4);
     if (!m) return;
     const int ns[] = {2, 9, 1, 9, 300, 3};
-    float *x = falloc(300 * 72), *l1 = falloc(300 * 3), *l2 = falloc(300 * 3), *dl = falloc(300 * 3);
+    float *x = test_falloc(300 * 72), *l1 = test_falloc(300 * 3), *l2 = test_falloc(300 * 3), *dl = test_falloc(300 * 3);
     test_fill_uniform(x, 300 * 72, 2, -1, 1);
     int32_t *y = calloc(300, sizeof *y);
     for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {

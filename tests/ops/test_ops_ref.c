@@ -8,17 +8,8 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *falloc(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
 static float *frand(size_t n, unsigned long long seed, float lo, float hi) {
-    float *p = falloc(n);
+    float *p = test_falloc(n);
     test_fill_uniform(p, n, seed, lo, hi);
     return p;
 }
@@ -47,7 +38,7 @@ static double fd_loss(fd_problem *pr) {
 /* Compares analytic gradient `ana` of x (n) with central differences. */
 static void fd_check(const char *what, fd_problem *pr, float *x, size_t n, const float *ana, float h, double rtol,
                      double atol) {
-    float *num = falloc(n);
+    float *num = test_falloc(n);
     for (size_t i = 0; i < n; i++) {
         const float save = x[i];
         const float xp = save + h, xm = save - h;
@@ -94,7 +85,7 @@ static void test_gemm(void) {
                         const size_t asz = (size_t)(ta ? k : m) * lda, bsz = (size_t)(tb ? n : k) * ldb;
                         const size_t csz = (size_t)m * ldc;
                         float *a = frand(asz, 1 + si, -1, 1), *b = frand(bsz, 2 + si, -1, 1);
-                        float *c0 = frand(csz, 3 + si, -1, 1), *c = falloc(csz), *want = falloc(csz);
+                        float *c0 = frand(csz, 3 + si, -1, 1), *c = test_falloc(csz), *want = test_falloc(csz);
                         memcpy(c, c0, csz * sizeof(float));
                         memcpy(want, c0, csz * sizeof(float));
                         if (betas[bi] == 0.0f) /* beta 0 must not read C (NaN must not leak) */
@@ -118,7 +109,7 @@ static void test_gemm(void) {
 static void test_gemm_determinism(void) {
     const int m = 70, n = 150, k = 140;
     float *a = frand((size_t)m * k, 11, -1, 1), *b = frand((size_t)k * n, 12, -1, 1);
-    float *c1 = falloc((size_t)m * n), *c2 = falloc((size_t)m * n), *c3 = falloc((size_t)m * n);
+    float *c1 = test_falloc((size_t)m * n), *c2 = test_falloc((size_t)m * n), *c3 = test_falloc((size_t)m * n);
     gemm_ref(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n, 2);
     gemm_ref(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n, 2);
     gemm_ref(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c3, n, 1);
@@ -200,11 +191,11 @@ static void conv_check(const char *name, conv2d_params p, int use_bias, int fd) 
     const size_t nw = (size_t)p.k * (p.c / p.groups) * p.kh * p.kw;
     size_t sbytes = conv2d_scratch_size(&p);
     conv_case cc = {p, frand(nin, 21, -1, 1), frand(nw, 22, -1, 1), use_bias ? frand(p.k, 23, -1, 1) : NULL,
-                    falloc(nout), falloc(sbytes / sizeof(float)), 2};
+                    test_falloc(nout), test_falloc(sbytes / sizeof(float)), 2};
     float *r = frand(nout, 24, -1, 1);
     double *want = calloc(nout + nin + nw + p.k, sizeof(double));
-    float *wantf = falloc(nout + nin + nw + p.k);
-    float *din = falloc(nin), *dw = falloc(nw), *db = falloc(p.k);
+    float *wantf = test_falloc(nout + nin + nw + p.k);
+    float *din = test_falloc(nin), *dw = test_falloc(nw), *db = test_falloc(p.k);
 
     conv2d_forward_ref(&cc.p, cc.out, cc.in, cc.w, cc.b, cc.scratch, 2);
     conv_direct_forward(&cc.p, want, cc.in, cc.w, cc.b);
@@ -285,11 +276,11 @@ static void test_conv_determinism(void) {
     const size_t nin = (size_t)p.n * p.c * p.h * p.w, nout = (size_t)p.n * p.k * p.oh * p.ow;
     const size_t nw = (size_t)p.k * (p.c / p.groups) * 9;
     float *in = frand(nin, 31, -1, 1), *w = frand(nw, 32, -1, 1), *b = frand(p.k, 33, -1, 1);
-    float *dy = frand(nout, 34, -1, 1), *scratch = falloc(conv2d_scratch_size(&p) / sizeof(float));
+    float *dy = frand(nout, 34, -1, 1), *scratch = test_falloc(conv2d_scratch_size(&p) / sizeof(float));
     float *res[3];
     for (int t = 0; t < 3; t++) {
         const int nt = t < 2 ? 2 : 1;
-        res[t] = falloc(nout + nin + nw + p.k);
+        res[t] = test_falloc(nout + nin + nw + p.k);
         conv2d_forward_ref(&p, res[t], in, w, b, scratch, nt);
         conv2d_backward_data_ref(&p, res[t] + nout, dy, w, scratch, nt);
         conv2d_backward_weights_ref(&p, res[t] + nout + nin, res[t] + nout + nin + nw, dy, in, scratch, nt);
@@ -348,10 +339,10 @@ static void pool_check(const char *name, pool2d_params p, int is_max) {
     CHECK(pool2d_params_finish(&p), "%s: params rejected", name);
     if (g_test.case_failed) return;
     const size_t nin = (size_t)p.n * p.c * p.h * p.w, nout = (size_t)p.n * p.c * p.oh * p.ow;
-    pool_case pc = {p, is_max, falloc(nin), falloc(nout)};
+    pool_case pc = {p, is_max, test_falloc(nin), test_falloc(nout)};
     /* distinct values 0.05 apart in shuffled order: no ties within 2h for max pooling */
     for (size_t i = 0; i < nin; i++) pc.in[i] = (float)((double)((i * 7919) % nin) * 0.05 - 0.5);
-    float *r = frand(nout, 41, -1, 1), *want = falloc(nout), *din = falloc(nin);
+    float *r = frand(nout, 41, -1, 1), *want = test_falloc(nout), *din = test_falloc(nin);
     int32_t *am = calloc(nout, sizeof(int32_t));
     if (is_max) maxpool2d_forward_ref(&p, pc.out, am, pc.in, 2);
     else avgpool2d_forward_ref(&p, pc.out, pc.in, 2);
@@ -460,10 +451,10 @@ static void bn_check(int n, int c, int s) {
     char what[96];
     bn_params p = {n, c, s, 1e-5f};
     const size_t cnt = (size_t)n * c * s;
-    bn_case bc = {p, frand(cnt, 51, -2, 3), frand(c, 52, 0.5f, 1.5f), frand(c, 53, -1, 1), falloc(cnt), falloc(c),
-                  falloc(c)};
-    float *want = falloc(cnt), *wmean = falloc(c), *wvar = falloc(c), *r = frand(cnt, 54, -1, 1);
-    float *din = falloc(cnt), *dg = falloc(c), *dbt = falloc(c);
+    bn_case bc = {p, frand(cnt, 51, -2, 3), frand(c, 52, 0.5f, 1.5f), frand(c, 53, -1, 1), test_falloc(cnt), test_falloc(c),
+                  test_falloc(c)};
+    float *want = test_falloc(cnt), *wmean = test_falloc(c), *wvar = test_falloc(c), *r = frand(cnt, 54, -1, 1);
+    float *din = test_falloc(cnt), *dg = test_falloc(c), *dbt = test_falloc(c);
     batchnorm_forward_train_ref(&p, bc.out, bc.mean, bc.var, bc.in, bc.gamma, bc.beta, 2);
     for (int ch = 0; ch < c; ch++) {
         double m = 0, v = 0;
@@ -488,7 +479,7 @@ static void bn_check(int n, int c, int s) {
     test_allclose("bn mean", bc.mean, wmean, c, 1e-5, 1e-6);
     test_allclose("bn var", bc.var, wvar, c, 1e-5, 1e-6);
     /* inference with the batch statistics reproduces the training output */
-    float *inf = falloc(cnt);
+    float *inf = test_falloc(cnt);
     batchnorm_forward_infer_ref(&p, inf, bc.in, bc.gamma, bc.beta, bc.mean, bc.var, 2);
     test_allclose("bn infer", inf, bc.out, cnt, 0, 0);
 
@@ -500,7 +491,7 @@ static void bn_check(int n, int c, int s) {
     fd_check("bn fd beta", &pr, bc.beta, c, dbt, 1e-2f, 1e-2, 2e-3);
 
     /* same thread count twice, and 1 vs 2, are bit-identical (one channel per thread) */
-    float *din2 = falloc(cnt), *dg2 = falloc(c), *dbt2 = falloc(c);
+    float *din2 = test_falloc(cnt), *dg2 = test_falloc(c), *dbt2 = test_falloc(c);
     batchnorm_backward_ref(&p, din2, dg2, dbt2, r, bc.in, bc.gamma, bc.mean, bc.var, 1);
     CHECK(memcmp(din, din2, cnt * sizeof(float)) == 0 && memcmp(dg, dg2, c * sizeof(float)) == 0,
           "bn backward depends on threads");
@@ -541,10 +532,10 @@ static void dense_fd_forward(fd_problem *pr) {
 static void dense_check(int n, int in_f, int out_f, int use_bias, int fd) {
     char what[96];
     dense_case dc = {n, in_f, out_f, frand((size_t)n * in_f, 61, -1, 1), frand((size_t)out_f * in_f, 62, -1, 1),
-                     use_bias ? frand(out_f, 63, -1, 1) : NULL, falloc((size_t)n * out_f)};
-    float *want = falloc((size_t)n * out_f), *r = frand((size_t)n * out_f, 64, -1, 1);
-    float *din = falloc((size_t)n * in_f), *dw = falloc((size_t)out_f * in_f), *db = falloc(out_f);
-    float *wdin = falloc((size_t)n * in_f), *wdw = falloc((size_t)out_f * in_f), *wdb = falloc(out_f);
+                     use_bias ? frand(out_f, 63, -1, 1) : NULL, test_falloc((size_t)n * out_f)};
+    float *want = test_falloc((size_t)n * out_f), *r = frand((size_t)n * out_f, 64, -1, 1);
+    float *din = test_falloc((size_t)n * in_f), *dw = test_falloc((size_t)out_f * in_f), *db = test_falloc(out_f);
+    float *wdin = test_falloc((size_t)n * in_f), *wdw = test_falloc((size_t)out_f * in_f), *wdb = test_falloc(out_f);
     dense_forward_ref(n, in_f, out_f, dc.out, dc.in, dc.w, dc.b, 2);
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out_f; o++) {
@@ -619,10 +610,10 @@ static void test_eltwise(void) {
     const size_t n = 50;
     for (int kind = 0; kind < ELTWISE_COUNT; kind++) {
         char what[64];
-        eltwise_case ec = {(eltwise_kind)kind, 0.1f, n, frand(n, 71 + kind, -3, 3), falloc(n)};
+        eltwise_case ec = {(eltwise_kind)kind, 0.1f, n, frand(n, 71 + kind, -3, 3), test_falloc(n)};
         for (size_t i = 0; i < n; i++) /* keep away from the kink at 0 for differences */
             if (fabsf(ec.in[i]) < 0.05f) ec.in[i] = ec.in[i] < 0 ? -0.1f : 0.1f;
-        float *want = falloc(n), *r = frand(n, 81, -1, 1), *din = falloc(n);
+        float *want = test_falloc(n), *r = frand(n, 81, -1, 1), *din = test_falloc(n);
         eltwise_forward_ref(ec.kind, ec.alpha, n, ec.out, ec.in, 2);
         for (size_t i = 0; i < n; i++) want[i] = (float)eltwise_direct(ec.kind, ec.alpha, ec.in[i]);
         snprintf(what, sizeof what, "eltwise %d forward", kind);
@@ -672,9 +663,9 @@ static void softmax_fd_forward(fd_problem *pr) {
 
 static void test_softmax(void) {
     const size_t rows = 4, cols = 7, n = rows * cols;
-    softmax_case sc = {rows, cols, frand(n, 91, -3, 3), falloc(n)};
+    softmax_case sc = {rows, cols, frand(n, 91, -3, 3), test_falloc(n)};
     sc.in[cols] += 1000.0f; /* a huge logit must not overflow */
-    float *want = falloc(n), *r = frand(n, 92, -1, 1), *din = falloc(n);
+    float *want = test_falloc(n), *r = frand(n, 92, -1, 1), *din = test_falloc(n);
     softmax_forward_ref(rows, cols, sc.out, sc.in);
     for (size_t i = 0; i < rows; i++) {
         double mx = -INFINITY, s = 0;
@@ -702,8 +693,8 @@ static void gap_fd_forward(fd_problem *pr) {
 }
 
 static void test_global_avgpool(void) {
-    gap_case gc = {2, 3, 35, frand(210, 101, -1, 1), falloc(6)};
-    float want[6], *r = frand(6, 102, -1, 1), *din = falloc(210);
+    gap_case gc = {2, 3, 35, frand(210, 101, -1, 1), test_falloc(6)};
+    float want[6], *r = frand(6, 102, -1, 1), *din = test_falloc(210);
     global_avgpool_forward_ref(gc.n, gc.c, gc.s, gc.out, gc.in);
     for (int i = 0; i < 6; i++) {
         double s = 0;
@@ -731,8 +722,8 @@ static void concat_fd_forward(fd_problem *pr) {
 static void test_concat(void) {
     const size_t sizes[3] = {5, 1, 12}; /* e.g. (5,1,1), (1,1,1), (3,2,2) blocks */
     float *ins[3], *dins[3];
-    for (int i = 0; i < 3; i++) ins[i] = frand(2 * sizes[i], 111 + i, -1, 1), dins[i] = falloc(2 * sizes[i]);
-    concat_case cc = {2, 3, sizes, ins, falloc(36)};
+    for (int i = 0; i < 3; i++) ins[i] = frand(2 * sizes[i], 111 + i, -1, 1), dins[i] = test_falloc(2 * sizes[i]);
+    concat_case cc = {2, 3, sizes, ins, test_falloc(36)};
     float *r = frand(36, 115, -1, 1);
     concat_forward_ref(2, 3, sizes, cc.out, (const float *const *)ins);
     int ok = 1;
@@ -765,9 +756,9 @@ static void dropout_fd_forward(fd_problem *pr) {
 
 static void test_dropout(void) {
     const size_t n = 40;
-    dropout_case dc = {n, frand(n, 121, -1, 1), frand(n, 122, 0, 1), falloc(n)};
+    dropout_case dc = {n, frand(n, 121, -1, 1), frand(n, 122, 0, 1), test_falloc(n)};
     for (size_t i = 0; i < n; i++) dc.mask[i] = dc.mask[i] < 0.3f ? 0.0f : 1.0f / 0.7f; /* p = 0.3 */
-    float *r = frand(n, 123, -1, 1), *din = falloc(n);
+    float *r = frand(n, 123, -1, 1), *din = test_falloc(n);
     dropout_apply_ref(n, dc.out, dc.in, dc.mask);
     for (size_t i = 0; i < n; i++) CHECK(dc.out[i] == dc.in[i] * dc.mask[i], "dropout %zu", i);
     dropout_apply_ref(n, din, r, dc.mask); /* backward is the same product */
@@ -797,7 +788,7 @@ static void test_softmax_xent(void) {
         char what[64];
         xent_case xc = {n, classes, frand(n * classes, 131, -2, 2), eps_list[e], 0, labels};
         xc.logits[classes + 1] = 60.0f; /* a confident logit must not overflow */
-        float *dl = falloc(n * classes);
+        float *dl = test_falloc(n * classes);
         const float loss = softmax_xent_ref(n, classes, xc.logits, labels, xc.smoothing, dl);
         /* PyTorch: (1-eps) nll + eps mean_j(-logp_j), averaged over the batch */
         double want = 0;
