@@ -36,7 +36,6 @@ static const char *const KIND_KEYS[LAYER_KIND_COUNT] = {
 
 typedef struct kv {
     char *key, *val;
-    int used;
 } kv;
 
 static int key_allowed(layer_kind k, const char *key) {
@@ -55,10 +54,7 @@ static int key_allowed(layer_kind k, const char *key) {
 
 static kv *find_key(kv *kvs, int n, const char *key) {
     for (int i = 0; i < n; i++)
-        if (!strcmp(kvs[i].key, key)) {
-            kvs[i].used = 1;
-            return &kvs[i];
-        }
+        if (!strcmp(kvs[i].key, key)) return &kvs[i];
     return NULL;
 }
 
@@ -180,7 +176,6 @@ static ts_status tokenize(parse_pos *pp, char *line, char **kind, kv *kvs, int *
                 return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: key '%s' given twice", pp->source, pp->line, tok);
         kvs[*nkv].key = tok;
         kvs[*nkv].val = eq + 1;
-        kvs[*nkv].used = 0;
         (*nkv)++;
     }
     return TS_OK;
