@@ -348,6 +348,106 @@ double ts_eval_recall(const ts_eval_report *r, int cls);
 /* Preprocesses `count` images of bytes (count, C, H, W) into floats with pp. */
 void ts_preprocess_images(const ts_preprocess *pp, const uint8_t *images, int64_t count, int c, int h, int w, float *out);
 
+/* ----------------------------------------------------------- modularity */
+
+/* Decomposition (Pan & Rajan, FSE'20 / ICSE'22; docs/modules.md) cuts a trained
+ * classifier into one module per class. A module answers "is x class c?": it is the
+ * origin model with a keep-mask on every ReLU output (units that stay inactive on
+ * every confident training input of c and on sampled inputs of the other classes
+ * are forced to 0) and its output channelled into score = logit_c - mean of the
+ * other logits (> 0 means yes). Modules from any models compose into a classifier
+ * without retraining. */
+typedef struct ts_module ts_module;
+
+typedef struct ts_decompose_config {
+    int positives;        /* confident training inputs of the class (1000) */
+    float confidence;     /* softmax probability of the true class a positive needs (0.9) */
+    float tangling;       /* negatives per positive, spread evenly over the other classes (1.0) */
+    uint64_t seed;        /* order in which training inputs are drawn (0) */
+    int batch;            /* inference batch (128) */
+} ts_decompose_config;
+
+void ts_decompose_config_default(ts_decompose_config *cfg);
+
+/* Progress callback: samples scanned so far out of at most `total`. Non-zero
+ * return cancels (TS_ECANCELED). */
+typedef int (*ts_progress_fn)(void *user, int64_t done, int64_t total);
+
+/* One module per class listed in `classes` (n entries; NULL with n = 0 means every
+ * class) from `train`, which must match the model (image shape, class count).
+ * modules receives n (or all) new modules in that order; free each with
+ * ts_module_free and the array with free(). Deterministic: one pass over the
+ * data, in an order fixed by cfg->seed. */
+ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
+                       const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
+                       int *count);
+
+typedef struct ts_module_info {
+    int class_index;            /* in the origin model */
+    const char *class_name;
+    const char *dataset;        /* the origin model's "dataset" metadata ("" when unknown) */
+    const char *origin;         /* the origin model's name (its file, or "") */
+    uint64_t origin_id;         /* hash of the origin's architecture and tensors */
+    int origin_classes;
+    ts_shape input;
+    int positives, negatives;   /* inputs used by concern and tangling identification */
+    int64_t units, units_kept;  /* ReLU output units per sample, and those the mask keeps */
+    int64_t conv_units, conv_units_kept; /* the same over convolution maps (CxHxW ReLUs) */
+    int64_t weights, weights_kept;       /* conv/dense weights and biases of the origin, and those still live */
+    double jaccard;             /* |module weights & model weights| / |union| = weights_kept / weights */
+    double seconds;             /* wall time of its share of the decomposition */
+    float scale, shift;         /* score calibration: score = scale * margin + shift (1, 0 until re-tuned) */
+    float threshold;            /* the module answers "yes" when its score exceeds this: the cut with the best
+                                 * balanced accuracy on its positives and negatives (0 once re-tuned) */
+} ts_module_info;
+
+void ts_module_free(ts_module *mod);
+ts_status ts_module_info_get(const ts_module *mod, ts_module_info *info);
+/* Saves a module (.tsm: the origin model, its masks and class, docs/file-format.md),
+ * atomically; loads one, checking every size and the masks against the model. */
+ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path);
+ts_status ts_module_load(ts_ctx *ctx, const char *path, ts_module **out);
+/* Records the origin's name (for example its file) in the module. */
+ts_status ts_module_set_origin(ts_ctx *ctx, ts_module *mod, const char *origin);
+
+/* The module alone as a one-output model: score (> 0: the input is its class). */
+ts_status ts_module_model(ts_ctx *ctx, const ts_module *mod, ts_model **out);
+
+/* Modules without masks for every class of m: the model itself, channelled. Used
+ * to replace a class in a model that was never decomposed. */
+ts_status ts_module_from_model(ts_ctx *ctx, const ts_model *m, int class_index, ts_module **out);
+
+typedef struct ts_compose_config {
+    /* Modules from one origin share the layers before a cut and each run their own
+     * copy after it; the cut is the earliest that keeps the composed model within
+     * max_macs times the origin's multiply-accumulates (1.5). Shared layers keep a
+     * unit when any of the modules keeps it. max_macs >= the module count gives each
+     * module its own full copy (exactly the modules' semantics). */
+    double max_macs;
+} ts_compose_config;
+
+void ts_compose_config_default(ts_compose_config *cfg);
+
+/* A k-class model from k modules (output j = module j's score, so the prediction is
+ * the module with the highest score: Pan & Rajan's voting rule). Modules must take
+ * the same input shape and preprocessing. Class names and origins go to metadata
+ * ("classes", "composed.origins"). */
+ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compose_config *cfg, ts_model **out);
+
+/* Re-tuning for reuse across datasets ("continuous learning"): re-runs tangling
+ * identification with `neg` (preprocessed by the module's own preprocessing) as
+ * negatives, restoring units they activate, then fits the score calibration
+ * (scale, shift) by logistic regression on `pos` (the module's class) against `neg`.
+ * pos/neg: datasets of the module's input shape; every sample of neg is a negative,
+ * every sample of pos a positive. */
+ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, const ts_dataset *neg, int batch);
+
+/* Binary accuracy of a module on ds (labels as in its origin): on inputs of its
+ * class (true-positive rate) and on the rest (true-negative rate), answering yes
+ * when the score exceeds info.threshold. */
+ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset *ds, int batch, double *own,
+                             double *rest);
+
 /* ------------------------------------------------------------ checkpoints */
 
 /* A checkpoint is a model file plus the trainer's state (optimizer buffers, epoch,

@@ -53,6 +53,7 @@ ts_status io_write_atomic(ts_ctx *ctx, const char *path, const void *data, size_
 #define TAG_META IO_TAG('M', 'E', 'T', 'A')
 #define TAG_TENS IO_TAG('T', 'E', 'N', 'S')
 #define TAG_TRAN IO_TAG('T', 'R', 'A', 'N')
+#define TAG_MODL IO_TAG('M', 'O', 'D', 'L')
 
 typedef struct io_section {
     uint32_t tag;
@@ -72,5 +73,6 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
 #define MODEL_FILE_VERSION 1u
 #define MODEL_KIND_MODEL 0u
 #define MODEL_KIND_CHECKPOINT 1u
+#define MODEL_KIND_MODULE 2u
 
 #endif

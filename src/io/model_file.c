@@ -235,8 +235,18 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
         goto done;
     }
     if ((st = rbuf_u32(&r, &kind, "kind"))) goto done;
-    if (kind > MODEL_KIND_CHECKPOINT) {
-        st = ts_fail(ctx, TS_EFORMAT, "%s: kind %u at byte 8 (expected 0 = model or 1 = checkpoint)", path, kind);
+    if (kind > MODEL_KIND_MODULE) {
+        st = ts_fail(ctx, TS_EFORMAT, "%s: kind %u at byte 8 (expected 0 = model, 1 = checkpoint or 2 = module)", path,
+                     kind);
+        goto done;
+    }
+    if (kind == MODEL_KIND_MODULE && extra_tag != TAG_MODL) {
+        st = ts_fail(ctx, TS_EINVAL, "%s: is a module file, not a model (compose it first: tessera compose)", path);
+        goto done;
+    }
+    if (extra_tag == TAG_MODL && kind != MODEL_KIND_MODULE) {
+        st = ts_fail(ctx, TS_EINVAL, "%s: is a %s file, not a module (kind %u at byte 8)", path,
+                     kind == MODEL_KIND_CHECKPOINT ? "checkpoint" : "model", kind);
         goto done;
     }
     if ((st = rbuf_u32(&r, &nsec, "section count"))) goto done;
@@ -246,6 +256,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
     }
     /* locate sections, then read them in dependency order */
     rbuf arch = {0}, meta = {0}, tens = {0}, xtra = {0};
+    uint32_t xtra_tag = 0;
     for (uint32_t i = 0; i < nsec; i++) {
         uint32_t tag;
         uint64_t slen;
@@ -261,7 +272,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
         rbuf_view(&r, &p, (size_t)slen, "section");
         rbuf sub = {p, (size_t)slen, 0, base, path, ctx};
         rbuf *slot = tag == TAG_ARCH ? &arch : tag == TAG_META ? &meta : tag == TAG_TENS ? &tens
-                   : (tag == TAG_TRAN) ? &xtra : NULL;
+                   : (tag == TAG_TRAN || tag == TAG_MODL) ? &xtra : NULL;
         if (!slot) {
             st = ts_fail(ctx, TS_EFORMAT, "%s: unknown section tag 0x%08x at byte %zu", path, tag, at);
             goto done;
@@ -271,11 +282,21 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
             goto done;
         }
         *slot = sub;
+        if (slot == &xtra) xtra_tag = tag;
     }
-    if ((xtra.data != NULL) != (kind == MODEL_KIND_CHECKPOINT)) {
-        st = ts_fail(ctx, TS_EFORMAT, "%s: kind %u (%s) %s a TRAN section", path, kind,
-                     kind == MODEL_KIND_CHECKPOINT ? "checkpoint" : "model", xtra.data ? "must not have" : "lacks");
-        goto done;
+    {
+        uint32_t want = kind == MODEL_KIND_CHECKPOINT ? TAG_TRAN : kind == MODEL_KIND_MODULE ? TAG_MODL : 0;
+        const char *kname = kind == MODEL_KIND_CHECKPOINT ? "checkpoint" : kind == MODEL_KIND_MODULE ? "module" : "model";
+        if (want && (!xtra.data || xtra_tag != want)) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: kind %u (%s) lacks its %s section", path, kind, kname,
+                         want == TAG_TRAN ? "TRAN" : "MODL");
+            goto done;
+        }
+        if (!want && xtra.data) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: kind %u (%s) must not have a %s section", path, kind, kname,
+                         xtra_tag == TAG_TRAN ? "TRAN" : "MODL");
+            goto done;
+        }
     }
     if (r.off != r.len) {
         st = ts_fail(ctx, TS_EFORMAT, "%s: %zu unexpected bytes after the last section", path, r.len - r.off);
@@ -295,7 +316,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
                          secs[i]->len - secs[i]->off, secs[i]->base);
             goto done;
         }
-    if (extra && extra_tag == TAG_TRAN && xtra.data) {
+    if (extra && extra_tag && xtra.data) {
         if (!(*extra = malloc(xtra.len ? xtra.len : 1))) {
             st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory", path);
             goto done;

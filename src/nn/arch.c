@@ -32,6 +32,7 @@ static const char *const KIND_KEYS[LAYER_KIND_COUNT] = {
     [LAYER_CONCAT] = "",
     [LAYER_FLATTEN] = "",
     [LAYER_DROPOUT] = "p",
+    [LAYER_MASK] = "",
 };
 
 typedef struct kv {
@@ -307,7 +308,7 @@ ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *sou
         memset(l, 0, sizeof *l);
         l->kind = kind;
         l->line = pp.line;
-        l->weight = l->bias_t = l->running_mean = l->running_var = -1;
+        l->weight = l->bias_t = l->running_mean = l->running_var = l->mask = -1;
 
         kv *name = find_key(kvs, nkv, "name");
         if (name) {

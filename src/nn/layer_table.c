@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-_Static_assert(LAYER_KIND_COUNT == 16, "add the new layer kind to LAYER_OPS");
+_Static_assert(LAYER_KIND_COUNT == 17, "add the new layer kind to LAYER_OPS");
 
 #define ROW(name, fn, macs, aux, scratch) {name, fn##_infer, fn##_forward, fn##_backward, macs, aux, scratch}
 
@@ -25,6 +25,7 @@ const layer_ops LAYER_OPS[LAYER_KIND_COUNT] = {
     [LAYER_CONCAT] = ROW("concat", concat, no_macs, no_bytes, no_bytes),
     [LAYER_FLATTEN] = ROW("flatten", flatten, no_macs, no_bytes, no_bytes),
     [LAYER_DROPOUT] = ROW("dropout", dropout, no_macs, dropout_aux, no_bytes),
+    [LAYER_MASK] = ROW("mask", mask, no_macs, no_bytes, no_bytes),
 };
 
 layer_kind layer_kind_from_name(const char *name) {

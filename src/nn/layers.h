@@ -22,6 +22,7 @@ DECLARE_LAYER(add)
 DECLARE_LAYER(concat)
 DECLARE_LAYER(flatten)
 DECLARE_LAYER(dropout)
+DECLARE_LAYER(mask)
 
 int64_t conv2d_macs(const ts_model *m, const layer *l);
 int64_t dense_macs(const ts_model *m, const layer *l);

@@ -118,6 +118,9 @@ void model_init_params(ts_model *m, uint64_t seed) {
                 rm[i] = 0.0f;
                 rv[i] = 1.0f;
             }
+        } else if (l->kind == LAYER_MASK) {
+            float *k = tensor_data(m, l->mask);
+            for (int64_t i = 0; i < m->tensors[l->mask].numel; i++) k[i] = 1.0f;
         }
     }
 }
@@ -335,4 +338,26 @@ ts_status ts_model_get_preprocess(ts_ctx *ctx, const ts_model *m, ts_preprocess 
     for (int i = 0; i < c; i++)
         if (!(pp->std[i] > 0)) return ts_fail(ctx, TS_EFORMAT, "model metadata: preprocess.std[%d] must be > 0", i);
     return TS_OK;
+}
+
+/* A deep copy: same architecture, tensors and metadata; no execution state. */
+ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out) {
+    *out = NULL;
+    ts_model *c;
+    ts_status st = model_parse(ctx, m->arch_text, "<model copy>", &m->input, m->classes, &c);
+    if (st) return st;
+    if ((st = model_alloc_tensors(ctx, c))) goto fail;
+    if (c->nparams != m->nparams || c->nbuffers != m->nbuffers) {
+        st = ts_fail(ctx, TS_EINVAL, "model copy: the architecture text no longer matches the tensors");
+        goto fail;
+    }
+    memcpy(c->params, m->params, m->nparams * sizeof(float));
+    memcpy(c->buffers, m->buffers, m->nbuffers * sizeof(float));
+    for (int i = 0; i < m->nmeta; i++)
+        if ((st = ts_model_set_meta(ctx, c, m->meta[i].key, m->meta[i].value))) goto fail;
+    *out = c;
+    return TS_OK;
+fail:
+    ts_model_free(c);
+    return st;
 }

@@ -26,6 +26,7 @@ typedef enum layer_kind {
     LAYER_CONCAT,
     LAYER_FLATTEN,
     LAYER_DROPOUT,
+    LAYER_MASK,
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -47,6 +48,7 @@ typedef struct layer {
     float eps, momentum;            /* batchnorm */
     /* tensors: indices into the model's tensor table (-1 when absent) */
     int weight, bias_t, running_mean, running_var;
+    int mask;                       /* mask: its keep tensor (a buffer) */
 } layer;
 
 typedef struct tensor_entry {
@@ -141,6 +143,7 @@ ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m);
 void model_init_params(ts_model *m, uint64_t seed);
 ts_model *model_new_empty(void);
+ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out);
 
 /* Ensures execution buffers for batch n. */
 ts_status exec_prepare(ts_ctx *ctx, ts_model *m, int n);

@@ -1,0 +1,603 @@
+/* Composition: k modules become one k-output model, written as an architecture
+ * text plus tensors copied from the modules' origins.
+ *
+ * Modules cut from the same origin share its layers up to a cut and each run a
+ * copy of the layers after it; a shared ReLU keeps a unit when any of the group's
+ * modules keeps it, a copied one applies that module's own mask. Each module's
+ * head is its class's logit minus the mean of the other logits (folded into the
+ * origin's last dense layer), times the module's calibration scale, plus its
+ * shift. Output j is module j's score; its argmax is Pan & Rajan's voting rule
+ * (the module most confident its class is present wins). Origins with a different
+ * input normalization get an exact per-channel affine (a batch-norm layer in
+ * inference form) that maps the composed model's normalization to theirs. */
+#include "modular.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ts_compose_config_default(ts_compose_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->max_macs = 1.5;
+}
+
+/* ---- a growable string */
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+    int failed;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) TS_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+}
+
+/* ---- what the composed text refers to, for filling tensors afterwards */
+typedef enum fill_kind { FILL_COPY, FILL_MASK, FILL_HEAD, FILL_ORDER, FILL_RENORM } fill_kind;
+typedef struct fill {
+    fill_kind kind;
+    char name[LAYER_NAME_MAX];
+    int group, layer;      /* COPY: origin layer; MASK: origin ReLU layer */
+    int member;            /* MASK: module position, or -1 for the group's union; HEAD: first position */
+    int count;             /* HEAD: modules in this dense */
+} fill;
+
+typedef struct group {
+    const ts_model *origin;
+    int *members;          /* module positions */
+    int n;
+    int cut;               /* layers >= cut (and below the logits layer) are per module */
+    ts_preprocess pp;
+} group;
+
+typedef struct composer {
+    ts_ctx *ctx;
+    ts_module *const *mods;
+    int k;
+    group *groups;
+    int ngroups;
+    int *member_group;     /* module position -> group */
+    sbuf text;
+    fill *fills;
+    int nfills, capfills;
+    char (*names)[LAYER_NAME_MAX]; /* per origin layer: the name consumers read, for the current copy */
+} composer;
+
+static fill *add_fill(composer *c, fill_kind kind, const char *name) {
+    if (c->nfills == c->capfills) {
+        int cap = c->capfills ? c->capfills * 2 : 64;
+        fill *f = realloc(c->fills, (size_t)cap * sizeof *f);
+        if (!f) return NULL;
+        c->fills = f;
+        c->capfills = cap;
+    }
+    fill *f = &c->fills[c->nfills++];
+    memset(f, 0, sizeof *f);
+    f->kind = kind;
+    snprintf(f->name, sizeof f->name, "%s", name);
+    return f;
+}
+
+static ts_status name_of(composer *c, char *dst, const char *prefix, const char *base, const char *suffix) {
+    int n = snprintf(dst, LAYER_NAME_MAX, "%s%s%s", prefix, base, suffix);
+    if (n < 0 || n >= LAYER_NAME_MAX)
+        return ts_fail(c->ctx, TS_EUNSUPPORTED, "compose: layer name '%s%s%s' is longer than %d characters", prefix,
+                       base, suffix, LAYER_NAME_MAX - 1);
+    return TS_OK;
+}
+
+/* Emits one origin layer under `name`, reading c->names for its inputs. */
+static void emit_layer(composer *c, const ts_model *m, const layer *l, const char *name) {
+    sbuf *b = &c->text;
+    sb_printf(b, "%s name=%s in=", LAYER_OPS[l->kind].name, name);
+    for (int i = 0; i < l->ninputs; i++) sb_printf(b, "%s%s", i ? "," : "", c->names[l->inputs[i]]);
+    switch (l->kind) {
+    case LAYER_CONV2D:
+        sb_printf(b, " out=%d kernel=%dx%d stride=%dx%d padding=%dx%d dilation=%dx%d groups=%d bias=%d", l->features,
+                  l->kh, l->kw, l->sh, l->sw, l->ph, l->pw, l->dh, l->dw, l->groups, l->bias);
+        break;
+    case LAYER_MAXPOOL:
+    case LAYER_AVGPOOL:
+        sb_printf(b, " kernel=%dx%d stride=%dx%d padding=%dx%d ceil=%d", l->kh, l->kw, l->sh, l->sw, l->ph, l->pw,
+                  l->ceil_mode);
+        if (l->kind == LAYER_AVGPOOL) sb_printf(b, " count_include_pad=%d", l->count_include_pad);
+        break;
+    case LAYER_BATCHNORM: sb_printf(b, " eps=%.9g momentum=%.9g", (double)l->eps, (double)l->momentum); break;
+    case LAYER_DENSE: sb_printf(b, " out=%d bias=%d", l->features, l->bias); break;
+    case LAYER_LEAKYRELU: sb_printf(b, " slope=%.9g", (double)l->alpha); break;
+    case LAYER_DROPOUT: sb_printf(b, " p=%.9g", (double)l->p); break;
+    default: break;
+    }
+    sb_printf(b, "\n");
+    (void)m;
+}
+
+static int mask_all_ones(const module_mask *mk) {
+    for (int64_t u = 0; u < mk->units; u++)
+        if (!mask_get(mk, u)) return 0;
+    return 1;
+}
+
+/* Does any module of the group (member -1) or module `member` remove a unit of ReLU li? */
+static int needs_mask(const composer *c, const group *g, int member, int li) {
+    for (int i = 0; i < g->n; i++) {
+        int j = g->members[i];
+        if (member >= 0 && j != member) continue;
+        const ts_module *mod = c->mods[j];
+        for (int q = 0; q < mod->nmasks; q++)
+            if (mod->masks[q].layer == li && !mask_all_ones(&mod->masks[q]) && member >= 0) return 1;
+    }
+    if (member >= 0) return 0;
+    /* union: a unit is removed only when every module removes it */
+    const ts_module *m0 = c->mods[g->members[0]];
+    for (int q = 0; q < m0->nmasks; q++) {
+        if (m0->masks[q].layer != li) continue;
+        for (int64_t w = 0; w < mask_words(m0->masks[q].units); w++) {
+            uint64_t u = 0;
+            for (int i = 0; i < g->n; i++) u |= c->mods[g->members[i]]->masks[q].keep[w];
+            int64_t bits = m0->masks[q].units - w * 64;
+            uint64_t full = bits >= 64 ? ~0ull : (1ull << bits) - 1;
+            if (u != full) return 1;
+        }
+    }
+    return 0;
+}
+
+/* Emits layers [from, to) of the group's origin, except dropout (identity at
+ * inference) and the logits dense layer, with masks after ReLUs. */
+static ts_status emit_range(composer *c, int gi, int member, const char *prefix, int from, int to) {
+    group *g = &c->groups[gi];
+    const ts_model *m = g->origin;
+    for (int li = from; li < to; li++) {
+        const layer *l = &m->layers[li];
+        if (l->kind == LAYER_DROPOUT) {
+            memcpy(c->names[li], c->names[l->inputs[0]], LAYER_NAME_MAX);
+            continue;
+        }
+        char name[LAYER_NAME_MAX];
+        ts_status st = name_of(c, name, prefix, l->name, "");
+        if (st) return st;
+        emit_layer(c, m, l, name);
+        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE || l->kind == LAYER_BATCHNORM) {
+            fill *f = add_fill(c, FILL_COPY, name);
+            if (!f) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+            f->group = gi;
+            f->layer = li;
+        }
+        memcpy(c->names[li], name, LAYER_NAME_MAX);
+        if (l->kind == LAYER_RELU && needs_mask(c, g, member, li)) {
+            char mname[LAYER_NAME_MAX];
+            if ((st = name_of(c, mname, prefix, l->name, ".mask"))) return st;
+            sb_printf(&c->text, "mask name=%s in=%s\n", mname, name);
+            fill *f = add_fill(c, FILL_MASK, mname);
+            if (!f) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+            f->group = gi;
+            f->layer = li;
+            f->member = member;
+            memcpy(c->names[li], mname, LAYER_NAME_MAX);
+        }
+    }
+    return TS_OK;
+}
+
+static int64_t layer_macs(const ts_model *m, int li) { return LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]); }
+
+/* Earliest cut that keeps the group within max_macs times the origin's cost. */
+static int choose_cut(const group *g, double max_macs) {
+    const ts_model *m = g->origin;
+    int h = module_logits_layer(m);
+    int64_t total = 0;
+    for (int li = 1; li < m->nlayers; li++) total += layer_macs(m, li);
+    if (g->n == 1) return h; /* one module: sharing with itself is exact */
+    if (max_macs >= (double)g->n) return 1;
+    for (int cut = 1; cut < h; cut++) {
+        int64_t shared = 0, tail = 0;
+        for (int li = 1; li < cut; li++) shared += layer_macs(m, li);
+        for (int li = cut; li < h; li++) tail += layer_macs(m, li);
+        if ((double)(shared + (int64_t)g->n * tail) <= max_macs * (double)total) return cut;
+    }
+    return h;
+}
+
+static ts_status same_shape_check(ts_ctx *ctx, ts_module *const *mods, int k) {
+    const ts_shape *s0 = &mods[0]->origin->input;
+    for (int j = 1; j < k; j++) {
+        const ts_shape *s = &mods[j]->origin->input;
+        int same = s->ndim == s0->ndim;
+        for (int d = 0; same && d < s->ndim; d++) same = s->dims[d] == s0->dims[d];
+        if (!same) {
+            char a[64], b[64];
+            int pa = 0, pb = 0;
+            for (int d = 0; d < s0->ndim; d++)
+                pa += snprintf(a + pa, sizeof a - (size_t)pa, "%s%lld", d ? "x" : "", (long long)s0->dims[d]);
+            for (int d = 0; d < s->ndim; d++)
+                pb += snprintf(b + pb, sizeof b - (size_t)pb, "%s%lld", d ? "x" : "", (long long)s->dims[d]);
+            return ts_fail(ctx, TS_ESHAPE,
+                           "compose: module %d (class '%s') takes %s inputs, module 0 (class '%s') takes %s", j,
+                           mods[j]->class_name, b, mods[0]->class_name, a);
+        }
+    }
+    for (int i = 0; i < k; i++)
+        for (int j = i + 1; j < k; j++)
+            if (mods[i]->origin_id == mods[j]->origin_id && mods[i]->cls == mods[j]->cls)
+                return ts_fail(ctx, TS_EINVAL, "compose: modules %d and %d are the same class ('%s') of the same model",
+                               i, j, mods[i]->class_name);
+    return TS_OK;
+}
+
+static int same_pp(const ts_preprocess *a, const ts_preprocess *b) {
+    if (a->channels != b->channels) return 0;
+    for (int i = 0; i < a->channels; i++)
+        if (a->mean[i] != b->mean[i] || a->std[i] != b->std[i]) return 0;
+    return 1;
+}
+
+static void set_floats(ts_model *m, const char *name, const float *v, int64_t n) {
+    int t = ts_model_find_tensor(m, name);
+    ts_tensor_info ti;
+    if (t >= 0 && !ts_model_tensor(m, t, &ti) && ti.numel == n) memcpy(ti.data, v, (size_t)n * sizeof(float));
+}
+
+static const float *origin_tensor(const ts_model *o, const char *layer_name, const char *suffix, int64_t *numel) {
+    char full[TENSOR_NAME_MAX];
+    snprintf(full, sizeof full, "%s.%s", layer_name, suffix);
+    int t = ts_model_find_tensor(o, full);
+    ts_tensor_info ti;
+    if (t < 0 || ts_model_tensor(o, t, &ti)) return NULL;
+    *numel = ti.numel;
+    return ti.data;
+}
+
+/* Fills the composed model's tensors from the origins. */
+static ts_status fill_tensors(composer *c, ts_model *cm) {
+    for (int f = 0; f < c->nfills; f++) {
+        const fill *fl = &c->fills[f];
+        char tn[TENSOR_NAME_MAX];
+        if (fl->kind == FILL_COPY) {
+            const ts_model *o = c->groups[fl->group].origin;
+            static const char *const sfx[4] = {"weight", "bias", "running_mean", "running_var"};
+            for (int s = 0; s < 4; s++) {
+                int64_t n;
+                const float *src = origin_tensor(o, o->layers[fl->layer].name, sfx[s], &n);
+                if (!src) continue;
+                snprintf(tn, sizeof tn, "%s.%s", fl->name, sfx[s]);
+                set_floats(cm, tn, src, n);
+            }
+        } else if (fl->kind == FILL_MASK) {
+            const group *g = &c->groups[fl->group];
+            snprintf(tn, sizeof tn, "%s.keep", fl->name);
+            int t = ts_model_find_tensor(cm, tn);
+            ts_tensor_info ti;
+            if (t < 0 || ts_model_tensor(cm, t, &ti)) return ts_fail(c->ctx, TS_EINVAL, "compose: lost tensor %s", tn);
+            for (int64_t u = 0; u < ti.numel; u++) {
+                int keep = 0;
+                for (int i = 0; i < g->n && !keep; i++) {
+                    int j = g->members[i];
+                    if (fl->member >= 0 && j != fl->member) continue;
+                    const ts_module *mod = c->mods[j];
+                    for (int q = 0; q < mod->nmasks; q++)
+                        if (mod->masks[q].layer == fl->layer) keep = mask_get(&mod->masks[q], u);
+                }
+                ti.data[u] = keep ? 1.0f : 0.0f;
+            }
+        } else if (fl->kind == FILL_HEAD) {
+            const group *g = &c->groups[fl->group];
+            const ts_model *o = g->origin;
+            const int h = module_logits_layer(o), K = o->classes;
+            const layer *hl = &o->layers[h];
+            int dense = hl->kind == LAYER_DENSE;
+            int64_t F = dense ? shape_numel(input_shape(o, hl, 0)) : K;
+            int64_t nw = 0, nb = 0;
+            const float *W = dense ? origin_tensor(o, hl->name, "weight", &nw) : NULL;
+            const float *Bv = dense && hl->bias ? origin_tensor(o, hl->name, "bias", &nb) : NULL;
+            float *w = malloc((size_t)(fl->count * F) * sizeof(float)), *bias = malloc((size_t)fl->count * sizeof(float));
+            if (!w || !bias) {
+                free(w);
+                free(bias);
+                return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+            }
+            for (int r = 0; r < fl->count; r++) {
+                int j = fl->member >= 0 ? fl->member : g->members[r];
+                const ts_module *mod = c->mods[j];
+                const int cls = mod->cls;
+                const double a = mod->info.scale, inv = K > 1 ? 1.0 / (K - 1) : 0.0;
+                for (int64_t f2 = 0; f2 < F; f2++) {
+                    double v;
+                    if (dense) {
+                        double sum = 0;
+                        for (int q = 0; q < K; q++) sum += W[(size_t)q * F + f2];
+                        double own = W[(size_t)cls * F + f2];
+                        v = K > 1 ? own - (sum - own) * inv : own;
+                    } else {
+                        v = f2 == cls ? 1.0 : -inv;
+                    }
+                    w[(size_t)r * F + f2] = (float)(a * v);
+                }
+                double bv = 0;
+                if (Bv) {
+                    double sum = 0;
+                    for (int q = 0; q < K; q++) sum += Bv[q];
+                    bv = K > 1 ? Bv[cls] - (sum - Bv[cls]) * inv : Bv[cls];
+                }
+                bias[r] = (float)(a * bv + mod->info.shift);
+            }
+            snprintf(tn, sizeof tn, "%s.weight", fl->name);
+            set_floats(cm, tn, w, fl->count * F);
+            snprintf(tn, sizeof tn, "%s.bias", fl->name);
+            set_floats(cm, tn, bias, fl->count);
+            free(w);
+            free(bias);
+        } else if (fl->kind == FILL_ORDER) {
+            /* permutation: output j = concatenated position of module j */
+            int k = c->k;
+            float *w = calloc((size_t)k * (size_t)k, sizeof(float));
+            if (!w) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+            int at = 0;
+            for (int gi = 0; gi < c->ngroups; gi++)
+                for (int i = 0; i < c->groups[gi].n; i++) w[(size_t)c->groups[gi].members[i] * k + at++] = 1.0f;
+            snprintf(tn, sizeof tn, "%s.weight", fl->name);
+            set_floats(cm, tn, w, (int64_t)k * k);
+            free(w);
+        } else if (fl->kind == FILL_RENORM) {
+            /* x_g = (x * s0 + m0 - m_g) / s_g, as batch norm with mean 0, var 1 */
+            const ts_preprocess *p0 = &c->groups[0].pp, *pg = &c->groups[fl->group].pp;
+            float gam[4], bet[4], zero[4] = {0, 0, 0, 0}, one[4] = {1, 1, 1, 1};
+            for (int ch = 0; ch < pg->channels; ch++) {
+                gam[ch] = p0->std[ch] / pg->std[ch];
+                bet[ch] = (p0->mean[ch] - pg->mean[ch]) / pg->std[ch];
+            }
+            snprintf(tn, sizeof tn, "%s.weight", fl->name);
+            set_floats(cm, tn, gam, pg->channels);
+            snprintf(tn, sizeof tn, "%s.bias", fl->name);
+            set_floats(cm, tn, bet, pg->channels);
+            snprintf(tn, sizeof tn, "%s.running_mean", fl->name);
+            set_floats(cm, tn, zero, pg->channels);
+            snprintf(tn, sizeof tn, "%s.running_var", fl->name);
+            set_floats(cm, tn, one, pg->channels);
+        }
+    }
+    return TS_OK;
+}
+
+static ts_status compose_text(composer *c, const ts_compose_config *cfg) {
+    ts_status st;
+    const ts_shape *in = &c->mods[0]->origin->input;
+    sb_printf(&c->text, "# composed by tessera from %d module%s\ninput name=compose.input shape=", c->k, c->k > 1 ? "s" : "");
+    for (int d = 0; d < in->ndim; d++) sb_printf(&c->text, "%s%lld", d ? "x" : "", (long long)in->dims[d]);
+    sb_printf(&c->text, " classes=%d\n", c->k);
+    /* pieces of the output: (layer name, modules in order) */
+    char (*piece)[LAYER_NAME_MAX] = calloc((size_t)c->k, LAYER_NAME_MAX);
+    int npieces = 0;
+    if (!piece) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+    for (int gi = 0; gi < c->ngroups; gi++) {
+        group *g = &c->groups[gi];
+        const ts_model *o = g->origin;
+        free(c->names);
+        if (!(c->names = calloc((size_t)o->nlayers, LAYER_NAME_MAX))) {
+            st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+            goto done;
+        }
+        char gp[16] = "";
+        int generated = 0; /* an origin that was itself composed: keep our names apart from its */
+        for (int li = 0; li < o->nlayers; li++) generated |= !strncmp(o->layers[li].name, "compose.", 8);
+        if (c->ngroups > 1 || generated) snprintf(gp, sizeof gp, "g%d.", gi);
+        snprintf(c->names[0], LAYER_NAME_MAX, "compose.input");
+        if (gi > 0 && !same_pp(&g->pp, &c->groups[0].pp)) {
+            char rn[LAYER_NAME_MAX];
+            snprintf(rn, sizeof rn, "%scompose.renorm", gp);
+            sb_printf(&c->text, "batchnorm name=%s in=compose.input eps=1e-12\n", rn);
+            fill *f = add_fill(c, FILL_RENORM, rn);
+            if (!f) {
+                st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+                goto done;
+            }
+            f->group = gi;
+            memcpy(c->names[0], rn, LAYER_NAME_MAX);
+        }
+        g->cut = choose_cut(g, cfg->max_macs);
+        const int h = module_logits_layer(o);
+        const int dense = o->layers[h].kind == LAYER_DENSE;
+        const int head_in = dense ? o->layers[h].inputs[0] : h; /* what the head dense reads */
+        const int trunk_end = dense ? h : h + 1;                 /* origin layers emitted */
+        const int shared_end = g->cut < trunk_end ? g->cut : trunk_end;
+        if ((st = emit_range(c, gi, -1, gp, 1, shared_end))) goto done;
+        if (head_in < shared_end) {
+            /* every module reads the shared features: one dense with a row per module */
+            char hn[LAYER_NAME_MAX];
+            snprintf(hn, sizeof hn, "%scompose.head", gp);
+            sb_printf(&c->text, "dense name=%s in=%s out=%d\n", hn, c->names[head_in], g->n);
+            fill *f = add_fill(c, FILL_HEAD, hn);
+            if (!f) {
+                st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+                goto done;
+            }
+            f->group = gi;
+            f->member = -1;
+            f->count = g->n;
+            memcpy(piece[npieces++], hn, LAYER_NAME_MAX);
+        } else {
+            /* per-module copies of the layers after the cut */
+            char (*saved)[LAYER_NAME_MAX] = malloc((size_t)o->nlayers * LAYER_NAME_MAX);
+            if (!saved) {
+                st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+                goto done;
+            }
+            memcpy(saved, c->names, (size_t)o->nlayers * LAYER_NAME_MAX);
+            for (int i = 0; i < g->n && !st; i++) {
+                int j = g->members[i];
+                char mp[24], hn[LAYER_NAME_MAX];
+                snprintf(mp, sizeof mp, "m%d.", j);
+                memcpy(c->names, saved, (size_t)o->nlayers * LAYER_NAME_MAX);
+                if ((st = emit_range(c, gi, j, mp, shared_end, trunk_end))) break;
+                snprintf(hn, sizeof hn, "m%d.compose.head", j);
+                sb_printf(&c->text, "dense name=%s in=%s out=1\n", hn, c->names[head_in]);
+                fill *f = add_fill(c, FILL_HEAD, hn);
+                if (!f) {
+                    st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+                    break;
+                }
+                f->group = gi;
+                f->member = j;
+                f->count = 1;
+                memcpy(piece[npieces++], hn, LAYER_NAME_MAX);
+            }
+            free(saved);
+            if (st) goto done;
+        }
+    }
+    /* join the pieces, eight at a time, then restore the requested order */
+    int in_order = 1, at = 0;
+    for (int gi = 0; gi < c->ngroups; gi++)
+        for (int i = 0; i < c->groups[gi].n; i++) in_order &= c->groups[gi].members[i] == at++;
+    int round = 0;
+    while (npieces > 1) {
+        int out = 0;
+        for (int p = 0; p < npieces; p += 8, out++) {
+            int e = p + 8 < npieces ? p + 8 : npieces;
+            if (e - p == 1) {
+                memcpy(piece[out], piece[p], LAYER_NAME_MAX);
+                continue;
+            }
+            char cn[LAYER_NAME_MAX];
+            snprintf(cn, sizeof cn, "compose.join%d.%d", round, out);
+            sb_printf(&c->text, "concat name=%s in=", cn);
+            for (int q = p; q < e; q++) sb_printf(&c->text, "%s%s", q > p ? "," : "", piece[q]);
+            sb_printf(&c->text, "\n");
+            memcpy(piece[out], cn, LAYER_NAME_MAX);
+        }
+        npieces = out;
+        round++;
+    }
+    if (!in_order) {
+        sb_printf(&c->text, "dense name=compose.order in=%s out=%d bias=0\n", piece[0], c->k);
+        if (!add_fill(c, FILL_ORDER, "compose.order")) {
+            st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+            goto done;
+        }
+    }
+    st = c->text.failed ? ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory writing the architecture") : TS_OK;
+done:
+    free(piece);
+    return st;
+}
+
+static ts_status compose_meta(composer *c, ts_model *cm) {
+    sbuf names = {0}, v = {0};
+    const char *ds0 = c->mods[0]->dataset;
+    int same_ds = 1;
+    for (int j = 0; j < c->k; j++) {
+        const ts_module *mod = c->mods[j];
+        sb_printf(&names, "%s", j ? "\n" : "");
+        for (const char *p = mod->class_name; *p; p++) sb_printf(&names, "%c", *p == '\n' ? ' ' : *p);
+        same_ds &= !strcmp(mod->dataset, ds0);
+    }
+    ts_status st = names.failed ? ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory") : TS_OK;
+    if (!st) st = ts_model_set_meta(c->ctx, cm, "classes", names.s ? names.s : "");
+    if (!st) st = ts_model_set_meta(c->ctx, cm, "dataset", same_ds ? ds0 : "mixed");
+    if (!st) st = ts_model_set_meta(c->ctx, cm, "arch", "composed");
+    for (int j = 0; j < c->k && !st; j++) {
+        const ts_module *mod = c->mods[j];
+        char key[48];
+        v.len = 0;
+        sb_printf(&v, "dataset=%s;class=%d;origin=%s;id=%016" PRIx64, mod->dataset, mod->cls, mod->origin_name,
+                  mod->origin_id);
+        snprintf(key, sizeof key, "composed.origin.%d", j);
+        st = v.failed ? ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory") : ts_model_set_meta(c->ctx, cm, key, v.s);
+    }
+    /* the composed model's input normalization is the first origin's */
+    const char *pm = ts_model_get_meta(c->groups[0].origin, "preprocess.mean");
+    const char *ps = ts_model_get_meta(c->groups[0].origin, "preprocess.std");
+    if (!st && pm) st = ts_model_set_meta(c->ctx, cm, "preprocess.mean", pm);
+    if (!st && ps) st = ts_model_set_meta(c->ctx, cm, "preprocess.std", ps);
+    free(names.s);
+    free(v.s);
+    return st;
+}
+
+ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compose_config *cfg, ts_model **out) {
+    if (!ctx || !mods || !out || k < 1) return ts_fail(ctx, TS_EINVAL, "ts_compose: needs at least one module");
+    *out = NULL;
+    for (int j = 0; j < k; j++)
+        if (!mods[j]) return ts_fail(ctx, TS_EINVAL, "ts_compose: module %d is NULL", j);
+    if (k > 100000) return ts_fail(ctx, TS_EINVAL, "compose: %d modules (at most 100000)", k);
+    ts_compose_config def;
+    if (!cfg) {
+        ts_compose_config_default(&def);
+        cfg = &def;
+    }
+    if (!(cfg->max_macs >= 1.0)) return ts_fail(ctx, TS_EINVAL, "compose: max_macs %g must be at least 1", cfg->max_macs);
+    ts_status st = same_shape_check(ctx, mods, k);
+    if (st) return st;
+    composer c = {0};
+    c.ctx = ctx;
+    c.mods = mods;
+    c.k = k;
+    ts_model *cm = NULL;
+    c.groups = calloc((size_t)k, sizeof *c.groups);
+    c.member_group = malloc((size_t)k * sizeof *c.member_group);
+    if (!c.groups || !c.member_group) {
+        st = ts_fail(ctx, TS_ENOMEM, "compose: out of memory");
+        goto done;
+    }
+    for (int j = 0; j < k; j++) {
+        int gi = 0;
+        while (gi < c.ngroups && mods[c.groups[gi].members[0]]->origin_id != mods[j]->origin_id) gi++;
+        group *g = &c.groups[gi];
+        if (gi == c.ngroups) {
+            c.ngroups++;
+            g->origin = mods[j]->origin;
+            if (!(g->members = malloc((size_t)k * sizeof *g->members))) {
+                st = ts_fail(ctx, TS_ENOMEM, "compose: out of memory");
+                goto done;
+            }
+            if ((st = ts_model_get_preprocess(ctx, g->origin, &g->pp))) goto done;
+            if (gi > 0 && g->pp.channels != c.groups[0].pp.channels) {
+                st = ts_fail(ctx, TS_ESHAPE, "compose: module %d (class '%s') normalizes %d channels, module 0 %d", j,
+                             mods[j]->class_name, g->pp.channels, c.groups[0].pp.channels);
+                goto done;
+            }
+        }
+        g->members[g->n++] = j;
+        c.member_group[j] = gi;
+    }
+    if ((st = compose_text(&c, cfg))) goto done;
+    if ((st = ts_model_from_arch(ctx, c.text.s, "<composed>", NULL, 0, 0, &cm))) goto done;
+    if ((st = fill_tensors(&c, cm))) goto done;
+    if ((st = compose_meta(&c, cm))) goto done;
+    *out = cm;
+    cm = NULL;
+done:
+    ts_model_free(cm);
+    for (int gi = 0; gi < c.ngroups; gi++) free(c.groups[gi].members);
+    free(c.groups);
+    free(c.member_group);
+    free(c.text.s);
+    free(c.fills);
+    free(c.names);
+    return st;
+}

@@ -1,0 +1,263 @@
+/* Decomposition into per-class modules (Pan & Rajan, ICSE'22; docs/modules.md).
+ *
+ * Concern identification: a ReLU output unit is removed from class c's module when
+ * it is inactive (<= 0) on every confident positive of c. Tangling identification:
+ * a removed unit is restored when it is active on any sampled negative (inputs of
+ * the other classes), so the module can still tell them apart. Concern
+ * modularization: the module's output is channelled into logit_c - mean of the
+ * other logits (done when composing, compose.c).
+ *
+ * Every module of a model comes from the same single pass over the training data:
+ * per class we OR the activity of its positives (P_c) and of its first negatives
+ * (Q_c); module c keeps P_c | OR_{j != c} Q_j. That is the paper's result for
+ * all classes at the cost of one inference pass over at most
+ * classes x positives inputs. */
+#include "modular.h"
+
+#include "train/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void ts_decompose_config_default(ts_decompose_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->positives = 1000;
+    cfg->confidence = 0.9f;
+    cfg->tangling = 1.0f;
+    cfg->seed = 0;
+    cfg->batch = 128;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static ts_status check_config(ts_ctx *ctx, const ts_decompose_config *c) {
+    if (c->positives < 1 || c->positives > 1000000)
+        return ts_fail(ctx, TS_EINVAL, "decompose: positives %d out of 1..1000000", c->positives);
+    if (!(c->confidence >= 0.0f && c->confidence < 1.0f))
+        return ts_fail(ctx, TS_EINVAL, "decompose: confidence %g out of [0, 1)", (double)c->confidence);
+    if (!(c->tangling >= 0.0f && c->tangling <= 100.0f))
+        return ts_fail(ctx, TS_EINVAL, "decompose: tangling ratio %g out of [0, 100]", (double)c->tangling);
+    if (c->batch < 1) return ts_fail(ctx, TS_EINVAL, "decompose: batch %d must be at least 1", c->batch);
+    return TS_OK;
+}
+
+/* Softmax probability of class y in row (k logits), and whether y is the argmax. */
+static float prob_of(const float *row, int k, int y, int *is_max) {
+    float mx = row[0];
+    int best = 0;
+    for (int j = 1; j < k; j++)
+        if (row[j] > mx) {
+            mx = row[j];
+            best = j;
+        }
+    double z = 0;
+    for (int j = 0; j < k; j++) z += exp((double)(row[j] - mx));
+    *is_max = best == y;
+    return (float)(exp((double)(row[y] - mx)) / z);
+}
+
+ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
+                       const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
+                       int *count) {
+    if (!ctx || !m || !train || !modules || !count || n < 0 || (n > 0 && !classes))
+        return ts_fail(ctx, TS_EINVAL, "ts_decompose: bad argument");
+    *modules = NULL;
+    *count = 0;
+    ts_decompose_config def;
+    if (!cfg) {
+        ts_decompose_config_default(&def);
+        cfg = &def;
+    }
+    ts_status st = check_config(ctx, cfg);
+    if (st) return st;
+    if ((st = train_check_dataset(ctx, m, train, "decomposition"))) return st;
+    const int K = m->classes;
+    const int want = n ? n : K;
+    for (int i = 0; i < n; i++)
+        if (classes[i] < 0 || classes[i] >= K)
+            return ts_fail(ctx, TS_EINVAL, "decompose: class %d is not a class of the model (0..%d)", classes[i], K - 1);
+    if (train->count < 1) return ts_fail(ctx, TS_EINVAL, "decompose: the training set is empty");
+
+    double t0 = now_s();
+    ts_model *work = NULL;
+    ts_module *proto = NULL, **mods = NULL;
+    uint64_t *P = NULL, *Q = NULL, *negor = NULL;
+    int64_t *word_off = NULL, *perm = NULL, *pos = NULL, *neg = NULL;
+    float *x = NULL, *logits = NULL;
+    int32_t *yb = NULL;
+    int64_t *ib = NULL;
+    float *seen = NULL, *sp = NULL, *sn = NULL; /* logits of every sample used, for the yes/no thresholds */
+    uint8_t *role = NULL;                       /* bit 0: a positive of its class, bit 1: a negative */
+    int32_t *seen_y = NULL;
+    int64_t nseen = 0;
+    /* The prototype module lays out the masks (one per ReLU). */
+    if ((st = module_create(ctx, m, 0, &proto))) goto done;
+    if ((st = model_clone(ctx, m, &work))) goto done;
+    word_off = malloc(sizeof *word_off * (size_t)(proto->nmasks + 1));
+    if (!word_off) goto nomem;
+    word_off[0] = 0;
+    for (int k = 0; k < proto->nmasks; k++) word_off[k + 1] = word_off[k] + mask_words(proto->masks[k].units);
+    const int64_t W = word_off[proto->nmasks];
+    P = calloc((size_t)K * (size_t)(W ? W : 1), sizeof *P);
+    Q = calloc((size_t)K * (size_t)(W ? W : 1), sizeof *Q);
+    negor = calloc((size_t)(W ? W : 1), sizeof *negor);
+    pos = calloc((size_t)K, sizeof *pos);
+    neg = calloc((size_t)K, sizeof *neg);
+    perm = malloc(sizeof *perm * (size_t)train->count);
+    if (!P || !Q || !negor || !pos || !neg || !perm) goto nomem;
+
+    const int64_t npos = cfg->positives;
+    const int64_t nneg = K > 1 ? (int64_t)ceil((double)cfg->tangling * (double)npos / (double)(K - 1)) : 0;
+    ts_rng r;
+    ts_rng_seed(&r, cfg->seed ^ 0x6d6f64756c65ull);
+    for (int64_t i = 0; i < train->count; i++) perm[i] = i;
+    for (int64_t i = train->count - 1; i > 0; i--) {
+        int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+
+    ts_preprocess pp;
+    if ((st = ts_model_get_preprocess(ctx, m, &pp))) goto done;
+    const int B = cfg->batch > 256 ? 256 : cfg->batch; /* one ts_model_predict chunk keeps every layer's output */
+    const size_t in_sz = (size_t)shape_numel(&m->input);
+    x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "decomposition batch");
+    logits = ts_alloc(ctx, (size_t)B * (size_t)K * sizeof(float), "decomposition logits");
+    yb = malloc(sizeof *yb * (size_t)B);
+    ib = malloc(sizeof *ib * (size_t)B);
+    const int64_t max_seen = (int64_t)K * (npos + nneg);
+    seen = malloc(sizeof *seen * (size_t)max_seen * (size_t)K);
+    role = malloc((size_t)max_seen);
+    seen_y = malloc(sizeof *seen_y * (size_t)max_seen);
+    sp = malloc(sizeof *sp * (size_t)max_seen);
+    sn = malloc(sizeof *sn * (size_t)max_seen);
+    if (!x || !logits || !yb || !ib || !seen || !role || !seen_y || !sp || !sn) goto nomem;
+    uint8_t *img = NULL;
+    if (!(img = malloc(in_sz))) goto nomem;
+
+    int64_t cursor = 0;
+    for (;;) {
+        /* Gather inputs of classes that still need positives or negatives. */
+        int b = 0;
+        while (b < B && cursor < train->count) {
+            int64_t idx = perm[cursor++];
+            int c = train->labels[idx];
+            if (pos[c] >= npos && neg[c] >= nneg) continue;
+            memcpy(img, train->images + (size_t)idx * in_sz, in_sz);
+            ts_preprocess_images(&pp, img, 1, train->channels, train->height, train->width, x + (size_t)b * in_sz);
+            yb[b] = c;
+            ib[b] = idx;
+            b++;
+        }
+        if (b == 0) break;
+        if ((st = ts_model_predict(ctx, work, x, b, logits))) {
+            free(img);
+            goto done;
+        }
+        for (int i = 0; i < b; i++) {
+            int c = yb[i], top;
+            float p = prob_of(logits + (size_t)i * K, K, c, &top);
+            int was_pos = pos[c] < npos && top && p > cfg->confidence;
+            if (was_pos) {
+                module_or_activity(work, proto->masks, proto->nmasks, word_off, i, P + (size_t)c * W);
+                pos[c]++;
+            }
+            uint8_t rl = 0;
+            if (was_pos) rl |= 1;
+            if (neg[c] < nneg) {
+                module_or_activity(work, proto->masks, proto->nmasks, word_off, i, Q + (size_t)c * W);
+                neg[c]++;
+                rl |= 2;
+            }
+            if (rl && nseen < max_seen) {
+                memcpy(seen + (size_t)nseen * K, logits + (size_t)i * K, sizeof(float) * (size_t)K);
+                role[nseen] = rl;
+                seen_y[nseen++] = c;
+            }
+        }
+        if (progress && progress(user, cursor, train->count)) {
+            free(img);
+            st = ts_fail(ctx, TS_ECANCELED, "decompose: canceled");
+            goto done;
+        }
+        int all = 1;
+        for (int c = 0; c < K && all; c++) all = pos[c] >= npos && neg[c] >= nneg;
+        if (all) break;
+    }
+    free(img);
+    if (progress) progress(user, train->count, train->count);
+    double shared_s = now_s() - t0;
+
+    if (!(mods = calloc((size_t)want, sizeof *mods))) goto nomem;
+    for (int w = 0; w < want; w++) {
+        double t1 = now_s();
+        int c = n ? classes[w] : w;
+        if ((st = module_create(ctx, m, c, &mods[w]))) goto done;
+        ts_module *mod = mods[w];
+        int64_t negs = 0;
+        for (int j = 0; j < K; j++) negs += j == c ? 0 : neg[j];
+        mod->info.positives = (int)pos[c];
+        mod->info.negatives = (int)negs;
+        if (pos[c] > 0) {
+            /* keep = P_c | OR_{j != c} Q_j */
+            memcpy(negor, P + (size_t)c * W, (size_t)W * sizeof *negor);
+            for (int j = 0; j < K; j++) {
+                if (j == c) continue;
+                const uint64_t *q = Q + (size_t)j * W;
+                for (int64_t i = 0; i < W; i++) negor[i] |= q[i];
+            }
+            for (int k = 0; k < mod->nmasks; k++)
+                memcpy(mod->masks[k].keep, negor + word_off[k], (size_t)mask_words(mod->masks[k].units) * 8);
+        } /* no confident positive: nothing is known to be unused, keep every unit */
+        module_count(mod);
+        /* yes/no threshold on the margin: best balanced accuracy on the inputs drawn for
+         * tangling identification (its own class's draws are the positives here) */
+        int64_t np = 0, nn = 0;
+        for (int64_t s = 0; s < nseen; s++) {
+            const float *row = seen + (size_t)s * K;
+            double sum = 0;
+            for (int j = 0; j < K; j++) sum += row[j];
+            float mg = K > 1 ? (float)(row[c] - (sum - row[c]) / (K - 1)) : row[c];
+            if (seen_y[s] == c && (role[s] & 2)) sp[np++] = mg; /* drawn without the confidence filter */
+            else if (seen_y[s] != c && (role[s] & 2)) sn[nn++] = mg;
+        }
+        if (np && nn) mod->info.threshold = module_balanced_threshold(sp, np, sn, nn);
+        mod->info.seconds = shared_s / want + (now_s() - t1);
+    }
+    *modules = mods;
+    *count = want;
+    mods = NULL;
+    goto done;
+nomem:
+    st = ts_fail(ctx, TS_ENOMEM, "decompose: out of memory");
+done:
+    if (mods) {
+        for (int w = 0; w < want; w++) ts_module_free(mods[w]);
+        free(mods);
+    }
+    ts_module_free(proto);
+    ts_model_free(work);
+    free(P);
+    free(Q);
+    free(negor);
+    free(word_off);
+    free(perm);
+    free(pos);
+    free(neg);
+    ts_free(x);
+    ts_free(logits);
+    free(yb);
+    free(ib);
+    free(seen);
+    free(role);
+    free(seen_y);
+    free(sp);
+    free(sn);
+    return st;
+}

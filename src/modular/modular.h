@@ -1,0 +1,50 @@
+/* Modules: per-class pieces of a trained classifier (decompose.c finds them,
+ * module.c holds them, compose.c builds models from them, retune.c adapts them,
+ * src/io/module_file.c stores them). */
+#ifndef TS_MODULAR_H
+#define TS_MODULAR_H
+
+#include "nn/layers.h"
+
+/* Keep bits for the output units of one ReLU layer of the origin (one sample). */
+typedef struct module_mask {
+    int layer;          /* index of the ReLU layer in the origin */
+    int64_t units;      /* per-sample output units of that layer */
+    uint64_t *keep;     /* (units + 63) / 64 words; bit set = unit kept */
+} module_mask;
+
+struct ts_module {
+    ts_model *origin;        /* owned copy of the model it was cut from */
+    uint64_t origin_id;      /* hash of the origin's architecture text and tensors */
+    int cls;                 /* class index in the origin */
+    char *class_name, *dataset, *origin_name;
+    int nmasks;              /* one per ReLU layer of the origin, in layer order */
+    module_mask *masks;
+    ts_module_info info;     /* counts and statistics; its strings point into this module */
+};
+
+static inline int mask_get(const module_mask *mk, int64_t u) { return (int)(mk->keep[u >> 6] >> (u & 63) & 1u); }
+static inline int64_t mask_words(int64_t units) { return (units + 63) / 64; }
+
+/* The logits layer of a classifier: its last layer, or the input of a final softmax. */
+int module_logits_layer(const ts_model *m);
+
+/* A new module for class cls of `origin` (copied), with every unit kept. */
+ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module **out);
+/* Recounts units and live weights after the masks changed. */
+void module_count(ts_module *mod);
+/* Hash identifying a model's architecture and tensors. */
+uint64_t module_model_id(const ts_model *m);
+/* Per-sample ReLU activity of the last batch run through m (ts_model_predict of at
+ * most 256 samples): ORs the units of sample i that are > 0 into bits (one word
+ * array laid out as the masks of `mod`, offsets in `word_off`). */
+void module_or_activity(ts_model *m, const module_mask *masks, int nmasks, const int64_t *word_off, int i,
+                        uint64_t *bits);
+
+/* Class-balanced logistic regression of y (1 for sp, 0 for sn) on a * s + b. */
+void module_fit_logistic(const float *sp, int64_t np, const float *sn, int64_t nn, float *a, float *b);
+
+/* Threshold maximizing balanced accuracy of "score > t" (sorts both arrays; np, nn >= 1). */
+float module_balanced_threshold(float *sp, int64_t np, float *sn, int64_t nn);
+
+#endif

@@ -1,0 +1,159 @@
+/* Re-tuning a module for reuse next to modules of other datasets. Pan & Rajan's
+ * "continuous learning" re-runs tangling identification with the other dataset's
+ * inputs as negatives: units those inputs activate are restored. Scores of modules
+ * cut from different models are not on one scale, so we also fit a calibration,
+ * score = scale * margin + shift, by class-balanced logistic regression of "is
+ * my class" on the module's own positives against the negatives. No weight of the
+ * network changes. */
+#include "modular.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ts_status check_images(ts_ctx *ctx, const ts_module *mod, const ts_dataset *ds, const char *what) {
+    const ts_shape *in = &mod->origin->input;
+    if (in->ndim != 3 || in->dims[0] != ds->channels || in->dims[1] != ds->height || in->dims[2] != ds->width)
+        return ts_fail(ctx, TS_ESHAPE, "retune: %s '%s' has %dx%dx%d images, the module takes %lldx%lldx%lld", what,
+                       ds->name, ds->channels, ds->height, ds->width, (long long)in->dims[0],
+                       (long long)(in->ndim > 1 ? in->dims[1] : 0), (long long)(in->ndim > 2 ? in->dims[2] : 0));
+    if (ds->count < 1) return ts_fail(ctx, TS_EINVAL, "retune: %s '%s' is empty", what, ds->name);
+    return TS_OK;
+}
+
+/* Runs `m` over ds in chunks; per chunk either ORs ReLU activity into the module's
+ * masks (scores NULL) or writes the single output per sample to scores. */
+static ts_status run_over(ts_ctx *ctx, ts_module *mod, ts_model *m, const ts_dataset *ds, int batch, float *scores) {
+    ts_preprocess pp;
+    ts_status st = ts_model_get_preprocess(ctx, m, &pp);
+    if (st) return st;
+    const size_t in_sz = (size_t)shape_numel(&m->input);
+    const int k = m->classes;
+    float *x = ts_alloc(ctx, (size_t)batch * in_sz * sizeof(float), "retune batch");
+    float *out = ts_alloc(ctx, (size_t)batch * (size_t)k * sizeof(float), "retune outputs");
+    int64_t *off = malloc(sizeof *off * (size_t)(mod->nmasks + 1));
+    uint64_t *bits = NULL;
+    if (!x || !out || !off) {
+        st = ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
+        goto done;
+    }
+    off[0] = 0;
+    for (int q = 0; q < mod->nmasks; q++) off[q + 1] = off[q] + mask_words(mod->masks[q].units);
+    if (!scores && !(bits = calloc((size_t)(off[mod->nmasks] ? off[mod->nmasks] : 1), sizeof *bits))) {
+        st = ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
+        goto done;
+    }
+    for (int64_t s = 0; s < ds->count; s += batch) {
+        int n = (int)(ds->count - s < batch ? ds->count - s : batch);
+        ts_preprocess_images(&pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
+        if ((st = ts_model_predict(ctx, m, x, n, out))) goto done;
+        if (scores)
+            for (int i = 0; i < n; i++) scores[s + i] = out[(size_t)i * k];
+        else
+            for (int i = 0; i < n; i++) module_or_activity(m, mod->masks, mod->nmasks, off, i, bits);
+    }
+    if (bits)
+        for (int q = 0; q < mod->nmasks; q++)
+            for (int64_t w = 0; w < mask_words(mod->masks[q].units); w++) mod->masks[q].keep[w] |= bits[off[q] + w];
+done:
+    ts_free(x);
+    ts_free(out);
+    free(off);
+    free(bits);
+    return st;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The cut t maximizing TPR(s > t) + TNR(s <= t); midway between the two scores
+ * around it. Sorts sp and sn. */
+float module_balanced_threshold(float *sp, int64_t np, float *sn, int64_t nn) {
+    qsort(sp, (size_t)np, sizeof *sp, cmp_float);
+    qsort(sn, (size_t)nn, sizeof *sn, cmp_float);
+    /* t below everything: TPR 1, TNR 0 */
+    double best = 1.0;
+    float best_t = sp[0] < sn[0] ? sp[0] - 1.0f : sn[0] - 1.0f;
+    int64_t i = 0, j = 0; /* scores <= t: i positives, j negatives */
+    while (i < np || j < nn) {
+        float v = i < np && (j >= nn || sp[i] <= sn[j]) ? sp[i] : sn[j];
+        while (i < np && sp[i] == v) i++;
+        while (j < nn && sn[j] == v) j++;
+        double score = (double)(np - i) / (double)np + (double)j / (double)nn;
+        if (score > best) {
+            float next = i < np && (j >= nn || sp[i] <= sn[j]) ? sp[i] : j < nn ? sn[j] : v + 1.0f;
+            best = score;
+            best_t = v + (next - v) * 0.5f;
+        }
+    }
+    return best_t;
+}
+
+/* Class-balanced logistic regression of y on a*s + b by Newton's method, with a
+ * small ridge towards (1, 0). */
+void module_fit_logistic(const float *sp, int64_t np, const float *sn, int64_t nn, float *a_out, float *b_out) {
+    double a = 1.0, b = 0.0;
+    const double wp = 0.5 / (double)np, wn = 0.5 / (double)nn, ridge = 1e-3; /* keeps separable data finite */
+    for (int it = 0; it < 100; it++) {
+        double ga = ridge * (a - 1.0), gb = ridge * b, haa = ridge, hab = 0, hbb = ridge;
+        for (int side = 0; side < 2; side++) {
+            const float *s = side ? sn : sp;
+            int64_t cnt = side ? nn : np;
+            double w = side ? wn : wp, y = side ? 0.0 : 1.0;
+            for (int64_t i = 0; i < cnt; i++) {
+                double z = a * s[i] + b, p = 1.0 / (1.0 + exp(-z)), r = w * (p - y), h = w * p * (1.0 - p);
+                ga += r * s[i];
+                gb += r;
+                haa += h * s[i] * s[i];
+                hab += h * s[i];
+                hbb += h;
+            }
+        }
+        double det = haa * hbb - hab * hab;
+        if (!(det > 0)) break;
+        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if (fabs(da) < 1e-9 && fabs(db) < 1e-9) break;
+    }
+    if (!(a > 1e-3) || !isfinite(a) || !isfinite(b)) { /* degenerate data: keep the margin as it is */
+        a = 1.0;
+        b = 0.0;
+    }
+    *a_out = (float)a;
+    *b_out = (float)b;
+}
+
+ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, const ts_dataset *neg, int batch) {
+    if (!ctx || !mod || !pos || !neg) return ts_fail(ctx, TS_EINVAL, "ts_module_retune: NULL argument");
+    ts_status st = check_images(ctx, mod, pos, "positives");
+    if (!st) st = check_images(ctx, mod, neg, "negatives");
+    if (st) return st;
+    if (batch < 1 || batch > 256) batch = 256;
+    /* 1. tangling identification against the new negatives */
+    ts_model *work = NULL, *mm = NULL;
+    float *sp = NULL, *sn = NULL;
+    if ((st = model_clone(ctx, mod->origin, &work))) return st;
+    st = run_over(ctx, mod, work, neg, batch, NULL);
+    ts_model_free(work);
+    if (st) return st;
+    mod->info.negatives += (int)(neg->count > 1000000000 ? 1000000000 : neg->count);
+    module_count(mod);
+    /* 2. calibration on raw margins */
+    mod->info.scale = 1.0f;
+    mod->info.shift = 0.0f;
+    if ((st = ts_module_model(ctx, mod, &mm))) return st;
+    sp = malloc(sizeof *sp * (size_t)pos->count);
+    sn = malloc(sizeof *sn * (size_t)neg->count);
+    if (!sp || !sn) st = ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
+    if (!st) st = run_over(ctx, mod, mm, pos, batch, sp);
+    if (!st) st = run_over(ctx, mod, mm, neg, batch, sn);
+    if (!st) module_fit_logistic(sp, pos->count, sn, neg->count, &mod->info.scale, &mod->info.shift);
+    mod->info.threshold = 0.0f;
+    free(sp);
+    free(sn);
+    ts_model_free(mm);
+    return st;
+}
