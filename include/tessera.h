@@ -442,6 +442,12 @@ ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compos
  * every sample of pos a positive. */
 ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, const ts_dataset *neg, int batch);
 
+/* The evaluation set of a composed model: for output j, the samples of its
+ * module's class from that module's dataset (loaded as ts_dataset_load does),
+ * labelled j; at most per_class_limit each (0: all). */
+ts_status ts_composed_dataset(ts_ctx *ctx, const ts_model *composed, ts_split split, const char *data_dir,
+                              int64_t per_class_limit, ts_dataset **out);
+
 /* Binary accuracy of a module on ds (labels as in its origin): on inputs of its
  * class (true-positive rate) and on the rest (true-negative rate), answering yes
  * when the score exceeds info.threshold. */

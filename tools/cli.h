@@ -80,5 +80,9 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_zoo(int argc, char **argv);
+int cmd_decompose(int argc, char **argv);
+int cmd_compose(int argc, char **argv);
+int cmd_replace(int argc, char **argv);
+int cmd_reuse(int argc, char **argv);
 
 #endif

@@ -50,11 +50,20 @@ int cmd_eval(int argc, char **argv) {
     if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
     const char *spec = cli_get(&eval_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
-    if (!spec) {
+    if (!spec && ts_model_get_meta(m, "composed.origin.0")) {
+        /* a composed model: each class from its module's dataset */
+        spec = "the modules' datasets";
+        if ((st = ts_composed_dataset(ctx, m, split, cli_get(&eval_cmd, "data-dir"), 0, &ds))) goto fail;
+        ts_dataset *cut = NULL;
+        if ((st = cli_first_samples(ctx, ds, limit, &cut))) goto fail;
+        if (cut) {
+            ts_dataset_free(ds);
+            ds = cut;
+        }
+    } else if (!spec) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
         goto fail;
-    }
-    if ((st = cli_load_dataset(ctx, spec, split, cli_get(&eval_cmd, "data-dir"), limit, &ds))) goto fail;
+    } else if ((st = cli_load_dataset(ctx, spec, split, cli_get(&eval_cmd, "data-dir"), limit, &ds))) goto fail;
     double t0 = cli_now();
     ts_eval_report ev;
     if ((st = ts_evaluate(ctx, m, ds, (int)batch, &ev))) goto fail;

@@ -8,7 +8,7 @@ static cli_opt info_opts[] = {
     {"input", "CxHxW", "with an architecture: input shape to use (default: as declared)", NULL},
     {"classes", "N", "with an architecture: class count to use", NULL},
 };
-static cli_cmd info_cmd = {"info", "MODEL|ARCH [options]",
+static cli_cmd info_cmd = {"info", "MODEL|MODULE.tsm|ARCH [options]",
                            "Prints every layer with its inputs, output shape, parameters and multiply-accumulates per\n"
                            "sample, the totals, and the model's metadata. ARCH may be a zoo name or an .arch file.",
                            info_opts, sizeof info_opts / sizeof info_opts[0]};
@@ -66,7 +66,25 @@ int cmd_info(int argc, char **argv) {
     size_t len = strlen(pos[0]);
     if (zoo) st = ts_model_from_arch(ctx, zoo, pos[0], &in, (int)classes, 1, &m);
     else if (len > 5 && !strcmp(pos[0] + len - 5, ".arch")) st = ts_model_from_arch_file(ctx, pos[0], &in, (int)classes, 1, &m);
-    else st = ts_model_load(ctx, pos[0], &m);
+    else if (len > 4 && !strcmp(pos[0] + len - 4, ".tsm")) {
+        /* a module: its own line, then the module alone as a model (the origin with masks) */
+        ts_module *mod = NULL;
+        if (!(st = ts_module_load(ctx, pos[0], &mod))) {
+            ts_module_info mi;
+            ts_module_info_get(mod, &mi);
+            printf("module for class %d '%s' of %s (dataset %s, %d classes, origin id %016llx)\n", mi.class_index,
+                   mi.class_name, *mi.origin ? mi.origin : "?", *mi.dataset ? mi.dataset : "?", mi.origin_classes,
+                   (unsigned long long)mi.origin_id);
+            printf("positives %d, negatives %d; keeps %.2f%% of weights, %.2f%% of conv output positions, %.2f%% of "
+                   "ReLU units; Jaccard %.4f; score = %g * margin + %g, yes above %g\n",
+                   mi.positives, mi.negatives, mi.weights ? 100.0 * mi.weights_kept / mi.weights : 100.0,
+                   mi.conv_units ? 100.0 * mi.conv_units_kept / mi.conv_units : 100.0,
+                   mi.units ? 100.0 * mi.units_kept / mi.units : 100.0, mi.jaccard, (double)mi.scale,
+                   (double)mi.shift, (double)mi.threshold);
+            st = ts_module_model(ctx, mod, &m);
+            ts_module_free(mod);
+        }
+    } else st = ts_model_load(ctx, pos[0], &m);
     if (st) {
         rc = cli_fail("info", ctx, st);
         ts_ctx_free(ctx);

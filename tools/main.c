@@ -13,6 +13,10 @@ static const subcommand COMMANDS[] = {
     {"train", cmd_train, "train a model (from an architecture, or resume a checkpoint)"},
     {"eval", cmd_eval, "top-1, top-5, per-class precision/recall and confusion matrix on a dataset"},
     {"predict", cmd_predict, "classify PGM/PPM images or dataset samples"},
+    {"decompose", cmd_decompose, "cut a trained classifier into per-class modules (.tsm)"},
+    {"compose", cmd_compose, "build a classifier from modules, without retraining"},
+    {"replace", cmd_replace, "swap one class's module for another model's"},
+    {"reuse", cmd_reuse, "a classifier from modules of different models and datasets, evaluated"},
     {"info", cmd_info, "layers, output shapes, parameters and MACs of a model or architecture"},
     {"zoo", cmd_zoo, "list the built-in architectures, or print one"},
 };
@@ -20,7 +24,7 @@ static const subcommand COMMANDS[] = {
 static void usage(FILE *f) {
     fprintf(f, "usage: tessera COMMAND [options]   (tessera COMMAND --help for each)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        fprintf(f, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\ntessera %s. Exit codes: docs/cli.md.\n", TS_VERSION_STRING);
 }
 
