@@ -1,6 +1,7 @@
 #!/bin/sh
 # The end-to-end demo: train the demo CNN on Fashion-MNIST, evaluate it, inspect it,
-# and classify a few test images. Run by `make demo` after the build.
+# classify a few test images, cut it into per-class modules and compose a four-class
+# model from them. Run by `make demo` after the build.
 set -e
 cd "$(dirname "$0")/.."
 T=./build/tessera
@@ -18,3 +19,12 @@ $T eval "$OUT/fashion-demo.tsr" --data fashion-mnist
 echo
 echo "== predict: the first five test images"
 $T predict "$OUT/fashion-demo.tsr" --data fashion-mnist --index 0,1,2,3,4
+echo
+echo "== decompose: one module per class (concern + tangling identification, channelled output)"
+rm -rf "$OUT/modules"
+$T decompose "$OUT/fashion-demo.tsr" --data fashion-mnist --out "$OUT/modules"
+echo
+echo "== compose: four classes from the modules, no retraining (Trouser, Sandal, Bag, Ankle boot)"
+$T compose "$OUT/modules/class1.tsm" "$OUT/modules/class5.tsm" "$OUT/modules/class8.tsm" \
+    "$OUT/modules/class9.tsm" --out "$OUT/four-classes.tsr"
+$T eval "$OUT/four-classes.tsr" | head -2
