@@ -69,8 +69,8 @@ static int have_fashion(void) {
 
 static void test_help_and_usage(void) {
     CHECK(run("--help") == 0 && strstr(g_out, "train"), "top-level help: %s", g_out);
-    const char *cmds[] = {"train", "eval", "predict", "info", "zoo"};
-    for (int i = 0; i < 5; i++) {
+    const char *cmds[] = {"train", "eval", "predict", "info", "zoo", "decompose", "compose", "replace", "reuse"};
+    for (int i = 0; i < 9; i++) {
         CHECK(run("%s --help", cmds[i]) == 0, "%s --help exit", cmds[i]);
         char want[64];
         snprintf(want, sizeof want, "usage: tessera %s", cmds[i]);
@@ -182,6 +182,73 @@ static void test_train_flow(void) {
     CHECK(rc == 3 && count_lines(g_err) == 1, "unwritable output: exit %d: %s", rc, g_err);
 }
 
+/* decompose -> info -> compose -> eval -> replace -> reuse, and the refusals, on the
+ * small models test_train_flow wrote (m.tsr, and m2.tsr after its resume). */
+static void test_modules_flow(void) {
+    if (!have_fashion() || !exists("m.tsr") || !exists("m2.tsr")) return;
+    int rc = run("decompose %s/m.tsr --out %s/mods --positives 40 --confidence 0.3 --threads 2 --quiet", g_dir, g_dir);
+    CHECK(rc == 0 && strstr(g_out, "own-acc") && strstr(g_out, "Ankle boot") && strstr(g_out, "all modules composed"),
+          "decompose: exit %d: %s %s", rc, g_out, g_err);
+    CHECK(exists("mods/class0.tsm") && exists("mods/class9.tsm") && !exists("mods/class10.tsm"), "ten modules written");
+    rc = run("decompose %s/m2.tsr --out %s/mods2 --classes 3,7 --positives 40 --confidence 0.3 --no-eval --quiet", g_dir,
+             g_dir);
+    CHECK(rc == 0 && exists("mods2/class3.tsm") && exists("mods2/class7.tsm") && !exists("mods2/class0.tsm"),
+          "decompose --classes: exit %d: %s", rc, g_err);
+
+    rc = run("info %s/mods/class3.tsm", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "module for class 3 'Dress'") && strstr(g_out, "total:"), "info module: %s %s", g_out,
+          g_err);
+
+    rc = run("compose %s/mods/class1.tsm %s/mods/class5.tsm --out %s/two.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 0 && strstr(g_out, "composed 2 classes: Trouser, Sandal") && exists("two.tsr"), "compose: exit %d: %s %s",
+          rc, g_out, g_err);
+    rc = run("eval %s/two.tsr", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "top-1") && strstr(g_out, "Sandal") && strstr(g_out, "2000 images"),
+          "eval of a composed model on its classes' test samples: exit %d: %s %s", rc, g_out, g_err);
+
+    rc = run("replace %s/mods --class 3 --with %s/mods2/class3.tsm --out %s/fixed.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 0 && strstr(g_out, "class 3 now from") && exists("fixed.tsr"), "replace in a folder: exit %d: %s %s", rc,
+          g_out, g_err);
+    rc = run("replace %s/m.tsr --class 7 --with %s/mods2/class7.tsm --out %s/fixed2.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 0 && exists("fixed2.tsr"), "replace in a model: exit %d: %s", rc, g_err);
+    rc = run("eval %s/fixed2.tsr --data fashion-mnist --limit 200", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "top-1"), "eval of a replaced model: exit %d: %s", rc, g_err);
+    rc = run("reuse %s/mods/class0.tsm %s/mods2/class7.tsm --retune --retune-samples 40 --out %s/ru.tsr", g_dir, g_dir,
+             g_dir);
+    CHECK(rc == 0 && strstr(g_out, "re-tuned 2 modules") && strstr(g_out, "test: top-1"), "reuse: exit %d: %s %s", rc,
+          g_out, g_err);
+
+    /* refusals: one line, a meaningful code, nothing written */
+    rc = run("compose %s/m.tsr --out %s/bad.tsr", g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "not a module") && count_lines(g_err) == 1 && !exists("bad.tsr"),
+          "a model given as a module: exit %d: %s", rc, g_err);
+    rc = run("eval %s/mods/class3.tsm", g_dir);
+    CHECK(rc == 2 && strstr(g_err, "module file"), "a module given as a model: exit %d: %s", rc, g_err);
+    char src[512], dst[512];
+    snprintf(src, sizeof src, "%s/mods/class3.tsm", g_dir);
+    snprintf(dst, sizeof dst, "%s/cut.tsm", g_dir);
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    if (in && out) {
+        fseek(in, 0, SEEK_END);
+        long len = ftell(in);
+        fseek(in, 0, SEEK_SET);
+        for (long i = 0; i < len - 100; i++) fputc(fgetc(in), out);
+    }
+    if (in) fclose(in);
+    if (out) fclose(out);
+    rc = run("compose %s --out %s/bad.tsr", dst, g_dir);
+    CHECK(rc == 4 && strstr(g_err, "cut.tsm") && !exists("bad.tsr"), "truncated module: exit %d: %s", rc, g_err);
+    rc = run("compose %s/mods/class1.tsm %s/mods/class1.tsm --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "same class"), "a module twice: exit %d: %s", rc, g_err);
+    rc = run("replace %s/mods --class 42 --with %s/mods2/class3.tsm --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 7 && strstr(g_err, "class 42"), "replace an absent class: exit %d: %s", rc, g_err);
+    rc = run("decompose %s/m.tsr --out %s/mods3 --confidence 2", g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "confidence"), "bad option: exit %d: %s", rc, g_err);
+    rc = run("compose --out %s/bad.tsr", g_dir);
+    CHECK(rc == 2 && !exists("bad.tsr"), "compose without modules: exit %d", rc);
+    CHECK(!leftover_tmp(), "no temporary files left");
+}
+
 /* Models equal tensor for tensor, bit for bit. */
 static int same_weights(const char *a, const char *b) {
     ts_ctx *ctx;
@@ -258,6 +325,7 @@ int main(void) {
     RUN(test_missing_data);
     RUN(test_bad_files);
     RUN(test_train_flow);
+    RUN(test_modules_flow);
     RUN(test_kill_and_resume);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
