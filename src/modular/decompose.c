@@ -89,6 +89,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     ts_module *proto = NULL, **mods = NULL;
     uint64_t *P = NULL, *Q = NULL, *negor = NULL;
     int64_t *word_off = NULL, *perm = NULL, *pos = NULL, *neg = NULL;
+    int64_t *quota = NULL; /* positives wanted per class: only the requested classes need them */
     float *x = NULL, *logits = NULL;
     int32_t *yb = NULL;
     int64_t *ib = NULL;
@@ -110,10 +111,12 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     pos = calloc((size_t)K, sizeof *pos);
     neg = calloc((size_t)K, sizeof *neg);
     perm = malloc(sizeof *perm * (size_t)train->count);
-    if (!P || !Q || !negor || !pos || !neg || !perm) goto nomem;
+    quota = calloc((size_t)K, sizeof *quota);
+    if (!P || !Q || !negor || !pos || !neg || !perm || !quota) goto nomem;
 
     const int64_t npos = cfg->positives;
     const int64_t nneg = K > 1 ? (int64_t)ceil((double)cfg->tangling * (double)npos / (double)(K - 1)) : 0;
+    for (int w = 0; w < want; w++) quota[n ? classes[w] : w] = npos;
     ts_rng r;
     ts_rng_seed(&r, cfg->seed ^ 0x6d6f64756c65ull);
     for (int64_t i = 0; i < train->count; i++) perm[i] = i;
@@ -148,7 +151,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
         while (b < B && cursor < train->count) {
             int64_t idx = perm[cursor++];
             int c = train->labels[idx];
-            if (pos[c] >= npos && neg[c] >= nneg) continue;
+            if (pos[c] >= quota[c] && neg[c] >= nneg) continue;
             memcpy(img, train->images + (size_t)idx * in_sz, in_sz);
             ts_preprocess_images(&pp, img, 1, train->channels, train->height, train->width, x + (size_t)b * in_sz);
             yb[b] = c;
@@ -163,7 +166,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
         for (int i = 0; i < b; i++) {
             int c = yb[i], top;
             float p = prob_of(logits + (size_t)i * K, K, c, &top);
-            int was_pos = pos[c] < npos && top && p > cfg->confidence;
+            int was_pos = pos[c] < quota[c] && top && p > cfg->confidence;
             if (was_pos) {
                 module_or_activity(work, proto->masks, proto->nmasks, word_off, i, P + (size_t)c * W);
                 pos[c]++;
@@ -187,7 +190,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             goto done;
         }
         int all = 1;
-        for (int c = 0; c < K && all; c++) all = pos[c] >= npos && neg[c] >= nneg;
+        for (int c = 0; c < K && all; c++) all = pos[c] >= quota[c] && neg[c] >= nneg;
         if (all) break;
     }
     free(img);
@@ -250,6 +253,7 @@ done:
     free(perm);
     free(pos);
     free(neg);
+    free(quota);
     ts_free(x);
     ts_free(logits);
     free(yb);
