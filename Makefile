@@ -5,12 +5,14 @@ CC      ?= gcc
 OPT     ?= -O3 -march=native
 WARN    := -Wall -Wextra -Werror -Wno-unknown-pragmas
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
+# A sanitizer build (make BUILD=build-asan SAN=1): debug info, light optimization.
+ifeq ($(SAN),1)
+OPT     := -O1 -g -fno-omit-frame-pointer
+endif
 CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -fPIC
 LDLIBS  := -ldnnl -lz -lm -fopenmp
 BUILD   ?= build
-# Extra flags for a sanitizer build: make BUILD=build-asan SAN=1
 ifeq ($(SAN),1)
-OPT     := -O1 -g -fno-omit-frame-pointer
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS  += -fsanitize=address,undefined
 endif

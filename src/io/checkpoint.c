@@ -84,8 +84,9 @@ ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path
     return st;
 }
 
-static ts_status read_tran(ts_ctx *ctx, const char *path, ts_model **model, uint8_t **data, size_t *len) {
-    ts_status st = model_file_read(ctx, path, model, TAG_TRAN, data, len);
+static ts_status read_tran(ts_ctx *ctx, const char *path, ts_model **model, uint8_t **data, size_t *len,
+                           size_t *base) {
+    ts_status st = model_file_read(ctx, path, model, TAG_TRAN, data, len, base);
     if (st) return st;
     if (!*data) {
         ts_model_free(*model);
@@ -97,10 +98,10 @@ static ts_status read_tran(ts_ctx *ctx, const char *path, ts_model **model, uint
 
 ts_status ts_checkpoint_load_model(ts_ctx *ctx, const char *path, ts_model **model, ts_train_config *cfg) {
     uint8_t *data;
-    size_t len;
-    ts_status st = read_tran(ctx, path, model, &data, &len);
+    size_t len, base = 0;
+    ts_status st = read_tran(ctx, path, model, &data, &len, &base);
     if (st) return st;
-    rbuf r = {data, len, 0, 0, path, ctx};
+    rbuf r = {data, len, 0, base, path, ctx};
     uint32_t version;
     if (!(st = rbuf_u32(&r, &version, "checkpoint version")) && version != TRAN_VERSION)
         st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: checkpoint state version %u, this tessera reads %u", path, version,
@@ -117,11 +118,11 @@ ts_status ts_checkpoint_load_model(ts_ctx *ctx, const char *path, ts_model **mod
 ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
     ts_model *tmp = NULL;
     uint8_t *data;
-    size_t len;
-    ts_status st = read_tran(ctx, path, &tmp, &data, &len);
+    size_t len, base = 0;
+    ts_status st = read_tran(ctx, path, &tmp, &data, &len, &base);
     if (st) return st;
     ts_model_free(tmp); /* the trainer's model came from ts_checkpoint_load_model */
-    rbuf r = {data, len, 0, 0, path, ctx};
+    rbuf r = {data, len, 0, base, path, ctx};
     uint32_t version;
     ts_train_config cfg;
     uint64_t epoch, bie, seen, steps, count;

@@ -65,9 +65,10 @@ typedef struct io_section {
 ts_status model_file_write(ts_ctx *ctx, const ts_model *m, const char *path, uint32_t kind, const io_section *extra,
                            int nextra);
 /* Reads a model; when `extra` is not NULL, returns a malloc'ed copy of the
- * section with tag `extra_tag` (NULL when absent). */
+ * section with tag `extra_tag` (NULL when absent), its length, and its offset in
+ * the file (extra_base, may be NULL) for error messages. */
 ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_t extra_tag, uint8_t **extra,
-                          size_t *extra_len);
+                          size_t *extra_len, size_t *extra_base);
 
 #define MODEL_FILE_MAGIC "TSRM"
 #define MODEL_FILE_VERSION 1u

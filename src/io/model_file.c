@@ -209,7 +209,7 @@ static ts_status read_tensors(ts_ctx *ctx, rbuf *r, ts_model *m) {
 }
 
 ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_t extra_tag, uint8_t **extra,
-                          size_t *extra_len) {
+                          size_t *extra_len, size_t *extra_base) {
     *out = NULL;
     if (extra) {
         *extra = NULL;
@@ -323,6 +323,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
         }
         memcpy(*extra, xtra.data, xtra.len);
         *extra_len = xtra.len;
+        if (extra_base) *extra_base = xtra.base;
     }
 done:
     free(data);
@@ -336,5 +337,5 @@ done:
 
 ts_status ts_model_load(ts_ctx *ctx, const char *path, ts_model **out) {
     if (!ctx || !path || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_load: NULL argument");
-    return model_file_read(ctx, path, out, 0, NULL, NULL);
+    return model_file_read(ctx, path, out, 0, NULL, NULL, NULL);
 }

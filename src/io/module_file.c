@@ -13,6 +13,14 @@
 #define MODL_VERSION 1u
 #define MAX_STR 4096u
 
+/* FNV-1a of the section's bytes before the checksum: the masks are not covered by
+ * the origin hash, so a flipped bit there must be caught too. */
+static uint64_t modl_checksum(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
 ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
     if (!ctx || !mod || !path) return ts_fail(ctx, TS_EINVAL, "ts_module_save: NULL argument");
     wbuf b = {0};
@@ -35,6 +43,7 @@ ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
         wbuf_u64(&b, (uint64_t)mk->units);
         for (int64_t w = 0; w < mask_words(mk->units); w++) wbuf_u64(&b, mk->keep[w]);
     }
+    wbuf_u64(&b, b.failed ? 0 : modl_checksum(b.data, b.len));
     ts_status st;
     if (b.failed) st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory serializing the module", path);
     else {
@@ -49,6 +58,15 @@ static ts_status read_modl(ts_ctx *ctx, rbuf *r, ts_module *mod) {
     uint32_t version, cls, pos, neg, nmasks;
     char *s = NULL;
     ts_status st;
+    if (r->len < 12)
+        return ts_fail(ctx, TS_EFORMAT, "%s: module section at byte %zu is %zu bytes, too short", r->path, r->base,
+                       r->len);
+    uint64_t sum = 0;
+    for (int i = 0; i < 8; i++) sum |= (uint64_t)r->data[r->len - 8 + (size_t)i] << (8 * i);
+    if (sum != modl_checksum(r->data, r->len - 8))
+        return ts_fail(ctx, TS_EFORMAT, "%s: module section checksum at byte %zu does not match its contents (corrupted?)",
+                       r->path, r->base + r->len - 8);
+    r->len -= 8;
     size_t at = r->off;
     if ((st = rbuf_u32(r, &version, "module version"))) return st;
     if (version != MODL_VERSION)
@@ -127,13 +145,12 @@ ts_status ts_module_load(ts_ctx *ctx, const char *path, ts_module **out) {
     *out = NULL;
     ts_model *m = NULL;
     uint8_t *sec = NULL;
-    size_t len = 0;
-    ts_status st = model_file_read(ctx, path, &m, TAG_MODL, &sec, &len);
+    size_t len = 0, base = 0;
+    ts_status st = model_file_read(ctx, path, &m, TAG_MODL, &sec, &len, &base);
     if (st) return st;
     ts_module *mod = NULL;
     if (!(st = module_create(ctx, m, 0, &mod))) {
-        rbuf r = {sec, len, 0, 0, path, ctx};
-        /* the section's file offset is not kept by model_file_read; offsets are within the section */
+        rbuf r = {sec, len, 0, base, path, ctx};
         st = read_modl(ctx, &r, mod);
     }
     ts_model_free(m);

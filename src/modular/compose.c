@@ -183,7 +183,7 @@ static ts_status emit_range(composer *c, int gi, int member, const char *prefix,
         ts_status st = name_of(c, name, prefix, l->name, "");
         if (st) return st;
         emit_layer(c, m, l, name);
-        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE || l->kind == LAYER_BATCHNORM) {
+        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE || l->kind == LAYER_BATCHNORM || l->kind == LAYER_MASK) {
             fill *f = add_fill(c, FILL_COPY, name);
             if (!f) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
             f->group = gi;
@@ -280,8 +280,8 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
         char tn[TENSOR_NAME_MAX];
         if (fl->kind == FILL_COPY) {
             const ts_model *o = c->groups[fl->group].origin;
-            static const char *const sfx[4] = {"weight", "bias", "running_mean", "running_var"};
-            for (int s = 0; s < 4; s++) {
+            static const char *const sfx[5] = {"weight", "bias", "running_mean", "running_var", "keep"};
+            for (int s = 0; s < 5; s++) {
                 int64_t n;
                 const float *src = origin_tensor(o, o->layers[fl->layer].name, sfx[s], &n);
                 if (!src) continue;

@@ -91,11 +91,28 @@ float module_balanced_threshold(float *sp, int64_t np, float *sn, int64_t nn) {
     return best_t;
 }
 
-/* Class-balanced logistic regression of y on a*s + b by Newton's method, with a
- * small ridge towards (1, 0). */
+/* Weighted log loss of the calibration (a, b), with the ridge towards (1, 0). */
+static double logistic_loss(const float *sp, int64_t np, const float *sn, int64_t nn, double a, double b,
+                            double ridge) {
+    double l = 0.5 * ridge * ((a - 1.0) * (a - 1.0) + b * b);
+    for (int64_t i = 0; i < np; i++) { /* -log sigmoid(z) */
+        double z = a * sp[i] + b;
+        l += (0.5 / (double)np) * (z > 0 ? log1p(exp(-z)) : -z + log1p(exp(z)));
+    }
+    for (int64_t i = 0; i < nn; i++) { /* -log(1 - sigmoid(z)) */
+        double z = a * sn[i] + b;
+        l += (0.5 / (double)nn) * (z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)));
+    }
+    return l;
+}
+
+/* Class-balanced logistic regression of y on a*s + b by Newton's method with a
+ * backtracking step (the loss must go down), and a small ridge towards (1, 0) so
+ * that separable data still has a finite answer. */
 void module_fit_logistic(const float *sp, int64_t np, const float *sn, int64_t nn, float *a_out, float *b_out) {
     double a = 1.0, b = 0.0;
-    const double wp = 0.5 / (double)np, wn = 0.5 / (double)nn, ridge = 1e-3; /* keeps separable data finite */
+    const double wp = 0.5 / (double)np, wn = 0.5 / (double)nn, ridge = 1e-3;
+    double loss = logistic_loss(sp, np, sn, nn, a, b, ridge);
     for (int it = 0; it < 100; it++) {
         double ga = ridge * (a - 1.0), gb = ridge * b, haa = ridge, hab = 0, hbb = ridge;
         for (int side = 0; side < 2; side++) {
@@ -114,9 +131,17 @@ void module_fit_logistic(const float *sp, int64_t np, const float *sn, int64_t n
         double det = haa * hbb - hab * hab;
         if (!(det > 0)) break;
         double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
-        a -= da;
-        b -= db;
-        if (fabs(da) < 1e-9 && fabs(db) < 1e-9) break;
+        double t = 1.0, next = loss;
+        for (int h = 0; h < 40; h++, t *= 0.5) {
+            next = logistic_loss(sp, np, sn, nn, a - t * da, b - t * db, ridge);
+            if (next <= loss) break;
+        }
+        if (!(next <= loss)) break;
+        a -= t * da;
+        b -= t * db;
+        double gain = loss - next;
+        loss = next;
+        if (gain < 1e-12) break;
     }
     if (!(a > 1e-3) || !isfinite(a) || !isfinite(b)) { /* degenerate data: keep the margin as it is */
         a = 1.0;
