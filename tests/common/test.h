@@ -3,6 +3,8 @@
 #ifndef TS_TEST_H
 #define TS_TEST_H
 
+#include "tessera.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,5 +59,12 @@ float *test_falloc(size_t n);
 void test_fill_uniform(float *x, size_t n, unsigned long long seed, float lo, float hi);
 /* Path of the shared data folder (../shared/data relative to the repo), or NULL. */
 const char *test_shared_data(void);
+/* A synthetic 4-class dataset of 1x8x8 images (one bright quadrant = the class),
+ * deterministic in seed; free with test_free_dataset (plain malloc'ed arrays). */
+ts_dataset *test_quadrant_dataset(int64_t count, uint64_t seed);
+void test_free_dataset(ts_dataset *ds);
+/* A whole file (malloc'ed; NULL when unreadable), and writing one (1 on success). */
+uint8_t *test_read_file(const char *path, size_t *len);
+int test_write_file(const char *path, const void *d, size_t n);
 
 #endif

@@ -30,21 +30,8 @@ static void write_bytes(const char *path, const uint8_t *d, size_t n) {
 }
 
 static uint8_t *read_bytes(const char *path, size_t *n) {
-    *n = 0;
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL, "cannot open %s", path);
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *d = malloc(len > 0 ? (size_t)len : 1);
-    if (d && len > 0 && fread(d, 1, (size_t)len, f) != (size_t)len) {
-        free(d);
-        d = NULL;
-    }
-    fclose(f);
+    uint8_t *d = test_read_file(path, n);
     CHECK(d != NULL, "cannot read %s", path);
-    *n = d ? (size_t)len : 0;
     return d;
 }
 

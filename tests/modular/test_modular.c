@@ -94,30 +94,6 @@ static int msg_has(const char *part) { return strstr(ts_ctx_error(g_ctx), part) 
         CHECK(msg_has(part), "message \"%s\" lacks \"%s\"", ts_ctx_error(g_ctx), (part));            \
     } while (0)
 
-static uint8_t *read_all(const char *path, size_t *len) {
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *d = malloc(n > 0 ? (size_t)n : 1);
-    if (d && n > 0 && fread(d, 1, (size_t)n, f) != (size_t)n) {
-        free(d);
-        d = NULL;
-    }
-    fclose(f);
-    if (d) *len = (size_t)n;
-    return d;
-}
-
-static int write_all(const char *path, const void *d, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(d, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
 static int argmax(const float *row, int k) {
     int best = 0;
     for (int j = 1; j < k; j++)
@@ -899,7 +875,7 @@ static void reseal(uint8_t *d, size_t start, size_t len) {
 static void expect_refused(const char *what, const uint8_t *d, size_t n, ts_status want, const char *part) {
     char pbuf[PATH_LEN];
     const char *path = tpath(pbuf, "hostile.tsm");
-    CHECK(write_all(path, d, n), "write %s", path);
+    CHECK(test_write_file(path, d, n), "write %s", path);
     ts_module *mod = NULL;
     ts_ctx_clear_error(g_ctx);
     ts_status st = ts_module_load(g_ctx, path, &mod);
@@ -957,7 +933,7 @@ static void test_refusals(void) {
     mod = NULL;
 
     size_t n = 0;
-    uint8_t *d = read_all(tsm, &n);
+    uint8_t *d = test_read_file(tsm, &n);
     modl_at at;
     CHECK(d && find_modl(d, n, &at) && at.start + at.len == n, "cannot find the MODL section of %s", tsm);
     if (!d || !find_modl(d, n, &at) || at.start + at.len != n) {
@@ -1042,7 +1018,7 @@ static void test_refusals(void) {
     {
         char hb[PATH_LEN];
         const char *hp = tpath(hb, "padded.tsm");
-        CHECK(write_all(hp, e, n), "write %s", hp);
+        CHECK(test_write_file(hp, e, n), "write %s", hp);
         CHECK(ts_module_load(g_ctx, hp, &mod) == TS_OK, "%s", ts_ctx_error(g_ctx));
         if (mod) {
             ts_module_info in;
@@ -1241,42 +1217,6 @@ done:
     free(x);
 }
 
-/* Images 1x8x8: dim noise, one bright quadrant; the class is the quadrant. */
-static ts_dataset *quadrant_dataset(int64_t count, uint64_t seed) {
-    ts_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) exit(2);
-    ds->count = count;
-    ds->channels = 1;
-    ds->height = ds->width = 8;
-    ds->classes = 4;
-    ds->images = malloc((size_t)count * 64);
-    ds->labels = malloc((size_t)count * sizeof(int32_t));
-    if (!ds->images || !ds->labels) exit(2);
-    uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
-    for (int64_t i = 0; i < count; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        int cls = (int)((s >> 33) % 4);
-        ds->labels[i] = cls;
-        for (int y = 0; y < 8; y++)
-            for (int x = 0; x < 8; x++) {
-                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-                int q = (y >= 4) * 2 + (x >= 4);
-                int v = (int)((s >> 40) % 70);
-                if (q == cls) v += 140;
-                ds->images[i * 64 + y * 8 + x] = (uint8_t)v;
-            }
-    }
-    snprintf(ds->name, sizeof ds->name, "quadrants-%llu", (unsigned long long)seed);
-    return ds;
-}
-
-static void free_quadrants(ts_dataset *ds) {
-    if (!ds) return;
-    free(ds->images);
-    free(ds->labels);
-    free(ds);
-}
-
 /* A residual network (a skip connection around a block) trained on synthetic
  * data: modules of it composed with their own copies equal each module alone,
  * with the cut inside the residual block the composition still votes like the
@@ -1294,7 +1234,7 @@ static void test_residual(void) {
                              "flatten   name=flat\n"
                              "dense     name=fc out=classes\n";
     enum { NQ = 200, KQ = 4 };
-    ts_dataset *train = quadrant_dataset(256, 31), *test = quadrant_dataset(NQ, 32);
+    ts_dataset *train = test_quadrant_dataset(256, 31), *test = test_quadrant_dataset(NQ, 32);
     ts_model *m = NULL;
     ts_module **mods = NULL, *plain[KQ] = {0};
     int n = 0;
@@ -1386,8 +1326,8 @@ done:
     ts_model_free(m);
     free(x);
     free(logits);
-    free_quadrants(train);
-    free_quadrants(test);
+    test_free_dataset(train);
+    test_free_dataset(test);
 }
 
 /* A module's meaning written out independently of compose.c: the origin's text
@@ -1474,7 +1414,7 @@ static void test_determinism(void) {
         size_t n1 = 0, n2 = 0;
         CHECK(ts_module_save(g_ctx, g.mods[c], p1) == TS_OK && ts_module_save(g_ctx, again[c], p2) == TS_OK, "%s",
               ts_ctx_error(g_ctx));
-        uint8_t *d1 = read_all(p1, &n1), *d2 = read_all(p2, &n2);
+        uint8_t *d1 = test_read_file(p1, &n1), *d2 = test_read_file(p2, &n2);
         modl_at at;
         if (d1 && d2 && n1 == n2 && find_modl(d1, n1, &at)) {
             size_t secs = at.scale + 3 * 4 + 2 * 4; /* the f64 after the calibration and the counts */

@@ -51,42 +51,6 @@ static int same_tensors(const ts_model *a, const ts_model *b, const char *what) 
     return same;
 }
 
-/* Images 1x8x8: dim noise everywhere, one bright quadrant; the class is the quadrant. */
-static ts_dataset *quadrant_dataset(int64_t count, uint64_t seed) {
-    ts_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) exit(2);
-    ds->count = count;
-    ds->channels = 1;
-    ds->height = ds->width = 8;
-    ds->classes = 4;
-    ds->images = malloc((size_t)count * 64);
-    ds->labels = malloc((size_t)count * sizeof(int32_t));
-    if (!ds->images || !ds->labels) exit(2);
-    uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
-    for (int64_t i = 0; i < count; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        int cls = (int)((s >> 33) % 4);
-        ds->labels[i] = cls;
-        for (int y = 0; y < 8; y++)
-            for (int x = 0; x < 8; x++) {
-                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-                int q = (y >= 4) * 2 + (x >= 4);
-                int v = (int)((s >> 40) % 70);
-                if (q == cls) v += 140;
-                ds->images[i * 64 + y * 8 + x] = (uint8_t)v;
-            }
-    }
-    snprintf(ds->name, sizeof ds->name, "quadrants-%llu", (unsigned long long)seed);
-    return ds;
-}
-
-static void free_dataset(ts_dataset *ds) {
-    if (!ds) return;
-    free(ds->images);
-    free(ds->labels);
-    free(ds);
-}
-
 /* ---------------------------------------------------------- optimizers */
 
 /* A model of 8 parameters (dense 3 -> 2 with bias) whose values and gradients the
@@ -337,7 +301,7 @@ static int log_epoch(const ts_epoch_report *r, void *user) {
 }
 
 static void test_train_quadrants(void) {
-    ts_dataset *train = quadrant_dataset(256, 1), *test = quadrant_dataset(200, 2);
+    ts_dataset *train = test_quadrant_dataset(256, 1), *test = test_quadrant_dataset(200, 2);
     ts_model *m = make_model(QUAD_ARCH, 5);
     ts_train_config cfg = ts_train_defaults();
     cfg.epochs = 5;
@@ -391,8 +355,8 @@ static void test_train_quadrants(void) {
 done:
     ts_trainer_free(tr);
     ts_model_free(m);
-    free_dataset(train);
-    free_dataset(test);
+    test_free_dataset(train);
+    test_free_dataset(test);
 }
 
 /* Trains QUAD_ARCH from seed 5 with cfg; returns the model (caller frees). */
@@ -412,7 +376,7 @@ static ts_model *train_once(const ts_train_config *cfg, const ts_dataset *train,
 }
 
 static void test_determinism(void) {
-    ts_dataset *train = quadrant_dataset(100, 4);
+    ts_dataset *train = test_quadrant_dataset(100, 4);
     ts_train_config cfg = ts_train_defaults();
     cfg.epochs = 2;
     cfg.batch = 16;
@@ -444,7 +408,7 @@ static void test_determinism(void) {
     ts_model_free(a);
     ts_model_free(b);
     ts_model_free(c);
-    free_dataset(train);
+    test_free_dataset(train);
 }
 
 /* Interrupts a run (at step stop_step, or after epoch stop_epoch), saves a
@@ -518,7 +482,7 @@ static void resume_case(const char *what, const ts_train_config *cfg, const ts_d
 
 static void test_resume(void) {
     /* 84 samples in batches of 16: 6 batches per epoch, the last one of 4 */
-    ts_dataset *train = quadrant_dataset(84, 6), *val = quadrant_dataset(30, 7);
+    ts_dataset *train = test_quadrant_dataset(84, 6), *val = test_quadrant_dataset(30, 7);
     for (int k = 0; k < 2; k++) {
         ts_train_config cfg = ts_train_defaults();
         cfg.epochs = 3;
@@ -579,12 +543,12 @@ static void test_resume(void) {
         resume_case(what, &cfg, train, val, 6, -1, ref, &ref_log);
         ts_model_free(ref);
     }
-    free_dataset(train);
-    free_dataset(val);
+    test_free_dataset(train);
+    test_free_dataset(val);
 }
 
 static void test_divergence(void) {
-    ts_dataset *train = quadrant_dataset(64, 8);
+    ts_dataset *train = test_quadrant_dataset(64, 8);
     ts_model *m = make_model("input shape=1x8x8 classes=4\nconv2d name=c out=8 kernel=3\nrelu name=r\n"
                              "flatten name=f\ndense name=fc out=classes\n",
                              1);
@@ -610,11 +574,11 @@ static void test_divergence(void) {
         ts_trainer_free(tr);
     }
     ts_model_free(m);
-    free_dataset(train);
+    test_free_dataset(train);
 }
 
 static void test_trainer_errors(void) {
-    ts_dataset *train = quadrant_dataset(16, 9);
+    ts_dataset *train = test_quadrant_dataset(16, 9);
     ts_model *m = make_model("input shape=1x6x6 classes=4\nflatten name=f\ndense name=fc out=classes\n", 1);
     ts_model *m3 = make_model("input shape=1x8x8 classes=3\nflatten name=f\ndense name=fc out=classes\n", 1);
     ts_train_config cfg = ts_train_defaults();
@@ -655,7 +619,7 @@ static void test_trainer_errors(void) {
     }
     ts_model_free(m);
     ts_model_free(m3);
-    free_dataset(train);
+    test_free_dataset(train);
 }
 
 /* ---------------------------------------------------------- evaluation */
