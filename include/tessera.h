@@ -385,7 +385,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
 typedef struct ts_module_info {
     int class_index;            /* in the origin model */
     const char *class_name;
-    const char *dataset;        /* the origin model's "dataset" metadata ("" when unknown) */
+    const char *dataset;        /* where its class's data is (ts_dataset_load spec; "" when unknown) */
     const char *origin;         /* the origin model's name (its file, or "") */
     uint64_t origin_id;         /* hash of the origin's architecture and tensors */
     int origin_classes;
@@ -409,6 +409,10 @@ ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path);
 ts_status ts_module_load(ts_ctx *ctx, const char *path, ts_module **out);
 /* Records the origin's name (for example its file) in the module. */
 ts_status ts_module_set_origin(ts_ctx *ctx, ts_module *mod, const char *origin);
+/* Records where the module's class data lives, as ts_dataset_load takes it (a known
+ * name or an absolute path). Decomposition records the origin's "data" metadata (the
+ * spec it was trained on), else its "dataset" name. */
+ts_status ts_module_set_dataset(ts_ctx *ctx, ts_module *mod, const char *spec);
 
 /* The module alone as a one-output model: score (> 0: the input is its class). */
 ts_status ts_module_model(ts_ctx *ctx, const ts_module *mod, ts_model **out);

@@ -1,7 +1,9 @@
 /* tessera decompose, compose, replace and reuse: per-class modules. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "cli.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,9 +94,26 @@ static void print_compose_summary(const ts_model *cm, ts_module *const *mods, in
         char name[64];
         printf("%s %s", j ? "," : "", cli_class_name(cm, j, name, sizeof name));
     }
+    int origins = 0, uncalibrated = 0;
+    for (int i = 0; i < k; i++) {
+        ts_module_info a;
+        ts_module_info_get(mods[i], &a);
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) {
+            ts_module_info b;
+            ts_module_info_get(mods[j], &b);
+            seen = a.origin_id == b.origin_id;
+        }
+        origins += !seen;
+        uncalibrated += a.scale == 1.0f && a.shift == 0.0f;
+    }
     printf("\nMACs per sample %.2fM (%.2fx the origin model%s: %.2fM), %d layers\n", macs / 1e6,
            origin_macs ? (double)macs / (double)origin_macs : 0.0, origin_macs ? "s" : "", origin_macs / 1e6,
            ts_model_layer_count(cm));
+    if (origins > 1 && uncalibrated)
+        printf("note: the modules come from %d models and %d of their scores are not calibrated against each other;\n"
+               "      --retune (tessera reuse, tessera replace) calibrates them on training data\n",
+               origins, uncalibrated);
 }
 
 static int compose_opts_get(const cli_cmd *cmd, ts_compose_config *cc) {
@@ -192,6 +211,11 @@ int cmd_decompose(int argc, char **argv) {
     if (!quiet) progress_end(&pr);
     if (st) goto fail;
     double secs = cli_now() - t0;
+    /* provenance that still resolves from another folder: absolute paths */
+    char origin[PATH_MAX], data_abs[PATH_MAX];
+    if (!realpath(pos[0], origin)) snprintf(origin, sizeof origin, "%s", pos[0]);
+    struct stat sb;
+    if (stat(spec, &sb) || !realpath(spec, data_abs)) snprintf(data_abs, sizeof data_abs, "%s", spec);
     for (int i = 0; i < nmods; i++) {
         ts_module_info in;
         ts_module_info_get(mods[i], &in);
@@ -200,7 +224,9 @@ int cmd_decompose(int argc, char **argv) {
             st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", outdir);
             goto fail;
         }
-        if ((st = ts_module_set_origin(ctx, mods[i], pos[0])) || (st = ts_module_save(ctx, mods[i], path))) goto fail;
+        if ((st = ts_module_set_origin(ctx, mods[i], origin)) || (st = ts_module_set_dataset(ctx, mods[i], data_abs)) ||
+            (st = ts_module_save(ctx, mods[i], path)))
+            goto fail;
     }
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training samples)\n", pos[0], nmods, secs, spec,
            (long long)train->count);
@@ -302,6 +328,41 @@ done:
     return rc;
 }
 
+/* The first `limit` training samples of each listed class: the dataset of the
+ * composed model built from mods, split train. */
+static ts_status reuse_train_set(ts_ctx *ctx, ts_module *const *mods, int k, const char *ddir, long limit,
+                                 ts_dataset **out) {
+    ts_model *cm = NULL;
+    ts_compose_config cc;
+    ts_compose_config_default(&cc);
+    ts_status st = ts_compose(ctx, mods, k, &cc, &cm);
+    if (!st) st = ts_composed_dataset(ctx, cm, TS_SPLIT_TRAIN, ddir, limit, out);
+    ts_model_free(cm);
+    return st;
+}
+
+static ts_status retune_all(ts_ctx *ctx, ts_module **mods, int k, const ts_dataset *tr) {
+    int64_t *idx = malloc(sizeof *idx * (size_t)(tr->count ? tr->count : 1));
+    if (!idx) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    ts_status st = TS_OK;
+    for (int j = 0; j < k && !st; j++) {
+        ts_dataset *pos = NULL, *neg = NULL;
+        int64_t np = 0, nn = 0;
+        for (int64_t i = 0; i < tr->count; i++)
+            if (tr->labels[i] == j) idx[np++] = i;
+        st = ts_dataset_subset(ctx, tr, idx, np, &pos);
+        for (int64_t i = 0; i < tr->count; i++)
+            if (tr->labels[i] != j) idx[nn++] = i;
+        if (!st) st = ts_dataset_subset(ctx, tr, idx, nn, &neg);
+        /* labels of pos/neg are positions in the new model: only their images are used */
+        if (!st) st = ts_module_retune(ctx, mods[j], pos, neg, 256);
+        ts_dataset_free(pos);
+        ts_dataset_free(neg);
+    }
+    free(idx);
+    return st;
+}
+
 /* --------------------------------------------------------------- replace */
 
 static cli_opt replace_opts[] = {
@@ -309,6 +370,10 @@ static cli_opt replace_opts[] = {
     {"with", "MODULE.tsm", "the module that takes its place (required)", NULL},
     {"out", "FILE", "where to write the new model (required)", NULL},
     {"max-macs", "F", "compute budget, as for compose (default 1.5)", NULL},
+    {"retune", NULL, "calibrate every module's score on training data of all the classes (recommended\n"
+                     "                             when the new module comes from another model)", NULL},
+    {"retune-samples", "N", "training samples per class used for re-tuning (default 500)", NULL},
+    {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
 };
 static cli_cmd replace_cmd = {
@@ -398,6 +463,7 @@ int cmd_replace(int argc, char **argv) {
     ts_module **mods = NULL, *repl = NULL;
     int n = 0;
     ts_model *m = NULL, *cm = NULL;
+    ts_dataset *tr = NULL;
     ts_status st;
     if ((rc = cli_setup_ctx(&replace_cmd, ctx))) goto done;
     if (is_dir(pos[0])) {
@@ -433,6 +499,17 @@ int cmd_replace(int argc, char **argv) {
     ts_module_free(mods[at]);
     mods[at] = repl;
     repl = NULL;
+    if (cli_get(&replace_cmd, "retune")) {
+        long samples;
+        if (!cli_int(&replace_cmd, "retune-samples", 500, 1, 1L << 30, &samples)) {
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        double t0 = cli_now();
+        if ((st = reuse_train_set(ctx, mods, n, cli_get(&replace_cmd, "data-dir"), samples, &tr))) goto fail;
+        if ((st = retune_all(ctx, mods, n, tr))) goto fail;
+        printf("re-tuned %d modules on %lld training samples in %.2fs\n", n, (long long)tr->count, cli_now() - t0);
+    }
     if ((st = ts_compose(ctx, mods, n, &cc, &cm))) goto fail;
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
     print_compose_summary(cm, mods, n);
@@ -444,6 +521,7 @@ fail:
 done:
     free_modules(mods, n);
     ts_module_free(repl);
+    ts_dataset_free(tr);
     ts_model_free(m);
     ts_model_free(cm);
     ts_ctx_free(ctx);
@@ -468,41 +546,6 @@ static cli_cmd reuse_cmd = {
     "Fashion-MNIST classes and two MNIST digits) and evaluates it on the test samples of those\n"
     "classes, each from its module's dataset. --retune is the paper's continuous learning.",
     reuse_opts, sizeof reuse_opts / sizeof reuse_opts[0]};
-
-/* The first `limit` training samples of each listed class: the dataset of the
- * composed model built from mods, split train. */
-static ts_status reuse_train_set(ts_ctx *ctx, ts_module *const *mods, int k, const char *ddir, long limit,
-                                 ts_dataset **out) {
-    ts_model *cm = NULL;
-    ts_compose_config cc;
-    ts_compose_config_default(&cc);
-    ts_status st = ts_compose(ctx, mods, k, &cc, &cm);
-    if (!st) st = ts_composed_dataset(ctx, cm, TS_SPLIT_TRAIN, ddir, limit, out);
-    ts_model_free(cm);
-    return st;
-}
-
-static ts_status retune_all(ts_ctx *ctx, ts_module **mods, int k, const ts_dataset *tr) {
-    int64_t *idx = malloc(sizeof *idx * (size_t)(tr->count ? tr->count : 1));
-    if (!idx) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-    ts_status st = TS_OK;
-    for (int j = 0; j < k && !st; j++) {
-        ts_dataset *pos = NULL, *neg = NULL;
-        int64_t np = 0, nn = 0;
-        for (int64_t i = 0; i < tr->count; i++)
-            if (tr->labels[i] == j) idx[np++] = i;
-        st = ts_dataset_subset(ctx, tr, idx, np, &pos);
-        for (int64_t i = 0; i < tr->count; i++)
-            if (tr->labels[i] != j) idx[nn++] = i;
-        if (!st) st = ts_dataset_subset(ctx, tr, idx, nn, &neg);
-        /* labels of pos/neg are positions in the new model: only their images are used */
-        if (!st) st = ts_module_retune(ctx, mods[j], pos, neg, 256);
-        ts_dataset_free(pos);
-        ts_dataset_free(neg);
-    }
-    free(idx);
-    return st;
-}
 
 int cmd_reuse(int argc, char **argv) {
     char *pos[MAX_MODULE_ARGS];

@@ -76,7 +76,8 @@ ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module 
     mod->origin_id = module_model_id(origin);
     mod->cls = cls;
     mod->class_name = class_name_of(origin, cls);
-    mod->dataset = dup_or_empty(ts_model_get_meta(origin, "dataset"));
+    const char *spec = ts_model_get_meta(origin, "data");
+    mod->dataset = dup_or_empty(spec ? spec : ts_model_get_meta(origin, "dataset"));
     mod->origin_name = dup_or_empty(ts_model_get_meta(origin, "origin"));
     int n = 0;
     for (int li = 0; li < origin->nlayers; li++) n += origin->layers[li].kind == LAYER_RELU;
@@ -117,6 +118,14 @@ ts_status ts_module_set_origin(ts_ctx *ctx, ts_module *mod, const char *origin) 
     if (!s) return ts_fail(ctx, TS_ENOMEM, "out of memory");
     free(mod->origin_name);
     mod->origin_name = s;
+    return TS_OK;
+}
+
+ts_status ts_module_set_dataset(ts_ctx *ctx, ts_module *mod, const char *spec) {
+    char *s = strdup(spec ? spec : "");
+    if (!s) return ts_fail(ctx, TS_ENOMEM, "out of memory");
+    free(mod->dataset);
+    mod->dataset = s;
     return TS_OK;
 }
 
