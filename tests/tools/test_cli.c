@@ -211,6 +211,10 @@ static void test_modules_flow(void) {
           g_out, g_err);
     rc = run("replace %s/m.tsr --class 7 --with %s/mods2/class7.tsm --out %s/fixed2.tsr", g_dir, g_dir, g_dir);
     CHECK(rc == 0 && exists("fixed2.tsr"), "replace in a model: exit %d: %s", rc, g_err);
+    rc = run("replace %s/m.tsr --class 7 --with %s/mods2/class7.tsm --retune --retune-samples 30 --out %s/fixed3.tsr",
+             g_dir, g_dir, g_dir);
+    CHECK(rc == 0 && strstr(g_out, "re-tuned 10 modules") && exists("fixed3.tsr"), "replace --retune: exit %d: %s %s",
+          rc, g_out, g_err);
     rc = run("eval %s/fixed2.tsr --data fashion-mnist --limit 200", g_dir);
     CHECK(rc == 0 && strstr(g_out, "top-1"), "eval of a replaced model: exit %d: %s", rc, g_err);
     rc = run("reuse %s/mods/class0.tsm %s/mods2/class7.tsm --retune --retune-samples 40 --out %s/ru.tsr", g_dir, g_dir,
