@@ -294,14 +294,17 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
             int t = ts_model_find_tensor(cm, tn);
             ts_tensor_info ti;
             if (t < 0 || ts_model_tensor(cm, t, &ti)) return ts_fail(c->ctx, TS_EINVAL, "compose: lost tensor %s", tn);
+            /* modules of one origin lay out their masks alike: find this layer's once */
+            const ts_module *m0 = c->mods[g->members[0]];
+            int q = 0;
+            while (q < m0->nmasks && m0->masks[q].layer != fl->layer) q++;
+            if (q == m0->nmasks || m0->masks[q].units != ti.numel)
+                return ts_fail(c->ctx, TS_EINVAL, "compose: no mask for layer %d", fl->layer);
             for (int64_t u = 0; u < ti.numel; u++) {
                 int keep = 0;
                 for (int i = 0; i < g->n && !keep; i++) {
                     int j = g->members[i];
-                    if (fl->member >= 0 && j != fl->member) continue;
-                    const ts_module *mod = c->mods[j];
-                    for (int q = 0; q < mod->nmasks; q++)
-                        if (mod->masks[q].layer == fl->layer) keep = mask_get(&mod->masks[q], u);
+                    if (fl->member < 0 || j == fl->member) keep = mask_get(&c->mods[j]->masks[q], u);
                 }
                 ti.data[u] = keep ? 1.0f : 0.0f;
             }
