@@ -108,7 +108,7 @@ static void print_compose_summary(const ts_model *cm, ts_module *const *mods, in
         uncalibrated += a.scale == 1.0f && a.shift == 0.0f;
     }
     printf("\nMACs per sample %.2fM (%.2fx the origin model%s: %.2fM), %d layers\n", macs / 1e6,
-           origin_macs ? (double)macs / (double)origin_macs : 0.0, origin_macs ? "s" : "", origin_macs / 1e6,
+           origin_macs ? (double)macs / (double)origin_macs : 0.0, origins > 1 ? "s together" : "", origin_macs / 1e6,
            ts_model_layer_count(cm));
     if (origins > 1 && uncalibrated)
         printf("note: the modules come from %d models and %d of their scores are not calibrated against each other;\n"
