@@ -56,7 +56,7 @@ static void warm_running_stats(ts_model *m, int n, uint64_t seed) {
  * perturbation crosses spoils a difference quotient), add with a fan-out input (a1 feeds
  * c2 and res; res feeds c3, p2 and gap), max and average pooling, global average
  * pooling, concat of images and of vectors, flatten, dropout with a fixed mask,
- * dense. */
+ * a keep-mask with every third unit removed, dense. */
 static const char *GRAD_ARCH =
     "input     shape=2x6x6 classes=3\n"
     "conv2d    name=c1 out=4 kernel=3 padding=1 bias=0\n"
@@ -64,7 +64,8 @@ static const char *GRAD_ARCH =
     "tanh      name=a1\n"
     "conv2d    name=c2 out=4 kernel=3 padding=1\n"
     "tanh      name=t2\n"
-    "add       name=res in=t2,a1\n"
+    "mask      name=mk\n"
+    "add       name=res in=mk,a1\n"
     "conv2d    name=c3 in=res out=2 kernel=1\n"
     "sigmoid   name=s3\n"
     "maxpool   name=p1 in=s3 kernel=2\n"
@@ -92,6 +93,8 @@ static void gradcheck(ts_backend backend) {
     CHECK(ts_ctx_set_backend(g_ctx, backend) == TS_OK, "backend");
     ts_model *m = make_model(GRAD_ARCH, 42);
     if (!m) return;
+    ts_tensor_info keep = tensor(m, "mk.keep");
+    for (int64_t i = 0; i < keep.numel; i += 3) keep.data[i] = 0.0f;
     ts_shape s = ts_model_input_shape(m);
     const size_t in_sz = (size_t)ts_shape_numel(&s);
     float *x = test_falloc(GRAD_N * in_sz), *logits = test_falloc(GRAD_N * 3), *dl = test_falloc(GRAD_N * 3);
