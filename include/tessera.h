@@ -395,6 +395,7 @@ typedef struct ts_module_info {
     int64_t conv_units, conv_units_kept; /* the same over convolution maps (CxHxW ReLUs) */
     int64_t weights, weights_kept;       /* conv/dense weights and biases of the origin, and those still live */
     double jaccard;             /* |module weights & model weights| / |union| = weights_kept / weights */
+    int64_t origin_macs;        /* multiply-accumulates per sample of the origin model */
     double seconds;             /* wall time of its share of the decomposition */
     float scale, shift;         /* score calibration: score = scale * margin + shift (1, 0 until re-tuned) */
     float threshold;            /* the module answers "yes" when its score exceeds this: the cut with the best

@@ -53,13 +53,10 @@ int cmd_eval(int argc, char **argv) {
     if (!spec && ts_model_get_meta(m, "composed.origin.0")) {
         /* a composed model: each class from its module's dataset */
         spec = "the modules' datasets";
-        if ((st = ts_composed_dataset(ctx, m, split, cli_get(&eval_cmd, "data-dir"), 0, &ds))) goto fail;
-        ts_dataset *cut = NULL;
-        if ((st = cli_first_samples(ctx, ds, limit, &cut))) goto fail;
-        if (cut) {
-            ts_dataset_free(ds);
-            ds = cut;
-        }
+        /* --limit spreads over the classes: the set is ordered class by class */
+        int k = ts_model_classes(m);
+        int64_t per = limit > 0 ? (limit + k - 1) / k : 0;
+        if ((st = ts_composed_dataset(ctx, m, split, cli_get(&eval_cmd, "data-dir"), per, &ds))) goto fail;
     } else if (!spec) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
         goto fail;

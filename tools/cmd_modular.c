@@ -81,12 +81,7 @@ static void print_compose_summary(const ts_model *cm, ts_module *const *mods, in
             ts_module_info_get(mods[j], &b);
             seen = a.origin_id == b.origin_id;
         }
-        if (seen) continue;
-        ts_model *mm = NULL;
-        ts_ctx *tmp = NULL;
-        if (!ts_ctx_create(&tmp) && !ts_module_model(tmp, mods[i], &mm)) origin_macs += model_macs(mm);
-        ts_model_free(mm);
-        ts_ctx_free(tmp);
+        if (!seen) origin_macs += a.origin_macs;
     }
     int64_t macs = model_macs(cm);
     printf("composed %d classes:", k);
@@ -475,8 +470,10 @@ int cmd_replace(int argc, char **argv) {
             st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
             goto fail;
         }
+        char origin[PATH_MAX];
+        if (!realpath(pos[0], origin)) snprintf(origin, sizeof origin, "%s", pos[0]);
         for (int c = 0; c < n; c++)
-            if ((st = ts_module_from_model(ctx, m, c, &mods[c])) || (st = ts_module_set_origin(ctx, mods[c], pos[0])))
+            if ((st = ts_module_from_model(ctx, m, c, &mods[c])) || (st = ts_module_set_origin(ctx, mods[c], origin)))
                 goto fail;
     }
     int at = -1;

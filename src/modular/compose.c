@@ -257,10 +257,15 @@ static int same_pp(const ts_preprocess *a, const ts_preprocess *b) {
     return 1;
 }
 
-static void set_floats(ts_model *m, const char *name, const float *v, int64_t n) {
+/* Copies n values into the composed model's tensor `name`; a tensor that is missing
+ * or of another size means the text and the fills disagree (a bug, reported). */
+static ts_status set_floats(ts_ctx *ctx, ts_model *m, const char *name, const float *v, int64_t n) {
     int t = ts_model_find_tensor(m, name);
     ts_tensor_info ti;
-    if (t >= 0 && !ts_model_tensor(m, t, &ti) && ti.numel == n) memcpy(ti.data, v, (size_t)n * sizeof(float));
+    if (t < 0 || ts_model_tensor(m, t, &ti) || ti.numel != n)
+        return ts_fail(ctx, TS_EINVAL, "compose: tensor %s is missing or not %lld values", name, (long long)n);
+    memcpy(ti.data, v, (size_t)n * sizeof(float));
+    return TS_OK;
 }
 
 static const float *origin_tensor(const ts_model *o, const char *layer_name, const char *suffix, int64_t *numel) {
@@ -286,7 +291,8 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
                 const float *src = origin_tensor(o, o->layers[fl->layer].name, sfx[s], &n);
                 if (!src) continue;
                 snprintf(tn, sizeof tn, "%s.%s", fl->name, sfx[s]);
-                set_floats(cm, tn, src, n);
+                ts_status st = set_floats(c->ctx, cm, tn, src, n);
+                if (st) return st;
             }
         } else if (fl->kind == FILL_MASK) {
             const group *g = &c->groups[fl->group];
@@ -350,11 +356,12 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
                 bias[r] = (float)(a * bv + mod->info.shift);
             }
             snprintf(tn, sizeof tn, "%s.weight", fl->name);
-            set_floats(cm, tn, w, fl->count * F);
+            ts_status st = set_floats(c->ctx, cm, tn, w, fl->count * F);
             snprintf(tn, sizeof tn, "%s.bias", fl->name);
-            set_floats(cm, tn, bias, fl->count);
+            if (!st) st = set_floats(c->ctx, cm, tn, bias, fl->count);
             free(w);
             free(bias);
+            if (st) return st;
         } else if (fl->kind == FILL_ORDER) {
             /* permutation: output j = concatenated position of module j */
             int k = c->k;
@@ -364,8 +371,9 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
             for (int gi = 0; gi < c->ngroups; gi++)
                 for (int i = 0; i < c->groups[gi].n; i++) w[(size_t)c->groups[gi].members[i] * k + at++] = 1.0f;
             snprintf(tn, sizeof tn, "%s.weight", fl->name);
-            set_floats(cm, tn, w, (int64_t)k * k);
+            ts_status st = set_floats(c->ctx, cm, tn, w, (int64_t)k * k);
             free(w);
+            if (st) return st;
         } else if (fl->kind == FILL_RENORM) {
             /* x_g = (x * s0 + m0 - m_g) / s_g, as batch norm with mean 0, var 1 */
             const ts_preprocess *p0 = &c->groups[0].pp, *pg = &c->groups[fl->group].pp;
@@ -374,14 +382,13 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
                 gam[ch] = p0->std[ch] / pg->std[ch];
                 bet[ch] = (p0->mean[ch] - pg->mean[ch]) / pg->std[ch];
             }
-            snprintf(tn, sizeof tn, "%s.weight", fl->name);
-            set_floats(cm, tn, gam, pg->channels);
-            snprintf(tn, sizeof tn, "%s.bias", fl->name);
-            set_floats(cm, tn, bet, pg->channels);
-            snprintf(tn, sizeof tn, "%s.running_mean", fl->name);
-            set_floats(cm, tn, zero, pg->channels);
-            snprintf(tn, sizeof tn, "%s.running_var", fl->name);
-            set_floats(cm, tn, one, pg->channels);
+            const float *vals[4] = {gam, bet, zero, one};
+            static const char *const sfx[4] = {"weight", "bias", "running_mean", "running_var"};
+            for (int q = 0; q < 4; q++) {
+                snprintf(tn, sizeof tn, "%s.%s", fl->name, sfx[q]);
+                ts_status st = set_floats(c->ctx, cm, tn, vals[q], pg->channels);
+                if (st) return st;
+            }
         }
     }
     return TS_OK;

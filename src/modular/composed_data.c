@@ -95,16 +95,18 @@ ts_status ts_composed_dataset(ts_ctx *ctx, const ts_model *m, ts_split split, co
     /* class names from the model */
     char **names = calloc((size_t)k, sizeof *names);
     const char *list = ts_model_get_meta(m, "classes");
-    for (int j = 0; names && j < k; j++) {
+    int ok = names != NULL;
+    for (int j = 0; ok && j < k; j++) {
         size_t len = list ? strcspn(list, "\n") : 0;
-        names[j] = malloc(len + 1);
-        if (names[j]) {
-            if (len) memcpy(names[j], list, len);
-            names[j][len] = 0;
+        if (!(names[j] = malloc(len + 1))) {
+            ok = 0;
+            break;
         }
+        if (len) memcpy(names[j], list, len);
+        names[j][len] = 0;
         if (list) list = list[len] ? list + len + 1 : list + len;
     }
-    st = data_dataset_set_names(ctx, r, (const char *const *)names);
+    st = ok ? data_dataset_set_names(ctx, r, (const char *const *)names) : ts_fail(ctx, TS_ENOMEM, "out of memory");
     for (int j = 0; names && j < k; j++) free(names[j]);
     free(names);
     if (st) goto done;

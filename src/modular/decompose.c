@@ -62,6 +62,60 @@ static float prob_of(const float *row, int k, int y, int *is_max) {
     return (float)(exp((double)(row[y] - mx)) / z);
 }
 
+/* The module's yes/no threshold. Its score on a negative, or on a confident
+ * positive, is the origin's margin exactly (every unit active for them is kept);
+ * the class's other draws may lose units to the mask, so they are run through the
+ * module itself. Non-finite scores (a model that overflows) are left out. */
+static ts_status fit_threshold(ts_ctx *ctx, ts_module *mod, const ts_dataset *train, const ts_preprocess *pp,
+                               const float *seen, const uint8_t *role, const int32_t *seen_y, const int64_t *seen_idx,
+                               int64_t nseen, float *sp, float *sn) {
+    const int K = mod->origin->classes, c = mod->cls;
+    const size_t in_sz = (size_t)shape_numel(&mod->origin->input);
+    int64_t np = 0, nn = 0, nrun = 0;
+    for (int64_t s = 0; s < nseen; s++) nrun += seen_y[s] == c && role[s] == 2;
+    ts_model *mm = NULL;
+    float *x = NULL, *score = NULL;
+    ts_status st = TS_OK;
+    if (nrun) {
+        if ((st = ts_module_model(ctx, mod, &mm))) return st;
+        x = ts_alloc(ctx, (size_t)nrun * in_sz * sizeof(float), "threshold inputs");
+        score = ts_alloc(ctx, (size_t)nrun * sizeof(float), "threshold scores");
+        if (!x || !score) {
+            st = TS_ENOMEM;
+            goto done;
+        }
+        int64_t r = 0;
+        for (int64_t s = 0; s < nseen; s++)
+            if (seen_y[s] == c && role[s] == 2)
+                ts_preprocess_images(pp, train->images + (size_t)seen_idx[s] * in_sz, 1, train->channels, train->height,
+                                     train->width, x + (size_t)(r++) * in_sz);
+        if ((st = ts_model_predict(ctx, mm, x, (int)nrun, score))) goto done;
+    }
+    int64_t r = 0;
+    for (int64_t s = 0; s < nseen; s++) {
+        if (!(role[s] & 2)) continue;
+        float mg;
+        if (seen_y[s] == c && role[s] == 2) {
+            mg = score[r++];
+        } else {
+            const float *row = seen + (size_t)s * K;
+            double sum = 0;
+            for (int j = 0; j < K; j++) sum += row[j];
+            mg = K > 1 ? (float)(row[c] - (sum - row[c]) / (K - 1)) : row[c];
+        }
+        if (!isfinite(mg)) continue;
+        if (seen_y[s] == c) sp[np++] = mg;
+        else sn[nn++] = mg;
+    }
+    mod->info.threshold = np && nn ? module_balanced_threshold(sp, np, sn, nn) : 0.0f;
+    if (!isfinite(mod->info.threshold)) mod->info.threshold = 0.0f;
+done:
+    ts_free(x);
+    ts_free(score);
+    ts_model_free(mm);
+    return st;
+}
+
 ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
                        const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                        int *count) {
@@ -96,6 +150,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     float *seen = NULL, *sp = NULL, *sn = NULL; /* logits of every sample used, for the yes/no thresholds */
     uint8_t *role = NULL;                       /* bit 0: a positive of its class, bit 1: a negative */
     int32_t *seen_y = NULL;
+    int64_t *seen_idx = NULL;                   /* their training-set indices */
     int64_t nseen = 0;
     /* The prototype module lays out the masks (one per ReLU). */
     if ((st = module_create(ctx, m, 0, &proto))) goto done;
@@ -138,9 +193,10 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     seen = malloc(sizeof *seen * (size_t)max_seen * (size_t)K);
     role = malloc((size_t)max_seen);
     seen_y = malloc(sizeof *seen_y * (size_t)max_seen);
+    seen_idx = malloc(sizeof *seen_idx * (size_t)max_seen);
     sp = malloc(sizeof *sp * (size_t)max_seen);
     sn = malloc(sizeof *sn * (size_t)max_seen);
-    if (!x || !logits || !yb || !ib || !seen || !role || !seen_y || !sp || !sn) goto nomem;
+    if (!x || !logits || !yb || !ib || !seen || !role || !seen_y || !seen_idx || !sp || !sn) goto nomem;
     uint8_t *img = NULL;
     if (!(img = malloc(in_sz))) goto nomem;
 
@@ -181,6 +237,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             if (rl && nseen < max_seen) {
                 memcpy(seen + (size_t)nseen * K, logits + (size_t)i * K, sizeof(float) * (size_t)K);
                 role[nseen] = rl;
+                seen_idx[nseen] = ib[i];
                 seen_y[nseen++] = c;
             }
         }
@@ -219,18 +276,9 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
                 memcpy(mod->masks[k].keep, negor + word_off[k], (size_t)mask_words(mod->masks[k].units) * 8);
         } /* no confident positive: nothing is known to be unused, keep every unit */
         module_count(mod);
-        /* yes/no threshold on the margin: best balanced accuracy on the inputs drawn for
-         * tangling identification (its own class's draws are the positives here) */
-        int64_t np = 0, nn = 0;
-        for (int64_t s = 0; s < nseen; s++) {
-            const float *row = seen + (size_t)s * K;
-            double sum = 0;
-            for (int j = 0; j < K; j++) sum += row[j];
-            float mg = K > 1 ? (float)(row[c] - (sum - row[c]) / (K - 1)) : row[c];
-            if (seen_y[s] == c && (role[s] & 2)) sp[np++] = mg; /* drawn without the confidence filter */
-            else if (seen_y[s] != c && (role[s] & 2)) sn[nn++] = mg;
-        }
-        if (np && nn) mod->info.threshold = module_balanced_threshold(sp, np, sn, nn);
+        /* yes/no threshold: best balanced accuracy on the inputs drawn for tangling
+         * identification, its own class's draws being the positives */
+        if ((st = fit_threshold(ctx, mod, train, &pp, seen, role, seen_y, seen_idx, nseen, sp, sn))) goto done;
         mod->info.seconds = shared_s / want + (now_s() - t1);
     }
     *modules = mods;
@@ -261,6 +309,7 @@ done:
     free(seen);
     free(role);
     free(seen_y);
+    free(seen_idx);
     free(sp);
     free(sn);
     return st;

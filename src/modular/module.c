@@ -28,6 +28,12 @@ uint64_t module_model_id(const ts_model *m) {
     h = fnv(h, &m->classes, sizeof m->classes);
     h = fnv(h, m->params, m->nparams * sizeof(float));
     h = fnv(h, m->buffers, m->nbuffers * sizeof(float));
+    /* the input normalization is part of what the model computes */
+    static const char *const keys[2] = {"preprocess.mean", "preprocess.std"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = ts_model_get_meta(m, keys[i]);
+        h = fnv(h, v ? v : "", v ? strlen(v) + 1 : 1);
+    }
     return h;
 }
 
@@ -114,6 +120,7 @@ ts_status ts_module_from_model(ts_ctx *ctx, const ts_model *m, int class_index, 
 }
 
 ts_status ts_module_set_origin(ts_ctx *ctx, ts_module *mod, const char *origin) {
+    if (!mod) return ts_fail(ctx, TS_EINVAL, "ts_module_set_origin: NULL module");
     char *s = strdup(origin ? origin : "");
     if (!s) return ts_fail(ctx, TS_ENOMEM, "out of memory");
     free(mod->origin_name);
@@ -122,6 +129,7 @@ ts_status ts_module_set_origin(ts_ctx *ctx, ts_module *mod, const char *origin) 
 }
 
 ts_status ts_module_set_dataset(ts_ctx *ctx, ts_module *mod, const char *spec) {
+    if (!mod) return ts_fail(ctx, TS_EINVAL, "ts_module_set_dataset: NULL module");
     char *s = strdup(spec ? spec : "");
     if (!s) return ts_fail(ctx, TS_ENOMEM, "out of memory");
     free(mod->dataset);
@@ -265,6 +273,8 @@ void module_count(ts_module *mod) {
         free(lin);
     }
     in->jaccard = in->weights ? (double)in->weights_kept / (double)in->weights : 1.0;
+    in->origin_macs = 0;
+    for (int li = 1; li < m->nlayers; li++) in->origin_macs += LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]);
 }
 
 void module_or_activity(ts_model *m, const module_mask *masks, int nmasks, const int64_t *word_off, int i,

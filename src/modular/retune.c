@@ -69,13 +69,14 @@ static int cmp_float(const void *a, const void *b) {
 }
 
 /* The cut t maximizing TPR(s > t) + TNR(s <= t); midway between the two scores
- * around it. Sorts sp and sn. */
+ * around it. Sorts sp and sn, which must be finite (NaN has no place in the order). */
 float module_balanced_threshold(float *sp, int64_t np, float *sn, int64_t nn) {
     qsort(sp, (size_t)np, sizeof *sp, cmp_float);
     qsort(sn, (size_t)nn, sizeof *sn, cmp_float);
     /* t below everything: TPR 1, TNR 0 */
     double best = 1.0;
-    float best_t = sp[0] < sn[0] ? sp[0] - 1.0f : sn[0] - 1.0f;
+    float lo = sp[0] < sn[0] ? sp[0] : sn[0];
+    float best_t = lo - (fabsf(lo) > 1.0f ? fabsf(lo) * 1e-3f : 1.0f); /* below everything, still finite */
     int64_t i = 0, j = 0; /* scores <= t: i positives, j negatives */
     while (i < np || j < nn) {
         float v = i < np && (j >= nn || sp[i] <= sn[j]) ? sp[i] : sn[j];
@@ -85,7 +86,7 @@ float module_balanced_threshold(float *sp, int64_t np, float *sn, int64_t nn) {
         if (score > best) {
             float next = i < np && (j >= nn || sp[i] <= sn[j]) ? sp[i] : j < nn ? sn[j] : v + 1.0f;
             best = score;
-            best_t = v + (next - v) * 0.5f;
+            best_t = 0.5f * v + 0.5f * next; /* no overflow for huge scores */
         }
     }
     return best_t;
@@ -157,28 +158,50 @@ ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, c
     if (!st) st = check_images(ctx, mod, neg, "negatives");
     if (st) return st;
     if (batch < 1 || batch > 256) batch = 256;
-    /* 1. tangling identification against the new negatives */
+    /* the module as it was, restored if anything below fails */
+    const ts_module_info before = mod->info;
+    int64_t words = 0;
+    for (int q = 0; q < mod->nmasks; q++) words += mask_words(mod->masks[q].units);
+    uint64_t *saved = malloc(sizeof *saved * (size_t)(words ? words : 1));
+    if (!saved) return ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
+    for (int64_t q = 0, at = 0; q < mod->nmasks; at += mask_words(mod->masks[q].units), q++)
+        memcpy(saved + at, mod->masks[q].keep, sizeof *saved * (size_t)mask_words(mod->masks[q].units));
     ts_model *work = NULL, *mm = NULL;
     float *sp = NULL, *sn = NULL;
-    if ((st = model_clone(ctx, mod->origin, &work))) return st;
-    st = run_over(ctx, mod, work, neg, batch, NULL);
-    ts_model_free(work);
-    if (st) return st;
-    mod->info.negatives += (int)(neg->count > 1000000000 ? 1000000000 : neg->count);
+    /* 1. tangling identification against the new negatives */
+    if ((st = model_clone(ctx, mod->origin, &work))) goto done;
+    if ((st = run_over(ctx, mod, work, neg, batch, NULL))) goto done;
+    int64_t negs = (int64_t)mod->info.negatives + neg->count;
+    mod->info.negatives = (int)(negs > 1000000000 ? 1000000000 : negs);
     module_count(mod);
     /* 2. calibration on raw margins */
     mod->info.scale = 1.0f;
     mod->info.shift = 0.0f;
-    if ((st = ts_module_model(ctx, mod, &mm))) return st;
+    if ((st = ts_module_model(ctx, mod, &mm))) goto done;
     sp = malloc(sizeof *sp * (size_t)pos->count);
     sn = malloc(sizeof *sn * (size_t)neg->count);
     if (!sp || !sn) st = ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
     if (!st) st = run_over(ctx, mod, mm, pos, batch, sp);
     if (!st) st = run_over(ctx, mod, mm, neg, batch, sn);
-    if (!st) module_fit_logistic(sp, pos->count, sn, neg->count, &mod->info.scale, &mod->info.shift);
-    mod->info.threshold = 0.0f;
+    if (!st) {
+        int64_t np = 0, nn = 0; /* an overflowing model's NaN scores stay out of the fit */
+        for (int64_t i = 0; i < pos->count; i++)
+            if (isfinite(sp[i])) sp[np++] = sp[i];
+        for (int64_t i = 0; i < neg->count; i++)
+            if (isfinite(sn[i])) sn[nn++] = sn[i];
+        if (np && nn) module_fit_logistic(sp, np, sn, nn, &mod->info.scale, &mod->info.shift);
+        mod->info.threshold = 0.0f;
+    }
+done:
+    if (st) {
+        for (int64_t q = 0, at = 0; q < mod->nmasks; at += mask_words(mod->masks[q].units), q++)
+            memcpy(mod->masks[q].keep, saved + at, sizeof *saved * (size_t)mask_words(mod->masks[q].units));
+        mod->info = before;
+    }
+    free(saved);
     free(sp);
     free(sn);
+    ts_model_free(work);
     ts_model_free(mm);
     return st;
 }

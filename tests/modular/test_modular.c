@@ -1443,6 +1443,46 @@ done:
     free_modules(again, n);
 }
 
+/* A model whose logits overflow (finite but huge weights, which files may hold):
+ * decomposition and re-tuning still finish, with finite thresholds and calibration. */
+static void test_overflowing_model(void) {
+    static const char *TXT = "input shape=1x8x8 classes=4\n"
+                             "conv2d name=c out=4 kernel=3 padding=1\n"
+                             "relu name=r\n"
+                             "flatten name=f\n"
+                             "dense name=fc out=classes\n";
+    ts_model *m = NULL;
+    ts_dataset *ds = test_quadrant_dataset(400, 3);
+    ts_module **mods = NULL;
+    int n = 0;
+    CHECK(ts_model_from_arch(g_ctx, TXT, "overflow.arch", NULL, 0, 5, &m) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (!m) goto done;
+    int t = ts_model_find_tensor(m, "fc.weight");
+    ts_tensor_info ti;
+    CHECK(t >= 0 && ts_model_tensor(m, t, &ti) == TS_OK, "fc.weight");
+    /* rows 0, 1 push their logits to +inf, rows 2, 3 to -inf: margins are NaN */
+    for (int64_t i = 0; t >= 0 && i < ti.numel; i++) ti.data[i] = i < ti.numel / 2 ? 1e38f : -1e38f;
+    ts_decompose_config cfg;
+    ts_decompose_config_default(&cfg);
+    cfg.positives = 20;
+    cfg.confidence = 0.0f;
+    ts_status st = ts_decompose(g_ctx, m, ds, &cfg, NULL, 0, NULL, NULL, &mods, &n);
+    CHECK(st == TS_OK && n == 4, "decompose: %s", ts_ctx_error(g_ctx));
+    for (int c = 0; c < n; c++) {
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        CHECK(isfinite(in.threshold), "module %d threshold %g", c, (double)in.threshold);
+        st = ts_module_retune(g_ctx, mods[c], ds, ds, 64);
+        ts_module_info_get(mods[c], &in);
+        CHECK(st == TS_OK && isfinite(in.scale) && in.scale > 0 && isfinite(in.shift), "retune %d: %s (%g, %g)", c,
+              ts_ctx_error(g_ctx), (double)in.scale, (double)in.shift);
+    }
+done:
+    free_modules(mods, n);
+    test_free_dataset(ds);
+    ts_model_free(m);
+}
+
 int main(void) {
     if (ts_ctx_create(&g_ctx) != TS_OK) {
         fprintf(stderr, "cannot create a context\n");
@@ -1457,6 +1497,7 @@ int main(void) {
     RUN(test_softmax_head);
     RUN(test_refusals);
     RUN(test_residual);
+    RUN(test_overflowing_model);
     RUN(test_setup);
     RUN(test_decompose_info);
     RUN(test_decompose_cancel);
