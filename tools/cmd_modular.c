@@ -323,23 +323,21 @@ done:
     return rc;
 }
 
-/* The first `limit` training samples of each listed class: the dataset of the
- * composed model built from mods, split train. */
-static ts_status reuse_train_set(ts_ctx *ctx, ts_module *const *mods, int k, const char *ddir, long limit,
-                                 ts_dataset **out) {
+/* --retune of reuse and replace: each module is re-tuned (ts_module_retune) with the
+ * first `limit` training samples of its own class as positives and those of every
+ * other listed class as negatives, each class from its module's dataset. Prints
+ * what it did. */
+static ts_status retune_modules(ts_ctx *ctx, ts_module **mods, int k, const char *ddir, long limit) {
+    double t0 = cli_now();
     ts_model *cm = NULL;
+    ts_dataset *tr = NULL;
+    int64_t *idx = NULL;
     ts_compose_config cc;
     ts_compose_config_default(&cc);
     ts_status st = ts_compose(ctx, mods, k, &cc, &cm);
-    if (!st) st = ts_composed_dataset(ctx, cm, TS_SPLIT_TRAIN, ddir, limit, out);
-    ts_model_free(cm);
-    return st;
-}
-
-static ts_status retune_all(ts_ctx *ctx, ts_module **mods, int k, const ts_dataset *tr) {
-    int64_t *idx = malloc(sizeof *idx * (size_t)(tr->count ? tr->count : 1));
-    if (!idx) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-    ts_status st = TS_OK;
+    if (!st) st = ts_composed_dataset(ctx, cm, TS_SPLIT_TRAIN, ddir, limit, &tr);
+    if (!st && !(idx = malloc(sizeof *idx * (size_t)(tr->count ? tr->count : 1))))
+        st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
     for (int j = 0; j < k && !st; j++) {
         ts_dataset *pos = NULL, *neg = NULL;
         int64_t np = 0, nn = 0;
@@ -354,7 +352,10 @@ static ts_status retune_all(ts_ctx *ctx, ts_module **mods, int k, const ts_datas
         ts_dataset_free(pos);
         ts_dataset_free(neg);
     }
+    if (!st) printf("re-tuned %d modules on %lld training samples in %.2fs\n", k, (long long)tr->count, cli_now() - t0);
     free(idx);
+    ts_dataset_free(tr);
+    ts_model_free(cm);
     return st;
 }
 
@@ -458,7 +459,6 @@ int cmd_replace(int argc, char **argv) {
     ts_module **mods = NULL, *repl = NULL;
     int n = 0;
     ts_model *m = NULL, *cm = NULL;
-    ts_dataset *tr = NULL;
     ts_status st;
     if ((rc = cli_setup_ctx(&replace_cmd, ctx))) goto done;
     if (is_dir(pos[0])) {
@@ -502,10 +502,7 @@ int cmd_replace(int argc, char **argv) {
             rc = EXIT_USAGE;
             goto done;
         }
-        double t0 = cli_now();
-        if ((st = reuse_train_set(ctx, mods, n, cli_get(&replace_cmd, "data-dir"), samples, &tr))) goto fail;
-        if ((st = retune_all(ctx, mods, n, tr))) goto fail;
-        printf("re-tuned %d modules on %lld training samples in %.2fs\n", n, (long long)tr->count, cli_now() - t0);
+        if ((st = retune_modules(ctx, mods, n, cli_get(&replace_cmd, "data-dir"), samples))) goto fail;
     }
     if ((st = ts_compose(ctx, mods, n, &cc, &cm))) goto fail;
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
@@ -518,7 +515,6 @@ fail:
 done:
     free_modules(mods, n);
     ts_module_free(repl);
-    ts_dataset_free(tr);
     ts_model_free(m);
     ts_model_free(cm);
     ts_ctx_free(ctx);
@@ -563,15 +559,12 @@ int cmd_reuse(int argc, char **argv) {
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
     ts_module **mods = NULL;
     ts_model *cm = NULL;
-    ts_dataset *tr = NULL, *te = NULL;
+    ts_dataset *te = NULL;
     ts_status st;
     if ((rc = cli_setup_ctx(&reuse_cmd, ctx))) goto done;
     if ((st = load_modules(ctx, pos, npos, &mods))) goto fail;
     if (cli_get(&reuse_cmd, "retune")) {
-        double t0 = cli_now();
-        if ((st = reuse_train_set(ctx, mods, npos, ddir, samples, &tr))) goto fail;
-        if ((st = retune_all(ctx, mods, npos, tr))) goto fail;
-        printf("re-tuned %d modules on %lld training samples in %.2fs\n", npos, (long long)tr->count, cli_now() - t0);
+        if ((st = retune_modules(ctx, mods, npos, ddir, samples))) goto fail;
     }
     if ((st = ts_compose(ctx, mods, npos, &cc, &cm))) goto fail;
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
@@ -596,7 +589,6 @@ fail:
 done:
     free_modules(mods, mods ? npos : 0);
     ts_model_free(cm);
-    ts_dataset_free(tr);
     ts_dataset_free(te);
     ts_ctx_free(ctx);
     return rc;
