@@ -6,7 +6,8 @@ OPT     ?= -O3 -march=native
 WARN    := -Wall -Wextra -Werror -Wno-unknown-pragmas
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 # A sanitizer build (make BUILD=build-asan SAN=1): debug info, light optimization.
-ifeq ($(SAN),1)
+# FUZZ=1 (set by `make fuzz`) adds libFuzzer coverage for clang.
+ifneq ($(SAN)$(FUZZ),)
 OPT     := -O1 -g -fno-omit-frame-pointer
 endif
 CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -fPIC
@@ -14,6 +15,10 @@ LDLIBS  := -ldnnl -lz -lm -fopenmp
 BUILD   ?= build
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDLIBS  += -fsanitize=address,undefined
+endif
+ifeq ($(FUZZ),1)
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 LDLIBS  += -fsanitize=address,undefined
 endif
 
@@ -26,7 +31,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast check-asan bench clean lib tests
+.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -83,4 +88,20 @@ bench: all
 	@sh bench/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+# libFuzzer targets for every reader (tests/fuzz, clang): `make fuzz` builds them in
+# build-fuzz/, `make fuzz-smoke` runs each for FUZZ_SECONDS from its seed corpus.
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz FUZZ=1 CC=clang $(FUZZ_BIN)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h build-fuzz/libtessera.a
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) -fsanitize=fuzzer -Isrc $< build-fuzz/libtessera.a $(LDLIBS) -o $@
+
+fuzz-smoke: fuzz
+	@sh scripts/fuzz-smoke.sh build-fuzz $(FUZZ_SECONDS)

@@ -170,7 +170,7 @@ static ts_status read_tensors(ts_ctx *ctx, rbuf *r, ts_model *m) {
         if ((st = rbuf_str(r, &name, MAX_NAME_BYTES, "tensor name"))) break;
         int idx = ts_model_find_tensor(m, name);
         uint8_t dtype, role;
-        uint32_t ndim;
+        uint32_t ndim = 0;
         ts_tensor_info t;
         if (idx < 0) st = ts_fail(ctx, TS_EFORMAT, "%s: tensor '%s' at byte %zu is not in the architecture", r->path, name, at);
         else if (seen[idx]) st = ts_fail(ctx, TS_EFORMAT, "%s: tensor '%s' at byte %zu appears twice", r->path, name, at);

@@ -1,0 +1,47 @@
+/* Shared by the libFuzzer targets: tessera's readers take file paths, so each
+ * input is written to one scratch file per process (or several, for readers that
+ * take more than one file). Built by `make fuzz` (clang, -fsanitize=fuzzer). */
+#ifndef TS_FUZZ_COMMON_H
+#define TS_FUZZ_COMMON_H
+
+#include "tessera.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A per-process scratch path with the given suffix (".tsr", ".gz", ...). */
+static inline const char *fuzz_path(int slot, const char *suffix) {
+    static char paths[4][256];
+    if (!paths[slot][0] || !strstr(paths[slot], suffix))
+        snprintf(paths[slot], sizeof paths[slot], "/tmp/tessera-fuzz-%ld-%d%s", (long)getpid(), slot, suffix);
+    return paths[slot];
+}
+
+/* Writes data to the slot's file; returns its path (NULL if the write failed). */
+static inline const char *fuzz_write(int slot, const char *suffix, const uint8_t *data, size_t size) {
+    const char *p = fuzz_path(slot, suffix);
+    FILE *f = fopen(p, "wb");
+    if (!f) return NULL;
+    size_t w = size ? fwrite(data, 1, size, f) : 0;
+    fclose(f);
+    return w == size ? p : NULL;
+}
+
+static inline ts_ctx *fuzz_ctx(void) {
+    static ts_ctx *ctx;
+    if (!ctx && ts_ctx_create(&ctx)) abort();
+    return ctx;
+}
+
+/* Called first for every input: no message left over from the previous one. */
+static inline void fuzz_begin(void) { ts_ctx_clear_error(fuzz_ctx()); }
+
+/* Every failure must leave a message on the context. */
+static inline void fuzz_check_message(ts_status st) {
+    if (st && !*ts_ctx_error(fuzz_ctx())) abort();
+}
+
+#endif

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Regenerates the seed corpora of the fuzz targets (tests/fuzz/corpus/NAME): small
+# valid inputs of every format, made with build/tessera and the architectures in
+# zoo/. Needs `make all` and dataset-fashion-mnist. The outputs are committed.
+set -eu
+cd "$(dirname "$0")/../.."
+T=./build/tessera
+C=tests/fuzz/corpus
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+rm -rf "$C"
+mkdir -p "$C/arch" "$C/model" "$C/checkpoint" "$C/module" "$C/idx" "$C/cifar" "$C/pnm"
+
+cp zoo/*.arch tests/fixtures/small_cnn.arch "$C/arch/"
+printf 'input shape=1x8x8 classes=3\nconv2d name=c out=2 kernel=3 padding=1\nrelu name=r\nmask name=m\nmaxpool kernel=2\nflatten\ndense name=fc out=classes\n' >"$C/arch/tiny.arch"
+
+# a tiny model, its checkpoint and a module of it (a few KB each)
+printf 'input shape=1x28x28 classes=10\nconv2d name=c1 out=2 kernel=3 stride=2 padding=1\nbatchnorm name=bn\nrelu name=r1\nmaxpool kernel=2\nflatten\ndense name=fc out=classes\n' >"$tmp/tiny.arch"
+$T train --arch "$tmp/tiny.arch" --data fashion-mnist --limit 64 --epochs 1 --batch 32 --threads 1 --quiet --no-test \
+    --optimizer adam --out "$C/model/tiny.tsr" --checkpoint "$C/checkpoint/tiny.ckpt" >/dev/null
+$T decompose "$C/model/tiny.tsr" --out "$tmp/mods" --classes 0 --positives 5 --confidence 0 --no-eval --quiet >/dev/null
+cp "$tmp/mods/class0.tsm" "$C/module/tiny.tsm"
+
+# IDX: flag byte (bit 0: gzip), u32 images length, images, labels
+python3 - "$C/idx" <<'PY'
+import gzip, struct, sys
+out = sys.argv[1]
+imgs = struct.pack('>IIII', 0x803, 2, 4, 4) + bytes(range(32))
+lbls = struct.pack('>II', 0x801, 2) + bytes([3, 7])
+open(out + '/raw', 'wb').write(b'\x00' + struct.pack('<I', len(imgs)) + imgs + lbls)
+gi, gl = gzip.compress(imgs, mtime=0), gzip.compress(lbls, mtime=0)
+open(out + '/gz', 'wb').write(b'\x01' + struct.pack('<I', len(gi)) + gi + gl)
+PY
+# CIFAR: flag byte (bit 0 gzip, bit 1 two label bytes), then records
+python3 - "$C/cifar" <<'PY'
+import gzip, sys
+out = sys.argv[1]
+rec10 = bytes([4]) + bytes(i % 256 for i in range(3072))
+rec100 = bytes([1, 42]) + bytes((7 * i) % 256 for i in range(3072))
+open(out + '/c10', 'wb').write(b'\x00' + rec10 * 2)
+open(out + '/c100', 'wb').write(b'\x02' + rec100)
+open(out + '/c10gz', 'wb').write(b'\x01' + gzip.compress(rec10, mtime=0))
+PY
+printf 'P5 4 4 255\n' >"$C/pnm/gray.pgm"; printf '0123456789abcdef' >>"$C/pnm/gray.pgm"
+printf 'P2\n# ascii\n2 2\n15\n0 5\n10 15\n' >"$C/pnm/ascii.pgm"
+printf 'P6 2 1 255\n' >"$C/pnm/color.ppm"; printf 'abcdef' >>"$C/pnm/color.ppm"
+printf 'P3 1 1 255\n1 2 3\n' >"$C/pnm/ascii.ppm"
+du -sh "$C"
