@@ -63,6 +63,9 @@ const char *test_shared_data(void);
  * deterministic in seed; free with test_free_dataset (plain malloc'ed arrays). */
 ts_dataset *test_quadrant_dataset(int64_t count, uint64_t seed);
 void test_free_dataset(ts_dataset *ds);
+/* A test binary's set-up: its context and its temporary folder (tmp is a mkdtemp
+ * template, filled in). Prints why and returns 0 on failure. */
+int test_begin(ts_ctx **ctx, char *tmp);
 /* A whole file (malloc'ed; NULL when unreadable), and writing one (1 on success). */
 uint8_t *test_read_file(const char *path, size_t *len);
 int test_write_file(const char *path, const void *d, size_t n);

@@ -110,3 +110,15 @@ int test_write_file(const char *path, const void *d, size_t n) {
     int ok = fwrite(d, 1, n, f) == n;
     return fclose(f) == 0 && ok;
 }
+
+int test_begin(ts_ctx **ctx, char *tmp) {
+    if (ts_ctx_create(ctx) != TS_OK) {
+        fprintf(stderr, "cannot create a context\n");
+        return 0;
+    }
+    if (!mkdtemp(tmp)) {
+        fprintf(stderr, "mkdtemp %s failed\n", tmp);
+        return 0;
+    }
+    return 1;
+}

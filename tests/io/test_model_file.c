@@ -731,14 +731,7 @@ static void test_null_arguments(void) {
 }
 
 int main(void) {
-    if (ts_ctx_create(&g_ctx) != TS_OK) {
-        fprintf(stderr, "cannot create a context\n");
-        return 2;
-    }
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 2;
-    }
+    if (!test_begin(&g_ctx, g_tmp)) return 2;
     RUN(test_round_trip);
     RUN(test_round_trip_overrides);
     RUN(test_save_atomic_failure);

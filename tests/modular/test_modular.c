@@ -1484,14 +1484,7 @@ done:
 }
 
 int main(void) {
-    if (ts_ctx_create(&g_ctx) != TS_OK) {
-        fprintf(stderr, "cannot create a context\n");
-        return 2;
-    }
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 2;
-    }
+    if (!test_begin(&g_ctx, g_tmp)) return 2;
     double t0 = now_s();
     RUN(test_mask_layer);
     RUN(test_softmax_head);

@@ -548,14 +548,7 @@ static void test_size_limits(void) {
 }
 
 int main(void) {
-    if (ts_ctx_create(&g_ctx) != TS_OK) {
-        fprintf(stderr, "cannot create a context\n");
-        return 2;
-    }
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 2;
-    }
+    if (!test_begin(&g_ctx, g_tmp)) return 2;
     RUN(test_zoo_all_parse);
     RUN(test_param_counts);
     RUN(test_default_init);

@@ -778,14 +778,7 @@ static void test_softmax_cross_entropy(void) {
 }
 
 int main(void) {
-    if (ts_ctx_create(&g_ctx) != TS_OK) {
-        fprintf(stderr, "cannot create a context\n");
-        return 2;
-    }
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 2;
-    }
+    if (!test_begin(&g_ctx, g_tmp)) return 2;
     RUN(test_sgd);
     RUN(test_adam);
     RUN(test_schedules);
