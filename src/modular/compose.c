@@ -116,23 +116,9 @@ static void emit_layer(composer *c, const ts_model *m, const layer *l, const cha
     sbuf *b = &c->text;
     sb_printf(b, "%s name=%s in=", LAYER_OPS[l->kind].name, name);
     for (int i = 0; i < l->ninputs; i++) sb_printf(b, "%s%s", i ? "," : "", c->names[l->inputs[i]]);
-    switch (l->kind) {
-    case LAYER_CONV2D:
-        sb_printf(b, " out=%d kernel=%dx%d stride=%dx%d padding=%dx%d dilation=%dx%d groups=%d bias=%d", l->features,
-                  l->kh, l->kw, l->sh, l->sw, l->ph, l->pw, l->dh, l->dw, l->groups, l->bias);
-        break;
-    case LAYER_MAXPOOL:
-    case LAYER_AVGPOOL:
-        sb_printf(b, " kernel=%dx%d stride=%dx%d padding=%dx%d ceil=%d", l->kh, l->kw, l->sh, l->sw, l->ph, l->pw,
-                  l->ceil_mode);
-        if (l->kind == LAYER_AVGPOOL) sb_printf(b, " count_include_pad=%d", l->count_include_pad);
-        break;
-    case LAYER_BATCHNORM: sb_printf(b, " eps=%.9g momentum=%.9g", (double)l->eps, (double)l->momentum); break;
-    case LAYER_DENSE: sb_printf(b, " out=%d bias=%d", l->features, l->bias); break;
-    case LAYER_LEAKYRELU: sb_printf(b, " slope=%.9g", (double)l->alpha); break;
-    case LAYER_DROPOUT: sb_printf(b, " p=%.9g", (double)l->p); break;
-    default: break;
-    }
+    char attrs[1024];
+    arch_layer_attrs(l, attrs, sizeof attrs);
+    sb_printf(b, "%s", attrs);
     sb_printf(b, "\n");
     (void)m;
 }

@@ -18,7 +18,7 @@
 static const char *const KIND_KEYS[LAYER_KIND_COUNT] = {
     [LAYER_INPUT] = "shape classes",
     [LAYER_CONV2D] = "out kernel stride padding dilation groups bias",
-    [LAYER_MAXPOOL] = "kernel stride padding ceil",
+    [LAYER_MAXPOOL] = "kernel stride padding ceil dilation",
     [LAYER_AVGPOOL] = "kernel stride padding ceil count_include_pad",
     [LAYER_GLOBALAVGPOOL] = "",
     [LAYER_BATCHNORM] = "eps momentum",
@@ -27,12 +27,24 @@ static const char *const KIND_KEYS[LAYER_KIND_COUNT] = {
     [LAYER_LEAKYRELU] = "slope",
     [LAYER_SIGMOID] = "",
     [LAYER_TANH] = "",
-    [LAYER_SOFTMAX] = "",
+    [LAYER_SOFTMAX] = "axis coerce",
     [LAYER_ADD] = "",
-    [LAYER_CONCAT] = "",
+    [LAYER_CONCAT] = "axis",
     [LAYER_FLATTEN] = "",
     [LAYER_DROPOUT] = "p",
     [LAYER_MASK] = "",
+    [LAYER_ELU] = "alpha",
+    [LAYER_SELU] = "alpha gamma",
+    [LAYER_HARDSIGMOID] = "alpha beta",
+    [LAYER_CLIP] = "min max",
+    [LAYER_PRELU] = "shape",
+    [LAYER_GLOBALMAXPOOL] = "",
+    [LAYER_LOGSOFTMAX] = "axis coerce",
+    [LAYER_RESHAPE] = "shape",
+    [LAYER_TRANSPOSE] = "perm",
+    [LAYER_PAD] = "pads mode value",
+    [LAYER_BINARY] = "op const const_first",
+    [LAYER_MATMUL] = "b",
 };
 
 typedef struct kv {
@@ -204,6 +216,8 @@ static ts_status parse_attrs(parse_pos *pp, const ts_model *m, layer *l, kv *kvs
         if ((st = parse_pair(pp, kvs, n, "kernel", 0, 1, 1, &l->kh, &l->kw))) return st;
         if ((st = parse_pair(pp, kvs, n, "stride", 1, 1, 0, &l->sh, &l->sw))) return st;
         if ((st = parse_pair(pp, kvs, n, "padding", 0, 0, 0, &l->ph, &l->pw))) return st;
+        l->pbh = l->ph; /* symmetric unless padding=t,l,b,r */
+        l->pbw = l->pw;
         if ((st = parse_pair(pp, kvs, n, "dilation", 1, 1, 0, &l->dh, &l->dw))) return st;
         if ((st = parse_int(pp, kvs, n, "groups", 1, 1, 1 << 20, &l->groups))) return st;
         if ((st = parse_int(pp, kvs, n, "bias", 1, 0, 1, &l->bias))) return st;
@@ -218,6 +232,8 @@ static ts_status parse_attrs(parse_pos *pp, const ts_model *m, layer *l, kv *kvs
             l->sw = l->kw;
         }
         if ((st = parse_pair(pp, kvs, n, "padding", 0, 0, 0, &l->ph, &l->pw))) return st;
+        l->pbh = l->ph; /* symmetric unless padding=t,l,b,r */
+        l->pbw = l->pw;
         if ((st = parse_int(pp, kvs, n, "ceil", 0, 0, 1, &l->ceil_mode))) return st;
         if (l->kind == LAYER_AVGPOOL &&
             (st = parse_int(pp, kvs, n, "count_include_pad", 1, 0, 1, &l->count_include_pad)))
@@ -308,7 +324,7 @@ ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *sou
         memset(l, 0, sizeof *l);
         l->kind = kind;
         l->line = pp.line;
-        l->weight = l->bias_t = l->running_mean = l->running_var = l->mask = -1;
+        l->weight = l->bias_t = l->running_mean = l->running_var = l->mask = l->konst = -1;
 
         kv *name = find_key(kvs, nkv, "name");
         if (name) {
@@ -391,13 +407,16 @@ ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *sou
     if (st) return st;
     if (m->nlayers < 2)
         return ts_fail(ctx, TS_EFORMAT, "%s: no layers after input (expected at least one layer)", pp.source);
+    /* The output is usually a vector of class scores; an imported model may output
+     * any shape, and then `classes` counts its values per sample. */
     layer *last = &m->layers[m->nlayers - 1];
-    if (last->out.ndim != 1)
-        return ts_fail(ctx, TS_ESHAPE, "%s:%d: the last layer '%s' must output a vector of class scores, not %d-d",
-                       pp.source, last->line, last->name, last->out.ndim);
-    if (m->classes && last->out.dims[0] != m->classes)
+    int64_t nout = shape_numel(&last->out);
+    if (nout > (1 << 24))
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: the last layer '%s' outputs %lld values per sample (at most %d)",
+                       pp.source, last->line, last->name, (long long)nout, 1 << 24);
+    if (m->classes && nout != m->classes)
         return ts_fail(ctx, TS_ESHAPE, "%s:%d: the last layer '%s' outputs %lld values but input declares classes=%d",
-                       pp.source, last->line, last->name, (long long)last->out.dims[0], m->classes);
-    m->classes = (int)last->out.dims[0];
+                       pp.source, last->line, last->name, (long long)nout, m->classes);
+    m->classes = (int)nout;
     return TS_OK;
 }

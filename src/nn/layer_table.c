@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-_Static_assert(LAYER_KIND_COUNT == 17, "add the new layer kind to LAYER_OPS");
+_Static_assert(LAYER_KIND_COUNT == 29, "add the new layer kind to LAYER_OPS");
 
 #define ROW(name, fn, macs, aux, scratch) {name, fn##_infer, fn##_forward, fn##_backward, macs, aux, scratch}
 
@@ -26,6 +26,18 @@ const layer_ops LAYER_OPS[LAYER_KIND_COUNT] = {
     [LAYER_FLATTEN] = ROW("flatten", flatten, no_macs, no_bytes, no_bytes),
     [LAYER_DROPOUT] = ROW("dropout", dropout, no_macs, dropout_aux, no_bytes),
     [LAYER_MASK] = ROW("mask", mask, no_macs, no_bytes, no_bytes),
+    [LAYER_ELU] = ROW("elu", eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_SELU] = ROW("selu", eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_HARDSIGMOID] = ROW("hardsigmoid", eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_CLIP] = ROW("clip", eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_PRELU] = ROW("prelu", prelu, no_macs, no_bytes, no_bytes),
+    [LAYER_GLOBALMAXPOOL] = ROW("globalmaxpool", globalmaxpool, no_macs, globalmaxpool_aux, no_bytes),
+    [LAYER_LOGSOFTMAX] = ROW("logsoftmax", softmax, no_macs, no_bytes, no_bytes),
+    [LAYER_RESHAPE] = ROW("reshape", reshape, no_macs, no_bytes, no_bytes),
+    [LAYER_TRANSPOSE] = ROW("transpose", transpose, no_macs, no_bytes, no_bytes),
+    [LAYER_PAD] = ROW("pad", pad, no_macs, no_bytes, no_bytes),
+    [LAYER_BINARY] = ROW("binary", binary, no_macs, no_bytes, no_bytes),
+    [LAYER_MATMUL] = ROW("matmul", matmul, matmul_macs, no_bytes, no_bytes),
 };
 
 layer_kind layer_kind_from_name(const char *name) {

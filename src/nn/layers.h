@@ -23,9 +23,19 @@ DECLARE_LAYER(concat)
 DECLARE_LAYER(flatten)
 DECLARE_LAYER(dropout)
 DECLARE_LAYER(mask)
+DECLARE_LAYER(eltwise)      /* elu, selu, hardsigmoid, clip */
+DECLARE_LAYER(prelu)
+DECLARE_LAYER(globalmaxpool)
+DECLARE_LAYER(reshape)
+DECLARE_LAYER(transpose)
+DECLARE_LAYER(pad)
+DECLARE_LAYER(binary)
+DECLARE_LAYER(matmul)
 
 int64_t conv2d_macs(const ts_model *m, const layer *l);
 int64_t dense_macs(const ts_model *m, const layer *l);
+int64_t matmul_macs(const ts_model *m, const layer *l);
+size_t globalmaxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 int64_t no_macs(const ts_model *m, const layer *l);
 size_t conv2d_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);

@@ -27,6 +27,19 @@ typedef enum layer_kind {
     LAYER_FLATTEN,
     LAYER_DROPOUT,
     LAYER_MASK,
+    /* kinds that ONNX models need (docs/onnx.md) */
+    LAYER_ELU,
+    LAYER_SELU,
+    LAYER_HARDSIGMOID,
+    LAYER_CLIP,
+    LAYER_PRELU,
+    LAYER_GLOBALMAXPOOL,
+    LAYER_LOGSOFTMAX,
+    LAYER_RESHAPE,
+    LAYER_TRANSPOSE,
+    LAYER_PAD,
+    LAYER_BINARY,
+    LAYER_MATMUL,
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -49,7 +62,24 @@ typedef struct layer {
     /* tensors: indices into the model's tensor table (-1 when absent) */
     int weight, bias_t, running_mean, running_var;
     int mask;                       /* mask: its keep tensor (a buffer) */
+    /* attributes of the kinds ONNX models need */
+    int pbh, pbw;                   /* conv2d/pools: bottom and right padding (= ph, pw unless asymmetric) */
+    float beta, gamma;              /* hardsigmoid beta; selu gamma (alpha above is elu/selu/hardsigmoid alpha) */
+    float lo, hi;                   /* clip bounds (-/+INFINITY when absent) */
+    int axis;                       /* softmax, logsoftmax, concat: per-sample axis */
+    int coerce;                     /* softmax, logsoftmax: over all axes from axis on (ONNX opset < 13) */
+    int op;                         /* binary: binary_op */
+    int const_first;                /* binary: the constant is the left operand */
+    int pad_mode;                   /* pad: pad_mode */
+    float value;                    /* pad: the constant fill */
+    int perm[TS_MAX_DIMS];          /* transpose: output axis i is input axis perm[i] */
+    int pads[2 * TS_MAX_DIMS];      /* pad: begins, then ends, per per-sample axis (negative crops) */
+    ts_shape tshape;                /* reshape: target; binary: constant; prelu: slope; matmul: B */
+    int konst;                      /* binary: its constant tensor (a buffer), -1 when two inputs */
 } layer;
+
+typedef enum binary_op { BINARY_ADD = 0, BINARY_SUB, BINARY_MUL, BINARY_DIV } binary_op;
+typedef enum pad_mode { PAD_CONSTANT = 0, PAD_REFLECT, PAD_EDGE } pad_mode;
 
 typedef struct tensor_entry {
     char name[TENSOR_NAME_MAX];
@@ -131,6 +161,10 @@ int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_te
 /* input/classes, when given (ndim > 0, > 0), replace what the input line declares. */
 ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *source, const ts_shape *input,
                      int classes);
+
+/* Writes layer l's keys (" out=8 kernel=3x3 ...", each with a leading space) as the
+ * parser reads them; returns the length, as snprintf (truncated past cap). */
+int arch_layer_attrs(const layer *l, char *dst, size_t cap);
 
 /* Allocates parameter storage after parsing; and initializes it from seed. */
 /* Largest model: parameters plus buffers, in float values (16 GiB). */

@@ -361,8 +361,9 @@ static void test_error_graph(void) {
                  TS_ESHAPE, 4, "'cat'", "'b'", NULL);
     expect_error("dense after 3-d", "input shape=1x8x8 classes=2\nconv2d name=a out=2 kernel=3\ndense name=fc out=2\n",
                  TS_ESHAPE, 3, "'fc'", "flatten", NULL);
-    expect_error("last not vector", "input shape=1x8x8 classes=2\nconv2d name=last out=2 kernel=3\n", TS_ESHAPE, 2,
-                 "'last'", "vector", NULL);
+    /* any output shape is allowed; classes must then count its values */
+    expect_error("last not classes", "input shape=1x8x8 classes=2\nconv2d name=last out=2 kernel=3\n", TS_ESHAPE, 2,
+                 "'last'", "72 values", NULL);
     expect_error("classes mismatch", "input shape=1x8x8 classes=3\nflatten\ndense name=fc out=5\n", TS_ESHAPE, 3,
                  "'fc'", "classes=3", "5", NULL);
     expect_error("out=classes without classes", "input shape=1x8x8\nflatten\ndense name=fc out=classes\n", TS_EFORMAT,
