@@ -169,7 +169,9 @@ static ts_status emit_range(composer *c, int gi, int member, const char *prefix,
         ts_status st = name_of(c, name, prefix, l->name, "");
         if (st) return st;
         emit_layer(c, m, l, name);
-        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE || l->kind == LAYER_BATCHNORM || l->kind == LAYER_MASK) {
+        int owns = 0; /* any layer holding tensors: weights, statistics, masks, constants */
+        for (int t = 0; t < m->ntensors && !owns; t++) owns = m->tensors[t].layer == li;
+        if (owns) {
             fill *f = add_fill(c, FILL_COPY, name);
             if (!f) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
             f->group = gi;
@@ -270,14 +272,15 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
         const fill *fl = &c->fills[f];
         char tn[TENSOR_NAME_MAX];
         if (fl->kind == FILL_COPY) {
+            /* every tensor of the origin layer, under the new layer's name */
             const ts_model *o = c->groups[fl->group].origin;
-            static const char *const sfx[5] = {"weight", "bias", "running_mean", "running_var", "keep"};
-            for (int s = 0; s < 5; s++) {
-                int64_t n;
-                const float *src = origin_tensor(o, o->layers[fl->layer].name, sfx[s], &n);
-                if (!src) continue;
-                snprintf(tn, sizeof tn, "%s.%s", fl->name, sfx[s]);
-                ts_status st = set_floats(c->ctx, cm, tn, src, n);
+            size_t plen = strlen(o->layers[fl->layer].name);
+            for (int t = 0; t < o->ntensors; t++) {
+                const tensor_entry *e = &o->tensors[t];
+                if (e->layer != fl->layer) continue;
+                const float *src = (e->role == TS_TENSOR_PARAM ? o->params : o->buffers) + e->offset;
+                snprintf(tn, sizeof tn, "%s.%s", fl->name, e->name + plen + 1);
+                ts_status st = set_floats(c->ctx, cm, tn, src, e->numel);
                 if (st) return st;
             }
         } else if (fl->kind == FILL_MASK) {

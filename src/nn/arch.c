@@ -5,6 +5,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,8 @@ static const char *const KIND_KEYS[LAYER_KIND_COUNT] = {
     [LAYER_PAD] = "pads mode value",
     [LAYER_BINARY] = "op const const_first",
     [LAYER_MATMUL] = "b",
+    [LAYER_CONVTRANSPOSE] = "out kernel stride padding output_padding dilation groups bias",
+    [LAYER_CONSTANT] = "shape",
 };
 
 typedef struct kv {
@@ -113,7 +117,8 @@ static ts_status parse_float(parse_pos *pp, kv *kvs, int n, const char *key, flo
     float v = strtof(e->val, &end);
     if (errno || end == e->val || *end || !(v >= lo && v <= hi)) {
         char exp[64];
-        snprintf(exp, sizeof exp, "a number in %g..%g", lo, hi);
+        if (lo == -FLT_MAX && hi == FLT_MAX) snprintf(exp, sizeof exp, "a finite number");
+        else snprintf(exp, sizeof exp, "a number in %g..%g", lo, hi);
         return bad(pp, key, e->val, exp);
     }
     *out = v;
@@ -146,22 +151,126 @@ static ts_status parse_pair(parse_pos *pp, kv *kvs, int n, const char *key, int 
     return TS_OK;
 }
 
-static ts_status parse_shape(parse_pos *pp, const char *val, ts_shape *s) {
+/* "3x32x32", the value of key */
+static ts_status parse_dims(parse_pos *pp, const char *key, const char *val, ts_shape *s) {
     memset(s, 0, sizeof *s);
     const char *p = val;
     while (*p) {
-        if (s->ndim == TS_MAX_DIMS) return bad(pp, "shape", val, "at most 6 dimensions like 3x32x32");
+        if (s->ndim == TS_MAX_DIMS) return bad(pp, key, val, "at most 6 dimensions like 3x32x32");
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (errno || end == p || v < 1 || v > (1L << 24)) return bad(pp, "shape", val, "dimensions like 3x32x32");
+        if (errno || end == p || v < 1 || v > (1L << 24)) return bad(pp, key, val, "dimensions like 3x32x32");
         s->dims[s->ndim++] = v;
         if (*end == 'x') p = end + 1;
         else if (*end == '\0') p = end;
-        else return bad(pp, "shape", val, "dimensions like 3x32x32");
+        else return bad(pp, key, val, "dimensions like 3x32x32");
     }
-    if (s->ndim == 0) return bad(pp, "shape", val, "dimensions like 3x32x32");
+    if (s->ndim == 0) return bad(pp, key, val, "dimensions like 3x32x32");
     return TS_OK;
+}
+
+/* padding=N, HxW, or t,l,b,r (top, left, bottom, right: ONNX pads begin_h, begin_w,
+ * end_h, end_w) into l->ph, pw, pbh, pbw; the symmetric forms set pbh = ph, pbw = pw. */
+static ts_status parse_padding(parse_pos *pp, kv *kvs, int n, layer *l) {
+    kv *e = find_key(kvs, n, "padding");
+    if (!e) {
+        l->ph = l->pw = l->pbh = l->pbw = 0;
+        return TS_OK;
+    }
+    long v[4];
+    int count = 0;
+    char sep = 0;
+    const char *s = e->val;
+    for (;;) {
+        char *end;
+        errno = 0;
+        v[count] = strtol(s, &end, 10);
+        if (errno || end == s || !isdigit((unsigned char)*s) || v[count] > 65536) break;
+        count++;
+        if (*end == '\0') {
+            s = end;
+            break;
+        }
+        if (count == 4 || (sep && *end != sep) || (*end != 'x' && *end != ',')) break;
+        sep = *end;
+        s = end + 1;
+    }
+    if (*s != '\0' || !(count == 1 || (count == 2 && sep == 'x') || (count == 4 && sep == ',')))
+        return bad(pp, "padding", e->val, "N, HxW or t,l,b,r (top, left, bottom, right), each 0..65536");
+    if (count == 1) v[1] = v[0];
+    if (count < 4) v[2] = v[0], v[3] = v[1];
+    l->ph = (int)v[0];
+    l->pw = (int)v[1];
+    l->pbh = (int)v[2];
+    l->pbw = (int)v[3];
+    return TS_OK;
+}
+
+static ts_status parse_shape(parse_pos *pp, const char *val, ts_shape *s) { return parse_dims(pp, "shape", val, s); }
+
+static ts_status missing_key(parse_pos *pp, const char *key) {
+    return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: %s: missing required key '%s'", pp->source, pp->line, pp->kind, key);
+}
+
+/* key=AxBxC into s; s->ndim stays 0 when the key is absent and not required */
+static ts_status parse_shape_key(parse_pos *pp, kv *kvs, int n, const char *key, int required, ts_shape *s) {
+    kv *e = find_key(kvs, n, key);
+    if (!e) {
+        memset(s, 0, sizeof *s);
+        return required ? missing_key(pp, key) : TS_OK;
+    }
+    return parse_dims(pp, key, e->val, s);
+}
+
+/* key=2,0,1: up to max integers in lo..hi; *count is -1 when the key is absent */
+static ts_status parse_int_list(parse_pos *pp, kv *kvs, int n, const char *key, int lo, int hi, int max, int *out,
+                                int *count) {
+    *count = -1;
+    kv *e = find_key(kvs, n, key);
+    if (!e) return TS_OK;
+    char exp[96];
+    snprintf(exp, sizeof exp, "at most %d comma-separated integers in %d..%d", max, lo, hi);
+    int c = 0;
+    for (const char *p = e->val;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < lo || v > hi || c == max || (*end != ',' && *end != '\0'))
+            return bad(pp, key, e->val, exp);
+        out[c++] = (int)v;
+        if (*end == '\0') break;
+        p = end + 1;
+    }
+    *count = c;
+    return TS_OK;
+}
+
+/* key=one of names (count of them); def < 0: required */
+static ts_status parse_choice(parse_pos *pp, kv *kvs, int n, const char *key, const char *const *names, int count,
+                              int def, int *out) {
+    kv *e = find_key(kvs, n, key);
+    if (!e) {
+        if (def < 0) return missing_key(pp, key);
+        *out = def;
+        return TS_OK;
+    }
+    char exp[96] = "one of";
+    for (int i = 0; i < count; i++) {
+        if (!strcmp(e->val, names[i])) {
+            *out = i;
+            return TS_OK;
+        }
+        size_t len = strlen(exp);
+        snprintf(exp + len, sizeof exp - len, "%s %s", i ? "," : "", names[i]);
+    }
+    return bad(pp, key, e->val, exp);
+}
+
+/* The rank of a one-input layer's input, for keys that list one value per axis; -1
+ * when the layer does not have exactly one input (its shape inference reports that). */
+static int single_input_rank(const ts_model *m, const layer *l) {
+    return l->ninputs == 1 ? m->layers[l->inputs[0]].out.ndim : -1;
 }
 
 static int find_layer(const ts_model *m, const char *name) {
@@ -211,16 +320,18 @@ static ts_status parse_out(parse_pos *pp, const ts_model *m, kv *kvs, int n, int
 static ts_status parse_attrs(parse_pos *pp, const ts_model *m, layer *l, kv *kvs, int n) {
     ts_status st = TS_OK;
     switch (l->kind) {
-    case LAYER_CONV2D: {
+    case LAYER_CONV2D:
+    case LAYER_CONVTRANSPOSE: {
         if ((st = parse_out(pp, m, kvs, n, &l->features))) return st;
         if ((st = parse_pair(pp, kvs, n, "kernel", 0, 1, 1, &l->kh, &l->kw))) return st;
         if ((st = parse_pair(pp, kvs, n, "stride", 1, 1, 0, &l->sh, &l->sw))) return st;
-        if ((st = parse_pair(pp, kvs, n, "padding", 0, 0, 0, &l->ph, &l->pw))) return st;
-        l->pbh = l->ph; /* symmetric unless padding=t,l,b,r */
-        l->pbw = l->pw;
+        if ((st = parse_padding(pp, kvs, n, l))) return st; /* symmetric unless padding=t,l,b,r */
         if ((st = parse_pair(pp, kvs, n, "dilation", 1, 1, 0, &l->dh, &l->dw))) return st;
         if ((st = parse_int(pp, kvs, n, "groups", 1, 1, 1 << 20, &l->groups))) return st;
         if ((st = parse_int(pp, kvs, n, "bias", 1, 0, 1, &l->bias))) return st;
+        if (l->kind == LAYER_CONVTRANSPOSE &&
+            (st = parse_pair(pp, kvs, n, "output_padding", 0, 0, 0, &l->oph, &l->opw)))
+            return st;
         break;
     }
     case LAYER_MAXPOOL:
@@ -231,10 +342,10 @@ static ts_status parse_attrs(parse_pos *pp, const ts_model *m, layer *l, kv *kvs
             l->sh = l->kh;
             l->sw = l->kw;
         }
-        if ((st = parse_pair(pp, kvs, n, "padding", 0, 0, 0, &l->ph, &l->pw))) return st;
-        l->pbh = l->ph; /* symmetric unless padding=t,l,b,r */
-        l->pbw = l->pw;
+        if ((st = parse_padding(pp, kvs, n, l))) return st; /* symmetric unless padding=t,l,b,r */
         if ((st = parse_int(pp, kvs, n, "ceil", 0, 0, 1, &l->ceil_mode))) return st;
+        l->dh = l->dw = 1;
+        if (l->kind == LAYER_MAXPOOL && (st = parse_pair(pp, kvs, n, "dilation", 1, 1, 0, &l->dh, &l->dw))) return st;
         if (l->kind == LAYER_AVGPOOL &&
             (st = parse_int(pp, kvs, n, "count_include_pad", 1, 0, 1, &l->count_include_pad)))
             return st;
@@ -253,6 +364,82 @@ static ts_status parse_attrs(parse_pos *pp, const ts_model *m, layer *l, kv *kvs
         break;
     case LAYER_DROPOUT:
         if ((st = parse_float(pp, kvs, n, "p", 0.5f, 0.0f, 0.999f, &l->p))) return st;
+        break;
+    case LAYER_ELU:
+        if ((st = parse_float(pp, kvs, n, "alpha", 1.0f, -1e6f, 1e6f, &l->alpha))) return st;
+        break;
+    case LAYER_SELU: /* ONNX's defaults (PyTorch's constants rounded to float) */
+        if ((st = parse_float(pp, kvs, n, "alpha", 1.67326319217681884765625f, -1e6f, 1e6f, &l->alpha))) return st;
+        if ((st = parse_float(pp, kvs, n, "gamma", 1.05070102214813232421875f, -1e6f, 1e6f, &l->gamma))) return st;
+        break;
+    case LAYER_HARDSIGMOID:
+        if ((st = parse_float(pp, kvs, n, "alpha", 0.2f, -1e6f, 1e6f, &l->alpha))) return st;
+        if ((st = parse_float(pp, kvs, n, "beta", 0.5f, -1e6f, 1e6f, &l->beta))) return st;
+        break;
+    case LAYER_CLIP: /* a missing bound is no bound */
+        if ((st = parse_float(pp, kvs, n, "min", -INFINITY, -FLT_MAX, FLT_MAX, &l->lo))) return st;
+        if ((st = parse_float(pp, kvs, n, "max", INFINITY, -FLT_MAX, FLT_MAX, &l->hi))) return st;
+        break;
+    case LAYER_PRELU: {
+        kv *e = find_key(kvs, n, "shape");
+        if (!e) {
+            l->tshape.ndim = 1;
+            l->tshape.dims[0] = 1;
+        } else if ((st = parse_shape(pp, e->val, &l->tshape))) {
+            return st;
+        }
+        break;
+    }
+    case LAYER_SOFTMAX:
+    case LAYER_LOGSOFTMAX:
+        if ((st = parse_int(pp, kvs, n, "axis", -1, -TS_MAX_DIMS, TS_MAX_DIMS - 1, &l->axis))) return st;
+        if ((st = parse_int(pp, kvs, n, "coerce", 0, 0, 1, &l->coerce))) return st;
+        break;
+    case LAYER_CONCAT:
+        if ((st = parse_int(pp, kvs, n, "axis", 0, -TS_MAX_DIMS, TS_MAX_DIMS - 1, &l->axis))) return st;
+        break;
+    case LAYER_RESHAPE:
+    case LAYER_CONSTANT:
+        if ((st = parse_shape_key(pp, kvs, n, "shape", 1, &l->tshape))) return st;
+        break;
+    case LAYER_TRANSPOSE: {
+        int count, rank = single_input_rank(m, l);
+        if ((st = parse_int_list(pp, kvs, n, "perm", 0, TS_MAX_DIMS - 1, TS_MAX_DIMS, l->perm, &count))) return st;
+        if (count < 0) /* ONNX default: reverse the axes */
+            for (int i = 0; i < rank; i++) l->perm[i] = rank - 1 - i;
+        else if (rank >= 0 && count != rank)
+            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: transpose: perm=%s lists %d axes, but '%s' outputs %d-d",
+                           pp->source, pp->line, find_key(kvs, n, "perm")->val, count, m->layers[l->inputs[0]].name,
+                           rank);
+        break;
+    }
+    case LAYER_PAD: {
+        static const char *const modes[] = {"constant", "reflect", "edge"};
+        int count, rank = single_input_rank(m, l);
+        if ((st = parse_int_list(pp, kvs, n, "pads", -(1 << 24), 1 << 24, 2 * TS_MAX_DIMS, l->pads, &count)))
+            return st;
+        if (count < 0) return missing_key(pp, "pads");
+        if (rank >= 0 && count != 2 * rank)
+            return ts_fail(pp->ctx, TS_EFORMAT,
+                           "%s:%d: pad: pads=%s has %d values, expected %d (begins then ends of each axis of '%s', "
+                           "%d-d)",
+                           pp->source, pp->line, find_key(kvs, n, "pads")->val, count, 2 * rank,
+                           m->layers[l->inputs[0]].name, rank);
+        if ((st = parse_choice(pp, kvs, n, "mode", modes, 3, PAD_CONSTANT, &l->pad_mode))) return st;
+        if ((st = parse_float(pp, kvs, n, "value", 0.0f, -INFINITY, INFINITY, &l->value))) return st;
+        break;
+    }
+    case LAYER_BINARY: {
+        static const char *const ops[] = {"add", "sub", "mul", "div"};
+        if ((st = parse_choice(pp, kvs, n, "op", ops, 4, -1, &l->op))) return st;
+        if ((st = parse_shape_key(pp, kvs, n, "const", 0, &l->tshape))) return st;
+        if ((st = parse_int(pp, kvs, n, "const_first", 0, 0, 1, &l->const_first))) return st;
+        if (l->const_first && l->tshape.ndim == 0)
+            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: binary: const_first=1 needs const=AxB", pp->source, pp->line);
+        break;
+    }
+    case LAYER_MATMUL:
+        if ((st = parse_shape_key(pp, kvs, n, "b", 1, &l->tshape))) return st;
         break;
     default:
         break;

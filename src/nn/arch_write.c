@@ -39,6 +39,12 @@ int arch_layer_attrs(const layer *l, char *dst, size_t cap) {
         put_padding(&b, l);
         put(&b, " dilation=%dx%d groups=%d bias=%d", l->dh, l->dw, l->groups, l->bias);
         break;
+    case LAYER_CONVTRANSPOSE:
+        put(&b, " out=%d kernel=%dx%d stride=%dx%d", l->features, l->kh, l->kw, l->sh, l->sw);
+        put_padding(&b, l);
+        put(&b, " output_padding=%dx%d dilation=%dx%d groups=%d bias=%d", l->oph, l->opw, l->dh, l->dw, l->groups,
+            l->bias);
+        break;
     case LAYER_MAXPOOL:
     case LAYER_AVGPOOL:
         put(&b, " kernel=%dx%d stride=%dx%d", l->kh, l->kw, l->sh, l->sw);
@@ -62,7 +68,8 @@ int arch_layer_attrs(const layer *l, char *dst, size_t cap) {
     case LAYER_SOFTMAX:
     case LAYER_LOGSOFTMAX: put(&b, " axis=%d coerce=%d", l->axis, l->coerce); break;
     case LAYER_CONCAT: put(&b, " axis=%d", l->axis); break;
-    case LAYER_RESHAPE: put_shape(&b, "shape", &l->tshape); break;
+    case LAYER_RESHAPE:
+    case LAYER_CONSTANT: put_shape(&b, "shape", &l->tshape); break;
     case LAYER_TRANSPOSE:
         put(&b, " perm=");
         for (int i = 0; i < l->out.ndim; i++) put(&b, "%s%d", i ? "," : "", l->perm[i]);

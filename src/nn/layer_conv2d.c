@@ -15,6 +15,8 @@ conv2d_params layer_conv_params(const ts_model *m, const layer *l, int n) {
     p.sw = l->sw;
     p.ph = l->ph;
     p.pw = l->pw;
+    p.pbh = l->pbh;
+    p.pbw = l->pbw;
     p.dh = l->dh;
     p.dw = l->dw;
     p.groups = l->groups;
@@ -32,8 +34,8 @@ ts_status conv2d_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
     conv2d_params p = layer_conv_params(m, l, 1);
     if (!conv2d_params_finish(&p))
         return ts_fail(ctx, TS_ESHAPE, "%s:%d: conv2d '%s': kernel %dx%d (dilation %dx%d) does not fit input %lldx%lld "
-                       "with padding %dx%d", source, l->line, l->name, l->kh, l->kw, l->dh, l->dw,
-                       (long long)in.dims[1], (long long)in.dims[2], l->ph, l->pw);
+                       "with padding %d,%d,%d,%d", source, l->line, l->name, l->kh, l->kw, l->dh, l->dw,
+                       (long long)in.dims[1], (long long)in.dims[2], l->ph, l->pw, l->pbh, l->pbw);
     l->out.ndim = 3;
     l->out.dims[0] = l->features;
     l->out.dims[1] = p.oh;

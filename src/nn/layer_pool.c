@@ -1,4 +1,4 @@
-/* maxpool, avgpool and globalavgpool layers. */
+/* maxpool, avgpool, globalavgpool and globalmaxpool layers. */
 #include "layers.h"
 
 pool2d_params layer_pool_params(const ts_model *m, const layer *l, int n) {
@@ -14,6 +14,10 @@ pool2d_params layer_pool_params(const ts_model *m, const layer *l, int n) {
     p.sw = l->sw;
     p.ph = l->ph;
     p.pw = l->pw;
+    p.pbh = l->pbh;
+    p.pbw = l->pbw;
+    p.dh = l->kind == LAYER_MAXPOOL ? l->dh : 1; /* average pooling has no dilation */
+    p.dw = l->kind == LAYER_MAXPOOL ? l->dw : 1;
     p.ceil_mode = l->ceil_mode;
     p.count_include_pad = l->count_include_pad;
     pool2d_params_finish(&p);
@@ -24,10 +28,13 @@ static ts_status pool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *sour
     ts_shape in;
     ts_status st = expect_image_input(ctx, m, l, source, &in);
     if (st) return st;
-    if (l->ph * 2 > l->kh || l->pw * 2 > l->kw)
-        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': padding %dx%d must be at most half the kernel %dx%d", source,
-                       l->line, LAYER_OPS[l->kind].name, l->name, l->ph, l->pw, l->kh, l->kw);
     pool2d_params p = layer_pool_params(m, l, 1);
+    /* PyTorch wants at most half the kernel; ONNX models pad up to the kernel's extent */
+    const int64_t ekh = (int64_t)p.dh * (l->kh - 1) + 1, ekw = (int64_t)p.dw * (l->kw - 1) + 1;
+    if (l->ph >= ekh || l->pbh >= ekh || l->pw >= ekw || l->pbw >= ekw)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': padding %d,%d,%d,%d (top, left, bottom, right) must be "
+                       "less than the kernel's extent %lldx%lld", source, l->line, LAYER_OPS[l->kind].name, l->name,
+                       l->ph, l->pw, l->pbh, l->pbw, (long long)ekh, (long long)ekw);
     if (!pool2d_params_finish(&p))
         return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': kernel %dx%d does not fit input %lldx%lld", source, l->line,
                        LAYER_OPS[l->kind].name, l->name, l->kh, l->kw, (long long)in.dims[1], (long long)in.dims[2]);
@@ -103,6 +110,36 @@ ts_status globalavgpool_backward(ts_ctx *ctx, ts_model *m, int li) {
     const ts_shape *in = input_shape(m, &m->layers[li], 0);
     global_avgpool_backward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), din,
                                 m->exec.ls[li].grad);
+    layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* (C,H,W) -> (C): the maximum of each channel plane (ONNX GlobalMaxPool, which keeps
+ * 1x1 spatial axes; here a vector like globalavgpool). Training keeps the argmax. */
+ts_status globalmaxpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    return globalavgpool_infer(ctx, m, l, source);
+}
+
+size_t globalmaxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    (void)ctx;
+    (void)m;
+    return sizeof(int32_t) * (size_t)n * (size_t)l->out.dims[0];
+}
+
+ts_status globalmaxpool_forward(ts_ctx *ctx, ts_model *m, int li) {
+    (void)ctx;
+    const ts_shape *in = input_shape(m, &m->layers[li], 0);
+    global_maxpool_forward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out,
+                               m->exec.train ? m->exec.ls[li].aux : NULL, layer_input(m, li, 0));
+    return TS_OK;
+}
+
+ts_status globalmaxpool_backward(ts_ctx *ctx, ts_model *m, int li) {
+    float *din = layer_input_grad(m, li, 0);
+    if (!din) return TS_OK;
+    const ts_shape *in = input_shape(m, &m->layers[li], 0);
+    global_maxpool_backward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), din,
+                                m->exec.ls[li].grad, m->exec.ls[li].aux);
     layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
     return TS_OK;
 }

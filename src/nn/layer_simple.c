@@ -1,7 +1,8 @@
-/* Layers without parameters: input, activations, softmax, add, concat, flatten,
- * dropout. */
+/* Layers without parameters: input, activations, softmax, add, concat (along any
+ * axis), flatten, dropout. */
 #include "layers.h"
 
+#include <limits.h>
 #include <string.h>
 
 static size_t out_count(const ts_model *m, int li) {
@@ -69,29 +70,47 @@ ts_status activation_backward(ts_ctx *ctx, ts_model *m, int li) {
     return TS_OK;
 }
 
-/* ---- softmax over a vector */
+/* ---- softmax and logsoftmax along a per-sample axis (or, with coerce, over every
+ * axis from it on, flattened: ONNX opset < 13) */
+
+/* The per-sample shape as (outer, len, inner) around the softmax axis. */
+static void softmax_geometry(const layer *l, size_t *outer, size_t *len, size_t *inner) {
+    const int r = l->out.ndim, a = l->axis < 0 ? l->axis + r : l->axis;
+    *outer = *len = *inner = 1;
+    for (int d = 0; d < r; d++) {
+        size_t *f = d < a ? outer : d == a || l->coerce ? len : inner;
+        *f *= (size_t)l->out.dims[d];
+    }
+}
+
 ts_status softmax_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
     ts_status st = one_input(ctx, l, source);
     if (st) return st;
     l->out = *input_shape(m, l, 0);
-    if (l->out.ndim != 1)
-        return ts_fail(ctx, TS_ESHAPE, "%s:%d: softmax '%s' needs a vector input, got %d-d", source, l->line, l->name,
-                       l->out.ndim);
+    const int r = l->out.ndim;
+    if (l->axis < -r || l->axis >= r)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': axis=%d is out of range for a %d-d input (expected %d..%d)",
+                       source, l->line, LAYER_OPS[l->kind].name, l->name, l->axis, r, -r, r - 1);
     return TS_OK;
 }
 
 ts_status softmax_forward(ts_ctx *ctx, ts_model *m, int li) {
-    (void)ctx;
-    softmax_forward_ref((size_t)m->exec.n, (size_t)m->layers[li].out.dims[0], m->exec.ls[li].out,
-                        layer_input(m, li, 0));
+    const layer *l = &m->layers[li];
+    size_t outer, len, inner;
+    softmax_geometry(l, &outer, &len, &inner);
+    softmax_axis_forward_ref((size_t)m->exec.n * outer, len, inner, l->kind == LAYER_LOGSOFTMAX, m->exec.ls[li].out,
+                             layer_input(m, li, 0), ts_ctx_threads(ctx));
     return TS_OK;
 }
 
 ts_status softmax_backward(ts_ctx *ctx, ts_model *m, int li) {
     float *din = layer_input_grad(m, li, 0);
     if (!din) return TS_OK;
-    softmax_backward_ref((size_t)m->exec.n, (size_t)m->layers[li].out.dims[0], din, m->exec.ls[li].grad,
-                         m->exec.ls[li].out);
+    const layer *l = &m->layers[li];
+    size_t outer, len, inner;
+    softmax_geometry(l, &outer, &len, &inner);
+    softmax_axis_backward_ref((size_t)m->exec.n * outer, len, inner, l->kind == LAYER_LOGSOFTMAX, din,
+                              m->exec.ls[li].grad, m->exec.ls[li].out, ts_ctx_threads(ctx));
     layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
     return TS_OK;
 }
@@ -141,48 +160,69 @@ ts_status add_backward(ts_ctx *ctx, ts_model *m, int li) {
     return TS_OK;
 }
 
-/* ---- concat along the first (channel) axis */
+/* ---- concat along per-sample axis l->axis (0, the channels, by default). Each
+ * input is a stack of rows (samples times the axes before `axis`) of dims[axis] *
+ * (the axes after) values, and each output row their concatenation. */
 ts_status concat_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
     if (l->ninputs < 2)
         return ts_fail(ctx, TS_EFORMAT, "%s:%d: concat '%s' needs at least two inputs (in=a,b)", source, l->line,
                        l->name);
     const ts_shape *s0 = input_shape(m, l, 0);
+    if (l->axis >= s0->ndim || l->axis < -s0->ndim)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: concat '%s': axis=%d, but '%s' outputs %d-d", source, l->line, l->name,
+                       l->axis, m->layers[l->inputs[0]].name, s0->ndim);
+    if (l->axis < 0) l->axis += s0->ndim; /* counted from the end: stored from the front */
+    const int axis = l->axis;
     l->out = *s0;
     for (int k = 1; k < l->ninputs; k++) {
         const ts_shape *s = input_shape(m, l, k);
         int same = s->ndim == s0->ndim;
-        for (int d = 1; same && d < s->ndim; d++) same = s->dims[d] == s0->dims[d];
+        for (int d = 0; same && d < s->ndim; d++) same = d == axis || s->dims[d] == s0->dims[d];
         if (!same)
-            return ts_fail(ctx, TS_ESHAPE, "%s:%d: concat '%s': input '%s' differs from '%s' beyond the first axis",
-                           source, l->line, l->name, m->layers[l->inputs[k]].name, m->layers[l->inputs[0]].name);
-        l->out.dims[0] += s->dims[0];
+            return ts_fail(ctx, TS_ESHAPE, "%s:%d: concat '%s': input '%s' differs from '%s' outside axis %d", source,
+                           l->line, l->name, m->layers[l->inputs[k]].name, m->layers[l->inputs[0]].name, axis);
+        l->out.dims[axis] += s->dims[axis];
     }
     return TS_OK;
+}
+
+/* Rows of the concatenation over a batch of n, and each input's row length. */
+static int64_t concat_rows(const ts_model *m, const layer *l, int n, size_t *sizes) {
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < l->axis; d++) outer *= l->out.dims[d];
+    for (int d = l->axis + 1; d < l->out.ndim; d++) inner *= l->out.dims[d];
+    for (int k = 0; k < l->ninputs; k++) sizes[k] = (size_t)(input_shape(m, l, k)->dims[l->axis] * inner);
+    return (int64_t)n * outer;
 }
 
 ts_status concat_forward(ts_ctx *ctx, ts_model *m, int li) {
     (void)ctx;
     layer *l = &m->layers[li];
-    size_t sizes[LAYER_MAX_INPUTS];
+    size_t sizes[LAYER_MAX_INPUTS], row = 0;
     const float *ins[LAYER_MAX_INPUTS];
-    for (int k = 0; k < l->ninputs; k++) {
-        sizes[k] = (size_t)shape_numel(input_shape(m, l, k));
-        ins[k] = layer_input(m, li, k);
+    const int64_t rows = concat_rows(m, l, m->exec.n, sizes);
+    for (int k = 0; k < l->ninputs; k++) row += sizes[k];
+    /* the kernel counts rows in an int */
+    for (int64_t r = 0; r < rows; r += INT_MAX) {
+        const int64_t nr = rows - r < INT_MAX ? rows - r : INT_MAX;
+        for (int k = 0; k < l->ninputs; k++) ins[k] = layer_input(m, li, k) + (size_t)r * sizes[k];
+        concat_forward_ref((int)nr, l->ninputs, sizes, m->exec.ls[li].out + (size_t)r * row, ins);
     }
-    concat_forward_ref(m->exec.n, l->ninputs, sizes, m->exec.ls[li].out, ins);
     return TS_OK;
 }
 
 ts_status concat_backward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     const float *dout = m->exec.ls[li].grad;
-    size_t row = (size_t)shape_numel(&l->out), off = 0;
+    size_t sizes[LAYER_MAX_INPUTS], row = 0, off = 0;
+    const int64_t rows = concat_rows(m, l, m->exec.n, sizes);
+    for (int k = 0; k < l->ninputs; k++) row += sizes[k];
     for (int k = 0; k < l->ninputs; k++) {
-        size_t sz = (size_t)shape_numel(input_shape(m, l, k));
+        const size_t sz = sizes[k];
         float *din = layer_input_grad(m, li, k);
         if (din) {
-            for (int i = 0; i < m->exec.n; i++)
-                memcpy(din + (size_t)i * sz, dout + (size_t)i * row + off, sz * sizeof(float));
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(din + (size_t)r * sz, dout + (size_t)r * row + off, sz * sizeof(float));
             layer_input_grad_commit(m, li, k, ts_ctx_threads(ctx));
         }
         off += sz;

@@ -2,9 +2,10 @@
  * static_assert fails until every kind has one. */
 #include "layers.h"
 
+#include <stdio.h>
 #include <string.h>
 
-_Static_assert(LAYER_KIND_COUNT == 29, "add the new layer kind to LAYER_OPS");
+_Static_assert(LAYER_KIND_COUNT == 31, "add the new layer kind to LAYER_OPS");
 
 #define ROW(name, fn, macs, aux, scratch) {name, fn##_infer, fn##_forward, fn##_backward, macs, aux, scratch}
 
@@ -38,6 +39,8 @@ const layer_ops LAYER_OPS[LAYER_KIND_COUNT] = {
     [LAYER_PAD] = ROW("pad", pad, no_macs, no_bytes, no_bytes),
     [LAYER_BINARY] = ROW("binary", binary, no_macs, no_bytes, no_bytes),
     [LAYER_MATMUL] = ROW("matmul", matmul, matmul_macs, no_bytes, no_bytes),
+    [LAYER_CONVTRANSPOSE] = ROW("convtranspose", convtranspose, convtranspose_macs, no_bytes, convtranspose_scratch),
+    [LAYER_CONSTANT] = ROW("constant", constant, no_macs, no_bytes, no_bytes),
 };
 
 layer_kind layer_kind_from_name(const char *name) {
@@ -68,5 +71,23 @@ ts_status expect_image_input(ts_ctx *ctx, const ts_model *m, const layer *l, con
     if (in->ndim != 3)
         return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s' needs a CxHxW input, but '%s' outputs %d-d", source, l->line,
                        LAYER_OPS[l->kind].name, l->name, m->layers[l->inputs[0]].name, in->ndim);
+    return TS_OK;
+}
+
+const char *shape_text(const ts_shape *s, char *buf, size_t cap) {
+    size_t len = 0;
+    if (cap) buf[0] = '\0';
+    for (int i = 0; i < s->ndim && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, "%s%lld", i ? "x" : "", (long long)s->dims[i]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+    return buf;
+}
+
+ts_status expect_one_input(ts_ctx *ctx, const layer *l, const char *source) {
+    if (l->ninputs != 1)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: %s '%s' takes exactly one input, got %d", source, l->line,
+                       LAYER_OPS[l->kind].name, l->name, l->ninputs);
     return TS_OK;
 }

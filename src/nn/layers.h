@@ -31,6 +31,8 @@ DECLARE_LAYER(transpose)
 DECLARE_LAYER(pad)
 DECLARE_LAYER(binary)
 DECLARE_LAYER(matmul)
+DECLARE_LAYER(constant)
+DECLARE_LAYER(convtranspose)
 
 int64_t conv2d_macs(const ts_model *m, const layer *l);
 int64_t dense_macs(const ts_model *m, const layer *l);
@@ -38,6 +40,8 @@ int64_t matmul_macs(const ts_model *m, const layer *l);
 size_t globalmaxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 int64_t no_macs(const ts_model *m, const layer *l);
 size_t conv2d_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+int64_t convtranspose_macs(const ts_model *m, const layer *l);
+size_t convtranspose_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
@@ -50,5 +54,9 @@ pool2d_params layer_pool_params(const ts_model *m, const layer *l, int n);
 static inline const ts_shape *input_shape(const ts_model *m, const layer *l, int k) {
     return &m->layers[l->inputs[k]].out;
 }
+/* "3x4x5" into buf (truncated to cap), for messages; returns buf. */
+const char *shape_text(const ts_shape *s, char *buf, size_t cap);
+/* Fails unless layer l has exactly one input. */
+ts_status expect_one_input(ts_ctx *ctx, const layer *l, const char *source);
 
 #endif

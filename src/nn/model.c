@@ -89,12 +89,14 @@ ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const t
 
 /* PyTorch defaults: conv and dense weights kaiming_uniform(a=sqrt(5)), i.e.
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the same bound for biases; batch norm
- * gamma 1, beta 0, running mean 0, running var 1. Each tensor draws from its own
- * stream (seed, tensor index) so adding a layer does not shift the others. */
+ * gamma 1, beta 0, running mean 0, running var 1; prelu slopes 0.25. Each tensor
+ * draws from its own stream (seed, tensor index) so adding a layer does not shift
+ * the others. */
 void model_init_params(ts_model *m, uint64_t seed) {
     for (int li = 0; li < m->nlayers; li++) {
         layer *l = &m->layers[li];
-        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE) {
+        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE || l->kind == LAYER_CONVTRANSPOSE) {
+            /* convtranspose (C, out/groups, kh, kw): fan_in is out/groups*kh*kw as PyTorch */
             tensor_entry *w = &m->tensors[l->weight];
             int64_t fan_in = w->numel / w->shape.dims[0];
             float bound = 1.0f / sqrtf((float)fan_in);
@@ -121,6 +123,23 @@ void model_init_params(ts_model *m, uint64_t seed) {
         } else if (l->kind == LAYER_MASK) {
             float *k = tensor_data(m, l->mask);
             for (int64_t i = 0; i < m->tensors[l->mask].numel; i++) k[i] = 1.0f;
+        } else if (l->kind == LAYER_BINARY && l->konst >= 0) {
+            /* the identity operand: 0 for add and sub, 1 for mul and div */
+            const float v = l->op == BINARY_MUL || l->op == BINARY_DIV ? 1.0f : 0.0f;
+            float *k = tensor_data(m, l->konst);
+            for (int64_t i = 0; i < m->tensors[l->konst].numel; i++) k[i] = v;
+        } else if (l->kind == LAYER_MATMUL) {
+            /* as dense: U(-1/sqrt(K), 1/sqrt(K)), K the contracted axis of b */
+            const tensor_entry *w = &m->tensors[l->weight];
+            const int64_t k = w->shape.ndim >= 2 ? w->shape.dims[w->shape.ndim - 2] : w->shape.dims[0];
+            const float bound = 1.0f / sqrtf((float)k);
+            ts_rng r;
+            ts_rng_seed(&r, rng_mix(seed, (uint64_t)l->weight));
+            float *d = tensor_data(m, l->weight);
+            for (int64_t i = 0; i < w->numel; i++) d[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
+        } else if (l->kind == LAYER_PRELU) { /* PyTorch nn.PReLU: 0.25 */
+            float *a = tensor_data(m, l->weight);
+            for (int64_t i = 0; i < m->tensors[l->weight].numel; i++) a[i] = 0.25f;
         }
     }
 }

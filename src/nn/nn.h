@@ -40,6 +40,8 @@ typedef enum layer_kind {
     LAYER_PAD,
     LAYER_BINARY,
     LAYER_MATMUL,
+    LAYER_CONVTRANSPOSE,
+    LAYER_CONSTANT,
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -64,6 +66,7 @@ typedef struct layer {
     int mask;                       /* mask: its keep tensor (a buffer) */
     /* attributes of the kinds ONNX models need */
     int pbh, pbw;                   /* conv2d/pools: bottom and right padding (= ph, pw unless asymmetric) */
+    int oph, opw;                   /* convtranspose: output padding (added at the bottom and right) */
     float beta, gamma;              /* hardsigmoid beta; selu gamma (alpha above is elu/selu/hardsigmoid alpha) */
     float lo, hi;                   /* clip bounds (-/+INFINITY when absent) */
     int axis;                       /* softmax, logsoftmax, concat: per-sample axis */
@@ -78,8 +81,7 @@ typedef struct layer {
     int konst;                      /* binary: its constant tensor (a buffer), -1 when two inputs */
 } layer;
 
-typedef enum binary_op { BINARY_ADD = 0, BINARY_SUB, BINARY_MUL, BINARY_DIV } binary_op;
-typedef enum pad_mode { PAD_CONSTANT = 0, PAD_REFLECT, PAD_EDGE } pad_mode;
+/* binary_op and pad_mode are declared with their kernels in ops/ops.h */
 
 typedef struct tensor_entry {
     char name[TENSOR_NAME_MAX];

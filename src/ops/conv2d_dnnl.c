@@ -1,5 +1,6 @@
 /* 2-D convolution on oneDNN: forward (optional bias), backward data, backward
- * weights (optional bias gradient); stride, padding, dilation, groups, depthwise.
+ * weights (optional bias gradient); stride, padding (each side its own), dilation,
+ * groups, depthwise.
  *
  * The caller's tensors are plain: NCHW activations, (K, C/G, KH, KW) weights, which
  * is oneDNN's oihw (groups == 1) or goihw with dims (G, K/G, C/G, KH, KW) (same bytes).
@@ -30,7 +31,7 @@ typedef struct conv_descs {
 static void conv_descs_init(dnnl_job *job, const conv2d_params *p, conv_descs *d) {
     memset(d, 0, sizeof *d);
     if (p->n < 1 || p->c < 1 || p->k < 1 || p->kh < 1 || p->kw < 1 || p->sh < 1 || p->sw < 1 || p->dh < 1 ||
-        p->dw < 1 || p->ph < 0 || p->pw < 0 || p->oh < 1 || p->ow < 1 || p->groups < 1 || p->c % p->groups ||
+        p->dw < 1 || p->ph < 0 || p->pw < 0 || p->pbh < 0 || p->pbw < 0 || p->oh < 1 || p->ow < 1 || p->groups < 1 || p->c % p->groups ||
         p->k % p->groups) {
         dnnl_job_fail(job, TS_EINVAL, "invalid parameters (conv2d_params_finish not called or failed)");
         return;
@@ -57,10 +58,10 @@ static void conv_descs_init(dnnl_job *job, const conv2d_params *p, conv_descs *d
     }
     d->strides[0] = p->sh, d->strides[1] = p->sw;
     d->dilates[0] = p->dh - 1, d->dilates[1] = p->dw - 1; /* oneDNN counts the gaps */
-    /* PyTorch pads both sides by ph/pw and drops what a stride leaves over, which is
-     * exactly oneDNN's output-size rule with pad_r = pad_l. */
-    d->pad_l[0] = d->pad_r[0] = p->ph;
-    d->pad_l[1] = d->pad_r[1] = p->pw;
+    /* PyTorch (and ONNX) pad ph/pw before and pbh/pbw after and drop what a stride
+     * leaves over, which is exactly oneDNN's output-size rule. */
+    d->pad_l[0] = p->ph, d->pad_r[0] = p->pbh;
+    d->pad_l[1] = p->pw, d->pad_r[1] = p->pbw;
 }
 
 static dnnl_primitive_desc_t conv_forward_pd(dnnl_job *job, const conv_descs *d, int with_bias) {

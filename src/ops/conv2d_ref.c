@@ -7,7 +7,9 @@
  *   col (R,P)     = w_g^T (R,KG) dout_g (KG,P); col2im       backward data
  *   dw_g (KG,R)  += dout_g (KG,P) col^T (P,R), over n       backward weights
  * A 1x1, stride-1, unpadded convolution is a plain gemm on the input planes, so it
- * skips the column buffer. */
+ * skips the column buffer. Padding may differ per side (ph/pw top and left, pbh/pbw
+ * bottom and right): the end padding only sets the output size, since taps past the
+ * input read zeros either way. */
 #include "ops.h"
 
 #include <limits.h>
@@ -20,12 +22,12 @@ int conv2d_params_finish(conv2d_params *p) {
     if (!p) return 0;
     if (p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->k <= 0) return 0;
     if (p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 || p->dw <= 0) return 0;
-    if (p->ph < 0 || p->pw < 0 || p->groups <= 0) return 0;
+    if (p->ph < 0 || p->pw < 0 || p->pbh < 0 || p->pbw < 0 || p->groups <= 0) return 0;
     if (p->c % p->groups != 0 || p->k % p->groups != 0) return 0;
     /* int64 so that large paddings or dilations cannot overflow */
     const int64_t eh = (int64_t)p->dh * (p->kh - 1) + 1, ew = (int64_t)p->dw * (p->kw - 1) + 1;
-    const int64_t spanh = (int64_t)p->h + 2 * (int64_t)p->ph - eh;
-    const int64_t spanw = (int64_t)p->w + 2 * (int64_t)p->pw - ew;
+    const int64_t spanh = (int64_t)p->h + (int64_t)p->ph + (int64_t)p->pbh - eh;
+    const int64_t spanw = (int64_t)p->w + (int64_t)p->pw + (int64_t)p->pbw - ew;
     if (spanh < 0 || spanw < 0) return 0; /* kernel larger than the padded input */
     const int64_t oh = spanh / p->sh + 1, ow = spanw / p->sw + 1;
     if (oh > INT_MAX || ow > INT_MAX) return 0;
@@ -41,7 +43,8 @@ int conv2d_params_finish(conv2d_params *p) {
 }
 
 static int conv_is_pointwise(const conv2d_params *p) {
-    return p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ph == 0 && p->pw == 0;
+    return p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ph == 0 && p->pw == 0 && p->pbh == 0 &&
+           p->pbw == 0;
 }
 
 size_t conv2d_scratch_size(const conv2d_params *p) {
@@ -196,5 +199,31 @@ void conv2d_backward_weights_ref(const conv2d_params *p, float *dw /* (K,C/G,KH,
             }
             dbias[k] = (float)s;
         }
+    }
+}
+
+void channel_bias_add_ref(int n, int c, size_t spatial, float *out /* (N,C,S) */, const float *bias /* (C) */,
+                          int nthreads) {
+    const int planes = n * c;
+    const int nt = (double)planes * spatial < CONV_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        float *y = out + (size_t)pl * spatial;
+        const float b = bias[pl % c];
+        for (size_t i = 0; i < spatial; i++) y[i] += b;
+    }
+}
+
+void channel_bias_grad_ref(int n, int c, size_t spatial, float *dbias /* (C) */, const float *dout /* (N,C,S) */,
+                           int nthreads) {
+    const int nt = (double)n * c * spatial < CONV_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < c; k++) {
+        double s = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *dy = dout + ((size_t)i * c + (size_t)k) * spatial;
+            for (size_t j = 0; j < spatial; j++) s += dy[j];
+        }
+        dbias[k] = (float)s;
     }
 }

@@ -96,8 +96,14 @@ ts_status ops_maxpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din
     return TS_OK;
 }
 
+/* The average kernels have no dilation (PyTorch's AvgPool2d has none). */
+static ts_status avgpool_dilation_error(ts_ctx *ctx, const pool2d_params *p) {
+    return ts_fail(ctx, TS_EINVAL, "average pooling: dilation %dx%d is not supported (only 1)", p->dh, p->dw);
+}
+
 ts_status ops_avgpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, const float *in) {
     if (!ctx || !p) return TS_EINVAL;
+    if (p->dh != 1 || p->dw != 1) return avgpool_dilation_error(ctx, p);
     if (use_dnnl(ctx)) {
         ts_status s = avgpool2d_forward_dnnl(ctx, p, out, in);
         if (s != TS_EUNSUPPORTED) return s;
@@ -108,6 +114,7 @@ ts_status ops_avgpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out,
 
 ts_status ops_avgpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout) {
     if (!ctx || !p) return TS_EINVAL;
+    if (p->dh != 1 || p->dw != 1) return avgpool_dilation_error(ctx, p);
     if (use_dnnl(ctx)) {
         ts_status s = avgpool2d_backward_dnnl(ctx, p, din, dout);
         if (s != TS_EUNSUPPORTED) return s;

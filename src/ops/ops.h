@@ -22,10 +22,11 @@ typedef struct conv2d_params {
     int k;          /* output channels */
     int kh, kw;     /* kernel size */
     int sh, sw;     /* stride */
-    int ph, pw;     /* zero padding, same on both sides */
+    int ph, pw;     /* zero padding at the top and left */
     int dh, dw;     /* dilation (1 = dense) */
     int groups;     /* c and k divisible by groups; groups == c == k is depthwise */
     int oh, ow;     /* output size, filled by conv2d_params_finish */
+    int pbh, pbw;   /* zero padding at the bottom and right (= ph, pw unless asymmetric, as ONNX pads) */
 } conv2d_params;
 
 /* Computes oh/ow; returns 0 if the configuration is invalid (non-positive output,
@@ -44,23 +45,39 @@ void conv2d_backward_weights_ref(const conv2d_params *p, float *dw /* (K,C/G,KH,
                                  float *dbias /* (K) or NULL */, const float *dout /* (N,K,OH,OW) */,
                                  const float *in /* (N,C,H,W) */, float *scratch, int nthreads);
 
+/* out[n,c,:] += bias[c]; and dbias[c] = sum over n and the plane of dout[n,c,:]
+ * (in double, fixed order). A transposed convolution's bias (its data passes are
+ * conv2d's backward data and forward, which have no bias). */
+void channel_bias_add_ref(int n, int c, size_t spatial, float *out /* (N,C,S) */, const float *bias /* (C) */,
+                          int nthreads);
+void channel_bias_grad_ref(int n, int c, size_t spatial, float *dbias /* (C) */, const float *dout /* (N,C,S) */,
+                           int nthreads);
+
 /* ---------------------------------------------------------------- pooling */
 
 typedef enum pool_kind { POOL_MAX = 0, POOL_AVG = 1 } pool_kind;
 
+/* Output size as ATen (and ONNX): OH = floor((H + ph + pbh - dh*(kh-1) - 1) / sh) + 1,
+ * ceil instead of floor with ceil_mode, where the last window must then start inside
+ * the input or the top padding. Each padding is less than the kernel's extent; a
+ * window that still covers no input gives -inf (max, no gradient) or 0 (average). */
 typedef struct pool2d_params {
     int n, c, h, w;
-    int kh, kw, sh, sw, ph, pw;
+    int kh, kw, sh, sw, ph, pw;  /* ph, pw: padding at the top and left */
     int ceil_mode;          /* PyTorch ceil_mode */
-    int count_include_pad;  /* avg only: divide by full window (PyTorch default 1) */
+    int count_include_pad;  /* avg only: divide by the window clipped to the padded
+                               input [-ph, H+pbh) (1, PyTorch default), or by the
+                               number of real inputs in it (0) */
     int oh, ow;             /* filled by pool2d_params_finish */
+    int pbh, pbw;           /* padding at the bottom and right (= ph, pw unless asymmetric) */
+    int dh, dw;             /* dilation, >= 1; max pooling only (average needs 1) */
 } pool2d_params;
 
 int pool2d_params_finish(pool2d_params *p);
 
 /* Max pooling records, per output element, the flat input index (h*W+w) of its max
- * within its (n,c) plane in `argmax`; backward scatters through it. Ties pick the
- * first in row-major window order, as PyTorch. */
+ * within its (n,c) plane in `argmax` (-1 for a window with no input); backward
+ * scatters through it. Ties pick the first in row-major window order, as PyTorch. */
 void maxpool2d_forward_ref(const pool2d_params *p, float *out /* (N,C,OH,OW) */,
                            int32_t *argmax /* (N,C,OH,OW) or NULL at inference */,
                            const float *in /* (N,C,H,W) */, int nthreads);
@@ -114,15 +131,66 @@ void eltwise_forward_ref(eltwise_kind kind, float alpha, size_t count, float *ou
 void eltwise_backward_ref(eltwise_kind kind, float alpha, size_t count, float *din, const float *dout,
                           const float *in, const float *out, int nthreads);
 
+/* Elementwise functions with attributes (ONNX Elu, Selu, HardSigmoid, Clip), with
+ * PyTorch's gradients; reference only. NaN propagates. */
+typedef enum unary_kind {
+    UNARY_ELU = 0,     /* x > 0 ? x : alpha (exp(x) - 1) */
+    UNARY_SELU,        /* x > 0 ? gamma x : gamma alpha (exp(x) - 1) */
+    UNARY_HARDSIGMOID, /* max(0, min(1, alpha x + beta)); gradient alpha where 0 < alpha x + beta < 1 */
+    UNARY_CLIP,        /* min(max(x, lo), hi); gradient 1 where lo <= x <= hi (torch.clamp) */
+    UNARY_COUNT
+} unary_kind;
+
+typedef struct unary_params {
+    unary_kind kind;
+    float alpha, beta, gamma; /* as above; unused ones are ignored */
+    float lo, hi;             /* clip bounds, -INFINITY / INFINITY when absent */
+} unary_params;
+
+void unary_forward_ref(const unary_params *p, size_t count, float *out /* (count) */, const float *in /* (count) */,
+                       int nthreads);
+void unary_backward_ref(const unary_params *p, size_t count, float *din /* (count) */, const float *dout /* (count) */,
+                        const float *in /* (count), forward input */, int nthreads);
+
+/* PReLU: out = in > 0 ? in : slope * in, slope broadcast over each sample. dims is
+ * the per-sample shape (ndim axes), sdims the slope's shape right-aligned to it
+ * (ndim axes, each 1 or equal to dims). */
+void prelu_forward_ref(int n, int ndim, const int64_t *dims, const int64_t *sdims, float *out /* (N,dims) */,
+                       const float *in /* (N,dims) */, const float *slope /* (sdims) */, int nthreads);
+/* din (may be NULL) = in > 0 ? dout : slope * dout; dslope (may be NULL) = the sum
+ * of (in > 0 ? 0 : in * dout) over the batch and the broadcast axes, in a fixed order. */
+void prelu_backward_ref(int n, int ndim, const int64_t *dims, const int64_t *sdims, float *din /* (N,dims) */,
+                        float *dslope /* (sdims) */, const float *dout /* (N,dims) */, const float *in /* (N,dims) */,
+                        const float *slope /* (sdims) */, int nthreads);
+
 /* ---------------------------------------------------------- other (ref only) */
 
 /* Softmax over the last axis of a (rows, cols) matrix, max-subtracted. */
 void softmax_forward_ref(size_t rows, size_t cols, float *out, const float *in);
 void softmax_backward_ref(size_t rows, size_t cols, float *din, const float *dout, const float *out);
 
+/* Softmax or log-softmax (log_softmax != 0) over the middle axis of (outer, len,
+ * inner): each of the outer*inner lines of len values strided by inner. With
+ * inner == 1 and not log_softmax it is softmax_forward_ref. Log-softmax is
+ * x - max - log(sum exp(x - max)). Backward takes the forward output: softmax
+ * din = y (dy - sum dy y); log-softmax din = dy - exp(y) sum dy. */
+void softmax_axis_forward_ref(size_t outer, size_t len, size_t inner, int log_softmax,
+                              float *out /* (outer,len,inner) */, const float *in /* (outer,len,inner) */,
+                              int nthreads);
+void softmax_axis_backward_ref(size_t outer, size_t len, size_t inner, int log_softmax,
+                               float *din /* (outer,len,inner) */, const float *dout /* (outer,len,inner) */,
+                               const float *out /* (outer,len,inner) */, int nthreads);
+
 /* Global average pool: (N,C,S) -> (N,C). */
 void global_avgpool_forward_ref(int n, int c, int spatial, float *out, const float *in);
 void global_avgpool_backward_ref(int n, int c, int spatial, float *din, const float *dout);
+
+/* Global max pool: (N,C,S) -> (N,C); argmax (N,C) (may be NULL at inference) gets
+ * the index in S of the first maximum (NaN propagates, as max pooling). */
+void global_maxpool_forward_ref(int n, int c, int spatial, float *out /* (N,C) */, int32_t *argmax /* (N,C) */,
+                                const float *in /* (N,C,S) */);
+void global_maxpool_backward_ref(int n, int c, int spatial, float *din /* (N,C,S) */, const float *dout /* (N,C) */,
+                                 const int32_t *argmax /* (N,C) */);
 
 /* Concatenation along channels of per-sample blocks: input i has n rows of sizes[i]
  * floats; out rows are the concatenation. Backward splits. */
@@ -143,6 +211,68 @@ float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */
  * build on this; it is blocked and threaded, not naive. */
 void gemm_ref(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
               int ldb, float beta, float *c, int ldc, int nthreads);
+
+/* ------------------------------------------- layout, broadcasting, matmul (ref only) */
+
+/* Axes of the tensors below: a batch axis plus up to TS_MAX_DIMS per-sample axes. */
+#define OPS_MAX_RANK (TS_MAX_DIMS + 1)
+
+/* out (dims, row-major) = in read through element strides: out[i0,...] =
+ * in[sum_d i_d * in_strides[d]]. A transpose (strides permuted) or a broadcast copy
+ * (some strides 0). rank 1..OPS_MAX_RANK. */
+void strided_copy_ref(int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */, const float *in,
+                      const int64_t *in_strides /* (rank) */, int nthreads);
+
+/* ONNX Pad of every sample (numpy.pad): per axis d, pads[d] values before and
+ * pads[ndim + d] after; a negative pad crops first. Modes: constant (value), reflect
+ * (mirror without repeating the edge, periodic past the edge as numpy; an axis of one
+ * value repeats it), edge (replicate). The output dims are dims[d] + pads[d] +
+ * pads[ndim + d]; the caller checks that each axis keeps at least one input value
+ * after cropping. */
+typedef enum pad_mode { PAD_CONSTANT = 0, PAD_REFLECT, PAD_EDGE } pad_mode;
+void pad_forward_ref(int n, int ndim, const int64_t *dims /* (ndim) */, const int *pads /* (2*ndim) */,
+                     pad_mode mode, float value, float *out /* (N, padded dims) */, const float *in /* (N,dims) */,
+                     int nthreads);
+/* din = the sum of dout over the output positions that read each input value
+ * (overwritten; cropped inputs get 0). */
+void pad_backward_ref(int n, int ndim, const int64_t *dims, const int *pads, pad_mode mode,
+                      float *din /* (N,dims) */, const float *dout /* (N, padded dims) */, int nthreads);
+
+/* out = a op b elementwise with numpy broadcasting. Both operands are read through
+ * element strides per axis of out (0 where the operand broadcasts), so an operand
+ * without the batch axis has stride 0 there. Division by zero gives inf or NaN. */
+typedef enum binary_op { BINARY_ADD = 0, BINARY_SUB, BINARY_MUL, BINARY_DIV } binary_op;
+void binary_forward_ref(binary_op op, int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */,
+                        const float *a, const int64_t *a_strides /* (rank) */, const float *b,
+                        const int64_t *b_strides /* (rank) */, int nthreads);
+/* da (may be NULL) = d out/d a times dout, summed over the axes where a broadcasts,
+ * in a's own row-major layout (overwritten); likewise db. Sums run in a fixed order:
+ * the result does not depend on nthreads. */
+void binary_backward_ref(binary_op op, int rank, const int64_t *dims, float *da, float *db,
+                         const float *dout /* (dims) */, const float *a, const int64_t *a_strides, const float *b,
+                         const int64_t *b_strides, int nthreads);
+
+/* numpy.matmul of every sample's A with one shared B: C[s, i] = A[s, ia(i)] B[ib(i)]
+ * for each sample s and each output batch index i, with A's and B's batch axes
+ * broadcast. A 1-D operand is a matrix with m = 1 (A) or p = 1 (B). */
+typedef struct matmul_params {
+    int n;                              /* samples */
+    int m, k, p;                        /* A matrices (m,k), B (k,p), C (m,p) */
+    int batch_rank;                     /* output batch axes, 0..TS_MAX_DIMS */
+    int64_t batch[TS_MAX_DIMS];         /* their sizes */
+    int64_t a_stride[TS_MAX_DIMS];      /* in matrices of one sample's A; 0 where A broadcasts */
+    int64_t b_stride[TS_MAX_DIMS];      /* in matrices of B; 0 where B broadcasts */
+    int64_t a_count, b_count, c_count;  /* matrices in one sample's A, in B, in one sample's C */
+} matmul_params;
+void matmul_forward_ref(const matmul_params *q, float *c /* (N,c_count,m,p) */, const float *a /* (N,a_count,m,k) */,
+                        const float *b /* (b_count,k,p) */, int nthreads);
+/* da (overwritten) = dc B^T, summed over the batch axes where A broadcasts. */
+void matmul_backward_data_ref(const matmul_params *q, float *da /* (N,a_count,m,k) */,
+                              const float *dc /* (N,c_count,m,p) */, const float *b /* (b_count,k,p) */, int nthreads);
+/* db (overwritten) = A^T dc, summed over the samples and where B broadcasts. */
+void matmul_backward_weights_ref(const matmul_params *q, float *db /* (b_count,k,p) */,
+                                 const float *dc /* (N,c_count,m,p) */, const float *a /* (N,a_count,m,k) */,
+                                 int nthreads);
 
 /* --------------------------------------------------------------- oneDNN */
 

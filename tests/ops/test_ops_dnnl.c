@@ -92,7 +92,7 @@ static int conv_compare(conv2d_params p, int with_bias, unsigned seed) {
 static conv2d_params conv(int n, int c, int h, int w, int k, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
                           int dw, int groups) {
     conv2d_params p = {.n = n, .c = c, .h = h, .w = w, .k = k, .kh = kh, .kw = kw, .sh = sh, .sw = sw, .ph = ph,
-                       .pw = pw, .dh = dh, .dw = dw, .groups = groups};
+                       .pw = pw, .pbh = ph, .pbw = pw, .dh = dh, .dw = dw, .groups = groups};
     return p;
 }
 
@@ -140,7 +140,7 @@ static const char *pool_str(const pool2d_params *p) {
 static pool2d_params pool(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int ceil_mode,
                           int include_pad) {
     pool2d_params p = {.n = n, .c = c, .h = h, .w = w, .kh = kh, .kw = kw, .sh = sh, .sw = sw, .ph = ph, .pw = pw,
-                       .ceil_mode = ceil_mode, .count_include_pad = include_pad};
+                       .pbh = ph, .pbw = pw, .dh = 1, .dw = 1, .ceil_mode = ceil_mode, .count_include_pad = include_pad};
     return p;
 }
 
@@ -218,9 +218,11 @@ static void test_pool_fixed(void) {
         {.n = 2, .c = 2, .h = 5, .w = 5, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        maxpool_compare(cases[i], 200 + (unsigned)i);
+        pool2d_params c = cases[i]; /* symmetric, dense */
+        c.pbh = c.ph, c.pbw = c.pw, c.dh = c.dw = 1;
+        maxpool_compare(c, 200 + (unsigned)i);
         for (int include = 0; include <= 1; include++) {
-            pool2d_params p = cases[i];
+            pool2d_params p = c;
             p.count_include_pad = include;
             avgpool_compare(p, 300 + (unsigned)i, NULL);
         }

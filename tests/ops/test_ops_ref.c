@@ -234,7 +234,7 @@ static void conv_check(const char *name, conv2d_params p, int use_bias, int fd) 
 /* fields: n c h w k kh kw sh sw ph pw dh dw groups */
 static conv2d_params cp(int n, int c, int h, int w, int k, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
                         int dw, int groups) {
-    conv2d_params p = {n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups, 0, 0};
+    conv2d_params p = {n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups, 0, 0, ph, pw};
     return p;
 }
 
@@ -295,7 +295,7 @@ static void test_conv_determinism(void) {
 
 static pool2d_params pp(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int ceil_mode,
                         int cip) {
-    pool2d_params p = {n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, cip, 0, 0};
+    pool2d_params p = {n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, cip, 0, 0, ph, pw, 1, 1};
     return p;
 }
 
@@ -398,8 +398,10 @@ static void test_pool_pytorch_values(void) {
     CHECK(pool2d_params_finish(&p) && p.oh == 2, "oh %d", p.oh);
     p = pp(1, 1, 6, 6, 3, 3, 2, 2, 0, 0, 1, 1);
     CHECK(pool2d_params_finish(&p) && p.oh == 3, "oh %d", p.oh);
-    p = pp(1, 1, 6, 6, 3, 3, 2, 2, 2, 2, 0, 1); /* pad > kernel/2 */
-    CHECK(!pool2d_params_finish(&p), "pad > k/2 accepted");
+    p = pp(1, 1, 6, 6, 3, 3, 2, 2, 2, 2, 0, 1); /* pad > kernel/2: not PyTorch, but ONNX */
+    CHECK(pool2d_params_finish(&p) && p.oh == 4, "pad 2 of kernel 3: oh %d", p.oh);
+    p = pp(1, 1, 6, 6, 3, 3, 2, 2, 3, 3, 0, 1); /* pad = kernel */
+    CHECK(!pool2d_params_finish(&p), "pad = kernel accepted");
 
     /* 3x3 input 1..9, AvgPool2d(2, 2, padding=1, ceil_mode=True): 2x2 output */
     float in9[9], out[4];

@@ -1,0 +1,195 @@
+/* Reference elementwise functions with attributes (ONNX Elu, Selu, HardSigmoid,
+ * Clip) and PReLU, with PyTorch's gradients: elu_backward from the input, the
+ * clamp gradient where lo <= x <= hi, hardsigmoid's where the line is strictly
+ * inside (0, 1), prelu's slope gradient summed where x <= 0. NaN propagates.
+ * Elementwise loops are independent per element, so threading cannot change the
+ * results; the slope gradient is summed on one thread in a fixed order. */
+#include "ops.h"
+
+#include <math.h>
+
+#define UNARY_PAR_MIN 65536 /* elements below which a loop runs on one thread */
+
+void unary_forward_ref(const unary_params *p, size_t count, float *out /* (count) */, const float *in /* (count) */,
+                       int nthreads) {
+    const int nt = count < UNARY_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+    const float alpha = p->alpha, beta = p->beta, gamma = p->gamma, lo = p->lo, hi = p->hi;
+    switch (p->kind) {
+    case UNARY_ELU:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = in[i] > 0.0f ? in[i] : alpha * expm1f(in[i]);
+        break;
+    case UNARY_SELU: {
+        const float ga = gamma * alpha;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = in[i] > 0.0f ? gamma * in[i] : ga * expm1f(in[i]);
+        break;
+    }
+    case UNARY_HARDSIGMOID:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const float v = alpha * in[i] + beta;
+            out[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v; /* NaN stays NaN */
+        }
+        break;
+    case UNARY_CLIP:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            /* min(max(x, lo), hi) as torch.clamp: hi wins when lo > hi; NaN stays NaN */
+            const float v = in[i] < lo ? lo : in[i];
+            out[i] = v > hi ? hi : v;
+        }
+        break;
+    default:
+        break; /* unknown kinds are rejected by the layer code; never touch memory here */
+    }
+}
+
+void unary_backward_ref(const unary_params *p, size_t count, float *din /* (count) */, const float *dout /* (count) */,
+                        const float *in /* (count), forward input */, int nthreads) {
+    const int nt = count < UNARY_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+    const float alpha = p->alpha, beta = p->beta, gamma = p->gamma, lo = p->lo, hi = p->hi;
+    switch (p->kind) {
+    case UNARY_ELU: /* ATen elu_backward: x <= 0 ? alpha exp(x) : 1 */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) din[i] = in[i] > 0.0f ? dout[i] : dout[i] * (alpha * expf(in[i]));
+        break;
+    case UNARY_SELU: {
+        const float ga = gamma * alpha;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) din[i] = in[i] > 0.0f ? dout[i] * gamma : dout[i] * (ga * expf(in[i]));
+        break;
+    }
+    case UNARY_HARDSIGMOID: /* ATen hardsigmoid_backward: the slope strictly inside the ramp */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const float v = alpha * in[i] + beta;
+            din[i] = v > 0.0f && v < 1.0f ? dout[i] * alpha : 0.0f;
+        }
+        break;
+    case UNARY_CLIP: /* ATen clamp_backward: where lo <= x <= hi (NaN: 0) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) din[i] = in[i] >= lo && in[i] <= hi ? dout[i] : 0.0f;
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- prelu */
+
+/* The per-sample shape with runs of axes merged where the slope is either full on
+ * all or broadcast on all (fewer, longer loops), and the slope's stride per axis. */
+typedef struct prelu_geom {
+    int nd;
+    int64_t dims[TS_MAX_DIMS];
+    int64_t sstride[TS_MAX_DIMS]; /* 0 on broadcast axes */
+    size_t numel;                 /* per sample */
+} prelu_geom;
+
+static void prelu_geom_init(prelu_geom *g, int ndim, const int64_t *dims, const int64_t *sdims) {
+    g->nd = 0;
+    g->numel = 1;
+    int prev_b = -1;
+    for (int d = 0; d < ndim; d++) {
+        if (dims[d] == 1) continue; /* a size-1 axis changes nothing */
+        const int b = sdims[d] == 1;
+        if (b == prev_b) g->dims[g->nd - 1] *= dims[d];
+        else g->dims[g->nd++] = dims[d];
+        prev_b = b;
+        g->sstride[g->nd - 1] = b; /* marks broadcast for now */
+        g->numel *= (size_t)dims[d];
+    }
+    if (g->nd == 0) g->dims[g->nd] = 1, g->sstride[g->nd++] = 1;
+    int64_t st = 1;
+    for (int d = g->nd - 1; d >= 0; d--) {
+        if (g->sstride[d]) g->sstride[d] = 0;
+        else {
+            g->sstride[d] = st;
+            st *= g->dims[d];
+        }
+    }
+}
+
+/* Walks one sample's elements as runs along the innermost merged axis: each run
+ * is `len` elements at `off`, reading the slope at soff + j * sstep. */
+typedef struct prelu_runs {
+    const prelu_geom *g;
+    int64_t idx[TS_MAX_DIMS]; /* position on the outer axes */
+    size_t off;
+    int64_t soff, len, sstep;
+    int done;
+} prelu_runs;
+
+static prelu_runs prelu_runs_begin(const prelu_geom *g) {
+    prelu_runs r = {.g = g, .len = g->dims[g->nd - 1], .sstep = g->sstride[g->nd - 1]};
+    return r;
+}
+
+static void prelu_runs_next(prelu_runs *r) {
+    const prelu_geom *g = r->g;
+    r->off += (size_t)r->len;
+    for (int d = g->nd - 2; d >= 0; d--) {
+        r->soff += g->sstride[d];
+        if (++r->idx[d] < g->dims[d]) return;
+        r->soff -= g->sstride[d] * g->dims[d];
+        r->idx[d] = 0;
+    }
+    r->done = 1;
+}
+
+void prelu_forward_ref(int n, int ndim, const int64_t *dims, const int64_t *sdims, float *out /* (N,dims) */,
+                       const float *in /* (N,dims) */, const float *slope /* (sdims) */, int nthreads) {
+    prelu_geom g;
+    prelu_geom_init(&g, ndim, dims, sdims);
+    const int nt = (double)n * g.numel < UNARY_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int s = 0; s < n; s++) {
+        for (prelu_runs r = prelu_runs_begin(&g); !r.done; prelu_runs_next(&r)) {
+            const float *x = in + (size_t)s * g.numel + r.off, *a = slope + r.soff;
+            float *y = out + (size_t)s * g.numel + r.off;
+            for (int64_t j = 0; j < r.len; j++) y[j] = x[j] > 0.0f ? x[j] : a[j * r.sstep] * x[j];
+        }
+    }
+}
+
+void prelu_backward_ref(int n, int ndim, const int64_t *dims, const int64_t *sdims, float *din /* (N,dims) */,
+                        float *dslope /* (sdims) */, const float *dout /* (N,dims) */, const float *in /* (N,dims) */,
+                        const float *slope /* (sdims) */, int nthreads) {
+    prelu_geom g;
+    prelu_geom_init(&g, ndim, dims, sdims);
+    if (din) {
+        const int nt = (double)n * g.numel < UNARY_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int s = 0; s < n; s++) {
+            for (prelu_runs r = prelu_runs_begin(&g); !r.done; prelu_runs_next(&r)) {
+                const size_t base = (size_t)s * g.numel + r.off;
+                const float *x = in + base, *dy = dout + base, *a = slope + r.soff;
+                float *dx = din + base;
+                for (int64_t j = 0; j < r.len; j++) dx[j] = x[j] > 0.0f ? dy[j] : a[j * r.sstep] * dy[j];
+            }
+        }
+    }
+    if (dslope) {
+        size_t ns = 1;
+        for (int d = 0; d < ndim; d++) ns *= (size_t)sdims[d];
+        for (size_t i = 0; i < ns; i++) dslope[i] = 0.0f;
+        /* one thread, samples and runs in order: a fixed summation order */
+        for (int s = 0; s < n; s++) {
+            for (prelu_runs r = prelu_runs_begin(&g); !r.done; prelu_runs_next(&r)) {
+                const size_t base = (size_t)s * g.numel + r.off;
+                const float *x = in + base, *dy = dout + base;
+                float *da = dslope + r.soff;
+                if (r.sstep == 0) { /* the run shares one slope: sum it in double first */
+                    double sum = 0.0;
+                    for (int64_t j = 0; j < r.len; j++)
+                        if (!(x[j] > 0.0f)) sum += (double)x[j] * dy[j];
+                    da[0] += (float)sum;
+                } else {
+                    for (int64_t j = 0; j < r.len; j++)
+                        if (!(x[j] > 0.0f)) da[j] += x[j] * dy[j];
+                }
+            }
+        }
+    }
+}
