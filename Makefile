@@ -10,9 +10,9 @@ CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 ifneq ($(SAN)$(FUZZ),)
 OPT     := -O1 -g -fno-omit-frame-pointer
 endif
-CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -fPIC
-LDLIBS  := -ldnnl -lz -lm -fopenmp
 BUILD   ?= build
+CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -I$(BUILD)/gen -fPIC
+LDLIBS  := -ldnnl -lprotobuf-c -lz -lm -fopenmp
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS  += -fsanitize=address,undefined
@@ -24,14 +24,16 @@ endif
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 ZOO      := $(sort $(wildcard zoo/*.arch))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/zoo.o
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/zoo.o $(BUILD)/gen/onnx/onnx.pb-c.o
+# The ONNX schema is Debian's (libonnx-dev); its C code is generated, never edited.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke
+.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke onnx-conformance onnx-check
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -48,6 +50,19 @@ $(BUILD)/gen/zoo.c: $(ZOO) scripts/embed-zoo.sh
 
 $(BUILD)/gen/zoo.o: $(BUILD)/gen/zoo.c
 	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/onnx/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $(dir $@)
+	@echo "  PROTOC  $<"
+	@cp $< $(BUILD)/gen/onnx/onnx.proto
+	@protoc-c --proto_path=$(BUILD)/gen/onnx --c_out=$(BUILD)/gen/onnx $(BUILD)/gen/onnx/onnx.proto
+$(BUILD)/gen/onnx/onnx.pb-c.c: $(BUILD)/gen/onnx/onnx.pb-c.h
+
+# generated code: warnings are protoc-c's, not ours
+$(BUILD)/gen/onnx/onnx.pb-c.o: $(BUILD)/gen/onnx/onnx.pb-c.c
+	@$(CC) $(filter-out -Werror,$(CFLAGS)) -w -c $< -o $@
+
+$(patsubst %.c,$(BUILD)/%.o,$(wildcard src/onnx/*.c)): $(BUILD)/gen/onnx/onnx.pb-c.h
 
 $(BUILD)/libtessera.a: $(LIB_OBJ)
 	@rm -f $@
@@ -83,6 +98,16 @@ test: deps
 test-fast:
 	@$(MAKE) --no-print-directory all tests
 	@sh scripts/run-tests.sh build
+
+# The ONNX backend test data (libonnx-testdata): one line per op type, and with
+# -v each case that did not pass. Also part of `make test` (tests/onnx).
+onnx-conformance: deps
+	@$(MAKE) --no-print-directory $(BUILD)/tests/onnx/test_onnx_conformance
+	@$(BUILD)/tests/onnx/test_onnx_conformance -v
+
+# Exports checked by onnx.checker and onnxruntime (scripts/onnx-check.sh).
+onnx-check:
+	@sh scripts/onnx-check.sh
 
 bench: all
 	@sh bench/run.sh

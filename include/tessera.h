@@ -471,6 +471,55 @@ ts_status ts_checkpoint_load_model(ts_ctx *ctx, const char *path, ts_model **mod
  * for the model returned by ts_checkpoint_load_model. */
 ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path);
 
+/* ------------------------------------------------------------------- ONNX */
+
+/* A tensor read from an ONNX TensorProto file (the backend test data's
+ * input_K.pb / output_K.pb): float32, float64 (kept as float32), int32 or int64. */
+typedef struct ts_onnx_tensor ts_onnx_tensor;
+ts_status ts_onnx_tensor_load(ts_ctx *ctx, const char *path, ts_onnx_tensor **out);
+ts_status ts_onnx_tensor_parse(ts_ctx *ctx, const void *data, size_t size, const char *name, ts_onnx_tensor **out);
+void ts_onnx_tensor_free(ts_onnx_tensor *t);
+int ts_onnx_tensor_is_float(const ts_onnx_tensor *t);      /* float32/float64: values as floats */
+int ts_onnx_tensor_rank(const ts_onnx_tensor *t);
+int64_t ts_onnx_tensor_dim(const ts_onnx_tensor *t, int axis);
+int64_t ts_onnx_tensor_numel(const ts_onnx_tensor *t);
+const float *ts_onnx_tensor_floats(const ts_onnx_tensor *t); /* NULL unless float */
+/* Writes a float32 TensorProto of the given dims (rank <= 8). */
+ts_status ts_onnx_tensor_save(ts_ctx *ctx, const char *path, const char *name, const int64_t *dims, int rank,
+                              const float *data);
+
+typedef struct ts_onnx_import_config {
+    /* 1 (default): the input's first axis is the batch, the rest one sample's shape.
+     * 0: the whole input tensor is one sample (models without a batch axis; the
+     * model is then run with a batch of 1). */
+    int batch_axis;
+    /* Values for graph inputs after the first (a tessera model has one input):
+     * bind[i] feeds the (i+1)-th non-initializer graph input as a constant. */
+    const ts_onnx_tensor *const *bind;
+    int nbind;
+    /* 1: refuse nodes whose ONNX inference output is random (Dropout with
+     * training_mode=true), which tessera imports as training-only dropout */
+    int exact_inference;
+} ts_onnx_import_config;
+void ts_onnx_import_config_default(ts_onnx_import_config *cfg);
+
+/* Reads an ONNX model (opsets 9 to 17) into a tessera model. Unsupported ops fail
+ * with TS_EUNSUPPORTED naming the op type, the node and the opset. */
+ts_status ts_onnx_import(ts_ctx *ctx, const char *path, const ts_onnx_import_config *cfg, ts_model **out);
+/* The same from bytes in memory; `name` stands for the file in messages. */
+ts_status ts_onnx_import_memory(ts_ctx *ctx, const void *data, size_t size, const char *name,
+                                const ts_onnx_import_config *cfg, ts_model **out);
+/* Lists every node the importer cannot convert, one line each ("OpType node 'name'
+ * (opset N): why"), in *report (malloc'ed; free with ts_onnx_free). Returns TS_OK
+ * when the whole model imports, TS_EUNSUPPORTED when something does not, or the
+ * error that stopped reading. */
+ts_status ts_onnx_check(ts_ctx *ctx, const char *path, const ts_onnx_import_config *cfg, char **report);
+void ts_onnx_free(void *p);
+
+/* Writes m as an ONNX model (opset 13; batch axis named "batch"). Inference
+ * semantics: batch norm uses running statistics, dropout is identity. */
+ts_status ts_onnx_export(ts_ctx *ctx, const ts_model *m, const char *path);
+
 /* ----------------------------------------------------------------- images */
 
 /* Reads a Netpbm image (PGM P5/P2 grayscale, PPM P6/P3 color, maxval <= 255) as

@@ -84,5 +84,7 @@ int cmd_decompose(int argc, char **argv);
 int cmd_compose(int argc, char **argv);
 int cmd_replace(int argc, char **argv);
 int cmd_reuse(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static void on_sigint(int sig) {
 
 static cli_opt train_opts[] = {
     {"arch", "NAME|FILE", "architecture: a zoo name (tessera zoo) or an .arch file (default demo)", NULL},
+    {"init", "MODEL.tsr", "start from this model's weights instead (fine-tuning, e.g. an imported ONNX model)", NULL},
     {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, or a folder/file in those layouts", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"out", "FILE", "where to write the trained model (required)", NULL},
@@ -231,6 +232,16 @@ int cmd_train(int argc, char **argv) {
     if (!data_dir && m) data_dir = ts_model_get_meta(m, "data.dir");
     if ((st = ts_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &full))) goto fail;
 
+    const char *init = cli_get(&train_cmd, "init");
+    if (!m && init) {
+        if (cli_get(&train_cmd, "arch")) {
+            st = ts_ctx_set_error(ctx, TS_EINVAL, "--init and --arch exclude each other");
+            goto fail;
+        }
+        if ((st = ts_model_load(ctx, init, &m))) goto fail;
+        if (!ts_model_get_meta(m, "classes") && (st = set_class_meta(ctx, m, full, spec))) goto fail;
+        if (!ts_model_get_meta(m, "arch") && (st = ts_model_set_meta(ctx, m, "arch", init))) goto fail;
+    }
     if (!m) {
         const char *arch = cli_get(&train_cmd, "arch");
         if (!arch) arch = "demo";

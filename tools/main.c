@@ -17,6 +17,8 @@ static const subcommand COMMANDS[] = {
     {"compose", cmd_compose, "build a classifier from modules, without retraining"},
     {"replace", cmd_replace, "swap one class's module for another model's"},
     {"reuse", cmd_reuse, "a classifier from modules of different models and datasets, evaluated"},
+    {"import", cmd_import, "read an ONNX model (--check lists unsupported nodes)"},
+    {"export", cmd_export, "write a model as ONNX (opset 13)"},
     {"info", cmd_info, "layers, output shapes, parameters and MACs of a model or architecture"},
     {"zoo", cmd_zoo, "list the built-in architectures, or print one"},
 };

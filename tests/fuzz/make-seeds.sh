@@ -9,7 +9,7 @@ C=tests/fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$C"
-mkdir -p "$C/arch" "$C/model" "$C/checkpoint" "$C/module" "$C/idx" "$C/cifar" "$C/pnm"
+mkdir -p "$C/arch" "$C/model" "$C/checkpoint" "$C/module" "$C/idx" "$C/cifar" "$C/pnm" "$C/onnx" "$C/tensorproto"
 
 cp zoo/*.arch tests/fixtures/small_cnn.arch "$C/arch/"
 printf 'input shape=1x8x8 classes=3\nconv2d name=c out=2 kernel=3 padding=1\nrelu name=r\nmask name=m\nmaxpool kernel=2\nflatten\ndense name=fc out=classes\n' >"$C/arch/tiny.arch"
@@ -45,4 +45,19 @@ printf 'P5 4 4 255\n' >"$C/pnm/gray.pgm"; printf '0123456789abcdef' >>"$C/pnm/gr
 printf 'P2\n# ascii\n2 2\n15\n0 5\n10 15\n' >"$C/pnm/ascii.pgm"
 printf 'P6 2 1 255\n' >"$C/pnm/color.ppm"; printf 'abcdef' >>"$C/pnm/color.ppm"
 printf 'P3 1 1 255\n1 2 3\n' >"$C/pnm/ascii.ppm"
+# ONNX: the tiny model exported, and single-op models with their input tensors
+# from Debian's libonnx-testdata (ONNX backend test data, Apache-2.0)
+$T export "$C/model/tiny.tsr" --out "$C/onnx/tessera_tiny.onnx" >/dev/null
+D=/usr/share/libonnx-testdata/data/node
+for t in test_conv_with_strides_padding test_maxpool_2d_pads test_averagepool_2d_same_upper test_batchnorm_example \
+    test_gemm_default_single_elem_vector_bias test_matmul_3d test_softmax_axis_1 test_reshape_negative_dim \
+    test_concat_2d_axis_1 test_transpose_all_permutations_3 test_pad test_prelu_broadcast test_clip \
+    test_unsqueeze_two_axes test_flatten_axis2 test_sum_example test_dropout_default test_squeeze test_add_bcast \
+    test_div_bcast test_selu test_globalmaxpool; do
+    [ -f "$D/$t/model.onnx" ] || continue
+    cp "$D/$t/model.onnx" "$C/onnx/$t.onnx"
+    cp "$D/$t/test_data_set_0/input_0.pb" "$C/tensorproto/$t.pb"
+done
+cp "$D/test_cast_DOUBLE_to_FLOAT/test_data_set_0/input_0.pb" "$C/tensorproto/double.pb"
+cp "$D/test_reshape_negative_dim/test_data_set_0/input_1.pb" "$C/tensorproto/int64.pb"
 du -sh "$C"

@@ -254,6 +254,59 @@ static void test_modules_flow(void) {
 }
 
 /* Models equal tensor for tensor, bit for bit. */
+/* ONNX in and out: import a PyTorch export, fine-tune it with --init, export it
+ * again; refusals have their exit codes and leave no file. */
+static void test_onnx_flow(void) {
+    char src[512];
+    snprintf(src, sizeof src, "%s", "tests/fixtures/onnx/mobilenetv2_train.onnx");
+    int rc = run("import %s --out %s/mb.tsr --mean 0.5,0.5,0.5 --std 0.25,0.25,0.25", src, g_dir);
+    CHECK(rc == 0 && exists("mb.tsr"), "import: exit %d: %s", rc, g_err);
+    CHECK(strstr(g_out, "imported") != NULL, "import output: %s", g_out);
+    rc = run("info %s/mb.tsr", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "conv2d") && strstr(g_out, "clip"), "info: exit %d", rc);
+    rc = run("import %s --check", src);
+    CHECK(rc == 0 && strstr(g_out, "every node can be imported"), "check: exit %d: %s", rc, g_out);
+    rc = run("export %s/mb.tsr --out %s/mb.onnx", g_dir, g_dir);
+    CHECK(rc == 0 && exists("mb.onnx"), "export: exit %d: %s", rc, g_err);
+    rc = run("import %s/mb.onnx --out %s/mb2.tsr", g_dir, g_dir);
+    CHECK(rc == 0, "re-import: exit %d: %s", rc, g_err);
+    /* refusals */
+    char p[512];
+    snprintf(p, sizeof p, "%s/cut.onnx", g_dir);
+    FILE *f = fopen(p, "wb");
+    fwrite("\x08\x07\x3a\x7f", 1, 4, f);
+    fclose(f);
+    rc = run("import %s --out %s/cut.tsr", p, g_dir);
+    CHECK(rc == 4 && strstr(g_err, "cut.onnx") && count_lines(g_err) == 1 && !exists("cut.tsr"),
+          "truncated: exit %d: %s", rc, g_err);
+    rc = run("import %s/none.onnx --out %s/none.tsr", g_dir, g_dir);
+    CHECK(rc == 3 && strstr(g_err, "none.onnx"), "missing: exit %d: %s", rc, g_err);
+    rc = run("import %s", src);
+    CHECK(rc == 2, "no --out: exit %d", rc);
+    rc = run("import %s --out %s/x.tsr --mean 0.5 --std 0,1", src, g_dir);
+    CHECK(rc == 2, "bad --std: exit %d", rc);
+    rc = run("export %s/nothing.tsr --out %s/n.onnx", g_dir, g_dir);
+    CHECK(rc == 3 && !exists("n.onnx"), "export of a missing model: exit %d", rc);
+    rc = run("import /usr/share/libonnx-testdata/data/node/test_cos/model.onnx --check");
+    if (rc != 3) CHECK(rc == 5 && strstr(g_out, "Cos node"), "check lists unsupported ops: exit %d: %s", rc, g_out);
+    CHECK(!leftover_tmp(), "temporary files left behind");
+    if (!have_fashion()) return;
+    /* fine-tuning an imported model: a 1x28x28 export is needed; the demo model
+     * round-trips through ONNX and trains on from its weights */
+    rc = run("train --arch lenet5 --data fashion-mnist --limit 256 --epochs 1 --batch 64 --threads 1 --quiet "
+             "--no-test --out %s/l5.tsr", g_dir);
+    CHECK(rc == 0, "train: exit %d: %s", rc, g_err);
+    rc = run("export %s/l5.tsr --out %s/l5.onnx", g_dir, g_dir);
+    CHECK(rc == 0, "export: exit %d: %s", rc, g_err);
+    rc = run("import %s/l5.onnx --out %s/l5i.tsr", g_dir, g_dir);
+    CHECK(rc == 0, "import: exit %d: %s", rc, g_err);
+    rc = run("train --init %s/l5i.tsr --data fashion-mnist --limit 256 --epochs 1 --batch 64 --threads 1 --quiet "
+             "--no-test --out %s/l5f.tsr", g_dir, g_dir);
+    CHECK(rc == 0 && exists("l5f.tsr"), "train --init: exit %d: %s", rc, g_err);
+    rc = run("train --init %s/l5i.tsr --arch demo --data fashion-mnist --out %s/zz.tsr", g_dir, g_dir);
+    CHECK(rc != 0 && !exists("zz.tsr"), "--init with --arch: exit %d", rc);
+}
+
 static int same_weights(const char *a, const char *b) {
     ts_ctx *ctx;
     if (ts_ctx_create(&ctx)) return 0;
@@ -330,6 +383,7 @@ int main(void) {
     RUN(test_bad_files);
     RUN(test_train_flow);
     RUN(test_modules_flow);
+    RUN(test_onnx_flow);
     RUN(test_kill_and_resume);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);

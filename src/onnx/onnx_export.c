@@ -1,0 +1,604 @@
+/* tessera model -> ONNX (opset 13). Every layer becomes one to three standard
+ * nodes; every value keeps the layout (batch, per-sample shape), so ONNX's
+ * broadcasting is made to agree with tessera's per-sample broadcasting by
+ * explicit reshapes where ranks differ. */
+#include "io/io.h"
+#include "nn/nn.h"
+#include "onnx.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXPORT_OPSET 13
+
+typedef struct exporter {
+    ts_ctx *ctx;
+    const ts_model *m;
+    /* every allocation of the proto tree, freed together */
+    void **owned;
+    size_t nowned, capowned;
+    Onnx__NodeProto **nodes;
+    size_t nnodes, capnodes;
+    Onnx__TensorProto **inits;
+    size_t ninits, capinits;
+    int failed;
+    int tmp;        /* counter for helper value names */
+} exporter;
+
+static void *own(exporter *ex, void *p) {
+    if (!p) {
+        ex->failed = 1;
+        return NULL;
+    }
+    if (ex->nowned == ex->capowned) {
+        size_t cap = ex->capowned ? 2 * ex->capowned : 256;
+        void **no = realloc(ex->owned, cap * sizeof *no);
+        if (!no) {
+            free(p);
+            ex->failed = 1;
+            return NULL;
+        }
+        ex->owned = no;
+        ex->capowned = cap;
+    }
+    ex->owned[ex->nowned++] = p;
+    return p;
+}
+
+static void *ex_calloc(exporter *ex, size_t n, size_t size) { return own(ex, calloc(n ? n : 1, size)); }
+
+static char *ex_strdup(exporter *ex, const char *fmt, ...) TS_PRINTF(2, 3);
+static char *ex_strdup(exporter *ex, const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return own(ex, strdup(buf));
+}
+
+static int push(exporter *ex, void ***arr, size_t *n, size_t *cap, void *item) {
+    if (!item) return 0;
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        void **na = own(ex, calloc(nc, sizeof *na));
+        if (!na) return 0;
+        if (*n) memcpy(na, *arr, *n * sizeof *na);
+        *arr = na;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = item;
+    return 1;
+}
+
+/* ---- initializers */
+
+static const char *add_init(exporter *ex, const char *name, const int64_t *dims, int rank, const float *data) {
+    Onnx__TensorProto *t = ex_calloc(ex, 1, sizeof *t);
+    if (!t) return NULL;
+    onnx__tensor_proto__init(t);
+    t->name = ex_strdup(ex, "%s", name);
+    t->n_dims = (size_t)rank;
+    t->dims = ex_calloc(ex, (size_t)rank, sizeof *t->dims);
+    int64_t numel = 1;
+    for (int k = 0; k < rank && t->dims; k++) {
+        t->dims[k] = dims[k];
+        numel *= dims[k];
+    }
+    t->has_data_type = 1;
+    t->data_type = ONNX_FLOAT;
+    t->has_raw_data = 1;
+    t->raw_data.len = (size_t)numel * sizeof(float);
+    t->raw_data.data = ex_calloc(ex, t->raw_data.len, 1);
+    if (!t->name || !t->dims || !t->raw_data.data) return NULL;
+    memcpy(t->raw_data.data, data, t->raw_data.len); /* little-endian host (see file-format.md) */
+    push(ex, (void ***)&ex->inits, &ex->ninits, &ex->capinits, t);
+    return t->name;
+}
+
+static const char *add_init_i64(exporter *ex, const char *name, const int64_t *vals, int64_t count) {
+    Onnx__TensorProto *t = ex_calloc(ex, 1, sizeof *t);
+    if (!t) return NULL;
+    onnx__tensor_proto__init(t);
+    t->name = ex_strdup(ex, "%s", name);
+    t->n_dims = 1;
+    t->dims = ex_calloc(ex, 1, sizeof *t->dims);
+    t->has_data_type = 1;
+    t->data_type = ONNX_INT64;
+    t->n_int64_data = (size_t)count;
+    t->int64_data = ex_calloc(ex, (size_t)count, sizeof *t->int64_data);
+    if (!t->name || !t->dims || !t->int64_data) return NULL;
+    t->dims[0] = count;
+    memcpy(t->int64_data, vals, (size_t)count * sizeof *vals);
+    push(ex, (void ***)&ex->inits, &ex->ninits, &ex->capinits, t);
+    return t->name;
+}
+
+static const char *tensor_init(exporter *ex, int t) {
+    const tensor_entry *e = &ex->m->tensors[t];
+    const float *data = (e->role == TS_TENSOR_PARAM ? ex->m->params : ex->m->buffers) + e->offset;
+    return add_init(ex, e->name, e->shape.dims, e->shape.ndim, data);
+}
+
+static const char *scalar_init(exporter *ex, const char *name, float v) { return add_init(ex, name, NULL, 0, &v); }
+
+/* ---- nodes */
+
+static Onnx__NodeProto *add_node(exporter *ex, const char *op, const char *name, const char *const *ins, int nins,
+                                 const char *out) {
+    Onnx__NodeProto *n = ex_calloc(ex, 1, sizeof *n);
+    if (!n) return NULL;
+    onnx__node_proto__init(n);
+    n->op_type = ex_strdup(ex, "%s", op);
+    n->name = ex_strdup(ex, "%s", name);
+    n->n_input = (size_t)nins;
+    n->input = ex_calloc(ex, (size_t)nins, sizeof *n->input);
+    n->n_output = 1;
+    n->output = ex_calloc(ex, 1, sizeof *n->output);
+    if (!n->op_type || !n->name || !n->input || !n->output) return NULL;
+    for (int k = 0; k < nins; k++) n->input[k] = ex_strdup(ex, "%s", ins[k] ? ins[k] : "");
+    n->output[0] = ex_strdup(ex, "%s", out);
+    push(ex, (void ***)&ex->nodes, &ex->nnodes, &ex->capnodes, n);
+    return n;
+}
+
+static Onnx__AttributeProto *add_attr(exporter *ex, Onnx__NodeProto *n, const char *name) {
+    if (!n) return NULL;
+    Onnx__AttributeProto *a = ex_calloc(ex, 1, sizeof *a);
+    if (!a) return NULL;
+    onnx__attribute_proto__init(a);
+    a->name = ex_strdup(ex, "%s", name);
+    Onnx__AttributeProto **na = ex_calloc(ex, n->n_attribute + 1, sizeof *na);
+    if (!na || !a->name) return NULL;
+    if (n->n_attribute) memcpy(na, n->attribute, n->n_attribute * sizeof *na);
+    na[n->n_attribute++] = a;
+    n->attribute = na;
+    return a;
+}
+
+static void attr_i(exporter *ex, Onnx__NodeProto *n, const char *name, int64_t v) {
+    Onnx__AttributeProto *a = add_attr(ex, n, name);
+    if (!a) return;
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    a->has_i = 1;
+    a->i = v;
+}
+
+static void attr_f(exporter *ex, Onnx__NodeProto *n, const char *name, float v) {
+    Onnx__AttributeProto *a = add_attr(ex, n, name);
+    if (!a) return;
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    a->has_f = 1;
+    a->f = v;
+}
+
+static void attr_s(exporter *ex, Onnx__NodeProto *n, const char *name, const char *v) {
+    Onnx__AttributeProto *a = add_attr(ex, n, name);
+    if (!a) return;
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    a->has_s = 1;
+    a->s.len = strlen(v);
+    a->s.data = (uint8_t *)ex_strdup(ex, "%s", v);
+}
+
+static void attr_ints(exporter *ex, Onnx__NodeProto *n, const char *name, const int64_t *v, int count) {
+    Onnx__AttributeProto *a = add_attr(ex, n, name);
+    if (!a) return;
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    a->n_ints = (size_t)count;
+    a->ints = ex_calloc(ex, (size_t)count, sizeof *a->ints);
+    if (a->ints) memcpy(a->ints, v, (size_t)count * sizeof *v);
+}
+
+static const char *value_name(exporter *ex, int li) {
+    return li == 0 ? "input" : ex->m->layers[li].name;
+}
+
+static const char *tmp_name(exporter *ex, const char *base, const char *what) {
+    return ex_strdup(ex, "%s/%s%d", base, what, ex->tmp++);
+}
+
+/* Reshape src to (batch, dims...) */
+static const char *reshape_to(exporter *ex, const char *src, const char *base, const int64_t *dims, int rank,
+                              const char *out) {
+    int64_t shape[TS_MAX_DIMS + 2];
+    shape[0] = -1;
+    for (int k = 0; k < rank; k++) shape[k + 1] = dims[k];
+    const char *sname = add_init_i64(ex, tmp_name(ex, base, "shape"), shape, rank + 1);
+    const char *dst = out ? out : tmp_name(ex, base, "reshaped");
+    const char *ins[2] = {src, sname};
+    add_node(ex, "Reshape", tmp_name(ex, base, "reshape"), ins, 2, dst);
+    return dst;
+}
+
+/* src of per-sample shape s seen with rank `want` (leading 1s after the batch) */
+static const char *lift_rank(exporter *ex, const char *src, const char *base, const ts_shape *s, int want) {
+    if (s->ndim >= want) return src;
+    int64_t dims[TS_MAX_DIMS];
+    int pad = want - s->ndim;
+    for (int k = 0; k < want; k++) dims[k] = k < pad ? 1 : s->dims[k - pad];
+    return reshape_to(ex, src, base, dims, want, NULL);
+}
+
+static void spatial_attrs(exporter *ex, Onnx__NodeProto *n, const layer *l, int dil) {
+    int64_t k[2] = {l->kh, l->kw}, s[2] = {l->sh, l->sw}, p[4] = {l->ph, l->pw, l->pbh, l->pbw},
+            d[2] = {l->dh, l->dw};
+    attr_ints(ex, n, "kernel_shape", k, 2);
+    attr_ints(ex, n, "strides", s, 2);
+    attr_ints(ex, n, "pads", p, 4);
+    if (dil && (l->dh != 1 || l->dw != 1 || l->kind == LAYER_CONV2D || l->kind == LAYER_CONVTRANSPOSE)) attr_ints(ex, n, "dilations", d, 2);
+}
+
+static ts_status export_layer(exporter *ex, int li) {
+    const ts_model *m = ex->m;
+    const layer *l = &m->layers[li];
+    const char *out = value_name(ex, li), *name = l->name;
+    const char *x = l->ninputs ? value_name(ex, l->inputs[0]) : NULL;
+    const ts_shape *xs = l->ninputs ? &m->layers[l->inputs[0]].out : NULL;
+    Onnx__NodeProto *n = NULL;
+    switch (l->kind) {
+    case LAYER_INPUT: return TS_OK;
+    case LAYER_CONV2D: {
+        const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
+        n = add_node(ex, "Conv", name, ins, l->bias_t >= 0 ? 3 : 2, out);
+        spatial_attrs(ex, n, l, 1);
+        attr_i(ex, n, "group", l->groups);
+        break;
+    }
+    case LAYER_CONVTRANSPOSE: {
+        const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
+        n = add_node(ex, "ConvTranspose", name, ins, l->bias_t >= 0 ? 3 : 2, out);
+        spatial_attrs(ex, n, l, 1);
+        attr_i(ex, n, "group", l->groups);
+        int64_t op[2] = {l->oph, l->opw};
+        attr_ints(ex, n, "output_padding", op, 2);
+        break;
+    }
+    case LAYER_MAXPOOL:
+    case LAYER_AVGPOOL: {
+        const char *ins[1] = {x};
+        n = add_node(ex, l->kind == LAYER_MAXPOOL ? "MaxPool" : "AveragePool", name, ins, 1, out);
+        spatial_attrs(ex, n, l, l->kind == LAYER_MAXPOOL);
+        attr_i(ex, n, "ceil_mode", l->ceil_mode);
+        if (l->kind == LAYER_AVGPOOL) attr_i(ex, n, "count_include_pad", l->count_include_pad);
+        break;
+    }
+    case LAYER_GLOBALAVGPOOL:
+    case LAYER_GLOBALMAXPOOL: {
+        const char *ins[1] = {x};
+        const char *pooled = tmp_name(ex, name, "pooled");
+        add_node(ex, l->kind == LAYER_GLOBALAVGPOOL ? "GlobalAveragePool" : "GlobalMaxPool", name, ins, 1, pooled);
+        const char *ins2[1] = {pooled};
+        n = add_node(ex, "Flatten", tmp_name(ex, name, "flatten"), ins2, 1, out);
+        attr_i(ex, n, "axis", 1);
+        break;
+    }
+    case LAYER_BATCHNORM: {
+        const char *ins[5] = {x, tensor_init(ex, l->weight), tensor_init(ex, l->bias_t), tensor_init(ex, l->running_mean),
+                              tensor_init(ex, l->running_var)};
+        n = add_node(ex, "BatchNormalization", name, ins, 5, out);
+        attr_f(ex, n, "epsilon", l->eps);
+        attr_f(ex, n, "momentum", 1.0f - l->momentum);
+        break;
+    }
+    case LAYER_DENSE: {
+        const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
+        n = add_node(ex, "Gemm", name, ins, l->bias_t >= 0 ? 3 : 2, out);
+        attr_i(ex, n, "transB", 1);
+        break;
+    }
+    case LAYER_RELU:
+    case LAYER_SIGMOID:
+    case LAYER_TANH: {
+        const char *ins[1] = {x};
+        n = add_node(ex, l->kind == LAYER_RELU ? "Relu" : l->kind == LAYER_SIGMOID ? "Sigmoid" : "Tanh", name, ins, 1, out);
+        break;
+    }
+    case LAYER_LEAKYRELU:
+    case LAYER_ELU: {
+        const char *ins[1] = {x};
+        n = add_node(ex, l->kind == LAYER_LEAKYRELU ? "LeakyRelu" : "Elu", name, ins, 1, out);
+        attr_f(ex, n, "alpha", l->alpha);
+        break;
+    }
+    case LAYER_SELU: {
+        const char *ins[1] = {x};
+        n = add_node(ex, "Selu", name, ins, 1, out);
+        attr_f(ex, n, "alpha", l->alpha);
+        attr_f(ex, n, "gamma", l->gamma);
+        break;
+    }
+    case LAYER_HARDSIGMOID: {
+        const char *ins[1] = {x};
+        n = add_node(ex, "HardSigmoid", name, ins, 1, out);
+        attr_f(ex, n, "alpha", l->alpha);
+        attr_f(ex, n, "beta", l->beta);
+        break;
+    }
+    case LAYER_CLIP: {
+        const char *ins[3] = {x, l->lo > -INFINITY ? scalar_init(ex, tmp_name(ex, name, "min"), l->lo) : NULL,
+                              l->hi < INFINITY ? scalar_init(ex, tmp_name(ex, name, "max"), l->hi) : NULL};
+        n = add_node(ex, "Clip", name, ins, ins[2] ? 3 : ins[1] ? 2 : 1, out);
+        break;
+    }
+    case LAYER_PRELU: {
+        const char *ins[2] = {x, tensor_init(ex, l->weight)};
+        n = add_node(ex, "PRelu", name, ins, 2, out);
+        break;
+    }
+    case LAYER_SOFTMAX:
+    case LAYER_LOGSOFTMAX: {
+        const char *op = l->kind == LAYER_SOFTMAX ? "Softmax" : "LogSoftmax";
+        int r = xs->ndim, a = l->axis < 0 ? l->axis + r : l->axis;
+        const char *ins[1] = {x};
+        if (!l->coerce || a == r - 1) {
+            n = add_node(ex, op, name, ins, 1, out);
+            attr_i(ex, n, "axis", a + 1);
+        } else {
+            /* over all axes from a on: flatten them, softmax, restore */
+            int64_t dims[TS_MAX_DIMS + 1];
+            int nd = 0;
+            for (int k = 0; k < a; k++) dims[nd++] = xs->dims[k];
+            int64_t rest = 1;
+            for (int k = a; k < r; k++) rest *= xs->dims[k];
+            dims[nd++] = rest;
+            const char *flat = reshape_to(ex, x, name, dims, nd, NULL);
+            const char *sm = tmp_name(ex, name, "softmax");
+            const char *ins2[1] = {flat};
+            n = add_node(ex, op, name, ins2, 1, sm);
+            attr_i(ex, n, "axis", nd);
+            reshape_to(ex, sm, name, xs->dims, r, out);
+        }
+        break;
+    }
+    case LAYER_ADD: {
+        const char *ins[LAYER_MAX_INPUTS];
+        for (int k = 0; k < l->ninputs; k++) ins[k] = value_name(ex, l->inputs[k]);
+        n = add_node(ex, l->ninputs == 2 ? "Add" : "Sum", name, ins, l->ninputs, out);
+        break;
+    }
+    case LAYER_CONCAT: {
+        const char *ins[LAYER_MAX_INPUTS];
+        for (int k = 0; k < l->ninputs; k++) ins[k] = value_name(ex, l->inputs[k]);
+        n = add_node(ex, "Concat", name, ins, l->ninputs, out);
+        attr_i(ex, n, "axis", l->axis + 1);
+        break;
+    }
+    case LAYER_FLATTEN: {
+        const char *ins[1] = {x};
+        n = add_node(ex, "Flatten", name, ins, 1, out);
+        attr_i(ex, n, "axis", 1);
+        break;
+    }
+    case LAYER_DROPOUT: {
+        const char *ins[2] = {x, scalar_init(ex, tmp_name(ex, name, "ratio"), l->p)};
+        n = add_node(ex, "Dropout", name, ins, 2, out);
+        break;
+    }
+    case LAYER_MASK: {
+        const char *ins[2] = {x, tensor_init(ex, l->mask)};
+        n = add_node(ex, "Mul", name, ins, 2, out);
+        break;
+    }
+    case LAYER_CONSTANT: {
+        /* the stored tensor expanded to (batch, shape): Expand(value, [N, shape]) */
+        const ts_shape *s = &l->out;
+        int64_t one_dims[TS_MAX_DIMS + 1], rest[TS_MAX_DIMS], zero = 0;
+        one_dims[0] = 1;
+        for (int k = 0; k < s->ndim; k++) one_dims[k + 1] = rest[k] = s->dims[k];
+        const tensor_entry *e = &m->tensors[l->konst];
+        const char *val = add_init(ex, e->name, one_dims, s->ndim + 1, m->buffers + e->offset);
+        const char *shp = tmp_name(ex, name, "shape"), *nb = tmp_name(ex, name, "batch"), *tgt = tmp_name(ex, name, "target");
+        const char *ins1[1] = {x};
+        add_node(ex, "Shape", tmp_name(ex, name, "shape_of"), ins1, 1, shp);
+        const char *ins2[2] = {shp, add_init_i64(ex, tmp_name(ex, name, "zero"), &zero, 1)};
+        n = add_node(ex, "Gather", tmp_name(ex, name, "gather"), ins2, 2, nb);
+        attr_i(ex, n, "axis", 0);
+        const char *ins3[2] = {nb, add_init_i64(ex, tmp_name(ex, name, "dims"), rest, s->ndim)};
+        n = add_node(ex, "Concat", tmp_name(ex, name, "concat"), ins3, 2, tgt);
+        attr_i(ex, n, "axis", 0);
+        const char *ins4[2] = {val, tgt};
+        n = add_node(ex, "Expand", name, ins4, 2, out);
+        break;
+    }
+    case LAYER_RESHAPE: n = NULL; reshape_to(ex, x, name, l->out.dims, l->out.ndim, out); break;
+    case LAYER_TRANSPOSE: {
+        int64_t perm[TS_MAX_DIMS + 1] = {0};
+        for (int k = 0; k < xs->ndim; k++) perm[k + 1] = l->perm[k] + 1;
+        const char *ins[1] = {x};
+        n = add_node(ex, "Transpose", name, ins, 1, out);
+        attr_ints(ex, n, "perm", perm, xs->ndim + 1);
+        break;
+    }
+    case LAYER_PAD: {
+        static const char *const modes[] = {"constant", "reflect", "edge"};
+        int r = xs->ndim;
+        int64_t pads[2 * (TS_MAX_DIMS + 1)] = {0};
+        for (int k = 0; k < r; k++) {
+            pads[k + 1] = l->pads[k];
+            pads[r + 1 + k + 1] = l->pads[r + k];
+        }
+        const char *ins[3] = {x, add_init_i64(ex, tmp_name(ex, name, "pads"), pads, 2 * (r + 1)),
+                              scalar_init(ex, tmp_name(ex, name, "value"), l->value)};
+        n = add_node(ex, "Pad", name, ins, 3, out);
+        attr_s(ex, n, "mode", modes[l->pad_mode]);
+        break;
+    }
+    case LAYER_BINARY: {
+        static const char *const ops[] = {"Add", "Sub", "Mul", "Div"};
+        const char *a, *b;
+        int want = l->out.ndim;
+        if (l->konst >= 0) {
+            const char *c = tensor_init(ex, l->konst);
+            const char *xv = lift_rank(ex, x, name, xs, want);
+            a = l->const_first ? c : xv;
+            b = l->const_first ? xv : c;
+        } else {
+            a = lift_rank(ex, x, name, xs, want);
+            b = lift_rank(ex, value_name(ex, l->inputs[1]), name, &m->layers[l->inputs[1]].out, want);
+        }
+        const char *ins[2] = {a, b};
+        n = add_node(ex, ops[l->op], name, ins, 2, out);
+        break;
+    }
+    case LAYER_MATMUL: {
+        const ts_shape *bs = &m->tensors[l->weight].shape;
+        const char *a = x;
+        if (xs->ndim == 1) {
+            int64_t dims[TS_MAX_DIMS];
+            int nd = 0;
+            for (int k = 0; k < bs->ndim - 2; k++) dims[nd++] = 1;
+            dims[nd++] = 1;
+            dims[nd++] = xs->dims[0];
+            if (bs->ndim > 1) a = reshape_to(ex, x, name, dims, nd, NULL);
+        } else if (bs->ndim > xs->ndim) {
+            a = lift_rank(ex, x, name, xs, bs->ndim);
+        }
+        const char *mm = tmp_name(ex, name, "matmul");
+        const char *ins[2] = {a, tensor_init(ex, l->weight)};
+        n = add_node(ex, "MatMul", name, ins, 2, mm);
+        reshape_to(ex, mm, name, l->out.dims, l->out.ndim, out);
+        break;
+    }
+    default:
+        return ts_fail(ex->ctx, TS_EUNSUPPORTED, "export: layer '%s' (kind %d) has no ONNX form yet", l->name,
+                       (int)l->kind);
+    }
+    (void)n;
+    return ex->failed ? ts_fail(ex->ctx, TS_ENOMEM, "export: out of memory") : TS_OK;
+}
+
+static Onnx__ValueInfoProto *value_info(exporter *ex, const char *name, const ts_shape *s) {
+    Onnx__ValueInfoProto *v = ex_calloc(ex, 1, sizeof *v);
+    Onnx__TypeProto *tp = ex_calloc(ex, 1, sizeof *tp);
+    Onnx__TypeProto__Tensor *tt = ex_calloc(ex, 1, sizeof *tt);
+    Onnx__TensorShapeProto *sp = ex_calloc(ex, 1, sizeof *sp);
+    Onnx__TensorShapeProto__Dimension **dims = ex_calloc(ex, (size_t)s->ndim + 1, sizeof *dims);
+    if (!v || !tp || !tt || !sp || !dims) return NULL;
+    onnx__value_info_proto__init(v);
+    onnx__type_proto__init(tp);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(sp);
+    for (int k = 0; k <= s->ndim; k++) {
+        Onnx__TensorShapeProto__Dimension *d = ex_calloc(ex, 1, sizeof *d);
+        if (!d) return NULL;
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (k == 0) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = ex_strdup(ex, "batch");
+        } else {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->dim_value = s->dims[k - 1];
+        }
+        dims[k] = d;
+    }
+    sp->n_dim = (size_t)s->ndim + 1;
+    sp->dim = dims;
+    tt->has_elem_type = 1;
+    tt->elem_type = ONNX_FLOAT;
+    tt->shape = sp;
+    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tp->tensor_type = tt;
+    v->name = ex_strdup(ex, "%s", name);
+    v->type = tp;
+    return v;
+}
+
+ts_status ts_onnx_export(ts_ctx *ctx, const ts_model *m, const char *path) {
+    if (!ctx || !m || !path) return ts_fail(ctx, TS_EINVAL, "ts_onnx_export: NULL argument");
+    exporter ex = {.ctx = ctx, .m = m};
+    ts_status st = TS_OK;
+    for (int li = 0; li < m->nlayers && !st; li++) st = export_layer(&ex, li);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!st) {
+        Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+        Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
+        Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+        Onnx__ValueInfoProto *in = value_info(&ex, "input", &m->input);
+        Onnx__ValueInfoProto *out = value_info(&ex, value_name(&ex, m->nlayers - 1), &m->layers[m->nlayers - 1].out);
+        char *gname = ex_strdup(&ex, "tessera");
+        char *producer = ex_strdup(&ex, "tessera");
+        char *empty = ex_strdup(&ex, "%s", "");
+        if (ex.failed || !in || !out) st = ts_fail(ctx, TS_ENOMEM, "export: out of memory");
+        if (!st) {
+            g.name = gname;
+            g.n_node = ex.nnodes;
+            g.node = ex.nodes;
+            g.n_initializer = ex.ninits;
+            g.initializer = ex.inits;
+            g.n_input = 1;
+            g.input = &in;
+            g.n_output = 1;
+            g.output = &out;
+            opset.domain = empty;
+            opset.has_version = 1;
+            opset.version = EXPORT_OPSET;
+            Onnx__OperatorSetIdProto *ops[1] = {&opset};
+            mp.has_ir_version = 1;
+            mp.ir_version = 7; /* the IR version of opset 13 */
+            mp.n_opset_import = 1;
+            mp.opset_import = ops;
+            mp.producer_name = producer;
+            mp.graph = &g;
+            /* the model's metadata (class names, input normalization, provenance)
+             * rides along as metadata_props "tessera.<key>"; the importer restores it */
+            mp.n_metadata_props = (size_t)m->nmeta;
+            mp.metadata_props = ex_calloc(&ex, (size_t)m->nmeta, sizeof *mp.metadata_props);
+            for (int i = 0; i < m->nmeta && mp.metadata_props; i++) {
+                Onnx__StringStringEntryProto *e = ex_calloc(&ex, 1, sizeof *e);
+                if (!e) break;
+                onnx__string_string_entry_proto__init(e);
+                e->key = ex_strdup(&ex, "tessera.%s", m->meta[i].key);
+                e->value = own(&ex, strdup(m->meta[i].value));
+                mp.metadata_props[i] = e;
+            }
+            if (ex.failed || !mp.metadata_props) st = ts_fail(ctx, TS_ENOMEM, "export: out of memory");
+        }
+        if (!st) {
+            len = onnx__model_proto__get_packed_size(&mp);
+            buf = malloc(len ? len : 1);
+            if (!buf) st = ts_fail(ctx, TS_ENOMEM, "export: out of memory for %zu bytes", len);
+            else onnx__model_proto__pack(&mp, buf);
+        }
+    }
+    if (!st) st = io_write_atomic(ctx, path, buf, len);
+    free(buf);
+    for (size_t i = 0; i < ex.nowned; i++) free(ex.owned[i]);
+    free(ex.owned);
+    return st;
+}
+
+ts_status ts_onnx_tensor_save(ts_ctx *ctx, const char *path, const char *name, const int64_t *dims, int rank,
+                              const float *data) {
+    if (!ctx || !path || (rank && !dims) || rank < 0 || rank > ONNX_MAX_RANK)
+        return ts_fail(ctx, TS_EINVAL, "ts_onnx_tensor_save: bad argument");
+    Onnx__TensorProto t = ONNX__TENSOR_PROTO__INIT;
+    int64_t numel = 1, d[ONNX_MAX_RANK];
+    for (int k = 0; k < rank; k++) {
+        d[k] = dims[k];
+        numel *= dims[k];
+    }
+    t.name = (char *)(name ? name : "");
+    t.n_dims = (size_t)rank;
+    t.dims = d;
+    t.has_data_type = 1;
+    t.data_type = ONNX_FLOAT;
+    t.has_raw_data = 1;
+    t.raw_data.len = (size_t)numel * sizeof(float);
+    t.raw_data.data = (uint8_t *)data;
+    size_t len = onnx__tensor_proto__get_packed_size(&t);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory", path);
+    onnx__tensor_proto__pack(&t, buf);
+    ts_status st = io_write_atomic(ctx, path, buf, len);
+    free(buf);
+    return st;
+}

@@ -1,0 +1,605 @@
+/* ONNX import and export (src/onnx).
+ *
+ * PyTorch-exported ResNet-20, VGG-11 (narrow) and a MobileNetV2-style network
+ * (tests/fixtures/onnx, made by gen_onnx_fixtures.py) import in eval mode (batch
+ * norm folded), in training mode (batch norm and dropout kept) and at opsets 9,
+ * 13 and 17, and predict PyTorch's logits on a fixed batch; a training-mode import
+ * trains on from the imported running statistics. Every zoo architecture and the
+ * imported networks go native -> ONNX -> native with bit-identical outputs.
+ * Hostile files (truncated, wrong wire type, short tensor data, overflowing dims,
+ * a cycle, an input nothing produces, unsupported ops) give clear errors. */
+#include "tessera.h"
+
+#include "common/test.h"
+#include "onnx/onnx.pb-c.h"
+
+#include <stdint.h>
+
+static ts_ctx *g_ctx;
+static char g_tmp[] = "/tmp/tessera_onnx_XXXXXX";
+
+#define FIX "tests/fixtures/onnx/"
+
+/* ------------------------------------------------------------------ TSIO */
+
+typedef struct tsio {
+    int64_t xd[8], yd[8];
+    int xr, yr;
+    float *x, *y;
+    int64_t nx, ny;
+} tsio;
+
+static int read_block(const uint8_t *b, size_t len, size_t *off, int *rank, int64_t *dims, float **data, int64_t *n) {
+    uint32_t r;
+    if (*off + 4 > len) return 0;
+    memcpy(&r, b + *off, 4);
+    *off += 4;
+    if (r > 8 || *off + 8 * r > len) return 0;
+    *rank = (int)r;
+    *n = 1;
+    for (uint32_t k = 0; k < r; k++) {
+        memcpy(&dims[k], b + *off, 8);
+        *off += 8;
+        *n *= dims[k];
+    }
+    if (*n < 0 || *off + 4 * (size_t)*n > len) return 0;
+    *data = test_falloc((size_t)*n);
+    memcpy(*data, b + *off, 4 * (size_t)*n);
+    *off += 4 * (size_t)*n;
+    return 1;
+}
+
+static int load_tsio(const char *path, tsio *io) {
+    memset(io, 0, sizeof *io);
+    size_t len;
+    uint8_t *b = test_read_file(path, &len);
+    CHECK(b != NULL, "cannot read %s", path);
+    if (!b) return 0;
+    size_t off = 8;
+    int ok = len > 8 && !memcmp(b, "TSIO", 4) && read_block(b, len, &off, &io->xr, io->xd, &io->x, &io->nx) &&
+             read_block(b, len, &off, &io->yr, io->yd, &io->y, &io->ny);
+    free(b);
+    CHECK(ok, "%s is not a TSIO file", path);
+    return ok;
+}
+
+static void free_tsio(tsio *io) {
+    free(io->x);
+    free(io->y);
+}
+
+static ts_model *import(const char *path, ts_status want) {
+    ts_model *m = NULL;
+    ts_status st = ts_onnx_import(g_ctx, path, NULL, &m);
+    CHECK(st == want, "%s: status %d, want %d: %s", path, st, want, ts_ctx_error(g_ctx));
+    return m;
+}
+
+static float *predict(ts_model *m, const float *x, int n) {
+    float *y = test_falloc((size_t)n * (size_t)ts_model_classes(m));
+    ts_status st = ts_model_predict(g_ctx, m, x, n, y);
+    CHECK(st == TS_OK, "predict: %s", ts_ctx_error(g_ctx));
+    return y;
+}
+
+static int argmax(const float *v, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+/* ------------------------------------------------------------------ PyTorch parity */
+
+static void check_against_torch(const char *net, const char *variant) {
+    char path[256], iop[256];
+    snprintf(path, sizeof path, FIX "%s_%s.onnx", net, variant);
+    snprintf(iop, sizeof iop, FIX "%s_io.bin", net);
+    tsio io;
+    if (!load_tsio(iop, &io)) return;
+    ts_model *m = import(path, TS_OK);
+    if (m) {
+        int n = (int)io.xd[0], c = (int)io.yd[1];
+        CHECK(ts_model_classes(m) == c, "%s: %d outputs", path, ts_model_classes(m));
+        float *y = predict(m, io.x, n);
+        /* logits within 1e-4 relative (plus 1e-5 absolute for values near 0) */
+        int ok = test_allclose(path, y, io.y, (size_t)io.ny, 1e-4, 1e-5);
+        CHECK(ok, "%s: logits differ from PyTorch", path);
+        for (int i = 0; i < n; i++)
+            CHECK(argmax(y + i * c, c) == argmax(io.y + i * c, c), "%s: sample %d class differs", path, i);
+        free(y);
+        ts_model_free(m);
+    }
+    free_tsio(&io);
+}
+
+static void test_torch_resnet20(void) {
+    check_against_torch("resnet20", "eval");
+    check_against_torch("resnet20", "train");
+    check_against_torch("resnet20", "eval_op9");
+    check_against_torch("resnet20", "eval_op17");
+}
+
+static void test_torch_vgg11(void) {
+    check_against_torch("vgg11", "eval");
+    check_against_torch("vgg11", "train");
+}
+
+static void test_torch_mobilenetv2(void) {
+    check_against_torch("mobilenetv2", "eval");
+    check_against_torch("mobilenetv2", "train");
+}
+
+/* A training-mode export keeps batch norm: its running statistics are the
+ * imported ones, and training goes on from them. */
+static void test_train_imported(void) {
+    ts_model *m = import(FIX "resnet20_train.onnx", TS_OK);
+    if (!m) return;
+    int t = ts_model_find_tensor(m, "BatchNormalization_0.running_mean");
+    int tn = ts_model_tensor_count(m);
+    int found_bn = 0;
+    for (int i = 0; i < tn; i++) {
+        ts_tensor_info info;
+        ts_model_tensor(m, i, &info);
+        if (strstr(info.name, "running_var")) found_bn++;
+    }
+    CHECK(found_bn >= 19, "only %d batch norms kept", found_bn);
+    (void)t;
+    ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+    ts_optimizer *opt = NULL;
+    CHECK(ts_optimizer_create(g_ctx, m, &oc, &opt) == TS_OK, "optimizer: %s", ts_ctx_error(g_ctx));
+    tsio io;
+    if (opt && load_tsio(FIX "resnet20_io.bin", &io)) {
+        int n = (int)io.xd[0], c = ts_model_classes(m);
+        float *logits = test_falloc((size_t)n * c), *dl = test_falloc((size_t)n * c);
+        double first = 0, last = 0;
+        for (int step = 0; step < 5; step++) {
+            CHECK(ts_model_forward_train(g_ctx, m, io.x, n, logits, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            /* softmax cross-entropy towards class 0 */
+            double loss = 0;
+            for (int i = 0; i < n; i++) {
+                float *z = logits + i * c, mx = z[argmax(z, c)];
+                double s = 0;
+                for (int j = 0; j < c; j++) s += exp(z[j] - mx);
+                for (int j = 0; j < c; j++) dl[i * c + j] = (float)((exp(z[j] - mx) / s - (j == 0)) / n);
+                loss += -(z[0] - mx - log(s)) / n;
+            }
+            if (step == 0) first = loss;
+            last = loss;
+            CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(ts_optimizer_step(g_ctx, opt, 0.05f) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        }
+        CHECK(isfinite(last) && last < first, "loss %g -> %g", first, last);
+        free(logits);
+        free(dl);
+        free_tsio(&io);
+    }
+    ts_optimizer_free(opt);
+    ts_model_free(m);
+}
+
+/* ------------------------------------------------------------------ round trips */
+
+static void randomize_buffers(ts_model *m, uint64_t seed) {
+    /* running statistics away from 0/1 so batch norm export is exercised */
+    int tn = ts_model_tensor_count(m);
+    for (int i = 0; i < tn; i++) {
+        ts_tensor_info info;
+        ts_model_tensor(m, i, &info);
+        if (strstr(info.name, "running_var")) test_fill_uniform(info.data, (size_t)info.numel, seed + (uint64_t)i, 0.5f, 2.0f);
+        else if (strstr(info.name, "running_mean")) test_fill_uniform(info.data, (size_t)info.numel, seed + (uint64_t)i, -0.5f, 0.5f);
+    }
+}
+
+/* With TESSERA_ONNX_EXPORT_DIR set, each exported model is kept there with a TSIO
+ * file of its input and tessera's output: scripts/onnx-check.sh runs
+ * onnx.checker and onnxruntime over them. */
+static void keep_export(const char *onnx_path, const char *what, const ts_model *m, const float *x, const float *y,
+                        int n) {
+    const char *dir = getenv("TESSERA_ONNX_EXPORT_DIR");
+    if (!dir) return;
+    char path[512];
+    size_t len;
+    uint8_t *b = test_read_file(onnx_path, &len);
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, what);
+    CHECK(b && test_write_file(path, b, len), "keep %s", path);
+    free(b);
+    snprintf(path, sizeof path, "%s/%s_io.bin", dir, what);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL, "write %s", path);
+    if (!f) return;
+    ts_layer_info in, out;
+    ts_model_layer(m, 0, &in);
+    ts_model_layer(m, ts_model_layer_count(m) - 1, &out);
+    const ts_shape *sh[2] = {&in.out, &out.out};
+    const float *data[2] = {x, y};
+    uint32_t version = 1;
+    fwrite("TSIO", 1, 4, f);
+    fwrite(&version, 4, 1, f);
+    for (int k = 0; k < 2; k++) {
+        uint32_t r = (uint32_t)sh[k]->ndim + 1;
+        int64_t nn = n, per = 1;
+        fwrite(&r, 4, 1, f);
+        fwrite(&nn, 8, 1, f);
+        for (int d = 0; d < sh[k]->ndim; d++) {
+            fwrite(&sh[k]->dims[d], 8, 1, f);
+            per *= sh[k]->dims[d];
+        }
+        fwrite(data[k], 4, (size_t)(per * n), f);
+    }
+    fclose(f);
+}
+
+static void round_trip(ts_model *m, const char *what) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/rt.onnx", g_tmp);
+    ts_status st = ts_onnx_export(g_ctx, m, path);
+    CHECK(st == TS_OK, "%s: export: %s", what, ts_ctx_error(g_ctx));
+    if (st) return;
+    ts_model *b = import(path, TS_OK);
+    if (!b) return;
+    CHECK(ts_model_classes(b) == ts_model_classes(m), "%s: classes", what);
+    ts_tensor_info in;
+    memset(&in, 0, sizeof in);
+    int64_t per = 1;
+    ts_layer_info li;
+    ts_model_layer(m, 0, &li);
+    for (int k = 0; k < li.out.ndim; k++) per *= li.out.dims[k];
+    int n = 3;
+    float *x = test_falloc((size_t)(per * n));
+    test_fill_uniform(x, (size_t)(per * n), 7, -1.0f, 1.0f);
+    float *ya = predict(m, x, n), *yb = predict(b, x, n);
+    size_t ny = (size_t)n * (size_t)ts_model_classes(m);
+    keep_export(path, what, m, x, ya, n);
+    int same = !memcmp(ya, yb, ny * sizeof(float));
+    if (!same) test_allclose(what, yb, ya, ny, 0, 0);
+    CHECK(same, "%s: outputs differ after native -> ONNX -> native", what);
+    free(x);
+    free(ya);
+    free(yb);
+    ts_model_free(b);
+}
+
+static void test_round_trip_zoo(void) {
+    for (int i = 0; ts_zoo_name(i); i++) {
+        const char *name = ts_zoo_name(i);
+        int big = !strcmp(name, "resnet56") || !strcmp(name, "vgg16") || !strcmp(name, "resnet32");
+        if (big) continue; /* same layer kinds as resnet20 / vgg11, 2-5x the time */
+        ts_shape in = {3, {3, 32, 32}};
+        ts_model *m = NULL;
+        ts_status st = ts_model_from_arch(g_ctx, ts_zoo_arch(name), name, &in, 10, 3, &m);
+        CHECK(st == TS_OK, "%s: %s", name, ts_ctx_error(g_ctx));
+        if (!m) continue;
+        randomize_buffers(m, 11);
+        round_trip(m, name);
+        ts_model_free(m);
+    }
+}
+
+static void test_round_trip_new_kinds(void) {
+    static const char *const arch =
+        "input shape=2x6x6\n"
+        "conv2d name=c out=4 kernel=3 padding=1,0,1,2 bias=1\n"
+        "prelu name=p shape=4x1x1\n"
+        "maxpool name=mp kernel=2 stride=1 padding=0,0,1,1\n"
+        "elu name=e alpha=0.5\n"
+        "clip name=cl min=-1 max=2\n"
+        "transpose name=t perm=0,2,1\n"
+        "pad name=pd pads=0,1,0,0,0,1 mode=reflect\n"
+        "binary name=b op=mul const=1x1x7\n"
+        "binary name=b2 op=sub const=7x7 const_first=1\n"
+        "selu name=s\n"
+        "hardsigmoid name=h\n"
+        "reshape name=r shape=4x49\n"
+        "matmul name=mm b=49x5\n"
+        "logsoftmax name=ls axis=0\n"
+        "flatten name=f\n"
+        "dense name=fc out=3\n"
+        "softmax name=sm\n";
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, arch, "kinds.arch", NULL, 0, 5, &m);
+    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (!m) return;
+    int tn = ts_model_tensor_count(m);
+    for (int i = 0; i < tn; i++) {
+        ts_tensor_info info;
+        ts_model_tensor(m, i, &info);
+        if (strstr(info.name, ".const")) test_fill_uniform(info.data, (size_t)info.numel, 30 + (uint64_t)i, 0.5f, 1.5f);
+    }
+    round_trip(m, "new_kinds");
+    ts_model_free(m);
+}
+
+/* the layers of composed models (mask), constants, channel concat, asymmetric
+ * average pooling, global max pooling */
+static void test_round_trip_more_kinds(void) {
+    static const char *const arch =
+        "input shape=3x8x8\n"
+        "conv2d name=c1 out=4 kernel=3 padding=1\n"
+        "batchnorm name=bn\n"
+        "relu name=r\n"
+        "mask name=mk\n"
+        "conv2d name=c2 out=4 kernel=3 padding=1 in=r\n"
+        "concat name=cat in=mk,c2 axis=0\n"
+        "tanh name=t\n"
+        "avgpool name=ap kernel=2 padding=0,0,1,1 count_include_pad=0\n"
+        "constant name=k shape=8x4x4 in=ap\n"
+        "add name=a in=ap,k\n"
+        "sigmoid name=s\n"
+        "leakyrelu name=lr slope=0.1\n"
+        "convtranspose name=ct out=3 kernel=3 stride=2 padding=1,0,0,1 output_padding=1\n"
+        "relu name=r2\n"
+        "globalmaxpool name=g\n"
+        "dropout name=d p=0.3\n"
+        "dense name=fc out=5\n";
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, arch, "more.arch", NULL, 0, 9, &m);
+    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (!m) return;
+    randomize_buffers(m, 5);
+    int tn = ts_model_tensor_count(m);
+    for (int i = 0; i < tn; i++) {
+        ts_tensor_info info;
+        ts_model_tensor(m, i, &info);
+        if (strstr(info.name, ".value")) test_fill_uniform(info.data, (size_t)info.numel, 40, -1.0f, 1.0f);
+        if (strstr(info.name, ".keep"))
+            for (int64_t j = 0; j < info.numel; j++) info.data[j] = (float)((j * 7 + 3) % 5 != 0);
+    }
+    round_trip(m, "more_kinds");
+    ts_model_free(m);
+}
+
+static void test_round_trip_imported(void) {
+    static const char *const nets[] = {"resnet20_eval", "mobilenetv2_train", "vgg11_eval"};
+    for (int i = 0; i < 3; i++) {
+        char path[256];
+        snprintf(path, sizeof path, FIX "%s.onnx", nets[i]);
+        ts_model *m = import(path, TS_OK);
+        if (!m) continue;
+        round_trip(m, nets[i]);
+        ts_model_free(m);
+    }
+}
+
+/* ------------------------------------------------------------------ hostile files */
+
+static void expect_fail(const char *what, const void *data, size_t len, ts_status want, const char *needle) {
+    ts_model *m = NULL;
+    ts_status st = ts_onnx_import_memory(g_ctx, data, len, what, NULL, &m);
+    CHECK(st == want, "%s: status %d, want %d (%s)", what, st, want, ts_ctx_error(g_ctx));
+    CHECK(m == NULL, "%s: a model came back", what);
+    const char *msg = ts_ctx_error(g_ctx);
+    CHECK(strstr(msg, what) != NULL, "%s: message '%s' does not name the file", what, msg);
+    if (needle) CHECK(strstr(msg, needle) != NULL, "%s: message '%s' lacks '%s'", what, msg, needle);
+    ts_model_free(m);
+}
+
+/* a tiny graph: x (N,4) -> op -> y, built with protobuf-c */
+typedef struct tiny {
+    Onnx__ModelProto mp;
+    Onnx__GraphProto g;
+    Onnx__OperatorSetIdProto op;
+    Onnx__OperatorSetIdProto *ops[1];
+    Onnx__NodeProto nodes[4];
+    Onnx__NodeProto *pnodes[4];
+    char *nin[4][2], *nout[4][1];
+    Onnx__ValueInfoProto in, out;
+    Onnx__ValueInfoProto *pin[1], *pout[1];
+    Onnx__TypeProto tp;
+    Onnx__TypeProto__Tensor tt;
+    Onnx__TensorShapeProto sp;
+    Onnx__TensorShapeProto__Dimension d[2];
+    Onnx__TensorShapeProto__Dimension *pd[2];
+    Onnx__TensorProto init;
+    Onnx__TensorProto *pinit[1];
+    int64_t idims[2];
+    float idata[4];
+} tiny;
+
+static void tiny_init(tiny *t) {
+    memset(t, 0, sizeof *t);
+    onnx__model_proto__init(&t->mp);
+    onnx__graph_proto__init(&t->g);
+    onnx__operator_set_id_proto__init(&t->op);
+    t->op.has_version = 1;
+    t->op.version = 13;
+    t->op.domain = (char *)"";
+    t->ops[0] = &t->op;
+    t->mp.n_opset_import = 1;
+    t->mp.opset_import = t->ops;
+    t->mp.graph = &t->g;
+    onnx__value_info_proto__init(&t->in);
+    onnx__value_info_proto__init(&t->out);
+    onnx__type_proto__init(&t->tp);
+    onnx__type_proto__tensor__init(&t->tt);
+    onnx__tensor_shape_proto__init(&t->sp);
+    for (int k = 0; k < 2; k++) {
+        onnx__tensor_shape_proto__dimension__init(&t->d[k]);
+        t->d[k].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        t->d[k].dim_value = k ? 4 : 1;
+        t->pd[k] = &t->d[k];
+    }
+    t->sp.n_dim = 2;
+    t->sp.dim = t->pd;
+    t->tt.has_elem_type = 1;
+    t->tt.elem_type = 1;
+    t->tt.shape = &t->sp;
+    t->tp.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    t->tp.tensor_type = &t->tt;
+    t->in.name = (char *)"x";
+    t->in.type = &t->tp;
+    t->out.name = (char *)"y";
+    t->pin[0] = &t->in;
+    t->pout[0] = &t->out;
+    t->g.n_input = 1;
+    t->g.input = t->pin;
+    t->g.n_output = 1;
+    t->g.output = t->pout;
+    t->g.node = t->pnodes;
+    onnx__tensor_proto__init(&t->init);
+    t->init.name = (char *)"w";
+    t->idims[0] = 4;
+    t->init.n_dims = 1;
+    t->init.dims = t->idims;
+    t->init.has_data_type = 1;
+    t->init.data_type = 1;
+    t->init.n_float_data = 4;
+    t->init.float_data = t->idata;
+    t->pinit[0] = &t->init;
+    t->g.n_initializer = 1;
+    t->g.initializer = t->pinit;
+}
+
+static void tiny_node(tiny *t, const char *op, const char *a, const char *b, const char *out) {
+    int k = (int)t->g.n_node++;
+    Onnx__NodeProto *n = &t->nodes[k];
+    onnx__node_proto__init(n);
+    n->op_type = (char *)op;
+    n->name = (char *)op;
+    t->nin[k][0] = (char *)a;
+    t->nin[k][1] = (char *)b;
+    n->n_input = b ? 2 : 1;
+    n->input = t->nin[k];
+    t->nout[k][0] = (char *)out;
+    n->n_output = 1;
+    n->output = t->nout[k];
+    t->pnodes[k] = n;
+}
+
+static uint8_t *tiny_pack(tiny *t, size_t *len) {
+    *len = onnx__model_proto__get_packed_size(&t->mp);
+    uint8_t *b = malloc(*len);
+    onnx__model_proto__pack(&t->mp, b);
+    return b;
+}
+
+static void test_hostile(void) {
+    size_t len;
+    tiny t;
+    /* the well-formed tiny graph imports */
+    tiny_init(&t);
+    tiny_node(&t, "Mul", "x", "w", "h");
+    tiny_node(&t, "Relu", "h", NULL, "y");
+    uint8_t *good = tiny_pack(&t, &len);
+    ts_model *m = NULL;
+    CHECK(ts_onnx_import_memory(g_ctx, good, len, "tiny.onnx", NULL, &m) == TS_OK, "tiny: %s", ts_ctx_error(g_ctx));
+    ts_model_free(m);
+    /* truncated: every prefix fails cleanly (never crashes) */
+    int refused = 0;
+    for (size_t cut = 0; cut < len; cut++) {
+        m = NULL;
+        ts_status st = ts_onnx_import_memory(g_ctx, good, cut, "cut.onnx", NULL, &m);
+        refused += st != TS_OK;
+        ts_model_free(m);
+    }
+    CHECK(refused >= (int)len - 2, "only %d of %zu prefixes refused", refused, len);
+    expect_fail("half.onnx", good, len / 2, TS_EFORMAT, NULL);
+    /* wrong wire type: field 7 (graph) as a varint */
+    uint8_t wire[] = {0x08, 0x07, 0x38, 0x01};
+    expect_fail("wire.onnx", wire, sizeof wire, TS_EFORMAT, "protobuf");
+    free(good);
+
+    /* tensor data shorter than its dims */
+    tiny_init(&t);
+    t.idims[0] = 5;
+    tiny_node(&t, "Mul", "x", "w", "y");
+    uint8_t *b = tiny_pack(&t, &len);
+    expect_fail("short.onnx", b, len, TS_EFORMAT, "dims say 5");
+    free(b);
+    /* dims that overflow */
+    tiny_init(&t);
+    int64_t huge[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+    t.init.n_dims = 2;
+    t.init.dims = huge;
+    tiny_node(&t, "Mul", "x", "w", "y");
+    b = tiny_pack(&t, &len);
+    expect_fail("overflow.onnx", b, len, TS_EFORMAT, "overflow");
+    free(b);
+    /* a cycle: a = Relu(b), b = Relu(a) */
+    tiny_init(&t);
+    tiny_node(&t, "Relu", "b", NULL, "a");
+    tiny_node(&t, "Relu", "a", NULL, "b");
+    tiny_node(&t, "Add", "a", "x", "y");
+    b = tiny_pack(&t, &len);
+    expect_fail("cycle.onnx", b, len, TS_EFORMAT, "cycle");
+    free(b);
+    /* an input nothing produces */
+    tiny_init(&t);
+    tiny_node(&t, "Add", "x", "ghost", "y");
+    b = tiny_pack(&t, &len);
+    expect_fail("ghost.onnx", b, len, TS_EFORMAT, "'ghost' is never produced");
+    free(b);
+    /* an unsupported op names type, node and opset; --check lists all of them */
+    tiny_init(&t);
+    tiny_node(&t, "Cos", "x", NULL, "a");
+    tiny_node(&t, "Relu", "a", NULL, "c");
+    tiny_node(&t, "Erf", "c", NULL, "y");
+    b = tiny_pack(&t, &len);
+    expect_fail("unsup.onnx", b, len, TS_EUNSUPPORTED, "Cos node 'Cos' (opset 13)");
+    char path[256];
+    snprintf(path, sizeof path, "%s/unsup.onnx", g_tmp);
+    CHECK(test_write_file(path, b, len), "write");
+    char *report = NULL;
+    CHECK(ts_onnx_check(g_ctx, path, NULL, &report) == TS_EUNSUPPORTED, "check");
+    CHECK(report && strstr(report, "Cos node") && strstr(report, "Erf node") && !strstr(report, "Relu node"),
+          "report: %s", report ? report : "(none)");
+    ts_onnx_free(report);
+    free(b);
+    /* a missing file */
+    m = NULL;
+    CHECK(ts_onnx_import(g_ctx, "/nonexistent/x.onnx", NULL, &m) == TS_EIO, "missing file");
+    CHECK(strstr(ts_ctx_error(g_ctx), "/nonexistent/x.onnx") != NULL, "names the file");
+    /* a non-float initializer type the importer cannot use */
+    tiny_init(&t);
+    t.init.data_type = 8; /* string */
+    tiny_node(&t, "Mul", "x", "w", "y");
+    b = tiny_pack(&t, &len);
+    expect_fail("string.onnx", b, len, TS_EUNSUPPORTED, "string");
+    free(b);
+    /* a real model cut short */
+    size_t rl;
+    uint8_t *real = test_read_file(FIX "resnet20_eval.onnx", &rl);
+    CHECK(real != NULL, "read");
+    if (real) {
+        expect_fail("resnet20_cut.onnx", real, rl - 1000, TS_EFORMAT, NULL);
+        free(real);
+    }
+}
+
+/* TensorProto files (the backend test data format) */
+static void test_tensor_files(void) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/t.pb", g_tmp);
+    float v[6] = {1, -2, 3.5f, 4, 5, 6};
+    int64_t dims[2] = {2, 3};
+    CHECK(ts_onnx_tensor_save(g_ctx, path, "t", dims, 2, v) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_onnx_tensor *t = NULL;
+    CHECK(ts_onnx_tensor_load(g_ctx, path, &t) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (t) {
+        CHECK(ts_onnx_tensor_rank(t) == 2 && ts_onnx_tensor_dim(t, 1) == 3 && ts_onnx_tensor_numel(t) == 6, "shape");
+        CHECK(!memcmp(ts_onnx_tensor_floats(t), v, sizeof v), "values");
+        ts_onnx_tensor_free(t);
+    }
+    uint8_t junk[] = {0xff, 0xff, 0xff};
+    t = NULL;
+    CHECK(ts_onnx_tensor_parse(g_ctx, junk, sizeof junk, "junk.pb", &t) == TS_EFORMAT && !t, "junk refused");
+}
+
+int main(void) {
+    if (!test_begin(&g_ctx, g_tmp)) return 2;
+    RUN(test_torch_resnet20);
+    RUN(test_torch_vgg11);
+    RUN(test_torch_mobilenetv2);
+    RUN(test_train_imported);
+    RUN(test_round_trip_zoo);
+    RUN(test_round_trip_new_kinds);
+    RUN(test_round_trip_more_kinds);
+    RUN(test_round_trip_imported);
+    RUN(test_hostile);
+    RUN(test_tensor_files);
+    ts_ctx_free(g_ctx);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", g_tmp);
+    TEST_MAIN_END("test_onnx");
+}
