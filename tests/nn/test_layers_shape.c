@@ -649,6 +649,49 @@ static void test_gradcheck(void) {
     ts_model_free(m);
 }
 
+/* constant: every sample gets the stored tensor; its input (here a computed layer
+ * that also feeds concat) receives a zero gradient from it, so d loss / d d1
+ * comes from the concat path alone and matches central differences. */
+static void test_constant(void) {
+    const char *arch = "input shape=4 classes=3\n"
+                       "dense name=d1 out=3\n"
+                       "constant name=k in=d1 shape=2\n"
+                       "concat name=c in=k,d1\n"
+                       "tanh name=t\n"
+                       "dense name=fc out=3\n";
+    ts_model *m = make_model(arch, 7);
+    if (!m) return;
+    const float kv[2] = {0.25f, -1.5f};
+    set_tensor(m, "k.value", kv, 2);
+    float x[GRAD_N * 4], logits[GRAD_N * 3], dl[GRAD_N * 3];
+    test_fill_uniform(x, GRAD_N * 4, 5, -1.0f, 1.0f);
+    int32_t y[GRAD_N] = {0, 2, 1, 1};
+    CHECK(ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.0f, dl);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_tensor_info w;
+    CHECK(ts_model_tensor(m, ts_model_find_tensor(m, "d1.weight"), &w) == TS_OK, "d1.weight");
+    float *ana = test_falloc((size_t)w.numel);
+    memcpy(ana, w.grad, (size_t)w.numel * sizeof *ana);
+    const float h = 5e-3f;
+    for (int64_t i = 0; i < w.numel; i++) {
+        const float save = w.data[i];
+        w.data[i] = save + h;
+        double lp = fd_loss(m, x, y, logits);
+        w.data[i] = save - h;
+        double lm = fd_loss(m, x, y, logits);
+        w.data[i] = save;
+        double num = (lp - lm) / (2.0 * h);
+        CHECK(fabs(num - ana[i]) <= 1e-2 * fmax(fabs(num), fabs(ana[i])) + 2e-5 + 3e-8 / h, "d1.weight[%lld]: %g vs %g",
+              (long long)i, ana[i], num);
+    }
+    /* the forward values: the constant, then d1, per sample */
+    ts_layer_info li;
+    CHECK(ts_model_layer(m, 3, &li) == TS_OK && li.out.ndim == 1 && li.out.dims[0] == 5, "concat shape");
+    free(ana);
+    ts_model_free(m);
+}
+
 /* Results do not depend on the thread count, forward and backward, with tensors
  * large enough for the kernels to use threads. */
 static void test_threads_deterministic(void) {
@@ -825,6 +868,7 @@ int main(void) {
     RUN(test_matmul_forward);
     RUN(test_matmul_large);
     RUN(test_gradcheck);
+    RUN(test_constant);
     RUN(test_threads_deterministic);
     RUN(test_writer_round_trip);
     RUN(test_parse_errors);

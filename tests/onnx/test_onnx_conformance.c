@@ -7,7 +7,8 @@
  *
  * Prints one line per op type (passed, failed, unsupported) and the totals; with
  * -v also each case that did not pass and why. A case is labelled with the op its
- * name tests (test_averagepool_2d_pads -> AveragePool). Fails when a case of an
+ * name tests (test_averagepool_2d_pads -> AveragePool), or "(composite)" when the
+ * name matches no op of a graph of several op types. Fails when a case of an
  * op tessera claims (docs/onnx.md) fails; unsupported cases are reported, and an
  * op is "complete" when all its cases pass. Skips when the data is not installed.
  *
@@ -95,6 +96,7 @@ static void case_label(const char *model_path, const char *test, char *label, si
     }
     const char *name = !strncmp(test, "test_", 5) ? test + 5 : test;
     size_t best = 0;
+    int several = 0;
     const char *first = NULL;
     for (size_t i = 0; i < mp->graph->n_node; i++) {
         const char *op = mp->graph->node[i]->op_type;
@@ -109,8 +111,11 @@ static void case_label(const char *model_path, const char *test, char *label, si
         int p = 0;
         for (int j = 0; plumbing[j]; j++) p |= !strcmp(plumbing[j], op);
         if (!p && !first) first = op;
+        if (!p && first && strcmp(first, op)) several = 1;
     }
-    if (!best) snprintf(label, cap, "%s", first ? first : "(none)");
+    /* a test of a function written out in several ops, or of an op tessera has no
+     * name for, counts as composite rather than for its first op */
+    if (!best) snprintf(label, cap, "%s", several || strstr(test, "_expanded") ? "(composite)" : first ? first : "(none)");
     onnx__model_proto__free_unpacked(mp, NULL);
 }
 
