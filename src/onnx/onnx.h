@@ -33,6 +33,7 @@ const char *onnx_dtype_name(int dtype);
  * names it in messages ("model.onnx: initializer 'conv.weight'"). */
 ts_status onnx_tensor_from_proto(ts_ctx *ctx, const Onnx__TensorProto *p, const char *what, ts_onnx_tensor **out);
 ts_onnx_tensor *onnx_tensor_new(int is_float, int rank, const int64_t *dims);
+ts_onnx_tensor *onnx_tensor_copy(const ts_onnx_tensor *src);
 /* Reads a whole file into memory (ts_free it). */
 ts_status onnx_read_file(ts_ctx *ctx, const char *path, uint8_t **data, size_t *size);
 

@@ -84,6 +84,20 @@ static value *new_value(importer *im, const char *name) {
     return v;
 }
 
+/* a named constant; takes t (freed on failure) */
+static ts_status new_const_value(importer *im, const char *name, ts_onnx_tensor *t) {
+    value *v = new_value(im, name);
+    if (!v) {
+        ts_onnx_tensor_free(t);
+        return ts_ctx_status(im->ctx);
+    }
+    v->kind = VALUE_CONST;
+    v->c = t;
+    v->rank = t->rank;
+    memcpy(v->dims, t->dims, sizeof v->dims);
+    return TS_OK;
+}
+
 value *node_input(importer *im, const Onnx__NodeProto *n, int k) {
     if (k >= (int)n->n_input || !n->input[k] || !*n->input[k]) return NULL;
     return find_value(im, n->input[k]);
@@ -140,10 +154,8 @@ ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer,
 
 ts_status define_alias(importer *im, const Onnx__NodeProto *n, int k, const value *src) {
     if (src->kind == VALUE_CONST) {
-        ts_onnx_tensor *t = onnx_tensor_new(src->c->is_float, src->c->rank, src->c->dims);
+        ts_onnx_tensor *t = onnx_tensor_copy(src->c);
         if (!t) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory", im->file);
-        size_t bytes = (size_t)src->c->numel * (src->c->is_float ? sizeof(float) : sizeof(int64_t));
-        if (bytes) memcpy(src->c->is_float ? (void *)t->f : (void *)t->i, src->c->is_float ? (void *)src->c->f : (void *)src->c->i, bytes);
         return define_const(im, n, k, t);
     }
     return define_layer(im, n, k, src->layer, src->rank, src->dims);
@@ -420,20 +432,10 @@ static ts_status define_inputs(importer *im, const Onnx__GraphProto *g) {
                                "%s: graph input '%s' is not an initializer: a tessera model has one input "
                                "(bind the others to constants)",
                                im->file, vi->name);
-            const ts_onnx_tensor *b = im->cfg->bind[bound++];
-            ts_onnx_tensor *t = onnx_tensor_new(b->is_float, b->rank, b->dims);
+            ts_onnx_tensor *t = onnx_tensor_copy(im->cfg->bind[bound++]);
             if (!t) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory", im->file);
-            size_t bytes = (size_t)b->numel * (b->is_float ? sizeof(float) : sizeof(int64_t));
-            if (bytes) memcpy(b->is_float ? (void *)t->f : (void *)t->i, b->is_float ? (void *)b->f : (void *)b->i, bytes);
-            value *v = new_value(im, vi->name);
-            if (!v) {
-                ts_onnx_tensor_free(t);
-                return ts_ctx_status(im->ctx);
-            }
-            v->kind = VALUE_CONST;
-            v->c = t;
-            v->rank = t->rank;
-            memcpy(v->dims, t->dims, sizeof v->dims);
+            ts_status st = new_const_value(im, vi->name, t);
+            if (st) return st;
             continue;
         }
         const Onnx__TypeProto *tp = vi->type;
@@ -494,16 +496,8 @@ static ts_status define_initializers(importer *im, const Onnx__GraphProto *g) {
         snprintf(what, sizeof what, "%s: initializer '%.160s'", im->file, p->name);
         ts_onnx_tensor *t;
         ts_status st = onnx_tensor_from_proto(im->ctx, p, what, &t);
+        if (!st) st = new_const_value(im, p->name, t);
         if (st) return st;
-        value *v = new_value(im, p->name);
-        if (!v) {
-            ts_onnx_tensor_free(t);
-            return ts_ctx_status(im->ctx);
-        }
-        v->kind = VALUE_CONST;
-        v->c = t;
-        v->rank = t->rank;
-        memcpy(v->dims, t->dims, sizeof v->dims);
     }
     return TS_OK;
 }

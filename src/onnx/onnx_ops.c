@@ -270,6 +270,29 @@ static void pad_text(const spatial *sp, char *buf, size_t cap) {
     snprintf(buf, cap, "padding=%d,%d,%d,%d", sp->pt, sp->pl, sp->pb, sp->pr);
 }
 
+/* the bias input of Conv and ConvTranspose: absent, or a constant of k values */
+static ts_status check_bias(importer *im, const value *b, int64_t k) {
+    if (!b) return TS_OK;
+    if (b->kind != VALUE_CONST) return unsupported(im, "its bias must be a constant");
+    if (b->c->numel != k)
+        return bad_node(im, "bias has %lld values for %lld output channels", (long long)b->c->numel, (long long)k);
+    return TS_OK;
+}
+
+static ts_status fill_weight_bias(importer *im, int li, const value *w, const value *b) {
+    float *wf = const_floats(im, w);
+    if (!wf) return oom(im);
+    ts_status st = add_fill(im, li, "weight", wf, w->c->numel);
+    free(wf);
+    if (!st && b) {
+        float *bf = const_floats(im, b);
+        if (!bf) return oom(im);
+        st = add_fill(im, li, "bias", bf, b->c->numel);
+        free(bf);
+    }
+    return st;
+}
+
 static ts_status op_conv(importer *im, const Onnx__NodeProto *n) {
     value *x, *w, *b = node_input(im, n, 2);
     ts_status st = require_input(im, n, 0, &x);
@@ -289,10 +312,7 @@ static ts_status op_conv(importer *im, const Onnx__NodeProto *n) {
     if (nks && (nks != sp.nsp || ks[nks - 1] != kw || (sp.nsp == 2 && ks[0] != kh)))
         return bad_node(im, "kernel_shape does not match the weight's shape");
     if ((st = spatial_attrs(im, n, &sp, kh, kw, 0))) return st;
-    if (b && (b->kind != VALUE_CONST || b->c->numel != k))
-        return b->kind != VALUE_CONST ? unsupported(im, "its bias must be a constant")
-                                      : bad_node(im, "bias has %lld values for %lld output channels",
-                                                 (long long)b->c->numel, (long long)k);
+    if ((st = check_bias(im, b, k))) return st;
     const char *in;
     if ((st = spatial_in_layer(im, x, &sp, &in))) return st;
     char pads[64], attrs[256];
@@ -304,17 +324,7 @@ static ts_status op_conv(importer *im, const Onnx__NodeProto *n) {
     spatial_out_dims(im, x, &sp, k, dims);
     int li;
     if ((st = emit_unary(im, n, "conv2d", in, attrs, &out, x->rank, dims, &li))) return st;
-    float *wf = const_floats(im, w);
-    if (!wf) return oom(im);
-    st = add_fill(im, li, "weight", wf, w->c->numel);
-    free(wf);
-    if (!st && b) {
-        float *bf = const_floats(im, b);
-        if (!bf) return oom(im);
-        st = add_fill(im, li, "bias", bf, k);
-        free(bf);
-    }
-    return st;
+    return fill_weight_bias(im, li, w, b);
 }
 
 /* ConvTranspose: out = stride*(in-1) + output_padding + (k-1)*d+1 - pads; with
@@ -391,10 +401,7 @@ static ts_status op_convtranspose(importer *im, const Onnx__NodeProto *n) {
     sp.oh = full_h - sp.pt - sp.pb;
     sp.ow = full_w - sp.pl - sp.pr;
     if (sp.oh < 1 || sp.ow < 1) return bad_node(im, "the output would be empty");
-    if (b && (b->kind != VALUE_CONST || b->c->numel != k))
-        return b->kind != VALUE_CONST ? unsupported(im, "its bias must be a constant")
-                                      : bad_node(im, "bias has %lld values for %lld output channels",
-                                                 (long long)b->c->numel, (long long)k);
+    if ((st = check_bias(im, b, k))) return st;
     const char *in;
     if ((st = spatial_in_layer(im, x, &sp, &in))) return st;
     char pads[64], attrs[320];
@@ -408,17 +415,7 @@ static ts_status op_convtranspose(importer *im, const Onnx__NodeProto *n) {
     spatial_out_dims(im, x, &sp, k, dims);
     int li;
     if ((st = emit_unary(im, n, "convtranspose", in, attrs, &out, x->rank, dims, &li))) return st;
-    float *wf = const_floats(im, w);
-    if (!wf) return oom(im);
-    st = add_fill(im, li, "weight", wf, w->c->numel);
-    free(wf);
-    if (!st && b) {
-        float *bf = const_floats(im, b);
-        if (!bf) return oom(im);
-        st = add_fill(im, li, "bias", bf, k);
-        free(bf);
-    }
-    return st;
+    return fill_weight_bias(im, li, w, b);
 }
 
 static ts_status pool(importer *im, const Onnx__NodeProto *n, int is_max) {

@@ -35,6 +35,13 @@ ts_onnx_tensor *onnx_tensor_new(int is_float, int rank, const int64_t *dims) {
     return t;
 }
 
+ts_onnx_tensor *onnx_tensor_copy(const ts_onnx_tensor *src) {
+    ts_onnx_tensor *t = onnx_tensor_new(src->is_float, src->rank, src->dims);
+    size_t bytes = (size_t)src->numel * (src->is_float ? sizeof(float) : sizeof(int64_t));
+    if (t && bytes) memcpy(src->is_float ? (void *)t->f : (void *)t->i, src->is_float ? (void *)src->f : (void *)src->i, bytes);
+    return t;
+}
+
 void ts_onnx_tensor_free(ts_onnx_tensor *t) {
     if (!t) return;
     free(t->f);
