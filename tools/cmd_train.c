@@ -2,6 +2,7 @@
  * validation, checkpoints and exact resume. */
 #include "cli.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static cli_opt train_opts[] = {
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
-    {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C)", NULL},
+    {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C); a diverging run keeps the last state that trained", NULL},
     {"checkpoint-every", "N", "also checkpoint every N steps", NULL},
     {"resume", "CKPT", "continue a checkpoint exactly; --epochs may extend it", NULL},
     {"no-test", NULL, "skip the test-set evaluation after training", NULL},
@@ -56,9 +57,28 @@ typedef struct train_run {
     int quiet;
     int batch;
     const char *checkpoint;
+    char pending[4096];  /* checkpoint + ".pending" */
+    int has_pending;
     long every;
     ts_status ckpt_status;
 } train_run;
+
+/* Checkpoints are written as <file>.pending and become <file> only when the next
+ * step's loss has come out finite: a run that diverges keeps, in <file>, the last
+ * state that still trained. The renames are atomic, so <file> is always whole. */
+static ts_status promote_pending(train_run *run) {
+    if (!run->has_pending) return TS_OK;
+    run->has_pending = 0;
+    if (rename(run->pending, run->checkpoint))
+        return ts_ctx_set_error(run->ctx, TS_EIO, "%s: cannot rename %s into place", run->checkpoint, run->pending);
+    return TS_OK;
+}
+
+static ts_status save_pending(train_run *run) {
+    ts_status st = ts_checkpoint_save(run->ctx, run->tr, run->pending);
+    if (!st) run->has_pending = 1;
+    return st;
+}
 
 static int on_step(const ts_train_progress *p, void *user) {
     train_run *run = user;
@@ -70,8 +90,10 @@ static int on_step(const ts_train_progress *p, void *user) {
         progress_update(&run->bar, label, p->batch, p->batches, extra, run->batch);
         if (p->batch == p->batches) progress_end(&run->bar);
     }
+    /* this step's loss was finite: the state before it is a good checkpoint */
+    if ((run->ckpt_status = promote_pending(run))) return 1;
     if (run->checkpoint && run->every > 0 && p->step % run->every == 0) {
-        run->ckpt_status = ts_checkpoint_save(run->ctx, run->tr, run->checkpoint);
+        run->ckpt_status = save_pending(run);
         if (run->ckpt_status) return 1;
     }
     return g_interrupted ? 1 : 0;
@@ -84,7 +106,10 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
     if (run->checkpoint) {
-        run->ckpt_status = ts_checkpoint_save(run->ctx, run->tr, run->checkpoint);
+        run->ckpt_status = promote_pending(run);
+        /* the validation loss, when there is one, vouches for the new state */
+        if (!run->ckpt_status) run->ckpt_status = save_pending(run);
+        if (!run->ckpt_status && r->val_acc >= 0 && isfinite(r->val_loss)) run->ckpt_status = promote_pending(run);
         if (run->ckpt_status) return 1;
     }
     return g_interrupted ? 1 : 0;
@@ -301,6 +326,7 @@ int cmd_train(int argc, char **argv) {
     run.quiet = cli_get(&train_cmd, "quiet") != NULL;
     run.batch = cfg.batch;
     run.checkpoint = cli_get(&train_cmd, "checkpoint");
+    if (run.checkpoint) snprintf(run.pending, sizeof run.pending, "%s.pending", run.checkpoint);
     if (!cli_int(&train_cmd, "checkpoint-every", 0, 0, 1L << 40, &run.every)) {
         rc = EXIT_USAGE;
         goto done;
@@ -314,6 +340,15 @@ int cmd_train(int argc, char **argv) {
     double t0 = cli_now();
     st = ts_trainer_run(ctx, tr, &hooks);
     signal(SIGINT, SIG_DFL);
+    if (run.checkpoint) {
+        if (st == TS_OK || st == TS_ECANCELED) {
+            ts_status ps = promote_pending(&run); /* finished (or stopped): the newest state stands */
+            if (ps && !run.ckpt_status) run.ckpt_status = ps;
+        } else if (run.has_pending) {
+            remove(run.pending); /* diverged or failed: never vouched for */
+            run.has_pending = 0;
+        }
+    }
     if (run.ckpt_status) {
         st = run.ckpt_status;
         goto fail;

@@ -63,6 +63,11 @@ static ts_status read_config(rbuf *r, ts_train_config *c) {
 }
 
 ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path) {
+    /* never replace a good checkpoint with a diverged state */
+    int bad = 0;
+    for (size_t i = 0; i < tr->model->nparams; i++) bad |= !isfinite(tr->model->params[i]);
+    if (bad)
+        return ts_fail(ctx, TS_EDIVERGED, "%s: not saved: the parameters hold NaN or Inf (training diverged)", path);
     wbuf b = {0};
     wbuf_u32(&b, TRAN_VERSION);
     write_config(&b, &tr->cfg);

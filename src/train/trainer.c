@@ -111,6 +111,27 @@ static int argmax_row(const float *row, int k) {
     return best;
 }
 
+/* TS_EDIVERGED naming the first parameter tensor holding NaN or Inf */
+static ts_status check_finite_params(ts_ctx *ctx, const ts_model *m, int64_t epoch, int64_t step) {
+    int bad = 0;
+    const float *p = m->params;
+    size_t n = m->nparams;
+    /* an OR of "not finite" over all values: no early exit, vectorizes */
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(p[i]);
+    if (!bad) return TS_OK;
+    for (int t = 0; t < m->ntensors; t++) {
+        const tensor_entry *e = &m->tensors[t];
+        if (e->role != TS_TENSOR_PARAM) continue;
+        for (int64_t i = 0; i < e->numel; i++)
+            if (!isfinite(p[e->offset + (size_t)i]))
+                return ts_fail(ctx, TS_EDIVERGED,
+                               "training diverged at epoch %lld, step %lld: %s holds %s after the update (lower --lr?)",
+                               (long long)epoch + 1, (long long)step + 1, e->name,
+                               isnan(p[e->offset + (size_t)i]) ? "NaN" : "Inf");
+    }
+    return ts_fail(ctx, TS_EDIVERGED, "training diverged at step %lld", (long long)step + 1);
+}
+
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks) {
     ts_model *m = tr->model;
     const int k = m->classes;
@@ -140,6 +161,9 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             tr->epoch_seen += cnt;
             if ((st = ts_model_backward(ctx, m, tr->dlogits))) return st;
             if ((st = ts_optimizer_step(ctx, tr->opt, lr))) return st;
+            /* a step that overflows the weights is caught here, before any checkpoint
+             * can save them: the last checkpoint on disk stays the last good one */
+            if ((st = check_finite_params(ctx, m, tr->epoch, step))) return st;
             tr->batch_in_epoch = b + 1;
             if (hooks && hooks->on_step) {
                 ts_train_progress p = {tr->epoch, tr->cfg.epochs, b + 1, nb, tr->opt->steps,
