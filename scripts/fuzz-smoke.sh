@@ -1,15 +1,16 @@
 #!/bin/sh
 # Runs every libFuzzer target in BUILD (default build-fuzz) for SECONDS (default 60)
 # from its committed seed corpus (tests/fuzz/corpus/NAME), growing a scratch corpus
-# in BUILD/corpus/NAME. Stops at the first crash, leak or timeout, which libFuzzer
-# saves as BUILD/crash-* (a regression input). Prints each target's runs and speed.
+# in BUILD/corpus/NAME, JOBS targets at a time (default 2, one per core). A crash,
+# leak or timeout fails, with the input saved as BUILD/crash-* (a regression input).
+# Prints each target's runs and speed.
 set -u
 BUILD=${1:-build-fuzz}
 SECONDS_EACH=${2:-60}
+JOBS=${3:-2}
 cd "$(dirname "$0")/.."
-status=0
-for bin in "$BUILD"/fuzz_*; do
-    [ -x "$bin" ] || continue
+one() {
+    bin=$1
     name=$(basename "$bin" | sed 's/^fuzz_//')
     seeds=tests/fuzz/corpus/$name
     work=$BUILD/corpus/$name
@@ -17,7 +18,25 @@ for bin in "$BUILD"/fuzz_*; do
     log=$BUILD/fuzz_$name.log
     "$bin" -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 \
         -artifact_prefix="$BUILD/" "$work" "$seeds" >"$log" 2>&1
-    rc=$?
+    echo $? >"$BUILD/fuzz_$name.rc"
+}
+running=0
+for bin in "$BUILD"/fuzz_*; do
+    [ -x "$bin" ] || continue
+    one "$bin" &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then
+        wait
+        running=0
+    fi
+done
+wait
+status=0
+for bin in "$BUILD"/fuzz_*; do
+    [ -x "$bin" ] || continue
+    name=$(basename "$bin" | sed 's/^fuzz_//')
+    log=$BUILD/fuzz_$name.log
+    rc=$(cat "$BUILD/fuzz_$name.rc" 2>/dev/null || echo 1)
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
     if [ "$rc" -eq 0 ]; then

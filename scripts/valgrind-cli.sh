@@ -1,0 +1,45 @@
+#!/bin/sh
+# valgrind memcheck over the CLI flows: train (oneDNN and reference kernels), a
+# checkpoint and its resume, eval, predict, info, decompose, compose, ONNX export
+# and import. Any invalid access, use of uninitialized memory, or definite or
+# indirect leak fails. BUILD (default build-vg) must hold a tessera built without
+# -march=native (valgrind 3.19 has no AVX-512): make BUILD=build-vg OPT="-O1 -g".
+# Needs dataset-fashion-mnist; prints one line per flow and a summary.
+set -u
+BUILD=${1:-build-vg}
+cd "$(dirname "$0")/.."
+T="$(pwd)/$BUILD/tessera"
+command -v valgrind >/dev/null || { echo "valgrind: not installed, skipped"; exit 0; }
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || { echo "valgrind: no fashion-mnist, skipped"; exit 0; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+printf 'input shape=1x28x28 classes=10\nconv2d name=c1 out=4 kernel=3 stride=2 padding=1\nbatchnorm name=bn\nrelu name=r1\nmaxpool kernel=2\nflatten\ndense name=fc out=classes\n' >"$dir/tiny.arch"
+VG="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --error-exitcode=99"
+pass=0
+fail=0
+flow() {
+    name=$1
+    shift
+    if (cd "$dir" && $VG "$T" "$@" >"$dir/$name.out" 2>"$dir/$name.err"); then
+        pass=$((pass + 1))
+        echo "valgrind $name: clean"
+    else
+        fail=$((fail + 1))
+        echo "valgrind $name: FAILED"
+        grep -E "==[0-9]+==" "$dir/$name.err" | head -n 30
+    fi
+}
+common="--data fashion-mnist --limit 256 --batch 64 --threads 1 --quiet --no-test"
+flow train train --arch tiny.arch $common --epochs 1 --checkpoint t.ckpt --out t.tsr
+flow train-ref train --arch tiny.arch $common --epochs 1 --backend ref --out r.tsr
+flow resume train --resume t.ckpt --epochs 2 --quiet --no-test --out t2.tsr
+flow eval eval t2.tsr --data fashion-mnist --limit 200
+flow predict predict t2.tsr --data fashion-mnist --index 0,1,2
+flow info info t2.tsr
+flow decompose decompose t2.tsr --out mods --positives 20 --classes 0,1,2 --quiet
+flow compose compose mods/class0.tsm mods/class2.tsm --out two.tsr
+flow export export two.tsr --out two.onnx
+flow import import two.onnx --out two-i.tsr
+flow import-pytorch import "$(pwd)/tests/fixtures/onnx/mobilenetv2_train.onnx" --out mb.tsr
+echo "valgrind: $pass flows clean, $fail failed"
+[ "$fail" -eq 0 ]
