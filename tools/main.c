@@ -19,6 +19,7 @@ static const subcommand COMMANDS[] = {
     {"reuse", cmd_reuse, "a classifier from modules of different models and datasets, evaluated"},
     {"import", cmd_import, "read an ONNX model (--check lists unsupported nodes)"},
     {"export", cmd_export, "write a model as ONNX (opset 13)"},
+    {"bench", cmd_bench, "latency and throughput of a model (inference, or --train steps)"},
     {"info", cmd_info, "layers, output shapes, parameters and MACs of a model or architecture"},
     {"zoo", cmd_zoo, "list the built-in architectures, or print one"},
 };

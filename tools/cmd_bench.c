@@ -1,0 +1,163 @@
+/* tessera bench: latency and throughput of any model (a .tsr, an ONNX file, a zoo
+ * name or an .arch file) on random input: inference by default, a training step
+ * (forward, backward, SGD update) with --train. */
+#define _XOPEN_SOURCE 700
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static cli_opt bench_opts[] = {
+    {"batch", "N", "batch size (default 1)", NULL},
+    {"train", NULL, "time a training step (forward, backward, SGD momentum update) instead of inference", NULL},
+    {"iters", "K", "timed iterations (default: as many as fit in --seconds)", NULL},
+    {"seconds", "S", "time to spend measuring when --iters is not given (default 3)", NULL},
+    {"warmup", "K", "untimed iterations first (default 3)", NULL},
+    {"input", "CxHxW", "for an architecture: the input shape (default as declared)", NULL},
+    {"classes", "N", "for an architecture: the class count", NULL},
+    {"threads", "N", "threads (default: all cores)", NULL},
+    {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+};
+static cli_cmd bench_cmd = {"bench", "MODEL.tsr|MODEL.onnx|ARCH [--batch N] [options]",
+                            "Prints the median time per batch (with the 10th and 90th percentiles), images per\n"
+                            "second, GFLOP/s (2 x multiply-adds, x3 for a training step), and the peak resident\n"
+                            "memory of the process. Inputs are random; weights are the model's.",
+                            bench_opts, sizeof bench_opts / sizeof bench_opts[0]};
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static ts_status load_any(ts_ctx *ctx, const char *spec, const ts_shape *in, int classes, ts_model **m) {
+    if (ends_with(spec, ".onnx")) return ts_onnx_import(ctx, spec, NULL, m);
+    const char *zoo = ts_zoo_arch(spec);
+    if (zoo) return ts_model_from_arch(ctx, zoo, spec, in, classes, 1, m);
+    if (ends_with(spec, ".arch")) return ts_model_from_arch_file(ctx, spec, in, classes, 1, m);
+    return ts_model_load(ctx, spec, m);
+}
+
+/* one iteration: inference, or a whole training step */
+static ts_status step(ts_ctx *ctx, ts_model *m, ts_optimizer *opt, const float *x, const int32_t *y, int n,
+                      float *logits, float *dl) {
+    if (!opt) return ts_model_predict(ctx, m, x, n, logits);
+    ts_status st = ts_model_forward_train(ctx, m, x, n, logits, 1);
+    if (st) return st;
+    ts_softmax_cross_entropy(n, ts_model_classes(m), logits, y, 0.0f, dl);
+    if ((st = ts_model_backward(ctx, m, dl))) return st;
+    return ts_optimizer_step(ctx, opt, 0.01f);
+}
+
+int cmd_bench(int argc, char **argv) {
+    char *pos[1];
+    int npos;
+    int rc = cli_parse(&bench_cmd, argc, argv, pos, &npos, 1);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    if (npos != 1) {
+        fprintf(stderr, "tessera bench: expected one MODEL or ARCH (see tessera bench --help)\n");
+        return EXIT_USAGE;
+    }
+    long batch, iters, warmup, classes;
+    double seconds;
+    if (!cli_int(&bench_cmd, "batch", 1, 1, 1 << 16, &batch) || !cli_int(&bench_cmd, "iters", 0, 0, 1 << 24, &iters) ||
+        !cli_int(&bench_cmd, "warmup", 3, 0, 1 << 20, &warmup) || !cli_int(&bench_cmd, "classes", 0, 0, 1 << 24, &classes) ||
+        !cli_float(&bench_cmd, "seconds", 3.0, 0.01, 1e6, &seconds))
+        return EXIT_USAGE;
+    ts_shape in = {0, {0}};
+    const char *ins = cli_get(&bench_cmd, "input");
+    for (const char *p = ins; p && *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1 << 24 || in.ndim == TS_MAX_DIMS || (*end && *end != 'x')) {
+            fprintf(stderr, "tessera bench: --input: '%s' is not like 3x32x32\n", ins);
+            return EXIT_USAGE;
+        }
+        in.dims[in.ndim++] = v;
+        p = *end ? end + 1 : end;
+    }
+    ts_ctx *ctx = NULL;
+    if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
+    ts_model *m = NULL;
+    ts_optimizer *opt = NULL;
+    float *x = NULL, *logits = NULL, *dl = NULL;
+    int32_t *y = NULL;
+    double *times = NULL;
+    ts_status st = TS_OK;
+    int train = cli_get(&bench_cmd, "train") != NULL;
+    if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
+    if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
+    ts_shape shape = ts_model_input_shape(m);
+    int64_t per = ts_shape_numel(&shape), k = ts_model_classes(m), n = batch;
+    x = malloc((size_t)(per * n) * sizeof *x);
+    logits = malloc((size_t)(k * n) * sizeof *logits);
+    dl = malloc((size_t)(k * n) * sizeof *dl);
+    y = malloc((size_t)n * sizeof *y);
+    if (!x || !logits || !dl || !y) {
+        st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory for a batch of %ld", batch);
+        goto fail;
+    }
+    /* a fixed pseudo-random batch: normalized-image-like values */
+    uint64_t s = 0x2545f4914f6cdd1dULL;
+    for (int64_t i = 0; i < per * n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (float)((double)(s >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
+    }
+    for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % k);
+    if (train) {
+        ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+        if ((st = ts_optimizer_create(ctx, m, &oc, &opt))) goto fail;
+    }
+    for (long i = 0; i < warmup; i++)
+        if ((st = step(ctx, m, opt, x, y, (int)n, logits, dl))) goto fail;
+    long cap = iters ? iters : 1 << 20;
+    times = malloc((size_t)cap * sizeof *times);
+    if (!times) {
+        st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    long done_iters = 0;
+    double t_start = cli_now();
+    while (done_iters < cap) {
+        double t0 = cli_now();
+        if ((st = step(ctx, m, opt, x, y, (int)n, logits, dl))) goto fail;
+        times[done_iters++] = cli_now() - t0;
+        if (!iters && cli_now() - t_start >= seconds && done_iters >= 5) break;
+    }
+    qsort(times, (size_t)done_iters, sizeof *times, cmp_double);
+    double med = times[done_iters / 2], p10 = times[done_iters / 10], p90 = times[(done_iters * 9) / 10];
+    int64_t macs = 0;
+    for (int i = 0; i < ts_model_layer_count(m); i++) {
+        ts_layer_info li;
+        if (!ts_model_layer(m, i, &li)) macs += li.macs;
+    }
+    double flop = 2.0 * (double)macs * (double)n * (train ? 3.0 : 1.0);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%s: %s, batch %ld, %d threads, %s kernels, %ld iterations\n", pos[0], train ? "training step" : "inference",
+           batch, ts_ctx_get_threads(ctx), ts_ctx_get_backend(ctx) == TS_BACKEND_REF ? "reference" : "oneDNN",
+           done_iters);
+    printf("time per batch: median %.3f ms (p10 %.3f, p90 %.3f)\n", 1e3 * med, 1e3 * p10, 1e3 * p90);
+    printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
+           flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
+    printf("peak resident memory: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    rc = EXIT_OK;
+    goto done;
+fail:
+    rc = cli_fail("bench", ctx, st);
+done:
+    free(times);
+    free(x);
+    free(logits);
+    free(dl);
+    free(y);
+    ts_optimizer_free(opt);
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    return rc;
+}
