@@ -11,11 +11,11 @@ void exec_release(exec_state *e) {
         /* layer 0 (input) owns only its grad */
         for (int i = 0; e->ls && i < e->nls; i++) {
             ts_free(e->ls[i].out);
-            ts_free(e->ls[i].grad);
             ts_free(e->ls[i].aux);
         }
     }
     free(e->ls);
+    ts_free(e->grad_arena);
     ts_free(e->scratch);
     ts_free(e->accum);
     memset(e, 0, sizeof *e);
@@ -25,6 +25,69 @@ static size_t floats_bytes(int n, const ts_shape *s, int *ok) {
     size_t b;
     if (!ts_mul_size((size_t)n, (size_t)shape_numel(s), &b) || !ts_mul_size(b, sizeof(float), &b)) *ok = 0;
     return b;
+}
+
+/* Gradient buffers share one arena. Backward runs from the last layer down, so
+ * layer li's gradient is live from the backward of its last consumer (the first
+ * to write it) through its own backward: the layer-index interval [li, last
+ * consumer]. Buffers whose intervals overlap get disjoint memory, the others may
+ * share it (greedy placement, largest first); in a ResNet only a few gradients are
+ * live at a time, so this removes most of the gradient memory. */
+typedef struct grad_slot {
+    int layer, first, last;
+    size_t bytes, offset;
+} grad_slot;
+
+static int slot_by_size(const void *a, const void *b) {
+    const grad_slot *x = a, *y = b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
+    return x->layer - y->layer;
+}
+
+static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
+    exec_state *e = &m->exec;
+    int n = m->nlayers - 1;
+    grad_slot *slots = calloc((size_t)(n > 0 ? n : 1), sizeof *slots);
+    if (!slots) return ts_fail(ctx, TS_ENOMEM, "out of memory planning gradient buffers");
+    int ok = 1;
+    for (int li = 1; li < m->nlayers; li++) {
+        grad_slot *g = &slots[li - 1];
+        g->layer = g->first = g->last = li;
+        g->bytes = (floats_bytes(cap, &m->layers[li].out, &ok) + 63) & ~(size_t)63;
+    }
+    for (int li = 1; li < m->nlayers; li++)
+        for (int k = 0; k < m->layers[li].ninputs; k++) {
+            int src = m->layers[li].inputs[k];
+            if (src > 0 && slots[src - 1].last < li) slots[src - 1].last = li;
+        }
+    qsort(slots, (size_t)n, sizeof *slots, slot_by_size);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        /* lowest offset clear of every placed slot whose interval overlaps */
+        size_t off = 0;
+        for (int again = 1; again;) {
+            again = 0;
+            for (int j = 0; j < i; j++) {
+                const grad_slot *p = &slots[j];
+                int overlap = p->first <= slots[i].last && slots[i].first <= p->last;
+                if (overlap && off < p->offset + p->bytes && p->offset < off + slots[i].bytes) {
+                    off = p->offset + p->bytes;
+                    again = 1;
+                }
+            }
+        }
+        slots[i].offset = off;
+        if (off + slots[i].bytes > total) total = off + slots[i].bytes;
+    }
+    e->grad_arena = total ? ts_alloc(ctx, total, "gradient buffers") : NULL;
+    if (total && !e->grad_arena) {
+        free(slots);
+        return TS_ENOMEM;
+    }
+    e->grad_arena_bytes = total;
+    for (int i = 0; i < n; i++) e->ls[slots[i].layer].grad = (float *)((char *)e->grad_arena + slots[i].offset);
+    free(slots);
+    return TS_OK;
 }
 
 /* Buffers for a batch of up to n. Gradient buffers only when `train`. */
@@ -51,7 +114,6 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
         if (ob > accum) accum = ob;
         if (li > 0) {
             if (!(s->out = ts_alloc(ctx, ob, l->name))) return TS_ENOMEM;
-            if (train && !(s->grad = ts_alloc(ctx, ob, l->name))) return TS_ENOMEM;
             s->aux_bytes = LAYER_OPS[l->kind].aux_bytes(ctx, m, l, cap);
             if (s->aux_bytes && !(s->aux = ts_alloc(ctx, s->aux_bytes, l->name))) return TS_ENOMEM;
             size_t sb = LAYER_OPS[l->kind].scratch_bytes(ctx, m, l, cap);
@@ -61,6 +123,10 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     if (scratch && !(e->scratch = ts_alloc(ctx, scratch, "kernel scratch"))) return TS_ENOMEM;
     e->scratch_bytes = scratch;
     if (train && !(e->accum = ts_alloc(ctx, accum, "gradient accumulator"))) return TS_ENOMEM;
+    if (train) {
+        ts_status st = plan_grads(ctx, m, cap);
+        if (st) return st;
+    }
     e->capacity = cap;
     e->has_grads = train;
     return TS_OK;
@@ -109,21 +175,33 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
 
 #define PREDICT_CHUNK 256
 
+/* In constant-time mode (docs/security.md) the layers pick branch-free kernels from
+ * ctx->constant_time; here the floating-point environment is set for the call
+ * (flush-to-zero, denormals-are-zero) and restored after it, whatever happens. */
 ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits) {
     if (!ctx || !m || !x || !logits || n < 0) return ts_fail(ctx, TS_EINVAL, "ts_model_predict: bad argument");
     size_t in_sz = (size_t)shape_numel(&m->input);
-    for (int s = 0; s < n; s += PREDICT_CHUNK) {
+    ts_fpenv env;
+    if (ctx->constant_time) ts_fpenv_constant_time(&env, ts_ctx_threads(ctx));
+    ts_status st = TS_OK;
+    for (int s = 0; s < n && !st; s += PREDICT_CHUNK) {
         int b = n - s < PREDICT_CHUNK ? n - s : PREDICT_CHUNK;
-        ts_status st = exec_plan(ctx, m, b, 0);
-        if (st) return st;
-        st = run_forward(ctx, m, x + (size_t)s * in_sz, b, logits + (size_t)s * (size_t)m->classes, 0);
-        if (st) return st;
+        st = exec_plan(ctx, m, b, 0);
+        if (!st) st = run_forward(ctx, m, x + (size_t)s * in_sz, b, logits + (size_t)s * (size_t)m->classes, 0);
     }
-    return TS_OK;
+    if (ctx->constant_time) ts_fpenv_restore(&env);
+    return st;
+}
+
+static ts_status refuse_constant_time(ts_ctx *ctx, const char *what) {
+    return ts_fail(ctx, TS_EUNSUPPORTED,
+                   "%s: constant-time mode covers inference only; turn it off (ts_ctx_set_constant_time(ctx, 0)) to "
+                   "train", what);
 }
 
 ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, uint64_t dropout_seed) {
     if (!ctx || !m || !x || n < 1) return ts_fail(ctx, TS_EINVAL, "ts_model_forward_train: bad argument");
+    if (ctx->constant_time) return refuse_constant_time(ctx, "ts_model_forward_train");
     ts_status st = exec_plan(ctx, m, n, 1);
     if (st) return st;
     m->exec.dropout_seed = dropout_seed;
@@ -132,6 +210,7 @@ ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n
 
 ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits) {
     exec_state *e = &m->exec;
+    if (ctx && ctx->constant_time) return refuse_constant_time(ctx, "ts_model_backward");
     if (!e->train || !e->has_grads || !e->n)
         return ts_fail(ctx, TS_EINVAL, "ts_model_backward: no training forward pass to differentiate");
     memset(m->grads, 0, m->nparams * sizeof(float));

@@ -112,6 +112,9 @@ typedef struct exec_state {
     void *scratch;     /* shared by all layers, max of their needs */
     size_t scratch_bytes;
     float *accum;      /* temp for gradient accumulation, max layer size */
+    void *grad_arena;  /* every layer's grad lives here; buffers of layers whose
+                        * gradients are never live at once share memory */
+    size_t grad_arena_bytes;
     uint64_t dropout_seed;
 } exec_state;
 
