@@ -33,7 +33,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke onnx-conformance onnx-check
+.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke onnx-conformance onnx-check valgrind dudect
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -78,6 +78,14 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(BUILD)/libtessera.a tests/common/test
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera.a $(LDLIBS) -o $@
 
+# Allocation-failure injection (tests/robust/test_alloc_fail.c, docs/robustness.md):
+# every allocation made by libtessera's own code goes through the test's counter.
+ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup,--wrap=aligned_alloc,--wrap=free
+$(BUILD)/tests/robust/test_alloc_fail: tests/robust/test_alloc_fail.c $(TEST_UTIL) $(BUILD)/libtessera.a tests/common/test.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera.a $(ALLOC_WRAP) $(LDLIBS) -o $@
+
 tests: $(TEST_BIN)
 
 # Installs missing Debian packages (needs root or sudo), one script for everything.
@@ -88,10 +96,15 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/demo.sh
 
-# Every test, plain build and ASan+UBSan build. Last line: "N passed, N failed".
+# Every test, plain build and ASan+UBSan build; valgrind over the CLI flows; each
+# fuzz target for FUZZ_SECONDS (three at a time). Last line: "N passed, N failed".
 test: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all tests
+	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" build-vg/tessera
+	@$(MAKE) --no-print-directory fuzz
+	@sh scripts/valgrind-cli.sh build-vg
+	@sh scripts/fuzz-smoke.sh build-fuzz $(FUZZ_SECONDS)
 	@sh scripts/run-tests.sh build build-asan
 
 # Plain build only, for the edit-compile-test loop.
@@ -105,6 +118,11 @@ onnx-conformance: deps
 	@$(MAKE) --no-print-directory $(BUILD)/tests/onnx/test_onnx_conformance
 	@$(BUILD)/tests/onnx/test_onnx_conformance -v
 
+# valgrind memcheck over the CLI flows (also part of `make test`).
+valgrind:
+	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" build-vg/tessera
+	@sh scripts/valgrind-cli.sh build-vg
+
 # Exports checked by onnx.checker and onnxruntime (scripts/onnx-check.sh).
 onnx-check:
 	@sh scripts/onnx-check.sh
@@ -112,8 +130,18 @@ onnx-check:
 bench: all
 	@sh bench/run.sh
 
+# Timing-leak measurement of inference, default vs constant-time mode (dudect-style
+# Welch t-test; bench/security/run.sh, docs/security.md). DUDECT_N measurements each.
+$(BUILD)/bench/dudect: bench/security/dudect.c $(BUILD)/libtessera.a include/tessera.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/libtessera.a $(LDLIBS) -o $@
+
+dudect: all $(BUILD)/bench/dudect
+	@sh bench/security/run.sh $(BUILD)/bench/dudect
+
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-vg
 
 # libFuzzer targets for every reader (tests/fuzz, clang): `make fuzz` builds them in
 # build-fuzz/, `make fuzz-smoke` runs each for FUZZ_SECONDS from its seed corpus.

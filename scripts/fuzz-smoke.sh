@@ -1,13 +1,13 @@
 #!/bin/sh
 # Runs every libFuzzer target in BUILD (default build-fuzz) for SECONDS (default 60)
 # from its committed seed corpus (tests/fuzz/corpus/NAME), growing a scratch corpus
-# in BUILD/corpus/NAME, JOBS targets at a time (default 2, one per core). A crash,
+# in BUILD/corpus/NAME, JOBS targets at a time (default 3: three rounds on 2 cores). A crash,
 # leak or timeout fails, with the input saved as BUILD/crash-* (a regression input).
 # Prints each target's runs and speed.
 set -u
 BUILD=${1:-build-fuzz}
 SECONDS_EACH=${2:-60}
-JOBS=${3:-2}
+JOBS=${3:-3}
 cd "$(dirname "$0")/.."
 one() {
     bin=$1

@@ -25,16 +25,38 @@ static void free_modules(ts_module **mods, int n) {
     free(mods);
 }
 
-/* Loads module files; on failure frees what it loaded. */
+static void shape_text(const ts_shape *s, char *buf, size_t n) {
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < s->ndim && off < n; d++)
+        off += (size_t)snprintf(buf + off, n - off, d ? "x%lld" : "%lld", (long long)s->dims[d]);
+}
+
+/* Loads module files; on failure frees what it loaded. Modules that take different
+ * input shapes are refused here, where their files are known (ts_compose can only
+ * name them by position). */
 static ts_status load_modules(ts_ctx *ctx, char **paths, int n, ts_module ***out) {
     ts_module **mods = calloc((size_t)(n ? n : 1), sizeof *mods);
     if (!mods) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        ts_status st = ts_module_load(ctx, paths[i], &mods[i]);
-        if (st) {
-            free_modules(mods, n);
-            return st;
+    ts_status st = TS_OK;
+    ts_module_info first, info;
+    for (int i = 0; i < n && !st; i++) {
+        if ((st = ts_module_load(ctx, paths[i], &mods[i]))) break;
+        ts_module_info_get(mods[i], i ? &info : &first);
+        if (!i) continue;
+        int same = info.input.ndim == first.input.ndim;
+        for (int d = 0; same && d < info.input.ndim; d++) same = info.input.dims[d] == first.input.dims[d];
+        if (!same) {
+            char a[96], b[96];
+            shape_text(&first.input, a, sizeof a);
+            shape_text(&info.input, b, sizeof b);
+            st = ts_ctx_set_error(ctx, TS_ESHAPE, "%s: module takes %s inputs, but %s takes %s (modules must take one "
+                                  "input shape)", paths[i], b, paths[0], a);
         }
+    }
+    if (st) {
+        free_modules(mods, n);
+        return st;
     }
     *out = mods;
     return TS_OK;

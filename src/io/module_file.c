@@ -155,11 +155,11 @@ ts_status ts_module_load(ts_ctx *ctx, const char *path, ts_module **out) {
     }
     ts_model_free(m);
     free(sec);
+    if (!st) st = module_count(ctx, mod);
     if (st) {
         ts_module_free(mod);
         return st;
     }
-    module_count(mod);
     *out = mod;
     return TS_OK;
 }

@@ -275,7 +275,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             for (int k = 0; k < mod->nmasks; k++)
                 memcpy(mod->masks[k].keep, negor + word_off[k], (size_t)mask_words(mod->masks[k].units) * 8);
         } /* no confident positive: nothing is known to be unused, keep every unit */
-        module_count(mod);
+        if ((st = module_count(ctx, mod))) goto done;
         /* yes/no threshold: best balanced accuracy on the inputs drawn for tangling
          * identification, its own class's draws being the positives */
         if ((st = fit_threshold(ctx, mod, train, &pp, seen, role, seen_y, seen_idx, nseen, sp, sn))) goto done;

@@ -31,8 +31,9 @@ int module_logits_layer(const ts_model *m);
 
 /* A new module for class cls of `origin` (copied), with every unit kept. */
 ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module **out);
-/* Recounts units and live weights after the masks changed. */
-void module_count(ts_module *mod);
+/* Recounts units and live weights after the masks changed (TS_ENOMEM when its
+ * scratch cannot be allocated: the counts are then not to be trusted). */
+ts_status module_count(ts_ctx *ctx, ts_module *mod);
 /* Hash identifying a model's architecture and tensors. */
 uint64_t module_model_id(const ts_model *m);
 /* Per-sample ReLU activity of the last batch run through m (ts_model_predict of at

@@ -106,7 +106,7 @@ ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module 
         if (mk->units % 64) mk->keep[w - 1] = (1ull << (mk->units % 64)) - 1;
     }
     mod->info.scale = 1.0f;
-    module_count(mod);
+    if ((st = module_count(ctx, mod))) goto fail;
     *out = mod;
     return TS_OK;
 fail:
@@ -228,7 +228,7 @@ static void output_live(const ts_module *mod, int li, int64_t outs, uint8_t *liv
     }
 }
 
-void module_count(ts_module *mod) {
+ts_status module_count(ts_ctx *ctx, ts_module *mod) {
     const ts_model *m = mod->origin;
     ts_module_info *in = &mod->info;
     in->units = in->units_kept = in->conv_units = in->conv_units_kept = 0;
@@ -255,19 +255,20 @@ void module_count(ts_module *mod) {
         uint8_t *lo = malloc((size_t)outs), *lin = malloc((size_t)ins);
         int64_t total = outs * (ins / groups) * per + (l->bias ? outs : 0);
         in->weights += total;
-        if (!lo || !lin) { /* counting only: treat as all kept */
-            in->weights_kept += total;
-        } else {
-            output_live(mod, li, outs, lo);
-            if (li == head) memset(lo, 1, (size_t)outs); /* the channelled head reads every row */
-            input_live(mod, li, 0, ins, lin);
-            int64_t opg = outs / groups, ipg = ins / groups;
-            for (int64_t o = 0; o < outs; o++) {
-                if (!lo[o]) continue;
-                int64_t g = o / opg, kept = 0;
-                for (int64_t i = g * ipg; i < (g + 1) * ipg; i++) kept += lin[i];
-                in->weights_kept += kept * per + (l->bias ? 1 : 0);
-            }
+        if (!lo || !lin) {
+            free(lo);
+            free(lin);
+            return ts_fail(ctx, TS_ENOMEM, "module statistics: out of memory");
+        }
+        output_live(mod, li, outs, lo);
+        if (li == head) memset(lo, 1, (size_t)outs); /* the channelled head reads every row */
+        input_live(mod, li, 0, ins, lin);
+        int64_t opg = outs / groups, ipg = ins / groups;
+        for (int64_t o = 0; o < outs; o++) {
+            if (!lo[o]) continue;
+            int64_t g = o / opg, kept = 0;
+            for (int64_t i = g * ipg; i < (g + 1) * ipg; i++) kept += lin[i];
+            in->weights_kept += kept * per + (l->bias ? 1 : 0);
         }
         free(lo);
         free(lin);
@@ -275,6 +276,7 @@ void module_count(ts_module *mod) {
     in->jaccard = in->weights ? (double)in->weights_kept / (double)in->weights : 1.0;
     in->origin_macs = 0;
     for (int li = 1; li < m->nlayers; li++) in->origin_macs += LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]);
+    return TS_OK;
 }
 
 void module_or_activity(ts_model *m, const module_mask *masks, int nmasks, const int64_t *word_off, int i,
@@ -324,14 +326,16 @@ ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset
     int64_t npos = 0, nneg = 0, tp = 0, tn = 0;
     for (int64_t s = 0; s < ds->count; s += batch) {
         int n = (int)(ds->count - s < batch ? ds->count - s : batch);
-        ts_preprocess_images(&pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
+        (ctx->constant_time ? ts_preprocess_images_ct : ts_preprocess_images)(
+            &pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
         if ((st = ts_model_predict(ctx, mm, x, n, score))) goto done;
         for (int i = 0; i < n; i++) {
-            int mine = ds->labels[s + i] == mod->cls;
+            /* bitwise, not &&: no branch on the score (constant-time mode) */
+            const int mine = ds->labels[s + i] == mod->cls, yes = score[i] > mod->info.threshold;
             npos += mine;
             nneg += !mine;
-            tp += mine && score[i] > mod->info.threshold;
-            tn += !mine && !(score[i] > mod->info.threshold);
+            tp += mine & yes;
+            tn += !mine & !yes;
         }
     }
     *own = npos ? (double)tp / (double)npos : 0;

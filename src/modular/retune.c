@@ -173,7 +173,7 @@ ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, c
     if ((st = run_over(ctx, mod, work, neg, batch, NULL))) goto done;
     int64_t negs = (int64_t)mod->info.negatives + neg->count;
     mod->info.negatives = (int)(negs > 1000000000 ? 1000000000 : negs);
-    module_count(mod);
+    if ((st = module_count(ctx, mod))) goto done;
     /* 2. calibration on raw margins */
     mod->info.scale = 1.0f;
     mod->info.shift = 0.0f;

@@ -592,6 +592,8 @@ ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *sou
     ts_free(buf);
     m->parsing = NULL;
     if (st) return st;
+    if (m->nlayers == 0)
+        return ts_fail(ctx, TS_EFORMAT, "%s: no layers at all (expected an input line, then layers)", pp.source);
     if (m->nlayers < 2)
         return ts_fail(ctx, TS_EFORMAT, "%s: no layers after input (expected at least one layer)", pp.source);
     /* The output is usually a vector of class scores; an imported model may output

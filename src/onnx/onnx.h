@@ -37,4 +37,14 @@ ts_onnx_tensor *onnx_tensor_copy(const ts_onnx_tensor *src);
 /* Reads a whole file into memory (ts_free it). */
 ts_status onnx_read_file(ts_ctx *ctx, const char *path, uint8_t **data, size_t *size);
 
+/* The allocator given to protobuf-c's unpack and free_unpacked (the same one for
+ * both): it allocates with this library's malloc and remembers a failure, so that
+ * an unpack that returns NULL for want of memory is reported as TS_ENOMEM, not as a
+ * corrupt file. */
+typedef struct onnx_pb_allocator {
+    ProtobufCAllocator base;
+    int failed;
+} onnx_pb_allocator;
+void onnx_pb_allocator_init(onnx_pb_allocator *a);
+
 #endif

@@ -670,7 +670,10 @@ static ts_status import_bytes(ts_ctx *ctx, const void *data, size_t size, const 
         cfg = &defcfg;
     }
     if (cfg->nbind < 0 || (cfg->nbind && !cfg->bind)) return ts_fail(ctx, TS_EINVAL, "%s: bad bind list", name);
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, size, data);
+    onnx_pb_allocator pa;
+    onnx_pb_allocator_init(&pa);
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(&pa.base, size, data);
+    if (!mp && pa.failed) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory decoding the protobuf", name);
     if (!mp) return ts_fail(ctx, TS_EFORMAT, "%s: not a valid ONNX model (protobuf decoding failed: truncated or corrupt)", name);
     importer im = {.ctx = ctx, .file = name, .cfg = cfg, .off = cfg->batch_axis ? 1 : 0, .checking = checking};
     ts_status st = TS_OK;
@@ -697,7 +700,7 @@ static ts_status import_bytes(ts_ctx *ctx, const void *data, size_t size, const 
     }
     free(im.report);
     importer_free(&im);
-    onnx__model_proto__free_unpacked(mp, NULL);
+    onnx__model_proto__free_unpacked(mp, &pa.base);
     return st;
 }
 

@@ -199,13 +199,34 @@ ts_status onnx_read_file(ts_ctx *ctx, const char *path, uint8_t **data, size_t *
     return TS_OK;
 }
 
+static void *pb_alloc(void *data, size_t size) {
+    void *p = malloc(size ? size : 1);
+    if (!p) ((onnx_pb_allocator *)data)->failed = 1;
+    return p;
+}
+
+static void pb_free(void *data, void *p) {
+    (void)data;
+    free(p);
+}
+
+void onnx_pb_allocator_init(onnx_pb_allocator *a) {
+    a->base.alloc = pb_alloc;
+    a->base.free = pb_free;
+    a->base.allocator_data = a;
+    a->failed = 0;
+}
+
 ts_status ts_onnx_tensor_parse(ts_ctx *ctx, const void *data, size_t size, const char *name, ts_onnx_tensor **out) {
     if (!ctx || (!data && size) || !name || !out) return ts_fail(ctx, TS_EINVAL, "ts_onnx_tensor_parse: NULL argument");
     *out = NULL;
-    Onnx__TensorProto *p = onnx__tensor_proto__unpack(NULL, size, data);
+    onnx_pb_allocator pa;
+    onnx_pb_allocator_init(&pa);
+    Onnx__TensorProto *p = onnx__tensor_proto__unpack(&pa.base, size, data);
+    if (!p && pa.failed) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory decoding the TensorProto", name);
     if (!p) return ts_fail(ctx, TS_EFORMAT, "%s: not a valid ONNX TensorProto (protobuf decoding failed)", name);
     ts_status st = onnx_tensor_from_proto(ctx, p, name, out);
-    onnx__tensor_proto__free_unpacked(p, NULL);
+    onnx__tensor_proto__free_unpacked(p, &pa.base);
     return st;
 }
 
