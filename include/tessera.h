@@ -64,6 +64,29 @@ ts_status ts_ctx_set_threads(ts_ctx *ctx, int nthreads);
 int ts_ctx_get_threads(const ts_ctx *ctx);
 ts_status ts_ctx_set_backend(ts_ctx *ctx, ts_backend backend);
 ts_backend ts_ctx_get_backend(const ts_ctx *ctx);
+/* Constant-time inference (default off; docs/security.md). When on, ts_model_predict
+ * and what is built on it (ts_evaluate, ts_module_evaluate, the scores of modules and
+ * composed models) run only kernels with no branch and no memory address that depends on the input
+ * or activation values, only on the shapes: the reference kernels whatever the
+ * backend (never oneDNN), with branch-free variants of ReLU and the other
+ * activations, max pooling, softmax and log-softmax (exp and log from polynomials,
+ * no tables), and with flush-to-zero and denormals-are-zero set (x86) for the
+ * duration of the call, then restored; subnormal inputs and activations then count
+ * as 0. Results equal the reference backend's bit for bit for convolution, dense,
+ * batch norm, ReLU, max pooling and the other select-type layers, and within an ulp
+ * or two where exp, log or a division is involved. Training is refused
+ * (TS_EUNSUPPORTED from ts_model_forward_train) while it is on. What it does not hide
+ * (the batch size, the model's shape, the cache footprint of the weights, thread
+ * scheduling): docs/security.md. */
+ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on);
+/* bfloat16 inference (default off): the convolutions that ts_model_predict fuses
+ * with their batch norm (docs/design.md) take bfloat16 inputs and weights and
+ * accumulate in float32 on the CPU's AVX-512-BF16/AMX units; everything else stays
+ * float32. Faster, with rounding of about 3 significant digits (accuracy figures in
+ * bench/RESULTS.md). Training is unaffected. */
+ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on);
+int ts_ctx_get_bf16(const ts_ctx *ctx);
+int ts_ctx_get_constant_time(const ts_ctx *ctx);
 
 /* ----------------------------------------------------------------- shapes */
 
@@ -347,6 +370,22 @@ double ts_eval_recall(const ts_eval_report *r, int cls);
 
 /* Preprocesses `count` images of bytes (count, C, H, W) into floats with pp. */
 void ts_preprocess_images(const ts_preprocess *pp, const uint8_t *images, int64_t count, int c, int h, int w, float *out);
+/* The same values, bit for bit, with no memory address that depends on a pixel
+ * value: each pixel reads the whole 256-entry table of its channel instead of one
+ * entry (for constant-time inference; ts_evaluate uses it in that mode). */
+void ts_preprocess_images_ct(const ts_preprocess *pp, const uint8_t *images, int64_t count, int c, int h, int w,
+                             float *out);
+
+/* Index of the highest of k scores: the first on ties, and a NaN never replaces an
+ * earlier score (the top-1 of ts_evaluate). -1 when k < 1. Branch-free: its time and
+ * memory addresses depend on k only, not on the scores. */
+int ts_argmax(const float *scores, int k);
+/* The `top` best of k scores in idx (top entries), best first: each the first
+ * maximum among the scores ranked below the previous one (lower, or equal at a
+ * higher index). Fewer exist only when NaNs are among the scores; the rest of idx is
+ * then -1. Returns how many were found. Branch-free, as ts_argmax: the time depends
+ * on k and top only. */
+int ts_top_k(const float *scores, int k, int top, int *idx);
 
 /* ----------------------------------------------------------- modularity */
 

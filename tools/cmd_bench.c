@@ -16,8 +16,10 @@ static cli_opt bench_opts[] = {
     {"warmup", "K", "untimed iterations first (default 3)", NULL},
     {"input", "CxHxW", "for an architecture: the input shape (default as declared)", NULL},
     {"classes", "N", "for an architecture: the class count", NULL},
+    {"bf16", NULL, "inference convolutions in bfloat16 (ts_ctx_set_bf16)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+    {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
 };
 static cli_cmd bench_cmd = {"bench", "MODEL.tsr|MODEL.onnx|ARCH [--batch N] [options]",
                             "Prints the median time per batch (with the 10th and 90th percentiles), images per\n"
@@ -91,6 +93,8 @@ int cmd_bench(int argc, char **argv) {
     ts_status st = TS_OK;
     int train = cli_get(&bench_cmd, "train") != NULL;
     if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
+    if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1); /* refuses --train */
+    if (cli_get(&bench_cmd, "bf16")) ts_ctx_set_bf16(ctx, 1);
     if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
     ts_shape shape = ts_model_input_shape(m);
     int64_t per = ts_shape_numel(&shape), k = ts_model_classes(m), n = batch;
@@ -139,9 +143,10 @@ int cmd_bench(int argc, char **argv) {
     double flop = 2.0 * (double)macs * (double)n * (train ? 3.0 : 1.0);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%s: %s, batch %ld, %d threads, %s kernels, %ld iterations\n", pos[0], train ? "training step" : "inference",
-           batch, ts_ctx_get_threads(ctx), ts_ctx_get_backend(ctx) == TS_BACKEND_REF ? "reference" : "oneDNN",
-           done_iters);
+    printf("%s: %s, batch %ld, %d threads, %s kernels%s, %ld iterations\n", pos[0], train ? "training step" : "inference",
+           batch, ts_ctx_get_threads(ctx), ts_ctx_get_constant_time(ctx) ? "constant-time"
+           : ts_ctx_get_backend(ctx) == TS_BACKEND_REF ? "reference" : "oneDNN",
+           ts_ctx_get_bf16(ctx) && !train ? ", bf16" : "", done_iters);
     printf("time per batch: median %.3f ms (p10 %.3f, p90 %.3f)\n", 1e3 * med, 1e3 * p10, 1e3 * p90);
     printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
            flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");

@@ -5,6 +5,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* --constant-time: the library's constant-time mode, which runs the reference
+ * kernels (docs/security.md); asking for oneDNN as well is a contradiction. */
+static int setup_constant_time(const cli_cmd *cmd, ts_ctx *ctx) {
+    if (!cli_get(cmd, "constant-time")) return 0;
+    const char *be = cli_get(cmd, "backend");
+    if (be && strcmp(be, "ref")) {
+        fprintf(stderr, "tessera %s: --constant-time runs the reference kernels; drop --backend %s\n", cmd->name, be);
+        return EXIT_USAGE;
+    }
+    ts_ctx_set_constant_time(ctx, 1);
+    return 0;
+}
+
+/* --bf16: bfloat16 inference convolutions (ts_ctx_set_bf16) */
+static int setup_precision(const cli_cmd *cmd, ts_ctx *ctx) {
+    if (!cli_get(cmd, "bf16")) return 0;
+    if (cli_get(cmd, "constant-time")) {
+        fprintf(stderr, "tessera %s: --bf16 runs oneDNN kernels; it cannot be combined with --constant-time\n", cmd->name);
+        return EXIT_USAGE;
+    }
+    ts_ctx_set_bf16(ctx, 1);
+    return 0;
+}
+
 static cli_opt eval_opts[] = {
     {"data", "NAME|PATH", "dataset (default: the one the model was trained on)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
@@ -13,6 +37,8 @@ static cli_opt eval_opts[] = {
     {"limit", "N", "evaluate the first N samples only", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+    {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
+    {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
 };
 static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
                            "Prints top-1 and top-5 accuracy, loss, per-class precision and recall, and the confusion\n"
@@ -34,7 +60,9 @@ int cmd_eval(int argc, char **argv) {
     ts_dataset *ds = NULL;
     ts_status st = TS_OK;
     long batch, limit;
-    if ((rc = cli_setup_ctx(&eval_cmd, ctx))) goto done;
+    if ((rc = cli_setup_ctx(&eval_cmd, ctx)) || (rc = setup_constant_time(&eval_cmd, ctx)) ||
+        (rc = setup_precision(&eval_cmd, ctx)))
+        goto done;
     if (!cli_int(&eval_cmd, "batch", 256, 1, 65536, &batch) || !cli_int(&eval_cmd, "limit", 0, 0, 1L << 40, &limit)) {
         rc = EXIT_USAGE;
         goto done;
@@ -65,8 +93,9 @@ int cmd_eval(int argc, char **argv) {
     ts_eval_report ev;
     if ((st = ts_evaluate(ctx, m, ds, (int)batch, &ev))) goto fail;
     double secs = cli_now() - t0;
-    printf("model %s on %s (%s, %lld images, %.2fs, %.0f img/s)\n", pos[0], spec, split == TS_SPLIT_TEST ? "test" : "train",
-           (long long)ev.count, secs, secs > 0 ? ev.count / secs : 0);
+    printf("model %s on %s (%s, %lld images, %.2fs, %.0f img/s%s)\n", pos[0], spec,
+           split == TS_SPLIT_TEST ? "test" : "train", (long long)ev.count, secs, secs > 0 ? ev.count / secs : 0,
+           ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
     printf("top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n\n", 100 * ev.top1, 100 * ev.top5, ev.loss);
     int k = ev.classes;
     printf("%-4s %-20s %9s %9s %8s\n", "id", "class", "precision", "recall", "support");
@@ -104,28 +133,26 @@ static cli_opt predict_opts[] = {
     {"top", "K", "show the K most likely classes (default 3)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+    {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
+    {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
 };
 static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I",
                               "Classifies PGM/PPM images (binary or ASCII, sized as the model's input) or dataset\n"
                               "samples, printing the top classes with their probabilities.",
                               predict_opts, sizeof predict_opts / sizeof predict_opts[0]};
 
+/* The ranking is the library's branch-free ts_top_k (the t-th best: the highest
+ * score below the previous pick, ties by index). Printing is not constant-time:
+ * the answer is the requester's to see (docs/security.md). */
 static void print_top(const ts_model *m, const char *what, const float *logits, int k, int top, int label) {
-    float mx = logits[0];
-    for (int j = 1; j < k; j++) mx = logits[j] > mx ? logits[j] : mx;
+    int idx[1000];
+    const int found = ts_top_k(logits, k, top, idx);
+    const float mx = logits[ts_argmax(logits, k)];
     double sum = 0;
     for (int j = 0; j < k; j++) sum += exp((double)(logits[j] - mx));
     printf("%s:", what);
-    /* the t-th best: highest score below the previous pick, ties by index */
-    int prev = -1;
-    for (int t = 0; t < top && t < k; t++) {
-        int best = -1;
-        for (int j = 0; j < k; j++) {
-            if (prev >= 0 && !(logits[j] < logits[prev] || (logits[j] == logits[prev] && j > prev))) continue;
-            if (best < 0 || logits[j] > logits[best]) best = j;
-        }
-        if (best < 0) break;
-        prev = best;
+    for (int t = 0; t < found; t++) {
+        const int best = idx[t];
         char name[64];
         printf("%s %s %.2f%%", t ? "," : "", cli_class_name(m, best, name, sizeof name),
                100.0 * exp((double)(logits[best] - mx)) / sum);
@@ -155,7 +182,9 @@ int cmd_predict(int argc, char **argv) {
     ts_dataset *ds = NULL;
     float *x = NULL, *logits = NULL;
     ts_status st = TS_OK;
-    if ((rc = cli_setup_ctx(&predict_cmd, ctx))) goto done;
+    if ((rc = cli_setup_ctx(&predict_cmd, ctx)) || (rc = setup_constant_time(&predict_cmd, ctx)) ||
+        (rc = setup_precision(&predict_cmd, ctx)))
+        goto done;
     if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
     ts_shape in = ts_model_input_shape(m);
     if (in.ndim != 3) {
@@ -165,6 +194,7 @@ int cmd_predict(int argc, char **argv) {
     int C = (int)in.dims[0], H = (int)in.dims[1], W = (int)in.dims[2], K = ts_model_classes(m);
     ts_preprocess pp;
     if ((st = ts_model_get_preprocess(ctx, m, &pp))) goto fail;
+    const int ct = ts_ctx_get_constant_time(ctx);
     x = malloc((size_t)C * H * W * sizeof(float));
     logits = malloc((size_t)K * sizeof(float));
     if (!x || !logits) {
@@ -191,7 +221,8 @@ int cmd_predict(int argc, char **argv) {
                 rc = EXIT_USAGE;
                 goto done;
             }
-            ts_preprocess_images(&pp, ds->images + (size_t)i * C * H * W, 1, C, H, W, x);
+            (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, ds->images + (size_t)i * C * H * W, 1, C, H,
+                                                                  W, x);
             if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
             char what[64];
             snprintf(what, sizeof what, "%s[%ld]", spec, i);
@@ -208,7 +239,7 @@ int cmd_predict(int argc, char **argv) {
                              pos[f], c, h, w, C, H, W);
                 goto fail;
             }
-            ts_preprocess_images(&pp, px, 1, C, H, W, x);
+            (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, px, 1, C, H, W, x);
             ts_image_free(px);
             if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
             print_top(m, pos[f], logits, K, (int)top, -1);

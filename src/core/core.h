@@ -22,7 +22,9 @@ struct ts_ctx {
     char errmsg[TS_ERRMSG_MAX];  /* last error message */
     int nthreads;                /* OpenMP threads used by kernels */
     ts_backend backend;          /* which kernels the layers call */
+    int constant_time;           /* inference without value-dependent timing (docs/security.md) */
     void *dnnl;                  /* oneDNN engine/stream, owned (ops_dnnl.c) */
+    int bf16;                    /* inference convolutions in bfloat16 (ts_ctx_set_bf16) */
 };
 
 /* Records an error on ctx and returns status, so that callers write
@@ -53,6 +55,16 @@ float ts_rng_uniform(ts_rng *r);
 uint64_t ts_rng_below(ts_rng *r, uint64_t n);
 /* standard normal (Box-Muller, no cached second value so state stays plain) */
 float ts_rng_normal(ts_rng *r);
+
+/* Floating-point environment of constant-time inference (fpenv.c): flush-to-zero,
+ * denormals-are-zero and round-to-nearest on the calling thread and on the OpenMP
+ * threads of a team of `nthreads`, until ts_fpenv_restore puts back what was there. */
+typedef struct ts_fpenv {
+    unsigned int saved; /* the calling thread's MXCSR (x86), 0 elsewhere */
+    int nthreads;
+} ts_fpenv;
+void ts_fpenv_constant_time(ts_fpenv *env, int nthreads);
+void ts_fpenv_restore(const ts_fpenv *env);
 
 /* Number of threads kernels should use for this ctx (>= 1). */
 static inline int ts_ctx_threads(const ts_ctx *ctx) { return ctx && ctx->nthreads > 0 ? ctx->nthreads : 1; }

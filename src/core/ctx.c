@@ -1,4 +1,4 @@
-/* Context: status, error message, thread count and backend choice. */
+/* Context: status, error message, thread count, backend choice and constant-time mode. */
 #include "core.h"
 
 #include <stdarg.h>
@@ -66,6 +66,14 @@ ts_status ts_ctx_set_backend(ts_ctx *ctx, ts_backend backend) {
 
 ts_backend ts_ctx_get_backend(const ts_ctx *ctx) { return ctx ? ctx->backend : TS_BACKEND_REF; }
 
+ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on) {
+    if (!ctx) return TS_EINVAL;
+    ctx->constant_time = on != 0;
+    return TS_OK;
+}
+
+int ts_ctx_get_constant_time(const ts_ctx *ctx) { return ctx ? ctx->constant_time : 0; }
+
 static ts_status set_error(ts_ctx *ctx, ts_status status, const char *fmt, va_list ap) {
     if (!ctx) return status;
     ctx->status = status;
@@ -98,3 +106,11 @@ ts_status ts_ctx_set_error(ts_ctx *ctx, ts_status status, const char *fmt, ...) 
     va_end(ap);
     return status;
 }
+
+ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on) {
+    if (!ctx) return TS_EINVAL;
+    ctx->bf16 = on != 0;
+    return TS_OK;
+}
+
+int ts_ctx_get_bf16(const ts_ctx *ctx) { return ctx ? ctx->bf16 : 0; }

@@ -3,6 +3,7 @@
  * tensors that feed several layers. */
 #include "layers.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,9 @@ void exec_release(exec_state *e) {
         }
     }
     free(e->ls);
+    free(e->fuse_last);
+    free(e->fuse_skip);
+    ts_free(e->fold);
     ts_free(e->grad_arena);
     ts_free(e->scratch);
     ts_free(e->accum);
@@ -90,6 +94,69 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
     return TS_OK;
 }
 
+/* Heads for inference fusion: a conv2d whose only consumer is a batch norm, and
+ * that batch norm's only consumer when it is a ReLU. The convolution then writes
+ * the last fused layer's output directly (docs/design.md, "Inference fusion"). */
+static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
+    exec_state *e = &m->exec;
+    int n = m->nlayers;
+    int *uses = calloc((size_t)n, sizeof *uses), *only = calloc((size_t)n, sizeof *only);
+    e->fuse_last = calloc((size_t)n, sizeof *e->fuse_last);
+    e->fuse_skip = calloc((size_t)n, 1);
+    if (!uses || !only || !e->fuse_last || !e->fuse_skip) {
+        free(uses);
+        free(only);
+        return ts_fail(ctx, TS_ENOMEM, "out of memory planning inference fusion");
+    }
+    for (int li = 1; li < n; li++)
+        for (int k = 0; k < m->layers[li].ninputs; k++) {
+            int src = m->layers[li].inputs[k];
+            uses[src]++;
+            only[src] = li;
+        }
+    size_t fold = 0;
+    for (int li = 1; li < n; li++) {
+        const layer *c = &m->layers[li];
+        if (c->kind != LAYER_CONV2D || uses[li] != 1 || li == n - 1) continue;
+        int b = only[li];
+        if (m->layers[b].kind != LAYER_BATCHNORM || m->layers[b].ninputs != 1) continue;
+        int last = b;
+        if (b != n - 1 && uses[b] == 1 && m->layers[only[b]].kind == LAYER_RELU) last = only[b];
+        e->fuse_last[li] = last;
+        e->fuse_skip[b] = 1;
+        e->fuse_skip[last] = 1;
+        size_t need = (size_t)m->tensors[c->weight].numel + (size_t)c->features;
+        if (need > fold) fold = need;
+    }
+    free(uses);
+    free(only);
+    if (fold && !(e->fold = ts_alloc(ctx, fold * sizeof(float), "folded weights"))) return TS_ENOMEM;
+    return TS_OK;
+}
+
+/* conv li with its batch norm folded in (w' = w * g/sqrt(v+eps), b' = (b - mu) *
+ * g/sqrt(v+eps) + beta), writing the output of the head's last layer */
+static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li) {
+    exec_state *e = &m->exec;
+    const layer *c = &m->layers[li];
+    int last = e->fuse_last[li];
+    const layer *bn = &m->layers[m->layers[last].kind == LAYER_RELU ? m->layers[last].inputs[0] : last];
+    const int k = c->features;
+    const int64_t per = m->tensors[c->weight].numel / k;
+    const float *w = tensor_data(m, c->weight), *bias = c->bias ? tensor_data(m, c->bias_t) : NULL;
+    const float *g = tensor_data(m, bn->weight), *beta = tensor_data(m, bn->bias_t);
+    const float *mu = tensor_data(m, bn->running_mean), *var = tensor_data(m, bn->running_var);
+    float *wf = e->fold, *bf = e->fold + (size_t)k * (size_t)per;
+    for (int o = 0; o < k; o++) {
+        float s = g[o] / sqrtf(var[o] + bn->eps);
+        for (int64_t i = 0; i < per; i++) wf[(size_t)o * (size_t)per + (size_t)i] = w[(size_t)o * (size_t)per + (size_t)i] * s;
+        bf[o] = ((bias ? bias[o] : 0.0f) - mu[o]) * s + beta[o];
+    }
+    conv2d_params p = layer_conv_params(m, c, e->n);
+    return ops_conv2d_forward_fused(ctx, &p, e->ls[last].out, layer_input(m, li, 0), wf, bf,
+                                    m->layers[last].kind == LAYER_RELU, e->scratch);
+}
+
 /* Buffers for a batch of up to n. Gradient buffers only when `train`. */
 static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     exec_state *e = &m->exec;
@@ -123,6 +190,10 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     if (scratch && !(e->scratch = ts_alloc(ctx, scratch, "kernel scratch"))) return TS_ENOMEM;
     e->scratch_bytes = scratch;
     if (train && !(e->accum = ts_alloc(ctx, accum, "gradient accumulator"))) return TS_ENOMEM;
+    {
+        ts_status st = plan_fusion(ctx, m);
+        if (st) return st;
+    }
     if (train) {
         ts_status st = plan_grads(ctx, m, cap);
         if (st) return st;
@@ -165,8 +236,12 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     e->n = n;
     e->train = train;
     e->input = x;
+    const int fuse = !train && !ctx->constant_time && ops_fusion_enabled(ctx); /* fusion is a oneDNN path */
     for (int li = 1; li < m->nlayers; li++) {
-        ts_status st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
+        ts_status st;
+        if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li);
+        else if (fuse && e->fuse_skip[li]) continue;
+        else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
         if (st) return st;
     }
     if (logits) memcpy(logits, e->ls[m->nlayers - 1].out, (size_t)n * (size_t)m->classes * sizeof(float));

@@ -103,8 +103,9 @@ static binary_walk binary_walk_of(ts_model *m, int li) {
 ts_status binary_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     binary_walk w = binary_walk_of(m, li);
-    binary_forward_ref((binary_op)l->op, w.rank, w.dims, m->exec.ls[li].out, w.data[0], w.strides[0], w.data[1],
-                       w.strides[1], ts_ctx_threads(ctx));
+    (ctx->constant_time ? binary_forward_ct : binary_forward_ref)((binary_op)l->op, w.rank, w.dims,
+                                                                  m->exec.ls[li].out, w.data[0], w.strides[0],
+                                                                  w.data[1], w.strides[1], ts_ctx_threads(ctx));
     return TS_OK;
 }
 

@@ -28,7 +28,10 @@ ts_status eltwise_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) 
 
 ts_status eltwise_forward(ts_ctx *ctx, ts_model *m, int li) {
     const unary_params p = unary_of(&m->layers[li]);
-    unary_forward_ref(&p, out_count(m, li), m->exec.ls[li].out, layer_input(m, li, 0), ts_ctx_threads(ctx));
+    if (ctx->constant_time)
+        unary_forward_ct(&p, out_count(m, li), m->exec.ls[li].out, layer_input(m, li, 0), ts_ctx_threads(ctx));
+    else
+        unary_forward_ref(&p, out_count(m, li), m->exec.ls[li].out, layer_input(m, li, 0), ts_ctx_threads(ctx));
     return TS_OK;
 }
 
@@ -77,8 +80,9 @@ ts_status prelu_forward(ts_ctx *ctx, ts_model *m, int li) {
     const ts_shape *in = input_shape(m, l, 0);
     int64_t sdims[TS_MAX_DIMS];
     slope_dims(l, in, sdims);
-    prelu_forward_ref(m->exec.n, in->ndim, in->dims, sdims, m->exec.ls[li].out, layer_input(m, li, 0),
-                      tensor_data(m, l->weight), ts_ctx_threads(ctx));
+    (ctx->constant_time ? prelu_forward_ct : prelu_forward_ref)(m->exec.n, in->ndim, in->dims, sdims,
+                                                                m->exec.ls[li].out, layer_input(m, li, 0),
+                                                                tensor_data(m, l->weight), ts_ctx_threads(ctx));
     return TS_OK;
 }
 

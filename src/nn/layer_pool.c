@@ -97,10 +97,9 @@ ts_status globalavgpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *so
 }
 
 ts_status globalavgpool_forward(ts_ctx *ctx, ts_model *m, int li) {
-    (void)ctx;
     const ts_shape *in = input_shape(m, &m->layers[li], 0);
-    global_avgpool_forward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out,
-                               layer_input(m, li, 0));
+    (ctx->constant_time ? global_avgpool_forward_ct : global_avgpool_forward_ref)(
+        m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out, layer_input(m, li, 0));
     return TS_OK;
 }
 
@@ -127,8 +126,12 @@ size_t globalmaxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) 
 }
 
 ts_status globalmaxpool_forward(ts_ctx *ctx, ts_model *m, int li) {
-    (void)ctx;
     const ts_shape *in = input_shape(m, &m->layers[li], 0);
+    if (ctx->constant_time) { /* inference only */
+        global_maxpool_forward_ct(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out,
+                                  layer_input(m, li, 0));
+        return TS_OK;
+    }
     global_maxpool_forward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out,
                                m->exec.train ? m->exec.ls[li].aux : NULL, layer_input(m, li, 0));
     return TS_OK;

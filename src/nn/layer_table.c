@@ -1,5 +1,7 @@
 /* The layer kinds table: adding a kind means adding a row here, and the
- * static_assert fails until every kind has one. */
+ * static_assert fails until every kind has one. A kind whose forward branches on
+ * values, indexes by them or calls libm on them also needs a constant-time path
+ * (ctx->constant_time, ops.h's *_ct kernels, docs/security.md). */
 #include "layers.h"
 
 #include <stdio.h>

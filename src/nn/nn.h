@@ -115,6 +115,12 @@ typedef struct exec_state {
     void *grad_arena;  /* every layer's grad lives here; buffers of layers whose
                         * gradients are never live at once share memory */
     size_t grad_arena_bytes;
+    /* inference fusion: conv2d -> batchnorm [-> relu] run as one convolution with
+     * the batch norm folded in; fuse_last[li] is the last fused layer of a head
+     * (0 otherwise), fuse_skip[li] marks the layers it replaces */
+    int *fuse_last;
+    unsigned char *fuse_skip;
+    float *fold;       /* folded weights and bias of the largest head */
     uint64_t dropout_seed;
 } exec_state;
 

@@ -1,5 +1,6 @@
 /* Reference elementwise binary operations with numpy broadcasting (ONNX Add, Sub,
  * Mul, Div) and their gradients, reduced over the broadcast axes. */
+#include "ct_math.h"
 #include "nd_index.h"
 
 #include <string.h>
@@ -34,19 +35,26 @@
             }                                                                                    \
     } while (0)
 
-static void binary_run(binary_op op, int64_t len, float *restrict out, const float *a, int64_t sa, const float *b,
-                       int64_t sb) {
+/* x / y without dividing a value (constant time): x times 1/y from Newton steps, in
+ * double, rounded once; the same as the float quotient but for ties within 1e-15. */
+static inline float ct_div(float x, float y) { return (float)((double)x * ct_recip((double)y)); }
+
+/* ct: division by ct_div (add, sub and mul are branch-free as they are) */
+static void binary_run(binary_op op, int ct, int64_t len, float *restrict out, const float *a, int64_t sa,
+                       const float *b, int64_t sb) {
     switch (op) {
     case BINARY_ADD: BINARY_RUN(x + y); break;
     case BINARY_SUB: BINARY_RUN(x - y); break;
     case BINARY_MUL: BINARY_RUN(x * y); break;
-    case BINARY_DIV: BINARY_RUN(x / y); break;
+    case BINARY_DIV:
+        if (ct) BINARY_RUN(ct_div(x, y));
+        else BINARY_RUN(x / y);
+        break;
     }
 }
 
-void binary_forward_ref(binary_op op, int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */,
-                        const float *a, const int64_t *a_strides /* (rank) */, const float *b,
-                        const int64_t *b_strides /* (rank) */, int nthreads) {
+static void binary_forward(binary_op op, int ct, int rank, const int64_t *dims, float *out, const float *a,
+                           const int64_t *a_strides, const float *b, const int64_t *b_strides, int nthreads) {
     int64_t d[OPS_MAX_RANK], so[OPS_MAX_RANK], sa[OPS_MAX_RANK], sb[OPS_MAX_RANK];
     memcpy(d, dims, (size_t)rank * sizeof *d);
     memcpy(sa, a_strides, (size_t)rank * sizeof *sa);
@@ -59,8 +67,20 @@ void binary_forward_ref(binary_op op, int rank, const int64_t *dims /* (rank) */
     for (int k = 0; k < r - 1; k++) rows *= d[k];
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (rows * len >= BINARY_PARALLEL_MIN && rows > 1)
     for (int64_t row = 0; row < rows; row++)
-        binary_run(op, len, out + row * len, a + nd_row_offset(r, d, sa, row), sa[r - 1],
+        binary_run(op, ct, len, out + row * len, a + nd_row_offset(r, d, sa, row), sa[r - 1],
                    b + nd_row_offset(r, d, sb, row), sb[r - 1]);
+}
+
+void binary_forward_ref(binary_op op, int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */,
+                        const float *a, const int64_t *a_strides /* (rank) */, const float *b,
+                        const int64_t *b_strides /* (rank) */, int nthreads) {
+    binary_forward(op, 0, rank, dims, out, a, a_strides, b, b_strides, nthreads);
+}
+
+void binary_forward_ct(binary_op op, int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */,
+                       const float *a, const int64_t *a_strides /* (rank) */, const float *b,
+                       const int64_t *b_strides /* (rank) */, int nthreads) {
+    binary_forward(op, 1, rank, dims, out, a, a_strides, b, b_strides, nthreads);
 }
 
 /* d out / d a (which = 0) or d out / d b (which = 1) at one element, times g. */

@@ -125,6 +125,62 @@ ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, c
     return dnnl_job_end(&job);
 }
 
+/* Inference: forward_inference propagation, and ReLU applied as a post-op when
+ * relu (batch norm is folded into w and bias by the caller). */
+ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in,
+                                        const float *w, const float *bias, int relu) {
+    if (p->n == 0) return TS_EUNSUPPORTED;
+    dnnl_job job;
+    if (dnnl_job_begin(&job, ctx, "fused convolution") != TS_OK) return job.status;
+    conv_descs d;
+    conv_descs_init(&job, p, &d);
+    if (ctx->bf16 && job.status == TS_OK) {
+        /* bfloat16 source and weights (the reorders convert), float32 output */
+        dnnl_job_check(&job, dnnl_memory_desc_init_by_tag(&d.src, 4, d.src_user.dims, dnnl_bf16, dnnl_format_tag_any),
+                       "dnnl_memory_desc_init_by_tag");
+        if (p->groups == 1)
+            dnnl_job_check(&job, dnnl_memory_desc_init_by_tag(&d.wei, 4, d.wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
+                           "dnnl_memory_desc_init_by_tag");
+        else
+            dnnl_job_check(&job, dnnl_memory_desc_init_by_tag(&d.wei, 5, d.wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
+                           "dnnl_memory_desc_init_by_tag");
+    }
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    if (job.status == TS_OK && relu &&
+        (!dnnl_job_check(&job, dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create") ||
+         !dnnl_job_check(&job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
+         !dnnl_job_check(&job, dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
+                         "dnnl_post_ops_append_eltwise") ||
+         !dnnl_job_check(&job, dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops"))) {
+        /* failure recorded on the job */
+    }
+    if (job.status == TS_OK) {
+        dnnl_convolution_desc_t cd;
+        if (dnnl_job_check(&job,
+                           dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                                      dnnl_convolution_direct, &d.src, &d.wei,
+                                                                      bias ? &d.bias : NULL, &d.dst, d.strides,
+                                                                      d.dilates, d.pad_l, d.pad_r),
+                           "dnnl_dilated_convolution_forward_desc_init"))
+            pd = dnnl_job_pd_attr(&job, &cd, attr, NULL, 0);
+    }
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
+    dnnl_memory_t wei_user = dnnl_job_memory(&job, &d.wei_user, (void *)w);
+    dnnl_memory_t dst_user = dnnl_job_memory(&job, &d.dst_user, out);
+    dnnl_memory_t src = dnnl_job_layout(&job, src_user, dnnl_job_query_md(&job, pd, dnnl_query_src_md), 1);
+    dnnl_memory_t wei = dnnl_job_layout(&job, wei_user, dnnl_job_query_md(&job, pd, dnnl_query_weights_md), 1);
+    dnnl_memory_t dst = dnnl_job_layout(&job, dst_user, dnnl_job_query_md(&job, pd, dnnl_query_dst_md), 0);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_BIAS, NULL}};
+    if (bias) args[3].memory = dnnl_job_memory(&job, &d.bias, (void *)bias);
+    dnnl_job_execute(&job, pd, bias ? 4 : 3, args);
+    dnnl_job_reorder(&job, dst, dst_user);
+    return dnnl_job_end(&job);
+}
+
 ts_status conv2d_backward_data_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                     const float *w) {
     if (p->n == 0) return TS_EUNSUPPORTED;

@@ -7,7 +7,10 @@
  * is returned as is: a failing fast path is never silently replaced. */
 #include "dispatch.h"
 
-static int use_dnnl(const ts_ctx *ctx) { return ctx->backend == TS_BACKEND_DNNL; }
+/* Constant-time mode (docs/security.md) never calls oneDNN: its kernels are not
+ * checked for value-dependent timing. Where the reference looks at values, the
+ * mode takes the *_ct variant instead. */
+static int use_dnnl(const ts_ctx *ctx) { return ctx->backend == TS_BACKEND_DNNL && !ctx->constant_time; }
 
 /* ------------------------------------------------------------ convolution */
 
@@ -75,6 +78,11 @@ size_t ops_maxpool2d_workspace_size(ts_ctx *ctx, const pool2d_params *p) {
 
 ts_status ops_maxpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, void *ws, const float *in) {
     if (!ctx || !p) return TS_EINVAL;
+    if (ctx->constant_time) { /* inference only: no argmax for a backward */
+        if (ws) return ts_fail(ctx, TS_EUNSUPPORTED, "max pooling: constant-time mode is for inference only");
+        maxpool2d_forward_ct(p, out, in, ts_ctx_threads(ctx));
+        return TS_OK;
+    }
     if (use_dnnl(ctx)) {
         ts_status s = maxpool2d_forward_dnnl(ctx, p, out, ws, in);
         if (s != TS_EUNSUPPORTED) return s;
@@ -104,6 +112,10 @@ static ts_status avgpool_dilation_error(ts_ctx *ctx, const pool2d_params *p) {
 ts_status ops_avgpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, const float *in) {
     if (!ctx || !p) return TS_EINVAL;
     if (p->dh != 1 || p->dw != 1) return avgpool_dilation_error(ctx, p);
+    if (ctx->constant_time) {
+        avgpool2d_forward_ct(p, out, in, ts_ctx_threads(ctx));
+        return TS_OK;
+    }
     if (use_dnnl(ctx)) {
         ts_status s = avgpool2d_forward_dnnl(ctx, p, out, in);
         if (s != TS_EUNSUPPORTED) return s;
@@ -200,6 +212,10 @@ ts_status ops_eltwise_forward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_
                               const float *in) {
     if (!ctx) return TS_EINVAL;
     if ((unsigned)kind >= ELTWISE_COUNT) return ts_fail(ctx, TS_EINVAL, "eltwise: unknown kind %d", (int)kind);
+    if (ctx->constant_time) {
+        eltwise_forward_ct(kind, alpha, count, out, in, ts_ctx_threads(ctx));
+        return TS_OK;
+    }
     if (use_dnnl(ctx)) {
         ts_status s = eltwise_forward_dnnl(ctx, kind, alpha, count, out, in);
         if (s != TS_EUNSUPPORTED) return s;
@@ -217,5 +233,23 @@ ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size
         if (s != TS_EUNSUPPORTED) return s;
     }
     eltwise_backward_ref(kind, alpha, count, din, dout, in, out, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+/* ------------------------------------------------------------ fused inference */
+
+int ops_fusion_enabled(const ts_ctx *ctx) { return use_dnnl(ctx); }
+
+ts_status ops_conv2d_forward_fused(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
+                                   const float *bias, int relu, void *scratch) {
+    if (!ctx || !p) return TS_EINVAL;
+    ts_status s = conv2d_forward_inference_dnnl(ctx, p, out, in, w, bias, relu);
+    if (s != TS_EUNSUPPORTED) return s;
+    if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
+    conv2d_forward_ref(p, out, in, w, bias, scratch, ts_ctx_threads(ctx));
+    if (relu) {
+        size_t cnt = (size_t)p->n * (size_t)p->k * (size_t)p->oh * (size_t)p->ow;
+        for (size_t i = 0; i < cnt; i++) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+    }
     return TS_OK;
 }

@@ -132,13 +132,18 @@ dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *di
 
 dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,
                                   int required) {
+    return dnnl_job_pd_attr(job, op_desc, NULL, hint, required);
+}
+
+dnnl_primitive_desc_t dnnl_job_pd_attr(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_attr_t attr,
+                                       const_dnnl_primitive_desc_t hint, int required) {
     if (job->status != TS_OK) return NULL;
     if (job->npd == DNNL_JOB_MAX_PD) {
         dnnl_job_fail(job, TS_EINVAL, "internal: too many primitive descriptors in one call");
         return NULL;
     }
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, NULL, job->dnnl->engine, hint);
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, attr, job->dnnl->engine, hint);
     if (st == dnnl_unimplemented && !required) {
         job->status = TS_EUNSUPPORTED; /* not an error: the dispatcher falls back */
         return NULL;

@@ -77,6 +77,9 @@ dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md)
  * with TS_EUNSUPPORTED (no message) unless `required`, when it is an error. */
 dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,
                                   int required);
+/* The same with primitive attributes (post-ops); attr stays the caller's. */
+dnnl_primitive_desc_t dnnl_job_pd_attr(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_attr_t attr,
+                                       const_dnnl_primitive_desc_t hint, int required);
 /* md of a pd (DNNL queries: dnnl_query_src_md, ...); NULL once the job has failed. */
 const dnnl_memory_desc_t *dnnl_job_query_md(dnnl_job *job, const_dnnl_primitive_desc_t pd, dnnl_query_t what);
 

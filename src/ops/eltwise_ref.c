@@ -1,6 +1,7 @@
 /* Reference elementwise activations, PyTorch semantics (NaN propagates; ReLU's
  * gradient at exactly 0 is 0). Every element is independent, so threading cannot
  * change results. */
+#include "ct_math.h"
 #include "ops.h"
 
 #include <math.h>
@@ -59,6 +60,50 @@ void eltwise_backward_ref(eltwise_kind kind, float alpha, size_t count, float *d
     case ELTWISE_TANH: /* from the output, as ATen: 1 - y^2 */
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (size_t i = 0; i < count; i++) din[i] = dout[i] * (1.0f - out[i] * out[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------------- constant time */
+
+/* The forward above without a branch on the values (ct_math.h): the same results for
+ * relu and leaky relu, bit for bit; sigmoid and tanh in double from ct_exp and
+ * ct_expm1, rounded once (within an ulp of expf/tanhf). */
+void eltwise_forward_ct(eltwise_kind kind, float alpha, size_t count, float *out /* (count) */,
+                        const float *in /* (count) */, int nthreads) {
+    const int nt = count < ELTWISE_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+    switch (kind) {
+    case ELTWISE_RELU:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = ct_self(ct_mask32(in[i] < 0.0f), 0.0f, in[i]);
+        break;
+    case ELTWISE_LEAKY_RELU:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = ct_self(ct_mask32(in[i] > 0.0f), in[i], in[i] * alpha);
+        break;
+    case ELTWISE_SIGMOID:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            /* e = exp(-|x|) in (0, 1]: 1/(1+e) for x >= 0, e/(1+e) below */
+            const float x = in[i];
+            const double e = ct_exp(-fabs((double)x)), s = ct_recip_pos(1.0 + e);
+            const float y = (float)ct_seld(ct_mask64(x >= 0.0f), s, e * s);
+            out[i] = ct_self(ct_mask32(x != x), x, y);
+        }
+        break;
+    case ELTWISE_TANH:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            /* tanh|x| = -m / (2 + m) with m = expm1(-2|x|) in (-1, 0]; |x| > 20 is 1 in float */
+            const float x = in[i];
+            const double a = fabs((double)x), ac = ct_seld(ct_mask64(a > 20.0), 20.0, a);
+            const double m = ct_expm1(-2.0 * ac);
+            const float t = (float)(-m * ct_recip_pos(2.0 + m));
+            const float y = ct_bitsf(ct_fbits(t) | (ct_fbits(x) & 0x80000000u));
+            out[i] = ct_self(ct_mask32(x != x), x, y);
+        }
         break;
     default:
         break;

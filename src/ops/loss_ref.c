@@ -2,6 +2,7 @@
  * label_smoothing). Per row, with logp = log_softmax(x) and eps = smoothing:
  *   loss = -(1 - eps) logp[y] - eps/C sum_j logp[j]
  *   dloss/dx_j = (softmax_j - (1 - eps) [j == y] - eps/C) / N   */
+#include "ct_math.h"
 #include "ops.h"
 
 #include <math.h>
@@ -36,6 +37,34 @@ float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */
                 const double target = (j == y ? 1.0 - eps : 0.0) + uni;
                 dx[j] = (float)((exp(x[j] - lse) - target) * invn);
             }
+    }
+    return (float)(total * invn);
+}
+
+/* The loss of softmax_xent_ref (no gradient) without a branch or an address that
+ * depends on the logits or the labels: the maximum by mask select, exp and log from
+ * ct_math.h, x[y] read by a pass over the row. A label outside 0..classes-1 poisons
+ * the result with NaN, as the reference does. */
+float softmax_xent_ct(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
+                      float smoothing) {
+    if (n <= 0 || classes <= 0) return 0.0f;
+    const double eps = smoothing, uni = eps / classes, invn = 1.0 / n;
+    double total = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float *x = logits + (size_t)i * classes;
+        const int32_t y = labels[i];
+        double mx = -INFINITY, xy = NAN;
+        for (int j = 0; j < classes; j++) {
+            mx = ct_seld(ct_mask64(x[j] > mx), x[j], mx);
+            xy = ct_seld(ct_mask64(j == y), x[j], xy);
+        }
+        double se = 0.0, sx = 0.0;
+        for (int j = 0; j < classes; j++) {
+            se += ct_exp(x[j] - mx);
+            sx += x[j];
+        }
+        const double lse = mx + ct_log(se);
+        total += -(1.0 - eps) * (xy - lse) - uni * (sx - classes * lse);
     }
     return (float)(total * invn);
 }

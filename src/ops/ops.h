@@ -1,7 +1,9 @@
 /* Kernels. Each op has a plain-C reference (`*_ref`, in <op>_ref.c: the truth, the
  * fallback, the base of constant-time mode) and, where oneDNN covers it, a fast
  * version (`*_dnnl`, in <op>_dnnl.c) with the identical signature plus the context.
- * The `ops_*` dispatchers (dispatch.c) pick one according to ctx->backend.
+ * Inference ops whose reference looks at values (max, select, exp) also have a
+ * constant-time variant (`*_ct`, next to the reference, built from ct_math.h). The `ops_*` dispatchers (dispatch.c) pick one
+ * according to ctx->constant_time and ctx->backend.
  *
  * All tensors are float32, contiguous, batch first (NCHW for images).
  * Backward kernels OVERWRITE their outputs (din, dw, db, ...); the graph code
@@ -274,6 +276,44 @@ void matmul_backward_weights_ref(const matmul_params *q, float *db /* (b_count,k
                                  const float *dc /* (N,c_count,m,p) */, const float *a /* (N,a_count,m,k) */,
                                  int nthreads);
 
+/* ---------------------------------------------------------- constant time */
+
+/* Inference kernels for constant-time mode (ts_ctx_set_constant_time; docs/security.md):
+ * the reference forwards above with no branch and no memory address that depends on
+ * the tensor values, only on the shapes. Comparisons become masks and selects by bit
+ * operations; exp, expm1, log and reciprocals come from ct_math.h (polynomials, no
+ * tables, no division of a value). Same contracts as the _ref versions. Bit-identical
+ * to them: relu, leaky relu, clip, hardsigmoid, prelu, max pooling, global max
+ * pooling. Within an ulp or two of them (a double rounded once instead of libm's
+ * float functions or a float division): sigmoid, tanh, elu, selu, softmax,
+ * log-softmax, average pooling, global average pooling, division. Kernels not listed
+ * (convolution, dense, gemm, batch norm at inference, add, concat, pad, layout,
+ * matmul, the mask multiply) have no value-dependent branch or address and serve
+ * both modes. */
+void eltwise_forward_ct(eltwise_kind kind, float alpha, size_t count, float *out /* (count) */,
+                        const float *in /* (count) */, int nthreads);
+void unary_forward_ct(const unary_params *p, size_t count, float *out /* (count) */, const float *in /* (count) */,
+                      int nthreads);
+void prelu_forward_ct(int n, int ndim, const int64_t *dims, const int64_t *sdims, float *out /* (N,dims) */,
+                      const float *in /* (N,dims) */, const float *slope /* (sdims) */, int nthreads);
+/* No argmax: inference only. */
+void maxpool2d_forward_ct(const pool2d_params *p, float *out /* (N,C,OH,OW) */, const float *in /* (N,C,H,W) */,
+                          int nthreads);
+void avgpool2d_forward_ct(const pool2d_params *p, float *out /* (N,C,OH,OW) */, const float *in /* (N,C,H,W) */,
+                          int nthreads);
+void global_maxpool_forward_ct(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,C,S) */);
+void global_avgpool_forward_ct(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,C,S) */);
+void softmax_axis_forward_ct(size_t outer, size_t len, size_t inner, int log_softmax,
+                             float *out /* (outer,len,inner) */, const float *in /* (outer,len,inner) */,
+                             int nthreads);
+void binary_forward_ct(binary_op op, int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */,
+                       const float *a, const int64_t *a_strides /* (rank) */, const float *b,
+                       const int64_t *b_strides /* (rank) */, int nthreads);
+/* The loss of softmax_xent_ref, without gradient; labels are read without indexing
+ * by them. */
+float softmax_xent_ct(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
+                      float smoothing);
+
 /* --------------------------------------------------------------- oneDNN */
 
 /* Same contracts as the _ref versions. Return TS_OK, or TS_EUNSUPPORTED when oneDNN
@@ -281,6 +321,8 @@ void matmul_backward_weights_ref(const matmul_params *q, float *db /* (b_count,k
  * error recorded on ctx. The ctx owns the engine and stream (ctx->dnnl). */
 ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
                               const float *bias);
+ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in,
+                                        const float *w, const float *bias, int relu);
 ts_status conv2d_backward_data_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                     const float *w);
 ts_status conv2d_backward_weights_dnnl(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,

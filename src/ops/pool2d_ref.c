@@ -4,6 +4,7 @@
  * (top/left ph, pw; bottom/right pbh, pbw). Average pooling takes dilation 1 only
  * (the dispatcher checks). Loops are threaded over (n,c) planes; each plane belongs
  * to one thread, so results do not depend on the thread count. */
+#include "ct_math.h"
 #include "ops.h"
 
 #include <limits.h>
@@ -204,4 +205,74 @@ void global_maxpool_backward_ref(int n, int c, int spatial, float *din /* (N,C,S
     const size_t planes = (size_t)n * (size_t)c, s = (size_t)spatial;
     memset(din, 0, planes * s * sizeof(float));
     for (size_t pl = 0; pl < planes; pl++) din[pl * s + (size_t)argmax[pl]] = dout[pl];
+}
+
+/* ---------------------------------------------------------- constant time */
+
+/* The inference forwards above without a branch on the values: windows and taps
+ * depend on the shape only; the running maximum is a select by mask (the same first
+ * maximum and NaN propagation, bit for bit, and no argmax); the average multiplies
+ * by the reciprocal of the divisor, a shape constant, instead of dividing a value
+ * (within an ulp of the reference: both round a double to float). */
+void maxpool2d_forward_ct(const pool2d_params *p, float *out /* (N,C,OH,OW) */, const float *in /* (N,C,H,W) */,
+                          int nthreads) {
+    const int planes = p->n * p->c;
+    const size_t ihw = (size_t)p->h * p->w, ohw = (size_t)p->oh * p->ow;
+#pragma omp parallel for num_threads(pool_threads(p, nthreads)) schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *x = in + (size_t)pl * ihw;
+        float *y = out + (size_t)pl * ohw;
+        for (int oy = 0; oy < p->oh; oy++) {
+            const int y0 = oy * p->sh - p->ph;
+            int ky0, ky1;
+            window_taps(y0, p->kh, p->dh, p->h, &ky0, &ky1);
+            for (int ox = 0; ox < p->ow; ox++) {
+                const int x0 = ox * p->sw - p->pw;
+                int kx0, kx1;
+                window_taps(x0, p->kw, p->dw, p->w, &kx0, &kx1);
+                float best = -INFINITY;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *row = x + (size_t)(y0 + ky * p->dh) * p->w;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const float v = row[x0 + kx * p->dw];
+                        best = ct_self(ct_mask32(v > best) | ct_mask32(v != v), v, best);
+                    }
+                }
+                y[(size_t)oy * p->ow + ox] = best;
+            }
+        }
+    }
+}
+
+void avgpool2d_forward_ct(const pool2d_params *p, float *out /* (N,C,OH,OW) */, const float *in /* (N,C,H,W) */,
+                          int nthreads) {
+    const int planes = p->n * p->c;
+    const size_t ihw = (size_t)p->h * p->w, ohw = (size_t)p->oh * p->ow;
+#pragma omp parallel for num_threads(pool_threads(p, nthreads)) schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *x = in + (size_t)pl * ihw;
+        float *y = out + (size_t)pl * ohw;
+        for (int oy = 0; oy < p->oh; oy++)
+            for (int ox = 0; ox < p->ow; ox++) {
+                const pool_window w = avg_window(p, oy, ox);
+                double s = 0.0;
+                if (w.ys >= w.ye || w.xs >= w.xe) { /* a shape fact, not a value */
+                    y[(size_t)oy * p->ow + ox] = 0.0f;
+                    continue;
+                }
+                for (int iy = w.ys; iy < w.ye; iy++)
+                    for (int ix = w.xs; ix < w.xe; ix++) s += x[(size_t)iy * p->w + ix];
+                y[(size_t)oy * p->ow + ox] = (float)(s * (1.0 / w.divisor));
+            }
+    }
+}
+
+void global_maxpool_forward_ct(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,C,S) */) {
+    const size_t planes = (size_t)n * (size_t)c, s = (size_t)spatial;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *x = in + pl * s;
+        float best = -INFINITY;
+        for (size_t i = 0; i < s; i++) best = ct_self(ct_mask32(x[i] > best) | ct_mask32(x[i] != x[i]), x[i], best);
+        out[pl] = best;
+    }
 }

@@ -1,5 +1,6 @@
 /* Reference softmax over the last axis, and softmax / log-softmax over any axis.
  * Sums run in double in a fixed order. */
+#include "ct_math.h"
 #include "ops.h"
 
 #include <math.h>
@@ -92,6 +93,39 @@ void softmax_axis_backward_ref(size_t outer, size_t len, size_t inner, int log_s
             for (size_t j = 0; j < len; j++) acc += (double)dy[j * inner] * y[j * inner];
             const float d = (float)acc;
             for (size_t j = 0; j < len; j++) dx[j * inner] = y[j * inner] * (dy[j * inner] - d);
+        }
+    }
+}
+
+/* ---------------------------------------------------------- constant time */
+
+/* softmax_axis_forward_ref without a branch on the values: the maximum by mask
+ * select, exp from ct_exp (rounded to float as expf), 1/sum by Newton steps and the
+ * log of log-softmax from ct_log. Within an ulp or two of the reference. */
+void softmax_axis_forward_ct(size_t outer, size_t len, size_t inner, int log_softmax,
+                             float *out /* (outer,len,inner) */, const float *in /* (outer,len,inner) */,
+                             int nthreads) {
+    const size_t lines = outer * inner;
+    const int nt = (double)lines * len < SOFTMAX_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t l = 0; l < lines; l++) {
+        const size_t o = l / inner, i = l % inner;
+        const float *x = in + o * len * inner + i;
+        float *y = out + o * len * inner + i;
+        float mx = -INFINITY;
+        for (size_t j = 0; j < len; j++) mx = ct_self(ct_mask32(x[j * inner] > mx), x[j * inner], mx);
+        double sum = 0.0;
+        if (log_softmax) {
+            for (size_t j = 0; j < len; j++) sum += (float)ct_exp((double)(x[j * inner] - mx));
+            const float lse = (float)ct_log(sum);
+            for (size_t j = 0; j < len; j++) y[j * inner] = x[j * inner] - mx - lse;
+        } else {
+            for (size_t j = 0; j < len; j++) {
+                y[j * inner] = (float)ct_exp((double)(x[j * inner] - mx));
+                sum += y[j * inner];
+            }
+            const float inv = (float)ct_recip(sum);
+            for (size_t j = 0; j < len; j++) y[j * inner] *= inv;
         }
     }
 }

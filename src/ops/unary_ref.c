@@ -4,6 +4,7 @@
  * inside (0, 1), prelu's slope gradient summed where x <= 0. NaN propagates.
  * Elementwise loops are independent per element, so threading cannot change the
  * results; the slope gradient is summed on one thread in a fixed order. */
+#include "ct_math.h"
 #include "ops.h"
 
 #include <math.h>
@@ -190,6 +191,67 @@ void prelu_backward_ref(int n, int ndim, const int64_t *dims, const int64_t *sdi
                         if (!(x[j] > 0.0f)) da[j] += x[j] * dy[j];
                 }
             }
+        }
+    }
+}
+
+/* ---------------------------------------------------------- constant time */
+
+/* The forwards above without a branch on the values (ct_math.h). Hardsigmoid, clip
+ * and prelu give the same bits as the reference; elu and selu take expm1 in double
+ * from ct_expm1 on every element, rounded to float before the float multiply as the
+ * reference rounds expm1f (within an ulp of it). */
+void unary_forward_ct(const unary_params *p, size_t count, float *out /* (count) */, const float *in /* (count) */,
+                      int nthreads) {
+    const int nt = count < UNARY_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+    const float alpha = p->alpha, beta = p->beta, gamma = p->gamma, lo = p->lo, hi = p->hi;
+    switch (p->kind) {
+    case UNARY_ELU:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const float x = in[i], em = (float)ct_expm1((double)x);
+            out[i] = ct_self(ct_mask32(x > 0.0f), x, alpha * em);
+        }
+        break;
+    case UNARY_SELU: {
+        const float ga = gamma * alpha;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const float x = in[i], em = (float)ct_expm1((double)x);
+            out[i] = ct_self(ct_mask32(x > 0.0f), gamma * x, ga * em);
+        }
+        break;
+    }
+    case UNARY_HARDSIGMOID:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const float v = alpha * in[i] + beta, t = ct_self(ct_mask32(v < 0.0f), 0.0f, v);
+            out[i] = ct_self(ct_mask32(t > 1.0f), 1.0f, t);
+        }
+        break;
+    case UNARY_CLIP:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const float v = ct_self(ct_mask32(in[i] < lo), lo, in[i]);
+            out[i] = ct_self(ct_mask32(v > hi), hi, v);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void prelu_forward_ct(int n, int ndim, const int64_t *dims, const int64_t *sdims, float *out /* (N,dims) */,
+                      const float *in /* (N,dims) */, const float *slope /* (sdims) */, int nthreads) {
+    prelu_geom g;
+    prelu_geom_init(&g, ndim, dims, sdims);
+    const int nt = (double)n * g.numel < UNARY_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int s = 0; s < n; s++) {
+        for (prelu_runs r = prelu_runs_begin(&g); !r.done; prelu_runs_next(&r)) {
+            const float *x = in + (size_t)s * g.numel + r.off, *a = slope + r.soff;
+            float *y = out + (size_t)s * g.numel + r.off;
+            for (int64_t j = 0; j < r.len; j++) y[j] = ct_self(ct_mask32(x[j] > 0.0f), x[j], a[j * r.sstep] * x[j]);
         }
     }
 }

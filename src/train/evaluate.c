@@ -1,5 +1,7 @@
 /* Evaluation: top-1, top-5, mean loss and the confusion matrix of a model on a
- * dataset, with the model's own preprocessing. */
+ * dataset, with the model's own preprocessing; and the branch-free argmax and top-k
+ * that it and `tessera predict` rank scores with. */
+#include "ops/ct_math.h"
 #include "train.h"
 
 #include <stdlib.h>
@@ -19,6 +21,56 @@ ts_status train_check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset *
             return ts_fail(ctx, TS_EFORMAT, "%s set %s: sample %lld has label %d (expected 0..%d)", what, ds->name,
                            (long long)i, ds->labels[i], m->classes - 1);
     return TS_OK;
+}
+
+int ts_argmax(const float *scores, int k) {
+    if (!scores || k < 1) return -1;
+    float best = scores[0];
+    uint32_t bi = 0;
+    for (int j = 1; j < k; j++) {
+        const uint32_t take = ct_mask32(scores[j] > best);
+        best = ct_self(take, scores[j], best);
+        bi = ct_selu(take, (uint32_t)j, bi);
+    }
+    return (int)bi;
+}
+
+int ts_top_k(const float *scores, int k, int top, int *idx) {
+    if (!idx || top < 1) return 0;
+    for (int t = 0; t < top; t++) idx[t] = -1;
+    if (!scores || k < 1) return 0;
+    const int picks = top < k ? top : k;
+    float prev = 0.0f;
+    uint32_t prev_i = 0, alive = ~0u;
+    int found = 0;
+    for (int t = 0; t < picks; t++) {
+        float best = 0.0f;
+        uint32_t bi = 0, have = 0;
+        for (int j = 0; j < k; j++) {
+            const float v = scores[j];
+            /* ranked below the previous pick: lower, or equal at a higher index */
+            const uint32_t below = t == 0 ? ~0u
+                                          : ct_mask32(v < prev) | (ct_mask32(v == prev) & ct_mask32((uint32_t)j > prev_i));
+            const uint32_t take = below & (~have | ct_mask32(v > best));
+            best = ct_self(take, v, best);
+            bi = ct_selu(take, (uint32_t)j, bi);
+            have |= take;
+        }
+        alive &= have; /* nothing below the previous pick (NaNs): stop here */
+        idx[t] = (int)ct_selu(alive, bi, ~0u);
+        found += (int)(alive & 1u);
+        prev = best;
+        prev_i = bi;
+    }
+    return found;
+}
+
+/* Adds one (label, prediction) pair to the k x k confusion matrix touching every
+ * cell, so that the address written does not tell the prediction (constant-time
+ * mode; labels are checked to lie in 0..k-1 beforehand). */
+static void confusion_add_ct(int64_t *confusion, int k, int32_t label, int pred) {
+    const uint64_t cell = (uint64_t)label * (uint64_t)k + (uint64_t)pred;
+    for (uint64_t c = 0; c < (uint64_t)k * (uint64_t)k; c++) confusion[c] += (int64_t)(ct_mask64(c == cell) & 1u);
 }
 
 ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out) {
@@ -43,25 +95,32 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
     double loss_sum = 0;
     int64_t top1 = 0, top5 = 0;
     const int topk = k < 5 ? k : 5;
+    /* Constant-time mode: branch-free preprocessing, loss and confusion update too;
+     * the ranking below is branch-free in both modes. */
+    const int ct = ctx->constant_time;
     for (int64_t s = 0; s < ds->count; s += batch) {
         int n = (int)(ds->count - s < batch ? ds->count - s : batch);
-        ts_preprocess_images(&pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
+        (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, ds->images + (size_t)s * in_sz, n, ds->channels,
+                                                              ds->height, ds->width, x);
         if ((st = ts_model_predict(ctx, m, x, n, logits))) goto done;
         const int32_t *y = ds->labels + s;
-        loss_sum += (double)ts_softmax_cross_entropy(n, k, logits, y, 0.0f, NULL) * n;
+        loss_sum += (double)(ct ? softmax_xent_ct(n, k, logits, y, 0.0f)
+                                : ts_softmax_cross_entropy(n, k, logits, y, 0.0f, NULL)) * n;
         for (int i = 0; i < n; i++) {
             const float *row = logits + (size_t)i * k;
-            int best = 0, rank = 0;
-            for (int j = 1; j < k; j++)
-                if (row[j] > row[best]) best = j;
-            /* rank of the true class, ties broken by index as the argmax above does;
-             * a NaN score is never a hit */
-            const float ty = row[y[i]];
+            const int best = ts_argmax(row, k);
+            /* the true class's score, read without indexing by the label; its rank,
+             * ties broken by index as ts_argmax does; a NaN score is never a hit */
+            float ty = 0.0f;
+            for (int j = 0; j < k; j++) ty = ct_self(ct_mask32(j == y[i]), row[j], ty);
+            int rank = 0;
             for (int j = 0; j < k; j++)
-                if (row[j] > ty || (row[j] == ty && j < y[i])) rank++;
-            top1 += best == y[i] && ty == ty;
-            top5 += rank < topk && ty == ty;
-            out->confusion[(size_t)y[i] * k + best]++;
+                rank += (int)((ct_mask32(row[j] > ty) | (ct_mask32(row[j] == ty) & ct_mask32(j < y[i]))) & 1u);
+            const uint32_t valid = ct_mask32(ty == ty);
+            top1 += (int64_t)(ct_mask32(best == y[i]) & valid & 1u);
+            top5 += (int64_t)(ct_mask32(rank < topk) & valid & 1u);
+            if (ct) confusion_add_ct(out->confusion, k, y[i], best);
+            else out->confusion[(size_t)y[i] * k + best]++;
         }
     }
     out->count = ds->count;
