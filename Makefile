@@ -129,6 +129,7 @@ onnx-check:
 
 bench: all
 	@sh bench/run.sh
+	@sh bench/resnet20/run.sh
 
 # Timing-leak measurement of inference, default vs constant-time mode (dudect-style
 # Welch t-test; bench/security/run.sh, docs/security.md). DUDECT_N measurements each.

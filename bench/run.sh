@@ -10,7 +10,7 @@
 # saving and the test evaluation are excluded for both.
 #
 # Settings (environment):
-#   BENCH_RUNS=3          runs per configuration and engine
+#   BENCH_RUNS=5          runs per configuration and engine
 #   BENCH_THREADS=2       tessera --threads / torch.set_num_threads (and OMP_NUM_THREADS)
 #   BENCH_EPOCHS=1        epochs per run
 #   BENCH_BATCH=64        batch size
@@ -22,7 +22,7 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
 THREADS=${BENCH_THREADS:-2}
 EPOCHS=${BENCH_EPOCHS:-1}
 BATCH=${BENCH_BATCH:-64}

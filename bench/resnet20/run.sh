@@ -1,7 +1,8 @@
 #!/bin/sh
 # ResNet-20 on 3x32x32, tessera vs PyTorch (bench/resnet20/torch_bench.py), side by
 # side in one run: inference at batch 128 (2 threads), a training step at batch 128
-# (SGD momentum, 2 threads), and batch-1 latency (1 and 2 threads). RUNS runs of
+# (SGD momentum, 2 threads), bf16 inference at batch 128 (against PyTorch fp32), and
+# batch-1 latency (1 and 2 threads). RUNS runs of
 # each (default 5), alternating which engine goes first; prints the medians, the
 # ratio, GFLOP/s as a fraction of the measured sgemm ceiling, and peak memory.
 # Settings: RUNS=5 SECONDS=4 (measuring time per run) PYTHON=/usr/bin/python3.
@@ -20,18 +21,19 @@ ceiling=$(OMP_NUM_THREADS=2 "$tmp/sgemm" | sed 's/sgemm_gflops //')
 echo "sgemm ceiling (oneDNN, 2 threads, 2048^3): $ceiling GFLOP/s"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 # mode batch threads
-set -- "infer 128 2" "train 128 2" "infer 1 1" "infer 1 2"
+set -- "infer 128 2" "bf16 128 2" "train 128 2" "infer 1 1" "infer 1 2"
 for cfg in "$@"; do
     set -- $cfg
     mode=$1 batch=$2 threads=$3
-    flag=""
+    flag="" pmode=$mode
     [ "$mode" = train ] && flag="--train"
+    [ "$mode" = bf16 ] && flag="--bf16" pmode=infer  # tessera bf16 against PyTorch fp32
     : >"$tmp/t" && : >"$tmp/p"
     for r in $(seq "$RUNS"); do
         runt() { OMP_NUM_THREADS=$threads "$T" bench resnet20 --input 3x32x32 --classes 10 --batch "$batch" --threads "$threads" --seconds "$SECS" $flag >"$tmp/out"; \
                  ms=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' "$tmp/out"); gf=$(sed -n 's/.*images\/s, \([0-9.]*\) GFLOP.*/\1/p' "$tmp/out"); \
                  rss=$(sed -n 's/peak resident memory: \([0-9.]*\).*/\1/p' "$tmp/out"); echo "$ms $gf $rss" >>"$tmp/t"; }
-        runp() { OMP_NUM_THREADS=$threads "$PYTHON" bench/resnet20/torch_bench.py "$mode" "$batch" "$threads" "$SECS" >"$tmp/out"; \
+        runp() { OMP_NUM_THREADS=$threads "$PYTHON" bench/resnet20/torch_bench.py "$pmode" "$batch" "$threads" "$SECS" >"$tmp/out"; \
                  ms=$(sed -n 's/.*median_ms \([0-9.]*\).*/\1/p' "$tmp/out"); rss=$(sed -n 's/.*peak_rss_mib \([0-9.]*\).*/\1/p' "$tmp/out"); \
                  echo "$ms $rss" >>"$tmp/p"; }
         if [ $((r % 2)) -eq 1 ]; then runt; runp; else runp; runt; fi
