@@ -263,8 +263,6 @@ static void round_trip(ts_model *m, const char *what) {
 static void test_round_trip_zoo(void) {
     for (int i = 0; ts_zoo_name(i); i++) {
         const char *name = ts_zoo_name(i);
-        int big = !strcmp(name, "resnet56") || !strcmp(name, "vgg16") || !strcmp(name, "resnet32");
-        if (big) continue; /* same layer kinds as resnet20 / vgg11, 2-5x the time */
         ts_shape in = {3, {3, 32, 32}};
         ts_model *m = NULL;
         ts_status st = ts_model_from_arch(g_ctx, ts_zoo_arch(name), name, &in, 10, 3, &m);
