@@ -11,7 +11,7 @@
 #include "tessera.h"
 
 #include "common/test.h"
-#include "onnx/onnx.pb-c.h"
+#include "common/tiny_onnx.h"
 
 #include <stdint.h>
 
@@ -370,105 +370,6 @@ static void expect_fail(const char *what, const void *data, size_t len, ts_statu
     CHECK(strstr(msg, what) != NULL, "%s: message '%s' does not name the file", what, msg);
     if (needle) CHECK(strstr(msg, needle) != NULL, "%s: message '%s' lacks '%s'", what, msg, needle);
     ts_model_free(m);
-}
-
-/* a tiny graph: x (N,4) -> op -> y, built with protobuf-c */
-typedef struct tiny {
-    Onnx__ModelProto mp;
-    Onnx__GraphProto g;
-    Onnx__OperatorSetIdProto op;
-    Onnx__OperatorSetIdProto *ops[1];
-    Onnx__NodeProto nodes[4];
-    Onnx__NodeProto *pnodes[4];
-    char *nin[4][2], *nout[4][1];
-    Onnx__ValueInfoProto in, out;
-    Onnx__ValueInfoProto *pin[1], *pout[1];
-    Onnx__TypeProto tp;
-    Onnx__TypeProto__Tensor tt;
-    Onnx__TensorShapeProto sp;
-    Onnx__TensorShapeProto__Dimension d[2];
-    Onnx__TensorShapeProto__Dimension *pd[2];
-    Onnx__TensorProto init;
-    Onnx__TensorProto *pinit[1];
-    int64_t idims[2];
-    float idata[4];
-} tiny;
-
-static void tiny_init(tiny *t) {
-    memset(t, 0, sizeof *t);
-    onnx__model_proto__init(&t->mp);
-    onnx__graph_proto__init(&t->g);
-    onnx__operator_set_id_proto__init(&t->op);
-    t->op.has_version = 1;
-    t->op.version = 13;
-    t->op.domain = (char *)"";
-    t->ops[0] = &t->op;
-    t->mp.n_opset_import = 1;
-    t->mp.opset_import = t->ops;
-    t->mp.graph = &t->g;
-    onnx__value_info_proto__init(&t->in);
-    onnx__value_info_proto__init(&t->out);
-    onnx__type_proto__init(&t->tp);
-    onnx__type_proto__tensor__init(&t->tt);
-    onnx__tensor_shape_proto__init(&t->sp);
-    for (int k = 0; k < 2; k++) {
-        onnx__tensor_shape_proto__dimension__init(&t->d[k]);
-        t->d[k].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        t->d[k].dim_value = k ? 4 : 1;
-        t->pd[k] = &t->d[k];
-    }
-    t->sp.n_dim = 2;
-    t->sp.dim = t->pd;
-    t->tt.has_elem_type = 1;
-    t->tt.elem_type = 1;
-    t->tt.shape = &t->sp;
-    t->tp.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    t->tp.tensor_type = &t->tt;
-    t->in.name = (char *)"x";
-    t->in.type = &t->tp;
-    t->out.name = (char *)"y";
-    t->pin[0] = &t->in;
-    t->pout[0] = &t->out;
-    t->g.n_input = 1;
-    t->g.input = t->pin;
-    t->g.n_output = 1;
-    t->g.output = t->pout;
-    t->g.node = t->pnodes;
-    onnx__tensor_proto__init(&t->init);
-    t->init.name = (char *)"w";
-    t->idims[0] = 4;
-    t->init.n_dims = 1;
-    t->init.dims = t->idims;
-    t->init.has_data_type = 1;
-    t->init.data_type = 1;
-    t->init.n_float_data = 4;
-    t->init.float_data = t->idata;
-    t->pinit[0] = &t->init;
-    t->g.n_initializer = 1;
-    t->g.initializer = t->pinit;
-}
-
-static void tiny_node(tiny *t, const char *op, const char *a, const char *b, const char *out) {
-    int k = (int)t->g.n_node++;
-    Onnx__NodeProto *n = &t->nodes[k];
-    onnx__node_proto__init(n);
-    n->op_type = (char *)op;
-    n->name = (char *)op;
-    t->nin[k][0] = (char *)a;
-    t->nin[k][1] = (char *)b;
-    n->n_input = b ? 2 : 1;
-    n->input = t->nin[k];
-    t->nout[k][0] = (char *)out;
-    n->n_output = 1;
-    n->output = t->nout[k];
-    t->pnodes[k] = n;
-}
-
-static uint8_t *tiny_pack(tiny *t, size_t *len) {
-    *len = onnx__model_proto__get_packed_size(&t->mp);
-    uint8_t *b = malloc(*len);
-    onnx__model_proto__pack(&t->mp, b);
-    return b;
 }
 
 static void test_hostile(void) {
