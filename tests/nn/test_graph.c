@@ -425,6 +425,36 @@ static void test_backends_agree_zoo(void) {
     backends_agree("demo", &mnist, 5);
 }
 
+/* bf16 inference (ts_ctx_set_bf16): the fused convolutions take bfloat16 inputs and
+ * weights. Logits stay within bfloat16's rounding of the fp32 ones (8 bits of
+ * mantissa, accumulated in fp32), and the mode is off again once cleared. */
+static void test_bf16_inference(void) {
+    ts_shape cifar = {3, {3, 32, 32}};
+    ts_model *m = make_zoo("resnet20", &cifar, 10, 21);
+    if (!m) return;
+    const int n = 4;
+    const size_t in_sz = 3 * 32 * 32;
+    float *x = test_falloc(n * in_sz), *f32 = test_falloc(n * 10), *bf = test_falloc(n * 10), *again = test_falloc(n * 10);
+    test_fill_uniform(x, n * in_sz, 60, -2.0f, 2.0f);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, f32, 1) == TS_OK, "%s", ts_ctx_error(g_ctx)); /* move BN statistics */
+    CHECK(ts_model_predict(g_ctx, m, x, n, f32) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_ctx_set_bf16(g_ctx, 1) == TS_OK && ts_ctx_get_bf16(g_ctx) == 1, "bf16 on");
+    CHECK(ts_model_predict(g_ctx, m, x, n, bf) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_ctx_set_bf16(g_ctx, 0);
+    CHECK(ts_model_predict(g_ctx, m, x, n, again) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(!memcmp(again, f32, n * 10 * sizeof(float)), "fp32 again after bf16 is cleared");
+    double mx = 0, diff = 0;
+    for (int i = 0; i < n * 10; i++) {
+        mx = fmax(mx, fabs(f32[i]));
+        diff = fmax(diff, fabs(bf[i] - f32[i]));
+    }
+    CHECK(mx > 1e-3, "logits all near zero");
+    CHECK(diff <= 0.03 * mx + 1e-3, "bf16 logits differ by %g (largest logit %g)", diff, mx);
+    if (diff == 0) printf("note: bf16 gave the fp32 logits exactly (no bf16 convolution on this CPU?)\n");
+    free(x), free(f32), free(bf), free(again);
+    ts_model_free(m);
+}
+
 /* ------------------------------------------------------------ determinism */
 
 static void test_seed_determinism(void) {
@@ -576,6 +606,7 @@ int main(void) {
     RUN(test_dropout);
     RUN(test_predict_batches);
     RUN(test_backends_agree_zoo);
+    RUN(test_bf16_inference);
     RUN(test_seed_determinism);
     RUN(test_batchnorm_running_stats);
     RUN(test_replanning);
