@@ -363,6 +363,13 @@ ts_status materialize(importer *im, const value *v, const char **layer_name) {
     return materialize_as(im, v, &want, layer_name);
 }
 
+ts_status define_uncomputed(importer *im, const Onnx__NodeProto *n, int k) {
+    value *v;
+    ts_status st = define_out(im, n, k, &v);
+    if (!st && v) v->kind = VALUE_POISON;
+    return st;
+}
+
 int output_used(importer *im, const Onnx__NodeProto *n, int k) {
     (void)im;
     return k < (int)n->n_output && n->output[k] && *n->output[k];
@@ -538,8 +545,11 @@ static ts_status walk(importer *im, const Onnx__GraphProto *g) {
             convert_fn fn = n->op_type && (!n->domain || !*n->domain || !strcmp(n->domain, "ai.onnx"))
                                 ? onnx_converter(n->op_type)
                                 : NULL;
-            if (poisoned && fn) {
+            if (poisoned && fn && im->checking) {
                 st = TS_OK; /* downstream of an unsupported node: nothing to say about it */
+            } else if (poisoned && fn) {
+                st = unsupported(im, "it reads an output that tessera does not compute (a Dropout mask, or a "
+                                     "training-mode BatchNormalization's statistics)");
             } else if (!fn) {
                 if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx"))
                     st = unsupported(im, "operators of domain '%s' are not supported", n->domain);
@@ -548,7 +558,7 @@ static ts_status walk(importer *im, const Onnx__GraphProto *g) {
             } else {
                 st = fn(im, n);
             }
-            if (poisoned || (st == TS_EUNSUPPORTED && im->checking)) {
+            if (im->checking && (poisoned || st == TS_EUNSUPPORTED)) {
                 if (st == TS_EUNSUPPORTED && (st = report_add(im, ts_ctx_error(im->ctx)))) break;
                 ts_ctx_clear_error(im->ctx);
                 st = TS_OK;

@@ -75,8 +75,11 @@ ts_status require_const(importer *im, const Onnx__NodeProto *n, int k, const cha
 ts_status define_const(importer *im, const Onnx__NodeProto *n, int k, ts_onnx_tensor *t);
 ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims);
 ts_status define_alias(importer *im, const Onnx__NodeProto *n, int k, const value *v);
-/* output k is used by a later node or the graph */
+/* output k is named (optional outputs have an empty name) */
 int output_used(importer *im, const Onnx__NodeProto *n, int k);
+/* output k exists but tessera does not compute it (Dropout's mask, batch norm's
+ * training outputs): a node that reads it is refused */
+ts_status define_uncomputed(importer *im, const Onnx__NodeProto *n, int k);
 
 const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name);
 int64_t attr_int(const Onnx__NodeProto *n, const char *name, int64_t def);

@@ -114,12 +114,6 @@ static ts_status op_dropout(importer *im, const Onnx__NodeProto *n) {
     value *x;
     ts_status st = require_input(im, n, 0, &x);
     if (st) return st;
-    if (n->n_output > 1 && output_used(im, n, 1)) {
-        /* the mask output: all true at inference; nothing consumes it in the
-         * models we see, but a consumer would need it computed */
-        value *probe = NULL;
-        (void)probe;
-    }
     double ratio = attr_float(n, "ratio", 0.5f);
     int training = 0;
     if (im->opset >= 12) {
@@ -141,11 +135,8 @@ static ts_status op_dropout(importer *im, const Onnx__NodeProto *n) {
         snprintf(a, sizeof a, "p=%.9g", ratio);
         if ((st = elementwise(im, n, "dropout", a))) return st;
     }
-    if (n->n_output > 1 && output_used(im, n, 1)) {
-        /* mask: not computed; a consumer gets a clear error */
-        return TS_OK;
-    }
-    return TS_OK;
+    /* the mask is not computed: a node that reads it is refused */
+    return define_uncomputed(im, n, 1);
 }
 
 /* ------------------------------------------------------------ spatial ops */
@@ -487,8 +478,6 @@ static ts_status op_batchnorm(importer *im, const Onnx__NodeProto *n) {
     for (int k = 0; k < 4; k++)
         if (t[k]->c->numel != c)
             return bad_node(im, "%s has %lld values for %lld channels", what[k], (long long)t[k]->c->numel, (long long)c);
-    for (size_t k = 1; k < n->n_output; k++)
-        if (output_used(im, n, (int)k) && im->checking < 0) return TS_OK;
     /* per sample: (C) after a dense layer, else channels by the rest flattened */
     ts_shape s;
     if (x->rank == 2) {
@@ -520,12 +509,8 @@ static ts_status op_batchnorm(importer *im, const Onnx__NodeProto *n) {
         st = add_fill(im, li, suffix[k], f, c);
         free(f);
     }
-    /* training-mode outputs (running statistics): not computed by tessera */
-    for (size_t k = 1; k < n->n_output && !st; k++) {
-        if (!output_used(im, n, (int)k)) continue;
-        value *v = NULL;
-        (void)v;
-    }
+    /* training-mode outputs (updated running statistics) are not computed */
+    for (int k = 1; k < (int)n->n_output && !st; k++) st = define_uncomputed(im, n, k);
     return st;
 }
 

@@ -444,6 +444,16 @@ static void test_hostile(void) {
           "report: %s", report ? report : "(none)");
     ts_onnx_free(report);
     free(b);
+    /* reading an output tessera does not compute (Dropout's mask) is refused, not skipped */
+    tiny_init(&t);
+    tiny_node(&t, "Dropout", "x", NULL, "d");
+    char *two[2] = {(char *)"d", (char *)"mask"};
+    t.nodes[0].n_output = 2;
+    t.nodes[0].output = two;
+    tiny_node(&t, "Add", "d", "mask", "y");
+    b = tiny_pack(&t, &len);
+    expect_fail("mask.onnx", b, len, TS_EUNSUPPORTED, "does not compute");
+    free(b);
     /* a missing file */
     m = NULL;
     CHECK(ts_onnx_import(g_ctx, "/nonexistent/x.onnx", NULL, &m) == TS_EIO, "missing file");
