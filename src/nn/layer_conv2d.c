@@ -1,14 +1,15 @@
 /* conv2d layer: weight (K, C/groups, KH, KW), optional bias (K). */
 #include "layers.h"
 
-conv2d_params layer_conv_params(const ts_model *m, const layer *l, int n) {
-    const ts_shape *in = input_shape(m, l, 0);
+/* the kernel geometry of a conv2d or convtranspose layer l, for a convolution of
+ * (n, c, h, w) into k channels */
+conv2d_params layer_conv_geometry(const layer *l, int n, int c, int h, int w, int k) {
     conv2d_params p = {0};
     p.n = n;
-    p.c = (int)in->dims[0];
-    p.h = (int)in->dims[1];
-    p.w = (int)in->dims[2];
-    p.k = l->features;
+    p.c = c;
+    p.h = h;
+    p.w = w;
+    p.k = k;
     p.kh = l->kh;
     p.kw = l->kw;
     p.sh = l->sh;
@@ -22,6 +23,11 @@ conv2d_params layer_conv_params(const ts_model *m, const layer *l, int n) {
     p.groups = l->groups;
     conv2d_params_finish(&p);
     return p;
+}
+
+conv2d_params layer_conv_params(const ts_model *m, const layer *l, int n) {
+    const ts_shape *in = input_shape(m, l, 0);
+    return layer_conv_geometry(l, n, (int)in->dims[0], (int)in->dims[1], (int)in->dims[2], l->features);
 }
 
 ts_status conv2d_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {

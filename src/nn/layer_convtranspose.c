@@ -14,25 +14,7 @@
 /* The convolution whose backward data this layer is (see the top). */
 static conv2d_params convtranspose_conv(const ts_model *m, const layer *l, int n) {
     const ts_shape *in = input_shape(m, l, 0);
-    conv2d_params p = {0};
-    p.n = n;
-    p.c = l->features;
-    p.h = (int)l->out.dims[1];
-    p.w = (int)l->out.dims[2];
-    p.k = (int)in->dims[0];
-    p.kh = l->kh;
-    p.kw = l->kw;
-    p.sh = l->sh;
-    p.sw = l->sw;
-    p.ph = l->ph;
-    p.pw = l->pw;
-    p.pbh = l->pbh;
-    p.pbw = l->pbw;
-    p.dh = l->dh;
-    p.dw = l->dw;
-    p.groups = l->groups;
-    conv2d_params_finish(&p);
-    return p;
+    return layer_conv_geometry(l, n, l->features, (int)l->out.dims[1], (int)l->out.dims[2], (int)in->dims[0]);
 }
 
 ts_status convtranspose_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {

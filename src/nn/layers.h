@@ -50,6 +50,7 @@ size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 /* Shared shape helpers */
 ts_status expect_image_input(ts_ctx *ctx, const ts_model *m, const layer *l, const char *source, ts_shape *in);
 conv2d_params layer_conv_params(const ts_model *m, const layer *l, int n);
+conv2d_params layer_conv_geometry(const layer *l, int n, int c, int h, int w, int k);
 pool2d_params layer_pool_params(const ts_model *m, const layer *l, int n);
 static inline const ts_shape *input_shape(const ts_model *m, const layer *l, int k) {
     return &m->layers[l->inputs[k]].out;
