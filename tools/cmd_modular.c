@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h> /* rmdir */
 
 /* ---------------------------------------------------------------- shared */
 
@@ -165,6 +166,51 @@ static cli_cmd decompose_cmd = {
     "Jaccard index against the model, and the time; then the model against all modules composed.",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
+/* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
+ * DIR/classN.tsm only once every module is saved and the report is done, so a file
+ * already in DIR is replaced only by a run that succeeds. A failing run removes the
+ * files it wrote and then DIR, when it made DIR itself (rmdir: never a folder that
+ * holds anything else). */
+static const char *const PENDING = ".pending";
+
+static int module_out_path(char *buf, size_t n, const char *dir, const ts_module *mod, const char *suffix) {
+    ts_module_info in;
+    ts_module_info_get(mod, &in);
+    return (size_t)snprintf(buf, n, "%s/class%d.tsm%s", dir, in.class_index, suffix) < n;
+}
+
+/* Renames mods[0 .. n) from their pending names into place, counting in *placed.
+ * A folder in the way is the one failure to expect from a rename inside a folder just
+ * written to; it is looked for first, so that it fails the run before any file that
+ * was already there is replaced. */
+static ts_status module_out_place(ts_ctx *ctx, const char *dir, ts_module *const *mods, int n, int *placed) {
+    char from[4096], to[4096];
+    for (int i = 0; i < n; i++) {
+        struct stat sb;
+        if (!module_out_path(to, sizeof to, dir, mods[i], "")) /* shorter than the pending name */
+            return ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", dir);
+        if (lstat(to, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return ts_ctx_set_error(ctx, TS_EIO, "%s: is a folder; cannot write a module there", to);
+    }
+    for (; *placed < n; (*placed)++) {
+        module_out_path(from, sizeof from, dir, mods[*placed], PENDING);
+        module_out_path(to, sizeof to, dir, mods[*placed], "");
+        if (rename(from, to))
+            return ts_ctx_set_error(ctx, TS_EIO, "%s: cannot rename into place: %s", to, strerror(errno));
+    }
+    return TS_OK;
+}
+
+/* Undoes a failed run: mods[0 .. saved) were written, the first `placed` of them
+ * already renamed into place. */
+static void module_out_remove(const char *dir, int made_dir, ts_module *const *mods, int saved, int placed) {
+    for (int i = 0; i < saved; i++) {
+        char path[4096];
+        if (module_out_path(path, sizeof path, dir, mods[i], i < placed ? "" : PENDING)) remove(path);
+    }
+    if (made_dir) rmdir(dir);
+}
+
 int cmd_decompose(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -205,6 +251,7 @@ int cmd_decompose(int argc, char **argv) {
     ts_dataset *train = NULL, *test = NULL;
     ts_module **mods = NULL;
     int nmods = 0;
+    int made_dir = 0, saved = 0, placed = 0; /* what this run wrote, for module_out_remove */
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&decompose_cmd, ctx))) goto done;
     if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
@@ -216,7 +263,12 @@ int cmd_decompose(int argc, char **argv) {
     }
     const char *ddir = cli_get(&decompose_cmd, "data-dir");
     if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
-    if (mkdir(outdir, 0777) && errno != EEXIST) {
+    int eval = !cli_get(&decompose_cmd, "no-eval");
+    /* the test split before anything is written: a missing or bad one costs no output */
+    if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
+    if (mkdir(outdir, 0777) == 0) {
+        made_dir = 1;
+    } else if (errno != EEXIST) {
         st = ts_ctx_set_error(ctx, TS_EIO, "%s: cannot create the output folder: %s", outdir, strerror(errno));
         goto fail;
     }
@@ -233,22 +285,18 @@ int cmd_decompose(int argc, char **argv) {
     if (!realpath(pos[0], origin)) snprintf(origin, sizeof origin, "%s", pos[0]);
     struct stat sb;
     if (stat(spec, &sb) || !realpath(spec, data_abs)) snprintf(data_abs, sizeof data_abs, "%s", spec);
-    for (int i = 0; i < nmods; i++) {
-        ts_module_info in;
-        ts_module_info_get(mods[i], &in);
+    for (; saved < nmods; saved++) {
         char path[4096];
-        if ((size_t)snprintf(path, sizeof path, "%s/class%d.tsm", outdir, in.class_index) >= sizeof path) {
+        if (!module_out_path(path, sizeof path, outdir, mods[saved], PENDING)) {
             st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", outdir);
             goto fail;
         }
-        if ((st = ts_module_set_origin(ctx, mods[i], origin)) || (st = ts_module_set_dataset(ctx, mods[i], data_abs)) ||
-            (st = ts_module_save(ctx, mods[i], path)))
+        if ((st = ts_module_set_origin(ctx, mods[saved], origin)) ||
+            (st = ts_module_set_dataset(ctx, mods[saved], data_abs)) || (st = ts_module_save(ctx, mods[saved], path)))
             goto fail;
     }
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training samples)\n", pos[0], nmods, secs, spec,
            (long long)train->count);
-    int eval = !cli_get(&decompose_cmd, "no-eval");
-    if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
     printf("%-5s %-16s %5s %5s %8s %8s %8s %8s %7s %7s\n", "class", "name", "pos", "neg", "own-acc", "rest-acc",
            "weights", "conv-pos", "JI", "secs");
     for (int i = 0; i < nmods; i++) {
@@ -265,7 +313,6 @@ int cmd_decompose(int argc, char **argv) {
                in.positives, in.negatives, o, r, in.weights ? 100.0 * in.weights_kept / in.weights : 100.0,
                in.conv_units ? 100.0 * in.conv_units_kept / in.conv_units : 100.0, in.jaccard, in.seconds);
     }
-    printf("modules written to %s/\n", outdir);
     if (eval && nmods == ts_model_classes(m) && !ncls) {
         ts_eval_report a, b;
         if ((st = ts_evaluate(ctx, m, test, 256, &a))) goto fail;
@@ -279,9 +326,12 @@ int cmd_decompose(int argc, char **argv) {
         ts_eval_report_free(&a);
         ts_eval_report_free(&b);
     }
+    if ((st = module_out_place(ctx, outdir, mods, saved, &placed))) goto fail;
+    printf("modules written to %s/\n", outdir);
     rc = EXIT_OK;
     goto done;
 fail:
+    module_out_remove(outdir, made_dir, mods, saved, placed);
     rc = cli_fail("decompose", ctx, st);
 done:
     free(classes);

@@ -5,8 +5,8 @@
  *  - the exit code is the one docs/cli.md gives for that kind of failure;
  *  - stderr is exactly one line, "tessera CMD: ...", naming the file (or option) and
  *    what was wrong;
- *  - no output file and no temporary file is left: the case folder holds exactly the
- *    files the case crafted;
+ *  - no output file or folder and no temporary file is left: the case folder holds
+ *    exactly the files and folders the case crafted, and they are still there;
  *  - nothing leaked: in the ASan build the CLI runs with ASAN_OPTIONS exitcode=99, so
  *    a LeakSanitizer (or ASan, or UBSan) report turns into exit 99 and extra lines.
  *
@@ -150,7 +150,7 @@ typedef enum craft_op {
     C_PIXELS,    /* `text`, then `val` bytes of value 7 */
     C_GZBAD,     /* the base file gzipped, with a byte in the middle of the stream flipped */
     C_ONNX,      /* a hand-made graph: `val` picks which (onnx_variant) */
-    C_MKDIR,     /* an empty folder */
+    C_MKDIR,     /* a folder (and its parents), made first so that `extra` may go inside it */
 } craft_op;
 
 typedef enum onnx_variant {
@@ -328,6 +328,8 @@ static const bad_case CASES[] = {
     {"output: disk full importing", C_NONE, .args = "import ^/m.onnx --out @/o.tsr", .code = 3, .names = "o.tsr", .want = "File too large", .env = RUN_FSIZE},
     {"output: disk full exporting", C_NONE, .args = "export ^/m.tsr --out @/o.onnx", .code = 3, .names = "o.onnx", .want = "File too large", .env = RUN_FSIZE},
     {"output: disk full decomposing", C_NONE, .args = "decompose ^/m.tsr --data ^/d --positives 2 --confidence 0 --no-eval --quiet --out @/mods", .code = 3, .names = "class0.tsm", .want = "File too large", .env = RUN_FSIZE},
+    {"output: decomposing images that do not fit the model", C_COPY, B_CIFAR, .file = "test_batch.bin", .args = "decompose ^/m.tsr --data @/test_batch.bin --no-eval --quiet --out @/mods", .code = 6, .want = "3x32x32"},
+    {"output: decomposing into a folder with a folder in the way", C_MKDIR, .file = "mods/class5.tsm", .extra = "mods/class0.tsm", .extra_text = "an older module", .args = "decompose ^/m.tsr --data ^/d --positives 2 --confidence 0 --no-eval --quiet --out @/mods", .code = 3, .want = "is a folder"},
     {"output: disk full composing", C_NONE, .args = "compose ^/class0.tsm ^/class1.tsm --out @/o.tsr", .code = 3, .names = "o.tsr", .want = "File too large", .env = RUN_FSIZE},
 };
 
@@ -465,6 +467,16 @@ static int craft(const bad_case *c, const char **names, int *n) {
     char path[512];
     *n = 0;
     int ok = 1;
+    if (c->op == C_MKDIR) {
+        snprintf(path, sizeof path, "%s/%s", g_casedir, c->file);
+        for (char *slash = strchr(path + strlen(g_casedir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+            *slash = '\0';
+            ok = ok && mkdir(path, 0755) == 0;
+            *slash = '/';
+        }
+        ok = ok && mkdir(path, 0755) == 0;
+        names[(*n)++] = c->file;
+    }
     if (c->also) {
         const char *base = strrchr(BASE_NAME[c->also], '/');
         base = base ? base + 1 : BASE_NAME[c->also];
@@ -477,9 +489,8 @@ static int craft(const bad_case *c, const char **names, int *n) {
         ok = ok && test_write_file(path, c->extra_text, c->extra_len ? c->extra_len : strlen(c->extra_text));
         names[(*n)++] = c->extra;
     }
-    if (c->op == C_NONE) return ok;
+    if (c->op == C_NONE || c->op == C_MKDIR) return ok;
     snprintf(path, sizeof path, "%s/%s", g_casedir, c->file);
-    if (c->op == C_MKDIR) return ok && mkdir(path, 0755) == 0;
     names[(*n)++] = c->file;
     size_t tlen = c->text ? (c->tlen ? c->tlen : strlen(c->text)) : 0;
     if (c->op == C_TEXT) return ok && test_write_file(path, c->text, tlen);
@@ -541,7 +552,16 @@ static int craft(const bad_case *c, const char **names, int *n) {
     return ok;
 }
 
-/* Every regular file under dir (recursively) must be one of names[]. */
+/* Whether rel is one of names[], or (a folder) holds one of them. */
+static int crafted(const char *rel, int is_dir, const char **names, int n) {
+    size_t len = strlen(rel);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], rel) || (is_dir && !strncmp(names[i], rel, len) && names[i][len] == '/')) return 1;
+    return 0;
+}
+
+/* Every file and folder under dir (recursively) must be one of names[] or a folder
+ * that holds one; a folder that is neither counts as one stray entry. */
 static int stray_files(const char *dir, const char *rel, const char **names, int n, char *first, size_t fsz) {
     DIR *d = opendir(dir);
     if (!d) return 0;
@@ -554,14 +574,11 @@ static int stray_files(const char *dir, const char *rel, const char **names, int
         snprintf(r, sizeof r, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
         struct stat st;
         if (lstat(p, &st) != 0) continue;
-        if (S_ISDIR(st.st_mode)) {
+        int dir = S_ISDIR(st.st_mode);
+        if (dir && crafted(r, 1, names, n)) {
             stray += stray_files(p, r, names, n, first, fsz);
-            continue;
-        }
-        int known = 0;
-        for (int i = 0; i < n; i++) known |= !strcmp(names[i], r);
-        if (!known) {
-            if (!stray && !*first) snprintf(first, fsz, "%s", r);
+        } else if (!crafted(r, dir, names, n)) {
+            if (!stray && !*first) snprintf(first, fsz, "%s%s", r, dir ? "/" : "");
             stray++;
         }
     }
@@ -613,9 +630,23 @@ static void run_case(int i) {
     CHECK(strstr(g_err, what) != NULL, "%s: the message does not name '%s': %s", c->name, what, g_err);
     if (c->want) CHECK(strstr(g_err, c->want) != NULL, "%s: the message lacks '%s': %s", c->name, c->want, g_err);
     CHECK(!strstr(g_err, "Sanitizer") && !strstr(g_err, "runtime error"), "%s: sanitizer output: %s", c->name, g_err);
-    char first[512] = "";
+    char first[520] = ""; /* a relative path (512) and a slash */
     int stray = stray_files(g_casedir, "", names, nn, first, sizeof first);
-    CHECK(stray == 0, "%s: %d file(s) left behind, e.g. %s", c->name, stray, first);
+    CHECK(stray == 0, "%s: %d file(s) or folder(s) left behind, e.g. %s", c->name, stray, first);
+    for (int k = 0; k < nn; k++) {
+        char p[700];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", g_casedir, names[k]);
+        CHECK(lstat(p, &sb) == 0, "%s: the crafted %s is gone", c->name, names[k]);
+    }
+    if (c->extra) {
+        char p[700];
+        size_t len = 0, want = c->extra_len ? c->extra_len : strlen(c->extra_text);
+        snprintf(p, sizeof p, "%s/%s", g_casedir, c->extra);
+        uint8_t *b = test_read_file(p, &len);
+        CHECK(b && len == want && !memcmp(b, c->extra_text, want), "%s: the crafted %s was changed", c->name, c->extra);
+        free(b);
+    }
     if (g_test.case_failed) g_test.failed++;
     else g_test.passed++;
     remove_tree(g_casedir);
