@@ -214,13 +214,18 @@ typedef struct ts_tensor_info {
     int ndim;
     int64_t dims[TS_MAX_DIMS];
     int64_t numel;
-    float *data;       /* the model's storage */
+    float *data;       /* the model's storage (see ts_model_params_changed) */
     float *grad;       /* gradient of a parameter; NULL for buffers, and until the model
                         * first trains (ts_model_forward_train, ts_optimizer_create) */
 } ts_tensor_info;
 
 int ts_model_tensor_count(const ts_model *m);
 ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info);
+/* Inference keeps a packed copy of the convolution weights (batch norm folded in,
+ * in oneDNN's layout). ts_model_tensor, training and the optimizer mark it stale;
+ * a caller that writes through a data pointer it obtained before an inference call
+ * calls this before the next one. */
+void ts_model_params_changed(ts_model *m);
 /* Index of the tensor named `name`, or -1. */
 int ts_model_find_tensor(const ts_model *m, const char *name);
 int64_t ts_model_param_count(const ts_model *m); /* trainable scalars */

@@ -7,6 +7,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Packed inference heads (conv2d_packed_*): built on the first inference for a
+ * (batch size, thread count, bf16) and kept until the weights change. Two sets are
+ * kept, so that a loop alternating full and final partial batches does not rebuild. */
+#define PACKED_SETS 2
+typedef struct exec_packed {
+    int stale; /* set by exec_weights_changed */
+    struct {
+        conv2d_packed_set *set;
+        int n, threads, bf16;
+        uint64_t used;
+    } e[PACKED_SETS];
+    uint64_t clock;
+} exec_packed;
+
+static void packed_free(exec_packed *p) {
+    if (!p) return;
+    for (int i = 0; i < PACKED_SETS; i++) conv2d_packed_set_free(p->e[i].set);
+    free(p);
+}
+
+void exec_weights_changed(const ts_model *m) {
+    if (m && m->exec.packed) m->exec.packed->stale = 1;
+}
+
 void exec_release(exec_state *e) {
     if (e->ls) {
         /* layer 0 (input) owns only its grad */
@@ -18,6 +42,7 @@ void exec_release(exec_state *e) {
     free(e->ls);
     free(e->fuse_last);
     free(e->fuse_skip);
+    packed_free(e->packed);
     ts_free(e->fold);
     ts_free(e->grad_arena);
     ts_free(e->scratch);
@@ -134,9 +159,9 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     return TS_OK;
 }
 
-/* conv li with its batch norm folded in (w' = w * g/sqrt(v+eps), b' = (b - mu) *
- * g/sqrt(v+eps) + beta), writing the output of the head's last layer */
-static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li) {
+/* Folds head li's batch norm into its conv (w' = w * g/sqrt(v+eps), b' = (b - mu) *
+ * g/sqrt(v+eps) + beta), into e->fold: w' (K,C/G,KH,KW) then b' (K). */
+static void fold_head(ts_model *m, int li) {
     exec_state *e = &m->exec;
     const layer *c = &m->layers[li];
     int last = e->fuse_last[li];
@@ -152,9 +177,75 @@ static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li) {
         for (int64_t i = 0; i < per; i++) wf[(size_t)o * (size_t)per + (size_t)i] = w[(size_t)o * (size_t)per + (size_t)i] * s;
         bf[o] = ((bias ? bias[o] : 0.0f) - mu[o]) * s + beta[o];
     }
+}
+
+/* conv li with its batch norm folded in, writing the output of the head's last
+ * layer: packed when a set has it, else folded and run per call. */
+static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li, conv2d_packed_set *set) {
+    exec_state *e = &m->exec;
+    int last = e->fuse_last[li];
+    if (conv2d_packed_ready(set, li)) return conv2d_packed_run(ctx, set, li, e->ls[last].out, layer_input(m, li, 0));
+    fold_head(m, li);
+    const layer *c = &m->layers[li];
+    float *wf = e->fold, *bf = e->fold + (size_t)m->tensors[c->weight].numel;
     conv2d_params p = layer_conv_params(m, c, e->n);
     return ops_conv2d_forward_fused(ctx, &p, e->ls[last].out, layer_input(m, li, 0), wf, bf,
                                     m->layers[last].kind == LAYER_RELU, e->scratch);
+}
+
+/* The packed set for a batch of n (built if needed; NULL with TS_OK when the model
+ * has no fusion heads). A head oneDNN cannot pack stays on the per-call path. */
+static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set **out) {
+    exec_state *e = &m->exec;
+    *out = NULL;
+    int heads = 0;
+    for (int li = 1; li < m->nlayers; li++) heads += e->fuse_last[li] != 0;
+    if (!heads) return TS_OK;
+    if (!e->packed && !(e->packed = calloc(1, sizeof *e->packed)))
+        return ts_fail(ctx, TS_ENOMEM, "out of memory for packed inference weights");
+    exec_packed *pk = e->packed;
+    if (pk->stale) {
+        for (int i = 0; i < PACKED_SETS; i++) {
+            conv2d_packed_set_free(pk->e[i].set);
+            pk->e[i].set = NULL;
+        }
+        pk->stale = 0;
+    }
+    const int threads = ts_ctx_threads(ctx), bf16 = ctx->bf16 != 0;
+    int victim = 0;
+    for (int i = 0; i < PACKED_SETS; i++) {
+        if (pk->e[i].set && pk->e[i].n == n && pk->e[i].threads == threads && pk->e[i].bf16 == bf16) {
+            pk->e[i].used = ++pk->clock;
+            *out = pk->e[i].set;
+            return TS_OK;
+        }
+        if (!pk->e[i].set || (pk->e[victim].set && pk->e[i].used < pk->e[victim].used)) victim = i;
+    }
+    conv2d_packed_set_free(pk->e[victim].set);
+    pk->e[victim].set = NULL;
+    conv2d_packed_set *set;
+    ts_status st = conv2d_packed_set_create(ctx, m->nlayers, &set);
+    if (st) return st;
+    for (int li = 1; li < m->nlayers && !st; li++) {
+        if (!e->fuse_last[li]) continue;
+        fold_head(m, li);
+        const layer *c = &m->layers[li];
+        conv2d_params p = layer_conv_params(m, c, n);
+        st = conv2d_packed_add(ctx, set, li, &p, e->fold, e->fold + (size_t)m->tensors[c->weight].numel,
+                               m->layers[e->fuse_last[li]].kind == LAYER_RELU);
+        if (st == TS_EUNSUPPORTED) st = TS_OK; /* this head runs per call */
+    }
+    if (st) {
+        conv2d_packed_set_free(set);
+        return st;
+    }
+    pk->e[victim].set = set;
+    pk->e[victim].n = n;
+    pk->e[victim].threads = threads;
+    pk->e[victim].bf16 = bf16;
+    pk->e[victim].used = ++pk->clock;
+    *out = set;
+    return TS_OK;
 }
 
 /* Buffers for a batch of up to n. Gradient buffers only when `train`. */
@@ -237,9 +328,16 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     e->train = train;
     e->input = x;
     const int fuse = !train && !ctx->constant_time && ops_fusion_enabled(ctx); /* fusion is a oneDNN path */
+    conv2d_packed_set *set = NULL;
+    if (fuse) {
+        ts_status st = packed_for(ctx, m, n, &set);
+        if (st) return st;
+    } else if (train) {
+        exec_weights_changed(m); /* batch norm updates its running statistics */
+    }
     for (int li = 1; li < m->nlayers; li++) {
         ts_status st;
-        if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li);
+        if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li, set);
         else if (fuse && e->fuse_skip[li]) continue;
         else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
         if (st) return st;

@@ -227,6 +227,8 @@ int ts_model_tensor_count(const ts_model *m) { return m->ntensors; }
 int64_t ts_model_param_count(const ts_model *m) { return (int64_t)m->nparams; }
 int ts_model_layer_count(const ts_model *m) { return m->nlayers; }
 
+void ts_model_params_changed(ts_model *m) { exec_weights_changed(m); }
+
 ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info) {
     if (!m || !info || index < 0 || index >= m->ntensors) return TS_EINVAL;
     const tensor_entry *e = &m->tensors[m->order[index]];
@@ -237,6 +239,7 @@ ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info) {
     memcpy(info->dims, e->shape.dims, sizeof info->dims);
     info->numel = e->numel;
     info->data = (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
+    exec_weights_changed(m); /* the caller may write through info->data */
     info->grad = e->role == TS_TENSOR_PARAM && m->grads ? m->grads + e->offset : NULL;
     return TS_OK;
 }

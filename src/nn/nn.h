@@ -121,6 +121,7 @@ typedef struct exec_state {
     int *fuse_last;
     unsigned char *fuse_skip;
     float *fold;       /* folded weights and bias of the largest head */
+    struct exec_packed *packed; /* the heads packed for oneDNN (exec.c); NULL until used */
     uint64_t dropout_seed;
 } exec_state;
 
@@ -193,6 +194,9 @@ ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out);
 /* Ensures execution buffers for batch n. */
 ts_status exec_prepare(ts_ctx *ctx, ts_model *m, int n);
 void exec_release(exec_state *e);
+/* The model's parameters or buffers may have changed: packed inference weights are
+ * rebuilt before the next inference. Safe on a const model (only the cache changes). */
+void exec_weights_changed(const ts_model *m);
 
 /* Helpers for layer implementations */
 static inline float *tensor_data(ts_model *m, int t) {

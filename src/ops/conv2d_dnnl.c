@@ -13,6 +13,8 @@
  * Define TS_CONV_DNNL_PLAIN to force the plain layouts on the primitive instead. */
 #include "dnnl_backend.h"
 
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef TS_CONV_DNNL_PLAIN
@@ -125,6 +127,56 @@ ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, c
     return dnnl_job_end(&job);
 }
 
+/* Descriptors of an inference convolution: bf16 source and weights when ctx->bf16
+ * (the reorders convert; the output stays f32), ReLU as a post-op when relu. The
+ * primitive descriptor is created on `engine` (the ctx's, or a packed set's). */
+static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_params *p, conv_descs *d, int with_bias,
+                                               int relu, dnnl_engine_t engine) {
+    conv_descs_init(job, p, d);
+    if (job->ctx->bf16 && job->status == TS_OK) {
+        dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&d->src, 4, d->src_user.dims, dnnl_bf16, dnnl_format_tag_any),
+                       "dnnl_memory_desc_init_by_tag");
+        if (p->groups == 1)
+            dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&d->wei, 4, d->wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
+                           "dnnl_memory_desc_init_by_tag");
+        else
+            dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&d->wei, 5, d->wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
+                           "dnnl_memory_desc_init_by_tag");
+    }
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    if (job->status == TS_OK && relu &&
+        (!dnnl_job_check(job, dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create") ||
+         !dnnl_job_check(job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
+         !dnnl_job_check(job, dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
+                         "dnnl_post_ops_append_eltwise") ||
+         !dnnl_job_check(job, dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops"))) {
+        /* failure recorded on the job */
+    }
+    if (job->status == TS_OK) {
+        dnnl_convolution_desc_t cd;
+        if (dnnl_job_check(job,
+                           dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                                      dnnl_convolution_direct, &d->src, &d->wei,
+                                                                      with_bias ? &d->bias : NULL, &d->dst, d->strides,
+                                                                      d->dilates, d->pad_l, d->pad_r),
+                           "dnnl_dilated_convolution_forward_desc_init")) {
+            if (engine == job->dnnl->engine) {
+                pd = dnnl_job_pd_attr(job, &cd, attr, NULL, 0);
+            } else {
+                dnnl_status_t st = dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL);
+                if (st == dnnl_unimplemented) job->status = TS_EUNSUPPORTED; /* the caller falls back */
+                else dnnl_job_check(job, st, "dnnl_primitive_desc_create");
+                if (st != dnnl_success) pd = NULL;
+            }
+        }
+    }
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return pd;
+}
+
 /* Inference: forward_inference propagation, and ReLU applied as a post-op when
  * relu (batch norm is folded into w and bias by the caller). */
 ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in,
@@ -133,41 +185,7 @@ ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, flo
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "fused convolution") != TS_OK) return job.status;
     conv_descs d;
-    conv_descs_init(&job, p, &d);
-    if (ctx->bf16 && job.status == TS_OK) {
-        /* bfloat16 source and weights (the reorders convert), float32 output */
-        dnnl_job_check(&job, dnnl_memory_desc_init_by_tag(&d.src, 4, d.src_user.dims, dnnl_bf16, dnnl_format_tag_any),
-                       "dnnl_memory_desc_init_by_tag");
-        if (p->groups == 1)
-            dnnl_job_check(&job, dnnl_memory_desc_init_by_tag(&d.wei, 4, d.wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
-                           "dnnl_memory_desc_init_by_tag");
-        else
-            dnnl_job_check(&job, dnnl_memory_desc_init_by_tag(&d.wei, 5, d.wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
-                           "dnnl_memory_desc_init_by_tag");
-    }
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t ops = NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    if (job.status == TS_OK && relu &&
-        (!dnnl_job_check(&job, dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create") ||
-         !dnnl_job_check(&job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
-         !dnnl_job_check(&job, dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
-                         "dnnl_post_ops_append_eltwise") ||
-         !dnnl_job_check(&job, dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops"))) {
-        /* failure recorded on the job */
-    }
-    if (job.status == TS_OK) {
-        dnnl_convolution_desc_t cd;
-        if (dnnl_job_check(&job,
-                           dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                                      dnnl_convolution_direct, &d.src, &d.wei,
-                                                                      bias ? &d.bias : NULL, &d.dst, d.strides,
-                                                                      d.dilates, d.pad_l, d.pad_r),
-                           "dnnl_dilated_convolution_forward_desc_init"))
-            pd = dnnl_job_pd_attr(&job, &cd, attr, NULL, 0);
-    }
-    if (ops) dnnl_post_ops_destroy(ops);
-    if (attr) dnnl_primitive_attr_destroy(attr);
+    dnnl_primitive_desc_t pd = conv_inference_pd(&job, p, &d, bias != NULL, relu, job.dnnl->engine);
     dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
     dnnl_memory_t wei_user = dnnl_job_memory(&job, &d.wei_user, (void *)w);
     dnnl_memory_t dst_user = dnnl_job_memory(&job, &d.dst_user, out);
@@ -178,6 +196,201 @@ ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, flo
     if (bias) args[3].memory = dnnl_job_memory(&job, &d.bias, (void *)bias);
     dnnl_job_execute(&job, pd, bias ? 4 : 3, args);
     dnnl_job_reorder(&job, dst, dst_user);
+    return dnnl_job_end(&job);
+}
+
+/* ------------------------------------------------------- packed inference convolutions
+ *
+ * The per-call path above creates a primitive descriptor, reorders the weights into
+ * the primitive's blocked layout and frees it all again on every call; at batch 1 that
+ * is about a third of ResNet-20's time. A packed set does it once: each slot keeps its
+ * primitive, its weights (batch norm folded by the caller) already in the
+ * primitive's layout, and the reorders of the activations in and out. The set has
+ * its own engine and stream, so it does not depend on the ctx that built it (a model
+ * may outlive its ctx); it is built for one batch size and thread count. */
+
+typedef struct packed_conv {
+    int ready;
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t conv, src_reorder, dst_reorder; /* reorders NULL where the layout is plain */
+    dnnl_memory_t src_user, dst_user, src, dst, wei, bias;
+} packed_conv;
+
+struct conv2d_packed_set {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int threads, nslots;
+    packed_conv *slot;      /* (nslots) */
+    void *buf[2];           /* blocked copies of a slot's source and output, shared */
+    size_t buf_bytes[2];
+};
+
+static void packed_conv_release(packed_conv *c) {
+    if (c->conv) dnnl_primitive_destroy(c->conv);
+    if (c->src_reorder) dnnl_primitive_destroy(c->src_reorder);
+    if (c->dst_reorder) dnnl_primitive_destroy(c->dst_reorder);
+    if (c->pd) dnnl_primitive_desc_destroy(c->pd);
+    dnnl_memory_t mem[6] = {c->src_user, c->dst_user, c->src, c->dst, c->wei, c->bias};
+    for (int i = 0; i < 6; i++)
+        if (mem[i] && !(i == 2 && mem[i] == c->src_user) && !(i == 3 && mem[i] == c->dst_user))
+            dnnl_memory_destroy(mem[i]);
+    memset(c, 0, sizeof *c);
+}
+
+void conv2d_packed_set_free(conv2d_packed_set *s) {
+    if (!s) return;
+    for (int i = 0; i < s->nslots; i++) packed_conv_release(&s->slot[i]);
+    free(s->slot);
+    free(s->buf[0]);
+    free(s->buf[1]);
+    if (s->stream) dnnl_stream_destroy(s->stream);
+    if (s->engine) dnnl_engine_destroy(s->engine);
+    free(s);
+}
+
+ts_status conv2d_packed_set_create(ts_ctx *ctx, int nslots, conv2d_packed_set **out) {
+    *out = NULL;
+    dnnl_job job;
+    if (dnnl_job_begin(&job, ctx, "packed convolutions") != TS_OK) return job.status;
+    conv2d_packed_set *s = calloc(1, sizeof *s);
+    if (!s || !(s->slot = calloc((size_t)(nslots > 0 ? nslots : 1), sizeof *s->slot))) {
+        free(s);
+        return ts_fail(ctx, TS_ENOMEM, "oneDNN packed convolutions: out of memory");
+    }
+    s->nslots = nslots;
+    s->threads = ts_ctx_threads(ctx);
+    if (dnnl_job_check(&job, dnnl_engine_create(&s->engine, dnnl_cpu, 0), "dnnl_engine_create"))
+        dnnl_job_check(&job, dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags), "dnnl_stream_create");
+    ts_status st = dnnl_job_end(&job);
+    if (st) {
+        conv2d_packed_set_free(s);
+        return st;
+    }
+    *out = s;
+    return TS_OK;
+}
+
+int conv2d_packed_ready(const conv2d_packed_set *s, int slot) {
+    return s && slot >= 0 && slot < s->nslots && s->slot[slot].ready;
+}
+
+/* Memory object of md on the set's engine, over `data` (DNNL_MEMORY_NONE: set later). */
+static dnnl_memory_t packed_memory(dnnl_job *job, conv2d_packed_set *s, const dnnl_memory_desc_t *md, void *data) {
+    dnnl_memory_t m = NULL;
+    if (job->status != TS_OK) return NULL;
+    if (!dnnl_job_check(job, dnnl_memory_create(&m, md, s->engine, data), "dnnl_memory_create")) return NULL;
+    return m;
+}
+
+static dnnl_primitive_t packed_reorder(dnnl_job *job, conv2d_packed_set *s, dnnl_memory_t from, dnnl_memory_t to) {
+    if (job->status != TS_OK) return NULL;
+    const dnnl_memory_desc_t *fmd = NULL, *tmd = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t r = NULL;
+    if (dnnl_job_check(job, dnnl_memory_get_memory_desc(from, &fmd), "dnnl_memory_get_memory_desc") &&
+        dnnl_job_check(job, dnnl_memory_get_memory_desc(to, &tmd), "dnnl_memory_get_memory_desc") &&
+        dnnl_job_check(job, dnnl_reorder_primitive_desc_create(&pd, fmd, s->engine, tmd, s->engine, NULL),
+                       "dnnl_reorder_primitive_desc_create"))
+        dnnl_job_check(job, dnnl_primitive_create(&r, pd), "dnnl_primitive_create");
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return r;
+}
+
+static int packed_grow(dnnl_job *job, conv2d_packed_set *s, int k, const dnnl_memory_desc_t *md) {
+    size_t bytes = dnnl_memory_desc_get_size(md);
+    if (bytes <= s->buf_bytes[k]) return 1;
+    free(s->buf[k]);
+    s->buf_bytes[k] = 0;
+    if (!(s->buf[k] = aligned_alloc(64, (bytes + 63) & ~(size_t)63))) {
+        dnnl_job_fail(job, TS_ENOMEM, "out of memory for a blocked activation buffer");
+        return 0;
+    }
+    s->buf_bytes[k] = bytes;
+    return 1;
+}
+
+ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
+                            const float *bias, int relu) {
+    if (!s || slot < 0 || slot >= s->nslots || p->n == 0) return TS_EUNSUPPORTED;
+    dnnl_job job;
+    if (dnnl_job_begin(&job, ctx, "packed convolution") != TS_OK) return job.status;
+    packed_conv *c = &s->slot[slot];
+    packed_conv_release(c);
+    conv_descs d;
+    c->pd = conv_inference_pd(&job, p, &d, bias != NULL, relu, s->engine);
+    const dnnl_memory_desc_t *src_md = dnnl_job_query_md(&job, c->pd, dnnl_query_src_md);
+    const dnnl_memory_desc_t *wei_md = dnnl_job_query_md(&job, c->pd, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *dst_md = dnnl_job_query_md(&job, c->pd, dnnl_query_dst_md);
+    if (job.status == TS_OK)
+        dnnl_job_check(&job, dnnl_primitive_create(&c->conv, c->pd), "dnnl_primitive_create");
+    c->src_user = packed_memory(&job, s, &d.src_user, DNNL_MEMORY_NONE);
+    c->dst_user = packed_memory(&job, s, &d.dst_user, DNNL_MEMORY_NONE);
+    if (job.status == TS_OK) {
+        if (dnnl_memory_desc_equal(src_md, &d.src_user)) {
+            c->src = c->src_user;
+        } else if (packed_grow(&job, s, 0, src_md)) {
+            c->src = packed_memory(&job, s, src_md, DNNL_MEMORY_NONE);
+            c->src_reorder = packed_reorder(&job, s, c->src_user, c->src);
+        }
+    }
+    if (job.status == TS_OK) {
+        if (dnnl_memory_desc_equal(dst_md, &d.dst_user)) {
+            c->dst = c->dst_user;
+        } else if (packed_grow(&job, s, 1, dst_md)) {
+            c->dst = packed_memory(&job, s, dst_md, DNNL_MEMORY_NONE);
+            c->dst_reorder = packed_reorder(&job, s, c->dst, c->dst_user);
+        }
+    }
+    /* the weights, reordered once into the primitive's layout (and type) */
+    c->wei = packed_memory(&job, s, wei_md, DNNL_MEMORY_ALLOCATE);
+    if (job.status == TS_OK) {
+        dnnl_memory_t wu = packed_memory(&job, s, &d.wei_user, (void *)w);
+        dnnl_primitive_t r = wu ? packed_reorder(&job, s, wu, c->wei) : NULL;
+        if (r) {
+            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, c->wei}};
+            if (dnnl_job_check(&job, dnnl_primitive_execute(r, s->stream, 2, args), "dnnl_primitive_execute"))
+                dnnl_job_check(&job, dnnl_stream_wait(s->stream), "dnnl_stream_wait");
+            dnnl_primitive_destroy(r);
+        }
+        if (wu) dnnl_memory_destroy(wu);
+    }
+    if (bias) {
+        c->bias = packed_memory(&job, s, &d.bias, DNNL_MEMORY_ALLOCATE);
+        void *h = NULL;
+        if (c->bias && dnnl_job_check(&job, dnnl_memory_get_data_handle(c->bias, &h), "dnnl_memory_get_data_handle"))
+            memcpy(h, bias, (size_t)p->k * sizeof(float));
+    }
+    ts_status st = dnnl_job_end(&job);
+    if (st) packed_conv_release(c);
+    else c->ready = 1;
+    return st;
+}
+
+ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out, const float *in) {
+    if (!conv2d_packed_ready(s, slot)) return ts_fail(ctx, TS_EINVAL, "packed convolution: slot %d is not packed", slot);
+    packed_conv *c = &s->slot[slot];
+    dnnl_job job;
+    if (dnnl_job_begin(&job, ctx, "packed convolution") != TS_OK) return job.status;
+    if (s->threads != ts_ctx_threads(ctx)) omp_set_num_threads(s->threads); /* the count it was built for */
+    dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src_user, (void *)in), "dnnl_memory_set_data_handle");
+    dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst_user, out), "dnnl_memory_set_data_handle");
+    if (c->src_reorder) {
+        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src, s->buf[0]), "dnnl_memory_set_data_handle");
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->src_user}, {DNNL_ARG_TO, c->src}};
+        if (job.status == TS_OK)
+            dnnl_job_check(&job, dnnl_primitive_execute(c->src_reorder, s->stream, 2, a), "dnnl_primitive_execute");
+    }
+    if (c->dst_reorder)
+        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, s->buf[1]), "dnnl_memory_set_data_handle");
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wei}, {DNNL_ARG_DST, c->dst},
+                               {DNNL_ARG_BIAS, c->bias}};
+    if (job.status == TS_OK)
+        dnnl_job_check(&job, dnnl_primitive_execute(c->conv, s->stream, c->bias ? 4 : 3, args), "dnnl_primitive_execute");
+    if (c->dst_reorder && job.status == TS_OK) {
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->dst}, {DNNL_ARG_TO, c->dst_user}};
+        dnnl_job_check(&job, dnnl_primitive_execute(c->dst_reorder, s->stream, 2, a), "dnnl_primitive_execute");
+    }
+    if (job.status == TS_OK) dnnl_job_check(&job, dnnl_stream_wait(s->stream), "dnnl_stream_wait");
     return dnnl_job_end(&job);
 }
 

@@ -325,6 +325,22 @@ ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, flo
                                         const float *w, const float *bias, int relu);
 ts_status conv2d_backward_data_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                     const float *w);
+/* Packed inference convolutions: primitives created and weights reordered into
+ * oneDNN's layout once, then run many times (conv2d_dnnl.c). A set has one slot per
+ * index the caller chooses (a layer index), its own engine and stream, and is tied
+ * to one batch size (p->n) and the ctx's thread count at creation. */
+typedef struct conv2d_packed_set conv2d_packed_set;
+ts_status conv2d_packed_set_create(ts_ctx *ctx, int nslots, conv2d_packed_set **out);
+void conv2d_packed_set_free(conv2d_packed_set *s);
+/* Packs slot: w (K,C/G,KH,KW) and bias (K) or NULL are copied (w in the primitive's
+ * layout, bf16 when ctx->bf16), ReLU as a post-op when relu. TS_EUNSUPPORTED (no
+ * message) where oneDNN has no implementation. */
+ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
+                            const float *bias, int relu);
+int conv2d_packed_ready(const conv2d_packed_set *s, int slot);
+ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out /* (N,K,OH,OW) */,
+                            const float *in /* (N,C,H,W) */);
+
 ts_status conv2d_backward_weights_dnnl(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
                                        const float *dout, const float *in);
 /* oneDNN max pooling keeps its own workspace; `ws` must hold pool2d_workspace_size_dnnl bytes. */

@@ -106,6 +106,7 @@ ts_status ts_optimizer_step(ts_ctx *ctx, ts_optimizer *o, float lr) {
     int nt = ts_ctx_threads(ctx);
     if (o->cfg.kind == TS_OPT_SGD) sgd_step(o, lr, nt);
     else adam_step(o, lr, nt);
+    exec_weights_changed(o->model);
     o->steps++;
     return TS_OK;
 }

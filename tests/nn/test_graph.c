@@ -455,6 +455,87 @@ static void test_bf16_inference(void) {
     ts_model_free(m);
 }
 
+/* Packed inference weights (batch norm folded, oneDNN layout, built once per batch
+ * size and thread count) follow every change to the model: a write through a
+ * pointer kept from before (with ts_model_params_changed), a write through a fresh
+ * ts_model_tensor, an optimizer step, training-mode batch norm statistics, a new
+ * thread count, and a ctx other than the one that packed them. The reference
+ * backend (no packing) is the oracle each time. */
+static void predict_vs_ref(ts_model *m, const float *x, int n, float *out, const char *what) {
+    float *ref = test_falloc((size_t)n * 10);
+    CHECK(ts_model_predict(g_ctx, m, x, n, out) == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(ts_model_predict(g_ctx, m, x, n, ref) == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    test_allclose(what, out, ref, (size_t)n * 10, 1e-4, 1e-5);
+    free(ref);
+}
+
+static int differs(const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(a[i] - b[i]) > 1e-3f * (1.0f + fabsf(a[i]))) return 1;
+    return 0;
+}
+
+static void test_packed_weights_follow_changes(void) {
+    ts_shape cifar = {3, {3, 32, 32}};
+    ts_model *m = make_zoo("resnet20", &cifar, 10, 31);
+    if (!m) return;
+    const int n = 3;
+    const size_t in_sz = 3 * 32 * 32;
+    float *x = test_falloc(n * in_sz), *a = test_falloc(n * 10), *b = test_falloc(n * 10);
+    test_fill_uniform(x, n * in_sz, 61, -2.0f, 2.0f);
+    warm_running_stats(m, 4, 62);
+    ts_tensor_info w = tensor(m, "layer1.0.conv1.weight"), g = tensor(m, "layer2.0.bn1.weight");
+    predict_vs_ref(m, x, n, a, "packed");
+    predict_vs_ref(m, x, 1, b, "packed, batch 1");
+
+    /* a pointer kept from before the inference, then ts_model_params_changed */
+    for (int64_t i = 0; i < w.numel; i++) w.data[i] *= -1.5f;
+    ts_model_params_changed(m);
+    predict_vs_ref(m, x, n, b, "after a write and ts_model_params_changed");
+    CHECK(differs(a, b, n * 10), "the write changed nothing");
+
+    /* a write through a fresh ts_model_tensor */
+    memcpy(a, b, n * 10 * sizeof(float));
+    ts_tensor_info g2 = tensor(m, "layer2.0.bn1.weight");
+    CHECK(g2.data == g.data, "same storage");
+    for (int64_t i = 0; i < g2.numel; i++) g2.data[i] = 0.25f + 0.01f * (float)i;
+    predict_vs_ref(m, x, n, b, "after a write through ts_model_tensor");
+    CHECK(differs(a, b, n * 10), "the batch-norm write changed nothing");
+
+    /* training-mode statistics and an optimizer step */
+    memcpy(a, b, n * 10 * sizeof(float));
+    ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+    oc.momentum = 0.9f;
+    ts_optimizer *opt = NULL;
+    CHECK(ts_optimizer_create(g_ctx, m, &oc, &opt) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    int32_t y[3] = {1, 4, 7};
+    float dl[30];
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, b, 5) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_softmax_cross_entropy(n, 10, b, y, 0, dl);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_optimizer_step(g_ctx, opt, 0.5f) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_optimizer_free(opt);
+    predict_vs_ref(m, x, n, b, "after a training step");
+    CHECK(differs(a, b, n * 10), "the training step changed nothing");
+
+    /* another thread count, then another ctx (freed before this one runs again) */
+    int threads = ts_ctx_get_threads(g_ctx);
+    ts_ctx_set_threads(g_ctx, 1);
+    predict_vs_ref(m, x, n, a, "1 thread");
+    ts_ctx_set_threads(g_ctx, threads);
+    ts_ctx *other = NULL;
+    CHECK(ts_ctx_create(&other) == TS_OK, "second ctx");
+    if (other) {
+        CHECK(ts_model_predict(other, m, x, n, a) == TS_OK, "%s", ts_ctx_error(other));
+        ts_ctx_free(other);
+    }
+    predict_vs_ref(m, x, n, a, "after another ctx was used and freed");
+    free(x), free(a), free(b);
+    ts_model_free(m);
+}
+
 /* ------------------------------------------------------------ determinism */
 
 static void test_seed_determinism(void) {
@@ -607,6 +688,7 @@ int main(void) {
     RUN(test_predict_batches);
     RUN(test_backends_agree_zoo);
     RUN(test_bf16_inference);
+    RUN(test_packed_weights_follow_changes);
     RUN(test_seed_determinism);
     RUN(test_batchnorm_running_stats);
     RUN(test_replanning);
