@@ -42,6 +42,8 @@ void exec_release(exec_state *e) {
     free(e->ls);
     free(e->fuse_last);
     free(e->fuse_skip);
+    free(e->bn_relu);
+    free(e->bn_relu_on);
     packed_free(e->packed);
     ts_free(e->fold);
     ts_free(e->grad_arena);
@@ -89,6 +91,10 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
             int src = m->layers[li].inputs[k];
             if (src > 0 && slots[src - 1].last < li) slots[src - 1].last = li;
         }
+    /* a batch norm fused with its ReLU in training reads the ReLU's gradient in its
+     * own backward, at index li: that gradient lives down to li */
+    for (int li = 1; li < m->nlayers; li++)
+        if (e->bn_relu && e->bn_relu[li]) slots[e->bn_relu[li] - 1].first = li;
     qsort(slots, (size_t)n, sizeof *slots, slot_by_size);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -128,7 +134,9 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     int *uses = calloc((size_t)n, sizeof *uses), *only = calloc((size_t)n, sizeof *only);
     e->fuse_last = calloc((size_t)n, sizeof *e->fuse_last);
     e->fuse_skip = calloc((size_t)n, 1);
-    if (!uses || !only || !e->fuse_last || !e->fuse_skip) {
+    e->bn_relu = calloc((size_t)n, sizeof *e->bn_relu);
+    e->bn_relu_on = calloc((size_t)n, 1);
+    if (!uses || !only || !e->fuse_last || !e->fuse_skip || !e->bn_relu || !e->bn_relu_on) {
         free(uses);
         free(only);
         return ts_fail(ctx, TS_ENOMEM, "out of memory planning inference fusion");
@@ -139,6 +147,9 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
             uses[src]++;
             only[src] = li;
         }
+    for (int li = 1; li < n - 1; li++)
+        if (m->layers[li].kind == LAYER_BATCHNORM && uses[li] == 1 && m->layers[only[li]].kind == LAYER_RELU)
+            e->bn_relu[li] = only[li];
     size_t fold = 0;
     for (int li = 1; li < n; li++) {
         const layer *c = &m->layers[li];
@@ -335,10 +346,20 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     } else if (train) {
         exec_weights_changed(m); /* batch norm updates its running statistics */
     }
+    if (train) {
+        memset(e->bn_relu_on, 0, (size_t)m->nlayers);
+        for (int li = 1; li < m->nlayers; li++)
+            if (e->bn_relu[li] && batchnorm_relu_fusable(ctx, m, li)) {
+                e->bn_relu_on[li] = 1;
+                e->bn_relu_on[e->bn_relu[li]] = 2;
+            }
+    }
     for (int li = 1; li < m->nlayers; li++) {
         ts_status st;
         if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li, set);
         else if (fuse && e->fuse_skip[li]) continue;
+        else if (train && e->bn_relu_on[li] == 1) st = batchnorm_relu_forward(ctx, m, li, e->bn_relu[li]);
+        else if (train && e->bn_relu_on[li] == 2) continue; /* done with its batch norm */
         else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
         if (st) return st;
     }
@@ -392,8 +413,16 @@ ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits) {
     memcpy(e->ls[last].grad, dlogits, (size_t)e->n * (size_t)m->classes * sizeof(float));
     e->ls[last].grad_ready = 1;
     for (int li = last; li >= 1; li--) {
-        if (!e->ls[li].grad_ready) continue; /* output unused: contributes nothing */
-        ts_status st = LAYER_OPS[m->layers[li].kind].backward(ctx, m, li);
+        ts_status st;
+        if (e->bn_relu_on[li] == 2) continue; /* in its batch norm's backward */
+        if (e->bn_relu_on[li] == 1) {
+            int r = e->bn_relu[li];
+            if (!e->ls[r].grad_ready) continue;
+            st = batchnorm_relu_backward(ctx, m, li, r);
+        } else {
+            if (!e->ls[li].grad_ready) continue; /* output unused: contributes nothing */
+            st = LAYER_OPS[m->layers[li].kind].backward(ctx, m, li);
+        }
         if (st) return st;
     }
     return TS_OK;

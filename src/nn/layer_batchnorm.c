@@ -33,39 +33,71 @@ size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
     return 2 * sizeof(float) * (size_t)input_shape(m, l, 0)->dims[0]; /* batch mean, batch var */
 }
 
+/* PyTorch: running stats use the unbiased batch variance */
+static void update_running_stats(ts_model *m, layer *l, const bn_params *p, const float *mean, const float *var) {
+    float *rm = tensor_data(m, l->running_mean), *rv = tensor_data(m, l->running_var);
+    double cnt = (double)p->n * p->spatial;
+    float unbias = cnt > 1 ? (float)(cnt / (cnt - 1)) : 1.0f;
+    float mom = l->momentum;
+    for (int c = 0; c < p->c; c++) {
+        rm[c] = (1 - mom) * rm[c] + mom * mean[c];
+        rv[c] = (1 - mom) * rv[c] + mom * var[c] * unbias;
+    }
+}
+
 ts_status batchnorm_forward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     bn_params p = bn_layer_params(m, l, m->exec.n);
     float *out = m->exec.ls[li].out;
     const float *in = layer_input(m, li, 0);
     const float *gamma = tensor_data(m, l->weight), *beta = tensor_data(m, l->bias_t);
-    float *rm = tensor_data(m, l->running_mean), *rv = tensor_data(m, l->running_var);
-    if (!m->exec.train) return ops_batchnorm_forward_infer(ctx, &p, out, in, gamma, beta, rm, rv);
+    if (!m->exec.train)
+        return ops_batchnorm_forward_infer(ctx, &p, out, in, gamma, beta, tensor_data(m, l->running_mean),
+                                           tensor_data(m, l->running_var));
     float *mean = m->exec.ls[li].aux, *var = mean + p.c;
     ts_status st = ops_batchnorm_forward_train(ctx, &p, out, mean, var, in, gamma, beta);
     if (st) return st;
-    /* PyTorch: running stats use the unbiased batch variance */
-    double cnt = (double)p.n * p.spatial;
-    float unbias = cnt > 1 ? (float)(cnt / (cnt - 1)) : 1.0f;
-    float mom = l->momentum;
-    for (int c = 0; c < p.c; c++) {
-        rm[c] = (1 - mom) * rm[c] + mom * mean[c];
-        rv[c] = (1 - mom) * rv[c] + mom * var[c] * unbias;
-    }
+    update_running_stats(m, l, &p, mean, var);
     return TS_OK;
 }
 
-ts_status batchnorm_backward(ts_ctx *ctx, ts_model *m, int li) {
+int batchnorm_relu_fusable(const ts_ctx *ctx, const ts_model *m, int li) {
+    bn_params p = bn_layer_params(m, &m->layers[li], 1);
+    return ops_batchnorm_relu_fusable(ctx, &p);
+}
+
+/* Training forward of batch norm li and the ReLU r that is its only consumer, in one
+ * pass: the result goes to r's output; li's own output is not written. */
+ts_status batchnorm_relu_forward(ts_ctx *ctx, ts_model *m, int li, int r) {
+    layer *l = &m->layers[li];
+    bn_params p = bn_layer_params(m, l, m->exec.n);
+    float *mean = m->exec.ls[li].aux, *var = mean + p.c;
+    ts_status st = ops_batchnorm_relu_forward_train(ctx, &p, m->exec.ls[r].out, mean, var, layer_input(m, li, 0),
+                                                    tensor_data(m, l->weight), tensor_data(m, l->bias_t));
+    if (st) return st;
+    update_running_stats(m, l, &p, mean, var);
+    return TS_OK;
+}
+
+/* Backward from dout, the gradient of li's output, or with r (the fused ReLU) of
+ * r's output, masked where r's output is zero; to li's input, weight and bias. */
+static ts_status bn_backward(ts_ctx *ctx, ts_model *m, int li, int r) {
     layer *l = &m->layers[li];
     bn_params p = bn_layer_params(m, l, m->exec.n);
     const float *mean = m->exec.ls[li].aux, *var = mean + p.c;
     float *din = layer_input_grad(m, li, 0);
     float *tmp = NULL;
     if (!din) tmp = din = m->exec.accum; /* the kernel computes din anyway */
-    ts_status st = ops_batchnorm_backward(ctx, &p, din, tensor_grad(m, l->weight), tensor_grad(m, l->bias_t),
-                                          m->exec.ls[li].grad, layer_input(m, li, 0), tensor_data(m, l->weight),
-                                          mean, var);
+    float *dg = tensor_grad(m, l->weight), *db = tensor_grad(m, l->bias_t);
+    const float *in = layer_input(m, li, 0), *gamma = tensor_data(m, l->weight);
+    ts_status st = r ? ops_batchnorm_relu_backward(ctx, &p, din, dg, db, m->exec.ls[r].grad, in, m->exec.ls[r].out,
+                                                   gamma, mean, var)
+                     : ops_batchnorm_backward(ctx, &p, din, dg, db, m->exec.ls[li].grad, in, gamma, mean, var);
     if (st) return st;
     if (!tmp) layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
     return TS_OK;
 }
+
+ts_status batchnorm_relu_backward(ts_ctx *ctx, ts_model *m, int li, int r) { return bn_backward(ctx, m, li, r); }
+
+ts_status batchnorm_backward(ts_ctx *ctx, ts_model *m, int li) { return bn_backward(ctx, m, li, 0); }

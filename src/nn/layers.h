@@ -47,6 +47,12 @@ size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 
+/* Batch norm li and the ReLU r that is its only consumer, as one training pass
+ * (exec.c); only where batchnorm_relu_fusable. */
+int batchnorm_relu_fusable(const ts_ctx *ctx, const ts_model *m, int li);
+ts_status batchnorm_relu_forward(ts_ctx *ctx, ts_model *m, int li, int r);
+ts_status batchnorm_relu_backward(ts_ctx *ctx, ts_model *m, int li, int r);
+
 /* Shared shape helpers */
 ts_status expect_image_input(ts_ctx *ctx, const ts_model *m, const layer *l, const char *source, ts_shape *in);
 conv2d_params layer_conv_params(const ts_model *m, const layer *l, int n);

@@ -121,6 +121,11 @@ typedef struct exec_state {
     int *fuse_last;
     unsigned char *fuse_skip;
     float *fold;       /* folded weights and bias of the largest head */
+    /* training fusion: bn_relu[li] is the ReLU that is batch norm li's only consumer
+     * (0 otherwise); bn_relu_on marks the pairs fused in the last training forward
+     * (1 on the batch norm, 2 on its ReLU), so the backward takes the same path */
+    int *bn_relu;
+    unsigned char *bn_relu_on;
     struct exec_packed *packed; /* the heads packed for oneDNN (exec.c); NULL until used */
     uint64_t dropout_seed;
 } exec_state;

@@ -137,9 +137,20 @@ ts_status ops_avgpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din
 
 /* ------------------------------------------------------------- batch norm */
 
+/* Images take the vectorized plain-layout kernels (batchnorm_vec.c: 3-4x oneDNN's
+ * ncsp_bnorm on ResNet-20's shapes); vectors (spatial 1, after a dense layer) and
+ * tiny planes stay on oneDNN, whose kernel reads them across channels. */
+#define BN_VEC_MIN_SPATIAL 16
+
 ts_status ops_batchnorm_forward_train(ts_ctx *ctx, const bn_params *p, float *out, float *mean, float *var,
                                       const float *in, const float *gamma, const float *beta) {
     if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx) && p->spatial >= BN_VEC_MIN_SPATIAL) {
+        if (!out || !mean || !var || !in || !gamma || !beta)
+            return ts_fail(ctx, TS_EINVAL, "batch normalization forward: a required tensor pointer is NULL");
+        batchnorm_forward_train_vec(p, out, mean, var, in, gamma, beta, 0, ts_ctx_threads(ctx));
+        return TS_OK;
+    }
     if (use_dnnl(ctx)) {
         ts_status s = batchnorm_forward_train_dnnl(ctx, p, out, mean, var, in, gamma, beta);
         if (s != TS_EUNSUPPORTED) return s;
@@ -163,11 +174,44 @@ ts_status ops_batchnorm_backward(ts_ctx *ctx, const bn_params *p, float *din, fl
                                  const float *dout, const float *in, const float *gamma, const float *mean,
                                  const float *var) {
     if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx) && p->spatial >= BN_VEC_MIN_SPATIAL) {
+        if (!din || !dgamma || !dbeta || !dout || !in || !gamma || !mean || !var)
+            return ts_fail(ctx, TS_EINVAL, "batch normalization backward: a required tensor pointer is NULL");
+        batchnorm_backward_vec(p, din, dgamma, dbeta, dout, in, NULL, gamma, mean, var, ts_ctx_threads(ctx));
+        return TS_OK;
+    }
     if (use_dnnl(ctx)) {
         ts_status s = batchnorm_backward_dnnl(ctx, p, din, dgamma, dbeta, dout, in, gamma, mean, var);
         if (s != TS_EUNSUPPORTED) return s;
     }
     batchnorm_backward_ref(p, din, dgamma, dbeta, dout, in, gamma, mean, var, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+int ops_batchnorm_relu_fusable(const ts_ctx *ctx, const bn_params *p) {
+    return use_dnnl(ctx) && p->spatial >= BN_VEC_MIN_SPATIAL;
+}
+
+ts_status ops_batchnorm_relu_forward_train(ts_ctx *ctx, const bn_params *p, float *out, float *mean, float *var,
+                                           const float *in, const float *gamma, const float *beta) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (!ops_batchnorm_relu_fusable(ctx, p))
+        return ts_fail(ctx, TS_EINVAL, "batch normalization + ReLU: not fusable here (internal)");
+    if (!out || !mean || !var || !in || !gamma || !beta)
+        return ts_fail(ctx, TS_EINVAL, "batch normalization + ReLU forward: a required tensor pointer is NULL");
+    batchnorm_forward_train_vec(p, out, mean, var, in, gamma, beta, 1, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_batchnorm_relu_backward(ts_ctx *ctx, const bn_params *p, float *din, float *dgamma, float *dbeta,
+                                      const float *dout, const float *in, const float *relu_out, const float *gamma,
+                                      const float *mean, const float *var) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (!ops_batchnorm_relu_fusable(ctx, p))
+        return ts_fail(ctx, TS_EINVAL, "batch normalization + ReLU: not fusable here (internal)");
+    if (!din || !dgamma || !dbeta || !dout || !in || !relu_out || !gamma || !mean || !var)
+        return ts_fail(ctx, TS_EINVAL, "batch normalization + ReLU backward: a required tensor pointer is NULL");
+    batchnorm_backward_vec(p, din, dgamma, dbeta, dout, in, relu_out, gamma, mean, var, ts_ctx_threads(ctx));
     return TS_OK;
 }
 

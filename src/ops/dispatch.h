@@ -40,6 +40,18 @@ ts_status ops_batchnorm_backward(ts_ctx *ctx, const bn_params *p, float *din, fl
                                  const float *dout, const float *in, const float *gamma, const float *mean,
                                  const float *var);
 
+/* Batch norm and the ReLU after it in one pass, in training (batchnorm_vec.c): the
+ * forward writes max(0, y); the backward takes that output and d(loss)/d(that
+ * output). Only where ops_batchnorm_relu_fusable (the oneDNN backend, images). */
+int ops_batchnorm_relu_fusable(const ts_ctx *ctx, const bn_params *p);
+ts_status ops_batchnorm_relu_forward_train(ts_ctx *ctx, const bn_params *p, float *out /* (N,C,S) */,
+                                           float *mean /* (C) */, float *var /* (C) */, const float *in /* (N,C,S) */,
+                                           const float *gamma /* (C) */, const float *beta /* (C) */);
+ts_status ops_batchnorm_relu_backward(ts_ctx *ctx, const bn_params *p, float *din /* (N,C,S) */, float *dgamma,
+                                      float *dbeta, const float *dout /* (N,C,S) */, const float *in /* (N,C,S) */,
+                                      const float *relu_out /* (N,C,S) */, const float *gamma, const float *mean,
+                                      const float *var);
+
 ts_status ops_dense_forward(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
                             const float *bias);
 ts_status ops_dense_backward_data(ts_ctx *ctx, int n, int in_f, int out_f, float *din, const float *dout,

@@ -108,6 +108,17 @@ void batchnorm_backward_ref(const bn_params *p, float *din /* (N,C,S) */, float 
                             float *dbeta /* (C) */, const float *dout /* (N,C,S) */, const float *in,
                             const float *gamma, const float *mean, const float *var, int nthreads);
 
+/* The same on plain tensors, vectorized (batchnorm_vec.c): the oneDNN backend's path
+ * for images. With relu the forward writes max(0, y) and the backward takes that
+ * output as relu_out (NULL without) and masks dout where it is zero. */
+void batchnorm_forward_train_vec(const bn_params *p, float *out /* (N,C,S) */, float *mean /* (C) */,
+                                 float *var /* (C), biased */, const float *in /* (N,C,S) */,
+                                 const float *gamma /* (C) */, const float *beta /* (C) */, int relu, int nthreads);
+void batchnorm_backward_vec(const bn_params *p, float *din /* (N,C,S) */, float *dgamma /* (C) */,
+                            float *dbeta /* (C) */, const float *dout /* (N,C,S) */, const float *in /* (N,C,S) */,
+                            const float *relu_out /* (N,C,S) or NULL */, const float *gamma /* (C) */,
+                            const float *mean /* (C) */, const float *var /* (C) */, int nthreads);
+
 /* ----------------------------------------------------------- dense layer */
 
 /* y = x W^T + b, W is (OUT, IN) as PyTorch's nn.Linear. */

@@ -221,6 +221,72 @@ static void test_gradients_backends_agree(void) {
     ts_model_free(m);
 }
 
+/* Batch norm + ReLU fused in training (oneDNN backend, planes of 16 or more): the
+ * gradients and the running statistics match the unfused reference path, with the
+ * ReLU's output feeding two layers, a batch norm after an add, and a batch norm whose
+ * ReLU is not its only consumer (not fused). */
+static const char *BNRELU_ARCH =
+    "input     shape=3x8x8 classes=4\n"
+    "conv2d    name=c1 out=6 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=bn1\n"
+    "relu      name=r1\n"
+    "conv2d    name=c2 out=6 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=bn2\n"
+    "add       name=res in=bn2,r1\n"
+    "batchnorm name=bn3\n"
+    "relu      name=r3\n"
+    "conv2d    name=c4 in=r3 out=5 kernel=3 padding=1\n"
+    "batchnorm name=bn4\n"
+    "relu      name=r4\n"
+    "add       name=res2 in=r4,bn4\n"
+    "globalavgpool name=gap in=res2\n"
+    "flatten   name=f\n"
+    "dense     name=fc out=classes\n";
+
+static void test_bn_relu_fusion(void) {
+    ts_model *m = make_model(BNRELU_ARCH, 17);
+    if (!m) return;
+    const int n = 6;
+    const size_t in_sz = 3 * 64, np = (size_t)ts_model_param_count(m);
+    float *x = test_falloc(n * in_sz), *logits = test_falloc(n * 4), *dl = test_falloc(n * 4);
+    float *g_ref = test_falloc(np), *l_ref = test_falloc(n * 4);
+    ts_tensor_info first;
+    test_fill_uniform(x, n * in_sz, 19, -1.0f, 1.5f);
+    int32_t y[6] = {0, 1, 2, 3, 1, 2};
+    for (int b = 0; b < 2; b++) {
+        ts_ctx_set_backend(g_ctx, b == 0 ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_softmax_cross_entropy(n, 4, logits, y, 0.0f, dl);
+        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_model_tensor(m, 0, &first);
+        if (b == 0) {
+            memcpy(g_ref, first.grad, np * sizeof(float));
+            memcpy(l_ref, logits, n * 4 * sizeof(float));
+        } else {
+            test_allclose("bn+relu train logits dnnl vs ref", logits, l_ref, n * 4, 1e-4, 1e-5);
+            test_allclose("bn+relu gradients dnnl vs ref", first.grad, g_ref, np, 1e-3, 1e-5);
+        }
+    }
+    /* running statistics: a fused step and a reference step from the same start */
+    ts_model *a = make_model(BNRELU_ARCH, 17), *r = make_model(BNRELU_ARCH, 17);
+    if (a && r) {
+        ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+        CHECK(ts_model_forward_train(g_ctx, a, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+        CHECK(ts_model_forward_train(g_ctx, r, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        const char *names[3] = {"bn1.running_var", "bn3.running_mean", "bn4.running_var"};
+        for (int i = 0; i < 3; i++) {
+            ts_tensor_info ta = tensor(a, names[i]), tr = tensor(r, names[i]);
+            test_allclose(names[i], ta.data, tr.data, (size_t)ta.numel, 1e-5, 1e-6);
+        }
+    }
+    ts_model_free(a);
+    ts_model_free(r);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    free(x), free(logits), free(dl), free(g_ref), free(l_ref);
+    ts_model_free(m);
+}
+
 static void test_backward_needs_forward(void) {
     ts_model *m = make_model("input shape=4 classes=2\ndense name=fc out=2\n", 1);
     if (!m) return;
@@ -683,6 +749,7 @@ int main(void) {
     RUN(test_gradcheck_ref);
     RUN(test_gradcheck_dnnl);
     RUN(test_gradients_backends_agree);
+    RUN(test_bn_relu_fusion);
     RUN(test_backward_needs_forward);
     RUN(test_dropout);
     RUN(test_predict_batches);

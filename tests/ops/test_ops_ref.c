@@ -506,6 +506,79 @@ static void test_batchnorm(void) {
     bn_check(5, 4, 1);  /* after a dense layer: (N,C) */
 }
 
+/* The vectorized plain-layout kernels (batchnorm_vec.c), with and without the fused
+ * ReLU: against the reference (ReLU applied after it, and dy masked by the ReLU's
+ * output for the backward), a finite-difference check of their own backward,
+ * planes longer than a block and not a multiple of the lanes, data far from zero
+ * (the variance must not cancel), and results independent of the thread count. */
+typedef struct bnv_case {
+    bn_params p;
+    float *in, *gamma, *beta, *out, *mean, *var;
+} bnv_case;
+
+static void bnv_fd_forward(fd_problem *pr) {
+    bnv_case *bc = pr->data;
+    batchnorm_forward_train_vec(&bc->p, bc->out, bc->mean, bc->var, bc->in, bc->gamma, bc->beta, 0, 1);
+}
+
+static void bn_vec_check(int n, int c, int s, float lo, float hi, int fd) {
+    char what[96];
+    bn_params p = {n, c, s, 1e-5f};
+    const size_t cnt = (size_t)n * c * s;
+    float *in = frand(cnt, 61, lo, hi), *gamma = frand(c, 62, 0.5f, 1.5f), *beta = frand(c, 63, -1, 1);
+    float *dy = frand(cnt, 64, -1, 1);
+    float *out = test_falloc(cnt), *mean = test_falloc(c), *var = test_falloc(c);
+    float *ro = test_falloc(cnt), *rmean = test_falloc(c), *rvar = test_falloc(c);
+    float *din = test_falloc(cnt), *dg = test_falloc(c), *db = test_falloc(c);
+    float *rdin = test_falloc(cnt), *rdg = test_falloc(c), *rdb = test_falloc(c), *masked = test_falloc(cnt);
+    batchnorm_forward_train_ref(&p, ro, rmean, rvar, in, gamma, beta, 2);
+    for (int relu = 0; relu < 2; relu++) {
+        batchnorm_forward_train_vec(&p, out, mean, var, in, gamma, beta, relu, 2);
+        float *want = test_falloc(cnt);
+        for (size_t i = 0; i < cnt; i++) want[i] = relu && ro[i] < 0 ? 0.0f : ro[i];
+        snprintf(what, sizeof what, "bn vec%s n%d c%d s%d [%g,%g]", relu ? "+relu" : "", n, c, s, lo, hi);
+        test_allclose(what, out, want, cnt, 1e-4, 1e-5);
+        test_allclose("bn vec mean", mean, rmean, c, 1e-6, 1e-6 * (fabs(lo) + fabs(hi)));
+        test_allclose("bn vec var", var, rvar, c, 1e-4, 1e-7);
+        /* backward: the reference with dy masked where the ReLU output is zero */
+        for (size_t i = 0; i < cnt; i++) masked[i] = relu && !(out[i] > 0.0f) ? 0.0f : dy[i];
+        batchnorm_backward_ref(&p, rdin, rdg, rdb, masked, in, gamma, rmean, rvar, 2);
+        batchnorm_backward_vec(&p, din, dg, db, dy, in, relu ? out : NULL, gamma, mean, var, 2);
+        snprintf(what, sizeof what, "bn vec%s backward n%d c%d s%d", relu ? "+relu" : "", n, c, s);
+        test_allclose(what, din, rdin, cnt, 1e-3, 1e-4);
+        test_allclose("bn vec dgamma", dg, rdg, c, 1e-3, 1e-3);
+        test_allclose("bn vec dbeta", db, rdb, c, 1e-4, 1e-4);
+        /* 1 thread and 2 give the same bits */
+        float *din1 = test_falloc(cnt), *out1 = test_falloc(cnt), *m1 = test_falloc(c), *v1 = test_falloc(c);
+        batchnorm_forward_train_vec(&p, out1, m1, v1, in, gamma, beta, relu, 1);
+        batchnorm_backward_vec(&p, din1, dg, db, dy, in, relu ? out1 : NULL, gamma, m1, v1, 1);
+        CHECK(!memcmp(out1, out, cnt * sizeof(float)) && !memcmp(din1, din, cnt * sizeof(float)) &&
+                  !memcmp(v1, var, c * sizeof(float)),
+              "bn vec depends on the thread count");
+        free(want), free(din1), free(out1), free(m1), free(v1);
+    }
+    if (fd) {
+        bnv_case bc = {p, in, gamma, beta, out, mean, var};
+        batchnorm_forward_train_vec(&p, out, mean, var, in, gamma, beta, 0, 1);
+        batchnorm_backward_vec(&p, din, dg, db, dy, in, NULL, gamma, mean, var, 1);
+        fd_problem pr = {bnv_fd_forward, out, dy, cnt, &bc};
+        snprintf(what, sizeof what, "bn vec fd input n%d c%d s%d", n, c, s);
+        fd_check(what, &pr, in, cnt, din, 1e-2f, 2e-2, 3e-3);
+        fd_check("bn vec fd gamma", &pr, gamma, c, dg, 1e-2f, 1e-2, 2e-3);
+        fd_check("bn vec fd beta", &pr, beta, c, db, 1e-2f, 1e-2, 2e-3);
+    }
+    free(in), free(gamma), free(beta), free(dy), free(out), free(mean), free(var), free(ro), free(rmean), free(rvar);
+    free(din), free(dg), free(db), free(rdin), free(rdg), free(rdb), free(masked);
+}
+
+static void test_batchnorm_vec(void) {
+    bn_vec_check(3, 2, 20, -2, 3, 1);         /* small, with the finite-difference check */
+    bn_vec_check(4, 5, 17, -2, 3, 0);         /* plane shorter than the lanes plus a tail */
+    bn_vec_check(2, 3, 2100, -1, 1, 0);       /* planes longer than a block */
+    bn_vec_check(8, 16, 64, 999, 1001, 0);    /* far from zero: the variance must not cancel */
+    bn_vec_check(16, 4, 1024, -3, 1, 0);      /* ResNet-sized planes */
+}
+
 static void test_batchnorm_infer(void) {
     bn_params p = {2, 2, 3, 1e-3f};
     const float in[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
@@ -826,6 +899,7 @@ int main(void) {
     RUN(test_pool_pytorch_values);
     RUN(test_batchnorm);
     RUN(test_batchnorm_infer);
+    RUN(test_batchnorm_vec);
     RUN(test_dense);
     RUN(test_eltwise);
     RUN(test_eltwise_edges);
