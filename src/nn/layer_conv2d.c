@@ -76,15 +76,11 @@ ts_status conv2d_forward(ts_ctx *ctx, ts_model *m, int li) {
 ts_status conv2d_backward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     conv2d_params p = layer_conv_params(m, l, m->exec.n);
-    const float *dout = m->exec.ls[li].grad;
-    ts_status st = ops_conv2d_backward_weights(ctx, &p, tensor_grad(m, l->weight),
-                                               l->bias ? tensor_grad(m, l->bias_t) : NULL, dout,
-                                               layer_input(m, li, 0), m->exec.scratch);
-    if (st) return st;
-    float *din = layer_input_grad(m, li, 0);
-    if (!din) return TS_OK;
-    st = ops_conv2d_backward_data(ctx, &p, din, dout, tensor_data(m, l->weight), m->exec.scratch);
-    if (st) return st;
+    float *din = layer_input_grad(m, li, 0); /* NULL: the input needs no gradient */
+    ts_status st = ops_conv2d_backward(ctx, &p, din, tensor_grad(m, l->weight),
+                                       l->bias ? tensor_grad(m, l->bias_t) : NULL, m->exec.ls[li].grad,
+                                       layer_input(m, li, 0), tensor_data(m, l->weight), m->exec.scratch);
+    if (st || !din) return st;
     layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
     return TS_OK;
 }

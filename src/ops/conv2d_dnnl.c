@@ -127,6 +127,47 @@ ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, c
     return dnnl_job_end(&job);
 }
 
+/* Both backward passes in one job, so the output gradient is reordered into the
+ * blocked layout once (when the two primitives want the same layout, as they do on
+ * AVX-512) instead of once per pass. din may be NULL (the input needs no gradient). */
+ts_status conv2d_backward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, float *dw, float *dbias,
+                               const float *dout, const float *in, const float *w) {
+    if (p->n == 0) return TS_EUNSUPPORTED;
+    dnnl_job job;
+    if (dnnl_job_begin(&job, ctx, "convolution backward") != TS_OK) return job.status;
+    conv_descs d;
+    conv_descs_init(&job, p, &d);
+    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &d, dbias != NULL);
+    dnnl_primitive_desc_t bww = conv_backward_weights_pd(&job, &d, dbias != NULL, fwd);
+    dnnl_primitive_desc_t bwd = din ? conv_backward_data_pd(&job, &d, fwd) : NULL;
+
+    dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
+    dnnl_memory_t ddst_user = dnnl_job_memory(&job, &d.dst_user, (void *)dout);
+    dnnl_memory_t dwei_user = dnnl_job_memory(&job, &d.wei_user, dw);
+    dnnl_memory_t src = dnnl_job_layout(&job, src_user, dnnl_job_query_md(&job, bww, dnnl_query_src_md), 1);
+    dnnl_memory_t ddst = dnnl_job_layout(&job, ddst_user, dnnl_job_query_md(&job, bww, dnnl_query_diff_dst_md), 1);
+    dnnl_memory_t dwei = dnnl_job_layout(&job, dwei_user, dnnl_job_query_md(&job, bww, dnnl_query_diff_weights_md), 0);
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwei}, {DNNL_ARG_DIFF_BIAS, NULL}};
+    if (dbias) args[3].memory = dnnl_job_memory(&job, &d.bias, dbias);
+    dnnl_job_execute(&job, bww, dbias ? 4 : 3, args);
+    dnnl_job_reorder(&job, dwei, dwei_user);
+    if (din && job.status == TS_OK) {
+        const dnnl_memory_desc_t *want = dnnl_job_query_md(&job, bwd, dnnl_query_diff_dst_md), *have = NULL;
+        dnnl_memory_t ddst_d = NULL;
+        if (want && dnnl_job_check(&job, dnnl_memory_get_memory_desc(ddst, &have), "dnnl_memory_get_memory_desc"))
+            ddst_d = dnnl_memory_desc_equal(have, want) ? ddst : dnnl_job_layout(&job, ddst_user, want, 1);
+        dnnl_memory_t dsrc_user = dnnl_job_memory(&job, &d.src_user, din);
+        dnnl_memory_t wei_user = dnnl_job_memory(&job, &d.wei_user, (void *)w);
+        dnnl_memory_t wei = dnnl_job_layout(&job, wei_user, dnnl_job_query_md(&job, bwd, dnnl_query_weights_md), 1);
+        dnnl_memory_t dsrc = dnnl_job_layout(&job, dsrc_user, dnnl_job_query_md(&job, bwd, dnnl_query_diff_src_md), 0);
+        dnnl_exec_arg_t dargs[3] = {{DNNL_ARG_DIFF_DST, ddst_d}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, dsrc}};
+        dnnl_job_execute(&job, bwd, 3, dargs);
+        dnnl_job_reorder(&job, dsrc, dsrc_user);
+    }
+    return dnnl_job_end(&job);
+}
+
 /* Descriptors of an inference convolution: bf16 source and weights when ctx->bf16
  * (the reorders convert; the output stays f32), ReLU as a post-op when relu. The
  * primitive descriptor is created on `engine` (the ctx's, or a packed set's). */

@@ -65,6 +65,18 @@ ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float
     return TS_OK;
 }
 
+ts_status ops_conv2d_backward(ts_ctx *ctx, const conv2d_params *p, float *din, float *dw, float *dbias,
+                              const float *dout, const float *in, const float *w, void *scratch) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        ts_status s = conv2d_backward_dnnl(ctx, p, din, dw, dbias, dout, in, w);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    ts_status s = ops_conv2d_backward_weights(ctx, p, dw, dbias, dout, in, scratch);
+    if (!s && din) s = ops_conv2d_backward_data(ctx, p, din, dout, w, scratch);
+    return s;
+}
+
 /* ---------------------------------------------------------------- pooling */
 
 /* Big enough for either interpretation: int32 argmax per output (ref) and, under

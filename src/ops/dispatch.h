@@ -23,6 +23,11 @@ ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *d
                                    const float *w, void *scratch);
 ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
                                       const float *dout, const float *in, void *scratch);
+/* Both: weight (and bias) gradients, then din unless it is NULL. */
+ts_status ops_conv2d_backward(ts_ctx *ctx, const conv2d_params *p, float *din /* (N,C,H,W) or NULL */,
+                              float *dw /* (K,C/G,KH,KW) */, float *dbias /* (K) or NULL */,
+                              const float *dout /* (N,K,OH,OW) */, const float *in /* (N,C,H,W) */,
+                              const float *w /* (K,C/G,KH,KW) */, void *scratch);
 
 /* Max-pool workspace (bytes): argmax indices for ref, oneDNN's workspace otherwise. */
 size_t ops_maxpool2d_workspace_size(ts_ctx *ctx, const pool2d_params *p);

@@ -35,8 +35,8 @@ typedef struct ops_dnnl {
     size_t slot_bytes[DNNL_JOB_MAX_MEM];
 } ops_dnnl;
 
-#define DNNL_JOB_MAX_PD 8
-#define DNNL_JOB_MAX_PRIM 8
+#define DNNL_JOB_MAX_PD 12
+#define DNNL_JOB_MAX_PRIM 12
 
 typedef struct dnnl_job {
     ts_ctx *ctx;

@@ -336,6 +336,9 @@ ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, flo
                                         const float *w, const float *bias, int relu);
 ts_status conv2d_backward_data_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                     const float *w);
+/* backward weights, then backward data when din is not NULL, sharing the reorder of dout */
+ts_status conv2d_backward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, float *dw, float *dbias,
+                               const float *dout, const float *in, const float *w);
 /* Packed inference convolutions: primitives created and weights reordered into
  * oneDNN's layout once, then run many times (conv2d_dnnl.c). A set has one slot per
  * index the caller chooses (a layer index), its own engine and stream, and is tied

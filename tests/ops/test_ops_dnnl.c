@@ -82,6 +82,17 @@ static int conv_compare(conv2d_params p, int with_bias, unsigned seed) {
     CHECK(s == TS_OK, "%s: backward weights: %s", conv_str(&p), ts_ctx_error(g_ctx));
     ok &= close_to("conv backward weights", dw, dw_ref, n_w);
     if (with_bias) ok &= close_to("conv backward bias", db, db_ref, p.k);
+    /* both passes in one call (the output gradient reordered once), and weights only */
+    memset(din, 0, n_in * sizeof *din), memset(dw, 0, n_w * sizeof *dw), memset(db, 0, p.k * sizeof *db);
+    s = ops_conv2d_backward(g_ctx, &p, din, dw, with_bias ? db : NULL, dout, in, w, scratch);
+    CHECK(s == TS_OK, "%s: backward: %s", conv_str(&p), ts_ctx_error(g_ctx));
+    ok &= close_to("conv backward (both) data", din, din_ref, n_in);
+    ok &= close_to("conv backward (both) weights", dw, dw_ref, n_w);
+    if (with_bias) ok &= close_to("conv backward (both) bias", db, db_ref, p.k);
+    memset(dw, 0, n_w * sizeof *dw);
+    s = ops_conv2d_backward(g_ctx, &p, NULL, dw, with_bias ? db : NULL, dout, in, w, scratch);
+    CHECK(s == TS_OK, "%s: backward without din: %s", conv_str(&p), ts_ctx_error(g_ctx));
+    ok &= close_to("conv backward (weights only)", dw, dw_ref, n_w);
     if (!ok) fprintf(stderr, "  case: %s%s\n", conv_str(&p), with_bias ? " bias" : "");
 
     free(in), free(w), free(bias), free(dout), free(out), free(out_ref), free(din), free(din_ref);
