@@ -79,11 +79,12 @@ ts_backend ts_ctx_get_backend(const ts_ctx *ctx);
  * (the batch size, the model's shape, the cache footprint of the weights, thread
  * scheduling): docs/security.md. */
 ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on);
-/* bfloat16 inference (default off): the convolutions that ts_model_predict fuses
- * with their batch norm (docs/design.md) take bfloat16 inputs and weights and
- * accumulate in float32 on the CPU's AVX-512-BF16/AMX units; everything else stays
- * float32. Faster, with rounding of about 3 significant digits (accuracy figures in
- * bench/RESULTS.md). Training is unaffected. */
+/* bfloat16 mixed precision (default off), on the oneDNN backend: convolutions read
+ * their large operands in bfloat16 (inference: input and weights; training also the
+ * output gradient) and accumulate and write float32 on the CPU's AVX-512-BF16/AMX
+ * units. Weights, weight gradients, batch norm, the optimizer and everything else
+ * stay float32. Faster, with rounding of about 3 significant digits (accuracy figures
+ * in bench/RESULTS.md). */
 ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on);
 int ts_ctx_get_bf16(const ts_ctx *ctx);
 int ts_ctx_get_constant_time(const ts_ctx *ctx);

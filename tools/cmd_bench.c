@@ -16,7 +16,7 @@ static cli_opt bench_opts[] = {
     {"warmup", "K", "untimed iterations first (default 3)", NULL},
     {"input", "CxHxW", "for an architecture: the input shape (default as declared)", NULL},
     {"classes", "N", "for an architecture: the class count", NULL},
-    {"bf16", NULL, "inference convolutions in bfloat16 (ts_ctx_set_bf16)", NULL},
+    {"bf16", NULL, "convolutions in bfloat16 mixed precision (ts_ctx_set_bf16), inference or --train", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
@@ -146,7 +146,7 @@ int cmd_bench(int argc, char **argv) {
     printf("%s: %s, batch %ld, %d threads, %s kernels%s, %ld iterations\n", pos[0], train ? "training step" : "inference",
            batch, ts_ctx_get_threads(ctx), ts_ctx_get_constant_time(ctx) ? "constant-time"
            : ts_ctx_get_backend(ctx) == TS_BACKEND_REF ? "reference" : "oneDNN",
-           ts_ctx_get_bf16(ctx) && !train ? ", bf16" : "", done_iters);
+           ts_ctx_get_bf16(ctx) ? ", bf16" : "", done_iters);
     printf("time per batch: median %.3f ms (p10 %.3f, p90 %.3f)\n", 1e3 * med, 1e3 * p10, 1e3 * p90);
     printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
            flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");

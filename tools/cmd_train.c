@@ -38,6 +38,7 @@ static cli_opt train_opts[] = {
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+    {"bf16", NULL, "bfloat16 mixed-precision convolutions (oneDNN; weights and optimizer stay float32; give it again with --resume)", NULL},
     {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C); a diverging run keeps the last state that trained", NULL},
     {"checkpoint-every", "N", "also checkpoint every N steps", NULL},
     {"resume", "CKPT", "continue a checkpoint exactly; --epochs may extend it", NULL},
@@ -239,6 +240,14 @@ int cmd_train(int argc, char **argv) {
     train_run run;
     memset(&run, 0, sizeof run);
     if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
+    if (cli_get(&train_cmd, "bf16")) {
+        if (ts_ctx_get_backend(ctx) != TS_BACKEND_DNNL) {
+            fprintf(stderr, "tessera train: --bf16 runs oneDNN kernels; it cannot be combined with --backend ref\n");
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        ts_ctx_set_bf16(ctx, 1);
+    }
 
     ts_train_config cfg = ts_train_defaults();
     if (resume) {

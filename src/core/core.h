@@ -24,7 +24,7 @@ struct ts_ctx {
     ts_backend backend;          /* which kernels the layers call */
     int constant_time;           /* inference without value-dependent timing (docs/security.md) */
     void *dnnl;                  /* oneDNN engine/stream, owned (ops_dnnl.c) */
-    int bf16;                    /* inference convolutions in bfloat16 (ts_ctx_set_bf16) */
+    int bf16;                    /* convolutions in bfloat16 mixed precision (ts_ctx_set_bf16) */
 };
 
 /* Records an error on ctx and returns status, so that callers write

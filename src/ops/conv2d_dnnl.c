@@ -66,6 +66,29 @@ static void conv_descs_init(dnnl_job *job, const conv2d_params *p, conv_descs *d
     d->pad_l[1] = p->pw, d->pad_r[1] = p->pbw;
 }
 
+/* Which pass a set of descriptors is for: with ctx->bf16 (mixed precision) each pass
+ * reads its large operands in bfloat16 and writes float32 (forward: src and weights
+ * in, dst out; backward data: dst gradient and weights in, src gradient out;
+ * backward weights: src and dst gradient in, weight gradient out). The hint for the
+ * backward passes is a forward with everything in bfloat16. */
+typedef enum conv_pass { PASS_FWD, PASS_BWD_DATA, PASS_BWD_WEIGHTS, PASS_HINT } conv_pass;
+
+static void md_bf16(dnnl_job *job, dnnl_memory_desc_t *md) {
+    dnnl_dims_t dims;
+    memcpy(dims, md->dims, sizeof dims);
+    dnnl_job_check(job, dnnl_memory_desc_init_by_tag(md, md->ndims, dims, dnnl_bf16, dnnl_format_tag_any),
+                   "dnnl_memory_desc_init_by_tag");
+}
+
+static conv_descs conv_descs_for(dnnl_job *job, const conv_descs *d, conv_pass pass) {
+    conv_descs e = *d;
+    if (!job->ctx->bf16 || !CONV_LAYOUT_ANY || job->status != TS_OK) return e;
+    if (pass != PASS_BWD_DATA) md_bf16(job, &e.src);
+    if (pass != PASS_BWD_WEIGHTS) md_bf16(job, &e.wei);
+    if (pass != PASS_FWD) md_bf16(job, &e.dst);
+    return e;
+}
+
 static dnnl_primitive_desc_t conv_forward_pd(dnnl_job *job, const conv_descs *d, int with_bias) {
     if (job->status != TS_OK) return NULL;
     dnnl_convolution_desc_t cd;
@@ -112,7 +135,8 @@ ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, c
     if (dnnl_job_begin(&job, ctx, "convolution forward") != TS_OK) return job.status;
     conv_descs d;
     conv_descs_init(&job, p, &d);
-    dnnl_primitive_desc_t pd = conv_forward_pd(&job, &d, bias != NULL);
+    conv_descs f = conv_descs_for(&job, &d, PASS_FWD);
+    dnnl_primitive_desc_t pd = conv_forward_pd(&job, &f, bias != NULL);
 
     dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
     dnnl_memory_t wei_user = dnnl_job_memory(&job, &d.wei_user, (void *)w);
@@ -137,9 +161,11 @@ ts_status conv2d_backward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, 
     if (dnnl_job_begin(&job, ctx, "convolution backward") != TS_OK) return job.status;
     conv_descs d;
     conv_descs_init(&job, p, &d);
-    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &d, dbias != NULL);
-    dnnl_primitive_desc_t bww = conv_backward_weights_pd(&job, &d, dbias != NULL, fwd);
-    dnnl_primitive_desc_t bwd = din ? conv_backward_data_pd(&job, &d, fwd) : NULL;
+    conv_descs h = conv_descs_for(&job, &d, PASS_HINT), bw = conv_descs_for(&job, &d, PASS_BWD_WEIGHTS);
+    conv_descs bd = conv_descs_for(&job, &d, PASS_BWD_DATA);
+    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &h, dbias != NULL);
+    dnnl_primitive_desc_t bww = conv_backward_weights_pd(&job, &bw, dbias != NULL, fwd);
+    dnnl_primitive_desc_t bwd = din ? conv_backward_data_pd(&job, &bd, fwd) : NULL;
 
     dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
     dnnl_memory_t ddst_user = dnnl_job_memory(&job, &d.dst_user, (void *)dout);
@@ -169,21 +195,12 @@ ts_status conv2d_backward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, 
 }
 
 /* Descriptors of an inference convolution: bf16 source and weights when ctx->bf16
- * (the reorders convert; the output stays f32), ReLU as a post-op when relu. The
+ * (PASS_FWD: the reorders convert; the output stays f32), ReLU as a post-op when relu. The
  * primitive descriptor is created on `engine` (the ctx's, or a packed set's). */
 static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_params *p, conv_descs *d, int with_bias,
                                                int relu, dnnl_engine_t engine) {
     conv_descs_init(job, p, d);
-    if (job->ctx->bf16 && job->status == TS_OK) {
-        dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&d->src, 4, d->src_user.dims, dnnl_bf16, dnnl_format_tag_any),
-                       "dnnl_memory_desc_init_by_tag");
-        if (p->groups == 1)
-            dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&d->wei, 4, d->wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
-                           "dnnl_memory_desc_init_by_tag");
-        else
-            dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&d->wei, 5, d->wei_user.dims, dnnl_bf16, dnnl_format_tag_any),
-                           "dnnl_memory_desc_init_by_tag");
-    }
+    *d = conv_descs_for(job, d, PASS_FWD);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
@@ -442,8 +459,9 @@ ts_status conv2d_backward_data_dnnl(ts_ctx *ctx, const conv2d_params *p, float *
     if (dnnl_job_begin(&job, ctx, "convolution backward data") != TS_OK) return job.status;
     conv_descs d;
     conv_descs_init(&job, p, &d);
-    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &d, 0);
-    dnnl_primitive_desc_t pd = conv_backward_data_pd(&job, &d, fwd);
+    conv_descs h = conv_descs_for(&job, &d, PASS_HINT), b = conv_descs_for(&job, &d, PASS_BWD_DATA);
+    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &h, 0);
+    dnnl_primitive_desc_t pd = conv_backward_data_pd(&job, &b, fwd);
 
     dnnl_memory_t dsrc_user = dnnl_job_memory(&job, &d.src_user, din);
     dnnl_memory_t wei_user = dnnl_job_memory(&job, &d.wei_user, (void *)w);
@@ -464,8 +482,9 @@ ts_status conv2d_backward_weights_dnnl(ts_ctx *ctx, const conv2d_params *p, floa
     if (dnnl_job_begin(&job, ctx, "convolution backward weights") != TS_OK) return job.status;
     conv_descs d;
     conv_descs_init(&job, p, &d);
-    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &d, dbias != NULL);
-    dnnl_primitive_desc_t pd = conv_backward_weights_pd(&job, &d, dbias != NULL, fwd);
+    conv_descs h = conv_descs_for(&job, &d, PASS_HINT), b = conv_descs_for(&job, &d, PASS_BWD_WEIGHTS);
+    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &h, dbias != NULL);
+    dnnl_primitive_desc_t pd = conv_backward_weights_pd(&job, &b, dbias != NULL, fwd);
 
     dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
     dnnl_memory_t ddst_user = dnnl_job_memory(&job, &d.dst_user, (void *)dout);
