@@ -152,6 +152,17 @@ int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx) {
     return 0;
 }
 
+int cli_setup_bf16(const cli_cmd *cmd, ts_ctx *ctx) {
+    if (!cli_get(cmd, "bf16")) return 0;
+    if (cli_get(cmd, "constant-time") || ts_ctx_get_backend(ctx) != TS_BACKEND_DNNL) {
+        fprintf(stderr, "tessera %s: --bf16 runs oneDNN kernels; it cannot be combined with %s\n", cmd->name,
+                cli_get(cmd, "constant-time") ? "--constant-time" : "--backend ref");
+        return EXIT_USAGE;
+    }
+    ts_status st = ts_ctx_set_bf16(ctx, 1);
+    return st ? cli_fail(cmd->name, ctx, st) : 0;
+}
+
 const char *cli_class_name(const ts_model *m, int i, char *buf, size_t n) {
     const char *names = ts_model_get_meta(m, "classes");
     snprintf(buf, n, "%d", i);

@@ -67,6 +67,9 @@ void progress_end(progress *p);
 
 /* Shared setup: threads and backend from options. */
 int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx);
+/* --bf16 (after cli_setup_ctx): mixed precision, refused with --constant-time or
+ * --backend ref, and where oneDNN has no bf16 kernels. Returns 0 or an exit code. */
+int cli_setup_bf16(const cli_cmd *cmd, ts_ctx *ctx);
 /* Loads a dataset split; limit > 0 keeps only its first `limit` samples. */
 ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit, ts_dataset **out);
 /* The first `limit` samples of ds as a new dataset (NULL and TS_OK when limit

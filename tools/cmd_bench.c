@@ -94,7 +94,7 @@ int cmd_bench(int argc, char **argv) {
     int train = cli_get(&bench_cmd, "train") != NULL;
     if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
     if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1); /* refuses --train */
-    if (cli_get(&bench_cmd, "bf16")) ts_ctx_set_bf16(ctx, 1);
+    if ((rc = cli_setup_bf16(&bench_cmd, ctx))) goto done;
     if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
     ts_shape shape = ts_model_input_shape(m);
     int64_t per = ts_shape_numel(&shape), k = ts_model_classes(m), n = batch;

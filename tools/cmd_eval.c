@@ -18,16 +18,6 @@ static int setup_constant_time(const cli_cmd *cmd, ts_ctx *ctx) {
     return 0;
 }
 
-/* --bf16: bfloat16 inference convolutions (ts_ctx_set_bf16) */
-static int setup_precision(const cli_cmd *cmd, ts_ctx *ctx) {
-    if (!cli_get(cmd, "bf16")) return 0;
-    if (cli_get(cmd, "constant-time")) {
-        fprintf(stderr, "tessera %s: --bf16 runs oneDNN kernels; it cannot be combined with --constant-time\n", cmd->name);
-        return EXIT_USAGE;
-    }
-    ts_ctx_set_bf16(ctx, 1);
-    return 0;
-}
 
 static cli_opt eval_opts[] = {
     {"data", "NAME|PATH", "dataset (default: the one the model was trained on)", NULL},
@@ -61,7 +51,7 @@ int cmd_eval(int argc, char **argv) {
     ts_status st = TS_OK;
     long batch, limit;
     if ((rc = cli_setup_ctx(&eval_cmd, ctx)) || (rc = setup_constant_time(&eval_cmd, ctx)) ||
-        (rc = setup_precision(&eval_cmd, ctx)))
+        (rc = cli_setup_bf16(&eval_cmd, ctx)))
         goto done;
     if (!cli_int(&eval_cmd, "batch", 256, 1, 65536, &batch) || !cli_int(&eval_cmd, "limit", 0, 0, 1L << 40, &limit)) {
         rc = EXIT_USAGE;
@@ -183,7 +173,7 @@ int cmd_predict(int argc, char **argv) {
     float *x = NULL, *logits = NULL;
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&predict_cmd, ctx)) || (rc = setup_constant_time(&predict_cmd, ctx)) ||
-        (rc = setup_precision(&predict_cmd, ctx)))
+        (rc = cli_setup_bf16(&predict_cmd, ctx)))
         goto done;
     if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
     ts_shape in = ts_model_input_shape(m);

@@ -168,9 +168,9 @@ static cli_cmd decompose_cmd = {
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
  * DIR/classN.tsm only once every module is saved and the report is done, so a file
- * already in DIR is replaced only by a run that succeeds. A failing run removes the
- * files it wrote and then DIR, when it made DIR itself (rmdir: never a folder that
- * holds anything else). */
+ * already in DIR is replaced only by a run that gets that far. A failing run removes
+ * its pending files and then DIR, when it made DIR itself (rmdir: never a folder that
+ * holds anything else); a rename that fails midway keeps the modules already renamed. */
 static const char *const PENDING = ".pending";
 
 static int module_out_path(char *buf, size_t n, const char *dir, const ts_module *mod, const char *suffix) {
@@ -196,17 +196,20 @@ static ts_status module_out_place(ts_ctx *ctx, const char *dir, ts_module *const
         module_out_path(from, sizeof from, dir, mods[*placed], PENDING);
         module_out_path(to, sizeof to, dir, mods[*placed], "");
         if (rename(from, to))
-            return ts_ctx_set_error(ctx, TS_EIO, "%s: cannot rename into place: %s", to, strerror(errno));
+            return ts_ctx_set_error(ctx, TS_EIO, "%s: cannot rename into place: %s (%d of %d modules were already in place)",
+                                    to, strerror(errno), *placed, n);
     }
     return TS_OK;
 }
 
 /* Undoes a failed run: mods[0 .. saved) were written, the first `placed` of them
- * already renamed into place. */
+ * already renamed into place. Those stay: each may have replaced an older module, which
+ * is gone, and the error says how many there are. Only the pending files go, then DIR
+ * when this run made it and it is empty. */
 static void module_out_remove(const char *dir, int made_dir, ts_module *const *mods, int saved, int placed) {
-    for (int i = 0; i < saved; i++) {
+    for (int i = placed; i < saved; i++) {
         char path[4096];
-        if (module_out_path(path, sizeof path, dir, mods[i], i < placed ? "" : PENDING)) remove(path);
+        if (module_out_path(path, sizeof path, dir, mods[i], PENDING)) remove(path);
     }
     if (made_dir) rmdir(dir);
 }

@@ -240,14 +240,7 @@ int cmd_train(int argc, char **argv) {
     train_run run;
     memset(&run, 0, sizeof run);
     if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
-    if (cli_get(&train_cmd, "bf16")) {
-        if (ts_ctx_get_backend(ctx) != TS_BACKEND_DNNL) {
-            fprintf(stderr, "tessera train: --bf16 runs oneDNN kernels; it cannot be combined with --backend ref\n");
-            rc = EXIT_USAGE;
-            goto done;
-        }
-        ts_ctx_set_bf16(ctx, 1);
-    }
+    if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
 
     ts_train_config cfg = ts_train_defaults();
     if (resume) {

@@ -1,12 +1,12 @@
 #!/bin/sh
 # ResNet-20 on 3x32x32, tessera vs PyTorch (bench/resnet20/torch_bench.py), side by
 # side in one run: inference at batch 128 (2 threads), a training step at batch 128
-# (SGD momentum, 2 threads), bf16 inference at batch 128 (against PyTorch fp32), and
-# batch-1 latency (1 and 2 threads). RUNS runs of
+# (SGD momentum, 2 threads), bf16 inference and bf16 mixed-precision training at
+# batch 128 (both against PyTorch fp32), and batch-1 latency (1 and 2 threads). RUNS runs of
 # each (default 5), alternating which engine goes first; prints the medians, the
 # ratio, GFLOP/s as a fraction of the measured sgemm ceiling, and peak memory.
 # Settings: RUNS=5 SECONDS=4 (measuring time per run) PYTHON=/usr/bin/python3.
-# Takes about RUNS x 8 x SECONDS plus start-up (6 minutes by default).
+# Takes about RUNS x 12 x SECONDS plus start-up (8 minutes by default).
 set -eu
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-5}
@@ -21,13 +21,14 @@ ceiling=$(OMP_NUM_THREADS=2 "$tmp/sgemm" | sed 's/sgemm_gflops //')
 echo "sgemm ceiling (oneDNN, 2 threads, 2048^3): $ceiling GFLOP/s"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 # mode batch threads
-set -- "infer 128 2" "bf16 128 2" "train 128 2" "infer 1 1" "infer 1 2"
+set -- "infer 128 2" "bf16 128 2" "train 128 2" "train-bf16 128 2" "infer 1 1" "infer 1 2"
 for cfg in "$@"; do
     set -- $cfg
     mode=$1 batch=$2 threads=$3
     flag="" pmode=$mode
     [ "$mode" = train ] && flag="--train"
     [ "$mode" = bf16 ] && flag="--bf16" pmode=infer  # tessera bf16 against PyTorch fp32
+    [ "$mode" = train-bf16 ] && flag="--train --bf16" pmode=train
     : >"$tmp/t" && : >"$tmp/p"
     for r in $(seq "$RUNS"); do
         runt() { OMP_NUM_THREADS=$threads "$T" bench resnet20 --input 3x32x32 --classes 10 --batch "$batch" --threads "$threads" --seconds "$SECS" $flag >"$tmp/out"; \

@@ -107,10 +107,4 @@ ts_status ts_ctx_set_error(ts_ctx *ctx, ts_status status, const char *fmt, ...) 
     return status;
 }
 
-ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on) {
-    if (!ctx) return TS_EINVAL;
-    ctx->bf16 = on != 0;
-    return TS_OK;
-}
-
 int ts_ctx_get_bf16(const ts_ctx *ctx) { return ctx ? ctx->bf16 : 0; }

@@ -34,7 +34,7 @@ static void write_tensors(wbuf *b, const ts_model *m) {
     wbuf_u32(b, (uint32_t)m->ntensors);
     for (int i = 0; i < m->ntensors; i++) {
         ts_tensor_info t;
-        ts_model_tensor(m, i, &t);
+        model_tensor_peek(m, i, &t);
         wbuf_str(b, t.name);
         wbuf_u8(b, 0); /* dtype: float32 */
         wbuf_u8(b, (uint8_t)t.role);

@@ -261,7 +261,7 @@ static const float *origin_tensor(const ts_model *o, const char *layer_name, con
     snprintf(full, sizeof full, "%s.%s", layer_name, suffix);
     int t = ts_model_find_tensor(o, full);
     ts_tensor_info ti;
-    if (t < 0 || ts_model_tensor(o, t, &ti)) return NULL;
+    if (t < 0 || model_tensor_peek(o, t, &ti)) return NULL;
     *numel = ti.numel;
     return ti.data;
 }

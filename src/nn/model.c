@@ -230,6 +230,12 @@ int ts_model_layer_count(const ts_model *m) { return m->nlayers; }
 void ts_model_params_changed(ts_model *m) { exec_weights_changed(m); }
 
 ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info) {
+    ts_status st = model_tensor_peek(m, index, info);
+    if (!st) exec_weights_changed(m); /* the caller may write through info->data */
+    return st;
+}
+
+ts_status model_tensor_peek(const ts_model *m, int index, ts_tensor_info *info) {
     if (!m || !info || index < 0 || index >= m->ntensors) return TS_EINVAL;
     const tensor_entry *e = &m->tensors[m->order[index]];
     memset(info, 0, sizeof *info);
@@ -239,7 +245,6 @@ ts_status ts_model_tensor(const ts_model *m, int index, ts_tensor_info *info) {
     memcpy(info->dims, e->shape.dims, sizeof info->dims);
     info->numel = e->numel;
     info->data = (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
-    exec_weights_changed(m); /* the caller may write through info->data */
     info->grad = e->role == TS_TENSOR_PARAM && m->grads ? m->grads + e->offset : NULL;
     return TS_OK;
 }

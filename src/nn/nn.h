@@ -202,6 +202,8 @@ void exec_release(exec_state *e);
 /* The model's parameters or buffers may have changed: packed inference weights are
  * rebuilt before the next inference. Safe on a const model (only the cache changes). */
 void exec_weights_changed(const ts_model *m);
+/* ts_model_tensor for callers that only read: leaves packed inference weights valid. */
+ts_status model_tensor_peek(const ts_model *m, int index, ts_tensor_info *info);
 
 /* Helpers for layer implementations */
 static inline float *tensor_data(ts_model *m, int t) {

@@ -219,8 +219,8 @@ ts_status ops_batchnorm_relu_backward(ts_ctx *ctx, const bn_params *p, float *di
                                       const float *dout, const float *in, const float *relu_out, const float *gamma,
                                       const float *mean, const float *var) {
     if (!ctx || !p) return TS_EINVAL;
-    if (!ops_batchnorm_relu_fusable(ctx, p))
-        return ts_fail(ctx, TS_EINVAL, "batch normalization + ReLU: not fusable here (internal)");
+    /* no backend check: the backward follows its forward, even if the backend changed
+     * in between (the kernel is plain C) */
     if (!din || !dgamma || !dbeta || !dout || !in || !relu_out || !gamma || !mean || !var)
         return ts_fail(ctx, TS_EINVAL, "batch normalization + ReLU backward: a required tensor pointer is NULL");
     batchnorm_backward_vec(p, din, dgamma, dbeta, dout, in, relu_out, gamma, mean, var, ts_ctx_threads(ctx));

@@ -216,3 +216,19 @@ ts_status dnnl_job_end(dnnl_job *job) {
     job->nprim = job->npd = job->nmem = 0;
     return job->status;
 }
+
+/* bf16 lives here because it is a oneDNN feature: its bf16 convolutions need AVX-512
+ * (emulated below AVX-512-BF16). Without it every convolution would fall back to the
+ * float32 reference kernels, so the mode is refused instead. */
+ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on) {
+    if (!ctx) return TS_EINVAL;
+    if (on) {
+        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        if ((isa & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core)
+            return ts_fail(ctx, TS_EUNSUPPORTED,
+                           "bf16: oneDNN has bfloat16 convolutions only on CPUs with AVX-512 (this one: %s)",
+                           dnnl_cpu_isa2str(isa));
+    }
+    ctx->bf16 = on != 0;
+    return TS_OK;
+}

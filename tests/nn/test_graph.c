@@ -267,6 +267,22 @@ static void test_bn_relu_fusion(void) {
             test_allclose("bn+relu gradients dnnl vs ref", first.grad, g_ref, np, 1e-3, 1e-5);
         }
     }
+    /* the backward follows its forward when the backend changes in between */
+    {
+        float *g_dnnl = test_falloc(np);
+        ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+        CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_softmax_cross_entropy(n, 4, logits, y, 0.0f, dl);
+        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_model_tensor(m, 0, &first);
+        memcpy(g_dnnl, first.grad, np * sizeof(float));
+        CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "backward after a backend change: %s", ts_ctx_error(g_ctx));
+        ts_model_tensor(m, 0, &first);
+        test_allclose("bn+relu gradients, backend changed before backward", first.grad, g_dnnl, np, 1e-3, 1e-5);
+        free(g_dnnl);
+    }
     /* running statistics: a fused step and a reference step from the same start */
     ts_model *a = make_model(BNRELU_ARCH, 17), *r = make_model(BNRELU_ARCH, 17);
     if (a && r) {

@@ -307,6 +307,8 @@ static const bad_case CASES[] = {
     {"args: a value missing at the end", C_NONE, .args = "train --data ^/d --out", .code = 2, .names = "--out", .want = "needs a value"},
     {"args: a required option missing", C_NONE, .args = "import ^/m.onnx", .code = 2, .names = "--out", .want = "expected"},
     {"args: unknown backend", C_NONE, .args = "eval ^/m.tsr --backend gpu", .code = 2, .names = "--backend", .want = "'gpu'"},
+    {"args: bf16 with the reference backend", C_NONE, .args = "train --data ^/d --out @/o.tsr --bf16 --backend ref", .code = 2, .names = "--bf16", .want = "--backend ref"},
+    {"args: bf16 with constant-time inference", C_NONE, .args = "eval ^/m.tsr --bf16 --constant-time", .code = 2, .names = "--bf16", .want = "--constant-time"},
     {"args: unknown optimizer", C_NONE, .args = "train --data ^/d --out @/o.tsr --optimizer rmsprop", .code = 2, .names = "--optimizer", .want = "'rmsprop'"},
     {"args: an extra argument", C_NONE, .args = "info ^/m.tsr ^/m.tsr", .code = 2, .names = "m.tsr", .want = "unexpected argument"},
     {"args: a flag given a value", C_NONE, .args = "train --data ^/d --out @/o.tsr --quiet=1", .code = 2, .names = "--quiet", .want = "takes no value"},
