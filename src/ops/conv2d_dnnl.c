@@ -475,27 +475,8 @@ ts_status conv2d_backward_data_dnnl(ts_ctx *ctx, const conv2d_params *p, float *
     return dnnl_job_end(&job);
 }
 
+/* the combined backward without its data pass */
 ts_status conv2d_backward_weights_dnnl(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
                                        const float *dout, const float *in) {
-    if (p->n == 0) return TS_EUNSUPPORTED; /* the reference zeroes dw and dbias */
-    dnnl_job job;
-    if (dnnl_job_begin(&job, ctx, "convolution backward weights") != TS_OK) return job.status;
-    conv_descs d;
-    conv_descs_init(&job, p, &d);
-    conv_descs h = conv_descs_for(&job, &d, PASS_HINT), b = conv_descs_for(&job, &d, PASS_BWD_WEIGHTS);
-    dnnl_primitive_desc_t fwd = conv_forward_pd(&job, &h, dbias != NULL);
-    dnnl_primitive_desc_t pd = conv_backward_weights_pd(&job, &b, dbias != NULL, fwd);
-
-    dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
-    dnnl_memory_t ddst_user = dnnl_job_memory(&job, &d.dst_user, (void *)dout);
-    dnnl_memory_t dwei_user = dnnl_job_memory(&job, &d.wei_user, dw);
-    dnnl_memory_t src = dnnl_job_layout(&job, src_user, dnnl_job_query_md(&job, pd, dnnl_query_src_md), 1);
-    dnnl_memory_t ddst = dnnl_job_layout(&job, ddst_user, dnnl_job_query_md(&job, pd, dnnl_query_diff_dst_md), 1);
-    dnnl_memory_t dwei = dnnl_job_layout(&job, dwei_user, dnnl_job_query_md(&job, pd, dnnl_query_diff_weights_md), 0);
-    dnnl_exec_arg_t args[4] = {
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwei}, {DNNL_ARG_DIFF_BIAS, NULL}};
-    if (dbias) args[3].memory = dnnl_job_memory(&job, &d.bias, dbias);
-    dnnl_job_execute(&job, pd, dbias ? 4 : 3, args);
-    dnnl_job_reorder(&job, dwei, dwei_user);
-    return dnnl_job_end(&job);
+    return conv2d_backward_dnnl(ctx, p, NULL, dw, dbias, dout, in, NULL); /* n == 0: the reference zeroes dw */
 }
