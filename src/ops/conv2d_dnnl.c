@@ -128,6 +128,23 @@ static dnnl_primitive_desc_t conv_backward_weights_pd(dnnl_job *job, const conv_
     return dnnl_job_pd(job, &cd, fwd, 0);
 }
 
+/* Runs forward primitive pd on the caller's plain tensors (reordered in and out of the
+ * layouts pd chose) and ends the job. */
+static ts_status conv_forward_run(dnnl_job *job, const conv_descs *d, const_dnnl_primitive_desc_t pd, float *out,
+                                  const float *in, const float *w, const float *bias) {
+    dnnl_memory_t src_user = dnnl_job_memory(job, &d->src_user, (void *)in);
+    dnnl_memory_t wei_user = dnnl_job_memory(job, &d->wei_user, (void *)w);
+    dnnl_memory_t dst_user = dnnl_job_memory(job, &d->dst_user, out);
+    dnnl_memory_t src = dnnl_job_layout(job, src_user, dnnl_job_query_md(job, pd, dnnl_query_src_md), 1);
+    dnnl_memory_t wei = dnnl_job_layout(job, wei_user, dnnl_job_query_md(job, pd, dnnl_query_weights_md), 1);
+    dnnl_memory_t dst = dnnl_job_layout(job, dst_user, dnnl_job_query_md(job, pd, dnnl_query_dst_md), 0);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_BIAS, NULL}};
+    if (bias) args[3].memory = dnnl_job_memory(job, &d->bias, (void *)bias);
+    dnnl_job_execute(job, pd, bias ? 4 : 3, args);
+    dnnl_job_reorder(job, dst, dst_user);
+    return dnnl_job_end(job);
+}
+
 ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
                               const float *bias) {
     if (p->n == 0) return TS_EUNSUPPORTED; /* empty batch: left to the reference */
@@ -138,17 +155,7 @@ ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, c
     conv_descs f = conv_descs_for(&job, &d, PASS_FWD);
     dnnl_primitive_desc_t pd = conv_forward_pd(&job, &f, bias != NULL);
 
-    dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
-    dnnl_memory_t wei_user = dnnl_job_memory(&job, &d.wei_user, (void *)w);
-    dnnl_memory_t dst_user = dnnl_job_memory(&job, &d.dst_user, out);
-    dnnl_memory_t src = dnnl_job_layout(&job, src_user, dnnl_job_query_md(&job, pd, dnnl_query_src_md), 1);
-    dnnl_memory_t wei = dnnl_job_layout(&job, wei_user, dnnl_job_query_md(&job, pd, dnnl_query_weights_md), 1);
-    dnnl_memory_t dst = dnnl_job_layout(&job, dst_user, dnnl_job_query_md(&job, pd, dnnl_query_dst_md), 0);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_BIAS, NULL}};
-    if (bias) args[3].memory = dnnl_job_memory(&job, &d.bias, (void *)bias);
-    dnnl_job_execute(&job, pd, bias ? 4 : 3, args);
-    dnnl_job_reorder(&job, dst, dst_user);
-    return dnnl_job_end(&job);
+    return conv_forward_run(&job, &d, pd, out, in, w, bias);
 }
 
 /* Both backward passes in one job, so the output gradient is reordered into the
@@ -244,17 +251,7 @@ ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, flo
     if (dnnl_job_begin(&job, ctx, "fused convolution") != TS_OK) return job.status;
     conv_descs d;
     dnnl_primitive_desc_t pd = conv_inference_pd(&job, p, &d, bias != NULL, relu, job.dnnl->engine);
-    dnnl_memory_t src_user = dnnl_job_memory(&job, &d.src_user, (void *)in);
-    dnnl_memory_t wei_user = dnnl_job_memory(&job, &d.wei_user, (void *)w);
-    dnnl_memory_t dst_user = dnnl_job_memory(&job, &d.dst_user, out);
-    dnnl_memory_t src = dnnl_job_layout(&job, src_user, dnnl_job_query_md(&job, pd, dnnl_query_src_md), 1);
-    dnnl_memory_t wei = dnnl_job_layout(&job, wei_user, dnnl_job_query_md(&job, pd, dnnl_query_weights_md), 1);
-    dnnl_memory_t dst = dnnl_job_layout(&job, dst_user, dnnl_job_query_md(&job, pd, dnnl_query_dst_md), 0);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_BIAS, NULL}};
-    if (bias) args[3].memory = dnnl_job_memory(&job, &d.bias, (void *)bias);
-    dnnl_job_execute(&job, pd, bias ? 4 : 3, args);
-    dnnl_job_reorder(&job, dst, dst_user);
-    return dnnl_job_end(&job);
+    return conv_forward_run(&job, &d, pd, out, in, w, bias);
 }
 
 /* ------------------------------------------------------- packed inference convolutions
