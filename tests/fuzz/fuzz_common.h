@@ -12,11 +12,22 @@
 #include <string.h>
 #include <unistd.h>
 
+static char fuzz_paths[4][256];
+
+/* at exit: the scratch files go with the process */
+static void fuzz_remove_paths(void) {
+    for (int i = 0; i < 4; i++)
+        if (fuzz_paths[i][0]) remove(fuzz_paths[i]);
+}
+
 /* A per-process scratch path with the given suffix (".tsr", ".gz", ...), in
  * /dev/shm where there is one: the file is rewritten for every input, and a
  * disk-backed /tmp roughly halves the executions per second. */
 static inline const char *fuzz_path(int slot, const char *suffix) {
-    static char paths[4][256];
+    static int registered;
+    char (*paths)[256] = fuzz_paths;
+    if (!registered) registered = atexit(fuzz_remove_paths) == 0;
+    if (paths[slot][0] && !strstr(paths[slot], suffix)) remove(paths[slot]); /* a slot changing suffix */
     if (!paths[slot][0] || !strstr(paths[slot], suffix)) {
         const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
         snprintf(paths[slot], sizeof paths[slot], "%s/tessera-fuzz-%ld-%d%s", dir, (long)getpid(), slot, suffix);
