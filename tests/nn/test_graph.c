@@ -192,32 +192,45 @@ static void test_gradcheck_ref(void) { gradcheck(TS_BACKEND_REF); }
 static void test_gradcheck_dnnl(void) { gradcheck(TS_BACKEND_DNNL); }
 
 /* The two backends give the same gradients on the same model and batch. */
+/* One training forward (dropout seed 3) and backward of x (n samples, labels y) on
+ * the ctx's current backend and precision; copies the logits (n, classes) and every
+ * parameter gradient (one block starting at the first tensor) into grads. */
+static void train_pass(ts_model *m, const float *x, int n, const int32_t *y, float *logits, float *grads) {
+    const int k = ts_model_classes(m);
+    float *dl = test_falloc((size_t)n * k);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_softmax_cross_entropy(n, k, logits, y, 0.0f, dl);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_tensor_info first;
+    ts_model_tensor(m, 0, &first);
+    if (first.grad) memcpy(grads, first.grad, (size_t)ts_model_param_count(m) * sizeof(float));
+    free(dl);
+}
+
+/* train_pass on the reference kernels, then on oneDNN: logits and gradients agree. */
+static void train_backends_agree(ts_model *m, const float *x, int n, const int32_t *y, const char *what) {
+    const size_t np = (size_t)ts_model_param_count(m), nl = (size_t)n * ts_model_classes(m);
+    float *l_ref = test_falloc(nl), *g_ref = test_falloc(np), *l = test_falloc(nl), *g = test_falloc(np);
+    char w[96];
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    train_pass(m, x, n, y, l_ref, g_ref);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    train_pass(m, x, n, y, l, g);
+    snprintf(w, sizeof w, "%strain logits dnnl vs ref", what);
+    test_allclose(w, l, l_ref, nl, 1e-4, 1e-5);
+    snprintf(w, sizeof w, "%sgradients dnnl vs ref", what);
+    test_allclose(w, g, g_ref, np, 1e-3, 1e-5);
+    free(l_ref), free(g_ref), free(l), free(g);
+}
+
 static void test_gradients_backends_agree(void) {
     ts_model *m = make_model(GRAD_ARCH, 5);
     if (!m) return;
-    const size_t in_sz = 72, np = (size_t)ts_model_param_count(m);
-    float *x = test_falloc(GRAD_N * in_sz), *logits = test_falloc(GRAD_N * 3), *dl = test_falloc(GRAD_N * 3);
-    float *g_ref = test_falloc(np), *l_ref = test_falloc(GRAD_N * 3);
-    ts_tensor_info first;
-    test_fill_uniform(x, GRAD_N * in_sz, 9, -1.0f, 1.0f);
+    float *x = test_falloc(GRAD_N * 72);
+    test_fill_uniform(x, GRAD_N * 72, 9, -1.0f, 1.0f);
     int32_t y[GRAD_N] = {2, 1, 0, 0, 1};
-    for (int b = 0; b < 2; b++) {
-        ts_ctx_set_backend(g_ctx, b == 0 ? TS_BACKEND_REF : TS_BACKEND_DNNL);
-        CHECK(ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.0f, dl);
-        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        /* grads are one block starting at the first tensor (allocated by training) */
-        ts_model_tensor(m, 0, &first);
-        if (b == 0) {
-            memcpy(g_ref, first.grad, np * sizeof(float));
-            memcpy(l_ref, logits, GRAD_N * 3 * sizeof(float));
-        } else {
-            test_allclose("train logits dnnl vs ref", logits, l_ref, GRAD_N * 3, 1e-4, 1e-5);
-            test_allclose("gradients dnnl vs ref", first.grad, g_ref, np, 1e-3, 1e-5);
-        }
-    }
-    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
-    free(x), free(logits), free(dl), free(g_ref), free(l_ref);
+    train_backends_agree(m, x, GRAD_N, y, "");
+    free(x);
     ts_model_free(m);
 }
 
@@ -249,33 +262,16 @@ static void test_bn_relu_fusion(void) {
     const int n = 6;
     const size_t in_sz = 3 * 64, np = (size_t)ts_model_param_count(m);
     float *x = test_falloc(n * in_sz), *logits = test_falloc(n * 4), *dl = test_falloc(n * 4);
-    float *g_ref = test_falloc(np), *l_ref = test_falloc(n * 4);
     ts_tensor_info first;
     test_fill_uniform(x, n * in_sz, 19, -1.0f, 1.5f);
     int32_t y[6] = {0, 1, 2, 3, 1, 2};
-    for (int b = 0; b < 2; b++) {
-        ts_ctx_set_backend(g_ctx, b == 0 ? TS_BACKEND_REF : TS_BACKEND_DNNL);
-        CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_softmax_cross_entropy(n, 4, logits, y, 0.0f, dl);
-        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_model_tensor(m, 0, &first);
-        if (b == 0) {
-            memcpy(g_ref, first.grad, np * sizeof(float));
-            memcpy(l_ref, logits, n * 4 * sizeof(float));
-        } else {
-            test_allclose("bn+relu train logits dnnl vs ref", logits, l_ref, n * 4, 1e-4, 1e-5);
-            test_allclose("bn+relu gradients dnnl vs ref", first.grad, g_ref, np, 1e-3, 1e-5);
-        }
-    }
+    train_backends_agree(m, x, n, y, "bn+relu ");
     /* the backward follows its forward when the backend changes in between */
     {
         float *g_dnnl = test_falloc(np);
         ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
-        CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        train_pass(m, x, n, y, logits, g_dnnl);
         ts_softmax_cross_entropy(n, 4, logits, y, 0.0f, dl);
-        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_model_tensor(m, 0, &first);
-        memcpy(g_dnnl, first.grad, np * sizeof(float));
         CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
         ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
         CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "backward after a backend change: %s", ts_ctx_error(g_ctx));
@@ -299,7 +295,7 @@ static void test_bn_relu_fusion(void) {
     ts_model_free(a);
     ts_model_free(r);
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
-    free(x), free(logits), free(dl), free(g_ref), free(l_ref);
+    free(x), free(logits), free(dl);
     ts_model_free(m);
 }
 
@@ -556,21 +552,14 @@ static void test_bf16_training(void) {
     const int n = 8;
     const size_t in_sz = 3 * 32 * 32, np = (size_t)ts_model_param_count(m);
     float *x = test_falloc(n * in_sz), *l32 = test_falloc(n * 10), *l16 = test_falloc(n * 10), *dl = test_falloc(n * 10);
-    float *g32 = test_falloc(np), *g16 = test_falloc(np);
+    float *g32 = test_falloc(np), *g16 = test_falloc(np), *again = test_falloc(np);
     test_fill_uniform(x, n * in_sz, 70, -2.0f, 2.0f);
     int32_t y[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    ts_tensor_info first;
-    for (int b = 0; b < 3; b++) {
-        ts_ctx_set_bf16(g_ctx, b > 0);
-        float *l = b == 0 ? l32 : l16;
-        CHECK(ts_model_forward_train(g_ctx, m, x, n, l, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_softmax_cross_entropy(n, 10, l, y, 0.0f, dl);
-        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_model_tensor(m, 0, &first);
-        if (b == 0) memcpy(g32, first.grad, np * sizeof(float));
-        else if (b == 1) memcpy(g16, first.grad, np * sizeof(float));
-        else CHECK(!memcmp(g16, first.grad, np * sizeof(float)), "bf16 gradients differ between two identical passes");
-    }
+    train_pass(m, x, n, y, l32, g32);
+    ts_ctx_set_bf16(g_ctx, 1);
+    train_pass(m, x, n, y, l16, g16);
+    train_pass(m, x, n, y, l16, again);
+    CHECK(!memcmp(g16, again, np * sizeof(float)), "bf16 gradients differ between two identical passes");
     double mx = 0, diff = 0;
     for (int i = 0; i < n * 10; i++) mx = fmax(mx, fabs(l32[i])), diff = fmax(diff, fabs(l16[i] - l32[i]));
     CHECK(diff <= 0.03 * mx + 1e-3, "bf16 training logits differ by %g (largest %g)", diff, mx);
@@ -594,7 +583,7 @@ static void test_bf16_training(void) {
     CHECK(loss < first_loss, "bf16 training: loss %g after 6 steps, %g before", loss, first_loss);
     ts_optimizer_free(opt);
     ts_ctx_set_bf16(g_ctx, 0);
-    free(x), free(l32), free(l16), free(dl), free(g32), free(g16);
+    free(x), free(l32), free(l16), free(dl), free(g32), free(g16), free(again);
     ts_model_free(m);
 }
 
