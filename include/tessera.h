@@ -84,7 +84,8 @@ ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on);
  * output gradient) and accumulate and write float32 on the CPU's AVX-512-BF16/AMX
  * units. Weights, weight gradients, batch norm, the optimizer and everything else
  * stay float32. Faster, with rounding of about 3 significant digits (accuracy figures
- * in bench/RESULTS.md). */
+ * in bench/RESULTS.md). Turning it on returns TS_EUNSUPPORTED on CPUs without AVX-512,
+ * where oneDNN has no bfloat16 convolutions. */
 ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on);
 int ts_ctx_get_bf16(const ts_ctx *ctx);
 int ts_ctx_get_constant_time(const ts_ctx *ctx);
