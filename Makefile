@@ -14,8 +14,8 @@ BUILD   ?= build
 CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -I$(BUILD)/gen -fPIC
 LDLIBS  := -ldnnl -lprotobuf-c -lz -lm -fopenmp
 ifeq ($(SAN),1)
-CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDLIBS  += -fsanitize=address,undefined
+CFLAGS  += -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
+LDLIBS  += -fsanitize=address,undefined,float-cast-overflow
 endif
 ifeq ($(FUZZ),1)
 CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
@@ -33,7 +33,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke onnx-conformance onnx-check valgrind dudect
+.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -97,14 +97,15 @@ demo: deps
 	@sh scripts/demo.sh
 
 # Every test, plain build and ASan+UBSan build; valgrind over the CLI flows; each
-# fuzz target for FUZZ_SECONDS (three at a time). Last line: "N passed, N failed".
+# fuzz target replaying its corpora, then a fixed seed and run count (deterministic).
+# Last line: "N passed, N failed".
 test: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all tests
 	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" build-vg/tessera
 	@$(MAKE) --no-print-directory fuzz
 	@sh scripts/valgrind-cli.sh build-vg
-	@sh scripts/fuzz-smoke.sh build-fuzz $(FUZZ_SECONDS)
+	@sh scripts/fuzz-smoke.sh build-fuzz
 	@sh scripts/run-tests.sh build build-asan
 
 # Plain build only, for the edit-compile-test loop.
@@ -145,7 +146,9 @@ clean:
 	rm -rf build build-asan build-fuzz build-vg
 
 # libFuzzer targets for every reader (tests/fuzz, clang): `make fuzz` builds them in
-# build-fuzz/, `make fuzz-smoke` runs each for FUZZ_SECONDS from its seed corpus.
+# build-fuzz/; `make fuzz-smoke` replays each target's seeds and saved crash inputs, then
+# a fixed seed and run count (what make test runs); `make fuzz-long` fuzzes each for
+# FUZZ_SECONDS, open-ended, keeping its corpus in build-fuzz/corpus.
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 60
@@ -158,4 +161,7 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h build-fuzz/libte
 	@$(CC) $(CFLAGS) -fsanitize=fuzzer -Isrc $< build-fuzz/libtessera.a $(LDLIBS) -o $@
 
 fuzz-smoke: fuzz
+	@sh scripts/fuzz-smoke.sh build-fuzz
+
+fuzz-long: fuzz
 	@sh scripts/fuzz-smoke.sh build-fuzz $(FUZZ_SECONDS)

@@ -32,6 +32,14 @@ const char *onnx_dtype_name(int dtype);
 /* Decodes and validates p (dims against data length, overflow, type); `what`
  * names it in messages ("model.onnx: initializer 'conv.weight'"). */
 ts_status onnx_tensor_from_proto(ts_ctx *ctx, const Onnx__TensorProto *p, const char *what, ts_onnx_tensor **out);
+/* A float converted to int64 as Cast does: truncation toward zero, saturated at
+ * the int64 range, NaN to 0 (C leaves out-of-range conversions undefined). */
+static inline int64_t onnx_float_to_int64(float f) {
+    if (!(f == f)) return 0;
+    if (f >= 9223372036854775807.0f) return INT64_MAX;
+    if (f <= -9223372036854775808.0f) return INT64_MIN;
+    return (int64_t)f;
+}
 ts_onnx_tensor *onnx_tensor_new(int is_float, int rank, const int64_t *dims);
 ts_onnx_tensor *onnx_tensor_copy(const ts_onnx_tensor *src);
 /* Reads a whole file into memory (ts_free it). */

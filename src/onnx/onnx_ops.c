@@ -1260,7 +1260,7 @@ static ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
                 for (int64_t j = 0; j < chunk; j++) {
                     int64_t src = o * chunk + j, dst = o * total * inner + off + j;
                     if (is_float) t->f[dst] = v->c->is_float ? v->c->f[src] : (float)v->c->i[src];
-                    else t->i[dst] = v->c->is_float ? (int64_t)v->c->f[src] : v->c->i[src];
+                    else t->i[dst] = v->c->is_float ? onnx_float_to_int64(v->c->f[src]) : v->c->i[src];
                 }
             off += chunk;
         }
@@ -1449,7 +1449,7 @@ static ts_status op_cast(importer *im, const Onnx__NodeProto *n) {
     if (!t) return oom(im);
     for (int64_t i = 0; i < t->numel; i++) {
         if (to_float) t->f[i] = x->c->is_float ? x->c->f[i] : (float)x->c->i[i];
-        else t->i[i] = x->c->is_float ? (int64_t)x->c->f[i] : x->c->i[i];
+        else t->i[i] = x->c->is_float ? onnx_float_to_int64(x->c->f[i]) : x->c->i[i];
     }
     return define_const(im, n, 0, t);
 }

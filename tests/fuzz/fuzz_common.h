@@ -29,8 +29,16 @@ static inline const char *fuzz_path(int slot, const char *suffix) {
     if (!registered) registered = atexit(fuzz_remove_paths) == 0;
     if (paths[slot][0] && !strstr(paths[slot], suffix)) remove(paths[slot]); /* a slot changing suffix */
     if (!paths[slot][0] || !strstr(paths[slot], suffix)) {
-        const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(paths[slot], sizeof paths[slot], "%s/tessera-fuzz-%ld-%d%s", dir, (long)getpid(), slot, suffix);
+        /* FUZZ_SCRATCH (set by scripts/fuzz-smoke.sh): a folder of this process's own,
+         * so the path holds no pid: the strings a reader compares are the same in every
+         * run, and so are the mutations libFuzzer draws from them */
+        const char *own = getenv("FUZZ_SCRATCH");
+        if (own && *own) {
+            snprintf(paths[slot], sizeof paths[slot], "%s/%d%s", own, slot, suffix);
+        } else {
+            const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+            snprintf(paths[slot], sizeof paths[slot], "%s/tessera-fuzz-%ld-%d%s", dir, (long)getpid(), slot, suffix);
+        }
     }
     return paths[slot];
 }

@@ -494,6 +494,29 @@ static void test_tensor_files(void) {
     CHECK(ts_onnx_tensor_parse(g_ctx, junk, sizeof junk, "junk.pb", &t) == TS_EFORMAT && !t, "junk refused");
 }
 
+/* Float constants cast to int64 outside its range (the fuzzer's find, undefined
+ * behaviour before): truncation toward zero, saturated, NaN to 0. The files are the
+ * fuzz regression inputs (tests/fuzz/make-regress.py). */
+static void test_cast_out_of_range(void) {
+    const float x[4] = {0, 0, 0, 0};
+    ts_model *m = import("tests/fuzz/regress/onnx/cast-float-out-of-range.onnx", TS_OK);
+    if (m) {
+        float *y = predict(m, x, 1);
+        CHECK(y[0] == 9223372036854775807.0f && y[1] == -9223372036854775808.0f && y[2] == 0 && y[3] == 1,
+              "cast: %g %g %g %g", y[0], y[1], y[2], y[3]);
+        free(y);
+        ts_model_free(m);
+    }
+    m = import("tests/fuzz/regress/onnx/concat-float-into-int64.onnx", TS_OK);
+    if (m) {
+        float *y = predict(m, x, 1);
+        CHECK(y[0] == 1 && y[1] == 2 && y[2] == 9223372036854775807.0f && y[3] == -9223372036854775808.0f,
+              "concat: %g %g %g %g", y[0], y[1], y[2], y[3]);
+        free(y);
+        ts_model_free(m);
+    }
+}
+
 int main(void) {
     if (!test_begin(&g_ctx, g_tmp)) return 2;
     RUN(test_torch_resnet20);
@@ -506,6 +529,7 @@ int main(void) {
     RUN(test_round_trip_imported);
     RUN(test_hostile);
     RUN(test_tensor_files);
+    RUN(test_cast_out_of_range);
     ts_ctx_free(g_ctx);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
