@@ -117,7 +117,7 @@ static void emit_layer(composer *c, const ts_model *m, const layer *l, const cha
     sb_printf(b, "%s name=%s in=", LAYER_OPS[l->kind].name, name);
     for (int i = 0; i < l->ninputs; i++) sb_printf(b, "%s%s", i ? "," : "", c->names[l->inputs[i]]);
     char attrs[1024];
-    arch_layer_attrs(l, attrs, sizeof attrs);
+    attrs_write(l->kind, &l->attrs, attrs, sizeof attrs);
     sb_printf(b, "%s", attrs);
     sb_printf(b, "\n");
     (void)m;

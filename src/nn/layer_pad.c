@@ -7,6 +7,14 @@ ts_status pad_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
     if (st) return st;
     const ts_shape *in = input_shape(m, l, 0);
     const int r = in->ndim;
+    if (l->npads != 2 * r) {
+        char text[160];
+        attr_write_value(attr_find(LAYER_PAD, "pads"), &l->attrs, text, sizeof text);
+        return ts_fail(ctx, TS_EFORMAT,
+                       "%s:%d: pad '%s': pads=%s has %d values, expected %d (begins then ends of each axis of '%s', "
+                       "%d-d)",
+                       source, l->line, l->name, text, l->npads, 2 * r, m->layers[l->inputs[0]].name, r);
+    }
     l->out.ndim = r;
     for (int d = 0; d < r; d++) {
         const int64_t begin = l->pads[d], end = l->pads[r + d];

@@ -45,6 +45,17 @@ ts_status transpose_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source
     ts_status st = expect_one_input(ctx, l, source);
     if (st) return st;
     const ts_shape *in = input_shape(m, l, 0);
+    if (l->nperm == 0) { /* ONNX's default: reverse the axes */
+        l->nperm = in->ndim;
+        for (int i = 0; i < in->ndim; i++) l->perm[i] = in->ndim - 1 - i;
+    }
+    if (l->nperm != in->ndim) {
+        char text[96];
+        const attr_spec *sp = attr_find(LAYER_TRANSPOSE, "perm");
+        attr_write_value(sp, &l->attrs, text, sizeof text);
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: transpose '%s': perm=%s lists %d axes, but '%s' outputs %d-d", source,
+                       l->line, l->name, text, l->nperm, m->layers[l->inputs[0]].name, in->ndim);
+    }
     int seen[TS_MAX_DIMS] = {0};
     for (int i = 0; i < in->ndim; i++) {
         const int p = l->perm[i];

@@ -61,7 +61,7 @@ ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m) {
 }
 
 /* Public tensor order: parameters in declaration order, then buffers. */
-static ts_status model_order_tensors(ts_ctx *ctx, ts_model *m) {
+ts_status model_order_tensors(ts_ctx *ctx, ts_model *m) {
     m->order = malloc((size_t)(m->ntensors ? m->ntensors : 1) * sizeof *m->order);
     if (!m->order) return ts_fail(ctx, TS_ENOMEM, "out of memory for the tensor table");
     int k = 0;
@@ -74,14 +74,14 @@ static ts_status model_order_tensors(ts_ctx *ctx, ts_model *m) {
 ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
                       ts_model **out) {
     *out = NULL;
-    ts_model *m = model_new_empty();
-    if (!m) return ts_fail(ctx, TS_ENOMEM, "out of memory for a model");
-    ts_status st = arch_parse(ctx, m, text, source, input, classes);
-    if (!st && !(m->arch_text = strdup(text))) st = ts_fail(ctx, TS_ENOMEM, "out of memory copying architecture");
-    if (!st) st = model_order_tensors(ctx, m);
-    if (st) {
+    nn_builder *b;
+    ts_status st = arch_parse(ctx, text, source, input, classes, &b);
+    if (st) return st;
+    ts_model *m;
+    if ((st = nn_builder_finish_unallocated(b, &m))) return st;
+    if (!(m->arch_text = strdup(text))) {
         ts_model_free(m);
-        return st;
+        return ts_fail(ctx, TS_ENOMEM, "out of memory copying architecture");
     }
     *out = m;
     return TS_OK;
@@ -367,17 +367,31 @@ ts_status ts_model_get_preprocess(ts_ctx *ctx, const ts_model *m, ts_preprocess 
     return TS_OK;
 }
 
-/* A deep copy: same architecture, tensors and metadata; no execution state. */
+/* A deep copy: same layers, tensors, architecture text and metadata; no execution
+ * state. Layers and tensor tables are copied as they are: nothing is re-inferred. */
 ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out) {
     *out = NULL;
-    ts_model *c;
-    ts_status st = model_parse(ctx, m->arch_text, "<model copy>", &m->input, m->classes, &c);
-    if (st) return st;
-    if ((st = model_alloc_tensors(ctx, c))) goto fail;
-    if (c->nparams != m->nparams || c->nbuffers != m->nbuffers) {
-        st = ts_fail(ctx, TS_EINVAL, "model copy: the architecture text no longer matches the tensors");
+    ts_model *c = model_new_empty();
+    if (!c) return ts_fail(ctx, TS_ENOMEM, "out of memory for a model copy");
+    ts_status st = TS_OK;
+    c->input = m->input;
+    c->classes = m->classes;
+    c->nlayers = m->nlayers;
+    c->ntensors = m->ntensors;
+    c->nparams = m->nparams;
+    c->nbuffers = m->nbuffers;
+    c->layers = malloc((size_t)m->nlayers * sizeof *c->layers);
+    c->tensors = malloc((size_t)(m->ntensors ? m->ntensors : 1) * sizeof *c->tensors);
+    c->order = malloc((size_t)(m->ntensors ? m->ntensors : 1) * sizeof *c->order);
+    c->arch_text = strdup(m->arch_text);
+    if (!c->layers || !c->tensors || !c->order || !c->arch_text) {
+        st = ts_fail(ctx, TS_ENOMEM, "out of memory for a model copy");
         goto fail;
     }
+    memcpy(c->layers, m->layers, (size_t)m->nlayers * sizeof *c->layers);
+    memcpy(c->tensors, m->tensors, (size_t)m->ntensors * sizeof *c->tensors);
+    memcpy(c->order, m->order, (size_t)m->ntensors * sizeof *c->order);
+    if ((st = model_alloc_tensors(ctx, c))) goto fail;
     memcpy(c->params, m->params, m->nparams * sizeof(float));
     memcpy(c->buffers, m->buffers, m->nbuffers * sizeof(float));
     for (int i = 0; i < m->nmeta; i++)

@@ -45,39 +45,57 @@ typedef enum layer_kind {
     LAYER_KIND_COUNT
 } layer_kind;
 
-/* One node of the graph. Attributes not used by a kind stay zero. */
+/* A layer's attributes: what the architecture text's keys set, what a builder
+ * caller fills (nn_attrs_default gives a kind's defaults), what the schema in
+ * LAYER_OPS describes (attrs.c). Attributes a kind does not use stay at their
+ * defaults. One macro, so layer can hold the same fields by name (below). */
+#define LAYER_ATTR_FIELDS                                                                     \
+    int features;                   /* conv2d: output channels; dense: output features */    \
+    int kh, kw, sh, sw, ph, pw, dh, dw, groups;                                               \
+    int bias;                       /* conv2d/dense: has a bias */                           \
+    int ceil_mode, count_include_pad;                                                         \
+    float alpha;                    /* leakyrelu slope; elu/selu/hardsigmoid alpha */         \
+    float p;                        /* dropout probability */                                 \
+    float eps, momentum;            /* batchnorm */                                           \
+    int pbh, pbw;                   /* conv2d/pools: bottom and right padding */              \
+    int oph, opw;                   /* convtranspose: output padding (bottom and right) */    \
+    float beta, gamma;              /* hardsigmoid beta; selu gamma */                        \
+    float lo, hi;                   /* clip bounds (-/+INFINITY when absent) */               \
+    int axis;                       /* softmax, logsoftmax, concat: per-sample axis */        \
+    int coerce;                     /* softmax, logsoftmax: over all axes from axis on */     \
+    int op;                         /* binary: binary_op */                                   \
+    int const_first;                /* binary: the constant is the left operand */            \
+    int pad_mode;                   /* pad: pad_mode */                                       \
+    float value;                    /* pad: the constant fill */                              \
+    int nperm;                      /* transpose: entries in perm (0: reverse the axes) */    \
+    int perm[TS_MAX_DIMS];          /* transpose: output axis i is input axis perm[i] */      \
+    int npads;                      /* pad: entries in pads (2 per per-sample axis) */        \
+    int pads[2 * TS_MAX_DIMS];      /* pad: begins, then ends, per axis (negative crops) */   \
+    ts_shape tshape;                /* reshape/constant: target; binary: constant; prelu: slope; matmul: B */
+
+typedef struct layer_attrs {
+    LAYER_ATTR_FIELDS
+} layer_attrs;
+
+/* One node of the graph. */
 typedef struct layer {
     layer_kind kind;
     char name[LAYER_NAME_MAX];
-    int line;                       /* line in the architecture text */
+    int line;                       /* line in the architecture text (0 when built in code) */
     int ninputs;
     int inputs[LAYER_MAX_INPUTS];   /* indices of earlier layers */
     ts_shape out;                   /* per-sample output shape */
-    /* attributes */
-    int features;                   /* conv2d: output channels; dense: output features */
-    int kh, kw, sh, sw, ph, pw, dh, dw, groups;
-    int bias;                       /* conv2d/dense: has a bias */
-    int ceil_mode, count_include_pad;
-    float alpha;                    /* leakyrelu negative slope */
-    float p;                        /* dropout probability */
-    float eps, momentum;            /* batchnorm */
+    /* the attributes, by name (l->kh) or as one value (l->attrs): the two members
+     * of the union share their layout (C11 6.5.2.3, common initial sequence) */
+    union {
+        layer_attrs attrs;
+        struct {
+            LAYER_ATTR_FIELDS
+        };
+    };
     /* tensors: indices into the model's tensor table (-1 when absent) */
     int weight, bias_t, running_mean, running_var;
     int mask;                       /* mask: its keep tensor (a buffer) */
-    /* attributes of the kinds ONNX models need */
-    int pbh, pbw;                   /* conv2d/pools: bottom and right padding (= ph, pw unless asymmetric) */
-    int oph, opw;                   /* convtranspose: output padding (added at the bottom and right) */
-    float beta, gamma;              /* hardsigmoid beta; selu gamma (alpha above is elu/selu/hardsigmoid alpha) */
-    float lo, hi;                   /* clip bounds (-/+INFINITY when absent) */
-    int axis;                       /* softmax, logsoftmax, concat: per-sample axis */
-    int coerce;                     /* softmax, logsoftmax: over all axes from axis on (ONNX opset < 13) */
-    int op;                         /* binary: binary_op */
-    int const_first;                /* binary: the constant is the left operand */
-    int pad_mode;                   /* pad: pad_mode */
-    float value;                    /* pad: the constant fill */
-    int perm[TS_MAX_DIMS];          /* transpose: output axis i is input axis perm[i] */
-    int pads[2 * TS_MAX_DIMS];      /* pad: begins, then ends, per per-sample axis (negative crops) */
-    ts_shape tshape;                /* reshape: target; binary: constant; prelu: slope; matmul: B */
     int konst;                      /* binary: its constant tensor (a buffer), -1 when two inputs */
 } layer;
 
@@ -143,7 +161,7 @@ struct ts_model {
     tensor_entry *tensors;
     int ntensors;
     int *order;                     /* public tensor index -> table index */
-    const char *parsing;            /* source name while arch_parse runs, for messages */
+    const char *parsing;            /* source name while a builder runs, for messages */
     float *params, *grads;          /* one block each: all trainable tensors (grads once training) */
     size_t nparams;
     float *buffers;                 /* running statistics */
@@ -153,10 +171,43 @@ struct ts_model {
     exec_state exec;
 };
 
-/* Per-kind table: every layer kind has a name, shape inference (which also declares
- * the layer's tensors), forward, backward, MAC count and aux-memory need. */
+/* ---- the attribute schema: one row per key of a kind, from which the text parser,
+ * the text writer, the builder's checks, `tessera info` and the ONNX exporter's
+ * attributes are driven (attrs.c) */
+typedef enum attr_type {
+    ATTR_INT,     /* key=N */
+    ATTR_OUT,     /* key=N or key=classes (the model's class count) */
+    ATTR_FLOAT,   /* key=F */
+    ATTR_PAIR,    /* key=N or HxW: two int fields (off, off2) */
+    ATTR_PADDING, /* padding=N, HxW or t,l,b,r: ph, pw, pbh, pbw */
+    ATTR_SHAPE,   /* key=AxBxC: a ts_shape field */
+    ATTR_INTLIST, /* key=a,b,c: an int array (off) and its count (off2) */
+    ATTR_CHOICE   /* key=name: an int field, the name's index in choices */
+} attr_type;
+
+enum {
+    ATTR_REQUIRED = 1,      /* no default: the text must give it */
+    ATTR_OMIT_DEFAULT = 2,  /* written only when not the default (clip bounds, binary const) */
+    ATTR_KERNEL_DEFAULT = 4 /* PAIR: 0 means "as the kernel" (pool strides, PyTorch's default) */
+};
+
+typedef struct attr_spec {
+    const char *key;
+    attr_type type;
+    unsigned short off, off2;   /* offsetof(layer_attrs, field); PAIR: second field; INTLIST: count */
+    double def, lo, hi;         /* default, and the range of every value */
+    int flags;
+    const char *const *choices; /* CHOICE: the names, NULL-terminated */
+    const char *onnx;           /* the ONNX attribute it maps to, or NULL (the exporter's own) */
+} attr_spec;
+
+/* Per-kind table: every layer kind has a name, its attribute schema, shape inference
+ * (which also declares the layer's tensors), forward, backward, MAC count and
+ * aux-memory need. */
 typedef struct layer_ops {
     const char *name;
+    const attr_spec *attrs;         /* nattrs rows */
+    int nattrs;
     /* Checks inputs, sets l->out, declares tensors via model_add_tensor. */
     ts_status (*infer)(ts_ctx *ctx, ts_model *m, layer *l, const char *source);
     ts_status (*forward)(ts_ctx *ctx, ts_model *m, int li);
@@ -171,21 +222,84 @@ extern const layer_ops LAYER_OPS[LAYER_KIND_COUNT];
 
 layer_kind layer_kind_from_name(const char *name); /* LAYER_KIND_COUNT if unknown */
 
+/* ---- attributes (attrs.c) */
+/* The kind's defaults; fields the kind does not use are zero. */
+void nn_attrs_default(layer_kind kind, layer_attrs *a);
+/* The row of kind's schema for key, or NULL. */
+const attr_spec *attr_find(layer_kind kind, const char *key);
+/* Parses one value into a; classes resolves out=classes (0: unknown). On failure
+ * returns 0 and writes what was expected into expected. */
+int attr_parse(const attr_spec *sp, const char *val, int classes, layer_attrs *a, char *expected, size_t cap);
+/* Checks every attribute of a against kind's schema; the message names `where`. */
+ts_status attrs_check(ts_ctx *ctx, layer_kind kind, const layer_attrs *a, const char *where);
+/* Writes one attribute's value as the parser reads it ("3x3"); returns the length as
+ * snprintf. attrs_write writes all of a kind's keys (" out=8 kernel=3x3 ...", each
+ * with a leading space), skipping ATTR_OMIT_DEFAULT ones at their default. */
+int attr_write_value(const attr_spec *sp, const layer_attrs *a, char *dst, size_t cap);
+int attr_is_default(const attr_spec *sp, const layer_attrs *a);
+int attrs_write(layer_kind kind, const layer_attrs *a, char *dst, size_t cap);
+/* Attribute values by row: pointers into a */
+static inline int *attr_int_field(const attr_spec *sp, layer_attrs *a, int second) {
+    return (int *)(void *)((char *)a + (second ? sp->off2 : sp->off));
+}
+
+/* ---- the graph builder (builder.c): every model is built through it, whether from
+ * architecture text (arch.c), ONNX (onnx_import.c), composition, cloning or a
+ * caller's own code. Shape errors surface at the nn_add that causes them. */
+typedef struct nn_builder nn_builder;
+
+/* What nn_add made: the layer's index, per-sample output shape and tensors (indices
+ * into the model's tensor table, -1 when absent). */
+typedef struct nn_added {
+    int layer;
+    ts_shape out;
+    int weight, bias, running_mean, running_var, mask, konst;
+} nn_added;
+
+/* A builder for a model taking per-sample inputs of `input` (the input layer, named
+ * input_name or "input0", is layer 0). classes > 0: the last layer must output that
+ * many values (0: whatever it outputs). source names the graph in messages, line
+ * (0: none) the input's line in it. */
+ts_status nn_builder_create(ts_ctx *ctx, const char *source, int line, const ts_shape *input, int classes,
+                            const char *input_name, nn_builder **out);
+/* Adds a layer. name: NULL for "<kind><index>"; inputs: NULL for the previous layer,
+ * else a NULL-terminated list of earlier layers' names; attrs: NULL for the kind's
+ * defaults. out may be NULL. */
+ts_status nn_add(nn_builder *b, layer_kind kind, const char *name, const char *const *inputs,
+                 const layer_attrs *attrs, nn_added *out);
+/* The same with inputs as layer indices (n of them; n == 0 for the previous layer). */
+ts_status nn_add_at(nn_builder *b, layer_kind kind, const char *name, const int *inputs, int n,
+                    const layer_attrs *attrs, nn_added *out);
+/* Messages from the next nn_add say "source:line". */
+void nn_builder_set_line(nn_builder *b, int line);
+int nn_builder_layer_count(const nn_builder *b);
+const layer *nn_builder_layer(const nn_builder *b, int index);
+int nn_builder_find(const nn_builder *b, const char *name); /* index, or -1 */
+/* The model so far, without storage (sizes known), for readers that only check. */
+ts_status nn_builder_finish_unallocated(nn_builder *b, ts_model **out);
+/* The model: tensors allocated and initialized from seed (PyTorch's defaults). The
+ * builder is consumed either way. text: the architecture text to keep (NULL: written
+ * from the layers). */
+ts_status nn_builder_finish(nn_builder *b, uint64_t seed, const char *text, ts_model **out);
+void nn_builder_free(nn_builder *b);
+
+/* Architecture text of a whole model, as arch_parse reads it (malloc'ed; NULL when
+ * out of memory). */
+char *arch_write_model(const ts_model *m);
+
 /* Declares a tensor of layer li; returns its index or -1 (error on ctx). */
 int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_tensor_role role, const ts_shape *shape);
 
-/* Parses architecture text into layers (no tensors allocated yet). */
-/* input/classes, when given (ndim > 0, > 0), replace what the input line declares. */
-ts_status arch_parse(ts_ctx *ctx, ts_model *m, const char *text, const char *source, const ts_shape *input,
-                     int classes);
+/* Parses architecture text into a builder (the layers added, nothing allocated).
+ * input/classes, when given (ndim > 0, > 0), replace what the input line declares. */
+ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                     nn_builder **out);
 
-/* Writes layer l's keys (" out=8 kernel=3x3 ...", each with a leading space) as the
- * parser reads them; returns the length, as snprintf (truncated past cap). */
-int arch_layer_attrs(const layer *l, char *dst, size_t cap);
-
-/* Allocates parameter storage after parsing; and initializes it from seed. */
-/* Largest model: parameters plus buffers, in float values (16 GiB). */
+/* Largest model: parameters plus buffers, in float values (16 GiB); most layers;
+ * per-sample elements of any layer output (kernels index with int). */
 #define MODEL_MAX_VALUES ((uint64_t)1 << 32)
+#define ARCH_MAX_LAYERS 20000
+#define ARCH_MAX_ELEMENTS ((int64_t)1 << 30)
 
 /* Parses text into a model without storage (sizes known, nothing allocated). */
 ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
@@ -194,6 +308,8 @@ ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m);
 void model_init_params(ts_model *m, uint64_t seed);
 ts_model *model_new_empty(void);
+/* The public tensor order (parameters, then buffers), once all layers are in. */
+ts_status model_order_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out);
 
 /* Ensures execution buffers for batch n. */

@@ -968,7 +968,7 @@ static void test_attrs_round_trip(void) {
     for (int i = 1; i < m->nlayers; i++) {
         len += (size_t)snprintf(re + len, cap - len, "%s name=%s in=%s", LAYER_OPS[m->layers[i].kind].name,
                                 m->layers[i].name, m->layers[m->layers[i].inputs[0]].name);
-        len += (size_t)arch_layer_attrs(&m->layers[i], re + len, cap - len);
+        len += (size_t)attrs_write(m->layers[i].kind, &m->layers[i].attrs, re + len, cap - len);
         len += (size_t)snprintf(re + len, cap - len, "\n");
     }
     CHECK(len < cap, "text too long");

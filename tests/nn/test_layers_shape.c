@@ -757,7 +757,7 @@ static void test_writer_round_trip(void) {
         len += (size_t)snprintf(text + len, (1 << 16) - len, "%s name=%s in=", LAYER_OPS[l->kind].name, l->name);
         for (int k = 0; k < l->ninputs; k++)
             len += (size_t)snprintf(text + len, (1 << 16) - len, "%s%s", k ? "," : "", m->layers[l->inputs[k]].name);
-        len += (size_t)arch_layer_attrs(l, text + len, (1 << 16) - len);
+        len += (size_t)attrs_write(l->kind, &l->attrs, text + len, (1 << 16) - len);
         len += (size_t)snprintf(text + len, (1 << 16) - len, "\n");
     }
     ts_model *r = make_model(text, 7);
@@ -777,9 +777,9 @@ static void test_writer_round_trip(void) {
     ts_model *p = make_model("input shape=3\npad name=p pads=1,0 value=-inf\npad name=q pads=0,1 value=0.1\n", 1);
     if (p) {
         char buf[256];
-        arch_layer_attrs(&p->layers[1], buf, sizeof buf);
+        attrs_write(p->layers[1].kind, &p->layers[1].attrs, buf, sizeof buf);
         CHECK(strstr(buf, "pads=1,0") && strstr(buf, "mode=constant") && strstr(buf, "value=-inf"), "%s", buf);
-        arch_layer_attrs(&p->layers[2], buf, sizeof buf);
+        attrs_write(p->layers[2].kind, &p->layers[2].attrs, buf, sizeof buf);
         CHECK(strstr(buf, "value=0.100000001"), "%s", buf);
         ts_model_free(p);
     }
