@@ -1,5 +1,5 @@
-/* Composition: k modules become one k-output model, written as an architecture
- * text plus tensors copied from the modules' origins.
+/* Composition: k modules become one k-output model, built layer by layer with the
+ * graph builder, its tensors copied from the modules' origins.
  *
  * Modules cut from the same origin share its layers up to a cut and each run a
  * copy of the layers after it; a shared ReLU keeps a unit when any of the group's
@@ -57,11 +57,12 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
     }
 }
 
-/* ---- what the composed text refers to, for filling tensors afterwards */
+/* ---- the composed layers whose tensors come from the modules, filled once the
+ * model has storage */
 typedef enum fill_kind { FILL_COPY, FILL_MASK, FILL_HEAD, FILL_ORDER, FILL_RENORM } fill_kind;
 typedef struct fill {
     fill_kind kind;
-    char name[LAYER_NAME_MAX];
+    nn_added to;           /* the composed layer and its tensors */
     int group, layer;      /* COPY: origin layer; MASK: origin ReLU layer */
     int member;            /* MASK: module position, or -1 for the group's union; HEAD: first position */
     int count;             /* HEAD: modules in this dense */
@@ -82,13 +83,13 @@ typedef struct composer {
     group *groups;
     int ngroups;
     int *member_group;     /* module position -> group */
-    sbuf text;
+    nn_builder *b;
     fill *fills;
     int nfills, capfills;
     char (*names)[LAYER_NAME_MAX]; /* per origin layer: the name consumers read, for the current copy */
 } composer;
 
-static fill *add_fill(composer *c, fill_kind kind, const char *name) {
+static fill *add_fill(composer *c, fill_kind kind, const nn_added *to) {
     if (c->nfills == c->capfills) {
         int cap = c->capfills ? c->capfills * 2 : 64;
         fill *f = realloc(c->fills, (size_t)cap * sizeof *f);
@@ -99,7 +100,7 @@ static fill *add_fill(composer *c, fill_kind kind, const char *name) {
     fill *f = &c->fills[c->nfills++];
     memset(f, 0, sizeof *f);
     f->kind = kind;
-    snprintf(f->name, sizeof f->name, "%s", name);
+    f->to = *to;
     return f;
 }
 
@@ -111,16 +112,28 @@ static ts_status name_of(composer *c, char *dst, const char *prefix, const char 
     return TS_OK;
 }
 
-/* Emits one origin layer under `name`, reading c->names for its inputs. */
-static void emit_layer(composer *c, const ts_model *m, const layer *l, const char *name) {
-    sbuf *b = &c->text;
-    sb_printf(b, "%s name=%s in=", LAYER_OPS[l->kind].name, name);
-    for (int i = 0; i < l->ninputs; i++) sb_printf(b, "%s%s", i ? "," : "", c->names[l->inputs[i]]);
-    char attrs[1024];
-    attrs_write(l->kind, &l->attrs, attrs, sizeof attrs);
-    sb_printf(b, "%s", attrs);
-    sb_printf(b, "\n");
-    (void)m;
+/* Adds a layer reading the named layers (NULL-terminated). */
+static ts_status add(composer *c, layer_kind kind, const char *name, const char *const *ins, const layer_attrs *a,
+                     nn_added *out) {
+    return nn_add(c->b, kind, name, ins, a, out);
+}
+
+/* Adds one origin layer under `name`, reading c->names for its inputs. */
+static ts_status emit_layer(composer *c, const layer *l, const char *name, nn_added *out) {
+    const char *ins[LAYER_MAX_INPUTS + 1];
+    for (int i = 0; i < l->ninputs; i++) ins[i] = c->names[l->inputs[i]];
+    ins[l->ninputs] = NULL;
+    return add(c, l->kind, name, ins, &l->attrs, out);
+}
+
+/* A dense layer of `out` features reading `in`. */
+static ts_status add_dense(composer *c, const char *name, const char *in, int out, int bias, nn_added *added) {
+    layer_attrs a;
+    nn_attrs_default(LAYER_DENSE, &a);
+    a.features = out;
+    a.bias = bias;
+    const char *ins[2] = {in, NULL};
+    return add(c, LAYER_DENSE, name, ins, &a, added);
 }
 
 static int mask_all_ones(const module_mask *mk) {
@@ -168,11 +181,12 @@ static ts_status emit_range(composer *c, int gi, int member, const char *prefix,
         char name[LAYER_NAME_MAX];
         ts_status st = name_of(c, name, prefix, l->name, "");
         if (st) return st;
-        emit_layer(c, m, l, name);
+        nn_added to;
+        if ((st = emit_layer(c, l, name, &to))) return st;
         int owns = 0; /* any layer holding tensors: weights, statistics, masks, constants */
         for (int t = 0; t < m->ntensors && !owns; t++) owns = m->tensors[t].layer == li;
         if (owns) {
-            fill *f = add_fill(c, FILL_COPY, name);
+            fill *f = add_fill(c, FILL_COPY, &to);
             if (!f) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
             f->group = gi;
             f->layer = li;
@@ -181,8 +195,9 @@ static ts_status emit_range(composer *c, int gi, int member, const char *prefix,
         if (l->kind == LAYER_RELU && needs_mask(c, g, member, li)) {
             char mname[LAYER_NAME_MAX];
             if ((st = name_of(c, mname, prefix, l->name, ".mask"))) return st;
-            sb_printf(&c->text, "mask name=%s in=%s\n", mname, name);
-            fill *f = add_fill(c, FILL_MASK, mname);
+            const char *ins[2] = {name, NULL};
+            if ((st = add(c, LAYER_MASK, mname, ins, NULL, &to))) return st;
+            fill *f = add_fill(c, FILL_MASK, &to);
             if (!f) return ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
             f->group = gi;
             f->layer = li;
@@ -245,14 +260,12 @@ static int same_pp(const ts_preprocess *a, const ts_preprocess *b) {
     return 1;
 }
 
-/* Copies n values into the composed model's tensor `name`; a tensor that is missing
- * or of another size means the text and the fills disagree (a bug, reported). */
-static ts_status set_floats(ts_ctx *ctx, ts_model *m, const char *name, const float *v, int64_t n) {
-    int t = ts_model_find_tensor(m, name);
-    ts_tensor_info ti;
-    if (t < 0 || ts_model_tensor(m, t, &ti) || ti.numel != n)
-        return ts_fail(ctx, TS_EINVAL, "compose: tensor %s is missing or not %lld values", name, (long long)n);
-    memcpy(ti.data, v, (size_t)n * sizeof(float));
+/* Copies n values into the composed model's tensor t (a table index from nn_add); a
+ * tensor of another size means the builder and the fills disagree (a bug, reported). */
+static ts_status set_floats(ts_ctx *ctx, ts_model *m, int t, const float *v, int64_t n) {
+    if (t < 0 || t >= m->ntensors || m->tensors[t].numel != n)
+        return ts_fail(ctx, TS_EINVAL, "compose: tensor %d is missing or not %lld values", t, (long long)n);
+    memcpy(tensor_data(m, t), v, (size_t)n * sizeof(float));
     return TS_OK;
 }
 
@@ -270,25 +283,25 @@ static const float *origin_tensor(const ts_model *o, const char *layer_name, con
 static ts_status fill_tensors(composer *c, ts_model *cm) {
     for (int f = 0; f < c->nfills; f++) {
         const fill *fl = &c->fills[f];
-        char tn[TENSOR_NAME_MAX];
         if (fl->kind == FILL_COPY) {
-            /* every tensor of the origin layer, under the new layer's name */
+            /* every tensor of the origin layer, in declaration order: the same kind and
+             * attributes declare the same tensors */
             const ts_model *o = c->groups[fl->group].origin;
-            size_t plen = strlen(o->layers[fl->layer].name);
+            int t2 = 0;
             for (int t = 0; t < o->ntensors; t++) {
                 const tensor_entry *e = &o->tensors[t];
                 if (e->layer != fl->layer) continue;
+                while (t2 < cm->ntensors && cm->tensors[t2].layer != fl->to.layer) t2++;
                 const float *src = (e->role == TS_TENSOR_PARAM ? o->params : o->buffers) + e->offset;
-                snprintf(tn, sizeof tn, "%s.%s", fl->name, e->name + plen + 1);
-                ts_status st = set_floats(c->ctx, cm, tn, src, e->numel);
+                ts_status st = set_floats(c->ctx, cm, t2 < cm->ntensors ? t2 : -1, src, e->numel);
                 if (st) return st;
+                t2++;
             }
         } else if (fl->kind == FILL_MASK) {
             const group *g = &c->groups[fl->group];
-            snprintf(tn, sizeof tn, "%s.keep", fl->name);
-            int t = ts_model_find_tensor(cm, tn);
-            ts_tensor_info ti;
-            if (t < 0 || ts_model_tensor(cm, t, &ti)) return ts_fail(c->ctx, TS_EINVAL, "compose: lost tensor %s", tn);
+            ts_tensor_info ti = {0};
+            ti.numel = cm->tensors[fl->to.mask].numel;
+            ti.data = tensor_data(cm, fl->to.mask);
             /* modules of one origin lay out their masks alike: find this layer's once */
             const ts_module *m0 = c->mods[g->members[0]];
             int q = 0;
@@ -344,10 +357,8 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
                 }
                 bias[r] = (float)(a * bv + mod->info.shift);
             }
-            snprintf(tn, sizeof tn, "%s.weight", fl->name);
-            ts_status st = set_floats(c->ctx, cm, tn, w, fl->count * F);
-            snprintf(tn, sizeof tn, "%s.bias", fl->name);
-            if (!st) st = set_floats(c->ctx, cm, tn, bias, fl->count);
+            ts_status st = set_floats(c->ctx, cm, fl->to.weight, w, fl->count * F);
+            if (!st) st = set_floats(c->ctx, cm, fl->to.bias, bias, fl->count);
             free(w);
             free(bias);
             if (st) return st;
@@ -359,8 +370,7 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
             int at = 0;
             for (int gi = 0; gi < c->ngroups; gi++)
                 for (int i = 0; i < c->groups[gi].n; i++) w[(size_t)c->groups[gi].members[i] * k + at++] = 1.0f;
-            snprintf(tn, sizeof tn, "%s.weight", fl->name);
-            ts_status st = set_floats(c->ctx, cm, tn, w, (int64_t)k * k);
+            ts_status st = set_floats(c->ctx, cm, fl->to.weight, w, (int64_t)k * k);
             free(w);
             if (st) return st;
         } else if (fl->kind == FILL_RENORM) {
@@ -372,10 +382,9 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
                 bet[ch] = (p0->mean[ch] - pg->mean[ch]) / pg->std[ch];
             }
             const float *vals[4] = {gam, bet, zero, one};
-            static const char *const sfx[4] = {"weight", "bias", "running_mean", "running_var"};
+            const int ts[4] = {fl->to.weight, fl->to.bias, fl->to.running_mean, fl->to.running_var};
             for (int q = 0; q < 4; q++) {
-                snprintf(tn, sizeof tn, "%s.%s", fl->name, sfx[q]);
-                ts_status st = set_floats(c->ctx, cm, tn, vals[q], pg->channels);
+                ts_status st = set_floats(c->ctx, cm, ts[q], vals[q], pg->channels);
                 if (st) return st;
             }
         }
@@ -383,12 +392,9 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
     return TS_OK;
 }
 
-static ts_status compose_text(composer *c, const ts_compose_config *cfg) {
+static ts_status compose_build(composer *c, const ts_compose_config *cfg) {
     ts_status st;
-    const ts_shape *in = &c->mods[0]->origin->input;
-    sb_printf(&c->text, "# composed by tessera from %d module%s\ninput name=compose.input shape=", c->k, c->k > 1 ? "s" : "");
-    for (int d = 0; d < in->ndim; d++) sb_printf(&c->text, "%s%lld", d ? "x" : "", (long long)in->dims[d]);
-    sb_printf(&c->text, " classes=%d\n", c->k);
+    nn_added to;
     /* pieces of the output: (layer name, modules in order) */
     char (*piece)[LAYER_NAME_MAX] = calloc((size_t)c->k, LAYER_NAME_MAX);
     int npieces = 0;
@@ -409,8 +415,12 @@ static ts_status compose_text(composer *c, const ts_compose_config *cfg) {
         if (gi > 0 && !same_pp(&g->pp, &c->groups[0].pp)) {
             char rn[LAYER_NAME_MAX];
             snprintf(rn, sizeof rn, "%scompose.renorm", gp);
-            sb_printf(&c->text, "batchnorm name=%s in=compose.input eps=1e-12\n", rn);
-            fill *f = add_fill(c, FILL_RENORM, rn);
+            layer_attrs a;
+            nn_attrs_default(LAYER_BATCHNORM, &a);
+            a.eps = 1e-12f;
+            const char *ins[2] = {"compose.input", NULL};
+            if ((st = add(c, LAYER_BATCHNORM, rn, ins, &a, &to))) goto done;
+            fill *f = add_fill(c, FILL_RENORM, &to);
             if (!f) {
                 st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
                 goto done;
@@ -429,8 +439,8 @@ static ts_status compose_text(composer *c, const ts_compose_config *cfg) {
             /* every module reads the shared features: one dense with a row per module */
             char hn[LAYER_NAME_MAX];
             snprintf(hn, sizeof hn, "%scompose.head", gp);
-            sb_printf(&c->text, "dense name=%s in=%s out=%d\n", hn, c->names[head_in], g->n);
-            fill *f = add_fill(c, FILL_HEAD, hn);
+            if ((st = add_dense(c, hn, c->names[head_in], g->n, 1, &to))) goto done;
+            fill *f = add_fill(c, FILL_HEAD, &to);
             if (!f) {
                 st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
                 goto done;
@@ -454,8 +464,8 @@ static ts_status compose_text(composer *c, const ts_compose_config *cfg) {
                 memcpy(c->names, saved, (size_t)o->nlayers * LAYER_NAME_MAX);
                 if ((st = emit_range(c, gi, j, mp, shared_end, trunk_end))) break;
                 snprintf(hn, sizeof hn, "m%d.compose.head", j);
-                sb_printf(&c->text, "dense name=%s in=%s out=1\n", hn, c->names[head_in]);
-                fill *f = add_fill(c, FILL_HEAD, hn);
+                if ((st = add_dense(c, hn, c->names[head_in], 1, 1, &to))) break;
+                fill *f = add_fill(c, FILL_HEAD, &to);
                 if (!f) {
                     st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
                     break;
@@ -484,22 +494,26 @@ static ts_status compose_text(composer *c, const ts_compose_config *cfg) {
             }
             char cn[LAYER_NAME_MAX];
             snprintf(cn, sizeof cn, "compose.join%d.%d", round, out);
-            sb_printf(&c->text, "concat name=%s in=", cn);
-            for (int q = p; q < e; q++) sb_printf(&c->text, "%s%s", q > p ? "," : "", piece[q]);
-            sb_printf(&c->text, "\n");
+            const char *ins[9];
+            for (int q = p; q < e; q++) ins[q - p] = piece[q];
+            ins[e - p] = NULL;
+            layer_attrs a;
+            nn_attrs_default(LAYER_CONCAT, &a);
+            a.axis = 0;
+            if ((st = add(c, LAYER_CONCAT, cn, ins, &a, NULL))) goto done;
             memcpy(piece[out], cn, LAYER_NAME_MAX);
         }
         npieces = out;
         round++;
     }
     if (!in_order) {
-        sb_printf(&c->text, "dense name=compose.order in=%s out=%d bias=0\n", piece[0], c->k);
-        if (!add_fill(c, FILL_ORDER, "compose.order")) {
+        if ((st = add_dense(c, "compose.order", piece[0], c->k, 0, &to))) goto done;
+        if (!add_fill(c, FILL_ORDER, &to)) {
             st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
             goto done;
         }
     }
-    st = c->text.failed ? ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory writing the architecture") : TS_OK;
+    st = TS_OK;
 done:
     free(piece);
     return st;
@@ -584,8 +598,11 @@ ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compos
         g->members[g->n++] = j;
         c.member_group[j] = gi;
     }
-    if ((st = compose_text(&c, cfg))) goto done;
-    if ((st = ts_model_from_arch(ctx, c.text.s, "<composed>", NULL, 0, 0, &cm))) goto done;
+    if ((st = nn_builder_create(ctx, "<composed>", 0, &mods[0]->origin->input, k, "compose.input", &c.b))) goto done;
+    if ((st = compose_build(&c, cfg))) goto done;
+    st = nn_builder_finish(c.b, 0, NULL, &cm);
+    c.b = NULL; /* consumed */
+    if (st) goto done;
     if ((st = fill_tensors(&c, cm))) goto done;
     if ((st = compose_meta(&c, cm))) goto done;
     *out = cm;
@@ -595,7 +612,7 @@ done:
     for (int gi = 0; gi < c.ngroups; gi++) free(c.groups[gi].members);
     free(c.groups);
     free(c.member_group);
-    free(c.text.s);
+    nn_builder_free(c.b);
     free(c.fills);
     free(c.names);
     return st;
