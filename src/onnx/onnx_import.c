@@ -256,29 +256,14 @@ float *const_floats(importer *im, const value *v) {
 
 /* ------------------------------------------------------------ emission */
 
-static ts_status text_append(importer *im, const char *s) {
-    size_t len = strlen(s);
-    if (im->text_len + len + 1 > im->text_cap) {
-        size_t cap = im->text_cap ? im->text_cap : 4096;
-        while (cap < im->text_len + len + 1) cap *= 2;
-        char *nt = realloc(im->text, cap);
-        if (!nt) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory for the architecture", im->file);
-        im->text = nt;
-        im->text_cap = cap;
-    }
-    memcpy(im->text + im->text_len, s, len + 1);
-    im->text_len += len;
-    return TS_OK;
-}
-
 static int layer_index(importer *im, const char *name) {
     for (int i = 0; i < im->nlayers; i++)
         if (!strcmp(im->layers[i]->name, name)) return i;
     return -1;
 }
 
-ts_status emit_layer(importer *im, const char *kind, const char *base, const char *const *ins, int nins,
-                     const char *attrs, const ts_shape *out, int *li) {
+ts_status emit_layer(importer *im, layer_kind kind, const char *base, const char *const *ins, int nins,
+                     const layer_attrs *attrs, const ts_shape *out, int *li) {
     /* names: letters, digits, '.', '_', '-'; unique; short enough for tensor names */
     char name[LAYER_NAME_MAX];
     size_t len = 0;
@@ -297,24 +282,43 @@ ts_status emit_layer(importer *im, const char *kind, const char *base, const cha
         im->layers = nl;
         im->caplayers = cap;
     }
-    char line[2048];
-    size_t n = (size_t)snprintf(line, sizeof line, "%s name=%s", kind, unique);
-    for (int k = 0; k < nins && n < sizeof line; k++)
-        n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", k ? "," : " in=", ins[k]);
-    if (n < sizeof line) n += (size_t)snprintf(line + n, sizeof line - n, "%s%s\n", attrs && *attrs ? " " : "", attrs ? attrs : "");
-    if (n >= sizeof line) return unsupported(im, "a layer line longer than %zu characters", sizeof line);
-    ts_status st = text_append(im, line);
-    if (st) return st;
-    emitted *e = malloc(sizeof *e);
+    emitted *e = calloc(1, sizeof *e);
     if (!e) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory for layers", im->file);
+    ts_status st;
+    if (kind == LAYER_INPUT) {
+        if (im->b) st = ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: more than one graph input is computed", im->file);
+        else st = nn_builder_create(im->ctx, im->file, 0, out, 0, unique, &im->b);
+        e->t.layer = 0;
+        e->t.out = *out;
+    } else {
+        int idx[LAYER_MAX_INPUTS];
+        if (nins > LAYER_MAX_INPUTS) st = unsupported(im, "more than %d inputs", LAYER_MAX_INPUTS);
+        else if (!im->b) st = bad_node(im, "internal: a layer before the input");
+        else st = TS_OK;
+        for (int k = 0; k < nins && !st; k++)
+            if ((idx[k] = layer_index(im, ins[k])) < 0) st = bad_node(im, "internal: no layer '%s'", ins[k]);
+        if (!st) st = nn_add_at(im->b, kind, unique, idx, nins, attrs, &e->t);
+        /* the converters predict the shape they define their values with; the builder
+         * infers it: they must agree */
+        if (!st && out && !shape_equal(out, &e->t.out)) {
+            char a[96], b[96];
+            onnx_shape_text(&e->t.out, a, sizeof a);
+            onnx_shape_text(out, b, sizeof b);
+            st = bad_node(im, "internal: layer '%s' outputs %s, the converter expected %s", unique, a, b);
+        }
+    }
+    if (st) {
+        free(e);
+        return st;
+    }
     im->layers[im->nlayers] = e;
     memcpy(e->name, unique, sizeof unique);
-    e->out = *out;
+    e->out = e->t.out;
     *li = im->nlayers++;
     return TS_OK;
 }
 
-ts_status add_fill(importer *im, int li, const char *suffix, const float *data, int64_t numel) {
+ts_status add_fill(importer *im, int tensor, const float *data, int64_t numel) {
     if (im->nfills == im->capfills) {
         int cap = im->capfills ? 2 * im->capfills : 64;
         fill *nf = realloc(im->fills, (size_t)cap * sizeof *nf);
@@ -323,10 +327,10 @@ ts_status add_fill(importer *im, int li, const char *suffix, const float *data, 
         im->capfills = cap;
     }
     fill *f = &im->fills[im->nfills];
-    snprintf(f->tensor, sizeof f->tensor, "%s.%s", im->layers[li]->name, suffix);
+    f->tensor = tensor;
     f->numel = numel;
     f->data = malloc((size_t)(numel ? numel : 1) * sizeof(float));
-    if (!f->data) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory for tensor %s", im->file, f->tensor);
+    if (!f->data) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory for tensor %d", im->file, tensor);
     memcpy(f->data, data, (size_t)numel * sizeof(float));
     im->nfills++;
     return TS_OK;
@@ -342,13 +346,14 @@ ts_status materialize_as(importer *im, const value *v, const ts_shape *want, con
     }
     if (ts_shape_numel(&e->out) != ts_shape_numel(want))
         return bad_node(im, "internal: value '%s' cannot be viewed with a different element count", v->name);
-    char attrs[160] = "shape=";
-    onnx_shape_text(want, attrs + 6, sizeof attrs - 6);
+    layer_attrs a;
+    nn_attrs_default(LAYER_RESHAPE, &a);
+    a.tshape = *want;
     char base[LAYER_NAME_MAX];
     snprintf(base, sizeof base, "%.40s_as", e->name);
     const char *ins[1] = {e->name};
     int li;
-    ts_status st = emit_layer(im, "reshape", base, ins, 1, attrs, want, &li);
+    ts_status st = emit_layer(im, LAYER_RESHAPE, base, ins, 1, &a, want, &li);
     if (st) return st;
     *layer_name = im->layers[li]->name;
     return TS_OK;
@@ -399,7 +404,7 @@ static void importer_free(importer *im) {
     free(im->fills);
     for (int i = 0; i < im->nlayers; i++) free(im->layers[i]);
     free(im->layers);
-    free(im->text);
+    nn_builder_free(im->b);
 }
 
 static int is_initializer(const Onnx__GraphProto *g, const char *name) {
@@ -479,10 +484,8 @@ static ts_status define_inputs(importer *im, const Onnx__GraphProto *g) {
         ts_shape s;
         ts_status st = value_sample_shape(im, &v0, &s);
         if (st) return st;
-        char attrs[160] = "shape=";
-        onnx_shape_text(&s, attrs + 6, sizeof attrs - 6);
         int li;
-        if ((st = emit_layer(im, "input", "input", NULL, 0, attrs, &s, &li))) return st;
+        if ((st = emit_layer(im, LAYER_INPUT, "input", NULL, 0, NULL, &s, &li))) return st;
         value *v = new_value(im, vi->name);
         if (!v) return ts_ctx_status(im->ctx);
         *v = v0;
@@ -617,11 +620,12 @@ static ts_status finish_output(importer *im, const Onnx__GraphProto *g, const ch
     /* the model's output is its last layer */
     int li = layer_index(im, *out_layer);
     if (li != im->nlayers - 1 || li == 0) {
-        char attrs[160] = "shape=";
-        onnx_shape_text(&im->layers[li]->out, attrs + 6, sizeof attrs - 6);
+        layer_attrs a;
+        nn_attrs_default(LAYER_RESHAPE, &a);
+        a.tshape = im->layers[li]->out;
         const char *ins[1] = {im->layers[li]->name};
         int last;
-        if ((st = emit_layer(im, "reshape", "output", ins, 1, attrs, &im->layers[li]->out, &last))) return st;
+        if ((st = emit_layer(im, LAYER_RESHAPE, "output", ins, 1, &a, &im->layers[li]->out, &last))) return st;
         *out_layer = im->layers[last]->name;
     }
     return TS_OK;
@@ -629,23 +633,23 @@ static ts_status finish_output(importer *im, const Onnx__GraphProto *g, const ch
 
 static ts_status build_model(importer *im, const Onnx__ModelProto *mp, ts_model **out) {
     ts_model *m = NULL;
-    ts_status st = ts_model_from_arch(im->ctx, im->text, im->file, NULL, 0, 0, &m);
+    if (!im->b) return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: no computed graph input", im->file);
+    ts_status st = nn_builder_finish(im->b, 0, NULL, &m);
+    im->b = NULL; /* consumed */
     if (st) return st;
     for (int i = 0; i < im->nfills && !st; i++) {
         fill *f = &im->fills[i];
-        int t = ts_model_find_tensor(m, f->tensor);
-        if (t < 0) {
-            st = ts_fail(im->ctx, TS_EINVAL, "%s: internal: tensor %s was not declared", im->file, f->tensor);
+        if (f->tensor < 0 || f->tensor >= m->ntensors) {
+            st = ts_fail(im->ctx, TS_EINVAL, "%s: internal: tensor %d was not declared", im->file, f->tensor);
             break;
         }
-        ts_tensor_info info;
-        ts_model_tensor(m, t, &info);
-        if (info.numel != f->numel) {
-            st = ts_fail(im->ctx, TS_ESHAPE, "%s: tensor %s has %lld values, the layer needs %lld", im->file, f->tensor,
-                         (long long)f->numel, (long long)info.numel);
+        const tensor_entry *e = &m->tensors[f->tensor];
+        if (e->numel != f->numel) {
+            st = ts_fail(im->ctx, TS_ESHAPE, "%s: tensor %s has %lld values, the layer needs %lld", im->file, e->name,
+                         (long long)f->numel, (long long)e->numel);
             break;
         }
-        memcpy(info.data, f->data, (size_t)f->numel * sizeof(float));
+        memcpy(tensor_data(m, f->tensor), f->data, (size_t)f->numel * sizeof(float));
     }
     /* metadata a tessera export carried (class names, normalization, ...) */
     for (size_t i = 0; i < mp->n_metadata_props && !st; i++) {

@@ -26,10 +26,11 @@ typedef struct value {
 typedef struct emitted {
     char name[LAYER_NAME_MAX];
     ts_shape out;      /* per-sample output shape as the layer computes it */
+    nn_added t;        /* what the builder made: its index, shape and tensors */
 } emitted;
 
 typedef struct fill {
-    char tensor[TENSOR_NAME_MAX];
+    int tensor;        /* index in the model's tensor table (nn_added) */
     float *data;       /* owned */
     int64_t numel;
 } fill;
@@ -49,9 +50,8 @@ typedef struct importer {
     /* values by name */
     value **values;    /* each allocated on its own: converters hold pointers across new values */
     int nvalues, capvalues;
-    /* the architecture being written */
-    char *text;
-    size_t text_len, text_cap;
+    /* the graph being built */
+    nn_builder *b;
     emitted **layers;  /* each allocated on its own: names stay put while layers are added */
     int nlayers, caplayers;
     fill *fills;
@@ -98,12 +98,15 @@ ts_status materialize(importer *im, const value *v, const char **layer_name);
 ts_status materialize_as(importer *im, const value *v, const ts_shape *want, const char **layer_name);
 /* "3x32x32" */
 void onnx_shape_text(const ts_shape *s, char *buf, size_t cap);
-/* Appends a layer line "kind name=<base> in=<ins> <attrs>" with output shape
- * out; returns its index in *li. base is made unique and valid. */
-ts_status emit_layer(importer *im, const char *kind, const char *base, const char *const *ins, int nins,
-                     const char *attrs, const ts_shape *out, int *li);
-/* Queues data for tensor "<layer>.<suffix>" (copied). */
-ts_status add_fill(importer *im, int li, const char *suffix, const float *data, int64_t numel);
+/* Adds a layer through the graph builder: kind reading the emitted layers named
+ * ins, with attrs (NULL: the kind's defaults); out, when given, is the shape the
+ * converter expects (checked against the builder's). Returns its index in *li;
+ * im->layers[*li]->t holds its tensors. base is made unique and valid. LAYER_INPUT
+ * starts the builder. */
+ts_status emit_layer(importer *im, layer_kind kind, const char *base, const char *const *ins, int nins,
+                     const layer_attrs *attrs, const ts_shape *out, int *li);
+/* Queues data for tensor index `tensor` of the model (copied), set once it is built. */
+ts_status add_fill(importer *im, int tensor, const float *data, int64_t numel);
 /* the node's name for layers: its name, else its first output */
 const char *node_base(const Onnx__NodeProto *n);
 int64_t shape_numel_dims(int rank, const int64_t *dims);

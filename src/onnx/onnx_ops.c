@@ -19,8 +19,8 @@ static ts_status need_layer_value(importer *im, const value *v) {
 
 /* emits a one-input layer reading `in` (a layer name) with out shape `out`, and
  * defines output 0 with logical dims */
-static ts_status emit_unary(importer *im, const Onnx__NodeProto *n, const char *kind, const char *in, const char *attrs,
-                           const ts_shape *out, int rank, const int64_t *dims, int *li) {
+static ts_status emit_unary(importer *im, const Onnx__NodeProto *n, layer_kind kind, const char *in,
+                           const layer_attrs *attrs, const ts_shape *out, int rank, const int64_t *dims, int *li) {
     const char *ins[1] = {in};
     ts_status st = emit_layer(im, kind, node_base(n), ins, 1, attrs, out, li);
     if (st) return st;
@@ -28,7 +28,7 @@ static ts_status emit_unary(importer *im, const Onnx__NodeProto *n, const char *
 }
 
 /* Elementwise: runs on the layer as laid out; the logical shape passes through. */
-static ts_status elementwise(importer *im, const Onnx__NodeProto *n, const char *kind, const char *attrs) {
+static ts_status elementwise(importer *im, const Onnx__NodeProto *n, layer_kind kind, const layer_attrs *attrs) {
     value *x;
     ts_status st = require_input(im, n, 0, &x);
     if (st) return st;
@@ -42,34 +42,38 @@ static ts_status elementwise(importer *im, const Onnx__NodeProto *n, const char 
     return emit_unary(im, n, kind, e->name, attrs, &out, rank, dims, &li);
 }
 
-static ts_status op_relu(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, "relu", ""); }
-static ts_status op_sigmoid(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, "sigmoid", ""); }
-static ts_status op_tanh(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, "tanh", ""); }
+static ts_status op_relu(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, LAYER_RELU, NULL); }
+static ts_status op_sigmoid(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, LAYER_SIGMOID, NULL); }
+static ts_status op_tanh(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, LAYER_TANH, NULL); }
 
 static ts_status op_leakyrelu(importer *im, const Onnx__NodeProto *n) {
-    char a[64];
-    snprintf(a, sizeof a, "slope=%.9g", (double)attr_float(n, "alpha", 0.01f));
-    return elementwise(im, n, "leakyrelu", a);
+    layer_attrs a;
+    nn_attrs_default(LAYER_LEAKYRELU, &a);
+    a.alpha = attr_float(n, "alpha", 0.01f);
+    return elementwise(im, n, LAYER_LEAKYRELU, &a);
 }
 
 static ts_status op_elu(importer *im, const Onnx__NodeProto *n) {
-    char a[64];
-    snprintf(a, sizeof a, "alpha=%.9g", (double)attr_float(n, "alpha", 1.0f));
-    return elementwise(im, n, "elu", a);
+    layer_attrs a;
+    nn_attrs_default(LAYER_ELU, &a);
+    a.alpha = attr_float(n, "alpha", 1.0f);
+    return elementwise(im, n, LAYER_ELU, &a);
 }
 
 static ts_status op_selu(importer *im, const Onnx__NodeProto *n) {
-    char a[96];
-    snprintf(a, sizeof a, "alpha=%.9g gamma=%.9g", (double)attr_float(n, "alpha", 1.67326319217681884765625f),
-             (double)attr_float(n, "gamma", 1.05070102214813232421875f));
-    return elementwise(im, n, "selu", a);
+    layer_attrs a;
+    nn_attrs_default(LAYER_SELU, &a); /* ONNX's defaults are the schema's */
+    a.alpha = attr_float(n, "alpha", a.alpha);
+    a.gamma = attr_float(n, "gamma", a.gamma);
+    return elementwise(im, n, LAYER_SELU, &a);
 }
 
 static ts_status op_hardsigmoid(importer *im, const Onnx__NodeProto *n) {
-    char a[96];
-    snprintf(a, sizeof a, "alpha=%.9g beta=%.9g", (double)attr_float(n, "alpha", 0.2f),
-             (double)attr_float(n, "beta", 0.5f));
-    return elementwise(im, n, "hardsigmoid", a);
+    layer_attrs a;
+    nn_attrs_default(LAYER_HARDSIGMOID, &a);
+    a.alpha = attr_float(n, "alpha", 0.2f);
+    a.beta = attr_float(n, "beta", 0.5f);
+    return elementwise(im, n, LAYER_HARDSIGMOID, &a);
 }
 
 /* a scalar constant input (Clip's min/max, Dropout's ratio) */
@@ -85,22 +89,22 @@ static ts_status scalar_input(importer *im, const Onnx__NodeProto *n, int k, con
 }
 
 static ts_status op_clip(importer *im, const Onnx__NodeProto *n) {
-    char a[96] = "";
-    size_t len = 0;
+    layer_attrs a;
+    nn_attrs_default(LAYER_CLIP, &a); /* no bounds */
     if (im->opset < 11) {
         const Onnx__AttributeProto *lo = attr(n, "min"), *hi = attr(n, "max");
-        if (lo && lo->has_f) len += (size_t)snprintf(a + len, sizeof a - len, "min=%.9g ", (double)lo->f);
-        if (hi && hi->has_f) len += (size_t)snprintf(a + len, sizeof a - len, "max=%.9g", (double)hi->f);
+        if (lo && lo->has_f) a.lo = lo->f;
+        if (hi && hi->has_f) a.hi = hi->f;
     } else {
         int has;
         double v;
         ts_status st = scalar_input(im, n, 1, "min", &has, &v);
         if (st) return st;
-        if (has && !isinf(v)) len += (size_t)snprintf(a + len, sizeof a - len, "min=%.9g ", v);
+        if (has && !isinf(v)) a.lo = (float)v;
         if ((st = scalar_input(im, n, 2, "max", &has, &v))) return st;
-        if (has && !isinf(v)) len += (size_t)snprintf(a + len, sizeof a - len, "max=%.9g", v);
+        if (has && !isinf(v)) a.hi = (float)v;
     }
-    return elementwise(im, n, "clip", a);
+    return elementwise(im, n, LAYER_CLIP, &a);
 }
 
 static ts_status op_identity(importer *im, const Onnx__NodeProto *n) {
@@ -131,9 +135,10 @@ static ts_status op_dropout(importer *im, const Onnx__NodeProto *n) {
         if ((st = define_alias(im, n, 0, x))) return st;
     } else {
         /* kept as a layer so that fine-tuning the imported model drops out too */
-        char a[48];
-        snprintf(a, sizeof a, "p=%.9g", ratio);
-        if ((st = elementwise(im, n, "dropout", a))) return st;
+        layer_attrs a;
+        nn_attrs_default(LAYER_DROPOUT, &a);
+        a.p = (float)ratio;
+        if ((st = elementwise(im, n, LAYER_DROPOUT, &a))) return st;
     }
     /* the mask is not computed: a node that reads it is refused */
     return define_uncomputed(im, n, 1);
@@ -257,8 +262,21 @@ static void spatial_out_dims(const importer *im, const value *x, const spatial *
     }
 }
 
-static void pad_text(const spatial *sp, char *buf, size_t cap) {
-    snprintf(buf, cap, "padding=%d,%d,%d,%d", sp->pt, sp->pl, sp->pb, sp->pr);
+/* a convolution's or pooling's geometry as layer attributes, over kind's defaults */
+static layer_attrs spatial_layer_attrs(const spatial *sp, layer_kind kind) {
+    layer_attrs a;
+    nn_attrs_default(kind, &a);
+    a.kh = sp->kh;
+    a.kw = sp->kw;
+    a.sh = sp->sh;
+    a.sw = sp->sw;
+    a.ph = sp->pt;
+    a.pw = sp->pl;
+    a.pbh = sp->pb;
+    a.pbw = sp->pr;
+    a.dh = sp->dh;
+    a.dw = sp->dw;
+    return a;
 }
 
 /* the bias input of Conv and ConvTranspose: absent, or a constant of k values */
@@ -273,12 +291,12 @@ static ts_status check_bias(importer *im, const value *b, int64_t k) {
 static ts_status fill_weight_bias(importer *im, int li, const value *w, const value *b) {
     float *wf = const_floats(im, w);
     if (!wf) return oom(im);
-    ts_status st = add_fill(im, li, "weight", wf, w->c->numel);
+    ts_status st = add_fill(im, im->layers[li]->t.weight, wf, w->c->numel);
     free(wf);
     if (!st && b) {
         float *bf = const_floats(im, b);
         if (!bf) return oom(im);
-        st = add_fill(im, li, "bias", bf, b->c->numel);
+        st = add_fill(im, im->layers[li]->t.bias, bf, b->c->numel);
         free(bf);
     }
     return st;
@@ -306,15 +324,16 @@ static ts_status op_conv(importer *im, const Onnx__NodeProto *n) {
     if ((st = check_bias(im, b, k))) return st;
     const char *in;
     if ((st = spatial_in_layer(im, x, &sp, &in))) return st;
-    char pads[64], attrs[256];
-    pad_text(&sp, pads, sizeof pads);
-    snprintf(attrs, sizeof attrs, "out=%lld kernel=%dx%d stride=%dx%d %s dilation=%dx%d groups=%lld bias=%d",
-             (long long)k, sp.kh, sp.kw, sp.sh, sp.sw, pads, sp.dh, sp.dw, (long long)group, b ? 1 : 0);
+    layer_attrs a = spatial_layer_attrs(&sp, LAYER_CONV2D);
+    if (k > (1 << 24) || group > (1 << 20)) return unsupported(im, "%lld output channels in %lld groups", (long long)k, (long long)group);
+    a.features = (int)k;
+    a.groups = (int)group;
+    a.bias = b ? 1 : 0;
     ts_shape out = {.ndim = 3, .dims = {k, sp.oh, sp.ow}};
     int64_t dims[4];
     spatial_out_dims(im, x, &sp, k, dims);
     int li;
-    if ((st = emit_unary(im, n, "conv2d", in, attrs, &out, x->rank, dims, &li))) return st;
+    if ((st = emit_unary(im, n, LAYER_CONV2D, in, &a, &out, x->rank, dims, &li))) return st;
     return fill_weight_bias(im, li, w, b);
 }
 
@@ -395,17 +414,18 @@ static ts_status op_convtranspose(importer *im, const Onnx__NodeProto *n) {
     if ((st = check_bias(im, b, k))) return st;
     const char *in;
     if ((st = spatial_in_layer(im, x, &sp, &in))) return st;
-    char pads[64], attrs[320];
-    pad_text(&sp, pads, sizeof pads);
-    snprintf(attrs, sizeof attrs,
-             "out=%lld kernel=%dx%d stride=%dx%d %s output_padding=%dx%d dilation=%dx%d groups=%lld bias=%d",
-             (long long)k, sp.kh, sp.kw, sp.sh, sp.sw, pads, sp.nsp == 2 ? oph : 0, opw, sp.dh, sp.dw,
-             (long long)group, b ? 1 : 0);
+    layer_attrs a = spatial_layer_attrs(&sp, LAYER_CONVTRANSPOSE);
+    if (k > (1 << 24) || group > (1 << 20)) return unsupported(im, "%lld output channels in %lld groups", (long long)k, (long long)group);
+    a.features = (int)k;
+    a.groups = (int)group;
+    a.bias = b ? 1 : 0;
+    a.oph = sp.nsp == 2 ? oph : 0;
+    a.opw = opw;
     ts_shape out = {.ndim = 3, .dims = {k, sp.oh, sp.ow}};
     int64_t dims[4];
     spatial_out_dims(im, x, &sp, k, dims);
     int li;
-    if ((st = emit_unary(im, n, "convtranspose", in, attrs, &out, x->rank, dims, &li))) return st;
+    if ((st = emit_unary(im, n, LAYER_CONVTRANSPOSE, in, &a, &out, x->rank, dims, &li))) return st;
     return fill_weight_bias(im, li, w, b);
 }
 
@@ -429,25 +449,20 @@ static ts_status pool(importer *im, const Onnx__NodeProto *n, int is_max) {
     if (!is_max && (sp.dh != 1 || sp.dw != 1)) return unsupported(im, "dilated average pooling is not supported");
     const char *in;
     if ((st = spatial_in_layer(im, x, &sp, &in))) return st;
-    char pads[64], attrs[256];
-    pad_text(&sp, pads, sizeof pads);
-    if (is_max)
-        snprintf(attrs, sizeof attrs, "kernel=%dx%d stride=%dx%d %s ceil=%d dilation=%dx%d", sp.kh, sp.kw, sp.sh, sp.sw,
-                 pads, ceil_mode, sp.dh, sp.dw);
-    else
-        snprintf(attrs, sizeof attrs, "kernel=%dx%d stride=%dx%d %s ceil=%d count_include_pad=%d", sp.kh, sp.kw, sp.sh,
-                 sp.sw, pads, ceil_mode, (int)attr_int(n, "count_include_pad", 0));
+    layer_attrs a = spatial_layer_attrs(&sp, is_max ? LAYER_MAXPOOL : LAYER_AVGPOOL);
+    a.ceil_mode = ceil_mode;
+    if (!is_max) a.count_include_pad = (int)attr_int(n, "count_include_pad", 0);
     ts_shape out = {.ndim = 3, .dims = {sp.c, sp.oh, sp.ow}};
     int64_t dims[4];
     spatial_out_dims(im, x, &sp, sp.c, dims);
     int li;
-    return emit_unary(im, n, is_max ? "maxpool" : "avgpool", in, attrs, &out, x->rank, dims, &li);
+    return emit_unary(im, n, is_max ? LAYER_MAXPOOL : LAYER_AVGPOOL, in, &a, &out, x->rank, dims, &li);
 }
 
 static ts_status op_maxpool(importer *im, const Onnx__NodeProto *n) { return pool(im, n, 1); }
 static ts_status op_avgpool(importer *im, const Onnx__NodeProto *n) { return pool(im, n, 0); }
 
-static ts_status global_pool(importer *im, const Onnx__NodeProto *n, const char *kind) {
+static ts_status global_pool(importer *im, const Onnx__NodeProto *n, layer_kind kind) {
     value *x;
     ts_status st = require_input(im, n, 0, &x);
     if (st) return st;
@@ -458,11 +473,11 @@ static ts_status global_pool(importer *im, const Onnx__NodeProto *n, const char 
     ts_shape out = {.ndim = 1, .dims = {sp.c}};
     int64_t dims[4] = {im->off ? -1 : 1, sp.c, 1, 1};
     int li;
-    return emit_unary(im, n, kind, in, "", &out, x->rank, dims, &li);
+    return emit_unary(im, n, kind, in, NULL, &out, x->rank, dims, &li);
 }
 
-static ts_status op_globalavgpool(importer *im, const Onnx__NodeProto *n) { return global_pool(im, n, "globalavgpool"); }
-static ts_status op_globalmaxpool(importer *im, const Onnx__NodeProto *n) { return global_pool(im, n, "globalmaxpool"); }
+static ts_status op_globalavgpool(importer *im, const Onnx__NodeProto *n) { return global_pool(im, n, LAYER_GLOBALAVGPOOL); }
+static ts_status op_globalmaxpool(importer *im, const Onnx__NodeProto *n) { return global_pool(im, n, LAYER_GLOBALMAXPOOL); }
 
 static ts_status op_batchnorm(importer *im, const Onnx__NodeProto *n) {
     value *x, *t[4];
@@ -497,16 +512,18 @@ static ts_status op_batchnorm(importer *im, const Onnx__NodeProto *n) {
     const char *in;
     if ((st = materialize_as(im, x, &s, &in))) return st;
     /* ONNX momentum weighs the running value (0.9); tessera's, as PyTorch's, the batch (0.1) */
-    char attrs[96];
-    snprintf(attrs, sizeof attrs, "eps=%.9g momentum=%.9g", (double)attr_float(n, "epsilon", 1e-5f),
-             1.0 - (double)attr_float(n, "momentum", 0.9f));
+    layer_attrs a;
+    nn_attrs_default(LAYER_BATCHNORM, &a);
+    a.eps = attr_float(n, "epsilon", 1e-5f);
+    a.momentum = (float)(1.0 - (double)attr_float(n, "momentum", 0.9f));
     int li;
-    if ((st = emit_unary(im, n, "batchnorm", in, attrs, &s, x->rank, x->dims, &li))) return st;
-    static const char *const suffix[4] = {"weight", "bias", "running_mean", "running_var"};
+    if ((st = emit_unary(im, n, LAYER_BATCHNORM, in, &a, &s, x->rank, x->dims, &li))) return st;
+    const nn_added *to = &im->layers[li]->t;
+    const int tensor[4] = {to->weight, to->bias, to->running_mean, to->running_var};
     for (int k = 0; k < 4 && !st; k++) {
         float *f = const_floats(im, t[k]);
         if (!f) return oom(im);
-        st = add_fill(im, li, suffix[k], f, c);
+        st = add_fill(im, tensor[k], f, c);
         free(f);
     }
     /* training-mode outputs (updated running statistics) are not computed */
@@ -527,16 +544,17 @@ static ts_status lift_const(importer *im, const Onnx__NodeProto *n, const value 
     if (st) return st;
     if (im->off && (!like || c->rank != like->rank))
         return unsupported(im, "constant '%s' cannot be aligned with the batch axis", c->name);
-    char attrs[160] = "shape=";
-    onnx_shape_text(&s, attrs + 6, sizeof attrs - 6);
+    layer_attrs a;
+    nn_attrs_default(LAYER_CONSTANT, &a);
+    a.tshape = s;
     const char *ins[1] = {im->layers[0]->name};
     char base[LAYER_NAME_MAX];
     snprintf(base, sizeof base, "%.40s_const", node_base(n));
     int li;
-    if ((st = emit_layer(im, "constant", base, ins, 1, attrs, &s, &li))) return st;
+    if ((st = emit_layer(im, LAYER_CONSTANT, base, ins, 1, &a, &s, &li))) return st;
     float *f = const_floats(im, c);
     if (!f) return oom(im);
-    st = add_fill(im, li, "value", f, c->c->numel);
+    st = add_fill(im, im->layers[li]->t.konst, f, c->c->numel);
     free(f);
     if (st) return st;
     *out = *c;
@@ -630,7 +648,6 @@ static ts_status fold_binary(importer *im, int op, const value *a, const value *
 
 /* a op b as a new value (a layer, or a folded constant that *res owns) */
 static ts_status binary_emit(importer *im, const Onnx__NodeProto *n, int op, const value *a, const value *b, value *res) {
-    static const char *const names[] = {"add", "sub", "mul", "div"};
     ts_status st;
     memset(res, 0, sizeof *res);
     if (a->kind == VALUE_CONST && b->kind == VALUE_CONST) {
@@ -646,7 +663,9 @@ static ts_status binary_emit(importer *im, const Onnx__NodeProto *n, int op, con
         return bad_node(im, "operands '%s' and '%s' do not broadcast", a->name, b->name);
     if (rr > ONNX_MAX_RANK) return unsupported(im, "result rank %d", rr);
     int li;
-    char attrs[200];
+    layer_attrs attrs;
+    nn_attrs_default(LAYER_BINARY, &attrs);
+    attrs.op = op;
     if (a->kind == VALUE_LAYER && b->kind == VALUE_LAYER) {
         if (im->off && a->rank != b->rank)
             return unsupported(im, "operands of rank %d and %d would broadcast across the batch axis", a->rank, b->rank);
@@ -657,11 +676,8 @@ static ts_status binary_emit(importer *im, const Onnx__NodeProto *n, int op, con
         ts_shape out;
         if ((st = value_sample_shape(im, &tmp, &out))) return st;
         int same = a->rank == b->rank && !memcmp(a->dims, b->dims, (size_t)a->rank * sizeof *a->dims);
-        if (op == BINARY_ADD && same) st = emit_layer(im, "add", node_base(n), ins, 2, "", &out, &li);
-        else {
-            snprintf(attrs, sizeof attrs, "op=%s", names[op]);
-            st = emit_layer(im, "binary", node_base(n), ins, 2, attrs, &out, &li);
-        }
+        if (op == BINARY_ADD && same) st = emit_layer(im, LAYER_ADD, node_base(n), ins, 2, NULL, &out, &li);
+        else st = emit_layer(im, LAYER_BINARY, node_base(n), ins, 2, &attrs, &out, &li);
         if (st) return st;
         goto done;
     }
@@ -678,14 +694,13 @@ static ts_status binary_emit(importer *im, const Onnx__NodeProto *n, int op, con
     memcpy(tmp.dims, dims, sizeof tmp.dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
-    char cst[120];
-    onnx_shape_text(&cs, cst, sizeof cst);
-    snprintf(attrs, sizeof attrs, "op=%s const=%s const_first=%d", names[op], cst, const_first);
+    attrs.tshape = cs;
+    attrs.const_first = const_first;
     const char *ins[1] = {in};
-    if ((st = emit_layer(im, "binary", node_base(n), ins, 1, attrs, &out, &li))) return st;
+    if ((st = emit_layer(im, LAYER_BINARY, node_base(n), ins, 1, &attrs, &out, &li))) return st;
     float *f = const_floats(im, c);
     if (!f) return oom(im);
-    st = add_fill(im, li, "const", f, c->c->numel);
+    st = add_fill(im, im->layers[li]->t.konst, f, c->c->numel);
     free(f);
     if (st) return st;
 done:
@@ -771,13 +786,16 @@ static ts_status emit_dense(importer *im, const Onnx__NodeProto *n, const value 
     const char *in;
     ts_status st = materialize_as(im, x, &s, &in);
     if (st) return st;
-    char attrs[64];
-    snprintf(attrs, sizeof attrs, "out=%lld bias=%d", (long long)nout, bias ? 1 : 0);
+    layer_attrs a;
+    nn_attrs_default(LAYER_DENSE, &a);
+    if (nout > (1 << 24)) return unsupported(im, "%lld output features", (long long)nout);
+    a.features = (int)nout;
+    a.bias = bias ? 1 : 0;
     ts_shape out = {.ndim = 1, .dims = {nout}};
     int li;
-    if ((st = emit_unary(im, n, "dense", in, attrs, &out, rank, dims, &li))) return st;
-    if ((st = add_fill(im, li, "weight", w, nout * s.dims[0]))) return st;
-    if (bias) st = add_fill(im, li, "bias", bias, nout);
+    if ((st = emit_unary(im, n, LAYER_DENSE, in, &a, &out, rank, dims, &li))) return st;
+    if ((st = add_fill(im, im->layers[li]->t.weight, w, nout * s.dims[0]))) return st;
+    if (bias) st = add_fill(im, im->layers[li]->t.bias, bias, nout);
     return st;
 }
 
@@ -846,7 +864,12 @@ static ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
     if (ta) {
         ts_shape ts2 = {.ndim = 2, .dims = {a->dims[1], a->dims[0]}};
         const char *ins[1] = {in};
-        if ((st = emit_layer(im, "transpose", node_base(n), ins, 1, "perm=1,0", &ts2, &li))) {
+        layer_attrs pa;
+        nn_attrs_default(LAYER_TRANSPOSE, &pa);
+        pa.nperm = 2;
+        pa.perm[0] = 1;
+        pa.perm[1] = 0;
+        if ((st = emit_layer(im, LAYER_TRANSPOSE, node_base(n), ins, 1, &pa, &ts2, &li))) {
             free(w);
             return st;
         }
@@ -855,12 +878,13 @@ static ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
     float *bt = transpose2(w, nout, k); /* (K, out) */
     free(w);
     if (!bt) return oom(im);
-    char attrs[200];
-    snprintf(attrs, sizeof attrs, "b=%lldx%lld", (long long)k, (long long)nout);
+    layer_attrs ma;
+    nn_attrs_default(LAYER_MATMUL, &ma);
+    ma.tshape = (ts_shape){.ndim = 2, .dims = {k, nout}};
     ts_shape out = {.ndim = 2, .dims = {m, nout}};
     const char *ins[1] = {in};
-    st = emit_layer(im, "matmul", node_base(n), ins, 1, attrs, &out, &li);
-    if (!st) st = add_fill(im, li, "weight", bt, k * nout);
+    st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 1, &ma, &out, &li);
+    if (!st) st = add_fill(im, im->layers[li]->t.weight, bt, k * nout);
     free(bt);
     if (st) return st;
     if (c) {
@@ -868,13 +892,14 @@ static ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
         if (!cf) return oom(im);
         for (int64_t i = 0; i < c->c->numel; i++) cf[i] *= beta;
         ts_shape cs = {.ndim = c->rank ? c->rank : 1, .dims = {c->rank ? c->dims[0] : 1, c->rank > 1 ? c->dims[1] : 0}};
-        char cst[80];
-        onnx_shape_text(&cs, cst, sizeof cst);
-        snprintf(attrs, sizeof attrs, "op=add const=%s const_first=0", cst);
+        layer_attrs ba;
+        nn_attrs_default(LAYER_BINARY, &ba);
+        ba.op = BINARY_ADD;
+        ba.tshape = cs;
         const char *ins2[1] = {im->layers[li]->name};
         int li2;
-        st = emit_layer(im, "binary", node_base(n), ins2, 1, attrs, &out, &li2);
-        if (!st) st = add_fill(im, li2, "const", cf, c->c->numel);
+        st = emit_layer(im, LAYER_BINARY, node_base(n), ins2, 1, &ba, &out, &li2);
+        if (!st) st = add_fill(im, im->layers[li2]->t.konst, cf, c->c->numel);
         free(cf);
         li = li2;
         if (st) return st;
@@ -929,14 +954,15 @@ static ts_status op_matmul(importer *im, const Onnx__NodeProto *n) {
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
     const char *in;
     if ((st = materialize(im, a, &in))) return st;
-    char attrs[120] = "b=";
-    onnx_shape_text(&bs, attrs + 2, sizeof attrs - 2);
+    layer_attrs ma;
+    nn_attrs_default(LAYER_MATMUL, &ma);
+    ma.tshape = bs;
     const char *ins[1] = {in};
     int li;
-    if ((st = emit_layer(im, "matmul", node_base(n), ins, 1, attrs, &out, &li))) return st;
+    if ((st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 1, &ma, &out, &li))) return st;
     float *bf = const_floats(im, b);
     if (!bf) return oom(im);
-    st = add_fill(im, li, "weight", bf, b->c->numel);
+    st = add_fill(im, im->layers[li]->t.weight, bf, b->c->numel);
     free(bf);
     if (st) return st;
     return define_layer(im, n, 0, li, rr, dims);
@@ -960,20 +986,21 @@ static ts_status op_prelu(importer *im, const Onnx__NodeProto *n) {
     }
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
-    char attrs[120] = "shape=";
-    onnx_shape_text(&ss, attrs + 6, sizeof attrs - 6);
+    layer_attrs pa;
+    nn_attrs_default(LAYER_PRELU, &pa);
+    pa.tshape = ss;
     int li;
     ts_shape out;
     if ((st = value_sample_shape(im, x, &out))) return st;
-    if ((st = emit_unary(im, n, "prelu", in, attrs, &out, x->rank, x->dims, &li))) return st;
+    if ((st = emit_unary(im, n, LAYER_PRELU, in, &pa, &out, x->rank, x->dims, &li))) return st;
     float *f = const_floats(im, s);
     if (!f) return oom(im);
-    st = add_fill(im, li, "slope", f, s->c->numel);
+    st = add_fill(im, im->layers[li]->t.weight, f, s->c->numel);
     free(f);
     return st;
 }
 
-static ts_status softmax_node(importer *im, const Onnx__NodeProto *n, const char *kind) {
+static ts_status softmax_node(importer *im, const Onnx__NodeProto *n, layer_kind kind) {
     value *x;
     ts_status st = require_input(im, n, 0, &x);
     if (st) return st;
@@ -985,16 +1012,18 @@ static ts_status softmax_node(importer *im, const Onnx__NodeProto *n, const char
     if (x->rank - im->off == 0) return unsupported(im, "a scalar per sample");
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
-    char attrs[48];
-    snprintf(attrs, sizeof attrs, "axis=%d coerce=%d", a, coerce);
+    layer_attrs sa;
+    nn_attrs_default(kind, &sa);
+    sa.axis = a;
+    sa.coerce = coerce;
     ts_shape out;
     if ((st = value_sample_shape(im, x, &out))) return st;
     int li;
-    return emit_unary(im, n, kind, in, attrs, &out, x->rank, x->dims, &li);
+    return emit_unary(im, n, kind, in, &sa, &out, x->rank, x->dims, &li);
 }
 
-static ts_status op_softmax(importer *im, const Onnx__NodeProto *n) { return softmax_node(im, n, "softmax"); }
-static ts_status op_logsoftmax(importer *im, const Onnx__NodeProto *n) { return softmax_node(im, n, "logsoftmax"); }
+static ts_status op_softmax(importer *im, const Onnx__NodeProto *n) { return softmax_node(im, n, LAYER_SOFTMAX); }
+static ts_status op_logsoftmax(importer *im, const Onnx__NodeProto *n) { return softmax_node(im, n, LAYER_LOGSOFTMAX); }
 
 /* ------------------------------------------------------------ shape ops */
 
@@ -1207,17 +1236,16 @@ static ts_status op_transpose(importer *im, const Onnx__NodeProto *n) {
     if (im->off && perm[0] != 0) return unsupported(im, "perm moves the batch axis");
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
-    char attrs[80] = "perm=";
-    size_t len = 5;
-    for (int k = im->off; k < x->rank; k++)
-        len += (size_t)snprintf(attrs + len, sizeof attrs - len, "%s%d", k > im->off ? "," : "", perm[k] - im->off);
+    layer_attrs pa;
+    nn_attrs_default(LAYER_TRANSPOSE, &pa);
+    for (int k = im->off; k < x->rank && pa.nperm < TS_MAX_DIMS; k++) pa.perm[pa.nperm++] = perm[k] - im->off;
     value tmp = {.kind = VALUE_LAYER, .rank = x->rank};
     memcpy(tmp.dims, dims, sizeof dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
     if (x->rank - im->off <= 1) return define_alias(im, n, 0, x); /* nothing moves */
     int li;
-    return emit_unary(im, n, "transpose", in, attrs, &out, x->rank, dims, &li);
+    return emit_unary(im, n, LAYER_TRANSPOSE, in, &pa, &out, x->rank, dims, &li);
 }
 
 static ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
@@ -1286,10 +1314,11 @@ static ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
     memcpy(tmp.dims, dims, sizeof dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
-    char attrs[32];
-    snprintf(attrs, sizeof attrs, "axis=%d", a);
+    layer_attrs ca;
+    nn_attrs_default(LAYER_CONCAT, &ca);
+    ca.axis = a;
     int li;
-    if ((st = emit_layer(im, "concat", node_base(n), ins, (int)n->n_input, attrs, &out, &li))) return st;
+    if ((st = emit_layer(im, LAYER_CONCAT, node_base(n), ins, (int)n->n_input, &ca, &out, &li))) return st;
     return define_layer(im, n, 0, li, first->rank, dims);
 }
 
@@ -1333,19 +1362,19 @@ static ts_status op_pad(importer *im, const Onnx__NodeProto *n) {
         if (dims[k] < 1) return unsupported(im, "the result would be empty along axis %d", k);
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
-    char attrs[320] = "pads=";
-    size_t len = 5;
+    layer_attrs pa;
+    nn_attrs_default(LAYER_PAD, &pa);
     for (int half = 0; half < 2; half++)
-        for (int k = im->off; k < x->rank; k++)
-            len += (size_t)snprintf(attrs + len, sizeof attrs - len, "%s%lld", len > 5 ? "," : "",
-                                    (long long)pads[half * x->rank + k]);
-    snprintf(attrs + len, sizeof attrs - len, " mode=%s value=%.9g", mode, fill_value);
+        for (int k = im->off; k < x->rank && pa.npads < 2 * TS_MAX_DIMS; k++)
+            pa.pads[pa.npads++] = (int)pads[half * x->rank + k];
+    pa.pad_mode = !strcmp(mode, "reflect") ? PAD_REFLECT : !strcmp(mode, "edge") ? PAD_EDGE : PAD_CONSTANT;
+    pa.value = (float)fill_value;
     value tmp = {.kind = VALUE_LAYER, .rank = x->rank};
     memcpy(tmp.dims, dims, sizeof dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
     int li;
-    return emit_unary(im, n, "pad", in, attrs, &out, x->rank, dims, &li);
+    return emit_unary(im, n, LAYER_PAD, in, &pa, &out, x->rank, dims, &li);
 }
 
 /* ------------------------------------------------------------ constants */
@@ -1508,8 +1537,6 @@ static ts_status op_expand(importer *im, const Onnx__NodeProto *n) {
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
     int64_t numel = ts_shape_numel(&out);
-    char attrs[200], cst[120];
-    onnx_shape_text(&out, cst, sizeof cst);
     int li;
     if (x->kind == VALUE_CONST) {
         /* a per-sample constant: the expanded values, repeated for each sample */
@@ -1537,10 +1564,12 @@ static ts_status op_expand(importer *im, const Onnx__NodeProto *n) {
             }
             t->f[i] = x->c->is_float ? x->c->f[src] : (float)x->c->i[src];
         }
-        snprintf(attrs, sizeof attrs, "shape=%s", cst);
+        layer_attrs ca;
+        nn_attrs_default(LAYER_CONSTANT, &ca);
+        ca.tshape = out;
         const char *ins[1] = {im->layers[0]->name};
-        st = emit_layer(im, "constant", node_base(n), ins, 1, attrs, &out, &li);
-        if (!st) st = add_fill(im, li, "value", t->f, numel);
+        st = emit_layer(im, LAYER_CONSTANT, node_base(n), ins, 1, &ca, &out, &li);
+        if (!st) st = add_fill(im, im->layers[li]->t.konst, t->f, numel);
         ts_onnx_tensor_free(t);
         if (st) return st;
         return define_layer(im, n, 0, li, rr, dims);
@@ -1551,10 +1580,13 @@ static ts_status op_expand(importer *im, const Onnx__NodeProto *n) {
     float *ones = malloc((size_t)numel * sizeof *ones);
     if (!ones) return oom(im);
     for (int64_t i = 0; i < numel; i++) ones[i] = 1.0f;
-    snprintf(attrs, sizeof attrs, "op=mul const=%s const_first=0", cst);
+    layer_attrs ba;
+    nn_attrs_default(LAYER_BINARY, &ba);
+    ba.op = BINARY_MUL;
+    ba.tshape = out;
     const char *ins[1] = {in};
-    st = emit_layer(im, "binary", node_base(n), ins, 1, attrs, &out, &li);
-    if (!st) st = add_fill(im, li, "const", ones, numel);
+    st = emit_layer(im, LAYER_BINARY, node_base(n), ins, 1, &ba, &out, &li);
+    if (!st) st = add_fill(im, im->layers[li]->t.konst, ones, numel);
     free(ones);
     if (st) return st;
     return define_layer(im, n, 0, li, rr, dims);
