@@ -246,6 +246,23 @@ typedef struct ts_layer_info {
 int ts_model_layer_count(const ts_model *m);
 ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info);
 
+/* Reading the outputs of any layers during inference. ts_model_predict_capture runs
+ * as ts_model_predict and, for each group of samples it computes at once, calls fn
+ * once per requested layer with that layer's outputs for samples first..first+n-1:
+ * out is (n, per-sample numel of the layer's output shape), valid during the call
+ * only. The groups cover the n samples in order; how large they are is the library's
+ * business. fn returns 0 to go on; anything else stops the call with TS_ECANCELED.
+ * Requesting a layer that inference would fuse away runs that call unfused. */
+typedef int (*ts_capture_fn)(void *user, int layer, int64_t first, int n, const float *out);
+typedef struct ts_capture {
+    const int *layers; /* layer indices (ts_model_layer), nlayers of them */
+    int nlayers;
+    ts_capture_fn fn;
+    void *user;
+} ts_capture;
+ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits,
+                                   const ts_capture *capture);
+
 /* Metadata: string key/value pairs saved with the model (class names, preprocessing,
  * dataset, training summary). Setting NULL removes the key. */
 ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value);

@@ -116,6 +116,10 @@ done:
     return st;
 }
 
+static void or_words(uint64_t *dst, const uint64_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] |= src[i];
+}
+
 ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
                        const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                        int *count) {
@@ -141,7 +145,8 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     double t0 = now_s();
     ts_model *work = NULL;
     ts_module *proto = NULL, **mods = NULL;
-    uint64_t *P = NULL, *Q = NULL, *negor = NULL;
+    uint64_t *P = NULL, *Q = NULL, *negor = NULL, *act = NULL;
+    int *relus = NULL;
     int64_t *word_off = NULL, *perm = NULL, *pos = NULL, *neg = NULL;
     int64_t *quota = NULL; /* positives wanted per class: only the requested classes need them */
     float *x = NULL, *logits = NULL;
@@ -183,9 +188,16 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
 
     ts_preprocess pp;
     if ((st = ts_model_get_preprocess(ctx, m, &pp))) goto done;
-    const int B = cfg->batch > 256 ? 256 : cfg->batch; /* one ts_model_predict chunk keeps every layer's output */
+    const int B = cfg->batch > 1024 ? 1024 : cfg->batch; /* bounds the batch's memory, activity bits included */
     const size_t in_sz = (size_t)shape_numel(&m->input);
     x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "decomposition batch");
+    /* which ReLU units each sample of a batch activates, read through the capture API */
+    act = ts_alloc(ctx, (size_t)B * (size_t)(W ? W : 1) * sizeof *act, "decomposition activity");
+    relus = malloc(sizeof *relus * (size_t)(proto->nmasks ? proto->nmasks : 1));
+    if (!act || !relus) goto nomem;
+    for (int k = 0; k < proto->nmasks; k++) relus[k] = proto->masks[k].layer;
+    activity_sink sink = {proto->masks, proto->nmasks, word_off, W, act, 1};
+    const ts_capture capture = {relus, proto->nmasks, module_record_activity, &sink};
     logits = ts_alloc(ctx, (size_t)B * (size_t)K * sizeof(float), "decomposition logits");
     yb = malloc(sizeof *yb * (size_t)B);
     ib = malloc(sizeof *ib * (size_t)B);
@@ -215,7 +227,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             b++;
         }
         if (b == 0) break;
-        if ((st = ts_model_predict(ctx, work, x, b, logits))) {
+        if ((st = ts_model_predict_capture(ctx, work, x, b, logits, &capture))) {
             free(img);
             goto done;
         }
@@ -224,13 +236,13 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             float p = prob_of(logits + (size_t)i * K, K, c, &top);
             int was_pos = pos[c] < quota[c] && top && p > cfg->confidence;
             if (was_pos) {
-                module_or_activity(work, proto->masks, proto->nmasks, word_off, i, P + (size_t)c * W);
+                or_words(P + (size_t)c * W, act + (size_t)i * W, W);
                 pos[c]++;
             }
             uint8_t rl = 0;
             if (was_pos) rl |= 1;
             if (neg[c] < nneg) {
-                module_or_activity(work, proto->masks, proto->nmasks, word_off, i, Q + (size_t)c * W);
+                or_words(Q + (size_t)c * W, act + (size_t)i * W, W);
                 neg[c]++;
                 rl |= 2;
             }
@@ -297,6 +309,8 @@ done:
     free(P);
     free(Q);
     free(negor);
+    ts_free(act);
+    free(relus);
     free(word_off);
     free(perm);
     free(pos);

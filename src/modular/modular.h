@@ -36,11 +36,24 @@ ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module 
 ts_status module_count(ts_ctx *ctx, ts_module *mod);
 /* Hash identifying a model's architecture and tensors. */
 uint64_t module_model_id(const ts_model *m);
-/* Per-sample ReLU activity of the last batch run through m (ts_model_predict of at
- * most 256 samples): ORs the units of sample i that are > 0 into bits (one word
- * array laid out as the masks of `mod`, offsets in `word_off`). */
-void module_or_activity(ts_model *m, const module_mask *masks, int nmasks, const int64_t *word_off, int i,
-                        uint64_t *bits);
+/* ReLU activity read through the capture API (ts_model_predict_capture with the
+ * masks' layers and this callback): one bit per unit of each mask's ReLU, set when
+ * the unit is positive, laid out as the masks (offsets word_off, W words in all).
+ * per_sample: bits holds a row per sample of the call (first + j), overwritten;
+ * otherwise one row, ORed over every sample. */
+typedef struct activity_sink {
+    const module_mask *masks;
+    int nmasks;
+    const int64_t *word_off;
+    int64_t W;
+    uint64_t *bits;
+    int per_sample;
+} activity_sink;
+int module_record_activity(void *user, int layer, int64_t first, int n, const float *out);
+
+/* Most samples module evaluation and retuning preprocess at once: bounds their
+ * memory, nothing else depends on it. */
+#define MODULE_EVAL_BATCH_MAX 256
 
 /* Class-balanced logistic regression of y (1 for sp, 0 for sn) on a * s + b. */
 void module_fit_logistic(const float *sp, int64_t np, const float *sn, int64_t nn, float *a, float *b);

@@ -279,19 +279,24 @@ ts_status module_count(ts_ctx *ctx, ts_module *mod) {
     return TS_OK;
 }
 
-void module_or_activity(ts_model *m, const module_mask *masks, int nmasks, const int64_t *word_off, int i,
-                        uint64_t *bits) {
-    for (int k = 0; k < nmasks; k++) {
-        const int64_t units = masks[k].units;
-        const float *a = m->exec.ls[masks[k].layer].out + (size_t)i * (size_t)units;
-        uint64_t *w = bits + word_off[k];
+int module_record_activity(void *user, int layer, int64_t first, int n, const float *out) {
+    const activity_sink *s = user;
+    int k = 0;
+    while (k < s->nmasks && s->masks[k].layer != layer) k++;
+    if (k == s->nmasks) return 1; /* not a layer we asked for */
+    const int64_t units = s->masks[k].units;
+    for (int j = 0; j < n; j++) {
+        const float *a = out + (size_t)j * (size_t)units;
+        uint64_t *w = s->bits + (s->per_sample ? (size_t)(first + j) * (size_t)s->W : 0) + s->word_off[k];
         for (int64_t b = 0; b < units; b += 64) {
             int64_t e = b + 64 < units ? b + 64 : units;
             uint64_t word = 0;
             for (int64_t u = b; u < e; u++) word |= (uint64_t)(a[u] > 0.0f) << (u - b);
-            w[b >> 6] |= word;
+            if (s->per_sample) w[b >> 6] = word;
+            else w[b >> 6] |= word;
         }
     }
+    return 0;
 }
 
 /* ---- running a module alone */
@@ -312,7 +317,7 @@ ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset
     if (st) return st;
     ts_model *mm = NULL;
     if ((st = ts_module_model(ctx, mod, &mm))) return st;
-    if (batch < 1 || batch > 256) batch = 256;
+    if (batch < 1 || batch > MODULE_EVAL_BATCH_MAX) batch = MODULE_EVAL_BATCH_MAX;
     ts_preprocess pp;
     float *x = NULL, *score = NULL;
     if ((st = ts_model_get_preprocess(ctx, mm, &pp))) goto done;

@@ -43,15 +43,23 @@ static ts_status run_over(ts_ctx *ctx, ts_module *mod, ts_model *m, const ts_dat
         st = ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
         goto done;
     }
-    for (int64_t s = 0; s < ds->count; s += batch) {
+    int *relus = malloc(sizeof *relus * (size_t)(mod->nmasks ? mod->nmasks : 1));
+    if (!relus) {
+        st = ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
+        goto done;
+    }
+    for (int q = 0; q < mod->nmasks; q++) relus[q] = mod->masks[q].layer;
+    activity_sink sink = {mod->masks, mod->nmasks, off, off[mod->nmasks], bits, 0};
+    const ts_capture capture = {relus, scores ? 0 : mod->nmasks, module_record_activity, &sink};
+    for (int64_t s = 0; s < ds->count && !st; s += batch) {
         int n = (int)(ds->count - s < batch ? ds->count - s : batch);
         ts_preprocess_images(&pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
-        if ((st = ts_model_predict(ctx, m, x, n, out))) goto done;
+        if ((st = ts_model_predict_capture(ctx, m, x, n, out, &capture))) break;
         if (scores)
             for (int i = 0; i < n; i++) scores[s + i] = out[(size_t)i * k];
-        else
-            for (int i = 0; i < n; i++) module_or_activity(m, mod->masks, mod->nmasks, off, i, bits);
     }
+    free(relus);
+    if (st) goto done;
     if (bits)
         for (int q = 0; q < mod->nmasks; q++)
             for (int64_t w = 0; w < mask_words(mod->masks[q].units); w++) mod->masks[q].keep[w] |= bits[off[q] + w];
@@ -157,7 +165,7 @@ ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, c
     ts_status st = check_images(ctx, mod, pos, "positives");
     if (!st) st = check_images(ctx, mod, neg, "negatives");
     if (st) return st;
-    if (batch < 1 || batch > 256) batch = 256;
+    if (batch < 1 || batch > MODULE_EVAL_BATCH_MAX) batch = MODULE_EVAL_BATCH_MAX;
     /* the module as it was, restored if anything below fails */
     const ts_module_info before = mod->info;
     int64_t words = 0;

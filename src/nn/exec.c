@@ -333,12 +333,13 @@ void layer_input_grad_commit(ts_model *m, int li, int k, int nthreads) {
     for (size_t i = 0; i < cnt; i++) g[i] += a[i];
 }
 
-static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, int train) {
+static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, int train,
+                             int allow_fusion) {
     exec_state *e = &m->exec;
     e->n = n;
     e->train = train;
     e->input = x;
-    const int fuse = !train && !ctx->constant_time && ops_fusion_enabled(ctx); /* fusion is a oneDNN path */
+    const int fuse = allow_fusion && !train && !ctx->constant_time && ops_fusion_enabled(ctx); /* a oneDNN path */
     conv2d_packed_set *set = NULL;
     if (fuse) {
         ts_status st = packed_for(ctx, m, n, &set);
@@ -367,13 +368,32 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     return TS_OK;
 }
 
+/* Samples per forward pass in inference: activation memory is planned for this many
+ * (ts_model_predict_capture's callers see groups of at most this size). */
 #define PREDICT_CHUNK 256
+
+/* Does inference fuse away the output of one of the requested layers? */
+static int capture_needs_unfused(const ts_model *m, const ts_capture *cap) {
+    const exec_state *e = &m->exec;
+    if (!e->fuse_skip) return 1; /* not planned yet: be safe */
+    for (int i = 0; i < cap->nlayers; i++)
+        if (e->fuse_skip[cap->layers[i]]) return 1;
+    return 0;
+}
 
 /* In constant-time mode (docs/security.md) the layers pick branch-free kernels from
  * ctx->constant_time; here the floating-point environment is set for the call
  * (flush-to-zero, denormals-are-zero) and restored after it, whatever happens. */
-ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits) {
+ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits,
+                                   const ts_capture *cap) {
     if (!ctx || !m || !x || !logits || n < 0) return ts_fail(ctx, TS_EINVAL, "ts_model_predict: bad argument");
+    if (cap && (cap->nlayers < 0 || (cap->nlayers && (!cap->layers || !cap->fn))))
+        return ts_fail(ctx, TS_EINVAL, "ts_model_predict_capture: bad capture request");
+    for (int i = 0; cap && i < cap->nlayers; i++)
+        if (cap->layers[i] < 0 || cap->layers[i] >= m->nlayers)
+            return ts_fail(ctx, TS_EINVAL, "ts_model_predict_capture: layer %d is not in the model (0..%d)",
+                           cap->layers[i], m->nlayers - 1);
+    const int capturing = cap && cap->nlayers > 0;
     size_t in_sz = (size_t)shape_numel(&m->input);
     ts_fpenv env;
     if (ctx->constant_time) ts_fpenv_constant_time(&env, ts_ctx_threads(ctx));
@@ -381,10 +401,21 @@ ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, floa
     for (int s = 0; s < n && !st; s += PREDICT_CHUNK) {
         int b = n - s < PREDICT_CHUNK ? n - s : PREDICT_CHUNK;
         st = exec_plan(ctx, m, b, 0);
-        if (!st) st = run_forward(ctx, m, x + (size_t)s * in_sz, b, logits + (size_t)s * (size_t)m->classes, 0);
+        if (st) break;
+        const int fusion = !capturing || !capture_needs_unfused(m, cap);
+        st = run_forward(ctx, m, x + (size_t)s * in_sz, b, logits + (size_t)s * (size_t)m->classes, 0, fusion);
+        for (int i = 0; capturing && !st && i < cap->nlayers; i++) {
+            const int li = cap->layers[i];
+            if (cap->fn(cap->user, li, s, b, li == 0 ? m->exec.input : m->exec.ls[li].out))
+                st = ts_fail(ctx, TS_ECANCELED, "ts_model_predict_capture: stopped by the capture callback");
+        }
     }
     if (ctx->constant_time) ts_fpenv_restore(&env);
     return st;
+}
+
+ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits) {
+    return ts_model_predict_capture(ctx, m, x, n, logits, NULL);
 }
 
 static ts_status refuse_constant_time(ts_ctx *ctx, const char *what) {
@@ -399,7 +430,7 @@ ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n
     ts_status st = exec_plan(ctx, m, n, 1);
     if (st) return st;
     m->exec.dropout_seed = dropout_seed;
-    return run_forward(ctx, m, x, n, logits, 1);
+    return run_forward(ctx, m, x, n, logits, 1, 0);
 }
 
 ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits) {

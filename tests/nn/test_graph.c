@@ -2,7 +2,8 @@
  * difference gradient check over every layer kind with fan-out, concat and
  * train-mode batch norm (both backends), dropout semantics, predict vs batch size
  * and chunking, backend agreement on zoo models, seeded determinism, and batch
- * norm running statistics against a hand computation. */
+ * norm running statistics against a hand computation; reading any layer's outputs
+ * through the capture API. */
 #include "tessera.h"
 
 #include "common/test.h"
@@ -807,6 +808,88 @@ static void test_replanning(void) {
     ts_model_free(m);
 }
 
+/* ------------------------------------------------------ the capture API */
+
+typedef struct captured {
+    int layers[8], nl;
+    float *out[8];        /* (samples, numel of layer) */
+    int64_t numel[8];
+    int64_t next[8];      /* samples seen so far, per layer: groups come in order */
+    int calls, stop_after;
+} captured;
+
+static int on_capture(void *user, int layer, int64_t first, int n, const float *out) {
+    captured *c = user;
+    int k = 0;
+    while (k < c->nl && c->layers[k] != layer) k++;
+    CHECK(k < c->nl, "capture of layer %d, not requested", layer);
+    if (k == c->nl) return 1;
+    CHECK(first == c->next[k], "layer %d: group at %lld, expected %lld", layer, (long long)first, (long long)c->next[k]);
+    memcpy(c->out[k] + (size_t)first * (size_t)c->numel[k], out, (size_t)n * (size_t)c->numel[k] * sizeof(float));
+    c->next[k] = first + n;
+    return ++c->calls == c->stop_after;
+}
+
+/* Every requested layer's outputs arrive for every sample, in order, past the
+ * library's internal group size; a layer that inference fuses away (the conv and
+ * batch norm under a ReLU) reads the same on oneDNN as on the reference kernels;
+ * the last layer's outputs are the logits; a callback can stop the call. */
+static void test_capture(void) {
+    static const char *arch = "input shape=3x8x8\n"
+                              "conv2d name=c out=4 kernel=3 padding=1\n"
+                              "batchnorm name=bn\n"
+                              "relu name=r\n"
+                              "maxpool name=p kernel=2\n"
+                              "flatten name=f\n"
+                              "dense name=fc out=5\n";
+    ts_model *m = make_model(arch, 3);
+    if (!m) return;
+    warm_running_stats(m, 16, 5);
+    const int n = 300, in = 3 * 8 * 8;
+    float *x = test_falloc((size_t)n * in), *logits = test_falloc((size_t)n * 5);
+    test_fill_uniform(x, (size_t)n * in, 11, -1.0f, 1.0f);
+    captured got[2];
+    for (int b = 0; b < 2; b++) {
+        captured *c = &got[b];
+        memset(c, 0, sizeof *c);
+        const int want[] = {1, 2, 3, 0, 6};
+        c->nl = 5;
+        for (int k = 0; k < c->nl; k++) {
+            c->layers[k] = want[k];
+            ts_layer_info li;
+            ts_model_layer(m, want[k], &li);
+            c->numel[k] = ts_shape_numel(&li.out);
+            c->out[k] = test_falloc((size_t)n * (size_t)c->numel[k]);
+        }
+        ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        ts_capture cap = {c->layers, c->nl, on_capture, c};
+        CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        for (int k = 0; k < c->nl; k++) CHECK(c->next[k] == n, "layer %d: %lld samples", c->layers[k], (long long)c->next[k]);
+        CHECK(!memcmp(c->out[4], logits, (size_t)n * 5 * sizeof(float)), "last layer captured = logits");
+        CHECK(!memcmp(c->out[3], x, (size_t)n * in * sizeof(float)), "input layer captured = input");
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    for (int k = 0; k < 5; k++)
+        test_allclose("captured dnnl vs ref", got[0].out[k], got[1].out[k], (size_t)n * (size_t)got[0].numel[k], 1e-4,
+                      1e-5);
+    /* a callback that stops */
+    captured c = got[0];
+    memset(c.next, 0, sizeof c.next);
+    c.calls = 0;
+    c.stop_after = 2;
+    ts_capture cap = {c.layers, c.nl, on_capture, &c};
+    CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_ECANCELED, "stopped by the callback");
+    CHECK(c.calls == 2, "%d calls after asking to stop", c.calls);
+    int bad = 99;
+    ts_capture wrong = {&bad, 1, on_capture, &c};
+    CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &wrong) == TS_EINVAL, "a layer outside the model");
+    for (int b = 0; b < 2; b++)
+        for (int k = 0; k < 5; k++) free(got[b].out[k]);
+    free(x);
+    free(logits);
+    ts_model_free(m);
+}
+
 int main(void) {
     if (ts_ctx_create(&g_ctx) != TS_OK) {
         fprintf(stderr, "cannot create a context\n");
@@ -826,6 +909,7 @@ int main(void) {
     RUN(test_seed_determinism);
     RUN(test_batchnorm_running_stats);
     RUN(test_replanning);
+    RUN(test_capture);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_graph");
 }
