@@ -241,6 +241,7 @@ typedef struct ts_layer_info {
     int64_t macs;       /* multiply-accumulates per sample, forward */
     int ninputs;
     const char *inputs[8];
+    char attrs[512];    /* attributes as the architecture text writes them: "out=8 kernel=3x3 ..." */
 } ts_layer_info;
 
 int ts_model_layer_count(const ts_model *m);

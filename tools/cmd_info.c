@@ -90,7 +90,8 @@ int cmd_info(int argc, char **argv) {
         ts_ctx_free(ctx);
         return rc;
     }
-    printf("%-4s %-24s %-13s %-28s %-12s %10s %10s\n", "#", "layer", "kind", "inputs", "output", "params", "MACs");
+    printf("%-4s %-24s %-13s %-28s %-12s %10s %10s  %s\n", "#", "layer", "kind", "inputs", "output", "params", "MACs",
+           "attributes");
     int64_t tp = 0, tm = 0;
     for (int i = 0; i < ts_model_layer_count(m); i++) {
         ts_layer_info li;
@@ -102,7 +103,7 @@ int cmd_info(int argc, char **argv) {
         shape_str(&li.out, shape, sizeof shape);
         human((double)li.params, p, sizeof p);
         human((double)li.macs, mac, sizeof mac);
-        printf("%-4d %-24s %-13s %-28s %-12s %10s %10s\n", i, li.name, li.kind, inputs, shape, p, mac);
+        printf("%-4d %-24s %-13s %-28s %-12s %10s %10s  %s\n", i, li.name, li.kind, inputs, shape, p, mac, li.attrs);
         tp += li.params;
         tm += li.macs;
     }

@@ -49,7 +49,7 @@ A(A_DENSE, OUT, BIAS);
 A(A_LEAKYRELU, FLT("slope", alpha, 0.01f, -1e6f, 1e6f, "alpha"));
 A(A_SOFTMAX, INT("axis", axis, -1, -TS_MAX_DIMS, TS_MAX_DIMS - 1, NULL), INT("coerce", coerce, 0, 0, 1, NULL));
 A(A_CONCAT, INT("axis", axis, 0, -TS_MAX_DIMS, TS_MAX_DIMS - 1, NULL));
-A(A_DROPOUT, FLT("p", p, 0.5f, 0.0f, 0.999f, "ratio"));
+A(A_DROPOUT, FLT("p", p, 0.5f, 0.0f, 0.999f, NULL));
 A(A_ELU, FLT("alpha", alpha, 1.0f, -1e6f, 1e6f, "alpha"));
 A(A_SELU, FLT("alpha", alpha, SELU_ALPHA, -1e6f, 1e6f, "alpha"), FLT("gamma", gamma, SELU_GAMMA, -1e6f, 1e6f, "gamma"));
 A(A_HARDSIGMOID, FLT("alpha", alpha, 0.2f, -1e6f, 1e6f, "alpha"), FLT("beta", beta, 0.5f, -1e6f, 1e6f, "beta"));
@@ -57,7 +57,7 @@ A(A_CLIP, {"min", ATTR_FLOAT, F(lo), 0, -INFINITY, -FLT_MAX, FLT_MAX, ATTR_OMIT_
   {"max", ATTR_FLOAT, F(hi), 0, INFINITY, -FLT_MAX, FLT_MAX, ATTR_OMIT_DEFAULT, NULL, NULL});
 A(A_PRELU, {"shape", ATTR_SHAPE, F(tshape), 0, 1, 1, 1 << 24, 0, NULL, NULL});
 A(A_RESHAPE, SHAPE("shape", ATTR_REQUIRED));
-A(A_TRANSPOSE, {"perm", ATTR_INTLIST, F(perm), F(nperm), 0, 0, TS_MAX_DIMS - 1, 0, NULL, "perm"});
+A(A_TRANSPOSE, {"perm", ATTR_INTLIST, F(perm), F(nperm), 0, 0, TS_MAX_DIMS - 1, 0, NULL, NULL});
 A(A_PAD, {"pads", ATTR_INTLIST, F(pads), F(npads), 0, -(1 << 24), 1 << 24, ATTR_REQUIRED, NULL, NULL},
   {"mode", ATTR_CHOICE, F(pad_mode), 0, PAD_CONSTANT, 0, 2, 0, PAD_MODES, NULL},
   FLT("value", value, 0.0f, -INFINITY, INFINITY, NULL));

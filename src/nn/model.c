@@ -268,6 +268,14 @@ ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info) {
     info->macs = LAYER_OPS[l->kind].macs(m, l);
     info->ninputs = l->kind == LAYER_INPUT ? 0 : l->ninputs;
     for (int k = 0; k < info->ninputs; k++) info->inputs[k] = m->layers[l->inputs[k]].name;
+    if (l->kind != LAYER_INPUT) { /* from the kind's schema, without the leading space */
+        char a[sizeof info->attrs + 1];
+        attrs_write(l->kind, &l->attrs, a, sizeof a);
+        size_t len = strlen(a + (a[0] == ' '));
+        if (len >= sizeof info->attrs) len = sizeof info->attrs - 1;
+        memcpy(info->attrs, a + (a[0] == ' '), len);
+        info->attrs[len] = '\0';
+    }
     return TS_OK;
 }
 

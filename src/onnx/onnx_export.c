@@ -227,13 +227,30 @@ static const char *lift_rank(exporter *ex, const char *src, const char *base, co
     return reshape_to(ex, src, base, dims, want, NULL);
 }
 
-static void spatial_attrs(exporter *ex, Onnx__NodeProto *n, const layer *l, int dil) {
-    int64_t k[2] = {l->kh, l->kw}, s[2] = {l->sh, l->sw}, p[4] = {l->ph, l->pw, l->pbh, l->pbw},
-            d[2] = {l->dh, l->dw};
-    attr_ints(ex, n, "kernel_shape", k, 2);
-    attr_ints(ex, n, "strides", s, 2);
-    attr_ints(ex, n, "pads", p, 4);
-    if (dil && (l->dh != 1 || l->dw != 1 || l->kind == LAYER_CONV2D || l->kind == LAYER_CONVTRANSPOSE)) attr_ints(ex, n, "dilations", d, 2);
+/* Every attribute the kind's schema maps to an ONNX attribute of the same meaning
+ * (attr_spec.onnx: kernel_shape, strides, pads in ONNX's begin/end order, group,
+ * alpha, ...); those written only when not their default are skipped at it. */
+static void schema_attrs(exporter *ex, Onnx__NodeProto *n, const layer *l) {
+    for (int i = 0; i < LAYER_OPS[l->kind].nattrs; i++) {
+        const attr_spec *sp = &LAYER_OPS[l->kind].attrs[i];
+        if (!sp->onnx || ((sp->flags & ATTR_OMIT_DEFAULT) && attr_is_default(sp, &l->attrs))) continue;
+        layer_attrs *a = (layer_attrs *)&l->attrs;
+        switch (sp->type) {
+        case ATTR_INT: attr_i(ex, n, sp->onnx, *attr_int_field(sp, a, 0)); break;
+        case ATTR_FLOAT: attr_f(ex, n, sp->onnx, *(const float *)(const void *)((const char *)a + sp->off)); break;
+        case ATTR_PAIR: {
+            int64_t v[2] = {*attr_int_field(sp, a, 0), *attr_int_field(sp, a, 1)};
+            attr_ints(ex, n, sp->onnx, v, 2);
+            break;
+        }
+        case ATTR_PADDING: {
+            int64_t v[4] = {l->ph, l->pw, l->pbh, l->pbw};
+            attr_ints(ex, n, sp->onnx, v, 4);
+            break;
+        }
+        default: break; /* shapes, lists and choices map by hand */
+        }
+    }
 }
 
 static ts_status export_layer(exporter *ex, int li) {
@@ -248,26 +265,20 @@ static ts_status export_layer(exporter *ex, int li) {
     case LAYER_CONV2D: {
         const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
         n = add_node(ex, "Conv", name, ins, l->bias_t >= 0 ? 3 : 2, out);
-        spatial_attrs(ex, n, l, 1);
-        attr_i(ex, n, "group", l->groups);
+        schema_attrs(ex, n, l);
         break;
     }
     case LAYER_CONVTRANSPOSE: {
         const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
         n = add_node(ex, "ConvTranspose", name, ins, l->bias_t >= 0 ? 3 : 2, out);
-        spatial_attrs(ex, n, l, 1);
-        attr_i(ex, n, "group", l->groups);
-        int64_t op[2] = {l->oph, l->opw};
-        attr_ints(ex, n, "output_padding", op, 2);
+        schema_attrs(ex, n, l);
         break;
     }
     case LAYER_MAXPOOL:
     case LAYER_AVGPOOL: {
         const char *ins[1] = {x};
         n = add_node(ex, l->kind == LAYER_MAXPOOL ? "MaxPool" : "AveragePool", name, ins, 1, out);
-        spatial_attrs(ex, n, l, l->kind == LAYER_MAXPOOL);
-        attr_i(ex, n, "ceil_mode", l->ceil_mode);
-        if (l->kind == LAYER_AVGPOOL) attr_i(ex, n, "count_include_pad", l->count_include_pad);
+        schema_attrs(ex, n, l);
         break;
     }
     case LAYER_GLOBALAVGPOOL:
@@ -284,8 +295,8 @@ static ts_status export_layer(exporter *ex, int li) {
         const char *ins[5] = {x, tensor_init(ex, l->weight), tensor_init(ex, l->bias_t), tensor_init(ex, l->running_mean),
                               tensor_init(ex, l->running_var)};
         n = add_node(ex, "BatchNormalization", name, ins, 5, out);
-        attr_f(ex, n, "epsilon", l->eps);
-        attr_f(ex, n, "momentum", 1.0f - l->momentum);
+        schema_attrs(ex, n, l);
+        attr_f(ex, n, "momentum", 1.0f - l->momentum); /* ONNX weighs the running value */
         break;
     }
     case LAYER_DENSE: {
@@ -305,21 +316,19 @@ static ts_status export_layer(exporter *ex, int li) {
     case LAYER_ELU: {
         const char *ins[1] = {x};
         n = add_node(ex, l->kind == LAYER_LEAKYRELU ? "LeakyRelu" : "Elu", name, ins, 1, out);
-        attr_f(ex, n, "alpha", l->alpha);
+        schema_attrs(ex, n, l);
         break;
     }
     case LAYER_SELU: {
         const char *ins[1] = {x};
         n = add_node(ex, "Selu", name, ins, 1, out);
-        attr_f(ex, n, "alpha", l->alpha);
-        attr_f(ex, n, "gamma", l->gamma);
+        schema_attrs(ex, n, l);
         break;
     }
     case LAYER_HARDSIGMOID: {
         const char *ins[1] = {x};
         n = add_node(ex, "HardSigmoid", name, ins, 1, out);
-        attr_f(ex, n, "alpha", l->alpha);
-        attr_f(ex, n, "beta", l->beta);
+        schema_attrs(ex, n, l);
         break;
     }
     case LAYER_CLIP: {
