@@ -23,40 +23,6 @@ void ts_compose_config_default(ts_compose_config *cfg) {
     cfg->max_macs = 1.5;
 }
 
-/* ---- a growable string */
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) TS_PRINTF(2, 3);
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-}
-
 /* ---- the composed layers whose tensors come from the modules, filled once the
  * model has storage */
 typedef enum fill_kind { FILL_COPY, FILL_MASK, FILL_HEAD, FILL_ORDER, FILL_RENORM } fill_kind;
@@ -520,13 +486,13 @@ done:
 }
 
 static ts_status compose_meta(composer *c, ts_model *cm) {
-    sbuf names = {0}, v = {0};
+    ts_strbuf names = {0}, v = {0};
     const char *ds0 = c->mods[0]->dataset;
     int same_ds = 1;
     for (int j = 0; j < c->k; j++) {
         const ts_module *mod = c->mods[j];
-        sb_printf(&names, "%s", j ? "\n" : "");
-        for (const char *p = mod->class_name; *p; p++) sb_printf(&names, "%c", *p == '\n' ? ' ' : *p);
+        ts_strbuf_printf(&names, "%s", j ? "\n" : "");
+        for (const char *p = mod->class_name; *p; p++) ts_strbuf_printf(&names, "%c", *p == '\n' ? ' ' : *p);
         same_ds &= !strcmp(mod->dataset, ds0);
     }
     ts_status st = names.failed ? ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory") : TS_OK;
@@ -537,7 +503,7 @@ static ts_status compose_meta(composer *c, ts_model *cm) {
         const ts_module *mod = c->mods[j];
         char key[48];
         v.len = 0;
-        sb_printf(&v, "dataset=%s;class=%d;origin=%s;id=%016" PRIx64, mod->dataset, mod->cls, mod->origin_name,
+        ts_strbuf_printf(&v, "dataset=%s;class=%d;origin=%s;id=%016" PRIx64, mod->dataset, mod->cls, mod->origin_name,
                   mod->origin_id);
         snprintf(key, sizeof key, "composed.origin.%d", j);
         st = v.failed ? ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory") : ts_model_set_meta(c->ctx, cm, key, v.s);
@@ -547,8 +513,8 @@ static ts_status compose_meta(composer *c, ts_model *cm) {
     const char *ps = ts_model_get_meta(c->groups[0].origin, "preprocess.std");
     if (!st && pm) st = ts_model_set_meta(c->ctx, cm, "preprocess.mean", pm);
     if (!st && ps) st = ts_model_set_meta(c->ctx, cm, "preprocess.std", ps);
-    free(names.s);
-    free(v.s);
+    ts_strbuf_free(&names);
+    ts_strbuf_free(&v);
     return st;
 }
 

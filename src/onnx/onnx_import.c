@@ -383,15 +383,8 @@ int output_used(importer *im, const Onnx__NodeProto *n, int k) {
 /* ------------------------------------------------------------ the walk */
 
 static ts_status report_add(importer *im, const char *line) {
-    size_t len = strlen(line);
-    char *nr = realloc(im->report, im->report_len + len + 2);
-    if (!nr) return ts_fail(im->ctx, TS_ENOMEM, "out of memory");
-    im->report = nr;
-    memcpy(im->report + im->report_len, line, len);
-    im->report_len += len;
-    im->report[im->report_len++] = '\n';
-    im->report[im->report_len] = '\0';
-    return TS_OK;
+    ts_strbuf_printf(&im->report, "%s\n", line);
+    return im->report.failed ? ts_fail(im->ctx, TS_ENOMEM, "out of memory") : TS_OK;
 }
 
 static void importer_free(importer *im) {
@@ -701,18 +694,18 @@ static ts_status import_bytes(ts_ctx *ctx, const void *data, size_t size, const 
     if (!st) {
         st = finish_output(&im, g, &last);
         if (st == TS_EUNSUPPORTED && checking) {
-            if (!im.report && ts_ctx_status(ctx)) st = report_add(&im, ts_ctx_error(ctx));
+            if (!im.report.s && ts_ctx_status(ctx)) st = report_add(&im, ts_ctx_error(ctx));
             ts_ctx_clear_error(ctx);
             st = TS_OK;
         }
     }
-    if (!st && checking) st = im.report ? TS_EUNSUPPORTED : TS_OK;
+    if (!st && checking) st = im.report.s ? TS_EUNSUPPORTED : TS_OK;
     if (!st && out) st = build_model(&im, mp, out);
     if (report) {
-        *report = im.report;
-        im.report = NULL;
+        *report = im.report.s;
+        im.report.s = NULL;
     }
-    free(im.report);
+    ts_strbuf_free(&im.report);
     importer_free(&im);
     onnx__model_proto__free_unpacked(mp, &pa.base);
     return st;

@@ -43,8 +43,7 @@ typedef struct importer {
     int64_t batch0;    /* the input's declared batch size, -1 when symbolic */
     int opset;
     int checking;      /* ts_onnx_check: note unsupported nodes and go on */
-    char *report;      /* check mode: one line per unsupported node */
-    size_t report_len;
+    ts_strbuf report;  /* check mode: one line per unsupported node */
     /* the node being converted, for messages */
     const Onnx__NodeProto *node;
     /* values by name */
