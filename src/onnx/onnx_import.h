@@ -62,6 +62,65 @@ typedef ts_status (*convert_fn)(importer *im, const Onnx__NodeProto *n);
 convert_fn onnx_converter(const char *op_type);
 const char *onnx_supported_ops(void); /* space-separated list, for docs and --check */
 
+/* ---- shared by the converters (onnx_ops_activation.c, onnx_ops_algebra.c) */
+ts_status oom(importer *im);
+/* unsupported() unless v is computed from the model input */
+ts_status need_layer_value(importer *im, const value *v);
+/* a one-input layer reading `in` with out shape `out`; defines output 0 with logical dims */
+ts_status emit_unary(importer *im, const Onnx__NodeProto *n, layer_kind kind, const char *in,
+                     const layer_attrs *attrs, const ts_shape *out, int rank, const int64_t *dims, int *li);
+/* an elementwise layer over input 0 as laid out */
+ts_status elementwise(importer *im, const Onnx__NodeProto *n, layer_kind kind, const layer_attrs *attrs);
+/* a scalar constant input k (Clip's min/max, Dropout's ratio); *present 0 when absent */
+ts_status scalar_input(importer *im, const Onnx__NodeProto *n, int k, const char *what, int *present, double *val);
+/* constant c as a `constant` layer repeated for every sample, aligned with `like` */
+ts_status lift_const(importer *im, const Onnx__NodeProto *n, const value *c, const value *like, value *out);
+/* a constant's per-sample shape for a layer of rank layer_rank (leading batch axes removed) */
+ts_status strip_batch_axes(importer *im, const value *c, int layer_rank, ts_shape *s);
+/* numpy broadcast of two dims lists; 0 when incompatible */
+int broadcast(int ra, const int64_t *a, int rb, const int64_t *b, int *rr, int64_t *r);
+
+/* the converters, one per ONNX op type (the table in onnx_ops.c) */
+ts_status op_conv(importer *im, const Onnx__NodeProto *n);
+ts_status op_convtranspose(importer *im, const Onnx__NodeProto *n);
+ts_status op_maxpool(importer *im, const Onnx__NodeProto *n);
+ts_status op_avgpool(importer *im, const Onnx__NodeProto *n);
+ts_status op_globalavgpool(importer *im, const Onnx__NodeProto *n);
+ts_status op_globalmaxpool(importer *im, const Onnx__NodeProto *n);
+ts_status op_batchnorm(importer *im, const Onnx__NodeProto *n);
+ts_status op_relu(importer *im, const Onnx__NodeProto *n);
+ts_status op_leakyrelu(importer *im, const Onnx__NodeProto *n);
+ts_status op_prelu(importer *im, const Onnx__NodeProto *n);
+ts_status op_elu(importer *im, const Onnx__NodeProto *n);
+ts_status op_selu(importer *im, const Onnx__NodeProto *n);
+ts_status op_sigmoid(importer *im, const Onnx__NodeProto *n);
+ts_status op_hardsigmoid(importer *im, const Onnx__NodeProto *n);
+ts_status op_tanh(importer *im, const Onnx__NodeProto *n);
+ts_status op_clip(importer *im, const Onnx__NodeProto *n);
+ts_status op_gemm(importer *im, const Onnx__NodeProto *n);
+ts_status op_matmul(importer *im, const Onnx__NodeProto *n);
+ts_status op_add(importer *im, const Onnx__NodeProto *n);
+ts_status op_sub(importer *im, const Onnx__NodeProto *n);
+ts_status op_mul(importer *im, const Onnx__NodeProto *n);
+ts_status op_div(importer *im, const Onnx__NodeProto *n);
+ts_status op_sum(importer *im, const Onnx__NodeProto *n);
+ts_status op_softmax(importer *im, const Onnx__NodeProto *n);
+ts_status op_logsoftmax(importer *im, const Onnx__NodeProto *n);
+ts_status op_flatten(importer *im, const Onnx__NodeProto *n);
+ts_status op_reshape(importer *im, const Onnx__NodeProto *n);
+ts_status op_concat(importer *im, const Onnx__NodeProto *n);
+ts_status op_transpose(importer *im, const Onnx__NodeProto *n);
+ts_status op_squeeze(importer *im, const Onnx__NodeProto *n);
+ts_status op_unsqueeze(importer *im, const Onnx__NodeProto *n);
+ts_status op_pad(importer *im, const Onnx__NodeProto *n);
+ts_status op_identity(importer *im, const Onnx__NodeProto *n);
+ts_status op_dropout(importer *im, const Onnx__NodeProto *n);
+ts_status op_constant(importer *im, const Onnx__NodeProto *n);
+ts_status op_shape(importer *im, const Onnx__NodeProto *n);
+ts_status op_gather(importer *im, const Onnx__NodeProto *n);
+ts_status op_cast(importer *im, const Onnx__NodeProto *n);
+ts_status op_expand(importer *im, const Onnx__NodeProto *n);
+
 /* ---- helpers for converters (onnx_import.c) */
 ts_status unsupported(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);
 ts_status bad_node(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);
