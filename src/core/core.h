@@ -13,18 +13,6 @@
 #define TS_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define TS_PRINTF(a, b)
-/* A growable string (strbuf.c); zero-initialize, append, then take or free. */
-typedef struct ts_strbuf {
-    char *s;      /* NUL-terminated once anything was appended */
-    size_t len, cap;
-    int failed;   /* an allocation failed: appends stop, take returns NULL */
-} ts_strbuf;
-void ts_strbuf_printf(ts_strbuf *b, const char *fmt, ...) TS_PRINTF(2, 3);
-/* The string (malloc'ed, "" when nothing was appended; NULL if an allocation
- * failed); the buffer is empty again after. */
-char *ts_strbuf_take(ts_strbuf *b);
-void ts_strbuf_free(ts_strbuf *b);
-
 #endif
 
 #define TS_ERRMSG_MAX 512
