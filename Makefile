@@ -33,7 +33,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast check-asan bench clean lib symbols tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
+.PHONY: all deps demo test test-fast check-asan bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -42,6 +42,10 @@ lib: $(BUILD)/libtessera.a
 # `make symbols`: libtessera.a exports exactly tessera.h's functions (part of make test).
 symbols: $(BUILD)/libtessera.a
 	@sh scripts/check-symbols.sh $(BUILD)
+
+# `make layers`: every #include in src/ and tools/ points down the layers (docs/design.md).
+layers:
+	@sh scripts/check-layers.sh
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
@@ -120,6 +124,7 @@ demo: deps
 # fuzz target replaying its corpora, then a fixed seed and run count (deterministic).
 # Last line: "N passed, N failed".
 test: deps
+	@sh scripts/check-layers.sh
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all tests
 	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" build-vg/tessera
@@ -131,6 +136,7 @@ test: deps
 
 # Plain build only, for the edit-compile-test loop.
 test-fast:
+	@sh scripts/check-layers.sh
 	@$(MAKE) --no-print-directory all tests
 	@sh scripts/check-symbols.sh build
 	@sh scripts/run-tests.sh build

@@ -23,7 +23,8 @@ struct ts_ctx {
     int nthreads;                /* OpenMP threads used by kernels */
     ts_backend backend;          /* which kernels the layers call */
     int constant_time;           /* inference without value-dependent timing (docs/security.md) */
-    void *dnnl;                  /* oneDNN engine/stream, owned (ops_dnnl.c) */
+    void *dnnl;                  /* oneDNN engine/stream, owned (ops/dnnl_backend.c) */
+    void (*dnnl_release)(void *dnnl); /* frees dnnl: set by ops along with it */
     int bf16;                    /* convolutions in bfloat16 mixed precision (ts_ctx_set_bf16) */
 };
 

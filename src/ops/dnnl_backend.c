@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ops_dnnl_release(void *dnnl) {
+/* ctx->dnnl_release: core frees the backend state through it, knowing nothing of oneDNN. */
+static void ops_dnnl_release(void *dnnl) {
     ops_dnnl *d = dnnl;
     if (!d) return;
     if (d->stream) dnnl_stream_destroy(d->stream);
@@ -41,6 +42,7 @@ static ts_status dnnl_get(ts_ctx *ctx, ops_dnnl **out) {
                        "oneDNN stream: dnnl_stream_create failed: %s", dnnl_status2str(st));
     }
     ctx->dnnl = d;
+    ctx->dnnl_release = ops_dnnl_release;
     *out = d;
     return TS_OK;
 }

@@ -23,7 +23,7 @@
 
 #define DNNL_JOB_MAX_MEM 16
 
-/* What ctx->dnnl points to: created on first use, freed by ops_dnnl_release. */
+/* What ctx->dnnl points to: created on first use, freed through ctx->dnnl_release. */
 typedef struct ops_dnnl {
     dnnl_engine_t engine; /* CPU engine 0 */
     dnnl_stream_t stream; /* in-order CPU stream on it */

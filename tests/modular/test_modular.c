@@ -1,4 +1,4 @@
-/* Modularity (src/modular, src/io/module_file.c, the mask layer).
+/* Modularity (src/modular, src/modular/module_file.c, the mask layer).
  *
  * A small CNN trained here on a Fashion-MNIST subset is decomposed into one module
  * per class, and the modules are checked against the model they came from: the

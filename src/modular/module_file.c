@@ -2,9 +2,8 @@
  * TENS sections) plus a MODL section with the class, provenance, calibration and
  * the keep-masks (docs/file-format.md). Reads check every mask against the
  * origin's ReLU layers and the origin's hash against its tensors. */
-#include "io.h"
-
-#include "modular/modular.h"
+#include "io/io.h"
+#include "modular.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -44,14 +43,7 @@ ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
         for (int64_t w = 0; w < mask_words(mk->units); w++) wbuf_u64(&b, mk->keep[w]);
     }
     wbuf_u64(&b, b.failed ? 0 : modl_checksum(b.data, b.len));
-    ts_status st;
-    if (b.failed) st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory serializing the module", path);
-    else {
-        io_section sec = {TAG_MODL, b.data, b.len};
-        st = model_file_write(ctx, mod->origin, path, MODEL_KIND_MODULE, &sec, 1);
-    }
-    wbuf_free(&b);
-    return st;
+    return model_file_write_with(ctx, mod->origin, path, MODEL_KIND_MODULE, TAG_MODL, &b, "module");
 }
 
 static ts_status read_modl(ts_ctx *ctx, rbuf *r, ts_module *mod) {
