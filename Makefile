@@ -33,7 +33,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast check-asan bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
+.PHONY: all deps demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 

@@ -366,7 +366,6 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
 void ts_trainer_free(ts_trainer *tr);
 /* Trains until cfg.epochs are done (continuing from a resumed position). */
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks);
-const ts_train_config *ts_trainer_config(const ts_trainer *tr);
 
 /* ------------------------------------------------------------- evaluation */
 

@@ -14,11 +14,7 @@
 
 /* FNV-1a of the section's bytes before the checksum: the masks are not covered by
  * the origin hash, so a flipped bit there must be caught too. */
-static uint64_t modl_checksum(const uint8_t *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
+static uint64_t modl_checksum(const uint8_t *p, size_t n) { return ts_fnv1a(TS_FNV1A_INIT, p, n); }
 
 ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
     if (!ctx || !mod || !path) return ts_fail(ctx, TS_EINVAL, "ts_module_save: NULL argument");

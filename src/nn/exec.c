@@ -305,8 +305,6 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     return TS_OK;
 }
 
-ts_status exec_prepare(ts_ctx *ctx, ts_model *m, int n) { return exec_plan(ctx, m, n, 1); }
-
 const float *layer_input(ts_model *m, int li, int k) {
     int src = m->layers[li].inputs[k];
     return src == 0 ? m->exec.input : m->exec.ls[src].out;

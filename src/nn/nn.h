@@ -196,8 +196,6 @@ void model_init_params(ts_model *m, uint64_t seed);
 ts_model *model_new_empty(void);
 ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out);
 
-/* Ensures execution buffers for batch n. */
-ts_status exec_prepare(ts_ctx *ctx, ts_model *m, int n);
 void exec_release(exec_state *e);
 /* The model's parameters or buffers may have changed: packed inference weights are
  * rebuilt before the next inference. Safe on a const model (only the cache changes). */

@@ -61,7 +61,6 @@ typedef struct importer {
 /* converters: ONNX op type -> layers; return TS_EUNSUPPORTED via unsupported() */
 typedef ts_status (*convert_fn)(importer *im, const Onnx__NodeProto *n);
 convert_fn onnx_converter(const char *op_type);
-const char *onnx_supported_ops(void); /* space-separated list, for docs and --check */
 
 /* ---- helpers for converters (onnx_import.c) */
 ts_status unsupported(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);

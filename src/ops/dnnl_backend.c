@@ -126,12 +126,6 @@ dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md)
     return job_memory(job, md, bytes ? d->slot[k] : DNNL_MEMORY_ALLOCATE);
 }
 
-dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,
-                                  void *data) {
-    dnnl_memory_desc_t md = dnnl_job_md(job, ndims, dims, tag);
-    return dnnl_job_memory(job, &md, data);
-}
-
 dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,
                                   int required) {
     return dnnl_job_pd_attr(job, op_desc, NULL, hint, required);

@@ -9,6 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+float ts_softmax_cross_entropy(int n, int classes, const float *logits, const int32_t *labels, float smoothing,
+                               float *dlogits) {
+    return softmax_xent_ref(n, classes, logits, labels, smoothing, dlogits);
+}
+
 void ts_train_config_default(ts_train_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->epochs = 10;
@@ -104,7 +109,6 @@ void ts_trainer_free(ts_trainer *tr) {
     free(tr);
 }
 
-const ts_train_config *ts_trainer_config(const ts_trainer *tr) { return &tr->cfg; }
 int64_t ts_trainer_epoch(const ts_trainer *tr) { return tr->epoch; }
 int64_t ts_trainer_step(const ts_trainer *tr) { return tr->opt->steps; }
 
