@@ -13,8 +13,9 @@ endif
 BUILD   ?= build
 CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -I$(BUILD)/gen -fPIC
 LDLIBS  := -ldnnl -lprotobuf-c -lz -lm -fopenmp
+# SAN=1 also turns on TS_ASSERT, the internal invariants (src/core/core.h).
 ifeq ($(SAN),1)
-CFLAGS  += -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
+CFLAGS  += -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow -DTS_DEBUG_ASSERT
 LDLIBS  += -fsanitize=address,undefined,float-cast-overflow
 endif
 ifeq ($(FUZZ),1)

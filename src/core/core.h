@@ -28,6 +28,18 @@ struct ts_ctx {
     int bf16;                    /* convolutions in bfloat16 mixed precision (ts_ctx_set_bf16) */
 };
 
+/* Internal invariants (SQLite's habit): TS_ASSERT(cond) states an assumption the code
+ * relies on. In the sanitizer build (make SAN=1 defines TS_DEBUG_ASSERT) a false
+ * condition prints file:line and the condition to stderr and aborts: a bug in tessera,
+ * never a user's error, which gets a ts_status. Elsewhere the condition is not
+ * evaluated (only type-checked), so the library still never prints or aborts. */
+#ifdef TS_DEBUG_ASSERT
+#define TS_ASSERT(cond) ((cond) ? (void)0 : ts_assert_fail(__FILE__, __LINE__, #cond))
+_Noreturn void ts_assert_fail(const char *file, int line, const char *cond);
+#else
+#define TS_ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
+
 /* Records an error on ctx and returns status, so that callers write
  * `return ts_fail(ctx, TS_EFORMAT, "%s: ...", path);` */
 ts_status ts_fail(ts_ctx *ctx, ts_status status, const char *fmt, ...) TS_PRINTF(3, 4);

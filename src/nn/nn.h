@@ -205,10 +205,12 @@ ts_status model_tensor_peek(const ts_model *m, int index, ts_tensor_info *info);
 
 /* Helpers for layer implementations */
 static inline float *tensor_data(ts_model *m, int t) {
+    TS_ASSERT(t >= 0 && t < m->ntensors);
     tensor_entry *e = &m->tensors[t];
     return (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
 }
 static inline float *tensor_grad(ts_model *m, int t) {
+    TS_ASSERT(t >= 0 && t < m->ntensors);
     return m->tensors[t].role == TS_TENSOR_PARAM ? m->grads + m->tensors[t].offset : NULL;
 }
 /* input activation of layer li's k-th input (the model input for INPUT) */
