@@ -10,7 +10,7 @@
  *
  * Uses only the public API (include/tessera.h). Build:
  *   gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Iinclude bench/decompose/bench_decompose.c \
- *       build/libtessera.a -ldnnl -lz -lm -fopenmp -o build/bench_decompose
+ *       build/libtessera.a -ldnnl -lprotobuf-c -lz -lm -fopenmp -o build/bench_decompose
  *
  * Environment:
  *   BENCH_THREADS=2        kernel threads (ts_ctx_set_threads)
