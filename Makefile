@@ -13,8 +13,9 @@ endif
 BUILD   ?= build
 CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -I$(BUILD)/gen -fPIC
 LDLIBS  := -ldnnl -lprotobuf-c -lz -lm -fopenmp
+# SAN=1 also turns on TS_ASSERT, the internal invariants (src/core/core.h).
 ifeq ($(SAN),1)
-CFLAGS  += -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
+CFLAGS  += -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow -DTS_DEBUG_ASSERT
 LDLIBS  += -fsanitize=address,undefined,float-cast-overflow
 endif
 ifeq ($(FUZZ),1)
@@ -33,11 +34,19 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast check-asan bench clean lib tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
+.PHONY: all deps demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
 lib: $(BUILD)/libtessera.a
+
+# `make symbols`: libtessera.a exports exactly tessera.h's functions (part of make test).
+symbols: $(BUILD)/libtessera.a
+	@sh scripts/check-symbols.sh $(BUILD)
+
+# `make layers`: every #include in src/ and tools/ points down the layers (docs/design.md).
+layers:
+	@sh scripts/check-layers.sh
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
@@ -58,13 +67,30 @@ $(BUILD)/gen/onnx/onnx.pb-c.h: $(ONNX_PROTO)
 	@protoc-c --proto_path=$(BUILD)/gen/onnx --c_out=$(BUILD)/gen/onnx $(BUILD)/gen/onnx/onnx.proto
 $(BUILD)/gen/onnx/onnx.pb-c.c: $(BUILD)/gen/onnx/onnx.pb-c.h
 
-# generated code: warnings are protoc-c's, not ours
+# generated code: warnings are protoc-c's, not ours; NDEBUG drops its assert()s (on
+# descriptors tessera always passes right), so the library never aborts
 $(BUILD)/gen/onnx/onnx.pb-c.o: $(BUILD)/gen/onnx/onnx.pb-c.c
-	@$(CC) $(filter-out -Werror,$(CFLAGS)) -w -c $< -o $@
+	@$(CC) $(filter-out -Werror,$(CFLAGS)) -DNDEBUG -w -c $< -o $@
 
 $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/onnx/*.c)): $(BUILD)/gen/onnx/onnx.pb-c.h
 
-$(BUILD)/libtessera.a: $(LIB_OBJ)
+# Two archives of the same objects. libtessera.a, which users and the CLI link, exposes
+# only what tessera.h declares: the objects are linked into one (ld -r) and every other
+# global symbol (internal helpers, the generated onnx__* code) is made local, so none can
+# collide with a user's (scripts/check-symbols.sh checks it). libtessera-internal.a keeps
+# every symbol, for tests, fuzz targets and benchmarks that call internal functions.
+$(BUILD)/gen/exports.txt: include/tessera.h scripts/public-symbols.sh
+	@mkdir -p $(dir $@)
+	@sh scripts/public-symbols.sh $< >$@
+
+$(BUILD)/libtessera.a: $(LIB_OBJ) $(BUILD)/gen/exports.txt
+	@rm -f $@
+	@echo "  AR      $@"
+	@ld -r $(LIB_OBJ) -o $(BUILD)/gen/tessera-all.o
+	@objcopy --keep-global-symbols=$(BUILD)/gen/exports.txt $(BUILD)/gen/tessera-all.o $(BUILD)/gen/tessera.o
+	@ar rcs $@ $(BUILD)/gen/tessera.o
+
+$(BUILD)/libtessera-internal.a: $(LIB_OBJ)
 	@rm -f $@
 	@echo "  AR      $@"
 	@ar rcs $@ $^
@@ -73,18 +99,18 @@ $(BUILD)/tessera: $(TOOL_OBJ) $(BUILD)/libtessera.a
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(TOOL_OBJ) $(BUILD)/libtessera.a $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(BUILD)/libtessera.a tests/common/test.h
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(BUILD)/libtessera-internal.a tests/common/test.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera.a $(LDLIBS) -o $@
+	@$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera-internal.a $(LDLIBS) -o $@
 
 # Allocation-failure injection (tests/robust/test_alloc_fail.c, docs/robustness.md):
 # every allocation made by libtessera's own code goes through the test's counter.
 ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup,--wrap=aligned_alloc,--wrap=free
-$(BUILD)/tests/robust/test_alloc_fail: tests/robust/test_alloc_fail.c $(TEST_UTIL) $(BUILD)/libtessera.a tests/common/test.h
+$(BUILD)/tests/robust/test_alloc_fail: tests/robust/test_alloc_fail.c $(TEST_UTIL) $(BUILD)/libtessera-internal.a tests/common/test.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera.a $(ALLOC_WRAP) $(LDLIBS) -o $@
+	@$(CC) $(CFLAGS) -Isrc -Itests $< $(TEST_UTIL) $(BUILD)/libtessera-internal.a $(ALLOC_WRAP) $(LDLIBS) -o $@
 
 tests: $(TEST_BIN)
 
@@ -100,17 +126,21 @@ demo: deps
 # fuzz target replaying its corpora, then a fixed seed and run count (deterministic).
 # Last line: "N passed, N failed".
 test: deps
+	@sh scripts/check-layers.sh
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all tests
 	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" build-vg/tessera
 	@$(MAKE) --no-print-directory fuzz
 	@sh scripts/valgrind-cli.sh build-vg
 	@sh scripts/fuzz-smoke.sh build-fuzz
+	@sh scripts/check-symbols.sh build
 	@sh scripts/run-tests.sh build build-asan
 
 # Plain build only, for the edit-compile-test loop.
 test-fast:
+	@sh scripts/check-layers.sh
 	@$(MAKE) --no-print-directory all tests
+	@sh scripts/check-symbols.sh build
 	@sh scripts/run-tests.sh build
 
 # The ONNX backend test data (libonnx-testdata): one line per op type, and with
@@ -156,9 +186,9 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz FUZZ=1 CC=clang $(FUZZ_BIN)
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h build-fuzz/libtessera.a
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h build-fuzz/libtessera-internal.a
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) -fsanitize=fuzzer -Isrc $< build-fuzz/libtessera.a $(LDLIBS) -o $@
+	@$(CC) $(CFLAGS) -fsanitize=fuzzer -Isrc $< build-fuzz/libtessera-internal.a $(LDLIBS) -o $@
 
 fuzz-smoke: fuzz
 	@sh scripts/fuzz-smoke.sh build-fuzz

@@ -3,7 +3,15 @@
  * Conventions
  *  - Every fallible call returns ts_status and leaves a one-line message on its
  *    context (ts_ctx_error). The library never prints, exits or aborts.
- *  - Whoever creates frees: ts_X_create / ts_X_load pair with ts_X_free.
+ *  - Whoever creates frees, with a ts_ call, never free(): an object that
+ *    ts_X_create, ts_X_load or another call returns in *out is freed by ts_X_free
+ *    (arrays of them by ts_Xs_free, reports and buffers by the _free named where
+ *    they are returned). Every _free accepts NULL.
+ *  - Configurations: a struct ts_X_config whose defaults
+ *    void ts_X_config_default(ts_X_config *cfg) fills in (every field, so start
+ *    from it and change what differs; a zeroed struct is not the defaults;
+ *    ts_optim_config_default also takes the optimizer kind). A function taking
+ *    `const ts_X_config *cfg` treats NULL as the defaults.
  *  - Tensors are float32, row-major, batch first: images are (N, C, H, W).
  *  - The same seed and thread count give bit-identical results.
  */
@@ -295,15 +303,15 @@ typedef struct ts_optim_config {
     float beta1, beta2, eps; /* Adam/AdamW */
 } ts_optim_config;
 
-/* Defaults: SGD momentum 0.9; Adam betas (0.9, 0.999), eps 1e-8; AdamW weight decay 0.01. */
-ts_optim_config ts_optim_defaults(ts_optimizer_kind kind);
+/* Defaults for `kind`: SGD momentum 0.9; Adam betas (0.9, 0.999), eps 1e-8; AdamW
+ * weight decay 0.01. ts_optimizer_create(NULL config): SGD's. */
+void ts_optim_config_default(ts_optim_config *cfg, ts_optimizer_kind kind);
 
 typedef struct ts_optimizer ts_optimizer;
 ts_status ts_optimizer_create(ts_ctx *ctx, ts_model *m, const ts_optim_config *cfg, ts_optimizer **out);
 void ts_optimizer_free(ts_optimizer *opt);
 /* One update of every parameter of the model from its gradients, at rate lr. */
 ts_status ts_optimizer_step(ts_ctx *ctx, ts_optimizer *opt, float lr);
-int64_t ts_optimizer_steps(const ts_optimizer *opt);
 
 typedef enum ts_schedule_kind {
     TS_SCHED_CONSTANT = 0,
@@ -338,7 +346,9 @@ typedef struct ts_train_config {
     int flip;          /* augmentation: random horizontal flip */
 } ts_train_config;
 
-ts_train_config ts_train_defaults(void);
+/* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,
+ * no augmentation or label smoothing. */
+void ts_train_config_default(ts_train_config *cfg);
 
 typedef struct ts_train_progress {
     int64_t epoch, epochs;     /* 0-based current epoch, total */
@@ -374,9 +384,6 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
 void ts_trainer_free(ts_trainer *tr);
 /* Trains until cfg.epochs are done (continuing from a resumed position). */
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks);
-const ts_train_config *ts_trainer_config(const ts_trainer *tr);
-int64_t ts_trainer_epoch(const ts_trainer *tr); /* completed epochs */
-int64_t ts_trainer_step(const ts_trainer *tr);  /* optimizer steps done */
 
 /* ------------------------------------------------------------- evaluation */
 
@@ -439,9 +446,9 @@ typedef int (*ts_progress_fn)(void *user, int64_t done, int64_t total);
 
 /* One module per class listed in `classes` (n entries; NULL with n = 0 means every
  * class) from `train`, which must match the model (image shape, class count).
- * modules receives n (or all) new modules in that order; free each with
- * ts_module_free and the array with free(). Deterministic: one pass over the
- * data, in an order fixed by cfg->seed. */
+ * modules receives n (or all) new modules in that order, in an array that
+ * ts_modules_free frees with them. Deterministic: one pass over the data, in an
+ * order fixed by cfg->seed. */
 ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
                        const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                        int *count);
@@ -467,6 +474,9 @@ typedef struct ts_module_info {
 } ts_module_info;
 
 void ts_module_free(ts_module *mod);
+/* Frees n modules and the array that holds them (what ts_decompose returns, or an
+ * array the caller malloc'ed). NULL does nothing. */
+void ts_modules_free(ts_module **mods, int n);
 ts_status ts_module_info_get(const ts_module *mod, ts_module_info *info);
 /* Saves a module (.tsm: the origin model, its masks and class, docs/file-format.md),
  * atomically; loads one, checking every size and the masks against the model. */
@@ -548,9 +558,6 @@ int ts_onnx_tensor_rank(const ts_onnx_tensor *t);
 int64_t ts_onnx_tensor_dim(const ts_onnx_tensor *t, int axis);
 int64_t ts_onnx_tensor_numel(const ts_onnx_tensor *t);
 const float *ts_onnx_tensor_floats(const ts_onnx_tensor *t); /* NULL unless float */
-/* Writes a float32 TensorProto of the given dims (rank <= 8). */
-ts_status ts_onnx_tensor_save(ts_ctx *ctx, const char *path, const char *name, const int64_t *dims, int rank,
-                              const float *data);
 
 typedef struct ts_onnx_import_config {
     /* 1 (default): the input's first axis is the batch, the rest one sample's shape.

@@ -114,7 +114,8 @@ int cmd_bench(int argc, char **argv) {
     }
     for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % k);
     if (train) {
-        ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+        ts_optim_config oc;
+        ts_optim_config_default(&oc, TS_OPT_SGD);
         if ((st = ts_optimizer_create(ctx, m, &oc, &opt))) goto fail;
     }
     for (long i = 0; i < warmup; i++)

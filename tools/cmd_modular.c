@@ -21,11 +21,6 @@ static int64_t model_macs(const ts_model *m) {
     return t;
 }
 
-static void free_modules(ts_module **mods, int n) {
-    for (int i = 0; mods && i < n; i++) ts_module_free(mods[i]);
-    free(mods);
-}
-
 static void shape_text(const ts_shape *s, char *buf, size_t n) {
     size_t off = 0;
     buf[0] = '\0';
@@ -56,7 +51,7 @@ static ts_status load_modules(ts_ctx *ctx, char **paths, int n, ts_module ***out
         }
     }
     if (st) {
-        free_modules(mods, n);
+        ts_modules_free(mods, n);
         return st;
     }
     *out = mods;
@@ -338,7 +333,7 @@ fail:
     rc = cli_fail("decompose", ctx, st);
 done:
     free(classes);
-    free_modules(mods, nmods);
+    ts_modules_free(mods, nmods);
     ts_dataset_free(train);
     ts_dataset_free(test);
     ts_model_free(m);
@@ -392,7 +387,7 @@ int cmd_compose(int argc, char **argv) {
 fail:
     rc = cli_fail("compose", ctx, st);
 done:
-    free_modules(mods, mods ? npos : 0);
+    ts_modules_free(mods, mods ? npos : 0);
     ts_model_free(cm);
     ts_ctx_free(ctx);
     return rc;
@@ -588,7 +583,7 @@ int cmd_replace(int argc, char **argv) {
 fail:
     rc = cli_fail("replace", ctx, st);
 done:
-    free_modules(mods, n);
+    ts_modules_free(mods, n);
     ts_module_free(repl);
     ts_model_free(m);
     ts_model_free(cm);
@@ -662,7 +657,7 @@ int cmd_reuse(int argc, char **argv) {
 fail:
     rc = cli_fail("reuse", ctx, st);
 done:
-    free_modules(mods, mods ? npos : 0);
+    ts_modules_free(mods, mods ? npos : 0);
     ts_model_free(cm);
     ts_dataset_free(te);
     ts_ctx_free(ctx);

@@ -144,7 +144,7 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
             fprintf(stderr, "tessera train: --optimizer: '%s' is not one of sgd, adam, adamw\n", o);
             return EXIT_USAGE;
         }
-        cfg->optim = ts_optim_defaults(ok);
+        ts_optim_config_default(&cfg->optim, ok);
         cfg->lr = ok == TS_OPT_SGD ? 0.1f : 0.001f;
     } else if (cli_get(c, "optimizer") || cli_get(c, "batch") || cli_get(c, "seed")) {
         fprintf(stderr, "tessera train: --optimizer, --batch and --seed cannot change when resuming\n");
@@ -242,7 +242,9 @@ int cmd_train(int argc, char **argv) {
     if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
     if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
 
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+
+    ts_train_config_default(&cfg);
     if (resume) {
         if ((st = ts_checkpoint_load_model(ctx, resume, &m, &cfg))) goto fail;
         if ((rc = config_from_options(&train_cmd, &cfg, 1))) goto done;

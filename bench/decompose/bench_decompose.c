@@ -10,7 +10,7 @@
  *
  * Uses only the public API (include/tessera.h). Build:
  *   gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Iinclude bench/decompose/bench_decompose.c \
- *       build/libtessera.a -ldnnl -lz -lm -fopenmp -o build/bench_decompose
+ *       build/libtessera.a -ldnnl -lprotobuf-c -lz -lm -fopenmp -o build/bench_decompose
  *
  * Environment:
  *   BENCH_THREADS=2        kernel threads (ts_ctx_set_threads)
@@ -117,11 +117,6 @@ static const char *class_name(const ts_model *m, int c, char *buf, size_t n) {
     memcpy(buf, p, len);
     buf[len] = 0;
     return buf;
-}
-
-static void free_modules(ts_module **mods, int n) {
-    for (int i = 0; mods && i < n; i++) ts_module_free(mods[i]);
-    free(mods);
 }
 
 static ts_status parse_int_list(const char *s, int **out, int *n) {
@@ -429,16 +424,17 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
 /* Adam lr 1e-3 constant for the demo CNN (and LeNet-5); SGD lr 0.1, momentum 0.9,
  * cosine schedule for everything else (the ResNets, VGG, All-CNN-C); batch 128. */
 static ts_train_config scratch_config(const char *arch, int epochs, uint64_t seed) {
-    ts_train_config tc = ts_train_defaults();
+    ts_train_config tc;
+    ts_train_config_default(&tc);
     tc.epochs = epochs;
     tc.batch = 128;
     tc.seed = seed;
     if (!strcmp(arch, "demo") || !strcmp(arch, "lenet5")) {
-        tc.optim = ts_optim_defaults(TS_OPT_ADAM);
+        ts_optim_config_default(&tc.optim, TS_OPT_ADAM);
         tc.lr = 1e-3f;
         tc.schedule = TS_SCHED_CONSTANT;
     } else {
-        tc.optim = ts_optim_defaults(TS_OPT_SGD);
+        ts_optim_config_default(&tc.optim, TS_OPT_SGD);
         tc.optim.momentum = 0.9f;
         tc.lr = 0.1f;
         tc.schedule = TS_SCHED_COSINE;
@@ -561,7 +557,7 @@ static int cmd_cost(int argc, char **argv) {
     for (int c = 0; c < K && c < 16; c++) printf(" %d:%.1f/%.1f/%.1f", c, eo.recall[c], ed.recall[c], ee.recall[c]);
     printf("\n");
 done:
-    free_modules(d.mods, d.n);
+    ts_modules_free(d.mods, d.n);
     ts_model_free(m);
     ts_model_free(cd);
     ts_model_free(ce);
@@ -712,7 +708,7 @@ static int cmd_intra(int argc, char **argv) {
         ts_model_free(cm);
         ts_model_free(cme);
         ts_model_free(sm);
-        free_modules(d.mods, d.n);
+        ts_modules_free(d.mods, d.n);
         d.mods = NULL;
         d.n = 0;
         if (st) goto done;
@@ -730,7 +726,7 @@ static int cmd_intra(int argc, char **argv) {
            sum_rcpu / np, sum_rm / np, sum_scpu / np, sum_sm / np, sum_scpu / sum_rcpu, sum_sm / sum_rm);
 done:
     free(pairs);
-    free_modules(d.mods, d.n);
+    ts_modules_free(d.mods, d.n);
     ts_model_free(m);
     ts_dataset_free(train);
     ts_dataset_free(test);
@@ -902,8 +898,8 @@ static int cmd_inter(int argc, char **argv) {
     printf("%-44s %.1f CPU-s (decompose + re-tune) vs %.1f CPU-s scratch (%d epochs)\n", "cost",
            da.time.cpu + db.time.cpu + trt.cpu, tst.cpu, epochs);
 done:
-    free_modules(da.mods, da.n);
-    free_modules(db.mods, db.n);
+    ts_modules_free(da.mods, da.n);
+    ts_modules_free(db.mods, db.n);
     free(mods);
     free(cls);
     free(src);
@@ -1033,8 +1029,8 @@ static int cmd_replace(int argc, char **argv) {
     printf("%-44s decompose WEAK %.2fs + STRONG %.2fs wall; re-tune %.2fs wall\n", "cost", dw.time.wall, ds.time.wall,
            rt.wall);
 done:
-    free_modules(dw.mods, dw.n);
-    free_modules(ds.mods, ds.n);
+    ts_modules_free(dw.mods, dw.n);
+    ts_modules_free(ds.mods, ds.n);
     free(mixed);
     ts_model_free(mw);
     ts_model_free(ms);

@@ -93,7 +93,7 @@ echo "openmp:  OMP_NUM_THREADS=$OMP_NUM_THREADS OMP_WAIT_POLICY=$OMP_WAIT_POLICY
 step "build"
 run make -j2 all
 run gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Iinclude bench/decompose/bench_decompose.c build/libtessera.a \
-    -ldnnl -lz -lm -fopenmp -o "$B"
+    -ldnnl -lprotobuf-c -lz -lm -fopenmp -o "$B"
 mkdir -p "$OUT/data"
 
 # ---- data: a data folder that holds mnist/ (and cifar10/) as known names

@@ -23,9 +23,22 @@ struct ts_ctx {
     int nthreads;                /* OpenMP threads used by kernels */
     ts_backend backend;          /* which kernels the layers call */
     int constant_time;           /* inference without value-dependent timing (docs/security.md) */
-    void *dnnl;                  /* oneDNN engine/stream, owned (ops_dnnl.c) */
+    void *dnnl;                  /* oneDNN engine/stream, owned (ops/dnnl_backend.c) */
+    void (*dnnl_release)(void *dnnl); /* frees dnnl: set by ops along with it */
     int bf16;                    /* convolutions in bfloat16 mixed precision (ts_ctx_set_bf16) */
 };
+
+/* Internal invariants (SQLite's habit): TS_ASSERT(cond) states an assumption the code
+ * relies on. In the sanitizer build (make SAN=1 defines TS_DEBUG_ASSERT) a false
+ * condition prints file:line and the condition to stderr and aborts: a bug in tessera,
+ * never a user's error, which gets a ts_status. Elsewhere the condition is not
+ * evaluated (only type-checked), so the library still never prints or aborts. */
+#ifdef TS_DEBUG_ASSERT
+#define TS_ASSERT(cond) ((cond) ? (void)0 : ts_assert_fail(__FILE__, __LINE__, #cond))
+_Noreturn void ts_assert_fail(const char *file, int line, const char *cond);
+#else
+#define TS_ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
 
 /* Records an error on ctx and returns status, so that callers write
  * `return ts_fail(ctx, TS_EFORMAT, "%s: ...", path);` */
@@ -53,8 +66,6 @@ uint64_t ts_rng_next(ts_rng *r);
 float ts_rng_uniform(ts_rng *r);
 /* uniform integer in [0, n) without modulo bias; n > 0 */
 uint64_t ts_rng_below(ts_rng *r, uint64_t n);
-/* standard normal (Box-Muller, no cached second value so state stays plain) */
-float ts_rng_normal(ts_rng *r);
 
 /* Floating-point environment of constant-time inference (fpenv.c): flush-to-zero,
  * denormals-are-zero and round-to-nearest on the calling thread and on the OpenMP
@@ -65,6 +76,25 @@ typedef struct ts_fpenv {
 } ts_fpenv;
 void ts_fpenv_constant_time(ts_fpenv *env, int nthreads);
 void ts_fpenv_restore(const ts_fpenv *env);
+
+/* The one seed mixer: splitmix64's finalizer (Steele, Lea and Flood), used to seed
+ * the RNG and to derive independent seeds. ts_splitmix64(z) is the value splitmix64
+ * returns from state z; ts_mix64 is the finalizer alone. */
+#define TS_GOLDEN64 0x9e3779b97f4a7c15ULL
+static inline uint64_t ts_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static inline uint64_t ts_splitmix64(uint64_t z) { return ts_mix64(z + TS_GOLDEN64); }
+
+/* The one FNV-1a (64-bit): h continues from TS_FNV1A_INIT over n bytes at p. */
+#define TS_FNV1A_INIT 0xcbf29ce484222325ULL
+static inline uint64_t ts_fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
 
 /* Number of threads kernels should use for this ctx (>= 1). */
 static inline int ts_ctx_threads(const ts_ctx *ctx) { return ctx && ctx->nthreads > 0 ? ctx->nthreads : 1; }

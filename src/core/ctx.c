@@ -17,9 +17,6 @@ const char *ts_status_name(ts_status s) {
     return status_names[s];
 }
 
-/* Implemented in src/ops/dnnl_backend.c; kept as hooks so core stays free of oneDNN. */
-void ops_dnnl_release(void *dnnl);
-
 ts_status ts_ctx_create(ts_ctx **out) {
     if (!out) return TS_EINVAL;
     *out = NULL;
@@ -33,7 +30,7 @@ ts_status ts_ctx_create(ts_ctx **out) {
 
 void ts_ctx_free(ts_ctx *ctx) {
     if (!ctx) return;
-    if (ctx->dnnl) ops_dnnl_release(ctx->dnnl);
+    if (ctx->dnnl && ctx->dnnl_release) ctx->dnnl_release(ctx->dnnl);
     free(ctx);
 }
 

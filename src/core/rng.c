@@ -2,18 +2,9 @@
  * data so checkpoints can save and restore it exactly. */
 #include "core.h"
 
-#include <math.h>
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void ts_rng_seed(ts_rng *r, uint64_t seed) {
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    /* splitmix64's first four outputs from state `seed` */
+    for (int i = 0; i < 4; i++) r->s[i] = ts_splitmix64(seed + (uint64_t)i * TS_GOLDEN64);
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -40,11 +31,4 @@ uint64_t ts_rng_below(ts_rng *r, uint64_t n) {
     do x = ts_rng_next(r);
     while (x >= limit);
     return x % n;
-}
-
-float ts_rng_normal(ts_rng *r) {
-    /* Box-Muller in double for accuracy; u1 in (0,1] so log is finite */
-    double u1 = ((double)(ts_rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
-    double u2 = (double)(ts_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }

@@ -58,17 +58,9 @@ ts_status data_idx_load(ts_ctx *ctx, const char *images_path, const char *labels
 ts_status data_cifar_load(ts_ctx *ctx, const char *const *paths, int npaths, int label_bytes, const char *name,
                           ts_dataset **out);
 
-/* splitmix64 finalizer: the mixing hash used to derive independent RNG seeds. */
-static inline uint64_t data_mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Seed for one stream identified by (seed, a, b) in domain `domain`. */
 static inline uint64_t data_seed3(uint64_t seed, uint64_t domain, uint64_t a, uint64_t b) {
-    return data_mix64(data_mix64(data_mix64(seed ^ data_mix64(domain)) ^ a) ^ b);
+    return ts_splitmix64(ts_splitmix64(ts_splitmix64(seed ^ ts_splitmix64(domain)) ^ a) ^ b);
 }
 
 /* The normalized value of every byte for channel c of pp: (v/255 - mean)/std.

@@ -79,14 +79,7 @@ ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path
     wbuf_u64(&b, (uint64_t)tr->opt->steps);
     wbuf_u64(&b, (uint64_t)tr->opt->state_count);
     wbuf_bytes(&b, tr->opt->state, tr->opt->state_count * sizeof(float));
-    ts_status st;
-    if (b.failed) st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory serializing the checkpoint", path);
-    else {
-        io_section sec = {TAG_TRAN, b.data, b.len};
-        st = model_file_write(ctx, tr->model, path, MODEL_KIND_CHECKPOINT, &sec, 1);
-    }
-    wbuf_free(&b);
-    return st;
+    return model_file_write_with(ctx, tr->model, path, MODEL_KIND_CHECKPOINT, TAG_TRAN, &b, "checkpoint");
 }
 
 static ts_status read_tran(ts_ctx *ctx, const char *path, ts_model **model, uint8_t **data, size_t *len,

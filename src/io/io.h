@@ -64,6 +64,11 @@ typedef struct io_section {
 /* Model file with optional extra sections (the checkpoint's TRAN). */
 ts_status model_file_write(ts_ctx *ctx, const ts_model *m, const char *path, uint32_t kind, const io_section *extra,
                            int nextra);
+/* Model file with one extra section holding b's bytes (tag), then frees b. When an
+ * allocation failed while b was filled (b->failed), writes nothing and reports
+ * running out of memory serializing `what`. */
+ts_status model_file_write_with(ts_ctx *ctx, const ts_model *m, const char *path, uint32_t kind, uint32_t tag, wbuf *b,
+                                const char *what);
 /* Reads a model; when `extra` is not NULL, returns a malloc'ed copy of the
  * section with tag `extra_tag` (NULL when absent), its length, and its offset in
  * the file (extra_base, may be NULL) for error messages. */

@@ -79,6 +79,18 @@ ts_status model_file_write(ts_ctx *ctx, const ts_model *m, const char *path, uin
     return st;
 }
 
+ts_status model_file_write_with(ts_ctx *ctx, const ts_model *m, const char *path, uint32_t kind, uint32_t tag, wbuf *b,
+                                const char *what) {
+    ts_status st;
+    if (b->failed) st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory serializing the %s", path, what);
+    else {
+        io_section sec = {tag, b->data, b->len};
+        st = model_file_write(ctx, m, path, kind, &sec, 1);
+    }
+    wbuf_free(b);
+    return st;
+}
+
 ts_status ts_model_save(ts_ctx *ctx, const ts_model *m, const char *path) {
     if (!ctx || !m || !path) return ts_fail(ctx, TS_EINVAL, "ts_model_save: NULL argument");
     return model_file_write(ctx, m, path, MODEL_KIND_MODEL, NULL, 0);

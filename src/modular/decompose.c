@@ -21,6 +21,11 @@
 #include <string.h>
 #include <time.h>
 
+void ts_modules_free(ts_module **mods, int n) {
+    for (int i = 0; mods && i < n; i++) ts_module_free(mods[i]);
+    free(mods);
+}
+
 void ts_decompose_config_default(ts_decompose_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->positives = 1000;
@@ -300,10 +305,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
 nomem:
     st = ts_fail(ctx, TS_ENOMEM, "decompose: out of memory");
 done:
-    if (mods) {
-        for (int w = 0; w < want; w++) ts_module_free(mods[w]);
-        free(mods);
-    }
+    ts_modules_free(mods, want);
     ts_module_free(proto);
     ts_model_free(work);
     free(P);

@@ -1,6 +1,6 @@
 /* Modules: per-class pieces of a trained classifier (decompose.c finds them,
  * module.c holds them, compose.c builds models from them, retune.c adapts them,
- * src/io/module_file.c stores them). */
+ * src/modular/module_file.c stores them). */
 #ifndef TS_MODULAR_H
 #define TS_MODULAR_H
 

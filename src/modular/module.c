@@ -15,14 +15,10 @@ int module_logits_layer(const ts_model *m) {
 }
 
 /* FNV-1a over the architecture text, the shape, and every tensor's bytes. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
+static uint64_t fnv(uint64_t h, const void *p, size_t n) { return ts_fnv1a(h, p, n); }
 
 uint64_t module_model_id(const ts_model *m) {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = TS_FNV1A_INIT;
     h = fnv(h, m->arch_text, strlen(m->arch_text));
     h = fnv(h, m->input.dims, sizeof m->input.dims[0] * (size_t)m->input.ndim);
     h = fnv(h, &m->classes, sizeof m->classes);

@@ -120,7 +120,15 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
         return TS_ENOMEM;
     }
     e->grad_arena_bytes = total;
-    for (int i = 0; i < n; i++) e->ls[slots[i].layer].grad = (float *)((char *)e->grad_arena + slots[i].offset);
+    for (int i = 0; i < n; i++) {
+        /* in the arena, and apart from every buffer live at the same time */
+        TS_ASSERT(slots[i].offset + slots[i].bytes <= total);
+        for (int j = 0; j < i; j++)
+            TS_ASSERT(slots[j].first > slots[i].last || slots[i].first > slots[j].last ||
+                      slots[j].offset + slots[j].bytes <= slots[i].offset ||
+                      slots[i].offset + slots[i].bytes <= slots[j].offset);
+        e->ls[slots[i].layer].grad = (float *)((char *)e->grad_arena + slots[i].offset);
+    }
     free(slots);
     return TS_OK;
 }
@@ -195,6 +203,7 @@ static void fold_head(ts_model *m, int li) {
 static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li, conv2d_packed_set *set) {
     exec_state *e = &m->exec;
     int last = e->fuse_last[li];
+    TS_ASSERT(!set || !e->packed->stale); /* packed weights match the tensors */
     if (conv2d_packed_ready(set, li)) return conv2d_packed_run(ctx, set, li, e->ls[last].out, layer_input(m, li, 0));
     fold_head(m, li);
     const layer *c = &m->layers[li];
@@ -305,8 +314,6 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     return TS_OK;
 }
 
-ts_status exec_prepare(ts_ctx *ctx, ts_model *m, int n) { return exec_plan(ctx, m, n, 1); }
-
 const float *layer_input(ts_model *m, int li, int k) {
     int src = m->layers[li].inputs[k];
     return src == 0 ? m->exec.input : m->exec.ls[src].out;
@@ -336,6 +343,7 @@ void layer_input_grad_commit(ts_model *m, int li, int k, int nthreads) {
 static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, int train,
                              int allow_fusion) {
     exec_state *e = &m->exec;
+    TS_ASSERT(e->ls && n >= 1 && n <= e->capacity && (!train || e->has_grads)); /* planned for this batch */
     e->n = n;
     e->train = train;
     e->input = x;
@@ -364,6 +372,7 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
         else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
         if (st) return st;
     }
+    TS_ASSERT(ts_shape_numel(&m->layers[m->nlayers - 1].out) == m->classes); /* the logits layer */
     if (logits) memcpy(logits, e->ls[m->nlayers - 1].out, (size_t)n * (size_t)m->classes * sizeof(float));
     return TS_OK;
 }

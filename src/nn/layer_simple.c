@@ -29,13 +29,6 @@ ts_status input_backward(ts_ctx *ctx, ts_model *m, int li) {
     return TS_OK;
 }
 
-static ts_status one_input(ts_ctx *ctx, const layer *l, const char *source) {
-    if (l->ninputs != 1)
-        return ts_fail(ctx, TS_EFORMAT, "%s:%d: %s '%s' takes exactly one input, got %d", source, l->line,
-                       LAYER_OPS[l->kind].name, l->name, l->ninputs);
-    return TS_OK;
-}
-
 /* ---- relu, leakyrelu, sigmoid, tanh */
 static eltwise_kind eltwise_of(layer_kind k) {
     switch (k) {
@@ -47,7 +40,7 @@ static eltwise_kind eltwise_of(layer_kind k) {
 }
 
 ts_status activation_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
-    ts_status st = one_input(ctx, l, source);
+    ts_status st = expect_one_input(ctx, l, source);
     if (st) return st;
     l->out = *input_shape(m, l, 0);
     return TS_OK;
@@ -84,7 +77,7 @@ static void softmax_geometry(const layer *l, size_t *outer, size_t *len, size_t 
 }
 
 ts_status softmax_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
-    ts_status st = one_input(ctx, l, source);
+    ts_status st = expect_one_input(ctx, l, source);
     if (st) return st;
     l->out = *input_shape(m, l, 0);
     const int r = l->out.ndim;
@@ -233,7 +226,7 @@ ts_status concat_backward(ts_ctx *ctx, ts_model *m, int li) {
 
 /* ---- flatten to a vector: a copy (activations are not aliased, keeping ownership simple) */
 ts_status flatten_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
-    ts_status st = one_input(ctx, l, source);
+    ts_status st = expect_one_input(ctx, l, source);
     if (st) return st;
     l->out.ndim = 1;
     l->out.dims[0] = shape_numel(input_shape(m, l, 0));
@@ -256,7 +249,7 @@ ts_status flatten_backward(ts_ctx *ctx, ts_model *m, int li) {
 
 /* ---- dropout (inverted): identity at inference */
 ts_status dropout_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
-    ts_status st = one_input(ctx, l, source);
+    ts_status st = expect_one_input(ctx, l, source);
     if (st) return st;
     l->out = *input_shape(m, l, 0);
     return TS_OK;

@@ -9,10 +9,7 @@
 #include <string.h>
 
 uint64_t rng_mix(uint64_t a, uint64_t b) {
-    uint64_t z = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return ts_mix64(a ^ (b + TS_GOLDEN64 + (a << 6) + (a >> 2)));
 }
 
 ts_model *model_new_empty(void) { return calloc(1, sizeof(ts_model)); }

@@ -312,8 +312,6 @@ ts_model *model_new_empty(void);
 ts_status model_order_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out);
 
-/* Ensures execution buffers for batch n. */
-ts_status exec_prepare(ts_ctx *ctx, ts_model *m, int n);
 void exec_release(exec_state *e);
 /* The model's parameters or buffers may have changed: packed inference weights are
  * rebuilt before the next inference. Safe on a const model (only the cache changes). */
@@ -323,10 +321,12 @@ ts_status model_tensor_peek(const ts_model *m, int index, ts_tensor_info *info);
 
 /* Helpers for layer implementations */
 static inline float *tensor_data(ts_model *m, int t) {
+    TS_ASSERT(t >= 0 && t < m->ntensors);
     tensor_entry *e = &m->tensors[t];
     return (e->role == TS_TENSOR_PARAM ? m->params : m->buffers) + e->offset;
 }
 static inline float *tensor_grad(ts_model *m, int t) {
+    TS_ASSERT(t >= 0 && t < m->ntensors);
     return m->tensors[t].role == TS_TENSOR_PARAM ? m->grads + m->tensors[t].offset : NULL;
 }
 /* input activation of layer li's k-th input (the model input for INPUT) */

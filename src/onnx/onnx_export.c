@@ -2,6 +2,7 @@
  * nodes; every value keeps the layout (batch, per-sample shape), so ONNX's
  * broadcasting is made to agree with tessera's per-sample broadcasting by
  * explicit reshapes where ranks differ. */
+#include "core/testing.h"
 #include "io/io.h"
 #include "nn/nn.h"
 #include "onnx.h"

@@ -60,7 +60,6 @@ typedef struct importer {
 /* converters: ONNX op type -> layers; return TS_EUNSUPPORTED via unsupported() */
 typedef ts_status (*convert_fn)(importer *im, const Onnx__NodeProto *n);
 convert_fn onnx_converter(const char *op_type);
-const char *onnx_supported_ops(void); /* space-separated list, for docs and --check */
 
 /* ---- shared by the converters (onnx_ops_activation.c, onnx_ops_algebra.c) */
 ts_status oom(importer *im);

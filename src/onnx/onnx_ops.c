@@ -61,9 +61,3 @@ convert_fn onnx_converter(const char *op_type) {
         if (!strcmp(OPS[i].name, op_type)) return OPS[i].fn;
     return NULL;
 }
-
-const char *onnx_supported_ops(void) {
-    return "Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization Relu LeakyRelu PRelu Elu "
-           "Selu Sigmoid HardSigmoid Tanh Clip Gemm MatMul Add Sub Mul Div Sum Softmax LogSoftmax Flatten Reshape "
-           "Concat Transpose Squeeze Unsqueeze Pad Identity Dropout Expand Constant Shape Gather Cast";
-}

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ops_dnnl_release(void *dnnl) {
+/* ctx->dnnl_release: core frees the backend state through it, knowing nothing of oneDNN. */
+static void ops_dnnl_release(void *dnnl) {
     ops_dnnl *d = dnnl;
     if (!d) return;
     if (d->stream) dnnl_stream_destroy(d->stream);
@@ -41,6 +42,7 @@ static ts_status dnnl_get(ts_ctx *ctx, ops_dnnl **out) {
                        "oneDNN stream: dnnl_stream_create failed: %s", dnnl_status2str(st));
     }
     ctx->dnnl = d;
+    ctx->dnnl_release = ops_dnnl_release;
     *out = d;
     return TS_OK;
 }
@@ -122,12 +124,6 @@ dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md)
         d->slot_bytes[k] = bytes;
     }
     return job_memory(job, md, bytes ? d->slot[k] : DNNL_MEMORY_ALLOCATE);
-}
-
-dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,
-                                  void *data) {
-    dnnl_memory_desc_t md = dnnl_job_md(job, ndims, dims, tag);
-    return dnnl_job_memory(job, &md, data);
 }
 
 dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,

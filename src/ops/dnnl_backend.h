@@ -5,7 +5,8 @@
  *
  *     dnnl_job job;
  *     if (dnnl_job_begin(&job, ctx, "convolution forward") != TS_OK) return job.status;
- *     dnnl_memory_t src = dnnl_job_memory_tag(&job, 4, dims, dnnl_nchw, (void *)in);
+ *     dnnl_memory_desc_t md = dnnl_job_md(&job, 4, dims, dnnl_nchw);
+ *     dnnl_memory_t src = dnnl_job_memory(&job, &md, (void *)in);
  *     ...                        // every helper is a no-op once one has failed
  *     return dnnl_job_end(&job); // waits, destroys everything, returns the first error
  *
@@ -23,7 +24,7 @@
 
 #define DNNL_JOB_MAX_MEM 16
 
-/* What ctx->dnnl points to: created on first use, freed by ops_dnnl_release. */
+/* What ctx->dnnl points to: created on first use, freed through ctx->dnnl_release. */
 typedef struct ops_dnnl {
     dnnl_engine_t engine; /* CPU engine 0 */
     dnnl_stream_t stream; /* in-order CPU stream on it */
@@ -68,8 +69,6 @@ dnnl_memory_desc_t dnnl_job_md(dnnl_job *job, int ndims, const dnnl_dim_t *dims,
  * oneDNN only reads them); a NULL data is an error. Returns NULL once the job has
  * failed. */
 dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data);
-dnnl_memory_t dnnl_job_memory_tag(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_format_tag_t tag,
-                                  void *data);
 /* Memory object over a buffer oneDNN allocates, freed with the job. */
 dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md);
 

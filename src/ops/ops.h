@@ -14,7 +14,7 @@
 #ifndef TS_OPS_H
 #define TS_OPS_H
 
-#include "../core/core.h"
+#include "core/core.h"
 
 /* ------------------------------------------------------------ convolution */
 
@@ -382,7 +382,5 @@ ts_status eltwise_forward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, size
                                const float *in);
 ts_status eltwise_backward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *din,
                                 const float *dout, const float *in, const float *out);
-/* Frees the engine/stream held in ctx->dnnl (called by ts_ctx_free). */
-void ops_dnnl_release(void *dnnl);
 
 #endif

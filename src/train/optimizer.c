@@ -1,25 +1,29 @@
 /* SGD (momentum, dampening, Nesterov, L2 weight decay), Adam and AdamW with the
  * exact update order of torch.optim in PyTorch 1.13 (single-tensor path). */
+#include "core/testing.h"
 #include "train.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-ts_optim_config ts_optim_defaults(ts_optimizer_kind kind) {
-    ts_optim_config c;
-    memset(&c, 0, sizeof c);
-    c.kind = kind;
-    c.beta1 = 0.9f;
-    c.beta2 = 0.999f;
-    c.eps = 1e-8f;
-    if (kind == TS_OPT_SGD) c.momentum = 0.9f;
-    if (kind == TS_OPT_ADAMW) c.weight_decay = 0.01f;
-    return c;
+void ts_optim_config_default(ts_optim_config *cfg, ts_optimizer_kind kind) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = kind;
+    cfg->beta1 = 0.9f;
+    cfg->beta2 = 0.999f;
+    cfg->eps = 1e-8f;
+    if (kind == TS_OPT_SGD) cfg->momentum = 0.9f;
+    if (kind == TS_OPT_ADAMW) cfg->weight_decay = 0.01f;
 }
 
 ts_status ts_optimizer_create(ts_ctx *ctx, ts_model *m, const ts_optim_config *cfg, ts_optimizer **out) {
     *out = NULL;
+    ts_optim_config def;
+    if (!cfg) {
+        ts_optim_config_default(&def, TS_OPT_SGD);
+        cfg = &def;
+    }
     if (cfg->kind < TS_OPT_SGD || cfg->kind > TS_OPT_ADAMW)
         return ts_fail(ctx, TS_EINVAL, "optimizer: unknown kind %d", (int)cfg->kind);
     if (!(cfg->momentum >= 0) || !(cfg->weight_decay >= 0) || !(cfg->beta1 >= 0 && cfg->beta1 < 1) ||

@@ -1,6 +1,7 @@
 /* The training loop: batches from the loader, forward, loss, backward, optimizer
  * step with the scheduled rate, validation at each epoch end. Every random choice
  * derives from (seed, epoch, step), so a resumed run repeats an uninterrupted one. */
+#include "core/testing.h"
 #include "train.h"
 
 #include <math.h>
@@ -8,17 +9,20 @@
 #include <string.h>
 #include <time.h>
 
-ts_train_config ts_train_defaults(void) {
-    ts_train_config c;
-    memset(&c, 0, sizeof c);
-    c.epochs = 10;
-    c.batch = 128;
-    c.lr = 0.1f;
-    c.optim = ts_optim_defaults(TS_OPT_SGD);
-    c.schedule = TS_SCHED_CONSTANT;
-    c.gamma = 0.1f;
-    c.seed = 1;
-    return c;
+float ts_softmax_cross_entropy(int n, int classes, const float *logits, const int32_t *labels, float smoothing,
+                               float *dlogits) {
+    return softmax_xent_ref(n, classes, logits, labels, smoothing, dlogits);
+}
+
+void ts_train_config_default(ts_train_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->epochs = 10;
+    cfg->batch = 128;
+    cfg->lr = 0.1f;
+    ts_optim_config_default(&cfg->optim, TS_OPT_SGD);
+    cfg->schedule = TS_SCHED_CONSTANT;
+    cfg->gamma = 0.1f;
+    cfg->seed = 1;
 }
 
 static double now_seconds(void) {
@@ -30,6 +34,11 @@ static double now_seconds(void) {
 ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
                             const ts_train_config *cfg, ts_trainer **out) {
     *out = NULL;
+    ts_train_config def;
+    if (!cfg) {
+        ts_train_config_default(&def);
+        cfg = &def;
+    }
     if (cfg->epochs < 1 || cfg->epochs > 100000) return ts_fail(ctx, TS_EINVAL, "epochs: %d out of 1..100000", cfg->epochs);
     if (cfg->batch < 1 || cfg->batch > 65536) return ts_fail(ctx, TS_EINVAL, "batch: %d out of 1..65536", cfg->batch);
     if (!(cfg->lr > 0) || !isfinite(cfg->lr)) return ts_fail(ctx, TS_EINVAL, "lr: %g must be positive", cfg->lr);
@@ -100,7 +109,6 @@ void ts_trainer_free(ts_trainer *tr) {
     free(tr);
 }
 
-const ts_train_config *ts_trainer_config(const ts_trainer *tr) { return &tr->cfg; }
 int64_t ts_trainer_epoch(const ts_trainer *tr) { return tr->epoch; }
 int64_t ts_trainer_step(const ts_trainer *tr) { return tr->opt->steps; }
 

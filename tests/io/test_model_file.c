@@ -6,6 +6,7 @@
  * and a message naming the file, never a crash or a leak; checkpoints load as
  * models and models are refused as checkpoints. */
 #include "tessera.h"
+#include "core/testing.h"
 
 #include "common/test.h"
 
@@ -525,12 +526,13 @@ static void test_checkpoint_files(void) {
     ts_dataset *ds = tiny_dataset();
     ts_model *m = NULL;
     CHECK(ts_model_from_arch(g_ctx, SMALL_ARCH, "small.arch", NULL, 0, 1, &m) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
     cfg.epochs = 2;
     cfg.batch = 8;
     cfg.lr = 0.05f;
     cfg.seed = 77;
-    cfg.optim = ts_optim_defaults(TS_OPT_ADAMW);
+    ts_optim_config_default(&cfg.optim, TS_OPT_ADAMW);
     cfg.flip = 1;
     ts_trainer *tr = NULL;
     if (m) CHECK(ts_trainer_create(g_ctx, m, ds, NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));

@@ -1,4 +1,4 @@
-/* Modularity (src/modular, src/io/module_file.c, the mask layer).
+/* Modularity (src/modular, src/modular/module_file.c, the mask layer).
  *
  * A small CNN trained here on a Fashion-MNIST subset is decomposed into one module
  * per class, and the modules are checked against the model they came from: the
@@ -197,11 +197,12 @@ static ts_model *train_model(uint64_t seed, const char *origin, const ts_dataset
     ts_status st = ts_model_from_arch(g_ctx, ARCH, "modular.arch", NULL, 0, seed, &m);
     CHECK(st == TS_OK, "model: %s", ts_ctx_error(g_ctx));
     if (st) return NULL;
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
     cfg.epochs = epochs;
     cfg.batch = 32;
     cfg.lr = 2e-3f;
-    cfg.optim = ts_optim_defaults(TS_OPT_ADAM);
+    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
     cfg.seed = seed;
     ts_trainer *tr = NULL;
     st = ts_trainer_create(g_ctx, m, train, NULL, &cfg, &tr);
@@ -242,12 +243,6 @@ static ts_dataset tiny_dataset(uint8_t *px, int32_t *lab, int count) {
     ds.labels = lab;
     snprintf(ds.name, sizeof ds.name, "tiny8x8");
     return ds;
-}
-
-static void free_modules(ts_module **mods, int n) {
-    if (!mods) return;
-    for (int i = 0; i < n; i++) ts_module_free(mods[i]);
-    free(mods);
 }
 
 static int same_info(const ts_module_info *p, const ts_module_info *q, const char *what) {
@@ -359,8 +354,8 @@ out:
 }
 
 static void fixture_free(void) {
-    free_modules(g.mods, g.nmods);
-    free_modules(g.mods_b, g.nmods_b);
+    ts_modules_free(g.mods, g.nmods);
+    ts_modules_free(g.mods_b, g.nmods_b);
     for (int c = 0; c < K; c++) free(g.score[c]);
     free(g.score_b3);
     free(g.x);
@@ -440,7 +435,7 @@ static void test_decompose_info(void) {
         ib.seconds = ia.seconds;
         same_info(&ib, &ia, "class subset vs all classes");
     }
-    free_modules(one, n1);
+    ts_modules_free(one, n1);
     /* refusals */
     one = NULL;
     n1 = -1;
@@ -1242,11 +1237,12 @@ static void test_residual(void) {
     CHECK(ts_model_from_arch(g_ctx, RES, "res.arch", NULL, 0, 3, &m) == TS_OK, "%s", ts_ctx_error(g_ctx));
     if (!m) goto done;
     {
-        ts_train_config cfg = ts_train_defaults();
+        ts_train_config cfg;
+        ts_train_config_default(&cfg);
         cfg.epochs = 6;
         cfg.batch = 32;
         cfg.lr = 0.01f;
-        cfg.optim = ts_optim_defaults(TS_OPT_ADAM);
+        ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
         cfg.seed = 4;
         ts_trainer *tr = NULL;
         CHECK(ts_trainer_create(g_ctx, m, train, NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -1321,7 +1317,7 @@ static void test_residual(void) {
         ts_model_free(cm);
     }
 done:
-    free_modules(mods, n);
+    ts_modules_free(mods, n);
     for (int c = 0; c < KQ; c++) ts_module_free(plain[c]);
     ts_model_free(m);
     free(x);
@@ -1440,7 +1436,7 @@ static void test_determinism(void) {
     ts_model_free(m1);
     ts_model_free(m2);
 done:
-    free_modules(again, n);
+    ts_modules_free(again, n);
 }
 
 /* A model whose logits overflow (finite but huge weights, which files may hold):
@@ -1478,7 +1474,7 @@ static void test_overflowing_model(void) {
               ts_ctx_error(g_ctx), (double)in.scale, (double)in.shift);
     }
 done:
-    free_modules(mods, n);
+    ts_modules_free(mods, n);
     test_free_dataset(ds);
     ts_model_free(m);
 }

@@ -569,7 +569,8 @@ static void test_bf16_training(void) {
     int same = !memcmp(g32, g16, np * sizeof(float));
     CHECK(!same, "bf16 gave the fp32 gradients exactly (no bf16 convolution ran?)");
     /* a few steps on this batch lower its loss */
-    ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+    ts_optim_config oc;
+    ts_optim_config_default(&oc, TS_OPT_SGD);
     oc.momentum = 0.9f;
     ts_optimizer *opt = NULL;
     CHECK(ts_optimizer_create(g_ctx, m, &oc, &opt) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -639,7 +640,8 @@ static void test_packed_weights_follow_changes(void) {
 
     /* training-mode statistics and an optimizer step */
     memcpy(a, b, n * 10 * sizeof(float));
-    ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+    ts_optim_config oc;
+    ts_optim_config_default(&oc, TS_OPT_SGD);
     oc.momentum = 0.9f;
     ts_optimizer *opt = NULL;
     CHECK(ts_optimizer_create(g_ctx, m, &oc, &opt) == TS_OK, "%s", ts_ctx_error(g_ctx));

@@ -8,6 +8,7 @@
  * Tolerance: |got - want| <= rtol*|want| + floor*max|want| + atol per tensor, reported as
  * the worst ratio of error to allowance (<= 1 passes). */
 #include "tessera.h"
+#include "core/testing.h"
 
 #include "common/fixture.h"
 #include "common/test.h"
@@ -341,14 +342,16 @@ static void check_training(parity_env *env, const char *tag, ts_optim_config cfg
 }
 
 static void check_sgd(parity_env *env) {
-    ts_optim_config cfg = ts_optim_defaults(TS_OPT_SGD);
+    ts_optim_config cfg;
+    ts_optim_config_default(&cfg, TS_OPT_SGD);
     cfg.momentum = 0.9f;
     cfg.weight_decay = 5e-4f;
     check_training(env, "sgd", cfg, 0.05f, env->pm->sgd_loss, env->pm->sgd_final);
 }
 
 static void check_adamw(parity_env *env) {
-    ts_optim_config cfg = ts_optim_defaults(TS_OPT_ADAMW);
+    ts_optim_config cfg;
+    ts_optim_config_default(&cfg, TS_OPT_ADAMW);
     cfg.weight_decay = 0.01f;
     check_training(env, "adamw", cfg, 1e-3f, env->pm->adamw_loss, env->pm->adamw_final);
 }
@@ -356,10 +359,11 @@ static void check_adamw(parity_env *env) {
 /* Adam with L2 weight decay 0.1 and AdamW with decay 1, where the fixture has them. */
 static void check_adam_decay(parity_env *env) {
     if (!fixture_find(env->fx, "adam.loss")) return;
-    ts_optim_config cfg = ts_optim_defaults(TS_OPT_ADAM);
+    ts_optim_config cfg;
+    ts_optim_config_default(&cfg, TS_OPT_ADAM);
     cfg.weight_decay = 0.1f;
     check_training(env, "adam", cfg, 1e-3f, env->pm->adamw_loss, env->pm->adamw_final);
-    cfg = ts_optim_defaults(TS_OPT_ADAMW);
+    ts_optim_config_default(&cfg, TS_OPT_ADAMW);
     cfg.weight_decay = 1.0f;
     check_training(env, "adamw_wd1", cfg, 1e-3f, env->pm->adamw_loss, env->pm->adamw_final);
 }

@@ -9,6 +9,7 @@
  * Hostile files (truncated, wrong wire type, short tensor data, overflowing dims,
  * a cycle, an input nothing produces, unsupported ops) give clear errors. */
 #include "tessera.h"
+#include "core/testing.h"
 
 #include "common/test.h"
 #include "common/tiny_onnx.h"
@@ -145,7 +146,8 @@ static void test_train_imported(void) {
     }
     CHECK(found_bn >= 19, "only %d batch norms kept", found_bn);
     (void)t;
-    ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+    ts_optim_config oc;
+    ts_optim_config_default(&oc, TS_OPT_SGD);
     ts_optimizer *opt = NULL;
     CHECK(ts_optimizer_create(g_ctx, m, &oc, &opt) == TS_OK, "optimizer: %s", ts_ctx_error(g_ctx));
     tsio io;

@@ -23,6 +23,7 @@
 #include "common/test.h"
 #include "onnx/onnx.pb-c.h"
 #include "tessera.h"
+#include "core/testing.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -234,11 +235,13 @@ static ts_status flow_main(flow_result *res, char *err, size_t errsz) {
     TRY(ts_model_set_meta(ctx, m, "data", path));
     TRY(ts_dataset_split(ctx, g_train, 8, 3, &tr_part, &val_part));
 
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+
+    ts_train_config_default(&cfg);
     cfg.epochs = 1;
     cfg.batch = 16;
     cfg.lr = 0.01f;
-    cfg.optim = ts_optim_defaults(TS_OPT_ADAM);
+    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
     cfg.crop_pad = 1;
     cfg.flip = 1;
     cfg.seed = 5;
@@ -329,8 +332,7 @@ done:
     ts_model_free(m3);
     ts_model_free(composed);
     ts_module_free(loaded);
-    for (int i = 0; i < nmods; i++) ts_module_free(mods[i]);
-    free(mods);
+    ts_modules_free(mods, nmods);
     ts_eval_report_free(&ev);
     ts_model_free(m2);
     ts_trainer_free(tr2);
@@ -402,7 +404,8 @@ static ts_status flow_kinds(flow_result *res, char *err, size_t errsz) {
         TRY(ts_model_forward_train(ctx, m, g_x, 3, logits, 9));
         ts_softmax_cross_entropy(3, 3, logits, y, 0.1f, dlogits);
         TRY(ts_model_backward(ctx, m, dlogits));
-        ts_optim_config oc = ts_optim_defaults(TS_OPT_SGD);
+        ts_optim_config oc;
+        ts_optim_config_default(&oc, TS_OPT_SGD);
         oc.nesterov = 1;
         oc.weight_decay = 1e-4f;
         TRY(ts_optimizer_create(ctx, m, &oc, &opt));

@@ -724,7 +724,8 @@ static int make_base(void) {
     if (!st) st = ts_model_from_arch(ctx, ARCH10, "net.arch", NULL, 0, 1, &m);
     if (!st) st = ts_dataset_load(ctx, data, TS_SPLIT_TRAIN, NULL, &ds);
     if (!st) st = ts_model_set_meta(ctx, m, "data", data);
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
     cfg.epochs = 1;
     cfg.batch = 10;
     if (!st) st = ts_trainer_create(ctx, m, ds, NULL, &cfg, &tr);

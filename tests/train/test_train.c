@@ -5,6 +5,7 @@
  * divergence reporting, evaluation on a model whose predictions are known by
  * construction, and validation reporting. */
 #include "tessera.h"
+#include "core/testing.h"
 
 #include "common/test.h"
 
@@ -129,7 +130,8 @@ static void check_optimizer(const char *what, ts_optim_config cfg) {
 }
 
 static void test_sgd(void) {
-    ts_optim_config c = ts_optim_defaults(TS_OPT_SGD);
+    ts_optim_config c;
+    ts_optim_config_default(&c, TS_OPT_SGD);
     CHECK(c.momentum == 0.9f && c.dampening == 0 && !c.nesterov && c.weight_decay == 0, "SGD defaults");
     check_optimizer("sgd momentum 0.9", c);
     c.momentum = 0;
@@ -151,10 +153,10 @@ static void test_sgd(void) {
     c.dampening = 0;
     c.momentum = 0;
     CHECK(ts_optimizer_create(g_ctx, m, &c, &o) == TS_EINVAL && o == NULL, "nesterov without momentum accepted");
-    c = ts_optim_defaults(TS_OPT_SGD);
+    ts_optim_config_default(&c, TS_OPT_SGD);
     c.weight_decay = -1;
     CHECK(ts_optimizer_create(g_ctx, m, &c, &o) == TS_EINVAL && o == NULL, "negative weight decay accepted");
-    c = ts_optim_defaults(TS_OPT_SGD);
+    ts_optim_config_default(&c, TS_OPT_SGD);
     CHECK(ts_optimizer_create(g_ctx, m, &c, &o) == TS_OK, "%s", ts_ctx_error(g_ctx));
     if (o) {
         CHECK(ts_optimizer_step(g_ctx, o, -0.1f) == TS_EINVAL, "negative lr accepted");
@@ -166,7 +168,8 @@ static void test_sgd(void) {
 }
 
 static void test_adam(void) {
-    ts_optim_config c = ts_optim_defaults(TS_OPT_ADAM);
+    ts_optim_config c;
+    ts_optim_config_default(&c, TS_OPT_ADAM);
     CHECK(c.beta1 == 0.9f && c.beta2 == 0.999f && c.eps == 1e-8f && c.weight_decay == 0, "Adam defaults");
     check_optimizer("adam", c);
     c.weight_decay = 0.1f;
@@ -175,7 +178,8 @@ static void test_adam(void) {
     c.beta2 = 0.9f;
     c.eps = 1e-3f;
     check_optimizer("adam betas 0.5/0.9 eps 1e-3", c);
-    ts_optim_config w = ts_optim_defaults(TS_OPT_ADAMW);
+    ts_optim_config w;
+    ts_optim_config_default(&w, TS_OPT_ADAMW);
     CHECK(w.weight_decay == 0.01f && w.beta1 == 0.9f && w.beta2 == 0.999f, "AdamW defaults");
     check_optimizer("adamw", w);
     w.weight_decay = 0.5f;
@@ -186,7 +190,7 @@ static void test_adam(void) {
     ts_optimizer *o = NULL;
     w.beta2 = 1.0f;
     CHECK(ts_optimizer_create(g_ctx, m, &w, &o) == TS_EINVAL && o == NULL, "beta2 = 1 accepted");
-    w = ts_optim_defaults(TS_OPT_ADAMW);
+    ts_optim_config_default(&w, TS_OPT_ADAMW);
     w.eps = 0;
     CHECK(ts_optimizer_create(g_ctx, m, &w, &o) == TS_EINVAL && o == NULL, "eps = 0 accepted");
     ts_model_free(m);
@@ -303,7 +307,8 @@ static int log_epoch(const ts_epoch_report *r, void *user) {
 static void test_train_quadrants(void) {
     ts_dataset *train = test_quadrant_dataset(256, 1), *test = test_quadrant_dataset(200, 2);
     ts_model *m = make_model(QUAD_ARCH, 5);
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
     cfg.epochs = 5;
     cfg.batch = 32;
     cfg.lr = 0.05f;
@@ -377,14 +382,15 @@ static ts_model *train_once(const ts_train_config *cfg, const ts_dataset *train,
 
 static void test_determinism(void) {
     ts_dataset *train = test_quadrant_dataset(100, 4);
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
     cfg.epochs = 2;
     cfg.batch = 16;
     cfg.lr = 0.05f;
     cfg.seed = 9;
     cfg.crop_pad = 1;
     cfg.flip = 1;
-    cfg.optim = ts_optim_defaults(TS_OPT_ADAMW);
+    ts_optim_config_default(&cfg.optim, TS_OPT_ADAMW);
     ts_ctx_set_threads(g_ctx, 2);
     epoch_log l1, l2, l3;
     memset(&l1, 0, sizeof l1);
@@ -484,7 +490,8 @@ static void test_resume(void) {
     /* 84 samples in batches of 16: 6 batches per epoch, the last one of 4 */
     ts_dataset *train = test_quadrant_dataset(84, 6), *val = test_quadrant_dataset(30, 7);
     for (int k = 0; k < 2; k++) {
-        ts_train_config cfg = ts_train_defaults();
+        ts_train_config cfg;
+        ts_train_config_default(&cfg);
         cfg.epochs = 3;
         cfg.batch = 16;
         cfg.seed = 21 + (uint64_t)k;
@@ -493,13 +500,13 @@ static void test_resume(void) {
         cfg.label_smoothing = 0.1f;
         if (k == 0) {
             cfg.lr = 0.05f;
-            cfg.optim = ts_optim_defaults(TS_OPT_SGD);
+            ts_optim_config_default(&cfg.optim, TS_OPT_SGD);
             cfg.optim.weight_decay = 5e-4f;
             cfg.optim.nesterov = 1;
             cfg.schedule = TS_SCHED_COSINE;
         } else {
             cfg.lr = 0.01f;
-            cfg.optim = ts_optim_defaults(TS_OPT_ADAMW);
+            ts_optim_config_default(&cfg.optim, TS_OPT_ADAMW);
             cfg.schedule = TS_SCHED_ONECYCLE;
         }
         const char *name = k == 0 ? "sgd" : "adamw";
@@ -552,7 +559,8 @@ static void test_divergence(void) {
     ts_model *m = make_model("input shape=1x8x8 classes=4\nconv2d name=c out=8 kernel=3\nrelu name=r\n"
                              "flatten name=f\ndense name=fc out=classes\n",
                              1);
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
     cfg.epochs = 3;
     cfg.batch = 16;
     cfg.lr = 1e20f;
@@ -581,7 +589,8 @@ static void test_trainer_errors(void) {
     ts_dataset *train = test_quadrant_dataset(16, 9);
     ts_model *m = make_model("input shape=1x6x6 classes=4\nflatten name=f\ndense name=fc out=classes\n", 1);
     ts_model *m3 = make_model("input shape=1x8x8 classes=3\nflatten name=f\ndense name=fc out=classes\n", 1);
-    ts_train_config cfg = ts_train_defaults();
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
     ts_trainer *tr = NULL;
     if (m) {
         ts_ctx_clear_error(g_ctx);

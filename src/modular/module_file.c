@@ -2,9 +2,8 @@
  * TENS sections) plus a MODL section with the class, provenance, calibration and
  * the keep-masks (docs/file-format.md). Reads check every mask against the
  * origin's ReLU layers and the origin's hash against its tensors. */
-#include "io.h"
-
-#include "modular/modular.h"
+#include "io/io.h"
+#include "modular.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,11 +14,7 @@
 
 /* FNV-1a of the section's bytes before the checksum: the masks are not covered by
  * the origin hash, so a flipped bit there must be caught too. */
-static uint64_t modl_checksum(const uint8_t *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
+static uint64_t modl_checksum(const uint8_t *p, size_t n) { return ts_fnv1a(TS_FNV1A_INIT, p, n); }
 
 ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
     if (!ctx || !mod || !path) return ts_fail(ctx, TS_EINVAL, "ts_module_save: NULL argument");
@@ -44,14 +39,7 @@ ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
         for (int64_t w = 0; w < mask_words(mk->units); w++) wbuf_u64(&b, mk->keep[w]);
     }
     wbuf_u64(&b, b.failed ? 0 : modl_checksum(b.data, b.len));
-    ts_status st;
-    if (b.failed) st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory serializing the module", path);
-    else {
-        io_section sec = {TAG_MODL, b.data, b.len};
-        st = model_file_write(ctx, mod->origin, path, MODEL_KIND_MODULE, &sec, 1);
-    }
-    wbuf_free(&b);
-    return st;
+    return model_file_write_with(ctx, mod->origin, path, MODEL_KIND_MODULE, TAG_MODL, &b, "module");
 }
 
 static ts_status read_modl(ts_ctx *ctx, rbuf *r, ts_module *mod) {
