@@ -133,6 +133,10 @@ typedef enum ts_split { TS_SPLIT_TRAIN = 0, TS_SPLIT_TEST = 1 } ts_split;
  * else $TESSERA_DATA, else the standard places (see docs/data.md). A known name that
  * is not installed fails with TS_ENOTFOUND and a message saying how to install it. */
 ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, ts_dataset **out);
+/* The same, reading only the first `limit` samples (limit <= 0: all): a gzip file is
+ * inflated only that far, and what follows them is neither read nor checked. */
+ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, int64_t limit,
+                                ts_dataset **out);
 void ts_dataset_free(ts_dataset *ds);
 
 /* Splits `ds` into a training part and a held-out validation part of `val_count`

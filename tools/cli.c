@@ -308,7 +308,7 @@ ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_da
 
 ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit, ts_dataset **out) {
     ts_dataset *ds, *cut;
-    ts_status st = ts_dataset_load(ctx, spec, split, dir, &ds);
+    ts_status st = ts_dataset_load_first(ctx, spec, split, dir, limit, &ds); /* reads no more than it keeps */
     if (st) return st;
     if ((st = cli_first_samples(ctx, ds, limit, &cut))) {
         ts_dataset_free(ds);

@@ -220,6 +220,17 @@ static int set_class_meta(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const 
     return st;
 }
 
+/* How much of the training split to read: with --limit (or a resumed run's) and no
+ * validation split, which draws from all of it, only the samples trained on. 0: all. */
+static long first_samples(const ts_model *resumed) {
+    const char *limit = cli_get(&train_cmd, "limit");
+    if (resumed && !limit) limit = ts_model_get_meta(resumed, "train.limit");
+    int split = cli_get(&train_cmd, "val-split") || (resumed && ts_model_get_meta(resumed, "train.val_split"));
+    char *end;
+    long n = limit && !split ? strtol(limit, &end, 10) : 0;
+    return n > 0 && n < (1L << 40) ? n : 0; /* a bad --limit is reported below */
+}
+
 /* Resuming: the settings the checkpoint was saved under are used unless the command
  * line overrides them, and an override (or a machine with fewer cores) is said to
  * lose bit-identity with an uninterrupted run. Older checkpoints record none. */
@@ -317,7 +328,7 @@ int cmd_train(int argc, char **argv) {
     }
     const char *data_dir = cli_get(&train_cmd, "data-dir");
     if (!data_dir && m) data_dir = ts_model_get_meta(m, "data.dir");
-    if ((st = ts_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &full))) goto fail;
+    if ((st = ts_dataset_load_first(ctx, spec, TS_SPLIT_TRAIN, data_dir, first_samples(m), &full))) goto fail;
     /* the test split before training: a corrupt one fails the run at once, a missing one is skipped */
     if (!cli_get(&train_cmd, "no-test")) {
         ts_status ls = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, data_dir, &test);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static const char *g_bin;
 static char g_dir[256];
@@ -533,6 +534,47 @@ static void test_small_refusals(void) {
           "a corrupt test split: exit %d: %s %s", rc, g_out, g_err);
 }
 
+/* Item 11, gzip: a dataset read with --limit inflates only what it keeps (and zlib's
+ * read-ahead, 256 KB here). The images file is valid gzip for its first 6000 images
+ * (384 KB) and corrupt after them, so a reader that inflates it all fails. */
+static void test_gzip_limit(void) {
+    char dir[512], img[600], tmp[700];
+    path_of(dir, sizeof dir, "gz");
+    mkdir(dir, 0755);
+    CHECK(write_idx("gz", "train", 10000), "data written");
+    snprintf(img, sizeof img, "%s/train-images-idx3-ubyte", dir);
+    snprintf(tmp, sizeof tmp, "%s.gz", img);
+    size_t n = 0;
+    uint8_t *raw = test_read_file(img, &n);
+    gzFile gz = raw ? gzopen(tmp, "wb") : NULL;
+    long flushed = 0;
+    if (gz) {
+        gzwrite(gz, raw, 16 + 6000 * 64);
+        gzflush(gz, Z_FULL_FLUSH);
+        flushed = (long)gzoffset(gz);
+        gzwrite(gz, raw + 16 + 6000 * 64, (unsigned)(n - 16 - 6000 * 64));
+        gzclose(gz);
+    }
+    free(raw);
+    unlink(img);
+    size_t zn = 0;
+    uint8_t *z = test_read_file(tmp, &zn);
+    CHECK(z && flushed > 0 && (size_t)flushed + 64 < zn, "gzip written (%ld of %zu bytes flushed)", flushed, zn);
+    if (z && flushed > 0 && (size_t)flushed + 64 < zn) {
+        for (size_t i = (size_t)flushed + 8; i < zn - 8; i += 3) z[i] ^= 0x5a; /* the rest is garbage */
+        test_write_file(tmp, z, zn);
+    }
+    free(z);
+    int rc = run(TRAIN " --data $D/gz --epochs 1 --out $D/gzall.tsr");
+    CHECK(rc == 4 && strstr(g_err, "gzip"), "without --limit the corruption is found: exit %d: %s", rc, g_err);
+    rc = run("train --arch $D/net.arch --data $D/gz --limit 50 --batch 8 --threads 1 --quiet --no-test --epochs 1 "
+             "--out $D/gz50.tsr");
+    CHECK(rc == 0 && exists("gz50.tsr") && strstr(g_out, "50 samples"),
+          "train --limit 50 reads only 50 images: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("eval $D/gz50.tsr --data $D/gz/train-images-idx3-ubyte.gz --limit 20");
+    CHECK(rc == 0 && strstr(g_out, "20 images"), "eval --limit 20 too: exit %d: %s %s", rc, g_out, g_err);
+}
+
 int main(void) {
     g_bin = getenv("TESSERA_BIN");
     if (!g_bin) g_bin = "build/tessera";
@@ -557,6 +599,7 @@ int main(void) {
     RUN(test_recorded_settings);
     RUN(test_long_names_and_messages);
     RUN(test_small_refusals);
+    RUN(test_gzip_limit);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
