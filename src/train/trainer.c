@@ -139,10 +139,14 @@ static ts_status check_finite_params(ts_ctx *ctx, const ts_model *m, int64_t epo
 #define DIVERGE_FACTOR 20.0
 #define LOSS_AVG_RATE 0.1
 
-static ts_status check_loss(ts_ctx *ctx, ts_trainer *tr, float loss, int64_t step) {
+static double loss_bound(const ts_trainer *tr) {
     double base = tr->loss_low, floor = log((double)tr->model->classes) + 1.0;
-    if (base < floor) base = floor;
-    if (isfinite(loss) && (tr->loss_avg == 0 || loss <= DIVERGE_FACTOR * base)) {
+    return DIVERGE_FACTOR * (base > floor ? base : floor);
+}
+
+static ts_status check_loss(ts_ctx *ctx, ts_trainer *tr, float loss, int64_t step) {
+    double bound = loss_bound(tr);
+    if (isfinite(loss) && (tr->loss_avg == 0 || loss <= bound)) {
         tr->loss_avg = tr->loss_avg == 0 ? loss : tr->loss_avg + LOSS_AVG_RATE * (loss - tr->loss_avg);
         if (tr->loss_low == 0 || tr->loss_avg < tr->loss_low) tr->loss_low = tr->loss_avg;
         return TS_OK;
@@ -154,7 +158,18 @@ static ts_status check_loss(ts_ctx *ctx, ts_trainer *tr, float loss, int64_t ste
     return ts_fail(ctx, TS_EDIVERGED,
                    "training diverged at epoch %lld, step %lld: loss %.4g is more than %g times its running "
                    "average %.4g (lower --lr?)", (long long)tr->epoch + 1, (long long)step + 1, loss, DIVERGE_FACTOR,
-                   base);
+                   bound / DIVERGE_FACTOR);
+}
+
+/* The epoch's last update has no training loss after it: the validation loss, held
+ * to the same bound, vouches for it. */
+static ts_status check_val_loss(ts_ctx *ctx, ts_trainer *tr, double loss) {
+    double bound = loss_bound(tr);
+    if (isfinite(loss) && loss <= bound) return TS_OK;
+    tr->diverged = 1;
+    return ts_fail(ctx, TS_EDIVERGED,
+                   "training diverged in epoch %lld: validation loss %.4g is more than %g times the running training "
+                   "loss %.4g (lower --lr?)", (long long)tr->epoch + 1, loss, DIVERGE_FACTOR, bound / DIVERGE_FACTOR);
 }
 
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks) {
@@ -203,6 +218,11 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             ts_eval_report ev;
             ts_status st = ts_evaluate(ctx, m, tr->val, tr->cfg.batch, &ev);
             if (st) return st;
+            st = check_val_loss(ctx, tr, ev.loss);
+            if (st) {
+                ts_eval_report_free(&ev);
+                return st;
+            }
             r.val_loss = ev.loss;
             r.val_acc = ev.top1;
             ts_eval_report_free(&ev);
