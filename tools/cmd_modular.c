@@ -469,8 +469,8 @@ static int is_dir(const char *p) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Every *.tsm in dir, ordered by class index. */
-static ts_status load_module_dir(ts_ctx *ctx, const char *dir, ts_module ***out, int *n) {
+/* Every *.tsm in dir, ordered by class index; refused when one is the file `output`. */
+static ts_status load_module_dir(ts_ctx *ctx, const char *dir, const char *output, ts_module ***out, int *n) {
     *out = NULL;
     *n = 0;
     DIR *d = opendir(dir);
@@ -497,6 +497,11 @@ static ts_status load_module_dir(ts_ctx *ctx, const char *dir, ts_module ***out,
             break;
         }
         snprintf(paths[np++], plen, "%s/%s", dir, e->d_name);
+        if (cli_same_file(output, paths[np - 1])) {
+            st = ts_ctx_set_error(ctx, TS_EINVAL, "--out %s is the same file as the input %s; choose another output",
+                                  output, paths[np - 1]);
+            break;
+        }
     }
     closedir(d);
     if (!st && np == 0) st = ts_ctx_set_error(ctx, TS_ENOTFOUND, "%s: no .tsm module files in the folder", dir);
@@ -548,7 +553,7 @@ int cmd_replace(int argc, char **argv) {
     if ((rc = cli_setup_ctx(&replace_cmd, ctx))) goto done;
     cli_setup_files(&replace_cmd, ctx);
     if (is_dir(pos[0])) {
-        if ((st = load_module_dir(ctx, pos[0], &mods, &n))) goto fail;
+        if ((st = load_module_dir(ctx, pos[0], out, &mods, &n))) goto fail;
     } else {
         if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
         n = ts_model_classes(m);

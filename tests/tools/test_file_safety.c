@@ -226,6 +226,7 @@ static void test_output_is_input(void) {
         {"reuse $D/mods/class1.tsm $D/mods/class2.tsm --no-eval --out $D/mods/class1.tsm", "class1.tsm"},
         {"replace $D/m.tsr --class 3 --with $D/mods/class3.tsm --out $D/mods/class3.tsm", "class3.tsm"},
         {"replace $D/m.tsr --class 3 --with $D/mods/class3.tsm --out $D/m.tsr", "m.tsr"},
+        {"replace $D/mods --class 3 --with $D/mods/class3.tsm --out $D/mods/class5.tsm", "class5.tsm"},
         {TRAIN " --epochs 1 --init $D/m.tsr --out $D/m.tsr", "m.tsr"},
         {TRAIN " --epochs 1 --out $D/net.arch", "net.arch"},
         {TRAIN " --epochs 1 --checkpoint $D/x.ckpt --out $D/x.ckpt", "x.ckpt"},
