@@ -97,6 +97,14 @@ ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on);
 ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on);
 int ts_ctx_get_bf16(const ts_ctx *ctx);
 int ts_ctx_get_constant_time(const ts_ctx *ctx);
+/* Notes: what the library did that a user should hear of but that is no failure
+ * (a stale temporary file of a dead process removed). The library never prints: it
+ * hands each note, one line, to this hook; without one they are dropped. */
+typedef void (*ts_note_fn)(void *user, const char *note);
+void ts_ctx_set_note_hook(ts_ctx *ctx, ts_note_fn fn, void *user);
+/* Lets the file writers replace an output the user could not write (default off:
+ * refused with TS_EIO). See "files" below. */
+ts_status ts_ctx_set_force(ts_ctx *ctx, int on);
 
 /* ----------------------------------------------------------------- shapes */
 
@@ -133,6 +141,10 @@ typedef enum ts_split { TS_SPLIT_TRAIN = 0, TS_SPLIT_TEST = 1 } ts_split;
  * else $TESSERA_DATA, else the standard places (see docs/data.md). A known name that
  * is not installed fails with TS_ENOTFOUND and a message saying how to install it. */
 ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, ts_dataset **out);
+/* The same, reading only the first `limit` samples (limit <= 0: all): a gzip file is
+ * inflated only that far, and what follows them is neither read nor checked. */
+ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, int64_t limit,
+                                ts_dataset **out);
 void ts_dataset_free(ts_dataset *ds);
 
 /* Splits `ds` into a training part and a held-out validation part of `val_count`
@@ -544,6 +556,41 @@ ts_status ts_checkpoint_load_model(ts_ctx *ctx, const char *path, ts_model **mod
 /* Restores optimizer state and position from the checkpoint into a trainer created
  * for the model returned by ts_checkpoint_load_model. */
 ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path);
+/* The context settings that change results, as the checkpoint recorded them when it
+ * was saved: resuming bit-identically needs the same. threads is 0 in a checkpoint
+ * from before they were recorded (then nothing is known). A checkpoint is never
+ * saved from a run that diverged (TS_EDIVERGED). */
+typedef struct ts_run_settings {
+    int threads;
+    ts_backend backend;
+    int bf16;
+} ts_run_settings;
+ts_status ts_checkpoint_settings(ts_ctx *ctx, const char *path, ts_run_settings *out);
+
+/* ------------------------------------------------------------------ files */
+
+/* Every file tessera writes (models, checkpoints, modules, ONNX) is written whole to
+ * a new temporary in the target's folder, created exclusively and never through a
+ * link (NAME.tmp.PID.XXXXXX, NAME shortened when the whole would pass 255 bytes),
+ * synced, renamed over the target, and the folder synced. An existing target keeps
+ * its mode (and, where allowed, its owner); one the user could not write (for root:
+ * one with no write bit) is refused unless ts_ctx_set_force. Temporaries that dead
+ * processes left for the same target are removed first, each with a note. */
+
+/* TS_OK when path could be written so: its folder exists, it is not a folder, and it
+ * is not write-protected (unless forced). Writes nothing: a check to run before
+ * long work. */
+ts_status ts_file_check_output(ts_ctx *ctx, const char *path);
+/* Moves the file `from` over `to` in the same way (an atomic rename that keeps to's
+ * mode and refuses a write-protected to; the folder synced afterwards). */
+ts_status ts_file_replace(ts_ctx *ctx, const char *from, const char *to);
+
+/* An advisory lock (flock) held while a process writes path, on PATH.lock beside it:
+ * a second writer is refused (TS_EIO, "... is being written by another process (pid
+ * N)"). The lock file is removed on unlock; one a killed process left is reused. */
+typedef struct ts_file_lock ts_file_lock;
+ts_status ts_file_lock_acquire(ts_ctx *ctx, const char *path, ts_file_lock **out);
+void ts_file_lock_release(ts_file_lock *lock);
 
 /* ------------------------------------------------------------------- ONNX */
 

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -137,8 +138,15 @@ int cli_float(const cli_cmd *cmd, const char *name, double def, double lo, doubl
 
 int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) ncpu = 1;
     long threads;
-    if (!cli_int(cmd, "threads", ncpu > 0 ? ncpu : 1, 1, 1024, &threads)) return EXIT_USAGE;
+    if (!cli_int(cmd, "threads", ncpu, 1, 1024, &threads)) return EXIT_USAGE;
+    if (threads > ncpu) {
+        /* more threads than cores only makes each step wait on the others */
+        fprintf(stderr, "tessera %s: note: --threads %ld is more than the %ld cores here; using %ld\n", cmd->name,
+                threads, ncpu, ncpu);
+        threads = ncpu;
+    }
     ts_ctx_set_threads(ctx, (int)threads);
     const char *be = cli_get(cmd, "backend");
     if (be) {
@@ -149,6 +157,64 @@ int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx) {
             return EXIT_USAGE;
         }
     }
+    return 0;
+}
+
+static void print_note(void *user, const char *note) {
+    fprintf(stderr, "tessera %s: note: %s\n", (const char *)user, note);
+}
+
+void cli_setup_files(const cli_cmd *cmd, ts_ctx *ctx) {
+    ts_ctx_set_note_hook(ctx, print_note, (void *)cmd->name);
+    ts_ctx_set_force(ctx, cli_get(cmd, "force") != NULL);
+}
+
+/* What names a file: its device and inode when it exists, else its folder's and its
+ * own name (so that two outputs not written yet compare too). */
+typedef struct file_id {
+    int kind; /* 0: neither exists, 1: the file, 2: a name in an existing folder */
+    dev_t dev;
+    ino_t ino;
+    const char *name;
+} file_id;
+
+static file_id file_id_of(const char *path) {
+    file_id id = {0, 0, 0, NULL};
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        id.kind = 1;
+        id.dev = st.st_dev;
+        id.ino = st.st_ino;
+        return id;
+    }
+    const char *slash = strrchr(path, '/');
+    id.name = slash ? slash + 1 : path;
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (*id.name && stat(dir, &st) == 0) {
+        id.kind = 2;
+        id.dev = st.st_dev;
+        id.ino = st.st_ino;
+    }
+    return id;
+}
+
+int cli_same_file(const char *a, const char *b) {
+    if (!a || !b) return 0;
+    file_id x = file_id_of(a), y = file_id_of(b);
+    if (!x.kind || x.kind != y.kind || x.dev != y.dev || x.ino != y.ino) return 0;
+    return x.kind == 1 || !strcmp(x.name, y.name);
+}
+
+int cli_refuse_same(const cli_cmd *cmd, const char *what, const char *out, const char *const *inputs, int n) {
+    struct stat st;
+    for (int i = 0; i < n; i++) /* an input that is not there (a zoo name) cannot be overwritten */
+        if (out && inputs[i] && stat(inputs[i], &st) == 0 && cli_same_file(out, inputs[i])) {
+            fprintf(stderr, "tessera %s: %s %s is the same file as the input %s; choose another output\n", cmd->name,
+                    what, out, inputs[i]);
+            return EXIT_USAGE;
+        }
     return 0;
 }
 
@@ -242,7 +308,7 @@ ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_da
 
 ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit, ts_dataset **out) {
     ts_dataset *ds, *cut;
-    ts_status st = ts_dataset_load(ctx, spec, split, dir, &ds);
+    ts_status st = ts_dataset_load_first(ctx, spec, split, dir, limit, &ds); /* reads no more than it keeps */
     if (st) return st;
     if ((st = cli_first_samples(ctx, ds, limit, &cut))) {
         ts_dataset_free(ds);

@@ -67,6 +67,16 @@ void progress_end(progress *p);
 
 /* Shared setup: threads and backend from options. */
 int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx);
+/* Notes from the library printed as "tessera CMD: note: ..."; --force, when the
+ * command has it, lets outputs the user could not write be replaced. */
+void cli_setup_files(const cli_cmd *cmd, ts_ctx *ctx);
+/* Whether a and b name the same file: the same device and inode, or, when neither
+ * exists, the same name in the same folder. */
+int cli_same_file(const char *a, const char *b);
+/* Refuses an output (`what` is how the user gave it: "--out") that is the same file
+ * as one of the inputs (NULL entries and inputs that do not exist are skipped):
+ * prints one line and returns EXIT_USAGE; 0 when none is. */
+int cli_refuse_same(const cli_cmd *cmd, const char *what, const char *out, const char *const *inputs, int n);
 /* --bf16 (after cli_setup_ctx): mixed precision, refused with --constant-time or
  * --backend ref, and where oneDNN has no bf16 kernels. Returns 0 or an exit code. */
 int cli_setup_bf16(const cli_cmd *cmd, ts_ctx *ctx);

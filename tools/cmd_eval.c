@@ -202,6 +202,11 @@ int cmd_predict(int argc, char **argv) {
         if (!list) list = "0";
         char buf[1024];
         snprintf(buf, sizeof buf, "%s", list);
+        if (!strpbrk(buf, "0123456789")) {
+            fprintf(stderr, "tessera predict: --index: '%s' names no sample (expected I[,J...])\n", list);
+            rc = EXIT_USAGE;
+            goto done;
+        }
         char *save = NULL;
         for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             char *end;

@@ -148,6 +148,7 @@ static cli_opt decompose_opts[] = {
     {"batch", "N", "inference batch (default 128)", NULL},
     {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
     {"max-macs", "F", "for the composed check: compute budget (default 1.5)", NULL},
+    {"force", NULL, "replace a module file even when it is write-protected", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"quiet", NULL, "no progress bar", NULL},
@@ -175,24 +176,26 @@ static int module_out_path(char *buf, size_t n, const char *dir, const ts_module
 }
 
 /* Renames mods[0 .. n) from their pending names into place, counting in *placed.
- * A folder in the way is the one failure to expect from a rename inside a folder just
- * written to; it is looked for first, so that it fails the run before any file that
- * was already there is replaced. */
-static ts_status module_out_place(ts_ctx *ctx, const char *dir, ts_module *const *mods, int n, int *placed) {
+ * What would make a rename fail or must not be replaced (a folder in the way, a
+ * write-protected module, the input model itself) is looked for first, so that it
+ * fails the run before any file that was already there is replaced. */
+static ts_status module_out_place(ts_ctx *ctx, const char *dir, const char *model, ts_module *const *mods, int n,
+                                  int *placed) {
     char from[4096], to[4096];
     for (int i = 0; i < n; i++) {
-        struct stat sb;
+        ts_status st;
         if (!module_out_path(to, sizeof to, dir, mods[i], "")) /* shorter than the pending name */
             return ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", dir);
-        if (lstat(to, &sb) == 0 && S_ISDIR(sb.st_mode))
-            return ts_ctx_set_error(ctx, TS_EIO, "%s: is a folder; cannot write a module there", to);
+        if (cli_same_file(to, model))
+            return ts_ctx_set_error(ctx, TS_EINVAL, "%s: is the input model %s; choose another --out folder", to, model);
+        if ((st = ts_file_check_output(ctx, to))) return st;
     }
     for (; *placed < n; (*placed)++) {
         module_out_path(from, sizeof from, dir, mods[*placed], PENDING);
         module_out_path(to, sizeof to, dir, mods[*placed], "");
-        if (rename(from, to))
-            return ts_ctx_set_error(ctx, TS_EIO, "%s: cannot rename into place: %s (%d of %d modules were already in place)",
-                                    to, strerror(errno), *placed, n);
+        ts_status st = ts_file_replace(ctx, from, to);
+        if (st)
+            return ts_ctx_set_error(ctx, st, "%s (%d of %d modules were already in place)", ts_ctx_error(ctx), *placed, n);
     }
     return TS_OK;
 }
@@ -252,6 +255,7 @@ int cmd_decompose(int argc, char **argv) {
     int made_dir = 0, saved = 0, placed = 0; /* what this run wrote, for module_out_remove */
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&decompose_cmd, ctx))) goto done;
+    cli_setup_files(&decompose_cmd, ctx);
     if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
     const char *spec = cli_get(&decompose_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
@@ -324,7 +328,7 @@ int cmd_decompose(int argc, char **argv) {
         ts_eval_report_free(&a);
         ts_eval_report_free(&b);
     }
-    if ((st = module_out_place(ctx, outdir, mods, saved, &placed))) goto fail;
+    if ((st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
     printf("modules written to %s/\n", outdir);
     rc = EXIT_OK;
     goto done;
@@ -350,6 +354,7 @@ static cli_opt compose_opts[] = {
                       "                             up to the cut that keeps within it (default 1.5; >= the module\n"
                       "                             count gives every module its own copy)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
+    {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
 static cli_cmd compose_cmd = {"compose", "MODULE.tsm... --out FILE [options]",
                               "Builds a classifier from modules, from one model or several, without retraining:\n"
@@ -371,12 +376,14 @@ int cmd_compose(int argc, char **argv) {
     }
     ts_compose_config cc;
     if (!compose_opts_get(&compose_cmd, &cc)) return EXIT_USAGE;
+    if ((rc = cli_refuse_same(&compose_cmd, "--out", out, (const char *const *)pos, npos))) return rc;
     ts_ctx *ctx = NULL;
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
     ts_module **mods = NULL;
     ts_model *cm = NULL;
     ts_status st;
     if ((rc = cli_setup_ctx(&compose_cmd, ctx))) goto done;
+    cli_setup_files(&compose_cmd, ctx);
     if ((st = load_modules(ctx, pos, npos, &mods))) goto fail;
     if ((st = ts_compose(ctx, mods, npos, &cc, &cm))) goto fail;
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
@@ -441,6 +448,7 @@ static cli_opt replace_opts[] = {
     {"retune-samples", "N", "training samples per class used for re-tuning (default 500)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
+    {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
 static cli_cmd replace_cmd = {
     "replace", "MODEL.tsr|MODULES-DIR --class C --with MODULE.tsm --out FILE",
@@ -456,8 +464,8 @@ static int is_dir(const char *p) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Every *.tsm in dir, ordered by class index. */
-static ts_status load_module_dir(ts_ctx *ctx, const char *dir, ts_module ***out, int *n) {
+/* Every *.tsm in dir, ordered by class index; refused when one is the file `output`. */
+static ts_status load_module_dir(ts_ctx *ctx, const char *dir, const char *output, ts_module ***out, int *n) {
     *out = NULL;
     *n = 0;
     DIR *d = opendir(dir);
@@ -484,6 +492,11 @@ static ts_status load_module_dir(ts_ctx *ctx, const char *dir, ts_module ***out,
             break;
         }
         snprintf(paths[np++], plen, "%s/%s", dir, e->d_name);
+        if (cli_same_file(output, paths[np - 1])) {
+            st = ts_ctx_set_error(ctx, TS_EINVAL, "--out %s is the same file as the input %s; choose another output",
+                                  output, paths[np - 1]);
+            break;
+        }
     }
     closedir(d);
     if (!st && np == 0) st = ts_ctx_set_error(ctx, TS_ENOTFOUND, "%s: no .tsm module files in the folder", dir);
@@ -524,6 +537,8 @@ int cmd_replace(int argc, char **argv) {
         return EXIT_USAGE;
     }
     if (!cli_int(&replace_cmd, "class", 0, 0, 1 << 24, &cls) || !compose_opts_get(&replace_cmd, &cc)) return EXIT_USAGE;
+    const char *inputs[2] = {pos[0], with};
+    if ((rc = cli_refuse_same(&replace_cmd, "--out", out, inputs, 2))) return rc;
     ts_ctx *ctx = NULL;
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
     ts_module **mods = NULL, *repl = NULL;
@@ -531,8 +546,9 @@ int cmd_replace(int argc, char **argv) {
     ts_model *m = NULL, *cm = NULL;
     ts_status st;
     if ((rc = cli_setup_ctx(&replace_cmd, ctx))) goto done;
+    cli_setup_files(&replace_cmd, ctx);
     if (is_dir(pos[0])) {
-        if ((st = load_module_dir(ctx, pos[0], &mods, &n))) goto fail;
+        if ((st = load_module_dir(ctx, pos[0], out, &mods, &n))) goto fail;
     } else {
         if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
         n = ts_model_classes(m);
@@ -602,6 +618,7 @@ static cli_opt reuse_opts[] = {
     {"no-eval", NULL, "skip the evaluation on the classes' test samples", NULL},
     {"max-macs", "F", "compute budget, as for compose (default 1.5)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
+    {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
 static cli_cmd reuse_cmd = {
     "reuse", "MODULE.tsm... --out FILE [--retune]",
@@ -624,6 +641,7 @@ int cmd_reuse(int argc, char **argv) {
     ts_compose_config cc;
     if (!cli_int(&reuse_cmd, "retune-samples", 500, 1, 1L << 30, &samples) || !compose_opts_get(&reuse_cmd, &cc))
         return EXIT_USAGE;
+    if ((rc = cli_refuse_same(&reuse_cmd, "--out", out, (const char *const *)pos, npos))) return rc;
     const char *ddir = cli_get(&reuse_cmd, "data-dir");
     ts_ctx *ctx = NULL;
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
@@ -632,6 +650,7 @@ int cmd_reuse(int argc, char **argv) {
     ts_dataset *te = NULL;
     ts_status st;
     if ((rc = cli_setup_ctx(&reuse_cmd, ctx))) goto done;
+    cli_setup_files(&reuse_cmd, ctx);
     if ((st = load_modules(ctx, pos, npos, &mods))) goto fail;
     if (cli_get(&reuse_cmd, "retune")) {
         if ((st = retune_modules(ctx, mods, npos, ddir, samples))) goto fail;

@@ -10,6 +10,7 @@ static cli_opt import_opts[] = {
     {"no-batch", NULL, "the input has no batch axis: the whole tensor is one sample", NULL},
     {"mean", "M[,M..]", "the input normalization the model was trained with: per-channel mean of pixel/255", NULL},
     {"std", "S[,S..]", "... and standard deviation (eval, predict and train then normalize images so)", NULL},
+    {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
 static cli_cmd import_cmd = {"import", "MODEL.onnx --out MODEL.tsr [options]",
                              "Reads an ONNX model (opsets 9 to 17; operators in docs/onnx.md) into a tessera model.\n"
@@ -38,6 +39,7 @@ static int parse_list(const char *s, float *v, int max) {
 
 static cli_opt export_opts[] = {
     {"out", "FILE.onnx", "where to write the ONNX model (required)", NULL},
+    {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
 static cli_cmd export_cmd = {"export", "MODEL.tsr --out MODEL.onnx",
                              "Writes a tessera model (also a composed model) as ONNX opset 13, with a symbolic\n"
@@ -56,8 +58,10 @@ int cmd_import(int argc, char **argv) {
         fprintf(stderr, "tessera import: expected MODEL.onnx and --out FILE.tsr (see tessera import --help)\n");
         return EXIT_USAGE;
     }
+    if (!check && (rc = cli_refuse_same(&import_cmd, "--out", out, (const char *const *)pos, 1))) return rc;
     ts_ctx *ctx = NULL;
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
+    cli_setup_files(&import_cmd, ctx);
     ts_onnx_import_config cfg;
     ts_onnx_import_config_default(&cfg);
     cfg.batch_axis = cli_get(&import_cmd, "no-batch") == NULL;
@@ -110,8 +114,10 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "tessera export: expected MODEL.tsr and --out FILE.onnx (see tessera export --help)\n");
         return EXIT_USAGE;
     }
+    if ((rc = cli_refuse_same(&export_cmd, "--out", out, (const char *const *)pos, 1))) return rc;
     ts_ctx *ctx = NULL;
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
+    cli_setup_files(&export_cmd, ctx);
     ts_model *m = NULL;
     ts_status st = ts_model_load(ctx, pos[0], &m);
     if (!st) st = ts_onnx_export(ctx, m, out);

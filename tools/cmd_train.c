@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The CLI may keep process state; the library may not. */
 static volatile sig_atomic_t g_interrupted;
@@ -42,6 +43,7 @@ static cli_opt train_opts[] = {
     {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C); a diverging run keeps the last state that trained", NULL},
     {"checkpoint-every", "N", "also checkpoint every N steps", NULL},
     {"resume", "CKPT", "continue a checkpoint exactly; --epochs may extend it", NULL},
+    {"force", NULL, "replace --out and --checkpoint even when they are write-protected", NULL},
     {"no-test", NULL, "skip the test-set evaluation after training", NULL},
     {"quiet", NULL, "no progress bar", NULL},
 };
@@ -62,6 +64,7 @@ typedef struct train_run {
     int has_pending;
     long every;
     ts_status ckpt_status;
+    char *ckpt_error;    /* the message of ckpt_status: the trainer's own "stopped" replaces it on ctx */
 } train_run;
 
 /* Checkpoints are written as <file>.pending and become <file> only when the next
@@ -70,15 +73,20 @@ typedef struct train_run {
 static ts_status promote_pending(train_run *run) {
     if (!run->has_pending) return TS_OK;
     run->has_pending = 0;
-    if (rename(run->pending, run->checkpoint))
-        return ts_ctx_set_error(run->ctx, TS_EIO, "%s: cannot rename %s into place", run->checkpoint, run->pending);
-    return TS_OK;
+    return ts_file_replace(run->ctx, run->pending, run->checkpoint);
 }
 
 static ts_status save_pending(train_run *run) {
     ts_status st = ts_checkpoint_save(run->ctx, run->tr, run->pending);
     if (!st) run->has_pending = 1;
     return st;
+}
+
+/* A checkpoint failure stops training; its message is kept for the end. */
+static int checkpoint_failed(train_run *run, ts_status st) {
+    run->ckpt_status = st;
+    if (st && !run->ckpt_error) run->ckpt_error = strdup(ts_ctx_error(run->ctx));
+    return st != TS_OK;
 }
 
 static int on_step(const ts_train_progress *p, void *user) {
@@ -91,12 +99,10 @@ static int on_step(const ts_train_progress *p, void *user) {
         progress_update(&run->bar, label, p->batch, p->batches, extra, run->batch);
         if (p->batch == p->batches) progress_end(&run->bar);
     }
-    /* this step's loss was finite: the state before it is a good checkpoint */
-    if ((run->ckpt_status = promote_pending(run))) return 1;
-    if (run->checkpoint && run->every > 0 && p->step % run->every == 0) {
-        run->ckpt_status = save_pending(run);
-        if (run->ckpt_status) return 1;
-    }
+    /* this step's loss did not diverge: the state before it is a good checkpoint */
+    if (checkpoint_failed(run, promote_pending(run))) return 1;
+    if (run->checkpoint && run->every > 0 && p->step % run->every == 0 && checkpoint_failed(run, save_pending(run)))
+        return 1;
     return g_interrupted ? 1 : 0;
 }
 
@@ -107,11 +113,11 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
     if (run->checkpoint) {
-        run->ckpt_status = promote_pending(run);
+        ts_status st = promote_pending(run);
         /* the validation loss, when there is one, vouches for the new state */
-        if (!run->ckpt_status) run->ckpt_status = save_pending(run);
-        if (!run->ckpt_status && r->val_acc >= 0 && isfinite(r->val_loss)) run->ckpt_status = promote_pending(run);
-        if (run->ckpt_status) return 1;
+        if (!st) st = save_pending(run);
+        if (!st && r->val_acc >= 0 && isfinite(r->val_loss)) st = promote_pending(run);
+        if (checkpoint_failed(run, st)) return 1;
     }
     return g_interrupted ? 1 : 0;
 }
@@ -214,6 +220,67 @@ static int set_class_meta(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const 
     return st;
 }
 
+/* How much of the training split to read: with --limit (or a resumed run's) and no
+ * validation split, which draws from all of it, only the samples trained on. 0: all. */
+static long first_samples(const ts_model *resumed) {
+    const char *limit = cli_get(&train_cmd, "limit");
+    if (resumed && !limit) limit = ts_model_get_meta(resumed, "train.limit");
+    int split = cli_get(&train_cmd, "val-split") || (resumed && ts_model_get_meta(resumed, "train.val_split"));
+    char *end;
+    long n = limit && !split ? strtol(limit, &end, 10) : 0;
+    return n > 0 && n < (1L << 40) ? n : 0; /* a bad --limit is reported below */
+}
+
+/* Resuming: the settings the checkpoint was saved under are used unless the command
+ * line overrides them, and an override (or a machine with fewer cores) is said to
+ * lose bit-identity with an uninterrupted run. Older checkpoints record none. */
+static ts_status resume_settings(ts_ctx *ctx, const char *resume) {
+    ts_run_settings rs;
+    ts_status st = ts_checkpoint_settings(ctx, resume, &rs);
+    if (st || !rs.threads) return st;
+    const char *lost = "the result will not be bit-identical to an uninterrupted run";
+    int threads = ts_ctx_get_threads(ctx);
+    if (!cli_get(&train_cmd, "threads")) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        ts_ctx_set_threads(ctx, ncpu > 0 && rs.threads > ncpu ? (int)ncpu : rs.threads);
+        threads = ts_ctx_get_threads(ctx);
+    }
+    if (threads != rs.threads)
+        fprintf(stderr, "tessera train: note: %s was saved with %d threads, this run uses %d: %s\n", resume,
+                rs.threads, threads, lost);
+    if (!cli_get(&train_cmd, "backend")) ts_ctx_set_backend(ctx, rs.backend);
+    else if (ts_ctx_get_backend(ctx) != rs.backend)
+        fprintf(stderr, "tessera train: note: %s was saved with --backend %s: %s\n", resume,
+                rs.backend == TS_BACKEND_REF ? "ref" : "dnnl", lost);
+    if (rs.bf16 && !ts_ctx_get_bf16(ctx) && ts_ctx_get_backend(ctx) == TS_BACKEND_DNNL && ts_ctx_set_bf16(ctx, 1)) {
+        ts_ctx_clear_error(ctx);
+        fprintf(stderr, "tessera train: note: %s was saved with --bf16, which this CPU lacks: %s\n", resume, lost);
+    } else if (rs.bf16 != ts_ctx_get_bf16(ctx)) {
+        fprintf(stderr, "tessera train: note: %s was saved %s --bf16: %s\n", resume, rs.bf16 ? "with" : "without", lost);
+    }
+    return TS_OK;
+}
+
+/* The outputs of a run, checked and locked before any training: refused when one is
+ * an input, is write-protected or is being written by another run. */
+static int claim_outputs(ts_ctx *ctx, const char *out, const char *ckpt, ts_file_lock **locks, ts_status *st) {
+    const char *resume = cli_get(&train_cmd, "resume");
+    const char *inputs[] = {cli_get(&train_cmd, "init"), cli_get(&train_cmd, "arch"), cli_get(&train_cmd, "data"),
+                            resume};
+    int rc = cli_refuse_same(&train_cmd, "--out", out, inputs, 4);
+    if (!rc && ckpt) rc = cli_refuse_same(&train_cmd, "--checkpoint", ckpt, inputs, 3); /* resuming into it is fine */
+    if (!rc && cli_same_file(out, ckpt)) {
+        fprintf(stderr, "tessera train: --out and --checkpoint name the same file %s; a model would replace the "
+                "checkpoint\n", out);
+        rc = EXIT_USAGE;
+    }
+    if (rc) return rc;
+    if ((*st = ts_file_check_output(ctx, out)) || (ckpt && (*st = ts_file_check_output(ctx, ckpt))) ||
+        (*st = ts_file_lock_acquire(ctx, out, &locks[0])) || (ckpt && (*st = ts_file_lock_acquire(ctx, ckpt, &locks[1]))))
+        return cli_fail("train", ctx, *st);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -237,10 +304,14 @@ int cmd_train(int argc, char **argv) {
     ts_dataset *full = NULL, *train = NULL, *val = NULL, *limited = NULL, *test = NULL;
     ts_trainer *tr = NULL;
     ts_status st = TS_OK;
+    ts_file_lock *locks[2] = {NULL, NULL};
     train_run run;
     memset(&run, 0, sizeof run);
+    cli_setup_files(&train_cmd, ctx);
+    if ((rc = claim_outputs(ctx, out, cli_get(&train_cmd, "checkpoint"), locks, &st))) goto done;
     if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
     if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
+    if (resume && (st = resume_settings(ctx, resume))) goto fail;
 
     ts_train_config cfg;
 
@@ -259,7 +330,19 @@ int cmd_train(int argc, char **argv) {
     }
     const char *data_dir = cli_get(&train_cmd, "data-dir");
     if (!data_dir && m) data_dir = ts_model_get_meta(m, "data.dir");
-    if ((st = ts_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &full))) goto fail;
+    if ((st = ts_dataset_load_first(ctx, spec, TS_SPLIT_TRAIN, data_dir, first_samples(m), &full))) goto fail;
+    /* the test split before training: a corrupt one fails the run at once, a missing one is skipped */
+    if (!cli_get(&train_cmd, "no-test")) {
+        ts_status ls = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, data_dir, &test);
+        if (ls == TS_EFORMAT || ls == TS_ENOMEM || ls == TS_EUNSUPPORTED) {
+            st = ls;
+            goto fail;
+        }
+        if (ls) {
+            printf("no test split to evaluate: %s\n", ts_ctx_error(ctx));
+            ts_ctx_clear_error(ctx);
+        }
+    }
 
     const char *init = cli_get(&train_cmd, "init");
     if (!m && init) {
@@ -355,6 +438,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (run.ckpt_status) {
         st = run.ckpt_status;
+        if (run.ckpt_error) ts_ctx_set_error(ctx, st, "%s", run.ckpt_error);
         goto fail;
     }
     if (st == TS_ECANCELED) {
@@ -376,24 +460,21 @@ int cmd_train(int argc, char **argv) {
     if ((st = ts_model_save(ctx, m, out))) goto fail;
     printf("saved %s (%.1fs of training)\n", out, secs);
 
-    if (!cli_get(&train_cmd, "no-test")) {
-        ts_status ls = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, data_dir, &test);
-        if (ls) {
-            printf("no test split to evaluate: %s\n", ts_ctx_error(ctx));
-            ts_ctx_clear_error(ctx);
-        } else {
-            ts_eval_report ev;
-            if ((st = ts_evaluate(ctx, m, test, 256, &ev))) goto fail;
-            printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %.4f) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
-                   ev.loss, (long long)ev.count);
-            ts_eval_report_free(&ev);
-        }
+    if (test) {
+        ts_eval_report ev;
+        if ((st = ts_evaluate(ctx, m, test, 256, &ev))) goto fail;
+        printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %.4f) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
+               ev.loss, (long long)ev.count);
+        ts_eval_report_free(&ev);
     }
     rc = EXIT_OK;
     goto done;
 fail:
     rc = cli_fail("train", ctx, st);
 done:
+    ts_file_lock_release(locks[0]);
+    ts_file_lock_release(locks[1]);
+    free(run.ckpt_error);
     ts_trainer_free(tr);
     ts_dataset_free(test);
     ts_dataset_free(limited);

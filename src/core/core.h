@@ -19,7 +19,11 @@
 
 struct ts_ctx {
     ts_status status;            /* last error status (TS_OK when none) */
-    char errmsg[TS_ERRMSG_MAX];  /* last error message */
+    char errmsg[TS_ERRMSG_MAX];  /* last error message, when it fits */
+    char *errmsg_long;           /* a longer one, owned (NULL when errmsg holds it) */
+    ts_note_fn note;             /* where notes go (ts_ctx_set_note_hook), or NULL */
+    void *note_user;
+    int force;                   /* replace write-protected outputs (ts_ctx_set_force) */
     int nthreads;                /* OpenMP threads used by kernels */
     ts_backend backend;          /* which kernels the layers call */
     int constant_time;           /* inference without value-dependent timing (docs/security.md) */
@@ -43,6 +47,8 @@ _Noreturn void ts_assert_fail(const char *file, int line, const char *cond);
 /* Records an error on ctx and returns status, so that callers write
  * `return ts_fail(ctx, TS_EFORMAT, "%s: ...", path);` */
 ts_status ts_fail(ts_ctx *ctx, ts_status status, const char *fmt, ...) TS_PRINTF(3, 4);
+/* Passes a one-line note to the context's note hook (nothing when there is none). */
+void ts_note(ts_ctx *ctx, const char *fmt, ...) TS_PRINTF(2, 3);
 
 /* Checked allocation: on failure records TS_ENOMEM on ctx with `what`, returns NULL.
  * Memory is 64-byte aligned; free with ts_free. */

@@ -31,16 +31,44 @@ ts_status ts_ctx_create(ts_ctx **out) {
 void ts_ctx_free(ts_ctx *ctx) {
     if (!ctx) return;
     if (ctx->dnnl && ctx->dnnl_release) ctx->dnnl_release(ctx->dnnl);
+    free(ctx->errmsg_long);
     free(ctx);
 }
 
-const char *ts_ctx_error(const ts_ctx *ctx) { return ctx ? ctx->errmsg : "no context"; }
+const char *ts_ctx_error(const ts_ctx *ctx) {
+    if (!ctx) return "no context";
+    return ctx->errmsg_long ? ctx->errmsg_long : ctx->errmsg;
+}
 ts_status ts_ctx_status(const ts_ctx *ctx) { return ctx ? ctx->status : TS_EINVAL; }
 
 void ts_ctx_clear_error(ts_ctx *ctx) {
     if (!ctx) return;
     ctx->status = TS_OK;
     ctx->errmsg[0] = '\0';
+    free(ctx->errmsg_long);
+    ctx->errmsg_long = NULL;
+}
+
+void ts_ctx_set_note_hook(ts_ctx *ctx, ts_note_fn fn, void *user) {
+    if (!ctx) return;
+    ctx->note = fn;
+    ctx->note_user = user;
+}
+
+void ts_note(ts_ctx *ctx, const char *fmt, ...) {
+    if (!ctx || !ctx->note) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    ctx->note(ctx->note_user, line);
+}
+
+ts_status ts_ctx_set_force(ts_ctx *ctx, int on) {
+    if (!ctx) return TS_EINVAL;
+    ctx->force = on != 0;
+    return TS_OK;
 }
 
 ts_status ts_ctx_set_threads(ts_ctx *ctx, int nthreads) {
@@ -71,10 +99,21 @@ ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on) {
 
 int ts_ctx_get_constant_time(const ts_ctx *ctx) { return ctx ? ctx->constant_time : 0; }
 
+/* A message that does not fit the context's buffer gets its own allocation, so that
+ * long paths are never cut; if that allocation fails, the cut message stands. The
+ * message is formatted before the old one goes: it may be an argument. */
 static ts_status set_error(ts_ctx *ctx, ts_status status, const char *fmt, va_list ap) {
     if (!ctx) return status;
+    char buf[TS_ERRMSG_MAX], *longer = NULL;
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    if (n >= (int)sizeof buf && (longer = malloc((size_t)n + 1))) vsnprintf(longer, (size_t)n + 1, fmt, again);
+    va_end(again);
     ctx->status = status;
-    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    free(ctx->errmsg_long);
+    ctx->errmsg_long = longer;
+    memcpy(ctx->errmsg, buf, sizeof buf);
     return status;
 }
 

@@ -62,7 +62,7 @@ static ts_status cifar_append(ts_ctx *ctx, ts_dataset *ds, int64_t *cap, const c
 }
 
 ts_status data_cifar_load(ts_ctx *ctx, const char *const *paths, int npaths, int label_bytes, const char *name,
-                          ts_dataset **out) {
+                          int64_t limit, ts_dataset **out) {
     *out = NULL;
     if (npaths < 1 || (label_bytes != 1 && label_bytes != 2))
         return ts_fail(ctx, TS_EINVAL, "cifar: bad arguments (%d files, %d label bytes)", npaths, label_bytes);
@@ -70,10 +70,12 @@ ts_status data_cifar_load(ts_ctx *ctx, const char *const *paths, int npaths, int
     ts_status st = data_dataset_new(ctx, 0, 3, 32, 32, label_bytes == 1 ? 10 : 100, name, 0, &ds);
     if (st) return st;
     int64_t cap = 0;
-    for (int f = 0; f < npaths && !st; f++) {
+    const size_t rec = (size_t)label_bytes + CIFAR_PIXELS;
+    for (int f = 0; f < npaths && !st && (limit <= 0 || ds->count < limit); f++) {
         uint8_t *buf = NULL;
-        size_t len = 0;
-        st = data_read_file(ctx, paths[f], &buf, &len);
+        size_t len = 0, max = SIZE_MAX;
+        if (limit > 0 && (uint64_t)(limit - ds->count) < SIZE_MAX / rec) max = (size_t)(limit - ds->count) * rec;
+        st = data_read_file(ctx, paths[f], max, &buf, &len);
         if (!st) st = cifar_append(ctx, ds, &cap, paths[f], buf, len, label_bytes, npaths - f);
         free(buf);
     }

@@ -9,12 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Reads the whole content of `path` into a new buffer (free with free()). A gzip
- * file is decompressed; any other file is read as is. The buffer grows with what is
- * actually read, so a lying header can never make it allocate more than the data.
+/* Reads the content of `path`, at most `max` bytes of it (SIZE_MAX: all), into a new
+ * buffer (free with free()). A gzip file is decompressed, and only as far as `max`;
+ * any other file is read as is. The buffer grows with what is actually read, so a
+ * lying header can never make it allocate more than the data.
  * Errors: TS_EIO (missing, not a regular file, unreadable), TS_EFORMAT (corrupt or
- * truncated gzip stream), TS_ENOMEM. */
-ts_status data_read_file(ts_ctx *ctx, const char *path, uint8_t **buf, size_t *len);
+ * truncated gzip stream, within what is read), TS_ENOMEM. */
+ts_status data_read_file(ts_ctx *ctx, const char *path, size_t max, uint8_t **buf, size_t *len);
 
 /* 1 when `path` names an existing regular file, 2 for a directory, 0 otherwise. */
 int data_path_kind(const char *path);
@@ -48,15 +49,18 @@ ts_status data_read_names(ts_ctx *ctx, const char *path, int classes, char ***na
 void data_free_names(char **names, int classes);
 
 /* IDX pair (images magic 0x00000803, labels 0x00000801), labels checked < classes.
- * The new dataset has one channel and no class names. */
+ * The new dataset has one channel and no class names. Only the bytes the header
+ * declares are inflated (and a little more, to report trailing data); limit > 0
+ * reads only the first `limit` samples, and what follows them is not checked. */
 ts_status data_idx_load(ts_ctx *ctx, const char *images_path, const char *labels_path, int classes,
-                        const char *name, ts_dataset **out);
+                        const char *name, int64_t limit, ts_dataset **out);
 
 /* CIFAR binary batches, concatenated in the given order. label_bytes is 1 for
  * CIFAR-10 (label < 10) or 2 for CIFAR-100 (coarse < 20, fine < 100; the fine label
- * is kept). The new dataset is (3, 32, 32) and has no class names. */
+ * is kept). The new dataset is (3, 32, 32) and has no class names. limit > 0 reads
+ * only the first `limit` records (and the files they are in). */
 ts_status data_cifar_load(ts_ctx *ctx, const char *const *paths, int npaths, int label_bytes, const char *name,
-                          ts_dataset **out);
+                          int64_t limit, ts_dataset **out);
 
 /* Seed for one stream identified by (seed, a, b) in domain `domain`. */
 static inline uint64_t data_seed3(uint64_t seed, uint64_t domain, uint64_t a, uint64_t b) {

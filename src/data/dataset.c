@@ -57,7 +57,7 @@ static size_t read_hint(FILE *f, size_t file_size) {
     return isize < limit ? isize : limit;
 }
 
-ts_status data_read_file(ts_ctx *ctx, const char *path, uint8_t **buf, size_t *len) {
+ts_status data_read_file(ts_ctx *ctx, const char *path, size_t max, uint8_t **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
     struct stat st;
@@ -68,6 +68,7 @@ ts_status data_read_file(ts_ctx *ctx, const char *path, uint8_t **buf, size_t *l
     size_t cap = read_hint(f, (size_t)st.st_size);
     fclose(f);
     if (cap < 4096) cap = 4096;
+    if (cap > max) cap = max ? max : 1;
 
     gzFile gz = gzopen(path, "rb");
     if (!gz) return ts_fail(ctx, TS_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -79,11 +80,11 @@ ts_status data_read_file(ts_ctx *ctx, const char *path, uint8_t **buf, size_t *l
     }
     size_t n = 0;
     ts_status status = TS_OK;
-    for (;;) {
+    while (n < max) {
         if (n == cap) {
             /* full: probe for more before doubling, so an exact hint costs no copy */
             uint8_t probe[4096];
-            int got = gzread(gz, probe, sizeof probe);
+            int got = gzread(gz, probe, (unsigned)(max - n < sizeof probe ? max - n : sizeof probe));
             if (got <= 0) {
                 break; /* an error is reported below */
             }
@@ -92,6 +93,7 @@ ts_status data_read_file(ts_ctx *ctx, const char *path, uint8_t **buf, size_t *l
                 status = ts_fail(ctx, TS_ENOMEM, "%s: file too large", path);
                 break;
             }
+            if (ncap > max) ncap = max;
             uint8_t *nb = realloc(b, ncap);
             if (!nb) {
                 status = ts_fail(ctx, TS_ENOMEM, "%s: out of memory allocating %zu bytes", path, ncap);
@@ -204,7 +206,7 @@ ts_status data_read_names(ts_ctx *ctx, const char *path, int classes, char ***na
     *names_out = NULL;
     uint8_t *buf;
     size_t len;
-    ts_status st = data_read_file(ctx, path, &buf, &len);
+    ts_status st = data_read_file(ctx, path, SIZE_MAX, &buf, &len);
     if (st) return st;
     char **v = calloc((size_t)classes, sizeof *v);
     if (!v) {
@@ -371,8 +373,8 @@ static int idx_partner(const char *path, char *out, size_t outsz, int *path_is_i
 }
 
 static ts_status finish_idx(ts_ctx *ctx, const char *images, const char *labels, const char *name,
-                            const char *const *names, ts_dataset **out) {
-    ts_status st = data_idx_load(ctx, images, labels, 10, name, out);
+                            const char *const *names, int64_t limit, ts_dataset **out) {
+    ts_status st = data_idx_load(ctx, images, labels, 10, name, limit, out);
     if (!st && (st = data_dataset_set_names(ctx, *out, names))) {
         ts_dataset_free(*out);
         *out = NULL;
@@ -396,8 +398,8 @@ static ts_status cifar_names(ts_ctx *ctx, ts_dataset *ds, const char *dir, layou
 }
 
 static ts_status load_cifar(ts_ctx *ctx, const char *const *paths, int n, const char *dir, layout l, const char *name,
-                            ts_dataset **out) {
-    ts_status st = data_cifar_load(ctx, paths, n, l == LAYOUT_CIFAR10 ? 1 : 2, name, out);
+                            int64_t limit, ts_dataset **out) {
+    ts_status st = data_cifar_load(ctx, paths, n, l == LAYOUT_CIFAR10 ? 1 : 2, name, limit, out);
     if (!st && (st = cifar_names(ctx, *out, dir, l))) {
         ts_dataset_free(*out);
         *out = NULL;
@@ -406,7 +408,7 @@ static ts_status load_cifar(ts_ctx *ctx, const char *const *paths, int n, const 
 }
 
 /* Loads `split` of a dataset folder in layout l (detected when LAYOUT_NONE). */
-static ts_status load_dir(ts_ctx *ctx, const char *dir, layout l, ts_split split, const char *name,
+static ts_status load_dir(ts_ctx *ctx, const char *dir, layout l, ts_split split, const char *name, int64_t limit,
                           ts_dataset **out) {
     const char *what = split == TS_SPLIT_TRAIN ? "training" : "test";
     if (l == LAYOUT_NONE) l = layout_detect(dir);
@@ -415,7 +417,7 @@ static ts_status load_dir(ts_ctx *ctx, const char *dir, layout l, ts_split split
         char sub[PATH_MAX_LEN];
         for (int i = 0; archive_dirs[i]; i++) {
             if (!path_join(sub, sizeof sub, dir, archive_dirs[i])) continue;
-            if (data_path_kind(sub) == 2 && layout_detect(sub) != LAYOUT_NONE) return load_dir(ctx, sub, l, split, name, out);
+            if (data_path_kind(sub) == 2 && layout_detect(sub) != LAYOUT_NONE) return load_dir(ctx, sub, l, split, name, limit, out);
         }
         return ts_fail(ctx, TS_EUNSUPPORTED,
                        "%s: no dataset files found (expected IDX files like train-images-idx3-ubyte[.gz], CIFAR-10 "
@@ -430,7 +432,7 @@ static ts_status load_dir(ts_ctx *ctx, const char *dir, layout l, ts_split split
         int is_images;
         if (!idx_partner(a, b, sizeof b, &is_images) || data_path_kind(b) != 1)
             return ts_fail(ctx, TS_EIO, "%s: no %s labels (expected %s-labels-idx1-ubyte or .gz)", dir, what, p);
-        return finish_idx(ctx, a, b, name, idx_names(name), out);
+        return finish_idx(ctx, a, b, name, idx_names(name), limit, out);
     }
     if (l == LAYOUT_CIFAR10 && split == TS_SPLIT_TRAIN) {
         char paths[5][PATH_MAX_LEN];
@@ -443,17 +445,17 @@ static ts_status load_dir(ts_ctx *ctx, const char *dir, layout l, ts_split split
                                base);
             ptrs[i] = paths[i];
         }
-        return load_cifar(ctx, ptrs, 5, dir, l, name, out);
+        return load_cifar(ctx, ptrs, 5, dir, l, name, limit, out);
     }
     const char *base = l == LAYOUT_CIFAR10 ? "test_batch.bin" : split == TS_SPLIT_TRAIN ? "train.bin" : "test.bin";
     if (!data_find_file(dir, base, a, sizeof a))
         return ts_fail(ctx, TS_EIO, "%s: %s missing (expected it or %s.gz for the %s split)", dir, base, base, what);
     const char *one = a;
-    return load_cifar(ctx, &one, 1, dir, l, name, out);
+    return load_cifar(ctx, &one, 1, dir, l, name, limit, out);
 }
 
 /* Loads a single file given by path; its name says its format. */
-static ts_status load_file(ts_ctx *ctx, const char *path, ts_dataset **out) {
+static ts_status load_file(ts_ctx *ctx, const char *path, int64_t limit, ts_dataset **out) {
     char partner[PATH_MAX_LEN];
     int is_images = 0;
     if (idx_partner(path, partner, sizeof partner, &is_images)) {
@@ -461,7 +463,7 @@ static ts_status load_file(ts_ctx *ctx, const char *path, ts_dataset **out) {
             return ts_fail(ctx, TS_EIO, "%s: matching %s file %s not found", path, is_images ? "labels" : "images",
                            partner);
         const char *img = is_images ? path : partner, *lab = is_images ? partner : path;
-        return finish_idx(ctx, img, lab, path, idx_names(path), out);
+        return finish_idx(ctx, img, lab, path, idx_names(path), limit, out);
     }
     char base[256];
     snprintf(base, sizeof base, "%s", data_basename(path));
@@ -483,7 +485,7 @@ static ts_status load_file(ts_ctx *ctx, const char *path, ts_dataset **out) {
                 data_find_file(dir, "fine_label_names.txt", probe, sizeof probe))
                    ? LAYOUT_CIFAR100
                    : LAYOUT_CIFAR10;
-    return load_cifar(ctx, &path, 1, dir, l, path, out);
+    return load_cifar(ctx, &path, 1, dir, l, path, limit, out);
 }
 
 static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) TS_PRINTF(4, 5);
@@ -497,6 +499,11 @@ static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) {
 }
 
 ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, ts_dataset **out) {
+    return ts_dataset_load_first(ctx, spec, split, data_dir, 0, out);
+}
+
+ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, int64_t limit,
+                                ts_dataset **out) {
     if (!out) return ts_fail(ctx, TS_EINVAL, "dataset: out is NULL");
     *out = NULL;
     if (!spec || !*spec) return ts_fail(ctx, TS_EINVAL, "dataset: empty name");
@@ -505,8 +512,8 @@ ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const c
     if (strlen(spec) >= PATH_MAX_LEN - 64) return ts_fail(ctx, TS_EINVAL, "dataset: path too long");
 
     int kind = data_path_kind(spec);
-    if (kind == 1) return load_file(ctx, spec, out);
-    if (kind == 2) return load_dir(ctx, spec, LAYOUT_NONE, split, spec, out);
+    if (kind == 1) return load_file(ctx, spec, limit, out);
+    if (kind == 2) return load_dir(ctx, spec, LAYOUT_NONE, split, spec, limit, out);
 
     const known_dataset *k = NULL;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
@@ -537,11 +544,11 @@ ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const c
                 len = snprintf(cand, sizeof cand, "%s/.local/share/tessera/%s", home, k->name);
             }
             if (len < 0 || (size_t)len >= sizeof cand - 64 || data_path_kind(cand) != 2) continue;
-            if (layout_has(cand, k->layout, split)) return load_dir(ctx, cand, k->layout, split, k->name, out);
+            if (layout_has(cand, k->layout, split)) return load_dir(ctx, cand, k->layout, split, k->name, limit, out);
             for (int a = 0; archive_dirs[a]; a++) {
                 char sub[PATH_MAX_LEN];
                 if (!path_join(sub, sizeof sub, cand, archive_dirs[a])) continue;
-                if (layout_has(sub, k->layout, split)) return load_dir(ctx, sub, k->layout, split, k->name, out);
+                if (layout_has(sub, k->layout, split)) return load_dir(ctx, sub, k->layout, split, k->name, limit, out);
             }
         }
     }

@@ -8,14 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define IDX_SLACK 4096 /* bytes read past the declared end, to report trailing data */
+
 static uint32_t be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
 /* Validates an IDX header of `ndims` dimensions in buf[0..len) and writes the
  * dimensions to dims; the element bytes start at 4 + 4*ndims and fill the rest of
- * the file exactly. */
-static ts_status idx_header(ts_ctx *ctx, const char *path, const uint8_t *buf, size_t len, int ndims,
+ * the file exactly. With limit > 0, a count above it becomes the limit and only
+ * that many items need be there (what follows was not read). */
+static ts_status idx_header(ts_ctx *ctx, const char *path, const uint8_t *buf, size_t len, int ndims, int64_t limit,
                             uint32_t *dims) {
     const char *what = ndims == 3 ? "images" : "labels";
     size_t header = 4 + 4 * (size_t)ndims;
@@ -48,6 +51,11 @@ static ts_status idx_header(ts_ctx *ctx, const char *path, const uint8_t *buf, s
                        (unsigned)dims[1], (unsigned)dims[2]);
     if (dims[0] > INT32_MAX)
         return ts_fail(ctx, TS_EFORMAT, "%s: count %u at byte 4 is out of range", path, (unsigned)dims[0]);
+    int cut = limit > 0 && dims[0] > limit;
+    if (cut) {
+        body = body / dims[0] * (size_t)limit;
+        dims[0] = (uint32_t)limit;
+    }
     size_t have = len - header;
     if (have < body) {
         size_t per = body / (dims[0] ? dims[0] : 1);
@@ -56,24 +64,53 @@ static ts_status idx_header(ts_ctx *ctx, const char *path, const uint8_t *buf, s
                        "%s: %s %zu truncated at byte %zu (header says %u %s of %zu bytes, %zu data bytes expected)",
                        path, ndims == 3 ? "image" : "label", item, len, (unsigned)dims[0], what, per, body);
     }
-    if (have > body)
-        return ts_fail(ctx, TS_EFORMAT, "%s: %zu unexpected bytes after the last of %u %s, from byte %zu", path,
-                       have - body, (unsigned)dims[0], what, header + body);
+    if (have > body && !cut)
+        return ts_fail(ctx, TS_EFORMAT, "%s: %s%zu unexpected bytes after the last of %u %s, from byte %zu", path,
+                       have - body >= IDX_SLACK ? "at least " : "", have - body, (unsigned)dims[0], what,
+                       header + body);
+    return TS_OK;
+}
+
+/* How many bytes of an IDX file to read (*max): the header and the items it declares
+ * (the first `limit` of them when limit > 0), plus IDX_SLACK to see trailing bytes when
+ * the whole file is read. So a gzip file is never inflated much past what its header
+ * declares. SIZE_MAX when the header cannot be read: the full read then says why. */
+static ts_status idx_read_size(ts_ctx *ctx, const char *path, int ndims, int64_t limit, size_t *max) {
+    size_t header = 4 + 4 * (size_t)ndims, n = 0, need = 1;
+    uint8_t *h = NULL;
+    *max = SIZE_MAX;
+    ts_status st = data_read_file(ctx, path, header, &h, &n);
+    if (st == TS_ENOMEM) return st;
+    if (st || n < header) {
+        free(h);
+        ts_ctx_clear_error(ctx);
+        return TS_OK;
+    }
+    for (int d = 0; d < ndims; d++) {
+        size_t dim = be32(h + 4 + 4 * d);
+        if (d == 0 && limit > 0 && dim > (uint64_t)limit) dim = (size_t)limit;
+        if (!ts_mul_size(need, dim, &need)) need = SIZE_MAX;
+    }
+    free(h);
+    if (ts_add_size(need, header + (limit > 0 ? 0 : IDX_SLACK), &need)) *max = need;
     return TS_OK;
 }
 
 ts_status data_idx_load(ts_ctx *ctx, const char *images_path, const char *labels_path, int classes,
-                        const char *name, ts_dataset **out) {
+                        const char *name, int64_t limit, ts_dataset **out) {
     *out = NULL;
     uint8_t *img = NULL, *lab = NULL;
     size_t img_len = 0, lab_len = 0;
     ts_dataset *ds = NULL;
     uint32_t idims[3] = {0, 0, 0}, ldims[1] = {0};
-    ts_status st = data_read_file(ctx, images_path, &img, &img_len);
-    if (st) goto done;
-    if ((st = idx_header(ctx, images_path, img, img_len, 3, idims))) goto done;
-    if ((st = data_read_file(ctx, labels_path, &lab, &lab_len))) goto done;
-    if ((st = idx_header(ctx, labels_path, lab, lab_len, 1, ldims))) goto done;
+    size_t max;
+    ts_status st = idx_read_size(ctx, images_path, 3, limit, &max);
+    if (st || (st = data_read_file(ctx, images_path, max, &img, &img_len))) goto done;
+    if ((st = idx_header(ctx, images_path, img, img_len, 3, limit, idims))) goto done;
+    if ((st = idx_read_size(ctx, labels_path, 1, limit, &max)) ||
+        (st = data_read_file(ctx, labels_path, max, &lab, &lab_len)))
+        goto done;
+    if ((st = idx_header(ctx, labels_path, lab, lab_len, 1, limit, ldims))) goto done;
     if (idims[0] != ldims[0]) {
         st = ts_fail(ctx, TS_EFORMAT, "%s: %u labels at byte 4 but %s has %u images (expected equal counts)",
                      labels_path, (unsigned)ldims[0], images_path, (unsigned)idims[0]);

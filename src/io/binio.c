@@ -1,4 +1,4 @@
-/* Little-endian buffers and atomic writes. The reader assumes every byte is
+/* Little-endian buffers and whole-file reads. The reader assumes every byte is
  * hostile: each read checks what remains and names the field and offset. */
 #include "io.h"
 
@@ -175,48 +175,5 @@ ts_status io_read_file(ts_ctx *ctx, const char *path, size_t max, uint8_t **data
     }
     *data = buf;
     *len = n;
-    return TS_OK;
-}
-
-ts_status io_write_atomic(ts_ctx *ctx, const char *path, const void *data, size_t len) {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        ts_status st = ts_fail(ctx, TS_EIO, "%s: cannot create: %s", path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    const uint8_t *p = data;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, p + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : ENOSPC;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return ts_fail(ctx, TS_EIO, "%s: write failed after %zu of %zu bytes: %s", path, done, len, strerror(e));
-        }
-        done += (size_t)w;
-    }
-    int synced = fsync(fd) == 0 ? 0 : errno;
-    int closed = close(fd) == 0 ? 0 : errno;
-    if (synced || closed) {
-        int e = synced ? synced : closed;
-        unlink(tmp);
-        free(tmp);
-        return ts_fail(ctx, TS_EIO, "%s: cannot flush to disk: %s", path, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return ts_fail(ctx, TS_EIO, "%s: cannot rename into place: %s", path, strerror(e));
-    }
-    free(tmp);
     return TS_OK;
 }

@@ -1,14 +1,16 @@
 /* Checkpoints: a model file (kind 1) with a TRAN section holding the training
- * configuration, position (epoch, batch in epoch, optimizer steps, the epoch's
- * running sums) and optimizer buffers. Randomness is a function of (seed, epoch,
- * step), so the seed and position are the whole RNG state. */
+ * configuration, the context settings that change results (version 2: threads,
+ * backend, bf16) and the divergence check's running loss, position (epoch, batch in
+ * epoch, optimizer steps, the epoch's running sums) and optimizer buffers.
+ * Randomness is a function of (seed, epoch, step), so the seed and position are the
+ * whole RNG state. Version 1 (no settings) still loads. */
 #include "io.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TRAN_VERSION 1u
+#define TRAN_VERSION 2u
 
 static void write_config(wbuf *b, const ts_train_config *c) {
     wbuf_u32(b, (uint32_t)c->epochs);
@@ -62,8 +64,47 @@ static ts_status read_config(rbuf *r, ts_train_config *c) {
     return TS_OK;
 }
 
+/* The version 2 fields after the configuration. */
+typedef struct tran_extra {
+    ts_run_settings settings; /* threads 0: not recorded (version 1) */
+    double loss_avg, loss_low;
+} tran_extra;
+
+static ts_status read_extra(rbuf *r, uint32_t version, tran_extra *x) {
+    memset(x, 0, sizeof *x);
+    if (version < 2) return TS_OK;
+    uint32_t u[3];
+    ts_status st;
+    if ((st = rbuf_u32(r, &u[0], "threads")) || (st = rbuf_u32(r, &u[1], "backend")) ||
+        (st = rbuf_u32(r, &u[2], "bf16")) || (st = rbuf_f64(r, &x->loss_avg, "running loss")) ||
+        (st = rbuf_f64(r, &x->loss_low, "lowest running loss")))
+        return st;
+    if (u[0] < 1 || u[0] > 1024 || u[1] > TS_BACKEND_REF || u[2] > 1 || !isfinite(x->loss_avg) ||
+        !isfinite(x->loss_low) || x->loss_avg < 0 || x->loss_low < 0)
+        return ts_fail(r->ctx, TS_EFORMAT, "%s: recorded settings out of range (threads %u, backend %u, bf16 %u)",
+                       r->path, u[0], u[1], u[2]);
+    x->settings.threads = (int)u[0];
+    x->settings.backend = (ts_backend)u[1];
+    x->settings.bf16 = (int)u[2];
+    return TS_OK;
+}
+
+/* The version, the configuration and the version 2 fields. */
+static ts_status read_head(rbuf *r, ts_train_config *cfg, tran_extra *x) {
+    uint32_t version;
+    ts_status st = rbuf_u32(r, &version, "checkpoint version");
+    if (!st && (version < 1 || version > TRAN_VERSION))
+        st = ts_fail(r->ctx, TS_EUNSUPPORTED, "%s: checkpoint state version %u, this tessera reads 1 to %u", r->path,
+                     version, TRAN_VERSION);
+    if (!st) st = read_config(r, cfg);
+    if (!st) st = read_extra(r, version, x);
+    return st;
+}
+
 ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path) {
     /* never replace a good checkpoint with a diverged state */
+    if (tr->diverged)
+        return ts_fail(ctx, TS_EDIVERGED, "%s: not saved: training diverged, this state is not one to resume", path);
     int bad = 0;
     for (size_t i = 0; i < tr->model->nparams; i++) bad |= !isfinite(tr->model->params[i]);
     if (bad)
@@ -71,6 +112,11 @@ ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path
     wbuf b = {0};
     wbuf_u32(&b, TRAN_VERSION);
     write_config(&b, &tr->cfg);
+    wbuf_u32(&b, (uint32_t)ts_ctx_get_threads(ctx));
+    wbuf_u32(&b, (uint32_t)ts_ctx_get_backend(ctx));
+    wbuf_u32(&b, (uint32_t)ts_ctx_get_bf16(ctx));
+    wbuf_f64(&b, tr->loss_avg);
+    wbuf_f64(&b, tr->loss_low);
     wbuf_u64(&b, (uint64_t)tr->epoch);
     wbuf_u64(&b, (uint64_t)tr->batch_in_epoch);
     wbuf_f64(&b, tr->epoch_loss_sum);
@@ -100,16 +146,29 @@ ts_status ts_checkpoint_load_model(ts_ctx *ctx, const char *path, ts_model **mod
     ts_status st = read_tran(ctx, path, model, &data, &len, &base);
     if (st) return st;
     rbuf r = {data, len, 0, base, path, ctx};
-    uint32_t version;
-    if (!(st = rbuf_u32(&r, &version, "checkpoint version")) && version != TRAN_VERSION)
-        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: checkpoint state version %u, this tessera reads %u", path, version,
-                     TRAN_VERSION);
-    if (!st) st = read_config(&r, cfg);
+    tran_extra x;
+    st = read_head(&r, cfg, &x);
     free(data);
     if (st) {
         ts_model_free(*model);
         *model = NULL;
     }
+    return st;
+}
+
+ts_status ts_checkpoint_settings(ts_ctx *ctx, const char *path, ts_run_settings *out) {
+    memset(out, 0, sizeof *out);
+    ts_model *m = NULL;
+    uint8_t *data;
+    size_t len, base = 0;
+    ts_status st = read_tran(ctx, path, &m, &data, &len, &base);
+    if (st) return st;
+    ts_model_free(m);
+    rbuf r = {data, len, 0, base, path, ctx};
+    ts_train_config cfg;
+    tran_extra x;
+    if (!(st = read_head(&r, &cfg, &x))) *out = x.settings;
+    free(data);
     return st;
 }
 
@@ -121,14 +180,11 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
     if (st) return st;
     ts_model_free(tmp); /* the trainer's model came from ts_checkpoint_load_model */
     rbuf r = {data, len, 0, base, path, ctx};
-    uint32_t version;
     ts_train_config cfg;
+    tran_extra x;
     uint64_t epoch, bie, seen, steps, count;
     double loss_sum, correct;
-    if (!(st = rbuf_u32(&r, &version, "checkpoint version")) && version != TRAN_VERSION)
-        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: checkpoint state version %u, this tessera reads %u", path, version,
-                     TRAN_VERSION);
-    if (st || (st = read_config(&r, &cfg)) ||
+    if ((st = read_head(&r, &cfg, &x)) ||
         (st = rbuf_u64(&r, &epoch, "epoch")) || (st = rbuf_u64(&r, &bie, "batch in epoch")) ||
         (st = rbuf_f64(&r, &loss_sum, "epoch loss")) || (st = rbuf_f64(&r, &correct, "epoch correct")) ||
         (st = rbuf_u64(&r, &seen, "epoch samples")) || (st = rbuf_u64(&r, &steps, "optimizer steps")) ||
@@ -162,6 +218,8 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
     tr->epoch_correct = correct;
     tr->epoch_seen = (int64_t)seen;
     tr->opt->steps = (int64_t)steps;
+    tr->loss_avg = x.loss_avg;
+    tr->loss_low = x.loss_low;
 done:
     free(data);
     return st;

@@ -43,8 +43,9 @@ ts_status rbuf_view(rbuf *r, const uint8_t **out, size_t n, const char *field);
 
 /* Reads a whole file (at most max bytes). */
 ts_status io_read_file(ts_ctx *ctx, const char *path, size_t max, uint8_t **data, size_t *len);
-/* Writes data to path atomically: a temporary file in the same folder, fsync,
- * rename. Nothing is left behind on failure. */
+/* Writes data to path atomically (file_write.c; tessera.h, "files"): an exclusive
+ * temporary in the same folder, fsync, rename, folder fsync; the old file's mode kept,
+ * a write-protected one refused unless forced. Nothing is left behind on failure. */
 ts_status io_write_atomic(ts_ctx *ctx, const char *path, const void *data, size_t len);
 
 /* Section tags of the model file */

@@ -24,6 +24,9 @@ struct ts_trainer {
     int64_t batch_in_epoch; /* batches done in the current epoch (resume mid-epoch) */
     double epoch_loss_sum, epoch_correct; /* running sums of the current epoch */
     int64_t epoch_seen;
+    double loss_avg;      /* running (exponential) average of the step losses; 0 before the first */
+    double loss_low;      /* the lowest that average has been (the divergence bound's base) */
+    int diverged;         /* a step diverged: the state is never saved (ts_checkpoint_save) */
     float *x, *logits, *dlogits;
     int32_t *y;
 };

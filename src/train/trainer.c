@@ -140,6 +140,46 @@ static ts_status check_finite_params(ts_ctx *ctx, const ts_model *m, int64_t epo
     return ts_fail(ctx, TS_EDIVERGED, "training diverged at step %lld", (long long)step + 1);
 }
 
+/* Divergence is a loss that is not finite, or one more than DIVERGE_FACTOR times the
+ * lowest running average of the losses so far: a blow-up that stays finite (1e15)
+ * counts too. The base is never below ln(classes) + 1, the loss of a guess plus one,
+ * so that a fitted model's one bad batch does not count. */
+#define DIVERGE_FACTOR 20.0
+#define LOSS_AVG_RATE 0.1
+
+static double loss_bound(const ts_trainer *tr) {
+    double base = tr->loss_low, floor = log((double)tr->model->classes) + 1.0;
+    return DIVERGE_FACTOR * (base > floor ? base : floor);
+}
+
+static ts_status check_loss(ts_ctx *ctx, ts_trainer *tr, float loss, int64_t step) {
+    double bound = loss_bound(tr);
+    if (isfinite(loss) && (tr->loss_avg == 0 || loss <= bound)) {
+        tr->loss_avg = tr->loss_avg == 0 ? loss : tr->loss_avg + LOSS_AVG_RATE * (loss - tr->loss_avg);
+        if (tr->loss_low == 0 || tr->loss_avg < tr->loss_low) tr->loss_low = tr->loss_avg;
+        return TS_OK;
+    }
+    tr->diverged = 1;
+    if (!isfinite(loss))
+        return ts_fail(ctx, TS_EDIVERGED, "training diverged at epoch %lld, step %lld: loss is %s (lower --lr?)",
+                       (long long)tr->epoch + 1, (long long)step + 1, isnan(loss) ? "NaN" : "infinite");
+    return ts_fail(ctx, TS_EDIVERGED,
+                   "training diverged at epoch %lld, step %lld: loss %.4g is more than %g times its running "
+                   "average %.4g (lower --lr?)", (long long)tr->epoch + 1, (long long)step + 1, loss, DIVERGE_FACTOR,
+                   bound / DIVERGE_FACTOR);
+}
+
+/* The epoch's last update has no training loss after it: the validation loss, held
+ * to the same bound, vouches for it. */
+static ts_status check_val_loss(ts_ctx *ctx, ts_trainer *tr, double loss) {
+    double bound = loss_bound(tr);
+    if (isfinite(loss) && loss <= bound) return TS_OK;
+    tr->diverged = 1;
+    return ts_fail(ctx, TS_EDIVERGED,
+                   "training diverged in epoch %lld: validation loss %.4g is more than %g times the running training "
+                   "loss %.4g (lower --lr?)", (long long)tr->epoch + 1, loss, DIVERGE_FACTOR, bound / DIVERGE_FACTOR);
+}
+
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks) {
     ts_model *m = tr->model;
     const int k = m->classes;
@@ -161,9 +201,7 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             if ((st = ts_model_forward_train(ctx, m, tr->x, cnt, tr->logits, rng_mix(tr->cfg.seed, (uint64_t)step))))
                 return st;
             float loss = ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing, tr->dlogits);
-            if (!isfinite(loss))
-                return ts_fail(ctx, TS_EDIVERGED, "training diverged at epoch %lld, step %lld: loss is %s (lower --lr?)",
-                               (long long)tr->epoch + 1, (long long)step + 1, isnan(loss) ? "NaN" : "infinite");
+            if ((st = check_loss(ctx, tr, loss, step))) return st;
             for (int i = 0; i < cnt; i++) tr->epoch_correct += argmax_row(tr->logits + (size_t)i * k, k) == tr->y[i];
             tr->epoch_loss_sum += (double)loss * cnt;
             tr->epoch_seen += cnt;
@@ -171,7 +209,10 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             if ((st = ts_optimizer_step(ctx, tr->opt, lr))) return st;
             /* a step that overflows the weights is caught here, before any checkpoint
              * can save them: the last checkpoint on disk stays the last good one */
-            if ((st = check_finite_params(ctx, m, tr->epoch, step))) return st;
+            if ((st = check_finite_params(ctx, m, tr->epoch, step))) {
+                tr->diverged = 1;
+                return st;
+            }
             tr->batch_in_epoch = b + 1;
             if (hooks && hooks->on_step) {
                 ts_train_progress p = {tr->epoch, tr->cfg.epochs, b + 1, nb, tr->opt->steps,
@@ -185,6 +226,11 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             ts_eval_report ev;
             ts_status st = ts_evaluate(ctx, m, tr->val, tr->cfg.batch, &ev);
             if (st) return st;
+            st = check_val_loss(ctx, tr, ev.loss);
+            if (st) {
+                ts_eval_report_free(&ev);
+                return st;
+            }
             r.val_loss = ev.loss;
             r.val_acc = ev.top1;
             ts_eval_report_free(&ev);

@@ -104,6 +104,13 @@ uint8_t *test_read_file(const char *path, size_t *len) {
     return d;
 }
 
+void test_put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
 int test_write_file(const char *path, const void *d, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return 0;

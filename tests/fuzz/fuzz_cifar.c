@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *p = fuzz_write(0, gz ? ".bin.gz" : ".bin", data + 1, size - 1);
     if (!p) return 0;
     ts_dataset *ds = NULL;
-    fuzz_check_message(data_cifar_load(fuzz_ctx(), &p, 1, label_bytes, "fuzz", &ds));
+    fuzz_check_message(data_cifar_load(fuzz_ctx(), &p, 1, label_bytes, "fuzz", 0, &ds));
     ts_dataset_free(ds);
     return 0;
 }

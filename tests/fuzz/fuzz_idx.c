@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *lbl = fuzz_write(1, gz ? "-labels.gz" : "-labels", data + cut, size - cut);
     if (!img || !lbl) return 0;
     ts_dataset *ds = NULL;
-    fuzz_check_message(data_idx_load(fuzz_ctx(), img, lbl, 10, "fuzz", &ds));
+    fuzz_check_message(data_idx_load(fuzz_ctx(), img, lbl, 10, "fuzz", 0, &ds));
     ts_dataset_free(ds);
     return 0;
 }

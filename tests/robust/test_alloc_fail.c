@@ -580,26 +580,19 @@ static void make_tiny_onnx(void) {
     if (g_tiny_onnx) onnx__model_proto__pack(&mp, g_tiny_onnx);
 }
 
-static void be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 /* Files the flow reads: an IDX pair of 6 images of 8x8, a PGM image, the tiny ONNX graph. */
 static int write_inputs(void) {
     char p[512];
     snprintf(p, sizeof p, "%s/d", g_dir);
     if (mkdir(p, 0755) != 0) return 0;
     uint8_t img[16 + 6 * 64], lab[8 + 6];
-    be32(img, 0x803);
-    be32(img + 4, 6);
-    be32(img + 8, 8);
-    be32(img + 12, 8);
+    test_put_be32(img, 0x803);
+    test_put_be32(img + 4, 6);
+    test_put_be32(img + 8, 8);
+    test_put_be32(img + 12, 8);
     for (int i = 0; i < 6 * 64; i++) img[16 + i] = (uint8_t)(i * 37);
-    be32(lab, 0x801);
-    be32(lab + 4, 6);
+    test_put_be32(lab, 0x801);
+    test_put_be32(lab + 4, 6);
     for (int i = 0; i < 6; i++) lab[8 + i] = (uint8_t)(i % 10);
     snprintf(p, sizeof p, "%s/d/t10k-images-idx3-ubyte", g_dir);
     int ok = test_write_file(p, img, sizeof img);
