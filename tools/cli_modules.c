@@ -1,0 +1,172 @@
+/* Shared by tessera decompose, compose, replace and reuse: loading modules, the
+ * composition summary, re-tuning. */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include "cli_modules.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h> /* rmdir */
+
+/* ---------------------------------------------------------------- shared */
+
+int64_t model_macs(const ts_model *m) {
+    int64_t t = 0;
+    for (int i = 0; i < ts_model_layer_count(m); i++) {
+        ts_layer_info li;
+        if (!ts_model_layer(m, i, &li)) t += li.macs;
+    }
+    return t;
+}
+
+static void shape_text(const ts_shape *s, char *buf, size_t n) {
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < s->ndim && off < n; d++)
+        off += (size_t)snprintf(buf + off, n - off, d ? "x%lld" : "%lld", (long long)s->dims[d]);
+}
+
+/* Loads module files; on failure frees what it loaded. Modules that take different
+ * input shapes are refused here, where their files are known (ts_compose can only
+ * name them by position). */
+ts_status load_modules(ts_ctx *ctx, char **paths, int n, ts_module ***out) {
+    ts_module **mods = calloc((size_t)(n ? n : 1), sizeof *mods);
+    if (!mods) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    ts_status st = TS_OK;
+    ts_module_info first, info;
+    for (int i = 0; i < n && !st; i++) {
+        if ((st = ts_module_load(ctx, paths[i], &mods[i]))) break;
+        ts_module_info_get(mods[i], i ? &info : &first);
+        if (!i) continue;
+        int same = info.input.ndim == first.input.ndim;
+        for (int d = 0; same && d < info.input.ndim; d++) same = info.input.dims[d] == first.input.dims[d];
+        if (!same) {
+            char a[96], b[96];
+            shape_text(&first.input, a, sizeof a);
+            shape_text(&info.input, b, sizeof b);
+            st = ts_ctx_set_error(ctx, TS_ESHAPE, "%s: module takes %s inputs, but %s takes %s (modules must take one "
+                                  "input shape)", paths[i], b, paths[0], a);
+        }
+    }
+    if (st) {
+        ts_modules_free(mods, n);
+        return st;
+    }
+    *out = mods;
+    return TS_OK;
+}
+
+int progress_cb(void *user, int64_t done, int64_t total) {
+    progress_update(user, "scanning", done, total, NULL, 1.0);
+    return 0;
+}
+
+int parse_class_list(const char *s, int **out, int *n) {
+    *n = 0;
+    *out = NULL;
+    if (!s) return 1;
+    int cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int *v = malloc(sizeof *v * (size_t)cap);
+    if (!v) return 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long c = strtol(p, &end, 10);
+        if (end == p || errno || c < 0 || c > (1 << 24) || (*end && *end != ',')) {
+            free(v);
+            return 0;
+        }
+        v[(*n)++] = (int)c;
+        p = *end ? end + 1 : end;
+    }
+    *out = v;
+    return 1;
+}
+
+void print_compose_summary(const ts_model *cm, ts_module *const *mods, int k) {
+    /* the origins' total cost, once per distinct origin */
+    int64_t origin_macs = 0;
+    for (int i = 0; i < k; i++) {
+        ts_module_info a;
+        ts_module_info_get(mods[i], &a);
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) {
+            ts_module_info b;
+            ts_module_info_get(mods[j], &b);
+            seen = a.origin_id == b.origin_id;
+        }
+        if (!seen) origin_macs += a.origin_macs;
+    }
+    int64_t macs = model_macs(cm);
+    printf("composed %d classes:", k);
+    for (int j = 0; j < k; j++) {
+        char name[64];
+        printf("%s %s", j ? "," : "", cli_class_name(cm, j, name, sizeof name));
+    }
+    int origins = 0, uncalibrated = 0;
+    for (int i = 0; i < k; i++) {
+        ts_module_info a;
+        ts_module_info_get(mods[i], &a);
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) {
+            ts_module_info b;
+            ts_module_info_get(mods[j], &b);
+            seen = a.origin_id == b.origin_id;
+        }
+        origins += !seen;
+        uncalibrated += a.scale == 1.0f && a.shift == 0.0f;
+    }
+    printf("\nMACs per sample %.2fM (%.2fx the origin model%s: %.2fM), %d layers\n", macs / 1e6,
+           origin_macs ? (double)macs / (double)origin_macs : 0.0, origins > 1 ? "s together" : "", origin_macs / 1e6,
+           ts_model_layer_count(cm));
+    if (origins > 1 && uncalibrated)
+        printf("note: the modules come from %d models and %d of their scores are not calibrated against each other;\n"
+               "      --retune (tessera reuse, tessera replace) calibrates them on training data\n",
+               origins, uncalibrated);
+}
+
+int compose_opts_get(const cli_cmd *cmd, ts_compose_config *cc) {
+    ts_compose_config_default(cc);
+    return cli_float(cmd, "max-macs", 1.5, 1.0, 1e9, &cc->max_macs);
+}
+
+/* --retune of reuse and replace: each module is re-tuned (ts_module_retune) with the
+ * first `limit` training samples of its own class as positives and those of every
+ * other listed class as negatives, each class from its module's dataset. Prints
+ * what it did. */
+ts_status retune_modules(ts_ctx *ctx, ts_module **mods, int k, const char *ddir, long limit) {
+    double t0 = cli_now();
+    ts_model *cm = NULL;
+    ts_dataset *tr = NULL;
+    int64_t *idx = NULL;
+    ts_compose_config cc;
+    ts_compose_config_default(&cc);
+    ts_status st = ts_compose(ctx, mods, k, &cc, &cm);
+    if (!st) st = ts_composed_dataset(ctx, cm, TS_SPLIT_TRAIN, ddir, limit, &tr);
+    if (!st && !(idx = malloc(sizeof *idx * (size_t)(tr->count ? tr->count : 1))))
+        st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    for (int j = 0; j < k && !st; j++) {
+        ts_dataset *pos = NULL, *neg = NULL;
+        int64_t np = 0, nn = 0;
+        for (int64_t i = 0; i < tr->count; i++)
+            if (tr->labels[i] == j) idx[np++] = i;
+        st = ts_dataset_subset(ctx, tr, idx, np, &pos);
+        for (int64_t i = 0; i < tr->count; i++)
+            if (tr->labels[i] != j) idx[nn++] = i;
+        if (!st) st = ts_dataset_subset(ctx, tr, idx, nn, &neg);
+        /* labels of pos/neg are positions in the new model: only their images are used */
+        if (!st) st = ts_module_retune(ctx, mods[j], pos, neg, 256);
+        ts_dataset_free(pos);
+        ts_dataset_free(neg);
+    }
+    if (!st) printf("re-tuned %d modules on %lld training samples in %.2fs\n", k, (long long)tr->count, cli_now() - t0);
+    free(idx);
+    ts_dataset_free(tr);
+    ts_model_free(cm);
+    return st;
+}

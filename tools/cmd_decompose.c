@@ -1,0 +1,223 @@
+/* tessera decompose: a trained classifier cut into one module per class. */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include "cli_modules.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h> /* rmdir */
+
+/* ------------------------------------------------------------- decompose */
+
+static cli_opt decompose_opts[] = {
+    {"data", "NAME|PATH", "training data to identify concerns on (default: the model's own)", NULL},
+    {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
+    {"out", "DIR", "folder for the modules, one classN.tsm per class (required)", NULL},
+    {"classes", "I[,J...]", "decompose only these classes (default: all)", NULL},
+    {"positives", "N", "confident training inputs per class for concern identification (default 1000)", NULL},
+    {"confidence", "F", "softmax probability a positive needs (default 0.9)", NULL},
+    {"tangling", "F", "negatives per positive for tangling identification (default 1.0)", NULL},
+    {"seed", "S", "order in which training inputs are drawn (default 0)", NULL},
+    {"batch", "N", "inference batch (default 128)", NULL},
+    {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
+    {"max-macs", "F", "for the composed check: compute budget (default 1.5)", NULL},
+    {"force", NULL, "replace a module file even when it is write-protected", NULL},
+    {"threads", "N", "threads (default: all cores)", NULL},
+    {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
+    {"quiet", NULL, "no progress bar", NULL},
+};
+static cli_cmd decompose_cmd = {
+    "decompose", "MODEL --out DIR [--data NAME|PATH] [options]",
+    "Cuts a trained classifier into one module per class (Pan & Rajan's concern identification,\n"
+    "tangling identification and output channelling; docs/modules.md) and writes DIR/classN.tsm.\n"
+    "Prints per module: positives and negatives used, binary accuracy on its own class and on\n"
+    "the rest (test split), the fraction of weights and of conv output positions it keeps, its\n"
+    "Jaccard index against the model, and the time; then the model against all modules composed.",
+    decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
+
+/* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
+ * DIR/classN.tsm only once every module is saved and the report is done, so a file
+ * already in DIR is replaced only by a run that gets that far. A failing run removes
+ * its pending files and then DIR, when it made DIR itself (rmdir: never a folder that
+ * holds anything else); a rename that fails midway keeps the modules already renamed. */
+static const char *const PENDING = ".pending";
+
+static int module_out_path(char *buf, size_t n, const char *dir, const ts_module *mod, const char *suffix) {
+    ts_module_info in;
+    ts_module_info_get(mod, &in);
+    return (size_t)snprintf(buf, n, "%s/class%d.tsm%s", dir, in.class_index, suffix) < n;
+}
+
+/* Renames mods[0 .. n) from their pending names into place, counting in *placed.
+ * What would make a rename fail or must not be replaced (a folder in the way, a
+ * write-protected module, the input model itself) is looked for first, so that it
+ * fails the run before any file that was already there is replaced. */
+static ts_status module_out_place(ts_ctx *ctx, const char *dir, const char *model, ts_module *const *mods, int n,
+                                  int *placed) {
+    char from[4096], to[4096];
+    for (int i = 0; i < n; i++) {
+        ts_status st;
+        if (!module_out_path(to, sizeof to, dir, mods[i], "")) /* shorter than the pending name */
+            return ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", dir);
+        if (cli_same_file(to, model))
+            return ts_ctx_set_error(ctx, TS_EINVAL, "%s: is the input model %s; choose another --out folder", to, model);
+        if ((st = ts_file_check_output(ctx, to))) return st;
+    }
+    for (; *placed < n; (*placed)++) {
+        module_out_path(from, sizeof from, dir, mods[*placed], PENDING);
+        module_out_path(to, sizeof to, dir, mods[*placed], "");
+        ts_status st = ts_file_replace(ctx, from, to);
+        if (st)
+            return ts_ctx_set_error(ctx, st, "%s (%d of %d modules were already in place)", ts_ctx_error(ctx), *placed, n);
+    }
+    return TS_OK;
+}
+
+/* Undoes a failed run: mods[0 .. saved) were written, the first `placed` of them
+ * already renamed into place. Those stay: each may have replaced an older module, which
+ * is gone, and the error says how many there are. Only the pending files go, then DIR
+ * when this run made it and it is empty. */
+static void module_out_remove(const char *dir, int made_dir, ts_module *const *mods, int saved, int placed) {
+    for (int i = placed; i < saved; i++) {
+        char path[4096];
+        if (module_out_path(path, sizeof path, dir, mods[i], PENDING)) remove(path);
+    }
+    if (made_dir) rmdir(dir);
+}
+
+int cmd_decompose(int argc, char **argv) {
+    char *pos[1];
+    int npos;
+    int rc = cli_parse(&decompose_cmd, argc, argv, pos, &npos, 1);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    const char *outdir = cli_get(&decompose_cmd, "out");
+    if (npos != 1 || !outdir) {
+        fprintf(stderr, "tessera decompose: expected one MODEL and --out DIR (see tessera decompose --help)\n");
+        return EXIT_USAGE;
+    }
+    ts_decompose_config cfg;
+    ts_decompose_config_default(&cfg);
+    long positives, seed, batch;
+    double conf, tang;
+    int *classes = NULL, ncls = 0;
+    ts_compose_config cc;
+    if (!cli_int(&decompose_cmd, "positives", 1000, 1, 1000000, &positives) ||
+        !cli_float(&decompose_cmd, "confidence", 0.9, 0.0, 0.999999, &conf) ||
+        !cli_float(&decompose_cmd, "tangling", 1.0, 0.0, 100.0, &tang) ||
+        !cli_int(&decompose_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed) ||
+        !cli_int(&decompose_cmd, "batch", 128, 1, 256, &batch) || !compose_opts_get(&decompose_cmd, &cc))
+        return EXIT_USAGE;
+    if (!parse_class_list(cli_get(&decompose_cmd, "classes"), &classes, &ncls)) {
+        fprintf(stderr, "tessera decompose: --classes: expected class indices like 0,3,5\n");
+        return EXIT_USAGE;
+    }
+    cfg.positives = (int)positives;
+    cfg.confidence = (float)conf;
+    cfg.tangling = (float)tang;
+    cfg.seed = (uint64_t)seed;
+    cfg.batch = (int)batch;
+    ts_ctx *ctx = NULL;
+    if (ts_ctx_create(&ctx)) {
+        free(classes);
+        return EXIT_NOMEM;
+    }
+    ts_model *m = NULL, *cm = NULL;
+    ts_dataset *train = NULL, *test = NULL;
+    ts_module **mods = NULL;
+    int nmods = 0;
+    int made_dir = 0, saved = 0, placed = 0; /* what this run wrote, for module_out_remove */
+    ts_status st = TS_OK;
+    if ((rc = cli_setup_ctx(&decompose_cmd, ctx))) goto done;
+    cli_setup_files(&decompose_cmd, ctx);
+    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    const char *spec = cli_get(&decompose_cmd, "data");
+    if (!spec) spec = ts_model_get_meta(m, "data");
+    if (!spec) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
+        goto fail;
+    }
+    const char *ddir = cli_get(&decompose_cmd, "data-dir");
+    if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
+    int eval = !cli_get(&decompose_cmd, "no-eval");
+    /* the test split before anything is written: a missing or bad one costs no output */
+    if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
+    if (mkdir(outdir, 0777) == 0) {
+        made_dir = 1;
+    } else if (errno != EEXIST) {
+        st = ts_ctx_set_error(ctx, TS_EIO, "%s: cannot create the output folder: %s", outdir, strerror(errno));
+        goto fail;
+    }
+    progress pr;
+    progress_start(&pr);
+    int quiet = cli_get(&decompose_cmd, "quiet") != NULL;
+    double t0 = cli_now();
+    st = ts_decompose(ctx, m, train, &cfg, classes, ncls, quiet ? NULL : progress_cb, &pr, &mods, &nmods);
+    if (!quiet) progress_end(&pr);
+    if (st) goto fail;
+    double secs = cli_now() - t0;
+    /* provenance that still resolves from another folder: absolute paths */
+    char origin[PATH_MAX], data_abs[PATH_MAX];
+    if (!realpath(pos[0], origin)) snprintf(origin, sizeof origin, "%s", pos[0]);
+    struct stat sb;
+    if (stat(spec, &sb) || !realpath(spec, data_abs)) snprintf(data_abs, sizeof data_abs, "%s", spec);
+    for (; saved < nmods; saved++) {
+        char path[4096];
+        if (!module_out_path(path, sizeof path, outdir, mods[saved], PENDING)) {
+            st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", outdir);
+            goto fail;
+        }
+        if ((st = ts_module_set_origin(ctx, mods[saved], origin)) ||
+            (st = ts_module_set_dataset(ctx, mods[saved], data_abs)) || (st = ts_module_save(ctx, mods[saved], path)))
+            goto fail;
+    }
+    printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training samples)\n", pos[0], nmods, secs, spec,
+           (long long)train->count);
+    printf("%-5s %-16s %5s %5s %8s %8s %8s %8s %7s %7s\n", "class", "name", "pos", "neg", "own-acc", "rest-acc",
+           "weights", "conv-pos", "JI", "secs");
+    for (int i = 0; i < nmods; i++) {
+        ts_module_info in;
+        ts_module_info_get(mods[i], &in);
+        double own = 0, rest = 0;
+        if (eval && (st = ts_module_evaluate(ctx, mods[i], test, 256, &own, &rest))) goto fail;
+        char o[16] = "-", r[16] = "-";
+        if (eval) {
+            snprintf(o, sizeof o, "%.2f%%", 100 * own);
+            snprintf(r, sizeof r, "%.2f%%", 100 * rest);
+        }
+        printf("%-5d %-16.16s %5d %5d %8s %8s %7.2f%% %7.2f%% %7.4f %7.2f\n", in.class_index, in.class_name,
+               in.positives, in.negatives, o, r, in.weights ? 100.0 * in.weights_kept / in.weights : 100.0,
+               in.conv_units ? 100.0 * in.conv_units_kept / in.conv_units : 100.0, in.jaccard, in.seconds);
+    }
+    if (eval && nmods == ts_model_classes(m) && !ncls) {
+        ts_eval_report a, b;
+        if ((st = ts_evaluate(ctx, m, test, 256, &a))) goto fail;
+        if ((st = ts_compose(ctx, mods, nmods, &cc, &cm)) || (st = ts_evaluate(ctx, cm, test, 256, &b))) {
+            ts_eval_report_free(&a);
+            goto fail;
+        }
+        printf("original model: top-1 %.2f%%  top-5 %.2f%%   all modules composed: top-1 %.2f%%  top-5 %.2f%%  "
+               "(%.2fx the MACs)\n",
+               100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
+        ts_eval_report_free(&a);
+        ts_eval_report_free(&b);
+    }
+    if ((st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
+    printf("modules written to %s/\n", outdir);
+    rc = EXIT_OK;
+    goto done;
+fail:
+    module_out_remove(outdir, made_dir, mods, saved, placed);
+    rc = cli_fail("decompose", ctx, st);
+done:
+    free(classes);
+    ts_modules_free(mods, nmods);
+    ts_dataset_free(train);
+    ts_dataset_free(test);
+    ts_model_free(m);
+    ts_model_free(cm);
+    ts_ctx_free(ctx);
+    return rc;
+}
