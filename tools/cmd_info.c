@@ -9,8 +9,9 @@ static cli_opt info_opts[] = {
     {"classes", "N", "with an architecture: class count to use", NULL},
 };
 static cli_cmd info_cmd = {"info", "MODEL|MODULE.tsm|ARCH [options]",
-                           "Prints every layer with its inputs, output shape, parameters and multiply-accumulates per\n"
-                           "sample, the totals, and the model's metadata. ARCH may be a zoo name or an .arch file.",
+                           "Prints every layer with its inputs, output shape, parameters, multiply-accumulates per\n"
+                           "sample and attributes (as the architecture text writes them), the totals, and the model's\n"
+                           "metadata. ARCH may be a zoo name or an .arch file.",
                            info_opts, sizeof info_opts / sizeof info_opts[0]};
 
 static void shape_str(const ts_shape *s, char *buf, size_t n) {
