@@ -67,7 +67,9 @@ ts_status ts_ctx_set_error(ts_ctx *ctx, ts_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Threads used by kernels (default: 1). */
+/* Threads used by kernels (default: 1). They are started here, on the calling thread,
+ * so that a system that cannot create them fails now with TS_ENOMEM (and the count
+ * stays as it was) instead of inside a kernel, where OpenMP would end the process. */
 ts_status ts_ctx_set_threads(ts_ctx *ctx, int nthreads);
 int ts_ctx_get_threads(const ts_ctx *ctx);
 ts_status ts_ctx_set_backend(ts_ctx *ctx, ts_backend backend);

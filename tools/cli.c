@@ -147,7 +147,8 @@ int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx) {
                 threads, ncpu, ncpu);
         threads = ncpu;
     }
-    ts_ctx_set_threads(ctx, (int)threads);
+    ts_status st = ts_ctx_set_threads(ctx, (int)threads);
+    if (st) return cli_fail(cmd->name, ctx, st);
     const char *be = cli_get(cmd, "backend");
     if (be) {
         if (!strcmp(be, "dnnl") || !strcmp(be, "onednn")) ts_ctx_set_backend(ctx, TS_BACKEND_DNNL);

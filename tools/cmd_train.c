@@ -242,7 +242,7 @@ static ts_status resume_settings(ts_ctx *ctx, const char *resume) {
     int threads = ts_ctx_get_threads(ctx);
     if (!cli_get(&train_cmd, "threads")) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        ts_ctx_set_threads(ctx, ncpu > 0 && rs.threads > ncpu ? (int)ncpu : rs.threads);
+        if ((st = ts_ctx_set_threads(ctx, ncpu > 0 && rs.threads > ncpu ? (int)ncpu : rs.threads))) return st;
         threads = ts_ctx_get_threads(ctx);
     }
     if (threads != rs.threads)

@@ -5,6 +5,7 @@
 
 #include "tessera.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,8 @@ struct ts_ctx {
     void *note_user;
     int force;                   /* replace write-protected outputs (ts_ctx_set_force) */
     int nthreads;                /* OpenMP threads used by kernels */
+    int threads_started;         /* OpenMP team size started on threads_owner (threads.c) */
+    pthread_t threads_owner;     /* the calling thread that team belongs to */
     ts_backend backend;          /* which kernels the layers call */
     int constant_time;           /* inference without value-dependent timing (docs/security.md) */
     void *dnnl;                  /* oneDNN engine/stream, owned (ops/dnnl_backend.c) */
@@ -104,6 +107,14 @@ static inline uint64_t ts_fnv1a(uint64_t h, const void *p, size_t n) {
 
 /* Number of threads kernels should use for this ctx (>= 1). */
 static inline int ts_ctx_threads(const ts_ctx *ctx) { return ctx && ctx->nthreads > 0 ? ctx->nthreads : 1; }
+
+/* Most threads a ctx may use (ts_ctx_set_threads). */
+#define TS_THREADS_MAX 1024
+/* Makes sure the calling thread's OpenMP team of n threads exists, creating it now
+ * when it does not (threads.c): libgomp exits the process when it cannot create a
+ * thread inside a region, so the threads are tried here first and a failure is
+ * TS_ENOMEM on ctx. Cheap once done for this ctx, calling thread and size. */
+ts_status ts_threads_start(ts_ctx *ctx, int n);
 
 /* A growable string (strbuf.c); zero-initialize, append, then take or free. */
 typedef struct ts_strbuf {

@@ -73,10 +73,13 @@ ts_status ts_ctx_set_force(ts_ctx *ctx, int on) {
 
 ts_status ts_ctx_set_threads(ts_ctx *ctx, int nthreads) {
     if (!ctx) return TS_EINVAL;
-    if (nthreads < 1 || nthreads > 1024)
-        return ts_fail(ctx, TS_EINVAL, "threads: %d is out of range (expected 1..1024)", nthreads);
-    ctx->nthreads = nthreads;
-    return TS_OK;
+    if (nthreads < 1 || nthreads > TS_THREADS_MAX)
+        return ts_fail(ctx, TS_EINVAL, "threads: %d is out of range (expected 1..%d)", nthreads, TS_THREADS_MAX);
+    /* started now, while memory is still free, so that a failure is an error here and
+     * not libgomp exiting the process inside a kernel later; the count stays as it was */
+    ts_status st = ts_threads_start(ctx, nthreads);
+    if (st == TS_OK) ctx->nthreads = nthreads;
+    return st;
 }
 
 int ts_ctx_get_threads(const ts_ctx *ctx) { return ts_ctx_threads(ctx); }
