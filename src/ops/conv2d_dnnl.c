@@ -6,7 +6,7 @@
  * is oneDNN's oihw (groups == 1) or goihw with dims (G, K/G, C/G, KH, KW) (same bytes).
  * The primitives are created with format `any` and the tensors reordered into the
  * blocked layouts oneDNN picks (nChw16c, OIhw16i16o on AVX-512: jit:avx512_core) and
- * back, in buffers oneDNN allocates for the call. Measured on N=64, C=K=32, 16x16,
+ * back, in the ctx's temporary buffers (dnnl_job_memory_alloc). Measured on N=64, C=K=32, 16x16,
  * 3x3, pad 1 (AVX-512 EPYC, reorders included, ms per call, fwd / bwd data / bwd
  * weights):  2 threads  `any` 1.3 / 1.3 / 1.5   nchw (x64:gemm:jit) 3.0 / 4.2 / 3.6
  *            1 thread   `any` 5.0 / 4.9 / 5.1   nchw                5.1 / 6.5 / 8.6
@@ -208,12 +208,11 @@ static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_param
                                                int relu, dnnl_engine_t engine) {
     conv_descs_init(job, p, d);
     *d = conv_descs_for(job, d, PASS_FWD);
-    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_attr_t attr = dnnl_job_attr_create(job);
     dnnl_post_ops_t ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
     if (job->status == TS_OK && relu &&
-        (!dnnl_job_check(job, dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create") ||
-         !dnnl_job_check(job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
+        (!dnnl_job_check(job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
          !dnnl_job_check(job, dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
                          "dnnl_post_ops_append_eltwise") ||
          !dnnl_job_check(job, dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops"))) {
@@ -264,31 +263,51 @@ ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, flo
  * its own engine and stream, so it does not depend on the ctx that built it (a model
  * may outlive its ctx); it is built for one batch size and thread count. */
 
+/* A primitive of a packed slot and, when it wants a scratchpad, a memory object over
+ * the set's (its handle set at each run: the buffer may grow when later slots are
+ * added). */
+typedef struct packed_prim {
+    dnnl_primitive_t prim;
+    dnnl_memory_t scratch;
+} packed_prim;
+
 typedef struct packed_conv {
     int ready;
     dnnl_primitive_desc_t pd;
-    dnnl_primitive_t conv, src_reorder, dst_reorder; /* reorders NULL where the layout is plain */
+    packed_prim conv, src_reorder, dst_reorder; /* reorders NULL where the layout is plain */
     dnnl_memory_t src_user, dst_user, src, dst, wei, bias;
+    void *wei_buf, *bias_buf; /* what wei and bias hold (ts_alloc) */
 } packed_conv;
+
+enum { PACKED_SRC, PACKED_DST, PACKED_SCRATCH, PACKED_NBUF };
 
 struct conv2d_packed_set {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int threads, nslots;
     packed_conv *slot;      /* (nslots) */
-    void *buf[2];           /* blocked copies of a slot's source and output, shared */
-    size_t buf_bytes[2];
+    /* shared by the slots, which run one at a time: blocked copies of a slot's source
+     * and output, and the scratchpad of its primitives */
+    void *buf[PACKED_NBUF];
+    size_t buf_bytes[PACKED_NBUF];
 };
 
+static void packed_prim_release(packed_prim *p) {
+    if (p->prim) dnnl_primitive_destroy(p->prim);
+    if (p->scratch) dnnl_memory_destroy(p->scratch);
+}
+
 static void packed_conv_release(packed_conv *c) {
-    if (c->conv) dnnl_primitive_destroy(c->conv);
-    if (c->src_reorder) dnnl_primitive_destroy(c->src_reorder);
-    if (c->dst_reorder) dnnl_primitive_destroy(c->dst_reorder);
+    packed_prim_release(&c->conv);
+    packed_prim_release(&c->src_reorder);
+    packed_prim_release(&c->dst_reorder);
     if (c->pd) dnnl_primitive_desc_destroy(c->pd);
     dnnl_memory_t mem[6] = {c->src_user, c->dst_user, c->src, c->dst, c->wei, c->bias};
     for (int i = 0; i < 6; i++)
         if (mem[i] && !(i == 2 && mem[i] == c->src_user) && !(i == 3 && mem[i] == c->dst_user))
             dnnl_memory_destroy(mem[i]);
+    ts_free(c->wei_buf);
+    ts_free(c->bias_buf);
     memset(c, 0, sizeof *c);
 }
 
@@ -296,8 +315,7 @@ void conv2d_packed_set_free(conv2d_packed_set *s) {
     if (!s) return;
     for (int i = 0; i < s->nslots; i++) packed_conv_release(&s->slot[i]);
     free(s->slot);
-    free(s->buf[0]);
-    free(s->buf[1]);
+    for (int i = 0; i < PACKED_NBUF; i++) ts_free(s->buf[i]);
     if (s->stream) dnnl_stream_destroy(s->stream);
     if (s->engine) dnnl_engine_destroy(s->engine);
     free(s);
@@ -337,31 +355,57 @@ static dnnl_memory_t packed_memory(dnnl_job *job, conv2d_packed_set *s, const dn
     return m;
 }
 
-static dnnl_primitive_t packed_reorder(dnnl_job *job, conv2d_packed_set *s, dnnl_memory_t from, dnnl_memory_t to) {
-    if (job->status != TS_OK) return NULL;
-    const dnnl_memory_desc_t *fmd = NULL, *tmd = NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t r = NULL;
-    if (dnnl_job_check(job, dnnl_memory_get_memory_desc(from, &fmd), "dnnl_memory_get_memory_desc") &&
-        dnnl_job_check(job, dnnl_memory_get_memory_desc(to, &tmd), "dnnl_memory_get_memory_desc") &&
-        dnnl_job_check(job, dnnl_reorder_primitive_desc_create(&pd, fmd, s->engine, tmd, s->engine, NULL),
-                       "dnnl_reorder_primitive_desc_create"))
-        dnnl_job_check(job, dnnl_primitive_create(&r, pd), "dnnl_primitive_create");
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    return r;
+static int packed_grow(dnnl_job *job, conv2d_packed_set *s, int k, size_t bytes) {
+    return dnnl_job_grow(job, &s->buf[k], &s->buf_bytes[k], bytes,
+                         k == PACKED_SCRATCH ? "a scratchpad" : "a blocked activation buffer");
 }
 
-static int packed_grow(dnnl_job *job, conv2d_packed_set *s, int k, const dnnl_memory_desc_t *md) {
-    size_t bytes = dnnl_memory_desc_get_size(md);
-    if (bytes <= s->buf_bytes[k]) return 1;
-    free(s->buf[k]);
-    s->buf_bytes[k] = 0;
-    if (!(s->buf[k] = aligned_alloc(64, (bytes + 63) & ~(size_t)63))) {
-        dnnl_job_fail(job, TS_ENOMEM, "out of memory for a blocked activation buffer");
-        return 0;
+/* The primitive of pd, with the set's scratchpad grown to what pd wants. */
+static void packed_prim_create(dnnl_job *job, conv2d_packed_set *s, const_dnnl_primitive_desc_t pd, packed_prim *p) {
+    if (job->status != TS_OK) return;
+    size_t bytes = dnnl_pd_scratchpad_size(pd);
+    if (bytes > 0 && packed_grow(job, s, PACKED_SCRATCH, bytes))
+        p->scratch = packed_memory(job, s, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
+                                   DNNL_MEMORY_NONE);
+    dnnl_job_headroom(job);
+    if (job->status == TS_OK) dnnl_job_check(job, dnnl_primitive_create(&p->prim, pd), "dnnl_primitive_create");
+}
+
+/* Executes p on the set's stream (nargs <= 4), the scratchpad added when it has one. */
+static void packed_prim_execute(dnnl_job *job, conv2d_packed_set *s, const packed_prim *p, int nargs,
+                                const dnnl_exec_arg_t *args) {
+    if (job->status != TS_OK) return;
+    dnnl_exec_arg_t all[5];
+    memcpy(all, args, (size_t)nargs * sizeof *args);
+    if (p->scratch) {
+        if (!dnnl_job_check(job, dnnl_memory_set_data_handle(p->scratch, s->buf[PACKED_SCRATCH]),
+                            "dnnl_memory_set_data_handle"))
+            return;
+        all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
     }
-    s->buf_bytes[k] = bytes;
-    return 1;
+    dnnl_job_check(job, dnnl_primitive_execute(p->prim, s->stream, nargs, all), "dnnl_primitive_execute");
+}
+
+static void packed_reorder(dnnl_job *job, conv2d_packed_set *s, dnnl_memory_t from, dnnl_memory_t to, packed_prim *p) {
+    if (job->status != TS_OK) return;
+    const dnnl_memory_desc_t *fmd = NULL, *tmd = NULL;
+    dnnl_primitive_attr_t attr = dnnl_job_attr_create(job);
+    dnnl_primitive_desc_t pd = NULL;
+    if (attr && dnnl_job_check(job, dnnl_memory_get_memory_desc(from, &fmd), "dnnl_memory_get_memory_desc") &&
+        dnnl_job_check(job, dnnl_memory_get_memory_desc(to, &tmd), "dnnl_memory_get_memory_desc") &&
+        dnnl_job_check(job, dnnl_reorder_primitive_desc_create(&pd, fmd, s->engine, tmd, s->engine, attr),
+                       "dnnl_reorder_primitive_desc_create"))
+        packed_prim_create(job, s, pd, p);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+}
+
+/* Memory of md on the set's engine over a new buffer of tessera's (*buf, owned by the slot). */
+static dnnl_memory_t packed_memory_owned(dnnl_job *job, conv2d_packed_set *s, const dnnl_memory_desc_t *md,
+                                         void **buf, const char *what) {
+    size_t cap = 0;
+    if (!md || !dnnl_job_grow(job, buf, &cap, dnnl_memory_desc_get_size(md), what)) return NULL;
+    return packed_memory(job, s, md, *buf);
 }
 
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
@@ -376,44 +420,40 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
     const dnnl_memory_desc_t *src_md = dnnl_job_query_md(&job, c->pd, dnnl_query_src_md);
     const dnnl_memory_desc_t *wei_md = dnnl_job_query_md(&job, c->pd, dnnl_query_weights_md);
     const dnnl_memory_desc_t *dst_md = dnnl_job_query_md(&job, c->pd, dnnl_query_dst_md);
-    if (job.status == TS_OK)
-        dnnl_job_check(&job, dnnl_primitive_create(&c->conv, c->pd), "dnnl_primitive_create");
+    packed_prim_create(&job, s, c->pd, &c->conv);
     c->src_user = packed_memory(&job, s, &d.src_user, DNNL_MEMORY_NONE);
     c->dst_user = packed_memory(&job, s, &d.dst_user, DNNL_MEMORY_NONE);
     if (job.status == TS_OK) {
         if (dnnl_memory_desc_equal(src_md, &d.src_user)) {
             c->src = c->src_user;
-        } else if (packed_grow(&job, s, 0, src_md)) {
+        } else if (packed_grow(&job, s, PACKED_SRC, dnnl_memory_desc_get_size(src_md))) {
             c->src = packed_memory(&job, s, src_md, DNNL_MEMORY_NONE);
-            c->src_reorder = packed_reorder(&job, s, c->src_user, c->src);
+            packed_reorder(&job, s, c->src_user, c->src, &c->src_reorder);
         }
     }
     if (job.status == TS_OK) {
         if (dnnl_memory_desc_equal(dst_md, &d.dst_user)) {
             c->dst = c->dst_user;
-        } else if (packed_grow(&job, s, 1, dst_md)) {
+        } else if (packed_grow(&job, s, PACKED_DST, dnnl_memory_desc_get_size(dst_md))) {
             c->dst = packed_memory(&job, s, dst_md, DNNL_MEMORY_NONE);
-            c->dst_reorder = packed_reorder(&job, s, c->dst, c->dst_user);
+            packed_reorder(&job, s, c->dst, c->dst_user, &c->dst_reorder);
         }
     }
     /* the weights, reordered once into the primitive's layout (and type) */
-    c->wei = packed_memory(&job, s, wei_md, DNNL_MEMORY_ALLOCATE);
+    c->wei = packed_memory_owned(&job, s, wei_md, &c->wei_buf, "packed weights");
     if (job.status == TS_OK) {
         dnnl_memory_t wu = packed_memory(&job, s, &d.wei_user, (void *)w);
-        dnnl_primitive_t r = wu ? packed_reorder(&job, s, wu, c->wei) : NULL;
-        if (r) {
-            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, c->wei}};
-            if (dnnl_job_check(&job, dnnl_primitive_execute(r, s->stream, 2, args), "dnnl_primitive_execute"))
-                dnnl_job_check(&job, dnnl_stream_wait(s->stream), "dnnl_stream_wait");
-            dnnl_primitive_destroy(r);
-        }
+        packed_prim r = {0};
+        packed_reorder(&job, s, wu, c->wei, &r);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, c->wei}};
+        packed_prim_execute(&job, s, &r, 2, args);
+        if (job.status == TS_OK) dnnl_job_check(&job, dnnl_stream_wait(s->stream), "dnnl_stream_wait");
+        packed_prim_release(&r);
         if (wu) dnnl_memory_destroy(wu);
     }
     if (bias) {
-        c->bias = packed_memory(&job, s, &d.bias, DNNL_MEMORY_ALLOCATE);
-        void *h = NULL;
-        if (c->bias && dnnl_job_check(&job, dnnl_memory_get_data_handle(c->bias, &h), "dnnl_memory_get_data_handle"))
-            memcpy(h, bias, (size_t)p->k * sizeof(float));
+        c->bias = packed_memory_owned(&job, s, &d.bias, &c->bias_buf, "packed bias");
+        if (c->bias) memcpy(c->bias_buf, bias, (size_t)p->k * sizeof(float));
     }
     ts_status st = dnnl_job_end(&job);
     if (st) packed_conv_release(c);
@@ -426,24 +466,25 @@ ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *
     packed_conv *c = &s->slot[slot];
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "packed convolution") != TS_OK) return job.status;
-    if (s->threads != ts_ctx_threads(ctx)) omp_set_num_threads(s->threads); /* the count it was built for */
+    if (s->threads != ts_ctx_threads(ctx)) { /* the count it was built for */
+        omp_set_num_threads(s->threads);
+        if ((job.status = ts_threads_start(ctx, s->threads)) != TS_OK) return dnnl_job_end(&job);
+    }
     dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src_user, (void *)in), "dnnl_memory_set_data_handle");
     dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst_user, out), "dnnl_memory_set_data_handle");
-    if (c->src_reorder) {
-        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src, s->buf[0]), "dnnl_memory_set_data_handle");
+    if (c->src_reorder.prim) {
+        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src, s->buf[PACKED_SRC]), "dnnl_memory_set_data_handle");
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->src_user}, {DNNL_ARG_TO, c->src}};
-        if (job.status == TS_OK)
-            dnnl_job_check(&job, dnnl_primitive_execute(c->src_reorder, s->stream, 2, a), "dnnl_primitive_execute");
+        packed_prim_execute(&job, s, &c->src_reorder, 2, a);
     }
-    if (c->dst_reorder)
-        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, s->buf[1]), "dnnl_memory_set_data_handle");
+    if (c->dst_reorder.prim)
+        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, s->buf[PACKED_DST]), "dnnl_memory_set_data_handle");
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wei}, {DNNL_ARG_DST, c->dst},
                                {DNNL_ARG_BIAS, c->bias}};
-    if (job.status == TS_OK)
-        dnnl_job_check(&job, dnnl_primitive_execute(c->conv, s->stream, c->bias ? 4 : 3, args), "dnnl_primitive_execute");
-    if (c->dst_reorder && job.status == TS_OK) {
+    packed_prim_execute(&job, s, &c->conv, c->bias ? 4 : 3, args);
+    if (c->dst_reorder.prim) {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->dst}, {DNNL_ARG_TO, c->dst_user}};
-        dnnl_job_check(&job, dnnl_primitive_execute(c->dst_reorder, s->stream, 2, a), "dnnl_primitive_execute");
+        packed_prim_execute(&job, s, &c->dst_reorder, 2, a);
     }
     if (job.status == TS_OK) dnnl_job_check(&job, dnnl_stream_wait(s->stream), "dnnl_stream_wait");
     return dnnl_job_end(&job);

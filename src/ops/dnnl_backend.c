@@ -1,9 +1,13 @@
 /* oneDNN plumbing shared by the *_dnnl kernels: the ctx-owned engine and stream,
  * and the dnnl_job that owns every object a kernel call creates (dnnl_backend.h). */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "dnnl_backend.h"
 
 #include <dnnl_debug.h>
 #include <omp.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +17,8 @@ static void ops_dnnl_release(void *dnnl) {
     if (!d) return;
     if (d->stream) dnnl_stream_destroy(d->stream);
     if (d->engine) dnnl_engine_destroy(d->engine);
-    for (int i = 0; i < DNNL_JOB_MAX_MEM; i++) free(d->slot[i]);
+    for (int i = 0; i < DNNL_JOB_MAX_SLOT; i++) free(d->slot[i]);
+    free(d->scratch);
     free(d);
 }
 
@@ -47,6 +52,35 @@ static ts_status dnnl_get(ts_ctx *ctx, ops_dnnl **out) {
     return TS_OK;
 }
 
+/* oneDNN also allocates memory of its own while it creates a primitive and first runs
+ * it (JIT code buffers, C++ objects): a failure there is std::bad_alloc thrown through
+ * the C API or a write through a null code buffer, either of which ends the process.
+ * That memory cannot be given to it, so under a limit on the address space (ulimit -v
+ * or -d) a job first makes sure that much could still be mapped and fails with
+ * TS_ENOMEM when it could not. Measured: ResNet-20 at batch 128 needs about 22 MB of
+ * it in all (crashes under limits up to 22 MB above the one where tessera's own
+ * allocations start to fail). Without a limit nothing is probed. */
+#define DNNL_HEADROOM ((size_t)48 << 20)
+
+static int address_space_limited(void) {
+    struct rlimit as, data;
+    return (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) ||
+           (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
+}
+
+void dnnl_job_headroom(dnnl_job *job) {
+    if (job->status != TS_OK || !job->limited) return;
+    void *p = mmap(NULL, DNNL_HEADROOM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "out of memory: less than the %zu MB oneDNN may need of its own are left",
+                 DNNL_HEADROOM >> 20);
+        dnnl_job_fail(job, TS_ENOMEM, reason);
+        return;
+    }
+    munmap(p, DNNL_HEADROOM);
+}
+
 ts_status dnnl_job_begin(dnnl_job *job, ts_ctx *ctx, const char *what) {
     memset(job, 0, sizeof *job);
     job->ctx = ctx;
@@ -58,7 +92,11 @@ ts_status dnnl_job_begin(dnnl_job *job, ts_ctx *ctx, const char *what) {
     /* oneDNN (OpenMP build) sizes both its blocking decisions at creation and its
      * parallel regions at execution by the calling thread's OpenMP thread count. */
     omp_set_num_threads(ts_ctx_threads(ctx));
-    job->status = dnnl_get(ctx, &job->dnnl);
+    /* the team oneDNN's regions will use, started where a failure can be reported */
+    job->status = ts_threads_start(ctx, ts_ctx_threads(ctx));
+    if (job->status == TS_OK) job->status = dnnl_get(ctx, &job->dnnl);
+    job->limited = address_space_limited();
+    dnnl_job_headroom(job);
     return job->status;
 }
 
@@ -103,27 +141,56 @@ dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void 
     return job_memory(job, md, data);
 }
 
+int dnnl_job_grow(dnnl_job *job, void **buf, size_t *cap, size_t bytes, const char *what) {
+    if (job->status != TS_OK) return 0;
+    if (bytes <= *cap) return 1;
+    ts_free(*buf); /* first, so that the old and the new buffer are never both held */
+    *buf = NULL;
+    *cap = 0;
+    size_t rounded;
+    if (!ts_add_size(bytes, 63, &rounded) || !(*buf = ts_alloc(NULL, rounded & ~(size_t)63, what))) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "out of memory for %s (%zu bytes)", what, bytes);
+        dnnl_job_fail(job, TS_ENOMEM, reason);
+        return 0;
+    }
+    *cap = bytes;
+    return 1;
+}
+
 dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md) {
     if (job->status != TS_OK) return NULL;
-    if (job->nslot == DNNL_JOB_MAX_MEM) {
+    if (job->nslot == DNNL_JOB_MAX_SLOT) {
         dnnl_job_fail(job, TS_EINVAL, "internal: too many temporary buffers in one call");
         return NULL;
     }
     ops_dnnl *d = job->dnnl;
     int k = job->nslot++;
     size_t bytes = dnnl_memory_desc_get_size(md);
-    if (bytes > d->slot_bytes[k]) {
-        free(d->slot[k]);
-        d->slot_bytes[k] = 0;
-        /* 64-byte aligned, rounded up so the size is a multiple of the alignment */
-        d->slot[k] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        if (!d->slot[k]) {
-            dnnl_job_fail(job, TS_ENOMEM, "out of memory for a temporary buffer");
-            return NULL;
-        }
-        d->slot_bytes[k] = bytes;
-    }
-    return job_memory(job, md, bytes ? d->slot[k] : DNNL_MEMORY_ALLOCATE);
+    if (!dnnl_job_grow(job, &d->slot[k], &d->slot_bytes[k], bytes, "a temporary buffer")) return NULL;
+    return job_memory(job, md, bytes ? d->slot[k] : DNNL_MEMORY_NONE);
+}
+
+dnnl_primitive_attr_t dnnl_job_attr_create(dnnl_job *job) {
+    dnnl_primitive_attr_t attr = NULL;
+    if (job->status != TS_OK) return NULL;
+    if (dnnl_job_check(job, dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create") &&
+        dnnl_job_check(job, dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+                       "dnnl_primitive_attr_set_scratchpad_mode"))
+        return attr;
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return NULL;
+}
+
+/* The job's plain attributes (scratchpad in user mode), made on first use. */
+static const_dnnl_primitive_attr_t job_attr(dnnl_job *job) {
+    if (!job->attr) job->attr = dnnl_job_attr_create(job);
+    return job->attr;
+}
+
+size_t dnnl_pd_scratchpad_size(const_dnnl_primitive_desc_t pd) {
+    const dnnl_memory_desc_t *md = pd ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) : NULL;
+    return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
 dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,
@@ -138,6 +205,16 @@ dnnl_primitive_desc_t dnnl_job_pd_attr(dnnl_job *job, const_dnnl_op_desc_t op_de
         dnnl_job_fail(job, TS_EINVAL, "internal: too many primitive descriptors in one call");
         return NULL;
     }
+    if (attr) {
+        dnnl_scratchpad_mode_t mode = dnnl_scratchpad_mode_library;
+        if (dnnl_job_check(job, dnnl_primitive_attr_get_scratchpad_mode(attr, &mode),
+                           "dnnl_primitive_attr_get_scratchpad_mode") &&
+            mode != dnnl_scratchpad_mode_user)
+            dnnl_job_fail(job, TS_EINVAL, "internal: attributes not made by dnnl_job_attr_create");
+    } else {
+        attr = job_attr(job);
+    }
+    if (job->status != TS_OK) return NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, op_desc, attr, job->dnnl->engine, hint);
     if (st == dnnl_unimplemented && !required) {
@@ -156,21 +233,45 @@ const dnnl_memory_desc_t *dnnl_job_query_md(dnnl_job *job, const_dnnl_primitive_
     return md;
 }
 
+/* Memory over the ctx's scratchpad, grown to what pd wants; NULL when it wants none
+ * or the job has failed. */
+static dnnl_memory_t job_scratchpad(dnnl_job *job, const_dnnl_primitive_desc_t pd) {
+    ops_dnnl *d = job->dnnl;
+    size_t bytes = dnnl_pd_scratchpad_size(pd);
+    if (job->status != TS_OK || bytes == 0) return NULL;
+    /* primitives of this job that ran on the old buffer are done with it first */
+    if (bytes > d->scratch_bytes && job->nprim > 0 &&
+        !dnnl_job_check(job, dnnl_stream_wait(d->stream), "dnnl_stream_wait"))
+        return NULL;
+    if (!dnnl_job_grow(job, &d->scratch, &d->scratch_bytes, bytes, "a scratchpad")) return NULL;
+    return job_memory(job, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), d->scratch);
+}
+
 void dnnl_job_execute(dnnl_job *job, const_dnnl_primitive_desc_t pd, int nargs, const dnnl_exec_arg_t *args) {
     if (job->status != TS_OK) return;
-    for (int i = 0; i < nargs; i++)
+    dnnl_exec_arg_t all[DNNL_JOB_MAX_ARGS + 1];
+    if (nargs > DNNL_JOB_MAX_ARGS) {
+        dnnl_job_fail(job, TS_EINVAL, "internal: too many arguments");
+        return;
+    }
+    for (int i = 0; i < nargs; i++) {
         if (!args[i].memory) {
             dnnl_job_fail(job, TS_EINVAL, "internal: missing argument memory");
             return;
         }
+        all[i] = args[i];
+    }
     if (job->nprim == DNNL_JOB_MAX_PRIM) {
         dnnl_job_fail(job, TS_EINVAL, "internal: too many primitives in one call");
         return;
     }
+    dnnl_memory_t scratch = job_scratchpad(job, pd);
+    if (scratch) all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, scratch};
+    dnnl_job_headroom(job);
     dnnl_primitive_t prim = NULL;
-    if (!dnnl_job_check(job, dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")) return;
+    if (job->status != TS_OK || !dnnl_job_check(job, dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")) return;
     job->prim[job->nprim++] = prim;
-    dnnl_job_check(job, dnnl_primitive_execute(prim, job->dnnl->stream, nargs, args), "dnnl_primitive_execute");
+    dnnl_job_check(job, dnnl_primitive_execute(prim, job->dnnl->stream, nargs, all), "dnnl_primitive_execute");
 }
 
 void dnnl_job_reorder(dnnl_job *job, dnnl_memory_t src, dnnl_memory_t dst) {
@@ -182,8 +283,10 @@ void dnnl_job_reorder(dnnl_job *job, dnnl_memory_t src, dnnl_memory_t dst) {
         dnnl_job_fail(job, TS_EINVAL, "internal: too many primitive descriptors in one call");
         return;
     }
+    const_dnnl_primitive_attr_t attr = job_attr(job);
+    if (!attr) return;
     dnnl_primitive_desc_t pd = NULL;
-    if (!dnnl_job_check(job, dnnl_reorder_primitive_desc_create(&pd, smd, job->dnnl->engine, dmd, job->dnnl->engine, NULL),
+    if (!dnnl_job_check(job, dnnl_reorder_primitive_desc_create(&pd, smd, job->dnnl->engine, dmd, job->dnnl->engine, attr),
                         "dnnl_reorder_primitive_desc_create"))
         return;
     job->pd[job->npd++] = pd;
@@ -209,6 +312,8 @@ ts_status dnnl_job_end(dnnl_job *job) {
     for (int i = job->nprim - 1; i >= 0; i--) dnnl_primitive_destroy(job->prim[i]);
     for (int i = job->npd - 1; i >= 0; i--) dnnl_primitive_desc_destroy(job->pd[i]);
     for (int i = job->nmem - 1; i >= 0; i--) dnnl_memory_destroy(job->mem[i]);
+    if (job->attr) dnnl_primitive_attr_destroy(job->attr);
+    job->attr = NULL;
     job->nprim = job->npd = job->nmem = 0;
     return job->status;
 }

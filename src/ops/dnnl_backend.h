@@ -10,6 +10,11 @@
  *     ...                        // every helper is a no-op once one has failed
  *     return dnnl_job_end(&job); // waits, destroys everything, returns the first error
  *
+ * Every primitive is created with its scratchpad in user mode and gets the ctx's
+ * scratchpad buffer (grown by tessera's checked allocation) when it executes, so
+ * oneDNN allocates no memory of its own where running out of it would crash the
+ * process; a buffer that cannot be allocated is TS_ENOMEM like any other.
+ *
  * A primitive descriptor that oneDNN cannot implement makes the job end with
  * TS_EUNSUPPORTED and no message (the dispatcher then falls back to the _ref
  * kernel); every other oneDNN failure is recorded on ctx with ts_fail, naming the
@@ -22,7 +27,8 @@
 
 #include <dnnl.h>
 
-#define DNNL_JOB_MAX_MEM 16
+#define DNNL_JOB_MAX_MEM 32  /* memory objects of one job */
+#define DNNL_JOB_MAX_SLOT 16 /* temporary buffers of one job */
 
 /* What ctx->dnnl points to: created on first use, freed through ctx->dnnl_release. */
 typedef struct ops_dnnl {
@@ -32,11 +38,16 @@ typedef struct ops_dnnl {
      * allocation of a job uses slot k. Jobs run one at a time per ctx, so the
      * buffers are reused across calls instead of malloc'ed (and page-faulted in)
      * on every step. */
-    void *slot[DNNL_JOB_MAX_MEM];
-    size_t slot_bytes[DNNL_JOB_MAX_MEM];
+    void *slot[DNNL_JOB_MAX_SLOT];
+    size_t slot_bytes[DNNL_JOB_MAX_SLOT];
+    /* Grow-only scratchpad shared by every primitive of a job: they run one after
+     * the other on the in-order stream. */
+    void *scratch;
+    size_t scratch_bytes;
 } ops_dnnl;
 
 #define DNNL_JOB_MAX_PD 12
+#define DNNL_JOB_MAX_ARGS 12 /* arguments of one execution, the scratchpad not counted */
 #define DNNL_JOB_MAX_PRIM 12
 
 typedef struct dnnl_job {
@@ -46,6 +57,8 @@ typedef struct dnnl_job {
     ts_status status;    /* first failure; helpers do nothing once it is set */
     int nmem, npd, nprim;
     int nslot;           /* slots taken by dnnl_job_memory_alloc in this job */
+    dnnl_primitive_attr_t attr; /* plain attributes, scratchpad in user mode (created on first use) */
+    int limited;         /* the address space is limited: probe the headroom (dnnl_job_headroom) */
     dnnl_memory_t mem[DNNL_JOB_MAX_MEM];
     dnnl_primitive_desc_t pd[DNNL_JOB_MAX_PD];
     dnnl_primitive_t prim[DNNL_JOB_MAX_PRIM];
@@ -56,6 +69,11 @@ typedef struct dnnl_job {
 ts_status dnnl_job_begin(dnnl_job *job, ts_ctx *ctx, const char *what);
 /* Waits for the stream, destroys every object of the job, returns job->status. */
 ts_status dnnl_job_end(dnnl_job *job);
+
+/* Under a limit on the address space, makes sure oneDNN has room for the memory it
+ * allocates by itself while creating and first running a primitive; TS_ENOMEM when
+ * not. Done by dnnl_job_begin and before each primitive dnnl_job_execute creates. */
+void dnnl_job_headroom(dnnl_job *job);
 
 /* Records a failed oneDNN call (`call` names it); returns 1 when st is success. */
 int dnnl_job_check(dnnl_job *job, dnnl_status_t st, const char *call);
@@ -69,20 +87,32 @@ dnnl_memory_desc_t dnnl_job_md(dnnl_job *job, int ndims, const dnnl_dim_t *dims,
  * oneDNN only reads them); a NULL data is an error. Returns NULL once the job has
  * failed. */
 dnnl_memory_t dnnl_job_memory(dnnl_job *job, const dnnl_memory_desc_t *md, void *data);
-/* Memory object over a buffer oneDNN allocates, freed with the job. */
+/* Memory object over a temporary buffer of the ctx (a slot), valid until the job ends. */
 dnnl_memory_t dnnl_job_memory_alloc(dnnl_job *job, const dnnl_memory_desc_t *md);
+
+/* Grows *buf (64-byte aligned, contents dropped) to at least `bytes`, *cap its size;
+ * on failure records TS_ENOMEM naming `what` and returns 0. */
+int dnnl_job_grow(dnnl_job *job, void **buf, size_t *cap, size_t bytes, const char *what);
+
+/* New primitive attributes with the scratchpad in user mode (the caller destroys
+ * them); NULL once the job has failed. */
+dnnl_primitive_attr_t dnnl_job_attr_create(dnnl_job *job);
+/* Bytes of scratchpad primitive descriptor pd wants (0: none). */
+size_t dnnl_pd_scratchpad_size(const_dnnl_primitive_desc_t pd);
 
 /* Primitive descriptor for an op descriptor; oneDNN's "unimplemented" ends the job
  * with TS_EUNSUPPORTED (no message) unless `required`, when it is an error. */
 dnnl_primitive_desc_t dnnl_job_pd(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint,
                                   int required);
-/* The same with primitive attributes (post-ops); attr stays the caller's. */
+/* The same with primitive attributes (post-ops) made by dnnl_job_attr_create; attr
+ * stays the caller's. */
 dnnl_primitive_desc_t dnnl_job_pd_attr(dnnl_job *job, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_attr_t attr,
                                        const_dnnl_primitive_desc_t hint, int required);
 /* md of a pd (DNNL queries: dnnl_query_src_md, ...); NULL once the job has failed. */
 const dnnl_memory_desc_t *dnnl_job_query_md(dnnl_job *job, const_dnnl_primitive_desc_t pd, dnnl_query_t what);
 
-/* Creates the primitive of pd and executes it on the stream. */
+/* Creates the primitive of pd and executes it on the stream, with the ctx's
+ * scratchpad (grown to what pd wants) as DNNL_ARG_SCRATCHPAD. */
 void dnnl_job_execute(dnnl_job *job, const_dnnl_primitive_desc_t pd, int nargs, const dnnl_exec_arg_t *args);
 
 /* Returns `user` when its layout is `want`, else a job-owned memory of layout `want`
