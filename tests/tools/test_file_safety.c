@@ -577,6 +577,42 @@ static void test_gzip_limit(void) {
     CHECK(rc == 0 && strstr(g_out, "20 images"), "eval --limit 20 too: exit %d: %s %s", rc, g_out, g_err);
 }
 
+/* Item 9: out of memory inside oneDNN. Under any virtual-memory limit (ulimit -v), from
+ * one too small to start up to one that suffices, inference and a training step end
+ * with tessera's out-of-memory exit (10) or succeed: never a signal (oneDNN allocating
+ * its own scratchpad: std::bad_alloc, then SIGSEGV) nor libgomp's exit 1 ("Thread
+ * creation failed"). The smallest limit that succeeds is found by bisection, then the
+ * limits below it are tried in 2 MB steps. */
+static int bench_under(long mb, const char *args) {
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "ulimit -v %ld &&", mb * 1024);
+    return run_with(prefix, "bench resnet20 --iters 1 --warmup 0 %s", args);
+}
+
+static void sweep_memory(const char *args) {
+    long lo = 32, hi = 1024, at = hi; /* MB: lo fails, hi succeeds; at: the last limit tried */
+    int rc = bench_under(hi, args);
+    CHECK(rc == 0, "bench resnet20 %s under %ld MB: exit %d: %s", args, hi, rc, g_err);
+    if (rc) return;
+    int ok = 1, tried = 0;
+    while (ok && hi - lo > 2) {
+        at = (lo + hi) / 2;
+        rc = bench_under(at, args);
+        ok = rc == 0 || rc == 10;
+        *(rc == 0 ? &hi : &lo) = at;
+    }
+    for (long mb = hi - 2; ok && mb > hi - 100 && mb > 32; mb -= 2, tried++) {
+        rc = bench_under(at = mb, args);
+        ok = rc == 0 || rc == 10;
+    }
+    CHECK(ok, "bench resnet20 %s under ulimit -v %ld MB: exit %d (0 or 10 expected): %s", args, at, rc, g_err);
+    CHECK(!ok || tried > 0, "limits below %ld MB tried", hi);
+}
+
+static void test_oom_in_onednn(void) {
+    sweep_memory("--batch 16"); /* a training step takes seconds: left to docs/robustness.md's sweep */
+}
+
 int main(void) {
     g_bin = getenv("TESSERA_BIN");
     if (!g_bin) g_bin = "build/tessera";
@@ -602,6 +638,7 @@ int main(void) {
     RUN(test_long_names_and_messages);
     RUN(test_small_refusals);
     RUN(test_gzip_limit);
+    RUN(test_oom_in_onednn);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
