@@ -444,12 +444,28 @@ int ts_top_k(const float *scores, int k, int top, int *idx);
  * without retraining. */
 typedef struct ts_module ts_module;
 
+/* How modules are found: Pan & Rajan's activation analysis (a keep-bit per ReLU unit),
+ * or GradSplitter-style learning of one binary mask per convolution kernel and class
+ * on the frozen model (Qi et al., SANER'23/TOSEM). */
+typedef enum ts_decompose_method { TS_DECOMPOSE_ACTIVATION = 0, TS_DECOMPOSE_GRAD = 1 } ts_decompose_method;
+
 typedef struct ts_decompose_config {
     int positives;        /* confident training inputs of the class (1000) */
     float confidence;     /* softmax probability of the true class a positive needs (0.9) */
     float tangling;       /* negatives per positive, spread evenly over the other classes (1.0) */
     uint64_t seed;        /* order in which training inputs are drawn (0) */
     int batch;            /* inference batch (128) */
+    ts_decompose_method method; /* TS_DECOMPOSE_ACTIVATION (default) or TS_DECOMPOSE_GRAD */
+    /* TS_DECOMPOSE_GRAD (docs/modules.md, "Learned kernel masks"): */
+    float alpha;          /* weight of the mean kept-kernel fraction in the loss (0.1) */
+    int epochs;           /* mask-learning epochs (4) */
+    int64_t epoch_samples;/* training samples per epoch (10000; 0: the whole training part) */
+    int64_t val_count;    /* samples carved from the training set to select the epoch (2000) */
+    float lr;             /* Adam learning rate of the kernel masks (0.01) */
+    float lr_head;        /* Adam learning rate of each module's score calibration (0.01) */
+    int train_batch;      /* mask-learning batch (64) */
+    float max_loss;       /* selection: the fewest kernels among epochs whose validation top-1 is within
+                           * max_loss points of the origin's (1.0); none: the most accurate epoch */
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);
@@ -480,11 +496,17 @@ typedef struct ts_module_info {
     int64_t conv_units, conv_units_kept; /* the same over convolution maps (CxHxW ReLUs) */
     int64_t weights, weights_kept;       /* conv/dense weights and biases of the origin, and those still live */
     double jaccard;             /* |module weights & model weights| / |union| = weights_kept / weights */
+    int64_t kernels, kernels_kept; /* channels of the convolution maps (CxHxW ReLUs), and those with a kept unit */
     int64_t origin_macs;        /* multiply-accumulates per sample of the origin model */
     double seconds;             /* wall time of its share of the decomposition */
     float scale, shift;         /* score calibration: score = scale * margin + shift (1, 0 until re-tuned) */
     float threshold;            /* the module answers "yes" when its score exceeds this: the cut with the best
                                  * balanced accuracy on its positives and negatives (0 once re-tuned) */
+    ts_decompose_method method; /* how its masks were found */
+    int selected_epoch;         /* TS_DECOMPOSE_GRAD: the mask-learning epoch chosen (1-based) */
+    double val_accuracy;        /* TS_DECOMPOSE_GRAD: composed top-1 of all classes' modules on the validation
+                                 * part at that epoch, and the origin's there */
+    double origin_val_accuracy;
 } ts_module_info;
 
 void ts_module_free(ts_module *mod);

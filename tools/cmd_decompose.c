@@ -20,6 +20,13 @@ static cli_opt decompose_opts[] = {
     {"positives", "N", "confident training inputs per class for concern identification (default 1000)", NULL},
     {"confidence", "F", "softmax probability a positive needs (default 0.9)", NULL},
     {"tangling", "F", "negatives per positive for tangling identification (default 1.0)", NULL},
+    {"method", "activation|grad", "activation: Pan & Rajan's keep-bits per ReLU unit (default); grad: learned masks, one per convolution kernel and class, on the frozen model (GradSplitter-style)", NULL},
+    {"alpha", "F", "grad: weight of the kept-kernel fraction in the loss (default 0.1)", NULL},
+    {"epochs", "N", "grad: mask-learning epochs (default 4)", NULL},
+    {"epoch-samples", "N", "grad: training samples per epoch (default 10000; 0: all)", NULL},
+    {"val", "N", "grad: samples carved from the training data to choose the epoch (default 2000)", NULL},
+    {"lr", "F", "grad: Adam learning rate of the masks (default 0.01)", NULL},
+    {"max-loss", "F", "grad: choose the fewest kernels within this many points of the origin's validation top-1 (default 1)", NULL},
     {"seed", "S", "order in which training inputs are drawn (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
     {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
@@ -110,6 +117,27 @@ int cmd_decompose(int argc, char **argv) {
         !cli_int(&decompose_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed) ||
         !cli_int(&decompose_cmd, "batch", 128, 1, 256, &batch) || !compose_opts_get(&decompose_cmd, &cc))
         return EXIT_USAGE;
+    const char *method = cli_get(&decompose_cmd, "method");
+    long epochs, esamples, val;
+    double alpha, lr, maxloss;
+    if (method && strcmp(method, "activation") && strcmp(method, "grad")) {
+        fprintf(stderr, "tessera decompose: --method: expected activation or grad, got '%s'\n", method);
+        return EXIT_USAGE;
+    }
+    if (!cli_float(&decompose_cmd, "alpha", 0.1, 0.0, 100.0, &alpha) ||
+        !cli_int(&decompose_cmd, "epochs", 4, 1, 100000, &epochs) ||
+        !cli_int(&decompose_cmd, "epoch-samples", 10000, 0, 1000000000L, &esamples) ||
+        !cli_int(&decompose_cmd, "val", 2000, 1, 1000000000L, &val) ||
+        !cli_float(&decompose_cmd, "lr", 0.01, 1e-9, 10.0, &lr) ||
+        !cli_float(&decompose_cmd, "max-loss", 1.0, 0.0, 100.0, &maxloss))
+        return EXIT_USAGE;
+    cfg.method = method && !strcmp(method, "grad") ? TS_DECOMPOSE_GRAD : TS_DECOMPOSE_ACTIVATION;
+    cfg.alpha = (float)alpha;
+    cfg.epochs = (int)epochs;
+    cfg.epoch_samples = esamples;
+    cfg.val_count = val;
+    cfg.lr = (float)lr;
+    cfg.max_loss = (float)maxloss;
     if (!parse_class_list(cli_get(&decompose_cmd, "classes"), &classes, &ncls)) {
         fprintf(stderr, "tessera decompose: --classes: expected class indices like 0,3,5\n");
         return EXIT_USAGE;
@@ -175,8 +203,17 @@ int cmd_decompose(int argc, char **argv) {
     }
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training samples)\n", pos[0], nmods, secs, spec,
            (long long)train->count);
-    printf("%-5s %-16s %5s %5s %8s %8s %8s %8s %7s %7s\n", "class", "name", "pos", "neg", "own-acc", "rest-acc",
-           "weights", "conv-pos", "JI", "secs");
+    if (nmods > 0 && cfg.method == TS_DECOMPOSE_GRAD) {
+        ts_module_info in;
+        ts_module_info_get(mods[0], &in);
+        printf("method grad: masks of epoch %d of %d chosen on %lld validation samples carved from the training data: "
+               "modules composed %.2f%% top-1 there, the model %.2f%%\n",
+               in.selected_epoch, cfg.epochs, (long long)cfg.val_count, 100 * in.val_accuracy,
+               100 * in.origin_val_accuracy);
+    }
+    printf("%-5s %-16s %5s %5s %8s %8s %8s %8s %8s %7s %7s\n", "class", "name", "pos", "neg", "own-acc", "rest-acc",
+           "kernels", "weights", "conv-pos", "JI", "secs");
+    double krr = 0;
     for (int i = 0; i < nmods; i++) {
         ts_module_info in;
         ts_module_info_get(mods[i], &in);
@@ -187,10 +224,13 @@ int cmd_decompose(int argc, char **argv) {
             snprintf(o, sizeof o, "%.2f%%", 100 * own);
             snprintf(r, sizeof r, "%.2f%%", 100 * rest);
         }
-        printf("%-5d %-16.16s %5d %5d %8s %8s %7.2f%% %7.2f%% %7.4f %7.2f\n", in.class_index, in.class_name,
-               in.positives, in.negatives, o, r, in.weights ? 100.0 * in.weights_kept / in.weights : 100.0,
+        const double kr = in.kernels ? (double)in.kernels_kept / (double)in.kernels : 1.0;
+        krr += kr / nmods;
+        printf("%-5d %-16.16s %5d %5d %8s %8s %7.2f%% %7.2f%% %7.2f%% %7.4f %7.2f\n", in.class_index, in.class_name,
+               in.positives, in.negatives, o, r, 100 * kr, in.weights ? 100.0 * in.weights_kept / in.weights : 100.0,
                in.conv_units ? 100.0 * in.conv_units_kept / in.conv_units : 100.0, in.jaccard, in.seconds);
     }
+    printf("mean kernel retention (KRR): %.2f%%\n", 100 * krr);
     if (eval && nmods == ts_model_classes(m) && !ncls) {
         ts_eval_report a, b;
         if ((st = ts_evaluate(ctx, m, test, 256, &a))) goto fail;

@@ -33,6 +33,15 @@ void ts_decompose_config_default(ts_decompose_config *cfg) {
     cfg->tangling = 1.0f;
     cfg->seed = 0;
     cfg->batch = 128;
+    cfg->method = TS_DECOMPOSE_ACTIVATION;
+    cfg->alpha = 0.1f;
+    cfg->epochs = 4;
+    cfg->epoch_samples = 10000;
+    cfg->val_count = 2000;
+    cfg->lr = 0.01f;
+    cfg->lr_head = 0.01f;
+    cfg->train_batch = 64;
+    cfg->max_loss = 1.0f;
 }
 
 static double now_s(void) {
@@ -140,6 +149,8 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     ts_status st = check_config(ctx, cfg);
     if (st) return st;
     if ((st = train_check_dataset(ctx, m, train, "decomposition"))) return st;
+    if (cfg->method == TS_DECOMPOSE_GRAD)
+        return decompose_grad(ctx, m, train, cfg, classes, n, progress, user, modules, count);
     const int K = m->classes;
     const int want = n ? n : K;
     for (int i = 0; i < n; i++)

@@ -270,6 +270,20 @@ ts_status module_count(ts_ctx *ctx, ts_module *mod) {
         free(lin);
     }
     in->jaccard = in->weights ? (double)in->weights_kept / (double)in->weights : 1.0;
+    /* kernels: channels of the (C,H,W) ReLU maps, kept when any unit of their plane is */
+    in->kernels = in->kernels_kept = 0;
+    for (int i = 0; i < mod->nmasks; i++) {
+        const module_mask *mk = &mod->masks[i];
+        const ts_shape *s = &m->layers[mk->layer].out;
+        if (s->ndim != 3) continue;
+        const int64_t plane = s->dims[1] * s->dims[2];
+        for (int64_t c = 0; c < s->dims[0]; c++) {
+            int any = 0;
+            for (int64_t u = c * plane; u < (c + 1) * plane && !any; u++) any = mask_get(mk, u);
+            in->kernels++;
+            in->kernels_kept += any;
+        }
+    }
     in->origin_macs = 0;
     for (int li = 1; li < m->nlayers; li++) in->origin_macs += LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]);
     return TS_OK;

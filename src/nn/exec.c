@@ -443,6 +443,11 @@ ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n
 }
 
 ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits) {
+    return model_backward_observe(ctx, m, dlogits, NULL, NULL);
+}
+
+ts_status model_backward_observe(ts_ctx *ctx, ts_model *m, const float *dlogits, grad_observer_fn observe,
+                                 void *user) {
     exec_state *e = &m->exec;
     if (ctx && ctx->constant_time) return refuse_constant_time(ctx, "ts_model_backward");
     if (!e->train || !e->has_grads || !e->n)
@@ -461,6 +466,7 @@ ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits) {
             st = batchnorm_relu_backward(ctx, m, li, r);
         } else {
             if (!e->ls[li].grad_ready) continue; /* output unused: contributes nothing */
+            if (observe && observe(user, m, li)) return ts_fail(ctx, TS_ECANCELED, "backward: stopped by its observer");
             st = LAYER_OPS[m->layers[li].kind].backward(ctx, m, li);
         }
         if (st) return st;

@@ -312,6 +312,15 @@ ts_model *model_new_empty(void);
 ts_status model_order_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out);
 
+/* ts_model_backward that calls observe(user, m, li) before the backward of every
+ * layer li that is not fused into its batch norm, while d loss / d out of li is in
+ * m->exec.ls[li].grad ((n, out); later layers' gradient buffers may be reused by
+ * then). Non-zero from observe stops it (TS_ECANCELED). Mask learning reads the
+ * gradients of its mask layers this way (src/modular/decompose_grad.c). */
+typedef int (*grad_observer_fn)(void *user, ts_model *m, int li);
+ts_status model_backward_observe(ts_ctx *ctx, ts_model *m, const float *dlogits, grad_observer_fn observe,
+                                 void *user);
+
 void exec_release(exec_state *e);
 /* The model's parameters or buffers may have changed: packed inference weights are
  * rebuilt before the next inference. Safe on a const model (only the cache changes). */

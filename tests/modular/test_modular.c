@@ -1389,6 +1389,59 @@ static void test_module_semantics(void) {
     }
 }
 
+/* --method grad on model a: learned kernel masks keep fewer kernels than the activation
+ * method's modules, and all classes' modules composed stay within 2 points of the
+ * origin on the test inputs. */
+static void test_decompose_grad(void) {
+    if (!g.ready) return;
+    ts_decompose_config cfg;
+    ts_decompose_config_default(&cfg);
+    cfg.method = TS_DECOMPOSE_GRAD;
+    cfg.epochs = 3;
+    cfg.epoch_samples = 3000;
+    cfg.val_count = 1000;
+    cfg.lr = 0.05f;
+    cfg.seed = 5;
+    ts_module **mods = NULL;
+    int n = 0;
+    double t0 = now_s();
+    ts_status st = ts_decompose(g_ctx, g.a, g.train, &cfg, NULL, 0, NULL, NULL, &mods, &n);
+    CHECK(st == TS_OK && n == K, "decompose --method grad: %s", ts_ctx_error(g_ctx));
+    if (st) return;
+    int64_t kg = 0, ka = 0, kall = 0;
+    for (int c = 0; c < K; c++) {
+        ts_module_info in, ia;
+        ts_module_info_get(mods[c], &in);
+        ts_module_info_get(g.mods[c], &ia);
+        CHECK(in.method == TS_DECOMPOSE_GRAD && in.kernels == 24 && in.selected_epoch >= 1 && in.selected_epoch <= 3,
+              "class %d: method %d, %lld kernels, epoch %d", c, (int)in.method, (long long)in.kernels,
+              in.selected_epoch);
+        kg += in.kernels_kept;
+        ka += ia.kernels_kept;
+        kall += in.kernels;
+    }
+    CHECK(kg < ka, "grad modules keep %lld of %lld kernels, activation modules %lld", (long long)kg, (long long)kall,
+          (long long)ka);
+    /* each module its own copy (the modules' exact semantics), and one shared trunk
+     * keeping the union of their kernels (the origin's MACs at most) */
+    int right[2] = {0, 0}, right_o = 0;
+    for (int i = 0; i < NTEST; i++) right_o += g.pred[i] == g.test->labels[i];
+    for (int v = 0; v < 2; v++) {
+        ts_model *cm = compose(mods, K, v ? 1.0 : (double)K);
+        float *out = cm ? outputs(cm) : NULL;
+        for (int i = 0; out && i < NTEST; i++) right[v] += argmax(out + (size_t)i * K, K) == g.test->labels[i];
+        CHECK(out && right[v] >= right_o - 2 * NTEST / 100, "composed grad modules (%s): %d of %d right, the origin %d",
+              v ? "shared trunk" : "copies", right[v], NTEST, right_o);
+        free(out);
+        ts_model_free(cm);
+    }
+    printf("  grad: %lld of %lld kernels kept (activation: %lld); composed %.1f%% (shared trunk %.1f%%) vs origin "
+           "%.1f%%; %.1fs\n",
+           (long long)kg, (long long)kall, (long long)ka, 100.0 * right[0] / NTEST, 100.0 * right[1] / NTEST,
+           100.0 * right_o / NTEST, now_s() - t0);
+    ts_modules_free(mods, n);
+}
+
 static void test_determinism(void) {
     if (!g.ready) return;
     ts_module **again = NULL;
@@ -1493,6 +1546,7 @@ int main(void) {
     RUN(test_module_answers_own_class);
     RUN(test_module_semantics);
     RUN(test_compose_all);
+    RUN(test_decompose_grad);
     RUN(test_compose_subset_shuffled);
     RUN(test_replace_class);
     RUN(test_from_model);
