@@ -8,12 +8,13 @@
  * rule), a concat of two branches, global average pooling into dense, a depthwise
  * conv, channel-wise kinds with per-channel parameters (prelu, binary), a dense-relu-
  * mask-dense tail, a conv whose inputs are all zero, a model without masks, masks of
- * all ones, and barriers (transpose, reshape). */
+ * all ones, barriers (transpose, reshape); and 60 random graphs with random masks. */
 #include "tessera.h"
 
 #include "common/test.h"
 #include "nn/nn.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 
 static ts_ctx *g_ctx;
@@ -426,6 +427,135 @@ static void test_barriers(void) {
     ts_model_free(m);
 }
 
+/* ------------------------------------------------------------------ random graphs */
+
+/* A random image network: convs (plain, 1x1, depthwise, with or without bias), batch
+ * norms, activations, masks, max pooling, residual additions and concatenations with
+ * earlier layers of the same shape, branches from earlier layers, then global average
+ * pooling or flatten into a dense-relu-mask-dense tail. Dead branches happen too. */
+typedef struct graph_gen {
+    char text[8192];
+    size_t len;
+    int n;                       /* layers so far */
+    int c[64], h[64];            /* each layer's channels and height (= width) */
+    uint64_t rng;
+} graph_gen;
+
+static int gen_rand(graph_gen *g, int n) {
+    g->rng = g->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (int)((g->rng >> 33) % (uint64_t)n);
+}
+
+/* Appends a layer named l<index> reading `in` (a layer index), of c channels and height h. */
+static void gen_add(graph_gen *g, const char *kind, int c, int h, const char *fmt, ...) {
+    va_list ap;
+    g->len += (size_t)snprintf(g->text + g->len, sizeof g->text - g->len, "%s name=l%d ", kind, g->n);
+    va_start(ap, fmt);
+    g->len += (size_t)vsnprintf(g->text + g->len, sizeof g->text - g->len, fmt, ap);
+    va_end(ap);
+    g->len += (size_t)snprintf(g->text + g->len, sizeof g->text - g->len, "\n");
+    g->c[g->n] = c;
+    g->h[g->n] = h;
+    g->n++;
+}
+
+/* An earlier layer (not the last) with channels c (0: any) and height h, or -1. */
+static int gen_find(graph_gen *g, int c, int h) {
+    int found[64], n = 0;
+    for (int i = 1; i < g->n - 1; i++)
+        if ((!c || g->c[i] == c) && g->h[i] == h) found[n++] = i;
+    return n ? found[gen_rand(g, n)] : -1;
+}
+
+static void gen_graph(graph_gen *g, uint64_t seed) {
+    memset(g, 0, sizeof *g);
+    g->rng = seed;
+    g->len = (size_t)snprintf(g->text, sizeof g->text, "input name=l0 shape=3x8x8 classes=4\n");
+    g->c[0] = 3;
+    g->h[0] = 8;
+    g->n = 1;
+    const int steps = 8 + gen_rand(g, 10);
+    for (int i = 0; i < steps && g->n < 56; i++) {
+        const int t = g->n - 1, c = g->c[t], h = g->h[t], o = 2 + gen_rand(g, 7);
+        int e;
+        switch (gen_rand(g, 11)) {
+        case 0: gen_add(g, "conv2d", o, h, "in=l%d out=%d kernel=3 padding=1 bias=%d", t, o, gen_rand(g, 2)); break;
+        case 1: gen_add(g, "conv2d", o, h, "in=l%d out=%d kernel=1", t, o); break;
+        case 2: /* depthwise */
+            gen_add(g, "conv2d", c, h, "in=l%d out=%d kernel=3 padding=1 groups=%d bias=%d", t, c, c, gen_rand(g, 2));
+            break;
+        case 3: gen_add(g, "batchnorm", c, h, "in=l%d", t); break;
+        case 4: gen_add(g, gen_rand(g, 3) ? "relu" : gen_rand(g, 2) ? "tanh" : "sigmoid", c, h, "in=l%d", t); break;
+        case 5: case 6: gen_add(g, "mask", c, h, "in=l%d", t); break;
+        case 7:
+            if (h >= 4) gen_add(g, "maxpool", c, h / 2, "in=l%d kernel=2", t);
+            break;
+        case 8:
+            if ((e = gen_find(g, c, h)) >= 0) gen_add(g, "add", c, h, "in=l%d,l%d", t, e);
+            break;
+        case 9:
+            if ((e = gen_find(g, 0, h)) >= 0 && c + g->c[e] <= 24)
+                gen_add(g, "concat", c + g->c[e], h, "in=l%d,l%d", t, e);
+            break;
+        default: /* a branch from an earlier layer */
+            e = gen_find(g, 0, h);
+            if (e >= 0) gen_add(g, "conv2d", o, h, "in=l%d out=%d kernel=3 padding=1", e, o);
+            break;
+        }
+    }
+    const int t = g->n - 1;
+    gen_add(g, "mask", g->c[t], g->h[t], "in=l%d", t);
+    if (gen_rand(g, 2)) {
+        gen_add(g, "globalavgpool", g->c[t], 1, "in=l%d", t + 1);
+        gen_add(g, "dense", 4, 1, "in=l%d out=classes", t + 2);
+    } else {
+        gen_add(g, "flatten", g->c[t] * g->h[t] * g->h[t], 1, "in=l%d", t + 1);
+        gen_add(g, "dense", 6, 1, "in=l%d out=6", t + 2);
+        gen_add(g, "relu", 6, 1, "in=l%d", t + 3);
+        gen_add(g, "mask", 6, 1, "in=l%d", t + 4);
+        gen_add(g, "dense", 4, 1, "in=l%d out=classes", t + 5);
+    }
+}
+
+/* Each mask's channels zeroed whole with p = 0.4, others partly with p = 0.3. */
+static void random_masks(ts_model *m, uint64_t seed) {
+    graph_gen r = {.rng = seed}; /* only its generator */
+    for (int t = 0; t < ts_model_tensor_count(m); t++) {
+        ts_tensor_info k;
+        ts_model_tensor(m, t, &k);
+        if (!ends_with(k.name, ".keep")) continue;
+        const int64_t per = k.numel / k.dims[0];
+        for (int64_t c = 0; c < k.dims[0]; c++) {
+            const int whole = gen_rand(&r, 10) < 4, part = gen_rand(&r, 10) < 3;
+            for (int64_t j = 0; j < per; j++) k.data[c * per + j] = whole || (part && j % 2) ? 0.0f : 1.0f;
+        }
+    }
+}
+
+/* Random graphs and masks: always equivalent, never larger; most get smaller. */
+static void test_random_graphs(void) {
+    enum { GRAPHS = 60 };
+    int smaller = 0;
+    for (int i = 0; i < GRAPHS; i++) {
+        graph_gen g;
+        gen_graph(&g, 1000 + (uint64_t)i);
+        ts_model *m = make_model(g.text, 200 + (uint64_t)i);
+        if (!m) {
+            fprintf(stderr, "%s", g.text);
+            return;
+        }
+        random_masks(m, 300 + (uint64_t)i);
+        const int failed = g_test.case_failed;
+        slice_report r;
+        ts_model_free(slice_checked(m, NULL, &r));
+        CHECK(r.params_after <= r.params_before && r.macs_after <= r.macs_before, "graph %d grew", i);
+        smaller += r.params_after < r.params_before;
+        if (g_test.case_failed && !failed) fprintf(stderr, "graph %d:\n%s", i, g.text);
+        ts_model_free(m);
+    }
+    CHECK(smaller > GRAPHS / 2, "only %d of %d graphs got smaller", smaller, GRAPHS);
+}
+
 int main(void) {
     if (ts_ctx_create(&g_ctx) != TS_OK) {
         fprintf(stderr, "cannot create a context\n");
@@ -440,6 +570,7 @@ int main(void) {
     RUN(test_all_zero_input);
     RUN(test_unchanged);
     RUN(test_barriers);
+    RUN(test_random_graphs);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_slice");
 }
