@@ -8,7 +8,8 @@
  * rule), a concat of two branches, global average pooling into dense, a depthwise
  * conv, channel-wise kinds with per-channel parameters (prelu, binary), a dense-relu-
  * mask-dense tail, a conv whose inputs are all zero, a model without masks, masks of
- * all ones, barriers (transpose, reshape); and 60 random graphs with random masks. */
+ * all ones, barriers (transpose, reshape, a grouped conv); and 60 random graphs with
+ * random masks. */
 #include "tessera.h"
 
 #include "common/test.h"
@@ -321,6 +322,31 @@ static void test_channelwise_kinds(void) {
     }
     ts_model_free(s);
     ts_model_free(m);
+    /* pad (not of the channels), elu, selu, clip, hardsigmoid with beta 0 and dropout
+     * carry zeros; a softmax along the rows works per channel */
+    m = make_model("input shape=3x8x8 classes=4\n"
+                   "conv2d name=c1 out=6 kernel=3 padding=1\n"
+                   "mask name=m1\n"
+                   "pad name=pd pads=0,1,1,0,1,1\n"
+                   "elu name=e\n"
+                   "selu name=se\n"
+                   "clip name=cl min=-1 max=1\n"
+                   "hardsigmoid name=hs beta=0\n"
+                   "dropout name=dr\n"
+                   "conv2d name=c2 out=5 kernel=3\n"
+                   "softmax name=sm axis=2\n"
+                   "mask name=m2\n"
+                   "conv2d name=c3 out=4 kernel=1\n"
+                   "globalavgpool name=gap\n"
+                   "dense name=fc out=classes\n",
+                   61);
+    if (!m) return;
+    set_mask(m, "m1", (const int[]){2, 4, -1}, 1);
+    set_mask(m, "m2", (const int[]){0, 3, -1}, 0);
+    ts_model_free(slice_smaller(m, (const expect[]){{"c1", 4}, {"pd", 4}, {"hs", 4}, {"dr", 4}, {"c2", 3}, {"sm", 3},
+                                                    {"m2", -1}, {"c3", 4}, {NULL, 0}},
+                                &r));
+    ts_model_free(m);
 }
 
 /* A conv's last channel zeroed before flatten-dense, and a dense-bn-relu-mask-dense
@@ -424,6 +450,25 @@ static void test_barriers(void) {
     ts_model_free(slice_smaller(m, (const expect[]){{"c1", 8}, {"m1", 8}, {"c2", 4}, {"c3", 4}, {"rs", 4}, {"m3", 4},
                                                     {"fc", 4}, {NULL, 0}},
                                 &r));
+    ts_model_free(m);
+    /* a grouped conv other than depthwise keeps its input's and its own channels */
+    m = make_model("input shape=4x6x6 classes=3\n"
+                   "conv2d name=c1 out=8 kernel=3 padding=1\n"
+                   "relu name=r1\n"
+                   "mask name=m1\n"
+                   "conv2d name=g out=4 kernel=3 padding=1 groups=2\n"
+                   "relu name=r2\n"
+                   "mask name=m2\n"
+                   "conv2d name=c3 out=5 kernel=1\n"
+                   "globalavgpool name=gap\n"
+                   "dense name=fc out=classes\n",
+                   12);
+    if (!m) return;
+    set_mask(m, "m1", (const int[]){0, 5, -1}, 1);
+    set_mask(m, "m2", (const int[]){1, -1}, 0);
+    ts_model_free(
+        slice_checked(m, (const expect[]){{"c1", 8}, {"m1", 8}, {"g", 4}, {"m2", 4}, {"c3", 5}, {NULL, 0}}, &r));
+    CHECK(r.params_after == r.params_before, "grouped: nothing removed");
     ts_model_free(m);
 }
 
