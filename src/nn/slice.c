@@ -316,9 +316,11 @@ static int keep_layer(slicer *s, int li) {
 static void keep_pass(slicer *s) {
     const ts_model *m = s->m;
     for (int64_t i = 0; i < s->off[m->nlayers]; i++) s->keep[i] = (unsigned char)live(s, i);
-    for (int changed = 1; changed;) {
+    /* sweeps alternately down and up the layers: a flag crosses a whole chain in one
+     * sweep either way, so a few sweeps settle even a deep network */
+    for (int changed = 1, sweep = 0; changed; sweep++) {
         changed = 0;
-        for (int li = 0; li < m->nlayers; li++) changed |= keep_layer(s, li);
+        for (int i = 0; i < m->nlayers; i++) changed |= keep_layer(s, sweep % 2 ? m->nlayers - 1 - i : i);
     }
     for (int li = 0; li < m->nlayers; li++) {
         int n = 0;
