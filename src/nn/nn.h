@@ -321,6 +321,18 @@ typedef int (*grad_observer_fn)(void *user, ts_model *m, int li);
 ts_status model_backward_observe(ts_ctx *ctx, ts_model *m, const float *dlogits, grad_observer_fn observe,
                                  void *user);
 
+/* ---- physical slicing (slice.c, docs/modules.md) */
+typedef struct slice_report {
+    int64_t params_before, params_after;     /* trainable scalars */
+    int64_t macs_before, macs_after;         /* per sample, LAYER_OPS[].macs summed */
+    int64_t channels_before, channels_after; /* conv2d/dense output channels (kernels) in all */
+} slice_report;
+/* An equivalent model (same outputs as m within float rounding, 1e-5 relative) with
+ * every channel that is known to be zero or not needed physically removed: mask layers'
+ * all-zero planes and what only they used. Same layer names, metadata and preprocess;
+ * a mask left all ones goes. rep may be NULL. */
+ts_status model_slice(ts_ctx *ctx, const ts_model *m, ts_model **out, slice_report *rep);
+
 void exec_release(exec_state *e);
 /* The model's parameters or buffers may have changed: packed inference weights are
  * rebuilt before the next inference. Safe on a const model (only the cache changes). */

@@ -53,6 +53,9 @@ extern test_state g_test; /* test-only global: the harness is not library code *
 
 /* Compares two float arrays; reports the worst element. Returns 1 when all close. */
 int test_allclose(const char *what, const float *got, const float *want, size_t n, double rtol, double atol);
+/* m's public tensor `name` (data writable through it); a failed CHECK and all zeros
+ * when m has none. */
+ts_tensor_info test_tensor(const ts_model *m, const char *name);
 /* Zeroed floats (at least one); exits the test binary when memory runs out. */
 float *test_falloc(size_t n);
 /* Fills with uniform values in [lo, hi) from a seeded generator. */

@@ -23,6 +23,15 @@ int test_allclose(const char *what, const float *got, const float *want, size_t 
     return 1;
 }
 
+ts_tensor_info test_tensor(const ts_model *m, const char *name) {
+    ts_tensor_info t;
+    memset(&t, 0, sizeof t);
+    int i = ts_model_find_tensor(m, name);
+    CHECK(i >= 0, "tensor %s missing", name);
+    if (i >= 0) ts_model_tensor(m, i, &t);
+    return t;
+}
+
 void test_fill_uniform(float *x, size_t n, unsigned long long seed, float lo, float hi) {
     uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
     for (size_t i = 0; i < n; i++) {

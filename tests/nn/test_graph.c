@@ -28,15 +28,6 @@ static ts_model *make_zoo(const char *name, const ts_shape *in, int classes, uin
     return m;
 }
 
-static ts_tensor_info tensor(const ts_model *m, const char *name) {
-    ts_tensor_info t;
-    memset(&t, 0, sizeof t);
-    int i = ts_model_find_tensor(m, name);
-    CHECK(i >= 0, "tensor %s missing", name);
-    if (i >= 0) ts_model_tensor(m, i, &t);
-    return t;
-}
-
 /* Runs a short training so batch-norm running statistics are not the defaults. */
 static void warm_running_stats(ts_model *m, int n, uint64_t seed) {
     ts_shape s = ts_model_input_shape(m);
@@ -94,7 +85,7 @@ static void gradcheck(ts_backend backend) {
     CHECK(ts_ctx_set_backend(g_ctx, backend) == TS_OK, "backend");
     ts_model *m = make_model(GRAD_ARCH, 42);
     if (!m) return;
-    ts_tensor_info keep = tensor(m, "mk.keep");
+    ts_tensor_info keep = test_tensor(m, "mk.keep");
     for (int64_t i = 0; i < keep.numel; i += 3) keep.data[i] = 0.0f;
     ts_shape s = ts_model_input_shape(m);
     const size_t in_sz = (size_t)ts_shape_numel(&s);
@@ -289,7 +280,7 @@ static void test_bn_relu_fusion(void) {
         CHECK(ts_model_forward_train(g_ctx, r, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
         const char *names[3] = {"bn1.running_var", "bn3.running_mean", "bn4.running_var"};
         for (int i = 0; i < 3; i++) {
-            ts_tensor_info ta = tensor(a, names[i]), tr = tensor(r, names[i]);
+            ts_tensor_info ta = test_tensor(a, names[i]), tr = test_tensor(r, names[i]);
             test_allclose(names[i], ta.data, tr.data, (size_t)ta.numel, 1e-5, 1e-6);
         }
     }
@@ -312,7 +303,7 @@ static void test_backward_needs_forward(void) {
     CHECK(ts_model_forward_train(g_ctx, m, x, 1, logits, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
     /* dense: dW = dl^T x, db = dl */
-    ts_tensor_info w = tensor(m, "fc.weight"), b = tensor(m, "fc.bias");
+    ts_tensor_info w = test_tensor(m, "fc.weight"), b = test_tensor(m, "fc.bias");
     for (int o = 0; o < 2; o++) {
         for (int i = 0; i < 4; i++) CHECK_NEAR(w.grad[o * 4 + i], dl[o] * x[i], 1e-6, 1e-7);
         CHECK_NEAR(b.grad[o], dl[o], 1e-6, 1e-7);
@@ -371,7 +362,7 @@ static void test_dropout(void) {
         test_fill_uniform(dli, 12, 5, -1, 1);
         CHECK(ts_model_backward(g_ctx, m1, dli) == TS_OK, "%s", ts_ctx_error(g_ctx));
         CHECK(ts_model_backward(g_ctx, m2, dli) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_tensor_info g1 = tensor(m1, "c.weight"), g2 = tensor(m2, "c.weight");
+        ts_tensor_info g1 = test_tensor(m1, "c.weight"), g2 = test_tensor(m2, "c.weight");
         CHECK(g1.numel == g2.numel && memcmp(g1.grad, g2.grad, (size_t)g1.numel * sizeof(float)) == 0,
               "dropout p=0 changes gradients");
         /* p > 0: inference still equals the model without dropout */
@@ -453,7 +444,7 @@ static void test_predict_batches(void) {
     m = make_model(bn, 9);
     if (m) {
         warm_running_stats(m, 16, 40);
-        ts_tensor_info rv = tensor(m, "bn1.running_var");
+        ts_tensor_info rv = test_tensor(m, "bn1.running_var");
         CHECK(rv.data && rv.data[0] != 1.0f, "running stats did not move");
         check_predict_batches(m, "batchnorm");
         ts_model_free(m);
@@ -620,7 +611,7 @@ static void test_packed_weights_follow_changes(void) {
     float *x = test_falloc(n * in_sz), *a = test_falloc(n * 10), *b = test_falloc(n * 10);
     test_fill_uniform(x, n * in_sz, 61, -2.0f, 2.0f);
     warm_running_stats(m, 4, 62);
-    ts_tensor_info w = tensor(m, "layer1.0.conv1.weight"), g = tensor(m, "layer2.0.bn1.weight");
+    ts_tensor_info w = test_tensor(m, "layer1.0.conv1.weight"), g = test_tensor(m, "layer2.0.bn1.weight");
     predict_vs_ref(m, x, n, a, "packed");
     predict_vs_ref(m, x, 1, b, "packed, batch 1");
 
@@ -632,7 +623,7 @@ static void test_packed_weights_follow_changes(void) {
 
     /* a write through a fresh ts_model_tensor */
     memcpy(a, b, n * 10 * sizeof(float));
-    ts_tensor_info g2 = tensor(m, "layer2.0.bn1.weight");
+    ts_tensor_info g2 = test_tensor(m, "layer2.0.bn1.weight");
     CHECK(g2.data == g.data, "same storage");
     for (int64_t i = 0; i < g2.numel; i++) g2.data[i] = 0.25f + 0.01f * (float)i;
     predict_vs_ref(m, x, n, b, "after a write through ts_model_tensor");
@@ -724,8 +715,8 @@ static void test_batchnorm_running_stats(void) {
     for (int which = 0; which < 2; which++) {
         ts_model *mm = which ? m5 : m;
         const double mom = which ? 0.5 : 0.1, eps = which ? 0.01 : 1e-5;
-        ts_tensor_info g = tensor(mm, "bn.weight"), b = tensor(mm, "bn.bias");
-        ts_tensor_info rm = tensor(mm, "bn.running_mean"), rv = tensor(mm, "bn.running_var");
+        ts_tensor_info g = test_tensor(mm, "bn.weight"), b = test_tensor(mm, "bn.bias");
+        ts_tensor_info rm = test_tensor(mm, "bn.running_mean"), rv = test_tensor(mm, "bn.running_var");
         g.data[0] = 1.5f, g.data[1] = -0.5f;
         b.data[0] = 0.25f, b.data[1] = 2.0f;
         double want_rm[2] = {0, 0}, want_rv[2] = {1, 1};
@@ -771,7 +762,7 @@ static void test_batchnorm_running_stats(void) {
             float xv[12], o[12];
             test_fill_uniform(xv, 12, 70, -1, 1);
             CHECK(ts_model_forward_train(g_ctx, m1, xv, 4, o, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
-            ts_tensor_info rm = tensor(m1, "bn.running_mean"), rv = tensor(m1, "bn.running_var");
+            ts_tensor_info rm = test_tensor(m1, "bn.running_mean"), rv = test_tensor(m1, "bn.running_var");
             for (int f = 0; f < 3; f++) {
                 double s = 0, q = 0;
                 for (int i = 0; i < 4; i++) s += xv[i * 3 + f];

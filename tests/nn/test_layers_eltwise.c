@@ -27,15 +27,6 @@ static ts_model *make_model(const char *text) {
     return m;
 }
 
-static ts_tensor_info tensor(const ts_model *m, const char *name) {
-    ts_tensor_info t;
-    memset(&t, 0, sizeof t);
-    int i = ts_model_find_tensor(m, name);
-    CHECK(i >= 0, "tensor %s missing", name);
-    if (i >= 0) ts_model_tensor(m, i, &t);
-    return t;
-}
-
 /* n uniform values in [-1, 1) */
 static float *fvec(size_t n, unsigned long long seed) {
     float *x = test_falloc(n);
@@ -148,13 +139,13 @@ static void test_eltwise_gradients_at_edges(void) {
         snprintf(text, sizeof text, "input shape=5\ndense name=fc out=5 bias=0\n%s name=act\n", cases[c].layer);
         ts_model *m = make_model(text);
         if (!m) continue;
-        ts_tensor_info w = tensor(m, "fc.weight");
+        ts_tensor_info w = test_tensor(m, "fc.weight");
         for (int i = 0; i < 25; i++) w.data[i] = i % 6 == 0 ? 1.0f : 0.0f;
         float out[5], dl[5] = {1, 1, 1, 1, 1};
         CHECK(ts_model_forward_train(g_ctx, m, cases[c].x, 1, out, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
         CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
         /* d loss / d W[i][i] = x_i * act'(x_i); recover act' where x_i != 0 */
-        w = tensor(m, "fc.weight");
+        w = test_tensor(m, "fc.weight");
         for (int i = 0; i < 5; i++) {
             if (cases[c].x[i] == 0.0f) continue;
             const double got = w.grad[i * 6] / cases[c].x[i];
@@ -167,13 +158,13 @@ static void test_eltwise_gradients_at_edges(void) {
     const char *text = "input shape=1\ndense name=fc out=3 bias=1\nclip min=0 max=0.5 name=c\n";
     ts_model *m = make_model(text);
     if (m) {
-        ts_tensor_info w = tensor(m, "fc.weight"), b = tensor(m, "fc.bias");
+        ts_tensor_info w = test_tensor(m, "fc.weight"), b = test_tensor(m, "fc.bias");
         w.data[0] = w.data[1] = w.data[2] = 0.0f;
         b.data[0] = 0.0f, b.data[1] = 0.5f, b.data[2] = 0.25f;
         float x = 1.0f, out[3], dl[3] = {1, 1, 1};
         CHECK(ts_model_forward_train(g_ctx, m, &x, 1, out, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
         CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        b = tensor(m, "fc.bias");
+        b = test_tensor(m, "fc.bias");
         CHECK(b.grad[0] == 1.0f && b.grad[1] == 1.0f && b.grad[2] == 1.0f, "clip gradient at the bounds: %g %g %g",
               b.grad[0], b.grad[1], b.grad[2]);
         ts_model_free(m);
@@ -203,7 +194,7 @@ static void test_prelu(void) {
     {
         ts_model *m = make_model("input shape=4\nprelu name=p\n");
         if (m) {
-            ts_tensor_info s = tensor(m, "p.slope");
+            ts_tensor_info s = test_tensor(m, "p.slope");
             CHECK(s.role == TS_TENSOR_PARAM && s.ndim == 1 && s.dims[0] == 1 && s.data[0] == 0.25f,
                   "slope: role %d ndim %d dim %lld value %g", (int)s.role, s.ndim, (long long)s.dims[0],
                   s.data ? s.data[0] : 0.0);
@@ -219,7 +210,7 @@ static void test_prelu(void) {
         snprintf(text, sizeof text, "input shape=3x2x2\nprelu name=p shape=%s\n", shapes[c]);
         ts_model *m = make_model(text);
         if (!m) continue;
-        ts_tensor_info s = tensor(m, "p.slope");
+        ts_tensor_info s = test_tensor(m, "p.slope");
         static const int64_t counts[] = {3, 2, 2, 4, 12, 6};
         CHECK(s.numel == counts[c], "%s: %lld slopes", shapes[c], (long long)s.numel);
         for (int64_t i = 0; i < s.numel; i++) s.data[i] = 0.05f * (float)(i + 1) * (i % 2 ? -1.0f : 1.0f);
@@ -238,7 +229,7 @@ static void test_prelu(void) {
         for (int i = 0; i < 24; i++) dl[i] = 0.1f * (float)(i + 1);
         CHECK(ts_model_forward_train(g_ctx, m, in2, 2, out2, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
         CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        s = tensor(m, "p.slope");
+        s = test_tensor(m, "p.slope");
         double gw[12] = {0};
         for (int smp = 0; smp < 2; smp++)
             for (int i = 0; i < 12; i++)
@@ -250,7 +241,7 @@ static void test_prelu(void) {
     const float v[3] = {-1.0f, -1.0f, 2.0f};
     ts_model *m = make_model("input shape=3\nprelu name=p shape=3\n");
     if (m) {
-        ts_tensor_info s = tensor(m, "p.slope");
+        ts_tensor_info s = test_tensor(m, "p.slope");
         s.data[0] = 0.1f, s.data[1] = -2.0f, s.data[2] = 7.0f;
         float out[3];
         CHECK(ts_model_predict(g_ctx, m, v, 1, out) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -482,7 +473,7 @@ static void test_conv_asymmetric_values(void) {
     /* OH = (5 + 1 + 2 - 3) / 2 + 1 = 3, OW = (4 + 0 + 1 - 2) / 1 + 1 = 4 */
     CHECK(li.out.ndim == 3 && li.out.dims[0] == 3 && li.out.dims[1] == 3 && li.out.dims[2] == 4,
           "output %lldx%lldx%lld", (long long)li.out.dims[0], (long long)li.out.dims[1], (long long)li.out.dims[2]);
-    ts_tensor_info w = tensor(m, "c.weight"), b = tensor(m, "c.bias");
+    ts_tensor_info w = test_tensor(m, "c.weight"), b = test_tensor(m, "c.bias");
     float x[2 * 2 * 5 * 4], out[2 * 36], want[2 * 36];
     test_fill_uniform(x, 80, 3, -1, 1);
     for (int s = 0; s < 2; s++)
@@ -514,7 +505,7 @@ static void test_conv_asymmetric_values(void) {
 static void test_convtranspose_onnx_example(void) {
     ts_model *m = make_model("input shape=1x3x3\nconvtranspose name=t out=2 kernel=3 bias=0\n");
     if (!m) return;
-    ts_tensor_info w = tensor(m, "t.weight");
+    ts_tensor_info w = test_tensor(m, "t.weight");
     CHECK(w.ndim == 4 && w.dims[0] == 1 && w.dims[1] == 2 && w.dims[2] == 3 && w.dims[3] == 3, "weight shape");
     for (int i = 0; i < 18; i++) w.data[i] = 1.0f;
     float x[9], out[50];
@@ -544,7 +535,7 @@ static void test_convtranspose_values(void) {
     CHECK(ts_model_layer(m, 1, &li) == TS_OK && li.out.dims[0] == O && li.out.dims[1] == OH && li.out.dims[2] == OW,
           "output %lldx%lldx%lld, want %dx%dx%d", (long long)li.out.dims[0], (long long)li.out.dims[1],
           (long long)li.out.dims[2], O, OH, OW);
-    ts_tensor_info w = tensor(m, "t.weight"), b = tensor(m, "t.bias");
+    ts_tensor_info w = test_tensor(m, "t.weight"), b = test_tensor(m, "t.bias");
     CHECK(w.dims[0] == C && w.dims[1] == O / G && w.dims[2] == KH && w.dims[3] == KW, "weight shape");
     const int n = 2;
     float *x = fvec((size_t)n * C * H * W, 61), *out = test_falloc((size_t)n * O * OH * OW);
@@ -921,14 +912,14 @@ static void test_backends_agree(void) {
 static void test_globalmaxpool_backward(void) {
     ts_model *m = make_model("input shape=1x2x2\nconv2d name=c out=2 kernel=1 bias=1\nglobalmaxpool\n");
     if (!m) return;
-    ts_tensor_info w = tensor(m, "c.weight"), b = tensor(m, "c.bias");
+    ts_tensor_info w = test_tensor(m, "c.weight"), b = test_tensor(m, "c.bias");
     w.data[0] = 1.0f, w.data[1] = -1.0f, b.data[0] = b.data[1] = 0.0f;
     const float x[4] = {0.5f, 2.0f, 2.0f, -3.0f}; /* channel 0: max 2 at 1 (tie at 2); channel 1: 3 at 3 */
     float out[2], dl[2] = {0.5f, -2.0f};
     CHECK(ts_model_forward_train(g_ctx, m, x, 1, out, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(out[0] == 2.0f && out[1] == 3.0f, "out %g %g", out[0], out[1]);
     CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    w = tensor(m, "c.weight"), b = tensor(m, "c.bias");
+    w = test_tensor(m, "c.weight"), b = test_tensor(m, "c.bias");
     /* dW0 = dl0 * x[1], dW1 = dl1 * x[3] */
     CHECK(w.grad[0] == 0.5f * 2.0f && w.grad[1] == -2.0f * -3.0f, "dW %g %g", w.grad[0], w.grad[1]);
     CHECK(b.grad[0] == 0.5f && b.grad[1] == -2.0f, "db %g %g", b.grad[0], b.grad[1]);

@@ -27,17 +27,8 @@ static ts_model *make_model(const char *text, uint64_t seed) {
     return m;
 }
 
-static ts_tensor_info tensor(const ts_model *m, const char *name) {
-    ts_tensor_info t;
-    memset(&t, 0, sizeof t);
-    int i = ts_model_find_tensor(m, name);
-    CHECK(i >= 0, "tensor %s missing", name);
-    if (i >= 0) ts_model_tensor(m, i, &t);
-    return t;
-}
-
 static void set_tensor(const ts_model *m, const char *name, const float *v, int64_t count) {
-    ts_tensor_info t = tensor(m, name);
+    ts_tensor_info t = test_tensor(m, name);
     CHECK(t.numel == count, "tensor %s has %lld values, test gives %lld", name, (long long)t.numel, (long long)count);
     if (t.numel == count) memcpy(t.data, v, (size_t)count * sizeof(float));
 }
@@ -310,7 +301,7 @@ static void test_binary_const(void) {
                              1);
     if (m) {
         CHECK(ts_model_param_count(m) == 0, "constants are not parameters");
-        ts_tensor_info c = tensor(m, "s.const");
+        ts_tensor_info c = test_tensor(m, "s.const");
         CHECK(c.role == TS_TENSOR_BUFFER && c.ndim == 1 && c.dims[0] == 3, "s.const is a (3) buffer");
         const float cv[3] = {1, -2, 4};
         set_tensor(m, "s.const", cv, 3);
@@ -439,7 +430,7 @@ static void check_matmul(const char *in_shape, const char *b_shape, int ndim, co
     ts_layer_info li;
     ts_model_layer(m, 1, &li);
     CHECK(li.macs == macs, "%s x %s: %lld MACs, want %lld", in_shape, b_shape, (long long)li.macs, (long long)macs);
-    ts_tensor_info w = tensor(m, "mm.weight");
+    ts_tensor_info w = test_tensor(m, "mm.weight");
     ts_shape bs = {w.ndim, {0}};
     memcpy(bs.dims, w.dims, sizeof bs.dims);
     CHECK(w.role == TS_TENSOR_PARAM && li.params == w.numel, "weight is a parameter");
@@ -498,7 +489,7 @@ static void test_matmul_large(void) {
     float *x = test_falloc(n * asz), *y = test_falloc(n * osz);
     test_fill_uniform(x, n * asz, 3, -1, 1);
     CHECK(ts_model_predict(g_ctx, m, x, n, y) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    ts_tensor_info w = tensor(m, "mm.weight");
+    ts_tensor_info w = test_tensor(m, "mm.weight");
     int bad = 0;
     for (int t = 0; t < 200; t++) {
         const size_t row = ((size_t)t * 7919) % (n * 2 * 256), col = ((size_t)t * 104729) % 192;
