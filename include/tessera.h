@@ -461,7 +461,7 @@ typedef struct ts_decompose_config {
     int epochs;           /* mask-learning epochs (4) */
     int64_t epoch_samples;/* training samples per epoch (10000; 0: the whole training part) */
     int64_t val_count;    /* samples carved from the training set to select the epoch (2000) */
-    float lr;             /* Adam learning rate of the kernel masks (0.01) */
+    float lr;             /* Adam learning rate of the kernel masks (0.05) */
     float lr_head;        /* Adam learning rate of each module's score calibration (0.01) */
     int train_batch;      /* mask-learning batch (64) */
     float max_loss;       /* selection: the fewest kernels among epochs whose validation top-1 is within

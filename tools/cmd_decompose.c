@@ -25,7 +25,7 @@ static cli_opt decompose_opts[] = {
     {"epochs", "N", "grad: mask-learning epochs (default 4)", NULL},
     {"epoch-samples", "N", "grad: training samples per epoch (default 10000; 0: all)", NULL},
     {"val", "N", "grad: samples carved from the training data to choose the epoch (default 2000)", NULL},
-    {"lr", "F", "grad: Adam learning rate of the masks (default 0.01)", NULL},
+    {"lr", "F", "grad: Adam learning rate of the masks (default 0.05)", NULL},
     {"max-loss", "F", "grad: choose the fewest kernels within this many points of the origin's validation top-1 (default 1)", NULL},
     {"seed", "S", "order in which training inputs are drawn (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
@@ -128,7 +128,7 @@ int cmd_decompose(int argc, char **argv) {
         !cli_int(&decompose_cmd, "epochs", 4, 1, 100000, &epochs) ||
         !cli_int(&decompose_cmd, "epoch-samples", 10000, 0, 1000000000L, &esamples) ||
         !cli_int(&decompose_cmd, "val", 2000, 1, 1000000000L, &val) ||
-        !cli_float(&decompose_cmd, "lr", 0.01, 1e-9, 10.0, &lr) ||
+        !cli_float(&decompose_cmd, "lr", 0.05, 1e-9, 10.0, &lr) ||
         !cli_float(&decompose_cmd, "max-loss", 1.0, 0.0, 100.0, &maxloss))
         return EXIT_USAGE;
     cfg.method = method && !strcmp(method, "grad") ? TS_DECOMPOSE_GRAD : TS_DECOMPOSE_ACTIVATION;

@@ -38,7 +38,7 @@ void ts_decompose_config_default(ts_decompose_config *cfg) {
     cfg->epochs = 4;
     cfg->epoch_samples = 10000;
     cfg->val_count = 2000;
-    cfg->lr = 0.01f;
+    cfg->lr = 0.05f;
     cfg->lr_head = 0.01f;
     cfg->train_batch = 64;
     cfg->max_loss = 1.0f;

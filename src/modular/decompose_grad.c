@@ -11,7 +11,7 @@
  * mode) and its dropout removed. Branch c ends in module c's score, the channelled
  * margin logit_c - mean of the other logits (tessera's concern modularization),
  * times a learned scale plus a learned shift; the loss is
- *   CE(softmax over the classes' scores, y) + alpha * mean(binary masks),
+ *   CE(softmax over the classes' scores, y) + alpha * sum over modules of mean(module's binary masks),
  * minimized by Adam on the scores (lr) and the calibrations (lr_head).
  *
  * Differences from the paper, on purpose: the module head is that affine calibration
@@ -414,7 +414,9 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
     int best_epoch = -1, best_ok = 0;
     double best_acc = -1, best_kept = 2;
     int64_t step = 0;
-    const float l1 = cfg->alpha / (float)S; /* d(alpha * mean(binary masks)) / d mask, straight through */
+    /* d(alpha * mean of module k's binary masks) / d mask, straight through: the loss
+     * holds that term once per module, so each sees alpha / C (not alpha / (K C)) */
+    const float l1 = cfg->alpha / (float)sp.C;
     for (int e = 0; e < cfg->epochs; e++) {
         ts_loader_begin_epoch(ld, e);
         for (int64_t bi = 0; bi < per_epoch; bi++) {

@@ -455,6 +455,13 @@ static void measure(const ts_model *m, int64_t *params, int64_t *macs, int64_t *
     }
 }
 
+void slice_report_free(slice_report *rep) {
+    free(rep->keep);
+    free(rep->keep_off);
+    rep->keep = NULL;
+    rep->keep_off = NULL;
+}
+
 static void slicer_free(slicer *s) {
     free(s->role);
     free(s->off);
@@ -500,6 +507,21 @@ ts_status model_slice(ts_ctx *ctx, const ts_model *m, ts_model **out, slice_repo
     if (rep) {
         measure(m, &rep->params_before, &rep->macs_before, &rep->channels_before);
         measure(*out, &rep->params_after, &rep->macs_after, &rep->channels_after);
+        rep->keep = NULL;
+        rep->keep_off = NULL;
+        if (rep->want_keep) {
+            rep->keep = malloc(total ? total : 1);
+            rep->keep_off = malloc((size_t)(n + 1) * sizeof *rep->keep_off);
+            if (!rep->keep || !rep->keep_off) {
+                slice_report_free(rep);
+                ts_model_free(*out);
+                *out = NULL;
+                st = ts_fail(ctx, TS_ENOMEM, "slice: out of memory");
+                goto done;
+            }
+            memcpy(rep->keep, s.keep, total);
+            memcpy(rep->keep_off, s.off, (size_t)(n + 1) * sizeof *s.off);
+        }
     }
 done:
     slicer_free(&s);
