@@ -442,12 +442,31 @@ int ts_top_k(const float *scores, int k, int top, int *idx);
  * without retraining. */
 typedef struct ts_module ts_module;
 
+/* Concern identification's rule for the units of dense layers (ReLUs over a
+ * vector). Convolution maps always follow ICSE'22: a position is kept when any
+ * confident positive activates it. */
+typedef enum ts_decompose_rule {
+    /* FSE'20: a dense unit is kept only when it is active on every confident positive
+     * drawn since the last reset; the intersection restarts from the next positive
+     * when the dense layer that feeds the classifier keeps fewer than 10% of its
+     * units (the paper's "fewer than 10% of last-layer edges") */
+    TS_DECOMPOSE_RULE_EVERY = 0,
+    TS_DECOMPOSE_RULE_ANY = 1, /* kept when active on any confident positive (tessera before 2026-12) */
+} ts_decompose_rule;
+
 typedef struct ts_decompose_config {
     int positives;        /* confident training inputs of the class (1000) */
     float confidence;     /* softmax probability of the true class a positive needs (0.9) */
     float tangling;       /* negatives per positive, spread evenly over the other classes (1.0) */
     uint64_t seed;        /* order in which training inputs are drawn (0) */
     int batch;            /* inference batch (128) */
+    ts_decompose_rule rule; /* concern identification on dense units (TS_DECOMPOSE_RULE_EVERY) */
+    /* BLN backtracking (ICSE'22): a unit that feeds the classifier is removed when
+     * |w_uc| > bln_delta * (|w_c| + |w_uc|), w_c being its weight into the class's
+     * logit and w_uc the mean of its weights into the others'; then, back through
+     * dense layers, a unit whose every consumer was removed goes too (0.5; 1 or more
+     * removes nothing) */
+    float bln_delta;
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);
@@ -479,6 +498,24 @@ typedef struct ts_module_info {
     int64_t weights, weights_kept;       /* conv/dense weights and biases of the origin, and those still live */
     double jaccard;             /* |module weights & model weights| / |union| = weights_kept / weights */
     int64_t origin_macs;        /* multiply-accumulates per sample of the origin model */
+    /* What the module needs, computed from its masks, against the origin's totals:
+     * params = every parameter of the origin (ts_model_param_count); params_kept = params
+     * less the conv/dense weights and biases that are not live (weights - weights_kept).
+     * macs_kept = origin_macs less the multiply-accumulates of those dead weights (a
+     * dense row or conv kernel whose units are all removed, or that reads only removed
+     * inputs, costs nothing). The module runs as the masked origin: these are what a
+     * sliced module would need, not what ts_module_model costs. */
+    int64_t params, params_kept, macs_kept;
+    /* The same for the origin itself with the units that no input drawn for the
+     * decomposition activates removed (dead ReLUs are dead in the origin too): the
+     * baseline that params_kept and macs_kept compare with (0 when unknown: a module
+     * loaded from a file) */
+    int64_t origin_params_live, origin_macs_live;
+    /* How it was decomposed: the ts_decompose_rule of concern identification, and the
+     * units that BLN backtracking removed (-1 and 0 for a module loaded from a file,
+     * which does not record them, or made by ts_module_from_model) */
+    int rule;
+    int64_t bln_removed;
     double seconds;             /* wall time of its share of the decomposition */
     float scale, shift;         /* score calibration: score = scale * margin + shift (1, 0 until re-tuned) */
     float threshold;            /* the module answers "yes" when its score exceeds this: the cut with the best

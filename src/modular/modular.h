@@ -34,6 +34,14 @@ ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module 
 /* Recounts units and live weights after the masks changed (TS_ENOMEM when its
  * scratch cannot be allocated: the counts are then not to be trusted). */
 ts_status module_count(ts_ctx *ctx, ts_module *mod);
+/* BLN backtracking (backtrack.c): clears the keep bits of the units that feed the
+ * classifier and are tied mostly to the other classes (|w_uc| > delta (|w_c| +
+ * |w_uc|)), then, back through dense layers, of the units whose every consumer is
+ * removed. Returns how many units it removed (0 when delta >= 1). */
+int64_t module_backtrack(ts_module *mod, float delta);
+/* Sets chain[k] (one byte per mask, zeroed by the caller) for every mask that
+ * module_backtrack may change; changes nothing. */
+void module_backtrack_masks(ts_module *mod, uint8_t *chain);
 /* Hash identifying a model's architecture and tensors. */
 uint64_t module_model_id(const ts_model *m);
 /* ReLU activity read through the capture API (ts_model_predict_capture with the
