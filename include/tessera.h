@@ -145,6 +145,11 @@ ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const c
  * inflated only that far, and what follows them is neither read nor checked. */
 ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, int64_t limit,
                                 ts_dataset **out);
+/* The file or folder ts_dataset_load would read for spec (the same search, the same
+ * errors), written to path (size bytes): spec itself when it is a path, else the
+ * folder where the known name was found. Relative when spec or data_dir is. */
+ts_status ts_dataset_locate(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, char *path,
+                            size_t size);
 void ts_dataset_free(ts_dataset *ds);
 
 /* Splits `ds` into a training part and a held-out validation part of `val_count`
@@ -435,11 +440,12 @@ int ts_top_k(const float *scores, int k, int top, int *idx);
 
 /* Decomposition (Pan & Rajan, FSE'20 / ICSE'22; docs/modules.md) cuts a trained
  * classifier into one module per class. A module answers "is x class c?": it is the
- * origin model with a keep-mask on every ReLU output (units that stay inactive on
- * every confident training input of c and on sampled inputs of the other classes
- * are forced to 0) and its output channelled into score = logit_c - mean of the
- * other logits (> 0 means yes). Modules from any models compose into a classifier
- * without retraining. */
+ * origin model with a keep-mask on every ReLU output (a unit is forced to 0 when
+ * concern identification removes it: a dense unit not active on every confident
+ * training input of c, or a convolution position active on none; and no sampled
+ * input of the other classes activates it; or BLN backtracking removes it) and its
+ * output channelled into score = logit_c - mean of the other logits (> 0 means yes).
+ * Modules from any models compose into a classifier without retraining. */
 typedef struct ts_module ts_module;
 
 /* Concern identification's rule for the units of dense layers (ReLUs over a
