@@ -173,21 +173,8 @@ static int64_t popcount_words(const uint64_t *w, int64_t n) {
     return c;
 }
 
-/* FSE'20's concern identification on the dense units, per class c: I_c, the
- * intersection of the activity of c's positives, restarted from the next positive
- * whenever the reset mask (the last dense ReLU: the layer that feeds the
- * classifier) keeps fewer than 10% of its units, as the paper stops removing once
- * fewer than 10% of the last layer's edges are left (its code resets). */
-typedef struct every_rule {
-    int on;
-    const uint8_t *dense; /* per mask: a ReLU over a vector */
-    int reset_mask;       /* -1: no dense unit, nothing to do */
-    uint64_t *I;          /* (K, W) */
-    uint8_t *fresh;       /* (K) the next positive starts the intersection */
-} every_rule;
-
-static void every_add(every_rule *e, const module_mask *masks, int nmasks, const int64_t *word_off, int64_t W, int c,
-                      const uint64_t *a) {
+void every_rule_add(every_rule *e, const module_mask *masks, int nmasks, const int64_t *word_off, int64_t W, int c,
+                    const uint64_t *a) {
     if (!e->on) return;
     uint64_t *I = e->I + (size_t)c * (size_t)W;
     for (int k = 0; k < nmasks; k++) {
@@ -360,7 +347,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             int was_pos = pos[c] < quota[c] && top && p > cfg->confidence;
             if (was_pos) {
                 or_words(P + (size_t)c * W, act + (size_t)i * W, W);
-                every_add(&every, proto->masks, proto->nmasks, word_off, W, c, act + (size_t)i * W);
+                every_rule_add(&every, proto->masks, proto->nmasks, word_off, W, c, act + (size_t)i * W);
                 pos[c]++;
             }
             uint8_t rl = 0;

@@ -59,6 +59,23 @@ typedef struct activity_sink {
 } activity_sink;
 int module_record_activity(void *user, int layer, int64_t first, int n, const float *out);
 
+/* FSE'20's concern identification on the dense units, per class c (decompose.c): I_c,
+ * the intersection of the activity of c's positives, restarted from the next positive
+ * whenever the reset mask (the last dense ReLU: the layer that feeds the classifier)
+ * keeps fewer than 10% of its units, as the paper stops removing once fewer than 10%
+ * of the last layer's edges are left (its code resets). */
+typedef struct every_rule {
+    int on;
+    const uint8_t *dense; /* per mask: a ReLU over a vector */
+    int reset_mask;       /* -1: no dense unit, nothing to do */
+    uint64_t *I;          /* (classes, W) */
+    uint8_t *fresh;       /* (classes) the next positive starts the intersection */
+} every_rule;
+/* Adds the activity a (W words, laid out as the masks at word_off) of a positive of
+ * class c. */
+void every_rule_add(every_rule *e, const module_mask *masks, int nmasks, const int64_t *word_off, int64_t W, int c,
+                    const uint64_t *a);
+
 /* Most samples module evaluation and retuning preprocess at once: bounds their
  * memory, nothing else depends on it. */
 #define MODULE_EVAL_BATCH_MAX 256

@@ -9,7 +9,8 @@
  * rule is printed. A network built by hand, whose classifier reads unit c for class
  * c only, checks BLN exactly: module c keeps unit c of both hidden layers and
  * nothing else of them, its count says so, and its score is the one written out
- * here. The counts of what a module needs (params_kept, macs_kept) are checked
+ * here. The running intersection and its reset are checked on bit patterns. The
+ * counts of what a module needs (params_kept, macs_kept) are checked
  * against a hand count. */
 #include "tessera.h"
 
@@ -332,9 +333,45 @@ done:
     ts_model_free(m);
 }
 
+/* The every rule's running intersection and its reset, on bit patterns: a dense mask
+ * of 20 units (the reset mask: fewer than 2 kept restarts) and a convolution mask the
+ * rule leaves alone, for two classes. */
+static void test_every_reset(void) {
+    module_mask masks[2] = {{1, 20, NULL}, {3, 70, NULL}};
+    const int64_t word_off[3] = {0, 1, 3}, W = 3;
+    const uint8_t dense[2] = {1, 0};
+    uint64_t I[2 * 3] = {0};
+    uint8_t fresh[2] = {1, 1};
+    every_rule e = {1, dense, 0, I, fresh};
+    struct {
+        int cls;
+        uint64_t act, want;
+        int fresh_after;
+    } steps[] = {
+        {0, 0x003ff, 0x003ff, 0}, /* units 0..9: the first positive starts it */
+        {1, 0xf0000, 0xf0000, 0}, /* class 1 has its own */
+        {0, 0x07fe0, 0x003e0, 0}, /* 5..14: 5..9 left */
+        {0, 0xf8200, 0x00200, 1}, /* 9, 15..19: unit 9 alone, 1 of 20 is under 10%: restart next */
+        {0, 0x00007, 0x00007, 0}, /* 0..2: a new intersection */
+        {0, 0x0000e, 0x00006, 0}, /* 1..3: 1, 2 */
+        {0, 0x00010, 0x00000, 1}, /* 4: none left: restart next */
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        uint64_t a[3] = {steps[i].act, ~0ull, 0x3full};
+        every_rule_add(&e, masks, 2, word_off, W, steps[i].cls, a);
+        const uint64_t *row = I + (size_t)steps[i].cls * W;
+        CHECK(row[0] == steps[i].want && fresh[steps[i].cls] == steps[i].fresh_after,
+              "step %zu: I = %llx, want %llx; restart %d, want %d", i, (unsigned long long)row[0],
+              (unsigned long long)steps[i].want, fresh[steps[i].cls], steps[i].fresh_after);
+        CHECK(row[1] == 0 && row[2] == 0, "step %zu: the convolution mask's words were touched", i);
+    }
+    CHECK(I[3] == 0xf0000, "class 1: %llx", (unsigned long long)I[3]);
+}
+
 int main(void) {
     if (ts_ctx_create(&g_ctx) != TS_OK) return 2;
     ts_ctx_set_threads(g_ctx, 1);
+    RUN(test_every_reset);
     RUN(test_every_keeps_fewer);
     RUN(test_bln_constructed);
     ts_ctx_free(g_ctx);

@@ -599,8 +599,18 @@ static void test_decompose_classes_and_data_dir(void) {
              "--confidence 0 --no-eval --quiet --threads 1");
     CHECK(rc == 0 && exists("dmods/class1.tsm") && exists("dmods/class2.tsm"), "decompose --data-dir: exit %d: %s", rc,
           g_err);
+    CHECK(strstr(g_out, "rule: every (FSE'20") && strstr(g_out, "BLN backtracking: delta 0.5") &&
+              strstr(g_out, "params") && strstr(g_out, "the origin itself needs"),
+          "the table names the rule and what the figures are: %s", g_out);
     char want[PATH_MAX + 16], real[PATH_MAX];
     snprintf(want, sizeof want, "dataset %s,", realpath(dd, real) ? real : dd);
+    rc = run("decompose $D/m.tsr --out $D/amods --classes 1 --rule any --bln-delta 1 --positives 2 --confidence 0 "
+             "--no-eval --quiet --threads 1");
+    CHECK(rc == 0 && strstr(g_out, "rule: any") && strstr(g_out, "BLN backtracking: off"), "--rule any: exit %d: %s %s",
+          rc, g_out, g_err);
+    rc = run("decompose $D/m.tsr --out $D/bmods --rule some --positives 2 --no-eval --quiet --threads 1");
+    CHECK(rc == 2 && count_lines(g_err) == 1 && strstr(g_err, "--rule") && !exists("bmods"), "--rule some: exit %d: %s",
+          rc, g_err);
     rc = run("info $D/dmods/class1.tsm");
     CHECK(rc == 0 && strstr(g_out, want), "the module records %s: exit %d: %s", want, rc, g_out);
     rc = run("compose $D/dmods/class1.tsm $D/dmods/class2.tsm --out $D/dtwo.tsr");
