@@ -147,6 +147,11 @@ ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const c
  * inflated only that far, and what follows them is neither read nor checked. */
 ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, int64_t limit,
                                 ts_dataset **out);
+/* The file or folder ts_dataset_load would read for spec (the same search, the same
+ * errors), written to path (size bytes): spec itself when it is a path, else the
+ * folder where the known name was found. Relative when spec or data_dir is. */
+ts_status ts_dataset_locate(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, char *path,
+                            size_t size);
 void ts_dataset_free(ts_dataset *ds);
 
 /* Splits `ds` into a training part and a held-out validation part of `val_count`
@@ -437,17 +442,29 @@ int ts_top_k(const float *scores, int k, int top, int *idx);
 
 /* Decomposition (Pan & Rajan, FSE'20 / ICSE'22; docs/modules.md) cuts a trained
  * classifier into one module per class. A module answers "is x class c?": it is the
- * origin model with a keep-mask on every ReLU output (units that stay inactive on
- * every confident training input of c and on sampled inputs of the other classes
- * are forced to 0) and its output channelled into score = logit_c - mean of the
- * other logits (> 0 means yes). Modules from any models compose into a classifier
- * without retraining. */
+ * origin model with a keep-mask on every ReLU output (a unit is forced to 0 when
+ * concern identification removes it: a dense unit not active on every confident
+ * training input of c, or a convolution position active on none; and no sampled
+ * input of the other classes activates it; or BLN backtracking removes it) and its
+ * output channelled into score = logit_c - mean of the other logits (> 0 means yes).
+ * Modules from any models compose into a classifier without retraining. */
 typedef struct ts_module ts_module;
 
 /* How modules are found: Pan & Rajan's activation analysis (a keep-bit per ReLU unit),
  * or GradSplitter-style learning of one binary mask per convolution kernel and class
  * on the frozen model (Qi et al., SANER'23/TOSEM). */
 typedef enum ts_decompose_method { TS_DECOMPOSE_ACTIVATION = 0, TS_DECOMPOSE_GRAD = 1 } ts_decompose_method;
+/* Concern identification's rule for the units of dense layers (ReLUs over a
+ * vector). Convolution maps always follow ICSE'22: a position is kept when any
+ * confident positive activates it. */
+typedef enum ts_decompose_rule {
+    /* FSE'20: a dense unit is kept only when it is active on every confident positive
+     * drawn since the last reset; the intersection restarts from the next positive
+     * when the dense layer that feeds the classifier keeps fewer than 10% of its
+     * units (the paper's "fewer than 10% of last-layer edges") */
+    TS_DECOMPOSE_RULE_EVERY = 0,
+    TS_DECOMPOSE_RULE_ANY = 1, /* kept when active on any confident positive (tessera before 2026-12) */
+} ts_decompose_rule;
 
 typedef struct ts_decompose_config {
     int positives;        /* confident training inputs of the class (1000) */
@@ -466,6 +483,14 @@ typedef struct ts_decompose_config {
     int train_batch;      /* mask-learning batch (64) */
     float max_loss;       /* selection: the fewest kernels among epochs whose validation top-1 is within
                            * max_loss points of the origin's (1.0); none: the most accurate epoch */
+    ts_decompose_rule rule; /* concern identification on dense units (TS_DECOMPOSE_RULE_EVERY) */
+    /* BLN backtracking (ICSE'22): a unit that feeds the classifier is removed when
+     * |w_uc| > bln_delta * (|w_c| + |w_uc|), w_c being its weight into the class's
+     * logit and w_uc the mean of its weights into the others'; then, back through
+     * dense layers, a unit whose every consumer was removed goes too (1: removes
+     * nothing, the default, since the paper's 0.5 lowered composed accuracy by 1 to 1.3
+     * points on the networks measured, docs/modules.md) */
+    float bln_delta;
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);
@@ -498,6 +523,24 @@ typedef struct ts_module_info {
     double jaccard;             /* |module weights & model weights| / |union| = weights_kept / weights */
     int64_t kernels, kernels_kept; /* channels of the convolution maps (CxHxW ReLUs), and those with a kept unit */
     int64_t origin_macs;        /* multiply-accumulates per sample of the origin model */
+    /* What the module needs, computed from its masks, against the origin's totals:
+     * params = every parameter of the origin (ts_model_param_count); params_kept = params
+     * less the conv/dense weights and biases that are not live (weights - weights_kept).
+     * macs_kept = origin_macs less the multiply-accumulates of those dead weights (a
+     * dense row or conv kernel whose units are all removed, or that reads only removed
+     * inputs, costs nothing). The module runs as the masked origin: these are what a
+     * sliced module would need, not what ts_module_model costs. */
+    int64_t params, params_kept, macs_kept;
+    /* The same for the origin itself with the units that no input drawn for the
+     * decomposition activates removed (dead ReLUs are dead in the origin too): the
+     * baseline that params_kept and macs_kept compare with (0 when unknown: a module
+     * loaded from a file) */
+    int64_t origin_params_live, origin_macs_live;
+    /* How it was decomposed: the ts_decompose_rule of concern identification, and the
+     * units that BLN backtracking removed (-1 and 0 for a module loaded from a file,
+     * which does not record them, or made by ts_module_from_model) */
+    int rule;
+    int64_t bln_removed;
     double seconds;             /* wall time of its share of the decomposition */
     float scale, shift;         /* score calibration: score = scale * margin + shift (1, 0 until re-tuned) */
     float threshold;            /* the module answers "yes" when its score exceeds this: the cut with the best

@@ -27,6 +27,10 @@ static cli_opt decompose_opts[] = {
     {"val", "N", "grad: samples carved from the training data to choose the epoch (default 2000)", NULL},
     {"lr", "F", "grad: Adam learning rate of the masks (default 0.05)", NULL},
     {"max-loss", "F", "grad: choose the fewest kernels within this many points of the origin's validation top-1 (default 1)", NULL},
+    {"rule", "every|any", "concern identification on dense units: kept when active on every confident positive "
+                          "(FSE'20, default) or on any", NULL},
+    {"bln-delta", "F", "BLN backtracking: drop units feeding the classifier with |w_uc| > F(|w_c|+|w_uc|) "
+                       "(default 1: none; the paper uses 0.5, docs/modules.md)", NULL},
     {"seed", "S", "order in which training inputs are drawn (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
     {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
@@ -39,10 +43,12 @@ static cli_opt decompose_opts[] = {
 static cli_cmd decompose_cmd = {
     "decompose", "MODEL --out DIR [--data NAME|PATH] [options]",
     "Cuts a trained classifier into one module per class (Pan & Rajan's concern identification,\n"
-    "tangling identification and output channelling; docs/modules.md) and writes DIR/classN.tsm.\n"
-    "Prints per module: positives and negatives used, binary accuracy on its own class and on\n"
-    "the rest (test split), the fraction of weights and of conv output positions it keeps, its\n"
-    "Jaccard index against the model, and the time; then the model against all modules composed.",
+    "tangling identification, output channelling and BLN backtracking; docs/modules.md) and writes\n"
+    "DIR/classN.tsm. Prints the rule used and per module: positives and negatives used, binary\n"
+    "accuracy on its own class and on the rest (test split), the ReLU units it keeps, the\n"
+    "parameters and multiply-accumulates it needs as a share of the origin's (computed from its\n"
+    "masks), the units BLN removed, its Jaccard index against the model, and the time; then the\n"
+    "model against all modules composed.",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
@@ -95,6 +101,19 @@ static void module_out_remove(const char *dir, int made_dir, ts_module *const *m
     if (made_dir) rmdir(dir);
 }
 
+static double percent(int64_t part, int64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 100.0; }
+
+static void print_decompose_rule(const ts_decompose_config *cfg) {
+    if (cfg->rule == TS_DECOMPOSE_RULE_ANY)
+        printf("rule: any (a unit is kept when active on any confident positive");
+    else
+        printf("rule: every (FSE'20: a dense unit is kept when active on every confident positive; conv units when "
+               "active on any");
+    printf(", then restored when active on any negative); BLN backtracking: ");
+    if (cfg->bln_delta < 1.0f) printf("delta %g\n", (double)cfg->bln_delta);
+    else printf("off\n");
+}
+
 int cmd_decompose(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -108,12 +127,13 @@ int cmd_decompose(int argc, char **argv) {
     ts_decompose_config cfg;
     ts_decompose_config_default(&cfg);
     long positives, seed, batch;
-    double conf, tang;
+    double conf, tang, delta;
     int *classes = NULL, ncls = 0;
     ts_compose_config cc;
     if (!cli_int(&decompose_cmd, "positives", 1000, 1, 1000000, &positives) ||
         !cli_float(&decompose_cmd, "confidence", 0.9, 0.0, 0.999999, &conf) ||
         !cli_float(&decompose_cmd, "tangling", 1.0, 0.0, 100.0, &tang) ||
+        !cli_float(&decompose_cmd, "bln-delta", 1.0, 0.0, 1.0, &delta) ||
         !cli_int(&decompose_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed) ||
         !cli_int(&decompose_cmd, "batch", 128, 1, 256, &batch) || !compose_opts_get(&decompose_cmd, &cc))
         return EXIT_USAGE;
@@ -138,10 +158,25 @@ int cmd_decompose(int argc, char **argv) {
     cfg.val_count = val;
     cfg.lr = (float)lr;
     cfg.max_loss = (float)maxloss;
+    const char *rule = cli_get(&decompose_cmd, "rule");
+    if (rule && strcmp(rule, "every") && strcmp(rule, "any")) {
+        fprintf(stderr, "tessera decompose: --rule: '%s' is not one of every, any\n", rule);
+        return EXIT_USAGE;
+    }
+    cfg.rule = rule && !strcmp(rule, "any") ? TS_DECOMPOSE_RULE_ANY : TS_DECOMPOSE_RULE_EVERY;
+    cfg.bln_delta = (float)delta;
     if (!parse_class_list(cli_get(&decompose_cmd, "classes"), &classes, &ncls)) {
         fprintf(stderr, "tessera decompose: --classes: expected class indices like 0,3,5\n");
         return EXIT_USAGE;
     }
+    /* each class has one output file: a class listed twice would be written twice */
+    for (int i = 0; i < ncls; i++)
+        for (int j = 0; j < i; j++)
+            if (classes[i] == classes[j]) {
+                fprintf(stderr, "tessera decompose: --classes: class %d is listed twice\n", classes[i]);
+                free(classes);
+                return EXIT_USAGE;
+            }
     cfg.positives = (int)positives;
     cfg.confidence = (float)conf;
     cfg.tangling = (float)tang;
@@ -187,10 +222,12 @@ int cmd_decompose(int argc, char **argv) {
     if (st) goto fail;
     double secs = cli_now() - t0;
     /* provenance that still resolves from another folder: absolute paths */
-    char origin[PATH_MAX], data_abs[PATH_MAX];
+    char origin[PATH_MAX], data_abs[PATH_MAX], found[PATH_MAX];
     if (!realpath(pos[0], origin)) snprintf(origin, sizeof origin, "%s", pos[0]);
-    struct stat sb;
-    if (stat(spec, &sb) || !realpath(spec, data_abs)) snprintf(data_abs, sizeof data_abs, "%s", spec);
+    /* what was loaded: a known name becomes the folder it was found in (--data-dir,
+     * $TESSERA_DATA or a standard place), so the module does not depend on them */
+    if ((st = ts_dataset_locate(ctx, spec, TS_SPLIT_TRAIN, ddir, found, sizeof found))) goto fail;
+    if (!realpath(found, data_abs)) snprintf(data_abs, sizeof data_abs, "%s", found);
     for (; saved < nmods; saved++) {
         char path[4096];
         if (!module_out_path(path, sizeof path, outdir, mods[saved], PENDING)) {
@@ -201,7 +238,7 @@ int cmd_decompose(int argc, char **argv) {
             (st = ts_module_set_dataset(ctx, mods[saved], data_abs)) || (st = ts_module_save(ctx, mods[saved], path)))
             goto fail;
     }
-    printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training samples)\n", pos[0], nmods, secs, spec,
+    printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training samples)\n", pos[0], nmods, secs, data_abs,
            (long long)train->count);
     if (nmods > 0 && cfg.method == TS_DECOMPOSE_GRAD) {
         ts_module_info in;
@@ -211,8 +248,18 @@ int cmd_decompose(int argc, char **argv) {
                in.selected_epoch, cfg.epochs, (long long)cfg.val_count, 100 * in.val_accuracy,
                100 * in.origin_val_accuracy);
     }
-    printf("%-5s %-16s %5s %5s %8s %8s %8s %8s %8s %7s %7s\n", "class", "name", "pos", "neg", "own-acc", "rest-acc",
-           "kernels", "weights", "conv-pos", "JI", "secs");
+    print_decompose_rule(&cfg);
+    ts_module_info in0;
+    ts_module_info_get(mods[0], &in0);
+    printf("units: ReLU output units kept; params, MACs: what the module needs, from its masks, as a share of the "
+           "origin's %lld parameters and %.2fM multiply-accumulates per sample (a row or kernel whose units are all "
+           "removed costs nothing); bln: units BLN removed; JI: kept / all conv and dense weights\n",
+           (long long)in0.params, in0.origin_macs / 1e6);
+    printf("the origin itself needs %.2f%% of its parameters and %.2f%% of its MACs on the inputs drawn here (units "
+           "that none of them activates are dead in the origin too)\n",
+           percent(in0.origin_params_live, in0.params), percent(in0.origin_macs_live, in0.origin_macs));
+    printf("%-5s %-16s %5s %5s %8s %8s %7s %7s %7s %7s %6s %7s %7s\n", "class", "name", "pos", "neg", "own-acc",
+           "rest-acc", "kernels", "units", "params", "MACs", "bln", "JI", "secs");
     double krr = 0;
     for (int i = 0; i < nmods; i++) {
         ts_module_info in;
@@ -226,9 +273,10 @@ int cmd_decompose(int argc, char **argv) {
         }
         const double kr = in.kernels ? (double)in.kernels_kept / (double)in.kernels : 1.0;
         krr += kr / nmods;
-        printf("%-5d %-16.16s %5d %5d %8s %8s %7.2f%% %7.2f%% %7.2f%% %7.4f %7.2f\n", in.class_index, in.class_name,
-               in.positives, in.negatives, o, r, 100 * kr, in.weights ? 100.0 * in.weights_kept / in.weights : 100.0,
-               in.conv_units ? 100.0 * in.conv_units_kept / in.conv_units : 100.0, in.jaccard, in.seconds);
+        printf("%-5d %-16.16s %5d %5d %8s %8s %6.2f%% %6.2f%% %6.2f%% %6.2f%% %6lld %7.4f %7.2f\n", in.class_index,
+               in.class_name, in.positives, in.negatives, o, r, 100 * kr, percent(in.units_kept, in.units),
+               percent(in.params_kept, in.params), percent(in.macs_kept, in.origin_macs), (long long)in.bln_removed,
+               in.jaccard, in.seconds);
     }
     printf("mean kernel retention (KRR): %.2f%%\n", 100 * krr);
     if (eval && nmods == ts_model_classes(m) && !ncls) {
@@ -238,8 +286,9 @@ int cmd_decompose(int argc, char **argv) {
             ts_eval_report_free(&a);
             goto fail;
         }
-        printf("original model: top-1 %.2f%%  top-5 %.2f%%   all modules composed: top-1 %.2f%%  top-5 %.2f%%  "
-               "(%.2fx the MACs)\n",
+        printf("original model: top-1 %.2f%%  top-5 %.2f%%   all modules composed: top-1 %.2f%%  top-5 %.2f%%\n"
+               "the composed model runs the masked origin (masks are applied, nothing is sliced away): %.2fx the "
+               "origin's MACs\n",
                100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
         ts_eval_report_free(&a);
         ts_eval_report_free(&b);

@@ -257,44 +257,10 @@ static ts_status load_file(ts_ctx *ctx, const char *path, int64_t limit, ts_data
     return load_cifar(ctx, &path, 1, dir, l, path, limit, out);
 }
 
-static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) TS_PRINTF(4, 5);
-static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) {
-    if (*used >= size) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf + *used, size - *used, fmt, ap);
-    va_end(ap);
-    if (n > 0) *used = *used + (size_t)n < size ? *used + (size_t)n : size;
-}
-
-ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, ts_dataset **out) {
-    return ts_dataset_load_first(ctx, spec, split, data_dir, 0, out);
-}
-
-ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, int64_t limit,
-                                ts_dataset **out) {
-    if (!out) return ts_fail(ctx, TS_EINVAL, "dataset: out is NULL");
-    *out = NULL;
-    if (!spec || !*spec) return ts_fail(ctx, TS_EINVAL, "dataset: empty name");
-    if (split != TS_SPLIT_TRAIN && split != TS_SPLIT_TEST)
-        return ts_fail(ctx, TS_EINVAL, "dataset %s: unknown split %d", spec, (int)split);
-    if (strlen(spec) >= PATH_MAX_LEN - 64) return ts_fail(ctx, TS_EINVAL, "dataset: path too long");
-
-    int kind = data_path_kind(spec);
-    if (kind == 1) return load_file(ctx, spec, limit, out);
-    if (kind == 2) return load_dir(ctx, spec, LAYOUT_NONE, split, spec, limit, out);
-
-    const known_dataset *k = NULL;
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(spec, known[i].name) == 0) k = &known[i];
-    if (!k) {
-        if (strchr(spec, '/') || strchr(spec, '.'))
-            return ts_fail(ctx, TS_EIO, "%s: no such file or folder", spec);
-        return ts_fail(ctx, TS_ENOTFOUND,
-                       "dataset %s: unknown name (expected fashion-mnist, mnist, cifar10, cifar100, or a path)", spec);
-    }
-
-    /* data_dir/NAME, $TESSERA_DATA/NAME, the standard places, ~/.local/share/tessera/NAME */
+/* The folder a known name is loaded from: the first of data_dir/NAME,
+ * $TESSERA_DATA/NAME, the standard places and ~/.local/share/tessera/NAME that holds
+ * the split (or its archive subfolder). 0 when none does. */
+static int find_known(const known_dataset *k, ts_split split, const char *data_dir, char *out, size_t outsz) {
     const char *roots[3] = {data_dir && *data_dir ? data_dir : NULL, getenv("TESSERA_DATA"), NULL};
     const char *home = getenv("HOME");
     char cand[PATH_MAX_LEN];
@@ -313,22 +279,89 @@ ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, c
                 len = snprintf(cand, sizeof cand, "%s/.local/share/tessera/%s", home, k->name);
             }
             if (len < 0 || (size_t)len >= sizeof cand - 64 || data_path_kind(cand) != 2) continue;
-            if (layout_has(cand, k->layout, split)) return load_dir(ctx, cand, k->layout, split, k->name, limit, out);
+            if (layout_has(cand, k->layout, split)) return snprintf(out, outsz, "%s", cand) < (int)outsz;
             for (int a = 0; archive_dirs[a]; a++) {
                 char sub[PATH_MAX_LEN];
                 if (!path_join(sub, sizeof sub, cand, archive_dirs[a])) continue;
-                if (layout_has(sub, k->layout, split)) return load_dir(ctx, sub, k->layout, split, k->name, limit, out);
+                if (layout_has(sub, k->layout, split)) return snprintf(out, outsz, "%s", sub) < (int)outsz;
             }
         }
     }
+    return 0;
+}
+
+static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) TS_PRINTF(4, 5);
+static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) {
+    if (*used >= size) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, size - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0) *used = *used + (size_t)n < size ? *used + (size_t)n : size;
+}
+
+/* What spec names: a file (*kind 1) or folder (*kind 2) path, or a known name (*k
+ * set), found in the folder written to found. Fails as ts_dataset_load does. */
+static ts_status locate(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, char *found, size_t n,
+                        const known_dataset **k, int *kind) {
+    *k = NULL;
+    if (!spec || !*spec) return ts_fail(ctx, TS_EINVAL, "dataset: empty name");
+    if (split != TS_SPLIT_TRAIN && split != TS_SPLIT_TEST)
+        return ts_fail(ctx, TS_EINVAL, "dataset %s: unknown split %d", spec, (int)split);
+    if (strlen(spec) >= PATH_MAX_LEN - 64) return ts_fail(ctx, TS_EINVAL, "dataset: path too long");
+
+    *kind = data_path_kind(spec);
+    if (*kind == 1 || *kind == 2) {
+        if (snprintf(found, n, "%s", spec) >= (int)n) return ts_fail(ctx, TS_EINVAL, "dataset: path too long");
+        return TS_OK;
+    }
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(spec, known[i].name) == 0) *k = &known[i];
+    if (!*k) {
+        if (strchr(spec, '/') || strchr(spec, '.'))
+            return ts_fail(ctx, TS_EIO, "%s: no such file or folder", spec);
+        return ts_fail(ctx, TS_ENOTFOUND,
+                       "dataset %s: unknown name (expected fashion-mnist, mnist, cifar10, cifar100, or a path)", spec);
+    }
+    *kind = 2;
+    if (find_known(*k, split, data_dir, found, n)) return TS_OK;
     /* what was searched, after the install hint so a long list is what gets cut */
+    const char *roots[2] = {data_dir && *data_dir ? data_dir : NULL, getenv("TESSERA_DATA")};
     char looked[1024];
     size_t used = 0;
     looked[0] = '\0';
     for (int r = 0; r < 2; r++)
-        if (roots[r] && *roots[r]) append(looked, sizeof looked, &used, "%s/%s, ", roots[r], k->name);
+        if (roots[r] && *roots[r]) append(looked, sizeof looked, &used, "%s/%s, ", roots[r], (*k)->name);
     if (!roots[1] || !*roots[1]) append(looked, sizeof looked, &used, "$TESSERA_DATA (unset), ");
-    for (int j = 0; k->places[j]; j++) append(looked, sizeof looked, &used, "%s, ", k->places[j]);
-    append(looked, sizeof looked, &used, "~/.local/share/tessera/%s", k->name);
-    return ts_fail(ctx, TS_ENOTFOUND, "dataset %s is not installed: %s (searched %s)", k->name, k->install, looked);
+    for (int j = 0; (*k)->places[j]; j++) append(looked, sizeof looked, &used, "%s, ", (*k)->places[j]);
+    append(looked, sizeof looked, &used, "~/.local/share/tessera/%s", (*k)->name);
+    return ts_fail(ctx, TS_ENOTFOUND, "dataset %s is not installed: %s (searched %s)", (*k)->name, (*k)->install,
+                   looked);
+}
+
+ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, ts_dataset **out) {
+    return ts_dataset_load_first(ctx, spec, split, data_dir, 0, out);
+}
+
+ts_status ts_dataset_load_first(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, int64_t limit,
+                                ts_dataset **out) {
+    if (!out) return ts_fail(ctx, TS_EINVAL, "dataset: out is NULL");
+    *out = NULL;
+    char found[PATH_MAX_LEN];
+    const known_dataset *k;
+    int kind;
+    ts_status st = locate(ctx, spec, split, data_dir, found, sizeof found, &k, &kind);
+    if (st) return st;
+    if (kind == 1) return load_file(ctx, found, limit, out);
+    if (!k) return load_dir(ctx, found, LAYOUT_NONE, split, found, limit, out);
+    return load_dir(ctx, found, k->layout, split, k->name, limit, out);
+}
+
+ts_status ts_dataset_locate(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, char *path,
+                            size_t size) {
+    if (!path || size < 1) return ts_fail(ctx, TS_EINVAL, "ts_dataset_locate: no room for the path");
+    path[0] = '\0';
+    const known_dataset *k;
+    int kind;
+    return locate(ctx, spec, split, data_dir, path, size, &k, &kind);
 }

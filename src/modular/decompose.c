@@ -1,16 +1,21 @@
-/* Decomposition into per-class modules (Pan & Rajan, ICSE'22; docs/modules.md).
+/* Decomposition into per-class modules (Pan & Rajan, FSE'20 / ICSE'22; docs/modules.md).
  *
- * Concern identification: a ReLU output unit is removed from class c's module when
- * it is inactive (<= 0) on every confident positive of c. Tangling identification:
- * a removed unit is restored when it is active on any sampled negative (inputs of
- * the other classes), so the module can still tell them apart. Concern
- * modularization: the module's output is channelled into logit_c - mean of the
- * other logits (done when composing, compose.c).
+ * Concern identification: a unit of a convolution map is removed from class c's
+ * module when it is inactive (<= 0) on every confident positive of c (ICSE'22's map
+ * of inactive positions). A unit of a dense layer is kept only when it is active on
+ * every confident positive (FSE'20, rule "every"; rule "any" treats it as a
+ * convolution unit). Tangling identification: a removed unit is restored when it is
+ * active on any sampled negative (inputs of the other classes), so the module can
+ * still tell them apart. Concern modularization: the module's output is channelled
+ * into logit_c - mean of the other logits (done when composing, compose.c), and BLN
+ * backtracking removes the units feeding the classifier that are tied mostly to the
+ * other classes, then units of dense layers that feed only removed units.
  *
  * Every module of a model comes from the same single pass over the training data:
- * per class we OR the activity of its positives (P_c) and of its first negatives
- * (Q_c); module c keeps P_c | OR_{j != c} Q_j. That is the paper's result for
- * all classes at the cost of one inference pass over at most
+ * per class we OR the activity of its positives (P_c), AND it for the dense units
+ * (I_c, with FSE'20's reset), and OR the activity of its first negatives (Q_c);
+ * module c keeps P_c (I_c on dense units) | OR_{j != c} Q_j. That is the paper's
+ * result for all classes at the cost of one inference pass over at most
  * classes x positives inputs. */
 #include "modular.h"
 
@@ -42,6 +47,8 @@ void ts_decompose_config_default(ts_decompose_config *cfg) {
     cfg->lr_head = 0.01f;
     cfg->train_batch = 64;
     cfg->max_loss = 1.0f;
+    cfg->rule = TS_DECOMPOSE_RULE_EVERY;
+    cfg->bln_delta = 1.0f;
 }
 
 static double now_s(void) {
@@ -58,6 +65,11 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_config *c) {
     if (!(c->tangling >= 0.0f && c->tangling <= 100.0f))
         return ts_fail(ctx, TS_EINVAL, "decompose: tangling ratio %g out of [0, 100]", (double)c->tangling);
     if (c->batch < 1) return ts_fail(ctx, TS_EINVAL, "decompose: batch %d must be at least 1", c->batch);
+    if (c->rule != TS_DECOMPOSE_RULE_EVERY && c->rule != TS_DECOMPOSE_RULE_ANY)
+        return ts_fail(ctx, TS_EINVAL, "decompose: rule %d is neither every (%d) nor any (%d)", (int)c->rule,
+                       (int)TS_DECOMPOSE_RULE_EVERY, (int)TS_DECOMPOSE_RULE_ANY);
+    if (!(c->bln_delta >= 0.0f && c->bln_delta <= 1.0f))
+        return ts_fail(ctx, TS_EINVAL, "decompose: BLN delta %g out of [0, 1]", (double)c->bln_delta);
     return TS_OK;
 }
 
@@ -76,40 +88,70 @@ static float prob_of(const float *row, int k, int y, int *is_max) {
     return (float)(exp((double)(row[y] - mx)) / z);
 }
 
-/* The module's yes/no threshold. Its score on a negative, or on a confident
- * positive, is the origin's margin exactly (every unit active for them is kept);
- * the class's other draws may lose units to the mask, so they are run through the
- * module itself. Non-finite scores (a model that overflows) are left out. */
+/* Which drawn samples a module's masks may change: the bits of the masks whose
+ * keep bits can differ from "active on some positive of c or some negative" (dense
+ * units under the every rule, the masks BLN backtracking walks), one row of W
+ * words per drawn sample, mask k at word off[k] (-1: not kept). */
+typedef struct drawn_activity {
+    const int64_t *off;
+    int64_t W;
+    const uint64_t *bits;
+} drawn_activity;
+
+/* Whether every unit sample s activates in the recorded masks is kept by mod. */
+static int activity_kept(const ts_module *mod, const drawn_activity *da, int64_t s) {
+    for (int k = 0; k < mod->nmasks; k++) {
+        if (da->off[k] < 0) continue;
+        const uint64_t *a = da->bits + (size_t)s * (size_t)da->W + da->off[k];
+        for (int64_t w = 0; w < mask_words(mod->masks[k].units); w++)
+            if (a[w] & ~mod->masks[k].keep[w]) return 0;
+    }
+    return 1;
+}
+
+/* The module's yes/no threshold. Its score on a drawn sample is the origin's margin
+ * exactly when the module keeps every unit the sample activates: so for the
+ * negatives and confident positives whose recorded activity it keeps (conv units
+ * always are: they follow the "any" rule); the rest are run through the module
+ * itself. Non-finite scores (a model that overflows) are left out. */
 static ts_status fit_threshold(ts_ctx *ctx, ts_module *mod, const ts_dataset *train, const ts_preprocess *pp,
                                const float *seen, const uint8_t *role, const int32_t *seen_y, const int64_t *seen_idx,
-                               int64_t nseen, float *sp, float *sn) {
+                               int64_t nseen, const drawn_activity *da, float *sp, float *sn, uint8_t *run) {
     const int K = mod->origin->classes, c = mod->cls;
     const size_t in_sz = (size_t)shape_numel(&mod->origin->input);
     int64_t np = 0, nn = 0, nrun = 0;
-    for (int64_t s = 0; s < nseen; s++) nrun += seen_y[s] == c && role[s] == 2;
+    for (int64_t s = 0; s < nseen; s++) {
+        run[s] = (role[s] & 2) && ((seen_y[s] == c && role[s] == 2) || !activity_kept(mod, da, s));
+        nrun += run[s];
+    }
     ts_model *mm = NULL;
     float *x = NULL, *score = NULL;
     ts_status st = TS_OK;
     if (nrun) {
         if ((st = ts_module_model(ctx, mod, &mm))) return st;
-        x = ts_alloc(ctx, (size_t)nrun * in_sz * sizeof(float), "threshold inputs");
+        const int B = MODULE_EVAL_BATCH_MAX;
+        x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "threshold inputs");
         score = ts_alloc(ctx, (size_t)nrun * sizeof(float), "threshold scores");
         if (!x || !score) {
             st = TS_ENOMEM;
             goto done;
         }
-        int64_t r = 0;
-        for (int64_t s = 0; s < nseen; s++)
-            if (seen_y[s] == c && role[s] == 2)
-                ts_preprocess_images(pp, train->images + (size_t)seen_idx[s] * in_sz, 1, train->channels, train->height,
-                                     train->width, x + (size_t)(r++) * in_sz);
-        if ((st = ts_model_predict(ctx, mm, x, (int)nrun, score))) goto done;
+        int64_t r = 0, s = 0;
+        while (r < nrun) {
+            int n = 0;
+            for (; s < nseen && n < B; s++)
+                if (run[s])
+                    ts_preprocess_images(pp, train->images + (size_t)seen_idx[s] * in_sz, 1, train->channels,
+                                         train->height, train->width, x + (size_t)(n++) * in_sz);
+            if ((st = ts_model_predict(ctx, mm, x, n, score + r))) goto done;
+            r += n;
+        }
     }
     int64_t r = 0;
     for (int64_t s = 0; s < nseen; s++) {
         if (!(role[s] & 2)) continue;
         float mg;
-        if (seen_y[s] == c && role[s] == 2) {
+        if (run[s]) {
             mg = score[r++];
         } else {
             const float *row = seen + (size_t)s * K;
@@ -132,6 +174,39 @@ done:
 
 static void or_words(uint64_t *dst, const uint64_t *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] |= src[i];
+}
+
+static int64_t popcount_words(const uint64_t *w, int64_t n) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++) c += __builtin_popcountll(w[i]);
+    return c;
+}
+
+void every_rule_add(every_rule *e, const module_mask *masks, int nmasks, const int64_t *word_off, int64_t W, int c,
+                    const uint64_t *a) {
+    if (!e->on) return;
+    uint64_t *I = e->I + (size_t)c * (size_t)W;
+    for (int k = 0; k < nmasks; k++) {
+        if (!e->dense[k]) continue;
+        for (int64_t w = word_off[k]; w < word_off[k + 1]; w++) I[w] = e->fresh[c] ? a[w] : I[w] & a[w];
+    }
+    const int r = e->reset_mask;
+    int64_t kept = popcount_words(I + word_off[r], word_off[r + 1] - word_off[r]);
+    e->fresh[c] = kept * 10 < masks[r].units;
+}
+
+/* Module c's keep bits before backtracking: the positives' activity (I_c on dense
+ * units under the every rule) OR every other class's negatives'. */
+static void keep_bits(const every_rule *e, const uint64_t *P, const uint64_t *Q, int K, int c, int nmasks,
+                      const int64_t *word_off, int64_t W, uint64_t *keep) {
+    memcpy(keep, P + (size_t)c * (size_t)W, (size_t)W * sizeof *keep);
+    if (e->on)
+        for (int k = 0; k < nmasks; k++)
+            if (e->dense[k])
+                memcpy(keep + word_off[k], e->I + (size_t)c * (size_t)W + word_off[k],
+                       (size_t)(word_off[k + 1] - word_off[k]) * sizeof *keep);
+    for (int j = 0; j < K; j++)
+        if (j != c) or_words(keep, Q + (size_t)j * (size_t)W, W);
 }
 
 ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
@@ -173,6 +248,10 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     int32_t *seen_y = NULL;
     int64_t *seen_idx = NULL;                   /* their training-set indices */
     int64_t nseen = 0;
+    uint8_t *dense = NULL, *chain = NULL, *run = NULL;
+    int64_t *da_off = NULL;                     /* drawn_activity layout */
+    uint64_t *da_bits = NULL;
+    every_rule every = {0, NULL, -1, NULL, NULL};
     /* The prototype module lays out the masks (one per ReLU). */
     if ((st = module_create(ctx, m, 0, &proto))) goto done;
     if ((st = model_clone(ctx, m, &work))) goto done;
@@ -181,6 +260,28 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     word_off[0] = 0;
     for (int k = 0; k < proto->nmasks; k++) word_off[k + 1] = word_off[k] + mask_words(proto->masks[k].units);
     const int64_t W = word_off[proto->nmasks];
+    /* which masks the every rule and BLN backtracking may change: the drawn samples'
+     * activity there is recorded for the thresholds */
+    dense = calloc((size_t)proto->nmasks + 1, 1);
+    chain = calloc((size_t)proto->nmasks + 1, 1);
+    da_off = malloc(sizeof *da_off * (size_t)(proto->nmasks + 1));
+    if (!dense || !chain || !da_off) goto nomem;
+    if (cfg->bln_delta < 1.0f) module_backtrack_masks(proto, chain);
+    int64_t DW = 0;
+    for (int k = 0; k < proto->nmasks; k++) {
+        dense[k] = m->layers[proto->masks[k].layer].out.ndim != 3;
+        if (dense[k]) every.reset_mask = k;
+        da_off[k] = (cfg->rule == TS_DECOMPOSE_RULE_EVERY && dense[k]) || chain[k] ? DW : -1;
+        if (da_off[k] >= 0) DW += word_off[k + 1] - word_off[k];
+    }
+    every.on = cfg->rule == TS_DECOMPOSE_RULE_EVERY && every.reset_mask >= 0;
+    every.dense = dense;
+    if (every.on) {
+        every.I = calloc((size_t)K * (size_t)(W ? W : 1), sizeof *every.I);
+        every.fresh = malloc((size_t)K);
+        if (!every.I || !every.fresh) goto nomem;
+        memset(every.fresh, 1, (size_t)K);
+    }
     P = calloc((size_t)K * (size_t)(W ? W : 1), sizeof *P);
     Q = calloc((size_t)K * (size_t)(W ? W : 1), sizeof *Q);
     negor = calloc((size_t)(W ? W : 1), sizeof *negor);
@@ -224,7 +325,11 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     seen_idx = malloc(sizeof *seen_idx * (size_t)max_seen);
     sp = malloc(sizeof *sp * (size_t)max_seen);
     sn = malloc(sizeof *sn * (size_t)max_seen);
-    if (!x || !logits || !yb || !ib || !seen || !role || !seen_y || !seen_idx || !sp || !sn) goto nomem;
+    run = malloc((size_t)max_seen);
+    da_bits = malloc(sizeof *da_bits * (size_t)max_seen * (size_t)(DW ? DW : 1));
+    if (!x || !logits || !yb || !ib || !seen || !role || !seen_y || !seen_idx || !sp || !sn || !run || !da_bits)
+        goto nomem;
+    const drawn_activity da = {da_off, DW, da_bits};
     uint8_t *img = NULL;
     if (!(img = malloc(in_sz))) goto nomem;
 
@@ -253,6 +358,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             int was_pos = pos[c] < quota[c] && top && p > cfg->confidence;
             if (was_pos) {
                 or_words(P + (size_t)c * W, act + (size_t)i * W, W);
+                every_rule_add(&every, proto->masks, proto->nmasks, word_off, W, c, act + (size_t)i * W);
                 pos[c]++;
             }
             uint8_t rl = 0;
@@ -264,6 +370,10 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             }
             if (rl && nseen < max_seen) {
                 memcpy(seen + (size_t)nseen * K, logits + (size_t)i * K, sizeof(float) * (size_t)K);
+                for (int k = 0; k < proto->nmasks; k++)
+                    if (da_off[k] >= 0)
+                        memcpy(da_bits + (size_t)nseen * (size_t)DW + da_off[k], act + (size_t)i * W + word_off[k],
+                               (size_t)(word_off[k + 1] - word_off[k]) * sizeof *da_bits);
                 role[nseen] = rl;
                 seen_idx[nseen] = ib[i];
                 seen_y[nseen++] = c;
@@ -282,6 +392,15 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     if (progress) progress(user, train->count, train->count);
     double shared_s = now_s() - t0;
 
+    /* the origin's own baseline: every unit some drawn input activates */
+    for (int c = 0; c < K; c++) {
+        or_words(negor, P + (size_t)c * W, W);
+        or_words(negor, Q + (size_t)c * W, W);
+    }
+    for (int k = 0; k < proto->nmasks; k++)
+        memcpy(proto->masks[k].keep, negor + word_off[k], (size_t)mask_words(proto->masks[k].units) * 8);
+    if ((st = module_count(ctx, proto))) goto done;
+
     if (!(mods = calloc((size_t)want, sizeof *mods))) goto nomem;
     for (int w = 0; w < want; w++) {
         double t1 = now_s();
@@ -292,21 +411,20 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
         for (int j = 0; j < K; j++) negs += j == c ? 0 : neg[j];
         mod->info.positives = (int)pos[c];
         mod->info.negatives = (int)negs;
+        mod->info.rule = (int)cfg->rule;
+        mod->info.origin_params_live = proto->info.params_kept;
+        mod->info.origin_macs_live = proto->info.macs_kept;
         if (pos[c] > 0) {
-            /* keep = P_c | OR_{j != c} Q_j */
-            memcpy(negor, P + (size_t)c * W, (size_t)W * sizeof *negor);
-            for (int j = 0; j < K; j++) {
-                if (j == c) continue;
-                const uint64_t *q = Q + (size_t)j * W;
-                for (int64_t i = 0; i < W; i++) negor[i] |= q[i];
-            }
+            keep_bits(&every, P, Q, K, c, mod->nmasks, word_off, W, negor);
             for (int k = 0; k < mod->nmasks; k++)
                 memcpy(mod->masks[k].keep, negor + word_off[k], (size_t)mask_words(mod->masks[k].units) * 8);
+            mod->info.bln_removed = module_backtrack(mod, cfg->bln_delta);
         } /* no confident positive: nothing is known to be unused, keep every unit */
         if ((st = module_count(ctx, mod))) goto done;
         /* yes/no threshold: best balanced accuracy on the inputs drawn for tangling
          * identification, its own class's draws being the positives */
-        if ((st = fit_threshold(ctx, mod, train, &pp, seen, role, seen_y, seen_idx, nseen, sp, sn))) goto done;
+        if ((st = fit_threshold(ctx, mod, train, &pp, seen, role, seen_y, seen_idx, nseen, &da, sp, sn, run)))
+            goto done;
         mod->info.seconds = shared_s / want + (now_s() - t1);
     }
     *modules = mods;
@@ -339,5 +457,12 @@ done:
     free(seen_idx);
     free(sp);
     free(sn);
+    free(run);
+    free(dense);
+    free(chain);
+    free(da_off);
+    free(da_bits);
+    free(every.I);
+    free(every.fresh);
     return st;
 }

@@ -34,6 +34,14 @@ ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module 
 /* Recounts units and live weights after the masks changed (TS_ENOMEM when its
  * scratch cannot be allocated: the counts are then not to be trusted). */
 ts_status module_count(ts_ctx *ctx, ts_module *mod);
+/* BLN backtracking (backtrack.c): clears the keep bits of the units that feed the
+ * classifier and are tied mostly to the other classes (|w_uc| > delta (|w_c| +
+ * |w_uc|)), then, back through dense layers, of the units whose every consumer is
+ * removed. Returns how many units it removed (0 when delta >= 1). */
+int64_t module_backtrack(ts_module *mod, float delta);
+/* Sets chain[k] (one byte per mask, zeroed by the caller) for every mask that
+ * module_backtrack may change; changes nothing. */
+void module_backtrack_masks(ts_module *mod, uint8_t *chain);
 /* Hash identifying a model's architecture and tensors. */
 uint64_t module_model_id(const ts_model *m);
 /* ReLU activity read through the capture API (ts_model_predict_capture with the
@@ -50,6 +58,23 @@ typedef struct activity_sink {
     int per_sample;
 } activity_sink;
 int module_record_activity(void *user, int layer, int64_t first, int n, const float *out);
+
+/* FSE'20's concern identification on the dense units, per class c (decompose.c): I_c,
+ * the intersection of the activity of c's positives, restarted from the next positive
+ * whenever the reset mask (the last dense ReLU: the layer that feeds the classifier)
+ * keeps fewer than 10% of its units, as the paper stops removing once fewer than 10%
+ * of the last layer's edges are left (its code resets). */
+typedef struct every_rule {
+    int on;
+    const uint8_t *dense; /* per mask: a ReLU over a vector */
+    int reset_mask;       /* -1: no dense unit, nothing to do */
+    uint64_t *I;          /* (classes, W) */
+    uint8_t *fresh;       /* (classes) the next positive starts the intersection */
+} every_rule;
+/* Adds the activity a (W words, laid out as the masks at word_off) of a positive of
+ * class c. */
+void every_rule_add(every_rule *e, const module_mask *masks, int nmasks, const int64_t *word_off, int64_t W, int c,
+                    const uint64_t *a);
 
 /* Most samples module evaluation and retuning preprocess at once: bounds their
  * memory, nothing else depends on it. */

@@ -102,6 +102,7 @@ ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module 
         if (mk->units % 64) mk->keep[w - 1] = (1ull << (mk->units % 64)) - 1;
     }
     mod->info.scale = 1.0f;
+    mod->info.rule = -1;
     if ((st = module_count(ctx, mod))) goto fail;
     *out = mod;
     return TS_OK;
@@ -240,6 +241,7 @@ ts_status module_count(ts_ctx *ctx, ts_module *mod) {
         }
     }
     in->weights = in->weights_kept = 0;
+    int64_t dead_macs = 0; /* of the conv/dense weights that are not live */
     int head = module_logits_layer(m);
     for (int li = 1; li < m->nlayers; li++) {
         const layer *l = &m->layers[li];
@@ -259,13 +261,17 @@ ts_status module_count(ts_ctx *ctx, ts_module *mod) {
         output_live(mod, li, outs, lo);
         if (li == head) memset(lo, 1, (size_t)outs); /* the channelled head reads every row */
         input_live(mod, li, 0, ins, lin);
-        int64_t opg = outs / groups, ipg = ins / groups;
+        int64_t opg = outs / groups, ipg = ins / groups, live = 0;
         for (int64_t o = 0; o < outs; o++) {
             if (!lo[o]) continue;
             int64_t g = o / opg, kept = 0;
             for (int64_t i = g * ipg; i < (g + 1) * ipg; i++) kept += lin[i];
+            live += kept * per;
             in->weights_kept += kept * per + (l->bias ? 1 : 0);
         }
+        /* each weight is one multiply-accumulate per output position */
+        int64_t positions = l->kind == LAYER_CONV2D ? l->out.dims[1] * l->out.dims[2] : 1;
+        dead_macs += (outs * ipg * per - live) * positions;
         free(lo);
         free(lin);
     }
@@ -286,6 +292,9 @@ ts_status module_count(ts_ctx *ctx, ts_module *mod) {
     }
     in->origin_macs = 0;
     for (int li = 1; li < m->nlayers; li++) in->origin_macs += LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]);
+    in->macs_kept = in->origin_macs - dead_macs;
+    in->params = (int64_t)m->nparams;
+    in->params_kept = in->params - (in->weights - in->weights_kept);
     return TS_OK;
 }
 

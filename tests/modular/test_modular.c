@@ -330,7 +330,12 @@ static void test_setup(void) {
     CHECK(g.dcfg.positives == 1000 && g.dcfg.confidence == 0.9f && g.dcfg.tangling == 1.0f && g.dcfg.seed == 0 &&
               g.dcfg.batch == 128,
           "decompose defaults");
+    CHECK(g.dcfg.rule == TS_DECOMPOSE_RULE_EVERY && g.dcfg.bln_delta == 0.5f, "decompose defaults: rule, BLN");
     g.dcfg.positives = POSITIVES;
+    /* without BLN backtracking, which drops units some inputs use: every module then
+     * keeps what its confident positives and the negatives activate, and composing
+     * them reproduces the model (BLN: tests/modular/test_activation_rule.c) */
+    g.dcfg.bln_delta = 1.0f;
     st = ts_decompose(g_ctx, g.a, g.train, &g.dcfg, NULL, 0, on_progress, &g, &g.mods, &g.nmods);
     CHECK(st == TS_OK, "decompose a: %s", ts_ctx_error(g_ctx));
     if (st) goto out;

@@ -2,10 +2,12 @@
  * overwrite, and the broken states it must never save. Each test fails on the code
  * before the fix. Runs the binary named by $TESSERA_BIN (scripts/run-tests.sh sets
  * it) on a tiny 10-class 1x8x8 IDX dataset made here. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "common/test.h"
 #include "tessera.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -619,9 +621,52 @@ static void test_oom_in_onednn(void) {
     sweep_memory("--batch 16"); /* a training step takes seconds: left to docs/robustness.md's sweep */
 }
 
+/* Issue 14: a class listed twice is refused before any work, with one line and
+ * nothing written; a dataset found by name through --data-dir is recorded as the
+ * absolute folder it was loaded from, so a model composed from the modules is
+ * evaluated from another folder with no --data-dir. */
+static void test_decompose_classes_and_data_dir(void) {
+    int rc = run("decompose $D/m.tsr --out $D/dup --classes 3,3 --positives 2 --confidence 0 --no-eval --quiet "
+                 "--threads 1");
+    CHECK(rc == 2 && count_lines(g_err) == 1 && strstr(g_err, "class 3 is listed twice") && !*g_out,
+          "--classes 3,3: exit %d: %s %s", rc, g_out, g_err);
+    CHECK(!exists("dup") && !exists("dup/class3.tsm"), "--classes 3,3 leaves nothing");
+    char dd[512];
+    path_of(dd, sizeof dd, "dd");
+    mkdir(dd, 0755);
+    path_of(dd, sizeof dd, "dd/mnist");
+    mkdir(dd, 0755);
+    CHECK(write_idx("dd/mnist", "train", 200) && write_idx("dd/mnist", "t10k", 20), "data written");
+    rc = run("decompose $D/m.tsr --data mnist --data-dir $D/dd --out $D/dmods --classes 1,2 --positives 2 "
+             "--confidence 0 --no-eval --quiet --threads 1");
+    CHECK(rc == 0 && exists("dmods/class1.tsm") && exists("dmods/class2.tsm"), "decompose --data-dir: exit %d: %s", rc,
+          g_err);
+    CHECK(strstr(g_out, "rule: every (FSE'20") && strstr(g_out, "BLN backtracking: delta 0.5") &&
+              strstr(g_out, "params") && strstr(g_out, "the origin itself needs"),
+          "the table names the rule and what the figures are: %s", g_out);
+    char want[PATH_MAX + 16], real[PATH_MAX];
+    snprintf(want, sizeof want, "dataset %s,", realpath(dd, real) ? real : dd);
+    rc = run("decompose $D/m.tsr --out $D/amods --classes 1 --rule any --bln-delta 1 --positives 2 --confidence 0 "
+             "--no-eval --quiet --threads 1");
+    CHECK(rc == 0 && strstr(g_out, "rule: any") && strstr(g_out, "BLN backtracking: off"), "--rule any: exit %d: %s %s",
+          rc, g_out, g_err);
+    rc = run("decompose $D/m.tsr --out $D/bmods --rule some --positives 2 --no-eval --quiet --threads 1");
+    CHECK(rc == 2 && count_lines(g_err) == 1 && strstr(g_err, "--rule") && !exists("bmods"), "--rule some: exit %d: %s",
+          rc, g_err);
+    rc = run("info $D/dmods/class1.tsm");
+    CHECK(rc == 0 && strstr(g_out, want), "the module records %s: exit %d: %s", want, rc, g_out);
+    rc = run("compose $D/dmods/class1.tsm $D/dmods/class2.tsm --out $D/dtwo.tsr");
+    CHECK(rc == 0, "compose: exit %d: %s", rc, g_err);
+    rc = run_with("cd / &&", "eval $D/dtwo.tsr");
+    CHECK(rc == 0 && strstr(g_out, "top-1"), "eval from another folder without --data-dir: exit %d: %s %s", rc, g_out,
+          g_err);
+}
+
 int main(void) {
     g_bin = getenv("TESSERA_BIN");
     if (!g_bin) g_bin = "build/tessera";
+    static char bin[PATH_MAX]; /* absolute, so that a command may run in another folder */
+    if (realpath(g_bin, bin)) g_bin = bin;
     if (access(g_bin, X_OK) != 0) {
         fprintf(stderr, "test_file_safety: %s is not built\n", g_bin);
         return 1;
@@ -645,6 +690,7 @@ int main(void) {
     RUN(test_small_refusals);
     RUN(test_gzip_limit);
     RUN(test_oom_in_onednn);
+    RUN(test_decompose_classes_and_data_dir);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
