@@ -40,6 +40,7 @@ typedef struct group {
     int n;
     int cut;               /* layers >= cut (and below the logits layer) are per module */
     ts_preprocess pp;
+    ts_model *merged;      /* owned: the origin merged from sliced members (origin points here) */
 } group;
 
 typedef struct composer {
@@ -518,6 +519,34 @@ static ts_status compose_meta(composer *c, ts_model *cm) {
     return st;
 }
 
+/* Modules read from sliced files hold only the origin values they use (the others are
+ * zero, ts_module.present). A group of them runs on one origin merged from all: each
+ * value from a member that held it. Every member's own values are then exact, and a
+ * layer shared by the group reads, for each kernel, the channels of the modules that
+ * keep that kernel. */
+static ts_status merge_sliced(ts_ctx *ctx, ts_module *const *mods, group *g) {
+    int sliced = 0;
+    for (int i = 0; i < g->n; i++) {
+        const ts_module *m = mods[g->members[i]];
+        if (!m->present) return TS_OK; /* a member with the whole origin: use it */
+        sliced++;
+    }
+    if (sliced < 2) return TS_OK;
+    ts_status st = model_clone(ctx, mods[g->members[0]]->origin, &g->merged);
+    if (st) return st;
+    ts_model *o = g->merged;
+    for (int i = 1; i < g->n; i++) {
+        const ts_module *m = mods[g->members[i]];
+        for (size_t v = 0; v < o->nparams; v++)
+            if (m->present[v]) o->params[v] = m->origin->params[v];
+        for (size_t v = 0; v < o->nbuffers; v++)
+            if (m->present[o->nparams + v]) o->buffers[v] = m->origin->buffers[v];
+    }
+    exec_weights_changed(o);
+    g->origin = o;
+    return TS_OK;
+}
+
 ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compose_config *cfg, ts_model **out) {
     if (!ctx || !mods || !out || k < 1) return ts_fail(ctx, TS_EINVAL, "ts_compose: needs at least one module");
     *out = NULL;
@@ -564,6 +593,8 @@ ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compos
         g->members[g->n++] = j;
         c.member_group[j] = gi;
     }
+    for (int gi = 0; gi < c.ngroups; gi++)
+        if ((st = merge_sliced(ctx, mods, &c.groups[gi]))) goto done;
     if ((st = nn_builder_create(ctx, "<composed>", 0, &mods[0]->origin->input, k, "compose.input", &c.b))) goto done;
     if ((st = compose_build(&c, cfg))) goto done;
     st = nn_builder_finish(c.b, 0, NULL, &cm);
@@ -571,11 +602,18 @@ ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compos
     if (st) goto done;
     if ((st = fill_tensors(&c, cm))) goto done;
     if ((st = compose_meta(&c, cm))) goto done;
-    *out = cm;
+    /* the channels every module removes, physically gone (docs/modules.md) */
+    ts_model *sliced = NULL;
+    if ((st = model_slice(ctx, cm, &sliced, NULL))) goto done;
+    ts_model_free(cm);
+    *out = sliced;
     cm = NULL;
 done:
     ts_model_free(cm);
-    for (int gi = 0; gi < c.ngroups; gi++) free(c.groups[gi].members);
+    for (int gi = 0; gi < c.ngroups; gi++) {
+        free(c.groups[gi].members);
+        ts_model_free(c.groups[gi].merged);
+    }
     free(c.groups);
     free(c.member_group);
     nn_builder_free(c.b);

@@ -73,23 +73,6 @@ static int folded_bn(const ts_model *m, int li) {
     return uses == 1 && m->layers[bn].kind == LAYER_BATCHNORM ? bn : -1;
 }
 
-/* Copies every tensor of origin layer `from` into net layer `to` with the same suffix. */
-static ts_status copy_tensors(ts_ctx *ctx, const ts_model *o, int from, ts_model *net, int to) {
-    const size_t on = strlen(o->layers[from].name), nn = strlen(net->layers[to].name);
-    for (int t = 0; t < o->ntensors; t++) {
-        if (o->tensors[t].layer != from) continue;
-        const char *suffix = o->tensors[t].name + on;
-        int u = 0;
-        while (u < net->ntensors &&
-               !(net->tensors[u].layer == to && !strcmp(net->tensors[u].name + nn, suffix)))
-            u++;
-        if (u == net->ntensors || net->tensors[u].numel != o->tensors[t].numel)
-            return ts_fail(ctx, TS_ESHAPE, "decompose --method grad: tensor %s has no counterpart", o->tensors[t].name);
-        memcpy(tensor_data(net, u), tensor_data((ts_model *)o, t), sizeof(float) * (size_t)o->tensors[t].numel);
-    }
-    return TS_OK;
-}
-
 /* net layer `to` is origin conv/dense `li` with batch norm `bn` folded in:
  * w'[o] = w[o] * g[o] / sqrt(v[o] + eps), b'[o] = (b[o] - mean[o]) * g[o] / sqrt(v[o] + eps) + beta[o]. */
 static void fold_into(const ts_model *o, int li, int bn, ts_model *net, int to) {
@@ -216,7 +199,7 @@ static ts_status splitter_build(splitter *sp, uint64_t seed) {
     for (int li = 1; li < net->nlayers; li++) {
         if (src[li] < 0) continue;
         if (bnof[li] >= 0) fold_into(o, src[li], bnof[li], net, li);
-        else if ((st = copy_tensors(ctx, o, src[li], net, li))) goto done;
+        else if ((st = model_copy_layer_tensors(ctx, o, src[li], net, li, "decompose --method grad"))) goto done;
     }
     /* the margins: logit_k - mean of the others */
     const int ol = o->classes;

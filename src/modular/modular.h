@@ -21,7 +21,18 @@ struct ts_module {
     int nmasks;              /* one per ReLU layer of the origin, in layer order */
     module_mask *masks;
     ts_module_info info;     /* counts and statistics; its strings point into this module */
+    /* a module read from a sliced file (module_file.c): which of origin's parameter and
+     * buffer values the file held, params then buffers (the others are zero and never
+     * reach the module's output). NULL: all of them (a whole origin). */
+    uint8_t *present;
 };
+
+/* The origin with a mask layer ("<relu>.keep") after every ReLU the module masks,
+ * outputting all of the origin's logits: the module's computation before its head. */
+ts_status module_masked_origin(ts_ctx *ctx, const ts_module *mod, ts_model **out);
+/* Copies every tensor of layer `from` of src into layer `to` of dst with the same
+ * suffix and size (TS_ESHAPE naming `what` when one has no counterpart). */
+ts_status model_copy_layer_tensors(ts_ctx *ctx, const ts_model *src, int from, ts_model *dst, int to, const char *what);
 
 static inline int mask_get(const module_mask *mk, int64_t u) { return (int)(mk->keep[u >> 6] >> (u & 63) & 1u); }
 static inline int64_t mask_words(int64_t units) { return (units + 63) / 64; }

@@ -41,6 +41,7 @@ void ts_module_free(ts_module *mod) {
     free(mod->class_name);
     free(mod->dataset);
     free(mod->origin_name);
+    free(mod->present);
     free(mod);
 }
 
@@ -368,5 +369,72 @@ done:
     ts_free(x);
     ts_free(score);
     ts_model_free(mm);
+    return st;
+}
+
+/* ---- the module as a masked origin, for slicing */
+
+ts_status model_copy_layer_tensors(ts_ctx *ctx, const ts_model *src, int from, ts_model *dst, int to, const char *what) {
+    const size_t sn = strlen(src->layers[from].name), dn = strlen(dst->layers[to].name);
+    for (int t = 0; t < src->ntensors; t++) {
+        if (src->tensors[t].layer != from) continue;
+        const char *suffix = src->tensors[t].name + sn;
+        int u = 0;
+        while (u < dst->ntensors && !(dst->tensors[u].layer == to && !strcmp(dst->tensors[u].name + dn, suffix))) u++;
+        if (u == dst->ntensors || dst->tensors[u].numel != src->tensors[t].numel)
+            return ts_fail(ctx, TS_ESHAPE, "%s: tensor %s has no counterpart", what, src->tensors[t].name);
+        memcpy(tensor_data(dst, u), tensor_data((ts_model *)src, t), sizeof(float) * (size_t)src->tensors[t].numel);
+    }
+    return TS_OK;
+}
+
+ts_status module_masked_origin(ts_ctx *ctx, const ts_module *mod, ts_model **out) {
+    *out = NULL;
+    const ts_model *o = mod->origin;
+    int *map = malloc(sizeof *map * (size_t)o->nlayers), *at = malloc(sizeof *at * (size_t)o->nlayers);
+    int *mask_at = malloc(sizeof *mask_at * (size_t)(mod->nmasks ? mod->nmasks : 1));
+    nn_builder *b = NULL;
+    ts_model *mm = NULL;
+    ts_status st;
+    if (!map || !at || !mask_at) {
+        st = ts_fail(ctx, TS_ENOMEM, "module: out of memory");
+        goto done;
+    }
+    if ((st = nn_builder_create(ctx, "module", 0, &o->input, o->classes, o->layers[0].name, &b))) goto done;
+    map[0] = at[0] = 0;
+    for (int li = 1, k = 0; li < o->nlayers; li++) {
+        const layer *l = &o->layers[li];
+        int ins[LAYER_MAX_INPUTS];
+        for (int i = 0; i < l->ninputs; i++) ins[i] = map[l->inputs[i]];
+        nn_added ad;
+        if ((st = nn_add_at(b, l->kind, l->name, ins, l->ninputs, &l->attrs, &ad))) goto done;
+        map[li] = at[li] = ad.layer;
+        if (k < mod->nmasks && mod->masks[k].layer == li) {
+            char name[LAYER_NAME_MAX];
+            snprintf(name, sizeof name, "%.*s.keep", LAYER_NAME_MAX - 6, l->name);
+            if ((st = nn_add_at(b, LAYER_MASK, name, &ad.layer, 1, NULL, &ad))) goto done;
+            mask_at[k++] = map[li] = ad.layer;
+        }
+    }
+    st = nn_builder_finish(b, 0, NULL, &mm);
+    b = NULL;
+    if (st) goto done;
+    for (int li = 1; li < o->nlayers && !st; li++)
+        st = model_copy_layer_tensors(ctx, o, li, mm, at[li], "module");
+    for (int k = 0; k < mod->nmasks && !st; k++) {
+        const module_mask *mk = &mod->masks[k];
+        float *keep = tensor_data(mm, mm->layers[mask_at[k]].mask);
+        for (int64_t u = 0; u < mk->units; u++) keep[u] = (float)mask_get(mk, u);
+    }
+    for (int i = 0; i < o->nmeta && !st; i++) st = ts_model_set_meta(ctx, mm, o->meta[i].key, o->meta[i].value);
+    if (st) goto done;
+    *out = mm;
+    mm = NULL;
+done:
+    nn_builder_free(b);
+    ts_model_free(mm);
+    free(map);
+    free(at);
+    free(mask_at);
     return st;
 }

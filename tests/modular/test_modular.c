@@ -330,7 +330,7 @@ static void test_setup(void) {
     CHECK(g.dcfg.positives == 1000 && g.dcfg.confidence == 0.9f && g.dcfg.tangling == 1.0f && g.dcfg.seed == 0 &&
               g.dcfg.batch == 128,
           "decompose defaults");
-    CHECK(g.dcfg.rule == TS_DECOMPOSE_RULE_EVERY && g.dcfg.bln_delta == 0.5f, "decompose defaults: rule, BLN");
+    CHECK(g.dcfg.rule == TS_DECOMPOSE_RULE_EVERY && g.dcfg.bln_delta == 1.0f, "decompose defaults: rule, BLN");
     g.dcfg.positives = POSITIVES;
     /* without BLN backtracking, which drops units some inputs use: every module then
      * keeps what its confident positives and the negatives activate, and composing
@@ -819,7 +819,7 @@ static void test_save_load(void) {
 typedef struct modl_at {
     size_t sec;         /* offset of the MODL section's length field */
     size_t start, len;  /* payload */
-    size_t cls, id, scale, nmasks, units0;
+    size_t cls, id, scale, nlayers, ch0, hash;
 } modl_at;
 
 static uint32_t get_u32(const uint8_t *p) {
@@ -852,11 +852,14 @@ static int find_modl(const uint8_t *d, size_t n, modl_at *at) {
             at->id = p;
             p += 8;
             at->scale = p;
-            p += 3 * 4 + 2 * 4 + 8; /* scale, shift, threshold, positives, negatives, seconds */
-            at->nmasks = p;
+            p += 3 * 4 + 2 * 4 + 8;   /* scale, shift, threshold, positives, negatives, seconds */
+            p += 4 + 4 + 8 + 8;       /* method, epoch, validation accuracies (version 2) */
+            p += 4 + get_u32(d + p);  /* the origin's architecture */
+            at->nlayers = p;
             p += 4;
-            at->units0 = p + 4 + get_u32(d + p); /* after the first mask's layer name */
-            return at->units0 + 8 <= at->start + at->len;
+            at->ch0 = p;              /* the input layer's channel count, then its kept bits */
+            at->hash = at->start + at->len - 16;
+            return at->ch0 + 8 <= at->hash;
         }
         off += 12 + (size_t)len;
     }
@@ -960,7 +963,7 @@ static void test_refusals(void) {
         if (hit) {
             memcpy(e, d, n);
             e[(hit - d) + 8] ^= 0x01; /* low mantissa byte of the third element */
-            expect_refused("flipped tensor byte", e, n, TS_EFORMAT, "origin hash");
+            expect_refused("flipped tensor byte", e, n, TS_EFORMAT, "model hash");
         }
     }
     /* an inconsistent module section, its length kept right */
@@ -969,9 +972,9 @@ static void test_refusals(void) {
     reseal(e, at.start, at.len);
     expect_refused("class index 99", e, n, TS_EFORMAT, "class index 99");
     memcpy(e, d, n);
-    e[at.id] ^= 0x40;
+    e[at.hash] ^= 0x40;
     reseal(e, at.start, at.len);
-    expect_refused("origin hash", e, n, TS_EFORMAT, "origin hash");
+    expect_refused("model hash", e, n, TS_EFORMAT, "model hash");
     memcpy(e, d, n);
     {
         float zero = 0.0f, nan = NAN;
@@ -984,25 +987,25 @@ static void test_refusals(void) {
         expect_refused("shift NaN", e, n, TS_EFORMAT, "calibration");
     }
     memcpy(e, d, n);
-    e[at.nmasks] += 1;
+    e[at.nlayers] += 1;
     reseal(e, at.start, at.len);
-    expect_refused("one mask too many", e, n, TS_EFORMAT, "masks");
+    expect_refused("one layer too many", e, n, TS_EFORMAT, "layers");
     memcpy(e, d, n);
-    e[at.units0] ^= 0x01;
-    expect_refused("mask units, checksum not updated", e, n, TS_EFORMAT, "checksum");
+    e[at.ch0] ^= 0x01;
+    expect_refused("channel count, checksum not updated", e, n, TS_EFORMAT, "checksum");
     reseal(e, at.start, at.len);
-    expect_refused("mask units", e, n, TS_EFORMAT, "units");
-    /* one mask bit flipped: only the checksum can tell */
+    expect_refused("channel count", e, n, TS_EFORMAT, "channels");
+    /* one kept-channel bit flipped: only the checksum can tell */
     memcpy(e, d, n);
-    e[n - 12] ^= 0x01;
-    expect_refused("flipped mask bit", e, n, TS_EFORMAT, "checksum");
-    /* the section shortened consistently: the last mask's bits are missing */
+    e[at.hash - 1] ^= 0x01;
+    expect_refused("flipped kept bit", e, n, TS_EFORMAT, "checksum");
+    /* the section shortened consistently: the model hash is missing */
     memcpy(e, d, n - 8);
     {
         uint64_t len = at.len - 8;
         memcpy(e + at.sec, &len, 8);
         reseal(e, at.start, (size_t)len);
-        expect_refused("mask bits missing", e, n - 8, TS_EFORMAT, "mask");
+        expect_refused("model hash missing", e, n - 8, TS_EFORMAT, "model hash");
         /* and lengthened: trailing bytes */
         memcpy(e, d, n);
         memset(e + n, 0, 4);
@@ -1011,9 +1014,9 @@ static void test_refusals(void) {
         reseal(e, at.start, (size_t)len);
         expect_refused("trailing bytes", e, n + 4, TS_EFORMAT, "unexpected bytes");
     }
-    /* bits past the last unit of a mask are ignored */
+    /* bits past the last channel of a layer are ignored */
     memcpy(e, d, n);
-    memset(e + n - 12, 0xff, 4); /* relu3: 32 units, the upper half of its only word (before the checksum) */
+    e[at.hash - 1] |= 0xfc; /* fc2: 10 channels, the upper 6 bits of its second byte */
     reseal(e, at.start, at.len);
     {
         char hb[PATH_LEN];
@@ -1023,8 +1026,8 @@ static void test_refusals(void) {
         if (mod) {
             ts_module_info in;
             ts_module_info_get(mod, &in);
-            CHECK(in.units_kept == in.units, "padding bits counted: %lld of %lld kept", (long long)in.units_kept,
-                  (long long)in.units);
+            CHECK(in.units_kept == in.units && in.kernels_kept == in.kernels, "padding bits counted: %lld of %lld kept",
+                  (long long)in.units_kept, (long long)in.units);
         }
         ts_module_free(mod);
         mod = NULL;
