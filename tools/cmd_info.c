@@ -83,6 +83,22 @@ int cmd_info(int argc, char **argv) {
                    mi.units ? 100.0 * mi.units_kept / mi.units : 100.0, mi.jaccard, (double)mi.scale,
                    (double)mi.shift, (double)mi.threshold);
             st = ts_module_model(ctx, mod, &m);
+            if (!st) {
+                /* the module alone is sliced: what it really costs against its origin */
+                int64_t macs = 0;
+                for (int i = 0; i < ts_model_layer_count(m); i++) {
+                    ts_layer_info li;
+                    ts_model_layer(m, i, &li);
+                    macs += li.macs;
+                }
+                const int64_t p = ts_model_param_count(m);
+                printf("method %s; kernels kept %lld of %lld (%.2f%%); alone it has %lld parameters (%.2f%% of the "
+                       "origin's %lld) and %lld MACs per sample (%.2f%% of the origin's %lld)\n",
+                       mi.method == TS_DECOMPOSE_GRAD ? "grad" : "activation", (long long)mi.kernels_kept,
+                       (long long)mi.kernels, mi.kernels ? 100.0 * mi.kernels_kept / mi.kernels : 100.0, (long long)p,
+                       mi.params ? 100.0 * p / mi.params : 100.0, (long long)mi.params, (long long)macs,
+                       mi.origin_macs ? 100.0 * macs / mi.origin_macs : 100.0, (long long)mi.origin_macs);
+            }
             ts_module_free(mod);
         }
     } else st = ts_model_load(ctx, pos[0], &m);

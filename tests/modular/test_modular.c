@@ -21,6 +21,7 @@
 #include "modular/modular.h" /* the keep bits, for the independent check of a module's semantics */
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1442,6 +1443,43 @@ static void test_decompose_grad(void) {
               v ? "shared trunk" : "copies", right[v], NTEST, right_o);
         free(out);
         ts_model_free(cm);
+    }
+    /* physically sliced files: smaller than the origin's, and read back to the same modules */
+    {
+        char pbuf[PATH_LEN], obuf[PATH_LEN];
+        const char *opath = tpath(obuf, "origin-a.tsr");
+        CHECK(ts_model_save(g_ctx, g.a, opath) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        struct stat so, sm;
+        CHECK(stat(opath, &so) == 0, "stat %s", opath);
+        ts_module *back[K] = {0};
+        int64_t biggest = 0;
+        for (int c = 0; c < K; c++) {
+            char name[32];
+            snprintf(name, sizeof name, "grad%d.tsm", c);
+            const char *path = tpath(pbuf, name);
+            CHECK(ts_module_save(g_ctx, mods[c], path) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            if (stat(path, &sm) == 0 && sm.st_size > biggest) biggest = sm.st_size;
+            CHECK(ts_module_load(g_ctx, path, &back[c]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            unlink(path);
+        }
+        unlink(opath);
+        CHECK(biggest < so.st_size, "largest grad module file %lld bytes, the origin's %lld", (long long)biggest,
+              (long long)so.st_size);
+        ts_model *ca = compose(mods, K, (double)K), *cb = back[K - 1] ? compose(back, K, (double)K) : NULL;
+        float *oa = ca ? outputs(ca) : NULL, *ob = cb ? outputs(cb) : NULL;
+        double worst = 0;
+        for (size_t i = 0; oa && ob && i < (size_t)NTEST * K; i++) {
+            double d = fabs((double)oa[i] - (double)ob[i]);
+            if (d > worst) worst = d;
+        }
+        CHECK(oa && ob && worst < 1e-4, "grad modules read back from sliced files: outputs differ by %g", worst);
+        printf("  grad module files: largest %lld bytes, the origin %lld; read back: outputs within %g\n",
+               (long long)biggest, (long long)so.st_size, worst);
+        free(oa);
+        free(ob);
+        ts_model_free(ca);
+        ts_model_free(cb);
+        for (int c = 0; c < K; c++) ts_module_free(back[c]);
     }
     printf("  grad: %lld of %lld kernels kept (activation: %lld); composed %.1f%% (shared trunk %.1f%%) vs origin "
            "%.1f%%; %.1fs\n",
