@@ -254,6 +254,7 @@ static void test_bln_constructed(void) {
     set_tensor(m, "fc3.bias", b3, 4);
     ts_decompose_config cfg;
     ts_decompose_config_default(&cfg);
+    cfg.bln_delta = 0.5f; /* the paper's setting; off by default */
     cfg.positives = 40;
     int n = 0;
     ts_status st = ts_decompose(g_ctx, m, ds, &cfg, NULL, 0, NULL, NULL, &mods, &n);

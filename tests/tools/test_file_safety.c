@@ -641,7 +641,7 @@ static void test_decompose_classes_and_data_dir(void) {
              "--confidence 0 --no-eval --quiet --threads 1");
     CHECK(rc == 0 && exists("dmods/class1.tsm") && exists("dmods/class2.tsm"), "decompose --data-dir: exit %d: %s", rc,
           g_err);
-    CHECK(strstr(g_out, "rule: every (FSE'20") && strstr(g_out, "BLN backtracking: delta 0.5") &&
+    CHECK(strstr(g_out, "rule: every (FSE'20") && strstr(g_out, "BLN backtracking: off") &&
               strstr(g_out, "params") && strstr(g_out, "the origin itself needs"),
           "the table names the rule and what the figures are: %s", g_out);
     char want[PATH_MAX + 16], real[PATH_MAX];
