@@ -474,7 +474,7 @@ typedef struct ts_decompose_config {
     int batch;            /* inference batch (128) */
     ts_decompose_method method; /* TS_DECOMPOSE_ACTIVATION (default) or TS_DECOMPOSE_GRAD */
     /* TS_DECOMPOSE_GRAD (docs/modules.md, "Learned kernel masks"): */
-    float alpha;          /* weight of the mean kept-kernel fraction in the loss (0.1) */
+    float alpha;          /* weight of each module's mean kept-kernel fraction in the loss (0.01) */
     int epochs;           /* mask-learning epochs (4) */
     int64_t epoch_samples;/* training samples per epoch (10000; 0: the whole training part) */
     int64_t val_count;    /* samples carved from the training set to select the epoch (2000) */

@@ -21,7 +21,7 @@ static cli_opt decompose_opts[] = {
     {"confidence", "F", "softmax probability a positive needs (default 0.9)", NULL},
     {"tangling", "F", "negatives per positive for tangling identification (default 1.0)", NULL},
     {"method", "activation|grad", "activation: Pan & Rajan's keep-bits per ReLU unit (default); grad: learned masks, one per convolution kernel and class, on the frozen model (GradSplitter-style)", NULL},
-    {"alpha", "F", "grad: weight of the kept-kernel fraction in the loss (default 0.1)", NULL},
+    {"alpha", "F", "grad: weight of each module's kept-kernel fraction in the loss (default 0.01)", NULL},
     {"epochs", "N", "grad: mask-learning epochs (default 4)", NULL},
     {"epoch-samples", "N", "grad: training samples per epoch (default 10000; 0: all)", NULL},
     {"val", "N", "grad: samples carved from the training data to choose the epoch (default 2000)", NULL},
@@ -144,7 +144,7 @@ int cmd_decompose(int argc, char **argv) {
         fprintf(stderr, "tessera decompose: --method: expected activation or grad, got '%s'\n", method);
         return EXIT_USAGE;
     }
-    if (!cli_float(&decompose_cmd, "alpha", 0.1, 0.0, 100.0, &alpha) ||
+    if (!cli_float(&decompose_cmd, "alpha", 0.01, 0.0, 100.0, &alpha) ||
         !cli_int(&decompose_cmd, "epochs", 4, 1, 100000, &epochs) ||
         !cli_int(&decompose_cmd, "epoch-samples", 10000, 0, 1000000000L, &esamples) ||
         !cli_int(&decompose_cmd, "val", 2000, 1, 1000000000L, &val) ||

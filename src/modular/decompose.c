@@ -39,7 +39,7 @@ void ts_decompose_config_default(ts_decompose_config *cfg) {
     cfg->seed = 0;
     cfg->batch = 128;
     cfg->method = TS_DECOMPOSE_ACTIVATION;
-    cfg->alpha = 0.1f;
+    cfg->alpha = 0.01f;
     cfg->epochs = 4;
     cfg->epoch_samples = 10000;
     cfg->val_count = 2000;
