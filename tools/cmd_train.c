@@ -398,7 +398,9 @@ int cmd_train(int argc, char **argv) {
     if (resume && !cli_get(&train_cmd, "limit") && ts_model_get_meta(m, "train.limit"))
         limit = atol(ts_model_get_meta(m, "train.limit"));
     if ((st = cli_first_samples(ctx, train, limit, &limited))) goto fail;
-    if (limited) {
+    /* recorded whenever given: the split may already hold only the first `limit`
+     * samples (read that way), and a resumed run must train on the same ones */
+    if (limit > 0) {
         char b[32];
         snprintf(b, sizeof b, "%ld", limit);
         if ((st = ts_model_set_meta(ctx, m, "train.limit", b))) goto fail;

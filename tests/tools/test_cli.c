@@ -175,6 +175,8 @@ static void test_train_flow(void) {
     rc = run("train --resume %s/c.ckpt --epochs 2 --quiet --no-test --out %s/m2.tsr", g_dir, g_dir);
     CHECK(rc == 0 && strstr(g_out, "epoch 2:") && !strstr(g_out, "epoch 1:"), "resume continues at epoch 2: %s %s", g_out,
           g_err);
+    /* on the same 320 samples: the limit is recorded even when the split was read that short */
+    CHECK(strstr(g_out, ": 320 samples"), "resume trains on the checkpoint's --limit 320: %s", g_out);
     rc = run("train --resume %s/m.tsr --out %s/m3.tsr", g_dir, g_dir);
     CHECK(rc == 4 && strstr(g_err, "not a checkpoint"), "resume from a model: exit %d: %s", rc, g_err);
 
