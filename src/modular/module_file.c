@@ -56,7 +56,16 @@ ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
     wbuf_u32(&b, (uint32_t)(mod->info.selected_epoch < 0 ? 0 : mod->info.selected_epoch));
     wbuf_f64(&b, mod->info.val_accuracy);
     wbuf_f64(&b, mod->info.origin_val_accuracy);
-    wbuf_str(&b, o->arch_text);
+    /* written from the layers: the origin's own text may declare another input shape
+     * (ts_model_from_arch with an input override keeps the text as given) */
+    char *arch = arch_write_model(o);
+    if (!arch) {
+        wbuf_free(&b);
+        st = ts_fail(ctx, TS_ENOMEM, "out of memory writing a module");
+        goto done;
+    }
+    wbuf_str(&b, arch);
+    free(arch);
     wbuf_u32(&b, (uint32_t)o->nlayers);
     /* origin layer li is masked-origin layer j: the same name, in the same order */
     for (int li = 0, j = 0; li < o->nlayers; li++, j++) {
@@ -306,7 +315,9 @@ static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, const ts_mo
     at = r->off;
     if ((st = rbuf_str(r, &arch, MAX_ARCH, "origin architecture"))) goto done;
     if ((st = ts_model_from_arch(ctx, arch, path, NULL, 0, 0, &o))) {
-        st = ts_fail(ctx, TS_EFORMAT, "%s: origin architecture at byte %zu: %s", path, r->base + at, ts_ctx_error(ctx));
+        if (st != TS_ENOMEM) /* out of memory stays what it is */
+            st = ts_fail(ctx, TS_EFORMAT, "%s: origin architecture at byte %zu: %s", path, r->base + at,
+                         ts_ctx_error(ctx));
         goto done;
     }
     at = r->off;

@@ -235,7 +235,7 @@ static const bad_case CASES[] = {
     /* ---- modules (.tsm) */
     {"module: truncated", C_CUT, B_MODULE, AT_END, -20, .file = "a.tsm", .args = "compose @/a.tsm --out @/o.tsr", .code = 4, .want = "remain"},
     {"module: a flipped mask bit", C_PUT8, B_MODULE, AT_END, -12, 0x5a, .file = "a.tsm", .args = "compose @/a.tsm --out @/o.tsr", .code = 4, .want = "checksum"},
-    {"module: tensors changed under it", C_PUTF32, B_MODULE, AT_T0_DATA, 0, .fval = 0.125, .file = "a.tsm", .args = "info @/a.tsm", .code = 4, .want = "origin hash"},
+    {"module: tensors changed under it", C_PUTF32, B_MODULE, AT_T0_DATA, 0, .fval = 0.125, .file = "a.tsm", .args = "info @/a.tsm", .code = 4, .want = "model hash"},
     {"module: a model given as a module", C_COPY, B_MODEL, .file = "a.tsm", .args = "compose @/a.tsm --out @/o.tsr", .code = 2, .want = "not a module"},
     {"module: modules of different input shapes", C_COPY, B_MODULE, .file = "a.tsm", .args = "compose @/a.tsm ^/wide1.tsm --out @/o.tsr", .code = 6, .names = "wide1.tsm", .want = "takes 1x10x10 inputs"},
     {"module: missing", C_NONE, .args = "compose @/none.tsm --out @/o.tsr", .code = 3, .names = "none.tsm", .want = "cannot open"},
