@@ -326,7 +326,8 @@ typedef struct slice_report {
     int64_t params_before, params_after;     /* trainable scalars */
     int64_t macs_before, macs_after;         /* per sample, LAYER_OPS[].macs summed */
     int64_t channels_before, channels_after; /* conv2d/dense output channels (kernels) in all */
-    /* with want_keep set by the caller: which output channels (axis 0) of each layer li
+    /* with want_keep set by the caller (the report is read: zero-initialize it): which
+     * output channels (axis 0) of each layer li
      * of the input model were kept, keep[keep_off[li] + c] (malloc'ed; slice_report_free) */
     int want_keep;
     unsigned char *keep;

@@ -169,7 +169,7 @@ static void test_chain(void) {
     ts_model_set_meta(g_ctx, m, "origin", "test_chain");
     const ts_preprocess pp = {.channels = 3, .mean = {0.1f, 0.2f, 0.3f}, .std = {0.5f, 0.6f, 0.7f}};
     CHECK(ts_model_set_preprocess(g_ctx, m, &pp) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    slice_report r;
+    slice_report r = {0};
     ts_model *s = slice_smaller(m, (const expect[]){{"c1", 5}, {"bn1", 5}, {"mk1", 5}, {"c2", 4}, {"bn2", 4},
                                                     {"fl", 4 * 64}, {"fc", 5}, {"mk2", -1}, {NULL, 0}},
                                 &r);
@@ -217,7 +217,7 @@ static void test_residual(void) {
     set_mask(m, "m0", (const int[]){0, 1, 2, -1}, 1);
     set_mask(m, "m1", (const int[]){3, 4, -1}, 1);
     set_mask(m, "m2", (const int[]){1, 2, 7, -1}, 0);
-    slice_report r;
+    slice_report r = {0};
     ts_model_free(slice_smaller(m, (const expect[]){{"stem", 6}, {"m0", 6}, {"c1", 6}, {"m1", 6}, {"c2", 6},
                                                     {"bn2", 6}, {"res", 6}, {"m2", 6}, {"gap", 6}, {"fc", 3},
                                                     {NULL, 0}},
@@ -245,7 +245,7 @@ static void test_concat(void) {
     if (!m) return;
     set_mask(m, "ma", (const int[]){1, -1}, 1);
     set_mask(m, "mb", (const int[]){0, 2, 3, -1}, 0);
-    slice_report r;
+    slice_report r = {0};
     ts_model_free(slice_smaller(
         m, (const expect[]){{"a", 3}, {"b", 3}, {"cat", 6}, {"c", 5}, {"fl", 5 * 16}, {"mb", -1}, {NULL, 0}}, &r));
     ts_model_free(m);
@@ -281,7 +281,7 @@ static void test_depthwise(void) {
         ts_model *m = make_model(ARCH[bias], 4);
         if (!m) return;
         set_mask(m, "m1", (const int[]){2, 3, -1}, 1);
-        slice_report r;
+        slice_report r = {0};
         if (!bias) {
             ts_model_free(slice_smaller(
                 m, (const expect[]){{"c1", 4}, {"bn1", 4}, {"dw", 4}, {"r2", 4}, {"pw", 5}, {NULL, 0}}, &r));
@@ -312,7 +312,7 @@ static void test_channelwise_kinds(void) {
                              6);
     if (!m) return;
     set_mask(m, "m1", (const int[]){0, 3, 7, -1}, 1);
-    slice_report r;
+    slice_report r = {0};
     ts_model *s = slice_smaller(
         m, (const expect[]){{"c1", 5}, {"p", 5}, {"scale", 5}, {"half", 5}, {"t", 5}, {"c2", 4}, {NULL, 0}}, &r);
     if (s) {
@@ -366,7 +366,7 @@ static void test_dense_tail(void) {
     if (!m) return;
     set_mask(m, "m1", (const int[]){3, -1}, 0);
     set_mask(m, "m2", (const int[]){0, 4, 5, 9, -1}, 0);
-    slice_report r;
+    slice_report r = {0};
     ts_model_free(slice_smaller(m, (const expect[]){{"c1", 3}, {"fl", 3 * 36}, {"fc1", 6}, {"bn", 6}, {"fc2", 3},
                                                     {"m1", -1}, {"m2", -1}, {NULL, 0}},
                                 &r));
@@ -387,7 +387,7 @@ static void test_all_zero_input(void) {
                              8);
     if (!m) return;
     set_mask(m, "m1", (const int[]){0, 1, 2, 3, -1}, 0);
-    slice_report r;
+    slice_report r = {0};
     ts_model_free(slice_smaller(m, (const expect[]){{"c1", 1}, {"m1", 1}, {"c2", 5}, {NULL, 0}}, &r));
     ts_model_free(m);
 }
@@ -400,7 +400,7 @@ static void test_unchanged(void) {
           ts_ctx_error(g_ctx));
     if (!m) return;
     randomize(m, 900);
-    slice_report r;
+    slice_report r = {0};
     ts_model *s = slice_checked(m, NULL, &r);
     if (s) {
         CHECK(r.params_after == r.params_before && r.macs_after == r.macs_before &&
@@ -446,7 +446,7 @@ static void test_barriers(void) {
     set_mask(m, "m1", (const int[]){1, 2, -1}, 1);
     set_mask(m, "m2", (const int[]){0, 5, -1}, 0);
     set_mask(m, "m3", (const int[]){3, -1}, 0);
-    slice_report r;
+    slice_report r = {0};
     ts_model_free(slice_smaller(m, (const expect[]){{"c1", 8}, {"m1", 8}, {"c2", 4}, {"c3", 4}, {"rs", 4}, {"m3", 4},
                                                     {"fc", 4}, {NULL, 0}},
                                 &r));
@@ -591,7 +591,7 @@ static void test_random_graphs(void) {
         }
         random_masks(m, 300 + (uint64_t)i);
         const int failed = g_test.case_failed;
-        slice_report r;
+        slice_report r = {0};
         ts_model_free(slice_checked(m, NULL, &r));
         CHECK(r.params_after <= r.params_before && r.macs_after <= r.macs_before, "graph %d grew", i);
         smaller += r.params_after < r.params_before;
