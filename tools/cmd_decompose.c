@@ -248,16 +248,17 @@ int cmd_decompose(int argc, char **argv) {
                in.selected_epoch, cfg.epochs, (long long)cfg.val_count, 100 * in.val_accuracy,
                100 * in.origin_val_accuracy);
     }
-    print_decompose_rule(&cfg);
+    if (cfg.method == TS_DECOMPOSE_ACTIVATION) print_decompose_rule(&cfg);
     ts_module_info in0;
     ts_module_info_get(mods[0], &in0);
     printf("units: ReLU output units kept; params, MACs: what the module needs, from its masks, as a share of the "
            "origin's %lld parameters and %.2fM multiply-accumulates per sample (a row or kernel whose units are all "
            "removed costs nothing); bln: units BLN removed; JI: kept / all conv and dense weights\n",
            (long long)in0.params, in0.origin_macs / 1e6);
-    printf("the origin itself needs %.2f%% of its parameters and %.2f%% of its MACs on the inputs drawn here (units "
-           "that none of them activates are dead in the origin too)\n",
-           percent(in0.origin_params_live, in0.params), percent(in0.origin_macs_live, in0.origin_macs));
+    if (cfg.method == TS_DECOMPOSE_ACTIVATION) /* the baseline is measured on the inputs that method draws */
+        printf("the origin itself needs %.2f%% of its parameters and %.2f%% of its MACs on the inputs drawn here "
+               "(units that none of them activates are dead in the origin too)\n",
+               percent(in0.origin_params_live, in0.params), percent(in0.origin_macs_live, in0.origin_macs));
     printf("%-5s %-16s %5s %5s %8s %8s %7s %7s %7s %7s %6s %7s %7s\n", "class", "name", "pos", "neg", "own-acc",
            "rest-acc", "kernels", "units", "params", "MACs", "bln", "JI", "secs");
     double krr = 0;
@@ -287,8 +288,7 @@ int cmd_decompose(int argc, char **argv) {
             goto fail;
         }
         printf("original model: top-1 %.2f%%  top-5 %.2f%%   all modules composed: top-1 %.2f%%  top-5 %.2f%%\n"
-               "the composed model runs the masked origin (masks are applied, nothing is sliced away): %.2fx the "
-               "origin's MACs\n",
+               "the composed model, sliced (what every module drops is gone): %.2fx the origin's MACs\n",
                100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
         ts_eval_report_free(&a);
         ts_eval_report_free(&b);
