@@ -48,7 +48,8 @@ static cli_cmd decompose_cmd = {
     "accuracy on its own class and on the rest (test split), the ReLU units it keeps, the\n"
     "parameters and multiply-accumulates it needs as a share of the origin's (computed from its\n"
     "masks), the units BLN removed, its Jaccard index against the model, and the time; then the\n"
-    "model against all modules composed.",
+    "model against all modules composed. --method grad learns one mask per convolution kernel\n"
+    "and class on the frozen model instead (GradSplitter-style; docs/modules.md).",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to

@@ -224,14 +224,14 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     ts_status st = check_config(ctx, cfg);
     if (st) return st;
     if ((st = train_check_dataset(ctx, m, train, "decomposition"))) return st;
-    if (cfg->method == TS_DECOMPOSE_GRAD)
-        return decompose_grad(ctx, m, train, cfg, classes, n, progress, user, modules, count);
     const int K = m->classes;
     const int want = n ? n : K;
     for (int i = 0; i < n; i++)
         if (classes[i] < 0 || classes[i] >= K)
             return ts_fail(ctx, TS_EINVAL, "decompose: class %d is not a class of the model (0..%d)", classes[i], K - 1);
     if (train->count < 1) return ts_fail(ctx, TS_EINVAL, "decompose: the training set is empty");
+    if (cfg->method == TS_DECOMPOSE_GRAD)
+        return decompose_grad(ctx, m, train, cfg, classes, n, progress, user, modules, count);
 
     double t0 = now_s();
     ts_model *work = NULL;

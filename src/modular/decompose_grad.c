@@ -330,9 +330,6 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
     if (st) return st;
     const int K = m->classes;
     const int want = n ? n : K;
-    for (int i = 0; i < n; i++)
-        if (classes[i] < 0 || classes[i] >= K)
-            return ts_fail(ctx, TS_EINVAL, "decompose: class %d is not a class of the model (0..%d)", classes[i], K - 1);
     if (K < 2) return ts_fail(ctx, TS_EINVAL, "decompose --method grad: the model has %d class; 2 or more needed", K);
     int64_t val_count = cfg->val_count;
     if (val_count > train->count / 2) val_count = train->count / 2;
@@ -347,7 +344,7 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
     ts_dataset *tr = NULL, *va = NULL;
     ts_loader *ld = NULL;
     ts_module **mods = NULL;
-    float *x = NULL, *out = NULL, *dout = NULL, *vscores = NULL, *best = NULL, *sp_s = NULL, *sn_s = NULL;
+    float *x = NULL, *out = NULL, *dout = NULL, *ds = NULL, *vscores = NULL, *best = NULL, *sp_s = NULL, *sn_s = NULL;
     int32_t *y = NULL;
     float cal[2 * 256], best_cal[2 * 256], cgrad[2 * 256], cm1[2 * 256] = {0}, cm2[2 * 256] = {0};
     if (K > 256) return ts_fail(ctx, TS_EUNSUPPORTED, "decompose --method grad: more than 256 classes");
@@ -374,9 +371,10 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
     x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "mask learning batch");
     out = ts_alloc(ctx, (size_t)B * (size_t)K * sizeof(float), "mask learning scores");
     dout = ts_alloc(ctx, (size_t)B * (size_t)K * sizeof(float), "mask learning gradients");
+    ds = ts_alloc(ctx, (size_t)B * (size_t)K * sizeof(float), "mask learning score gradients");
     y = malloc(sizeof *y * (size_t)B);
     vscores = ts_alloc(ctx, (size_t)va->count * (size_t)K * sizeof(float), "validation scores");
-    if (!x || !out || !dout || !y || !vscores) goto nomem;
+    if (!x || !out || !dout || !ds || !y || !vscores) goto nomem;
 
     /* the origin's validation top-1: the target the selection compares against */
     double origin_acc = 0, acc = 0;
@@ -410,8 +408,6 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
             float *s = dout; /* calibrated scores, then their gradient */
             for (int i = 0; i < nb; i++)
                 for (int k = 0; k < K; k++) s[i * K + k] = cal[k] * out[i * K + k] + cal[K + k];
-            float *ds = malloc(sizeof(float) * (size_t)nb * (size_t)K);
-            if (!ds) goto nomem;
             ts_softmax_cross_entropy(nb, K, s, y, 0.0f, ds);
             memset(cgrad, 0, sizeof(float) * 2 * (size_t)K);
             for (int i = 0; i < nb; i++)
@@ -421,7 +417,6 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
                     cgrad[K + k] += g;
                     dout[i * K + k] = g * cal[k];
                 }
-            free(ds);
             st = model_backward_observe(ctx, sp.net, dout, observe_masks, &sp);
             if (st) goto done;
             step++;
@@ -521,6 +516,7 @@ done:
     ts_free(x);
     ts_free(out);
     ts_free(dout);
+    ts_free(ds);
     ts_free(vscores);
     free(y);
     return st;

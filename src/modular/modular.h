@@ -97,7 +97,8 @@ void module_fit_logistic(const float *sp, int64_t np, const float *sn, int64_t n
 /* Threshold maximizing balanced accuracy of "score > t" (sorts both arrays; np, nn >= 1). */
 float module_balanced_threshold(float *sp, int64_t np, float *sn, int64_t nn);
 
-/* ts_decompose with cfg->method TS_DECOMPOSE_GRAD (decompose_grad.c); arguments checked. */
+/* ts_decompose with cfg->method TS_DECOMPOSE_GRAD (decompose_grad.c): arguments, the
+ * dataset and the class list already checked by ts_decompose. */
 ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
                          const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                          int *count);
