@@ -553,6 +553,50 @@ typedef struct ts_module_info {
 } ts_module_info;
 
 void ts_module_free(ts_module *mod);
+/* ---- sub-task extraction (SeaM-style, docs/modules.md "Extracting a sub-task") */
+typedef struct ts_extract_config {
+    float alpha;          /* weight of the kept fraction of kernels and dense units in the loss (0.25);
+                           * with adapt, its first value */
+    int adapt;            /* after each epoch alpha x 1.5 when the validation top-1 meets the
+                           * bound below, x 0.5 when not (1) */
+    int epochs;           /* mask-learning epochs (8) */
+    int64_t epoch_samples;/* sub-task training samples per epoch (0: all of the training part) */
+    int64_t val_count;    /* sub-task samples carved from the training set to select the epoch (1000) */
+    float lr;             /* Adam learning rate of the masks (0.05) */
+    float lr_head;        /* Adam learning rate of the new head (0.01) */
+    int train_batch;      /* mask-learning batch (64) */
+    float max_loss;       /* selection: the fewest kernels among epochs whose validation top-1 is at
+                           * least the origin's less max_loss points (0: at least the origin's);
+                           * none: the most accurate epoch */
+    uint64_t seed;        /* data order and validation part (0) */
+    const char *dataset;  /* recorded as the classes' data (ts_dataset_load spec; NULL: the
+                           * origin's "data" metadata, else its "dataset") */
+} ts_extract_config;
+void ts_extract_config_default(ts_extract_config *cfg);
+
+typedef struct ts_extract_report {
+    int selected_epoch;             /* 1-based */
+    double val_accuracy;            /* the extracted model's top-1 on the validation part */
+    double origin_val_accuracy;     /* the origin's there, argmax over the chosen classes' logits */
+    int64_t val_count, train_count; /* sub-task samples used */
+    int64_t units, units_kept;      /* maskable kernels and dense units, and those kept */
+    int64_t params, origin_params;  /* trainable scalars */
+    int64_t macs, origin_macs;      /* multiply-accumulates per sample */
+    double seconds;
+} ts_extract_report;
+
+/* An ordinary, physically smaller model for the sub-task "which of these k classes"
+ * (classes: k >= 2 distinct classes of m; output j is classes[j]), re-engineered from
+ * m without changing its weights: masks over its kernels (channels of ReLUs over
+ * convolution maps) and dense units learned with a straight-through estimator on the
+ * sub-task's training samples in `train`, a new head over m's logits learned with
+ * them; batch norms are folded and dropout removed. The epoch is chosen on a
+ * validation part carved from those samples. Metadata records the classes so that
+ * ts_composed_dataset finds its evaluation set. rep may be NULL. */
+ts_status ts_extract(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const int *classes, int k,
+                     const ts_extract_config *cfg, ts_progress_fn progress, void *user, ts_model **out,
+                     ts_extract_report *rep);
+
 /* Frees n modules and the array that holds them (what ts_decompose returns, or an
  * array the caller malloc'ed). NULL does nothing. */
 void ts_modules_free(ts_module **mods, int n);

@@ -14,6 +14,7 @@ static const subcommand COMMANDS[] = {
     {"eval", cmd_eval, "top-1, top-5, per-class precision/recall and confusion matrix on a dataset"},
     {"predict", cmd_predict, "classify PGM/PPM images or dataset samples"},
     {"decompose", cmd_decompose, "cut a trained classifier into per-class modules (.tsm)"},
+    {"extract", cmd_extract, "a smaller model for a few of a classifier's classes, without retraining"},
     {"compose", cmd_compose, "build a classifier from modules, without retraining"},
     {"replace", cmd_replace, "swap one class's module for another model's"},
     {"reuse", cmd_reuse, "a classifier from modules of different models and datasets, evaluated"},

@@ -76,6 +76,9 @@ float ts_rng_uniform(ts_rng *r);
 /* uniform integer in [0, n) without modulo bias; n > 0 */
 uint64_t ts_rng_below(ts_rng *r, uint64_t n);
 
+/* Seconds on a monotonic clock (clock.c), for the durations reports give. */
+double ts_monotonic_s(void);
+
 /* Floating-point environment of constant-time inference (fpenv.c): flush-to-zero,
  * denormals-are-zero and round-to-nearest on the calling thread and on the OpenMP
  * threads of a team of `nthreads`, until ts_fpenv_restore puts back what was there. */

@@ -24,7 +24,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void ts_modules_free(ts_module **mods, int n) {
     for (int i = 0; mods && i < n; i++) ts_module_free(mods[i]);
@@ -49,12 +48,6 @@ void ts_decompose_config_default(ts_decompose_config *cfg) {
     cfg->max_loss = 1.0f;
     cfg->rule = TS_DECOMPOSE_RULE_EVERY;
     cfg->bln_delta = 1.0f;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static ts_status check_config(ts_ctx *ctx, const ts_decompose_config *c) {
@@ -233,7 +226,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     if (cfg->method == TS_DECOMPOSE_GRAD)
         return decompose_grad(ctx, m, train, cfg, classes, n, progress, user, modules, count);
 
-    double t0 = now_s();
+    double t0 = ts_monotonic_s();
     ts_model *work = NULL;
     ts_module *proto = NULL, **mods = NULL;
     uint64_t *P = NULL, *Q = NULL, *negor = NULL, *act = NULL;
@@ -390,7 +383,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     }
     free(img);
     if (progress) progress(user, train->count, train->count);
-    double shared_s = now_s() - t0;
+    double shared_s = ts_monotonic_s() - t0;
 
     /* the origin's own baseline: every unit some drawn input activates */
     for (int c = 0; c < K; c++) {
@@ -403,7 +396,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
 
     if (!(mods = calloc((size_t)want, sizeof *mods))) goto nomem;
     for (int w = 0; w < want; w++) {
-        double t1 = now_s();
+        double t1 = ts_monotonic_s();
         int c = n ? classes[w] : w;
         if ((st = module_create(ctx, m, c, &mods[w]))) goto done;
         ts_module *mod = mods[w];
@@ -425,7 +418,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
          * identification, its own class's draws being the positives */
         if ((st = fit_threshold(ctx, mod, train, &pp, seen, role, seen_y, seen_idx, nseen, &da, sp, sn, run)))
             goto done;
-        mod->info.seconds = shared_s / want + (now_s() - t1);
+        mod->info.seconds = shared_s / want + (ts_monotonic_s() - t1);
     }
     *modules = mods;
     *count = want;

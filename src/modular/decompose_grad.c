@@ -2,15 +2,11 @@
  * ../shared/reference/modularization-successors.md, section 3).
  *
  * Every class c gets one real-valued score per convolution kernel: per channel of
- * every ReLU with a (C,H,W) output, where tessera's module masks live. The forward
- * pass binarizes it (kept when > 0) and zeroes the channel's map; the backward pass
- * is straight-through: the score receives the gradient of the loss with respect to
- * the binary mask, clipped to [-1, 1] (hardtanh). The frozen origin runs once per
- * class in one "splitter" network, its batch norms folded into the convolutions
- * before them (so they behave as in inference: the paper keeps the base model in eval
- * mode) and its dropout removed. Branch c ends in module c's score, the channelled
- * margin logit_c - mean of the other logits (tessera's concern modularization),
- * times a learned scale plus a learned shift; the loss is
+ * every ReLU with a (C,H,W) output, where tessera's module masks live, binarized in
+ * the forward pass with a straight-through gradient (mask_net.c). The frozen origin
+ * runs once per class in one "splitter" network. Branch c ends in module c's score,
+ * the channelled margin logit_c - mean of the other logits (tessera's concern
+ * modularization), times a learned scale plus a learned shift; the loss is
  *   CE(softmax over the classes' scores, y) + alpha * sum over modules of mean(module's binary masks),
  * minimized by Adam on the scores (lr) and the calibrations (lr_head).
  *
@@ -29,261 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* One gated ReLU of the origin: module masks act on its C channels of `plane` units. */
-typedef struct gate {
-    int relu;       /* origin layer */
-    int channels;
-    int64_t plane;  /* H x W */
-    int64_t off;    /* offset of its channels in a module's score vector */
-} gate;
-
-typedef struct splitter {
-    ts_ctx *ctx;
-    const ts_model *origin;
-    int K, ngates;
-    int64_t C;          /* channels over all gates: a module's score count */
-    gate *gates;
-    ts_model *net;      /* the K branches; output k = branch k's channelled margin */
-    int *mask_layer;    /* [K * ngates]: the branch's mask layer in net */
-    int *net_gate;      /* [net->nlayers]: k * ngates + g for a mask layer, else -1 */
-    float *score, *grad;/* [K * C]: kernel scores and their gradient of this step */
-    float *m1, *m2;     /* Adam moments of the scores */
-} splitter;
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* ---- building the splitter network */
-
-/* The batch norm that folds into conv/dense layer li: its only consumer, a batch norm.
- * Returns its index or -1. */
-static int folded_bn(const ts_model *m, int li) {
-    int bn = -1, uses = 0;
-    for (int j = li + 1; j < m->nlayers; j++)
-        for (int k = 0; k < m->layers[j].ninputs; k++)
-            if (m->layers[j].inputs[k] == li) {
-                uses++;
-                bn = j;
-            }
-    return uses == 1 && m->layers[bn].kind == LAYER_BATCHNORM ? bn : -1;
-}
-
-/* net layer `to` is origin conv/dense `li` with batch norm `bn` folded in:
- * w'[o] = w[o] * g[o] / sqrt(v[o] + eps), b'[o] = (b[o] - mean[o]) * g[o] / sqrt(v[o] + eps) + beta[o]. */
-static void fold_into(const ts_model *o, int li, int bn, ts_model *net, int to) {
-    ts_model *om = (ts_model *)o;
-    const layer *l = &o->layers[li], *b = &o->layers[bn];
-    const int O = l->features;
-    const int64_t per = o->tensors[l->weight].numel / O;
-    const float *w = tensor_data(om, l->weight), *bias = l->bias_t >= 0 ? tensor_data(om, l->bias_t) : NULL;
-    const float *g = tensor_data(om, b->weight), *beta = tensor_data(om, b->bias_t);
-    const float *mean = tensor_data(om, b->running_mean), *var = tensor_data(om, b->running_var);
-    float *nw = tensor_data(net, net->layers[to].weight), *nb = tensor_data(net, net->layers[to].bias_t);
-    for (int c = 0; c < O; c++) {
-        const float s = g[c] / sqrtf(var[c] + b->eps);
-        for (int64_t i = 0; i < per; i++) nw[(int64_t)c * per + i] = w[(int64_t)c * per + i] * s;
-        nb[c] = ((bias ? bias[c] : 0.0f) - mean[c]) * s + beta[c];
-    }
-}
-
-static ts_status splitter_build(splitter *sp, uint64_t seed) {
-    ts_ctx *ctx = sp->ctx;
-    const ts_model *o = sp->origin;
-    const int K = sp->K, L = o->nlayers, h = module_logits_layer(o);
-    int *map = malloc(sizeof *map * (size_t)L), *src = NULL, *bnof = NULL;
-    int *score_layer = malloc(sizeof *score_layer * (size_t)K);
-    nn_builder *b = NULL;
-    ts_status st = TS_OK;
-    if (!map || !score_layer) goto nomem;
-    /* the gates: ReLUs with a (C,H,W) output */
-    if (!(sp->gates = calloc((size_t)L, sizeof *sp->gates))) goto nomem;
-    for (int li = 1; li <= h; li++) {
-        const layer *l = &o->layers[li];
-        if (l->kind != LAYER_RELU || l->out.ndim != 3) continue;
-        gate *g = &sp->gates[sp->ngates++];
-        g->relu = li;
-        g->channels = (int)l->out.dims[0];
-        g->plane = l->out.dims[1] * l->out.dims[2];
-        g->off = sp->C;
-        sp->C += g->channels;
-    }
-    if (sp->ngates == 0) {
-        st = ts_fail(ctx, TS_EUNSUPPORTED,
-                     "decompose --method grad: the model has no ReLU over convolution maps (CxHxW) to mask; use "
-                     "--method activation");
-        goto done;
-    }
-    if ((st = nn_builder_create(ctx, "grad splitter", 0, &o->input, K, o->layers[0].name, &b))) goto done;
-    /* net layer -> origin layer and folded batch norm, for the tensors */
-    const int cap = K * (2 * L + 2) + 2;
-    src = malloc(sizeof *src * (size_t)cap);
-    bnof = malloc(sizeof *bnof * (size_t)cap);
-    sp->mask_layer = malloc(sizeof *sp->mask_layer * (size_t)K * (size_t)sp->ngates);
-    if (!src || !bnof || !sp->mask_layer) goto nomem;
-    for (int i = 0; i < cap; i++) src[i] = bnof[i] = -1;
-    for (int k = 0; k < K; k++) {
-        map[0] = 0;
-        int gi = 0;
-        for (int li = 1; li <= h; li++) {
-            const layer *l = &o->layers[li];
-            if (l->kind == LAYER_DROPOUT) { /* inference: the identity */
-                map[li] = map[l->inputs[0]];
-                continue;
-            }
-            if (l->kind == LAYER_BATCHNORM) {
-                const int p = l->inputs[0];
-                const layer_kind pk = o->layers[p].kind;
-                if ((pk == LAYER_CONV2D || pk == LAYER_DENSE) && folded_bn(o, p) == li) {
-                    map[li] = map[p];
-                    continue;
-                }
-                st = ts_fail(ctx, TS_EUNSUPPORTED,
-                             "decompose --method grad: batch norm '%s' does not follow a convolution or dense layer "
-                             "alone, so it cannot be frozen by folding; use --method activation",
-                             l->name);
-                goto done;
-            }
-            int ins[LAYER_MAX_INPUTS];
-            for (int i = 0; i < l->ninputs; i++) ins[i] = map[l->inputs[i]];
-            layer_attrs a = l->attrs;
-            int bn = -1;
-            if ((l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE) && (bn = folded_bn(o, li)) >= 0) a.bias = 1;
-            char name[LAYER_NAME_MAX];
-            snprintf(name, sizeof name, "m%d.%.*s", k, LAYER_NAME_MAX - 16, l->name);
-            nn_added ad;
-            if ((st = nn_add_at(b, l->kind, name, ins, l->ninputs, &a, &ad))) goto done;
-            src[ad.layer] = li;
-            bnof[ad.layer] = bn;
-            map[li] = ad.layer;
-            if (gi < sp->ngates && sp->gates[gi].relu == li) {
-                snprintf(name, sizeof name, "m%d.%.*s.gate", k, LAYER_NAME_MAX - 20, l->name);
-                if ((st = nn_add_at(b, LAYER_MASK, name, &ad.layer, 1, NULL, &ad))) goto done;
-                sp->mask_layer[k * sp->ngates + gi++] = ad.layer;
-                map[li] = ad.layer;
-            }
-        }
-        layer_attrs d;
-        nn_attrs_default(LAYER_DENSE, &d);
-        d.features = 1;
-        char name[LAYER_NAME_MAX];
-        snprintf(name, sizeof name, "m%d.margin", k);
-        nn_added ad;
-        if ((st = nn_add_at(b, LAYER_DENSE, name, &map[h], 1, &d, &ad))) goto done;
-        score_layer[k] = ad.layer;
-    }
-    /* the K margins in one vector: concats of at most LAYER_MAX_INPUTS inputs, chained */
-    layer_attrs c;
-    nn_attrs_default(LAYER_CONCAT, &c);
-    int ins[LAYER_MAX_INPUTS], have = 0, part = 0;
-    for (int k = 0; k < K;) {
-        while (have < LAYER_MAX_INPUTS && k < K) ins[have++] = score_layer[k++];
-        char name[LAYER_NAME_MAX];
-        snprintf(name, sizeof name, k == K ? "margins" : "margins.%d", part++);
-        nn_added ad;
-        if (have == 1) break; /* one class left alone: K >= 2, so never the first */
-        if ((st = nn_add_at(b, LAYER_CONCAT, name, ins, have, &c, &ad))) goto done;
-        ins[0] = ad.layer;
-        have = 1;
-    }
-    if ((st = nn_builder_finish(b, seed, NULL, &sp->net))) {
-        b = NULL;
-        goto done;
-    }
-    b = NULL;
-    ts_model *net = sp->net;
-    for (int li = 1; li < net->nlayers; li++) {
-        if (src[li] < 0) continue;
-        if (bnof[li] >= 0) fold_into(o, src[li], bnof[li], net, li);
-        else if ((st = model_copy_layer_tensors(ctx, o, src[li], net, li, "decompose --method grad"))) goto done;
-    }
-    /* the margins: logit_k - mean of the others */
-    const int ol = o->classes;
-    for (int k = 0; k < K; k++) {
-        const layer *l = &net->layers[score_layer[k]];
-        float *w = tensor_data(net, l->weight);
-        for (int j = 0; j < ol; j++) w[j] = j == k ? 1.0f : (ol > 1 ? -1.0f / (float)(ol - 1) : 0.0f);
-        tensor_data(net, l->bias_t)[0] = 0.0f;
-    }
-    if (!(sp->net_gate = malloc(sizeof *sp->net_gate * (size_t)net->nlayers))) goto nomem;
-    for (int li = 0; li < net->nlayers; li++) sp->net_gate[li] = -1;
-    for (int i = 0; i < K * sp->ngates; i++) sp->net_gate[sp->mask_layer[i]] = i;
-    exec_weights_changed(net);
-    goto done;
-nomem:
-    st = ts_fail(ctx, TS_ENOMEM, "decompose --method grad: out of memory");
-done:
-    nn_builder_free(b);
-    free(map);
-    free(src);
-    free(bnof);
-    free(score_layer);
-    return st;
-}
-
-/* keep buffers of every mask layer from the binarized scores */
-static void splitter_set_masks(splitter *sp) {
-    for (int k = 0; k < sp->K; k++)
-        for (int g = 0; g < sp->ngates; g++) {
-            const gate *gt = &sp->gates[g];
-            float *keep = tensor_data(sp->net, sp->net->layers[sp->mask_layer[k * sp->ngates + g]].mask);
-            const float *s = sp->score + (size_t)k * (size_t)sp->C + gt->off;
-            for (int ch = 0; ch < gt->channels; ch++) {
-                const float v = s[ch] > 0.0f ? 1.0f : 0.0f;
-                for (int64_t u = 0; u < gt->plane; u++) keep[(int64_t)ch * gt->plane + u] = v;
-            }
-        }
-}
-
-/* Backward observer: d loss / d mask for each channel of each mask layer is
- * sum over samples and positions of (d loss / d out) * in. */
-static int observe_masks(void *user, ts_model *net, int li) {
-    splitter *sp = user;
-    const int i = sp->net_gate[li];
-    if (i < 0) return 0;
-    const int k = i / sp->ngates, g = i % sp->ngates;
-    const gate *gt = &sp->gates[g];
-    const float *dy = net->exec.ls[li].grad, *x = layer_input(net, li, 0);
-    const int n = net->exec.n;
-    const int64_t per = (int64_t)gt->channels * gt->plane;
-    float *out = sp->grad + (size_t)k * (size_t)sp->C + gt->off;
-#pragma omp parallel for num_threads(ts_ctx_threads(sp->ctx)) schedule(static)
-    for (int ch = 0; ch < gt->channels; ch++) {
-        double acc = 0;
-        for (int s = 0; s < n; s++) {
-            const float *a = dy + (int64_t)s * per + (int64_t)ch * gt->plane, *b = x + (int64_t)s * per + (int64_t)ch * gt->plane;
-            for (int64_t u = 0; u < gt->plane; u++) acc += (double)a[u] * (double)b[u];
-        }
-        out[ch] = (float)acc;
-    }
-    return 0;
-}
-
-/* Adam (PyTorch's) on n values at step t (1-based). */
-static void adam(float *p, const float *g, float *m1, float *m2, int64_t n, float lr, int64_t t) {
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    const double c1 = 1.0 - pow(b1, (double)t), c2 = 1.0 - pow(b2, (double)t);
-    for (int64_t i = 0; i < n; i++) {
-        m1[i] = (float)(b1 * m1[i] + (1 - b1) * g[i]);
-        m2[i] = (float)(b2 * m2[i] + (1 - b2) * (double)g[i] * g[i]);
-        p[i] -= (float)(lr * (m1[i] / c1) / (sqrt(m2[i] / c2) + eps));
-    }
-}
-
-/* Fraction of scores > 0 over all modules. */
-static double kept_fraction(const float *score, int64_t n) {
-    int64_t kept = 0;
-    for (int64_t i = 0; i < n; i++) kept += score[i] > 0.0f;
-    return n ? (double)kept / (double)n : 1.0;
-}
 
 /* Scores of the K modules on ds (preprocessed with pp) into out (count, K), calibrated
  * by cal (scale[K], shift[K]); returns top-1 against the labels in *acc. */
-static ts_status splitter_eval(splitter *sp, const ts_dataset *ds, const ts_preprocess *pp, const float *cal,
+static ts_status splitter_eval(mask_net *sp, const ts_dataset *ds, const ts_preprocess *pp, const float *cal,
                                int batch, float *out, double *acc) {
     const int K = sp->K;
     const size_t in_sz = (size_t)shape_numel(&sp->origin->input);
@@ -291,7 +36,7 @@ static ts_status splitter_eval(splitter *sp, const ts_dataset *ds, const ts_prep
     if (!x) return TS_ENOMEM;
     ts_status st = TS_OK;
     int64_t right = 0;
-    splitter_set_masks(sp);
+    mask_net_set_masks(sp);
     for (int64_t s = 0; s < ds->count && !st; s += batch) {
         const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
         ts_preprocess_images(pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
@@ -336,15 +81,12 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
     if (val_count < 1 || train->count - val_count < 1)
         return ts_fail(ctx, TS_EINVAL, "decompose --method grad: %lld training samples are too few to carve a "
                        "validation part", (long long)train->count);
-    const double t0 = now_s();
-    splitter sp = {0};
-    sp.ctx = ctx;
-    sp.origin = m;
-    sp.K = K;
+    const double t0 = ts_monotonic_s();
+    mask_net sp = {0};
     ts_dataset *tr = NULL, *va = NULL;
     ts_loader *ld = NULL;
     ts_module **mods = NULL;
-    float *x = NULL, *out = NULL, *dout = NULL, *ds = NULL, *vscores = NULL, *best = NULL, *sp_s = NULL, *sn_s = NULL;
+    float *margin = NULL, *x = NULL, *out = NULL, *dout = NULL, *ds = NULL, *vscores = NULL, *best = NULL, *sp_s = NULL, *sn_s = NULL;
     int32_t *y = NULL;
     float cal[2 * 256], best_cal[2 * 256], cgrad[2 * 256], cm1[2 * 256] = {0}, cm2[2 * 256] = {0};
     if (K > 256) return ts_fail(ctx, TS_EUNSUPPORTED, "decompose --method grad: more than 256 classes");
@@ -353,16 +95,14 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
         cal[K + k] = 0.0f;
     }
     if ((st = ts_dataset_split(ctx, train, val_count, cfg->seed ^ 0x76616cull, &tr, &va))) goto done;
-    if ((st = splitter_build(&sp, cfg->seed))) goto done;
-    if ((st = model_ensure_grads(ctx, sp.net))) goto done;
+    /* branch k's head: the channelled margin logit_k - mean of the other logits */
+    if (!(margin = malloc(sizeof(float) * (size_t)K * (size_t)K))) goto nomem;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < K; j++) margin[k * K + j] = j == k ? 1.0f : -1.0f / (float)(K - 1);
+    const mask_net_spec spec = {"decompose --method grad", K, 0, 1, margin, "margin"};
+    if ((st = mask_net_build(&sp, ctx, m, &spec, cfg->seed))) goto done;
     const int64_t S = (int64_t)K * sp.C;
-    sp.score = malloc(sizeof(float) * (size_t)S);
-    sp.grad = calloc((size_t)S, sizeof(float));
-    sp.m1 = calloc((size_t)S, sizeof(float));
-    sp.m2 = calloc((size_t)S, sizeof(float));
-    best = malloc(sizeof(float) * (size_t)S);
-    if (!sp.score || !sp.grad || !sp.m1 || !sp.m2 || !best) goto nomem;
-    for (int64_t i = 0; i < S; i++) sp.score[i] = 1.0f;
+    if (!(best = malloc(sizeof(float) * (size_t)S))) goto nomem;
     ts_preprocess pp;
     if ((st = ts_model_get_preprocess(ctx, m, &pp))) goto done;
     const int B = cfg->train_batch;
@@ -403,7 +143,7 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
         for (int64_t bi = 0; bi < per_epoch; bi++) {
             int nb = 0;
             if ((st = ts_loader_get(ld, bi, 0, x, y, &nb))) goto done;
-            splitter_set_masks(&sp);
+            mask_net_set_masks(&sp);
             if ((st = ts_model_forward_train(ctx, sp.net, x, nb, out, 0))) goto done;
             float *s = dout; /* calibrated scores, then their gradient */
             for (int i = 0; i < nb; i++)
@@ -417,15 +157,11 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
                     cgrad[K + k] += g;
                     dout[i * K + k] = g * cal[k];
                 }
-            st = model_backward_observe(ctx, sp.net, dout, observe_masks, &sp);
+            st = model_backward_observe(ctx, sp.net, dout, mask_net_observe, &sp);
             if (st) goto done;
             step++;
-            for (int64_t i = 0; i < S; i++) {
-                const float g = sp.grad[i] < -1.0f ? -1.0f : sp.grad[i] > 1.0f ? 1.0f : sp.grad[i];
-                sp.grad[i] = g + l1;
-            }
-            adam(sp.score, sp.grad, sp.m1, sp.m2, S, cfg->lr, step);
-            if (cfg->lr_head > 0) adam(cal, cgrad, cm1, cm2, 2 * K, cfg->lr_head, step);
+            mask_net_step_scores(&sp, l1, cfg->lr, step);
+            if (cfg->lr_head > 0) mask_net_adam(cal, cgrad, cm1, cm2, 2 * K, cfg->lr_head, step);
             for (int k = 0; k < K; k++)
                 if (cal[k] < 1e-3f) cal[k] = 1e-3f; /* a module's score must keep its direction */
             if (progress && progress(user, step, total)) {
@@ -435,7 +171,7 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
         }
         /* selection on the validation part */
         if ((st = splitter_eval(&sp, va, &pp, cal, 128, vscores, &acc))) goto done;
-        const double kept = kept_fraction(sp.score, S);
+        const double kept = mask_net_kept(sp.score, S);
         const int ok = acc * 100.0 >= origin_acc * 100.0 - cfg->max_loss;
         if ((ok && (!best_ok || kept < best_kept)) || (!ok && !best_ok && acc > best_acc)) {
             best_ok = ok;
@@ -456,7 +192,7 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
     sp_s = malloc(sizeof(float) * (size_t)va->count);
     sn_s = malloc(sizeof(float) * (size_t)va->count);
     if (!(mods = calloc((size_t)want, sizeof *mods)) || !sp_s || !sn_s) goto nomem;
-    const double secs = now_s() - t0;
+    const double secs = ts_monotonic_s() - t0;
     for (int w = 0; w < want; w++) {
         const int c = n ? classes[w] : w;
         if ((st = module_create(ctx, m, c, &mods[w]))) goto done;
@@ -499,14 +235,8 @@ nomem:
     st = ts_fail(ctx, TS_ENOMEM, "decompose --method grad: out of memory");
 done:
     ts_modules_free(mods, want);
-    ts_model_free(sp.net);
-    free(sp.gates);
-    free(sp.mask_layer);
-    free(sp.net_gate);
-    free(sp.score);
-    free(sp.grad);
-    free(sp.m1);
-    free(sp.m2);
+    mask_net_free(&sp);
+    free(margin);
     free(best);
     free(sp_s);
     free(sn_s);

@@ -103,4 +103,53 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
                          const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                          int *count);
 
+/* ---- the frozen-origin network that kernel masks are learned on (mask_net.c) */
+/* One gated ReLU of the origin: masks act on its C channels of `plane` units. */
+typedef struct mask_gate {
+    int relu;       /* origin layer */
+    int channels;
+    int64_t plane;  /* H x W, or 1 for a ReLU over a vector */
+    int64_t off;    /* offset of its channels in a branch's score vector */
+} mask_gate;
+
+typedef struct mask_net_spec {
+    const char *what;     /* names the caller in messages ("decompose --method grad") */
+    int branches;         /* K copies of the origin, one score vector each */
+    int vector_gates;     /* also mask ReLUs over vectors (dense units), not only (C,H,W) maps */
+    int head_out;         /* each branch ends in a dense layer on the origin's logits with */
+    const float *head_w;  /* head_out outputs and these weights, (K, head_out, classes); bias 0 */
+    const char *head_name;
+} mask_net_spec;
+
+typedef struct mask_net {
+    ts_ctx *ctx;
+    const ts_model *origin;
+    int K, ngates;
+    int64_t C;          /* channels over all gates: a branch's score count */
+    mask_gate *gates;
+    ts_model *net;      /* the K branches; outputs: their heads' outputs in turn */
+    int head_layer;     /* branch 0's head in net */
+    int *mask_layer;    /* (K * ngates): the branch's mask layer in net */
+    int *net_gate;      /* (net->nlayers): k * ngates + g for a mask layer, else -1 */
+    float *score, *grad;/* (K * C): kernel scores (all 1 at first) and their gradient of this step */
+    float *m1, *m2;     /* Adam moments of the scores */
+} mask_net;
+
+/* Builds the network (batch norms folded, dropout removed, a mask layer "<relu>.keep"
+ * after every gate) with gradients allocated; mask_net_free frees it, also on failure. */
+ts_status mask_net_build(mask_net *mn, ts_ctx *ctx, const ts_model *origin, const mask_net_spec *spec, uint64_t seed);
+void mask_net_free(mask_net *mn);
+/* The mask layers' keep buffers from the binarized scores (score > 0). */
+void mask_net_set_masks(mask_net *mn);
+/* Backward observer (model_backward_observe, user = the mask_net): writes d loss / d
+ * binary mask of each channel into grad. */
+int mask_net_observe(void *user, ts_model *net, int li);
+/* Adam (PyTorch's) on n values at step t (1-based). */
+void mask_net_adam(float *p, const float *g, float *m1, float *m2, int64_t n, float lr, int64_t t);
+/* One Adam step of the scores: the observed gradient clipped to [-1, 1] (the
+ * straight-through hardtanh), plus l1 (d of the kept-fraction penalty). */
+void mask_net_step_scores(mask_net *mn, float l1, float lr, int64_t step);
+/* Fraction of the n scores > 0. */
+double mask_net_kept(const float *score, int64_t n);
+
 #endif

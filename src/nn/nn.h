@@ -339,6 +339,9 @@ void slice_report_free(slice_report *rep);
  * all-zero planes and what only they used. Same layer names, metadata and preprocess;
  * a mask left all ones goes. rep may be NULL. */
 ts_status model_slice(ts_ctx *ctx, const ts_model *m, ts_model **out, slice_report *rep);
+/* Trainable scalars, multiply-accumulates per sample and conv2d/dense output channels
+ * (kernels) of m: the figures slice_report compares. */
+void model_measure(const ts_model *m, int64_t *params, int64_t *macs, int64_t *kernels);
 
 void exec_release(exec_state *e);
 /* The model's parameters or buffers may have changed: packed inference weights are

@@ -445,7 +445,7 @@ static ts_status build(slicer *s, ts_model **out) {
 
 /* ------------------------------------------------------------------ entry */
 
-static void measure(const ts_model *m, int64_t *params, int64_t *macs, int64_t *kernels) {
+void model_measure(const ts_model *m, int64_t *params, int64_t *macs, int64_t *kernels) {
     *params = (int64_t)m->nparams;
     *macs = *kernels = 0;
     for (int li = 1; li < m->nlayers; li++) {
@@ -505,8 +505,8 @@ ts_status model_slice(ts_ctx *ctx, const ts_model *m, ts_model **out, slice_repo
     keep_pass(&s);
     if ((st = build(&s, out))) goto done;
     if (rep) {
-        measure(m, &rep->params_before, &rep->macs_before, &rep->channels_before);
-        measure(*out, &rep->params_after, &rep->macs_after, &rep->channels_after);
+        model_measure(m, &rep->params_before, &rep->macs_before, &rep->channels_before);
+        model_measure(*out, &rep->params_after, &rep->macs_after, &rep->channels_after);
         rep->keep = NULL;
         rep->keep_off = NULL;
         if (rep->want_keep) {

@@ -578,6 +578,86 @@ static void test_compose_all(void) {
     CHECK(m == NULL, "model after a refusal");
 }
 
+
+/* tessera extract on model a: a two-class model that is much smaller than the origin,
+ * about as accurate on those classes as the origin's argmax over their two logits,
+ * labelled so that ts_composed_dataset finds its test samples, deterministic, and
+ * saved and read back to the same outputs. */
+static void test_extract(void) {
+    if (!g.ready) return;
+    ts_extract_config cfg;
+    ts_extract_config_default(&cfg);
+    CHECK(cfg.alpha == 0.25f && cfg.adapt == 1 && cfg.epochs == 8 && cfg.val_count == 1000 && cfg.max_loss == 0.0f,
+          "extract defaults");
+    cfg.epochs = 3;
+    cfg.val_count = 300;
+    cfg.seed = 3;
+    /* refusals: too few classes, a class twice, a class the model lacks */
+    ts_model *x = NULL;
+    const int one[1] = {2}, twice[2] = {2, 2}, beyond[2] = {2, 10}, pair[2] = {2, 4};
+    CHECK_FAIL(ts_extract(g_ctx, g.a, g.train, one, 1, &cfg, NULL, NULL, &x, NULL), TS_EINVAL, "2 to 10 classes");
+    CHECK_FAIL(ts_extract(g_ctx, g.a, g.train, twice, 2, &cfg, NULL, NULL, &x, NULL), TS_EINVAL, "listed twice");
+    CHECK_FAIL(ts_extract(g_ctx, g.a, g.train, beyond, 2, &cfg, NULL, NULL, &x, NULL), TS_EINVAL, "not a class");
+    CHECK(x == NULL, "no model from a refusal");
+    ts_extract_report rep;
+    double t0 = now_s();
+    ts_status st = ts_extract(g_ctx, g.a, g.train, pair, 2, &cfg, NULL, NULL, &x, &rep);
+    CHECK(st == TS_OK && x, "extract 2,4: %s", ts_ctx_error(g_ctx));
+    if (st) return;
+    const double secs = now_s() - t0;
+    CHECK(ts_model_classes(x) == 2, "%d outputs", ts_model_classes(x));
+    CHECK(rep.params < rep.origin_params / 2 && rep.macs < rep.origin_macs && rep.units_kept < rep.units &&
+              rep.params == ts_model_param_count(x) && rep.selected_epoch >= 1 && rep.selected_epoch <= 3 &&
+              rep.val_count == 300,
+          "extracted: %lld of %lld parameters, %lld of %lld MACs, %lld of %lld units, epoch %d, %lld validation",
+          (long long)rep.params, (long long)rep.origin_params, (long long)rep.macs, (long long)rep.origin_macs,
+          (long long)rep.units_kept, (long long)rep.units, rep.selected_epoch, (long long)rep.val_count);
+    /* on the test inputs of the two classes: against the origin's argmax over their logits */
+    float *ox = outputs(x);
+    int n = 0, right_x = 0, right_o = 0;
+    for (int i = 0; ox && i < NTEST; i++) {
+        const int y = g.test->labels[i];
+        if (y != pair[0] && y != pair[1]) continue;
+        const float *lo = g.logits + (size_t)i * K;
+        n++;
+        right_o += (lo[pair[1]] > lo[pair[0]] ? pair[1] : pair[0]) == y;
+        right_x += pair[argmax(ox + (size_t)i * 2, 2)] == y;
+    }
+    CHECK(n > 100 && right_x >= right_o - 5 * n / 100, "extracted: %d of %d right, the origin %d", right_x, n, right_o);
+    /* metadata: the names and the evaluation set */
+    const char *names = ts_model_get_meta(x, "classes");
+    CHECK(names && !strcmp(names, "Pullover\nCoat"), "class names '%s'", names ? names : "(none)");
+    ts_dataset *ev = NULL;
+    st = ts_composed_dataset(g_ctx, x, TS_SPLIT_TEST, NULL, 0, &ev);
+    CHECK(st == TS_OK && ev && ev->count == 2000 && ev->classes == 2, "composed dataset: %s, %lld samples",
+          ts_ctx_error(g_ctx), ev ? (long long)ev->count : -1LL);
+    ts_dataset_free(ev);
+    /* deterministic, and the same after a save and a load */
+    ts_model *again = NULL;
+    st = ts_extract(g_ctx, g.a, g.train, pair, 2, &cfg, NULL, NULL, &again, NULL);
+    CHECK(st == TS_OK && again && ts_model_param_count(again) == ts_model_param_count(x), "again: %s",
+          ts_ctx_error(g_ctx));
+    float *oa = again ? outputs(again) : NULL;
+    CHECK(ox && oa && !memcmp(ox, oa, sizeof(float) * NTEST * 2), "two runs give different outputs");
+    char pbuf[PATH_LEN];
+    const char *path = tpath(pbuf, "extracted.tsr");
+    ts_model *back = NULL;
+    st = ts_model_save(g_ctx, x, path);
+    if (!st) st = ts_model_load(g_ctx, path, &back);
+    CHECK(st == TS_OK, "save/load: %s", ts_ctx_error(g_ctx));
+    float *ob = back ? outputs(back) : NULL;
+    CHECK(ox && ob && !memcmp(ox, ob, sizeof(float) * NTEST * 2), "read back: outputs differ");
+    printf("note: extract 2,4: %lld of %lld parameters, %.2f%% of the MACs, %d of %d right (origin %d), %.2f s\n",
+           (long long)rep.params, (long long)rep.origin_params, 100.0 * (double)rep.macs / (double)rep.origin_macs,
+           right_x, n, right_o, secs);
+    free(ox);
+    free(oa);
+    free(ob);
+    ts_model_free(x);
+    ts_model_free(again);
+    ts_model_free(back);
+}
+
 /* A composed model (classes 7, 2, 5, its own mask layers, outputs `out`) as an
  * origin: its unmasked module 0 alone scores the margin of its output 0, and its
  * modules next to one of model a, out of group order ([composed 0, a's 1,
@@ -1594,6 +1674,7 @@ int main(void) {
     RUN(test_module_semantics);
     RUN(test_compose_all);
     RUN(test_decompose_grad);
+    RUN(test_extract);
     RUN(test_compose_subset_shuffled);
     RUN(test_replace_class);
     RUN(test_from_model);
