@@ -60,6 +60,12 @@ ts_tensor_info test_tensor(const ts_model *m, const char *name);
 float *test_falloc(size_t n);
 /* Fills with uniform values in [lo, hi) from a seeded generator. */
 void test_fill_uniform(float *x, size_t n, unsigned long long seed, float lo, float hi);
+/* 1 when s ends with suffix. */
+int test_ends_with(const char *s, const char *suffix);
+/* Every parameter of m uniform in [-1, 1); batch-norm running means in [-0.5, 0.5) and
+ * variances in [0.5, 2): nothing at PyTorch's defaults. Mask layers' keep planes
+ * (".keep") stay as they are. */
+void test_randomize_model(ts_model *m, uint64_t seed);
 /* Path of the shared data folder (../shared/data relative to the repo), or NULL. */
 const char *test_shared_data(void);
 /* A synthetic 4-class dataset of 1x8x8 images (one bright quadrant = the class),

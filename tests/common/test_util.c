@@ -41,6 +41,23 @@ void test_fill_uniform(float *x, size_t n, unsigned long long seed, float lo, fl
     }
 }
 
+int test_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+void test_randomize_model(ts_model *m, uint64_t seed) {
+    for (int t = 0; t < ts_model_tensor_count(m); t++) {
+        ts_tensor_info ti;
+        ts_model_tensor(m, t, &ti);
+        if (test_ends_with(ti.name, ".keep")) continue;
+        float lo = -1.0f, hi = 1.0f;
+        if (test_ends_with(ti.name, ".running_mean")) lo = -0.5f, hi = 0.5f;
+        if (test_ends_with(ti.name, ".running_var")) lo = 0.5f, hi = 2.0f;
+        test_fill_uniform(ti.data, (size_t)ti.numel, seed + (uint64_t)t, lo, hi);
+    }
+}
+
 const char *test_shared_data(void) {
     static const char *cands[] = {"../shared/data", "../../shared/data", NULL};
     const char *env = getenv("TESSERA_SHARED_DATA");

@@ -22,30 +22,11 @@ static ts_ctx *g_ctx;
 
 /* ------------------------------------------------------------------ helpers */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* Every parameter uniform in [-1, 1); batch-norm running means in [-0.5, 0.5) and
- * variances in [0.5, 2): nothing at PyTorch's defaults. Masks stay all ones. */
-static void randomize(ts_model *m, uint64_t seed) {
-    for (int t = 0; t < ts_model_tensor_count(m); t++) {
-        ts_tensor_info ti;
-        ts_model_tensor(m, t, &ti);
-        if (ends_with(ti.name, ".keep")) continue;
-        float lo = -1.0f, hi = 1.0f;
-        if (ends_with(ti.name, ".running_mean")) lo = -0.5f, hi = 0.5f;
-        if (ends_with(ti.name, ".running_var")) lo = 0.5f, hi = 2.0f;
-        test_fill_uniform(ti.data, (size_t)ti.numel, seed + (uint64_t)t, lo, hi);
-    }
-}
-
 /* A model from architecture text, randomized from seed. */
 static ts_model *make_model(const char *text, uint64_t seed) {
     ts_model *m = NULL;
     CHECK(ts_model_from_arch(g_ctx, text, "slice.arch", NULL, 0, seed, &m) == TS_OK, "model: %s", ts_ctx_error(g_ctx));
-    if (m) randomize(m, seed * 100);
+    if (m) test_randomize_model(m, seed * 100);
     return m;
 }
 
@@ -399,7 +380,7 @@ static void test_unchanged(void) {
     CHECK(ts_model_from_arch(g_ctx, ts_zoo_arch("resnet20"), "resnet20", &in, 10, 9, &m) == TS_OK, "%s",
           ts_ctx_error(g_ctx));
     if (!m) return;
-    randomize(m, 900);
+    test_randomize_model(m, 900);
     slice_report r = {0};
     ts_model *s = slice_checked(m, NULL, &r);
     if (s) {
@@ -568,7 +549,7 @@ static void random_masks(ts_model *m, uint64_t seed) {
     for (int t = 0; t < ts_model_tensor_count(m); t++) {
         ts_tensor_info k;
         ts_model_tensor(m, t, &k);
-        if (!ends_with(k.name, ".keep")) continue;
+        if (!test_ends_with(k.name, ".keep")) continue;
         const int64_t per = k.numel / k.dims[0];
         for (int64_t c = 0; c < k.dims[0]; c++) {
             const int whole = gen_rand(&r, 10) < 4, part = gen_rand(&r, 10) < 3;
