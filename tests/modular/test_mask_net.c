@@ -52,20 +52,28 @@ static double loss_of(const float *out, const float *r, int n) {
     return l;
 }
 
-static void test_heads_and_binarization(void) {
+/* The origin and its mask network with K branches, heads random from seed (into head,
+ * K * CLS); NULL after a failed CHECK. */
+static ts_model *make_net(mask_net *mn, float *head, uint64_t seed) {
     ts_model *o = make_origin();
-    if (!o) return;
-    float head[K * CLS];
-    test_fill_uniform(head, K * CLS, 3, -1.0f, 1.0f);
-    mask_net mn;
+    if (!o) return NULL;
+    test_fill_uniform(head, K * CLS, seed, -1.0f, 1.0f);
     const mask_net_spec spec = {"test", K, 1, 1, head, "h"};
-    ts_status st = mask_net_build(&mn, g_ctx, o, &spec, 1);
+    ts_status st = mask_net_build(mn, g_ctx, o, &spec, 1);
     CHECK(st == TS_OK, "build: %s", ts_ctx_error(g_ctx));
     if (st) {
-        mask_net_free(&mn);
+        mask_net_free(mn);
         ts_model_free(o);
-        return;
+        return NULL;
     }
+    return o;
+}
+
+static void test_heads_and_binarization(void) {
+    float head[K * CLS];
+    mask_net mn;
+    ts_model *o = make_net(&mn, head, 3);
+    if (!o) return;
     CHECK(mn.ngates == 3 && mn.C == 4 + 5 + 6 && mn.gates[0].plane == 64 && mn.gates[1].plane == 16 &&
               mn.gates[2].plane == 1 && ts_model_classes(mn.net) == K,
           "gates %d, C %lld, outputs %d", mn.ngates, (long long)mn.C, ts_model_classes(mn.net));
@@ -136,26 +144,17 @@ static double fd_grad(mask_net *mn, const float *x, const float *r, int k, int g
 }
 
 static void test_straight_through_gradient(void) {
-    ts_model *o = make_origin();
-    if (!o) return;
     float head[K * CLS];
-    test_fill_uniform(head, K * CLS, 4, -1.0f, 1.0f);
     mask_net mn;
-    const mask_net_spec spec = {"test", K, 1, 1, head, "h"};
-    ts_status st = mask_net_build(&mn, g_ctx, o, &spec, 1);
-    CHECK(st == TS_OK, "build: %s", ts_ctx_error(g_ctx));
-    if (st) {
-        mask_net_free(&mn);
-        ts_model_free(o);
-        return;
-    }
+    ts_model *o = make_net(&mn, head, 4);
+    if (!o) return;
     /* about a third of the channels removed */
     test_fill_uniform(mn.score, (size_t)(K * mn.C), 9, -0.5f, 1.0f);
     float x[N * IN], out[N * K], r[N * K];
     test_fill_uniform(x, N * IN, 12, -2.0f, 2.0f);
     test_fill_uniform(r, N * K, 13, -1.0f, 1.0f);
     mask_net_set_masks(&mn);
-    st = ts_model_forward_train(g_ctx, mn.net, x, N, out, 0);
+    ts_status st = ts_model_forward_train(g_ctx, mn.net, x, N, out, 0);
     if (!st) st = model_backward_observe(g_ctx, mn.net, r, mask_net_observe, &mn);
     CHECK(st == TS_OK, "forward/backward: %s", ts_ctx_error(g_ctx));
     if (st) {
