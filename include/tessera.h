@@ -363,18 +363,25 @@ typedef struct ts_train_config {
     uint64_t seed;
     int crop_pad;      /* augmentation: random crop after padding by this many pixels */
     int flip;          /* augmentation: random horizontal flip */
+    /* modular training, MwT-style (docs/modules.md, "Modular training (MwT)"): the
+     * model carries mask generators (ts_model_add_mask_generators) and the loss is
+     * CE + mwt_alpha * cohesion loss + mwt_beta * coupling loss, each the mean over
+     * the generators */
+    int modular;
+    float mwt_alpha, mwt_beta;
 } ts_train_config;
 
 /* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,
- * no augmentation or label smoothing. */
+ * no augmentation or label smoothing, not modular (alpha 0.5, beta 1.5 when it is). */
 void ts_train_config_default(ts_train_config *cfg);
 
 typedef struct ts_train_progress {
     int64_t epoch, epochs;     /* 0-based current epoch, total */
     int64_t batch, batches;    /* batches done in this epoch, per epoch */
     int64_t step;              /* optimizer steps done in total */
-    float loss, acc;           /* running means over this epoch */
+    float loss, acc;           /* running means over this epoch (loss: the cross-entropy) */
     float lr;
+    float cohesion, coupling;  /* modular training: running means of the mask loss terms (else 0) */
 } ts_train_progress;
 
 typedef struct ts_epoch_report {
@@ -382,6 +389,10 @@ typedef struct ts_epoch_report {
     double train_loss, train_acc;
     double val_loss, val_acc;  /* -1 when no validation set */
     double seconds;
+    /* modular training: the epoch's means of the cohesion loss (1 - mean cosine of
+     * same-class masks) and coupling loss (mean cosine of different-class masks); 0
+     * otherwise. train_loss stays the cross-entropy alone. */
+    double cohesion, coupling;
 } ts_epoch_report;
 
 /* Hooks called by ts_trainer_run. Returning non-zero from either stops training
@@ -494,6 +505,17 @@ typedef struct ts_decompose_config {
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);
+
+/* Modularization while training (MwT, Qi et al. ICSE'24; docs/modules.md): a new
+ * model equal to m with a mask generator on every conv2d whose only consumer is a
+ * batch norm: globalavgpool of the conv's input -> dense (C_out, or C_out/2 from 128
+ * channels on; no bias) -> relu -> dense (C_out, bias 1.0) -> tanh -> relu, the
+ * per-sample mask that multiplies the batch norm's output channel by channel. Its
+ * layers are named "<bn>.gen.pool", ".gen.fc1", ".gen.relu", ".gen.fc2", ".gen.tanh",
+ * ".gen.mask", ".gen.shape" and "<bn>.gated"; m's tensors and metadata are copied,
+ * the generators' weights initialized from seed. Batch norms already gated are left
+ * as they are. Train the result with ts_train_config.modular. */
+ts_status ts_model_add_mask_generators(ts_ctx *ctx, const ts_model *m, uint64_t seed, ts_model **out);
 
 /* Progress callback: samples scanned so far out of at most `total`. Non-zero
  * return cancels (TS_ECANCELED). */
