@@ -464,7 +464,13 @@ typedef struct ts_module ts_module;
 /* How modules are found: Pan & Rajan's activation analysis (a keep-bit per ReLU unit),
  * or GradSplitter-style learning of one binary mask per convolution kernel and class
  * on the frozen model (Qi et al., SANER'23/TOSEM). */
-typedef enum ts_decompose_method { TS_DECOMPOSE_ACTIVATION = 0, TS_DECOMPOSE_GRAD = 1 } ts_decompose_method;
+typedef enum ts_decompose_method {
+    TS_DECOMPOSE_ACTIVATION = 0,
+    TS_DECOMPOSE_GRAD = 1,
+    /* a model trained with ts_train_config.modular (MwT): per class, the kernels its
+     * mask generators open on at least theta of its training samples */
+    TS_DECOMPOSE_MWT = 2
+} ts_decompose_method;
 /* Concern identification's rule for the units of dense layers (ReLUs over a
  * vector). Convolution maps always follow ICSE'22: a position is kept when any
  * confident positive activates it. */
@@ -502,6 +508,10 @@ typedef struct ts_decompose_config {
      * nothing, the default, since the paper's 0.5 lowered composed accuracy by 1 to 1.3
      * points on the networks measured, docs/modules.md) */
     float bln_delta;
+    /* TS_DECOMPOSE_MWT: a kernel is kept when its generated mask is > 0 on at least this
+     * fraction of the class's training samples (0.9); lowered by 0.05 for a layer that
+     * would keep none */
+    float theta;
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);
@@ -572,6 +582,10 @@ typedef struct ts_module_info {
     double val_accuracy;        /* TS_DECOMPOSE_GRAD: composed top-1 of all classes' modules on the validation
                                  * part at that epoch, and the origin's there */
     double origin_val_accuracy;
+    /* TS_DECOMPOSE_MWT (0 otherwise, and for a module loaded from a file): the mean Jaccard
+     * index of the sets of open kernels of pairs of its class's samples (cohesion), and of
+     * its module's kept kernels with each other module's of the decomposition (coupling) */
+    double cohesion, coupling;
 } ts_module_info;
 
 void ts_module_free(ts_module *mod);

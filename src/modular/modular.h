@@ -106,4 +106,9 @@ ts_status decompose_grad(ts_ctx *ctx, const ts_model *m, const ts_dataset *train
                          const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                          int *count);
 
+/* ts_decompose with cfg->method TS_DECOMPOSE_MWT (decompose_mwt.c), likewise. */
+ts_status decompose_mwt(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
+                        const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
+                        int *count);
+
 #endif

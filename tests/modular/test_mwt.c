@@ -18,6 +18,7 @@
 #include "nn/nn.h"
 #include "ops/ops.h"
 #include "train/train.h"
+#include "modular/modular.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -428,6 +429,132 @@ static ts_dataset *texture_dataset(int64_t count, uint64_t seed) {
     return ds;
 }
 
+/* ---- decomposition of the trained modular model (--method mwt) */
+
+/* Independently of decompose_mwt.c: per class and channel of generator mask layer
+ * `layer`, the training samples whose mask is > 0 in inference. */
+typedef struct open_count {
+    int C;
+    int32_t label;
+    int64_t *count; /* (classes, C) */
+} open_count;
+
+static int count_one(void *user, int layer, int64_t first, int n, const float *out) {
+    open_count *o = user;
+    (void)layer;
+    (void)first;
+    for (int ch = 0; ch < o->C && n == 1; ch++) o->count[o->label * o->C + ch] += out[ch] > 0.0f;
+    return n != 1;
+}
+
+static int count_open(ts_model *g, const ts_dataset *ds, int layer, int64_t *count /* (classes, C) */) {
+    ts_preprocess pp;
+    if (ts_model_get_preprocess(g_ctx, g, &pp)) return 0;
+    open_count o = {(int)g->layers[layer].out.dims[0], 0, count};
+    const ts_capture cap = {&layer, 1, count_one, &o};
+    float x[64], logits[8];
+    memset(count, 0, sizeof *count * (size_t)g->classes * (size_t)o.C);
+    for (int64_t i = 0; i < ds->count; i++) {
+        ts_preprocess_images(&pp, ds->images + i * 64, 1, 1, 8, 8, x);
+        o.label = ds->labels[i];
+        if (ts_model_predict_capture(g_ctx, g, x, 1, logits, &cap)) return 0;
+    }
+    return 1;
+}
+
+static void decompose_checks(ts_model *g, const ts_dataset *train) {
+    ts_decompose_config dc;
+    ts_decompose_config_default(&dc);
+    dc.method = TS_DECOMPOSE_MWT;
+    ts_module **mods = NULL;
+    int nm = 0;
+    CHECK(ts_decompose(g_ctx, g, train, &dc, NULL, 0, NULL, NULL, &mods, &nm) == TS_OK && nm == 4, "%s",
+          ts_ctx_error(g_ctx));
+    if (!mods) return;
+    /* which kernels each module keeps, against the counts made here: each gated output
+     * is read by its ReLU alone, so the dropped kernels are the ReLU's dropped channels */
+    int64_t per[4] = {0}, dropped = 0;
+    for (int64_t i = 0; i < train->count; i++) per[train->labels[i]]++;
+    for (int gi = 1; gi <= 2; gi++) {
+        char mname[32], rname[32];
+        snprintf(mname, sizeof mname, "bn%d.gen.mask", gi);
+        snprintf(rname, sizeof rname, "relu%d", gi);
+        const int mask = find_layer(g, mname), relu = find_layer(g, rname);
+        int64_t count[4 * 8];
+        const int counted = mask >= 0 && relu >= 0 && count_open(g, train, mask, count);
+        CHECK(counted, "counting the open kernels of %s", mname);
+        for (int c = 0; c < nm && counted; c++) {
+            const ts_module *mod = mods[c];
+            const module_mask *mk = NULL;
+            for (int k = 0; k < mod->nmasks; k++)
+                if (mod->masks[k].layer == relu) mk = &mod->masks[k];
+            CHECK(mk != NULL, "no mask at %s", rname);
+            if (!mk) break;
+            float theta = 0.9f; /* lowered while the layer would keep nothing */
+            for (int any = 0; !any; theta -= 0.05f)
+                for (int ch = 0; ch < 8; ch++) any |= (double)count[c * 8 + ch] >= (double)theta * (double)per[c];
+            theta += 0.05f;
+            for (int ch = 0; ch < 8; ch++) {
+                const int want = (double)count[c * 8 + ch] >= (double)theta * (double)per[c];
+                CHECK(mask_get(mk, ch * 64) == want && mask_get(mk, ch * 64 + 63) == want,
+                      "%s class %d kernel %d: kept %d, %lld of %lld samples open it", mname, c, ch,
+                      mask_get(mk, ch * 64), (long long)count[c * 8 + ch], (long long)per[c]);
+                dropped += !want;
+            }
+        }
+    }
+    for (int c = 0; c < nm; c++) {
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        CHECK(in.method == TS_DECOMPOSE_MWT && in.cohesion > 0 && in.cohesion <= 1 && in.coupling > 0 &&
+                  in.coupling <= 1,
+              "class %d: cohesion %g coupling %g", c, in.cohesion, in.coupling);
+    }
+    printf("note: modular textures: the 4 modules drop %lld of their 64 kernels\n", (long long)dropped);
+    CHECK(dropped > 0, "no module drops a kernel: nothing to slice");
+    /* the module alone (sliced) scores as the masked origin, margin written out here */
+    for (int c = 0; c < nm; c++) {
+        ts_model *alone = NULL, *masked = NULL;
+        CHECK(ts_module_model(g_ctx, mods[c], &alone) == TS_OK && module_masked_origin(g_ctx, mods[c], &masked) == TS_OK,
+              "%s", ts_ctx_error(g_ctx));
+        if (alone && masked) {
+            enum { N = 16 };
+            ts_preprocess pp;
+            ts_model_get_preprocess(g_ctx, g, &pp);
+            float x[N * 64], score[N], logits[N * 4], margin[N];
+            ts_preprocess_images(&pp, train->images, N, 1, 8, 8, x);
+            CHECK(ts_model_predict(g_ctx, alone, x, N, score) == TS_OK &&
+                      ts_model_predict(g_ctx, masked, x, N, logits) == TS_OK,
+                  "%s", ts_ctx_error(g_ctx));
+            for (int i = 0; i < N; i++) {
+                double rest = 0;
+                for (int j = 0; j < 4; j++) rest += j == c ? 0 : logits[i * 4 + j];
+                margin[i] = (float)(logits[i * 4 + c] - rest / 3);
+            }
+            CHECK(test_allclose("sliced module", score, margin, N, 1e-4, 1e-5), "class %d", c);
+        }
+        /* a module that drops kernels is smaller than one that keeps them all */
+        ts_module *whole = NULL;
+        ts_model *whole_alone = NULL;
+        CHECK(ts_module_from_model(g_ctx, g, c, &whole) == TS_OK && ts_module_model(g_ctx, whole, &whole_alone) == TS_OK,
+              "%s", ts_ctx_error(g_ctx));
+        if (alone && whole_alone && mods[c]->info.kernels_kept < mods[c]->info.kernels)
+            CHECK(ts_model_param_count(alone) < ts_model_param_count(whole_alone), "class %d: %lld parameters of %lld",
+                  c, (long long)ts_model_param_count(alone), (long long)ts_model_param_count(whole_alone));
+        ts_model_free(whole_alone);
+        ts_module_free(whole);
+        ts_model_free(alone);
+        ts_model_free(masked);
+    }
+    ts_modules_free(mods, nm);
+    /* a model without generators is refused */
+    ts_model *plain = make(TEXTURE_ARCH, 44);
+    mods = NULL;
+    if (plain) CHECK(ts_decompose(g_ctx, plain, train, &dc, NULL, 0, NULL, NULL, &mods, &nm) == TS_EINVAL && !mods,
+                     "plain model decomposed with --method mwt");
+    ts_model_free(plain);
+}
+
 static void test_train_modular(void) {
     ts_dataset *train = texture_dataset(256, 41);
     ts_model *m = make(TEXTURE_ARCH, 42), *g = m ? gated(m, 43) : NULL;
@@ -505,6 +632,7 @@ static void test_train_modular(void) {
     unlink(ck);
     ts_model_free(g3);
     ts_model_free(g2);
+    decompose_checks(g, train);
     ts_model_free(g);
     test_free_dataset(train);
 }
