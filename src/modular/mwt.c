@@ -80,6 +80,7 @@ static ts_status add_generator(ts_ctx *ctx, nn_builder *b, const ts_model *m, in
 }
 
 ts_status ts_model_add_mask_generators(ts_ctx *ctx, const ts_model *m, uint64_t seed, ts_model **out) {
+    if (!ctx || !m || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_add_mask_generators: NULL argument");
     *out = NULL;
     const int L = m->nlayers;
     /* map: origin layer -> the net layer its consumers read; at: -> its own copy;
