@@ -363,18 +363,25 @@ typedef struct ts_train_config {
     uint64_t seed;
     int crop_pad;      /* augmentation: random crop after padding by this many pixels */
     int flip;          /* augmentation: random horizontal flip */
+    /* modular training, MwT-style (docs/modules.md, "Modular training (MwT)"): the
+     * model carries mask generators (ts_model_add_mask_generators) and the loss is
+     * CE + mwt_alpha * cohesion loss + mwt_beta * coupling loss, each the mean over
+     * the generators */
+    int modular;
+    float mwt_alpha, mwt_beta;
 } ts_train_config;
 
 /* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,
- * no augmentation or label smoothing. */
+ * no augmentation or label smoothing, not modular (alpha 0.5, beta 1.5 when it is). */
 void ts_train_config_default(ts_train_config *cfg);
 
 typedef struct ts_train_progress {
     int64_t epoch, epochs;     /* 0-based current epoch, total */
     int64_t batch, batches;    /* batches done in this epoch, per epoch */
     int64_t step;              /* optimizer steps done in total */
-    float loss, acc;           /* running means over this epoch */
+    float loss, acc;           /* running means over this epoch (loss: the cross-entropy) */
     float lr;
+    float cohesion, coupling;  /* modular training: running means of the mask loss terms (else 0) */
 } ts_train_progress;
 
 typedef struct ts_epoch_report {
@@ -382,6 +389,10 @@ typedef struct ts_epoch_report {
     double train_loss, train_acc;
     double val_loss, val_acc;  /* -1 when no validation set */
     double seconds;
+    /* modular training: the epoch's means of the cohesion loss (1 - mean cosine of
+     * same-class masks) and coupling loss (mean cosine of different-class masks); 0
+     * otherwise. train_loss stays the cross-entropy alone. */
+    double cohesion, coupling;
 } ts_epoch_report;
 
 /* Hooks called by ts_trainer_run. Returning non-zero from either stops training
@@ -453,7 +464,13 @@ typedef struct ts_module ts_module;
 /* How modules are found: Pan & Rajan's activation analysis (a keep-bit per ReLU unit),
  * or GradSplitter-style learning of one binary mask per convolution kernel and class
  * on the frozen model (Qi et al., SANER'23/TOSEM). */
-typedef enum ts_decompose_method { TS_DECOMPOSE_ACTIVATION = 0, TS_DECOMPOSE_GRAD = 1 } ts_decompose_method;
+typedef enum ts_decompose_method {
+    TS_DECOMPOSE_ACTIVATION = 0,
+    TS_DECOMPOSE_GRAD = 1,
+    /* a model trained with ts_train_config.modular (MwT): per class, the kernels its
+     * mask generators open on at least theta of its training samples */
+    TS_DECOMPOSE_MWT = 2
+} ts_decompose_method;
 /* Concern identification's rule for the units of dense layers (ReLUs over a
  * vector). Convolution maps always follow ICSE'22: a position is kept when any
  * confident positive activates it. */
@@ -491,9 +508,24 @@ typedef struct ts_decompose_config {
      * nothing, the default, since the paper's 0.5 lowered composed accuracy by 1 to 1.3
      * points on the networks measured, docs/modules.md) */
     float bln_delta;
+    /* TS_DECOMPOSE_MWT: a kernel is kept when its generated mask is > 0 on at least this
+     * fraction of the class's training samples (0.9); lowered by 0.05 for a layer that
+     * would keep none */
+    float theta;
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);
+
+/* Modularization while training (MwT, Qi et al. ICSE'24; docs/modules.md): a new
+ * model equal to m with a mask generator on every conv2d whose only consumer is a
+ * batch norm: globalavgpool of the conv's input -> dense (C_out, or C_out/2 from 128
+ * channels on; no bias) -> relu -> dense (C_out, bias 1.0) -> tanh -> relu, the
+ * per-sample mask that multiplies the batch norm's output channel by channel. Its
+ * layers are named "<bn>.gen.pool", ".gen.fc1", ".gen.relu", ".gen.fc2", ".gen.tanh",
+ * ".gen.mask", ".gen.shape" and "<bn>.gated"; m's tensors and metadata are copied,
+ * the generators' weights initialized from seed. Batch norms already gated are left
+ * as they are. Train the result with ts_train_config.modular. */
+ts_status ts_model_add_mask_generators(ts_ctx *ctx, const ts_model *m, uint64_t seed, ts_model **out);
 
 /* Progress callback: samples scanned so far out of at most `total`. Non-zero
  * return cancels (TS_ECANCELED). */
@@ -550,6 +582,10 @@ typedef struct ts_module_info {
     double val_accuracy;        /* TS_DECOMPOSE_GRAD: composed top-1 of all classes' modules on the validation
                                  * part at that epoch, and the origin's there */
     double origin_val_accuracy;
+    /* TS_DECOMPOSE_MWT (0 otherwise, and for a module loaded from a file): the mean Jaccard
+     * index of the sets of open kernels of pairs of its class's samples (cohesion), and of
+     * its module's kept kernels with each other module's of the decomposition (coupling) */
+    double cohesion, coupling;
 } ts_module_info;
 
 void ts_module_free(ts_module *mod);

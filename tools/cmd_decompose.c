@@ -20,7 +20,8 @@ static cli_opt decompose_opts[] = {
     {"positives", "N", "confident training inputs per class for concern identification (default 1000)", NULL},
     {"confidence", "F", "softmax probability a positive needs (default 0.9)", NULL},
     {"tangling", "F", "negatives per positive for tangling identification (default 1.0)", NULL},
-    {"method", "activation|grad", "activation: Pan & Rajan's keep-bits per ReLU unit (default); grad: learned masks, one per convolution kernel and class, on the frozen model (GradSplitter-style)", NULL},
+    {"method", "activation|grad|mwt", "activation: Pan & Rajan's keep-bits per ReLU unit (default); grad: learned masks, one per convolution kernel and class, on the frozen model (GradSplitter-style); mwt: the kernels a model trained with train --modular opens for the class (MwT)", NULL},
+    {"theta", "F", "mwt: keep a kernel its generator opens on at least this fraction of the class's training samples (default 0.9)", NULL},
     {"alpha", "F", "grad: weight of each module's kept-kernel fraction in the loss (default 0.01)", NULL},
     {"epochs", "N", "grad: mask-learning epochs (default 4)", NULL},
     {"epoch-samples", "N", "grad: training samples per epoch (default 10000; 0: all)", NULL},
@@ -49,7 +50,8 @@ static cli_cmd decompose_cmd = {
     "parameters and multiply-accumulates it needs as a share of the origin's (computed from its\n"
     "masks), the units BLN removed, its Jaccard index against the model, and the time; then the\n"
     "model against all modules composed. --method grad learns one mask per convolution kernel\n"
-    "and class on the frozen model instead (GradSplitter-style; docs/modules.md).",
+    "and class on the frozen model instead (GradSplitter-style; docs/modules.md); --method mwt\n"
+    "keeps, per class, the kernels that a model trained with train --modular opens for it (MwT).",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
@@ -141,10 +143,13 @@ int cmd_decompose(int argc, char **argv) {
     const char *method = cli_get(&decompose_cmd, "method");
     long epochs, esamples, val;
     double alpha, lr, maxloss;
-    if (method && strcmp(method, "activation") && strcmp(method, "grad")) {
-        fprintf(stderr, "tessera decompose: --method: expected activation or grad, got '%s'\n", method);
+    if (method && strcmp(method, "activation") && strcmp(method, "grad") && strcmp(method, "mwt")) {
+        fprintf(stderr, "tessera decompose: --method: expected activation, grad or mwt, got '%s'\n", method);
         return EXIT_USAGE;
     }
+    double theta;
+    if (!cli_float(&decompose_cmd, "theta", 0.9, 0.01, 1.0, &theta)) return EXIT_USAGE;
+    cfg.theta = (float)theta;
     if (!cli_float(&decompose_cmd, "alpha", 0.01, 0.0, 100.0, &alpha) ||
         !cli_int(&decompose_cmd, "epochs", 4, 1, 100000, &epochs) ||
         !cli_int(&decompose_cmd, "epoch-samples", 10000, 0, 1000000000L, &esamples) ||
@@ -152,7 +157,9 @@ int cmd_decompose(int argc, char **argv) {
         !cli_float(&decompose_cmd, "lr", 0.05, 1e-9, 10.0, &lr) ||
         !cli_float(&decompose_cmd, "max-loss", 1.0, 0.0, 100.0, &maxloss))
         return EXIT_USAGE;
-    cfg.method = method && !strcmp(method, "grad") ? TS_DECOMPOSE_GRAD : TS_DECOMPOSE_ACTIVATION;
+    cfg.method = !method || !strcmp(method, "activation") ? TS_DECOMPOSE_ACTIVATION
+                 : !strcmp(method, "grad")                 ? TS_DECOMPOSE_GRAD
+                                                           : TS_DECOMPOSE_MWT;
     cfg.alpha = (float)alpha;
     cfg.epochs = (int)epochs;
     cfg.epoch_samples = esamples;
@@ -250,6 +257,10 @@ int cmd_decompose(int argc, char **argv) {
                100 * in.origin_val_accuracy);
     }
     if (cfg.method == TS_DECOMPOSE_ACTIVATION) print_decompose_rule(&cfg);
+    if (cfg.method == TS_DECOMPOSE_MWT)
+        printf("method mwt: a module keeps the kernels its generators open (mask > 0) on at least %g of its class's "
+               "training samples (less, by 0.05 steps, in a layer that would keep none); kernels whose output is added "
+               "to a residual path are kept\n", (double)cfg.theta);
     ts_module_info in0;
     ts_module_info_get(mods[0], &in0);
     printf("units: ReLU output units kept; params, MACs: what the module needs, from its masks, as a share of the "
@@ -281,6 +292,19 @@ int cmd_decompose(int argc, char **argv) {
                in.jaccard, in.seconds);
     }
     printf("mean kernel retention (KRR): %.2f%%\n", 100 * krr);
+    if (cfg.method == TS_DECOMPOSE_MWT) {
+        double coh = 0, coup = 0;
+        printf("cohesion (mean Jaccard of the open kernels of the class's sample pairs) / coupling (mean Jaccard of "
+               "the module's kernels with the others'):");
+        for (int i = 0; i < nmods; i++) {
+            ts_module_info in;
+            ts_module_info_get(mods[i], &in);
+            printf(" %d: %.3f/%.3f", in.class_index, in.cohesion, in.coupling);
+            coh += in.cohesion / nmods;
+            coup += in.coupling / nmods;
+        }
+        printf("\nmean cohesion %.4f, mean coupling %.4f\n", coh, coup);
+    }
     if (eval && nmods == ts_model_classes(m) && !ncls) {
         ts_eval_report a, b;
         if ((st = ts_evaluate(ctx, m, test, 256, &a))) goto fail;

@@ -94,7 +94,10 @@ int cmd_info(int argc, char **argv) {
                 const int64_t p = ts_model_param_count(m);
                 printf("method %s; kernels kept %lld of %lld (%.2f%%); alone it has %lld parameters (%.2f%% of the "
                        "origin's %lld) and %lld MACs per sample (%.2f%% of the origin's %lld)\n",
-                       mi.method == TS_DECOMPOSE_GRAD ? "grad" : "activation", (long long)mi.kernels_kept,
+                       mi.method == TS_DECOMPOSE_GRAD  ? "grad"
+                       : mi.method == TS_DECOMPOSE_MWT ? "mwt"
+                                                       : "activation",
+                       (long long)mi.kernels_kept,
                        (long long)mi.kernels, mi.kernels ? 100.0 * mi.kernels_kept / mi.kernels : 100.0, (long long)p,
                        mi.params ? 100.0 * p / mi.params : 100.0, (long long)mi.params, (long long)macs,
                        mi.origin_macs ? 100.0 * macs / mi.origin_macs : 100.0, (long long)mi.origin_macs);

@@ -34,6 +34,9 @@ static cli_opt train_opts[] = {
     {"augment", "LIST", "comma list of crop, flip (random crop pads by --crop-pad)", NULL},
     {"crop-pad", "N", "padding for random crops (default 4)", NULL},
     {"label-smoothing", "F", "label smoothing in [0,1) (default 0)", NULL},
+    {"modular", NULL, "modular training (MwT): a mask generator on every conv + batch norm, loss CE + alpha cohesion + beta coupling (docs/modules.md)", NULL},
+    {"alpha", "F", "--modular: weight of the cohesion loss (default 0.5)", NULL},
+    {"beta", "F", "--modular: weight of the coupling loss (default 1.5)", NULL},
     {"val-split", "N|F", "hold out N training samples (or a fraction F < 1) for validation", NULL},
     {"limit", "N", "train on the first N training samples only", NULL},
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
@@ -59,6 +62,7 @@ typedef struct train_run {
     progress bar;
     int quiet;
     int batch;
+    int modular;
     const char *checkpoint;
     char pending[4096];  /* checkpoint + ".pending" */
     int has_pending;
@@ -95,7 +99,11 @@ static int on_step(const ts_train_progress *p, void *user) {
         if (p->batch == 1) progress_start(&run->bar);
         char label[48], extra[96];
         snprintf(label, sizeof label, "epoch %lld/%lld", (long long)p->epoch + 1, (long long)p->epochs);
-        snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% lr %.3g", p->loss, 100.0 * p->acc, p->lr);
+        if (run->modular)
+            snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% coh %.3f coup %.3f lr %.3g", p->loss, 100.0 * p->acc,
+                     p->cohesion, p->coupling, p->lr);
+        else
+            snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% lr %.3g", p->loss, 100.0 * p->acc, p->lr);
         progress_update(&run->bar, label, p->batch, p->batches, extra, run->batch);
         if (p->batch == p->batches) progress_end(&run->bar);
     }
@@ -109,6 +117,7 @@ static int on_step(const ts_train_progress *p, void *user) {
 static int on_epoch(const ts_epoch_report *r, void *user) {
     train_run *run = user;
     printf("epoch %lld: train loss %.4f acc %.2f%%", (long long)r->epoch + 1, r->train_loss, 100 * r->train_acc);
+    if (run->modular) printf(" | cohesion loss %.4f coupling loss %.4f", r->cohesion, r->coupling);
     if (r->val_acc >= 0) printf(" | val loss %.4f acc %.2f%%", r->val_loss, 100 * r->val_acc);
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
@@ -152,10 +161,20 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
         }
         ts_optim_config_default(&cfg->optim, ok);
         cfg->lr = ok == TS_OPT_SGD ? 0.1f : 0.001f;
-    } else if (cli_get(c, "optimizer") || cli_get(c, "batch") || cli_get(c, "seed")) {
-        fprintf(stderr, "tessera train: --optimizer, --batch and --seed cannot change when resuming\n");
+        cfg->modular = cli_get(c, "modular") != NULL;
+    } else if (cli_get(c, "optimizer") || cli_get(c, "batch") || cli_get(c, "seed") ||
+               (cli_get(c, "modular") && !cfg->modular)) {
+        fprintf(stderr, "tessera train: --optimizer, --batch, --seed and --modular cannot change when resuming\n");
         return EXIT_USAGE;
     }
+    if (!cfg->modular && (cli_get(c, "alpha") || cli_get(c, "beta"))) {
+        fprintf(stderr, "tessera train: --alpha and --beta weigh the losses of --modular training\n");
+        return EXIT_USAGE;
+    }
+    if (!cli_float(c, "alpha", cfg->mwt_alpha, 0, 1000, &f)) return EXIT_USAGE;
+    cfg->mwt_alpha = (float)f;
+    if (!cli_float(c, "beta", cfg->mwt_beta, 0, 1000, &f)) return EXIT_USAGE;
+    cfg->mwt_beta = (float)f;
     if (!cli_int(c, "epochs", cfg->epochs, 1, 100000, &v)) return EXIT_USAGE;
     cfg->epochs = (int)v;
     if (!cli_int(c, "batch", cfg->batch, 1, 65536, &v)) return EXIT_USAGE;
@@ -368,6 +387,13 @@ int cmd_train(int argc, char **argv) {
         if (data_dir && (st = ts_model_set_meta(ctx, m, "data.dir", data_dir))) goto fail;
     }
 
+    if (cfg.modular && !resume) { /* a model that has generators (--init) keeps them */
+        ts_model *gated = NULL;
+        if ((st = ts_model_add_mask_generators(ctx, m, cfg.seed, &gated))) goto fail;
+        ts_model_free(m);
+        m = gated;
+    }
+
     /* validation split, then an optional limit on the training part */
     double vs;
     if (!cli_float(&train_cmd, "val-split", 0, 0, 1e9, &vs)) {
@@ -414,15 +440,18 @@ int cmd_train(int argc, char **argv) {
     run.tr = tr;
     run.quiet = cli_get(&train_cmd, "quiet") != NULL;
     run.batch = cfg.batch;
+    run.modular = cfg.modular;
     run.checkpoint = cli_get(&train_cmd, "checkpoint");
     if (run.checkpoint) snprintf(run.pending, sizeof run.pending, "%s.pending", run.checkpoint);
     if (!cli_int(&train_cmd, "checkpoint-every", 0, 0, 1L << 40, &run.every)) {
         rc = EXIT_USAGE;
         goto done;
     }
-    printf("training %s on %s: %lld samples%s, %d epochs, batch %d, %d threads\n",
+    printf("training %s on %s: %lld samples%s, %d epochs, batch %d, %d threads",
            ts_model_get_meta(m, "arch") ? ts_model_get_meta(m, "arch") : "model", spec, (long long)train_set->count,
            val ? " (+ validation)" : "", cfg.epochs, cfg.batch, ts_ctx_get_threads(ctx));
+    if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
+    printf("\n");
     fflush(stdout);
     signal(SIGINT, on_sigint);
     ts_train_hooks hooks = {on_step, on_epoch, &run};

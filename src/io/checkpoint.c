@@ -1,16 +1,17 @@
 /* Checkpoints: a model file (kind 1) with a TRAN section holding the training
  * configuration, the context settings that change results (version 2: threads,
- * backend, bf16) and the divergence check's running loss, position (epoch, batch in
- * epoch, optimizer steps, the epoch's running sums) and optimizer buffers.
+ * backend, bf16) and the divergence check's running loss, modular training's switch,
+ * weights and the epoch's running mask-loss sums (version 3), position (epoch, batch
+ * in epoch, optimizer steps, the epoch's running sums) and optimizer buffers.
  * Randomness is a function of (seed, epoch, step), so the seed and position are the
- * whole RNG state. Version 1 (no settings) still loads. */
+ * whole RNG state. Versions 1 (no settings) and 2 (not modular) still load. */
 #include "io.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TRAN_VERSION 2u
+#define TRAN_VERSION 3u
 
 static void write_config(wbuf *b, const ts_train_config *c) {
     wbuf_u32(b, (uint32_t)c->epochs);
@@ -64,14 +65,33 @@ static ts_status read_config(rbuf *r, ts_train_config *c) {
     return TS_OK;
 }
 
-/* The version 2 fields after the configuration. */
+/* The version 2 and 3 fields after the configuration. */
 typedef struct tran_extra {
     ts_run_settings settings; /* threads 0: not recorded (version 1) */
     double loss_avg, loss_low;
+    double coh_sum, coup_sum; /* modular training's running sums in the epoch (version 3) */
 } tran_extra;
 
-static ts_status read_extra(rbuf *r, uint32_t version, tran_extra *x) {
+/* Version 3: modular training's switch and weights (cfg) and running sums (x). */
+static ts_status read_modular(rbuf *r, ts_train_config *cfg, tran_extra *x) {
+    uint32_t on;
+    ts_status st;
+    if ((st = rbuf_u32(r, &on, "modular")) || (st = rbuf_f32(r, &cfg->mwt_alpha, "modular alpha")) ||
+        (st = rbuf_f32(r, &cfg->mwt_beta, "modular beta")) || (st = rbuf_f64(r, &x->coh_sum, "epoch cohesion")) ||
+        (st = rbuf_f64(r, &x->coup_sum, "epoch coupling")))
+        return st;
+    if (on > 1 || !(cfg->mwt_alpha >= 0 && cfg->mwt_alpha <= 1e3f) || !(cfg->mwt_beta >= 0 && cfg->mwt_beta <= 1e3f) ||
+        !isfinite(x->coh_sum) || !isfinite(x->coup_sum))
+        return ts_fail(r->ctx, TS_EFORMAT, "%s: modular training settings out of range (modular %u, alpha %g, beta %g)",
+                       r->path, on, cfg->mwt_alpha, cfg->mwt_beta);
+    cfg->modular = (int)on;
+    return TS_OK;
+}
+
+static ts_status read_extra(rbuf *r, uint32_t version, ts_train_config *cfg, tran_extra *x) {
     memset(x, 0, sizeof *x);
+    cfg->mwt_alpha = 0.5f; /* before version 3: never modular, the defaults */
+    cfg->mwt_beta = 1.5f;
     if (version < 2) return TS_OK;
     uint32_t u[3];
     ts_status st;
@@ -86,7 +106,7 @@ static ts_status read_extra(rbuf *r, uint32_t version, tran_extra *x) {
     x->settings.threads = (int)u[0];
     x->settings.backend = (ts_backend)u[1];
     x->settings.bf16 = (int)u[2];
-    return TS_OK;
+    return version >= 3 ? read_modular(r, cfg, x) : TS_OK;
 }
 
 /* The version, the configuration and the version 2 fields. */
@@ -97,7 +117,7 @@ static ts_status read_head(rbuf *r, ts_train_config *cfg, tran_extra *x) {
         st = ts_fail(r->ctx, TS_EUNSUPPORTED, "%s: checkpoint state version %u, this tessera reads 1 to %u", r->path,
                      version, TRAN_VERSION);
     if (!st) st = read_config(r, cfg);
-    if (!st) st = read_extra(r, version, x);
+    if (!st) st = read_extra(r, version, cfg, x);
     return st;
 }
 
@@ -117,6 +137,11 @@ ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path
     wbuf_u32(&b, (uint32_t)ts_ctx_get_bf16(ctx));
     wbuf_f64(&b, tr->loss_avg);
     wbuf_f64(&b, tr->loss_low);
+    wbuf_u32(&b, (uint32_t)(tr->cfg.modular != 0));
+    wbuf_f32(&b, tr->cfg.mwt_alpha);
+    wbuf_f32(&b, tr->cfg.mwt_beta);
+    wbuf_f64(&b, tr->epoch_coh_sum);
+    wbuf_f64(&b, tr->epoch_coup_sum);
     wbuf_u64(&b, (uint64_t)tr->epoch);
     wbuf_u64(&b, (uint64_t)tr->batch_in_epoch);
     wbuf_f64(&b, tr->epoch_loss_sum);
@@ -199,6 +224,11 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
         st = ts_fail(ctx, TS_EINVAL, "%s: resuming needs the checkpoint's optimizer, batch size and seed", path);
         goto done;
     }
+    if (!cfg.modular != !tr->cfg.modular) {
+        st = ts_fail(ctx, TS_EINVAL, "%s: the checkpoint was %s modular training; resume it %s --modular", path,
+                     cfg.modular ? "saved by" : "not saved by", cfg.modular ? "with" : "without");
+        goto done;
+    }
     int64_t nb = ts_loader_batches(tr->loader);
     if (epoch > 100000 || (int64_t)bie > nb || steps > (uint64_t)1 << 50 || seen > (uint64_t)1 << 50) {
         st = ts_fail(ctx, TS_EFORMAT, "%s: training position out of range (epoch %llu, batch %llu of %lld)", path,
@@ -217,6 +247,8 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
     tr->epoch_loss_sum = loss_sum;
     tr->epoch_correct = correct;
     tr->epoch_seen = (int64_t)seen;
+    tr->epoch_coh_sum = x.coh_sum;
+    tr->epoch_coup_sum = x.coup_sum;
     tr->opt->steps = (int64_t)steps;
     tr->loss_avg = x.loss_avg;
     tr->loss_low = x.loss_low;

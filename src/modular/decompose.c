@@ -48,6 +48,7 @@ void ts_decompose_config_default(ts_decompose_config *cfg) {
     cfg->max_loss = 1.0f;
     cfg->rule = TS_DECOMPOSE_RULE_EVERY;
     cfg->bln_delta = 1.0f;
+    cfg->theta = 0.9f;
 }
 
 static ts_status check_config(ts_ctx *ctx, const ts_decompose_config *c) {
@@ -61,6 +62,8 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_config *c) {
     if (c->rule != TS_DECOMPOSE_RULE_EVERY && c->rule != TS_DECOMPOSE_RULE_ANY)
         return ts_fail(ctx, TS_EINVAL, "decompose: rule %d is neither every (%d) nor any (%d)", (int)c->rule,
                        (int)TS_DECOMPOSE_RULE_EVERY, (int)TS_DECOMPOSE_RULE_ANY);
+    if (c->method == TS_DECOMPOSE_MWT && !(c->theta > 0.0f && c->theta <= 1.0f))
+        return ts_fail(ctx, TS_EINVAL, "decompose: theta %g out of (0, 1]", (double)c->theta);
     if (!(c->bln_delta >= 0.0f && c->bln_delta <= 1.0f))
         return ts_fail(ctx, TS_EINVAL, "decompose: BLN delta %g out of [0, 1]", (double)c->bln_delta);
     return TS_OK;
@@ -225,6 +228,8 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     if (train->count < 1) return ts_fail(ctx, TS_EINVAL, "decompose: the training set is empty");
     if (cfg->method == TS_DECOMPOSE_GRAD)
         return decompose_grad(ctx, m, train, cfg, classes, n, progress, user, modules, count);
+    if (cfg->method == TS_DECOMPOSE_MWT)
+        return decompose_mwt(ctx, m, train, cfg, classes, n, progress, user, modules, count);
 
     double t0 = ts_monotonic_s();
     ts_model *work = NULL;

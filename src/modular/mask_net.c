@@ -21,14 +21,8 @@
 /* The batch norm that folds into conv/dense layer li: its only consumer, a batch norm.
  * Returns its index or -1. */
 static int folded_bn(const ts_model *m, int li) {
-    int bn = -1, uses = 0;
-    for (int j = li + 1; j < m->nlayers; j++)
-        for (int k = 0; k < m->layers[j].ninputs; k++)
-            if (m->layers[j].inputs[k] == li) {
-                uses++;
-                bn = j;
-            }
-    return uses == 1 && m->layers[bn].kind == LAYER_BATCHNORM ? bn : -1;
+    const int bn = model_sole_consumer(m, li);
+    return bn >= 0 && m->layers[bn].kind == LAYER_BATCHNORM ? bn : -1;
 }
 
 /* net layer `to` is origin conv/dense `li` with batch norm `bn` folded in:

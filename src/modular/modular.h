@@ -34,6 +34,9 @@ ts_status module_masked_origin(ts_ctx *ctx, const ts_module *mod, ts_model **out
  * suffix and size (TS_ESHAPE naming `what` when one has no counterpart). */
 ts_status model_copy_layer_tensors(ts_ctx *ctx, const ts_model *src, int from, ts_model *dst, int to, const char *what);
 
+/* The only layer reading layer li's output, or -1 when none or several do. */
+int model_sole_consumer(const ts_model *m, int li);
+
 static inline int mask_get(const module_mask *mk, int64_t u) { return (int)(mk->keep[u >> 6] >> (u & 63) & 1u); }
 static inline int64_t mask_words(int64_t units) { return (units + 63) / 64; }
 
@@ -151,5 +154,9 @@ void mask_net_adam(float *p, const float *g, float *m1, float *m2, int64_t n, fl
 void mask_net_step_scores(mask_net *mn, float l1, float lr, int64_t step);
 /* Fraction of the n scores > 0. */
 double mask_net_kept(const float *score, int64_t n);
+/* ts_decompose with cfg->method TS_DECOMPOSE_MWT (decompose_mwt.c), likewise. */
+ts_status decompose_mwt(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
+                        const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
+                        int *count);
 
 #endif

@@ -374,6 +374,17 @@ done:
 
 /* ---- the module as a masked origin, for slicing */
 
+int model_sole_consumer(const ts_model *m, int li) {
+    int c = -1, uses = 0;
+    for (int j = li + 1; j < m->nlayers; j++)
+        for (int k = 0; k < m->layers[j].ninputs; k++)
+            if (m->layers[j].inputs[k] == li) {
+                uses++;
+                c = j;
+            }
+    return uses == 1 ? c : -1;
+}
+
 ts_status model_copy_layer_tensors(ts_ctx *ctx, const ts_model *src, int from, ts_model *dst, int to, const char *what) {
     const size_t sn = strlen(src->layers[from].name), dn = strlen(dst->layers[to].name);
     for (int t = 0; t < src->ntensors; t++) {

@@ -9,6 +9,8 @@
  *  - need (backward): its value reaches the model's output. A layer needs the channels
  *    behind its live outputs (needed and not zero); a conv2d or dense layer needs every
  *    input channel of a group as soon as one output of the group is live.
+ *    (A two-input binary joins when each operand broadcasts only within channels, C,1,1
+ *    into C,H,W; a reshape that keeps axis 0 is channel-wise: MwT's gated batch norms.)
  *  - keep: physically present. A layer that maps channel c to channel c cannot drop a
  *    channel its input has, so channel-wise layers, additions and concatenations tie
  *    their tensors' keep sets together. Each set starts as its live channels; tied sets
@@ -66,6 +68,12 @@ static int same_shape(const ts_shape *a, const ts_shape *b) {
     return 1;
 }
 
+/* An operand of per-sample shape a that broadcasts into out within each channel
+ * (C,1,1 into C,H,W): its channel c meets the output's channel c alone. */
+static int channel_aligned(const ts_shape *a, const ts_shape *out) {
+    return a->ndim == out->ndim && a->ndim >= 1 && a->dims[0] == out->dims[0];
+}
+
 static slice_role role_of(const ts_model *m, const layer *l) {
     if (l->kind == LAYER_INPUT) return ROLE_BARRIER;
     const ts_shape *in = input_shape(m, l, 0);
@@ -84,10 +92,12 @@ static slice_role role_of(const ts_model *m, const layer *l) {
         return (l->axis < 0 ? l->axis + l->out.ndim : l->axis) >= 1 ? ROLE_CHANNELWISE : ROLE_BARRIER;
     case LAYER_PAD: /* nothing added to or cropped from the channels */
         return l->pads[0] == 0 && l->pads[l->out.ndim] == 0 ? ROLE_CHANNELWISE : ROLE_BARRIER;
-    case LAYER_BINARY: /* elementwise only where nothing broadcasts into the output's shape */
-        if (!same_shape(in, &l->out)) return ROLE_BARRIER;
-        if (l->tshape.ndim > 0) return ROLE_CHANNELWISE;
-        return same_shape(input_shape(m, l, 1), &l->out) ? ROLE_JOIN : ROLE_BARRIER;
+    case LAYER_BINARY: /* elementwise only where nothing broadcasts across the output's channels */
+        if (l->tshape.ndim > 0) return same_shape(in, &l->out) ? ROLE_CHANNELWISE : ROLE_BARRIER;
+        return channel_aligned(in, &l->out) && channel_aligned(input_shape(m, l, 1), &l->out) ? ROLE_JOIN
+                                                                                              : ROLE_BARRIER;
+    case LAYER_RESHAPE: /* axis 0 unchanged: each channel's values stay together, in order (C -> C,1,1) */
+        return in->ndim >= 1 && l->out.ndim >= 1 && in->dims[0] == l->out.dims[0] ? ROLE_CHANNELWISE : ROLE_BARRIER;
     case LAYER_ADD: return ROLE_JOIN;
     case LAYER_CONCAT: return l->axis == 0 ? ROLE_CONCAT : ROLE_BARRIER;
     case LAYER_FLATTEN: return ROLE_FLATTEN;
@@ -354,6 +364,9 @@ static layer_attrs sliced_attrs(const slicer *s, int li) {
     case LAYER_DENSE: a.features = s->nkept[li]; break;
     case LAYER_PRELU: case LAYER_BINARY:
         if (s->role[li] == ROLE_CHANNELWISE && varies_per_channel(l, &a.tshape)) a.tshape.dims[0] = s->nkept[li];
+        break;
+    case LAYER_RESHAPE:
+        if (s->role[li] == ROLE_CHANNELWISE) a.tshape.dims[0] = s->nkept[li];
         break;
     default: break;
     }

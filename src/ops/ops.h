@@ -219,6 +219,16 @@ void dropout_apply_ref(size_t count, float *out, const float *in, const float *m
 float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
                        float smoothing, float *dlogits /* (N,classes) or NULL */);
 
+/* MwT's cohesion and coupling losses of one layer's per-sample masks (mask_loss_ref.c
+ * says how): cohesion = 1 - mean cosine of same-label pairs, coupling = mean cosine of
+ * different-label pairs, each 0 without such a pair. dmasks, when not NULL, is ADDED
+ * the gradient of w_coh * cohesion + w_coup * coupling (so a layer's output gradient
+ * can take it in place). work holds mask_pair_loss_work(n, c) doubles. */
+size_t mask_pair_loss_work(int n, int c);
+void mask_pair_loss_ref(int n, int c, const float *masks /* (N,C) */, const int32_t *labels /* (N) */, float w_coh,
+                        float w_coup, float *dmasks /* (N,C) or NULL */, double *work /* mask_pair_loss_work */,
+                        double *cohesion, double *coupling);
+
 /* C = alpha * op(A) op(B) + beta * C, row-major, op = transpose when trans != 0.
  * A is (M,K) after op, B (K,N) after op, C (M,N). The ref conv and dense kernels
  * build on this; it is blocked and threaded, not naive. */

@@ -29,7 +29,20 @@ struct ts_trainer {
     int diverged;         /* a step diverged: the state is never saved (ts_checkpoint_save) */
     float *x, *logits, *dlogits;
     int32_t *y;
+    /* modular training (cfg.modular): the mask layers, their loss gradients of this
+     * step and the epoch's running sums of the mask loss terms */
+    int ngens;
+    int *gen_layer;       /* (ngens) */
+    int *gen_of;          /* (nlayers): index into gen_layer, or -1 */
+    float *gen_grad;      /* (ngens, batch, C of the generator), packed */
+    int64_t *gen_off;     /* (ngens) offsets into gen_grad */
+    double *gen_work;     /* mask_pair_loss_work of the widest */
+    double epoch_coh_sum, epoch_coup_sum;
 };
+
+/* Layers whose name ends so are MwT mask outputs (src/modular/mwt.c makes them). */
+#define TS_MWT_MASK_SUFFIX ".gen.mask"
+
 
 /* Checks that ds fits m: image shape equal to the model input, no more classes
  * than the model outputs, every label in 0..classes-1. `what` names the set in messages

@@ -23,6 +23,74 @@ void ts_train_config_default(ts_train_config *cfg) {
     cfg->schedule = TS_SCHED_CONSTANT;
     cfg->gamma = 0.1f;
     cfg->seed = 1;
+    cfg->mwt_alpha = 0.5f;
+    cfg->mwt_beta = 1.5f;
+}
+
+/* Modular training: finds the mask layers (ReLUs over a vector named
+ * "<bn>" TS_MWT_MASK_SUFFIX) and allocates their per-step gradients. */
+static ts_status mwt_setup(ts_ctx *ctx, ts_trainer *tr) {
+    const ts_model *m = tr->model;
+    const size_t sl = strlen(TS_MWT_MASK_SUFFIX);
+    if (!(tr->cfg.mwt_alpha >= 0 && tr->cfg.mwt_alpha <= 1e3f) || !(tr->cfg.mwt_beta >= 0 && tr->cfg.mwt_beta <= 1e3f))
+        return ts_fail(ctx, TS_EINVAL, "modular training: alpha %g and beta %g must be in [0, 1000]", tr->cfg.mwt_alpha,
+                       tr->cfg.mwt_beta);
+    if (!(tr->gen_of = malloc(sizeof *tr->gen_of * (size_t)m->nlayers)) ||
+        !(tr->gen_layer = malloc(sizeof *tr->gen_layer * (size_t)m->nlayers)) ||
+        !(tr->gen_off = malloc(sizeof *tr->gen_off * (size_t)m->nlayers)))
+        return ts_fail(ctx, TS_ENOMEM, "modular training: out of memory");
+    int64_t total = 0;
+    size_t work = 0;
+    for (int li = 0; li < m->nlayers; li++) {
+        const layer *l = &m->layers[li];
+        const size_t n = strlen(l->name);
+        tr->gen_of[li] = -1;
+        if (l->kind != LAYER_RELU || l->out.ndim != 1 || n < sl || strcmp(l->name + n - sl, TS_MWT_MASK_SUFFIX)) continue;
+        const int c = (int)l->out.dims[0];
+        tr->gen_of[li] = tr->ngens;
+        tr->gen_off[tr->ngens] = total;
+        tr->gen_layer[tr->ngens++] = li;
+        total += (int64_t)tr->cfg.batch * c;
+        const size_t w = mask_pair_loss_work(tr->cfg.batch, c);
+        if (w > work) work = w;
+    }
+    if (tr->ngens == 0)
+        return ts_fail(ctx, TS_EINVAL, "modular training: the model has no mask generators (layers named "
+                                       "'<bn>" TS_MWT_MASK_SUFFIX "', ts_model_add_mask_generators)");
+    tr->gen_grad = ts_alloc(ctx, (size_t)total * sizeof(float), "mask loss gradients");
+    tr->gen_work = ts_alloc(ctx, work * sizeof(double), "mask loss scratch");
+    return tr->gen_grad && tr->gen_work ? TS_OK : TS_ENOMEM;
+}
+
+/* The mask losses of the batch just forwarded (n samples, labels y): their
+ * gradients into gen_grad, the means over the generators into coh and coup. */
+static void mwt_losses(ts_trainer *tr, int n, const int32_t *y, double *coh, double *coup) {
+    ts_model *m = tr->model;
+    const float wc = tr->cfg.mwt_alpha / (float)tr->ngens, wp = tr->cfg.mwt_beta / (float)tr->ngens;
+    double sc = 0.0, sp = 0.0;
+    for (int g = 0; g < tr->ngens; g++) {
+        const int li = tr->gen_layer[g], c = (int)m->layers[li].out.dims[0];
+        float *d = tr->gen_grad + tr->gen_off[g];
+        memset(d, 0, sizeof *d * (size_t)n * (size_t)c);
+        double lc, lp;
+        mask_pair_loss_ref(n, c, m->exec.ls[li].out, y, wc, wp, d, tr->gen_work, &lc, &lp);
+        sc += lc;
+        sp += lp;
+    }
+    *coh = sc / tr->ngens;
+    *coup = sp / tr->ngens;
+}
+
+/* Backward observer: adds a mask layer's loss gradient to d loss / d its output. */
+static int mwt_add_grad(void *user, ts_model *m, int li) {
+    const ts_trainer *tr = user;
+    const int g = tr->gen_of[li];
+    if (g < 0) return 0;
+    const size_t count = (size_t)m->exec.n * (size_t)m->layers[li].out.dims[0];
+    const float *d = tr->gen_grad + tr->gen_off[g];
+    float *grad = m->exec.ls[li].grad;
+    for (size_t i = 0; i < count; i++) grad[i] += d[i];
+    return 0;
 }
 
 static double now_seconds(void) {
@@ -91,6 +159,7 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
         st = TS_ENOMEM;
         goto fail;
     }
+    if (cfg->modular && (st = mwt_setup(ctx, tr))) goto fail;
     *out = tr;
     return TS_OK;
 fail:
@@ -106,6 +175,11 @@ void ts_trainer_free(ts_trainer *tr) {
     ts_free(tr->logits);
     ts_free(tr->dlogits);
     ts_free(tr->y);
+    ts_free(tr->gen_grad);
+    ts_free(tr->gen_work);
+    free(tr->gen_layer);
+    free(tr->gen_of);
+    free(tr->gen_off);
     free(tr);
 }
 
@@ -189,7 +263,7 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
         double t0 = now_seconds();
         ts_loader_begin_epoch(tr->loader, tr->epoch);
         if (tr->batch_in_epoch == 0) {
-            tr->epoch_loss_sum = tr->epoch_correct = 0;
+            tr->epoch_loss_sum = tr->epoch_correct = tr->epoch_coh_sum = tr->epoch_coup_sum = 0;
             tr->epoch_seen = 0;
         }
         for (int64_t b = tr->batch_in_epoch; b < nb; b++) {
@@ -201,11 +275,17 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             if ((st = ts_model_forward_train(ctx, m, tr->x, cnt, tr->logits, rng_mix(tr->cfg.seed, (uint64_t)step))))
                 return st;
             float loss = ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing, tr->dlogits);
-            if ((st = check_loss(ctx, tr, loss, step))) return st;
+            double coh = 0.0, coup = 0.0;
+            if (tr->ngens) mwt_losses(tr, cnt, tr->y, &coh, &coup);
+            /* the whole objective is held to the divergence bound (coh, coup: 0 unless modular) */
+            const float objective = (float)(loss + tr->cfg.mwt_alpha * coh + tr->cfg.mwt_beta * coup);
+            if ((st = check_loss(ctx, tr, objective, step))) return st;
+            tr->epoch_coh_sum += coh * cnt;
+            tr->epoch_coup_sum += coup * cnt;
             for (int i = 0; i < cnt; i++) tr->epoch_correct += argmax_row(tr->logits + (size_t)i * k, k) == tr->y[i];
             tr->epoch_loss_sum += (double)loss * cnt;
             tr->epoch_seen += cnt;
-            if ((st = ts_model_backward(ctx, m, tr->dlogits))) return st;
+            if ((st = model_backward_observe(ctx, m, tr->dlogits, tr->ngens ? mwt_add_grad : NULL, tr))) return st;
             if ((st = ts_optimizer_step(ctx, tr->opt, lr))) return st;
             /* a step that overflows the weights is caught here, before any checkpoint
              * can save them: the last checkpoint on disk stays the last good one */
@@ -217,11 +297,14 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             if (hooks && hooks->on_step) {
                 ts_train_progress p = {tr->epoch, tr->cfg.epochs, b + 1, nb, tr->opt->steps,
                                        (float)(tr->epoch_loss_sum / tr->epoch_seen),
-                                       (float)(tr->epoch_correct / tr->epoch_seen), lr};
+                                       (float)(tr->epoch_correct / tr->epoch_seen), lr,
+                                       (float)(tr->epoch_coh_sum / tr->epoch_seen),
+                                       (float)(tr->epoch_coup_sum / tr->epoch_seen)};
                 if (hooks->on_step(&p, hooks->user)) return ts_fail(ctx, TS_ECANCELED, "training stopped by the caller");
             }
         }
-        ts_epoch_report r = {tr->epoch, tr->epoch_loss_sum / tr->epoch_seen, tr->epoch_correct / tr->epoch_seen, -1, -1, 0};
+        ts_epoch_report r = {tr->epoch, tr->epoch_loss_sum / tr->epoch_seen, tr->epoch_correct / tr->epoch_seen, -1, -1, 0,
+                             tr->epoch_coh_sum / tr->epoch_seen, tr->epoch_coup_sum / tr->epoch_seen};
         if (tr->val) {
             ts_eval_report ev;
             ts_status st = ts_evaluate(ctx, m, tr->val, tr->cfg.batch, &ev);

@@ -228,7 +228,8 @@ static const bad_case CASES[] = {
     {"checkpoint: a model file", C_COPY, B_MODEL, .file = "c.ckpt", .args = "train --resume @/c.ckpt --out @/o.tsr", .code = 4, .want = "not a checkpoint"},
     {"checkpoint: newer training-state version", C_PUT32, B_CKPT, AT_TRAN, 0, 9, .file = "c.ckpt", .args = "train --resume @/c.ckpt --out @/o.tsr", .code = 5, .want = "checkpoint state version 9"},
     {"checkpoint: zero epochs in its configuration", C_PUT32, B_CKPT, AT_TRAN, 4, 0, .file = "c.ckpt", .args = "train --resume @/c.ckpt --out @/o.tsr", .code = 4, .want = "training configuration out of range"},
-    {"checkpoint: optimizer state count overflow", C_PUT64, B_CKPT, AT_TRAN, 156, U64(1) << 61, .file = "c.ckpt", .args = "train --resume @/c.ckpt --out @/o.tsr --quiet", .code = 4, .want = "optimizer state holds 2305843009213693952 values"},
+    {"checkpoint: modular switch neither 0 nor 1", C_PUT32, B_CKPT, AT_TRAN, 108, 2, .file = "c.ckpt", .args = "train --resume @/c.ckpt --out @/o.tsr", .code = 4, .want = "modular training settings out of range"},
+    {"checkpoint: optimizer state count overflow", C_PUT64, B_CKPT, AT_TRAN, 184, U64(1) << 61, .file = "c.ckpt", .args = "train --resume @/c.ckpt --out @/o.tsr --quiet", .code = 4, .want = "optimizer state holds 2305843009213693952 values"},
     {"checkpoint: NaN weight", C_PUTF32, B_CKPT, AT_T0_DATA, 4, .fval = NAN, .file = "c.ckpt", .args = "eval @/c.ckpt", .code = 4, .want = "is NaN"},
     {"checkpoint: missing", C_NONE, .args = "train --resume @/none.ckpt --out @/o.tsr", .code = 3, .names = "none.ckpt", .want = "cannot open"},
 
