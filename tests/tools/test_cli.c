@@ -69,8 +69,8 @@ static int have_fashion(void) {
 
 static void test_help_and_usage(void) {
     CHECK(run("--help") == 0 && strstr(g_out, "train"), "top-level help: %s", g_out);
-    const char *cmds[] = {"train", "eval", "predict", "info", "zoo", "decompose", "compose", "replace", "reuse"};
-    for (int i = 0; i < 9; i++) {
+    const char *cmds[] = {"train", "eval", "predict", "info", "zoo", "decompose", "extract", "compose", "replace", "reuse"};
+    for (int i = 0; i < 10; i++) {
         CHECK(run("%s --help", cmds[i]) == 0, "%s --help exit", cmds[i]);
         char want[64];
         snprintf(want, sizeof want, "usage: tessera %s", cmds[i]);
@@ -252,6 +252,20 @@ static void test_modules_flow(void) {
     CHECK(rc == 2 && strstr(g_err, "confidence"), "bad option: exit %d: %s", rc, g_err);
     rc = run("compose --out %s/bad.tsr", g_dir);
     CHECK(rc == 2 && !exists("bad.tsr"), "compose without modules: exit %d", rc);
+
+    /* extract: a two-class model, evaluated on its classes' test images by itself */
+    rc = run("extract %s/m.tsr --classes 1,5 --epochs 1 --epoch-samples 640 --val 200 --threads 2 --quiet --out %s/x.tsr",
+             g_dir, g_dir);
+    CHECK(rc == 0 && exists("x.tsr") && strstr(g_out, "parameters:") && strstr(g_out, "test top-1 on the classes (2000"),
+          "extract: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("eval %s/x.tsr", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "2000 images") && strstr(g_out, "top-1"), "eval extracted: exit %d: %s %s", rc, g_out,
+          g_err);
+    const char *bad_classes[] = {"3", "3,3", "3,42", "a,b"};
+    for (int i = 0; i < 4; i++) {
+        rc = run("extract %s/m.tsr --classes %s --epochs 1 --out %s/bad.tsr", g_dir, bad_classes[i], g_dir);
+        CHECK(rc == 2 && !exists("bad.tsr"), "extract --classes %s: exit %d: %s", bad_classes[i], rc, g_err);
+    }
     CHECK(!leftover_tmp(), "no temporary files left");
 }
 
