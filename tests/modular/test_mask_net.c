@@ -124,7 +124,7 @@ static double fd_grad(mask_net *mn, const float *x, const float *r, int k, int g
     for (int t = 0; t < ts_model_tensor_count(mn->net); t++) {
         ts_tensor_info ti;
         ts_model_tensor(mn->net, t, &ti);
-        char want[LAYER_NAME_MAX + 16];
+        char want[2 * LAYER_NAME_MAX];
         snprintf(want, sizeof want, "m%d.%s.keep.keep", k, mn->origin->layers[gt->relu].name);
         if (!strcmp(ti.name, want)) keep = ti;
     }
