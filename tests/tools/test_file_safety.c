@@ -453,7 +453,8 @@ static void test_recorded_settings(void) {
         CHECK(rc == 0 && strstr(g_err, "1 threads") && strstr(g_err, "not be bit-identical"),
               "an override is warned of: exit %d: %s", rc, g_err);
     }
-    /* version 1: the same file without the 28 bytes after the configuration */
+    /* version 1: the same file without the 56 bytes after the configuration (version
+     * 2's settings and running loss, 28; version 3's modular fields, 28) */
     size_t n = 0;
     uint8_t *f = test_read_file(c, &n);
     size_t off = 16, tran = 0;
@@ -463,7 +464,7 @@ static void test_recorded_settings(void) {
         for (int k = 7; k >= 0; k--) len = len << 8 | f[off + 4 + k];
         if (!memcmp(f + off, "TRAN", 4)) {
             tran = off;
-            uint64_t nl = len - 28;
+            uint64_t nl = len - 56;
             for (int k = 0; k < 8; k++) f[off + 4 + k] = (uint8_t)(nl >> (8 * k));
             break;
         }
@@ -473,8 +474,8 @@ static void test_recorded_settings(void) {
     if (tran) {
         f[tran + 12] = 1; /* version 1 */
         size_t cut = tran + 12 + 80;
-        memmove(f + cut, f + cut + 28, n - cut - 28);
-        put_file("v1.ckpt", f, n - 28);
+        memmove(f + cut, f + cut + 56, n - cut - 56);
+        put_file("v1.ckpt", f, n - 56);
         char v1[512];
         path_of(v1, sizeof v1, "v1.ckpt");
         CHECK(ts_checkpoint_settings(ctx, v1, &rs) == TS_OK && rs.threads == 0, "a version 1 checkpoint: %s",
