@@ -134,8 +134,9 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
 }
 
 /* Heads for inference fusion: a conv2d whose only consumer is a batch norm, and
- * that batch norm's only consumer when it is a ReLU. The convolution then writes
- * the last fused layer's output directly (docs/design.md, "Inference fusion"). */
+ * that batch norm's only consumer when it is a ReLU; a conv2d whose only consumer is
+ * a ReLU; any other conv2d alone (its weights packed once). The convolution then
+ * writes the last fused layer's output directly (docs/design.md, "Inference fusion"). */
 static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     exec_state *e = &m->exec;
     int n = m->nlayers;
@@ -161,14 +162,21 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     size_t fold = 0;
     for (int li = 1; li < n; li++) {
         const layer *c = &m->layers[li];
-        if (c->kind != LAYER_CONV2D || uses[li] != 1 || li == n - 1) continue;
-        int b = only[li];
-        if (m->layers[b].kind != LAYER_BATCHNORM || m->layers[b].ninputs != 1) continue;
-        int last = b;
-        if (b != n - 1 && uses[b] == 1 && m->layers[only[b]].kind == LAYER_RELU) last = only[b];
+        if (c->kind != LAYER_CONV2D || li == n - 1) continue;
+        int b = only[li], last;
+        if (uses[li] != 1) {
+            last = li; /* the convolution alone, on the packed path */
+        } else if (m->layers[b].kind == LAYER_BATCHNORM && m->layers[b].ninputs == 1) {
+            last = b;
+            if (b != n - 1 && uses[b] == 1 && m->layers[only[b]].kind == LAYER_RELU) last = only[b];
+            e->fuse_skip[b] = 1;
+        } else if (m->layers[b].kind == LAYER_RELU) {
+            last = b; /* no batch norm (folded already, or never there): conv + ReLU post-op */
+        } else {
+            last = li;
+        }
         e->fuse_last[li] = last;
-        e->fuse_skip[b] = 1;
-        e->fuse_skip[last] = 1;
+        if (last != li) e->fuse_skip[last] = e->fuse_skip[li] = 1; /* the convolution's own output is not written */
         size_t need = (size_t)m->tensors[c->weight].numel + (size_t)c->features;
         if (need > fold) fold = need;
     }
@@ -184,13 +192,19 @@ static void fold_head(ts_model *m, int li) {
     exec_state *e = &m->exec;
     const layer *c = &m->layers[li];
     int last = e->fuse_last[li];
-    const layer *bn = &m->layers[m->layers[last].kind == LAYER_RELU ? m->layers[last].inputs[0] : last];
+    const int bi = m->layers[last].kind == LAYER_RELU ? m->layers[last].inputs[0] : last;
     const int k = c->features;
     const int64_t per = m->tensors[c->weight].numel / k;
     const float *w = tensor_data(m, c->weight), *bias = c->bias ? tensor_data(m, c->bias_t) : NULL;
+    float *wf = e->fold, *bf = e->fold + (size_t)k * (size_t)per;
+    if (bi == li) { /* no batch norm: the weights and bias as they are */
+        memcpy(wf, w, sizeof(float) * (size_t)k * (size_t)per);
+        for (int o = 0; o < k; o++) bf[o] = bias ? bias[o] : 0.0f;
+        return;
+    }
+    const layer *bn = &m->layers[bi];
     const float *g = tensor_data(m, bn->weight), *beta = tensor_data(m, bn->bias_t);
     const float *mu = tensor_data(m, bn->running_mean), *var = tensor_data(m, bn->running_var);
-    float *wf = e->fold, *bf = e->fold + (size_t)k * (size_t)per;
     for (int o = 0; o < k; o++) {
         float s = g[o] / sqrtf(var[o] + bn->eps);
         for (int64_t i = 0; i < per; i++) wf[(size_t)o * (size_t)per + (size_t)i] = w[(size_t)o * (size_t)per + (size_t)i] * s;
