@@ -307,6 +307,12 @@ ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_da
     return st;
 }
 
+const char *cli_data_dir(const cli_cmd *cmd, const ts_model *m) {
+    const char *d = cli_get(cmd, "data-dir");
+    if (d || cli_get(cmd, "data")) return d;
+    return ts_model_get_meta(m, "data.dir");
+}
+
 ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit, ts_dataset **out) {
     ts_dataset *ds, *cut;
     ts_status st = ts_dataset_load_first(ctx, spec, split, dir, limit, &ds); /* reads no more than it keeps */

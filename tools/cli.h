@@ -82,6 +82,10 @@ int cli_refuse_same(const cli_cmd *cmd, const char *what, const char *out, const
 int cli_setup_bf16(const cli_cmd *cmd, ts_ctx *ctx);
 /* Loads a dataset split; limit > 0 keeps only its first `limit` samples. */
 ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const char *dir, long limit, ts_dataset **out);
+/* Where known dataset names are looked up: --data-dir when given; else, when the data
+ * is the model's own (no --data), the folder its training recorded ("data.dir");
+ * else NULL (the standard places). */
+const char *cli_data_dir(const cli_cmd *cmd, const ts_model *m);
 /* The first `limit` samples of ds as a new dataset (NULL and TS_OK when limit
  * does not cut anything). */
 ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_dataset **out);

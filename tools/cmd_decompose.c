@@ -210,7 +210,7 @@ int cmd_decompose(int argc, char **argv) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
         goto fail;
     }
-    const char *ddir = cli_get(&decompose_cmd, "data-dir");
+    const char *ddir = cli_data_dir(&decompose_cmd, m);
     if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
     int eval = !cli_get(&decompose_cmd, "no-eval");
     /* the test split before anything is written: a missing or bad one costs no output */

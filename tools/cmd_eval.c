@@ -78,7 +78,7 @@ int cmd_eval(int argc, char **argv) {
     } else if (!spec) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
         goto fail;
-    } else if ((st = cli_load_dataset(ctx, spec, split, cli_get(&eval_cmd, "data-dir"), limit, &ds))) goto fail;
+    } else if ((st = cli_load_dataset(ctx, spec, split, cli_data_dir(&eval_cmd, m), limit, &ds))) goto fail;
     double t0 = cli_now();
     ts_eval_report ev;
     if ((st = ts_evaluate(ctx, m, ds, (int)batch, &ev))) goto fail;

@@ -135,7 +135,7 @@ int cmd_extract(int argc, char **argv) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
         goto fail;
     }
-    const char *ddir = cli_get(&extract_cmd, "data-dir");
+    const char *ddir = cli_data_dir(&extract_cmd, m);
     if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
     int eval = !cli_get(&extract_cmd, "no-eval");
     /* provenance that resolves from another folder: the data's absolute path */

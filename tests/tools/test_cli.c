@@ -1,6 +1,7 @@
 /* The tessera CLI as a user meets it: help, exit codes, one-line errors, no partial
  * files, and a small train -> eval -> predict -> info -> resume flow on Fashion-MNIST.
  * Runs the binary named by $TESSERA_BIN (scripts/run-tests.sh sets it). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "common/test.h"
 #include "tessera.h"
 
@@ -97,6 +98,24 @@ static void test_missing_data(void) {
     CHECK(strstr(g_err, "cifar100") && count_lines(g_err) == 1, "one line naming the dataset: %s", g_err);
     rc = run("train --data %s/does-not-exist --out %s/m.tsr", g_dir, g_dir);
     CHECK(rc != 0 && count_lines(g_err) == 1, "missing path: exit %d: %s", rc, g_err);
+}
+
+/* A model trained on a dataset found through --data-dir is evaluated without it: eval
+ * looks in the folder its training recorded. */
+static void test_recorded_data_dir(void) {
+    const char *shared = test_shared_data();
+    char probe[512];
+    snprintf(probe, sizeof probe, "%s/cifar10/test_batch.bin.gz", shared ? shared : "");
+    struct stat st;
+    if (!shared || getenv("TESSERA_DATA") || stat(probe, &st) != 0) return;
+    char dir[512];
+    if (!realpath(shared, dir)) return;
+    int rc = run("train --arch resnet20 --data cifar10 --data-dir %s --limit 64 --epochs 1 --batch 32 "
+                 "--quiet --no-test --out %s/c10.tsr",
+                 dir, g_dir);
+    CHECK(rc == 0, "train on cifar10 from --data-dir: exit %d: %s", rc, g_err);
+    rc = run("eval %s/c10.tsr --limit 64", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "cifar10"), "eval without --data-dir: exit %d: %s %s", rc, g_out, g_err);
 }
 
 static void test_bad_files(void) {
@@ -436,6 +455,7 @@ int main(void) {
     if (!mkdtemp(g_dir)) return 1;
     RUN(test_help_and_usage);
     RUN(test_missing_data);
+    RUN(test_recorded_data_dir);
     RUN(test_bad_files);
     RUN(test_train_flow);
     RUN(test_modules_flow);
