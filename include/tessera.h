@@ -425,6 +425,10 @@ typedef struct ts_eval_report {
 } ts_eval_report;
 
 ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out);
+/* Top-1 of m on ds read as a sub-task of k classes: label j of ds stands for m's output
+ * classes[j] (NULL: output j), and the prediction is the argmax over those k outputs
+ * (ties to the lower j). With m's own preprocessing. */
+ts_status ts_evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const int *classes, int k, double *top1);
 void ts_eval_report_free(ts_eval_report *r);
 /* From the confusion matrix; 0 when undefined. */
 double ts_eval_precision(const ts_eval_report *r, int cls);

@@ -40,35 +40,6 @@ static cli_cmd extract_cmd = {
     "those classes' logits). `tessera eval FILE` finds its test samples by itself.",
     extract_opts, sizeof extract_opts / sizeof extract_opts[0]};
 
-/* Top-1 of m on ds (labels 0..k-1 for classes[0..k-1]): argmax over m's outputs at
- * classes, or over all of its k outputs when classes is NULL. */
-static ts_status top1_on(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const int *classes, int k, double *acc) {
-    ts_preprocess pp;
-    ts_status st = ts_model_get_preprocess(ctx, m, &pp);
-    if (st) return st;
-    const int B = 128, outs = ts_model_classes(m);
-    const size_t in_sz = (size_t)ds->channels * (size_t)ds->height * (size_t)ds->width;
-    float *x = malloc((size_t)B * in_sz * sizeof(float)), *o = malloc((size_t)B * (size_t)outs * sizeof(float));
-    if (!x || !o) st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-    int64_t right = 0;
-    for (int64_t s = 0; s < ds->count && !st; s += B) {
-        const int n = (int)(ds->count - s < B ? ds->count - s : B);
-        ts_preprocess_images(&pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
-        if ((st = ts_model_predict(ctx, m, x, n, o))) break;
-        for (int i = 0; i < n; i++) {
-            const float *r = o + (size_t)i * (size_t)outs;
-            int best = 0;
-            for (int j = 1; j < k; j++)
-                if ((classes ? r[classes[j]] : r[j]) > (classes ? r[classes[best]] : r[best])) best = j;
-            right += best == ds->labels[s + i];
-        }
-    }
-    *acc = ds->count ? (double)right / (double)ds->count : 0;
-    free(x);
-    free(o);
-    return st;
-}
-
 int cmd_extract(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -154,7 +125,9 @@ int cmd_extract(int argc, char **argv) {
     double xacc = 0, oacc = 0;
     if (eval) {
         if ((st = ts_composed_dataset(ctx, xm, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
-        if ((st = top1_on(ctx, xm, test, NULL, k, &xacc)) || (st = top1_on(ctx, m, test, classes, k, &oacc))) goto fail;
+        if ((st = ts_evaluate_classes(ctx, xm, test, NULL, k, &xacc)) ||
+            (st = ts_evaluate_classes(ctx, m, test, classes, k, &oacc)))
+            goto fail;
     }
     if ((st = ts_model_save(ctx, xm, out))) goto fail;
     printf("extracted classes %s of %s in %.2fs (data: %s, %lld training and %lld validation samples of those "

@@ -82,38 +82,6 @@ static ts_status subtask_data(ts_ctx *ctx, const ts_dataset *ds, const int *clas
     return TS_OK;
 }
 
-/* Top-1 on ds (labels 0..k-1) of net's k outputs, or, with classes, of the argmax
- * over those k of net's outputs. */
-static ts_status subtask_top1(ts_ctx *ctx, ts_model *net, const ts_dataset *ds, const ts_preprocess *pp,
-                              const int *classes, int k, double *acc) {
-    const int B = 128, outs = net->classes;
-    const size_t in_sz = (size_t)shape_numel(&net->input);
-    float *x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "extract: evaluation batch");
-    float *o = ts_alloc(ctx, (size_t)B * (size_t)outs * sizeof(float), "extract: evaluation outputs");
-    ts_status st = x && o ? TS_OK : TS_ENOMEM;
-    int64_t right = 0;
-    for (int64_t s = 0; s < ds->count && !st; s += B) {
-        const int n = (int)(ds->count - s < B ? ds->count - s : B);
-        ts_preprocess_images(pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
-        if ((st = ts_model_predict(ctx, net, x, n, o))) break;
-        for (int i = 0; i < n; i++) {
-            const float *r = o + (size_t)i * (size_t)outs;
-            int best = 0;
-            if (classes) {
-                for (int j = 1; j < k; j++)
-                    if (r[classes[j]] > r[classes[best]]) best = j;
-            } else {
-                best = ts_argmax(r, k);
-            }
-            right += best == ds->labels[s + i];
-        }
-    }
-    *acc = ds->count ? (double)right / (double)ds->count : 0;
-    ts_free(x);
-    ts_free(o);
-    return st;
-}
-
 /* Metadata of the extracted model: its classes' names and, per output, where the
  * class's data is (the form ts_composed_dataset reads), the origin's preprocessing. */
 static ts_status extract_meta(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const int *classes, int k,
@@ -196,7 +164,7 @@ ts_status ts_extract(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, co
     /* the origin's top-1 on the validation part, argmax over the chosen classes */
     double origin_acc = 0, acc = 0;
     if ((st = model_clone(ctx, m, &work))) goto done;
-    if ((st = subtask_top1(ctx, work, va, &pp, classes, k, &origin_acc))) goto done;
+    if ((st = evaluate_classes(ctx, work, va, &pp, classes, k, &origin_acc))) goto done;
 
     /* the network: every kernel and dense unit gated, the head the chosen classes' rows */
     if (!(head_w = calloc((size_t)k * (size_t)K, sizeof *head_w))) goto nomem;
@@ -248,7 +216,7 @@ ts_status ts_extract(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, co
             }
         }
         mask_net_set_masks(&mn);
-        if ((st = subtask_top1(ctx, net, va, &pp, NULL, k, &acc))) goto done;
+        if ((st = evaluate_classes(ctx, net, va, &pp, NULL, k, &acc))) goto done;
         const double kept = mask_net_kept(mn.score, S);
         const int ok = acc * 100.0 >= origin_acc * 100.0 - cfg->max_loss;
         /* the penalty follows the accuracy bound: eased while the sub-task is below
@@ -274,7 +242,7 @@ ts_status ts_extract(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, co
     slice_report sr = {0};
     if ((st = model_slice(ctx, net, &x_model, &sr))) goto done;
     if ((st = extract_meta(ctx, m, train, classes, k, dataset, x_model))) goto done;
-    if ((st = subtask_top1(ctx, x_model, va, &pp, NULL, k, &acc))) goto done;
+    if ((st = evaluate_classes(ctx, x_model, va, &pp, NULL, k, &acc))) goto done;
     if (rep) {
         memset(rep, 0, sizeof *rep);
         rep->selected_epoch = best_epoch + 1;

@@ -23,6 +23,53 @@ ts_status train_check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset *
     return TS_OK;
 }
 
+ts_status evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const ts_preprocess *pp, const int *classes,
+                           int k, double *top1) {
+    *top1 = 0;
+    const int outs = m->classes;
+    if (k < 1 || k > outs) return ts_fail(ctx, TS_EINVAL, "sub-task of %d classes: the model outputs %d", k, outs);
+    for (int j = 0; classes && j < k; j++)
+        if (classes[j] < 0 || classes[j] >= outs)
+            return ts_fail(ctx, TS_EINVAL, "sub-task class %d: the model outputs %d", classes[j], outs);
+    const ts_shape in = m->input;
+    if (in.ndim != 3 || in.dims[0] != ds->channels || in.dims[1] != ds->height || in.dims[2] != ds->width)
+        return ts_fail(ctx, TS_ESHAPE, "evaluation set %s has %dx%dx%d images; the model takes another shape", ds->name,
+                       ds->channels, ds->height, ds->width);
+    for (int64_t i = 0; i < ds->count; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= k)
+            return ts_fail(ctx, TS_EFORMAT, "evaluation set %s: sample %lld has label %d (expected 0..%d)", ds->name,
+                           (long long)i, ds->labels[i], k - 1);
+    const int B = 128;
+    const size_t in_sz = (size_t)shape_numel(&in);
+    float *x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "evaluation batch");
+    float *o = ts_alloc(ctx, (size_t)B * (size_t)outs * sizeof(float), "evaluation outputs");
+    ts_status st = x && o ? TS_OK : TS_ENOMEM;
+    int64_t right = 0;
+    for (int64_t s = 0; s < ds->count && !st; s += B) {
+        const int n = (int)(ds->count - s < B ? ds->count - s : B);
+        ts_preprocess_images(pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
+        if ((st = ts_model_predict(ctx, m, x, n, o))) break;
+        for (int i = 0; i < n; i++) {
+            const float *r = o + (size_t)i * (size_t)outs;
+            int best = 0;
+            for (int j = 1; j < k; j++)
+                if (r[classes ? classes[j] : j] > r[classes ? classes[best] : best]) best = j;
+            right += best == ds->labels[s + i];
+        }
+    }
+    if (!st) *top1 = ds->count ? (double)right / (double)ds->count : 0;
+    ts_free(x);
+    ts_free(o);
+    return st;
+}
+
+ts_status ts_evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const int *classes, int k, double *top1) {
+    if (!ctx || !m || !ds || !top1) return ts_fail(ctx, TS_EINVAL, "ts_evaluate_classes: NULL argument");
+    ts_preprocess pp;
+    ts_status st = ts_model_get_preprocess(ctx, m, &pp);
+    return st ? st : evaluate_classes(ctx, m, ds, &pp, classes, k, top1);
+}
+
 int ts_argmax(const float *scores, int k) {
     if (!scores || k < 1) return -1;
     float best = scores[0];

@@ -49,4 +49,9 @@ struct ts_trainer {
  * ("training", "validation", "evaluation"). */
 ts_status train_check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset *ds, const char *what);
 
+/* ts_evaluate_classes with the preprocessing given (a model built for a step, such as
+ * extract's mask network, carries none of its own). */
+ts_status evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const ts_preprocess *pp, const int *classes,
+                           int k, double *top1);
+
 #endif

@@ -631,6 +631,16 @@ static void test_extract(void) {
     st = ts_composed_dataset(g_ctx, x, TS_SPLIT_TEST, NULL, 0, &ev);
     CHECK(st == TS_OK && ev && ev->count == 2000 && ev->classes == 2, "composed dataset: %s, %lld samples",
           ts_ctx_error(g_ctx), ev ? (long long)ev->count : -1LL);
+    /* the sub-task top-1 both models are scored with */
+    double ax = -1, ao = -1;
+    if (ev) {
+        CHECK(ts_evaluate_classes(g_ctx, x, ev, NULL, 2, &ax) == TS_OK &&
+                  ts_evaluate_classes(g_ctx, g.a, ev, pair, 2, &ao) == TS_OK,
+              "evaluate classes: %s", ts_ctx_error(g_ctx));
+        CHECK(ao > 0.5 && ax >= ao - 0.05, "on the 2000 test images: extracted %.4f, origin %.4f", ax, ao);
+        CHECK_FAIL(ts_evaluate_classes(g_ctx, g.a, ev, beyond, 2, &ao), TS_EINVAL, "sub-task class 10");
+        CHECK_FAIL(ts_evaluate_classes(g_ctx, x, ev, NULL, 1, &ao), TS_EFORMAT, "expected 0..0");
+    }
     ts_dataset_free(ev);
     /* deterministic, and the same after a save and a load */
     ts_model *again = NULL;
