@@ -139,6 +139,15 @@ ts_status ts_extract(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, co
             if (classes[i] == classes[j]) return ts_fail(ctx, TS_EINVAL, "extract: class %d is listed twice", classes[j]);
     }
     if ((st = train_check_dataset(ctx, m, train, "training"))) return st;
+    /* the data may hold fewer classes than the model outputs: each chosen one needs samples */
+    for (int j = 0; j < k; j++) {
+        int64_t have = 0;
+        for (int64_t i = 0; classes[j] < train->classes && i < train->count && !have; i++)
+            have = train->labels[i] == classes[j];
+        if (!have)
+            return ts_fail(ctx, TS_EINVAL, "extract: the training data %s holds no sample of class %d", train->name,
+                           classes[j]);
+    }
     const char *dataset = cfg->dataset;
     if (!dataset) dataset = ts_model_get_meta(m, "data");
     if (!dataset) dataset = ts_model_get_meta(m, "dataset");

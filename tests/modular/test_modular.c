@@ -598,6 +598,19 @@ static void test_extract(void) {
     CHECK_FAIL(ts_extract(g_ctx, g.a, g.train, one, 1, &cfg, NULL, NULL, &x, NULL), TS_EINVAL, "2 to 10 classes");
     CHECK_FAIL(ts_extract(g_ctx, g.a, g.train, twice, 2, &cfg, NULL, NULL, &x, NULL), TS_EINVAL, "listed twice");
     CHECK_FAIL(ts_extract(g_ctx, g.a, g.train, beyond, 2, &cfg, NULL, NULL, &x, NULL), TS_EINVAL, "not a class");
+    /* training data without one of the classes (class_names has fewer entries than the model's outputs) */
+    {
+        int64_t idx[400];
+        int64_t m = 0;
+        for (int64_t i = 0; i < g.train->count && m < 400; i++)
+            if (g.train->labels[i] == 2) idx[m++] = i;
+        ts_dataset *only2 = NULL;
+        CHECK(ts_dataset_subset(g_ctx, g.train, idx, m, &only2) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (only2)
+            CHECK_FAIL(ts_extract(g_ctx, g.a, only2, pair, 2, &cfg, NULL, NULL, &x, NULL), TS_EINVAL,
+                       "no sample of class 4");
+        ts_dataset_free(only2);
+    }
     CHECK(x == NULL, "no model from a refusal");
     ts_extract_report rep;
     double t0 = now_s();
