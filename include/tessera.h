@@ -676,6 +676,45 @@ void ts_compose_config_default(ts_compose_config *cfg);
  * ("classes", "composed.origins"). */
 ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compose_config *cfg, ts_model **out);
 
+/* ---- patching a weak model (CNNSplitter, docs/modules.md "Patching a weak model") */
+typedef struct ts_patch_config {
+    int batch;               /* inference batch for the score range (256; at most 256) */
+    const char *weak_name;   /* recorded as "patch.weak" (the weak model's file; NULL: not recorded) */
+    const char *module_name; /* recorded in "patch.module" (the module's file; NULL: "") */
+} ts_patch_config;
+void ts_patch_config_default(ts_patch_config *cfg);
+
+typedef struct ts_patch_report {
+    float score_min, score_max; /* the module's score range on the training data */
+    int64_t range_samples;      /* samples with a finite score, over which the range was taken */
+    int renormalized;           /* the module's origin normalizes inputs differently: an exact affine was added */
+} ts_patch_report;
+
+/* A new model: the weak model's softmax over its classes with the entry of class
+ * `target` replaced by the module's score rescaled to [0, 1] by the least and greatest
+ * score it gives on `train` (data of the weak model's input shape, labels unused);
+ * the prediction is the argmax. The module may come from any model (other classes,
+ * other data) with the same input shape and channel count; the weak model's
+ * metadata is kept, the module's provenance added ("patch.class", "patch.module",
+ * "patch.range"). Refused: target out of range, another input shape, a score that is
+ * constant on train. progress: samples scored for the range. rep may be NULL. */
+ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_module *mod, const ts_dataset *train,
+                   const ts_patch_config *cfg, ts_progress_fn progress, void *user, ts_model **out,
+                   ts_patch_report *rep);
+/* The patched class of a model made by ts_patch, or -1 for any other model. */
+int ts_patch_target(const ts_model *m);
+
+typedef struct ts_patch_eval {
+    double precision, recall, f1; /* of the target class */
+    double others;                /* top-1 on the samples of the other classes */
+    double top1;                  /* top-1 on all samples */
+    int64_t target_count, other_count;
+} ts_patch_eval;
+/* A patched model on ds (labels as the weak model's): its figures, and those of the
+ * weak model inside it (its softmax, argmax over all its classes), in one pass. */
+ts_status ts_patch_evaluate(ts_ctx *ctx, ts_model *patched, const ts_dataset *ds, int batch, ts_patch_eval *weak,
+                            ts_patch_eval *out);
+
 /* Re-tuning for reuse across datasets ("continuous learning"): re-runs tangling
  * identification with `neg` (preprocessed by the module's own preprocessing) as
  * negatives, restoring units they activate, then fits the score calibration

@@ -100,6 +100,7 @@ int cmd_zoo(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_compose(int argc, char **argv);
+int cmd_patch(int argc, char **argv);
 int cmd_replace(int argc, char **argv);
 int cmd_reuse(int argc, char **argv);
 int cmd_import(int argc, char **argv);

@@ -18,6 +18,8 @@ int progress_cb(void *user, int64_t done, int64_t total);
 int parse_class_list(const char *s, int **out, int *n);
 /* What a composition kept and cost, against its origins. */
 void print_compose_summary(const ts_model *cm, ts_module *const *mods, int k);
+/* A patched model's figures beside the weak model's (tessera patch and eval). */
+void print_patch_eval(const ts_patch_eval *weak, const ts_patch_eval *patched);
 /* --max-macs into a compose configuration; 0, or the exit code of a bad value. */
 int compose_opts_get(const cli_cmd *cmd, ts_compose_config *cc);
 /* --retune of reuse and replace: each module re-tuned with the first `limit` training

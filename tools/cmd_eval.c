@@ -1,5 +1,5 @@
 /* tessera eval and tessera predict. */
-#include "cli.h"
+#include "cli_modules.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -32,7 +32,9 @@ static cli_opt eval_opts[] = {
 };
 static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
                            "Prints top-1 and top-5 accuracy, loss, per-class precision and recall, and the confusion\n"
-                           "matrix (rows: true class, columns: predicted).",
+                           "matrix (rows: true class, columns: predicted). For a patched model (tessera patch), also the\n"
+                           "patched class's precision, recall and F1 and the other classes' accuracy beside the weak\n"
+                           "model's.",
                            eval_opts, sizeof eval_opts / sizeof eval_opts[0]};
 
 int cmd_eval(int argc, char **argv) {
@@ -105,6 +107,16 @@ int cmd_eval(int argc, char **argv) {
         printf("\n");
     }
     ts_eval_report_free(&ev);
+    if (ts_patch_target(m) >= 0) {
+        /* a patched model: the class's figures beside the weak model's (inside it) */
+        ts_patch_eval we, pe;
+        char name[64];
+        const int t = ts_patch_target(m);
+        if ((st = ts_patch_evaluate(ctx, m, ds, (int)batch, &we, &pe))) goto fail;
+        printf("\npatched class %d (%s): %lld samples of it, %lld of the others\n", t,
+               cli_class_name(m, t, name, sizeof name), (long long)we.target_count, (long long)we.other_count);
+        print_patch_eval(&we, &pe);
+    }
     rc = EXIT_OK;
     goto done;
 fail:

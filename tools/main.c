@@ -16,6 +16,7 @@ static const subcommand COMMANDS[] = {
     {"decompose", cmd_decompose, "cut a trained classifier into per-class modules (.tsm)"},
     {"extract", cmd_extract, "a smaller model for a few of a classifier's classes, without retraining"},
     {"compose", cmd_compose, "build a classifier from modules, without retraining"},
+    {"patch", cmd_patch, "answer a weak model's class with a module from a stronger model"},
     {"replace", cmd_replace, "swap one class's module for another model's"},
     {"reuse", cmd_reuse, "a classifier from modules of different models and datasets, evaluated"},
     {"import", cmd_import, "read an ONNX model (--check lists unsupported nodes)"},

@@ -70,8 +70,9 @@ static int have_fashion(void) {
 
 static void test_help_and_usage(void) {
     CHECK(run("--help") == 0 && strstr(g_out, "train"), "top-level help: %s", g_out);
-    const char *cmds[] = {"train", "eval", "predict", "info", "zoo", "decompose", "extract", "compose", "replace", "reuse"};
-    for (int i = 0; i < 10; i++) {
+    const char *cmds[] = {"train",   "eval",  "predict", "info",    "zoo",  "decompose",
+                          "extract", "patch", "compose", "replace", "reuse"};
+    for (int i = 0; i < 11; i++) {
         CHECK(run("%s --help", cmds[i]) == 0, "%s --help exit", cmds[i]);
         char want[64];
         snprintf(want, sizeof want, "usage: tessera %s", cmds[i]);
@@ -285,6 +286,26 @@ static void test_modules_flow(void) {
         rc = run("extract %s/m.tsr --classes %s --epochs 1 --out %s/bad.tsr", g_dir, bad_classes[i], g_dir);
         CHECK(rc == 2 && !exists("bad.tsr"), "extract --classes %s: exit %d: %s", bad_classes[i], rc, g_err);
     }
+
+    /* patch: m2's Dress answered by m's module (by class name), then eval shows both */
+    rc = run("patch %s/m2.tsr --class Dress --with %s/mods/class3.tsm --limit 2000 --quiet --out %s/patched.tsr", g_dir,
+             g_dir, g_dir);
+    CHECK(rc == 0 && exists("patched.tsr") && strstr(g_out, "patched class 3 (Dress)") &&
+              strstr(g_out, "target recall") && strstr(g_out, "score range on 2000"),
+          "patch: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("eval %s/patched.tsr --limit 500", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "patched class 3 (Dress)") && strstr(g_out, "target F1") &&
+              strstr(g_out, "other classes' accuracy"),
+          "eval patched: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("patch %s/m2.tsr --class 10 --with %s/mods/class3.tsm --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "out of range") && count_lines(g_err) == 1 && !exists("bad.tsr"),
+          "patch --class 10: exit %d: %s", rc, g_err);
+    rc = run("patch %s/m2.tsr --class Parrot --with %s/mods/class3.tsm --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "Parrot") && !exists("bad.tsr"), "patch --class Parrot: exit %d: %s", rc, g_err);
+    rc = run("patch %s/m2.tsr --class 3 --with %s/m.tsr --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "m.tsr") && !exists("bad.tsr"), "patch with a model: exit %d: %s", rc, g_err);
+    rc = run("patch %s/m2.tsr --class 3 --with %s/mods/class3.tsm --out %s/m2.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2, "patch over its input: exit %d: %s", rc, g_err);
     CHECK(!leftover_tmp(), "no temporary files left");
 }
 
