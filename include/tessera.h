@@ -645,6 +645,9 @@ ts_status ts_module_info_get(const ts_module *mod, ts_module_info *info);
  * atomically; loads one, checking every size and the masks against the model. */
 ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path);
 ts_status ts_module_load(ts_ctx *ctx, const char *path, ts_module **out);
+/* A metadata value of the model the module was cut from (NULL when absent), such as
+ * "train.limit": what its training read. */
+const char *ts_module_origin_meta(const ts_module *mod, const char *key);
 /* Records the origin's name (for example its file) in the module. */
 ts_status ts_module_set_origin(ts_ctx *ctx, ts_module *mod, const char *origin);
 /* Records where the module's class data lives, as ts_dataset_load takes it (a known
@@ -675,6 +678,16 @@ void ts_compose_config_default(ts_compose_config *cfg);
  * the same input shape and preprocessing. Class names and origins go to metadata
  * ("classes", "composed.origins"). */
 ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compose_config *cfg, ts_model **out);
+
+/* Best-of-N composition (docs/modules.md "Best-of-N composition"): cand holds `runs`
+ * rows of k modules (row r: run r's modules for outputs 0..k-1; NULL where run r has
+ * none), the modules of one output being the same class of their models. For each
+ * output, the candidate with the best F1 on val (labels as the modules' origins; the
+ * module's own yes/no answer) is picked (ties: the earlier run), picks[j] receiving
+ * its run and f1 (NULL, or (k, runs), -1 for a missing module) every candidate's F1;
+ * the picks are composed as ts_compose does. */
+ts_status ts_compose_best_of(ts_ctx *ctx, ts_module *const *cand, int runs, int k, const ts_dataset *val,
+                             const ts_compose_config *cfg, int *picks, double *f1, ts_model **out);
 
 /* ---- patching a weak model (CNNSplitter, docs/modules.md "Patching a weak model") */
 typedef struct ts_patch_config {

@@ -12,6 +12,9 @@ int64_t model_macs(const ts_model *m);
 /* Loads module files into a new array (*out); on failure frees what it loaded.
  * Modules that take different input shapes are refused, naming their files. */
 ts_status load_modules(ts_ctx *ctx, char **paths, int n, ts_module ***out);
+/* Every *.tsm in dir, ordered by class index; refused when one is the file `output`
+ * (NULL: no output to check). */
+ts_status load_module_dir(ts_ctx *ctx, const char *dir, const char *output, ts_module ***out, int *n);
 /* ts_progress_fn drawing the CLI's progress bar (user: a cli_progress). */
 int progress_cb(void *user, int64_t done, int64_t total);
 /* "3,5,7" into a malloc'ed list (NULL, 0 for no list); 1 on success, 0 if malformed. */

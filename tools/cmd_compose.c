@@ -17,14 +17,27 @@ static cli_opt compose_opts[] = {
     {"max-macs", "F", "compute budget against the origin model: modules of one origin share layers\n"
                       "                             up to the cut that keeps within it (default 1.5; >= the module\n"
                       "                             count gives every module its own copy)", NULL},
+    {"best-of", NULL, "the arguments are folders of modules of several models (tessera decompose);\n"
+                      "                             per class, the module with the best F1 on validation data is used", NULL},
+    {"classes", "I,J[,...]", "--best-of: these classes (default: those every folder has)", NULL},
+    {"data", "NAME|PATH", "--best-of: the validation data (default: the modules' dataset)", NULL},
+    {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
+    {"split", "train|test", "--best-of: the split the validation samples come from (default train)", NULL},
+    {"val", "FIRST:COUNT", "--best-of: validation samples FIRST..FIRST+COUNT-1 of the split (default: the 5000\n"
+                           "                             training samples after those the models trained on, when they\n"
+                           "                             were trained with --limit)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
-static cli_cmd compose_cmd = {"compose", "MODULE.tsm... --out FILE [options]",
+static cli_cmd compose_cmd = {"compose", "MODULE.tsm... --out FILE [options] | --best-of DIR... --out FILE",
                               "Builds a classifier from modules, from one model or several, without retraining:\n"
                               "output j is module j's score and the prediction is the highest (the voting rule).\n"
-                              "Evaluate it with tessera eval FILE (each class is scored on its module's dataset).",
+                              "Evaluate it with tessera eval FILE (each class is scored on its module's dataset).\n"
+                              "With --best-of, each folder holds one model's modules; for each class the module\n"
+                              "with the best F1 on samples the models did not train on is composed.",
                               compose_opts, sizeof compose_opts / sizeof compose_opts[0]};
+
+static int best_of(char **dirs, int nd, const char *out);
 
 int cmd_compose(int argc, char **argv) {
     char *pos[MAX_MODULE_ARGS];
@@ -32,6 +45,19 @@ int cmd_compose(int argc, char **argv) {
     int rc = cli_parse(&compose_cmd, argc, argv, pos, &npos, MAX_MODULE_ARGS);
     if (rc) return rc < 0 ? EXIT_OK : rc;
     const char *out = cli_get(&compose_cmd, "out");
+    if (cli_get(&compose_cmd, "best-of")) {
+        if (npos < 1 || !out) {
+            fprintf(stderr, "tessera compose: --best-of expects folders of modules and --out FILE (see --help)\n");
+            return EXIT_USAGE;
+        }
+        return best_of(pos, npos, out);
+    }
+    const char *bo[] = {"classes", "data", "split", "val"};
+    for (int i = 0; i < 4; i++)
+        if (cli_get(&compose_cmd, bo[i])) {
+            fprintf(stderr, "tessera compose: --%s goes with --best-of\n", bo[i]);
+            return EXIT_USAGE;
+        }
     if (npos < 1 || !out) {
         fprintf(stderr, "tessera compose: expected MODULE files and --out FILE (see tessera compose --help)\n");
         return EXIT_USAGE;
@@ -57,6 +83,200 @@ fail:
     rc = cli_fail("compose", ctx, st);
 done:
     ts_modules_free(mods, mods ? npos : 0);
+    ts_model_free(cm);
+    ts_ctx_free(ctx);
+    return rc;
+}
+
+/* ------------------------------------------------------------- best of N */
+
+/* "FIRST:COUNT" */
+static int parse_range(const char *s, long *first, long *count) {
+    char *end;
+    *first = strtol(s, &end, 10);
+    if (end == s || *end != ':' || *first < 0) return 0;
+    const char *c = end + 1;
+    *count = strtol(c, &end, 10);
+    return end != c && !*end && *count > 0;
+}
+
+static int best_of(char **dirs, int nd, const char *out) {
+    ts_compose_config cc;
+    if (!compose_opts_get(&compose_cmd, &cc)) return EXIT_USAGE;
+    const char *split_s = cli_get(&compose_cmd, "split");
+    ts_split split = TS_SPLIT_TRAIN;
+    if (split_s && !strcmp(split_s, "test")) split = TS_SPLIT_TEST;
+    else if (split_s && strcmp(split_s, "train")) {
+        fprintf(stderr, "tessera compose: --split: '%s' is not train or test\n", split_s);
+        return EXIT_USAGE;
+    }
+    long first = -1, count = 5000;
+    const char *vs = cli_get(&compose_cmd, "val");
+    if (vs && !parse_range(vs, &first, &count)) {
+        fprintf(stderr, "tessera compose: --val: '%s' is not FIRST:COUNT (like 55000:5000)\n", vs);
+        return EXIT_USAGE;
+    }
+    int *want = NULL, nwant = 0;
+    const char *cls = cli_get(&compose_cmd, "classes");
+    if (cls && (!parse_class_list(cls, &want, &nwant) || nwant < 1)) {
+        fprintf(stderr, "tessera compose: --classes: expected class indices like 0,3,5\n");
+        free(want);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < nd; i++)
+        if (cli_same_file(out, dirs[i])) {
+            fprintf(stderr, "tessera compose: --out %s is one of the folders\n", out);
+            free(want);
+            return EXIT_USAGE;
+        }
+    ts_ctx *ctx = NULL;
+    if (ts_ctx_create(&ctx)) {
+        free(want);
+        return EXIT_NOMEM;
+    }
+    int rc;
+    ts_status st = TS_OK;
+    ts_module ***runs = calloc((size_t)nd, sizeof *runs);
+    int *nrun = calloc((size_t)nd, sizeof *nrun);
+    ts_module **cand = NULL;
+    int *picks = NULL, *classes = NULL, k = 0;
+    double *f1 = NULL;
+    ts_dataset *full = NULL, *val = NULL;
+    ts_model *cm = NULL;
+    if (!runs || !nrun) {
+        rc = EXIT_NOMEM;
+        goto done;
+    }
+    if ((rc = cli_setup_ctx(&compose_cmd, ctx))) goto done;
+    cli_setup_files(&compose_cmd, ctx);
+    if ((st = ts_file_check_output(ctx, out))) goto fail;
+    for (int r = 0; r < nd; r++)
+        if ((st = load_module_dir(ctx, dirs[r], out, &runs[r], &nrun[r]))) goto fail;
+    /* the classes: those asked for, else those every folder has */
+    classes = malloc(sizeof *classes * (size_t)(nrun[0] + nwant + 1));
+    if (!classes) {
+        rc = EXIT_NOMEM;
+        goto done;
+    }
+    if (want) {
+        memcpy(classes, want, sizeof *classes * (size_t)nwant);
+        k = nwant;
+    } else
+        for (int i = 0; i < nrun[0]; i++) {
+            ts_module_info a;
+            ts_module_info_get(runs[0][i], &a);
+            int everywhere = 1;
+            for (int r = 1; r < nd && everywhere; r++) {
+                int found = 0;
+                for (int q = 0; q < nrun[r] && !found; q++) {
+                    ts_module_info b;
+                    ts_module_info_get(runs[r][q], &b);
+                    found = b.class_index == a.class_index;
+                }
+                everywhere = found;
+            }
+            if (everywhere) classes[k++] = a.class_index;
+        }
+    if (k < 1) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "the folders have no class in common");
+        goto fail;
+    }
+    cand = calloc((size_t)nd * (size_t)k, sizeof *cand);
+    picks = calloc((size_t)k, sizeof *picks);
+    f1 = calloc((size_t)nd * (size_t)k, sizeof *f1);
+    if (!cand || !picks || !f1) {
+        rc = EXIT_NOMEM;
+        goto done;
+    }
+    for (int r = 0; r < nd; r++)
+        for (int j = 0; j < k; j++)
+            for (int q = 0; q < nrun[r]; q++) {
+                ts_module_info b;
+                ts_module_info_get(runs[r][q], &b);
+                if (b.class_index == classes[j]) cand[(size_t)r * k + j] = runs[r][q];
+            }
+    /* the validation samples: by default those after what every model trained on */
+    ts_module_info i0;
+    ts_module_info_get(runs[0][0], &i0);
+    if (first < 0) {
+        long most = 0;
+        for (int r = 0; r < nd && first != -2; r++)
+            for (int q = 0; q < nrun[r]; q++) {
+                const char *lim = ts_module_origin_meta(runs[r][q], "train.limit");
+                if (!lim) {
+                    first = -2;
+                    break;
+                }
+                most = atol(lim) > most ? atol(lim) : most;
+            }
+        if (first == -2 || split != TS_SPLIT_TRAIN) {
+            st = ts_ctx_set_error(ctx, TS_EINVAL,
+                                  "pass --val FIRST:COUNT: samples of the %s split none of the models trained on (the "
+                                  "models record no --limit that would leave some)",
+                                  split == TS_SPLIT_TRAIN ? "training" : "test");
+            goto fail;
+        }
+        first = most;
+    }
+    const char *spec = cli_get(&compose_cmd, "data");
+    if (!spec) spec = i0.dataset;
+    if (!spec || !*spec) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "the modules record no dataset; pass --data");
+        goto fail;
+    }
+    if ((st = cli_load_dataset(ctx, spec, split, cli_get(&compose_cmd, "data-dir"), 0, &full))) goto fail;
+    if (first >= full->count) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "--val: sample %ld is past the %lld samples of %s", first,
+                              (long long)full->count, spec);
+        goto fail;
+    }
+    if (first + count > full->count) count = (long)(full->count - first);
+    {
+        int64_t *idx = malloc(sizeof *idx * (size_t)count);
+        if (!idx) {
+            rc = EXIT_NOMEM;
+            goto done;
+        }
+        for (long i = 0; i < count; i++) idx[i] = first + i;
+        st = ts_dataset_subset(ctx, full, idx, count, &val);
+        free(idx);
+        if (st) goto fail;
+    }
+    double t0 = cli_now();
+    if ((st = ts_compose_best_of(ctx, cand, nd, k, val, &cc, picks, f1, &cm))) goto fail;
+    if ((st = ts_model_save(ctx, cm, out))) goto fail;
+    printf("best of %d runs, chosen by F1 on %s samples %ld..%ld of %s (%.2fs)\n", nd,
+           split == TS_SPLIT_TRAIN ? "training" : "test", first, first + count - 1, spec, cli_now() - t0);
+    printf("%-4s %-20s", "id", "class");
+    for (int r = 0; r < nd; r++) printf(" %8s%-2d", "F1 run ", r);
+    printf("  chosen\n");
+    for (int j = 0; j < k; j++) {
+        ts_module_info a;
+        ts_module_info_get(cand[(size_t)picks[j] * k + j], &a);
+        printf("%-4d %-20.20s", a.class_index, a.class_name);
+        for (int r = 0; r < nd; r++) {
+            const double f = f1[(size_t)j * nd + r];
+            if (f < 0) printf(" %10s", "-");
+            else printf(" %9.2f%%", 100 * f);
+        }
+        printf("  %s\n", dirs[picks[j]]);
+    }
+    printf("wrote %s\n", out);
+    rc = EXIT_OK;
+    goto done;
+fail:
+    rc = cli_fail("compose", ctx, st);
+done:
+    for (int r = 0; runs && r < nd; r++) ts_modules_free(runs[r], runs[r] ? nrun[r] : 0);
+    free(runs);
+    free(nrun);
+    free(cand);
+    free(picks);
+    free(f1);
+    free(classes);
+    free(want);
+    ts_dataset_free(full);
+    ts_dataset_free(val);
     ts_model_free(cm);
     ts_ctx_free(ctx);
     return rc;

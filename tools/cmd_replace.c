@@ -36,68 +36,6 @@ static int is_dir(const char *p) {
     return !stat(p, &sb) && S_ISDIR(sb.st_mode);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Every *.tsm in dir, ordered by class index; refused when one is the file `output`. */
-static ts_status load_module_dir(ts_ctx *ctx, const char *dir, const char *output, ts_module ***out, int *n) {
-    *out = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return ts_ctx_set_error(ctx, TS_EIO, "%s: cannot open the folder: %s", dir, strerror(errno));
-    char **paths = NULL;
-    int np = 0, cap = 0;
-    ts_status st = TS_OK;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 4, ".tsm")) continue;
-        if (np == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **p = realloc(paths, sizeof *p * (size_t)cap);
-            if (!p) {
-                st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-                break;
-            }
-            paths = p;
-        }
-        size_t plen = strlen(dir) + len + 2;
-        if (!(paths[np] = malloc(plen))) {
-            st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
-            break;
-        }
-        snprintf(paths[np++], plen, "%s/%s", dir, e->d_name);
-        if (cli_same_file(output, paths[np - 1])) {
-            st = ts_ctx_set_error(ctx, TS_EINVAL, "--out %s is the same file as the input %s; choose another output",
-                                  output, paths[np - 1]);
-            break;
-        }
-    }
-    closedir(d);
-    if (!st && np == 0) st = ts_ctx_set_error(ctx, TS_ENOTFOUND, "%s: no .tsm module files in the folder", dir);
-    if (!st) {
-        qsort(paths, (size_t)np, sizeof *paths, cmp_str);
-        st = load_modules(ctx, paths, np, out);
-    }
-    if (!st) {
-        /* by class index */
-        ts_module **m = *out;
-        for (int i = 1; i < np; i++)
-            for (int j = i; j > 0; j--) {
-                ts_module_info a, b;
-                ts_module_info_get(m[j - 1], &a);
-                ts_module_info_get(m[j], &b);
-                if (a.class_index <= b.class_index) break;
-                ts_module *t = m[j - 1];
-                m[j - 1] = m[j];
-                m[j] = t;
-            }
-        *n = np;
-    }
-    for (int i = 0; i < np; i++) free(paths[i]);
-    free(paths);
-    return st;
-}
-
 int cmd_replace(int argc, char **argv) {
     char *pos[1];
     int npos;

@@ -329,6 +329,10 @@ ts_status ts_module_model(ts_ctx *ctx, const ts_module *mod, ts_model **out) {
     return ts_compose(ctx, one, 1, &cfg, out);
 }
 
+const char *ts_module_origin_meta(const ts_module *mod, const char *key) {
+    return mod && key ? ts_model_get_meta(mod->origin, key) : NULL;
+}
+
 ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset *ds, int batch, double *own,
                              double *rest) {
     if (!ctx || !mod || !ds || !own || !rest) return ts_fail(ctx, TS_EINVAL, "ts_module_evaluate: NULL argument");

@@ -306,6 +306,23 @@ static void test_modules_flow(void) {
     CHECK(rc == 2 && strstr(g_err, "m.tsr") && !exists("bad.tsr"), "patch with a model: exit %d: %s", rc, g_err);
     rc = run("patch %s/m2.tsr --class 3 --with %s/mods/class3.tsm --out %s/m2.tsr", g_dir, g_dir, g_dir);
     CHECK(rc == 2, "patch over its input: exit %d: %s", rc, g_err);
+
+    /* best of two runs (m's ten modules, m2's two): the classes both have, chosen on the
+     * training samples after the 320 both models trained on */
+    rc = run("compose --best-of %s/mods %s/mods2 --out %s/best.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 0 && strstr(g_out, "best of 2 runs") && strstr(g_out, "samples 320..5319") && strstr(g_out, "Sneaker") &&
+              exists("best.tsr"),
+          "compose --best-of: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("eval %s/best.tsr --limit 400", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "Dress") && strstr(g_out, "400 images"), "eval best-of: exit %d: %s %s", rc, g_out,
+          g_err);
+    rc = run("compose --best-of %s/mods %s/mods2 --val 1:x --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "--val") && !exists("bad.tsr"), "--val 1:x: exit %d: %s", rc, g_err);
+    rc = run("compose --best-of %s/mods %s/mods2 --split test --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "--val FIRST:COUNT") && !exists("bad.tsr"), "--split test without --val: exit %d: %s",
+          rc, g_err);
+    rc = run("compose %s/mods/class1.tsm --val 0:10 --out %s/bad.tsr", g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "--best-of") && !exists("bad.tsr"), "--val without --best-of: exit %d: %s", rc, g_err);
     CHECK(!leftover_tmp(), "no temporary files left");
 }
 

@@ -1,0 +1,161 @@
+/* Best-of-N composition (src/modular/best_of.c) on synthetic 4-class quadrant images:
+ * three runs of the same classes, one of them blind to class 2. Each output's pick is
+ * the candidate with the best F1, recomputed here from ts_module_evaluate; the blind
+ * run's class-2 module is never picked; the result is exactly ts_compose of the picks;
+ * a run without a module for an output is skipped; refused: candidates of different
+ * classes for one output, an output no run has, validation data without a class. */
+#include "tessera.h"
+
+#include "common/test.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+static ts_ctx *g_ctx;
+static char g_tmp[] = "/tmp/tessera-best-of-XXXXXX";
+
+enum { K = 4, RUNS = 3, NTRAIN = 800, NVAL = 400 };
+
+static const char *ARCH = "input   shape=1x8x8 classes=4\n"
+                          "flatten name=flat\n"
+                          "dense   name=fc1 out=8\n"
+                          "relu    name=relu1\n"
+                          "dense   name=fc2 out=classes\n";
+
+static ts_dataset *g_train, *g_val;
+
+static ts_model *train(uint64_t seed) {
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, ARCH, "best.arch", NULL, 0, seed, &m);
+    CHECK(st == TS_OK, "model: %s", ts_ctx_error(g_ctx));
+    if (st) return NULL;
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
+    cfg.epochs = 1;
+    cfg.batch = 32;
+    cfg.lr = 5e-3f;
+    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
+    cfg.seed = seed;
+    ts_trainer *tr = NULL;
+    st = ts_trainer_create(g_ctx, m, g_train, NULL, &cfg, &tr);
+    if (!st) st = ts_trainer_run(g_ctx, tr, NULL);
+    CHECK(st == TS_OK, "training: %s", ts_ctx_error(g_ctx));
+    ts_trainer_free(tr);
+    if (st) {
+        ts_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static float *outputs(ts_model *m, int k) {
+    ts_preprocess pp;
+    CHECK(ts_model_get_preprocess(g_ctx, m, &pp) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    float *x = test_falloc((size_t)NVAL * 64), *out = test_falloc((size_t)NVAL * (size_t)k);
+    ts_preprocess_images(&pp, g_val->images, NVAL, 1, 8, 8, x);
+    CHECK(ts_model_predict(g_ctx, m, x, NVAL, out) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    free(x);
+    return out;
+}
+
+static void test_best_of(void) {
+    ts_model *models[RUNS] = {0};
+    ts_module *own[RUNS * K] = {0}, *cand[RUNS * K];
+    for (int r = 0; r < RUNS; r++) {
+        if (!(models[r] = train(40 + (uint64_t)r))) goto out;
+        if (r == 1) {
+            /* run 1 never answers class 2 */
+            int t = ts_model_find_tensor(models[r], "fc2.bias");
+            ts_tensor_info ti;
+            CHECK(t >= 0 && ts_model_tensor(models[r], t, &ti) == TS_OK, "fc2.bias");
+            ti.data[2] = -1e4f;
+            ts_model_params_changed(models[r]);
+        }
+        for (int j = 0; j < K; j++)
+            CHECK(ts_module_from_model(g_ctx, models[r], j, &own[r * K + j]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    }
+    memcpy(cand, own, sizeof cand);
+    int picks[K];
+    double f1[K * RUNS];
+    ts_model *best = NULL;
+    ts_status st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
+    CHECK(st == TS_OK, "best of: %s", ts_ctx_error(g_ctx));
+    if (st) goto out;
+    int64_t npos[K] = {0};
+    for (int i = 0; i < NVAL; i++) npos[g_val->labels[i]]++;
+    ts_module *chosen[K];
+    for (int j = 0; j < K; j++) {
+        double bestf = -1;
+        int want = -1;
+        for (int r = 0; r < RUNS; r++) {
+            double own, rest;
+            CHECK(ts_module_evaluate(g_ctx, cand[r * K + j], g_val, 64, &own, &rest) == TS_OK, "%s",
+                  ts_ctx_error(g_ctx));
+            const double tp = own * (double)npos[j], fp = (1 - rest) * (double)(NVAL - npos[j]);
+            const double f = tp > 0 ? 2 * tp / (2 * tp + fp + ((double)npos[j] - tp)) : 0;
+            CHECK_NEAR(f1[j * RUNS + r], f, 0, 1e-12);
+            if (f > bestf) {
+                bestf = f;
+                want = r;
+            }
+        }
+        CHECK(picks[j] == want, "output %d: picked run %d, best F1 is run %d", j, picks[j], want);
+        chosen[j] = cand[picks[j] * K + j];
+    }
+    CHECK(picks[2] != 1 && f1[2 * RUNS + 1] == 0, "the blind run's class 2 (F1 %g) was picked: %d", f1[2 * RUNS + 1],
+          picks[2]);
+    ts_model *direct = NULL;
+    CHECK(ts_compose(g_ctx, chosen, K, NULL, &direct) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (direct) {
+        float *a = outputs(best, K), *b = outputs(direct, K);
+        CHECK(!memcmp(a, b, sizeof(float) * NVAL * K), "best-of differs from composing its picks");
+        free(a);
+        free(b);
+    }
+    ts_model_free(direct);
+    ts_model_free(best);
+    best = NULL;
+
+    /* a run without a module for output 0 is skipped */
+    cand[0] = NULL;
+    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
+    CHECK(st == TS_OK && picks[0] != 0 && f1[0] == -1, "a missing candidate: %s, pick %d", ts_ctx_error(g_ctx),
+          picks[0]);
+    ts_model_free(best);
+    best = NULL;
+    /* refusals */
+    for (int r = 0; r < RUNS; r++) cand[r * K] = NULL;
+    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
+    CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "no run has a module for output 0"), "%s: %s",
+          ts_status_name(st), ts_ctx_error(g_ctx));
+    cand[0] = own[1 * K + 1]; /* class 1 offered for output 0 beside class 0 */
+    cand[K] = own[K];
+    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
+    CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "differ"), "%s: %s", ts_status_name(st), ts_ctx_error(g_ctx));
+    memcpy(cand, own, sizeof cand);
+    {
+        /* validation data without class 3 */
+        ts_dataset *few = test_quadrant_dataset(NVAL, 9);
+        for (int64_t i = 0; i < few->count; i++) few->labels[i] = few->labels[i] == 3 ? 0 : few->labels[i];
+        st = ts_compose_best_of(g_ctx, cand, RUNS, K, few, NULL, picks, f1, &best);
+        CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "no sample of class 3"), "%s: %s", ts_status_name(st),
+              ts_ctx_error(g_ctx));
+        test_free_dataset(few);
+    }
+    CHECK(best == NULL, "a refused call left a model");
+out:
+    for (int i = 0; i < RUNS * K; i++) ts_module_free(own[i]);
+    for (int r = 0; r < RUNS; r++) ts_model_free(models[r]);
+}
+
+int main(void) {
+    if (!test_begin(&g_ctx, g_tmp)) return 2;
+    ts_ctx_set_threads(g_ctx, 1);
+    g_train = test_quadrant_dataset(NTRAIN, 3);
+    g_val = test_quadrant_dataset(NVAL, 4);
+    RUN(test_best_of);
+    test_free_dataset(g_train);
+    test_free_dataset(g_val);
+    ts_ctx_free(g_ctx);
+    TEST_MAIN_END("test_best_of");
+}
