@@ -681,13 +681,34 @@ ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compos
 
 /* Best-of-N composition (docs/modules.md "Best-of-N composition"): cand holds `runs`
  * rows of k modules (row r: run r's modules for outputs 0..k-1; NULL where run r has
- * none), the modules of one output being the same class of their models. For each
- * output, the candidate with the best F1 on val (labels as the modules' origins; the
- * module's own yes/no answer) is picked (ties: the earlier run), picks[j] receiving
- * its run and f1 (NULL, or (k, runs), -1 for a missing module) every candidate's F1;
- * the picks are composed as ts_compose does. */
+ * none), the modules of one output being the same class of their models; val: samples
+ * none of the models trained on (labels as the modules' origins). */
+typedef enum ts_best_of_select {
+    TS_BEST_OF_F1 = 0,    /* per output, the candidate with the best F1 of its own yes/no answer (ties: earlier run) */
+    TS_BEST_OF_GREEDY = 1 /* from the run whose composition is best on val, swap one output's module at a time
+                           * while the composition's top-1 on val rises (coordinate ascent, at most 10 rounds) */
+} ts_best_of_select;
+typedef struct ts_best_of_config {
+    ts_compose_config compose;
+    /* 1 (default): first refit every candidate's score calibration (scale, shift;
+     * threshold 0) on val by class-balanced logistic regression, so that modules of
+     * different models answer on one scale (the candidates are changed) */
+    int recalibrate;
+    ts_best_of_select select; /* TS_BEST_OF_F1 */
+} ts_best_of_config;
+void ts_best_of_config_default(ts_best_of_config *cfg);
+typedef struct ts_best_of_report {
+    int runs, classes;
+    int *picks;          /* (classes): the run each output's module comes from */
+    double *f1;          /* (classes, runs): each candidate's F1 on val; -1 where missing */
+    double *run_top1;    /* (runs): top-1 on val of each run's own modules composed */
+    double val_top1;     /* top-1 on val of the picks composed */
+} ts_best_of_report;
+void ts_best_of_report_free(ts_best_of_report *rep);
+/* Composes the picks as ts_compose does; rep receives the choice (free it with
+ * ts_best_of_report_free). */
 ts_status ts_compose_best_of(ts_ctx *ctx, ts_module *const *cand, int runs, int k, const ts_dataset *val,
-                             const ts_compose_config *cfg, int *picks, double *f1, ts_model **out);
+                             const ts_best_of_config *cfg, ts_best_of_report *rep, ts_model **out);
 
 /* ---- patching a weak model (CNNSplitter, docs/modules.md "Patching a weak model") */
 typedef struct ts_patch_config {

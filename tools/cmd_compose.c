@@ -19,6 +19,10 @@ static cli_opt compose_opts[] = {
                       "                             count gives every module its own copy)", NULL},
     {"best-of", NULL, "the arguments are folders of modules of several models (tessera decompose);\n"
                       "                             per class, the module with the best F1 on validation data is used", NULL},
+    {"select", "f1|greedy", "--best-of: per class the best F1 of the module's own answer (f1, default), or\n"
+                            "                             swaps from the best run while the composition's validation top-1 rises\n"
+                            "                             (greedy)", NULL},
+    {"no-calibrate", NULL, "--best-of: keep each module's own score calibration (default: refit on the validation samples)", NULL},
     {"classes", "I,J[,...]", "--best-of: these classes (default: those every folder has)", NULL},
     {"data", "NAME|PATH", "--best-of: the validation data (default: the modules' dataset)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
@@ -52,8 +56,8 @@ int cmd_compose(int argc, char **argv) {
         }
         return best_of(pos, npos, out);
     }
-    const char *bo[] = {"classes", "data", "split", "val"};
-    for (int i = 0; i < 4; i++)
+    const char *bo[] = {"classes", "data", "split", "val", "no-calibrate", "select"};
+    for (int i = 0; i < 6; i++)
         if (cli_get(&compose_cmd, bo[i])) {
             fprintf(stderr, "tessera compose: --%s goes with --best-of\n", bo[i]);
             return EXIT_USAGE;
@@ -101,8 +105,16 @@ static int parse_range(const char *s, long *first, long *count) {
 }
 
 static int best_of(char **dirs, int nd, const char *out) {
-    ts_compose_config cc;
-    if (!compose_opts_get(&compose_cmd, &cc)) return EXIT_USAGE;
+    ts_best_of_config bc;
+    ts_best_of_config_default(&bc);
+    if (!compose_opts_get(&compose_cmd, &bc.compose)) return EXIT_USAGE;
+    bc.recalibrate = !cli_get(&compose_cmd, "no-calibrate");
+    const char *sel = cli_get(&compose_cmd, "select");
+    if (sel && !strcmp(sel, "greedy")) bc.select = TS_BEST_OF_GREEDY;
+    else if (sel && strcmp(sel, "f1")) {
+        fprintf(stderr, "tessera compose: --select: '%s' is not f1 or greedy\n", sel);
+        return EXIT_USAGE;
+    }
     const char *split_s = cli_get(&compose_cmd, "split");
     ts_split split = TS_SPLIT_TRAIN;
     if (split_s && !strcmp(split_s, "test")) split = TS_SPLIT_TEST;
@@ -139,8 +151,8 @@ static int best_of(char **dirs, int nd, const char *out) {
     ts_module ***runs = calloc((size_t)nd, sizeof *runs);
     int *nrun = calloc((size_t)nd, sizeof *nrun);
     ts_module **cand = NULL;
-    int *picks = NULL, *classes = NULL, k = 0;
-    double *f1 = NULL;
+    int *classes = NULL, k = 0;
+    ts_best_of_report rep = {0};
     ts_dataset *full = NULL, *val = NULL;
     ts_model *cm = NULL;
     if (!runs || !nrun) {
@@ -182,9 +194,7 @@ static int best_of(char **dirs, int nd, const char *out) {
         goto fail;
     }
     cand = calloc((size_t)nd * (size_t)k, sizeof *cand);
-    picks = calloc((size_t)k, sizeof *picks);
-    f1 = calloc((size_t)nd * (size_t)k, sizeof *f1);
-    if (!cand || !picks || !f1) {
+    if (!cand) {
         rc = EXIT_NOMEM;
         goto done;
     }
@@ -243,24 +253,29 @@ static int best_of(char **dirs, int nd, const char *out) {
         if (st) goto fail;
     }
     double t0 = cli_now();
-    if ((st = ts_compose_best_of(ctx, cand, nd, k, val, &cc, picks, f1, &cm))) goto fail;
+    if ((st = ts_compose_best_of(ctx, cand, nd, k, val, &bc, &rep, &cm))) goto fail;
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
-    printf("best of %d runs, chosen by F1 on %s samples %ld..%ld of %s (%.2fs)\n", nd,
-           split == TS_SPLIT_TRAIN ? "training" : "test", first, first + count - 1, spec, cli_now() - t0);
+    printf("best of %d runs, chosen by %s on %s samples %ld..%ld of %s (%.2fs; scores %s)\n", nd,
+           bc.select == TS_BEST_OF_GREEDY ? "the composition's top-1" : "F1", split == TS_SPLIT_TRAIN ? "training" : "test",
+           first, first + count - 1, spec, cli_now() - t0,
+           bc.recalibrate ? "recalibrated on them" : "as the modules were calibrated");
     printf("%-4s %-20s", "id", "class");
     for (int r = 0; r < nd; r++) printf(" %8s%-2d", "F1 run ", r);
     printf("  chosen\n");
     for (int j = 0; j < k; j++) {
         ts_module_info a;
-        ts_module_info_get(cand[(size_t)picks[j] * k + j], &a);
+        ts_module_info_get(cand[(size_t)rep.picks[j] * k + j], &a);
         printf("%-4d %-20.20s", a.class_index, a.class_name);
         for (int r = 0; r < nd; r++) {
-            const double f = f1[(size_t)j * nd + r];
+            const double f = rep.f1[(size_t)j * nd + r];
             if (f < 0) printf(" %10s", "-");
             else printf(" %9.2f%%", 100 * f);
         }
-        printf("  %s\n", dirs[picks[j]]);
+        printf("  %s\n", dirs[rep.picks[j]]);
     }
+    printf("validation top-1, composed:");
+    for (int r = 0; r < nd; r++) printf(" %s %.2f%%,", dirs[r], 100 * rep.run_top1[r]);
+    printf(" best-of %.2f%%\n", 100 * rep.val_top1);
     printf("wrote %s\n", out);
     rc = EXIT_OK;
     goto done;
@@ -271,8 +286,7 @@ done:
     free(runs);
     free(nrun);
     free(cand);
-    free(picks);
-    free(f1);
+    ts_best_of_report_free(&rep);
     free(classes);
     free(want);
     ts_dataset_free(full);

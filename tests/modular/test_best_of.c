@@ -75,10 +75,15 @@ static void test_best_of(void) {
             CHECK(ts_module_from_model(g_ctx, models[r], j, &own[r * K + j]) == TS_OK, "%s", ts_ctx_error(g_ctx));
     }
     memcpy(cand, own, sizeof cand);
-    int picks[K];
-    double f1[K * RUNS];
     ts_model *best = NULL;
-    ts_status st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
+    ts_best_of_config bc;
+    ts_best_of_config_default(&bc);
+    CHECK(bc.recalibrate == 1 && bc.select == TS_BEST_OF_F1 && bc.compose.max_macs == 1.5, "defaults");
+    bc.recalibrate = 0;
+    ts_best_of_report rep;
+    ts_status st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, &bc, &rep, &best);
+    const int *picks = rep.picks;
+    const double *f1 = rep.f1;
     CHECK(st == TS_OK, "best of: %s", ts_ctx_error(g_ctx));
     if (st) goto out;
     int64_t npos[K] = {0};
@@ -116,28 +121,61 @@ static void test_best_of(void) {
     ts_model_free(best);
     best = NULL;
 
+    /* greedy selection, recalibrated: never below the best run alone on val */
+    ts_best_of_report g2;
+    bc.select = TS_BEST_OF_GREEDY;
+    bc.recalibrate = 1;
+    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, &bc, &g2, &best);
+    CHECK(st == TS_OK, "greedy: %s", ts_ctx_error(g_ctx));
+    if (!st) {
+        double top = 0;
+        for (int r = 0; r < RUNS; r++) top = g2.run_top1[r] > top ? g2.run_top1[r] : top;
+        CHECK(g2.val_top1 >= top && g2.picks[2] != 1, "greedy: %.4f below the best run's %.4f, or blind pick %d",
+              g2.val_top1, top, g2.picks[2]);
+        ts_module_info mi;
+        ts_module_info_get(cand[g2.picks[0] * K], &mi);
+        CHECK(mi.threshold == 0.0f && mi.scale != 1.0f, "recalibrated: scale %g threshold %g", (double)mi.scale,
+              (double)mi.threshold);
+        /* the composition's argmax on val is what val_top1 counted */
+        float *o = outputs(best, K);
+        int64_t right = 0;
+        for (int i = 0; i < NVAL; i++) {
+            int b = 0;
+            for (int j = 1; j < K; j++)
+                if (o[i * K + j] > o[i * K + b]) b = j;
+            right += b == g_val->labels[i];
+        }
+        CHECK_NEAR((double)right / NVAL, g2.val_top1, 0, 0.5 / NVAL);
+        free(o);
+        ts_best_of_report_free(&g2);
+    }
+    ts_model_free(best);
+    best = NULL;
+    ts_best_of_report_free(&rep);
+
     /* a run without a module for output 0 is skipped */
+    bc.select = TS_BEST_OF_F1;
     cand[0] = NULL;
-    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
-    CHECK(st == TS_OK && picks[0] != 0 && f1[0] == -1, "a missing candidate: %s, pick %d", ts_ctx_error(g_ctx),
-          picks[0]);
+    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, &bc, &rep, &best);
+    CHECK(st == TS_OK && rep.picks[0] != 0 && rep.f1[0] == -1, "a missing candidate: %s", ts_ctx_error(g_ctx));
+    ts_best_of_report_free(&rep);
     ts_model_free(best);
     best = NULL;
     /* refusals */
     for (int r = 0; r < RUNS; r++) cand[r * K] = NULL;
-    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
-    CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "no run has a module for output 0"), "%s: %s",
+    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, &bc, &rep, &best);
+    CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "no run has a module for output 0") && !rep.picks, "%s: %s",
           ts_status_name(st), ts_ctx_error(g_ctx));
     cand[0] = own[1 * K + 1]; /* class 1 offered for output 0 beside class 0 */
     cand[K] = own[K];
-    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, NULL, picks, f1, &best);
+    st = ts_compose_best_of(g_ctx, cand, RUNS, K, g_val, &bc, &rep, &best);
     CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "differ"), "%s: %s", ts_status_name(st), ts_ctx_error(g_ctx));
     memcpy(cand, own, sizeof cand);
     {
         /* validation data without class 3 */
         ts_dataset *few = test_quadrant_dataset(NVAL, 9);
         for (int64_t i = 0; i < few->count; i++) few->labels[i] = few->labels[i] == 3 ? 0 : few->labels[i];
-        st = ts_compose_best_of(g_ctx, cand, RUNS, K, few, NULL, picks, f1, &best);
+        st = ts_compose_best_of(g_ctx, cand, RUNS, K, few, &bc, &rep, &best);
         CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "no sample of class 3"), "%s: %s", ts_status_name(st),
               ts_ctx_error(g_ctx));
         test_free_dataset(few);
