@@ -711,8 +711,16 @@ ts_status ts_compose_best_of(ts_ctx *ctx, ts_module *const *cand, int runs, int 
                              const ts_best_of_config *cfg, ts_best_of_report *rep, ts_model **out);
 
 /* ---- patching a weak model (CNNSplitter, docs/modules.md "Patching a weak model") */
+/* How the module's score s becomes the target's output. */
+typedef enum ts_patch_rescale {
+    TS_PATCH_MINMAX = 0,   /* (s - min) / (max - min) over the training data: CNNSplitter's rule */
+    TS_PATCH_POSTERIOR = 1 /* sigmoid(a s + b): logistic regression of "is the target" on s over the training
+                            * data (labels as the weak model's), so the output is a probability like the
+                            * weak model's softmax entries it sits beside */
+} ts_patch_rescale;
 typedef struct ts_patch_config {
     int batch;               /* inference batch for the score range (256; at most 256) */
+    ts_patch_rescale rescale;/* TS_PATCH_MINMAX */
     const char *weak_name;   /* recorded as "patch.weak" (the weak model's file; NULL: not recorded) */
     const char *module_name; /* recorded in "patch.module" (the module's file; NULL: "") */
 } ts_patch_config;
@@ -722,6 +730,7 @@ typedef struct ts_patch_report {
     float score_min, score_max; /* the module's score range on the training data */
     int64_t range_samples;      /* samples with a finite score, over which the range was taken */
     int renormalized;           /* the module's origin normalizes inputs differently: an exact affine was added */
+    float a, b;                 /* the target's output is a s + b (minmax), or sigmoid(a s + b) (posterior) */
 } ts_patch_report;
 
 /* A new model: the weak model's softmax over its classes with the entry of class

@@ -13,6 +13,9 @@ static cli_opt patch_opts[] = {
     {"out", "FILE", "the patched model (.tsr, required)", NULL},
     {"data", "NAME|PATH", "training data the module's score range is measured on (default: the weak model's)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
+    {"rescale", "minmax|posterior", "the module's score as the class's output: rescaled to [0, 1] by its range on the\n"
+                                    "                             training data (minmax, CNNSplitter's, default), or the probability of the\n"
+                                    "                             class that a logistic regression on the training data gives (posterior)", NULL},
     {"limit", "N", "measure the range on the first N training samples only (default: all)", NULL},
     {"no-eval", NULL, "skip the test-set comparison of the weak and the patched model", NULL},
     {"force", NULL, "replace the output even when it is write-protected", NULL},
@@ -107,6 +110,13 @@ int cmd_patch(int argc, char **argv) {
     if (!realpath(with, mod_abs)) snprintf(mod_abs, sizeof mod_abs, "%s", with);
     ts_patch_config cfg;
     ts_patch_config_default(&cfg);
+    const char *rs = cli_get(&patch_cmd, "rescale");
+    if (rs && !strcmp(rs, "posterior")) cfg.rescale = TS_PATCH_POSTERIOR;
+    else if (rs && strcmp(rs, "minmax")) {
+        fprintf(stderr, "tessera patch: --rescale: '%s' is not minmax or posterior\n", rs);
+        rc = EXIT_USAGE;
+        goto done;
+    }
     cfg.weak_name = weak_abs;
     cfg.module_name = mod_abs;
     progress pr;
@@ -126,8 +136,9 @@ int cmd_patch(int argc, char **argv) {
     printf("patched class %d (%s) of %s with %s (class %d '%s' of %s, %s) in %.2fs\n", target,
            cli_class_name(weak, target, tname, sizeof tname), pos[0], with, mi.class_index, mi.class_name,
            *mi.origin ? mi.origin : "an unnamed model", *mi.dataset ? mi.dataset : "unknown data", cli_now() - t0);
-    printf("module score range on %lld training samples of %s: [%g, %g]%s\n", (long long)rep.range_samples, spec,
-           (double)rep.score_min, (double)rep.score_max,
+    printf("module score range on %lld training samples of %s: [%g, %g]; class output %s%s\n",
+           (long long)rep.range_samples, spec, (double)rep.score_min, (double)rep.score_max,
+           cfg.rescale == TS_PATCH_POSTERIOR ? "sigmoid(a s + b), fitted there" : "(s - min) / (max - min)",
            rep.renormalized ? "; the module's input normalization differs: mapped exactly" : "");
     printf("parameters: patched %lld, weak %lld; MACs per sample: %.3fM, weak %.3fM\n",
            (long long)ts_model_param_count(pm), (long long)ts_model_param_count(weak), model_macs(pm) / 1e6,

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Writes the patch benchmark's mixed datasets in formats tessera reads.
 
-cifar OUT CIFAR10_DIR CIFAR100_PATCH_DIR TC [N_TC]
+cifar OUT CIFAR10_DIR CIFAR100_PATCH_DIR TC [N_TC [N_TC_TEST]]
     CIFAR-10 layout (data_batch_1..5.bin, test_batch.bin, batches.meta.txt): the 9
     CIFAR-100 classes of cifar100-patch (labels 0..8, in fine-label order) plus CIFAR-10
-    class TC as label 9, with its first N_TC (500) training images and all 1000 of its
-    test images (CNNSplitter's patch scenario; the paper kept 100 test images).
+    class TC as label 9, with its first N_TC (500) training and first N_TC_TEST (100) test
+    images: CNNSplitter's patch scenario (500 / 100, beside 4500 / 900 of the others).
 fashion-mnist-digit OUT FASHION_DIR MNIST_DIR DIGIT
     IDX layout: Fashion-MNIST without class 9 (Ankle boot) plus MNIST digit DIGIT as
     label 9 (6000-ish training and 1000-ish test images of it): the cross-dataset scenario.
@@ -51,7 +51,7 @@ def write_cifar10(out, train, test, names):
         f.write("\n".join(names) + "\n")
 
 
-def cifar(out, c10, c100, tc, n_tc=500):
+def cifar(out, c10, c100, tc, n_tc=500, n_tc_test=100):
     fine = [l.strip() for l in open(os.path.join(c100, "fine_label_names.txt")) if l.strip()]
     c10names = [l.strip() for l in open(os.path.join(c10, "batches.meta.txt")) if l.strip()]
     tr100 = list(cifar_records(read(os.path.join(c100, "train.bin")), 2, 3074))
@@ -68,9 +68,11 @@ def cifar(out, c10, c100, tc, n_tc=500):
             if lab == tc and got < n_tc:
                 train.append((9, px))
                 got += 1
+    got = 0
     for lab, px in cifar_records(read(os.path.join(c10, "test_batch.bin")), 1, 3073):
-        if lab == tc:
+        if lab == tc and got < n_tc_test:
             test.append((9, px))
+            got += 1
     names = [fine[f] for f in kept] + [c10names[tc]]
     write_cifar10(out, train, test, names)
     print("%s: %d training, %d test images; classes %s" % (out, len(train), len(test), ", ".join(names)))
@@ -106,8 +108,8 @@ def fashion_digit(out, fm, mn, digit):
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    if a and a[0] == "cifar" and len(a) in (5, 6):
-        cifar(a[1], a[2], a[3], int(a[4]), int(a[5]) if len(a) == 6 else 500)
+    if a and a[0] == "cifar" and len(a) in (5, 6, 7):
+        cifar(a[1], a[2], a[3], int(a[4]), int(a[5]) if len(a) >= 6 else 500, int(a[6]) if len(a) == 7 else 100)
     elif a and a[0] == "fashion-mnist-digit" and len(a) == 5:
         fashion_digit(a[1], a[2], a[3], int(a[4]))
     else:

@@ -76,9 +76,9 @@ static ts_status embed(ts_ctx *ctx, nn_builder *b, const ts_model *src, int end,
     return st;
 }
 
-/* The module's score on every sample of ds: least and greatest finite value. */
+/* The module's score on every sample of ds (all: ds->count): least and greatest finite value. */
 static ts_status score_range(ts_ctx *ctx, ts_model *mm, const ts_dataset *ds, int batch, ts_progress_fn progress,
-                             void *user, float *lo, float *hi, int64_t *used) {
+                             void *user, float *all, float *lo, float *hi, int64_t *used) {
     ts_preprocess pp;
     ts_status st = ts_model_get_preprocess(ctx, mm, &pp);
     if (st) return st;
@@ -97,6 +97,7 @@ static ts_status score_range(ts_ctx *ctx, ts_model *mm, const ts_dataset *ds, in
         (ctx->constant_time ? ts_preprocess_images_ct : ts_preprocess_images)(
             &pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
         if ((st = ts_model_predict(ctx, mm, x, n, score))) goto done;
+        memcpy(all + s, score, sizeof *score * (size_t)n);
         for (int i = 0; i < n; i++) {
             if (!isfinite(score[i])) continue;
             *lo = score[i] < *lo ? score[i] : *lo;
@@ -160,6 +161,8 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
     if (target < 0 || target >= K)
         return ts_fail(ctx, TS_EINVAL, "patch: class %d is out of range: weak model %s has classes 0..%d", target,
                        wn, K - 1);
+    if (cfg->rescale != TS_PATCH_MINMAX && cfg->rescale != TS_PATCH_POSTERIOR)
+        return ts_fail(ctx, TS_EINVAL, "patch: unknown rescaling %d", (int)cfg->rescale);
     if (cfg->batch < 1 || cfg->batch > MODULE_EVAL_BATCH_MAX)
         return ts_fail(ctx, TS_EINVAL, "patch: batch %d is not in 1..%d", cfg->batch, MODULE_EVAL_BATCH_MAX);
     const ts_model *o = mod->origin;
@@ -184,15 +187,49 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
     ts_model *mm = NULL, *pm = NULL;
     nn_builder *b = NULL;
     int *at_w = NULL, *at_m = NULL;
-    float *sel = NULL;
+    float *sel = NULL, *all = NULL;
     if ((st = ts_module_model(ctx, mod, &mm))) return st;
     float lo, hi;
     int64_t used;
-    if ((st = score_range(ctx, mm, train, cfg->batch, progress, user, &lo, &hi, &used))) goto done;
+    if (!(all = malloc(sizeof *all * (size_t)train->count))) {
+        st = ts_fail(ctx, TS_ENOMEM, "patch: out of memory");
+        goto done;
+    }
+    if ((st = score_range(ctx, mm, train, cfg->batch, progress, user, all, &lo, &hi, &used))) goto done;
     if (!(hi > lo)) {
         st = ts_fail(ctx, TS_EINVAL, "patch: the score of module %s is the same (%g) on all %lld samples of '%s' it was finite on; "
                      "it cannot be rescaled", mn, (double)lo, (long long)used, train->name);
         goto done;
+    }
+    /* the rescaling: (s - lo) / (hi - lo), or the posterior sigmoid(a s + b) */
+    float w = (float)(1.0 / ((double)hi - (double)lo)), bias = (float)(-(double)lo / ((double)hi - (double)lo));
+    int64_t npos = 0, nneg = 0;
+    if (cfg->rescale == TS_PATCH_POSTERIOR) {
+        float *sp = malloc(sizeof *sp * (size_t)used), *sn = malloc(sizeof *sn * (size_t)used);
+        if (!sp || !sn) {
+            free(sp);
+            free(sn);
+            st = ts_fail(ctx, TS_ENOMEM, "patch: out of memory");
+            goto done;
+        }
+        for (int64_t i = 0; i < train->count; i++) {
+            if (!isfinite(all[i])) continue;
+            if (train->labels[i] == target) sp[npos++] = all[i];
+            else sn[nneg++] = all[i];
+        }
+        if (npos && nneg) {
+            /* the class-balanced fit estimates the log-odds at equal priors; the data's
+             * prior moves them by log(npos / nneg) */
+            module_fit_logistic(sp, npos, sn, nneg, &w, &bias);
+            bias += (float)log((double)npos / (double)nneg);
+        }
+        free(sp);
+        free(sn);
+        if (!npos || !nneg) {
+            st = ts_fail(ctx, TS_EINVAL, "patch: the posterior needs samples of class %d and of the others in '%s' (it has %lld and %lld)",
+                         target, train->name, (long long)npos, (long long)nneg);
+            goto done;
+        }
     }
     at_w = malloc(sizeof *at_w * (size_t)weak->nlayers);
     at_m = malloc(sizeof *at_m * (size_t)mm->nlayers);
@@ -233,9 +270,15 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
     a.features = 1;
     a.bias = 1;
     if ((st = nn_add_at(b, LAYER_DENSE, "patch.rescale", &in, 1, &a, &rescale))) goto done;
+    int module_out = rescale.layer;
+    if (cfg->rescale == TS_PATCH_POSTERIOR) {
+        nn_attrs_default(LAYER_SIGMOID, &a);
+        if ((st = nn_add_at(b, LAYER_SIGMOID, "patch.posterior", &module_out, 1, &a, &ad))) goto done;
+        module_out = ad.layer;
+    }
     nn_attrs_default(LAYER_CONCAT, &a);
     a.axis = 0;
-    const int parts[2] = {softmax_at, rescale.layer};
+    const int parts[2] = {softmax_at, module_out};
     if ((st = nn_add_at(b, LAYER_CONCAT, "patch.concat", parts, 2, &a, &ad))) goto done;
     nn_attrs_default(LAYER_DENSE, &a);
     a.features = K;
@@ -260,13 +303,13 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
         const int ts[4] = {renorm.weight, renorm.bias, renorm.running_mean, renorm.running_var};
         for (int q = 0; q < 4 && !st; q++) st = set_tensor(ctx, pm, ts[q], vals[q], pw.channels);
     }
-    const float w = (float)(1.0 / ((double)hi - (double)lo)), bias = (float)(-(double)lo / ((double)hi - (double)lo));
     if (!st) st = set_tensor(ctx, pm, rescale.weight, &w, 1);
     if (!st) st = set_tensor(ctx, pm, rescale.bias, &bias, 1);
     /* patch.out: (K, K + 1), row j reads column j, the target's row column K */
     for (int j = 0; j < K; j++) sel[(size_t)j * (K + 1) + (j == target ? K : j)] = 1.0f;
     if (!st) st = set_tensor(ctx, pm, selout.weight, sel, (int64_t)K * (K + 1));
     if (!st) st = patch_meta(ctx, weak, target, mod, cfg, lo, hi, pm);
+    if (!st) st = ts_model_set_meta(ctx, pm, "patch.rescale", cfg->rescale == TS_PATCH_POSTERIOR ? "posterior" : "minmax");
     if (st) goto done;
     exec_weights_changed(pm);
     if (rep) {
@@ -275,6 +318,8 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
         rep->score_max = hi;
         rep->range_samples = used;
         rep->renormalized = renormed;
+        rep->a = w;
+        rep->b = bias;
     }
     *out = pm;
     pm = NULL;
@@ -285,6 +330,7 @@ done:
     free(at_w);
     free(at_m);
     free(sel);
+    free(all);
     return st;
 }
 

@@ -188,6 +188,38 @@ static void test_outputs_follow_the_rule(void) {
     }
     CHECK(ts_onnx_export(g_ctx, pm, onnx) == TS_OK, "export: %s", ts_ctx_error(g_ctx));
     ts_model_free(back);
+
+    /* the posterior rescaling: sigmoid(a s + b) in the target's column */
+    ts_model *post = NULL;
+    cfg.rescale = TS_PATCH_POSTERIOR;
+    ts_patch_report prep;
+    st = ts_patch(g_ctx, weak, 2, mod, g_train, &cfg, NULL, NULL, &post, &prep);
+    CHECK(st == TS_OK && prep.a > 0, "posterior: %s (a %g)", ts_ctx_error(g_ctx), (double)prep.a);
+    if (post) {
+        ts_model *mm = NULL;
+        CHECK(ts_module_model(g_ctx, mod, &mm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        float *s = outputs(mm, g_testset, NTEST, 1), *pw = outputs(weak, g_testset, NTEST, K);
+        for (int i = 0; i < NTEST; i++) pw[i * K + 2] = 1.0f / (1.0f + expf(-(prep.a * s[i] + prep.b)));
+        float *po = outputs(post, g_testset, NTEST, K);
+        test_allclose("posterior outputs", po, pw, (size_t)NTEST * K, 1e-4, 1e-5);
+        CHECK(!strcmp(ts_model_get_meta(post, "patch.rescale"), "posterior"), "meta");
+        /* the prior: the mean posterior on the training data is near the class's share */
+        float *st_ = outputs(mm, g_train, NTRAIN, 1);
+        double mean = 0;
+        int64_t pos = 0;
+        for (int i = 0; i < NTRAIN; i++) {
+            mean += 1.0 / (1.0 + exp(-((double)prep.a * st_[i] + prep.b)));
+            pos += g_train->labels[i] == 2;
+        }
+        CHECK(fabs(mean / NTRAIN - (double)pos / NTRAIN) < 0.05, "mean posterior %.3f, class share %.3f", mean / NTRAIN,
+              (double)pos / NTRAIN);
+        free(st_);
+        free(s);
+        free(pw);
+        free(po);
+        ts_model_free(mm);
+    }
+    ts_model_free(post);
     free(wout);
     free(got);
     free(want);
