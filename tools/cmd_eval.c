@@ -140,13 +140,17 @@ static cli_opt predict_opts[] = {
 };
 static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I",
                               "Classifies PGM/PPM images (binary or ASCII, sized as the model's input) or dataset\n"
-                              "samples, printing the top classes with their probabilities.",
+                              "samples, printing the top classes with their probabilities (for a patched model, its\n"
+                              "outputs as they are: the weak model's probabilities and the patched class's output).",
                               predict_opts, sizeof predict_opts / sizeof predict_opts[0]};
 
 /* The ranking is the library's branch-free ts_top_k (the t-th best: the highest
  * score below the previous pick, ties by index). Printing is not constant-time:
  * the answer is the requester's to see (docs/security.md). */
 static void print_top(const ts_model *m, const char *what, const float *logits, int k, int top, int label) {
+    /* a patched model's outputs are already probabilities (and the module's rescaled
+     * score): shown as they are, not through another softmax */
+    const int raw = ts_patch_target(m) >= 0;
     int idx[1000];
     const int found = ts_top_k(logits, k, top, idx);
     const float mx = logits[ts_argmax(logits, k)];
@@ -157,7 +161,7 @@ static void print_top(const ts_model *m, const char *what, const float *logits, 
         const int best = idx[t];
         char name[64];
         printf("%s %s %.2f%%", t ? "," : "", cli_class_name(m, best, name, sizeof name),
-               100.0 * exp((double)(logits[best] - mx)) / sum);
+               raw ? 100.0 * logits[best] : 100.0 * exp((double)(logits[best] - mx)) / sum);
     }
     if (label >= 0) {
         char name[64];
