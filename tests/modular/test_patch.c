@@ -8,7 +8,7 @@
  * it already knows perfectly, with a module that knows it too, predicts what it
  * predicted; a class the weak model never predicts gets recall above zero.
  * ts_patch_evaluate's figures match counts made here. The patched model saves,
- * reloads and exports to ONNX like any other. Refused: a class out of range, a
+ * reloads and exports to ONNX (read back to the same outputs) like any other. Refused: a class out of range, a
  * module of another input shape (both files named), a module whose score is
  * constant, a batch out of range. */
 #include "tessera.h"
@@ -187,6 +187,21 @@ static void test_outputs_follow_the_rule(void) {
         free(again);
     }
     CHECK(ts_onnx_export(g_ctx, pm, onnx) == TS_OK, "export: %s", ts_ctx_error(g_ctx));
+    {
+        /* the ONNX file reads back to the same function (normalization is not in ONNX:
+         * the weak model's is set on the import) */
+        ts_model *im = NULL;
+        CHECK(ts_onnx_import(g_ctx, onnx, NULL, &im) == TS_OK, "import: %s", ts_ctx_error(g_ctx));
+        if (im) {
+            ts_preprocess wp;
+            CHECK(ts_model_get_preprocess(g_ctx, pm, &wp) == TS_OK && ts_model_set_preprocess(g_ctx, im, &wp) == TS_OK,
+                  "%s", ts_ctx_error(g_ctx));
+            float *io = outputs(im, g_testset, NTEST, K);
+            test_allclose("ONNX round trip", io, got, (size_t)NTEST * K, 1e-5, 1e-6);
+            free(io);
+        }
+        ts_model_free(im);
+    }
     ts_model_free(back);
 
     /* the posterior rescaling: sigmoid(a s + b) in the target's column */
