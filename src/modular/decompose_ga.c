@@ -207,6 +207,18 @@ static double fitness(ga_search *s, int c, const uint8_t *genes, ts_status *st) 
 
 /* ------------------------------------------------------------- set-up */
 
+/* perm (n) = 0 .. n-1 in an order fixed by seed (Fisher-Yates). */
+static void shuffled(int64_t *perm, int64_t n, uint64_t seed) {
+    ts_rng r;
+    ts_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        const int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
 typedef struct ranked {
     float v;
     int i;
@@ -263,14 +275,7 @@ static ts_status rank_kernels(ga_search *s, const ts_model *m, const ts_dataset 
         layers[g] = s->mn.gates[g].relu;
     }
     if ((st = model_clone(s->ctx, m, &work))) goto done; /* inference caches change: m stays as given */
-    ts_rng r;
-    ts_rng_seed(&r, s->cfg->seed ^ 0x696d706f7274ull);
-    for (int64_t i = 0; i < N; i++) perm[i] = i;
-    for (int64_t i = N - 1; i > 0; i--) {
-        const int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    shuffled(perm, N, s->cfg->seed ^ 0x696d706f7274ull);
     l1_sink sink = {s->mn.gates, gate_of, T, l1};
     const ts_capture cap = {layers, s->mn.ngates, record_l1, &sink};
     int64_t cursor = 0;
@@ -534,14 +539,7 @@ static ts_status carve_validation(ga_search *s, const ts_dataset *train, const t
                                         "part from");
         goto done;
     }
-    ts_rng r;
-    ts_rng_seed(&r, s->cfg->seed ^ 0x76616cull);
-    for (int64_t i = 0; i < N; i++) perm[i] = i;
-    for (int64_t i = N - 1; i > 0; i--) {
-        const int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    shuffled(perm, N, s->cfg->seed ^ 0x76616cull);
     memset(per, 0, sizeof *per * (size_t)K);
     for (int64_t k = 0; k < N; k++) {
         const int64_t i = perm[k];
