@@ -169,12 +169,14 @@ done:
     ts_modules_free(b, b ? KQ : 0);
 }
 
-/* Scores of a module on the first NX training images. */
-static int module_scores(const ts_module *mod, const float *x, float *out) {
+/* Scores of a module on the first NX training images, and the parameters of the
+ * model that computes them (sliced: what the module drops is gone). */
+static int module_scores(const ts_module *mod, const float *x, float *out, int64_t *params) {
     ts_model *mm = NULL;
     ts_status st = ts_module_model(g_ctx, mod, &mm);
     if (!st) st = ts_model_predict(g_ctx, mm, x, NX, out);
     CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
+    *params = mm ? ts_model_param_count(mm) : 0;
     ts_model_free(mm);
     return st == TS_OK;
 }
@@ -203,8 +205,12 @@ static void test_save_reload(void) {
         CHECK(in.params_kept < in.params, "class %d: %lld of %lld parameters", c, (long long)in.params_kept,
               (long long)in.params);
         CHECK(ts_module_load(g_ctx, path, &back) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        if (back && module_scores(mods[c], x, s0) && module_scores(back, x, s1))
+        int64_t p0 = 0, p1 = 0;
+        if (back && module_scores(mods[c], x, s0, &p0) && module_scores(back, x, s1, &p1)) {
             test_allclose("read-back module scores", s1, s0, NX, 1e-5, 1e-5);
+            CHECK(p1 == p0 && p1 < ts_model_param_count(g_model), "class %d: read back %lld parameters, in memory %lld, "
+                  "origin %lld", c, (long long)p1, (long long)p0, (long long)ts_model_param_count(g_model));
+        }
         ts_module_free(back);
         unlink(path);
     }
