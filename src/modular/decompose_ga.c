@@ -182,16 +182,6 @@ static double composed_acc(const ga_search *s, int c, const float *score) {
     return s->ntask[c] ? sum / s->ntask[c] : 0.0;
 }
 
-/* 1 - Jaccard index of two kernel sets (two empty sets are alike). */
-static double kernel_diff(const uint8_t *a, const uint8_t *b, int64_t T) {
-    int64_t both = 0, either = 0;
-    for (int64_t i = 0; i < T; i++) {
-        both += a[i] & b[i];
-        either += a[i] | b[i];
-    }
-    return either ? 1.0 - (double)both / (double)either : 0.0;
-}
-
 static double fitness(ga_search *s, int c, const uint8_t *genes, ts_status *st) {
     const float *score = NULL;
     if ((*st = candidate_scores(s, c, genes, &score))) return 0;
@@ -199,7 +189,7 @@ static double fitness(ga_search *s, int c, const uint8_t *genes, ts_status *st) 
     const double acc = composed_acc(s, c, score);
     double diff = 0;
     for (int j = 0; j < s->K; j++)
-        if (j != c) diff += kernel_diff(s->keep, s->best_keep + (size_t)j * (size_t)s->T, s->T);
+        if (j != c) diff += 1.0 - module_kernel_jaccard(s->keep, s->best_keep + (size_t)j * (size_t)s->T, s->T);
     diff /= s->K - 1;
     const double alpha = s->cfg->ga_alpha, gap = s->cfg->ga_gamma - acc;
     return (alpha + (gap > 0 ? gap : 0)) * acc + (1 - alpha) * diff;
@@ -649,7 +639,7 @@ static ts_status make_module(ga_search *s, const ts_model *m, int c, const ga_cl
     if (!isfinite(mod->info.threshold)) mod->info.threshold = 0.0f;
     double coup = 0;
     for (int j = 0; j < s->K; j++)
-        if (j != c) coup += 1.0 - kernel_diff(keep, s->best_keep + (size_t)j * (size_t)s->T, s->T);
+        if (j != c) coup += module_kernel_jaccard(keep, s->best_keep + (size_t)j * (size_t)s->T, s->T);
     mod->info.coupling = coup / (s->K - 1);
     mod->info.method = TS_DECOMPOSE_GA;
     mod->info.generations = gc->gens;

@@ -154,6 +154,8 @@ void mask_net_adam(float *p, const float *g, float *m1, float *m2, int64_t n, fl
 void mask_net_step_scores(mask_net *mn, float l1, float lr, int64_t step);
 /* Fraction of the n scores > 0. */
 double mask_net_kept(const float *score, int64_t n);
+/* Jaccard index of two sets of T flags (one byte each); two empty sets are alike (1). */
+double module_kernel_jaccard(const uint8_t *a, const uint8_t *b, int64_t T);
 /* ts_decompose with cfg->method TS_DECOMPOSE_MWT (decompose_mwt.c), likewise. */
 ts_status decompose_mwt(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
                         const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
