@@ -473,7 +473,11 @@ typedef enum ts_decompose_method {
     TS_DECOMPOSE_GRAD = 1,
     /* a model trained with ts_train_config.modular (MwT): per class, the kernels its
      * mask generators open on at least theta of its training samples */
-    TS_DECOMPOSE_MWT = 2
+    TS_DECOMPOSE_MWT = 2,
+    /* CNNSplitter's search (Qi et al., ASE'22): per class, a genetic algorithm over
+     * groups of kernels ranked by importance, scored by the accuracy of compositions
+     * with the other classes' modules and their difference from them */
+    TS_DECOMPOSE_GA = 3
 } ts_decompose_method;
 /* Concern identification's rule for the units of dense layers (ReLUs over a
  * vector). Convolution maps always follow ICSE'22: a position is kept when any
@@ -493,7 +497,7 @@ typedef struct ts_decompose_config {
     float tangling;       /* negatives per positive, spread evenly over the other classes (1.0) */
     uint64_t seed;        /* order in which training inputs are drawn (0) */
     int batch;            /* inference batch (128) */
-    ts_decompose_method method; /* TS_DECOMPOSE_ACTIVATION (default) or TS_DECOMPOSE_GRAD */
+    ts_decompose_method method; /* TS_DECOMPOSE_ACTIVATION (default), _GRAD, _MWT or _GA */
     /* TS_DECOMPOSE_GRAD (docs/modules.md, "Learned kernel masks"): */
     float alpha;          /* weight of each module's mean kept-kernel fraction in the loss (0.01) */
     int epochs;           /* mask-learning epochs (4) */
@@ -516,6 +520,16 @@ typedef struct ts_decompose_config {
      * fraction of the class's training samples (0.9); lowered by 0.05 for a layer that
      * would keep none */
     float theta;
+    /* TS_DECOMPOSE_GA (docs/modules.md, "CNNSplitter search"): */
+    int ga_population;    /* chromosomes per class (100) */
+    int ga_generations;   /* generations per class at most (200) */
+    int ga_parents;       /* the fittest chromosomes that mate (50) */
+    int ga_elites;        /* the fittest chromosomes kept as they are (20) */
+    float ga_mutation;    /* fraction of an offspring's genes flipped (0.05) */
+    int ga_patience;      /* a class stops after this many generations without a better best (20) */
+    int ga_val_per_class; /* validation samples per class carved from the training set (50) */
+    float ga_alpha;       /* fitness = a acc + (1 - ga_alpha) diff, a = ga_alpha + max(0, ga_gamma - acc) (0.9) */
+    float ga_gamma;       /* (0.9) */
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);
@@ -583,13 +597,17 @@ typedef struct ts_module_info {
                                  * balanced accuracy on its positives and negatives (0 once re-tuned) */
     ts_decompose_method method; /* how its masks were found */
     int selected_epoch;         /* TS_DECOMPOSE_GRAD: the mask-learning epoch chosen (1-based) */
-    double val_accuracy;        /* TS_DECOMPOSE_GRAD: composed top-1 of all classes' modules on the validation
-                                 * part at that epoch, and the origin's there */
+    double val_accuracy;        /* TS_DECOMPOSE_GRAD and _GA: composed top-1 of all classes' modules on the validation
+                                 * part at that epoch (_GA: at the end of the search), and the origin's there */
     double origin_val_accuracy;
-    /* TS_DECOMPOSE_MWT (0 otherwise, and for a module loaded from a file): the mean Jaccard
+    /* TS_DECOMPOSE_MWT and _GA (0 otherwise, and for a module loaded from a file): the mean Jaccard
      * index of the sets of open kernels of pairs of its class's samples (cohesion), and of
      * its module's kept kernels with each other module's of the decomposition (coupling) */
     double cohesion, coupling;
+    /* TS_DECOMPOSE_GA (0 otherwise, and for a module loaded from a file): the generations
+     * its class's search ran and the fitness of the chromosome chosen */
+    int generations;
+    double fitness;
 } ts_module_info;
 
 void ts_module_free(ts_module *mod);

@@ -20,7 +20,7 @@ static cli_opt decompose_opts[] = {
     {"positives", "N", "confident training inputs per class for concern identification (default 1000)", NULL},
     {"confidence", "F", "softmax probability a positive needs (default 0.9)", NULL},
     {"tangling", "F", "negatives per positive for tangling identification (default 1.0)", NULL},
-    {"method", "activation|grad|mwt", "activation: Pan & Rajan's keep-bits per ReLU unit (default); grad: learned masks, one per convolution kernel and class, on the frozen model (GradSplitter-style); mwt: the kernels a model trained with train --modular opens for the class (MwT)", NULL},
+    {"method", "activation|grad|mwt|ga", "activation: Pan & Rajan's keep-bits per ReLU unit (default); grad: learned masks, one per convolution kernel and class, on the frozen model (GradSplitter-style); mwt: the kernels a model trained with train --modular opens for the class (MwT); ga: CNNSplitter's genetic search over groups of kernels ranked by importance", NULL},
     {"theta", "F", "mwt: keep a kernel its generator opens on at least this fraction of the class's training samples (default 0.9)", NULL},
     {"alpha", "F", "grad: weight of each module's kept-kernel fraction in the loss (default 0.01)", NULL},
     {"epochs", "N", "grad: mask-learning epochs (default 4)", NULL},
@@ -28,11 +28,18 @@ static cli_opt decompose_opts[] = {
     {"val", "N", "grad: samples carved from the training data to choose the epoch (default 2000)", NULL},
     {"lr", "F", "grad: Adam learning rate of the masks (default 0.05)", NULL},
     {"max-loss", "F", "grad: choose the fewest kernels within this many points of the origin's validation top-1 (default 1)", NULL},
+    {"population", "N", "ga: chromosomes per class (default 100)", NULL},
+    {"generations", "N", "ga: generations per class at most (default 200)", NULL},
+    {"parents", "N", "ga: the fittest chromosomes that mate (default 50)", NULL},
+    {"elites", "N", "ga: the fittest chromosomes kept as they are (default 20)", NULL},
+    {"mutation", "F", "ga: fraction of an offspring's genes flipped (default 0.05)", NULL},
+    {"patience", "N", "ga: a class stops after N generations without a better best (default 20)", NULL},
+    {"val-per-class", "N", "ga: validation samples per class carved from the training data (default 50)", NULL},
     {"rule", "every|any", "concern identification on dense units: kept when active on every confident positive "
                           "(FSE'20, default) or on any", NULL},
     {"bln-delta", "F", "BLN backtracking: drop units feeding the classifier with |w_uc| > F(|w_c|+|w_uc|) "
                        "(default 1: none; the paper uses 0.5, docs/modules.md)", NULL},
-    {"seed", "S", "order in which training inputs are drawn (default 0)", NULL},
+    {"seed", "S", "order in which training inputs are drawn, and ga's random draws (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
     {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
     {"max-macs", "F", "for the composed check: compute budget (default 1.5)", NULL},
@@ -51,7 +58,10 @@ static cli_cmd decompose_cmd = {
     "masks), the units BLN removed, its Jaccard index against the model, and the time; then the\n"
     "model against all modules composed. --method grad learns one mask per convolution kernel\n"
     "and class on the frozen model instead (GradSplitter-style; docs/modules.md); --method mwt\n"
-    "keeps, per class, the kernels that a model trained with train --modular opens for it (MwT).",
+    "keeps, per class, the kernels that a model trained with train --modular opens for it (MwT);\n"
+    "--method ga searches, per class, which groups of kernels to keep with CNNSplitter's genetic\n"
+    "algorithm (fitness: composed accuracy on a validation part and difference from the other\n"
+    "modules), printing the generations run and the best fitness per class.",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
@@ -117,6 +127,21 @@ static void print_decompose_rule(const ts_decompose_config *cfg) {
     else printf("off\n");
 }
 
+static void print_ga_summary(const ts_decompose_config *cfg, ts_module *const *mods, int n) {
+    ts_module_info in;
+    ts_module_info_get(mods[0], &in);
+    printf("method ga: population %d, at most %d generations (patience %d), %d parents, %d elites, mutation %g, %d "
+           "validation samples per class carved from the training data: modules composed %.2f%% top-1 there, the "
+           "model %.2f%%\ngenerations / best fitness / coupling (mean Jaccard of kept kernels with the others'):",
+           cfg->ga_population, cfg->ga_generations, cfg->ga_patience, cfg->ga_parents, cfg->ga_elites,
+           (double)cfg->ga_mutation, cfg->ga_val_per_class, 100 * in.val_accuracy, 100 * in.origin_val_accuracy);
+    for (int i = 0; i < n; i++) {
+        ts_module_info_get(mods[i], &in);
+        printf(" %d: %d/%.4f/%.3f", in.class_index, in.generations, in.fitness, in.coupling);
+    }
+    printf("\n");
+}
+
 int cmd_decompose(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -143,8 +168,9 @@ int cmd_decompose(int argc, char **argv) {
     const char *method = cli_get(&decompose_cmd, "method");
     long epochs, esamples, val;
     double alpha, lr, maxloss;
-    if (method && strcmp(method, "activation") && strcmp(method, "grad") && strcmp(method, "mwt")) {
-        fprintf(stderr, "tessera decompose: --method: expected activation, grad or mwt, got '%s'\n", method);
+    if (method && strcmp(method, "activation") && strcmp(method, "grad") && strcmp(method, "mwt") &&
+        strcmp(method, "ga")) {
+        fprintf(stderr, "tessera decompose: --method: expected activation, grad, mwt or ga, got '%s'\n", method);
         return EXIT_USAGE;
     }
     double theta;
@@ -157,9 +183,27 @@ int cmd_decompose(int argc, char **argv) {
         !cli_float(&decompose_cmd, "lr", 0.05, 1e-9, 10.0, &lr) ||
         !cli_float(&decompose_cmd, "max-loss", 1.0, 0.0, 100.0, &maxloss))
         return EXIT_USAGE;
+    long pop, gens, parents, elites, patience, vpc;
+    double mutation;
+    if (!cli_int(&decompose_cmd, "population", 100, 2, 100000, &pop) ||
+        !cli_int(&decompose_cmd, "generations", 200, 0, 1000000, &gens) ||
+        !cli_int(&decompose_cmd, "parents", 50, 1, 100000, &parents) ||
+        !cli_int(&decompose_cmd, "elites", 20, 0, 99999, &elites) ||
+        !cli_float(&decompose_cmd, "mutation", 0.05, 0.0, 1.0, &mutation) ||
+        !cli_int(&decompose_cmd, "patience", 20, 1, 1000000, &patience) ||
+        !cli_int(&decompose_cmd, "val-per-class", 50, 1, 1000000, &vpc))
+        return EXIT_USAGE;
+    cfg.ga_population = (int)pop;
+    cfg.ga_generations = (int)gens;
+    cfg.ga_parents = (int)parents;
+    cfg.ga_elites = (int)elites;
+    cfg.ga_mutation = (float)mutation;
+    cfg.ga_patience = (int)patience;
+    cfg.ga_val_per_class = (int)vpc;
     cfg.method = !method || !strcmp(method, "activation") ? TS_DECOMPOSE_ACTIVATION
                  : !strcmp(method, "grad")                 ? TS_DECOMPOSE_GRAD
-                                                           : TS_DECOMPOSE_MWT;
+                 : !strcmp(method, "mwt")                  ? TS_DECOMPOSE_MWT
+                                                           : TS_DECOMPOSE_GA;
     cfg.alpha = (float)alpha;
     cfg.epochs = (int)epochs;
     cfg.epoch_samples = esamples;
@@ -256,6 +300,7 @@ int cmd_decompose(int argc, char **argv) {
                in.selected_epoch, cfg.epochs, (long long)cfg.val_count, 100 * in.val_accuracy,
                100 * in.origin_val_accuracy);
     }
+    if (nmods > 0 && cfg.method == TS_DECOMPOSE_GA) print_ga_summary(&cfg, mods, nmods);
     if (cfg.method == TS_DECOMPOSE_ACTIVATION) print_decompose_rule(&cfg);
     if (cfg.method == TS_DECOMPOSE_MWT)
         printf("method mwt: a module keeps the kernels its generators open (mask > 0) on at least %g of its class's "
@@ -317,6 +362,18 @@ int cmd_decompose(int argc, char **argv) {
                100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
         ts_eval_report_free(&a);
         ts_eval_report_free(&b);
+        /* kernel modules differ from each other far more than activation modules: a
+         * shared trunk keeping their union hides what each alone answers */
+        if (cfg.method == TS_DECOMPOSE_GA && cc.max_macs < nmods) {
+            ts_compose_config own = cc;
+            own.max_macs = nmods;
+            ts_model_free(cm);
+            cm = NULL;
+            if ((st = ts_compose(ctx, mods, nmods, &own, &cm)) || (st = ts_evaluate(ctx, cm, test, 256, &b))) goto fail;
+            printf("each module its own copy (the modules' exact answers): top-1 %.2f%%  top-5 %.2f%%\n", 100 * b.top1,
+                   100 * b.top5);
+            ts_eval_report_free(&b);
+        }
     }
     if ((st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
     printf("modules written to %s/\n", outdir);

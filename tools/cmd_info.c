@@ -96,6 +96,7 @@ int cmd_info(int argc, char **argv) {
                        "origin's %lld) and %lld MACs per sample (%.2f%% of the origin's %lld)\n",
                        mi.method == TS_DECOMPOSE_GRAD  ? "grad"
                        : mi.method == TS_DECOMPOSE_MWT ? "mwt"
+                       : mi.method == TS_DECOMPOSE_GA  ? "ga"
                                                        : "activation",
                        (long long)mi.kernels_kept,
                        (long long)mi.kernels, mi.kernels ? 100.0 * mi.kernels_kept / mi.kernels : 100.0, (long long)p,

@@ -49,6 +49,15 @@ void ts_decompose_config_default(ts_decompose_config *cfg) {
     cfg->rule = TS_DECOMPOSE_RULE_EVERY;
     cfg->bln_delta = 1.0f;
     cfg->theta = 0.9f;
+    cfg->ga_population = 100;
+    cfg->ga_generations = 200;
+    cfg->ga_parents = 50;
+    cfg->ga_elites = 20;
+    cfg->ga_mutation = 0.05f;
+    cfg->ga_patience = 20;
+    cfg->ga_val_per_class = 50;
+    cfg->ga_alpha = 0.9f;
+    cfg->ga_gamma = 0.9f;
 }
 
 static ts_status check_config(ts_ctx *ctx, const ts_decompose_config *c) {
@@ -230,6 +239,8 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
         return decompose_grad(ctx, m, train, cfg, classes, n, progress, user, modules, count);
     if (cfg->method == TS_DECOMPOSE_MWT)
         return decompose_mwt(ctx, m, train, cfg, classes, n, progress, user, modules, count);
+    if (cfg->method == TS_DECOMPOSE_GA)
+        return decompose_ga(ctx, m, train, cfg, classes, n, progress, user, modules, count);
 
     double t0 = ts_monotonic_s();
     ts_model *work = NULL;

@@ -124,8 +124,8 @@ static void keep_kernels(const mwt_gate *gates, int ngates, const int64_t *count
     }
 }
 
-/* Jaccard index of two sets of T flags; two empty sets are alike (1). */
-static double jaccard(const uint8_t *a, const uint8_t *b, int64_t T) {
+/* (modular.h) */
+double module_kernel_jaccard(const uint8_t *a, const uint8_t *b, int64_t T) {
     int64_t both = 0, either = 0;
     for (int64_t i = 0; i < T; i++) {
         both += a[i] & b[i];
@@ -251,10 +251,11 @@ ts_status decompose_mwt(ts_ctx *ctx, const ts_model *m, const ts_dataset *train,
         int64_t pairs = 0;
         const uint8_t *o = open + (size_t)c * MWT_COHESION_SAMPLES * (size_t)T;
         for (int i = 0; i < filled[c]; i++)
-            for (int j = i + 1; j < filled[c]; j++, pairs++) coh += jaccard(o + (size_t)i * T, o + (size_t)j * T, T);
+            for (int j = i + 1; j < filled[c]; j++, pairs++)
+                coh += module_kernel_jaccard(o + (size_t)i * T, o + (size_t)j * T, T);
         mod->info.cohesion = pairs ? coh / (double)pairs : 1.0;
         for (int v = 0; v < want; v++)
-            if (v != w) coup += jaccard(keep + (size_t)w * T, keep + (size_t)v * T, T);
+            if (v != w) coup += module_kernel_jaccard(keep + (size_t)w * T, keep + (size_t)v * T, T);
         mod->info.coupling = want > 1 ? coup / (want - 1) : 0.0;
         mod->info.positives = (int)(per_class[c] > 1000000000 ? 1000000000 : per_class[c]);
         mod->info.negatives = (int)(N - per_class[c] > 1000000000 ? 1000000000 : N - per_class[c]);

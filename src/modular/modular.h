@@ -154,9 +154,23 @@ void mask_net_adam(float *p, const float *g, float *m1, float *m2, int64_t n, fl
 void mask_net_step_scores(mask_net *mn, float l1, float lr, int64_t step);
 /* Fraction of the n scores > 0. */
 double mask_net_kept(const float *score, int64_t n);
+/* Jaccard index of two sets of T flags (one byte each); two empty sets are alike (1). */
+double module_kernel_jaccard(const uint8_t *a, const uint8_t *b, int64_t T);
 /* ts_decompose with cfg->method TS_DECOMPOSE_MWT (decompose_mwt.c), likewise. */
 ts_status decompose_mwt(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
                         const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                         int *count);
+
+/* ts_decompose with cfg->method TS_DECOMPOSE_GA (decompose_ga.c), likewise. */
+ts_status decompose_ga(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, const ts_decompose_config *cfg,
+                       const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
+                       int *count);
+/* CNNSplitter's genes for a layer of `channels` kernels: 10 groups below 256 kernels,
+ * else 100, never more than the kernels. */
+int ga_groups(int channels);
+/* One layer's kept kernels from its genes: order (channels) lists the kernels by
+ * importance, most important first; group g holds ranks [g C / G, (g + 1) C / G) and
+ * keep[k] (channels) is 1 exactly for the kernels of the groups whose gene is 1. */
+void ga_decode(const int *order, int channels, int groups, const uint8_t *genes, uint8_t *keep);
 
 #endif

@@ -308,7 +308,7 @@ static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, const ts_mo
     if ((st = rbuf_u32(r, &method, "method")) || (st = rbuf_u32(r, &epoch, "selected epoch")) ||
         (st = rbuf_f64(r, &va, "validation accuracy")) || (st = rbuf_f64(r, &ova, "origin validation accuracy")))
         goto done;
-    if (method > TS_DECOMPOSE_MWT) {
+    if (method > TS_DECOMPOSE_GA) {
         st = ts_fail(ctx, TS_EFORMAT, "%s: module method %u is not one this tessera knows", path, method);
         goto done;
     }

@@ -272,6 +272,16 @@ static void test_modules_flow(void) {
     CHECK(rc == 2 && strstr(g_err, "confidence"), "bad option: exit %d: %s", rc, g_err);
     rc = run("compose --out %s/bad.tsr", g_dir);
     CHECK(rc == 2 && !exists("bad.tsr"), "compose without modules: exit %d", rc);
+    /* CNNSplitter's search, as small as it gets: two classes searched */
+    rc = run("decompose %s/m.tsr --method ga --classes 1,5 --population 4 --generations 2 --parents 2 --elites 1 "
+             "--val-per-class 5 --positives 10 --confidence 0.3 --no-eval --quiet --out %s/mods-ga", g_dir, g_dir);
+    CHECK(rc == 0 && exists("mods-ga/class1.tsm") && exists("mods-ga/class5.tsm") && strstr(g_out, "method ga:") &&
+              strstr(g_out, "best fitness"),
+          "decompose --method ga: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("info %s/mods-ga/class5.tsm", g_dir);
+    CHECK(rc == 0 && strstr(g_out, "method ga;"), "info of a ga module: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("decompose %s/m.tsr --method ga --population 1 --out %s/mods4", g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "population") && !exists("mods4"), "ga population 1: exit %d: %s", rc, g_err);
 
     /* extract: a two-class model, evaluated on its classes' test images by itself */
     rc = run("extract %s/m.tsr --classes 1,5 --epochs 1 --epoch-samples 640 --val 200 --threads 2 --quiet --out %s/x.tsr",
