@@ -530,6 +530,11 @@ typedef struct ts_decompose_config {
     int ga_val_per_class; /* validation samples per class carved from the training set (50) */
     float ga_alpha;       /* fitness = a acc + (1 - ga_alpha) diff, a = ga_alpha + max(0, ga_gamma - acc) (0.9) */
     float ga_gamma;       /* (0.9) */
+    /* TS_DECOMPOSE_GA: called after every generation of every class searched (NULL:
+     * not called), with the class, the generation (0: the initial population) and the
+     * best fitness so far; for a live display beside the progress callback */
+    void (*ga_generation)(void *user, int cls, int generation, double best_fitness);
+    void *ga_generation_user;
 } ts_decompose_config;
 
 void ts_decompose_config_default(ts_decompose_config *cfg);

@@ -287,8 +287,10 @@ void progress_update(progress *p, const char *label, long long done, long long t
     int fill = total > 0 ? (int)(30 * done / total) : 0;
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[30] = '\0';
-    fprintf(stderr, "%s%s [%s] %lld/%lld %s | %.0f img/s %s %s%s", p->tty ? "\r" : "", label, bar, done, total,
-            extra ? extra : "", rate, done < total ? "ETA" : "in", done < total ? eta : elapsed, p->tty ? "\x1b[K" : "\n");
+    char speed[40] = "";
+    if (items_per_unit > 0) snprintf(speed, sizeof speed, "%.0f img/s ", rate);
+    fprintf(stderr, "%s%s [%s] %lld/%lld %s | %s%s %s%s", p->tty ? "\r" : "", label, bar, done, total,
+            extra ? extra : "", speed, done < total ? "ETA" : "in", done < total ? eta : elapsed, p->tty ? "\x1b[K" : "\n");
     fflush(stderr);
 }
 

@@ -52,7 +52,7 @@ int cli_float(const cli_cmd *cmd, const char *name, double def, double lo, doubl
 int cli_fail(const char *cmd, ts_ctx *ctx, ts_status st);
 
 /* Progress bar on stderr with rate and ETA; redrawn in place on a terminal,
- * a line every 10% otherwise. */
+ * a line every 10% otherwise. items_per_unit <= 0: no rate (the steps are not images). */
 typedef struct progress {
     double start, last;
     int tty;

@@ -142,6 +142,24 @@ static void print_ga_summary(const ts_decompose_config *cfg, ts_module *const *m
     printf("\n");
 }
 
+/* The ga search's live line: the bar over generations, with the class and
+ * generation last finished and its best fitness. */
+typedef struct ga_live {
+    progress pr;
+    char extra[96];
+} ga_live;
+
+static void ga_generation(void *user, int cls, int generation, double best) {
+    ga_live *l = user;
+    snprintf(l->extra, sizeof l->extra, "class %d generation %d, best fitness %.4f", cls, generation, best);
+}
+
+static int ga_progress(void *user, int64_t done, int64_t total) {
+    ga_live *l = user;
+    progress_update(&l->pr, "generations", done, total, l->extra[0] ? l->extra : NULL, 0);
+    return 0;
+}
+
 int cmd_decompose(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -265,12 +283,18 @@ int cmd_decompose(int argc, char **argv) {
         st = ts_ctx_set_error(ctx, TS_EIO, "%s: cannot create the output folder: %s", outdir, strerror(errno));
         goto fail;
     }
-    progress pr;
-    progress_start(&pr);
+    ga_live live = {0};
+    progress_start(&live.pr);
     int quiet = cli_get(&decompose_cmd, "quiet") != NULL;
+    if (!quiet && cfg.method == TS_DECOMPOSE_GA) {
+        cfg.ga_generation = ga_generation;
+        cfg.ga_generation_user = &live;
+    }
     double t0 = cli_now();
-    st = ts_decompose(ctx, m, train, &cfg, classes, ncls, quiet ? NULL : progress_cb, &pr, &mods, &nmods);
-    if (!quiet) progress_end(&pr);
+    st = ts_decompose(ctx, m, train, &cfg, classes, ncls,
+                      quiet ? NULL : cfg.method == TS_DECOMPOSE_GA ? ga_progress : progress_cb,
+                      cfg.method == TS_DECOMPOSE_GA ? (void *)&live : (void *)&live.pr, &mods, &nmods);
+    if (!quiet) progress_end(&live.pr);
     if (st) goto fail;
     double secs = cli_now() - t0;
     /* provenance that still resolves from another folder: absolute paths */

@@ -723,6 +723,7 @@ ts_status decompose_ga(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
             }
             active += !gc->done;
             done_steps++;
+            if (cfg->ga_generation) cfg->ga_generation(cfg->ga_generation_user, c, round, gc->best);
             if (progress && progress(user, done_steps, total)) {
                 st = ts_fail(ctx, TS_ECANCELED, "decompose: canceled");
                 goto done;
