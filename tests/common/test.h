@@ -66,6 +66,11 @@ int test_ends_with(const char *s, const char *suffix);
  * variances in [0.5, 2): nothing at PyTorch's defaults. Mask layers' keep planes
  * (".keep") stay as they are. */
 void test_randomize_model(ts_model *m, uint64_t seed);
+/* A model from architecture text (initialized from init_seed) trained on `train` with
+ * Adam at lr, batch size and epochs given, data order from seed; NULL (and a failed
+ * CHECK naming what) when building or training fails. */
+ts_model *test_train_adam(ts_ctx *ctx, const char *arch, const char *source, const ts_dataset *train,
+                          uint64_t init_seed, uint64_t seed, int epochs, int batch, float lr);
 /* Path of the shared data folder (../shared/data relative to the repo), or NULL. */
 const char *test_shared_data(void);
 /* A synthetic 4-class dataset of 1x8x8 images (one bright quadrant = the class),

@@ -41,6 +41,30 @@ void test_fill_uniform(float *x, size_t n, unsigned long long seed, float lo, fl
     }
 }
 
+ts_model *test_train_adam(ts_ctx *ctx, const char *arch, const char *source, const ts_dataset *train,
+                          uint64_t init_seed, uint64_t seed, int epochs, int batch, float lr) {
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(ctx, arch, source, NULL, 0, init_seed, &m);
+    CHECK(st == TS_OK, "model %s: %s", source, ts_ctx_error(ctx));
+    if (st) return NULL;
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
+    cfg.epochs = epochs;
+    cfg.batch = batch;
+    cfg.lr = lr;
+    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
+    cfg.seed = seed;
+    ts_trainer *tr = NULL;
+    if (!(st = ts_trainer_create(ctx, m, train, NULL, &cfg, &tr))) st = ts_trainer_run(ctx, tr, NULL);
+    CHECK(st == TS_OK, "training %s: %s", source, ts_ctx_error(ctx));
+    ts_trainer_free(tr);
+    if (st) {
+        ts_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 int test_ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && !strcmp(s + n - k, suffix);

@@ -62,26 +62,7 @@ static double now_s(void) {
 }
 
 static ts_model *train_dense(const ts_dataset *train) {
-    ts_model *m = NULL;
-    ts_status st = ts_model_from_arch(g_ctx, ARCH, "dense.arch", NULL, 0, 7, &m);
-    CHECK(st == TS_OK, "model: %s", ts_ctx_error(g_ctx));
-    if (st) return NULL;
-    ts_train_config cfg;
-    ts_train_config_default(&cfg);
-    cfg.epochs = 2;
-    cfg.batch = 32;
-    cfg.lr = 3e-3f;
-    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
-    cfg.seed = 7;
-    ts_trainer *tr = NULL;
-    if (!(st = ts_trainer_create(g_ctx, m, train, NULL, &cfg, &tr))) st = ts_trainer_run(g_ctx, tr, NULL);
-    CHECK(st == TS_OK, "training: %s", ts_ctx_error(g_ctx));
-    ts_trainer_free(tr);
-    if (st) {
-        ts_model_free(m);
-        return NULL;
-    }
-    return m;
+    return test_train_adam(g_ctx, ARCH, "dense.arch", train, 7, 7, 2, 32, 3e-3f);
 }
 
 /* 150 positives, negatives per positive as given */

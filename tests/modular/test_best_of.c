@@ -25,27 +25,7 @@ static const char *ARCH = "input   shape=1x8x8 classes=4\n"
 static ts_dataset *g_train, *g_val;
 
 static ts_model *train(uint64_t seed) {
-    ts_model *m = NULL;
-    ts_status st = ts_model_from_arch(g_ctx, ARCH, "best.arch", NULL, 0, seed, &m);
-    CHECK(st == TS_OK, "model: %s", ts_ctx_error(g_ctx));
-    if (st) return NULL;
-    ts_train_config cfg;
-    ts_train_config_default(&cfg);
-    cfg.epochs = 1;
-    cfg.batch = 32;
-    cfg.lr = 5e-3f;
-    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
-    cfg.seed = seed;
-    ts_trainer *tr = NULL;
-    st = ts_trainer_create(g_ctx, m, g_train, NULL, &cfg, &tr);
-    if (!st) st = ts_trainer_run(g_ctx, tr, NULL);
-    CHECK(st == TS_OK, "training: %s", ts_ctx_error(g_ctx));
-    ts_trainer_free(tr);
-    if (st) {
-        ts_model_free(m);
-        return NULL;
-    }
-    return m;
+    return test_train_adam(g_ctx, ARCH, "best.arch", g_train, seed, seed, 1, 32, 5e-3f);
 }
 
 static float *outputs(ts_model *m, int k) {

@@ -36,19 +36,7 @@ static ts_dataset *g_train;
 
 static void test_setup(void) {
     g_train = test_quadrant_dataset(NTRAIN, 21);
-    CHECK(ts_model_from_arch(g_ctx, ARCH, "ga.arch", NULL, 0, 3, &g_model) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (!g_model) return;
-    ts_train_config cfg;
-    ts_train_config_default(&cfg);
-    cfg.epochs = 4;
-    cfg.batch = 32;
-    cfg.lr = 0.01f;
-    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
-    cfg.seed = 4;
-    ts_trainer *tr = NULL;
-    CHECK(ts_trainer_create(g_ctx, g_model, g_train, NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (tr) CHECK(ts_trainer_run(g_ctx, tr, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    ts_trainer_free(tr);
+    g_model = test_train_adam(g_ctx, ARCH, "ga.arch", g_train, 3, 4, 4, 32, 0.01f);
 }
 
 static void small_config(ts_decompose_config *cfg, uint64_t seed) {

@@ -194,30 +194,8 @@ static void set_class_meta(ts_model *m, const ts_dataset *ds, const char *origin
 }
 
 static ts_model *train_model(uint64_t seed, const char *origin, const ts_dataset *train, int epochs) {
-    ts_model *m = NULL;
-    ts_status st = ts_model_from_arch(g_ctx, ARCH, "modular.arch", NULL, 0, seed, &m);
-    CHECK(st == TS_OK, "model: %s", ts_ctx_error(g_ctx));
-    if (st) return NULL;
-    ts_train_config cfg;
-    ts_train_config_default(&cfg);
-    cfg.epochs = epochs;
-    cfg.batch = 32;
-    cfg.lr = 2e-3f;
-    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
-    cfg.seed = seed;
-    ts_trainer *tr = NULL;
-    st = ts_trainer_create(g_ctx, m, train, NULL, &cfg, &tr);
-    CHECK(st == TS_OK, "trainer: %s", ts_ctx_error(g_ctx));
-    if (!st) {
-        st = ts_trainer_run(g_ctx, tr, NULL);
-        CHECK(st == TS_OK, "training: %s", ts_ctx_error(g_ctx));
-    }
-    ts_trainer_free(tr);
-    if (st) {
-        ts_model_free(m);
-        return NULL;
-    }
-    set_class_meta(m, g.train, origin);
+    ts_model *m = test_train_adam(g_ctx, ARCH, "modular.arch", train, seed, seed, epochs, 32, 2e-3f);
+    if (m) set_class_meta(m, g.train, origin);
     return m;
 }
 
