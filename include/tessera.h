@@ -767,7 +767,8 @@ typedef struct ts_patch_report {
 ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_module *mod, const ts_dataset *train,
                    const ts_patch_config *cfg, ts_progress_fn progress, void *user, ts_model **out,
                    ts_patch_report *rep);
-/* The patched class of a model made by ts_patch, or -1 for any other model. */
+/* The patched class of a model made by ts_patch, or -1 for any other model (also one
+ * whose metadata says "patch.class" without a weak softmax of one value per class). */
 int ts_patch_target(const ts_model *m);
 
 typedef struct ts_patch_eval {

@@ -375,7 +375,10 @@ static void figures(const int64_t *cm, int K, int t, ts_patch_eval *e) {
 
 int ts_patch_target(const ts_model *m) {
     const char *v = m ? ts_model_get_meta(m, "patch.class") : NULL;
-    if (!v || find_layer(m, "patch.weak.softmax") < 0) return -1;
+    const int li = v ? find_layer(m, "patch.weak.softmax") : -1;
+    /* a file may carry the key and the name without the structure: the weak softmax
+     * must have one value per class, as ts_patch_evaluate reads it */
+    if (li < 0 || shape_numel(&m->layers[li].out) != m->classes) return -1;
     char *end;
     long t = strtol(v, &end, 10);
     return *end || end == v || t < 0 || t >= m->classes ? -1 : (int)t;

@@ -10,7 +10,8 @@
  * ts_patch_evaluate's figures match counts made here. The patched model saves,
  * reloads and exports to ONNX (read back to the same outputs) like any other. Refused: a class out of range, a
  * module of another input shape (both files named), a module whose score is
- * constant, a batch out of range. */
+ * constant, a batch out of range; a file that claims to be patched without the
+ * structure is not read as one. */
 #include "tessera.h"
 
 #include "common/test.h"
@@ -322,6 +323,24 @@ static void test_refusals(void) {
     st = ts_patch_evaluate(g_ctx, weak, g_testset, 64, &a, &b);
     CHECK(st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "not a patched model"), "%s: %s", ts_status_name(st),
           ts_ctx_error(g_ctx));
+    {
+        /* a file claiming to be patched whose "patch.weak.softmax" has the wrong width
+         * is no patched model: never read as one */
+        ts_model *fake = NULL;
+        CHECK(ts_model_from_arch(g_ctx,
+                                 "input shape=1x8x8 classes=4\nflatten name=f\ndense name=d out=3\n"
+                                 "softmax name=patch.weak.softmax\ndense name=o out=classes\n",
+                                 "fake.arch", NULL, 0, 11, &fake) == TS_OK,
+              "%s", ts_ctx_error(g_ctx));
+        if (fake) {
+            CHECK(ts_model_set_meta(g_ctx, fake, "patch.class", "1") == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(ts_patch_target(fake) == -1, "a 3-wide weak softmax in a 4-class model: target %d",
+                  ts_patch_target(fake));
+            st = ts_patch_evaluate(g_ctx, fake, g_testset, 64, &a, &b);
+            CHECK(st == TS_EINVAL, "evaluating the fake: %s", ts_status_name(st));
+        }
+        ts_model_free(fake);
+    }
     ts_module_free(mod);
     ts_module_free(mod10);
     ts_module_free(modz);
