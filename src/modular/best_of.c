@@ -5,8 +5,6 @@
  * (score above its threshold) for its class, as ts_module_evaluate counts it. */
 #include "modular.h"
 
-#include "train/train.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,26 +12,9 @@
 /* The module's scores on every sample of val (s: val->count), with its calibration. */
 static ts_status scores_on(ts_ctx *ctx, const ts_module *mod, const ts_dataset *val, float *s) {
     ts_model *mm = NULL;
-    ts_preprocess pp;
-    float *x = NULL;
     ts_status st = ts_module_model(ctx, mod, &mm);
-    if (!st) st = ts_model_get_preprocess(ctx, mm, &pp);
-    if (st) goto done;
-    const int B = MODULE_EVAL_BATCH_MAX;
-    const size_t in_sz = (size_t)shape_numel(&mm->input);
-    if (!(x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "best-of batch"))) {
-        st = TS_ENOMEM;
-        goto done;
-    }
-    for (int64_t at = 0; at < val->count && !st; at += B) {
-        const int n = (int)(val->count - at < B ? val->count - at : B);
-        (ctx->constant_time ? ts_preprocess_images_ct : ts_preprocess_images)(
-            &pp, val->images + (size_t)at * in_sz, n, val->channels, val->height, val->width, x);
-        st = ts_model_predict(ctx, mm, x, n, s + at);
-    }
-done:
+    if (!st) st = module_model_scores(ctx, mm, val, MODULE_EVAL_BATCH_MAX, s, NULL, NULL, "best-of");
     ts_model_free(mm);
-    ts_free(x);
     return st;
 }
 

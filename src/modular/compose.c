@@ -220,11 +220,19 @@ static ts_status same_shape_check(ts_ctx *ctx, ts_module *const *mods, int k) {
     return TS_OK;
 }
 
-static int same_pp(const ts_preprocess *a, const ts_preprocess *b) {
+int module_same_preprocess(const ts_preprocess *a, const ts_preprocess *b) {
     if (a->channels != b->channels) return 0;
     for (int i = 0; i < a->channels; i++)
         if (a->mean[i] != b->mean[i] || a->std[i] != b->std[i]) return 0;
     return 1;
+}
+
+void module_renorm_affine(const ts_preprocess *from, const ts_preprocess *to, float gamma[4], float beta[4]) {
+    /* x_to = (x_from * std_from + mean_from - mean_to) / std_to */
+    for (int c = 0; c < to->channels && c < 4; c++) {
+        gamma[c] = from->std[c] / to->std[c];
+        beta[c] = (from->mean[c] - to->mean[c]) / to->std[c];
+    }
 }
 
 /* Copies n values into the composed model's tensor t (a table index from nn_add); a
@@ -344,10 +352,7 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
             /* x_g = (x * s0 + m0 - m_g) / s_g, as batch norm with mean 0, var 1 */
             const ts_preprocess *p0 = &c->groups[0].pp, *pg = &c->groups[fl->group].pp;
             float gam[4], bet[4], zero[4] = {0, 0, 0, 0}, one[4] = {1, 1, 1, 1};
-            for (int ch = 0; ch < pg->channels; ch++) {
-                gam[ch] = p0->std[ch] / pg->std[ch];
-                bet[ch] = (p0->mean[ch] - pg->mean[ch]) / pg->std[ch];
-            }
+            module_renorm_affine(p0, pg, gam, bet);
             const float *vals[4] = {gam, bet, zero, one};
             const int ts[4] = {fl->to.weight, fl->to.bias, fl->to.running_mean, fl->to.running_var};
             for (int q = 0; q < 4; q++) {
@@ -379,7 +384,7 @@ static ts_status compose_build(composer *c, const ts_compose_config *cfg) {
         for (int li = 0; li < o->nlayers; li++) generated |= !strncmp(o->layers[li].name, "compose.", 8);
         if (c->ngroups > 1 || generated) snprintf(gp, sizeof gp, "g%d.", gi);
         snprintf(c->names[0], LAYER_NAME_MAX, "compose.input");
-        if (gi > 0 && !same_pp(&g->pp, &c->groups[0].pp)) {
+        if (gi > 0 && !module_same_preprocess(&g->pp, &c->groups[0].pp)) {
             char rn[LAYER_NAME_MAX];
             snprintf(rn, sizeof rn, "%scompose.renorm", gp);
             layer_attrs a;

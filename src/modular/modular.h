@@ -40,6 +40,18 @@ int model_sole_consumer(const ts_model *m, int li);
 static inline int mask_get(const module_mask *mk, int64_t u) { return (int)(mk->keep[u >> 6] >> (u & 63) & 1u); }
 static inline int64_t mask_words(int64_t units) { return (units + 63) / 64; }
 
+/* The one output of mm (a module's model: ts_module_model) on every sample of ds, in
+ * out (ds->count), with mm's preprocessing (the constant-time one when the context is
+ * in that mode), `batch` samples at a time (1..MODULE_EVAL_BATCH_MAX); progress, when
+ * given, after each batch (non-zero cancels). `what` names the caller in messages. */
+ts_status module_model_scores(ts_ctx *ctx, ts_model *mm, const ts_dataset *ds, int batch, float *out,
+                              ts_progress_fn progress, void *user, const char *what);
+/* 1 when a and b normalize the same channels the same way. */
+int module_same_preprocess(const ts_preprocess *a, const ts_preprocess *b);
+/* The per-channel affine (a batch norm with mean 0, variance 1: gamma, beta) that maps
+ * inputs normalized by `from` to inputs normalized by `to`: x_to = x_from * gamma + beta. */
+void module_renorm_affine(const ts_preprocess *from, const ts_preprocess *to, float gamma[4], float beta[4]);
+
 /* The logits layer of a classifier: its last layer, or the input of a final softmax. */
 int module_logits_layer(const ts_model *m);
 

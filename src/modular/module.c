@@ -333,6 +333,25 @@ const char *ts_module_origin_meta(const ts_module *mod, const char *key) {
     return mod && key ? ts_model_get_meta(mod->origin, key) : NULL;
 }
 
+ts_status module_model_scores(ts_ctx *ctx, ts_model *mm, const ts_dataset *ds, int batch, float *out,
+                              ts_progress_fn progress, void *user, const char *what) {
+    ts_preprocess pp;
+    ts_status st = ts_model_get_preprocess(ctx, mm, &pp);
+    if (st) return st;
+    const size_t in_sz = (size_t)shape_numel(&mm->input);
+    float *x = ts_alloc(ctx, (size_t)batch * in_sz * sizeof(float), what);
+    if (!x) return TS_ENOMEM;
+    for (int64_t s = 0; s < ds->count && !st; s += batch) {
+        const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
+        (ctx->constant_time ? ts_preprocess_images_ct : ts_preprocess_images)(
+            &pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
+        if ((st = ts_model_predict(ctx, mm, x, n, out + s))) break;
+        if (progress && progress(user, s + n, ds->count)) st = ts_fail(ctx, TS_ECANCELED, "%s: canceled", what);
+    }
+    ts_free(x);
+    return st;
+}
+
 ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset *ds, int batch, double *own,
                              double *rest) {
     if (!ctx || !mod || !ds || !own || !rest) return ts_fail(ctx, TS_EINVAL, "ts_module_evaluate: NULL argument");
@@ -342,35 +361,24 @@ ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset
     ts_model *mm = NULL;
     if ((st = ts_module_model(ctx, mod, &mm))) return st;
     if (batch < 1 || batch > MODULE_EVAL_BATCH_MAX) batch = MODULE_EVAL_BATCH_MAX;
-    ts_preprocess pp;
-    float *x = NULL, *score = NULL;
-    if ((st = ts_model_get_preprocess(ctx, mm, &pp))) goto done;
-    size_t in_sz = (size_t)shape_numel(&mm->input);
-    x = ts_alloc(ctx, (size_t)batch * in_sz * sizeof(float), "module evaluation batch");
-    score = ts_alloc(ctx, (size_t)batch * sizeof(float), "module scores");
-    if (!x || !score) {
+    float *score = ts_alloc(ctx, (size_t)(ds->count ? ds->count : 1) * sizeof(float), "module scores");
+    if (!score) {
         st = TS_ENOMEM;
         goto done;
     }
+    if ((st = module_model_scores(ctx, mm, ds, batch, score, NULL, NULL, "module evaluation"))) goto done;
     int64_t npos = 0, nneg = 0, tp = 0, tn = 0;
-    for (int64_t s = 0; s < ds->count; s += batch) {
-        int n = (int)(ds->count - s < batch ? ds->count - s : batch);
-        (ctx->constant_time ? ts_preprocess_images_ct : ts_preprocess_images)(
-            &pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
-        if ((st = ts_model_predict(ctx, mm, x, n, score))) goto done;
-        for (int i = 0; i < n; i++) {
-            /* bitwise, not &&: no branch on the score (constant-time mode) */
-            const int mine = ds->labels[s + i] == mod->cls, yes = score[i] > mod->info.threshold;
-            npos += mine;
-            nneg += !mine;
-            tp += mine & yes;
-            tn += !mine & !yes;
-        }
+    for (int64_t i = 0; i < ds->count; i++) {
+        /* bitwise, not &&: no branch on the score (constant-time mode) */
+        const int mine = ds->labels[i] == mod->cls, yes = score[i] > mod->info.threshold;
+        npos += mine;
+        nneg += !mine;
+        tp += mine & yes;
+        tn += !mine & !yes;
     }
     *own = npos ? (double)tp / (double)npos : 0;
     *rest = nneg ? (double)tn / (double)nneg : 0;
 done:
-    ts_free(x);
     ts_free(score);
     ts_model_free(mm);
     return st;

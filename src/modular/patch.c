@@ -16,7 +16,6 @@
  * per-channel affine that composition uses (a batch norm in inference form). */
 #include "modular.h"
 
-#include "data/data.h"
 #include "train/train.h"
 
 #include <inttypes.h>
@@ -76,43 +75,17 @@ static ts_status embed(ts_ctx *ctx, nn_builder *b, const ts_model *src, int end,
     return st;
 }
 
-/* The module's score on every sample of ds (all: ds->count): least and greatest finite value. */
-static ts_status score_range(ts_ctx *ctx, ts_model *mm, const ts_dataset *ds, int batch, ts_progress_fn progress,
-                             void *user, float *all, float *lo, float *hi, int64_t *used) {
-    ts_preprocess pp;
-    ts_status st = ts_model_get_preprocess(ctx, mm, &pp);
-    if (st) return st;
-    const size_t in_sz = (size_t)shape_numel(&mm->input);
-    float *x = ts_alloc(ctx, (size_t)batch * in_sz * sizeof(float), "patch batch");
-    float *score = ts_alloc(ctx, (size_t)batch * sizeof(float), "patch scores");
+/* The least and greatest finite value of the n scores s; *used: how many are finite. */
+static void score_range(const float *s, int64_t n, float *lo, float *hi, int64_t *used) {
     *lo = INFINITY;
     *hi = -INFINITY;
     *used = 0;
-    if (!x || !score) {
-        st = TS_ENOMEM;
-        goto done;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(s[i])) continue;
+        *lo = s[i] < *lo ? s[i] : *lo;
+        *hi = s[i] > *hi ? s[i] : *hi;
+        ++*used;
     }
-    for (int64_t s = 0; s < ds->count; s += batch) {
-        const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
-        (ctx->constant_time ? ts_preprocess_images_ct : ts_preprocess_images)(
-            &pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
-        if ((st = ts_model_predict(ctx, mm, x, n, score))) goto done;
-        memcpy(all + s, score, sizeof *score * (size_t)n);
-        for (int i = 0; i < n; i++) {
-            if (!isfinite(score[i])) continue;
-            *lo = score[i] < *lo ? score[i] : *lo;
-            *hi = score[i] > *hi ? score[i] : *hi;
-            ++*used;
-        }
-        if (progress && progress(user, s + n, ds->count)) {
-            st = ts_fail(ctx, TS_ECANCELED, "patch: canceled");
-            goto done;
-        }
-    }
-done:
-    ts_free(x);
-    ts_free(score);
-    return st;
 }
 
 static ts_status set_tensor(ts_ctx *ctx, ts_model *m, int t, const float *v, int64_t n) {
@@ -195,7 +168,8 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
         st = ts_fail(ctx, TS_ENOMEM, "patch: out of memory");
         goto done;
     }
-    if ((st = score_range(ctx, mm, train, cfg->batch, progress, user, all, &lo, &hi, &used))) goto done;
+    if ((st = module_model_scores(ctx, mm, train, cfg->batch, all, progress, user, "patch"))) goto done;
+    score_range(all, train->count, &lo, &hi, &used);
     if (!(hi > lo)) {
         st = ts_fail(ctx, TS_EINVAL, "patch: the score of module %s is the same (%g) on all %lld samples of '%s' it was finite on; "
                      "it cannot be rescaled", mn, (double)lo, (long long)used, train->name);
@@ -252,8 +226,7 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
         if ((st = nn_add_at(b, LAYER_SOFTMAX, "patch.weak.softmax", &in, 1, &a, &ad))) goto done;
     }
     const int softmax_at = ad.layer;
-    const int renormed = memcmp(pw.mean, pmod.mean, sizeof pw.mean[0] * (size_t)pw.channels) ||
-                         memcmp(pw.std, pmod.std, sizeof pw.std[0] * (size_t)pw.channels);
+    const int renormed = !module_same_preprocess(&pw, &pmod);
     int module_in = 0;
     if (renormed) {
         nn_attrs_default(LAYER_BATCHNORM, &a);
@@ -293,12 +266,8 @@ ts_status ts_patch(ts_ctx *ctx, const ts_model *weak, int target, const ts_modul
         if (at_m[li] >= 0) st = model_copy_layer_tensors(ctx, mm, li, pm, at_m[li], "patch");
     if (st) goto done;
     if (renormed) {
-        /* x_module = (x * std_w + mean_w - mean_m) / std_m, per channel */
         float gam[4], bet[4], zero[4] = {0, 0, 0, 0}, one[4] = {1, 1, 1, 1};
-        for (int c = 0; c < pw.channels; c++) {
-            gam[c] = pw.std[c] / pmod.std[c];
-            bet[c] = (pw.mean[c] - pmod.mean[c]) / pmod.std[c];
-        }
+        module_renorm_affine(&pw, &pmod, gam, bet);
         const float *vals[4] = {gam, bet, zero, one};
         const int ts[4] = {renorm.weight, renorm.bias, renorm.running_mean, renorm.running_var};
         for (int q = 0; q < 4 && !st; q++) st = set_tensor(ctx, pm, ts[q], vals[q], pw.channels);
