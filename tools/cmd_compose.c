@@ -213,11 +213,13 @@ static int best_of(char **dirs, int nd, const char *out) {
         for (int r = 0; r < nd && first != -2; r++)
             for (int q = 0; q < nrun[r]; q++) {
                 const char *lim = ts_module_origin_meta(runs[r][q], "train.limit");
-                if (!lim) {
+                char *end;
+                const long v = lim ? strtol(lim, &end, 10) : -1;
+                if (!lim || end == lim || *end || v < 0) {
                     first = -2;
                     break;
                 }
-                most = atol(lim) > most ? atol(lim) : most;
+                most = v > most ? v : most;
             }
         if (first == -2 || split != TS_SPLIT_TRAIN) {
             st = ts_ctx_set_error(ctx, TS_EINVAL,
@@ -240,7 +242,7 @@ static int best_of(char **dirs, int nd, const char *out) {
                               (long long)full->count, spec);
         goto fail;
     }
-    if (first + count > full->count) count = (long)(full->count - first);
+    if (count > full->count - first) count = (long)(full->count - first); /* no overflow: first < count of samples */
     {
         int64_t *idx = malloc(sizeof *idx * (size_t)count);
         if (!idx) {

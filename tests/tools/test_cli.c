@@ -326,6 +326,11 @@ static void test_modules_flow(void) {
     rc = run("eval %s/best.tsr --limit 400", g_dir);
     CHECK(rc == 0 && strstr(g_out, "Dress") && strstr(g_out, "400 images"), "eval best-of: exit %d: %s %s", rc, g_out,
           g_err);
+    rc = run("compose --best-of %s/mods %s/mods2 --val 59990:9223372036854775807 --out %s/best2.tsr", g_dir, g_dir,
+             g_dir);
+    CHECK(rc == 0 && strstr(g_out, "samples 59990..59999"), "--val with a huge count: exit %d: %s %s", rc, g_out, g_err);
+    rc = run("compose --best-of %s/mods %s/mods2 --val 60000:10 --out %s/bad.tsr", g_dir, g_dir, g_dir);
+    CHECK(rc == 2 && strstr(g_err, "past the") && !exists("bad.tsr"), "--val past the end: exit %d: %s", rc, g_err);
     rc = run("compose --best-of %s/mods %s/mods2 --val 1:x --out %s/bad.tsr", g_dir, g_dir, g_dir);
     CHECK(rc == 2 && strstr(g_err, "--val") && !exists("bad.tsr"), "--val 1:x: exit %d: %s", rc, g_err);
     rc = run("compose --best-of %s/mods %s/mods2 --split test --out %s/bad.tsr", g_dir, g_dir, g_dir);
