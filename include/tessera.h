@@ -757,9 +757,10 @@ typedef struct ts_patch_report {
 } ts_patch_report;
 
 /* A new model: the weak model's softmax over its classes with the entry of class
- * `target` replaced by the module's score rescaled to [0, 1] by the least and greatest
- * score it gives on `train` (data of the weak model's input shape, labels unused);
- * the prediction is the argmax. The module may come from any model (other classes,
+ * `target` replaced by the module's score rescaled (cfg->rescale) over `train`, data of
+ * the weak model's input shape: to [0, 1] by the least and greatest score it gives
+ * there (labels unused), or to the class's probability by a logistic regression on
+ * it (labels as the weak model's); the prediction is the argmax. The module may come from any model (other classes,
  * other data) with the same input shape and channel count; the weak model's
  * metadata is kept, the module's provenance added ("patch.class", "patch.module",
  * "patch.range"). Refused: target out of range, another input shape, a score that is

@@ -126,10 +126,7 @@ int cmd_patch(int argc, char **argv) {
     double t0 = cli_now();
     st = ts_patch(ctx, weak, target, mod, train, &cfg, quiet ? NULL : progress_cb, &pr, &pm, &rep);
     if (!quiet) progress_end(&pr);
-    if (st) {
-        /* name both files: the library's message names them by their full paths */
-        goto fail;
-    }
+    if (st) goto fail; /* the library's message names both files by their full paths */
     ts_module_info mi;
     ts_module_info_get(mod, &mi);
     char tname[64];
