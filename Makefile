@@ -34,7 +34,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect
+.PHONY: all deps demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect bench-onnx
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -168,6 +168,15 @@ $(BUILD)/bench/dudect: bench/security/dudect.c $(BUILD)/libtessera.a include/tes
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $< $(BUILD)/libtessera.a $(LDLIBS) -o $@
+
+# tessera against onnxruntime on torchvision's models (bench/onnx/run.sh)
+$(BUILD)/bench/onnx_run: bench/onnx/onnx_run.c $(BUILD)/libtessera.a include/tessera.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/libtessera.a $(LDLIBS) -o $@
+
+bench-onnx: all $(BUILD)/bench/onnx_run
+	@sh bench/onnx/run.sh $(BUILD)
 
 dudect: all $(BUILD)/bench/dudect
 	@sh bench/security/run.sh $(BUILD)/bench/dudect

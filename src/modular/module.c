@@ -171,7 +171,7 @@ static int consumers(const ts_model *m, int li, int *only) {
  * through batch norm ends at a ReLU. NULL when there is none (then all count). */
 static const module_mask *downstream_mask(const ts_module *mod, int li) {
     const ts_model *m = mod->origin;
-    int j;
+    int j = -1; /* set by consumers whenever it returns 1 (gcc cannot see it with 64 inputs a layer) */
     while (consumers(m, li, &j) == 1) {
         if (m->layers[j].kind == LAYER_RELU) return mask_of_layer(mod, j);
         if (m->layers[j].kind != LAYER_BATCHNORM) return NULL;

@@ -1,5 +1,5 @@
-/* Elementwise layers with attributes: elu, selu, hardsigmoid, clip (one shared
- * set of functions over unary_*_ref), and prelu with its trainable slope
+/* Elementwise layers: elu, selu, hardsigmoid, clip, hardswish, sqrt, erf, pow (one
+ * shared set of functions over unary_*_ref), and prelu with its trainable slope
  * `<name>.slope` broadcast over each sample. */
 #include "layers.h"
 
@@ -7,13 +7,20 @@ static size_t out_count(const ts_model *m, int li) {
     return (size_t)m->exec.n * (size_t)shape_numel(&m->layers[li].out);
 }
 
-/* ---- elu, selu, hardsigmoid, clip */
+/* ---- elu, selu, hardsigmoid, clip, hardswish, sqrt, erf, pow */
 static unary_params unary_of(const layer *l) {
     unary_params p = {.alpha = l->alpha, .beta = l->beta, .gamma = l->gamma, .lo = l->lo, .hi = l->hi};
     switch (l->kind) {
     case LAYER_SELU: p.kind = UNARY_SELU; break;
     case LAYER_HARDSIGMOID: p.kind = UNARY_HARDSIGMOID; break;
     case LAYER_CLIP: p.kind = UNARY_CLIP; break;
+    case LAYER_HARDSWISH: p.kind = UNARY_HARDSWISH; break;
+    case LAYER_SQRT: p.kind = UNARY_SQRT; break;
+    case LAYER_ERF: p.kind = UNARY_ERF; break;
+    case LAYER_POW:
+        p.kind = UNARY_POW;
+        p.alpha = l->exponent;
+        break;
     default: p.kind = UNARY_ELU; break;
     }
     return p;

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-_Static_assert(LAYER_KIND_COUNT == 31, "add the new layer kind to LAYER_OPS");
+_Static_assert(LAYER_KIND_COUNT == 36, "add the new layer kind to LAYER_OPS");
 
 /* ---- attribute schemas: one row per key (nn.h's attr_spec); defaults and ranges are
  * the text format's (docs/arch-format.md) and PyTorch's */
@@ -65,6 +65,8 @@ A(A_BINARY, {"op", ATTR_CHOICE, F(op), 0, 0, 0, 3, ATTR_REQUIRED, BINARY_OPS, NU
   INT("const_first", const_first, 0, 0, 1, NULL));
 A(A_MATMUL, SHAPE("b", ATTR_REQUIRED));
 A(A_CONSTANT, SHAPE("shape", ATTR_REQUIRED));
+A(A_POW, FLT("exponent", exponent, 2.0f, -1e6f, 1e6f, NULL));
+A(A_REDUCEMEAN, {"axes", ATTR_INTLIST, F(axes), F(naxes), 0, 0, TS_MAX_DIMS - 1, ATTR_REQUIRED, NULL, NULL});
 
 #define ROW(name, attrs, fn, macs, aux, scratch) {name, attrs, fn##_infer, fn##_forward, fn##_backward, macs, aux, scratch}
 #define NONE NULL, 0
@@ -102,6 +104,11 @@ const layer_ops LAYER_OPS[LAYER_KIND_COUNT] = {
     [LAYER_CONVTRANSPOSE] =
         ROW("convtranspose", NA(A_CONVTRANSPOSE), convtranspose, convtranspose_macs, no_bytes, convtranspose_scratch),
     [LAYER_CONSTANT] = ROW("constant", NA(A_CONSTANT), constant, no_macs, no_bytes, no_bytes),
+    [LAYER_HARDSWISH] = ROW("hardswish", NONE, eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_SQRT] = ROW("sqrt", NONE, eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_ERF] = ROW("erf", NONE, eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_POW] = ROW("pow", NA(A_POW), eltwise, no_macs, no_bytes, no_bytes),
+    [LAYER_REDUCEMEAN] = ROW("reducemean", NA(A_REDUCEMEAN), reducemean, no_macs, no_bytes, no_bytes),
 };
 
 layer_kind layer_kind_from_name(const char *name) {

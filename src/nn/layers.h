@@ -23,7 +23,7 @@ DECLARE_LAYER(concat)
 DECLARE_LAYER(flatten)
 DECLARE_LAYER(dropout)
 DECLARE_LAYER(mask)
-DECLARE_LAYER(eltwise)      /* elu, selu, hardsigmoid, clip */
+DECLARE_LAYER(eltwise)      /* elu, selu, hardsigmoid, clip, hardswish, sqrt, erf, pow */
 DECLARE_LAYER(prelu)
 DECLARE_LAYER(globalmaxpool)
 DECLARE_LAYER(reshape)
@@ -33,6 +33,7 @@ DECLARE_LAYER(binary)
 DECLARE_LAYER(matmul)
 DECLARE_LAYER(constant)
 DECLARE_LAYER(convtranspose)
+DECLARE_LAYER(reducemean)
 
 int64_t conv2d_macs(const ts_model *m, const layer *l);
 int64_t dense_macs(const ts_model *m, const layer *l);

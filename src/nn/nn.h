@@ -5,7 +5,7 @@
 #include "core/core.h"
 #include "ops/dispatch.h"
 
-#define LAYER_MAX_INPUTS 8
+#define LAYER_MAX_INPUTS 64 /* densenet121 concatenates up to 32 */
 #define LAYER_NAME_MAX 64
 #define TENSOR_NAME_MAX 96
 
@@ -42,6 +42,11 @@ typedef enum layer_kind {
     LAYER_MATMUL,
     LAYER_CONVTRANSPOSE,
     LAYER_CONSTANT,
+    LAYER_HARDSWISH,
+    LAYER_SQRT,
+    LAYER_ERF,
+    LAYER_POW,
+    LAYER_REDUCEMEAN,
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -71,6 +76,9 @@ typedef enum layer_kind {
     int perm[TS_MAX_DIMS];          /* transpose: output axis i is input axis perm[i] */      \
     int npads;                      /* pad: entries in pads (2 per per-sample axis) */        \
     int pads[2 * TS_MAX_DIMS];      /* pad: begins, then ends, per axis (negative crops) */   \
+    int naxes;                      /* reducemean: entries in axes */                         \
+    int axes[TS_MAX_DIMS];          /* reducemean: the per-sample axes averaged over */       \
+    float exponent;                 /* pow: x^exponent */                                     \
     ts_shape tshape;                /* reshape/constant: target; binary: constant; prelu: slope; matmul: B */
 
 typedef struct layer_attrs {

@@ -86,7 +86,7 @@ static slice_role role_of(const ts_model *m, const layer *l) {
     case LAYER_MAXPOOL: case LAYER_AVGPOOL: case LAYER_GLOBALAVGPOOL: case LAYER_GLOBALMAXPOOL:
     case LAYER_BATCHNORM: case LAYER_RELU: case LAYER_LEAKYRELU: case LAYER_SIGMOID: case LAYER_TANH:
     case LAYER_DROPOUT: case LAYER_MASK: case LAYER_ELU: case LAYER_SELU: case LAYER_HARDSIGMOID:
-    case LAYER_CLIP: case LAYER_PRELU:
+    case LAYER_CLIP: case LAYER_PRELU: case LAYER_HARDSWISH: case LAYER_SQRT: case LAYER_ERF: case LAYER_POW:
         return ROLE_CHANNELWISE;
     case LAYER_SOFTMAX: case LAYER_LOGSOFTMAX: /* along an axis after the channels: per channel */
         return (l->axis < 0 ? l->axis + l->out.ndim : l->axis) >= 1 ? ROLE_CHANNELWISE : ROLE_BARRIER;
@@ -111,9 +111,10 @@ static int keeps_zero(const layer *l) {
     case LAYER_SIGMOID: case LAYER_BATCHNORM: case LAYER_SOFTMAX: case LAYER_LOGSOFTMAX: return 0;
     case LAYER_HARDSIGMOID: return l->beta <= 0.0f; /* max(0, min(1, alpha*0 + beta)) */
     case LAYER_CLIP: return l->lo <= 0.0f && l->hi >= 0.0f;
+    case LAYER_POW: return l->exponent > 0.0f; /* 0^0 = 1, 0^-1 = inf */
     case LAYER_PAD: return l->pad_mode != PAD_CONSTANT || l->value == 0.0f;
     case LAYER_BINARY: return l->op == BINARY_MUL; /* 0 * k; 0 + k, 0 / k, k / 0 are not known 0 */
-    default: return 1; /* relu, leakyrelu, tanh, elu, selu, prelu, pools, dropout, mask */
+    default: return 1; /* relu, leakyrelu, tanh, elu, selu, prelu, hardswish, sqrt, erf, pools, dropout, mask */
     }
 }
 

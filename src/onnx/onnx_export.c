@@ -332,6 +332,37 @@ static ts_status export_layer(exporter *ex, int li) {
         schema_attrs(ex, n, l);
         break;
     }
+    case LAYER_HARDSWISH: {
+        /* HardSwish is opset 14; at 13 it is x * HardSigmoid(x; 1/6, 1/2), its definition */
+        const char *ins[1] = {x};
+        const char *hs = tmp_name(ex, name, "hardsigmoid");
+        n = add_node(ex, "HardSigmoid", tmp_name(ex, name, "gate"), ins, 1, hs);
+        attr_f(ex, n, "alpha", 1.0f / 6.0f);
+        attr_f(ex, n, "beta", 0.5f);
+        const char *ins2[2] = {x, hs};
+        n = add_node(ex, "Mul", name, ins2, 2, out);
+        break;
+    }
+    case LAYER_SQRT:
+    case LAYER_ERF: {
+        const char *ins[1] = {x};
+        n = add_node(ex, l->kind == LAYER_SQRT ? "Sqrt" : "Erf", name, ins, 1, out);
+        break;
+    }
+    case LAYER_POW: {
+        const char *ins[2] = {x, scalar_init(ex, tmp_name(ex, name, "exponent"), l->exponent)};
+        n = add_node(ex, "Pow", name, ins, 2, out);
+        break;
+    }
+    case LAYER_REDUCEMEAN: {
+        int64_t axes[TS_MAX_DIMS];
+        for (int k = 0; k < l->naxes; k++) axes[k] = l->axes[k] + 1;
+        const char *ins[1] = {x};
+        n = add_node(ex, "ReduceMean", name, ins, 1, out);
+        attr_ints(ex, n, "axes", axes, l->naxes);
+        attr_i(ex, n, "keepdims", 1);
+        break;
+    }
     case LAYER_CLIP: {
         const char *ins[3] = {x, l->lo > -INFINITY ? scalar_init(ex, tmp_name(ex, name, "min"), l->lo) : NULL,
                               l->hi < INFINITY ? scalar_init(ex, tmp_name(ex, name, "max"), l->hi) : NULL};

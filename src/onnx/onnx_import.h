@@ -70,6 +70,13 @@ ts_status emit_unary(importer *im, const Onnx__NodeProto *n, layer_kind kind, co
                      const layer_attrs *attrs, const ts_shape *out, int rank, const int64_t *dims, int *li);
 /* an elementwise layer over input 0 as laid out */
 ts_status elementwise(importer *im, const Onnx__NodeProto *n, layer_kind kind, const layer_attrs *attrs);
+/* kind (hardswish, sqrt, erf, pow) over x as a new value: a layer, or a folded
+ * constant that *res owns when x is a constant */
+ts_status unary_value(importer *im, const Onnx__NodeProto *n, layer_kind kind, const layer_attrs *attrs,
+                      const value *x, value *res);
+/* a op b (binary_op) with numpy broadcasting as a new value: a layer, or a folded
+ * constant that *res owns */
+ts_status binary_value(importer *im, const Onnx__NodeProto *n, int op, const value *a, const value *b, value *res);
 /* a scalar constant input k (Clip's min/max, Dropout's ratio); *present 0 when absent */
 ts_status scalar_input(importer *im, const Onnx__NodeProto *n, int k, const char *what, int *present, double *val);
 /* constant c as a `constant` layer repeated for every sample, aligned with `like` */
@@ -94,6 +101,12 @@ ts_status op_elu(importer *im, const Onnx__NodeProto *n);
 ts_status op_selu(importer *im, const Onnx__NodeProto *n);
 ts_status op_sigmoid(importer *im, const Onnx__NodeProto *n);
 ts_status op_hardsigmoid(importer *im, const Onnx__NodeProto *n);
+ts_status op_hardswish(importer *im, const Onnx__NodeProto *n);
+ts_status op_sqrt(importer *im, const Onnx__NodeProto *n);
+ts_status op_erf(importer *im, const Onnx__NodeProto *n);
+ts_status op_pow(importer *im, const Onnx__NodeProto *n);
+ts_status op_reducemean(importer *im, const Onnx__NodeProto *n);
+ts_status op_layernorm(importer *im, const Onnx__NodeProto *n);
 ts_status op_tanh(importer *im, const Onnx__NodeProto *n);
 ts_status op_clip(importer *im, const Onnx__NodeProto *n);
 ts_status op_gemm(importer *im, const Onnx__NodeProto *n);

@@ -1,7 +1,8 @@
 /* ONNX converters for activations and other elementwise ops (Relu, LeakyRelu, Elu,
- * Selu, Sigmoid, HardSigmoid, Tanh, Clip, PRelu, Softmax, LogSoftmax, Identity,
- * Dropout), and the helpers every converter shares. */
+ * Selu, Sigmoid, HardSigmoid, HardSwish, Tanh, Clip, PRelu, Sqrt, Erf, Pow, Softmax,
+ * LogSoftmax, Identity, Dropout), and the helpers every converter shares. */
 #include "onnx_import.h"
+#include "ops/ops.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -75,6 +76,81 @@ ts_status op_hardsigmoid(importer *im, const Onnx__NodeProto *n) {
     a.alpha = attr_float(n, "alpha", 0.2f);
     a.beta = attr_float(n, "beta", 0.5f);
     return elementwise(im, n, LAYER_HARDSIGMOID, &a);
+}
+
+ts_status op_hardswish(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, LAYER_HARDSWISH, NULL); }
+
+/* kind over a computed value as a new value, or folded when x is a constant (the
+ * reference kernel on float32, as the layer would compute it) */
+ts_status unary_value(importer *im, const Onnx__NodeProto *n, layer_kind kind, const layer_attrs *attrs,
+                      const value *x, value *res) {
+    memset(res, 0, sizeof *res);
+    if (x->kind == VALUE_CONST) {
+        layer_attrs a;
+        if (!attrs) nn_attrs_default(kind, &a);
+        unary_params p = {.kind = kind == LAYER_SQRT ? UNARY_SQRT : kind == LAYER_ERF ? UNARY_ERF
+                                  : kind == LAYER_POW ? UNARY_POW : UNARY_HARDSWISH,
+                          .alpha = (attrs ? attrs : &a)->exponent};
+        ts_onnx_tensor *t = onnx_tensor_new(1, x->rank, x->dims);
+        float *f = t ? const_floats(im, x) : NULL;
+        if (!f) {
+            ts_onnx_tensor_free(t);
+            return oom(im);
+        }
+        unary_forward_ref(&p, (size_t)t->numel, t->f, f, 1);
+        free(f);
+        res->kind = VALUE_CONST;
+        res->c = t;
+        res->rank = t->rank;
+        memcpy(res->dims, t->dims, sizeof res->dims);
+        return TS_OK;
+    }
+    ts_status st = need_layer_value(im, x);
+    if (st) return st;
+    const emitted *e = im->layers[x->layer];
+    const char *ins[1] = {e->name};
+    int li;
+    if ((st = emit_layer(im, kind, node_base(n), ins, 1, attrs, &e->out, &li))) return st;
+    res->kind = VALUE_LAYER;
+    res->layer = li;
+    res->rank = x->rank;
+    memcpy(res->dims, x->dims, sizeof res->dims);
+    return TS_OK;
+}
+
+static ts_status unary_node(importer *im, const Onnx__NodeProto *n, layer_kind kind, const layer_attrs *attrs) {
+    value *x, res;
+    ts_status st = require_input(im, n, 0, &x);
+    if (!st) st = unary_value(im, n, kind, attrs, x, &res);
+    if (st) return st;
+    if (res.kind == VALUE_CONST) return define_const(im, n, 0, res.c);
+    return define_layer(im, n, 0, res.layer, res.rank, res.dims);
+}
+
+ts_status op_sqrt(importer *im, const Onnx__NodeProto *n) { return unary_node(im, n, LAYER_SQRT, NULL); }
+ts_status op_erf(importer *im, const Onnx__NodeProto *n) { return unary_node(im, n, LAYER_ERF, NULL); }
+
+/* Pow(X, Y) with Y a constant holding one value (any shape that does not widen X) */
+ts_status op_pow(importer *im, const Onnx__NodeProto *n) {
+    value *x, *y;
+    ts_status st = require_input(im, n, 0, &x);
+    if (!st) st = require_const(im, n, 1, "exponent", &y);
+    if (st) return st;
+    if (y->c->numel < 1) return bad_node(im, "the exponent is empty");
+    const double e = y->c->is_float ? (double)y->c->f[0] : (double)y->c->i[0];
+    for (int64_t i = 1; i < y->c->numel; i++)
+        if ((y->c->is_float ? (double)y->c->f[i] : (double)y->c->i[i]) != e)
+            return unsupported(im, "an exponent that varies by element (one value is supported)");
+    if (y->rank > x->rank) return unsupported(im, "an exponent of higher rank than the base");
+    for (int k = 1; k <= y->rank; k++) {
+        const int64_t yd = y->dims[y->rank - k], xd = x->dims[x->rank - k];
+        if (yd != 1 && yd != xd) return bad_node(im, "the exponent's shape does not broadcast to the base's");
+    }
+    if (x->kind == VALUE_CONST && !x->c->is_float) return unsupported(im, "an integer base");
+    layer_attrs a;
+    nn_attrs_default(LAYER_POW, &a);
+    a.exponent = (float)e;
+    return unary_node(im, n, LAYER_POW, &a);
 }
 
 /* a scalar constant input (Clip's min/max, Dropout's ratio) */

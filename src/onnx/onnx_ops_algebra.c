@@ -122,7 +122,7 @@ static ts_status fold_binary(importer *im, int op, const value *a, const value *
 }
 
 /* a op b as a new value (a layer, or a folded constant that *res owns) */
-static ts_status binary_emit(importer *im, const Onnx__NodeProto *n, int op, const value *a, const value *b, value *res) {
+ts_status binary_value(importer *im, const Onnx__NodeProto *n, int op, const value *a, const value *b, value *res) {
     ts_status st;
     memset(res, 0, sizeof *res);
     if (a->kind == VALUE_CONST && b->kind == VALUE_CONST) {
@@ -205,7 +205,7 @@ static ts_status binary_node(importer *im, const Onnx__NodeProto *n, int op) {
     if (im->opset < 7 && !attr_int(n, "broadcast", 0) &&
         (a->rank != b->rank || memcmp(a->dims + im->off, b->dims + im->off, (size_t)(a->rank - im->off) * sizeof *a->dims)))
         return bad_node(im, "operands differ in shape without broadcast=1 (opset %d)", im->opset);
-    if ((st = binary_emit(im, n, op, a, b, &res))) return st;
+    if ((st = binary_value(im, n, op, a, b, &res))) return st;
     return define_result(im, n, &res);
 }
 
@@ -232,7 +232,7 @@ ts_status op_sum(importer *im, const Onnx__NodeProto *n) {
             st = bad_node(im, "input %zu is missing", k);
             break;
         }
-        st = binary_emit(im, n, BINARY_ADD, &acc, v, &next);
+        st = binary_value(im, n, BINARY_ADD, &acc, v, &next);
         ts_onnx_tensor_free(owned);
         owned = next.kind == VALUE_CONST ? next.c : NULL;
         acc = next;

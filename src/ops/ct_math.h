@@ -155,4 +155,41 @@ static inline double ct_log(double x) {
     return ct_seld(nan, NAN, r);
 }
 
+/* sqrt(x) as exp(log(x) / 2) in double: +0 gives 0, +inf gives +inf, negative and NaN
+ * give NaN. (A hardware square root's latency may depend on its operand.) */
+static inline double ct_sqrt(double x) { return ct_exp(0.5 * ct_log(x)); }
+
+/* erf(x): below |x| = 1 its Taylor series to x^33 (error below 1e-15); from there
+ * 1 - erfc(|x|) with Numerical Recipes' erfcc Chebyshev fit (fractional error below
+ * 1.2e-7 on erfc, so below 6e-8 on erf), the sign put back. Both are always computed
+ * and one is selected. NaN stays NaN. */
+static inline double ct_erf(double x) {
+    const uint64_t nan = ct_mask64(x != x), neg = ct_mask64(x < 0.0);
+    const double z = ct_seld(nan, 0.0, ct_seld(neg, -x, x)); /* |x|, 0 for NaN */
+    /* 2/sqrt(pi) sum_n (-1)^n z^(2n+1) / (n! (2n+1)), z clamped to 1 where unused */
+    const double zs = ct_seld(ct_mask64(z < 1.0), z, 1.0), z2 = zs * zs;
+    /* reciprocals of n and 2n+1 as constants: no division on values */
+    static const double inv_n[] = {0, 1.0, 1.0 / 2, 1.0 / 3, 1.0 / 4, 1.0 / 5, 1.0 / 6, 1.0 / 7, 1.0 / 8, 1.0 / 9,
+                                   1.0 / 10, 1.0 / 11, 1.0 / 12, 1.0 / 13, 1.0 / 14, 1.0 / 15, 1.0 / 16};
+    double term = zs, sum = zs;
+    for (int n = 1; n <= 16; n++) {
+        term *= -z2 * inv_n[n];
+        sum += term * (1.0 / (double)(2 * n + 1)); /* depends on n only, never on x */
+    }
+    const double small = 1.12837916709551257390 * sum;
+    const double zc = ct_seld(ct_mask64(z > 27.0), 27.0, z); /* erf is 1 in double from here; keeps inf out */
+    const double t = ct_recip_pos(1.0 + 0.5 * zc);
+    const double poly =
+        -1.26551223 +
+        t * (1.00002368 +
+             t * (0.37409196 +
+                  t * (0.09678418 +
+                       t * (-0.18628806 +
+                            t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    const double big = 1.0 - t * ct_exp(poly - zc * zc);
+    double r = ct_seld(ct_mask64(z < 1.0), small, big);
+    r = ct_seld(neg, -r, r);
+    return ct_seld(nan, x, r);
+}
+
 #endif

@@ -151,6 +151,10 @@ typedef enum unary_kind {
     UNARY_SELU,        /* x > 0 ? gamma x : gamma alpha (exp(x) - 1) */
     UNARY_HARDSIGMOID, /* max(0, min(1, alpha x + beta)); gradient alpha where 0 < alpha x + beta < 1 */
     UNARY_CLIP,        /* min(max(x, lo), hi); gradient 1 where lo <= x <= hi (torch.clamp) */
+    UNARY_HARDSWISH,   /* x max(0, min(1, x/6 + 1/2)) as ONNX; gradient torch's: 0 below -3, 1 above 3, x/3 + 1/2 between */
+    UNARY_SQRT,        /* sqrt(x) (NaN below 0); gradient dout / (2 sqrt(x)) */
+    UNARY_ERF,         /* erf(x); gradient 2/sqrt(pi) exp(-x^2) */
+    UNARY_POW,         /* x^alpha (powf); gradient alpha x^(alpha-1), 0 when alpha is 0 (torch.pow) */
     UNARY_COUNT
 } unary_kind;
 
@@ -164,6 +168,17 @@ void unary_forward_ref(const unary_params *p, size_t count, float *out /* (count
                        int nthreads);
 void unary_backward_ref(const unary_params *p, size_t count, float *din /* (count) */, const float *dout /* (count) */,
                         const float *in /* (count), forward input */, int nthreads);
+
+/* Mean over the per-sample axes whose bits are set in axes_mask (bit d: axis d), the
+ * output keeping those axes with size 1 (ONNX ReduceMean, keepdims=1). Summed in
+ * double in a fixed order; no branch on values, so it also serves constant-time
+ * inference. The backward writes every din element (dout / count). */
+void reducemean_forward_ref(int n, int ndim, const int64_t *dims /* (ndim) */, unsigned axes_mask,
+                            float *out /* (N, dims with the reduced axes 1) */, const float *in /* (N, dims) */,
+                            int nthreads);
+void reducemean_backward_ref(int n, int ndim, const int64_t *dims /* (ndim) */, unsigned axes_mask,
+                             float *din /* (N, dims) */, const float *dout /* (N, dims with the reduced axes 1) */,
+                             int nthreads);
 
 /* PReLU: out = in > 0 ? in : slope * in, slope broadcast over each sample. dims is
  * the per-sample shape (ndim axes), sdims the slope's shape right-aligned to it

@@ -1,7 +1,9 @@
 /* Reference elementwise functions with attributes (ONNX Elu, Selu, HardSigmoid,
- * Clip) and PReLU, with PyTorch's gradients: elu_backward from the input, the
- * clamp gradient where lo <= x <= hi, hardsigmoid's where the line is strictly
- * inside (0, 1), prelu's slope gradient summed where x <= 0. NaN propagates.
+ * Clip, HardSwish, Sqrt, Erf, Pow with a constant exponent) and PReLU, with
+ * PyTorch's gradients: elu_backward from the input, the clamp gradient where
+ * lo <= x <= hi, hardsigmoid's where the line is strictly inside (0, 1),
+ * hardswish's (x/3 + 1/2 on [-3, 3]), pow's 0 for a zero exponent, prelu's slope
+ * gradient summed where x <= 0. NaN propagates.
  * Elementwise loops are independent per element, so threading cannot change the
  * results; the slope gradient is summed on one thread in a fixed order. */
 #include "ct_math.h"
@@ -41,6 +43,35 @@ void unary_forward_ref(const unary_params *p, size_t count, float *out /* (count
             out[i] = v > hi ? hi : v;
         }
         break;
+    case UNARY_HARDSWISH:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            /* ONNX's x * HardSigmoid(x; 1/6, 1/2), so that a graph exported at opset 13
+             * (HardSigmoid then Mul) computes the same bits; torch's x relu6(x + 3) / 6
+             * differs by at most an ulp */
+            float v = in[i] * (1.0f / 6.0f) + 0.5f;
+            v = v < 0.0f ? 0.0f : v;
+            v = v > 1.0f ? 1.0f : v;
+            out[i] = in[i] * v;
+        }
+        break;
+    case UNARY_SQRT:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = sqrtf(in[i]);
+        break;
+    case UNARY_ERF:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = erff(in[i]);
+        break;
+    case UNARY_POW:
+        if (alpha == 2.0f) { /* torch's square: x * x */
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (size_t i = 0; i < count; i++) out[i] = in[i] * in[i];
+        } else {
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (size_t i = 0; i < count; i++) out[i] = powf(in[i], alpha);
+        }
+        break;
     default:
         break; /* unknown kinds are rejected by the layer code; never touch memory here */
     }
@@ -71,6 +102,24 @@ void unary_backward_ref(const unary_params *p, size_t count, float *din /* (coun
     case UNARY_CLIP: /* ATen clamp_backward: where lo <= x <= hi (NaN: 0) */
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (size_t i = 0; i < count; i++) din[i] = in[i] >= lo && in[i] <= hi ? dout[i] : 0.0f;
+        break;
+    case UNARY_HARDSWISH: /* ATen hardswish_backward */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++)
+            din[i] = in[i] < -3.0f ? 0.0f : in[i] <= 3.0f ? dout[i] * (in[i] / 3.0f + 0.5f) : dout[i];
+        break;
+    case UNARY_SQRT: /* dout / (2 sqrt(x)) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) din[i] = dout[i] / (2.0f * sqrtf(in[i]));
+        break;
+    case UNARY_ERF: /* dout 2/sqrt(pi) exp(-x^2) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) din[i] = dout[i] * (1.12837916709551257390f * expf(-in[i] * in[i]));
+        break;
+    case UNARY_POW: /* ATen pow_backward: 0 for a zero exponent, else alpha x^(alpha - 1) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++)
+            din[i] = alpha == 0.0f ? 0.0f : dout[i] * (alpha * powf(in[i], alpha - 1.0f));
         break;
     default:
         break;
@@ -236,6 +285,45 @@ void unary_forward_ct(const unary_params *p, size_t count, float *out /* (count)
             out[i] = ct_self(ct_mask32(v > hi), hi, v);
         }
         break;
+    case UNARY_HARDSWISH: /* the reference's operations, selects for its branches: bit-identical */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const float v = in[i] * (1.0f / 6.0f) + 0.5f, t = ct_self(ct_mask32(v < 0.0f), 0.0f, v);
+            out[i] = in[i] * ct_self(ct_mask32(t > 1.0f), 1.0f, t);
+        }
+        break;
+    case UNARY_SQRT:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = (float)ct_sqrt((double)in[i]);
+        break;
+    case UNARY_ERF:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = (float)ct_erf((double)in[i]);
+        break;
+    case UNARY_POW: {
+        /* the exponent is part of the model, not secret: branching on it is fine */
+        const double e = (double)alpha;
+        const int integral = e == floor(e) && fabs(e) <= 64.0;
+        const int k = integral ? (int)fabs(e) : 0;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const double x = (double)in[i];
+            double r;
+            if (integral) { /* x^|e| by square and multiply over e's bits, then 1/that for e < 0 */
+                double b = x, acc = 1.0;
+                for (int bits = k; bits; bits >>= 1) {
+                    if (bits & 1) acc *= b;
+                    b *= b;
+                }
+                r = e < 0.0 ? ct_recip(acc) : acc;
+            } else {
+                r = ct_exp(e * ct_log(x)); /* NaN below 0, as powf */
+                r = ct_seld(ct_mask64(x == -INFINITY), e > 0.0 ? INFINITY : 0.0, r); /* C's pow(-inf, y) */
+            }
+            out[i] = (float)r;
+        }
+        break;
+    }
     default:
         break;
     }

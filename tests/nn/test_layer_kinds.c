@@ -54,6 +54,11 @@ static const kind_case CASES[] = {
                "binary name=t op=div const=3x1x1\n", "2x4x4"},
     {"matmul", "matmul name=t b=5x4\n", "3x5"},
     {"constant", PRE "constant name=k shape=3x4x4 in=input0\nadd name=t in=pre,k\n", "2x4x4"},
+    {"hardswish", PRE "hardswish name=t\n", "2x4x4"},
+    {"sqrt", PRE "sigmoid name=s\nsqrt name=t\n", "2x4x4"},
+    {"erf", PRE "erf name=t\n", "2x4x4"},
+    {"pow", PRE "pow name=t exponent=3\n", "2x4x4"},
+    {"reducemean", PRE "reducemean name=t axes=0,2\n", "2x4x5"},
 };
 #define NCASES (int)(sizeof CASES / sizeof CASES[0])
 

@@ -119,6 +119,62 @@ static void test_hardsigmoid_clip(void) {
     }
 }
 
+/* hardswish, sqrt, erf, pow (the kinds torchvision's newer networks need), values
+ * from torch 1.13 (torch.nn.functional.hardswish, torch.erf, torch.sqrt, torch.pow) */
+static void test_hardswish_sqrt_erf_pow(void) {
+    const float x[7] = {-5.0f, -3.0f, -1.0f, 0.0f, 1.0f, 3.0f, 5.0f};
+    const float hsw[7] = {-0.0f, -0.0f, -0.33333334f, 0.0f, 0.66666669f, 3.0f, 5.0f};
+    expect_outputs("hardswish", "input shape=7\nhardswish\n", 1, x, hsw, 7, 1e-7, 0);
+    const float erf[7] = {-1.0f, -0.99997791f, -0.84270078f, 0.0f, 0.84270078f, 0.99997791f, 1.0f};
+    expect_outputs("erf", "input shape=7\nerf\n", 1, x, erf, 7, 1e-7, 0);
+    const float sx[4] = {0.0f, 1.0f, 4.0f, 2.0f}, sq[4] = {0.0f, 1.0f, 2.0f, 1.41421354f};
+    expect_outputs("sqrt", "input shape=4\nsqrt\n", 1, sx, sq, 4, 0, 0);
+    const float px[4] = {-2.0f, 0.5f, 3.0f, 0.0f};
+    const float p3[4] = {-8.0f, 0.125f, 27.0f, 0.0f}, p2[4] = {4.0f, 0.25f, 9.0f, 0.0f};
+    expect_outputs("pow 3", "input shape=4\npow exponent=3\n", 1, px, p3, 4, 0, 0);
+    expect_outputs("pow default 2", "input shape=4\npow\n", 1, px, p2, 4, 0, 0);
+    const float hx[3] = {4.0f, 0.25f, 9.0f}, hp[3] = {2.0f, 0.5f, 3.0f}, inv[3] = {0.25f, 4.0f, 0.11111111f};
+    expect_outputs("pow 0.5", "input shape=3\npow exponent=0.5\n", 1, hx, hp, 3, 0, 0);
+    expect_outputs("pow -1", "input shape=3\npow exponent=-1\n", 1, hx, inv, 3, 1e-7, 0);
+    /* sqrt of a negative is NaN, as torch; NaN passes through every new kind */
+    const char *kinds[] = {"sqrt", "hardswish", "erf", "pow exponent=3"};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        char text[96];
+        snprintf(text, sizeof text, "input shape=2\n%s\n", kinds[k]);
+        ts_model *m = make_model(text);
+        if (!m) continue;
+        float in[2] = {NAN, k == 0 ? -1.0f : 1.0f}, out[2];
+        CHECK(ts_model_predict(g_ctx, m, in, 1, out) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(isnan(out[0]) && (k == 0) == !!isnan(out[1]), "%s: gives %g, %g", kinds[k], out[0], out[1]);
+        ts_model_free(m);
+    }
+}
+
+/* reducemean keeps the reduced axes with size 1; over any set of axes */
+static void test_reducemean(void) {
+    float x[24];
+    for (int i = 0; i < 24; i++) x[i] = (float)(i + 1);
+    /* 2x3x4: over axis 2 (rows of 4), axis 0, axes 0 and 2, all */
+    float rows[6], ax0[12], ax02[3];
+    for (int i = 0; i < 6; i++) rows[i] = 4.0f * (float)i + 2.5f;
+    for (int i = 0; i < 12; i++) ax0[i] = (float)i + 7.0f;
+    for (int j = 0; j < 3; j++) ax02[j] = 4.0f * (float)j + 2.5f + 6.0f;
+    const float all[1] = {12.5f};
+    expect_outputs("reducemean axis 2", "input shape=2x3x4\nreducemean axes=2\n", 1, x, rows, 6, 0, 0);
+    expect_outputs("reducemean axis 0", "input shape=2x3x4\nreducemean axes=0\n", 1, x, ax0, 12, 0, 0);
+    expect_outputs("reducemean axes 0,2", "input shape=2x3x4\nreducemean axes=2,0\n", 1, x, ax02, 3, 0, 0);
+    expect_outputs("reducemean all", "input shape=2x3x4\nreducemean axes=0,1,2\n", 1, x, all, 1, 0, 0);
+    ts_model *m = make_model("input shape=2x3x4\nreducemean name=r axes=0,2\n");
+    if (m) {
+        const ts_shape s = m->layers[m->nlayers - 1].out;
+        CHECK(s.ndim == 3 && s.dims[0] == 1 && s.dims[1] == 3 && s.dims[2] == 1, "keeps 1x3x1, got %dd", s.ndim);
+        ts_model_free(m);
+    }
+    expect_error("input shape=2x3\nreducemean axes=2\n", TS_ESHAPE, 2, "out of range", NULL, NULL);
+    expect_error("input shape=2x3\nreducemean axes=1,1\n", TS_ESHAPE, 2, "repeated", NULL, NULL);
+    expect_error("input shape=2x3\nreducemean\n", TS_EFORMAT, 2, "axes", NULL, NULL);
+}
+
 /* Gradients at the kinks and saturations, as PyTorch: elu's alpha e^x at x <= 0,
  * clamp's 1 on the closed interval, hardsigmoid's alpha only strictly inside. */
 static void test_eltwise_gradients_at_edges(void) {
@@ -1036,6 +1092,8 @@ int main(void) {
     if (!test_begin(&g_ctx, g_tmp)) return 2;
     RUN(test_elu_selu);
     RUN(test_hardsigmoid_clip);
+    RUN(test_hardswish_sqrt_erf_pow);
+    RUN(test_reducemean);
     RUN(test_eltwise_gradients_at_edges);
     RUN(test_prelu);
     RUN(test_globalmaxpool);

@@ -33,7 +33,8 @@ static const char *const CLAIMED[] = {
     "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Relu",
     "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "Tanh", "Clip", "Gemm", "MatMul", "Add", "Sub",
     "Mul", "Div", "Sum", "Softmax", "LogSoftmax", "Flatten", "Reshape", "Concat", "Transpose", "Squeeze",
-    "Unsqueeze", "Pad", "Identity", "Dropout", "Expand", NULL};
+    "Unsqueeze", "Pad", "Identity", "Dropout", "Expand", "HardSwish", "Sqrt", "Erf", "Pow", "ReduceMean",
+    "LayerNormalization", NULL};
 
 typedef struct op_stats {
     char name[64];

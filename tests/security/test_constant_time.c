@@ -224,6 +224,22 @@ static void test_math_kernels_close(void) {
     unary_forward_ref(&selu, n, ref, x, 1);
     unary_forward_ct(&selu, n, ct, x, 1);
     expect_close("selu", ct, ref, n, atol);
+    /* the kinds ONNX models brought: hardswish (* 1/6 for / 6), sqrt and erf from
+     * ct_exp/ct_log, pow by multiplication for whole exponents */
+    const struct {
+        const char *what;
+        unary_params p;
+    } more[] = {
+        {"hardswish", {.kind = UNARY_HARDSWISH}}, {"sqrt", {.kind = UNARY_SQRT}},
+        {"erf", {.kind = UNARY_ERF}},             {"pow 2", {.kind = UNARY_POW, .alpha = 2.0f}},
+        {"pow 3", {.kind = UNARY_POW, .alpha = 3.0f}}, {"pow -1", {.kind = UNARY_POW, .alpha = -1.0f}},
+        {"pow 0.5", {.kind = UNARY_POW, .alpha = 0.5f}}, {"pow 0", {.kind = UNARY_POW, .alpha = 0.0f}},
+    };
+    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) {
+        unary_forward_ref(&more[k].p, n, ref, x, 1);
+        unary_forward_ct(&more[k].p, n, ct, x, 1);
+        expect_close(more[k].what, ct, ref, n, atol);
+    }
     /* softmax / log-softmax over rows of 10 (the special values give inf/NaN rows),
      * and over a strided middle axis */
     for (int log_sm = 0; log_sm < 2; log_sm++) {
