@@ -42,6 +42,9 @@ void exec_release(exec_state *e) {
     free(e->ls);
     free(e->fuse_last);
     free(e->fuse_skip);
+    free(e->fuse_bn);
+    free(e->fuse_act);
+    free(e->fuse_link);
     free(e->bn_relu);
     free(e->bn_relu_on);
     packed_free(e->packed);
@@ -133,19 +136,62 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
     return TS_OK;
 }
 
-/* Heads for inference fusion: a conv2d whose only consumer is a batch norm, and
- * that batch norm's only consumer when it is a ReLU; a conv2d whose only consumer is
- * a ReLU; any other conv2d alone (its weights packed once). The convolution then
- * writes the last fused layer's output directly (docs/design.md, "Inference fusion"). */
+/* Heads for inference fusion: a conv2d, then the batch norm that is its only
+ * consumer (if any), then an activation that reads only that (if any): ReLU, clip,
+ * hardswish, or x * sigmoid(x) / x * hardsigmoid(x; 1/6, 1/2) written as a sigmoid
+ * and a multiplication (SiLU and hardswish as ONNX exports them). Any other conv2d is
+ * a head alone (its weights packed once). The convolution then writes the last fused
+ * layer's output directly (docs/design.md, "Inference fusion"). */
+
+/* Is l the gate of x * gate(x): a sigmoid, or ONNX's hardsigmoid with PyTorch's 1/6 and
+ * 1/2 (Hardswish exported before opset 14)? */
+static conv_act_kind gate_kind(const layer *l) {
+    if (l->kind == LAYER_SIGMOID) return CONV_ACT_SWISH;
+    if (l->kind == LAYER_HARDSIGMOID && l->alpha == 1.0f / 6.0f && l->beta == 0.5f) return CONV_ACT_HARDSWISH;
+    return CONV_ACT_NONE;
+}
+
+/* The activation that reads layer x (and nothing else reads x), as a post-op: sets
+ * *act, *gate (the sigmoid of a swish, else 0) and returns its last layer, or x
+ * when there is none. */
+static int fusable_activation(const ts_model *m, const int *uses, const int *only, int x, conv_act *act, int *gate) {
+    *act = (conv_act){CONV_ACT_NONE, 0.0f, 0.0f};
+    *gate = 0;
+    if (uses[x] == 1) {
+        const layer *a = &m->layers[only[x]];
+        if (a->kind == LAYER_RELU) *act = (conv_act){CONV_ACT_CLAMP, 0.0f, INFINITY};
+        else if (a->kind == LAYER_CLIP) *act = (conv_act){CONV_ACT_CLAMP, a->lo, a->hi};
+        else if (a->kind == LAYER_HARDSWISH) *act = (conv_act){CONV_ACT_HARDSWISH, 0.0f, 0.0f};
+        return act->kind ? only[x] : x;
+    }
+    if (uses[x] != 2) return x;
+    /* x * g(x): g reads x and only the product reads g; the product reads x and g */
+    for (int g = x + 1; g < m->nlayers; g++) {
+        const layer *gl = &m->layers[g];
+        if (gl->ninputs != 1 || gl->inputs[0] != x || uses[g] != 1 || !gate_kind(gl)) continue;
+        const layer *p = &m->layers[only[g]];
+        if (p->kind != LAYER_BINARY || p->op != BINARY_MUL || p->ninputs != 2 || p->tshape.ndim != 0) return x;
+        if (!((p->inputs[0] == x && p->inputs[1] == g) || (p->inputs[0] == g && p->inputs[1] == x))) return x;
+        *act = (conv_act){gate_kind(gl), 0.0f, 0.0f};
+        *gate = g;
+        return only[g];
+    }
+    return x;
+}
+
 static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     exec_state *e = &m->exec;
     int n = m->nlayers;
     int *uses = calloc((size_t)n, sizeof *uses), *only = calloc((size_t)n, sizeof *only);
     e->fuse_last = calloc((size_t)n, sizeof *e->fuse_last);
+    e->fuse_bn = calloc((size_t)n, sizeof *e->fuse_bn);
+    e->fuse_act = calloc((size_t)n, sizeof *e->fuse_act);
     e->fuse_skip = calloc((size_t)n, 1);
+    e->fuse_link = calloc((size_t)n, 1);
     e->bn_relu = calloc((size_t)n, sizeof *e->bn_relu);
     e->bn_relu_on = calloc((size_t)n, 1);
-    if (!uses || !only || !e->fuse_last || !e->fuse_skip || !e->bn_relu || !e->bn_relu_on) {
+    if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_skip || !e->fuse_link ||
+        !e->bn_relu || !e->bn_relu_on) {
         free(uses);
         free(only);
         return ts_fail(ctx, TS_ENOMEM, "out of memory planning inference fusion");
@@ -163,22 +209,28 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     for (int li = 1; li < n; li++) {
         const layer *c = &m->layers[li];
         if (c->kind != LAYER_CONV2D || li == n - 1) continue;
-        int b = only[li], last;
-        if (uses[li] != 1) {
-            last = li; /* the convolution alone, on the packed path */
-        } else if (m->layers[b].kind == LAYER_BATCHNORM && m->layers[b].ninputs == 1) {
-            last = b;
-            if (b != n - 1 && uses[b] == 1 && m->layers[only[b]].kind == LAYER_RELU) last = only[b];
-            e->fuse_skip[b] = 1;
-        } else if (m->layers[b].kind == LAYER_RELU) {
-            last = b; /* no batch norm (folded already, or never there): conv + ReLU post-op */
-        } else {
-            last = li;
+        int x = li; /* what the activation reads: the convolution or its batch norm */
+        if (uses[li] == 1 && m->layers[only[li]].kind == LAYER_BATCHNORM && m->layers[only[li]].ninputs == 1) {
+            x = e->fuse_bn[li] = only[li];
+            e->fuse_skip[x] = 1;
         }
+        int gate = 0, last = x == n - 1 ? x : fusable_activation(m, uses, only, x, &e->fuse_act[li], &gate);
+        if (gate) e->fuse_skip[gate] = 1;
         e->fuse_last[li] = last;
         if (last != li) e->fuse_skip[last] = e->fuse_skip[li] = 1; /* the convolution's own output is not written */
         size_t need = (size_t)m->tensors[c->weight].numel + (size_t)c->features;
         if (need > fold) fold = need;
+    }
+    /* a head's output read only by other heads (MobileNet's 1x1 -> depthwise -> 1x1,
+     * SqueezeNet's squeeze -> expand) may stay in the convolutions' layout */
+    for (int li = 1; li < n; li++) {
+        const int last = e->fuse_last[li];
+        if (!last || last == n - 1) continue;
+        int ok = uses[last] > 0;
+        for (int j = last + 1; j < n && ok; j++)
+            for (int k = 0; k < m->layers[j].ninputs && ok; k++)
+                if (m->layers[j].inputs[k] == last) ok = e->fuse_last[j] && m->layers[j].ninputs == 1;
+        e->fuse_link[last] = (char)ok;
     }
     free(uses);
     free(only);
@@ -191,8 +243,7 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
 static void fold_head(ts_model *m, int li) {
     exec_state *e = &m->exec;
     const layer *c = &m->layers[li];
-    int last = e->fuse_last[li];
-    const int bi = m->layers[last].kind == LAYER_RELU ? m->layers[last].inputs[0] : last;
+    const int bi = e->fuse_bn[li] ? e->fuse_bn[li] : li;
     const int k = c->features;
     const int64_t per = m->tensors[c->weight].numel / k;
     const float *w = tensor_data(m, c->weight), *bias = c->bias ? tensor_data(m, c->bias_t) : NULL;
@@ -224,7 +275,7 @@ static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li, conv2d_packed_s
     float *wf = e->fold, *bf = e->fold + (size_t)m->tensors[c->weight].numel;
     conv2d_params p = layer_conv_params(m, c, e->n);
     return ops_conv2d_forward_fused(ctx, &p, e->ls[last].out, layer_input(m, li, 0), wf, bf,
-                                    m->layers[last].kind == LAYER_RELU, e->scratch);
+                                    e->fuse_act[li], e->scratch);
 }
 
 /* The packed set for a batch of n (built if needed; NULL with TS_OK when the model
@@ -266,12 +317,23 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
         const layer *c = &m->layers[li];
         conv2d_params p = layer_conv_params(m, c, n);
         st = conv2d_packed_add(ctx, set, li, &p, e->fold, e->fold + (size_t)m->tensors[c->weight].numel,
-                               m->layers[e->fuse_last[li]].kind == LAYER_RELU);
+                               e->fuse_act[li]);
         if (st == TS_EUNSUPPORTED) st = TS_OK; /* this head runs per call */
     }
     if (st) {
         conv2d_packed_set_free(set);
         return st;
+    }
+    /* hand a head's output to the heads that read it without reorders, where every
+     * reader is packed and takes that layout */
+    for (int li = 1; li < m->nlayers; li++) {
+        const int last = e->fuse_last[li];
+        if (!last || !e->fuse_link[last]) continue;
+        int ok = 1;
+        for (int j = last + 1; j < m->nlayers && ok; j++)
+            if (m->layers[j].ninputs == 1 && m->layers[j].inputs[0] == last) ok = conv2d_packed_can_link(set, li, j);
+        for (int j = last + 1; j < m->nlayers && ok; j++)
+            if (m->layers[j].ninputs == 1 && m->layers[j].inputs[0] == last) conv2d_packed_link(set, li, j);
     }
     pk->e[victim].set = set;
     pk->e[victim].n = n;
@@ -400,7 +462,7 @@ static int capture_needs_unfused(const ts_model *m, const ts_capture *cap) {
     const exec_state *e = &m->exec;
     if (!e->fuse_skip) return 1; /* not planned yet: be safe */
     for (int i = 0; i < cap->nlayers; i++)
-        if (e->fuse_skip[cap->layers[i]]) return 1;
+        if (e->fuse_skip[cap->layers[i]] || e->fuse_link[cap->layers[i]]) return 1; /* not written, or not NCHW */
     return 0;
 }
 

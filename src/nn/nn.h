@@ -146,6 +146,11 @@ typedef struct exec_state {
      * (0 otherwise), fuse_skip[li] marks the layers it replaces */
     int *fuse_last;
     unsigned char *fuse_skip;
+    int *fuse_bn;           /* fuse_bn[li]: head li's batch norm (0: none) */
+    conv_act *fuse_act;     /* fuse_act[li]: head li's activation, as a post-op */
+    /* fuse_link[l]: layer l is a head's output read only by other heads, so a packed
+     * set may leave it in the convolutions' layout (conv2d_packed_link) */
+    char *fuse_link;
     float *fold;       /* folded weights and bias of the largest head */
     /* training fusion: bn_relu[li] is the ReLU that is batch norm li's only consumer
      * (0 otherwise); bn_relu_on marks the pairs fused in the last training forward

@@ -13,6 +13,8 @@
  * Define TS_CONV_DNNL_PLAIN to force the plain layouts on the primitive instead. */
 #include "dnnl_backend.h"
 
+#include <math.h>
+
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,19 +204,31 @@ ts_status conv2d_backward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, 
 }
 
 /* Descriptors of an inference convolution: bf16 source and weights when ctx->bf16
- * (PASS_FWD: the reorders convert; the output stays f32), ReLU as a post-op when relu. The
- * primitive descriptor is created on `engine` (the ctx's, or a packed set's). */
+ * (PASS_FWD: the reorders convert; the output stays f32), act as a post-op (relu for
+ * {0, inf}, else clip_v2, which is torch.clamp). The primitive descriptor is created
+ * on `engine` (the ctx's, or a packed set's). */
 static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_params *p, conv_descs *d, int with_bias,
-                                               int relu, dnnl_engine_t engine) {
+                                               conv_act act, dnnl_engine_t engine) {
     conv_descs_init(job, p, d);
     *d = conv_descs_for(job, d, PASS_FWD);
     dnnl_primitive_attr_t attr = dnnl_job_attr_create(job);
     dnnl_post_ops_t ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    if (job->status == TS_OK && relu &&
+    dnnl_alg_kind_t alg = dnnl_eltwise_relu;
+    float alpha = 0.0f, beta = 0.0f;
+    if (act.kind == CONV_ACT_CLAMP && !(act.lo == 0.0f && act.hi == INFINITY)) {
+        alg = dnnl_eltwise_clip_v2; /* torch.clamp: hi wins where lo > hi */
+        alpha = act.lo;
+        beta = act.hi;
+    } else if (act.kind == CONV_ACT_SWISH) {
+        alg = dnnl_eltwise_swish;
+        alpha = 1.0f;
+    } else if (act.kind == CONV_ACT_HARDSWISH) {
+        alg = dnnl_eltwise_hardswish;
+    }
+    if (job->status == TS_OK && act.kind != CONV_ACT_NONE &&
         (!dnnl_job_check(job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
-         !dnnl_job_check(job, dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
-                         "dnnl_post_ops_append_eltwise") ||
+         !dnnl_job_check(job, dnnl_post_ops_append_eltwise(ops, 1.0f, alg, alpha, beta), "dnnl_post_ops_append_eltwise") ||
          !dnnl_job_check(job, dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops"))) {
         /* failure recorded on the job */
     }
@@ -241,15 +255,15 @@ static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_param
     return pd;
 }
 
-/* Inference: forward_inference propagation, and ReLU applied as a post-op when
- * relu (batch norm is folded into w and bias by the caller). */
+/* Inference: forward_inference propagation, and act applied as a post-op (batch norm
+ * is folded into w and bias by the caller). */
 ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in,
-                                        const float *w, const float *bias, int relu) {
+                                        const float *w, const float *bias, conv_act act) {
     if (p->n == 0) return TS_EUNSUPPORTED;
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "fused convolution") != TS_OK) return job.status;
     conv_descs d;
-    dnnl_primitive_desc_t pd = conv_inference_pd(&job, p, &d, bias != NULL, relu, job.dnnl->engine);
+    dnnl_primitive_desc_t pd = conv_inference_pd(&job, p, &d, bias != NULL, act, job.dnnl->engine);
     return conv_forward_run(&job, &d, pd, out, in, w, bias);
 }
 
@@ -277,6 +291,7 @@ typedef struct packed_conv {
     packed_prim conv, src_reorder, dst_reorder; /* reorders NULL where the layout is plain */
     dnnl_memory_t src_user, dst_user, src, dst, wei, bias;
     void *wei_buf, *bias_buf; /* what wei and bias hold (ts_alloc) */
+    int src_direct, dst_direct; /* the caller's buffer holds the primitive's layout (conv2d_packed_link) */
 } packed_conv;
 
 enum { PACKED_SRC, PACKED_DST, PACKED_SCRATCH, PACKED_NBUF };
@@ -409,14 +424,14 @@ static dnnl_memory_t packed_memory_owned(dnnl_job *job, conv2d_packed_set *s, co
 }
 
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
-                            const float *bias, int relu) {
+                            const float *bias, conv_act act) {
     if (!s || slot < 0 || slot >= s->nslots || p->n == 0) return TS_EUNSUPPORTED;
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "packed convolution") != TS_OK) return job.status;
     packed_conv *c = &s->slot[slot];
     packed_conv_release(c);
     conv_descs d;
-    c->pd = conv_inference_pd(&job, p, &d, bias != NULL, relu, s->engine);
+    c->pd = conv_inference_pd(&job, p, &d, bias != NULL, act, s->engine);
     const dnnl_memory_desc_t *src_md = dnnl_job_query_md(&job, c->pd, dnnl_query_src_md);
     const dnnl_memory_desc_t *wei_md = dnnl_job_query_md(&job, c->pd, dnnl_query_weights_md);
     const dnnl_memory_desc_t *dst_md = dnnl_job_query_md(&job, c->pd, dnnl_query_dst_md);
@@ -461,6 +476,28 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
     return st;
 }
 
+/* A slot's source or output descriptor as its primitive wants it. */
+static const dnnl_memory_desc_t *packed_md(const packed_conv *c, dnnl_query_t what) {
+    return dnnl_primitive_desc_query_md(c->pd, what, 0);
+}
+
+int conv2d_packed_can_link(const conv2d_packed_set *s, int from, int to) {
+    if (!conv2d_packed_ready(s, from) || !conv2d_packed_ready(s, to)) return 0;
+    const dnnl_memory_desc_t *out = packed_md(&s->slot[from], dnnl_query_dst_md);
+    const dnnl_memory_desc_t *in = packed_md(&s->slot[to], dnnl_query_src_md);
+    const dnnl_memory_desc_t *plain = NULL;
+    /* the same layout and type, and no larger than the plain tensor (no padded blocks):
+     * the caller's buffer is sized for that */
+    if (!out || !in || !dnnl_memory_desc_equal(out, in)) return 0;
+    if (dnnl_memory_get_memory_desc(s->slot[from].dst_user, &plain) != dnnl_success) return 0;
+    return dnnl_memory_desc_get_size(out) == dnnl_memory_desc_get_size(plain);
+}
+
+void conv2d_packed_link(conv2d_packed_set *s, int from, int to) {
+    s->slot[from].dst_direct = 1;
+    s->slot[to].src_direct = 1;
+}
+
 ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out, const float *in) {
     if (!conv2d_packed_ready(s, slot)) return ts_fail(ctx, TS_EINVAL, "packed convolution: slot %d is not packed", slot);
     packed_conv *c = &s->slot[slot];
@@ -472,17 +509,21 @@ ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *
     }
     dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src_user, (void *)in), "dnnl_memory_set_data_handle");
     dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst_user, out), "dnnl_memory_set_data_handle");
-    if (c->src_reorder.prim) {
+    if (c->src_direct) {
+        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src, (void *)in), "dnnl_memory_set_data_handle");
+    } else if (c->src_reorder.prim) {
         dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src, s->buf[PACKED_SRC]), "dnnl_memory_set_data_handle");
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->src_user}, {DNNL_ARG_TO, c->src}};
         packed_prim_execute(&job, s, &c->src_reorder, 2, a);
     }
-    if (c->dst_reorder.prim)
+    if (c->dst_direct)
+        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, out), "dnnl_memory_set_data_handle");
+    else if (c->dst_reorder.prim)
         dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, s->buf[PACKED_DST]), "dnnl_memory_set_data_handle");
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wei}, {DNNL_ARG_DST, c->dst},
                                {DNNL_ARG_BIAS, c->bias}};
     packed_prim_execute(&job, s, &c->conv, c->bias ? 4 : 3, args);
-    if (c->dst_reorder.prim) {
+    if (c->dst_reorder.prim && !c->dst_direct) {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->dst}, {DNNL_ARG_TO, c->dst_user}};
         packed_prim_execute(&job, s, &c->dst_reorder, 2, a);
     }

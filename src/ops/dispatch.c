@@ -7,6 +7,8 @@
  * is returned as is: a failing fast path is never silently replaced. */
 #include "dispatch.h"
 
+#include <math.h>
+
 /* Constant-time mode (docs/security.md) never calls oneDNN: its kernels are not
  * checked for value-dependent timing. Where the reference looks at values, the
  * mode takes the *_ct variant instead. */
@@ -297,15 +299,35 @@ ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size
 int ops_fusion_enabled(const ts_ctx *ctx) { return use_dnnl(ctx); }
 
 ts_status ops_conv2d_forward_fused(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
-                                   const float *bias, int relu, void *scratch) {
+                                   const float *bias, conv_act act, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    ts_status s = conv2d_forward_inference_dnnl(ctx, p, out, in, w, bias, relu);
+    ts_status s = conv2d_forward_inference_dnnl(ctx, p, out, in, w, bias, act);
     if (s != TS_EUNSUPPORTED) return s;
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_forward_ref(p, out, in, w, bias, scratch, ts_ctx_threads(ctx));
-    if (relu) {
-        size_t cnt = (size_t)p->n * (size_t)p->k * (size_t)p->oh * (size_t)p->ow;
-        for (size_t i = 0; i < cnt; i++) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
-    }
+    conv_act_apply_ref(act, (size_t)p->n * (size_t)p->k * (size_t)p->oh * (size_t)p->ow, out);
     return TS_OK;
+}
+
+void conv_act_apply_ref(conv_act act, size_t count, float *x) {
+    switch (act.kind) {
+    case CONV_ACT_CLAMP:
+        for (size_t i = 0; i < count; i++) {
+            const float v = x[i] < act.lo ? act.lo : x[i];
+            x[i] = v > act.hi ? act.hi : v;
+        }
+        break;
+    case CONV_ACT_SWISH:
+        for (size_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    case CONV_ACT_HARDSWISH:
+        for (size_t i = 0; i < count; i++) {
+            float v = x[i] * (1.0f / 6.0f) + 0.5f;
+            v = v < 0.0f ? 0.0f : v;
+            x[i] *= v > 1.0f ? 1.0f : v;
+        }
+        break;
+    default:
+        break;
+    }
 }

@@ -357,8 +357,21 @@ float softmax_xent_ct(int n, int classes, const float *logits /* (N,classes) */,
  * error recorded on ctx. The ctx owns the engine and stream (ctx->dnnl). */
 ts_status conv2d_forward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
                               const float *bias);
+/* The activation fused after an inference convolution. */
+typedef enum conv_act_kind {
+    CONV_ACT_NONE = 0,
+    CONV_ACT_CLAMP,     /* min(max(x, lo), hi): ReLU is {0, +inf}, ReLU6 {0, 6} */
+    CONV_ACT_SWISH,     /* x sigmoid(x) (SiLU: EfficientNet's Sigmoid then Mul) */
+    CONV_ACT_HARDSWISH, /* x max(0, min(1, x/6 + 1/2)) (MobileNetV3) */
+} conv_act_kind;
+typedef struct conv_act {
+    conv_act_kind kind;
+    float lo, hi; /* CONV_ACT_CLAMP */
+} conv_act;
+/* act over count values in place, in plain C (where oneDNN has no convolution) */
+void conv_act_apply_ref(conv_act act, size_t count, float *x /* (count) */);
 ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in,
-                                        const float *w, const float *bias, int relu);
+                                        const float *w, const float *bias, conv_act act);
 ts_status conv2d_backward_data_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                     const float *w);
 /* backward weights, then backward data when din is not NULL, sharing the reorder of dout */
@@ -372,11 +385,18 @@ typedef struct conv2d_packed_set conv2d_packed_set;
 ts_status conv2d_packed_set_create(ts_ctx *ctx, int nslots, conv2d_packed_set **out);
 void conv2d_packed_set_free(conv2d_packed_set *s);
 /* Packs slot: w (K,C/G,KH,KW) and bias (K) or NULL are copied (w in the primitive's
- * layout, bf16 when ctx->bf16), ReLU as a post-op when relu. TS_EUNSUPPORTED (no
- * message) where oneDNN has no implementation. */
+ * layout, bf16 when ctx->bf16), act as a post-op. TS_EUNSUPPORTED (no message) where
+ * oneDNN has no implementation. */
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
-                            const float *bias, int relu);
+                            const float *bias, conv_act act);
 int conv2d_packed_ready(const conv2d_packed_set *s, int slot);
+/* Slot `from`'s output can go to slot `to` as it is: its primitive's output layout is
+ * to's source layout (NHWC for both, typically) and as large as the plain tensor.
+ * conv2d_packed_link then makes from write that layout into its out buffer and to read
+ * it from its in buffer, skipping two reorders; the buffer then holds that layout,
+ * which only such linked slots may read. */
+int conv2d_packed_can_link(const conv2d_packed_set *s, int from, int to);
+void conv2d_packed_link(conv2d_packed_set *s, int from, int to);
 ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out /* (N,K,OH,OW) */,
                             const float *in /* (N,C,H,W) */);
 

@@ -7,6 +7,7 @@
 #include "tessera.h"
 
 #include "common/test.h"
+#include "nn/nn.h"
 
 #include <stdint.h>
 
@@ -823,6 +824,81 @@ static int on_capture(void *user, int layer, int64_t first, int n, const float *
     return ++c->calls == c->stop_after;
 }
 
+/* Inference fusion of the activations imported networks use (ReLU6 as clip, SiLU as
+ * sigmoid then mul, Hardswish as hardsigmoid then mul or as one layer) and the
+ * hand-off of a convolution's output to the convolutions that alone read it: the
+ * oneDNN path matches the reference kernels, and a captured hand-off layer reads as
+ * NCHW all the same. */
+static void test_activation_fusion(void) {
+    static const char *arch = "input shape=3x12x12\n"
+                              "conv2d name=c1 out=16 kernel=3 padding=1\n"
+                              "clip name=r6 min=0 max=6\n"
+                              "conv2d name=dw out=16 kernel=3 padding=1 groups=16\n"
+                              "sigmoid name=g\n"
+                              "binary name=sw in=dw,g op=mul\n"
+                              "conv2d name=c2 out=16 kernel=1\n"
+                              "hardsigmoid name=hs alpha=0.16666667 beta=0.5\n"
+                              "binary name=hsw in=hs,c2 op=mul\n"
+                              "conv2d name=c3 out=16 kernel=1 in=hsw\n"
+                              "conv2d name=c4 out=16 kernel=1 in=hsw\n"
+                              "add name=a in=c3,c4\n"
+                              "hardswish name=h\n"
+                              "conv2d name=c5 out=8 kernel=1\n"
+                              "batchnorm name=bn\n"
+                              "sigmoid name=g2\n"
+                              "binary name=sw2 in=bn,g2 op=mul\n"
+                              "globalavgpool name=gp\n"
+                              "dense name=fc out=5\n";
+    ts_model *m = make_model(arch, 8);
+    if (!m) return;
+    warm_running_stats(m, 8, 3);
+    const int n = 7, in = 3 * 12 * 12;
+    float *x = test_falloc((size_t)n * in), *y[2];
+    test_fill_uniform(x, (size_t)n * in, 21, -2.0f, 2.0f);
+    const int r6 = 2, plane = 16 * 12 * 12;
+    float *cap_out[2];
+    for (int b = 0; b < 2; b++) {
+        y[b] = test_falloc((size_t)n * 5);
+        cap_out[b] = test_falloc((size_t)n * plane);
+        ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        captured c;
+        memset(&c, 0, sizeof c);
+        c.nl = 1;
+        c.layers[0] = r6;
+        c.numel[0] = plane;
+        c.out[0] = cap_out[b];
+        ts_capture cap = {c.layers, c.nl, on_capture, &c};
+        float logits[7 * 5];
+        CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    test_allclose("fused activations: oneDNN vs reference", y[0], y[1], (size_t)n * 5, 1e-4, 1e-5);
+    test_allclose("hand-off layer captured", cap_out[0], cap_out[1], (size_t)n * plane, 1e-4, 1e-5);
+    /* the plan: every convolution a head, with the activation it absorbed */
+    const exec_state *e = &m->exec;
+    CHECK(e->fuse_act, "fusion planned");
+    if (e->fuse_act) {
+        static const struct {
+            int conv, last;
+            conv_act_kind act;
+        } want[] = {{1, 2, CONV_ACT_CLAMP}, {3, 5, CONV_ACT_SWISH}, {6, 8, CONV_ACT_HARDSWISH}, {9, 9, CONV_ACT_NONE},
+                    {10, 10, CONV_ACT_NONE}, {13, 16, CONV_ACT_SWISH}};
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+            CHECK(e->fuse_last[want[i].conv] == want[i].last && e->fuse_act[want[i].conv].kind == want[i].act,
+                  "conv %d: fused to %d with act %d", want[i].conv, e->fuse_last[want[i].conv],
+                  (int)e->fuse_act[want[i].conv].kind);
+        CHECK(e->fuse_link[2] && e->fuse_link[5] && e->fuse_link[8] && !e->fuse_link[9], "hand-offs: %d %d %d %d",
+              e->fuse_link[2], e->fuse_link[5], e->fuse_link[8], e->fuse_link[9]);
+    }
+    for (int b = 0; b < 2; b++) {
+        free(y[b]);
+        free(cap_out[b]);
+    }
+    free(x);
+    ts_model_free(m);
+}
+
 /* Every requested layer's outputs arrive for every sample, in order, past the
  * library's internal group size; a layer that inference fuses away (the conv and
  * batch norm under a ReLU) reads the same on oneDNN as on the reference kernels;
@@ -903,6 +979,7 @@ int main(void) {
     RUN(test_batchnorm_running_stats);
     RUN(test_replanning);
     RUN(test_capture);
+    RUN(test_activation_fusion);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_graph");
 }
