@@ -876,6 +876,11 @@ typedef struct ts_onnx_import_config {
     /* 1: refuse nodes whose ONNX inference output is random (Dropout with
      * training_mode=true), which tessera imports as training-only dropout */
     int exact_inference;
+    /* Sizes for the input's axes (ndim 0: none given): one sample's shape in batch
+     * mode, the whole tensor's in whole-tensor mode. They fill the axes the graph
+     * leaves symbolic or unknown (a fully convolutional model's height and width, a
+     * batch axis in whole-tensor mode); fixed axes must agree. */
+    ts_shape input_shape;
 } ts_onnx_import_config;
 void ts_onnx_import_config_default(ts_onnx_import_config *cfg);
 

@@ -136,6 +136,24 @@ int cli_float(const cli_cmd *cmd, const char *name, double def, double lo, doubl
     return 1;
 }
 
+int cli_shape(const cli_cmd *cmd, const char *name, ts_shape *out) {
+    memset(out, 0, sizeof *out);
+    const char *v = cli_get(cmd, name);
+    for (const char *p = v; p && *p;) {
+        char *end;
+        errno = 0;
+        long d = strtol(p, &end, 10);
+        if (errno || end == p || d < 1 || d > 1 << 24 || out->ndim == TS_MAX_DIMS || (*end && *end != 'x') ||
+            (*end == 'x' && !end[1])) {
+            fprintf(stderr, "tessera %s: --%s: '%s' is not like 3x32x32\n", cmd->name, name, v);
+            return 0;
+        }
+        out->dims[out->ndim++] = d;
+        p = *end ? end + 1 : end;
+    }
+    return 1;
+}
+
 int cli_setup_ctx(const cli_cmd *cmd, ts_ctx *ctx) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1) ncpu = 1;

@@ -8,18 +8,22 @@ static cli_opt import_opts[] = {
     {"out", "FILE.tsr", "where to write the tessera model (required unless --check)", NULL},
     {"check", NULL, "only list every node that cannot be imported, all at once", NULL},
     {"no-batch", NULL, "the input has no batch axis: the whole tensor is one sample", NULL},
+    {"input-shape", "CxHxW", "sizes for the input's symbolic axes (one sample's; with --no-batch, the whole tensor's)",
+     NULL},
     {"mean", "M[,M..]", "the input normalization the model was trained with: per-channel mean of pixel/255", NULL},
     {"std", "S[,S..]", "... and standard deviation (eval, predict and train then normalize images so)", NULL},
     {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
 static cli_cmd import_cmd = {"import", "MODEL.onnx --out MODEL.tsr [options]",
                              "Reads an ONNX model (opsets 9 to 17; operators in docs/onnx.md) into a tessera model.\n"
-                             "The input's first axis is the batch; the rest must have fixed sizes. Batch norm keeps\n"
+                             "The input's first axis is the batch; the rest must have fixed sizes (--input-shape\n"
+                             "fixes symbolic ones, as a fully convolutional model's height and width). Batch norm keeps\n"
                              "its running statistics, so training can continue (tessera train --init MODEL.tsr).\n"
                              "Operators: Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool\n"
                              "BatchNormalization Relu LeakyRelu PRelu Elu Selu Sigmoid HardSigmoid Tanh Clip Gemm\n"
                              "MatMul Add Sub Mul Div Sum Softmax LogSoftmax Flatten Reshape Concat Transpose Squeeze\n"
-                             "Unsqueeze Pad Identity Dropout Expand, and Constant Shape Gather Cast on constants.",
+                             "Unsqueeze Pad Identity Dropout Expand HardSwish Sqrt Erf Pow ReduceMean\n"
+                             "LayerNormalization, and Constant Shape Gather Cast on constants.",
                              import_opts, sizeof import_opts / sizeof import_opts[0]};
 
 /* "0.5,0.25" -> values; returns the count, or -1 when malformed */
@@ -65,6 +69,10 @@ int cmd_import(int argc, char **argv) {
     ts_onnx_import_config cfg;
     ts_onnx_import_config_default(&cfg);
     cfg.batch_axis = cli_get(&import_cmd, "no-batch") == NULL;
+    if (!cli_shape(&import_cmd, "input-shape", &cfg.input_shape)) {
+        ts_ctx_free(ctx);
+        return EXIT_USAGE;
+    }
     ts_status st;
     if (check) {
         char *report = NULL;

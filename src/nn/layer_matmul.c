@@ -1,7 +1,8 @@
 /* matmul: ONNX MatMul (numpy.matmul) of the per-sample input A with a trained right
- * operand `<name>.weight` of shape b= (any rank 1..6). A 1-D A is a row vector and
- * a 1-D B a column vector, the axis dropped from the output; the batch axes before
- * the last two broadcast between A and B; a 0-d result is output as (1). */
+ * operand `<name>.weight` of shape b= (any rank 1..6), or with a second input B
+ * (in=a,b: both computed, each sample its own B, as attention's Q K^T). A 1-D A is a
+ * row vector and a 1-D B a column vector, the axis dropped from the output; the batch
+ * axes before the last two broadcast between A and B; a 0-d result is output as (1). */
 #include "layers.h"
 
 #include <string.h>
@@ -48,27 +49,33 @@ static matmul_fit matmul_plan(const ts_shape *a, const ts_shape *b, int n, matmu
     return MATMUL_OK;
 }
 
+/* B's per-sample shape: the second input's, or b= */
+static const ts_shape *matmul_b(const ts_model *m, const layer *l) {
+    return l->ninputs == 2 ? input_shape(m, l, 1) : &l->tshape;
+}
+
 ts_status matmul_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
-    ts_status st = expect_one_input(ctx, l, source);
-    if (st) return st;
-    const ts_shape *a = input_shape(m, l, 0);
+    if (l->ninputs == 2 ? l->tshape.ndim != 0 : l->ninputs != 1 || l->tshape.ndim == 0)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: matmul '%s' takes one input and b=KxN, or two inputs (in=a,b) and no b=",
+                       source, l->line, l->name);
+    const ts_shape *a = input_shape(m, l, 0), *b = matmul_b(m, l);
     matmul_params q;
     int axis = 0;
     char ta[96], tb[96];
-    switch (matmul_plan(a, &l->tshape, 1, &q, &l->out, &axis)) {
+    switch (matmul_plan(a, b, 1, &q, &l->out, &axis)) {
     case MATMUL_BAD_K:
         return ts_fail(ctx, TS_ESHAPE, "%s:%d: matmul '%s': input %s and b=%s do not multiply (%lld vs %lld)", source,
-                       l->line, l->name, shape_text(a, ta, sizeof ta), shape_text(&l->tshape, tb, sizeof tb),
-                       (long long)a->dims[a->ndim - 1],
-                       (long long)l->tshape.dims[l->tshape.ndim >= 2 ? l->tshape.ndim - 2 : 0]);
+                       l->line, l->name, shape_text(a, ta, sizeof ta), shape_text(b, tb, sizeof tb),
+                       (long long)a->dims[a->ndim - 1], (long long)b->dims[b->ndim >= 2 ? b->ndim - 2 : 0]);
     case MATMUL_BAD_BATCH:
         return ts_fail(ctx, TS_ESHAPE,
                        "%s:%d: matmul '%s': the batch axes of input %s and b=%s do not broadcast (batch axis %d from "
                        "the right)",
-                       source, l->line, l->name, shape_text(a, ta, sizeof ta), shape_text(&l->tshape, tb, sizeof tb),
+                       source, l->line, l->name, shape_text(a, ta, sizeof ta), shape_text(b, tb, sizeof tb),
                        axis);
     case MATMUL_OK: break;
     }
+    if (l->ninputs == 2) return TS_OK;
     int li = (int)(l - m->layers);
     l->weight = model_add_tensor(ctx, m, li, "weight", TS_TENSOR_PARAM, &l->tshape);
     return l->weight < 0 ? ts_ctx_status(ctx) : TS_OK;
@@ -78,7 +85,7 @@ static matmul_params matmul_params_of(const ts_model *m, const layer *l, int n) 
     matmul_params q;
     ts_shape out;
     int axis;
-    matmul_plan(input_shape(m, l, 0), &l->tshape, n, &q, &out, &axis); /* checked by matmul_infer */
+    matmul_plan(input_shape(m, l, 0), matmul_b(m, l), n, &q, &out, &axis); /* checked by matmul_infer */
     return q;
 }
 
@@ -88,8 +95,37 @@ int64_t matmul_macs(const ts_model *m, const layer *l) {
     return q.c_count * q.m * (int64_t)q.k * q.p;
 }
 
+/* Two inputs: one sample at a time, each with its own B (the kernels share one B). */
+static ts_status matmul2_forward(ts_ctx *ctx, ts_model *m, int li) {
+    const matmul_params q = matmul_params_of(m, &m->layers[li], 1);
+    const int64_t as = q.a_count * q.m * q.k, bs = q.b_count * q.k * q.p, cs = q.c_count * q.m * q.p;
+    const float *a = layer_input(m, li, 0), *b = layer_input(m, li, 1);
+    for (int s = 0; s < m->exec.n; s++)
+        matmul_forward_ref(&q, m->exec.ls[li].out + s * cs, a + s * as, b + s * bs, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+static ts_status matmul2_backward(ts_ctx *ctx, ts_model *m, int li) {
+    const matmul_params q = matmul_params_of(m, &m->layers[li], 1);
+    const int64_t as = q.a_count * q.m * q.k, bs = q.b_count * q.k * q.p, cs = q.c_count * q.m * q.p;
+    const int nt = ts_ctx_threads(ctx);
+    const float *a = layer_input(m, li, 0), *b = layer_input(m, li, 1), *dc = m->exec.ls[li].grad;
+    float *da = layer_input_grad(m, li, 0);
+    if (da) {
+        for (int s = 0; s < m->exec.n; s++) matmul_backward_data_ref(&q, da + s * as, dc + s * cs, b + s * bs, nt);
+        layer_input_grad_commit(m, li, 0, nt);
+    }
+    float *db = layer_input_grad(m, li, 1);
+    if (db) { /* dB of a sample = A^T dC of that sample */
+        for (int s = 0; s < m->exec.n; s++) matmul_backward_weights_ref(&q, db + s * bs, dc + s * cs, a + s * as, nt);
+        layer_input_grad_commit(m, li, 1, nt);
+    }
+    return TS_OK;
+}
+
 ts_status matmul_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
+    if (l->ninputs == 2) return matmul2_forward(ctx, m, li);
     const matmul_params q = matmul_params_of(m, l, m->exec.n);
     matmul_forward_ref(&q, m->exec.ls[li].out, layer_input(m, li, 0), tensor_data(m, l->weight), ts_ctx_threads(ctx));
     return TS_OK;
@@ -97,6 +133,7 @@ ts_status matmul_forward(ts_ctx *ctx, ts_model *m, int li) {
 
 ts_status matmul_backward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
+    if (l->ninputs == 2) return matmul2_backward(ctx, m, li);
     const matmul_params q = matmul_params_of(m, l, m->exec.n);
     const int nt = ts_ctx_threads(ctx);
     matmul_backward_weights_ref(&q, tensor_grad(m, l->weight), m->exec.ls[li].grad, layer_input(m, li, 0), nt);

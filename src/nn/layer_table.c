@@ -63,7 +63,7 @@ A(A_PAD, {"pads", ATTR_INTLIST, F(pads), F(npads), 0, -(1 << 24), 1 << 24, ATTR_
   FLT("value", value, 0.0f, -INFINITY, INFINITY, NULL));
 A(A_BINARY, {"op", ATTR_CHOICE, F(op), 0, 0, 0, 3, ATTR_REQUIRED, BINARY_OPS, NULL}, SHAPE("const", ATTR_OMIT_DEFAULT),
   INT("const_first", const_first, 0, 0, 1, NULL));
-A(A_MATMUL, SHAPE("b", ATTR_REQUIRED));
+A(A_MATMUL, SHAPE("b", ATTR_OMIT_DEFAULT));
 A(A_CONSTANT, SHAPE("shape", ATTR_REQUIRED));
 A(A_POW, FLT("exponent", exponent, 2.0f, -1e6f, 1e6f, NULL));
 A(A_REDUCEMEAN, {"axes", ATTR_INTLIST, F(axes), F(naxes), 0, 0, TS_MAX_DIMS - 1, ATTR_REQUIRED, NULL, NULL});

@@ -125,7 +125,7 @@ void model_init_params(ts_model *m, uint64_t seed) {
             const float v = l->op == BINARY_MUL || l->op == BINARY_DIV ? 1.0f : 0.0f;
             float *k = tensor_data(m, l->konst);
             for (int64_t i = 0; i < m->tensors[l->konst].numel; i++) k[i] = v;
-        } else if (l->kind == LAYER_MATMUL) {
+        } else if (l->kind == LAYER_MATMUL && l->ninputs == 1) { /* two inputs: no weight */
             /* as dense: U(-1/sqrt(K), 1/sqrt(K)), K the contracted axis of b */
             const tensor_entry *w = &m->tensors[l->weight];
             const int64_t k = w->shape.ndim >= 2 ? w->shape.dims[w->shape.ndim - 2] : w->shape.dims[0];

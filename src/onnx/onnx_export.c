@@ -490,6 +490,17 @@ static ts_status export_layer(exporter *ex, int li) {
         break;
     }
     case LAYER_MATMUL: {
+        if (l->ninputs == 2) { /* both computed: per-sample ranks lifted to one, batch axis in front */
+            const ts_shape *ys = &m->layers[l->inputs[1]].out;
+            if (xs->ndim < 2 || ys->ndim < 2)
+                return ts_fail(ex->ctx, TS_EUNSUPPORTED,
+                               "export: matmul '%s' of two inputs with a 1-D operand has no ONNX form yet", l->name);
+            const int want = xs->ndim > ys->ndim ? xs->ndim : ys->ndim;
+            const char *ins[2] = {lift_rank(ex, x, name, xs, want),
+                                  lift_rank(ex, value_name(ex, l->inputs[1]), name, ys, want)};
+            n = add_node(ex, "MatMul", name, ins, 2, out);
+            break;
+        }
         const ts_shape *bs = &m->tensors[l->weight].shape;
         const char *a = x;
         if (xs->ndim == 1) {

@@ -457,12 +457,24 @@ static ts_status define_inputs(importer *im, const Onnx__GraphProto *g) {
                            im->file, vi->name, rank, TS_MAX_DIMS + 1);
         int64_t dims[ONNX_MAX_RANK];
         im->batch0 = -1;
+        const ts_shape *given = &im->cfg->input_shape;
+        if (given->ndim && given->ndim != rank - im->off)
+            return ts_fail(im->ctx, TS_EINVAL, "%s: the input shape given has %d axes; graph input '%s' has %d%s",
+                           im->file, given->ndim, vi->name, rank - im->off, im->off ? " besides the batch axis" : "");
         for (int k = 0; k < rank; k++) {
             const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
             int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0;
             if (k == 0 && im->off) {
                 im->batch0 = known ? d->dim_value : -1;
                 dims[k] = -1;
+                continue;
+            }
+            const int64_t want = given->ndim ? given->dims[k - im->off] : 0;
+            if (want > 0 && known && want != d->dim_value)
+                return ts_fail(im->ctx, TS_EINVAL, "%s: graph input '%s' axis %d is %lld; the input shape given says %lld",
+                               im->file, vi->name, k, (long long)d->dim_value, (long long)want);
+            if (want > 0 && !known) {
+                dims[k] = want;
                 continue;
             }
             if (!known)

@@ -382,13 +382,49 @@ ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
     return define_layer(im, n, 0, li, 2, dims);
 }
 
+/* A and B both computed (attention's Q K^T and softmax(.) V): a two-input matmul,
+ * each sample its own B */
+static ts_status matmul_computed(importer *im, const Onnx__NodeProto *n, const value *a, const value *b) {
+    if (a->rank - im->off < 2 || b->rank - im->off < 2)
+        return unsupported(im, "a 1-D operand per sample in a product of two computed values");
+    if (im->off && a->rank != b->rank)
+        return unsupported(im, "operands of rank %d and %d would broadcast across the batch axis", a->rank, b->rank);
+    const int64_t k = a->dims[a->rank - 1], kb = b->dims[b->rank - 2];
+    if (k != kb) return bad_node(im, "A has %lld columns but B has %lld rows", (long long)k, (long long)kb);
+    int nr;
+    int64_t rbatch[ONNX_MAX_RANK * 2];
+    if (!broadcast(a->rank - 2, a->dims, b->rank - 2, b->dims, &nr, rbatch))
+        return bad_node(im, "batch axes of A and B do not broadcast");
+    int64_t dims[ONNX_MAX_RANK * 2];
+    int rr = 0;
+    for (int i = 0; i < nr; i++) dims[rr++] = rbatch[i];
+    dims[rr++] = a->dims[a->rank - 2];
+    dims[rr++] = b->dims[b->rank - 1];
+    if (rr > ONNX_MAX_RANK) return unsupported(im, "result rank %d", rr);
+    if (im->off) dims[0] = -1;
+    value tmp = {.kind = VALUE_LAYER, .rank = rr};
+    memcpy(tmp.dims, dims, (size_t)rr * sizeof *dims);
+    ts_shape out;
+    ts_status st = value_sample_shape(im, &tmp, &out);
+    const char *ins[2];
+    if (!st) st = materialize(im, a, &ins[0]);
+    if (!st) st = materialize(im, b, &ins[1]);
+    if (st) return st;
+    layer_attrs ma;
+    nn_attrs_default(LAYER_MATMUL, &ma);
+    int li;
+    if ((st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 2, &ma, &out, &li))) return st;
+    return define_layer(im, n, 0, li, rr, dims);
+}
+
 ts_status op_matmul(importer *im, const Onnx__NodeProto *n) {
     value *a, *b;
     ts_status st = require_input(im, n, 0, &a);
     if (!st) st = require_input(im, n, 1, &b);
     if (st) return st;
     if (a->kind != VALUE_LAYER) return unsupported(im, "A must be computed from the model input");
-    if (b->kind != VALUE_CONST) return unsupported(im, "B must be a constant (an initializer)");
+    if (b->kind == VALUE_LAYER) return matmul_computed(im, n, a, b);
+    if (b->kind != VALUE_CONST) return unsupported(im, "B must be a constant or computed from the model input");
     if (im->off && a->rank < 2) return unsupported(im, "A is 1-D: its only axis is the batch");
     if (b->rank < 1) return bad_node(im, "B is a scalar");
     int64_t k = a->dims[a->rank - 1];

@@ -53,6 +53,7 @@ static const kind_case CASES[] = {
     {"binary", PRE "conv2d name=pre2 in=input0 out=3 kernel=1\nbinary name=b1 in=pre,pre2 op=mul\n"
                "binary name=t op=div const=3x1x1\n", "2x4x4"},
     {"matmul", "matmul name=t b=5x4\n", "3x5"},
+    {"matmul", PRE "reshape name=r shape=3x16\ntranspose name=tt perm=1,0\nmatmul name=t in=r,tt\n", "2x4x4"},
     {"constant", PRE "constant name=k shape=3x4x4 in=input0\nadd name=t in=pre,k\n", "2x4x4"},
     {"hardswish", PRE "hardswish name=t\n", "2x4x4"},
     {"sqrt", PRE "sigmoid name=s\nsqrt name=t\n", "2x4x4"},

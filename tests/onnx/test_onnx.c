@@ -92,13 +92,13 @@ static int argmax(const float *v, int n) {
 
 /* ------------------------------------------------------------------ PyTorch parity */
 
-static void check_against_torch(const char *net, const char *variant) {
-    char path[256], iop[256];
-    snprintf(path, sizeof path, FIX "%s_%s.onnx", net, variant);
-    snprintf(iop, sizeof iop, FIX "%s_io.bin", net);
+/* the model at path imported with cfg (NULL: defaults) against PyTorch's outputs in iop */
+static void check_file_against_torch(const char *path, const char *iop, const ts_onnx_import_config *cfg) {
     tsio io;
     if (!load_tsio(iop, &io)) return;
-    ts_model *m = import(path, TS_OK);
+    ts_model *m = NULL;
+    ts_status st = ts_onnx_import(g_ctx, path, cfg, &m);
+    CHECK(st == TS_OK, "%s: %s", path, ts_ctx_error(g_ctx));
     if (m) {
         int n = (int)io.xd[0], c = (int)io.yd[1];
         CHECK(ts_model_classes(m) == c, "%s: %d outputs", path, ts_model_classes(m));
@@ -112,6 +112,38 @@ static void check_against_torch(const char *net, const char *variant) {
         ts_model_free(m);
     }
     free_tsio(&io);
+}
+
+static void check_against_torch(const char *net, const char *variant) {
+    char path[256], iop[256];
+    snprintf(path, sizeof path, FIX "%s_%s.onnx", net, variant);
+    snprintf(iop, sizeof iop, FIX "%s_io.bin", net);
+    check_file_against_torch(path, iop, NULL);
+}
+
+/* A graph with symbolic height and width imports at the size the caller gives
+ * (ts_onnx_import_config.input_shape), and matches PyTorch at two sizes; a wrong
+ * count of axes, or a size that contradicts a fixed axis, is refused. */
+static void test_free_size(void) {
+    ts_onnx_import_config cfg;
+    ts_onnx_import_config_default(&cfg);
+    ts_model *m = NULL;
+    CHECK(ts_onnx_import(g_ctx, FIX "opsnet_free_op13.onnx", &cfg, &m) == TS_EUNSUPPORTED &&
+              strstr(ts_ctx_error(g_ctx), "symbolic"),
+          "no size given: %s", ts_ctx_error(g_ctx));
+    cfg.input_shape = (ts_shape){3, {3, 16, 16}};
+    check_file_against_torch(FIX "opsnet_free_op13.onnx", FIX "opsnet_io.bin", &cfg);
+    cfg.input_shape = (ts_shape){3, {3, 24, 20}};
+    check_file_against_torch(FIX "opsnet_free_op13.onnx", FIX "opsnet_free_io.bin", &cfg);
+    cfg.input_shape = (ts_shape){2, {3, 16}};
+    CHECK(ts_onnx_import(g_ctx, FIX "opsnet_free_op13.onnx", &cfg, &m) == TS_EINVAL &&
+              strstr(ts_ctx_error(g_ctx), "has 2 axes"),
+          "two axes: %s", ts_ctx_error(g_ctx));
+    cfg.input_shape = (ts_shape){3, {3, 32, 30}};
+    CHECK(ts_onnx_import(g_ctx, FIX "resnet20_eval.onnx", &cfg, &m) == TS_EINVAL &&
+              strstr(ts_ctx_error(g_ctx), "axis 3 is 32"),
+          "contradicts a fixed axis: %s", ts_ctx_error(g_ctx));
+    CHECK(!m, "no model after a refusal");
 }
 
 static void test_torch_resnet20(void) {
@@ -331,7 +363,10 @@ static void test_round_trip_reduce_kinds(void) {
         "sigmoid name=s\n"
         "sqrt name=q\n"
         "erf name=e\n"
-        "reducemean name=g axes=1,2\n"
+        "reshape name=rs shape=12x36\n"
+        "transpose name=tp perm=1,0\n"
+        "matmul name=mm in=rs,tp\n"
+        "reducemean name=g axes=1\n"
         "flatten name=f\n"
         "dense name=fc out=4\n";
     ts_model *m = NULL;
@@ -557,6 +592,7 @@ int main(void) {
     RUN(test_torch_vgg11);
     RUN(test_torch_mobilenetv2);
     RUN(test_torch_opsnet);
+    RUN(test_free_size);
     RUN(test_train_imported);
     RUN(test_round_trip_zoo);
     RUN(test_round_trip_new_kinds);
