@@ -56,7 +56,7 @@ static const ts_shape *matmul_b(const ts_model *m, const layer *l) {
 
 ts_status matmul_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
     if (l->ninputs == 2 ? l->tshape.ndim != 0 : l->ninputs != 1 || l->tshape.ndim == 0)
-        return ts_fail(ctx, TS_EFORMAT, "%s:%d: matmul '%s' takes one input and b=KxN, or two inputs (in=a,b) and no b=",
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: matmul '%s' takes one input and the weight 'b' (b=KxN), or two inputs (in=a,b) and no 'b'",
                        source, l->line, l->name);
     const ts_shape *a = input_shape(m, l, 0), *b = matmul_b(m, l);
     matmul_params q;
