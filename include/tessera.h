@@ -291,6 +291,16 @@ typedef struct ts_capture {
 ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits,
                                    const ts_capture *capture);
 
+/* Where inference spends its time: runs as ts_model_predict and adds each layer's
+ * wall-clock seconds to seconds[layer] (ts_model_layer_count entries; the caller
+ * zeroes them and may sum several calls). A layer that inference fuses into a
+ * convolution (its batch norm, its activation; ts_model_layer_fused_into says which)
+ * adds nothing: its time is the convolution's. */
+ts_status ts_model_predict_profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, double *seconds);
+/* The layer whose computation includes layer `index` in inference (itself when it
+ * runs on its own), as planned by the last inference call; -1 before any. */
+int ts_model_layer_fused_into(const ts_model *m, int index);
+
 /* Metadata: string key/value pairs saved with the model (class names, preprocessing,
  * dataset, training summary). Setting NULL removes the key. */
 ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value);

@@ -20,6 +20,7 @@ static cli_opt bench_opts[] = {
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
+    {"profile", NULL, "inference: also the time per layer (fused layers under their convolution) and per kind", NULL},
 };
 static cli_cmd bench_cmd = {"bench", "MODEL.tsr|MODEL.onnx|ARCH [--batch N] [options]",
                             "Prints the median time per batch (with the 10th and 90th percentiles), images per\n"
@@ -54,6 +55,79 @@ static ts_status step(ts_ctx *ctx, ts_model *m, ts_optimizer *opt, const float *
     ts_softmax_cross_entropy(n, ts_model_classes(m), logits, y, 0.0f, dl);
     if ((st = ts_model_backward(ctx, m, dl))) return st;
     return ts_optimizer_step(ctx, opt, 0.01f);
+}
+
+typedef struct prof_row {
+    int layer;
+    double s;
+} prof_row;
+
+static int prof_by_time(const void *a, const void *b) {
+    const prof_row *x = a, *y = b;
+    return x->s > y->s ? -1 : x->s < y->s ? 1 : x->layer - y->layer;
+}
+
+/* The part of a fused chain's name after its head: "+batchnorm+relu" */
+static void fused_kinds(const ts_model *m, int head, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int j = head + 1; j < ts_model_layer_count(m) && used + 1 < cap; j++) {
+        ts_layer_info li;
+        if (ts_model_layer_fused_into(m, j) != head || ts_model_layer(m, j, &li)) continue;
+        int w = snprintf(buf + used, cap - used, "+%s", li.kind);
+        used = w < 0 || (size_t)w >= cap - used ? cap - 1 : used + (size_t)w;
+    }
+}
+
+/* `--profile`: `iters` more inference calls timed per layer; the slowest layers, then
+ * the time per kind of layer (a fused chain counts as its own kind, "conv2d+relu"). */
+static ts_status profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, long iters) {
+    const int nl = ts_model_layer_count(m);
+    double *sec = calloc((size_t)nl, sizeof *sec);
+    prof_row *rows = calloc((size_t)nl, sizeof *rows), *kinds = calloc((size_t)nl, sizeof *kinds);
+    char (*names)[96] = calloc((size_t)nl, sizeof *names);
+    ts_status st = TS_OK;
+    if (!sec || !rows || !kinds || !names) st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory for the profile");
+    for (long i = 0; i < iters && !st; i++) st = ts_model_predict_profile(ctx, m, x, n, logits, sec);
+    if (!st) {
+        double total = 0.0;
+        int nk = 0;
+        for (int i = 0; i < nl; i++) {
+            rows[i] = (prof_row){i, sec[i] / (double)iters};
+            total += rows[i].s;
+            ts_layer_info li;
+            if (ts_model_layer_fused_into(m, i) != i || ts_model_layer(m, i, &li)) continue;
+            char tail[80];
+            fused_kinds(m, i, tail, sizeof tail);
+            snprintf(names[i], sizeof names[i], "%s%s", li.kind, tail);
+            int k = 0;
+            while (k < nk && strcmp(names[kinds[k].layer], names[i])) k++;
+            if (k == nk) kinds[nk++] = (prof_row){i, 0.0};
+            kinds[k].s += rows[i].s;
+        }
+        qsort(rows, (size_t)nl, sizeof *rows, prof_by_time);
+        qsort(kinds, (size_t)nk, sizeof *kinds, prof_by_time);
+        printf("profile over %ld calls: %.3f ms per batch in layers\n", iters, 1e3 * total);
+        printf("  %-34s %-30s %9s %6s\n", "slowest layers", "kind", "ms", "share");
+        for (int i = 0; i < nl && i < 15 && rows[i].s > 0.0; i++) {
+            ts_layer_info li;
+            if (ts_model_layer(m, rows[i].layer, &li)) continue;
+            printf("  %-34.34s %-30.30s %9.3f %5.1f%%\n", li.name, names[rows[i].layer], 1e3 * rows[i].s,
+                   100.0 * rows[i].s / total);
+        }
+        printf("  %-34s %-30s %9s %6s\n", "by kind", "layers", "ms", "share");
+        for (int k = 0; k < nk && kinds[k].s > 0.0; k++) {
+            int count = 0;
+            for (int i = 0; i < nl; i++) count += ts_model_layer_fused_into(m, i) == i && !strcmp(names[i], names[kinds[k].layer]);
+            printf("  %-34.34s %-30d %9.3f %5.1f%%\n", names[kinds[k].layer], count, 1e3 * kinds[k].s,
+                   100.0 * kinds[k].s / total);
+        }
+    }
+    free(sec);
+    free(rows);
+    free(kinds);
+    free(names);
+    return st;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -94,6 +168,11 @@ int cmd_bench(int argc, char **argv) {
     int train = cli_get(&bench_cmd, "train") != NULL;
     if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
     if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1); /* refuses --train */
+    if (train && cli_get(&bench_cmd, "profile")) {
+        fprintf(stderr, "tessera bench: --profile times inference, not --train\n");
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if ((rc = cli_setup_bf16(&bench_cmd, ctx))) goto done;
     if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
     ts_shape shape = ts_model_input_shape(m);
@@ -152,6 +231,7 @@ int cmd_bench(int argc, char **argv) {
     printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
            flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
     printf("peak resident memory: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    if (cli_get(&bench_cmd, "profile") && (st = profile(ctx, m, x, (int)n, logits, done_iters))) goto fail;
     rc = EXIT_OK;
     goto done;
 fail:

@@ -16,6 +16,7 @@ typedef struct exec_packed {
     struct {
         conv2d_packed_set *set;
         int n, threads, bf16;
+        int cl; /* heads read and write channels-last where e->cl says (every head packed) */
         uint64_t used;
     } e[PACKED_SETS];
     uint64_t clock;
@@ -44,7 +45,8 @@ void exec_release(exec_state *e) {
     free(e->fuse_skip);
     free(e->fuse_bn);
     free(e->fuse_act);
-    free(e->fuse_link);
+    free(e->cl);
+    free(e->fuse_head);
     free(e->bn_relu);
     free(e->bn_relu_on);
     packed_free(e->packed);
@@ -179,6 +181,64 @@ static int fusable_activation(const ts_model *m, const int *uses, const int *onl
     return x;
 }
 
+/* Layers that compute each element from the same element of their inputs, whatever
+ * the order of the elements: they run on channels-last tensors unchanged. */
+static int layout_free(const layer *l) {
+    switch (l->kind) {
+    case LAYER_RELU: case LAYER_LEAKYRELU: case LAYER_SIGMOID: case LAYER_TANH: case LAYER_ELU: case LAYER_SELU:
+    case LAYER_HARDSIGMOID: case LAYER_CLIP: case LAYER_HARDSWISH: case LAYER_SQRT: case LAYER_ERF: case LAYER_POW:
+    case LAYER_ADD:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* A per-sample (C,H,W) output with more than one position: the only kind whose
+ * channels-last order differs from NCHW. */
+static int spatial_tensor(const layer *l) {
+    return l->out.ndim == 3 && l->out.dims[1] * l->out.dims[2] > 1;
+}
+
+/* Which outputs fused inference keeps channels-last, (N,H,W,C) (e->cl). oneDNN's
+ * convolutions want that order, so a network that is convolutions, element-wise
+ * layers, broadcast multiplications (squeeze-excitation), residual additions and
+ * global average pooling runs without converting its activations at all. A
+ * candidate is a head's output, a layout-free layer's or a binary's; it stays one
+ * while everything that reads it takes channels-last (a head, a global average
+ * pool, or a layout-free or binary layer itself channels-last), and a layout-free
+ * or binary layer stays one while its spatial inputs are. The network's output is
+ * NCHW. Decided once per plan, to a fixed point (each round only clears flags). */
+static void plan_channels_last(ts_model *m) {
+    exec_state *e = &m->exec;
+    const int n = m->nlayers;
+    for (int l = 1; l < n - 1; l++) {
+        const layer *x = &m->layers[l];
+        const int head_out = e->fuse_head[l] && e->fuse_last[e->fuse_head[l]] == l;
+        const int runs = head_out || !e->fuse_skip[l]; /* its output is written */
+        e->cl[l] = (char)(runs && spatial_tensor(x) && (head_out || layout_free(x) || x->kind == LAYER_BINARY));
+    }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int r = 1; r < n; r++) {
+            const layer *x = &m->layers[r];
+            if (e->fuse_last[r] || (e->fuse_skip[r] && !e->fuse_last[r])) continue; /* a head, or inside one */
+            const int elementwise = layout_free(x) || x->kind == LAYER_BINARY;
+            for (int k = 0; k < x->ninputs; k++) {
+                const int src = x->inputs[k];
+                if (x->kind == LAYER_GLOBALAVGPOOL) continue; /* reads either order */
+                if (elementwise && e->cl[src] != e->cl[r] && spatial_tensor(&m->layers[src])) {
+                    e->cl[src] = e->cl[r] = 0; /* one order for all of its spatial operands */
+                    changed = 1;
+                } else if (!elementwise && e->cl[src]) {
+                    e->cl[src] = 0;
+                    changed = 1;
+                }
+            }
+        }
+    }
+}
+
 static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     exec_state *e = &m->exec;
     int n = m->nlayers;
@@ -187,11 +247,12 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     e->fuse_bn = calloc((size_t)n, sizeof *e->fuse_bn);
     e->fuse_act = calloc((size_t)n, sizeof *e->fuse_act);
     e->fuse_skip = calloc((size_t)n, 1);
-    e->fuse_link = calloc((size_t)n, 1);
+    e->cl = calloc((size_t)n, 1);
+    e->fuse_head = calloc((size_t)n, sizeof *e->fuse_head);
     e->bn_relu = calloc((size_t)n, sizeof *e->bn_relu);
     e->bn_relu_on = calloc((size_t)n, 1);
-    if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_skip || !e->fuse_link ||
-        !e->bn_relu || !e->bn_relu_on) {
+    if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_skip || !e->cl ||
+        !e->fuse_head || !e->bn_relu || !e->bn_relu_on) {
         free(uses);
         free(only);
         return ts_fail(ctx, TS_ENOMEM, "out of memory planning inference fusion");
@@ -218,20 +279,12 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
         if (gate) e->fuse_skip[gate] = 1;
         e->fuse_last[li] = last;
         if (last != li) e->fuse_skip[last] = e->fuse_skip[li] = 1; /* the convolution's own output is not written */
+        e->fuse_head[x] = e->fuse_head[last] = li;
+        if (gate) e->fuse_head[gate] = li;
         size_t need = (size_t)m->tensors[c->weight].numel + (size_t)c->features;
         if (need > fold) fold = need;
     }
-    /* a head's output read only by other heads (MobileNet's 1x1 -> depthwise -> 1x1,
-     * SqueezeNet's squeeze -> expand) may stay in the convolutions' layout */
-    for (int li = 1; li < n; li++) {
-        const int last = e->fuse_last[li];
-        if (!last || last == n - 1) continue;
-        int ok = uses[last] > 0;
-        for (int j = last + 1; j < n && ok; j++)
-            for (int k = 0; k < m->layers[j].ninputs && ok; k++)
-                if (m->layers[j].inputs[k] == last) ok = e->fuse_last[j] && m->layers[j].ninputs == 1;
-        e->fuse_link[last] = (char)ok;
-    }
+    plan_channels_last(m);
     free(uses);
     free(only);
     if (fold && !(e->fold = ts_alloc(ctx, fold * sizeof(float), "folded weights"))) return TS_ENOMEM;
@@ -278,11 +331,42 @@ static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li, conv2d_packed_s
                                     e->fuse_act[li], e->scratch);
 }
 
+/* The heads packed into a new set, channels-last where e->cl says when `cl`. Sets
+ * *all to whether every head could be packed. */
+static ts_status packed_build(ts_ctx *ctx, ts_model *m, int n, int cl, conv2d_packed_set **out, int *all) {
+    exec_state *e = &m->exec;
+    conv2d_packed_set *set;
+    ts_status st = conv2d_packed_set_create(ctx, m->nlayers, &set);
+    if (st) return st;
+    *all = 1;
+    for (int li = 1; li < m->nlayers && !st; li++) {
+        if (!e->fuse_last[li]) continue;
+        fold_head(m, li);
+        const layer *c = &m->layers[li];
+        conv2d_params p = layer_conv_params(m, c, n);
+        const unsigned nhwc = !cl ? 0u
+                              : (e->cl[c->inputs[0]] ? CONV_PACKED_SRC_NHWC : 0u) |
+                                    (e->cl[e->fuse_last[li]] ? CONV_PACKED_DST_NHWC : 0u);
+        st = conv2d_packed_add(ctx, set, li, &p, e->fold, e->fold + (size_t)m->tensors[c->weight].numel,
+                               e->fuse_act[li], nhwc);
+        if (st == TS_EUNSUPPORTED) { /* this head runs per call, in NCHW */
+            *all = 0;
+            st = TS_OK;
+        }
+    }
+    if (st) conv2d_packed_set_free(set);
+    else *out = set;
+    return st;
+}
+
 /* The packed set for a batch of n (built if needed; NULL with TS_OK when the model
- * has no fusion heads). A head oneDNN cannot pack stays on the per-call path. */
-static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set **out) {
+ * has no fusion heads) and whether its heads use e->cl's channels-last tensors:
+ * only when oneDNN packs every head (one it cannot pack stays on the per-call path,
+ * which is NCHW). */
+static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set **out, int *cl) {
     exec_state *e = &m->exec;
     *out = NULL;
+    *cl = 0;
     int heads = 0;
     for (int li = 1; li < m->nlayers; li++) heads += e->fuse_last[li] != 0;
     if (!heads) return TS_OK;
@@ -302,45 +386,31 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
         if (pk->e[i].set && pk->e[i].n == n && pk->e[i].threads == threads && pk->e[i].bf16 == bf16) {
             pk->e[i].used = ++pk->clock;
             *out = pk->e[i].set;
+            *cl = pk->e[i].cl;
             return TS_OK;
         }
         if (!pk->e[i].set || (pk->e[victim].set && pk->e[i].used < pk->e[victim].used)) victim = i;
     }
     conv2d_packed_set_free(pk->e[victim].set);
     pk->e[victim].set = NULL;
-    conv2d_packed_set *set;
-    ts_status st = conv2d_packed_set_create(ctx, m->nlayers, &set);
-    if (st) return st;
-    for (int li = 1; li < m->nlayers && !st; li++) {
-        if (!e->fuse_last[li]) continue;
-        fold_head(m, li);
-        const layer *c = &m->layers[li];
-        conv2d_params p = layer_conv_params(m, c, n);
-        st = conv2d_packed_add(ctx, set, li, &p, e->fold, e->fold + (size_t)m->tensors[c->weight].numel,
-                               e->fuse_act[li]);
-        if (st == TS_EUNSUPPORTED) st = TS_OK; /* this head runs per call */
-    }
-    if (st) {
+    conv2d_packed_set *set = NULL;
+    int all = 0, use_cl = 1;
+    ts_status st = packed_build(ctx, m, n, 1, &set, &all);
+    if (!st && !all) { /* some head runs per call: NCHW everywhere */
         conv2d_packed_set_free(set);
-        return st;
+        set = NULL;
+        use_cl = 0;
+        st = packed_build(ctx, m, n, 0, &set, &all);
     }
-    /* hand a head's output to the heads that read it without reorders, where every
-     * reader is packed and takes that layout */
-    for (int li = 1; li < m->nlayers; li++) {
-        const int last = e->fuse_last[li];
-        if (!last || !e->fuse_link[last]) continue;
-        int ok = 1;
-        for (int j = last + 1; j < m->nlayers && ok; j++)
-            if (m->layers[j].ninputs == 1 && m->layers[j].inputs[0] == last) ok = conv2d_packed_can_link(set, li, j);
-        for (int j = last + 1; j < m->nlayers && ok; j++)
-            if (m->layers[j].ninputs == 1 && m->layers[j].inputs[0] == last) conv2d_packed_link(set, li, j);
-    }
+    if (st) return st;
     pk->e[victim].set = set;
     pk->e[victim].n = n;
     pk->e[victim].threads = threads;
     pk->e[victim].bf16 = bf16;
+    pk->e[victim].cl = use_cl;
     pk->e[victim].used = ++pk->clock;
     *out = set;
+    *cl = use_cl;
     return TS_OK;
 }
 
@@ -424,10 +494,14 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     e->train = train;
     e->input = x;
     const int fuse = allow_fusion && !train && !ctx->constant_time && ops_fusion_enabled(ctx); /* a oneDNN path */
+    e->fused = fuse;
     conv2d_packed_set *set = NULL;
+    e->cl_now = NULL;
     if (fuse) {
-        ts_status st = packed_for(ctx, m, n, &set);
+        int cl = 0;
+        ts_status st = packed_for(ctx, m, n, &set, &cl);
         if (st) return st;
+        if (cl) e->cl_now = e->cl;
     } else if (train) {
         exec_weights_changed(m); /* batch norm updates its running statistics */
     }
@@ -441,12 +515,14 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     }
     for (int li = 1; li < m->nlayers; li++) {
         ts_status st;
+        const double t0 = e->profile ? ts_monotonic_s() : 0.0;
         if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li, set);
         else if (fuse && e->fuse_skip[li]) continue;
         else if (train && e->bn_relu_on[li] == 1) st = batchnorm_relu_forward(ctx, m, li, e->bn_relu[li]);
         else if (train && e->bn_relu_on[li] == 2) continue; /* done with its batch norm */
         else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
         if (st) return st;
+        if (e->profile) e->profile[li] += ts_monotonic_s() - t0;
     }
     TS_ASSERT(ts_shape_numel(&m->layers[m->nlayers - 1].out) == m->classes); /* the logits layer */
     if (logits) memcpy(logits, e->ls[m->nlayers - 1].out, (size_t)n * (size_t)m->classes * sizeof(float));
@@ -462,7 +538,7 @@ static int capture_needs_unfused(const ts_model *m, const ts_capture *cap) {
     const exec_state *e = &m->exec;
     if (!e->fuse_skip) return 1; /* not planned yet: be safe */
     for (int i = 0; i < cap->nlayers; i++)
-        if (e->fuse_skip[cap->layers[i]] || e->fuse_link[cap->layers[i]]) return 1; /* not written, or not NCHW */
+        if (e->fuse_skip[cap->layers[i]] || e->cl[cap->layers[i]]) return 1; /* not written, or not NCHW */
     return 0;
 }
 
@@ -501,6 +577,20 @@ ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int
 
 ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits) {
     return ts_model_predict_capture(ctx, m, x, n, logits, NULL);
+}
+
+ts_status ts_model_predict_profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, double *seconds) {
+    if (!ctx || !m || !seconds) return ts_fail(ctx, TS_EINVAL, "ts_model_predict_profile: bad argument");
+    m->exec.profile = seconds;
+    ts_status st = ts_model_predict_capture(ctx, m, x, n, logits, NULL);
+    m->exec.profile = NULL;
+    return st;
+}
+
+int ts_model_layer_fused_into(const ts_model *m, int index) {
+    if (!m || index < 0 || index >= m->nlayers || !m->exec.fuse_head) return -1;
+    const exec_state *e = &m->exec;
+    return e->fused && e->fuse_head[index] ? e->fuse_head[index] : index;
 }
 
 static ts_status refuse_constant_time(ts_ctx *ctx, const char *what) {

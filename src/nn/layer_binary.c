@@ -100,9 +100,33 @@ static binary_walk binary_walk_of(ts_model *m, int li) {
     return w;
 }
 
+/* The walk in channels-last order, (N,H,W,C), for a (C,H,W) output kept channels-last
+ * (exec.c): each operand's strides for how it is stored, channels-last for an input
+ * kept so, else NCHW's (a (C,1,1) squeeze-excitation scale, a constant) permuted. */
+static void binary_walk_cl(const ts_model *m, const layer *l, binary_walk *w) {
+    static const int perm[4] = {0, 2, 3, 1};
+    binary_walk v = *w;
+    for (int i = 0; i < 4; i++) v.dims[i] = w->dims[perm[i]];
+    binary_operands o = binary_operands_of(m, l);
+    for (int k = 0; k < 2; k++) {
+        if (!o.is_const[k] && layer_cl(m, l->inputs[o.input[k]])) {
+            const ts_shape *sh = o.shape[k]; /* (C,H,W): channels-last is what its producer wrote */
+            const int64_t c = sh->dims[0], h = sh->dims[1], wd = sh->dims[2];
+            v.strides[k][0] = c * h * wd;
+            v.strides[k][1] = h == 1 ? 0 : wd * c;
+            v.strides[k][2] = wd == 1 ? 0 : c;
+            v.strides[k][3] = c == 1 ? 0 : 1;
+        } else {
+            for (int i = 0; i < 4; i++) v.strides[k][i] = w->strides[k][perm[i]];
+        }
+    }
+    *w = v;
+}
+
 ts_status binary_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     binary_walk w = binary_walk_of(m, li);
+    if (layer_cl(m, li)) binary_walk_cl(m, l, &w);
     (ctx->constant_time ? binary_forward_ct : binary_forward_ref)((binary_op)l->op, w.rank, w.dims,
                                                                   m->exec.ls[li].out, w.data[0], w.strides[0],
                                                                   w.data[1], w.strides[1], ts_ctx_threads(ctx));

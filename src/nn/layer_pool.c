@@ -98,6 +98,11 @@ ts_status globalavgpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *so
 
 ts_status globalavgpool_forward(ts_ctx *ctx, ts_model *m, int li) {
     const ts_shape *in = input_shape(m, &m->layers[li], 0);
+    if (layer_cl(m, m->layers[li].inputs[0])) { /* fused inference kept it channels-last */
+        global_avgpool_forward_nhwc(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out,
+                                    layer_input(m, li, 0));
+        return TS_OK;
+    }
     (ctx->constant_time ? global_avgpool_forward_ct : global_avgpool_forward_ref)(
         m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out, layer_input(m, li, 0));
     return TS_OK;

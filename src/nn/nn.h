@@ -148,9 +148,12 @@ typedef struct exec_state {
     unsigned char *fuse_skip;
     int *fuse_bn;           /* fuse_bn[li]: head li's batch norm (0: none) */
     conv_act *fuse_act;     /* fuse_act[li]: head li's activation, as a post-op */
-    /* fuse_link[l]: layer l is a head's output read only by other heads, so a packed
-     * set may leave it in the convolutions' layout (conv2d_packed_link) */
-    char *fuse_link;
+    /* cl[l]: fused inference keeps layer l's output channels-last, (N,H,W,C) (exec.c,
+     * plan_channels_last); cl_now is cl during a pass that does so, else NULL */
+    char *cl;
+    const char *cl_now;
+    int *fuse_head;         /* fuse_head[l]: the head whose convolution computes fused layer l (0: none) */
+    int fused;              /* the last forward pass ran fused */
     float *fold;       /* folded weights and bias of the largest head */
     /* training fusion: bn_relu[li] is the ReLU that is batch norm li's only consumer
      * (0 otherwise); bn_relu_on marks the pairs fused in the last training forward
@@ -159,6 +162,7 @@ typedef struct exec_state {
     unsigned char *bn_relu_on;
     struct exec_packed *packed; /* the heads packed for oneDNN (exec.c); NULL until used */
     uint64_t dropout_seed;
+    double *profile;   /* (nlayers) seconds added per layer during a profiled call, else NULL */
 } exec_state;
 
 typedef struct meta_entry {
@@ -375,6 +379,8 @@ static inline float *tensor_grad(ts_model *m, int t) {
 }
 /* input activation of layer li's k-th input (the model input for INPUT) */
 const float *layer_input(ts_model *m, int li, int k);
+/* Is layer l's output channels-last, (N,H,W,C), in the pass that runs now? */
+static inline int layer_cl(const ts_model *m, int l) { return m->exec.cl_now && m->exec.cl_now[l]; }
 /* Where layer li's backward writes d loss / d input k: the input layer's grad
  * buffer, or the shared accumulator when that buffer already holds a gradient
  * from another consumer (then layer_input_grad_commit adds it). NULL if the input

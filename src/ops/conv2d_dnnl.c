@@ -291,7 +291,6 @@ typedef struct packed_conv {
     packed_prim conv, src_reorder, dst_reorder; /* reorders NULL where the layout is plain */
     dnnl_memory_t src_user, dst_user, src, dst, wei, bias;
     void *wei_buf, *bias_buf; /* what wei and bias hold (ts_alloc) */
-    int src_direct, dst_direct; /* the caller's buffer holds the primitive's layout (conv2d_packed_link) */
 } packed_conv;
 
 enum { PACKED_SRC, PACKED_DST, PACKED_SCRATCH, PACKED_NBUF };
@@ -424,7 +423,7 @@ static dnnl_memory_t packed_memory_owned(dnnl_job *job, conv2d_packed_set *s, co
 }
 
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
-                            const float *bias, conv_act act) {
+                            const float *bias, conv_act act, unsigned nhwc) {
     if (!s || slot < 0 || slot >= s->nslots || p->n == 0) return TS_EUNSUPPORTED;
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "packed convolution") != TS_OK) return job.status;
@@ -432,6 +431,11 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
     packed_conv_release(c);
     conv_descs d;
     c->pd = conv_inference_pd(&job, p, &d, bias != NULL, act, s->engine);
+    /* the caller's tensors in channels-last order where it asks: oneDNN's own choice
+     * on AVX-512 (acdb), so no reorder at all */
+    dnnl_dims_t src_dims = {p->n, p->c, p->h, p->w}, dst_dims = {p->n, p->k, p->oh, p->ow};
+    if (nhwc & CONV_PACKED_SRC_NHWC) d.src_user = dnnl_job_md(&job, 4, src_dims, dnnl_nhwc);
+    if (nhwc & CONV_PACKED_DST_NHWC) d.dst_user = dnnl_job_md(&job, 4, dst_dims, dnnl_nhwc);
     const dnnl_memory_desc_t *src_md = dnnl_job_query_md(&job, c->pd, dnnl_query_src_md);
     const dnnl_memory_desc_t *wei_md = dnnl_job_query_md(&job, c->pd, dnnl_query_weights_md);
     const dnnl_memory_desc_t *dst_md = dnnl_job_query_md(&job, c->pd, dnnl_query_dst_md);
@@ -476,27 +480,6 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
     return st;
 }
 
-/* A slot's source or output descriptor as its primitive wants it. */
-static const dnnl_memory_desc_t *packed_md(const packed_conv *c, dnnl_query_t what) {
-    return dnnl_primitive_desc_query_md(c->pd, what, 0);
-}
-
-int conv2d_packed_can_link(const conv2d_packed_set *s, int from, int to) {
-    if (!conv2d_packed_ready(s, from) || !conv2d_packed_ready(s, to)) return 0;
-    const dnnl_memory_desc_t *out = packed_md(&s->slot[from], dnnl_query_dst_md);
-    const dnnl_memory_desc_t *in = packed_md(&s->slot[to], dnnl_query_src_md);
-    const dnnl_memory_desc_t *plain = NULL;
-    /* the same layout and type, and no larger than the plain tensor (no padded blocks):
-     * the caller's buffer is sized for that */
-    if (!out || !in || !dnnl_memory_desc_equal(out, in)) return 0;
-    if (dnnl_memory_get_memory_desc(s->slot[from].dst_user, &plain) != dnnl_success) return 0;
-    return dnnl_memory_desc_get_size(out) == dnnl_memory_desc_get_size(plain);
-}
-
-void conv2d_packed_link(conv2d_packed_set *s, int from, int to) {
-    s->slot[from].dst_direct = 1;
-    s->slot[to].src_direct = 1;
-}
 
 ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out, const float *in) {
     if (!conv2d_packed_ready(s, slot)) return ts_fail(ctx, TS_EINVAL, "packed convolution: slot %d is not packed", slot);
@@ -509,21 +492,17 @@ ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *
     }
     dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src_user, (void *)in), "dnnl_memory_set_data_handle");
     dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst_user, out), "dnnl_memory_set_data_handle");
-    if (c->src_direct) {
-        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src, (void *)in), "dnnl_memory_set_data_handle");
-    } else if (c->src_reorder.prim) {
+    if (c->src_reorder.prim) {
         dnnl_job_check(&job, dnnl_memory_set_data_handle(c->src, s->buf[PACKED_SRC]), "dnnl_memory_set_data_handle");
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->src_user}, {DNNL_ARG_TO, c->src}};
         packed_prim_execute(&job, s, &c->src_reorder, 2, a);
     }
-    if (c->dst_direct)
-        dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, out), "dnnl_memory_set_data_handle");
-    else if (c->dst_reorder.prim)
+    if (c->dst_reorder.prim)
         dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, s->buf[PACKED_DST]), "dnnl_memory_set_data_handle");
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wei}, {DNNL_ARG_DST, c->dst},
                                {DNNL_ARG_BIAS, c->bias}};
     packed_prim_execute(&job, s, &c->conv, c->bias ? 4 : 3, args);
-    if (c->dst_reorder.prim && !c->dst_direct) {
+    if (c->dst_reorder.prim) {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->dst}, {DNNL_ARG_TO, c->dst_user}};
         packed_prim_execute(&job, s, &c->dst_reorder, 2, a);
     }

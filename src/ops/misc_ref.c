@@ -4,14 +4,21 @@
 
 #include <string.h>
 
+/* Sum of s floats in double, in a fixed order: eight interleaved partial sums (so the
+ * additions do not wait on each other and vectorize), combined pairwise. */
+static double plane_sum(const float *x, size_t s) {
+    double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    size_t i = 0;
+    for (; i + 8 <= s; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)x[i + (size_t)j];
+    for (int j = 0; i < s; i++, j++) acc[j] += (double)x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 void global_avgpool_forward_ref(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,C,S) */) {
     const size_t planes = (size_t)n * (size_t)c, s = (size_t)spatial;
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *x = in + pl * s;
-        double sum = 0.0; /* double, fixed order: the mean is within one rounding */
-        for (size_t i = 0; i < s; i++) sum += x[i];
-        out[pl] = s ? (float)(sum / (double)s) : 0.0f;
-    }
+    for (size_t pl = 0; pl < planes; pl++) /* double: the mean is within one rounding */
+        out[pl] = s ? (float)(plane_sum(in + pl * s, s) / (double)s) : 0.0f;
 }
 
 /* The same with the mean as sum times 1/S (a shape constant) instead of a division of
@@ -19,12 +26,23 @@ void global_avgpool_forward_ref(int n, int c, int spatial, float *out /* (N,C) *
 void global_avgpool_forward_ct(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,C,S) */) {
     const size_t planes = (size_t)n * (size_t)c, s = (size_t)spatial;
     const double inv = s ? 1.0 / (double)s : 0.0;
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *x = in + pl * s;
-        double sum = 0.0;
-        for (size_t i = 0; i < s; i++) sum += x[i];
-        out[pl] = (float)(sum * inv);
-    }
+    for (size_t pl = 0; pl < planes; pl++) out[pl] = (float)(plane_sum(in + pl * s, s) * inv);
+}
+
+/* Channels in blocks of 64, each block's sums in double over the positions in order:
+ * contiguous reads, and a fixed order. */
+void global_avgpool_forward_nhwc(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,S,C) */) {
+    enum { BLOCK = 64 };
+    const size_t s = (size_t)spatial, cs = (size_t)c;
+    for (int b = 0; b < n; b++)
+        for (size_t c0 = 0; c0 < cs; c0 += BLOCK) {
+            const size_t len = cs - c0 < BLOCK ? cs - c0 : BLOCK;
+            double acc[BLOCK] = {0.0};
+            const float *x = in + (size_t)b * s * cs + c0;
+            for (size_t i = 0; i < s; i++, x += cs)
+                for (size_t j = 0; j < len; j++) acc[j] += (double)x[j];
+            for (size_t j = 0; j < len; j++) out[(size_t)b * cs + c0 + j] = s ? (float)(acc[j] / (double)s) : 0.0f;
+        }
 }
 
 void global_avgpool_backward_ref(int n, int c, int spatial, float *din /* (N,C,S) */, const float *dout /* (N,C) */) {

@@ -211,6 +211,8 @@ void softmax_axis_backward_ref(size_t outer, size_t len, size_t inner, int log_s
 
 /* Global average pool: (N,C,S) -> (N,C). */
 void global_avgpool_forward_ref(int n, int c, int spatial, float *out, const float *in);
+/* The same over a channels-last input in (N,S,C); within an ulp of it. */
+void global_avgpool_forward_nhwc(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,S,C) */);
 void global_avgpool_backward_ref(int n, int c, int spatial, float *din, const float *dout);
 
 /* Global max pool: (N,C,S) -> (N,C); argmax (N,C) (may be NULL at inference) gets
@@ -385,18 +387,14 @@ typedef struct conv2d_packed_set conv2d_packed_set;
 ts_status conv2d_packed_set_create(ts_ctx *ctx, int nslots, conv2d_packed_set **out);
 void conv2d_packed_set_free(conv2d_packed_set *s);
 /* Packs slot: w (K,C/G,KH,KW) and bias (K) or NULL are copied (w in the primitive's
- * layout, bf16 when ctx->bf16), act as a post-op. TS_EUNSUPPORTED (no message) where
- * oneDNN has no implementation. */
+ * layout, bf16 when ctx->bf16), act as a post-op. nhwc: CONV_PACKED_SRC_NHWC and/or
+ * CONV_PACKED_DST_NHWC, the run's `in` and `out` are channels-last, (N,H,W,C) and
+ * (N,OH,OW,K), instead of NCHW. TS_EUNSUPPORTED (no message) where oneDNN has no
+ * implementation. */
+enum { CONV_PACKED_SRC_NHWC = 1, CONV_PACKED_DST_NHWC = 2 };
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
-                            const float *bias, conv_act act);
+                            const float *bias, conv_act act, unsigned nhwc);
 int conv2d_packed_ready(const conv2d_packed_set *s, int slot);
-/* Slot `from`'s output can go to slot `to` as it is: its primitive's output layout is
- * to's source layout (NHWC for both, typically) and as large as the plain tensor.
- * conv2d_packed_link then makes from write that layout into its out buffer and to read
- * it from its in buffer, skipping two reorders; the buffer then holds that layout,
- * which only such linked slots may read. */
-int conv2d_packed_can_link(const conv2d_packed_set *s, int from, int to);
-void conv2d_packed_link(conv2d_packed_set *s, int from, int to);
 ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out /* (N,K,OH,OW) */,
                             const float *in /* (N,C,H,W) */);
 

@@ -826,9 +826,9 @@ static int on_capture(void *user, int layer, int64_t first, int n, const float *
 
 /* Inference fusion of the activations imported networks use (ReLU6 as clip, SiLU as
  * sigmoid then mul, Hardswish as hardsigmoid then mul or as one layer) and the
- * hand-off of a convolution's output to the convolutions that alone read it: the
- * oneDNN path matches the reference kernels, and a captured hand-off layer reads as
- * NCHW all the same. */
+ * channels-last tensors between convolutions, additions, element-wise layers, a
+ * squeeze-excitation product and global average pooling: the oneDNN path matches
+ * the reference kernels, and a captured channels-last layer reads as NCHW all the same. */
 static void test_activation_fusion(void) {
     static const char *arch = "input shape=3x12x12\n"
                               "conv2d name=c1 out=16 kernel=3 padding=1\n"
@@ -843,6 +843,9 @@ static void test_activation_fusion(void) {
                               "conv2d name=c4 out=16 kernel=1 in=hsw\n"
                               "add name=a in=c3,c4\n"
                               "hardswish name=h\n"
+                              "globalavgpool name=gq\n"
+                              "reshape name=gs shape=16x1x1\n"
+                              "binary name=se in=h,gs op=mul\n"
                               "conv2d name=c5 out=8 kernel=1\n"
                               "batchnorm name=bn\n"
                               "sigmoid name=g2\n"
@@ -883,14 +886,31 @@ static void test_activation_fusion(void) {
             int conv, last;
             conv_act_kind act;
         } want[] = {{1, 2, CONV_ACT_CLAMP}, {3, 5, CONV_ACT_SWISH}, {6, 8, CONV_ACT_HARDSWISH}, {9, 9, CONV_ACT_NONE},
-                    {10, 10, CONV_ACT_NONE}, {13, 16, CONV_ACT_SWISH}};
+                    {10, 10, CONV_ACT_NONE}, {16, 19, CONV_ACT_SWISH}};
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
             CHECK(e->fuse_last[want[i].conv] == want[i].last && e->fuse_act[want[i].conv].kind == want[i].act,
                   "conv %d: fused to %d with act %d", want[i].conv, e->fuse_last[want[i].conv],
                   (int)e->fuse_act[want[i].conv].kind);
-        CHECK(e->fuse_link[2] && e->fuse_link[5] && e->fuse_link[8] && !e->fuse_link[9], "hand-offs: %d %d %d %d",
-              e->fuse_link[2], e->fuse_link[5], e->fuse_link[8], e->fuse_link[9]);
+        /* channels-last from the first convolution to the last pooling: the heads'
+         * outputs, the addition, the hardswish, the squeeze-excitation product */
+        static const int cl[] = {0, 0, 1, 0, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0};
+        for (int l = 0; l < (int)(sizeof cl / sizeof cl[0]); l++)
+            CHECK(e->cl[l] == cl[l], "layer %d: channels-last %d, want %d", l, e->cl[l], cl[l]);
     }
+    /* the profile: time on the heads and the unfused layers, none on what a head absorbed */
+    double sec[22] = {0};
+    float logits[7 * 5];
+    CHECK(ts_model_layer_count(m) == 22, "%d layers", ts_model_layer_count(m));
+    CHECK(ts_model_predict_profile(g_ctx, m, x, n, logits, sec) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    test_allclose("profiled logits", logits, y[0], (size_t)n * 5, 0.0, 0.0);
+    static const int into[][2] = {{1, 1}, {2, 1}, {4, 3}, {5, 3}, {7, 6}, {8, 6}, {11, 11}, {17, 16}, {19, 16}, {20, 20}};
+    for (size_t i = 0; i < sizeof into / sizeof into[0]; i++) {
+        const int l = into[i][0], h = into[i][1];
+        CHECK(ts_model_layer_fused_into(m, l) == h, "layer %d fused into %d, want %d", l, ts_model_layer_fused_into(m, l), h);
+        CHECK(l == h ? sec[l] > 0.0 : sec[l] == 0.0, "layer %d: %g s", l, sec[l]);
+    }
+    CHECK(ts_model_layer_fused_into(m, 22) == -1 && ts_model_predict_profile(g_ctx, m, x, n, logits, NULL) == TS_EINVAL,
+          "bad arguments");
     for (int b = 0; b < 2; b++) {
         free(y[b]);
         free(cap_out[b]);

@@ -781,6 +781,21 @@ static void test_global_avgpool(void) {
     fd_problem pr = {gap_fd_forward, gc.out, r, 6, &gc};
     fd_check("global avgpool fd", &pr, gc.in, 210, din, 1e-2f, 1e-2, 1e-3);
     free(gc.in), free(gc.out), free(r), free(din);
+
+    /* channels-last input (N,S,C), C across the kernel's 64-channel blocks: the means
+     * of the same planes, and the constant-time variant within an ulp too */
+    enum { N = 2, C = 70, S = 9 };
+    float *nchw = frand(N * C * S, 103, -3, 3), *nhwc = test_falloc(N * C * S);
+    float a[N * C], b[N * C], ct[N * C];
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < S; i++) nhwc[(n * S + i) * C + c] = nchw[(n * C + c) * S + i];
+    global_avgpool_forward_ref(N, C, S, a, nchw);
+    global_avgpool_forward_nhwc(N, C, S, b, nhwc);
+    global_avgpool_forward_ct(N, C, S, ct, nchw);
+    test_allclose("global avgpool channels-last", b, a, N * C, 1e-6, 1e-7);
+    test_allclose("global avgpool constant-time", ct, a, N * C, 1e-6, 1e-7);
+    free(nchw), free(nhwc);
 }
 
 typedef struct concat_case {
