@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test binary in the given build folders (and, for plain builds, the shell
-# tests tests/*/test_*.sh) and prints the totals as the last line: "N passed, N failed". Exit status is non-zero when anything failed.
+# tests tests/*/test_*.sh) and prints the totals as the last line: "N passed, N failed".
+# Exit status is non-zero when anything failed.
 # Test binaries run from the repository root so fixture paths are stable.
 cd "$(dirname "$0")/.." || exit 2
 total_pass=0
