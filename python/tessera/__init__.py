@@ -182,6 +182,20 @@ def _str(b):
     return None if b is None else b.decode(errors="replace")
 
 
+class _Handle:
+    """Owns a C object, freed by the ts_ function named _free when Python drops it."""
+    _free = None
+
+    def __init__(self, ptr, ctx):
+        self._p = ptr
+        self.ctx = ctx
+
+    def __del__(self):
+        if getattr(self, "_p", None) and _lib is not None:
+            getattr(_lib, self._free)(self._p)
+            self._p = None
+
+
 class Error(Exception):
     """A failed library call: str(e) is the library's message; e.status its status
     name ("TS_EIO", ...) and e.code the number."""
@@ -192,10 +206,11 @@ class Error(Exception):
         self.status = _str(_lib.ts_status_name(code))
 
 
-class Context:
+class Context(_Handle):
     """A ts_ctx: threads, backend ("dnnl" or "ref") and the last error. Objects keep
     the context they were made with. The default has 1 thread, so results are the
     same on every machine."""
+    _free = "ts_ctx_free"
 
     def __init__(self, threads=1, backend="dnnl"):
         p = C.c_void_p()
@@ -217,11 +232,6 @@ class Context:
             _lib.ts_ctx_clear_error(self._p)
             raise Error(status, msg)
 
-    def __del__(self):
-        if getattr(self, "_p", None) and _lib is not None:
-            _lib.ts_ctx_free(self._p)
-            self._p = None
-
 
 _default_ctx = []
 
@@ -237,10 +247,11 @@ def _ctx(ctx):
 _SPLITS = {"train": 0, "test": 1}
 
 
-class Dataset:
+class Dataset(_Handle):
     """A dataset in memory (ts_dataset_load_first): a known name (fashion-mnist, mnist,
     cifar10, cifar100) or a folder or file in those layouts; split "train" or "test";
     limit > 0 reads the first `limit` samples only."""
+    _free = "ts_dataset_free"
 
     def __init__(self, spec, split="test", limit=0, data_dir=None, ctx=None):
         if split not in _SPLITS:
@@ -285,27 +296,14 @@ class Dataset:
         """A copy of the labels, int32 (N,)."""
         return np.ctypeslib.as_array(self._ds.labels, (len(self),)).copy()
 
-    def __del__(self):
-        if getattr(self, "_p", None) and _lib is not None:
-            _lib.ts_dataset_free(self._p)
-            self._p = None
-
 
 def _dataset(data, split, limit, data_dir, ctx):
     return data if isinstance(data, Dataset) else Dataset(data, split, limit, data_dir, ctx)
 
 
-class Model:
+class Model(_Handle):
     """A ts_model. Build one with load, from_arch, train or compose."""
-
-    def __init__(self, ptr, ctx):
-        self._p = ptr
-        self.ctx = ctx
-
-    def __del__(self):
-        if getattr(self, "_p", None) and _lib is not None:
-            _lib.ts_model_free(self._p)
-            self._p = None
+    _free = "ts_model_free"
 
     @property
     def input_shape(self):
@@ -419,17 +417,9 @@ class Model:
         return out
 
 
-class Module:
+class Module(_Handle):
     """A per-class module (ts_module): "is x class c?"."""
-
-    def __init__(self, ptr, ctx):
-        self._p = ptr
-        self.ctx = ctx
-
-    def __del__(self):
-        if getattr(self, "_p", None) and _lib is not None:
-            _lib.ts_module_free(self._p)
-            self._p = None
+    _free = "ts_module_free"
 
     @property
     def info(self):
