@@ -217,7 +217,7 @@ LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 MANDIR      ?= $(PREFIX)/share/man
 PKGCONFIGDIR?= $(LIBDIR)/pkgconfig
-VERSION     := $(shell sed -n 's/^\#define TS_VERSION_STRING "\(.*\)"/\1/p' include/tessera.h)
+VERSION     := $(shell sed -n 's/^.define TS_VERSION_STRING "\(.*\)"/\1/p' include/tessera.h)
 SOMAJOR     := $(firstword $(subst ., ,$(VERSION)))
 SONAME      := libtessera.so.$(SOMAJOR)
 SOLIB       := libtessera.so.$(VERSION)
@@ -231,6 +231,7 @@ man: $(BUILD)/tessera.1
 $(BUILD)/gen/tessera.map: $(BUILD)/gen/exports.txt
 	@{ echo "{ global:"; sed 's/.*/  &;/' $<; echo "local: *; };"; } >$@
 
+# -z defs: every symbol resolved now (a missing library fails here, not in a user's link)
 $(BUILD)/$(SOLIB): $(LIB_OBJ) $(BUILD)/gen/tessera.map
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(BUILD)/gen/tessera.map \
@@ -242,7 +243,8 @@ $(BUILD)/libtessera.so: $(BUILD)/$(SOLIB)
 
 $(BUILD)/tessera.1: $(BUILD)/tessera scripts/gen-man.sh docs/cli.md
 	@echo "  MAN     $@"
-	@sh scripts/gen-man.sh $(BUILD)/tessera >$@.tmp && mv $@.tmp $@
+	@sh scripts/gen-man.sh $(BUILD)/tessera >$@.tmp || { rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
 
 # The same list of files for both, so uninstall removes what install put there.
 INSTALLED := $(BINDIR)/tessera $(LIBDIR)/$(SOLIB) $(LIBDIR)/$(SONAME) $(LIBDIR)/libtessera.so \
