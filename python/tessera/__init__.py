@@ -375,13 +375,18 @@ class Model(_Handle):
             out = e / e.sum(axis=1, keepdims=True)
         return out
 
+    def _data(self, data, data_dir):
+        """data, else the dataset the model records (and where it was found)."""
+        if data is not None:
+            return data, data_dir
+        if self.meta("data") is None:
+            raise ValueError("the model records no dataset: pass data")
+        return self.meta("data"), data_dir or self.meta("data.dir")
+
     def evaluate(self, data=None, split="test", limit=0, batch=256, data_dir=None):
         """Top-1, top-5, loss and confusion matrix (rows: true class) on a Dataset or
         a dataset name/path (default: the "data" the model records), as a dict."""
-        if data is None:
-            data = self.meta("data")
-            if data is None:
-                raise ValueError("the model records no dataset: pass data")
+        data, data_dir = self._data(data, data_dir)
         ds = _dataset(data, split, limit, data_dir, self.ctx)
         rep = _EvalReport()
         self.ctx._check(_lib.ts_evaluate(self.ctx._p, self._p, ds._p, int(batch), C.byref(rep)))
@@ -399,10 +404,7 @@ class Model(_Handle):
         methods = {"activation": 0, "grad": 1, "mwt": 2, "ga": 3}
         if method not in methods:
             raise ValueError("method must be one of %s, not %r" % (", ".join(methods), method))
-        if data is None:
-            data = self.meta("data")
-            if data is None:
-                raise ValueError("the model records no dataset: pass data")
+        data, data_dir = self._data(data, data_dir)
         ds = _dataset(data, "train", limit, data_dir, self.ctx)
         cfg = _DecomposeConfig()
         _lib.ts_decompose_config_default(C.byref(cfg))
