@@ -204,3 +204,63 @@ fuzz-smoke: fuzz
 
 fuzz-long: fuzz
 	@sh scripts/fuzz-smoke.sh build-fuzz $(FUZZ_SECONDS)
+
+# ---------------------------------------------------------------- install
+# `make install [PREFIX=/usr/local] [DESTDIR=...]`: the CLI, libtessera.so (SONAME
+# libtessera.so.MAJOR) and libtessera.a, tessera.h, tessera.pc and the man page
+# tessera(1); `make uninstall` removes exactly those files (tests/install/).
+# The shared library exports what libtessera.a exports: tessera.h's functions (a
+# version script made from the same list); the man page is made from the help texts.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+MANDIR      ?= $(PREFIX)/share/man
+PKGCONFIGDIR?= $(LIBDIR)/pkgconfig
+VERSION     := $(shell sed -n 's/^.define TS_VERSION_STRING "\(.*\)"/\1/p' include/tessera.h)
+SOMAJOR     := $(firstword $(subst ., ,$(VERSION)))
+SONAME      := libtessera.so.$(SOMAJOR)
+SOLIB       := libtessera.so.$(VERSION)
+
+.PHONY: shared man install uninstall
+
+all: $(BUILD)/libtessera.so $(BUILD)/tessera.1
+shared: $(BUILD)/libtessera.so
+man: $(BUILD)/tessera.1
+
+$(BUILD)/gen/tessera.map: $(BUILD)/gen/exports.txt
+	@{ echo "{ global:"; sed 's/.*/  &;/' $<; echo "local: *; };"; } >$@
+
+# -z defs: every symbol resolved now (a missing library fails here, not in a user's link)
+$(BUILD)/$(SOLIB): $(LIB_OBJ) $(BUILD)/gen/tessera.map
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(BUILD)/gen/tessera.map \
+		-Wl,-z,defs $(LIB_OBJ) $(LDLIBS) -o $@
+
+$(BUILD)/libtessera.so: $(BUILD)/$(SOLIB)
+	@ln -sf $(SOLIB) $(BUILD)/$(SONAME)
+	@ln -sf $(SONAME) $@
+
+$(BUILD)/tessera.1: $(BUILD)/tessera scripts/gen-man.sh docs/cli.md
+	@echo "  MAN     $@"
+	@sh scripts/gen-man.sh $(BUILD)/tessera >$@.tmp || { rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
+
+# The same list of files for both, so uninstall removes what install put there.
+INSTALLED := $(BINDIR)/tessera $(LIBDIR)/$(SOLIB) $(LIBDIR)/$(SONAME) $(LIBDIR)/libtessera.so \
+	$(LIBDIR)/libtessera.a $(INCLUDEDIR)/tessera.h $(PKGCONFIGDIR)/tessera.pc $(MANDIR)/man1/tessera.1
+
+# tessera.pc names PREFIX, so it is written at install time, not built.
+install: $(BUILD)/tessera $(BUILD)/libtessera.a $(BUILD)/libtessera.so $(BUILD)/tessera.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(BUILD)/tessera $(DESTDIR)$(BINDIR)/tessera
+	install -m 755 $(BUILD)/$(SOLIB) $(DESTDIR)$(LIBDIR)/$(SOLIB)
+	ln -sf $(SOLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libtessera.so
+	install -m 644 $(BUILD)/libtessera.a $(DESTDIR)$(LIBDIR)/libtessera.a
+	install -m 644 include/tessera.h $(DESTDIR)$(INCLUDEDIR)/tessera.h
+	sh scripts/tessera-pc.sh "$(PREFIX)" "$(LIBDIR)" "$(INCLUDEDIR)" "$(VERSION)" >$(DESTDIR)$(PKGCONFIGDIR)/tessera.pc
+	install -m 644 $(BUILD)/tessera.1 $(DESTDIR)$(MANDIR)/man1/tessera.1
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The library users link (BUILD/libtessera.a) must define, as global symbols,
+# The library users link (BUILD/libtessera.a, and BUILD/libtessera.so) must define, as global symbols,
 # exactly the functions include/tessera.h declares: no internal helper (attr,
 # add_forward, ...), no generated protobuf-c code (onnx__*), no data table. And it
 # must not call what exits, aborts or prints (outside the sanitizer build, whose
@@ -23,6 +23,15 @@ else
 fi
 extra=$(LC_ALL=C comm -13 "$tmp/header" "$tmp/lib")
 missing=$(LC_ALL=C comm -23 "$tmp/header" "$tmp/lib")
+# The shared library (when built) must export the same: its dynamic symbol table.
+so=$build/libtessera.so
+if [ -e "$so" ]; then
+    nm -D --defined-only "$so" | awk 'NF == 3 { print $3 }' | LC_ALL=C sort -u >"$tmp/so"
+    so_diff=$(LC_ALL=C comm -3 "$tmp/header" "$tmp/so")
+    [ -n "$so_diff" ] && { echo "$so exports differ from tessera.h (left: header only, right: library only):"
+        echo "$so_diff" | sed 's/^/  /'; echo "symbols: FAIL: $so"; exit 1; }
+    calls="$calls; $so exports the same"
+fi
 if [ -z "$extra" ] && [ -z "$missing" ] && [ -z "$forbidden" ]; then
     echo "symbols: PASS: $lib exports exactly the $(wc -l <"$tmp/header") functions of tessera.h; $calls"
     exit 0

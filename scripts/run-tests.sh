@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs every test binary in the given build folders and prints the totals as the
-# last line: "N passed, N failed". Exit status is non-zero when anything failed.
+# Runs every test binary in the given build folders (and, for plain builds, the shell
+# tests tests/*/test_*.sh) and prints the totals as the last line: "N passed, N failed".
+# Exit status is non-zero when anything failed.
 # Test binaries run from the repository root so fixture paths are stable.
 cd "$(dirname "$0")/.." || exit 2
 total_pass=0
@@ -9,9 +10,16 @@ for build in "$@"; do
     [ -d "$build/tests" ] || { echo "no tests built in $build"; total_fail=$((total_fail + 1)); continue; }
     export TESSERA_BIN="$build/tessera"
     case "$build" in *asan*) export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ;; esac
-    for t in $(find "$build/tests" -type f -name 'test_*' | sort); do
+    # Shell tests (tests/*/test_*.sh: install, the Python binding) take the build
+    # folder; they load or link its libraries, so sanitizer builds skip them.
+    scripts=
+    case "$build" in *asan*) ;; *) scripts=$(find tests -mindepth 2 -maxdepth 2 -type f -name 'test_*.sh' | sort) ;; esac
+    for t in $(find "$build/tests" -type f -name 'test_*' | sort) $scripts; do
         start=$(date +%s)
-        out=$("$t" 2>&1)
+        case "$t" in
+        *.sh) out=$(sh "$t" "$build" 2>&1) ;;
+        *) out=$("$t" 2>&1) ;;
+        esac
         rc=$?
         line=$(printf '%s\n' "$out" | grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed$' | tail -n 1)
         secs=$(( $(date +%s) - start ))
