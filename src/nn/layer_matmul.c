@@ -100,9 +100,9 @@ static ts_status matmul2_forward(ts_ctx *ctx, ts_model *m, int li) {
     const matmul_params q = matmul_params_of(m, &m->layers[li], 1);
     const int64_t as = q.a_count * q.m * q.k, bs = q.b_count * q.k * q.p, cs = q.c_count * q.m * q.p;
     const float *a = layer_input(m, li, 0), *b = layer_input(m, li, 1);
-    for (int s = 0; s < m->exec.n; s++)
-        matmul_forward_ref(&q, m->exec.ls[li].out + s * cs, a + s * as, b + s * bs, ts_ctx_threads(ctx));
-    return TS_OK;
+    ts_status st = TS_OK;
+    for (int s = 0; s < m->exec.n && !st; s++) st = ops_matmul_forward(ctx, &q, m->exec.ls[li].out + s * cs, a + s * as, b + s * bs);
+    return st;
 }
 
 static ts_status matmul2_backward(ts_ctx *ctx, ts_model *m, int li) {
@@ -127,8 +127,7 @@ ts_status matmul_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     if (l->ninputs == 2) return matmul2_forward(ctx, m, li);
     const matmul_params q = matmul_params_of(m, l, m->exec.n);
-    matmul_forward_ref(&q, m->exec.ls[li].out, layer_input(m, li, 0), tensor_data(m, l->weight), ts_ctx_threads(ctx));
-    return TS_OK;
+    return ops_matmul_forward(ctx, &q, m->exec.ls[li].out, layer_input(m, li, 0), tensor_data(m, l->weight));
 }
 
 ts_status matmul_backward(ts_ctx *ctx, ts_model *m, int li) {

@@ -231,6 +231,29 @@ ts_status ops_batchnorm_relu_backward(ts_ctx *ctx, const bn_params *p, float *di
 
 /* ----------------------------------------------------------- dense layer */
 
+/* oneDNN's sgemm per product (one for every sample when B is one matrix: the rows of
+ * all A matrices stacked), else the reference. */
+ts_status ops_matmul_forward(ts_ctx *ctx, const matmul_params *q, float *c, const float *a, const float *b) {
+    if (!ctx) return TS_EINVAL;
+    if (use_dnnl(ctx)) {
+        const int64_t mk = (int64_t)q->m * q->k, kp = (int64_t)q->k * q->p, mp = (int64_t)q->m * q->p;
+        ts_status s = TS_OK;
+        if (q->b_count == 1) { /* then a_count == c_count */
+            s = gemm_dnnl(ctx, (int64_t)q->n * q->c_count * q->m, q->p, q->k, c, a, b);
+        } else {
+            for (int64_t t = 0; t < (int64_t)q->n * q->c_count && s == TS_OK; t++) {
+                int64_t ia, ib;
+                matmul_batch_index(q, t % q->c_count, &ia, &ib);
+                s = gemm_dnnl(ctx, q->m, q->p, q->k, c + t * mp, a + ((t / q->c_count) * q->a_count + ia) * mk,
+                              b + ib * kp);
+            }
+        }
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    matmul_forward_ref(q, c, a, b, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
 ts_status ops_dense_forward(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
                             const float *bias) {
     if (!ctx) return TS_EINVAL;

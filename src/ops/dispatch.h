@@ -58,6 +58,8 @@ ts_status ops_batchnorm_relu_backward(ts_ctx *ctx, const bn_params *p, float *di
                                       const float *relu_out /* (N,C,S) */, const float *gamma, const float *mean,
                                       const float *var);
 
+/* c (N,c_count,m,p) = a (N,a_count,m,k) b (b_count,k,p) with q's broadcasting */
+ts_status ops_matmul_forward(ts_ctx *ctx, const matmul_params *q, float *c, const float *a, const float *b);
 ts_status ops_dense_forward(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
                             const float *bias);
 ts_status ops_dense_backward_data(ts_ctx *ctx, int n, int in_f, int out_f, float *din, const float *dout,

@@ -11,7 +11,7 @@
 #include <string.h>
 
 /* Matrix offsets of output batch index i in A (within a sample) and in B. */
-static void matmul_batch_index(const matmul_params *q, int64_t i, int64_t *ia, int64_t *ib) {
+void matmul_batch_index(const matmul_params *q, int64_t i, int64_t *ia, int64_t *ib) {
     int64_t oa = 0, ob = 0;
     for (int d = q->batch_rank - 1; d >= 0; d--) {
         const int64_t x = i % q->batch[d];

@@ -304,6 +304,8 @@ typedef struct matmul_params {
     int64_t b_stride[TS_MAX_DIMS];      /* in matrices of B; 0 where B broadcasts */
     int64_t a_count, b_count, c_count;  /* matrices in one sample's A, in B, in one sample's C */
 } matmul_params;
+/* Matrix i of a sample's C: the offsets, in matrices, of its A in the sample's A and of its B. */
+void matmul_batch_index(const matmul_params *q, int64_t i, int64_t *ia, int64_t *ib);
 void matmul_forward_ref(const matmul_params *q, float *c /* (N,c_count,m,p) */, const float *a /* (N,a_count,m,k) */,
                         const float *b /* (b_count,k,p) */, int nthreads);
 /* da (overwritten) = dc B^T, summed over the batch axes where A broadcasts. */
@@ -415,6 +417,8 @@ ts_status batchnorm_forward_infer_dnnl(ts_ctx *ctx, const bn_params *p, float *o
 ts_status batchnorm_backward_dnnl(ts_ctx *ctx, const bn_params *p, float *din, float *dgamma, float *dbeta,
                                   const float *dout, const float *in, const float *gamma, const float *mean,
                                   const float *var);
+/* c (m,n) = a (m,k) b (k,n), row-major (gemm_dnnl.c); TS_EUNSUPPORTED for an empty product */
+ts_status gemm_dnnl(ts_ctx *ctx, int64_t m, int64_t n, int64_t k, float *c, const float *a, const float *b);
 ts_status dense_forward_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
                              const float *bias);
 ts_status dense_backward_data_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *din, const float *dout,

@@ -365,6 +365,29 @@ static void test_dense(void) {
         dense_compare(rand_int(1, 20), rand_int(1, 70), rand_int(1, 40), rand_int(0, 1), 660 + (unsigned)i);
 }
 
+/* ------------------------------------------------------------ matrix product */
+
+/* oneDNN's sgemm against the reference: one B for every matrix (the stacked-rows
+ * product), and A broadcast against three B matrices (one product each). */
+static void test_matmul(void) {
+    static const matmul_params cases[] = {
+        {3, 5, 7, 4, 1, {2}, {1}, {0}, 2, 1, 2},
+        {2, 6, 33, 17, 1, {3}, {0}, {1}, 1, 3, 3},
+        {1, 49, 96, 384, 0, {0}, {0}, {0}, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const matmul_params *q = &cases[i];
+        const size_t na = (size_t)q->n * (size_t)(q->a_count * q->m * q->k), nb = (size_t)(q->b_count * q->k * q->p);
+        const size_t nc = (size_t)q->n * (size_t)(q->c_count * q->m * q->p);
+        float *a = fvec(na, 700 + i, -1, 1), *b = fvec(nb, 710 + i, -1, 1);
+        float *c = fvec(nc, 0, 0, 0), *c_ref = fvec(nc, 0, 0, 0);
+        matmul_forward_ref(q, c_ref, a, b, 2);
+        CHECK(ops_matmul_forward(g_ctx, q, c, a, b) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (!close_to("matmul forward", c, c_ref, nc)) fprintf(stderr, "  case %zu\n", i);
+        free(a), free(b), free(c), free(c_ref);
+    }
+}
+
 /* ------------------------------------------------------------ elementwise */
 
 static void test_eltwise(void) {
@@ -514,6 +537,7 @@ int main(void) {
     RUN(test_avgpool_ceil_include_pad_falls_back);
     RUN(test_batchnorm);
     RUN(test_dense);
+    RUN(test_matmul);
     RUN(test_eltwise);
     RUN(test_dispatch_reaches_dnnl);
     RUN(test_dispatch_ref_backend);
