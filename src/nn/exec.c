@@ -194,6 +194,15 @@ static int layout_free(const layer *l) {
     }
 }
 
+/* Layers with a channels-last variant in inference whose output is in the order of
+ * their input: the layout-free ones, binary (walks each operand by its own strides),
+ * pooling (oneDNN's, on nhwc), concat (rows of (N,H,W) positions) and batch norm
+ * (each position a row of C). */
+static int follows_layout(const layer *l) {
+    return layout_free(l) || l->kind == LAYER_BINARY || l->kind == LAYER_MAXPOOL || l->kind == LAYER_AVGPOOL ||
+           l->kind == LAYER_CONCAT || l->kind == LAYER_BATCHNORM;
+}
+
 /* A per-sample (C,H,W) output with more than one position: the only kind whose
  * channels-last order differs from NCHW. */
 static int spatial_tensor(const layer *l) {
@@ -201,13 +210,13 @@ static int spatial_tensor(const layer *l) {
 }
 
 /* Which outputs fused inference keeps channels-last, (N,H,W,C) (e->cl). oneDNN's
- * convolutions want that order, so a network that is convolutions, element-wise
- * layers, broadcast multiplications (squeeze-excitation), residual additions and
- * global average pooling runs without converting its activations at all. A
- * candidate is a head's output, a layout-free layer's or a binary's; it stays one
- * while everything that reads it takes channels-last (a head, a global average
- * pool, or a layout-free or binary layer itself channels-last), and a layout-free
- * or binary layer stays one while its spatial inputs are. The network's output is
+ * convolutions want that order, so a network of convolutions and the layers that
+ * follow their input's layout (element-wise ones, squeeze-excitation products,
+ * residual additions, pooling, concatenation, batch norm) runs without converting its
+ * activations at all. A candidate is a head's output or such a layer's; it stays one
+ * while everything that reads it takes channels-last (a head, a global average pool,
+ * or a following layer itself channels-last or with a single position out), and a
+ * following layer stays one while its spatial inputs are. The network's output is
  * NCHW. Decided once per plan, to a fixed point (each round only clears flags). */
 static void plan_channels_last(ts_model *m) {
     exec_state *e = &m->exec;
@@ -216,21 +225,22 @@ static void plan_channels_last(ts_model *m) {
         const layer *x = &m->layers[l];
         const int head_out = e->fuse_head[l] && e->fuse_last[e->fuse_head[l]] == l;
         const int runs = head_out || !e->fuse_skip[l]; /* its output is written */
-        e->cl[l] = (char)(runs && spatial_tensor(x) && (head_out || layout_free(x) || x->kind == LAYER_BINARY));
+        e->cl[l] = (char)(runs && spatial_tensor(x) && (head_out || follows_layout(x)));
     }
     for (int changed = 1; changed;) {
         changed = 0;
         for (int r = 1; r < n; r++) {
             const layer *x = &m->layers[r];
-            if (e->fuse_last[r] || (e->fuse_skip[r] && !e->fuse_last[r])) continue; /* a head, or inside one */
-            const int elementwise = layout_free(x) || x->kind == LAYER_BINARY;
+            if (e->fuse_last[r] || e->fuse_skip[r]) continue; /* a head, or inside one */
+            if (x->kind == LAYER_GLOBALAVGPOOL) continue;     /* reads either order */
+            const int follows = follows_layout(x);
             for (int k = 0; k < x->ninputs; k++) {
                 const int src = x->inputs[k];
-                if (x->kind == LAYER_GLOBALAVGPOOL) continue; /* reads either order */
-                if (elementwise && e->cl[src] != e->cl[r] && spatial_tensor(&m->layers[src])) {
+                if (follows && spatial_tensor(&m->layers[src]) && e->cl[src] != e->cl[r] &&
+                    (e->cl[r] || spatial_tensor(x))) {
                     e->cl[src] = e->cl[r] = 0; /* one order for all of its spatial operands */
                     changed = 1;
-                } else if (!elementwise && e->cl[src]) {
+                } else if (!follows && e->cl[src]) {
                     e->cl[src] = 0;
                     changed = 1;
                 }

@@ -51,6 +51,10 @@ ts_status batchnorm_forward(ts_ctx *ctx, ts_model *m, int li) {
     float *out = m->exec.ls[li].out;
     const float *in = layer_input(m, li, 0);
     const float *gamma = tensor_data(m, l->weight), *beta = tensor_data(m, l->bias_t);
+    if (layer_cl(m, l->inputs[0])) { /* channels-last (fused inference): each position a row of C */
+        p.n *= p.spatial;
+        p.spatial = 1;
+    }
     if (!m->exec.train)
         return ops_batchnorm_forward_infer(ctx, &p, out, in, gamma, beta, tensor_data(m, l->running_mean),
                                            tensor_data(m, l->running_var));

@@ -56,6 +56,7 @@ size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
 ts_status maxpool_forward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     pool2d_params p = layer_pool_params(m, l, m->exec.n);
+    p.nhwc = layer_cl(m, l->inputs[0]);
     return ops_maxpool2d_forward(ctx, &p, m->exec.ls[li].out, m->exec.train ? m->exec.ls[li].aux : NULL,
                                  layer_input(m, li, 0));
 }
@@ -73,6 +74,7 @@ ts_status maxpool_backward(ts_ctx *ctx, ts_model *m, int li) {
 
 ts_status avgpool_forward(ts_ctx *ctx, ts_model *m, int li) {
     pool2d_params p = layer_pool_params(m, &m->layers[li], m->exec.n);
+    p.nhwc = layer_cl(m, m->layers[li].inputs[0]);
     return ops_avgpool2d_forward(ctx, &p, m->exec.ls[li].out, layer_input(m, li, 0));
 }
 

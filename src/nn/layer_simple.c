@@ -189,12 +189,24 @@ static int64_t concat_rows(const ts_model *m, const layer *l, int n, size_t *siz
     return (int64_t)n * outer;
 }
 
+/* The same for channels-last (C,H,W) tensors, stored (H,W,C) (fused inference). */
+static int64_t concat_rows_cl(const ts_model *m, const layer *l, int n, size_t *sizes) {
+    static const int order[3] = {1, 2, 0}; /* storage order of the (C,H,W) axes */
+    int pos = 0;
+    while (order[pos] != l->axis) pos++;
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < pos; i++) outer *= l->out.dims[order[i]];
+    for (int i = pos + 1; i < 3; i++) inner *= l->out.dims[order[i]];
+    for (int k = 0; k < l->ninputs; k++) sizes[k] = (size_t)(input_shape(m, l, k)->dims[l->axis] * inner);
+    return (int64_t)n * outer;
+}
+
 ts_status concat_forward(ts_ctx *ctx, ts_model *m, int li) {
     (void)ctx;
     layer *l = &m->layers[li];
     size_t sizes[LAYER_MAX_INPUTS], row = 0;
     const float *ins[LAYER_MAX_INPUTS];
-    const int64_t rows = concat_rows(m, l, m->exec.n, sizes);
+    const int64_t rows = layer_cl(m, li) ? concat_rows_cl(m, l, m->exec.n, sizes) : concat_rows(m, l, m->exec.n, sizes);
     for (int k = 0; k < l->ninputs; k++) row += sizes[k];
     /* the kernel counts rows in an int */
     for (int64_t r = 0; r < rows; r += INT_MAX) {

@@ -90,6 +90,29 @@ size_t ops_maxpool2d_workspace_size(ts_ctx *ctx, const pool2d_params *p) {
     return ref > dnnl ? ref : dnnl;
 }
 
+/* A channels-last pooling oneDNN does not take: the reference on NCHW copies. */
+static ts_status pool_nhwc_ref(ts_ctx *ctx, const pool2d_params *p, float *out, const float *in, int is_max) {
+    const int64_t n = p->n, c = p->c, h = p->h, w = p->w, oh = p->oh, ow = p->ow;
+    float *a = ts_alloc(ctx, (size_t)(n * c * h * w) * sizeof *a, "a channels-last pooling's input");
+    float *b = a ? ts_alloc(ctx, (size_t)(n * c * oh * ow) * sizeof *b, "a channels-last pooling's output") : NULL;
+    if (!b) {
+        ts_free(a);
+        return TS_ENOMEM;
+    }
+    const int nt = ts_ctx_threads(ctx);
+    const int64_t to_nchw[4] = {n, c, h, w}, nhwc_strides[4] = {h * w * c, 1, w * c, c};
+    strided_copy_ref(4, to_nchw, a, in, nhwc_strides, nt);
+    pool2d_params q = *p;
+    q.nhwc = 0;
+    if (is_max) maxpool2d_forward_ref(&q, b, NULL, a, nt);
+    else avgpool2d_forward_ref(&q, b, a, nt);
+    const int64_t to_nhwc[4] = {n, oh, ow, c}, nchw_strides[4] = {c * oh * ow, ow, 1, oh * ow};
+    strided_copy_ref(4, to_nhwc, out, b, nchw_strides, nt);
+    ts_free(a);
+    ts_free(b);
+    return TS_OK;
+}
+
 ts_status ops_maxpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out, void *ws, const float *in) {
     if (!ctx || !p) return TS_EINVAL;
     if (ctx->constant_time) { /* inference only: no argmax for a backward */
@@ -101,6 +124,7 @@ ts_status ops_maxpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out,
         ts_status s = maxpool2d_forward_dnnl(ctx, p, out, ws, in);
         if (s != TS_EUNSUPPORTED) return s;
     }
+    if (p->nhwc) return ws ? ts_fail(ctx, TS_EINVAL, "max pooling: channels-last is for inference") : pool_nhwc_ref(ctx, p, out, in, 1);
     maxpool2d_forward_ref(p, out, ws, in, ts_ctx_threads(ctx));
     return TS_OK;
 }
@@ -134,6 +158,7 @@ ts_status ops_avgpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out,
         ts_status s = avgpool2d_forward_dnnl(ctx, p, out, in);
         if (s != TS_EUNSUPPORTED) return s;
     }
+    if (p->nhwc) return pool_nhwc_ref(ctx, p, out, in, 0);
     avgpool2d_forward_ref(p, out, in, ts_ctx_threads(ctx));
     return TS_OK;
 }

@@ -73,6 +73,7 @@ typedef struct pool2d_params {
     int oh, ow;             /* filled by pool2d_params_finish */
     int pbh, pbw;           /* padding at the bottom and right (= ph, pw unless asymmetric) */
     int dh, dw;             /* dilation, >= 1; max pooling only (average needs 1) */
+    int nhwc;               /* inference: in and out channels-last, (N,H,W,C) and (N,OH,OW,C) */
 } pool2d_params;
 
 int pool2d_params_finish(pool2d_params *p);

@@ -919,6 +919,48 @@ static void test_activation_fusion(void) {
     ts_model_free(m);
 }
 
+/* Channels-last through pooling (max, average, one that the reference does because
+ * oneDNN differs there: ceil mode), concatenation along channels and along height,
+ * and a batch norm between a concatenation and a convolution (DenseNet's order): the
+ * fused oneDNN path matches the reference kernels, with each of them channels-last. */
+static void test_channels_last_layers(void) {
+    static const char *arch = "input shape=3x13x13\n"
+                              "conv2d name=c1 out=8 kernel=3 padding=1\n"
+                              "relu name=r1\n"
+                              "maxpool name=mp kernel=3 stride=2 padding=1\n"
+                              "conv2d name=c2 out=6 kernel=1\n"
+                              "conv2d name=c3 out=5 kernel=3 padding=1 in=mp\n"
+                              "concat name=cat in=c2,c3\n"
+                              "batchnorm name=bn\n"
+                              "relu name=r2\n"
+                              "conv2d name=c4 out=8 kernel=1\n"
+                              "avgpool name=ap kernel=2 stride=2 ceil=1\n"
+                              "concat name=hcat in=ap,ap axis=1\n"
+                              "conv2d name=c5 out=4 kernel=1\n"
+                              "globalavgpool name=gp\n"
+                              "dense name=fc out=3\n";
+    ts_model *m = make_model(arch, 9);
+    if (!m) return;
+    warm_running_stats(m, 8, 4);
+    const int n = 5, in = 3 * 13 * 13;
+    float *x = test_falloc((size_t)n * in), y[2][5 * 3];
+    test_fill_uniform(x, (size_t)n * in, 22, -2.0f, 2.0f);
+    for (int b = 0; b < 2; b++) {
+        ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (!b) {
+            static const int cl[] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+            for (int l = 0; l < 15; l++)
+                CHECK(m->exec.cl[l] == cl[l], "layer %d: channels-last %d, want %d", l, m->exec.cl[l], cl[l]);
+        }
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    test_allclose("channels-last pooling, concat, batch norm: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4,
+                  1e-5);
+    free(x);
+    ts_model_free(m);
+}
+
 /* Every requested layer's outputs arrive for every sample, in order, past the
  * library's internal group size; a layer that inference fuses away (the conv and
  * batch norm under a ReLU) reads the same on oneDNN as on the reference kernels;
@@ -1000,6 +1042,7 @@ int main(void) {
     RUN(test_replanning);
     RUN(test_capture);
     RUN(test_activation_fusion);
+    RUN(test_channels_last_layers);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_graph");
 }
