@@ -47,6 +47,8 @@ void exec_release(exec_state *e) {
     free(e->fuse_act);
     free(e->cl);
     free(e->fuse_head);
+    free(e->chain_last);
+    free(e->chain_skip);
     free(e->bn_relu);
     free(e->bn_relu_on);
     packed_free(e->packed);
@@ -249,6 +251,31 @@ static void plan_channels_last(ts_model *m) {
     }
 }
 
+/* Is l a binary of its one input and a one-element constant, value v, op `op`? */
+static int scalar_binary(ts_model *m, const layer *l, binary_op op, float v) {
+    if (l->kind != LAYER_BINARY || l->op != (int)op || l->ninputs != 1 || l->konst < 0) return 0;
+    if (shape_numel(&l->tshape) != 1 || (op == BINARY_DIV && l->const_first)) return 0;
+    return tensor_data(m, l->konst)[0] == v;
+}
+
+/* GELU as PyTorch exports it (nn.GELU, ConvNeXt, ViT): d = x / sqrt 2, erf(d), + 1,
+ * x times that, times 1/2; each read only by the next. Returns the last layer of the
+ * chain that starts at d, or 0. */
+static int gelu_chain(ts_model *m, const int *uses, const int *only, int d) {
+    const layer *l = &m->layers[d];
+    if (!scalar_binary(m, l, BINARY_DIV, 1.41421356f) || uses[d] != 1) return 0;
+    const int x = l->inputs[0], e = only[d];
+    if (m->layers[e].kind != LAYER_ERF || uses[e] != 1) return 0;
+    const int a = only[e];
+    if (!scalar_binary(m, &m->layers[a], BINARY_ADD, 1.0f) || uses[a] != 1) return 0;
+    const layer *p = &m->layers[only[a]];
+    if (p->kind != LAYER_BINARY || p->op != BINARY_MUL || p->ninputs != 2 || p->tshape.ndim != 0 || uses[only[a]] != 1)
+        return 0;
+    if (!((p->inputs[0] == x && p->inputs[1] == a) || (p->inputs[0] == a && p->inputs[1] == x))) return 0;
+    const int h = only[only[a]];
+    return scalar_binary(m, &m->layers[h], BINARY_MUL, 0.5f) ? h : 0;
+}
+
 static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     exec_state *e = &m->exec;
     int n = m->nlayers;
@@ -259,10 +286,12 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     e->fuse_skip = calloc((size_t)n, 1);
     e->cl = calloc((size_t)n, 1);
     e->fuse_head = calloc((size_t)n, sizeof *e->fuse_head);
+    e->chain_last = calloc((size_t)n, sizeof *e->chain_last);
+    e->chain_skip = calloc((size_t)n, 1);
     e->bn_relu = calloc((size_t)n, sizeof *e->bn_relu);
     e->bn_relu_on = calloc((size_t)n, 1);
     if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_skip || !e->cl ||
-        !e->fuse_head || !e->bn_relu || !e->bn_relu_on) {
+        !e->fuse_head || !e->chain_last || !e->chain_skip || !e->bn_relu || !e->bn_relu_on) {
         free(uses);
         free(only);
         return ts_fail(ctx, TS_ENOMEM, "out of memory planning inference fusion");
@@ -276,6 +305,18 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     for (int li = 1; li < n - 1; li++)
         if (m->layers[li].kind == LAYER_BATCHNORM && uses[li] == 1 && m->layers[only[li]].kind == LAYER_RELU)
             e->bn_relu[li] = only[li];
+    /* element-wise chains run as one kernel: GELU (oneDNN's gelu_erf) */
+    for (int li = 1; li < n; li++) {
+        const int last = gelu_chain(m, uses, only, li);
+        if (!last) continue;
+        e->chain_last[li] = last;
+        e->fuse_head[li] = li;
+        for (int j = only[li];; j = only[j]) { /* erf, + 1, x times, times 1/2 */
+            e->chain_skip[j] = 1;
+            e->fuse_head[j] = li;
+            if (j == last) break;
+        }
+    }
     size_t fold = 0;
     for (int li = 1; li < n; li++) {
         const layer *c = &m->layers[li];
@@ -496,6 +537,14 @@ void layer_input_grad_commit(ts_model *m, int li, int k, int nthreads) {
     for (size_t i = 0; i < cnt; i++) g[i] += a[i];
 }
 
+/* The element-wise chain that starts at li (its first layer's input to its last
+ * layer's output, whatever the layout): GELU. */
+static ts_status chain_forward(ts_ctx *ctx, ts_model *m, int li) {
+    const int last = m->exec.chain_last[li];
+    const size_t count = (size_t)m->exec.n * (size_t)shape_numel(&m->layers[last].out);
+    return ops_eltwise_forward(ctx, ELTWISE_GELU, 0.0f, count, m->exec.ls[last].out, layer_input(m, li, 0));
+}
+
 static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, int train,
                              int allow_fusion) {
     exec_state *e = &m->exec;
@@ -528,6 +577,8 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
         const double t0 = e->profile ? ts_monotonic_s() : 0.0;
         if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li, set);
         else if (fuse && e->fuse_skip[li]) continue;
+        else if (fuse && e->chain_last[li]) st = chain_forward(ctx, m, li);
+        else if (fuse && e->chain_skip[li]) continue;
         else if (train && e->bn_relu_on[li] == 1) st = batchnorm_relu_forward(ctx, m, li, e->bn_relu[li]);
         else if (train && e->bn_relu_on[li] == 2) continue; /* done with its batch norm */
         else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
@@ -548,7 +599,8 @@ static int capture_needs_unfused(const ts_model *m, const ts_capture *cap) {
     const exec_state *e = &m->exec;
     if (!e->fuse_skip) return 1; /* not planned yet: be safe */
     for (int i = 0; i < cap->nlayers; i++)
-        if (e->fuse_skip[cap->layers[i]] || e->cl[cap->layers[i]]) return 1; /* not written, or not NCHW */
+        if (e->fuse_skip[cap->layers[i]] || e->chain_skip[cap->layers[i]] || e->cl[cap->layers[i]])
+            return 1; /* not written, or not NCHW */
     return 0;
 }
 

@@ -1,5 +1,5 @@
 /* Elementwise activations on oneDNN over `count` contiguous floats (a 1-D tensor):
- * relu, leaky relu (relu with alpha = negative slope), logistic sigmoid, tanh.
+ * relu, leaky relu (relu with alpha = negative slope), logistic sigmoid, tanh, gelu.
  * Backward uses the forward output where oneDNN can (sigmoid, tanh: cheaper and
  * what PyTorch does), else the forward input. */
 #include "dnnl_backend.h"
@@ -12,6 +12,7 @@ static dnnl_alg_kind_t eltwise_alg(eltwise_kind kind, bool use_dst) {
     case ELTWISE_LEAKY_RELU: return use_dst ? dnnl_eltwise_relu_use_dst_for_bwd : dnnl_eltwise_relu;
     case ELTWISE_SIGMOID: return use_dst ? dnnl_eltwise_logistic_use_dst_for_bwd : dnnl_eltwise_logistic;
     case ELTWISE_TANH: return use_dst ? dnnl_eltwise_tanh_use_dst_for_bwd : dnnl_eltwise_tanh;
+    case ELTWISE_GELU: return use_dst ? dnnl_alg_kind_undef : dnnl_eltwise_gelu_erf;
     default: return dnnl_alg_kind_undef;
     }
 }
@@ -51,8 +52,8 @@ ts_status eltwise_backward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, siz
     if (count == 0) return TS_OK;
     float a = eltwise_alpha(kind, alpha);
     bool is_relu = kind == ELTWISE_RELU || kind == ELTWISE_LEAKY_RELU;
-    /* relu from the output is only defined for a non-negative slope */
-    bool use_dst = is_relu ? (!in && out && a >= 0.0f) : out != NULL;
+    /* relu from the output is only defined for a non-negative slope; gelu needs its input */
+    bool use_dst = is_relu ? (!in && out && a >= 0.0f) : kind == ELTWISE_GELU ? false : out != NULL;
     const float *data = use_dst ? out : in;
     if (!data) return TS_EUNSUPPORTED; /* no usable forward tensor: let the reference decide */
     dnnl_job job;

@@ -35,6 +35,10 @@ void eltwise_forward_ref(eltwise_kind kind, float alpha, size_t count, float *ou
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (size_t i = 0; i < count; i++) out[i] = tanhf(in[i]);
         break;
+    case ELTWISE_GELU: /* in the order of PyTorch's ONNX export: x (1 + erf(x / sqrt 2)) / 2 */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) out[i] = in[i] * (erff(in[i] / 1.41421356f) + 1.0f) * 0.5f;
+        break;
     default:
         break; /* unknown kinds are rejected by the layer code; never touch memory here */
     }
@@ -60,6 +64,14 @@ void eltwise_backward_ref(eltwise_kind kind, float alpha, size_t count, float *d
     case ELTWISE_TANH: /* from the output, as ATen: 1 - y^2 */
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (size_t i = 0; i < count; i++) din[i] = dout[i] * (1.0f - out[i] * out[i]);
+        break;
+    case ELTWISE_GELU: /* from the input, as ATen: Phi(x) + x phi(x) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            const double x = in[i];
+            const double cdf = 0.5 * (1.0 + erf(x * 0.70710678118654752)), pdf = exp(-0.5 * x * x) * 0.3989422804014327;
+            din[i] = (float)(dout[i] * (cdf + x * pdf));
+        }
         break;
     default:
         break;
@@ -103,6 +115,13 @@ void eltwise_forward_ct(eltwise_kind kind, float alpha, size_t count, float *out
             const float t = (float)(-m * ct_recip_pos(2.0 + m));
             const float y = ct_bitsf(ct_fbits(t) | (ct_fbits(x) & 0x80000000u));
             out[i] = ct_self(ct_mask32(x != x), x, y);
+        }
+        break;
+    case ELTWISE_GELU:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < count; i++) { /* rounded where the reference rounds, 1/sqrt 2 multiplied */
+            const float x = in[i], e = (float)ct_erf((double)(x * 0.70710678f));
+            out[i] = x * (e + 1.0f) * 0.5f;
         }
         break;
     default:

@@ -6,7 +6,7 @@
 
 /* Sum of s floats in double, in a fixed order: eight interleaved partial sums (so the
  * additions do not wait on each other and vectorize), combined pairwise. */
-static double plane_sum(const float *x, size_t s) {
+double sum_f64(const float *x, size_t s) {
     double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     size_t i = 0;
     for (; i + 8 <= s; i += 8)
@@ -18,7 +18,7 @@ static double plane_sum(const float *x, size_t s) {
 void global_avgpool_forward_ref(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,C,S) */) {
     const size_t planes = (size_t)n * (size_t)c, s = (size_t)spatial;
     for (size_t pl = 0; pl < planes; pl++) /* double: the mean is within one rounding */
-        out[pl] = s ? (float)(plane_sum(in + pl * s, s) / (double)s) : 0.0f;
+        out[pl] = s ? (float)(sum_f64(in + pl * s, s) / (double)s) : 0.0f;
 }
 
 /* The same with the mean as sum times 1/S (a shape constant) instead of a division of
@@ -26,7 +26,7 @@ void global_avgpool_forward_ref(int n, int c, int spatial, float *out /* (N,C) *
 void global_avgpool_forward_ct(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,C,S) */) {
     const size_t planes = (size_t)n * (size_t)c, s = (size_t)spatial;
     const double inv = s ? 1.0 / (double)s : 0.0;
-    for (size_t pl = 0; pl < planes; pl++) out[pl] = (float)(plane_sum(in + pl * s, s) * inv);
+    for (size_t pl = 0; pl < planes; pl++) out[pl] = (float)(sum_f64(in + pl * s, s) * inv);
 }
 
 /* Channels in blocks of 64, each block's sums in double over the positions in order:

@@ -137,6 +137,7 @@ typedef enum eltwise_kind {
     ELTWISE_LEAKY_RELU = 1, /* alpha = negative slope */
     ELTWISE_SIGMOID = 2,
     ELTWISE_TANH = 3,
+    ELTWISE_GELU = 4,       /* x/2 (1 + erf(x/sqrt 2)): no layer of its own; imported GELUs fused (exec.c) */
     ELTWISE_COUNT
 } eltwise_kind;
 
@@ -211,6 +212,8 @@ void softmax_axis_backward_ref(size_t outer, size_t len, size_t inner, int log_s
                                const float *out /* (outer,len,inner) */, int nthreads);
 
 /* Global average pool: (N,C,S) -> (N,C). */
+/* Sum of x[0..s) in double, in a fixed order (eight interleaved partial sums). */
+double sum_f64(const float *x, size_t s);
 void global_avgpool_forward_ref(int n, int c, int spatial, float *out, const float *in);
 /* The same over a channels-last input in (N,S,C); within an ulp of it. */
 void global_avgpool_forward_nhwc(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,S,C) */);

@@ -68,8 +68,14 @@ void reducemean_forward_ref(int n, int ndim, const int64_t *dims /* (ndim) */, u
     const int64_t total = (int64_t)n * g.per_out;
     const double inv = 1.0 / (double)g.count;
     const int nt = total < REDUCE_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+    /* the reduced axes the last ones (LayerNorm's): each mean a contiguous run */
+    const int trailing = axes_mask == ((1u << ndim) - 1u) - ((1u << (ndim - g.nr)) - 1u);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t o = 0; o < total; o++) {
+        if (trailing) {
+            out[o] = (float)(sum_f64(in + o * g.count, (size_t)g.count) * inv);
+            continue;
+        }
         const float *x = in + (o / g.per_out) * g.per_in;
         double sum = 0.0;
         REDUCE_WALK(&g, reduce_base(&g, o % g.per_out), sum += (double)x[off_]);

@@ -961,6 +961,46 @@ static void test_channels_last_layers(void) {
     ts_model_free(m);
 }
 
+/* GELU as PyTorch exports it (x / sqrt 2, erf, + 1, times x, times 1/2) runs as one
+ * oneDNN gelu_erf kernel in inference, within float rounding of the five layers on
+ * the reference kernels; with another constant it is left alone. */
+static void test_gelu_chain(void) {
+    static const char *arch = "input shape=4x5x5\n"
+                              "conv2d name=c out=6 kernel=1\n"
+                              "binary name=d const=1 op=div\n"
+                              "erf name=e\n"
+                              "binary name=a const=1 op=add\n"
+                              "binary name=p in=c,a op=mul\n"
+                              "binary name=h const=1 op=mul\n"
+                              "conv2d name=c2 out=3 kernel=1\n"
+                              "globalavgpool name=gp\n";
+    for (int variant = 0; variant < 2; variant++) {
+        ts_model *m = make_model(arch, 10);
+        if (!m) return;
+        static const char *names[3] = {"d.const", "a.const", "h.const"};
+        const float values[3] = {variant ? 1.5f : 1.41421356f, 1.0f, 0.5f};
+        for (int i = 0; i < 3; i++) {
+            ts_tensor_info ti;
+            CHECK(ts_model_tensor(m, ts_model_find_tensor(m, names[i]), &ti) == TS_OK, "%s", names[i]);
+            ti.data[0] = values[i];
+        }
+        ts_model_params_changed(m);
+        const int n = 3, in = 4 * 5 * 5;
+        float *x = test_falloc((size_t)n * in), y[2][3 * 3];
+        test_fill_uniform(x, (size_t)n * in, 23, -3.0f, 3.0f);
+        for (int b = 0; b < 2; b++) {
+            ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+            CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            if (!b) CHECK(variant || ts_model_layer_fused_into(m, 5) == 2, "the product belongs to the chain");
+        }
+        ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+        CHECK(m->exec.chain_last[2] == (variant ? 0 : 6), "variant %d: chain to %d", variant, m->exec.chain_last[2]);
+        test_allclose("gelu chain: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-5, 1e-6);
+        free(x);
+        ts_model_free(m);
+    }
+}
+
 /* Every requested layer's outputs arrive for every sample, in order, past the
  * library's internal group size; a layer that inference fuses away (the conv and
  * batch norm under a ReLU) reads the same on oneDNN as on the reference kernels;
@@ -1043,6 +1083,7 @@ int main(void) {
     RUN(test_capture);
     RUN(test_activation_fusion);
     RUN(test_channels_last_layers);
+    RUN(test_gelu_chain);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_graph");
 }

@@ -392,7 +392,7 @@ static void test_matmul(void) {
 
 static void test_eltwise(void) {
     static const size_t counts[] = {1, 17, 1000, 4099};
-    static const char *const names[ELTWISE_COUNT] = {"relu", "leaky relu", "sigmoid", "tanh"};
+    static const char *const names[ELTWISE_COUNT] = {"relu", "leaky relu", "sigmoid", "tanh", "gelu"};
     for (int kind = 0; kind < ELTWISE_COUNT; kind++) {
         for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
             size_t n = counts[ci];

@@ -677,6 +677,7 @@ static double eltwise_direct(eltwise_kind kind, double alpha, double x) {
     case ELTWISE_LEAKY_RELU: return x > 0 ? x : alpha * x;
     case ELTWISE_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case ELTWISE_TANH: return tanh(x);
+    case ELTWISE_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
     default: return NAN;
     }
 }
