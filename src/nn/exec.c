@@ -545,6 +545,13 @@ static ts_status chain_forward(ts_ctx *ctx, ts_model *m, int li) {
     return ops_eltwise_forward(ctx, ELTWISE_GELU, 0.0f, count, m->exec.ls[last].out, layer_input(m, li, 0));
 }
 
+/* In a channels-last pass, a batch norm on a channels-last input and the ReLU that
+ * alone reads it run as one pass (DenseNet's norm -> relu -> conv). */
+static int bn_relu_cl(const ts_model *m, int li) {
+    const exec_state *e = &m->exec;
+    return e->cl_now && e->bn_relu[li] && e->cl_now[li] && e->cl_now[m->layers[li].inputs[0]];
+}
+
 static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, int train,
                              int allow_fusion) {
     exec_state *e = &m->exec;
@@ -579,6 +586,8 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
         else if (fuse && e->fuse_skip[li]) continue;
         else if (fuse && e->chain_last[li]) st = chain_forward(ctx, m, li);
         else if (fuse && e->chain_skip[li]) continue;
+        else if (bn_relu_cl(m, li)) st = batchnorm_cl_forward(ctx, m, li, e->bn_relu[li]);
+        else if (m->layers[li].kind == LAYER_RELU && bn_relu_cl(m, m->layers[li].inputs[0])) continue;
         else if (train && e->bn_relu_on[li] == 1) st = batchnorm_relu_forward(ctx, m, li, e->bn_relu[li]);
         else if (train && e->bn_relu_on[li] == 2) continue; /* done with its batch norm */
         else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
@@ -599,7 +608,8 @@ static int capture_needs_unfused(const ts_model *m, const ts_capture *cap) {
     const exec_state *e = &m->exec;
     if (!e->fuse_skip) return 1; /* not planned yet: be safe */
     for (int i = 0; i < cap->nlayers; i++)
-        if (e->fuse_skip[cap->layers[i]] || e->chain_skip[cap->layers[i]] || e->cl[cap->layers[i]])
+        if (e->fuse_skip[cap->layers[i]] || e->chain_skip[cap->layers[i]] || e->cl[cap->layers[i]] ||
+            e->bn_relu[cap->layers[i]])
             return 1; /* not written, or not NCHW */
     return 0;
 }
@@ -652,6 +662,8 @@ ts_status ts_model_predict_profile(ts_ctx *ctx, ts_model *m, const float *x, int
 int ts_model_layer_fused_into(const ts_model *m, int index) {
     if (!m || index < 0 || index >= m->nlayers || !m->exec.fuse_head) return -1;
     const exec_state *e = &m->exec;
+    if (m->layers[index].kind == LAYER_RELU && bn_relu_cl(m, m->layers[index].inputs[0]))
+        return m->layers[index].inputs[0];
     return e->fused && e->fuse_head[index] ? e->fuse_head[index] : index;
 }
 

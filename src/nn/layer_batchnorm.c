@@ -45,16 +45,25 @@ static void update_running_stats(ts_model *m, layer *l, const bn_params *p, cons
     }
 }
 
+/* Inference on a channels-last input, written to layer `to`'s output: li's own, or
+ * that of the ReLU that alone reads it (then applied in the same pass). */
+ts_status batchnorm_cl_forward(ts_ctx *ctx, ts_model *m, int li, int to) {
+    const layer *l = &m->layers[li];
+    bn_params p = bn_layer_params(m, l, m->exec.n);
+    batchnorm_infer_rows(&p, to != li, m->exec.ls[to].out, layer_input(m, li, 0), tensor_data(m, l->weight),
+                         tensor_data(m, l->bias_t), tensor_data(m, l->running_mean), tensor_data(m, l->running_var),
+                         ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
 ts_status batchnorm_forward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     bn_params p = bn_layer_params(m, l, m->exec.n);
     float *out = m->exec.ls[li].out;
     const float *in = layer_input(m, li, 0);
     const float *gamma = tensor_data(m, l->weight), *beta = tensor_data(m, l->bias_t);
-    if (layer_cl(m, l->inputs[0])) { /* channels-last (fused inference): each position a row of C */
-        p.n *= p.spatial;
-        p.spatial = 1;
-    }
+    if (layer_cl(m, l->inputs[0])) /* channels-last (fused inference): each position a row of C */
+        return batchnorm_cl_forward(ctx, m, li, li);
     if (!m->exec.train)
         return ops_batchnorm_forward_infer(ctx, &p, out, in, gamma, beta, tensor_data(m, l->running_mean),
                                            tensor_data(m, l->running_var));

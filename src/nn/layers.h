@@ -52,6 +52,8 @@ size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
  * (exec.c); only where batchnorm_relu_fusable. */
 int batchnorm_relu_fusable(const ts_ctx *ctx, const ts_model *m, int li);
 ts_status batchnorm_relu_forward(ts_ctx *ctx, ts_model *m, int li, int r);
+/* Inference on a channels-last input into layer to's output (li, or its ReLU: fused). */
+ts_status batchnorm_cl_forward(ts_ctx *ctx, ts_model *m, int li, int to);
 ts_status batchnorm_relu_backward(ts_ctx *ctx, ts_model *m, int li, int r);
 
 /* Shared shape helpers */

@@ -342,6 +342,9 @@ ts_status op_pad(importer *im, const Onnx__NodeProto *n) {
     }
     for (int k = im->off; k < x->rank; k++)
         if (dims[k] < 1) return unsupported(im, "the result would be empty along axis %d", k);
+    int zero = 1; /* PyTorch's AvgPool2d exports an all-zero Pad before the pool: no layer */
+    for (int k = 0; k < cnt; k++) zero &= pads[k] == 0;
+    if (zero) return define_alias(im, n, 0, x);
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
     layer_attrs pa;

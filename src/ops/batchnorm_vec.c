@@ -177,3 +177,35 @@ void batchnorm_backward_vec(const bn_params *p, float *din /* (N,C,S) */, float 
         }
     }
 }
+
+/* Inference on channels-last rows (N*H*W rows of C, fused inference), the reference's
+ * arithmetic per element (x * scale + shift, scale and shift from float gamma/sqrt(var
+ * + eps) as bn_normalize_channel has them), then max(0, .) when `relu`. Channels in
+ * blocks whose scale and shift sit on the stack; rows split over the threads. */
+void batchnorm_infer_rows(const bn_params *p, int relu, float *out /* (rows, C) */, const float *in /* (rows, C) */,
+                          const float *gamma, const float *beta, const float *mean, const float *var, int nthreads) {
+    enum { BLOCK = 256 };
+    const int64_t rows = (int64_t)p->n * p->spatial, c = p->c;
+    for (int64_t c0 = 0; c0 < c; c0 += BLOCK) {
+        const int len = (int)(c - c0 < BLOCK ? c - c0 : BLOCK);
+        float scale[BLOCK], shift[BLOCK];
+        for (int j = 0; j < len; j++) {
+            const float invstd = (float)(1.0 / sqrt((double)var[c0 + j] + (double)p->eps));
+            scale[j] = gamma[c0 + j] * invstd;
+            shift[j] = beta[c0 + j] - mean[c0 + j] * scale[j];
+        }
+        const int nt = rows * len < 65536 || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = in + r * c + c0;
+            float *y = out + r * c + c0;
+            if (relu)
+                for (int j = 0; j < len; j++) {
+                    const float v = x[j] * scale[j] + shift[j];
+                    y[j] = v < 0.0f ? 0.0f : v;
+                }
+            else
+                for (int j = 0; j < len; j++) y[j] = x[j] * scale[j] + shift[j];
+        }
+    }
+}

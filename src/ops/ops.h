@@ -112,6 +112,10 @@ void batchnorm_backward_ref(const bn_params *p, float *din /* (N,C,S) */, float 
 /* The same on plain tensors, vectorized (batchnorm_vec.c): the oneDNN backend's path
  * for images. With relu the forward writes max(0, y) and the backward takes that
  * output as relu_out (NULL without) and masks dout where it is zero. */
+/* Inference on channels-last rows: (N*spatial, C) in and out (p->n * p->spatial rows),
+ * then ReLU when `relu`. */
+void batchnorm_infer_rows(const bn_params *p, int relu, float *out, const float *in, const float *gamma,
+                          const float *beta, const float *mean, const float *var, int nthreads);
 void batchnorm_forward_train_vec(const bn_params *p, float *out /* (N,C,S) */, float *mean /* (C) */,
                                  float *var /* (C), biased */, const float *in /* (N,C,S) */,
                                  const float *gamma /* (C) */, const float *beta /* (C) */, int relu, int nthreads);

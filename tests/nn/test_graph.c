@@ -921,7 +921,8 @@ static void test_activation_fusion(void) {
 
 /* Channels-last through pooling (max, average, one that the reference does because
  * oneDNN differs there: ceil mode), concatenation along channels and along height,
- * and a batch norm between a concatenation and a convolution (DenseNet's order): the
+ * and a batch norm and ReLU (one pass) between a concatenation and a convolution
+ * (DenseNet's order): the
  * fused oneDNN path matches the reference kernels, with each of them channels-last. */
 static void test_channels_last_layers(void) {
     static const char *arch = "input shape=3x13x13\n"
@@ -952,6 +953,8 @@ static void test_channels_last_layers(void) {
             static const int cl[] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
             for (int l = 0; l < 15; l++)
                 CHECK(m->exec.cl[l] == cl[l], "layer %d: channels-last %d, want %d", l, m->exec.cl[l], cl[l]);
+            CHECK(ts_model_layer_fused_into(m, 8) == 7, "the relu after the batch norm runs with it: %d",
+                  ts_model_layer_fused_into(m, 8));
         }
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);

@@ -164,12 +164,25 @@ static void test_torch_mobilenetv2(void) {
 }
 
 /* LayerNorm (decomposed at 11 and 13, LayerNormalization at 17), GELU's Erf,
- * Hardswish (HardSigmoid + Mul, HardSwish at 17), a 10-input Concat, ReduceMean over
- * H and W, Pow and Sqrt (gen_onnx_ops_fixtures.py) */
+ * Hardswish (HardSigmoid + Mul, HardSwish at 17), an AvgPool2d (a zero Pad and
+ * AveragePool), a 10-input Concat, ReduceMean over H and W, Pow and Sqrt
+ * (gen_onnx_ops_fixtures.py) */
 static void test_torch_opsnet(void) {
     check_against_torch("opsnet", "eval_op11");
     check_against_torch("opsnet", "eval_op13");
     check_against_torch("opsnet", "eval_op17");
+    /* AvgPool2d's all-zero Pad imports as nothing */
+    ts_model *m = import(FIX "opsnet_eval_op13.onnx", TS_OK);
+    if (!m) return;
+    int pads = 0, pools = 0;
+    for (int i = 0; i < ts_model_layer_count(m); i++) {
+        ts_layer_info li;
+        if (ts_model_layer(m, i, &li)) continue;
+        pads += !strcmp(li.kind, "pad");
+        pools += !strcmp(li.kind, "avgpool");
+    }
+    CHECK(pads == 0 && pools == 1, "%d pad layers, %d avgpool", pads, pools);
+    ts_model_free(m);
 }
 
 /* A training-mode export keeps batch norm: its running statistics are the
