@@ -83,6 +83,10 @@ ts_status scalar_input(importer *im, const Onnx__NodeProto *n, int k, const char
 ts_status lift_const(importer *im, const Onnx__NodeProto *n, const value *c, const value *like, value *out);
 /* a constant's per-sample shape for a layer of rank layer_rank (leading batch axes removed) */
 ts_status strip_batch_axes(importer *im, const value *c, int layer_rank, ts_shape *s);
+/* index into x (rank rx, xdims) of element i of its numpy broadcast to (rr, dims) */
+int64_t broadcast_source(int rr, const int64_t *dims, int64_t i, int rx, const int64_t *xdims);
+/* Gather of one constant index along ONNX axis `axis` of computed x (onnx_ops_slice.c) */
+ts_status gather_computed(importer *im, const Onnx__NodeProto *n, const value *x, const value *idx, int axis);
 /* numpy broadcast of two dims lists; 0 when incompatible */
 int broadcast(int ra, const int64_t *a, int rb, const int64_t *b, int *rr, int64_t *r);
 
@@ -131,6 +135,11 @@ ts_status op_constant(importer *im, const Onnx__NodeProto *n);
 ts_status op_shape(importer *im, const Onnx__NodeProto *n);
 ts_status op_gather(importer *im, const Onnx__NodeProto *n);
 ts_status op_cast(importer *im, const Onnx__NodeProto *n);
+ts_status op_slice(importer *im, const Onnx__NodeProto *n);
+ts_status op_constantofshape(importer *im, const Onnx__NodeProto *n);
+ts_status op_range(importer *im, const Onnx__NodeProto *n);
+ts_status op_equal(importer *im, const Onnx__NodeProto *n);
+ts_status op_where(importer *im, const Onnx__NodeProto *n);
 ts_status op_expand(importer *im, const Onnx__NodeProto *n);
 
 /* ---- helpers for converters (onnx_import.c) */

@@ -58,6 +58,11 @@ static const op_entry OPS[] = {
     {"Constant", op_constant},
     {"Shape", op_shape},
     {"Gather", op_gather},
+    {"Slice", op_slice},
+    {"ConstantOfShape", op_constantofshape},
+    {"Range", op_range},
+    {"Equal", op_equal},
+    {"Where", op_where},
     {"Cast", op_cast},
     {"Expand", op_expand},
 };

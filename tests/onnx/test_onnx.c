@@ -172,6 +172,20 @@ static void test_torch_opsnet(void) {
     check_against_torch("opsnet", "eval_op17");
 }
 
+/* PyTorch's padding layers (pads computed with ConstantOfShape, Slice, Transpose,
+ * Cast on constants), slices of computed values (a channel chunk, a spatial crop)
+ * and a class token x[:, 0] (gen_onnx_patterns.py) */
+static void test_torch_patterns(void) {
+    static const char *const nets[] = {"padnet", "slicenet", "clsnet"};
+    for (int i = 0; i < 3; i++)
+        for (int opset = 11; opset <= 17; opset += opset == 11 ? 2 : 4) {
+            char path[256], iop[256];
+            snprintf(path, sizeof path, FIX "%s_op%d.onnx", nets[i], opset);
+            snprintf(iop, sizeof iop, FIX "%s_io.bin", nets[i]);
+            check_file_against_torch(path, iop, NULL);
+        }
+}
+
 /* A training-mode export keeps batch norm: its running statistics are the
  * imported ones, and training goes on from them. */
 static void test_train_imported(void) {
@@ -592,6 +606,7 @@ int main(void) {
     RUN(test_torch_vgg11);
     RUN(test_torch_mobilenetv2);
     RUN(test_torch_opsnet);
+    RUN(test_torch_patterns);
     RUN(test_free_size);
     RUN(test_train_imported);
     RUN(test_round_trip_zoo);

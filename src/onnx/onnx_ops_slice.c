@@ -1,0 +1,176 @@
+/* Slice, and Gather of one index of a computed value. Constants are sliced at
+ * import with ONNX's full semantics (starts, ends, axes, steps; negative values;
+ * clamping). A computed value is cropped along its per-sample axes with step 1,
+ * which is a `pad` layer with negative pads (its backward and export come with
+ * it): PyTorch's x[:, :c] and chunk, and ViT's class token x[:, 0]. */
+#include "onnx_import.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* start and length of a slice of an axis of size dim (ONNX's clamping rules) */
+static void slice_range(int64_t dim, int64_t s, int64_t e, int64_t step, int64_t *start, int64_t *len) {
+    if (s < 0) s += dim;
+    if (e < 0) e += dim;
+    *len = 0;
+    if (step > 0) {
+        s = s < 0 ? 0 : s > dim ? dim : s;
+        e = e < 0 ? 0 : e > dim ? dim : e;
+        if (e > s) *len = (e - s - 1) / step + 1;
+    } else {
+        int64_t mag = step == INT64_MIN ? INT64_MAX : -step;
+        s = s < 0 ? 0 : s > dim - 1 ? dim - 1 : s;
+        e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
+        if (s > e) *len = (s - e - 1) / mag + 1;
+    }
+    *start = s;
+}
+
+typedef struct slice_spec {
+    int64_t start[ONNX_MAX_RANK], len[ONNX_MAX_RANK], step[ONNX_MAX_RANK];
+} slice_spec;
+
+/* a constant integer list input (opset >= 10); *count -1 when absent */
+static ts_status int_list(importer *im, const Onnx__NodeProto *n, int k, const char *what, const int64_t **vals,
+                          int *count) {
+    value *v = node_input(im, n, k);
+    *vals = NULL;
+    *count = -1;
+    if (!v) return k < 3 ? bad_node(im, "the %s input is missing", what) : TS_OK;
+    if (v->kind != VALUE_CONST) return unsupported(im, "its %s ('%s') must be a constant", what, v->name);
+    if (v->c->is_float || v->rank != 1) return bad_node(im, "%s must be a 1-D integer tensor", what);
+    *vals = v->c->i;
+    *count = (int)(v->c->numel > 64 ? 64 : v->c->numel);
+    return TS_OK;
+}
+
+/* the slice of every axis of x: starts/ends/axes as attributes before opset 10,
+ * constant inputs (with steps) from 10 */
+static ts_status slice_spec_of(importer *im, const Onnx__NodeProto *n, const value *x, slice_spec *sp) {
+    const int64_t *starts, *ends, *axes, *steps = NULL;
+    int ns, ne, na, nst = -1;
+    ts_status st;
+    if (im->opset < 10) {
+        ns = attr_ints(n, "starts", &starts);
+        ne = attr_ints(n, "ends", &ends);
+        na = attr(n, "axes") ? attr_ints(n, "axes", &axes) : -1;
+    } else if ((st = int_list(im, n, 1, "starts", &starts, &ns)) || (st = int_list(im, n, 2, "ends", &ends, &ne)) ||
+               (st = int_list(im, n, 3, "axes", &axes, &na)) || (st = int_list(im, n, 4, "steps", &steps, &nst))) {
+        return st;
+    }
+    if (ns != ne || (na >= 0 && na != ns) || (nst >= 0 && nst != ns) || ns > x->rank)
+        return bad_node(im, "starts, ends, axes and steps have different lengths (or more than the rank %d)", x->rank);
+    int seen[ONNX_MAX_RANK] = {0};
+    for (int k = 0; k < x->rank; k++) {
+        sp->start[k] = 0;
+        sp->len[k] = x->dims[k];
+        sp->step[k] = 1;
+    }
+    for (int i = 0; i < ns; i++) {
+        int64_t a = na >= 0 ? axes[i] : i;
+        if (a < -x->rank || a >= x->rank) return bad_node(im, "axis %lld out of range for rank %d", (long long)a, x->rank);
+        if (a < 0) a += x->rank;
+        if (seen[a]++) return bad_node(im, "axis %lld is repeated", (long long)a);
+        int64_t step = nst >= 0 ? steps[i] : 1;
+        if (step == 0) return bad_node(im, "a step of 0");
+        sp->step[a] = step;
+        if (x->dims[a] < 0) {
+            /* the batch axis: only the whole of it */
+            int whole = starts[i] == 0 && step == 1 &&
+                        (ends[i] >= INT32_MAX || (im->batch0 > 0 && ends[i] >= im->batch0));
+            if (!whole) return unsupported(im, "slicing the batch axis");
+            continue;
+        }
+        slice_range(x->dims[a], starts[i], ends[i], step, &sp->start[a], &sp->len[a]);
+    }
+    return TS_OK;
+}
+
+static ts_status slice_const(importer *im, const Onnx__NodeProto *n, const value *x, const slice_spec *sp) {
+    ts_onnx_tensor *t = onnx_tensor_new(x->c->is_float, x->rank, sp->len);
+    if (!t) return oom(im);
+    for (int64_t i = 0; i < t->numel; i++) {
+        int64_t rem = i, src = 0, stride = 1;
+        for (int k = x->rank - 1; k >= 0; k--) {
+            int64_t d = rem % sp->len[k];
+            rem /= sp->len[k];
+            src += (sp->start[k] + d * sp->step[k]) * stride;
+            stride *= x->dims[k];
+        }
+        if (t->is_float) t->f[i] = x->c->f[src];
+        else t->i[i] = x->c->i[src];
+    }
+    return define_const(im, n, 0, t);
+}
+
+/* x's per-sample axes cut to [start, start + len) (step 1): a `pad` layer with
+ * negative pads; *li stays x's layer when nothing is cut */
+static ts_status emit_crop(importer *im, const Onnx__NodeProto *n, const value *x, const int64_t *start,
+                           const int64_t *len, int *li) {
+    layer_attrs pa;
+    nn_attrs_default(LAYER_PAD, &pa);
+    int64_t dims[ONNX_MAX_RANK];
+    int cut = 0, r = x->rank - im->off;
+    for (int k = 0; k < x->rank; k++) {
+        dims[k] = k < im->off ? x->dims[k] : len[k];
+        if (k < im->off) continue;
+        if (len[k] < 1) return unsupported(im, "the result would be empty along axis %d", k);
+        pa.pads[k - im->off] = (int)-start[k];
+        pa.pads[r + k - im->off] = (int)-(x->dims[k] - start[k] - len[k]);
+        cut |= len[k] != x->dims[k];
+    }
+    *li = x->layer;
+    if (!cut) return TS_OK;
+    if (r > TS_MAX_DIMS) return unsupported(im, "value '%s' has %d dimensions per sample", x->name, r);
+    pa.npads = 2 * r;
+    const char *in;
+    ts_status st = materialize(im, x, &in);
+    value tmp = {.kind = VALUE_LAYER, .rank = x->rank};
+    memcpy(tmp.dims, dims, sizeof dims);
+    ts_shape out;
+    if (!st) st = value_sample_shape(im, &tmp, &out);
+    const char *ins[1] = {in};
+    if (!st) st = emit_layer(im, LAYER_PAD, node_base(n), ins, 1, &pa, &out, li);
+    return st;
+}
+
+ts_status op_slice(importer *im, const Onnx__NodeProto *n) {
+    value *x;
+    slice_spec sp;
+    ts_status st = require_input(im, n, 0, &x);
+    if (!st) st = slice_spec_of(im, n, x, &sp);
+    if (st) return st;
+    if (x->kind == VALUE_CONST) return slice_const(im, n, x, &sp);
+    if ((st = need_layer_value(im, x))) return st;
+    for (int k = im->off; k < x->rank; k++)
+        if (sp.step[k] != 1 && sp.len[k] > 1) return unsupported(im, "a step other than 1 on a computed value");
+    int li;
+    if ((st = emit_crop(im, n, x, sp.start, sp.len, &li))) return st;
+    return define_layer(im, n, 0, li, x->rank, sp.len);
+}
+
+/* Gather of one index along a per-sample axis of a computed value: a crop to that
+ * index, seen without the axis (or with the index's shape in its place) */
+ts_status gather_computed(importer *im, const Onnx__NodeProto *n, const value *x, const value *idx, int axis) {
+    if (idx->c->numel != 1) return unsupported(im, "Gather of more than one index of a computed value");
+    if (axis < im->off) return unsupported(im, "Gather along the batch axis");
+    int rr = x->rank - 1 + idx->rank;
+    if (rr > ONNX_MAX_RANK) return unsupported(im, "result rank %d", rr);
+    int64_t g = idx->c->i[0] < 0 ? idx->c->i[0] + x->dims[axis] : idx->c->i[0];
+    if (g < 0 || g >= x->dims[axis])
+        return bad_node(im, "index %lld out of range for %lld", (long long)idx->c->i[0], (long long)x->dims[axis]);
+    int64_t start[ONNX_MAX_RANK] = {0}, len[ONNX_MAX_RANK];
+    memcpy(len, x->dims, sizeof len);
+    start[axis] = g;
+    len[axis] = 1;
+    int li;
+    ts_status st = emit_crop(im, n, x, start, len, &li);
+    if (st) return st;
+    int64_t dims[ONNX_MAX_RANK];
+    int r = 0;
+    for (int k = 0; k < axis; k++) dims[r++] = x->dims[k];
+    for (int k = 0; k < idx->rank; k++) dims[r++] = 1;
+    for (int k = axis + 1; k < x->rank; k++) dims[r++] = x->dims[k];
+    return define_layer(im, n, 0, li, rr, dims);
+}
