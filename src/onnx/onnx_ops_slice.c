@@ -150,27 +150,59 @@ ts_status op_slice(importer *im, const Onnx__NodeProto *n) {
     return define_layer(im, n, 0, li, x->rank, sp.len);
 }
 
-/* Gather of one index along a per-sample axis of a computed value: a crop to that
- * index, seen without the axis (or with the index's shape in its place) */
+/* index i of an axis of size dim (negative from the end); -1 when out of range */
+static int64_t index_in(int64_t i, int64_t dim) {
+    if (i < 0 && i >= -dim) i += dim;
+    return i >= 0 && i < dim ? i : -1;
+}
+
+/* Gather along a per-sample axis of a computed value: each run of consecutive
+ * indices is a crop, and several runs are concatenated along the axis; the result
+ * is seen with the indices' shape in place of the axis */
 ts_status gather_computed(importer *im, const Onnx__NodeProto *n, const value *x, const value *idx, int axis) {
-    if (idx->c->numel != 1) return unsupported(im, "Gather of more than one index of a computed value");
     if (axis < im->off) return unsupported(im, "Gather along the batch axis");
+    int64_t count = idx->c->numel;
+    if (count < 1 || count > LAYER_MAX_INPUTS)
+        return unsupported(im, "Gather of %lld indices of a computed value (1 to %d)", (long long)count, LAYER_MAX_INPUTS);
     int rr = x->rank - 1 + idx->rank;
     if (rr > ONNX_MAX_RANK) return unsupported(im, "result rank %d", rr);
-    int64_t g = idx->c->i[0] < 0 ? idx->c->i[0] + x->dims[axis] : idx->c->i[0];
-    if (g < 0 || g >= x->dims[axis])
-        return bad_node(im, "index %lld out of range for %lld", (long long)idx->c->i[0], (long long)x->dims[axis]);
-    int64_t start[ONNX_MAX_RANK] = {0}, len[ONNX_MAX_RANK];
-    memcpy(len, x->dims, sizeof len);
-    start[axis] = g;
-    len[axis] = 1;
-    int li;
-    ts_status st = emit_crop(im, n, x, start, len, &li);
+    const char *runs[LAYER_MAX_INPUTS];
+    int nruns = 0, li = -1;
+    ts_status st = TS_OK;
+    for (int64_t j = 0; j < count && !st; j++) {
+        int64_t start[ONNX_MAX_RANK] = {0}, len[ONNX_MAX_RANK];
+        int64_t g = index_in(idx->c->i[j], x->dims[axis]);
+        if (g < 0)
+            return bad_node(im, "index %lld out of range for %lld", (long long)idx->c->i[j], (long long)x->dims[axis]);
+        memcpy(len, x->dims, sizeof len);
+        start[axis] = g;
+        len[axis] = 1;
+        while (j + 1 < count && g + len[axis] < x->dims[axis] && index_in(idx->c->i[j + 1], x->dims[axis]) == g + len[axis]) {
+            len[axis]++;
+            j++;
+        }
+        if ((st = emit_crop(im, n, x, start, len, &li))) return st;
+        if (li == x->layer) st = materialize(im, x, &runs[nruns++]);
+        else runs[nruns++] = im->layers[li]->name;
+    }
     if (st) return st;
     int64_t dims[ONNX_MAX_RANK];
+    memcpy(dims, x->dims, sizeof dims);
+    dims[axis] = count;
+    if (nruns > 1) {
+        value tmp = {.kind = VALUE_LAYER, .rank = x->rank};
+        memcpy(tmp.dims, dims, sizeof dims);
+        ts_shape out;
+        layer_attrs ca;
+        nn_attrs_default(LAYER_CONCAT, &ca);
+        ca.axis = axis - im->off;
+        if ((st = value_sample_shape(im, &tmp, &out)) ||
+            (st = emit_layer(im, LAYER_CONCAT, node_base(n), runs, nruns, &ca, &out, &li)))
+            return st;
+    }
     int r = 0;
     for (int k = 0; k < axis; k++) dims[r++] = x->dims[k];
-    for (int k = 0; k < idx->rank; k++) dims[r++] = 1;
+    for (int k = 0; k < idx->rank; k++) dims[r++] = idx->dims[k];
     for (int k = axis + 1; k < x->rank; k++) dims[r++] = x->dims[k];
     return define_layer(im, n, 0, li, rr, dims);
 }

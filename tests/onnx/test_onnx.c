@@ -174,7 +174,8 @@ static void test_torch_opsnet(void) {
 
 /* PyTorch's padding layers (pads computed with ConstantOfShape, Slice, Transpose,
  * Cast on constants), slices of computed values (a channel chunk, a spatial crop)
- * and a class token x[:, 0] (gen_onnx_patterns.py) */
+ * and a class token x[:, 0]; constants folded by Slice (steps, clamping, both
+ * forms), Range, Equal, Where and ConstantOfShape (foldnet; gen_onnx_patterns.py) */
 static void test_torch_patterns(void) {
     static const char *const nets[] = {"padnet", "slicenet", "clsnet"};
     for (int i = 0; i < 3; i++)
@@ -184,6 +185,8 @@ static void test_torch_patterns(void) {
             snprintf(iop, sizeof iop, FIX "%s_io.bin", nets[i]);
             check_file_against_torch(path, iop, NULL);
         }
+    check_file_against_torch(FIX "foldnet_op13.onnx", FIX "foldnet_io.bin", NULL);
+    check_file_against_torch(FIX "foldnet_op9.onnx", FIX "foldnet_op9_io.bin", NULL);
 }
 
 /* A training-mode export keeps batch norm: its running statistics are the
