@@ -10,7 +10,14 @@
  * Reshape can tell "keep the batch" from a literal size. */
 #define ONNX_BATCH_DIM (-((int64_t)1 << 40))
 
-typedef enum value_kind { VALUE_NONE = 0, VALUE_CONST, VALUE_LAYER, VALUE_POISON } value_kind;
+/* VALUE_POISON: an output tessera does not compute (a node reading it is refused).
+ * In check mode, downstream of a refused node or graph input: VALUE_FAILED, data
+ * of unknown shape (the nodes reading it get only the shape-free checks of
+ * onnx_rules.c), and VALUE_UNKNOWN, a constant of unknown value (Shape of such
+ * data, and the shape arithmetic on it). */
+typedef enum value_kind {
+    VALUE_NONE = 0, VALUE_CONST, VALUE_LAYER, VALUE_POISON, VALUE_FAILED, VALUE_UNKNOWN
+} value_kind;
 
 /* An ONNX value: a constant, or the output of an emitted layer seen through a
  * logical ONNX shape (reshapes are views until an op needs the layout). */
@@ -141,6 +148,10 @@ ts_status op_range(importer *im, const Onnx__NodeProto *n);
 ts_status op_equal(importer *im, const Onnx__NodeProto *n);
 ts_status op_where(importer *im, const Onnx__NodeProto *n);
 ts_status op_expand(importer *im, const Onnx__NodeProto *n);
+
+/* check mode: the problems a node would have whatever its inputs' shapes
+ * (onnx_rules.c); TS_OK when none is known */
+ts_status onnx_check_rules(importer *im, const Onnx__NodeProto *n);
 
 /* ---- helpers for converters (onnx_import.c) */
 ts_status unsupported(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);

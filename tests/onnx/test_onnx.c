@@ -561,6 +561,76 @@ static void test_hostile(void) {
     }
 }
 
+/* ts_onnx_check of a tiny graph written to a file */
+static char *check_tiny(tiny *t, const char *name) {
+    size_t len;
+    uint8_t *b = tiny_pack(t, &len);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_tmp, name);
+    CHECK(b && test_write_file(path, b, len), "write %s", name);
+    free(b);
+    char *report = NULL;
+    ts_status st = ts_onnx_check(g_ctx, path, NULL, &report);
+    CHECK(st == TS_EUNSUPPORTED && report, "%s: status %d, %s", name, st, ts_ctx_error(g_ctx));
+    return report;
+}
+
+/* --check reports refusals of the graph's inputs (a symbolic axis, a second
+ * input, a non-float input) instead of an empty report, and still checks the nodes
+ * downstream of a refused node, with the rules that need no shapes */
+static void test_check_lists_all(void) {
+    tiny t;
+    tiny_init(&t);
+    t.d[1].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+    t.d[1].dim_param = (char *)"width";
+    tiny_node(&t, "Relu", "x", NULL, "a");
+    tiny_node(&t, "Cos", "a", NULL, "y");
+    char *r = check_tiny(&t, "symbolic.onnx");
+    CHECK(r && strstr(r, "graph input 'x' axis 1 is symbolic") && strstr(r, "Cos node"), "symbolic: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+
+    tiny_init(&t);
+    Onnx__ValueInfoProto z = t.in;
+    z.name = (char *)"z";
+    Onnx__ValueInfoProto *two[2] = {&t.in, &z};
+    t.g.n_input = 2;
+    t.g.input = two;
+    tiny_node(&t, "Add", "x", "z", "y");
+    r = check_tiny(&t, "two.onnx");
+    CHECK(r && strstr(r, "graph input 'z' is not an initializer"), "second input: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+
+    tiny_init(&t);
+    t.tt.elem_type = 7; /* int64 */
+    tiny_node(&t, "Relu", "x", NULL, "y");
+    r = check_tiny(&t, "int.onnx");
+    CHECK(r && strstr(r, "graph input 'x' is int64"), "int input: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+
+    /* after the refused Cos: a Conv whose weight is computed, a Concat along the
+     * batch axis (the default axis 0), and an unsupported Sin: all four listed */
+    tiny_init(&t);
+    tiny_node(&t, "Cos", "x", NULL, "a");
+    tiny_node(&t, "Conv", "a", "x", "c");
+    tiny_node(&t, "Concat", "c", "c", "d");
+    tiny_node(&t, "Sin", "d", NULL, "y");
+    r = check_tiny(&t, "downstream.onnx");
+    CHECK(r && strstr(r, "Cos node") && strstr(r, "Conv node 'Conv' (opset 13): its weight ('x') must be a constant") &&
+              strstr(r, "Concat node 'Concat' (opset 13): axis 0 is the batch axis") && strstr(r, "Sin node"),
+          "downstream: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+    /* a node that reads only shape arithmetic of a refused value is not refused
+     * for axis 0: Shape's output is a constant of unknown value */
+    tiny_init(&t);
+    tiny_node(&t, "Cos", "x", NULL, "a");
+    tiny_node(&t, "Shape", "a", NULL, "s");
+    tiny_node(&t, "Concat", "s", "s", "c");
+    tiny_node(&t, "Reshape", "x", "c", "y");
+    r = check_tiny(&t, "shape.onnx");
+    CHECK(r && strstr(r, "Cos node") && !strstr(r, "Concat node") && !strstr(r, "Reshape node"), "shape: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+}
+
 /* TensorProto files (the backend test data format) */
 static void test_tensor_files(void) {
     char path[256];
@@ -618,6 +688,7 @@ int main(void) {
     RUN(test_round_trip_reduce_kinds);
     RUN(test_round_trip_imported);
     RUN(test_hostile);
+    RUN(test_check_lists_all);
     RUN(test_tensor_files);
     RUN(test_cast_out_of_range);
     ts_ctx_free(g_ctx);
