@@ -434,8 +434,9 @@ static void test_round_trip_more_kinds(void) {
 }
 
 static void test_round_trip_imported(void) {
-    static const char *const nets[] = {"resnet20_eval", "mobilenetv2_train", "vgg11_eval", "opsnet_eval_op17"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const nets[] = {"resnet20_eval", "mobilenetv2_train", "vgg11_eval", "opsnet_eval_op17",
+                                       "padnet_op17", "slicenet_op13", "clsnet_op11"};
+    for (int i = 0; i < 7; i++) {
         char path[256];
         snprintf(path, sizeof path, FIX "%s.onnx", nets[i]);
         ts_model *m = import(path, TS_OK);
