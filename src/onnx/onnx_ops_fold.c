@@ -100,8 +100,10 @@ ts_status op_range(importer *im, const Onnx__NodeProto *n) {
     return define_const(im, n, 0, t);
 }
 
-/* the broadcast result shape of count constants */
-static ts_status broadcast_all(importer *im, value **v, int count, int *rr, int64_t *dims) {
+/* the node's first count inputs, which must be constants, and their broadcast shape */
+static ts_status broadcast_all(importer *im, const Onnx__NodeProto *n, value **v, int count, int *rr, int64_t *dims) {
+    ts_status st = all_const(im, n, count, v);
+    if (st) return st;
     int r = v[0]->rank;
     int64_t d[2 * ONNX_MAX_RANK];
     memcpy(d, v[0]->dims, (size_t)r * sizeof *d);
@@ -122,41 +124,33 @@ static ts_status broadcast_all(importer *im, value **v, int count, int *rr, int6
     return TS_OK;
 }
 
-ts_status op_equal(importer *im, const Onnx__NodeProto *n) {
-    value *v[2];
+/* Equal (1 where the two inputs are equal) and Where (X where the condition
+ * holds, else Y), broadcast */
+static ts_status fold_select(importer *im, const Onnx__NodeProto *n, int is_where) {
+    value *v[3];
     int rr = 0;
     int64_t dims[ONNX_MAX_RANK];
-    ts_status st = all_const(im, n, 2, v);
-    if (!st) st = broadcast_all(im, v, 2, &rr, dims);
+    ts_status st = broadcast_all(im, n, v, is_where ? 3 : 2, &rr, dims);
     if (st) return st;
-    ts_onnx_tensor *t = onnx_tensor_new(0, rr, dims);
+    if (is_where && v[1]->c->is_float != v[2]->c->is_float) return bad_node(im, "X and Y have different types");
+    ts_onnx_tensor *t = onnx_tensor_new(is_where && v[1]->c->is_float, rr, dims);
     if (!t) return oom(im);
     for (int64_t i = 0; i < t->numel; i++) {
         int64_t a = broadcast_source(rr, dims, i, v[0]->rank, v[0]->dims);
-        int64_t b = broadcast_source(rr, dims, i, v[1]->rank, v[1]->dims);
-        int both_int = !v[0]->c->is_float && !v[1]->c->is_float;
-        t->i[i] = both_int ? v[0]->c->i[a] == v[1]->c->i[b] : number(v[0]->c, a) == number(v[1]->c, b);
+        if (!is_where) {
+            int64_t b = broadcast_source(rr, dims, i, v[1]->rank, v[1]->dims);
+            int both_int = !v[0]->c->is_float && !v[1]->c->is_float;
+            t->i[i] = both_int ? v[0]->c->i[a] == v[1]->c->i[b] : number(v[0]->c, a) == number(v[1]->c, b);
+            continue;
+        }
+        const value *from = number(v[0]->c, a) != 0 ? v[1] : v[2];
+        int64_t s = broadcast_source(rr, dims, i, from->rank, from->dims);
+        if (t->is_float) t->f[i] = from->c->f[s];
+        else t->i[i] = from->c->i[s];
     }
     return define_const(im, n, 0, t);
 }
 
-ts_status op_where(importer *im, const Onnx__NodeProto *n) {
-    value *v[3];
-    int rr = 0;
-    int64_t dims[ONNX_MAX_RANK];
-    ts_status st = all_const(im, n, 3, v);
-    if (!st) st = broadcast_all(im, v, 3, &rr, dims);
-    if (st) return st;
-    if (v[1]->c->is_float != v[2]->c->is_float) return bad_node(im, "X and Y have different types");
-    ts_onnx_tensor *t = onnx_tensor_new(v[1]->c->is_float, rr, dims);
-    if (!t) return oom(im);
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t c = broadcast_source(rr, dims, i, v[0]->rank, v[0]->dims);
-        const ts_onnx_tensor *from = number(v[0]->c, c) != 0 ? v[1]->c : v[2]->c;
-        int64_t s = broadcast_source(rr, dims, i, from == v[1]->c ? v[1]->rank : v[2]->rank,
-                                     from == v[1]->c ? v[1]->dims : v[2]->dims);
-        if (t->is_float) t->f[i] = from->f[s];
-        else t->i[i] = from->i[s];
-    }
-    return define_const(im, n, 0, t);
-}
+ts_status op_equal(importer *im, const Onnx__NodeProto *n) { return fold_select(im, n, 0); }
+
+ts_status op_where(importer *im, const Onnx__NodeProto *n) { return fold_select(im, n, 1); }
