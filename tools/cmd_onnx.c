@@ -23,7 +23,7 @@ static cli_cmd import_cmd = {"import", "MODEL.onnx --out MODEL.tsr [options]",
                              "BatchNormalization Relu LeakyRelu PRelu Elu Selu Sigmoid HardSigmoid Tanh Clip Gemm\n"
                              "MatMul Add Sub Mul Div Sum Softmax LogSoftmax Flatten Reshape Concat Transpose Squeeze\n"
                              "Unsqueeze Pad Identity Dropout Expand HardSwish Sqrt Erf Pow ReduceMean\n"
-                             "LayerNormalization Slice Gather, and Constant Shape Cast ConstantOfShape Range Equal\n"
+                             "LayerNormalization Slice Split Gather, and Constant Shape Cast ConstantOfShape Range Equal\n"
                              "Where on constants. --check lists every refused input and node at once.",
                              import_opts, sizeof import_opts / sizeof import_opts[0]};
 

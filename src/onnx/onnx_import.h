@@ -143,6 +143,7 @@ ts_status op_shape(importer *im, const Onnx__NodeProto *n);
 ts_status op_gather(importer *im, const Onnx__NodeProto *n);
 ts_status op_cast(importer *im, const Onnx__NodeProto *n);
 ts_status op_slice(importer *im, const Onnx__NodeProto *n);
+ts_status op_split(importer *im, const Onnx__NodeProto *n);
 ts_status op_constantofshape(importer *im, const Onnx__NodeProto *n);
 ts_status op_range(importer *im, const Onnx__NodeProto *n);
 ts_status op_equal(importer *im, const Onnx__NodeProto *n);

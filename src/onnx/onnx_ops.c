@@ -59,6 +59,7 @@ static const op_entry OPS[] = {
     {"Shape", op_shape},
     {"Gather", op_gather},
     {"Slice", op_slice},
+    {"Split", op_split},
     {"ConstantOfShape", op_constantofshape},
     {"Range", op_range},
     {"Equal", op_equal},

@@ -31,13 +31,13 @@ typedef struct slice_spec {
     int64_t start[ONNX_MAX_RANK], len[ONNX_MAX_RANK], step[ONNX_MAX_RANK];
 } slice_spec;
 
-/* a constant integer list input (opset >= 10); *count -1 when absent */
-static ts_status int_list(importer *im, const Onnx__NodeProto *n, int k, const char *what, const int64_t **vals,
-                          int *count) {
+/* a constant integer list input; *count -1 when absent (an error when required) */
+static ts_status int_list(importer *im, const Onnx__NodeProto *n, int k, int required, const char *what,
+                          const int64_t **vals, int *count) {
     value *v = node_input(im, n, k);
     *vals = NULL;
     *count = -1;
-    if (!v) return k < 3 ? bad_node(im, "the %s input is missing", what) : TS_OK;
+    if (!v) return required ? bad_node(im, "the %s input is missing", what) : TS_OK;
     if (v->kind != VALUE_CONST) return unsupported(im, "its %s ('%s') must be a constant", what, v->name);
     if (v->c->is_float || v->rank != 1) return bad_node(im, "%s must be a 1-D integer tensor", what);
     *vals = v->c->i;
@@ -55,8 +55,8 @@ static ts_status slice_spec_of(importer *im, const Onnx__NodeProto *n, const val
         ns = attr_ints(n, "starts", &starts);
         ne = attr_ints(n, "ends", &ends);
         na = attr(n, "axes") ? attr_ints(n, "axes", &axes) : -1;
-    } else if ((st = int_list(im, n, 1, "starts", &starts, &ns)) || (st = int_list(im, n, 2, "ends", &ends, &ne)) ||
-               (st = int_list(im, n, 3, "axes", &axes, &na)) || (st = int_list(im, n, 4, "steps", &steps, &nst))) {
+    } else if ((st = int_list(im, n, 1, 1, "starts", &starts, &ns)) || (st = int_list(im, n, 2, 1, "ends", &ends, &ne)) ||
+               (st = int_list(im, n, 3, 0, "axes", &axes, &na)) || (st = int_list(im, n, 4, 0, "steps", &steps, &nst))) {
         return st;
     }
     if (ns != ne || (na >= 0 && na != ns) || (nst >= 0 && nst != ns) || ns > x->rank)
@@ -87,7 +87,8 @@ static ts_status slice_spec_of(importer *im, const Onnx__NodeProto *n, const val
     return TS_OK;
 }
 
-static ts_status slice_const(importer *im, const Onnx__NodeProto *n, const value *x, const slice_spec *sp) {
+/* output k of the node: the slice sp of constant x */
+static ts_status slice_const(importer *im, const Onnx__NodeProto *n, int k_out, const value *x, const slice_spec *sp) {
     ts_onnx_tensor *t = onnx_tensor_new(x->c->is_float, x->rank, sp->len);
     if (!t) return oom(im);
     for (int64_t i = 0; i < t->numel; i++) {
@@ -101,7 +102,7 @@ static ts_status slice_const(importer *im, const Onnx__NodeProto *n, const value
         if (t->is_float) t->f[i] = x->c->f[src];
         else t->i[i] = x->c->i[src];
     }
-    return define_const(im, n, 0, t);
+    return define_const(im, n, k_out, t);
 }
 
 /* x's per-sample axes cut to [start, start + len) (step 1): a `pad` layer with
@@ -141,13 +142,55 @@ ts_status op_slice(importer *im, const Onnx__NodeProto *n) {
     ts_status st = require_input(im, n, 0, &x);
     if (!st) st = slice_spec_of(im, n, x, &sp);
     if (st) return st;
-    if (x->kind == VALUE_CONST) return slice_const(im, n, x, &sp);
+    if (x->kind == VALUE_CONST) return slice_const(im, n, 0, x, &sp);
     if ((st = need_layer_value(im, x))) return st;
     for (int k = im->off; k < x->rank; k++)
         if (sp.step[k] != 1 && sp.len[k] > 1) return unsupported(im, "a step other than 1 on a computed value");
     int li;
     if ((st = emit_crop(im, n, x, sp.start, sp.len, &li))) return st;
     return define_layer(im, n, 0, li, x->rank, sp.len);
+}
+
+/* Split: consecutive parts of one axis, each a Slice (a crop of a computed value);
+ * sizes from `split` (an attribute before opset 13, a constant input from 13) or
+ * equal parts (the last one smaller when the axis does not divide, as opset 18) */
+ts_status op_split(importer *im, const Onnx__NodeProto *n) {
+    value *x;
+    ts_status st = require_input(im, n, 0, &x);
+    if (st) return st;
+    int64_t axis = attr_int(n, "axis", 0);
+    if (axis < -x->rank || axis >= x->rank) return bad_node(im, "axis %lld out of range", (long long)axis);
+    if (axis < 0) axis += x->rank;
+    if (x->kind == VALUE_LAYER && axis < im->off) return unsupported(im, "splitting the batch axis");
+    if (x->kind != VALUE_CONST && (st = need_layer_value(im, x))) return st;
+    const int64_t *sizes = NULL;
+    int nsizes = 0, nout = (int)n->n_output;
+    if (im->opset < 13) nsizes = attr_ints(n, "split", &sizes);
+    else if ((st = int_list(im, n, 1, 0, "split", &sizes, &nsizes))) return st;
+    if (nsizes < 0) nsizes = 0;
+    if (nout < 1 || nout > 64 || (nsizes && nsizes != nout))
+        return bad_node(im, "%d outputs for %d split sizes", nout, nsizes);
+    const int64_t dim = x->dims[axis], part = (dim + nout - 1) / nout;
+    int64_t start = 0;
+    for (int k = 0; k < nout && !st; k++) {
+        int64_t len = nsizes ? sizes[k] : k < nout - 1 ? part : dim - start;
+        if (len < 0 || len > dim - start) return bad_node(im, "the split sizes do not add up to %lld", (long long)dim);
+        slice_spec sp;
+        for (int d = 0; d < x->rank; d++) {
+            sp.start[d] = 0;
+            sp.len[d] = x->dims[d];
+            sp.step[d] = 1;
+        }
+        sp.start[axis] = start;
+        sp.len[axis] = len;
+        start += len;
+        if (!output_used(im, n, k)) continue;
+        int li;
+        if (x->kind == VALUE_CONST) st = slice_const(im, n, k, x, &sp);
+        else if (!(st = emit_crop(im, n, x, sp.start, sp.len, &li))) st = define_layer(im, n, k, li, x->rank, sp.len);
+    }
+    if (!st && start != dim) return bad_node(im, "the split sizes add up to %lld, not %lld", (long long)start, (long long)dim);
+    return st;
 }
 
 /* index i of an axis of size dim (negative from the end); -1 when out of range */
