@@ -24,7 +24,7 @@ static const const_input CONST_INPUTS[] = {
     {"Slice", 1, 10, "starts"},     {"Slice", 2, 10, "ends"},          {"Slice", 3, 10, "axes"},
     {"Slice", 4, 10, "steps"},      {"Pow", 1, 1, "exponent"},         {"LayerNormalization", 1, 1, "scale"},
     {"LayerNormalization", 2, 1, "bias"}, {"Gemm", 2, 1, "C"},         {"Squeeze", 1, 13, "axes"},
-    {"Unsqueeze", 1, 13, "axes"},
+    {"Unsqueeze", 1, 13, "axes"},   {"Split", 1, 13, "split"},
 };
 
 /* an attribute that names the batch axis (0) in batch mode; negative axes need
@@ -69,7 +69,8 @@ static ts_status rule_flatten(importer *im, const Onnx__NodeProto *n) {
     return TS_OK;
 }
 
-static ts_status rule_gather(importer *im, const Onnx__NodeProto *n) {
+/* Gather, Split: axis defaults to 0 */
+static ts_status rule_axis(importer *im, const Onnx__NodeProto *n) {
     return batch_axis_attr(im, n, "axis", 0, "axis");
 }
 
@@ -116,9 +117,10 @@ typedef struct rule {
 static const rule RULES[] = {
     {"Conv", rule_kernel},       {"ConvTranspose", rule_kernel}, {"MaxPool", rule_maxpool},
     {"AveragePool", rule_avgpool}, {"Concat", rule_concat},      {"Softmax", rule_softmax},
-    {"LogSoftmax", rule_softmax}, {"Flatten", rule_flatten},     {"Gather", rule_gather},
+    {"LogSoftmax", rule_softmax}, {"Flatten", rule_flatten},     {"Gather", rule_axis},
     {"Transpose", rule_transpose}, {"Squeeze", rule_axes},        {"Unsqueeze", rule_axes},
     {"ReduceMean", rule_reducemean}, {"Pad", rule_pad},           {"Gemm", rule_gemm},
+    {"Split", rule_axis},
 };
 
 ts_status onnx_check_rules(importer *im, const Onnx__NodeProto *n) {
