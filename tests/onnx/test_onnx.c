@@ -146,6 +146,23 @@ static void test_free_size(void) {
     CHECK(!m, "no model after a refusal");
 }
 
+/* PyTorch's padding layers (pads computed with ConstantOfShape, Slice, Transpose,
+ * Cast on constants), slices of computed values (a channel chunk, a spatial crop)
+ * and a class token x[:, 0]; constants folded by Slice (steps, clamping, both
+ * forms), Range, Equal, Where and ConstantOfShape (foldnet; gen_onnx_patterns.py) */
+static void test_torch_patterns(void) {
+    static const char *const nets[] = {"padnet", "slicenet", "clsnet"};
+    for (int i = 0; i < 3; i++)
+        for (int opset = 11; opset <= 17; opset += opset == 11 ? 2 : 4) {
+            char path[256], iop[256];
+            snprintf(path, sizeof path, FIX "%s_op%d.onnx", nets[i], opset);
+            snprintf(iop, sizeof iop, FIX "%s_io.bin", nets[i]);
+            check_file_against_torch(path, iop, NULL);
+        }
+    check_file_against_torch(FIX "foldnet_op13.onnx", FIX "foldnet_io.bin", NULL);
+    check_file_against_torch(FIX "foldnet_op9.onnx", FIX "foldnet_op9_io.bin", NULL);
+}
+
 static void test_torch_resnet20(void) {
     check_against_torch("resnet20", "eval");
     check_against_torch("resnet20", "train");
@@ -170,23 +187,6 @@ static void test_torch_opsnet(void) {
     check_against_torch("opsnet", "eval_op11");
     check_against_torch("opsnet", "eval_op13");
     check_against_torch("opsnet", "eval_op17");
-}
-
-/* PyTorch's padding layers (pads computed with ConstantOfShape, Slice, Transpose,
- * Cast on constants), slices of computed values (a channel chunk, a spatial crop)
- * and a class token x[:, 0]; constants folded by Slice (steps, clamping, both
- * forms), Range, Equal, Where and ConstantOfShape (foldnet; gen_onnx_patterns.py) */
-static void test_torch_patterns(void) {
-    static const char *const nets[] = {"padnet", "slicenet", "clsnet"};
-    for (int i = 0; i < 3; i++)
-        for (int opset = 11; opset <= 17; opset += opset == 11 ? 2 : 4) {
-            char path[256], iop[256];
-            snprintf(path, sizeof path, FIX "%s_op%d.onnx", nets[i], opset);
-            snprintf(iop, sizeof iop, FIX "%s_io.bin", nets[i]);
-            check_file_against_torch(path, iop, NULL);
-        }
-    check_file_against_torch(FIX "foldnet_op13.onnx", FIX "foldnet_io.bin", NULL);
-    check_file_against_torch(FIX "foldnet_op9.onnx", FIX "foldnet_op9_io.bin", NULL);
 }
 
 /* A training-mode export keeps batch norm: its running statistics are the
@@ -680,9 +680,9 @@ int main(void) {
     RUN(test_torch_vgg11);
     RUN(test_torch_mobilenetv2);
     RUN(test_torch_opsnet);
-    RUN(test_torch_patterns);
     RUN(test_free_size);
     RUN(test_train_imported);
+    RUN(test_torch_patterns);
     RUN(test_round_trip_zoo);
     RUN(test_round_trip_new_kinds);
     RUN(test_round_trip_more_kinds);
