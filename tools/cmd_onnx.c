@@ -6,7 +6,7 @@
 
 static cli_opt import_opts[] = {
     {"out", "FILE.tsr", "where to write the tessera model (required unless --check)", NULL},
-    {"check", NULL, "only list every node that cannot be imported, all at once", NULL},
+    {"check", NULL, "only list every input and node that cannot be imported, all at once", NULL},
     {"no-batch", NULL, "the input has no batch axis: the whole tensor is one sample", NULL},
     {"input-shape", "CxHxW", "sizes for the input's symbolic axes (one sample's; with --no-batch, the whole tensor's)",
      NULL},
@@ -23,7 +23,8 @@ static cli_cmd import_cmd = {"import", "MODEL.onnx --out MODEL.tsr [options]",
                              "BatchNormalization Relu LeakyRelu PRelu Elu Selu Sigmoid HardSigmoid Tanh Clip Gemm\n"
                              "MatMul Add Sub Mul Div Sum Softmax LogSoftmax Flatten Reshape Concat Transpose Squeeze\n"
                              "Unsqueeze Pad Identity Dropout Expand HardSwish Sqrt Erf Pow ReduceMean\n"
-                             "LayerNormalization, and Constant Shape Gather Cast on constants.",
+                             "LayerNormalization Slice Split Gather, and Constant Shape Cast ConstantOfShape Range Equal\n"
+                             "Where on constants. --check lists every refused input and node at once.",
                              import_opts, sizeof import_opts / sizeof import_opts[0]};
 
 /* "0.5,0.25" -> values; returns the count, or -1 when malformed */

@@ -400,6 +400,16 @@ static void importer_free(importer *im) {
     nn_builder_free(im->b);
 }
 
+/* check mode: value `name` cannot be computed (kind VALUE_FAILED or VALUE_UNKNOWN) */
+static ts_status mark_failed(importer *im, const char *name, value_kind kind) {
+    value *v = find_value(im, name);
+    if (!v && !(v = new_value(im, name))) return ts_ctx_status(im->ctx);
+    ts_onnx_tensor_free(v->c);
+    v->c = NULL;
+    v->kind = kind;
+    return TS_OK;
+}
+
 static int is_initializer(const Onnx__GraphProto *g, const char *name) {
     for (size_t i = 0; i < g->n_initializer; i++)
         if (g->initializer[i]->name && !strcmp(g->initializer[i]->name, name)) return 1;
@@ -423,78 +433,92 @@ static ts_status read_opset(importer *im, const Onnx__ModelProto *mp) {
     return TS_OK;
 }
 
-/* The model input: the first graph input that is not an initializer. */
+/* The model input: its element type, rank and sizes (fixed, or given by the
+ * caller's input shape) become the input layer. */
+static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi) {
+    const Onnx__TypeProto *tp = vi->type;
+    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' is not a tensor", im->file, vi->name);
+    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+    if (tt->has_elem_type && tt->elem_type != ONNX_FLOAT)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' is %s; tessera models take float32 input",
+                       im->file, vi->name, onnx_dtype_name(tt->elem_type));
+    if (!tt->shape) return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' has no shape", im->file, vi->name);
+    int rank = (int)tt->shape->n_dim;
+    if (rank < im->off || rank > ONNX_MAX_RANK || rank - im->off > TS_MAX_DIMS)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' has rank %d (1 to %d with a batch axis)",
+                       im->file, vi->name, rank, TS_MAX_DIMS + 1);
+    int64_t dims[ONNX_MAX_RANK];
+    im->batch0 = -1;
+    const ts_shape *given = &im->cfg->input_shape;
+    if (given->ndim && given->ndim != rank - im->off)
+        return ts_fail(im->ctx, TS_EINVAL, "%s: the input shape given has %d axes; graph input '%s' has %d%s",
+                       im->file, given->ndim, vi->name, rank - im->off, im->off ? " besides the batch axis" : "");
+    for (int k = 0; k < rank; k++) {
+        const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
+        int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0;
+        if (k == 0 && im->off) {
+            im->batch0 = known ? d->dim_value : -1;
+            dims[k] = -1;
+            continue;
+        }
+        const int64_t want = given->ndim ? given->dims[k - im->off] : 0;
+        if (want > 0 && known && want != d->dim_value)
+            return ts_fail(im->ctx, TS_EINVAL, "%s: graph input '%s' axis %d is %lld; the input shape given says %lld",
+                           im->file, vi->name, k, (long long)d->dim_value, (long long)want);
+        if (want > 0 && !known) {
+            dims[k] = want;
+            continue;
+        }
+        if (!known)
+            return ts_fail(im->ctx, TS_EUNSUPPORTED,
+                           "%s: graph input '%s' axis %d is %s; tessera needs a fixed sample shape", im->file,
+                           vi->name, k,
+                           d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? "symbolic" : "unknown");
+        dims[k] = d->dim_value;
+    }
+    value v0 = {.name = vi->name, .kind = VALUE_LAYER, .rank = rank};
+    memcpy(v0.dims, dims, (size_t)rank * sizeof *dims);
+    ts_shape s;
+    ts_status st = value_sample_shape(im, &v0, &s);
+    if (st) return st;
+    int li;
+    if ((st = emit_layer(im, LAYER_INPUT, "input", NULL, 0, NULL, &s, &li))) return st;
+    value *v = new_value(im, vi->name);
+    if (!v) return ts_ctx_status(im->ctx);
+    *v = v0;
+    v->layer = li;
+    return TS_OK;
+}
+
+/* a further graph input: a constant the caller bound */
+static ts_status define_bound_input(importer *im, const Onnx__ValueInfoProto *vi, int *bound) {
+    if (*bound >= im->cfg->nbind || !im->cfg->bind || !im->cfg->bind[*bound])
+        return ts_fail(im->ctx, TS_EUNSUPPORTED,
+                       "%s: graph input '%s' is not an initializer: a tessera model has one input "
+                       "(bind the others to constants)",
+                       im->file, vi->name);
+    ts_onnx_tensor *t = onnx_tensor_copy(im->cfg->bind[(*bound)++]);
+    if (!t) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory", im->file);
+    return new_const_value(im, vi->name, t);
+}
+
+/* The graph's inputs: the first that is not an initializer is the model input, the
+ * others are bound constants. In check mode a refused input is reported, and what
+ * reads it gets the shape-free checks. */
 static ts_status define_inputs(importer *im, const Onnx__GraphProto *g) {
     int seen = 0, bound = 0;
     for (size_t i = 0; i < g->n_input; i++) {
         const Onnx__ValueInfoProto *vi = g->input[i];
         if (!vi->name || !*vi->name) return ts_fail(im->ctx, TS_EFORMAT, "%s: graph input %zu has no name", im->file, i);
         if (is_initializer(g, vi->name)) continue;
-        if (seen++ > 0) {
-            /* a further input: a bound constant */
-            if (bound >= im->cfg->nbind || !im->cfg->bind || !im->cfg->bind[bound])
-                return ts_fail(im->ctx, TS_EUNSUPPORTED,
-                               "%s: graph input '%s' is not an initializer: a tessera model has one input "
-                               "(bind the others to constants)",
-                               im->file, vi->name);
-            ts_onnx_tensor *t = onnx_tensor_copy(im->cfg->bind[bound++]);
-            if (!t) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory", im->file);
-            ts_status st = new_const_value(im, vi->name, t);
-            if (st) return st;
-            continue;
+        ts_status st = seen++ ? define_bound_input(im, vi, &bound) : define_model_input(im, vi);
+        if (st == TS_EUNSUPPORTED && im->checking) {
+            if ((st = report_add(im, ts_ctx_error(im->ctx)))) return st;
+            ts_ctx_clear_error(im->ctx);
+            st = mark_failed(im, vi->name, VALUE_FAILED);
         }
-        const Onnx__TypeProto *tp = vi->type;
-        if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
-            return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' is not a tensor", im->file, vi->name);
-        const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
-        if (tt->has_elem_type && tt->elem_type != ONNX_FLOAT)
-            return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' is %s; tessera models take float32 input",
-                           im->file, vi->name, onnx_dtype_name(tt->elem_type));
-        if (!tt->shape) return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' has no shape", im->file, vi->name);
-        int rank = (int)tt->shape->n_dim;
-        if (rank < im->off || rank > ONNX_MAX_RANK || rank - im->off > TS_MAX_DIMS)
-            return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' has rank %d (1 to %d with a batch axis)",
-                           im->file, vi->name, rank, TS_MAX_DIMS + 1);
-        int64_t dims[ONNX_MAX_RANK];
-        im->batch0 = -1;
-        const ts_shape *given = &im->cfg->input_shape;
-        if (given->ndim && given->ndim != rank - im->off)
-            return ts_fail(im->ctx, TS_EINVAL, "%s: the input shape given has %d axes; graph input '%s' has %d%s",
-                           im->file, given->ndim, vi->name, rank - im->off, im->off ? " besides the batch axis" : "");
-        for (int k = 0; k < rank; k++) {
-            const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
-            int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0;
-            if (k == 0 && im->off) {
-                im->batch0 = known ? d->dim_value : -1;
-                dims[k] = -1;
-                continue;
-            }
-            const int64_t want = given->ndim ? given->dims[k - im->off] : 0;
-            if (want > 0 && known && want != d->dim_value)
-                return ts_fail(im->ctx, TS_EINVAL, "%s: graph input '%s' axis %d is %lld; the input shape given says %lld",
-                               im->file, vi->name, k, (long long)d->dim_value, (long long)want);
-            if (want > 0 && !known) {
-                dims[k] = want;
-                continue;
-            }
-            if (!known)
-                return ts_fail(im->ctx, TS_EUNSUPPORTED,
-                               "%s: graph input '%s' axis %d is %s; tessera needs a fixed sample shape", im->file,
-                               vi->name, k,
-                               d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? "symbolic" : "unknown");
-            dims[k] = d->dim_value;
-        }
-        value v0 = {.name = vi->name, .kind = VALUE_LAYER, .rank = rank};
-        memcpy(v0.dims, dims, (size_t)rank * sizeof *dims);
-        ts_shape s;
-        ts_status st = value_sample_shape(im, &v0, &s);
         if (st) return st;
-        int li;
-        if ((st = emit_layer(im, LAYER_INPUT, "input", NULL, 0, NULL, &s, &li))) return st;
-        value *v = new_value(im, vi->name);
-        if (!v) return ts_ctx_status(im->ctx);
-        *v = v0;
-        v->layer = li;
     }
     if (seen == 0) return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: the graph has no input besides initializers", im->file);
     if (bound < im->cfg->nbind)
@@ -538,12 +562,15 @@ static ts_status walk(importer *im, const Onnx__GraphProto *g) {
         for (size_t i = 0; i < nn && !st; i++) {
             if (done[i]) continue;
             const Onnx__NodeProto *n = g->node[i];
-            int ready = 1, poisoned = 0;
+            /* data: an input is computed from the model input (or would be) */
+            int ready = 1, uncomputed = 0, unknown = 0, data = 0;
             for (size_t k = 0; k < n->n_input && ready; k++) {
                 if (!n->input[k] || !*n->input[k]) continue;
                 value *v = find_value(im, n->input[k]);
                 if (!v) ready = 0;
-                else if (v->kind == VALUE_POISON) poisoned = 1;
+                else if (v->kind == VALUE_POISON) uncomputed = 1;
+                unknown |= v && (v->kind == VALUE_FAILED || v->kind == VALUE_UNKNOWN);
+                data |= v && (v->kind == VALUE_FAILED || v->kind == VALUE_LAYER);
             }
             if (!ready) continue;
             done[i] = 1;
@@ -553,34 +580,27 @@ static ts_status walk(importer *im, const Onnx__GraphProto *g) {
             convert_fn fn = n->op_type && (!n->domain || !*n->domain || !strcmp(n->domain, "ai.onnx"))
                                 ? onnx_converter(n->op_type)
                                 : NULL;
-            if (poisoned && fn && im->checking) {
-                st = TS_OK; /* downstream of an unsupported node: nothing to say about it */
-            } else if (poisoned && fn) {
-                st = unsupported(im, "it reads an output that tessera does not compute (a Dropout mask, or a "
-                                     "training-mode BatchNormalization's statistics)");
-            } else if (!fn) {
+            if (!fn) {
                 if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx"))
                     st = unsupported(im, "operators of domain '%s' are not supported", n->domain);
                 else
                     st = unsupported(im, "this operator is not supported (tessera import --help lists those that are)");
+            } else if (uncomputed) {
+                st = unsupported(im, "it reads an output that tessera does not compute (a Dropout mask, or a "
+                                     "training-mode BatchNormalization's statistics)");
+            } else if (unknown) {
+                /* check mode, downstream of a refusal: no shapes, only the shape-free rules */
+                st = data ? onnx_check_rules(im, n) : TS_OK;
             } else {
                 st = fn(im, n);
             }
-            if (im->checking && (poisoned || st == TS_EUNSUPPORTED)) {
+            if (im->checking && (unknown || st == TS_EUNSUPPORTED)) {
                 if (st == TS_EUNSUPPORTED && (st = report_add(im, ts_ctx_error(im->ctx)))) break;
+                if (st) break;
                 ts_ctx_clear_error(im->ctx);
-                st = TS_OK;
-                for (size_t k = 0; k < n->n_output; k++) {
-                    if (!n->output[k] || !*n->output[k]) continue;
-                    value *v = find_value(im, n->output[k]);
-                    if (!v && !(v = new_value(im, n->output[k]))) {
-                        st = ts_ctx_status(im->ctx);
-                        break;
-                    }
-                    ts_onnx_tensor_free(v->c);
-                    v->c = NULL;
-                    v->kind = VALUE_POISON;
-                }
+                value_kind kind = data && strcmp(n->op_type ? n->op_type : "", "Shape") ? VALUE_FAILED : VALUE_UNKNOWN;
+                for (size_t k = 0; k < n->n_output && !st; k++)
+                    if (n->output[k] && *n->output[k]) st = mark_failed(im, n->output[k], kind);
             }
         }
         if (!st && progress == 0) {
@@ -616,7 +636,10 @@ static ts_status finish_output(importer *im, const Onnx__GraphProto *g, const ch
     const char *name = g->output[0]->name;
     value *v = name ? find_value(im, name) : NULL;
     if (!v) return ts_fail(im->ctx, TS_EFORMAT, "%s: graph output '%s' is never produced", im->file, name ? name : "");
-    if (v->kind == VALUE_POISON) return TS_EUNSUPPORTED;
+    if (v->kind == VALUE_FAILED || v->kind == VALUE_UNKNOWN) return TS_EUNSUPPORTED; /* check mode: reported */
+    if (v->kind == VALUE_POISON)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is an output that tessera does not compute",
+                       im->file, name);
     if (v->kind != VALUE_LAYER)
         return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is a constant, not computed from the input",
                        im->file, name);
@@ -752,6 +775,6 @@ ts_status ts_onnx_check(ts_ctx *ctx, const char *path, const ts_onnx_import_conf
     st = import_bytes(ctx, data, size, path, cfg, 1, NULL, report);
     free(data);
     if (st == TS_EUNSUPPORTED)
-        ts_fail(ctx, TS_EUNSUPPORTED, "%s: some operators are not supported (listed in the report)", path);
+        ts_fail(ctx, TS_EUNSUPPORTED, "%s: some nodes or inputs cannot be imported (listed in the report)", path);
     return st;
 }

@@ -10,7 +10,14 @@
  * Reshape can tell "keep the batch" from a literal size. */
 #define ONNX_BATCH_DIM (-((int64_t)1 << 40))
 
-typedef enum value_kind { VALUE_NONE = 0, VALUE_CONST, VALUE_LAYER, VALUE_POISON } value_kind;
+/* VALUE_POISON: an output tessera does not compute (a node reading it is refused).
+ * In check mode, downstream of a refused node or graph input: VALUE_FAILED, data
+ * of unknown shape (the nodes reading it get only the shape-free checks of
+ * onnx_rules.c), and VALUE_UNKNOWN, a constant of unknown value (Shape of such
+ * data, and the shape arithmetic on it). */
+typedef enum value_kind {
+    VALUE_NONE = 0, VALUE_CONST, VALUE_LAYER, VALUE_POISON, VALUE_FAILED, VALUE_UNKNOWN
+} value_kind;
 
 /* An ONNX value: a constant, or the output of an emitted layer seen through a
  * logical ONNX shape (reshapes are views until an op needs the layout). */
@@ -83,6 +90,10 @@ ts_status scalar_input(importer *im, const Onnx__NodeProto *n, int k, const char
 ts_status lift_const(importer *im, const Onnx__NodeProto *n, const value *c, const value *like, value *out);
 /* a constant's per-sample shape for a layer of rank layer_rank (leading batch axes removed) */
 ts_status strip_batch_axes(importer *im, const value *c, int layer_rank, ts_shape *s);
+/* index into x (rank rx, xdims) of element i of its numpy broadcast to (rr, dims) */
+int64_t broadcast_source(int rr, const int64_t *dims, int64_t i, int rx, const int64_t *xdims);
+/* Gather of one constant index along ONNX axis `axis` of computed x (onnx_ops_slice.c) */
+ts_status gather_computed(importer *im, const Onnx__NodeProto *n, const value *x, const value *idx, int axis);
 /* numpy broadcast of two dims lists; 0 when incompatible */
 int broadcast(int ra, const int64_t *a, int rb, const int64_t *b, int *rr, int64_t *r);
 
@@ -131,7 +142,17 @@ ts_status op_constant(importer *im, const Onnx__NodeProto *n);
 ts_status op_shape(importer *im, const Onnx__NodeProto *n);
 ts_status op_gather(importer *im, const Onnx__NodeProto *n);
 ts_status op_cast(importer *im, const Onnx__NodeProto *n);
+ts_status op_slice(importer *im, const Onnx__NodeProto *n);
+ts_status op_split(importer *im, const Onnx__NodeProto *n);
+ts_status op_constantofshape(importer *im, const Onnx__NodeProto *n);
+ts_status op_range(importer *im, const Onnx__NodeProto *n);
+ts_status op_equal(importer *im, const Onnx__NodeProto *n);
+ts_status op_where(importer *im, const Onnx__NodeProto *n);
 ts_status op_expand(importer *im, const Onnx__NodeProto *n);
+
+/* check mode: the problems a node would have whatever its inputs' shapes
+ * (onnx_rules.c); TS_OK when none is known */
+ts_status onnx_check_rules(importer *im, const Onnx__NodeProto *n);
 
 /* ---- helpers for converters (onnx_import.c) */
 ts_status unsupported(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);

@@ -58,6 +58,12 @@ static const op_entry OPS[] = {
     {"Constant", op_constant},
     {"Shape", op_shape},
     {"Gather", op_gather},
+    {"Slice", op_slice},
+    {"Split", op_split},
+    {"ConstantOfShape", op_constantofshape},
+    {"Range", op_range},
+    {"Equal", op_equal},
+    {"Where", op_where},
     {"Cast", op_cast},
     {"Expand", op_expand},
 };

@@ -62,11 +62,11 @@ ts_status op_gather(importer *im, const Onnx__NodeProto *n) {
     ts_status st = require_input(im, n, 0, &x);
     if (!st) st = require_const(im, n, 1, "indices", &idx);
     if (st) return st;
-    if (x->kind != VALUE_CONST) return unsupported(im, "Gather on computed values (only constant folding is supported)");
     if (idx->c->is_float) return bad_node(im, "indices must be integers");
     int64_t axis = attr_int(n, "axis", 0);
     if (axis < -x->rank || axis >= x->rank) return bad_node(im, "axis out of range");
     if (axis < 0) axis += x->rank;
+    if (x->kind != VALUE_CONST) return gather_computed(im, n, x, idx, (int)axis);
     int rr = x->rank - 1 + idx->rank;
     if (rr > ONNX_MAX_RANK) return unsupported(im, "result rank %d", rr);
     int64_t dims[ONNX_MAX_RANK];

@@ -50,6 +50,7 @@ static const kind_case CASES[] = {
     {"reshape", PRE "reshape name=t shape=6x8\n", "2x4x4"},
     {"transpose", PRE "transpose name=t perm=2,0,1\n", "2x4x5"},
     {"pad", PRE "pad name=t pads=0,1,2,0,2,-1 mode=reflect\n", "2x4x5"},
+    {"pad", PRE "pad name=t pads=0,-1,-2,0,-1,0\n", "2x4x5"}, /* a crop: ONNX Slice and Gather of computed values */
     {"binary", PRE "conv2d name=pre2 in=input0 out=3 kernel=1\nbinary name=b1 in=pre,pre2 op=mul\n"
                "binary name=t op=div const=3x1x1\n", "2x4x4"},
     {"matmul", "matmul name=t b=5x4\n", "3x5"},

@@ -146,6 +146,23 @@ static void test_free_size(void) {
     CHECK(!m, "no model after a refusal");
 }
 
+/* PyTorch's padding layers (pads computed with ConstantOfShape, Slice, Transpose,
+ * Cast on constants), slices of computed values (a channel chunk, a spatial crop)
+ * and a class token x[:, 0]; constants folded by Slice (steps, clamping, both
+ * forms), Range, Equal, Where and ConstantOfShape (foldnet; gen_onnx_patterns.py) */
+static void test_torch_patterns(void) {
+    static const char *const nets[] = {"padnet", "slicenet", "clsnet"};
+    for (int i = 0; i < 3; i++)
+        for (int opset = 11; opset <= 17; opset += opset == 11 ? 2 : 4) {
+            char path[256], iop[256];
+            snprintf(path, sizeof path, FIX "%s_op%d.onnx", nets[i], opset);
+            snprintf(iop, sizeof iop, FIX "%s_io.bin", nets[i]);
+            check_file_against_torch(path, iop, NULL);
+        }
+    check_file_against_torch(FIX "foldnet_op13.onnx", FIX "foldnet_io.bin", NULL);
+    check_file_against_torch(FIX "foldnet_op9.onnx", FIX "foldnet_op9_io.bin", NULL);
+}
+
 static void test_torch_resnet20(void) {
     check_against_torch("resnet20", "eval");
     check_against_torch("resnet20", "train");
@@ -430,8 +447,9 @@ static void test_round_trip_more_kinds(void) {
 }
 
 static void test_round_trip_imported(void) {
-    static const char *const nets[] = {"resnet20_eval", "mobilenetv2_train", "vgg11_eval", "opsnet_eval_op17"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const nets[] = {"resnet20_eval", "mobilenetv2_train", "vgg11_eval", "opsnet_eval_op17",
+                                       "padnet_op17", "slicenet_op13", "clsnet_op11"};
+    for (int i = 0; i < 7; i++) {
         char path[256];
         snprintf(path, sizeof path, FIX "%s.onnx", nets[i]);
         ts_model *m = import(path, TS_OK);
@@ -557,6 +575,76 @@ static void test_hostile(void) {
     }
 }
 
+/* ts_onnx_check of a tiny graph written to a file */
+static char *check_tiny(tiny *t, const char *name) {
+    size_t len;
+    uint8_t *b = tiny_pack(t, &len);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_tmp, name);
+    CHECK(b && test_write_file(path, b, len), "write %s", name);
+    free(b);
+    char *report = NULL;
+    ts_status st = ts_onnx_check(g_ctx, path, NULL, &report);
+    CHECK(st == TS_EUNSUPPORTED && report, "%s: status %d, %s", name, st, ts_ctx_error(g_ctx));
+    return report;
+}
+
+/* --check reports refusals of the graph's inputs (a symbolic axis, a second
+ * input, a non-float input) instead of an empty report, and still checks the nodes
+ * downstream of a refused node, with the rules that need no shapes */
+static void test_check_lists_all(void) {
+    tiny t;
+    tiny_init(&t);
+    t.d[1].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+    t.d[1].dim_param = (char *)"width";
+    tiny_node(&t, "Relu", "x", NULL, "a");
+    tiny_node(&t, "Cos", "a", NULL, "y");
+    char *r = check_tiny(&t, "symbolic.onnx");
+    CHECK(r && strstr(r, "graph input 'x' axis 1 is symbolic") && strstr(r, "Cos node"), "symbolic: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+
+    tiny_init(&t);
+    Onnx__ValueInfoProto z = t.in;
+    z.name = (char *)"z";
+    Onnx__ValueInfoProto *two[2] = {&t.in, &z};
+    t.g.n_input = 2;
+    t.g.input = two;
+    tiny_node(&t, "Add", "x", "z", "y");
+    r = check_tiny(&t, "two.onnx");
+    CHECK(r && strstr(r, "graph input 'z' is not an initializer"), "second input: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+
+    tiny_init(&t);
+    t.tt.elem_type = 7; /* int64 */
+    tiny_node(&t, "Relu", "x", NULL, "y");
+    r = check_tiny(&t, "int.onnx");
+    CHECK(r && strstr(r, "graph input 'x' is int64"), "int input: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+
+    /* after the refused Cos: a Conv whose weight is computed, a Concat along the
+     * batch axis (the default axis 0), and an unsupported Sin: all four listed */
+    tiny_init(&t);
+    tiny_node(&t, "Cos", "x", NULL, "a");
+    tiny_node(&t, "Conv", "a", "x", "c");
+    tiny_node(&t, "Concat", "c", "c", "d");
+    tiny_node(&t, "Sin", "d", NULL, "y");
+    r = check_tiny(&t, "downstream.onnx");
+    CHECK(r && strstr(r, "Cos node") && strstr(r, "Conv node 'Conv' (opset 13): its weight ('x') must be a constant") &&
+              strstr(r, "Concat node 'Concat' (opset 13): axis 0 is the batch axis") && strstr(r, "Sin node"),
+          "downstream: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+    /* a node that reads only shape arithmetic of a refused value is not refused
+     * for axis 0: Shape's output is a constant of unknown value */
+    tiny_init(&t);
+    tiny_node(&t, "Cos", "x", NULL, "a");
+    tiny_node(&t, "Shape", "a", NULL, "s");
+    tiny_node(&t, "Concat", "s", "s", "c");
+    tiny_node(&t, "Reshape", "x", "c", "y");
+    r = check_tiny(&t, "shape.onnx");
+    CHECK(r && strstr(r, "Cos node") && !strstr(r, "Concat node") && !strstr(r, "Reshape node"), "shape: %s", r ? r : "(none)");
+    ts_onnx_free(r);
+}
+
 /* TensorProto files (the backend test data format) */
 static void test_tensor_files(void) {
     char path[256];
@@ -607,12 +695,14 @@ int main(void) {
     RUN(test_torch_opsnet);
     RUN(test_free_size);
     RUN(test_train_imported);
+    RUN(test_torch_patterns);
     RUN(test_round_trip_zoo);
     RUN(test_round_trip_new_kinds);
     RUN(test_round_trip_more_kinds);
     RUN(test_round_trip_reduce_kinds);
     RUN(test_round_trip_imported);
     RUN(test_hostile);
+    RUN(test_check_lists_all);
     RUN(test_tensor_files);
     RUN(test_cast_out_of_range);
     ts_ctx_free(g_ctx);

@@ -30,6 +30,7 @@
 
 /* the ops tessera claims: every case labelled with one of these must not fail */
 static const char *const CLAIMED[] = {
+    "Slice", "Gather",
     "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Relu",
     "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "Tanh", "Clip", "Gemm", "MatMul", "Add", "Sub",
     "Mul", "Div", "Sum", "Softmax", "LogSoftmax", "Flatten", "Reshape", "Concat", "Transpose", "Squeeze",

@@ -377,6 +377,12 @@ static void test_onnx_flow(void) {
     CHECK(rc == 3 && !exists("n.onnx"), "export of a missing model: exit %d", rc);
     rc = run("import /usr/share/libonnx-testdata/data/node/test_cos/model.onnx --check");
     if (rc != 3) CHECK(rc == 5 && strstr(g_out, "Cos node"), "check lists unsupported ops: exit %d: %s", rc, g_out);
+    /* --check reports a refused graph input (here a symbolic height), not an empty report */
+    rc = run("import tests/fixtures/onnx/opsnet_free_op13.onnx --check");
+    CHECK(rc == 5 && strstr(g_out, "axis 2 is symbolic") && count_lines(g_err) == 1,
+          "check of a symbolic input: exit %d: %s / %s", rc, g_out, g_err);
+    rc = run("import tests/fixtures/onnx/opsnet_free_op13.onnx --check --input-shape 3x16x16");
+    CHECK(rc == 0 && strstr(g_out, "every node can be imported"), "check with the size: exit %d: %s", rc, g_out);
     CHECK(!leftover_tmp(), "temporary files left behind");
     if (!have_fashion()) return;
     /* fine-tuning an imported model: a 1x28x28 export is needed; the demo model
