@@ -45,6 +45,7 @@ void exec_release(exec_state *e) {
     free(e->fuse_skip);
     free(e->fuse_bn);
     free(e->fuse_act);
+    free(e->fuse_res);
     free(e->cl);
     free(e->fuse_head);
     free(e->chain_last);
@@ -159,13 +160,13 @@ static conv_act_kind gate_kind(const layer *l) {
  * *act, *gate (the sigmoid of a swish, else 0) and returns its last layer, or x
  * when there is none. */
 static int fusable_activation(const ts_model *m, const int *uses, const int *only, int x, conv_act *act, int *gate) {
-    *act = (conv_act){CONV_ACT_NONE, 0.0f, 0.0f};
+    *act = (conv_act){CONV_ACT_NONE, 0.0f, 0.0f, 0};
     *gate = 0;
     if (uses[x] == 1) {
         const layer *a = &m->layers[only[x]];
-        if (a->kind == LAYER_RELU) *act = (conv_act){CONV_ACT_CLAMP, 0.0f, INFINITY};
-        else if (a->kind == LAYER_CLIP) *act = (conv_act){CONV_ACT_CLAMP, a->lo, a->hi};
-        else if (a->kind == LAYER_HARDSWISH) *act = (conv_act){CONV_ACT_HARDSWISH, 0.0f, 0.0f};
+        if (a->kind == LAYER_RELU) *act = (conv_act){CONV_ACT_CLAMP, 0.0f, INFINITY, 0};
+        else if (a->kind == LAYER_CLIP) *act = (conv_act){CONV_ACT_CLAMP, a->lo, a->hi, 0};
+        else if (a->kind == LAYER_HARDSWISH) *act = (conv_act){CONV_ACT_HARDSWISH, 0.0f, 0.0f, 0};
         return act->kind ? only[x] : x;
     }
     if (uses[x] != 2) return x;
@@ -176,7 +177,7 @@ static int fusable_activation(const ts_model *m, const int *uses, const int *onl
         const layer *p = &m->layers[only[g]];
         if (p->kind != LAYER_BINARY || p->op != BINARY_MUL || p->ninputs != 2 || p->tshape.ndim != 0) return x;
         if (!((p->inputs[0] == x && p->inputs[1] == g) || (p->inputs[0] == g && p->inputs[1] == x))) return x;
-        *act = (conv_act){gate_kind(gl), 0.0f, 0.0f};
+        *act = (conv_act){gate_kind(gl), 0.0f, 0.0f, 0};
         *gate = g;
         return only[g];
     }
@@ -276,6 +277,21 @@ static int gelu_chain(ts_model *m, const int *uses, const int *only, int d) {
     return scalar_binary(m, &m->layers[h], BINARY_MUL, 0.5f) ? h : 0;
 }
 
+/* The addition a head's output (x: its convolution or batch norm) goes to alone, as
+ * ResNet's conv -> bn -> add(., shortcut) -> relu, when the other operand is already
+ * computed (an earlier layer) and written, and no other head took that addition:
+ * the add becomes oneDNN's binary post-op, before the activation. Returns it, or 0. */
+static int residual_add(const ts_model *m, const int *uses, const int *only, int li, int x) {
+    const exec_state *e = &m->exec;
+    if (x == m->nlayers - 1 || uses[x] != 1) return 0;
+    const int add = only[x];
+    const layer *a = &m->layers[add];
+    if (a->kind != LAYER_ADD || a->ninputs != 2 || add == m->nlayers - 1 || e->fuse_skip[add]) return 0;
+    const int r = a->inputs[0] == x ? a->inputs[1] : a->inputs[0];
+    const int r_written = !e->fuse_skip[r] || (e->fuse_head[r] && e->fuse_last[e->fuse_head[r]] == r);
+    return r != x && r < li && r_written ? add : 0;
+}
+
 static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     exec_state *e = &m->exec;
     int n = m->nlayers;
@@ -283,6 +299,7 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     e->fuse_last = calloc((size_t)n, sizeof *e->fuse_last);
     e->fuse_bn = calloc((size_t)n, sizeof *e->fuse_bn);
     e->fuse_act = calloc((size_t)n, sizeof *e->fuse_act);
+    e->fuse_res = calloc((size_t)n, sizeof *e->fuse_res);
     e->fuse_skip = calloc((size_t)n, 1);
     e->cl = calloc((size_t)n, 1);
     e->fuse_head = calloc((size_t)n, sizeof *e->fuse_head);
@@ -290,7 +307,7 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     e->chain_skip = calloc((size_t)n, 1);
     e->bn_relu = calloc((size_t)n, sizeof *e->bn_relu);
     e->bn_relu_on = calloc((size_t)n, 1);
-    if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_skip || !e->cl ||
+    if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_res || !e->fuse_skip || !e->cl ||
         !e->fuse_head || !e->chain_last || !e->chain_skip || !e->bn_relu || !e->bn_relu_on) {
         free(uses);
         free(only);
@@ -326,7 +343,16 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
             x = e->fuse_bn[li] = only[li];
             e->fuse_skip[x] = 1;
         }
+        const int add = residual_add(m, uses, only, li, x);
+        if (add) {
+            const layer *a = &m->layers[add];
+            e->fuse_res[li] = a->inputs[0] == x ? a->inputs[1] : a->inputs[0];
+            e->fuse_skip[add] = 1;
+            e->fuse_head[add] = li;
+            x = add;
+        }
         int gate = 0, last = x == n - 1 ? x : fusable_activation(m, uses, only, x, &e->fuse_act[li], &gate);
+        e->fuse_act[li].residual = add != 0;
         if (gate) e->fuse_skip[gate] = 1;
         e->fuse_last[li] = last;
         if (last != li) e->fuse_skip[last] = e->fuse_skip[li] = 1; /* the convolution's own output is not written */
@@ -373,13 +399,16 @@ static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li, conv2d_packed_s
     exec_state *e = &m->exec;
     int last = e->fuse_last[li];
     TS_ASSERT(!set || !e->packed->stale); /* packed weights match the tensors */
-    if (conv2d_packed_ready(set, li)) return conv2d_packed_run(ctx, set, li, e->ls[last].out, layer_input(m, li, 0));
+    const int r = e->fuse_res[li];
+    const float *res = !e->fuse_act[li].residual ? NULL : r == 0 ? e->input : e->ls[r].out;
+    if (conv2d_packed_ready(set, li))
+        return conv2d_packed_run(ctx, set, li, e->ls[last].out, layer_input(m, li, 0), res);
     fold_head(m, li);
     const layer *c = &m->layers[li];
     float *wf = e->fold, *bf = e->fold + (size_t)m->tensors[c->weight].numel;
     conv2d_params p = layer_conv_params(m, c, e->n);
     return ops_conv2d_forward_fused(ctx, &p, e->ls[last].out, layer_input(m, li, 0), wf, bf,
-                                    e->fuse_act[li], e->scratch);
+                                    e->fuse_act[li], res, e->scratch);
 }
 
 /* The heads packed into a new set, channels-last where e->cl says when `cl`. Sets
@@ -397,7 +426,8 @@ static ts_status packed_build(ts_ctx *ctx, ts_model *m, int n, int cl, conv2d_pa
         conv2d_params p = layer_conv_params(m, c, n);
         const unsigned nhwc = !cl ? 0u
                               : (e->cl[c->inputs[0]] ? CONV_PACKED_SRC_NHWC : 0u) |
-                                    (e->cl[e->fuse_last[li]] ? CONV_PACKED_DST_NHWC : 0u);
+                                    (e->cl[e->fuse_last[li]] ? CONV_PACKED_DST_NHWC : 0u) |
+                                    (e->fuse_act[li].residual && e->cl[e->fuse_res[li]] ? CONV_PACKED_RES_NHWC : 0u);
         st = conv2d_packed_add(ctx, set, li, &p, e->fold, e->fold + (size_t)m->tensors[c->weight].numel,
                                e->fuse_act[li], nhwc);
         if (st == TS_EUNSUPPORTED) { /* this head runs per call, in NCHW */

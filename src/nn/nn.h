@@ -148,6 +148,7 @@ typedef struct exec_state {
     unsigned char *fuse_skip;
     int *fuse_bn;           /* fuse_bn[li]: head li's batch norm (0: none) */
     conv_act *fuse_act;     /* fuse_act[li]: head li's activation, as a post-op */
+    int *fuse_res;          /* fuse_res[li]: the layer head li adds before its activation (fuse_act[li].residual) */
     /* cl[l]: fused inference keeps layer l's output channels-last, (N,H,W,C) (exec.c,
      * plan_channels_last); cl_now is cl during a pass that does so, else NULL */
     char *cl;

@@ -226,11 +226,15 @@ static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_param
     } else if (act.kind == CONV_ACT_HARDSWISH) {
         alg = dnnl_eltwise_hardswish;
     }
-    if (job->status == TS_OK && act.kind != CONV_ACT_NONE &&
-        (!dnnl_job_check(job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
-         !dnnl_job_check(job, dnnl_post_ops_append_eltwise(ops, 1.0f, alg, alpha, beta), "dnnl_post_ops_append_eltwise") ||
-         !dnnl_job_check(job, dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops"))) {
-        /* failure recorded on the job */
+    /* a residual is oneDNN's sum post-op (dst += the result; the caller fills dst with
+     * the residual first): its binary post-op with a whole tensor has no brgconv
+     * implementation in oneDNN 2.6, and the gemm one it falls to is 10x slower */
+    if (job->status == TS_OK && (act.kind != CONV_ACT_NONE || act.residual)) {
+        if (dnnl_job_check(job, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") &&
+            (!act.residual || dnnl_job_check(job, dnnl_post_ops_append_sum(ops, 1.0f), "dnnl_post_ops_append_sum")) &&
+            (act.kind == CONV_ACT_NONE ||
+             dnnl_job_check(job, dnnl_post_ops_append_eltwise(ops, 1.0f, alg, alpha, beta), "dnnl_post_ops_append_eltwise")))
+            dnnl_job_check(job, dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops");
     }
     if (job->status == TS_OK) {
         dnnl_convolution_desc_t cd;
@@ -259,7 +263,7 @@ static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_param
  * is folded into w and bias by the caller). */
 ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in,
                                         const float *w, const float *bias, conv_act act) {
-    if (p->n == 0) return TS_EUNSUPPORTED;
+    if (p->n == 0 || act.residual) return TS_EUNSUPPORTED; /* a residual: the packed path, or the caller adds it */
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "fused convolution") != TS_OK) return job.status;
     conv_descs d;
@@ -290,6 +294,7 @@ typedef struct packed_conv {
     dnnl_primitive_desc_t pd;
     packed_prim conv, src_reorder, dst_reorder; /* reorders NULL where the layout is plain */
     dnnl_memory_t src_user, dst_user, src, dst, wei, bias;
+    int res_mode; /* 0: no residual; else 4 | 2 (the residual is NHWC) | 1 (the output is) */
     void *wei_buf, *bias_buf; /* what wei and bias hold (ts_alloc) */
 } packed_conv;
 
@@ -385,11 +390,11 @@ static void packed_prim_create(dnnl_job *job, conv2d_packed_set *s, const_dnnl_p
     if (job->status == TS_OK) dnnl_job_check(job, dnnl_primitive_create(&p->prim, pd), "dnnl_primitive_create");
 }
 
-/* Executes p on the set's stream (nargs <= 4), the scratchpad added when it has one. */
+/* Executes p on the set's stream (nargs <= 5), the scratchpad added when it has one. */
 static void packed_prim_execute(dnnl_job *job, conv2d_packed_set *s, const packed_prim *p, int nargs,
                                 const dnnl_exec_arg_t *args) {
     if (job->status != TS_OK) return;
-    dnnl_exec_arg_t all[5];
+    dnnl_exec_arg_t all[6];
     memcpy(all, args, (size_t)nargs * sizeof *args);
     if (p->scratch) {
         if (!dnnl_job_check(job, dnnl_memory_set_data_handle(p->scratch, s->buf[PACKED_SCRATCH]),
@@ -440,6 +445,13 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
     const dnnl_memory_desc_t *wei_md = dnnl_job_query_md(&job, c->pd, dnnl_query_weights_md);
     const dnnl_memory_desc_t *dst_md = dnnl_job_query_md(&job, c->pd, dnnl_query_dst_md);
     packed_prim_create(&job, s, c->pd, &c->conv);
+    /* the residual is copied into the output before the convolution adds to it: the
+     * primitive must write the caller's buffer itself (no output reorder) */
+    if (act.residual && job.status == TS_OK) {
+        if (!dst_md || !dnnl_memory_desc_equal(dst_md, &d.dst_user)) job.status = TS_EUNSUPPORTED;
+        else c->res_mode = (nhwc & CONV_PACKED_RES_NHWC ? 2 : 0) | (nhwc & CONV_PACKED_DST_NHWC ? 1 : 0);
+        c->res_mode |= 4; /* bit 2: there is a residual */
+    }
     c->src_user = packed_memory(&job, s, &d.src_user, DNNL_MEMORY_NONE);
     c->dst_user = packed_memory(&job, s, &d.dst_user, DNNL_MEMORY_NONE);
     if (job.status == TS_OK) {
@@ -481,7 +493,26 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
 }
 
 
-ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out, const float *in) {
+/* out = the residual, in out's layout (the sum post-op adds the convolution to it). */
+static void residual_fill(const conv2d_packed_set *s, int slot, float *out, const float *residual) {
+    const packed_conv *c = &s->slot[slot];
+    const dnnl_memory_desc_t *md = NULL;
+    if (dnnl_memory_get_memory_desc(c->dst_user, &md) != dnnl_success) return;
+    const int64_t n = md->dims[0], k = md->dims[1], h = md->dims[2], w = md->dims[3];
+    const int res_nhwc = (c->res_mode & 2) != 0, out_nhwc = (c->res_mode & 1) != 0;
+    if (res_nhwc == out_nhwc) {
+        memcpy(out, residual, (size_t)(n * k * h * w) * sizeof *out);
+    } else if (out_nhwc) { /* (N,K,H,W) read as (N,H,W,K) */
+        const int64_t dims[4] = {n, h, w, k}, strides[4] = {k * h * w, w, 1, h * w};
+        strided_copy_ref(4, dims, out, residual, strides, s->threads);
+    } else {
+        const int64_t dims[4] = {n, k, h, w}, strides[4] = {h * w * k, 1, w * k, k};
+        strided_copy_ref(4, dims, out, residual, strides, s->threads);
+    }
+}
+
+ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out, const float *in,
+                            const float *residual) {
     if (!conv2d_packed_ready(s, slot)) return ts_fail(ctx, TS_EINVAL, "packed convolution: slot %d is not packed", slot);
     packed_conv *c = &s->slot[slot];
     dnnl_job job;
@@ -499,9 +530,14 @@ ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *
     }
     if (c->dst_reorder.prim)
         dnnl_job_check(&job, dnnl_memory_set_data_handle(c->dst, s->buf[PACKED_DST]), "dnnl_memory_set_data_handle");
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wei}, {DNNL_ARG_DST, c->dst},
-                               {DNNL_ARG_BIAS, c->bias}};
-    packed_prim_execute(&job, s, &c->conv, c->bias ? 4 : 3, args);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wei}, {DNNL_ARG_DST, c->dst}};
+    int nargs = 3;
+    if (c->bias) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, c->bias};
+    if (c->res_mode && job.status == TS_OK) {
+        if (!residual) dnnl_job_fail(&job, TS_EINVAL, "the convolution adds a residual, and none was given");
+        else residual_fill(s, slot, out, residual);
+    }
+    packed_prim_execute(&job, s, &c->conv, nargs, args);
     if (c->dst_reorder.prim) {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->dst}, {DNNL_ARG_TO, c->dst_user}};
         packed_prim_execute(&job, s, &c->dst_reorder, 2, a);

@@ -347,13 +347,22 @@ ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size
 int ops_fusion_enabled(const ts_ctx *ctx) { return use_dnnl(ctx); }
 
 ts_status ops_conv2d_forward_fused(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
-                                   const float *bias, conv_act act, void *scratch) {
-    if (!ctx || !p) return TS_EINVAL;
+                                   const float *bias, conv_act act, const float *residual, void *scratch) {
+    if (!ctx || !p || (act.residual && !residual)) return TS_EINVAL;
+    const size_t count = (size_t)p->n * (size_t)p->k * (size_t)p->oh * (size_t)p->ow;
+    if (act.residual) { /* the convolution alone, then the sum and the activation here */
+        const conv_act none = {CONV_ACT_NONE, 0.0f, 0.0f, 0};
+        ts_status s = ops_conv2d_forward_fused(ctx, p, out, in, w, bias, none, NULL, scratch);
+        if (s) return s;
+        for (size_t i = 0; i < count; i++) out[i] += residual[i];
+        conv_act_apply_ref(act, count, out);
+        return TS_OK;
+    }
     ts_status s = conv2d_forward_inference_dnnl(ctx, p, out, in, w, bias, act);
     if (s != TS_EUNSUPPORTED) return s;
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_forward_ref(p, out, in, w, bias, scratch, ts_ctx_threads(ctx));
-    conv_act_apply_ref(act, (size_t)p->n * (size_t)p->k * (size_t)p->oh * (size_t)p->ow, out);
+    conv_act_apply_ref(act, count, out);
     return TS_OK;
 }
 

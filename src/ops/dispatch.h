@@ -14,12 +14,14 @@ size_t ops_conv2d_scratch_size(ts_ctx *ctx, const conv2d_params *p);
 ts_status ops_conv2d_forward(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
                              const float *bias, void *scratch);
 /* Inference with batch norm folded into w/bias by the caller: oneDNN's inference
- * convolution with the clamp act (ReLU, ReLU6, ...) as a post-op. Only when
- * ops_fusion_enabled. */
+ * convolution with act (ReLU, ReLU6, SiLU, ...) as a post-op, and with act.residual
+ * the residual added before it. Only when ops_fusion_enabled. */
 int ops_fusion_enabled(const ts_ctx *ctx);
 ts_status ops_conv2d_forward_fused(ts_ctx *ctx, const conv2d_params *p, float *out /* (N,K,OH,OW) */,
                                    const float *in /* (N,C,H,W) */, const float *w /* (K,C/G,KH,KW) */,
-                                   const float *bias /* (K) */, conv_act act, void *scratch);
+                                   const float *bias /* (K) */, conv_act act,
+                                   const float *residual /* (N,K,OH,OW) when act.residual, else NULL */,
+                                   void *scratch);
 ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                    const float *w, void *scratch);
 ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,

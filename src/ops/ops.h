@@ -379,6 +379,8 @@ typedef enum conv_act_kind {
 typedef struct conv_act {
     conv_act_kind kind;
     float lo, hi; /* CONV_ACT_CLAMP */
+    int residual; /* a tensor of the output's shape is added before the activation (ResNet's
+                   * conv -> bn -> add -> relu): the run's `residual` argument */
 } conv_act;
 /* act over count values in place, in plain C (where oneDNN has no convolution) */
 void conv_act_apply_ref(conv_act act, size_t count, float *x /* (count) */);
@@ -399,14 +401,14 @@ void conv2d_packed_set_free(conv2d_packed_set *s);
 /* Packs slot: w (K,C/G,KH,KW) and bias (K) or NULL are copied (w in the primitive's
  * layout, bf16 when ctx->bf16), act as a post-op. nhwc: CONV_PACKED_SRC_NHWC and/or
  * CONV_PACKED_DST_NHWC, the run's `in` and `out` are channels-last, (N,H,W,C) and
- * (N,OH,OW,K), instead of NCHW. TS_EUNSUPPORTED (no message) where oneDNN has no
+ * (N,OH,OW,K), instead of NCHW; CONV_PACKED_RES_NHWC likewise the residual (act.residual). TS_EUNSUPPORTED (no message) where oneDNN has no
  * implementation. */
-enum { CONV_PACKED_SRC_NHWC = 1, CONV_PACKED_DST_NHWC = 2 };
+enum { CONV_PACKED_SRC_NHWC = 1, CONV_PACKED_DST_NHWC = 2, CONV_PACKED_RES_NHWC = 4 };
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
                             const float *bias, conv_act act, unsigned nhwc);
 int conv2d_packed_ready(const conv2d_packed_set *s, int slot);
 ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out /* (N,K,OH,OW) */,
-                            const float *in /* (N,C,H,W) */);
+                            const float *in /* (N,C,H,W) */, const float *residual /* as out, or NULL */);
 
 ts_status conv2d_backward_weights_dnnl(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
                                        const float *dout, const float *in);
