@@ -266,13 +266,15 @@ typedef struct ts_layer_info {
     ts_shape out;       /* per-sample output shape */
     int64_t params;     /* trainable scalars */
     int64_t macs;       /* multiply-accumulates per sample, forward */
-    int ninputs;
+    int ninputs;        /* up to 64 (a concat); the first 8 names are here, all by ts_model_layer_input */
     const char *inputs[8];
     char attrs[512];    /* attributes as the architecture text writes them: "out=8 kernel=3x3 ..." */
 } ts_layer_info;
 
 int ts_model_layer_count(const ts_model *m);
 ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info);
+/* The name of input k (0..ninputs-1) of layer `index`, or NULL. */
+const char *ts_model_layer_input(const ts_model *m, int index, int k);
 
 /* Reading the outputs of any layers during inference. ts_model_predict_capture runs
  * as ts_model_predict and, for each group of samples it computes at once, calls fn

@@ -120,7 +120,7 @@ int cmd_info(int argc, char **argv) {
         char inputs[256] = "", shape[64], p[32], mac[32];
         size_t off = 0;
         for (int k = 0; k < li.ninputs && off < sizeof inputs; k++)
-            off += (size_t)snprintf(inputs + off, sizeof inputs - off, k ? ",%s" : "%s", li.inputs[k]);
+            off += (size_t)snprintf(inputs + off, sizeof inputs - off, k ? ",%s" : "%s", ts_model_layer_input(m, i, k));
         shape_str(&li.out, shape, sizeof shape);
         human((double)li.params, p, sizeof p);
         human((double)li.macs, mac, sizeof mac);

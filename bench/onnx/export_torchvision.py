@@ -41,7 +41,12 @@ def calibrate(m):
     """Batch norm statistics from a few random batches (a cumulative average), as a
     trained network has them: with the initial mean 0 and variance 1, activations
     shrink layer by layer in some networks (GoogLeNet's std-0.01 weights) until every
-    input gives the same logits, and parity would compare constants."""
+    input gives the same logits, and parity would compare constants. Likewise a layer
+    torchvision starts at zero (ViT's head) gets small random weights."""
+    with torch.no_grad():
+        for x in m.modules():
+            if isinstance(x, torch.nn.Linear) and not x.weight.any():
+                x.weight.normal_(0.0, 0.02)
     bns = [x for x in m.modules() if isinstance(x, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return

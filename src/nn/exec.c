@@ -36,7 +36,7 @@ void exec_release(exec_state *e) {
     if (e->ls) {
         /* layer 0 (input) owns only its grad */
         for (int i = 0; e->ls && i < e->nls; i++) {
-            ts_free(e->ls[i].out);
+            if (!e->ls[i].alias) ts_free(e->ls[i].out);
             ts_free(e->ls[i].aux);
         }
     }
@@ -517,7 +517,10 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
         size_t ob = floats_bytes(cap, &l->out, &ok);
         if (!ok) return ts_fail(ctx, TS_ENOMEM, "layer %s: activation size overflows at batch %d", l->name, cap);
         if (ob > accum) accum = ob;
-        if (li > 0) {
+        if (li > 0 && (l->kind == LAYER_RESHAPE || l->kind == LAYER_FLATTEN) && l->inputs[0] > 0) {
+            s->out = e->ls[l->inputs[0]].out; /* the same values in the same order: no copy */
+            s->alias = 1;
+        } else if (li > 0) {
             if (!(s->out = ts_alloc(ctx, ob, l->name))) return TS_ENOMEM;
             s->aux_bytes = LAYER_OPS[l->kind].aux_bytes(ctx, m, l, cap);
             if (s->aux_bytes && !(s->aux = ts_alloc(ctx, s->aux_bytes, l->name))) return TS_ENOMEM;

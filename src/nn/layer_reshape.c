@@ -28,7 +28,8 @@ ts_status reshape_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) 
 
 ts_status reshape_forward(ts_ctx *ctx, ts_model *m, int li) {
     (void)ctx;
-    memcpy(m->exec.ls[li].out, layer_input(m, li, 0), out_count(m, li) * sizeof(float));
+    const float *in = layer_input(m, li, 0);
+    if (m->exec.ls[li].out != in) memcpy(m->exec.ls[li].out, in, out_count(m, li) * sizeof(float)); /* else an alias */
     return TS_OK;
 }
 

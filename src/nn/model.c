@@ -252,6 +252,11 @@ int ts_model_find_tensor(const ts_model *m, const char *name) {
     return -1;
 }
 
+const char *ts_model_layer_input(const ts_model *m, int index, int k) {
+    if (!m || index < 1 || index >= m->nlayers || k < 0 || k >= m->layers[index].ninputs) return NULL;
+    return m->layers[m->layers[index].inputs[k]].name;
+}
+
 ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info) {
     if (!m || !info || index < 0 || index >= m->nlayers) return TS_EINVAL;
     const layer *l = &m->layers[index];
@@ -264,7 +269,8 @@ ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info) {
         if (m->tensors[t].layer == index && m->tensors[t].role == TS_TENSOR_PARAM) info->params += m->tensors[t].numel;
     info->macs = LAYER_OPS[l->kind].macs(m, l);
     info->ninputs = l->kind == LAYER_INPUT ? 0 : l->ninputs;
-    for (int k = 0; k < info->ninputs; k++) info->inputs[k] = m->layers[l->inputs[k]].name;
+    const int shown = (int)(sizeof info->inputs / sizeof info->inputs[0]);
+    for (int k = 0; k < info->ninputs && k < shown; k++) info->inputs[k] = m->layers[l->inputs[k]].name;
     if (l->kind != LAYER_INPUT) { /* from the kind's schema, without the leading space */
         char a[sizeof info->attrs + 1];
         attrs_write(l->kind, &l->attrs, a, sizeof a);

@@ -125,6 +125,7 @@ typedef struct layer_state {
     void *aux;         /* maxpool workspace, dropout mask, bn batch mean+var */
     size_t aux_bytes;
     int grad_ready;    /* grad written in this backward pass */
+    int alias;         /* out is its input's buffer (a reshape: the same values), not its own */
 } layer_state;
 
 typedef struct exec_state {

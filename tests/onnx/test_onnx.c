@@ -191,14 +191,18 @@ static void test_torch_opsnet(void) {
     /* AvgPool2d's all-zero Pad imports as nothing */
     ts_model *m = import(FIX "opsnet_eval_op13.onnx", TS_OK);
     if (!m) return;
-    int pads = 0, pools = 0;
+    int pads = 0, pools = 0, wide = 0;
     for (int i = 0; i < ts_model_layer_count(m); i++) {
         ts_layer_info li;
         if (ts_model_layer(m, i, &li)) continue;
         pads += !strcmp(li.kind, "pad");
         pools += !strcmp(li.kind, "avgpool");
+        if (li.ninputs == 10) /* the wide concat: names past ts_layer_info's eight */
+            wide += ts_model_layer_input(m, i, 9) != NULL && ts_model_layer_input(m, i, 10) == NULL &&
+                    !strcmp(ts_model_layer_input(m, i, 7), li.inputs[7]);
     }
     CHECK(pads == 0 && pools == 1, "%d pad layers, %d avgpool", pads, pools);
+    CHECK(wide == 1, "the 10-input concat's names: %d", wide);
     ts_model_free(m);
 }
 
