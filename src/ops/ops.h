@@ -294,9 +294,10 @@ void pad_backward_ref(int n, int ndim, const int64_t *dims, const int *pads, pad
  * depends on the values, so the kernels also serve constant-time inference. */
 typedef enum resize_mode { RESIZE_NEAREST = 0, RESIZE_LINEAR } resize_mode;
 /* ONNX's coordinate_transformation_mode: where output index o reads, with scale s
- * (out/in) and lengths in, out: half_pixel (o + 1/2)/s - 1/2; asymmetric o/s;
- * align_corners o (in-1)/(out-1) (0 when out is 1); pytorch_half_pixel as half_pixel,
- * 0 when out is 1; tf_half_pixel_for_nn (o + 1/2)/s */
+ * (the given one, else out/in), input length in and resized length L (in * s when the
+ * scale is given, as ONNX's reference, else out): half_pixel (o + 1/2)/s - 1/2;
+ * asymmetric o/s; align_corners o (in-1)/(L-1) (0 when L is 1); pytorch_half_pixel as
+ * half_pixel, 0 when L is 1; tf_half_pixel_for_nn (o + 1/2)/s */
 typedef enum resize_coord {
     RESIZE_HALF_PIXEL = 0,
     RESIZE_ASYMMETRIC,

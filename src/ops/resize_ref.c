@@ -18,13 +18,16 @@ static double by_scale(double t, int in_len, int out_len, float scale) {
     return scale > 0.0f ? t / (double)scale : t * in_len / out_len;
 }
 
-/* where output index o reads along the axis (ONNX's coordinate_transformation_mode) */
+/* where output index o reads along the axis (ONNX's coordinate_transformation_mode).
+ * The resized length is in * scale when the scale is given, not floored (ONNX's
+ * reference: align_corners shrinking 4 by 0.6 divides by 2.4 - 1), else out_len. */
 static double resize_source(resize_coord coord, int o, int in_len, int out_len, float scale) {
+    const double len = scale > 0.0f ? (double)in_len * scale : out_len;
     switch (coord) {
     case RESIZE_ASYMMETRIC: return by_scale(o, in_len, out_len, scale);
-    case RESIZE_ALIGN_CORNERS: return out_len > 1 ? (double)o * (in_len - 1) / (out_len - 1) : 0.0;
+    case RESIZE_ALIGN_CORNERS: return len != 1.0 ? (double)o * (in_len - 1) / (len - 1.0) : 0.0;
     case RESIZE_PYTORCH_HALF_PIXEL:
-        if (out_len == 1) return 0.0;
+        if (len == 1.0) return 0.0; /* ONNX's -0.5 reads the same after rounding and clamping */
         return by_scale(o + 0.5, in_len, out_len, scale) - 0.5;
     case RESIZE_TF_HALF_PIXEL_FOR_NN: return by_scale(o + 0.5, in_len, out_len, scale);
     case RESIZE_HALF_PIXEL:
