@@ -380,6 +380,13 @@ static ts_status export_layer(exporter *ex, int li) {
     case LAYER_RESIZE: {
         /* scale: scales (1 before H and W); size: sizes, whose batch entry comes from x */
         const int r = xs->ndim;
+        if (l->coord_mode == RESIZE_TF_HALF_PIXEL_FOR_NN &&
+            !(l->resize_mode == RESIZE_NEAREST &&
+              (l->nearest_mode == RESIZE_FLOOR || l->nearest_mode == RESIZE_ROUND_PREFER_FLOOR)))
+            return ts_fail(ex->ctx, TS_EUNSUPPORTED,
+                           "export: resize '%s': tf_half_pixel_for_nn that does not round down has no ONNX form "
+                           "(ONNX applies it to the batch and channel axes too)",
+                           l->name);
         const char *ins[4] = {x, NULL, NULL, NULL};
         if (l->size_h > 0) {
             int64_t dims[TS_MAX_DIMS];

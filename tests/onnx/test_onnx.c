@@ -202,6 +202,38 @@ static void test_torch_opsnet(void) {
     ts_model_free(m);
 }
 
+/* F.interpolate: nearest x2, bilinear x1.5 and bilinear x2 with align_corners as
+ * Resize at opsets 11, 13 and 17; nearest x2 as Upsample (opset 9) and Resize-10
+ * (gen_onnx_resize_fixtures.py) */
+static void test_torch_resize(void) {
+    check_against_torch("resizenet", "eval_op11");
+    check_against_torch("resizenet", "eval_op13");
+    check_against_torch("resizenet", "eval_op17");
+    check_against_torch("upsamplenet", "eval_op9");
+    check_against_torch("upsamplenet", "eval_op10");
+}
+
+/* Resize nodes tessera does not compute are refused with the reason, naming the node */
+static void test_resize_refused(void) {
+    static const struct {
+        const char *why, *want;
+    } cases[] = {
+        {"cubic", "mode 'cubic'"},
+        {"crop", "'tf_crop_and_resize'"},
+        {"channels", "scale 2 on axis 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, FIX "resize_refused_%s.onnx", cases[i].why);
+        ts_model *m = NULL;
+        ts_status st = ts_onnx_import(g_ctx, path, NULL, &m);
+        const char *err = ts_ctx_error(g_ctx);
+        CHECK(st == TS_EUNSUPPORTED && strstr(err, cases[i].want) && strstr(err, "Resize node 'resize_"),
+              "%s: status %d: %s", cases[i].why, st, err);
+        ts_model_free(m);
+    }
+}
+
 /* A training-mode export keeps batch norm: its running statistics are the
  * imported ones, and training goes on from them. */
 static void test_train_imported(void) {
@@ -404,6 +436,40 @@ static void test_round_trip_reduce_kinds(void) {
     CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
     if (!m) return;
     round_trip(m, "reduce_kinds");
+    ts_model_free(m);
+}
+
+/* resize in every form that has an ONNX one: scale and size, nearest with each
+ * rounding rule, linear, each coordinate mode */
+static void test_round_trip_resize(void) {
+    static const char *const arch =
+        "input shape=3x5x6\n"
+        "resize name=r1 scale=2 coord=asymmetric nearest=floor\n"
+        "conv2d name=c out=4 kernel=3 stride=2 padding=1\n"
+        "resize name=r2 size=7x5 mode=linear coord=align_corners\n"
+        "resize name=r3 scale=1.5x0.75 mode=linear coord=pytorch_half_pixel\n"
+        "resize name=r4 size=4x9 coord=tf_half_pixel_for_nn\n"
+        "resize name=r5 scale=0.5 nearest=ceil\n"
+        "resize name=r6 size=3x5 nearest=round_prefer_ceil coord=asymmetric\n"
+        "resize name=r7 scale=1.7 mode=linear\n"
+        "flatten name=f\n"; /* every resized value is an output (160) */
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, arch, "resize.arch", NULL, 0, 8, &m);
+    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (!m) return;
+    round_trip(m, "resize");
+    ts_model_free(m);
+    /* ONNX applies the coordinate rule to every axis: tf_half_pixel_for_nn rounding up
+     * would move the channels, so that form is not exported */
+    st = ts_model_from_arch(g_ctx, "input shape=2x4x4\nresize name=r scale=2 coord=tf_half_pixel_for_nn nearest=ceil\n",
+                            "tf.arch", NULL, 0, 8, &m);
+    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (!m) return;
+    char path[256];
+    snprintf(path, sizeof path, "%s/tf.onnx", g_tmp);
+    st = ts_onnx_export(g_ctx, m, path);
+    CHECK(st == TS_EUNSUPPORTED && strstr(ts_ctx_error(g_ctx), "tf_half_pixel_for_nn"), "status %d: %s", st,
+          ts_ctx_error(g_ctx));
     ts_model_free(m);
 }
 
@@ -693,6 +759,8 @@ int main(void) {
     RUN(test_torch_vgg11);
     RUN(test_torch_mobilenetv2);
     RUN(test_torch_opsnet);
+    RUN(test_torch_resize);
+    RUN(test_resize_refused);
     RUN(test_free_size);
     RUN(test_train_imported);
     RUN(test_torch_patterns);
@@ -700,6 +768,7 @@ int main(void) {
     RUN(test_round_trip_new_kinds);
     RUN(test_round_trip_more_kinds);
     RUN(test_round_trip_reduce_kinds);
+    RUN(test_round_trip_resize);
     RUN(test_round_trip_imported);
     RUN(test_hostile);
     RUN(test_check_lists_all);
