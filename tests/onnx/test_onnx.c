@@ -213,6 +213,30 @@ static void test_torch_resize(void) {
     check_against_torch("upsamplenet", "eval_op10");
 }
 
+/* Upsample at opset 7 (scales as an attribute): nearest repeats, linear interpolates
+ * asymmetrically (o/2: 0, 0.5, 1, then the edge) */
+static void test_upsample7(void) {
+    static const float x[4] = {1, 2, 3, 4};
+    static const float nearest[24] = {1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 3, 3, 3, 4, 4, 4};
+    static const float linear[16] = {1, 1.5f, 2, 2, 2, 2.5f, 3, 3, 3, 3.5f, 4, 4, 3, 3.5f, 4, 4};
+    const struct {
+        const char *path;
+        const float *want;
+        int n;
+    } cases[] = {{FIX "upsample7_nearest.onnx", nearest, 24}, {FIX "upsample7_linear.onnx", linear, 16}};
+    for (int i = 0; i < 2; i++) {
+        ts_model *m = import(cases[i].path, TS_OK);
+        if (!m) continue;
+        CHECK(ts_model_classes(m) == cases[i].n, "%s: %d outputs", cases[i].path, ts_model_classes(m));
+        if (ts_model_classes(m) == cases[i].n) {
+            float *y = predict(m, x, 1);
+            test_allclose(cases[i].path, y, cases[i].want, (size_t)cases[i].n, 0, 0);
+            free(y);
+        }
+        ts_model_free(m);
+    }
+}
+
 /* Resize nodes tessera does not compute are refused with the reason, naming the node */
 static void test_resize_refused(void) {
     static const struct {
@@ -761,6 +785,7 @@ int main(void) {
     RUN(test_torch_opsnet);
     RUN(test_torch_resize);
     RUN(test_resize_refused);
+    RUN(test_upsample7);
     RUN(test_free_size);
     RUN(test_train_imported);
     RUN(test_torch_patterns);
