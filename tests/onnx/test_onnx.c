@@ -389,6 +389,16 @@ static void round_trip(ts_model *m, const char *what) {
     ts_model_free(b);
 }
 
+/* round_trip of the model that arch text builds with weights from seed */
+static void round_trip_arch(const char *arch, const char *what, uint64_t seed) {
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, arch, what, NULL, 0, seed, &m);
+    CHECK(st == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
+    if (!m) return;
+    round_trip(m, what);
+    ts_model_free(m);
+}
+
 static void test_round_trip_zoo(void) {
     for (int i = 0; ts_zoo_name(i); i++) {
         const char *name = ts_zoo_name(i);
@@ -455,12 +465,7 @@ static void test_round_trip_reduce_kinds(void) {
         "reducemean name=g axes=1\n"
         "flatten name=f\n"
         "dense name=fc out=4\n";
-    ts_model *m = NULL;
-    ts_status st = ts_model_from_arch(g_ctx, arch, "reduce.arch", NULL, 0, 6, &m);
-    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (!m) return;
-    round_trip(m, "reduce_kinds");
-    ts_model_free(m);
+    round_trip_arch(arch, "reduce_kinds", 6);
 }
 
 /* resize in every form that has an ONNX one: scale and size, nearest with each
@@ -477,16 +482,13 @@ static void test_round_trip_resize(void) {
         "resize name=r6 size=3x5 nearest=round_prefer_ceil coord=asymmetric\n"
         "resize name=r7 scale=1.7 mode=linear\n"
         "flatten name=f\n"; /* every resized value is an output (160) */
-    ts_model *m = NULL;
-    ts_status st = ts_model_from_arch(g_ctx, arch, "resize.arch", NULL, 0, 8, &m);
-    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (!m) return;
-    round_trip(m, "resize");
-    ts_model_free(m);
+    round_trip_arch(arch, "resize", 8);
     /* ONNX applies the coordinate rule to every axis: tf_half_pixel_for_nn rounding up
      * would move the channels, so that form is not exported */
-    st = ts_model_from_arch(g_ctx, "input shape=2x4x4\nresize name=r scale=2 coord=tf_half_pixel_for_nn nearest=ceil\n",
-                            "tf.arch", NULL, 0, 8, &m);
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(
+        g_ctx, "input shape=2x4x4\nresize name=r scale=2 coord=tf_half_pixel_for_nn nearest=ceil\n", "tf.arch", NULL, 0,
+        8, &m);
     CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
     if (!m) return;
     char path[256];
