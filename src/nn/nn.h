@@ -211,8 +211,9 @@ typedef enum attr_type {
 
 enum {
     ATTR_REQUIRED = 1,      /* no default: the text must give it */
-    ATTR_OMIT_DEFAULT = 2,  /* written only when not the default, which is then allowed outside the
-                             * range: clip bounds, binary const, resize's size and scale (0: unset) */
+    ATTR_OMIT_DEFAULT = 2,  /* written only when not the default (clip bounds, binary const); a FLOAT,
+                             * PAIR or FPAIR at its default passes the range check (resize's
+                             * unset size and scale are 0) */
     ATTR_KERNEL_DEFAULT = 4 /* PAIR: 0 means "as the kernel" (pool strides, PyTorch's default) */
 };
 
