@@ -203,7 +203,8 @@ static void test_torch_opsnet(void) {
 }
 
 /* F.interpolate: nearest x2, bilinear x1.5 and bilinear x2 with align_corners as
- * Resize at opsets 11, 13 and 17; nearest x2 as Upsample (opset 9) and Resize-10
+ * Resize at opsets 11, 13 and 17; nearest x2 as Upsample (opset 9) and Resize-10; size=
+ * (bilinear and nearest), whose sizes PyTorch computes with Shape, Slice and Concat
  * (gen_onnx_resize_fixtures.py) */
 static void test_torch_resize(void) {
     check_against_torch("resizenet", "eval_op11");
@@ -211,6 +212,9 @@ static void test_torch_resize(void) {
     check_against_torch("resizenet", "eval_op17");
     check_against_torch("upsamplenet", "eval_op9");
     check_against_torch("upsamplenet", "eval_op10");
+    check_against_torch("sizenet", "eval_op11");
+    check_against_torch("sizenet", "eval_op13");
+    check_against_torch("sizenet", "eval_op17");
 }
 
 /* Upsample at opset 7 (scales as an attribute): nearest repeats, linear interpolates
