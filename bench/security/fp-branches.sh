@@ -1,7 +1,7 @@
 #!/bin/sh
 # Lists every conditional jump whose flags come straight from a floating-point
 # comparison ((v)ucomiss/sd, (v)comiss/sd) in the compiled constant-time code paths:
-# the *_ct kernels, ts_argmax, ts_top_k, the branch-free preprocessing, and the
+# the *_ct kernels, resize's forward, ts_argmax, ts_top_k, the branch-free preprocessing, and the
 # kernels both modes share (gemm, convolution, dense, batch norm, layout, matmul,
 # mask, add, concat). A jump on a compared value is a branch on data; the ones listed
 # under "shared" must be on parameters (gemm's beta, batch norm's running variance),
@@ -24,6 +24,7 @@ for o in eltwise_ref unary_ref pool2d_ref softmax_ref loss_ref misc_ref; do
     scan "$B/src/ops/$o.o" '_ct[>.]' || status=1
 done
 scan "$B/src/ops/broadcast_ref.o" 'binary_forward[>.]' || status=1
+scan "$B/src/ops/resize_ref.o" 'resize_forward' || status=1 # its taps branch on the shapes only
 scan "$B/src/train/evaluate.o" 'ts_argmax|ts_top_k|confusion_add_ct' || status=1
 scan "$B/src/data/preprocess.o" '_ct[>.]' || status=1
 echo "== shared kernels (expect parameter tests only)"

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *float_field(const attr_spec *sp, layer_attrs *a) { return (float *)(void *)((char *)a + sp->off); }
+static float *float_field(const attr_spec *sp, layer_attrs *a, int second) {
+    return (float *)(void *)((char *)a + (second ? sp->off2 : sp->off));
+}
 static ts_shape *shape_field(const attr_spec *sp, layer_attrs *a) { return (ts_shape *)(void *)((char *)a + sp->off); }
 static const int *cint(const attr_spec *sp, const layer_attrs *a, int second) {
     return attr_int_field(sp, (layer_attrs *)a, second);
@@ -29,8 +31,9 @@ static void set_default(const attr_spec *sp, layer_attrs *a) {
     case ATTR_INT:
     case ATTR_OUT:
     case ATTR_CHOICE: *attr_int_field(sp, a, 0) = (int)sp->def; break;
-    case ATTR_FLOAT: *float_field(sp, a) = (float)sp->def; break;
+    case ATTR_FLOAT: *float_field(sp, a, 0) = (float)sp->def; break;
     case ATTR_PAIR: *attr_int_field(sp, a, 0) = *attr_int_field(sp, a, 1) = (int)sp->def; break;
+    case ATTR_FPAIR: *float_field(sp, a, 0) = *float_field(sp, a, 1) = (float)sp->def; break;
     case ATTR_PADDING: a->ph = a->pw = a->pbh = a->pbw = 0; break;
     case ATTR_SHAPE: {
         ts_shape *s = shape_field(sp, a);
@@ -84,6 +87,30 @@ static int parse_pair_text(const char *val, long lo, long hi, long *a, long *b) 
     if (errno || end == val || *end || v1 < lo || v2 < lo || v1 > hi || v2 > hi) return 0;
     *a = v1;
     *b = v2;
+    return 1;
+}
+
+/* "1.5" -> (1.5, 1.5); "2x0.5" -> (2, 0.5): decimal numbers in lo..hi (no hex: "0x2"
+ * is refused, not read as 2) */
+static int parse_fpair_text(const char *val, double lo, double hi, float *a, float *b) {
+    float v[2];
+    const char *s = val;
+    int count = 0;
+    for (; count < 2; count++) {
+        const char *x = strchr(s, 'x'), *stop = x ? x : s + strlen(s);
+        char part[64];
+        if (stop == s || (size_t)(stop - s) >= sizeof part || strchr(s, 'X') || (x && count == 1)) return 0;
+        memcpy(part, s, (size_t)(stop - s));
+        part[stop - s] = '\0';
+        char *end;
+        errno = 0;
+        v[count] = strtof(part, &end);
+        if (errno || *end || !(v[count] >= lo && v[count] <= hi)) return 0;
+        if (!x) break;
+        s = x + 1;
+    }
+    *a = v[0];
+    *b = count ? v[1] : v[0];
     return 1;
 }
 
@@ -158,7 +185,7 @@ int attr_parse(const attr_spec *sp, const char *val, int classes, layer_attrs *a
             if (sp->lo == -FLT_MAX && sp->hi == FLT_MAX) return expect(expected, cap, "a finite number");
             return expect(expected, cap, "a number in %g..%g", sp->lo, sp->hi);
         }
-        *float_field(sp, a) = v;
+        *float_field(sp, a, 0) = v;
         return 1;
     }
     case ATTR_PAIR: {
@@ -169,6 +196,10 @@ int attr_parse(const attr_spec *sp, const char *val, int classes, layer_attrs *a
         *attr_int_field(sp, a, 1) = (int)v2;
         return 1;
     }
+    case ATTR_FPAIR:
+        if (!parse_fpair_text(val, sp->lo, sp->hi, float_field(sp, a, 0), float_field(sp, a, 1)))
+            return expect(expected, cap, "F or FxF, each in %g..%g", sp->lo, sp->hi);
+        return 1;
     case ATTR_PADDING: {
         long v[4];
         if (!parse_padding_text(val, v))
@@ -224,8 +255,11 @@ int attr_write_value(const attr_spec *sp, const layer_attrs *a, char *dst, size_
     switch (sp->type) {
     case ATTR_INT:
     case ATTR_OUT: return snprintf(dst, cap, "%d", *cint(sp, a, 0));
-    case ATTR_FLOAT: return snprintf(dst, cap, "%.9g", (double)*float_field(sp, (layer_attrs *)a));
+    case ATTR_FLOAT: return snprintf(dst, cap, "%.9g", (double)*float_field(sp, (layer_attrs *)a, 0));
     case ATTR_PAIR: return snprintf(dst, cap, "%dx%d", *cint(sp, a, 0), *cint(sp, a, 1));
+    case ATTR_FPAIR:
+        return snprintf(dst, cap, "%.9gx%.9g", (double)*float_field(sp, (layer_attrs *)a, 0),
+                        (double)*float_field(sp, (layer_attrs *)a, 1));
     case ATTR_PADDING:
         if (a->pbh == a->ph && a->pbw == a->pw) return snprintf(dst, cap, "%dx%d", a->ph, a->pw);
         return snprintf(dst, cap, "%d,%d,%d,%d", a->ph, a->pw, a->pbh, a->pbw);
@@ -287,7 +321,7 @@ ts_status attrs_check(ts_ctx *ctx, layer_kind kind, const layer_attrs *a, const 
         case ATTR_OUT:
         case ATTR_CHOICE: ok = *cint(sp, a, 0) >= sp->lo && *cint(sp, a, 0) <= sp->hi; break;
         case ATTR_FLOAT: {
-            const float v = *float_field(sp, (layer_attrs *)a);
+            const float v = *float_field(sp, (layer_attrs *)a, 0);
             ok = v >= sp->lo && v <= sp->hi;
             if (sp->flags & ATTR_OMIT_DEFAULT) ok |= v == (float)sp->def; /* clip: no bound */
             break;
@@ -295,7 +329,14 @@ ts_status attrs_check(ts_ctx *ctx, layer_kind kind, const layer_attrs *a, const 
         case ATTR_PAIR:
             for (int k = 0; k < 2; k++) {
                 const int v = *cint(sp, a, k);
-                ok &= (v >= sp->lo && v <= sp->hi) || (v == 0 && (sp->flags & ATTR_KERNEL_DEFAULT));
+                ok &= (v >= sp->lo && v <= sp->hi) || (v == 0 && (sp->flags & ATTR_KERNEL_DEFAULT)) ||
+                      (v == (int)sp->def && (sp->flags & ATTR_OMIT_DEFAULT));
+            }
+            break;
+        case ATTR_FPAIR:
+            for (int k = 0; k < 2; k++) {
+                const float v = *float_field(sp, (layer_attrs *)a, k);
+                ok &= (v >= sp->lo && v <= sp->hi) || ((sp->flags & ATTR_OMIT_DEFAULT) && v == (float)sp->def);
             }
             break;
         case ATTR_PADDING:

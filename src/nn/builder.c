@@ -75,10 +75,13 @@ static ts_status push_layer(nn_builder *b, const layer *proto, nn_added *out) {
     m->parsing = NULL;
     if (!st) {
         int64_t numel = shape_numel(&l->out);
-        if (numel < 1 || numel > ARCH_MAX_ELEMENTS)
+        if (numel < 1 || numel > ARCH_MAX_ELEMENTS) {
+            char count[32];
+            snprintf(count, sizeof count, "%lld", (long long)numel);
             st = ts_fail(b->ctx, TS_ESHAPE, "%s: %s '%s' would output %s elements per sample (at most %lld)",
-                         where(b, at, sizeof at), LAYER_OPS[l->kind].name, l->name, numel < 0 ? "too many" : "0",
+                         where(b, at, sizeof at), LAYER_OPS[l->kind].name, l->name, numel < 0 ? "too many" : count,
                          (long long)ARCH_MAX_ELEMENTS);
+        }
     }
     if (st) {
         m->nlayers--;

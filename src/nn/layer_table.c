@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-_Static_assert(LAYER_KIND_COUNT == 36, "add the new layer kind to LAYER_OPS");
+_Static_assert(LAYER_KIND_COUNT == 37, "add the new layer kind to LAYER_OPS");
 
 /* ---- attribute schemas: one row per key (nn.h's attr_spec); defaults and ranges are
  * the text format's (docs/arch-format.md) and PyTorch's */
@@ -66,6 +66,17 @@ A(A_BINARY, {"op", ATTR_CHOICE, F(op), 0, 0, 0, 3, ATTR_REQUIRED, BINARY_OPS, NU
 A(A_MATMUL, SHAPE("b", ATTR_OMIT_DEFAULT));
 A(A_CONSTANT, SHAPE("shape", ATTR_REQUIRED));
 A(A_POW, FLT("exponent", exponent, 2.0f, -1e6f, 1e6f, NULL));
+/* resize: ONNX Resize's defaults (PyTorch's nearest is coord=asymmetric nearest=floor,
+ * its bilinear coord=half_pixel or align_corners); exactly one of size and scale */
+static const char *const RESIZE_MODES[] = {"nearest", "linear", NULL};
+static const char *const RESIZE_COORDS[] = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
+                                            "tf_half_pixel_for_nn", NULL};
+static const char *const RESIZE_NEAREST_MODES[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil", NULL};
+A(A_RESIZE, PAIR("size", size_h, size_w, 0, 1, ATTR_OMIT_DEFAULT, NULL),
+  {"scale", ATTR_FPAIR, F(scale_h), F(scale_w), 0, 1.0 / 65536, 65536, ATTR_OMIT_DEFAULT, NULL, NULL},
+  {"mode", ATTR_CHOICE, F(resize_mode), 0, RESIZE_NEAREST, 0, 1, 0, RESIZE_MODES, NULL},
+  {"coord", ATTR_CHOICE, F(coord_mode), 0, RESIZE_HALF_PIXEL, 0, 4, 0, RESIZE_COORDS, NULL},
+  {"nearest", ATTR_CHOICE, F(nearest_mode), 0, RESIZE_ROUND_PREFER_FLOOR, 0, 3, 0, RESIZE_NEAREST_MODES, NULL});
 A(A_REDUCEMEAN, {"axes", ATTR_INTLIST, F(axes), F(naxes), 0, 0, TS_MAX_DIMS - 1, ATTR_REQUIRED, NULL, NULL});
 
 #define ROW(name, attrs, fn, macs, aux, scratch) {name, attrs, fn##_infer, fn##_forward, fn##_backward, macs, aux, scratch}
@@ -109,6 +120,7 @@ const layer_ops LAYER_OPS[LAYER_KIND_COUNT] = {
     [LAYER_ERF] = ROW("erf", NONE, eltwise, no_macs, no_bytes, no_bytes),
     [LAYER_POW] = ROW("pow", NA(A_POW), eltwise, no_macs, no_bytes, no_bytes),
     [LAYER_REDUCEMEAN] = ROW("reducemean", NA(A_REDUCEMEAN), reducemean, no_macs, no_bytes, no_bytes),
+    [LAYER_RESIZE] = ROW("resize", NA(A_RESIZE), resize, no_macs, no_bytes, resize_scratch),
 };
 
 layer_kind layer_kind_from_name(const char *name) {

@@ -34,6 +34,7 @@ DECLARE_LAYER(matmul)
 DECLARE_LAYER(constant)
 DECLARE_LAYER(convtranspose)
 DECLARE_LAYER(reducemean)
+DECLARE_LAYER(resize)
 
 int64_t conv2d_macs(const ts_model *m, const layer *l);
 int64_t dense_macs(const ts_model *m, const layer *l);
@@ -47,6 +48,7 @@ size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+size_t resize_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 
 /* Batch norm li and the ReLU r that is its only consumer, as one training pass
  * (exec.c); only where batchnorm_relu_fusable. */

@@ -47,6 +47,7 @@ typedef enum layer_kind {
     LAYER_ERF,
     LAYER_POW,
     LAYER_REDUCEMEAN,
+    LAYER_RESIZE,
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -79,6 +80,9 @@ typedef enum layer_kind {
     int naxes;                      /* reducemean: entries in axes */                         \
     int axes[TS_MAX_DIMS];          /* reducemean: the per-sample axes averaged over */       \
     float exponent;                 /* pow: x^exponent */                                     \
+    int size_h, size_w;             /* resize: output H and W (0: from the scale) */          \
+    float scale_h, scale_w;         /* resize: factors (0: from the size) */                  \
+    int resize_mode, coord_mode, nearest_mode; /* resize: ops.h's resize_* enums */            \
     ts_shape tshape;                /* reshape/constant: target; binary: constant; prelu: slope; matmul: B */
 
 typedef struct layer_attrs {
@@ -203,12 +207,15 @@ typedef enum attr_type {
     ATTR_PADDING, /* padding=N, HxW or t,l,b,r: ph, pw, pbh, pbw */
     ATTR_SHAPE,   /* key=AxBxC: a ts_shape field */
     ATTR_INTLIST, /* key=a,b,c: an int array (off) and its count (off2) */
-    ATTR_CHOICE   /* key=name: an int field, the name's index in choices */
+    ATTR_CHOICE,  /* key=name: an int field, the name's index in choices */
+    ATTR_FPAIR    /* key=F or FxF: two float fields (off, off2) */
 } attr_type;
 
 enum {
     ATTR_REQUIRED = 1,      /* no default: the text must give it */
-    ATTR_OMIT_DEFAULT = 2,  /* written only when not the default (clip bounds, binary const) */
+    ATTR_OMIT_DEFAULT = 2,  /* written only when not the default (clip bounds, binary const); a FLOAT,
+                             * PAIR or FPAIR at its default passes the range check (resize's
+                             * unset size and scale are 0) */
     ATTR_KERNEL_DEFAULT = 4 /* PAIR: 0 means "as the kernel" (pool strides, PyTorch's default) */
 };
 

@@ -90,6 +90,8 @@ static slice_role role_of(const ts_model *m, const layer *l) {
         return ROLE_CHANNELWISE;
     case LAYER_SOFTMAX: case LAYER_LOGSOFTMAX: /* along an axis after the channels: per channel */
         return (l->axis < 0 ? l->axis + l->out.ndim : l->axis) >= 1 ? ROLE_CHANNELWISE : ROLE_BARRIER;
+    case LAYER_RESIZE: /* each plane before H and W on its own */
+        return l->out.ndim >= 3 ? ROLE_CHANNELWISE : ROLE_BARRIER;
     case LAYER_PAD: /* nothing added to or cropped from the channels */
         return l->pads[0] == 0 && l->pads[l->out.ndim] == 0 ? ROLE_CHANNELWISE : ROLE_BARRIER;
     case LAYER_BINARY: /* elementwise only where nothing broadcasts across the output's channels */
@@ -114,7 +116,8 @@ static int keeps_zero(const layer *l) {
     case LAYER_POW: return l->exponent > 0.0f; /* 0^0 = 1, 0^-1 = inf */
     case LAYER_PAD: return l->pad_mode != PAD_CONSTANT || l->value == 0.0f;
     case LAYER_BINARY: return l->op == BINARY_MUL; /* 0 * k; 0 + k, 0 / k, k / 0 are not known 0 */
-    default: return 1; /* relu, leakyrelu, tanh, elu, selu, prelu, hardswish, sqrt, erf, pools, dropout, mask */
+    default: return 1; /* relu, leakyrelu, tanh, elu, selu, prelu, hardswish, sqrt, erf, pools, dropout, mask,
+                        * resize */
     }
 }
 

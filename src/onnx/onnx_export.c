@@ -228,6 +228,20 @@ static const char *lift_rank(exporter *ex, const char *src, const char *base, co
     return reshape_to(ex, src, base, dims, want, NULL);
 }
 
+/* The shape (batch of x, dims...) as an int64 value: Concat(Gather(Shape(x), 0), dims),
+ * for ops that take a whole shape while the batch axis is symbolic */
+static const char *batch_shape(exporter *ex, const char *x, const char *base, const int64_t *dims, int rank) {
+    const int64_t zero = 0;
+    const char *shp = tmp_name(ex, base, "shape"), *nb = tmp_name(ex, base, "batch"), *tgt = tmp_name(ex, base, "target");
+    const char *ins1[1] = {x};
+    add_node(ex, "Shape", tmp_name(ex, base, "shape_of"), ins1, 1, shp);
+    const char *ins2[2] = {shp, add_init_i64(ex, tmp_name(ex, base, "zero"), &zero, 1)};
+    attr_i(ex, add_node(ex, "Gather", tmp_name(ex, base, "gather"), ins2, 2, nb), "axis", 0);
+    const char *ins3[2] = {nb, add_init_i64(ex, tmp_name(ex, base, "dims"), dims, rank)};
+    attr_i(ex, add_node(ex, "Concat", tmp_name(ex, base, "concat"), ins3, 2, tgt), "axis", 0);
+    return tgt;
+}
+
 /* Every attribute the kind's schema maps to an ONNX attribute of the same meaning
  * (attr_spec.onnx: kernel_shape, strides, pads in ONNX's begin/end order, group,
  * alpha, ...); those written only when not their default are skipped at it. */
@@ -363,6 +377,39 @@ static ts_status export_layer(exporter *ex, int li) {
         attr_i(ex, n, "keepdims", 1);
         break;
     }
+    case LAYER_RESIZE: {
+        /* scale: scales (1 before H and W); size: sizes, whose batch entry comes from x */
+        const int r = xs->ndim;
+        if (l->coord_mode == RESIZE_TF_HALF_PIXEL_FOR_NN &&
+            !(l->resize_mode == RESIZE_NEAREST &&
+              (l->nearest_mode == RESIZE_FLOOR || l->nearest_mode == RESIZE_ROUND_PREFER_FLOOR)))
+            return ts_fail(ex->ctx, TS_EUNSUPPORTED,
+                           "export: resize '%s': tf_half_pixel_for_nn that does not round down has no ONNX form "
+                           "(ONNX applies it to the batch and channel axes too)",
+                           l->name);
+        const char *ins[4] = {x, NULL, NULL, NULL};
+        if (l->size_h > 0) {
+            int64_t dims[TS_MAX_DIMS];
+            memcpy(dims, xs->dims, (size_t)r * sizeof *dims);
+            dims[r - 2] = l->size_h;
+            dims[r - 1] = l->size_w;
+            ins[3] = batch_shape(ex, x, name, dims, r);
+        } else {
+            float scales[TS_MAX_DIMS + 1];
+            const int64_t count = r + 1;
+            for (int k = 0; k < r - 1; k++) scales[k] = 1.0f;
+            scales[r - 1] = l->scale_h;
+            scales[r] = l->scale_w;
+            ins[2] = add_init(ex, tmp_name(ex, name, "scales"), &count, 1, scales);
+        }
+        n = add_node(ex, "Resize", name, ins, ins[3] ? 4 : 3, out);
+        /* the schema's names are ONNX's */
+        attr_s(ex, n, "mode", attr_find(LAYER_RESIZE, "mode")->choices[l->resize_mode]);
+        attr_s(ex, n, "coordinate_transformation_mode", attr_find(LAYER_RESIZE, "coord")->choices[l->coord_mode]);
+        if (l->resize_mode == RESIZE_NEAREST)
+            attr_s(ex, n, "nearest_mode", attr_find(LAYER_RESIZE, "nearest")->choices[l->nearest_mode]);
+        break;
+    }
     case LAYER_CLIP: {
         const char *ins[3] = {x, l->lo > -INFINITY ? scalar_init(ex, tmp_name(ex, name, "min"), l->lo) : NULL,
                               l->hi < INFINITY ? scalar_init(ex, tmp_name(ex, name, "max"), l->hi) : NULL};
@@ -431,21 +478,12 @@ static ts_status export_layer(exporter *ex, int li) {
     case LAYER_CONSTANT: {
         /* the stored tensor expanded to (batch, shape): Expand(value, [N, shape]) */
         const ts_shape *s = &l->out;
-        int64_t one_dims[TS_MAX_DIMS + 1], rest[TS_MAX_DIMS], zero = 0;
+        int64_t one_dims[TS_MAX_DIMS + 1], rest[TS_MAX_DIMS];
         one_dims[0] = 1;
         for (int k = 0; k < s->ndim; k++) one_dims[k + 1] = rest[k] = s->dims[k];
         const tensor_entry *e = &m->tensors[l->konst];
         const char *val = add_init(ex, e->name, one_dims, s->ndim + 1, m->buffers + e->offset);
-        const char *shp = tmp_name(ex, name, "shape"), *nb = tmp_name(ex, name, "batch"), *tgt = tmp_name(ex, name, "target");
-        const char *ins1[1] = {x};
-        add_node(ex, "Shape", tmp_name(ex, name, "shape_of"), ins1, 1, shp);
-        const char *ins2[2] = {shp, add_init_i64(ex, tmp_name(ex, name, "zero"), &zero, 1)};
-        n = add_node(ex, "Gather", tmp_name(ex, name, "gather"), ins2, 2, nb);
-        attr_i(ex, n, "axis", 0);
-        const char *ins3[2] = {nb, add_init_i64(ex, tmp_name(ex, name, "dims"), rest, s->ndim)};
-        n = add_node(ex, "Concat", tmp_name(ex, name, "concat"), ins3, 2, tgt);
-        attr_i(ex, n, "axis", 0);
-        const char *ins4[2] = {val, tgt};
+        const char *ins4[2] = {val, batch_shape(ex, x, name, rest, s->ndim)};
         n = add_node(ex, "Expand", name, ins4, 2, out);
         break;
     }

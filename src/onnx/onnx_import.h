@@ -149,6 +149,8 @@ ts_status op_range(importer *im, const Onnx__NodeProto *n);
 ts_status op_equal(importer *im, const Onnx__NodeProto *n);
 ts_status op_where(importer *im, const Onnx__NodeProto *n);
 ts_status op_expand(importer *im, const Onnx__NodeProto *n);
+ts_status op_resize(importer *im, const Onnx__NodeProto *n);
+ts_status op_upsample(importer *im, const Onnx__NodeProto *n);
 
 /* check mode: the problems a node would have whatever its inputs' shapes
  * (onnx_rules.c); TS_OK when none is known */

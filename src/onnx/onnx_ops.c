@@ -21,6 +21,7 @@ static const op_entry OPS[] = {
     {"AveragePool", op_avgpool},
     {"GlobalAveragePool", op_globalavgpool},
     {"GlobalMaxPool", op_globalmaxpool},
+    {"Resize", op_resize}, {"Upsample", op_upsample},
     {"BatchNormalization", op_batchnorm},
     {"Relu", op_relu},
     {"LeakyRelu", op_leakyrelu},

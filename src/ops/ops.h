@@ -286,6 +286,51 @@ void pad_forward_ref(int n, int ndim, const int64_t *dims /* (ndim) */, const in
 void pad_backward_ref(int n, int ndim, const int64_t *dims, const int *pads, pad_mode mode,
                       float *din /* (N,dims) */, const float *dout /* (N, padded dims) */, int nthreads);
 
+/* Resizing the last two axes (H, W) of every plane, as ONNX Resize (modes nearest and
+ * linear) and PyTorch's F.interpolate (nearest, bilinear). Each output index along
+ * an axis reads two input indices with weights (resize_taps, from the shapes and
+ * attributes only): out[y,x] = wy0 (wx0 in[y0,x0] + wx1 in[y0,x1]) + wy1 (wx0 in[y1,x0]
+ * + wx1 in[y1,x1]), PyTorch's order; nearest copies in[y0,x0]. No branch or address
+ * depends on the values, so the kernels also serve constant-time inference. */
+typedef enum resize_mode { RESIZE_NEAREST = 0, RESIZE_LINEAR } resize_mode;
+/* ONNX's coordinate_transformation_mode: where output index o reads, with scale s
+ * (the given one, else out/in), input length in and resized length L (in * s when the
+ * scale is given, as ONNX's reference, else out): half_pixel (o + 1/2)/s - 1/2;
+ * asymmetric o/s; align_corners o (in-1)/(L-1) (0 when L is 1); pytorch_half_pixel as
+ * half_pixel, 0 when L is 1; tf_half_pixel_for_nn (o + 1/2)/s */
+typedef enum resize_coord {
+    RESIZE_HALF_PIXEL = 0,
+    RESIZE_ASYMMETRIC,
+    RESIZE_ALIGN_CORNERS,
+    RESIZE_PYTORCH_HALF_PIXEL,
+    RESIZE_TF_HALF_PIXEL_FOR_NN
+} resize_coord;
+/* ONNX's nearest_mode: how a source coordinate becomes an index (then clamped) */
+typedef enum resize_nearest {
+    RESIZE_ROUND_PREFER_FLOOR = 0,
+    RESIZE_ROUND_PREFER_CEIL,
+    RESIZE_FLOOR,
+    RESIZE_CEIL
+} resize_nearest;
+typedef struct resize_tap {
+    int i0, i1;     /* input indices, clamped to the axis */
+    float w0, w1;   /* their weights: linear 1 - w1 and w1; nearest 1 and 0 */
+} resize_tap;
+/* The taps of an axis of in_len values resized to out_len (taps: out_len entries).
+ * scale: the factor the coordinates use (ONNX's scales value), or 0 for
+ * out_len / in_len (ONNX's sizes). Linear clamps the coordinate to [0, in_len - 1]
+ * (ONNX's edge padding and PyTorch's clamp at 0 give the same values). */
+void resize_taps(resize_mode mode, resize_coord coord, resize_nearest nearest, int in_len, int out_len, float scale,
+                 resize_tap *taps /* (out_len) */);
+void resize_forward_ref(resize_mode mode, int64_t planes, int ih, int iw, int oh, int ow,
+                        const resize_tap *ty /* (oh) */, const resize_tap *tx /* (ow) */,
+                        float *out /* (planes,OH,OW) */, const float *in /* (planes,H,W) */, int nthreads);
+/* din (overwritten) = each dout spread back with its weights (the transposed
+ * interpolation; nearest: a scatter-add), summed in a fixed order per plane. */
+void resize_backward_ref(resize_mode mode, int64_t planes, int ih, int iw, int oh, int ow,
+                         const resize_tap *ty /* (oh) */, const resize_tap *tx /* (ow) */,
+                         float *din /* (planes,H,W) */, const float *dout /* (planes,OH,OW) */, int nthreads);
+
 /* out = a op b elementwise with numpy broadcasting. Both operands are read through
  * element strides per axis of out (0 where the operand broadcasts), so an operand
  * without the batch axis has stride 0 there. Division by zero gives inf or NaN. */
@@ -336,7 +381,7 @@ void matmul_backward_weights_ref(const matmul_params *q, float *db /* (b_count,k
  * float functions or a float division): sigmoid, tanh, elu, selu, softmax,
  * log-softmax, average pooling, global average pooling, division. Kernels not listed
  * (convolution, dense, gemm, batch norm at inference, add, concat, pad, layout,
- * matmul, the mask multiply) have no value-dependent branch or address and serve
+ * matmul, the mask multiply, resize) have no value-dependent branch or address and serve
  * both modes. */
 void eltwise_forward_ct(eltwise_kind kind, float alpha, size_t count, float *out /* (count) */,
                         const float *in /* (count) */, int nthreads);

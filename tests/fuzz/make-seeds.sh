@@ -54,6 +54,11 @@ printf 'P3 1 1 255\n1 2 3\n' >"$C/pnm/ascii.ppm"
 # ONNX: the tiny model exported, and single-op models with their input tensors
 # from Debian's libonnx-testdata (ONNX backend test data, Apache-2.0)
 $T export "$C/model/tiny.tsr" --out "$C/onnx/tessera_tiny.onnx" >/dev/null
+# resize in both forms (Resize with scales, and sizes from Shape + Gather + Concat)
+printf 'input shape=1x28x28 classes=10\nconv2d name=c1 out=2 kernel=3 stride=2 padding=1\nresize name=down scale=0.5 mode=linear\nresize name=up size=9x9 coord=asymmetric nearest=floor\nflatten\ndense name=fc out=classes\n' >"$C/arch/resize.arch"
+$T train --arch "$C/arch/resize.arch" --data fashion-mnist --limit 64 --epochs 1 --batch 32 --threads 1 --quiet --no-test \
+    --optimizer adam --out "$tmp/resize.tsr" >/dev/null
+$T export "$tmp/resize.tsr" --out "$C/onnx/tessera_resize.onnx" >/dev/null
 D=/usr/share/libonnx-testdata/data/node
 for t in test_conv_with_strides_padding test_maxpool_2d_pads test_averagepool_2d_same_upper test_batchnorm_example \
     test_gemm_default_single_elem_vector_bias test_matmul_3d test_softmax_axis_1 test_reshape_negative_dim \

@@ -61,6 +61,9 @@ static const kind_case CASES[] = {
     {"erf", PRE "erf name=t\n", "2x4x4"},
     {"pow", PRE "pow name=t exponent=3\n", "2x4x4"},
     {"reducemean", PRE "reducemean name=t axes=0,2\n", "2x4x5"},
+    {"resize", PRE "resize name=t size=7x3 mode=linear coord=pytorch_half_pixel\n", "2x4x5"},
+    {"resize", PRE "resize name=t scale=2x1.5 coord=asymmetric nearest=floor\n", "2x3x4"},
+    {"resize", PRE "resize name=t scale=1.5x0.5 mode=linear coord=align_corners\n", "2x4x5"},
 };
 #define NCASES (int)(sizeof CASES / sizeof CASES[0])
 

@@ -275,8 +275,8 @@ static void test_depthwise(void) {
 }
 
 /* Channel-wise kinds with per-channel parameters slice them: a Cx1x1 prelu slope and
- * binary constant; a 1x1x1 constant stays whole; pooling, leaky ReLU and tanh carry
- * zeros. */
+ * binary constant; a 1x1x1 constant stays whole; pooling, leaky ReLU, resize and tanh
+ * carry zeros. */
 static void test_channelwise_kinds(void) {
     ts_model *m = make_model("input shape=3x8x8 classes=4\n"
                              "conv2d name=c1 out=8 kernel=3 padding=1\n"
@@ -286,6 +286,7 @@ static void test_channelwise_kinds(void) {
                              "binary name=half op=mul const=1x1x1\n"
                              "leakyrelu name=lr\n"
                              "avgpool name=ap kernel=3 stride=2 padding=1\n"
+                             "resize name=up scale=2 mode=linear\n"
                              "tanh name=t\n"
                              "conv2d name=c2 out=4 kernel=3 padding=1\n"
                              "globalavgpool name=gap\n"
@@ -295,7 +296,7 @@ static void test_channelwise_kinds(void) {
     set_mask(m, "m1", (const int[]){0, 3, 7, -1}, 1);
     slice_report r = {0};
     ts_model *s = slice_smaller(
-        m, (const expect[]){{"c1", 5}, {"p", 5}, {"scale", 5}, {"half", 5}, {"t", 5}, {"c2", 4}, {NULL, 0}}, &r);
+        m, (const expect[]){{"c1", 5}, {"p", 5}, {"scale", 5}, {"half", 5}, {"up", 5}, {"t", 5}, {"c2", 4}, {NULL, 0}}, &r);
     if (s) {
         ts_tensor_info a = test_tensor(m, "scale.const"), b = test_tensor(s, "scale.const");
         if (a.data && b.data) CHECK(b.numel == 5 && b.data[0] == a.data[1] && b.data[2] == a.data[4], "const rows");

@@ -206,6 +206,66 @@ static void test_torch_opsnet(void) {
     ts_model_free(m);
 }
 
+/* F.interpolate: nearest x2, bilinear x1.5 and bilinear x2 with align_corners as
+ * Resize at opsets 11, 13 and 17; nearest x2 as Upsample (opset 9) and Resize-10; size=
+ * (bilinear and nearest), whose sizes PyTorch computes with Shape, Slice and Concat
+ * (gen_onnx_resize_fixtures.py) */
+static void test_torch_resize(void) {
+    check_against_torch("resizenet", "eval_op11");
+    check_against_torch("resizenet", "eval_op13");
+    check_against_torch("resizenet", "eval_op17");
+    check_against_torch("upsamplenet", "eval_op9");
+    check_against_torch("upsamplenet", "eval_op10");
+    check_against_torch("sizenet", "eval_op11");
+    check_against_torch("sizenet", "eval_op13");
+    check_against_torch("sizenet", "eval_op17");
+}
+
+/* Upsample at opset 7 (scales as an attribute): nearest repeats, linear interpolates
+ * asymmetrically (o/2: 0, 0.5, 1, then the edge) */
+static void test_upsample7(void) {
+    static const float x[4] = {1, 2, 3, 4};
+    static const float nearest[24] = {1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 3, 3, 3, 4, 4, 4};
+    static const float linear[16] = {1, 1.5f, 2, 2, 2, 2.5f, 3, 3, 3, 3.5f, 4, 4, 3, 3.5f, 4, 4};
+    const struct {
+        const char *path;
+        const float *want;
+        int n;
+    } cases[] = {{FIX "upsample7_nearest.onnx", nearest, 24}, {FIX "upsample7_linear.onnx", linear, 16}};
+    for (int i = 0; i < 2; i++) {
+        ts_model *m = import(cases[i].path, TS_OK);
+        if (!m) continue;
+        CHECK(ts_model_classes(m) == cases[i].n, "%s: %d outputs", cases[i].path, ts_model_classes(m));
+        if (ts_model_classes(m) == cases[i].n) {
+            float *y = predict(m, x, 1);
+            test_allclose(cases[i].path, y, cases[i].want, (size_t)cases[i].n, 0, 0);
+            free(y);
+        }
+        ts_model_free(m);
+    }
+}
+
+/* Resize nodes tessera does not compute are refused with the reason, naming the node */
+static void test_resize_refused(void) {
+    static const struct {
+        const char *why, *want;
+    } cases[] = {
+        {"cubic", "mode 'cubic'"},
+        {"crop", "'tf_crop_and_resize'"},
+        {"channels", "scale 2 on axis 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, FIX "resize_refused_%s.onnx", cases[i].why);
+        ts_model *m = NULL;
+        ts_status st = ts_onnx_import(g_ctx, path, NULL, &m);
+        const char *err = ts_ctx_error(g_ctx);
+        CHECK(st == TS_EUNSUPPORTED && strstr(err, cases[i].want) && strstr(err, "Resize node 'resize_"),
+              "%s: status %d: %s", cases[i].why, st, err);
+        ts_model_free(m);
+    }
+}
+
 /* A training-mode export keeps batch norm: its running statistics are the
  * imported ones, and training goes on from them. */
 static void test_train_imported(void) {
@@ -337,6 +397,16 @@ static void round_trip(ts_model *m, const char *what) {
     ts_model_free(b);
 }
 
+/* round_trip of the model that arch text builds with weights from seed */
+static void round_trip_arch(const char *arch, const char *what, uint64_t seed) {
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, arch, what, NULL, 0, seed, &m);
+    CHECK(st == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
+    if (!m) return;
+    round_trip(m, what);
+    ts_model_free(m);
+}
+
 static void test_round_trip_zoo(void) {
     for (int i = 0; ts_zoo_name(i); i++) {
         const char *name = ts_zoo_name(i);
@@ -403,11 +473,37 @@ static void test_round_trip_reduce_kinds(void) {
         "reducemean name=g axes=1\n"
         "flatten name=f\n"
         "dense name=fc out=4\n";
+    round_trip_arch(arch, "reduce_kinds", 6);
+}
+
+/* resize in every form that has an ONNX one: scale and size, nearest with each
+ * rounding rule, linear, each coordinate mode */
+static void test_round_trip_resize(void) {
+    static const char *const arch =
+        "input shape=3x5x6\n"
+        "resize name=r1 scale=2 coord=asymmetric nearest=floor\n"
+        "conv2d name=c out=4 kernel=3 stride=2 padding=1\n"
+        "resize name=r2 size=7x5 mode=linear coord=align_corners\n"
+        "resize name=r3 scale=1.5x0.75 mode=linear coord=pytorch_half_pixel\n"
+        "resize name=r4 size=4x9 coord=tf_half_pixel_for_nn\n"
+        "resize name=r5 scale=0.5 nearest=ceil\n"
+        "resize name=r6 size=3x5 nearest=round_prefer_ceil coord=asymmetric\n"
+        "resize name=r7 scale=1.7 mode=linear\n"
+        "flatten name=f\n"; /* every resized value is an output (160) */
+    round_trip_arch(arch, "resize", 8);
+    /* ONNX applies the coordinate rule to every axis: tf_half_pixel_for_nn rounding up
+     * would move the channels, so that form is not exported */
     ts_model *m = NULL;
-    ts_status st = ts_model_from_arch(g_ctx, arch, "reduce.arch", NULL, 0, 6, &m);
+    ts_status st = ts_model_from_arch(
+        g_ctx, "input shape=2x4x4\nresize name=r scale=2 coord=tf_half_pixel_for_nn nearest=ceil\n", "tf.arch", NULL, 0,
+        8, &m);
     CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
     if (!m) return;
-    round_trip(m, "reduce_kinds");
+    char path[256];
+    snprintf(path, sizeof path, "%s/tf.onnx", g_tmp);
+    st = ts_onnx_export(g_ctx, m, path);
+    CHECK(st == TS_EUNSUPPORTED && strstr(ts_ctx_error(g_ctx), "tf_half_pixel_for_nn"), "status %d: %s", st,
+          ts_ctx_error(g_ctx));
     ts_model_free(m);
 }
 
@@ -697,6 +793,9 @@ int main(void) {
     RUN(test_torch_vgg11);
     RUN(test_torch_mobilenetv2);
     RUN(test_torch_opsnet);
+    RUN(test_torch_resize);
+    RUN(test_resize_refused);
+    RUN(test_upsample7);
     RUN(test_free_size);
     RUN(test_train_imported);
     RUN(test_torch_patterns);
@@ -704,6 +803,7 @@ int main(void) {
     RUN(test_round_trip_new_kinds);
     RUN(test_round_trip_more_kinds);
     RUN(test_round_trip_reduce_kinds);
+    RUN(test_round_trip_resize);
     RUN(test_round_trip_imported);
     RUN(test_hostile);
     RUN(test_check_lists_all);

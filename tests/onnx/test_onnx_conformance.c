@@ -35,6 +35,7 @@ static const char *const CLAIMED[] = {
     "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "Tanh", "Clip", "Gemm", "MatMul", "Add", "Sub",
     "Mul", "Div", "Sum", "Softmax", "LogSoftmax", "Flatten", "Reshape", "Concat", "Transpose", "Squeeze",
     "Unsqueeze", "Pad", "Identity", "Dropout", "Expand", "HardSwish", "Sqrt", "Erf", "Pow", "ReduceMean",
+    "Resize", "Upsample",
     "LayerNormalization", NULL};
 
 typedef struct op_stats {
