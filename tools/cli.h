@@ -60,6 +60,7 @@ typedef struct progress {
     double start, last;
     int tty;
     int last_decile;
+    long long base; /* steps already done at progress_start: the rate counts only later ones */
 } progress;
 
 double cli_now(void);
@@ -92,6 +93,19 @@ const char *cli_data_dir(const cli_cmd *cmd, const ts_model *m);
 /* The first `limit` samples of ds as a new dataset (NULL and TS_OK when limit
  * does not cut anything). */
 ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_dataset **out);
+/* A loss or other figure for people: v with `decimals` decimals, or in %g style
+ * (4 significant digits) when it is that large (or not finite): never 19 digits. */
+const char *cli_num(char *buf, size_t n, double v, int decimals);
+/* "1 epoch", "2 epochs", "2 classes": count and the noun, plural unless count is 1. */
+const char *cli_plural(char *buf, size_t n, long long count, const char *noun);
+/* 1 when s ends with suffix. */
+int cli_ends_with(const char *s, const char *suffix);
+/* What cli_load_model accepts besides .tsr models and checkpoints. */
+enum { CLI_LOAD_ONNX = 1, CLI_LOAD_MODULE = 2 };
+/* Loads the MODEL argument of a command: a .tsr model or checkpoint; with
+ * CLI_LOAD_ONNX an .onnx file, imported on the fly; with CLI_LOAD_MODULE a .tsm module
+ * as the one-output model ts_module_model makes (its score). */
+ts_status cli_load_model(ts_ctx *ctx, const char *path, int accept, ts_model **out);
 /* Class name i from the model's metadata (or the number). */
 const char *cli_class_name(const ts_model *m, int i, char *buf, size_t n);
 

@@ -32,17 +32,11 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
 static ts_status load_any(ts_ctx *ctx, const char *spec, const ts_shape *in, int classes, ts_model **m) {
-    if (ends_with(spec, ".onnx")) return ts_onnx_import(ctx, spec, NULL, m);
     const char *zoo = ts_zoo_arch(spec);
     if (zoo) return ts_model_from_arch(ctx, zoo, spec, in, classes, 1, m);
-    if (ends_with(spec, ".arch")) return ts_model_from_arch_file(ctx, spec, in, classes, 1, m);
-    return ts_model_load(ctx, spec, m);
+    if (cli_ends_with(spec, ".arch")) return ts_model_from_arch_file(ctx, spec, in, classes, 1, m);
+    return cli_load_model(ctx, spec, CLI_LOAD_ONNX, m);
 }
 
 /* one iteration: inference, or a whole training step */
@@ -83,6 +77,11 @@ int cmd_bench(int argc, char **argv) {
         in.dims[in.ndim++] = v;
         p = *end ? end + 1 : end;
     }
+    if (cli_get(&bench_cmd, "train") && cli_get(&bench_cmd, "constant-time")) {
+        /* constant time is a property of inference; a training step has none to time */
+        fprintf(stderr, "tessera bench: --constant-time times inference; it cannot be combined with --train\n");
+        return EXIT_USAGE;
+    }
     ts_ctx *ctx = NULL;
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
     ts_model *m = NULL;
@@ -93,7 +92,7 @@ int cmd_bench(int argc, char **argv) {
     ts_status st = TS_OK;
     int train = cli_get(&bench_cmd, "train") != NULL;
     if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
-    if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1); /* refuses --train */
+    if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1);
     if ((rc = cli_setup_bf16(&bench_cmd, ctx))) goto done;
     if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
     ts_shape shape = ts_model_input_shape(m);

@@ -160,6 +160,17 @@ static int ga_progress(void *user, int64_t done, int64_t total) {
     return 0;
 }
 
+/* A module built from no confident positive keeps what its negatives alone decide:
+ * it is written (the user asked for the class), but not silently. */
+static void warn_no_positives(const ts_decompose_config *cfg, const ts_module *mod) {
+    ts_module_info in;
+    ts_module_info_get(mod, &in);
+    if (in.positives > 0 || (cfg->method != TS_DECOMPOSE_ACTIVATION && cfg->method != TS_DECOMPOSE_GA)) return;
+    fprintf(stderr, "tessera decompose: warning: the module for class %d '%s' was built from 0 confident positives (no "
+            "training sample of it was classified as it with confidence >= %g); lower --confidence or train the "
+            "model longer\n", in.class_index, in.class_name, (double)cfg->confidence);
+}
+
 int cmd_decompose(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -360,6 +371,7 @@ int cmd_decompose(int argc, char **argv) {
                percent(in.params_kept, in.params), percent(in.macs_kept, in.origin_macs), (long long)in.bln_removed,
                in.jaccard, in.seconds);
     }
+    for (int i = 0; i < nmods; i++) warn_no_positives(&cfg, mods[i]);
     printf("mean kernel retention (KRR): %.2f%%\n", 100 * krr);
     if (cfg.method == TS_DECOMPOSE_MWT) {
         double coh = 0, coup = 0;

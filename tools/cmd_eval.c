@@ -67,7 +67,7 @@ int cmd_eval(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m))) goto fail;
     const char *spec = cli_get(&eval_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
     if (!spec && ts_model_get_meta(m, "composed.origin.0")) {
@@ -88,7 +88,8 @@ int cmd_eval(int argc, char **argv) {
     printf("model %s on %s (%s, %lld images, %.2fs, %.0f img/s%s)\n", pos[0], spec,
            split == TS_SPLIT_TEST ? "test" : "train", (long long)ev.count, secs, secs > 0 ? ev.count / secs : 0,
            ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
-    printf("top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n\n", 100 * ev.top1, 100 * ev.top5, ev.loss);
+    char loss[32];
+    printf("top-1 %.2f%%  top-5 %.2f%%  loss %s\n\n", 100 * ev.top1, 100 * ev.top5, cli_num(loss, sizeof loss, ev.loss, 4));
     int k = ev.classes;
     printf("%-4s %-20s %9s %9s %8s\n", "id", "class", "precision", "recall", "support");
     for (int c = 0; c < k; c++) {
@@ -147,7 +148,8 @@ static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --i
 /* The ranking is the library's branch-free ts_top_k (the t-th best: the highest
  * score below the previous pick, ties by index). Printing is not constant-time:
  * the answer is the requester's to see (docs/security.md). */
-static void print_top(const ts_model *m, const char *what, const float *logits, int k, int top, int label) {
+static void print_top(const ts_model *m, const char *what, const float *logits, int k, int top, int label,
+                      const char *other) {
     /* a patched model's outputs are already probabilities (and the module's rescaled
      * score): shown as they are, not through another softmax */
     const int raw = ts_patch_target(m) >= 0;
@@ -166,8 +168,46 @@ static void print_top(const ts_model *m, const char *what, const float *logits, 
     if (label >= 0) {
         char name[64];
         printf("  (true: %s)", cli_class_name(m, label, name, sizeof name));
+    } else if (other) {
+        printf("  (true: %s, not a class of this model)", other);
     }
     printf("\n");
+}
+
+/* Whether a composed model's recorded dataset `rec` is the one given as `spec`: the
+ * same name, or the same file or folder once both are looked up. */
+static int same_dataset(ts_ctx *ctx, const char *rec, const char *spec, const char *dir) {
+    if (!strcmp(rec, spec)) return 1;
+    char a[4096], b[4096];
+    int same = !ts_dataset_locate(ctx, rec, TS_SPLIT_TEST, dir, a, sizeof a) &&
+               !ts_dataset_locate(ctx, spec, TS_SPLIT_TEST, dir, b, sizeof b) && cli_same_file(a, b);
+    ts_ctx_clear_error(ctx);
+    return same;
+}
+
+/* For a composed (or extracted) model, the output each label of dataset `spec` means
+ * (*out: classes entries, -1 where the model has no output for it): output J answers
+ * the class its module came from, which the dataset's label does not index. NULL when
+ * the model's outputs are the dataset's classes. */
+static ts_status composed_outputs(ts_ctx *ctx, const ts_model *m, const char *spec, const char *dir, int classes,
+                                  int **out) {
+    *out = NULL;
+    if (!ts_model_get_meta(m, "composed.origin.0")) return TS_OK;
+    int *map = malloc((size_t)classes * sizeof *map);
+    if (!map) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    for (int c = 0; c < classes; c++) map[c] = -1;
+    for (int j = 0; j < ts_model_classes(m); j++) {
+        char key[48], rec[4096];
+        snprintf(key, sizeof key, "composed.origin.%d", j);
+        const char *v = ts_model_get_meta(m, key), *d = v ? strstr(v, "dataset=") : NULL;
+        const char *c = d ? strstr(d, ";class=") : NULL;
+        if (!c || (size_t)(c - d - 8) >= sizeof rec) continue;
+        snprintf(rec, sizeof rec, "%.*s", (int)(c - d - 8), d + 8);
+        const long cls = strtol(c + 7, NULL, 10);
+        if (cls >= 0 && cls < classes && map[cls] < 0 && same_dataset(ctx, rec, spec, dir)) map[cls] = j;
+    }
+    *out = map;
+    return TS_OK;
 }
 
 int cmd_predict(int argc, char **argv) {
@@ -187,11 +227,12 @@ int cmd_predict(int argc, char **argv) {
     ts_model *m = NULL;
     ts_dataset *ds = NULL;
     float *x = NULL, *logits = NULL;
+    int *composed = NULL;
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&predict_cmd, ctx)) || (rc = setup_constant_time(&predict_cmd, ctx)) ||
         (rc = cli_setup_bf16(&predict_cmd, ctx)))
         goto done;
-    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m))) goto fail;
     ts_shape in = ts_model_input_shape(m);
     if (in.ndim != 3) {
         st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: model input is not an image", pos[0]);
@@ -214,6 +255,7 @@ int cmd_predict(int argc, char **argv) {
                          ds->height, ds->width, C, H, W);
             goto fail;
         }
+        if ((st = composed_outputs(ctx, m, spec, cli_get(&predict_cmd, "data-dir"), ds->classes, &composed))) goto fail;
         const char *list = cli_get(&predict_cmd, "index");
         if (!list) list = "0";
         char buf[1024];
@@ -235,9 +277,12 @@ int cmd_predict(int argc, char **argv) {
             (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, ds->images + (size_t)i * C * H * W, 1, C, H,
                                                                   W, x);
             if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
-            char what[64];
+            char what[64], other[96];
             snprintf(what, sizeof what, "%s[%ld]", spec, i);
-            print_top(m, what, logits, K, (int)top, ds->labels[i]);
+            const int y = ds->labels[i], out = composed ? composed[y] : y;
+            if (ds->class_names && ds->class_names[y]) snprintf(other, sizeof other, "%s %s", spec, ds->class_names[y]);
+            else snprintf(other, sizeof other, "%s class %d", spec, y);
+            print_top(m, what, logits, K, (int)top, out, other);
         }
     } else {
         for (int f = 1; f < npos; f++) {
@@ -253,7 +298,7 @@ int cmd_predict(int argc, char **argv) {
             (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, px, 1, C, H, W, x);
             ts_image_free(px);
             if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
-            print_top(m, pos[f], logits, K, (int)top, -1);
+            print_top(m, pos[f], logits, K, (int)top, -1, NULL);
         }
     }
     rc = EXIT_OK;
@@ -261,6 +306,7 @@ int cmd_predict(int argc, char **argv) {
 fail:
     rc = cli_fail("predict", ctx, st);
 done:
+    free(composed);
     free(x);
     free(logits);
     ts_dataset_free(ds);

@@ -8,7 +8,7 @@ static cli_opt info_opts[] = {
     {"input", "CxHxW", "with an architecture: input shape to use (default: as declared)", NULL},
     {"classes", "N", "with an architecture: class count to use", NULL},
 };
-static cli_cmd info_cmd = {"info", "MODEL|MODULE.tsm|ARCH [options]",
+static cli_cmd info_cmd = {"info", "MODEL|MODEL.onnx|MODULE.tsm|ARCH [options]",
                            "Prints every layer with its inputs, output shape, parameters, multiply-accumulates per\n"
                            "sample and attributes (as the architecture text writes them), the totals, and the model's\n"
                            "metadata. ARCH may be a zoo name or an .arch file.",
@@ -105,7 +105,7 @@ int cmd_info(int argc, char **argv) {
             }
             ts_module_free(mod);
         }
-    } else st = ts_model_load(ctx, pos[0], &m);
+    } else st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m);
     if (st) {
         rc = cli_fail("info", ctx, st);
         ts_ctx_free(ctx);
@@ -131,8 +131,9 @@ int cmd_info(int argc, char **argv) {
     char p[32], mac[32];
     human((double)tp, p, sizeof p);
     human((double)tm, mac, sizeof mac);
-    printf("total: %d layers, %lld parameters (%s), %lld MACs per sample (%s), %d classes\n", ts_model_layer_count(m),
-           (long long)tp, p, (long long)tm, mac, ts_model_classes(m));
+    char nc[48];
+    printf("total: %d layers, %lld parameters (%s), %lld MACs per sample (%s), %s\n", ts_model_layer_count(m),
+           (long long)tp, p, (long long)tm, mac, cli_plural(nc, sizeof nc, ts_model_classes(m), "class"));
     for (int i = 0; i < ts_model_meta_count(m); i++) {
         const char *k, *v;
         ts_model_meta_at(m, i, &k, &v);

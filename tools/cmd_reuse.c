@@ -59,8 +59,8 @@ int cmd_reuse(int argc, char **argv) {
         if ((st = retune_modules(ctx, mods, npos, ddir, samples))) goto fail;
     }
     if ((st = ts_compose(ctx, mods, npos, &cc, &cm))) goto fail;
-    if ((st = ts_model_save(ctx, cm, out))) goto fail;
     print_compose_summary(cm, mods, npos);
+    /* evaluated before it is written: a failed evaluation leaves no model behind */
     if (!cli_get(&reuse_cmd, "no-eval")) {
         ts_eval_report ev;
         if ((st = ts_composed_dataset(ctx, cm, TS_SPLIT_TEST, ddir, 0, &te))) goto fail;
@@ -73,6 +73,7 @@ int cmd_reuse(int argc, char **argv) {
         printf("\n");
         ts_eval_report_free(&ev);
     }
+    if ((st = ts_model_save(ctx, cm, out))) goto fail;
     printf("wrote %s\n", out);
     rc = EXIT_OK;
     goto done;

@@ -1,11 +1,14 @@
 /* tessera train: architecture + dataset -> trained model file, with progress,
  * validation, checkpoints and exact resume. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "cli.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The CLI may keep process state; the library may not. */
@@ -61,6 +64,7 @@ typedef struct train_run {
     ts_trainer *tr;
     progress bar;
     int quiet;
+    int bar_on;          /* the progress bar of the current epoch was started */
     int batch;
     int modular;
     const char *checkpoint;
@@ -96,16 +100,24 @@ static int checkpoint_failed(train_run *run, ts_status st) {
 static int on_step(const ts_train_progress *p, void *user) {
     train_run *run = user;
     if (!run->quiet) {
-        if (p->batch == 1) progress_start(&run->bar);
-        char label[48], extra[96];
+        if (p->batch == 1 || !run->bar_on) { /* an epoch's first step (or a resumed one's): timed from here */
+            progress_start(&run->bar);
+            run->bar.base = p->batch;
+            run->bar_on = 1;
+        }
+        char label[48], extra[128], loss[32];
         snprintf(label, sizeof label, "epoch %lld/%lld", (long long)p->epoch + 1, (long long)p->epochs);
+        cli_num(loss, sizeof loss, p->loss, 4);
         if (run->modular)
-            snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% coh %.3f coup %.3f lr %.3g", p->loss, 100.0 * p->acc,
+            snprintf(extra, sizeof extra, "loss %s acc %.2f%% coh %.3f coup %.3f lr %.3g", loss, 100.0 * p->acc,
                      p->cohesion, p->coupling, p->lr);
         else
-            snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% lr %.3g", p->loss, 100.0 * p->acc, p->lr);
+            snprintf(extra, sizeof extra, "loss %s acc %.2f%% lr %.3g", loss, 100.0 * p->acc, p->lr);
         progress_update(&run->bar, label, p->batch, p->batches, extra, run->batch);
-        if (p->batch == p->batches) progress_end(&run->bar);
+        if (p->batch == p->batches) {
+            progress_end(&run->bar);
+            run->bar_on = 0;
+        }
     }
     /* this step's loss did not diverge: the state before it is a good checkpoint */
     if (checkpoint_failed(run, promote_pending(run))) return 1;
@@ -116,9 +128,13 @@ static int on_step(const ts_train_progress *p, void *user) {
 
 static int on_epoch(const ts_epoch_report *r, void *user) {
     train_run *run = user;
-    printf("epoch %lld: train loss %.4f acc %.2f%%", (long long)r->epoch + 1, r->train_loss, 100 * r->train_acc);
-    if (run->modular) printf(" | cohesion loss %.4f coupling loss %.4f", r->cohesion, r->coupling);
-    if (r->val_acc >= 0) printf(" | val loss %.4f acc %.2f%%", r->val_loss, 100 * r->val_acc);
+    char a[32], b[32];
+    printf("epoch %lld: train loss %s acc %.2f%%", (long long)r->epoch + 1, cli_num(a, sizeof a, r->train_loss, 4),
+           100 * r->train_acc);
+    if (run->modular)
+        printf(" | cohesion loss %s coupling loss %s", cli_num(a, sizeof a, r->cohesion, 4),
+               cli_num(b, sizeof b, r->coupling, 4));
+    if (r->val_acc >= 0) printf(" | val loss %s acc %.2f%%", cli_num(a, sizeof a, r->val_loss, 4), 100 * r->val_acc);
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
     if (run->checkpoint) {
@@ -218,6 +234,24 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
         }
     }
     return 0;
+}
+
+/* Where the data is, as the model records it, so that it is found again from any
+ * folder: a path made absolute; a known name found through a relative folder (npm's
+ * ./node_modules, a relative $TESSERA_DATA) as the absolute folder it was found in;
+ * --data-dir made absolute (rec_dir, "" when not given). */
+static void data_record(ts_ctx *ctx, const char *spec, const char *data_dir, char *rec, char *rec_dir) {
+    char found[PATH_MAX];
+    struct stat sb;
+    snprintf(rec, PATH_MAX, "%s", spec);
+    rec_dir[0] = '\0';
+    if (data_dir && !realpath(data_dir, rec_dir)) snprintf(rec_dir, PATH_MAX, "%s", data_dir);
+    if (stat(spec, &sb) == 0) {
+        if (!realpath(spec, rec)) snprintf(rec, PATH_MAX, "%s", spec);
+    } else if (!data_dir && !ts_dataset_locate(ctx, spec, TS_SPLIT_TRAIN, NULL, found, sizeof found) && found[0] != '/') {
+        if (!realpath(found, rec)) snprintf(rec, PATH_MAX, "%s", spec);
+    }
+    ts_ctx_clear_error(ctx);
 }
 
 static int set_class_meta(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const char *spec) {
@@ -350,6 +384,8 @@ int cmd_train(int argc, char **argv) {
     const char *data_dir = cli_get(&train_cmd, "data-dir");
     if (!data_dir && m) data_dir = ts_model_get_meta(m, "data.dir");
     if ((st = ts_dataset_load_first(ctx, spec, TS_SPLIT_TRAIN, data_dir, first_samples(m), &full))) goto fail;
+    char rec[PATH_MAX], rec_dir[PATH_MAX];
+    data_record(ctx, spec, data_dir, rec, rec_dir);
     /* the test split before training: a corrupt one fails the run at once, a missing one is skipped */
     if (!cli_get(&train_cmd, "no-test")) {
         ts_status ls = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, data_dir, &test);
@@ -370,7 +406,7 @@ int cmd_train(int argc, char **argv) {
             goto fail;
         }
         if ((st = ts_model_load(ctx, init, &m))) goto fail;
-        if (!ts_model_get_meta(m, "classes") && (st = set_class_meta(ctx, m, full, spec))) goto fail;
+        if (!ts_model_get_meta(m, "classes") && (st = set_class_meta(ctx, m, full, rec))) goto fail;
         if (!ts_model_get_meta(m, "arch") && (st = ts_model_set_meta(ctx, m, "arch", init))) goto fail;
     }
     if (!m) {
@@ -382,9 +418,9 @@ int cmd_train(int argc, char **argv) {
         else if (strchr(arch, '/') || strstr(arch, ".arch")) st = ts_model_from_arch_file(ctx, arch, &in, full->classes, cfg.seed, &m);
         else st = ts_ctx_set_error(ctx, TS_ENOTFOUND, "--arch: '%s' is neither a zoo architecture (see tessera zoo) nor a file", arch);
         if (st) goto fail;
-        if ((st = set_class_meta(ctx, m, full, spec))) goto fail;
+        if ((st = set_class_meta(ctx, m, full, rec))) goto fail;
         if ((st = ts_model_set_meta(ctx, m, "arch", arch))) goto fail;
-        if (data_dir && (st = ts_model_set_meta(ctx, m, "data.dir", data_dir))) goto fail;
+        if (*rec_dir && (st = ts_model_set_meta(ctx, m, "data.dir", rec_dir))) goto fail;
     }
 
     if (cfg.modular && !resume) { /* a model that has generators (--init) keeps them */
@@ -447,9 +483,12 @@ int cmd_train(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    printf("training %s on %s: %lld samples%s, %d epochs, batch %d, %d threads",
-           ts_model_get_meta(m, "arch") ? ts_model_get_meta(m, "arch") : "model", spec, (long long)train_set->count,
-           val ? " (+ validation)" : "", cfg.epochs, cfg.batch, ts_ctx_get_threads(ctx));
+    char n1[64], n2[64], n3[64];
+    printf("training %s on %s: %s%s, %s, batch %d, %s",
+           ts_model_get_meta(m, "arch") ? ts_model_get_meta(m, "arch") : "model", spec,
+           cli_plural(n1, sizeof n1, (long long)train_set->count, "sample"), val ? " (+ validation)" : "",
+           cli_plural(n2, sizeof n2, cfg.epochs, "epoch"), cfg.batch,
+           cli_plural(n3, sizeof n3, ts_ctx_get_threads(ctx), "thread"));
     if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
     printf("\n");
     fflush(stdout);
@@ -494,8 +533,9 @@ int cmd_train(int argc, char **argv) {
     if (test) {
         ts_eval_report ev;
         if ((st = ts_evaluate(ctx, m, test, 256, &ev))) goto fail;
-        printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %.4f) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
-               ev.loss, (long long)ev.count);
+        char l[32];
+        printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %s) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
+               cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
         ts_eval_report_free(&ev);
     }
     rc = EXIT_OK;

