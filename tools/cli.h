@@ -18,7 +18,8 @@ enum {
     EXIT_NOTFOUND = 7,
     EXIT_DIVERGED = 8,
     EXIT_NOMEM = 10,
-    EXIT_INTERRUPTED = 130,
+    EXIT_INTERRUPTED = 130,  /* 128 + SIGINT */
+    EXIT_TERMINATED = 143,   /* 128 + SIGTERM */
 };
 
 int cli_exit_code(ts_status st);

@@ -11,12 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The CLI may keep process state; the library may not. */
+/* The CLI may keep process state; the library may not. The signal that stopped the
+ * run (SIGINT from Ctrl-C, SIGTERM from Slurm, Kubernetes, Docker or timeout), 0 while
+ * none has. */
 static volatile sig_atomic_t g_interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
+static void on_signal(int sig) { g_interrupted = sig; }
+static const char *stop_reason(void) { return g_interrupted == SIGTERM ? "terminated (SIGTERM)" : "interrupted"; }
 
 static cli_opt train_opts[] = {
     {"arch", "NAME|FILE", "architecture: a zoo name (tessera zoo) or an .arch file (default demo)", NULL},
@@ -40,13 +40,15 @@ static cli_opt train_opts[] = {
     {"modular", NULL, "modular training (MwT): a mask generator on every conv + batch norm, loss CE + alpha cohesion + beta coupling (docs/modules.md)", NULL},
     {"alpha", "F", "--modular: weight of the cohesion loss (default 0.5)", NULL},
     {"beta", "F", "--modular: weight of the coupling loss (default 1.5)", NULL},
-    {"val-split", "N|F", "hold out N training samples (or a fraction F < 1) for validation", NULL},
-    {"limit", "N", "train on the first N training samples only", NULL},
+    {"val-split", "N|F", "hold out N training samples (a whole number) or a fraction 0 < F < 1 for validation", NULL},
+    {"early-stop", "N", "stop after N epochs in a row without a better validation top-1 (needs --val-split)", NULL},
+    {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
+    {"limit", "N", "train on the first N (>= 1) training samples only", NULL},
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"bf16", NULL, "bfloat16 mixed-precision convolutions (oneDNN; weights and optimizer stay float32; give it again with --resume)", NULL},
-    {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C); a diverging run keeps the last state that trained", NULL},
+    {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C or SIGTERM); a diverging run keeps the last state that trained (with --resume: the resumed file)", NULL},
     {"checkpoint-every", "N", "also checkpoint every N steps", NULL},
     {"resume", "CKPT", "continue a checkpoint exactly; --epochs may extend it", NULL},
     {"force", NULL, "replace --out and --checkpoint even when they are write-protected", NULL},
@@ -56,7 +58,7 @@ static cli_opt train_opts[] = {
 
 static cli_cmd train_cmd = {"train", "--data NAME|PATH --out FILE [options]",
                             "Trains a model and writes it to --out. Prints a progress bar, a line per epoch, and the\n"
-                            "test accuracy at the end.",
+                            "test accuracy at the end. Ctrl-C (exit 130) and SIGTERM (exit 143) save --checkpoint first.",
                             train_opts, sizeof train_opts / sizeof train_opts[0]};
 
 typedef struct train_run {
@@ -191,6 +193,9 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
     cfg->mwt_alpha = (float)f;
     if (!cli_float(c, "beta", cfg->mwt_beta, 0, 1000, &f)) return EXIT_USAGE;
     cfg->mwt_beta = (float)f;
+    if (!cli_int(c, "early-stop", 0, 1, 100000, &v)) return EXIT_USAGE;
+    cfg->early_stop = (int)v;
+    cfg->keep_best = cli_get(c, "keep-best") != NULL;
     if (!cli_int(c, "epochs", cfg->epochs, 1, 100000, &v)) return EXIT_USAGE;
     cfg->epochs = (int)v;
     if (!cli_int(c, "batch", cfg->batch, 1, 65536, &v)) return EXIT_USAGE;
@@ -334,6 +339,58 @@ static int claim_outputs(ts_ctx *ctx, const char *out, const char *ckpt, ts_file
     return 0;
 }
 
+/* --val-split: a whole number of samples, or a fraction strictly between 0 and 1
+ * (1.5 is neither, and is refused rather than read as one sample). */
+static int parse_val_split(double *vs) {
+    if (!cli_float(&train_cmd, "val-split", 0, 0, 1e12, vs)) return EXIT_USAGE;
+    if (cli_get(&train_cmd, "val-split") && !((*vs > 0 && *vs < 1) || (*vs >= 1 && *vs == floor(*vs)))) {
+        fprintf(stderr, "tessera train: --val-split: '%s' is neither a fraction between 0 and 1 nor a whole number of "
+                "samples\n", cli_get(&train_cmd, "val-split"));
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Options a checkpoint already settles: the architecture is the checkpoint's. */
+static int refuse_resume_conflicts(const ts_model *m, const char *resume) {
+    const char *arch = cli_get(&train_cmd, "arch"), *had = ts_model_get_meta(m, "arch");
+    if (cli_get(&train_cmd, "init")) {
+        fprintf(stderr, "tessera train: --init and --resume exclude each other (%s holds the weights)\n", resume);
+        return EXIT_USAGE;
+    }
+    if (arch && (!had || strcmp(arch, had))) {
+        fprintf(stderr, "tessera train: --arch %s conflicts with %s, which trains %s; drop --arch to resume it\n", arch,
+                resume, had ? had : "another architecture");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Whether the test split is the very file trained on (--data names one file): then it
+ * measures nothing a test would. */
+static int test_is_training_file(ts_ctx *ctx, const char *spec, const char *data_dir) {
+    char a[4096], b[4096];
+    struct stat sb;
+    int same = !ts_dataset_locate(ctx, spec, TS_SPLIT_TRAIN, data_dir, a, sizeof a) &&
+               !ts_dataset_locate(ctx, spec, TS_SPLIT_TEST, data_dir, b, sizeof b) && stat(a, &sb) == 0 &&
+               S_ISREG(sb.st_mode) && cli_same_file(a, b);
+    ts_ctx_clear_error(ctx);
+    return same;
+}
+
+/* What early stopping and --keep-best did, after the run. */
+static void print_summary(const ts_trainer *tr, const ts_train_config *cfg) {
+    ts_train_summary sm;
+    ts_trainer_summary(tr, &sm);
+    char n[48];
+    if (sm.stopped_early)
+        printf("stopped early after epoch %lld of %d: no better validation top-1 for %s\n", (long long)sm.epochs_done,
+               cfg->epochs, cli_plural(n, sizeof n, cfg->early_stop, "epoch"));
+    if (sm.restored_best)
+        printf("kept epoch %lld, the best: validation top-1 %.2f%%\n", (long long)sm.best_epoch + 1,
+               100 * sm.best_val_acc);
+}
+
 int cmd_train(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -361,7 +418,13 @@ int cmd_train(int argc, char **argv) {
     train_run run;
     memset(&run, 0, sizeof run);
     cli_setup_files(&train_cmd, ctx);
-    if ((rc = claim_outputs(ctx, out, cli_get(&train_cmd, "checkpoint"), locks, &st))) goto done;
+    /* a resumed run goes on writing its checkpoint, so that it can be resumed again */
+    const char *ckpt = cli_get(&train_cmd, "checkpoint") ? cli_get(&train_cmd, "checkpoint") : resume;
+    double vs;
+    long limit;
+    if ((rc = parse_val_split(&vs)) || (rc = cli_int(&train_cmd, "limit", 0, 1, 1L << 40, &limit) ? 0 : EXIT_USAGE))
+        goto done;
+    if ((rc = claim_outputs(ctx, out, ckpt, locks, &st))) goto done;
     if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
     if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
     if (resume && (st = resume_settings(ctx, resume))) goto fail;
@@ -371,7 +434,7 @@ int cmd_train(int argc, char **argv) {
     ts_train_config_default(&cfg);
     if (resume) {
         if ((st = ts_checkpoint_load_model(ctx, resume, &m, &cfg))) goto fail;
-        if ((rc = config_from_options(&train_cmd, &cfg, 1))) goto done;
+        if ((rc = refuse_resume_conflicts(m, resume)) || (rc = config_from_options(&train_cmd, &cfg, 1))) goto done;
     } else if ((rc = config_from_options(&train_cmd, &cfg, 0))) {
         goto done;
     }
@@ -387,7 +450,10 @@ int cmd_train(int argc, char **argv) {
     char rec[PATH_MAX], rec_dir[PATH_MAX];
     data_record(ctx, spec, data_dir, rec, rec_dir);
     /* the test split before training: a corrupt one fails the run at once, a missing one is skipped */
-    if (!cli_get(&train_cmd, "no-test")) {
+    if (!cli_get(&train_cmd, "no-test") && test_is_training_file(ctx, spec, data_dir)) {
+        printf("no test split to evaluate: --data names one file, the training data itself (evaluate on a test file "
+               "with tessera eval MODEL --data FILE)\n");
+    } else if (!cli_get(&train_cmd, "no-test")) {
         ts_status ls = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, data_dir, &test);
         if (ls == TS_EFORMAT || ls == TS_ENOMEM || ls == TS_EUNSUPPORTED) {
             st = ls;
@@ -431,11 +497,6 @@ int cmd_train(int argc, char **argv) {
     }
 
     /* validation split, then an optional limit on the training part */
-    double vs;
-    if (!cli_float(&train_cmd, "val-split", 0, 0, 1e9, &vs)) {
-        rc = EXIT_USAGE;
-        goto done;
-    }
     if (resume && !cli_get(&train_cmd, "val-split")) {
         const char *saved = ts_model_get_meta(m, "train.val_split");
         if (saved) vs = atof(saved);
@@ -452,11 +513,6 @@ int cmd_train(int argc, char **argv) {
         snprintf(b, sizeof b, "%lld", (long long)val_count);
         if ((st = ts_model_set_meta(ctx, m, "train.val_split", b))) goto fail;
     }
-    long limit;
-    if (!cli_int(&train_cmd, "limit", 0, 0, 1L << 40, &limit)) {
-        rc = EXIT_USAGE;
-        goto done;
-    }
     if (resume && !cli_get(&train_cmd, "limit") && ts_model_get_meta(m, "train.limit"))
         limit = atol(ts_model_get_meta(m, "train.limit"));
     if ((st = cli_first_samples(ctx, train, limit, &limited))) goto fail;
@@ -471,13 +527,21 @@ int cmd_train(int argc, char **argv) {
 
     if ((st = ts_trainer_create(ctx, m, train_set, val, &cfg, &tr))) goto fail;
     if (resume && (st = ts_checkpoint_restore(ctx, tr, resume))) goto fail;
+    if (resume) {
+        ts_train_summary done_before;
+        ts_trainer_summary(tr, &done_before);
+        if (done_before.epochs_done >= cfg.epochs)
+            fprintf(stderr, "tessera train: note: %s has already trained %lld of %d epochs: nothing to train (give "
+                    "--epochs more than %lld to go on)\n", resume, (long long)done_before.epochs_done, cfg.epochs,
+                    (long long)done_before.epochs_done);
+    }
 
     run.ctx = ctx;
     run.tr = tr;
     run.quiet = cli_get(&train_cmd, "quiet") != NULL;
     run.batch = cfg.batch;
     run.modular = cfg.modular;
-    run.checkpoint = cli_get(&train_cmd, "checkpoint");
+    run.checkpoint = ckpt;
     if (run.checkpoint) snprintf(run.pending, sizeof run.pending, "%s.pending", run.checkpoint);
     if (!cli_int(&train_cmd, "checkpoint-every", 0, 0, 1L << 40, &run.every)) {
         rc = EXIT_USAGE;
@@ -492,11 +556,13 @@ int cmd_train(int argc, char **argv) {
     if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
     printf("\n");
     fflush(stdout);
-    signal(SIGINT, on_sigint);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     ts_train_hooks hooks = {on_step, on_epoch, &run};
     double t0 = cli_now();
     st = ts_trainer_run(ctx, tr, &hooks);
     signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (run.checkpoint) {
         if (st == TS_OK || st == TS_ECANCELED) {
             ts_status ps = promote_pending(&run); /* finished (or stopped): the newest state stands */
@@ -518,15 +584,16 @@ int cmd_train(int argc, char **argv) {
                 st = cs;
                 goto fail;
             }
-            fprintf(stderr, "tessera train: interrupted; resume with --resume %s\n", run.checkpoint);
+            fprintf(stderr, "tessera train: %s; resume with --resume %s\n", stop_reason(), run.checkpoint);
         } else {
-            fprintf(stderr, "tessera train: interrupted (no --checkpoint given, progress not saved)\n");
+            fprintf(stderr, "tessera train: %s (no --checkpoint given, progress not saved)\n", stop_reason());
         }
-        rc = EXIT_INTERRUPTED;
+        rc = g_interrupted == SIGTERM ? EXIT_TERMINATED : EXIT_INTERRUPTED;
         goto done;
     }
     if (st) goto fail;
     double secs = cli_now() - t0;
+    print_summary(tr, &cfg);
     if ((st = ts_model_save(ctx, m, out))) goto fail;
     printf("saved %s (%.1fs of training)\n", out, secs);
 

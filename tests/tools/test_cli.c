@@ -364,25 +364,6 @@ static void test_diverge_keeps_checkpoint(void) {
     CHECK(!cli_exists(&R, "dv.ckpt.pending"), "the unvouched pending checkpoint is removed");
 }
 
-static int same_weights(const char *a, const char *b) {
-    ts_ctx *ctx;
-    if (ts_ctx_create(&ctx)) return 0;
-    ts_model *ma = NULL, *mb = NULL;
-    int same = ts_model_load(ctx, a, &ma) == TS_OK && ts_model_load(ctx, b, &mb) == TS_OK &&
-               ts_model_tensor_count(ma) == ts_model_tensor_count(mb);
-    for (int i = 0; same && i < ts_model_tensor_count(ma); i++) {
-        ts_tensor_info ta, tb;
-        ts_model_tensor(ma, i, &ta);
-        ts_model_tensor(mb, i, &tb);
-        same = ta.numel == tb.numel && !memcmp(ta.data, tb.data, (size_t)ta.numel * sizeof(float));
-    }
-    if (!same) fprintf(stderr, "  %s\n", ts_ctx_error(ctx));
-    ts_model_free(ma);
-    ts_model_free(mb);
-    ts_ctx_free(ctx);
-    return same;
-}
-
 /* Training killed with SIGKILL at random moments (seeded), with a checkpoint
  * saved after every step so that many kills land while a checkpoint is being
  * written: after each kill the checkpoint on disk loads, training resumes from it
@@ -447,7 +428,7 @@ static void test_kill_and_resume(void) {
     char a[512], b[512];
     snprintf(a, sizeof a, "%s/full.tsr", R.dir);
     snprintf(b, sizeof b, "%s/part.tsr", R.dir);
-    CHECK(same_weights(a, b), "killed and resumed run ends bit-identical to the uninterrupted run");
+    CHECK(test_same_weights(a, b), "killed and resumed run ends bit-identical to the uninterrupted run");
 }
 
 int main(void) {

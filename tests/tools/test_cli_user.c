@@ -195,6 +195,111 @@ static void test_wording(void) {
           "huge loss in %%g style: exit %d: %s %s", rc, R.out, R.err);
 }
 
+
+/* ---------------------------------------------------------- safer training */
+
+#define SMALL "--data fashion-mnist --limit 256 --batch 32 --threads 1 --quiet --no-test"
+
+/* --early-stop and --keep-best: with a rate too small to change the validation top-1,
+ * epoch 1 stays the best; training stops after --early-stop more epochs, and the model
+ * saved is epoch 1's, bit for bit (its batch-norm statistics too). */
+static void test_early_stop_keep_best(void) {
+    int rc = cli_run(&R, "train " SMALL " --val-split 64 --lr 1e-6 --epochs 1 --out %s/e1.tsr", R.dir);
+    CHECK(rc == 0, "one epoch: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train " SMALL " --val-split 64 --lr 1e-6 --epochs 3 --out %s/e3.tsr", R.dir);
+    CHECK(rc == 0, "three epochs: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train " SMALL " --val-split 64 --lr 1e-6 --epochs 3 --keep-best --out %s/best.tsr", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "kept epoch 1, the best"), "--keep-best: exit %d: %s %s", rc, R.out, R.err);
+    char a[600], b[600], c[600];
+    path_in(a, sizeof a, "e1.tsr");
+    path_in(b, sizeof b, "best.tsr");
+    path_in(c, sizeof c, "e3.tsr");
+    CHECK(test_same_weights(a, b), "--keep-best saved epoch 1's model");
+    CHECK(!test_same_weights(c, b), "the last epoch's model differs from the best one");
+    rc = cli_run(&R, "train " SMALL " --val-split 64 --lr 1e-6 --epochs 5 --early-stop 2 --out %s/es.tsr", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "epoch 3:") && !strstr(R.out, "epoch 4:") &&
+              strstr(R.out, "stopped early after epoch 3 of 5: no better validation top-1 for 2 epochs"),
+          "--early-stop 2: exit %d: %s %s", rc, R.out, R.err);
+    rc = cli_run(&R, "train " SMALL " --early-stop 2 --out %s/bad.tsr", R.dir);
+    CHECK(rc == 2 && strstr(R.err, "validation") && !cli_exists(&R, "bad.tsr"), "--early-stop without --val-split: "
+          "exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train " SMALL " --val-split 64 --early-stop 0 --out %s/bad.tsr", R.dir);
+    CHECK(rc == 2 && strstr(R.err, "--early-stop"), "--early-stop 0: exit %d: %s", rc, R.err);
+}
+
+/* SIGTERM (Slurm, Kubernetes, Docker, timeout) stops training like Ctrl-C: the
+ * checkpoint is saved, exit 143, and the run resumes from it. */
+static void test_sigterm_checkpoints(void) {
+    char cmd[8192], ckpt[600];
+    path_in(ckpt, sizeof ckpt, "term.ckpt");
+    snprintf(cmd, sizeof cmd, "exec %s train --data fashion-mnist --limit 20000 --batch 32 --epochs 20 --threads 1 "
+             "--quiet --no-test --checkpoint %s --checkpoint-every 2 --out %s/term.tsr >%s/term.out 2>%s/term.err",
+             R.bin, ckpt, R.dir, R.dir, R.dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    CHECK(pid > 0, "fork");
+    if (pid <= 0) return;
+    struct stat st;
+    struct timespec poll = {0, 20 * 1000 * 1000};
+    for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++) nanosleep(&poll, NULL);
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    char err[4096], p[600];
+    path_in(p, sizeof p, "term.err");
+    cli_slurp(p, err, sizeof err);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 143, "SIGTERM: exit %d: %s",
+          WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status), err);
+    CHECK(strstr(err, "terminated (SIGTERM); resume with --resume"), "message: %s", err);
+    CHECK(!cli_exists(&R, "term.tsr"), "no model for a terminated run");
+    int rc = cli_run(&R, "eval %s --limit 20", ckpt);
+    CHECK(rc == 0, "the checkpoint saved on SIGTERM loads: exit %d: %s", rc, R.err);
+}
+
+/* Outputs are checked before training; --resume refuses a conflicting --arch, says
+ * when --epochs adds nothing, and keeps writing the checkpoint it resumed. */
+static void test_train_refusals_and_resume(void) {
+    int rc = cli_run(&R, "train " SMALL " --checkpoint %s/same --out %s/same", R.dir, R.dir);
+    CHECK(rc == 2 && !strstr(R.out, "training"), "--out equal to --checkpoint: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train " SMALL " --out %s/no/such/m.tsr", R.dir);
+    CHECK(rc == 3 && !strstr(R.out, "training") && cli_count_lines(R.err) == 1, "--out in a missing folder: exit %d: %s",
+          rc, R.err);
+    rc = cli_run(&R, "train " SMALL " --checkpoint %s/no/such/c.ckpt --out %s/m.tsr", R.dir, R.dir);
+    CHECK(rc == 3 && !strstr(R.out, "training") && !cli_exists(&R, "m.tsr"), "--checkpoint in a missing folder: "
+          "exit %d: %s", rc, R.err);
+    const char *bad[] = {"--val-split 1.5", "--val-split 0", "--val-split -0.5", "--limit 0"};
+    for (int i = 0; i < 4; i++) {
+        rc = cli_run(&R, "train --data fashion-mnist --epochs 1 %s --out %s/m.tsr", bad[i], R.dir);
+        CHECK(rc == 2 && cli_count_lines(R.err) == 1 && !strstr(R.out, "training"), "%s: exit %d: %s", bad[i], rc,
+              R.err);
+    }
+    rc = cli_run(&R, "train " SMALL " --epochs 1 --checkpoint %s/r.ckpt --out %s/r1.tsr", R.dir, R.dir);
+    CHECK(rc == 0, "train with a checkpoint: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train --resume %s/r.ckpt --arch lenet5 --out %s/r2.tsr", R.dir, R.dir);
+    CHECK(rc == 2 && strstr(R.err, "--arch lenet5") && !cli_exists(&R, "r2.tsr"), "--resume with another --arch: "
+          "exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train --resume %s/r.ckpt --quiet --no-test --out %s/r2.tsr", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.err, "already trained 1 of 1 epochs") && cli_exists(&R, "r2.tsr"),
+          "--epochs not more than done: exit %d: %s", rc, R.err);
+    /* no --checkpoint: the resumed file goes on being written */
+    rc = cli_run(&R, "train --resume %s/r.ckpt --epochs 2 --quiet --no-test --out %s/r3.tsr", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "epoch 2:"), "resume to 2 epochs: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train --resume %s/r.ckpt --epochs 3 --quiet --no-test --out %s/r4.tsr", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "epoch 3:") && !strstr(R.out, "epoch 2:"), "resumed again from epoch 2: exit %d: "
+          "%s %s", rc, R.out, R.err);
+}
+
+/* Training on one file: its own accuracy is not reported as a test accuracy. */
+static void test_single_file_no_test_accuracy(void) {
+    int rc = cli_run(&R, "train --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --limit 64 "
+                         "--epochs 1 --batch 32 --threads 1 --quiet --out %s/one.tsr", R.dir);
+    CHECK(rc == 0 && !strstr(R.out, "test accuracy") && strstr(R.out, "the training data itself"),
+          "one file: exit %d: %s %s", rc, R.out, R.err);
+}
+
 int main(void) {
     if (!cli_runner_begin(&R, "cli-user")) return 1;
     RUN(test_bench_constant_time_train);
@@ -205,6 +310,10 @@ int main(void) {
         RUN(test_decompose_warns_no_positives);
         RUN(test_export_module);
         RUN(test_wording);
+        RUN(test_early_stop_keep_best);
+        RUN(test_sigterm_checkpoints);
+        RUN(test_train_refusals_and_resume);
+        RUN(test_single_file_no_test_accuracy);
     } else {
         printf("note: dataset-fashion-mnist not installed; most CLI cases skipped\n");
     }
