@@ -28,6 +28,7 @@ int cli_exit_code(ts_status st) {
 int cli_fail(const char *cmd, ts_ctx *ctx, ts_status st) {
     const char *msg = ctx ? ts_ctx_error(ctx) : "";
     fprintf(stderr, "tessera %s: %s\n", cmd, *msg ? msg : ts_status_name(st));
+    if (cli_json()) cli_json_finish(cli_exit_code(st), *msg ? msg : ts_status_name(st));
     return cli_exit_code(st);
 }
 
@@ -368,4 +369,8 @@ const char *cli_plural(char *buf, size_t n, long long count, const char *noun) {
     const size_t len = strlen(noun);
     snprintf(buf, n, "%lld %s%s", count, noun, count == 1 ? "" : len && noun[len - 1] == 's' ? "es" : "s");
     return buf;
+}
+
+const char *cli_method_name(ts_decompose_method m) {
+    return m == TS_DECOMPOSE_GRAD ? "grad" : m == TS_DECOMPOSE_MWT ? "mwt" : m == TS_DECOMPOSE_GA ? "ga" : "activation";
 }

@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "cli_json.h"
+
 /* Exit codes (docs/cli.md): 0 success; 2 usage; otherwise by failure kind. */
 enum {
     EXIT_OK = 0,
@@ -23,6 +25,9 @@ enum {
 };
 
 int cli_exit_code(ts_status st);
+
+/* The --json option, in the commands that have it (cli_json.h). */
+#define CLI_OPT_JSON {"json", NULL, "one JSON document on stdout with every figure, instead of the text", NULL}
 
 typedef struct cli_opt {
     const char *name;   /* without the leading -- */
@@ -99,6 +104,8 @@ ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_da
 const char *cli_num(char *buf, size_t n, double v, int decimals);
 /* "1 epoch", "2 epochs", "2 classes": count and the noun, plural unless count is 1. */
 const char *cli_plural(char *buf, size_t n, long long count, const char *noun);
+/* A decomposition method's name as --method takes it. */
+const char *cli_method_name(ts_decompose_method m);
 /* 1 when s ends with suffix. */
 int cli_ends_with(const char *s, const char *suffix);
 /* What cli_load_model accepts besides .tsr models and checkpoints. */

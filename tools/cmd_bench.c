@@ -20,6 +20,7 @@ static cli_opt bench_opts[] = {
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd bench_cmd = {"bench", "MODEL.tsr|MODEL.onnx|ARCH [--batch N] [options]",
                             "Prints the median time per batch (with the 10th and 90th percentiles), images per\n"
@@ -55,6 +56,7 @@ int cmd_bench(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&bench_cmd, argc, argv, pos, &npos, 1);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&bench_cmd);
     if (npos != 1) {
         fprintf(stderr, "tessera bench: expected one MODEL or ARCH (see tessera bench --help)\n");
         return EXIT_USAGE;
@@ -151,6 +153,24 @@ int cmd_bench(int argc, char **argv) {
     printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
            flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
     printf("peak resident memory: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    if (J) {
+        json_str(J, "model", pos[0]);
+        json_str(J, "mode", train ? "training step" : "inference");
+        json_int(J, "batch", batch);
+        json_int(J, "threads", ts_ctx_get_threads(ctx));
+        json_str(J, "kernels", ts_ctx_get_constant_time(ctx)                ? "constant-time"
+                               : ts_ctx_get_backend(ctx) == TS_BACKEND_REF ? "reference"
+                                                                           : "oneDNN");
+        json_bool(J, "bf16", ts_ctx_get_bf16(ctx));
+        json_int(J, "iterations", done_iters);
+        json_num(J, "median_ms", 1e3 * med);
+        json_num(J, "p10_ms", 1e3 * p10);
+        json_num(J, "p90_ms", 1e3 * p90);
+        json_num(J, "images_per_second", (double)n / med);
+        json_num(J, "gflops", flop / med / 1e9);
+        json_num(J, "gflop_per_image", flop / (double)n / 1e9);
+        json_num(J, "peak_memory_mib", (double)ru.ru_maxrss / 1024.0);
+    }
     rc = EXIT_OK;
     goto done;
 fail:

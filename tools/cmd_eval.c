@@ -19,6 +19,43 @@ static int setup_constant_time(const cli_cmd *cmd, ts_ctx *ctx) {
 }
 
 
+/* eval's figures as --json writes them: fractions, not percentages. */
+static void json_eval(json_out *J, const ts_model *m, const char *model, const char *data, const char *split,
+                      const ts_eval_report *ev, double secs, int constant_time) {
+    json_str(J, "model", model);
+    json_str(J, "data", data);
+    json_str(J, "split", split);
+    json_int(J, "images", (long long)ev->count);
+    json_num(J, "seconds", secs);
+    json_num(J, "images_per_second", secs > 0 ? ev->count / secs : 0);
+    json_bool(J, "constant_time", constant_time);
+    json_num(J, "top1", ev->top1);
+    json_num(J, "top5", ev->top5);
+    json_num(J, "loss", ev->loss);
+    const int k = ev->classes;
+    json_array(J, "classes");
+    for (int c = 0; c < k; c++) {
+        int64_t support = 0;
+        for (int j = 0; j < k; j++) support += ev->confusion[(size_t)c * k + j];
+        char name[64];
+        json_object(J, NULL);
+        json_int(J, "id", c);
+        json_str(J, "name", cli_class_name(m, c, name, sizeof name));
+        json_num(J, "precision", ts_eval_precision(ev, c));
+        json_num(J, "recall", ts_eval_recall(ev, c));
+        json_int(J, "support", (long long)support);
+        json_close(J);
+    }
+    json_close(J);
+    json_array(J, "confusion"); /* rows: true class, columns: predicted */
+    for (int c = 0; c < k; c++) {
+        json_array(J, NULL);
+        for (int j = 0; j < k; j++) json_int(J, NULL, (long long)ev->confusion[(size_t)c * k + j]);
+        json_close(J);
+    }
+    json_close(J);
+}
+
 static cli_opt eval_opts[] = {
     {"data", "NAME|PATH", "dataset (default: the one the model was trained on)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
@@ -29,6 +66,7 @@ static cli_opt eval_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
     {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
                            "Prints top-1 and top-5 accuracy, loss, per-class precision and recall, and the confusion\n"
@@ -42,6 +80,7 @@ int cmd_eval(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&eval_cmd, argc, argv, pos, &npos, 1);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&eval_cmd);
     if (npos != 1) {
         fprintf(stderr, "tessera eval: expected one MODEL file (see tessera eval --help)\n");
         return EXIT_USAGE;
@@ -107,6 +146,7 @@ int cmd_eval(int argc, char **argv) {
         for (int j = 0; j < k; j++) printf("%6lld", (long long)ev.confusion[(size_t)c * k + j]);
         printf("\n");
     }
+    if (J) json_eval(J, m, pos[0], spec, split == TS_SPLIT_TEST ? "test" : "train", &ev, secs, ts_ctx_get_constant_time(ctx));
     ts_eval_report_free(&ev);
     if (ts_patch_target(m) >= 0) {
         /* a patched model: the class's figures beside the weak model's (inside it) */
@@ -116,7 +156,15 @@ int cmd_eval(int argc, char **argv) {
         if ((st = ts_patch_evaluate(ctx, m, ds, (int)batch, &we, &pe))) goto fail;
         printf("\npatched class %d (%s): %lld samples of it, %lld of the others\n", t,
                cli_class_name(m, t, name, sizeof name), (long long)we.target_count, (long long)we.other_count);
+        if (J) {
+            json_object(J, "patch");
+            json_int(J, "class", t);
+            json_str(J, "name", name);
+            json_int(J, "target_samples", (long long)we.target_count);
+            json_int(J, "other_samples", (long long)we.other_count);
+        }
         print_patch_eval(&we, &pe);
+        if (J) json_close(J);
     }
     rc = EXIT_OK;
     goto done;
@@ -138,6 +186,7 @@ static cli_opt predict_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
     {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I",
                               "Classifies PGM/PPM images (binary or ASCII, sized as the model's input) or dataset\n"
@@ -158,6 +207,31 @@ static void print_top(const ts_model *m, const char *what, const float *logits, 
     const float mx = logits[ts_argmax(logits, k)];
     double sum = 0;
     for (int j = 0; j < k; j++) sum += exp((double)(logits[j] - mx));
+    json_out *J = cli_json();
+    if (J) {
+        json_object(J, NULL);
+        json_str(J, "input", what);
+        json_array(J, "top");
+        for (int t = 0; t < found; t++) {
+            char name[64];
+            json_object(J, NULL);
+            json_int(J, "class", idx[t]);
+            json_str(J, "name", cli_class_name(m, idx[t], name, sizeof name));
+            json_num(J, raw ? "output" : "probability",
+                     raw ? logits[idx[t]] : exp((double)(logits[idx[t]] - mx)) / sum);
+            json_close(J);
+        }
+        json_close(J);
+        if (label >= 0 || other) {
+            char name[64];
+            json_object(J, "true");
+            if (label >= 0) json_int(J, "class", label);
+            json_str(J, "name", label >= 0 ? cli_class_name(m, label, name, sizeof name) : other);
+            json_bool(J, "in_model", label >= 0);
+            json_close(J);
+        }
+        json_close(J);
+    }
     printf("%s:", what);
     for (int t = 0; t < found; t++) {
         const int best = idx[t];
@@ -215,6 +289,8 @@ int cmd_predict(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&predict_cmd, argc, argv, pos, &npos, 4096);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&predict_cmd);
+    if (J) json_array(J, "predictions");
     const char *spec = cli_get(&predict_cmd, "data");
     if (npos < 1 || (npos < 2 && !spec)) {
         fprintf(stderr, "tessera predict: expected MODEL and images, or MODEL --data NAME (see --help)\n");

@@ -56,7 +56,11 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 2, argv + 2);
+        if (!strcmp(argv[1], COMMANDS[i].name)) {
+            const int rc = COMMANDS[i].run(argc - 2, argv + 2);
+            cli_json_finish(rc, rc ? "see stderr" : NULL); /* --json: the document ends with the exit code */
+            return rc;
+        }
     fprintf(stderr, "tessera: unknown command '%s' (see tessera --help)\n", argv[1]);
     return EXIT_USAGE;
 }
