@@ -2,6 +2,7 @@
  * validation, checkpoints and exact resume. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli.h"
+#include "train_log.h"
 
 #include <limits.h>
 #include <math.h>
@@ -53,6 +54,8 @@ static cli_opt train_opts[] = {
     {"resume", "CKPT", "continue a checkpoint exactly; --epochs may extend it", NULL},
     {"force", NULL, "replace --out and --checkpoint even when they are write-protected", NULL},
     {"no-test", NULL, "skip the test-set evaluation after training", NULL},
+    {"log", "DIR", "write per-epoch metrics to DIR/metrics.csv and DIR/metrics.jsonl (appended on --resume)", NULL},
+    {"log-every", "N", "--log: also a row every N steps", NULL},
     {"quiet", NULL, "no progress bar", NULL},
 };
 
@@ -73,6 +76,9 @@ typedef struct train_run {
     char pending[4096];  /* checkpoint + ".pending" */
     int has_pending;
     long every;
+    train_log log;       /* --log */
+    long long last_step; /* optimizer steps done, as the last step reported */
+    long long count;     /* training images per epoch */
     ts_status ckpt_status;
     char *ckpt_error;    /* the message of ckpt_status: the trainer's own "stopped" replaces it on ctx */
 } train_run;
@@ -121,6 +127,8 @@ static int on_step(const ts_train_progress *p, void *user) {
             run->bar_on = 0;
         }
     }
+    train_log_step(&run->log, p);
+    run->last_step = p->step;
     /* this step's loss did not diverge: the state before it is a good checkpoint */
     if (checkpoint_failed(run, promote_pending(run))) return 1;
     if (run->checkpoint && run->every > 0 && p->step % run->every == 0 && checkpoint_failed(run, save_pending(run)))
@@ -139,6 +147,7 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
     if (r->val_acc >= 0) printf(" | val loss %s acc %.2f%%", cli_num(a, sizeof a, r->val_loss, 4), 100 * r->val_acc);
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
+    train_log_epoch(&run->log, r, run->last_step, run->count);
     if (run->checkpoint) {
         ts_status st = promote_pending(run);
         /* the validation loss, when there is one, vouches for the new state */
@@ -438,6 +447,19 @@ int cmd_train(int argc, char **argv) {
     } else if ((rc = config_from_options(&train_cmd, &cfg, 0))) {
         goto done;
     }
+    long every;
+    if (!cli_int(&train_cmd, "log-every", 0, 1, 1L << 40, &every)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (every && !cli_get(&train_cmd, "log")) {
+        fprintf(stderr, "tessera train: --log-every goes with --log DIR\n");
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (cli_get(&train_cmd, "log") &&
+        (st = train_log_open(ctx, &run.log, cli_get(&train_cmd, "log"), resume != NULL, every, cfg.batch)))
+        goto fail;
     const char *spec = cli_get(&train_cmd, "data");
     if (!spec && m) spec = ts_model_get_meta(m, "data");
     if (!spec) {
@@ -538,6 +560,7 @@ int cmd_train(int argc, char **argv) {
 
     run.ctx = ctx;
     run.tr = tr;
+    run.count = train_set->count;
     run.quiet = cli_get(&train_cmd, "quiet") != NULL;
     run.batch = cfg.batch;
     run.modular = cfg.modular;
@@ -613,6 +636,7 @@ done:
     ts_file_lock_release(locks[0]);
     ts_file_lock_release(locks[1]);
     free(run.ckpt_error);
+    train_log_close(&run.log);
     ts_trainer_free(tr);
     ts_dataset_free(test);
     ts_dataset_free(limited);

