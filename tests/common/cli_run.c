@@ -52,22 +52,26 @@ static int run_args(cli_runner *r, const char *cwd, const char *args) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
 }
 
-int cli_run(cli_runner *r, const char *fmt, ...) {
+static int run_v(cli_runner *r, const char *cwd, const char *fmt, va_list ap) {
     char args[2048];
+    vsnprintf(args, sizeof args, fmt, ap);
+    return run_args(r, cwd, args);
+}
+
+int cli_run(cli_runner *r, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int rc = run_v(r, NULL, fmt, ap);
     va_end(ap);
-    return run_args(r, NULL, args);
+    return rc;
 }
 
 int cli_run_in(cli_runner *r, const char *cwd, const char *fmt, ...) {
-    char args[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int rc = run_v(r, cwd, fmt, ap);
     va_end(ap);
-    return run_args(r, cwd, args);
+    return rc;
 }
 
 int cli_exists(const cli_runner *r, const char *name) {

@@ -198,3 +198,12 @@ int test_same_weights(const char *a, const char *b) {
     ts_ctx_free(ctx);
     return same;
 }
+
+void test_put_idx_headers(uint8_t *images, uint8_t *labels, uint32_t count, uint32_t rows, uint32_t cols) {
+    test_put_be32(images, 0x803);
+    test_put_be32(images + 4, count);
+    test_put_be32(images + 8, rows);
+    test_put_be32(images + 12, cols);
+    test_put_be32(labels, 0x801);
+    test_put_be32(labels + 4, count);
+}

@@ -30,12 +30,7 @@ static void write_idx(const char *dir, const char *prefix, int count) {
     char p[600];
     snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
     uint8_t *img = calloc((size_t)16 + (size_t)count * 784, 1), lab[8 + 512];
-    test_put_be32(img, 0x803);
-    test_put_be32(img + 4, (uint32_t)count);
-    test_put_be32(img + 8, 28);
-    test_put_be32(img + 12, 28);
-    test_put_be32(lab, 0x801);
-    test_put_be32(lab + 4, (uint32_t)count);
+    test_put_idx_headers(img, lab, (uint32_t)count, 28, 28);
     for (int i = 0; i < count; i++) {
         int y = (i * 7) % 10;
         lab[8 + i] = (uint8_t)y;
@@ -160,6 +155,23 @@ static void test_export_module(void) {
           rc, R.out, R.err);
 }
 
+/* f.tsr with its last layer's weights times k, saved as DIR/name. */
+static void scaled_model(const char *name, float k) {
+    ts_ctx *ctx = NULL;
+    ts_model *m = NULL;
+    char p[600];
+    path_in(p, sizeof p, "f.tsr");
+    CHECK(!ts_ctx_create(&ctx) && !ts_model_load(ctx, p, &m), "load f.tsr");
+    if (m) {
+        ts_tensor_info last = test_tensor(m, "fc2.weight");
+        for (int64_t i = 0; i < last.numel; i++) last.data[i] *= k;
+        path_in(p, sizeof p, name);
+        CHECK(!ts_model_save(ctx, m, p), "save %s: %s", name, ts_ctx_error(ctx));
+    }
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+}
+
 /* Bug 7: the first tick's rate, plurals, huge losses, help CMD. */
 static void test_wording(void) {
     int rc = cli_run(&R, "help train");
@@ -179,19 +191,7 @@ static void test_wording(void) {
     CHECK(worst > 0 && worst < 1e6, "no tick claims millions of images/s: %g: %s", worst, R.err);
 
     /* a model whose logits are ~1e12: the loss is printed in %g style, not as 19 digits */
-    ts_ctx *ctx = NULL;
-    ts_model *m = NULL;
-    char p[600];
-    path_in(p, sizeof p, "f.tsr");
-    CHECK(!ts_ctx_create(&ctx) && !ts_model_load(ctx, p, &m), "load f.tsr");
-    if (m) {
-        ts_tensor_info last = test_tensor(m, "fc2.weight");
-        for (int64_t i = 0; i < last.numel; i++) last.data[i] *= 1e11f;
-        path_in(p, sizeof p, "big.tsr");
-        CHECK(!ts_model_save(ctx, m, p), "save big.tsr: %s", ts_ctx_error(ctx));
-    }
-    ts_model_free(m);
-    ts_ctx_free(ctx);
+    scaled_model("big.tsr", 1e11f);
     rc = cli_run(&R, "train --init %s/big.tsr --data fashion-mnist --limit 64 --epochs 1 --batch 64 --lr 1e-12 --threads 1 "
                      "--no-test --out %s/big2.tsr", R.dir, R.dir);
     int digits = 0, run = 0;
@@ -376,19 +376,7 @@ static void test_json(void) {
     CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "q\\\"u\\\\ote.tsr"), "escaped name: exit %d: %s %s", rc,
           R.out, R.err);
     /* a loss that is not finite is null, not nan */
-    ts_ctx *ctx = NULL;
-    ts_model *m = NULL;
-    char p[600];
-    path_in(p, sizeof p, "f.tsr");
-    CHECK(!ts_ctx_create(&ctx) && !ts_model_load(ctx, p, &m), "load f.tsr");
-    if (m) {
-        ts_tensor_info last = test_tensor(m, "fc2.weight");
-        for (int64_t i = 0; i < last.numel; i++) last.data[i] *= 1e38f;
-        path_in(p, sizeof p, "inf.tsr");
-        CHECK(!ts_model_save(ctx, m, p), "save inf.tsr: %s", ts_ctx_error(ctx));
-    }
-    ts_model_free(m);
-    ts_ctx_free(ctx);
+    scaled_model("inf.tsr", 1e38f);
     rc = cli_run(&R, "eval %s/inf.tsr --limit 20 --json", R.dir);
     CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"loss\":null"), "non-finite loss: exit %d: %s %s", rc,
           R.out, R.err);

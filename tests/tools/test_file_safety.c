@@ -119,12 +119,7 @@ static int write_idx(const char *folder, const char *split, int count) {
     size_t ilen = 16 + (size_t)count * 64, llen = 8 + (size_t)count;
     uint8_t *img = calloc(1, ilen), *lab = calloc(1, llen);
     if (!img || !lab) return 0;
-    test_put_be32(img, 0x803);
-    test_put_be32(img + 4, (uint32_t)count);
-    test_put_be32(img + 8, 8);
-    test_put_be32(img + 12, 8);
-    test_put_be32(lab, 0x801);
-    test_put_be32(lab + 4, (uint32_t)count);
+    test_put_idx_headers(img, lab, (uint32_t)count, 8, 8);
     for (int i = 0; i < count; i++) {
         int c = i % 10;
         lab[8 + i] = (uint8_t)c;
