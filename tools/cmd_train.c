@@ -429,6 +429,13 @@ int cmd_train(int argc, char **argv) {
     cli_setup_files(&train_cmd, ctx);
     /* a resumed run goes on writing its checkpoint, so that it can be resumed again */
     const char *ckpt = cli_get(&train_cmd, "checkpoint") ? cli_get(&train_cmd, "checkpoint") : resume;
+    if (ckpt && ckpt == resume && !cli_get(&train_cmd, "force") && ts_file_check_output(ctx, resume)) {
+        /* someone else's, or a read-only copy: resumed from, not written */
+        fprintf(stderr, "tessera train: note: %s; this run saves no checkpoint (give --checkpoint FILE)\n",
+                ts_ctx_error(ctx));
+        ts_ctx_clear_error(ctx);
+        ckpt = NULL;
+    }
     double vs;
     long limit;
     if ((rc = parse_val_split(&vs)) || (rc = cli_int(&train_cmd, "limit", 0, 1, 1L << 40, &limit) ? 0 : EXIT_USAGE))
