@@ -168,8 +168,8 @@ static void warn_no_positives(const ts_decompose_config *cfg, const ts_module *m
     ts_module_info_get(mod, &in);
     if (in.positives > 0 || (cfg->method != TS_DECOMPOSE_ACTIVATION && cfg->method != TS_DECOMPOSE_GA)) return;
     fprintf(stderr, "tessera decompose: warning: the module for class %d '%s' was built from 0 confident positives (no "
-            "training sample of it was classified as it with confidence >= %g); lower --confidence or train the "
-            "model longer\n", in.class_index, in.class_name, (double)cfg->confidence);
+            "training sample of the class got it as the answer with probability >= %g); lower --confidence or train "
+            "the model longer\n", in.class_index, in.class_name, (double)cfg->confidence);
 }
 
 /* The settings and figures decompose prints before its table, for --json. */
@@ -453,7 +453,6 @@ int cmd_decompose(int argc, char **argv) {
                percent(in.params_kept, in.params), percent(in.macs_kept, in.origin_macs), (long long)in.bln_removed,
                in.jaccard, in.seconds);
     }
-    for (int i = 0; i < nmods; i++) warn_no_positives(&cfg, mods[i]);
     printf("mean kernel retention (KRR): %.2f%%\n", 100 * krr);
     if (J) {
         json_close(J);
@@ -518,6 +517,7 @@ int cmd_decompose(int argc, char **argv) {
     }
     if ((st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
     printf("modules written to %s/\n", outdir);
+    for (int i = 0; i < nmods; i++) warn_no_positives(&cfg, mods[i]); /* about modules that were written */
     if (J) json_str(J, "written_to", outdir);
     rc = EXIT_OK;
     goto done;

@@ -240,6 +240,7 @@ static void test_early_stop_keep_best(void) {
 static void test_sigterm_checkpoints(void) {
     char cmd[8192], ckpt[600];
     path_in(ckpt, sizeof ckpt, "term.ckpt");
+    remove(ckpt); /* it is waited for below */
     snprintf(cmd, sizeof cmd, "exec %s train --data fashion-mnist --limit 20000 --batch 32 --epochs 20 --threads 1 "
              "--quiet --no-test --checkpoint %s --checkpoint-every 2 --out %s/term.tsr >%s/term.out 2>%s/term.err",
              R.bin, ckpt, R.dir, R.dir, R.dir);
