@@ -3,6 +3,7 @@
 #include "train_log.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -59,6 +60,13 @@ typedef struct row {
     int has_val;
 } row;
 
+/* A float's value as its shortest decimal (0.1, not 0.1000000015 from the widening). */
+static double as_float(double v) {
+    char b[32];
+    snprintf(b, sizeof b, "%.7g", v);
+    return strtod(b, NULL);
+}
+
 static void write_row(train_log *lg, const row *r) {
     fprintf(lg->csv, "%s,%lld,%lld", r->kind, r->epoch, r->step);
     csv_num(lg->csv, r->loss, 1);
@@ -78,7 +86,7 @@ static void write_row(train_log *lg, const row *r) {
     json_int(&j, "step", r->step);
     json_num(&j, "loss", r->loss);
     json_num(&j, "accuracy", r->acc);
-    json_num(&j, "lr", r->lr);
+    json_num(&j, "lr", as_float(r->lr));
     json_num(&j, "images_per_second", r->rate);
     json_num(&j, "peak_memory_mib", r->mem);
     if (r->has_val) {
