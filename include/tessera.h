@@ -381,6 +381,13 @@ typedef struct ts_train_config {
      * the generators */
     int modular;
     float mwt_alpha, mwt_beta;
+    /* Safer training, on the validation top-1 (both need a validation set):
+     * early_stop > 0 ends training after that many epochs in a row without a better
+     * validation top-1 than the best so far; keep_best leaves the model, when training
+     * ends (all epochs, or stopped early), with the weights and batch-norm statistics
+     * of the epoch that had the best. A resumed run starts both anew at its epoch. */
+    int early_stop;
+    int keep_best;
 } ts_train_config;
 
 /* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,
@@ -424,8 +431,18 @@ typedef struct ts_trainer ts_trainer;
 ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
                             const ts_train_config *cfg, ts_trainer **out);
 void ts_trainer_free(ts_trainer *tr);
-/* Trains until cfg.epochs are done (continuing from a resumed position). */
+/* Trains until cfg.epochs are done (continuing from a resumed position), or until
+ * cfg.early_stop ends it (TS_OK; ts_trainer_summary says so). */
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks);
+
+typedef struct ts_train_summary {
+    int64_t epochs_done;   /* epochs completed, resumed ones included */
+    int64_t best_epoch;    /* 0-based epoch of this run with the best validation top-1; -1: none */
+    double best_val_acc;   /* its validation top-1; -1 when none */
+    int stopped_early;     /* cfg.early_stop ended training before cfg.epochs */
+    int restored_best;     /* cfg.keep_best put that epoch's weights back into the model */
+} ts_train_summary;
+void ts_trainer_summary(const ts_trainer *tr, ts_train_summary *out);
 
 /* ------------------------------------------------------------- evaluation */
 

@@ -28,6 +28,7 @@ int cli_exit_code(ts_status st) {
 int cli_fail(const char *cmd, ts_ctx *ctx, ts_status st) {
     const char *msg = ctx ? ts_ctx_error(ctx) : "";
     fprintf(stderr, "tessera %s: %s\n", cmd, *msg ? msg : ts_status_name(st));
+    if (cli_json()) cli_json_finish(cli_exit_code(st), *msg ? msg : ts_status_name(st));
     return cli_exit_code(st);
 }
 
@@ -276,6 +277,7 @@ void progress_start(progress *p) {
     p->start = p->last = cli_now();
     p->tty = isatty(2);
     p->last_decile = -1;
+    p->base = 0;
 }
 
 static void fmt_time(char *buf, size_t n, double s) {
@@ -297,16 +299,19 @@ void progress_update(progress *p, const char *label, long long done, long long t
     p->last = now;
     p->last_decile = decile;
     double el = now - p->start;
-    double rate = el > 0 ? (double)done * items_per_unit / el : 0;
+    /* the rate needs steps timed from start: none yet on the first tick after it */
+    const long long timed = done - p->base;
+    double rate = el > 0 && timed > 0 ? (double)timed * items_per_unit / el : 0;
     char eta[32], elapsed[32];
-    fmt_time(eta, sizeof eta, done > 0 ? el / (double)done * (double)(total - done) : 0);
+    fmt_time(eta, sizeof eta, timed > 0 ? el / (double)timed * (double)(total - done) : 0);
     fmt_time(elapsed, sizeof elapsed, el);
     char bar[31];
     int fill = total > 0 ? (int)(30 * done / total) : 0;
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[30] = '\0';
     char speed[40] = "";
-    if (items_per_unit > 0) snprintf(speed, sizeof speed, "%.0f img/s ", rate);
+    if (items_per_unit > 0 && timed > 0) snprintf(speed, sizeof speed, "%.0f img/s ", rate);
+    else if (items_per_unit > 0) snprintf(speed, sizeof speed, "- img/s ");
     fprintf(stderr, "%s%s [%s] %lld/%lld %s | %s%s %s%s", p->tty ? "\r" : "", label, bar, done, total,
             extra ? extra : "", speed, done < total ? "ETA" : "in", done < total ? eta : elapsed, p->tty ? "\x1b[K" : "\n");
     fflush(stderr);
@@ -347,4 +352,25 @@ ts_status cli_load_dataset(ts_ctx *ctx, const char *spec, ts_split split, const 
     }
     *out = ds;
     return TS_OK;
+}
+
+int cli_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+const char *cli_num(char *buf, size_t n, double v, int decimals) {
+    if (isfinite(v) && fabs(v) < 1e6) snprintf(buf, n, "%.*f", decimals, v);
+    else snprintf(buf, n, "%.4g", v);
+    return buf;
+}
+
+const char *cli_plural(char *buf, size_t n, long long count, const char *noun) {
+    const size_t len = strlen(noun);
+    snprintf(buf, n, "%lld %s%s", count, noun, count == 1 ? "" : len && noun[len - 1] == 's' ? "es" : "s");
+    return buf;
+}
+
+const char *cli_method_name(ts_decompose_method m) {
+    return m == TS_DECOMPOSE_GRAD ? "grad" : m == TS_DECOMPOSE_MWT ? "mwt" : m == TS_DECOMPOSE_GA ? "ga" : "activation";
 }

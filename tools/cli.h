@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "cli_json.h"
+
 /* Exit codes (docs/cli.md): 0 success; 2 usage; otherwise by failure kind. */
 enum {
     EXIT_OK = 0,
@@ -18,10 +20,14 @@ enum {
     EXIT_NOTFOUND = 7,
     EXIT_DIVERGED = 8,
     EXIT_NOMEM = 10,
-    EXIT_INTERRUPTED = 130,
+    EXIT_INTERRUPTED = 130,  /* 128 + SIGINT */
+    EXIT_TERMINATED = 143,   /* 128 + SIGTERM */
 };
 
 int cli_exit_code(ts_status st);
+
+/* The --json option, in the commands that have it (cli_json.h). */
+#define CLI_OPT_JSON {"json", NULL, "one JSON document on stdout with every figure, instead of the text", NULL}
 
 typedef struct cli_opt {
     const char *name;   /* without the leading -- */
@@ -60,6 +66,7 @@ typedef struct progress {
     double start, last;
     int tty;
     int last_decile;
+    long long base; /* steps already done at progress_start: the rate counts only later ones */
 } progress;
 
 double cli_now(void);
@@ -92,6 +99,21 @@ const char *cli_data_dir(const cli_cmd *cmd, const ts_model *m);
 /* The first `limit` samples of ds as a new dataset (NULL and TS_OK when limit
  * does not cut anything). */
 ts_status cli_first_samples(ts_ctx *ctx, const ts_dataset *ds, long limit, ts_dataset **out);
+/* A loss or other figure for people: v with `decimals` decimals, or in %g style
+ * (4 significant digits) when it is that large (or not finite): never 19 digits. */
+const char *cli_num(char *buf, size_t n, double v, int decimals);
+/* "1 epoch", "2 epochs", "2 classes": count and the noun, plural unless count is 1. */
+const char *cli_plural(char *buf, size_t n, long long count, const char *noun);
+/* A decomposition method's name as --method takes it. */
+const char *cli_method_name(ts_decompose_method m);
+/* 1 when s ends with suffix. */
+int cli_ends_with(const char *s, const char *suffix);
+/* What cli_load_model accepts besides .tsr models and checkpoints. */
+enum { CLI_LOAD_ONNX = 1, CLI_LOAD_MODULE = 2 };
+/* Loads the MODEL argument of a command: a .tsr model or checkpoint; with
+ * CLI_LOAD_ONNX an .onnx file, imported on the fly; with CLI_LOAD_MODULE a .tsm module
+ * as the one-output model ts_module_model makes (its score). */
+ts_status cli_load_model(ts_ctx *ctx, const char *path, int accept, ts_model **out);
 /* Class name i from the model's metadata (or the number). */
 const char *cli_class_name(const ts_model *m, int i, char *buf, size_t n);
 

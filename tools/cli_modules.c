@@ -124,6 +124,21 @@ void print_compose_summary(const ts_model *cm, ts_module *const *mods, int k) {
     printf("\nMACs per sample %.2fM (%.2fx the origin model%s: %.2fM), %d layers\n", macs / 1e6,
            origin_macs ? (double)macs / (double)origin_macs : 0.0, origins > 1 ? "s together" : "", origin_macs / 1e6,
            ts_model_layer_count(cm));
+    json_out *J = cli_json();
+    if (J) {
+        json_array(J, "classes");
+        for (int j = 0; j < k; j++) {
+            char name[64];
+            json_str(J, NULL, cli_class_name(cm, j, name, sizeof name));
+        }
+        json_close(J);
+        json_num(J, "macs", (double)macs);
+        json_num(J, "origin_macs", (double)origin_macs);
+        json_num(J, "macs_vs_origin", origin_macs ? (double)macs / (double)origin_macs : 0.0);
+        json_int(J, "layers", ts_model_layer_count(cm));
+        json_int(J, "origins", origins);
+        json_int(J, "uncalibrated", origins > 1 ? uncalibrated : 0);
+    }
     if (origins > 1 && uncalibrated)
         printf("note: the modules come from %d models and %d of their scores are not calibrated against each other;\n"
                "      --retune (tessera reuse, tessera replace) calibrates them on training data\n",
@@ -165,6 +180,13 @@ ts_status retune_modules(ts_ctx *ctx, ts_module **mods, int k, const char *ddir,
         ts_dataset_free(neg);
     }
     if (!st) printf("re-tuned %d modules on %lld training samples in %.2fs\n", k, (long long)tr->count, cli_now() - t0);
+    if (!st && cli_json()) {
+        json_object(cli_json(), "retuned");
+        json_int(cli_json(), "modules", k);
+        json_int(cli_json(), "samples", (long long)tr->count);
+        json_num(cli_json(), "seconds", cli_now() - t0);
+        json_close(cli_json());
+    }
     free(idx);
     ts_dataset_free(tr);
     ts_model_free(cm);

@@ -21,6 +21,7 @@ static cli_opt bench_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
     {"profile", NULL, "inference: also the time per layer (fused layers under their convolution) and per kind", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd bench_cmd = {"bench", "MODEL.tsr|MODEL.onnx|ARCH [--batch N] [options]",
                             "Prints the median time per batch (with the 10th and 90th percentiles), images per\n"
@@ -33,17 +34,11 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
 static ts_status load_any(ts_ctx *ctx, const char *spec, const ts_shape *in, int classes, ts_model **m) {
-    if (ends_with(spec, ".onnx")) return ts_onnx_import(ctx, spec, NULL, m);
     const char *zoo = ts_zoo_arch(spec);
     if (zoo) return ts_model_from_arch(ctx, zoo, spec, in, classes, 1, m);
-    if (ends_with(spec, ".arch")) return ts_model_from_arch_file(ctx, spec, in, classes, 1, m);
-    return ts_model_load(ctx, spec, m);
+    if (cli_ends_with(spec, ".arch")) return ts_model_from_arch_file(ctx, spec, in, classes, 1, m);
+    return cli_load_model(ctx, spec, CLI_LOAD_ONNX, m);
 }
 
 /* one iteration: inference, or a whole training step */
@@ -135,6 +130,7 @@ int cmd_bench(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&bench_cmd, argc, argv, pos, &npos, 1);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&bench_cmd);
     if (npos != 1) {
         fprintf(stderr, "tessera bench: expected one MODEL or ARCH (see tessera bench --help)\n");
         return EXIT_USAGE;
@@ -157,6 +153,11 @@ int cmd_bench(int argc, char **argv) {
         in.dims[in.ndim++] = v;
         p = *end ? end + 1 : end;
     }
+    if (cli_get(&bench_cmd, "train") && cli_get(&bench_cmd, "constant-time")) {
+        /* constant time is a property of inference; a training step has none to time */
+        fprintf(stderr, "tessera bench: --constant-time times inference; it cannot be combined with --train\n");
+        return EXIT_USAGE;
+    }
     ts_ctx *ctx = NULL;
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
     ts_model *m = NULL;
@@ -167,7 +168,7 @@ int cmd_bench(int argc, char **argv) {
     ts_status st = TS_OK;
     int train = cli_get(&bench_cmd, "train") != NULL;
     if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
-    if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1); /* refuses --train */
+    if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1);
     if (train && cli_get(&bench_cmd, "profile")) {
         fprintf(stderr, "tessera bench: --profile times inference, not --train\n");
         rc = EXIT_USAGE;
@@ -231,6 +232,24 @@ int cmd_bench(int argc, char **argv) {
     printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
            flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
     printf("peak resident memory: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    if (J) {
+        json_str(J, "model", pos[0]);
+        json_str(J, "mode", train ? "training step" : "inference");
+        json_int(J, "batch", batch);
+        json_int(J, "threads", ts_ctx_get_threads(ctx));
+        json_str(J, "kernels", ts_ctx_get_constant_time(ctx)                ? "constant-time"
+                               : ts_ctx_get_backend(ctx) == TS_BACKEND_REF ? "reference"
+                                                                           : "oneDNN");
+        json_bool(J, "bf16", ts_ctx_get_bf16(ctx));
+        json_int(J, "iterations", done_iters);
+        json_num(J, "median_ms", 1e3 * med);
+        json_num(J, "p10_ms", 1e3 * p10);
+        json_num(J, "p90_ms", 1e3 * p90);
+        json_num(J, "images_per_second", (double)n / med);
+        json_num(J, "gflops", flop / med / 1e9);
+        json_num(J, "gflop_per_image", flop / (double)n / 1e9);
+        json_num(J, "peak_memory_mib", (double)ru.ru_maxrss / 1024.0);
+    }
     if (cli_get(&bench_cmd, "profile") && (st = profile(ctx, m, x, (int)n, logits, done_iters))) goto fail;
     rc = EXIT_OK;
     goto done;

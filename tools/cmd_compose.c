@@ -32,6 +32,7 @@ static cli_opt compose_opts[] = {
                            "                             were trained with --limit)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"force", NULL, "replace an output file even when it is write-protected", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd compose_cmd = {"compose", "MODULE.tsm... --out FILE [options] | --best-of DIR... --out FILE",
                               "Builds a classifier from modules, from one model or several, without retraining:\n"
@@ -48,6 +49,7 @@ int cmd_compose(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&compose_cmd, argc, argv, pos, &npos, MAX_MODULE_ARGS);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&compose_cmd);
     const char *out = cli_get(&compose_cmd, "out");
     if (cli_get(&compose_cmd, "best-of")) {
         if (npos < 1 || !out) {
@@ -81,6 +83,7 @@ int cmd_compose(int argc, char **argv) {
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
     print_compose_summary(cm, mods, npos);
     printf("wrote %s\n", out);
+    if (J) json_str(J, "wrote", out);
     rc = EXIT_OK;
     goto done;
 fail:
@@ -279,6 +282,40 @@ static int best_of(char **dirs, int nd, const char *out) {
     for (int r = 0; r < nd; r++) printf(" %s %.2f%%,", dirs[r], 100 * rep.run_top1[r]);
     printf(" best-of %.2f%%\n", 100 * rep.val_top1);
     printf("wrote %s\n", out);
+    json_out *J = cli_json();
+    if (J) {
+        json_int(J, "runs", nd);
+        json_str(J, "select", bc.select == TS_BEST_OF_GREEDY ? "greedy" : "f1");
+        json_str(J, "split", split == TS_SPLIT_TRAIN ? "train" : "test");
+        json_int(J, "val_first", first);
+        json_int(J, "val_count", count);
+        json_str(J, "data", spec);
+        json_bool(J, "recalibrated", bc.recalibrate);
+        json_array(J, "classes");
+        for (int j = 0; j < k; j++) {
+            ts_module_info a;
+            ts_module_info_get(cand[(size_t)rep.picks[j] * k + j], &a);
+            json_object(J, NULL);
+            json_int(J, "id", a.class_index);
+            json_str(J, "name", a.class_name);
+            json_array(J, "f1"); /* per run; null where the run has no module of the class */
+            for (int r = 0; r < nd; r++) {
+                const double f = rep.f1[(size_t)j * nd + r];
+                if (f < 0) json_str(J, NULL, NULL);
+                else json_num(J, NULL, f);
+            }
+            json_close(J);
+            json_str(J, "chosen", dirs[rep.picks[j]]);
+            json_close(J);
+        }
+        json_close(J);
+        json_array(J, "run_top1");
+        for (int r = 0; r < nd; r++) json_num(J, NULL, rep.run_top1[r]);
+        json_close(J);
+        json_num(J, "val_top1", rep.val_top1);
+        json_num(J, "seconds", cli_now() - t0);
+        json_str(J, "wrote", out);
+    }
     rc = EXIT_OK;
     goto done;
 fail:

@@ -47,6 +47,7 @@ static cli_opt decompose_opts[] = {
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"quiet", NULL, "no progress bar", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd decompose_cmd = {
     "decompose", "MODEL --out DIR [--data NAME|PATH] [options]",
@@ -160,11 +161,93 @@ static int ga_progress(void *user, int64_t done, int64_t total) {
     return 0;
 }
 
+/* A module built from no confident positive keeps what its negatives alone decide:
+ * it is written (the user asked for the class), but not silently. */
+static void warn_no_positives(const ts_decompose_config *cfg, const ts_module *mod) {
+    ts_module_info in;
+    ts_module_info_get(mod, &in);
+    if (in.positives > 0 || (cfg->method != TS_DECOMPOSE_ACTIVATION && cfg->method != TS_DECOMPOSE_GA)) return;
+    fprintf(stderr, "tessera decompose: warning: the module for class %d '%s' was built from 0 confident positives (no "
+            "training sample of the class got it as the answer with probability >= %g); lower --confidence or train "
+            "the model longer\n", in.class_index, in.class_name, (double)cfg->confidence);
+}
+
+/* The settings and figures decompose prints before its table, for --json. */
+static void json_decompose_head(json_out *J, const ts_decompose_config *cfg, ts_module *const *mods, int n) {
+    ts_module_info in;
+    ts_module_info_get(mods[0], &in);
+    json_str(J, "method", cli_method_name(cfg->method));
+    if (cfg->method == TS_DECOMPOSE_ACTIVATION) {
+        json_str(J, "rule", cfg->rule == TS_DECOMPOSE_RULE_ANY ? "any" : "every");
+        if (cfg->bln_delta < 1.0f) json_num(J, "bln_delta", cfg->bln_delta);
+        else json_str(J, "bln_delta", NULL); /* off */
+        json_num(J, "origin_params_live", in.params ? (double)in.origin_params_live / (double)in.params : 1.0);
+        json_num(J, "origin_macs_live", in.origin_macs ? (double)in.origin_macs_live / (double)in.origin_macs : 1.0);
+    }
+    if (cfg->method == TS_DECOMPOSE_GRAD) {
+        json_int(J, "selected_epoch", in.selected_epoch);
+        json_int(J, "epochs", cfg->epochs);
+        json_int(J, "val_count", (long long)cfg->val_count);
+    }
+    if (cfg->method == TS_DECOMPOSE_GA) {
+        json_object(J, "ga");
+        json_int(J, "population", cfg->ga_population);
+        json_int(J, "generations", cfg->ga_generations);
+        json_int(J, "patience", cfg->ga_patience);
+        json_int(J, "parents", cfg->ga_parents);
+        json_int(J, "elites", cfg->ga_elites);
+        json_num(J, "mutation", cfg->ga_mutation);
+        json_int(J, "val_per_class", cfg->ga_val_per_class);
+        json_close(J);
+    }
+    if (cfg->method == TS_DECOMPOSE_GRAD || cfg->method == TS_DECOMPOSE_GA) {
+        json_num(J, "val_top1_composed", in.val_accuracy);
+        json_num(J, "val_top1_model", in.origin_val_accuracy);
+    }
+    if (cfg->method == TS_DECOMPOSE_MWT) json_num(J, "theta", cfg->theta);
+    json_int(J, "origin_params", (long long)in.params);
+    json_int(J, "origin_macs", (long long)in.origin_macs);
+    (void)n;
+}
+
+/* One row of decompose's table, for --json (shares as fractions; own/rest: null without
+ * evaluation). */
+static void json_decompose_row(json_out *J, const ts_decompose_config *cfg, const ts_module_info *in, int eval,
+                               double own, double rest) {
+    json_object(J, NULL);
+    json_int(J, "class", in->class_index);
+    json_str(J, "name", in->class_name);
+    json_int(J, "positives", in->positives);
+    json_int(J, "negatives", in->negatives);
+    if (eval) {
+        json_num(J, "own_acc", own);
+        json_num(J, "rest_acc", rest);
+    } else {
+        json_str(J, "own_acc", NULL);
+        json_str(J, "rest_acc", NULL);
+    }
+    json_num(J, "kernels", in->kernels ? (double)in->kernels_kept / (double)in->kernels : 1.0);
+    json_num(J, "units", percent(in->units_kept, in->units) / 100);
+    json_num(J, "params", percent(in->params_kept, in->params) / 100);
+    json_num(J, "macs", percent(in->macs_kept, in->origin_macs) / 100);
+    json_int(J, "bln_removed", (long long)in->bln_removed);
+    json_num(J, "jaccard", in->jaccard);
+    json_num(J, "seconds", in->seconds);
+    if (cfg->method == TS_DECOMPOSE_MWT || cfg->method == TS_DECOMPOSE_GA) json_num(J, "coupling", in->coupling);
+    if (cfg->method == TS_DECOMPOSE_MWT) json_num(J, "cohesion", in->cohesion);
+    if (cfg->method == TS_DECOMPOSE_GA) {
+        json_int(J, "generations", in->generations);
+        json_num(J, "fitness", in->fitness);
+    }
+    json_close(J);
+}
+
 int cmd_decompose(int argc, char **argv) {
     char *pos[1];
     int npos;
     int rc = cli_parse(&decompose_cmd, argc, argv, pos, &npos, 1);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&decompose_cmd);
     const char *outdir = cli_get(&decompose_cmd, "out");
     if (npos != 1 || !outdir) {
         fprintf(stderr, "tessera decompose: expected one MODEL and --out DIR (see tessera decompose --help)\n");
@@ -316,6 +399,15 @@ int cmd_decompose(int argc, char **argv) {
     }
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training samples)\n", pos[0], nmods, secs, data_abs,
            (long long)train->count);
+    if (J) {
+        json_str(J, "model", pos[0]);
+        json_int(J, "modules", nmods);
+        json_num(J, "seconds", secs);
+        json_str(J, "data", data_abs);
+        json_int(J, "training_samples", (long long)train->count);
+        if (nmods > 0) json_decompose_head(J, &cfg, mods, nmods);
+        json_array(J, "table");
+    }
     if (nmods > 0 && cfg.method == TS_DECOMPOSE_GRAD) {
         ts_module_info in;
         ts_module_info_get(mods[0], &in);
@@ -353,6 +445,7 @@ int cmd_decompose(int argc, char **argv) {
             snprintf(o, sizeof o, "%.2f%%", 100 * own);
             snprintf(r, sizeof r, "%.2f%%", 100 * rest);
         }
+        if (J) json_decompose_row(J, &cfg, &in, eval, own, rest);
         const double kr = in.kernels ? (double)in.kernels_kept / (double)in.kernels : 1.0;
         krr += kr / nmods;
         printf("%-5d %-16.16s %5d %5d %8s %8s %6.2f%% %6.2f%% %6.2f%% %6.2f%% %6lld %7.4f %7.2f\n", in.class_index,
@@ -361,6 +454,10 @@ int cmd_decompose(int argc, char **argv) {
                in.jaccard, in.seconds);
     }
     printf("mean kernel retention (KRR): %.2f%%\n", 100 * krr);
+    if (J) {
+        json_close(J);
+        json_num(J, "krr", krr);
+    }
     if (cfg.method == TS_DECOMPOSE_MWT) {
         double coh = 0, coup = 0;
         printf("cohesion (mean Jaccard of the open kernels of the class's sample pairs) / coupling (mean Jaccard of "
@@ -373,6 +470,10 @@ int cmd_decompose(int argc, char **argv) {
             coup += in.coupling / nmods;
         }
         printf("\nmean cohesion %.4f, mean coupling %.4f\n", coh, coup);
+        if (J) {
+            json_num(J, "mean_cohesion", coh);
+            json_num(J, "mean_coupling", coup);
+        }
     }
     if (eval && nmods == ts_model_classes(m) && !ncls) {
         ts_eval_report a, b;
@@ -384,6 +485,15 @@ int cmd_decompose(int argc, char **argv) {
         printf("original model: top-1 %.2f%%  top-5 %.2f%%   all modules composed: top-1 %.2f%%  top-5 %.2f%%\n"
                "the composed model, sliced (what every module drops is gone): %.2fx the origin's MACs\n",
                100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
+        if (J) {
+            json_object(J, "composed");
+            json_num(J, "model_top1", a.top1);
+            json_num(J, "model_top5", a.top5);
+            json_num(J, "top1", b.top1);
+            json_num(J, "top5", b.top5);
+            json_num(J, "macs_vs_origin", (double)model_macs(cm) / (double)model_macs(m));
+            json_close(J);
+        }
         ts_eval_report_free(&a);
         ts_eval_report_free(&b);
         /* kernel modules differ from each other far more than activation modules: a
@@ -396,11 +506,19 @@ int cmd_decompose(int argc, char **argv) {
             if ((st = ts_compose(ctx, mods, nmods, &own, &cm)) || (st = ts_evaluate(ctx, cm, test, 256, &b))) goto fail;
             printf("each module its own copy (the modules' exact answers): top-1 %.2f%%  top-5 %.2f%%\n", 100 * b.top1,
                    100 * b.top5);
+            if (J) {
+                json_object(J, "own_copies");
+                json_num(J, "top1", b.top1);
+                json_num(J, "top5", b.top5);
+                json_close(J);
+            }
             ts_eval_report_free(&b);
         }
     }
     if ((st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
     printf("modules written to %s/\n", outdir);
+    for (int i = 0; i < nmods; i++) warn_no_positives(&cfg, mods[i]); /* about modules that were written */
+    if (J) json_str(J, "written_to", outdir);
     rc = EXIT_OK;
     goto done;
 fail:

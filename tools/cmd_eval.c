@@ -19,6 +19,43 @@ static int setup_constant_time(const cli_cmd *cmd, ts_ctx *ctx) {
 }
 
 
+/* eval's figures as --json writes them: fractions, not percentages. */
+static void json_eval(json_out *J, const ts_model *m, const char *model, const char *data, const char *split,
+                      const ts_eval_report *ev, double secs, int constant_time) {
+    json_str(J, "model", model);
+    json_str(J, "data", data);
+    json_str(J, "split", split);
+    json_int(J, "images", (long long)ev->count);
+    json_num(J, "seconds", secs);
+    json_num(J, "images_per_second", secs > 0 ? ev->count / secs : 0);
+    json_bool(J, "constant_time", constant_time);
+    json_num(J, "top1", ev->top1);
+    json_num(J, "top5", ev->top5);
+    json_num(J, "loss", ev->loss);
+    const int k = ev->classes;
+    json_array(J, "classes");
+    for (int c = 0; c < k; c++) {
+        int64_t support = 0;
+        for (int j = 0; j < k; j++) support += ev->confusion[(size_t)c * k + j];
+        char name[64];
+        json_object(J, NULL);
+        json_int(J, "id", c);
+        json_str(J, "name", cli_class_name(m, c, name, sizeof name));
+        json_num(J, "precision", ts_eval_precision(ev, c));
+        json_num(J, "recall", ts_eval_recall(ev, c));
+        json_int(J, "support", (long long)support);
+        json_close(J);
+    }
+    json_close(J);
+    json_array(J, "confusion"); /* rows: true class, columns: predicted */
+    for (int c = 0; c < k; c++) {
+        json_array(J, NULL);
+        for (int j = 0; j < k; j++) json_int(J, NULL, (long long)ev->confusion[(size_t)c * k + j]);
+        json_close(J);
+    }
+    json_close(J);
+}
+
 static cli_opt eval_opts[] = {
     {"data", "NAME|PATH", "dataset (default: the one the model was trained on)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
@@ -29,6 +66,7 @@ static cli_opt eval_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
     {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
                            "Prints top-1 and top-5 accuracy, loss, per-class precision and recall, and the confusion\n"
@@ -42,6 +80,7 @@ int cmd_eval(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&eval_cmd, argc, argv, pos, &npos, 1);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&eval_cmd);
     if (npos != 1) {
         fprintf(stderr, "tessera eval: expected one MODEL file (see tessera eval --help)\n");
         return EXIT_USAGE;
@@ -67,7 +106,7 @@ int cmd_eval(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m))) goto fail;
     const char *spec = cli_get(&eval_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
     if (!spec && ts_model_get_meta(m, "composed.origin.0")) {
@@ -88,7 +127,8 @@ int cmd_eval(int argc, char **argv) {
     printf("model %s on %s (%s, %lld images, %.2fs, %.0f img/s%s)\n", pos[0], spec,
            split == TS_SPLIT_TEST ? "test" : "train", (long long)ev.count, secs, secs > 0 ? ev.count / secs : 0,
            ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
-    printf("top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n\n", 100 * ev.top1, 100 * ev.top5, ev.loss);
+    char loss[32];
+    printf("top-1 %.2f%%  top-5 %.2f%%  loss %s\n\n", 100 * ev.top1, 100 * ev.top5, cli_num(loss, sizeof loss, ev.loss, 4));
     int k = ev.classes;
     printf("%-4s %-20s %9s %9s %8s\n", "id", "class", "precision", "recall", "support");
     for (int c = 0; c < k; c++) {
@@ -106,6 +146,7 @@ int cmd_eval(int argc, char **argv) {
         for (int j = 0; j < k; j++) printf("%6lld", (long long)ev.confusion[(size_t)c * k + j]);
         printf("\n");
     }
+    if (J) json_eval(J, m, pos[0], spec, split == TS_SPLIT_TEST ? "test" : "train", &ev, secs, ts_ctx_get_constant_time(ctx));
     ts_eval_report_free(&ev);
     if (ts_patch_target(m) >= 0) {
         /* a patched model: the class's figures beside the weak model's (inside it) */
@@ -115,7 +156,15 @@ int cmd_eval(int argc, char **argv) {
         if ((st = ts_patch_evaluate(ctx, m, ds, (int)batch, &we, &pe))) goto fail;
         printf("\npatched class %d (%s): %lld samples of it, %lld of the others\n", t,
                cli_class_name(m, t, name, sizeof name), (long long)we.target_count, (long long)we.other_count);
+        if (J) {
+            json_object(J, "patch");
+            json_int(J, "class", t);
+            json_str(J, "name", name);
+            json_int(J, "target_samples", (long long)we.target_count);
+            json_int(J, "other_samples", (long long)we.other_count);
+        }
         print_patch_eval(&we, &pe);
+        if (J) json_close(J);
     }
     rc = EXIT_OK;
     goto done;
@@ -137,6 +186,7 @@ static cli_opt predict_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
     {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I",
                               "Classifies PGM/PPM images (binary or ASCII, sized as the model's input) or dataset\n"
@@ -147,7 +197,8 @@ static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --i
 /* The ranking is the library's branch-free ts_top_k (the t-th best: the highest
  * score below the previous pick, ties by index). Printing is not constant-time:
  * the answer is the requester's to see (docs/security.md). */
-static void print_top(const ts_model *m, const char *what, const float *logits, int k, int top, int label) {
+static void print_top(const ts_model *m, const char *what, const float *logits, int k, int top, int label,
+                      const char *other) {
     /* a patched model's outputs are already probabilities (and the module's rescaled
      * score): shown as they are, not through another softmax */
     const int raw = ts_patch_target(m) >= 0;
@@ -156,6 +207,31 @@ static void print_top(const ts_model *m, const char *what, const float *logits, 
     const float mx = logits[ts_argmax(logits, k)];
     double sum = 0;
     for (int j = 0; j < k; j++) sum += exp((double)(logits[j] - mx));
+    json_out *J = cli_json();
+    if (J) {
+        json_object(J, NULL);
+        json_str(J, "input", what);
+        json_array(J, "top");
+        for (int t = 0; t < found; t++) {
+            char name[64];
+            json_object(J, NULL);
+            json_int(J, "class", idx[t]);
+            json_str(J, "name", cli_class_name(m, idx[t], name, sizeof name));
+            json_num(J, raw ? "output" : "probability",
+                     raw ? logits[idx[t]] : exp((double)(logits[idx[t]] - mx)) / sum);
+            json_close(J);
+        }
+        json_close(J);
+        if (label >= 0 || other) {
+            char name[64];
+            json_object(J, "true");
+            if (label >= 0) json_int(J, "class", label);
+            json_str(J, "name", label >= 0 ? cli_class_name(m, label, name, sizeof name) : other);
+            json_bool(J, "in_model", label >= 0);
+            json_close(J);
+        }
+        json_close(J);
+    }
     printf("%s:", what);
     for (int t = 0; t < found; t++) {
         const int best = idx[t];
@@ -166,8 +242,46 @@ static void print_top(const ts_model *m, const char *what, const float *logits, 
     if (label >= 0) {
         char name[64];
         printf("  (true: %s)", cli_class_name(m, label, name, sizeof name));
+    } else if (other) {
+        printf("  (true: %s, not a class of this model)", other);
     }
     printf("\n");
+}
+
+/* Whether a composed model's recorded dataset `rec` is the one given as `spec`: the
+ * same name, or the same file or folder once both are looked up. */
+static int same_dataset(ts_ctx *ctx, const char *rec, const char *spec, const char *dir) {
+    if (!strcmp(rec, spec)) return 1;
+    char a[4096], b[4096];
+    int same = !ts_dataset_locate(ctx, rec, TS_SPLIT_TEST, dir, a, sizeof a) &&
+               !ts_dataset_locate(ctx, spec, TS_SPLIT_TEST, dir, b, sizeof b) && cli_same_file(a, b);
+    ts_ctx_clear_error(ctx);
+    return same;
+}
+
+/* For a composed (or extracted) model, the output each label of dataset `spec` means
+ * (*out: classes entries, -1 where the model has no output for it): output J answers
+ * the class its module came from, which the dataset's label does not index. NULL when
+ * the model's outputs are the dataset's classes. */
+static ts_status composed_outputs(ts_ctx *ctx, const ts_model *m, const char *spec, const char *dir, int classes,
+                                  int **out) {
+    *out = NULL;
+    if (!ts_model_get_meta(m, "composed.origin.0")) return TS_OK;
+    int *map = malloc((size_t)classes * sizeof *map);
+    if (!map) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    for (int c = 0; c < classes; c++) map[c] = -1;
+    for (int j = 0; j < ts_model_classes(m); j++) {
+        char key[48], rec[4096];
+        snprintf(key, sizeof key, "composed.origin.%d", j);
+        const char *v = ts_model_get_meta(m, key), *d = v ? strstr(v, "dataset=") : NULL;
+        const char *c = d ? strstr(d, ";class=") : NULL;
+        if (!c || (size_t)(c - d - 8) >= sizeof rec) continue;
+        snprintf(rec, sizeof rec, "%.*s", (int)(c - d - 8), d + 8);
+        const long cls = strtol(c + 7, NULL, 10);
+        if (cls >= 0 && cls < classes && map[cls] < 0 && same_dataset(ctx, rec, spec, dir)) map[cls] = j;
+    }
+    *out = map;
+    return TS_OK;
 }
 
 int cmd_predict(int argc, char **argv) {
@@ -175,6 +289,8 @@ int cmd_predict(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&predict_cmd, argc, argv, pos, &npos, 4096);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&predict_cmd);
+    if (J) json_array(J, "predictions");
     const char *spec = cli_get(&predict_cmd, "data");
     if (npos < 1 || (npos < 2 && !spec)) {
         fprintf(stderr, "tessera predict: expected MODEL and images, or MODEL --data NAME (see --help)\n");
@@ -187,11 +303,12 @@ int cmd_predict(int argc, char **argv) {
     ts_model *m = NULL;
     ts_dataset *ds = NULL;
     float *x = NULL, *logits = NULL;
+    int *composed = NULL;
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&predict_cmd, ctx)) || (rc = setup_constant_time(&predict_cmd, ctx)) ||
         (rc = cli_setup_bf16(&predict_cmd, ctx)))
         goto done;
-    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m))) goto fail;
     ts_shape in = ts_model_input_shape(m);
     if (in.ndim != 3) {
         st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: model input is not an image", pos[0]);
@@ -214,6 +331,7 @@ int cmd_predict(int argc, char **argv) {
                          ds->height, ds->width, C, H, W);
             goto fail;
         }
+        if ((st = composed_outputs(ctx, m, spec, cli_get(&predict_cmd, "data-dir"), ds->classes, &composed))) goto fail;
         const char *list = cli_get(&predict_cmd, "index");
         if (!list) list = "0";
         char buf[1024];
@@ -235,9 +353,12 @@ int cmd_predict(int argc, char **argv) {
             (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, ds->images + (size_t)i * C * H * W, 1, C, H,
                                                                   W, x);
             if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
-            char what[64];
+            char what[64], other[96];
             snprintf(what, sizeof what, "%s[%ld]", spec, i);
-            print_top(m, what, logits, K, (int)top, ds->labels[i]);
+            const int y = ds->labels[i], out = composed ? composed[y] : y;
+            if (ds->class_names && ds->class_names[y]) snprintf(other, sizeof other, "%s %s", spec, ds->class_names[y]);
+            else snprintf(other, sizeof other, "%s class %d", spec, y);
+            print_top(m, what, logits, K, (int)top, out, other);
         }
     } else {
         for (int f = 1; f < npos; f++) {
@@ -253,7 +374,7 @@ int cmd_predict(int argc, char **argv) {
             (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, px, 1, C, H, W, x);
             ts_image_free(px);
             if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
-            print_top(m, pos[f], logits, K, (int)top, -1);
+            print_top(m, pos[f], logits, K, (int)top, -1, NULL);
         }
     }
     rc = EXIT_OK;
@@ -261,6 +382,7 @@ int cmd_predict(int argc, char **argv) {
 fail:
     rc = cli_fail("predict", ctx, st);
 done:
+    free(composed);
     free(x);
     free(logits);
     ts_dataset_free(ds);

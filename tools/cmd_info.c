@@ -7,8 +7,9 @@
 static cli_opt info_opts[] = {
     {"input", "CxHxW", "with an architecture: input shape to use (default: as declared)", NULL},
     {"classes", "N", "with an architecture: class count to use", NULL},
+    CLI_OPT_JSON,
 };
-static cli_cmd info_cmd = {"info", "MODEL|MODULE.tsm|ARCH [options]",
+static cli_cmd info_cmd = {"info", "MODEL|MODEL.onnx|MODULE.tsm|ARCH [options]",
                            "Prints every layer with its inputs, output shape, parameters, multiply-accumulates per\n"
                            "sample and attributes (as the architecture text writes them), the totals, and the model's\n"
                            "metadata. ARCH may be a zoo name or an .arch file.",
@@ -28,11 +29,56 @@ static void human(double v, char *buf, size_t n) {
     else snprintf(buf, n, "%.0f", v);
 }
 
+static void json_layer(json_out *J, const ts_layer_info *li) {
+    char shape[64];
+    shape_str(&li->out, shape, sizeof shape);
+    json_object(J, NULL);
+    json_str(J, "name", li->name);
+    json_str(J, "kind", li->kind);
+    json_array(J, "inputs");
+    for (int k = 0; k < li->ninputs; k++) json_str(J, NULL, li->inputs[k]);
+    json_close(J);
+    json_str(J, "output", shape);
+    json_int(J, "params", (long long)li->params);
+    json_int(J, "macs", (long long)li->macs);
+    json_str(J, "attributes", li->attrs);
+    json_close(J);
+}
+
+static void json_module(json_out *J, const ts_module_info *mi) {
+    json_object(J, "module");
+    json_int(J, "class", mi->class_index);
+    json_str(J, "name", mi->class_name);
+    json_str(J, "origin", mi->origin);
+    json_str(J, "dataset", mi->dataset);
+    json_int(J, "origin_classes", mi->origin_classes);
+    char id[24];
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)mi->origin_id);
+    json_str(J, "origin_id", id);
+    json_int(J, "positives", mi->positives);
+    json_int(J, "negatives", mi->negatives);
+    json_num(J, "weights_kept", mi->weights ? (double)mi->weights_kept / mi->weights : 1.0);
+    json_num(J, "conv_units_kept", mi->conv_units ? (double)mi->conv_units_kept / mi->conv_units : 1.0);
+    json_num(J, "units_kept", mi->units ? (double)mi->units_kept / mi->units : 1.0);
+    json_num(J, "jaccard", mi->jaccard);
+    json_num(J, "scale", mi->scale);
+    json_num(J, "shift", mi->shift);
+    json_num(J, "threshold", mi->threshold);
+    json_str(J, "method", cli_method_name(mi->method));
+    json_int(J, "kernels", (long long)mi->kernels);
+    json_int(J, "kernels_kept", (long long)mi->kernels_kept);
+    json_int(J, "origin_params", (long long)mi->params);
+    json_int(J, "origin_macs", (long long)mi->origin_macs);
+    json_close(J);
+}
+
 int cmd_info(int argc, char **argv) {
     char *pos[1];
     int npos;
     int rc = cli_parse(&info_cmd, argc, argv, pos, &npos, 1);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&info_cmd);
+    if (J) json_str(J, "model", npos == 1 ? pos[0] : NULL);
     if (npos != 1) {
         fprintf(stderr, "tessera info: expected one MODEL or ARCH (see tessera info --help)\n");
         return EXIT_USAGE;
@@ -82,6 +128,7 @@ int cmd_info(int argc, char **argv) {
                    mi.conv_units ? 100.0 * mi.conv_units_kept / mi.conv_units : 100.0,
                    mi.units ? 100.0 * mi.units_kept / mi.units : 100.0, mi.jaccard, (double)mi.scale,
                    (double)mi.shift, (double)mi.threshold);
+            if (J) json_module(J, &mi);
             st = ts_module_model(ctx, mod, &m);
             if (!st) {
                 /* the module alone is sliced: what it really costs against its origin */
@@ -92,12 +139,13 @@ int cmd_info(int argc, char **argv) {
                     macs += li.macs;
                 }
                 const int64_t p = ts_model_param_count(m);
+                if (J) {
+                    json_int(J, "module_params", (long long)p);
+                    json_int(J, "module_macs", (long long)macs);
+                }
                 printf("method %s; kernels kept %lld of %lld (%.2f%%); alone it has %lld parameters (%.2f%% of the "
                        "origin's %lld) and %lld MACs per sample (%.2f%% of the origin's %lld)\n",
-                       mi.method == TS_DECOMPOSE_GRAD  ? "grad"
-                       : mi.method == TS_DECOMPOSE_MWT ? "mwt"
-                       : mi.method == TS_DECOMPOSE_GA  ? "ga"
-                                                       : "activation",
+                       cli_method_name(mi.method),
                        (long long)mi.kernels_kept,
                        (long long)mi.kernels, mi.kernels ? 100.0 * mi.kernels_kept / mi.kernels : 100.0, (long long)p,
                        mi.params ? 100.0 * p / mi.params : 100.0, (long long)mi.params, (long long)macs,
@@ -105,7 +153,7 @@ int cmd_info(int argc, char **argv) {
             }
             ts_module_free(mod);
         }
-    } else st = ts_model_load(ctx, pos[0], &m);
+    } else st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m);
     if (st) {
         rc = cli_fail("info", ctx, st);
         ts_ctx_free(ctx);
@@ -114,9 +162,11 @@ int cmd_info(int argc, char **argv) {
     printf("%-4s %-24s %-13s %-28s %-12s %10s %10s  %s\n", "#", "layer", "kind", "inputs", "output", "params", "MACs",
            "attributes");
     int64_t tp = 0, tm = 0;
+    if (J) json_array(J, "layers");
     for (int i = 0; i < ts_model_layer_count(m); i++) {
         ts_layer_info li;
         ts_model_layer(m, i, &li);
+        if (J) json_layer(J, &li);
         char inputs[256] = "", shape[64], p[32], mac[32];
         size_t off = 0;
         for (int k = 0; k < li.ninputs && off < sizeof inputs; k++)
@@ -131,8 +181,23 @@ int cmd_info(int argc, char **argv) {
     char p[32], mac[32];
     human((double)tp, p, sizeof p);
     human((double)tm, mac, sizeof mac);
-    printf("total: %d layers, %lld parameters (%s), %lld MACs per sample (%s), %d classes\n", ts_model_layer_count(m),
-           (long long)tp, p, (long long)tm, mac, ts_model_classes(m));
+    char nc[48];
+    printf("total: %d layers, %lld parameters (%s), %lld MACs per sample (%s), %s\n", ts_model_layer_count(m),
+           (long long)tp, p, (long long)tm, mac, cli_plural(nc, sizeof nc, ts_model_classes(m), "class"));
+    if (J) {
+        json_close(J);
+        json_int(J, "layer_count", ts_model_layer_count(m));
+        json_int(J, "params", (long long)tp);
+        json_int(J, "macs", (long long)tm);
+        json_int(J, "classes", ts_model_classes(m));
+        json_object(J, "meta");
+        for (int i = 0; i < ts_model_meta_count(m); i++) {
+            const char *k, *v;
+            ts_model_meta_at(m, i, &k, &v);
+            json_str(J, k, v);
+        }
+        json_close(J);
+    }
     for (int i = 0; i < ts_model_meta_count(m); i++) {
         const char *k, *v;
         ts_model_meta_at(m, i, &k, &v);

@@ -46,10 +46,11 @@ static cli_opt export_opts[] = {
     {"out", "FILE.onnx", "where to write the ONNX model (required)", NULL},
     {"force", NULL, "replace an output file even when it is write-protected", NULL},
 };
-static cli_cmd export_cmd = {"export", "MODEL.tsr --out MODEL.onnx",
-                             "Writes a tessera model (also a composed model) as ONNX opset 13, with a symbolic\n"
-                             "batch axis. Inference semantics: batch norm uses running statistics, dropout is off.\n"
-                             "The input is what the model takes after its preprocessing (see tessera info).",
+static cli_cmd export_cmd = {"export", "MODEL.tsr|MODULE.tsm --out MODEL.onnx",
+                             "Writes a tessera model (also a composed model, or a module alone: one output, its score)\n"
+                             "as ONNX opset 13, with a symbolic batch axis. Inference semantics: batch norm uses running\n"
+                             "statistics, dropout is off. The input is what the model takes after its preprocessing\n"
+                             "(see tessera info).",
                              export_opts, sizeof export_opts / sizeof export_opts[0]};
 
 int cmd_import(int argc, char **argv) {
@@ -128,7 +129,7 @@ int cmd_export(int argc, char **argv) {
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
     cli_setup_files(&export_cmd, ctx);
     ts_model *m = NULL;
-    ts_status st = ts_model_load(ctx, pos[0], &m);
+    ts_status st = cli_load_model(ctx, pos[0], CLI_LOAD_MODULE, &m);
     if (!st) st = ts_onnx_export(ctx, m, out);
     if (!st) printf("exported %s -> %s (ONNX opset 13)\n", pos[0], out);
     rc = st ? cli_fail("export", ctx, st) : EXIT_OK;

@@ -50,7 +50,21 @@ static void print_eval_row(const char *what, double weak, double patched) {
     printf("  %-24s %8.2f%% %8.2f%% %+8.2f\n", what, 100 * weak, 100 * patched, 100 * (patched - weak));
 }
 
+static void json_patch_eval(json_out *J, const char *key, const ts_patch_eval *e) {
+    json_object(J, key);
+    json_num(J, "target_precision", e->precision);
+    json_num(J, "target_recall", e->recall);
+    json_num(J, "target_f1", e->f1);
+    json_num(J, "others", e->others);
+    json_num(J, "top1", e->top1);
+    json_close(J);
+}
+
 void print_patch_eval(const ts_patch_eval *w, const ts_patch_eval *p) {
+    if (cli_json()) {
+        json_patch_eval(cli_json(), "weak", w);
+        json_patch_eval(cli_json(), "patched", p);
+    }
     printf("  %-24s %9s %9s %8s\n", "", "weak", "patched", "change");
     print_eval_row("target precision", w->precision, p->precision);
     print_eval_row("target recall", w->recall, p->recall);

@@ -23,6 +23,7 @@ static cli_opt replace_opts[] = {
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"force", NULL, "replace an output file even when it is write-protected", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd replace_cmd = {
     "replace", "MODEL.tsr|MODULES-DIR --class C --with MODULE.tsm --out FILE",
@@ -41,6 +42,7 @@ int cmd_replace(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&replace_cmd, argc, argv, pos, &npos, 1);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&replace_cmd);
     const char *out = cli_get(&replace_cmd, "out"), *with = cli_get(&replace_cmd, "with");
     long cls;
     ts_compose_config cc;
@@ -106,6 +108,11 @@ int cmd_replace(int argc, char **argv) {
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
     print_compose_summary(cm, mods, n);
     printf("class %ld now from %s; wrote %s\n", cls, with, out);
+    if (J) {
+        json_int(J, "class", cls);
+        json_str(J, "with", with);
+        json_str(J, "wrote", out);
+    }
     rc = EXIT_OK;
     goto done;
 fail:

@@ -22,6 +22,7 @@ static cli_opt reuse_opts[] = {
     {"max-macs", "F", "compute budget, as for compose (default 1.5)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"force", NULL, "replace an output file even when it is write-protected", NULL},
+    CLI_OPT_JSON,
 };
 static cli_cmd reuse_cmd = {
     "reuse", "MODULE.tsm... --out FILE [--retune]",
@@ -35,6 +36,7 @@ int cmd_reuse(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&reuse_cmd, argc, argv, pos, &npos, MAX_MODULE_ARGS);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    json_out *J = cli_json_start(&reuse_cmd);
     const char *out = cli_get(&reuse_cmd, "out");
     if (npos < 2 || !out) {
         fprintf(stderr, "tessera reuse: expected at least two MODULE files and --out FILE (see --help)\n");
@@ -59,8 +61,8 @@ int cmd_reuse(int argc, char **argv) {
         if ((st = retune_modules(ctx, mods, npos, ddir, samples))) goto fail;
     }
     if ((st = ts_compose(ctx, mods, npos, &cc, &cm))) goto fail;
-    if ((st = ts_model_save(ctx, cm, out))) goto fail;
     print_compose_summary(cm, mods, npos);
+    /* evaluated before it is written: a failed evaluation leaves no model behind */
     if (!cli_get(&reuse_cmd, "no-eval")) {
         ts_eval_report ev;
         if ((st = ts_composed_dataset(ctx, cm, TS_SPLIT_TEST, ddir, 0, &te))) goto fail;
@@ -71,9 +73,20 @@ int cmd_reuse(int argc, char **argv) {
             printf(" %s %.2f%%", cli_class_name(cm, c, name, sizeof name), 100 * ts_eval_recall(&ev, c));
         }
         printf("\n");
+        if (J) {
+            json_object(J, "test");
+            json_num(J, "top1", ev.top1);
+            json_int(J, "images", (long long)ev.count);
+            json_array(J, "recall");
+            for (int c = 0; c < ev.classes; c++) json_num(J, NULL, ts_eval_recall(&ev, c));
+            json_close(J);
+            json_close(J);
+        }
         ts_eval_report_free(&ev);
     }
+    if ((st = ts_model_save(ctx, cm, out))) goto fail;
     printf("wrote %s\n", out);
+    if (J) json_str(J, "wrote", out);
     rc = EXIT_OK;
     goto done;
 fail:

@@ -1,19 +1,23 @@
 /* tessera train: architecture + dataset -> trained model file, with progress,
  * validation, checkpoints and exact resume. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "cli.h"
+#include "train_log.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-/* The CLI may keep process state; the library may not. */
+/* The CLI may keep process state; the library may not. The signal that stopped the
+ * run (SIGINT from Ctrl-C, SIGTERM from Slurm, Kubernetes, Docker or timeout), 0 while
+ * none has. */
 static volatile sig_atomic_t g_interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
+static void on_signal(int sig) { g_interrupted = sig; }
+static const char *stop_reason(void) { return g_interrupted == SIGTERM ? "terminated (SIGTERM)" : "interrupted"; }
 
 static cli_opt train_opts[] = {
     {"arch", "NAME|FILE", "architecture: a zoo name (tessera zoo) or an .arch file (default demo)", NULL},
@@ -37,23 +41,27 @@ static cli_opt train_opts[] = {
     {"modular", NULL, "modular training (MwT): a mask generator on every conv + batch norm, loss CE + alpha cohesion + beta coupling (docs/modules.md)", NULL},
     {"alpha", "F", "--modular: weight of the cohesion loss (default 0.5)", NULL},
     {"beta", "F", "--modular: weight of the coupling loss (default 1.5)", NULL},
-    {"val-split", "N|F", "hold out N training samples (or a fraction F < 1) for validation", NULL},
-    {"limit", "N", "train on the first N training samples only", NULL},
+    {"val-split", "N|F", "hold out N training samples (a whole number) or a fraction 0 < F < 1 for validation", NULL},
+    {"early-stop", "N", "stop after N epochs in a row without a better validation top-1 (needs --val-split)", NULL},
+    {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
+    {"limit", "N", "train on the first N (>= 1) training samples only", NULL},
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"bf16", NULL, "bfloat16 mixed-precision convolutions (oneDNN; weights and optimizer stay float32; give it again with --resume)", NULL},
-    {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C); a diverging run keeps the last state that trained", NULL},
+    {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C or SIGTERM); a diverging run keeps the last state that trained (with --resume: the resumed file)", NULL},
     {"checkpoint-every", "N", "also checkpoint every N steps", NULL},
     {"resume", "CKPT", "continue a checkpoint exactly; --epochs may extend it", NULL},
     {"force", NULL, "replace --out and --checkpoint even when they are write-protected", NULL},
     {"no-test", NULL, "skip the test-set evaluation after training", NULL},
+    {"log", "DIR", "write per-epoch metrics to DIR/metrics.csv and DIR/metrics.jsonl (appended on --resume)", NULL},
+    {"log-every", "N", "--log: also a row every N steps", NULL},
     {"quiet", NULL, "no progress bar", NULL},
 };
 
 static cli_cmd train_cmd = {"train", "--data NAME|PATH --out FILE [options]",
                             "Trains a model and writes it to --out. Prints a progress bar, a line per epoch, and the\n"
-                            "test accuracy at the end.",
+                            "test accuracy at the end. Ctrl-C (exit 130) and SIGTERM (exit 143) save --checkpoint first.",
                             train_opts, sizeof train_opts / sizeof train_opts[0]};
 
 typedef struct train_run {
@@ -61,12 +69,16 @@ typedef struct train_run {
     ts_trainer *tr;
     progress bar;
     int quiet;
+    int bar_on;          /* the progress bar of the current epoch was started */
     int batch;
     int modular;
     const char *checkpoint;
     char pending[4096];  /* checkpoint + ".pending" */
     int has_pending;
     long every;
+    train_log log;       /* --log */
+    long long last_step; /* optimizer steps done, as the last step reported */
+    long long count;     /* training images per epoch */
     ts_status ckpt_status;
     char *ckpt_error;    /* the message of ckpt_status: the trainer's own "stopped" replaces it on ctx */
 } train_run;
@@ -96,17 +108,27 @@ static int checkpoint_failed(train_run *run, ts_status st) {
 static int on_step(const ts_train_progress *p, void *user) {
     train_run *run = user;
     if (!run->quiet) {
-        if (p->batch == 1) progress_start(&run->bar);
-        char label[48], extra[96];
+        if (p->batch == 1 || !run->bar_on) { /* an epoch's first step (or a resumed one's): timed from here */
+            progress_start(&run->bar);
+            run->bar.base = p->batch;
+            run->bar_on = 1;
+        }
+        char label[48], extra[128], loss[32];
         snprintf(label, sizeof label, "epoch %lld/%lld", (long long)p->epoch + 1, (long long)p->epochs);
+        cli_num(loss, sizeof loss, p->loss, 4);
         if (run->modular)
-            snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% coh %.3f coup %.3f lr %.3g", p->loss, 100.0 * p->acc,
+            snprintf(extra, sizeof extra, "loss %s acc %.2f%% coh %.3f coup %.3f lr %.3g", loss, 100.0 * p->acc,
                      p->cohesion, p->coupling, p->lr);
         else
-            snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% lr %.3g", p->loss, 100.0 * p->acc, p->lr);
+            snprintf(extra, sizeof extra, "loss %s acc %.2f%% lr %.3g", loss, 100.0 * p->acc, p->lr);
         progress_update(&run->bar, label, p->batch, p->batches, extra, run->batch);
-        if (p->batch == p->batches) progress_end(&run->bar);
+        if (p->batch == p->batches) {
+            progress_end(&run->bar);
+            run->bar_on = 0;
+        }
     }
+    train_log_step(&run->log, p);
+    run->last_step = p->step;
     /* this step's loss did not diverge: the state before it is a good checkpoint */
     if (checkpoint_failed(run, promote_pending(run))) return 1;
     if (run->checkpoint && run->every > 0 && p->step % run->every == 0 && checkpoint_failed(run, save_pending(run)))
@@ -116,11 +138,16 @@ static int on_step(const ts_train_progress *p, void *user) {
 
 static int on_epoch(const ts_epoch_report *r, void *user) {
     train_run *run = user;
-    printf("epoch %lld: train loss %.4f acc %.2f%%", (long long)r->epoch + 1, r->train_loss, 100 * r->train_acc);
-    if (run->modular) printf(" | cohesion loss %.4f coupling loss %.4f", r->cohesion, r->coupling);
-    if (r->val_acc >= 0) printf(" | val loss %.4f acc %.2f%%", r->val_loss, 100 * r->val_acc);
+    char a[32], b[32];
+    printf("epoch %lld: train loss %s acc %.2f%%", (long long)r->epoch + 1, cli_num(a, sizeof a, r->train_loss, 4),
+           100 * r->train_acc);
+    if (run->modular)
+        printf(" | cohesion loss %s coupling loss %s", cli_num(a, sizeof a, r->cohesion, 4),
+               cli_num(b, sizeof b, r->coupling, 4));
+    if (r->val_acc >= 0) printf(" | val loss %s acc %.2f%%", cli_num(a, sizeof a, r->val_loss, 4), 100 * r->val_acc);
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
+    train_log_epoch(&run->log, r, run->last_step, run->count);
     if (run->checkpoint) {
         ts_status st = promote_pending(run);
         /* the validation loss, when there is one, vouches for the new state */
@@ -175,6 +202,9 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
     cfg->mwt_alpha = (float)f;
     if (!cli_float(c, "beta", cfg->mwt_beta, 0, 1000, &f)) return EXIT_USAGE;
     cfg->mwt_beta = (float)f;
+    if (!cli_int(c, "early-stop", 0, 1, 100000, &v)) return EXIT_USAGE;
+    cfg->early_stop = (int)v;
+    cfg->keep_best = cli_get(c, "keep-best") != NULL;
     if (!cli_int(c, "epochs", cfg->epochs, 1, 100000, &v)) return EXIT_USAGE;
     cfg->epochs = (int)v;
     if (!cli_int(c, "batch", cfg->batch, 1, 65536, &v)) return EXIT_USAGE;
@@ -218,6 +248,24 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
         }
     }
     return 0;
+}
+
+/* Where the data is, as the model records it, so that it is found again from any
+ * folder: a path made absolute; a known name found through a relative folder (npm's
+ * ./node_modules, a relative $TESSERA_DATA) as the absolute folder it was found in;
+ * --data-dir made absolute (rec_dir, "" when not given). */
+static void data_record(ts_ctx *ctx, const char *spec, const char *data_dir, char *rec, char *rec_dir) {
+    char found[PATH_MAX];
+    struct stat sb;
+    snprintf(rec, PATH_MAX, "%s", spec);
+    rec_dir[0] = '\0';
+    if (data_dir && !realpath(data_dir, rec_dir)) snprintf(rec_dir, PATH_MAX, "%s", data_dir);
+    if (stat(spec, &sb) == 0) {
+        if (!realpath(spec, rec)) snprintf(rec, PATH_MAX, "%s", spec);
+    } else if (!data_dir && !ts_dataset_locate(ctx, spec, TS_SPLIT_TRAIN, NULL, found, sizeof found) && found[0] != '/') {
+        if (!realpath(found, rec)) snprintf(rec, PATH_MAX, "%s", spec);
+    }
+    ts_ctx_clear_error(ctx);
 }
 
 static int set_class_meta(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const char *spec) {
@@ -300,6 +348,58 @@ static int claim_outputs(ts_ctx *ctx, const char *out, const char *ckpt, ts_file
     return 0;
 }
 
+/* --val-split: a whole number of samples, or a fraction strictly between 0 and 1
+ * (1.5 is neither, and is refused rather than read as one sample). */
+static int parse_val_split(double *vs) {
+    if (!cli_float(&train_cmd, "val-split", 0, 0, 1e12, vs)) return EXIT_USAGE;
+    if (cli_get(&train_cmd, "val-split") && !((*vs > 0 && *vs < 1) || (*vs >= 1 && *vs == floor(*vs)))) {
+        fprintf(stderr, "tessera train: --val-split: '%s' is neither a fraction between 0 and 1 nor a whole number of "
+                "samples\n", cli_get(&train_cmd, "val-split"));
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Options a checkpoint already settles: the architecture is the checkpoint's. */
+static int refuse_resume_conflicts(const ts_model *m, const char *resume) {
+    const char *arch = cli_get(&train_cmd, "arch"), *had = ts_model_get_meta(m, "arch");
+    if (cli_get(&train_cmd, "init")) {
+        fprintf(stderr, "tessera train: --init and --resume exclude each other (%s holds the weights)\n", resume);
+        return EXIT_USAGE;
+    }
+    if (arch && (!had || strcmp(arch, had))) {
+        fprintf(stderr, "tessera train: --arch %s conflicts with %s, which trains %s; drop --arch to resume it\n", arch,
+                resume, had ? had : "another architecture");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Whether the test split is the very file trained on (--data names one file): then it
+ * measures nothing a test would. */
+static int test_is_training_file(ts_ctx *ctx, const char *spec, const char *data_dir) {
+    char a[4096], b[4096];
+    struct stat sb;
+    int same = !ts_dataset_locate(ctx, spec, TS_SPLIT_TRAIN, data_dir, a, sizeof a) &&
+               !ts_dataset_locate(ctx, spec, TS_SPLIT_TEST, data_dir, b, sizeof b) && stat(a, &sb) == 0 &&
+               S_ISREG(sb.st_mode) && cli_same_file(a, b);
+    ts_ctx_clear_error(ctx);
+    return same;
+}
+
+/* What early stopping and --keep-best did, after the run. */
+static void print_summary(const ts_trainer *tr, const ts_train_config *cfg) {
+    ts_train_summary sm;
+    ts_trainer_summary(tr, &sm);
+    char n[48];
+    if (sm.stopped_early)
+        printf("stopped early after epoch %lld of %d: no better validation top-1 for %s\n", (long long)sm.epochs_done,
+               cfg->epochs, cli_plural(n, sizeof n, cfg->early_stop, "epoch"));
+    if (sm.restored_best)
+        printf("kept epoch %lld, the best: validation top-1 %.2f%%\n", (long long)sm.best_epoch + 1,
+               100 * sm.best_val_acc);
+}
+
 int cmd_train(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -327,7 +427,20 @@ int cmd_train(int argc, char **argv) {
     train_run run;
     memset(&run, 0, sizeof run);
     cli_setup_files(&train_cmd, ctx);
-    if ((rc = claim_outputs(ctx, out, cli_get(&train_cmd, "checkpoint"), locks, &st))) goto done;
+    /* a resumed run goes on writing its checkpoint, so that it can be resumed again */
+    const char *ckpt = cli_get(&train_cmd, "checkpoint") ? cli_get(&train_cmd, "checkpoint") : resume;
+    if (ckpt && ckpt == resume && !cli_get(&train_cmd, "force") && ts_file_check_output(ctx, resume)) {
+        /* someone else's, or a read-only copy: resumed from, not written */
+        fprintf(stderr, "tessera train: note: %s; this run saves no checkpoint (give --checkpoint FILE)\n",
+                ts_ctx_error(ctx));
+        ts_ctx_clear_error(ctx);
+        ckpt = NULL;
+    }
+    double vs;
+    long limit;
+    if ((rc = parse_val_split(&vs)) || (rc = cli_int(&train_cmd, "limit", 0, 1, 1L << 40, &limit) ? 0 : EXIT_USAGE))
+        goto done;
+    if ((rc = claim_outputs(ctx, out, ckpt, locks, &st))) goto done;
     if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
     if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
     if (resume && (st = resume_settings(ctx, resume))) goto fail;
@@ -337,10 +450,23 @@ int cmd_train(int argc, char **argv) {
     ts_train_config_default(&cfg);
     if (resume) {
         if ((st = ts_checkpoint_load_model(ctx, resume, &m, &cfg))) goto fail;
-        if ((rc = config_from_options(&train_cmd, &cfg, 1))) goto done;
+        if ((rc = refuse_resume_conflicts(m, resume)) || (rc = config_from_options(&train_cmd, &cfg, 1))) goto done;
     } else if ((rc = config_from_options(&train_cmd, &cfg, 0))) {
         goto done;
     }
+    long every;
+    if (!cli_int(&train_cmd, "log-every", 0, 1, 1L << 40, &every)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (every && !cli_get(&train_cmd, "log")) {
+        fprintf(stderr, "tessera train: --log-every goes with --log DIR\n");
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (cli_get(&train_cmd, "log") &&
+        (st = train_log_open(ctx, &run.log, cli_get(&train_cmd, "log"), resume != NULL, every, cfg.batch)))
+        goto fail;
     const char *spec = cli_get(&train_cmd, "data");
     if (!spec && m) spec = ts_model_get_meta(m, "data");
     if (!spec) {
@@ -350,8 +476,13 @@ int cmd_train(int argc, char **argv) {
     const char *data_dir = cli_get(&train_cmd, "data-dir");
     if (!data_dir && m) data_dir = ts_model_get_meta(m, "data.dir");
     if ((st = ts_dataset_load_first(ctx, spec, TS_SPLIT_TRAIN, data_dir, first_samples(m), &full))) goto fail;
+    char rec[PATH_MAX], rec_dir[PATH_MAX];
+    data_record(ctx, spec, data_dir, rec, rec_dir);
     /* the test split before training: a corrupt one fails the run at once, a missing one is skipped */
-    if (!cli_get(&train_cmd, "no-test")) {
+    if (!cli_get(&train_cmd, "no-test") && test_is_training_file(ctx, spec, data_dir)) {
+        printf("no test split to evaluate: --data names one file, the training data itself (evaluate on a test file "
+               "with tessera eval MODEL --data FILE)\n");
+    } else if (!cli_get(&train_cmd, "no-test")) {
         ts_status ls = ts_dataset_load(ctx, spec, TS_SPLIT_TEST, data_dir, &test);
         if (ls == TS_EFORMAT || ls == TS_ENOMEM || ls == TS_EUNSUPPORTED) {
             st = ls;
@@ -370,7 +501,7 @@ int cmd_train(int argc, char **argv) {
             goto fail;
         }
         if ((st = ts_model_load(ctx, init, &m))) goto fail;
-        if (!ts_model_get_meta(m, "classes") && (st = set_class_meta(ctx, m, full, spec))) goto fail;
+        if (!ts_model_get_meta(m, "classes") && (st = set_class_meta(ctx, m, full, rec))) goto fail;
         if (!ts_model_get_meta(m, "arch") && (st = ts_model_set_meta(ctx, m, "arch", init))) goto fail;
     }
     if (!m) {
@@ -382,9 +513,9 @@ int cmd_train(int argc, char **argv) {
         else if (strchr(arch, '/') || strstr(arch, ".arch")) st = ts_model_from_arch_file(ctx, arch, &in, full->classes, cfg.seed, &m);
         else st = ts_ctx_set_error(ctx, TS_ENOTFOUND, "--arch: '%s' is neither a zoo architecture (see tessera zoo) nor a file", arch);
         if (st) goto fail;
-        if ((st = set_class_meta(ctx, m, full, spec))) goto fail;
+        if ((st = set_class_meta(ctx, m, full, rec))) goto fail;
         if ((st = ts_model_set_meta(ctx, m, "arch", arch))) goto fail;
-        if (data_dir && (st = ts_model_set_meta(ctx, m, "data.dir", data_dir))) goto fail;
+        if (*rec_dir && (st = ts_model_set_meta(ctx, m, "data.dir", rec_dir))) goto fail;
     }
 
     if (cfg.modular && !resume) { /* a model that has generators (--init) keeps them */
@@ -395,11 +526,6 @@ int cmd_train(int argc, char **argv) {
     }
 
     /* validation split, then an optional limit on the training part */
-    double vs;
-    if (!cli_float(&train_cmd, "val-split", 0, 0, 1e9, &vs)) {
-        rc = EXIT_USAGE;
-        goto done;
-    }
     if (resume && !cli_get(&train_cmd, "val-split")) {
         const char *saved = ts_model_get_meta(m, "train.val_split");
         if (saved) vs = atof(saved);
@@ -416,11 +542,6 @@ int cmd_train(int argc, char **argv) {
         snprintf(b, sizeof b, "%lld", (long long)val_count);
         if ((st = ts_model_set_meta(ctx, m, "train.val_split", b))) goto fail;
     }
-    long limit;
-    if (!cli_int(&train_cmd, "limit", 0, 0, 1L << 40, &limit)) {
-        rc = EXIT_USAGE;
-        goto done;
-    }
     if (resume && !cli_get(&train_cmd, "limit") && ts_model_get_meta(m, "train.limit"))
         limit = atol(ts_model_get_meta(m, "train.limit"));
     if ((st = cli_first_samples(ctx, train, limit, &limited))) goto fail;
@@ -435,29 +556,43 @@ int cmd_train(int argc, char **argv) {
 
     if ((st = ts_trainer_create(ctx, m, train_set, val, &cfg, &tr))) goto fail;
     if (resume && (st = ts_checkpoint_restore(ctx, tr, resume))) goto fail;
+    if (resume) {
+        ts_train_summary done_before;
+        ts_trainer_summary(tr, &done_before);
+        if (done_before.epochs_done >= cfg.epochs)
+            fprintf(stderr, "tessera train: note: %s has already trained %lld of %d epochs: nothing to train (give "
+                    "--epochs more than %lld to go on)\n", resume, (long long)done_before.epochs_done, cfg.epochs,
+                    (long long)done_before.epochs_done);
+    }
 
     run.ctx = ctx;
     run.tr = tr;
+    run.count = train_set->count;
     run.quiet = cli_get(&train_cmd, "quiet") != NULL;
     run.batch = cfg.batch;
     run.modular = cfg.modular;
-    run.checkpoint = cli_get(&train_cmd, "checkpoint");
+    run.checkpoint = ckpt;
     if (run.checkpoint) snprintf(run.pending, sizeof run.pending, "%s.pending", run.checkpoint);
     if (!cli_int(&train_cmd, "checkpoint-every", 0, 0, 1L << 40, &run.every)) {
         rc = EXIT_USAGE;
         goto done;
     }
-    printf("training %s on %s: %lld samples%s, %d epochs, batch %d, %d threads",
-           ts_model_get_meta(m, "arch") ? ts_model_get_meta(m, "arch") : "model", spec, (long long)train_set->count,
-           val ? " (+ validation)" : "", cfg.epochs, cfg.batch, ts_ctx_get_threads(ctx));
+    char n1[64], n2[64], n3[64];
+    printf("training %s on %s: %s%s, %s, batch %d, %s",
+           ts_model_get_meta(m, "arch") ? ts_model_get_meta(m, "arch") : "model", spec,
+           cli_plural(n1, sizeof n1, (long long)train_set->count, "sample"), val ? " (+ validation)" : "",
+           cli_plural(n2, sizeof n2, cfg.epochs, "epoch"), cfg.batch,
+           cli_plural(n3, sizeof n3, ts_ctx_get_threads(ctx), "thread"));
     if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
     printf("\n");
     fflush(stdout);
-    signal(SIGINT, on_sigint);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     ts_train_hooks hooks = {on_step, on_epoch, &run};
     double t0 = cli_now();
     st = ts_trainer_run(ctx, tr, &hooks);
     signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (run.checkpoint) {
         if (st == TS_OK || st == TS_ECANCELED) {
             ts_status ps = promote_pending(&run); /* finished (or stopped): the newest state stands */
@@ -479,23 +614,25 @@ int cmd_train(int argc, char **argv) {
                 st = cs;
                 goto fail;
             }
-            fprintf(stderr, "tessera train: interrupted; resume with --resume %s\n", run.checkpoint);
+            fprintf(stderr, "tessera train: %s; resume with --resume %s\n", stop_reason(), run.checkpoint);
         } else {
-            fprintf(stderr, "tessera train: interrupted (no --checkpoint given, progress not saved)\n");
+            fprintf(stderr, "tessera train: %s (no --checkpoint given, progress not saved)\n", stop_reason());
         }
-        rc = EXIT_INTERRUPTED;
+        rc = g_interrupted == SIGTERM ? EXIT_TERMINATED : EXIT_INTERRUPTED;
         goto done;
     }
     if (st) goto fail;
     double secs = cli_now() - t0;
+    print_summary(tr, &cfg);
     if ((st = ts_model_save(ctx, m, out))) goto fail;
     printf("saved %s (%.1fs of training)\n", out, secs);
 
     if (test) {
         ts_eval_report ev;
         if ((st = ts_evaluate(ctx, m, test, 256, &ev))) goto fail;
-        printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %.4f) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
-               ev.loss, (long long)ev.count);
+        char l[32];
+        printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %s) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
+               cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
         ts_eval_report_free(&ev);
     }
     rc = EXIT_OK;
@@ -506,6 +643,7 @@ done:
     ts_file_lock_release(locks[0]);
     ts_file_lock_release(locks[1]);
     free(run.ckpt_error);
+    train_log_close(&run.log);
     ts_trainer_free(tr);
     ts_dataset_free(test);
     ts_dataset_free(limited);

@@ -27,7 +27,7 @@ static const subcommand COMMANDS[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: tessera COMMAND [options]   (tessera COMMAND --help for each)\n\ncommands:\n");
+    fprintf(f, "usage: tessera COMMAND [options]   (tessera help COMMAND, or COMMAND --help, for each)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\ntessera %s. Exit codes: docs/cli.md.\n", TS_VERSION_STRING);
@@ -36,6 +36,15 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "help") && argc > 2) { /* tessera help CMD: that command's help */
+        for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+            if (!strcmp(argv[2], COMMANDS[i].name)) {
+                char *help[] = {"--help", NULL};
+                return COMMANDS[i].run(1, help);
+            }
+        fprintf(stderr, "tessera help: unknown command '%s' (see tessera --help)\n", argv[2]);
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -47,7 +56,11 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 2, argv + 2);
+        if (!strcmp(argv[1], COMMANDS[i].name)) {
+            const int rc = COMMANDS[i].run(argc - 2, argv + 2);
+            cli_json_finish(rc, rc ? "see stderr" : NULL); /* --json: the document ends with the exit code */
+            return rc;
+        }
     fprintf(stderr, "tessera: unknown command '%s' (see tessera --help)\n", argv[1]);
     return EXIT_USAGE;
 }

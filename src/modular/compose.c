@@ -498,6 +498,11 @@ static ts_status compose_meta(composer *c, ts_model *cm) {
     for (int j = 0; j < c->k; j++) {
         const ts_module *mod = c->mods[j];
         ts_strbuf_printf(&names, "%s", j ? "\n" : "");
+        /* a bare number ("3" of MNIST) names its dataset too: "mnist:3" */
+        const char *from = ts_model_get_meta(mod->origin, "dataset");
+        if (from && strrchr(from, '/')) from = strrchr(from, '/') + 1;
+        if (from && *from && *mod->class_name && strspn(mod->class_name, "0123456789") == strlen(mod->class_name))
+            ts_strbuf_printf(&names, "%s:", from);
         for (const char *p = mod->class_name; *p; p++) ts_strbuf_printf(&names, "%c", *p == '\n' ? ' ' : *p);
         same_ds &= !strcmp(mod->dataset, ds0);
     }

@@ -38,7 +38,19 @@ struct ts_trainer {
     int64_t *gen_off;     /* (ngens) offsets into gen_grad */
     double *gen_work;     /* mask_pair_loss_work of the widest */
     double epoch_coh_sum, epoch_coup_sum;
+    /* early stopping and the best epoch (best_epoch.c) */
+    double best_val_acc;  /* -1 before the first validation */
+    int64_t best_epoch;   /* -1 before the first validation */
+    int64_t since_best;   /* validated epochs since the best */
+    float *best_state;    /* keep_best: every tensor of the model at the best epoch, in order */
+    int stopped_early, restored_best;
 };
+
+/* After epoch `epoch`'s validation: tracks the best top-1 and, for keep_best, copies
+ * the model's tensors when it improves. Returns 1 when cfg.early_stop says to stop. */
+ts_status best_epoch_observe(ts_ctx *ctx, ts_trainer *tr, int64_t epoch, double val_acc, int *stop);
+/* keep_best: puts the best epoch's tensors back into the model (once training ends). */
+void best_epoch_restore(ts_trainer *tr);
 
 /* Layers whose name ends so are MwT mask outputs (src/modular/mwt.c makes them). */
 #define TS_MWT_MASK_SUFFIX ".gen.mask"

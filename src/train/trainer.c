@@ -113,6 +113,11 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
     if (!(cfg->label_smoothing >= 0 && cfg->label_smoothing < 1))
         return ts_fail(ctx, TS_EINVAL, "label smoothing: %g out of [0, 1)", cfg->label_smoothing);
     if (cfg->crop_pad < 0 || cfg->crop_pad > 64) return ts_fail(ctx, TS_EINVAL, "crop padding %d out of 0..64", cfg->crop_pad);
+    if (cfg->early_stop < 0 || cfg->early_stop > 100000)
+        return ts_fail(ctx, TS_EINVAL, "early stopping patience %d out of 0..100000", cfg->early_stop);
+    if ((cfg->early_stop || cfg->keep_best) && !val)
+        return ts_fail(ctx, TS_EINVAL, "%s needs a validation set (it watches the validation top-1)",
+                       cfg->early_stop ? "early stopping" : "keeping the best epoch");
     if (train->count < 1 || (val && val->count < 1))
         return ts_fail(ctx, TS_EINVAL, "%s set %s is empty", train->count < 1 ? "training" : "validation",
                        train->count < 1 ? train->name : val->name);
@@ -126,6 +131,8 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
     tr->train = train;
     tr->val = val;
     tr->cfg = *cfg;
+    tr->best_val_acc = -1;
+    tr->best_epoch = -1;
 
     /* preprocessing: keep the model's (fine-tuning, resume), else measure the data */
     if (!ts_model_get_meta(m, "preprocess.mean")) {
@@ -180,6 +187,7 @@ void ts_trainer_free(ts_trainer *tr) {
     free(tr->gen_layer);
     free(tr->gen_of);
     free(tr->gen_off);
+    free(tr->best_state);
     free(tr);
 }
 
@@ -318,11 +326,23 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             r.val_acc = ev.top1;
             ts_eval_report_free(&ev);
         }
+        int stop = 0;
+        if (tr->val) {
+            ts_status st = best_epoch_observe(ctx, tr, tr->epoch, r.val_acc, &stop);
+            if (st) return st;
+        }
         r.seconds = now_seconds() - t0;
         tr->epoch++;
         tr->batch_in_epoch = 0;
-        if (hooks && hooks->on_epoch && hooks->on_epoch(&r, hooks->user))
-            return tr->epoch < tr->cfg.epochs ? ts_fail(ctx, TS_ECANCELED, "training stopped by the caller") : TS_OK;
+        if (hooks && hooks->on_epoch && hooks->on_epoch(&r, hooks->user)) {
+            if (tr->epoch < tr->cfg.epochs) return ts_fail(ctx, TS_ECANCELED, "training stopped by the caller");
+            break;
+        }
+        if (stop && tr->epoch < tr->cfg.epochs) {
+            tr->stopped_early = 1;
+            break;
+        }
     }
+    best_epoch_restore(tr);
     return TS_OK;
 }

@@ -83,7 +83,13 @@ int test_begin(ts_ctx **ctx, char *tmp);
 /* A whole file (malloc'ed; NULL when unreadable), and writing one (1 on success). */
 uint8_t *test_read_file(const char *path, size_t *len);
 int test_write_file(const char *path, const void *d, size_t n);
+/* Whether the model files a and b hold the same tensors, bit for bit (a load error is
+ * printed). */
+int test_same_weights(const char *a, const char *b);
 /* v as 4 big-endian bytes at p (IDX headers). */
 void test_put_be32(uint8_t *p, uint32_t v);
+/* The headers of an IDX pair: images (16 bytes: count x rows x cols bytes follow) and
+ * labels (8 bytes: count bytes follow). */
+void test_put_idx_headers(uint8_t *images, uint8_t *labels, uint32_t count, uint32_t rows, uint32_t cols);
 
 #endif

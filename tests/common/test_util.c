@@ -179,3 +179,31 @@ int test_begin(ts_ctx **ctx, char *tmp) {
     }
     return 1;
 }
+
+int test_same_weights(const char *a, const char *b) {
+    ts_ctx *ctx;
+    if (ts_ctx_create(&ctx)) return 0;
+    ts_model *ma = NULL, *mb = NULL;
+    int same = ts_model_load(ctx, a, &ma) == TS_OK && ts_model_load(ctx, b, &mb) == TS_OK &&
+               ts_model_tensor_count(ma) == ts_model_tensor_count(mb);
+    for (int i = 0; same && i < ts_model_tensor_count(ma); i++) {
+        ts_tensor_info ta, tb;
+        ts_model_tensor(ma, i, &ta);
+        ts_model_tensor(mb, i, &tb);
+        same = ta.numel == tb.numel && !memcmp(ta.data, tb.data, (size_t)ta.numel * sizeof(float));
+    }
+    if (!same && *ts_ctx_error(ctx)) fprintf(stderr, "  %s\n", ts_ctx_error(ctx));
+    ts_model_free(ma);
+    ts_model_free(mb);
+    ts_ctx_free(ctx);
+    return same;
+}
+
+void test_put_idx_headers(uint8_t *images, uint8_t *labels, uint32_t count, uint32_t rows, uint32_t cols) {
+    test_put_be32(images, 0x803);
+    test_put_be32(images + 4, count);
+    test_put_be32(images + 8, rows);
+    test_put_be32(images + 12, cols);
+    test_put_be32(labels, 0x801);
+    test_put_be32(labels + 4, count);
+}

@@ -82,7 +82,7 @@ def read_tsio(path):
 def struct_layouts():
     mirrors = {"ts_shape": (tessera._Shape, "dims"), "ts_dataset": (tessera._Dataset, "class_names"),
                "ts_preprocess": (tessera._Preprocess, "flip"), "ts_optim_config": (tessera._OptimConfig, "eps"),
-               "ts_train_config": (tessera._TrainConfig, "mwt_beta"),
+               "ts_train_config": (tessera._TrainConfig, "keep_best"),
                "ts_epoch_report": (tessera._EpochReport, "coupling"), "ts_train_hooks": (tessera._TrainHooks, "user"),
                "ts_eval_report": (tessera._EvalReport, "confusion"),
                "ts_decompose_config": (tessera._DecomposeConfig, "ga_generation_user"),
@@ -192,7 +192,9 @@ def decompose_compose():
     assert isinstance(back, tessera.Module) and back.info["class_index"] == 5
     assert mods[1].model().predict(np.zeros((1, 1, 10, 10), np.float32)).shape == (1, 1)
     two = tessera.compose([mods[0], back])
-    assert two.classes == 2 and two.class_names == ["1", "5"]
+    # a bare digit class names its dataset too ("digits:1"; tessera compose does the same)
+    assert two.classes == 2 and [n.split(":")[-1] for n in two.class_names] == ["1", "5"], two.class_names
+    assert all(":" in n for n in two.class_names), two.class_names
     test = tessera.Dataset(DATA, "test")
     keep = np.isin(test.labels, [1, 5])
     pred = np.array([1, 5])[two.predict(m.preprocess(test.images[keep])).argmax(1)]

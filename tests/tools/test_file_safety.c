@@ -3,6 +3,7 @@
  * before the fix. Runs the binary named by $TESSERA_BIN (scripts/run-tests.sh sets
  * it) on a tiny 10-class 1x8x8 IDX dataset made here. */
 #define _XOPEN_SOURCE 700 /* realpath */
+#include "common/cli_run.h"
 #include "common/test.h"
 #include "tessera.h"
 
@@ -31,13 +32,6 @@ static const char *const ARCH = "input shape=1x8x8 classes=10\n"
                                 "maxpool kernel=2\n"
                                 "flatten\n"
                                 "dense name=fc out=classes\n";
-
-static void slurp(const char *path, char *buf, size_t n) {
-    FILE *f = fopen(path, "rb");
-    size_t got = f ? fread(buf, 1, n - 1, f) : 0;
-    buf[got] = '\0';
-    if (f) fclose(f);
-}
 
 /* $D in fmt stands for the test folder. */
 static void expand(char *out, size_t n, const char *fmt, va_list ap) {
@@ -68,8 +62,8 @@ static int run_with(const char *prefix, const char *fmt, ...) {
     snprintf(e, sizeof e, "%s/.stderr", g_dir);
     snprintf(cmd, sizeof cmd, "%s TESSERA_DATA=%s/nodata %s %s >%s 2>%s </dev/null", prefix, g_dir, g_bin, args, o, e);
     int rc = system(cmd);
-    slurp(o, g_out, sizeof g_out);
-    slurp(e, g_err, sizeof g_err);
+    cli_slurp(o, g_out, sizeof g_out);
+    cli_slurp(e, g_err, sizeof g_err);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
 }
 #define run(...) run_with("", __VA_ARGS__)
@@ -125,12 +119,7 @@ static int write_idx(const char *folder, const char *split, int count) {
     size_t ilen = 16 + (size_t)count * 64, llen = 8 + (size_t)count;
     uint8_t *img = calloc(1, ilen), *lab = calloc(1, llen);
     if (!img || !lab) return 0;
-    test_put_be32(img, 0x803);
-    test_put_be32(img + 4, (uint32_t)count);
-    test_put_be32(img + 8, 8);
-    test_put_be32(img + 12, 8);
-    test_put_be32(lab, 0x801);
-    test_put_be32(lab + 4, (uint32_t)count);
+    test_put_idx_headers(img, lab, (uint32_t)count, 8, 8);
     for (int i = 0; i < count; i++) {
         int c = i % 10;
         lab[8 + i] = (uint8_t)c;
@@ -445,7 +434,7 @@ static void test_recorded_settings(void) {
     CHECK(ts_checkpoint_settings(ctx, c, &rs) == TS_OK && rs.threads == 1 && rs.backend == TS_BACKEND_DNNL && !rs.bf16,
           "recorded: %d threads, backend %d, bf16 %d: %s", rs.threads, (int)rs.backend, rs.bf16, ts_ctx_error(ctx));
     rc = run("train --resume $D/set.ckpt --epochs 2 --quiet --no-test --out $D/set2.tsr");
-    CHECK(rc == 0 && strstr(g_out, ", 1 threads") && !strstr(g_err, "bit-identical"),
+    CHECK(rc == 0 && strstr(g_out, ", 1 thread\n") && !strstr(g_err, "bit-identical"),
           "resuming uses the recorded threads: exit %d: %s %s", rc, g_out, g_err);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu >= 2) {
