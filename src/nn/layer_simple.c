@@ -91,10 +91,8 @@ ts_status softmax_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     size_t outer, len, inner;
     softmax_geometry(l, &outer, &len, &inner);
-    (ctx->constant_time ? softmax_axis_forward_ct : softmax_axis_forward_ref)(
-        (size_t)m->exec.n * outer, len, inner, l->kind == LAYER_LOGSOFTMAX, m->exec.ls[li].out,
-        layer_input(m, li, 0), ts_ctx_threads(ctx));
-    return TS_OK;
+    return ops_softmax_forward(ctx, (size_t)m->exec.n * outer, len, inner, l->kind == LAYER_LOGSOFTMAX,
+                               m->exec.ls[li].out, layer_input(m, li, 0));
 }
 
 ts_status softmax_backward(ts_ctx *ctx, ts_model *m, int li) {

@@ -314,6 +314,21 @@ ts_status ops_dense_backward_weights(ts_ctx *ctx, int n, int in_f, int out_f, fl
 
 /* ------------------------------------------------------------ elementwise */
 
+ts_status ops_softmax_forward(ts_ctx *ctx, size_t outer, size_t len, size_t inner, int log_softmax, float *out,
+                              const float *in) {
+    if (!ctx) return TS_EINVAL;
+    if (ctx->constant_time) {
+        softmax_axis_forward_ct(outer, len, inner, log_softmax, out, in, ts_ctx_threads(ctx));
+        return TS_OK;
+    }
+    if (use_dnnl(ctx)) {
+        ts_status s = softmax_forward_dnnl(ctx, outer, len, inner, log_softmax, out, in);
+        if (s != TS_EUNSUPPORTED) return s;
+    }
+    softmax_axis_forward_ref(outer, len, inner, log_softmax, out, in, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
 ts_status ops_eltwise_forward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *out,
                               const float *in) {
     if (!ctx) return TS_EINVAL;

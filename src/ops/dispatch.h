@@ -69,6 +69,10 @@ ts_status ops_dense_backward_data(ts_ctx *ctx, int n, int in_f, int out_f, float
 ts_status ops_dense_backward_weights(ts_ctx *ctx, int n, int in_f, int out_f, float *dw, float *dbias,
                                      const float *dout, const float *in);
 
+/* Softmax (log_softmax 0) or log-softmax over the middle axis of (outer, len, inner):
+ * oneDNN's, or the reference (constant-time mode: softmax_axis_forward_ct). */
+ts_status ops_softmax_forward(ts_ctx *ctx, size_t outer, size_t len, size_t inner, int log_softmax,
+                              float *out /* (outer,len,inner) */, const float *in /* (outer,len,inner) */);
 ts_status ops_eltwise_forward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *out,
                               const float *in);
 ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *din,

@@ -480,6 +480,8 @@ ts_status dense_backward_data_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, floa
                                    const float *w);
 ts_status dense_backward_weights_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *dw, float *dbias,
                                       const float *dout, const float *in);
+ts_status softmax_forward_dnnl(ts_ctx *ctx, size_t outer, size_t len, size_t inner, int log_softmax, float *out,
+                               const float *in);
 ts_status eltwise_forward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *out,
                                const float *in);
 ts_status eltwise_backward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *din,

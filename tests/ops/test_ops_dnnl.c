@@ -388,6 +388,24 @@ static void test_matmul(void) {
     }
 }
 
+/* ------------------------------------------------------------ softmax */
+
+/* oneDNN's softmax and log-softmax against the reference: rows (an attention's), a
+ * middle axis with inner > 1, a single column, large logits. */
+static void test_softmax(void) {
+    static const size_t shapes[][3] = {{12 * 7, 197, 1}, {3, 10, 5}, {4, 1, 3}, {2, 33, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int lg = 0; lg < 2; lg++) {
+            const size_t outer = shapes[i][0], len = shapes[i][1], inner = shapes[i][2], n = outer * len * inner;
+            float *in = fvec(n, 800 + i, -30, 30), *out = fvec(n, 0, 0, 0), *want = fvec(n, 0, 0, 0);
+            softmax_axis_forward_ref(outer, len, inner, lg, want, in, 2);
+            CHECK(ops_softmax_forward(g_ctx, outer, len, inner, lg, out, in) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            if (!close_to(lg ? "log-softmax" : "softmax", out, want, n))
+                fprintf(stderr, "  case %zux%zux%zu\n", outer, len, inner);
+            free(in), free(out), free(want);
+        }
+}
+
 /* ------------------------------------------------------------ elementwise */
 
 static void test_eltwise(void) {
@@ -538,6 +556,7 @@ int main(void) {
     RUN(test_batchnorm);
     RUN(test_dense);
     RUN(test_matmul);
+    RUN(test_softmax);
     RUN(test_eltwise);
     RUN(test_dispatch_reaches_dnnl);
     RUN(test_dispatch_ref_backend);
