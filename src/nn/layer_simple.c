@@ -87,12 +87,22 @@ ts_status softmax_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) 
     return TS_OK;
 }
 
+#define SOFTMAX_DNNL_MIN 65536 /* values in a call from which inference's softmax goes to oneDNN */
+
 ts_status softmax_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     size_t outer, len, inner;
     softmax_geometry(l, &outer, &len, &inner);
-    return ops_softmax_forward(ctx, (size_t)m->exec.n * outer, len, inner, l->kind == LAYER_LOGSOFTMAX,
-                               m->exec.ls[li].out, layer_input(m, li, 0));
+    const size_t rows = (size_t)m->exec.n * outer;
+    const int log_softmax = l->kind == LAYER_LOGSOFTMAX;
+    /* a large softmax in inference (attention's) on oneDNN: within 1e-5 of the
+     * reference; training, log-softmax and small ones (a classifier's) stay on the
+     * reference, which gradient checks and bit-exact expectations rely on */
+    if (!m->exec.train && !log_softmax && rows * len * inner >= SOFTMAX_DNNL_MIN)
+        return ops_softmax_forward(ctx, rows, len, inner, 0, m->exec.ls[li].out, layer_input(m, li, 0));
+    (ctx->constant_time ? softmax_axis_forward_ct : softmax_axis_forward_ref)(
+        rows, len, inner, log_softmax, m->exec.ls[li].out, layer_input(m, li, 0), ts_ctx_threads(ctx));
+    return TS_OK;
 }
 
 ts_status softmax_backward(ts_ctx *ctx, ts_model *m, int li) {
