@@ -167,6 +167,9 @@ ts_status require_const(importer *im, const Onnx__NodeProto *n, int k, const cha
 /* defines output k as a constant (takes t) or as a view of a layer */
 ts_status define_const(importer *im, const Onnx__NodeProto *n, int k, ts_onnx_tensor *t);
 ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims);
+/* Folded constants stay small: a hostile shape must not allocate gigabytes
+ * (ConstantOfShape, Range, Expand of a constant, ...). */
+#define FOLD_MAX_ELEMENTS ((int64_t)1 << 22)
 ts_status define_alias(importer *im, const Onnx__NodeProto *n, int k, const value *v);
 /* output k is named (optional outputs have an empty name) */
 int output_used(importer *im, const Onnx__NodeProto *n, int k);

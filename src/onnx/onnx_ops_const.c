@@ -144,6 +144,12 @@ ts_status op_expand(importer *im, const Onnx__NodeProto *n) {
     if (!broadcast(x->rank, x->dims, rs, sd, &rr, dims) || rr > ONNX_MAX_RANK)
         return bad_node(im, "'%s' does not broadcast to the shape", x->name);
     if (x->kind == VALUE_CONST && !batched) {
+        int64_t count = 1;
+        for (int k = 0; k < rr; k++) {
+            if (dims[k] && count > FOLD_MAX_ELEMENTS / dims[k])
+                return unsupported(im, "a constant of more than %lld values", (long long)FOLD_MAX_ELEMENTS);
+            count *= dims[k];
+        }
         ts_onnx_tensor *t = onnx_tensor_new(x->c->is_float, rr, dims);
         if (!t) return oom(im);
         for (int64_t i = 0; i < t->numel; i++) {
