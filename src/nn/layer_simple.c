@@ -188,23 +188,19 @@ ts_status concat_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
     return TS_OK;
 }
 
-/* Rows of the concatenation over a batch of n, and each input's row length. */
-static int64_t concat_rows(const ts_model *m, const layer *l, int n, size_t *sizes) {
+/* Rows of the concatenation over a batch of n, and each input's row length, with the
+ * per-sample axes stored in their order, or (cl) a (C,H,W) tensor stored channels-last
+ * as (H,W,C) (fused inference). */
+static int64_t concat_rows(const ts_model *m, const layer *l, int n, int cl, size_t *sizes) {
+    static const int cl_order[3] = {1, 2, 0};
     int64_t outer = 1, inner = 1;
-    for (int d = 0; d < l->axis; d++) outer *= l->out.dims[d];
-    for (int d = l->axis + 1; d < l->out.ndim; d++) inner *= l->out.dims[d];
-    for (int k = 0; k < l->ninputs; k++) sizes[k] = (size_t)(input_shape(m, l, k)->dims[l->axis] * inner);
-    return (int64_t)n * outer;
-}
-
-/* The same for channels-last (C,H,W) tensors, stored (H,W,C) (fused inference). */
-static int64_t concat_rows_cl(const ts_model *m, const layer *l, int n, size_t *sizes) {
-    static const int order[3] = {1, 2, 0}; /* storage order of the (C,H,W) axes */
-    int pos = 0;
-    while (order[pos] != l->axis) pos++;
-    int64_t outer = 1, inner = 1;
-    for (int i = 0; i < pos; i++) outer *= l->out.dims[order[i]];
-    for (int i = pos + 1; i < 3; i++) inner *= l->out.dims[order[i]];
+    int pos = 0; /* where the concat axis is stored */
+    while ((cl ? cl_order[pos] : pos) != l->axis) pos++;
+    for (int i = 0; i < l->out.ndim; i++) {
+        const int64_t d = l->out.dims[cl ? cl_order[i] : i];
+        if (i < pos) outer *= d;
+        else if (i > pos) inner *= d;
+    }
     for (int k = 0; k < l->ninputs; k++) sizes[k] = (size_t)(input_shape(m, l, k)->dims[l->axis] * inner);
     return (int64_t)n * outer;
 }
@@ -214,7 +210,7 @@ ts_status concat_forward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     size_t sizes[LAYER_MAX_INPUTS], row = 0;
     const float *ins[LAYER_MAX_INPUTS];
-    const int64_t rows = layer_cl(m, li) ? concat_rows_cl(m, l, m->exec.n, sizes) : concat_rows(m, l, m->exec.n, sizes);
+    const int64_t rows = concat_rows(m, l, m->exec.n, layer_cl(m, li), sizes);
     for (int k = 0; k < l->ninputs; k++) row += sizes[k];
     /* the kernel counts rows in an int */
     for (int64_t r = 0; r < rows; r += INT_MAX) {
@@ -229,7 +225,7 @@ ts_status concat_backward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     const float *dout = m->exec.ls[li].grad;
     size_t sizes[LAYER_MAX_INPUTS], row = 0, off = 0;
-    const int64_t rows = concat_rows(m, l, m->exec.n, sizes);
+    const int64_t rows = concat_rows(m, l, m->exec.n, 0, sizes);
     for (int k = 0; k < l->ninputs; k++) row += sizes[k];
     for (int k = 0; k < l->ninputs; k++) {
         const size_t sz = sizes[k];

@@ -877,7 +877,7 @@ static void test_activation_fusion(void) {
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("fused activations: oneDNN vs reference", y[0], y[1], (size_t)n * 5, 1e-4, 1e-5);
-    test_allclose("hand-off layer captured", cap_out[0], cap_out[1], (size_t)n * plane, 1e-4, 1e-5);
+    test_allclose("channels-last layer captured", cap_out[0], cap_out[1], (size_t)n * plane, 1e-4, 1e-5);
     /* the plan: every convolution a head, with the activation it absorbed */
     const exec_state *e = &m->exec;
     CHECK(e->fuse_act, "fusion planned");

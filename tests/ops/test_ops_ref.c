@@ -590,6 +590,29 @@ static void test_batchnorm_infer(void) {
     }
     batchnorm_forward_infer_ref(&p, out, in, g, b, m, v, 1);
     test_allclose("bn infer running stats", out, want, 12, 1e-5, 1e-6);
+
+    /* channels-last rows (fused inference): the same values per (sample, position,
+     * channel), C = 300 across the kernel's 256-channel blocks, and ReLU after when asked */
+    enum { N = 2, C = 300, S = 5 };
+    float *x = frand(N * C * S, 104, -3, 3), *gam = frand(C, 105, -2, 2), *bet = frand(C, 106, -1, 1);
+    float *mu = frand(C, 107, -1, 1), *var = frand(C, 108, 0.1f, 2), *ref = test_falloc(N * C * S);
+    float *rows = test_falloc(N * C * S), *got = test_falloc(N * C * S), *want2 = test_falloc(N * C * S);
+    bn_params q = {N, C, S, 1e-5f};
+    batchnorm_forward_infer_ref(&q, ref, x, gam, bet, mu, var, 1);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < S; i++) rows[(n * S + i) * C + c] = x[(n * C + c) * S + i];
+    for (int relu = 0; relu < 2; relu++) {
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < S; i++) {
+                    const float r = ref[(n * C + c) * S + i];
+                    want2[(n * S + i) * C + c] = relu && r < 0.0f ? 0.0f : r;
+                }
+        batchnorm_infer_rows(&q, relu, got, rows, gam, bet, mu, var, 2);
+        test_allclose(relu ? "bn rows + relu" : "bn rows", got, want2, N * C * S, 0.0, 0.0);
+    }
+    free(x), free(gam), free(bet), free(mu), free(var), free(ref), free(rows), free(got), free(want2);
 }
 
 /* ----------------------------------------------------------------- dense */
