@@ -134,6 +134,28 @@ void model_init_params(ts_model *m, uint64_t seed) {
             ts_rng_seed(&r, rng_mix(seed, (uint64_t)l->weight));
             float *d = tensor_data(m, l->weight);
             for (int64_t i = 0; i < w->numel; i++) d[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
+        } else if (l->kind == LAYER_EMBEDDING) { /* nn.Embedding: N(0, 1), the padding row zero */
+            const tensor_entry *w = &m->tensors[l->weight];
+            ts_rng r;
+            ts_rng_seed(&r, rng_mix(seed, (uint64_t)l->weight));
+            float *d = tensor_data(m, l->weight);
+            for (int64_t i = 0; i < w->numel; i += 2) { /* Box-Muller, two values a draw */
+                const double u1 = 1.0 - (double)ts_rng_uniform(&r), u2 = (double)ts_rng_uniform(&r);
+                const double rad = sqrt(-2.0 * log(u1));
+                d[i] = (float)(rad * cos(6.283185307179586 * u2));
+                if (i + 1 < w->numel) d[i + 1] = (float)(rad * sin(6.283185307179586 * u2));
+            }
+            if (l->padding_idx >= 0) memset(d + (int64_t)l->padding_idx * l->features, 0, sizeof *d * l->features);
+        } else if (l->kind == LAYER_RNN || l->kind == LAYER_LSTM || l->kind == LAYER_GRU) {
+            /* nn.RNN/LSTM/GRU: every weight and bias U(-1/sqrt(H), 1/sqrt(H)) */
+            const float bound = 1.0f / sqrtf((float)l->features);
+            const int ts[2] = {l->weight, l->bias_t};
+            for (int k = 0; k < 2; k++) {
+                ts_rng r;
+                ts_rng_seed(&r, rng_mix(seed, (uint64_t)ts[k]));
+                float *d = tensor_data(m, ts[k]);
+                for (int64_t i = 0; i < m->tensors[ts[k]].numel; i++) d[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
+            }
         } else if (l->kind == LAYER_PRELU) { /* PyTorch nn.PReLU: 0.25 */
             float *a = tensor_data(m, l->weight);
             for (int64_t i = 0; i < m->tensors[l->weight].numel; i++) a[i] = 0.25f;

@@ -48,6 +48,11 @@ typedef enum layer_kind {
     LAYER_POW,
     LAYER_REDUCEMEAN,
     LAYER_RESIZE,
+    /* sequences (docs/sequences.md) */
+    LAYER_EMBEDDING,
+    LAYER_RNN,
+    LAYER_LSTM,
+    LAYER_GRU,
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -83,6 +88,9 @@ typedef enum layer_kind {
     int size_h, size_w;             /* resize: output H and W (0: from the scale) */          \
     float scale_h, scale_w;         /* resize: factors (0: from the size) */                  \
     int resize_mode, coord_mode, nearest_mode; /* resize: ops.h's resize_* enums */            \
+    int vocab, padding_idx;         /* embedding: rows; the row kept at zero (-1: none) */          \
+    int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1) or the final states */ \
+    int cell_act, lbr;              /* rnn: 0 tanh, 1 relu; gru: linear_before_reset */              \
     ts_shape tshape;                /* reshape/constant: target; binary: constant; prelu: slope; matmul: B */
 
 typedef struct layer_attrs {
