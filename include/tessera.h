@@ -194,6 +194,39 @@ void ts_loader_begin_epoch(ts_loader *ld, int64_t epoch);
  * Augmentation applies only when `augment` is non-zero. */
 ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int32_t *y, int *count);
 
+/* ---------------------------------------------------------- text datasets */
+
+/* Sequence tasks: one label per text (intents, spam), one tag per token (parts of
+ * speech), or a target text (translation). */
+typedef enum ts_seq_task { TS_SEQ_CLASSIFY = 0, TS_SEQ_TAG = 1, TS_SEQ_TRANSLATE = 2 } ts_seq_task;
+typedef struct ts_vocab ts_vocab;
+/* Texts as token ids, padded to one length. */
+typedef struct ts_text_dataset {
+    int64_t count;
+    ts_seq_task task;
+    int max_len;             /* T: tokens per sample after padding/truncation */
+    int32_t *tokens;         /* (count, max_len): ids, 0 (<pad>) after each sample's length */
+    int32_t *lengths;        /* (count): 1..max_len */
+    int32_t *labels;         /* classify: (count); tag: (count, max_len) with -1 past the length; translate: NULL */
+    int target_len;          /* translate: padded target length, <bos> ... <eos> included; else 0 */
+    int32_t *targets;        /* translate: (count, target_len), 0 after the length; else NULL */
+    int32_t *target_lengths; /* translate: (count); else NULL */
+    int classes;             /* classify/tag: number of labels; translate: 0 */
+    char **class_names;      /* classes entries (intent names, universal POS tags), owned */
+    char name[64];
+    ts_vocab *vocab;         /* source vocabulary, owned */
+    ts_vocab *target_vocab;  /* translate: target vocabulary, owned; else NULL */
+} ts_text_dataset;
+
+/* Batches of a classify or tag text dataset for a model whose input is (T) token
+ * ids: ts_loader_get writes x (B, T), the ids as floats, and y (B) labels or, for
+ * tagging, (B, T) tags with -1 past each length. The order of an epoch follows the
+ * same rule as ts_loader_create's. The loader borrows ds. */
+ts_status ts_loader_create_text(ts_ctx *ctx, const ts_text_dataset *ds, int batch, int shuffle, uint64_t seed,
+                                ts_loader **out);
+/* Labels ts_loader_get writes per sample: 1, or T for tagging. */
+int ts_loader_labels_per_sample(const ts_loader *ld);
+
 /* ----------------------------------------------------------------- models */
 
 /* A model is a directed acyclic graph of layers described by an architecture text
@@ -430,6 +463,12 @@ typedef struct ts_trainer ts_trainer;
  * model already has it (fine-tuning, resume). val may be NULL. */
 ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
                             const ts_train_config *cfg, ts_trainer **out);
+/* The same for text: a classifier (input (T) token ids, output (classes)) or a tagger
+ * (output (T, tags): a score per tag per step; the loss is the mean cross-entropy over
+ * real tokens, padding ignored). No preprocessing is set; validation top-1 is the
+ * accuracy per text or per token. */
+ts_status ts_trainer_create_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *train, const ts_text_dataset *val,
+                                 const ts_train_config *cfg, ts_trainer **out);
 void ts_trainer_free(ts_trainer *tr);
 /* Trains until cfg.epochs are done (continuing from a resumed position), or until
  * cfg.early_stop ends it (TS_OK; ts_trainer_summary says so). */
@@ -458,6 +497,11 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
  * classes[j] (NULL: output j), and the prediction is the argmax over those k outputs
  * (ties to the lower j). With m's own preprocessing. */
 ts_status ts_evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const int *classes, int k, double *top1);
+/* ts_evaluate on a classify or tag text dataset: for tagging, count, top-1, top-5, the
+ * loss and the confusion matrix are over real tokens (padding ignored), and
+ * seq_acc (may be NULL) is the fraction of texts with every token right. */
+ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int batch, ts_eval_report *out,
+                           double *seq_acc);
 void ts_eval_report_free(ts_eval_report *r);
 /* From the confusion matrix; 0 when undefined. */
 double ts_eval_precision(const ts_eval_report *r, int cls);

@@ -243,6 +243,12 @@ void dropout_apply_ref(size_t count, float *out, const float *in, const float *m
  * Writes d(loss)/d(logits) to dlogits when not NULL. Returns the loss. */
 float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
                        float smoothing, float *dlogits /* (N,classes) or NULL */);
+/* The same where rows labelled `ignore` add nothing and get a zero gradient, and the
+ * mean is over the other rows (PyTorch's ignore_index); *counted (may be NULL) is their
+ * number. */
+float softmax_xent_ignore_ref(int n, int classes, const float *logits /* (N,classes) */,
+                              const int32_t *labels /* (N) */, int32_t ignore, float smoothing,
+                              float *dlogits /* (N,classes) or NULL */, int *counted);
 
 /* MwT's cohesion and coupling losses of one layer's per-sample masks (mask_loss_ref.c
  * says how): cohesion = 1 - mean cosine of same-label pairs, coupling = mean cosine of
