@@ -240,6 +240,12 @@ typedef struct ts_model ts_model;
  * declares, so one architecture serves datasets of any image size and class count. */
 ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
                              uint64_t seed, ts_model **out);
+/* The same for a sequence model: input (tokens) token ids (0: the text's input shape),
+ * classes (0: keep) and the vocabulary size (0: keep) replacing the input line's
+ * `vocab=`, which `embedding vocab=vocab` reads. The model keeps its architecture
+ * text with those numbers written in. */
+ts_status ts_model_from_arch_seq(ts_ctx *ctx, const char *text, const char *source, int tokens, int classes, int vocab,
+                                 uint64_t seed, ts_model **out);
 ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,
                                   ts_model **out);
 

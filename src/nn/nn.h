@@ -327,9 +327,10 @@ char *arch_write_model(const ts_model *m);
 int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_tensor_role role, const ts_shape *shape);
 
 /* Parses architecture text into a builder (the layers added, nothing allocated).
- * input/classes, when given (ndim > 0, > 0), replace what the input line declares. */
+ * input/classes/vocab, when given (ndim > 0, > 0, > 0), replace what the input line
+ * declares (`embedding vocab=vocab` reads vocab). */
 ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                     nn_builder **out);
+                     int vocab, nn_builder **out);
 
 /* Largest model: parameters plus buffers, in float values (16 GiB); most layers;
  * per-sample elements of any layer output (kernels index with int). */
@@ -337,9 +338,11 @@ ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts
 #define ARCH_MAX_LAYERS 20000
 #define ARCH_MAX_ELEMENTS ((int64_t)1 << 30)
 
-/* Parses text into a model without storage (sizes known, nothing allocated). */
+/* Parses text into a model without storage (sizes known, nothing allocated). With
+ * vocab > 0 the model keeps its text written from the layers (the vocabulary size
+ * resolved), else text itself. */
 ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                      ts_model **out);
+                      int vocab, ts_model **out);
 ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m);
 void model_init_params(ts_model *m, uint64_t seed);

@@ -242,6 +242,32 @@ static void test_arch(void) {
         ts_model_free(again);
         ts_model_free(m);
     }
+    /* the zoo's sequence models take the data's length, classes and vocabulary */
+    for (int z = 0; z < 4; z++) {
+        static const char *const names[] = {"lstm-clinc", "gru-clinc", "rnn-clinc", "lstm-pos"};
+        const char *text = ts_zoo_arch(names[z]);
+        CHECK(text != NULL, "zoo %s", names[z]);
+        if (!text) continue;
+        ts_model *zm = NULL;
+        const int tagger = z == 3;
+        CHECK(ts_model_from_arch_seq(g_ctx, text, names[z], 20, tagger ? 0 : 7, 123, 1, &zm) == TS_OK, "%s: %s",
+              names[z], ts_ctx_error(g_ctx));
+        if (!zm) continue;
+        ts_tensor_info w;
+        ts_model_tensor(zm, 0, &w);
+        CHECK(w.ndim == 2 && w.dims[0] == 123 && w.dims[1] == 64, "%s: embedding 123 x 64", names[z]);
+        CHECK(ts_model_input_shape(zm).ndim == 1 && ts_model_input_shape(zm).dims[0] == 20, "%s: 20 tokens", names[z]);
+        CHECK(ts_model_classes(zm) == (tagger ? 20 * 12 : 7), "%s: outputs %d", names[z], ts_model_classes(zm));
+        CHECK(strstr(ts_model_arch_text(zm), "vocab=123") && !strstr(ts_model_arch_text(zm), "vocab=vocab"),
+              "%s: the kept text has the number", names[z]);
+        ts_model *back = NULL;
+        CHECK(ts_model_from_arch(g_ctx, ts_model_arch_text(zm), "back", NULL, 0, 1, &back) == TS_OK, "%s: %s",
+              names[z], ts_ctx_error(g_ctx));
+        CHECK(back && ts_model_param_count(back) == ts_model_param_count(zm), "%s: written text reads back", names[z]);
+        ts_model_free(back);
+        ts_model_free(zm);
+    }
+    expect_arch_error("input shape=5\nembedding name=e vocab=vocab dim=4\n", "vocab=vocab needs vocab=N");
     expect_arch_error("input shape=5\nembedding name=e vocab=20 dim=4\nlstm name=l in=e,input0\n", "hidden");
     expect_arch_error("input shape=5\nembedding name=e vocab=4 dim=4 padding_idx=4\n", "padding_idx");
     expect_arch_error("input shape=3x4x4\nlstm name=l hidden=2\n", "needs a sequence");
