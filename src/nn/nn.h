@@ -89,7 +89,8 @@ typedef enum layer_kind {
     float scale_h, scale_w;         /* resize: factors (0: from the size) */                  \
     int resize_mode, coord_mode, nearest_mode; /* resize: ops.h's resize_* enums */            \
     int vocab, padding_idx;         /* embedding: rows; the row kept at zero (-1: none) */          \
-    int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1) or the final states */ \
+    int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1), the final states (0), with lstm cells (2) */ \
+    int initial;                    /* rnn/lstm/gru: the last input is the initial state */            \
     int cell_act, lbr;              /* rnn: 0 tanh, 1 relu; gru: linear_before_reset */              \
     ts_shape tshape;                /* reshape/constant: target; binary: constant; prelu: slope; matmul: B */
 

@@ -505,7 +505,8 @@ typedef struct rnn_params {
     rnn_cell cell;
     int n, t, f, h; /* batch, steps, input features, hidden units */
     int dirs;       /* 1, or 2: the second direction reads each sequence from its end */
-    int sequence;   /* 1: y is (N,T,dirs*H), every step's state; 0: (N,dirs*H), the final states */
+    int sequence;   /* 1: y is (N,T,dirs*H), every step's state; 0: (N,dirs*H), the final states;
+                     * 2: (N,rnn_state_size), the final states and, for lstm, cells (a decoder's start) */
     int lbr;        /* gru: linear_before_reset */
 } rnn_params;
 
@@ -514,6 +515,11 @@ static inline int rnn_gates(rnn_cell c) { return c == RNN_LSTM ? 4 : c == RNN_GR
  * direction (2, G*H): b_ih then b_hh. */
 static inline int64_t rnn_weight_count(const rnn_params *p) {
     return (int64_t)p->dirs * rnn_gates(p->cell) * p->h * (p->f + p->h);
+}
+/* Values per sample of a whole state: h of every direction, then for lstm c of every
+ * direction. The initial states h0 and sequence=2's output are laid out so. */
+static inline int64_t rnn_state_size(const rnn_params *p) {
+    return (int64_t)p->dirs * p->h * (p->cell == RNN_LSTM ? 2 : 1);
 }
 /* Floats a training forward keeps for the backward pass (ws), and scratch for one
  * forward or backward call. */
@@ -529,11 +535,12 @@ void rnn_lengths_from_ids(int n, int t, const float *ids /* (N,T) */, int32_t *l
  * sequence's own result. ws: NULL at inference, else rnn_workspace_floats for the
  * backward pass. ct: constant-time activations and selects (docs/security.md). */
 void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len /* (N) or NULL */,
-                     const float *w, const float *b, float *y, float *ws, float *scratch, int ct, int nthreads);
-/* Gradients of the forward above: dw, db overwritten; dx (N,T,F) overwritten when
- * not NULL. dy as y. */
+                     const float *h0 /* (N, rnn_state_size) or NULL: zeros */, const float *w, const float *b,
+                     float *y, float *ws, float *scratch, int ct, int nthreads);
+/* Gradients of the forward above: dw, db overwritten; dx (N,T,F) and dh0 (as h0)
+ * overwritten when not NULL. dy as y. */
 void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *w, const float *dy,
-                      const float *ws, float *dx, float *dw, float *db, float *scratch, int nthreads);
+                      const float *ws, float *dx, float *dh0, float *dw, float *db, float *scratch, int nthreads);
 
 /* Embedding: out (count, E) = rows of w (V, E) at ids (count). Returns the index of
  * the first id that is not an integer in [0, V) (nothing else then written past it),

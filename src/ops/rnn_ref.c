@@ -50,10 +50,17 @@ static void add_bias(int64_t rows, int64_t cols, float *c, const float *bias) {
         for (int64_t j = 0; j < cols; j++) c[r * cols + j] += bias[j];
 }
 
-void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *w, const float *b, float *y,
-                     float *ws, float *scratch, int ct, int nthreads) {
+/* Where direction d's h (c: its cell) of sample i sits in a whole state (h0, dh0,
+ * sequence=2's output) */
+static inline int64_t state_at(const rnn_params *p, int i, int d, int cell) {
+    return (int64_t)i * rnn_state_size(p) + (int64_t)(cell ? p->dirs + d : d) * p->h;
+}
+
+void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *h0, const float *w,
+                     const float *b, float *y, float *ws, float *scratch, int ct, int nthreads) {
     const int N = p->n, T = p->t, F = p->f, H = p->h, D = p->dirs;
     const int64_t GH = gh_of(p), NT = (int64_t)N * T, ldw = F + H, DH = (int64_t)D * H;
+    const size_t hb = sizeof(float) * (size_t)H;
     const act_fn act = ct ? eltwise_forward_ct : eltwise_forward_ref;
     float *XG = scratch, *HG = XG + NT * GH, *h = HG + (int64_t)N * GH, *c = h + (int64_t)N * H;
     float *rh = c + (int64_t)N * H, *hn = rh + (int64_t)N * H;
@@ -68,6 +75,10 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
         add_bias(NT, GH, XG, bih);
         memset(h, 0, sizeof *h * (size_t)N * H);
         memset(c, 0, sizeof *c * (size_t)N * H);
+        for (int i = 0; h0 && i < N; i++) {
+            memcpy(h + (int64_t)i * H, h0 + state_at(p, i, d, 0), hb);
+            if (p->cell == RNN_LSTM) memcpy(c + (int64_t)i * H, h0 + state_at(p, i, d, 1), hb);
+        }
         for (int s = 0; s < T; s++) {
             const int t = d ? T - 1 - s : s;
             gemm_ref(0, 1, N, (int)GH, H, 1.0f, h, H, W + F, ldw, 0.0f, HG, (int)GH, nthreads);
@@ -134,12 +145,16 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
                 }
                 if (wg) memcpy(wg + at * GH, g, sizeof *g * (size_t)GH);
                 for (int j = 0; j < H; j++) hi[j] = ct_self(v, hnew[j], hi[j]);
-                if (p->sequence)
+                if (p->sequence == 1)
                     for (int j = 0; j < H; j++) y[at * DH + (int64_t)d * H + j] = ct_self(v, hnew[j], 0.0f);
             }
         }
-        if (!p->sequence)
-            for (int i = 0; i < N; i++) memcpy(y + (int64_t)i * DH + (int64_t)d * H, h + (int64_t)i * H, sizeof *h * H);
+        if (p->sequence == 0)
+            for (int i = 0; i < N; i++) memcpy(y + (int64_t)i * DH + (int64_t)d * H, h + (int64_t)i * H, hb);
+        for (int i = 0; p->sequence == 2 && i < N; i++) {
+            memcpy(y + state_at(p, i, d, 0), h + (int64_t)i * H, hb);
+            if (p->cell == RNN_LSTM) memcpy(y + state_at(p, i, d, 1), c + (int64_t)i * H, hb);
+        }
     }
 }
 
@@ -151,7 +166,7 @@ static void col_sums(int64_t rows, int64_t cols, const float *a, float *out) {
 }
 
 void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *w, const float *dy,
-                      const float *ws, float *dx, float *dw, float *db, float *scratch, int nthreads) {
+                      const float *ws, float *dx, float *dh0, float *dw, float *db, float *scratch, int nthreads) {
     const int N = p->n, T = p->t, F = p->f, H = p->h, D = p->dirs;
     const int64_t GH = gh_of(p), NT = (int64_t)N * T, ldw = F + H, DH = (int64_t)D * H;
     const int gru0 = p->cell == RNN_GRU && !p->lbr;
@@ -165,11 +180,14 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
         const float *wg = ws + d * wsd, *whp = wg + NT * GH;
         const float *wcp = p->cell == RNN_LSTM ? whp + NT * H : NULL, *wc = wcp ? wcp + NT * H : NULL;
         const float *whn = p->cell == RNN_GRU ? whp + NT * H : NULL;
-        memset(dc, 0, sizeof *dc * (size_t)N * H);
-        if (p->sequence)
-            memset(dh, 0, sizeof *dh * (size_t)N * H);
-        else
-            for (int i = 0; i < N; i++) memcpy(dh + (int64_t)i * H, dy + (int64_t)i * DH + (int64_t)d * H, sizeof *dh * H);
+        const size_t hb = sizeof(float) * (size_t)H;
+        memset(dc, 0, hb * (size_t)N);
+        if (p->sequence == 1) memset(dh, 0, hb * (size_t)N);
+        for (int i = 0; p->sequence == 0 && i < N; i++) memcpy(dh + (int64_t)i * H, dy + (int64_t)i * DH + (int64_t)d * H, hb);
+        for (int i = 0; p->sequence == 2 && i < N; i++) {
+            memcpy(dh + (int64_t)i * H, dy + state_at(p, i, d, 0), hb);
+            if (p->cell == RNN_LSTM) memcpy(dc + (int64_t)i * H, dy + state_at(p, i, d, 1), hb);
+        }
         for (int s = T - 1; s >= 0; s--) {
             const int t = d ? T - 1 - s : s;
 #pragma omp parallel for num_threads(nt) schedule(static) if (N >= 8 && nt > 1)
@@ -181,7 +199,7 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
                     memset(gh, 0, sizeof *gh * (size_t)GH);
                     continue;
                 }
-                if (p->sequence)
+                if (p->sequence == 1)
                     for (int j = 0; j < H; j++) dhi[j] += dy[at * DH + (int64_t)d * H + j];
                 const float *g = wg + at * GH, *hp = whp + at * H;
                 switch (p->cell) {
@@ -246,6 +264,10 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
             }
             /* dh += dHG W_hh over the gates whose recurrent term is W h (gru0: r and z only) */
             gemm_ref(0, 0, N, H, gru0 ? 2 * H : (int)GH, 1.0f, dhg_t, ld_t, W + F, ldw, 1.0f, dh, H, nthreads);
+        }
+        for (int i = 0; dh0 && i < N; i++) { /* what reached the start: the initial states' gradients */
+            memcpy(dh0 + state_at(p, i, d, 0), dh + (int64_t)i * H, hb);
+            if (p->cell == RNN_LSTM) memcpy(dh0 + state_at(p, i, d, 1), dc + (int64_t)i * H, hb);
         }
         /* the weight gradients of every step at once */
         gemm_ref(1, 0, (int)GH, F, (int)NT, 1.0f, dXG, (int)GH, x, F, 0.0f, dW, ldw, nthreads);

@@ -75,6 +75,10 @@ static const kind_case CASES[] = {
     {"lstm", "lstm name=t hidden=2 sequence=0\n", "4x3"},
     {"gru", EMB "gru name=t in=e,input0 hidden=3 bidirectional=1 sequence=0\n", "6"},
     {"gru", "gru name=t hidden=3 linear_before_reset=0\n", "4x3"},
+    /* an encoder's final h and c start a decoder over the same steps */
+    {"lstm", EMB "lstm name=enc in=e,input0 hidden=2 bidirectional=1 sequence=2\n"
+             "lstm name=t in=e,input0,enc hidden=2 bidirectional=1 initial=1\n", "6"},
+    {"gru", "gru name=enc hidden=3 sequence=2\ngru name=t in=input0,enc hidden=3 initial=1 sequence=0\n", "4x3"},
 };
 #define NCASES (int)(sizeof CASES / sizeof CASES[0])
 

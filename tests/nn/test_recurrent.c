@@ -18,13 +18,14 @@ static ts_ctx *g_ctx;
 
 typedef struct torch_case {
     rnn_cell cell;
-    int h, dirs, sequence;
+    int h, dirs, sequence, initial;
 } torch_case;
 
-/* gen_rnn_fixture.py's CASES, in its order */
+/* gen_rnn_fixture.py's CASES, in its order (sequence: 1 "all", 0 "final", 2 "state") */
 static const torch_case CASES[] = {
-    {RNN_TANH, 3, 1, 1}, {RNN_RELU, 3, 2, 0}, {RNN_LSTM, 3, 1, 1}, {RNN_LSTM, 4, 2, 1},
-    {RNN_LSTM, 3, 2, 0}, {RNN_GRU, 3, 1, 0},  {RNN_GRU, 4, 2, 1},
+    {RNN_TANH, 3, 1, 1, 0}, {RNN_RELU, 3, 2, 0, 0}, {RNN_LSTM, 3, 1, 1, 0}, {RNN_LSTM, 4, 2, 1, 0},
+    {RNN_LSTM, 3, 2, 0, 0}, {RNN_GRU, 3, 1, 0, 0},  {RNN_GRU, 4, 2, 1, 0},  {RNN_LSTM, 3, 2, 2, 1},
+    {RNN_GRU, 3, 1, 1, 1},  {RNN_TANH, 2, 2, 2, 1},
 };
 #define NCASES (int)(sizeof CASES / sizeof CASES[0])
 
@@ -52,21 +53,32 @@ static void test_torch_parity(void) {
         const torch_case *c = &CASES[k];
         for (int threads = 1; threads <= 2; threads++) {
             rnn_params p = {c->cell, n, t, f, c->h, c->dirs, c->sequence, 1};
+
             const int64_t nw = rnn_weight_count(&p), nb = (int64_t)c->dirs * 2 * rnn_gates(c->cell) * c->h;
-            const int64_t ny = c->sequence ? (int64_t)n * t * c->dirs * c->h : (int64_t)n * c->dirs * c->h;
+            const int64_t ny = c->sequence == 1   ? (int64_t)n * t * c->dirs * c->h
+                               : c->sequence == 2 ? (int64_t)n * rnn_state_size(&p)
+                                                  : (int64_t)n * c->dirs * c->h;
+            const int64_t ns = (int64_t)n * rnn_state_size(&p);
             char name[64], what[96];
 #define FX(s, count) (snprintf(name, sizeof name, "case%d." s, k), need(fx, name, count))
             const fixture_tensor *w = FX("w", nw), *b = FX("b", nb), *y = FX("y", ny), *r = FX("r", ny);
             const fixture_tensor *dx = FX("dx", (int64_t)n * t * f), *dw = FX("dw", nw), *db = FX("db", nb);
+            const fixture_tensor *h0 = c->initial ? FX("h0", ns) : NULL, *dh0 = c->initial ? FX("dh0", ns) : NULL;
 #undef FX
-            if (!w || !b || !y || !r || !dx || !dw || !db) break;
+            if (!w || !b || !y || !r || !dx || !dw || !db || (c->initial && (!h0 || !dh0))) break;
             float *got = test_falloc((size_t)ny), *ws = test_falloc(rnn_workspace_floats(&p));
             float *scratch = test_falloc(rnn_scratch_floats(&p));
             float *gx = test_falloc((size_t)n * t * f), *gw = test_falloc((size_t)nw), *gb = test_falloc((size_t)nb);
-            rnn_forward_ref(&p, x->data, len, w->data, b->data, got, ws, scratch, 0, threads);
+            float *gh0 = test_falloc((size_t)ns);
+            const float *h0d = h0 ? h0->data : NULL;
+            rnn_forward_ref(&p, x->data, len, h0d, w->data, b->data, got, ws, scratch, 0, threads);
             snprintf(what, sizeof what, "case %d (%d threads): y", k, threads);
             test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
-            rnn_backward_ref(&p, x->data, len, w->data, r->data, ws, gx, gw, gb, scratch, threads);
+            rnn_backward_ref(&p, x->data, len, w->data, r->data, ws, gx, h0 ? gh0 : NULL, gw, gb, scratch, threads);
+            if (h0) {
+                snprintf(what, sizeof what, "case %d (%d threads): dh0", k, threads);
+                test_allclose(what, gh0, dh0->data, (size_t)ns, 1e-4, 1e-5);
+            }
             snprintf(what, sizeof what, "case %d (%d threads): dx", k, threads);
             test_allclose(what, gx, dx->data, (size_t)n * t * f, 1e-4, 1e-5);
             snprintf(what, sizeof what, "case %d (%d threads): dw", k, threads);
@@ -74,7 +86,7 @@ static void test_torch_parity(void) {
             snprintf(what, sizeof what, "case %d (%d threads): db", k, threads);
             test_allclose(what, gb, db->data, (size_t)nb, 1e-4, 1e-5);
             /* inference (no workspace) and constant-time inference give the same y */
-            rnn_forward_ref(&p, x->data, len, w->data, b->data, got, NULL, scratch, 1, threads);
+            rnn_forward_ref(&p, x->data, len, h0d, w->data, b->data, got, NULL, scratch, 1, threads);
             snprintf(what, sizeof what, "case %d: constant-time y", k);
             test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
             free(got);
@@ -83,6 +95,7 @@ static void test_torch_parity(void) {
             free(gx);
             free(gw);
             free(gb);
+            free(gh0);
         }
     }
     fixture_free(fx);
@@ -98,7 +111,7 @@ static void test_gru_reset_before(void) {
     test_fill_uniform(w, 3 * H * (F + H), 2, -1, 1);
     test_fill_uniform(b, 6 * H, 3, -1, 1);
     float *scratch = test_falloc(rnn_scratch_floats(&p));
-    rnn_forward_ref(&p, x, NULL, w, b, y, NULL, scratch, 0, 1);
+    rnn_forward_ref(&p, x, NULL, NULL, w, b, y, NULL, scratch, 0, 1);
     double h[H] = {0, 0};
     for (int t = 0; t < T; t++) {
         double gate[3][H];
@@ -274,6 +287,9 @@ static void test_arch(void) {
     expect_arch_error("input shape=5x4\ntranspose name=ids perm=1,0\nlstm name=l in=input0,ids hidden=2\n",
                       "one value per step");
     expect_arch_error("input shape=5x4\nrnn name=l hidden=2 act=sigmoid\n", "act");
+    expect_arch_error("input shape=5x4\ngru name=e hidden=3 sequence=0\nlstm name=l in=input0,e hidden=3 initial=1\n",
+                      "expected 6 values (h then c");
+    expect_arch_error("input shape=5x4\nlstm name=l hidden=3 initial=1\n", "then the initial state");
 }
 
 int main(void) {
