@@ -157,15 +157,8 @@ ts_status ts_dataset_subset(ts_ctx *ctx, const ts_dataset *ds, const int64_t *id
     return TS_OK;
 }
 
-ts_status ts_dataset_split(ts_ctx *ctx, const ts_dataset *ds, int64_t val_count, uint64_t seed, ts_dataset **train,
-                           ts_dataset **val) {
-    if (!train || !val) return ts_fail(ctx, TS_EINVAL, "split: train or val is NULL");
-    *train = *val = NULL;
-    if (!ds) return ts_fail(ctx, TS_EINVAL, "split: dataset is NULL");
-    if (val_count < 0 || val_count > ds->count)
-        return ts_fail(ctx, TS_EINVAL, "split: validation count %lld is out of range (expected 0..%lld)",
-                       (long long)val_count, (long long)ds->count);
-    int64_t n = ds->count;
+ts_status data_split_indices(ts_ctx *ctx, int64_t n, int64_t val_count, uint64_t seed, int64_t **parts_out) {
+    *parts_out = NULL;
     size_t bytes;
     if (!ts_mul_size((size_t)n, sizeof(int64_t), &bytes)) return ts_fail(ctx, TS_ENOMEM, "split: too many samples");
     int64_t *perm = data_malloc(ctx, bytes, "split indices");
@@ -193,15 +186,30 @@ ts_status ts_dataset_split(ts_ctx *ctx, const ts_dataset *ds, int64_t val_count,
         if (!in_val[i]) parts[nt++] = i;
     for (int64_t i = 0; i < n; i++)
         if (in_val[i]) parts[nt + nv++] = i;
-    ts_status st = ts_dataset_subset(ctx, ds, parts, nt, train);
-    if (!st) st = ts_dataset_subset(ctx, ds, parts + nt, nv, val);
+    free(perm);
+    free(in_val);
+    *parts_out = parts;
+    return TS_OK;
+}
+
+ts_status ts_dataset_split(ts_ctx *ctx, const ts_dataset *ds, int64_t val_count, uint64_t seed, ts_dataset **train,
+                           ts_dataset **val) {
+    if (!train || !val) return ts_fail(ctx, TS_EINVAL, "split: train or val is NULL");
+    *train = *val = NULL;
+    if (!ds) return ts_fail(ctx, TS_EINVAL, "split: dataset is NULL");
+    if (val_count < 0 || val_count > ds->count)
+        return ts_fail(ctx, TS_EINVAL, "split: validation count %lld is out of range (expected 0..%lld)",
+                       (long long)val_count, (long long)ds->count);
+    int64_t *parts, nt = ds->count - val_count;
+    ts_status st = data_split_indices(ctx, ds->count, val_count, seed, &parts);
+    if (st) return st;
+    st = ts_dataset_subset(ctx, ds, parts, nt, train);
+    if (!st) st = ts_dataset_subset(ctx, ds, parts + nt, val_count, val);
     if (st) {
         ts_dataset_free(*train);
         *train = NULL;
     }
-    free(perm);
     free(parts);
-    free(in_val);
     return st;
 }
 
