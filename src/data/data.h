@@ -169,9 +169,13 @@ ts_status data_zip_list(ts_ctx *ctx, const char *path, const uint8_t *buf, size_
 ts_status data_zip_read(ts_ctx *ctx, const char *path, const uint8_t *buf, size_t len, const zip_entry *e,
                         uint8_t **out, size_t *out_len);
 
-/* Indices of a seeded split of n samples: parts[0..n-val_count) training, then the
- * val_count validation ones, each in the original order (free()). */
-ts_status data_split_indices(ts_ctx *ctx, int64_t n, int64_t val_count, uint64_t seed, int64_t **parts);
+/* A seeded split of a dataset of n samples (image or text), as ts_dataset_split
+ * says: subset() copies the samples at idx into a new dataset, release() frees one.
+ * Checked here: ds not NULL, val_count in 0..n, train not NULL (callers pass NULL
+ * when either of theirs is); *train and *val start NULL. */
+typedef ts_status (*data_subset_fn)(ts_ctx *ctx, const void *ds, const int64_t *idx, int64_t count, void **out);
+ts_status data_split(ts_ctx *ctx, const void *ds, int64_t n, int64_t val_count, uint64_t seed, data_subset_fn subset,
+                     void (*release)(void *), void **train, void **val);
 
 /* 64-bit FNV-1a of bytes: hash tables and hash-based splits. */
 static inline uint64_t data_fnv1a(const void *p, size_t n) {

@@ -35,15 +35,17 @@ ts_status json_expect(ts_ctx *ctx, json_cursor *c, char ch, const char *what) {
     return ts_fail(ctx, TS_EFORMAT, "%s: byte %lld: expected '%c' %s", c->file, offset(c), ch, what);
 }
 
+/* Four hex digits at p (the caller checked that 4 bytes remain); 0 when one is not. */
 static int hex4(const char *p, unsigned *out) {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
         char h = p[i];
-        v = v * 16 + (unsigned)(h >= '0' && h <= '9'   ? h - '0'
-                                : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                                : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                                       : 99);
-        if (v > 0xffffu) return 0;
+        int d = h >= '0' && h <= '9'   ? h - '0'
+                : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                       : -1;
+        if (d < 0) return 0;
+        v = v * 16 + (unsigned)d;
     }
     *out = v;
     return 1;

@@ -335,23 +335,21 @@ static ts_status text_subset(ts_ctx *ctx, const ts_text_dataset *ds, const int64
     return TS_OK;
 }
 
+static ts_status subset_any(ts_ctx *ctx, const void *ds, const int64_t *idx, int64_t count, void **out) {
+    ts_text_dataset *d = NULL;
+    ts_status st = text_subset(ctx, ds, idx, count, &d);
+    *out = d;
+    return st;
+}
+
+static void release_any(void *ds) { ts_text_dataset_free(ds); }
+
 ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t val_count, uint64_t seed,
                                 ts_text_dataset **train, ts_text_dataset **val) {
-    if (!train || !val) return ts_fail(ctx, TS_EINVAL, "split: train or val is NULL");
-    *train = *val = NULL;
-    if (!ds) return ts_fail(ctx, TS_EINVAL, "split: dataset is NULL");
-    if (val_count < 0 || val_count > ds->count)
-        return ts_fail(ctx, TS_EINVAL, "split: validation count %lld is out of range (expected 0..%lld)",
-                       (long long)val_count, (long long)ds->count);
-    int64_t *parts, nt = ds->count - val_count;
-    ts_status st = data_split_indices(ctx, ds->count, val_count, seed, &parts);
-    if (st) return st;
-    st = text_subset(ctx, ds, parts, nt, train);
-    if (!st) st = text_subset(ctx, ds, parts + nt, val_count, val);
-    if (st) {
-        ts_text_dataset_free(*train);
-        *train = NULL;
-    }
-    free(parts);
+    void *a = NULL, *b = NULL;
+    ts_status st = data_split(ctx, ds, ds ? ds->count : 0, val_count, seed, subset_any, release_any,
+                              train && val ? &a : NULL, &b);
+    if (train) *train = a;
+    if (val) *val = b;
     return st;
 }

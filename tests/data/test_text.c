@@ -412,6 +412,8 @@ static void test_clinc_hostile(void) {
         "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
         "{\"train\": [[\"unterminated, \"b\"]]",
         "{\"train\": [[\"a\x01\", \"b\"]]}",
+        "{\"train\": [[\"a\\u0\"]]}",           /* an escape cut by the closing quote (found by fuzz_text) */
+        "{\"train\": [[\"a\\u00g0\", \"b\"]]}", /* not hex */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ts_text_dataset *ds = NULL;
@@ -440,57 +442,32 @@ static void test_clinc_hostile(void) {
     CHECK(st == TS_EFORMAT && strstr(ts_ctx_error(g_ctx), "\"b\""), "%s", ts_ctx_error(g_ctx));
 }
 
+/* Little-endian fields {value, bytes} appended to z at *n. */
+static void put_fields(uint8_t *z, size_t *n, const uint32_t (*f)[2], int count) {
+    for (int i = 0; i < count; i++)
+        for (uint32_t k = 0; k < f[i][1]; k++) z[(*n)++] = (uint8_t)(f[i][0] >> (8 * k));
+}
+
 /* A zip of one stored entry; declared sizes and CRC can lie. */
 static size_t make_zip(uint8_t *z, const char *name, const char *data, uint32_t declared, uint32_t crc) {
-    size_t n = 0, nl = strlen(name), dl = strlen(data);
-#define U16(v) (z[n++] = (uint8_t)(v), z[n++] = (uint8_t)((v) >> 8))
-#define U32(v) (U16((v)&0xffff), U16((uint32_t)(v) >> 16))
-    U32(0x04034b50);
-    U16(20);
-    U16(0);
-    U16(0);
-    U16(0);
-    U16(0);
-    U32(crc);
-    U32(dl);
-    U32(declared);
-    U16(nl);
-    U16(0);
+    uint32_t nl = (uint32_t)strlen(name), dl = (uint32_t)strlen(data);
+    size_t n = 0;
+    /* signature, version, flags, method, time and date, CRC, sizes, name and extra lengths */
+    const uint32_t local[][2] = {{0x04034b50, 4}, {20, 2}, {0, 2},        {0, 2},  {0, 4},
+                                 {crc, 4},        {dl, 4}, {declared, 4}, {nl, 2}, {0, 2}};
+    put_fields(z, &n, local, 10);
+    memcpy(z + n, name, nl);
+    memcpy(z + n + nl, data, dl);
+    n += nl + dl;
+    uint32_t cd = (uint32_t)n;
+    /* the same, after a second version; then comment length, disk, attributes, offset 0 */
+    const uint32_t central[][2] = {{0x02014b50, 4}, {20, 2}, {20, 2}, {0, 2}, {0, 2}, {0, 4}, {crc, 4}, {dl, 4},
+                                   {declared, 4},   {nl, 2}, {0, 2},  {0, 2}, {0, 2}, {0, 2}, {0, 4},   {0, 4}};
+    put_fields(z, &n, central, 16);
     memcpy(z + n, name, nl);
     n += nl;
-    memcpy(z + n, data, dl);
-    n += dl;
-    size_t cd = n;
-    U32(0x02014b50);
-    U16(20);
-    U16(20);
-    U16(0);
-    U16(0);
-    U16(0);
-    U16(0);
-    U32(crc);
-    U32(dl);
-    U32(declared);
-    U16(nl);
-    U16(0);
-    U16(0);
-    U16(0);
-    U16(0);
-    U32(0);
-    U32(0);
-    memcpy(z + n, name, nl);
-    n += nl;
-    size_t cds = n - cd;
-    U32(0x06054b50);
-    U16(0);
-    U16(0);
-    U16(1);
-    U16(1);
-    U32(cds);
-    U32(cd);
-    U16(0);
-#undef U16
-#undef U32
+    const uint32_t end[][2] = {{0x06054b50, 4}, {0, 2}, {0, 2}, {1, 2}, {1, 2}, {(uint32_t)n - cd, 4}, {cd, 4}, {0, 2}};
+    put_fields(z, &n, end, 8);
     return n;
 }
 
