@@ -35,6 +35,7 @@ static ts_status rehash(ts_ctx *ctx, ts_vocab *v, size_t nslots) {
 }
 
 static ts_status vocab_new(ts_ctx *ctx, ts_vocab **out) {
+    *out = NULL;
     ts_vocab *v = calloc(1, sizeof *v);
     if (!v) return ts_fail(ctx, TS_ENOMEM, "vocabulary: out of memory");
     ts_status st = rehash(ctx, v, 64);
