@@ -537,7 +537,10 @@ static void test_spam_layout(void) {
 static void test_names(void) {
     ts_text_dataset *ds = NULL;
     CHECK(ts_text_dataset_load(g_ctx, "nonesuch", TS_SPLIT_TRAIN, NULL, NULL, &ds) == TS_ENOTFOUND, "unknown name");
-    CHECK(ts_text_dataset_load(g_ctx, "brown", TS_SPLIT_TRAIN, "/nonexistent", NULL, &ds) == TS_OK ||
+    ts_text_options opt;
+    ts_text_options_default(&opt);
+    opt.limit = 3;
+    CHECK(ts_text_dataset_load(g_ctx, "brown", TS_SPLIT_TRAIN, "/nonexistent", &opt, &ds) == TS_OK ||
               strstr(ts_ctx_error(g_ctx), "/nonexistent/brown"),
           "searched: %s", ts_ctx_error(g_ctx));
     ts_text_dataset_free(ds);
