@@ -134,35 +134,30 @@ static ts_status alloc_arrays(ts_ctx *ctx, ts_text_dataset *ds) {
 
 /* ------------------------------------------------------------- building */
 
-/* Per sample: its tokens, tokenized once. The buffers of all samples of one side. */
-typedef struct side {
-    data_tokens *tok; /* (count) */
-} side;
-
-static ts_status tokenize_all(ts_ctx *ctx, text_samples *s, char **texts, data_tokenize_mode mode, side *out) {
-    out->tok = calloc(s->count ? (size_t)s->count : 1, sizeof *out->tok);
-    if (!out->tok) return ts_fail(ctx, TS_ENOMEM, "text dataset: out of memory");
+/* The tokens of every sample's text, tokenized once: *out (count entries). */
+static ts_status tokenize_all(ts_ctx *ctx, text_samples *s, char **texts, data_tokenize_mode mode, data_tokens **out) {
+    *out = calloc(s->count ? (size_t)s->count : 1, sizeof **out);
+    if (!*out) return ts_fail(ctx, TS_ENOMEM, "text dataset: out of memory");
     for (int64_t i = 0; i < s->count; i++) {
-        ts_status st = data_tokenize(ctx, texts[i], strlen(texts[i]), mode, &out->tok[i]);
+        ts_status st = data_tokenize(ctx, texts[i], strlen(texts[i]), mode, &(*out)[i]);
         if (st) return st;
     }
     return TS_OK;
 }
 
-static void side_free(side *sd, int64_t count) {
-    if (!sd->tok) return;
-    for (int64_t i = 0; i < count; i++) data_tokens_free(&sd->tok[i]);
-    free(sd->tok);
-    sd->tok = NULL;
+static void tokens_free(data_tokens *tok, int64_t count) {
+    if (!tok) return;
+    for (int64_t i = 0; i < count; i++) data_tokens_free(&tok[i]);
+    free(tok);
 }
 
-static ts_status make_vocab(ts_ctx *ctx, const side *sd, const int64_t *keep, int64_t n, const ts_vocab *given,
+static ts_status make_vocab(ts_ctx *ctx, const data_tokens *tok, const int64_t *keep, int64_t n, const ts_vocab *given,
                             int min_count, ts_vocab **out) {
     if (given) return data_vocab_copy(ctx, given, out);
     ts_vocab *counter;
     ts_status st = data_vocab_counter(ctx, &counter);
     for (int64_t k = 0; !st && k < n; k++) {
-        const data_tokens *t = &sd->tok[keep[k]];
+        const data_tokens *t = &tok[keep[k]];
         for (int j = 0; !st && j < t->count; j++) st = data_vocab_count(ctx, counter, t->buf + t->start[j]);
     }
     if (!st) st = data_vocab_finish(ctx, counter, min_count, out);
@@ -205,19 +200,19 @@ static int find_name(const ts_text_dataset *ds, const char *label) {
     return -1;
 }
 
-static int longest(const side *sd, const int64_t *keep, int64_t n, int extra, int cap) {
+static int longest(const data_tokens *tok, const int64_t *keep, int64_t n, int extra, int cap) {
     int m = 1;
     for (int64_t k = 0; k < n; k++)
-        if (sd->tok[keep[k]].count + extra > m) m = sd->tok[keep[k]].count + extra;
+        if (tok[keep[k]].count + extra > m) m = tok[keep[k]].count + extra;
     return m < cap ? m : cap;
 }
 
-static ts_status fill(ts_ctx *ctx, const text_samples *s, const side *src, const side *tgt, const int64_t *keep,
-                      ts_text_dataset *ds) {
+static ts_status fill(ts_ctx *ctx, const text_samples *s, const data_tokens *src, const data_tokens *tgt,
+                      const int64_t *keep, ts_text_dataset *ds) {
     int T = ds->max_len, U = ds->target_len;
     for (int64_t k = 0; k < ds->count; k++) {
         int64_t i = keep[k];
-        const data_tokens *t = &src->tok[i];
+        const data_tokens *t = &src[i];
         int n = t->count < T ? t->count : T;
         ds->lengths[k] = n;
         for (int j = 0; j < n; j++) ds->tokens[k * T + j] = ts_vocab_id(ds->vocab, t->buf + t->start[j]);
@@ -234,7 +229,7 @@ static ts_status fill(ts_ctx *ctx, const text_samples *s, const side *src, const
                                t->count, (int)s->ntags[i]);
             for (int j = 0; j < T; j++) ds->labels[k * T + j] = j < n ? s->tags[i][j] : -1;
         } else {
-            const data_tokens *u = &tgt->tok[i];
+            const data_tokens *u = &tgt[i];
             int m = u->count < U - 2 ? u->count : U - 2;
             int32_t *row = ds->targets + k * U;
             row[0] = TS_TOKEN_BOS;
@@ -261,7 +256,7 @@ ts_status text_dataset_build(ts_ctx *ctx, text_samples *s, const ts_text_options
                        opt.target_len);
     ts_text_dataset *ds = calloc(1, sizeof *ds);
     int64_t *keep = malloc((s->count ? (size_t)s->count : 1) * sizeof *keep);
-    side src = {0}, tgt = {0};
+    data_tokens *src = NULL, *tgt = NULL; /* (count) each */
     if (!ds || !keep) {
         free(ds);
         free(keep);
@@ -274,21 +269,21 @@ ts_status text_dataset_build(ts_ctx *ctx, text_samples *s, const ts_text_options
     /* samples with no token (on either side) are skipped; then the limit */
     int64_t n = 0;
     for (int64_t i = 0; !st && i < s->count && (!opt.limit || n < opt.limit); i++)
-        if (src.tok[i].count && (s->task != TS_SEQ_TRANSLATE || tgt.tok[i].count)) keep[n++] = i;
+        if (src[i].count && (s->task != TS_SEQ_TRANSLATE || tgt[i].count)) keep[n++] = i;
     ds->count = n;
     if (!st && s->task != TS_SEQ_TRANSLATE) st = make_names(ctx, s, &opt, ds);
-    if (!st) st = make_vocab(ctx, &src, keep, n, opt.vocab, opt.min_count, &ds->vocab);
+    if (!st) st = make_vocab(ctx, src, keep, n, opt.vocab, opt.min_count, &ds->vocab);
     if (!st && s->task == TS_SEQ_TRANSLATE)
-        st = make_vocab(ctx, &tgt, keep, n, opt.target_vocab, opt.min_count, &ds->target_vocab);
+        st = make_vocab(ctx, tgt, keep, n, opt.target_vocab, opt.min_count, &ds->target_vocab);
     if (!st) {
-        ds->max_len = opt.max_len ? opt.max_len : longest(&src, keep, n, 0, TEXT_MAX_LEN_CAP);
+        ds->max_len = opt.max_len ? opt.max_len : longest(src, keep, n, 0, TEXT_MAX_LEN_CAP);
         if (s->task == TS_SEQ_TRANSLATE)
-            ds->target_len = opt.target_len ? opt.target_len : longest(&tgt, keep, n, 2, TEXT_MAX_LEN_CAP + 2);
+            ds->target_len = opt.target_len ? opt.target_len : longest(tgt, keep, n, 2, TEXT_MAX_LEN_CAP + 2);
         st = alloc_arrays(ctx, ds);
     }
-    if (!st) st = fill(ctx, s, &src, &tgt, keep, ds);
-    side_free(&src, s->count);
-    side_free(&tgt, s->count);
+    if (!st) st = fill(ctx, s, src, tgt, keep, ds);
+    tokens_free(src, s->count);
+    tokens_free(tgt, s->count);
     free(keep);
     if (st) {
         ts_text_dataset_free(ds);
@@ -347,8 +342,8 @@ static void release_any(void *ds) { ts_text_dataset_free(ds); }
 ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t val_count, uint64_t seed,
                                 ts_text_dataset **train, ts_text_dataset **val) {
     void *a = NULL, *b = NULL;
-    ts_status st = data_split(ctx, ds, ds ? ds->count : 0, val_count, seed, subset_any, release_any,
-                              train && val ? &a : NULL, &b);
+    ts_status st =
+        data_split(ctx, ds, ds ? ds->count : 0, val_count, seed, subset_any, release_any, train && val ? &a : NULL, &b);
     if (train) *train = a;
     if (val) *val = b;
     return st;
