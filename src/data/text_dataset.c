@@ -184,7 +184,7 @@ static ts_status make_names(ts_ctx *ctx, const text_samples *s, const ts_text_op
     if (s->fixed_names) return copy_names(ctx, ds, s->fixed_names, s->nfixed);
     char **sorted = malloc((s->count ? (size_t)s->count : 1) * sizeof *sorted);
     if (!sorted) return ts_fail(ctx, TS_ENOMEM, "text dataset: out of memory");
-    memcpy(sorted, s->label, (size_t)s->count * sizeof *sorted);
+    if (s->count) memcpy(sorted, s->label, (size_t)s->count * sizeof *sorted); /* label is NULL when none */
     qsort(sorted, (size_t)s->count, sizeof *sorted, cmp_str);
     int n = 0;
     for (int64_t i = 0; i < s->count; i++)

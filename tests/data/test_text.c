@@ -421,6 +421,11 @@ static void test_clinc_hostile(void) {
         CHECK(st == TS_EFORMAT, "case %zu: %d %s", i, (int)st, ts_ctx_error(g_ctx));
         ts_text_dataset_free(ds);
     }
+    /* no sample at all: an empty dataset */
+    ts_text_dataset *none = NULL;
+    CHECK(load_path(write_tmp("none.json", "{}", 2), TS_SPLIT_TRAIN, NULL, &none) == TS_OK && none->count == 0,
+          "%s", ts_ctx_error(g_ctx));
+    ts_text_dataset_free(none);
     /* escapes, an empty utterance skipped, the split's labels given */
     const char ok[] =
         "{\"train\": [[\"Caf\\u00e9 \\\"ok\\\"\", \"b\"], [\"  \", \"a\"], [\"x\", \"a\"]], \"test\": []}";
