@@ -87,11 +87,12 @@ static int search(search_state *ss, const char *data_dir) {
     return home && *home && try_at(ss, "%s/.local/share/tessera/%s", home, k->name);
 }
 
-/* The format of a file path, by its name. */
+/* The format of a file path, by its name (a .gz ending aside). */
 static text_format format_of_file(const char *path) {
     const char *base = data_basename(path);
     size_t n = strlen(base);
-    if (n >= 4 && strcmp(base + n - 4, ".zip") == 0) return FMT_BROWN;
+    if (n >= 3 && strcmp(base + n - 3, ".gz") == 0) n -= 3; /* brown.zip.gz is a zip too */
+    if (n >= 4 && strncmp(base + n - 4, ".zip", 4) == 0) return FMT_BROWN;
     if (strncmp(base, "file_list.json", 14) == 0) return FMT_SPAM;
     if (strstr(base, ".json")) return FMT_CLINC;
     return FMT_PAIRS;
