@@ -275,8 +275,9 @@ void ts_text_options_default(ts_text_options *opt);
 /* Loads a split of a text dataset. spec is a known name (clinc_oos, brown,
  * tatoeba, spam-assassin) looked up as docs/data.md says (data_dir, then
  * $TESSERA_DATA, then the standard places), or a path: a folder holding one of
- * their files, or the file (.json[.gz]: CLINC150 shape, .zip: Brown, other: tab-
- * separated pairs). opt NULL: the defaults. Samples with no token are skipped. */
+ * their files, or the file (.zip: Brown; file_list.json: SpamAssassin; other
+ * .json: CLINC150's shape; anything else: tab-separated pairs; each may be .gz).
+ * opt NULL: the defaults. Samples with no token are skipped. */
 ts_status ts_text_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir,
                                const ts_text_options *opt, ts_text_dataset **out);
 void ts_text_dataset_free(ts_text_dataset *ds);
