@@ -1,6 +1,6 @@
 /* Text datasets: the tokenizer, the vocabulary (determinism, text form, garbled
  * forms refused), corpus BLEU against NLTK, the readers on the shared sets
- * (CLINC150, Brown, Tatoeba) and on small files written here (SpamAssassin's
+ * (CLINC150, Brown, Tatoeba; BLEU on 3000 Tatoeba sentences) and on small files written here (SpamAssassin's
  * layout, hostile inputs: empty and 1 MB lines, invalid UTF-8, truncated gzip and
  * zip, a zip that lies about sizes), limit and split. */
 #include "common/test.h"
@@ -193,6 +193,46 @@ static void test_bleu(void) {
     CHECK(ts_corpus_bleu(g_ctx, &hs, &rs, 1, 1, &b) == TS_OK && b == 1.0, "ids identical %g", b);
     CHECK(ts_corpus_bleu(g_ctx, &empty, &rs, 1, 1, &b) == TS_OK && b == 0.0, "empty %g", b);
     CHECK(ts_corpus_bleu(g_ctx, &hs, &rs, 1, 0, &b) == TS_EINVAL, "0 references");
+}
+
+/* BLEU on real sentences, as tests/fixtures/gen_text_expect.py makes them: the French
+ * side of lines 40000..42999 of eng-fra.txt.gz as references; hypothesis k drops
+ * word i when (i + k) % 5 == 1 and is reversed when k % 7 == 0. */
+static void test_bleu_tatoeba(void) {
+    const char *shared = test_shared_data();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/text/tatoeba/eng-fra.txt.gz", shared ? shared : ".");
+    gzFile gz = shared ? gzopen(path, "rb") : NULL;
+    if (!gz) return;
+    enum { FIRST = 40000, N = 3000 };
+    static char line[4096], *hyp[N], *ref[N];
+    int k = 0;
+    for (int no = 0; k < N && gzgets(gz, line, sizeof line); no++) {
+        if (no < FIRST) continue;
+        line[strcspn(line, "\n")] = '\0';
+        char *fr = strchr(line, '\t');
+        ref[k] = strdup(fr ? fr + 1 : "");
+        char *words[256], *save = NULL, *copy = strdup(ref[k]);
+        int n = 0, kept = 0;
+        for (char *w = strtok_r(copy, " ", &save); w && n < 256; w = strtok_r(NULL, " ", &save), n++)
+            if ((n + k) % 5 != 1) words[kept++] = w;
+        hyp[k] = calloc(strlen(ref[k]) + 2, 1);
+        for (int i = 0; i < kept; i++) {
+            strcat(hyp[k], words[k % 7 == 0 ? kept - 1 - i : i]);
+            strcat(hyp[k], " ");
+        }
+        free(copy);
+        k++;
+    }
+    gzclose(gz);
+    double b = -1;
+    CHECK(k == N && ts_corpus_bleu_text(g_ctx, (const char *const *)hyp, (const char *const *)ref, N, 1, &b) == TS_OK,
+          "%d lines: %s", k, ts_ctx_error(g_ctx));
+    CHECK_NEAR(b, 0.419412685882, 0, 1e-9); /* NLTK 3.8 */
+    for (int i = 0; i < k; i++) {
+        free(hyp[i]);
+        free(ref[i]);
+    }
 }
 
 /* ------------------------------------------------------------ real datasets */
@@ -423,8 +463,8 @@ static void test_clinc_hostile(void) {
     }
     /* no sample at all: an empty dataset */
     ts_text_dataset *none = NULL;
-    CHECK(load_path(write_tmp("none.json", "{}", 2), TS_SPLIT_TRAIN, NULL, &none) == TS_OK && none->count == 0,
-          "%s", ts_ctx_error(g_ctx));
+    CHECK(load_path(write_tmp("none.json", "{}", 2), TS_SPLIT_TRAIN, NULL, &none) == TS_OK && none->count == 0, "%s",
+          ts_ctx_error(g_ctx));
     ts_text_dataset_free(none);
     /* escapes, an empty utterance skipped, the split's labels given */
     const char ok[] =
@@ -559,6 +599,7 @@ int main(void) {
     RUN(test_vocab);
     RUN(test_vocab_garbled);
     RUN(test_bleu);
+    RUN(test_bleu_tatoeba);
     RUN(test_universal_map);
     RUN(test_clinc);
     RUN(test_brown);
