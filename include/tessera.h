@@ -196,11 +196,50 @@ ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int
 
 /* ---------------------------------------------------------- text datasets */
 
-/* Sequence tasks: one label per text (intents, spam), one tag per token (parts of
- * speech), or a target text (translation). */
-typedef enum ts_seq_task { TS_SEQ_CLASSIFY = 0, TS_SEQ_TAG = 1, TS_SEQ_TRANSLATE = 2 } ts_seq_task;
+/* Text for sequence models (docs/data.md, "Text datasets"): a tokenizer, a
+ * vocabulary built from training data, readers for CLINC150 (intent
+ * classification), Brown (universal POS tagging), Tatoeba English-French
+ * (translation) and SpamAssassin (ham/spam), and corpus BLEU. */
+
+/* Tokenizes text (NUL-terminated UTF-8): ASCII letters lower-cased, ASCII
+ * whitespace and control bytes separate tokens, each ASCII punctuation character
+ * is a token of its own, every other byte belongs to a word; an invalid UTF-8 byte
+ * becomes U+FFFD; a token longer than 64 bytes keeps its first whole characters
+ * within 64 bytes. *tokens (free with ts_text_free) holds the tokens separated by
+ * single spaces; *count their number (either may be NULL). */
+ts_status ts_text_tokenize(ts_ctx *ctx, const char *text, char **tokens, int *count);
+void ts_text_free(void *p);
+
+/* Fixed ids of every vocabulary. */
+enum { TS_TOKEN_PAD = 0, TS_TOKEN_UNK = 1, TS_TOKEN_BOS = 2, TS_TOKEN_EOS = 3 };
+
 typedef struct ts_vocab ts_vocab;
-/* Texts as token ids, padded to one length. */
+
+/* A vocabulary of the tokens of texts[0..count-1] seen at least min_count times
+ * (min_count < 1: 1): ids 0..3 are <pad>, <unk>, <bos>, <eos>, then words by
+ * descending count, ties in byte order. */
+ts_status ts_vocab_build(ts_ctx *ctx, const char *const *texts, int64_t count, int min_count, ts_vocab **out);
+void ts_vocab_free(ts_vocab *v);
+int32_t ts_vocab_size(const ts_vocab *v);
+/* Id of a word (as the tokenizer writes it), TS_TOKEN_UNK when absent. */
+int32_t ts_vocab_id(const ts_vocab *v, const char *word);
+/* Word of an id; NULL when out of range. */
+const char *ts_vocab_word(const ts_vocab *v, int32_t id);
+/* Tokenizes text and writes the ids of its first `max` tokens to ids; *count is the
+ * number written. Unknown words are TS_TOKEN_UNK. */
+ts_status ts_vocab_encode(ts_ctx *ctx, const ts_vocab *v, const char *text, int32_t *ids, int max, int *count);
+/* The words of ids[0..n-1] separated by spaces in *text (free with ts_text_free):
+ * <pad> and <bos> are skipped, the first <eos> ends the text. */
+ts_status ts_vocab_decode(ts_ctx *ctx, const ts_vocab *v, const int32_t *ids, int n, char **text);
+/* The vocabulary as one text (free with ts_text_free), for a model's metadata:
+ * "tessera-vocab 1 SIZE\n", then one "word\tcount\n" line per id. */
+ts_status ts_vocab_save(ts_ctx *ctx, const ts_vocab *v, char **text);
+/* Reads what ts_vocab_save wrote; anything else (a size that is not the line
+ * count, a duplicate, words out of order, a bad count) fails with TS_EFORMAT. */
+ts_status ts_vocab_parse(ts_ctx *ctx, const char *text, size_t len, ts_vocab **out);
+
+typedef enum ts_seq_task { TS_SEQ_CLASSIFY = 0, TS_SEQ_TAG = 1, TS_SEQ_TRANSLATE = 2 } ts_seq_task;
+
 typedef struct ts_text_dataset {
     int64_t count;
     ts_seq_task task;
@@ -217,6 +256,52 @@ typedef struct ts_text_dataset {
     ts_vocab *vocab;         /* source vocabulary, owned */
     ts_vocab *target_vocab;  /* translate: target vocabulary, owned; else NULL */
 } ts_text_dataset;
+
+/* How a text dataset is read. Reusing the training split's vocabularies and class
+ * names makes a test split encoded the same way. */
+typedef struct ts_text_options {
+    int max_len;                    /* T; longer samples are truncated. 0: the longest sample, at most 512 */
+    int target_len;                 /* translate, <bos> and <eos> included. 0: the longest target + 2, at most 514 */
+    int min_count;                  /* vocabulary built from the loaded samples: words seen fewer times are <unk> */
+    int64_t limit;                  /* > 0: only the first `limit` samples of the split */
+    const ts_vocab *vocab;          /* NULL: built; else copied and used */
+    const ts_vocab *target_vocab;   /* translate: the same for targets */
+    const char *const *class_names; /* classify/tag: NULL, or the label order to use (classes entries) */
+    int classes;
+} ts_text_options;
+
+void ts_text_options_default(ts_text_options *opt);
+
+/* Loads a split of a text dataset. spec is a known name (clinc_oos, brown,
+ * tatoeba, spam-assassin) looked up as docs/data.md says (data_dir, then
+ * $TESSERA_DATA, then the standard places), or a path: a folder holding one of
+ * their files, or the file (.zip: Brown; file_list.json: SpamAssassin; other
+ * .json: CLINC150's shape; anything else: tab-separated pairs; each may be .gz).
+ * opt NULL: the defaults. Samples with no token are skipped. */
+ts_status ts_text_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir,
+                               const ts_text_options *opt, ts_text_dataset **out);
+void ts_text_dataset_free(ts_text_dataset *ds);
+/* A seeded held-out part of val_count samples, as ts_dataset_split; both parts
+ * own copies of the vocabularies and class names. */
+ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t val_count, uint64_t seed,
+                                ts_text_dataset **train, ts_text_dataset **val);
+
+/* A token sequence for BLEU. */
+typedef struct ts_token_seq {
+    const int32_t *ids;
+    int len;
+} ts_token_seq;
+
+/* Corpus BLEU-4 as NLTK's corpus_bleu without smoothing: uniform weights, clipped
+ * n-gram counts summed over the corpus, the closest reference length (the shorter
+ * on a tie) for the brevity penalty. refs holds refs_per_hyp references per
+ * hypothesis (hypothesis i's are refs[i*refs_per_hyp ...]). An order with no match
+ * gives 0 (NLTK: a value below 1e-70). */
+ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_seq *refs, int64_t count,
+                         int refs_per_hyp, double *bleu);
+/* The same over texts whose tokens are separated by spaces (not otherwise tokenized). */
+ts_status ts_corpus_bleu_text(ts_ctx *ctx, const char *const *hyps, const char *const *refs, int64_t count,
+                              int refs_per_hyp, double *bleu);
 
 /* Batches of a classify or tag text dataset for a model whose input is (T) token
  * ids: ts_loader_get writes x (B, T), the ids as floats, and y (B) labels or, for
