@@ -601,6 +601,15 @@ ts_status ts_evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, co
  * seq_acc (may be NULL) is the fraction of texts with every token right. */
 ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int batch, ts_eval_report *out,
                            double *seq_acc);
+/* Decodes ds's sources with an encoder-decoder model trained on ds's layout
+ * (ts_text_input_shape): greedy with beam 1, else beam search of that width (mean
+ * log-probability per word decides among finished hypotheses); batch sentences at a
+ * time for greedy. out (count, Tm): each translation's target ids, ending with <eos>
+ * (one that reaches Tm words without it is cut), 0 after. */
+ts_status ts_translate(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int beam, int batch, int32_t *out);
+/* Corpus BLEU-4 (ts_corpus_bleu) of ts_translate's output against ds's targets,
+ * both without <bos> and <eos>. */
+ts_status ts_evaluate_bleu(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int beam, int batch, double *bleu);
 void ts_eval_report_free(ts_eval_report *r);
 /* From the confusion matrix; 0 when undefined. */
 double ts_eval_precision(const ts_eval_report *r, int cls);
