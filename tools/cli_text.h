@@ -9,6 +9,8 @@
  * as an image model's. */
 #define TEXT_META_VOCAB "text.vocab"
 #define TEXT_META_TASK "text.task"
+#define TEXT_META_TARGET_VOCAB "text.target_vocab" /* a translator's */
+#define TEXT_META_LENGTHS "text.lengths"           /* "T TARGET_LEN": the lengths trained with */
 
 /* --data names a text dataset: a known name (clinc_oos, brown, tatoeba,
  * spam-assassin), a file with a text reader's suffix, or a folder holding one. */
@@ -19,8 +21,13 @@ int cli_is_text_model(const ts_model *m);
 ts_status cli_text_set_meta(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, const char *spec);
 /* m's vocabulary (path names m in messages). */
 ts_status cli_text_model_vocab(ts_ctx *ctx, const ts_model *m, const char *path, ts_vocab **out);
-/* m is a tagger. */
+/* m is a tagger; a translator. */
 int cli_text_model_tags(const ts_model *m);
+int cli_text_model_translates(const ts_model *m);
+ts_status cli_text_model_target_vocab(ts_ctx *ctx, const ts_model *m, const char *path, ts_vocab **out);
+/* A translator's translation of text (greedy with beam 1, else beam search) in *out
+ * (free with ts_text_free). */
+ts_status cli_text_translate(ts_ctx *ctx, ts_model *m, const char *path, const char *text, int beam, char **out);
 /* A split of spec read as m was trained: its vocabulary, class or tag order and
  * length; limit > 0 reads only the first samples. */
 ts_status cli_text_load_for_model(ts_ctx *ctx, const ts_model *m, const char *path, const char *spec, ts_split split,

@@ -63,6 +63,7 @@ static cli_opt eval_opts[] = {
     {"split", "test|train", "which split to evaluate (default test)", NULL},
     {"batch", "N", "batch size (default 256)", NULL},
     {"limit", "N", "evaluate the first N samples only", NULL},
+    {"beam", "B", "a translator's BLEU: beam search of width B (default 1: greedy)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
@@ -130,13 +131,35 @@ int cmd_eval(int argc, char **argv) {
     if ((st = texts ? ts_evaluate_text(ctx, m, texts, (int)batch, &ev, &whole) : ts_evaluate(ctx, m, ds, (int)batch, &ev)))
         goto fail;
     double secs = cli_now() - t0;
-    const char *unit = !texts ? "images" : texts->task == TS_SEQ_TAG ? "tokens" : "texts";
+    const char *unit = !texts                               ? "images"
+                       : texts->task == TS_SEQ_TAG          ? "tokens"
+                       : texts->task == TS_SEQ_TRANSLATE    ? "target words"
+                                                            : "texts";
     printf("model %s on %s (%s, %lld %s, %.2fs, %.0f %s/s%s)\n", pos[0], spec,
            split == TS_SPLIT_TEST ? "test" : "train", (long long)ev.count, unit, secs, secs > 0 ? ev.count / secs : 0,
-           texts ? unit : "img", ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
+           !texts ? "img" : texts->task == TS_SEQ_TRANSLATE ? "word" : unit, ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
     char loss[32];
     printf("top-1 %.2f%%  top-5 %.2f%%  loss %s", 100 * ev.top1, 100 * ev.top5, cli_num(loss, sizeof loss, ev.loss, 4));
     if (texts && texts->task == TS_SEQ_TAG) printf("  whole sentences %.2f%%", 100 * whole);
+    if (texts && texts->task == TS_SEQ_TRANSLATE) { /* scores are per target word; BLEU is what counts */
+        long beam;
+        double bleu;
+        if (!cli_int(&eval_cmd, "beam", 1, 1, 64, &beam)) {
+            ts_eval_report_free(&ev);
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        if ((st = ts_evaluate_bleu(ctx, m, texts, (int)beam, (int)batch, &bleu))) {
+            ts_eval_report_free(&ev);
+            goto fail;
+        }
+        printf(" (per target word, reading the reference's words before it)\nBLEU %.2f (%s) on %lld sentences\n",
+               100 * bleu, beam > 1 ? "beam search" : "greedy", (long long)texts->count);
+        if (J) json_num(J, "bleu", bleu);
+        ts_eval_report_free(&ev);
+        rc = EXIT_OK;
+        goto done;
+    }
     printf("\n\n");
     int k = ev.classes;
     printf("%-4s %-20s %9s %9s %8s\n", "id", "class", "precision", "recall", "support");
@@ -194,6 +217,7 @@ static cli_opt predict_opts[] = {
     {"data-dir", "DIR", "where known dataset names are looked up first", NULL},
     {"index", "I[,J...]", "with --data: which test samples (default 0)", NULL},
     {"top", "K", "show the K most likely classes (default 3)", NULL},
+    {"beam", "B", "a translator: beam search of width B (default 1: greedy)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
@@ -299,13 +323,25 @@ static ts_status composed_outputs(ts_ctx *ctx, const ts_model *m, const char *sp
 
 /* A text model on texts given as arguments: a classifier's top classes, or a
  * tagger's tag for every word (word/TAG ...). */
-static ts_status predict_text(ts_ctx *ctx, ts_model *m, const char *path, char **texts, int n, int top) {
+static ts_status predict_text(ts_ctx *ctx, ts_model *m, const char *path, char **texts, int n, int top, int beam) {
     const ts_shape in = ts_model_input_shape(m);
     const int T = in.ndim == 1 ? (int)in.dims[0] : 0, K = ts_model_classes(m), tags = cli_text_model_tags(m);
     float *x = malloc(sizeof *x * (size_t)(T > 0 ? T : 1)), *logits = malloc(sizeof *logits * (size_t)K);
     ts_status st = x && logits ? TS_OK : ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
     json_out *J = cli_json();
-    for (int i = 0; i < n && !st; i++) {
+    for (int i = 0; i < n && !st && cli_text_model_translates(m); i++) {
+        char *tr = NULL;
+        if ((st = cli_text_translate(ctx, m, path, texts[i], beam, &tr))) break;
+        printf("\"%s\" -> \"%s\"\n", texts[i], tr);
+        if (J) {
+            json_object(J, NULL);
+            json_str(J, "input", texts[i]);
+            json_str(J, "translation", tr);
+            json_close(J);
+        }
+        ts_text_free(tr);
+    }
+    for (int i = 0; i < n && !st && !cli_text_model_translates(m); i++) {
         int len = 0;
         char *tokens = NULL, what[96];
         if ((st = cli_text_encode(ctx, m, path, texts[i], x, &len)) || (st = ts_model_predict(ctx, m, x, 1, logits)))
@@ -378,7 +414,12 @@ int cmd_predict(int argc, char **argv) {
             rc = EXIT_USAGE;
             goto done;
         }
-        if ((st = predict_text(ctx, m, pos[0], pos + 1, npos - 1, (int)top))) goto fail;
+        long beam;
+        if (!cli_int(&predict_cmd, "beam", 1, 1, 64, &beam)) {
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        if ((st = predict_text(ctx, m, pos[0], pos + 1, npos - 1, (int)top, (int)beam))) goto fail;
         rc = EXIT_OK;
         goto done;
     }

@@ -23,7 +23,7 @@ static const char *stop_reason(void) { return g_interrupted == SIGTERM ? "termin
 static cli_opt train_opts[] = {
     {"arch", "NAME|FILE", "architecture: a zoo name (tessera zoo) or an .arch file (default demo)", NULL},
     {"init", "MODEL.tsr", "start from this model's weights instead (fine-tuning, e.g. an imported ONNX model)", NULL},
-    {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, or a folder/file in those layouts; text: clinc_oos, brown, spam-assassin (docs/sequences.md)", NULL},
+    {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, or a folder/file in those layouts; text: clinc_oos, brown, tatoeba, spam-assassin (docs/sequences.md)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"out", "FILE", "where to write the trained model (required)", NULL},
     {"epochs", "N", "epochs to train (default 10)", NULL},
@@ -47,6 +47,7 @@ static cli_opt train_opts[] = {
     {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
     {"limit", "N", "train on the first N (>= 1) training samples only", NULL},
     {"max-len", "T", "text: tokens per text, longer ones cut (default: the longest, at most 512)", NULL},
+    {"target-len", "T", "translation: target tokens with <bos> and <eos> (default: the longest, at most 514)", NULL},
     {"min-count", "N", "text: words seen fewer times in training are <unk> (default 1)", NULL},
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
@@ -312,9 +313,10 @@ static ts_status text_prepare(ts_ctx *ctx, const char *spec, const char *data_di
                               ts_model **m, const ts_train_config *cfg, double vs, long limit, text_sets *t,
                               ts_trainer **tr) {
     ts_status st;
-    long max_len, min_count;
-    if (!cli_int(&train_cmd, "max-len", 0, 1, 512, &max_len) || !cli_int(&train_cmd, "min-count", 1, 1, 1L << 30, &min_count))
-        return ts_ctx_set_error(ctx, TS_EINVAL, "--max-len or --min-count: see tessera train --help");
+    long max_len, target_len, min_count;
+    if (!cli_int(&train_cmd, "max-len", 0, 1, 512, &max_len) || !cli_int(&train_cmd, "target-len", 0, 3, 514, &target_len) ||
+        !cli_int(&train_cmd, "min-count", 1, 1, 1L << 30, &min_count))
+        return ts_ctx_set_error(ctx, TS_EINVAL, "--max-len, --target-len or --min-count: see tessera train --help");
     if (*m && !cli_is_text_model(*m))
         return ts_ctx_set_error(ctx, TS_EINVAL, "%s is a text dataset but the model to go on from reads images", spec);
     if (*m) {
@@ -324,16 +326,15 @@ static ts_status text_prepare(ts_ctx *ctx, const char *spec, const char *data_di
         ts_text_options opt;
         ts_text_options_default(&opt);
         opt.max_len = (int)max_len;
+        opt.target_len = (int)target_len;
         opt.min_count = (int)min_count;
         opt.limit = limit;
         if ((st = ts_text_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &opt, &t->full))) return st;
     }
-    if (t->full->task == TS_SEQ_TRANSLATE)
-        return ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s is a translation set; training encoder-decoder models is not "
-                                "supported yet (docs/sequences.md)", spec);
     if (!*m) {
         const char *arch = cli_get(&train_cmd, "arch");
-        if (!arch) arch = t->full->task == TS_SEQ_TAG ? "lstm-pos" : "lstm-clinc";
+        if (!arch)
+            arch = t->full->task == TS_SEQ_TAG ? "lstm-pos" : t->full->task == TS_SEQ_TRANSLATE ? "lstm-seq2seq" : "lstm-clinc";
         const char *text = ts_zoo_arch(arch);
         char *file = NULL;
         if (!text && (strchr(arch, '/') || strstr(arch, ".arch"))) {
@@ -749,10 +750,17 @@ prepared:
 
     if (texts.test) {
         ts_eval_report ev;
-        double whole;
+        double whole, bleu;
         if ((st = ts_evaluate_text(ctx, m, texts.test, 256, &ev, &whole))) goto fail;
         char l[32];
-        if (texts.test->task == TS_SEQ_TAG)
+        if (texts.test->task == TS_SEQ_TRANSLATE) {
+            if ((st = ts_evaluate_bleu(ctx, m, texts.test, 1, 256, &bleu))) {
+                ts_eval_report_free(&ev);
+                goto fail;
+            }
+            printf("test BLEU %.2f (greedy), word accuracy with the reference's words before %.2f%%, on %lld "
+                   "sentences\n", 100 * bleu, 100 * ev.top1, (long long)texts.test->count);
+        } else if (texts.test->task == TS_SEQ_TAG)
             printf("test token accuracy: %.2f%% (whole sentences %.2f%%, loss %s) on %lld tokens\n", 100 * ev.top1,
                    100 * whole, cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
         else
