@@ -35,6 +35,10 @@ static void test_classifier(void) {
     CHECK(rc == 0 && strstr(R.out, "embedding") && strstr(R.out, "lstm") && strstr(R.out, "more lines)") &&
               cli_count_lines(R.out) < 40,
           "info: the vocabulary is summed up: exit %d, %d lines", rc, cli_count_lines(R.out));
+    rc = cli_run(&R, "bench %s/c.tsr --batch 8 --iters 3 --warmup 1 --threads 1", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "tokens/s"), "bench: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "bench lstm-seq2seq --batch 2 --iters 2 --warmup 1 --threads 1 --train");
+    CHECK(rc == 0 && strstr(R.out, "tokens/s"), "bench --train of the zoo translator: exit %d: %s%s", rc, R.out, R.err);
     /* an image architecture on text data, and image data for a text model */
     rc = cli_run(&R, "train --data clinc_oos --limit 50 --arch demo " COMMON " --out %s/x.tsr", g_data, R.dir);
     CHECK(rc != 0 && !cli_exists(&R, "x.tsr"), "--arch demo on text: exit %d: %s", rc, R.err);
