@@ -184,7 +184,12 @@ $(BUILD)/bench/rnn_bench: bench/rnn/rnn_bench.c $(BUILD)/libtessera.a include/te
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $< $(BUILD)/libtessera.a $(LDLIBS) -o $@
 
-bench-rnn: all $(BUILD)/bench/rnn_bench
+$(BUILD)/bench/text_dump: bench/rnn/text_dump.c $(BUILD)/libtessera.a include/tessera.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/libtessera.a $(LDLIBS) -o $@
+
+bench-rnn: all $(BUILD)/bench/rnn_bench $(BUILD)/bench/text_dump
 	@sh bench/rnn/run.sh $(BUILD)
 
 dudect: all $(BUILD)/bench/dudect
