@@ -44,6 +44,7 @@ struct ts_trainer {
     int64_t since_best;   /* validated epochs since the best */
     float *best_state;    /* keep_best: every tensor of the model at the best epoch, in order */
     int stopped_early, restored_best;
+    ts_comm comm;         /* data-parallel ranks (data_parallel.c); size 1 when alone */
 };
 
 /* After epoch `epoch`'s validation: tracks the best top-1 and, for keep_best, copies
@@ -51,6 +52,15 @@ struct ts_trainer {
 ts_status best_epoch_observe(ts_ctx *ctx, ts_trainer *tr, int64_t epoch, double val_acc, int *stop);
 /* keep_best: puts the best epoch's tensors back into the model (once training ends). */
 void best_epoch_restore(ts_trainer *tr);
+
+/* Data-parallel training (data_parallel.c). A rank's samples [lo, hi) of a batch of n. */
+void dp_shard(int n, const ts_comm *comm, int *lo, int *hi);
+/* buf (n) summed over the ranks in place; a failure names `what`. */
+ts_status dp_sum(ts_ctx *ctx, ts_trainer *tr, float *buf, size_t n, const char *what);
+/* The model's buffers (batch-norm running statistics) averaged over the ranks. */
+ts_status dp_average_buffers(ts_ctx *ctx, ts_trainer *tr);
+/* *stop becomes 1 on every rank when it was 1 on any: all ranks stop at one step. */
+ts_status dp_agree_stop(ts_ctx *ctx, ts_trainer *tr, int *stop);
 
 /* Layers whose name ends so are MwT mask outputs (src/modular/mwt.c makes them). */
 #define TS_MWT_MASK_SUFFIX ".gen.mask"
