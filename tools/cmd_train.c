@@ -650,7 +650,7 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
                 goto fail;
             }
             fprintf(stderr, "tessera train: %s; resume with --resume %s\n", stop_reason(), run.checkpoint);
-        } else {
+        } else if (lead) { /* the other ranks leave the saying to rank 0 */
             fprintf(stderr, "tessera train: %s (no --checkpoint given, progress not saved)\n", stop_reason());
         }
         rc = g_interrupted == SIGTERM ? EXIT_TERMINATED : EXIT_INTERRUPTED;

@@ -129,7 +129,9 @@ int dist_end(const char *cmd, cli_dist *d, int rc) {
     free(g_mpi.rdispls);
     free(g_mpi.scratch);
     memset(&g_mpi, 0, sizeof g_mpi);
-    if (rc != 0 && d->size > 1) {
+    /* 130 and 143: a Ctrl-C or SIGTERM that every rank agreed to stop on (the trainer's
+     * stop flags), so every rank is here; any other failure may be one rank's alone */
+    if (rc != 0 && rc != EXIT_INTERRUPTED && rc != EXIT_TERMINATED && d->size > 1) {
         fprintf(stderr, "tessera %s: rank %d of %d failed (exit %d): ending every rank\n", cmd, d->rank, d->size, rc);
         fflush(stderr);
         MPI_Abort(MPI_COMM_WORLD, rc);
