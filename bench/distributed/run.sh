@@ -45,14 +45,14 @@ awk -v t1="$t1" -v t2="$t2" -v ar="$ar" -v n="$LIMIT" -v runs="$RUNS" -v steps="
     printf "  loopback allreduce after a barrier: 1 float %.1f us, 272,474 floats %.0f us\n", lat, big
     # Scaling model: weak scaling, 64 images per machine per step (the 2-rank run per
     # rank), compute = measured 2-rank step time minus its allreduce. Ring allreduce of
-    # S bytes over p machines: 2(p-1) alpha + 2(p-1)/p S / B; 4 sums a step (gradients,
-    # running statistics, loss, stop flag), three of them latency only.
+    # S bytes over p machines: 2(p-1) alpha + 2(p-1)/p S / B; 2 sums a step (gradients
+    # with the running statistics and the loss; the stop flags, latency only).
     tc = 1000 * t2 / steps - ar; S = 272474 * 4; alpha = 50e-3
     printf "\nScaling model (ms; compute %.0f ms/step at 64 images per machine; alpha %.0f us per message):\n", tc, alpha * 1000
     printf "  %8s %14s %14s %14s %14s\n", "machines", "10G allreduce", "10G effic.", "100G allreduce", "100G effic."
     for (p = 2; p <= 64; p *= 2) {
-        a10 = 4 * 2 * (p - 1) * alpha + 2 * (p - 1) / p * S * 8 / 10e9 * 1000
-        a100 = 4 * 2 * (p - 1) * alpha + 2 * (p - 1) / p * S * 8 / 100e9 * 1000
+        a10 = 2 * 2 * (p - 1) * alpha + 2 * (p - 1) / p * S * 8 / 10e9 * 1000
+        a100 = 2 * 2 * (p - 1) * alpha + 2 * (p - 1) / p * S * 8 / 100e9 * 1000
         printf "  %8d %14.2f %13.1f%% %14.2f %13.1f%%\n", p, a10, 100 * tc / (tc + a10), a100, 100 * tc / (tc + a100)
     }
 }'

@@ -21,6 +21,10 @@ ts_status ts_trainer_set_comm(ts_ctx *ctx, ts_trainer *tr, const ts_comm *comm) 
     if (tr->cfg.batch < comm->size)
         return ts_fail(ctx, TS_EINVAL, "data-parallel: batch %d is smaller than the %d ranks (each takes a share of it)",
                        tr->cfg.batch, comm->size);
+    const ts_model *m = tr->model;
+    ts_free(tr->dp_buf);
+    tr->dp_buf = ts_alloc(ctx, (m->nparams + m->nbuffers + DP_STATS) * sizeof(float), "data-parallel sums");
+    if (!tr->dp_buf) return TS_ENOMEM;
     tr->comm = *comm;
     return TS_OK;
 }
@@ -37,13 +41,24 @@ ts_status dp_sum(ts_ctx *ctx, ts_trainer *tr, float *buf, size_t n, const char *
                    tr->comm.rank, tr->comm.size, what, n, err[0] ? err : "no reason given");
 }
 
-ts_status dp_average_buffers(ts_ctx *ctx, ts_trainer *tr) {
+/* One sum a step, not three: on a network each costs a latency per rank, which
+ * dominates beyond a few machines (bench/RESULTS.md, the scaling model). */
+ts_status dp_sum_step(ts_ctx *ctx, ts_trainer *tr, int cnt, int total, float *loss, int *correct) {
     ts_model *m = tr->model;
-    ts_status st = dp_sum(ctx, tr, m->buffers, m->nbuffers, "the running statistics");
+    float *b = tr->dp_buf; /* (nparams + nbuffers + DP_STATS) */
+    const size_t np = m->nparams, nb = m->nbuffers;
+    memcpy(b, m->grads, np * sizeof(float));
+    memcpy(b + np, m->buffers, nb * sizeof(float));
+    b[np + nb] = *loss * (float)cnt;
+    b[np + nb + 1] = (float)*correct;
+    ts_status st = dp_sum(ctx, tr, b, np + nb + DP_STATS, "the gradients");
     if (st) return st;
+    memcpy(m->grads, b, np * sizeof(float));
     /* a division, not a product with 1/size: identical values stay identical */
     const float size = (float)tr->comm.size;
-    for (size_t i = 0; i < m->nbuffers; i++) m->buffers[i] /= size;
+    for (size_t i = 0; i < nb; i++) m->buffers[i] = b[np + i] / size;
+    *loss = b[np + nb] / (float)total;
+    *correct = (int)b[np + nb + 1];
     return TS_OK;
 }
 

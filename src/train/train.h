@@ -45,6 +45,7 @@ struct ts_trainer {
     float *best_state;    /* keep_best: every tensor of the model at the best epoch, in order */
     int stopped_early, restored_best;
     ts_comm comm;         /* data-parallel ranks (data_parallel.c); size 1 when alone */
+    float *dp_buf;        /* data-parallel: (nparams + nbuffers + DP_STATS) the step's sums */
 };
 
 /* After epoch `epoch`'s validation: tracks the best top-1 and, for keep_best, copies
@@ -57,8 +58,11 @@ void best_epoch_restore(ts_trainer *tr);
 void dp_shard(int n, const ts_comm *comm, int *lo, int *hi);
 /* buf (n) summed over the ranks in place; a failure names `what`. */
 ts_status dp_sum(ts_ctx *ctx, ts_trainer *tr, float *buf, size_t n, const char *what);
-/* The model's buffers (batch-norm running statistics) averaged over the ranks. */
-ts_status dp_average_buffers(ts_ctx *ctx, ts_trainer *tr);
+/* The step's sums over the ranks, in one call: the gradients (of this rank's cnt of
+ * the batch's total samples, already weighed) summed, the buffers (batch-norm running
+ * statistics) averaged, *loss (this rank's mean) and *correct made the batch's. */
+#define DP_STATS 2
+ts_status dp_sum_step(ts_ctx *ctx, ts_trainer *tr, int cnt, int total, float *loss, int *correct);
 /* *stop becomes 1 on every rank when it was 1 on any: all ranks stop at one step. */
 ts_status dp_agree_stop(ts_ctx *ctx, ts_trainer *tr, int *stop);
 

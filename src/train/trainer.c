@@ -189,6 +189,7 @@ void ts_trainer_free(ts_trainer *tr) {
     free(tr->gen_of);
     free(tr->gen_off);
     free(tr->best_state);
+    ts_free(tr->dp_buf);
     free(tr);
 }
 
@@ -282,9 +283,9 @@ static ts_status load_batch(ts_trainer *tr, int64_t b, int augment, int *lo, int
 }
 
 /* Backward of this rank's cnt samples, as its part of the mean loss over the batch's
- * total; then, data-parallel, the gradients summed and the running statistics
- * averaged over the ranks. */
-static ts_status backward_batch(ts_ctx *ctx, ts_trainer *tr, int cnt, int total) {
+ * total; then, data-parallel, the sums over the ranks (dp_sum_step: the gradients,
+ * the running statistics, *loss and *correct). */
+static ts_status backward_batch(ts_ctx *ctx, ts_trainer *tr, int cnt, int total, float *loss, int *correct) {
     ts_model *m = tr->model;
     ts_status st;
     if (cnt > 0) {
@@ -297,9 +298,7 @@ static ts_status backward_batch(ts_ctx *ctx, ts_trainer *tr, int cnt, int total)
         if ((st = model_ensure_grads(ctx, m))) return st;
         memset(m->grads, 0, m->nparams * sizeof(float));
     }
-    if (tr->comm.size <= 1) return TS_OK;
-    if ((st = dp_sum(ctx, tr, m->grads, m->nparams, "the gradients"))) return st;
-    return dp_average_buffers(ctx, tr);
+    return tr->comm.size <= 1 ? TS_OK : dp_sum_step(ctx, tr, cnt, total, loss, correct);
 }
 
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks) {
@@ -333,12 +332,8 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
                 if (tr->ngens) mwt_losses(tr, cnt, tr->y, &coh, &coup);
                 for (int i = 0; i < cnt; i++) correct += argmax_row(tr->logits + (size_t)i * k, k) == tr->y[i];
             }
-            if (parallel) { /* the batch's loss and hits: every rank judges the same numbers */
-                float sums[2] = {loss * (float)cnt, (float)correct};
-                if ((st = dp_sum(ctx, tr, sums, 2, "the batch's loss"))) return st;
-                loss = sums[0] / (float)total;
-                correct = (int)sums[1];
-            }
+            /* data-parallel: from here loss and correct are the whole batch's, the same on every rank */
+            if ((st = backward_batch(ctx, tr, cnt, total, &loss, &correct))) return st;
             /* the whole objective is held to the divergence bound (coh, coup: 0 unless modular) */
             const float objective = (float)(loss + tr->cfg.mwt_alpha * coh + tr->cfg.mwt_beta * coup);
             if ((st = check_loss(ctx, tr, objective, step))) return st;
@@ -347,7 +342,6 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             tr->epoch_correct += correct;
             tr->epoch_loss_sum += (double)loss * total;
             tr->epoch_seen += total;
-            if ((st = backward_batch(ctx, tr, cnt, total))) return st;
             if ((st = ts_optimizer_step(ctx, tr->opt, lr))) return st;
             /* a step that overflows the weights is caught here, before any checkpoint
              * can save them: the last checkpoint on disk stays the last good one */
