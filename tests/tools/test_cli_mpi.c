@@ -190,6 +190,12 @@ static void errors_reach_the_user(void) {
     CHECK(rc != 0 && strstr(R.err, "modular training (MwT) runs on one process only"), "--modular: exit %d: %s", rc,
           R.err);
     CHECK(!cli_exists(&R, "e.tsr"), "a failed run wrote its --out");
+    /* rank 0 alone checks --out: its failure must end rank 1, which waits in the first sum */
+    const double t0 = now();
+    rc = cli_run_under(&R, MPIRUN2, ONE_STEP " --out %s/no/such/dir/e.tsr", R.dir);
+    CHECK(rc != 0 && strstr(R.err, "no/such/dir") && strstr(R.err, "rank 0 of 2 failed"),
+          "one rank failing: exit %d: %s", rc, R.err);
+    CHECK(now() - t0 < 60, "one rank failing: the job took %.0f s", now() - t0);
 }
 
 /* Why this machine cannot run the cases, or NULL. */
