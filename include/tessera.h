@@ -463,6 +463,15 @@ typedef struct ts_comm {
      * bit for bit. Returns 0, or non-zero after writing a message into err. */
     int (*allreduce_sum)(float *buf, size_t n, void *user, char *err, size_t err_size);
     void *user;
+    /* Optional (both or neither), to overlap the gradients' sum with backward:
+     * allreduce_start begins summing buf (n floats, with allreduce_sum's result) and
+     * returns at once; n == 0 only lets the sums already begun progress. The trainer
+     * calls it between layers of backward, with a bucket of the gradients backward has
+     * finished once at least `bucket` floats (0: 65,536) are ready, and otherwise with
+     * n == 0. allreduce_wait returns once every begun sum is done. */
+    int (*allreduce_start)(float *buf, size_t n, void *user, char *err, size_t err_size);
+    int (*allreduce_wait)(void *user, char *err, size_t err_size);
+    size_t bucket;
 } ts_comm;
 
 /* Makes tr data-parallel over comm (copied; comm->user must outlive tr). Call it

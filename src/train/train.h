@@ -46,6 +46,9 @@ struct ts_trainer {
     int stopped_early, restored_best;
     ts_comm comm;         /* data-parallel ranks (data_parallel.c); size 1 when alone */
     float *dp_buf;        /* data-parallel: (nparams + nbuffers + DP_STATS) the step's sums */
+    size_t *dp_ready;     /* overlap: (nlayers + 1) lowest gradient offset of layers li.. (NULL: none) */
+    size_t dp_sent;       /* overlap: gradients [dp_sent, nparams) are being summed */
+    char dp_err[256];     /* overlap: why a sum begun inside backward failed */
 };
 
 /* After epoch `epoch`'s validation: tracks the best top-1 and, for keep_best, copies
@@ -63,6 +66,9 @@ ts_status dp_sum(ts_ctx *ctx, ts_trainer *tr, float *buf, size_t n, const char *
  * statistics) averaged, *loss (this rank's mean) and *correct made the batch's. */
 #define DP_STATS 2
 ts_status dp_sum_step(ts_ctx *ctx, ts_trainer *tr, int cnt, int total, float *loss, int *correct);
+/* Backward observer (overlap): begins the sum of the gradients finished so far once a
+ * bucket is ready. */
+int dp_observe(void *user, ts_model *m, int li);
 /* *stop becomes 1 on every rank when it was 1 on any: all ranks stop at one step. */
 ts_status dp_agree_stop(ts_ctx *ctx, ts_trainer *tr, int *stop);
 

@@ -190,6 +190,7 @@ void ts_trainer_free(ts_trainer *tr) {
     free(tr->gen_off);
     free(tr->best_state);
     ts_free(tr->dp_buf);
+    free(tr->dp_ready);
     free(tr);
 }
 
@@ -293,10 +294,16 @@ static ts_status backward_batch(ts_ctx *ctx, ts_trainer *tr, int cnt, int total,
             const float part = (float)cnt / (float)total;
             for (size_t i = 0; i < (size_t)cnt * (size_t)m->classes; i++) tr->dlogits[i] *= part;
         }
-        if ((st = model_backward_observe(ctx, m, tr->dlogits, tr->ngens ? mwt_add_grad : NULL, tr))) return st;
+        /* overlap: dp_observe begins the sums of finished gradients (modular training is never parallel) */
+        grad_observer_fn observe = tr->ngens ? mwt_add_grad : tr->dp_ready ? dp_observe : NULL;
+        tr->dp_sent = m->nparams;
+        tr->dp_err[0] = '\0';
+        if ((st = model_backward_observe(ctx, m, tr->dlogits, observe, tr)))
+            return tr->dp_err[0] ? ts_fail(ctx, TS_EIO, "%s", tr->dp_err) : st;
     } else { /* a short last batch left this rank nothing: it adds zeros */
         if ((st = model_ensure_grads(ctx, m))) return st;
         memset(m->grads, 0, m->nparams * sizeof(float));
+        tr->dp_sent = m->nparams;
     }
     return tr->comm.size <= 1 ? TS_OK : dp_sum_step(ctx, tr, cnt, total, loss, correct);
 }

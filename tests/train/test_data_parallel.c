@@ -28,6 +28,7 @@ typedef struct rank_arg {
     const char *arch;
     const ts_dataset *ds;
     int batch;
+    int overlap;     /* sums begun inside backward, in buckets of 50 floats */
     ts_model *model; /* out */
     ts_status st;
 } rank_arg;
@@ -54,6 +55,21 @@ static int thread_sum(float *buf, size_t n, void *user, char *err, size_t err_si
     return 0;
 }
 
+/* Overlap as the trainer sees it: each bucket summed at once when begun (n == 0: nothing
+ * in flight to move). The buckets are cut where the MPI communicator would cut them. */
+static int thread_start(float *buf, size_t n, void *user, char *err, size_t err_size) {
+    rank_arg *a = user;
+    a->overlap++; /* counts the calls: backward must have made some */
+    return n ? thread_sum(buf, n, user, err, err_size) : 0;
+}
+
+static int thread_wait(void *user, char *err, size_t err_size) {
+    (void)user;
+    (void)err;
+    (void)err_size;
+    return 0;
+}
+
 static ts_status train_rank(rank_arg *a) {
     ts_ctx *ctx = NULL;
     ts_trainer *tr = NULL;
@@ -67,7 +83,12 @@ static ts_status train_rank(rank_arg *a) {
     cfg.lr = 0.05f;
     cfg.seed = 7;
     cfg.flip = 1; /* augmentation positions are the batch's, whatever the rank */
-    ts_comm comm = {a->rank, a->tc ? a->tc->size : 1, thread_sum, a};
+    ts_comm comm = {a->rank, a->tc ? a->tc->size : 1, thread_sum, a, NULL, NULL, 0};
+    if (a->overlap) {
+        comm.allreduce_start = thread_start;
+        comm.allreduce_wait = thread_wait;
+        comm.bucket = 50;
+    }
     if (!(st = ts_model_from_arch(ctx, a->arch, "dp.arch", NULL, 0, 3, &a->model)) &&
         !(st = ts_trainer_create(ctx, a->model, a->ds, NULL, &cfg, &tr)) &&
         !(st = ts_trainer_set_comm(ctx, tr, a->tc ? &comm : NULL)))
@@ -84,8 +105,10 @@ static void *rank_main(void *p) {
     return NULL;
 }
 
-/* Trains on `size` ranks (0: alone, without a communicator); models[r] per rank. */
-static void train_ranks(const char *arch, const ts_dataset *ds, int batch, int size, ts_model **models) {
+/* Trains on `size` ranks (0: alone, without a communicator); models[r] per rank. With
+ * overlap, returns how often rank 0's backward called allreduce_start. */
+static int train_ranks_overlap(const char *arch, const ts_dataset *ds, int batch, int size, int overlap,
+                               ts_model **models) {
     static thread_comm tc;
     rank_arg args[MAX_RANKS];
     pthread_t th[MAX_RANKS];
@@ -96,7 +119,7 @@ static void train_ranks(const char *arch, const ts_dataset *ds, int batch, int s
         pthread_barrier_init(&tc.barrier, NULL, (unsigned)size);
     }
     for (int r = 0; r < n; r++) {
-        args[r] = (rank_arg){size ? &tc : NULL, r, arch, ds, batch, NULL, TS_OK};
+        args[r] = (rank_arg){size ? &tc : NULL, r, arch, ds, batch, overlap, NULL, TS_OK};
         pthread_create(&th[r], NULL, rank_main, &args[r]);
     }
     for (int r = 0; r < n; r++) {
@@ -105,6 +128,11 @@ static void train_ranks(const char *arch, const ts_dataset *ds, int batch, int s
         models[r] = args[r].model;
     }
     if (size) pthread_barrier_destroy(&tc.barrier);
+    return args[0].overlap;
+}
+
+static void train_ranks(const char *arch, const ts_dataset *ds, int batch, int size, ts_model **models) {
+    train_ranks_overlap(arch, ds, batch, size, 0, models);
 }
 
 /* Largest |a - b| / (1 + |b|) over every tensor; -1 when the shapes differ. */
@@ -169,6 +197,20 @@ static void batch_norm_ranks_agree(void) {
     test_free_dataset(ds);
 }
 
+static void overlap_same_bits(void) {
+    /* buckets of 50 floats: fc2's 68 gradients begun before fc1's backward, fc1's 1,040 after it */
+    ts_dataset *ds = test_quadrant_dataset(92, 5);
+    ts_model *plain[2] = {NULL}, *over[2] = {NULL};
+    train_ranks(DENSE, ds, 30, 2, plain);
+    int calls = train_ranks_overlap(DENSE, ds, 30, 2, 1, over);
+    CHECK(calls > 16, "allreduce_start called %d times in 8 steps", calls - 1);
+    CHECK(max_difference(over[0], plain[0], 1) == 0 && max_difference(over[1], plain[0], 1) == 0,
+          "sums begun during backward changed the weights");
+    free_models(plain, 2);
+    free_models(over, 2);
+    test_free_dataset(ds);
+}
+
 static void refusals(void) {
     ts_ctx *ctx = NULL;
     ts_ctx_create(&ctx);
@@ -180,13 +222,15 @@ static void refusals(void) {
     cfg.batch = 2;
     CHECK(!ts_model_from_arch(ctx, DENSE, "dp.arch", NULL, 0, 3, &m) && !ts_trainer_create(ctx, m, ds, NULL, &cfg, &tr),
           "setup: %s", ts_ctx_error(ctx));
-    ts_comm c = {0, 3, thread_sum, NULL};
+    ts_comm c = {0, 3, thread_sum, NULL, NULL, NULL, 0};
     CHECK(ts_trainer_set_comm(ctx, tr, &c) == TS_EINVAL && strstr(ts_ctx_error(ctx), "smaller than the 3 ranks"),
           "batch 2 on 3 ranks: %s", ts_ctx_error(ctx));
-    ts_comm bad = {3, 2, thread_sum, NULL};
+    ts_comm bad = {3, 2, thread_sum, NULL, NULL, NULL, 0};
     CHECK(ts_trainer_set_comm(ctx, tr, &bad) == TS_EINVAL, "rank 3 of 2 accepted");
-    ts_comm none = {0, 2, NULL, NULL};
+    ts_comm none = {0, 2, NULL, NULL, NULL, NULL, 0};
     CHECK(ts_trainer_set_comm(ctx, tr, &none) == TS_EINVAL, "no allreduce accepted");
+    ts_comm half = {0, 2, thread_sum, NULL, thread_start, NULL, 0};
+    CHECK(ts_trainer_set_comm(ctx, tr, &half) == TS_EINVAL, "allreduce_start without allreduce_wait accepted");
     ts_trainer_free(tr);
     ts_model_free(m);
     test_free_dataset(ds);
@@ -196,6 +240,7 @@ static void refusals(void) {
 int main(void) {
     RUN(ranks_match_one);
     RUN(batch_norm_ranks_agree);
+    RUN(overlap_same_bits);
     RUN(refusals);
     TEST_MAIN_END("test_data_parallel");
 }
