@@ -83,7 +83,7 @@ int dp_observe(void *user, ts_model *m, int li) {
     const size_t lo = tr->dp_ready[li + 1];
     size_t n = 0;
     if (tr->dp_sent - lo >= tr->comm.bucket) n = tr->dp_sent - lo; /* else: only progress */
-    char err[200] = "";
+    char err[128] = ""; /* with the words around it, fits dp_err */
     if (!tr->comm.allreduce_start(n ? m->grads + lo : NULL, n, tr->comm.user, err, sizeof err)) {
         if (n) tr->dp_sent = lo;
         return 0;
