@@ -42,7 +42,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect bench-onnx
+.PHONY: all deps demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect bench-onnx bench-rnn
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -187,6 +187,15 @@ $(BUILD)/bench/onnx_run: bench/onnx/onnx_run.c $(BUILD)/libtessera.a include/tes
 
 bench-onnx: all $(BUILD)/bench/onnx_run
 	@sh bench/onnx/run.sh $(BUILD)
+
+# recurrent layers against PyTorch (bench/rnn/run.sh)
+$(BUILD)/bench/rnn_bench: bench/rnn/rnn_bench.c $(BUILD)/libtessera.a include/tessera.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/libtessera.a $(LDLIBS) -o $@
+
+bench-rnn: all $(BUILD)/bench/rnn_bench
+	@sh bench/rnn/run.sh $(BUILD)
 
 dudect: all $(BUILD)/bench/dudect
 	@sh bench/security/run.sh $(BUILD)/bench/dudect

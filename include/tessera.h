@@ -198,6 +198,124 @@ ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int
  * A data-parallel rank reads only its share of each batch with it. */
 ts_status ts_loader_get_range(ts_loader *ld, int64_t index, int lo, int hi, int augment, float *x, int32_t *y);
 
+/* ---------------------------------------------------------- text datasets */
+
+/* Text for sequence models (docs/data.md, "Text datasets"): a tokenizer, a
+ * vocabulary built from training data, readers for CLINC150 (intent
+ * classification), Brown (universal POS tagging), Tatoeba English-French
+ * (translation) and SpamAssassin (ham/spam), and corpus BLEU. */
+
+/* Tokenizes text (NUL-terminated UTF-8): ASCII letters lower-cased, ASCII
+ * whitespace and control bytes separate tokens, each ASCII punctuation character
+ * is a token of its own, every other byte belongs to a word; an invalid UTF-8 byte
+ * becomes U+FFFD; a token longer than 64 bytes keeps its first whole characters
+ * within 64 bytes. *tokens (free with ts_text_free) holds the tokens separated by
+ * single spaces; *count their number (either may be NULL). */
+ts_status ts_text_tokenize(ts_ctx *ctx, const char *text, char **tokens, int *count);
+void ts_text_free(void *p);
+
+/* Fixed ids of every vocabulary. */
+enum { TS_TOKEN_PAD = 0, TS_TOKEN_UNK = 1, TS_TOKEN_BOS = 2, TS_TOKEN_EOS = 3 };
+
+typedef struct ts_vocab ts_vocab;
+
+/* A vocabulary of the tokens of texts[0..count-1] seen at least min_count times
+ * (min_count < 1: 1): ids 0..3 are <pad>, <unk>, <bos>, <eos>, then words by
+ * descending count, ties in byte order. */
+ts_status ts_vocab_build(ts_ctx *ctx, const char *const *texts, int64_t count, int min_count, ts_vocab **out);
+void ts_vocab_free(ts_vocab *v);
+int32_t ts_vocab_size(const ts_vocab *v);
+/* Id of a word (as the tokenizer writes it), TS_TOKEN_UNK when absent. */
+int32_t ts_vocab_id(const ts_vocab *v, const char *word);
+/* Word of an id; NULL when out of range. */
+const char *ts_vocab_word(const ts_vocab *v, int32_t id);
+/* Tokenizes text and writes the ids of its first `max` tokens to ids; *count is the
+ * number written. Unknown words are TS_TOKEN_UNK. */
+ts_status ts_vocab_encode(ts_ctx *ctx, const ts_vocab *v, const char *text, int32_t *ids, int max, int *count);
+/* The words of ids[0..n-1] separated by spaces in *text (free with ts_text_free):
+ * <pad> and <bos> are skipped, the first <eos> ends the text. */
+ts_status ts_vocab_decode(ts_ctx *ctx, const ts_vocab *v, const int32_t *ids, int n, char **text);
+/* The vocabulary as one text (free with ts_text_free), for a model's metadata:
+ * "tessera-vocab 1 SIZE\n", then one "word\tcount\n" line per id. */
+ts_status ts_vocab_save(ts_ctx *ctx, const ts_vocab *v, char **text);
+/* Reads what ts_vocab_save wrote; anything else (a size that is not the line
+ * count, a duplicate, words out of order, a bad count) fails with TS_EFORMAT. */
+ts_status ts_vocab_parse(ts_ctx *ctx, const char *text, size_t len, ts_vocab **out);
+
+typedef enum ts_seq_task { TS_SEQ_CLASSIFY = 0, TS_SEQ_TAG = 1, TS_SEQ_TRANSLATE = 2 } ts_seq_task;
+
+typedef struct ts_text_dataset {
+    int64_t count;
+    ts_seq_task task;
+    int max_len;             /* T: tokens per sample after padding/truncation */
+    int32_t *tokens;         /* (count, max_len): ids, 0 (<pad>) after each sample's length */
+    int32_t *lengths;        /* (count): 1..max_len */
+    int32_t *labels;         /* classify: (count); tag: (count, max_len) with -1 past the length; translate: NULL */
+    int target_len;          /* translate: padded target length, <bos> ... <eos> included; else 0 */
+    int32_t *targets;        /* translate: (count, target_len), 0 after the length; else NULL */
+    int32_t *target_lengths; /* translate: (count); else NULL */
+    int classes;             /* classify/tag: number of labels; translate: 0 */
+    char **class_names;      /* classes entries (intent names, universal POS tags), owned */
+    char name[64];
+    ts_vocab *vocab;         /* source vocabulary, owned */
+    ts_vocab *target_vocab;  /* translate: target vocabulary, owned; else NULL */
+} ts_text_dataset;
+
+/* How a text dataset is read. Reusing the training split's vocabularies and class
+ * names makes a test split encoded the same way. */
+typedef struct ts_text_options {
+    int max_len;                    /* T; longer samples are truncated. 0: the longest sample, at most 512 */
+    int target_len;                 /* translate, <bos> and <eos> included. 0: the longest target + 2, at most 514 */
+    int min_count;                  /* vocabulary built from the loaded samples: words seen fewer times are <unk> */
+    int64_t limit;                  /* > 0: only the first `limit` samples of the split */
+    const ts_vocab *vocab;          /* NULL: built; else copied and used */
+    const ts_vocab *target_vocab;   /* translate: the same for targets */
+    const char *const *class_names; /* classify/tag: NULL, or the label order to use (classes entries) */
+    int classes;
+} ts_text_options;
+
+void ts_text_options_default(ts_text_options *opt);
+
+/* Loads a split of a text dataset. spec is a known name (clinc_oos, brown,
+ * tatoeba, spam-assassin) looked up as docs/data.md says (data_dir, then
+ * $TESSERA_DATA, then the standard places), or a path: a folder holding one of
+ * their files, or the file (.zip: Brown; file_list.json: SpamAssassin; other
+ * .json: CLINC150's shape; anything else: tab-separated pairs; each may be .gz).
+ * opt NULL: the defaults. Samples with no token are skipped. */
+ts_status ts_text_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir,
+                               const ts_text_options *opt, ts_text_dataset **out);
+void ts_text_dataset_free(ts_text_dataset *ds);
+/* A seeded held-out part of val_count samples, as ts_dataset_split; both parts
+ * own copies of the vocabularies and class names. */
+ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t val_count, uint64_t seed,
+                                ts_text_dataset **train, ts_text_dataset **val);
+
+/* A token sequence for BLEU. */
+typedef struct ts_token_seq {
+    const int32_t *ids;
+    int len;
+} ts_token_seq;
+
+/* Corpus BLEU-4 as NLTK's corpus_bleu without smoothing: uniform weights, clipped
+ * n-gram counts summed over the corpus, the closest reference length (the shorter
+ * on a tie) for the brevity penalty. refs holds refs_per_hyp references per
+ * hypothesis (hypothesis i's are refs[i*refs_per_hyp ...]). An order with no match
+ * gives 0 (NLTK: a value below 1e-70). */
+ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_seq *refs, int64_t count,
+                         int refs_per_hyp, double *bleu);
+/* The same over texts whose tokens are separated by spaces (not otherwise tokenized). */
+ts_status ts_corpus_bleu_text(ts_ctx *ctx, const char *const *hyps, const char *const *refs, int64_t count,
+                              int refs_per_hyp, double *bleu);
+
+/* Batches of a classify or tag text dataset for a model whose input is (T) token
+ * ids: ts_loader_get writes x (B, T), the ids as floats, and y (B) labels or, for
+ * tagging, (B, T) tags with -1 past each length. The order of an epoch follows the
+ * same rule as ts_loader_create's. The loader borrows ds. */
+ts_status ts_loader_create_text(ts_ctx *ctx, const ts_text_dataset *ds, int batch, int shuffle, uint64_t seed,
+                                ts_loader **out);
+/* Labels ts_loader_get writes per sample: 1, or T for tagging. */
+int ts_loader_labels_per_sample(const ts_loader *ld);
+
 /* ----------------------------------------------------------------- models */
 
 /* A model is a directed acyclic graph of layers described by an architecture text
@@ -211,6 +329,12 @@ typedef struct ts_model ts_model;
  * declares, so one architecture serves datasets of any image size and class count. */
 ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
                              uint64_t seed, ts_model **out);
+/* The same for a sequence model: input (tokens) token ids (0: the text's input shape),
+ * classes (0: keep) and the vocabulary size (0: keep) replacing the input line's
+ * `vocab=`, which `embedding vocab=vocab` reads. The model keeps its architecture
+ * text with those numbers written in. */
+ts_status ts_model_from_arch_seq(ts_ctx *ctx, const char *text, const char *source, int tokens, int classes, int vocab,
+                                 uint64_t seed, ts_model **out);
 ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,
                                   ts_model **out);
 
@@ -434,6 +558,12 @@ typedef struct ts_trainer ts_trainer;
  * model already has it (fine-tuning, resume). val may be NULL. */
 ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
                             const ts_train_config *cfg, ts_trainer **out);
+/* The same for text: a classifier (input (T) token ids, output (classes)) or a tagger
+ * (output (T, tags): a score per tag per step; the loss is the mean cross-entropy over
+ * real tokens, padding ignored). No preprocessing is set; validation top-1 is the
+ * accuracy per text or per token. */
+ts_status ts_trainer_create_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *train, const ts_text_dataset *val,
+                                 const ts_train_config *cfg, ts_trainer **out);
 void ts_trainer_free(ts_trainer *tr);
 /* Trains until cfg.epochs are done (continuing from a resumed position), or until
  * cfg.early_stop ends it (TS_OK; ts_trainer_summary says so). */
@@ -493,6 +623,11 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
  * classes[j] (NULL: output j), and the prediction is the argmax over those k outputs
  * (ties to the lower j). With m's own preprocessing. */
 ts_status ts_evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const int *classes, int k, double *top1);
+/* ts_evaluate on a classify or tag text dataset: for tagging, count, top-1, top-5, the
+ * loss and the confusion matrix are over real tokens (padding ignored), and
+ * seq_acc (may be NULL) is the fraction of texts with every token right. */
+ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int batch, ts_eval_report *out,
+                           double *seq_acc);
 void ts_eval_report_free(ts_eval_report *r);
 /* From the confusion matrix; 0 when undefined. */
 double ts_eval_precision(const ts_eval_report *r, int cls);

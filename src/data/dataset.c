@@ -157,15 +157,10 @@ ts_status ts_dataset_subset(ts_ctx *ctx, const ts_dataset *ds, const int64_t *id
     return TS_OK;
 }
 
-ts_status ts_dataset_split(ts_ctx *ctx, const ts_dataset *ds, int64_t val_count, uint64_t seed, ts_dataset **train,
-                           ts_dataset **val) {
-    if (!train || !val) return ts_fail(ctx, TS_EINVAL, "split: train or val is NULL");
-    *train = *val = NULL;
-    if (!ds) return ts_fail(ctx, TS_EINVAL, "split: dataset is NULL");
-    if (val_count < 0 || val_count > ds->count)
-        return ts_fail(ctx, TS_EINVAL, "split: validation count %lld is out of range (expected 0..%lld)",
-                       (long long)val_count, (long long)ds->count);
-    int64_t n = ds->count;
+/* Indices of a seeded split of n samples: parts[0..n-val_count) training, then the
+ * val_count validation ones, each in the original order (free()). */
+static ts_status split_indices(ts_ctx *ctx, int64_t n, int64_t val_count, uint64_t seed, int64_t **parts_out) {
+    *parts_out = NULL;
     size_t bytes;
     if (!ts_mul_size((size_t)n, sizeof(int64_t), &bytes)) return ts_fail(ctx, TS_ENOMEM, "split: too many samples");
     int64_t *perm = data_malloc(ctx, bytes, "split indices");
@@ -193,15 +188,48 @@ ts_status ts_dataset_split(ts_ctx *ctx, const ts_dataset *ds, int64_t val_count,
         if (!in_val[i]) parts[nt++] = i;
     for (int64_t i = 0; i < n; i++)
         if (in_val[i]) parts[nt + nv++] = i;
-    ts_status st = ts_dataset_subset(ctx, ds, parts, nt, train);
-    if (!st) st = ts_dataset_subset(ctx, ds, parts + nt, nv, val);
+    free(perm);
+    free(in_val);
+    *parts_out = parts;
+    return TS_OK;
+}
+
+ts_status data_split(ts_ctx *ctx, const void *ds, int64_t n, int64_t val_count, uint64_t seed, data_subset_fn subset,
+                     void (*release)(void *), void **train, void **val) {
+    if (!train) return ts_fail(ctx, TS_EINVAL, "split: train or val is NULL");
+    if (!ds) return ts_fail(ctx, TS_EINVAL, "split: dataset is NULL");
+    if (val_count < 0 || val_count > n)
+        return ts_fail(ctx, TS_EINVAL, "split: validation count %lld is out of range (expected 0..%lld)",
+                       (long long)val_count, (long long)n);
+    int64_t *parts;
+    ts_status st = split_indices(ctx, n, val_count, seed, &parts);
+    if (st) return st;
+    st = subset(ctx, ds, parts, n - val_count, train);
+    if (!st) st = subset(ctx, ds, parts + n - val_count, val_count, val);
     if (st) {
-        ts_dataset_free(*train);
+        release(*train);
         *train = NULL;
     }
-    free(perm);
     free(parts);
-    free(in_val);
+    return st;
+}
+
+static ts_status subset_any(ts_ctx *ctx, const void *ds, const int64_t *idx, int64_t count, void **out) {
+    ts_dataset *d = NULL;
+    ts_status st = ts_dataset_subset(ctx, ds, idx, count, &d);
+    *out = d;
+    return st;
+}
+
+static void release_any(void *ds) { ts_dataset_free(ds); }
+
+ts_status ts_dataset_split(ts_ctx *ctx, const ts_dataset *ds, int64_t val_count, uint64_t seed, ts_dataset **train,
+                           ts_dataset **val) {
+    void *a = NULL, *b = NULL;
+    ts_status st = data_split(ctx, ds, ds ? ds->count : 0, val_count, seed, subset_any, release_any,
+                              train && val ? &a : NULL, &b);
+    if (train) *train = a;
+    if (val) *val = b;
     return st;
 }
 

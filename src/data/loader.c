@@ -19,6 +19,8 @@
 struct ts_loader {
     ts_ctx *ctx;             /* for the thread count and error messages; not owned */
     const ts_dataset *ds;    /* not owned: must outlive the loader */
+    const ts_text_dataset *text; /* instead of ds: token ids (ts_loader_create_text) */
+    int64_t count;           /* samples of ds or text */
     int batch, shuffle;
     ts_preprocess pp;
     uint64_t seed;
@@ -26,6 +28,27 @@ struct ts_loader {
     int64_t *order;          /* (count) dataset index of each position this epoch */
     float lut[4][256];       /* (C, 256) normalized value of each byte per channel */
 };
+
+/* A loader over count samples in epoch 0's order; the caller sets its data. */
+static ts_status loader_new(ts_ctx *ctx, int64_t count, int batch, int shuffle, uint64_t seed, ts_loader **out) {
+    size_t bytes;
+    if (!ts_mul_size((size_t)count, sizeof(int64_t), &bytes)) return ts_fail(ctx, TS_ENOMEM, "loader: too many samples");
+    ts_loader *ld = calloc(1, sizeof *ld);
+    int64_t *order = ld ? malloc(bytes) : NULL;
+    if (!order) {
+        free(ld);
+        return ts_fail(ctx, TS_ENOMEM, "loader: out of memory for %lld samples", (long long)count);
+    }
+    ld->ctx = ctx;
+    ld->count = count;
+    ld->batch = batch;
+    ld->shuffle = shuffle != 0;
+    ld->seed = seed;
+    ld->order = order;
+    ts_loader_begin_epoch(ld, 0);
+    *out = ld;
+    return TS_OK;
+}
 
 ts_status ts_loader_create(ts_ctx *ctx, const ts_dataset *ds, int batch, int shuffle, const ts_preprocess *pp,
                            uint64_t seed, ts_loader **out) {
@@ -50,24 +73,12 @@ ts_status ts_loader_create(ts_ctx *ctx, const ts_dataset *ds, int batch, int shu
         if (p.crop_pad < 0 || p.crop_pad > MAX_CROP_PAD)
             return ts_fail(ctx, TS_EINVAL, "loader: crop_pad %d (expected 0..%d)", p.crop_pad, MAX_CROP_PAD);
     }
-    size_t bytes;
-    if (!ts_mul_size((size_t)ds->count, sizeof(int64_t), &bytes))
-        return ts_fail(ctx, TS_ENOMEM, "loader: too many samples");
-    ts_loader *ld = calloc(1, sizeof *ld);
-    int64_t *order = ld ? malloc(bytes) : NULL;
-    if (!order) {
-        free(ld);
-        return ts_fail(ctx, TS_ENOMEM, "loader: out of memory for %lld samples", (long long)ds->count);
-    }
-    ld->ctx = ctx;
+    ts_loader *ld;
+    ts_status st = loader_new(ctx, ds->count, batch, shuffle, seed, &ld);
+    if (st) return st;
     ld->ds = ds;
-    ld->batch = batch;
-    ld->shuffle = shuffle != 0;
     ld->pp = p;
-    ld->seed = seed;
-    ld->order = order;
     for (int c = 0; c < p.channels; c++) data_norm_table(&p, c, ld->lut[c]);
-    ts_loader_begin_epoch(ld, 0);
     *out = ld;
     return TS_OK;
 }
@@ -80,12 +91,12 @@ void ts_loader_free(ts_loader *ld) {
 
 int64_t ts_loader_batches(const ts_loader *ld) {
     if (!ld) return 0;
-    return (ld->ds->count + ld->batch - 1) / ld->batch;
+    return (ld->count + ld->batch - 1) / ld->batch;
 }
 
 void ts_loader_begin_epoch(ts_loader *ld, int64_t epoch) {
     if (!ld) return;
-    int64_t n = ld->ds->count;
+    int64_t n = ld->count;
     ld->epoch = epoch;
     for (int64_t i = 0; i < n; i++) ld->order[i] = i;
     if (!ld->shuffle) return;
@@ -130,10 +141,46 @@ static void sample_fill(float *out, const uint8_t *src, const float (*lut)[256],
     }
 }
 
+ts_status ts_loader_create_text(ts_ctx *ctx, const ts_text_dataset *ds, int batch, int shuffle, uint64_t seed,
+                                ts_loader **out) {
+    if (!out) return ts_fail(ctx, TS_EINVAL, "loader: out is NULL");
+    *out = NULL;
+    if (!ds || !ds->tokens || !ds->labels || ds->count < 1 || ds->max_len < 1)
+        return ts_fail(ctx, TS_EINVAL, "loader: text dataset is NULL, empty or has no labels");
+    if (ds->task != TS_SEQ_CLASSIFY && ds->task != TS_SEQ_TAG)
+        return ts_fail(ctx, TS_EUNSUPPORTED, "loader: %s is a translation set; batches of it are not supported",
+                       ds->name);
+    if (batch < 1) return ts_fail(ctx, TS_EINVAL, "loader: batch size %d (expected >= 1)", batch);
+    ts_loader *ld;
+    ts_status st = loader_new(ctx, ds->count, batch, shuffle, seed, &ld);
+    if (st) return st;
+    ld->text = ds;
+    *out = ld;
+    return TS_OK;
+}
+
+int ts_loader_labels_per_sample(const ts_loader *ld) {
+    return ld && ld->text && ld->text->task == TS_SEQ_TAG ? ld->text->max_len : 1;
+}
+
+/* x (n, T) ids as floats, y (n) labels or (n, T) tags */
+static void text_batch(const ts_loader *ld, int64_t index, float *x, int32_t *y, int *count) {
+    const ts_text_dataset *ds = ld->text;
+    const int64_t T = ds->max_len, first = index * ld->batch;
+    const int n = (int)(ds->count - first < ld->batch ? ds->count - first : ld->batch);
+    const int64_t lps = ts_loader_labels_per_sample(ld);
+    for (int i = 0; i < n; i++) {
+        const int64_t s = ld->order[first + i];
+        for (int64_t t = 0; t < T; t++) x[i * T + t] = (float)ds->tokens[s * T + t];
+        memcpy(y + i * lps, ds->labels + s * lps, sizeof *y * (size_t)lps);
+    }
+    *count = n;
+}
+
 /* Samples in batch `index` (checked against the batch count first). */
 static int batch_count(const ts_loader *ld, int64_t index) {
     const int64_t first = index * ld->batch;
-    return (int)(ld->ds->count - first < ld->batch ? ld->ds->count - first : ld->batch);
+    return (int)(ld->count - first < ld->batch ? ld->count - first : ld->batch);
 }
 
 static ts_status check_index(ts_loader *ld, int64_t index) {
@@ -149,6 +196,10 @@ ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int
     if (!x || !y || !count) return ts_fail(ld->ctx, TS_EINVAL, "loader: x, y or count is NULL");
     ts_status st = check_index(ld, index);
     if (st) return st;
+    if (ld->text) {
+        text_batch(ld, index, x, y, count);
+        return TS_OK;
+    }
     const int n = batch_count(ld, index);
     if ((st = ts_loader_get_range(ld, index, 0, n, augment, x, y))) return st;
     *count = n;
@@ -158,6 +209,7 @@ ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int
 ts_status ts_loader_get_range(ts_loader *ld, int64_t index, int lo, int hi, int augment, float *x, int32_t *y) {
     if (!ld) return TS_EINVAL;
     if (!x || !y) return ts_fail(ld->ctx, TS_EINVAL, "loader: x or y is NULL");
+    if (ld->text) return ts_fail(ld->ctx, TS_EUNSUPPORTED, "loader: shares of a text batch are not supported");
     ts_status st = check_index(ld, index);
     if (st) return st;
     if (lo < 0 || lo > hi || hi > batch_count(ld, index))

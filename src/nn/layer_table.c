@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-_Static_assert(LAYER_KIND_COUNT == 37, "add the new layer kind to LAYER_OPS");
+_Static_assert(LAYER_KIND_COUNT == 41, "add the new layer kind to LAYER_OPS");
 
 /* ---- attribute schemas: one row per key (nn.h's attr_spec); defaults and ranges are
  * the text format's (docs/arch-format.md) and PyTorch's */
@@ -32,7 +32,8 @@ static const char *const BINARY_OPS[] = {"add", "sub", "mul", "div", NULL};
 #define SELU_ALPHA 1.67326319217681884765625
 #define SELU_GAMMA 1.05070102214813232421875
 
-A(A_INPUT, SHAPE("shape", ATTR_REQUIRED), INT("classes", features, 0, 1, 1 << 24, NULL));
+A(A_INPUT, SHAPE("shape", ATTR_REQUIRED), INT("classes", features, 0, 1, 1 << 24, NULL),
+  {"vocab", ATTR_INT, F(vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL});
 A(A_CONV2D, OUT, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"), PAIR("stride", sh, sw, 1, 1, 0, "strides"),
   PADDING, PAIR("dilation", dh, dw, 1, 1, 0, "dilations"), INT("groups", groups, 1, 1, 1 << 20, "group"), BIAS);
 A(A_CONVTRANSPOSE, OUT, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"),
@@ -79,6 +80,18 @@ A(A_RESIZE, PAIR("size", size_h, size_w, 0, 1, ATTR_OMIT_DEFAULT, NULL),
   {"nearest", ATTR_CHOICE, F(nearest_mode), 0, RESIZE_ROUND_PREFER_FLOOR, 0, 3, 0, RESIZE_NEAREST_MODES, NULL});
 A(A_REDUCEMEAN, {"axes", ATTR_INTLIST, F(axes), F(naxes), 0, 0, TS_MAX_DIMS - 1, ATTR_REQUIRED, NULL, NULL});
 
+/* sequences: PyTorch's nn.Embedding, nn.RNN, nn.LSTM, nn.GRU (one layer each; stack them) */
+#define REQ_INT(key, field, lo, hi) {key, ATTR_INT, F(field), 0, 0, lo, hi, ATTR_REQUIRED, NULL, NULL}
+static const char *const RNN_ACTS[] = {"tanh", "relu", NULL};
+#define RNN_COMMON                                                                                                     \
+    REQ_INT("hidden", features, 1, 1 << 16), INT("bidirectional", bidirectional, 0, 0, 1, NULL),                     \
+        INT("sequence", sequence, 1, 0, 2, NULL), INT("initial", initial, 0, 0, 1, NULL)
+A(A_EMBEDDING, REQ_INT("vocab", vocab, 1, 1 << 24), REQ_INT("dim", features, 1, 1 << 16),
+  INT("padding_idx", padding_idx, -1, -1, 1 << 24, NULL));
+A(A_RNN, RNN_COMMON, {"act", ATTR_CHOICE, F(cell_act), 0, 0, 0, 1, 0, RNN_ACTS, NULL});
+A(A_LSTM, RNN_COMMON);
+A(A_GRU, RNN_COMMON, INT("linear_before_reset", lbr, 1, 0, 1, NULL));
+
 #define ROW(name, attrs, fn, macs, aux, scratch) {name, attrs, fn##_infer, fn##_forward, fn##_backward, macs, aux, scratch}
 #define NONE NULL, 0
 
@@ -121,6 +134,10 @@ const layer_ops LAYER_OPS[LAYER_KIND_COUNT] = {
     [LAYER_POW] = ROW("pow", NA(A_POW), eltwise, no_macs, no_bytes, no_bytes),
     [LAYER_REDUCEMEAN] = ROW("reducemean", NA(A_REDUCEMEAN), reducemean, no_macs, no_bytes, no_bytes),
     [LAYER_RESIZE] = ROW("resize", NA(A_RESIZE), resize, no_macs, no_bytes, resize_scratch),
+    [LAYER_EMBEDDING] = ROW("embedding", NA(A_EMBEDDING), embedding, no_macs, no_bytes, no_bytes),
+    [LAYER_RNN] = ROW("rnn", NA(A_RNN), recurrent, recurrent_macs, recurrent_aux, recurrent_scratch),
+    [LAYER_LSTM] = ROW("lstm", NA(A_LSTM), recurrent, recurrent_macs, recurrent_aux, recurrent_scratch),
+    [LAYER_GRU] = ROW("gru", NA(A_GRU), recurrent, recurrent_macs, recurrent_aux, recurrent_scratch),
 };
 
 layer_kind layer_kind_from_name(const char *name) {

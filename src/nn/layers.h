@@ -35,6 +35,8 @@ DECLARE_LAYER(constant)
 DECLARE_LAYER(convtranspose)
 DECLARE_LAYER(reducemean)
 DECLARE_LAYER(resize)
+DECLARE_LAYER(embedding)
+DECLARE_LAYER(recurrent)   /* rnn, lstm, gru */
 
 int64_t conv2d_macs(const ts_model *m, const layer *l);
 int64_t dense_macs(const ts_model *m, const layer *l);
@@ -49,6 +51,9 @@ size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t resize_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+int64_t recurrent_macs(const ts_model *m, const layer *l);
+size_t recurrent_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+size_t recurrent_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 
 /* Batch norm li and the ReLU r that is its only consumer, as one training pass
  * (exec.c); only where batchnorm_relu_fusable. */

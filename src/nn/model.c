@@ -69,14 +69,14 @@ ts_status model_order_tensors(ts_ctx *ctx, ts_model *m) {
 }
 
 ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                      ts_model **out) {
+                      int vocab, ts_model **out) {
     *out = NULL;
     nn_builder *b;
-    ts_status st = arch_parse(ctx, text, source, input, classes, &b);
+    ts_status st = arch_parse(ctx, text, source, input, classes, vocab, &b);
     if (st) return st;
     ts_model *m;
     if ((st = nn_builder_finish_unallocated(b, &m))) return st;
-    if (!(m->arch_text = strdup(text))) {
+    if (!(m->arch_text = vocab > 0 ? arch_write_model(m) : strdup(text))) {
         ts_model_free(m);
         return ts_fail(ctx, TS_ENOMEM, "out of memory copying architecture");
     }
@@ -134,6 +134,28 @@ void model_init_params(ts_model *m, uint64_t seed) {
             ts_rng_seed(&r, rng_mix(seed, (uint64_t)l->weight));
             float *d = tensor_data(m, l->weight);
             for (int64_t i = 0; i < w->numel; i++) d[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
+        } else if (l->kind == LAYER_EMBEDDING) { /* nn.Embedding: N(0, 1), the padding row zero */
+            const tensor_entry *w = &m->tensors[l->weight];
+            ts_rng r;
+            ts_rng_seed(&r, rng_mix(seed, (uint64_t)l->weight));
+            float *d = tensor_data(m, l->weight);
+            for (int64_t i = 0; i < w->numel; i += 2) { /* Box-Muller, two values a draw */
+                const double u1 = 1.0 - (double)ts_rng_uniform(&r), u2 = (double)ts_rng_uniform(&r);
+                const double rad = sqrt(-2.0 * log(u1));
+                d[i] = (float)(rad * cos(6.283185307179586 * u2));
+                if (i + 1 < w->numel) d[i + 1] = (float)(rad * sin(6.283185307179586 * u2));
+            }
+            if (l->padding_idx >= 0) memset(d + (int64_t)l->padding_idx * l->features, 0, sizeof *d * l->features);
+        } else if (l->kind == LAYER_RNN || l->kind == LAYER_LSTM || l->kind == LAYER_GRU) {
+            /* nn.RNN/LSTM/GRU: every weight and bias U(-1/sqrt(H), 1/sqrt(H)) */
+            const float bound = 1.0f / sqrtf((float)l->features);
+            const int ts[2] = {l->weight, l->bias_t};
+            for (int k = 0; k < 2; k++) {
+                ts_rng r;
+                ts_rng_seed(&r, rng_mix(seed, (uint64_t)ts[k]));
+                float *d = tensor_data(m, ts[k]);
+                for (int64_t i = 0; i < m->tensors[ts[k]].numel; i++) d[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
+            }
         } else if (l->kind == LAYER_PRELU) { /* PyTorch nn.PReLU: 0.25 */
             float *a = tensor_data(m, l->weight);
             for (int64_t i = 0; i < m->tensors[l->weight].numel; i++) a[i] = 0.25f;
@@ -141,12 +163,10 @@ void model_init_params(ts_model *m, uint64_t seed) {
     }
 }
 
-ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                             uint64_t seed, ts_model **out) {
-    if (!ctx || !text || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch: NULL argument");
-    *out = NULL;
+static ts_status model_from_text(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input,
+                                 int classes, int vocab, uint64_t seed, ts_model **out) {
     ts_model *m;
-    ts_status st = model_parse(ctx, text, source, input, classes, &m);
+    ts_status st = model_parse(ctx, text, source, input, classes, vocab, &m);
     if (st) return st;
     if ((st = model_alloc_tensors(ctx, m))) {
         ts_model_free(m);
@@ -155,6 +175,24 @@ ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, 
     model_init_params(m, seed);
     *out = m;
     return TS_OK;
+}
+
+ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                             uint64_t seed, ts_model **out) {
+    if (!ctx || !text || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch: NULL argument");
+    *out = NULL;
+    return model_from_text(ctx, text, source, input, classes, 0, seed, out);
+}
+
+ts_status ts_model_from_arch_seq(ts_ctx *ctx, const char *text, const char *source, int tokens, int classes, int vocab,
+                                 uint64_t seed, ts_model **out) {
+    if (!ctx || !text || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch_seq: NULL argument");
+    *out = NULL;
+    if (tokens < 0 || classes < 0 || vocab < 0)
+        return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch_seq: tokens %d, classes %d, vocab %d (expected >= 0)",
+                       tokens, classes, vocab);
+    const ts_shape in = {1, {tokens}};
+    return model_from_text(ctx, text, source, tokens > 0 ? &in : NULL, classes, vocab, seed, out);
 }
 
 ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,

@@ -48,6 +48,11 @@ typedef enum layer_kind {
     LAYER_POW,
     LAYER_REDUCEMEAN,
     LAYER_RESIZE,
+    /* sequences (docs/sequences.md) */
+    LAYER_EMBEDDING,
+    LAYER_RNN,
+    LAYER_LSTM,
+    LAYER_GRU,
     LAYER_KIND_COUNT
 } layer_kind;
 
@@ -83,6 +88,10 @@ typedef enum layer_kind {
     int size_h, size_w;             /* resize: output H and W (0: from the scale) */          \
     float scale_h, scale_w;         /* resize: factors (0: from the size) */                  \
     int resize_mode, coord_mode, nearest_mode; /* resize: ops.h's resize_* enums */            \
+    int vocab, padding_idx;         /* embedding: rows; the row kept at zero (-1: none) */          \
+    int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1), the final states (0), with lstm cells (2) */ \
+    int initial;                    /* rnn/lstm/gru: the last input is the initial state */            \
+    int cell_act, lbr;              /* rnn: 0 tanh, 1 relu; gru: linear_before_reset */              \
     ts_shape tshape;                /* reshape/constant: target; binary: constant; prelu: slope; matmul: B */
 
 typedef struct layer_attrs {
@@ -319,9 +328,10 @@ char *arch_write_model(const ts_model *m);
 int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_tensor_role role, const ts_shape *shape);
 
 /* Parses architecture text into a builder (the layers added, nothing allocated).
- * input/classes, when given (ndim > 0, > 0), replace what the input line declares. */
+ * input/classes/vocab, when given (ndim > 0, > 0, > 0), replace what the input line
+ * declares (`embedding vocab=vocab` reads vocab). */
 ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                     nn_builder **out);
+                     int vocab, nn_builder **out);
 
 /* Largest model: parameters plus buffers, in float values (16 GiB); most layers;
  * per-sample elements of any layer output (kernels index with int). */
@@ -329,9 +339,11 @@ ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts
 #define ARCH_MAX_LAYERS 20000
 #define ARCH_MAX_ELEMENTS ((int64_t)1 << 30)
 
-/* Parses text into a model without storage (sizes known, nothing allocated). */
+/* Parses text into a model without storage (sizes known, nothing allocated). With
+ * vocab > 0 the model keeps its text written from the layers (the vocabulary size
+ * resolved), else text itself. */
 ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                      ts_model **out);
+                      int vocab, ts_model **out);
 ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m);
 void model_init_params(ts_model *m, uint64_t seed);

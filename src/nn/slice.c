@@ -82,7 +82,7 @@ static slice_role role_of(const ts_model *m, const layer *l) {
         if (l->groups == 1) return ROLE_PRODUCER;
         /* depthwise: one input and one output channel per group */
         return l->groups == in->dims[0] && l->features == l->groups ? ROLE_CHANNELWISE : ROLE_BARRIER;
-    case LAYER_DENSE: return ROLE_PRODUCER;
+    case LAYER_DENSE: return in->ndim == 1 ? ROLE_PRODUCER : ROLE_BARRIER; /* per step: not sliced */
     case LAYER_MAXPOOL: case LAYER_AVGPOOL: case LAYER_GLOBALAVGPOOL: case LAYER_GLOBALMAXPOOL:
     case LAYER_BATCHNORM: case LAYER_RELU: case LAYER_LEAKYRELU: case LAYER_SIGMOID: case LAYER_TANH:
     case LAYER_DROPOUT: case LAYER_MASK: case LAYER_ELU: case LAYER_SELU: case LAYER_HARDSIGMOID:

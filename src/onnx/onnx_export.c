@@ -315,6 +315,8 @@ static ts_status export_layer(exporter *ex, int li) {
         break;
     }
     case LAYER_DENSE: {
+        if (l->out.ndim != 1)
+            return ts_fail(ex->ctx, TS_EUNSUPPORTED, "export: dense '%s' over a sequence has no ONNX form yet", l->name);
         const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
         n = add_node(ex, "Gemm", name, ins, l->bias_t >= 0 ? 3 : 2, out);
         attr_i(ex, n, "transB", 1);

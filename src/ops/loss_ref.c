@@ -9,13 +9,28 @@
 
 float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
                        float smoothing, float *dlogits /* (N,classes) or NULL */) {
+    return softmax_xent_ignore_ref(n, classes, logits, labels, INT32_MIN, smoothing, dlogits, NULL);
+}
+
+float softmax_xent_ignore_ref(int n, int classes, const float *logits /* (N,classes) */,
+                              const int32_t *labels /* (N) */, int32_t ignore, float smoothing,
+                              float *dlogits /* (N,classes) or NULL */, int *counted) {
+    if (counted) *counted = 0;
     if (n <= 0 || classes <= 0) return 0.0f;
-    const double eps = smoothing, uni = eps / classes, invn = 1.0 / n;
+    int valid = 0;
+    for (int i = 0; i < n; i++) valid += labels[i] != ignore;
+    if (counted) *counted = valid;
+    const double eps = smoothing, uni = eps / classes, invn = valid ? 1.0 / valid : 0.0;
     double total = 0.0;
     for (int i = 0; i < n; i++) {
         const float *x = logits + (size_t)i * classes;
         float *dx = dlogits ? dlogits + (size_t)i * classes : NULL;
         const int32_t y = labels[i];
+        if (y == ignore) { /* no loss, no gradient (PyTorch's ignore_index) */
+            if (dx)
+                for (int j = 0; j < classes; j++) dx[j] = 0.0f;
+            continue;
+        }
         if (y < 0 || y >= classes) { /* never index out of bounds; poison the result instead */
             total = NAN;
             if (dx)

@@ -243,6 +243,12 @@ void dropout_apply_ref(size_t count, float *out, const float *in, const float *m
  * Writes d(loss)/d(logits) to dlogits when not NULL. Returns the loss. */
 float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
                        float smoothing, float *dlogits /* (N,classes) or NULL */);
+/* The same where rows labelled `ignore` add nothing and get a zero gradient, and the
+ * mean is over the other rows (PyTorch's ignore_index); *counted (may be NULL) is their
+ * number. */
+float softmax_xent_ignore_ref(int n, int classes, const float *logits /* (N,classes) */,
+                              const int32_t *labels /* (N) */, int32_t ignore, float smoothing,
+                              float *dlogits /* (N,classes) or NULL */, int *counted);
 
 /* MwT's cohesion and coupling losses of one layer's per-sample masks (mask_loss_ref.c
  * says how): cohesion = 1 - mean cosine of same-label pairs, coupling = mean cosine of
@@ -486,5 +492,64 @@ ts_status eltwise_forward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, size
                                const float *in);
 ts_status eltwise_backward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *din,
                                 const float *dout, const float *in, const float *out);
+
+
+/* ------------------------------------------------------- recurrent layers (ref only) */
+
+/* Recurrent cells, PyTorch's semantics and gate order: rnn h' = act(W_ih x + b_ih +
+ * W_hh h + b_hh); lstm gates i,f,g,o; gru gates r,z,n with n = tanh(x_n + r (W_hn h +
+ * b_hn)) when linear_before_reset (PyTorch), else tanh(x_n + W_hn (r h) + b_hn). */
+typedef enum rnn_cell { RNN_TANH = 0, RNN_RELU = 1, RNN_LSTM = 2, RNN_GRU = 3 } rnn_cell;
+
+typedef struct rnn_params {
+    rnn_cell cell;
+    int n, t, f, h; /* batch, steps, input features, hidden units */
+    int dirs;       /* 1, or 2: the second direction reads each sequence from its end */
+    int sequence;   /* 1: y is (N,T,dirs*H), every step's state; 0: (N,dirs*H), the final states;
+                     * 2: (N,rnn_state_size), the final states and, for lstm, cells (a decoder's start) */
+    int lbr;        /* gru: linear_before_reset */
+} rnn_params;
+
+static inline int rnn_gates(rnn_cell c) { return c == RNN_LSTM ? 4 : c == RNN_GRU ? 3 : 1; }
+/* Weights per direction: (G*H, F+H), each row W_ih's then W_hh's; biases per
+ * direction (2, G*H): b_ih then b_hh. */
+static inline int64_t rnn_weight_count(const rnn_params *p) {
+    return (int64_t)p->dirs * rnn_gates(p->cell) * p->h * (p->f + p->h);
+}
+/* Values per sample of a whole state: h of every direction, then for lstm c of every
+ * direction. The initial states h0 and sequence=2's output are laid out so. */
+static inline int64_t rnn_state_size(const rnn_params *p) {
+    return (int64_t)p->dirs * p->h * (p->cell == RNN_LSTM ? 2 : 1);
+}
+/* Floats a training forward keeps for the backward pass (ws), and scratch for one
+ * forward or backward call. */
+size_t rnn_workspace_floats(const rnn_params *p);
+size_t rnn_scratch_floats(const rnn_params *p);
+
+/* Sequence lengths from token ids (N,T): 1 + the last position whose id is not 0
+ * (<pad>), so padding sits at the end; 0 for an all-padding row. Branch-free. */
+void rnn_lengths_from_ids(int n, int t, const float *ids /* (N,T) */, int32_t *len /* (N) */);
+
+/* x (N,T,F) -> y. Steps at or past a sample's length (len NULL: all T) are padding:
+ * their outputs are 0 and the states pass through, so a padded batch gives each
+ * sequence's own result. ws: NULL at inference, else rnn_workspace_floats for the
+ * backward pass. ct: constant-time activations and selects (docs/security.md). */
+void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len /* (N) or NULL */,
+                     const float *h0 /* (N, rnn_state_size) or NULL: zeros */, const float *w, const float *b,
+                     float *y, float *ws, float *scratch, int ct, int nthreads);
+/* Gradients of the forward above: dw, db overwritten; dx (N,T,F) and dh0 (as h0)
+ * overwritten when not NULL. dy as y. */
+void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *w, const float *dy,
+                      const float *ws, float *dx, float *dh0, float *dw, float *db, float *scratch, int nthreads);
+
+/* Embedding: out (count, E) = rows of w (V, E) at ids (count). Returns the index of
+ * the first id that is not an integer in [0, V) (nothing else then written past it),
+ * or -1. The constant-time variant reads every row for every id and gives zeros for
+ * an invalid id. */
+int64_t embedding_forward_ref(int64_t count, int e, int v, const float *ids, const float *w, float *out);
+void embedding_forward_ct(int64_t count, int e, int v, const float *ids, const float *w, float *out, int nthreads);
+/* dw (V,E) overwritten: the sum of dout's rows per id; padding_idx's row (>= 0) stays 0. */
+void embedding_backward_ref(int64_t count, int e, int v, const float *ids, const float *dout, float *dw,
+                            int padding_idx);
 
 #endif

@@ -48,6 +48,8 @@ ts_status ts_trainer_set_comm(ts_ctx *ctx, ts_trainer *tr, const ts_comm *comm) 
         return ts_fail(ctx, TS_EINVAL, "data-parallel: the communicator has one of allreduce_start and allreduce_wait");
     if (tr->cfg.modular)
         return ts_fail(ctx, TS_EUNSUPPORTED, "data-parallel: modular training (MwT) runs on one process only");
+    if (tr->text_train)
+        return ts_fail(ctx, TS_EUNSUPPORTED, "data-parallel: text training runs on one process only");
     if (tr->cfg.batch < comm->size)
         return ts_fail(ctx, TS_EINVAL, "data-parallel: batch %d is smaller than the %d ranks (each takes a share of it)",
                        tr->cfg.batch, comm->size);

@@ -120,6 +120,35 @@ static void confusion_add_ct(int64_t *confusion, int k, int32_t label, int pred)
     for (uint64_t c = 0; c < (uint64_t)k * (uint64_t)k; c++) confusion[c] += (int64_t)(ct_mask64(c == cell) & 1u);
 }
 
+/* Ranks rows (n, k) of scores against labels y (n): hits at top-1 and top-5 (k < 5:
+ * top-k) added to *top1 and *top5, each (label, prediction) to the confusion matrix,
+ * and right[i] (may be NULL) set to whether row i's top-1 is its label. A row
+ * labelled -1 (a tagger's padding) is skipped. Constant-time mode (ct): no branch or
+ * address that depends on the scores. */
+static void score_rows(int ct, int n, int k, const float *logits, const int32_t *y, int64_t *confusion, int64_t *top1,
+                       int64_t *top5, unsigned char *right) {
+    const int topk = k < 5 ? k : 5;
+    for (int i = 0; i < n; i++) {
+        if (right) right[i] = y[i] < 0;
+        if (y[i] < 0) continue;
+        const float *row = logits + (size_t)i * k;
+        const int best = ts_argmax(row, k);
+        /* the true class's score, read without indexing by the label; its rank,
+         * ties broken by index as ts_argmax does; a NaN score is never a hit */
+        float ty = 0.0f;
+        for (int j = 0; j < k; j++) ty = ct_self(ct_mask32(j == y[i]), row[j], ty);
+        int rank = 0;
+        for (int j = 0; j < k; j++)
+            rank += (int)((ct_mask32(row[j] > ty) | (ct_mask32(row[j] == ty) & ct_mask32(j < y[i]))) & 1u);
+        const uint32_t valid = ct_mask32(ty == ty), hit = ct_mask32(best == y[i]) & valid & 1u;
+        *top1 += (int64_t)hit;
+        *top5 += (int64_t)(ct_mask32(rank < topk) & valid & 1u);
+        if (right) right[i] = (unsigned char)hit;
+        if (ct) confusion_add_ct(confusion, k, y[i], best);
+        else confusion[(size_t)y[i] * k + best]++;
+    }
+}
+
 ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out) {
     memset(out, 0, sizeof *out);
     ts_status st = train_check_dataset(ctx, m, ds, "evaluation");
@@ -141,7 +170,6 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
     out->classes = k;
     double loss_sum = 0;
     int64_t top1 = 0, top5 = 0;
-    const int topk = k < 5 ? k : 5;
     /* Constant-time mode: branch-free preprocessing, loss and confusion update too;
      * the ranking below is branch-free in both modes. */
     const int ct = ctx->constant_time;
@@ -153,22 +181,7 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
         const int32_t *y = ds->labels + s;
         loss_sum += (double)(ct ? softmax_xent_ct(n, k, logits, y, 0.0f)
                                 : ts_softmax_cross_entropy(n, k, logits, y, 0.0f, NULL)) * n;
-        for (int i = 0; i < n; i++) {
-            const float *row = logits + (size_t)i * k;
-            const int best = ts_argmax(row, k);
-            /* the true class's score, read without indexing by the label; its rank,
-             * ties broken by index as ts_argmax does; a NaN score is never a hit */
-            float ty = 0.0f;
-            for (int j = 0; j < k; j++) ty = ct_self(ct_mask32(j == y[i]), row[j], ty);
-            int rank = 0;
-            for (int j = 0; j < k; j++)
-                rank += (int)((ct_mask32(row[j] > ty) | (ct_mask32(row[j] == ty) & ct_mask32(j < y[i]))) & 1u);
-            const uint32_t valid = ct_mask32(ty == ty);
-            top1 += (int64_t)(ct_mask32(best == y[i]) & valid & 1u);
-            top5 += (int64_t)(ct_mask32(rank < topk) & valid & 1u);
-            if (ct) confusion_add_ct(out->confusion, k, y[i], best);
-            else out->confusion[(size_t)y[i] * k + best]++;
-        }
+        score_rows(ct, n, k, logits, y, out->confusion, &top1, &top5, NULL);
     }
     out->count = ds->count;
     out->top1 = ds->count ? (double)top1 / ds->count : 0;
@@ -177,6 +190,89 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
 done:
     ts_free(x);
     ts_free(logits);
+    if (st) ts_eval_report_free(out);
+    return st;
+}
+
+/* Scores per step of a tagger: its outputs (T, tags) */
+static int text_scores(const ts_model *m, const ts_text_dataset *ds) {
+    return ds->task == TS_SEQ_TAG ? m->classes / ds->max_len : m->classes;
+}
+
+ts_status train_check_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *ds, const char *what) {
+    const ts_shape in = m->input;
+    if (ds->task != TS_SEQ_CLASSIFY && ds->task != TS_SEQ_TAG)
+        return ts_fail(ctx, TS_EUNSUPPORTED, "%s set %s is a translation set: it has no labels to score", what,
+                       ds->name);
+    if (!ds->tokens || !ds->labels || ds->max_len < 1)
+        return ts_fail(ctx, TS_EINVAL, "%s set %s has no tokens or labels", what, ds->name);
+    if (in.ndim != 1 || in.dims[0] != ds->max_len)
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s has texts of %d tokens but the model takes %s input of %lld values",
+                       what, ds->name, ds->max_len, in.ndim == 1 ? "an" : "a multi-axis",
+                       (long long)ts_shape_numel(&in));
+    const int64_t lps = ds->task == TS_SEQ_TAG ? ds->max_len : 1;
+    if (ds->task == TS_SEQ_TAG && m->classes % ds->max_len)
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s: a tagger must output (%d, tags), but the model outputs %d values",
+                       what, ds->name, ds->max_len, m->classes);
+    const int k = text_scores(m, ds);
+    if (ds->classes > k)
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s has %d %s but the model outputs %d", what, ds->name, ds->classes,
+                       lps > 1 ? "tags" : "classes", k);
+    for (int64_t i = 0; i < ds->count * lps; i++)
+        if (ds->labels[i] < (lps > 1 ? -1 : 0) || ds->labels[i] >= k)
+            return ts_fail(ctx, TS_EFORMAT, "%s set %s: sample %lld has %s %d (expected %s0..%d)", what, ds->name,
+                           (long long)(i / lps), lps > 1 ? "tag" : "label", ds->labels[i], lps > 1 ? "-1 or " : "",
+                           k - 1);
+    return TS_OK;
+}
+
+ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int batch, ts_eval_report *out,
+                           double *seq_acc) {
+    if (!ctx || !m || !ds || !out) return ts_fail(ctx, TS_EINVAL, "ts_evaluate_text: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (seq_acc) *seq_acc = 0;
+    ts_status st = train_check_text(ctx, m, ds, "evaluation");
+    if (st) return st;
+    if (batch < 1) batch = 256;
+    const int T = ds->max_len, k = text_scores(m, ds), lps = ds->task == TS_SEQ_TAG ? T : 1;
+    const int ct = ctx->constant_time;
+    float *x = ts_alloc(ctx, (size_t)batch * (size_t)T * sizeof(float), "evaluation batch");
+    float *logits = ts_alloc(ctx, (size_t)batch * (size_t)m->classes * sizeof(float), "evaluation logits");
+    unsigned char *right = ts_alloc(ctx, (size_t)batch * (size_t)lps, "evaluation hits");
+    out->confusion = ts_calloc(ctx, (size_t)k * (size_t)k * sizeof(int64_t), "confusion matrix");
+    if (!x || !logits || !right || !out->confusion) {
+        st = TS_ENOMEM;
+        goto done;
+    }
+    out->classes = k;
+    double loss_sum = 0;
+    int64_t top1 = 0, top5 = 0, units = 0, whole = 0;
+    for (int64_t s = 0; s < ds->count; s += batch) {
+        const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
+        for (int64_t i = 0; i < (int64_t)n * T; i++) x[i] = (float)ds->tokens[s * T + i];
+        if ((st = ts_model_predict(ctx, m, x, n, logits))) goto done;
+        const int32_t *y = ds->labels + s * lps;
+        int counted = n;
+        const float loss = ct && lps == 1 ? softmax_xent_ct(n, k, logits, y, 0.0f)
+                                          : softmax_xent_ignore_ref(n * lps, k, logits, y, -1, 0.0f, NULL, &counted);
+        loss_sum += (double)loss * counted;
+        units += counted;
+        score_rows(ct, n * lps, k, logits, y, out->confusion, &top1, &top5, right);
+        for (int i = 0; i < n; i++) {
+            int all = 1;
+            for (int t = 0; t < lps; t++) all &= right[(size_t)i * lps + t];
+            whole += all;
+        }
+    }
+    out->count = units;
+    out->top1 = units ? (double)top1 / units : 0;
+    out->top5 = units ? (double)top5 / units : 0;
+    out->loss = units ? loss_sum / units : 0;
+    if (seq_acc) *seq_acc = ds->count ? (double)whole / ds->count : 0;
+done:
+    ts_free(x);
+    ts_free(logits);
+    ts_free(right);
     if (st) ts_eval_report_free(out);
     return st;
 }

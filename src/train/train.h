@@ -15,6 +15,8 @@ struct ts_optimizer {
 struct ts_trainer {
     ts_model *model;
     const ts_dataset *train, *val;
+    const ts_text_dataset *text_train, *text_val; /* instead of train and val (ts_trainer_create_text) */
+    int lps;              /* labels per sample: 1, or T for tagging */
     ts_train_config cfg;
     ts_optimizer *opt;
     ts_loader *loader;
@@ -80,6 +82,10 @@ ts_status dp_agree_stop(ts_ctx *ctx, ts_trainer *tr, int *stop);
  * than the model outputs, every label in 0..classes-1. `what` names the set in messages
  * ("training", "validation", "evaluation"). */
 ts_status train_check_dataset(ts_ctx *ctx, const ts_model *m, const ts_dataset *ds, const char *what);
+
+/* The same for a text dataset: a classify or tag set whose texts have the model's input
+ * length (T), labels (or tags, -1 for padding) within what the model outputs. */
+ts_status train_check_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *ds, const char *what);
 
 /* ts_evaluate_classes with the preprocessing given (a model built for a step, such as
  * extract's mask network, carries none of its own). */

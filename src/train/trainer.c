@@ -99,14 +99,8 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
-                            const ts_train_config *cfg, ts_trainer **out) {
-    *out = NULL;
-    ts_train_config def;
-    if (!cfg) {
-        ts_train_config_default(&def);
-        cfg = &def;
-    }
+/* The checks of a configuration that do not depend on the data. */
+static ts_status check_config(ts_ctx *ctx, const ts_train_config *cfg, int has_val) {
     if (cfg->epochs < 1 || cfg->epochs > 100000) return ts_fail(ctx, TS_EINVAL, "epochs: %d out of 1..100000", cfg->epochs);
     if (cfg->batch < 1 || cfg->batch > 65536) return ts_fail(ctx, TS_EINVAL, "batch: %d out of 1..65536", cfg->batch);
     if (!(cfg->lr > 0) || !isfinite(cfg->lr)) return ts_fail(ctx, TS_EINVAL, "lr: %g must be positive", cfg->lr);
@@ -115,25 +109,74 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
     if (cfg->crop_pad < 0 || cfg->crop_pad > 64) return ts_fail(ctx, TS_EINVAL, "crop padding %d out of 0..64", cfg->crop_pad);
     if (cfg->early_stop < 0 || cfg->early_stop > 100000)
         return ts_fail(ctx, TS_EINVAL, "early stopping patience %d out of 0..100000", cfg->early_stop);
-    if ((cfg->early_stop || cfg->keep_best) && !val)
+    if ((cfg->early_stop || cfg->keep_best) && !has_val)
         return ts_fail(ctx, TS_EINVAL, "%s needs a validation set (it watches the validation top-1)",
                        cfg->early_stop ? "early stopping" : "keeping the best epoch");
-    if (train->count < 1 || (val && val->count < 1))
-        return ts_fail(ctx, TS_EINVAL, "%s set %s is empty", train->count < 1 ? "training" : "validation",
-                       train->count < 1 ? train->name : val->name);
-    ts_status st = train_check_dataset(ctx, m, train, "training");
-    if (!st && val) st = train_check_dataset(ctx, m, val, "validation");
-    if (st) return st;
+    return TS_OK;
+}
 
+/* A trainer for m with cfg (NULL: the defaults) checked, nothing else set up. */
+static ts_status trainer_new(ts_ctx *ctx, ts_model *m, const ts_train_config *cfg, int has_val, ts_trainer **out) {
+    ts_train_config def;
+    if (!cfg) {
+        ts_train_config_default(&def);
+        cfg = &def;
+    }
+    ts_status st = check_config(ctx, cfg, has_val);
+    if (st) return st;
     ts_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return ts_fail(ctx, TS_ENOMEM, "trainer: out of memory");
     tr->model = m;
-    tr->train = train;
-    tr->val = val;
     tr->cfg = *cfg;
+    tr->lps = 1;
     tr->best_val_acc = -1;
     tr->best_epoch = -1;
     tr->comm.size = 1;
+    *out = tr;
+    return TS_OK;
+}
+
+/* What both kinds of trainer set up once the loader exists: optimizer, schedule,
+ * batch buffers (labels per sample tr->lps), modular training. */
+static ts_status trainer_finish(ts_ctx *ctx, ts_trainer *tr) {
+    const ts_train_config *cfg = &tr->cfg;
+    ts_model *m = tr->model;
+    ts_status st;
+    if ((st = ts_optimizer_create(ctx, m, &cfg->optim, &tr->opt))) return st;
+    tr->sched.kind = cfg->schedule;
+    tr->sched.lr = cfg->lr;
+    tr->sched.step_size = cfg->step_size;
+    tr->sched.gamma = cfg->gamma;
+    tr->sched.steps_per_epoch = ts_loader_batches(tr->loader);
+    tr->sched.total_steps = tr->sched.steps_per_epoch * cfg->epochs;
+
+    size_t in_sz = (size_t)shape_numel(&m->input), b = (size_t)cfg->batch, k = (size_t)m->classes;
+    tr->x = ts_alloc(ctx, b * in_sz * sizeof(float), "training batch");
+    tr->logits = ts_alloc(ctx, b * k * sizeof(float), "training logits");
+    tr->dlogits = ts_alloc(ctx, b * k * sizeof(float), "training logit gradients");
+    tr->y = ts_alloc(ctx, b * (size_t)tr->lps * sizeof(int32_t), "training labels");
+    if (!tr->x || !tr->logits || !tr->dlogits || !tr->y) return TS_ENOMEM;
+    if (cfg->modular && (st = mwt_setup(ctx, tr))) return st;
+    return TS_OK;
+}
+
+ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
+                            const ts_train_config *cfg, ts_trainer **out) {
+    *out = NULL;
+    ts_trainer *tr = NULL;
+    ts_status st = trainer_new(ctx, m, cfg, val != NULL, &tr);
+    if (st) return st;
+    cfg = &tr->cfg;
+    tr->train = train;
+    tr->val = val;
+    if (train->count < 1 || (val && val->count < 1)) {
+        st = ts_fail(ctx, TS_EINVAL, "%s set %s is empty", train->count < 1 ? "training" : "validation",
+                     train->count < 1 ? train->name : val->name);
+        goto fail;
+    }
+    if ((st = train_check_dataset(ctx, m, train, "training")) ||
+        (val && (st = train_check_dataset(ctx, m, val, "validation"))))
+        goto fail;
 
     /* preprocessing: keep the model's (fine-tuning, resume), else measure the data */
     if (!ts_model_get_meta(m, "preprocess.mean")) {
@@ -149,30 +192,44 @@ ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, c
     tr->pp.crop_pad = cfg->crop_pad;
     tr->pp.flip = cfg->flip;
 
-    if ((st = ts_optimizer_create(ctx, m, &cfg->optim, &tr->opt))) goto fail;
     if ((st = ts_loader_create(ctx, train, cfg->batch, 1, &tr->pp, cfg->seed, &tr->loader))) goto fail;
-    tr->sched.kind = cfg->schedule;
-    tr->sched.lr = cfg->lr;
-    tr->sched.step_size = cfg->step_size;
-    tr->sched.gamma = cfg->gamma;
-    tr->sched.steps_per_epoch = ts_loader_batches(tr->loader);
-    tr->sched.total_steps = tr->sched.steps_per_epoch * cfg->epochs;
-
-    size_t in_sz = (size_t)shape_numel(&m->input), b = (size_t)cfg->batch, k = (size_t)m->classes;
-    tr->x = ts_alloc(ctx, b * in_sz * sizeof(float), "training batch");
-    tr->logits = ts_alloc(ctx, b * k * sizeof(float), "training logits");
-    tr->dlogits = ts_alloc(ctx, b * k * sizeof(float), "training logit gradients");
-    tr->y = ts_alloc(ctx, b * sizeof(int32_t), "training labels");
-    if (!tr->x || !tr->logits || !tr->dlogits || !tr->y) {
-        st = TS_ENOMEM;
-        goto fail;
-    }
-    if (cfg->modular && (st = mwt_setup(ctx, tr))) goto fail;
+    if ((st = trainer_finish(ctx, tr))) goto fail;
     *out = tr;
     return TS_OK;
 fail:
     ts_trainer_free(tr);
     return st;
+}
+
+ts_status ts_trainer_create_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *train, const ts_text_dataset *val,
+                                 const ts_train_config *cfg, ts_trainer **out) {
+    if (!ctx || !m || !train || !out) return ts_fail(ctx, TS_EINVAL, "ts_trainer_create_text: NULL argument");
+    *out = NULL;
+    ts_trainer *tr = NULL;
+    ts_status st = trainer_new(ctx, m, cfg, val != NULL, &tr);
+    if (st) return st;
+    cfg = &tr->cfg;
+    tr->text_train = train;
+    tr->text_val = val;
+    tr->lps = train->task == TS_SEQ_TAG ? train->max_len : 1;
+    if (cfg->modular || cfg->crop_pad || cfg->flip)
+        st = ts_fail(ctx, TS_EINVAL, "text training: %s applies to images only",
+                     cfg->modular ? "modular training" : "augmentation");
+    else if (!(st = train_check_text(ctx, m, train, "training")) && val &&
+             !(st = train_check_text(ctx, m, val, "validation")) && val->task != train->task)
+        st = ts_fail(ctx, TS_EINVAL, "validation set %s is not the same task as training set %s", val->name,
+                     train->name);
+    if (st) {
+        ts_trainer_free(tr);
+        return st;
+    }
+    if ((st = ts_loader_create_text(ctx, train, cfg->batch, 1, cfg->seed, &tr->loader)) ||
+        (st = trainer_finish(ctx, tr))) {
+        ts_trainer_free(tr);
+        return st;
+    }
+    *out = tr;
+    return TS_OK;
 }
 
 void ts_trainer_free(ts_trainer *tr) {
@@ -330,25 +387,34 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             /* dropout: a rank's first sample is not the batch's first, so it draws apart */
             uint64_t dropout_seed = rng_mix(tr->cfg.seed, (uint64_t)step);
             if (lo > 0) dropout_seed = rng_mix(dropout_seed, (uint64_t)lo);
+            /* per text, or per real token of a tagger (-1 marks padding) */
+            const int kc = k / tr->lps;
+            int units = cnt;
             float loss = 0.0f;
             double coh = 0.0, coup = 0.0;
             int correct = 0;
             if (cnt > 0) {
                 if ((st = ts_model_forward_train(ctx, m, tr->x, cnt, tr->logits, dropout_seed))) return st;
-                loss = ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing, tr->dlogits);
+                loss = tr->lps == 1 ? ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing,
+                                                               tr->dlogits)
+                                    : softmax_xent_ignore_ref(cnt * tr->lps, kc, tr->logits, tr->y, -1,
+                                                              tr->cfg.label_smoothing, tr->dlogits, &units);
                 if (tr->ngens) mwt_losses(tr, cnt, tr->y, &coh, &coup);
-                for (int i = 0; i < cnt; i++) correct += argmax_row(tr->logits + (size_t)i * k, k) == tr->y[i];
+                for (int i = 0; i < cnt * tr->lps; i++)
+                    correct += tr->y[i] >= 0 && argmax_row(tr->logits + (size_t)i * kc, kc) == tr->y[i];
             }
-            /* data-parallel: from here loss and correct are the whole batch's, the same on every rank */
+            /* data-parallel (images only, a unit a sample): from here loss and correct are
+             * the whole batch's, the same on every rank */
             if ((st = backward_batch(ctx, tr, cnt, total, &loss, &correct))) return st;
+            if (parallel) units = total;
             /* the whole objective is held to the divergence bound (coh, coup: 0 unless modular) */
             const float objective = (float)(loss + tr->cfg.mwt_alpha * coh + tr->cfg.mwt_beta * coup);
             if ((st = check_loss(ctx, tr, objective, step))) return st;
-            tr->epoch_coh_sum += coh * total;
-            tr->epoch_coup_sum += coup * total;
+            tr->epoch_coh_sum += coh * cnt;
+            tr->epoch_coup_sum += coup * cnt;
             tr->epoch_correct += correct;
-            tr->epoch_loss_sum += (double)loss * total;
-            tr->epoch_seen += total;
+            tr->epoch_loss_sum += (double)loss * units;
+            tr->epoch_seen += units;
             if ((st = ts_optimizer_step(ctx, tr->opt, lr))) return st;
             /* a step that overflows the weights is caught here, before any checkpoint
              * can save them: the last checkpoint on disk stays the last good one */
@@ -371,9 +437,10 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
         }
         ts_epoch_report r = {tr->epoch, tr->epoch_loss_sum / tr->epoch_seen, tr->epoch_correct / tr->epoch_seen, -1, -1, 0,
                              tr->epoch_coh_sum / tr->epoch_seen, tr->epoch_coup_sum / tr->epoch_seen};
-        if (tr->val) {
+        if (tr->val || tr->text_val) {
             ts_eval_report ev;
-            ts_status st = ts_evaluate(ctx, m, tr->val, tr->cfg.batch, &ev);
+            ts_status st = tr->val ? ts_evaluate(ctx, m, tr->val, tr->cfg.batch, &ev)
+                                   : ts_evaluate_text(ctx, m, tr->text_val, tr->cfg.batch, &ev, NULL);
             if (st) return st;
             st = check_val_loss(ctx, tr, ev.loss);
             if (st) {
@@ -385,7 +452,7 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             ts_eval_report_free(&ev);
         }
         int stop = 0;
-        if (tr->val) {
+        if (tr->val || tr->text_val) {
             ts_status st = best_epoch_observe(ctx, tr, tr->epoch, r.val_acc, &stop);
             if (st) return st;
         }

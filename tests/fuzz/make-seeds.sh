@@ -9,7 +9,7 @@ C=tests/fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$C"
-mkdir -p "$C/arch" "$C/model" "$C/checkpoint" "$C/module" "$C/idx" "$C/cifar" "$C/pnm" "$C/onnx" "$C/tensorproto"
+mkdir -p "$C/arch" "$C/model" "$C/checkpoint" "$C/module" "$C/idx" "$C/cifar" "$C/pnm" "$C/onnx" "$C/tensorproto" "$C/text"
 
 cp zoo/*.arch tests/fixtures/small_cnn.arch "$C/arch/"
 printf 'input shape=1x8x8 classes=3\nconv2d name=c out=2 kernel=3 padding=1\nrelu name=r\nmask name=m\nmaxpool kernel=2\nflatten\ndense name=fc out=classes\n' >"$C/arch/tiny.arch"
@@ -46,6 +46,27 @@ rec100 = bytes([1, 42]) + bytes((7 * i) % 256 for i in range(3072))
 open(out + '/c10', 'wb').write(b'\x00' + rec10 * 2)
 open(out + '/c100', 'wb').write(b'\x02' + rec100)
 open(out + '/c10gz', 'wb').write(b'\x01' + gzip.compress(rec10, mtime=0))
+PY
+# text: selector byte (0 CLINC JSON, 1 Brown zip, 2 pairs, 3 pairs gzip, 4 vocabulary, 5 tokens), max_len, limit
+python3 - "$C/text" <<'PY'
+import gzip, io, sys, zipfile
+out = sys.argv[1] + '/'
+hdr = lambda k: bytes([k, 0, 0])
+open(out + 'clinc', 'wb').write(hdr(0) + b'{"train": [["play some jazz", "play_music"], ["Caf\\u00e9 \\"ok\\"", "oos"]], '
+                                b'"val": [], "test": [["hi", "greeting"]], "oos_train": [], "oos_val": [], "oos_test": []}')
+b = io.BytesIO()
+z = zipfile.ZipFile(b, 'w', zipfile.ZIP_DEFLATED)
+zi = zipfile.ZipInfo('brown/ca01', (1980, 1, 1, 0, 0, 0)); zi.compress_type = zipfile.ZIP_DEFLATED
+z.writestr(zi, "\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ./.\n\n\tI'm/ppss+bem here/rb ./.\n")
+zi = zipfile.ZipInfo('brown/README', (1980, 1, 1, 0, 0, 0))
+z.writestr(zi, 'x')
+z.close()
+open(out + 'brown', 'wb').write(hdr(1) + b.getvalue())
+pairs = b'Go.\tVa !\nRun!\tCours\xc2\xa0!\nWho?\tQui ?\tCC-BY\n\nHi.\tSalut !\r\n'
+open(out + 'pairs', 'wb').write(hdr(2) + pairs)
+open(out + 'pairsgz', 'wb').write(hdr(3) + gzip.compress(pairs, mtime=0))
+open(out + 'vocab', 'wb').write(hdr(4) + b'tessera-vocab 1 7\n<pad>\t0\n<unk>\t0\n<bos>\t0\n<eos>\t0\nthe\t3\na\t1\nz\t1\n')
+open(out + 'tokens', 'wb').write(hdr(5) + "Hello, World! Caf\xe9 don't \xff 3.5kg".encode('latin-1'))
 PY
 printf 'P5 4 4 255\n' >"$C/pnm/gray.pgm"; printf '0123456789abcdef' >>"$C/pnm/gray.pgm"
 printf 'P2\n# ascii\n2 2\n15\n0 5\n10 15\n' >"$C/pnm/ascii.pgm"

@@ -22,6 +22,10 @@ typedef struct kind_case {
     const char *input;
 } kind_case;
 
+/* a model that starts with this embedding (vocab 7) reads token ids */
+#define EMB "embedding name=e vocab=7 dim=3\n"
+#define EMB_VOCAB 7
+
 static const kind_case CASES[] = {
     {"conv2d", "conv2d name=t out=3 kernel=3 stride=2 padding=1,0,1,2 dilation=1x2\n", "2x7x7"},
     {"convtranspose", "convtranspose name=t out=3 kernel=3 stride=2 padding=1 output_padding=1 groups=1\n", "2x4x4"},
@@ -64,6 +68,17 @@ static const kind_case CASES[] = {
     {"resize", PRE "resize name=t size=7x3 mode=linear coord=pytorch_half_pixel\n", "2x4x5"},
     {"resize", PRE "resize name=t scale=2x1.5 coord=asymmetric nearest=floor\n", "2x3x4"},
     {"resize", PRE "resize name=t scale=1.5x0.5 mode=linear coord=align_corners\n", "2x4x5"},
+    {"embedding", "embedding name=t vocab=7 dim=3\n", "5"},
+    {"rnn", "rnn name=t hidden=3 bidirectional=1\n", "4x3"},
+    {"rnn", EMB "rnn name=t in=e,input0 hidden=3 act=relu sequence=0\n", "6"},
+    {"lstm", EMB "lstm name=t in=e,input0 hidden=3 bidirectional=1\n", "6"},
+    {"lstm", "lstm name=t hidden=2 sequence=0\n", "4x3"},
+    {"gru", EMB "gru name=t in=e,input0 hidden=3 bidirectional=1 sequence=0\n", "6"},
+    {"gru", "gru name=t hidden=3 linear_before_reset=0\n", "4x3"},
+    /* an encoder's final h and c start a decoder over the same steps */
+    {"lstm", EMB "lstm name=enc in=e,input0 hidden=2 bidirectional=1 sequence=2\n"
+             "lstm name=t in=e,input0,enc hidden=2 bidirectional=1 initial=1\n", "6"},
+    {"gru", "gru name=enc hidden=3 sequence=2\ngru name=t in=input0,enc hidden=3 initial=1 sequence=0\n", "4x3"},
 };
 #define NCASES (int)(sizeof CASES / sizeof CASES[0])
 
@@ -128,6 +143,9 @@ static void run_case(const kind_case *c) {
     float *ref = test_falloc((size_t)N * k), *y = test_falloc((size_t)N * k);
     float *gref = test_falloc((size_t)np), *g = test_falloc((size_t)np);
     test_fill_uniform(x, N * in, 3, -1.0f, 1.0f);
+    if (!strncmp(c->arch, "embedding", 9)) /* ids, nonzero but for the last two steps of sample 1 (padding) */
+        for (size_t i = 0; i < N * in; i++)
+            x[i] = i / in == 1 && i % in >= in - 2 ? 0.0f : (float)(1 + (i * 5 + 3) % (EMB_VOCAB - 1));
     test_fill_uniform(r, (size_t)N * k, 5, -1.0f, 1.0f);
     char what[96];
 

@@ -410,6 +410,7 @@ static void round_trip_arch(const char *arch, const char *what, uint64_t seed) {
 static void test_round_trip_zoo(void) {
     for (int i = 0; ts_zoo_name(i); i++) {
         const char *name = ts_zoo_name(i);
+        if (strstr(ts_zoo_arch(name), "embedding")) continue; /* sequence models: no ONNX form yet (docs/onnx.md) */
         ts_shape in = {3, {3, 32, 32}};
         ts_model *m = NULL;
         ts_status st = ts_model_from_arch(g_ctx, ts_zoo_arch(name), name, &in, 10, 3, &m);

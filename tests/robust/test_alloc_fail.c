@@ -12,10 +12,11 @@
  * tracks the live blocks of each run, and LeakSanitizer checks again at exit in the
  * ASan build.
  *
- * Three flows: the main one (flow_main lists its steps), every other layer kind
- * (flow_kinds) and the import of a PyTorch MobileNetV2 export (flow_mobilenet). The
- * plain build fails every allocation of each; the ASan build, slower, every
- * allocation of the first two and every 8th of the third (asan_stride).
+ * Four flows: the main one (flow_main lists its steps), every other layer kind
+ * (flow_kinds), the import of a PyTorch MobileNetV2 export (flow_mobilenet) and the
+ * text datasets (flow_text). The plain build fails every allocation of each; the
+ * ASan build, slower, every 8th of the MobileNetV2 import and every one of the
+ * others (asan_stride).
  *
  * For debugging: TESSERA_ALLOC_FAIL_FLOW=f runs only flow f (0-based),
  * TESSERA_ALLOC_FAIL_N=n only case n, TESSERA_ALLOC_FAIL_STRIDE=s every s-th case,
@@ -192,6 +193,7 @@ typedef struct flow_result {
     int modules;
     float kinds[2][3 * 8];   /* flow_kinds: logits of each re-imported model on g_x */
     float mobilenet[2 * 10]; /* flow_mobilenet: logits on g_x */
+    double text[8];          /* flow_text: counts, sizes, BLEU and an id checksum */
 } flow_result;
 
 #define TRY(expr)                       \
@@ -467,6 +469,58 @@ done:
     return st;
 }
 
+/* Text datasets: CLINC150-shaped JSON and gzipped sentence pairs loaded (the second
+ * with the first's vocabulary), split, the vocabulary saved, parsed, encoding and
+ * decoding, tokenizing and corpus BLEU. */
+static ts_status flow_text(flow_result *res, char *err, size_t errsz) {
+    ts_ctx *ctx = NULL;
+    ts_text_dataset *ds = NULL, *pairs = NULL, *a = NULL, *b = NULL;
+    ts_vocab *v = NULL;
+    char *saved = NULL, *text = NULL, *tokens = NULL, path[512];
+    ts_status st = ts_ctx_create(&ctx);
+    if (st) {
+        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
+        return st;
+    }
+    snprintf(path, sizeof path, "%s/intents.json", g_dir);
+    TRY(ts_text_dataset_load(ctx, path, TS_SPLIT_TRAIN, NULL, NULL, &ds));
+    TRY(ts_text_dataset_split(ctx, ds, 1, 3, &a, &b));
+    ts_text_options opt;
+    ts_text_options_default(&opt);
+    opt.vocab = ds->vocab;
+    snprintf(path, sizeof path, "%s/pairs.txt.gz", g_dir);
+    TRY(ts_text_dataset_load(ctx, path, TS_SPLIT_TRAIN, NULL, &opt, &pairs));
+    TRY(ts_vocab_save(ctx, ds->vocab, &saved));
+    TRY(ts_vocab_parse(ctx, saved, strlen(saved), &v));
+    int32_t ids[16];
+    int n = 0, count = 0;
+    TRY(ts_vocab_encode(ctx, v, "Play some JAZZ, please", ids, 16, &n));
+    TRY(ts_vocab_decode(ctx, v, ids, n, &text));
+    TRY(ts_text_tokenize(ctx, "Caf\xc3\xa9 don't \xff", &tokens, &count));
+    const char *hyp[] = {"a b c d e f", "le chat est sur le tapis rouge"};
+    const char *ref[] = {"a b c d e f g h", "le chat est sur le tapis"};
+    TRY(ts_corpus_bleu_text(ctx, hyp, ref, 2, 1, &res->text[0]));
+    res->text[1] = (double)ds->count + 100.0 * ds->classes + 1e4 * a->count;
+    res->text[2] = (double)pairs->count + 100.0 * pairs->target_len + 1e4 * ts_vocab_size(pairs->target_vocab);
+    res->text[3] = ts_vocab_size(v) + 100.0 * n + 1e4 * count + 1e6 * (double)strlen(text) +
+                   1e8 * (double)strlen(tokens);
+    for (int64_t i = 0; i < ds->count * ds->max_len; i++) res->text[4] += (double)(ds->tokens[i] * (i + 1));
+    for (int64_t i = 0; i < pairs->count * pairs->target_len; i++)
+        res->text[5] += (double)(pairs->targets[i] * (i + 1));
+done:
+    if (st) snprintf(err, errsz, "%s", ts_ctx_error(ctx));
+    ts_text_dataset_free(ds);
+    ts_text_dataset_free(pairs);
+    ts_text_dataset_free(a);
+    ts_text_dataset_free(b);
+    ts_vocab_free(v);
+    ts_text_free(saved);
+    ts_text_free(text);
+    ts_text_free(tokens);
+    ts_ctx_free(ctx);
+    return st;
+}
+
 typedef struct flow_def {
     const char *name;
     ts_status (*run)(flow_result *res, char *err, size_t errsz);
@@ -477,6 +531,7 @@ static const flow_def FLOWS[] = {
     {"train-save-load-decompose-compose-ONNX-evaluate", flow_main, 1},
     {"every other layer kind: train step, save, load, ONNX", flow_kinds, 1},
     {"ONNX import of a MobileNetV2 export", flow_mobilenet, 8},
+    {"text datasets, vocabulary, BLEU", flow_text, 1},
 };
 #define NFLOWS ((int)(sizeof FLOWS / sizeof FLOWS[0]))
 
@@ -619,6 +674,16 @@ static int write_inputs(void) {
     const char *names = "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n";
     snprintf(p, sizeof p, "%s/c10/batches.meta.txt", g_dir);
     ok = ok && test_write_file(p, names, strlen(names));
+    /* text: intents (CLINC150's shape) and gzipped sentence pairs */
+    const char *intents = "{\"train\": [[\"play some jazz\", \"music\"], [\"Caf\\u00e9 \\\"ok\\\"\", \"oos\"], "
+                          "[\"what time is it\", \"time\"], [\"play it again\", \"music\"]], \"test\": []}";
+    snprintf(p, sizeof p, "%s/intents.json", g_dir);
+    ok = ok && test_write_file(p, intents, strlen(intents));
+    const char *pairs = "Go.\tVa !\nPlay some jazz.\tJoue du jazz.\nRun!\tCours !\nWho?\tQui ?\nHi.\tSalut !\n";
+    snprintf(p, sizeof p, "%s/pairs.txt.gz", g_dir);
+    gz = ok ? gzopen(p, "wb") : NULL;
+    ok = gz && gzwrite(gz, pairs, (unsigned)strlen(pairs)) == (int)strlen(pairs);
+    if (gz && gzclose(gz) != Z_OK) ok = 0;
     return ok;
 }
 
@@ -628,7 +693,8 @@ static int same_result(const flow_result *a, const flow_result *b) {
            !memcmp(a->dnnl, b->dnnl, sizeof a->dnnl) && !memcmp(a->retuned, b->retuned, sizeof a->retuned) &&
            a->composed_count == b->composed_count && a->cifar_count == b->cifar_count &&
            !memcmp(a->tensor, b->tensor, sizeof a->tensor) && !memcmp(a->kinds, b->kinds, sizeof a->kinds) &&
-           !memcmp(a->mobilenet, b->mobilenet, sizeof a->mobilenet);
+           !memcmp(a->mobilenet, b->mobilenet, sizeof a->mobilenet) &&
+           !memcmp(a->text, b->text, sizeof a->text);
 }
 
 static double now_s(void) {

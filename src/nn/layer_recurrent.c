@@ -1,0 +1,146 @@
+/* rnn, lstm, gru: one recurrent layer (PyTorch's nn.RNN/LSTM/GRU with num_layers=1,
+ * batch_first=True), over a per-sample sequence (T, F). Output: every step's state
+ * (T, D*H) with sequence=1, else the final states (D*H), PyTorch's h_n of both
+ * directions side by side. Stacked layers are layers in the graph (dropout between
+ * them is a dropout layer).
+ *
+ * Padding: with a second input, the token ids (T) the sequence was embedded from,
+ * each sample's length is 1 + the last position whose id is not 0 (<pad>); steps
+ * past it output 0 and leave the states alone, so a padded batch gives every
+ * sequence what it gives alone (PyTorch's packed sequences).
+ *
+ * Initial states: with initial=1 the last input is one (S) per sample, S = D*H, or
+ * 2*D*H for lstm (h of each direction, then c): what sequence=2 outputs, the final h
+ * and c, so an encoder's end starts a decoder. Without it the states start at zero.
+ *
+ * Tensors: weight (D, G*H, F+H), each gate row W_ih's then W_hh's; bias (D, 2, G*H),
+ * b_ih then b_hh; G = 1, 4 (i,f,g,o) or 3 (r,z,n). Kernels: ops/rnn_ref.c. */
+#include "layers.h"
+
+#include <string.h>
+
+static rnn_cell cell_of(const layer *l) {
+    return l->kind == LAYER_LSTM ? RNN_LSTM : l->kind == LAYER_GRU ? RNN_GRU : l->cell_act ? RNN_RELU : RNN_TANH;
+}
+
+static rnn_params params_of(const ts_model *m, const layer *l, int n) {
+    const ts_shape *in = input_shape(m, l, 0);
+    rnn_params p = {cell_of(l), n, (int)in->dims[0], (int)in->dims[1], l->features, l->bidirectional ? 2 : 1,
+                    l->sequence, l->kind == LAYER_GRU ? l->lbr : 0};
+    return p;
+}
+
+ts_status recurrent_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {
+    const char *kind = LAYER_OPS[l->kind].name;
+    if (l->ninputs < 1 + l->initial || l->ninputs > 2 + l->initial)
+        return ts_fail(ctx, TS_EFORMAT, "%s:%d: %s '%s' takes a sequence, optionally its token ids%s", source,
+                       l->line, kind, l->name, l->initial ? ", then the initial state (initial=1)" : "");
+    const ts_shape *in = input_shape(m, l, 0);
+    char is[96];
+    if (in->ndim != 2)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s' needs a sequence (TxF) but '%s' outputs %s", source, l->line,
+                       kind, l->name, m->layers[l->inputs[0]].name, shape_text(in, is, sizeof is));
+    if (l->ninputs - l->initial == 2) {
+        const ts_shape *ids = input_shape(m, l, 1);
+        if (shape_numel(ids) != in->dims[0] || ids->dims[0] != in->dims[0])
+            return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': the token ids '%s' (%s) must have one value per step (%lld)",
+                           source, l->line, kind, l->name, m->layers[l->inputs[1]].name,
+                           shape_text(ids, is, sizeof is), (long long)in->dims[0]);
+    }
+    const rnn_params p = params_of(m, l, 1);
+    const int64_t g = rnn_gates(p.cell), per_step = (int64_t)p.dirs * g * p.h;
+    if (rnn_weight_count(&p) > ARCH_MAX_ELEMENTS || per_step * p.t > ARCH_MAX_ELEMENTS)
+        return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': %d steps of %d features into %d units is too large", source,
+                       l->line, kind, l->name, p.t, p.f, p.h);
+    if (l->initial) {
+        const ts_shape *h0 = input_shape(m, l, l->ninputs - 1);
+        if (h0->ndim != 1 || h0->dims[0] != rnn_state_size(&p))
+            return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': the initial state '%s' is %s, expected %lld values (%s)",
+                           source, l->line, kind, l->name, m->layers[l->inputs[l->ninputs - 1]].name,
+                           shape_text(h0, is, sizeof is), (long long)rnn_state_size(&p),
+                           p.cell == RNN_LSTM ? "h then c of each direction" : "h of each direction");
+    }
+    if (p.sequence == 1) {
+        l->out.ndim = 2;
+        l->out.dims[0] = p.t;
+        l->out.dims[1] = (int64_t)p.dirs * p.h;
+    } else {
+        l->out.ndim = 1;
+        l->out.dims[0] = p.sequence == 2 ? rnn_state_size(&p) : (int64_t)p.dirs * p.h;
+    }
+    const int li = (int)(l - m->layers);
+    ts_shape ws = {3, {p.dirs, g * p.h, p.f + p.h}}, bs = {3, {p.dirs, 2, g * p.h}};
+    if ((l->weight = model_add_tensor(ctx, m, li, "weight", TS_TENSOR_PARAM, &ws)) < 0) return ts_ctx_status(ctx);
+    if ((l->bias_t = model_add_tensor(ctx, m, li, "bias", TS_TENSOR_PARAM, &bs)) < 0) return ts_ctx_status(ctx);
+    return TS_OK;
+}
+
+int64_t recurrent_macs(const ts_model *m, const layer *l) {
+    const rnn_params p = params_of(m, l, 1);
+    return rnn_weight_count(&p) * p.t;
+}
+
+/* the lengths (N int32, rounded up to 16 bytes), then what backward reads */
+static size_t lengths_bytes(int n) { return ((size_t)n * sizeof(int32_t) + 15) & ~(size_t)15; }
+
+size_t recurrent_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    (void)ctx;
+    const rnn_params p = params_of(m, l, n);
+    return lengths_bytes(n) + rnn_workspace_floats(&p) * sizeof(float);
+}
+
+size_t recurrent_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    (void)ctx;
+    const rnn_params p = params_of(m, l, n);
+    return rnn_scratch_floats(&p) * sizeof(float);
+}
+
+/* the lengths of this pass's samples, or NULL without token ids */
+static const int32_t *lengths_of(ts_model *m, int li, const rnn_params *p) {
+    const layer *l = &m->layers[li];
+    if (l->ninputs - l->initial < 2) return NULL;
+    int32_t *len = m->exec.ls[li].aux;
+    rnn_lengths_from_ids(p->n, p->t, layer_input(m, li, 1), len);
+    return len;
+}
+
+ts_status recurrent_forward(ts_ctx *ctx, ts_model *m, int li) {
+    const layer *l = &m->layers[li];
+    const rnn_params p = params_of(m, l, m->exec.n);
+    const int32_t *len = lengths_of(m, li, &p);
+    float *ws = m->exec.train ? (float *)((char *)m->exec.ls[li].aux + lengths_bytes(m->exec.capacity)) : NULL;
+    const float *h0 = l->initial ? layer_input(m, li, l->ninputs - 1) : NULL;
+    rnn_forward_ref(&p, layer_input(m, li, 0), len, h0, tensor_data(m, l->weight), tensor_data(m, l->bias_t),
+                    m->exec.ls[li].out, ws, m->exec.scratch, ctx->constant_time, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status recurrent_backward(ts_ctx *ctx, ts_model *m, int li) {
+    const layer *l = &m->layers[li];
+    const rnn_params p = params_of(m, l, m->exec.n);
+    const int has_ids = l->ninputs - l->initial == 2;
+    const int32_t *len = has_ids ? (const int32_t *)m->exec.ls[li].aux : NULL; /* from the forward */
+    const float *ws = (const float *)((const char *)m->exec.ls[li].aux + lengths_bytes(m->exec.capacity));
+    const int nt = ts_ctx_threads(ctx);
+    /* the initial state's gradient first: its buffer may be the shared accumulator,
+     * which the sequence's commit below would then overwrite */
+    float *dh0 = l->initial ? layer_input_grad(m, li, l->ninputs - 1) : NULL;
+    float *dx = layer_input_grad(m, li, 0);
+    if (dh0 && dx == dh0) { /* both need the accumulator: the state's gradient alone first */
+        rnn_backward_ref(&p, layer_input(m, li, 0), len, tensor_data(m, l->weight), m->exec.ls[li].grad, ws, NULL,
+                         dh0, tensor_grad(m, l->weight), tensor_grad(m, l->bias_t), m->exec.scratch, nt);
+        layer_input_grad_commit(m, li, l->ninputs - 1, nt);
+        dh0 = NULL;
+        dx = layer_input_grad(m, li, 0);
+    }
+    rnn_backward_ref(&p, layer_input(m, li, 0), len, tensor_data(m, l->weight), m->exec.ls[li].grad, ws, dx, dh0,
+                     tensor_grad(m, l->weight), tensor_grad(m, l->bias_t), m->exec.scratch, nt);
+    if (dh0) layer_input_grad_commit(m, li, l->ninputs - 1, nt);
+    if (dx) layer_input_grad_commit(m, li, 0, nt);
+    float *dids = has_ids ? layer_input_grad(m, li, 1) : NULL;
+    if (dids) { /* ids are not differentiable */
+        memset(dids, 0, sizeof *dids * (size_t)p.n * (size_t)p.t);
+        layer_input_grad_commit(m, li, 1, nt);
+    }
+    return TS_OK;
+}
