@@ -307,14 +307,21 @@ ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_s
 ts_status ts_corpus_bleu_text(ts_ctx *ctx, const char *const *hyps, const char *const *refs, int64_t count,
                               int refs_per_hyp, double *bleu);
 
-/* Batches of a classify or tag text dataset for a model whose input is (T) token
- * ids: ts_loader_get writes x (B, T), the ids as floats, and y (B) labels or, for
- * tagging, (B, T) tags with -1 past each length. The order of an epoch follows the
- * same rule as ts_loader_create's. The loader borrows ds. */
+/* Batches of a text dataset for a model whose input is ts_text_input_shape(ds):
+ * ts_loader_get writes x (B, that shape), the ids as floats, and y (B) labels or, for
+ * tagging and translation, (B, T) tags or target words with -1 past each end. The
+ * order of an epoch follows the same rule as ts_loader_create's. The loader borrows
+ * ds. */
 ts_status ts_loader_create_text(ts_ctx *ctx, const ts_text_dataset *ds, int batch, int shuffle, uint64_t seed,
                                 ts_loader **out);
-/* Labels ts_loader_get writes per sample: 1, or T for tagging. */
+/* Labels ts_loader_get writes per sample: 1, or T for tagging and translation. */
 int ts_loader_labels_per_sample(const ts_loader *ld);
+/* The input of a model for ds: (T) token ids; for translation (2, Tm), the source
+ * padded to Tm = max(T, target_len - 1), then the target from <bos> without its last
+ * token (what the decoder reads while it learns to write the target from its first
+ * word: teacher forcing), and the model outputs a score per target word per step
+ * (Tm, target vocabulary). */
+ts_shape ts_text_input_shape(const ts_text_dataset *ds);
 
 /* ----------------------------------------------------------------- models */
 
@@ -329,12 +336,13 @@ typedef struct ts_model ts_model;
  * declares, so one architecture serves datasets of any image size and class count. */
 ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
                              uint64_t seed, ts_model **out);
-/* The same for a sequence model: input (tokens) token ids (0: the text's input shape),
- * classes (0: keep) and the vocabulary size (0: keep) replacing the input line's
- * `vocab=`, which `embedding vocab=vocab` reads. The model keeps its architecture
- * text with those numbers written in. */
-ts_status ts_model_from_arch_seq(ts_ctx *ctx, const char *text, const char *source, int tokens, int classes, int vocab,
-                                 uint64_t seed, ts_model **out);
+/* The same for a sequence model: input (NULL: the text's), classes (0: keep) and the
+ * vocabulary sizes (0: keep) replacing the input line's `vocab=` and `target_vocab=`
+ * (a translation model's), which a key's value `vocab` or `target_vocab` reads
+ * (`embedding vocab=vocab`, `dense out=target_vocab`). The model keeps its
+ * architecture text with those numbers written in. */
+ts_status ts_model_from_arch_seq(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                                 int vocab, int target_vocab, uint64_t seed, ts_model **out);
 ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,
                                   ts_model **out);
 
@@ -628,6 +636,15 @@ ts_status ts_evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, co
  * seq_acc (may be NULL) is the fraction of texts with every token right. */
 ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int batch, ts_eval_report *out,
                            double *seq_acc);
+/* Decodes ds's sources with an encoder-decoder model trained on ds's layout
+ * (ts_text_input_shape): greedy with beam 1, else beam search of that width (mean
+ * log-probability per word decides among finished hypotheses); batch sentences at a
+ * time for greedy. out (count, Tm): each translation's target ids, ending with <eos>
+ * (one that reaches Tm words without it is cut), 0 after. */
+ts_status ts_translate(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int beam, int batch, int32_t *out);
+/* Corpus BLEU-4 (ts_corpus_bleu) of ts_translate's output against ds's targets,
+ * both without <bos> and <eos>. */
+ts_status ts_evaluate_bleu(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int beam, int batch, double *bleu);
 void ts_eval_report_free(ts_eval_report *r);
 /* From the confusion matrix; 0 when undefined. */
 double ts_eval_precision(const ts_eval_report *r, int cls);

@@ -278,6 +278,7 @@ void progress_start(progress *p) {
     p->tty = isatty(2);
     p->last_decile = -1;
     p->base = 0;
+    p->unit = NULL;
 }
 
 static void fmt_time(char *buf, size_t n, double s) {
@@ -310,8 +311,9 @@ void progress_update(progress *p, const char *label, long long done, long long t
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[30] = '\0';
     char speed[40] = "";
-    if (items_per_unit > 0 && timed > 0) snprintf(speed, sizeof speed, "%.0f img/s ", rate);
-    else if (items_per_unit > 0) snprintf(speed, sizeof speed, "- img/s ");
+    const char *unit = p->unit ? p->unit : "img";
+    if (items_per_unit > 0 && timed > 0) snprintf(speed, sizeof speed, "%.0f %s/s ", rate, unit);
+    else if (items_per_unit > 0) snprintf(speed, sizeof speed, "- %s/s ", unit);
     fprintf(stderr, "%s%s [%s] %lld/%lld %s | %s%s %s%s", p->tty ? "\r" : "", label, bar, done, total,
             extra ? extra : "", speed, done < total ? "ETA" : "in", done < total ? eta : elapsed, p->tty ? "\x1b[K" : "\n");
     fflush(stderr);

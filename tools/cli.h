@@ -67,6 +67,7 @@ typedef struct progress {
     int tty;
     int last_decile;
     long long base; /* steps already done at progress_start: the rate counts only later ones */
+    const char *unit; /* what the rate counts ("img" when NULL) */
 } progress;
 
 double cli_now(void);

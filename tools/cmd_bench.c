@@ -125,6 +125,21 @@ static ts_status profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float 
     return st;
 }
 
+/* The fewest rows of any embedding layer's table (0: none, an image model) */
+static int64_t smallest_vocab(const ts_model *m) {
+    int64_t v = 0;
+    for (int i = 0; i < ts_model_layer_count(m); i++) {
+        ts_layer_info li;
+        if (ts_model_layer(m, i, &li) || strcmp(li.kind, "embedding")) continue;
+        char name[160];
+        snprintf(name, sizeof name, "%s.weight", li.name);
+        ts_tensor_info t;
+        const int ti = ts_model_find_tensor(m, name);
+        if (ti >= 0 && !ts_model_tensor(m, ti, &t) && t.ndim == 2 && (v == 0 || t.dims[0] < v)) v = t.dims[0];
+    }
+    return v;
+}
+
 int cmd_bench(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -186,11 +201,14 @@ int cmd_bench(int argc, char **argv) {
         st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory for a batch of %ld", batch);
         goto fail;
     }
-    /* a fixed pseudo-random batch: normalized-image-like values */
+    /* a fixed pseudo-random batch: normalized-image-like values, or for a sequence
+     * model token ids every embedding has a row for (1..V-1: no padding) */
+    const int64_t vocab = smallest_vocab(m);
     uint64_t s = 0x2545f4914f6cdd1dULL;
     for (int64_t i = 0; i < per * n; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        x[i] = (float)((double)(s >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
+        x[i] = vocab > 1 ? (float)(1 + (int64_t)((s >> 40) % (uint64_t)(vocab - 1)))
+                         : (float)((double)(s >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
     }
     for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % k);
     if (train) {
@@ -229,8 +247,12 @@ int cmd_bench(int argc, char **argv) {
            : ts_ctx_get_backend(ctx) == TS_BACKEND_REF ? "reference" : "oneDNN",
            ts_ctx_get_bf16(ctx) ? ", bf16" : "", done_iters);
     printf("time per batch: median %.3f ms (p10 %.3f, p90 %.3f)\n", 1e3 * med, 1e3 * p10, 1e3 * p90);
-    printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
-           flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
+    if (vocab > 1) /* a sample is a text of `per` token ids */
+        printf("throughput: %.1f texts/s, %.0f tokens/s, %.1f GFLOP/s (%.3f GFLOP per text%s)\n", (double)n / med,
+               (double)(n * per) / med, flop / med / 1e9, flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
+    else
+        printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
+               flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
     printf("peak resident memory: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
     if (J) {
         json_str(J, "model", pos[0]);
@@ -246,6 +268,7 @@ int cmd_bench(int argc, char **argv) {
         json_num(J, "p10_ms", 1e3 * p10);
         json_num(J, "p90_ms", 1e3 * p90);
         json_num(J, "images_per_second", (double)n / med);
+        if (vocab > 1) json_num(J, "tokens_per_second", (double)(n * per) / med);
         json_num(J, "gflops", flop / med / 1e9);
         json_num(J, "gflop_per_image", flop / (double)n / 1e9);
         json_num(J, "peak_memory_mib", (double)ru.ru_maxrss / 1024.0);

@@ -1,5 +1,6 @@
 /* tessera eval and tessera predict. */
 #include "cli_modules.h"
+#include "cli_text.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ static cli_opt eval_opts[] = {
     {"split", "test|train", "which split to evaluate (default test)", NULL},
     {"batch", "N", "batch size (default 256)", NULL},
     {"limit", "N", "evaluate the first N samples only", NULL},
+    {"beam", "B", "a translator's BLEU: beam search of width B (default 1: greedy)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
@@ -89,6 +91,7 @@ int cmd_eval(int argc, char **argv) {
     if (ts_ctx_create(&ctx)) return EXIT_NOMEM;
     ts_model *m = NULL;
     ts_dataset *ds = NULL;
+    ts_text_dataset *texts = NULL;
     ts_status st = TS_OK;
     long batch, limit;
     if ((rc = cli_setup_ctx(&eval_cmd, ctx)) || (rc = setup_constant_time(&eval_cmd, ctx)) ||
@@ -119,16 +122,45 @@ int cmd_eval(int argc, char **argv) {
     } else if (!spec) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s records no dataset; pass --data", pos[0]);
         goto fail;
+    } else if (cli_is_text_model(m)) {
+        if ((st = cli_text_load_for_model(ctx, m, pos[0], spec, split, cli_data_dir(&eval_cmd, m), limit, &texts)))
+            goto fail;
     } else if ((st = cli_load_dataset(ctx, spec, split, cli_data_dir(&eval_cmd, m), limit, &ds))) goto fail;
-    double t0 = cli_now();
+    double t0 = cli_now(), whole = 0;
     ts_eval_report ev;
-    if ((st = ts_evaluate(ctx, m, ds, (int)batch, &ev))) goto fail;
+    if ((st = texts ? ts_evaluate_text(ctx, m, texts, (int)batch, &ev, &whole) : ts_evaluate(ctx, m, ds, (int)batch, &ev)))
+        goto fail;
     double secs = cli_now() - t0;
-    printf("model %s on %s (%s, %lld images, %.2fs, %.0f img/s%s)\n", pos[0], spec,
-           split == TS_SPLIT_TEST ? "test" : "train", (long long)ev.count, secs, secs > 0 ? ev.count / secs : 0,
-           ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
+    const char *unit = !texts                               ? "images"
+                       : texts->task == TS_SEQ_TAG          ? "tokens"
+                       : texts->task == TS_SEQ_TRANSLATE    ? "target words"
+                                                            : "texts";
+    printf("model %s on %s (%s, %lld %s, %.2fs, %.0f %s/s%s)\n", pos[0], spec,
+           split == TS_SPLIT_TEST ? "test" : "train", (long long)ev.count, unit, secs, secs > 0 ? ev.count / secs : 0,
+           !texts ? "img" : texts->task == TS_SEQ_TRANSLATE ? "word" : unit, ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
     char loss[32];
-    printf("top-1 %.2f%%  top-5 %.2f%%  loss %s\n\n", 100 * ev.top1, 100 * ev.top5, cli_num(loss, sizeof loss, ev.loss, 4));
+    printf("top-1 %.2f%%  top-5 %.2f%%  loss %s", 100 * ev.top1, 100 * ev.top5, cli_num(loss, sizeof loss, ev.loss, 4));
+    if (texts && texts->task == TS_SEQ_TAG) printf("  whole sentences %.2f%%", 100 * whole);
+    if (texts && texts->task == TS_SEQ_TRANSLATE) { /* scores are per target word; BLEU is what counts */
+        long beam;
+        double bleu;
+        if (!cli_int(&eval_cmd, "beam", 1, 1, 64, &beam)) {
+            ts_eval_report_free(&ev);
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        if ((st = ts_evaluate_bleu(ctx, m, texts, (int)beam, (int)batch, &bleu))) {
+            ts_eval_report_free(&ev);
+            goto fail;
+        }
+        printf(" (per target word, reading the reference's words before it)\nBLEU %.2f (%s) on %lld sentences\n",
+               100 * bleu, beam > 1 ? "beam search" : "greedy", (long long)texts->count);
+        if (J) json_num(J, "bleu", bleu);
+        ts_eval_report_free(&ev);
+        rc = EXIT_OK;
+        goto done;
+    }
+    printf("\n\n");
     int k = ev.classes;
     printf("%-4s %-20s %9s %9s %8s\n", "id", "class", "precision", "recall", "support");
     for (int c = 0; c < k; c++) {
@@ -138,13 +170,15 @@ int cmd_eval(int argc, char **argv) {
         printf("%-4d %-20s %8.2f%% %8.2f%% %8lld\n", c, cli_class_name(m, c, name, sizeof name),
                100 * ts_eval_precision(&ev, c), 100 * ts_eval_recall(&ev, c), (long long)support);
     }
-    printf("\nconfusion matrix (rows: true, columns: predicted)\n     ");
-    for (int j = 0; j < k; j++) printf("%6d", j);
-    printf("\n");
-    for (int c = 0; c < k; c++) {
-        printf("%4d ", c);
-        for (int j = 0; j < k; j++) printf("%6lld", (long long)ev.confusion[(size_t)c * k + j]);
+    if (k <= 100) { /* beyond that, a table nobody can read (--json has it) */
+        printf("\nconfusion matrix (rows: true, columns: predicted)\n     ");
+        for (int j = 0; j < k; j++) printf("%6d", j);
         printf("\n");
+        for (int c = 0; c < k; c++) {
+            printf("%4d ", c);
+            for (int j = 0; j < k; j++) printf("%6lld", (long long)ev.confusion[(size_t)c * k + j]);
+            printf("\n");
+        }
     }
     if (J) json_eval(J, m, pos[0], spec, split == TS_SPLIT_TEST ? "test" : "train", &ev, secs, ts_ctx_get_constant_time(ctx));
     ts_eval_report_free(&ev);
@@ -172,6 +206,7 @@ fail:
     rc = cli_fail("eval", ctx, st);
 done:
     ts_dataset_free(ds);
+    ts_text_dataset_free(texts);
     ts_model_free(m);
     ts_ctx_free(ctx);
     return rc;
@@ -182,15 +217,17 @@ static cli_opt predict_opts[] = {
     {"data-dir", "DIR", "where known dataset names are looked up first", NULL},
     {"index", "I[,J...]", "with --data: which test samples (default 0)", NULL},
     {"top", "K", "show the K most likely classes (default 3)", NULL},
+    {"beam", "B", "a translator: beam search of width B (default 1: greedy)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
     {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
     CLI_OPT_JSON,
 };
-static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I",
-                              "Classifies PGM/PPM images (binary or ASCII, sized as the model's input) or dataset\n"
-                              "samples, printing the top classes with their probabilities (for a patched model, its\n"
+static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I | TEXT-MODEL \"TEXT\"...",
+                              "Classifies PGM/PPM images (binary or ASCII, sized as the model's input), dataset\n"
+                              "samples, or texts (a tagger prints each word's tag), printing the top classes with\n"
+                              "their probabilities (for a patched model, its\n"
                               "outputs as they are: the weak model's probabilities and the patched class's output).",
                               predict_opts, sizeof predict_opts / sizeof predict_opts[0]};
 
@@ -284,6 +321,67 @@ static ts_status composed_outputs(ts_ctx *ctx, const ts_model *m, const char *sp
     return TS_OK;
 }
 
+/* A text model on texts given as arguments: a classifier's top classes, or a
+ * tagger's tag for every word (word/TAG ...). */
+static ts_status predict_text(ts_ctx *ctx, ts_model *m, const char *path, char **texts, int n, int top, int beam) {
+    const ts_shape in = ts_model_input_shape(m);
+    const int T = in.ndim == 1 ? (int)in.dims[0] : 0, K = ts_model_classes(m), tags = cli_text_model_tags(m);
+    float *x = malloc(sizeof *x * (size_t)(T > 0 ? T : 1)), *logits = malloc(sizeof *logits * (size_t)K);
+    ts_status st = x && logits ? TS_OK : ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    json_out *J = cli_json();
+    for (int i = 0; i < n && !st && cli_text_model_translates(m); i++) {
+        char *tr = NULL;
+        if ((st = cli_text_translate(ctx, m, path, texts[i], beam, &tr))) break;
+        printf("\"%s\" -> \"%s\"\n", texts[i], tr);
+        if (J) {
+            json_object(J, NULL);
+            json_str(J, "input", texts[i]);
+            json_str(J, "translation", tr);
+            json_close(J);
+        }
+        ts_text_free(tr);
+    }
+    for (int i = 0; i < n && !st && !cli_text_model_translates(m); i++) {
+        int len = 0;
+        char *tokens = NULL, what[96];
+        if ((st = cli_text_encode(ctx, m, path, texts[i], x, &len)) || (st = ts_model_predict(ctx, m, x, 1, logits)))
+            break;
+        snprintf(what, sizeof what, "\"%.80s\"", texts[i]);
+        if (!tags) {
+            print_top(m, what, logits, K, top, -1, NULL);
+            continue;
+        }
+        if ((st = ts_text_tokenize(ctx, texts[i], &tokens, NULL))) break;
+        const int C = K / T;
+        if (J) {
+            json_object(J, NULL);
+            json_str(J, "input", texts[i]);
+            json_array(J, "tags");
+        }
+        char *save = NULL, *w = strtok_r(tokens, " ", &save);
+        for (int t = 0; t < len && w; t++, w = strtok_r(NULL, " ", &save)) {
+            char name[64];
+            cli_class_name(m, ts_argmax(logits + (size_t)t * C, C), name, sizeof name);
+            printf("%s%s/%s", t ? " " : "", w, name);
+            if (J) {
+                json_object(J, NULL);
+                json_str(J, "word", w);
+                json_str(J, "tag", name);
+                json_close(J);
+            }
+        }
+        printf("%s\n", len < (int)strlen(texts[i]) && len == T ? " (cut at the model's length)" : "");
+        if (J) {
+            json_close(J);
+            json_close(J);
+        }
+        ts_text_free(tokens);
+    }
+    free(x);
+    free(logits);
+    return st;
+}
+
 int cmd_predict(int argc, char **argv) {
     char *pos[4096];
     int npos;
@@ -309,6 +407,22 @@ int cmd_predict(int argc, char **argv) {
         (rc = cli_setup_bf16(&predict_cmd, ctx)))
         goto done;
     if ((st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m))) goto fail;
+    if (cli_is_text_model(m)) {
+        if (spec || npos < 2) {
+            fprintf(stderr, "tessera predict: %s reads text: give the texts as arguments (tessera predict %s \"some "
+                    "text\")\n", pos[0], pos[0]);
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        long beam;
+        if (!cli_int(&predict_cmd, "beam", 1, 1, 64, &beam)) {
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        if ((st = predict_text(ctx, m, pos[0], pos + 1, npos - 1, (int)top, (int)beam))) goto fail;
+        rc = EXIT_OK;
+        goto done;
+    }
     ts_shape in = ts_model_input_shape(m);
     if (in.ndim != 3) {
         st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: model input is not an image", pos[0]);

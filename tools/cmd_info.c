@@ -205,6 +205,10 @@ int cmd_info(int argc, char **argv) {
             printf("meta %s: ", k);
             for (const char *c = v; *c; c++) putchar(*c == '\n' ? ',' : *c);
             printf("\n");
+        } else if (strchr(v, '\n')) { /* a vocabulary: its first line and the count of the rest (--json has it all) */
+            long lines = 0;
+            for (const char *c = v; *c; c++) lines += *c == '\n';
+            printf("meta %s: %.*s (%ld more lines)\n", k, (int)(strchr(v, '\n') - v), v, lines);
         } else {
             printf("meta %s: %s\n", k, v);
         }

@@ -2,6 +2,7 @@
  * validation, checkpoints and exact resume. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli.h"
+#include "cli_text.h"
 #include "dist.h"
 #include "train_log.h"
 
@@ -23,7 +24,7 @@ static const char *stop_reason(void) { return g_interrupted == SIGTERM ? "termin
 static cli_opt train_opts[] = {
     {"arch", "NAME|FILE", "architecture: a zoo name (tessera zoo) or an .arch file (default demo)", NULL},
     {"init", "MODEL.tsr", "start from this model's weights instead (fine-tuning, e.g. an imported ONNX model)", NULL},
-    {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, or a folder/file in those layouts", NULL},
+    {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, or a folder/file in those layouts; text: clinc_oos, brown, tatoeba, spam-assassin (docs/sequences.md)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"out", "FILE", "where to write the trained model (required)", NULL},
     {"epochs", "N", "epochs to train (default 10)", NULL},
@@ -46,6 +47,9 @@ static cli_opt train_opts[] = {
     {"early-stop", "N", "stop after N epochs in a row without a better validation top-1 (needs --val-split)", NULL},
     {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
     {"limit", "N", "train on the first N (>= 1) training samples only", NULL},
+    {"max-len", "T", "text: tokens per text, longer ones cut (default: the longest, at most 512)", NULL},
+    {"target-len", "T", "translation: target tokens with <bos> and <eos> (default: the longest, at most 514)", NULL},
+    {"min-count", "N", "text: words seen fewer times in training are <unk> (default 1)", NULL},
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
@@ -80,7 +84,8 @@ typedef struct train_run {
     long every;
     train_log log;       /* --log */
     long long last_step; /* optimizer steps done, as the last step reported */
-    long long count;     /* training images per epoch */
+    long long count;     /* training images (texts) per epoch */
+    const char *unit;    /* "img", or "text" */
     long long steps;     /* optimizer steps this run took */
     ts_status ckpt_status;
     char *ckpt_error;    /* the message of ckpt_status: the trainer's own "stopped" replaces it on ctx */
@@ -113,6 +118,7 @@ static int on_step(const ts_train_progress *p, void *user) {
     if (!run->quiet) {
         if (p->batch == 1 || !run->bar_on) { /* an epoch's first step (or a resumed one's): timed from here */
             progress_start(&run->bar);
+            run->bar.unit = run->unit;
             run->bar.base = p->batch;
             run->bar_on = 1;
         }
@@ -291,6 +297,102 @@ static int set_class_meta(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const 
     return st;
 }
 
+/* The text datasets of a run: the training split as read, its training and
+ * validation parts, the test split. */
+typedef struct text_sets {
+    ts_text_dataset *full, *train, *val, *test;
+} text_sets;
+
+static void text_sets_free(text_sets *t) {
+    if (t->train != t->full) ts_text_dataset_free(t->train);
+    ts_text_dataset_free(t->val);
+    ts_text_dataset_free(t->full);
+    ts_text_dataset_free(t->test);
+}
+
+/* A run on a text dataset up to its trainer: the splits read (a resumed or --init
+ * model's vocabulary, classes and length kept), the sequence model built from --arch
+ * with the data's length, classes and vocabulary, a validation part carved. */
+static ts_status text_prepare(ts_ctx *ctx, const char *spec, const char *data_dir, const char *rec, const char *rec_dir,
+                              ts_model **m, const ts_train_config *cfg, double vs, long limit, text_sets *t,
+                              ts_trainer **tr) {
+    ts_status st;
+    long max_len, target_len, min_count;
+    if (!cli_int(&train_cmd, "max-len", 0, 1, 512, &max_len) || !cli_int(&train_cmd, "target-len", 0, 3, 514, &target_len) ||
+        !cli_int(&train_cmd, "min-count", 1, 1, 1L << 30, &min_count))
+        return ts_ctx_set_error(ctx, TS_EINVAL, "--max-len, --target-len or --min-count: see tessera train --help");
+    if (*m && !cli_is_text_model(*m))
+        return ts_ctx_set_error(ctx, TS_EINVAL, "%s is a text dataset but the model to go on from reads images", spec);
+    if (*m) {
+        if ((st = cli_text_load_for_model(ctx, *m, "the model", spec, TS_SPLIT_TRAIN, data_dir, limit, &t->full)))
+            return st;
+    } else {
+        ts_text_options opt;
+        ts_text_options_default(&opt);
+        opt.max_len = (int)max_len;
+        opt.target_len = (int)target_len;
+        opt.min_count = (int)min_count;
+        opt.limit = limit;
+        if ((st = ts_text_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &opt, &t->full))) return st;
+    }
+    if (!*m) {
+        const char *arch = cli_get(&train_cmd, "arch");
+        if (!arch)
+            arch = t->full->task == TS_SEQ_TAG ? "lstm-pos" : t->full->task == TS_SEQ_TRANSLATE ? "lstm-seq2seq" : "lstm-clinc";
+        const char *text = ts_zoo_arch(arch);
+        char *file = NULL;
+        if (!text && (strchr(arch, '/') || strstr(arch, ".arch"))) {
+            FILE *f = fopen(arch, "rb");
+            long n = -1;
+            if (f && !fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 && n < (16L << 20) && !fseek(f, 0, SEEK_SET) &&
+                (file = calloc(1, (size_t)n + 1)) && fread(file, 1, (size_t)n, f) != (size_t)n) {
+                free(file);
+                file = NULL;
+            }
+            if (f) fclose(f);
+            if (!file) return ts_ctx_set_error(ctx, TS_EIO, "%s: cannot read the architecture", arch);
+            text = file;
+        }
+        if (!text)
+            return ts_ctx_set_error(ctx, TS_ENOTFOUND, "--arch: '%s' is neither a zoo architecture (see tessera zoo) nor "
+                                    "a file", arch);
+        const ts_shape in = ts_text_input_shape(t->full);
+        st = ts_model_from_arch_seq(ctx, text, arch, &in, t->full->task == TS_SEQ_CLASSIFY ? t->full->classes : 0,
+                                    ts_vocab_size(t->full->vocab),
+                                    t->full->target_vocab ? ts_vocab_size(t->full->target_vocab) : 0, cfg->seed, m);
+        free(file);
+        if (st || (st = cli_text_set_meta(ctx, *m, t->full, rec)) || (st = ts_model_set_meta(ctx, *m, "arch", arch)) ||
+            (*rec_dir && (st = ts_model_set_meta(ctx, *m, "data.dir", rec_dir))))
+            return st;
+    }
+    if (limit > 0) {
+        char b[32];
+        snprintf(b, sizeof b, "%ld", limit);
+        if ((st = ts_model_set_meta(ctx, *m, "train.limit", b))) return st;
+    }
+    const int64_t val_count = vs > 0 && vs < 1 ? (int64_t)(vs * (double)t->full->count + 0.5) : (int64_t)vs;
+    if (val_count >= t->full->count)
+        return ts_ctx_set_error(ctx, TS_EINVAL, "--val-split %g leaves no training samples (dataset has %lld)", vs,
+                                (long long)t->full->count);
+    t->train = t->full;
+    if (val_count > 0) {
+        char b[32];
+        snprintf(b, sizeof b, "%lld", (long long)val_count);
+        if ((st = ts_text_dataset_split(ctx, t->full, val_count, cfg->seed, &t->train, &t->val)) ||
+            (st = ts_model_set_meta(ctx, *m, "train.val_split", b)))
+            return st;
+    }
+    if (!cli_get(&train_cmd, "no-test")) {
+        ts_status ls = cli_text_load_for_model(ctx, *m, "the model", spec, TS_SPLIT_TEST, data_dir, 0, &t->test);
+        if (ls == TS_EFORMAT || ls == TS_ENOMEM || ls == TS_EUNSUPPORTED) return ls;
+        if (ls) {
+            printf("no test split to evaluate: %s\n", ts_ctx_error(ctx));
+            ts_ctx_clear_error(ctx);
+        }
+    }
+    return ts_trainer_create_text(ctx, *m, t->train, t->val, cfg, tr);
+}
+
 /* How much of the training split to read: with --limit (or a resumed run's) and no
  * validation split, which draws from all of it, only the samples trained on. 0: all. */
 static long first_samples(const ts_model *resumed) {
@@ -452,6 +554,8 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
     ts_model *m = NULL;
     ts_dataset *full = NULL, *train = NULL, *val = NULL, *limited = NULL, *test = NULL;
     ts_trainer *tr = NULL;
+    text_sets texts = {NULL, NULL, NULL, NULL};
+    int64_t train_count = 0;
     ts_status st = TS_OK;
     ts_file_lock *locks[2] = {NULL, NULL};
     train_run run;
@@ -506,8 +610,22 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
     }
     const char *data_dir = cli_get(&train_cmd, "data-dir");
     if (!data_dir && m) data_dir = ts_model_get_meta(m, "data.dir");
-    if ((st = ts_dataset_load_first(ctx, spec, TS_SPLIT_TRAIN, data_dir, first_samples(m), &full))) goto fail;
     char rec[PATH_MAX], rec_dir[PATH_MAX];
+    if (cli_is_text_data(spec) || cli_is_text_model(m)) { /* a sequence model (docs/sequences.md) */
+        snprintf(rec, sizeof rec, "%s", spec);
+        rec_dir[0] = '\0';
+        if (data_dir && !realpath(data_dir, rec_dir)) snprintf(rec_dir, sizeof rec_dir, "%s", data_dir);
+        if (!cli_is_text_data(spec) && !realpath(spec, rec)) snprintf(rec, sizeof rec, "%s", spec);
+        if (resume && !cli_get(&train_cmd, "val-split") && ts_model_get_meta(m, "train.val_split"))
+            vs = atof(ts_model_get_meta(m, "train.val_split"));
+        if (resume && !cli_get(&train_cmd, "limit") && ts_model_get_meta(m, "train.limit"))
+            limit = atol(ts_model_get_meta(m, "train.limit"));
+        if (!m && cli_get(&train_cmd, "init") && (st = ts_model_load(ctx, cli_get(&train_cmd, "init"), &m))) goto fail;
+        if ((st = text_prepare(ctx, spec, data_dir, rec, rec_dir, &m, &cfg, vs, limit, &texts, &tr))) goto fail;
+        train_count = texts.train->count;
+        goto prepared;
+    }
+    if ((st = ts_dataset_load_first(ctx, spec, TS_SPLIT_TRAIN, data_dir, first_samples(m), &full))) goto fail;
     data_record(ctx, spec, data_dir, rec, rec_dir);
     /* the test split before training: a corrupt one fails the run at once, a missing one is skipped */
     if (!cli_get(&train_cmd, "no-test") && test_is_training_file(ctx, spec, data_dir)) {
@@ -585,9 +703,11 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
     }
     const ts_dataset *train_set = limited ? limited : train;
 
-    if ((st = ts_trainer_create(ctx, m, train_set, val, &cfg, &tr))) goto fail;
     ts_comm comm;
-    dist_comm(dist, &comm);
+    if ((st = ts_trainer_create(ctx, m, train_set, val, &cfg, &tr))) goto fail;
+    train_count = train_set->count;
+prepared:
+    dist_comm(dist, &comm); /* text trainers refuse several ranks */
     if ((st = ts_trainer_set_comm(ctx, tr, &comm))) goto fail;
     if (resume && (st = ts_checkpoint_restore(ctx, tr, resume))) goto fail;
     if (resume) {
@@ -601,7 +721,8 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
 
     run.ctx = ctx;
     run.tr = tr;
-    run.count = train_set->count;
+    run.count = train_count;
+    run.unit = texts.train ? "text" : "img";
     run.quiet = cli_get(&train_cmd, "quiet") != NULL;
     run.batch = cfg.batch;
     run.modular = cfg.modular;
@@ -614,7 +735,7 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
     char n1[64], n2[64], n3[64];
     printf("training %s on %s: %s%s, %s, batch %d, %s",
            ts_model_get_meta(m, "arch") ? ts_model_get_meta(m, "arch") : "model", spec,
-           cli_plural(n1, sizeof n1, (long long)train_set->count, "sample"), val ? " (+ validation)" : "",
+           cli_plural(n1, sizeof n1, (long long)train_count, "sample"), val || texts.val ? " (+ validation)" : "",
            cli_plural(n2, sizeof n2, cfg.epochs, "epoch"), cfg.batch,
            cli_plural(n3, sizeof n3, ts_ctx_get_threads(ctx), "thread"));
     if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
@@ -669,6 +790,26 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
     if ((st = ts_model_save(ctx, m, out))) goto fail;
     printf("saved %s (%.1fs of training)\n", out, secs);
 
+    if (texts.test) {
+        ts_eval_report ev;
+        double whole, bleu;
+        if ((st = ts_evaluate_text(ctx, m, texts.test, 256, &ev, &whole))) goto fail;
+        char l[32];
+        if (texts.test->task == TS_SEQ_TRANSLATE) {
+            if ((st = ts_evaluate_bleu(ctx, m, texts.test, 1, 256, &bleu))) {
+                ts_eval_report_free(&ev);
+                goto fail;
+            }
+            printf("test BLEU %.2f (greedy), word accuracy with the reference's words before %.2f%%, on %lld "
+                   "sentences\n", 100 * bleu, 100 * ev.top1, (long long)texts.test->count);
+        } else if (texts.test->task == TS_SEQ_TAG)
+            printf("test token accuracy: %.2f%% (whole sentences %.2f%%, loss %s) on %lld tokens\n", 100 * ev.top1,
+                   100 * whole, cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
+        else
+            printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %s) on %lld texts\n", 100 * ev.top1, 100 * ev.top5,
+                   cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
+        ts_eval_report_free(&ev);
+    }
     if (test) {
         ts_eval_report ev;
         if ((st = ts_evaluate(ctx, m, test, 256, &ev))) goto fail;
@@ -687,6 +828,7 @@ done:
     free(run.ckpt_error);
     train_log_close(&run.log);
     ts_trainer_free(tr);
+    text_sets_free(&texts);
     ts_dataset_free(test);
     ts_dataset_free(limited);
     if (train != full) ts_dataset_free(train);

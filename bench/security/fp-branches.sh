@@ -1,7 +1,8 @@
 #!/bin/sh
 # Lists every conditional jump whose flags come straight from a floating-point
 # comparison ((v)ucomiss/sd, (v)comiss/sd) in the compiled constant-time code paths:
-# the *_ct kernels, resize's forward, ts_argmax, ts_top_k, the branch-free preprocessing, and the
+# the *_ct kernels, resize's forward, the recurrent forward and embedding_forward_ct,
+# ts_argmax, ts_top_k, the branch-free preprocessing, and the
 # kernels both modes share (gemm, convolution, dense, batch norm, layout, matmul,
 # mask, add, concat). A jump on a compared value is a branch on data; the ones listed
 # under "shared" must be on parameters (gemm's beta, batch norm's running variance),
@@ -27,6 +28,7 @@ scan "$B/src/ops/broadcast_ref.o" 'binary_forward[>.]' || status=1
 scan "$B/src/ops/resize_ref.o" 'resize_forward' || status=1 # its taps branch on the shapes only
 scan "$B/src/train/evaluate.o" 'ts_argmax|ts_top_k|confusion_add_ct' || status=1
 scan "$B/src/data/preprocess.o" '_ct[>.]' || status=1
+scan "$B/src/ops/rnn_ref.o" 'rnn_forward_ref|rnn_lengths_from_ids|embedding_forward_ct' || status=1
 echo "== shared kernels (expect parameter tests only)"
 for o in gemm_ref conv2d_ref dense_ref layout_ref matmul_ref; do
     scan "$B/src/ops/$o.o" 'forward|gemm|im2col|pad_|strided' || true

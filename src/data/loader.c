@@ -29,6 +29,12 @@ struct ts_loader {
     float lut[4][256];       /* (C, 256) normalized value of each byte per channel */
 };
 
+/* Values of one sample of a text dataset's batches */
+static int64_t shape_numel_text(const ts_text_dataset *ds) {
+    const ts_shape s = ts_text_input_shape(ds);
+    return s.ndim == 1 ? s.dims[0] : s.dims[0] * s.dims[1];
+}
+
 /* A loader over count samples in epoch 0's order; the caller sets its data. */
 static ts_status loader_new(ts_ctx *ctx, int64_t count, int batch, int shuffle, uint64_t seed, ts_loader **out) {
     size_t bytes;
@@ -145,11 +151,9 @@ ts_status ts_loader_create_text(ts_ctx *ctx, const ts_text_dataset *ds, int batc
                                 ts_loader **out) {
     if (!out) return ts_fail(ctx, TS_EINVAL, "loader: out is NULL");
     *out = NULL;
-    if (!ds || !ds->tokens || !ds->labels || ds->count < 1 || ds->max_len < 1)
-        return ts_fail(ctx, TS_EINVAL, "loader: text dataset is NULL, empty or has no labels");
-    if (ds->task != TS_SEQ_CLASSIFY && ds->task != TS_SEQ_TAG)
-        return ts_fail(ctx, TS_EUNSUPPORTED, "loader: %s is a translation set; batches of it are not supported",
-                       ds->name);
+    if (!ds || !ds->tokens || ds->count < 1 || ds->max_len < 1 ||
+        (ds->task == TS_SEQ_TRANSLATE ? !ds->targets || ds->target_len < 2 : !ds->labels))
+        return ts_fail(ctx, TS_EINVAL, "loader: text dataset is NULL, empty or has no labels or targets");
     if (batch < 1) return ts_fail(ctx, TS_EINVAL, "loader: batch size %d (expected >= 1)", batch);
     ts_loader *ld;
     ts_status st = loader_new(ctx, ds->count, batch, shuffle, seed, &ld);
@@ -159,20 +163,45 @@ ts_status ts_loader_create_text(ts_ctx *ctx, const ts_text_dataset *ds, int batc
     return TS_OK;
 }
 
-int ts_loader_labels_per_sample(const ts_loader *ld) {
-    return ld && ld->text && ld->text->task == TS_SEQ_TAG ? ld->text->max_len : 1;
+ts_shape ts_text_input_shape(const ts_text_dataset *ds) {
+    ts_shape s = {1, {ds ? ds->max_len : 0}};
+    if (ds && ds->task == TS_SEQ_TRANSLATE) {
+        s.ndim = 2;
+        s.dims[0] = 2;
+        s.dims[1] = ds->max_len > ds->target_len - 1 ? ds->max_len : ds->target_len - 1;
+    }
+    return s;
 }
 
-/* x (n, T) ids as floats, y (n) labels or (n, T) tags */
+int ts_loader_labels_per_sample(const ts_loader *ld) {
+    if (!ld || !ld->text || ld->text->task == TS_SEQ_CLASSIFY) return 1;
+    const ts_shape s = ts_text_input_shape(ld->text);
+    return (int)s.dims[s.ndim - 1];
+}
+
+/* x (n, T) ids as floats and y (n) labels or (n, T) tags; translation: x (n, 2, Tm),
+ * the source then the target from <bos> without its last token, and y (n, Tm) the
+ * target from its first word on (teacher forcing), -1 past its end */
 static void text_batch(const ts_loader *ld, int64_t index, float *x, int32_t *y, int *count) {
     const ts_text_dataset *ds = ld->text;
-    const int64_t T = ds->max_len, first = index * ld->batch;
+    const int64_t T = ds->max_len, first = index * ld->batch, per = shape_numel_text(ds);
     const int n = (int)(ds->count - first < ld->batch ? ds->count - first : ld->batch);
-    const int64_t lps = ts_loader_labels_per_sample(ld);
+    const int64_t lps = ts_loader_labels_per_sample(ld), TL = ds->target_len;
     for (int i = 0; i < n; i++) {
         const int64_t s = ld->order[first + i];
-        for (int64_t t = 0; t < T; t++) x[i * T + t] = (float)ds->tokens[s * T + t];
-        memcpy(y + i * lps, ds->labels + s * lps, sizeof *y * (size_t)lps);
+        float *xi = x + i * per;
+        int32_t *yi = y + i * lps;
+        for (int64_t t = 0; t < per; t++) xi[t] = 0.0f;
+        for (int64_t t = 0; t < T; t++) xi[t] = (float)ds->tokens[s * T + t];
+        if (ds->task != TS_SEQ_TRANSLATE) {
+            memcpy(yi, ds->labels + s * lps, sizeof *y * (size_t)lps);
+            continue;
+        }
+        const int32_t *tg = ds->targets + s * TL;
+        for (int64_t u = 0; u < lps; u++) {
+            xi[lps + u] = u < TL - 1 ? (float)tg[u] : 0.0f;
+            yi[u] = u + 1 < TL && tg[u + 1] != TS_TOKEN_PAD ? tg[u + 1] : -1;
+        }
     }
     *count = n;
 }

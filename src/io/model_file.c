@@ -131,7 +131,7 @@ static ts_status read_arch(ts_ctx *ctx, rbuf *r, size_t tens_len, ts_model **out
     {
         char src[512];
         snprintf(src, sizeof src, "%s (architecture)", r->path);
-        if ((st = model_parse(ctx, text, src, &in, (int)classes, 0, out))) goto done;
+        if ((st = model_parse(ctx, text, src, &in, (int)classes, NULL, out))) goto done;
         uint64_t need = ((uint64_t)(*out)->nparams + (*out)->nbuffers) * sizeof(float);
         if (need > tens_len) {
             st = ts_fail(ctx, TS_EFORMAT, "%s: the architecture needs %llu bytes of tensor data but the TENS section "

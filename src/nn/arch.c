@@ -82,17 +82,18 @@ static ts_status parse_attrs(parse_pos *pp, layer_kind kind, kv *kvs, int n, int
 }
 
 /* One layer line after the input line: its attributes, then the builder. */
-static ts_status parse_layer(parse_pos *pp, nn_builder *b, int classes, int vocab, layer_kind kind, kv *kvs,
+static ts_status parse_layer(parse_pos *pp, nn_builder *b, int classes, const int vocab[2], layer_kind kind, kv *kvs,
                              int nkv) {
     layer_attrs a;
-    kv *v = kind == LAYER_EMBEDDING ? find_key(kvs, nkv, "vocab") : NULL;
-    char vbuf[16];
-    if (v && !strcmp(v->val, "vocab")) { /* the input line's (or the caller's) vocabulary size */
-        if (vocab < 1)
-            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: %s: vocab=vocab needs vocab=N on the input line", pp->source,
-                           pp->line, pp->kind);
-        snprintf(vbuf, sizeof vbuf, "%d", vocab);
-        v->val = vbuf;
+    char vbuf[ARCH_MAX_KEYS][16];
+    for (int i = 0; i < nkv; i++) { /* the input line's (or the caller's) vocabulary sizes */
+        const int which = !strcmp(kvs[i].val, "vocab") ? 0 : !strcmp(kvs[i].val, "target_vocab") ? 1 : -1;
+        if (which < 0 || !strcmp(kvs[i].key, "name") || !strcmp(kvs[i].key, "in")) continue;
+        if (vocab[which] < 1)
+            return ts_fail(pp->ctx, TS_EFORMAT, "%s:%d: %s: %s=%s needs %s=N on the input line", pp->source, pp->line,
+                           pp->kind, kvs[i].key, kvs[i].val, kvs[i].val);
+        snprintf(vbuf[i], sizeof vbuf[i], "%d", vocab[which]);
+        kvs[i].val = vbuf[i];
     }
     ts_status st = parse_attrs(pp, kind, kvs, nkv, classes, &a);
     if (st) return st;
@@ -114,7 +115,7 @@ static ts_status parse_layer(parse_pos *pp, nn_builder *b, int classes, int voca
 }
 
 ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                     int vocab, nn_builder **out) {
+                     const int *vocab, nn_builder **out) {
     *out = NULL;
     size_t len = strlen(text);
     char *buf = ts_alloc(ctx, len + 1, "architecture text");
@@ -123,7 +124,7 @@ ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts
     ts_status st = TS_OK;
     parse_pos pp = {ctx, source ? source : "<arch>", 0, ""};
     nn_builder *b = NULL;
-    int model_classes = 0, model_vocab = 0;
+    int model_classes = 0, model_vocab[2] = {0, 0};
     /* strtok_r would skip empty lines and lose line numbers: walk by hand */
     char *p = buf;
     while (p && *p != '\0' && st == TS_OK) {
@@ -166,7 +167,8 @@ ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts
         /* the caller (a dataset, a saved model) may override both */
         ts_shape shape = input && input->ndim > 0 ? *input : a.tshape;
         model_classes = classes > 0 ? classes : a.features;
-        model_vocab = vocab > 0 ? vocab : a.vocab;
+        model_vocab[0] = vocab && vocab[0] > 0 ? vocab[0] : a.vocab;
+        model_vocab[1] = vocab && vocab[1] > 0 ? vocab[1] : a.target_vocab;
         kv *name = find_key(kvs, nkv, "name");
         if ((st = nn_builder_create(ctx, pp.source, pp.line, &shape, model_classes, name ? name->val : NULL, &b))) break;
         nn_builder_set_line(b, pp.line);

@@ -33,7 +33,8 @@ static const char *const BINARY_OPS[] = {"add", "sub", "mul", "div", NULL};
 #define SELU_GAMMA 1.05070102214813232421875
 
 A(A_INPUT, SHAPE("shape", ATTR_REQUIRED), INT("classes", features, 0, 1, 1 << 24, NULL),
-  {"vocab", ATTR_INT, F(vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL});
+  {"vocab", ATTR_INT, F(vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL},
+  {"target_vocab", ATTR_INT, F(target_vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL});
 A(A_CONV2D, OUT, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"), PAIR("stride", sh, sw, 1, 1, 0, "strides"),
   PADDING, PAIR("dilation", dh, dw, 1, 1, 0, "dilations"), INT("groups", groups, 1, 1, 1 << 20, "group"), BIAS);
 A(A_CONVTRANSPOSE, OUT, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"),

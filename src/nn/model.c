@@ -69,14 +69,14 @@ ts_status model_order_tensors(ts_ctx *ctx, ts_model *m) {
 }
 
 ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                      int vocab, ts_model **out) {
+                      const int *vocab, ts_model **out) {
     *out = NULL;
     nn_builder *b;
     ts_status st = arch_parse(ctx, text, source, input, classes, vocab, &b);
     if (st) return st;
     ts_model *m;
     if ((st = nn_builder_finish_unallocated(b, &m))) return st;
-    if (!(m->arch_text = vocab > 0 ? arch_write_model(m) : strdup(text))) {
+    if (!(m->arch_text = vocab ? arch_write_model(m) : strdup(text))) {
         ts_model_free(m);
         return ts_fail(ctx, TS_ENOMEM, "out of memory copying architecture");
     }
@@ -164,7 +164,7 @@ void model_init_params(ts_model *m, uint64_t seed) {
 }
 
 static ts_status model_from_text(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input,
-                                 int classes, int vocab, uint64_t seed, ts_model **out) {
+                                 int classes, const int *vocab, uint64_t seed, ts_model **out) {
     ts_model *m;
     ts_status st = model_parse(ctx, text, source, input, classes, vocab, &m);
     if (st) return st;
@@ -181,18 +181,18 @@ ts_status ts_model_from_arch(ts_ctx *ctx, const char *text, const char *source, 
                              uint64_t seed, ts_model **out) {
     if (!ctx || !text || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch: NULL argument");
     *out = NULL;
-    return model_from_text(ctx, text, source, input, classes, 0, seed, out);
+    return model_from_text(ctx, text, source, input, classes, NULL, seed, out);
 }
 
-ts_status ts_model_from_arch_seq(ts_ctx *ctx, const char *text, const char *source, int tokens, int classes, int vocab,
-                                 uint64_t seed, ts_model **out) {
+ts_status ts_model_from_arch_seq(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
+                                 int vocab, int target_vocab, uint64_t seed, ts_model **out) {
     if (!ctx || !text || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch_seq: NULL argument");
     *out = NULL;
-    if (tokens < 0 || classes < 0 || vocab < 0)
-        return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch_seq: tokens %d, classes %d, vocab %d (expected >= 0)",
-                       tokens, classes, vocab);
-    const ts_shape in = {1, {tokens}};
-    return model_from_text(ctx, text, source, tokens > 0 ? &in : NULL, classes, vocab, seed, out);
+    if (classes < 0 || vocab < 0 || target_vocab < 0)
+        return ts_fail(ctx, TS_EINVAL, "ts_model_from_arch_seq: classes %d, vocab %d, target_vocab %d (expected >= 0)",
+                       classes, vocab, target_vocab);
+    const int v[2] = {vocab, target_vocab};
+    return model_from_text(ctx, text, source, input, classes, v, seed, out);
 }
 
 ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape *input, int classes, uint64_t seed,

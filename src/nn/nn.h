@@ -89,6 +89,7 @@ typedef enum layer_kind {
     float scale_h, scale_w;         /* resize: factors (0: from the size) */                  \
     int resize_mode, coord_mode, nearest_mode; /* resize: ops.h's resize_* enums */            \
     int vocab, padding_idx;         /* embedding: rows; the row kept at zero (-1: none) */          \
+    int target_vocab;               /* input: a translation model's target vocabulary size */        \
     int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1), the final states (0), with lstm cells (2) */ \
     int initial;                    /* rnn/lstm/gru: the last input is the initial state */            \
     int cell_act, lbr;              /* rnn: 0 tanh, 1 relu; gru: linear_before_reset */              \
@@ -328,10 +329,11 @@ char *arch_write_model(const ts_model *m);
 int model_add_tensor(ts_ctx *ctx, ts_model *m, int li, const char *suffix, ts_tensor_role role, const ts_shape *shape);
 
 /* Parses architecture text into a builder (the layers added, nothing allocated).
- * input/classes/vocab, when given (ndim > 0, > 0, > 0), replace what the input line
- * declares (`embedding vocab=vocab` reads vocab). */
+ * input/classes/vocab, when given (ndim > 0, > 0, vocab[i] > 0), replace what the input
+ * line declares: vocab[0] its vocab=, vocab[1] its target_vocab= (a key's value
+ * `vocab` or `target_vocab` reads them). vocab may be NULL. */
 ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                     int vocab, nn_builder **out);
+                     const int *vocab, nn_builder **out);
 
 /* Largest model: parameters plus buffers, in float values (16 GiB); most layers;
  * per-sample elements of any layer output (kernels index with int). */
@@ -340,10 +342,10 @@ ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts
 #define ARCH_MAX_ELEMENTS ((int64_t)1 << 30)
 
 /* Parses text into a model without storage (sizes known, nothing allocated). With
- * vocab > 0 the model keeps its text written from the layers (the vocabulary size
- * resolved), else text itself. */
+ * vocab (as arch_parse's) the model keeps its text written from the layers (the
+ * vocabulary sizes resolved), else text itself. */
 ts_status model_parse(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input, int classes,
-                      int vocab, ts_model **out);
+                      const int *vocab, ts_model **out);
 ts_status model_alloc_tensors(ts_ctx *ctx, ts_model *m);
 ts_status model_ensure_grads(ts_ctx *ctx, ts_model *m);
 void model_init_params(ts_model *m, uint64_t seed);

@@ -268,6 +268,150 @@ static void schema_attrs(exporter *ex, Onnx__NodeProto *n, const layer *l) {
     }
 }
 
+/* ---- sequence layers: ONNX's recurrent operators are time-major (T, N, F) and keep
+ * the directions apart; tessera's layers are batch-first with both directions side by
+ * side, so a layer becomes Transpose -> RNN/LSTM/GRU -> Transpose/Reshape. */
+
+/* A node's extra outputs (add_node makes one): outs[0..k-1] replace its outputs */
+static void node_outputs(exporter *ex, Onnx__NodeProto *n, const char *const *outs, int k) {
+    if (!n) return;
+    char **o = ex_calloc(ex, (size_t)k, sizeof *o);
+    if (!o) return;
+    for (int i = 0; i < k; i++) o[i] = ex_strdup(ex, "%s", outs[i] ? outs[i] : "");
+    n->output = o;
+    n->n_output = (size_t)k;
+}
+
+static void attr_strs(exporter *ex, Onnx__NodeProto *n, const char *name, const char *const *v, int count) {
+    Onnx__AttributeProto *a = add_attr(ex, n, name);
+    if (!a) return;
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS;
+    a->n_strings = (size_t)count;
+    a->strings = ex_calloc(ex, (size_t)count, sizeof *a->strings);
+    for (int i = 0; a->strings && i < count; i++) {
+        a->strings[i].data = (uint8_t *)ex_strdup(ex, "%s", v[i]);
+        a->strings[i].len = strlen(v[i]);
+    }
+}
+
+/* The lengths (N) as int32 from token ids (N, T): 1 + the last step whose id is not 0,
+ * as the layer finds them: ReduceMax(Cast(ids != 0) * [1..T]) */
+static const char *lengths_from_ids(exporter *ex, const char *ids, const char *base, int t) {
+    float *steps = malloc(sizeof *steps * (size_t)t);
+    if (!steps) return NULL;
+    for (int i = 0; i < t; i++) steps[i] = (float)(i + 1);
+    const int64_t dims[1] = {t};
+    const char *range = add_init(ex, tmp_name(ex, base, "steps"), dims, 1, steps);
+    free(steps);
+    const char *zero = scalar_init(ex, tmp_name(ex, base, "zero"), 0.0f);
+    const char *eq = tmp_name(ex, base, "is_pad"), *nz = tmp_name(ex, base, "not_pad"), *f = tmp_name(ex, base, "real");
+    const char *w = tmp_name(ex, base, "at"), *mx = tmp_name(ex, base, "len_f"), *len = tmp_name(ex, base, "lengths");
+    const char *i1[2] = {ids, zero}, *i2[1] = {eq}, *i3[1] = {nz}, *i4[2] = {f, range}, *i5[1] = {w}, *i6[1] = {mx};
+    add_node(ex, "Equal", tmp_name(ex, base, "equal"), i1, 2, eq);
+    add_node(ex, "Not", tmp_name(ex, base, "not"), i2, 1, nz);
+    attr_i(ex, add_node(ex, "Cast", tmp_name(ex, base, "cast"), i3, 1, f), "to", ONNX_FLOAT);
+    add_node(ex, "Mul", tmp_name(ex, base, "mul"), i4, 2, w);
+    Onnx__NodeProto *r = add_node(ex, "ReduceMax", tmp_name(ex, base, "reducemax"), i5, 1, mx);
+    const int64_t ax[1] = {1};
+    attr_ints(ex, r, "axes", ax, 1);
+    attr_i(ex, r, "keepdims", 0);
+    attr_i(ex, add_node(ex, "Cast", tmp_name(ex, base, "cast"), i6, 1, len), "to", ONNX_INT32);
+    return len;
+}
+
+/* (N, D*H) per-sample states, from (D, N, H) */
+static const char *states_batch_first(exporter *ex, const char *src, const char *base, int64_t dh, const char *out) {
+    const int64_t perm[3] = {1, 0, 2};
+    const char *t = tmp_name(ex, base, "states"), *ins[1] = {src};
+    attr_ints(ex, add_node(ex, "Transpose", tmp_name(ex, base, "transpose"), ins, 1, t), "perm", perm, 3);
+    return reshape_to(ex, t, base, &dh, 1, out);
+}
+
+/* (D, N, H) from columns [off, off + D*H) of per-sample states (N, S) */
+static const char *states_time_major(exporter *ex, const char *src, const char *base, int d, int h, int64_t off) {
+    const int64_t st[1] = {off}, en[1] = {off + (int64_t)d * h}, ax[1] = {1}, dims[2] = {d, h}, perm[3] = {1, 0, 2};
+    const char *cut = tmp_name(ex, base, "state_part"), *t = tmp_name(ex, base, "state_tm");
+    const char *ins[4] = {src, add_init_i64(ex, tmp_name(ex, base, "starts"), st, 1),
+                          add_init_i64(ex, tmp_name(ex, base, "ends"), en, 1), add_init_i64(ex, tmp_name(ex, base, "axes"), ax, 1)};
+    add_node(ex, "Slice", tmp_name(ex, base, "slice"), ins, 4, cut);
+    const char *r = reshape_to(ex, cut, base, dims, 2, NULL), *ins2[1] = {r};
+    attr_ints(ex, add_node(ex, "Transpose", tmp_name(ex, base, "transpose"), ins2, 1, t), "perm", perm, 3);
+    return t;
+}
+
+static ts_status export_recurrent(exporter *ex, int li) {
+    const ts_model *m = ex->m;
+    const layer *l = &m->layers[li];
+    const ts_shape *xs = &m->layers[l->inputs[0]].out;
+    const int T = (int)xs->dims[0], F = (int)xs->dims[1], H = l->features, D = l->bidirectional ? 2 : 1;
+    const int G = l->kind == LAYER_LSTM ? 4 : l->kind == LAYER_GRU ? 3 : 1;
+    /* ONNX's gate order, as tessera's gate blocks: lstm i,o,f,c from i,f,g,o; gru z,r,h from r,z,n */
+    static const int LSTM_ORDER[4] = {0, 3, 1, 2}, GRU_ORDER[3] = {1, 0, 2}, RNN_ORDER[1] = {0};
+    const int *order = G == 4 ? LSTM_ORDER : G == 3 ? GRU_ORDER : RNN_ORDER;
+    const tensor_entry *we = &m->tensors[l->weight], *be = &m->tensors[l->bias_t];
+    const float *w = m->params + we->offset, *b = m->params + be->offset;
+    const size_t gh = (size_t)G * H;
+    float *W = malloc(sizeof *W * (size_t)D * gh * F), *R = malloc(sizeof *R * (size_t)D * gh * H);
+    float *B = malloc(sizeof *B * (size_t)D * 2 * gh);
+    if (!W || !R || !B) {
+        free(W), free(R), free(B);
+        return ts_fail(ex->ctx, TS_ENOMEM, "export: out of memory");
+    }
+    for (int d = 0; d < D; d++)
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < H; j++) {
+                const size_t to = (size_t)d * gh + (size_t)g * H + j, from = (size_t)d * gh + (size_t)order[g] * H + j;
+                memcpy(W + to * F, w + from * (size_t)(F + H), sizeof *W * (size_t)F);
+                memcpy(R + to * H, w + from * (size_t)(F + H) + F, sizeof *R * (size_t)H);
+                B[(size_t)d * 2 * gh + (size_t)g * H + j] = b[(size_t)d * 2 * gh + (size_t)order[g] * H + j];
+                B[(size_t)d * 2 * gh + gh + (size_t)g * H + j] = b[(size_t)d * 2 * gh + gh + (size_t)order[g] * H + j];
+            }
+    const int64_t wd[3] = {D, (int64_t)gh, F}, rd[3] = {D, (int64_t)gh, H}, bd[2] = {D, 2 * (int64_t)gh};
+    const char *base = l->name;
+    const char *wn = add_init(ex, tmp_name(ex, base, "W"), wd, 3, W), *rn = add_init(ex, tmp_name(ex, base, "R"), rd, 3, R);
+    const char *bn = add_init(ex, tmp_name(ex, base, "B"), bd, 2, B);
+    free(W), free(R), free(B);
+    /* X time-major */
+    const int64_t perm3[3] = {1, 0, 2};
+    const char *xt = tmp_name(ex, base, "x_tm"), *ix[1] = {value_name(ex, l->inputs[0])};
+    attr_ints(ex, add_node(ex, "Transpose", tmp_name(ex, base, "transpose"), ix, 1, xt), "perm", perm3, 3);
+    const int has_ids = l->ninputs - l->initial == 2;
+    const char *lens = has_ids ? lengths_from_ids(ex, value_name(ex, l->inputs[1]), base, T) : NULL;
+    const char *h0 = NULL, *c0 = NULL;
+    if (l->initial) {
+        const char *init = value_name(ex, l->inputs[l->ninputs - 1]);
+        h0 = states_time_major(ex, init, base, D, H, 0);
+        if (G == 4) c0 = states_time_major(ex, init, base, D, H, (int64_t)D * H);
+    }
+    const char *y = tmp_name(ex, base, "Y"), *yh = tmp_name(ex, base, "Y_h"), *yc = G == 4 ? tmp_name(ex, base, "Y_c") : NULL;
+    const char *ins[7] = {xt, wn, rn, bn, lens, h0, c0};
+    Onnx__NodeProto *n = add_node(ex, G == 4 ? "LSTM" : G == 3 ? "GRU" : "RNN", base, ins, G == 4 ? 7 : 6, y);
+    const char *outs[3] = {y, yh, yc};
+    node_outputs(ex, n, outs, G == 4 ? 3 : 2);
+    attr_i(ex, n, "hidden_size", H);
+    attr_s(ex, n, "direction", D == 2 ? "bidirectional" : "forward");
+    if (G == 3) attr_i(ex, n, "linear_before_reset", l->lbr);
+    if (G == 1) {
+        const char *acts[2] = {l->cell_act ? "Relu" : "Tanh", l->cell_act ? "Relu" : "Tanh"};
+        attr_strs(ex, n, "activations", acts, D);
+    }
+    const char *out = value_name(ex, li);
+    const int64_t dh = (int64_t)D * H;
+    if (l->sequence == 1) { /* Y (T, D, N, H) -> (N, T, D, H) -> (N, T, D*H) */
+        const int64_t perm4[4] = {2, 0, 1, 3}, dims[2] = {T, dh};
+        const char *yt = tmp_name(ex, base, "y_bf"), *iy[1] = {y};
+        attr_ints(ex, add_node(ex, "Transpose", tmp_name(ex, base, "transpose"), iy, 1, yt), "perm", perm4, 4);
+        reshape_to(ex, yt, base, dims, 2, out);
+    } else if (l->sequence == 0 || G != 4) {
+        states_batch_first(ex, yh, base, dh, out);
+    } else { /* h then c, each (N, D*H) */
+        const char *parts[2] = {states_batch_first(ex, yh, base, dh, NULL), states_batch_first(ex, yc, base, dh, NULL)};
+        attr_i(ex, add_node(ex, "Concat", tmp_name(ex, base, "concat"), parts, 2, out), "axis", 1);
+    }
+    return ex->failed ? ts_fail(ex->ctx, TS_ENOMEM, "export: out of memory") : TS_OK;
+}
+
 static ts_status export_layer(exporter *ex, int li) {
     const ts_model *m = ex->m;
     const layer *l = &m->layers[li];
@@ -314,9 +458,36 @@ static ts_status export_layer(exporter *ex, int li) {
         attr_f(ex, n, "momentum", 1.0f - l->momentum); /* ONNX weighs the running value */
         break;
     }
+    case LAYER_EMBEDDING: { /* Gather of the ids as int64 */
+        const char *ids = tmp_name(ex, name, "ids"), *ins[1] = {x};
+        attr_i(ex, add_node(ex, "Cast", tmp_name(ex, name, "cast"), ins, 1, ids), "to", ONNX_INT64);
+        const char *ins2[2] = {tensor_init(ex, l->weight), ids};
+        n = add_node(ex, "Gather", name, ins2, 2, out);
+        attr_i(ex, n, "axis", 0);
+        break;
+    }
+    case LAYER_RNN:
+    case LAYER_LSTM:
+    case LAYER_GRU: return export_recurrent(ex, li);
     case LAYER_DENSE: {
-        if (l->out.ndim != 1)
-            return ts_fail(ex->ctx, TS_EUNSUPPORTED, "export: dense '%s' over a sequence has no ONNX form yet", l->name);
+        if (l->out.ndim != 1) { /* over a sequence: MatMul by W^T, then the bias */
+            const tensor_entry *we = &m->tensors[l->weight];
+            const int64_t o = we->shape.dims[0], i = we->shape.dims[1], dims[2] = {i, o};
+            float *wt = malloc(sizeof *wt * (size_t)(o * i));
+            if (!wt) return ts_fail(ex->ctx, TS_ENOMEM, "export: out of memory");
+            const float *w = m->params + we->offset;
+            for (int64_t r = 0; r < o; r++)
+                for (int64_t c = 0; c < i; c++) wt[c * o + r] = w[r * i + c];
+            const char *mm = l->bias_t >= 0 ? tmp_name(ex, name, "matmul") : out;
+            const char *ins[2] = {x, add_init(ex, tmp_name(ex, name, "weight_t"), dims, 2, wt)};
+            free(wt);
+            n = add_node(ex, "MatMul", name, ins, 2, mm);
+            if (l->bias_t >= 0) {
+                const char *ins2[2] = {mm, tensor_init(ex, l->bias_t)};
+                add_node(ex, "Add", tmp_name(ex, name, "add"), ins2, 2, out);
+            }
+            break;
+        }
         const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
         n = add_node(ex, "Gemm", name, ins, l->bias_t >= 0 ? 3 : 2, out);
         attr_i(ex, n, "transB", 1);

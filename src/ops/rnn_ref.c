@@ -44,6 +44,16 @@ void rnn_lengths_from_ids(int n, int t, const float *ids, int32_t *len) {
     }
 }
 
+/* Threads for the work of one step (a GEMM of the batch's states and a pass over its
+ * gates): one below about a million multiply-adds, where a parallel region's start
+ * and barrier, T of them a direction, cost more than they save (and spin long on a
+ * loaded machine). The GEMMs over every step at once take nthreads. */
+#define RNN_STEP_PAR_MIN ((int64_t)1 << 20)
+static int step_threads(const rnn_params *p, int nthreads) {
+    const int64_t work = (int64_t)p->n * gh_of(p) * p->h;
+    return nthreads > 1 && work >= RNN_STEP_PAR_MIN ? nthreads : 1;
+}
+
 /* c (rows, cols) += bias (cols) per row */
 static void add_bias(int64_t rows, int64_t cols, float *c, const float *bias) {
     for (int64_t r = 0; r < rows; r++)
@@ -61,6 +71,7 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
     const int N = p->n, T = p->t, F = p->f, H = p->h, D = p->dirs;
     const int64_t GH = gh_of(p), NT = (int64_t)N * T, ldw = F + H, DH = (int64_t)D * H;
     const size_t hb = sizeof(float) * (size_t)H;
+    const int st = step_threads(p, nthreads);
     const act_fn act = ct ? eltwise_forward_ct : eltwise_forward_ref;
     float *XG = scratch, *HG = XG + NT * GH, *h = HG + (int64_t)N * GH, *c = h + (int64_t)N * H;
     float *rh = c + (int64_t)N * H, *hn = rh + (int64_t)N * H;
@@ -81,7 +92,7 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
         }
         for (int s = 0; s < T; s++) {
             const int t = d ? T - 1 - s : s;
-            gemm_ref(0, 1, N, (int)GH, H, 1.0f, h, H, W + F, ldw, 0.0f, HG, (int)GH, nthreads);
+            gemm_ref(0, 1, N, (int)GH, H, 1.0f, h, H, W + F, ldw, 0.0f, HG, (int)GH, st);
             add_bias(N, GH, HG, bhh);
             if (p->cell == RNN_GRU && !p->lbr) { /* r first, then hn = W_hn (r h) + b_hn */
                 for (int i = 0; i < N; i++) {
@@ -90,10 +101,10 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
                     act(ELTWISE_SIGMOID, 0.0f, (size_t)H, g, g, 1);
                     for (int j = 0; j < H; j++) rh[(int64_t)i * H + j] = g[j] * h[(int64_t)i * H + j];
                 }
-                gemm_ref(0, 1, N, H, H, 1.0f, rh, H, W + 2 * (int64_t)H * ldw + F, ldw, 0.0f, hn, H, nthreads);
+                gemm_ref(0, 1, N, H, H, 1.0f, rh, H, W + 2 * (int64_t)H * ldw + F, ldw, 0.0f, hn, H, st);
                 add_bias(N, H, hn, bhh + 2 * H);
             }
-#pragma omp parallel for num_threads(nthreads > 0 ? nthreads : 1) schedule(static) if (N >= 8 && nthreads > 1)
+#pragma omp parallel for num_threads(st) schedule(static) if (st > 1)
             for (int i = 0; i < N; i++) {
                 float *g = XG + ((int64_t)i * T + t) * GH; /* this step's gates, in place */
                 const float *hg = HG + (int64_t)i * GH;
@@ -173,7 +184,7 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
     float *dXG = scratch, *dHG = dXG + NT * GH, *dh = dHG + NT * GH, *dc = dh + (int64_t)N * H;
     float *drh = dc + (int64_t)N * H, *rh_all = drh + (int64_t)N * H;
     const size_t wsd = ws_per_dir(p);
-    const int nt = nthreads > 0 ? nthreads : 1;
+    const int nt = step_threads(p, nthreads);
     for (int d = 0; d < D; d++) {
         const float *W = w + d * GH * ldw;
         float *dW = dw + d * GH * ldw, *dbih = db + d * 2 * GH, *dbhh = dbih + GH;
@@ -190,7 +201,7 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
         }
         for (int s = T - 1; s >= 0; s--) {
             const int t = d ? T - 1 - s : s;
-#pragma omp parallel for num_threads(nt) schedule(static) if (N >= 8 && nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
             for (int i = 0; i < N; i++) {
                 const int64_t at = (int64_t)i * T + t;
                 float *gx = dXG + at * GH, *gh = dHG + at * GH, *dhi = dh + (int64_t)i * H, *dci = dc + (int64_t)i * H;
@@ -248,8 +259,7 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
             const float *dhg_t = dHG + (int64_t)t * GH;
             const int ld_t = (int)((int64_t)T * GH);
             if (gru0) { /* d(r h) = dn W_hn, then r's gradient and the path through r h */
-                gemm_ref(0, 0, N, H, H, 1.0f, dhg_t + 2 * H, ld_t, W + 2 * (int64_t)H * ldw + F, ldw, 0.0f, drh, H,
-                         nthreads);
+                gemm_ref(0, 0, N, H, H, 1.0f, dhg_t + 2 * H, ld_t, W + 2 * (int64_t)H * ldw + F, ldw, 0.0f, drh, H, nt);
                 for (int i = 0; i < N; i++) {
                     const int64_t at = (int64_t)i * T + t;
                     if (len && t >= len[i]) continue;
@@ -263,7 +273,7 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
                 }
             }
             /* dh += dHG W_hh over the gates whose recurrent term is W h (gru0: r and z only) */
-            gemm_ref(0, 0, N, H, gru0 ? 2 * H : (int)GH, 1.0f, dhg_t, ld_t, W + F, ldw, 1.0f, dh, H, nthreads);
+            gemm_ref(0, 0, N, H, gru0 ? 2 * H : (int)GH, 1.0f, dhg_t, ld_t, W + F, ldw, 1.0f, dh, H, nt);
         }
         for (int i = 0; dh0 && i < N; i++) { /* what reached the start: the initial states' gradients */
             memcpy(dh0 + state_at(p, i, d, 0), dh + (int64_t)i * H, hb);

@@ -2,6 +2,7 @@
  * dataset, with the model's own preprocessing; and the branch-free argmax and top-k
  * that it and `tessera predict` rank scores with. */
 #include "ops/ct_math.h"
+#include "nn/layers.h"
 #include "train.h"
 
 #include <stdlib.h>
@@ -194,31 +195,32 @@ done:
     return st;
 }
 
-/* Scores per step of a tagger: its outputs (T, tags) */
-static int text_scores(const ts_model *m, const ts_text_dataset *ds) {
-    return ds->task == TS_SEQ_TAG ? m->classes / ds->max_len : m->classes;
+/* Labels per sample (1, or the steps of a tagger or translator) and scores per label */
+static int text_lps(const ts_text_dataset *ds) {
+    const ts_shape s = ts_text_input_shape(ds);
+    return ds->task == TS_SEQ_CLASSIFY ? 1 : (int)s.dims[s.ndim - 1];
 }
 
 ts_status train_check_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *ds, const char *what) {
-    const ts_shape in = m->input;
-    if (ds->task != TS_SEQ_CLASSIFY && ds->task != TS_SEQ_TAG)
-        return ts_fail(ctx, TS_EUNSUPPORTED, "%s set %s is a translation set: it has no labels to score", what,
-                       ds->name);
-    if (!ds->tokens || !ds->labels || ds->max_len < 1)
-        return ts_fail(ctx, TS_EINVAL, "%s set %s has no tokens or labels", what, ds->name);
-    if (in.ndim != 1 || in.dims[0] != ds->max_len)
-        return ts_fail(ctx, TS_ESHAPE, "%s set %s has texts of %d tokens but the model takes %s input of %lld values",
-                       what, ds->name, ds->max_len, in.ndim == 1 ? "an" : "a multi-axis",
-                       (long long)ts_shape_numel(&in));
-    const int64_t lps = ds->task == TS_SEQ_TAG ? ds->max_len : 1;
-    if (ds->task == TS_SEQ_TAG && m->classes % ds->max_len)
-        return ts_fail(ctx, TS_ESHAPE, "%s set %s: a tagger must output (%d, tags), but the model outputs %d values",
-                       what, ds->name, ds->max_len, m->classes);
-    const int k = text_scores(m, ds);
-    if (ds->classes > k)
-        return ts_fail(ctx, TS_ESHAPE, "%s set %s has %d %s but the model outputs %d", what, ds->name, ds->classes,
-                       lps > 1 ? "tags" : "classes", k);
-    for (int64_t i = 0; i < ds->count * lps; i++)
+    const ts_shape in = m->input, want = ts_text_input_shape(ds);
+    const int translate = ds->task == TS_SEQ_TRANSLATE;
+    if (!ds->tokens || ds->max_len < 1 || (translate ? !ds->targets || !ds->target_vocab : !ds->labels))
+        return ts_fail(ctx, TS_EINVAL, "%s set %s has no tokens, labels or targets", what, ds->name);
+    char a[64], b[64];
+    if (in.ndim != want.ndim || in.dims[0] != want.dims[0] || (in.ndim == 2 && in.dims[1] != want.dims[1]))
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s needs a model input of %s token ids, but the model takes %s", what,
+                       ds->name, shape_text(&want, a, sizeof a), shape_text(&in, b, sizeof b));
+    const int lps = text_lps(ds);
+    if (m->classes % lps)
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s: the model must output a score per %s for each of %d steps, but it "
+                       "outputs %d values", what, ds->name, translate ? "target word" : "tag", lps, m->classes);
+    const int k = m->classes / lps;
+    const int need = translate ? ts_vocab_size(ds->target_vocab) : ds->classes;
+    if (need > k)
+        return ts_fail(ctx, TS_ESHAPE, "%s set %s has %d %s but the model outputs %d", what, ds->name, need,
+                       translate ? "target words" : lps > 1 ? "tags" : "classes", k);
+    const int64_t nl = translate ? 0 : ds->count * lps;
+    for (int64_t i = 0; i < nl; i++)
         if (ds->labels[i] < (lps > 1 ? -1 : 0) || ds->labels[i] >= k)
             return ts_fail(ctx, TS_EFORMAT, "%s set %s: sample %lld has %s %d (expected %s0..%d)", what, ds->name,
                            (long long)(i / lps), lps > 1 ? "tag" : "label", ds->labels[i], lps > 1 ? "-1 or " : "",
@@ -234,24 +236,26 @@ ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, 
     ts_status st = train_check_text(ctx, m, ds, "evaluation");
     if (st) return st;
     if (batch < 1) batch = 256;
-    const int T = ds->max_len, k = text_scores(m, ds), lps = ds->task == TS_SEQ_TAG ? T : 1;
+    const int lps = text_lps(ds), k = m->classes / lps;
     const int ct = ctx->constant_time;
-    float *x = ts_alloc(ctx, (size_t)batch * (size_t)T * sizeof(float), "evaluation batch");
+    ts_loader *ld = NULL;
+    if ((st = ts_loader_create_text(ctx, ds, batch, 0, 0, &ld))) return st;
+    const ts_shape in = ts_text_input_shape(ds);
+    float *x = ts_alloc(ctx, (size_t)batch * (size_t)ts_shape_numel(&in) * sizeof(float), "evaluation batch");
     float *logits = ts_alloc(ctx, (size_t)batch * (size_t)m->classes * sizeof(float), "evaluation logits");
+    int32_t *y = ts_alloc(ctx, (size_t)batch * (size_t)lps * sizeof(int32_t), "evaluation labels");
     unsigned char *right = ts_alloc(ctx, (size_t)batch * (size_t)lps, "evaluation hits");
     out->confusion = ts_calloc(ctx, (size_t)k * (size_t)k * sizeof(int64_t), "confusion matrix");
-    if (!x || !logits || !right || !out->confusion) {
+    if (!x || !logits || !y || !right || !out->confusion) {
         st = TS_ENOMEM;
         goto done;
     }
     out->classes = k;
     double loss_sum = 0;
     int64_t top1 = 0, top5 = 0, units = 0, whole = 0;
-    for (int64_t s = 0; s < ds->count; s += batch) {
-        const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
-        for (int64_t i = 0; i < (int64_t)n * T; i++) x[i] = (float)ds->tokens[s * T + i];
-        if ((st = ts_model_predict(ctx, m, x, n, logits))) goto done;
-        const int32_t *y = ds->labels + s * lps;
+    for (int64_t b = 0; b < ts_loader_batches(ld); b++) {
+        int n = 0;
+        if ((st = ts_loader_get(ld, b, 0, x, y, &n)) || (st = ts_model_predict(ctx, m, x, n, logits))) goto done;
         int counted = n;
         const float loss = ct && lps == 1 ? softmax_xent_ct(n, k, logits, y, 0.0f)
                                           : softmax_xent_ignore_ref(n * lps, k, logits, y, -1, 0.0f, NULL, &counted);
@@ -270,8 +274,10 @@ ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, 
     out->loss = units ? loss_sum / units : 0;
     if (seq_acc) *seq_acc = ds->count ? (double)whole / ds->count : 0;
 done:
+    ts_loader_free(ld);
     ts_free(x);
     ts_free(logits);
+    ts_free(y);
     ts_free(right);
     if (st) ts_eval_report_free(out);
     return st;

@@ -211,7 +211,7 @@ ts_status ts_trainer_create_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset
     cfg = &tr->cfg;
     tr->text_train = train;
     tr->text_val = val;
-    tr->lps = train->task == TS_SEQ_TAG ? train->max_len : 1;
+
     if (cfg->modular || cfg->crop_pad || cfg->flip)
         st = ts_fail(ctx, TS_EINVAL, "text training: %s applies to images only",
                      cfg->modular ? "modular training" : "augmentation");
@@ -224,7 +224,7 @@ ts_status ts_trainer_create_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset
         return st;
     }
     if ((st = ts_loader_create_text(ctx, train, cfg->batch, 1, cfg->seed, &tr->loader)) ||
-        (st = trainer_finish(ctx, tr))) {
+        (tr->lps = ts_loader_labels_per_sample(tr->loader), (st = trainer_finish(ctx, tr)))) {
         ts_trainer_free(tr);
         return st;
     }

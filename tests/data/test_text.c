@@ -330,6 +330,12 @@ static void test_brown(void) {
     for (int c = 0; c < 12; c++)
         CHECK(got[c] == news[c], "%s: %lld, expected %lld", data_universal_tags[c], (long long)got[c],
               (long long)news[c]);
+    /* the whole training split: 57340 sentences less every 10th */
+    opt.limit = 0;
+    ts_text_dataset *all = NULL;
+    st = ts_text_dataset_load(g_ctx, "brown", TS_SPLIT_TRAIN, shared, &opt, &all);
+    CHECK(st == TS_OK && all->count == 51606 && all->max_len == 180, "%s", ts_ctx_error(g_ctx));
+    ts_text_dataset_free(all);
     /* the whole test split: every 10th sentence of 57340 */
     opt.limit = 0;
     opt.max_len = 50;

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(text, data, size);
     text[size] = 0;
     ts_model *m = NULL;
-    fuzz_check_message(model_parse(fuzz_ctx(), text, "fuzz.arch", NULL, 0, 0, &m));
+    fuzz_check_message(model_parse(fuzz_ctx(), text, "fuzz.arch", NULL, 0, NULL, &m));
     ts_model_free(m);
     free(text);
     return 0;

@@ -263,7 +263,8 @@ static void test_arch(void) {
         if (!text) continue;
         ts_model *zm = NULL;
         const int tagger = z == 3;
-        CHECK(ts_model_from_arch_seq(g_ctx, text, names[z], 20, tagger ? 0 : 7, 123, 1, &zm) == TS_OK, "%s: %s",
+        const ts_shape in20 = {1, {20}};
+        CHECK(ts_model_from_arch_seq(g_ctx, text, names[z], &in20, tagger ? 0 : 7, 123, 0, 1, &zm) == TS_OK, "%s: %s",
               names[z], ts_ctx_error(g_ctx));
         if (!zm) continue;
         ts_tensor_info w;
@@ -281,6 +282,8 @@ static void test_arch(void) {
         ts_model_free(zm);
     }
     expect_arch_error("input shape=5\nembedding name=e vocab=vocab dim=4\n", "vocab=vocab needs vocab=N");
+    expect_arch_error("input shape=5\nembedding name=e vocab=9 dim=4\ndense name=d out=target_vocab\n",
+                      "out=target_vocab needs target_vocab=N");
     expect_arch_error("input shape=5\nembedding name=e vocab=20 dim=4\nlstm name=l in=e,input0\n", "hidden");
     expect_arch_error("input shape=5\nembedding name=e vocab=4 dim=4 padding_idx=4\n", "padding_idx");
     expect_arch_error("input shape=3x4x4\nlstm name=l hidden=2\n", "needs a sequence");

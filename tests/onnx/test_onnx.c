@@ -407,6 +407,36 @@ static void round_trip_arch(const char *arch, const char *what, uint64_t seed) {
     ts_model_free(m);
 }
 
+/* The zoo's sequence models export (embedding as Gather, recurrent layers as ONNX's
+ * RNN/LSTM/GRU between transposes, lengths from the ids); they do not import back yet,
+ * so their outputs are checked by onnxruntime in scripts/onnx-check.sh (kept here with
+ * tessera's outputs on a padded batch). */
+static void test_export_sequence_models(void) {
+    static const char *const names[] = {"lstm-clinc", "gru-clinc", "rnn-clinc", "lstm-pos", "lstm-seq2seq"};
+    for (int z = 0; z < 5; z++) {
+        const int seq2seq = z == 4;
+        const ts_shape in = seq2seq ? (ts_shape){2, {2, 7}} : (ts_shape){1, {9}};
+        ts_model *m = NULL;
+        ts_status st = ts_model_from_arch_seq(g_ctx, ts_zoo_arch(names[z]), names[z], &in, z < 3 ? 5 : 0, 30, 25, 5, &m);
+        CHECK(st == TS_OK, "%s: %s", names[z], ts_ctx_error(g_ctx));
+        if (!m) continue;
+        const int n = 3, per = (int)ts_shape_numel(&in);
+        float *x = test_falloc((size_t)(per * n));
+        const int row = seq2seq ? 7 : 9;
+        for (int i = 0; i < per * n; i++) /* ids 1..24; sample k's rows padded in their last 2k steps */
+            x[i] = i % per % row >= row - 2 * (i / per) ? 0.0f : (float)(1 + (i * 7) % 24);
+        char path[256];
+        snprintf(path, sizeof path, "%s/seq.onnx", g_tmp);
+        float *y = predict(m, x, n);
+        st = ts_onnx_export(g_ctx, m, path);
+        CHECK(st == TS_OK, "%s: export: %s", names[z], ts_ctx_error(g_ctx));
+        if (!st) keep_export(path, names[z], m, x, y, n);
+        free(x);
+        free(y);
+        ts_model_free(m);
+    }
+}
+
 static void test_round_trip_zoo(void) {
     for (int i = 0; ts_zoo_name(i); i++) {
         const char *name = ts_zoo_name(i);
@@ -801,6 +831,7 @@ int main(void) {
     RUN(test_train_imported);
     RUN(test_torch_patterns);
     RUN(test_round_trip_zoo);
+    RUN(test_export_sequence_models);
     RUN(test_round_trip_new_kinds);
     RUN(test_round_trip_more_kinds);
     RUN(test_round_trip_reduce_kinds);

@@ -1,0 +1,95 @@
+/* The CLI on text (issue 16): train, eval, predict and info on a CLINC150 intent
+ * classifier, a Brown tagger and a Tatoeba translator, each trained briefly on a few
+ * hundred samples of the real sets in ../shared/data/text (skipped when absent), a
+ * resumed text run, --json, and the refusals. Checks the flows and their output, not
+ * accuracy (bench/RESULTS.md has that). */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include "common/cli_run.h"
+#include "common/json_check.h"
+#include "common/test.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static cli_runner R;
+static char g_data[PATH_MAX]; /* ../shared/data/text, absolute */
+
+#define COMMON "--data-dir %s --epochs 1 --batch 32 --threads 1 --optimizer adam --lr 0.005 --quiet"
+
+static void test_classifier(void) {
+    int rc = cli_run(&R, "train --data clinc_oos --limit 300 " COMMON " --out %s/c.tsr", g_data, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "test accuracy:") && strstr(R.out, "5500 texts"), "train: exit %d: %s%s", rc, R.out,
+          R.err);
+    rc = cli_run(&R, "eval %s/c.tsr --limit 64", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "64 texts") && strstr(R.out, "top-1"), "eval: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "predict %s/c.tsr \"what is my account balance\" \"set an alarm\" --top 2", R.dir);
+    CHECK(rc == 0 && cli_count_lines(R.out) == 2 && strstr(R.out, "\"set an alarm\":") && strstr(R.out, "%"),
+          "predict: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "predict %s/c.tsr \"set an alarm\" --json", R.dir);
+    CHECK(rc == 0 && json_check(R.out, NULL), "predict --json: exit %d: %s", rc, R.out);
+    rc = cli_run(&R, "predict %s/c.tsr --data clinc_oos", R.dir);
+    CHECK(rc == 2 && strstr(R.err, "give the texts as arguments"), "predict --data on a text model: exit %d: %s", rc,
+          R.err);
+    rc = cli_run(&R, "info %s/c.tsr", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "embedding") && strstr(R.out, "lstm") && strstr(R.out, "more lines)") &&
+              cli_count_lines(R.out) < 40,
+          "info: the vocabulary is summed up: exit %d, %d lines", rc, cli_count_lines(R.out));
+    rc = cli_run(&R, "bench %s/c.tsr --batch 8 --iters 3 --warmup 1 --threads 1", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "tokens/s"), "bench: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "bench lstm-seq2seq --batch 2 --iters 2 --warmup 1 --threads 1 --train");
+    CHECK(rc == 0 && strstr(R.out, "tokens/s"), "bench --train of the zoo translator: exit %d: %s%s", rc, R.out, R.err);
+    /* an image architecture on text data, and image data for a text model */
+    rc = cli_run(&R, "train --data clinc_oos --limit 50 --arch demo " COMMON " --out %s/x.tsr", g_data, R.dir);
+    CHECK(rc != 0 && !cli_exists(&R, "x.tsr"), "--arch demo on text: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "train --data clinc_oos --limit 50 --max-len 0 " COMMON " --out %s/x.tsr", g_data, R.dir);
+    CHECK(rc == 2 || rc == 3, "--max-len 0: exit %d: %s", rc, R.err);
+}
+
+static void test_resume(void) {
+    int rc = cli_run(&R, "train --data clinc_oos --limit 200 --val-split 40 " COMMON " --checkpoint %s/r.ckpt --out %s/r.tsr",
+                     g_data, R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "(+ validation)"), "train: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "train --resume %s/r.ckpt --epochs 2 --quiet --threads 1 --out %s/r2.tsr", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "epoch 2"), "resume: exit %d: %s%s", rc, R.out, R.err);
+}
+
+static void test_tagger(void) {
+    int rc = cli_run(&R, "train --data brown --limit 300 --max-len 16 " COMMON " --out %s/t.tsr", g_data, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "test token accuracy:"), "train: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "predict %s/t.tsr \"the jury said it did find that .\"", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "the/") && strstr(R.out, "jury/") && strstr(R.out, "./"), "predict: exit %d: %s%s",
+          rc, R.out, R.err);
+    rc = cli_run(&R, "eval %s/t.tsr --limit 40", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "whole sentences") && strstr(R.out, "tokens"), "eval: exit %d: %s%s", rc, R.out,
+          R.err);
+}
+
+static void test_translator(void) {
+    int rc = cli_run(&R, "train --data tatoeba --limit 300 --max-len 6 --target-len 8 " COMMON " --out %s/m.tsr",
+                     g_data, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "test BLEU"), "train: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "eval %s/m.tsr --limit 30 --beam 2", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "BLEU") && strstr(R.out, "beam search"), "eval: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "eval %s/m.tsr --limit 30 --beam 0", R.dir);
+    CHECK(rc == 2, "--beam 0: exit %d", rc);
+    rc = cli_run(&R, "predict %s/m.tsr \"i am here .\" --beam 3", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "\"i am here .\" -> \""), "predict: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "predict %s/m.tsr \"go .\" --json", R.dir);
+    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"translation\""), "predict --json: %s", R.out);
+}
+
+int main(void) {
+    if (!cli_runner_begin(&R, "cli-text")) return 1;
+    struct stat st;
+    if (!realpath("../shared/data/text", g_data) || stat(g_data, &st)) {
+        printf("note: ../shared/data/text not found; text CLI cases skipped\n");
+    } else {
+        RUN(test_classifier);
+        RUN(test_resume);
+        RUN(test_tagger);
+        RUN(test_translator);
+    }
+    cli_runner_end(&R);
+    TEST_MAIN_END("test_cli_text");
+}
