@@ -13,6 +13,14 @@ endif
 BUILD   ?= build
 CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -I$(BUILD)/gen -fPIC
 LDLIBS  := -ldnnl -lprotobuf-c -lz -lm -fopenmp
+# Open MPI (docs/distributed.md): found through pkg-config, the CLI's data-parallel
+# training (tools/dist_mpi.c) is built with it; MPI=0, or a machine without it, builds
+# everything else the same. libtessera never links MPI.
+MPI     ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c) -DTS_HAVE_MPI
+MPI_LIBS   := $(shell pkg-config --libs ompi-c)
+endif
 # SAN=1 also turns on TS_ASSERT, the internal invariants (src/core/core.h).
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow -DTS_DEBUG_ASSERT
@@ -95,9 +103,11 @@ $(BUILD)/libtessera-internal.a: $(LIB_OBJ)
 	@echo "  AR      $@"
 	@ar rcs $@ $^
 
+$(BUILD)/tools/dist_mpi.o: CFLAGS += $(MPI_CFLAGS)
+
 $(BUILD)/tessera: $(TOOL_OBJ) $(BUILD)/libtessera.a
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) $(TOOL_OBJ) $(BUILD)/libtessera.a $(LDLIBS) -o $@
+	@$(CC) $(CFLAGS) $(TOOL_OBJ) $(BUILD)/libtessera.a $(LDLIBS) $(MPI_LIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(BUILD)/libtessera-internal.a tests/common/test.h
 	@mkdir -p $(dir $@)

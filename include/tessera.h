@@ -193,6 +193,10 @@ void ts_loader_begin_epoch(ts_loader *ld, int64_t epoch);
  * labels, *count the number of samples (B except possibly the last batch).
  * Augmentation applies only when `augment` is non-zero. */
 ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int32_t *y, int *count);
+/* Samples [lo, hi) of batch `index` into x ((hi - lo), C, H, W) and y (hi - lo): the
+ * values ts_loader_get puts at those positions (0 <= lo <= hi <= the batch's count).
+ * A data-parallel rank reads only its share of each batch with it. */
+ts_status ts_loader_get_range(ts_loader *ld, int64_t index, int lo, int hi, int augment, float *x, int32_t *y);
 
 /* ---------------------------------------------------------- text datasets */
 
@@ -581,6 +585,37 @@ typedef struct ts_train_summary {
     int restored_best;     /* cfg.keep_best put that epoch's weights back into the model */
 } ts_train_summary;
 void ts_trainer_summary(const ts_trainer *tr, ts_train_summary *out);
+
+/* Data-parallel training over several processes (docs/distributed.md). The library
+ * knows no transport: the caller hands it this communicator (the CLI implements it
+ * with MPI, tools/dist_mpi.c). Every rank runs the same trainer on the same data
+ * with the same configuration; batch b of the global order is split in rank order
+ * (rank r takes samples [n r / size, n (r + 1) / size) of its n), the gradients of
+ * the global batch's mean loss are summed over the ranks, and every rank takes the
+ * same optimizer step. Batch-norm statistics are per rank in the forward pass; the
+ * running statistics are averaged over the ranks after each step. */
+typedef struct ts_comm {
+    int rank, size;  /* this process's rank in 0..size-1; the number of ranks */
+    /* Sums buf (n floats) over all ranks in place. Every rank must end with the
+     * same values, summed in rank order ((x0 + x1) + x2 ...), so that runs repeat
+     * bit for bit. Returns 0, or non-zero after writing a message into err. */
+    int (*allreduce_sum)(float *buf, size_t n, void *user, char *err, size_t err_size);
+    void *user;
+    /* Optional (both or neither), to overlap the gradients' sum with backward:
+     * allreduce_start begins summing buf (n floats, with allreduce_sum's result) and
+     * returns at once; n == 0 only lets the sums already begun progress. The trainer
+     * calls it between layers of backward, with a bucket of the gradients backward has
+     * finished once at least `bucket` floats (0: 65,536) are ready, and otherwise with
+     * n == 0. allreduce_wait returns once every begun sum is done. */
+    int (*allreduce_start)(float *buf, size_t n, void *user, char *err, size_t err_size);
+    int (*allreduce_wait)(void *user, char *err, size_t err_size);
+    size_t bucket;
+} ts_comm;
+
+/* Makes tr data-parallel over comm (copied; comm->user must outlive tr). Call it
+ * before ts_trainer_run on every rank. NULL or size 1: training alone. Modular
+ * training (cfg.modular) is not data-parallel: TS_EUNSUPPORTED. */
+ts_status ts_trainer_set_comm(ts_ctx *ctx, ts_trainer *tr, const ts_comm *comm);
 
 /* ------------------------------------------------------------- evaluation */
 

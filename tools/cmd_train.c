@@ -3,6 +3,7 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli.h"
 #include "cli_text.h"
+#include "dist.h"
 #include "train_log.h"
 
 #include <limits.h>
@@ -65,7 +66,8 @@ static cli_opt train_opts[] = {
 
 static cli_cmd train_cmd = {"train", "--data NAME|PATH --out FILE [options]",
                             "Trains a model and writes it to --out. Prints a progress bar, a line per epoch, and the\n"
-                            "test accuracy at the end. Ctrl-C (exit 130) and SIGTERM (exit 143) save --checkpoint first.",
+                            "test accuracy at the end. Ctrl-C (exit 130) and SIGTERM (exit 143) save --checkpoint first.\n"
+                            "Under mpirun, data-parallel over the ranks: --batch is the global batch (docs/distributed.md).",
                             train_opts, sizeof train_opts / sizeof train_opts[0]};
 
 typedef struct train_run {
@@ -84,6 +86,7 @@ typedef struct train_run {
     long long last_step; /* optimizer steps done, as the last step reported */
     long long count;     /* training images (texts) per epoch */
     const char *unit;    /* "img", or "text" */
+    long long steps;     /* optimizer steps this run took */
     ts_status ckpt_status;
     char *ckpt_error;    /* the message of ckpt_status: the trainer's own "stopped" replaces it on ctx */
 } train_run;
@@ -135,6 +138,7 @@ static int on_step(const ts_train_progress *p, void *user) {
     }
     train_log_step(&run->log, p);
     run->last_step = p->step;
+    run->steps++;
     /* this step's loss did not diverge: the state before it is a good checkpoint */
     if (checkpoint_failed(run, promote_pending(run))) return 1;
     if (run->checkpoint && run->every > 0 && p->step % run->every == 0 && checkpoint_failed(run, save_pending(run)))
@@ -502,11 +506,37 @@ static void print_summary(const ts_trainer *tr, const ts_train_config *cfg) {
                100 * sm.best_val_acc);
 }
 
+/* Under mpirun: threads shared out among the ranks on this machine unless --threads
+ * says; stdout (progress, the epoch lines) from rank 0 only. */
+static int dist_setup(ts_ctx *ctx, const cli_dist *d) {
+    if (d->size <= 1) return 0;
+    if (!cli_get(&train_cmd, "threads")) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN), t = ncpu / d->local_size;
+        ts_status st = ts_ctx_set_threads(ctx, t > 1 ? (int)t : 1);
+        if (st) return cli_fail("train", ctx, st);
+    }
+    if (d->rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "tessera train: rank %d: cannot silence stdout\n", d->rank);
+        return EXIT_IO;
+    }
+    return 0;
+}
+
+static int train_main(int argc, char **argv, cli_dist *dist);
+
 int cmd_train(int argc, char **argv) {
+    cli_dist dist;
+    int rc = dist_begin("train", &dist);
+    if (rc) return rc;
+    return dist_end("train", &dist, train_main(argc, argv, &dist));
+}
+
+static int train_main(int argc, char **argv, cli_dist *dist) {
     char *pos[1];
     int npos;
     int rc = cli_parse(&train_cmd, argc, argv, pos, &npos, 0);
     if (rc) return rc < 0 ? EXIT_OK : rc;
+    const int lead = dist->rank == 0; /* the one rank that writes files and prints */
     const char *out = cli_get(&train_cmd, "out"), *resume = cli_get(&train_cmd, "resume");
     if (!out) {
         fprintf(stderr, "tessera train: --out FILE is required (see tessera train --help)\n");
@@ -533,6 +563,7 @@ int cmd_train(int argc, char **argv) {
     cli_setup_files(&train_cmd, ctx);
     /* a resumed run goes on writing its checkpoint, so that it can be resumed again */
     const char *ckpt = cli_get(&train_cmd, "checkpoint") ? cli_get(&train_cmd, "checkpoint") : resume;
+    if (!lead) ckpt = NULL;
     if (ckpt && ckpt == resume && !cli_get(&train_cmd, "force") && ts_file_check_output(ctx, resume)) {
         /* someone else's, or a read-only copy: resumed from, not written */
         fprintf(stderr, "tessera train: note: %s; this run saves no checkpoint (give --checkpoint FILE)\n",
@@ -544,8 +575,8 @@ int cmd_train(int argc, char **argv) {
     long limit;
     if ((rc = parse_val_split(&vs)) || (rc = cli_int(&train_cmd, "limit", 0, 1, 1L << 40, &limit) ? 0 : EXIT_USAGE))
         goto done;
-    if ((rc = claim_outputs(ctx, out, ckpt, locks, &st))) goto done;
-    if ((rc = cli_setup_ctx(&train_cmd, ctx))) goto done;
+    if (lead && (rc = claim_outputs(ctx, out, ckpt, locks, &st))) goto done;
+    if ((rc = cli_setup_ctx(&train_cmd, ctx)) || (rc = dist_setup(ctx, dist))) goto done;
     if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
     if (resume && (st = resume_settings(ctx, resume))) goto fail;
 
@@ -568,7 +599,7 @@ int cmd_train(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    if (cli_get(&train_cmd, "log") &&
+    if (lead && cli_get(&train_cmd, "log") &&
         (st = train_log_open(ctx, &run.log, cli_get(&train_cmd, "log"), resume != NULL, every, cfg.batch)))
         goto fail;
     const char *spec = cli_get(&train_cmd, "data");
@@ -672,9 +703,12 @@ int cmd_train(int argc, char **argv) {
     }
     const ts_dataset *train_set = limited ? limited : train;
 
+    ts_comm comm;
     if ((st = ts_trainer_create(ctx, m, train_set, val, &cfg, &tr))) goto fail;
     train_count = train_set->count;
 prepared:
+    dist_comm(dist, &comm); /* text trainers refuse several ranks */
+    if ((st = ts_trainer_set_comm(ctx, tr, &comm))) goto fail;
     if (resume && (st = ts_checkpoint_restore(ctx, tr, resume))) goto fail;
     if (resume) {
         ts_train_summary done_before;
@@ -705,6 +739,7 @@ prepared:
            cli_plural(n2, sizeof n2, cfg.epochs, "epoch"), cfg.batch,
            cli_plural(n3, sizeof n3, ts_ctx_get_threads(ctx), "thread"));
     if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
+    if (dist->size > 1) printf(", data-parallel over %d ranks (batch %d in all)", dist->size, cfg.batch);
     printf("\n");
     fflush(stdout);
     signal(SIGINT, on_signal);
@@ -736,7 +771,7 @@ prepared:
                 goto fail;
             }
             fprintf(stderr, "tessera train: %s; resume with --resume %s\n", stop_reason(), run.checkpoint);
-        } else {
+        } else if (lead) { /* the other ranks leave the saying to rank 0 */
             fprintf(stderr, "tessera train: %s (no --checkpoint given, progress not saved)\n", stop_reason());
         }
         rc = g_interrupted == SIGTERM ? EXIT_TERMINATED : EXIT_INTERRUPTED;
@@ -744,6 +779,13 @@ prepared:
     }
     if (st) goto fail;
     double secs = cli_now() - t0;
+    if (dist->size > 1 && run.steps > 0)
+        printf("data-parallel: %d ranks; %.3f ms per step in allreduce (%lld sums over %lld steps, rank 0)\n",
+               dist->size, 1e3 * dist->seconds / (double)run.steps, dist->calls, run.steps);
+    if (!lead) { /* rank 0 writes the model and tests it */
+        rc = EXIT_OK;
+        goto done;
+    }
     print_summary(tr, &cfg);
     if ((st = ts_model_save(ctx, m, out))) goto fail;
     printf("saved %s (%.1fs of training)\n", out, secs);

@@ -206,22 +206,49 @@ static void text_batch(const ts_loader *ld, int64_t index, float *x, int32_t *y,
     *count = n;
 }
 
-ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int32_t *y, int *count) {
-    if (!ld) return TS_EINVAL;
-    if (!x || !y || !count) return ts_fail(ld->ctx, TS_EINVAL, "loader: x, y or count is NULL");
+/* Samples in batch `index` (checked against the batch count first). */
+static int batch_count(const ts_loader *ld, int64_t index) {
+    const int64_t first = index * ld->batch;
+    return (int)(ld->count - first < ld->batch ? ld->count - first : ld->batch);
+}
+
+static ts_status check_index(ts_loader *ld, int64_t index) {
     int64_t nb = ts_loader_batches(ld);
     if (index < 0 || index >= nb)
         return ts_fail(ld->ctx, TS_EINVAL, "loader: batch %lld is out of range (expected 0..%lld)", (long long)index,
                        (long long)(nb - 1));
+    return TS_OK;
+}
+
+ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int32_t *y, int *count) {
+    if (!ld) return TS_EINVAL;
+    if (!x || !y || !count) return ts_fail(ld->ctx, TS_EINVAL, "loader: x, y or count is NULL");
+    ts_status st = check_index(ld, index);
+    if (st) return st;
     if (ld->text) {
         text_batch(ld, index, x, y, count);
         return TS_OK;
     }
+    const int n = batch_count(ld, index);
+    if ((st = ts_loader_get_range(ld, index, 0, n, augment, x, y))) return st;
+    *count = n;
+    return TS_OK;
+}
+
+ts_status ts_loader_get_range(ts_loader *ld, int64_t index, int lo, int hi, int augment, float *x, int32_t *y) {
+    if (!ld) return TS_EINVAL;
+    if (!x || !y) return ts_fail(ld->ctx, TS_EINVAL, "loader: x or y is NULL");
+    if (ld->text) return ts_fail(ld->ctx, TS_EUNSUPPORTED, "loader: shares of a text batch are not supported");
+    ts_status st = check_index(ld, index);
+    if (st) return st;
+    if (lo < 0 || lo > hi || hi > batch_count(ld, index))
+        return ts_fail(ld->ctx, TS_EINVAL, "loader: samples [%d, %d) of batch %lld (expected within [0, %d))", lo, hi,
+                       (long long)index, batch_count(ld, index));
     const ts_dataset *ds = ld->ds;
     const int C = ds->channels, H = ds->height, W = ds->width;
     const size_t per = (size_t)C * H * W;
-    const int64_t first = index * ld->batch;
-    const int n = (int)(ds->count - first < ld->batch ? ds->count - first : ld->batch);
+    const int64_t first = index * ld->batch + lo;
+    const int n = hi - lo;
     const int pad = augment ? ld->pp.crop_pad : 0;
     const int flip_on = augment && ld->pp.flip;
     const int nt = ts_ctx_threads(ld->ctx);
@@ -244,6 +271,5 @@ ts_status ts_loader_get(ts_loader *ld, int64_t index, int augment, float *x, int
                     oy, ox, flip);
         y[i] = ds->labels[s];
     }
-    *count = n;
     return TS_OK;
 }

@@ -46,6 +46,11 @@ struct ts_trainer {
     int64_t since_best;   /* validated epochs since the best */
     float *best_state;    /* keep_best: every tensor of the model at the best epoch, in order */
     int stopped_early, restored_best;
+    ts_comm comm;         /* data-parallel ranks (data_parallel.c); size 1 when alone */
+    float *dp_buf;        /* data-parallel: (nparams + nbuffers + DP_STATS) the step's sums */
+    size_t *dp_ready;     /* overlap: (nlayers + 1) lowest gradient offset of layers li.. (NULL: none) */
+    size_t dp_sent;       /* overlap: gradients [dp_sent, nparams) are being summed */
+    char dp_err[256];     /* overlap: why a sum begun inside backward failed */
 };
 
 /* After epoch `epoch`'s validation: tracks the best top-1 and, for keep_best, copies
@@ -53,6 +58,21 @@ struct ts_trainer {
 ts_status best_epoch_observe(ts_ctx *ctx, ts_trainer *tr, int64_t epoch, double val_acc, int *stop);
 /* keep_best: puts the best epoch's tensors back into the model (once training ends). */
 void best_epoch_restore(ts_trainer *tr);
+
+/* Data-parallel training (data_parallel.c). A rank's samples [lo, hi) of a batch of n. */
+void dp_shard(int n, const ts_comm *comm, int *lo, int *hi);
+/* buf (n) summed over the ranks in place; a failure names `what`. */
+ts_status dp_sum(ts_ctx *ctx, ts_trainer *tr, float *buf, size_t n, const char *what);
+/* The step's sums over the ranks, in one call: the gradients (of this rank's cnt of
+ * the batch's total samples, already weighed) summed, the buffers (batch-norm running
+ * statistics) averaged, *loss (this rank's mean) and *correct made the batch's. */
+#define DP_STATS 2
+ts_status dp_sum_step(ts_ctx *ctx, ts_trainer *tr, int cnt, int total, float *loss, int *correct);
+/* Backward observer (overlap): begins the sum of the gradients finished so far once a
+ * bucket is ready. */
+int dp_observe(void *user, ts_model *m, int li);
+/* *stop becomes 1 on every rank when it was 1 on any: all ranks stop at one step. */
+ts_status dp_agree_stop(ts_ctx *ctx, ts_trainer *tr, int *stop);
 
 /* Layers whose name ends so are MwT mask outputs (src/modular/mwt.c makes them). */
 #define TS_MWT_MASK_SUFFIX ".gen.mask"

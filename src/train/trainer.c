@@ -131,6 +131,7 @@ static ts_status trainer_new(ts_ctx *ctx, ts_model *m, const ts_train_config *cf
     tr->lps = 1;
     tr->best_val_acc = -1;
     tr->best_epoch = -1;
+    tr->comm.size = 1;
     *out = tr;
     return TS_OK;
 }
@@ -245,6 +246,8 @@ void ts_trainer_free(ts_trainer *tr) {
     free(tr->gen_of);
     free(tr->gen_off);
     free(tr->best_state);
+    ts_free(tr->dp_buf);
+    free(tr->dp_ready);
     free(tr);
 }
 
@@ -319,11 +322,55 @@ static ts_status check_val_loss(ts_ctx *ctx, ts_trainer *tr, double loss) {
                    "loss %.4g (lower --lr?)", (long long)tr->epoch + 1, loss, DIVERGE_FACTOR, bound / DIVERGE_FACTOR);
 }
 
+/* Batch b's samples of this rank into tr->x, tr->y: all of them when alone, else
+ * its share [lo, hi) of the batch's `total` (the global order is the same for any
+ * rank count). */
+static ts_status load_batch(ts_trainer *tr, int64_t b, int augment, int *lo, int *cnt, int *total) {
+    if (tr->comm.size <= 1) {
+        *lo = 0;
+        ts_status st = ts_loader_get(tr->loader, b, augment, tr->x, tr->y, cnt);
+        *total = *cnt;
+        return st;
+    }
+    const int64_t left = tr->train->count - b * (int64_t)tr->cfg.batch;
+    *total = (int)(left < tr->cfg.batch ? left : tr->cfg.batch);
+    int hi;
+    dp_shard(*total, &tr->comm, lo, &hi);
+    *cnt = hi - *lo;
+    return ts_loader_get_range(tr->loader, b, *lo, hi, augment, tr->x, tr->y);
+}
+
+/* Backward of this rank's cnt samples, as its part of the mean loss over the batch's
+ * total; then, data-parallel, the sums over the ranks (dp_sum_step: the gradients,
+ * the running statistics, *loss and *correct). */
+static ts_status backward_batch(ts_ctx *ctx, ts_trainer *tr, int cnt, int total, float *loss, int *correct) {
+    ts_model *m = tr->model;
+    ts_status st;
+    if (cnt > 0) {
+        if (cnt != total) {
+            const float part = (float)cnt / (float)total;
+            for (size_t i = 0; i < (size_t)cnt * (size_t)m->classes; i++) tr->dlogits[i] *= part;
+        }
+        /* overlap: dp_observe begins the sums of finished gradients (modular training is never parallel) */
+        grad_observer_fn observe = tr->ngens ? mwt_add_grad : tr->dp_ready ? dp_observe : NULL;
+        tr->dp_sent = m->nparams;
+        tr->dp_err[0] = '\0';
+        if ((st = model_backward_observe(ctx, m, tr->dlogits, observe, tr)))
+            return tr->dp_err[0] ? ts_fail(ctx, TS_EIO, "%s", tr->dp_err) : st;
+    } else { /* a short last batch left this rank nothing: it adds zeros */
+        if ((st = model_ensure_grads(ctx, m))) return st;
+        memset(m->grads, 0, m->nparams * sizeof(float));
+        tr->dp_sent = m->nparams;
+    }
+    return tr->comm.size <= 1 ? TS_OK : dp_sum_step(ctx, tr, cnt, total, loss, correct);
+}
+
 ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hooks) {
     ts_model *m = tr->model;
     const int k = m->classes;
     const int64_t nb = ts_loader_batches(tr->loader);
     const int augment = tr->cfg.crop_pad > 0 || tr->cfg.flip;
+    const int parallel = tr->comm.size > 1;
     while (tr->epoch < tr->cfg.epochs) {
         double t0 = now_seconds();
         ts_loader_begin_epoch(tr->loader, tr->epoch);
@@ -332,32 +379,42 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             tr->epoch_seen = 0;
         }
         for (int64_t b = tr->batch_in_epoch; b < nb; b++) {
-            int cnt = 0;
-            ts_status st = ts_loader_get(tr->loader, b, augment, tr->x, tr->y, &cnt);
+            int lo = 0, cnt = 0, total = 0;
+            ts_status st = load_batch(tr, b, augment, &lo, &cnt, &total);
             if (st) return st;
             int64_t step = tr->opt->steps;
             float lr = ts_schedule_lr(&tr->sched, step);
-            if ((st = ts_model_forward_train(ctx, m, tr->x, cnt, tr->logits, rng_mix(tr->cfg.seed, (uint64_t)step))))
-                return st;
+            /* dropout: a rank's first sample is not the batch's first, so it draws apart */
+            uint64_t dropout_seed = rng_mix(tr->cfg.seed, (uint64_t)step);
+            if (lo > 0) dropout_seed = rng_mix(dropout_seed, (uint64_t)lo);
             /* per text, or per real token of a tagger (-1 marks padding) */
             const int kc = k / tr->lps;
             int units = cnt;
-            float loss = tr->lps == 1 ? ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing,
-                                                                 tr->dlogits)
-                                      : softmax_xent_ignore_ref(cnt * tr->lps, kc, tr->logits, tr->y, -1,
-                                                                tr->cfg.label_smoothing, tr->dlogits, &units);
+            float loss = 0.0f;
             double coh = 0.0, coup = 0.0;
-            if (tr->ngens) mwt_losses(tr, cnt, tr->y, &coh, &coup);
+            int correct = 0;
+            if (cnt > 0) {
+                if ((st = ts_model_forward_train(ctx, m, tr->x, cnt, tr->logits, dropout_seed))) return st;
+                loss = tr->lps == 1 ? ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing,
+                                                               tr->dlogits)
+                                    : softmax_xent_ignore_ref(cnt * tr->lps, kc, tr->logits, tr->y, -1,
+                                                              tr->cfg.label_smoothing, tr->dlogits, &units);
+                if (tr->ngens) mwt_losses(tr, cnt, tr->y, &coh, &coup);
+                for (int i = 0; i < cnt * tr->lps; i++)
+                    correct += tr->y[i] >= 0 && argmax_row(tr->logits + (size_t)i * kc, kc) == tr->y[i];
+            }
+            /* data-parallel (images only, a unit a sample): from here loss and correct are
+             * the whole batch's, the same on every rank */
+            if ((st = backward_batch(ctx, tr, cnt, total, &loss, &correct))) return st;
+            if (parallel) units = total;
             /* the whole objective is held to the divergence bound (coh, coup: 0 unless modular) */
             const float objective = (float)(loss + tr->cfg.mwt_alpha * coh + tr->cfg.mwt_beta * coup);
             if ((st = check_loss(ctx, tr, objective, step))) return st;
             tr->epoch_coh_sum += coh * cnt;
             tr->epoch_coup_sum += coup * cnt;
-            for (int i = 0; i < cnt * tr->lps; i++)
-                tr->epoch_correct += tr->y[i] >= 0 && argmax_row(tr->logits + (size_t)i * kc, kc) == tr->y[i];
+            tr->epoch_correct += correct;
             tr->epoch_loss_sum += (double)loss * units;
             tr->epoch_seen += units;
-            if ((st = model_backward_observe(ctx, m, tr->dlogits, tr->ngens ? mwt_add_grad : NULL, tr))) return st;
             if ((st = ts_optimizer_step(ctx, tr->opt, lr))) return st;
             /* a step that overflows the weights is caught here, before any checkpoint
              * can save them: the last checkpoint on disk stays the last good one */
@@ -366,14 +423,17 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
                 return st;
             }
             tr->batch_in_epoch = b + 1;
+            int stop = 0;
             if (hooks && hooks->on_step) {
                 ts_train_progress p = {tr->epoch, tr->cfg.epochs, b + 1, nb, tr->opt->steps,
                                        (float)(tr->epoch_loss_sum / tr->epoch_seen),
                                        (float)(tr->epoch_correct / tr->epoch_seen), lr,
                                        (float)(tr->epoch_coh_sum / tr->epoch_seen),
                                        (float)(tr->epoch_coup_sum / tr->epoch_seen)};
-                if (hooks->on_step(&p, hooks->user)) return ts_fail(ctx, TS_ECANCELED, "training stopped by the caller");
+                stop = hooks->on_step(&p, hooks->user);
             }
+            if (parallel && (st = dp_agree_stop(ctx, tr, &stop))) return st;
+            if (stop) return ts_fail(ctx, TS_ECANCELED, "training stopped by the caller");
         }
         ts_epoch_report r = {tr->epoch, tr->epoch_loss_sum / tr->epoch_seen, tr->epoch_correct / tr->epoch_seen, -1, -1, 0,
                              tr->epoch_coh_sum / tr->epoch_seen, tr->epoch_coup_sum / tr->epoch_seen};
@@ -399,7 +459,12 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
         r.seconds = now_seconds() - t0;
         tr->epoch++;
         tr->batch_in_epoch = 0;
-        if (hooks && hooks->on_epoch && hooks->on_epoch(&r, hooks->user)) {
+        int halt = hooks && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
+        if (parallel) {
+            ts_status st = dp_agree_stop(ctx, tr, &halt);
+            if (st) return st;
+        }
+        if (halt) {
             if (tr->epoch < tr->cfg.epochs) return ts_fail(ctx, TS_ECANCELED, "training stopped by the caller");
             break;
         }

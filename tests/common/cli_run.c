@@ -40,28 +40,29 @@ void cli_runner_end(cli_runner *r) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", r->dir);
 }
 
-static int run_args(cli_runner *r, const char *cwd, const char *args) {
+static int run_args(cli_runner *r, const char *cwd, const char *launcher, const char *args) {
     char cmd[16384], o[512], e[512];
     snprintf(o, sizeof o, "%s/stdout", r->dir);
     snprintf(e, sizeof e, "%s/stderr", r->dir);
-    snprintf(cmd, sizeof cmd, "%s%s%sHOME=%s TESSERA_DATA=%s/nodata %s %s >%s 2>%s </dev/null", cwd ? "cd " : "",
-             cwd ? cwd : "", cwd ? " && " : "", r->dir, r->dir, r->bin, args, o, e);
+    snprintf(cmd, sizeof cmd, "%s%s%sHOME=%s TESSERA_DATA=%s/nodata %s%s%s %s >%s 2>%s </dev/null", cwd ? "cd " : "",
+             cwd ? cwd : "", cwd ? " && " : "", r->dir, r->dir, launcher ? launcher : "", launcher ? " " : "", r->bin,
+             args, o, e);
     int rc = system(cmd);
     cli_slurp(o, r->out, sizeof r->out);
     cli_slurp(e, r->err, sizeof r->err);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
 }
 
-static int run_v(cli_runner *r, const char *cwd, const char *fmt, va_list ap) {
+static int run_v(cli_runner *r, const char *cwd, const char *launcher, const char *fmt, va_list ap) {
     char args[2048];
     vsnprintf(args, sizeof args, fmt, ap);
-    return run_args(r, cwd, args);
+    return run_args(r, cwd, launcher, args);
 }
 
 int cli_run(cli_runner *r, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int rc = run_v(r, NULL, fmt, ap);
+    int rc = run_v(r, NULL, NULL, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -69,7 +70,15 @@ int cli_run(cli_runner *r, const char *fmt, ...) {
 int cli_run_in(cli_runner *r, const char *cwd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int rc = run_v(r, cwd, fmt, ap);
+    int rc = run_v(r, cwd, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int cli_run_under(cli_runner *r, const char *launcher, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_v(r, NULL, launcher, fmt, ap);
     va_end(ap);
     return rc;
 }

@@ -20,6 +20,8 @@ void cli_runner_end(cli_runner *r);
 int cli_run(cli_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same, run in the folder cwd. */
 int cli_run_in(cli_runner *r, const char *cwd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same, started by `launcher` (such as "mpirun -np 2"): LAUNCHER tessera ARGS. */
+int cli_run_under(cli_runner *r, const char *launcher, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Whether DIR/name exists. */
 int cli_exists(const cli_runner *r, const char *name);
 /* Whether the folder holds a temporary file (a name with ".tmp"). */
