@@ -362,6 +362,42 @@ static ts_status make_module(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch
     return st;
 }
 
+/* The module's yes/no threshold, as for image modules (docs/modules.md): the cut
+ * with the best balanced accuracy of its scores on the drawn texts of its label
+ * against the drawn negatives of the others. */
+static ts_status set_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, const drawn *dr, int64_t ndr,
+                               int batch) {
+    const int T = ds->max_len, c = mod->cls;
+    ts_model *mm = NULL;
+    ts_status st = ts_module_model(ctx, mod, &mm);
+    if (st) return st;
+    float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *score = malloc(sizeof *score * (size_t)batch);
+    float *sp = malloc(sizeof *sp * (size_t)ndr), *sn = malloc(sizeof *sn * (size_t)ndr);
+    int64_t *pick = malloc(sizeof *pick * (size_t)ndr), npick = 0, np = 0, nn = 0;
+    if (!x || !score || !sp || !sn || !pick) st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+    for (int64_t d = 0; d < ndr && !st; d++)
+        if (dr[d].label == c || (dr[d].role & ROLE_NEG)) pick[npick++] = d;
+    for (int64_t b0 = 0; b0 < npick && !st; b0 += batch) {
+        const int n = (int)(npick - b0 < batch ? npick - b0 : batch);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[dr[pick[b0 + i]].idx * T + t];
+        if ((st = ts_model_predict(ctx, mm, x, n, score))) break;
+        for (int i = 0; i < n; i++) {
+            if (!isfinite(score[i])) continue;
+            if (dr[pick[b0 + i]].label == c) sp[np++] = score[i];
+            else sn[nn++] = score[i];
+        }
+    }
+    if (!st) mod->info.threshold = np && nn ? module_balanced_threshold(sp, np, sn, nn) : 0.0f;
+    ts_model_free(mm);
+    free(x);
+    free(score);
+    free(sp);
+    free(sn);
+    free(pick);
+    return st;
+}
+
 static ts_status check_args(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,
                             const ts_decompose_text_config *cfg, const int *classes, int n, rnn_chain *ch) {
     ts_status st = check_config(ctx, cfg);
@@ -449,6 +485,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         int negs = 0;
         for (int64_t d = 0; d < ndr; d++) negs += dr[d].label != c && (dr[d].role & ROLE_NEG);
         st = make_module(ctx, m, &ch, (const uint8_t *const *)keep, c, npos[c], negs, &mods[i]);
+        if (!st) st = set_threshold(ctx, mods[i], train, dr, ndr, cfg->batch);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc;
     }
     /* drawing and recording are shared: each module gets its share, as decompose.c does */
