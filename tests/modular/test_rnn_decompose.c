@@ -26,41 +26,6 @@ static char g_tmp[] = "/tmp/tessera_rnndec_XXXXXX";
 
 enum { T = 10, VOCAB = 14, K = 4, NTRAIN = 1200, NTEST = 400, POSITIVES = 200 };
 
-/* Lengths 3..T, tokens 5..VOCAB-1; marker 1..4 at a random place and another later:
- * the label is the first marker's. */
-static ts_text_dataset *make_set(int64_t count, uint64_t seed) {
-    ts_text_dataset *ds = calloc(1, sizeof *ds);
-    ds->count = count;
-    ds->task = TS_SEQ_CLASSIFY;
-    ds->max_len = T;
-    ds->tokens = calloc((size_t)count * T, sizeof(int32_t));
-    ds->lengths = calloc((size_t)count, sizeof(int32_t));
-    ds->labels = calloc((size_t)count, sizeof(int32_t));
-    ds->classes = K;
-    snprintf(ds->name, sizeof ds->name, "synthetic-first-of-4");
-    ts_rng r;
-    ts_rng_seed(&r, seed);
-    for (int64_t i = 0; i < count; i++) {
-        const int len = 3 + (int)ts_rng_below(&r, T - 2);
-        ds->lengths[i] = len;
-        int32_t *tok = ds->tokens + i * T;
-        for (int t = 0; t < len; t++) tok[t] = 5 + (int32_t)ts_rng_below(&r, VOCAB - 5);
-        const int c = (int)ts_rng_below(&r, K), at = (int)ts_rng_below(&r, (uint64_t)len - 1);
-        tok[at] = 1 + c;
-        tok[at + 1 + (int)ts_rng_below(&r, (uint64_t)(len - at - 1))] = 1 + (int)ts_rng_below(&r, K);
-        ds->labels[i] = c;
-    }
-    return ds;
-}
-
-static void free_set(ts_text_dataset *ds) {
-    if (!ds) return;
-    free(ds->tokens);
-    free(ds->lengths);
-    free(ds->labels);
-    free(ds);
-}
-
 static const char *const LSTM = "input shape=10\nembedding name=e vocab=14 dim=8 padding_idx=0\n"
                                 "lstm name=l1 in=e,input0 hidden=24\ndropout name=d p=0.1\n"
                                 "lstm name=l2 in=d,input0 hidden=16 sequence=0\ndense name=out out=classes\n";
@@ -76,20 +41,7 @@ static ts_text_dataset *g_train, *g_testset;
 static float *g_x; /* (NTEST, T) the test ids as floats */
 
 static ts_model *train_model(const char *arch, int epochs) {
-    ts_model *m = NULL;
-    CHECK(ts_model_from_arch(g_ctx, arch, "rnn.arch", NULL, K, 5, &m) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (!m) return NULL;
-    ts_train_config cfg;
-    ts_train_config_default(&cfg);
-    cfg.epochs = epochs;
-    cfg.batch = 32;
-    cfg.lr = 0.01f;
-    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
-    ts_trainer *tr = NULL;
-    CHECK(ts_trainer_create_text(g_ctx, m, g_train, NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (tr) CHECK(ts_trainer_run(g_ctx, tr, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    ts_trainer_free(tr);
-    return m;
+    return test_train_text_adam(g_ctx, arch, K, g_train, NULL, 5, epochs, NULL);
 }
 
 static void predict(ts_model *m, float *out) {
@@ -190,8 +142,6 @@ static double accuracy(const float *out, int n, int k) {
     for (int i = 0; i < n; i++) right += argmax(out + (size_t)i * k, k) == g_testset->labels[i];
     return (double)right / n;
 }
-
-static void free_mods(ts_module **mods, int n) { ts_modules_free(mods, n); }
 
 /* Every module says yes to the test texts of its label the model is sure of (p > 0.9). */
 static void check_own(ts_module **mods, const float *logits, const char *what) {
@@ -294,7 +244,7 @@ static void test_gru(void) {
 
 static void test_relu(void) {
     ts_model *m = train_model(RELU, 6);
-    if (m) free_mods(check_model(m, "relu-rnn", 0.85), K);
+    if (m) ts_modules_free(check_model(m, "relu-rnn", 0.85), K);
     ts_model_free(m);
 }
 
@@ -447,8 +397,8 @@ static void test_refusals(void) {
 int main(void) {
     if (!test_begin(&g_ctx, g_tmp)) return 1;
     ts_ctx_set_threads(g_ctx, 2);
-    g_train = make_set(NTRAIN, 11);
-    g_testset = make_set(NTEST, 12);
+    g_train = test_first_marker_texts(NTRAIN, T, VOCAB, K, 11);
+    g_testset = test_first_marker_texts(NTEST, T, VOCAB, K, 12);
     g_x = malloc(sizeof(float) * NTEST * T);
     for (int i = 0; i < NTEST * T; i++) g_x[i] = (float)g_testset->tokens[i];
     RUN(test_lstm);
@@ -462,8 +412,8 @@ int main(void) {
     ts_model_free(g_lstm);
     ts_model_free(g_gru);
     free(g_x);
-    free_set(g_train);
-    free_set(g_testset);
+    test_free_texts(g_train);
+    test_free_texts(g_testset);
     ts_ctx_free(g_ctx);
     rmdir(g_tmp);
     TEST_MAIN_END("test_rnn_decompose");
