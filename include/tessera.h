@@ -766,8 +766,10 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
  * cell's unit is removed when no positive and no negative makes it positive; a
  * tanh/lstm/gru unit when its mean |state| (outliers dropped) is lower on positives
  * than on negatives, the most negative differences first, up to max_remove of the
- * layer. A removed unit is cut out of its layer (every gate block) and of the next
- * layer's inputs: the module's model is physically smaller. Its score is the
+ * layer (a label without a confident positive keeps every unit). A removed unit is
+ * cut out of its layer (every gate block) and of the next layer's inputs: the
+ * module's model is physically smaller. Its yes/no threshold is chosen as for image
+ * modules, from the drawn texts. Its score is the
  * channelled head, as for ts_decompose's modules, so ts_compose and ts_module_model
  * take these modules too (a composed model takes the same (T) ids). Deterministic. */
 ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,

@@ -450,16 +450,6 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     for (int i = 0; i < nmod; i++) want[n ? classes[i] : i] = cfg->positives;
     if ((st = model_clone(ctx, m, &work))) goto done;
     if ((st = draw(ctx, work, train, cfg, want, nneg, dr, &ndr, npos))) goto done;
-    for (int i = 0; i < nmod; i++) {
-        const int c = n ? classes[i] : i;
-        if (!npos[c]) {
-            st = ts_fail(ctx, TS_EINVAL,
-                         "decompose (text): the model classifies no training text of label %d right with "
-                         "probability above %g",
-                         c, (double)cfg->confidence);
-            goto done;
-        }
-    }
     if ((st = record_states(ctx, m, &ch, train, dr, ndr, cfg->batch, sts))) goto done;
     shared_s = ts_monotonic_s() - t0;
     int64_t most = 1, maxU = 1;
@@ -481,7 +471,10 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     for (int i = 0; i < nmod && !st; i++) {
         const int c = n ? classes[i] : i;
         const double tc = ts_monotonic_s();
-        for (int k = 0; k < ch.n; k++) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, diff, order, keep[k]);
+        for (int k = 0; k < ch.n; k++) {
+            if (npos[c]) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, diff, order, keep[k]);
+            else memset(keep[k], 1, (size_t)sts[k].U); /* no confident positive: nothing is known, keep all */
+        }
         int negs = 0;
         for (int64_t d = 0; d < ndr; d++) negs += dr[d].label != c && (dr[d].role & ROLE_NEG);
         st = make_module(ctx, m, &ch, (const uint8_t *const *)keep, c, npos[c], negs, &mods[i]);

@@ -8,8 +8,10 @@
  * does; every module answers its own label on the texts the model is sure of; all
  * modules composed vote like the model on at least 95% of test texts, within a few
  * points of its accuracy; a subset composes (reuse); modules of two models compose
- * (replace); a module file round-trips; decomposition is deterministic. Then the
- * refusals. The measured figures are printed (docs/sequences.md quotes them). */
+ * (replace); with nothing removed the composition outputs the model's channelled
+ * logits; a module file round-trips; decomposition is deterministic. Then the
+ * refusals, and a label without confident positives (its module keeps every unit).
+ * The measured figures are printed (docs/sequences.md quotes them). */
 #include "tessera.h"
 
 #include "common/test.h"
@@ -204,6 +206,17 @@ static ts_module **check_model(ts_model *m, const char *what, double min_acc) {
         units += in.units;
     }
     CHECK(kept < units, "%s: units are removed (%lld of %lld kept)", what, (long long)kept, (long long)units);
+    /* tanh/lstm/gru layers lose at most 20% of their units, a module's model keeps the
+     * origin's layers with fewer units (a direction may carry zeroed ones) */
+    rnn_chain ch;
+    CHECK(rnn_chain_find(g_ctx, m, &ch, "test") == TS_OK, "%s", ts_ctx_error(g_ctx));
+    for (int c = 0; c < K; c++)
+        for (int k = 0; k < ch.n; k++) {
+            const layer *l = &m->layers[ch.layer[k]], *ml = &mods[c]->origin->layers[ch.layer[k]];
+            const int relu = l->kind == LAYER_RNN && l->cell_act, H = ch.hidden[k];
+            CHECK(ml->kind == l->kind && ml->features <= H && (relu || ml->features >= H - H / 5),
+                  "%s: module %d keeps %d of layer %d's %d units", what, c, ml->features, k, H);
+        }
     ts_compose_config cc;
     ts_compose_config_default(&cc);
     ts_model *cm = NULL;
@@ -284,6 +297,49 @@ static void test_reuse_replace(void) {
     ts_model_free(cm);
     free(lo);
     free(out);
+}
+
+/* With max_remove 0 nothing is removed from a gru: every module is the origin, and
+ * the composition votes exactly as the model does. */
+static void test_no_removal(void) {
+    if (!g_gru) return;
+    ts_decompose_text_config cfg;
+    ts_decompose_text_config_default(&cfg);
+    cfg.positives = 50;
+    cfg.max_remove = 0;
+    ts_module **mods = NULL;
+    int n = 0;
+    CHECK(ts_decompose_text(g_ctx, g_gru, g_train, &cfg, NULL, 0, &mods, &n) == TS_OK && n == K, "%s",
+          ts_ctx_error(g_ctx));
+    ts_model *cm = NULL;
+    if (mods) CHECK(ts_compose(g_ctx, mods, K, NULL, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    for (int c = 0; mods && c < K; c++) {
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        CHECK(in.units_kept == in.units && in.params_kept == in.params, "module %d keeps everything", c);
+    }
+    if (cm) {
+        float *lo = malloc(sizeof(float) * NTEST * K), *lc = malloc(sizeof(float) * NTEST * K);
+        predict(g_gru, lo);
+        predict(cm, lc);
+        /* output c = logit_c - mean of the others = (K logit_c - sum) / (K - 1): the same argmax */
+        CHECK(agreement(lo, lc, NTEST, K) == 1.0, "the composition of unreduced modules votes as the model");
+        for (int i = 0; i < NTEST; i++) {
+            const float *r = lo + (size_t)i * K;
+            const double sum = r[0] + r[1] + r[2] + r[3];
+            for (int c = 0; c < K; c++)
+                if (fabs(lc[i * K + c] - (K * r[c] - sum) / (K - 1)) > 1e-4) {
+                    CHECK(0, "text %d output %d: %g, channelled logit %g", i, c, (double)lc[i * K + c],
+                          (K * r[c] - sum) / (K - 1));
+                    i = NTEST;
+                    break;
+                }
+        }
+        free(lo);
+        free(lc);
+    }
+    ts_model_free(cm);
+    ts_modules_free(mods, n);
 }
 
 /* A module file round-trips; decomposition is deterministic. */
@@ -386,11 +442,16 @@ static void test_refusals(void) {
     g_train->max_len = T - 1;
     CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, NULL, 0, &mods, &n) == TS_ESHAPE, "texts of another length");
     g_train->max_len = T;
-    cfg.confidence = 0.999999f;
-    cfg.positives = 5;
-    ts_status st = ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, NULL, 0, &mods, &n);
-    CHECK(st == TS_OK || (st == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "right with probability")),
-          "no confident text of a label: %s", ts_ctx_error(g_ctx));
+    /* no text is that sure: no positives, so every module keeps every unit */
+    cfg.confidence = 0.99999994f;
+    CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, NULL, 0, &mods, &n) == TS_OK && n == K, "%s",
+          ts_ctx_error(g_ctx));
+    for (int c = 0; mods && c < n; c++) {
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        CHECK(in.positives > 0 || (in.units_kept == in.units && in.params_kept == in.params),
+              "module %d without positives (%d) keeps every unit", c, in.positives);
+    }
     ts_modules_free(mods, n);
 }
 
@@ -405,6 +466,7 @@ int main(void) {
     RUN(test_gru);
     RUN(test_relu);
     RUN(test_reuse_replace);
+    RUN(test_no_removal);
     RUN(test_file_and_determinism);
     RUN(test_refusals);
     ts_modules_free(g_lstm_mods, K);
