@@ -779,6 +779,43 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
                        const int *classes, int n, ts_progress_fn progress, void *user, ts_module ***modules,
                        int *count);
 
+/* ---- recurrent classifiers (Imtiaz, Pan & Rajan, ICSE'23; docs/sequences.md,
+ * "Decomposing a recurrent classifier") */
+typedef struct ts_decompose_text_config {
+    int positives;     /* M: texts of the label the model classifies right and confidently (500) */
+    float confidence;  /* softmax probability of the true label a positive needs (0.9) */
+    float tangling;    /* negatives per positive, spread evenly over the other labels: the paper's
+                        * M/(labels-1) texts of each other label (1.0) */
+    float max_remove;  /* tanh, lstm and gru layers: most of a layer's units removed (0.2, the paper's) */
+    float outlier_m;   /* a state |a| is an outlier when | |a| - median | > outlier_m * MAD (2) */
+    uint64_t seed;     /* order in which training texts are drawn (0) */
+    int batch;         /* inference batch (128) */
+} ts_decompose_text_config;
+void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
+
+/* One module per label listed in `classes` (n entries; NULL with n = 0: every label)
+ * of a many-to-one recurrent classifier: input (T) token ids -> embedding -> one or
+ * more rnn/lstm/gru layers (the last with sequence=0) -> dense, with dropout between
+ * them and an optional final softmax; `train` a classify text set of the model's
+ * length and labels. Per hidden unit, from the states of every real step: a relu
+ * cell's unit is removed when no positive and no negative makes it positive; a
+ * tanh/lstm/gru unit when its mean |state| (outliers dropped) is lower on positives
+ * than on negatives, the most negative differences first, up to max_remove of the
+ * layer (a label without a confident positive keeps every unit). A removed unit is
+ * cut out of its layer (every gate block) and of the next layer's inputs: the
+ * module's model is physically smaller. Its yes/no threshold is chosen as for image
+ * modules, from the drawn texts. Its score is the
+ * channelled head, as for ts_decompose's modules, so ts_compose and ts_module_model
+ * take these modules too (a composed model takes the same (T) ids). Deterministic. */
+ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,
+                            const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
+                            int *count);
+/* A text module's binary accuracy on ds (labels as in its origin): own, the share of
+ * its label's texts it says yes to (score > threshold); rest, the share of the others
+ * it says no to. */
+ts_status ts_module_evaluate_text(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int batch, double *own,
+                                  double *rest);
+
 typedef struct ts_module_info {
     int class_index;            /* in the origin model */
     const char *class_name;

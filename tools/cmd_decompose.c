@@ -1,6 +1,7 @@
 /* tessera decompose: a trained classifier cut into one module per class. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli_modules.h"
+#include "cli_text.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -17,7 +18,7 @@ static cli_opt decompose_opts[] = {
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"out", "DIR", "folder for the modules, one classN.tsm per class (required)", NULL},
     {"classes", "I[,J...]", "decompose only these classes (default: all)", NULL},
-    {"positives", "N", "confident training inputs per class for concern identification (default 1000)", NULL},
+    {"positives", "N", "confident training inputs per class for concern identification (default 1000; text models 500)", NULL},
     {"confidence", "F", "softmax probability a positive needs (default 0.9)", NULL},
     {"tangling", "F", "negatives per positive for tangling identification (default 1.0)", NULL},
     {"method", "activation|grad|mwt|ga", "activation: Pan & Rajan's keep-bits per ReLU unit (default); grad: learned masks, one per convolution kernel and class, on the frozen model (GradSplitter-style); mwt: the kernels a model trained with train --modular opens for the class (MwT); ga: CNNSplitter's genetic search over groups of kernels ranked by importance", NULL},
@@ -39,6 +40,7 @@ static cli_opt decompose_opts[] = {
                           "(FSE'20, default) or on any", NULL},
     {"bln-delta", "F", "BLN backtracking: drop units feeding the classifier with |w_uc| > F(|w_c|+|w_uc|) "
                        "(default 1: none; the paper uses 0.5, docs/modules.md)", NULL},
+    {"max-remove", "F", "text models: most of a tanh/lstm/gru layer's units a module removes (default 0.2)", NULL},
     {"seed", "S", "order in which training inputs are drawn, and ga's random draws (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
     {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
@@ -62,7 +64,10 @@ static cli_cmd decompose_cmd = {
     "keeps, per class, the kernels that a model trained with train --modular opens for it (MwT);\n"
     "--method ga searches, per class, which groups of kernels to keep with CNNSplitter's genetic\n"
     "algorithm (fitness: composed accuracy on a validation part and difference from the other\n"
-    "modules), printing the generations run and the best fitness per class.",
+    "modules), printing the generations run and the best fitness per class. A text model\n"
+    "(embedding -> rnn/lstm/gru layers -> dense) is decomposed by hidden unit instead (Imtiaz, Pan &\n"
+    "Rajan; docs/sequences.md): per module the recurrent units kept, parameters and MACs of its\n"
+    "physically smaller model.",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
@@ -242,6 +247,99 @@ static void json_decompose_row(json_out *J, const ts_decompose_config *cfg, cons
     json_close(J);
 }
 
+/* The "composed" object of --json: the model's and the composed model's accuracies
+ * and MACs ratio (left open). */
+static void json_composed(json_out *J, const ts_eval_report *model, const ts_eval_report *composed, double macs) {
+    json_object(J, "composed");
+    json_num(J, "model_top1", model->top1);
+    json_num(J, "model_top5", model->top5);
+    json_num(J, "top1", composed->top1);
+    json_num(J, "top5", composed->top5);
+    json_num(J, "macs_vs_origin", macs);
+}
+
+/* ---- text models (ts_decompose_text, docs/sequences.md): the same folder, files and
+ * report, with recurrent units in place of ReLU units. Saves each module under its
+ * pending name (counted in *saved); the caller places them. */
+static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, const char *spec,
+                                 const ts_text_dataset *train, const ts_text_dataset *test, const char *outdir,
+                                 const ts_decompose_text_config *cfg, const int *classes, int ncls, json_out *J,
+                                 ts_module ***mods, int *nmods, int *saved) {
+    double t0 = cli_now();
+    ts_status st = ts_decompose_text(ctx, m, train, cfg, classes, ncls, mods, nmods);
+    if (st) return st;
+    const double secs = cli_now() - t0;
+    char origin[PATH_MAX];
+    if (!realpath(path, origin)) snprintf(origin, sizeof origin, "%s", path);
+    for (; *saved < *nmods; (*saved)++) {
+        char out[4096];
+        ts_module *mod = (*mods)[*saved];
+        if (!module_out_path(out, sizeof out, outdir, mod, PENDING))
+            return ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", outdir);
+        if ((st = ts_module_set_origin(ctx, mod, origin)) || (st = ts_module_set_dataset(ctx, mod, spec)) ||
+            (st = ts_module_save(ctx, mod, out)))
+            return st;
+    }
+    ts_module_info in0;
+    ts_module_info_get((*mods)[0], &in0);
+    printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training texts)\n", path, *nmods, secs, spec,
+           (long long)train->count);
+    printf("method: hidden units (Imtiaz et al., rolled): relu cells keep the units some positive or negative "
+           "activates; tanh/lstm/gru cells lose the units whose trimmed mean |state| is lower on positives than on "
+           "negatives, at most %g of a layer\n", (double)cfg->max_remove);
+    printf("units: recurrent units kept; params, MACs: the module's sliced model against the origin's %lld "
+           "parameters and %.2fM multiply-accumulates per text\n", (long long)in0.params, in0.origin_macs / 1e6);
+    if (J) {
+        json_str(J, "model", path);
+        json_int(J, "modules", *nmods);
+        json_num(J, "seconds", secs);
+        json_str(J, "data", spec);
+        json_int(J, "training_samples", (long long)train->count);
+        json_str(J, "method", "hidden-units");
+        json_num(J, "max_remove", cfg->max_remove);
+        json_int(J, "origin_params", (long long)in0.params);
+        json_int(J, "origin_macs", (long long)in0.origin_macs);
+        json_array(J, "table");
+    }
+    printf("%-5s %-16s %5s %5s %8s %8s %7s %7s %7s %7s %7s\n", "label", "name", "pos", "neg", "own-acc", "rest-acc",
+           "units", "params", "MACs", "JI", "secs");
+    ts_decompose_config shown; /* the image table's row writer, with what applies to text */
+    ts_decompose_config_default(&shown);
+    for (int i = 0; i < *nmods; i++) {
+        ts_module_info in;
+        ts_module_info_get((*mods)[i], &in);
+        double own = 0, rest = 0;
+        if (test && (st = ts_module_evaluate_text(ctx, (*mods)[i], test, 256, &own, &rest))) return st;
+        char o[16] = "-", r[16] = "-";
+        if (test) {
+            snprintf(o, sizeof o, "%.2f%%", 100 * own);
+            snprintf(r, sizeof r, "%.2f%%", 100 * rest);
+        }
+        if (J) json_decompose_row(J, &shown, &in, test != NULL, own, rest);
+        printf("%-5d %-16.16s %5d %5d %8s %8s %6.2f%% %6.2f%% %6.2f%% %7.4f %7.2f\n", in.class_index, in.class_name,
+               in.positives, in.negatives, o, r, percent(in.units_kept, in.units), percent(in.params_kept, in.params),
+               percent(in.macs_kept, in.origin_macs), in.jaccard, in.seconds);
+    }
+    if (J) json_close(J);
+    if (!test || *nmods != ts_model_classes(m) || ncls) return TS_OK;
+    ts_eval_report a, b;
+    ts_model *cm = NULL;
+    if ((st = ts_evaluate_text(ctx, m, test, 256, &a, NULL))) return st;
+    if (!(st = ts_compose(ctx, *mods, *nmods, NULL, &cm)) && !(st = ts_evaluate_text(ctx, cm, test, 256, &b, NULL))) {
+        printf("original model: top-1 %.2f%%  top-5 %.2f%%   all modules composed: top-1 %.2f%%  top-5 %.2f%%\n"
+               "the composed model (each module side by side): %.2fx the origin's MACs\n",
+               100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
+        if (J) {
+            json_composed(J, &a, &b, (double)model_macs(cm) / (double)model_macs(m));
+            json_close(J);
+        }
+        ts_eval_report_free(&b);
+    }
+    ts_eval_report_free(&a);
+    ts_model_free(cm);
+    return st;
+}
+
 int cmd_decompose(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -256,7 +354,7 @@ int cmd_decompose(int argc, char **argv) {
     ts_decompose_config cfg;
     ts_decompose_config_default(&cfg);
     long positives, seed, batch;
-    double conf, tang, delta;
+    double conf, tang, delta, max_remove;
     int *classes = NULL, ncls = 0;
     ts_compose_config cc;
     if (!cli_int(&decompose_cmd, "positives", 1000, 1, 1000000, &positives) ||
@@ -264,7 +362,8 @@ int cmd_decompose(int argc, char **argv) {
         !cli_float(&decompose_cmd, "tangling", 1.0, 0.0, 100.0, &tang) ||
         !cli_float(&decompose_cmd, "bln-delta", 1.0, 0.0, 1.0, &delta) ||
         !cli_int(&decompose_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed) ||
-        !cli_int(&decompose_cmd, "batch", 128, 1, 256, &batch) || !compose_opts_get(&decompose_cmd, &cc))
+        !cli_int(&decompose_cmd, "batch", 128, 1, 256, &batch) || !compose_opts_get(&decompose_cmd, &cc) ||
+        !cli_float(&decompose_cmd, "max-remove", 0.2, 0.0, 1.0, &max_remove))
         return EXIT_USAGE;
     const char *method = cli_get(&decompose_cmd, "method");
     long epochs, esamples, val;
@@ -342,6 +441,7 @@ int cmd_decompose(int argc, char **argv) {
     }
     ts_model *m = NULL, *cm = NULL;
     ts_dataset *train = NULL, *test = NULL;
+    ts_text_dataset *train_texts = NULL, *test_texts = NULL;
     ts_module **mods = NULL;
     int nmods = 0;
     int made_dir = 0, saved = 0, placed = 0; /* what this run wrote, for module_out_remove */
@@ -356,15 +456,42 @@ int cmd_decompose(int argc, char **argv) {
         goto fail;
     }
     const char *ddir = cli_data_dir(&decompose_cmd, m);
-    if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
     int eval = !cli_get(&decompose_cmd, "no-eval");
+    const int text = cli_is_text_model(m);
+    if (text && cfg.method != TS_DECOMPOSE_ACTIVATION) {
+        st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED,
+                              "%s: --method %s: a text model is decomposed by hidden unit (the default method)", pos[0],
+                              method);
+        goto fail;
+    }
     /* the test split before anything is written: a missing or bad one costs no output */
-    if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
+    if (text) {
+        if ((st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TRAIN, ddir, 0, &train_texts)) ||
+            (eval && (st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TEST, ddir, 0, &test_texts))))
+            goto fail;
+    } else {
+        if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
+        if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
+    }
     if (mkdir(outdir, 0777) == 0) {
         made_dir = 1;
     } else if (errno != EEXIST) {
         st = ts_ctx_set_error(ctx, TS_EIO, "%s: cannot create the output folder: %s", outdir, strerror(errno));
         goto fail;
+    }
+    if (text) {
+        ts_decompose_text_config tcfg;
+        ts_decompose_text_config_default(&tcfg);
+        if (cli_get(&decompose_cmd, "positives")) tcfg.positives = cfg.positives;
+        tcfg.confidence = cfg.confidence;
+        tcfg.tangling = cfg.tangling;
+        tcfg.max_remove = (float)max_remove;
+        tcfg.seed = cfg.seed;
+        tcfg.batch = cfg.batch;
+        if ((st = decompose_texts(ctx, m, pos[0], spec, train_texts, test_texts, outdir, &tcfg, classes, ncls, J, &mods,
+                                  &nmods, &saved)))
+            goto fail;
+        goto place;
     }
     ga_live live = {0};
     progress_start(&live.pr);
@@ -486,12 +613,7 @@ int cmd_decompose(int argc, char **argv) {
                "the composed model, sliced (what every module drops is gone): %.2fx the origin's MACs\n",
                100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
         if (J) {
-            json_object(J, "composed");
-            json_num(J, "model_top1", a.top1);
-            json_num(J, "model_top5", a.top5);
-            json_num(J, "top1", b.top1);
-            json_num(J, "top5", b.top5);
-            json_num(J, "macs_vs_origin", (double)model_macs(cm) / (double)model_macs(m));
+            json_composed(J, &a, &b, (double)model_macs(cm) / (double)model_macs(m));
             json_close(J);
         }
         ts_eval_report_free(&a);
@@ -515,6 +637,7 @@ int cmd_decompose(int argc, char **argv) {
             ts_eval_report_free(&b);
         }
     }
+place:
     if ((st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
     printf("modules written to %s/\n", outdir);
     for (int i = 0; i < nmods; i++) warn_no_positives(&cfg, mods[i]); /* about modules that were written */
@@ -529,6 +652,8 @@ done:
     ts_modules_free(mods, nmods);
     ts_dataset_free(train);
     ts_dataset_free(test);
+    ts_text_dataset_free(train_texts);
+    ts_text_dataset_free(test_texts);
     ts_model_free(m);
     ts_model_free(cm);
     ts_ctx_free(ctx);

@@ -79,7 +79,7 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_config *c) {
 }
 
 /* Softmax probability of class y in row (k logits), and whether y is the argmax. */
-static float prob_of(const float *row, int k, int y, int *is_max) {
+float decompose_prob_of(const float *row, int k, int y, int *is_max) {
     float mx = row[0];
     int best = 0;
     for (int j = 1; j < k; j++)
@@ -363,7 +363,7 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
         }
         for (int i = 0; i < b; i++) {
             int c = yb[i], top;
-            float p = prob_of(logits + (size_t)i * K, K, c, &top);
+            float p = decompose_prob_of(logits + (size_t)i * K, K, c, &top);
             int was_pos = pos[c] < quota[c] && top && p > cfg->confidence;
             if (was_pos) {
                 or_words(P + (size_t)c * W, act + (size_t)i * W, W);

@@ -185,4 +185,30 @@ int ga_groups(int channels);
  * keep[k] (channels) is 1 exactly for the kernels of the groups whose gene is 1. */
 void ga_decode(const int *order, int channels, int groups, const uint8_t *genes, uint8_t *keep);
 
+/* ---- recurrent classifiers (rnn_units.c, decompose_text.c) */
+#define RNN_CHAIN_MAX 16
+/* A many-to-one recurrent classifier as a chain: input -> embedding -> recurrent
+ * layers -> dense head (dropout anywhere between, an optional final softmax). */
+typedef struct rnn_chain {
+    int n;                    /* recurrent layers */
+    int layer[RNN_CHAIN_MAX]; /* their indices, in order */
+    int dirs[RNN_CHAIN_MAX];  /* 1 or 2 */
+    int hidden[RNN_CHAIN_MAX];/* H per direction */
+    int ids[RNN_CHAIN_MAX];   /* reads the token ids (padding masked) */
+    int head;                 /* the dense layer giving the logits */
+} rnn_chain;
+/* Fills ch, or fails naming what in m is not such a classifier (`what` in messages). */
+ts_status rnn_chain_find(ts_ctx *ctx, const ts_model *m, rnn_chain *ch, const char *what);
+/* m with the units whose keep byte is 0 removed (keep[i]: chain layer i's D*H units,
+ * direction-major): zeroed in place (zeroed, same shapes as m; NULL: not made) and cut
+ * out (sliced: H' = the most any direction keeps, at least 1; a direction keeping
+ * fewer carries zeroed units). Either output may be NULL. */
+ts_status rnn_remove_units(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
+                           ts_model **zeroed, ts_model **sliced);
+/* The model's layers up to its last recurrent one, every recurrent layer outputting
+ * every step (sequence=1): what hidden states are read from. */
+ts_status rnn_probe_model(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, ts_model **out);
+/* Softmax probability of class y in a row of k logits; *is_max: y is the argmax. */
+float decompose_prob_of(const float *row, int k, int y, int *is_max);
+
 #endif

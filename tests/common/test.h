@@ -77,6 +77,19 @@ const char *test_shared_data(void);
  * deterministic in seed; free with test_free_dataset (plain malloc'ed arrays). */
 ts_dataset *test_quadrant_dataset(int64_t count, uint64_t seed);
 void test_free_dataset(ts_dataset *ds);
+/* A text set of `count` texts padded to T (tokens, lengths, labels zeroed; labels
+ * one per text, or T per text for a tag set); free with test_free_texts. */
+ts_text_dataset *test_alloc_texts(int64_t count, int T, ts_seq_task task, int classes, const char *name);
+void test_free_texts(ts_text_dataset *ds);
+/* A synthetic classify set that needs the recurrence: texts of 3..T tokens from
+ * classes+1..vocab-1, marker 1..classes at a random place and another marker after
+ * it; the label is the first marker's. Deterministic in seed. */
+ts_text_dataset *test_first_marker_texts(int64_t count, int T, int vocab, int classes, uint64_t seed);
+/* A text model from architecture text (initialized from init_seed) trained on train
+ * with Adam (lr 0.01, batch 32) for `epochs`; *val_acc (may be NULL) the best
+ * validation top-1 (0 without val). NULL and a failed CHECK when either fails. */
+ts_model *test_train_text_adam(ts_ctx *ctx, const char *arch, int classes, const ts_text_dataset *train,
+                               const ts_text_dataset *val, uint64_t init_seed, int epochs, double *val_acc);
 /* A test binary's set-up: its context and its temporary folder (tmp is a mkdtemp
  * template, filled in). Prints why and returns 0 on failure. */
 int test_begin(ts_ctx **ctx, char *tmp);

@@ -1,4 +1,5 @@
 #include "common/test.h"
+#include "core/core.h" /* ts_rng */
 
 #include <stdint.h>
 #include <sys/stat.h>
@@ -57,6 +58,75 @@ ts_model *test_train_adam(ts_ctx *ctx, const char *arch, const char *source, con
     ts_trainer *tr = NULL;
     if (!(st = ts_trainer_create(ctx, m, train, NULL, &cfg, &tr))) st = ts_trainer_run(ctx, tr, NULL);
     CHECK(st == TS_OK, "training %s: %s", source, ts_ctx_error(ctx));
+    ts_trainer_free(tr);
+    if (st) {
+        ts_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+ts_text_dataset *test_alloc_texts(int64_t count, int T, ts_seq_task task, int classes, const char *name) {
+    ts_text_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) exit(2);
+    ds->count = count;
+    ds->task = task;
+    ds->max_len = T;
+    ds->tokens = calloc((size_t)count * (size_t)T, sizeof(int32_t));
+    ds->lengths = calloc((size_t)count, sizeof(int32_t));
+    ds->labels = calloc((size_t)count * (size_t)(task == TS_SEQ_TAG ? T : 1), sizeof(int32_t));
+    if (!ds->tokens || !ds->lengths || !ds->labels) exit(2);
+    ds->classes = classes;
+    snprintf(ds->name, sizeof ds->name, "%s", name);
+    return ds;
+}
+
+void test_free_texts(ts_text_dataset *ds) {
+    if (!ds) return;
+    free(ds->tokens);
+    free(ds->lengths);
+    free(ds->labels);
+    free(ds);
+}
+
+ts_text_dataset *test_first_marker_texts(int64_t count, int T, int vocab, int classes, uint64_t seed) {
+    ts_text_dataset *ds = test_alloc_texts(count, T, TS_SEQ_CLASSIFY, classes, "synthetic-first");
+    ts_rng r;
+    ts_rng_seed(&r, seed);
+    for (int64_t i = 0; i < count; i++) {
+        const int len = 3 + (int)ts_rng_below(&r, (uint64_t)T - 2);
+        ds->lengths[i] = len;
+        int32_t *tok = ds->tokens + i * T;
+        for (int t = 0; t < len; t++) tok[t] = classes + 1 + (int32_t)ts_rng_below(&r, (uint64_t)(vocab - classes - 1));
+        const int c = (int)ts_rng_below(&r, (uint64_t)classes), at = (int)ts_rng_below(&r, (uint64_t)len - 1);
+        tok[at] = 1 + c;
+        tok[at + 1 + (int)ts_rng_below(&r, (uint64_t)(len - at - 1))] = 1 + (int)ts_rng_below(&r, (uint64_t)classes);
+        ds->labels[i] = c;
+    }
+    return ds;
+}
+
+ts_model *test_train_text_adam(ts_ctx *ctx, const char *arch, int classes, const ts_text_dataset *train,
+                               const ts_text_dataset *val, uint64_t init_seed, int epochs, double *val_acc) {
+    ts_model *m = NULL;
+    if (val_acc) *val_acc = 0;
+    ts_status st = ts_model_from_arch(ctx, arch, "text.arch", NULL, classes, init_seed, &m);
+    CHECK(st == TS_OK, "model: %s", ts_ctx_error(ctx));
+    if (st) return NULL;
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
+    cfg.epochs = epochs;
+    cfg.batch = 32;
+    cfg.lr = 0.01f;
+    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
+    ts_trainer *tr = NULL;
+    if (!(st = ts_trainer_create_text(ctx, m, train, val, &cfg, &tr))) st = ts_trainer_run(ctx, tr, NULL);
+    CHECK(st == TS_OK, "training: %s", ts_ctx_error(ctx));
+    if (!st && val_acc) {
+        ts_train_summary sum;
+        ts_trainer_summary(tr, &sum);
+        *val_acc = sum.best_val_acc;
+    }
     ts_trainer_free(tr);
     if (st) {
         ts_model_free(m);

@@ -1,8 +1,9 @@
 /* The CLI on text (issue 16): train, eval, predict and info on a CLINC150 intent
  * classifier, a Brown tagger and a Tatoeba translator, each trained briefly on a few
  * hundred samples of the real sets in ../shared/data/text (skipped when absent), a
- * resumed text run, --json, and the refusals. Checks the flows and their output, not
- * accuracy (bench/RESULTS.md has that). */
+ * resumed text run, decompose on the classifier (hidden units), --json, and the
+ * refusals. Checks the flows and their output, not accuracy (bench/RESULTS.md has
+ * that). */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "common/cli_run.h"
 #include "common/json_check.h"
@@ -79,6 +80,24 @@ static void test_translator(void) {
     CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"translation\""), "predict --json: %s", R.out);
 }
 
+/* decompose on the classifier of test_classifier (hidden units, docs/sequences.md), and
+ * its refusals on text models: another method, a tagger. */
+static void test_decompose(void) {
+    const char *opts = "--positives 20 --confidence 0 --threads 1 --quiet";
+    int rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods --classes 3,7 --no-eval %s", R.dir, R.dir, opts);
+    CHECK(rc == 0 && strstr(R.out, "hidden units") && strstr(R.out, "2 modules") && cli_exists(&R, "mods/class3.tsm") &&
+              cli_exists(&R, "mods/class7.tsm"),
+          "decompose: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods2 --classes 5 --max-remove 0.1 --json %s", R.dir, R.dir, opts);
+    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"hidden-units\"") && strstr(R.out, "\"own_acc\""),
+          "decompose --json: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods3 --method grad %s", R.dir, R.dir, opts);
+    CHECK(rc != 0 && strstr(R.err, "hidden unit") && !cli_exists(&R, "mods3/class0.tsm"), "--method grad: exit %d: %s",
+          rc, R.err);
+    rc = cli_run(&R, "decompose %s/t.tsr --out %s/mods4 %s", R.dir, R.dir, opts);
+    CHECK(rc != 0 && strstr(R.err, "tagger") && !cli_exists(&R, "mods4"), "a tagger: exit %d: %s", rc, R.err);
+}
+
 int main(void) {
     if (!cli_runner_begin(&R, "cli-text")) return 1;
     struct stat st;
@@ -88,6 +107,7 @@ int main(void) {
         RUN(test_classifier);
         RUN(test_resume);
         RUN(test_tagger);
+        RUN(test_decompose);
         RUN(test_translator);
     }
     cli_runner_end(&R);

@@ -17,15 +17,9 @@ enum { T = 10, VOCAB = 12, COUNT = 600 };
 
 /* A text dataset of the task, from a seed: lengths 3..T, tokens 1..VOCAB-1. */
 static ts_text_dataset *make_set(ts_seq_task task, int64_t count, uint64_t seed) {
-    ts_text_dataset *ds = calloc(1, sizeof *ds);
-    ds->count = count;
-    ds->task = task;
-    ds->max_len = T;
-    ds->tokens = calloc((size_t)count * T, sizeof(int32_t));
-    ds->lengths = calloc((size_t)count, sizeof(int32_t));
-    ds->labels = calloc((size_t)count * (task == TS_SEQ_TAG ? T : 1), sizeof(int32_t));
-    ds->classes = task == TS_SEQ_TAG ? 2 : 3;
-    snprintf(ds->name, sizeof ds->name, "synthetic-%s", task == TS_SEQ_TAG ? "tags" : "first");
+    if (task == TS_SEQ_CLASSIFY) /* marker 1, 2 or 3 at a random place; the first one decides */
+        return test_first_marker_texts(count, T, VOCAB, 3, seed);
+    ts_text_dataset *ds = test_alloc_texts(count, T, task, 2, "synthetic-tags");
     ts_rng r;
     ts_rng_seed(&r, seed);
     for (int64_t i = 0; i < count; i++) {
@@ -33,28 +27,15 @@ static ts_text_dataset *make_set(ts_seq_task task, int64_t count, uint64_t seed)
         ds->lengths[i] = len;
         int32_t *tok = ds->tokens + i * T;
         for (int t = 0; t < len; t++) tok[t] = 4 + (int32_t)ts_rng_below(&r, VOCAB - 4); /* no marker */
-        if (task == TS_SEQ_CLASSIFY) { /* marker 1, 2 or 3 at a random place; the first one decides */
-            const int c = (int)ts_rng_below(&r, 3), at = (int)ts_rng_below(&r, (uint64_t)len - 1);
-            tok[at] = 1 + c;
-            tok[at + 1 + (int)ts_rng_below(&r, (uint64_t)(len - at - 1))] = 1 + (int)ts_rng_below(&r, 3);
-            ds->labels[i] = c;
-        } else {
-            for (int t = 0; t < len; t++)
-                if (ts_rng_below(&r, 4) == 0) tok[t] = 3;
-            int32_t *tag = ds->labels + i * T;
-            for (int t = 0; t < T; t++) tag[t] = t >= len ? -1 : t > 0 && tok[t - 1] == 3;
-        }
+        for (int t = 0; t < len; t++)
+            if (ts_rng_below(&r, 4) == 0) tok[t] = 3;
+        int32_t *tag = ds->labels + i * T;
+        for (int t = 0; t < T; t++) tag[t] = t >= len ? -1 : t > 0 && tok[t - 1] == 3;
     }
     return ds;
 }
 
-static void free_set(ts_text_dataset *ds) {
-    if (!ds) return;
-    free(ds->tokens);
-    free(ds->lengths);
-    free(ds->labels);
-    free(ds);
-}
+static void free_set(ts_text_dataset *ds) { test_free_texts(ds); }
 
 static const char *const CLASSIFIER = "input shape=10\nembedding name=e vocab=12 dim=8 padding_idx=0\n"
                                       "lstm name=l in=e,input0 hidden=16 sequence=0\ndense name=out out=classes\n";
@@ -64,23 +45,7 @@ static const char *const TAGGER = "input shape=10\nembedding name=e vocab=12 dim
 /* Trains arch on train for `epochs`; the model (caller frees) and its validation top-1. */
 static ts_model *train_model(const char *arch, int classes, const ts_text_dataset *train,
                              const ts_text_dataset *val, int epochs, double *val_acc) {
-    ts_model *m = NULL;
-    CHECK(ts_model_from_arch(g_ctx, arch, "seq.arch", NULL, classes, 3, &m) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (!m) return NULL;
-    ts_train_config cfg;
-    ts_train_config_default(&cfg);
-    cfg.epochs = epochs;
-    cfg.batch = 32;
-    cfg.lr = 0.01f;
-    ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
-    ts_trainer *tr = NULL;
-    CHECK(ts_trainer_create_text(g_ctx, m, train, val, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    if (tr) CHECK(ts_trainer_run(g_ctx, tr, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    ts_train_summary sum;
-    if (tr) ts_trainer_summary(tr, &sum);
-    *val_acc = tr ? sum.best_val_acc : 0;
-    ts_trainer_free(tr);
-    return m;
+    return test_train_text_adam(g_ctx, arch, classes, train, val, 3, epochs, val_acc);
 }
 
 static void test_classifier(void) {

@@ -1,0 +1,546 @@
+/* Decomposing a many-to-one recurrent classifier into per-label modules (Imtiaz, Pan
+ * & Rajan, ICSE'23, the rolled variant: one weight copy for every step; brief
+ * ../shared/reference/modularization-successors.md, docs/sequences.md).
+ *
+ * Per label c: up to M positives (texts of c the model classifies right with
+ * probability above the confidence) and M/(labels-1) negatives from each other
+ * label, drawn in a seeded order in one pass shared by every module. The hidden
+ * states of every recurrent layer at every real step of those texts are pooled per
+ * unit. Concern and tangling identification per unit: a relu cell's unit stays when
+ * a positive or a negative makes it positive at some step (Alg. 5); a tanh, lstm or
+ * gru unit goes when the trimmed mean of |state| over the positives is below the
+ * negatives', most negative differences first, up to max_remove of its layer (Alg.
+ * 4). Removed units are cut out of the model (rnn_units.c); the head is channelled
+ * when the module runs (compose.c), as for image modules. */
+#include "modular.h"
+
+#include "train/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ts_decompose_text_config_default(ts_decompose_text_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->positives = 500;
+    cfg->confidence = 0.9f;
+    cfg->tangling = 1.0f;
+    cfg->max_remove = 0.2f;
+    cfg->outlier_m = 2.0f;
+    cfg->batch = 128;
+}
+
+static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
+    const char *w = "decompose (text)";
+    if (c->positives < 1 || c->positives > (1 << 20))
+        return ts_fail(ctx, TS_EINVAL, "%s: positives %d out of [1, %d]", w, c->positives, 1 << 20);
+    if (!(c->confidence >= 0.0f && c->confidence < 1.0f))
+        return ts_fail(ctx, TS_EINVAL, "%s: confidence %g out of [0, 1)", w, (double)c->confidence);
+    if (!(c->tangling > 0.0f && c->tangling <= 100.0f))
+        return ts_fail(ctx, TS_EINVAL, "%s: tangling %g out of (0, 100]", w, (double)c->tangling);
+    if (!(c->max_remove >= 0.0f && c->max_remove <= 1.0f))
+        return ts_fail(ctx, TS_EINVAL, "%s: max_remove %g out of [0, 1]", w, (double)c->max_remove);
+    if (!(c->outlier_m > 0.0f && c->outlier_m < INFINITY))
+        return ts_fail(ctx, TS_EINVAL, "%s: outlier_m %g is not positive", w, (double)c->outlier_m);
+    if (c->batch < 1 || c->batch > 4096) return ts_fail(ctx, TS_EINVAL, "%s: batch %d out of [1, 4096]", w, c->batch);
+    return TS_OK;
+}
+
+/* ---- drawing the texts */
+
+enum { ROLE_POS = 1, ROLE_NEG = 2 };
+typedef struct drawn {
+    int64_t idx;   /* in the training set */
+    int label;
+    uint8_t role;  /* ROLE_POS: a positive of its label; ROLE_NEG: a negative for the others */
+} drawn;
+
+/* Row y's probability and whether y is the argmax, from logits or, after a final
+ * softmax, probabilities. */
+static float prob_row(const float *row, int k, int y, int probs, int *top) {
+    if (!probs) return decompose_prob_of(row, k, y, top);
+    int best = 0;
+    for (int j = 1; j < k; j++) best = row[j] > row[best] ? j : best;
+    *top = best == y;
+    return row[y];
+}
+
+/* Fills dr (capacity: the whole set) with the drawn texts, in draw order. */
+static ts_status draw(ts_ctx *ctx, ts_model *work, const ts_text_dataset *ds, const ts_decompose_text_config *cfg,
+                      const int *want_pos, int nneg, drawn *dr, int64_t *ndr, int *npos) {
+    const int K = work->classes, T = ds->max_len, B = cfg->batch;
+    const int probs = work->layers[work->nlayers - 1].kind == LAYER_SOFTMAX;
+    int64_t *perm = malloc(sizeof *perm * (size_t)ds->count), *ib = malloc(sizeof *ib * (size_t)B);
+    int *neg = calloc((size_t)K, sizeof *neg);
+    float *x = malloc(sizeof *x * (size_t)B * (size_t)T), *logits = malloc(sizeof *logits * (size_t)B * (size_t)K);
+    ts_status st = TS_OK;
+    if (!perm || !ib || !neg || !x || !logits) {
+        st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+        goto done;
+    }
+    ts_rng r;
+    ts_rng_seed(&r, cfg->seed);
+    for (int64_t i = 0; i < ds->count; i++) perm[i] = i;
+    for (int64_t i = ds->count - 1; i > 0; i--) {
+        int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    memset(npos, 0, sizeof *npos * (size_t)K);
+    *ndr = 0;
+    for (int64_t cursor = 0; cursor < ds->count;) {
+        int b = 0;
+        while (b < B && cursor < ds->count) {
+            const int64_t idx = perm[cursor++];
+            const int c = ds->labels[idx];
+            if (npos[c] >= want_pos[c] && neg[c] >= nneg) continue;
+            for (int t = 0; t < T; t++) x[(size_t)b * T + t] = (float)ds->tokens[idx * T + t];
+            ib[b++] = idx;
+        }
+        if (!b) break;
+        if ((st = ts_model_predict(ctx, work, x, b, logits))) goto done;
+        for (int i = 0; i < b; i++) {
+            const int c = ds->labels[ib[i]];
+            int top;
+            const float p = prob_row(logits + (size_t)i * K, K, c, probs, &top);
+            uint8_t role = 0;
+            if (npos[c] < want_pos[c] && top && p > cfg->confidence) {
+                role |= ROLE_POS;
+                npos[c]++;
+            }
+            if (neg[c] < nneg) {
+                role |= ROLE_NEG;
+                neg[c]++;
+            }
+            if (role) dr[(*ndr)++] = (drawn){ib[i], c, role};
+        }
+        int all = 1;
+        for (int c = 0; c < K && all; c++) all = npos[c] >= want_pos[c] && neg[c] >= nneg;
+        if (all) break;
+    }
+done:
+    free(perm);
+    free(ib);
+    free(neg);
+    free(x);
+    free(logits);
+    return st;
+}
+
+/* ---- recording hidden states */
+
+/* The states of one chain layer at every real step of every drawn text:
+ * vals (steps, U), rows of text s from off[s] to off[s + 1]. */
+typedef struct states {
+    int64_t U;
+    int64_t *off; /* (ndr + 1) */
+    float *vals;
+} states;
+
+typedef struct recorder {
+    const rnn_chain *ch;
+    states *st;
+    int T;
+    int64_t base; /* the drawn index of the call's first text */
+} recorder;
+
+static int record(void *user, int layer, int64_t first, int n, const float *out) {
+    const recorder *rc = user;
+    int k = 0;
+    while (k < rc->ch->n && rc->ch->layer[k] != layer) k++;
+    if (k == rc->ch->n) return 1;
+    const states *s = &rc->st[k];
+    for (int j = 0; j < n; j++) {
+        const int64_t d = rc->base + first + j, steps = s->off[d + 1] - s->off[d];
+        memcpy(s->vals + s->off[d] * s->U, out + (size_t)j * (size_t)rc->T * (size_t)s->U,
+               sizeof(float) * (size_t)(steps * s->U));
+    }
+    return 0;
+}
+
+/* Steps the layer reads as real: 1 + the last non-zero id when it reads the ids (the
+ * padding rule of docs/sequences.md), else every step. */
+static int64_t real_steps(const int32_t *ids, int T, int masked) {
+    if (!masked) return T;
+    int64_t n = 0;
+    for (int t = 0; t < T; t++) n = ids[t] ? t + 1 : n;
+    return n;
+}
+
+static ts_status record_states(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const ts_text_dataset *ds,
+                               const drawn *dr, int64_t ndr, int batch, states *st) {
+    const int T = ds->max_len;
+    ts_model *probe = NULL;
+    ts_status s = rnn_probe_model(ctx, m, ch, &probe);
+    if (s) return s;
+    for (int k = 0; k < ch->n && !s; k++) {
+        states *q = &st[k];
+        q->U = (int64_t)ch->dirs[k] * ch->hidden[k];
+        if (!(q->off = malloc(sizeof *q->off * (size_t)(ndr + 1)))) {
+            s = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+            break;
+        }
+        q->off[0] = 0;
+        for (int64_t d = 0; d < ndr; d++) q->off[d + 1] = q->off[d] + real_steps(ds->tokens + dr[d].idx * T, T, ch->ids[k]);
+        q->vals = ts_alloc(ctx, sizeof(float) * (size_t)(q->off[ndr] ? q->off[ndr] : 1) * (size_t)q->U,
+                           "hidden states of the drawn texts");
+        if (!q->vals) s = TS_ENOMEM;
+    }
+    const int64_t out_per = shape_numel(&probe->layers[probe->nlayers - 1].out);
+    float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *out = malloc(sizeof *out * (size_t)batch * (size_t)out_per);
+    if (!s && (!x || !out)) s = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+    recorder rc = {ch, st, T, 0};
+    const ts_capture cap = {ch->layer, ch->n, record, &rc};
+    for (int64_t b0 = 0; b0 < ndr && !s; b0 += batch) {
+        const int n = (int)(ndr - b0 < batch ? ndr - b0 : batch);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[dr[b0 + i].idx * T + t];
+        rc.base = b0;
+        s = ts_model_predict_capture(ctx, probe, x, n, out, &cap);
+    }
+    free(x);
+    free(out);
+    ts_model_free(probe);
+    return s;
+}
+
+/* ---- statistics per unit */
+
+/* The k-th smallest of v[0..n) (reorders v). */
+static float select_kth(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const float pivot = v[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return v[k];
+}
+
+/* numpy's median: the mean of the two middle values when n is even (reorders v). */
+static double median(float *v, int64_t n) {
+    const double hi = select_kth(v, n, n / 2);
+    if (n % 2) return hi;
+    float lo = v[0];
+    for (int64_t i = 1; i < n / 2; i++) lo = v[i] > lo ? v[i] : lo; /* the lower half is v[0..n/2) */
+    return (lo + hi) / 2;
+}
+
+/* The paper's central tendency of a unit: the mean of a = |state| over the values
+ * whose distance to the median is at most m median absolute deviations (the median
+ * when none is; 0 for no values). a: (n), scratch: (n). */
+static double trimmed_mean(const float *a, float *scratch, int64_t n, double m) {
+    if (!n) return 0;
+    memcpy(scratch, a, sizeof(float) * (size_t)n);
+    const double med = median(scratch, n);
+    for (int64_t i = 0; i < n; i++) scratch[i] = (float)fabs(a[i] - med);
+    const double mad = median(scratch, n);
+    double sum = 0;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabs(a[i] - med) <= m * mad) {
+            sum += a[i];
+            kept++;
+        }
+    return kept ? sum / (double)kept : med;
+}
+
+/* |state| of unit u over the texts of dr with role `role` and a label that is c (own)
+ * or not c; returns how many values went to a. */
+static int64_t gather(const states *s, const drawn *dr, int64_t ndr, int c, int own, uint8_t role, int64_t u,
+                      float *a) {
+    int64_t n = 0;
+    for (int64_t d = 0; d < ndr; d++) {
+        if (!(dr[d].role & role) || (dr[d].label == c) != own) continue;
+        for (int64_t r = s->off[d]; r < s->off[d + 1]; r++) a[n++] = fabsf(s->vals[r * s->U + u]);
+    }
+    return n;
+}
+
+/* Unit a before unit b: smaller difference first, then the lower index. */
+static int unit_after(const double *diff, int a, int b) { return diff[a] > diff[b] || (diff[a] == diff[b] && a > b); }
+
+/* Sorts units by diff, ascending, ties by index (no qsort_r in C11: an insertion
+ * sort, a layer's units are few). */
+static void sort_units(int *order, int64_t n, const double *diff) {
+    for (int64_t i = 1; i < n; i++) {
+        const int v = order[i];
+        int64_t j = i;
+        while (j > 0 && unit_after(diff, order[j - 1], v)) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+}
+
+/* keep (U) for label c's module in chain layer k. a, scratch: room for every
+ * recorded step; diff: (U) doubles; order: (U) ints. */
+static void identify(const ts_model *m, const rnn_chain *ch, int k, const states *s, const drawn *dr, int64_t ndr,
+                     int c, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff, int *order,
+                     uint8_t *keep) {
+    const layer *l = &m->layers[ch->layer[k]];
+    const int64_t U = s->U;
+    if (l->kind == LAYER_RNN && l->cell_act) { /* relu: active (> 0) on a positive or a negative */
+        for (int64_t u = 0; u < U; u++) {
+            keep[u] = 0;
+            for (int64_t d = 0; d < ndr && !keep[u]; d++) {
+                const uint8_t want = dr[d].label == c ? ROLE_POS : ROLE_NEG;
+                if (!(dr[d].role & want)) continue;
+                for (int64_t r = s->off[d]; r < s->off[d + 1] && !keep[u]; r++) keep[u] = s->vals[r * U + u] > 0.0f;
+            }
+        }
+        return;
+    }
+    for (int64_t u = 0; u < U; u++) {
+        const int64_t np = gather(s, dr, ndr, c, 1, ROLE_POS, u, a);
+        const double pos = trimmed_mean(a, scratch, np, cfg->outlier_m);
+        const int64_t nn = gather(s, dr, ndr, c, 0, ROLE_NEG, u, a);
+        diff[u] = pos - trimmed_mean(a, scratch, nn, cfg->outlier_m);
+        keep[u] = 1;
+        order[u] = (int)u;
+    }
+    sort_units(order, U, diff);
+    const int64_t cap = (int64_t)floor((double)cfg->max_remove * (double)U);
+    for (int64_t i = 0; i < cap && diff[order[i]] < 0; i++) keep[order[i]] = 0;
+}
+
+/* ---- the modules */
+
+static int64_t layer_macs_sum(const ts_model *m) {
+    int64_t s = 0;
+    for (int li = 1; li < m->nlayers; li++) s += LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]);
+    return s;
+}
+
+static int64_t chain_weights(const ts_model *m, const rnn_chain *ch) {
+    int64_t s = 0;
+    for (int t = 0; t < m->ntensors; t++) {
+        int li = m->tensors[t].layer, in = li == ch->head;
+        for (int k = 0; k < ch->n; k++) in |= li == ch->layer[k];
+        s += in && m->tensors[t].role == TS_TENSOR_PARAM ? m->tensors[t].numel : 0;
+    }
+    return s;
+}
+
+static ts_status make_module(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep, int c,
+                             int npos, int nneg, ts_module **out) {
+    ts_model *sliced = NULL;
+    ts_status st = rnn_remove_units(ctx, m, ch, keep, NULL, &sliced);
+    if (!st) st = module_create(ctx, sliced, c, out);
+    if (!st) {
+        ts_module_info *in = &(*out)->info;
+        in->positives = npos;
+        in->negatives = nneg;
+        in->units = in->units_kept = 0;
+        for (int k = 0; k < ch->n; k++) {
+            const int64_t U = (int64_t)ch->dirs[k] * ch->hidden[k];
+            in->units += U;
+            for (int64_t u = 0; u < U; u++) in->units_kept += keep[k][u] != 0;
+        }
+        in->weights = chain_weights(m, ch);
+        in->weights_kept = chain_weights(sliced, ch);
+        in->jaccard = in->weights ? (double)in->weights_kept / (double)in->weights : 1.0;
+        in->params = in->origin_params_live = ts_model_param_count(m);
+        in->params_kept = ts_model_param_count(sliced);
+        in->origin_macs = in->origin_macs_live = layer_macs_sum(m);
+        in->macs_kept = layer_macs_sum(sliced);
+        in->method = TS_DECOMPOSE_ACTIVATION;
+    }
+    ts_model_free(sliced);
+    return st;
+}
+
+/* The module's yes/no threshold, as for image modules (docs/modules.md): the cut
+ * with the best balanced accuracy of its scores on the drawn texts of its label
+ * against the drawn negatives of the others. */
+static ts_status set_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, const drawn *dr, int64_t ndr,
+                               int batch) {
+    const int T = ds->max_len, c = mod->cls;
+    ts_model *mm = NULL;
+    ts_status st = ts_module_model(ctx, mod, &mm);
+    if (st) return st;
+    float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *score = malloc(sizeof *score * (size_t)batch);
+    float *sp = malloc(sizeof *sp * (size_t)ndr), *sn = malloc(sizeof *sn * (size_t)ndr);
+    int64_t *pick = malloc(sizeof *pick * (size_t)ndr), npick = 0, np = 0, nn = 0;
+    if (!x || !score || !sp || !sn || !pick) st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+    for (int64_t d = 0; d < ndr && !st; d++)
+        if (dr[d].label == c || (dr[d].role & ROLE_NEG)) pick[npick++] = d;
+    for (int64_t b0 = 0; b0 < npick && !st; b0 += batch) {
+        const int n = (int)(npick - b0 < batch ? npick - b0 : batch);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[dr[pick[b0 + i]].idx * T + t];
+        if ((st = ts_model_predict(ctx, mm, x, n, score))) break;
+        for (int i = 0; i < n; i++) {
+            if (!isfinite(score[i])) continue;
+            if (dr[pick[b0 + i]].label == c) sp[np++] = score[i];
+            else sn[nn++] = score[i];
+        }
+    }
+    if (!st) mod->info.threshold = np && nn ? module_balanced_threshold(sp, np, sn, nn) : 0.0f;
+    ts_model_free(mm);
+    free(x);
+    free(score);
+    free(sp);
+    free(sn);
+    free(pick);
+    return st;
+}
+
+static ts_status check_args(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,
+                            const ts_decompose_text_config *cfg, const int *classes, int n, rnn_chain *ch) {
+    ts_status st = check_config(ctx, cfg);
+    if (!st) st = rnn_chain_find(ctx, m, ch, "decompose (text)");
+    if (!st && train->task != TS_SEQ_CLASSIFY)
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "decompose (text): set %s is not a classification set (one label a text)",
+                     train->name);
+    if (!st) st = train_check_text(ctx, m, train, "decompose (text): training");
+    if (!st && m->classes < 2) st = ts_fail(ctx, TS_EINVAL, "decompose (text): the model has %d label", m->classes);
+    if (!st && (n < 0 || (n > 0 && !classes) || n > m->classes))
+        st = ts_fail(ctx, TS_EINVAL, "decompose (text): %d labels listed (the model has %d)", n, m->classes);
+    for (int i = 0; i < n && !st; i++)
+        if (classes[i] < 0 || classes[i] >= m->classes)
+            st = ts_fail(ctx, TS_EINVAL, "decompose (text): label %d is not a label of the model (0..%d)", classes[i],
+                         m->classes - 1);
+    return st;
+}
+
+ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,
+                            const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
+                            int *count) {
+    if (!ctx || !m || !train || !modules || !count) return ts_fail(ctx, TS_EINVAL, "ts_decompose_text: NULL argument");
+    *modules = NULL;
+    *count = 0;
+    ts_decompose_text_config defaults;
+    if (!cfg) {
+        ts_decompose_text_config_default(&defaults);
+        cfg = &defaults;
+    }
+    rnn_chain ch;
+    ts_status st = check_args(ctx, m, train, cfg, classes, n, &ch);
+    if (st) return st;
+    const double t0 = ts_monotonic_s();
+    const int K = m->classes, nmod = n ? n : K;
+    const int nneg = (int)ceil((double)cfg->tangling * cfg->positives / (K - 1));
+    int *want = calloc((size_t)K, sizeof *want), *npos = calloc((size_t)K, sizeof *npos), *order = NULL;
+    drawn *dr = malloc(sizeof *dr * (size_t)(train->count ? train->count : 1));
+    states sts[RNN_CHAIN_MAX] = {0};
+    float *a = NULL, *scratch = NULL;
+    double *diff = NULL;
+    uint8_t *keep[RNN_CHAIN_MAX] = {0};
+    ts_module **mods = calloc((size_t)nmod, sizeof *mods);
+    ts_model *work = NULL;
+    int64_t ndr = 0;
+    double shared_s = 0;
+    if (!want || !npos || !dr || !mods) {
+        st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+        goto done;
+    }
+    for (int i = 0; i < nmod; i++) want[n ? classes[i] : i] = cfg->positives;
+    if ((st = model_clone(ctx, m, &work))) goto done;
+    if ((st = draw(ctx, work, train, cfg, want, nneg, dr, &ndr, npos))) goto done;
+    if ((st = record_states(ctx, m, &ch, train, dr, ndr, cfg->batch, sts))) goto done;
+    shared_s = ts_monotonic_s() - t0;
+    int64_t most = 1, maxU = 1;
+    for (int k = 0; k < ch.n; k++) {
+        most = sts[k].off[ndr] > most ? sts[k].off[ndr] : most;
+        maxU = sts[k].U > maxU ? sts[k].U : maxU;
+    }
+    a = malloc(sizeof *a * (size_t)most);
+    scratch = malloc(sizeof *scratch * (size_t)most);
+    diff = malloc(sizeof *diff * (size_t)maxU);
+    order = malloc(sizeof *order * (size_t)maxU);
+    for (int k = 0; k < ch.n; k++) keep[k] = malloc((size_t)sts[k].U);
+    int ok = a && scratch && diff && order;
+    for (int k = 0; k < ch.n; k++) ok &= keep[k] != NULL;
+    if (!ok) {
+        st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+        goto done;
+    }
+    for (int i = 0; i < nmod && !st; i++) {
+        const int c = n ? classes[i] : i;
+        const double tc = ts_monotonic_s();
+        for (int k = 0; k < ch.n; k++) {
+            if (npos[c]) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, diff, order, keep[k]);
+            else memset(keep[k], 1, (size_t)sts[k].U); /* no confident positive: nothing is known, keep all */
+        }
+        int negs = 0;
+        for (int64_t d = 0; d < ndr; d++) negs += dr[d].label != c && (dr[d].role & ROLE_NEG);
+        st = make_module(ctx, m, &ch, (const uint8_t *const *)keep, c, npos[c], negs, &mods[i]);
+        if (!st) st = set_threshold(ctx, mods[i], train, dr, ndr, cfg->batch);
+        if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc;
+    }
+    /* drawing and recording are shared: each module gets its share, as decompose.c does */
+    for (int i = 0; i < nmod && !st; i++) mods[i]->info.seconds += shared_s / nmod;
+done:
+    for (int k = 0; k < RNN_CHAIN_MAX; k++) {
+        free(sts[k].off);
+        ts_free(sts[k].vals);
+        free(keep[k]);
+    }
+    free(want);
+    free(npos);
+    free(dr);
+    free(a);
+    free(scratch);
+    free(diff);
+    free(order);
+    ts_model_free(work);
+    if (st) {
+        ts_modules_free(mods, nmod);
+        return st;
+    }
+    *modules = mods;
+    *count = nmod;
+    return TS_OK;
+}
+
+ts_status ts_module_evaluate_text(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int batch, double *own,
+                                  double *rest) {
+    if (!ctx || !mod || !ds || !own || !rest) return ts_fail(ctx, TS_EINVAL, "ts_module_evaluate_text: NULL argument");
+    *own = *rest = 0;
+    ts_status st = train_check_text(ctx, mod->origin, ds, "module evaluation");
+    if (!st && ds->task != TS_SEQ_CLASSIFY)
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "module evaluation: set %s is not a classification set", ds->name);
+    if (st) return st;
+    if (batch < 1 || batch > MODULE_EVAL_BATCH_MAX) batch = MODULE_EVAL_BATCH_MAX;
+    ts_model *mm = NULL;
+    if ((st = ts_module_model(ctx, mod, &mm))) return st;
+    const int T = ds->max_len;
+    float *x = ts_alloc(ctx, sizeof(float) * (size_t)batch * (size_t)T, "module evaluation batch");
+    float *score = ts_alloc(ctx, sizeof(float) * (size_t)batch, "module scores");
+    int64_t npos = 0, nneg = 0, tp = 0, tn = 0;
+    if (!x || !score) st = TS_ENOMEM;
+    for (int64_t s = 0; s < ds->count && !st; s += batch) {
+        const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
+        for (int64_t i = 0; i < (int64_t)n * T; i++) x[i] = (float)ds->tokens[s * T + i];
+        if ((st = ts_model_predict(ctx, mm, x, n, score))) break;
+        for (int i = 0; i < n; i++) {
+            /* bitwise, not &&: no branch on the score (constant-time mode) */
+            const int mine = ds->labels[s + i] == mod->cls, yes = score[i] > mod->info.threshold;
+            npos += mine;
+            nneg += !mine;
+            tp += mine & yes;
+            tn += !mine & !yes;
+        }
+    }
+    if (!st) {
+        *own = npos ? (double)tp / (double)npos : 0;
+        *rest = nneg ? (double)tn / (double)nneg : 0;
+    }
+    ts_free(x);
+    ts_free(score);
+    ts_model_free(mm);
+    return st;
+}

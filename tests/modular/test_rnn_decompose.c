@@ -1,0 +1,482 @@
+/* Decomposing recurrent classifiers into per-label modules (ts_decompose_text,
+ * src/modular/decompose_text.c and rnn_units.c; Imtiaz, Pan & Rajan ICSE'23, rolled).
+ *
+ * Three small classifiers are trained here on a synthetic 4-label task that needs
+ * the recurrence (which of four marker tokens comes first): a stacked LSTM, a
+ * bidirectional GRU and a stacked relu RNN. For each: removing units leaves their
+ * states exactly 0 at every step and the sliced model computes what the zeroed one
+ * does; every module answers its own label on the texts the model is sure of; all
+ * modules composed vote like the model on at least 95% of test texts, within a few
+ * points of its accuracy; a subset composes (reuse); modules of two models compose
+ * (replace); with nothing removed the composition outputs the model's channelled
+ * logits; a module file round-trips; decomposition is deterministic. Then the
+ * refusals, and a label without confident positives (its module keeps every unit).
+ * The measured figures are printed (docs/sequences.md quotes them). */
+#include "tessera.h"
+
+#include "common/test.h"
+#include "modular/modular.h" /* rnn_remove_units, rnn_probe_model: the removed states checked directly */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static ts_ctx *g_ctx;
+static char g_tmp[] = "/tmp/tessera_rnndec_XXXXXX";
+
+enum { T = 10, VOCAB = 14, K = 4, NTRAIN = 1200, NTEST = 400, POSITIVES = 200 };
+
+static const char *const LSTM = "input shape=10\nembedding name=e vocab=14 dim=8 padding_idx=0\n"
+                                "lstm name=l1 in=e,input0 hidden=24\ndropout name=d p=0.1\n"
+                                "lstm name=l2 in=d,input0 hidden=16 sequence=0\ndense name=out out=classes\n";
+static const char *const GRU = "input shape=10\nembedding name=e vocab=14 dim=8 padding_idx=0\n"
+                               "gru name=g in=e,input0 hidden=16 bidirectional=1 sequence=0\n"
+                               "dense name=out out=classes\n";
+static const char *const RELU = "input shape=10\nembedding name=e vocab=14 dim=8 padding_idx=0\n"
+                                "rnn name=r1 in=e,input0 hidden=24 act=relu\n"
+                                "rnn name=r2 in=r1,input0 hidden=16 act=relu sequence=0\n"
+                                "dense name=out out=classes\n";
+
+static ts_text_dataset *g_train, *g_testset;
+static float *g_x; /* (NTEST, T) the test ids as floats */
+
+static ts_model *train_model(const char *arch, int epochs) {
+    return test_train_text_adam(g_ctx, arch, K, g_train, NULL, 5, epochs, NULL);
+}
+
+static void predict(ts_model *m, float *out) {
+    CHECK(ts_model_predict(g_ctx, m, g_x, NTEST, out) == TS_OK, "%s", ts_ctx_error(g_ctx));
+}
+
+static int argmax(const float *row, int k) {
+    int b = 0;
+    for (int j = 1; j < k; j++) b = row[j] > row[b] ? j : b;
+    return b;
+}
+
+/* Capture sink: a chain layer's every-step states (NTEST, T, U). */
+typedef struct sink {
+    float *st;
+    int64_t per; /* T * U */
+} sink;
+
+static int keep_states(void *user, int layer, int64_t first, int n, const float *out) {
+    (void)layer;
+    const sink *s = user;
+    memcpy(s->st + first * s->per, out, sizeof(float) * (size_t)(n * s->per));
+    return 0;
+}
+
+/* Removing every third unit of every layer: the removed states are exactly 0 at
+ * every step, and the sliced model computes what the zeroed one does. */
+static void check_removal(const ts_model *m, const char *what) {
+    rnn_chain ch;
+    CHECK(rnn_chain_find(g_ctx, m, &ch, "test") == TS_OK, "%s", ts_ctx_error(g_ctx));
+    uint8_t *keep[RNN_CHAIN_MAX] = {0};
+    for (int k = 0; k < ch.n; k++) {
+        const int U = ch.dirs[k] * ch.hidden[k];
+        keep[k] = malloc((size_t)U);
+        for (int u = 0; u < U; u++) keep[k][u] = u % 3 != 1;
+    }
+    ts_model *z = NULL, *s = NULL, *probe = NULL;
+    CHECK(rnn_remove_units(g_ctx, m, &ch, (const uint8_t *const *)keep, &z, &s) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (z && s) {
+        for (int k = 0; k < ch.n; k++) {
+            const int Hs = s->layers[ch.layer[k]].features, H = ch.hidden[k];
+            /* per direction, units 1, 4, 7, ... go: H - ceil((H - 1) / 3) stay */
+            int gone = 0;
+            for (int u = 0; u < H; u++) gone += u % 3 == 1;
+            CHECK(Hs == H - gone, "%s: layer %d sliced to %d units of %d", what, k, Hs, H);
+        }
+        CHECK(ts_model_param_count(s) < ts_model_param_count(m), "%s: fewer parameters (%lld of %lld)", what,
+              (long long)ts_model_param_count(s), (long long)ts_model_param_count(m));
+        float *lz = malloc(sizeof(float) * NTEST * K), *ls = malloc(sizeof(float) * NTEST * K);
+        predict(z, lz);
+        predict(s, ls);
+        CHECK(test_allclose(what, ls, lz, (size_t)NTEST * K, 1e-4, 1e-5), "%s: the sliced model computes the zeroed one",
+              what);
+        free(lz);
+        free(ls);
+        CHECK(rnn_probe_model(g_ctx, z, &ch, &probe) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        int64_t nonzero = 0, removed = 0, live = 0;
+        for (int k = 0; probe && k < ch.n; k++) {
+            const int U = ch.dirs[k] * ch.hidden[k];
+            sink sk = {malloc(sizeof(float) * (size_t)NTEST * T * U), (int64_t)T * U};
+            ts_layer_info li;
+            ts_model_layer(probe, ts_model_layer_count(probe) - 1, &li);
+            float *out = malloc(sizeof(float) * (size_t)NTEST * (size_t)ts_shape_numel(&li.out));
+            const ts_capture cap = {&ch.layer[k], 1, keep_states, &sk};
+            CHECK(ts_model_predict_capture(g_ctx, probe, g_x, NTEST, out, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            for (int64_t i = 0; i < (int64_t)NTEST * T; i++)
+                for (int u = 0; u < U; u++) {
+                    const float v = sk.st[i * U + u];
+                    if (!keep[k][u]) {
+                        removed++;
+                        nonzero += v != 0.0f;
+                    } else {
+                        live += v != 0.0f;
+                    }
+                }
+            free(out);
+            free(sk.st);
+        }
+        CHECK(removed > 0 && nonzero == 0, "%s: %lld of %lld removed states are not 0", what, (long long)nonzero,
+              (long long)removed);
+        CHECK(live > 0, "%s: the kept units do work", what);
+    }
+    for (int k = 0; k < ch.n; k++) free(keep[k]);
+    ts_model_free(z);
+    ts_model_free(s);
+    ts_model_free(probe);
+}
+
+/* Share of the rows of a and b (n rows of k) with the same argmax. */
+static double agreement(const float *a, const float *b, int n, int k) {
+    int same = 0;
+    for (int i = 0; i < n; i++) same += argmax(a + (size_t)i * k, k) == argmax(b + (size_t)i * k, k);
+    return (double)same / n;
+}
+
+static double accuracy(const float *out, int n, int k) {
+    int right = 0;
+    for (int i = 0; i < n; i++) right += argmax(out + (size_t)i * k, k) == g_testset->labels[i];
+    return (double)right / n;
+}
+
+/* Every module says yes to the test texts of its label the model is sure of (p > 0.9). */
+static void check_own(ts_module **mods, const float *logits, const char *what) {
+    for (int c = 0; c < K; c++) {
+        ts_model *mm = NULL;
+        CHECK(ts_module_model(g_ctx, mods[c], &mm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (!mm) continue;
+        float *score = malloc(sizeof(float) * NTEST);
+        predict(mm, score);
+        int sure = 0, yes = 0;
+        for (int i = 0; i < NTEST; i++) {
+            const float *row = logits + (size_t)i * K;
+            if (g_testset->labels[i] != c || argmax(row, K) != c) continue;
+            double z = 0;
+            for (int j = 0; j < K; j++) z += exp((double)(row[j] - row[c]));
+            if (1.0 / z <= 0.9) continue;
+            sure++;
+            yes += score[i] > 0;
+        }
+        CHECK(sure > 20 && yes == sure, "%s: module %d says yes to %d of the %d texts the model is sure of", what, c,
+              yes, sure);
+        double own = 0, rest = 0;
+        CHECK(ts_module_evaluate_text(g_ctx, mods[c], g_testset, 64, &own, &rest) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        printf("  %s module %d: units %lld/%lld (%.0f%%), params %lld/%lld, MACs %lld/%lld, "
+               "own %.3f, rest %.3f\n",
+               what, c, (long long)in.units_kept, (long long)in.units, 100.0 * in.units_kept / in.units,
+               (long long)in.params_kept, (long long)in.params, (long long)in.macs_kept, (long long)in.origin_macs, own,
+               rest);
+        CHECK(in.positives == POSITIVES || in.positives > 50, "%s: %d positives", what, in.positives);
+        CHECK(in.class_index == c && in.params_kept <= in.params && in.macs_kept <= in.origin_macs,
+              "%s: the module's counts", what);
+        free(score);
+        ts_model_free(mm);
+    }
+}
+
+/* Decomposes m; checks modules and composition; returns the modules (K). */
+static ts_module **check_model(ts_model *m, const char *what, double min_acc) {
+    check_removal(m, what);
+    float *lo = malloc(sizeof(float) * NTEST * K), *lc = malloc(sizeof(float) * NTEST * K);
+    predict(m, lo);
+    const double acc = accuracy(lo, NTEST, K);
+    CHECK(acc >= min_acc, "%s learns the task: test top-1 %.3f", what, acc);
+    ts_decompose_text_config cfg;
+    ts_decompose_text_config_default(&cfg);
+    cfg.positives = POSITIVES;
+    ts_module **mods = NULL;
+    int n = 0;
+    CHECK(ts_decompose_text(g_ctx, m, g_train, &cfg, NULL, 0, &mods, &n) == TS_OK && n == K, "%s",
+          ts_ctx_error(g_ctx));
+    if (!mods) goto done;
+    check_own(mods, lo, what);
+    int64_t kept = 0, units = 0;
+    for (int c = 0; c < K; c++) {
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        kept += in.units_kept;
+        units += in.units;
+    }
+    CHECK(kept < units, "%s: units are removed (%lld of %lld kept)", what, (long long)kept, (long long)units);
+    /* tanh/lstm/gru layers lose at most 20% of their units, a module's model keeps the
+     * origin's layers with fewer units (a direction may carry zeroed ones) */
+    rnn_chain ch;
+    CHECK(rnn_chain_find(g_ctx, m, &ch, "test") == TS_OK, "%s", ts_ctx_error(g_ctx));
+    for (int c = 0; c < K; c++)
+        for (int k = 0; k < ch.n; k++) {
+            const layer *l = &m->layers[ch.layer[k]], *ml = &mods[c]->origin->layers[ch.layer[k]];
+            const int relu = l->kind == LAYER_RNN && l->cell_act, H = ch.hidden[k];
+            CHECK(ml->kind == l->kind && ml->features <= H && (relu || ml->features >= H - H / 5),
+                  "%s: module %d keeps %d of layer %d's %d units", what, c, ml->features, k, H);
+        }
+    ts_compose_config cc;
+    ts_compose_config_default(&cc);
+    ts_model *cm = NULL;
+    CHECK(ts_compose(g_ctx, mods, K, &cc, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (cm) {
+        predict(cm, lc);
+        const double agree = agreement(lo, lc, NTEST, K), cacc = accuracy(lc, NTEST, K);
+        ts_eval_report ev;
+        CHECK(ts_evaluate_text(g_ctx, cm, g_testset, 64, &ev, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(fabs(ev.top1 - cacc) < 1e-9, "ts_evaluate_text takes the composed model");
+        ts_eval_report_free(&ev);
+        printf("  %s: origin top-1 %.4f, composed %.4f (%+.2f points), agreement %.4f; params %lld composed, %lld "
+               "origin; units kept %.1f%%\n",
+               what, acc, cacc, 100 * (cacc - acc), agree, (long long)ts_model_param_count(cm),
+               (long long)ts_model_param_count(m), 100.0 * kept / units);
+        CHECK(agree >= 0.95, "%s: the composition agrees with the model on %.3f of the texts", what, agree);
+        CHECK(cacc >= acc - 0.03, "%s: composed top-1 %.3f, origin %.3f", what, cacc, acc);
+    }
+    ts_model_free(cm);
+done:
+    free(lo);
+    free(lc);
+    return mods;
+}
+
+static ts_model *g_lstm, *g_gru;
+static ts_module **g_lstm_mods, **g_gru_mods;
+
+static void test_lstm(void) {
+    g_lstm = train_model(LSTM, 6);
+    if (g_lstm) g_lstm_mods = check_model(g_lstm, "lstm", 0.95);
+}
+
+static void test_gru(void) {
+    g_gru = train_model(GRU, 6);
+    if (g_gru) g_gru_mods = check_model(g_gru, "bigru", 0.95);
+}
+
+static void test_relu(void) {
+    ts_model *m = train_model(RELU, 6);
+    if (m) ts_modules_free(check_model(m, "relu-rnn", 0.85), K);
+    ts_model_free(m);
+}
+
+/* Reuse (labels 3 and 1 of the lstm) and replace (label 2 from the gru). */
+static void test_reuse_replace(void) {
+    if (!g_lstm_mods || !g_gru_mods) return;
+    float *lo = malloc(sizeof(float) * NTEST * K), *out = malloc(sizeof(float) * NTEST * K);
+    predict(g_lstm, lo);
+    ts_module *sub[2] = {g_lstm_mods[3], g_lstm_mods[1]};
+    ts_model *cm = NULL;
+    CHECK(ts_compose(g_ctx, sub, 2, NULL, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (cm) {
+        predict(cm, out);
+        int n = 0, agree = 0, right = 0;
+        for (int i = 0; i < NTEST; i++) {
+            const int y = g_testset->labels[i];
+            if (y != 3 && y != 1) continue;
+            const float *r = lo + (size_t)i * K;
+            const int origin = r[3] > r[1] ? 0 : 1, got = argmax(out + (size_t)i * 2, 2);
+            n++;
+            agree += got == origin;
+            right += got == (y == 3 ? 0 : 1);
+        }
+        printf("  reuse (lstm labels 3, 1): top-1 %.4f on their texts, agreement with the origin's choice %.4f\n",
+               (double)right / n, (double)agree / n);
+        CHECK((double)agree / n >= 0.95, "reuse agrees with the origin on %d of %d", agree, n);
+    }
+    ts_model_free(cm);
+    ts_module *mix[K] = {g_lstm_mods[0], g_lstm_mods[1], g_gru_mods[2], g_lstm_mods[3]};
+    CHECK(ts_compose(g_ctx, mix, K, NULL, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (cm) {
+        predict(cm, out);
+        const double acc = accuracy(out, NTEST, K), oacc = accuracy(lo, NTEST, K);
+        printf("  replace (label 2 from the gru): top-1 %.4f, lstm alone %.4f\n", acc, oacc);
+        CHECK(acc >= oacc - 0.05, "replace: top-1 %.3f against %.3f", acc, oacc);
+    }
+    ts_model_free(cm);
+    free(lo);
+    free(out);
+}
+
+/* With max_remove 0 nothing is removed from a gru: every module is the origin, and
+ * the composition votes exactly as the model does. */
+static void test_no_removal(void) {
+    if (!g_gru) return;
+    ts_decompose_text_config cfg;
+    ts_decompose_text_config_default(&cfg);
+    cfg.positives = 50;
+    cfg.max_remove = 0;
+    ts_module **mods = NULL;
+    int n = 0;
+    CHECK(ts_decompose_text(g_ctx, g_gru, g_train, &cfg, NULL, 0, &mods, &n) == TS_OK && n == K, "%s",
+          ts_ctx_error(g_ctx));
+    ts_model *cm = NULL;
+    if (mods) CHECK(ts_compose(g_ctx, mods, K, NULL, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    for (int c = 0; mods && c < K; c++) {
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        CHECK(in.units_kept == in.units && in.params_kept == in.params, "module %d keeps everything", c);
+    }
+    if (cm) {
+        float *lo = malloc(sizeof(float) * NTEST * K), *lc = malloc(sizeof(float) * NTEST * K);
+        predict(g_gru, lo);
+        predict(cm, lc);
+        /* output c = logit_c - mean of the others = (K logit_c - sum) / (K - 1): the same argmax */
+        CHECK(agreement(lo, lc, NTEST, K) == 1.0, "the composition of unreduced modules votes as the model");
+        for (int i = 0; i < NTEST; i++) {
+            const float *r = lo + (size_t)i * K;
+            const double sum = r[0] + r[1] + r[2] + r[3];
+            for (int c = 0; c < K; c++)
+                if (fabs(lc[i * K + c] - (K * r[c] - sum) / (K - 1)) > 1e-4) {
+                    CHECK(0, "text %d output %d: %g, channelled logit %g", i, c, (double)lc[i * K + c],
+                          (K * r[c] - sum) / (K - 1));
+                    i = NTEST;
+                    break;
+                }
+        }
+        free(lo);
+        free(lc);
+    }
+    ts_model_free(cm);
+    ts_modules_free(mods, n);
+}
+
+/* A module file round-trips; decomposition is deterministic. */
+static void test_file_and_determinism(void) {
+    if (!g_gru_mods) return;
+    char path[256];
+    snprintf(path, sizeof path, "%s/bigru2.tsm", g_tmp);
+    ts_module *back = NULL;
+    CHECK(ts_module_save(g_ctx, g_gru_mods[2], path) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_module_load(g_ctx, path, &back) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_model *a = NULL, *b = NULL;
+    float *sa = malloc(sizeof(float) * NTEST), *sb = malloc(sizeof(float) * NTEST);
+    if (back) {
+        CHECK(ts_module_model(g_ctx, g_gru_mods[2], &a) == TS_OK && ts_module_model(g_ctx, back, &b) == TS_OK, "%s",
+              ts_ctx_error(g_ctx));
+        if (a && b) {
+            predict(a, sa);
+            predict(b, sb);
+            CHECK(!memcmp(sa, sb, sizeof(float) * NTEST), "a loaded module scores as the saved one");
+        }
+        ts_model_free(a);
+        ts_model_free(b);
+        a = b = NULL;
+    }
+    ts_module_free(back);
+    unlink(path);
+    ts_decompose_text_config cfg;
+    ts_decompose_text_config_default(&cfg);
+    cfg.positives = POSITIVES;
+    ts_module **again = NULL;
+    int n = 0;
+    const int which[1] = {2};
+    CHECK(ts_decompose_text(g_ctx, g_gru, g_train, &cfg, which, 1, &again, &n) == TS_OK && n == 1, "%s",
+          ts_ctx_error(g_ctx));
+    if (again) {
+        CHECK(ts_module_model(g_ctx, g_gru_mods[2], &a) == TS_OK && ts_module_model(g_ctx, again[0], &b) == TS_OK, "%s",
+              ts_ctx_error(g_ctx));
+        CHECK(a && b && ts_model_param_count(a) == ts_model_param_count(b), "the same sizes again");
+        if (a && b && ts_model_param_count(a) == ts_model_param_count(b)) {
+            ts_tensor_info ta, tb;
+            int same = ts_model_tensor_count(a) == ts_model_tensor_count(b);
+            for (int t = 0; same && t < ts_model_tensor_count(a); t++) {
+                ts_model_tensor(a, t, &ta);
+                ts_model_tensor(b, t, &tb);
+                same = ta.numel == tb.numel && !memcmp(ta.data, tb.data, sizeof(float) * (size_t)ta.numel);
+            }
+            CHECK(same, "a second decomposition (of one label) gives the same module, bit for bit");
+        }
+    }
+    ts_model_free(a);
+    ts_model_free(b);
+    ts_modules_free(again, n);
+    free(sa);
+    free(sb);
+}
+
+static void test_refusals(void) {
+    ts_decompose_text_config cfg;
+    ts_decompose_text_config_default(&cfg);
+    ts_module **mods = NULL;
+    int n = 0;
+    ts_model *m = NULL;
+    CHECK(ts_model_from_arch(g_ctx, "input shape=10\ndense name=a out=8\nrelu name=r\ndense name=b out=classes\n",
+                             "mlp.arch", NULL, K, 1, &m) == TS_OK,
+          "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_decompose_text(g_ctx, m, g_train, &cfg, NULL, 0, &mods, &n) == TS_EUNSUPPORTED && !mods,
+          "a model without recurrent layers is refused");
+    CHECK(strstr(ts_ctx_error(g_ctx), "no rnn, lstm or gru"), "message: %s", ts_ctx_error(g_ctx));
+    ts_model_free(m);
+    m = NULL;
+    CHECK(ts_model_from_arch(g_ctx,
+                             "input shape=10\nembedding name=e vocab=14 dim=8 padding_idx=0\n"
+                             "gru name=g in=e,input0 hidden=8\ndense name=out out=4\n",
+                             "tagger.arch", NULL, 0, 1, &m) == TS_OK,
+          "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_decompose_text(g_ctx, m, g_train, &cfg, NULL, 0, &mods, &n) == TS_EUNSUPPORTED, "a tagger is refused");
+    CHECK(strstr(ts_ctx_error(g_ctx), "tagger"), "message: %s", ts_ctx_error(g_ctx));
+    ts_model_free(m);
+    m = NULL;
+    CHECK(ts_model_from_arch(g_ctx,
+                             "input shape=10\nembedding name=e vocab=14 dim=8 padding_idx=0\n"
+                             "lstm name=l in=e,input0 hidden=8\nlstm name=l2 in=e,input0 hidden=8 sequence=0\n"
+                             "dense name=out out=classes\n",
+                             "branch.arch", NULL, K, 1, &m) == TS_OK,
+          "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_decompose_text(g_ctx, m, g_train, &cfg, NULL, 0, &mods, &n) == TS_EUNSUPPORTED,
+          "a graph that is not one chain is refused");
+    CHECK(strstr(ts_ctx_error(g_ctx), "does not read 'l'"), "message: %s", ts_ctx_error(g_ctx));
+    ts_model_free(m);
+    if (!g_lstm) return;
+    cfg.positives = 0;
+    CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, NULL, 0, &mods, &n) == TS_EINVAL, "positives 0");
+    ts_decompose_text_config_default(&cfg);
+    cfg.max_remove = 1.5f;
+    CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, NULL, 0, &mods, &n) == TS_EINVAL, "max_remove 1.5");
+    CHECK(strstr(ts_ctx_error(g_ctx), "max_remove"), "message: %s", ts_ctx_error(g_ctx));
+    ts_decompose_text_config_default(&cfg);
+    const int bad[1] = {K};
+    CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, bad, 1, &mods, &n) == TS_EINVAL, "a label past the model's");
+    g_train->max_len = T - 1;
+    CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, NULL, 0, &mods, &n) == TS_ESHAPE, "texts of another length");
+    g_train->max_len = T;
+    /* no text is that sure: no positives, so every module keeps every unit */
+    cfg.confidence = 0.99999994f;
+    CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &cfg, NULL, 0, &mods, &n) == TS_OK && n == K, "%s",
+          ts_ctx_error(g_ctx));
+    for (int c = 0; mods && c < n; c++) {
+        ts_module_info in;
+        ts_module_info_get(mods[c], &in);
+        CHECK(in.positives > 0 || (in.units_kept == in.units && in.params_kept == in.params),
+              "module %d without positives (%d) keeps every unit", c, in.positives);
+    }
+    ts_modules_free(mods, n);
+}
+
+int main(void) {
+    if (!test_begin(&g_ctx, g_tmp)) return 1;
+    ts_ctx_set_threads(g_ctx, 2);
+    g_train = test_first_marker_texts(NTRAIN, T, VOCAB, K, 11);
+    g_testset = test_first_marker_texts(NTEST, T, VOCAB, K, 12);
+    g_x = malloc(sizeof(float) * NTEST * T);
+    for (int i = 0; i < NTEST * T; i++) g_x[i] = (float)g_testset->tokens[i];
+    RUN(test_lstm);
+    RUN(test_gru);
+    RUN(test_relu);
+    RUN(test_reuse_replace);
+    RUN(test_no_removal);
+    RUN(test_file_and_determinism);
+    RUN(test_refusals);
+    ts_modules_free(g_lstm_mods, K);
+    ts_modules_free(g_gru_mods, K);
+    ts_model_free(g_lstm);
+    ts_model_free(g_gru);
+    free(g_x);
+    test_free_texts(g_train);
+    test_free_texts(g_testset);
+    ts_ctx_free(g_ctx);
+    rmdir(g_tmp);
+    TEST_MAIN_END("test_rnn_decompose");
+}
