@@ -87,12 +87,18 @@ static ts_status split_lines(ts_ctx *ctx, const char *text, char ***out, int *n)
     return TS_OK;
 }
 
-ts_status cli_text_model_vocab(ts_ctx *ctx, const ts_model *m, const char *path, ts_vocab **out) {
-    const char *v = ts_model_get_meta(m, TEXT_META_VOCAB);
-    if (!v) return ts_ctx_set_error(ctx, TS_EINVAL, "%s: not a text model (no vocabulary in its metadata)", path);
+/* The vocabulary stored under key in m (what names it in messages) */
+static ts_status meta_vocab(ts_ctx *ctx, const ts_model *m, const char *path, const char *key, const char *what,
+                            ts_vocab **out) {
+    const char *v = ts_model_get_meta(m, key);
+    if (!v) return ts_ctx_set_error(ctx, TS_EINVAL, "%s: not a %s model (no %s in its metadata)", path, what, key);
     ts_status st = ts_vocab_parse(ctx, v, strlen(v), out);
-    if (st) ts_ctx_set_error(ctx, st, "%s: metadata '%s': %s", path, TEXT_META_VOCAB, ts_ctx_error(ctx));
+    if (st) ts_ctx_set_error(ctx, st, "%s: metadata '%s': %s", path, key, ts_ctx_error(ctx));
     return st;
+}
+
+ts_status cli_text_model_vocab(ts_ctx *ctx, const ts_model *m, const char *path, ts_vocab **out) {
+    return meta_vocab(ctx, m, path, TEXT_META_VOCAB, "text", out);
 }
 
 int cli_text_model_tags(const ts_model *m) {
@@ -106,11 +112,7 @@ int cli_text_model_translates(const ts_model *m) {
 }
 
 ts_status cli_text_model_target_vocab(ts_ctx *ctx, const ts_model *m, const char *path, ts_vocab **out) {
-    const char *v = ts_model_get_meta(m, TEXT_META_TARGET_VOCAB);
-    if (!v) return ts_ctx_set_error(ctx, TS_EINVAL, "%s: not a translation model (no target vocabulary)", path);
-    ts_status st = ts_vocab_parse(ctx, v, strlen(v), out);
-    if (st) ts_ctx_set_error(ctx, st, "%s: metadata '%s': %s", path, TEXT_META_TARGET_VOCAB, ts_ctx_error(ctx));
-    return st;
+    return meta_vocab(ctx, m, path, TEXT_META_TARGET_VOCAB, "translation", out);
 }
 
 /* The source and target lengths the model was trained with (0 0 when not recorded) */
