@@ -48,10 +48,10 @@ static void test_classifier(void) {
 }
 
 static void test_resume(void) {
-    int rc = cli_run(&R, "train --data clinc_oos --limit 200 --val-split 40 " COMMON " --checkpoint %s/r.ckpt --out %s/r.tsr",
-                     g_data, R.dir, R.dir);
+    int rc = cli_run(&R, "train --data clinc_oos --limit 200 --val-split 40 --no-test " COMMON
+                         " --checkpoint %s/r.ckpt --out %s/r.tsr", g_data, R.dir, R.dir);
     CHECK(rc == 0 && strstr(R.out, "(+ validation)"), "train: exit %d: %s%s", rc, R.out, R.err);
-    rc = cli_run(&R, "train --resume %s/r.ckpt --epochs 2 --quiet --threads 1 --out %s/r2.tsr", R.dir, R.dir);
+    rc = cli_run(&R, "train --resume %s/r.ckpt --epochs 2 --quiet --threads 1 --no-test --out %s/r2.tsr", R.dir, R.dir);
     CHECK(rc == 0 && strstr(R.out, "epoch 2"), "resume: exit %d: %s%s", rc, R.out, R.err);
 }
 
@@ -67,9 +67,11 @@ static void test_tagger(void) {
 }
 
 static void test_translator(void) {
-    int rc = cli_run(&R, "train --data tatoeba --limit 300 --max-len 6 --target-len 8 " COMMON " --out %s/m.tsr",
+    /* --no-test: decoding the 5,031 test sentences is most of the time (ten times more
+     * under AddressSanitizer); eval --limit below scores BLEU the same way */
+    int rc = cli_run(&R, "train --data tatoeba --limit 300 --max-len 6 --target-len 8 --no-test " COMMON " --out %s/m.tsr",
                      g_data, R.dir);
-    CHECK(rc == 0 && strstr(R.out, "test BLEU"), "train: exit %d: %s%s", rc, R.out, R.err);
+    CHECK(rc == 0 && strstr(R.out, "saved"), "train: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "eval %s/m.tsr --limit 30 --beam 2", R.dir);
     CHECK(rc == 0 && strstr(R.out, "BLEU") && strstr(R.out, "beam search"), "eval: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "eval %s/m.tsr --limit 30 --beam 0", R.dir);
