@@ -155,7 +155,18 @@ int cmd_eval(int argc, char **argv) {
         }
         printf(" (per target word, reading the reference's words before it)\nBLEU %.2f (%s) on %lld sentences\n",
                100 * bleu, beam > 1 ? "beam search" : "greedy", (long long)texts->count);
-        if (J) json_num(J, "bleu", bleu);
+        if (J) { /* the figures printed above; no per-class table over a target vocabulary */
+            json_str(J, "model", pos[0]);
+            json_str(J, "data", spec);
+            json_str(J, "split", split == TS_SPLIT_TEST ? "test" : "train");
+            json_int(J, "sentences", (long long)texts->count);
+            json_int(J, "target_words", (long long)ev.count);
+            json_num(J, "top1", ev.top1);
+            json_num(J, "top5", ev.top5);
+            json_num(J, "loss", ev.loss);
+            json_int(J, "beam", beam);
+            json_num(J, "bleu", bleu);
+        }
         ts_eval_report_free(&ev);
         rc = EXIT_OK;
         goto done;
@@ -226,9 +237,9 @@ static cli_opt predict_opts[] = {
 };
 static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I | TEXT-MODEL \"TEXT\"...",
                               "Classifies PGM/PPM images (binary or ASCII, sized as the model's input), dataset\n"
-                              "samples, or texts (a tagger prints each word's tag), printing the top classes with\n"
-                              "their probabilities (for a patched model, its\n"
-                              "outputs as they are: the weak model's probabilities and the patched class's output).",
+                              "samples, or texts, printing the top classes with their probabilities (for a patched\n"
+                              "model, its outputs as they are: the weak model's probabilities and the patched class's\n"
+                              "output; for a tagger, each word's tag; for a translator, the translation).",
                               predict_opts, sizeof predict_opts / sizeof predict_opts[0]};
 
 /* The ranking is the library's branch-free ts_top_k (the t-th best: the highest

@@ -926,6 +926,30 @@ static void test_softmax_xent(void) {
     const float lg[2] = {0, 1};
     const int32_t bad = 2;
     CHECK(isnan(softmax_xent_ref(1, 2, lg, &bad, 0, NULL)), "bad label not NaN");
+    /* ignore_index: the ignored rows add nothing and get zero gradients; the others are
+     * the plain loss of those rows alone (mean over them) */
+    {
+        enum { R = 5, K = 4 };
+        float x[R * K], d[R * K], xs[3 * K], ds[3 * K];
+        const int32_t y[R] = {2, -1, 0, -1, 3}, ys[3] = {2, 0, 3};
+        test_fill_uniform(x, R * K, 41, -2.0f, 2.0f);
+        for (int j = 0; j < K; j++) {
+            xs[j] = x[j];
+            xs[K + j] = x[2 * K + j];
+            xs[2 * K + j] = x[4 * K + j];
+        }
+        int counted = 0;
+        const float li = softmax_xent_ignore_ref(R, K, x, y, -1, 0.1f, d, &counted);
+        const float ls = softmax_xent_ref(3, K, xs, ys, 0.1f, ds);
+        CHECK(counted == 3 && li == ls, "ignore: loss %g vs %g over the 3 kept rows (%d counted)", li, ls, counted);
+        for (int j = 0; j < K; j++) {
+            CHECK(d[K + j] == 0.0f && d[3 * K + j] == 0.0f, "ignored rows get no gradient");
+            CHECK(d[j] == ds[j] && d[2 * K + j] == ds[K + j] && d[4 * K + j] == ds[2 * K + j], "kept rows' gradient");
+        }
+        const int32_t none[2] = {-1, -1};
+        CHECK(softmax_xent_ignore_ref(2, K, x, none, -1, 0.0f, d, &counted) == 0.0f && counted == 0,
+              "every row ignored: loss 0");
+    }
 }
 
 int main(void) {

@@ -74,6 +74,10 @@ static void test_translator(void) {
     CHECK(rc == 0 && strstr(R.out, "saved"), "train: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "eval %s/m.tsr --limit 30 --beam 2", R.dir);
     CHECK(rc == 0 && strstr(R.out, "BLEU") && strstr(R.out, "beam search"), "eval: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "eval %s/m.tsr --limit 30 --json", R.dir);
+    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"bleu\"") && strstr(R.out, "\"top1\"") &&
+              strstr(R.out, "\"target_words\""),
+          "eval --json of a translator: %s", R.out);
     rc = cli_run(&R, "eval %s/m.tsr --limit 30 --beam 0", R.dir);
     CHECK(rc == 2, "--beam 0: exit %d", rc);
     rc = cli_run(&R, "predict %s/m.tsr \"i am here .\" --beam 3", R.dir);
