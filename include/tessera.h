@@ -439,6 +439,32 @@ ts_status ts_model_predict_profile(ts_ctx *ctx, ts_model *m, const float *x, int
  * runs on its own), as planned by the last inference call; -1 before any. */
 int ts_model_layer_fused_into(const ts_model *m, int index);
 
+/* Where the cost goes (Sze et al.: data movement matters as much as MACs). Per sample
+ * unless said: the bytes are fp32 values a layer must move at least once (inputs read,
+ * output written; a reshape or flatten of a computed layer moves nothing), weights per
+ * call (parameters and buffers such as batch-norm statistics). */
+typedef struct ts_layer_cost {
+    int64_t macs;         /* multiply-accumulates, forward (as ts_layer_info) */
+    int64_t params;       /* trainable scalars */
+    int64_t in_bytes;     /* per sample: every input read once */
+    int64_t out_bytes;    /* per sample: the output written once */
+    int64_t weight_bytes; /* per call: parameters and buffers read once */
+} ts_layer_cost;
+ts_status ts_model_layer_cost(const ts_model *m, int index, ts_layer_cost *out);
+
+/* This machine's roofline, measured on ctx's threads and backend (about a second):
+ * the fp32 peak (independent FMA chains in the CPU's widest vectors), the rate of a
+ * 2048^3 sgemm (what a well-blocked kernel reaches) and the STREAM-triad bandwidth; a
+ * layer whose FLOPs per byte are below ridge cannot reach the peak. */
+typedef struct ts_roofline {
+    int threads;
+    double peak_gflops;   /* fp32 GFLOP/s (2 FLOPs per MAC): FMA throughput */
+    double gemm_gflops;   /* fp32 GFLOP/s of the sgemm (oneDNN's, or the reference's) */
+    double bandwidth_gbs; /* GB/s, 10^9 bytes */
+    double ridge;         /* peak_gflops / bandwidth_gbs, FLOPs per byte */
+} ts_roofline;
+ts_status ts_machine_roofline(ts_ctx *ctx, ts_roofline *out);
+
 /* Metadata: string key/value pairs saved with the model (class names, preprocessing,
  * dataset, training summary). Setting NULL removes the key. */
 ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value);

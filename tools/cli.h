@@ -109,6 +109,16 @@ const char *cli_plural(char *buf, size_t n, long long count, const char *noun);
 const char *cli_method_name(ts_decompose_method m);
 /* 1 when s ends with suffix. */
 int cli_ends_with(const char *s, const char *suffix);
+/* A fixed pseudo-random batch of n inputs for m (x: n x its input numel):
+ * normalized-image-like values in [-1, 1), or for a sequence model token ids every
+ * embedding has a row for (1..V-1: no padding). Returns V (0: an image model). */
+int64_t cli_random_batch(const ts_model *m, float *x, int64_t n);
+/* The part of a fused chain's name after its head, as the last inference ran it:
+ * "+batchnorm+relu" (empty when the head runs alone). */
+void cli_fused_kinds(const ts_model *m, int head, char *buf, size_t cap);
+/* info --profile (info_profile.c): per layer MACs, bytes moved, time, GFLOP/s and
+ * arithmetic intensity against the machine's measured roofline. */
+int info_profile(const cli_cmd *cmd, ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J);
 /* What cli_load_model accepts besides .tsr models and checkpoints. */
 enum { CLI_LOAD_ONNX = 1, CLI_LOAD_MODULE = 2 };
 /* Loads the MODEL argument of a command: a .tsr model or checkpoint; with

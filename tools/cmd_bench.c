@@ -62,18 +62,6 @@ static int prof_by_time(const void *a, const void *b) {
     return x->s > y->s ? -1 : x->s < y->s ? 1 : x->layer - y->layer;
 }
 
-/* The part of a fused chain's name after its head: "+batchnorm+relu" */
-static void fused_kinds(const ts_model *m, int head, char *buf, size_t cap) {
-    size_t used = 0;
-    buf[0] = 0;
-    for (int j = head + 1; j < ts_model_layer_count(m) && used + 1 < cap; j++) {
-        ts_layer_info li;
-        if (ts_model_layer_fused_into(m, j) != head || ts_model_layer(m, j, &li)) continue;
-        int w = snprintf(buf + used, cap - used, "+%s", li.kind);
-        used = w < 0 || (size_t)w >= cap - used ? cap - 1 : used + (size_t)w;
-    }
-}
-
 /* `--profile`: `iters` more inference calls timed per layer; the slowest layers, then
  * the time per kind of layer (a fused chain counts as its own kind, "conv2d+relu"). */
 static ts_status profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, long iters) {
@@ -93,7 +81,7 @@ static ts_status profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float 
             ts_layer_info li;
             if (ts_model_layer_fused_into(m, i) != i || ts_model_layer(m, i, &li)) continue;
             char tail[80];
-            fused_kinds(m, i, tail, sizeof tail);
+            cli_fused_kinds(m, i, tail, sizeof tail);
             snprintf(names[i], sizeof names[i], "%s%s", li.kind, tail);
             int k = 0;
             while (k < nk && strcmp(names[kinds[k].layer], names[i])) k++;
@@ -123,21 +111,6 @@ static ts_status profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float 
     free(kinds);
     free(names);
     return st;
-}
-
-/* The fewest rows of any embedding layer's table (0: none, an image model) */
-static int64_t smallest_vocab(const ts_model *m) {
-    int64_t v = 0;
-    for (int i = 0; i < ts_model_layer_count(m); i++) {
-        ts_layer_info li;
-        if (ts_model_layer(m, i, &li) || strcmp(li.kind, "embedding")) continue;
-        char name[160];
-        snprintf(name, sizeof name, "%s.weight", li.name);
-        ts_tensor_info t;
-        const int ti = ts_model_find_tensor(m, name);
-        if (ti >= 0 && !ts_model_tensor(m, ti, &t) && t.ndim == 2 && (v == 0 || t.dims[0] < v)) v = t.dims[0];
-    }
-    return v;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -201,15 +174,7 @@ int cmd_bench(int argc, char **argv) {
         st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory for a batch of %ld", batch);
         goto fail;
     }
-    /* a fixed pseudo-random batch: normalized-image-like values, or for a sequence
-     * model token ids every embedding has a row for (1..V-1: no padding) */
-    const int64_t vocab = smallest_vocab(m);
-    uint64_t s = 0x2545f4914f6cdd1dULL;
-    for (int64_t i = 0; i < per * n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        x[i] = vocab > 1 ? (float)(1 + (int64_t)((s >> 40) % (uint64_t)(vocab - 1)))
-                         : (float)((double)(s >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
-    }
+    const int64_t vocab = cli_random_batch(m, x, n);
     for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % k);
     if (train) {
         ts_optim_config oc;

@@ -7,12 +7,20 @@
 static cli_opt info_opts[] = {
     {"input", "CxHxW", "with an architecture: input shape to use (default: as declared)", NULL},
     {"classes", "N", "with an architecture: class count to use", NULL},
+    {"profile", NULL, "also run inference and print, per layer as it runs (fused chains as one), the bytes it moves, "
+                      "its time, GFLOP/s and FLOPs per byte against this machine's measured peak and bandwidth", NULL},
+    {"batch", "N", "with --profile: batch size (default 1)", NULL},
+    {"iters", "K", "with --profile: inference calls averaged (default 20)", NULL},
+    {"threads", "N", "with --profile: threads (default: all cores)", NULL},
+    {"backend", "dnnl|ref", "with --profile: kernels, oneDNN (default) or the plain-C reference", NULL},
     CLI_OPT_JSON,
 };
 static cli_cmd info_cmd = {"info", "MODEL|MODEL.onnx|MODULE.tsm|ARCH [options]",
                            "Prints every layer with its inputs, output shape, parameters, multiply-accumulates per\n"
                            "sample and attributes (as the architecture text writes them), the totals, and the model's\n"
-                           "metadata. ARCH may be a zoo name or an .arch file.",
+                           "metadata. ARCH may be a zoo name or an .arch file. With --profile, also where inference\n"
+                           "spends its time and whether each layer is compute- or memory-bound (a roofline measured\n"
+                           "on this machine: sgemm peak and STREAM-triad bandwidth; docs/cli.md).",
                            info_opts, sizeof info_opts / sizeof info_opts[0]};
 
 static void shape_str(const ts_shape *s, char *buf, size_t n) {
@@ -104,10 +112,22 @@ int cmd_info(int argc, char **argv) {
             in.dims[in.ndim++] = v;
         }
     }
-    long classes;
-    if (!cli_int(&info_cmd, "classes", 0, 0, 1 << 24, &classes)) {
+    long classes, batch, iters;
+    if (!cli_int(&info_cmd, "classes", 0, 0, 1 << 24, &classes) || !cli_int(&info_cmd, "batch", 1, 1, 1 << 16, &batch) ||
+        !cli_int(&info_cmd, "iters", 20, 1, 1 << 20, &iters)) {
         ts_ctx_free(ctx);
         return EXIT_USAGE;
+    }
+    const int prof = cli_get(&info_cmd, "profile") != NULL;
+    if (!prof && (cli_get(&info_cmd, "batch") || cli_get(&info_cmd, "iters") || cli_get(&info_cmd, "threads") ||
+                  cli_get(&info_cmd, "backend"))) {
+        fprintf(stderr, "tessera info: --batch, --iters, --threads and --backend go with --profile\n");
+        ts_ctx_free(ctx);
+        return EXIT_USAGE;
+    }
+    if ((rc = cli_setup_ctx(&info_cmd, ctx))) {
+        ts_ctx_free(ctx);
+        return rc;
     }
     const char *zoo = ts_zoo_arch(pos[0]);
     size_t len = strlen(pos[0]);
@@ -213,9 +233,10 @@ int cmd_info(int argc, char **argv) {
             printf("meta %s: %s\n", k, v);
         }
     }
+    rc = prof ? info_profile(&info_cmd, ctx, m, batch, iters, J) : EXIT_OK;
     ts_model_free(m);
     ts_ctx_free(ctx);
-    return EXIT_OK;
+    return rc;
 }
 
 static cli_cmd zoo_cmd = {"zoo", "[NAME]", "Lists the built-in architectures, or prints one (save it, edit it, pass it to --arch).",

@@ -357,6 +357,7 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
         e->fuse_last[li] = last;
         if (last != li) e->fuse_skip[last] = e->fuse_skip[li] = 1; /* the convolution's own output is not written */
         e->fuse_head[x] = e->fuse_head[last] = li;
+        if (e->fuse_bn[li]) e->fuse_head[e->fuse_bn[li]] = li; /* also under a residual add */
         if (gate) e->fuse_head[gate] = li;
         size_t need = (size_t)m->tensors[c->weight].numel + (size_t)c->features;
         if (need > fold) fold = need;

@@ -478,6 +478,14 @@ ts_status batchnorm_forward_infer_dnnl(ts_ctx *ctx, const bn_params *p, float *o
 ts_status batchnorm_backward_dnnl(ts_ctx *ctx, const bn_params *p, float *din, float *dgamma, float *dbeta,
                                   const float *dout, const float *in, const float *gamma, const float *mean,
                                   const float *var);
+/* The roofline's lines, measured (machine.c), each the best of a few runs on
+ * ts_ctx_threads(ctx) threads: the fp32 GFLOP/s of independent FMA chains in the
+ * widest vectors the CPU has (its peak), of a large sgemm (oneDNN's when use_dnnl, else
+ * the reference: what a blocked kernel reaches), and the STREAM-triad bandwidth in GB/s. */
+ts_status machine_fma_gflops(ts_ctx *ctx, double *gflops);
+ts_status machine_peak_gflops(ts_ctx *ctx, int use_dnnl, double *gflops);
+ts_status machine_bandwidth_gbs(ts_ctx *ctx, double *gbs);
+
 /* c (m,n) = a (m,k) b (k,n), row-major (gemm_dnnl.c); TS_EUNSUPPORTED for an empty product */
 ts_status gemm_dnnl(ts_ctx *ctx, int64_t m, int64_t n, int64_t k, float *c, const float *a, const float *b);
 ts_status dense_forward_dnnl(ts_ctx *ctx, int n, int in_f, int out_f, float *out, const float *in, const float *w,
