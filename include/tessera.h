@@ -465,6 +465,26 @@ typedef struct ts_roofline {
 } ts_roofline;
 ts_status ts_machine_roofline(ts_ctx *ctx, ts_roofline *out);
 
+/* int8 inference, post-training (docs/training.md#int8). ts_model_quantize returns a
+ * copy of m whose convolutions run in int8 in inference: each conv2d's input gets one
+ * scale from the calibration samples x ((n, input) as ts_model_predict takes them;
+ * a few hundred training images): the `percentile` of |x| over them (100: the
+ * maximum), 0..255 where the input was never negative, else -128..127; weights get one
+ * scale per output channel (max |w| / 127) when they are packed, after batch norm is
+ * folded in. Everything else stays fp32. The scales are metadata, so the model saves
+ * and loads as any other; training ignores them; constant-time mode refuses the model.
+ * On oneDNN the convolutions are oneDNN's int8 ones (VNNI or AMX where the CPU has
+ * them); the reference computes the same quantized values in fp32. */
+typedef struct ts_quantize_config {
+    double percentile; /* of |x| that sets an input's range: 99.99 by default, 100 = max */
+} ts_quantize_config;
+void ts_quantize_config_default(ts_quantize_config *cfg);
+ts_status ts_model_quantize(ts_ctx *ctx, const ts_model *m, const float *x, int n, const ts_quantize_config *cfg,
+                            ts_model **out);
+/* 1 when layer `index` is a conv2d that runs in int8: its input's scale and whether the
+ * input is quantized to 0..255 (else -128..127). 0 otherwise. */
+int ts_model_int8_layer(const ts_model *m, int index, float *scale, int *is_unsigned);
+
 /* Metadata: string key/value pairs saved with the model (class names, preprocessing,
  * dataset, training summary). Setting NULL removes the key. */
 ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value);

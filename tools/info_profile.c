@@ -129,7 +129,9 @@ int info_profile(const cli_cmd *cmd, ts_ctx *ctx, ts_model *m, long batch, long 
         if (ts_model_layer(m, h, &li)) continue;
         char tail[96], runs[128], mac[32], par[32];
         cli_fused_kinds(m, h, tail, sizeof tail);
-        snprintf(runs, sizeof runs, "%s%s", li.kind, tail);
+        float qs;
+        int u8;
+        snprintf(runs, sizeof runs, "%s%s%s", li.kind, tail, ts_model_int8_layer(m, h, &qs, &u8) ? " int8" : "");
         const double flop = 2.0 * (double)u->macs * (double)batch;
         const double bytes = (double)u->bytes_per_sample * (double)batch + (double)u->weight_bytes;
         const double ai = bytes > 0 ? flop / bytes : 0.0;

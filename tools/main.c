@@ -15,6 +15,7 @@ static const subcommand COMMANDS[] = {
     {"predict", cmd_predict, "classify PGM/PPM images or dataset samples"},
     {"decompose", cmd_decompose, "cut a trained classifier into per-class modules (.tsm)"},
     {"extract", cmd_extract, "a smaller model for a few of a classifier's classes, without retraining"},
+    {"quantize", cmd_quantize, "int8 inference for a trained CNN, calibrated on a few hundred images"},
     {"compose", cmd_compose, "build a classifier from modules, without retraining"},
     {"patch", cmd_patch, "answer a weak model's class with a module from a stronger model"},
     {"replace", cmd_replace, "swap one class's module for another model's"},

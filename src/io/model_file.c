@@ -320,6 +320,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
     }
     if ((st = read_arch(ctx, &arch, tens.len, &m))) goto done;
     if ((st = read_meta(ctx, &meta, m))) goto done;
+    if ((st = model_quant_check(ctx, m, path))) goto done;
     if ((st = read_tensors(ctx, &tens, m))) goto done;
     rbuf *secs[3] = {&arch, &meta, &tens};
     for (int i = 0; i < 3; i++)

@@ -408,8 +408,20 @@ static ts_status fused_forward(ts_ctx *ctx, ts_model *m, int li, conv2d_packed_s
     const layer *c = &m->layers[li];
     float *wf = e->fold, *bf = e->fold + (size_t)m->tensors[c->weight].numel;
     conv2d_params p = layer_conv_params(m, c, e->n);
-    return ops_conv2d_forward_fused(ctx, &p, e->ls[last].out, layer_input(m, li, 0), wf, bf,
-                                    e->fuse_act[li], res, e->scratch);
+    float qs;
+    int u8;
+    if (!model_quant_layer(m, li, &qs, &u8))
+        return ops_conv2d_forward_fused(ctx, &p, e->ls[last].out, layer_input(m, li, 0), wf, bf, e->fuse_act[li], res,
+                                        e->scratch);
+    /* int8 where oneDNN could not pack it: the same quantized values, in fp32 */
+    quantize_weights_ref(c->features, m->tensors[c->weight].numel / c->features, wf, NULL, wf);
+    const size_t count = (size_t)p.n * (size_t)p.c * (size_t)p.h * (size_t)p.w;
+    float *xq = ts_alloc(ctx, count * sizeof *xq, "an int8 convolution's input");
+    if (!xq) return TS_ENOMEM;
+    quantize_fake_ref(count, xq, layer_input(m, li, 0), qs, u8, ts_ctx_threads(ctx));
+    ts_status st = ops_conv2d_forward_fused(ctx, &p, e->ls[last].out, xq, wf, bf, e->fuse_act[li], res, e->scratch);
+    ts_free(xq);
+    return st;
 }
 
 /* The heads packed into a new set, channels-last where e->cl says when `cl`. Sets
@@ -429,8 +441,22 @@ static ts_status packed_build(ts_ctx *ctx, ts_model *m, int n, int cl, conv2d_pa
                               : (e->cl[c->inputs[0]] ? CONV_PACKED_SRC_NHWC : 0u) |
                                     (e->cl[e->fuse_last[li]] ? CONV_PACKED_DST_NHWC : 0u) |
                                     (e->fuse_act[li].residual && e->cl[e->fuse_res[li]] ? CONV_PACKED_RES_NHWC : 0u);
+        float qs;
+        int u8;
+        conv_quant q = {0};
+        float *wscale = NULL;
+        if (model_quant_layer(m, li, &qs, &u8)) { /* int8: one scale per output channel of the folded weights */
+            const int64_t per = m->tensors[c->weight].numel / c->features;
+            if (!(wscale = malloc(sizeof *wscale * (size_t)c->features))) {
+                st = ts_fail(ctx, TS_ENOMEM, "out of memory for int8 scales");
+                break;
+            }
+            for (int k = 0; k < c->features; k++) wscale[k] = quantize_weight_scale(per, e->fold + (size_t)k * (size_t)per);
+            q = (conv_quant){qs, u8, wscale};
+        }
         st = conv2d_packed_add(ctx, set, li, &p, e->fold, e->fold + (size_t)m->tensors[c->weight].numel,
-                               e->fuse_act[li], nhwc);
+                               e->fuse_act[li], nhwc, wscale ? &q : NULL);
+        free(wscale);
         if (st == TS_EUNSUPPORTED) { /* this head runs per call, in NCHW */
             *all = 0;
             st = TS_OK;
@@ -661,6 +687,10 @@ ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int
             return ts_fail(ctx, TS_EINVAL, "ts_model_predict_capture: layer %d is not in the model (0..%d)",
                            cap->layers[i], m->nlayers - 1);
     const int capturing = cap && cap->nlayers > 0;
+    model_quant_refresh(m);
+    if (ctx->constant_time && m->qscale)
+        return ts_fail(ctx, TS_EUNSUPPORTED, "constant-time mode does not cover int8 models (their kernels are oneDNN's): "
+                       "use the fp32 model");
     size_t in_sz = (size_t)shape_numel(&m->input);
     ts_fpenv env;
     if (ctx->constant_time) ts_fpenv_constant_time(&env, ts_ctx_threads(ctx));

@@ -69,8 +69,22 @@ size_t conv2d_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
 ts_status conv2d_forward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     conv2d_params p = layer_conv_params(m, l, m->exec.n);
-    return ops_conv2d_forward(ctx, &p, m->exec.ls[li].out, layer_input(m, li, 0), tensor_data(m, l->weight),
-                              l->bias ? tensor_data(m, l->bias_t) : NULL, m->exec.scratch);
+    const float *bias = l->bias ? tensor_data(m, l->bias_t) : NULL;
+    float qs;
+    int u8;
+    if (m->exec.train || !model_quant_layer(m, li, &qs, &u8))
+        return ops_conv2d_forward(ctx, &p, m->exec.ls[li].out, layer_input(m, li, 0), tensor_data(m, l->weight), bias,
+                                  m->exec.scratch);
+    /* int8 inference, unfused (the reference backend, captures): the quantized values
+     * of the input and of each output channel's weights, in fp32 (ops/quant_ref.c) */
+    const size_t nx = (size_t)p.n * (size_t)p.c * (size_t)p.h * (size_t)p.w, nw = (size_t)m->tensors[l->weight].numel;
+    float *xq = ts_alloc(ctx, (nx + nw) * sizeof *xq, "an int8 convolution's operands");
+    if (!xq) return TS_ENOMEM;
+    quantize_fake_ref(nx, xq, layer_input(m, li, 0), qs, u8, ts_ctx_threads(ctx));
+    quantize_weights_ref(p.k, (int64_t)(nw / (size_t)p.k), xq + nx, NULL, tensor_data(m, l->weight));
+    ts_status st = ops_conv2d_forward(ctx, &p, m->exec.ls[li].out, xq, xq + nx, bias, m->exec.scratch);
+    ts_free(xq);
+    return st;
 }
 
 ts_status conv2d_backward(ts_ctx *ctx, ts_model *m, int li) {

@@ -252,6 +252,8 @@ void ts_model_free(ts_model *m) {
         free(m->meta[i].value);
     }
     free(m->meta);
+    free(m->qscale);
+    free(m->qu8);
     free(m);
 }
 
@@ -324,6 +326,7 @@ ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info) {
 
 ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value) {
     if (!m || !key || !*key) return ts_fail(ctx, TS_EINVAL, "metadata: empty key");
+    if (!strcmp(key, QUANT_META_KEY)) m->qdirty = 1; /* inference re-reads it */
     for (int i = 0; i < m->nmeta; i++) {
         if (strcmp(m->meta[i].key, key)) continue;
         if (!value) {

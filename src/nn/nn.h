@@ -203,6 +203,12 @@ struct ts_model {
     size_t nbuffers;
     meta_entry *meta;
     int nmeta;
+    /* int8 inference (quant.c): qscale[li] > 0 is conv2d li's input scale (qu8[li]: its
+     * input is never negative, 0..255), parsed from the "int8.inputs" metadata when
+     * qdirty; NULL when the model is not quantized */
+    float *qscale;
+    unsigned char *qu8;
+    int qdirty;
     exec_state exec;
 };
 
@@ -384,6 +390,20 @@ ts_status model_slice(ts_ctx *ctx, const ts_model *m, ts_model **out, slice_repo
 /* Trainable scalars, multiply-accumulates per sample and conv2d/dense output channels
  * (kernels) of m: the figures slice_report compares. */
 void model_measure(const ts_model *m, int64_t *params, int64_t *macs, int64_t *kernels);
+
+/* ---- int8 inference (quant.c) */
+#define QUANT_META_KEY "int8.inputs"
+/* Re-reads the quantization from the metadata when it changed (cheap otherwise). */
+void model_quant_refresh(ts_model *m);
+/* TS_EFORMAT naming source when the metadata's int8 scales do not fit m. */
+ts_status model_quant_check(ts_ctx *ctx, const ts_model *m, const char *source);
+/* Whether conv2d li runs in int8 in inference, and its input's scale and sign. */
+static inline int model_quant_layer(const ts_model *m, int li, float *scale, int *u8) {
+    if (!m->qscale || m->qscale[li] <= 0.0f) return 0;
+    *scale = m->qscale[li];
+    *u8 = m->qu8[li];
+    return 1;
+}
 
 void exec_release(exec_state *e);
 /* The model's parameters or buffers may have changed: packed inference weights are

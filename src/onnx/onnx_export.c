@@ -6,6 +6,7 @@
 #include "io/io.h"
 #include "nn/nn.h"
 #include "onnx.h"
+#include "ops/ops.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -114,6 +115,32 @@ static const char *add_init_i64(exporter *ex, const char *name, const int64_t *v
     if (!t->name || !t->dims || !t->int64_data) return NULL;
     t->dims[0] = count;
     memcpy(t->int64_data, vals, (size_t)count * sizeof *vals);
+    push(ex, (void ***)&ex->inits, &ex->ninits, &ex->capinits, t);
+    return t->name;
+}
+
+/* An int8 or uint8 initializer (type ONNX_INT8 or ONNX_UINT8) of the values v,
+ * already integers in the type's range. */
+static const char *add_init_q8(exporter *ex, const char *name, const int64_t *dims, int rank, int type, const float *v) {
+    Onnx__TensorProto *t = ex_calloc(ex, 1, sizeof *t);
+    if (!t) return NULL;
+    onnx__tensor_proto__init(t);
+    t->name = ex_strdup(ex, "%s", name);
+    t->n_dims = (size_t)rank;
+    t->dims = ex_calloc(ex, (size_t)(rank ? rank : 1), sizeof *t->dims);
+    int64_t numel = 1;
+    for (int k = 0; k < rank && t->dims; k++) {
+        t->dims[k] = dims[k];
+        numel *= dims[k];
+    }
+    t->has_data_type = 1;
+    t->data_type = type;
+    t->has_raw_data = 1;
+    t->raw_data.len = (size_t)numel;
+    t->raw_data.data = ex_calloc(ex, t->raw_data.len ? t->raw_data.len : 1, 1);
+    if (!t->name || !t->dims || !t->raw_data.data) return NULL;
+    for (int64_t i = 0; i < numel; i++)
+        t->raw_data.data[i] = type == ONNX_UINT8 ? (uint8_t)(int)v[i] : (uint8_t)(int8_t)(int)v[i];
     push(ex, (void ***)&ex->inits, &ex->ninits, &ex->capinits, t);
     return t->name;
 }
@@ -412,6 +439,56 @@ static ts_status export_recurrent(exporter *ex, int li) {
     return ex->failed ? ts_fail(ex->ctx, TS_ENOMEM, "export: out of memory") : TS_OK;
 }
 
+/* ---- int8 convolutions as QDQ (QuantizeLinear -> DequantizeLinear in front of the
+ * Conv's input, DequantizeLinear of int8 weights with one scale per output channel,
+ * axis 0, opset 13): the values tessera's int8 inference computes with. */
+
+/* x through Quantize/DequantizeLinear with scale s, zero point 0 (uint8 when u8, else int8) */
+static const char *qdq_input(exporter *ex, const char *x, const char *base, float s, int u8) {
+    const float zero = 0.0f;
+    const char *sc = scalar_init(ex, tmp_name(ex, base, "x_scale"), s);
+    const char *zp = add_init_q8(ex, tmp_name(ex, base, "x_zero_point"), NULL, 0, u8 ? ONNX_UINT8 : ONNX_INT8, &zero);
+    const char *xq = tmp_name(ex, base, "x_q"), *xd = tmp_name(ex, base, "x_dq");
+    const char *i1[3] = {x, sc, zp}, *i2[3] = {xq, sc, zp};
+    add_node(ex, "QuantizeLinear", tmp_name(ex, base, "quantize"), i1, 3, xq);
+    add_node(ex, "DequantizeLinear", tmp_name(ex, base, "dequantize"), i2, 3, xd);
+    return xd;
+}
+
+/* conv2d li's weights as int8 per output channel, dequantized */
+static const char *qdq_weights(exporter *ex, const layer *l) {
+    const tensor_entry *e = &ex->m->tensors[l->weight];
+    const float *w = ex->m->params + e->offset;
+    const int k = l->features;
+    const int64_t per = e->numel / k;
+    float *q = malloc(sizeof *q * (size_t)e->numel), *scale = malloc(sizeof *scale * (size_t)k);
+    float *zeros = calloc((size_t)k, sizeof *zeros);
+    const char *out = NULL;
+    if (q && scale && zeros) {
+        for (int o = 0; o < k; o++) { /* the integers quantize_weights_ref dequantizes */
+            scale[o] = quantize_weight_scale(per, w + (size_t)o * (size_t)per);
+            const float inv = 1.0f / scale[o];
+            for (int64_t i = 0; i < per; i++) {
+                float v = nearbyintf(w[(size_t)o * (size_t)per + (size_t)i] * inv);
+                q[(size_t)o * (size_t)per + (size_t)i] = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+            }
+        }
+        const int64_t kd[1] = {k};
+        const char *wq = add_init_q8(ex, tmp_name(ex, l->name, "w_q"), e->shape.dims, e->shape.ndim, ONNX_INT8, q);
+        const char *sc = add_init(ex, tmp_name(ex, l->name, "w_scale"), kd, 1, scale);
+        const char *zp = add_init_q8(ex, tmp_name(ex, l->name, "w_zero_point"), kd, 1, ONNX_INT8, zeros);
+        const char *ins[3] = {wq, sc, zp};
+        out = tmp_name(ex, l->name, "w_dq");
+        attr_i(ex, add_node(ex, "DequantizeLinear", tmp_name(ex, l->name, "dequantize_w"), ins, 3, out), "axis", 0);
+    } else {
+        ex->failed = 1;
+    }
+    free(q);
+    free(scale);
+    free(zeros);
+    return out;
+}
+
 static ts_status export_layer(exporter *ex, int li) {
     const ts_model *m = ex->m;
     const layer *l = &m->layers[li];
@@ -422,7 +499,11 @@ static ts_status export_layer(exporter *ex, int li) {
     switch (l->kind) {
     case LAYER_INPUT: return TS_OK;
     case LAYER_CONV2D: {
-        const char *ins[3] = {x, tensor_init(ex, l->weight), l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
+        float qs;
+        int u8;
+        const int q8 = ts_model_int8_layer(m, li, &qs, &u8);
+        const char *ins[3] = {q8 ? qdq_input(ex, x, name, qs, u8) : x, q8 ? qdq_weights(ex, l) : tensor_init(ex, l->weight),
+                              l->bias_t >= 0 ? tensor_init(ex, l->bias_t) : NULL};
         n = add_node(ex, "Conv", name, ins, l->bias_t >= 0 ? 3 : 2, out);
         schema_attrs(ex, n, l);
         break;

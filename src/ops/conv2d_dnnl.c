@@ -75,19 +75,20 @@ static void conv_descs_init(dnnl_job *job, const conv2d_params *p, conv_descs *d
  * backward passes is a forward with everything in bfloat16. */
 typedef enum conv_pass { PASS_FWD, PASS_BWD_DATA, PASS_BWD_WEIGHTS, PASS_HINT } conv_pass;
 
-static void md_bf16(dnnl_job *job, dnnl_memory_desc_t *md) {
+/* md with data type dt in the layout oneDNN picks */
+static void md_type(dnnl_job *job, dnnl_memory_desc_t *md, dnnl_data_type_t dt) {
     dnnl_dims_t dims;
     memcpy(dims, md->dims, sizeof dims);
-    dnnl_job_check(job, dnnl_memory_desc_init_by_tag(md, md->ndims, dims, dnnl_bf16, dnnl_format_tag_any),
+    dnnl_job_check(job, dnnl_memory_desc_init_by_tag(md, md->ndims, dims, dt, dnnl_format_tag_any),
                    "dnnl_memory_desc_init_by_tag");
 }
 
 static conv_descs conv_descs_for(dnnl_job *job, const conv_descs *d, conv_pass pass) {
     conv_descs e = *d;
     if (!job->ctx->bf16 || !CONV_LAYOUT_ANY || job->status != TS_OK) return e;
-    if (pass != PASS_BWD_DATA) md_bf16(job, &e.src);
-    if (pass != PASS_BWD_WEIGHTS) md_bf16(job, &e.wei);
-    if (pass != PASS_FWD) md_bf16(job, &e.dst);
+    if (pass != PASS_BWD_DATA) md_type(job, &e.src, dnnl_bf16);
+    if (pass != PASS_BWD_WEIGHTS) md_type(job, &e.wei, dnnl_bf16);
+    if (pass != PASS_FWD) md_type(job, &e.dst, dnnl_bf16);
     return e;
 }
 
@@ -208,10 +209,33 @@ ts_status conv2d_backward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, 
  * {0, inf}, else clip_v2, which is torch.clamp). The primitive descriptor is created
  * on `engine` (the ctx's, or a packed set's). */
 static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_params *p, conv_descs *d, int with_bias,
-                                               conv_act act, dnnl_engine_t engine) {
+                                               conv_act act, const conv_quant *q, dnnl_engine_t engine) {
     conv_descs_init(job, p, d);
-    *d = conv_descs_for(job, d, PASS_FWD);
-    dnnl_primitive_attr_t attr = dnnl_job_attr_create(job);
+    dnnl_primitive_attr_t attr = NULL;
+    float *scales = NULL;
+    if (!q) {
+        *d = conv_descs_for(job, d, PASS_FWD);
+    } else if (job->status == TS_OK) {
+        /* int8: u8 or s8 source, s8 weights, f32 output; oneDNN adds the bias to the
+         * int32 sums and then multiplies by the output scale (src_scale * wei_scale[k]),
+         * so the caller passes the bias divided by that scale */
+        if (!CONV_LAYOUT_ANY) {
+            job->status = TS_EUNSUPPORTED;
+            return NULL;
+        }
+        md_type(job, &d->src, q->src_u8 ? dnnl_u8 : dnnl_s8);
+        md_type(job, &d->wei, dnnl_s8);
+    }
+    attr = dnnl_job_attr_create(job);
+    if (q && attr && job->status == TS_OK) {
+        if (!(scales = malloc(sizeof *scales * (size_t)p->k))) {
+            dnnl_job_fail(job, TS_ENOMEM, "out of memory for int8 scales");
+        } else {
+            for (int k = 0; k < p->k; k++) scales[k] = q->src_scale * q->wei_scale[k];
+            dnnl_job_check(job, dnnl_primitive_attr_set_output_scales(attr, p->k, 1 << 1, scales),
+                           "dnnl_primitive_attr_set_output_scales");
+        }
+    }
     dnnl_post_ops_t ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_alg_kind_t alg = dnnl_eltwise_relu;
@@ -256,6 +280,7 @@ static dnnl_primitive_desc_t conv_inference_pd(dnnl_job *job, const conv2d_param
     }
     if (ops) dnnl_post_ops_destroy(ops);
     if (attr) dnnl_primitive_attr_destroy(attr);
+    free(scales);
     return pd;
 }
 
@@ -267,7 +292,7 @@ ts_status conv2d_forward_inference_dnnl(ts_ctx *ctx, const conv2d_params *p, flo
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "fused convolution") != TS_OK) return job.status;
     conv_descs d;
-    dnnl_primitive_desc_t pd = conv_inference_pd(&job, p, &d, bias != NULL, act, job.dnnl->engine);
+    dnnl_primitive_desc_t pd = conv_inference_pd(&job, p, &d, bias != NULL, act, NULL, job.dnnl->engine);
     return conv_forward_run(&job, &d, pd, out, in, w, bias);
 }
 
@@ -405,18 +430,29 @@ static void packed_prim_execute(dnnl_job *job, conv2d_packed_set *s, const packe
     dnnl_job_check(job, dnnl_primitive_execute(p->prim, s->stream, nargs, all), "dnnl_primitive_execute");
 }
 
-static void packed_reorder(dnnl_job *job, conv2d_packed_set *s, dnnl_memory_t from, dnnl_memory_t to, packed_prim *p) {
+/* A reorder from -> to; with scales (count of them, over the dims in mask), the values
+ * are multiplied on the way (quantization: 1/scale, rounded to nearest even and
+ * saturated to the target type). */
+static void packed_reorder_scaled(dnnl_job *job, conv2d_packed_set *s, dnnl_memory_t from, dnnl_memory_t to,
+                                  packed_prim *p, int count, int mask, const float *scales) {
     if (job->status != TS_OK) return;
     const dnnl_memory_desc_t *fmd = NULL, *tmd = NULL;
     dnnl_primitive_attr_t attr = dnnl_job_attr_create(job);
     dnnl_primitive_desc_t pd = NULL;
-    if (attr && dnnl_job_check(job, dnnl_memory_get_memory_desc(from, &fmd), "dnnl_memory_get_memory_desc") &&
+    if (attr && scales)
+        dnnl_job_check(job, dnnl_primitive_attr_set_output_scales(attr, count, mask, scales),
+                       "dnnl_primitive_attr_set_output_scales");
+    if (attr && job->status == TS_OK && dnnl_job_check(job, dnnl_memory_get_memory_desc(from, &fmd), "dnnl_memory_get_memory_desc") &&
         dnnl_job_check(job, dnnl_memory_get_memory_desc(to, &tmd), "dnnl_memory_get_memory_desc") &&
         dnnl_job_check(job, dnnl_reorder_primitive_desc_create(&pd, fmd, s->engine, tmd, s->engine, attr),
                        "dnnl_reorder_primitive_desc_create"))
         packed_prim_create(job, s, pd, p);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
+}
+
+static void packed_reorder(dnnl_job *job, conv2d_packed_set *s, dnnl_memory_t from, dnnl_memory_t to, packed_prim *p) {
+    packed_reorder_scaled(job, s, from, to, p, 0, 0, NULL);
 }
 
 /* Memory of md on the set's engine over a new buffer of tessera's (*buf, owned by the slot). */
@@ -428,14 +464,21 @@ static dnnl_memory_t packed_memory_owned(dnnl_job *job, conv2d_packed_set *s, co
 }
 
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
-                            const float *bias, conv_act act, unsigned nhwc) {
+                            const float *bias, conv_act act, unsigned nhwc, const conv_quant *q) {
     if (!s || slot < 0 || slot >= s->nslots || p->n == 0) return TS_EUNSUPPORTED;
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "packed convolution") != TS_OK) return job.status;
     packed_conv *c = &s->slot[slot];
     packed_conv_release(c);
     conv_descs d;
-    c->pd = conv_inference_pd(&job, p, &d, bias != NULL, act, s->engine);
+    float *inv = NULL; /* int8: 1 / the weight scales, then 1 / the source scale */
+    if (q && !(inv = malloc(sizeof *inv * (size_t)(p->k + 1)))) {
+        dnnl_job_fail(&job, TS_ENOMEM, "out of memory for int8 scales");
+        return dnnl_job_end(&job);
+    }
+    for (int k = 0; q && k < p->k; k++) inv[k] = 1.0f / q->wei_scale[k];
+    if (q) inv[p->k] = 1.0f / q->src_scale;
+    c->pd = conv_inference_pd(&job, p, &d, bias != NULL, act, q, s->engine);
     /* the caller's tensors in channels-last order where it asks: oneDNN's own choice
      * on AVX-512 (acdb), so no reorder at all */
     dnnl_dims_t src_dims = {p->n, p->c, p->h, p->w}, dst_dims = {p->n, p->k, p->oh, p->ow};
@@ -459,7 +502,7 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
             c->src = c->src_user;
         } else if (packed_grow(&job, s, PACKED_SRC, dnnl_memory_desc_get_size(src_md))) {
             c->src = packed_memory(&job, s, src_md, DNNL_MEMORY_NONE);
-            packed_reorder(&job, s, c->src_user, c->src, &c->src_reorder);
+            packed_reorder_scaled(&job, s, c->src_user, c->src, &c->src_reorder, 1, 0, q ? inv + p->k : NULL);
         }
     }
     if (job.status == TS_OK) {
@@ -475,7 +518,8 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
     if (job.status == TS_OK) {
         dnnl_memory_t wu = packed_memory(&job, s, &d.wei_user, (void *)w);
         packed_prim r = {0};
-        packed_reorder(&job, s, wu, c->wei, &r);
+        /* int8: per output channel, axis 0 (oihw) or axes 0 and 1 (goihw) */
+        packed_reorder_scaled(&job, s, wu, c->wei, &r, p->k, p->groups == 1 ? 1 : 3, inv);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, c->wei}};
         packed_prim_execute(&job, s, &r, 2, args);
         if (job.status == TS_OK) dnnl_job_check(&job, dnnl_stream_wait(s->stream), "dnnl_stream_wait");
@@ -485,7 +529,9 @@ ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const c
     if (bias) {
         c->bias = packed_memory_owned(&job, s, &d.bias, &c->bias_buf, "packed bias");
         if (c->bias) memcpy(c->bias_buf, bias, (size_t)p->k * sizeof(float));
+        for (int k = 0; c->bias && q && k < p->k; k++) ((float *)c->bias_buf)[k] *= inv[k] * inv[p->k];
     }
+    free(inv);
     ts_status st = dnnl_job_end(&job);
     if (st) packed_conv_release(c);
     else c->ready = 1;

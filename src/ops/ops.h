@@ -446,17 +446,38 @@ ts_status conv2d_backward_dnnl(ts_ctx *ctx, const conv2d_params *p, float *din, 
  * oneDNN's layout once, then run many times (conv2d_dnnl.c). A set has one slot per
  * index the caller chooses (a layer index), its own engine and stream, and is tied
  * to one batch size (p->n) and the ctx's thread count at creation. */
+/* ------------------------------------------------ int8 inference (quant_ref.c) */
+
+/* How an int8 convolution sees its operands: x ~ src_scale * q (q in 0..255 when
+ * src_u8, else -128..127), w[k] ~ wei_scale[k] * q (q in -127..127). */
+typedef struct conv_quant {
+    float src_scale;
+    int src_u8;
+    const float *wei_scale; /* (K) */
+} conv_quant;
+/* out = scale * clamp(nearbyint(in / scale)) (the dequantized values; out may be in) */
+void quantize_fake_ref(size_t count, float *out /* (count) */, const float *in /* (count) */, float scale, int u8,
+                       int nthreads);
+/* max|w| / 127 over one output channel's per weights (1 when all are zero) */
+float quantize_weight_scale(int64_t per, const float *w /* (per) */);
+/* Per output channel: scale[k] = quantize_weight_scale, out the dequantized weights
+ * (out may be w; scale may be NULL). */
+void quantize_weights_ref(int k, int64_t per, float *out /* (K,per) */, float *scale /* (K) or NULL */,
+                          const float *w /* (K,per) */);
+
 typedef struct conv2d_packed_set conv2d_packed_set;
 ts_status conv2d_packed_set_create(ts_ctx *ctx, int nslots, conv2d_packed_set **out);
 void conv2d_packed_set_free(conv2d_packed_set *s);
 /* Packs slot: w (K,C/G,KH,KW) and bias (K) or NULL are copied (w in the primitive's
  * layout, bf16 when ctx->bf16), act as a post-op. nhwc: CONV_PACKED_SRC_NHWC and/or
  * CONV_PACKED_DST_NHWC, the run's `in` and `out` are channels-last, (N,H,W,C) and
- * (N,OH,OW,K), instead of NCHW; CONV_PACKED_RES_NHWC likewise the residual (act.residual). TS_EUNSUPPORTED (no message) where oneDNN has no
- * implementation. */
+ * (N,OH,OW,K), instead of NCHW; CONV_PACKED_RES_NHWC likewise the residual (act.residual). q non-NULL:
+ * an int8 convolution (the source quantized on the way in, the weights once here, the
+ * output still f32; ctx->bf16 does not apply). TS_EUNSUPPORTED (no message) where
+ * oneDNN has no implementation. */
 enum { CONV_PACKED_SRC_NHWC = 1, CONV_PACKED_DST_NHWC = 2, CONV_PACKED_RES_NHWC = 4 };
 ts_status conv2d_packed_add(ts_ctx *ctx, conv2d_packed_set *s, int slot, const conv2d_params *p, const float *w,
-                            const float *bias, conv_act act, unsigned nhwc);
+                            const float *bias, conv_act act, unsigned nhwc, const conv_quant *q);
 int conv2d_packed_ready(const conv2d_packed_set *s, int slot);
 ts_status conv2d_packed_run(ts_ctx *ctx, conv2d_packed_set *s, int slot, float *out /* (N,K,OH,OW) */,
                             const float *in /* (N,C,H,W) */, const float *residual /* as out, or NULL */);

@@ -437,6 +437,45 @@ static void test_export_sequence_models(void) {
     }
 }
 
+/* An int8 model exports as QDQ: QuantizeLinear/DequantizeLinear in front of every
+ * convolution's input, int8 weights with per-channel scales (axis 0) through
+ * DequantizeLinear; the importer refuses QuantizeLinear (not claimed), so onnxruntime
+ * checks the values (scripts/onnx-check.sh, kept here with tessera's outputs). */
+static void test_export_int8(void) {
+    ts_model *m = NULL, *q = NULL;
+    CHECK(ts_model_from_arch(g_ctx, ts_zoo_arch("resnet20"), "resnet20", NULL, 10, 3, &m) == TS_OK, "%s",
+          ts_ctx_error(g_ctx));
+    if (!m) return;
+    randomize_buffers(m, 5);
+    const int n = 16, per = 3 * 32 * 32;
+    float *x = test_falloc((size_t)(per * n));
+    test_fill_uniform(x, (size_t)(per * n), 9, -1.0f, 1.0f);
+    ts_quantize_config cfg;
+    ts_quantize_config_default(&cfg);
+    CHECK(ts_model_quantize(g_ctx, m, x, n, &cfg, &q) == TS_OK, "quantize: %s", ts_ctx_error(g_ctx));
+    char path[256];
+    snprintf(path, sizeof path, "%s/int8.onnx", g_tmp);
+    if (q) {
+        float *y = predict(q, x, 3);
+        CHECK(ts_onnx_export(g_ctx, q, path) == TS_OK, "export: %s", ts_ctx_error(g_ctx));
+        keep_export(path, "resnet20-int8", q, x, y, 3);
+        size_t len = 0;
+        uint8_t *b = test_read_file(path, &len);
+        int quant = 0, dequant = 0;
+        for (size_t i = 0; b && i + 16 < len; i++) {
+            quant += !memcmp(b + i, "QuantizeLinear", 14) && (i == 0 || b[i - 1] != 'e');
+            dequant += !memcmp(b + i, "DequantizeLinear", 16);
+        }
+        /* 21 convolutions: a Quantize for each input, a Dequantize for it and its weights */
+        CHECK(quant >= 21 && dequant >= 42, "QDQ nodes: %d quantize, %d dequantize", quant, dequant);
+        free(b);
+        free(y);
+    }
+    free(x);
+    ts_model_free(m);
+    ts_model_free(q);
+}
+
 static void test_round_trip_zoo(void) {
     for (int i = 0; ts_zoo_name(i); i++) {
         const char *name = ts_zoo_name(i);
@@ -832,6 +871,7 @@ int main(void) {
     RUN(test_torch_patterns);
     RUN(test_round_trip_zoo);
     RUN(test_export_sequence_models);
+    RUN(test_export_int8);
     RUN(test_round_trip_new_kinds);
     RUN(test_round_trip_more_kinds);
     RUN(test_round_trip_reduce_kinds);
