@@ -570,6 +570,12 @@ typedef struct ts_train_config {
      * of the epoch that had the best. A resumed run starts both anew at its epoch. */
     int early_stop;
     int keep_best;
+    /* data-parallel (ts_trainer_set_comm on several ranks): batch norm's batch statistics
+     * and its gradient's sums over every rank's samples, as one process would compute
+     * them from the whole global batch (PyTorch's SyncBatchNorm); 0: each rank's own.
+     * The last batch must then leave no rank without samples (ts_trainer_set_comm
+     * refuses such a batch size). */
+    int sync_bn;
 } ts_train_config;
 
 /* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,

@@ -46,6 +46,8 @@ static cli_opt train_opts[] = {
     {"val-split", "N|F", "hold out N training samples (a whole number) or a fraction 0 < F < 1 for validation", NULL},
     {"early-stop", "N", "stop after N epochs in a row without a better validation top-1 (needs --val-split)", NULL},
     {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
+    {"sync-bn", NULL, "under mpirun: batch norm's statistics over the whole global batch (all ranks), as PyTorch's "
+                      "SyncBatchNorm; default: each rank's own share", NULL},
     {"limit", "N", "train on the first N (>= 1) training samples only", NULL},
     {"max-len", "T", "text: tokens per text, longer ones cut (default: the longest, at most 512)", NULL},
     {"target-len", "T", "translation: target tokens with <bos> and <eos> (default: the longest, at most 514)", NULL},
@@ -215,6 +217,7 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
     if (!cli_int(c, "early-stop", 0, 1, 100000, &v)) return EXIT_USAGE;
     cfg->early_stop = (int)v;
     cfg->keep_best = cli_get(c, "keep-best") != NULL;
+    cfg->sync_bn = cli_get(c, "sync-bn") != NULL;
     if (!cli_int(c, "epochs", cfg->epochs, 1, 100000, &v)) return EXIT_USAGE;
     cfg->epochs = (int)v;
     if (!cli_int(c, "batch", cfg->batch, 1, 65536, &v)) return EXIT_USAGE;

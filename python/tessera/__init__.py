@@ -73,7 +73,7 @@ class _TrainConfig(C.Structure):
                 ("schedule", C.c_int), ("step_size", C.c_int), ("gamma", C.c_float),
                 ("label_smoothing", C.c_float), ("seed", C.c_uint64), ("crop_pad", C.c_int), ("flip", C.c_int),
                 ("modular", C.c_int), ("mwt_alpha", C.c_float), ("mwt_beta", C.c_float),
-                ("early_stop", C.c_int), ("keep_best", C.c_int)]
+                ("early_stop", C.c_int), ("keep_best", C.c_int), ("sync_bn", C.c_int)]
 
 
 class _EpochReport(C.Structure):

@@ -634,7 +634,7 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     if (train) {
         memset(e->bn_relu_on, 0, (size_t)m->nlayers);
         for (int li = 1; li < m->nlayers; li++)
-            if (e->bn_relu[li] && batchnorm_relu_fusable(ctx, m, li)) {
+            if (e->bn_relu[li] && !m->sync_bn && batchnorm_relu_fusable(ctx, m, li)) {
                 e->bn_relu_on[li] = 1;
                 e->bn_relu_on[e->bn_relu[li]] = 2;
             }

@@ -209,6 +209,9 @@ struct ts_model {
     float *qscale;
     unsigned char *qu8;
     int qdirty;
+    /* data-parallel training with synchronized batch norm: the trainer's communicator
+     * (set while a trainer with cfg.sync_bn runs on several ranks, else NULL) */
+    const ts_comm *sync_bn;
     exec_state exec;
 };
 

@@ -99,3 +99,71 @@ void batchnorm_backward_ref(const bn_params *p, float *din /* (N,C,S) */, float 
         }
     }
 }
+
+/* ---- synchronized batch norm (data-parallel training with sync_bn): each rank sums
+ * over its own samples, the ranks' sums are added (the caller's allreduce), and the
+ * statistics and gradients come from the totals, as one process would compute them
+ * from the whole batch. */
+
+void batchnorm_sums_ref(const bn_params *p, const float *in /* (N,C,S) */, const float *center /* (C) or NULL */,
+                        float *out /* (C) */, int nthreads) {
+    const size_t s = (size_t)p->spatial;
+#pragma omp parallel for num_threads(bn_threads(p, nthreads)) schedule(static)
+    for (int ch = 0; ch < p->c; ch++) {
+        double sum = 0.0;
+        const double mu = center ? center[ch] : 0.0;
+        for (int n = 0; n < p->n; n++) {
+            const float *x = in + ((size_t)n * p->c + (size_t)ch) * s;
+            if (!center)
+                for (size_t i = 0; i < s; i++) sum += x[i];
+            else
+                for (size_t i = 0; i < s; i++) {
+                    const double d = x[i] - mu;
+                    sum += d * d;
+                }
+        }
+        out[ch] = (float)sum;
+    }
+}
+
+void batchnorm_backward_sums_ref(const bn_params *p, float *sdy /* (C) */, float *sdyx /* (C) */,
+                                 const float *dout /* (N,C,S) */, const float *in /* (N,C,S) */,
+                                 const float *mean /* (C) */, const float *var /* (C) */, int nthreads) {
+    const size_t s = (size_t)p->spatial;
+#pragma omp parallel for num_threads(bn_threads(p, nthreads)) schedule(static)
+    for (int ch = 0; ch < p->c; ch++) {
+        const double mu = mean[ch], invstd = 1.0 / sqrt((double)var[ch] + (double)p->eps);
+        double a = 0.0, b = 0.0;
+        for (int n = 0; n < p->n; n++) {
+            const size_t off = ((size_t)n * p->c + (size_t)ch) * s;
+            const float *x = in + off, *dy = dout + off;
+            for (size_t i = 0; i < s; i++) {
+                a += dy[i];
+                b += dy[i] * ((x[i] - mu) * invstd);
+            }
+        }
+        sdy[ch] = (float)a;
+        sdyx[ch] = (float)b;
+    }
+}
+
+void batchnorm_backward_apply_ref(const bn_params *p, float *din /* (N,C,S) */, const float *dout /* (N,C,S) */,
+                                  const float *in /* (N,C,S) */, const float *gamma /* (C) */,
+                                  const float *mean /* (C) */, const float *var /* (C) */, const float *sdy /* (C) */,
+                                  const float *sdyx /* (C) */, double count, int nthreads) {
+    const size_t s = (size_t)p->spatial;
+#pragma omp parallel for num_threads(bn_threads(p, nthreads)) schedule(static)
+    for (int ch = 0; ch < p->c; ch++) {
+        const double mu = mean[ch], invstd = 1.0 / sqrt((double)var[ch] + (double)p->eps);
+        const double k = gamma[ch] * invstd;
+        const double a = k, b = count > 0 ? -k * invstd * sdyx[ch] / count : 0.0;
+        const double c = (count > 0 ? -k * sdy[ch] / count : 0.0) - b * mu;
+        const float af = (float)a, bf = (float)b, cf = (float)c;
+        for (int n = 0; n < p->n; n++) {
+            const size_t off = ((size_t)n * p->c + (size_t)ch) * s;
+            const float *x = in + off, *dy = dout + off;
+            float *dx = din + off;
+            for (size_t i = 0; i < s; i++) dx[i] = af * dy[i] + bf * x[i] + cf;
+        }
+    }
+}

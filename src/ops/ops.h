@@ -102,6 +102,18 @@ void batchnorm_forward_train_ref(const bn_params *p, float *out /* (N,C,S) */, f
                                  float *var /* (C), biased */, const float *in /* (N,C,S) */,
                                  const float *gamma /* (C) */, const float *beta /* (C) */, int nthreads);
 /* Inference: normalizes with the given (running) mean and variance. */
+/* Synchronized batch norm (batchnorm_ref.c): per-channel sums over this rank's samples
+ * (center NULL: of x; else of (x - center)^2), the backward's sums of dy and of
+ * dy * xhat, and dx from the sums over every rank (count: N*S summed over the ranks). */
+void batchnorm_sums_ref(const bn_params *p, const float *in /* (N,C,S) */, const float *center /* (C) or NULL */,
+                        float *out /* (C) */, int nthreads);
+void batchnorm_backward_sums_ref(const bn_params *p, float *sdy /* (C) */, float *sdyx /* (C) */,
+                                 const float *dout /* (N,C,S) */, const float *in /* (N,C,S) */,
+                                 const float *mean /* (C) */, const float *var /* (C) */, int nthreads);
+void batchnorm_backward_apply_ref(const bn_params *p, float *din /* (N,C,S) */, const float *dout /* (N,C,S) */,
+                                  const float *in /* (N,C,S) */, const float *gamma /* (C) */,
+                                  const float *mean /* (C) */, const float *var /* (C) */, const float *sdy /* (C) */,
+                                  const float *sdyx /* (C) */, double count, int nthreads);
 void batchnorm_forward_infer_ref(const bn_params *p, float *out, const float *in, const float *gamma,
                                  const float *beta, const float *mean, const float *var, int nthreads);
 /* Backward of the training forward (batch statistics). */

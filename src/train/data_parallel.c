@@ -35,6 +35,7 @@ static size_t *plan_overlap(const ts_model *m) {
 
 ts_status ts_trainer_set_comm(ts_ctx *ctx, ts_trainer *tr, const ts_comm *comm) {
     if (!tr) return ts_fail(ctx, TS_EINVAL, "ts_trainer_set_comm: trainer is NULL");
+    if (tr->model->sync_bn == &tr->comm) tr->model->sync_bn = NULL;
     if (!comm || comm->size == 1) {
         memset(&tr->comm, 0, sizeof tr->comm);
         tr->comm.size = 1;
@@ -61,8 +62,18 @@ ts_status ts_trainer_set_comm(ts_ctx *ctx, ts_trainer *tr, const ts_comm *comm) 
     tr->dp_ready = NULL;
     if (comm->allreduce_start && !(tr->dp_ready = plan_overlap(m)) && m->nparams > 0)
         ts_note(ctx, "data-parallel: the parameters are not stored in layer order; their sums begin after backward");
+    if (tr->cfg.sync_bn && tr->train) {
+        /* every rank takes part in each batch norm's sums: none may sit out the last batch */
+        const int64_t last = tr->train->count % tr->cfg.batch;
+        if (last > 0 && last < comm->size)
+            return ts_fail(ctx, TS_EINVAL, "synchronized batch norm: the last batch of %lld sample%s (of %lld, in "
+                           "batches of %d) leaves some of the %d ranks none; choose a batch size that divides the "
+                           "training set or leaves at least %d", (long long)last, last == 1 ? "" : "s",
+                           (long long)tr->train->count, tr->cfg.batch, comm->size, comm->size);
+    }
     tr->comm = *comm;
     if (!tr->comm.bucket) tr->comm.bucket = DP_BUCKET_DEFAULT;
+    if (tr->cfg.sync_bn) tr->model->sync_bn = &tr->comm;
     return TS_OK;
 }
 

@@ -234,6 +234,7 @@ ts_status ts_trainer_create_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset
 
 void ts_trainer_free(ts_trainer *tr) {
     if (!tr) return;
+    if (tr->model && tr->model->sync_bn == &tr->comm) tr->model->sync_bn = NULL; /* the model outlives us */
     ts_optimizer_free(tr->opt);
     ts_loader_free(tr->loader);
     ts_free(tr->x);

@@ -13,7 +13,7 @@ int main(void) {
     SHOW(ts_dataset, class_names);
     SHOW(ts_preprocess, flip);
     SHOW(ts_optim_config, eps);
-    SHOW(ts_train_config, keep_best);
+    SHOW(ts_train_config, sync_bn);
     SHOW(ts_epoch_report, coupling);
     SHOW(ts_train_hooks, user);
     SHOW(ts_eval_report, confusion);

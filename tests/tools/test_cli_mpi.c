@@ -79,6 +79,39 @@ static void one_step_equals_one_rank(void) {
     ts_ctx_free(ctx);
 }
 
+/* --sync-bn: batch norm over the global batch, so 2 ranks equal 1 even with batch norm
+ * (on the reference kernels, which synchronized batch norm uses on any backend) */
+static void sync_bn_equals_one_rank(void) {
+    ts_ctx *ctx = NULL;
+    ts_ctx_create(&ctx);
+    /* the demo network without its dropout (each rank draws its own masks) */
+    char arch[600];
+    snprintf(arch, sizeof arch, "%s/bn.arch", R.dir);
+    FILE *f = fopen(arch, "w");
+    CHECK(f != NULL, "write %s", arch);
+    if (!f) return;
+    fputs("input shape=1x28x28 classes=10\nconv2d name=c1 out=8 kernel=3 padding=1 bias=0\nbatchnorm name=bn1\n"
+          "relu name=r1\nmaxpool name=p1 kernel=2\nconv2d name=c2 out=8 kernel=3 padding=1 bias=0\n"
+          "batchnorm name=bn2\nrelu name=r2\nflatten name=f\ndense name=fc out=classes\n", f);
+    fclose(f);
+#define SB_RUN "train --arch %s --data fashion-mnist --limit 256 --batch 64 --epochs 1 --threads 1 --quiet --no-test " \
+               "--backend ref --sync-bn"
+    int rc = cli_run(&R, SB_RUN " --out %s/sb1.tsr", arch, R.dir);
+    CHECK(rc == 0, "1 rank: exit %d: %s", rc, R.err);
+    rc = cli_run_under(&R, MPIRUN2, SB_RUN " --out %s/sb2.tsr", arch, R.dir);
+    CHECK(rc == 0, "2 ranks: exit %d: %s", rc, R.err);
+    ts_model *a = load(ctx, "sb1.tsr"), *b = load(ctx, "sb2.tsr");
+    compare_models("4 steps with batch norm, --sync-bn, 2 ranks vs 1", b, a, 1e-5);
+    ts_model_free(a);
+    ts_model_free(b);
+    /* a last batch that would leave a rank no sample is refused on every rank */
+    rc = cli_run_under(&R, MPIRUN2, "train --arch demo --data fashion-mnist --limit 65 --batch 64 --epochs 1 --threads 1 "
+                       "--quiet --no-test --sync-bn --out %s/sb3.tsr", R.dir);
+    CHECK(rc == 2, "empty rank: exit %d", rc);
+    CHECK(strstr(R.err, "leaves some of the 2 ranks none") && !cli_exists(&R, "sb3.tsr"), "empty rank: %s", R.err);
+    ts_ctx_free(ctx);
+}
+
 static void two_runs_bit_identical(void) {
     ts_ctx *ctx = NULL;
     ts_ctx_create(&ctx);
@@ -224,6 +257,7 @@ int main(void) {
         printf("test_cli_mpi: skipped: %s\n", why);
     } else {
         RUN(one_step_equals_one_rank);
+        RUN(sync_bn_equals_one_rank);
         RUN(two_runs_bit_identical);
         RUN(resume_on_one_rank);
         RUN(killed_rank_ends_job);

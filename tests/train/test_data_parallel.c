@@ -29,6 +29,7 @@ typedef struct rank_arg {
     const ts_dataset *ds;
     int batch;
     int overlap;     /* sums begun inside backward, in buckets of 50 floats */
+    int sync_bn;     /* synchronized batch norm */
     ts_model *model; /* out */
     ts_status st;
 } rank_arg;
@@ -70,12 +71,16 @@ static int thread_wait(void *user, char *err, size_t err_size) {
     return 0;
 }
 
+/* test-only: the ranks train on the reference kernels (sync_bn_matches_one) */
+static int g_reference;
+
 static ts_status train_rank(rank_arg *a) {
     ts_ctx *ctx = NULL;
     ts_trainer *tr = NULL;
     ts_status st = ts_ctx_create(&ctx);
     if (st) return st;
     ts_ctx_set_threads(ctx, 1);
+    if (g_reference) ts_ctx_set_backend(ctx, TS_BACKEND_REF);
     ts_train_config cfg;
     ts_train_config_default(&cfg);
     cfg.epochs = 2;
@@ -83,6 +88,7 @@ static ts_status train_rank(rank_arg *a) {
     cfg.lr = 0.05f;
     cfg.seed = 7;
     cfg.flip = 1; /* augmentation positions are the batch's, whatever the rank */
+    cfg.sync_bn = a->sync_bn;
     ts_comm comm = {a->rank, a->tc ? a->tc->size : 1, thread_sum, a, NULL, NULL, 0};
     if (a->overlap) {
         comm.allreduce_start = thread_start;
@@ -107,8 +113,8 @@ static void *rank_main(void *p) {
 
 /* Trains on `size` ranks (0: alone, without a communicator); models[r] per rank. With
  * overlap, returns how often rank 0's backward called allreduce_start. */
-static int train_ranks_overlap(const char *arch, const ts_dataset *ds, int batch, int size, int overlap,
-                               ts_model **models) {
+static int train_ranks_sync(const char *arch, const ts_dataset *ds, int batch, int size, int overlap, int sync_bn,
+                            ts_model **models) {
     static thread_comm tc;
     rank_arg args[MAX_RANKS];
     pthread_t th[MAX_RANKS];
@@ -119,7 +125,7 @@ static int train_ranks_overlap(const char *arch, const ts_dataset *ds, int batch
         pthread_barrier_init(&tc.barrier, NULL, (unsigned)size);
     }
     for (int r = 0; r < n; r++) {
-        args[r] = (rank_arg){size ? &tc : NULL, r, arch, ds, batch, overlap, NULL, TS_OK};
+        args[r] = (rank_arg){size ? &tc : NULL, r, arch, ds, batch, overlap, sync_bn, NULL, TS_OK};
         pthread_create(&th[r], NULL, rank_main, &args[r]);
     }
     for (int r = 0; r < n; r++) {
@@ -129,6 +135,11 @@ static int train_ranks_overlap(const char *arch, const ts_dataset *ds, int batch
     }
     if (size) pthread_barrier_destroy(&tc.barrier);
     return args[0].overlap;
+}
+
+static int train_ranks_overlap(const char *arch, const ts_dataset *ds, int batch, int size, int overlap,
+                               ts_model **models) {
+    return train_ranks_sync(arch, ds, batch, size, overlap, 0, models);
 }
 
 static void train_ranks(const char *arch, const ts_dataset *ds, int batch, int size, ts_model **models) {
@@ -197,6 +208,40 @@ static void batch_norm_ranks_agree(void) {
     test_free_dataset(ds);
 }
 
+/* --sync-bn: the statistics and the gradient sums of batch norm over every rank's
+ * samples, so 2 ranks equal 1 rank with the same global batch to float rounding (with
+ * per-rank statistics they only come close: batch_norm_ranks_agree), also when the
+ * gradients' sums begin during backward between the batch norms' own sums. On the
+ * reference kernels: synchronized batch norm computes with them on any backend, and
+ * oneDNN's own batch norm (1 rank's) differs from them by rounding that 8 steps of
+ * training grow to 7e-4. */
+static void sync_bn_matches_one(void) {
+    g_reference = 1;
+    static const char *TWO_BN = "input shape=1x8x8 classes=4\nconv2d name=c1 out=4 kernel=3 padding=1\n"
+                                "batchnorm name=bn1\nrelu name=r1\nconv2d name=c2 out=6 kernel=3 padding=1\n"
+                                "batchnorm name=bn2\nadd name=a in=bn2,bn2\nrelu name=r2\nflatten name=flat\n"
+                                "dense name=fc out=classes\n";
+    ts_dataset *ds = test_quadrant_dataset(64, 9);
+    ts_model *one[1] = {NULL}, *two[2] = {NULL}, *over[2] = {NULL}, *per[2] = {NULL};
+    train_ranks(TWO_BN, ds, 16, 0, one);
+    train_ranks_sync(TWO_BN, ds, 16, 2, 0, 1, two);
+    train_ranks_sync(TWO_BN, ds, 16, 2, 1, 1, over);
+    train_ranks(TWO_BN, ds, 16, 2, per);
+    const double d = max_difference(two[0], one[0], 0), dp = max_difference(per[0], one[0], 0);
+    printf("  8 steps with 2 batch norms, 2 ranks vs 1: synchronized %.3g, per-rank statistics %.3g\n", d, dp);
+    CHECK(d >= 0 && d <= 1e-5, "synchronized batch norm, 2 ranks vs 1: %.3g", d);
+    CHECK(dp > 10 * d, "per-rank statistics should differ more: %.3g vs %.3g", dp, d);
+    CHECK(max_difference(two[1], two[0], 1) == 0, "the ranks' weights differ");
+    CHECK(max_difference(over[0], two[0], 1) == 0 && max_difference(over[1], two[0], 1) == 0,
+          "sums begun during backward changed the weights");
+    free_models(one, 1);
+    free_models(two, 2);
+    free_models(over, 2);
+    free_models(per, 2);
+    test_free_dataset(ds);
+    g_reference = 0;
+}
+
 static void overlap_same_bits(void) {
     /* buckets of 50 floats: fc2's 68 gradients begun before fc1's backward, fc1's 1,040 after it */
     ts_dataset *ds = test_quadrant_dataset(92, 5);
@@ -229,6 +274,15 @@ static void refusals(void) {
     CHECK(ts_trainer_set_comm(ctx, tr, &bad) == TS_EINVAL, "rank 3 of 2 accepted");
     ts_comm none = {0, 2, NULL, NULL, NULL, NULL, 0};
     CHECK(ts_trainer_set_comm(ctx, tr, &none) == TS_EINVAL, "no allreduce accepted");
+    /* synchronized batch norm: 16 samples in batches of 3 leave 1 for the last batch */
+    ts_trainer *trs = NULL;
+    cfg.batch = 3;
+    cfg.sync_bn = 1;
+    CHECK(!ts_trainer_create(ctx, m, ds, NULL, &cfg, &trs), "setup: %s", ts_ctx_error(ctx));
+    ts_comm c2 = {0, 2, thread_sum, NULL, NULL, NULL, 0};
+    CHECK(ts_trainer_set_comm(ctx, trs, &c2) == TS_EINVAL && strstr(ts_ctx_error(ctx), "last batch of 1 sample (of 16"),
+          "sync-bn with an empty rank: %s", ts_ctx_error(ctx));
+    ts_trainer_free(trs);
     ts_comm half = {0, 2, thread_sum, NULL, thread_start, NULL, 0};
     CHECK(ts_trainer_set_comm(ctx, tr, &half) == TS_EINVAL, "allreduce_start without allreduce_wait accepted");
     ts_trainer_free(tr);
@@ -240,6 +294,7 @@ static void refusals(void) {
 int main(void) {
     RUN(ranks_match_one);
     RUN(batch_norm_ranks_agree);
+    RUN(sync_bn_matches_one);
     RUN(overlap_same_bits);
     RUN(refusals);
     TEST_MAIN_END("test_data_parallel");
