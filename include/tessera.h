@@ -567,7 +567,8 @@ typedef struct ts_train_config {
      * early_stop > 0 ends training after that many epochs in a row without a better
      * validation top-1 than the best so far; keep_best leaves the model, when training
      * ends (all epochs, or stopped early), with the weights and batch-norm statistics
-     * of the epoch that had the best. A resumed run starts both anew at its epoch. */
+     * of the epoch that had the best. A checkpoint carries the best epoch, the count
+     * since it and (with keep_best) its tensors, so a resumed run goes on counting. */
     int early_stop;
     int keep_best;
     /* data-parallel (ts_trainer_set_comm on several ranks): batch norm's batch statistics

@@ -3,15 +3,18 @@
  * backend, bf16) and the divergence check's running loss, modular training's switch,
  * weights and the epoch's running mask-loss sums (version 3), position (epoch, batch
  * in epoch, optimizer steps, the epoch's running sums) and optimizer buffers.
+ * Version 4 adds, after the optimizer buffers, early stopping's state: the best
+ * validated epoch, its top-1, the epochs since, and with keep_best that epoch's
+ * tensors, so a resumed run keeps its patience count and its best model.
  * Randomness is a function of (seed, epoch, step), so the seed and position are the
- * whole RNG state. Versions 1 (no settings) and 2 (not modular) still load. */
+ * whole RNG state. Versions 1 (no settings), 2 (not modular) and 3 still load. */
 #include "io.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TRAN_VERSION 3u
+#define TRAN_VERSION 4u
 
 static void write_config(wbuf *b, const ts_train_config *c) {
     wbuf_u32(b, (uint32_t)c->epochs);
@@ -67,6 +70,7 @@ static ts_status read_config(rbuf *r, ts_train_config *c) {
 
 /* The version 2 and 3 fields after the configuration. */
 typedef struct tran_extra {
+    uint32_t version;
     ts_run_settings settings; /* threads 0: not recorded (version 1) */
     double loss_avg, loss_low;
     double coh_sum, coup_sum; /* modular training's running sums in the epoch (version 3) */
@@ -118,6 +122,7 @@ static ts_status read_head(rbuf *r, ts_train_config *cfg, tran_extra *x) {
                      version, TRAN_VERSION);
     if (!st) st = read_config(r, cfg);
     if (!st) st = read_extra(r, version, cfg, x);
+    if (!st) x->version = version;
     return st;
 }
 
@@ -150,6 +155,13 @@ ts_status ts_checkpoint_save(ts_ctx *ctx, const ts_trainer *tr, const char *path
     wbuf_u64(&b, (uint64_t)tr->opt->steps);
     wbuf_u64(&b, (uint64_t)tr->opt->state_count);
     wbuf_bytes(&b, tr->opt->state, tr->opt->state_count * sizeof(float));
+    /* version 4: early stopping and the best epoch */
+    const uint64_t nbest = tr->best_state && tr->best_epoch >= 0 ? best_epoch_state_floats(tr->model) : 0;
+    wbuf_u64(&b, (uint64_t)(tr->best_epoch + 1));
+    wbuf_f64(&b, tr->best_val_acc);
+    wbuf_u64(&b, (uint64_t)tr->since_best);
+    wbuf_u64(&b, nbest);
+    if (nbest) wbuf_bytes(&b, tr->best_state, nbest * sizeof(float));
     return model_file_write_with(ctx, tr->model, path, MODEL_KIND_CHECKPOINT, TAG_TRAN, &b, "checkpoint");
 }
 
@@ -235,8 +247,23 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
                      (unsigned long long)epoch, (unsigned long long)bie, (long long)nb);
         goto done;
     }
-    const uint8_t *p;
+    const uint8_t *p, *best = NULL;
     if ((st = rbuf_view(&r, &p, count * sizeof(float), "optimizer state"))) goto done;
+    uint64_t best1 = 0, since = 0, nbest = 0;
+    double best_acc = -1;
+    if (x.version >= 4) {
+        if ((st = rbuf_u64(&r, &best1, "best epoch")) || (st = rbuf_f64(&r, &best_acc, "best validation top-1")) ||
+            (st = rbuf_u64(&r, &since, "epochs since the best")) || (st = rbuf_u64(&r, &nbest, "best epoch's tensors")))
+            goto done;
+        if (best1 > epoch || since > epoch || !isfinite(best_acc) || best_acc < -1 || best_acc > 1 ||
+            (nbest && nbest != best_epoch_state_floats(tr->model))) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: early-stopping state out of range (best epoch %llu of %llu, top-1 %g, "
+                         "%llu values for the best epoch's tensors)", path, (unsigned long long)best1,
+                         (unsigned long long)epoch, best_acc, (unsigned long long)nbest);
+            goto done;
+        }
+        if (nbest && (st = rbuf_view(&r, &best, nbest * sizeof(float), "best epoch's tensors"))) goto done;
+    }
     if (r.off != r.len) {
         st = ts_fail(ctx, TS_EFORMAT, "%s: %zu unexpected bytes after the training state", path, r.len - r.off);
         goto done;
@@ -252,6 +279,21 @@ ts_status ts_checkpoint_restore(ts_ctx *ctx, ts_trainer *tr, const char *path) {
     tr->opt->steps = (int64_t)steps;
     tr->loss_avg = x.loss_avg;
     tr->loss_low = x.loss_low;
+    /* the best epoch goes on, unless keep_best wants its tensors and the checkpoint has
+     * none (saved without keep_best, or before version 4): then it starts anew */
+    if (best1 && (!tr->cfg.keep_best || best)) {
+        tr->best_epoch = (int64_t)best1 - 1;
+        tr->best_val_acc = best_acc;
+        tr->since_best = (int64_t)since;
+        if (best && tr->cfg.keep_best) {
+            free(tr->best_state);
+            if (!(tr->best_state = malloc(nbest * sizeof(float)))) {
+                st = ts_fail(ctx, TS_ENOMEM, "%s: out of memory for the best epoch's tensors", path);
+                goto done;
+            }
+            memcpy(tr->best_state, best, nbest * sizeof(float));
+        }
+    }
 done:
     free(data);
     return st;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t state_floats(const ts_model *m) {
+size_t best_epoch_state_floats(const ts_model *m) {
     size_t n = 0;
     for (int i = 0; i < ts_model_tensor_count(m); i++) {
         ts_tensor_info t;
@@ -37,7 +37,7 @@ ts_status best_epoch_observe(ts_ctx *ctx, ts_trainer *tr, int64_t epoch, double 
         tr->since_best = 0;
         if (tr->cfg.keep_best) {
             if (!tr->best_state) {
-                const size_t n = state_floats(tr->model);
+                const size_t n = best_epoch_state_floats(tr->model);
                 tr->best_state = malloc((n ? n : 1) * sizeof(float));
                 if (!tr->best_state) return ts_fail(ctx, TS_ENOMEM, "keep best epoch: out of memory for %zu floats", n);
             }

@@ -58,6 +58,8 @@ struct ts_trainer {
 ts_status best_epoch_observe(ts_ctx *ctx, ts_trainer *tr, int64_t epoch, double val_acc, int *stop);
 /* keep_best: puts the best epoch's tensors back into the model (once training ends). */
 void best_epoch_restore(ts_trainer *tr);
+/* Floats in best_state: every tensor of m. */
+size_t best_epoch_state_floats(const ts_model *m);
 
 /* Data-parallel training (data_parallel.c). A rank's samples [lo, hi) of a batch of n. */
 void dp_shard(int n, const ts_comm *comm, int *lo, int *hi);

@@ -442,6 +442,8 @@ static void resume_case(const char *what, const ts_train_config *cfg, const ts_d
     if (stop_step) CHECK(step == stop_step, "%s: stopped at step %lld", what, (long long)step);
     else CHECK(epoch == stop_epoch + 1, "%s: stopped after epoch %lld", what, (long long)epoch);
     CHECK(ts_checkpoint_save(g_ctx, tr, ck) == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
+    ts_train_summary s1;
+    ts_trainer_summary(tr, &s1);
     ts_trainer_free(tr);
     ts_model_free(m);
 
@@ -456,9 +458,15 @@ static void resume_case(const char *what, const ts_train_config *cfg, const ts_d
               cfg2.flip == cfg->flip && cfg2.schedule == cfg->schedule,
           "%s: configuration not restored", what);
     ts_trainer *tr2 = NULL;
+    cfg2.keep_best = cfg->keep_best; /* run settings, given again on resume (as `tessera train --resume` does) */
+    cfg2.early_stop = cfg->early_stop;
     CHECK(ts_trainer_create(g_ctx, m2, train, val, &cfg2, &tr2) == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
     if (tr2) {
         CHECK(ts_checkpoint_restore(g_ctx, tr2, ck) == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
+        ts_train_summary s2;
+        ts_trainer_summary(tr2, &s2);
+        CHECK(s2.best_epoch == s1.best_epoch && s2.best_val_acc == s1.best_val_acc, "%s: best epoch %lld (%g) restored "
+              "as %lld (%g)", what, (long long)s1.best_epoch, s1.best_val_acc, (long long)s2.best_epoch, s2.best_val_acc);
         CHECK(ts_trainer_epoch(tr2) == epoch && ts_trainer_step(tr2) == step, "%s: restored at %lld/%lld", what,
               (long long)ts_trainer_epoch(tr2), (long long)ts_trainer_step(tr2));
         epoch_log l2;
@@ -489,17 +497,19 @@ static void resume_case(const char *what, const ts_train_config *cfg, const ts_d
 static void test_resume(void) {
     /* 84 samples in batches of 16: 6 batches per epoch, the last one of 4 */
     ts_dataset *train = test_quadrant_dataset(84, 6), *val = test_quadrant_dataset(30, 7);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         ts_train_config cfg;
         ts_train_config_default(&cfg);
         cfg.epochs = 3;
+        cfg.keep_best = k == 2; /* the best epoch's weights and patience carried by the checkpoint */
+        cfg.early_stop = k == 2 ? 2 : 0;
         cfg.batch = 16;
         cfg.seed = 21 + (uint64_t)k;
         cfg.crop_pad = 2;
         cfg.flip = 1;
         cfg.label_smoothing = 0.1f;
-        if (k == 0) {
-            cfg.lr = 0.05f;
+        if (k != 1) {
+            cfg.lr = k == 2 ? 0.3f : 0.05f; /* k 2: large steps, so the best epoch need not be the last */
             ts_optim_config_default(&cfg.optim, TS_OPT_SGD);
             cfg.optim.weight_decay = 5e-4f;
             cfg.optim.nesterov = 1;
@@ -509,7 +519,7 @@ static void test_resume(void) {
             ts_optim_config_default(&cfg.optim, TS_OPT_ADAMW);
             cfg.schedule = TS_SCHED_ONECYCLE;
         }
-        const char *name = k == 0 ? "sgd" : "adamw";
+        const char *name = k == 0 ? "sgd" : k == 1 ? "adamw" : "sgd keep-best";
         ts_schedule sched = {cfg.schedule, cfg.lr, 0, cfg.gamma, 18, 6};
         epoch_log ref_log;
         memset(&ref_log, 0, sizeof ref_log);
