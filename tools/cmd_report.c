@@ -119,7 +119,9 @@ static ts_status read_metrics(ts_ctx *ctx, const char *dir, curve_data *c) {
                                   names[i]);
     for (int ln = 2; !st && fgets(line, sizeof line, f); ln++) {
         const int epoch = !strncmp(line, "epoch,", 6);
-        if (!epoch && strncmp(line, "step,", 5))
+        if (!strchr(line, '\n') && !feof(f))
+            st = ts_ctx_set_error(ctx, TS_EFORMAT, "%s: line %d: longer than %d bytes", path, ln, (int)sizeof line - 2);
+        else if (!epoch && strncmp(line, "step,", 5))
             st = ts_ctx_set_error(ctx, TS_EFORMAT, "%s: line %d: kind is not step or epoch", path, ln);
         else if (epoch) {
             int ok = push(&c->estep, c->ne, csv_cell(line, col[STEP])) && push(&c->eloss, c->ne, csv_cell(line, col[LOSS])) &&

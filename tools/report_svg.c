@@ -56,6 +56,10 @@ typedef struct range {
 
 /* The data's range widened to whole ticks (a flat series gets a unit around it). */
 static range axis_range(double lo, double hi, double *step) {
+    if (!isfinite(hi - lo)) { /* values near DBL_MAX: no useful axis, but a finite one */
+        lo = -1;
+        hi = 1;
+    }
     if (!(hi > lo)) {
         lo -= 0.5;
         hi += 0.5;
@@ -82,13 +86,15 @@ void svg_line_chart(FILE *f, const char *id, const char *title, const char *xlab
 #define PY(v) (T + ph - ((v) - yr.lo) / (yr.hi - yr.lo) * ph)
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fafafa\" stroke=\"#999\"/>\n", L, T, pw, ph);
     char b[32];
-    for (double v = yr.lo; v <= yr.hi + ys / 2; v += ys) {
+    for (int i = 0; i <= 40 && yr.lo + i * ys <= yr.hi + ys / 2; i++) {
+        const double v = yr.lo + i * ys;
         tick_text(b, sizeof b, v, ys);
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e2e2e2\"/>"
                    "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\" " FONT ">%s</text>\n",
                 L, L + pw, PY(v), PY(v), L - 6, PY(v) + 4, b);
     }
-    for (double v = xr.lo; v <= xr.hi + xs / 2; v += xs) {
+    for (int i = 0; i <= 40 && xr.lo + i * xs <= xr.hi + xs / 2; i++) {
+        const double v = xr.lo + i * xs;
         tick_text(b, sizeof b, v, xs);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#e2e2e2\"/>"
                    "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"11\" " FONT ">%s</text>\n",

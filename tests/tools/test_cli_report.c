@@ -20,23 +20,18 @@ static int have_fashion(void) {
 
 static void path_in(char *p, size_t n, const char *sub) { snprintf(p, n, "%s/%s", R.dir, sub); }
 
-/* The whole file, malloc'ed and NUL-terminated (NULL when unreadable). */
+/* The whole file, NUL-terminated (NULL when unreadable). */
 static char *slurp(const char *sub) {
     char p[600];
     path_in(p, sizeof p, sub);
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    const long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
+    size_t n;
+    uint8_t *d = test_read_file(p, &n), *s = d ? realloc(d, n + 1) : NULL;
+    if (!s) {
+        free(d);
+        return NULL;
     }
-    if (s) s[n] = '\0';
-    fclose(f);
-    return s;
+    s[n] = '\0';
+    return (char *)s;
 }
 
 static int count(const char *s, const char *what) {

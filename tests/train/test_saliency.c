@@ -57,14 +57,6 @@ static int check_fd(ts_model *m, float *x, int size, int c, const float *g, doub
     return checked;
 }
 
-static void fill(float *x, int n, uint64_t seed) {
-    uint64_t s = seed;
-    for (int i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        x[i] = (float)((double)(s >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
-    }
-}
-
 /* conv -> bn -> relu, a residual add, max pool, dropout, dense, final softmax */
 static const char *RESIDUAL =
     "input shape=2x6x6 classes=4\n"
@@ -87,7 +79,7 @@ static void test_plain_equals_finite_differences(void) {
     set_running_stats(m);
     enum { N = 3, S = 2 * 6 * 6 };
     float x[N * S], g[N * S], before[N * 4], after[N * 4];
-    fill(x, N * S, 11);
+    test_fill_uniform(x, N * S, 11, -1.0f, 1.0f);
     CHECK(ts_model_predict(g_ctx, m, x, N, before) == TS_OK, "%s", ts_ctx_error(g_ctx));
     const int cls[N] = {0, 2, 3};
     CHECK(ts_model_saliency(g_ctx, m, x, N, cls, 0, g) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -134,7 +126,7 @@ static void test_no_relu(void) {
     if (!m) return;
     set_running_stats(m);
     float x[2 * 16], g[2 * 16], gg[2 * 16];
-    fill(x, 32, 7);
+    test_fill_uniform(x, 32, 7, -1.0f, 1.0f);
     CHECK(ts_model_saliency(g_ctx, m, x, 2, NULL, 0, g) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(ts_model_saliency(g_ctx, m, x, 2, NULL, 1, gg) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(!memcmp(g, gg, sizeof g), "guided differs from plain without a ReLU");
