@@ -7,6 +7,7 @@
 #include "png_write.h"
 #include "report_svg.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,10 +212,13 @@ static ts_status predict_all(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int
     return st;
 }
 
-/* The image of sample i as PNG pixels (H, W, C), C = 1 or 3. */
+/* Channels of a PNG of ds's images: RGB for 3, else grayscale (the first channel). */
+static int png_channels(const ts_dataset *ds) { return ds->channels == 3 ? 3 : 1; }
+
+/* The image of sample i as PNG pixels (H, W, png_channels). */
 static void image_pixels(const ts_dataset *ds, int64_t i, uint8_t *px) {
-    const int C = ds->channels, plane = ds->height * ds->width;
-    const uint8_t *src = ds->images + (size_t)i * (size_t)C * plane;
+    const int C = png_channels(ds), plane = ds->height * ds->width;
+    const uint8_t *src = ds->images + (size_t)i * (size_t)ds->channels * plane;
     for (int p = 0; p < plane; p++)
         for (int c = 0; c < C; c++) px[(size_t)p * C + c] = src[(size_t)c * plane + p];
 }
@@ -297,7 +301,7 @@ static void section_worst(FILE *f, const ts_dataset *ds, const preds *p, int wan
         snprintf(alt, sizeof alt, "test image %lld", (long long)s);
         fputs("<figure class=\"thumb\">", f);
         image_pixels(ds, s, px);
-        img_tag(f, ds, px, ds->channels, alt);
+        img_tag(f, ds, px, png_channels(ds), alt);
         fprintf(f, "<figcaption>#%lld<br>true: ", (long long)s);
         html_text(f, names[ds->labels[s]]);
         fputs("<br>predicted: ", f);
@@ -357,7 +361,7 @@ static ts_status section_saliency(ts_ctx *ctx, FILE *f, const ts_model *m, const
             fputs("<div class=\"sal\"><figure>", f);
             image_pixels(ds, i, px);
             snprintf(alt, sizeof alt, "test image %d", i);
-            img_tag(f, ds, px, C, alt);
+            img_tag(f, ds, px, png_channels(ds), alt);
             fprintf(f, "<figcaption>#%d true: ", i);
             html_text(f, names[ds->labels[i]]);
             fputs("<br>predicted: ", f);
@@ -396,8 +400,8 @@ static ts_status load_report_modules(ts_ctx *ctx, const char *arg, ts_module ***
     return st;
 }
 
-static ts_status section_modules(ts_ctx *ctx, FILE *f, ts_model *m, ts_module **mods, int k, const char *ddir,
-                                 long limit) {
+static ts_status section_modules(ts_ctx *ctx, FILE *f, ts_model *m, const char *model, ts_module **mods, int k,
+                                 const char *ddir, long limit) {
     /* the map: every module must mask the same layers (modules of one model) */
     ts_module_mask_info mi;
     const int nm = ts_module_mask_count(mods[0]);
@@ -463,11 +467,14 @@ static ts_status section_modules(ts_ctx *ctx, FILE *f, ts_model *m, ts_module **
     const int64_t per = limit > 0 ? (limit + k - 1) / k : 0;
     if (!st) st = ts_composed_dataset(ctx, cm, TS_SPLIT_TEST, ddir, per, &ds);
     if (!st) st = ts_evaluate_classes(ctx, cm, ds, NULL, k, &composed);
+    /* the modules are the model's when they name it as their origin (an absolute path) */
+    char model_abs[PATH_MAX];
+    if (!realpath(model, model_abs)) snprintf(model_abs, sizeof model_abs, "%s", model);
     int mine = 1;
     for (int r = 0; !st && r < k; r++) {
         ts_module_info_get(mods[r], &info);
         classes[r] = info.class_index;
-        mine = mine && info.origin_classes == ts_model_classes(m);
+        mine = mine && info.origin_classes == ts_model_classes(m) && (!*info.origin || !strcmp(info.origin, model_abs));
     }
     if (!st && mine) st = ts_evaluate_classes(ctx, m, ds, classes, k, &original);
     if (st) {
@@ -485,6 +492,7 @@ static ts_status section_modules(ts_ctx *ctx, FILE *f, ts_model *m, ts_module **
         fprintf(f, "<p class=\"meta\">%d modules composed: %.2f%% top-1 on %lld test images of their classes", k,
                 100 * composed, (long long)ds->count);
         if (original >= 0) fprintf(f, "; the model on the same images and classes: %.2f%%", 100 * original);
+        else fputs(" (the modules are not this model's: no comparison)", f);
         fputs(".</p>\n", f);
     }
     fputs("</section>\n", f);
@@ -549,7 +557,7 @@ static ts_status write_report(ts_ctx *ctx, FILE *f, const report_args *a, ts_mod
         section_worst(f, ds, &p, (int)a->worst, (const char *const *)names, px);
     }
     if (!st && a->saliency > 0) st = section_saliency(ctx, f, m, ds, &p, (int)a->saliency, (const char *const *)names, px);
-    if (!st && nmods) st = section_modules(ctx, f, m, mods, nmods, a->data_dir, a->limit);
+    if (!st && nmods) st = section_modules(ctx, f, m, a->model, mods, nmods, a->data_dir, a->limit);
     if (!st && ts_patch_target(m) >= 0) st = section_patch(ctx, f, m, ds, (int)a->batch, (const char *const *)names);
     if (!st) fprintf(f, "<p class=\"note\">Written by tessera %s report.</p>\n</body></html>\n", TS_VERSION_STRING);
     for (int c = 0; names && c < k; c++) free(names[c]);

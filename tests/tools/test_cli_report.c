@@ -163,7 +163,8 @@ static void test_report(void) {
     CHECK(count(html, "<tr><td>") >= 10, "per-class rows");
     CHECK(strstr(html, ">Trouser<") && strstr(html, ">Ankle boot<"), "class names");
     CHECK(strstr(html, "relu1 (4)") && strstr(html, "relu2 (16)"), "module map blocks");
-    CHECK(strstr(html, "3 modules composed"), "composed figure");
+    CHECK(strstr(html, "3 modules composed") && strstr(html, "the model on the same images and classes"),
+          "composed figure beside the model's");
     CHECK(!strstr(html, "id=\"patch\""), "a patch section for an unpatched model");
     CHECK(!cli_leftover_tmp(&R), "a temporary was left");
     free(html);
@@ -182,13 +183,15 @@ static void test_report(void) {
         free(html);
     }
     /* a patched model: the class before and after */
-    rc = cli_run(&R, "report %s/p.tsr --limit 200 --saliency 1 --threads 1 --out %s/p.html", R.dir, R.dir);
+    rc = cli_run(&R, "report %s/p.tsr --modules %s/mods/class1.tsm --limit 200 --saliency 1 --threads 1 --out %s/p.html",
+                 R.dir, R.dir, R.dir);
     CHECK(rc == 0, "report of a patched model: exit %d: %s", rc, R.err);
     html = slurp("p.html");
     if (html) {
         static const char *const ids3[] = {"summary", "confusion-matrix", "patch", "patch-bars"};
         check_html(html, ids3, 4);
         CHECK(strstr(html, "Patched class: Shirt"), "patched class named");
+        CHECK(strstr(html, "not this model's: no comparison"), "modules of another model compared with it");
         free(html);
     }
 }
