@@ -981,8 +981,9 @@ ts_status ts_extract(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, co
  * array the caller malloc'ed). NULL does nothing. */
 void ts_modules_free(ts_module **mods, int n);
 ts_status ts_module_info_get(const ts_module *mod, ts_module_info *info);
-/* A module's keep-masks, one per ReLU layer of its origin, in layer order (none for a
- * text module, whose removed units are cut out): which kernels it keeps. */
+/* A module's keep-masks, one per ReLU layer of its origin, in layer order: which
+ * kernels it keeps. (A text module's removed recurrent units are cut out of its layers
+ * instead: no mask shows them.) */
 int ts_module_mask_count(const ts_module *mod);
 typedef struct ts_module_mask_info {
     const char *layer; /* the ReLU layer's name in the origin (valid while the module is) */
