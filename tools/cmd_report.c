@@ -173,7 +173,7 @@ typedef struct preds {
     int64_t n;
     int k;
     int32_t *pred;
-    float *conf; /* softmax probability of the prediction */
+    float *conf; /* probability of the prediction (softmax of logits, or the model's own) */
 } preds;
 
 /* x (n, C, H, W) of images [first, first + n) of ds, preprocessed as m's inputs. */
@@ -186,8 +186,17 @@ static ts_status batch_inputs(ts_ctx *ctx, const ts_model *m, const ts_dataset *
     return TS_OK;
 }
 
+/* What the model's outputs are: logits (0), probabilities (1: a final softmax, or a
+ * patched model's softmax with one entry replaced) or log-probabilities (2). */
+static int output_kind(const ts_model *m) {
+    ts_layer_info li;
+    if (ts_patch_target(m) >= 0) return 1;
+    if (ts_model_layer(m, ts_model_layer_count(m) - 1, &li)) return 0;
+    return !strcmp(li.kind, "softmax") ? 1 : !strcmp(li.kind, "logsoftmax") ? 2 : 0;
+}
+
 static ts_status predict_all(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, preds *p) {
-    const int k = ts_model_classes(m);
+    const int k = ts_model_classes(m), kind = output_kind(m);
     const size_t img = (size_t)ds->channels * ds->height * ds->width;
     p->n = ds->count;
     p->k = k;
@@ -204,7 +213,7 @@ static ts_status predict_all(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int
             double z = 0;
             for (int j = 0; j < k; j++) z += exp((double)r[j] - r[a]);
             p->pred[s + i] = a;
-            p->conf[s + i] = (float)(1.0 / z);
+            p->conf[s + i] = kind == 1 ? r[a] : kind == 2 ? (float)exp(r[a]) : (float)(1.0 / z);
         }
     }
     free(x);
