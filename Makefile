@@ -42,7 +42,7 @@ TEST_SRC := $(sort $(filter-out tests/common/%,$(wildcard tests/*/test_*.c)))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL:= $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all deps demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect bench-onnx bench-rnn
+.PHONY: all deps demo report-demo test test-fast bench clean lib symbols layers tests fuzz fuzz-smoke fuzz-long onnx-conformance onnx-check valgrind dudect bench-onnx bench-rnn
 
 all: $(BUILD)/tessera $(BUILD)/libtessera.a
 
@@ -132,11 +132,18 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/demo.sh
 
+# A model's HTML report (tessera report) checked in headless Chromium, with a
+# screenshot: reuses make demo's outputs, or trains a quick model (scripts/report-demo.sh).
+report-demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/report-demo.sh
+
 # Every test, plain build and ASan+UBSan build; valgrind over the CLI flows; each
 # fuzz target replaying its corpora, then a fixed seed and run count (deterministic).
 # Last line: "N passed, N failed".
 test: deps
 	@sh scripts/check-layers.sh
+	@sh scripts/report-browser-deps.sh >/dev/null || echo "note: tests/tools/test_cli_report will skip its browser check"
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all tests
 	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" build-vg/tessera

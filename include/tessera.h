@@ -371,6 +371,17 @@ ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, floa
 ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, uint64_t dropout_seed);
 ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits);
 
+/* Saliency maps: out (n, input shape) = d score / d x for the n samples x (n, input
+ * shape), the score being the logit of class class_idx[i] (NULL: each sample's
+ * predicted class). The gradient is the inference function's: batch norm with its
+ * running statistics, dropout the identity, a final softmax skipped; m is unchanged.
+ * guided != 0: guided backpropagation (Springenberg et al., "Striving for Simplicity:
+ * The All Convolutional Net"): through every ReLU only the gradient that is positive
+ * where the ReLU's input is positive; every other layer (a model without ReLU
+ * entirely) as the plain gradient. Refused in constant-time mode. */
+ts_status ts_model_saliency(ts_ctx *ctx, const ts_model *m, const float *x, int n, const int *class_idx, int guided,
+                            float *out);
+
 /* Named tensors, in a stable order: parameters first in layer order, then buffers. */
 typedef enum ts_tensor_role { TS_TENSOR_PARAM = 0, TS_TENSOR_BUFFER = 1 } ts_tensor_role;
 typedef struct ts_tensor_info {
@@ -970,6 +981,20 @@ ts_status ts_extract(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, co
  * array the caller malloc'ed). NULL does nothing. */
 void ts_modules_free(ts_module **mods, int n);
 ts_status ts_module_info_get(const ts_module *mod, ts_module_info *info);
+/* A module's keep-masks, one per ReLU layer of its origin, in layer order: which
+ * kernels it keeps. (A text module's removed recurrent units are cut out of its layers
+ * instead: no mask shows them.) */
+int ts_module_mask_count(const ts_module *mod);
+typedef struct ts_module_mask_info {
+    const char *layer; /* the ReLU layer's name in the origin (valid while the module is) */
+    int layer_index;   /* its index (ts_model_layer of the origin) */
+    int channels;      /* kernels: C of a (C, H, W) output, else the units of a vector */
+    int64_t plane;     /* units per kernel: H x W, or 1 */
+} ts_module_mask_info;
+/* Mask k (0..ts_module_mask_count - 1): its layer and size, and in kept (info->channels
+ * entries; NULL: not wanted) the fraction of each kernel's units the module keeps (0:
+ * the kernel is removed). Call once with kept NULL to learn the size. */
+ts_status ts_module_mask(ts_ctx *ctx, const ts_module *mod, int k, ts_module_mask_info *info, float *kept);
 /* Saves a module (.tsm: the origin model, its masks and class, docs/file-format.md),
  * atomically; loads one, checking every size and the masks against the model. */
 ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path);

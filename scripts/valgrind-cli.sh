@@ -1,6 +1,6 @@
 #!/bin/sh
 # valgrind memcheck over the CLI flows: train (oneDNN and reference kernels), a
-# checkpoint and its resume, eval, predict, info, decompose, compose, ONNX export
+# checkpoint and its resume, eval, predict, info, decompose, compose, report, ONNX export
 # and import. Any invalid access, use of uninitialized memory, or definite or
 # indirect leak fails. BUILD (default build-vg) must hold a tessera built without
 # -march=native (valgrind 3.19 has no AVX-512): make BUILD=build-vg OPT="-O1 -g".
@@ -30,7 +30,7 @@ flow() {
     fi
 }
 common="--data fashion-mnist --limit 256 --batch 64 --threads 1 --quiet --no-test"
-flow train train --arch tiny.arch $common --epochs 1 --checkpoint t.ckpt --out t.tsr
+flow train train --arch tiny.arch $common --epochs 1 --log run --log-every 2 --checkpoint t.ckpt --out t.tsr
 flow train-ref train --arch tiny.arch $common --epochs 1 --backend ref --out r.tsr
 flow resume train --resume t.ckpt --epochs 2 --quiet --no-test --out t2.tsr
 flow eval eval t2.tsr --data fashion-mnist --limit 200
@@ -38,6 +38,7 @@ flow predict predict t2.tsr --data fashion-mnist --index 0,1,2
 flow info info t2.tsr
 flow decompose decompose t2.tsr --out mods --positives 20 --classes 0,1,2 --quiet
 flow compose compose mods/class0.tsm mods/class2.tsm --out two.tsr
+flow report report run t2.tsr --modules mods --limit 100 --worst 3 --saliency 1 --out r.html
 flow export export two.tsr --out two.onnx
 flow import import two.onnx --out two-i.tsr
 flow import-pytorch import "$(pwd)/tests/fixtures/onnx/mobilenetv2_train.onnx" --out mb.tsr

@@ -23,6 +23,7 @@ static const subcommand COMMANDS[] = {
     {"import", cmd_import, "read an ONNX model (--check lists unsupported nodes)"},
     {"export", cmd_export, "write a model as ONNX (opset 13)"},
     {"bench", cmd_bench, "latency and throughput of a model (inference, or --train steps)"},
+    {"report", cmd_report, "one self-contained HTML report: curves, confusion, mistakes, saliency, modules"},
     {"info", cmd_info, "layers, output shapes, parameters and MACs of a model or architecture"},
     {"zoo", cmd_zoo, "list the built-in architectures, or print one"},
 };

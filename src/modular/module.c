@@ -148,6 +148,26 @@ ts_status ts_module_info_get(const ts_module *mod, ts_module_info *info) {
     return TS_OK;
 }
 
+int ts_module_mask_count(const ts_module *mod) { return mod ? mod->nmasks : 0; }
+
+ts_status ts_module_mask(ts_ctx *ctx, const ts_module *mod, int k, ts_module_mask_info *info, float *kept) {
+    if (!mod || !info || k < 0 || k >= mod->nmasks)
+        return ts_fail(ctx, TS_EINVAL, "ts_module_mask: mask %d is not in 0..%d", k, mod ? mod->nmasks - 1 : -1);
+    const module_mask *mk = &mod->masks[k];
+    const layer *l = &mod->origin->layers[mk->layer];
+    info->layer = l->name;
+    info->layer_index = mk->layer;
+    /* a (C, H, W) map has C kernels of H x W units; anything else is a vector of units */
+    info->channels = l->out.ndim == 3 ? (int)l->out.dims[0] : (int)mk->units;
+    info->plane = mk->units / info->channels;
+    for (int c = 0; kept && c < info->channels; c++) {
+        int64_t on = 0;
+        for (int64_t u = 0; u < info->plane; u++) on += mask_get(mk, (int64_t)c * info->plane + u);
+        kept[c] = (float)((double)on / (double)info->plane);
+    }
+    return TS_OK;
+}
+
 /* ---- counting what a module keeps */
 
 static const module_mask *mask_of_layer(const ts_module *mod, int li) {

@@ -357,6 +357,38 @@ static void fixture_free(void) {
 
 /* ------------------------------------------------------------------ cases */
 
+/* ts_module_mask: one mask per ReLU, its kernels' kept fractions adding up to the
+ * units and kernels that ts_module_info counts. */
+static void test_module_masks(void) {
+    if (!g.ready) return;
+    static const int channels[3] = {8, 16, 32};
+    static const int64_t plane[3] = {28 * 28, 14 * 14, 1};
+    for (int c = 0; c < K; c++) {
+        ts_module_info in;
+        ts_module_info_get(g.mods[c], &in);
+        CHECK(ts_module_mask_count(g.mods[c]) == 3, "module %d: %d masks", c, ts_module_mask_count(g.mods[c]));
+        int64_t units = 0, kernels = 0;
+        for (int k = 0; k < 3 && k < ts_module_mask_count(g.mods[c]); k++) {
+            ts_module_mask_info mi;
+            float kept[32];
+            CHECK(ts_module_mask(g_ctx, g.mods[c], k, &mi, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(mi.channels == channels[k] && mi.plane == plane[k] && mi.layer && mi.layer_index > 0,
+                  "module %d mask %d: %d x %lld", c, k, mi.channels, (long long)mi.plane);
+            CHECK(ts_module_mask(g_ctx, g.mods[c], k, &mi, kept) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            for (int j = 0; j < mi.channels; j++) {
+                CHECK(kept[j] >= 0 && kept[j] <= 1, "kept %g", (double)kept[j]);
+                units += (int64_t)llround(kept[j] * (double)mi.plane);
+                if (k < 2) kernels += kept[j] > 0;
+            }
+        }
+        CHECK(units == in.units_kept, "module %d: masks keep %lld units, info %lld", c, (long long)units,
+              (long long)in.units_kept);
+        CHECK(kernels == in.kernels_kept, "module %d: masks keep %lld kernels, info %lld", c, (long long)kernels,
+              (long long)in.kernels_kept);
+        CHECK(ts_module_mask(g_ctx, g.mods[c], 3, &(ts_module_mask_info){0}, NULL) == TS_EINVAL, "mask 3 accepted");
+    }
+}
+
 static void test_decompose_info(void) {
     if (!g.ready) return;
     CHECK(g.progress_calls >= 2 && g.progress_bad == 0 && g.progress_last_done == NTRAIN &&
@@ -1670,6 +1702,7 @@ int main(void) {
     RUN(test_overflowing_model);
     RUN(test_setup);
     RUN(test_decompose_info);
+    RUN(test_module_masks);
     RUN(test_decompose_cancel);
     RUN(test_module_answers_own_class);
     RUN(test_module_semantics);
