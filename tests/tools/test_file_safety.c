@@ -443,17 +443,19 @@ static void test_recorded_settings(void) {
               "an override is warned of: exit %d: %s", rc, g_err);
     }
     /* version 1: the same file without the 56 bytes after the configuration (version
-     * 2's settings and running loss, 28; version 3's modular fields, 28) */
+     * 2's settings and running loss, 28; version 3's modular fields, 28) and the 32 at
+     * the end of the section (version 4's early stopping: no validation, no tensors) */
     size_t n = 0;
     uint8_t *f = test_read_file(c, &n);
-    size_t off = 16, tran = 0;
+    size_t off = 16, tran = 0, tran_end = 0;
     uint32_t nsec = f ? (uint32_t)f[12] | (uint32_t)f[13] << 8 : 0;
     for (uint32_t s = 0; f && s < nsec && off + 12 <= n; s++) {
         uint64_t len = 0;
         for (int k = 7; k >= 0; k--) len = len << 8 | f[off + 4 + k];
         if (!memcmp(f + off, "TRAN", 4)) {
             tran = off;
-            uint64_t nl = len - 56;
+            tran_end = off + 12 + (size_t)len;
+            uint64_t nl = len - 56 - 32;
             for (int k = 0; k < 8; k++) f[off + 4 + k] = (uint8_t)(nl >> (8 * k));
             break;
         }
@@ -462,9 +464,10 @@ static void test_recorded_settings(void) {
     CHECK(tran > 0, "TRAN section found");
     if (tran) {
         f[tran + 12] = 1; /* version 1 */
+        memmove(f + tran_end - 32, f + tran_end, n - tran_end); /* version 4's tail first: it lies after the cut */
         size_t cut = tran + 12 + 80;
-        memmove(f + cut, f + cut + 56, n - cut - 56);
-        put_file("v1.ckpt", f, n - 56);
+        memmove(f + cut, f + cut + 56, n - 32 - cut - 56);
+        put_file("v1.ckpt", f, n - 32 - 56);
         char v1[512];
         path_of(v1, sizeof v1, "v1.ckpt");
         CHECK(ts_checkpoint_settings(ctx, v1, &rs) == TS_OK && rs.threads == 0, "a version 1 checkpoint: %s",
