@@ -379,7 +379,7 @@ ts_status ts_prune_arch(ts_ctx *ctx, const ts_model *m, const ts_prune_config *c
         ts_model_free(cur);
         if (!li) break;
         if (li < 0) {
-            st = ts_fail(ctx, TS_EINVAL, "ts_prune_arch: cannot remove %.2f%% of the %s: with every prunable layer "
+            st = ts_fail(ctx, TS_EINVAL, "pruning: cannot remove %.2f%% of the %s: with every prunable layer "
                          "down to one filter, %.2f%% is removed", 100 * cfg->target, mode_name(cfg->mode), 100 * share);
             break;
         }
@@ -448,7 +448,7 @@ static ts_status find_ratio(ts_ctx *ctx, prune_plan *p, const ts_prune_config *c
     ts_status st = achieved_at(ctx, p, cfg->mode, total, &share);
     if (st) return st;
     if (share < cfg->target)
-        return ts_fail(ctx, TS_EINVAL, "ts_prune_model: cannot remove %.2f%% of the %s: with every prunable layer "
+        return ts_fail(ctx, TS_EINVAL, "pruning: cannot remove %.2f%% of the %s: with every prunable layer "
                        "down to one filter, %.2f%% is removed", 100 * cfg->target, mode_name(cfg->mode), 100 * share);
     int lo = 0, hi = 1000; /* share(lo) < target <= share(hi) */
     while (hi - lo > 1) {
