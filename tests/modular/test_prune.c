@@ -2,7 +2,7 @@
  * mode reaches its target within a few points, its residual additions still match
  * (the architecture text parses again into the same model), its MACs and parameters are
  * what ts_model_layer counts (`tessera info`), the same seed gives the same text; a
- * VGG-like network (flatten into dense) and a network with a concat; a small pruned
+ * VGG-like network (flatten into dense), a network with a concat and a depthwise block; a small pruned
  * residual network trains (loss finite and lower after a few epochs on a tiny set).
  * Magnitude pruning: the sliced model's outputs equal the masked original's within
  * 1e-5, it has the planned channels, the weakest filters are the ones that go. Bad
@@ -65,6 +65,21 @@ static const char *CONCAT_NET =
     "concat name=cat in=a.relu,b.relu\n"
     "conv2d name=c out=16 kernel=3 padding=1\n"
     "relu name=c.relu\n"
+    "globalavgpool name=gap\n"
+    "dense name=fc out=classes\n";
+
+/* A depthwise-separable block: the depthwise conv follows its input's channels */
+static const char *DEPTHWISE_NET =
+    "input shape=3x16x16 classes=6\n"
+    "conv2d name=c1 out=16 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=c1.bn\n"
+    "relu name=c1.relu\n"
+    "conv2d name=dw out=16 kernel=3 padding=1 groups=16 bias=0\n"
+    "batchnorm name=dw.bn\n"
+    "relu name=dw.relu\n"
+    "conv2d name=pw out=24 kernel=1 bias=0\n"
+    "batchnorm name=pw.bn\n"
+    "relu name=pw.relu\n"
     "globalavgpool name=gap\n"
     "dense name=fc out=classes\n";
 
@@ -188,6 +203,14 @@ static void test_vgg_and_concat(void) {
         }
         ts_prune_report_free(&rep);
         ts_model_free(p);
+        p = prune_checked(DEPTHWISE_NET, "depthwise", (ts_prune_mode)mode, 0.4, 3, &rep);
+        if (p) {
+            const ts_prune_layer *c1 = report_layer(&rep, "c1"), *dw = report_layer(&rep, "dw");
+            CHECK(rep.groups == 2 && c1 && dw && dw->group == c1->group && dw->after == c1->after,
+                  "depthwise follows c1: %d groups", rep.groups);
+        }
+        ts_prune_report_free(&rep);
+        ts_model_free(p);
         p = prune_checked(CONCAT_NET, "concat", (ts_prune_mode)mode, 0.3, 2, &rep);
         if (p) {
             CHECK(rep.groups == 3, "concat groups %d (a, b, c)", rep.groups);
@@ -303,6 +326,7 @@ static void test_magnitude(void) {
         check_magnitude(SMALL_RES, "small-res", (ts_prune_mode)mode, 0.4);
         check_magnitude(VGG_LIKE, "vgg-like", (ts_prune_mode)mode, 0.5);
         check_magnitude(CONCAT_NET, "concat", (ts_prune_mode)mode, 0.3);
+        check_magnitude(DEPTHWISE_NET, "depthwise", (ts_prune_mode)mode, 0.4);
     }
 }
 
