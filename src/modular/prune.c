@@ -327,6 +327,24 @@ static ts_status fill_report(ts_ctx *ctx, const prune_plan *p, const ts_model *a
     return TS_OK;
 }
 
+/* The report on *out (when st is TS_OK and rep is given); on failure nothing is left.
+ * Frees the plan; returns st or the report's failure. */
+static ts_status prune_end(ts_ctx *ctx, prune_plan *p, ts_status st, const ts_prune_config *cfg, int draws,
+                           double ratio, ts_model **out, ts_prune_report *rep) {
+    if (!st && rep) {
+        st = fill_report(ctx, p, *out, cfg, rep);
+        rep->draws = draws;
+        rep->ratio = ratio;
+    }
+    if (st) {
+        ts_prune_report_free(rep);
+        ts_model_free(*out);
+        *out = NULL;
+    }
+    plan_free(p);
+    return st;
+}
+
 /* One draw: a source layer of a group that can still lose a channel, at random in
  * proportion to its own complexity in cur; -1 when none can. */
 static int draw_layer(const prune_plan *p, const ts_model *cur, ts_prune_mode mode, ts_rng *rng) {
@@ -391,17 +409,7 @@ ts_status ts_prune_arch(ts_ctx *ctx, const ts_model *m, const ts_prune_config *c
         draws++;
     }
     if (!st) st = rebuild(ctx, &p, REBUILD_INIT, cfg->seed, NULL, out);
-    if (!st && rep) {
-        st = fill_report(ctx, &p, *out, cfg, rep);
-        rep->draws = draws;
-    }
-    if (st) {
-        ts_prune_report_free(rep);
-        ts_model_free(*out);
-        *out = NULL;
-    }
-    plan_free(&p);
-    return st;
+    return prune_end(ctx, &p, st, cfg, draws, 0.0, out, rep);
 }
 
 /* ---- magnitude pruning */
@@ -568,15 +576,5 @@ ts_status ts_prune_model(ts_ctx *ctx, const ts_model *m, const ts_prune_config *
     if (st) return st;
     st = model_slice(ctx, masked, out, NULL);
     ts_model_free(masked);
-    if (!st && rep) {
-        st = fill_report(ctx, &p, *out, cfg, rep);
-        rep->ratio = ratio;
-    }
-    if (st) {
-        ts_prune_report_free(rep);
-        ts_model_free(*out);
-        *out = NULL;
-    }
-    plan_free(&p);
-    return st;
+    return prune_end(ctx, &p, st, cfg, 0, ratio, out, rep);
 }
