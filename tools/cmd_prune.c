@@ -112,10 +112,16 @@ int cmd_prune(int argc, char **argv) {
         cfg.mode = (ts_prune_mode)k;
     }
     long seed;
-    if (!cli_float(&prune_cmd, "target", 0.5, 1e-9, 1 - 1e-9, &cfg.target) ||
-        !cli_float(&prune_cmd, "chunk", 0.0, 0.0, 0.999, &cfg.chunk) ||
+    if (!cli_float(&prune_cmd, "target", 0.5, 0.0, 1.0, &cfg.target) ||
+        !cli_float(&prune_cmd, "chunk", 0.0, 0.0, 1.0, &cfg.chunk) ||
         !cli_int(&prune_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed))
         return EXIT_USAGE;
+    if (cfg.target <= 0.0 || cfg.target >= 1.0 || cfg.chunk >= 1.0) {
+        fprintf(stderr, "tessera prune: %s: expected a share %s, got %g\n", cfg.chunk >= 1.0 ? "--chunk" : "--target",
+                cfg.chunk >= 1.0 ? "from 0 up to (not including) 1" : "strictly between 0 and 1",
+                cfg.chunk >= 1.0 ? cfg.chunk : cfg.target);
+        return EXIT_USAGE;
+    }
     cfg.seed = (uint64_t)seed;
     if (!arch && (cli_get(&prune_cmd, "seed") || cli_get(&prune_cmd, "chunk"))) {
         fprintf(stderr, "tessera prune: --seed and --chunk apply to --arch only (a model is pruned by filter norms)\n");
