@@ -348,7 +348,7 @@ static ts_status prune_end(ts_ctx *ctx, prune_plan *p, ts_status st, const ts_pr
 /* One draw: a source layer of a group that can still lose a channel, at random in
  * proportion to its own complexity in cur; -1 when none can. */
 static int draw_layer(const prune_plan *p, const ts_model *cur, ts_prune_mode mode, ts_rng *rng) {
-    double sum = 0;
+    double sum = 0; /* two passes over the candidates: their total weight, then the draw */
     for (int pass = 0; pass < 2; pass++) {
         const double u = pass ? (double)(ts_rng_next(rng) >> 11) * 0x1p-53 * sum : 0;
         double acc = 0;
@@ -393,9 +393,9 @@ ts_status ts_prune_arch(ts_ctx *ctx, const ts_model *m, const ts_prune_config *c
         cost c;
         model_cost(cur, &c);
         const double share = total > 0 ? 1.0 - cost_of(&c, cfg->mode) / total : 0.0;
-        const int li = share >= cfg->target ? 0 : draw_layer(&p, cur, cfg->mode, &rng);
+        const int li = share >= cfg->target ? -1 : draw_layer(&p, cur, cfg->mode, &rng);
         ts_model_free(cur);
-        if (!li) break;
+        if (share >= cfg->target) break;
         if (li < 0) {
             st = ts_fail(ctx, TS_EINVAL, "pruning: cannot remove %.2f%% of the %s: with every prunable layer "
                          "down to one filter, %.2f%% is removed", 100 * cfg->target, mode_name(cfg->mode), 100 * share);
