@@ -1134,6 +1134,72 @@ ts_status ts_composed_dataset(ts_ctx *ctx, const ts_model *composed, ts_split sp
 ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset *ds, int batch, double *own,
                              double *rest);
 
+/* ---------------------------------------------------------------- pruning */
+
+/* Structured pruning: whole conv2d/dense filters (output channels) removed, with the
+ * batch-norm channels and the next layers' input channels they feed (docs/pruning.md).
+ * Channels that residual additions tie together (everything an `add` joins, through
+ * channel-wise layers) form one group, pruned together at the same indices; a group
+ * that reaches the model's output, its input or a layer pruning does not know (a
+ * reshape, a recurrent layer, a grouped convolution that is not depthwise) is left
+ * whole. Complexity is counted per sample over the whole network: parameters as
+ * ts_model_param_count, FLOPs as 2 x the MACs `tessera info` sums, memory as the
+ * authors' torchscope fork does, (3 x parameters + 2 x output values) x 4 bytes per
+ * layer. */
+typedef enum ts_prune_mode { TS_PRUNE_PARAMS = 0, TS_PRUNE_FLOPS = 1, TS_PRUNE_MEMORY = 2 } ts_prune_mode;
+
+typedef struct ts_prune_config {
+    ts_prune_mode mode;
+    double target;  /* share of the mode's complexity to remove, 0 < target < 1 */
+    uint64_t seed;  /* ts_prune_arch: the layer sampling and the new model's initialization */
+    double chunk;   /* ts_prune_arch: filters removed per draw, as a share of the layer's
+                     * original count (at least 1 filter; 0: one filter) */
+} ts_prune_config;
+void ts_prune_config_default(ts_prune_config *cfg); /* flops, 0.5, seed 0, one filter a draw */
+
+typedef struct ts_prune_layer {
+    char name[64];       /* a conv2d or dense layer of the model */
+    int group;           /* its channel group, -1 when it is not pruned (left whole) */
+    int64_t before, after; /* output channels */
+} ts_prune_layer;
+
+typedef struct ts_prune_report {
+    int64_t params_before, params_after;  /* trainable scalars */
+    int64_t macs_before, macs_after;      /* per sample */
+    int64_t memory_before, memory_after;  /* bytes per sample, as above */
+    double target, achieved;              /* share of the mode's complexity removed */
+    int groups;                           /* channel groups that could be pruned */
+    int draws;                            /* ts_prune_arch: layers drawn; ts_prune_model: 0 */
+    double ratio;                         /* ts_prune_model: share of each group's channels removed */
+    int nlayers;
+    ts_prune_layer *layers;               /* (nlayers) malloc'ed: ts_prune_report_free */
+} ts_prune_report;
+void ts_prune_report_free(ts_prune_report *rep);
+
+/* Complexity-driven pruning at initialization (Zawish, Davy & Abraham, 2022): each
+ * prunable conv2d/dense layer l weighs C_l / sum C (its own parameters, FLOPs or
+ * memory, recounted after every draw on the architecture as pruned so far); a layer
+ * is drawn at random in proportion to its weight (seeded) and its group loses
+ * `chunk` filters, keeping at least one, until the share of the whole network's
+ * complexity removed reaches the target. *out is the narrower architecture, newly
+ * initialized from the seed, to be trained from scratch (its text:
+ * ts_model_arch_text; ts_arch_save writes it). Only m's layers are read. TS_EINVAL
+ * when the target is out of range or cannot be reached. rep may be NULL. */
+ts_status ts_prune_arch(ts_ctx *ctx, const ts_model *m, const ts_prune_config *cfg, ts_model **out,
+                        ts_prune_report *rep);
+/* Magnitude pruning of a trained model (Li et al., ICLR'17): the channels of each
+ * group ranked by the L1 norm of their filters (per weight, summed over the group's
+ * layers); one ratio r for every group, the smallest (in steps of 1/1000) whose
+ * removal reaches the target, drops the floor(r x channels) weakest of each
+ * (keeping at least one). The result is m with those channels zeroed and then
+ * physically cut out: an ordinary smaller model with m's weights for what is left
+ * and m's metadata, to fine-tune (`tessera train --init`). cfg->seed and chunk are
+ * not used. */
+ts_status ts_prune_model(ts_ctx *ctx, const ts_model *m, const ts_prune_config *cfg, ts_model **out,
+                         ts_prune_report *rep);
+/* Writes m's architecture text to path as tessera writes every file (below). */
+ts_status ts_arch_save(ts_ctx *ctx, const ts_model *m, const char *path);
+
 /* ------------------------------------------------------------ checkpoints */
 
 /* A checkpoint is a model file plus the trainer's state (optimizer buffers, epoch,

@@ -135,6 +135,7 @@ int cmd_info(int argc, char **argv);
 int cmd_zoo(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 int cmd_compose(int argc, char **argv);
 int cmd_patch(int argc, char **argv);
 int cmd_replace(int argc, char **argv);

@@ -14,6 +14,7 @@ static const subcommand COMMANDS[] = {
     {"eval", cmd_eval, "top-1, top-5, per-class precision/recall and confusion matrix on a dataset"},
     {"predict", cmd_predict, "classify PGM/PPM images or dataset samples"},
     {"decompose", cmd_decompose, "cut a trained classifier into per-class modules (.tsm)"},
+    {"prune", cmd_prune, "remove filters: an architecture before training, or a trained model (then fine-tune)"},
     {"extract", cmd_extract, "a smaller model for a few of a classifier's classes, without retraining"},
     {"quantize", cmd_quantize, "int8 inference for a trained CNN, calibrated on a few hundred images"},
     {"compose", cmd_compose, "build a classifier from modules, without retraining"},

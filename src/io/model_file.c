@@ -352,3 +352,9 @@ ts_status ts_model_load(ts_ctx *ctx, const char *path, ts_model **out) {
     if (!ctx || !path || !out) return ts_fail(ctx, TS_EINVAL, "ts_model_load: NULL argument");
     return model_file_read(ctx, path, out, 0, NULL, NULL, NULL);
 }
+
+ts_status ts_arch_save(ts_ctx *ctx, const ts_model *m, const char *path) {
+    if (!ctx || !m || !path) return ts_fail(ctx, TS_EINVAL, "ts_arch_save: NULL argument");
+    if (!m->arch_text) return ts_fail(ctx, TS_EINVAL, "ts_arch_save: the model has no architecture text");
+    return io_write_atomic(ctx, path, m->arch_text, strlen(m->arch_text));
+}

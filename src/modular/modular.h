@@ -34,6 +34,10 @@ ts_status module_masked_origin(ts_ctx *ctx, const ts_module *mod, ts_model **out
  * suffix and size (TS_ESHAPE naming `what` when one has no counterpart). */
 ts_status model_copy_layer_tensors(ts_ctx *ctx, const ts_model *src, int from, ts_model *dst, int to, const char *what);
 
+/* ts_prune_model's model before slicing (prune.c): m with a mask layer ("<layer>.keep")
+ * after every layer of each narrowed channel group, zeroing the channels it drops. */
+ts_status prune_masked_model(ts_ctx *ctx, const ts_model *m, const ts_prune_config *cfg, ts_model **masked);
+
 /* The only layer reading layer li's output, or -1 when none or several do. */
 int model_sole_consumer(const ts_model *m, int li);
 

@@ -13,8 +13,8 @@
  * ASan build.
  *
  * Four flows: the main one (flow_main lists its steps), every other layer kind
- * (flow_kinds), the import of a PyTorch MobileNetV2 export (flow_mobilenet) and the
- * text datasets (flow_text). The plain build fails every allocation of each; the
+ * (flow_kinds), the import of a PyTorch MobileNetV2 export (flow_mobilenet), the
+ * text datasets (flow_text) and pruning (flow_prune). The plain build fails every allocation of each; the
  * ASan build, slower, every 8th of the MobileNetV2 import and every one of the
  * others (asan_stride).
  *
@@ -194,6 +194,8 @@ typedef struct flow_result {
     float kinds[2][3 * 8];   /* flow_kinds: logits of each re-imported model on g_x */
     float mobilenet[2 * 10]; /* flow_mobilenet: logits on g_x */
     double text[8];          /* flow_text: counts, sizes, BLEU and an id checksum */
+    float pruned[4 * 4];     /* flow_prune: the magnitude-pruned model's logits on g_x */
+    int64_t pruned_counts[4]; /* flow_prune: MACs and parameters after each pruning */
 } flow_result;
 
 #define TRY(expr)                       \
@@ -521,6 +523,59 @@ done:
     return st;
 }
 
+/* Pruning: a residual architecture pruned at initialization (ts_prune_arch, its text
+ * written with ts_arch_save), and by filter norms (ts_prune_model) then predicting. */
+static ts_status flow_prune(flow_result *res, char *err, size_t errsz) {
+    static const char *const RES_ARCH = "input shape=1x8x8 classes=4\n"
+                                        "conv2d name=c1 out=6 kernel=3 padding=1 bias=0\n"
+                                        "batchnorm name=bn1\n"
+                                        "relu name=r1\n"
+                                        "conv2d name=c2 out=6 kernel=3 padding=1 bias=0\n"
+                                        "batchnorm name=bn2\n"
+                                        "add name=a in=bn2,r1\n"
+                                        "relu name=r2\n"
+                                        "flatten name=f\n"
+                                        "dense name=fc1 out=8\n"
+                                        "relu name=r3\n"
+                                        "dense name=fc out=classes\n";
+    ts_ctx *ctx = NULL;
+    ts_model *m = NULL, *arch = NULL, *pruned = NULL;
+    ts_prune_report r1, r2;
+    memset(&r1, 0, sizeof r1);
+    memset(&r2, 0, sizeof r2);
+    char path[512];
+    ts_status st = ts_ctx_create(&ctx);
+    if (st) {
+        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
+        return st;
+    }
+    TRY(ts_ctx_set_backend(ctx, TS_BACKEND_REF));
+    TRY(ts_model_from_arch(ctx, RES_ARCH, "res.arch", NULL, 0, 3, &m));
+    ts_prune_config cfg;
+    ts_prune_config_default(&cfg);
+    cfg.target = 0.4;
+    cfg.seed = 2;
+    TRY(ts_prune_arch(ctx, m, &cfg, &arch, &r1));
+    snprintf(path, sizeof path, "%s/pruned.arch", g_dir);
+    TRY(ts_arch_save(ctx, arch, path));
+    cfg.mode = TS_PRUNE_MEMORY;
+    TRY(ts_prune_model(ctx, m, &cfg, &pruned, &r2));
+    TRY(ts_model_predict(ctx, pruned, g_x, 4, res->pruned));
+    res->pruned_counts[0] = r1.macs_after;
+    res->pruned_counts[1] = r1.params_after;
+    res->pruned_counts[2] = r2.macs_after;
+    res->pruned_counts[3] = r2.params_after;
+done:
+    if (st) snprintf(err, errsz, "%s", ts_ctx_error(ctx));
+    ts_prune_report_free(&r1);
+    ts_prune_report_free(&r2);
+    ts_model_free(pruned);
+    ts_model_free(arch);
+    ts_model_free(m);
+    ts_ctx_free(ctx);
+    return st;
+}
+
 typedef struct flow_def {
     const char *name;
     ts_status (*run)(flow_result *res, char *err, size_t errsz);
@@ -532,6 +587,7 @@ static const flow_def FLOWS[] = {
     {"every other layer kind: train step, save, load, ONNX", flow_kinds, 1},
     {"ONNX import of a MobileNetV2 export", flow_mobilenet, 8},
     {"text datasets, vocabulary, BLEU", flow_text, 1},
+    {"pruning at initialization and by filter norms", flow_prune, 1},
 };
 #define NFLOWS ((int)(sizeof FLOWS / sizeof FLOWS[0]))
 
@@ -694,7 +750,8 @@ static int same_result(const flow_result *a, const flow_result *b) {
            a->composed_count == b->composed_count && a->cifar_count == b->cifar_count &&
            !memcmp(a->tensor, b->tensor, sizeof a->tensor) && !memcmp(a->kinds, b->kinds, sizeof a->kinds) &&
            !memcmp(a->mobilenet, b->mobilenet, sizeof a->mobilenet) &&
-           !memcmp(a->text, b->text, sizeof a->text);
+           !memcmp(a->text, b->text, sizeof a->text) && !memcmp(a->pruned, b->pruned, sizeof a->pruned) &&
+           !memcmp(a->pruned_counts, b->pruned_counts, sizeof a->pruned_counts);
 }
 
 static double now_s(void) {
