@@ -12,7 +12,7 @@ OPT     := -O1 -g -fno-omit-frame-pointer
 endif
 BUILD   ?= build
 CFLAGS  := $(CSTD) $(OPT) $(WARN) -fopenmp -Iinclude -I$(BUILD)/gen -fPIC
-LDLIBS  := -ldnnl -lprotobuf-c -lz -lm -fopenmp
+LDLIBS  := -ldnnl -lprotobuf-c -lpng -ljpeg -lz -lm -fopenmp
 # Open MPI (docs/distributed.md): found through pkg-config, the CLI's data-parallel
 # training (tools/dist_mpi.c) is built with it; MPI=0, or a machine without it, builds
 # everything else the same. libtessera never links MPI.

@@ -99,6 +99,12 @@ ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on);
 ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on);
 int ts_ctx_get_bf16(const ts_ctx *ctx);
 int ts_ctx_get_constant_time(const ts_ctx *ctx);
+/* The shape (channels 1 or 3, height, width) images read from image files are
+ * brought to when a dataset is an image folder (ts_dataset_load, docs/data.md); 0 for
+ * a value: the first training image's. Default all 0. The CLI sets the model's input
+ * shape here. */
+ts_status ts_ctx_set_image_shape(ts_ctx *ctx, int channels, int height, int width);
+void ts_ctx_get_image_shape(const ts_ctx *ctx, int *channels, int *height, int *width);
 /* Notes: what the library did that a user should hear of but that is no failure
  * (a stale temporary file of a dead process removed). The library never prints: it
  * hands each note, one line, to this hook; without one they are dropped. */
@@ -1304,6 +1310,47 @@ ts_status ts_onnx_export(ts_ctx *ctx, const ts_model *m, const char *path);
  * bytes (C, H, W) with C = 1 or 3. *pixels is malloc'ed; free with ts_image_free. */
 ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *w, uint8_t **pixels);
 void ts_image_free(uint8_t *pixels);
+
+/* Images larger than this many pixels (width x height) are refused (TS_EUNSUPPORTED)
+ * from their header, before any pixel memory is allocated: 8192 x 8192. */
+#define TS_IMAGE_MAX_PIXELS (1L << 26)
+
+/* Decodes a PNG, JPEG or PGM/PPM image, the format told by its first bytes, as bytes
+ * (C, H, W), C = 1 (grayscale) or 3 (RGB) (docs/data.md, "Image files"): PNG of every
+ * colour type and bit depth (alpha and transparency dropped, palettes expanded,
+ * 16-bit scaled to 8), baseline and progressive JPEG (grayscale or colour; CMYK is
+ * refused). `name` names the image in messages (a path). *pixels: free with
+ * ts_image_free. TS_EFORMAT: not an image, corrupt or truncated; TS_EUNSUPPORTED:
+ * too large, CMYK, or another format. */
+ts_status ts_image_decode(ts_ctx *ctx, const char *name, const uint8_t *data, size_t len, int *c, int *h, int *w,
+                          uint8_t **pixels);
+/* ts_image_decode on the content of a file. */
+ts_status ts_image_load(ts_ctx *ctx, const char *path, int *c, int *h, int *w, uint8_t **pixels);
+
+/* Conversion and geometry on byte images (C, H, W), as PIL and torchvision do them
+ * (docs/data.md, "Image transforms"). Outputs are the caller's. */
+/* Channels 1 <-> 3: gray to RGB repeats the plane; RGB to gray is PIL's convert("L"):
+ * (R*19595 + G*38470 + B*7471 + 32768) >> 16, ITU-R 601-2 luma. */
+ts_status ts_image_convert(ts_ctx *ctx, const uint8_t *in /* (c,h,w) */, int c, int h, int w, int out_c,
+                           uint8_t *out /* (out_c,h,w) */);
+/* Bilinear resize to (oh, ow) exactly as PIL's Image.resize(BILINEAR) (what
+ * torchvision's Resize does to a PIL image): a triangle filter widened by the scale
+ * when shrinking (antialiased), 8-bit fixed-point weights, horizontal pass first. */
+ts_status ts_image_resize(ts_ctx *ctx, const uint8_t *in /* (c,h,w) */, int c, int h, int w, int oh, int ow,
+                          uint8_t *out /* (c,oh,ow) */);
+/* The size torchvision's Resize(s) gives an h x w image: the shorter side becomes s,
+ * the longer one s * longer / shorter, truncated. */
+void ts_image_resize_shorter(int h, int w, int s, int *oh, int *ow);
+/* The (oh, ow) window at torchvision's CenterCrop offsets (round((h-oh)/2), round half
+ * to even, and the same across); oh <= h and ow <= w. */
+ts_status ts_image_center_crop(ts_ctx *ctx, const uint8_t *in /* (c,h,w) */, int c, int h, int w, int oh, int ow,
+                               uint8_t *out /* (c,oh,ow) */);
+/* Brings any image to (C, H, W) as torchvision's eval transform Resize + CenterCrop:
+ * channels converted, then resized so that it covers H x W with its aspect kept
+ * (for H == W that is Resize(H)), then the center H x W. An image already H x W is
+ * only converted. */
+ts_status ts_image_fit(ts_ctx *ctx, const uint8_t *in /* (c,h,w) */, int c, int h, int w, int C, int H, int W,
+                       uint8_t *out /* (C,H,W) */);
 
 #ifdef __cplusplus
 }

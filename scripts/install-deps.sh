@@ -2,7 +2,7 @@
 # Installs the Debian packages tessera needs, only those missing. One script for
 # `make demo` and `make test`; needs root (or sudo) only when something is missing.
 set -e
-PKGS="gcc make libc6-dev libdnnl-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata dataset-fashion-mnist clang libomp-dev libclang-rt-dev valgrind python3-numpy pkg-config libopenmpi-dev openmpi-bin"
+PKGS="gcc make libc6-dev libdnnl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata dataset-fashion-mnist clang libomp-dev libclang-rt-dev valgrind python3-numpy pkg-config libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

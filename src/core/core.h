@@ -33,6 +33,7 @@ struct ts_ctx {
     void *dnnl;                  /* oneDNN engine/stream, owned (ops/dnnl_backend.c) */
     void (*dnnl_release)(void *dnnl); /* frees dnnl: set by ops along with it */
     int bf16;                    /* convolutions in bfloat16 mixed precision (ts_ctx_set_bf16) */
+    int image_shape[3];          /* what image folders are brought to (ts_ctx_set_image_shape) */
 };
 
 /* Internal invariants (SQLite's habit): TS_ASSERT(cond) states an assumption the code

@@ -102,6 +102,24 @@ ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on) {
 
 int ts_ctx_get_constant_time(const ts_ctx *ctx) { return ctx ? ctx->constant_time : 0; }
 
+ts_status ts_ctx_set_image_shape(ts_ctx *ctx, int channels, int height, int width) {
+    if (!ctx) return TS_EINVAL;
+    if ((channels != 0 && channels != 1 && channels != 3) || height < 0 || width < 0 ||
+        (long)height * width > TS_IMAGE_MAX_PIXELS)
+        return ts_fail(ctx, TS_EINVAL, "image shape %dx%dx%d: expected 1 or 3 channels and at most %ld pixels",
+                       channels, height, width, (long)TS_IMAGE_MAX_PIXELS);
+    ctx->image_shape[0] = channels;
+    ctx->image_shape[1] = height;
+    ctx->image_shape[2] = width;
+    return TS_OK;
+}
+
+void ts_ctx_get_image_shape(const ts_ctx *ctx, int *channels, int *height, int *width) {
+    *channels = ctx ? ctx->image_shape[0] : 0;
+    *height = ctx ? ctx->image_shape[1] : 0;
+    *width = ctx ? ctx->image_shape[2] : 0;
+}
+
 /* A message that does not fit the context's buffer gets its own allocation, so that
  * long paths are never cut; if that allocation fails, the cut message stands. The
  * message is formatted before the old one goes: it may be an argument. */

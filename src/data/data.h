@@ -7,6 +7,7 @@
 #include "core/core.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Reads the content of `path`, at most `max` bytes of it (SIZE_MAX: all), into a new
@@ -61,6 +62,27 @@ ts_status data_idx_load(ts_ctx *ctx, const char *images_path, const char *labels
  * only the first `limit` records (and the files they are in). */
 ts_status data_cifar_load(ts_ctx *ctx, const char *const *paths, int npaths, int label_bytes, const char *name,
                           int64_t limit, ts_dataset **out);
+
+/* ------------------------------------------------------------------ images */
+
+/* Decoders of one format each, over bytes in memory, as ts_image_decode says (name
+ * for messages). Only image_png.c includes png.h, only image_jpeg.c jpeglib.h. */
+ts_status data_png_decode(ts_ctx *ctx, const char *name, const uint8_t *data, size_t len, int *c, int *h, int *w,
+                          uint8_t **pixels);
+ts_status data_jpeg_decode(ts_ctx *ctx, const char *name, const uint8_t *data, size_t len, int *c, int *h, int *w,
+                           uint8_t **pixels);
+/* A PGM/PPM image from f, which holds `size` bytes (-1: a stream of unknown length). */
+ts_status data_pnm_read(ts_ctx *ctx, FILE *f, const char *path, long long size, int *c, int *h, int *w,
+                        uint8_t **pixels);
+/* Pixels (c, h, w) from interleaved rows (h, w, c). */
+void data_planar_from_interleaved(uint8_t *chw, const uint8_t *hwc, int c, int h, int w);
+
+/* Image folders (image_folder.c), torchvision's ImageFolder layout: 1 when dir holds
+ * class folders of images (or train/ with them). */
+int data_image_folder_detect(const char *dir);
+/* The split of an image folder, images brought to ts_ctx_get_image_shape's shape. */
+ts_status data_image_folder_load(ts_ctx *ctx, const char *dir, ts_split split, const char *name, int64_t limit,
+                                 ts_dataset **out);
 
 /* Seed for one stream identified by (seed, a, b) in domain `domain`. */
 static inline uint64_t data_seed3(uint64_t seed, uint64_t domain, uint64_t a, uint64_t b) {

@@ -1,7 +1,7 @@
 /* Netpbm images (PGM/PPM, binary and ASCII), the dependency-free way to hand single
  * images to `tessera predict`. The header is parsed defensively: every number is
  * range-checked and the pixel data length is checked against the file. */
-#include "core/core.h"
+#include "data/data.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -47,10 +47,11 @@ static ts_status read_number(pnm_reader *r, const char *field, long max, long *o
     return TS_OK;
 }
 
-ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *w, uint8_t **pixels) {
+/* Reads a PGM/PPM image from f; `size` is how many bytes f holds (-1: a stream of
+ * unknown length). The caller closes f. */
+ts_status data_pnm_read(ts_ctx *ctx, FILE *f, const char *path, long long size, int *c, int *h, int *w,
+                        uint8_t **pixels) {
     *pixels = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ts_fail(ctx, TS_EIO, "%s: cannot open: %s", path, strerror(errno));
     pnm_reader r = {f, path, ctx, 0};
     ts_status st = TS_OK;
     uint8_t *hwc = NULL, *chw = NULL;
@@ -69,21 +70,24 @@ ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *
                      "%s: size %ldx%ld, maxval %ld (expected positive sizes and maxval 1..255)", path, width, height, maxval);
         goto done;
     }
+    if (width * height > TS_IMAGE_MAX_PIXELS) {
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: %ldx%ld pixels is too large (at most %ld pixels)", path, width, height,
+                     (long)TS_IMAGE_MAX_PIXELS);
+        goto done;
+    }
     size_t n = (size_t)width * (size_t)height * (size_t)channels;
     /* a hostile header must not make us allocate more than the file can fill:
      * binary pixels take a byte each, ASCII ones at least two */
-    struct stat fs;
-    if (fstat(fileno(f), &fs) != 0 || !S_ISREG(fs.st_mode)) {
+    if (size < 0) {
         /* a pipe: no size to check against, so bound what a header can ask for */
         if (n > ((size_t)1 << 26)) {
             st = ts_fail(ctx, TS_EFORMAT, "%s: %zu pixels is too large for a stream (at most 67108864)", path, n);
             goto done;
         }
     } else {
-        size_t remain = fs.st_size > r.off ? (size_t)(fs.st_size - r.off) : 0;
+        size_t remain = size > r.off ? (size_t)(size - r.off) : 0;
         if ((binary && remain < n) || (!binary && remain / 2 + 1 < n)) {
-            st = ts_fail(ctx, TS_EFORMAT, "%s: pixel data truncated at byte %lld (expected %zu %s pixels)", path,
-                         (long long)fs.st_size, n, binary ? "binary" : "ASCII");
+            st = ts_fail(ctx, TS_EFORMAT, "%s: pixel data truncated at byte %lld (expected %zu %s pixels)", path, size, n, binary ? "binary" : "ASCII");
             goto done;
         }
     }
@@ -125,9 +129,19 @@ ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *
     *pixels = chw;
     chw = NULL;
 done:
-    fclose(f);
     free(hwc);
     free(chw);
+    return st;
+}
+
+ts_status ts_image_load_pnm(ts_ctx *ctx, const char *path, int *c, int *h, int *w, uint8_t **pixels) {
+    *pixels = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ts_fail(ctx, TS_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat fs;
+    const long long size = fstat(fileno(f), &fs) == 0 && S_ISREG(fs.st_mode) ? (long long)fs.st_size : -1;
+    ts_status st = data_pnm_read(ctx, f, path, size, c, h, w, pixels);
+    fclose(f);
     return st;
 }
 
