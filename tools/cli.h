@@ -123,8 +123,12 @@ int info_profile(const cli_cmd *cmd, ts_ctx *ctx, ts_model *m, long batch, long 
 enum { CLI_LOAD_ONNX = 1, CLI_LOAD_MODULE = 2 };
 /* Loads the MODEL argument of a command: a .tsr model or checkpoint; with
  * CLI_LOAD_ONNX an .onnx file, imported on the fly; with CLI_LOAD_MODULE a .tsm module
- * as the one-output model ts_module_model makes (its score). */
+ * as the one-output model ts_module_model makes (its score). Image folders read
+ * afterwards are brought to the model's input shape (cli_set_image_shape). */
 ts_status cli_load_model(ts_ctx *ctx, const char *path, int accept, ts_model **out);
+/* An image input shape (C x H x W, C 1 or 3) becomes the context's image shape, what
+ * image folders are brought to (ts_ctx_set_image_shape); any other shape is ignored. */
+void cli_set_image_shape(ts_ctx *ctx, ts_shape in);
 /* Class name i from the model's metadata (or the number). */
 const char *cli_class_name(const ts_model *m, int i, char *buf, size_t n);
 

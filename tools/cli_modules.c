@@ -40,6 +40,7 @@ ts_status load_modules(ts_ctx *ctx, char **paths, int n, ts_module ***out) {
     for (int i = 0; i < n && !st; i++) {
         if ((st = ts_module_load(ctx, paths[i], &mods[i]))) break;
         ts_module_info_get(mods[i], i ? &info : &first);
+        if (!i) cli_set_image_shape(ctx, first.input); /* image folders are read at the modules' input shape */
         if (!i) continue;
         int same = info.input.ndim == first.input.ndim;
         for (int d = 0; same && d < info.input.ndim; d++) same = info.input.dims[d] == first.input.dims[d];

@@ -448,7 +448,7 @@ int cmd_decompose(int argc, char **argv) {
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&decompose_cmd, ctx))) goto done;
     cli_setup_files(&decompose_cmd, ctx);
-    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], 0, &m))) goto fail;
     const char *spec = cli_get(&decompose_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
     if (!spec) {

@@ -236,7 +236,8 @@ static cli_opt predict_opts[] = {
     CLI_OPT_JSON,
 };
 static cli_cmd predict_cmd = {"predict", "MODEL IMAGE... | MODEL --data NAME --index I | TEXT-MODEL \"TEXT\"...",
-                              "Classifies PGM/PPM images (binary or ASCII, sized as the model's input), dataset\n"
+                              "Classifies image files (PNG, JPEG, PGM/PPM; converted to the model's channels,\n"
+                              "resized and center-cropped to its input as torchvision's Resize + CenterCrop), dataset\n"
                               "samples, or texts, printing the top classes with their probabilities (for a patched\n"
                               "model, its outputs as they are: the weak model's probabilities and the patched class's\n"
                               "output; for a tagger, each word's tag; for a translator, the translation).",
@@ -412,6 +413,7 @@ int cmd_predict(int argc, char **argv) {
     ts_model *m = NULL;
     ts_dataset *ds = NULL;
     float *x = NULL, *logits = NULL;
+    uint8_t *fitted = NULL; /* (C, H, W) an image file brought to the model's input */
     int *composed = NULL;
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&predict_cmd, ctx)) || (rc = setup_constant_time(&predict_cmd, ctx)) ||
@@ -445,7 +447,8 @@ int cmd_predict(int argc, char **argv) {
     const int ct = ts_ctx_get_constant_time(ctx);
     x = malloc((size_t)C * H * W * sizeof(float));
     logits = malloc((size_t)K * sizeof(float));
-    if (!x || !logits) {
+    fitted = malloc((size_t)C * H * W);
+    if (!x || !logits || !fitted) {
         st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
         goto fail;
     }
@@ -487,17 +490,18 @@ int cmd_predict(int argc, char **argv) {
         }
     } else {
         for (int f = 1; f < npos; f++) {
+            /* any size and colour: converted, resized and center-cropped to the model's
+             * input as torchvision's Resize + CenterCrop (docs/data.md) */
             int c, h, w;
             uint8_t *px;
-            if ((st = ts_image_load_pnm(ctx, pos[f], &c, &h, &w, &px))) goto fail;
-            if (c != C || h != H || w != W) {
-                ts_image_free(px);
-                st = ts_ctx_set_error(ctx, TS_ESHAPE, "%s: image is %dx%dx%d (channels x height x width), the model takes %dx%dx%d",
-                             pos[f], c, h, w, C, H, W);
+            if ((st = ts_image_load(ctx, pos[f], &c, &h, &w, &px))) goto fail;
+            st = ts_image_fit(ctx, px, c, h, w, C, H, W, fitted);
+            ts_image_free(px);
+            if (st) {
+                st = ts_ctx_set_error(ctx, st, "%s: %s", pos[f], ts_ctx_error(ctx));
                 goto fail;
             }
-            (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, px, 1, C, H, W, x);
-            ts_image_free(px);
+            (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, fitted, 1, C, H, W, x);
             if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
             print_top(m, pos[f], logits, K, (int)top, -1, NULL);
         }
@@ -508,6 +512,7 @@ fail:
     rc = cli_fail("predict", ctx, st);
 done:
     free(composed);
+    free(fitted);
     free(x);
     free(logits);
     ts_dataset_free(ds);

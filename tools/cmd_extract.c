@@ -99,7 +99,7 @@ int cmd_extract(int argc, char **argv) {
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&extract_cmd, ctx))) goto done;
     cli_setup_files(&extract_cmd, ctx);
-    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], 0, &m))) goto fail;
     const char *spec = cli_get(&extract_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
     if (!spec) {

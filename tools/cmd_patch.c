@@ -98,7 +98,7 @@ int cmd_patch(int argc, char **argv) {
     if ((rc = cli_setup_ctx(&patch_cmd, ctx))) goto done;
     cli_setup_files(&patch_cmd, ctx);
     if ((st = ts_file_check_output(ctx, out))) goto fail;
-    if ((st = ts_model_load(ctx, pos[0], &weak))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], 0, &weak))) goto fail;
     const int target = class_arg(weak, cls);
     if (target < 0) {
         if (target == -2)

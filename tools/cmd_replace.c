@@ -64,7 +64,7 @@ int cmd_replace(int argc, char **argv) {
     if (is_dir(pos[0])) {
         if ((st = load_module_dir(ctx, pos[0], out, &mods, &n))) goto fail;
     } else {
-        if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+        if ((st = cli_load_model(ctx, pos[0], 0, &m))) goto fail;
         n = ts_model_classes(m);
         if (!(mods = calloc((size_t)n, sizeof *mods))) {
             st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");

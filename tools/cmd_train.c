@@ -24,8 +24,10 @@ static const char *stop_reason(void) { return g_interrupted == SIGTERM ? "termin
 static cli_opt train_opts[] = {
     {"arch", "NAME|FILE", "architecture: a zoo name (tessera zoo) or an .arch file (default demo)", NULL},
     {"init", "MODEL.tsr", "start from this model's weights instead (fine-tuning, e.g. an imported ONNX model)", NULL},
-    {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, or a folder/file in those layouts; text: clinc_oos, brown, tatoeba, spam-assassin (docs/sequences.md)", NULL},
+    {"data", "NAME|PATH", "fashion-mnist, mnist, cifar10, cifar100, a folder/file in those layouts, or an image folder (CLASS/*.png|jpg, as torchvision's ImageFolder); text: clinc_oos, brown, tatoeba, spam-assassin (docs/sequences.md)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
+    {"image-size", "HxW", "an image folder: every image resized and center-cropped to HxW (default: the first image's size)", NULL},
+    {"channels", "1|3", "an image folder: images converted to gray (1) or RGB (3) (default: the first image's)", NULL},
     {"out", "FILE", "where to write the trained model (required)", NULL},
     {"epochs", "N", "epochs to train (default 10)", NULL},
     {"batch", "N", "batch size (default 128)", NULL},
@@ -496,6 +498,48 @@ static int test_is_training_file(ts_ctx *ctx, const char *spec, const char *data
     return same;
 }
 
+/* The shape image folders are read at (docs/data.md): the model's input when there
+ * is one (--resume, or --init with an image folder), else --image-size and --channels,
+ * each defaulting to the first training image's. Returns 0 or an exit code. */
+static int image_shape_setup(ts_ctx *ctx, const ts_model *m, const char *spec) {
+    ts_shape size;
+    long ch = 0;
+    if (!cli_shape(&train_cmd, "image-size", &size) || !cli_int(&train_cmd, "channels", 0, 1, 3, &ch)) return EXIT_USAGE;
+    if (size.ndim != 0 && size.ndim != 2) {
+        fprintf(stderr, "tessera train: --image-size: '%s' is not like 32x32 (height x width)\n",
+                cli_get(&train_cmd, "image-size"));
+        return EXIT_USAGE;
+    }
+    if (ch == 2) {
+        fprintf(stderr, "tessera train: --channels: 2 (expected 1, gray, or 3, RGB)\n");
+        return EXIT_USAGE;
+    }
+    ts_model *peek = NULL;
+    struct stat sb;
+    const char *init = cli_get(&train_cmd, "init");
+    if (!m && init && stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (ts_model_load(ctx, init, &peek)) { /* reported where it is loaded for training */
+            ts_ctx_clear_error(ctx);
+        }
+        m = peek;
+    }
+    int rc = 0;
+    if (m) {
+        const ts_shape in = ts_model_input_shape(m);
+        cli_set_image_shape(ctx, in);
+        if (in.ndim == 3 && ((ch && ch != in.dims[0]) ||
+                             (size.ndim && (size.dims[0] != in.dims[1] || size.dims[1] != in.dims[2])))) {
+            fprintf(stderr, "tessera train: --image-size/--channels: the model takes %lldx%lldx%lld images\n",
+                    (long long)in.dims[0], (long long)in.dims[1], (long long)in.dims[2]);
+            rc = EXIT_USAGE;
+        }
+    } else if (ts_ctx_set_image_shape(ctx, (int)ch, size.ndim ? (int)size.dims[0] : 0, size.ndim ? (int)size.dims[1] : 0)) {
+        rc = cli_fail("train", ctx, TS_EINVAL);
+    }
+    ts_model_free(peek);
+    return rc;
+}
+
 /* What early stopping and --keep-best did, after the run. */
 static void print_summary(const ts_trainer *tr, const ts_train_config *cfg) {
     ts_train_summary sm;
@@ -628,6 +672,7 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
         train_count = texts.train->count;
         goto prepared;
     }
+    if ((rc = image_shape_setup(ctx, m, spec))) goto done;
     if ((st = ts_dataset_load_first(ctx, spec, TS_SPLIT_TRAIN, data_dir, first_samples(m), &full))) goto fail;
     data_record(ctx, spec, data_dir, rec, rec_dir);
     /* the test split before training: a corrupt one fails the run at once, a missing one is skipped */

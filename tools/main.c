@@ -12,7 +12,7 @@ typedef struct subcommand {
 static const subcommand COMMANDS[] = {
     {"train", cmd_train, "train a model (from an architecture, or resume a checkpoint)"},
     {"eval", cmd_eval, "top-1, top-5, per-class precision/recall and confusion matrix on a dataset"},
-    {"predict", cmd_predict, "classify PGM/PPM images or dataset samples"},
+    {"predict", cmd_predict, "classify PNG/JPEG/PGM/PPM images, dataset samples or texts"},
     {"decompose", cmd_decompose, "cut a trained classifier into per-class modules (.tsm)"},
     {"prune", cmd_prune, "remove filters: an architecture before training, or a trained model (then fine-tune)"},
     {"extract", cmd_extract, "a smaller model for a few of a classifier's classes, without retraining"},

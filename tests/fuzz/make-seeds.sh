@@ -72,6 +72,8 @@ printf 'P5 4 4 255\n' >"$C/pnm/gray.pgm"; printf '0123456789abcdef' >>"$C/pnm/gr
 printf 'P2\n# ascii\n2 2\n15\n0 5\n10 15\n' >"$C/pnm/ascii.pgm"
 printf 'P6 2 1 255\n' >"$C/pnm/color.ppm"; printf 'abcdef' >>"$C/pnm/color.ppm"
 printf 'P3 1 1 255\n1 2 3\n' >"$C/pnm/ascii.ppm"
+# PNG and JPEG seeds come with the image fixtures (Debian's python3-pil)
+/usr/bin/python3 tests/fixtures/images/make-images.py >/dev/null
 # ONNX: the tiny model exported, and single-op models with their input tensors
 # from Debian's libonnx-testdata (ONNX backend test data, Apache-2.0)
 $T export "$C/model/tiny.tsr" --out "$C/onnx/tessera_tiny.onnx" >/dev/null
