@@ -7,7 +7,6 @@
 #include "data/data.h"
 
 #include <dirent.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +31,7 @@ static void list_free(str_list *l) {
 
 static int list_add(str_list *l, const char *s, size_t dirlen) {
     if (l->n == l->cap) {
+        if (l->cap > (1 << 28)) return 0;
         int cap = l->cap ? 2 * l->cap : 64;
         char **ns = realloc(l->s, sizeof *ns * (size_t)cap);
         if (ns) l->s = ns;
@@ -63,10 +63,11 @@ static int join(char *out, const char *dir, const char *name) {
 }
 
 /* The entries of dir that are folders (dirs 1) or image files (dirs 0), hidden ones
- * (".name") skipped, sorted. Returns 0 when dir cannot be read or memory ran out. */
+ * (".name") skipped, sorted. Returns 1, or -1 when dir cannot be read (none listed:
+ * ImageFolder's os.walk passes over such folders too), 0 when memory ran out. */
 static int list_dir(const char *dir, int dirs, str_list *out) {
     DIR *d = opendir(dir);
-    if (!d) return 0;
+    if (!d) return -1;
     int ok = 1;
     struct dirent *e;
     char p[FOLDER_PATH_MAX];
@@ -84,14 +85,17 @@ static int list_dir(const char *dir, int dirs, str_list *out) {
  * after `stop` files when stop > 0. 0 when out of memory. */
 static int walk(const char *dir, int depth, int stop, str_list *files) {
     str_list sub = {0};
-    int ok = list_dir(dir, 0, &sub);
+    int ok = list_dir(dir, 0, &sub) != 0;
     for (int i = 0; ok && i < sub.n && !(stop > 0 && files->n >= stop); i++) {
         char p[FOLDER_PATH_MAX];
         if (join(p, dir, sub.s[i])) ok = list_add(files, p, strlen(dir));
     }
     list_free(&sub);
     if (!ok || depth >= FOLDER_DEPTH_MAX || (stop > 0 && files->n >= stop)) return ok;
-    if (!list_dir(dir, 1, &sub)) return 1; /* unreadable: nothing below */
+    if (!list_dir(dir, 1, &sub)) {
+        list_free(&sub);
+        return 0;
+    }
     for (int i = 0; ok && i < sub.n && !(stop > 0 && files->n >= stop); i++) {
         char p[FOLDER_PATH_MAX];
         if (join(p, dir, sub.s[i])) ok = walk(p, depth + 1, stop, files);
@@ -149,7 +153,7 @@ static ts_status class_files(ts_ctx *ctx, const char *dir, int stop, str_list *f
 static int has_classes(const char *dir) {
     str_list cls = {0};
     int found = 0;
-    if (list_dir(dir, 1, &cls))
+    if (list_dir(dir, 1, &cls) == 1)
         for (int i = 0; i < cls.n && !found; i++) {
             char p[FOLDER_PATH_MAX];
             str_list one = {0};
@@ -227,8 +231,10 @@ ts_status data_image_folder_load(ts_ctx *ctx, const char *dir, ts_split split, c
     str_list classes = {0}, here = {0}, files = {0};
     int *labels = NULL;
     ts_status st = TS_OK;
-    if (!list_dir(train, 1, &classes) || (split == TS_SPLIT_TEST && !list_dir(test, 1, &here))) {
-        st = ts_fail(ctx, TS_EIO, "%s: cannot list its class folders: %s", dir, strerror(errno));
+    const int listed = list_dir(train, 1, &classes), listed_test = split == TS_SPLIT_TEST ? list_dir(test, 1, &here) : 1;
+    if (listed <= 0 || listed_test <= 0) {
+        st = !listed || !listed_test ? ts_fail(ctx, TS_ENOMEM, "%s: out of memory listing its class folders", dir)
+                                     : ts_fail(ctx, TS_EIO, "%s: cannot list its class folders", listed < 0 ? train : test);
         goto done;
     }
     if (classes.n == 0 || classes.n > 65535) {

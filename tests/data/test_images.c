@@ -96,13 +96,6 @@ static void expect_fail(const char *what, const uint8_t *d, size_t n, ts_status 
     ts_image_free(px);
 }
 
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 static void test_hostile_files(void) {
     static const char *const files[] = {FIX "rgb8_interlaced.png", FIX "palette4.png", FIX "graya16.png",
                                         FIX "progressive.jpg", FIX "gray.jpg"};
@@ -133,9 +126,9 @@ static void test_hostile_files(void) {
     size_t len;
     uint8_t *png = test_read_file(FIX "rgb8.png", &len);
     if (png) {
-        put_be32(png + 16, 10000);
-        put_be32(png + 20, 10000);
-        put_be32(png + 29, (uint32_t)crc32(0, png + 12, 17));
+        test_put_be32(png + 16, 10000);
+        test_put_be32(png + 20, 10000);
+        test_put_be32(png + 29, (uint32_t)crc32(0, png + 12, 17));
         expect_fail("huge.png", png, len, TS_EUNSUPPORTED);
         CHECK(strstr(ts_ctx_error(g_ctx), "too large"), "%s", ts_ctx_error(g_ctx));
         png[29] ^= 1; /* and with a bad CRC: corrupt */
