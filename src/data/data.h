@@ -78,7 +78,7 @@ ts_status data_pnm_read(ts_ctx *ctx, FILE *f, const char *path, long long size, 
 void data_planar_from_interleaved(uint8_t *chw, const uint8_t *hwc, int c, int h, int w);
 
 /* Image folders (image_folder.c), torchvision's ImageFolder layout: 1 when dir holds
- * class folders of images (or train/ with them). */
+ * class folders of images (or train/ with them), 0 when not, -1 when out of memory. */
 int data_image_folder_detect(const char *dir);
 /* The split of an image folder, images brought to ts_ctx_get_image_shape's shape. */
 ts_status data_image_folder_load(ts_ctx *ctx, const char *dir, ts_split split, const char *name, int64_t limit,

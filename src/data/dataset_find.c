@@ -188,7 +188,9 @@ static ts_status load_dir(ts_ctx *ctx, const char *dir, layout l, ts_split split
             if (!path_join(sub, sizeof sub, dir, archive_dirs[i])) continue;
             if (data_path_kind(sub) == 2 && layout_detect(sub) != LAYOUT_NONE) return load_dir(ctx, sub, l, split, name, limit, out);
         }
-        if (data_image_folder_detect(dir)) return data_image_folder_load(ctx, dir, split, name, limit, out);
+        const int images = data_image_folder_detect(dir);
+        if (images < 0) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory listing its folders", dir);
+        if (images) return data_image_folder_load(ctx, dir, split, name, limit, out);
         return ts_fail(ctx, TS_EUNSUPPORTED,
                        "%s: no dataset files found (expected IDX files like train-images-idx3-ubyte[.gz], CIFAR-10 "
                        "data_batch_N.bin/test_batch.bin, CIFAR-100 train.bin/test.bin, or class folders of "

@@ -77,7 +77,7 @@ static int list_dir(const char *dir, int dirs, str_list *out) {
         if (dirs ? kind == 2 : kind == 1 && has_image_ext(e->d_name)) ok = list_add(out, e->d_name, 0);
     }
     closedir(d);
-    if (ok) qsort(out->s, (size_t)out->n, sizeof *out->s, cmp_str);
+    if (ok && out->n) qsort(out->s, (size_t)out->n, sizeof *out->s, cmp_str);
     return ok;
 }
 
@@ -149,38 +149,43 @@ static ts_status class_files(ts_ctx *ctx, const char *dir, int stop, str_list *f
     return ok ? TS_OK : ts_fail(ctx, TS_ENOMEM, "%s: out of memory listing the images", dir);
 }
 
-/* Whether dir has a class folder holding at least one image. */
+/* 1 when dir has a class folder holding at least one image, 0 when not, -1 when
+ * memory ran out. */
 static int has_classes(const char *dir) {
     str_list cls = {0};
     int found = 0;
-    if (list_dir(dir, 1, &cls) == 1)
-        for (int i = 0; i < cls.n && !found; i++) {
-            char p[FOLDER_PATH_MAX];
-            str_list one = {0};
-            found = join(p, dir, cls.s[i]) && walk(p, 0, 1, &one) && one.n > 0;
-            list_free(&one);
-        }
+    const int listed = list_dir(dir, 1, &cls);
+    if (!listed) found = -1;
+    for (int i = 0; listed == 1 && i < cls.n && !found; i++) {
+        char p[FOLDER_PATH_MAX];
+        str_list one = {0};
+        if (join(p, dir, cls.s[i])) found = !walk(p, 0, 1, &one) ? -1 : one.n > 0;
+        list_free(&one);
+    }
     list_free(&cls);
     return found;
 }
 
-/* The folders of the two splits (test[0] '\0' when there is none). */
-static void split_roots(const char *dir, char *train, char *test) {
+/* The folders of the two splits (test[0] '\0' when there is none); -1 when memory
+ * ran out, else 0. */
+static int split_roots(const char *dir, char *train, char *test) {
     char t[FOLDER_PATH_MAX];
     test[0] = '\0';
-    if (join(t, dir, "train") && data_path_kind(t) == 2 && has_classes(t)) {
+    const int has = join(t, dir, "train") && data_path_kind(t) == 2 ? has_classes(t) : 0;
+    if (has < 0) return -1;
+    if (has) {
         strcpy(train, t);
         if (join(t, dir, "test") && data_path_kind(t) == 2) strcpy(test, t);
         else if (join(t, dir, "val") && data_path_kind(t) == 2) strcpy(test, t);
-        return;
+        return 0;
     }
     snprintf(train, FOLDER_PATH_MAX, "%s", dir);
+    return 0;
 }
 
 int data_image_folder_detect(const char *dir) {
     char train[FOLDER_PATH_MAX], test[FOLDER_PATH_MAX];
-    split_roots(dir, train, test);
-    return has_classes(train);
+    return split_roots(dir, train, test) < 0 ? -1 : has_classes(train);
 }
 
 /* The shape images are brought to: the context's, each 0 taken from the first image
@@ -221,7 +226,7 @@ ts_status data_image_folder_load(ts_ctx *ctx, const char *dir, ts_split split, c
     *out = NULL;
     if (strlen(dir) >= FOLDER_PATH_MAX - 512) return ts_fail(ctx, TS_EINVAL, "%s: path too long", dir);
     char train[FOLDER_PATH_MAX], test[FOLDER_PATH_MAX];
-    split_roots(dir, train, test);
+    if (split_roots(dir, train, test) < 0) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory listing its folders", dir);
     if (split == TS_SPLIT_TEST && !test[0])
         return ts_fail(ctx, TS_ENOTFOUND,
                        "%s: an image folder with no test split (expected train/ and test/ or val/ in it; the whole "

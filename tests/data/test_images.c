@@ -205,7 +205,7 @@ static void test_transforms_match_pil(void) {
         ts_image_free(want.px);
     }
     /* odd crops: torchvision rounds half offsets to even */
-    uint8_t ramp[9], cut[5];
+    uint8_t ramp[9], cut[9];
     for (int i = 0; i < 9; i++) ramp[i] = (uint8_t)i;
     CHECK(!ts_image_center_crop(g_ctx, ramp, 1, 1, 9, 1, 6, cut) && cut[0] == 2, "9->6 starts at %d (round(1.5)=2)",
           cut[0]);

@@ -12,11 +12,12 @@
  * tracks the live blocks of each run, and LeakSanitizer checks again at exit in the
  * ASan build.
  *
- * Four flows: the main one (flow_main lists its steps), every other layer kind
+ * Six flows: the main one (flow_main lists its steps), every other layer kind
  * (flow_kinds), the import of a PyTorch MobileNetV2 export (flow_mobilenet), the
- * text datasets (flow_text) and pruning (flow_prune). The plain build fails every allocation of each; the
- * ASan build, slower, every 8th of the MobileNetV2 import and every one of the
- * others (asan_stride).
+ * text datasets (flow_text), pruning (flow_prune) and image files and folders
+ * (flow_images; libpng's and libjpeg's own allocations are not reached). The plain
+ * build fails every allocation of each; the ASan build, slower, every 8th of the
+ * MobileNetV2 import and every one of the others (asan_stride).
  *
  * For debugging: TESSERA_ALLOC_FAIL_FLOW=f runs only flow f (0-based),
  * TESSERA_ALLOC_FAIL_N=n only case n, TESSERA_ALLOC_FAIL_STRIDE=s every s-th case,
@@ -196,6 +197,7 @@ typedef struct flow_result {
     double text[8];          /* flow_text: counts, sizes, BLEU and an id checksum */
     float pruned[4 * 4];     /* flow_prune: the magnitude-pruned model's logits on g_x */
     int64_t pruned_counts[4]; /* flow_prune: MACs and parameters after each pruning */
+    double images[4];        /* flow_images: shapes and pixel checksums */
 } flow_result;
 
 #define TRY(expr)                       \
@@ -576,6 +578,37 @@ done:
     return st;
 }
 
+/* An image folder (PNG and JPEG files of two sizes, from tests/fixtures/images) at a
+ * shape that resizes, converts and crops; a file decoded and fitted alone. */
+static ts_status flow_images(flow_result *res, char *err, size_t errsz) {
+    ts_ctx *ctx = NULL;
+    ts_dataset *ds = NULL;
+    uint8_t *px = NULL, fitted[3 * 5 * 6];
+    char path[512];
+    ts_status st = ts_ctx_create(&ctx);
+    if (st) {
+        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
+        return st;
+    }
+    TRY(ts_ctx_set_image_shape(ctx, 1, 6, 5));
+    snprintf(path, sizeof path, "%s/imgs", g_dir);
+    TRY(ts_dataset_load(ctx, path, TS_SPLIT_TRAIN, NULL, &ds));
+    int c, h, w;
+    snprintf(path, sizeof path, "%s/imgs/b/p.jpg", g_dir);
+    TRY(ts_image_load(ctx, path, &c, &h, &w, &px));
+    TRY(ts_image_fit(ctx, px, c, h, w, 3, 5, 6, fitted));
+    res->images[0] = (double)ds->count + 100.0 * ds->classes + 1e4 * c + 1e5 * h + 1e7 * w;
+    for (int64_t i = 0; i < ds->count * 6 * 5; i++) res->images[1] += (double)ds->images[i] * (double)(i + 1);
+    for (int i = 0; i < 3 * 5 * 6; i++) res->images[2] += (double)fitted[i] * (i + 1);
+    res->images[3] = (double)strlen(ds->class_names[0]) + 10.0 * ds->labels[ds->count - 1];
+done:
+    if (st) snprintf(err, errsz, "%s", ts_ctx_error(ctx));
+    ts_image_free(px);
+    ts_dataset_free(ds);
+    ts_ctx_free(ctx);
+    return st;
+}
+
 typedef struct flow_def {
     const char *name;
     ts_status (*run)(flow_result *res, char *err, size_t errsz);
@@ -588,6 +621,7 @@ static const flow_def FLOWS[] = {
     {"ONNX import of a MobileNetV2 export", flow_mobilenet, 8},
     {"text datasets, vocabulary, BLEU", flow_text, 1},
     {"pruning at initialization and by filter norms", flow_prune, 1},
+    {"image files and an image folder", flow_images, 1},
 };
 #define NFLOWS ((int)(sizeof FLOWS / sizeof FLOWS[0]))
 
@@ -740,6 +774,23 @@ static int write_inputs(void) {
     gz = ok ? gzopen(p, "wb") : NULL;
     ok = gz && gzwrite(gz, pairs, (unsigned)strlen(pairs)) == (int)strlen(pairs);
     if (gz && gzclose(gz) != Z_OK) ok = 0;
+    /* images: imgs/a (two PNGs), imgs/b (a JPEG) */
+    static const char *const imgs[][2] = {{"a/x.png", "rgb8.png"}, {"a/y.PNG", "palette4.png"}, {"b/p.jpg", "baseline.jpg"}};
+    snprintf(p, sizeof p, "%s/imgs", g_dir);
+    ok = ok && mkdir(p, 0755) == 0;
+    for (int i = 0; ok && i < 2; i++) {
+        snprintf(p, sizeof p, "%s/imgs/%s", g_dir, i ? "b" : "a");
+        ok = mkdir(p, 0755) == 0;
+    }
+    for (int i = 0; ok && i < 3; i++) {
+        char from[256];
+        size_t len;
+        snprintf(from, sizeof from, "tests/fixtures/images/%s", imgs[i][1]);
+        uint8_t *b = test_read_file(from, &len);
+        snprintf(p, sizeof p, "%s/imgs/%s", g_dir, imgs[i][0]);
+        ok = b && test_write_file(p, b, len);
+        free(b);
+    }
     return ok;
 }
 
@@ -751,7 +802,8 @@ static int same_result(const flow_result *a, const flow_result *b) {
            !memcmp(a->tensor, b->tensor, sizeof a->tensor) && !memcmp(a->kinds, b->kinds, sizeof a->kinds) &&
            !memcmp(a->mobilenet, b->mobilenet, sizeof a->mobilenet) &&
            !memcmp(a->text, b->text, sizeof a->text) && !memcmp(a->pruned, b->pruned, sizeof a->pruned) &&
-           !memcmp(a->pruned_counts, b->pruned_counts, sizeof a->pruned_counts);
+           !memcmp(a->pruned_counts, b->pruned_counts, sizeof a->pruned_counts) &&
+           !memcmp(a->images, b->images, sizeof a->images);
 }
 
 static double now_s(void) {
