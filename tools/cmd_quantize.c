@@ -69,7 +69,7 @@ int cmd_quantize(int argc, char **argv) {
     ts_status st = TS_OK;
     if ((rc = cli_setup_ctx(&quantize_cmd, ctx))) goto done;
     cli_setup_files(&quantize_cmd, ctx);
-    if ((st = ts_model_load(ctx, pos[0], &m))) goto fail;
+    if ((st = cli_load_model(ctx, pos[0], 0, &m))) goto fail;
     if (ts_model_get_meta(m, "int8.inputs")) {
         st = ts_ctx_set_error(ctx, TS_EINVAL, "%s is already quantized (int8); quantize its fp32 original", pos[0]);
         goto fail;
