@@ -200,6 +200,13 @@ typedef struct flow_result {
     double images[4];        /* flow_images: shapes and pixel checksums */
 } flow_result;
 
+/* The context of a flow; on failure err says why. */
+static ts_status flow_ctx(ts_ctx **ctx, char *err, size_t errsz) {
+    ts_status st = ts_ctx_create(ctx);
+    if (st) snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
+    return st;
+}
+
 #define TRY(expr)                       \
     do {                                \
         if ((st = (expr)) != TS_OK) goto done; \
@@ -227,11 +234,8 @@ static ts_status flow_main(flow_result *res, char *err, size_t errsz) {
     ts_eval_report ev;
     memset(&ev, 0, sizeof ev);
     char path[512];
-    ts_status st = ts_ctx_create(&ctx);
-    if (st) {
-        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
-        return st;
-    }
+    ts_status st = flow_ctx(&ctx, err, errsz);
+    if (st) return st;
     TRY(ts_ctx_set_backend(ctx, TS_BACKEND_REF));
     ts_shape in = {3, {1, 8, 8}};
     snprintf(path, sizeof path, "%s/tiny.arch", g_dir);
@@ -397,11 +401,8 @@ static ts_status flow_kinds(flow_result *res, char *err, size_t errsz) {
     ts_model *m = NULL, *m2 = NULL, *m3 = NULL;
     ts_optimizer *opt = NULL;
     char path[512];
-    ts_status st = ts_ctx_create(&ctx);
-    if (st) {
-        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
-        return st;
-    }
+    ts_status st = flow_ctx(&ctx, err, errsz);
+    if (st) return st;
     TRY(ts_ctx_set_backend(ctx, TS_BACKEND_REF));
     for (int a = 0; a < 2; a++) {
         float logits[3 * 3], dlogits[3 * 3];
@@ -449,11 +450,8 @@ static ts_status flow_mobilenet(flow_result *res, char *err, size_t errsz) {
     char *report = NULL;
     char path[512];
     const char *src = "tests/fixtures/onnx/mobilenetv2_train.onnx";
-    ts_status st = ts_ctx_create(&ctx);
-    if (st) {
-        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
-        return st;
-    }
+    ts_status st = flow_ctx(&ctx, err, errsz);
+    if (st) return st;
     TRY(ts_ctx_set_backend(ctx, TS_BACKEND_REF));
     TRY(ts_onnx_check(ctx, src, NULL, &report));
     TRY(ts_onnx_import(ctx, src, NULL, &m));
@@ -481,11 +479,8 @@ static ts_status flow_text(flow_result *res, char *err, size_t errsz) {
     ts_text_dataset *ds = NULL, *pairs = NULL, *a = NULL, *b = NULL;
     ts_vocab *v = NULL;
     char *saved = NULL, *text = NULL, *tokens = NULL, path[512];
-    ts_status st = ts_ctx_create(&ctx);
-    if (st) {
-        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
-        return st;
-    }
+    ts_status st = flow_ctx(&ctx, err, errsz);
+    if (st) return st;
     snprintf(path, sizeof path, "%s/intents.json", g_dir);
     TRY(ts_text_dataset_load(ctx, path, TS_SPLIT_TRAIN, NULL, NULL, &ds));
     TRY(ts_text_dataset_split(ctx, ds, 1, 3, &a, &b));
@@ -585,11 +580,8 @@ static ts_status flow_images(flow_result *res, char *err, size_t errsz) {
     ts_dataset *ds = NULL;
     uint8_t *px = NULL, fitted[3 * 5 * 6];
     char path[512];
-    ts_status st = ts_ctx_create(&ctx);
-    if (st) {
-        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
-        return st;
-    }
+    ts_status st = flow_ctx(&ctx, err, errsz);
+    if (st) return st;
     TRY(ts_ctx_set_image_shape(ctx, 1, 6, 5));
     snprintf(path, sizeof path, "%s/imgs", g_dir);
     TRY(ts_dataset_load(ctx, path, TS_SPLIT_TRAIN, NULL, &ds));
