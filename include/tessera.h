@@ -145,7 +145,8 @@ typedef enum ts_split { TS_SPLIT_TRAIN = 0, TS_SPLIT_TEST = 1 } ts_split;
 
 /* Loads a dataset. `spec` is a known name (fashion-mnist, mnist, cifar10, cifar100)
  * or a directory or file path in one of those layouts (IDX files, raw or .gz; CIFAR
- * binary batches, raw or .gz). Known names are looked up in `data_dir` when given,
+ * binary batches, raw or .gz), or an image folder (ROOT/CLASS/ PNG and JPEG files, as
+ * torchvision's ImageFolder; images brought to ts_ctx_set_image_shape's shape). Known names are looked up in `data_dir` when given,
  * else $TESSERA_DATA, else the standard places (see docs/data.md). A known name that
  * is not installed fails with TS_ENOTFOUND and a message saying how to install it. */
 ts_status ts_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, const char *data_dir, ts_dataset **out);
