@@ -541,11 +541,8 @@ static ts_status flow_prune(flow_result *res, char *err, size_t errsz) {
     memset(&r1, 0, sizeof r1);
     memset(&r2, 0, sizeof r2);
     char path[512];
-    ts_status st = ts_ctx_create(&ctx);
-    if (st) {
-        snprintf(err, errsz, "ts_ctx_create: %s", ts_status_name(st));
-        return st;
-    }
+    ts_status st = flow_ctx(&ctx, err, errsz);
+    if (st) return st;
     TRY(ts_ctx_set_backend(ctx, TS_BACKEND_REF));
     TRY(ts_model_from_arch(ctx, RES_ARCH, "res.arch", NULL, 0, 3, &m));
     ts_prune_config cfg;
