@@ -372,6 +372,42 @@ const char *ts_model_arch_text(const ts_model *m);
  * model's running statistics; no gradient state is kept. */
 ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits);
 
+/* ---- early exits (T-RECX; docs/early-exit.md). A model may carry one early exit: a
+ * branch ending in a dense layer marked `exit=1` that outputs `classes` logits, an
+ * auxiliary output trained jointly with the final one. */
+typedef struct ts_exit_config {
+    const char *after;  /* the layer the exit reads: a name, or a stage prefix ("stage1":
+                         * the last layer named "stage1.*") */
+    int channels;       /* the exit's 1x1 convolution's output channels (32) */
+    int early_view;     /* 1: early-view assistance, the exit's depthwise view of the final
+                         * feature map's first `channels` channels fed to the final dense */
+} ts_exit_config;
+/* after NULL, channels 32, early_view 1 */
+void ts_exit_config_default(ts_exit_config *cfg);
+/* ts_model_from_arch with an exit block added after cfg->after: 1x1 conv to `channels`,
+ * depthwise 2x2 stride 2 + ReLU, average pool to 4x4, flatten, dense to the classes
+ * (`exit=1`); with early_view the head globalavgpool -> dense becomes
+ * concat(globalavgpool, flatten(ReLU(depthwise 2x2 stride 2 of the first `channels`
+ * channels))) -> dense. */
+ts_status ts_model_from_arch_exit(ts_ctx *ctx, const char *text, const char *source, const ts_shape *input,
+                                  int classes, uint64_t seed, const ts_exit_config *cfg, ts_model **out);
+typedef struct ts_exit_info {
+    int layer;           /* the exit's logits layer */
+    int64_t macs_exit;   /* per sample: the layers the exit needs (its path from the input) */
+    int64_t macs_rest;   /* the layers the final output needs beyond those */
+    int64_t macs_plain;  /* the layers the final output needs (no exit taken, exit not run) */
+} ts_exit_info;
+/* 1 and *info filled when m has an early exit, else 0. */
+int ts_model_exit_info(const ts_model *m, ts_exit_info *info);
+/* Inference with the early exit: runs the layers the exit needs for all n samples;
+ * a sample whose top softmax probability there is >= rho gets the exit's logits
+ * (exited[i] = 1), the others, gathered into a smaller batch, run the rest of the
+ * network (exited[i] = 0). rho >= 1 takes no exit: the logits are ts_model_predict's,
+ * bit for bit (a float softmax can round to exactly 1). exited may be NULL. Refused
+ * in constant-time mode (the time taken would tell which samples exited). */
+ts_status ts_model_predict_exit(ts_ctx *ctx, ts_model *m, const float *x, int n, float rho, float *logits,
+                                int *exited);
+
 /* Training step building blocks: forward in training mode keeps what backward
  * needs; backward takes d(loss)/d(logits) (n, classes) and writes parameter
  * gradients (overwriting them). */
@@ -595,10 +631,15 @@ typedef struct ts_train_config {
      * The last batch must then leave no rank without samples (ts_trainer_set_comm
      * refuses such a batch size). */
     int sync_bn;
+    /* a model with an early exit (docs/early-exit.md): loss CE_final + exit_weight *
+     * CE_exit; for the first exit_transfer of the epochs (a fraction) the exit's
+     * depthwise weights are copied into the early-view convolution before every batch */
+    float exit_weight, exit_transfer;
 } ts_train_config;
 
 /* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,
- * no augmentation or label smoothing, not modular (alpha 0.5, beta 1.5 when it is). */
+ * no augmentation or label smoothing, not modular (alpha 0.5, beta 1.5 when it is),
+ * exit weight 0.5 and transfer 0.8 (used only by a model with an early exit). */
 void ts_train_config_default(ts_train_config *cfg);
 
 typedef struct ts_train_progress {
@@ -619,6 +660,9 @@ typedef struct ts_epoch_report {
      * same-class masks) and coupling loss (mean cosine of different-class masks); 0
      * otherwise. train_loss stays the cross-entropy alone. */
     double cohesion, coupling;
+    /* a model with an early exit: the exit's training loss and top-1 and its validation
+     * top-1 (-1 without a validation set); 0 without an exit */
+    double exit_loss, exit_acc, val_exit_acc;
 } ts_epoch_report;
 
 /* Hooks called by ts_trainer_run. Returning non-zero from either stops training
@@ -695,9 +739,22 @@ typedef struct ts_eval_report {
     int64_t count;
     double top1, top5, loss;   /* fractions; top-5 is top-k with k = min(5, classes); ties go to the lower index */
     int64_t *confusion;        /* (classes, classes): row = true label, column = prediction */
+    double exit_top1;          /* a model with an early exit: the exit's top-1 (every sample), else -1 */
 } ts_eval_report;
 
 ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out);
+/* The early exit's trade-off on ds (docs/early-exit.md): for each point's rho (set by
+ * the caller), the top-1 when samples whose top softmax probability at the exit is
+ * >= rho stop there (rho >= 1: none), the fraction that stop, and the mean MACs per
+ * sample, macs_exit + (1 - exited) * macs_rest (ts_exit_info; rho >= 1: macs_plain).
+ * One pass computes both heads for every sample; ts_model_predict_exit gives the same
+ * decisions. */
+typedef struct ts_exit_point {
+    float rho;
+    double top1, exited, macs;
+} ts_exit_point;
+ts_status ts_evaluate_exit(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_exit_point *points,
+                           int npoints);
 /* Top-1 of m on ds read as a sub-task of k classes: label j of ds stands for m's output
  * classes[j] (NULL: output j), and the prediction is the argmax over those k outputs
  * (ties to the lower j). With m's own preprocessing. */

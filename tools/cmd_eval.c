@@ -1,4 +1,5 @@
 /* tessera eval and tessera predict. */
+#include "cli_exit.h"
 #include "cli_modules.h"
 #include "cli_text.h"
 
@@ -68,13 +69,15 @@ static cli_opt eval_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
     {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
+    CLI_OPT_EXIT_THRESHOLD,
     CLI_OPT_JSON,
 };
 static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
                            "Prints top-1 and top-5 accuracy, loss, per-class precision and recall, and the confusion\n"
                            "matrix (rows: true class, columns: predicted). For a patched model (tessera patch), also the\n"
                            "patched class's precision, recall and F1 and the other classes' accuracy beside the weak\n"
-                           "model's.",
+                           "model's. For a model with an early exit, also each threshold's top-1 and mean MACs per\n"
+                           "sample (0.50 to 0.95 and 1, no exit) and the cheapest within 1 point of no exit.",
                            eval_opts, sizeof eval_opts / sizeof eval_opts[0]};
 
 int cmd_eval(int argc, char **argv) {
@@ -110,6 +113,8 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if ((st = cli_load_model(ctx, pos[0], CLI_LOAD_ONNX, &m))) goto fail;
+    float rho;
+    if ((rc = cli_exit_threshold(&eval_cmd, m, ctx, &rho))) goto done;
     const char *spec = cli_get(&eval_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
     if (!spec && ts_model_get_meta(m, "composed.origin.0")) {
@@ -140,6 +145,7 @@ int cmd_eval(int argc, char **argv) {
            !texts ? "img" : texts->task == TS_SEQ_TRANSLATE ? "word" : unit, ts_ctx_get_constant_time(ctx) ? ", constant-time" : "");
     char loss[32];
     printf("top-1 %.2f%%  top-5 %.2f%%  loss %s", 100 * ev.top1, 100 * ev.top5, cli_num(loss, sizeof loss, ev.loss, 4));
+    if (ev.exit_top1 >= 0) printf("  (early exit alone: top-1 %.2f%%)", 100 * ev.exit_top1);
     if (texts && texts->task == TS_SEQ_TAG) printf("  whole sentences %.2f%%", 100 * whole);
     if (texts && texts->task == TS_SEQ_TRANSLATE) { /* scores are per target word; BLEU is what counts */
         long beam;
@@ -192,7 +198,9 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     if (J) json_eval(J, m, pos[0], spec, split == TS_SPLIT_TEST ? "test" : "train", &ev, secs, ts_ctx_get_constant_time(ctx));
+    if (ev.exit_top1 >= 0 && J) json_num(J, "exit_top1", ev.exit_top1);
     ts_eval_report_free(&ev);
+    if (ds && (st = cli_exit_eval(ctx, m, ds, (int)batch, rho, J))) goto fail;
     if (ts_patch_target(m) >= 0) {
         /* a patched model: the class's figures beside the weak model's (inside it) */
         ts_patch_eval we, pe;
@@ -232,6 +240,7 @@ static cli_opt predict_opts[] = {
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
+    CLI_OPT_EXIT_THRESHOLD,
     {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
     CLI_OPT_JSON,
 };
@@ -394,6 +403,15 @@ static ts_status predict_text(ts_ctx *ctx, ts_model *m, const char *path, char *
     return st;
 }
 
+/* One image: with an exit threshold (rho >= 0) through the early exit, saying where it left. */
+static ts_status predict_image(ts_ctx *ctx, ts_model *m, const float *x, float rho, float *logits) {
+    if (rho < 0) return ts_model_predict(ctx, m, x, 1, logits);
+    int exited = 0;
+    ts_status st = ts_model_predict_exit(ctx, m, x, 1, rho, logits, &exited);
+    if (!st && !cli_json()) printf("(%s) ", exited ? "left at the early exit" : "ran the whole network");
+    return st;
+}
+
 int cmd_predict(int argc, char **argv) {
     char *pos[4096];
     int npos;
@@ -436,6 +454,8 @@ int cmd_predict(int argc, char **argv) {
         rc = EXIT_OK;
         goto done;
     }
+    float rho;
+    if ((rc = cli_exit_threshold(&predict_cmd, m, ctx, &rho))) goto done;
     ts_shape in = ts_model_input_shape(m);
     if (in.ndim != 3) {
         st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: model input is not an image", pos[0]);
@@ -480,7 +500,7 @@ int cmd_predict(int argc, char **argv) {
             }
             (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, ds->images + (size_t)i * C * H * W, 1, C, H,
                                                                   W, x);
-            if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
+            if ((st = predict_image(ctx, m, x, rho, logits))) goto fail;
             char what[64], other[96];
             snprintf(what, sizeof what, "%s[%ld]", spec, i);
             const int y = ds->labels[i], out = composed ? composed[y] : y;
@@ -502,7 +522,7 @@ int cmd_predict(int argc, char **argv) {
                 goto fail;
             }
             (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, fitted, 1, C, H, W, x);
-            if ((st = ts_model_predict(ctx, m, x, 1, logits))) goto fail;
+            if ((st = predict_image(ctx, m, x, rho, logits))) goto fail;
             print_top(m, pos[f], logits, K, (int)top, -1, NULL);
         }
     }

@@ -45,6 +45,9 @@ static cli_opt train_opts[] = {
     {"modular", NULL, "modular training (MwT): a mask generator on every conv + batch norm, loss CE + alpha cohesion + beta coupling (docs/modules.md)", NULL},
     {"alpha", "F", "--modular: weight of the cohesion loss (default 0.5)", NULL},
     {"beta", "F", "--modular: weight of the coupling loss (default 1.5)", NULL},
+    {"early-exit", "after=LAYER[,channels=N][,view=0|1]", "add an early exit (T-RECX) after a layer or stage (stage1: its last layer), with early-view assistance unless view=0 (docs/early-exit.md)", NULL},
+    {"exit-weight", "F", "early exit: loss CE_final + F * CE_exit (default 0.5)", NULL},
+    {"exit-transfer", "F", "early exit: copy the exit's depthwise weights into the early view before every batch for this fraction of the epochs (default 0.8)", NULL},
     {"val-split", "N|F", "hold out N training samples (a whole number) or a fraction 0 < F < 1 for validation", NULL},
     {"early-stop", "N", "stop after N epochs in a row without a better validation top-1 (needs --val-split)", NULL},
     {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
@@ -82,6 +85,7 @@ typedef struct train_run {
     int bar_on;          /* the progress bar of the current epoch was started */
     int batch;
     int modular;
+    int has_exit;        /* the model has an early exit: its figures are printed */
     const char *checkpoint;
     char pending[4096];  /* checkpoint + ".pending" */
     int has_pending;
@@ -158,7 +162,10 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
     if (run->modular)
         printf(" | cohesion loss %s coupling loss %s", cli_num(a, sizeof a, r->cohesion, 4),
                cli_num(b, sizeof b, r->coupling, 4));
+    if (run->has_exit)
+        printf(" | exit loss %s acc %.2f%%", cli_num(a, sizeof a, r->exit_loss, 4), 100 * r->exit_acc);
     if (r->val_acc >= 0) printf(" | val loss %s acc %.2f%%", cli_num(a, sizeof a, r->val_loss, 4), 100 * r->val_acc);
+    if (run->has_exit && r->val_exit_acc >= 0) printf(" exit %.2f%%", 100 * r->val_exit_acc);
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
     train_log_epoch(&run->log, r, run->last_step, run->count);
@@ -189,6 +196,51 @@ static int parse_schedule(const char *s, ts_schedule_kind *k) {
     return 1;
 }
 
+/* --early-exit after=LAYER[,channels=N][,view=0|1] into cfg (after points into buf). */
+static ts_status parse_exit(ts_ctx *ctx, const char *spec, char *buf, size_t cap, ts_exit_config *cfg) {
+    ts_exit_config_default(cfg);
+    snprintf(buf, cap, "%s", spec);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(t, '='), *end = NULL;
+        long v = 0;
+        if (eq) {
+            *eq = '\0';
+            v = strtol(eq + 1, &end, 10);
+        }
+        if (eq && !strcmp(t, "after") && eq[1]) cfg->after = eq + 1;
+        else if (eq && !strcmp(t, "channels") && *end == '\0' && v >= 1 && v <= 4096) cfg->channels = (int)v;
+        else if (eq && !strcmp(t, "view") && *end == '\0' && (v == 0 || v == 1)) cfg->early_view = (int)v;
+        else
+            return ts_ctx_set_error(ctx, TS_EINVAL, "--early-exit: '%s%s%s' is not after=LAYER, channels=1..4096 or "
+                                                    "view=0|1", t, eq ? "=" : "", eq ? eq + 1 : "");
+    }
+    if (!cfg->after) return ts_ctx_set_error(ctx, TS_EINVAL, "--early-exit: after=LAYER is required");
+    return TS_OK;
+}
+
+/* The --arch model (zoo text, else a file) with --early-exit's exit block. */
+static ts_status exit_model(ts_ctx *ctx, const char *arch, const char *zoo_text, const ts_shape *in, int classes,
+                            uint64_t seed, ts_model **m) {
+    char spec[512];
+    ts_exit_config ec;
+    ts_status st = parse_exit(ctx, cli_get(&train_cmd, "early-exit"), spec, sizeof spec, &ec);
+    if (st) return st;
+    if (zoo_text) return ts_model_from_arch_exit(ctx, zoo_text, arch, in, classes, seed, &ec, m);
+    FILE *f = fopen(arch, "rb");
+    if (!f) return ts_ctx_set_error(ctx, TS_ENOTFOUND, "--arch: '%s' is neither a zoo architecture nor a readable file", arch);
+    char *text = malloc(1 << 20);
+    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    const int big = text && n == (1 << 20) - 1;
+    fclose(f);
+    if (!text) return ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory reading %s", arch);
+    text[n] = '\0';
+    st = big ? ts_ctx_set_error(ctx, TS_EINVAL, "%s: over 1 MiB, too long for an architecture", arch)
+             : ts_model_from_arch_exit(ctx, text, arch, in, classes, seed, &ec, m);
+    free(text);
+    return st;
+}
+
 /* Fills cfg from options; `resumed` keeps the checkpoint's values unless given. */
 static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resumed) {
     long v;
@@ -216,6 +268,10 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
     cfg->mwt_alpha = (float)f;
     if (!cli_float(c, "beta", cfg->mwt_beta, 0, 1000, &f)) return EXIT_USAGE;
     cfg->mwt_beta = (float)f;
+    if (!cli_float(c, "exit-weight", cfg->exit_weight, 0, 100, &f)) return EXIT_USAGE;
+    cfg->exit_weight = (float)f;
+    if (!cli_float(c, "exit-transfer", cfg->exit_transfer, 0, 1, &f)) return EXIT_USAGE;
+    cfg->exit_transfer = (float)f;
     if (!cli_int(c, "early-stop", 0, 1, 100000, &v)) return EXIT_USAGE;
     cfg->early_stop = (int)v;
     cfg->keep_best = cli_get(c, "keep-best") != NULL;
@@ -701,12 +757,18 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
         if (!ts_model_get_meta(m, "classes") && (st = set_class_meta(ctx, m, full, rec))) goto fail;
         if (!ts_model_get_meta(m, "arch") && (st = ts_model_set_meta(ctx, m, "arch", init))) goto fail;
     }
+    if (cli_get(&train_cmd, "early-exit") && (m || cfg.modular)) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "--early-exit builds the exit into a new --arch model (not with %s)",
+                              resume ? "--resume: the checkpoint's model keeps its exit" : m ? "--init" : "--modular");
+        goto fail;
+    }
     if (!m) {
         const char *arch = cli_get(&train_cmd, "arch");
         if (!arch) arch = "demo";
         ts_shape in = {3, {full->channels, full->height, full->width}};
         const char *text = ts_zoo_arch(arch);
-        if (text) st = ts_model_from_arch(ctx, text, arch, &in, full->classes, cfg.seed, &m);
+        if (cli_get(&train_cmd, "early-exit")) st = exit_model(ctx, arch, text, &in, full->classes, cfg.seed, &m);
+        else if (text) st = ts_model_from_arch(ctx, text, arch, &in, full->classes, cfg.seed, &m);
         else if (strchr(arch, '/') || strstr(arch, ".arch")) st = ts_model_from_arch_file(ctx, arch, &in, full->classes, cfg.seed, &m);
         else st = ts_ctx_set_error(ctx, TS_ENOTFOUND, "--arch: '%s' is neither a zoo architecture (see tessera zoo) nor a file", arch);
         if (st) goto fail;
@@ -774,6 +836,7 @@ prepared:
     run.quiet = cli_get(&train_cmd, "quiet") != NULL;
     run.batch = cfg.batch;
     run.modular = cfg.modular;
+    run.has_exit = ts_model_exit_info(m, &(ts_exit_info){0});
     run.checkpoint = ckpt;
     if (run.checkpoint) snprintf(run.pending, sizeof run.pending, "%s.pending", run.checkpoint);
     if (!cli_int(&train_cmd, "checkpoint-every", 0, 0, 1L << 40, &run.every)) {
@@ -787,6 +850,8 @@ prepared:
            cli_plural(n2, sizeof n2, cfg.epochs, "epoch"), cfg.batch,
            cli_plural(n3, sizeof n3, ts_ctx_get_threads(ctx), "thread"));
     if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
+    if (run.has_exit) printf(", early exit (loss weight %g, weight transfer %g of the epochs)", cfg.exit_weight,
+                             cfg.exit_transfer);
     if (dist->size > 1) printf(", data-parallel over %d ranks (batch %d in all)", dist->size, cfg.batch);
     printf("\n");
     fflush(stdout);
@@ -864,6 +929,8 @@ prepared:
         char l[32];
         printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %s) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
                cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
+        if (ev.exit_top1 >= 0)
+            printf("test accuracy at the early exit: %.2f%% (tessera eval sweeps its threshold)\n", 100 * ev.exit_top1);
         ts_eval_report_free(&ev);
     }
     rc = EXIT_OK;

@@ -73,13 +73,15 @@ class _TrainConfig(C.Structure):
                 ("schedule", C.c_int), ("step_size", C.c_int), ("gamma", C.c_float),
                 ("label_smoothing", C.c_float), ("seed", C.c_uint64), ("crop_pad", C.c_int), ("flip", C.c_int),
                 ("modular", C.c_int), ("mwt_alpha", C.c_float), ("mwt_beta", C.c_float),
-                ("early_stop", C.c_int), ("keep_best", C.c_int), ("sync_bn", C.c_int)]
+                ("early_stop", C.c_int), ("keep_best", C.c_int), ("sync_bn", C.c_int), ("exit_weight", C.c_float),
+                ("exit_transfer", C.c_float)]
 
 
 class _EpochReport(C.Structure):
     _fields_ = [("epoch", C.c_int64), ("train_loss", C.c_double), ("train_acc", C.c_double),
                 ("val_loss", C.c_double), ("val_acc", C.c_double), ("seconds", C.c_double),
-                ("cohesion", C.c_double), ("coupling", C.c_double)]
+                ("cohesion", C.c_double), ("coupling", C.c_double), ("exit_loss", C.c_double),
+                ("exit_acc", C.c_double), ("val_exit_acc", C.c_double)]
 
 
 _StepFn = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_void_p)
@@ -92,7 +94,7 @@ class _TrainHooks(C.Structure):
 
 class _EvalReport(C.Structure):
     _fields_ = [("classes", C.c_int), ("count", C.c_int64), ("top1", C.c_double), ("top5", C.c_double),
-                ("loss", C.c_double), ("confusion", C.POINTER(C.c_int64))]
+                ("loss", C.c_double), ("confusion", C.POINTER(C.c_int64)), ("exit_top1", C.c_double)]
 
 
 class _DecomposeConfig(C.Structure):

@@ -96,6 +96,8 @@ static ts_status read_extra(rbuf *r, uint32_t version, ts_train_config *cfg, tra
     memset(x, 0, sizeof *x);
     cfg->mwt_alpha = 0.5f; /* before version 3: never modular, the defaults */
     cfg->mwt_beta = 1.5f;
+    cfg->exit_weight = 0.5f; /* not recorded: an early exit's defaults (the CLI's options override) */
+    cfg->exit_transfer = 0.8f;
     if (version < 2) return TS_OK;
     uint32_t u[3];
     ts_status st;

@@ -252,6 +252,7 @@ ts_status nn_builder_finish_unallocated(nn_builder *b, ts_model **out) {
         goto done;
     }
     m->classes = (int)nout;
+    if ((st = exit_check(b->ctx, m, where(b, at, sizeof at)))) goto done;
     if ((st = model_order_tensors(b->ctx, m))) goto done;
     *out = m;
     b->m = NULL;

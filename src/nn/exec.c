@@ -99,6 +99,8 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
             int src = m->layers[li].inputs[k];
             if (src > 0 && slots[src - 1].last < li) slots[src - 1].last = li;
         }
+    /* the early exit's gradient is written before the backward starts */
+    if (m->exit_layer) slots[m->exit_layer - 1].last = m->nlayers - 1;
     /* a batch norm fused with its ReLU in training reads the ReLU's gradient in its
      * own backward, at index li: that gradient lives down to li */
     for (int li = 1; li < m->nlayers; li++)
@@ -612,8 +614,10 @@ static int bn_relu_cl(const ts_model *m, int li) {
     return e->cl_now && e->bn_relu[li] && e->cl_now[li] && e->cl_now[m->layers[li].inputs[0]];
 }
 
+/* skip (NULL: none) marks layers this pass leaves out (an early exit runs the network in
+ * two parts, early_exit_predict.c) */
 static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, int train,
-                             int allow_fusion) {
+                             int allow_fusion, const unsigned char *skip) {
     exec_state *e = &m->exec;
     TS_ASSERT(e->ls && n >= 1 && n <= e->capacity && (!train || e->has_grads)); /* planned for this batch */
     e->n = n;
@@ -641,6 +645,7 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     }
     for (int li = 1; li < m->nlayers; li++) {
         ts_status st;
+        if (skip && skip[li]) continue;
         const double t0 = e->profile ? ts_monotonic_s() : 0.0;
         if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li, set);
         else if (fuse && e->fuse_skip[li]) continue;
@@ -700,7 +705,7 @@ ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int
         st = exec_plan(ctx, m, b, 0);
         if (st) break;
         const int fusion = !capturing || !capture_needs_unfused(m, cap);
-        st = run_forward(ctx, m, x + (size_t)s * in_sz, b, logits + (size_t)s * (size_t)m->classes, 0, fusion);
+        st = run_forward(ctx, m, x + (size_t)s * in_sz, b, logits + (size_t)s * (size_t)m->classes, 0, fusion, NULL);
         for (int i = 0; capturing && !st && i < cap->nlayers; i++) {
             const int li = cap->layers[i];
             if (cap->fn(cap->user, li, s, b, li == 0 ? m->exec.input : m->exec.ls[li].out))
@@ -708,6 +713,13 @@ ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int
         }
     }
     if (ctx->constant_time) ts_fpenv_restore(&env);
+    return st;
+}
+
+ts_status exec_predict_part(ts_ctx *ctx, ts_model *m, const float *x, int n, const unsigned char *skip, int *layout) {
+    ts_status st = exec_plan(ctx, m, n, 0);
+    if (!st) st = run_forward(ctx, m, x, n, NULL, 0, 1, skip);
+    *layout = m->exec.fused + 2 * (m->exec.cl_now != NULL);
     return st;
 }
 
@@ -743,7 +755,7 @@ ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n
     ts_status st = exec_plan(ctx, m, n, 1);
     if (st) return st;
     m->exec.dropout_seed = dropout_seed;
-    return run_forward(ctx, m, x, n, logits, 1, 0);
+    return run_forward(ctx, m, x, n, logits, 1, 0, NULL);
 }
 
 ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits) {
@@ -752,6 +764,11 @@ ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits) {
 
 ts_status model_backward_observe(ts_ctx *ctx, ts_model *m, const float *dlogits, grad_observer_fn observe,
                                  void *user) {
+    return model_backward_exit(ctx, m, dlogits, NULL, observe, user);
+}
+
+ts_status model_backward_exit(ts_ctx *ctx, ts_model *m, const float *dlogits, const float *dexit,
+                              grad_observer_fn observe, void *user) {
     exec_state *e = &m->exec;
     if (ctx && ctx->constant_time) return refuse_constant_time(ctx, "ts_model_backward");
     if (!e->train || !e->has_grads || !e->n)
@@ -761,6 +778,10 @@ ts_status model_backward_observe(ts_ctx *ctx, ts_model *m, const float *dlogits,
     int last = m->nlayers - 1;
     memcpy(e->ls[last].grad, dlogits, (size_t)e->n * (size_t)m->classes * sizeof(float));
     e->ls[last].grad_ready = 1;
+    if (dexit && m->exit_layer) { /* the early exit's loss: its own seed (plan_grads keeps it live) */
+        memcpy(e->ls[m->exit_layer].grad, dexit, (size_t)e->n * (size_t)m->classes * sizeof(float));
+        e->ls[m->exit_layer].grad_ready = 1;
+    }
     for (int li = last; li >= 1; li--) {
         ts_status st;
         if (e->bn_relu_on[li] == 2) continue; /* in its batch norm's backward */

@@ -36,7 +36,8 @@ A(A_INPUT, SHAPE("shape", ATTR_REQUIRED), INT("classes", features, 0, 1, 1 << 24
   {"vocab", ATTR_INT, F(vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL},
   {"target_vocab", ATTR_INT, F(target_vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL});
 A(A_CONV2D, OUT, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"), PAIR("stride", sh, sw, 1, 1, 0, "strides"),
-  PADDING, PAIR("dilation", dh, dw, 1, 1, 0, "dilations"), INT("groups", groups, 1, 1, 1 << 20, "group"), BIAS);
+  PADDING, PAIR("dilation", dh, dw, 1, 1, 0, "dilations"), INT("groups", groups, 1, 1, 1 << 20, "group"), BIAS,
+  {"view", ATTR_INT, F(early_view), 0, 0, 0, 1, ATTR_OMIT_DEFAULT, NULL, NULL});
 A(A_CONVTRANSPOSE, OUT, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"),
   PAIR("stride", sh, sw, 1, 1, 0, "strides"), PADDING, PAIR("output_padding", oph, opw, 0, 0, 0, "output_padding"),
   PAIR("dilation", dh, dw, 1, 1, 0, "dilations"), INT("groups", groups, 1, 1, 1 << 20, "group"), BIAS);
@@ -47,7 +48,7 @@ A(A_AVGPOOL, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"),
   PAIR("stride", sh, sw, 0, 1, ATTR_KERNEL_DEFAULT, "strides"), PADDING, INT("ceil", ceil_mode, 0, 0, 1, "ceil_mode"),
   INT("count_include_pad", count_include_pad, 1, 0, 1, "count_include_pad"));
 A(A_BATCHNORM, FLT("eps", eps, 1e-5f, 1e-12f, 1.0f, "epsilon"), FLT("momentum", momentum, 0.1f, 0.0f, 1.0f, NULL));
-A(A_DENSE, OUT, BIAS);
+A(A_DENSE, OUT, BIAS, {"exit", ATTR_INT, F(exit_out), 0, 0, 0, 1, ATTR_OMIT_DEFAULT, NULL, NULL});
 A(A_LEAKYRELU, FLT("slope", alpha, 0.01f, -1e6f, 1e6f, "alpha"));
 A(A_SOFTMAX, INT("axis", axis, -1, -TS_MAX_DIMS, TS_MAX_DIMS - 1, NULL), INT("coerce", coerce, 0, 0, 1, NULL));
 A(A_CONCAT, INT("axis", axis, 0, -TS_MAX_DIMS, TS_MAX_DIMS - 1, NULL));

@@ -428,6 +428,7 @@ ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out) {
     ts_status st = TS_OK;
     c->input = m->input;
     c->classes = m->classes;
+    c->exit_layer = m->exit_layer;
     c->nlayers = m->nlayers;
     c->ntensors = m->ntensors;
     c->nparams = m->nparams;

@@ -93,6 +93,8 @@ typedef enum layer_kind {
     int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1), the final states (0), with lstm cells (2) */ \
     int initial;                    /* rnn/lstm/gru: the last input is the initial state */            \
     int cell_act, lbr;              /* rnn: 0 tanh, 1 relu; gru: linear_before_reset */              \
+    int exit_out;                   /* dense: an early exit's logits, an auxiliary output (early_exit.c) */ \
+    int early_view;                 /* conv2d: an early-view depthwise conv, trained with the exit's weights */ \
     ts_shape tshape;                /* reshape/constant: target; binary: constant; prelu: slope; matmul: B */
 
 typedef struct layer_attrs {
@@ -212,6 +214,7 @@ struct ts_model {
     /* data-parallel training with synchronized batch norm: the trainer's communicator
      * (set while a trainer with cfg.sync_bn runs on several ranks, else NULL) */
     const ts_comm *sync_bn;
+    int exit_layer;                 /* the early exit's logits layer (exit=1), 0 when none (early_exit.c) */
     exec_state exec;
 };
 
@@ -371,6 +374,28 @@ ts_status model_clone(ts_ctx *ctx, const ts_model *m, ts_model **out);
 typedef int (*grad_observer_fn)(void *user, ts_model *m, int li);
 ts_status model_backward_observe(ts_ctx *ctx, ts_model *m, const float *dlogits, grad_observer_fn observe,
                                  void *user);
+
+/* ---- early exits (early_exit.c, docs/early-exit.md) */
+/* on[l] = 1 for every layer that layer `out` depends on, itself and the input included */
+void exit_ancestors(const ts_model *m, int out, unsigned char *on /* (nlayers) */);
+/* Sets m->exit_layer from the dense layers marked exit=1: at most one, not the last
+ * layer, `classes` outputs; messages name `where`. */
+ts_status exit_check(ts_ctx *ctx, ts_model *m, const char *where);
+/* The early-view pair whose weights training ties: *dst the conv2d marked view=1 on
+ * the final output's path, *src the exit's own depthwise conv2d of the same weight
+ * shape. 1 when both exist. */
+int exit_view_pair(const ts_model *m, int *src, int *dst);
+/* The top softmax probability of a row of k logits: what an exit's threshold reads. */
+float exit_top_probability(const float *z, int k);
+
+/* model_backward_observe with d loss / d the early exit's logits (n, classes) added
+ * at m->exit_layer (dexit NULL: none). */
+ts_status model_backward_exit(ts_ctx *ctx, ts_model *m, const float *dlogits, const float *dexit,
+                              grad_observer_fn observe, void *user);
+/* Inference over the layers skip does not mark (NULL: all), n samples of x, fusion
+ * as ts_model_predict; outputs stay in m->exec.ls. *layout: 1 fused, + 2 channels-last,
+ * so that two parts of one network can check they ran alike. */
+ts_status exec_predict_part(ts_ctx *ctx, ts_model *m, const float *x, int n, const unsigned char *skip, int *layout);
 
 /* ---- physical slicing (slice.c, docs/modules.md) */
 typedef struct slice_report {

@@ -164,13 +164,15 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
     float *x = ts_alloc(ctx, (size_t)batch * in_sz * sizeof(float), "evaluation batch");
     float *logits = ts_alloc(ctx, (size_t)batch * (size_t)k * sizeof(float), "evaluation logits");
     out->confusion = ts_calloc(ctx, (size_t)k * (size_t)k * sizeof(int64_t), "confusion matrix");
-    if (!x || !logits || !out->confusion) {
+    /* a model with an early exit: its head's logits too, from the same pass */
+    float *exit_logits = m->exit_layer ? ts_alloc(ctx, (size_t)batch * (size_t)k * sizeof(float), "exit logits") : NULL;
+    if (!x || !logits || !out->confusion || (m->exit_layer && !exit_logits)) {
         st = TS_ENOMEM;
         goto done;
     }
     out->classes = k;
     double loss_sum = 0;
-    int64_t top1 = 0, top5 = 0;
+    int64_t top1 = 0, top5 = 0, exit_top1 = 0;
     /* Constant-time mode: branch-free preprocessing, loss and confusion update too;
      * the ranking below is branch-free in both modes. */
     const int ct = ctx->constant_time;
@@ -178,8 +180,11 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
         int n = (int)(ds->count - s < batch ? ds->count - s : batch);
         (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, ds->images + (size_t)s * in_sz, n, ds->channels,
                                                               ds->height, ds->width, x);
-        if ((st = ts_model_predict(ctx, m, x, n, logits))) goto done;
+        if ((st = exit_logits ? evaluate_exit_pass(ctx, m, x, n, logits, exit_logits)
+                              : ts_model_predict(ctx, m, x, n, logits)))
+            goto done;
         const int32_t *y = ds->labels + s;
+        for (int i = 0; exit_logits && i < n; i++) exit_top1 += ts_argmax(exit_logits + (size_t)i * k, k) == y[i];
         loss_sum += (double)(ct ? softmax_xent_ct(n, k, logits, y, 0.0f)
                                 : ts_softmax_cross_entropy(n, k, logits, y, 0.0f, NULL)) * n;
         score_rows(ct, n, k, logits, y, out->confusion, &top1, &top5, NULL);
@@ -188,9 +193,11 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
     out->top1 = ds->count ? (double)top1 / ds->count : 0;
     out->top5 = ds->count ? (double)top5 / ds->count : 0;
     out->loss = ds->count ? loss_sum / ds->count : 0;
+    out->exit_top1 = !exit_logits ? -1 : ds->count ? (double)exit_top1 / ds->count : 0;
 done:
     ts_free(x);
     ts_free(logits);
+    ts_free(exit_logits);
     if (st) ts_eval_report_free(out);
     return st;
 }
@@ -232,6 +239,7 @@ ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, 
                            double *seq_acc) {
     if (!ctx || !m || !ds || !out) return ts_fail(ctx, TS_EINVAL, "ts_evaluate_text: NULL argument");
     memset(out, 0, sizeof *out);
+    out->exit_top1 = -1;
     if (seq_acc) *seq_acc = 0;
     ts_status st = train_check_text(ctx, m, ds, "evaluation");
     if (st) return st;

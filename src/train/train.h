@@ -51,6 +51,11 @@ struct ts_trainer {
     size_t *dp_ready;     /* overlap: (nlayers + 1) lowest gradient offset of layers li.. (NULL: none) */
     size_t dp_sent;       /* overlap: gradients [dp_sent, nparams) are being summed */
     char dp_err[256];     /* overlap: why a sum begun inside backward failed */
+    /* an early exit (docs/early-exit.md): its loss gradients of this step, the epoch's
+     * running sums, and the early-view pair whose weights are tied (0: none) */
+    float *exit_dlogits;
+    double epoch_exit_loss_sum, epoch_exit_correct;
+    int view_src, view_dst;
 };
 
 /* After epoch `epoch`'s validation: tracks the best top-1 and, for keep_best, copies
@@ -93,5 +98,9 @@ ts_status train_check_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset
  * extract's mask network, carries none of its own). */
 ts_status evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const ts_preprocess *pp, const int *classes,
                            int k, double *top1);
+
+/* ts_model_predict that also copies the early exit's logits (n, classes) into
+ * exit_logits (evaluate_exit.c). */
+ts_status evaluate_exit_pass(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, float *exit_logits);
 
 #endif

@@ -25,6 +25,8 @@ void ts_train_config_default(ts_train_config *cfg) {
     cfg->seed = 1;
     cfg->mwt_alpha = 0.5f;
     cfg->mwt_beta = 1.5f;
+    cfg->exit_weight = 0.5f;
+    cfg->exit_transfer = 0.8f;
 }
 
 /* Modular training: finds the mask layers (ReLUs over a vector named
@@ -109,6 +111,11 @@ static ts_status check_config(ts_ctx *ctx, const ts_train_config *cfg, int has_v
     if (cfg->crop_pad < 0 || cfg->crop_pad > 64) return ts_fail(ctx, TS_EINVAL, "crop padding %d out of 0..64", cfg->crop_pad);
     if (cfg->early_stop < 0 || cfg->early_stop > 100000)
         return ts_fail(ctx, TS_EINVAL, "early stopping patience %d out of 0..100000", cfg->early_stop);
+    if (!(cfg->exit_weight >= 0 && cfg->exit_weight <= 100))
+        return ts_fail(ctx, TS_EINVAL, "exit weight %g out of [0, 100]", cfg->exit_weight);
+    if (!(cfg->exit_transfer >= 0 && cfg->exit_transfer <= 1))
+        return ts_fail(ctx, TS_EINVAL, "exit weight transfer %g out of [0, 1] (a fraction of the epochs)",
+                       cfg->exit_transfer);
     if ((cfg->early_stop || cfg->keep_best) && !has_val)
         return ts_fail(ctx, TS_EINVAL, "%s needs a validation set (it watches the validation top-1)",
                        cfg->early_stop ? "early stopping" : "keeping the best epoch");
@@ -157,7 +164,39 @@ static ts_status trainer_finish(ts_ctx *ctx, ts_trainer *tr) {
     tr->y = ts_alloc(ctx, b * (size_t)tr->lps * sizeof(int32_t), "training labels");
     if (!tr->x || !tr->logits || !tr->dlogits || !tr->y) return TS_ENOMEM;
     if (cfg->modular && (st = mwt_setup(ctx, tr))) return st;
+    if (m->exit_layer) {
+        if (tr->lps != 1) return ts_fail(ctx, TS_EUNSUPPORTED, "early exits are trained on images only");
+        if (!(tr->exit_dlogits = ts_alloc(ctx, b * k * sizeof(float), "exit logit gradients"))) return TS_ENOMEM;
+        exit_view_pair(m, &tr->view_src, &tr->view_dst);
+    }
     return TS_OK;
+}
+
+/* T-RECX's weight transfer: the early view sees the final feature map through the
+ * exit's own depthwise filters while they learn (the first exit_transfer of the epochs) */
+static void exit_transfer_weights(ts_trainer *tr) {
+    ts_model *m = tr->model;
+    if (!tr->view_dst || (double)tr->epoch >= (double)tr->cfg.exit_transfer * tr->cfg.epochs) return;
+    const layer *src = &m->layers[tr->view_src], *dst = &m->layers[tr->view_dst];
+    memcpy(tensor_data(m, dst->weight), tensor_data(m, src->weight),
+           sizeof(float) * (size_t)m->tensors[src->weight].numel);
+    if (src->bias_t >= 0)
+        memcpy(tensor_data(m, dst->bias_t), tensor_data(m, src->bias_t),
+               sizeof(float) * (size_t)m->tensors[src->bias_t].numel);
+}
+
+/* The exit's cross-entropy of the batch just forwarded, weighed; its gradient into
+ * tr->exit_dlogits; *correct its hits. */
+static float exit_loss(ts_trainer *tr, int n, int *correct) {
+    ts_model *m = tr->model;
+    const int k = m->classes;
+    const float *z = m->exec.ls[m->exit_layer].out;
+    const float w = tr->cfg.exit_weight;
+    const float loss = ts_softmax_cross_entropy(n, k, z, tr->y, tr->cfg.label_smoothing, tr->exit_dlogits);
+    for (size_t i = 0; i < (size_t)n * (size_t)k; i++) tr->exit_dlogits[i] *= w;
+    *correct = 0;
+    for (int i = 0; i < n; i++) *correct += ts_argmax(z + (size_t)i * k, k) == tr->y[i];
+    return loss;
 }
 
 ts_status ts_trainer_create(ts_ctx *ctx, ts_model *m, const ts_dataset *train, const ts_dataset *val,
@@ -249,6 +288,7 @@ void ts_trainer_free(ts_trainer *tr) {
     free(tr->best_state);
     ts_free(tr->dp_buf);
     free(tr->dp_ready);
+    ts_free(tr->exit_dlogits);
     free(tr);
 }
 
@@ -356,7 +396,7 @@ static ts_status backward_batch(ts_ctx *ctx, ts_trainer *tr, int cnt, int total,
         grad_observer_fn observe = tr->ngens ? mwt_add_grad : tr->dp_ready ? dp_observe : NULL;
         tr->dp_sent = m->nparams;
         tr->dp_err[0] = '\0';
-        if ((st = model_backward_observe(ctx, m, tr->dlogits, observe, tr)))
+        if ((st = model_backward_exit(ctx, m, tr->dlogits, m->exit_layer ? tr->exit_dlogits : NULL, observe, tr)))
             return tr->dp_err[0] ? ts_fail(ctx, TS_EIO, "%s", tr->dp_err) : st;
     } else { /* a short last batch left this rank nothing: it adds zeros */
         if ((st = model_ensure_grads(ctx, m))) return st;
@@ -372,12 +412,15 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
     const int64_t nb = ts_loader_batches(tr->loader);
     const int augment = tr->cfg.crop_pad > 0 || tr->cfg.flip;
     const int parallel = tr->comm.size > 1;
+    if (parallel && m->exit_layer)
+        return ts_fail(ctx, TS_EUNSUPPORTED, "early exits are not trained data-parallel (one rank only)");
     while (tr->epoch < tr->cfg.epochs) {
         double t0 = now_seconds();
         ts_loader_begin_epoch(tr->loader, tr->epoch);
         if (tr->batch_in_epoch == 0) {
             tr->epoch_loss_sum = tr->epoch_correct = tr->epoch_coh_sum = tr->epoch_coup_sum = 0;
             tr->epoch_seen = 0;
+            tr->epoch_exit_loss_sum = tr->epoch_exit_correct = 0;
         }
         for (int64_t b = tr->batch_in_epoch; b < nb; b++) {
             int lo = 0, cnt = 0, total = 0;
@@ -394,8 +437,12 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             float loss = 0.0f;
             double coh = 0.0, coup = 0.0;
             int correct = 0;
+            float eloss = 0.0f;
+            int ecorrect = 0;
             if (cnt > 0) {
+                exit_transfer_weights(tr);
                 if ((st = ts_model_forward_train(ctx, m, tr->x, cnt, tr->logits, dropout_seed))) return st;
+                if (m->exit_layer) eloss = exit_loss(tr, cnt, &ecorrect);
                 loss = tr->lps == 1 ? ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing,
                                                                tr->dlogits)
                                     : softmax_xent_ignore_ref(cnt * tr->lps, kc, tr->logits, tr->y, -1,
@@ -409,13 +456,16 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             if ((st = backward_batch(ctx, tr, cnt, total, &loss, &correct))) return st;
             if (parallel) units = total;
             /* the whole objective is held to the divergence bound (coh, coup: 0 unless modular) */
-            const float objective = (float)(loss + tr->cfg.mwt_alpha * coh + tr->cfg.mwt_beta * coup);
+            const float objective =
+                (float)(loss + tr->cfg.mwt_alpha * coh + tr->cfg.mwt_beta * coup + tr->cfg.exit_weight * eloss);
             if ((st = check_loss(ctx, tr, objective, step))) return st;
             tr->epoch_coh_sum += coh * cnt;
             tr->epoch_coup_sum += coup * cnt;
             tr->epoch_correct += correct;
             tr->epoch_loss_sum += (double)loss * units;
             tr->epoch_seen += units;
+            tr->epoch_exit_loss_sum += (double)eloss * cnt;
+            tr->epoch_exit_correct += ecorrect;
             if ((st = ts_optimizer_step(ctx, tr->opt, lr))) return st;
             /* a step that overflows the weights is caught here, before any checkpoint
              * can save them: the last checkpoint on disk stays the last good one */
@@ -437,7 +487,9 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             if (stop) return ts_fail(ctx, TS_ECANCELED, "training stopped by the caller");
         }
         ts_epoch_report r = {tr->epoch, tr->epoch_loss_sum / tr->epoch_seen, tr->epoch_correct / tr->epoch_seen, -1, -1, 0,
-                             tr->epoch_coh_sum / tr->epoch_seen, tr->epoch_coup_sum / tr->epoch_seen};
+                             tr->epoch_coh_sum / tr->epoch_seen, tr->epoch_coup_sum / tr->epoch_seen,
+                             tr->epoch_exit_loss_sum / tr->epoch_seen, tr->epoch_exit_correct / tr->epoch_seen,
+                             m->exit_layer ? -1 : 0};
         if (tr->val || tr->text_val) {
             ts_eval_report ev;
             ts_status st = tr->val ? ts_evaluate(ctx, m, tr->val, tr->cfg.batch, &ev)
@@ -450,6 +502,7 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             }
             r.val_loss = ev.loss;
             r.val_acc = ev.top1;
+            if (m->exit_layer) r.val_exit_acc = ev.exit_top1;
             ts_eval_report_free(&ev);
         }
         int stop = 0;

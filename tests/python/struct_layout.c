@@ -13,10 +13,10 @@ int main(void) {
     SHOW(ts_dataset, class_names);
     SHOW(ts_preprocess, flip);
     SHOW(ts_optim_config, eps);
-    SHOW(ts_train_config, sync_bn);
-    SHOW(ts_epoch_report, coupling);
+    SHOW(ts_train_config, exit_transfer);
+    SHOW(ts_epoch_report, val_exit_acc);
     SHOW(ts_train_hooks, user);
-    SHOW(ts_eval_report, confusion);
+    SHOW(ts_eval_report, exit_top1);
     SHOW(ts_decompose_config, ga_generation_user);
     SHOW(ts_compose_config, max_macs);
     SHOW(ts_module_info, fitness);
