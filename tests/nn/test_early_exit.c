@@ -1,0 +1,397 @@
+/* Early exits (T-RECX, docs/early-exit.md): the exit block and early view that
+ * ts_model_from_arch_exit adds, checked layer by layer; the joint loss's gradients
+ * (CE_final + w CE_exit) against finite differences; ts_model_predict_exit against
+ * ts_model_predict (rho = 1 bit for bit; below, each sample's logits are its exit's or
+ * its full network's); the architecture text, file round trip and the builder's
+ * checks; constant-time refusal; a few training steps lowering both losses, and the
+ * weight transfer; ts_evaluate_exit's sweep against the decisions made by hand. */
+#include "common/test.h"
+#include "nn/nn.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+static ts_ctx *g_ctx;
+static char g_tmp[] = "/tmp/tessera_exit_XXXXXX";
+
+#define N 6
+#define K 4
+static const char *TINY = "input shape=3x8x8 classes=4\n"
+                          "conv2d name=conv1 out=8 kernel=3 padding=1 bias=0\n"
+                          "batchnorm name=bn1\n"
+                          "relu name=relu1\n"
+                          "conv2d name=stage1.conv out=8 kernel=3 padding=1\n"
+                          "relu name=stage1.relu\n"
+                          "conv2d name=stage2.conv out=8 kernel=3 stride=2 padding=1\n"
+                          "batchnorm name=stage2.bn\n"
+                          "relu name=stage2.relu\n"
+                          "globalavgpool name=gap\n"
+                          "dense name=fc out=classes\n";
+
+static ts_model *exit_model(int view, uint64_t seed) {
+    ts_exit_config ec;
+    ts_exit_config_default(&ec);
+    ec.after = "stage1";
+    ec.channels = 4;
+    ec.early_view = view;
+    ts_model *m = NULL;
+    CHECK(ts_model_from_arch_exit(g_ctx, TINY, "tiny.arch", NULL, 0, seed, &ec, &m) == TS_OK, "%s",
+          ts_ctx_error(g_ctx));
+    return m;
+}
+
+static int layer_index(const ts_model *m, const char *name) {
+    for (int i = 0; i < m->nlayers; i++)
+        if (!strcmp(m->layers[i].name, name)) return i;
+    CHECK(0, "no layer %s", name);
+    return 0;
+}
+
+static void fill_input(float *x, int n, uint64_t seed) {
+    uint64_t s = seed;
+    for (int i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+    }
+}
+
+static void test_block_shape(void) {
+    ts_model *m = exit_model(1, 1);
+    if (!m) return;
+    const layer *in = &m->layers[layer_index(m, "exit.conv")];
+    CHECK(!strcmp(m->layers[in->inputs[0]].name, "stage1.relu"), "exit reads %s", m->layers[in->inputs[0]].name);
+    const layer *dw = &m->layers[layer_index(m, "exit.dw")];
+    CHECK(dw->groups == 4 && dw->features == 4 && dw->kh == 2 && dw->sh == 2, "exit depthwise 2x2 stride 2");
+    CHECK(dw->out.dims[0] == 4 && dw->out.dims[1] == 4 && dw->out.dims[2] == 4, "exit depthwise output 4x4x4");
+    const int ex = layer_index(m, "exit.fc");
+    CHECK(m->exit_layer == ex && m->layers[ex].exit_out && m->layers[ex].out.dims[0] == K, "exit logits layer");
+    const layer *vd = &m->layers[layer_index(m, "view.dw")];
+    CHECK(vd->early_view && vd->groups == 4 && vd->out.dims[1] == 2, "view depthwise");
+    const layer *cat = &m->layers[layer_index(m, "view.concat")];
+    CHECK(cat->out.dims[0] == 8 + 4 * 2 * 2, "concat of 8 pooled and 16 viewed: %lld", (long long)cat->out.dims[0]);
+    CHECK(m->layers[m->nlayers - 1].inputs[0] == layer_index(m, "view.concat"), "final dense reads the concat");
+    int src, dst;
+    CHECK(exit_view_pair(m, &src, &dst) && src == layer_index(m, "exit.dw") && dst == layer_index(m, "view.dw"),
+          "weight transfer pair");
+    /* MACs: the exit's path plus the rest is every layer but the exit-only ones */
+    ts_exit_info info;
+    CHECK(ts_model_exit_info(m, &info) && info.layer == ex, "exit info");
+    int64_t all = 0, exit_only = 0;
+    for (int li = 1; li < m->nlayers; li++) all += LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]);
+    for (int li = layer_index(m, "exit.conv"); li <= ex; li++)
+        exit_only += LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]);
+    CHECK(info.macs_plain == all - exit_only, "plain %lld vs %lld", (long long)info.macs_plain,
+          (long long)(all - exit_only));
+    CHECK(info.macs_exit + info.macs_rest == all, "exit %lld + rest %lld vs %lld", (long long)info.macs_exit,
+          (long long)info.macs_rest, (long long)all);
+    ts_model_free(m);
+}
+
+static void test_text_and_file_round_trip(void) {
+    ts_model *m = exit_model(1, 2);
+    if (!m) return;
+    const char *text = ts_model_arch_text(m);
+    CHECK(strstr(text, " exit=1") && strstr(text, " view=1"), "text marks the exit and the view:\n%s", text);
+    ts_model *a = NULL, *b = NULL;
+    CHECK(ts_model_from_arch(g_ctx, text, "again.arch", NULL, 0, 2, &a) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (a) CHECK(a->exit_layer == m->exit_layer && a->nlayers == m->nlayers, "text round trip keeps the exit");
+    char path[256];
+    snprintf(path, sizeof path, "%s/exit.tsr", g_tmp);
+    CHECK(ts_model_save(g_ctx, m, path) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_load(g_ctx, path, &b) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (b) {
+        CHECK(b->exit_layer == m->exit_layer, "file round trip keeps the exit");
+        CHECK(!memcmp(b->params, m->params, m->nparams * sizeof(float)), "weights");
+    }
+    ts_model_free(a);
+    ts_model_free(b);
+    ts_model_free(m);
+}
+
+static void test_builder_checks(void) {
+    ts_model *m = NULL;
+    CHECK(ts_model_from_arch(g_ctx, "input shape=4 classes=2\ndense name=fc out=2 exit=1\n", "last.arch", NULL, 0, 1,
+                             &m) == TS_EFORMAT && strstr(ts_ctx_error(g_ctx), "last layer"),
+          "an exit as the last layer: %s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_from_arch(g_ctx,
+                             "input shape=4 classes=2\ndense name=a out=2 exit=1\ndense name=b in=input0 out=2 exit=1\n"
+                             "dense name=fc in=input0 out=2\n",
+                             "two.arch", NULL, 0, 1, &m) == TS_EFORMAT && strstr(ts_ctx_error(g_ctx), "second early exit"),
+          "two exits: %s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_from_arch(g_ctx, "input shape=4 classes=2\ndense name=a out=3 exit=1\ndense name=fc in=input0 out=2\n",
+                             "wide.arch", NULL, 0, 1, &m) == TS_ESHAPE,
+          "an exit of 3 outputs for 2 classes: %s", ts_ctx_error(g_ctx));
+    ts_exit_config ec;
+    ts_exit_config_default(&ec);
+    ec.after = "stage9";
+    CHECK(ts_model_from_arch_exit(g_ctx, TINY, "tiny.arch", NULL, 0, 1, &ec, &m) == TS_ENOTFOUND &&
+              strstr(ts_ctx_error(g_ctx), "stage9"),
+          "unknown stage: %s", ts_ctx_error(g_ctx));
+    CHECK(m == NULL, "no model on failure");
+}
+
+/* CE_final + w CE_exit of a training forward; with grad, the gradients in m->grads */
+static double joint_loss(ts_model *m, const float *x, const int32_t *y, float w, int grad) {
+    float logits[N * K], d[N * K], de[N * K];
+    CHECK(ts_model_forward_train(g_ctx, m, x, N, logits, 7) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    const float *ze = m->exec.ls[m->exit_layer].out;
+    const double lf = ts_softmax_cross_entropy(N, K, logits, y, 0.0f, d);
+    const double le = ts_softmax_cross_entropy(N, K, ze, y, 0.0f, de);
+    for (int i = 0; i < N * K; i++) de[i] *= w;
+    if (grad) CHECK(model_backward_exit(g_ctx, m, d, de, NULL, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    return lf + w * le;
+}
+
+static void test_joint_loss_gradients(void) {
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    ts_model *m = exit_model(1, 3);
+    if (!m) return;
+    float x[N * 3 * 8 * 8];
+    fill_input(x, N * 3 * 8 * 8, 5);
+    const int32_t y[N] = {0, 1, 2, 3, 1, 2};
+    const float w = 0.5f;
+    joint_loss(m, x, y, w, 1);
+    float *g = test_falloc(m->nparams);
+    memcpy(g, m->grads, m->nparams * sizeof(float));
+    const float hs[3] = {1e-3f, 2.5e-4f, 6e-5f};
+    int checked = 0, exit_nonzero = 0, view_nonzero = 0;
+    for (int t = 0; t < m->ntensors; t++) {
+        const tensor_entry *te = &m->tensors[t];
+        if (te->role != TS_TENSOR_PARAM) continue;
+        float *p = m->params + te->offset;
+        for (int64_t e = 0; e < te->numel; e += (te->numel + 2) / 3) {
+            const float an = g[te->offset + (size_t)e];
+            double num = 0, lim = 0;
+            int ok = 0;
+            for (int h = 0; h < 3 && !ok; h++) {
+                const float save = p[e], xp = save + hs[h], xm = save - hs[h];
+                p[e] = xp;
+                const double lp = joint_loss(m, x, y, w, 0);
+                p[e] = xm;
+                const double lm = joint_loss(m, x, y, w, 0);
+                p[e] = save;
+                num = (lp - lm) / ((double)xp - (double)xm);
+                lim = 2e-2 * fmax(fabs(num), fabs(an)) + 1e-4 + 1e-7 / hs[h];
+                ok = fabs(num - an) <= lim;
+            }
+            CHECK(ok, "d loss / d %s[%lld]: analytic %.6g, numeric %.6g", te->name, (long long)e, an, num);
+            if (!strncmp(te->name, "exit.", 5)) exit_nonzero += an != 0;
+            if (!strncmp(te->name, "view.", 5)) view_nonzero += an != 0;
+            checked++;
+        }
+    }
+    CHECK(checked > 20 && exit_nonzero > 0 && view_nonzero > 0, "checked %d, exit %d, view %d nonzero", checked,
+          exit_nonzero, view_nonzero);
+    /* the exit's share: with w = 0 the exit's own parameters get no gradient */
+    joint_loss(m, x, y, 0.0f, 1);
+    const tensor_entry *ew = &m->tensors[m->layers[layer_index(m, "exit.fc")].weight];
+    double s = 0;
+    for (int64_t i = 0; i < ew->numel; i++) s += fabs(m->grads[ew->offset + (size_t)i]);
+    CHECK(s == 0, "exit weight gradient %g with w = 0", s);
+    free(g);
+    ts_model_free(m);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+}
+
+/* ts_model_predict_exit against the plain network, on a backend */
+static void check_predict(ts_backend be) {
+    ts_ctx_set_backend(g_ctx, be);
+    ts_model *m = exit_model(1, 4);
+    if (!m) return;
+    enum { M = 40 };
+    float *x = test_falloc(M * 3 * 8 * 8), plain[M * K], got[M * K], exit_logits[M * K];
+    fill_input(x, M * 3 * 8 * 8, 9);
+    int exited[M];
+    CHECK(ts_model_predict(g_ctx, m, x, M, plain) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_predict_exit(g_ctx, m, x, M, 1.0f, got, exited) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(!memcmp(got, plain, sizeof got), "rho = 1: the plain network's logits bit for bit (backend %d)", be);
+    int any = 0;
+    for (int i = 0; i < M; i++) any |= exited[i];
+    CHECK(!any, "rho = 1: nothing exits");
+    /* the exit's own logits from the same batch, and a threshold at their median */
+    CHECK(ts_model_predict(g_ctx, m, x, M, got) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    memcpy(exit_logits, m->exec.ls[m->exit_layer].out, sizeof exit_logits);
+    float p[M], sorted[M];
+    for (int i = 0; i < M; i++) sorted[i] = p[i] = exit_top_probability(exit_logits + (size_t)i * K, K);
+    for (int i = 1; i < M; i++)
+        for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
+            const float t = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = t;
+        }
+    const float rho = sorted[M / 2];
+    CHECK(ts_model_predict_exit(g_ctx, m, x, M, rho, got, exited) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    int left = 0;
+    for (int i = 0; i < M; i++) {
+        CHECK(exited[i] == (p[i] >= rho), "sample %d: exited %d with p %g, rho %g", i, exited[i], p[i], rho);
+        left += exited[i];
+        const float *want = exited[i] ? exit_logits + (size_t)i * K : plain + (size_t)i * K;
+        char what[64];
+        snprintf(what, sizeof what, "sample %d (%s, backend %d)", i, exited[i] ? "exit" : "final", be);
+        if (be == TS_BACKEND_REF) CHECK(!memcmp(got + (size_t)i * K, want, K * sizeof(float)), "%s: not bit-equal", what);
+        else test_allclose(what, got + (size_t)i * K, want, K, 1e-5, 1e-6);
+    }
+    CHECK(left > 0 && left < M, "%d of %d exited at the median", left, M);
+    free(x);
+    ts_model_free(m);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+}
+
+static void test_predict_exit(void) {
+    check_predict(TS_BACKEND_REF);
+    check_predict(TS_BACKEND_DNNL);
+}
+
+static void test_constant_time_refused(void) {
+    ts_model *m = exit_model(0, 5);
+    if (!m) return;
+    float x[3 * 8 * 8] = {0}, z[K];
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(ts_ctx_set_constant_time(g_ctx, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_predict_exit(g_ctx, m, x, 1, 0.5f, z, NULL) == TS_EUNSUPPORTED &&
+              strstr(ts_ctx_error(g_ctx), "constant-time"),
+          "constant-time: %s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_predict(g_ctx, m, x, 1, z) == TS_OK, "plain inference stays: %s", ts_ctx_error(g_ctx));
+    ts_ctx_set_constant_time(g_ctx, 0);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    ts_model *plain = NULL;
+    CHECK(ts_model_from_arch(g_ctx, TINY, "tiny.arch", NULL, 0, 1, &plain) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(plain && ts_model_predict_exit(g_ctx, plain, x, 1, 0.5f, z, NULL) == TS_EINVAL, "no exit: refused");
+    ts_model_free(plain);
+    ts_model_free(m);
+}
+
+/* 64 images of 4 classes, each class a bright quadrant */
+static void make_set(ts_dataset *ds, uint8_t *px, int32_t *lab) {
+    memset(ds, 0, sizeof *ds);
+    for (int i = 0; i < 64; i++) {
+        lab[i] = i % K;
+        for (int c = 0; c < 3; c++)
+            for (int h = 0; h < 8; h++)
+                for (int w = 0; w < 8; w++) {
+                    const int q = (h >= 4) * 2 + (w >= 4);
+                    px[((i * 3 + c) * 8 + h) * 8 + w] = (uint8_t)((q == lab[i] ? 180 : 40) + (i * 7 + c * 13 + h * 5 + w * 3) % 50);
+                }
+    }
+    ds->count = 64;
+    ds->channels = 3;
+    ds->height = ds->width = 8;
+    ds->classes = K;
+    ds->images = px;
+    ds->labels = lab;
+    snprintf(ds->name, sizeof ds->name, "quadrants");
+}
+
+typedef struct losses {
+    int n;
+    double final[8], exit[8], val_exit[8];
+} losses;
+
+static int on_epoch(const ts_epoch_report *r, void *user) {
+    losses *l = user;
+    if (l->n < 8) {
+        l->final[l->n] = r->train_loss;
+        l->exit[l->n] = r->exit_loss;
+        l->val_exit[l->n++] = r->val_exit_acc;
+    }
+    return 0;
+}
+
+static void test_training_lowers_both_losses(void) {
+    static uint8_t px[64 * 3 * 8 * 8];
+    static int32_t lab[64];
+    ts_dataset ds;
+    make_set(&ds, px, lab);
+    ts_model *m = exit_model(1, 6);
+    if (!m) return;
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
+    cfg.epochs = 8;
+    cfg.batch = 16;
+    cfg.lr = 0.05f;
+    ts_trainer *tr = NULL;
+    CHECK(ts_trainer_create(g_ctx, m, &ds, &ds, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    losses l = {0};
+    ts_train_hooks hooks = {NULL, on_epoch, &l};
+    CHECK(tr && ts_trainer_run(g_ctx, tr, &hooks) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(l.n == 8, "%d epochs reported", l.n);
+    CHECK(l.final[7] < 0.5 * l.final[0] && l.exit[7] < 0.7 * l.exit[0], "final %.4f -> %.4f, exit %.4f -> %.4f",
+          l.final[0], l.final[7], l.exit[0], l.exit[7]);
+    CHECK(l.val_exit[7] >= 0.5, "validation exit top-1 %.3f", l.val_exit[7]);
+    ts_eval_report ev;
+    CHECK(ts_evaluate(g_ctx, m, &ds, 16, &ev) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ev.exit_top1 == l.val_exit[7], "ts_evaluate's exit top-1 %.4f", ev.exit_top1);
+    ts_eval_report_free(&ev);
+    /* the sweep: a threshold of 0 sends every sample out at the exit, 1 none */
+    ts_exit_point pts[3] = {{.rho = 0.0f}, {.rho = 0.6f}, {.rho = 1.0f}};
+    ts_exit_info info;
+    ts_model_exit_info(m, &info);
+    CHECK(ts_evaluate_exit(g_ctx, m, &ds, 16, pts, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(pts[0].exited == 1.0 && pts[0].top1 == l.val_exit[7] && pts[0].macs == (double)info.macs_exit,
+          "rho 0: exited %g top-1 %g macs %g", pts[0].exited, pts[0].top1, pts[0].macs);
+    CHECK(pts[2].exited == 0.0 && pts[2].macs == (double)info.macs_plain, "rho 1: exited %g", pts[2].exited);
+    CHECK(pts[1].macs == info.macs_exit + (1 - pts[1].exited) * info.macs_rest, "rho 0.6: macs %g", pts[1].macs);
+    /* and the same decisions made by ts_model_predict_exit */
+    float *x = test_falloc(64 * 3 * 8 * 8), z[64 * K];
+    int out[64], right = 0, left = 0;
+    ts_preprocess pp;
+    ts_model_get_preprocess(g_ctx, m, &pp);
+    ts_preprocess_images(&pp, px, 64, 3, 8, 8, x);
+    CHECK(ts_model_predict_exit(g_ctx, m, x, 64, 0.6f, z, out) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    for (int i = 0; i < 64; i++) {
+        right += ts_argmax(z + (size_t)i * K, K) == lab[i];
+        left += out[i];
+    }
+    CHECK(right == (int)(pts[1].top1 * 64 + 0.5) && left == (int)(pts[1].exited * 64 + 0.5),
+          "predict_exit %d right %d left, sweep %g %g", right, left, pts[1].top1, pts[1].exited);
+    free(x);
+    ts_trainer_free(tr);
+    ts_model_free(m);
+}
+
+static void test_weight_transfer(void) {
+    static uint8_t px[64 * 3 * 8 * 8];
+    static int32_t lab[64];
+    ts_dataset ds;
+    make_set(&ds, px, lab);
+    for (int transfer = 0; transfer < 2; transfer++) {
+        ts_model *m = exit_model(1, 7);
+        if (!m) return;
+        ts_train_config cfg;
+        ts_train_config_default(&cfg);
+        cfg.epochs = 1;
+        cfg.batch = 64;
+        cfg.lr = 1e-12f; /* one step that changes nothing: the copy alone shows */
+        cfg.exit_transfer = (float)transfer;
+        ts_trainer *tr = NULL;
+        CHECK(ts_trainer_create(g_ctx, m, &ds, NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(tr && ts_trainer_run(g_ctx, tr, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        const layer *src = &m->layers[layer_index(m, "exit.dw")], *dst = &m->layers[layer_index(m, "view.dw")];
+        const float *a = tensor_data(m, src->weight), *b = tensor_data(m, dst->weight);
+        double diff = 0;
+        for (int64_t i = 0; i < m->tensors[src->weight].numel; i++) diff = fmax(diff, fabs(a[i] - b[i]));
+        if (transfer) CHECK(diff < 1e-6, "transfer on: view weights differ from the exit's by %g", diff);
+        else CHECK(diff > 1e-3, "transfer off: view weights equal the exit's (%g)", diff);
+        ts_trainer_free(tr);
+        ts_model_free(m);
+    }
+}
+
+int main(void) {
+    if (!test_begin(&g_ctx, g_tmp)) return 1;
+    ts_ctx_set_threads(g_ctx, 1);
+    RUN(test_block_shape);
+    RUN(test_text_and_file_round_trip);
+    RUN(test_builder_checks);
+    RUN(test_joint_loss_gradients);
+    RUN(test_predict_exit);
+    RUN(test_constant_time_refused);
+    RUN(test_training_lowers_both_losses);
+    RUN(test_weight_transfer);
+    char path[256];
+    snprintf(path, sizeof path, "%s/exit.tsr", g_tmp);
+    unlink(path);
+    rmdir(g_tmp);
+    ts_ctx_free(g_ctx);
+    TEST_MAIN_END("test_early_exit");
+}
