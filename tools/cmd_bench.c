@@ -2,7 +2,7 @@
  * name or an .arch file) on random input: inference by default, a training step
  * (forward, backward, SGD update) with --train. */
 #define _XOPEN_SOURCE 700
-#include "cli.h"
+#include "cli_exit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,7 @@ static cli_opt bench_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
     {"profile", NULL, "inference: also the time per layer (fused layers under their convolution) and per kind", NULL},
+    CLI_OPT_EXIT_THRESHOLD,
     CLI_OPT_JSON,
 };
 static cli_cmd bench_cmd = {"bench", "MODEL.tsr|MODEL.onnx|ARCH [--batch N] [options]",
@@ -41,9 +42,11 @@ static ts_status load_any(ts_ctx *ctx, const char *spec, const ts_shape *in, int
     return cli_load_model(ctx, spec, CLI_LOAD_ONNX, m);
 }
 
-/* one iteration: inference, or a whole training step */
+/* one iteration: inference (through the early exit when rho >= 0, which samples left
+ * in exited), or a whole training step */
 static ts_status step(ts_ctx *ctx, ts_model *m, ts_optimizer *opt, const float *x, const int32_t *y, int n,
-                      float *logits, float *dl) {
+                      float *logits, float *dl, float rho, int *exited) {
+    if (!opt && rho >= 0) return ts_model_predict_exit(ctx, m, x, n, rho, logits, exited);
     if (!opt) return ts_model_predict(ctx, m, x, n, logits);
     ts_status st = ts_model_forward_train(ctx, m, x, n, logits, 1);
     if (st) return st;
@@ -152,6 +155,7 @@ int cmd_bench(int argc, char **argv) {
     ts_optimizer *opt = NULL;
     float *x = NULL, *logits = NULL, *dl = NULL;
     int32_t *y = NULL;
+    int *exited = NULL;
     double *times = NULL;
     ts_status st = TS_OK;
     int train = cli_get(&bench_cmd, "train") != NULL;
@@ -164,13 +168,21 @@ int cmd_bench(int argc, char **argv) {
     }
     if ((rc = cli_setup_bf16(&bench_cmd, ctx))) goto done;
     if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
+    float rho;
+    if ((rc = cli_exit_threshold(&bench_cmd, m, ctx, &rho))) goto done;
+    if (rho >= 0 && (train || cli_get(&bench_cmd, "profile"))) {
+        fprintf(stderr, "tessera bench: --exit-threshold times inference through the exit, not --train or --profile\n");
+        rc = EXIT_USAGE;
+        goto done;
+    }
     ts_shape shape = ts_model_input_shape(m);
     int64_t per = ts_shape_numel(&shape), k = ts_model_classes(m), n = batch;
     x = malloc((size_t)(per * n) * sizeof *x);
     logits = malloc((size_t)(k * n) * sizeof *logits);
     dl = malloc((size_t)(k * n) * sizeof *dl);
     y = malloc((size_t)n * sizeof *y);
-    if (!x || !logits || !dl || !y) {
+    exited = calloc((size_t)n, sizeof *exited);
+    if (!x || !logits || !dl || !y || !exited) {
         st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory for a batch of %ld", batch);
         goto fail;
     }
@@ -182,7 +194,7 @@ int cmd_bench(int argc, char **argv) {
         if ((st = ts_optimizer_create(ctx, m, &oc, &opt))) goto fail;
     }
     for (long i = 0; i < warmup; i++)
-        if ((st = step(ctx, m, opt, x, y, (int)n, logits, dl))) goto fail;
+        if ((st = step(ctx, m, opt, x, y, (int)n, logits, dl, rho, exited))) goto fail;
     long cap = iters ? iters : 1 << 20;
     times = malloc((size_t)cap * sizeof *times);
     if (!times) {
@@ -193,7 +205,7 @@ int cmd_bench(int argc, char **argv) {
     double t_start = cli_now();
     while (done_iters < cap) {
         double t0 = cli_now();
-        if ((st = step(ctx, m, opt, x, y, (int)n, logits, dl))) goto fail;
+        if ((st = step(ctx, m, opt, x, y, (int)n, logits, dl, rho, exited))) goto fail;
         times[done_iters++] = cli_now() - t0;
         if (!iters && cli_now() - t_start >= seconds && done_iters >= 5) break;
     }
@@ -219,6 +231,11 @@ int cmd_bench(int argc, char **argv) {
         printf("throughput: %.1f images/s, %.1f GFLOP/s (%.3f GFLOP per image%s)\n", (double)n / med, flop / med / 1e9,
                flop / (double)n / 1e9, train ? ", x3 for forward+backward" : "");
     printf("peak resident memory: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    int left = 0;
+    for (int64_t i = 0; rho >= 0 && i < n; i++) left += exited[i];
+    if (rho >= 0)
+        printf("early exit at rho %.2f: %d of %lld samples of the (random) batch left at the exit; GFLOP/s counts "
+               "every layer\n", rho, left, (long long)n);
     if (J) {
         json_str(J, "model", pos[0]);
         json_str(J, "mode", train ? "training step" : "inference");
@@ -237,6 +254,10 @@ int cmd_bench(int argc, char **argv) {
         json_num(J, "gflops", flop / med / 1e9);
         json_num(J, "gflop_per_image", flop / (double)n / 1e9);
         json_num(J, "peak_memory_mib", (double)ru.ru_maxrss / 1024.0);
+        if (rho >= 0) {
+            json_num(J, "exit_threshold", rho);
+            json_int(J, "exited", left);
+        }
     }
     if (cli_get(&bench_cmd, "profile") && (st = profile(ctx, m, x, (int)n, logits, done_iters))) goto fail;
     rc = EXIT_OK;
@@ -249,6 +270,7 @@ done:
     free(logits);
     free(dl);
     free(y);
+    free(exited);
     ts_optimizer_free(opt);
     ts_model_free(m);
     ts_ctx_free(ctx);

@@ -868,10 +868,13 @@ ts_status ts_onnx_export(ts_ctx *ctx, const ts_model *m, const char *path) {
         Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT;
         Onnx__ValueInfoProto *in = value_info(&ex, "input", &m->input);
         Onnx__ValueInfoProto *out = value_info(&ex, value_name(&ex, m->nlayers - 1), &m->layers[m->nlayers - 1].out);
+        /* an early exit's logits: a second graph output (the threshold is the caller's) */
+        Onnx__ValueInfoProto *outs[2] = {
+            out, m->exit_layer ? value_info(&ex, value_name(&ex, m->exit_layer), &m->layers[m->exit_layer].out) : NULL};
         char *gname = ex_strdup(&ex, "tessera");
         char *producer = ex_strdup(&ex, "tessera");
         char *empty = ex_strdup(&ex, "%s", "");
-        if (ex.failed || !in || !out) st = ts_fail(ctx, TS_ENOMEM, "export: out of memory");
+        if (ex.failed || !in || !out || (m->exit_layer && !outs[1])) st = ts_fail(ctx, TS_ENOMEM, "export: out of memory");
         if (!st) {
             g.name = gname;
             g.n_node = ex.nnodes;
@@ -880,8 +883,8 @@ ts_status ts_onnx_export(ts_ctx *ctx, const ts_model *m, const char *path) {
             g.initializer = ex.inits;
             g.n_input = 1;
             g.input = &in;
-            g.n_output = 1;
-            g.output = &out;
+            g.n_output = m->exit_layer ? 2 : 1;
+            g.output = outs;
             opset.domain = empty;
             opset.has_version = 1;
             opset.version = EXPORT_OPSET;
