@@ -104,5 +104,8 @@ void test_put_be32(uint8_t *p, uint32_t v);
 /* The headers of an IDX pair: images (16 bytes: count x rows x cols bytes follow) and
  * labels (8 bytes: count bytes follow). */
 void test_put_idx_headers(uint8_t *images, uint8_t *labels, uint32_t count, uint32_t rows, uint32_t cols);
+/* DIR/PREFIX-images-idx3-ubyte and -labels-idx1-ubyte: `count` (at most 512) 28x28
+ * images whose class y = (i * 7) % 10 is a bright band (rows 2y+3..2y+5). 1 when written. */
+int test_write_band_idx(const char *dir, const char *prefix, int count);
 
 #endif

@@ -277,3 +277,23 @@ void test_put_idx_headers(uint8_t *images, uint8_t *labels, uint32_t count, uint
     test_put_be32(labels, 0x801);
     test_put_be32(labels + 4, count);
 }
+
+int test_write_band_idx(const char *dir, const char *prefix, int count) {
+    char p[600];
+    if (count < 0 || count > 512) return 0;
+    uint8_t *img = calloc((size_t)16 + (size_t)count * 784, 1), lab[8 + 512];
+    if (!img) return 0;
+    test_put_idx_headers(img, lab, (uint32_t)count, 28, 28);
+    for (int i = 0; i < count; i++) {
+        int y = (i * 7) % 10;
+        lab[8 + i] = (uint8_t)y;
+        for (int r = 2 * y + 3; r < 2 * y + 6; r++)
+            for (int c = 0; c < 28; c++) img[16 + (size_t)i * 784 + (size_t)r * 28 + c] = (uint8_t)(200 + (i + c) % 50);
+    }
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
+    int ok = test_write_file(p, img, 16 + (size_t)count * 784);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    ok = ok && test_write_file(p, lab, 8 + (size_t)count);
+    free(img);
+    return ok;
+}

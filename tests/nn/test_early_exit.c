@@ -16,7 +16,7 @@ static char g_tmp[] = "/tmp/tessera_exit_XXXXXX";
 
 #define N 6
 #define K 4
-static const char *TINY = "input shape=3x8x8 classes=4\n"
+static const char *TINY = "input shape=1x8x8 classes=4\n"
                           "conv2d name=conv1 out=8 kernel=3 padding=1 bias=0\n"
                           "batchnorm name=bn1\n"
                           "relu name=relu1\n"
@@ -146,8 +146,8 @@ static void test_joint_loss_gradients(void) {
     ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
     ts_model *m = exit_model(1, 3);
     if (!m) return;
-    float x[N * 3 * 8 * 8];
-    fill_input(x, N * 3 * 8 * 8, 5);
+    float x[N * 8 * 8];
+    fill_input(x, N * 8 * 8, 5);
     const int32_t y[N] = {0, 1, 2, 3, 1, 2};
     const float w = 0.5f;
     joint_loss(m, x, y, w, 1);
@@ -199,8 +199,8 @@ static void check_predict(ts_backend be) {
     ts_model *m = exit_model(1, 4);
     if (!m) return;
     enum { M = 40 };
-    float *x = test_falloc(M * 3 * 8 * 8), plain[M * K], got[M * K], exit_logits[M * K];
-    fill_input(x, M * 3 * 8 * 8, 9);
+    float *x = test_falloc(M * 8 * 8), plain[M * K], got[M * K], exit_logits[M * K];
+    fill_input(x, M * 8 * 8, 9);
     int exited[M];
     CHECK(ts_model_predict(g_ctx, m, x, M, plain) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(ts_model_predict_exit(g_ctx, m, x, M, 1.0f, got, exited) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -245,7 +245,7 @@ static void test_predict_exit(void) {
 static void test_constant_time_refused(void) {
     ts_model *m = exit_model(0, 5);
     if (!m) return;
-    float x[3 * 8 * 8] = {0}, z[K];
+    float x[8 * 8] = {0}, z[K];
     ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
     CHECK(ts_ctx_set_constant_time(g_ctx, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(ts_model_predict_exit(g_ctx, m, x, 1, 0.5f, z, NULL) == TS_EUNSUPPORTED &&
@@ -261,25 +261,20 @@ static void test_constant_time_refused(void) {
     ts_model_free(m);
 }
 
-/* 64 images of 4 classes, each class a bright quadrant */
-static void make_set(ts_dataset *ds, uint8_t *px, int32_t *lab) {
-    memset(ds, 0, sizeof *ds);
-    for (int i = 0; i < 64; i++) {
-        lab[i] = i % K;
-        for (int c = 0; c < 3; c++)
-            for (int h = 0; h < 8; h++)
-                for (int w = 0; w < 8; w++) {
-                    const int q = (h >= 4) * 2 + (w >= 4);
-                    px[((i * 3 + c) * 8 + h) * 8 + w] = (uint8_t)((q == lab[i] ? 180 : 40) + (i * 7 + c * 13 + h * 5 + w * 3) % 50);
-                }
-    }
-    ds->count = 64;
-    ds->channels = 3;
-    ds->height = ds->width = 8;
-    ds->classes = K;
-    ds->images = px;
-    ds->labels = lab;
-    snprintf(ds->name, sizeof ds->name, "quadrants");
+/* 64 images of 4 classes, each class a bright quadrant (test_util.c), made once */
+static ts_dataset *g_quadrants;
+static const ts_dataset *quadrants(void) {
+    if (!g_quadrants) g_quadrants = test_quadrant_dataset(64, 3);
+    return g_quadrants;
+}
+
+static ts_train_config exit_train_config(int epochs, int batch, float lr) {
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
+    cfg.epochs = epochs;
+    cfg.batch = batch;
+    cfg.lr = lr;
+    return cfg;
 }
 
 typedef struct losses {
@@ -298,19 +293,12 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
 }
 
 static void test_training_lowers_both_losses(void) {
-    static uint8_t px[64 * 3 * 8 * 8];
-    static int32_t lab[64];
-    ts_dataset ds;
-    make_set(&ds, px, lab);
+    const ts_dataset *ds = quadrants();
     ts_model *m = exit_model(1, 6);
     if (!m) return;
-    ts_train_config cfg;
-    ts_train_config_default(&cfg);
-    cfg.epochs = 8;
-    cfg.batch = 16;
-    cfg.lr = 0.05f;
+    const ts_train_config cfg = exit_train_config(8, 16, 0.05f);
     ts_trainer *tr = NULL;
-    CHECK(ts_trainer_create(g_ctx, m, &ds, &ds, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_trainer_create(g_ctx, m, ds, ds, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
     losses l = {0};
     ts_train_hooks hooks = {NULL, on_epoch, &l};
     CHECK(tr && ts_trainer_run(g_ctx, tr, &hooks) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -319,27 +307,27 @@ static void test_training_lowers_both_losses(void) {
           l.final[0], l.final[7], l.exit[0], l.exit[7]);
     CHECK(l.val_exit[7] >= 0.5, "validation exit top-1 %.3f", l.val_exit[7]);
     ts_eval_report ev;
-    CHECK(ts_evaluate(g_ctx, m, &ds, 16, &ev) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_evaluate(g_ctx, m, ds, 16, &ev) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(ev.exit_top1 == l.val_exit[7], "ts_evaluate's exit top-1 %.4f", ev.exit_top1);
     ts_eval_report_free(&ev);
     /* the sweep: a threshold of 0 sends every sample out at the exit, 1 none */
     ts_exit_point pts[3] = {{.rho = 0.0f}, {.rho = 0.6f}, {.rho = 1.0f}};
     ts_exit_info info;
     ts_model_exit_info(m, &info);
-    CHECK(ts_evaluate_exit(g_ctx, m, &ds, 16, pts, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_evaluate_exit(g_ctx, m, ds, 16, pts, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(pts[0].exited == 1.0 && pts[0].top1 == l.val_exit[7] && pts[0].macs == (double)info.macs_exit,
           "rho 0: exited %g top-1 %g macs %g", pts[0].exited, pts[0].top1, pts[0].macs);
     CHECK(pts[2].exited == 0.0 && pts[2].macs == (double)info.macs_plain, "rho 1: exited %g", pts[2].exited);
     CHECK(pts[1].macs == info.macs_exit + (1 - pts[1].exited) * info.macs_rest, "rho 0.6: macs %g", pts[1].macs);
     /* and the same decisions made by ts_model_predict_exit */
-    float *x = test_falloc(64 * 3 * 8 * 8), z[64 * K];
+    float *x = test_falloc(64 * 8 * 8), z[64 * K];
     int out[64], right = 0, left = 0;
     ts_preprocess pp;
     ts_model_get_preprocess(g_ctx, m, &pp);
-    ts_preprocess_images(&pp, px, 64, 3, 8, 8, x);
+    ts_preprocess_images(&pp, ds->images, 64, 1, 8, 8, x);
     CHECK(ts_model_predict_exit(g_ctx, m, x, 64, 0.6f, z, out) == TS_OK, "%s", ts_ctx_error(g_ctx));
     for (int i = 0; i < 64; i++) {
-        right += ts_argmax(z + (size_t)i * K, K) == lab[i];
+        right += ts_argmax(z + (size_t)i * K, K) == ds->labels[i];
         left += out[i];
     }
     CHECK(right == (int)(pts[1].top1 * 64 + 0.5) && left == (int)(pts[1].exited * 64 + 0.5),
@@ -350,21 +338,13 @@ static void test_training_lowers_both_losses(void) {
 }
 
 static void test_weight_transfer(void) {
-    static uint8_t px[64 * 3 * 8 * 8];
-    static int32_t lab[64];
-    ts_dataset ds;
-    make_set(&ds, px, lab);
     for (int transfer = 0; transfer < 2; transfer++) {
         ts_model *m = exit_model(1, 7);
         if (!m) return;
-        ts_train_config cfg;
-        ts_train_config_default(&cfg);
-        cfg.epochs = 1;
-        cfg.batch = 64;
-        cfg.lr = 1e-12f; /* one step that changes nothing: the copy alone shows */
+        ts_train_config cfg = exit_train_config(1, 64, 1e-12f); /* a step that changes nothing: the copy shows */
         cfg.exit_transfer = (float)transfer;
         ts_trainer *tr = NULL;
-        CHECK(ts_trainer_create(g_ctx, m, &ds, NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(ts_trainer_create(g_ctx, m, quadrants(), NULL, &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
         CHECK(tr && ts_trainer_run(g_ctx, tr, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
         const layer *src = &m->layers[layer_index(m, "exit.dw")], *dst = &m->layers[layer_index(m, "view.dw")];
         const float *a = tensor_data(m, src->weight), *b = tensor_data(m, dst->weight);
@@ -392,6 +372,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/exit.tsr", g_tmp);
     unlink(path);
     rmdir(g_tmp);
+    test_free_dataset(g_quadrants);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_early_exit");
 }

