@@ -224,7 +224,7 @@ static ts_status replay_with_exit(ts_ctx *ctx, nn_builder *from, nn_builder *to,
                      cfg->after, cfg->after);
     else if (cfg->early_view && (feat = head_features(from, &gap)) < 0)
         st = ts_fail(ctx, TS_EUNSUPPORTED, "early view: the network must end in globalavgpool -> dense (it ends in %s "
-                                          "'%s'); turn early view off", LAYER_OPS[nn_builder_layer(from, n - 1)->kind].name,
+                                          "'%s'); turn early view off (view=0)", LAYER_OPS[nn_builder_layer(from, n - 1)->kind].name,
                      nn_builder_layer(from, n - 1)->name);
     else if (feat >= 0 && feat < after)
         st = ts_fail(ctx, TS_EINVAL, "early exit: after=%s is past the final feature map '%s'", cfg->after,

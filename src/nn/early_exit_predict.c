@@ -15,8 +15,8 @@ typedef struct exit_run {
     unsigned char *skip_one;   /* (nlayers) the layers part one skips */
     unsigned char *not_final;  /* (nlayers) layers the final output does not need */
     unsigned char *gather;     /* (nlayers) part-one layers that part two reads */
-    float *x;                  /* (EXIT_CHUNK, input) the continuing samples */
-    int *keep;                 /* (EXIT_CHUNK) their positions in the chunk */
+    float *x;                  /* (chunk, input) the continuing samples */
+    int *keep;                 /* (chunk) their positions in the chunk */
 } exit_run;
 
 static void exit_run_free(exit_run *r) {
@@ -28,15 +28,16 @@ static void exit_run_free(exit_run *r) {
     free(r->keep);
 }
 
-static ts_status exit_run_init(ts_ctx *ctx, const ts_model *m, exit_run *r) {
+/* for chunks of up to cap samples */
+static ts_status exit_run_init(ts_ctx *ctx, const ts_model *m, int cap, exit_run *r) {
     const size_t nl = (size_t)m->nlayers, in_sz = (size_t)shape_numel(&m->input);
     memset(r, 0, sizeof *r);
     r->on_exit = malloc(nl);
     r->skip_one = malloc(nl);
     r->not_final = malloc(nl);
     r->gather = calloc(nl, 1);
-    r->x = malloc(sizeof *r->x * in_sz * EXIT_CHUNK);
-    r->keep = malloc(sizeof *r->keep * EXIT_CHUNK);
+    r->x = malloc(sizeof *r->x * in_sz * (size_t)cap);
+    r->keep = malloc(sizeof *r->keep * (size_t)cap);
     if (!r->on_exit || !r->skip_one || !r->not_final || !r->gather || !r->x || !r->keep)
         return ts_fail(ctx, TS_ENOMEM, "early exit: out of memory");
     exit_ancestors(m, m->exit_layer, r->on_exit);
@@ -110,7 +111,7 @@ ts_status ts_model_predict_exit(ts_ctx *ctx, ts_model *m, const float *x, int n,
                                              "which samples left early; docs/security.md)");
     exit_run r;
     int own[EXIT_CHUNK];
-    ts_status st = exit_run_init(ctx, m, &r);
+    ts_status st = exit_run_init(ctx, m, n < EXIT_CHUNK ? (n > 0 ? n : 1) : EXIT_CHUNK, &r);
     for (int s = 0; s < n && !st; s += EXIT_CHUNK) {
         const int b = n - s < EXIT_CHUNK ? n - s : EXIT_CHUNK;
         st = exit_chunk(ctx, m, &r, x + (size_t)s * (size_t)shape_numel(&m->input), b, rho,
