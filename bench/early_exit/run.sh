@@ -16,7 +16,8 @@
 #   EE_LIMIT=0         train on the first N images only (0: all 50,000; a smoke test)
 #   EE_OUT=/tmp/tessera-early-exit   where the models and JSON go
 #   TESSERA_DATA       where cifar10/ is (docs/data.md)
-# 8 epochs of both take about 25 minutes of one core (Zen 4).
+# 8 epochs of both: about 15 minutes of CPU on one core (AMD EPYC, family 26), more wall time on a
+# busy machine.
 set -eu
 
 cd "$(dirname "$0")/../.."
