@@ -118,7 +118,7 @@ int64_t cli_random_batch(const ts_model *m, float *x, int64_t n);
 void cli_fused_kinds(const ts_model *m, int head, char *buf, size_t cap);
 /* info --profile (info_profile.c): per layer MACs, bytes moved, time, GFLOP/s and
  * arithmetic intensity against the machine's measured roofline. */
-int info_profile(const cli_cmd *cmd, ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J);
+int info_profile(ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J);
 /* What cli_load_model accepts besides .tsr models and checkpoints. */
 enum { CLI_LOAD_ONNX = 1, CLI_LOAD_MODULE = 2 };
 /* Loads the MODEL argument of a command: a .tsr model or checkpoint; with

@@ -233,7 +233,7 @@ int cmd_info(int argc, char **argv) {
             printf("meta %s: %s\n", k, v);
         }
     }
-    rc = prof ? info_profile(&info_cmd, ctx, m, batch, iters, J) : EXIT_OK;
+    rc = prof ? info_profile(ctx, m, batch, iters, J) : EXIT_OK;
     ts_model_free(m);
     ts_ctx_free(ctx);
     return rc;

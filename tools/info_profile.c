@@ -76,8 +76,7 @@ static void gather(const ts_model *m, const double *sec, prof_unit *units) {
     }
 }
 
-int info_profile(const cli_cmd *cmd, ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J) {
-    (void)cmd;
+int info_profile(ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J) {
     const int nl = ts_model_layer_count(m);
     const ts_shape shape = ts_model_input_shape(m);
     const int64_t per = ts_shape_numel(&shape), k = ts_model_classes(m);

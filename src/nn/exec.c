@@ -527,6 +527,7 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
 /* Buffers for a batch of up to n. Gradient buffers only when `train`. */
 static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     exec_state *e = &m->exec;
+    model_quant_refresh(m); /* every pass, whichever entry (predict, predict_exit, train), sees the current int8 scales */
     if (e->ls && e->capacity >= n && (!train || e->has_grads)) return TS_OK;
     if (n < 1) return ts_fail(ctx, TS_EINVAL, "batch size %d must be at least 1", n);
     if (train) {

@@ -36,7 +36,7 @@ static int quant_parse(const ts_model *m, const char *text, float *scale, unsign
         p = end ? end + 1 : NULL;
         if (!len) continue;
         int li = -1;
-        if (sscanf(buf, "%63s %g %7s", name, &s, sign) == 3 && isfinite(s) && s > 0.0f &&
+        if (sscanf(buf, "%63s %g %7s", name, &s, sign) == 3 && isfinite(s) && s > 0.0f && isfinite(1.0f / s) &&
             (!strcmp(sign, "u8") || !strcmp(sign, "s8")))
             for (int j = 1; j < m->nlayers && li < 0; j++)
                 if (m->layers[j].kind == LAYER_CONV2D && !strcmp(m->layers[j].name, name)) li = j;
@@ -91,6 +91,14 @@ ts_status model_quant_check(ts_ctx *ctx, const ts_model *m, const char *source) 
 
 int ts_model_int8_layer(const ts_model *m, int index, float *scale, int *is_unsigned) {
     if (!m || index < 1 || index >= m->nlayers || m->layers[index].kind != LAYER_CONV2D) return 0;
+    if (!m->qdirty) { /* the parsed scales are current */
+        float s;
+        int u8;
+        if (!model_quant_layer(m, index, &s, &u8)) return 0;
+        if (scale) *scale = s;
+        if (is_unsigned) *is_unsigned = u8;
+        return 1;
+    }
     const char *text = ts_model_get_meta(m, QUANT_META_KEY);
     if (!text) return 0;
     float *sc = calloc((size_t)m->nlayers, sizeof *sc);
@@ -125,6 +133,7 @@ static int calib_see(void *user, int layer, int64_t first, int n, const float *o
     if (c->pass == 0) {
         float lo = c->minv[layer], mx = c->maxabs[layer];
         for (size_t i = 0; i < count; i++) {
+            if (!isfinite(out[i])) continue; /* a range is of the finite values */
             lo = out[i] < lo ? out[i] : lo;
             mx = fabsf(out[i]) > mx ? fabsf(out[i]) : mx;
         }
@@ -134,11 +143,13 @@ static int calib_see(void *user, int layer, int64_t first, int n, const float *o
     }
     uint64_t *h = c->hist + (size_t)layer * QUANT_BINS;
     const float mx = c->maxabs[layer];
-    if (mx <= 0.0f) return 0;
-    const float per = (float)QUANT_BINS / mx;
+    const float per = mx > 0.0f ? (float)QUANT_BINS / mx : 0.0f;
+    if (!(per > 0.0f) || !isfinite(per)) return 0; /* no histogram: the range is the maximum */
     for (size_t i = 0; i < count; i++) {
-        int b = (int)(fabsf(out[i]) * per);
-        h[b >= QUANT_BINS ? QUANT_BINS - 1 : b]++;
+        if (!isfinite(out[i])) continue;
+        const float v = fabsf(out[i]) * per;
+        const int b = v >= (float)QUANT_BINS ? QUANT_BINS - 1 : (int)v;
+        h[b]++;
     }
     return 0;
 }
@@ -205,9 +216,9 @@ ts_status ts_model_quantize(ts_ctx *ctx, const ts_model *m, const float *x, int 
         const int u8 = c.minv[src] >= 0.0f;
         float range = c.hist ? calib_range(c.hist + (size_t)src * QUANT_BINS, c.maxabs[src], cfg->percentile)
                              : c.maxabs[src];
-        if (!(range > 0.0f) || !isfinite(range)) range = 1.0f; /* an all-zero input: any scale */
-        ts_strbuf_printf(&text, "%s %.9g %s\n", m->layers[li].name, (double)(range / (u8 ? 255.0f : 127.0f)),
-                         u8 ? "u8" : "s8");
+        float scale = range / (u8 ? 255.0f : 127.0f);
+        if (!(scale > 0.0f) || !isfinite(scale) || !isfinite(1.0f / scale)) scale = 1.0f; /* all zero: any scale */
+        ts_strbuf_printf(&text, "%s %.9g %s\n", m->layers[li].name, (double)scale, u8 ? "u8" : "s8");
     }
     if (!st && text.failed) st = ts_fail(ctx, TS_ENOMEM, "quantize: out of memory");
     if (!st) st = ts_model_set_meta(ctx, q, QUANT_META_KEY, text.s);

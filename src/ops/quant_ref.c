@@ -27,7 +27,9 @@ void quantize_fake_ref(size_t count, float *out, const float *in, float scale, i
 float quantize_weight_scale(int64_t per, const float *w /* (per) */) {
     float mx = 0.0f;
     for (int64_t i = 0; i < per; i++) mx = fabsf(w[i]) > mx ? fabsf(w[i]) : mx;
-    return mx > 0.0f ? mx / 127.0f : 1.0f; /* an all-zero channel stays zero with any scale */
+    const float s = mx / 127.0f;
+    /* an all-zero channel (or one so small its inverse scale overflows) stays zero with any scale */
+    return s > 0.0f && isfinite(1.0f / s) ? s : 1.0f;
 }
 
 void quantize_weights_ref(int k, int64_t per, float *out, float *scale, const float *w) {

@@ -36,6 +36,8 @@ static void test_quantizer(void) {
     float wq[6], s[2];
     quantize_weights_ref(2, 3, wq, s, w);
     CHECK(fabsf(s[0] - 0.01f) < 1e-8f && s[1] == 1.0f, "scales %g %g", s[0], s[1]);
+    const float tiny[1] = {1e-43f}; /* a scale whose inverse overflows is not used */
+    CHECK(quantize_weight_scale(1, tiny) == 1.0f, "a subnormal channel: scale %g", quantize_weight_scale(1, tiny));
     CHECK(fabsf(wq[0] - 0.5f) < 1e-6f && fabsf(wq[1] + 1.27f) < 1e-6f && fabsf(wq[2] - 0.01f) < 1e-7f && wq[3] == 0.0f,
           "weights %g %g %g %g", wq[0], wq[1], wq[2], wq[3]);
 }
@@ -129,6 +131,9 @@ static void test_int8_model(void) {
     CHECK(ts_model_int8_layer(q, 4, &s, &u8) && u8 == 1, "layer1.0.conv1 reads a ReLU: unsigned");
     CHECK(!ts_model_int8_layer(m, 1, &s, &u8) && !ts_model_int8_layer(q, 2, &s, &u8), "fp32 model, batch norm: no");
     float *y32 = predict(ctx, m, x, n), *y8 = predict(ctx, q, x, n);
+    float s2;
+    int u2 = -1;
+    CHECK(ts_model_int8_layer(q, 4, &s2, &u2) && u2 == 1 && s2 == s, "after a pass (the parsed scales): the same answer");
     const double d8 = rel_diff(y8, y32, (size_t)n * 10);
     CHECK(d8 > 0 && d8 < 0.1, "int8 logits within the quantization error of fp32: relative L2 %g", d8);
     int agree = 0;
@@ -159,6 +164,13 @@ static void test_int8_model(void) {
     ts_model *bad = NULL;
     CHECK(ts_model_load(ctx, path, &bad) == TS_EFORMAT && strstr(ts_ctx_error(ctx), "line 2"), "bad scales: %s",
           ts_ctx_error(ctx));
+    const char *worse[] = {"conv1 1e-40 u8\n", "conv1 nan u8\n", "conv1 -0.5 s8\n", "conv1 0.5 u16\n", "conv1\n"};
+    for (int i = 0; i < 5; i++) {
+        CHECK(ts_model_set_meta(ctx, back, "int8.inputs", worse[i]) == TS_OK && ts_model_save(ctx, back, path) == TS_OK,
+              "save");
+        CHECK(ts_model_load(ctx, path, &bad) == TS_EFORMAT && strstr(ts_ctx_error(ctx), "line 1"), "'%s': %s", worse[i],
+              ts_ctx_error(ctx));
+    }
     remove(path);
     ts_quantize_config bc = cfg;
     bc.percentile = 20;
