@@ -725,7 +725,23 @@ typedef struct ts_comm {
     int (*allreduce_start)(float *buf, size_t n, void *user, char *err, size_t err_size);
     int (*allreduce_wait)(void *user, char *err, size_t err_size);
     size_t bucket;
+    /* Optional; needed by ts_ctx_set_comm (the trainer does not use it). Every rank
+     * passes counts[rank] bytes at `mine` and receives every rank's, concatenated in
+     * rank order, in `all` (counts[0] + ... + counts[size - 1] bytes; it may not overlap
+     * mine). counts (size entries) is the same on every rank. Returns 0, or non-zero
+     * after writing a message into err. */
+    int (*allgatherv)(const void *mine, void *all, const size_t *counts, void *user, char *err, size_t err_size);
 } ts_comm;
+
+/* Spreads the work of some calls on ctx over comm's ranks (copied; comm->user must
+ * outlive its use; NULL or size 1: alone again). The calls are then collective: every
+ * rank must make them in the same order with the same arguments (the same model and
+ * data), and every rank gets the whole result, the same bits as a lone run with the
+ * same threads per rank (docs/distributed.md). Spread: ts_evaluate, ts_module_evaluate,
+ * the module scores of ts_compose_best_of and ts_patch (whole batches per rank), ts_decompose's
+ * activation method (batches of its pass) and CNNSplitter search (fitness
+ * evaluations). Every other call runs whole on each rank. Needs comm->allgatherv. */
+ts_status ts_ctx_set_comm(ts_ctx *ctx, const ts_comm *comm);
 
 /* Makes tr data-parallel over comm (copied; comm->user must outlive tr). Call it
  * before ts_trainer_run on every rank. NULL or size 1: training alone. Modular

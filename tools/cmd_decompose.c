@@ -2,6 +2,7 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli_modules.h"
 #include "cli_text.h"
+#include "dist.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -340,7 +341,18 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
     return st;
 }
 
+static int decompose_main(int argc, char **argv, cli_dist *dist);
+
+/* Under mpirun the ranks share the work (docs/distributed.md); rank 0 prints and
+ * writes the modules. */
 int cmd_decompose(int argc, char **argv) {
+    cli_dist dist;
+    int rc = dist_begin("decompose", &dist);
+    return rc ? rc : dist_end("decompose", &dist, decompose_main(argc, argv, &dist));
+}
+
+static int decompose_main(int argc, char **argv, cli_dist *dist) {
+    const int lead = dist->rank == 0; /* the one rank that writes files */
     char *pos[1];
     int npos;
     int rc = cli_parse(&decompose_cmd, argc, argv, pos, &npos, 1);
@@ -446,7 +458,7 @@ int cmd_decompose(int argc, char **argv) {
     int nmods = 0;
     int made_dir = 0, saved = 0, placed = 0; /* what this run wrote, for module_out_remove */
     ts_status st = TS_OK;
-    if ((rc = cli_setup_ctx(&decompose_cmd, ctx))) goto done;
+    if ((rc = cli_setup_ctx(&decompose_cmd, ctx)) || (rc = dist_setup(&decompose_cmd, ctx, dist, 1))) goto done;
     cli_setup_files(&decompose_cmd, ctx);
     if ((st = cli_load_model(ctx, pos[0], 0, &m))) goto fail;
     const char *spec = cli_get(&decompose_cmd, "data");
@@ -458,6 +470,11 @@ int cmd_decompose(int argc, char **argv) {
     const char *ddir = cli_data_dir(&decompose_cmd, m);
     int eval = !cli_get(&decompose_cmd, "no-eval");
     const int text = cli_is_text_model(m);
+    if (text && dist->size > 1) {
+        st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: a text model is decomposed on one process; run it without "
+                              "mpirun", pos[0]);
+        goto fail;
+    }
     if (text && cfg.method != TS_DECOMPOSE_ACTIVATION) {
         st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED,
                               "%s: --method %s: a text model is decomposed by hidden unit (the default method)", pos[0],
@@ -473,7 +490,9 @@ int cmd_decompose(int argc, char **argv) {
         if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
         if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
     }
-    if (mkdir(outdir, 0777) == 0) {
+    if (!lead) {
+        /* the other ranks compute and stay silent */
+    } else if (mkdir(outdir, 0777) == 0) {
         made_dir = 1;
     } else if (errno != EEXIST) {
         st = ts_ctx_set_error(ctx, TS_EIO, "%s: cannot create the output folder: %s", outdir, strerror(errno));
@@ -495,7 +514,7 @@ int cmd_decompose(int argc, char **argv) {
     }
     ga_live live = {0};
     progress_start(&live.pr);
-    int quiet = cli_get(&decompose_cmd, "quiet") != NULL;
+    int quiet = cli_get(&decompose_cmd, "quiet") != NULL || !lead;
     if (!quiet && cfg.method == TS_DECOMPOSE_GA) {
         cfg.ga_generation = ga_generation;
         cfg.ga_generation_user = &live;
@@ -514,7 +533,7 @@ int cmd_decompose(int argc, char **argv) {
      * $TESSERA_DATA or a standard place), so the module does not depend on them */
     if ((st = ts_dataset_locate(ctx, spec, TS_SPLIT_TRAIN, ddir, found, sizeof found))) goto fail;
     if (!realpath(found, data_abs)) snprintf(data_abs, sizeof data_abs, "%s", found);
-    for (; saved < nmods; saved++) {
+    for (; lead && saved < nmods; saved++) {
         char path[4096];
         if (!module_out_path(path, sizeof path, outdir, mods[saved], PENDING)) {
             st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: output path too long", outdir);
@@ -638,9 +657,9 @@ int cmd_decompose(int argc, char **argv) {
         }
     }
 place:
-    if ((st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
+    if (lead && (st = module_out_place(ctx, outdir, pos[0], mods, saved, &placed))) goto fail;
     printf("modules written to %s/\n", outdir);
-    for (int i = 0; i < nmods; i++) warn_no_positives(&cfg, mods[i]); /* about modules that were written */
+    for (int i = 0; lead && i < nmods; i++) warn_no_positives(&cfg, mods[i]); /* about modules that were written */
     if (J) json_str(J, "written_to", outdir);
     rc = EXIT_OK;
     goto done;

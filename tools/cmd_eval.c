@@ -2,6 +2,7 @@
 #include "cli_exit.h"
 #include "cli_modules.h"
 #include "cli_text.h"
+#include "dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -80,7 +81,16 @@ static cli_cmd eval_cmd = {"eval", "MODEL [--data NAME|PATH] [options]",
                            "sample (0.50 to 0.95 and 1, no exit) and the cheapest within 1 point of no exit.",
                            eval_opts, sizeof eval_opts / sizeof eval_opts[0]};
 
+static int eval_main(int argc, char **argv, cli_dist *dist);
+
+/* Under mpirun the ranks share the batches (docs/distributed.md); rank 0 prints. */
 int cmd_eval(int argc, char **argv) {
+    cli_dist dist;
+    int rc = dist_begin("eval", &dist);
+    return rc ? rc : dist_end("eval", &dist, eval_main(argc, argv, &dist));
+}
+
+static int eval_main(int argc, char **argv, cli_dist *dist) {
     char *pos[1];
     int npos;
     int rc = cli_parse(&eval_cmd, argc, argv, pos, &npos, 1);
@@ -98,7 +108,7 @@ int cmd_eval(int argc, char **argv) {
     ts_status st = TS_OK;
     long batch, limit;
     if ((rc = cli_setup_ctx(&eval_cmd, ctx)) || (rc = setup_constant_time(&eval_cmd, ctx)) ||
-        (rc = cli_setup_bf16(&eval_cmd, ctx)))
+        (rc = cli_setup_bf16(&eval_cmd, ctx)) || (rc = dist_setup(&eval_cmd, ctx, dist, 1)))
         goto done;
     if (!cli_int(&eval_cmd, "batch", 256, 1, 65536, &batch) || !cli_int(&eval_cmd, "limit", 0, 0, 1L << 40, &limit)) {
         rc = EXIT_USAGE;

@@ -665,22 +665,6 @@ static void print_summary(const ts_trainer *tr, const ts_train_config *cfg) {
                100 * sm.best_val_acc);
 }
 
-/* Under mpirun: threads shared out among the ranks on this machine unless --threads
- * says; stdout (progress, the epoch lines) from rank 0 only. */
-static int dist_setup(ts_ctx *ctx, const cli_dist *d) {
-    if (d->size <= 1) return 0;
-    if (!cli_get(&train_cmd, "threads")) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN), t = ncpu / d->local_size;
-        ts_status st = ts_ctx_set_threads(ctx, t > 1 ? (int)t : 1);
-        if (st) return cli_fail("train", ctx, st);
-    }
-    if (d->rank != 0 && !freopen("/dev/null", "w", stdout)) {
-        fprintf(stderr, "tessera train: rank %d: cannot silence stdout\n", d->rank);
-        return EXIT_IO;
-    }
-    return 0;
-}
-
 static int train_main(int argc, char **argv, cli_dist *dist);
 
 static sig_watch g_watch; /* the signal watcher of this train command (one per process) */
@@ -739,7 +723,7 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
     if ((rc = parse_val_split(&vs)) || (rc = cli_int(&train_cmd, "limit", 0, 1, 1L << 40, &limit) ? 0 : EXIT_USAGE))
         goto done;
     if (lead && (rc = claim_outputs(ctx, out, ckpt, locks, &st))) goto done;
-    if ((rc = cli_setup_ctx(&train_cmd, ctx)) || (rc = dist_setup(ctx, dist))) goto done;
+    if ((rc = cli_setup_ctx(&train_cmd, ctx)) || (rc = dist_setup(&train_cmd, ctx, dist, 0))) goto done;
     if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
     if (resume && (st = resume_settings(ctx, resume))) goto fail;
 

@@ -4,6 +4,7 @@
 #ifndef TS_CLI_DIST_H
 #define TS_CLI_DIST_H
 
+#include "cli.h"
 #include "tessera.h"
 
 typedef struct cli_dist {
@@ -18,6 +19,12 @@ typedef struct cli_dist {
 int dist_begin(const char *cmd, cli_dist *d);
 /* The communicator over d's ranks for ts_trainer_set_comm. */
 void dist_comm(cli_dist *d, ts_comm *out);
+/* A command's set-up under mpirun (nothing alone): threads shared out among the ranks
+ * on this machine unless --threads says, stdout (progress, results) from rank 0 only,
+ * and with spread != 0 the context's communicator (ts_ctx_set_comm), so that the
+ * library's evaluation and decomposition share their work among the ranks. Returns 0,
+ * or an exit code after printing why. */
+int dist_setup(const cli_cmd *c, ts_ctx *ctx, cli_dist *d, int spread);
 /* Leaves the job. A rank that fails (rc != 0) ends every rank at once (MPI_Abort),
  * so that none waits on it in a collective; returns rc. */
 int dist_end(const char *cmd, cli_dist *d, int rc);

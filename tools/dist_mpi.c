@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int launched_size(void) {
     const char *s = getenv("OMPI_COMM_WORLD_SIZE");
@@ -151,6 +152,35 @@ static int mpi_allreduce_sum(float *buf, size_t n, void *user, char *err, size_t
     return mpi_allreduce_wait(user, err, err_size);
 }
 
+/* Work spread by the library (ts_ctx_set_comm): blocking, on MPI_COMM_WORLD, which
+ * carries nothing else, in bytes; MPI counts are ints, so at most 2 GiB in all. */
+static int mpi_allgatherv(const void *mine, void *all, const size_t *counts, void *user, char *err, size_t err_size) {
+    cli_dist *d = user;
+    const int R = d->size;
+    int *len = malloc(2 * (size_t)R * sizeof *len), *off = len ? len + R : NULL;
+    if (!len) {
+        snprintf(err, err_size, "out of memory");
+        return 1;
+    }
+    size_t total = 0;
+    for (int r = 0; r < R; r++) {
+        if (counts[r] > (size_t)INT_MAX || total > (size_t)INT_MAX - counts[r]) {
+            snprintf(err, err_size, "more than %d bytes to gather", INT_MAX);
+            free(len);
+            return 1;
+        }
+        len[r] = (int)counts[r];
+        off[r] = (int)total;
+        total += counts[r];
+    }
+    const double t0 = MPI_Wtime();
+    int rc = MPI_Allgatherv(mine, len[d->rank], MPI_BYTE, all, len, off, MPI_BYTE, MPI_COMM_WORLD);
+    d->seconds += MPI_Wtime() - t0;
+    d->calls++;
+    free(len);
+    return rc == MPI_SUCCESS ? 0 : mpi_failed(rc, err, err_size);
+}
+
 int dist_begin(const char *cmd, cli_dist *d) {
     memset(d, 0, sizeof *d);
     d->size = d->local_size = 1;
@@ -182,6 +212,7 @@ void dist_comm(cli_dist *d, ts_comm *out) {
     out->allreduce_sum = mpi_allreduce_sum;
     out->allreduce_start = mpi_allreduce_start;
     out->allreduce_wait = mpi_allreduce_wait;
+    out->allgatherv = mpi_allgatherv;
     out->user = d;
 }
 
@@ -224,3 +255,23 @@ int dist_end(const char *cmd, cli_dist *d, int rc) {
 }
 
 #endif
+
+int dist_setup(const cli_cmd *c, ts_ctx *ctx, cli_dist *d, int spread) {
+    if (d->size <= 1) return 0;
+    ts_status st = TS_OK;
+    if (!cli_get(c, "threads")) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN), t = ncpu / d->local_size;
+        st = ts_ctx_set_threads(ctx, t > 1 ? (int)t : 1);
+    }
+    if (!st && spread) {
+        ts_comm comm;
+        dist_comm(d, &comm);
+        st = ts_ctx_set_comm(ctx, &comm);
+    }
+    if (st) return cli_fail(c->name, ctx, st);
+    if (d->rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "tessera %s: rank %d: cannot silence stdout\n", c->name, d->rank);
+        return EXIT_IO;
+    }
+    return 0;
+}

@@ -34,6 +34,7 @@ struct ts_ctx {
     void (*dnnl_release)(void *dnnl); /* frees dnnl: set by ops along with it */
     int bf16;                    /* convolutions in bfloat16 mixed precision (ts_ctx_set_bf16) */
     int image_shape[3];          /* what image folders are brought to (ts_ctx_set_image_shape) */
+    ts_comm comm;                /* the ranks some calls spread over (ts_ctx_set_comm); size 1: alone */
 };
 
 /* Internal invariants (SQLite's habit): TS_ASSERT(cond) states an assumption the code
@@ -53,6 +54,22 @@ _Noreturn void ts_assert_fail(const char *file, int line, const char *cond);
 ts_status ts_fail(ts_ctx *ctx, ts_status status, const char *fmt, ...) TS_PRINTF(3, 4);
 /* Passes a one-line note to the context's note hook (nothing when there is none). */
 void ts_note(ts_ctx *ctx, const char *fmt, ...) TS_PRINTF(2, 3);
+
+/* Work spread over the context's ranks (comm.c, ts_ctx_set_comm). Whole batches go
+ * to ranks in order: of nb batches, rank r runs [nb r / R, nb (r + 1) / R), so each
+ * batch is the one a lone run makes and gives the same bits. */
+static inline int ctx_ranks(const ts_ctx *ctx) { return ctx->comm.size > 1 ? ctx->comm.size : 1; }
+static inline int ctx_rank(const ts_ctx *ctx) { return ctx->comm.size > 1 ? ctx->comm.rank : 0; }
+/* Rank r's part [*lo, *hi) of n items (batches, chromosomes...). */
+void ctx_share(const ts_ctx *ctx, int r, int64_t n, int64_t *lo, int64_t *hi);
+/* Every rank's rows: rank r computed rows [lo_r, hi_r) of (n, row_bytes) rows (its
+ * ctx_share of n, or of the batches covering them when batch > 0: batch rows per
+ * batch) in place in `rows`; afterwards every rank holds all n. `what` names the
+ * work in an error. Alone: nothing to do. */
+ts_status ctx_gather_rows(ts_ctx *ctx, void *rows, int64_t n, int batch, size_t row_bytes, const char *what);
+/* The rows of sample range [lo, hi) this rank computes when n rows go in batches of
+ * `batch` (the whole batches ctx_share gives it). */
+void ctx_batch_rows(const ts_ctx *ctx, int64_t n, int batch, int64_t *lo, int64_t *hi);
 
 /* Checked allocation: on failure records TS_ENOMEM on ctx with `what`, returns NULL.
  * Memory is 64-byte aligned; free with ts_free. */

@@ -23,6 +23,7 @@ ts_status ts_ctx_create(ts_ctx **out) {
     ts_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return TS_ENOMEM;
     ctx->nthreads = 1;
+    ctx->comm.size = 1;
     ctx->backend = TS_BACKEND_DNNL;
     *out = ctx;
     return TS_OK;

@@ -250,7 +250,6 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     int64_t *word_off = NULL, *perm = NULL, *pos = NULL, *neg = NULL;
     int64_t *quota = NULL; /* positives wanted per class: only the requested classes need them */
     float *x = NULL, *logits = NULL;
-    int32_t *yb = NULL;
     int64_t *ib = NULL;
     float *seen = NULL, *sp = NULL, *sn = NULL; /* logits of every sample used, for the yes/no thresholds */
     uint8_t *role = NULL;                       /* bit 0: a positive of its class, bit 1: a negative */
@@ -315,18 +314,25 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     ts_preprocess pp;
     if ((st = ts_model_get_preprocess(ctx, m, &pp))) goto done;
     const int B = cfg->batch > 1024 ? 1024 : cfg->batch; /* bounds the batch's memory, activity bits included */
-    const size_t in_sz = (size_t)shape_numel(&m->input);
+    /* With ranks (ts_ctx_set_comm), R batches at once, rank r running the r-th: each
+     * is formed as a lone run forms it, from the classes still wanting samples; a
+     * batch that a class filled by the batches before it would have changed is run
+     * again from there. Every rank gets every batch's logits and activity and keeps
+     * the same books, so the result is a lone run's. */
+    const int R = ctx_ranks(ctx), me = ctx_rank(ctx);
+    const size_t in_sz = (size_t)shape_numel(&m->input), WB = (size_t)(W ? W : 1);
     x = ts_alloc(ctx, (size_t)B * in_sz * sizeof(float), "decomposition batch");
-    /* which ReLU units each sample of a batch activates, read through the capture API */
-    act = ts_alloc(ctx, (size_t)B * (size_t)(W ? W : 1) * sizeof *act, "decomposition activity");
+    /* which ReLU units each sample of the R batches activates, read through the capture API */
+    act = ts_alloc(ctx, (size_t)R * (size_t)B * WB * sizeof *act, "decomposition activity");
     relus = malloc(sizeof *relus * (size_t)(proto->nmasks ? proto->nmasks : 1));
     if (!act || !relus) goto nomem;
     for (int k = 0; k < proto->nmasks; k++) relus[k] = proto->masks[k].layer;
-    activity_sink sink = {proto->masks, proto->nmasks, word_off, W, act, 1};
+    activity_sink sink = {proto->masks, proto->nmasks, word_off, W, act + (size_t)me * B * WB, 1};
     const ts_capture capture = {relus, proto->nmasks, module_record_activity, &sink};
-    logits = ts_alloc(ctx, (size_t)B * (size_t)K * sizeof(float), "decomposition logits");
-    yb = malloc(sizeof *yb * (size_t)B);
-    ib = malloc(sizeof *ib * (size_t)B);
+    logits = ts_alloc(ctx, (size_t)R * (size_t)B * (size_t)K * sizeof(float), "decomposition logits");
+    ib = malloc(sizeof *ib * (size_t)R * (size_t)B);
+    int64_t *bend = malloc(sizeof *bend * (size_t)R); /* the cursor after each batch */
+    int *bn = malloc(sizeof *bn * (size_t)R);          /* samples in each batch */
     const int64_t max_seen = (int64_t)K * (npos + nneg);
     seen = malloc(sizeof *seen * (size_t)max_seen * (size_t)K);
     role = malloc((size_t)max_seen);
@@ -336,68 +342,93 @@ ts_status ts_decompose(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     sn = malloc(sizeof *sn * (size_t)max_seen);
     run = malloc((size_t)max_seen);
     da_bits = malloc(sizeof *da_bits * (size_t)max_seen * (size_t)(DW ? DW : 1));
-    if (!x || !logits || !yb || !ib || !seen || !role || !seen_y || !seen_idx || !sp || !sn || !run || !da_bits)
+    if (!x || !logits || !ib || !bend || !bn || !seen || !role || !seen_y || !seen_idx || !sp || !sn || !run ||
+        !da_bits) {
+        free(bend);
+        free(bn);
         goto nomem;
+    }
     const drawn_activity da = {da_off, DW, da_bits};
-    uint8_t *img = NULL;
-    if (!(img = malloc(in_sz))) goto nomem;
 
     int64_t cursor = 0;
-    for (;;) {
-        /* Gather inputs of classes that still need positives or negatives. */
-        int b = 0;
-        while (b < B && cursor < train->count) {
-            int64_t idx = perm[cursor++];
-            int c = train->labels[idx];
-            if (pos[c] >= quota[c] && neg[c] >= nneg) continue;
-            memcpy(img, train->images + (size_t)idx * in_sz, in_sz);
-            ts_preprocess_images(&pp, img, 1, train->channels, train->height, train->width, x + (size_t)b * in_sz);
-            yb[b] = c;
-            ib[b] = idx;
-            b++;
-        }
-        if (b == 0) break;
-        if ((st = ts_model_predict_capture(ctx, work, x, b, logits, &capture))) {
-            free(img);
-            goto done;
-        }
-        for (int i = 0; i < b; i++) {
-            int c = yb[i], top;
-            float p = decompose_prob_of(logits + (size_t)i * K, K, c, &top);
-            int was_pos = pos[c] < quota[c] && top && p > cfg->confidence;
-            if (was_pos) {
-                or_words(P + (size_t)c * W, act + (size_t)i * W, W);
-                every_rule_add(&every, proto->masks, proto->nmasks, word_off, W, c, act + (size_t)i * W);
-                pos[c]++;
+    for (int finished = 0; !finished;) {
+        /* Form up to R batches of inputs of classes that still need positives or negatives. */
+        int nbat = 0;
+        for (int64_t cur = cursor; nbat < R; nbat++) {
+            int b = 0;
+            while (b < B && cur < train->count) {
+                int64_t idx = perm[cur++];
+                int c = train->labels[idx];
+                if (pos[c] >= quota[c] && neg[c] >= nneg) continue;
+                ib[(size_t)nbat * B + b++] = idx;
             }
-            uint8_t rl = 0;
-            if (was_pos) rl |= 1;
-            if (neg[c] < nneg) {
-                or_words(Q + (size_t)c * W, act + (size_t)i * W, W);
-                neg[c]++;
-                rl |= 2;
-            }
-            if (rl && nseen < max_seen) {
-                memcpy(seen + (size_t)nseen * K, logits + (size_t)i * K, sizeof(float) * (size_t)K);
-                for (int k = 0; k < proto->nmasks; k++)
-                    if (da_off[k] >= 0)
-                        memcpy(da_bits + (size_t)nseen * (size_t)DW + da_off[k], act + (size_t)i * W + word_off[k],
-                               (size_t)(word_off[k + 1] - word_off[k]) * sizeof *da_bits);
-                role[nseen] = rl;
-                seen_idx[nseen] = ib[i];
-                seen_y[nseen++] = c;
-            }
+            if (b == 0) break;
+            bn[nbat] = b;
+            bend[nbat] = cur;
         }
-        if (progress && progress(user, cursor, train->count)) {
-            free(img);
-            st = ts_fail(ctx, TS_ECANCELED, "decompose: canceled");
-            goto done;
+        if (nbat == 0) break;
+        if (me < nbat) {
+            const int64_t *mine = ib + (size_t)me * B;
+            for (int i = 0; i < bn[me]; i++)
+                ts_preprocess_images(&pp, train->images + (size_t)mine[i] * in_sz, 1, train->channels, train->height,
+                                     train->width, x + (size_t)i * in_sz);
+            if ((st = ts_model_predict_capture(ctx, work, x, bn[me], logits + (size_t)me * B * K, &capture))) break;
         }
-        int all = 1;
-        for (int c = 0; c < K && all; c++) all = pos[c] >= quota[c] && neg[c] >= nneg;
-        if (all) break;
+        if ((st = ctx_gather_rows(ctx, logits, R, 0, sizeof *logits * (size_t)B * K, "decompose")) ||
+            (st = ctx_gather_rows(ctx, act, R, 0, sizeof *act * (size_t)B * WB, "decompose")))
+            break;
+        for (int j = 0; j < nbat && !finished; j++) {
+            const int64_t *yi = ib + (size_t)j * B;
+            int stale = 0; /* a class this batch draws from was filled since it was formed */
+            for (int i = 0; i < bn[j] && j > 0 && !stale; i++) {
+                const int c = train->labels[yi[i]];
+                stale = pos[c] >= quota[c] && neg[c] >= nneg;
+            }
+            if (stale) break;
+            for (int i = 0; i < bn[j]; i++) {
+                const int c = train->labels[yi[i]];
+                const float *row = logits + ((size_t)j * B + i) * K;
+                const uint64_t *bits = act + ((size_t)j * B + i) * WB;
+                int top;
+                float p = decompose_prob_of(row, K, c, &top);
+                int was_pos = pos[c] < quota[c] && top && p > cfg->confidence;
+                if (was_pos) {
+                    or_words(P + (size_t)c * W, bits, W);
+                    every_rule_add(&every, proto->masks, proto->nmasks, word_off, W, c, bits);
+                    pos[c]++;
+                }
+                uint8_t rl = 0;
+                if (was_pos) rl |= 1;
+                if (neg[c] < nneg) {
+                    or_words(Q + (size_t)c * W, bits, W);
+                    neg[c]++;
+                    rl |= 2;
+                }
+                if (rl && nseen < max_seen) {
+                    memcpy(seen + (size_t)nseen * K, row, sizeof(float) * (size_t)K);
+                    for (int k = 0; k < proto->nmasks; k++)
+                        if (da_off[k] >= 0)
+                            memcpy(da_bits + (size_t)nseen * (size_t)DW + da_off[k], bits + word_off[k],
+                                   (size_t)(word_off[k + 1] - word_off[k]) * sizeof *da_bits);
+                    role[nseen] = rl;
+                    seen_idx[nseen] = yi[i];
+                    seen_y[nseen++] = c;
+                }
+            }
+            cursor = bend[j];
+            if (progress && progress(user, cursor, train->count)) {
+                st = ts_fail(ctx, TS_ECANCELED, "decompose: canceled");
+                break;
+            }
+            int all = 1;
+            for (int c = 0; c < K && all; c++) all = pos[c] >= quota[c] && neg[c] >= nneg;
+            finished = all;
+        }
+        if (st) break;
     }
-    free(img);
+    free(bend);
+    free(bn);
+    if (st) goto done;
     if (progress) progress(user, train->count, train->count);
     double shared_s = ts_monotonic_s() - t0;
 
@@ -458,7 +489,6 @@ done:
     free(quota);
     ts_free(x);
     ts_free(logits);
-    free(yb);
     free(ib);
     free(seen);
     free(role);

@@ -126,29 +126,39 @@ static uint64_t genes_hash(const uint8_t *g, int n) {
     return h;
 }
 
-/* Class c's scores for a chromosome: from the cache, else a forward pass (cached). */
-static ts_status candidate_scores(ga_search *s, int c, const uint8_t *genes, const float **out) {
+/* Class c's cached scores for a chromosome (NULL: not cached), and in *slot where
+ * they would go. */
+static const float *cache_find(ga_search *s, int c, const uint8_t *genes, cache_entry **slot) {
     const uint64_t h = genes_hash(genes, s->G);
-    cache_entry *tab = s->cache + (size_t)c * (size_t)s->cap, *slot = NULL;
+    cache_entry *tab = s->cache + (size_t)c * (size_t)s->cap;
+    *slot = NULL;
     for (int p = 0; p < 16; p++) {
         cache_entry *e = &tab[(h + (uint64_t)p) & (uint64_t)(s->cap - 1)];
         if (!e->used) {
-            if (!slot) slot = e;
+            if (!*slot) *slot = e;
             break;
         }
-        if (e->hash == h && !memcmp(e->genes, genes, (size_t)s->G)) {
-            *out = e->score;
-            return TS_OK;
-        }
+        if (e->hash == h && !memcmp(e->genes, genes, (size_t)s->G)) return e->score;
     }
-    if (!slot) slot = &tab[h & (uint64_t)(s->cap - 1)]; /* a full run of probes: replace the home slot */
+    if (!*slot) *slot = &tab[h & (uint64_t)(s->cap - 1)]; /* a full run of probes: replace the home slot */
+    return NULL;
+}
+
+static void cache_fill(ga_search *s, cache_entry *slot, const uint8_t *genes) {
+    slot->used = 1;
+    slot->hash = genes_hash(genes, s->G);
+    memcpy(slot->genes, genes, (size_t)s->G);
+}
+
+/* Class c's scores for a chromosome: from the cache, else a forward pass (cached). */
+static ts_status candidate_scores(ga_search *s, int c, const uint8_t *genes, const float **out) {
+    cache_entry *slot;
+    if ((*out = cache_find(s, c, genes, &slot))) return TS_OK;
     decode_all(s, c, genes);
     slot->used = 0;
     ts_status st = forward_scores(s, c, s->keep, slot->score);
     if (st) return st;
-    slot->used = 1;
-    slot->hash = h;
-    memcpy(slot->genes, genes, (size_t)s->G);
+    cache_fill(s, slot, genes);
     *out = slot->score;
     return TS_OK;
 }
@@ -327,23 +337,30 @@ static double all_class_acc(const ga_search *s, const float *score) {
 }
 
 /* Sensitive layers: keeping the top half of a layer's kernels in every module (the
- * other layers whole) costs more than GA_SENSITIVE_DROP of composed top-1. Uses
- * best_score (the origin's modules) as scratch. */
-static ts_status find_sensitive(ga_search *s, double origin_acc, float *tmp) {
-    const int K = s->K;
-    for (int g = 0; g < s->mn.ngates; g++) {
+ * other layers whole) costs more than GA_SENSITIVE_DROP of composed top-1. */
+static ts_status find_sensitive(ga_search *s, double origin_acc) {
+    const int K = s->K, NG = s->mn.ngates;
+    /* (NG, K, nval): layer g's half kept in class c's module; the (g, c) pairs are
+     * shared out among the ranks (ts_ctx_set_comm) */
+    float *tmp = malloc(sizeof *tmp * (size_t)NG * (size_t)K * (size_t)s->nval + 1);
+    if (!tmp) return ts_fail(s->ctx, TS_ENOMEM, "decompose --method ga: out of memory");
+    int64_t lo, hi;
+    ctx_share(s->ctx, ctx_rank(s->ctx), (int64_t)NG * K, &lo, &hi);
+    ts_status st = TS_OK;
+    for (int64_t i = lo; !st && i < hi; i++) {
+        const int g = (int)(i / K), c = (int)(i % K);
         const mask_gate *gt = &s->mn.gates[g];
         const int top = (gt->channels + 1) / 2;
-        for (int c = 0; c < K; c++) {
-            memset(s->keep, 1, (size_t)s->T);
-            const int *ord = s->order + (size_t)c * (size_t)s->T + gt->off;
-            for (int r = top; r < gt->channels; r++) s->keep[gt->off + ord[r]] = 0;
-            ts_status st = forward_scores(s, c, s->keep, tmp + (size_t)c * (size_t)s->nval);
-            if (st) return st;
-        }
-        s->sensitive[g] = all_class_acc(s, tmp) < origin_acc - GA_SENSITIVE_DROP;
+        memset(s->keep, 1, (size_t)s->T);
+        const int *ord = s->order + (size_t)c * (size_t)s->T + gt->off;
+        for (int r = top; r < gt->channels; r++) s->keep[gt->off + ord[r]] = 0;
+        st = forward_scores(s, c, s->keep, tmp + (size_t)i * (size_t)s->nval);
     }
-    return TS_OK;
+    if (!st) st = ctx_gather_rows(s->ctx, tmp, (int64_t)NG * K, 0, sizeof *tmp * (size_t)s->nval, "decompose --method ga");
+    for (int g = 0; !st && g < NG; g++)
+        s->sensitive[g] = all_class_acc(s, tmp + (size_t)g * (size_t)K * (size_t)s->nval) < origin_acc - GA_SENSITIVE_DROP;
+    free(tmp);
+    return st;
 }
 
 /* The fixed tasks of class c: GA_TASKS_PER_SIZE random 2-, 4- and 8-class tasks that
@@ -431,10 +448,48 @@ static void rank_members(const double *fit, int P, int *rank) {
     }
 }
 
+/* With ranks (ts_ctx_set_comm): the forward passes that class c's population needs
+ * (its chromosomes not cached, each once) shared out among the ranks, and every
+ * rank's results cached on every rank, so that evaluate finds them all. A forward
+ * pass gives the same bits on any rank, so fitness and search are a lone run's. */
+static ts_status prefetch_scores(ga_search *s, int c, const ga_class *gc) {
+    const int P = s->cfg->ga_population;
+    if (ctx_ranks(s->ctx) == 1) return TS_OK;
+    int *need = malloc(sizeof *need * (size_t)P), nneed = 0;
+    if (!need) return ts_fail(s->ctx, TS_ENOMEM, "decompose --method ga: out of memory");
+    for (int p = 0; p < P; p++) {
+        const uint8_t *g = gc->pop + (size_t)p * (size_t)s->G;
+        cache_entry *slot;
+        int dup = cache_find(s, c, g, &slot) != NULL;
+        for (int q = 0; q < nneed && !dup; q++) dup = !memcmp(gc->pop + (size_t)need[q] * (size_t)s->G, g, (size_t)s->G);
+        if (!dup) need[nneed++] = p;
+    }
+    float *score = nneed ? malloc(sizeof *score * (size_t)nneed * (size_t)s->nval) : NULL;
+    ts_status st = nneed && !score ? ts_fail(s->ctx, TS_ENOMEM, "decompose --method ga: out of memory") : TS_OK;
+    int64_t lo, hi;
+    ctx_share(s->ctx, ctx_rank(s->ctx), nneed, &lo, &hi);
+    for (int64_t i = lo; !st && i < hi; i++) {
+        decode_all(s, c, gc->pop + (size_t)need[i] * (size_t)s->G);
+        st = forward_scores(s, c, s->keep, score + (size_t)i * (size_t)s->nval);
+    }
+    if (!st) st = ctx_gather_rows(s->ctx, score, nneed, 0, sizeof *score * (size_t)s->nval, "decompose --method ga");
+    for (int i = 0; !st && i < nneed; i++) {
+        const uint8_t *g = gc->pop + (size_t)need[i] * (size_t)s->G;
+        cache_entry *slot;
+        cache_find(s, c, g, &slot);
+        memcpy(slot->score, score + (size_t)i * (size_t)s->nval, sizeof *score * (size_t)s->nval);
+        cache_fill(s, slot, g);
+    }
+    free(need);
+    free(score);
+    return st;
+}
+
 /* Fitness of class c's population, then its best becomes the class's current best. */
 static ts_status evaluate(ga_search *s, int c, ga_class *gc) {
     const int P = s->cfg->ga_population;
-    ts_status st = TS_OK;
+    ts_status st = prefetch_scores(s, c, gc);
+    if (st) return st;
     for (int p = 0; p < P; p++) {
         gc->fit[p] = fitness(s, c, gc->pop + (size_t)p * (size_t)s->G, &st);
         if (st) return st;
@@ -682,13 +737,7 @@ ts_status decompose_ga(ts_ctx *ctx, const ts_model *m, const ts_dataset *train, 
     for (int c = 0; c < K; c++)
         if ((st = forward_scores(&s, c, s.keep, s.best_score + (size_t)c * (size_t)s.nval))) goto done;
     const double origin_acc = all_class_acc(&s, s.best_score);
-    {
-        float *tmp = malloc(sizeof(float) * (size_t)K * (size_t)s.nval);
-        if (!tmp) goto nomem;
-        st = find_sensitive(&s, origin_acc, tmp);
-        free(tmp);
-        if (st) goto done;
-    }
+    if ((st = find_sensitive(&s, origin_acc))) goto done;
     for (int w = 0; w < want; w++) searched[n ? classes[w] : w] = 1;
     for (int c = 0; c < K; c++) {
         ga_class *gc = &gcs[c];

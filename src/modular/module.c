@@ -361,15 +361,19 @@ ts_status module_model_scores(ts_ctx *ctx, ts_model *mm, const ts_dataset *ds, i
     const size_t in_sz = (size_t)shape_numel(&mm->input);
     float *x = ts_alloc(ctx, (size_t)batch * in_sz * sizeof(float), what);
     if (!x) return TS_ENOMEM;
-    for (int64_t s = 0; s < ds->count && !st; s += batch) {
-        const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
+    int64_t lo, hi; /* this rank's whole batches (ts_ctx_set_comm); alone: all */
+    ctx_batch_rows(ctx, ds->count, batch, &lo, &hi);
+    for (int64_t s = lo; s < hi && !st; s += batch) {
+        const int n = (int)(hi - s < batch ? hi - s : batch);
         (ctx->constant_time ? ts_preprocess_images_ct : ts_preprocess_images)(
             &pp, ds->images + (size_t)s * in_sz, n, ds->channels, ds->height, ds->width, x);
         if ((st = ts_model_predict(ctx, mm, x, n, out + s))) break;
-        if (progress && progress(user, s + n, ds->count)) st = ts_fail(ctx, TS_ECANCELED, "%s: canceled", what);
+        /* a rank's share of the bar stands for the whole */
+        if (progress && progress(user, (s + n - lo) * ds->count / (hi - lo), ds->count))
+            st = ts_fail(ctx, TS_ECANCELED, "%s: canceled", what);
     }
     ts_free(x);
-    return st;
+    return st ? st : ctx_gather_rows(ctx, out, ds->count, batch, sizeof *out, what);
 }
 
 ts_status ts_module_evaluate(ts_ctx *ctx, const ts_module *mod, const ts_dataset *ds, int batch, double *own,

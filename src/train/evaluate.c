@@ -150,6 +150,33 @@ static void score_rows(int ct, int n, int k, const float *logits, const int32_t 
     }
 }
 
+/* One batch's figures in ts_evaluate. */
+typedef struct eval_part {
+    double loss; /* mean loss times samples */
+    int64_t top1, top5, exit_top1;
+} eval_part;
+
+/* Every rank's batch figures (nb), and the confusion matrices (k, k) summed: the
+ * ranks' shares of ts_evaluate put together. Alone: nothing to do. */
+static ts_status gather_parts(ts_ctx *ctx, eval_part *part, int64_t nb, int64_t *confusion, int k) {
+    const int R = ctx_ranks(ctx);
+    if (R == 1) return TS_OK;
+    ts_status st = ctx_gather_rows(ctx, part, nb, 1, sizeof *part, "evaluation");
+    const size_t kk = (size_t)k * (size_t)k;
+    int64_t *all = st ? NULL : ts_alloc(ctx, sizeof *all * kk * (size_t)R, "confusion matrices");
+    if (!st && !all) st = TS_ENOMEM;
+    if (!st) {
+        memcpy(all + kk * (size_t)ctx_rank(ctx), confusion, sizeof *all * kk);
+        st = ctx_gather_rows(ctx, all, R, 0, sizeof *all * kk, "evaluation");
+    }
+    for (size_t c = 0; !st && c < kk; c++) { /* integers: any order gives the same sums */
+        confusion[c] = 0;
+        for (int r = 0; r < R; r++) confusion[c] += all[kk * (size_t)r + c];
+    }
+    ts_free(all);
+    return st;
+}
+
 ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch, ts_eval_report *out) {
     memset(out, 0, sizeof *out);
     ts_status st = train_check_dataset(ctx, m, ds, "evaluation");
@@ -176,19 +203,39 @@ ts_status ts_evaluate(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int batch,
     /* Constant-time mode: branch-free preprocessing, loss and confusion update too;
      * the ranking below is branch-free in both modes. */
     const int ct = ctx->constant_time;
-    for (int64_t s = 0; s < ds->count; s += batch) {
-        int n = (int)(ds->count - s < batch ? ds->count - s : batch);
+    /* Each batch's figures, kept per batch so that ranks sharing the batches
+     * (ts_ctx_set_comm) add them up in a lone run's order. */
+    const int64_t nb = (ds->count + batch - 1) / batch;
+    eval_part *part = ts_calloc(ctx, sizeof *part * (size_t)(nb ? nb : 1), "evaluation figures");
+    if (!part) {
+        st = TS_ENOMEM;
+        goto done;
+    }
+    int64_t lo, hi;
+    ctx_batch_rows(ctx, ds->count, batch, &lo, &hi);
+    for (int64_t s = lo; s < hi; s += batch) {
+        int n = (int)(hi - s < batch ? hi - s : batch);
+        eval_part *p = &part[s / batch];
         (ct ? ts_preprocess_images_ct : ts_preprocess_images)(&pp, ds->images + (size_t)s * in_sz, n, ds->channels,
                                                               ds->height, ds->width, x);
         if ((st = exit_logits ? evaluate_exit_pass(ctx, m, x, n, logits, exit_logits)
                               : ts_model_predict(ctx, m, x, n, logits)))
-            goto done;
+            break;
         const int32_t *y = ds->labels + s;
-        for (int i = 0; exit_logits && i < n; i++) exit_top1 += ts_argmax(exit_logits + (size_t)i * k, k) == y[i];
-        loss_sum += (double)(ct ? softmax_xent_ct(n, k, logits, y, 0.0f)
-                                : ts_softmax_cross_entropy(n, k, logits, y, 0.0f, NULL)) * n;
-        score_rows(ct, n, k, logits, y, out->confusion, &top1, &top5, NULL);
+        for (int i = 0; exit_logits && i < n; i++) p->exit_top1 += ts_argmax(exit_logits + (size_t)i * k, k) == y[i];
+        p->loss = (double)(ct ? softmax_xent_ct(n, k, logits, y, 0.0f)
+                              : ts_softmax_cross_entropy(n, k, logits, y, 0.0f, NULL)) * n;
+        score_rows(ct, n, k, logits, y, out->confusion, &p->top1, &p->top5, NULL);
     }
+    if (!st) st = gather_parts(ctx, part, nb, out->confusion, k);
+    for (int64_t b = 0; !st && b < nb; b++) {
+        loss_sum += part[b].loss;
+        top1 += part[b].top1;
+        top5 += part[b].top5;
+        exit_top1 += part[b].exit_top1;
+    }
+    ts_free(part);
+    if (st) goto done;
     out->count = ds->count;
     out->top1 = ds->count ? (double)top1 / ds->count : 0;
     out->top5 = ds->count ? (double)top5 / ds->count : 0;

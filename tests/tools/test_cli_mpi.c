@@ -138,6 +138,100 @@ static void resume_on_one_rank(void) {
     CHECK(rc == 0 && strstr(R.out, "epoch 3:"), "resume again on 2 ranks: exit %d: %s %s", rc, R.out, R.err);
 }
 
+/* out without what differs run to run: lines with timings or the output folder, and
+ * the last column (seconds) of decompose's table rows */
+static void without_times(const char *out, char *buf, size_t n) {
+    size_t k = 0;
+    for (const char *l = out; *l && k + 1 < n;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) + 1 : strlen(l);
+        int skip = 0;
+        for (const char *q = l; q < l + len && !skip; q++)
+            skip = !strncmp(q, "secs", 4) || !strncmp(q, "/s", 2) || !strncmp(q, " in ", 4) ||
+                   !strncmp(q, "written to", 10);
+        size_t keep = len;
+        if (*l >= '0' && *l <= '9')
+            while (keep > 0 && l[keep - 1] != ' ') keep--;
+        if (!skip && k + keep < n) {
+            memcpy(buf + k, l, keep);
+            k += keep;
+        }
+        l += len;
+    }
+    buf[k] = '\0';
+}
+
+/* The modules in folders a and b are the same: counts, thresholds, every kernel's kept share. */
+static void compare_modules(const char *what, const char *a, const char *b, int classes) {
+    ts_ctx *ctx = NULL;
+    ts_ctx_create(&ctx);
+    for (int c = 0; c < classes; c++) {
+        char pa[600], pb[600];
+        snprintf(pa, sizeof pa, "%s/%s/class%d.tsm", R.dir, a, c);
+        snprintf(pb, sizeof pb, "%s/%s/class%d.tsm", R.dir, b, c);
+        ts_module *x = NULL, *y = NULL;
+        CHECK(!ts_module_load(ctx, pa, &x) && !ts_module_load(ctx, pb, &y), "%s: load class %d: %s", what, c,
+              ts_ctx_error(ctx));
+        ts_module_info i, j;
+        if (x && y && !ts_module_info_get(x, &i) && !ts_module_info_get(y, &j)) {
+            CHECK(i.threshold == j.threshold && i.positives == j.positives && i.negatives == j.negatives &&
+                      i.params_kept == j.params_kept && ts_module_mask_count(x) == ts_module_mask_count(y),
+                  "%s: class %d: threshold %g/%g, positives %d/%d, params %lld/%lld", what, c, (double)i.threshold,
+                  (double)j.threshold, i.positives, j.positives, (long long)i.params_kept, (long long)j.params_kept);
+            for (int k = 0; k < ts_module_mask_count(x) && k < ts_module_mask_count(y); k++) {
+                ts_module_mask_info mi;
+                float kx[4096], ky[4096];
+                if (ts_module_mask(ctx, x, k, &mi, NULL) || mi.channels > 4096) continue;
+                ts_module_mask(ctx, x, k, &mi, kx);
+                ts_module_mask(ctx, y, k, &mi, ky);
+                CHECK(!memcmp(kx, ky, sizeof(float) * (size_t)mi.channels), "%s: class %d: mask %d (%s) differs", what,
+                      c, k, mi.layer);
+            }
+        }
+        ts_module_free(x);
+        ts_module_free(y);
+    }
+    ts_ctx_free(ctx);
+}
+
+/* Runs `args` (ending in an output name, given out1 and then out2) alone and on 2
+ * ranks; both must succeed and print the same, which must contain `must`. */
+static void alone_and_on_two(const char *what, const char *args, const char *out1, const char *out2, const char *must) {
+    static char a[1 << 16], b[1 << 16];
+    int rc = cli_run(&R, "%s%s", args, out1);
+    CHECK(rc == 0, "%s, 1 rank: exit %d: %s", what, rc, R.err);
+    without_times(R.out, a, sizeof a);
+    rc = cli_run_under(&R, MPIRUN2, "%s%s", args, out2);
+    CHECK(rc == 0, "%s, 2 ranks: exit %d: %s", what, rc, R.err);
+    without_times(R.out, b, sizeof b);
+    CHECK(!strcmp(a, b) && strstr(a, must), "%s, 2 ranks printed\n%s\n1 rank\n%s", what, b, a);
+}
+
+/* decompose and eval share their work among the ranks and give a lone run's results:
+ * the same modules (activation method, with the per-module evaluation and the
+ * composed check; CNNSplitter's search), the same report */
+static void decompose_and_eval_match_one_rank(void) {
+    const double t0 = now();
+    /* LeNet-5: cheap enough to evaluate ten modules on the whole test split */
+    int rc = cli_run(&R, "train --arch lenet5 --optimizer adam --lr 0.002 --data fashion-mnist --limit 3000 --batch 64 "
+                     "--epochs 2 --threads 1 --quiet --no-test --out %s/dec.tsr", R.dir);
+    CHECK(rc == 0, "train: exit %d: %s", rc, R.err);
+    char args[1024];
+    snprintf(args, sizeof args, "decompose %s/dec.tsr --positives 40 --confidence 0.5 --batch 16 --threads 1 --quiet "
+             "--out %s/", R.dir, R.dir);
+    alone_and_on_two("decompose", args, "m1", "m2", "all modules composed");
+    compare_modules("decompose, 2 ranks vs 1", "m1", "m2", 10);
+    snprintf(args, sizeof args, "decompose %s/dec.tsr --positives 40 --confidence 0.5 --batch 16 --threads 1 --quiet "
+             "--method ga --population 6 --generations 2 --parents 3 --elites 1 --val-per-class 8 --no-eval --out %s/",
+             R.dir, R.dir);
+    alone_and_on_two("ga", args, "g1", "g2", "best fitness");
+    compare_modules("ga, 2 ranks vs 1", "g1", "g2", 10);
+    /* 1050 samples in batches of 100: 6 and 5 batches, the last short */
+    snprintf(args, sizeof args, "eval %s/dec.tsr --limit 1050 --batch 100 --threads 1", R.dir);
+    alone_and_on_two("eval", args, "", "", "top-1");
+    printf("  decompose (activation, ga) and eval on 1 and 2 ranks: %.1f s\n", now() - t0);
+}
+
 /* The pid of rank `rank` among processes whose command line names our folder. */
 static pid_t find_rank(int rank) {
     char want[32];
@@ -260,6 +354,7 @@ int main(void) {
         RUN(sync_bn_equals_one_rank);
         RUN(two_runs_bit_identical);
         RUN(resume_on_one_rank);
+        RUN(decompose_and_eval_match_one_rank);
         RUN(killed_rank_ends_job);
         RUN(errors_reach_the_user);
     }

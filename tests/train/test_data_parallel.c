@@ -89,7 +89,7 @@ static ts_status train_rank(rank_arg *a) {
     cfg.seed = 7;
     cfg.flip = 1; /* augmentation positions are the batch's, whatever the rank */
     cfg.sync_bn = a->sync_bn;
-    ts_comm comm = {a->rank, a->tc ? a->tc->size : 1, thread_sum, a, NULL, NULL, 0};
+    ts_comm comm = {a->rank, a->tc ? a->tc->size : 1, thread_sum, a, NULL, NULL, 0, NULL};
     if (a->overlap) {
         comm.allreduce_start = thread_start;
         comm.allreduce_wait = thread_wait;
@@ -267,23 +267,23 @@ static void refusals(void) {
     cfg.batch = 2;
     CHECK(!ts_model_from_arch(ctx, DENSE, "dp.arch", NULL, 0, 3, &m) && !ts_trainer_create(ctx, m, ds, NULL, &cfg, &tr),
           "setup: %s", ts_ctx_error(ctx));
-    ts_comm c = {0, 3, thread_sum, NULL, NULL, NULL, 0};
+    ts_comm c = {0, 3, thread_sum, NULL, NULL, NULL, 0, NULL};
     CHECK(ts_trainer_set_comm(ctx, tr, &c) == TS_EINVAL && strstr(ts_ctx_error(ctx), "smaller than the 3 ranks"),
           "batch 2 on 3 ranks: %s", ts_ctx_error(ctx));
-    ts_comm bad = {3, 2, thread_sum, NULL, NULL, NULL, 0};
+    ts_comm bad = {3, 2, thread_sum, NULL, NULL, NULL, 0, NULL};
     CHECK(ts_trainer_set_comm(ctx, tr, &bad) == TS_EINVAL, "rank 3 of 2 accepted");
-    ts_comm none = {0, 2, NULL, NULL, NULL, NULL, 0};
+    ts_comm none = {0, 2, NULL, NULL, NULL, NULL, 0, NULL};
     CHECK(ts_trainer_set_comm(ctx, tr, &none) == TS_EINVAL, "no allreduce accepted");
     /* synchronized batch norm: 16 samples in batches of 3 leave 1 for the last batch */
     ts_trainer *trs = NULL;
     cfg.batch = 3;
     cfg.sync_bn = 1;
     CHECK(!ts_trainer_create(ctx, m, ds, NULL, &cfg, &trs), "setup: %s", ts_ctx_error(ctx));
-    ts_comm c2 = {0, 2, thread_sum, NULL, NULL, NULL, 0};
+    ts_comm c2 = {0, 2, thread_sum, NULL, NULL, NULL, 0, NULL};
     CHECK(ts_trainer_set_comm(ctx, trs, &c2) == TS_EINVAL && strstr(ts_ctx_error(ctx), "last batch of 1 sample (of 16"),
           "sync-bn with an empty rank: %s", ts_ctx_error(ctx));
     ts_trainer_free(trs);
-    ts_comm half = {0, 2, thread_sum, NULL, thread_start, NULL, 0};
+    ts_comm half = {0, 2, thread_sum, NULL, thread_start, NULL, 0, NULL};
     CHECK(ts_trainer_set_comm(ctx, tr, &half) == TS_EINVAL, "allreduce_start without allreduce_wait accepted");
     ts_trainer_free(tr);
     ts_model_free(m);
