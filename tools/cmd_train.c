@@ -665,6 +665,21 @@ static void print_summary(const ts_trainer *tr, const ts_train_config *cfg) {
                100 * sm.best_val_acc);
 }
 
+/* The test split's report. Under mpirun every rank calls it: the ranks share the
+ * batches (ts_ctx_set_comm), rank 0 prints. */
+static ts_status test_images(ts_ctx *ctx, ts_model *m, const ts_dataset *test) {
+    ts_eval_report ev;
+    ts_status st = ts_evaluate(ctx, m, test, 256, &ev);
+    if (st) return st;
+    char l[32];
+    printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %s) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
+           cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
+    if (ev.exit_top1 >= 0)
+        printf("test accuracy at the early exit: %.2f%% (tessera eval sweeps its threshold)\n", 100 * ev.exit_top1);
+    ts_eval_report_free(&ev);
+    return TS_OK;
+}
+
 static int train_main(int argc, char **argv, cli_dist *dist);
 
 static sig_watch g_watch; /* the signal watcher of this train command (one per process) */
@@ -723,7 +738,7 @@ static int train_main(int argc, char **argv, cli_dist *dist) {
     if ((rc = parse_val_split(&vs)) || (rc = cli_int(&train_cmd, "limit", 0, 1, 1L << 40, &limit) ? 0 : EXIT_USAGE))
         goto done;
     if (lead && (rc = claim_outputs(ctx, out, ckpt, locks, &st))) goto done;
-    if ((rc = cli_setup_ctx(&train_cmd, ctx)) || (rc = dist_setup(&train_cmd, ctx, dist, 0))) goto done;
+    if ((rc = cli_setup_ctx(&train_cmd, ctx)) || (rc = dist_setup(&train_cmd, ctx, dist, 1))) goto done;
     if ((rc = cli_setup_bf16(&train_cmd, ctx))) goto done;
     if (resume && (st = resume_settings(ctx, resume))) goto fail;
 
@@ -937,7 +952,8 @@ prepared:
     if (dist->size > 1 && run.steps > 0)
         printf("data-parallel: %d ranks; %.3f ms per step in allreduce (%lld sums over %lld steps, rank 0)\n",
                dist->size, 1e3 * dist->seconds / (double)run.steps, dist->calls, run.steps);
-    if (!lead) { /* rank 0 writes the model and tests it */
+    if (!lead) { /* rank 0 writes the model; every rank shares the test split's batches */
+        if (test && (st = test_images(ctx, m, test))) goto fail;
         rc = EXIT_OK;
         goto done;
     }
@@ -965,16 +981,7 @@ prepared:
                    cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
         ts_eval_report_free(&ev);
     }
-    if (test) {
-        ts_eval_report ev;
-        if ((st = ts_evaluate(ctx, m, test, 256, &ev))) goto fail;
-        char l[32];
-        printf("test accuracy: %.2f%% (top-5 %.2f%%, loss %s) on %lld images\n", 100 * ev.top1, 100 * ev.top5,
-               cli_num(l, sizeof l, ev.loss, 4), (long long)ev.count);
-        if (ev.exit_top1 >= 0)
-            printf("test accuracy at the early exit: %.2f%% (tessera eval sweeps its threshold)\n", 100 * ev.exit_top1);
-        ts_eval_report_free(&ev);
-    }
+    if (test && (st = test_images(ctx, m, test))) goto fail;
     rc = EXIT_OK;
     goto done;
 fail:

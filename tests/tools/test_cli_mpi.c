@@ -232,6 +232,20 @@ static void decompose_and_eval_match_one_rank(void) {
     printf("  decompose (activation, ga) and eval on 1 and 2 ranks: %.1f s\n", now() - t0);
 }
 
+/* train under mpirun evaluates its validation and test splits with the ranks sharing
+ * the batches: the test figures are those of eval alone on the saved model */
+static void training_tests_like_eval(void) {
+    int rc = cli_run_under(&R, MPIRUN2, "train --arch lenet5 --data fashion-mnist --limit 256 --val-split 0.25 --batch 64 "
+                           "--epochs 1 --threads 1 --quiet --out %s/tv.tsr", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "| val loss"), "2 ranks: exit %d: %s %s", rc, R.out, R.err);
+    const char *t = strstr(R.out, "test accuracy: ");
+    char want[128] = "";
+    if (t) snprintf(want, sizeof want, "top-1 %.*s", (int)strcspn(t + 15, " "), t + 15);
+    rc = cli_run(&R, "eval %s/tv.tsr --threads 1", R.dir);
+    CHECK(rc == 0 && t && strstr(R.out, want), "test split of the 2-rank run ('%s') against eval alone: %s", want,
+          R.out);
+}
+
 /* The pid of rank `rank` among processes whose command line names our folder. */
 static pid_t find_rank(int rank) {
     char want[32];
@@ -355,6 +369,7 @@ int main(void) {
         RUN(two_runs_bit_identical);
         RUN(resume_on_one_rank);
         RUN(decompose_and_eval_match_one_rank);
+        RUN(training_tests_like_eval);
         RUN(killed_rank_ends_job);
         RUN(errors_reach_the_user);
     }
