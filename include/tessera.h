@@ -296,6 +296,11 @@ void ts_text_dataset_free(ts_text_dataset *ds);
  * own copies of the vocabularies and class names. */
 ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t val_count, uint64_t seed,
                                 ts_text_dataset **train, ts_text_dataset **val);
+/* The samples of a classify set ds whose label is classes[j], relabelled j (k
+ * entries, distinct), in ds's order, with those classes' names: the evaluation set
+ * of k modules of one text model composed (docs/sequences.md). */
+ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const int *classes, int k,
+                                 ts_text_dataset **out);
 
 /* A token sequence for BLEU. */
 typedef struct ts_token_seq {

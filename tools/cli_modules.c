@@ -2,6 +2,7 @@
  * composition summary, re-tuning. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli_modules.h"
+#include "cli_text.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -156,6 +157,10 @@ int compose_opts_get(const cli_cmd *cmd, ts_compose_config *cc) {
  * other listed class as negatives, each class from its module's dataset. Prints
  * what it did. */
 ts_status retune_modules(ts_ctx *ctx, ts_module **mods, int k, const char *ddir, long limit) {
+    for (int j = 0; j < k; j++)
+        if (ts_module_origin_meta(mods[j], TEXT_META_VOCAB))
+            return ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "--retune: re-tuning reads images; text modules are "
+                                    "composed as decomposed");
     double t0 = cli_now();
     ts_model *cm = NULL;
     ts_dataset *tr = NULL;

@@ -204,3 +204,93 @@ ts_status cli_text_encode(ts_ctx *ctx, const ts_model *m, const char *path, cons
     free(ids);
     return st;
 }
+
+/* ---- modules of text models composed (compose, reuse, replace, eval) */
+
+ts_status cli_text_compose_meta(ts_ctx *ctx, ts_module *const *mods, int n, ts_model *cm) {
+    int text = 0;
+    for (int j = 0; j < n; j++) text += ts_module_origin_meta(mods[j], TEXT_META_VOCAB) != NULL;
+    if (text == 0) return TS_OK;
+    ts_module_info a, b;
+    for (int j = 0; j < n; j++) {
+        const char *v = ts_module_origin_meta(mods[j], TEXT_META_VOCAB);
+        ts_module_info_get(mods[0], &a);
+        ts_module_info_get(mods[j], &b);
+        if (!v)
+            return ts_ctx_set_error(ctx, TS_EINVAL, "module %d (class '%s') reads images and module 1 (class '%s') "
+                                    "text: compose modules of one kind", j + 1, b.class_name, a.class_name);
+        if (strcmp(v, ts_module_origin_meta(mods[0], TEXT_META_VOCAB)))
+            return ts_ctx_set_error(ctx, TS_EINVAL, "module %d (class '%s', from %s) reads another vocabulary than "
+                                    "module 1 (class '%s', from %s): text modules compose when they read the same "
+                                    "token ids", j + 1, b.class_name, b.origin, a.class_name, a.origin);
+    }
+    static const char *const keys[] = {TEXT_META_VOCAB, TEXT_META_TASK, TEXT_META_LENGTHS};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        const char *v = ts_module_origin_meta(mods[0], keys[k]);
+        ts_status st = v ? ts_model_set_meta(ctx, cm, keys[k], v) : TS_OK;
+        if (st) return st;
+    }
+    return TS_OK;
+}
+
+/* Output j's class name in a composed model's "classes" (one per line), in buf. */
+static int composed_name(const ts_model *m, int j, char *buf, size_t n) {
+    const char *s = ts_model_get_meta(m, "classes");
+    for (int i = 0; s && i < j; i++) s = (s = strchr(s, '\n')) ? s + 1 : NULL;
+    if (!s) return 0;
+    size_t len = strcspn(s, "\n");
+    if (len >= n) return 0;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return 1;
+}
+
+ts_status cli_text_composed_dataset(ts_ctx *ctx, const ts_model *cm, const char *path, ts_split split,
+                                    const char *data_dir, long limit, ts_text_dataset **out) {
+    *out = NULL;
+    const int k = ts_model_classes(cm);
+    char spec[512] = "";
+    for (int j = 0; j < k; j++) {
+        char key[48];
+        snprintf(key, sizeof key, "composed.origin.%d", j);
+        const char *v = ts_model_get_meta(cm, key), *d = v ? strstr(v, "dataset=") : NULL;
+        size_t len = d ? strcspn(d + 8, ";") : 0;
+        if (!d || len == 0 || len >= sizeof spec)
+            return ts_ctx_set_error(ctx, TS_EFORMAT, "%s: metadata '%s' names no dataset", path, key);
+        if (j > 0 && (strlen(spec) != len || strncmp(spec, d + 8, len)))
+            return ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: its text modules come from datasets %s and %.*s; "
+                                    "evaluate it with --data on a set of its classes", path, spec, (int)len, d + 8);
+        memcpy(spec, d + 8, len);
+        spec[len] = '\0';
+    }
+    ts_vocab *vocab = NULL;
+    ts_text_dataset *all = NULL;
+    int *classes = malloc(sizeof *classes * (size_t)(k > 0 ? k : 1));
+    ts_status st = classes ? cli_text_model_vocab(ctx, cm, path, &vocab) : ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    if (!st) {
+        ts_text_options opt;
+        ts_text_options_default(&opt);
+        const ts_shape in = ts_model_input_shape(cm);
+        opt.max_len = in.ndim == 1 ? (int)in.dims[0] : 0;
+        opt.vocab = vocab;
+        st = ts_text_dataset_load(ctx, spec, split, data_dir, &opt, &all);
+    }
+    /* each output's class, found by name: the origin's label order need not be the set's */
+    for (int j = 0; !st && j < k; j++) {
+        char name[256];
+        int c = -1;
+        if (!composed_name(cm, j, name, sizeof name))
+            st = ts_ctx_set_error(ctx, TS_EFORMAT, "%s: metadata 'classes' has no name for output %d", path, j);
+        for (int i = 0; !st && c < 0 && i < all->classes; i++)
+            if (!strcmp(all->class_names[i], name)) c = i;
+        if (!st && c < 0)
+            st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: output %d's class '%s' is not a class of %s", path, j, name, spec);
+        classes[j] = c;
+    }
+    if (!st) st = ts_text_dataset_select(ctx, all, classes, k, out);
+    if (!st && limit > 0 && (*out)->count > limit) (*out)->count = limit;
+    ts_text_dataset_free(all);
+    ts_vocab_free(vocab);
+    free(classes);
+    return st;
+}

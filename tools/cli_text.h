@@ -35,4 +35,14 @@ ts_status cli_text_load_for_model(ts_ctx *ctx, const ts_model *m, const char *pa
 /* One text as m's input x (T) (ids, 0 after the text); *len its tokens kept. */
 ts_status cli_text_encode(ts_ctx *ctx, const ts_model *m, const char *path, const char *text, float *x, int *len);
 
+/* After ts_compose of mods into cm: when the modules come from text models, cm gets
+ * their vocabulary, task and lengths, so that it reads text; refused when some read
+ * images or another vocabulary. Nothing for image modules. */
+ts_status cli_text_compose_meta(ts_ctx *ctx, ts_module *const *mods, int n, ts_model *cm);
+/* The evaluation set of a composed text model (path names it in messages): the split
+ * of its modules' dataset (one for all), each output's class found by name and
+ * relabelled to the output; limit > 0 keeps the first samples. */
+ts_status cli_text_composed_dataset(ts_ctx *ctx, const ts_model *cm, const char *path, ts_split split,
+                                    const char *data_dir, long limit, ts_text_dataset **out);
+
 #endif

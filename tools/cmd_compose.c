@@ -1,6 +1,7 @@
 /* tessera compose: a classifier built from modules, without retraining. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli_modules.h"
+#include "cli_text.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -79,7 +80,7 @@ int cmd_compose(int argc, char **argv) {
     if ((rc = cli_setup_ctx(&compose_cmd, ctx))) goto done;
     cli_setup_files(&compose_cmd, ctx);
     if ((st = load_modules(ctx, pos, npos, &mods))) goto fail;
-    if ((st = ts_compose(ctx, mods, npos, &cc, &cm))) goto fail;
+    if ((st = ts_compose(ctx, mods, npos, &cc, &cm)) || (st = cli_text_compose_meta(ctx, mods, npos, cm))) goto fail;
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
     print_compose_summary(cm, mods, npos);
     printf("wrote %s\n", out);

@@ -127,7 +127,12 @@ static int eval_main(int argc, char **argv, cli_dist *dist) {
     if ((rc = cli_exit_threshold(&eval_cmd, m, ctx, &rho))) goto done;
     const char *spec = cli_get(&eval_cmd, "data");
     if (!spec) spec = ts_model_get_meta(m, "data");
-    if (!spec && ts_model_get_meta(m, "composed.origin.0")) {
+    if (!spec && ts_model_get_meta(m, "composed.origin.0") && cli_is_text_model(m)) {
+        /* composed text modules: their classes of their dataset */
+        spec = "the modules' dataset";
+        if ((st = cli_text_composed_dataset(ctx, m, pos[0], split, cli_data_dir(&eval_cmd, m), limit, &texts)))
+            goto fail;
+    } else if (!spec && ts_model_get_meta(m, "composed.origin.0")) {
         /* a composed model: each class from its module's dataset */
         spec = "the modules' datasets";
         /* --limit spreads over the classes: the set is ordered class by class */

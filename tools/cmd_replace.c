@@ -1,6 +1,7 @@
 /* tessera replace: one class's module swapped for another model's. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli_modules.h"
+#include "cli_text.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -104,7 +105,7 @@ int cmd_replace(int argc, char **argv) {
         }
         if ((st = retune_modules(ctx, mods, n, cli_get(&replace_cmd, "data-dir"), samples))) goto fail;
     }
-    if ((st = ts_compose(ctx, mods, n, &cc, &cm))) goto fail;
+    if ((st = ts_compose(ctx, mods, n, &cc, &cm)) || (st = cli_text_compose_meta(ctx, mods, n, cm))) goto fail;
     if ((st = ts_model_save(ctx, cm, out))) goto fail;
     print_compose_summary(cm, mods, n);
     printf("class %ld now from %s; wrote %s\n", cls, with, out);

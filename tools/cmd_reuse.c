@@ -1,6 +1,7 @@
 /* tessera reuse: a classifier from modules of different models and datasets. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "cli_modules.h"
+#include "cli_text.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -53,6 +54,7 @@ int cmd_reuse(int argc, char **argv) {
     ts_module **mods = NULL;
     ts_model *cm = NULL;
     ts_dataset *te = NULL;
+    ts_text_dataset *tt = NULL;
     ts_status st;
     if ((rc = cli_setup_ctx(&reuse_cmd, ctx))) goto done;
     cli_setup_files(&reuse_cmd, ctx);
@@ -60,14 +62,18 @@ int cmd_reuse(int argc, char **argv) {
     if (cli_get(&reuse_cmd, "retune")) {
         if ((st = retune_modules(ctx, mods, npos, ddir, samples))) goto fail;
     }
-    if ((st = ts_compose(ctx, mods, npos, &cc, &cm))) goto fail;
+    if ((st = ts_compose(ctx, mods, npos, &cc, &cm)) || (st = cli_text_compose_meta(ctx, mods, npos, cm))) goto fail;
     print_compose_summary(cm, mods, npos);
     /* evaluated before it is written: a failed evaluation leaves no model behind */
     if (!cli_get(&reuse_cmd, "no-eval")) {
         ts_eval_report ev;
-        if ((st = ts_composed_dataset(ctx, cm, TS_SPLIT_TEST, ddir, 0, &te))) goto fail;
-        if ((st = ts_evaluate(ctx, cm, te, 256, &ev))) goto fail;
-        printf("test: top-1 %.2f%% on %lld images;", 100 * ev.top1, (long long)ev.count);
+        const int text = cli_is_text_model(cm);
+        if (text ? (st = cli_text_composed_dataset(ctx, cm, out, TS_SPLIT_TEST, ddir, 0, &tt)) ||
+                       (st = ts_evaluate_text(ctx, cm, tt, 256, &ev, NULL))
+                 : (st = ts_composed_dataset(ctx, cm, TS_SPLIT_TEST, ddir, 0, &te)) ||
+                       (st = ts_evaluate(ctx, cm, te, 256, &ev)))
+            goto fail;
+        printf("test: top-1 %.2f%% on %lld %s;", 100 * ev.top1, (long long)ev.count, text ? "texts" : "images");
         for (int c = 0; c < ev.classes; c++) {
             char name[64];
             printf(" %s %.2f%%", cli_class_name(cm, c, name, sizeof name), 100 * ts_eval_recall(&ev, c));
@@ -95,6 +101,7 @@ done:
     ts_modules_free(mods, mods ? npos : 0);
     ts_model_free(cm);
     ts_dataset_free(te);
+    ts_text_dataset_free(tt);
     ts_ctx_free(ctx);
     return rc;
 }

@@ -307,7 +307,7 @@ static ts_status text_subset(ts_ctx *ctx, const ts_text_dataset *ds, const int64
     d->target_len = ds->target_len;
     memcpy(d->name, ds->name, sizeof d->name);
     ts_status st = ds->class_names ? copy_names(ctx, d, (const char *const *)ds->class_names, ds->classes) : TS_OK;
-    if (!st) st = data_vocab_copy(ctx, ds->vocab, &d->vocab);
+    if (!st && ds->vocab) st = data_vocab_copy(ctx, ds->vocab, &d->vocab);
     if (!st && ds->target_vocab) st = data_vocab_copy(ctx, ds->target_vocab, &d->target_vocab);
     if (!st) st = alloc_arrays(ctx, d);
     int T = ds->max_len, U = ds->target_len;
@@ -347,4 +347,46 @@ ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t 
     if (train) *train = a;
     if (val) *val = b;
     return st;
+}
+
+ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const int *classes, int k,
+                                 ts_text_dataset **out) {
+    if (!ctx || !ds || !classes || !out || k < 1) return ts_fail(ctx, TS_EINVAL, "ts_text_dataset_select: bad argument");
+    *out = NULL;
+    if (ds->task != TS_SEQ_CLASSIFY)
+        return ts_fail(ctx, TS_EINVAL, "%s: selecting classes needs a classification set", ds->name);
+    int *to = malloc(sizeof *to * (size_t)(ds->classes > 0 ? ds->classes : 1)); /* ds label -> new label, or -1 */
+    int64_t *idx = malloc(sizeof *idx * (size_t)(ds->count ? ds->count : 1)), n = 0;
+    const char **names = malloc(sizeof *names * (size_t)k);
+    ts_status st = to && idx && names ? TS_OK : ts_fail(ctx, TS_ENOMEM, "text dataset: out of memory");
+    for (int c = 0; !st && c < ds->classes; c++) to[c] = -1;
+    for (int j = 0; !st && j < k; j++) {
+        if (classes[j] < 0 || classes[j] >= ds->classes)
+            st = ts_fail(ctx, TS_EINVAL, "%s: class %d is not among its %d classes", ds->name, classes[j], ds->classes);
+        else if (to[classes[j]] >= 0)
+            st = ts_fail(ctx, TS_EINVAL, "%s: class %d selected twice", ds->name, classes[j]);
+        else {
+            to[classes[j]] = j;
+            names[j] = ds->class_names ? ds->class_names[classes[j]] : "";
+        }
+    }
+    for (int64_t i = 0; !st && i < ds->count; i++)
+        if (to[ds->labels[i]] >= 0) idx[n++] = i;
+    ts_text_dataset *d = NULL;
+    if (!st) st = text_subset(ctx, ds, idx, n, &d);
+    if (!st && d->class_names) {
+        data_free_names(d->class_names, d->classes);
+        d->class_names = NULL;
+    }
+    if (!st) st = copy_names(ctx, d, names, k);
+    for (int64_t i = 0; !st && i < n; i++) d->labels[i] = to[ds->labels[idx[i]]];
+    free(to);
+    free(idx);
+    free(names);
+    if (st) {
+        ts_text_dataset_free(d);
+        return st;
+    }
+    *out = d;
+    return TS_OK;
 }

@@ -292,6 +292,36 @@ static void test_clinc(void) {
     ts_text_dataset_free(te);
 }
 
+/* ts_text_dataset_select: the samples of the chosen classes, relabelled in their order */
+static void test_select(void) {
+    ts_text_dataset *ds = test_first_marker_texts(60, 6, 12, 4, 3), *sel = NULL;
+    const int want[2] = {2, 0};
+    int64_t n2 = 0, n0 = 0;
+    for (int64_t i = 0; i < ds->count; i++) {
+        n2 += ds->labels[i] == 2;
+        n0 += ds->labels[i] == 0;
+    }
+    CHECK(ts_text_dataset_select(g_ctx, ds, want, 2, &sel) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (sel) {
+        CHECK(sel->count == n2 + n0 && sel->classes == 2 && n2 > 0 && n0 > 0, "%lld samples of %lld + %lld",
+              (long long)sel->count, (long long)n2, (long long)n0);
+        for (int64_t i = 0, k = 0; i < ds->count; i++) {
+            if (ds->labels[i] != 2 && ds->labels[i] != 0) continue;
+            CHECK(sel->labels[k] == (ds->labels[i] == 2 ? 0 : 1) && sel->lengths[k] == ds->lengths[i] &&
+                      !memcmp(sel->tokens + k * 6, ds->tokens + i * 6, 6 * sizeof(int32_t)),
+                  "sample %lld (selected %lld) differs", (long long)i, (long long)k);
+            k++;
+        }
+    }
+    ts_text_dataset_free(sel);
+    const int twice[2] = {1, 1}, outside[1] = {4};
+    CHECK(ts_text_dataset_select(g_ctx, ds, twice, 2, &sel) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "twice"), "%s",
+          ts_ctx_error(g_ctx));
+    CHECK(ts_text_dataset_select(g_ctx, ds, outside, 1, &sel) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "class 4"),
+          "%s", ts_ctx_error(g_ctx));
+    test_free_texts(ds);
+}
+
 static void test_brown(void) {
     const char *shared = test_shared_data();
     if (!shared) return;
@@ -608,6 +638,7 @@ int main(void) {
     RUN(test_bleu_tatoeba);
     RUN(test_universal_map);
     RUN(test_clinc);
+    RUN(test_select);
     RUN(test_brown);
     RUN(test_tatoeba);
     RUN(test_pairs_hostile);

@@ -97,6 +97,20 @@ static void test_decompose(void) {
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods2 --classes 5 --max-remove 0.1 --json %s", R.dir, R.dir, opts);
     CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"hidden-units\"") && strstr(R.out, "\"own_acc\""),
           "decompose --json: exit %d: %s%s", rc, R.out, R.err);
+    /* text modules compose into a model that reads text (the origin's vocabulary) */
+    rc = cli_run(&R, "compose %s/mods/class3.tsm %s/mods/class7.tsm %s/mods2/class5.tsm --out %s/tc.tsr", R.dir, R.dir,
+                 R.dir, R.dir);
+    CHECK(rc == 0, "compose text modules: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "predict %s/tc.tsr \"set an alarm for seven\"", R.dir);
+    CHECK(rc == 0 && cli_count_lines(R.out) == 1 && strstr(R.out, "%"), "predict: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "eval %s/tc.tsr --data-dir %s", R.dir, g_data);
+    CHECK(rc == 0 && strstr(R.out, "90 texts") && strstr(R.out, "top-1"), "eval: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "reuse %s/mods/class3.tsm %s/mods2/class5.tsm --data-dir %s --out %s/tr.tsr", R.dir, R.dir, g_data,
+                 R.dir);
+    CHECK(rc == 0 && strstr(R.out, "60 texts"), "reuse: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "reuse %s/mods/class3.tsm %s/mods2/class5.tsm --retune --out %s/tr2.tsr", R.dir, R.dir, R.dir);
+    CHECK(rc == 5 && strstr(R.err, "text modules") && !cli_exists(&R, "tr2.tsr"), "reuse --retune: exit %d: %s", rc,
+          R.err);
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods3 --method grad %s", R.dir, R.dir, opts);
     CHECK(rc != 0 && strstr(R.err, "hidden unit") && !cli_exists(&R, "mods3/class0.tsm"), "--method grad: exit %d: %s",
           rc, R.err);
