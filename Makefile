@@ -1,6 +1,11 @@
 # tessera build. `make demo` and `make test` are the two commands a newcomer runs.
 # Sources are discovered by folder, so a new file needs no Makefile edit.
 
+# Every core unless -j is given: `make test` (CI's command) has four builds to make.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
+
 CC      ?= gcc
 OPT     ?= -O3 -march=native
 WARN    := -Wall -Wextra -Werror -Wno-unknown-pragmas
