@@ -27,7 +27,7 @@ D="--data cifar10 --data-dir $DATA_DIR --threads 1 --quiet"
 # name, then the arguments after the model; {out} becomes an output folder
 set -- \
     "decompose" "decompose $MODEL $D --out {out}" \
-    "decompose-ga" "decompose $MODEL $D --method ga --population 20 --generations 10 --val-per-class 30 --no-eval --out {out}" \
+    "decompose-ga" "decompose $MODEL $D --method ga --population 20 --generations 10 --parents 10 --elites 4 --val-per-class 30 --no-eval --out {out}" \
     "eval" "eval $MODEL $D"
 strip() { grep -v 'secs\|/s\| in \|written to' "$1" | sed 's/ [0-9.]*$//'; }
 while [ $# -ge 2 ]; do
@@ -45,7 +45,7 @@ while [ $# -ge 2 ]; do
     med() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
     same=no
     strip "$tmp/out1" >"$tmp/s1"; strip "$tmp/out2" >"$tmp/s2"
-    cmp -s "$tmp/s1" "$tmp/s2" && same=yes
+    if cmp -s "$tmp/s1" "$tmp/s2"; then same=yes; else diff "$tmp/s1" "$tmp/s2" | head -20; fi
     awk -v n="$name" -v a="$(med "$tmp/t1")" -v b="$(med "$tmp/t2")" -v s="$same" -v runs="$RUNS" 'BEGIN {
         printf "%-13s 1 rank %7.1f s   2 ranks %7.1f s   %.2fx   same printout: %s   (median of %d)\n", n, a, b, a / b, s, runs }'
 done
