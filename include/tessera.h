@@ -377,6 +377,22 @@ const char *ts_model_arch_text(const ts_model *m);
  * model's running statistics; no gradient state is kept. */
 ts_status ts_model_predict(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits);
 
+/* ---- free image size (docs/arch-format.md, `input ... free=hw`). A model whose
+ * input is CxHxW with H and W free takes images of any height and width (fully
+ * convolutional models: every layer's shape is inferred per input size). Its input
+ * shape (ts_model_input_shape) and classes are those of its declared default size,
+ * at which ts_model_predict, training and evaluation run. */
+/* 1 when the model's input height and width are free. */
+int ts_model_any_size(const ts_model *m);
+/* The per-sample output shape for inputs of height h and width w (TS_ESHAPE, with the
+ * layer that cannot take that size, or for another size of a fixed-size model). */
+ts_status ts_model_output_shape_hw(ts_ctx *ctx, ts_model *m, int h, int w, ts_shape *out);
+/* Inference on n images x (n, C, h, w) -> out (n, *out_shape), out_shape as
+ * ts_model_output_shape_hw's (out_shape may be NULL). The plan for the last size other
+ * than the default is kept: a change of size re-plans, repeated calls do not. */
+ts_status ts_model_predict_hw(ts_ctx *ctx, ts_model *m, const float *x, int n, int h, int w, float *out,
+                              ts_shape *out_shape);
+
 /* ---- early exits (T-RECX; docs/early-exit.md). A model may carry one early exit: a
  * branch ending in a dense layer marked `exit=1` that outputs `classes` logits, an
  * auxiliary output trained jointly with the final one. */

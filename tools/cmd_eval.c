@@ -427,6 +427,40 @@ static ts_status predict_image(ts_ctx *ctx, ts_model *m, const float *x, float r
     return st;
 }
 
+/* One image file on a free-size model: only its channels converted, run at its own
+ * height and width; the top classes of whatever the model outputs at that size. */
+static ts_status predict_any_size(ts_ctx *ctx, ts_model *m, const char *path, const ts_preprocess *pp, float rho,
+                                  int top) {
+    const ts_shape in = ts_model_input_shape(m);
+    const int C = (int)in.dims[0];
+    int c, h, w;
+    uint8_t *px, *fitted = NULL;
+    float *x = NULL, *out = NULL;
+    ts_shape os;
+    ts_status st = ts_image_load(ctx, path, &c, &h, &w, &px);
+    if (st) return st;
+    if (rho >= 0 && (h != in.dims[1] || w != in.dims[2]))
+        st = ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "%s: %dx%d: the early exit runs at the model's default size "
+                              "%lldx%lld only", path, h, w, (long long)in.dims[1], (long long)in.dims[2]);
+    if (!st) st = ts_model_output_shape_hw(ctx, m, h, w, &os);
+    const size_t npx = (size_t)C * (size_t)h * (size_t)w;
+    if (!st && (!(fitted = malloc(npx)) || !(x = malloc(npx * sizeof *x)) ||
+                !(out = malloc((size_t)ts_shape_numel(&os) * sizeof *out))))
+        st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
+    if (!st) st = ts_image_fit(ctx, px, c, h, w, C, h, w, fitted);
+    if (st && st != TS_ENOMEM) st = ts_ctx_set_error(ctx, st, "%s: %s", path, ts_ctx_error(ctx));
+    if (!st) {
+        (ts_ctx_get_constant_time(ctx) ? ts_preprocess_images_ct : ts_preprocess_images)(pp, fitted, 1, C, h, w, x);
+        st = rho >= 0 ? predict_image(ctx, m, x, rho, out) : ts_model_predict_hw(ctx, m, x, 1, h, w, out, NULL);
+    }
+    if (!st) print_top(m, path, out, (int)ts_shape_numel(&os), top, -1, NULL);
+    ts_image_free(px);
+    free(fitted);
+    free(x);
+    free(out);
+    return st;
+}
+
 int cmd_predict(int argc, char **argv) {
     char *pos[4096];
     int npos;
@@ -523,6 +557,9 @@ int cmd_predict(int argc, char **argv) {
             else snprintf(other, sizeof other, "%s class %d", spec, y);
             print_top(m, what, logits, K, (int)top, out, other);
         }
+    } else if (ts_model_any_size(m)) {
+        for (int f = 1; f < npos; f++)
+            if ((st = predict_any_size(ctx, m, pos[f], &pp, rho, (int)top))) goto fail;
     } else {
         for (int f = 1; f < npos; f++) {
             /* any size and colour: converted, resized and center-cropped to the model's

@@ -204,12 +204,17 @@ int cmd_info(int argc, char **argv) {
     char nc[48];
     printf("total: %d layers, %lld parameters (%s), %lld MACs per sample (%s), %s\n", ts_model_layer_count(m),
            (long long)tp, p, (long long)tm, mac, cli_plural(nc, sizeof nc, ts_model_classes(m), "class"));
+    const ts_shape dflt = ts_model_input_shape(m);
+    if (ts_model_any_size(m))
+        printf("input: height and width free (H x W any; shapes, MACs and classes above at the default %lldx%lld)\n",
+               (long long)dflt.dims[1], (long long)dflt.dims[2]);
     if (J) {
         json_close(J);
         json_int(J, "layer_count", ts_model_layer_count(m));
         json_int(J, "params", (long long)tp);
         json_int(J, "macs", (long long)tm);
         json_int(J, "classes", ts_model_classes(m));
+        json_bool(J, "any_size", ts_model_any_size(m));
         json_object(J, "meta");
         for (int i = 0; i < ts_model_meta_count(m); i++) {
             const char *k, *v;

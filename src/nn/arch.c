@@ -171,6 +171,7 @@ ts_status arch_parse(ts_ctx *ctx, const char *text, const char *source, const ts
         model_vocab[1] = vocab && vocab[1] > 0 ? vocab[1] : a.target_vocab;
         kv *name = find_key(kvs, nkv, "name");
         if ((st = nn_builder_create(ctx, pp.source, pp.line, &shape, model_classes, name ? name->val : NULL, &b))) break;
+        if (a.free_hw && (st = nn_builder_set_free_hw(b))) break;
         nn_builder_set_line(b, pp.line);
     }
     ts_free(buf);

@@ -10,8 +10,8 @@ char *arch_write_model(const ts_model *m) {
         const layer *l = &m->layers[li];
         if (l->kind == LAYER_INPUT) {
             char shape[160];
-            ts_strbuf_printf(&b, "input name=%s shape=%s classes=%d\n", l->name,
-                             shape_text(&m->input, shape, sizeof shape), m->classes);
+            ts_strbuf_printf(&b, "input name=%s shape=%s classes=%d%s\n", l->name,
+                             shape_text(&m->input, shape, sizeof shape), m->classes, l->free_hw ? " free=hw" : "");
             continue;
         }
         ts_strbuf_printf(&b, "%s name=%s in=", LAYER_OPS[l->kind].name, l->name);

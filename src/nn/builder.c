@@ -149,6 +149,18 @@ ts_status nn_builder_create(ts_ctx *ctx, const char *source, int line, const ts_
     return TS_OK;
 }
 
+ts_status nn_builder_set_free_hw(nn_builder *b) {
+    ts_model *m = b->m;
+    char at[300];
+    if (m->nlayers != 1)
+        return ts_fail(b->ctx, TS_EINVAL, "%s: free=hw is set on the input before any layer", where(b, at, sizeof at));
+    if (m->input.ndim != 3)
+        return ts_fail(b->ctx, TS_ESHAPE, "%s: input: free=hw needs an image input (shape=CxHxW), not %d axes",
+                       where(b, at, sizeof at), m->input.ndim);
+    m->layers[0].free_hw = 1;
+    return TS_OK;
+}
+
 ts_status nn_add_at(nn_builder *b, layer_kind kind, const char *name, const int *inputs, int n,
                     const layer_attrs *attrs, nn_added *out) {
     ts_model *m = b->m;
@@ -253,6 +265,7 @@ ts_status nn_builder_finish_unallocated(nn_builder *b, ts_model **out) {
     }
     m->classes = (int)nout;
     if ((st = exit_check(b->ctx, m, where(b, at, sizeof at)))) goto done;
+    if (m->layers[0].free_hw && (st = free_hw_check(b->ctx, m, b->source))) goto done;
     if ((st = model_order_tensors(b->ctx, m))) goto done;
     *out = m;
     b->m = NULL;

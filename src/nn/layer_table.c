@@ -28,13 +28,15 @@ _Static_assert(LAYER_KIND_COUNT == 41, "add the new layer kind to LAYER_OPS");
 
 static const char *const PAD_MODES[] = {"constant", "reflect", "edge", NULL};
 static const char *const BINARY_OPS[] = {"add", "sub", "mul", "div", NULL};
+static const char *const FREE_AXES[] = {"none", "hw", NULL};
 /* ONNX's defaults for selu (PyTorch's constants rounded to float) */
 #define SELU_ALPHA 1.67326319217681884765625
 #define SELU_GAMMA 1.05070102214813232421875
 
 A(A_INPUT, SHAPE("shape", ATTR_REQUIRED), INT("classes", features, 0, 1, 1 << 24, NULL),
   {"vocab", ATTR_INT, F(vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL},
-  {"target_vocab", ATTR_INT, F(target_vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL});
+  {"target_vocab", ATTR_INT, F(target_vocab), 0, 0, 1, 1 << 24, ATTR_OMIT_DEFAULT, NULL, NULL},
+  {"free", ATTR_CHOICE, F(free_hw), 0, 0, 0, 1, ATTR_OMIT_DEFAULT, FREE_AXES, NULL});
 A(A_CONV2D, OUT, PAIR("kernel", kh, kw, 0, 1, ATTR_REQUIRED, "kernel_shape"), PAIR("stride", sh, sw, 1, 1, 0, "strides"),
   PADDING, PAIR("dilation", dh, dw, 1, 1, 0, "dilations"), INT("groups", groups, 1, 1, 1 << 20, "group"), BIAS,
   {"view", ATTR_INT, F(early_view), 0, 0, 0, 1, ATTR_OMIT_DEFAULT, NULL, NULL});

@@ -240,6 +240,8 @@ ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape 
 void ts_model_free(ts_model *m) {
     if (!m) return;
     exec_release(&m->exec);
+    ts_model_free(m->hw_view);
+    if (m->shares_storage) m->params = m->buffers = NULL; /* its owner's */
     free(m->arch_text);
     free(m->layers);
     free(m->tensors);
@@ -311,6 +313,7 @@ ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info) {
     info->ninputs = l->kind == LAYER_INPUT ? 0 : l->ninputs;
     const int shown = (int)(sizeof info->inputs / sizeof info->inputs[0]);
     for (int k = 0; k < info->ninputs && k < shown; k++) info->inputs[k] = m->layers[l->inputs[k]].name;
+    if (l->kind == LAYER_INPUT && l->free_hw) snprintf(info->attrs, sizeof info->attrs, "free=hw");
     if (l->kind != LAYER_INPUT) { /* from the kind's schema, without the leading space */
         char a[sizeof info->attrs + 1];
         attrs_write(l->kind, &l->attrs, a, sizeof a);

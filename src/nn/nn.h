@@ -90,6 +90,7 @@ typedef enum layer_kind {
     int resize_mode, coord_mode, nearest_mode; /* resize: ops.h's resize_* enums */            \
     int vocab, padding_idx;         /* embedding: rows; the row kept at zero (-1: none) */          \
     int target_vocab;               /* input: a translation model's target vocabulary size */        \
+    int free_hw;                    /* input: H and W free, shape= the default size (free_hw.c) */   \
     int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1), the final states (0), with lstm cells (2) */ \
     int initial;                    /* rnn/lstm/gru: the last input is the initial state */            \
     int cell_act, lbr;              /* rnn: 0 tanh, 1 relu; gru: linear_before_reset */              \
@@ -215,6 +216,11 @@ struct ts_model {
      * (set while a trainer with cfg.sync_bn runs on several ranks, else NULL) */
     const ts_comm *sync_bn;
     int exit_layer;                 /* the early exit's logits layer (exit=1), 0 when none (early_exit.c) */
+    /* a free-size model (input free=hw, free_hw.c): the graph rebuilt at the last other
+     * height and width asked for, sharing params and buffers with this model, with its
+     * own execution plan; NULL until then */
+    struct ts_model *hw_view;
+    int shares_storage;             /* a hw_view: params and buffers are its owner's */
     exec_state exec;
 };
 
@@ -332,6 +338,15 @@ ts_status nn_builder_finish_unallocated(nn_builder *b, ts_model **out);
  * from the layers). */
 ts_status nn_builder_finish(nn_builder *b, uint64_t seed, const char *text, ts_model **out);
 void nn_builder_free(nn_builder *b);
+
+/* Marks the input's H and W free (the input is CxHxW; its shape the default size). */
+ts_status nn_builder_set_free_hw(nn_builder *b);
+
+/* ---- free image size (free_hw.c) */
+/* Checks that a model whose input is free=hw computes the same parameters at another
+ * size: a layer whose tensors depend on H and W (a dense after a flatten) or whose
+ * shape rule fails there (a reshape to a fixed size) is named in the error. */
+ts_status free_hw_check(ts_ctx *ctx, const ts_model *m, const char *source);
 
 /* Architecture text of a whole model, as arch_parse reads it (malloc'ed; NULL when
  * out of memory). */

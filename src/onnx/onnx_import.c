@@ -454,9 +454,20 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
     if (given->ndim && given->ndim != rank - im->off)
         return ts_fail(im->ctx, TS_EINVAL, "%s: the input shape given has %d axes; graph input '%s' has %d%s",
                        im->file, given->ndim, vi->name, rank - im->off, im->off ? " besides the batch axis" : "");
+    /* an image whose height and width are both symbolic (and not given): a free-size
+     * model, imported at im->free_hw */
+    int any_size = !given->ndim && rank - im->off == 3;
+    for (int k = rank - 2; any_size && k < rank; k++) {
+        const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
+        any_size = !(d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0);
+    }
     for (int k = 0; k < rank; k++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
         int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0;
+        if (any_size && k >= rank - 2) {
+            dims[k] = im->free_hw[k - (rank - 2)];
+            continue;
+        }
         if (k == 0 && im->off) {
             im->batch0 = known ? d->dim_value : -1;
             dims[k] = -1;
@@ -484,6 +495,8 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
     if (st) return st;
     int li;
     if ((st = emit_layer(im, LAYER_INPUT, "input", NULL, 0, NULL, &s, &li))) return st;
+    if (any_size && (st = nn_builder_set_free_hw(im->b))) return st;
+    im->any_size = any_size;
     value *v = new_value(im, vi->name);
     if (!v) return ts_ctx_status(im->ctx);
     *v = v0;
@@ -704,8 +717,9 @@ static ts_status build_model(importer *im, const Onnx__ModelProto *mp, ts_model 
     return TS_OK;
 }
 
-static ts_status import_bytes(ts_ctx *ctx, const void *data, size_t size, const char *name,
-                              const ts_onnx_import_config *cfg, int checking, ts_model **out, char **report) {
+ts_status onnx_import_at(ts_ctx *ctx, const void *data, size_t size, const char *name,
+                         const ts_onnx_import_config *cfg, int checking, const int64_t free_hw[2], int *any_size,
+                         ts_model **out, char **report) {
     ts_onnx_import_config defcfg;
     if (!cfg) {
         ts_onnx_import_config_default(&defcfg);
@@ -717,7 +731,8 @@ static ts_status import_bytes(ts_ctx *ctx, const void *data, size_t size, const 
     Onnx__ModelProto *mp = onnx__model_proto__unpack(&pa.base, size, data);
     if (!mp && pa.failed) return ts_fail(ctx, TS_ENOMEM, "%s: out of memory decoding the protobuf", name);
     if (!mp) return ts_fail(ctx, TS_EFORMAT, "%s: not a valid ONNX model (protobuf decoding failed: truncated or corrupt)", name);
-    importer im = {.ctx = ctx, .file = name, .cfg = cfg, .off = cfg->batch_axis ? 1 : 0, .checking = checking};
+    importer im = {.ctx = ctx, .file = name, .cfg = cfg, .off = cfg->batch_axis ? 1 : 0, .checking = checking,
+                   .free_hw = {free_hw[0], free_hw[1]}};
     ts_status st = TS_OK;
     const Onnx__GraphProto *g = mp->graph;
     if (!g) st = ts_fail(ctx, TS_EFORMAT, "%s: the model has no graph", name);
@@ -736,6 +751,7 @@ static ts_status import_bytes(ts_ctx *ctx, const void *data, size_t size, const 
     }
     if (!st && checking) st = im.report.s ? TS_EUNSUPPORTED : TS_OK;
     if (!st && out) st = build_model(&im, mp, out);
+    if (any_size) *any_size = im.any_size;
     if (report) {
         *report = im.report.s;
         im.report.s = NULL;
@@ -750,7 +766,7 @@ ts_status ts_onnx_import_memory(ts_ctx *ctx, const void *data, size_t size, cons
                                 const ts_onnx_import_config *cfg, ts_model **out) {
     if (!ctx || (!data && size) || !out) return ts_fail(ctx, TS_EINVAL, "ts_onnx_import_memory: NULL argument");
     *out = NULL;
-    return import_bytes(ctx, data, size, name ? name : "<memory>", cfg, 0, out, NULL);
+    return onnx_import_bytes(ctx, data, size, name ? name : "<memory>", cfg, 0, out, NULL);
 }
 
 ts_status ts_onnx_import(ts_ctx *ctx, const char *path, const ts_onnx_import_config *cfg, ts_model **out) {
@@ -760,7 +776,7 @@ ts_status ts_onnx_import(ts_ctx *ctx, const char *path, const ts_onnx_import_con
     size_t size;
     ts_status st = onnx_read_file(ctx, path, &data, &size);
     if (st) return st;
-    st = import_bytes(ctx, data, size, path, cfg, 0, out, NULL);
+    st = onnx_import_bytes(ctx, data, size, path, cfg, 0, out, NULL);
     free(data);
     return st;
 }
@@ -772,7 +788,7 @@ ts_status ts_onnx_check(ts_ctx *ctx, const char *path, const ts_onnx_import_conf
     size_t size;
     ts_status st = onnx_read_file(ctx, path, &data, &size);
     if (st) return st;
-    st = import_bytes(ctx, data, size, path, cfg, 1, NULL, report);
+    st = onnx_import_bytes(ctx, data, size, path, cfg, 1, NULL, report);
     free(data);
     if (st == TS_EUNSUPPORTED)
         ts_fail(ctx, TS_EUNSUPPORTED, "%s: some nodes or inputs cannot be imported (listed in the report)", path);

@@ -48,6 +48,8 @@ typedef struct importer {
     const ts_onnx_import_config *cfg;
     int off;           /* 1 in batch mode: ONNX axis k is per-sample axis k-1 */
     int64_t batch0;    /* the input's declared batch size, -1 when symbolic */
+    int64_t free_hw[2];/* the size a symbolic height and width import at (onnx_free_hw.c) */
+    int any_size;      /* the input's height and width were symbolic: the model takes any size */
     int opset;
     int checking;      /* ts_onnx_check: note unsupported nodes and go on */
     ts_strbuf report;  /* check mode: one line per unsupported node */
@@ -63,6 +65,17 @@ typedef struct importer {
     fill *fills;
     int nfills, capfills;
 } importer;
+
+/* One import of the model's bytes (onnx_import.c): a symbolic height and width become
+ * free_hw; *any_size (may be NULL) says whether they were. */
+ts_status onnx_import_at(ts_ctx *ctx, const void *data, size_t size, const char *name,
+                         const ts_onnx_import_config *cfg, int checking, const int64_t free_hw[2], int *any_size,
+                         ts_model **out, char **report);
+/* The import (onnx_free_hw.c): a graph whose input has a symbolic height and width is
+ * imported at two sizes, and becomes a free-size model when both give the same layers
+ * and tensors; else it is refused, naming the first layer that depends on the size. */
+ts_status onnx_import_bytes(ts_ctx *ctx, const void *data, size_t size, const char *name,
+                            const ts_onnx_import_config *cfg, int checking, ts_model **out, char **report);
 
 /* converters: ONNX op type -> layers; return TS_EUNSUPPORTED via unsupported() */
 typedef ts_status (*convert_fn)(importer *im, const Onnx__NodeProto *n);
