@@ -14,7 +14,8 @@ static cli_opt bench_opts[] = {
     {"iters", "K", "timed iterations (default: as many as fit in --seconds)", NULL},
     {"seconds", "S", "time to spend measuring when --iters is not given (default 3)", NULL},
     {"warmup", "K", "untimed iterations first (default 3)", NULL},
-    {"input", "CxHxW", "for an architecture: the input shape (default as declared)", NULL},
+    {"input", "CxHxW", "for an architecture or a free-size model (input free=hw): the input shape (default as declared)",
+     NULL},
     {"classes", "N", "for an architecture: the class count", NULL},
     {"bf16", NULL, "convolutions in bfloat16 mixed precision (ts_ctx_set_bf16), inference or --train", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
@@ -35,11 +36,33 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* A free-size model at the size `in` asks for: the same architecture and weights with
+ * that size declared, so that every mode (training, profile) and the MAC count see it. */
+static ts_status resize_model(ts_ctx *ctx, const char *spec, const ts_shape *in, ts_model **m) {
+    const ts_shape d = ts_model_input_shape(*m);
+    if (!in->ndim || !ts_model_any_size(*m) || !memcmp(in->dims, d.dims, sizeof d.dims)) return TS_OK;
+    if (in->ndim != 3 || in->dims[0] != d.dims[0])
+        return ts_ctx_set_error(ctx, TS_ESHAPE, "--input: %s takes %lldxHxW images", spec, (long long)d.dims[0]);
+    ts_model *r;
+    ts_status st = ts_model_from_arch(ctx, ts_model_arch_text(*m), spec, in, 0, 1, &r);
+    for (int t = 0; !st && t < ts_model_tensor_count(r); t++) {
+        ts_tensor_info a, b;
+        ts_model_tensor(*m, t, &a);
+        ts_model_tensor(r, t, &b);
+        memcpy(b.data, a.data, (size_t)a.numel * sizeof(float));
+    }
+    if (st) return st;
+    ts_model_free(*m);
+    *m = r;
+    return TS_OK;
+}
+
 static ts_status load_any(ts_ctx *ctx, const char *spec, const ts_shape *in, int classes, ts_model **m) {
     const char *zoo = ts_zoo_arch(spec);
     if (zoo) return ts_model_from_arch(ctx, zoo, spec, in, classes, 1, m);
     if (cli_ends_with(spec, ".arch")) return ts_model_from_arch_file(ctx, spec, in, classes, 1, m);
-    return cli_load_model(ctx, spec, CLI_LOAD_ONNX, m);
+    ts_status st = cli_load_model(ctx, spec, CLI_LOAD_ONNX, m);
+    return st ? st : resize_model(ctx, spec, in, m);
 }
 
 /* one iteration: inference (through the early exit when rho >= 0, which samples left

@@ -453,7 +453,9 @@ static ts_status predict_any_size(ts_ctx *ctx, ts_model *m, const char *path, co
         (ts_ctx_get_constant_time(ctx) ? ts_preprocess_images_ct : ts_preprocess_images)(pp, fitted, 1, C, h, w, x);
         st = rho >= 0 ? predict_image(ctx, m, x, rho, out) : ts_model_predict_hw(ctx, m, x, 1, h, w, out, NULL);
     }
-    if (!st) print_top(m, path, out, (int)ts_shape_numel(&os), top, -1, NULL);
+    char what[4200];
+    snprintf(what, sizeof what, "%s (%dx%d)", path, h, w);
+    if (!st) print_top(m, what, out, (int)ts_shape_numel(&os), top, -1, NULL);
     ts_image_free(px);
     free(fitted);
     free(x);

@@ -158,6 +158,7 @@ ts_status nn_builder_set_free_hw(nn_builder *b) {
         return ts_fail(b->ctx, TS_ESHAPE, "%s: input: free=hw needs an image input (shape=CxHxW), not %d axes",
                        where(b, at, sizeof at), m->input.ndim);
     m->layers[0].free_hw = 1;
+    b->want_classes = 0; /* the output's size may follow the input's */
     return TS_OK;
 }
 

@@ -70,6 +70,15 @@ ts_status free_hw_check(ts_ctx *ctx, const ts_model *m, const char *source) {
     return st;
 }
 
+ts_status free_hw_output_at(ts_ctx *ctx, const ts_model *m, int h, int w, ts_shape *out) {
+    ts_model *v;
+    ts_status st = rebuild_at(ctx, m, h, w, "model", &v);
+    if (st) return st;
+    *out = v->layers[v->nlayers - 1].out;
+    ts_model_free(v);
+    return TS_OK;
+}
+
 int ts_model_any_size(const ts_model *m) { return m && m->nlayers > 0 && m->layers[0].free_hw; }
 
 /* The model to run for (h, w): m itself at its own size, else its view for that size

@@ -347,6 +347,8 @@ ts_status nn_builder_set_free_hw(nn_builder *b);
  * size: a layer whose tensors depend on H and W (a dense after a flatten) or whose
  * shape rule fails there (a reshape to a fixed size) is named in the error. */
 ts_status free_hw_check(ts_ctx *ctx, const ts_model *m, const char *source);
+/* The per-sample output shape of m for inputs of height h and width w (nothing kept). */
+ts_status free_hw_output_at(ts_ctx *ctx, const ts_model *m, int h, int w, ts_shape *out);
 
 /* Architecture text of a whole model, as arch_parse reads it (malloc'ed; NULL when
  * out of memory). */

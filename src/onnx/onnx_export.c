@@ -819,7 +819,9 @@ static ts_status export_layer(exporter *ex, int li) {
     return ex->failed ? ts_fail(ex->ctx, TS_ENOMEM, "export: out of memory") : TS_OK;
 }
 
-static Onnx__ValueInfoProto *value_info(exporter *ex, const char *name, const ts_shape *s) {
+/* names[k] (NULL: none) makes per-sample axis k symbolic: a free-size model's height
+ * and width, and the output axes that follow them */
+static Onnx__ValueInfoProto *value_info(exporter *ex, const char *name, const ts_shape *s, const char *const *names) {
     Onnx__ValueInfoProto *v = ex_calloc(ex, 1, sizeof *v);
     Onnx__TypeProto *tp = ex_calloc(ex, 1, sizeof *tp);
     Onnx__TypeProto__Tensor *tt = ex_calloc(ex, 1, sizeof *tt);
@@ -837,6 +839,9 @@ static Onnx__ValueInfoProto *value_info(exporter *ex, const char *name, const ts
         if (k == 0) {
             d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
             d->dim_param = ex_strdup(ex, "batch");
+        } else if (names && names[k - 1]) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = ex_strdup(ex, "%s", names[k - 1]);
         } else {
             d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
             d->dim_value = s->dims[k - 1];
@@ -855,6 +860,22 @@ static Onnx__ValueInfoProto *value_info(exporter *ex, const char *name, const ts
     return v;
 }
 
+/* A free-size model's symbolic axes: the input's height and width, and the output's
+ * axes whose sizes follow them (those that differ at another size). */
+static ts_status free_axes(ts_ctx *ctx, const ts_model *m, const char **in, const char **out) {
+    static const char *const OUT_NAMES[TS_MAX_DIMS] = {"out_axis0", "out_axis1", "out_axis2",
+                                                        "out_axis3", "out_axis4", "out_axis5"};
+    in[1] = "height";
+    in[2] = "width";
+    ts_shape other;
+    ts_status st = free_hw_output_at(ctx, m, (int)m->input.dims[1] + 32, (int)m->input.dims[2] + 32, &other);
+    const ts_shape *o = &m->layers[m->nlayers - 1].out;
+    for (int k = 0; !st && k < o->ndim; k++)
+        if (other.dims[k] != o->dims[k])
+            out[k] = o->ndim == 3 && k == 1 ? "out_height" : o->ndim == 3 && k == 2 ? "out_width" : OUT_NAMES[k];
+    return st;
+}
+
 ts_status ts_onnx_export(ts_ctx *ctx, const ts_model *m, const char *path) {
     if (!ctx || !m || !path) return ts_fail(ctx, TS_EINVAL, "ts_onnx_export: NULL argument");
     exporter ex = {.ctx = ctx, .m = m};
@@ -866,11 +887,15 @@ ts_status ts_onnx_export(ts_ctx *ctx, const ts_model *m, const char *path) {
         Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
         Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
         Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT;
-        Onnx__ValueInfoProto *in = value_info(&ex, "input", &m->input);
-        Onnx__ValueInfoProto *out = value_info(&ex, value_name(&ex, m->nlayers - 1), &m->layers[m->nlayers - 1].out);
+        const char *in_axes[TS_MAX_DIMS] = {0}, *out_axes[TS_MAX_DIMS] = {0};
+        if (ts_model_any_size(m)) st = free_axes(ctx, m, in_axes, out_axes);
+        Onnx__ValueInfoProto *in = value_info(&ex, "input", &m->input, in_axes);
+        Onnx__ValueInfoProto *out =
+            value_info(&ex, value_name(&ex, m->nlayers - 1), &m->layers[m->nlayers - 1].out, out_axes);
         /* an early exit's logits: a second graph output (the threshold is the caller's) */
         Onnx__ValueInfoProto *outs[2] = {
-            out, m->exit_layer ? value_info(&ex, value_name(&ex, m->exit_layer), &m->layers[m->exit_layer].out) : NULL};
+            out, m->exit_layer ? value_info(&ex, value_name(&ex, m->exit_layer), &m->layers[m->exit_layer].out, NULL)
+                               : NULL};
         char *gname = ex_strdup(&ex, "tessera");
         char *producer = ex_strdup(&ex, "tessera");
         char *empty = ex_strdup(&ex, "%s", "");

@@ -146,6 +146,91 @@ static void test_free_size(void) {
     CHECK(!m, "no model after a refusal");
 }
 
+/* m at the size of io's x against its y (within 1e-5), into got (malloc'ed) */
+static float *check_at_size(ts_model *m, const tsio *io, const char *what) {
+    const int n = (int)io->xd[0], h = (int)io->xd[2], w = (int)io->xd[3];
+    ts_shape os;
+    float *got = test_falloc((size_t)io->ny);
+    ts_status st = ts_model_predict_hw(g_ctx, m, io->x, n, h, w, got, &os);
+    CHECK(st == TS_OK, "%s at %dx%d: %s", what, h, w, ts_ctx_error(g_ctx));
+    CHECK(n * ts_shape_numel(&os) == io->ny && os.dims[1] == io->yd[2] && os.dims[2] == io->yd[3],
+          "%s at %dx%d: output %lldx%lldx%lld", what, h, w, (long long)os.dims[0], (long long)os.dims[1],
+          (long long)os.dims[2]);
+    if (!st) CHECK(test_allclose(what, got, io->y, (size_t)io->ny, 1e-5, 1e-5), "%s at %dx%d differs from PyTorch",
+                   what, h, w);
+    return got;
+}
+
+/* A fully convolutional graph with symbolic height and width imports as a free-size
+ * model (opsets 13 and 17) and matches PyTorch at two sizes; so does its .tsr file and
+ * its export, which keeps the axes symbolic; a flatten + Gemm head is refused, naming
+ * the node; --input-shape still fixes the size. */
+static void test_free_hw_import(void) {
+    tsio a, b;
+    if (!load_tsio(FIX "freenet_io_a.bin", &a)) return;
+    if (!load_tsio(FIX "freenet_io_b.bin", &b)) {
+        free_tsio(&a);
+        return;
+    }
+    const char *files[2] = {FIX "freenet_op13.onnx", FIX "freenet_op17.onnx"};
+    for (int f = 0; f < 2; f++) {
+        ts_model *m = import(files[f], TS_OK), *l = NULL, *e = NULL;
+        if (!m) continue;
+        const ts_shape in = ts_model_input_shape(m);
+        CHECK(ts_model_any_size(m) && in.dims[1] == 224 && in.dims[2] == 224, "%s: not free at 224x224", files[f]);
+        float *ya = check_at_size(m, &a, files[f]), *yb = check_at_size(m, &b, files[f]);
+        free(check_at_size(m, &a, files[f])); /* back to the first size */
+        char path[256];
+        snprintf(path, sizeof path, "%s/free.tsr", g_tmp);
+        CHECK(ts_model_save(g_ctx, m, path) == TS_OK && ts_model_load(g_ctx, path, &l) == TS_OK, "%s",
+              ts_ctx_error(g_ctx));
+        if (l) {
+            float *la = check_at_size(l, &a, "free.tsr"), *lb = check_at_size(l, &b, "free.tsr");
+            CHECK(!memcmp(la, ya, (size_t)a.ny * sizeof *la) && !memcmp(lb, yb, (size_t)b.ny * sizeof *lb),
+                  "the .tsr file's outputs differ");
+            free(la);
+            free(lb);
+        }
+        snprintf(path, sizeof path, "%s/free.onnx", g_tmp);
+        CHECK(ts_onnx_export(g_ctx, m, path) == TS_OK, "export: %s", ts_ctx_error(g_ctx));
+        e = import(path, TS_OK);
+        if (e) {
+            CHECK(ts_model_any_size(e), "the export's height and width are not symbolic");
+            free(check_at_size(e, &b, "re-imported export"));
+            free(check_at_size(e, &a, "re-imported export"));
+        }
+        free(ya);
+        free(yb);
+        ts_model_free(e);
+        ts_model_free(l);
+        ts_model_free(m);
+    }
+    /* --input-shape fixes the size */
+    ts_onnx_import_config cfg;
+    ts_onnx_import_config_default(&cfg);
+    cfg.input_shape = (ts_shape){3, {3, 16, 24}};
+    ts_model *m = NULL;
+    CHECK(ts_onnx_import(g_ctx, files[0], &cfg, &m) == TS_OK && !ts_model_any_size(m), "%s", ts_ctx_error(g_ctx));
+    if (m) {
+        float *y = predict(m, a.x, 1);
+        CHECK(test_allclose("freenet at 16x24 (fixed)", y, a.y, (size_t)a.ny, 1e-5, 1e-5), "fixed import differs");
+        free(y);
+        ts_model_free(m);
+        m = NULL;
+    }
+    /* a flatten + Gemm head depends on the size */
+    CHECK(ts_onnx_import(g_ctx, FIX "fixednet_op13.onnx", NULL, &m) == TS_EUNSUPPORTED &&
+              strstr(ts_ctx_error(g_ctx), "symbolic") && strstr(ts_ctx_error(g_ctx), "/fc/Gemm") &&
+              strstr(ts_ctx_error(g_ctx), "--input-shape"),
+          "fixednet: %s", ts_ctx_error(g_ctx));
+    CHECK(!m, "no model after a refusal");
+    cfg.input_shape = (ts_shape){3, {3, 16, 16}};
+    CHECK(ts_onnx_import(g_ctx, FIX "fixednet_op13.onnx", &cfg, &m) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_model_free(m);
+    free_tsio(&a);
+    free_tsio(&b);
+}
+
 /* PyTorch's padding layers (pads computed with ConstantOfShape, Slice, Transpose,
  * Cast on constants), slices of computed values (a channel chunk, a spatial crop)
  * and a class token x[:, 0]; constants folded by Slice (steps, clamping, both
@@ -867,6 +952,7 @@ int main(void) {
     RUN(test_resize_refused);
     RUN(test_upsample7);
     RUN(test_free_size);
+    RUN(test_free_hw_import);
     RUN(test_train_imported);
     RUN(test_torch_patterns);
     RUN(test_round_trip_zoo);
