@@ -30,7 +30,7 @@ static void packed_free(exec_packed *p) {
 
 void exec_weights_changed(const ts_model *m) {
     if (m && m->exec.packed) m->exec.packed->stale = 1;
-    if (m) exec_weights_changed(m->hw_view); /* a free-size model's view shares the weights */
+    for (int i = 0; m && i < FREE_HW_VIEWS; i++) exec_weights_changed(m->hw_view[i]); /* they share the weights */
 }
 
 void exec_release(exec_state *e) {

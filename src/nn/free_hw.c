@@ -2,8 +2,9 @@
  * width. Its layers keep the shapes of the declared (default) size; a call at another
  * size runs a view of the model: the same layers rebuilt through the builder for
  * that size (every shape inferred again), sharing the owner's parameters and
- * buffers, with its own execution plan. The last size's view is kept, so repeated
- * calls at one size plan once. */
+ * buffers, with its own execution plan. The views of the last two sizes other than
+ * the default are kept (FREE_HW_VIEWS), so repeated calls at one size, or calls
+ * alternating between two, plan once. */
 #include "layers.h"
 
 #include <stdio.h>
@@ -82,7 +83,7 @@ ts_status free_hw_output_at(ts_ctx *ctx, const ts_model *m, int h, int w, ts_sha
 int ts_model_any_size(const ts_model *m) { return m && m->nlayers > 0 && m->layers[0].free_hw; }
 
 /* The model to run for (h, w): m itself at its own size, else its view for that size
- * (the cached one, or a new one replacing it). */
+ * (a cached one, or a new one replacing the least recent). */
 static ts_status view_at(ts_ctx *ctx, ts_model *m, int h, int w, ts_model **out) {
     *out = NULL;
     if (m->input.ndim != 3) return ts_fail(ctx, TS_ESHAPE, "the model's input is not an image (CxHxW)");
@@ -94,13 +95,14 @@ static ts_status view_at(ts_ctx *ctx, ts_model *m, int h, int w, ts_model **out)
     if (!ts_model_any_size(m))
         return ts_fail(ctx, TS_ESHAPE, "the model takes %dx%d images (its height and width are fixed), not %dx%d", H, W, h,
                        w);
-    ts_model *v = m->hw_view;
-    if (v && v->input.dims[1] == h && v->input.dims[2] == w) {
-        *out = v;
+    ts_model *v;
+    for (int i = 0; i < FREE_HW_VIEWS; i++) {
+        v = m->hw_view[i];
+        if (!v || v->input.dims[1] != h || v->input.dims[2] != w) continue;
+        memmove(m->hw_view + 1, m->hw_view, (size_t)i * sizeof *m->hw_view); /* most recent first */
+        m->hw_view[0] = *out = v;
         return TS_OK;
     }
-    ts_model_free(v);
-    m->hw_view = NULL;
     char source[64];
     snprintf(source, sizeof source, "model at %dx%d", h, w);
     ts_status st = rebuild_at(ctx, m, h, w, source, &v);
@@ -118,8 +120,9 @@ static ts_status view_at(ts_ctx *ctx, ts_model *m, int h, int w, ts_model **out)
         ts_model_free(v);
         return st;
     }
-    m->hw_view = v;
-    *out = v;
+    ts_model_free(m->hw_view[FREE_HW_VIEWS - 1]); /* the least recent goes */
+    memmove(m->hw_view + 1, m->hw_view, (FREE_HW_VIEWS - 1) * sizeof *m->hw_view);
+    m->hw_view[0] = *out = v;
     return TS_OK;
 }
 

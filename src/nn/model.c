@@ -240,7 +240,7 @@ ts_status ts_model_from_arch_file(ts_ctx *ctx, const char *path, const ts_shape 
 void ts_model_free(ts_model *m) {
     if (!m) return;
     exec_release(&m->exec);
-    ts_model_free(m->hw_view);
+    for (int i = 0; i < FREE_HW_VIEWS; i++) ts_model_free(m->hw_view[i]);
     if (m->shares_storage) m->params = m->buffers = NULL; /* its owner's */
     free(m->arch_text);
     free(m->layers);

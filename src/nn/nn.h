@@ -216,10 +216,11 @@ struct ts_model {
      * (set while a trainer with cfg.sync_bn runs on several ranks, else NULL) */
     const ts_comm *sync_bn;
     int exit_layer;                 /* the early exit's logits layer (exit=1), 0 when none (early_exit.c) */
-    /* a free-size model (input free=hw, free_hw.c): the graph rebuilt at the last other
-     * height and width asked for, sharing params and buffers with this model, with its
-     * own execution plan; NULL until then */
-    struct ts_model *hw_view;
+    /* a free-size model (input free=hw, free_hw.c): the graph rebuilt at the last two
+     * other heights and widths asked for (most recent first), sharing params and buffers
+     * with this model, each with its own execution plan; NULL until then */
+#define FREE_HW_VIEWS 2
+    struct ts_model *hw_view[FREE_HW_VIEWS];
     int shares_storage;             /* a hw_view: params and buffers are its owner's */
     exec_state exec;
 };

@@ -89,6 +89,10 @@ static void test_sizes(void) {
     check_size(m, 1, 20, 24, 4);
     check_size(m, 2, 12, 16, 5);
     check_size(m, 2, 9, 14, 6);
+    /* three sizes besides the default: two plans are kept, the least recent goes */
+    check_size(m, 1, 16, 20, 7);
+    check_size(m, 1, 20, 24, 8);
+    check_size(m, 1, 9, 14, 9);
     /* ts_model_predict runs the default size */
     float x[2 * 3 * 12 * 16], a[2 * 4 * 6 * 8], b[2 * 4 * 6 * 8];
     test_fill_uniform(x, sizeof x / sizeof x[0], 9, -1, 1);
