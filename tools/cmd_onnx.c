@@ -17,7 +17,9 @@ static cli_opt import_opts[] = {
 static cli_cmd import_cmd = {"import", "MODEL.onnx --out MODEL.tsr [options]",
                              "Reads an ONNX model (opsets 9 to 17; operators in docs/onnx.md) into a tessera model.\n"
                              "The input's first axis is the batch; the rest must have fixed sizes (--input-shape\n"
-                             "fixes symbolic ones, as a fully convolutional model's height and width). Batch norm keeps\n"
+                             "fixes symbolic ones), except a symbolic height and width together: a fully convolutional\n"
+                             "graph then imports as a free-size model (any image size per call, 224x224 by default;\n"
+                             "refused, naming the node, when something depends on the size). Batch norm keeps\n"
                              "its running statistics, so training can continue (tessera train --init MODEL.tsr).\n"
                              "Operators: Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool\n"
                              "BatchNormalization Relu LeakyRelu PRelu Elu Selu Sigmoid HardSigmoid Tanh Clip Gemm\n"
