@@ -72,12 +72,30 @@ static ts_status same_graph(ts_ctx *ctx, const char *file, const ts_model *a, co
     return TS_OK;
 }
 
+/* check mode: the refusal as the report's last line (after what the walk listed) */
+static ts_status check_refusal(ts_ctx *ctx, const char *file, char **report) {
+    char why[900];
+    snprintf(why, sizeof why, "the graph does not import at %lldx%lld (%s)", (long long)FREE_FIRST[0],
+             (long long)FREE_FIRST[1], ts_ctx_error(ctx));
+    ts_status st = refuse(ctx, file, why);
+    if (!report) return st;
+    const size_t had = *report ? strlen(*report) : 0, len = strlen(ts_ctx_error(ctx));
+    char *r = realloc(*report, had + len + 2);
+    if (!r) return ts_fail(ctx, TS_ENOMEM, "out of memory");
+    memcpy(r + had, ts_ctx_error(ctx), len);
+    memcpy(r + had + len, "\n", 2);
+    *report = r;
+    return TS_EUNSUPPORTED;
+}
+
 ts_status onnx_import_bytes(ts_ctx *ctx, const void *data, size_t size, const char *name,
                             const ts_onnx_import_config *cfg, int checking, ts_model **out, char **report) {
     int any_size = 0;
     ts_status st = onnx_import_at(ctx, data, size, name, cfg, checking, FREE_FIRST, &any_size, out, report);
-    if (checking || !any_size) return st;
+    if (!any_size || (checking && (!st || st == TS_EUNSUPPORTED || st == TS_ENOMEM))) return st;
     char why[900];
+    if (checking) /* a shape that does not fit at the first size: the size is fixed, a report line */
+        return check_refusal(ctx, name, report);
     if (st) {
         if (st == TS_ENOMEM) return st;
         snprintf(why, sizeof why, "the graph does not import at %lldx%lld (%s)", (long long)FREE_FIRST[0],

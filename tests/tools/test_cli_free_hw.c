@@ -36,6 +36,11 @@ static void test_fixed_refused(void) {
     CHECK(rc == 5 && strstr(R.err, "symbolic") && strstr(R.err, "/fc/Gemm") && strstr(R.err, "--input-shape") &&
               !cli_exists(&R, "x.tsr"),
           "import: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "import " ONNX "fixednet_op13.onnx --check");
+    CHECK(rc == 5 && strstr(R.out, "symbolic") && strstr(R.out, "/fc/Gemm"), "--check: exit %d: %s%s", rc, R.out,
+          R.err);
+    rc = cli_run(&R, "import " ONNX "freenet_op17.onnx --check");
+    CHECK(rc == 0, "--check of a free-size graph: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "import " ONNX "fixednet_op13.onnx --input-shape 3x16x16 --out %s/x.tsr", R.dir);
     CHECK(rc == 0, "import --input-shape: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "info %s/x.tsr", R.dir);
