@@ -72,13 +72,16 @@ static ts_status same_graph(ts_ctx *ctx, const char *file, const ts_model *a, co
     return TS_OK;
 }
 
-/* check mode: the refusal as the report's last line (after what the walk listed) */
-static ts_status check_refusal(ts_ctx *ctx, const char *file, char **report) {
+/* The refusal for a graph that does not import at `hw` (what failed on ctx). */
+static ts_status refuse_at(ts_ctx *ctx, const char *file, const int64_t hw[2]) {
     char why[900];
-    snprintf(why, sizeof why, "the graph does not import at %lldx%lld (%s)", (long long)FREE_FIRST[0],
-             (long long)FREE_FIRST[1], ts_ctx_error(ctx));
-    ts_status st = refuse(ctx, file, why);
-    if (!report) return st;
+    snprintf(why, sizeof why, "the graph does not import at %lldx%lld (%s)", (long long)hw[0], (long long)hw[1],
+             ts_ctx_error(ctx));
+    return refuse(ctx, file, why);
+}
+
+/* check mode: the refusal on ctx as the report's last line (after what the walk listed) */
+static ts_status report_refusal(ts_ctx *ctx, char **report) {
     const size_t had = *report ? strlen(*report) : 0, len = strlen(ts_ctx_error(ctx));
     char *r = realloc(*report, had + len + 2);
     if (!r) return ts_fail(ctx, TS_ENOMEM, "out of memory");
@@ -88,27 +91,31 @@ static ts_status check_refusal(ts_ctx *ctx, const char *file, char **report) {
     return TS_EUNSUPPORTED;
 }
 
+/* check mode on a free-size graph: the walk at the first size, then the whole import,
+ * whose refusal (what depends on the size) becomes a report line */
+static ts_status check_free(ts_ctx *ctx, const void *data, size_t size, const char *name,
+                            const ts_onnx_import_config *cfg, ts_status walked, char **report) {
+    if (walked == TS_EUNSUPPORTED || walked == TS_ENOMEM) return walked;
+    if (walked) {
+        refuse_at(ctx, name, FREE_FIRST);
+        return report_refusal(ctx, report);
+    }
+    ts_model *m = NULL;
+    ts_status st = onnx_import_bytes(ctx, data, size, name, cfg, 0, &m, NULL);
+    ts_model_free(m);
+    return st == TS_EUNSUPPORTED ? report_refusal(ctx, report) : st;
+}
+
 ts_status onnx_import_bytes(ts_ctx *ctx, const void *data, size_t size, const char *name,
                             const ts_onnx_import_config *cfg, int checking, ts_model **out, char **report) {
     int any_size = 0;
     ts_status st = onnx_import_at(ctx, data, size, name, cfg, checking, FREE_FIRST, &any_size, out, report);
-    if (!any_size || (checking && (!st || st == TS_EUNSUPPORTED || st == TS_ENOMEM))) return st;
-    char why[900];
-    if (checking) /* a shape that does not fit at the first size: the size is fixed, a report line */
-        return check_refusal(ctx, name, report);
-    if (st) {
-        if (st == TS_ENOMEM) return st;
-        snprintf(why, sizeof why, "the graph does not import at %lldx%lld (%s)", (long long)FREE_FIRST[0],
-                 (long long)FREE_FIRST[1], ts_ctx_error(ctx));
-        return refuse(ctx, name, why);
-    }
+    if (!any_size) return st;
+    if (checking) return check_free(ctx, data, size, name, cfg, st, report);
+    if (st) return st == TS_ENOMEM ? st : refuse_at(ctx, name, FREE_FIRST);
     ts_model *second = NULL;
     st = onnx_import_at(ctx, data, size, name, cfg, 0, FREE_SECOND, NULL, &second, NULL);
-    if (st && st != TS_ENOMEM) {
-        snprintf(why, sizeof why, "the graph does not import at %lldx%lld (%s)", (long long)FREE_SECOND[0],
-                 (long long)FREE_SECOND[1], ts_ctx_error(ctx));
-        st = refuse(ctx, name, why);
-    }
+    if (st && st != TS_ENOMEM) st = refuse_at(ctx, name, FREE_SECOND);
     if (!st) st = same_graph(ctx, name, *out, second);
     ts_model_free(second);
     if (st) {

@@ -93,6 +93,8 @@ ts_model *test_train_text_adam(ts_ctx *ctx, const char *arch, int classes, const
 /* A test binary's set-up: its context and its temporary folder (tmp is a mkdtemp
  * template, filled in). Prints why and returns 0 on failure. */
 int test_begin(ts_ctx **ctx, char *tmp);
+/* Its end: the context freed, the temporary folder removed. */
+void test_end(ts_ctx *ctx, const char *tmp);
 /* A whole file (malloc'ed; NULL when unreadable), and writing one (1 on success). */
 uint8_t *test_read_file(const char *path, size_t *len);
 int test_write_file(const char *path, const void *d, size_t n);

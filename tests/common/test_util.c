@@ -250,6 +250,13 @@ int test_begin(ts_ctx **ctx, char *tmp) {
     return 1;
 }
 
+void test_end(ts_ctx *ctx, const char *tmp) {
+    ts_ctx_free(ctx);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmp);
+}
+
 int test_same_weights(const char *a, const char *b) {
     ts_ctx *ctx;
     if (ts_ctx_create(&ctx)) return 0;

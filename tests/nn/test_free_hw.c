@@ -208,9 +208,6 @@ int main(void) {
     RUN(test_weights_change);
     RUN(test_file);
     RUN(test_refusals);
-    ts_ctx_free(g_ctx);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", g_tmp);
+    test_end(g_ctx, g_tmp);
     TEST_MAIN_END("test_free_hw");
 }

@@ -967,9 +967,6 @@ int main(void) {
     RUN(test_check_lists_all);
     RUN(test_tensor_files);
     RUN(test_cast_out_of_range);
-    ts_ctx_free(g_ctx);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", g_tmp);
+    test_end(g_ctx, g_tmp);
     TEST_MAIN_END("test_onnx");
 }
