@@ -35,9 +35,9 @@ static ts_status rebuild_at(ts_ctx *ctx, const ts_model *m, int h, int w, const 
 /* The first tensor of v whose shape is not m's, or -1. */
 static int tensor_mismatch(const ts_model *m, const ts_model *v) {
     for (int t = 0; t < m->ntensors; t++) {
+        if (t >= v->ntensors) return t;
         const ts_shape *a = &m->tensors[t].shape, *b = &v->tensors[t].shape;
-        if (t >= v->ntensors || a->ndim != b->ndim || memcmp(a->dims, b->dims, (size_t)a->ndim * sizeof a->dims[0]))
-            return t;
+        if (a->ndim != b->ndim || memcmp(a->dims, b->dims, (size_t)a->ndim * sizeof a->dims[0])) return t;
     }
     return v->ntensors != m->ntensors ? m->ntensors : -1;
 }
