@@ -103,6 +103,11 @@ value *node_input(importer *im, const Onnx__NodeProto *n, int k) {
     return find_value(im, n->input[k]);
 }
 
+value *node_output(importer *im, const Onnx__NodeProto *n, int k) {
+    if (k >= (int)n->n_output || !n->output[k] || !*n->output[k]) return NULL;
+    return find_value(im, n->output[k]);
+}
+
 ts_status require_input(importer *im, const Onnx__NodeProto *n, int k, value **v) {
     *v = node_input(im, n, k);
     if (!*v) return bad_node(im, "input %d is missing", k);
@@ -139,7 +144,8 @@ ts_status define_const(importer *im, const Onnx__NodeProto *n, int k, ts_onnx_te
     return TS_OK;
 }
 
-ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims) {
+ts_status define_layer_bax(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims,
+                           int bax) {
     value *v;
     ts_status st = define_out(im, n, k, &v);
     if (st || !v) return st;
@@ -148,7 +154,33 @@ ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer,
     v->layer = layer;
     v->rank = rank;
     memcpy(v->dims, dims, (size_t)rank * sizeof *dims);
-    if (im->off) v->dims[0] = -1;
+    v->bax = im->off ? bax : 0;
+    if (im->off) v->dims[v->bax] = -1;
+    return TS_OK;
+}
+
+ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims) {
+    return define_layer_bax(im, n, k, layer, rank, dims, 0);
+}
+
+ts_status define_like(importer *im, const Onnx__NodeProto *n, int k, const value *src, int rank, const int64_t *dims,
+                      int bax) {
+    if (src->kind == VALUE_LAYER) {
+        ts_status st = define_layer_bax(im, n, k, src->layer, rank, dims, bax);
+        value *v = st ? NULL : node_output(im, n, k);
+        if (v) v->ints = src->ints;
+        return st;
+    }
+    value *v;
+    ts_status st = define_out(im, n, k, &v);
+    if (st || !v) return st;
+    if (rank > ONNX_MAX_RANK) return unsupported(im, "output rank %d (at most %d)", rank, ONNX_MAX_RANK);
+    v->kind = src->kind;
+    v->layer = src->layer;
+    v->stage = src->stage;
+    v->rank = rank;
+    v->bax = bax;
+    memcpy(v->dims, dims, (size_t)rank * sizeof *dims);
     return TS_OK;
 }
 
@@ -158,7 +190,30 @@ ts_status define_alias(importer *im, const Onnx__NodeProto *n, int k, const valu
         if (!t) return ts_fail(im->ctx, TS_ENOMEM, "%s: out of memory", im->file);
         return define_const(im, n, k, t);
     }
-    return define_layer(im, n, k, src->layer, src->rank, src->dims);
+    return define_like(im, n, k, src, src->rank, src->dims, src->bax);
+}
+
+value batch_first_view(const value *v) {
+    value w = *v;
+    if (v->bax == 0) return w;
+    w.dims[0] = v->dims[v->bax];
+    for (int a = 0, j = 1; a < v->rank; a++)
+        if (a != v->bax) w.dims[j++] = v->dims[a];
+    w.bax = 0;
+    return w;
+}
+
+int batch_first_axis(const value *v, int a) { return a == v->bax ? 0 : a < v->bax ? a + 1 : a; }
+
+int value_read(importer *im, const char *name) {
+    const Onnx__GraphProto *g = im->graph;
+    if (!g || !name || !*name) return 0;
+    for (size_t i = 0; i < g->n_node; i++)
+        for (size_t k = 0; k < g->node[i]->n_input; k++)
+            if (g->node[i]->input[k] && !strcmp(g->node[i]->input[k], name)) return 1;
+    for (size_t i = 0; i < g->n_output; i++)
+        if (g->output[i]->name && !strcmp(g->output[i]->name, name)) return 1;
+    return 0;
 }
 
 /* ------------------------------------------------------------ attributes */
@@ -208,10 +263,10 @@ ts_status value_sample_shape(importer *im, const value *v, ts_shape *s) {
     if (r < 0) return unsupported(im, "value '%s' has no batch axis", v->name);
     if (r > TS_MAX_DIMS)
         return unsupported(im, "value '%s' has %d dimensions per sample (at most %d)", v->name, r, TS_MAX_DIMS);
-    for (int k = 0; k < r; k++) {
-        if (v->dims[im->off + k] < 1)
-            return unsupported(im, "value '%s' has an empty or unknown dimension (axis %d)", v->name, im->off + k);
-        s->dims[k] = v->dims[im->off + k];
+    for (int a = 0, k = 0; a < v->rank; a++) { /* every axis but the batch's, in order */
+        if (im->off && a == v->bax) continue;
+        if (v->dims[a] < 1) return unsupported(im, "value '%s' has an empty or unknown dimension (axis %d)", v->name, a);
+        s->dims[k++] = v->dims[a];
     }
     s->ndim = r;
     if (r == 0) {
@@ -561,6 +616,41 @@ static int produced_by_some_node(const Onnx__GraphProto *g, const char *name) {
     return 0;
 }
 
+static int op_in(const char *op, const char *const *list) {
+    for (; *list; list++)
+        if (!strcmp(op, *list)) return 1;
+    return 0;
+}
+
+/* The values only some ops may read: a layer whose batch axis is not first (around
+ * recurrent nodes), integer token ids, zeros as large as the batch and the stages of
+ * the sequence lengths (onnx_import.h); any other op is refused on them. */
+static ts_status special_inputs(importer *im, const Onnx__NodeProto *n) {
+    static const char *const MOVED[] = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Gather", "Slice", "Concat",
+                                        "Shape", "RNN", "LSTM", "GRU", "Identity", NULL};
+    static const char *const IDS[] = {"Gather", "Shape", "Identity", "Cast", NULL};
+    static const char *const ZEROS[] = {"Slice", "RNN", "LSTM", "GRU", "Identity", NULL};
+    static const char *const LENGTHS[] = {"RNN", "LSTM", "GRU", "Identity", NULL};
+    const char *op = n->op_type;
+    for (size_t k = 0; k < n->n_input; k++) {
+        value *v = node_input(im, n, (int)k);
+        if (!v) continue;
+        if (v->kind == VALUE_LAYER && v->bax && !op_in(op, MOVED))
+            return unsupported(im, "input '%s' has its batch axis at axis %d (after a Transpose that moved it); "
+                                   "this op needs it first", v->name, v->bax);
+        if (v->kind == VALUE_LAYER && v->ints && !op_in(op, IDS))
+            return unsupported(im, "input '%s' is computed integers (a Cast of the input): tessera takes them only "
+                                   "as the indices of a Gather from a constant table (an embedding)", v->name);
+        if (v->kind == VALUE_ZEROS && !op_in(op, ZEROS))
+            return unsupported(im, "input '%s' is zeros as large as the batch (ConstantOfShape of the input's "
+                                   "shape): tessera takes it only as a recurrent node's initial state", v->name);
+        if (v->kind == VALUE_LENGTHS && !op_in(op, LENGTHS))
+            return unsupported(im, "input '%s' is part of a computation of sequence lengths from the token ids "
+                                   "that tessera does not recognize (docs/onnx.md, \"Recurrent nodes\")", v->name);
+    }
+    return TS_OK;
+}
+
 /* Converts nodes whose inputs are all known, pass after pass: ONNX requires a
  * topological order, but a wrong order should not be fatal, and a pass with no
  * progress tells a cycle from an input that nothing produces. */
@@ -593,7 +683,11 @@ static ts_status walk(importer *im, const Onnx__GraphProto *g) {
             convert_fn fn = n->op_type && (!n->domain || !*n->domain || !strcmp(n->domain, "ai.onnx"))
                                 ? onnx_converter(n->op_type)
                                 : NULL;
-            if (!fn) {
+            int handled = 0;
+            if (!uncomputed && !unknown) st = lengths_step(im, n, &handled);
+            if (handled || st) {
+                /* a step of the sequence lengths computation (onnx_ops_recurrent.c) */
+            } else if (!fn) {
                 if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx"))
                     st = unsupported(im, "operators of domain '%s' are not supported", n->domain);
                 else
@@ -604,7 +698,7 @@ static ts_status walk(importer *im, const Onnx__GraphProto *g) {
             } else if (unknown) {
                 /* check mode, downstream of a refusal: no shapes, only the shape-free rules */
                 st = data ? onnx_check_rules(im, n) : TS_OK;
-            } else {
+            } else if (!(st = special_inputs(im, n))) {
                 st = fn(im, n);
             }
             if (im->checking && (unknown || st == TS_EUNSUPPORTED)) {
@@ -653,9 +747,19 @@ static ts_status finish_output(importer *im, const Onnx__GraphProto *g, const ch
     if (v->kind == VALUE_POISON)
         return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is an output that tessera does not compute",
                        im->file, name);
+    if (v->kind == VALUE_ZEROS || v->kind == VALUE_LENGTHS)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is %s, which tessera does not output",
+                       im->file, name, v->kind == VALUE_ZEROS ? "zeros as large as the batch" : "sequence lengths");
     if (v->kind != VALUE_LAYER)
         return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is a constant, not computed from the input",
                        im->file, name);
+    if (v->ints)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is integers; tessera outputs float32",
+                       im->file, name);
+    if (im->off && v->bax)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED,
+                       "%s: graph output '%s' has its batch axis at axis %d; a tessera model outputs it first",
+                       im->file, name, v->bax);
     ts_status st = materialize(im, v, out_layer);
     if (st) return st;
     /* the model's output is its last layer */
@@ -736,6 +840,7 @@ ts_status onnx_import_at(ts_ctx *ctx, const void *data, size_t size, const char 
     ts_status st = TS_OK;
     const Onnx__GraphProto *g = mp->graph;
     if (!g) st = ts_fail(ctx, TS_EFORMAT, "%s: the model has no graph", name);
+    im.graph = g;
     if (!st) st = read_opset(&im, mp);
     if (!st) st = define_initializers(&im, g);
     if (!st) st = define_inputs(&im, g);

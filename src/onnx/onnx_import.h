@@ -15,8 +15,13 @@
  * of unknown shape (the nodes reading it get only the shape-free checks of
  * onnx_rules.c), and VALUE_UNKNOWN, a constant of unknown value (Shape of such
  * data, and the shape arithmetic on it). */
+/* VALUE_ZEROS: zeros as large as the batch (ConstantOfShape of a shape holding
+ * Shape's batch marker: PyTorch's initial state of an RNN/LSTM/GRU); only a Slice or
+ * a recurrent node may read it. VALUE_LENGTHS: a stage of the sequence lengths
+ * computed from the token ids in `layer` (tessera's export, onnx_ops_recurrent.c);
+ * only the next op of that computation or a recurrent node may read it. */
 typedef enum value_kind {
-    VALUE_NONE = 0, VALUE_CONST, VALUE_LAYER, VALUE_POISON, VALUE_FAILED, VALUE_UNKNOWN
+    VALUE_NONE = 0, VALUE_CONST, VALUE_LAYER, VALUE_POISON, VALUE_FAILED, VALUE_UNKNOWN, VALUE_ZEROS, VALUE_LENGTHS
 } value_kind;
 
 /* An ONNX value: a constant, or the output of an emitted layer seen through a
@@ -27,7 +32,13 @@ typedef struct value {
     ts_onnx_tensor *c; /* VALUE_CONST, owned */
     int layer;         /* VALUE_LAYER: emitted layer index */
     int rank;          /* ONNX rank, with the batch axis in batch mode */
-    int64_t dims[ONNX_MAX_RANK]; /* dims[0] = -1 (any batch) in batch mode */
+    int64_t dims[ONNX_MAX_RANK]; /* dims[bax] = -1 (any batch) in batch mode */
+    /* Batch mode: the ONNX axis that is the batch. The layer holds each sample's
+     * values in the order of the other axes, so a Transpose that only moves the
+     * batch axis (to time-major and back, around ONNX's recurrent ops) is a view. */
+    int bax;
+    int ints;          /* VALUE_LAYER: cast to an integer type (token ids for a Gather) */
+    int stage;         /* VALUE_LENGTHS: how far the computation has come */
 } value;
 
 typedef struct emitted {
@@ -52,6 +63,7 @@ typedef struct importer {
     int any_size;      /* the input's height and width were symbolic: the model takes any size */
     int opset;
     int checking;      /* ts_onnx_check: note unsupported nodes and go on */
+    const Onnx__GraphProto *graph;
     ts_strbuf report;  /* check mode: one line per unsupported node */
     /* the node being converted, for messages */
     const Onnx__NodeProto *node;
@@ -164,6 +176,14 @@ ts_status op_where(importer *im, const Onnx__NodeProto *n);
 ts_status op_expand(importer *im, const Onnx__NodeProto *n);
 ts_status op_resize(importer *im, const Onnx__NodeProto *n);
 ts_status op_upsample(importer *im, const Onnx__NodeProto *n);
+ts_status op_rnn(importer *im, const Onnx__NodeProto *n);
+ts_status op_lstm(importer *im, const Onnx__NodeProto *n);
+ts_status op_gru(importer *im, const Onnx__NodeProto *n);
+/* the steps of the lengths computation that ride on other ops (onnx_ops_recurrent.c):
+ * *handled 0 when the node is not one of them */
+ts_status lengths_step(importer *im, const Onnx__NodeProto *n, int *handled);
+/* Gather of token ids cast to integers from a constant table: an `embedding` layer */
+ts_status embedding_gather(importer *im, const Onnx__NodeProto *n, const value *table, const value *ids);
 
 /* check mode: the problems a node would have whatever its inputs' shapes
  * (onnx_rules.c); TS_OK when none is known */
@@ -172,6 +192,8 @@ ts_status onnx_check_rules(importer *im, const Onnx__NodeProto *n);
 /* ---- helpers for converters (onnx_import.c) */
 ts_status unsupported(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);
 ts_status bad_node(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);
+/* output k of the node once defined: NULL when absent, unnamed or not yet defined */
+value *node_output(importer *im, const Onnx__NodeProto *n, int k);
 /* input k of the node: NULL when absent or the empty name */
 value *node_input(importer *im, const Onnx__NodeProto *n, int k);
 /* required input k: unsupported()/bad_node() when absent */
@@ -180,6 +202,18 @@ ts_status require_const(importer *im, const Onnx__NodeProto *n, int k, const cha
 /* defines output k as a constant (takes t) or as a view of a layer */
 ts_status define_const(importer *im, const Onnx__NodeProto *n, int k, ts_onnx_tensor *t);
 ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims);
+/* the same with the batch at ONNX axis bax */
+ts_status define_layer_bax(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims,
+                           int bax);
+/* output k as a copy of v's description (its kind, layer, dims, batch axis) with new dims */
+ts_status define_like(importer *im, const Onnx__NodeProto *n, int k, const value *v, int rank, const int64_t *dims,
+                      int bax);
+/* v seen with its batch axis first: the order its layer holds (v itself when it is) */
+value batch_first_view(const value *v);
+/* ONNX axis a of v (0 <= a < rank) as an axis of batch_first_view(v) */
+int batch_first_axis(const value *v, int a);
+/* the value named name is read by some node or is a graph output */
+int value_read(importer *im, const char *name);
 /* Folded constants stay small: a hostile shape must not allocate gigabytes
  * (ConstantOfShape, Range, Expand of a constant, ...). */
 #define FOLD_MAX_ELEMENTS ((int64_t)1 << 22)

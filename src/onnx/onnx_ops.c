@@ -67,6 +67,7 @@ static const op_entry OPS[] = {
     {"Where", op_where},
     {"Cast", op_cast},
     {"Expand", op_expand},
+    {"RNN", op_rnn}, {"LSTM", op_lstm}, {"GRU", op_gru},
 };
 
 convert_fn onnx_converter(const char *op_type) {

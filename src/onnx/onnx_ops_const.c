@@ -52,7 +52,7 @@ ts_status op_shape(importer *im, const Onnx__NodeProto *n) {
     if (!t) return oom(im);
     for (int64_t k = 0; k < len; k++) {
         int64_t d = x->dims[start + k];
-        t->i[k] = x->kind == VALUE_LAYER && start + k < im->off ? ONNX_BATCH_DIM : d;
+        t->i[k] = x->kind == VALUE_LAYER && im->off && start + k == x->bax ? ONNX_BATCH_DIM : d;
     }
     return define_const(im, n, 0, t);
 }
@@ -60,10 +60,12 @@ ts_status op_shape(importer *im, const Onnx__NodeProto *n) {
 ts_status op_gather(importer *im, const Onnx__NodeProto *n) {
     value *x, *idx;
     ts_status st = require_input(im, n, 0, &x);
-    if (!st) st = require_const(im, n, 1, "indices", &idx);
     if (st) return st;
-    if (idx->c->is_float) return bad_node(im, "indices must be integers");
     int64_t axis = attr_int(n, "axis", 0);
+    idx = node_input(im, n, 1);
+    if (idx && idx->kind == VALUE_LAYER && x->kind == VALUE_CONST && axis == 0) return embedding_gather(im, n, x, idx);
+    if ((st = require_const(im, n, 1, "indices", &idx))) return st;
+    if (idx->c->is_float) return bad_node(im, "indices must be integers");
     if (axis < -x->rank || axis >= x->rank) return bad_node(im, "axis out of range");
     if (axis < 0) axis += x->rank;
     if (x->kind != VALUE_CONST) return gather_computed(im, n, x, idx, (int)axis);
@@ -101,8 +103,14 @@ ts_status op_cast(importer *im, const Onnx__NodeProto *n) {
     int64_t to = attr_int(n, "to", 0);
     int to_float = to == ONNX_FLOAT || to == ONNX_DOUBLE;
     if (x->kind == VALUE_LAYER) {
-        if (!to_float) return unsupported(im, "casting computed values to %s", onnx_dtype_name((int)to));
-        return define_alias(im, n, 0, x);
+        /* to an integer type: token ids, which only a Gather from a constant table (an
+         * embedding) reads; the values stay the floats they were */
+        int is_int = to == ONNX_INT64 || to == ONNX_INT32;
+        if (!to_float && !is_int) return unsupported(im, "casting computed values to %s", onnx_dtype_name((int)to));
+        if ((st = define_alias(im, n, 0, x))) return st;
+        value *v = node_output(im, n, 0);
+        if (v) v->ints = is_int;
+        return TS_OK;
     }
     ts_onnx_tensor *t = onnx_tensor_new(to_float, x->rank, x->dims);
     if (!t) return oom(im);

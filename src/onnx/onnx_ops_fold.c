@@ -34,6 +34,33 @@ static ts_status all_const(importer *im, const Onnx__NodeProto *n, int count, va
     return TS_OK;
 }
 
+/* ConstantOfShape over a shape holding the batch marker: zeros as large as the batch
+ * (PyTorch's initial RNN/LSTM/GRU state, which a recurrent node then takes as its
+ * zero start); any other fill would be a constant tensor as large as the batch */
+static ts_status zeros_of_batch(importer *im, const Onnx__NodeProto *n, const value *s) {
+    const Onnx__AttributeProto *a = attr(n, "value");
+    if (a && a->t) {
+        ts_onnx_tensor *fillv;
+        char what[200];
+        snprintf(what, sizeof what, "%s: ConstantOfShape node '%.100s' value", im->file, node_base(n));
+        ts_status st = onnx_tensor_from_proto(im->ctx, a->t, what, &fillv);
+        if (st) return st;
+        const int zero = fillv->numel == 1 && (fillv->is_float ? fillv->f[0] == 0.0f : fillv->i[0] == 0);
+        ts_onnx_tensor_free(fillv);
+        if (!zero) return unsupported(im, "a constant other than zeros as large as the batch");
+    }
+    value z = {.kind = VALUE_ZEROS, .layer = -1};
+    int64_t dims[ONNX_MAX_RANK];
+    int markers = 0;
+    for (int k = 0; k < s->c->numel; k++) {
+        dims[k] = s->c->i[k] == ONNX_BATCH_DIM ? -1 : s->c->i[k];
+        if (s->c->i[k] == ONNX_BATCH_DIM) z.bax = k, markers++;
+        else if (dims[k] < 1) return unsupported(im, "shape[%d] = %lld with the batch size", k, (long long)dims[k]);
+    }
+    if (markers != 1 || !im->off) return unsupported(im, "the batch size used more than once in a shape");
+    return define_like(im, n, 0, &z, (int)s->c->numel, dims, z.bax);
+}
+
 ts_status op_constantofshape(importer *im, const Onnx__NodeProto *n) {
     value *s;
     ts_status st = require_const(im, n, 0, "shape", &s);
@@ -41,9 +68,10 @@ ts_status op_constantofshape(importer *im, const Onnx__NodeProto *n) {
     if (s->c->is_float || s->rank != 1 || s->c->numel > ONNX_MAX_RANK)
         return bad_node(im, "the shape must be a 1-D integer tensor of at most %d values", ONNX_MAX_RANK);
     int64_t dims[ONNX_MAX_RANK], numel = 1;
+    for (int k = 0; k < s->c->numel; k++)
+        if (s->c->i[k] == ONNX_BATCH_DIM) return zeros_of_batch(im, n, s);
     for (int k = 0; k < s->c->numel; k++) {
         dims[k] = s->c->i[k];
-        if (dims[k] == ONNX_BATCH_DIM) return unsupported(im, "a constant as large as the batch");
         if (dims[k] < 0) return bad_node(im, "shape[%d] = %lld", k, (long long)dims[k]);
         if (dims[k] && numel > FOLD_MAX_ELEMENTS / dims[k])
             return unsupported(im, "a constant of more than %lld values", (long long)FOLD_MAX_ELEMENTS);

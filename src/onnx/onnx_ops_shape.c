@@ -10,7 +10,8 @@
 /* ------------------------------------------------------------ shape ops */
 
 /* a new logical shape over the same data: a view of a layer, or a constant */
-static ts_status define_reshaped(importer *im, const Onnx__NodeProto *n, const value *x, int rank, const int64_t *dims) {
+static ts_status define_reshaped(importer *im, const Onnx__NodeProto *n, const value *x, int rank, const int64_t *dims,
+                                 int bax) {
     if (rank > ONNX_MAX_RANK) return unsupported(im, "result rank %d (at most %d)", rank, ONNX_MAX_RANK);
     if (x->kind == VALUE_CONST) {
         ts_onnx_tensor *t = onnx_tensor_new(x->c->is_float, rank, dims);
@@ -23,7 +24,7 @@ static ts_status define_reshaped(importer *im, const Onnx__NodeProto *n, const v
         if (bytes) memcpy(t->is_float ? (void *)t->f : (void *)t->i, x->c->is_float ? (void *)x->c->f : (void *)x->c->i, bytes);
         return define_const(im, n, 0, t);
     }
-    value tmp = {.kind = VALUE_LAYER, .rank = rank};
+    value tmp = {.kind = VALUE_LAYER, .rank = rank, .bax = bax};
     memcpy(tmp.dims, dims, (size_t)rank * sizeof *dims);
     ts_shape s, s0;
     ts_status st = value_sample_shape(im, &tmp, &s);
@@ -32,7 +33,7 @@ static ts_status define_reshaped(importer *im, const Onnx__NodeProto *n, const v
     if (ts_shape_numel(&s) != ts_shape_numel(&s0))
         return bad_node(im, "the new shape holds %lld values per sample, the input %lld", (long long)ts_shape_numel(&s),
                         (long long)ts_shape_numel(&s0));
-    return define_layer(im, n, 0, x->layer, rank, dims);
+    return define_like(im, n, 0, x, rank, dims, bax);
 }
 
 ts_status op_flatten(importer *im, const Onnx__NodeProto *n) {
@@ -49,11 +50,55 @@ ts_status op_flatten(importer *im, const Onnx__NodeProto *n) {
             if (x->dims[k] != 1) return unsupported(im, "axis=%lld merges sample axes into the batch axis", (long long)axis);
         dims[0] = -1;
         dims[1] = shape_numel_dims(x->rank - (int)axis, x->dims + axis);
-        return define_reshaped(im, n, x, 2, dims);
+        return define_reshaped(im, n, x, 2, dims, 0);
     }
     dims[0] = shape_numel_dims((int)axis, x->dims);
     dims[1] = shape_numel_dims(x->rank - (int)axis, x->dims + axis);
-    return define_reshaped(im, n, x, 2, dims);
+    return define_reshaped(im, n, x, 2, dims, 0);
+}
+
+/* Reshape of a layer whose batch axis is not first, or to a shape that puts it
+ * elsewhere (around recurrent nodes: (T, N, D, H) to (T, N, D*H)). Seen as (A, N, B),
+ * the values before and after the batch axis, the result must be (A, N, B) too:
+ * then each sample's values keep their order and the reshape is a view. */
+static ts_status reshape_moved(importer *im, const Onnx__NodeProto *n, const value *x, const int64_t *target, int rank,
+                               int allowzero) {
+    int64_t dims[ONNX_MAX_RANK], known[2] = {1, 1};
+    int nb = -1, infer = -1;
+    for (int k = 0; k < rank; k++) {
+        int64_t d = target[k];
+        if (d == ONNX_BATCH_DIM || (d == 0 && !allowzero && k == x->bax)) {
+            if (nb >= 0) return unsupported(im, "the new shape has the batch size twice");
+            nb = k;
+            dims[k] = -1;
+            continue;
+        }
+        if (d == 0 && !allowzero) {
+            if (k >= x->rank) return bad_node(im, "shape[%d] = 0 copies a dimension the input does not have", k);
+            d = x->dims[k];
+        }
+        if (d == -1) {
+            if (infer >= 0) return bad_node(im, "shape has more than one -1");
+            infer = k;
+            continue;
+        }
+        if (d < 0) return bad_node(im, "shape[%d] = %lld", k, (long long)d);
+        dims[k] = d;
+    }
+    if (nb < 0) return unsupported(im, "the new shape does not keep the batch axis by itself");
+    for (int k = 0; k < rank; k++)
+        if (k != nb && k != infer) known[k > nb] *= dims[k];
+    const int64_t want[2] = {shape_numel_dims(x->bax, x->dims),
+                             shape_numel_dims(x->rank - x->bax - 1, x->dims + x->bax + 1)};
+    if (infer >= 0) {
+        const int side = infer > nb;
+        if (known[side] == 0 || want[side] % known[side]) return bad_node(im, "cannot infer the -1 dimension");
+        dims[infer] = want[side] / known[side];
+        known[side] = want[side];
+    }
+    if (known[0] != want[0] || known[1] != want[1])
+        return unsupported(im, "the new shape moves values across the batch axis (axis %d)", x->bax);
+    return define_reshaped(im, n, x, rank, dims, nb);
 }
 
 ts_status op_reshape(importer *im, const Onnx__NodeProto *n) {
@@ -75,6 +120,9 @@ ts_status op_reshape(importer *im, const Onnx__NodeProto *n) {
     int64_t dims[ONNX_MAX_RANK];
     int infer = -1;
     int batched = x->kind == VALUE_LAYER && im->off;
+    int moved = batched && x->bax;
+    for (int k = 1; k < rank && batched; k++) moved |= target[k] == ONNX_BATCH_DIM;
+    if (moved) return reshape_moved(im, n, x, target, rank, allowzero);
     int64_t known = 1;
     for (int k = 0; k < rank; k++) {
         int64_t d = target[k];
@@ -117,7 +165,7 @@ ts_status op_reshape(importer *im, const Onnx__NodeProto *n) {
         if (known == 0 || total % known) return bad_node(im, "cannot infer the -1 dimension");
         dims[infer] = total / known;
     }
-    return define_reshaped(im, n, x, rank, dims);
+    return define_reshaped(im, n, x, rank, dims, 0);
 }
 
 /* axes from the attribute (before opset 13) or the second input */
@@ -148,17 +196,19 @@ ts_status op_squeeze(importer *im, const Onnx__NodeProto *n) {
     for (int k = 0; k < cnt; k++) {
         int64_t a = axes[k] < 0 ? axes[k] + x->rank : axes[k];
         if (a < 0 || a >= x->rank) return bad_node(im, "axis %lld out of range", (long long)axes[k]);
-        if (x->kind == VALUE_LAYER && a < im->off) return unsupported(im, "squeezing the batch axis");
+        if (x->kind == VALUE_LAYER && im->off && a == x->bax) return unsupported(im, "squeezing the batch axis");
         if (x->dims[a] != 1) return bad_node(im, "axis %lld has size %lld, not 1", (long long)a, (long long)x->dims[a]);
         drop[a] = 1;
     }
     if (!cnt)
-        for (int k = (x->kind == VALUE_LAYER ? im->off : 0); k < x->rank; k++) drop[k] = x->dims[k] == 1;
+        for (int k = 0; k < x->rank; k++) drop[k] = x->dims[k] == 1 && !(x->kind == VALUE_LAYER && im->off && k == x->bax);
     int64_t dims[ONNX_MAX_RANK];
-    int r = 0;
-    for (int k = 0; k < x->rank; k++)
+    int r = 0, bax = 0;
+    for (int k = 0; k < x->rank; k++) {
+        if (k == x->bax) bax = r;
         if (!drop[k]) dims[r++] = x->dims[k];
-    return define_reshaped(im, n, x, r, dims);
+    }
+    return define_reshaped(im, n, x, r, dims, bax);
 }
 
 ts_status op_unsqueeze(importer *im, const Onnx__NodeProto *n) {
@@ -174,12 +224,15 @@ ts_status op_unsqueeze(importer *im, const Onnx__NodeProto *n) {
     for (int k = 0; k < cnt; k++) {
         int64_t a = axes[k] < 0 ? axes[k] + r : axes[k];
         if (a < 0 || a >= r || ins[a]) return bad_node(im, "axis %lld is out of range or repeated", (long long)axes[k]);
-        if (x->kind == VALUE_LAYER && a < im->off) return unsupported(im, "inserting an axis before the batch axis");
         ins[a] = 1;
     }
     int64_t dims[ONNX_MAX_RANK];
-    for (int k = 0, j = 0; k < r; k++) dims[k] = ins[k] ? 1 : x->dims[j++];
-    return define_reshaped(im, n, x, r, dims);
+    int bax = 0; /* an axis inserted before the batch axis moves it (a later op may move it back) */
+    for (int k = 0, j = 0; k < r; k++) {
+        if (!ins[k] && j == x->bax) bax = k;
+        dims[k] = ins[k] ? 1 : x->dims[j++];
+    }
+    return define_reshaped(im, n, x, r, dims, bax);
 }
 
 ts_status op_transpose(importer *im, const Onnx__NodeProto *n) {
@@ -215,19 +268,31 @@ ts_status op_transpose(importer *im, const Onnx__NodeProto *n) {
         }
         return define_const(im, n, 0, t);
     }
-    if (im->off && perm[0] != 0) return unsupported(im, "perm moves the batch axis");
-    const char *in;
-    if ((st = materialize(im, x, &in))) return st;
+    /* the batch axis goes where perm puts it (a view: the layer keeps each sample's
+     * values in the order of the other axes); those move with a transpose layer */
     layer_attrs pa;
     nn_attrs_default(LAYER_TRANSPOSE, &pa);
-    for (int k = im->off; k < x->rank && pa.nperm < TS_MAX_DIMS; k++) pa.perm[pa.nperm++] = perm[k] - im->off;
-    value tmp = {.kind = VALUE_LAYER, .rank = x->rank};
+    int bax = 0, moved = 0;
+    for (int k = 0; k < x->rank; k++) {
+        if (im->off && perm[k] == x->bax) {
+            bax = k;
+            continue;
+        }
+        const int a = im->off && perm[k] > x->bax ? perm[k] - 1 : perm[k];
+        moved |= a != pa.nperm;
+        if (pa.nperm < TS_MAX_DIMS) pa.perm[pa.nperm++] = a;
+    }
+    if (!moved) return define_like(im, n, 0, x, x->rank, dims, bax);
+    const char *in;
+    if ((st = materialize(im, x, &in))) return st;
+    value tmp = {.kind = VALUE_LAYER, .rank = x->rank, .bax = bax};
     memcpy(tmp.dims, dims, sizeof dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
-    if (x->rank - im->off <= 1) return define_alias(im, n, 0, x); /* nothing moves */
     int li;
-    return emit_unary(im, n, LAYER_TRANSPOSE, in, &pa, &out, x->rank, dims, &li);
+    const char *ins[1] = {in};
+    if ((st = emit_layer(im, LAYER_TRANSPOSE, node_base(n), ins, 1, &pa, &out, &li))) return st;
+    return define_layer_bax(im, n, 0, li, x->rank, dims, bax);
 }
 
 ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
@@ -238,15 +303,21 @@ ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
     int64_t axis = attr_int(n, "axis", im->opset < 4 ? 1 : 0);
     if (axis < -first->rank || axis >= first->rank) return bad_node(im, "axis %lld out of range", (long long)axis);
     if (axis < 0) axis += first->rank;
-    int all_const = 1, any_const = 0;
+    int all_const = 1, any_const = 0, bax = 0;
     int64_t total = 0;
+    for (size_t k = 0; k < n->n_input; k++) { /* the batch axis of the computed inputs */
+        value *v = node_input(im, n, (int)k);
+        if (v && v->kind == VALUE_LAYER) bax = v->bax;
+    }
     for (size_t k = 0; k < n->n_input; k++) {
         value *v = node_input(im, n, (int)k);
         if (!v) return bad_node(im, "input %zu is missing", k);
         if (v->rank != first->rank) return bad_node(im, "inputs have different ranks");
+        if (v->kind == VALUE_LAYER && v->bax != bax)
+            return unsupported(im, "the inputs have their batch axes at different axes (%d and %d)", bax, v->bax);
         for (int d = 0; d < v->rank; d++)
-            if (d != axis && v->dims[d] != first->dims[d] && !(v->kind == VALUE_LAYER && d < im->off)) {
-                if (d < im->off && (v->kind == VALUE_LAYER || first->kind == VALUE_LAYER))
+            if (d != axis && v->dims[d] != first->dims[d] && !(v->kind == VALUE_LAYER && im->off && d == bax)) {
+                if (im->off && d == bax && (v->kind == VALUE_LAYER || first->kind == VALUE_LAYER))
                     return unsupported(im, "input '%s' is a constant along the batch axis", v->name);
                 return bad_node(im, "input '%s' differs beyond the concatenation axis", v->name);
             }
@@ -280,8 +351,10 @@ ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
     const value *like = NULL;
     for (size_t k = 0; k < n->n_input && !like; k++)
         if (node_input(im, n, (int)k)->kind == VALUE_LAYER) like = node_input(im, n, (int)k);
-    int a;
-    if ((st = sample_axis(im, axis, first->rank, "axis", &a))) return st;
+    int a = (int)axis;
+    if (bax && any_const) return unsupported(im, "a constant joins a value whose batch axis is not first");
+    if (im->off && axis == bax) return unsupported(im, "axis %lld is the batch axis", (long long)axis);
+    if (im->off) a = batch_first_axis(like, a) - 1;
     if (n->n_input > LAYER_MAX_INPUTS) return unsupported(im, "more than %d inputs", LAYER_MAX_INPUTS);
     const char *ins[LAYER_MAX_INPUTS];
     for (size_t k = 0; k < n->n_input; k++) {
@@ -292,7 +365,7 @@ ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
         }
         if ((st = materialize(im, v, &ins[k]))) return st;
     }
-    value tmp = {.kind = VALUE_LAYER, .rank = first->rank};
+    value tmp = {.kind = VALUE_LAYER, .rank = first->rank, .bax = bax};
     memcpy(tmp.dims, dims, sizeof dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
@@ -301,7 +374,7 @@ ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
     ca.axis = a;
     int li;
     if ((st = emit_layer(im, LAYER_CONCAT, node_base(n), ins, (int)n->n_input, &ca, &out, &li))) return st;
-    return define_layer(im, n, 0, li, first->rank, dims);
+    return define_layer_bax(im, n, 0, li, first->rank, dims, bax);
 }
 
 ts_status op_pad(importer *im, const Onnx__NodeProto *n) {

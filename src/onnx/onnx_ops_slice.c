@@ -143,12 +143,22 @@ ts_status op_slice(importer *im, const Onnx__NodeProto *n) {
     if (!st) st = slice_spec_of(im, n, x, &sp);
     if (st) return st;
     if (x->kind == VALUE_CONST) return slice_const(im, n, 0, x, &sp);
+    if (x->kind == VALUE_ZEROS) return define_like(im, n, 0, x, x->rank, sp.len, x->bax); /* still zeros */
     if ((st = need_layer_value(im, x))) return st;
-    for (int k = im->off; k < x->rank; k++)
-        if (sp.step[k] != 1 && sp.len[k] > 1) return unsupported(im, "a step other than 1 on a computed value");
+    for (int k = 0; k < x->rank; k++)
+        if (!(im->off && k == x->bax) && sp.step[k] != 1 && sp.len[k] > 1)
+            return unsupported(im, "a step other than 1 on a computed value");
+    /* the crop runs on the layer's order: the batch axis first */
+    const value cx = batch_first_view(x);
+    int64_t start[ONNX_MAX_RANK], len[ONNX_MAX_RANK];
+    for (int k = 0; k < x->rank; k++) {
+        const int c = im->off ? batch_first_axis(x, k) : k;
+        start[c] = sp.start[k];
+        len[c] = sp.len[k];
+    }
     int li;
-    if ((st = emit_crop(im, n, x, sp.start, sp.len, &li))) return st;
-    return define_layer(im, n, 0, li, x->rank, sp.len);
+    if ((st = emit_crop(im, n, &cx, start, len, &li))) return st;
+    return define_layer_bax(im, n, 0, li, x->rank, sp.len, x->bax);
 }
 
 /* Split: consecutive parts of one axis, each a Slice (a crop of a computed value);
@@ -202,8 +212,11 @@ static int64_t index_in(int64_t i, int64_t dim) {
 /* Gather along a per-sample axis of a computed value: each run of consecutive
  * indices is a crop, and several runs are concatenated along the axis; the result
  * is seen with the indices' shape in place of the axis */
-ts_status gather_computed(importer *im, const Onnx__NodeProto *n, const value *x, const value *idx, int axis) {
-    if (axis < im->off) return unsupported(im, "Gather along the batch axis");
+ts_status gather_computed(importer *im, const Onnx__NodeProto *n, const value *lx, const value *idx, int laxis) {
+    if (im->off && laxis == lx->bax) return unsupported(im, "Gather along the batch axis");
+    /* the crops run on the layer's order: the batch axis first */
+    const value cx = batch_first_view(lx), *x = &cx;
+    const int axis = im->off ? batch_first_axis(lx, laxis) : laxis;
     int64_t count = idx->c->numel;
     if (count < 1 || count > LAYER_MAX_INPUTS)
         return unsupported(im, "Gather of %lld indices of a computed value (1 to %d)", (long long)count, LAYER_MAX_INPUTS);
@@ -244,8 +257,8 @@ ts_status gather_computed(importer *im, const Onnx__NodeProto *n, const value *x
             return st;
     }
     int r = 0;
-    for (int k = 0; k < axis; k++) dims[r++] = x->dims[k];
+    for (int k = 0; k < laxis; k++) dims[r++] = lx->dims[k];
     for (int k = 0; k < idx->rank; k++) dims[r++] = idx->dims[k];
-    for (int k = axis + 1; k < x->rank; k++) dims[r++] = x->dims[k];
-    return define_layer(im, n, 0, li, rr, dims);
+    for (int k = laxis + 1; k < lx->rank; k++) dims[r++] = lx->dims[k];
+    return define_layer_bax(im, n, 0, li, rr, dims, lx->bax < laxis ? lx->bax : lx->bax - 1 + idx->rank);
 }

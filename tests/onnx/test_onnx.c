@@ -493,10 +493,10 @@ static void round_trip_arch(const char *arch, const char *what, uint64_t seed) {
 }
 
 /* The zoo's sequence models export (embedding as Gather, recurrent layers as ONNX's
- * RNN/LSTM/GRU between transposes, lengths from the ids); they do not import back yet,
- * so their outputs are checked by onnxruntime in scripts/onnx-check.sh (kept here with
- * tessera's outputs on a padded batch). */
-static void test_export_sequence_models(void) {
+ * RNN/LSTM/GRU between transposes, lengths from the ids) and import back with the
+ * same outputs on a padded batch; onnxruntime checks the exports too
+ * (scripts/onnx-check.sh, kept here with tessera's outputs). */
+static void test_round_trip_sequence_models(void) {
     static const char *const names[] = {"lstm-clinc", "gru-clinc", "rnn-clinc", "lstm-pos", "lstm-seq2seq"};
     for (int z = 0; z < 5; z++) {
         const int seq2seq = z == 4;
@@ -516,6 +516,18 @@ static void test_export_sequence_models(void) {
         st = ts_onnx_export(g_ctx, m, path);
         CHECK(st == TS_OK, "%s: export: %s", names[z], ts_ctx_error(g_ctx));
         if (!st) keep_export(path, names[z], m, x, y, n);
+        ts_model *b = st ? NULL : import(path, TS_OK);
+        if (b) {
+            ts_layer_info out;
+            ts_model_layer(m, ts_model_layer_count(m) - 1, &out);
+            const size_t ny = (size_t)n * (size_t)ts_shape_numel(&out.out);
+            float *yb = predict(b, x, n);
+            int same = yb && !memcmp(y, yb, ny * sizeof(float));
+            if (yb && !same) test_allclose(names[z], yb, y, ny, 0, 0);
+            CHECK(same, "%s: outputs differ after native -> ONNX -> native", names[z]);
+            free(yb);
+            ts_model_free(b);
+        }
         free(x);
         free(y);
         ts_model_free(m);
@@ -956,7 +968,7 @@ int main(void) {
     RUN(test_train_imported);
     RUN(test_torch_patterns);
     RUN(test_round_trip_zoo);
-    RUN(test_export_sequence_models);
+    RUN(test_round_trip_sequence_models);
     RUN(test_export_int8);
     RUN(test_round_trip_new_kinds);
     RUN(test_round_trip_more_kinds);
