@@ -248,6 +248,35 @@ static void test_torch_patterns(void) {
     check_file_against_torch(FIX "foldnet_op9.onnx", FIX "foldnet_op9_io.bin", NULL);
 }
 
+/* PyTorch 1.13's exports of nn.RNN/LSTM/GRU after an nn.Embedding
+ * (gen_onnx_rnn_fixtures.py): batch-first and time-major, 1 and 2 layers, one and two
+ * directions, heads on out[:, -1], h_n[-1] and every step; opsets 9 to 17. Each
+ * imports and gives PyTorch's outputs within 1e-5 (+ 1e-5 relative). */
+static void test_torch_recurrent(void) {
+    static const struct {
+        const char *net;
+        int opsets[4];
+    } nets[] = {{"lstm_bf_bi2_out", {9, 11, 13, 17}}, {"gru_tm_h", {9, 11, 13, 17}}, {"rnn_relu_bi2_h", {11, 17}},
+                {"lstm_tm2_h", {13}},                 {"gru_bf_bi_seq", {13}},          {"rnn_tanh_tm_out", {9}}};
+    for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
+        char path[256], iop[256];
+        snprintf(iop, sizeof iop, FIX "rnn_%s_io.bin", nets[i].net);
+        tsio io;
+        if (!load_tsio(iop, &io)) continue;
+        for (int k = 0; k < 4 && nets[i].opsets[k]; k++) {
+            snprintf(path, sizeof path, FIX "rnn_%s_op%d.onnx", nets[i].net, nets[i].opsets[k]);
+            ts_model *m = import(path, TS_OK);
+            if (!m) continue;
+            float *y = test_falloc((size_t)io.ny);
+            CHECK(ts_model_predict(g_ctx, m, io.x, (int)io.xd[0], y) == TS_OK, "%s: %s", path, ts_ctx_error(g_ctx));
+            CHECK(test_allclose(path, y, io.y, (size_t)io.ny, 1e-5, 1e-5), "%s: outputs differ from PyTorch", path);
+            free(y);
+            ts_model_free(m);
+        }
+        free_tsio(&io);
+    }
+}
+
 static void test_torch_resnet20(void) {
     check_against_torch("resnet20", "eval");
     check_against_torch("resnet20", "train");
@@ -967,6 +996,7 @@ int main(void) {
     RUN(test_free_hw_import);
     RUN(test_train_imported);
     RUN(test_torch_patterns);
+    RUN(test_torch_recurrent);
     RUN(test_round_trip_zoo);
     RUN(test_round_trip_sequence_models);
     RUN(test_export_int8);
