@@ -1365,7 +1365,10 @@ const float *ts_onnx_tensor_floats(const ts_onnx_tensor *t); /* NULL unless floa
 typedef struct ts_onnx_import_config {
     /* 1 (default): the input's first axis is the batch, the rest one sample's shape.
      * 0: the whole input tensor is one sample (models without a batch axis; the
-     * model is then run with a batch of 1). */
+     * model is then run with a batch of 1). k + 1 (k >= 1): the input's axis k is the
+     * batch (a time-major sequence (T, N, F) is 2); the model takes and gives each
+     * sample's values in the order of the other axes, batch first, and its metadata
+     * onnx.output_batch_axis says which axis of the graph output the batch was. */
     int batch_axis;
     /* Values for graph inputs after the first (a tessera model has one input):
      * bind[i] feeds the (i+1)-th non-initializer graph input as a constant. */

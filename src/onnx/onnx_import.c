@@ -500,9 +500,13 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
                        im->file, vi->name, onnx_dtype_name(tt->elem_type));
     if (!tt->shape) return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' has no shape", im->file, vi->name);
     int rank = (int)tt->shape->n_dim;
+    const int bax = im->off ? im->cfg->batch_axis - 1 : 0;
     if (rank < im->off || rank > ONNX_MAX_RANK || rank - im->off > TS_MAX_DIMS)
         return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' has rank %d (1 to %d with a batch axis)",
                        im->file, vi->name, rank, TS_MAX_DIMS + 1);
+    if (im->off && bax >= rank)
+        return ts_fail(im->ctx, TS_EINVAL, "%s: the batch axis given (%d) is not an axis of graph input '%s' (rank %d)",
+                       im->file, bax, vi->name, rank);
     int64_t dims[ONNX_MAX_RANK];
     im->batch0 = -1;
     const ts_shape *given = &im->cfg->input_shape;
@@ -511,7 +515,7 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
                        im->file, given->ndim, vi->name, rank - im->off, im->off ? " besides the batch axis" : "");
     /* an image whose height and width are both symbolic (and not given): a free-size
      * model, imported at im->free_hw */
-    int any_size = !given->ndim && rank - im->off == 3;
+    int any_size = !given->ndim && rank - im->off == 3 && bax == 0;
     for (int k = rank - 2; any_size && k < rank; k++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
         any_size = !(d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0);
@@ -523,12 +527,12 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
             dims[k] = im->free_hw[k - (rank - 2)];
             continue;
         }
-        if (k == 0 && im->off) {
+        if (im->off && k == bax) {
             im->batch0 = known ? d->dim_value : -1;
             dims[k] = -1;
             continue;
         }
-        const int64_t want = given->ndim ? given->dims[k - im->off] : 0;
+        const int64_t want = given->ndim ? given->dims[im->off && k > bax ? k - 1 : k] : 0;
         if (want > 0 && known && want != d->dim_value)
             return ts_fail(im->ctx, TS_EINVAL, "%s: graph input '%s' axis %d is %lld; the input shape given says %lld",
                            im->file, vi->name, k, (long long)d->dim_value, (long long)want);
@@ -543,7 +547,7 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
                            d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? "symbolic" : "unknown");
         dims[k] = d->dim_value;
     }
-    value v0 = {.name = vi->name, .kind = VALUE_LAYER, .rank = rank};
+    value v0 = {.name = vi->name, .kind = VALUE_LAYER, .rank = rank, .bax = bax};
     memcpy(v0.dims, dims, (size_t)rank * sizeof *dims);
     ts_shape s;
     ts_status st = value_sample_shape(im, &v0, &s);
@@ -756,10 +760,11 @@ static ts_status finish_output(importer *im, const Onnx__GraphProto *g, const ch
     if (v->ints)
         return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is integers; tessera outputs float32",
                        im->file, name);
-    if (im->off && v->bax)
+    if (im->off && v->bax && im->cfg->batch_axis < 2)
         return ts_fail(im->ctx, TS_EUNSUPPORTED,
                        "%s: graph output '%s' has its batch axis at axis %d; a tessera model outputs it first",
                        im->file, name, v->bax);
+    im->out_bax = v->bax;
     ts_status st = materialize(im, v, out_layer);
     if (st) return st;
     /* the model's output is its last layer */
@@ -812,7 +817,11 @@ static ts_status build_model(importer *im, const Onnx__ModelProto *mp, ts_model 
     if (!st) st = ts_model_set_meta(im->ctx, m, "onnx.opset", opset);
     if (!st && mp->producer_name && *mp->producer_name)
         st = ts_model_set_meta(im->ctx, m, "onnx.producer", mp->producer_name);
-    if (!st) st = ts_model_set_meta(im->ctx, m, "onnx.batch_axis", im->off ? "1" : "0");
+    char axis[16];
+    snprintf(axis, sizeof axis, "%d", im->off ? im->cfg->batch_axis : 0);
+    if (!st) st = ts_model_set_meta(im->ctx, m, "onnx.batch_axis", axis);
+    snprintf(axis, sizeof axis, "%d", im->out_bax);
+    if (!st && im->out_bax) st = ts_model_set_meta(im->ctx, m, "onnx.output_batch_axis", axis);
     if (st) {
         ts_model_free(m);
         return st;
@@ -830,6 +839,8 @@ ts_status onnx_import_at(ts_ctx *ctx, const void *data, size_t size, const char 
         cfg = &defcfg;
     }
     if (cfg->nbind < 0 || (cfg->nbind && !cfg->bind)) return ts_fail(ctx, TS_EINVAL, "%s: bad bind list", name);
+    if (cfg->batch_axis < 0 || cfg->batch_axis > ONNX_MAX_RANK)
+        return ts_fail(ctx, TS_EINVAL, "%s: batch_axis %d (0: none, k + 1: the input's axis k)", name, cfg->batch_axis);
     onnx_pb_allocator pa;
     onnx_pb_allocator_init(&pa);
     Onnx__ModelProto *mp = onnx__model_proto__unpack(&pa.base, size, data);

@@ -61,6 +61,7 @@ typedef struct importer {
     int64_t batch0;    /* the input's declared batch size, -1 when symbolic */
     int64_t free_hw[2];/* the size a symbolic height and width import at (onnx_free_hw.c) */
     int any_size;      /* the input's height and width were symbolic: the model takes any size */
+    int out_bax;       /* the graph output's batch axis (batch_axis > 1 only) */
     int opset;
     int checking;      /* ts_onnx_check: note unsupported nodes and go on */
     const Onnx__GraphProto *graph;
