@@ -189,6 +189,8 @@ ts_status embedding_gather(importer *im, const Onnx__NodeProto *n, const value *
 /* check mode: the problems a node would have whatever its inputs' shapes
  * (onnx_rules.c); TS_OK when none is known */
 ts_status onnx_check_rules(importer *im, const Onnx__NodeProto *n);
+/* the refusals of an RNN/LSTM/GRU node's attributes (onnx_ops_recurrent.c) */
+ts_status recurrent_rules(importer *im, const Onnx__NodeProto *n);
 
 /* ---- helpers for converters (onnx_import.c) */
 ts_status unsupported(importer *im, const char *fmt, ...) TS_PRINTF(2, 3);

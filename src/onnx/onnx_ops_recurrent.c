@@ -345,6 +345,15 @@ static ts_status define_states(importer *im, const Onnx__NodeProto *n, int k, co
     return define_layer_bax(im, n, k, src, 3, dims, rn->layout ? 0 : 1);
 }
 
+ts_status recurrent_rules(importer *im, const Onnx__NodeProto *n) {
+    const char *op = n->op_type;
+    rnn_node rn = {.kind = !strcmp(op, "LSTM") ? LAYER_LSTM : !strcmp(op, "GRU") ? LAYER_GRU : LAYER_RNN};
+    rn.gates = rn.kind == LAYER_LSTM ? 4 : rn.kind == LAYER_GRU ? 3 : 1;
+    int relu;
+    ts_status st = check_attributes(im, n, &rn);
+    return st ? st : check_activations(im, n, &rn, &relu);
+}
+
 static ts_status recurrent(importer *im, const Onnx__NodeProto *n, layer_kind kind) {
     rnn_node rn = {.kind = kind, .gates = kind == LAYER_LSTM ? 4 : kind == LAYER_GRU ? 3 : 1};
     int relu;

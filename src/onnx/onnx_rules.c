@@ -24,7 +24,10 @@ static const const_input CONST_INPUTS[] = {
     {"Slice", 1, 10, "starts"},     {"Slice", 2, 10, "ends"},          {"Slice", 3, 10, "axes"},
     {"Slice", 4, 10, "steps"},      {"Pow", 1, 1, "exponent"},         {"LayerNormalization", 1, 1, "scale"},
     {"LayerNormalization", 2, 1, "bias"}, {"Gemm", 2, 1, "C"},         {"Squeeze", 1, 13, "axes"},
-    {"Unsqueeze", 1, 13, "axes"},   {"Split", 1, 13, "split"},
+    {"Unsqueeze", 1, 13, "axes"},   {"Split", 1, 13, "split"},         {"RNN", 1, 1, "W"},
+    {"RNN", 2, 1, "R"},             {"RNN", 3, 1, "B"},                {"LSTM", 1, 1, "W"},
+    {"LSTM", 2, 1, "R"},            {"LSTM", 3, 1, "B"},               {"GRU", 1, 1, "W"},
+    {"GRU", 2, 1, "R"},             {"GRU", 3, 1, "B"},
 };
 
 /* an attribute that names the batch axis (0) in batch mode; negative axes need
@@ -74,12 +77,6 @@ static ts_status rule_axis(importer *im, const Onnx__NodeProto *n) {
     return batch_axis_attr(im, n, "axis", 0, "axis");
 }
 
-static ts_status rule_transpose(importer *im, const Onnx__NodeProto *n) {
-    const int64_t *p;
-    if (im->off && attr_ints(n, "perm", &p) > 0 && p[0] != 0) return unsupported(im, "perm moves the batch axis");
-    return TS_OK;
-}
-
 static ts_status rule_axes(importer *im, const Onnx__NodeProto *n) {
     const int64_t *a;
     int na = attr_ints(n, "axes", &a);
@@ -118,7 +115,8 @@ static const rule RULES[] = {
     {"Conv", rule_kernel},       {"ConvTranspose", rule_kernel}, {"MaxPool", rule_maxpool},
     {"AveragePool", rule_avgpool}, {"Concat", rule_concat},      {"Softmax", rule_softmax},
     {"LogSoftmax", rule_softmax}, {"Flatten", rule_flatten},     {"Gather", rule_axis},
-    {"Transpose", rule_transpose}, {"Squeeze", rule_axes},        {"Unsqueeze", rule_axes},
+    {"Squeeze", rule_axes},      {"RNN", recurrent_rules},       {"LSTM", recurrent_rules},
+    {"GRU", recurrent_rules},
     {"ReduceMean", rule_reducemean}, {"Pad", rule_pad},           {"Gemm", rule_gemm},
     {"Split", rule_axis},
 };

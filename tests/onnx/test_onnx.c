@@ -277,6 +277,42 @@ static void test_torch_recurrent(void) {
     }
 }
 
+/* One LSTM node (rnn_node_*.onnx, gen_onnx_rnn_fixtures.py): layout=1 gives what the
+ * time-major node gives; each attribute or input tessera has no counterpart for is
+ * refused with the node and the attribute named, and --check lists it after an
+ * earlier refusal too. */
+static void test_recurrent_refusals(void) {
+    ts_model *a = import(FIX "rnn_node_ok.onnx", TS_OK), *b = import(FIX "rnn_node_layout1.onnx", TS_OK);
+    if (a && b) {
+        float x[3 * 5 * 3];
+        test_fill_uniform(x, 45, 3, -1.0f, 1.0f);
+        float *ya = predict(a, x, 3), *yb = predict(b, x, 3);
+        CHECK(ts_model_classes(a) == 4 && !memcmp(ya, yb, 12 * sizeof *ya), "layout=1 differs from layout=0");
+        free(ya);
+        free(yb);
+    }
+    ts_model_free(a);
+    ts_model_free(b);
+    static const char *const refused[][2] = {{"reverse", "attribute direction 'reverse'"},
+                                             {"clip", "attribute clip"},
+                                             {"activations", "attribute activations: 'Relu' where the default is Tanh"},
+                                             {"input_forget", "attribute input_forget=1"},
+                                             {"seq_lens", "sequence_lens ('lens')"}};
+    for (int i = 0; i < 5; i++) {
+        char path[256];
+        snprintf(path, sizeof path, FIX "rnn_node_%s.onnx", refused[i][0]);
+        ts_model_free(import(path, TS_EUNSUPPORTED));
+        const char *e = ts_ctx_error(g_ctx);
+        CHECK(strstr(e, "LSTM node 'lstm' (opset 14): ") && strstr(e, refused[i][1]), "%s: %s", refused[i][0], e);
+    }
+    char *report = NULL;
+    CHECK(ts_onnx_check(g_ctx, FIX "rnn_node_check.onnx", NULL, &report) == TS_EUNSUPPORTED, "check");
+    CHECK(report && strstr(report, "Cos node 'cos'") &&
+              strstr(report, "LSTM node 'lstm' (opset 14): attribute direction 'reverse'"),
+          "check report: %s", report ? report : "(none)");
+    free(report);
+}
+
 static void test_torch_resnet20(void) {
     check_against_torch("resnet20", "eval");
     check_against_torch("resnet20", "train");
@@ -997,6 +1033,7 @@ int main(void) {
     RUN(test_train_imported);
     RUN(test_torch_patterns);
     RUN(test_torch_recurrent);
+    RUN(test_recurrent_refusals);
     RUN(test_round_trip_zoo);
     RUN(test_round_trip_sequence_models);
     RUN(test_export_int8);
