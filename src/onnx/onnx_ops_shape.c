@@ -57,6 +57,23 @@ ts_status op_flatten(importer *im, const Onnx__NodeProto *n) {
     return define_reshaped(im, n, x, 2, dims, 0);
 }
 
+/* shape[k] = d of a Reshape of x: 0 copies x's axis k (unless allowzero); -1 is
+ * inferred later (*infer says where) */
+static ts_status reshape_entry(importer *im, const value *x, int64_t d, int k, int allowzero, int *infer, int64_t *out) {
+    if (d == 0 && !allowzero) {
+        if (k >= x->rank) return bad_node(im, "shape[%d] = 0 copies a dimension the input does not have", k);
+        d = x->dims[k];
+    }
+    if (d == -1) {
+        if (*infer >= 0) return bad_node(im, "shape has more than one -1");
+        *infer = k;
+    } else if (d < 0) {
+        return bad_node(im, "shape[%d] = %lld", k, (long long)d);
+    }
+    *out = d;
+    return TS_OK;
+}
+
 /* Reshape of a layer whose batch axis is not first, or to a shape that puts it
  * elsewhere (around recurrent nodes: (T, N, D, H) to (T, N, D*H)). Seen as (A, N, B),
  * the values before and after the batch axis, the result must be (A, N, B) too:
@@ -73,17 +90,8 @@ static ts_status reshape_moved(importer *im, const Onnx__NodeProto *n, const val
             dims[k] = -1;
             continue;
         }
-        if (d == 0 && !allowzero) {
-            if (k >= x->rank) return bad_node(im, "shape[%d] = 0 copies a dimension the input does not have", k);
-            d = x->dims[k];
-        }
-        if (d == -1) {
-            if (infer >= 0) return bad_node(im, "shape has more than one -1");
-            infer = k;
-            continue;
-        }
-        if (d < 0) return bad_node(im, "shape[%d] = %lld", k, (long long)d);
-        dims[k] = d;
+        ts_status st = reshape_entry(im, x, d, k, allowzero, &infer, &dims[k]);
+        if (st) return st;
     }
     if (nb < 0) return unsupported(im, "the new shape does not keep the batch axis by itself");
     for (int k = 0; k < rank; k++)
@@ -131,19 +139,8 @@ ts_status op_reshape(importer *im, const Onnx__NodeProto *n) {
             dims[k] = -1;
             continue;
         }
-        if (d == 0 && !allowzero) {
-            if (k >= x->rank) return bad_node(im, "shape[%d] = 0 copies a dimension the input does not have", k);
-            d = x->dims[k];
-        }
-        if (d == -1) {
-            if (infer >= 0) return bad_node(im, "shape has more than one -1");
-            infer = k;
-            dims[k] = -1;
-            continue;
-        }
-        if (d < 0) return bad_node(im, "shape[%d] = %lld", k, (long long)d);
-        dims[k] = d;
-        known *= d;
+        if ((st = reshape_entry(im, x, d, k, allowzero, &infer, &dims[k]))) return st;
+        if (infer != k) known *= dims[k];
     }
     if (batched) {
         ts_shape s0;
