@@ -631,7 +631,9 @@ static int op_in(const char *op, const char *const *list) {
  * the sequence lengths (onnx_import.h); any other op is refused on them. */
 static ts_status special_inputs(importer *im, const Onnx__NodeProto *n) {
     static const char *const MOVED[] = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Gather", "Slice", "Concat",
-                                        "Shape", "RNN", "LSTM", "GRU", "Identity", NULL};
+                                        "Shape", "RNN", "LSTM", "GRU", "Identity", "Relu", "Sigmoid", "Tanh",
+                                        "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Clip", "Dropout",
+                                        NULL};
     static const char *const IDS[] = {"Gather", "Shape", "Identity", "Cast", NULL};
     static const char *const ZEROS[] = {"Slice", "RNN", "LSTM", "GRU", "Identity", NULL};
     static const char *const LENGTHS[] = {"RNN", "LSTM", "GRU", "Identity", NULL};

@@ -38,10 +38,9 @@ ts_status elementwise(importer *im, const Onnx__NodeProto *n, layer_kind kind, c
     int li;
     emitted *e = im->layers[x->layer];
     ts_shape out = e->out;
-    int rank = x->rank;
-    int64_t dims[ONNX_MAX_RANK];
-    memcpy(dims, x->dims, sizeof dims);
-    return emit_unary(im, n, kind, e->name, attrs, &out, rank, dims, &li);
+    const char *ins[1] = {e->name};
+    ts_status est = emit_layer(im, kind, node_base(n), ins, 1, attrs, &out, &li);
+    return est ? est : define_layer_bax(im, n, 0, li, x->rank, x->dims, x->bax); /* wherever the batch axis is */
 }
 
 ts_status op_relu(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, LAYER_RELU, NULL); }

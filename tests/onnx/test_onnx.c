@@ -257,7 +257,8 @@ static void test_torch_recurrent(void) {
         const char *net;
         int opsets[4];
     } nets[] = {{"lstm_bf_bi2_out", {9, 11, 13, 17}}, {"gru_tm_h", {9, 11, 13, 17}}, {"rnn_relu_bi2_h", {11, 17}},
-                {"lstm_tm2_h", {13}},                 {"gru_bf_bi_seq", {13}},          {"rnn_tanh_tm_out", {9}}};
+                {"lstm_tm2_h", {13}},                 {"gru_bf_bi_seq", {13}},          {"rnn_tanh_tm_out", {9}},
+                {"lstm_tm_relu_out", {13}}};
     for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
         char path[256], iop[256];
         snprintf(iop, sizeof iop, FIX "rnn_%s_io.bin", nets[i].net);
