@@ -495,8 +495,11 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
         return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' is not a tensor", im->file, vi->name);
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
-    if (tt->has_elem_type && tt->elem_type != ONNX_FLOAT)
-        return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' is %s; tessera models take float32 input",
+    /* integers are token ids (nn.Embedding's input): the model takes them as floats */
+    const int ids = tt->has_elem_type && (tt->elem_type == ONNX_INT64 || tt->elem_type == ONNX_INT32);
+    if (tt->has_elem_type && tt->elem_type != ONNX_FLOAT && !ids)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED,
+                       "%s: graph input '%s' is %s; tessera models take float32 input (or int64/int32 token ids)",
                        im->file, vi->name, onnx_dtype_name(tt->elem_type));
     if (!tt->shape) return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph input '%s' has no shape", im->file, vi->name);
     int rank = (int)tt->shape->n_dim;
@@ -547,7 +550,7 @@ static ts_status define_model_input(importer *im, const Onnx__ValueInfoProto *vi
                            d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? "symbolic" : "unknown");
         dims[k] = d->dim_value;
     }
-    value v0 = {.name = vi->name, .kind = VALUE_LAYER, .rank = rank, .bax = bax};
+    value v0 = {.name = vi->name, .kind = VALUE_LAYER, .rank = rank, .bax = bax, .ints = ids};
     memcpy(v0.dims, dims, (size_t)rank * sizeof *dims);
     ts_shape s;
     ts_status st = value_sample_shape(im, &v0, &s);

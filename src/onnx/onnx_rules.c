@@ -125,6 +125,8 @@ ts_status onnx_check_rules(importer *im, const Onnx__NodeProto *n) {
     for (size_t i = 0; i < sizeof CONST_INPUTS / sizeof *CONST_INPUTS; i++) {
         const const_input *c = &CONST_INPUTS[i];
         if (strcmp(c->op, n->op_type) || im->opset < c->from_opset) continue;
+        value *table = node_input(im, n, 0);
+        if (!strcmp(c->op, "Gather") && table && table->kind == VALUE_CONST) continue; /* an embedding's ids */
         value *v = node_input(im, n, c->input);
         if (v && (v->kind == VALUE_LAYER || v->kind == VALUE_FAILED))
             return unsupported(im, "its %s ('%s') must be a constant (an initializer or a Constant node)", c->what,
