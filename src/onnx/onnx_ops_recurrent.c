@@ -137,9 +137,11 @@ static ts_status check_activations(importer *im, const Onnx__NodeProto *n, const
         return unsupported(im, "attribute activation_alpha/activation_beta: only the default activations are supported");
     if (!a || a->n_strings == 0) return TS_OK;
     const int per = rn->gates == 1 ? 1 : rn->gates == 4 ? 3 : 2;
-    if (a->n_strings != (size_t)(per * rn->dirs))
+    /* one list per direction; one list for both is read as meant for each */
+    if (a->n_strings != (size_t)(per * rn->dirs) && a->n_strings != (size_t)per)
         return bad_node(im, "attribute activations has %zu names for %d direction(s)", a->n_strings, rn->dirs);
-    for (int d = 0; d < rn->dirs; d++)
+    const int lists = (int)a->n_strings / per;
+    for (int d = 0; d < lists; d++)
         for (int k = 0; k < per; k++) {
             const ProtobufCBinaryData *s = &a->strings[d * per + k];
             char name[32];
