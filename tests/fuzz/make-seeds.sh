@@ -82,6 +82,8 @@ printf 'input shape=1x28x28 classes=10\nconv2d name=c1 out=2 kernel=3 stride=2 p
 $T train --arch "$C/arch/resize.arch" --data fashion-mnist --limit 64 --epochs 1 --batch 32 --threads 1 --quiet --no-test \
     --optimizer adam --out "$tmp/resize.tsr" >/dev/null
 $T export "$tmp/resize.tsr" --out "$C/onnx/tessera_resize.onnx" >/dev/null
+# recurrent nodes with the time-major transposes around them (PyTorch 1.13 exports)
+cp tests/fixtures/onnx/rnn_gru_tm_h_op13.onnx tests/fixtures/onnx/rnn_lstm_bf_bi2_out_op13.onnx "$C/onnx/"
 D=/usr/share/libonnx-testdata/data/node
 for t in test_conv_with_strides_padding test_maxpool_2d_pads test_averagepool_2d_same_upper test_batchnorm_example \
     test_gemm_default_single_elem_vector_bias test_matmul_3d test_softmax_axis_1 test_reshape_negative_dim \

@@ -251,7 +251,8 @@ static void test_torch_patterns(void) {
 /* PyTorch 1.13's exports of nn.RNN/LSTM/GRU after an nn.Embedding
  * (gen_onnx_rnn_fixtures.py): batch-first and time-major, 1 and 2 layers, one and two
  * directions, heads on out[:, -1], h_n[-1] and every step; opsets 9 to 17. Each
- * imports and gives PyTorch's outputs within 1e-5 (+ 1e-5 relative). */
+ * imports and gives PyTorch's outputs within 1e-5 (+ 1e-5 relative), and exported
+ * again it imports back with the same outputs. */
 static void test_torch_recurrent(void) {
     static const struct {
         const char *net;
@@ -271,6 +272,17 @@ static void test_torch_recurrent(void) {
             float *y = test_falloc((size_t)io.ny);
             CHECK(ts_model_predict(g_ctx, m, io.x, (int)io.xd[0], y) == TS_OK, "%s: %s", path, ts_ctx_error(g_ctx));
             CHECK(test_allclose(path, y, io.y, (size_t)io.ny, 1e-5, 1e-5), "%s: outputs differ from PyTorch", path);
+            /* and exported again, it imports back with the same outputs */
+            char again[256];
+            snprintf(again, sizeof again, "%s/rnn_again.onnx", g_tmp);
+            CHECK(ts_onnx_export(g_ctx, m, again) == TS_OK, "%s: export: %s", path, ts_ctx_error(g_ctx));
+            ts_model *b = import(again, TS_OK);
+            float *yb = test_falloc((size_t)io.ny);
+            CHECK(b && ts_model_predict(g_ctx, b, io.x, (int)io.xd[0], yb) == TS_OK &&
+                      !memcmp(y, yb, (size_t)io.ny * sizeof *y),
+                  "%s: outputs differ after import -> export -> import", path);
+            free(yb);
+            ts_model_free(b);
             free(y);
             ts_model_free(m);
         }
