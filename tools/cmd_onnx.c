@@ -8,6 +8,7 @@ static cli_opt import_opts[] = {
     {"out", "FILE.tsr", "where to write the tessera model (required unless --check)", NULL},
     {"check", NULL, "only list every input and node that cannot be imported, all at once", NULL},
     {"no-batch", NULL, "the input has no batch axis: the whole tensor is one sample", NULL},
+    {"batch-axis", "K", "the input's axis K is the batch (1 for a time-major (T, N, F) sequence); default 0", NULL},
     {"input-shape", "CxHxW", "sizes for the input's symbolic axes (one sample's; with --no-batch, the whole tensor's)",
      NULL},
     {"mean", "M[,M..]", "the input normalization the model was trained with: per-channel mean of pixel/255", NULL},
@@ -25,8 +26,10 @@ static cli_cmd import_cmd = {"import", "MODEL.onnx --out MODEL.tsr [options]",
                              "BatchNormalization Relu LeakyRelu PRelu Elu Selu Sigmoid HardSigmoid Tanh Clip Gemm\n"
                              "MatMul Add Sub Mul Div Sum Softmax LogSoftmax Flatten Reshape Concat Transpose Squeeze\n"
                              "Unsqueeze Pad Identity Dropout Expand HardSwish Sqrt Erf Pow ReduceMean\n"
-                             "LayerNormalization Slice Split Gather, and Constant Shape Cast ConstantOfShape Range Equal\n"
-                             "Where on constants. --check lists every refused input and node at once.",
+                             "LayerNormalization Slice Split Gather RNN LSTM GRU, and Constant Shape Cast ConstantOfShape\n"
+                             "Range Equal Where on constants. An int64/int32 input is token ids (for an embedding's\n"
+                             "Gather), which the model takes as floats. --check lists every refused input and node at\n"
+                             "once.",
                              import_opts, sizeof import_opts / sizeof import_opts[0]};
 
 /* "0.5,0.25" -> values; returns the count, or -1 when malformed */
@@ -73,6 +76,17 @@ int cmd_import(int argc, char **argv) {
     ts_onnx_import_config cfg;
     ts_onnx_import_config_default(&cfg);
     cfg.batch_axis = cli_get(&import_cmd, "no-batch") == NULL;
+    long axis;
+    if (!cli_int(&import_cmd, "batch-axis", 0, 0, 7, &axis)) {
+        ts_ctx_free(ctx);
+        return EXIT_USAGE;
+    }
+    if (axis && !cfg.batch_axis) {
+        fprintf(stderr, "tessera import: --batch-axis and --no-batch contradict each other\n");
+        ts_ctx_free(ctx);
+        return EXIT_USAGE;
+    }
+    if (cfg.batch_axis) cfg.batch_axis = (int)axis + 1;
     if (!cli_shape(&import_cmd, "input-shape", &cfg.input_shape)) {
         ts_ctx_free(ctx);
         return EXIT_USAGE;

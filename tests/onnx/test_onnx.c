@@ -295,17 +295,26 @@ static void test_torch_recurrent(void) {
  * refused with the node and the attribute named, and --check lists it after an
  * earlier refusal too. */
 static void test_recurrent_refusals(void) {
-    ts_model *a = import(FIX "rnn_node_ok.onnx", TS_OK), *b = import(FIX "rnn_node_layout1.onnx", TS_OK);
-    if (a && b) {
+    ts_model *a = import(FIX "rnn_node_ok.onnx", TS_OK), *b = import(FIX "rnn_node_layout1.onnx", TS_OK), *c = NULL;
+    /* a time-major graph input, its axis 1 the batch: the model takes each sample batch-first */
+    ts_onnx_import_config cfg;
+    ts_onnx_import_config_default(&cfg);
+    ts_model_free(import(FIX "rnn_node_time_major.onnx", TS_EUNSUPPORTED));
+    cfg.batch_axis = 2;
+    CHECK(ts_onnx_import(g_ctx, FIX "rnn_node_time_major.onnx", &cfg, &c) == TS_OK, "time-major: %s", ts_ctx_error(g_ctx));
+    if (a && b && c) {
         float x[3 * 5 * 3];
         test_fill_uniform(x, 45, 3, -1.0f, 1.0f);
-        float *ya = predict(a, x, 3), *yb = predict(b, x, 3);
+        float *ya = predict(a, x, 3), *yb = predict(b, x, 3), *yc = predict(c, x, 3);
         CHECK(ts_model_classes(a) == 4 && !memcmp(ya, yb, 12 * sizeof *ya), "layout=1 differs from layout=0");
+        CHECK(!memcmp(ya, yc, 12 * sizeof *ya), "a time-major input differs from the transposed one");
         free(ya);
         free(yb);
+        free(yc);
     }
     ts_model_free(a);
     ts_model_free(b);
+    ts_model_free(c);
     static const char *const refused[][2] = {{"reverse", "attribute direction 'reverse'"},
                                              {"clip", "attribute clip"},
                                              {"activations", "attribute activations: 'Relu' where the default is Tanh"},
