@@ -337,6 +337,17 @@ static void test_onnx_flow(void) {
           "check of a symbolic input: exit %d: %s / %s", rc, R.out, R.err);
     rc = cli_run(&R, "import tests/fixtures/onnx/opsnet_free_op13.onnx --check --input-shape 3x16x16");
     CHECK(rc == 0 && strstr(R.out, "every node can be imported"), "check with the size: exit %d: %s", rc, R.out);
+    /* a time-major sequence input: its batch axis named; a recurrent node's refusal listed */
+    rc = cli_run(&R, "import tests/fixtures/onnx/rnn_node_time_major.onnx --out %s/tm.tsr", R.dir);
+    CHECK(rc == 5 && strstr(R.err, "axis 1 is symbolic"), "time-major, batch first: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "import tests/fixtures/onnx/rnn_node_time_major.onnx --out %s/tm.tsr --batch-axis 1", R.dir);
+    CHECK(rc == 0 && cli_exists(&R, "tm.tsr"), "--batch-axis 1: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "import tests/fixtures/onnx/rnn_node_time_major.onnx --out %s/tm.tsr --batch-axis 1 --no-batch",
+                 R.dir);
+    CHECK(rc == 2 && strstr(R.err, "contradict"), "--batch-axis with --no-batch: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "import tests/fixtures/onnx/rnn_node_check.onnx --check");
+    CHECK(rc == 5 && strstr(R.out, "Cos node") && strstr(R.out, "LSTM node 'lstm'") && cli_count_lines(R.out) == 2,
+          "check of a reverse LSTM: exit %d: %s", rc, R.out);
     CHECK(!cli_leftover_tmp(&R), "temporary files left behind");
     if (!have_fashion()) return;
     /* fine-tuning an imported model: a 1x28x28 export is needed; the demo model
