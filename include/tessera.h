@@ -435,6 +435,39 @@ ts_status ts_model_predict_exit(ts_ctx *ctx, ts_model *m, const float *x, int n,
 ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, uint64_t dropout_seed);
 ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits);
 
+/* Compressed activations in training (docs/compressed-activations.md, COMET): from the
+ * next training forward pass on, each activation the backward pass reads is
+ * compressed after its last forward use and decompressed just before the backward
+ * step that reads it, and every activation shares one arena with those not live at
+ * the same time. eb is relative to each tensor's range in that pass: every value is
+ * kept within eb * (max - min) of itself; zeros and signs stay exact (a ReLU's mask
+ * is exact) and eb = 0 is lossless. eb < 0 turns compression off. The compressor is
+ * deterministic, so training stays reproducible bit for bit. */
+ts_status ts_model_set_activation_compression(ts_ctx *ctx, ts_model *m, float eb);
+
+/* Activation memory of the last training forward pass (zeros before one). */
+typedef struct ts_activation_memory {
+    size_t plain_bytes;      /* every layer's output buffer, as training without compression holds them */
+    size_t buffer_bytes;     /* the output buffers this plan holds (with compression: the shared arena
+                              * and the layers kept apart from it) */
+    size_t kept_plain_bytes; /* the activations backward reads, uncompressed */
+    size_t kept_bytes;       /* what holds them between forward and backward: the compressed
+                              * sizes, plus those kept uncompressed (without compression: kept_plain_bytes) */
+    size_t held_bytes;       /* the compressed stores as allocated (they grow, never shrink) */
+    int compressed;          /* compression was on in that pass */
+} ts_activation_memory;
+ts_status ts_model_activation_memory(const ts_model *m, ts_activation_memory *out);
+
+/* One layer's output in the last training forward pass: kept for backward or not,
+ * its bytes plain and as kept, and the absolute error bound used (0 when lossless or
+ * not compressed). */
+typedef struct ts_activation_layer {
+    int kept, compressed;
+    size_t plain_bytes, bytes;
+    float eb;
+} ts_activation_layer;
+ts_status ts_model_activation_layer(const ts_model *m, int layer, ts_activation_layer *out);
+
 /* Saliency maps: out (n, input shape) = d score / d x for the n samples x (n, input
  * shape), the score being the logit of class class_idx[i] (NULL: each sample's
  * predicted class). The gradient is the inference function's: batch norm with its
@@ -656,6 +689,11 @@ typedef struct ts_train_config {
      * CE_exit; for the first exit_transfer of the epochs (a fraction) the exit's
      * depthwise weights are copied into the early-view convolution before every batch */
     float exit_weight, exit_transfer;
+    /* compressed activations (ts_model_set_activation_compression): when
+     * compress_activations is 1, the activations kept for backward are held compressed,
+     * each value within compress_eb times its tensor's range (0: lossless) */
+    int compress_activations;
+    float compress_eb;
 } ts_train_config;
 
 /* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,

@@ -21,7 +21,10 @@ static cli_opt bench_opts[] = {
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
-    {"profile", NULL, "inference: also the time per layer (fused layers under their convolution) and per kind", NULL},
+    {"profile", NULL, "inference: also the time per layer (fused layers under their convolution) and per kind; "
+                      "--train: each layer's activation kept for backward, plain and as kept", NULL},
+    {"compress-activations", "EB", "--train: activations kept for backward compressed within EB times each tensor's "
+                                   "range (0 <= EB < 1; 0: lossless; docs/compressed-activations.md)", NULL},
     CLI_OPT_EXIT_THRESHOLD,
     CLI_OPT_JSON,
 };
@@ -139,6 +142,50 @@ static ts_status profile(ts_ctx *ctx, ts_model *m, const float *x, int n, float 
     return st;
 }
 
+static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+/* --train: the activation memory of the last step (exact, from the plan and the
+ * compressed sizes); with per_layer, each layer kept for backward. */
+static void activation_report(const ts_model *m, json_out *J, int per_layer) {
+    ts_activation_memory am;
+    if (ts_model_activation_memory(m, &am)) return;
+    const double ratio = am.kept_bytes ? (double)am.kept_plain_bytes / (double)am.kept_bytes : 0.0;
+    printf("activation buffers: %.1f MiB (%.1f MiB as one buffer per layer)\n", mib(am.buffer_bytes), mib(am.plain_bytes));
+    if (am.compressed)
+        printf("kept for backward: %.2f MiB compressed of %.1f MiB (%.1fx; the stores hold %.2f MiB)\n",
+               mib(am.kept_bytes), mib(am.kept_plain_bytes), ratio, mib(am.held_bytes));
+    else
+        printf("kept for backward: %.1f MiB\n", mib(am.kept_bytes));
+    if (per_layer) printf("  %-34s %-10s %10s %10s %7s %10s\n", "layer", "kind", "plain KiB", "kept KiB", "ratio", "eb");
+    if (J) {
+        json_int(J, "activation_buffer_bytes", (long long)am.buffer_bytes);
+        json_int(J, "activation_plain_bytes", (long long)am.plain_bytes);
+        json_int(J, "activation_kept_bytes", (long long)am.kept_bytes);
+        json_int(J, "activation_kept_plain_bytes", (long long)am.kept_plain_bytes);
+        json_int(J, "activation_store_bytes", (long long)am.held_bytes);
+        json_num(J, "activation_ratio", ratio);
+        if (per_layer) json_array(J, "activations");
+    }
+    for (int i = 0; per_layer && i < ts_model_layer_count(m); i++) {
+        ts_activation_layer al;
+        ts_layer_info li;
+        if (ts_model_activation_layer(m, i, &al) || !al.kept || ts_model_layer(m, i, &li)) continue;
+        const double r = al.bytes ? (double)al.plain_bytes / (double)al.bytes : 0.0;
+        printf("  %-34.34s %-10.10s %10.1f %10.1f %6.1fx %10.3g\n", li.name, li.kind, (double)al.plain_bytes / 1024.0,
+               (double)al.bytes / 1024.0, r, (double)al.eb);
+        if (J) {
+            json_object(J, NULL);
+            json_str(J, "layer", li.name);
+            json_int(J, "plain_bytes", (long long)al.plain_bytes);
+            json_int(J, "bytes", (long long)al.bytes);
+            json_num(J, "ratio", r);
+            json_num(J, "eb", al.eb);
+            json_close(J);
+        }
+    }
+    if (J && per_layer) json_close(J);
+}
+
 int cmd_bench(int argc, char **argv) {
     char *pos[1];
     int npos;
@@ -184,13 +231,19 @@ int cmd_bench(int argc, char **argv) {
     int train = cli_get(&bench_cmd, "train") != NULL;
     if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
     if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1);
-    if (train && cli_get(&bench_cmd, "profile")) {
-        fprintf(stderr, "tessera bench: --profile times inference, not --train\n");
+    double eb = -1.0;
+    if (!cli_float(&bench_cmd, "compress-activations", -1.0, 0, 0.999, &eb)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (!train && cli_get(&bench_cmd, "compress-activations")) {
+        fprintf(stderr, "tessera bench: --compress-activations applies to --train (inference keeps no activations)\n");
         rc = EXIT_USAGE;
         goto done;
     }
     if ((rc = cli_setup_bf16(&bench_cmd, ctx))) goto done;
     if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
+    if (eb >= 0 && (st = ts_model_set_activation_compression(ctx, m, (float)eb))) goto fail;
     float rho;
     if ((rc = cli_exit_threshold(&bench_cmd, m, ctx, &rho))) goto done;
     if (rho >= 0 && (train || cli_get(&bench_cmd, "profile"))) {
@@ -256,6 +309,7 @@ int cmd_bench(int argc, char **argv) {
     printf("peak resident memory: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
     int left = 0;
     for (int64_t i = 0; rho >= 0 && i < n; i++) left += exited[i];
+    if (train) activation_report(m, J, cli_get(&bench_cmd, "profile") != NULL);
     if (rho >= 0)
         printf("early exit at rho %.2f: %d of %lld samples of the (random) batch left at the exit; GFLOP/s counts "
                "every layer\n", rho, left, (long long)n);
@@ -282,7 +336,7 @@ int cmd_bench(int argc, char **argv) {
             json_int(J, "exited", left);
         }
     }
-    if (cli_get(&bench_cmd, "profile") && (st = profile(ctx, m, x, (int)n, logits, done_iters))) goto fail;
+    if (!train && cli_get(&bench_cmd, "profile") && (st = profile(ctx, m, x, (int)n, logits, done_iters))) goto fail;
     rc = EXIT_OK;
     goto done;
 fail:

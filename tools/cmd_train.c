@@ -109,6 +109,9 @@ static cli_opt train_opts[] = {
     {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
     {"sync-bn", NULL, "under mpirun: batch norm's statistics over the whole global batch (all ranks), as PyTorch's "
                       "SyncBatchNorm; default: each rank's own share", NULL},
+    {"compress-activations", "EB", "keep the activations the backward pass reads compressed between forward and backward, "
+                                   "each value within EB times its tensor's range (0 <= EB < 1; 0: lossless; "
+                                   "docs/compressed-activations.md)", NULL},
     {"limit", "N", "train on the first N (>= 1) training samples only", NULL},
     {"max-len", "T", "text: tokens per text, longer ones cut (default: the longest, at most 512)", NULL},
     {"target-len", "T", "translation: target tokens with <bos> and <eos> (default: the longest, at most 514)", NULL},
@@ -332,6 +335,14 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
     cfg->early_stop = (int)v;
     cfg->keep_best = cli_get(c, "keep-best") != NULL;
     cfg->sync_bn = cli_get(c, "sync-bn") != NULL;
+    if (!cli_float(c, "compress-activations", 0, 0, 0.999, &f)) return EXIT_USAGE;
+    cfg->compress_activations = cli_get(c, "compress-activations") != NULL;
+    cfg->compress_eb = (float)f;
+    if (cfg->compress_activations && cfg->modular) {
+        fprintf(stderr, "tessera train: --compress-activations does not combine with --modular (its mask losses read "
+                        "the activations after the forward pass)\n");
+        return EXIT_USAGE;
+    }
     if (!cli_int(c, "epochs", cfg->epochs, 1, 100000, &v)) return EXIT_USAGE;
     cfg->epochs = (int)v;
     if (!cli_int(c, "batch", cfg->batch, 1, 65536, &v)) return EXIT_USAGE;

@@ -37,7 +37,7 @@ void exec_release(exec_state *e) {
     if (e->ls) {
         /* layer 0 (input) owns only its grad */
         for (int i = 0; e->ls && i < e->nls; i++) {
-            if (!e->ls[i].alias) ts_free(e->ls[i].out);
+            if (!e->ls[i].alias && !e->ls[i].in_arena) ts_free(e->ls[i].out);
             ts_free(e->ls[i].aux);
         }
     }
@@ -54,6 +54,7 @@ void exec_release(exec_state *e) {
     free(e->bn_relu);
     free(e->bn_relu_on);
     packed_free(e->packed);
+    act_plan_free(e->act);
     ts_free(e->fold);
     ts_free(e->grad_arena);
     ts_free(e->scratch);
@@ -529,7 +530,10 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
 static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     exec_state *e = &m->exec;
     model_quant_refresh(m); /* every pass, whichever entry (predict, predict_exit, train), sees the current int8 scales */
-    if (e->ls && e->capacity >= n && (!train || e->has_grads)) return TS_OK;
+    /* a compressed plan (act_compress.c) shares output memory, which only a training
+     * forward followed by its backward may use: every other pass plans afresh */
+    const int compress = train && m->act_compress;
+    if (e->ls && e->capacity >= n && (!train || e->has_grads) && (e->act != NULL) == compress) return TS_OK;
     if (n < 1) return ts_fail(ctx, TS_EINVAL, "batch size %d must be at least 1", n);
     if (train) {
         ts_status st = model_ensure_grads(ctx, m);
@@ -552,7 +556,7 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
             s->out = e->ls[l->inputs[0]].out; /* the same values in the same order: no copy */
             s->alias = 1;
         } else if (li > 0) {
-            if (!(s->out = ts_alloc(ctx, ob, l->name))) return TS_ENOMEM;
+            if (!(compress && act_shareable(m, li)) && !(s->out = ts_alloc(ctx, ob, l->name))) return TS_ENOMEM;
             s->aux_bytes = LAYER_OPS[l->kind].aux_bytes(ctx, m, l, cap);
             if (s->aux_bytes && !(s->aux = ts_alloc(ctx, s->aux_bytes, l->name))) return TS_ENOMEM;
             size_t sb = LAYER_OPS[l->kind].scratch_bytes(ctx, m, l, cap);
@@ -568,6 +572,7 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     }
     if (train) {
         ts_status st = plan_grads(ctx, m, cap);
+        if (!st && compress) st = act_plan_make(ctx, m, cap);
         if (st) return st;
     }
     e->capacity = cap;
@@ -644,9 +649,11 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
                 e->bn_relu_on[li] = 1;
                 e->bn_relu_on[e->bn_relu[li]] = 2;
             }
+        if (e->act) act_forward_begin(m);
     }
     for (int li = 1; li < m->nlayers; li++) {
         ts_status st;
+        if (train && e->act && (st = act_forward_until(ctx, m, li))) return st; /* compress what is used up */
         if (skip && skip[li]) continue;
         const double t0 = e->profile ? ts_monotonic_s() : 0.0;
         if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li, set);
@@ -660,6 +667,10 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
         else st = LAYER_OPS[m->layers[li].kind].forward(ctx, m, li);
         if (st) return st;
         if (e->profile) e->profile[li] += ts_monotonic_s() - t0;
+    }
+    if (train && e->act) {
+        ts_status st = act_forward_until(ctx, m, m->nlayers);
+        if (st) return st;
     }
     TS_ASSERT(ts_shape_numel(&m->layers[m->nlayers - 1].out) == m->classes); /* the logits layer */
     if (logits) memcpy(logits, e->ls[m->nlayers - 1].out, (size_t)n * (size_t)m->classes * sizeof(float));
@@ -786,6 +797,7 @@ ts_status model_backward_exit(ts_ctx *ctx, ts_model *m, const float *dlogits, co
     }
     for (int li = last; li >= 1; li--) {
         ts_status st;
+        if (e->act && (st = act_backward_at(ctx, m, li))) return st; /* restore what this step is the first to read */
         if (e->bn_relu_on[li] == 2) continue; /* in its batch norm's backward */
         if (e->bn_relu_on[li] == 1) {
             int r = e->bn_relu[li];

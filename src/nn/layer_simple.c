@@ -56,8 +56,12 @@ ts_status activation_backward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     float *din = layer_input_grad(m, li, 0);
     if (!din) return TS_OK;
+    /* a ReLU's mask from its output (out <= 0 exactly where in <= 0, NaN alike): its
+     * input need not be kept for backward (act_compress.c) */
+    const float *out = m->exec.ls[li].out;
+    const float *in = l->kind == LAYER_RELU ? out : layer_input(m, li, 0);
     ts_status st = ops_eltwise_backward(ctx, eltwise_of(l->kind), l->alpha, out_count(m, li), din,
-                                        m->exec.ls[li].grad, layer_input(m, li, 0), m->exec.ls[li].out);
+                                        m->exec.ls[li].grad, in, out);
     if (st) return st;
     layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
     return TS_OK;

@@ -143,6 +143,7 @@ typedef struct layer_state {
     size_t aux_bytes;
     int grad_ready;    /* grad written in this backward pass */
     int alias;         /* out is its input's buffer (a reshape: the same values), not its own */
+    int in_arena;      /* out lies in the activation arena of compressed training (act_compress.c) */
 } layer_state;
 
 typedef struct exec_state {
@@ -184,6 +185,7 @@ typedef struct exec_state {
     struct exec_packed *packed; /* the heads packed for oneDNN (exec.c); NULL until used */
     uint64_t dropout_seed;
     double *profile;   /* (nlayers) seconds added per layer during a profiled call, else NULL */
+    struct act_plan *act; /* compressed activations: this plan's arena and stores (act_compress.c), else NULL */
 } exec_state;
 
 typedef struct meta_entry {
@@ -222,6 +224,8 @@ struct ts_model {
 #define FREE_HW_VIEWS 2
     struct ts_model *hw_view[FREE_HW_VIEWS];
     int shares_storage;             /* a hw_view: params and buffers are its owner's */
+    int act_compress;               /* compressed activations in training (act_compress.c) ... */
+    float act_eb;                   /* ... within act_eb times each tensor's range */
     exec_state exec;
 };
 
@@ -469,6 +473,18 @@ static inline float *tensor_grad(ts_model *m, int t) {
     return m->tensors[t].role == TS_TENSOR_PARAM ? m->grads + m->tensors[t].offset : NULL;
 }
 /* input activation of layer li's k-th input (the model input for INPUT) */
+/* Compressed activations in training (act_compress.c). The plan places the outputs
+ * that may share memory in one arena (their live layer intervals, forward and
+ * backward, apart) and sets ls[].out for them; a training forward compresses each
+ * output the backward reads after its last forward use (act_forward_until: every
+ * use before layer li done), and the backward restores it before the first step that
+ * reads it (act_backward_at, at the top of step li). */
+int act_shareable(const ts_model *m, int li);
+ts_status act_plan_make(ts_ctx *ctx, ts_model *m, int cap);
+void act_plan_free(struct act_plan *p);
+void act_forward_begin(ts_model *m);
+ts_status act_forward_until(ts_ctx *ctx, ts_model *m, int li);
+ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li);
 const float *layer_input(ts_model *m, int li, int k);
 /* Is layer l's output channels-last, (N,H,W,C), in the pass that runs now? */
 static inline int layer_cl(const ts_model *m, int l) { return m->exec.cl_now && m->exec.cl_now[l]; }

@@ -593,4 +593,17 @@ void embedding_forward_ct(int64_t count, int e, int v, const float *ids, const f
 void embedding_backward_ref(int64_t count, int e, int v, const float *ids, const float *dout, float *dw,
                             int padding_idx);
 
+/* ------------------------- error-bounded activation codec (compress_ref.c) */
+
+/* Bytes act_codec_encode may write for count values (the plain floats and a byte). */
+size_t act_codec_bound(size_t count);
+/* x (count), rows of `row` values (W), into dst (act_codec_bound(count)) with
+ * |x - x'| <= eb for every value, +0.0 and every value's sign kept (eb = 0: lossless);
+ * scratch (2 * count words). Returns the bytes written. */
+size_t act_codec_encode(uint8_t *dst, const float *x, size_t count, size_t row, float eb, uint32_t *scratch);
+/* The inverse, with the same count, row and eb; scratch (count words); 0 if src
+ * (bytes) is not such a chunk. */
+int act_codec_decode(float *x /* (count) */, const uint8_t *src, size_t bytes, size_t count, size_t row, float eb,
+                     uint32_t *scratch);
+
 #endif

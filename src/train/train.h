@@ -18,6 +18,8 @@ struct ts_trainer {
     const ts_text_dataset *text_train, *text_val; /* instead of train and val (ts_trainer_create_text) */
     int lps;              /* labels per sample: 1, or T for tagging */
     ts_train_config cfg;
+    int act_was_on;       /* the model's activation compression before this trainer set its own */
+    float act_was_eb;
     ts_optimizer *opt;
     ts_loader *loader;
     ts_preprocess pp;

@@ -1,0 +1,340 @@
+/* Compressed activations in training (docs/compressed-activations.md): the codec
+ * keeps every value within its bound, zeros and signs exact, eb = 0 lossless, and
+ * compresses smooth and constant data well; a net's gradients with compression equal
+ * the plain ones exactly where no compressed value reaches them and within a bound
+ * derived from eb where one does; eb = 0 gives the plain gradients bit for bit on a
+ * ResNet (batch norm fused with ReLU, residual additions, the shared arena); training
+ * with compression lowers the loss and repeats bit for bit; the memory report. */
+#include "tessera.h"
+#include "ops/ops.h"
+
+#include "common/test.h"
+
+#include <stdint.h>
+
+static ts_ctx *g_ctx;
+
+/* ------------------------------------------------------------------ codec */
+
+static uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Encodes and decodes x (count, rows of `row`) at eb; checks the guarantees and
+ * returns the compressed size (0 on a failed check). */
+static size_t round_trip(const char *what, const float *x, size_t count, size_t row, float eb) {
+    uint8_t *buf = malloc(act_codec_bound(count));
+    uint32_t *scratch = malloc(2 * count * sizeof *scratch); /* the decoder's: the first half */
+    float *y = test_falloc(count);
+    if (!buf || !scratch) exit(2);
+    const size_t bytes = act_codec_encode(buf, x, count, row, eb, scratch);
+    int ok = bytes >= 1 && bytes <= act_codec_bound(count) && act_codec_decode(y, buf, bytes, count, row, eb, scratch);
+    CHECK(ok, "%s: eb %g: does not decode", what, (double)eb);
+    size_t bad = count;
+    for (size_t i = 0; ok && i < count && bad == count; i++) {
+        const int zero_ok = x[i] != 0.0f || bits_of(y[i]) == bits_of(x[i]);
+        const int sign_ok = x[i] == 0.0f || (y[i] != 0.0f && signbit(y[i]) == signbit(x[i]));
+        const int bound_ok = eb > 0.0f && isfinite(x[i]) ? fabsf(x[i] - y[i]) <= eb : bits_of(y[i]) == bits_of(x[i]);
+        if (!(zero_ok && sign_ok && bound_ok)) bad = i;
+    }
+    CHECK(bad == count, "%s: eb %g: value %zu: %.9g came back as %.9g", what, (double)eb, bad,
+          bad < count ? x[bad] : 0.0, bad < count ? y[bad] : 0.0);
+    /* a chunk cut short is refused, never read past */
+    if (ok && bytes > 8) CHECK(!act_codec_decode(y, buf, bytes / 2, count, row, eb, scratch), "%s: a truncated chunk decoded", what);
+    free(buf);
+    free(scratch);
+    free(y);
+    return ok && bad == count ? bytes : 0;
+}
+
+static void test_codec(void) {
+    enum { H = 32, W = 32, N = H * W * 4 };
+    float *rnd = test_falloc(N), *relu = test_falloc(N), *smooth = test_falloc(N), *flat = test_falloc(N);
+    test_fill_uniform(rnd, N, 7, -3.0f, 3.0f);
+    for (size_t i = 0; i < N; i++) {
+        relu[i] = rnd[i] > 0.0f ? rnd[i] : (i % 3 ? 0.0f : -0.0f); /* both zeros, as the two backends write them */
+        if (i % 97 == 0) relu[i] = 1e-30f;                          /* positives far below any bin */
+        const size_t r = (i / W) % H, c = i % W;
+        smooth[i] = sinf(0.2f * (float)c) + 0.5f * cosf(0.15f * (float)r) + 0.1f * (float)(i / (H * W));
+        flat[i] = 0.75f;
+    }
+    rnd[5] = NAN;
+    rnd[6] = INFINITY;
+    rnd[7] = -INFINITY;
+    const float ebs[] = {0.0f, 1e-4f, 1e-2f, 0.3f};
+    for (int e = 0; e < 4; e++) {
+        round_trip("random", rnd, N, W, ebs[e]);
+        round_trip("relu", relu, N, W, ebs[e]);
+        round_trip("smooth", smooth, N, W, ebs[e]);
+        round_trip("constant", flat, N, W, ebs[e]);
+        round_trip("odd rows", rnd, N - 3, 7, ebs[e]);
+    }
+    const size_t plain = N * sizeof(float);
+    size_t b = round_trip("constant", flat, N, W, 1e-3f);
+    CHECK(b && plain / b >= 20, "constant data: %zu bytes of %zu (%.1fx)", b, plain, (double)plain / (double)b);
+    b = round_trip("smooth", smooth, N, W, 1e-3f * 3.0f); /* 1e-3 of its range */
+    CHECK(b && plain / b >= 4, "smooth data: %zu bytes of %zu (%.1fx)", b, plain, (double)plain / (double)b);
+    b = round_trip("relu", relu, N, W, 0.0f); /* lossless: the zeros pay */
+    CHECK(b && b < plain, "relu data, lossless: %zu bytes of %zu", b, plain);
+    b = round_trip("random", rnd, N, W, 0.0f); /* incompressible: stored plain, one byte more */
+    CHECK(b == act_codec_bound(N), "random data, lossless: %zu bytes", b);
+    free(rnd);
+    free(relu);
+    free(smooth);
+    free(flat);
+}
+
+/* ---------------------------------------------------------------- gradients */
+
+static ts_model *make_model(const char *text, const ts_shape *in, int classes, uint64_t seed) {
+    ts_model *m = NULL;
+    ts_status st = ts_model_from_arch(g_ctx, text, "act.arch", in, classes, seed, &m);
+    CHECK(st == TS_OK, "model: %s", ts_ctx_error(g_ctx));
+    return m;
+}
+
+/* One forward and backward of m on x (n samples) with labels y: logits and every
+ * parameter gradient (a copy, nparams floats) */
+static float *gradients(ts_model *m, const float *x, const int32_t *y, int n, float *logits, float *dl) {
+    const int k = ts_model_classes(m);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 1) == TS_OK, "forward: %s", ts_ctx_error(g_ctx));
+    ts_softmax_cross_entropy(n, k, logits, y, 0.0f, dl);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "backward: %s", ts_ctx_error(g_ctx));
+    size_t total = 0;
+    for (int t = 0; t < ts_model_tensor_count(m); t++) {
+        ts_tensor_info ti;
+        if (!ts_model_tensor(m, t, &ti) && ti.grad) total += (size_t)ti.numel;
+    }
+    float *g = test_falloc(total), *p = g;
+    for (int t = 0; t < ts_model_tensor_count(m); t++) {
+        ts_tensor_info ti;
+        if (ts_model_tensor(m, t, &ti) || !ti.grad) continue;
+        memcpy(p, ti.grad, (size_t)ti.numel * sizeof(float));
+        p += ti.numel;
+    }
+    return g;
+}
+
+static int layer_index(const ts_model *m, const char *name) {
+    for (int i = 0; i < ts_model_layer_count(m); i++) {
+        ts_layer_info li;
+        if (!ts_model_layer(m, i, &li) && !strcmp(li.name, name)) return i;
+    }
+    CHECK(0, "no layer %s", name);
+    return 0;
+}
+
+/* conv1 -> relu -> conv2 -> global average -> dense. Backward reads the ReLU's output
+ * (compressed: conv2's dW and the ReLU's mask) and the pooled features (dense's dW;
+ * kept plain, flatten aliases them). The mask is exact, so the gradient reaching conv2's
+ * output and conv1 is exact: conv1's gradients and every bias equal the plain ones bit
+ * for bit, and conv2's weight gradient is off by at most
+ *   |dW2[k,c,i,j] - dW2'| <= eb_abs * sum_{n,oh,ow} |d2[n,k,oh,ow]|,
+ * where d2 = (W_fc^T dlogits) / (H*W) is d loss / d conv2's output. */
+static const char *SMALL = "input   shape=3x8x8 classes=5\n"
+                           "conv2d  name=conv1 out=6 kernel=3 padding=1\n"
+                           "relu    name=relu1\n"
+                           "conv2d  name=conv2 out=4 kernel=3 padding=1\n"
+                           "globalavgpool name=gap\n"
+                           "flatten name=flat\n"
+                           "dense   name=fc out=classes\n";
+
+static void test_gradient_bound(void) {
+    enum { N = 6, K = 5, C2 = 4, HW = 64 };
+    ts_model *plain = make_model(SMALL, NULL, 0, 3), *comp = make_model(SMALL, NULL, 0, 3);
+    if (!plain || !comp) return;
+    const float eb = 0.05f;
+    CHECK(ts_model_set_activation_compression(g_ctx, comp, eb) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    float x[N * 3 * 64], logits[N * K], dl[N * K];
+    int32_t y[N];
+    test_fill_uniform(x, N * 3 * 64, 11, -1.0f, 1.0f);
+    for (int i = 0; i < N; i++) y[i] = i % K;
+    float *g0 = gradients(plain, x, y, N, logits, dl);
+    float *g1 = gradients(comp, x, y, N, logits, dl);
+    ts_activation_layer al;
+    CHECK(ts_model_activation_layer(comp, layer_index(comp, "relu1"), &al) == TS_OK && al.kept && al.compressed &&
+              al.eb > 0.0f && al.bytes < al.plain_bytes,
+          "relu1: kept %d compressed %d eb %g, %zu of %zu bytes", al.kept, al.compressed, (double)al.eb, al.bytes,
+          al.plain_bytes);
+    const float eb_abs = al.eb;
+    ts_tensor_info w2 = test_tensor(plain, "conv2.weight"), fc = test_tensor(plain, "fc.weight");
+    /* the parameter block in state_dict order: conv1.weight, conv1.bias, conv2.weight, ... */
+    size_t off = 0, w2_off = 0;
+    int diff = 0;
+    for (int t = 0; t < ts_model_tensor_count(plain); t++) {
+        ts_tensor_info ti;
+        if (ts_model_tensor(plain, t, &ti) || !ti.grad) continue;
+        if (!strcmp(ti.name, "conv2.weight")) w2_off = off;
+        else CHECK(!memcmp(g0 + off, g1 + off, (size_t)ti.numel * sizeof(float)), "%s differs", ti.name);
+        off += (size_t)ti.numel;
+    }
+    double sum_d2[C2] = {0}; /* sum over n, oh, ow of |d2| */
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < C2; k++) {
+            double d = 0.0;
+            for (int j = 0; j < K; j++) d += (double)fc.data[j * C2 + k] * (double)dl[n * K + j];
+            sum_d2[k] += fabs(d); /* HW positions of d / HW each */
+        }
+    const int per_k = (int)(w2.numel / C2);
+    for (int i = 0; i < (int)w2.numel; i++) {
+        const double err = fabs((double)g1[w2_off + i] - (double)g0[w2_off + i]);
+        const double bound = (double)eb_abs * sum_d2[i / per_k] * (1.0 + 1e-4) + 1e-7;
+        CHECK(err <= bound, "conv2.weight[%d]: off by %.3g, bound %.3g", i, err, bound);
+        diff |= err > 0.0;
+    }
+    CHECK(diff, "conv2's weight gradient equals the plain one: nothing was compressed lossily");
+    free(g0);
+    free(g1);
+    ts_model_free(plain);
+    ts_model_free(comp);
+}
+
+/* ResNet-8 on 3x16x16 at eb = 0: logits and gradients bit for bit, and three SGD steps
+ * give the same weights; the memory report shows the saving. */
+static void test_lossless_resnet(void) {
+    const ts_shape in = {3, {3, 16, 16}};
+    const char *arch = ts_zoo_arch("resnet8");
+    CHECK(arch != NULL, "resnet8 is in the zoo");
+    if (!arch) return;
+    enum { N = 4, K = 10 };
+    ts_model *plain = make_model(arch, &in, K, 5), *comp = make_model(arch, &in, K, 5);
+    if (!plain || !comp) return;
+    CHECK(ts_model_set_activation_compression(g_ctx, comp, 0.0f) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    float *x = test_falloc(N * 3 * 256), l0[N * K], l1[N * K], dl[N * K];
+    int32_t y[N] = {1, 3, 5, 7};
+    test_fill_uniform(x, N * 3 * 256, 4, -2.0f, 2.0f);
+    ts_optim_config oc;
+    ts_optim_config_default(&oc, TS_OPT_SGD);
+    ts_optimizer *o0 = NULL, *o1 = NULL;
+    CHECK(!ts_optimizer_create(g_ctx, plain, &oc, &o0) && !ts_optimizer_create(g_ctx, comp, &oc, &o1), "optimizers");
+    for (int step = 0; step < 3 && o0 && o1; step++) {
+        float *g0 = gradients(plain, x, y, N, l0, dl), *g1 = gradients(comp, x, y, N, l1, dl);
+        size_t total = 0;
+        for (int t = 0; t < ts_model_tensor_count(plain); t++) {
+            ts_tensor_info ti;
+            if (!ts_model_tensor(plain, t, &ti) && ti.grad) total += (size_t)ti.numel;
+        }
+        CHECK(!memcmp(l0, l1, sizeof l0), "step %d: logits differ", step);
+        CHECK(!memcmp(g0, g1, total * sizeof(float)), "step %d: gradients differ", step);
+        free(g0);
+        free(g1);
+        CHECK(!ts_optimizer_step(g_ctx, o0, 0.05f) && !ts_optimizer_step(g_ctx, o1, 0.05f), "steps");
+    }
+    for (int t = 0; t < ts_model_tensor_count(plain); t++) {
+        ts_tensor_info a, b;
+        if (ts_model_tensor(plain, t, &a) || ts_model_tensor(comp, t, &b)) continue;
+        CHECK(!memcmp(a.data, b.data, (size_t)a.numel * sizeof(float)), "%s differs after 3 steps", a.name);
+    }
+    ts_activation_memory m0, m1;
+    CHECK(!ts_model_activation_memory(plain, &m0) && !ts_model_activation_memory(comp, &m1), "memory report");
+    CHECK(!m0.compressed && m0.buffer_bytes == m0.plain_bytes && m0.kept_bytes == m0.kept_plain_bytes &&
+              m0.kept_plain_bytes > 0 && m0.kept_plain_bytes < m0.plain_bytes,
+          "plain: buffers %zu of %zu, kept %zu of %zu", m0.buffer_bytes, m0.plain_bytes, m0.kept_bytes,
+          m0.kept_plain_bytes);
+    CHECK(m1.compressed && m1.plain_bytes == m0.plain_bytes && m1.kept_plain_bytes == m0.kept_plain_bytes &&
+              m1.buffer_bytes < m0.plain_bytes / 2 && m1.kept_bytes < m1.kept_plain_bytes,
+          "compressed: buffers %zu of %zu, kept %zu of %zu", m1.buffer_bytes, m1.plain_bytes, m1.kept_bytes,
+          m1.kept_plain_bytes);
+    /* inference on the same model plans apart and gives the plain model's logits */
+    CHECK(!ts_model_predict(g_ctx, plain, x, N, l0) && !ts_model_predict(g_ctx, comp, x, N, l1) &&
+              !memcmp(l0, l1, sizeof l0),
+          "inference after compressed training differs");
+    ts_optimizer_free(o0);
+    ts_optimizer_free(o1);
+    ts_model_free(plain);
+    ts_model_free(comp);
+    free(x);
+}
+
+/* ---------------------------------------------------------------- training */
+
+static const char *QUAD = "input     shape=1x8x8 classes=4\n"
+                          "conv2d    name=conv1 out=8 kernel=3 padding=1 bias=0\n"
+                          "batchnorm name=bn1\n"
+                          "relu      name=relu1\n"
+                          "conv2d    name=conv2 out=8 kernel=3 padding=1 bias=0\n"
+                          "batchnorm name=bn2\n"
+                          "add       name=res in=relu1,bn2\n"
+                          "relu      name=relu2\n"
+                          "maxpool   name=pool kernel=2\n"
+                          "flatten   name=flat\n"
+                          "dense     name=fc out=classes\n";
+
+typedef struct losses {
+    int n;
+    double loss[8];
+} losses;
+
+static int on_epoch(const ts_epoch_report *r, void *user) {
+    losses *l = user;
+    if (l->n < 8) l->loss[l->n++] = r->train_loss;
+    return 0;
+}
+
+static ts_model *train_quad(const ts_dataset *ds, int compress, float eb, losses *log) {
+    ts_model *m = make_model(QUAD, NULL, 0, 9);
+    if (!m) return NULL;
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
+    cfg.epochs = 4;
+    cfg.batch = 16;
+    cfg.lr = 0.05f;
+    cfg.seed = 3;
+    cfg.compress_activations = compress;
+    cfg.compress_eb = eb;
+    ts_trainer *tr = NULL;
+    ts_train_hooks hooks = {NULL, on_epoch, log};
+    ts_status st = ts_trainer_create(g_ctx, m, ds, NULL, &cfg, &tr);
+    if (!st) st = ts_trainer_run(g_ctx, tr, &hooks);
+    CHECK(st == TS_OK, "training: %s", ts_ctx_error(g_ctx));
+    ts_trainer_free(tr);
+    return m;
+}
+
+static void test_training(void) {
+    ts_dataset *ds = test_quadrant_dataset(128, 1);
+    losses a = {0}, b = {0};
+    ts_model *m1 = train_quad(ds, 1, 0.02f, &a), *m2 = train_quad(ds, 1, 0.02f, &b);
+    if (m1 && m2) {
+        CHECK(a.n == 4 && a.loss[3] < 0.5 * a.loss[0], "loss %g -> %g", a.loss[0], a.loss[a.n ? a.n - 1 : 0]);
+        for (int t = 0; t < ts_model_tensor_count(m1); t++) {
+            ts_tensor_info x, y;
+            if (ts_model_tensor(m1, t, &x) || ts_model_tensor(m2, t, &y)) continue;
+            CHECK(!memcmp(x.data, y.data, (size_t)x.numel * sizeof(float)), "rerun: %s differs", x.name);
+        }
+    }
+    /* the trainer gives the model back as it found it: no compression */
+    ts_activation_memory am;
+    float xin[64] = {0}, lo[4];
+    if (m1) {
+        CHECK(!ts_model_forward_train(g_ctx, m1, xin, 1, lo, 1) && !ts_model_activation_memory(m1, &am) && !am.compressed,
+              "compression left on after the trainer");
+    }
+    ts_train_config cfg;
+    ts_train_config_default(&cfg);
+    cfg.compress_activations = 1;
+    cfg.compress_eb = 1.5f;
+    ts_trainer *tr = NULL;
+    ts_model *m = make_model(QUAD, NULL, 0, 9);
+    CHECK(m && ts_trainer_create(g_ctx, m, ds, NULL, &cfg, &tr) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "1.5"),
+          "a bound of 1.5: %s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_set_activation_compression(g_ctx, m, NAN) == TS_EINVAL, "NaN bound accepted");
+    ts_trainer_free(tr);
+    ts_model_free(m);
+    ts_model_free(m1);
+    ts_model_free(m2);
+    test_free_dataset(ds);
+}
+
+int main(void) {
+    if (ts_ctx_create(&g_ctx)) return 2;
+    ts_ctx_set_threads(g_ctx, 1);
+    RUN(test_codec);
+    RUN(test_gradient_bound);
+    RUN(test_lossless_resnet);
+    RUN(test_training);
+    ts_ctx_free(g_ctx);
+    TEST_MAIN_END("test_act_compress");
+}
