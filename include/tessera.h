@@ -441,9 +441,12 @@ ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits);
  * step that reads it, and every activation shares one arena with those not live at
  * the same time. eb is relative to each tensor's range in that pass: every value is
  * kept within eb * (max - min) of itself; zeros and signs stay exact (a ReLU's mask
- * is exact) and eb = 0 is lossless. eb < 0 turns compression off. The compressor is
- * deterministic, so training stays reproducible bit for bit. */
-ts_status ts_model_set_activation_compression(ts_ctx *ctx, ts_model *m, float eb);
+ * is exact) and eb = 0 is lossless; eb < 0 turns compression off. adaptive: each
+ * layer's bound starts at eb (0 < eb <= 0.1) and then follows its gradients (COMET's
+ * analysis: the error compression adds to the weight gradient that reads it stays at
+ * a tenth of that gradient's magnitude), at most 0.1. The compressor is deterministic,
+ * so training stays reproducible bit for bit. */
+ts_status ts_model_set_activation_compression(ts_ctx *ctx, ts_model *m, float eb, int adaptive);
 
 /* Activation memory of the last training forward pass (zeros before one). */
 typedef struct ts_activation_memory {
@@ -689,9 +692,10 @@ typedef struct ts_train_config {
      * CE_exit; for the first exit_transfer of the epochs (a fraction) the exit's
      * depthwise weights are copied into the early-view convolution before every batch */
     float exit_weight, exit_transfer;
-    /* compressed activations (ts_model_set_activation_compression): when
-     * compress_activations is 1, the activations kept for backward are held compressed,
-     * each value within compress_eb times its tensor's range (0: lossless) */
+    /* compressed activations (ts_model_set_activation_compression): 1 holds the
+     * activations kept for backward compressed, each value within compress_eb times its
+     * tensor's range (0: lossless); 2 adapts each layer's bound from its gradients,
+     * starting at compress_eb (0 < compress_eb <= 0.1); 0: off */
     int compress_activations;
     float compress_eb;
 } ts_train_config;

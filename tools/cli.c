@@ -137,6 +137,16 @@ int cli_float(const cli_cmd *cmd, const char *name, double def, double lo, doubl
     return 1;
 }
 
+int cli_compress_activations(const cli_cmd *cmd, double *eb, int *adaptive) {
+    const char *v = cli_get(cmd, "compress-activations");
+    *adaptive = v && !strcmp(v, "auto");
+    if (*adaptive) {
+        *eb = 0.01; /* where each layer starts (docs/compressed-activations.md) */
+        return 1;
+    }
+    return cli_float(cmd, "compress-activations", -1.0, 0.0, 0.999, eb);
+}
+
 int cli_shape(const cli_cmd *cmd, const char *name, ts_shape *out) {
     memset(out, 0, sizeof *out);
     const char *v = cli_get(cmd, name);

@@ -53,6 +53,9 @@ const char *cli_get(const cli_cmd *cmd, const char *name);
 /* Typed getters: print "tessera CMD: --opt: ..." and return 0 on a bad value. */
 int cli_int(const cli_cmd *cmd, const char *name, long def, long lo, long hi, long *out);
 int cli_float(const cli_cmd *cmd, const char *name, double def, double lo, double hi, double *out);
+/* --compress-activations EB|auto: *eb the bound (-1 when not given; auto: the adaptive
+ * mode's start, 0.01) and *adaptive; 0 (after one line on stderr) when malformed. */
+int cli_compress_activations(const cli_cmd *cmd, double *eb, int *adaptive);
 /* --name AxBxC as a shape: 1 when absent (out->ndim 0) or parsed, 0 after printing
  * "tessera CMD: --name: 'v' is not like 3x32x32" (then exit EXIT_USAGE). */
 int cli_shape(const cli_cmd *cmd, const char *name, ts_shape *out);

@@ -23,8 +23,9 @@ static cli_opt bench_opts[] = {
     {"constant-time", NULL, "inference in constant-time mode (docs/security.md): what it costs", NULL},
     {"profile", NULL, "inference: also the time per layer (fused layers under their convolution) and per kind; "
                       "--train: each layer's activation kept for backward, plain and as kept", NULL},
-    {"compress-activations", "EB", "--train: activations kept for backward compressed within EB times each tensor's "
-                                   "range (0 <= EB < 1; 0: lossless; docs/compressed-activations.md)", NULL},
+    {"compress-activations", "EB|auto", "--train: activations kept for backward compressed within EB times each "
+                                        "tensor's range (0 <= EB < 1; 0: lossless), or per layer from the gradients "
+                                        "(auto; docs/compressed-activations.md)", NULL},
     CLI_OPT_EXIT_THRESHOLD,
     CLI_OPT_JSON,
 };
@@ -232,7 +233,8 @@ int cmd_bench(int argc, char **argv) {
     if ((rc = cli_setup_ctx(&bench_cmd, ctx))) goto done;
     if (cli_get(&bench_cmd, "constant-time")) ts_ctx_set_constant_time(ctx, 1);
     double eb = -1.0;
-    if (!cli_float(&bench_cmd, "compress-activations", -1.0, 0, 0.999, &eb)) {
+    int adaptive = 0;
+    if (!cli_compress_activations(&bench_cmd, &eb, &adaptive)) {
         rc = EXIT_USAGE;
         goto done;
     }
@@ -243,7 +245,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if ((rc = cli_setup_bf16(&bench_cmd, ctx))) goto done;
     if ((st = load_any(ctx, pos[0], &in, (int)classes, &m))) goto fail;
-    if (eb >= 0 && (st = ts_model_set_activation_compression(ctx, m, (float)eb))) goto fail;
+    if (eb >= 0 && (st = ts_model_set_activation_compression(ctx, m, (float)eb, adaptive))) goto fail;
     float rho;
     if ((rc = cli_exit_threshold(&bench_cmd, m, ctx, &rho))) goto done;
     if (rho >= 0 && (train || cli_get(&bench_cmd, "profile"))) {

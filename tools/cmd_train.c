@@ -109,9 +109,10 @@ static cli_opt train_opts[] = {
     {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
     {"sync-bn", NULL, "under mpirun: batch norm's statistics over the whole global batch (all ranks), as PyTorch's "
                       "SyncBatchNorm; default: each rank's own share", NULL},
-    {"compress-activations", "EB", "keep the activations the backward pass reads compressed between forward and backward, "
-                                   "each value within EB times its tensor's range (0 <= EB < 1; 0: lossless; "
-                                   "docs/compressed-activations.md)", NULL},
+    {"compress-activations", "EB|auto", "keep the activations the backward pass reads compressed between forward and "
+                                        "backward, each value within EB times its tensor's range (0 <= EB < 1; 0: "
+                                        "lossless), or with each layer's bound set from its gradients (auto; "
+                                        "docs/compressed-activations.md)", NULL},
     {"limit", "N", "train on the first N (>= 1) training samples only", NULL},
     {"max-len", "T", "text: tokens per text, longer ones cut (default: the longest, at most 512)", NULL},
     {"target-len", "T", "translation: target tokens with <bos> and <eos> (default: the longest, at most 514)", NULL},
@@ -335,9 +336,10 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
     cfg->early_stop = (int)v;
     cfg->keep_best = cli_get(c, "keep-best") != NULL;
     cfg->sync_bn = cli_get(c, "sync-bn") != NULL;
-    if (!cli_float(c, "compress-activations", 0, 0, 0.999, &f)) return EXIT_USAGE;
-    cfg->compress_activations = cli_get(c, "compress-activations") != NULL;
-    cfg->compress_eb = (float)f;
+    int adaptive = 0;
+    if (!cli_compress_activations(c, &f, &adaptive)) return EXIT_USAGE;
+    cfg->compress_activations = f < 0 ? 0 : adaptive ? 2 : 1;
+    cfg->compress_eb = f < 0 ? 0.0f : (float)f;
     if (cfg->compress_activations && cfg->modular) {
         fprintf(stderr, "tessera train: --compress-activations does not combine with --modular (its mask losses read "
                         "the activations after the forward pass)\n");

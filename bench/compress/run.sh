@@ -6,7 +6,8 @@
 # Prints per configuration: test top-1, seconds per epoch, step time, activation buffers,
 # kept for backward (and its ratio), peak RSS.
 # Settings: EPOCHS=3 LIMIT=5000 (training samples; 0: all 50,000) THREADS=1 SEED=1
-# EBS="0.01 0.05" BATCH=128 DATA=../shared/data/cifar10 (relative to the repository).
+# EBS="0.01 0.05" BATCH=128 DATA=../shared/data/cifar10 (relative to the repository)
+# TESSERA=./build/tessera.
 set -eu
 cd "$(dirname "$0")/../.."
 EPOCHS=${EPOCHS:-3}
@@ -16,7 +17,7 @@ SEED=${SEED:-1}
 EBS=${EBS:-0.01 0.05}
 BATCH=${BATCH:-128}
 DATA=${DATA:-../shared/data/cifar10}
-T=./build/tessera
+T=${TESSERA:-./build/tessera}
 [ -x "$T" ] || { echo "bench: build/tessera not built (make all)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

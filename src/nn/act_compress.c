@@ -28,6 +28,9 @@ typedef struct act_tensor {
     int restore_at;      /* the first backward step that reads it */
     int packed;          /* held compressed now */
     float eb;            /* absolute bound used */
+    float range;         /* max - min of its finite values */
+    double nonzero;      /* share of its values that are not zero */
+    float eb_next;       /* adaptive: the relative bound its readers' gradients asked for (< 0: none) */
     uint8_t *store;      /* (n) chunks, one per sample, back to back */
     size_t store_cap, store_used;
     size_t *offsets;     /* (capacity + 1) chunk starts in store */
@@ -130,6 +133,7 @@ ts_status act_plan_make(ts_ctx *ctx, ts_model *m, int cap) {
         return ts_fail(ctx, TS_ENOMEM, "out of memory planning compressed activations");
     }
     plan_intervals(m, p->t);
+    for (int li = 0; li < m->nlayers; li++) p->t[li].eb_next = -1.0f; /* nothing measured yet */
     int n = 0;
     for (int li = 1; li < m->nlayers; li++) {
         if (!act_shareable(m, li)) continue;
@@ -179,6 +183,8 @@ void act_forward_begin(ts_model *m) {
     p->passes++;
     for (int t = 1; t < m->nlayers; t++) {
         act_tensor *a = &p->t[t];
+        if (t < m->act_rel_n && a->eb_next >= 0.0f) m->act_rel[t] = a->eb_next; /* adaptive: from the last measurement */
+        a->eb_next = -1.0f;
         a->kept = a->packed = 0;
         a->store_used = 0;
         a->eb = 0.0f;
@@ -209,17 +215,21 @@ static ts_status ensure_work(ts_ctx *ctx, struct act_plan *p, size_t bytes) {
     return TS_OK;
 }
 
-/* eb relative to the range of the finite values of x (count) */
-static float absolute_bound(const float *x, size_t count, float rel, int nt) {
+/* The range (max - min) of the finite values of x (count) and the share of them
+ * that are not zero. */
+static float value_range(const float *x, size_t count, int nt, double *nonzero) {
     float lo = INFINITY, hi = -INFINITY;
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : lo) reduction(max : hi)
-    for (size_t i = 0; i < count; i++)
+    size_t nz = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : lo) reduction(max : hi) reduction(+ : nz)
+    for (size_t i = 0; i < count; i++) {
+        nz += x[i] != 0.0f;
         if (isfinite(x[i])) {
             lo = x[i] < lo ? x[i] : lo;
             hi = x[i] > hi ? x[i] : hi;
         }
-    const float eb = rel * (hi - lo);
-    return isfinite(eb) && eb > 0.0f ? eb : 0.0f;
+    }
+    *nonzero = count ? (double)nz / (double)count : 0.0;
+    return hi >= lo ? hi - lo : 0.0f;
 }
 
 static size_t chunk_stride(size_t per) { return (act_codec_bound(per) + 63) & ~(size_t)63; }
@@ -238,7 +248,10 @@ static ts_status compress_one(ts_ctx *ctx, ts_model *m, int t) {
     const size_t stride = chunk_stride(per), words = 2 * per;
     ts_status st = ensure_work(ctx, p, (size_t)nt * (stride + words * sizeof(uint32_t)));
     if (st) return st;
-    a->eb = m->act_eb > 0.0f ? absolute_bound(x, (size_t)e->n * per, m->act_eb, nt) : 0.0f;
+    a->range = value_range(x, (size_t)e->n * per, nt, &a->nonzero);
+    const float rel = m->act_compress == ACT_ADAPTIVE && t < m->act_rel_n ? m->act_rel[t] : m->act_eb;
+    const float eb = rel * a->range;
+    a->eb = isfinite(eb) && eb > 0.0f ? eb : 0.0f;
     uint8_t *chunks = p->work;
     uint32_t *scratch = (uint32_t *)(chunks + (size_t)nt * stride);
     size_t sizes[64];
@@ -314,6 +327,54 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li) {
     return TS_OK;
 }
 
+/* ------------------------------------------------- adaptive error bound */
+
+/* COMET's analysis: a weight gradient sums S products dy * x over the batch and the
+ * positions (S = N x OH x OW for a convolution, N for a dense layer); an error e in x,
+ * uniform in [-eb, eb] and zero where x is a (kept) zero, adds sum dy * e, about normal
+ * with standard deviation eb / sqrt(3) * mean|dy| * sqrt(S * nonzero). A batch norm's
+ * dgamma = sum dy * x-hat sees e / sigma_B instead. Each layer's bound is set so that
+ * this stays at ACT_NOISE of the gradient's own mean magnitude, measured every
+ * ACT_EVERY passes on the reader's backward, and at most ACT_EB_MAX of the range. */
+#define ACT_NOISE 0.1
+#define ACT_EVERY 8
+
+static double mean_abs(const float *x, size_t count) {
+    double s = 0.0;
+    for (size_t i = 0; i < count; i++) s += fabs((double)x[i]); /* one thread, fixed order */
+    return count ? s / (double)count : 0.0;
+}
+
+void act_backward_done(ts_model *m, int li) {
+    exec_state *e = &m->exec;
+    struct act_plan *p = e->act;
+    const layer *l = &m->layers[li];
+    if (m->act_compress != ACT_ADAPTIVE || (p->passes - 1) % ACT_EVERY || l->ninputs < 1 || l->weight < 0) return;
+    if (l->kind != LAYER_CONV2D && l->kind != LAYER_DENSE && l->kind != LAYER_BATCHNORM) return;
+    const int t = l->inputs[0];
+    act_tensor *a = t > 0 ? &p->t[t] : NULL;
+    if (!a || !e->ls[t].in_arena || !a->packed || !(a->range > 0.0f) || !(a->nonzero > 0.0)) return;
+    const int dy_layer = e->bn_relu_on[li] == 1 ? e->bn_relu[li] : li; /* fused: the ReLU's gradient */
+    const ts_shape *out = &m->layers[li].out;
+    const size_t count = (size_t)e->n * (size_t)shape_numel(out);
+    const double positions = (double)count / (double)(out->ndim ? out->dims[0] : 1); /* S */
+    const double dy = mean_abs(e->ls[dy_layer].grad, count);
+    const double g = mean_abs(tensor_grad(m, l->weight), (size_t)m->tensors[l->weight].numel);
+    double scale = 1.0; /* a batch norm: mean 1 / sigma_B over its channels */
+    if (l->kind == LAYER_BATCHNORM) {
+        const int c = (int)out->dims[0];
+        const float *var = (const float *)e->ls[li].aux + c;
+        scale = 0.0;
+        for (int k = 0; k < c; k++) scale += 1.0 / sqrt((double)var[k] + (double)l->eps);
+        scale /= c;
+    }
+    if (!(dy > 0.0) || !(g > 0.0) || !(scale > 0.0)) return;
+    const double eb = ACT_NOISE * g * sqrt(3.0) / (dy * sqrt(positions * a->nonzero) * scale);
+    double rel = eb / (double)a->range;
+    if (!(rel <= ACT_EB_MAX)) rel = ACT_EB_MAX;
+    if (a->eb_next < 0.0f || (float)rel < a->eb_next) a->eb_next = (float)rel; /* the strictest reader */
+}
+
 /* ------------------------------------------------------------- reporting */
 
 /* Without compression: does a backward step of the last pass read output t? */
@@ -377,12 +438,21 @@ ts_status ts_model_activation_memory(const ts_model *m, ts_activation_memory *ou
     return TS_OK;
 }
 
-ts_status ts_model_set_activation_compression(ts_ctx *ctx, ts_model *m, float eb) {
+ts_status ts_model_set_activation_compression(ts_ctx *ctx, ts_model *m, float eb, int adaptive) {
     if (!ctx || !m) return ts_fail(ctx, TS_EINVAL, "ts_model_set_activation_compression: NULL argument");
-    if (isnan(eb) || eb >= 1.0f)
-        return ts_fail(ctx, TS_EINVAL, "activation compression: error bound %g must be below 1 (a fraction of each "
-                       "tensor's range; 0: lossless; negative: off)", (double)eb);
-    m->act_compress = eb >= 0.0f;
+    if (isnan(eb) || eb >= 1.0f || (adaptive && !(eb > 0.0f && eb <= ACT_EB_MAX)))
+        return ts_fail(ctx, TS_EINVAL, "activation compression: error bound %g must be %s (a fraction of each "
+                       "tensor's range)", (double)eb,
+                       adaptive ? "in (0, 0.1] when adaptive" : "below 1 (0: lossless; negative: off)");
+    free(m->act_rel);
+    m->act_rel = NULL;
+    m->act_rel_n = 0;
+    if (adaptive && !(m->act_rel = malloc((size_t)m->nlayers * sizeof *m->act_rel)))
+        return ts_fail(ctx, TS_ENOMEM, "out of memory for per-layer error bounds");
+    for (int li = 0; adaptive && li < m->nlayers; li++) m->act_rel[li] = eb; /* where each layer starts */
+    if (adaptive) m->act_rel_n = m->nlayers; /* layers added later start at act_eb */
+    m->act_compress = eb < 0.0f ? ACT_OFF : adaptive ? ACT_ADAPTIVE : ACT_FIXED;
     m->act_eb = eb >= 0.0f ? eb : 0.0f;
+    exec_release(&m->exec); /* an adaptive plan starts afresh */
     return TS_OK;
 }

@@ -809,6 +809,7 @@ ts_status model_backward_exit(ts_ctx *ctx, ts_model *m, const float *dlogits, co
             st = LAYER_OPS[m->layers[li].kind].backward(ctx, m, li);
         }
         if (st) return st;
+        if (e->act) act_backward_done(m, li);
     }
     return TS_OK;
 }

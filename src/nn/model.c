@@ -256,6 +256,7 @@ void ts_model_free(ts_model *m) {
     free(m->meta);
     free(m->qscale);
     free(m->qu8);
+    free(m->act_rel);
     free(m);
 }
 

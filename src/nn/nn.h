@@ -224,8 +224,10 @@ struct ts_model {
 #define FREE_HW_VIEWS 2
     struct ts_model *hw_view[FREE_HW_VIEWS];
     int shares_storage;             /* a hw_view: params and buffers are its owner's */
-    int act_compress;               /* compressed activations in training (act_compress.c) ... */
-    float act_eb;                   /* ... within act_eb times each tensor's range */
+    int act_compress;               /* compressed activations in training (act_compress.c): ACT_* ... */
+    float act_eb;                   /* ... within act_eb times each tensor's range (adaptive: to start with) */
+    float *act_rel;                 /* adaptive: (act_rel_n) each output's relative bound now, else NULL */
+    int act_rel_n;
     exec_state exec;
 };
 
@@ -479,7 +481,11 @@ static inline float *tensor_grad(ts_model *m, int t) {
  * output the backward reads after its last forward use (act_forward_until: every
  * use before layer li done), and the backward restores it before the first step that
  * reads it (act_backward_at, at the top of step li). */
+enum { ACT_OFF = 0, ACT_FIXED = 1, ACT_ADAPTIVE = 2 };
+#define ACT_EB_MAX 0.1f /* the largest bound the adaptive mode sets */
 int act_shareable(const ts_model *m, int li);
+/* after backward step li: the adaptive mode's measurement of its gradients */
+void act_backward_done(ts_model *m, int li);
 ts_status act_plan_make(ts_ctx *ctx, ts_model *m, int cap);
 void act_plan_free(struct act_plan *p);
 void act_forward_begin(ts_model *m);

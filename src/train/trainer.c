@@ -116,11 +116,15 @@ static ts_status check_config(ts_ctx *ctx, const ts_train_config *cfg, int has_v
     if (!(cfg->exit_transfer >= 0 && cfg->exit_transfer <= 1))
         return ts_fail(ctx, TS_EINVAL, "exit weight transfer %g out of [0, 1] (a fraction of the epochs)",
                        cfg->exit_transfer);
-    if (cfg->compress_activations != 0 && cfg->compress_activations != 1)
-        return ts_fail(ctx, TS_EINVAL, "compress_activations: %d must be 0 or 1", cfg->compress_activations);
-    if (cfg->compress_activations && !(cfg->compress_eb >= 0 && cfg->compress_eb < 1))
+    if (cfg->compress_activations < 0 || cfg->compress_activations > 2)
+        return ts_fail(ctx, TS_EINVAL, "compress_activations: %d must be 0 (off), 1 (fixed) or 2 (adaptive)",
+                       cfg->compress_activations);
+    if (cfg->compress_activations == 1 && !(cfg->compress_eb >= 0 && cfg->compress_eb < 1))
         return ts_fail(ctx, TS_EINVAL, "activation compression: error bound %g out of [0, 1) (a fraction of each "
                        "tensor's range)", cfg->compress_eb);
+    if (cfg->compress_activations == 2 && !(cfg->compress_eb > 0 && cfg->compress_eb <= 0.1f))
+        return ts_fail(ctx, TS_EINVAL, "adaptive activation compression: starting bound %g out of (0, 0.1]",
+                       cfg->compress_eb);
     if (cfg->compress_activations && cfg->modular) /* the mask losses read activations after the forward */
         return ts_fail(ctx, TS_EUNSUPPORTED, "compressed activations do not combine with modular training");
     if ((cfg->early_stop || cfg->keep_best) && !has_val)
@@ -173,7 +177,9 @@ static ts_status trainer_finish(ts_ctx *ctx, ts_trainer *tr) {
     if (cfg->modular && (st = mwt_setup(ctx, tr))) return st;
     tr->act_was_on = m->act_compress;
     tr->act_was_eb = m->act_eb;
-    if (cfg->compress_activations && (st = ts_model_set_activation_compression(ctx, m, cfg->compress_eb))) return st;
+    if (cfg->compress_activations &&
+        (st = ts_model_set_activation_compression(ctx, m, cfg->compress_eb, cfg->compress_activations == 2)))
+        return st;
     if (m->exit_layer) {
         if (tr->lps != 1) return ts_fail(ctx, TS_EUNSUPPORTED, "early exits are trained on images only");
         if (!(tr->exit_dlogits = ts_alloc(ctx, b * k * sizeof(float), "exit logit gradients"))) return TS_ENOMEM;
@@ -287,6 +293,11 @@ void ts_trainer_free(ts_trainer *tr) {
     if (tr->model && tr->cfg.compress_activations) { /* the model's own setting again */
         tr->model->act_compress = tr->act_was_on;
         tr->model->act_eb = tr->act_was_eb;
+        if (tr->act_was_on != ACT_ADAPTIVE) { /* its bounds were ours */
+            free(tr->model->act_rel);
+            tr->model->act_rel = NULL;
+            tr->model->act_rel_n = 0;
+        }
     }
     ts_optimizer_free(tr->opt);
     ts_loader_free(tr->loader);

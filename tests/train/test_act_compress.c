@@ -6,6 +6,7 @@
  * ResNet (batch norm fused with ReLU, residual additions, the shared arena); training
  * with compression lowers the loss and repeats bit for bit; the memory report. */
 #include "tessera.h"
+#include "nn/nn.h"
 #include "ops/ops.h"
 
 #include "common/test.h"
@@ -88,6 +89,12 @@ static void test_codec(void) {
 
 /* ---------------------------------------------------------------- gradients */
 
+static int CHECK_OK_impl(ts_status st) {
+    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
+    return st == TS_OK;
+}
+#define CHECK_OK(x) CHECK_OK_impl(x)
+
 static ts_model *make_model(const char *text, const ts_shape *in, int classes, uint64_t seed) {
     ts_model *m = NULL;
     ts_status st = ts_model_from_arch(g_ctx, text, "act.arch", in, classes, seed, &m);
@@ -146,7 +153,7 @@ static void test_gradient_bound(void) {
     ts_model *plain = make_model(SMALL, NULL, 0, 3), *comp = make_model(SMALL, NULL, 0, 3);
     if (!plain || !comp) return;
     const float eb = 0.05f;
-    CHECK(ts_model_set_activation_compression(g_ctx, comp, eb) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_set_activation_compression(g_ctx, comp, eb, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
     float x[N * 3 * 64], logits[N * K], dl[N * K];
     int32_t y[N];
     test_fill_uniform(x, N * 3 * 64, 11, -1.0f, 1.0f);
@@ -201,7 +208,7 @@ static void test_lossless_resnet(void) {
     enum { N = 4, K = 10 };
     ts_model *plain = make_model(arch, &in, K, 5), *comp = make_model(arch, &in, K, 5);
     if (!plain || !comp) return;
-    CHECK(ts_model_set_activation_compression(g_ctx, comp, 0.0f) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_model_set_activation_compression(g_ctx, comp, 0.0f, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
     float *x = test_falloc(N * 3 * 256), l0[N * K], l1[N * K], dl[N * K];
     int32_t y[N] = {1, 3, 5, 7};
     test_fill_uniform(x, N * 3 * 256, 4, -2.0f, 2.0f);
@@ -320,8 +327,49 @@ static void test_training(void) {
     ts_model *m = make_model(QUAD, NULL, 0, 9);
     CHECK(m && ts_trainer_create(g_ctx, m, ds, NULL, &cfg, &tr) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "1.5"),
           "a bound of 1.5: %s", ts_ctx_error(g_ctx));
-    CHECK(ts_model_set_activation_compression(g_ctx, m, NAN) == TS_EINVAL, "NaN bound accepted");
+    CHECK(ts_model_set_activation_compression(g_ctx, m, NAN, 0) == TS_EINVAL, "NaN bound accepted");
+    CHECK(ts_model_set_activation_compression(g_ctx, m, 0.0f, 1) == TS_EINVAL &&
+              ts_model_set_activation_compression(g_ctx, m, 0.2f, 1) == TS_EINVAL,
+          "adaptive from 0 or above 0.1 accepted");
     ts_trainer_free(tr);
+    ts_model_free(m);
+    ts_model_free(m1);
+    ts_model_free(m2);
+    test_free_dataset(ds);
+}
+
+/* Adaptive bounds: the quadrant net trains with them, repeats bit for bit, and each
+ * bound read by a convolution or a batch norm has moved from its start within (0, 0.1]. */
+static void test_adaptive(void) {
+    ts_dataset *ds = test_quadrant_dataset(128, 1);
+    losses a = {0}, b = {0};
+    ts_model *m1 = train_quad(ds, 2, 0.01f, &a), *m2 = train_quad(ds, 2, 0.01f, &b);
+    if (m1 && m2) {
+        CHECK(a.n == 4 && a.loss[3] < 0.5 * a.loss[0], "loss %g -> %g", a.loss[0], a.loss[a.n ? a.n - 1 : 0]);
+        for (int t = 0; t < ts_model_tensor_count(m1); t++) {
+            ts_tensor_info x, y;
+            if (ts_model_tensor(m1, t, &x) || ts_model_tensor(m2, t, &y)) continue;
+            CHECK(!memcmp(x.data, y.data, (size_t)x.numel * sizeof(float)), "rerun: %s differs", x.name);
+        }
+    }
+    ts_model *m = make_model(QUAD, NULL, 0, 9);
+    if (m && CHECK_OK(ts_model_set_activation_compression(g_ctx, m, 0.01f, 1))) {
+        float x[16 * 64], logits[16 * 4], dl[16 * 4];
+        int32_t y[16];
+        test_fill_uniform(x, 16 * 64, 2, 0.0f, 1.0f);
+        for (int i = 0; i < 16; i++) y[i] = i % 4;
+        free(gradients(m, x, y, 16, logits, dl));
+        ts_activation_layer al; /* the first pass: every bound at its start */
+        CHECK(!ts_model_activation_layer(m, layer_index(m, "relu2"), &al) && al.eb > 0.0f, "relu2: bound %g",
+              (double)al.eb);
+        free(gradients(m, x, y, 16, logits, dl));
+        const char *read[] = {"conv1", "relu1", "conv2"}; /* the inputs of bn1, conv2 and bn2 */
+        for (int i = 0; i < 3; i++) {
+            const int li = layer_index(m, read[i]);
+            const float rel = li < m->act_rel_n ? m->act_rel[li] : -1.0f;
+            CHECK(rel > 0.0f && rel <= 0.1f && rel != 0.01f, "%s: bound %g", read[i], (double)rel);
+        }
+    }
     ts_model_free(m);
     ts_model_free(m1);
     ts_model_free(m2);
@@ -335,6 +383,7 @@ int main(void) {
     RUN(test_gradient_bound);
     RUN(test_lossless_resnet);
     RUN(test_training);
+    RUN(test_adaptive);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_act_compress");
 }
