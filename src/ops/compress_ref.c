@@ -5,8 +5,8 @@
  * whose parameter is chosen per block of 32. Guarantees, checked on every value
  * in the encoder with the decoder's own arithmetic:
  *  - |x - x'| <= eb;
- *  - a zero stays the same zero (+0.0 or -0.0) and a non-zero value keeps its sign
- *    and stays non-zero, so a ReLU's mask (x > 0) is exact;
+ *  - a zero stays a zero (lossless: the same zero, +0.0 or -0.0) and a non-zero value
+ *    keeps its sign and stays non-zero, so a ReLU's mask (x > 0) is exact;
  *  - a value that cannot meet both (or NaN, infinity, a residual beyond 2^20 bins) is
  *    stored verbatim, so eb = 0 is lossless.
  * A chunk whose codes would take more room than the plain floats is stored plain. */
@@ -15,11 +15,13 @@
 #include <math.h>
 #include <string.h>
 
-/* Codes: 0 the bin q = 0 (a constant run, a run of ReLU zeros); 1 a +0.0 and 3 a -0.0
- * that the bins miss; 2 a verbatim value (its 32 bits follow); 4 and 5 +eb/2 and -eb/2,
- * for a value within eb of zero whose bin would lose its sign; 5 + zigzag(q) any other
- * bin (zigzag(q) >= 1). */
-enum { CODE_BIN0 = 0, CODE_ZERO = 1, CODE_VERBATIM = 2, CODE_NEGZERO = 3, CODE_HALF_POS = 4, CODE_HALF_NEG = 5 };
+/* Codes, the frequent ones small (a Rice code spends more bits on larger codes):
+ * 0 the bin q = 0 (a constant run, a run of ReLU zeros); 1 a +0.0 the bins miss; 2 and 3
+ * the bins q = -1 and 1; 4 and 5 +eb/2 and -eb/2, for a value within eb of zero whose bin
+ * would lose its sign; 6 a -0.0 the bins miss; 7 a verbatim value (its 32 bits follow);
+ * 5 + zigzag(q) any other bin (zigzag(q) >= 3). */
+enum { CODE_BIN0 = 0, CODE_ZERO = 1, CODE_HALF_POS = 4, CODE_HALF_NEG = 5, CODE_NEGZERO = 6, CODE_VERBATIM = 7 };
+enum { CODE_FAR_BINS = 5 }; /* code - zigzag(q) for |q| >= 2 */
 #define QMAX (1 << 20)      /* residuals beyond this many bins are stored verbatim */
 #define BLOCK 32            /* codes per Rice parameter */
 #define UNARY_CAP 24        /* longer quotients: the cap's ones, then the code in CODE_BITS */
@@ -33,11 +35,6 @@ size_t act_codec_bound(size_t count) {
     return 1 + count * sizeof(float);
 }
 
-/* The reconstruction, shared by encoder and decoder so both compute the same float
- * (the build does not contract a*b+c: -std=c11 sets -ffp-contract=off). The bin 0 is
- * the prediction itself, so a run of -0.0 (oneDNN's ReLU writes them) stays one. */
-static float reconstruct(float pred, float step, int32_t q) { return q ? pred + step * (float)q : pred; }
-
 static uint32_t f2u(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -50,30 +47,35 @@ static float u2f(uint32_t u) {
     return f;
 }
 
-/* Code of x given its prediction; *xr receives what the decoder will see. The common
- * case (a bin that keeps the guarantees) is computed without branches: which of a
- * ReLU's zeros and positives comes next is not predictable. */
+/* The reconstruction, shared by encoder and decoder so both compute the same float
+ * (the build does not contract a*b+c: -std=c11 sets -ffp-contract=off): pred + step * q,
+ * or for q = 0 pred itself, so a run of -0.0 (oneDNN's ReLU writes them) stays one. */
+static inline float reconstruct(float pred, float step, int32_t q) { return q ? pred + step * (float)q : pred; }
+
+/* Code of x given its prediction; *xr receives what the decoder will see. Every case
+ * is computed and one chosen, without branches: which of a ReLU's zeros, small and large
+ * values comes next is not predictable. */
 static inline uint32_t quantize(float x, float pred, float eb, float step, float inv_step, float *xr) {
-    const int zero = x == 0.0f; /* a ReLU's zeros, kept with their sign */
+    const int zero = x == 0.0f, negative = signbit(x) != 0;
     const float r = (x - pred) * inv_step; /* eb = 0: inv_step 0, only bin 0 */
     const int in_range = fabsf(r) < (float)QMAX;
     /* nearest, halves away from zero (a truncating conversion, no libm call) */
     const int32_t q = in_range ? (int32_t)(r + copysignf(0.5f, r)) : 0;
     const float v = reconstruct(pred, step, q);
-    const int keeps_zero = f2u(v) == f2u(x);
-    const int keeps_value = (fabsf(x - v) <= eb) & (v != 0.0f) & (signbit(v) == signbit(x));
-    if (in_range & (zero ? keeps_zero : keeps_value)) {
-        *xr = v;
-        const uint32_t zz = ((uint32_t)q << 1) ^ (uint32_t)(q >> 31); /* zigzag: 1 -> 2, -1 -> 1 */
-        return zz + (q != 0) * CODE_HALF_NEG;
-    }
-    const float half = 0.5f * eb; /* a small value on the wrong side of zero in its bin */
-    if (!zero && half > 0.0f && fabsf(x) <= eb) {
-        *xr = signbit(x) ? -half : half;
-        return signbit(x) ? CODE_HALF_NEG : CODE_HALF_POS;
-    }
-    *xr = x;
-    return zero ? (signbit(x) ? CODE_NEGZERO : CODE_ZERO) : CODE_VERBATIM;
+    /* lossless, a zero keeps its sign; lossy, either zero will do (a ReLU's mask and the
+     * products it enters are the same) */
+    const int keeps_zero = eb > 0.0f ? v == 0.0f : f2u(v) == f2u(x);
+    const int keeps_value = (fabsf(x - v) <= eb) & (v != 0.0f) & ((signbit(v) != 0) == negative);
+    const int bin = in_range & ((zero & keeps_zero) | ((1 - zero) & keeps_value));
+    const uint32_t zz = ((uint32_t)q << 1) ^ (uint32_t)(q >> 31); /* zigzag: 1 -> 2, -1 -> 1 */
+    const uint32_t bin_code = zz + (zz > 2 ? CODE_FAR_BINS : zz > 0); /* -1, 1 -> 2, 3; the others from 8 */
+    /* a small value on the wrong side of zero in its bin: +-eb/2 */
+    const float half = negative ? -0.5f * eb : 0.5f * eb;
+    const int small = (1 - zero) & (eb > 0.0f) & (fabsf(x) <= eb) & (half != 0.0f);
+    const uint32_t small_code = negative ? CODE_HALF_NEG : CODE_HALF_POS;
+    const uint32_t exact_code = zero ? (negative ? CODE_NEGZERO : CODE_ZERO) : CODE_VERBATIM;
+    *xr = bin ? v : small ? half : x;
+    return bin ? bin_code : small ? small_code : exact_code;
 }
 
 typedef struct bit_writer {
@@ -225,10 +227,10 @@ static inline uint32_t get_code(bit_reader *r, int k) {
 /* Value of code c after pred; v: the verbatim value read with it. Bins and the other
  * codes are both computed and one chosen, without branches. */
 static inline float decode_one(uint32_t c, float v, float pred, float step, float eb) {
-    const uint32_t z = c > CODE_HALF_NEG ? c - CODE_HALF_NEG : 0u; /* zigzag(q) */
+    const uint32_t z = c > CODE_VERBATIM ? c - CODE_FAR_BINS : c == 2 || c == 3 ? c - 1 : 0u; /* zigzag(q) */
     const float bin = reconstruct(pred, step, (int32_t)(z >> 1) ^ -(int32_t)(z & 1u));
-    const float direct[CODE_HALF_NEG + 1] = {bin, 0.0f, v, -0.0f, 0.5f * eb, -0.5f * eb};
-    return c > CODE_HALF_NEG ? bin : direct[c];
+    const float direct[CODE_VERBATIM + 1] = {bin, 0.0f, bin, bin, 0.5f * eb, -0.5f * eb, -0.0f, v};
+    return c > CODE_VERBATIM ? bin : direct[c];
 }
 
 int act_codec_decode(float *x, const uint8_t *src, size_t bytes, size_t count, size_t row, float eb,

@@ -35,7 +35,7 @@ static size_t round_trip(const char *what, const float *x, size_t count, size_t 
     CHECK(ok, "%s: eb %g: does not decode", what, (double)eb);
     size_t bad = count;
     for (size_t i = 0; ok && i < count && bad == count; i++) {
-        const int zero_ok = x[i] != 0.0f || bits_of(y[i]) == bits_of(x[i]);
+        const int zero_ok = x[i] != 0.0f || (eb > 0.0f ? y[i] == 0.0f : bits_of(y[i]) == bits_of(x[i]));
         const int sign_ok = x[i] == 0.0f || (y[i] != 0.0f && signbit(y[i]) == signbit(x[i]));
         const int bound_ok = eb > 0.0f && isfinite(x[i]) ? fabsf(x[i] - y[i]) <= eb : bits_of(y[i]) == bits_of(x[i]);
         if (!(zero_ok && sign_ok && bound_ok)) bad = i;
