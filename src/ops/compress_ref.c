@@ -142,18 +142,24 @@ static int put_code(bit_writer *w, uint32_t c, int k, uint32_t raw) {
  * positions, so the stream is in plain order whatever the visit. */
 #define LANES 8
 
+/* Group g's rows (from row g, at most LANES): how many, and each one's length in len. */
+static size_t lane_group(size_t g, size_t count, size_t row, size_t len[LANES]) {
+    const size_t rows = (count + row - 1) / row, nl = rows - g < LANES ? rows - g : LANES;
+    for (size_t l = 0; l < nl; l++) len[l] = count - (g + l) * row < row ? count - (g + l) * row : row;
+    return nl;
+}
+
 size_t act_codec_encode(uint8_t *dst, const float *x, size_t count, size_t row, float eb, uint32_t *scratch) {
     uint32_t *codes = scratch, *raw = scratch + count; /* (count) each; raw where codes say verbatim */
     const float step = 2.0f * eb, inv_step = step > 0.0f ? 1.0f / step : 0.0f;
     const size_t rows = (count + row - 1) / row;
     float above = 0.0f; /* the reconstructed first value of the row above */
     for (size_t g = 0; g < rows; g += LANES) {
-        const size_t nl = rows - g < LANES ? rows - g : LANES;
         float pred[LANES];
         size_t len[LANES];
+        const size_t nl = lane_group(g, count, row, len);
         for (size_t l = 0; l < nl; l++) {
             const size_t i = (g + l) * row;
-            len[l] = count - i < row ? count - i : row;
             codes[i] = quantize(x[i], above, eb, step, inv_step, &above);
             raw[i] = f2u(x[i]);
             pred[l] = above;
@@ -256,20 +262,17 @@ int act_codec_decode(float *x, const uint8_t *src, size_t bytes, size_t count, s
     const size_t rows = (count + row - 1) / row;
     float above = 0.0f;
     for (size_t g = 0; g < rows; g += LANES) { /* the encoder's order */
-        const size_t nl = rows - g < LANES ? rows - g : LANES;
         float pred[LANES];
         size_t len[LANES];
+        const size_t nl = lane_group(g, count, row, len);
         for (size_t l = 0; l < nl; l++) {
             const size_t i = (g + l) * row;
-            len[l] = count - i < row ? count - i : row;
             pred[l] = above = x[i] = decode_one(codes[i], x[i], above, step, eb);
         }
         for (size_t j = 1; j < row; j++)
-            for (size_t l = 0; l < nl; l++) {
-                if (j >= len[l]) continue;
-                const size_t i = (g + l) * row + j;
-                pred[l] = x[i] = decode_one(codes[i], x[i], pred[l], step, eb);
-            }
+            for (size_t l = 0; l < nl; l++)
+                if (j < len[l]) pred[l] = x[(g + l) * row + j] = decode_one(codes[(g + l) * row + j],
+                                                                           x[(g + l) * row + j], pred[l], step, eb);
     }
     return 1;
 }

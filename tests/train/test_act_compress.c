@@ -124,6 +124,15 @@ static float *gradients(ts_model *m, const float *x, const int32_t *y, int n, fl
     return g;
 }
 
+/* every tensor (parameters and buffers) of a and b bit for bit */
+static void same_tensors(const ts_model *a, const ts_model *b, const char *what) {
+    for (int t = 0; t < ts_model_tensor_count(a); t++) {
+        ts_tensor_info x, y;
+        if (ts_model_tensor(a, t, &x) || ts_model_tensor(b, t, &y)) continue;
+        CHECK(!memcmp(x.data, y.data, (size_t)x.numel * sizeof(float)), "%s: %s differs", what, x.name);
+    }
+}
+
 static int layer_index(const ts_model *m, const char *name) {
     for (int i = 0; i < ts_model_layer_count(m); i++) {
         ts_layer_info li;
@@ -229,11 +238,7 @@ static void test_lossless_resnet(void) {
         free(g1);
         CHECK(!ts_optimizer_step(g_ctx, o0, 0.05f) && !ts_optimizer_step(g_ctx, o1, 0.05f), "steps");
     }
-    for (int t = 0; t < ts_model_tensor_count(plain); t++) {
-        ts_tensor_info a, b;
-        if (ts_model_tensor(plain, t, &a) || ts_model_tensor(comp, t, &b)) continue;
-        CHECK(!memcmp(a.data, b.data, (size_t)a.numel * sizeof(float)), "%s differs after 3 steps", a.name);
-    }
+    same_tensors(plain, comp, "after 3 steps");
     ts_activation_memory m0, m1;
     CHECK(!ts_model_activation_memory(plain, &m0) && !ts_model_activation_memory(comp, &m1), "memory report");
     CHECK(!m0.compressed && m0.buffer_bytes == m0.plain_bytes && m0.kept_bytes == m0.kept_plain_bytes &&
@@ -306,11 +311,7 @@ static void test_training(void) {
     ts_model *m1 = train_quad(ds, 1, 0.02f, &a), *m2 = train_quad(ds, 1, 0.02f, &b);
     if (m1 && m2) {
         CHECK(a.n == 4 && a.loss[3] < 0.5 * a.loss[0], "loss %g -> %g", a.loss[0], a.loss[a.n ? a.n - 1 : 0]);
-        for (int t = 0; t < ts_model_tensor_count(m1); t++) {
-            ts_tensor_info x, y;
-            if (ts_model_tensor(m1, t, &x) || ts_model_tensor(m2, t, &y)) continue;
-            CHECK(!memcmp(x.data, y.data, (size_t)x.numel * sizeof(float)), "rerun: %s differs", x.name);
-        }
+        same_tensors(m1, m2, "rerun");
     }
     /* the trainer gives the model back as it found it: no compression */
     ts_activation_memory am;
@@ -346,11 +347,7 @@ static void test_adaptive(void) {
     ts_model *m1 = train_quad(ds, 2, 0.01f, &a), *m2 = train_quad(ds, 2, 0.01f, &b);
     if (m1 && m2) {
         CHECK(a.n == 4 && a.loss[3] < 0.5 * a.loss[0], "loss %g -> %g", a.loss[0], a.loss[a.n ? a.n - 1 : 0]);
-        for (int t = 0; t < ts_model_tensor_count(m1); t++) {
-            ts_tensor_info x, y;
-            if (ts_model_tensor(m1, t, &x) || ts_model_tensor(m2, t, &y)) continue;
-            CHECK(!memcmp(x.data, y.data, (size_t)x.numel * sizeof(float)), "rerun: %s differs", x.name);
-        }
+        same_tensors(m1, m2, "rerun");
     }
     ts_model *m = make_model(QUAD, NULL, 0, 9);
     if (m && CHECK_OK(ts_model_set_activation_compression(g_ctx, m, 0.01f, 1))) {
