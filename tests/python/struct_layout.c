@@ -13,7 +13,7 @@ int main(void) {
     SHOW(ts_dataset, class_names);
     SHOW(ts_preprocess, flip);
     SHOW(ts_optim_config, eps);
-    SHOW(ts_train_config, exit_transfer);
+    SHOW(ts_train_config, compress_eb);
     SHOW(ts_epoch_report, val_exit_acc);
     SHOW(ts_train_hooks, user);
     SHOW(ts_eval_report, exit_top1);
