@@ -23,11 +23,11 @@ if [ -z "$MODEL" ]; then
     "$T" train --arch resnet20 --data cifar10 --data-dir "$DATA_DIR" --limit "$LIMIT" --epochs 1 --threads 2 --quiet \
         --no-test --out "$MODEL" >/dev/null
 fi
-D="--data cifar10 --data-dir $DATA_DIR --threads 1 --quiet"
+D="--data cifar10 --data-dir $DATA_DIR --threads 1"
 # name, then the arguments after the model; {out} becomes an output folder
 set -- \
-    "decompose" "decompose $MODEL $D --out {out}" \
-    "decompose-ga" "decompose $MODEL $D --method ga --population 20 --generations 10 --parents 10 --elites 4 --val-per-class 30 --no-eval --out {out}" \
+    "decompose" "decompose $MODEL $D --quiet --out {out}" \
+    "decompose-ga" "decompose $MODEL $D --quiet --method ga --population 20 --generations 5 --parents 10 --elites 4 --val-per-class 30 --no-eval --out {out}" \
     "eval" "eval $MODEL $D"
 strip() { grep -v 'secs\|/s\| in \|written to' "$1" | sed 's/ [0-9.]*$//'; }
 while [ $# -ge 2 ]; do
