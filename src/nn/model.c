@@ -330,7 +330,13 @@ ts_status ts_model_layer(const ts_model *m, int index, ts_layer_info *info) {
 
 ts_status ts_model_set_meta(ts_ctx *ctx, ts_model *m, const char *key, const char *value) {
     if (!m || !key || !*key) return ts_fail(ctx, TS_EINVAL, "metadata: empty key");
-    if (!strcmp(key, QUANT_META_KEY)) m->qdirty = 1; /* inference re-reads it */
+    if (!strcmp(key, QUANT_META_KEY)) { /* inference re-reads it */
+        m->qdirty = 1;
+        for (int i = 0; i < FREE_HW_VIEWS; i++) { /* a free model's other sizes copied the old scales: rebuilt */
+            ts_model_free(m->hw_view[i]);
+            m->hw_view[i] = NULL;
+        }
+    }
     for (int i = 0; i < m->nmeta; i++) {
         if (strcmp(m->meta[i].key, key)) continue;
         if (!value) {

@@ -1,6 +1,7 @@
 /* Free image size (input free=hw, src/nn/free_hw.c): a model run at several sizes
  * gives what the same graph declared at each size gives with the same weights;
- * alternating sizes, changed weights and a training step reach the cached plan; the
+ * alternating sizes, changed weights, a training step and int8 scales set later reach
+ * the cached plan; the
  * .tsr file keeps free=hw; fixed-size graphs (a dense after a flatten) are refused,
  * naming the layer. */
 #include "common/test.h"
@@ -201,12 +202,45 @@ static void test_refusals(void) {
     ts_model_free(m);
 }
 
+/* int8 scales set on a free model after it ran at another size reach that size:
+ * the same outputs as the quantized copy, not the fp32 ones */
+static void test_int8_scales(void) {
+    ts_model *m = NULL, *q = NULL;
+    CHECK(ts_model_from_arch(g_ctx, FREE_ARCH, "free", NULL, 0, 5, &m) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (!m) return;
+    const int n = 2, h = 20, w = 24, k = 4 * (h / 2) * (w / 2);
+    float *cal = test_falloc(16 * 3 * 12 * 16), *x = test_falloc((size_t)n * 3 * h * w);
+    float *fp = test_falloc((size_t)n * k), *a = test_falloc((size_t)n * k), *b = test_falloc((size_t)n * k);
+    test_fill_uniform(cal, 16 * 3 * 12 * 16, 8, -1, 1);
+    test_fill_uniform(x, (size_t)n * 3 * h * w, 9, -1, 1);
+    CHECK(ts_model_predict_hw(g_ctx, m, x, n, h, w, fp, NULL) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_quantize_config qc;
+    ts_quantize_config_default(&qc);
+    CHECK(ts_model_quantize(g_ctx, m, cal, 16, &qc, &q) == TS_OK, "quantize: %s", ts_ctx_error(g_ctx));
+    const char *scales = q ? ts_model_get_meta(q, "int8.inputs") : NULL;
+    CHECK(scales && ts_model_set_meta(g_ctx, m, "int8.inputs", scales) == TS_OK, "set the scales: %s",
+          ts_ctx_error(g_ctx));
+    CHECK(ts_model_predict_hw(g_ctx, m, x, n, h, w, a, NULL) == TS_OK &&
+              ts_model_predict_hw(g_ctx, q, x, n, h, w, b, NULL) == TS_OK,
+          "%s", ts_ctx_error(g_ctx));
+    CHECK(!memcmp(a, b, sizeof(float) * (size_t)n * k), "the scales set later are not those the size runs with");
+    CHECK(memcmp(a, fp, sizeof(float) * (size_t)n * k), "int8 gave the fp32 outputs bit for bit");
+    free(cal);
+    free(x);
+    free(fp);
+    free(a);
+    free(b);
+    ts_model_free(q);
+    ts_model_free(m);
+}
+
 int main(void) {
     if (!test_begin(&g_ctx, g_tmp)) return 2;
     ts_ctx_set_threads(g_ctx, 1);
     RUN(test_sizes);
     RUN(test_weights_change);
     RUN(test_file);
+    RUN(test_int8_scales);
     RUN(test_refusals);
     test_end(g_ctx, g_tmp);
     TEST_MAIN_END("test_free_hw");
