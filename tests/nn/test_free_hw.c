@@ -1,9 +1,8 @@
 /* Free image size (input free=hw, src/nn/free_hw.c): a model run at several sizes
  * gives what the same graph declared at each size gives with the same weights;
  * alternating sizes, changed weights, a training step and int8 scales set later reach
- * the cached plan; the
- * .tsr file keeps free=hw; fixed-size graphs (a dense after a flatten) are refused,
- * naming the layer. */
+ * the cached plan; the .tsr file keeps free=hw; fixed-size graphs (a dense after a
+ * flatten) are refused, naming the layer. */
 #include "common/test.h"
 
 static ts_ctx *g_ctx;
