@@ -212,9 +212,9 @@ ts_status cli_text_compose_meta(ts_ctx *ctx, ts_module *const *mods, int n, ts_m
     for (int j = 0; j < n; j++) text += ts_module_origin_meta(mods[j], TEXT_META_VOCAB) != NULL;
     if (text == 0) return TS_OK;
     ts_module_info a, b;
+    ts_module_info_get(mods[0], &a);
     for (int j = 0; j < n; j++) {
         const char *v = ts_module_origin_meta(mods[j], TEXT_META_VOCAB);
-        ts_module_info_get(mods[0], &a);
         ts_module_info_get(mods[j], &b);
         if (!v)
             return ts_ctx_set_error(ctx, TS_EINVAL, "module %d (class '%s') reads images and module 1 (class '%s') "

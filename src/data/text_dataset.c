@@ -370,8 +370,13 @@ ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const i
             names[j] = ds->class_names ? ds->class_names[classes[j]] : "";
         }
     }
-    for (int64_t i = 0; !st && i < ds->count; i++)
-        if (to[ds->labels[i]] >= 0) idx[n++] = i;
+    for (int64_t i = 0; !st && i < ds->count; i++) {
+        if (ds->labels[i] < 0 || ds->labels[i] >= ds->classes)
+            st = ts_fail(ctx, TS_EFORMAT, "%s: sample %lld has label %d (expected 0..%d)", ds->name, (long long)i,
+                         ds->labels[i], ds->classes - 1);
+        else if (to[ds->labels[i]] >= 0)
+            idx[n++] = i;
+    }
     ts_text_dataset *d = NULL;
     if (!st) st = text_subset(ctx, ds, idx, n, &d);
     if (!st && d->class_names) {

@@ -95,6 +95,8 @@ static ts_status view_at(ts_ctx *ctx, ts_model *m, int h, int w, ts_model **out)
     if (!ts_model_any_size(m))
         return ts_fail(ctx, TS_ESHAPE, "the model takes %dx%d images (its height and width are fixed), not %dx%d", H, W, h,
                        w);
+    if (h < 1 || w < 1 || (long)h * w > TS_IMAGE_MAX_PIXELS)
+        return ts_fail(ctx, TS_ESHAPE, "image size %dx%d: expected 1 to %ld pixels", h, w, (long)TS_IMAGE_MAX_PIXELS);
     ts_model *v;
     for (int i = 0; i < FREE_HW_VIEWS; i++) {
         v = m->hw_view[i];

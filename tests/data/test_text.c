@@ -319,6 +319,10 @@ static void test_select(void) {
           ts_ctx_error(g_ctx));
     CHECK(ts_text_dataset_select(g_ctx, ds, outside, 1, &sel) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "class 4"),
           "%s", ts_ctx_error(g_ctx));
+    ds->labels[7] = 9; /* a label outside the set's classes: refused, never read past the table */
+    CHECK(ts_text_dataset_select(g_ctx, ds, want, 2, &sel) == TS_EFORMAT && strstr(ts_ctx_error(g_ctx), "sample 7") &&
+              !sel,
+          "%s", ts_ctx_error(g_ctx));
     test_free_texts(ds);
 }
 

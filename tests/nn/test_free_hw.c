@@ -186,6 +186,12 @@ static void test_refusals(void) {
         test_fill_uniform(x, sizeof x / sizeof x[0], 1, -1, 1);
         CHECK(ts_model_predict_hw(g_ctx, m, x, 1, 17, 11, y, &os) == TS_OK && os.ndim == 1 && os.dims[0] == 5, "%s",
               ts_ctx_error(g_ctx));
+        /* sizes no image has: refused before anything is built */
+        const int bad[3][2] = {{0, 11}, {-4, 11}, {1 << 14, 1 << 14}};
+        for (int i = 0; i < 3; i++)
+            CHECK(ts_model_predict_hw(g_ctx, m, x, 1, bad[i][0], bad[i][1], y, NULL) == TS_ESHAPE &&
+                      strstr(ts_ctx_error(g_ctx), "pixels"),
+                  "%dx%d: %s", bad[i][0], bad[i][1], ts_ctx_error(g_ctx));
     }
     ts_model_free(m);
     /* a fixed model runs at its own size only */
