@@ -6,7 +6,8 @@
 # with backward: all of it is exposed, waiting for the slower rank included), the
 # loopback cost of the allreduce alone (allreduce_bench.c, after a barrier), and a
 # scaling model for 2-64 machines (ring allreduce, alpha-beta, 10 and 100 Gbit/s).
-# Settings: RUNS=5 LIMIT=5120 (training samples per run) DATA_DIR=../shared/data.
+# Settings: RUNS=5 LIMIT=5120 (training samples per run) DATA_DIR=../shared/data TORCH_RUNS=3.
+# Then PyTorch DistributedDataParallel on the same network, side by side (torch_ddp.py).
 # Takes about RUNS x 25 s on a 2-core machine.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -56,3 +57,24 @@ awk -v t1="$t1" -v t2="$t2" -v ar="$ar" -v n="$LIMIT" -v runs="$RUNS" -v steps="
         printf "  %8d %14.2f %13.1f%% %14.2f %13.1f%%\n", p, a10, 100 * tc / (tc + a10), a100, 100 * tc / (tc + a100)
     }
 }'
+
+# PyTorch's DistributedDataParallel (gloo, loopback) on the same network, global batch
+# and threads, measured in this run after tessera (torch_ddp.py; random input, so no
+# data loading or augmentation on its side): 1 and 2 processes, TORCH_RUNS runs each,
+# alternating; medians. Skipped without Debian's python3-torch.
+TORCH_RUNS=${TORCH_RUNS:-3}
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    : >"$tmp/p1"; : >"$tmp/p2"
+    for r in $(seq "$TORCH_RUNS"); do
+        for w in $( [ $((r % 2)) -eq 1 ] && echo "1 2" || echo "2 1"); do
+            /usr/bin/python3 bench/distributed/torch_ddp.py "$w" 30 | sed -n 's/.* \([0-9]*\) images\/s/\1/p' >>"$tmp/p$w"
+        done
+    done
+    awk -v p1="$(med "$tmp/p1")" -v p2="$(med "$tmp/p2")" -v t1="$t1" -v t2="$t2" -v n="$LIMIT" -v runs="$TORCH_RUNS" 'BEGIN {
+        printf "\nPyTorch %s DistributedDataParallel (gloo), the same ResNet-20, batch 128, 1 thread per process (median of %d):\n", "'"$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"'", runs
+        printf "  1 process : %.0f images/s   tessera / PyTorch: %.2fx\n", p1, (n / t1) / p1
+        printf "  2 processes: %.0f images/s: %.2fx   tessera / PyTorch: %.2fx\n", p2, p2 / p1, (n / t2) / p2
+    }'
+else
+    echo "(PyTorch side skipped: /usr/bin/python3 has no torch; apt-get install python3-torch)"
+fi
