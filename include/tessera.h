@@ -98,6 +98,21 @@ ts_status ts_ctx_set_constant_time(ts_ctx *ctx, int on);
  * where oneDNN has no bfloat16 convolutions. */
 ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on);
 int ts_ctx_get_bf16(const ts_ctx *ctx);
+/* Winograd convolutions, on the oneDNN backend in float32: a 3x3, stride-1,
+ * undilated, ungrouped convolution with at least 16 input and 32 output channels runs
+ * oneDNN's Winograd kernels (F(2x2,3x3) or F(4x4,3x3)), which need about half the
+ * multiplications of the direct ones: 1.2-2.5x faster on such layers (figures in
+ * bench/RESULTS.md). Their results differ from the direct kernels' by float rounding
+ * of about 1e-6 of the outputs' scale. That is nothing for inference, but over many
+ * optimizer steps (Adam's normalized updates most) it drifts further from PyTorch's
+ * than the direct kernels do, so training keeps the direct kernels unless asked.
+ * TS_WINOGRAD_INFERENCE (the default): inference only; TS_WINOGRAD_TRAINING: also the
+ * training forward and backward-data passes (backward weights stays direct);
+ * TS_WINOGRAD_OFF: direct everywhere. bf16, int8 and the reference backend never use
+ * it. */
+typedef enum ts_winograd { TS_WINOGRAD_OFF = 0, TS_WINOGRAD_INFERENCE = 1, TS_WINOGRAD_TRAINING = 2 } ts_winograd;
+ts_status ts_ctx_set_winograd(ts_ctx *ctx, ts_winograd mode);
+ts_winograd ts_ctx_get_winograd(const ts_ctx *ctx);
 int ts_ctx_get_constant_time(const ts_ctx *ctx);
 /* The shape (channels 1 or 3, height, width) images read from image files are
  * brought to when a dataset is an image folder (ts_dataset_load, docs/data.md); 0 for

@@ -249,6 +249,18 @@ int cli_refuse_same(const cli_cmd *cmd, const char *what, const char *out, const
 }
 
 int cli_setup_bf16(const cli_cmd *cmd, ts_ctx *ctx) {
+    const char *wino = cli_get(cmd, "winograd");
+    if (wino) {
+        ts_winograd mode = !strcmp(wino, "off")         ? TS_WINOGRAD_OFF
+                           : !strcmp(wino, "inference") ? TS_WINOGRAD_INFERENCE
+                           : !strcmp(wino, "training")  ? TS_WINOGRAD_TRAINING
+                                                        : (ts_winograd)-1;
+        if ((int)mode < 0) {
+            fprintf(stderr, "tessera %s: --winograd %s: expected off, inference or training\n", cmd->name, wino);
+            return EXIT_USAGE;
+        }
+        ts_ctx_set_winograd(ctx, mode);
+    }
     if (!cli_get(cmd, "bf16")) return 0;
     if (cli_get(cmd, "constant-time") || ts_ctx_get_backend(ctx) != TS_BACKEND_DNNL) {
         fprintf(stderr, "tessera %s: --bf16 runs oneDNN kernels; it cannot be combined with %s\n", cmd->name,

@@ -1,7 +1,7 @@
 /* Imports an ONNX classifier with libtessera, checks it against PyTorch's outputs and
  * times inference: the tessera half of `make bench-onnx` (bench/onnx/run.sh).
  *
- *   onnx_run MODEL.onnx IO.bin [--threads T] [--batch B --reps R]
+ *   onnx_run MODEL.onnx IO.bin [--threads T] [--batch B --reps R] [--winograd 0|1]
  *
  * IO.bin (bench/onnx/export_torchvision.py): x (2, 3, 224, 224) float32, then
  * PyTorch's logits (2, classes) float32. Prints one line:
@@ -36,19 +36,21 @@ static int argmax(const float *v, int n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: onnx_run MODEL.onnx IO.bin [--threads T] [--batch B --reps R]\n");
+        fprintf(stderr, "usage: onnx_run MODEL.onnx IO.bin [--threads T] [--batch B --reps R] [--winograd 0|1]\n");
         return 1;
     }
-    int threads = 1, batch = 0, reps = 10;
+    int threads = 1, batch = 0, reps = 10, wino = 1;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--winograd")) wino = atoi(argv[i + 1]);
     }
     ts_ctx *ctx;
     if (ts_ctx_create(&ctx)) return 1;
     ts_model *m = NULL;
     ts_status st = ts_ctx_set_threads(ctx, threads);
+    if (!st) st = ts_ctx_set_winograd(ctx, wino ? TS_WINOGRAD_INFERENCE : TS_WINOGRAD_OFF);
     if (!st) st = ts_onnx_import(ctx, argv[1], NULL, &m);
     if (st) {
         fprintf(stderr, "onnx_run: %s\n", ts_ctx_error(ctx));

@@ -33,6 +33,7 @@ struct ts_ctx {
     void *dnnl;                  /* oneDNN engine/stream, owned (ops/dnnl_backend.c) */
     void (*dnnl_release)(void *dnnl); /* frees dnnl: set by ops along with it */
     int bf16;                    /* convolutions in bfloat16 mixed precision (ts_ctx_set_bf16) */
+    int winograd;                /* where Winograd convolutions run (ts_winograd, ts_ctx_set_winograd) */
     int image_shape[3];          /* what image folders are brought to (ts_ctx_set_image_shape) */
     ts_comm comm;                /* the ranks some calls spread over (ts_ctx_set_comm); size 1: alone */
 };

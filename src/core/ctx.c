@@ -25,6 +25,7 @@ ts_status ts_ctx_create(ts_ctx **out) {
     ctx->nthreads = 1;
     ctx->comm.size = 1;
     ctx->backend = TS_BACKEND_DNNL;
+    ctx->winograd = TS_WINOGRAD_INFERENCE;
     *out = ctx;
     return TS_OK;
 }

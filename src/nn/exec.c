@@ -15,7 +15,7 @@ typedef struct exec_packed {
     int stale; /* set by exec_weights_changed */
     struct {
         conv2d_packed_set *set;
-        int n, threads, bf16;
+        int n, threads, bf16, wino;
         int cl; /* heads read and write channels-last where e->cl says (every head packed) */
         uint64_t used;
     } e[PACKED_SETS];
@@ -492,10 +492,11 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
         }
         pk->stale = 0;
     }
-    const int threads = ts_ctx_threads(ctx), bf16 = ctx->bf16 != 0;
+    const int threads = ts_ctx_threads(ctx), bf16 = ctx->bf16 != 0, wino = ctx->winograd != TS_WINOGRAD_OFF;
     int victim = 0;
     for (int i = 0; i < PACKED_SETS; i++) {
-        if (pk->e[i].set && pk->e[i].n == n && pk->e[i].threads == threads && pk->e[i].bf16 == bf16) {
+        if (pk->e[i].set && pk->e[i].n == n && pk->e[i].threads == threads && pk->e[i].bf16 == bf16 &&
+            pk->e[i].wino == wino) {
             pk->e[i].used = ++pk->clock;
             *out = pk->e[i].set;
             *cl = pk->e[i].cl;
@@ -519,6 +520,7 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
     pk->e[victim].n = n;
     pk->e[victim].threads = threads;
     pk->e[victim].bf16 = bf16;
+    pk->e[victim].wino = wino;
     pk->e[victim].cl = use_cl;
     pk->e[victim].used = ++pk->clock;
     *out = set;

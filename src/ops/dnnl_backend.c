@@ -333,3 +333,13 @@ ts_status ts_ctx_set_bf16(ts_ctx *ctx, int on) {
     ctx->bf16 = on != 0;
     return TS_OK;
 }
+
+ts_status ts_ctx_set_winograd(ts_ctx *ctx, ts_winograd mode) {
+    if (!ctx) return TS_EINVAL;
+    if (mode != TS_WINOGRAD_OFF && mode != TS_WINOGRAD_INFERENCE && mode != TS_WINOGRAD_TRAINING)
+        return ts_fail(ctx, TS_EINVAL, "winograd: mode %d is none of off (0), inference (1), training (2)", (int)mode);
+    ctx->winograd = mode;
+    return TS_OK;
+}
+
+ts_winograd ts_ctx_get_winograd(const ts_ctx *ctx) { return ctx ? (ts_winograd)ctx->winograd : TS_WINOGRAD_OFF; }

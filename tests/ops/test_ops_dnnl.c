@@ -121,6 +121,78 @@ static void test_conv_fixed(void) {
     conv_compare(conv(2, 3, 6, 5, 2, 7, 5, 1, 1, 3, 2, 1, 1, 1), 1, 110);     /* kernel > input */
 }
 
+/* Winograd (ts_ctx_set_winograd): a 3x3 stride-1 convolution of 16+ channels in and
+ * 32+ out. With TS_WINOGRAD_TRAINING the training forward and backward data run it
+ * and stay within the tolerance of the reference; its outputs are not the direct
+ * kernels' bits (so it did run). Packed inference with a ReLU and a residual, NCHW
+ * and channels-last, where the residual is reordered into Winograd's blocked output,
+ * against the reference. */
+static void packed_residual_case(int nhwc, int wino) {
+    conv2d_params p = conv(2, 16, 10, 10, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1);
+    CHECK(conv2d_params_finish(&p), "params");
+    const size_t nx = (size_t)p.n * p.c * p.h * p.w, ny = (size_t)p.n * p.k * p.oh * p.ow, nw = (size_t)p.k * p.c * 9;
+    float *x = fvec(nx, 5001, -1, 1), *w = fvec(nw, 5002, -0.3f, 0.3f), *b = fvec((size_t)p.k, 5003, -0.2f, 0.2f);
+    float *res = fvec(ny, 5004, -1, 1), *want = fvec(ny, 0, 0, 0), *got = fvec(ny, 0, 0, 0);
+    float *xl = fvec(nx, 0, 0, 0), *resl = fvec(ny, 0, 0, 0), *gotl = fvec(ny, 0, 0, 0);
+    void *scratch = malloc(conv2d_scratch_size(&p) + 64);
+    conv2d_forward_ref(&p, want, x, w, b, scratch, 2);
+    for (size_t i = 0; i < ny; i++) want[i] = want[i] + res[i] > 0.0f ? want[i] + res[i] : 0.0f;
+    /* channels-last copies: (N,C,H,W) -> (N,H,W,C) */
+    for (int n = 0; n < p.n; n++)
+        for (int c = 0; c < p.c; c++)
+            for (int i = 0; i < p.h * p.w; i++) xl[((size_t)n * p.h * p.w + i) * p.c + c] = x[((size_t)n * p.c + c) * p.h * p.w + i];
+    for (int n = 0; n < p.n; n++)
+        for (int k = 0; k < p.k; k++)
+            for (int i = 0; i < p.oh * p.ow; i++)
+                resl[((size_t)n * p.oh * p.ow + i) * p.k + k] = res[((size_t)n * p.k + k) * p.oh * p.ow + i];
+    ts_ctx *ctx = NULL;
+    CHECK(ts_ctx_create(&ctx) == TS_OK && ts_ctx_set_threads(ctx, 1) == TS_OK, "ctx");
+    CHECK(ts_ctx_set_winograd(ctx, wino ? TS_WINOGRAD_INFERENCE : TS_WINOGRAD_OFF) == TS_OK, "winograd");
+    conv2d_packed_set *set = NULL;
+    CHECK(conv2d_packed_set_create(ctx, 1, &set) == TS_OK, "set");
+    const conv_act act = {CONV_ACT_CLAMP, 0.0f, INFINITY, 1};
+    const unsigned flags = nhwc ? CONV_PACKED_SRC_NHWC | CONV_PACKED_DST_NHWC | CONV_PACKED_RES_NHWC : 0;
+    CHECK(conv2d_packed_add(ctx, set, 0, &p, w, b, act, flags, NULL) == TS_OK, "packed: %s", ts_ctx_error(ctx));
+    CHECK(conv2d_packed_run(ctx, set, 0, nhwc ? gotl : got, nhwc ? xl : x, nhwc ? resl : res) == TS_OK, "run: %s",
+          ts_ctx_error(ctx));
+    for (int n = 0; nhwc && n < p.n; n++)
+        for (int k = 0; k < p.k; k++)
+            for (int i = 0; i < p.oh * p.ow; i++)
+                got[((size_t)n * p.k + k) * p.oh * p.ow + i] = gotl[((size_t)n * p.oh * p.ow + i) * p.k + k];
+    if (!close_to("packed conv + residual + relu", got, want, ny))
+        fprintf(stderr, "  case: winograd %d, channels-last %d\n", wino, nhwc);
+    conv2d_packed_set_free(set);
+    ts_ctx_free(ctx);
+    free(x), free(w), free(b), free(res), free(want), free(got), free(xl), free(resl), free(gotl), free(scratch);
+}
+
+static void test_conv_winograd(void) {
+    CHECK(ts_ctx_get_winograd(g_ctx) == TS_WINOGRAD_INFERENCE, "default: Winograd in inference only");
+    CHECK(ts_ctx_set_winograd(g_ctx, (ts_winograd)7) == TS_EINVAL, "mode 7 accepted");
+    ts_ctx_clear_error(g_ctx);
+    conv2d_params p = conv(2, 32, 12, 12, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1);
+    CHECK(conv2d_params_finish(&p), "params");
+    const size_t nx = (size_t)p.n * p.c * p.h * p.w, ny = (size_t)p.n * p.k * p.oh * p.ow, nw = (size_t)p.k * p.c * 9;
+    float *x = fvec(nx, 4001, -1, 1), *w = fvec(nw, 4002, -0.3f, 0.3f), *dy = fvec(ny, 4003, -1, 1);
+    float *y[2], *dx[2];
+    void *scratch = malloc(ops_conv2d_scratch_size(g_ctx, &p) + 1);
+    for (int wino = 0; wino < 2; wino++) {
+        CHECK(ts_ctx_set_winograd(g_ctx, wino ? TS_WINOGRAD_TRAINING : TS_WINOGRAD_OFF) == TS_OK, "set");
+        y[wino] = fvec(ny, 0, 0, 0), dx[wino] = fvec(nx, 0, 0, 0);
+        CHECK(conv2d_forward_dnnl(g_ctx, &p, y[wino], x, w, NULL) == TS_OK, "fwd: %s", ts_ctx_error(g_ctx));
+        CHECK(conv2d_backward_data_dnnl(g_ctx, &p, dx[wino], dy, w) == TS_OK, "bwd: %s", ts_ctx_error(g_ctx));
+    }
+    CHECK(!bit_equal(y[0], y[1], ny) && !bit_equal(dx[0], dx[1], nx), "Winograd gave the direct kernels' bits");
+    /* every pass of a training mode within the reference's tolerance */
+    CHECK(ts_ctx_set_winograd(g_ctx, TS_WINOGRAD_TRAINING) == TS_OK, "set");
+    conv_compare(p, 1, 4100);
+    conv_compare(conv(3, 16, 9, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0, 4200); /* odd sizes */
+    CHECK(ts_ctx_set_winograd(g_ctx, TS_WINOGRAD_INFERENCE) == TS_OK, "set");
+    for (int nhwc = 0; nhwc < 2; nhwc++)
+        for (int wino = 0; wino < 2; wino++) packed_residual_case(nhwc, wino);
+    free(x), free(w), free(dy), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]), free(scratch);
+}
+
 static void test_conv_random(void) {
     int done = 0;
     for (int tries = 0; done < 24 && tries < 1000; tries++) {
@@ -550,6 +622,7 @@ int main(void) {
     ts_ctx_set_threads(g_ctx, 2);
     RUN(test_conv_fixed);
     RUN(test_conv_random);
+    RUN(test_conv_winograd);
     RUN(test_pool_fixed);
     RUN(test_pool_random);
     RUN(test_avgpool_ceil_include_pad_falls_back);
