@@ -333,6 +333,16 @@ ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_s
 /* The same over texts whose tokens are separated by spaces (not otherwise tokenized). */
 ts_status ts_corpus_bleu_text(ts_ctx *ctx, const char *const *hyps, const char *const *refs, int64_t count,
                               int refs_per_hyp, double *bleu);
+/* The two in another style: TS_BLEU_NLTK is the above; TS_BLEU_SACREBLEU is
+ * sacrebleu 2.x's corpus_bleu with tokenize='none' and its default 'exp' smoothing (a
+ * hypothesis shorter than n adds no n-grams, an order without a match counts as
+ * 1/(2^k * its n-grams) instead of giving 0; docs/data.md). They differ only where a
+ * hypothesis is shorter than 4 tokens or an order has no match. */
+typedef enum ts_bleu_style { TS_BLEU_NLTK = 0, TS_BLEU_SACREBLEU = 1 } ts_bleu_style;
+ts_status ts_corpus_bleu_style(ts_ctx *ctx, ts_bleu_style style, const ts_token_seq *hyps, const ts_token_seq *refs,
+                               int64_t count, int refs_per_hyp, double *bleu);
+ts_status ts_corpus_bleu_text_style(ts_ctx *ctx, ts_bleu_style style, const char *const *hyps,
+                                    const char *const *refs, int64_t count, int refs_per_hyp, double *bleu);
 
 /* Batches of a text dataset for a model whose input is ts_text_input_shape(ds):
  * ts_loader_get writes x (B, that shape), the ids as floats, and y (B) labels or, for

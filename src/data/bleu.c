@@ -1,8 +1,14 @@
-/* Corpus BLEU-4 (Papineni et al. 2002) as NLTK's corpus_bleu computes it without
- * smoothing: per order n, clipped n-gram matches and hypothesis n-gram counts
- * (at least 1 per hypothesis) summed over the corpus; the brevity penalty from
- * the summed hypothesis length c and closest reference lengths r, exp(1 - r/c)
- * when c <= r. */
+/* Corpus BLEU-4 (Papineni et al. 2002) in two styles.
+ * NLTK's corpus_bleu without smoothing (TS_BLEU_NLTK): per order n, clipped n-gram
+ * matches and hypothesis n-gram counts (at least 1 per hypothesis) summed over the
+ * corpus; the brevity penalty from the summed hypothesis length c and closest
+ * reference lengths r, exp(1 - r/c) when c <= r; an order without a match gives 0.
+ * sacrebleu 2.x's corpus_bleu with tokenize='none' and its default 'exp' smoothing
+ * (TS_BLEU_SACREBLEU): the same matches, but a hypothesis shorter than n adds no
+ * n-grams (no floor of 1); no match at any order gives 0; an order with n-grams but
+ * no match counts as 1 / (2^k * its n-grams), k = 1, 2, ... over such orders; an
+ * order with no n-grams at all gives 0 (sacrebleu takes its log as -1e10); brevity
+ * penalty exp(1 - r/c) when c < r, 0 when c = 0. */
 #include "data/data.h"
 
 #include <math.h>
@@ -39,10 +45,12 @@ static int64_t clipped_matches(const ts_token_seq *hyp, const ts_token_seq *refs
     return matches;
 }
 
-ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_seq *refs, int64_t count,
-                         int refs_per_hyp, double *bleu) {
+ts_status ts_corpus_bleu_style(ts_ctx *ctx, ts_bleu_style style, const ts_token_seq *hyps, const ts_token_seq *refs,
+                               int64_t count, int refs_per_hyp, double *bleu) {
     if (!bleu) return ts_fail(ctx, TS_EINVAL, "bleu: result is NULL");
     *bleu = 0;
+    if (style != TS_BLEU_NLTK && style != TS_BLEU_SACREBLEU)
+        return ts_fail(ctx, TS_EINVAL, "bleu: style %d is neither NLTK (0) nor sacrebleu (1)", (int)style);
     if (count < 0 || refs_per_hyp < 1 || (count && (!hyps || !refs)))
         return ts_fail(ctx, TS_EINVAL, "bleu: bad arguments (count %lld, %d references per hypothesis)",
                        (long long)count, refs_per_hyp);
@@ -58,7 +66,8 @@ ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_s
         const ts_token_seq *h = &hyps[i], *rs = &refs[i * refs_per_hyp];
         for (int n = 1; n <= BLEU_N; n++) {
             num[n - 1] += clipped_matches(h, rs, refs_per_hyp, n);
-            den[n - 1] += h->len - n + 1 > 1 ? h->len - n + 1 : 1;
+            const int grams = h->len - n + 1 > 0 ? h->len - n + 1 : 0;
+            den[n - 1] += style == TS_BLEU_NLTK && grams < 1 ? 1 : grams;
         }
         int closest = rs[0].len;
         for (int k = 1; k < refs_per_hyp; k++) {
@@ -69,14 +78,24 @@ ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_s
         r += closest;
     }
     if (c == 0) return TS_OK;
-    double log_p = 0;
+    double log_p = 0, smooth = 1;
+    int any = 0;
+    for (int n = 0; n < BLEU_N; n++) any |= num[n] > 0;
+    if (!any) return TS_OK;
     for (int n = 0; n < BLEU_N; n++) {
-        if (num[n] == 0) return TS_OK; /* no smoothing: an order without a match gives 0 */
-        log_p += log((double)num[n] / (double)den[n]) / BLEU_N;
+        if (num[n] == 0 && (style == TS_BLEU_NLTK || den[n] == 0)) return TS_OK; /* 0 (sacrebleu: ~1e-2500000000) */
+        if (num[n] == 0) smooth *= 2; /* sacrebleu's 'exp' smoothing */
+        log_p += log(num[n] ? (double)num[n] / (double)den[n] : 1.0 / (smooth * (double)den[n])) / BLEU_N;
     }
-    double bp = c > r ? 1.0 : exp(1.0 - (double)r / (double)c);
+    double bp = style == TS_BLEU_NLTK ? (c > r ? 1.0 : exp(1.0 - (double)r / (double)c))
+                                      : (c < r ? exp(1.0 - (double)r / (double)c) : 1.0);
     *bleu = bp * exp(log_p);
     return TS_OK;
+}
+
+ts_status ts_corpus_bleu(ts_ctx *ctx, const ts_token_seq *hyps, const ts_token_seq *refs, int64_t count,
+                         int refs_per_hyp, double *bleu) {
+    return ts_corpus_bleu_style(ctx, TS_BLEU_NLTK, hyps, refs, count, refs_per_hyp, bleu);
 }
 
 /* Splits every text on spaces into ids of one shared table (a counter vocabulary). */
@@ -99,8 +118,8 @@ static ts_status texts_to_ids(ts_ctx *ctx, const char *const *texts, int64_t n, 
     return TS_OK;
 }
 
-ts_status ts_corpus_bleu_text(ts_ctx *ctx, const char *const *hyps, const char *const *refs, int64_t count,
-                              int refs_per_hyp, double *bleu) {
+ts_status ts_corpus_bleu_text_style(ts_ctx *ctx, ts_bleu_style style, const char *const *hyps,
+                                    const char *const *refs, int64_t count, int refs_per_hyp, double *bleu) {
     if (!bleu) return ts_fail(ctx, TS_EINVAL, "bleu: result is NULL");
     *bleu = 0;
     if (count < 0 || refs_per_hyp < 1 || (count && (!hyps || !refs)) || count > INT64_MAX / (refs_per_hyp + 1))
@@ -114,11 +133,16 @@ ts_status ts_corpus_bleu_text(ts_ctx *ctx, const char *const *hyps, const char *
     ts_status st = ids && seqs ? data_vocab_counter(ctx, &table) : ts_fail(ctx, TS_ENOMEM, "bleu: out of memory");
     if (!st) st = texts_to_ids(ctx, hyps, count, table, &t, ids, seqs);
     if (!st) st = texts_to_ids(ctx, refs, count * refs_per_hyp, table, &t, ids + count, seqs + count);
-    if (!st) st = ts_corpus_bleu(ctx, seqs, seqs + count, count, refs_per_hyp, bleu);
+    if (!st) st = ts_corpus_bleu_style(ctx, style, seqs, seqs + count, count, refs_per_hyp, bleu);
     for (int64_t i = 0; ids && i < total; i++) free(ids[i]);
     free(ids);
     free(seqs);
     ts_vocab_free(table);
     data_tokens_free(&t);
     return st;
+}
+
+ts_status ts_corpus_bleu_text(ts_ctx *ctx, const char *const *hyps, const char *const *refs, int64_t count,
+                              int refs_per_hyp, double *bleu) {
+    return ts_corpus_bleu_text_style(ctx, TS_BLEU_NLTK, hyps, refs, count, refs_per_hyp, bleu);
 }

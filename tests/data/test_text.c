@@ -195,6 +195,41 @@ static void test_bleu(void) {
     CHECK(ts_corpus_bleu(g_ctx, &hs, &rs, 1, 0, &b) == TS_EINVAL, "0 references");
 }
 
+/* sacrebleu's own test values (mjpost/sacrebleu, test/test_bleu.py), as facts, in
+ * TS_BLEU_SACREBLEU: its README example with tokenize='none' (tokens split at spaces,
+ * as the _text functions do; two reference streams) is 49.1919566; three empty
+ * hypotheses score 0; an identical sentence 1. Its statistics case ("am I am a
+ * character sequence" against "I am a symbol string sequence a a": matches 4, 2, 1, 0
+ * of 6, 5, 4, 3 n-grams) under its default 'exp' smoothing and brevity penalty:
+ * exp(1 - 8/6) * (4/6 * 2/5 * 1/4 * 1/(2*3))^(1/4). NLTK's style differs on the README
+ * example because "It wasn't surprising." (3 tokens) counts as one 4-gram there. */
+static void test_bleu_sacrebleu(void) {
+    static const char *const hyps[] = {"The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."};
+    /* hypothesis i's references: stream 1's i-th, then stream 2's */
+    static const char *const refs[] = {"The dog bit the man.",   "The dog had bit the man.",
+                                       "It was not unexpected.", "No one was surprised.",
+                                       "The man bit him first.", "The man had bitten the dog."};
+    static const char *const empties[] = {"", "", ""};
+    const char *test = "this is a test", *am = "am I am a character sequence",
+               *am_ref = "I am a symbol string sequence a a";
+    const ts_bleu_style sb = TS_BLEU_SACREBLEU;
+    double b = -1;
+    CHECK(ts_corpus_bleu_text_style(g_ctx, sb, hyps, refs, 3, 2, &b) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK_NEAR(100.0 * b, 49.1919566, 0, 1e-6);
+    CHECK(ts_corpus_bleu_text(g_ctx, hyps, refs, 3, 2, &b) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK_NEAR(100.0 * b, 47.0001003684, 0, 1e-8); /* NLTK: 4-grams 2 of 6, not of 5 */
+    CHECK(ts_corpus_bleu_text_style(g_ctx, sb, empties, refs, 3, 2, &b) == TS_OK && b == 0.0, "empty: %g", b);
+    CHECK(ts_corpus_bleu_text_style(g_ctx, sb, &test, &test, 1, 1, &b) == TS_OK && b == 1.0, "identical: %g", b);
+    CHECK(ts_corpus_bleu_text_style(g_ctx, sb, &am, &am_ref, 1, 1, &b) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK_NEAR(b, exp(1.0 - 8.0 / 6.0) * pow(4.0 / 6 * 2.0 / 5 * 1.0 / 4 * 1.0 / 6, 0.25), 0, 1e-12);
+    CHECK(ts_corpus_bleu_text(g_ctx, &am, &am_ref, 1, 1, &b) == TS_OK && b == 0.0, "NLTK, no 4-gram match: %g", b);
+    /* a corpus too short for 4-grams: sacrebleu 0, NLTK its floor of one 4-gram */
+    const char *two = "a b";
+    CHECK(ts_corpus_bleu_text_style(g_ctx, sb, &two, &two, 1, 1, &b) == TS_OK && b == 0.0, "2 tokens: %g", b);
+    CHECK(ts_corpus_bleu_text_style(g_ctx, (ts_bleu_style)2, &two, &two, 1, 1, &b) == TS_EINVAL, "style 2");
+    ts_ctx_clear_error(g_ctx);
+}
+
 /* BLEU on real sentences, as tests/fixtures/gen_text_expect.py makes them: the French
  * side of lines 40000..42999 of eng-fra.txt.gz as references; hypothesis k drops
  * word i when (i + k) % 5 == 1 and is reversed when k % 7 == 0. */
@@ -639,6 +674,7 @@ int main(void) {
     RUN(test_vocab);
     RUN(test_vocab_garbled);
     RUN(test_bleu);
+    RUN(test_bleu_sacrebleu);
     RUN(test_bleu_tatoeba);
     RUN(test_universal_map);
     RUN(test_clinc);
