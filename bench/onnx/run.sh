@@ -13,7 +13,9 @@
 # nothing, and `make test` does not run it.
 #
 # Environment: MODELS (space-separated, default below), OPSET (13), TV_DIR
-# (/tmp/tessera-torchvision), ROUNDS (3), BATCHES ("1 32"), THREADS ("1 2").
+# (/tmp/tessera-torchvision), ROUNDS (3), BATCHES ("1 32"), THREADS ("1 2"), AB (0; 1:
+# also tessera with Winograd off, `onnx_run --winograd 0`, in the same rounds: two more
+# columns, its ms and the Winograd speed-up).
 set -eu
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +25,7 @@ TV_DIR=${TV_DIR:-/tmp/tessera-torchvision}
 ROUNDS=${ROUNDS:-3}
 BATCHES=${BATCHES:-"1 32"}
 THREADS=${THREADS:-"1 2"}
+AB=${AB:-0}
 PY=/usr/bin/python3
 
 if ! $PY -c "import torch, torchvision, onnx" 2>/dev/null; then
@@ -43,7 +46,9 @@ fi
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 cpu=$(grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //')
 echo "bench-onnx $(date -u +%Y-%m-%d) on $cpu, $(nproc) cores; onnxruntime-node $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$TV_DIR/ort/node_modules/onnxruntime-node/package.json"), opset $OPSET, $ROUNDS rounds"
-printf "%-20s %-34s %5s %3s %11s %11s %7s\n" model "parity vs PyTorch" batch thr "tessera ms" "ort ms" ratio
+printf "%-20s %-34s %5s %3s %11s %11s %7s" model "parity vs PyTorch" batch thr "tessera ms" "ort ms" ratio
+[ "$AB" = 1 ] && printf " %11s %7s" "direct ms" "wino x"
+echo
 logs=$(mktemp)
 trap 'rm -f "$logs"' EXIT
 for m in $MODELS; do
@@ -63,11 +68,20 @@ for m in $MODELS; do
                 OMP_NUM_THREADS=$t "$BUILD/bench/onnx_run" "$f" "$io" --threads "$t" --batch "$b" --reps $reps |
                     sed -n "s/.*ms_b$b=\([0-9.]*\).*/T \1/p" >> "$logs"
                 node "$TV_DIR/ort/ort_run.js" "$f" "$io" "$b" "$t" $reps | sed -n "s/ms_b$b=\([0-9.]*\)/O \1/p" >> "$logs"
+                if [ "$AB" = 1 ]; then
+                    OMP_NUM_THREADS=$t "$BUILD/bench/onnx_run" "$f" "$io" --threads "$t" --batch "$b" --reps $reps \
+                        --winograd 0 | sed -n "s/.*ms_b$b=\([0-9.]*\).*/D \1/p" >> "$logs"
+                fi
             done
             tm=$(awk '$1=="T"{print $2}' "$logs" | median)
             om=$(awk '$1=="O"{print $2}' "$logs" | median)
             ratio=$(awk -v o="$om" -v t="$tm" 'BEGIN{printf "%.2f", o/t}')
-            printf "%-20s %-34s %5s %3s %11s %11s %7s\n" "$m" "$par" "$b" "$t" "$tm" "$om" "$ratio"
+            printf "%-20s %-34s %5s %3s %11s %11s %7s" "$m" "$par" "$b" "$t" "$tm" "$om" "$ratio"
+            if [ "$AB" = 1 ]; then
+                dm=$(awk '$1=="D"{print $2}' "$logs" | median)
+                printf " %11s %7s" "$dm" "$(awk -v d="$dm" -v t="$tm" 'BEGIN{printf "%.2f", d/t}')"
+            fi
+            echo
             echo "$ratio" >> "$logs.ratios"
             par=""
         done
