@@ -163,12 +163,33 @@ ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer,
     return define_layer_bax(im, n, k, layer, rank, dims, 0);
 }
 
+ts_status define_layer_as(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims,
+                          const value *like) {
+    ts_status st = define_layer_bax(im, n, k, layer, rank, dims, like->bax);
+    value *v = st ? NULL : node_output(im, n, k);
+    if (v && im->off) {
+        v->fold = like->fold;
+        v->bsub = like->bsub;
+    }
+    return st;
+}
+
+int onnx_batch_marker(int64_t d, int64_t *k) {
+    if (d >= 0 || d % ONNX_BATCH_DIM) return 0;
+    *k = d / ONNX_BATCH_DIM;
+    return 1;
+}
+
 ts_status define_like(importer *im, const Onnx__NodeProto *n, int k, const value *src, int rank, const int64_t *dims,
                       int bax) {
     if (src->kind == VALUE_LAYER) {
         ts_status st = define_layer_bax(im, n, k, src->layer, rank, dims, bax);
         value *v = st ? NULL : node_output(im, n, k);
-        if (v) v->ints = src->ints;
+        if (v) {
+            v->ints = src->ints;
+            v->fold = src->fold;
+            v->bsub = src->bsub;
+        }
         return st;
     }
     value *v;
@@ -204,6 +225,12 @@ value batch_first_view(const value *v) {
 }
 
 int batch_first_axis(const value *v, int a) { return a == v->bax ? 0 : a < v->bax ? a + 1 : a; }
+
+int sample_axis_of(const importer *im, const value *v, int a) {
+    if (!im->off) return a;
+    if (a == v->bax) return -1;
+    return v->fold || a < v->bax ? a : a - 1;
+}
 
 int value_read(importer *im, const char *name) {
     const Onnx__GraphProto *g = im->graph;
@@ -259,12 +286,16 @@ int64_t shape_numel_dims(int rank, const int64_t *dims) {
 
 ts_status value_sample_shape(importer *im, const value *v, ts_shape *s) {
     memset(s, 0, sizeof *s);
-    int r = v->rank - im->off;
+    const int folded = im->off && v->fold;
+    int r = v->rank - (folded ? 0 : im->off);
     if (r < 0) return unsupported(im, "value '%s' has no batch axis", v->name);
     if (r > TS_MAX_DIMS)
         return unsupported(im, "value '%s' has %d dimensions per sample (at most %d)", v->name, r, TS_MAX_DIMS);
-    for (int a = 0, k = 0; a < v->rank; a++) { /* every axis but the batch's, in order */
-        if (im->off && a == v->bax) continue;
+    for (int a = 0, k = 0; a < v->rank; a++) { /* every axis but the batch's, in order (folded: its share) */
+        if (im->off && a == v->bax) {
+            if (folded) s->dims[k++] = v->bsub;
+            continue;
+        }
         if (v->dims[a] < 1) return unsupported(im, "value '%s' has an empty or unknown dimension (axis %d)", v->name, a);
         s->dims[k++] = v->dims[a];
     }
@@ -636,7 +667,11 @@ static ts_status special_inputs(importer *im, const Onnx__NodeProto *n) {
     static const char *const MOVED[] = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Gather", "Slice", "Concat",
                                         "Shape", "RNN", "LSTM", "GRU", "Identity", "Relu", "Sigmoid", "Tanh",
                                         "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Clip", "Dropout",
-                                        NULL};
+                                        "Add", "Sub", "Mul", "Div", "MatMul", "Softmax", "LogSoftmax", NULL};
+    /* the batch folded with another axis (attention's heads): these express it per sample */
+    static const char *const FOLDED[] = {"Transpose", "Reshape", "Shape", "Identity", "Dropout", "Relu", "Sigmoid",
+                                         "Tanh", "Add", "Sub", "Mul", "Div", "MatMul", "Gemm", "Softmax",
+                                         "LogSoftmax", NULL};
     static const char *const IDS[] = {"Gather", "Shape", "Identity", "Cast", NULL};
     static const char *const ZEROS[] = {"Slice", "RNN", "LSTM", "GRU", "Identity", NULL};
     static const char *const LENGTHS[] = {"RNN", "LSTM", "GRU", "Identity", NULL};
@@ -647,6 +682,10 @@ static ts_status special_inputs(importer *im, const Onnx__NodeProto *n) {
         if (v->kind == VALUE_LAYER && v->bax && !op_in(op, MOVED))
             return unsupported(im, "input '%s' has its batch axis at axis %d (after a Transpose that moved it); "
                                    "this op needs it first", v->name, v->bax);
+        if (v->kind == VALUE_LAYER && v->fold && !op_in(op, FOLDED))
+            return unsupported(im, "input '%s' has the batch folded with another axis (axis %d, as %s factor of %lld "
+                                   "per sample); this op needs the batch axis by itself", v->name, v->bax,
+                               v->fold == FOLD_OUTER ? "the outer" : "the inner", (long long)v->bsub);
         if (v->kind == VALUE_LAYER && v->ints && !op_in(op, IDS))
             return unsupported(im, "input '%s' is computed integers (a Cast of the input): tessera takes them only "
                                    "as the indices of a Gather from a constant table (an embedding)", v->name);
@@ -765,6 +804,10 @@ static ts_status finish_output(importer *im, const Onnx__GraphProto *g, const ch
     if (v->ints)
         return ts_fail(im->ctx, TS_EUNSUPPORTED, "%s: graph output '%s' is integers; tessera outputs float32",
                        im->file, name);
+    if (im->off && v->fold)
+        return ts_fail(im->ctx, TS_EUNSUPPORTED,
+                       "%s: graph output '%s' has the batch folded with another axis (axis %d); a tessera model "
+                       "outputs it by itself", im->file, name, v->bax);
     if (im->off && v->bax && im->cfg->batch_axis < 2)
         return ts_fail(im->ctx, TS_EUNSUPPORTED,
                        "%s: graph output '%s' has its batch axis at axis %d; a tessera model outputs it first",

@@ -9,6 +9,16 @@
 /* Shape() of a batched value yields this for the batch axis, so that a later
  * Reshape can tell "keep the batch" from a literal size. */
 #define ONNX_BATCH_DIM (-((int64_t)1 << 40))
+/* Shape arithmetic multiplies it (PyTorch's bsz * num_heads): k * ONNX_BATCH_DIM is
+ * the batch times k. *k = the factor when d is such a marker. */
+int onnx_batch_marker(int64_t d, int64_t *k);
+
+/* How the batch sits in a value's batch axis (value.fold): alone, or folded with a
+ * per-sample factor of size value.bsub into one ONNX axis, the batch as its outer
+ * factor (index n * bsub + j: MultiheadAttention's (L, N * heads, hd)) or its inner
+ * one (j * N + n: its (L * N, E)). Either way each sample holds that axis as an axis
+ * of size bsub, in place. */
+enum { FOLD_NONE = 0, FOLD_OUTER, FOLD_INNER };
 
 /* VALUE_POISON: an output tessera does not compute (a node reading it is refused).
  * In check mode, downstream of a refused node or graph input: VALUE_FAILED, data
@@ -37,6 +47,8 @@ typedef struct value {
      * values in the order of the other axes, so a Transpose that only moves the
      * batch axis (to time-major and back, around ONNX's recurrent ops) is a view. */
     int bax;
+    int fold;          /* FOLD_*: the batch folded with another axis at bax */
+    int64_t bsub;      /* folded: the per-sample size of axis bax */
     int ints;          /* VALUE_LAYER: cast to an integer type (token ids for a Gather) */
     int stage;         /* VALUE_LENGTHS: how far the computation has come */
 } value;
@@ -208,6 +220,15 @@ ts_status define_layer(importer *im, const Onnx__NodeProto *n, int k, int layer,
 /* the same with the batch at ONNX axis bax */
 ts_status define_layer_bax(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims,
                            int bax);
+/* the same with the batch laid out as in `like` (its bax, fold and bsub) */
+ts_status define_layer_as(importer *im, const Onnx__NodeProto *n, int k, int layer, int rank, const int64_t *dims,
+                          const value *like);
+/* ONNX axis a (0 <= a < rank) of layer value v as an axis of its per-sample shape;
+ * -1 when it holds the batch (the batch axis, folded or not) */
+int sample_axis_of(const importer *im, const value *v, int a);
+/* constant c combined with layer value x (right-aligned broadcasting): its shape per
+ * sample of x, the axis on x's batch axis dropped (kept, 1, when folded) */
+ts_status const_sample_shape(importer *im, const value *c, const value *x, ts_shape *s);
 /* output k as a copy of v's description (its kind, layer, dims, batch axis) with new dims */
 ts_status define_like(importer *im, const Onnx__NodeProto *n, int k, const value *v, int rank, const int64_t *dims,
                       int bax);

@@ -40,7 +40,7 @@ ts_status elementwise(importer *im, const Onnx__NodeProto *n, layer_kind kind, c
     ts_shape out = e->out;
     const char *ins[1] = {e->name};
     ts_status est = emit_layer(im, kind, node_base(n), ins, 1, attrs, &out, &li);
-    return est ? est : define_layer_bax(im, n, 0, li, x->rank, x->dims, x->bax); /* wherever the batch axis is */
+    return est ? est : define_layer_as(im, n, 0, li, x->rank, x->dims, x); /* wherever the batch axis is */
 }
 
 ts_status op_relu(importer *im, const Onnx__NodeProto *n) { return elementwise(im, n, LAYER_RELU, NULL); }
@@ -261,7 +261,16 @@ static ts_status softmax_node(importer *im, const Onnx__NodeProto *n, layer_kind
     int coerce = im->opset < 13;
     int64_t axis = attr_int(n, "axis", coerce ? 1 : -1);
     int a;
-    if ((st = sample_axis(im, axis, x->rank, "axis", &a))) return st;
+    if (x->bax || x->fold) { /* the batch axis moved or folded: any other axis, the batch's before it */
+        if (axis < -x->rank || axis >= x->rank) return bad_node(im, "axis %lld is out of range", (long long)axis);
+        if (axis < 0) axis += x->rank;
+        if (axis == x->bax || (coerce && axis < x->bax))
+            return unsupported(im, "axis %lld %s the batch axis (axis %d)", (long long)axis,
+                               axis == x->bax ? "is" : "spans", x->bax);
+        a = sample_axis_of(im, x, (int)axis);
+    } else if ((st = sample_axis(im, axis, x->rank, "axis", &a))) {
+        return st;
+    }
     if (x->rank - im->off == 0) return unsupported(im, "a scalar per sample");
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
@@ -272,7 +281,9 @@ static ts_status softmax_node(importer *im, const Onnx__NodeProto *n, layer_kind
     ts_shape out;
     if ((st = value_sample_shape(im, x, &out))) return st;
     int li;
-    return emit_unary(im, n, kind, in, &sa, &out, x->rank, x->dims, &li);
+    const char *ins[1] = {in};
+    if ((st = emit_layer(im, kind, node_base(n), ins, 1, &sa, &out, &li))) return st;
+    return define_layer_as(im, n, 0, li, x->rank, x->dims, x);
 }
 
 ts_status op_softmax(importer *im, const Onnx__NodeProto *n) { return softmax_node(im, n, LAYER_SOFTMAX); }

@@ -64,6 +64,31 @@ ts_status strip_batch_axes(importer *im, const value *c, int layer_rank, ts_shap
     return TS_OK;
 }
 
+ts_status const_sample_shape(importer *im, const value *c, const value *x, ts_shape *s) {
+    if (!im->off || (!x->bax && !x->fold)) return strip_batch_axes(im, c, x->rank, s);
+    if (c->rank > x->rank)
+        return unsupported(im, "constant '%s' has more axes than '%s' and would broadcast across the batch", c->name,
+                           x->name);
+    const int on_batch = x->bax - (x->rank - c->rank); /* c's axis on x's batch axis, when c reaches it */
+    memset(s, 0, sizeof *s);
+    for (int a = 0; a < c->rank; a++) {
+        if (a == on_batch) {
+            if (c->dims[a] != 1)
+                return unsupported(im, "constant '%s' varies along the batch axis (dims[%d] = %lld)", c->name, a,
+                                   (long long)c->dims[a]);
+            if (!x->fold) continue;
+        }
+        if (s->ndim == TS_MAX_DIMS) return unsupported(im, "constant '%s' has rank %d", c->name, c->rank);
+        if (c->dims[a] < 1) return unsupported(im, "constant '%s' is empty", c->name);
+        s->dims[s->ndim++] = c->dims[a];
+    }
+    if (s->ndim == 0) {
+        s->ndim = 1;
+        s->dims[0] = 1;
+    }
+    return TS_OK;
+}
+
 /* numpy broadcast of two dims lists; 0 when incompatible */
 int broadcast(int ra, const int64_t *a, int rb, const int64_t *b, int *rr, int64_t *r) {
     int n = ra > rb ? ra : rb;
@@ -141,13 +166,18 @@ ts_status binary_value(importer *im, const Onnx__NodeProto *n, int op, const val
     layer_attrs attrs;
     nn_attrs_default(LAYER_BINARY, &attrs);
     attrs.op = op;
+    /* the result has the computed operand's batch layout */
+    const value *lay = a->kind == VALUE_LAYER ? a : b;
+    value tmp = {.kind = VALUE_LAYER, .rank = rr, .bax = lay->bax, .fold = lay->fold, .bsub = lay->bsub};
+    memcpy(tmp.dims, dims, sizeof tmp.dims);
     if (a->kind == VALUE_LAYER && b->kind == VALUE_LAYER) {
         if (im->off && a->rank != b->rank)
             return unsupported(im, "operands of rank %d and %d would broadcast across the batch axis", a->rank, b->rank);
+        if (im->off && (a->bax != b->bax || a->fold != b->fold || (a->fold && a->bsub != b->bsub)))
+            return unsupported(im, "operands '%s' and '%s' hold the batch differently (axis %d and %d%s)", a->name,
+                               b->name, a->bax, b->bax, a->fold != b->fold || a->fold ? ", folded" : "");
         const char *ins[2];
         if ((st = materialize(im, a, &ins[0])) || (st = materialize(im, b, &ins[1]))) return st;
-        value tmp = {.kind = VALUE_LAYER, .rank = rr};
-        memcpy(tmp.dims, dims, sizeof tmp.dims);
         ts_shape out;
         if ((st = value_sample_shape(im, &tmp, &out))) return st;
         int same = a->rank == b->rank && !memcmp(a->dims, b->dims, (size_t)a->rank * sizeof *a->dims);
@@ -162,11 +192,9 @@ ts_status binary_value(importer *im, const Onnx__NodeProto *n, int op, const val
     if (im->off && c->rank > x->rank)
         return unsupported(im, "constant '%s' has more axes than '%s' and would broadcast across the batch", c->name, x->name);
     ts_shape cs;
-    if ((st = strip_batch_axes(im, c, x->rank, &cs))) return st;
+    if ((st = const_sample_shape(im, c, x, &cs))) return st;
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
-    value tmp = {.kind = VALUE_LAYER, .rank = rr};
-    memcpy(tmp.dims, dims, sizeof tmp.dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
     attrs.tshape = cs;
@@ -179,17 +207,15 @@ ts_status binary_value(importer *im, const Onnx__NodeProto *n, int op, const val
     free(f);
     if (st) return st;
 done:
-    res->kind = VALUE_LAYER;
+    *res = tmp;
     res->layer = li;
-    res->rank = rr;
-    memcpy(res->dims, dims, (size_t)rr * sizeof *dims);
-    if (im->off) res->dims[0] = -1;
+    if (im->off) res->dims[res->bax] = -1;
     return TS_OK;
 }
 
 static ts_status define_result(importer *im, const Onnx__NodeProto *n, value *res) {
     if (res->kind == VALUE_CONST) return define_const(im, n, 0, res->c);
-    return define_layer(im, n, 0, res->layer, res->rank, res->dims);
+    return define_layer_as(im, n, 0, res->layer, res->rank, res->dims, res);
 }
 
 static ts_status binary_node(importer *im, const Onnx__NodeProto *n, int op) {
@@ -288,6 +314,9 @@ ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
     if (k != kb && k != -1) return bad_node(im, "A has %lld columns but B has %lld rows", (long long)k, (long long)kb);
     if (c && c->kind != VALUE_CONST) return unsupported(im, "C must be a constant");
     if (im->off && ta) return unsupported(im, "transA=1 would mix the batch axis into the product");
+    /* A folded (L * N, E) (attention's output projection): a matmul per sample's rows */
+    const int folded = im->off && a->fold;
+    if (folded && a->bax) return unsupported(im, "A has the batch folded into its column axis");
     /* W as (out, K), alpha folded in */
     float *w = tb ? const_floats(im, b) : NULL;
     if (!tb) {
@@ -321,14 +350,14 @@ ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
             }
         }
     }
-    if (im->off || (m == 1 && !ta && !(c && !bias))) {
+    if ((im->off && !folded) || (m == 1 && !ta && !(c && !bias))) {
         value xv = *a;
         st = emit_dense(im, n, &xv, w, nout, bias, 2, dims);
         free(w);
         free(bias);
         return st;
     }
-    /* whole-tensor mode: A (M, K) [transposed] times B, plus C */
+    /* whole-tensor mode or A folded: A (M, K) [transposed] times B, plus C */
     free(bias);
     const char *in;
     if ((st = materialize(im, a, &in))) {
@@ -356,7 +385,7 @@ ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
     layer_attrs ma;
     nn_attrs_default(LAYER_MATMUL, &ma);
     ma.tshape = (ts_shape){.ndim = 2, .dims = {k, nout}};
-    ts_shape out = {.ndim = 2, .dims = {m, nout}};
+    ts_shape out = {.ndim = 2, .dims = {folded ? a->bsub : m, nout}};
     const char *ins[1] = {in};
     st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 1, &ma, &out, &li);
     if (!st) st = add_fill(im, im->layers[li]->t.weight, bt, k * nout);
@@ -379,7 +408,7 @@ ts_status op_gemm(importer *im, const Onnx__NodeProto *n) {
         li = li2;
         if (st) return st;
     }
-    return define_layer(im, n, 0, li, 2, dims);
+    return define_layer_as(im, n, 0, li, 2, dims, a);
 }
 
 /* A and B both computed (attention's Q K^T and softmax(.) V): a two-input matmul,
@@ -389,6 +418,14 @@ static ts_status matmul_computed(importer *im, const Onnx__NodeProto *n, const v
         return unsupported(im, "a 1-D operand per sample in a product of two computed values");
     if (im->off && a->rank != b->rank)
         return unsupported(im, "operands of rank %d and %d would broadcast across the batch axis", a->rank, b->rank);
+    /* the batch (folded with the heads or not) must be one of the stacking axes, the
+     * same in both: each sample then multiplies its own matrices */
+    if (im->off && (a->bax != b->bax || a->fold != b->fold || (a->fold && a->bsub != b->bsub)))
+        return unsupported(im, "A and B hold the batch differently (axis %d and %d%s)", a->bax, b->bax,
+                           a->fold || b->fold ? ", folded" : "");
+    if (im->off && a->bax >= a->rank - 2)
+        return unsupported(im, "the batch is in a matrix axis (axis %d of rank %d), not a stacking axis", a->bax,
+                           a->rank);
     const int64_t k = a->dims[a->rank - 1], kb = b->dims[b->rank - 2];
     if (k != kb) return bad_node(im, "A has %lld columns but B has %lld rows", (long long)k, (long long)kb);
     int nr;
@@ -401,8 +438,8 @@ static ts_status matmul_computed(importer *im, const Onnx__NodeProto *n, const v
     dims[rr++] = a->dims[a->rank - 2];
     dims[rr++] = b->dims[b->rank - 1];
     if (rr > ONNX_MAX_RANK) return unsupported(im, "result rank %d", rr);
-    if (im->off) dims[0] = -1;
-    value tmp = {.kind = VALUE_LAYER, .rank = rr};
+    if (im->off) dims[a->bax] = -1;
+    value tmp = {.kind = VALUE_LAYER, .rank = rr, .bax = a->bax, .fold = a->fold, .bsub = a->bsub};
     memcpy(tmp.dims, dims, (size_t)rr * sizeof *dims);
     ts_shape out;
     ts_status st = value_sample_shape(im, &tmp, &out);
@@ -414,7 +451,40 @@ static ts_status matmul_computed(importer *im, const Onnx__NodeProto *n, const v
     nn_attrs_default(LAYER_MATMUL, &ma);
     int li;
     if ((st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 2, &ma, &out, &li))) return st;
-    return define_layer(im, n, 0, li, rr, dims);
+    return define_layer_as(im, n, 0, li, rr, dims, &tmp);
+}
+
+/* A's batch axis moved or folded (attention's (L, N, E) projections, the output
+ * projection of (L * N, E)), B a constant matrix or vector: each sample's rows times B */
+static ts_status matmul_moved(importer *im, const Onnx__NodeProto *n, const value *a, const value *b) {
+    if (b->rank > 2)
+        return unsupported(im, "B has %d axes while A's batch axis is not first by itself (axis %d)", b->rank, a->bax);
+    if (a->bax == a->rank - 1) return unsupported(im, "A's batch axis is the one the product sums over");
+    int64_t dims[ONNX_MAX_RANK];
+    int rr = a->rank - (b->rank == 1);
+    memcpy(dims, a->dims, (size_t)a->rank * sizeof *dims);
+    if (b->rank == 2) dims[rr - 1] = b->dims[1];
+    value tmp = {.kind = VALUE_LAYER, .rank = rr, .bax = a->bax, .fold = a->fold, .bsub = a->bsub};
+    memcpy(tmp.dims, dims, sizeof dims);
+    ts_shape out, as;
+    ts_status st = value_sample_shape(im, &tmp, &out);
+    if (!st) st = value_sample_shape(im, a, &as);
+    if (st) return st;
+    if (as.ndim < 2) return unsupported(im, "A is a vector per sample");
+    const char *in;
+    if ((st = materialize(im, a, &in))) return st;
+    layer_attrs ma;
+    nn_attrs_default(LAYER_MATMUL, &ma);
+    ma.tshape = (ts_shape){.ndim = b->rank, .dims = {b->dims[0], b->rank == 2 ? b->dims[1] : 0}};
+    const char *ins[1] = {in};
+    int li;
+    if ((st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 1, &ma, &out, &li))) return st;
+    float *bf = const_floats(im, b);
+    if (!bf) return oom(im);
+    st = add_fill(im, im->layers[li]->t.weight, bf, b->c->numel);
+    free(bf);
+    if (st) return st;
+    return define_layer_as(im, n, 0, li, rr, dims, &tmp);
 }
 
 ts_status op_matmul(importer *im, const Onnx__NodeProto *n) {
@@ -430,6 +500,7 @@ ts_status op_matmul(importer *im, const Onnx__NodeProto *n) {
     int64_t k = a->dims[a->rank - 1];
     int64_t kb = b->rank == 1 ? b->dims[0] : b->dims[b->rank - 2];
     if (k != kb) return bad_node(im, "A has %lld columns but B has %lld rows", (long long)k, (long long)kb);
+    if (im->off && (a->bax || a->fold)) return matmul_moved(im, n, a, b);
     /* the common case, a vector per sample times a matrix: a dense layer */
     if (im->off && a->rank == 2 && b->rank == 2) {
         float *bf = const_floats(im, b);

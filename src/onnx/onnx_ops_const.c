@@ -52,7 +52,9 @@ ts_status op_shape(importer *im, const Onnx__NodeProto *n) {
     if (!t) return oom(im);
     for (int64_t k = 0; k < len; k++) {
         int64_t d = x->dims[start + k];
-        t->i[k] = x->kind == VALUE_LAYER && im->off && start + k == x->bax ? ONNX_BATCH_DIM : d;
+        /* the batch's axis: the marker, times the per-sample share when folded */
+        if (x->kind == VALUE_LAYER && im->off && start + k == x->bax) d = ONNX_BATCH_DIM * (x->fold ? x->bsub : 1);
+        t->i[k] = d;
     }
     return define_const(im, n, 0, t);
 }

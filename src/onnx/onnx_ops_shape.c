@@ -9,9 +9,10 @@
 
 /* ------------------------------------------------------------ shape ops */
 
-/* a new logical shape over the same data: a view of a layer, or a constant */
+/* a new logical shape over the same data: a view of a layer (the batch at bax,
+ * folded as fold with a per-sample share bsub), or a constant */
 static ts_status define_reshaped(importer *im, const Onnx__NodeProto *n, const value *x, int rank, const int64_t *dims,
-                                 int bax) {
+                                 int bax, int fold, int64_t bsub) {
     if (rank > ONNX_MAX_RANK) return unsupported(im, "result rank %d (at most %d)", rank, ONNX_MAX_RANK);
     if (x->kind == VALUE_CONST) {
         ts_onnx_tensor *t = onnx_tensor_new(x->c->is_float, rank, dims);
@@ -24,7 +25,7 @@ static ts_status define_reshaped(importer *im, const Onnx__NodeProto *n, const v
         if (bytes) memcpy(t->is_float ? (void *)t->f : (void *)t->i, x->c->is_float ? (void *)x->c->f : (void *)x->c->i, bytes);
         return define_const(im, n, 0, t);
     }
-    value tmp = {.kind = VALUE_LAYER, .rank = rank, .bax = bax};
+    value tmp = {.kind = VALUE_LAYER, .rank = rank, .bax = bax, .fold = fold, .bsub = bsub};
     memcpy(tmp.dims, dims, (size_t)rank * sizeof *dims);
     ts_shape s, s0;
     ts_status st = value_sample_shape(im, &tmp, &s);
@@ -33,7 +34,13 @@ static ts_status define_reshaped(importer *im, const Onnx__NodeProto *n, const v
     if (ts_shape_numel(&s) != ts_shape_numel(&s0))
         return bad_node(im, "the new shape holds %lld values per sample, the input %lld", (long long)ts_shape_numel(&s),
                         (long long)ts_shape_numel(&s0));
-    return define_like(im, n, 0, x, rank, dims, bax);
+    st = define_like(im, n, 0, x, rank, dims, bax);
+    value *v = st ? NULL : node_output(im, n, 0);
+    if (v) {
+        v->fold = fold;
+        v->bsub = bsub;
+    }
+    return st;
 }
 
 ts_status op_flatten(importer *im, const Onnx__NodeProto *n) {
@@ -50,11 +57,11 @@ ts_status op_flatten(importer *im, const Onnx__NodeProto *n) {
             if (x->dims[k] != 1) return unsupported(im, "axis=%lld merges sample axes into the batch axis", (long long)axis);
         dims[0] = -1;
         dims[1] = shape_numel_dims(x->rank - (int)axis, x->dims + axis);
-        return define_reshaped(im, n, x, 2, dims, 0);
+        return define_reshaped(im, n, x, 2, dims, 0, FOLD_NONE, 0);
     }
     dims[0] = shape_numel_dims((int)axis, x->dims);
     dims[1] = shape_numel_dims(x->rank - (int)axis, x->dims + axis);
-    return define_reshaped(im, n, x, 2, dims, 0);
+    return define_reshaped(im, n, x, 2, dims, 0, FOLD_NONE, 0);
 }
 
 /* shape[k] = d of a Reshape of x: 0 copies x's axis k (unless allowzero); -1 is
@@ -74,19 +81,24 @@ static ts_status reshape_entry(importer *im, const value *x, int64_t d, int k, i
     return TS_OK;
 }
 
-/* Reshape of a layer whose batch axis is not first, or to a shape that puts it
- * elsewhere (around recurrent nodes: (T, N, D, H) to (T, N, D*H)). Seen as (A, N, B),
- * the values before and after the batch axis, the result must be (A, N, B) too:
+/* Reshape of a layer whose batch axis is not first or is folded, or to a shape that
+ * puts it elsewhere or folds it (around recurrent nodes: (T, N, D, H) to (T, N, D*H);
+ * in attention: (L, N, E) to (L, N*heads, hd), (L, N*heads, hd) to (L*N, E) and back).
+ * The new shape names the batch by Shape's marker, times k when the batch folds with
+ * a per-sample factor k. Seen as (A, N, B), the values before and after the batch,
+ * the result must be (A, N, B) too, the factor k on the batch's outer or inner side:
  * then each sample's values keep their order and the reshape is a view. */
 static ts_status reshape_moved(importer *im, const Onnx__NodeProto *n, const value *x, const int64_t *target, int rank,
                                int allowzero) {
-    int64_t dims[ONNX_MAX_RANK], known[2] = {1, 1};
+    int64_t dims[ONNX_MAX_RANK], known[2] = {1, 1}, mult = 1;
     int nb = -1, infer = -1;
     for (int k = 0; k < rank; k++) {
-        int64_t d = target[k];
-        if (d == ONNX_BATCH_DIM || (d == 0 && !allowzero && k == x->bax)) {
+        int64_t d = target[k], f;
+        if (d == 0 && !allowzero && k == x->bax) d = ONNX_BATCH_DIM * (x->fold ? x->bsub : 1);
+        if (onnx_batch_marker(d, &f)) {
             if (nb >= 0) return unsupported(im, "the new shape has the batch size twice");
             nb = k;
+            mult = f;
             dims[k] = -1;
             continue;
         }
@@ -96,17 +108,22 @@ static ts_status reshape_moved(importer *im, const Onnx__NodeProto *n, const val
     if (nb < 0) return unsupported(im, "the new shape does not keep the batch axis by itself");
     for (int k = 0; k < rank; k++)
         if (k != nb && k != infer) known[k > nb] *= dims[k];
-    const int64_t want[2] = {shape_numel_dims(x->bax, x->dims),
-                             shape_numel_dims(x->rank - x->bax - 1, x->dims + x->bax + 1)};
-    if (infer >= 0) {
-        const int side = infer > nb;
-        if (known[side] == 0 || want[side] % known[side]) return bad_node(im, "cannot infer the -1 dimension");
-        dims[infer] = want[side] / known[side];
-        known[side] = want[side];
+    int64_t want[2] = {shape_numel_dims(x->bax, x->dims), shape_numel_dims(x->rank - x->bax - 1, x->dims + x->bax + 1)};
+    if (x->fold) want[x->fold == FOLD_OUTER] *= x->bsub;
+    const int first = mult > 1 ? FOLD_OUTER : FOLD_NONE, last = mult > 1 ? FOLD_INNER : FOLD_NONE;
+    for (int fold = first; fold <= last; fold++) {
+        int64_t have[2] = {known[0] * (fold == FOLD_INNER ? mult : 1), known[1] * (fold == FOLD_OUTER ? mult : 1)};
+        if (infer >= 0) {
+            const int side = infer > nb;
+            if (have[side] == 0 || want[side] % have[side]) continue;
+            dims[infer] = want[side] / have[side];
+            have[side] = want[side];
+        }
+        if (have[0] == want[0] && have[1] == want[1])
+            return define_reshaped(im, n, x, rank, dims, nb, fold, fold ? mult : 0);
     }
-    if (known[0] != want[0] || known[1] != want[1])
-        return unsupported(im, "the new shape moves values across the batch axis (axis %d)", x->bax);
-    return define_reshaped(im, n, x, rank, dims, nb);
+    return unsupported(im, "the new shape moves values across the batch axis (axis %d%s)", x->bax,
+                       x->fold ? ", folded with another" : "");
 }
 
 ts_status op_reshape(importer *im, const Onnx__NodeProto *n) {
@@ -128,8 +145,11 @@ ts_status op_reshape(importer *im, const Onnx__NodeProto *n) {
     int64_t dims[ONNX_MAX_RANK];
     int infer = -1;
     int batched = x->kind == VALUE_LAYER && im->off;
-    int moved = batched && x->bax;
-    for (int k = 1; k < rank && batched; k++) moved |= target[k] == ONNX_BATCH_DIM;
+    int moved = batched && (x->bax || x->fold);
+    for (int k = 0; k < rank && batched; k++) { /* the batch elsewhere, or folded with another axis */
+        int64_t f;
+        moved |= onnx_batch_marker(target[k], &f) && (k || f != 1);
+    }
     if (moved) return reshape_moved(im, n, x, target, rank, allowzero);
     int64_t known = 1;
     for (int k = 0; k < rank; k++) {
@@ -162,7 +182,7 @@ ts_status op_reshape(importer *im, const Onnx__NodeProto *n) {
         if (known == 0 || total % known) return bad_node(im, "cannot infer the -1 dimension");
         dims[infer] = total / known;
     }
-    return define_reshaped(im, n, x, rank, dims, 0);
+    return define_reshaped(im, n, x, rank, dims, 0, FOLD_NONE, 0);
 }
 
 /* axes from the attribute (before opset 13) or the second input */
@@ -205,7 +225,7 @@ ts_status op_squeeze(importer *im, const Onnx__NodeProto *n) {
         if (k == x->bax) bax = r;
         if (!drop[k]) dims[r++] = x->dims[k];
     }
-    return define_reshaped(im, n, x, r, dims, bax);
+    return define_reshaped(im, n, x, r, dims, bax, FOLD_NONE, 0);
 }
 
 ts_status op_unsqueeze(importer *im, const Onnx__NodeProto *n) {
@@ -229,7 +249,7 @@ ts_status op_unsqueeze(importer *im, const Onnx__NodeProto *n) {
         if (!ins[k] && j == x->bax) bax = k;
         dims[k] = ins[k] ? 1 : x->dims[j++];
     }
-    return define_reshaped(im, n, x, r, dims, bax);
+    return define_reshaped(im, n, x, r, dims, bax, FOLD_NONE, 0);
 }
 
 ts_status op_transpose(importer *im, const Onnx__NodeProto *n) {
@@ -273,23 +293,23 @@ ts_status op_transpose(importer *im, const Onnx__NodeProto *n) {
     for (int k = 0; k < x->rank; k++) {
         if (im->off && perm[k] == x->bax) {
             bax = k;
-            continue;
+            if (!x->fold) continue; /* folded: each sample's share of the axis moves with the others */
         }
-        const int a = im->off && perm[k] > x->bax ? perm[k] - 1 : perm[k];
+        const int a = perm[k] == x->bax && x->fold ? perm[k] : sample_axis_of(im, x, perm[k]);
         moved |= a != pa.nperm;
         if (pa.nperm < TS_MAX_DIMS) pa.perm[pa.nperm++] = a;
     }
     if (!moved) return define_like(im, n, 0, x, x->rank, dims, bax);
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
-    value tmp = {.kind = VALUE_LAYER, .rank = x->rank, .bax = bax};
+    value tmp = {.kind = VALUE_LAYER, .rank = x->rank, .bax = bax, .fold = x->fold, .bsub = x->bsub};
     memcpy(tmp.dims, dims, sizeof dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
     int li;
     const char *ins[1] = {in};
     if ((st = emit_layer(im, LAYER_TRANSPOSE, node_base(n), ins, 1, &pa, &out, &li))) return st;
-    return define_layer_bax(im, n, 0, li, x->rank, dims, bax);
+    return define_layer_as(im, n, 0, li, x->rank, dims, &tmp);
 }
 
 ts_status op_concat(importer *im, const Onnx__NodeProto *n) {
