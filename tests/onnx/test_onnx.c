@@ -248,6 +248,45 @@ static void test_torch_patterns(void) {
     check_file_against_torch(FIX "foldnet_op9.onnx", FIX "foldnet_op9_io.bin", NULL);
 }
 
+/* torchvision's VisionTransformer (gen_onnx_vit_fixtures.py): its nn.MultiheadAttention
+ * folds the batch with the heads ((L, N*heads, hd), batch outer) and with the tokens
+ * ((L*N, E), batch inner). It imports as a batched model, matches PyTorch at batch 2
+ * (1e-5), gives a sample alone what it gives in the batch, and exported, imports back
+ * with the same outputs. Folds the importer cannot express are refused, naming the node. */
+static void test_torch_vit(void) {
+    tsio io;
+    if (!load_tsio(FIX "vitnet_io.bin", &io)) return;
+    const int n = (int)io.xd[0], c = (int)io.yd[1];
+    const size_t per = (size_t)(io.nx / n);
+    for (int opset = 13; opset <= 17; opset += 4) {
+        char path[256], again[256];
+        snprintf(path, sizeof path, FIX "vitnet_op%d.onnx", opset);
+        ts_model *m = import(path, TS_OK);
+        if (!m) continue;
+        float *y = predict(m, io.x, n), *y1 = predict(m, io.x + per, 1);
+        CHECK(test_allclose(path, y, io.y, (size_t)io.ny, 1e-5, 1e-5), "%s: logits differ from PyTorch", path);
+        CHECK(test_allclose(path, y1, y + c, (size_t)c, 1e-6, 1e-6), "%s: sample 1 alone differs", path);
+        snprintf(again, sizeof again, "%s/vit_again.onnx", g_tmp);
+        CHECK(ts_onnx_export(g_ctx, m, again) == TS_OK, "%s: export: %s", path, ts_ctx_error(g_ctx));
+        ts_model *b = import(again, TS_OK);
+        float *yb = b ? predict(b, io.x, n) : NULL;
+        CHECK(yb && !memcmp(y, yb, (size_t)io.ny * sizeof *y), "%s: outputs differ after import -> export -> import",
+              path);
+        free(yb);
+        ts_model_free(b);
+        free(y1);
+        free(y);
+        ts_model_free(m);
+    }
+    free_tsio(&io);
+    ts_model_free(import(FIX "fold_refused_reshape.onnx", TS_EUNSUPPORTED));
+    CHECK(strstr(ts_ctx_error(g_ctx), "Reshape node 'fold' (opset 13): the new shape moves values across the batch"),
+          "reshape: %s", ts_ctx_error(g_ctx));
+    ts_model_free(import(FIX "fold_refused_op.onnx", TS_EUNSUPPORTED));
+    CHECK(strstr(ts_ctx_error(g_ctx), "ReduceMean node 'mean' (opset 13): input 'r' has the batch folded"),
+          "op: %s", ts_ctx_error(g_ctx));
+}
+
 /* PyTorch 1.13's exports of nn.RNN/LSTM/GRU after an nn.Embedding
  * (gen_onnx_rnn_fixtures.py): batch-first and time-major, 1 and 2 layers, one and two
  * directions, heads on out[:, -1], h_n[-1] and every step; opsets 9 to 17. Each
@@ -1054,6 +1093,7 @@ int main(void) {
     RUN(test_free_hw_import);
     RUN(test_train_imported);
     RUN(test_torch_patterns);
+    RUN(test_torch_vit);
     RUN(test_torch_recurrent);
     RUN(test_recurrent_refusals);
     RUN(test_round_trip_zoo);
