@@ -19,7 +19,7 @@
 set -eu
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
-MODELS=${MODELS:-"resnet18 resnet50 mobilenet_v2 mobilenet_v3_small squeezenet1_1 shufflenet_v2_x1_0 efficientnet_b0 googlenet densenet121 regnet_y_400mf convnext_tiny"}
+MODELS=${MODELS:-"resnet18 resnet50 mobilenet_v2 mobilenet_v3_small squeezenet1_1 shufflenet_v2_x1_0 efficientnet_b0 googlenet densenet121 regnet_y_400mf convnext_tiny vit_b_16"}
 OPSET=${OPSET:-13}
 TV_DIR=${TV_DIR:-/tmp/tessera-torchvision}
 ROUNDS=${ROUNDS:-3}
