@@ -454,6 +454,28 @@ static ts_status matmul_computed(importer *im, const Onnx__NodeProto *n, const v
     return define_layer_as(im, n, 0, li, rr, dims, &tmp);
 }
 
+/* a matmul layer: A (materialized) times the constant B seen per sample as bs, giving
+ * out; output 0 of rank rr and dims laid out as `lay` */
+static ts_status emit_matmul_const(importer *im, const Onnx__NodeProto *n, const value *a, const value *b,
+                                   const ts_shape *bs, const ts_shape *out, int rr, const int64_t *dims,
+                                   const value *lay) {
+    const char *in;
+    ts_status st = materialize(im, a, &in);
+    if (st) return st;
+    layer_attrs ma;
+    nn_attrs_default(LAYER_MATMUL, &ma);
+    ma.tshape = *bs;
+    const char *ins[1] = {in};
+    int li;
+    if ((st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 1, &ma, out, &li))) return st;
+    float *bf = const_floats(im, b);
+    if (!bf) return oom(im);
+    st = add_fill(im, im->layers[li]->t.weight, bf, b->c->numel);
+    free(bf);
+    if (st) return st;
+    return define_layer_as(im, n, 0, li, rr, dims, lay);
+}
+
 /* A's batch axis moved or folded (attention's (L, N, E) projections, the output
  * projection of (L * N, E)), B a constant matrix or vector: each sample's rows times B */
 static ts_status matmul_moved(importer *im, const Onnx__NodeProto *n, const value *a, const value *b) {
@@ -471,20 +493,8 @@ static ts_status matmul_moved(importer *im, const Onnx__NodeProto *n, const valu
     if (!st) st = value_sample_shape(im, a, &as);
     if (st) return st;
     if (as.ndim < 2) return unsupported(im, "A is a vector per sample");
-    const char *in;
-    if ((st = materialize(im, a, &in))) return st;
-    layer_attrs ma;
-    nn_attrs_default(LAYER_MATMUL, &ma);
-    ma.tshape = (ts_shape){.ndim = b->rank, .dims = {b->dims[0], b->rank == 2 ? b->dims[1] : 0}};
-    const char *ins[1] = {in};
-    int li;
-    if ((st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 1, &ma, &out, &li))) return st;
-    float *bf = const_floats(im, b);
-    if (!bf) return oom(im);
-    st = add_fill(im, im->layers[li]->t.weight, bf, b->c->numel);
-    free(bf);
-    if (st) return st;
-    return define_layer_as(im, n, 0, li, rr, dims, &tmp);
+    const ts_shape bs = {.ndim = b->rank, .dims = {b->dims[0], b->rank == 2 ? b->dims[1] : 0}};
+    return emit_matmul_const(im, n, a, b, &bs, &out, rr, dims, &tmp);
 }
 
 ts_status op_matmul(importer *im, const Onnx__NodeProto *n) {
@@ -534,18 +544,5 @@ ts_status op_matmul(importer *im, const Onnx__NodeProto *n) {
     memcpy(tmp.dims, dims, (size_t)rr * sizeof *dims);
     ts_shape out;
     if ((st = value_sample_shape(im, &tmp, &out))) return st;
-    const char *in;
-    if ((st = materialize(im, a, &in))) return st;
-    layer_attrs ma;
-    nn_attrs_default(LAYER_MATMUL, &ma);
-    ma.tshape = bs;
-    const char *ins[1] = {in};
-    int li;
-    if ((st = emit_layer(im, LAYER_MATMUL, node_base(n), ins, 1, &ma, &out, &li))) return st;
-    float *bf = const_floats(im, b);
-    if (!bf) return oom(im);
-    st = add_fill(im, im->layers[li]->t.weight, bf, b->c->numel);
-    free(bf);
-    if (st) return st;
-    return define_layer(im, n, 0, li, rr, dims);
+    return emit_matmul_const(im, n, a, b, &bs, &out, rr, dims, &tmp);
 }
