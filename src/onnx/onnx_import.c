@@ -667,7 +667,8 @@ static ts_status special_inputs(importer *im, const Onnx__NodeProto *n) {
     static const char *const MOVED[] = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Gather", "Slice", "Concat",
                                         "Shape", "RNN", "LSTM", "GRU", "Identity", "Relu", "Sigmoid", "Tanh",
                                         "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Clip", "Dropout",
-                                        "Add", "Sub", "Mul", "Div", "MatMul", "Softmax", "LogSoftmax", NULL};
+                                        "Add", "Sub", "Mul", "Div", "MatMul", "Softmax", "LogSoftmax", "ReduceMean",
+                                        "LayerNormalization", "Pow", "Sqrt", "Erf", NULL};
     /* the batch folded with another axis (attention's heads): these express it per sample */
     static const char *const FOLDED[] = {"Transpose", "Reshape", "Shape", "Identity", "Dropout", "Relu", "Sigmoid",
                                          "Tanh", "Add", "Sub", "Mul", "Div", "MatMul", "Gemm", "Softmax",

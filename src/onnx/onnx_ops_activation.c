@@ -110,10 +110,9 @@ ts_status unary_value(importer *im, const Onnx__NodeProto *n, layer_kind kind, c
     const char *ins[1] = {e->name};
     int li;
     if ((st = emit_layer(im, kind, node_base(n), ins, 1, attrs, &e->out, &li))) return st;
-    res->kind = VALUE_LAYER;
+    *res = *x; /* the same dims, the batch where x has it */
+    res->name = NULL;
     res->layer = li;
-    res->rank = x->rank;
-    memcpy(res->dims, x->dims, sizeof res->dims);
     return TS_OK;
 }
 
@@ -123,7 +122,7 @@ static ts_status unary_node(importer *im, const Onnx__NodeProto *n, layer_kind k
     if (!st) st = unary_value(im, n, kind, attrs, x, &res);
     if (st) return st;
     if (res.kind == VALUE_CONST) return define_const(im, n, 0, res.c);
-    return define_layer(im, n, 0, res.layer, res.rank, res.dims);
+    return define_layer_as(im, n, 0, res.layer, res.rank, res.dims, &res);
 }
 
 ts_status op_sqrt(importer *im, const Onnx__NodeProto *n) { return unary_node(im, n, LAYER_SQRT, NULL); }

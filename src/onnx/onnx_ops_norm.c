@@ -17,10 +17,13 @@ static ts_status reducemean_value(importer *im, const Onnx__NodeProto *n, const 
     a.naxes = naxes;
     value v = *x;
     for (int k = 0; k < naxes; k++) {
-        if ((st = sample_axis(im, axes[k], x->rank, "axis", &a.axes[k]))) return st;
+        int64_t ax = axes[k] < 0 ? axes[k] + x->rank : axes[k];
+        if (ax < 0 || ax >= x->rank) return bad_node(im, "axis %lld is out of range for rank %d", (long long)axes[k], x->rank);
+        a.axes[k] = sample_axis_of(im, x, (int)ax); /* wherever the batch axis is (time-major attention) */
+        if (a.axes[k] < 0) return unsupported(im, "axis %lld is the batch axis", (long long)axes[k]);
         for (int j = 0; j < k; j++)
             if (a.axes[j] == a.axes[k]) return bad_node(im, "axis %lld is listed twice", (long long)axes[k]);
-        v.dims[a.axes[k] + im->off] = 1;
+        v.dims[ax] = 1;
     }
     const char *in;
     if ((st = materialize(im, x, &in))) return st;
@@ -52,16 +55,17 @@ ts_status op_reducemean(importer *im, const Onnx__NodeProto *n) {
     }
     value res;
     if ((st = reducemean_value(im, n, x, axes, naxes, &res))) return st;
-    if (attr_int(n, "keepdims", 1)) return define_layer(im, n, 0, res.layer, res.rank, res.dims);
+    if (attr_int(n, "keepdims", 1)) return define_layer_as(im, n, 0, res.layer, res.rank, res.dims, &res);
     /* keepdims=0: the same values seen without the reduced axes */
     int64_t dims[ONNX_MAX_RANK];
-    int r = 0;
+    int r = 0, bax = 0;
     for (int k = 0; k < res.rank; k++) {
         int reduced = 0;
         for (int j = 0; j < naxes; j++) reduced |= (axes[j] < 0 ? axes[j] + res.rank : axes[j]) == k;
+        if (k == res.bax) bax = r;
         if (!reduced) dims[r++] = res.dims[k];
     }
-    return define_layer(im, n, 0, res.layer, r, dims);
+    return define_layer_bax(im, n, 0, res.layer, r, dims, bax);
 }
 
 /* frees what a value owns (a folded constant) */
@@ -80,6 +84,7 @@ ts_status op_layernorm(importer *im, const Onnx__NodeProto *n) {
     int64_t axis = attr_int(n, "axis", -1);
     if (axis < -x->rank || axis >= x->rank) return bad_node(im, "axis %lld is out of range for rank %d", (long long)axis, x->rank);
     if (axis < 0) axis += x->rank;
+    if (im->off && x->bax >= axis) return unsupported(im, "axis %lld: the normalized axes hold the batch axis", (long long)axis);
     int64_t axes[ONNX_MAX_RANK];
     int naxes = 0;
     for (int64_t k = axis; k < x->rank; k++) axes[naxes++] = k;
@@ -100,7 +105,7 @@ ts_status op_layernorm(importer *im, const Onnx__NodeProto *n) {
     if (!st) st = binary_value(im, n, BINARY_MUL, &y, scale, &ys);
     if (!st && bias) st = binary_value(im, n, BINARY_ADD, &ys, bias, &yb);
     const value *last = bias ? &yb : &ys;
-    if (!st) st = define_layer(im, n, 0, last->layer, x->rank, x->dims);
+    if (!st) st = define_layer_as(im, n, 0, last->layer, x->rank, x->dims, x);
     /* Mean and InvStdDev (training outputs) are not computed */
     for (int k = 1; k < 3 && !st; k++)
         if (output_used(im, n, k)) st = define_uncomputed(im, n, k);

@@ -250,19 +250,27 @@ static void test_torch_patterns(void) {
 
 /* torchvision's VisionTransformer (gen_onnx_vit_fixtures.py): its nn.MultiheadAttention
  * folds the batch with the heads ((L, N*heads, hd), batch outer) and with the tokens
- * ((L*N, E), batch inner). It imports as a batched model, matches PyTorch at batch 2
- * (1e-5), gives a sample alone what it gives in the batch, and exported, imports back
- * with the same outputs. Folds the importer cannot express are refused, naming the node. */
+ * ((L*N, E), batch inner); and nn.TransformerEncoder time-major (PyTorch's default),
+ * its attention and LayerNorms with the batch at axis 1. Each imports as a batched
+ * model, matches PyTorch at batch 2 (1e-5), gives a sample alone what it gives in the
+ * batch, and exported, imports back with the same outputs. Folds the importer cannot
+ * express are refused, naming the node. */
 static void test_torch_vit(void) {
-    tsio io;
-    if (!load_tsio(FIX "vitnet_io.bin", &io)) return;
-    const int n = (int)io.xd[0], c = (int)io.yd[1];
-    const size_t per = (size_t)(io.nx / n);
-    for (int opset = 13; opset <= 17; opset += 4) {
-        char path[256], again[256];
-        snprintf(path, sizeof path, FIX "vitnet_op%d.onnx", opset);
+    static const char *const nets[][2] = {
+        {"vitnet_op13", "vitnet_io"}, {"vitnet_op17", "vitnet_io"}, {"tencnet_op13", "tencnet_io"}};
+    for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
+        char path[256], iop[256], again[256];
+        snprintf(path, sizeof path, FIX "%s.onnx", nets[i][0]);
+        snprintf(iop, sizeof iop, FIX "%s.bin", nets[i][1]);
+        tsio io;
+        if (!load_tsio(iop, &io)) continue;
+        const int n = (int)io.xd[0], c = (int)io.yd[1];
+        const size_t per = (size_t)(io.nx / n);
         ts_model *m = import(path, TS_OK);
-        if (!m) continue;
+        if (!m) {
+            free_tsio(&io);
+            continue;
+        }
         float *y = predict(m, io.x, n), *y1 = predict(m, io.x + per, 1);
         CHECK(test_allclose(path, y, io.y, (size_t)io.ny, 1e-5, 1e-5), "%s: logits differ from PyTorch", path);
         CHECK(test_allclose(path, y1, y + c, (size_t)c, 1e-6, 1e-6), "%s: sample 1 alone differs", path);
@@ -277,8 +285,8 @@ static void test_torch_vit(void) {
         free(y1);
         free(y);
         ts_model_free(m);
+        free_tsio(&io);
     }
-    free_tsio(&io);
     ts_model_free(import(FIX "fold_refused_reshape.onnx", TS_EUNSUPPORTED));
     CHECK(strstr(ts_ctx_error(g_ctx), "Reshape node 'fold' (opset 13): the new shape moves values across the batch"),
           "reshape: %s", ts_ctx_error(g_ctx));
