@@ -50,6 +50,32 @@ static void section(wbuf *b, uint32_t tag, const wbuf *payload) {
     wbuf_bytes(b, payload->data, payload->len);
 }
 
+/* The oldest version that can hold m (io.h). */
+static uint32_t file_version(const ts_model *m) {
+    for (int li = 0; li < m->nlayers; li++)
+        if (m->layers[li].step_mask) return MODEL_FILE_VERSION_STEP_MASK;
+    return 1u;
+}
+
+/* A step mask (T, D, H) holds 0 or 1 only: anything else is a damaged file, not a
+ * softer mask. */
+static ts_status check_step_masks(ts_ctx *ctx, const ts_model *m, const char *path, uint32_t version) {
+    for (int li = 0; li < m->nlayers; li++) {
+        const layer *l = &m->layers[li];
+        if (!l->step_mask) continue;
+        if (version < MODEL_FILE_VERSION_STEP_MASK)
+            return ts_fail(ctx, TS_EFORMAT,
+                           "%s: layer '%s' has step_mask=1, which file version %u cannot hold (2 does)", path, l->name,
+                           version);
+        const float *k = tensor_data((ts_model *)m, l->mask);
+        for (int64_t i = 0; i < m->tensors[l->mask].numel; i++)
+            if (k[i] != 0.0f && k[i] != 1.0f)
+                return ts_fail(ctx, TS_EFORMAT, "%s: tensor '%s' element %lld is %g (a step mask holds 0 or 1)", path,
+                               m->tensors[l->mask].name, (long long)i, (double)k[i]);
+    }
+    return TS_OK;
+}
+
 ts_status model_file_write(ts_ctx *ctx, const ts_model *m, const char *path, uint32_t kind, const io_section *extra,
                            int nextra) {
     wbuf out = {0}, arch = {0}, meta = {0}, tens = {0};
@@ -57,7 +83,7 @@ ts_status model_file_write(ts_ctx *ctx, const ts_model *m, const char *path, uin
     write_meta(&meta, m);
     write_tensors(&tens, m);
     wbuf_bytes(&out, MODEL_FILE_MAGIC, 4);
-    wbuf_u32(&out, MODEL_FILE_VERSION);
+    wbuf_u32(&out, file_version(m));
     wbuf_u32(&out, kind);
     wbuf_u32(&out, 3u + (uint32_t)nextra);
     section(&out, TAG_ARCH, &arch);
@@ -241,8 +267,8 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
         goto done;
     }
     if ((st = rbuf_u32(&r, &version, "version"))) goto done;
-    if (version != MODEL_FILE_VERSION) {
-        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: file version %u, this tessera reads version %u", path, version,
+    if (version < 1 || version > MODEL_FILE_VERSION) {
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: file version %u, this tessera reads versions 1 to %u", path, version,
                      MODEL_FILE_VERSION);
         goto done;
     }
@@ -322,6 +348,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
     if ((st = read_meta(ctx, &meta, m))) goto done;
     if ((st = model_quant_check(ctx, m, path))) goto done;
     if ((st = read_tensors(ctx, &tens, m))) goto done;
+    if ((st = check_step_masks(ctx, m, path, version))) goto done;
     rbuf *secs[3] = {&arch, &meta, &tens};
     for (int i = 0; i < 3; i++)
         if (secs[i]->off != secs[i]->len) {

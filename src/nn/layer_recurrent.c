@@ -14,7 +14,12 @@
  * and c, so an encoder's end starts a decoder. Without it the states start at zero.
  *
  * Tensors: weight (D, G*H, F+H), each gate row W_ih's then W_hh's; bias (D, 2, G*H),
- * b_ih then b_hh; G = 1, 4 (i,f,g,o) or 3 (r,z,n). Kernels: ops/rnn_ref.c. */
+ * b_ih then b_hh; G = 1, 4 (i,f,g,o) or 3 (r,z,n). Kernels: ops/rnn_ref.c.
+ *
+ * step_mask=1 adds a buffer step_keep (T, D, H) of 0/1: unit j of direction d is
+ * removed at step t where it is 0 (a module of the unrolled decomposition, src/modular;
+ * the kernel's comment says what that computes). Inference only: such a layer is not
+ * trained (a module is not). */
 #include "layers.h"
 
 #include <string.h>
@@ -72,6 +77,14 @@ ts_status recurrent_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source
     ts_shape ws = {3, {p.dirs, g * p.h, p.f + p.h}}, bs = {3, {p.dirs, 2, g * p.h}};
     if ((l->weight = model_add_tensor(ctx, m, li, "weight", TS_TENSOR_PARAM, &ws)) < 0) return ts_ctx_status(ctx);
     if ((l->bias_t = model_add_tensor(ctx, m, li, "bias", TS_TENSOR_PARAM, &bs)) < 0) return ts_ctx_status(ctx);
+    l->mask = -1;
+    if (l->step_mask) {
+        if (p.sequence != 1)
+            return ts_fail(ctx, TS_EFORMAT, "%s:%d: %s '%s': step_mask=1 needs sequence=1 (an output every step)",
+                           source, l->line, kind, l->name);
+        ts_shape ks = {3, {p.t, p.dirs, p.h}};
+        if ((l->mask = model_add_tensor(ctx, m, li, "step_keep", TS_TENSOR_BUFFER, &ks)) < 0) return ts_ctx_status(ctx);
+    }
     return TS_OK;
 }
 
@@ -110,13 +123,19 @@ ts_status recurrent_forward(ts_ctx *ctx, ts_model *m, int li) {
     const int32_t *len = lengths_of(m, li, &p);
     float *ws = m->exec.train ? (float *)((char *)m->exec.ls[li].aux + lengths_bytes(m->exec.capacity)) : NULL;
     const float *h0 = l->initial ? layer_input(m, li, l->ninputs - 1) : NULL;
-    rnn_forward_ref(&p, layer_input(m, li, 0), len, h0, tensor_data(m, l->weight), tensor_data(m, l->bias_t),
+    const float *keep = l->mask >= 0 ? tensor_data(m, l->mask) : NULL;
+    rnn_forward_ref(&p, layer_input(m, li, 0), len, h0, tensor_data(m, l->weight), tensor_data(m, l->bias_t), keep,
                     m->exec.ls[li].out, ws, m->exec.scratch, ctx->constant_time, ts_ctx_threads(ctx));
     return TS_OK;
 }
 
 ts_status recurrent_backward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
+    if (l->mask >= 0)
+        return ts_fail(ctx, TS_EUNSUPPORTED,
+                       "%s '%s' has a per-step unit mask (step_mask=1, a module of a decomposed tagger): it runs, "
+                       "it is not trained",
+                       LAYER_OPS[l->kind].name, l->name);
     const rnn_params p = params_of(m, l, m->exec.n);
     const int has_ids = l->ninputs - l->initial == 2;
     const int32_t *len = has_ids ? (const int32_t *)m->exec.ls[li].aux : NULL; /* from the forward */

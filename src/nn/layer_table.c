@@ -89,7 +89,8 @@ A(A_REDUCEMEAN, {"axes", ATTR_INTLIST, F(axes), F(naxes), 0, 0, TS_MAX_DIMS - 1,
 static const char *const RNN_ACTS[] = {"tanh", "relu", NULL};
 #define RNN_COMMON                                                                                                     \
     REQ_INT("hidden", features, 1, 1 << 16), INT("bidirectional", bidirectional, 0, 0, 1, NULL),                     \
-        INT("sequence", sequence, 1, 0, 2, NULL), INT("initial", initial, 0, 0, 1, NULL)
+        INT("sequence", sequence, 1, 0, 2, NULL), INT("initial", initial, 0, 0, 1, NULL),                             \
+        {"step_mask", ATTR_INT, F(step_mask), 0, 0, 0, 1, ATTR_OMIT_DEFAULT, NULL, NULL}
 A(A_EMBEDDING, REQ_INT("vocab", vocab, 1, 1 << 24), REQ_INT("dim", features, 1, 1 << 16),
   INT("padding_idx", padding_idx, -1, -1, 1 << 24, NULL));
 A(A_RNN, RNN_COMMON, {"act", ATTR_CHOICE, F(cell_act), 0, 0, 0, 1, 0, RNN_ACTS, NULL});

@@ -156,6 +156,8 @@ void model_init_params(ts_model *m, uint64_t seed) {
                 float *d = tensor_data(m, ts[k]);
                 for (int64_t i = 0; i < m->tensors[ts[k]].numel; i++) d[i] = (2.0f * ts_rng_uniform(&r) - 1.0f) * bound;
             }
+            for (int64_t i = 0; l->mask >= 0 && i < m->tensors[l->mask].numel; i++) /* step_keep: every unit kept */
+                tensor_data(m, l->mask)[i] = 1.0f;
         } else if (l->kind == LAYER_PRELU) { /* PyTorch nn.PReLU: 0.25 */
             float *a = tensor_data(m, l->weight);
             for (int64_t i = 0; i < m->tensors[l->weight].numel; i++) a[i] = 0.25f;

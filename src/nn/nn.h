@@ -93,6 +93,7 @@ typedef enum layer_kind {
     int free_hw;                    /* input: H and W free, shape= the default size (free_hw.c) */   \
     int bidirectional, sequence;    /* rnn/lstm/gru: two directions; output every step (1), the final states (0), with lstm cells (2) */ \
     int initial;                    /* rnn/lstm/gru: the last input is the initial state */            \
+    int step_mask;                  /* rnn/lstm/gru: a per-step unit mask (buffer step_keep, T x D x H) */ \
     int cell_act, lbr;              /* rnn: 0 tanh, 1 relu; gru: linear_before_reset */              \
     int exit_out;                   /* dense: an early exit's logits, an auxiliary output (early_exit.c) */ \
     int early_view;                 /* conv2d: an early-view depthwise conv, trained with the exit's weights */ \
@@ -120,7 +121,7 @@ typedef struct layer {
     };
     /* tensors: indices into the model's tensor table (-1 when absent) */
     int weight, bias_t, running_mean, running_var;
-    int mask;                       /* mask: its keep tensor (a buffer) */
+    int mask;                       /* mask: its keep tensor (a buffer); rnn/lstm/gru: step_keep (-1: none) */
     int konst;                      /* binary: its constant tensor (a buffer), -1 when two inputs */
 } layer;
 

@@ -370,6 +370,12 @@ static const char *states_time_major(exporter *ex, const char *src, const char *
 static ts_status export_recurrent(exporter *ex, int li) {
     const ts_model *m = ex->m;
     const layer *l = &m->layers[li];
+    if (l->step_mask) /* ONNX's RNN, LSTM and GRU have one weight copy for every step */
+        return ts_fail(ex->ctx, TS_EUNSUPPORTED,
+                       "export: %s '%s' has a per-step unit mask (an unrolled tagger module), which ONNX's %s cannot "
+                       "express",
+                       LAYER_OPS[l->kind].name, l->name,
+                       l->kind == LAYER_LSTM ? "LSTM" : l->kind == LAYER_GRU ? "GRU" : "RNN");
     const ts_shape *xs = &m->layers[l->inputs[0]].out;
     const int T = (int)xs->dims[0], F = (int)xs->dims[1], H = l->features, D = l->bidirectional ? 2 : 1;
     const int G = l->kind == LAYER_LSTM ? 4 : l->kind == LAYER_GRU ? 3 : 1;

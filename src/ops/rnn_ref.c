@@ -31,7 +31,7 @@ size_t rnn_scratch_floats(const rnn_params *p) {
     const size_t nt = (size_t)p->n * (size_t)p->t, gh = (size_t)gh_of(p), nh = (size_t)p->n * (size_t)p->h;
     /* forward: XG, HG, h, c, rh, hn; backward: dXG, dHG (all steps), dh, dc, d(rh), and
      * r*h of every step for gru without linear_before_reset */
-    const size_t fwd = nt * gh + (size_t)p->n * gh + 4 * nh;
+    const size_t fwd = nt * gh + (size_t)p->n * gh + 5 * nh; /* + the masked state, with a step mask */
     const size_t bwd = 2 * nt * gh + 3 * nh + nt * (size_t)p->h;
     return fwd > bwd ? fwd : bwd;
 }
@@ -66,15 +66,34 @@ static inline int64_t state_at(const rnn_params *p, int i, int d, int cell) {
     return (int64_t)i * rnn_state_size(p) + (int64_t)(cell ? p->dirs + d : d) * p->h;
 }
 
+/* Step mask (keep non-NULL): at step t, direction d, a unit j with keep[t][d][j] = 0
+ * is what the paper's per-step weight copy with node j removed computes: its W_ih
+ * and W_hh rows (every gate block) and both biases are zero at t, so all its gate
+ * pre-activations are 0; its column of W_hh is zero at t, so its previous state
+ * feeds no gate at t; and its output at t reaches nothing (the next layer's input
+ * weight for it at t is zero, i.e. y is 0 there). Its own state update is the
+ * cell's with zero pre-activations (lstm c' = c/2, gru h' = h/2, rnn h' = 0). The
+ * keep values multiply, so the cost does not depend on them. */
+static void mask_step(const rnn_params *p, const float *mk, int t, float *XG, float *HG) {
+    const int64_t GH = gh_of(p), T = p->t, H = p->h;
+    for (int i = 0; i < p->n; i++) {
+        float *xg = XG + ((int64_t)i * T + t) * GH, *hg = HG + (int64_t)i * GH;
+        for (int64_t j = 0; j < GH; j++) {
+            xg[j] *= mk[j % H];
+            hg[j] *= mk[j % H];
+        }
+    }
+}
+
 void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *h0, const float *w,
-                     const float *b, float *y, float *ws, float *scratch, int ct, int nthreads) {
+                     const float *b, const float *keep, float *y, float *ws, float *scratch, int ct, int nthreads) {
     const int N = p->n, T = p->t, F = p->f, H = p->h, D = p->dirs;
     const int64_t GH = gh_of(p), NT = (int64_t)N * T, ldw = F + H, DH = (int64_t)D * H;
     const size_t hb = sizeof(float) * (size_t)H;
     const int st = step_threads(p, nthreads);
     const act_fn act = ct ? eltwise_forward_ct : eltwise_forward_ref;
     float *XG = scratch, *HG = XG + NT * GH, *h = HG + (int64_t)N * GH, *c = h + (int64_t)N * H;
-    float *rh = c + (int64_t)N * H, *hn = rh + (int64_t)N * H;
+    float *rh = c + (int64_t)N * H, *hn = rh + (int64_t)N * H, *hm = hn + (int64_t)N * H;
     const size_t wsd = ws_per_dir(p);
     for (int d = 0; d < D; d++) {
         const float *W = w + d * GH * ldw, *bih = b + d * 2 * GH, *bhh = bih + GH;
@@ -92,17 +111,25 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
         }
         for (int s = 0; s < T; s++) {
             const int t = d ? T - 1 - s : s;
-            gemm_ref(0, 1, N, (int)GH, H, 1.0f, h, H, W + F, ldw, 0.0f, HG, (int)GH, st);
+            const float *mk = keep ? keep + ((int64_t)t * D + d) * H : NULL; /* (H) */
+            const float *hr = h; /* the state the recurrence reads at this step */
+            if (mk) {
+                for (int64_t q = 0; q < (int64_t)N * H; q++) hm[q] = h[q] * mk[q % H];
+                hr = hm;
+            }
+            gemm_ref(0, 1, N, (int)GH, H, 1.0f, hr, H, W + F, ldw, 0.0f, HG, (int)GH, st);
             add_bias(N, GH, HG, bhh);
+            if (mk) mask_step(p, mk, t, XG, HG);
             if (p->cell == RNN_GRU && !p->lbr) { /* r first, then hn = W_hn (r h) + b_hn */
                 for (int i = 0; i < N; i++) {
                     float *g = XG + ((int64_t)i * T + t) * GH;
                     for (int j = 0; j < H; j++) g[j] += HG[(int64_t)i * GH + j];
                     act(ELTWISE_SIGMOID, 0.0f, (size_t)H, g, g, 1);
-                    for (int j = 0; j < H; j++) rh[(int64_t)i * H + j] = g[j] * h[(int64_t)i * H + j];
+                    for (int j = 0; j < H; j++) rh[(int64_t)i * H + j] = g[j] * hr[(int64_t)i * H + j];
                 }
                 gemm_ref(0, 1, N, H, H, 1.0f, rh, H, W + 2 * (int64_t)H * ldw + F, ldw, 0.0f, hn, H, st);
                 add_bias(N, H, hn, bhh + 2 * H);
+                for (int64_t q = 0; mk && q < (int64_t)N * H; q++) hn[q] *= mk[q % H];
             }
 #pragma omp parallel for num_threads(st) schedule(static) if (st > 1)
             for (int i = 0; i < N; i++) {
@@ -157,7 +184,8 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
                 if (wg) memcpy(wg + at * GH, g, sizeof *g * (size_t)GH);
                 for (int j = 0; j < H; j++) hi[j] = ct_self(v, hnew[j], hi[j]);
                 if (p->sequence == 1)
-                    for (int j = 0; j < H; j++) y[at * DH + (int64_t)d * H + j] = ct_self(v, hnew[j], 0.0f);
+                    for (int j = 0; j < H; j++)
+                        y[at * DH + (int64_t)d * H + j] = ct_self(v, mk ? hnew[j] * mk[j] : hnew[j], 0.0f);
             }
         }
         if (p->sequence == 0)

@@ -71,7 +71,7 @@ static void test_torch_parity(void) {
             float *gx = test_falloc((size_t)n * t * f), *gw = test_falloc((size_t)nw), *gb = test_falloc((size_t)nb);
             float *gh0 = test_falloc((size_t)ns);
             const float *h0d = h0 ? h0->data : NULL;
-            rnn_forward_ref(&p, x->data, len, h0d, w->data, b->data, got, ws, scratch, 0, threads);
+            rnn_forward_ref(&p, x->data, len, h0d, w->data, b->data, NULL, got, ws, scratch, 0, threads);
             snprintf(what, sizeof what, "case %d (%d threads): y", k, threads);
             test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
             rnn_backward_ref(&p, x->data, len, w->data, r->data, ws, gx, h0 ? gh0 : NULL, gw, gb, scratch, threads);
@@ -86,7 +86,7 @@ static void test_torch_parity(void) {
             snprintf(what, sizeof what, "case %d (%d threads): db", k, threads);
             test_allclose(what, gb, db->data, (size_t)nb, 1e-4, 1e-5);
             /* inference (no workspace) and constant-time inference give the same y */
-            rnn_forward_ref(&p, x->data, len, h0d, w->data, b->data, got, NULL, scratch, 1, threads);
+            rnn_forward_ref(&p, x->data, len, h0d, w->data, b->data, NULL, got, NULL, scratch, 1, threads);
             snprintf(what, sizeof what, "case %d: constant-time y", k);
             test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
             free(got);
@@ -111,7 +111,7 @@ static void test_gru_reset_before(void) {
     test_fill_uniform(w, 3 * H * (F + H), 2, -1, 1);
     test_fill_uniform(b, 6 * H, 3, -1, 1);
     float *scratch = test_falloc(rnn_scratch_floats(&p));
-    rnn_forward_ref(&p, x, NULL, NULL, w, b, y, NULL, scratch, 0, 1);
+    rnn_forward_ref(&p, x, NULL, NULL, w, b, NULL, y, NULL, scratch, 0, 1);
     double h[H] = {0, 0};
     for (int t = 0; t < T; t++) {
         double gate[3][H];
