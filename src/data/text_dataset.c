@@ -353,8 +353,10 @@ ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const i
                                  ts_text_dataset **out) {
     if (!ctx || !ds || !classes || !out || k < 1) return ts_fail(ctx, TS_EINVAL, "ts_text_dataset_select: bad argument");
     *out = NULL;
-    if (ds->task != TS_SEQ_CLASSIFY)
-        return ts_fail(ctx, TS_EINVAL, "%s: selecting classes needs a classification set", ds->name);
+    if (ds->task == TS_SEQ_TRANSLATE)
+        return ts_fail(ctx, TS_EINVAL, "%s: selecting classes needs a classification or tagging set", ds->name);
+    /* a tag set: the texts with a token of a selected tag; the other tokens become -1 (not scored) */
+    const int lps = ds->task == TS_SEQ_TAG ? ds->max_len : 1;
     int *to = malloc(sizeof *to * (size_t)(ds->classes > 0 ? ds->classes : 1)); /* ds label -> new label, or -1 */
     int64_t *idx = malloc(sizeof *idx * (size_t)(ds->count ? ds->count : 1)), n = 0;
     const char **names = malloc(sizeof *names * (size_t)k);
@@ -371,11 +373,15 @@ ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const i
         }
     }
     for (int64_t i = 0; !st && i < ds->count; i++) {
-        if (ds->labels[i] < 0 || ds->labels[i] >= ds->classes)
-            st = ts_fail(ctx, TS_EFORMAT, "%s: sample %lld has label %d (expected 0..%d)", ds->name, (long long)i,
-                         ds->labels[i], ds->classes - 1);
-        else if (to[ds->labels[i]] >= 0)
-            idx[n++] = i;
+        int wanted = 0;
+        for (int64_t t = 0; !st && t < lps; t++) {
+            const int32_t y = ds->labels[i * lps + t];
+            if (y < (lps > 1 ? -1 : 0) || y >= ds->classes)
+                st = ts_fail(ctx, TS_EFORMAT, "%s: sample %lld has %s %d (expected %s0..%d)", ds->name, (long long)i,
+                             lps > 1 ? "tag" : "label", y, lps > 1 ? "-1 or " : "", ds->classes - 1);
+            else wanted |= y >= 0 && to[y] >= 0;
+        }
+        if (!st && wanted) idx[n++] = i;
     }
     ts_text_dataset *d = NULL;
     if (!st) st = text_subset(ctx, ds, idx, n, &d);
@@ -384,7 +390,11 @@ ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const i
         d->class_names = NULL;
     }
     if (!st) st = copy_names(ctx, d, names, k);
-    for (int64_t i = 0; !st && i < n; i++) d->labels[i] = to[ds->labels[idx[i]]];
+    for (int64_t i = 0; !st && i < n; i++)
+        for (int64_t t = 0; t < lps; t++) {
+            const int32_t y = ds->labels[idx[i] * lps + t];
+            d->labels[i * lps + t] = y < 0 ? -1 : to[y];
+        }
     free(to);
     free(idx);
     free(names);

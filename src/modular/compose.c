@@ -175,6 +175,17 @@ static ts_status emit_range(composer *c, int gi, int member, const char *prefix,
     return TS_OK;
 }
 
+/* Labels of a module's origin (the logits layer's last axis: a tagger scores each of its
+ * T steps) and the steps it scores (1 for a classifier). */
+static int origin_labels(const ts_model *o) {
+    const ts_shape *s = &o->layers[module_logits_layer(o)].out;
+    return (int)s->dims[s->ndim - 1];
+}
+static int origin_steps(const ts_model *o) {
+    const ts_shape *s = &o->layers[module_logits_layer(o)].out;
+    return s->ndim == 2 ? (int)s->dims[0] : 1;
+}
+
 static int64_t layer_macs(const ts_model *m, int li) { return LAYER_OPS[m->layers[li].kind].macs(m, &m->layers[li]); }
 
 /* Earliest cut that keeps the group within max_macs times the origin's cost. */
@@ -212,6 +223,13 @@ static ts_status same_shape_check(ts_ctx *ctx, ts_module *const *mods, int k) {
                            mods[j]->class_name, b, mods[0]->class_name, a);
         }
     }
+    for (int j = 1; j < k; j++)
+        if (origin_steps(mods[j]->origin) != origin_steps(mods[0]->origin))
+            return ts_fail(ctx, TS_ESHAPE,
+                           "compose: module %d (class '%s') scores %d step(s) a sample, module 0 (class '%s') %d: a "
+                           "tagger's modules compose only with a tagger's",
+                           j, mods[j]->class_name, origin_steps(mods[j]->origin), mods[0]->class_name,
+                           origin_steps(mods[0]->origin));
     for (int i = 0; i < k; i++)
         for (int j = i + 1; j < k; j++)
             if (mods[i]->origin_id == mods[j]->origin_id && mods[i]->cls == mods[j]->cls)
@@ -294,10 +312,12 @@ static ts_status fill_tensors(composer *c, ts_model *cm) {
         } else if (fl->kind == FILL_HEAD) {
             const group *g = &c->groups[fl->group];
             const ts_model *o = g->origin;
-            const int h = module_logits_layer(o), K = o->classes;
+            const int h = module_logits_layer(o), K = origin_labels(o);
             const layer *hl = &o->layers[h];
             int dense = hl->kind == LAYER_DENSE;
-            int64_t F = dense ? shape_numel(input_shape(o, hl, 0)) : K;
+            const ts_shape *hin = input_shape(o, hl, 0);
+            /* a dense layer applies to the last axis: a tagger's head to each step */
+            int64_t F = dense ? (origin_steps(o) > 1 ? hin->dims[hin->ndim - 1] : shape_numel(hin)) : K;
             int64_t nw = 0, nb = 0;
             const float *W = dense ? origin_tensor(o, hl->name, "weight", &nw) : NULL;
             const float *Bv = dense && hl->bias ? origin_tensor(o, hl->name, "bias", &nb) : NULL;
@@ -471,7 +491,7 @@ static ts_status compose_build(composer *c, const ts_compose_config *cfg) {
             ins[e - p] = NULL;
             layer_attrs a;
             nn_attrs_default(LAYER_CONCAT, &a);
-            a.axis = 0;
+            a.axis = origin_steps(c->mods[0]->origin) > 1; /* a tagger's scores: (T, modules) */
             if ((st = add(c, LAYER_CONCAT, cn, ins, &a, NULL))) goto done;
             memcpy(piece[out], cn, LAYER_NAME_MAX);
         }
@@ -605,7 +625,13 @@ ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compos
     }
     for (int gi = 0; gi < c.ngroups; gi++)
         if ((st = merge_sliced(ctx, mods, &c.groups[gi]))) goto done;
-    if ((st = nn_builder_create(ctx, "<composed>", 0, &mods[0]->origin->input, k, "compose.input", &c.b))) goto done;
+    const int steps = origin_steps(mods[0]->origin);
+    if (steps > 1 && (int64_t)steps * k > (1 << 24)) {
+        st = ts_fail(ctx, TS_EINVAL, "compose: %d modules of %d steps each are too many outputs", k, steps);
+        goto done;
+    }
+    if ((st = nn_builder_create(ctx, "<composed>", 0, &mods[0]->origin->input, steps * k, "compose.input", &c.b)))
+        goto done;
     if ((st = compose_build(&c, cfg))) goto done;
     st = nn_builder_finish(c.b, 0, NULL, &cm);
     c.b = NULL; /* consumed */

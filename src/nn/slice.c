@@ -365,7 +365,9 @@ static layer_attrs sliced_attrs(const slicer *s, int li) {
         if (s->role[li] == ROLE_CHANNELWISE) a.groups = s->nkept[li];
         a.features = s->nkept[li];
         break;
-    case LAYER_DENSE: a.features = s->nkept[li]; break;
+    case LAYER_DENSE: /* a dense over a sequence (per step) is a barrier: its outputs stay */
+        if (s->role[li] == ROLE_PRODUCER) a.features = s->nkept[li];
+        break;
     case LAYER_PRELU: case LAYER_BINARY:
         if (s->role[li] == ROLE_CHANNELWISE && varies_per_channel(l, &a.tshape)) a.tshape.dims[0] = s->nkept[li];
         break;
@@ -406,7 +408,8 @@ static ts_status fill_layer(const slicer *s, ts_model *out, int li, const nn_add
     const layer *l = &s->m->layers[li];
     const int *rows = kept_of(s, li), nrows = s->nkept[li];
     const int *cols = NULL, ncols = s->nkept[l->inputs[0]];
-    const int producer = l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE;
+    /* a dense over a sequence (per step) is a barrier: its tensors are copied whole */
+    const int producer = l->kind == LAYER_CONV2D || (l->kind == LAYER_DENSE && s->role[li] == ROLE_PRODUCER);
     if (producer && s->role[li] == ROLE_PRODUCER) cols = kept_of(s, l->inputs[0]);
     const int per_channel = producer || l->kind == LAYER_BATCHNORM || l->kind == LAYER_MASK ||
                             (s->role[li] == ROLE_CHANNELWISE && varies_per_channel(l, &l->tshape));
