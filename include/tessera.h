@@ -1022,10 +1022,19 @@ typedef struct ts_decompose_text_config {
     float outlier_m;   /* a state |a| is an outlier when | |a| - median | > outlier_m * MAD (2) */
     uint64_t seed;     /* order in which training texts are drawn (0) */
     int batch;         /* inference batch (128) */
+    /* taggers (many-to-many; classifiers are always rolled): */
+    int rolled;        /* 1: one removal set for every step (the paper's rolled); 0: a set per step, the
+                        * unrolled variant, the paper's choice for many-output models (0) */
+    int step_min;      /* unrolled: a step with fewer positives or fewer negatives than this takes the rolled
+                        * set (10) */
 } ts_decompose_text_config;
 void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
 
 /* One module per label listed in `classes` (n entries; NULL with n = 0: every label)
+ * of a recurrent tagger (docs/sequences.md, "Decomposing a tagger": the same chain
+ * with every recurrent layer outputting every step and the dense head scoring each
+ * step, `train` a tag set; modules per tag from the tokens, rolled or unrolled as
+ * cfg->rolled says; an unrolled module's layers carry a per-step unit mask), or
  * of a many-to-one recurrent classifier: input (T) token ids -> embedding -> one or
  * more rnn/lstm/gru layers (the last with sequence=0) -> dense, with dropout between
  * them and an optional final softmax; `train` a classify text set of the model's
@@ -1044,7 +1053,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
                             int *count);
 /* A text module's binary accuracy on ds (labels as in its origin): own, the share of
  * its label's texts it says yes to (score > threshold); rest, the share of the others
- * it says no to. */
+ * it says no to. A tag module of a tagger on a tag set: the same per token. */
 ts_status ts_module_evaluate_text(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int batch, double *own,
                                   double *rest);
 

@@ -248,7 +248,9 @@ static int composed_name(const ts_model *m, int j, char *buf, size_t n) {
 ts_status cli_text_composed_dataset(ts_ctx *ctx, const ts_model *cm, const char *path, ts_split split,
                                     const char *data_dir, long limit, ts_text_dataset **out) {
     *out = NULL;
-    const int k = ts_model_classes(cm);
+    const ts_shape in = ts_model_input_shape(cm);
+    /* a tagger's modules composed output a score per module at each step */
+    const int k = ts_model_classes(cm) / (cli_text_model_tags(cm) && in.ndim == 1 ? (int)in.dims[0] : 1);
     char spec[512] = "";
     for (int j = 0; j < k; j++) {
         char key[48];
@@ -270,7 +272,6 @@ ts_status cli_text_composed_dataset(ts_ctx *ctx, const ts_model *cm, const char 
     if (!st) {
         ts_text_options opt;
         ts_text_options_default(&opt);
-        const ts_shape in = ts_model_input_shape(cm);
         opt.max_len = in.ndim == 1 ? (int)in.dims[0] : 0;
         opt.vocab = vocab;
         st = ts_text_dataset_load(ctx, spec, split, data_dir, &opt, &all);

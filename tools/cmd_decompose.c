@@ -42,6 +42,12 @@ static cli_opt decompose_opts[] = {
     {"bln-delta", "F", "BLN backtracking: drop units feeding the classifier with |w_uc| > F(|w_c|+|w_uc|) "
                        "(default 1: none; the paper uses 0.5, docs/modules.md)", NULL},
     {"max-remove", "F", "text models: most of a tanh/lstm/gru layer's units a module removes (default 0.2)", NULL},
+    {"rolled", NULL, "text taggers: one set of removed units for every step (the paper's rolled variant; default: "
+                     "unrolled, a set per step)", NULL},
+    {"limit", "N", "text models: draw from the first N training texts only, and evaluate on the first N test texts "
+                   "(default: all)", NULL},
+    {"step-min", "N", "text taggers, unrolled: a step with fewer than N positives or negatives takes the rolled set "
+                      "(default 10)", NULL},
     {"seed", "S", "order in which training inputs are drawn, and ga's random draws (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
     {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
@@ -68,7 +74,8 @@ static cli_cmd decompose_cmd = {
     "modules), printing the generations run and the best fitness per class. A text model\n"
     "(embedding -> rnn/lstm/gru layers -> dense) is decomposed by hidden unit instead (Imtiaz, Pan &\n"
     "Rajan; docs/sequences.md): per module the recurrent units kept, parameters and MACs of its\n"
-    "physically smaller model.",
+    "physically smaller model. A tagger's modules are one per tag, from the tokens; unrolled (a\n"
+    "set of removed units per step, kept as a per-step mask in the module) unless --rolled.",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
@@ -283,11 +290,17 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
     }
     ts_module_info in0;
     ts_module_info_get((*mods)[0], &in0);
+    const int tagger = train->task == TS_SEQ_TAG;
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training texts)\n", path, *nmods, secs, spec,
            (long long)train->count);
-    printf("method: hidden units (Imtiaz et al., rolled): relu cells keep the units some positive or negative "
+    printf("method: hidden units (Imtiaz et al., %s): relu cells keep the units some positive or negative "
            "activates; tanh/lstm/gru cells lose the units whose trimmed mean |state| is lower on positives than on "
-           "negatives, at most %g of a layer\n", (double)cfg->max_remove);
+           "negatives, at most %g of a layer%s\n",
+           tagger && !cfg->rolled ? "unrolled: a set per step" : "rolled", (double)cfg->max_remove,
+           tagger ? "; positives and negatives are tokens" : "");
+    if (tagger && !cfg->rolled)
+        printf("units: the mean over the steps of the units a step keeps (a step with fewer than %d positives or "
+               "negatives takes the rolled set)\n", cfg->step_min);
     printf("units: recurrent units kept; params, MACs: the module's sliced model against the origin's %lld "
            "parameters and %.2fM multiply-accumulates per text\n", (long long)in0.params, in0.origin_macs / 1e6);
     if (J) {
@@ -296,7 +309,7 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
         json_num(J, "seconds", secs);
         json_str(J, "data", spec);
         json_int(J, "training_samples", (long long)train->count);
-        json_str(J, "method", "hidden-units");
+        json_str(J, "method", tagger && !cfg->rolled ? "hidden-units-unrolled" : "hidden-units");
         json_num(J, "max_remove", cfg->max_remove);
         json_int(J, "origin_params", (long long)in0.params);
         json_int(J, "origin_macs", (long long)in0.origin_macs);
@@ -322,14 +335,16 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
                percent(in.macs_kept, in.origin_macs), in.jaccard, in.seconds);
     }
     if (J) json_close(J);
-    if (!test || *nmods != ts_model_classes(m) || ncls) return TS_OK;
+    const int labels = tagger ? ts_model_classes(m) / train->max_len : ts_model_classes(m);
+    if (!test || *nmods != labels || ncls) return TS_OK;
     ts_eval_report a, b;
     ts_model *cm = NULL;
     if ((st = ts_evaluate_text(ctx, m, test, 256, &a, NULL))) return st;
     if (!(st = ts_compose(ctx, *mods, *nmods, NULL, &cm)) && !(st = ts_evaluate_text(ctx, cm, test, 256, &b, NULL))) {
-        printf("original model: top-1 %.2f%%  top-5 %.2f%%   all modules composed: top-1 %.2f%%  top-5 %.2f%%\n"
+        printf("original model: %s %.2f%%  top-5 %.2f%%   all modules composed: %s %.2f%%  top-5 %.2f%%\n"
                "the composed model (each module side by side): %.2fx the origin's MACs\n",
-               100 * a.top1, 100 * a.top5, 100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
+               tagger ? "token accuracy" : "top-1", 100 * a.top1, 100 * a.top5, tagger ? "token accuracy" : "top-1",
+               100 * b.top1, 100 * b.top5, (double)model_macs(cm) / (double)model_macs(m));
         if (J) {
             json_composed(J, &a, &b, (double)model_macs(cm) / (double)model_macs(m));
             json_close(J);
@@ -365,7 +380,7 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
     }
     ts_decompose_config cfg;
     ts_decompose_config_default(&cfg);
-    long positives, seed, batch;
+    long positives, seed, batch, step_min, limit;
     double conf, tang, delta, max_remove;
     int *classes = NULL, ncls = 0;
     ts_compose_config cc;
@@ -375,7 +390,9 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         !cli_float(&decompose_cmd, "bln-delta", 1.0, 0.0, 1.0, &delta) ||
         !cli_int(&decompose_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed) ||
         !cli_int(&decompose_cmd, "batch", 128, 1, 256, &batch) || !compose_opts_get(&decompose_cmd, &cc) ||
-        !cli_float(&decompose_cmd, "max-remove", 0.2, 0.0, 1.0, &max_remove))
+        !cli_float(&decompose_cmd, "max-remove", 0.2, 0.0, 1.0, &max_remove) ||
+        !cli_int(&decompose_cmd, "step-min", 10, 1, 1 << 20, &step_min) ||
+        !cli_int(&decompose_cmd, "limit", 0, 0, 1L << 40, &limit))
         return EXIT_USAGE;
     const char *method = cli_get(&decompose_cmd, "method");
     long epochs, esamples, val;
@@ -481,10 +498,14 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
                               method);
         goto fail;
     }
+    if (!text && limit) {
+        st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: --limit applies to text models", pos[0]);
+        goto fail;
+    }
     /* the test split before anything is written: a missing or bad one costs no output */
     if (text) {
-        if ((st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TRAIN, ddir, 0, &train_texts)) ||
-            (eval && (st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TEST, ddir, 0, &test_texts))))
+        if ((st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TRAIN, ddir, limit, &train_texts)) ||
+            (eval && (st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TEST, ddir, limit, &test_texts))))
             goto fail;
     } else {
         if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
@@ -507,6 +528,8 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         tcfg.max_remove = (float)max_remove;
         tcfg.seed = cfg.seed;
         tcfg.batch = cfg.batch;
+        tcfg.rolled = cli_get(&decompose_cmd, "rolled") != NULL;
+        tcfg.step_min = (int)step_min;
         if ((st = decompose_texts(ctx, m, pos[0], spec, train_texts, test_texts, outdir, &tcfg, classes, ncls, J, &mods,
                                   &nmods, &saved)))
             goto fail;

@@ -73,7 +73,8 @@ int cmd_reuse(int argc, char **argv) {
                  : (st = ts_composed_dataset(ctx, cm, TS_SPLIT_TEST, ddir, 0, &te)) ||
                        (st = ts_evaluate(ctx, cm, te, 256, &ev)))
             goto fail;
-        printf("test: top-1 %.2f%% on %lld %s;", 100 * ev.top1, (long long)ev.count, text ? "texts" : "images");
+        const char *unit = !text ? "images" : cli_text_model_tags(cm) ? "tokens" : "texts";
+        printf("test: top-1 %.2f%% on %lld %s;", 100 * ev.top1, (long long)ev.count, unit);
         for (int c = 0; c < ev.classes; c++) {
             char name[64];
             printf(" %s %.2f%%", cli_class_name(cm, c, name, sizeof name), 100 * ts_eval_recall(&ev, c));

@@ -28,6 +28,7 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg) {
     cfg->max_remove = 0.2f;
     cfg->outlier_m = 2.0f;
     cfg->batch = 128;
+    cfg->step_min = 10;
 }
 
 static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
@@ -43,6 +44,9 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
     if (!(c->outlier_m > 0.0f && c->outlier_m < INFINITY))
         return ts_fail(ctx, TS_EINVAL, "%s: outlier_m %g is not positive", w, (double)c->outlier_m);
     if (c->batch < 1 || c->batch > 4096) return ts_fail(ctx, TS_EINVAL, "%s: batch %d out of [1, 4096]", w, c->batch);
+    if (c->rolled < 0 || c->rolled > 1) return ts_fail(ctx, TS_EINVAL, "%s: rolled %d is not 0 or 1", w, c->rolled);
+    if (c->step_min < 1 || c->step_min > (1 << 20))
+        return ts_fail(ctx, TS_EINVAL, "%s: step_min %d out of [1, %d]", w, c->step_min, 1 << 20);
     return TS_OK;
 }
 
@@ -57,7 +61,7 @@ typedef struct drawn {
 
 /* Row y's probability and whether y is the argmax, from logits or, after a final
  * softmax, probabilities. */
-static float prob_row(const float *row, int k, int y, int probs, int *top) {
+float text_prob_row(const float *row, int k, int y, int probs, int *top) {
     if (!probs) return decompose_prob_of(row, k, y, top);
     int best = 0;
     for (int j = 1; j < k; j++) best = row[j] > row[best] ? j : best;
@@ -102,7 +106,7 @@ static ts_status draw(ts_ctx *ctx, ts_model *work, const ts_text_dataset *ds, co
         for (int i = 0; i < b; i++) {
             const int c = ds->labels[ib[i]];
             int top;
-            const float p = prob_row(logits + (size_t)i * K, K, c, probs, &top);
+            const float p = text_prob_row(logits + (size_t)i * K, K, c, probs, &top);
             uint8_t role = 0;
             if (npos[c] < want_pos[c] && top && p > cfg->confidence) {
                 role |= ROLE_POS;
@@ -316,6 +320,30 @@ static void identify(const ts_model *m, const rnn_chain *ch, int k, const states
     for (int64_t i = 0; i < cap && diff[order[i]] < 0; i++) keep[order[i]] = 0;
 }
 
+void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
+                       int64_t nn, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff,
+                       int *order, uint8_t *keep) {
+    if (relu) { /* active (> 0) on some positive or negative row */
+        for (int64_t u = 0; u < U; u++) {
+            keep[u] = 0;
+            for (int64_t i = 0; i < np && !keep[u]; i++) keep[u] = vals[pos[i] * U + u] > 0.0f;
+            for (int64_t i = 0; i < nn && !keep[u]; i++) keep[u] = vals[neg[i] * U + u] > 0.0f;
+        }
+        return;
+    }
+    for (int64_t u = 0; u < U; u++) {
+        for (int64_t i = 0; i < np; i++) a[i] = fabsf(vals[pos[i] * U + u]);
+        const double ct_pos = trimmed_mean(a, scratch, np, cfg->outlier_m);
+        for (int64_t i = 0; i < nn; i++) a[i] = fabsf(vals[neg[i] * U + u]);
+        diff[u] = ct_pos - trimmed_mean(a, scratch, nn, cfg->outlier_m);
+        keep[u] = 1;
+        order[u] = (int)u;
+    }
+    sort_units(order, U, diff);
+    const int64_t cap = (int64_t)floor((double)cfg->max_remove * (double)U);
+    for (int64_t i = 0; i < cap && diff[order[i]] < 0; i++) keep[order[i]] = 0;
+}
+
 /* ---- the modules */
 
 static int64_t layer_macs_sum(const ts_model *m) {
@@ -334,21 +362,25 @@ static int64_t chain_weights(const ts_model *m, const rnn_chain *ch) {
     return s;
 }
 
-static ts_status make_module(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep, int c,
-                             int npos, int nneg, ts_module **out) {
+ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
+                           const uint8_t *const *step_keep, int T, int c, int npos, int nneg, ts_module **out) {
     ts_model *sliced = NULL;
-    ts_status st = rnn_remove_units(ctx, m, ch, keep, NULL, &sliced);
+    ts_status st = step_keep ? rnn_remove_units_steps(ctx, m, ch, step_keep, T, &sliced)
+                             : rnn_remove_units(ctx, m, ch, keep, NULL, &sliced);
     if (!st) st = module_create(ctx, sliced, c, out);
     if (!st) {
         ts_module_info *in = &(*out)->info;
         in->positives = npos;
         in->negatives = nneg;
         in->units = in->units_kept = 0;
+        int64_t step_sum = 0; /* unrolled: units kept summed over the steps */
         for (int k = 0; k < ch->n; k++) {
             const int64_t U = (int64_t)ch->dirs[k] * ch->hidden[k];
             in->units += U;
-            for (int64_t u = 0; u < U; u++) in->units_kept += keep[k][u] != 0;
+            for (int64_t u = 0; u < U && !step_keep; u++) in->units_kept += keep[k][u] != 0;
+            for (int64_t q = 0; step_keep && q < (int64_t)T * U; q++) step_sum += step_keep[k][q] != 0;
         }
+        if (step_keep) in->units_kept = (step_sum + T / 2) / T; /* the mean over the steps */
         in->weights = chain_weights(m, ch);
         in->weights_kept = chain_weights(sliced, ch);
         in->jaccard = in->weights ? (double)in->weights_kept / (double)in->weights : 1.0;
@@ -402,17 +434,22 @@ static ts_status check_args(ts_ctx *ctx, const ts_model *m, const ts_text_datase
                             const ts_decompose_text_config *cfg, const int *classes, int n, rnn_chain *ch) {
     ts_status st = check_config(ctx, cfg);
     if (!st) st = rnn_chain_find(ctx, m, ch, "decompose (text)");
-    if (!st && train->task != TS_SEQ_CLASSIFY)
+    if (!st && !ch->tagger && train->task != TS_SEQ_CLASSIFY)
         st = ts_fail(ctx, TS_EUNSUPPORTED, "decompose (text): set %s is not a classification set (one label a text)",
                      train->name);
+    if (!st && ch->tagger && train->task != TS_SEQ_TAG)
+        st = ts_fail(ctx, TS_EUNSUPPORTED,
+                     "decompose (text): the model is a tagger but set %s is not a tagging set (a tag a token)",
+                     train->name);
     if (!st) st = train_check_text(ctx, m, train, "decompose (text): training");
-    if (!st && m->classes < 2) st = ts_fail(ctx, TS_EINVAL, "decompose (text): the model has %d label", m->classes);
-    if (!st && (n < 0 || (n > 0 && !classes) || n > m->classes))
-        st = ts_fail(ctx, TS_EINVAL, "decompose (text): %d labels listed (the model has %d)", n, m->classes);
+    const int K = st ? 0 : rnn_chain_labels(m, ch);
+    if (!st && K < 2) st = ts_fail(ctx, TS_EINVAL, "decompose (text): the model has %d label", K);
+    if (!st && (n < 0 || (n > 0 && !classes) || n > K))
+        st = ts_fail(ctx, TS_EINVAL, "decompose (text): %d labels listed (the model has %d)", n, K);
     for (int i = 0; i < n && !st; i++)
-        if (classes[i] < 0 || classes[i] >= m->classes)
+        if (classes[i] < 0 || classes[i] >= K)
             st = ts_fail(ctx, TS_EINVAL, "decompose (text): label %d is not a label of the model (0..%d)", classes[i],
-                         m->classes - 1);
+                         K - 1);
     return st;
 }
 
@@ -430,6 +467,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     rnn_chain ch;
     ts_status st = check_args(ctx, m, train, cfg, classes, n, &ch);
     if (st) return st;
+    if (ch.tagger) return decompose_tagger(ctx, m, &ch, train, cfg, classes, n, modules, count);
     const double t0 = ts_monotonic_s();
     const int K = m->classes, nmod = n ? n : K;
     const int nneg = (int)ceil((double)cfg->tangling * cfg->positives / (K - 1));
@@ -477,7 +515,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         }
         int negs = 0;
         for (int64_t d = 0; d < ndr; d++) negs += dr[d].label != c && (dr[d].role & ROLE_NEG);
-        st = make_module(ctx, m, &ch, (const uint8_t *const *)keep, c, npos[c], negs, &mods[i]);
+        st = text_module_make(ctx, m, &ch, (const uint8_t *const *)keep, NULL, 0, c, npos[c], negs, &mods[i]);
         if (!st) st = set_threshold(ctx, mods[i], train, dr, ndr, cfg->batch);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc;
     }
@@ -511,6 +549,7 @@ ts_status ts_module_evaluate_text(ts_ctx *ctx, const ts_module *mod, const ts_te
     if (!ctx || !mod || !ds || !own || !rest) return ts_fail(ctx, TS_EINVAL, "ts_module_evaluate_text: NULL argument");
     *own = *rest = 0;
     ts_status st = train_check_text(ctx, mod->origin, ds, "module evaluation");
+    if (!st && ds->task == TS_SEQ_TAG) return module_evaluate_tags(ctx, mod, ds, batch, own, rest);
     if (!st && ds->task != TS_SEQ_CLASSIFY)
         st = ts_fail(ctx, TS_EUNSUPPORTED, "module evaluation: set %s is not a classification set", ds->name);
     if (st) return st;

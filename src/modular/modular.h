@@ -191,8 +191,10 @@ void ga_decode(const int *order, int channels, int groups, const uint8_t *genes,
 
 /* ---- recurrent classifiers (rnn_units.c, decompose_text.c) */
 #define RNN_CHAIN_MAX 16
-/* A many-to-one recurrent classifier as a chain: input -> embedding -> recurrent
- * layers -> dense head (dropout anywhere between, an optional final softmax). */
+/* A recurrent classifier or tagger as a chain: input -> embedding -> recurrent
+ * layers -> dense head (dropout anywhere between, an optional final softmax). A
+ * classifier's last recurrent layer outputs its final states (sequence=0); a
+ * tagger's all output every step and its head scores each step. */
 typedef struct rnn_chain {
     int n;                    /* recurrent layers */
     int layer[RNN_CHAIN_MAX]; /* their indices, in order */
@@ -200,6 +202,7 @@ typedef struct rnn_chain {
     int hidden[RNN_CHAIN_MAX];/* H per direction */
     int ids[RNN_CHAIN_MAX];   /* reads the token ids (padding masked) */
     int head;                 /* the dense layer giving the logits */
+    int tagger;               /* the head gives a score per label at every step, (T, labels) */
 } rnn_chain;
 /* Fills ch, or fails naming what in m is not such a classifier (`what` in messages). */
 ts_status rnn_chain_find(ts_ctx *ctx, const ts_model *m, rnn_chain *ch, const char *what);
@@ -209,9 +212,38 @@ ts_status rnn_chain_find(ts_ctx *ctx, const ts_model *m, rnn_chain *ch, const ch
  * fewer carries zeroed units). Either output may be NULL. */
 ts_status rnn_remove_units(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
                            ts_model **zeroed, ts_model **sliced);
+/* m with units removed per step (step_keep[i]: chain layer i's (T, D*H) bytes, 1 kept):
+ * the units removed at every step cut out as rnn_remove_units does, the rest masked per
+ * step on their layers (step_mask=1) when any is removed at some step. */
+ts_status rnn_remove_units_steps(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *step_keep,
+                                 int T, ts_model **sliced);
 /* The model's layers up to its last recurrent one, every recurrent layer outputting
  * every step (sequence=1): what hidden states are read from. */
 ts_status rnn_probe_model(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, ts_model **out);
+/* Labels of a chain's model: the head's outputs (a tagger's per step). */
+int rnn_chain_labels(const ts_model *m, const rnn_chain *ch);
+/* Row y's probability and whether y is the argmax (*top), from k logits or, after a
+ * final softmax (probs), probabilities. */
+float text_prob_row(const float *row, int k, int y, int probs, int *top);
+/* Concern and tangling identification of one layer's U units (decompose_text.c) from
+ * the rows pos (np) and neg (nn) of vals (rows, U): relu, a unit stays when some row
+ * makes it positive; otherwise the trimmed-mean rule up to cfg->max_remove of U.
+ * a, scratch: room for max(np, nn) floats; diff (U) doubles; order (U) ints. */
+void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
+                       int64_t nn, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff,
+                       int *order, uint8_t *keep);
+/* Label c's module of m: units removed by keep (per chain layer, D*H bytes) or, when
+ * step_keep is given, per step (T*D*H bytes each: rnn_remove_units_steps), with its
+ * counts filled (units_kept: an unrolled module's mean over the steps). */
+ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
+                           const uint8_t *const *step_keep, int T, int c, int npos, int nneg, ts_module **out);
+/* ts_decompose_text on a tagger (decompose_tagger.c), arguments checked. */
+ts_status decompose_tagger(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const ts_text_dataset *train,
+                           const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
+                           int *count);
+/* ts_module_evaluate_text of a tag module on a tag set, per token (checked). */
+ts_status module_evaluate_tags(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int batch, double *own,
+                               double *rest);
 /* Softmax probability of class y in a row of k logits; *is_max: y is the argmax. */
 float decompose_prob_of(const float *row, int k, int y, int *is_max);
 

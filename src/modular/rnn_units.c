@@ -1,5 +1,6 @@
-/* Removing hidden units from a many-to-one recurrent classifier (embedding ->
- * rnn/lstm/gru layers -> dense), for its per-label modules (decompose_text.c).
+/* Removing hidden units from a recurrent classifier or tagger (embedding ->
+ * rnn/lstm/gru layers -> dense), for its per-label modules (decompose_text.c,
+ * decompose_tagger.c).
  *
  * Removing unit j of direction d zeroes its row in every gate block of the layer's
  * weight (the W_ih and W_hh parts) and its biases, its column in the layer's own
@@ -9,7 +10,13 @@
  * 1/2, g = tanh(0) = 0, so c = f 0 + i 0 = 0 and h = o tanh(0) = 0; gru n = tanh(0 +
  * r 0) = 0 (either linear_before_reset) and h = (1 - z) 0 + z 0 = 0. So cutting the
  * unit out of the layer (smaller H) and out of the next layer's inputs computes
- * the same outputs, with fewer parameters and multiply-accumulates. */
+ * the same outputs, with fewer parameters and multiply-accumulates.
+ *
+ * A tagger's unrolled modules remove units per step instead: what remains after the
+ * units removed at every step are cut out is a per-step mask on the layer
+ * (step_mask=1, T x D x H; ops/rnn_ref.c says what it computes). A unit removed at
+ * every step is one the rolled rule removes: zero pre-activations at every step from
+ * a zero state keep it at 0, and nothing reads it, so cutting it out is exact. */
 #include "modular.h"
 
 #include <stdlib.h>
@@ -32,13 +39,15 @@ ts_status rnn_chain_find(ts_ctx *ctx, const ts_model *m, rnn_chain *ch, const ch
         return ts_fail(ctx, TS_EUNSUPPORTED,
                        "%s: the model has no rnn, lstm or gru layer (image classifiers: ts_decompose)", what);
     const int head = module_logits_layer(m), last = m->nlayers - 1;
-    if (m->layers[head].out.ndim != 1)
-        return ts_fail(ctx, TS_EUNSUPPORTED,
-                       "%s: the model outputs a prediction per step (a tagger, many-to-many); only many-to-one "
-                       "classifiers are decomposed so far",
-                       what);
     if (m->input.ndim != 1)
         return ts_fail(ctx, TS_EUNSUPPORTED, "%s: the model does not take (T) token ids", what);
+    const ts_shape *ho = &m->layers[head].out;
+    ch->tagger = ho->ndim == 2;
+    if (ho->ndim > 2 || (ch->tagger && ho->dims[0] != m->input.dims[0]))
+        return ts_fail(ctx, TS_EUNSUPPORTED,
+                       "%s: the model outputs neither a score per label (a classifier) nor one per label at each of "
+                       "its %lld steps (a tagger)",
+                       what, (long long)m->input.dims[0]);
     int prev = 0, emb = -1;
     for (int li = 1; li < m->nlayers; li++) {
         const layer *l = &m->layers[li];
@@ -77,18 +86,28 @@ ts_status rnn_chain_find(ts_ctx *ctx, const ts_model *m, rnn_chain *ch, const ch
                        what, LAYER_OPS[m->layers[ch->layer[ch->n - 1]].kind].name);
     for (int k = 0; k < ch->n; k++) {
         const layer *l = &m->layers[ch->layer[k]];
-        if (l->sequence != (k < ch->n - 1))
-            return ts_fail(ctx, TS_EUNSUPPORTED, "%s: %s '%s' must output %s (sequence=%d)", what,
-                           LAYER_OPS[l->kind].name, l->name, k < ch->n - 1 ? "every step" : "its final states",
-                           k < ch->n - 1);
+        const int every = k < ch->n - 1 || ch->tagger;
+        if (l->sequence != every)
+            return ts_fail(ctx, TS_EUNSUPPORTED, "%s: %s '%s' must output %s (sequence=%d)%s", what,
+                           LAYER_OPS[l->kind].name, l->name, every ? "every step" : "its final states", every,
+                           ch->tagger ? " in a tagger" : "");
+        if (l->step_mask)
+            return ts_fail(ctx, TS_EUNSUPPORTED, "%s: %s '%s' has a per-step unit mask: the model is a module already",
+                           what, LAYER_OPS[l->kind].name, l->name);
     }
     return TS_OK;
 }
 
+int rnn_chain_labels(const ts_model *m, const rnn_chain *ch) {
+    const ts_shape *o = &m->layers[ch->head].out;
+    return (int)o->dims[o->ndim - 1];
+}
+
 /* m's layers 1..upto again, chain layer k with hidden[k] units (NULL: as in m), every
- * recurrent layer outputting every step when `every_step`. Same layer indices as m. */
+ * recurrent layer outputting every step when `every_step`, with a step mask when
+ * `step_mask`. Same layer indices as m. */
 static ts_status rebuild(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const int *hidden, int upto,
-                         int every_step, ts_model **out) {
+                         int every_step, int step_mask, ts_model **out) {
     *out = NULL;
     nn_builder *b = NULL;
     const int classes = upto == m->nlayers - 1 ? m->classes : 0;
@@ -99,6 +118,7 @@ static ts_status rebuild(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, co
         const int k = chain_index(ch, li);
         if (k >= 0 && hidden) a.features = hidden[k];
         if (k >= 0 && every_step) a.sequence = 1;
+        if (k >= 0) a.step_mask = step_mask;
         nn_added ad;
         st = nn_add_at(b, l->kind, l->name, l->inputs, l->ninputs, &a, &ad);
         if (!st && ad.layer != li) st = ts_fail(ctx, TS_EINVAL, "module: layer '%s' moved in the rebuild", l->name);
@@ -112,7 +132,7 @@ static ts_status rebuild(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, co
 
 ts_status rnn_probe_model(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, ts_model **out) {
     const int upto = ch->layer[ch->n - 1];
-    ts_status st = rebuild(ctx, m, ch, NULL, upto, 1, out);
+    ts_status st = rebuild(ctx, m, ch, NULL, upto, 1, 0, out);
     for (int li = 1; li <= upto && !st; li++) st = model_copy_layer_tensors(ctx, m, li, *out, li, "module probe");
     if (st) {
         ts_model_free(*out);
@@ -223,7 +243,7 @@ ts_status rnn_remove_units(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, 
             else
                 Hs[k] = slice_units(keep[k], ch->dirs[k], ch->hidden[k], idx[k]);
         }
-        if (!st) st = rebuild(ctx, m, ch, Hs, m->nlayers - 1, 0, &s);
+        if (!st) st = rebuild(ctx, m, ch, Hs, m->nlayers - 1, 0, 0, &s);
         for (int li = 1; li < m->nlayers && !st; li++)
             if (chain_index(ch, li) < 0 && li != ch->head) st = model_copy_layer_tensors(ctx, z, li, s, li, "module");
         if (!st) {
@@ -241,5 +261,75 @@ ts_status rnn_remove_units(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, 
     if (zeroed) *zeroed = z;
     else ts_model_free(z);
     if (sliced) *sliced = s;
+    return TS_OK;
+}
+
+/* The sliced model s (from rnn_remove_units with keep_any) again with a step mask on
+ * every chain layer: unit r of direction d of sliced layer k is origin unit
+ * idx[d * Hs + r] (slice_units' order), removed at step t where its step_keep byte is
+ * 0; a filler unit (zeroed, keep_any 0) is 0 at every step. */
+static ts_status add_step_masks(ts_ctx *ctx, const ts_model *s, const rnn_chain *ch, const uint8_t *const *keep_any,
+                                const uint8_t *const *step_keep, int T, ts_model **out) {
+    ts_model *w = NULL;
+    int Hs[RNN_CHAIN_MAX];
+    for (int k = 0; k < ch->n; k++) Hs[k] = s->layers[ch->layer[k]].features;
+    ts_status st = rebuild(ctx, s, ch, Hs, s->nlayers - 1, 0, 1, &w);
+    for (int li = 1; li < s->nlayers && !st; li++) st = model_copy_layer_tensors(ctx, s, li, w, li, "module");
+    if (!st) st = copy_meta(ctx, s, w);
+    for (int k = 0; k < ch->n && !st; k++) {
+        const int D = ch->dirs[k], H = ch->hidden[k], h = Hs[k];
+        int *idx = malloc(sizeof(int) * (size_t)D * (size_t)h);
+        if (!idx) {
+            st = ts_fail(ctx, TS_ENOMEM, "module: out of memory");
+            break;
+        }
+        slice_units(keep_any[k], D, H, idx);
+        const layer *l = &w->layers[ch->layer[k]];
+        float *mk = tensor_data(w, l->mask); /* (T, D, h) */
+        for (int64_t t = 0; t < T; t++)
+            for (int d = 0; d < D; d++)
+                for (int r = 0; r < h; r++) {
+                    const int64_t u = (int64_t)d * H + idx[d * h + r];
+                    mk[(t * D + d) * h + r] = keep_any[k][u] && step_keep[k][t * D * H + u] ? 1.0f : 0.0f;
+                }
+        free(idx);
+    }
+    if (st) {
+        ts_model_free(w);
+        return st;
+    }
+    ts_model_params_changed(w);
+    *out = w;
+    return TS_OK;
+}
+
+ts_status rnn_remove_units_steps(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *step_keep,
+                                 int T, ts_model **sliced) {
+    *sliced = NULL;
+    uint8_t *any[RNN_CHAIN_MAX] = {0};
+    ts_status st = TS_OK;
+    int partial = 0; /* some kept unit is removed at some step */
+    for (int k = 0; k < ch->n && !st; k++) {
+        const int64_t U = (int64_t)ch->dirs[k] * ch->hidden[k];
+        if (!(any[k] = calloc((size_t)U, 1))) {
+            st = ts_fail(ctx, TS_ENOMEM, "module: out of memory");
+            break;
+        }
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t u = 0; u < U; u++) any[k][u] |= step_keep[k][t * U + u] != 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t u = 0; u < U; u++) partial |= any[k][u] && !step_keep[k][t * U + u];
+    }
+    ts_model *s = NULL;
+    if (!st) st = rnn_remove_units(ctx, m, ch, (const uint8_t *const *)any, NULL, &s);
+    if (!st && partial) {
+        ts_model *w = NULL;
+        st = add_step_masks(ctx, s, ch, (const uint8_t *const *)any, step_keep, T, &w);
+        ts_model_free(s);
+        s = w;
+    }
+    for (int k = 0; k < ch->n; k++) free(any[k]);
+    if (st) return st;
+    *sliced = s;
     return TS_OK;
 }

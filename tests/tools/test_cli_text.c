@@ -1,7 +1,8 @@
 /* The CLI on text (issue 16): train, eval, predict and info on a CLINC150 intent
  * classifier, a Brown tagger and a Tatoeba translator, each trained briefly on a few
  * hundred samples of the real sets in ../shared/data/text (skipped when absent), a
- * resumed text run, decompose on the classifier (hidden units), --json, and the
+ * resumed text run, decompose on the classifier (hidden units) and on the tagger
+ * (per tag; compose, eval, predict and reuse of its modules), --json, and the
  * refusals. Checks the flows and their output, not accuracy (bench/RESULTS.md has
  * that). */
 #define _XOPEN_SOURCE 700 /* realpath */
@@ -114,8 +115,34 @@ static void test_decompose(void) {
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods3 --method grad %s", R.dir, R.dir, opts);
     CHECK(rc != 0 && strstr(R.err, "hidden unit") && !cli_exists(&R, "mods3/class0.tsm"), "--method grad: exit %d: %s",
           rc, R.err);
-    rc = cli_run(&R, "decompose %s/t.tsr --out %s/mods4 %s", R.dir, R.dir, opts);
-    CHECK(rc != 0 && strstr(R.err, "tagger") && !cli_exists(&R, "mods4"), "a tagger: exit %d: %s", rc, R.err);
+}
+
+/* decompose on the tagger of test_tagger (per tag, unrolled by default and --rolled),
+ * compose, eval and reuse of its modules. */
+static void test_decompose_tagger(void) {
+    const char *opts = "--positives 20 --confidence 0 --threads 1 --quiet --limit 300";
+    int rc = cli_run(&R, "decompose %s/t.tsr --out %s/tags %s", R.dir, R.dir, opts);
+    CHECK(rc == 0 && strstr(R.out, "unrolled") && strstr(R.out, "12 modules") && strstr(R.out, "token accuracy") &&
+              cli_exists(&R, "tags/class0.tsm") && cli_exists(&R, "tags/class11.tsm"),
+          "decompose a tagger: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "decompose %s/t.tsr --out %s/tags2 --rolled --classes 1,3 --json %s", R.dir, R.dir, opts);
+    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"hidden-units\"") && cli_exists(&R, "tags2/class3.tsm"),
+          "decompose --rolled: exit %d: %s%s", rc, R.out, R.err);
+    char mods[1200] = "";
+    for (int c = 0; c < 12; c++) {
+        const size_t at = strlen(mods);
+        snprintf(mods + at, sizeof mods - at, " %s/tags/class%d.tsm", R.dir, c);
+    }
+    rc = cli_run(&R, "compose%s --out %s/tall.tsr", mods, R.dir);
+    CHECK(rc == 0, "compose a tagger's modules: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "eval %s/tall.tsr --data-dir %s --limit 40", R.dir, g_data);
+    CHECK(rc == 0 && strstr(R.out, "tokens") && strstr(R.out, "whole sentences"), "eval: exit %d: %s%s", rc, R.out,
+          R.err);
+    rc = cli_run(&R, "predict %s/tall.tsr \"the jury said it did find that .\"", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "jury/"), "predict: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "reuse %s/tags/class1.tsm %s/tags2/class3.tsm --data-dir %s --out %s/tr2.tsr", R.dir, R.dir,
+                 g_data, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "tokens"), "reuse of two tags: exit %d: %s%s", rc, R.out, R.err);
 }
 
 int main(void) {
@@ -128,6 +155,7 @@ int main(void) {
         RUN(test_resume);
         RUN(test_tagger);
         RUN(test_decompose);
+        RUN(test_decompose_tagger);
         RUN(test_translator);
     }
     cli_runner_end(&R);
