@@ -313,7 +313,9 @@ ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t 
                                 ts_text_dataset **train, ts_text_dataset **val);
 /* The samples of a classify set ds whose label is classes[j], relabelled j (k
  * entries, distinct), in ds's order, with those classes' names: the evaluation set
- * of k modules of one text model composed (docs/sequences.md). */
+ * of k modules of one text model composed (docs/sequences.md). Of a tag set: the
+ * texts with a token of a listed tag, those tokens relabelled, the others -1 (not
+ * scored). */
 ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const int *classes, int k,
                                  ts_text_dataset **out);
 

@@ -260,18 +260,6 @@ static double trimmed_mean(const float *a, float *scratch, int64_t n, double m) 
     return kept ? sum / (double)kept : med;
 }
 
-/* |state| of unit u over the texts of dr with role `role` and a label that is c (own)
- * or not c; returns how many values went to a. */
-static int64_t gather(const states *s, const drawn *dr, int64_t ndr, int c, int own, uint8_t role, int64_t u,
-                      float *a) {
-    int64_t n = 0;
-    for (int64_t d = 0; d < ndr; d++) {
-        if (!(dr[d].role & role) || (dr[d].label == c) != own) continue;
-        for (int64_t r = s->off[d]; r < s->off[d + 1]; r++) a[n++] = fabsf(s->vals[r * s->U + u]);
-    }
-    return n;
-}
-
 /* Unit a before unit b: smaller difference first, then the lower index. */
 static int unit_after(const double *diff, int a, int b) { return diff[a] > diff[b] || (diff[a] == diff[b] && a > b); }
 
@@ -289,35 +277,25 @@ static void sort_units(int *order, int64_t n, const double *diff) {
     }
 }
 
-/* keep (U) for label c's module in chain layer k. a, scratch: room for every
- * recorded step; diff: (U) doubles; order: (U) ints. */
+/* keep (U) for label c's module in chain layer k: the rows of every real step of the
+ * label's positives against those of the negatives drawn for it. a, scratch, pos, neg:
+ * room for every recorded step; diff: (U) doubles; order: (U) ints. */
 static void identify(const ts_model *m, const rnn_chain *ch, int k, const states *s, const drawn *dr, int64_t ndr,
-                     int c, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff, int *order,
-                     uint8_t *keep) {
+                     int c, const ts_decompose_text_config *cfg, float *a, float *scratch, int64_t *pos,
+                     int64_t *neg, double *diff, int *order, uint8_t *keep) {
     const layer *l = &m->layers[ch->layer[k]];
-    const int64_t U = s->U;
-    if (l->kind == LAYER_RNN && l->cell_act) { /* relu: active (> 0) on a positive or a negative */
-        for (int64_t u = 0; u < U; u++) {
-            keep[u] = 0;
-            for (int64_t d = 0; d < ndr && !keep[u]; d++) {
-                const uint8_t want = dr[d].label == c ? ROLE_POS : ROLE_NEG;
-                if (!(dr[d].role & want)) continue;
-                for (int64_t r = s->off[d]; r < s->off[d + 1] && !keep[u]; r++) keep[u] = s->vals[r * U + u] > 0.0f;
-            }
+    int64_t np = 0, nn = 0;
+    for (int64_t d = 0; d < ndr; d++) {
+        const int own = dr[d].label == c;
+        if (own && !(dr[d].role & ROLE_POS)) continue;
+        if (!own && !(dr[d].role & ROLE_NEG)) continue;
+        for (int64_t r = s->off[d]; r < s->off[d + 1]; r++) {
+            if (own) pos[np++] = r;
+            else neg[nn++] = r;
         }
-        return;
     }
-    for (int64_t u = 0; u < U; u++) {
-        const int64_t np = gather(s, dr, ndr, c, 1, ROLE_POS, u, a);
-        const double pos = trimmed_mean(a, scratch, np, cfg->outlier_m);
-        const int64_t nn = gather(s, dr, ndr, c, 0, ROLE_NEG, u, a);
-        diff[u] = pos - trimmed_mean(a, scratch, nn, cfg->outlier_m);
-        keep[u] = 1;
-        order[u] = (int)u;
-    }
-    sort_units(order, U, diff);
-    const int64_t cap = (int64_t)floor((double)cfg->max_remove * (double)U);
-    for (int64_t i = 0; i < cap && diff[order[i]] < 0; i++) keep[order[i]] = 0;
+    rnn_identify_rows(l->kind == LAYER_RNN && l->cell_act, s->vals, s->U, pos, np, neg, nn, cfg, a, scratch, diff,
+                      order, keep);
 }
 
 void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
@@ -475,6 +453,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     drawn *dr = malloc(sizeof *dr * (size_t)(train->count ? train->count : 1));
     states sts[RNN_CHAIN_MAX] = {0};
     float *a = NULL, *scratch = NULL;
+    int64_t *pos = NULL, *neg = NULL;
     double *diff = NULL;
     uint8_t *keep[RNN_CHAIN_MAX] = {0};
     ts_module **mods = calloc((size_t)nmod, sizeof *mods);
@@ -497,10 +476,12 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     }
     a = malloc(sizeof *a * (size_t)most);
     scratch = malloc(sizeof *scratch * (size_t)most);
+    pos = malloc(sizeof *pos * (size_t)most);
+    neg = malloc(sizeof *neg * (size_t)most);
     diff = malloc(sizeof *diff * (size_t)maxU);
     order = malloc(sizeof *order * (size_t)maxU);
     for (int k = 0; k < ch.n; k++) keep[k] = malloc((size_t)sts[k].U);
-    int ok = a && scratch && diff && order;
+    int ok = a && scratch && pos && neg && diff && order;
     for (int k = 0; k < ch.n; k++) ok &= keep[k] != NULL;
     if (!ok) {
         st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
@@ -510,7 +491,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         const int c = n ? classes[i] : i;
         const double tc = ts_monotonic_s();
         for (int k = 0; k < ch.n; k++) {
-            if (npos[c]) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, diff, order, keep[k]);
+            if (npos[c]) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, pos, neg, diff, order, keep[k]);
             else memset(keep[k], 1, (size_t)sts[k].U); /* no confident positive: nothing is known, keep all */
         }
         int negs = 0;
@@ -532,6 +513,8 @@ done:
     free(dr);
     free(a);
     free(scratch);
+    free(pos);
+    free(neg);
     free(diff);
     free(order);
     ts_model_free(work);
@@ -549,29 +532,36 @@ ts_status ts_module_evaluate_text(ts_ctx *ctx, const ts_module *mod, const ts_te
     if (!ctx || !mod || !ds || !own || !rest) return ts_fail(ctx, TS_EINVAL, "ts_module_evaluate_text: NULL argument");
     *own = *rest = 0;
     ts_status st = train_check_text(ctx, mod->origin, ds, "module evaluation");
-    if (!st && ds->task == TS_SEQ_TAG) return module_evaluate_tags(ctx, mod, ds, batch, own, rest);
-    if (!st && ds->task != TS_SEQ_CLASSIFY)
-        st = ts_fail(ctx, TS_EUNSUPPORTED, "module evaluation: set %s is not a classification set", ds->name);
+    if (!st && ds->task != TS_SEQ_CLASSIFY && ds->task != TS_SEQ_TAG)
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "module evaluation: set %s is not a classification or tagging set",
+                     ds->name);
     if (st) return st;
     if (batch < 1 || batch > MODULE_EVAL_BATCH_MAX) batch = MODULE_EVAL_BATCH_MAX;
     ts_model *mm = NULL;
     if ((st = ts_module_model(ctx, mod, &mm))) return st;
-    const int T = ds->max_len;
+    /* labels and scores per text: one, or a tagger's one per step (-1 past the length) */
+    const int T = ds->max_len, lps = ds->task == TS_SEQ_TAG ? T : 1;
+    if (shape_numel(&mm->layers[mm->nlayers - 1].out) != lps) {
+        ts_model_free(mm);
+        return ts_fail(ctx, TS_EUNSUPPORTED, "module evaluation: the module of '%s' does not give %d score%s a text",
+                       mod->class_name, lps, lps > 1 ? "s" : "");
+    }
     float *x = ts_alloc(ctx, sizeof(float) * (size_t)batch * (size_t)T, "module evaluation batch");
-    float *score = ts_alloc(ctx, sizeof(float) * (size_t)batch, "module scores");
+    float *score = ts_alloc(ctx, sizeof(float) * (size_t)batch * (size_t)lps, "module scores");
     int64_t npos = 0, nneg = 0, tp = 0, tn = 0;
     if (!x || !score) st = TS_ENOMEM;
     for (int64_t s = 0; s < ds->count && !st; s += batch) {
         const int n = (int)(ds->count - s < batch ? ds->count - s : batch);
         for (int64_t i = 0; i < (int64_t)n * T; i++) x[i] = (float)ds->tokens[s * T + i];
         if ((st = ts_model_predict(ctx, mm, x, n, score))) break;
-        for (int i = 0; i < n; i++) {
+        for (int64_t i = 0; i < (int64_t)n * lps; i++) {
+            const int32_t y = ds->labels[s * lps + i];
             /* bitwise, not &&: no branch on the score (constant-time mode) */
-            const int mine = ds->labels[s + i] == mod->cls, yes = score[i] > mod->info.threshold;
+            const int real = y >= 0, mine = y == mod->cls, yes = score[i] > mod->info.threshold;
             npos += mine;
-            nneg += !mine;
+            nneg += real & !mine;
             tp += mine & yes;
-            tn += !mine & !yes;
+            tn += real & !mine & !yes;
         }
     }
     if (!st) {

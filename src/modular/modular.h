@@ -241,9 +241,6 @@ ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, 
 ts_status decompose_tagger(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const ts_text_dataset *train,
                            const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
                            int *count);
-/* ts_module_evaluate_text of a tag module on a tag set, per token (checked). */
-ts_status module_evaluate_tags(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int batch, double *own,
-                               double *rest);
 /* Softmax probability of class y in a row of k logits; *is_max: y is the argmax. */
 float decompose_prob_of(const float *row, int k, int y, int *is_max);
 
