@@ -219,8 +219,9 @@ static void identify_tag(const ts_model *m, const rnn_chain *ch, const draw_set 
 }
 
 /* The module's yes/no threshold, as for classifier modules: the best balanced cut of
- * its scores on the drawn tokens of its tag against the drawn negatives, read from
- * the drawn sentences in order until each side has M (or the draw ends). */
+ * its scores on the drawn tokens of its tag against the drawn negatives, up to M of
+ * each, first drawn first; only the sentences holding those run (a rare tag's few
+ * tokens do not make it score every drawn sentence). */
 static ts_status set_tag_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, const draw_set *d,
                                    int batch, int M) {
     const int T = ds->max_len, c = mod->cls;
@@ -230,19 +231,33 @@ static ts_status set_tag_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_da
     const size_t rows = (size_t)(d->nobs ? d->nobs : 1);
     float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *score = malloc(sizeof *score * (size_t)batch * (size_t)T);
     float *sp = malloc(sizeof *sp * rows), *sn = malloc(sizeof *sn * rows);
-    int64_t np = 0, nn = 0;
-    if (!x || !score || !sp || !sn) st = ts_fail(ctx, TS_ENOMEM, "decompose (tagger): out of memory");
-    for (int64_t b0 = 0; b0 < d->nsent && !st && (np < M || nn < M); b0 += batch) {
-        const int n = (int)(d->nsent - b0 < batch ? d->nsent - b0 : batch);
-        fill_ids(ds, d->sent + b0, n, x);
-        if ((st = ts_model_predict(ctx, mm, x, n, score))) break;
-        for (int64_t o = d->off[b0]; o < d->off[b0 + n]; o++) {
+    int64_t *pick = malloc(sizeof *pick * (size_t)(d->nsent ? d->nsent : 1)), *idx = malloc(sizeof *idx * (size_t)batch);
+    int64_t np = 0, nn = 0, npick = 0, wp = 0, wn = 0;
+    if (!x || !score || !sp || !sn || !pick || !idx) st = ts_fail(ctx, TS_ENOMEM, "decompose (tagger): out of memory");
+    for (int64_t s = 0; !st && s < d->nsent && (wp < M || wn < M); s++) {
+        int use = 0;
+        for (int64_t o = d->off[s]; o < d->off[s + 1]; o++) {
             const token_obs *b = &d->obs[o];
-            const float v = score[(b->sent - b0) * T + b->t];
-            if (!isfinite(v)) continue;
-            if (b->tag == c) sp[np++] = v;
-            else if (b->role & ROLE_NEG) sn[nn++] = v;
+            const int own = b->tag == c && wp < M, neg = b->tag != c && (b->role & ROLE_NEG) && wn < M;
+            wp += own;
+            wn += neg;
+            use |= own | neg;
         }
+        if (use) pick[npick++] = s;
+    }
+    for (int64_t b0 = 0; b0 < npick && !st; b0 += batch) {
+        const int n = (int)(npick - b0 < batch ? npick - b0 : batch);
+        for (int i = 0; i < n; i++) idx[i] = d->sent[pick[b0 + i]];
+        fill_ids(ds, idx, n, x);
+        if ((st = ts_model_predict(ctx, mm, x, n, score))) break;
+        for (int i = 0; i < n; i++)
+            for (int64_t o = d->off[pick[b0 + i]]; o < d->off[pick[b0 + i] + 1]; o++) {
+                const token_obs *b = &d->obs[o];
+                const float v = score[(size_t)i * T + (size_t)b->t];
+                if (!isfinite(v)) continue;
+                if (b->tag == c && np < M) sp[np++] = v;
+                else if (b->tag != c && (b->role & ROLE_NEG) && nn < M) sn[nn++] = v;
+            }
     }
     if (!st) mod->info.threshold = np && nn ? module_balanced_threshold(sp, np, sn, nn) : 0.0f;
     ts_model_free(mm);
@@ -250,6 +265,8 @@ static ts_status set_tag_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_da
     free(score);
     free(sp);
     free(sn);
+    free(pick);
+    free(idx);
     return st;
 }
 
