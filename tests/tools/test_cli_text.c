@@ -117,17 +117,15 @@ static void test_decompose(void) {
           rc, R.err);
 }
 
-/* decompose on the tagger of test_tagger (per tag, unrolled by default and --rolled),
- * compose, eval and reuse of its modules. */
+/* decompose on the tagger of test_tagger (per tag, unrolled), compose, eval, predict and
+ * reuse of its modules (--no-eval where the test split would be read again: each read of
+ * Brown costs seconds; test_tagger_decompose checks the figures). */
 static void test_decompose_tagger(void) {
-    const char *opts = "--positives 20 --confidence 0 --threads 1 --quiet --limit 300";
-    int rc = cli_run(&R, "decompose %s/t.tsr --out %s/tags %s", R.dir, R.dir, opts);
-    CHECK(rc == 0 && strstr(R.out, "unrolled") && strstr(R.out, "12 modules") && strstr(R.out, "token accuracy") &&
-              cli_exists(&R, "tags/class0.tsm") && cli_exists(&R, "tags/class11.tsm"),
+    int rc = cli_run(&R, "decompose %s/t.tsr --out %s/tags --positives 20 --confidence 0 --threads 1 --quiet --limit 300 "
+                         "--no-eval", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "unrolled") && strstr(R.out, "12 modules") && cli_exists(&R, "tags/class0.tsm") &&
+              cli_exists(&R, "tags/class11.tsm"),
           "decompose a tagger: exit %d: %s%s", rc, R.out, R.err);
-    rc = cli_run(&R, "decompose %s/t.tsr --out %s/tags2 --rolled --classes 1,3 --json %s", R.dir, R.dir, opts);
-    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"hidden-units\"") && cli_exists(&R, "tags2/class3.tsm"),
-          "decompose --rolled: exit %d: %s%s", rc, R.out, R.err);
     char mods[1200] = "";
     for (int c = 0; c < 12; c++) {
         const size_t at = strlen(mods);
@@ -140,9 +138,8 @@ static void test_decompose_tagger(void) {
           R.err);
     rc = cli_run(&R, "predict %s/tall.tsr \"the jury said it did find that .\"", R.dir);
     CHECK(rc == 0 && strstr(R.out, "jury/"), "predict: exit %d: %s%s", rc, R.out, R.err);
-    rc = cli_run(&R, "reuse %s/tags/class1.tsm %s/tags2/class3.tsm --data-dir %s --out %s/tr2.tsr", R.dir, R.dir,
-                 g_data, R.dir);
-    CHECK(rc == 0 && strstr(R.out, "tokens"), "reuse of two tags: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "reuse %s/tags/class1.tsm %s/tags/class3.tsm --no-eval --out %s/tr2.tsr", R.dir, R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "ADJ, ADV"), "reuse of two tags: exit %d: %s%s", rc, R.out, R.err);
 }
 
 int main(void) {
