@@ -82,9 +82,8 @@ typedef struct batch_states {
 
 static int keep_batch(void *user, int layer, int64_t first, int n, const float *out) {
     const batch_states *bs = user;
-    int k = 0;
-    while (k < bs->ch->n && bs->ch->layer[k] != layer) k++;
-    if (k == bs->ch->n) return 1;
+    const int k = rnn_chain_index(bs->ch, layer);
+    if (k < 0) return 1;
     const size_t per = (size_t)bs->T * (size_t)bs->d->U[k];
     memcpy(bs->buf[k] + (size_t)first * per, out, sizeof(float) * per * (size_t)n);
     return 0;
@@ -112,14 +111,7 @@ static ts_status draw_tokens(ts_ctx *ctx, ts_model *work, const rnn_chain *ch, c
     ok &= (d->sent = malloc(sizeof *d->sent * (size_t)(ds->count ? ds->count : 1))) != NULL;
     ts_status st = ok ? TS_OK : ts_fail(ctx, TS_ENOMEM, "decompose (tagger): out of memory");
     if (st) goto done;
-    ts_rng r;
-    ts_rng_seed(&r, cfg->seed);
-    for (int64_t i = 0; i < ds->count; i++) perm[i] = i;
-    for (int64_t i = ds->count - 1; i > 0; i--) {
-        const int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), v = perm[i];
-        perm[i] = perm[j];
-        perm[j] = v;
-    }
+    text_draw_order(perm, ds->count, cfg->seed);
     memset(npos, 0, sizeof *npos * (size_t)K);
     const ts_capture cap = {ch->layer, ch->n, keep_batch, &bs};
     for (int64_t s0 = 0; s0 < ds->count && !st; s0 += B) {
@@ -336,11 +328,5 @@ done:
     free(want);
     free(npos);
     ts_model_free(work);
-    if (st) {
-        ts_modules_free(mods, nmod);
-        return st;
-    }
-    *modules = mods;
-    *count = nmod;
-    return TS_OK;
+    return text_modules_hand_over(st, mods, nmod, modules, count);
 }

@@ -69,6 +69,27 @@ float text_prob_row(const float *row, int k, int y, int probs, int *top) {
     return row[y];
 }
 
+void text_draw_order(int64_t *perm, int64_t n, uint64_t seed) {
+    ts_rng r;
+    ts_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+ts_status text_modules_hand_over(ts_status st, ts_module **mods, int nmod, ts_module ***modules, int *count) {
+    if (st) {
+        ts_modules_free(mods, nmod);
+        return st;
+    }
+    *modules = mods;
+    *count = nmod;
+    return TS_OK;
+}
+
 /* Fills dr (capacity: the whole set) with the drawn texts, in draw order. */
 static ts_status draw(ts_ctx *ctx, ts_model *work, const ts_text_dataset *ds, const ts_decompose_text_config *cfg,
                       const int *want_pos, int nneg, drawn *dr, int64_t *ndr, int *npos) {
@@ -82,14 +103,7 @@ static ts_status draw(ts_ctx *ctx, ts_model *work, const ts_text_dataset *ds, co
         st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
         goto done;
     }
-    ts_rng r;
-    ts_rng_seed(&r, cfg->seed);
-    for (int64_t i = 0; i < ds->count; i++) perm[i] = i;
-    for (int64_t i = ds->count - 1; i > 0; i--) {
-        int64_t j = (int64_t)ts_rng_below(&r, (uint64_t)i + 1), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    text_draw_order(perm, ds->count, cfg->seed);
     memset(npos, 0, sizeof *npos * (size_t)K);
     *ndr = 0;
     for (int64_t cursor = 0; cursor < ds->count;) {
@@ -150,9 +164,8 @@ typedef struct recorder {
 
 static int record(void *user, int layer, int64_t first, int n, const float *out) {
     const recorder *rc = user;
-    int k = 0;
-    while (k < rc->ch->n && rc->ch->layer[k] != layer) k++;
-    if (k == rc->ch->n) return 1;
+    const int k = rnn_chain_index(rc->ch, layer);
+    if (k < 0) return 1;
     const states *s = &rc->st[k];
     for (int j = 0; j < n; j++) {
         const int64_t d = rc->base + first + j, steps = s->off[d + 1] - s->off[d];
@@ -518,13 +531,7 @@ done:
     free(diff);
     free(order);
     ts_model_free(work);
-    if (st) {
-        ts_modules_free(mods, nmod);
-        return st;
-    }
-    *modules = mods;
-    *count = nmod;
-    return TS_OK;
+    return text_modules_hand_over(st, mods, nmod, modules, count);
 }
 
 ts_status ts_module_evaluate_text(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int batch, double *own,

@@ -220,6 +220,8 @@ ts_status rnn_remove_units_steps(ts_ctx *ctx, const ts_model *m, const rnn_chain
 /* The model's layers up to its last recurrent one, every recurrent layer outputting
  * every step (sequence=1): what hidden states are read from. */
 ts_status rnn_probe_model(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, ts_model **out);
+/* Chain position of layer li, or -1. */
+int rnn_chain_index(const rnn_chain *ch, int li);
 /* Labels of a chain's model: the head's outputs (a tagger's per step). */
 int rnn_chain_labels(const ts_model *m, const rnn_chain *ch);
 /* Row y's probability and whether y is the argmax (*top), from k logits or, after a
@@ -237,6 +239,11 @@ void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *po
  * counts filled (units_kept: an unrolled module's mean over the steps). */
 ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
                            const uint8_t *const *step_keep, int T, int c, int npos, int nneg, ts_module **out);
+/* perm (n): 0..n-1 in the seeded order texts are drawn in (Fisher-Yates). */
+void text_draw_order(int64_t *perm, int64_t n, uint64_t seed);
+/* The end of a decomposition: on failure (st) frees the nmod modules and returns st;
+ * else hands them to *modules, *count. */
+ts_status text_modules_hand_over(ts_status st, ts_module **mods, int nmod, ts_module ***modules, int *count);
 /* ts_decompose_text on a tagger (decompose_tagger.c), arguments checked. */
 ts_status decompose_tagger(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const ts_text_dataset *train,
                            const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,

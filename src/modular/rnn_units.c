@@ -25,7 +25,7 @@
 static int is_recurrent(layer_kind k) { return k == LAYER_RNN || k == LAYER_LSTM || k == LAYER_GRU; }
 static int gates_of(layer_kind k) { return k == LAYER_LSTM ? 4 : k == LAYER_GRU ? 3 : 1; }
 
-static int chain_index(const rnn_chain *ch, int li) {
+int rnn_chain_index(const rnn_chain *ch, int li) {
     for (int k = 0; k < ch->n; k++)
         if (ch->layer[k] == li) return k;
     return -1;
@@ -115,7 +115,7 @@ static ts_status rebuild(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, co
     for (int li = 1; li <= upto && !st; li++) {
         const layer *l = &m->layers[li];
         layer_attrs a = l->attrs;
-        const int k = chain_index(ch, li);
+        const int k = rnn_chain_index(ch, li);
         if (k >= 0 && hidden) a.features = hidden[k];
         if (k >= 0 && every_step) a.sequence = 1;
         if (k >= 0) a.step_mask = step_mask;
@@ -245,7 +245,7 @@ ts_status rnn_remove_units(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, 
         }
         if (!st) st = rebuild(ctx, m, ch, Hs, m->nlayers - 1, 0, 0, &s);
         for (int li = 1; li < m->nlayers && !st; li++)
-            if (chain_index(ch, li) < 0 && li != ch->head) st = model_copy_layer_tensors(ctx, z, li, s, li, "module");
+            if (rnn_chain_index(ch, li) < 0 && li != ch->head) st = model_copy_layer_tensors(ctx, z, li, s, li, "module");
         if (!st) {
             for (int k = 0; k < ch->n; k++) gather_layer(z, s, ch, k, idx, Hs);
             ts_model_params_changed(s);
