@@ -30,7 +30,7 @@
 static ts_ctx *g_ctx;
 static char g_tmp[] = "/tmp/tessera_tagdec_XXXXXX";
 
-enum { T = 10, VOCAB = 14, K = 4, NTRAIN = 1200, NTEST = 400, POSITIVES = 100 };
+enum { T = 10, VOCAB = 14, K = 4, NTRAIN = 1200, NTEST = 300, POSITIVES = 100 };
 
 static const char *const TAGGER = "input shape=10\nembedding name=e vocab=14 dim=8 padding_idx=0\n"
                                   "lstm name=l in=e,input0 hidden=16 bidirectional=1\ndropout name=d p=0.1\n"
