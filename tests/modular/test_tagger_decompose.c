@@ -14,7 +14,8 @@
  * every module says yes to the tokens of its tag the model is sure of; the unrolled
  * modules composed tag like the model on at least 95% of the test tokens; a subset
  * composes and evaluates on the selected tags; the mask round-trips through module and
- * model files, and a damaged or truncated one is refused with a one-line message. */
+ * model files, and a damaged or truncated one is refused with a one-line message;
+ * training through a mask is refused. */
 #include "tessera.h"
 
 #include "common/test.h"
@@ -367,6 +368,19 @@ static void test_files(void) {
     int c = 0;
     while (c < K && !g_unrolled[c]->origin->layers[2].step_mask) c++;
     if (c == K) return;
+    /* a module is not trained: training through its step mask is refused, the layer named */
+    ts_model *tm = NULL;
+    ts_trainer *tr = NULL;
+    ts_train_config tc;
+    ts_train_config_default(&tc);
+    tc.epochs = 1;
+    CHECK(model_clone(g_ctx, g_unrolled[c]->origin, &tm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_status ts = tm ? ts_trainer_create_text(g_ctx, tm, g_train, NULL, &tc, &tr) : TS_EINVAL;
+    if (!ts) ts = ts_trainer_run(g_ctx, tr, NULL);
+    CHECK(ts == TS_EUNSUPPORTED && strstr(ts_ctx_error(g_ctx), "'l' has a per-step unit mask"),
+          "training a module with a step mask is refused: %s", ts_ctx_error(g_ctx));
+    ts_trainer_free(tr);
+    ts_model_free(tm);
     char path[512], mpath[512];
     snprintf(path, sizeof path, "%s/tag%d.tsm", g_tmp, c);
     snprintf(mpath, sizeof mpath, "%s/tag%d.tsr", g_tmp, c);
