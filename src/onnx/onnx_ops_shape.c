@@ -88,6 +88,13 @@ static ts_status reshape_entry(importer *im, const value *x, int64_t d, int k, i
  * a per-sample factor k. Seen as (A, N, B), the values before and after the batch,
  * the result must be (A, N, B) too, the factor k on the batch's outer or inner side:
  * then each sample's values keep their order and the reshape is a view. */
+/* *p *= f for the non-negative sizes of a file's shapes; 0 when that would overflow */
+static int size_mul(int64_t *p, int64_t f) {
+    if (*p < 0 || f < 0 || (f && *p > INT64_MAX / f)) return 0;
+    *p *= f;
+    return 1;
+}
+
 static ts_status reshape_moved(importer *im, const Onnx__NodeProto *n, const value *x, const int64_t *target, int rank,
                                int allowzero) {
     int64_t dims[ONNX_MAX_RANK], known[2] = {1, 1}, mult = 1;
@@ -106,13 +113,16 @@ static ts_status reshape_moved(importer *im, const Onnx__NodeProto *n, const val
         if (st) return st;
     }
     if (nb < 0) return unsupported(im, "the new shape does not keep the batch axis by itself");
-    for (int k = 0; k < rank; k++)
-        if (k != nb && k != infer) known[k > nb] *= dims[k];
     int64_t want[2] = {shape_numel_dims(x->bax, x->dims), shape_numel_dims(x->rank - x->bax - 1, x->dims + x->bax + 1)};
-    if (x->fold) want[x->fold == FOLD_OUTER] *= x->bsub;
+    int sizes_ok = want[0] >= 0 && want[1] >= 0 && (!x->fold || size_mul(&want[x->fold == FOLD_OUTER], x->bsub));
+    for (int k = 0; k < rank; k++)
+        if (k != nb && k != infer) sizes_ok &= size_mul(&known[k > nb], dims[k]);
+    if (!sizes_ok) return unsupported(im, "the new shape's sizes overflow");
     const int first = mult > 1 ? FOLD_OUTER : FOLD_NONE, last = mult > 1 ? FOLD_INNER : FOLD_NONE;
     for (int fold = first; fold <= last; fold++) {
-        int64_t have[2] = {known[0] * (fold == FOLD_INNER ? mult : 1), known[1] * (fold == FOLD_OUTER ? mult : 1)};
+        int64_t have[2] = {known[0], known[1]};
+        if (!size_mul(&have[0], fold == FOLD_INNER ? mult : 1) || !size_mul(&have[1], fold == FOLD_OUTER ? mult : 1))
+            continue;
         if (infer >= 0) {
             const int side = infer > nb;
             if (have[side] == 0 || want[side] % have[side]) continue;
