@@ -198,7 +198,7 @@ static const bad_case CASES[] = {
     {"model: cut inside the architecture section", C_CUT, B_MODEL, AT_ARCH_TEXT, 20, .file = "m.tsr", .args = "info @/m.tsr", .code = 4, .want = "claims"},
     {"model: cut inside tensor data", C_CUT, B_MODEL, AT_END, -6, .file = "m.tsr", .args = "export @/m.tsr --out @/o.onnx", .code = 4, .want = "remain"},
     {"model: wrong magic", C_PUT8, B_MODEL, AT_START, 0, 'X', .file = "m.tsr", .args = "info @/m.tsr", .code = 4, .want = "not a tessera model file"},
-    {"model: newer version", C_PUT32, B_MODEL, AT_START, 4, 2, .file = "m.tsr", .args = "info @/m.tsr", .code = 5, .want = "file version 2"},
+    {"model: newer version", C_PUT32, B_MODEL, AT_START, 4, 3, .file = "m.tsr", .args = "info @/m.tsr", .code = 5, .want = "file version 3"},
     {"model: unknown kind", C_PUT32, B_MODEL, AT_START, 8, 7, .file = "m.tsr", .args = "info @/m.tsr", .code = 4, .want = "kind 7"},
     {"model: section count overflow", C_PUT32, B_MODEL, AT_START, 12, 0xffffffffu, .file = "m.tsr", .args = "info @/m.tsr", .code = 4, .want = "section count 4294967295"},
     {"model: section length overflow", C_PUT64, B_MODEL, AT_SEC0_LEN, 0, U64(-1), .file = "m.tsr", .args = "info @/m.tsr", .code = 4, .want = "claims 18446744073709551615 bytes"},
