@@ -44,8 +44,8 @@ static cli_opt decompose_opts[] = {
     {"max-remove", "F", "text models: most of a tanh/lstm/gru layer's units a module removes (default 0.2)", NULL},
     {"rolled", NULL, "text taggers: one set of removed units for every step (the paper's rolled variant; default: "
                      "unrolled, a set per step)", NULL},
-    {"limit", "N", "text models: draw from the first N training texts only, and evaluate on the first N test texts "
-                   "(default: all)", NULL},
+    {"limit", "N", "draw positives and negatives from the first N training samples (or texts) only, and evaluate on "
+                   "the first N test samples (default: all)", NULL},
     {"step-min", "N", "text taggers, unrolled: a step with fewer than N positives or negatives takes the rolled set "
                       "(default 10)", NULL},
     {"seed", "S", "order in which training inputs are drawn, and ga's random draws (default 0)", NULL},
@@ -498,18 +498,14 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
                               method);
         goto fail;
     }
-    if (!text && limit) {
-        st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: --limit applies to text models", pos[0]);
-        goto fail;
-    }
     /* the test split before anything is written: a missing or bad one costs no output */
     if (text) {
         if ((st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TRAIN, ddir, limit, &train_texts)) ||
             (eval && (st = cli_text_load_for_model(ctx, m, pos[0], spec, TS_SPLIT_TEST, ddir, limit, &test_texts))))
             goto fail;
     } else {
-        if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, 0, &train))) goto fail;
-        if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, 0, &test))) goto fail;
+        if ((st = cli_load_dataset(ctx, spec, TS_SPLIT_TRAIN, ddir, limit, &train))) goto fail;
+        if (eval && (st = cli_load_dataset(ctx, spec, TS_SPLIT_TEST, ddir, limit, &test))) goto fail;
     }
     if (!lead) {
         /* the other ranks compute and stay silent */

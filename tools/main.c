@@ -2,6 +2,9 @@
 #include "cli.h"
 
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 typedef struct subcommand {
     const char *name;
@@ -37,6 +40,16 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+#ifdef __GLIBC__
+    /* Blocks up to 32 MB are taken from the heap and, when freed, stay there for the next
+     * model, batch or module instead of going back to the kernel and faulting in again:
+     * glibc's default returns them (its dynamic threshold only learns after the fact).
+     * A process policy, so the CLI's and not the library's. Measured on decompose of a
+     * small Fashion-MNIST CNN (3,000 samples, 10 modules): 287k -> 125k page faults,
+     * 4.3 s -> 3.4 s. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -1,6 +1,7 @@
 /* Running the tessera binary from tests (cli_run.h). */
 #define _XOPEN_SOURCE 700 /* mkdtemp */
 #include "common/cli_run.h"
+#include "common/test.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -47,7 +48,11 @@ static int run_args(cli_runner *r, const char *cwd, const char *launcher, const 
     snprintf(cmd, sizeof cmd, "%s%s%sHOME=%s TESSERA_DATA=%s/nodata %s%s%s %s >%s 2>%s </dev/null", cwd ? "cd " : "",
              cwd ? cwd : "", cwd ? " && " : "", r->dir, r->dir, launcher ? launcher : "", launcher ? " " : "", r->bin,
              args, o, e);
+    double t0 = test_case_clock();
     int rc = system(cmd);
+    /* TESSERA_TEST_TIMES: the commands that take a while, to see where a test's time goes */
+    if (getenv("TESSERA_TEST_TIMES") && test_case_clock() - t0 > 0.5)
+        printf("time   %.2f s: tessera %.120s\n", test_case_clock() - t0, args);
     cli_slurp(o, r->out, sizeof r->out);
     cli_slurp(e, r->err, sizeof r->err);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);

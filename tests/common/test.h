@@ -18,6 +18,9 @@ typedef struct test_state {
 
 extern test_state g_test; /* test-only global: the harness is not library code */
 
+double test_case_clock(void);                        /* monotonic seconds */
+void test_case_time(const char *name, double start); /* prints under TESSERA_TEST_TIMES */
+
 #define CHECK(cond, ...)                                                          \
     do {                                                                          \
         if (!(cond)) {                                                            \
@@ -36,11 +39,14 @@ extern test_state g_test; /* test-only global: the harness is not library code *
         CHECK(fabs(a_ - b_) <= (atol) + (rtol)*fabs(b_), "%s=%.9g vs %s=%.9g", #a, a_, #b, b_); \
     } while (0)
 
+/* With TESSERA_TEST_TIMES set, each case prints its wall time ("time NAME: S s"). */
 #define RUN(fn)                                                    \
     do {                                                           \
         g_test.case_failed = 0;                                    \
         g_test.case_name = #fn;                                    \
+        double t0_ = test_case_clock();                            \
         fn();                                                      \
+        test_case_time(#fn, t0_);                                  \
         if (g_test.case_failed) g_test.failed++;                   \
         else g_test.passed++;                                      \
     } while (0)

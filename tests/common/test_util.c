@@ -3,8 +3,19 @@
 
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 test_state g_test;
+
+double test_case_clock(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void test_case_time(const char *name, double start) {
+    if (getenv("TESSERA_TEST_TIMES")) printf("time %s: %.2f s\n", name, test_case_clock() - start);
+}
 
 int test_allclose(const char *what, const float *got, const float *want, size_t n, double rtol, double atol) {
     size_t worst = 0, bad = 0;

@@ -142,6 +142,6 @@ int main(void) {
     ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
     ts_ctx_set_threads(g_ctx, 1);
     RUN(test_legacy_outputs);
-    ts_ctx_free(g_ctx);
+    test_end(g_ctx, tmp);
     TEST_MAIN_END("test_legacy_files");
 }

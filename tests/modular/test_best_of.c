@@ -174,6 +174,6 @@ int main(void) {
     RUN(test_best_of);
     test_free_dataset(g_train);
     test_free_dataset(g_val);
-    ts_ctx_free(g_ctx);
+    test_end(g_ctx, g_tmp);
     TEST_MAIN_END("test_best_of");
 }

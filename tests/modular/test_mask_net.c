@@ -215,6 +215,6 @@ int main(void) {
     RUN(test_heads_and_binarization);
     RUN(test_straight_through_gradient);
     RUN(test_refusals);
-    ts_ctx_free(g_ctx);
+    test_end(g_ctx, tmp);
     TEST_MAIN_END("test_mask_net");
 }

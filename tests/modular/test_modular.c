@@ -1717,7 +1717,6 @@ int main(void) {
     RUN(test_determinism);
     printf("note: %.2f s in all\n", now_s() - t0);
     fixture_free();
-    rmdir(g_tmp);
-    ts_ctx_free(g_ctx);
+    test_end(g_ctx, g_tmp);
     TEST_MAIN_END("test_modular");
 }

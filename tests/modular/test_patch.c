@@ -360,6 +360,6 @@ int main(void) {
     RUN(test_refusals);
     test_free_dataset(g_train);
     test_free_dataset(g_testset);
-    ts_ctx_free(g_ctx);
+    test_end(g_ctx, g_tmp);
     TEST_MAIN_END("test_patch");
 }
