@@ -143,8 +143,8 @@ report-demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/report-demo.sh
 
-# Every test, plain build and ASan+UBSan build; valgrind over the CLI flows; each
-# fuzz target replaying its corpora, then a fixed seed and run count (deterministic).
+# Every test, plain build and ASan+UBSan build; valgrind over the CLI flows (beside the
+# fuzz run); each fuzz target replaying its corpora, then a fixed seed and run count (deterministic).
 # Last line: "N passed, N failed".
 test: deps
 	@sh scripts/check-layers.sh
@@ -153,8 +153,10 @@ test: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all tests
 	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" build-vg/tessera
 	@$(MAKE) --no-print-directory fuzz
-	@sh scripts/valgrind-cli.sh build-vg
-	@sh scripts/fuzz-smoke.sh build-fuzz
+	@# valgrind (one thread) runs beside the fuzz targets: each alone leaves a core idle part of the time
+	@sh scripts/valgrind-cli.sh build-vg >build-vg/valgrind-cli.log 2>&1 & vg=$$!; \
+	sh scripts/fuzz-smoke.sh build-fuzz; fz=$$?; wait $$vg; v=$$?; cat build-vg/valgrind-cli.log; \
+	[ $$fz -eq 0 ] && [ $$v -eq 0 ]
 	@sh scripts/check-symbols.sh build
 	@sh scripts/run-tests.sh build build-asan
 
