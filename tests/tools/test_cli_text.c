@@ -145,8 +145,11 @@ static void test_decompose_tagger(void) {
 int main(void) {
     if (!cli_runner_begin(&R, "cli-text")) return 1;
     struct stat st;
-    if (!realpath("../shared/data/text", g_data) || stat(g_data, &st)) {
-        printf("note: ../shared/data/text not found; text CLI cases skipped\n");
+    const char *shared = test_shared_data(); /* ../shared/data, or $TESSERA_SHARED_DATA */
+    char text[4096];
+    snprintf(text, sizeof text, "%s/text", shared ? shared : "../shared/data");
+    if (!realpath(text, g_data) || stat(g_data, &st)) {
+        printf("note: %s not found (set TESSERA_SHARED_DATA); text CLI cases skipped\n", text);
     } else {
         RUN(test_classifier);
         RUN(test_resume);
