@@ -70,9 +70,8 @@ one() {
     [ -L "$scratch" ] && rm -rf "$(readlink "$scratch")"
     rm -rf "$scratch"
 }
-# A pool of JOBS workers, each taking the next target as it finishes one (mkdir is
-# atomic: the lock on the shared counter). The slowest targets first, so that the
-# run does not end waiting on one of them.
+# JOBS at a time (scripts/pool.sh), the slowest targets first, so that the run does not
+# end waiting on one of them.
 list=$BUILD/fuzz-order
 : >"$list"
 for name in arch idx cifar text onnx tensorproto; do
@@ -83,25 +82,10 @@ for bin in "$BUILD"/fuzz_*; do
     grep -qx "$bin" "$list" || echo "$bin" >>"$list"
 done
 count=$(wc -l <"$list")
-echo 1 >"$BUILD/fuzz-next"
-rm -rf "$BUILD/fuzz-lock"
-worker() {
-    while :; do
-        while ! mkdir "$BUILD/fuzz-lock" 2>/dev/null; do sleep 0.05; done
-        n=$(cat "$BUILD/fuzz-next")
-        echo $((n + 1)) >"$BUILD/fuzz-next"
-        rmdir "$BUILD/fuzz-lock"
-        [ "$n" -le "$count" ] || return 0
-        one "$(sed -n "${n}p" "$list")"
-    done
-}
-i=0
-while [ "$i" -lt "$JOBS" ]; do
-    worker &
-    i=$((i + 1))
-done
-wait
-rm -f "$list" "$BUILD/fuzz-next"
+run_target() { one "$(sed -n "${1}p" "$list")"; }
+. scripts/pool.sh
+pool_run "$JOBS" "$count" "$BUILD" run_target
+rm -f "$list"
 status=0
 for bin in "$BUILD"/fuzz_*; do
     [ -x "$bin" ] || continue

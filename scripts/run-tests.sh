@@ -88,30 +88,8 @@ run_one() {
 }
 
 count=$(wc -l <"$list")
-if [ "$jobs" -le 1 ]; then
-    n=1
-    while [ "$n" -le "$count" ]; do run_one "$n"; n=$((n + 1)); done
-else
-    # a pool of $jobs workers, each taking the next test number from a shared counter
-    # (mkdir is atomic, so it serves as the lock)
-    echo 1 >"$work/next"
-    worker() {
-        while :; do
-            while ! mkdir "$work/lock" 2>/dev/null; do sleep 0.05; done
-            n=$(cat "$work/next")
-            echo $((n + 1)) >"$work/next"
-            rmdir "$work/lock"
-            [ "$n" -le "$count" ] || return 0
-            run_one "$n"
-        done
-    }
-    i=0
-    while [ "$i" -lt "$jobs" ]; do
-        worker &
-        i=$((i + 1))
-    done
-    wait
-fi
+. scripts/pool.sh
+pool_run "$jobs" "$count" "$work" run_one
 
 total_pass=0
 total_fail=0
