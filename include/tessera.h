@@ -1024,9 +1024,9 @@ typedef struct ts_decompose_text_config {
     float outlier_m;   /* a state |a| is an outlier when | |a| - median | > outlier_m * MAD (2) */
     uint64_t seed;     /* order in which training texts are drawn (0) */
     int batch;         /* inference batch (128) */
-    /* taggers (many-to-many; classifiers are always rolled): */
     int rolled;        /* 1: one removal set for every step (the paper's rolled); 0: a set per step, the
-                        * unrolled variant, the paper's choice for many-output models (0) */
+                        * unrolled variant, the paper's choice for many-output models; -1 (the default):
+                        * rolled for a classifier, unrolled for a tagger (docs/sequences.md says why) */
     int step_min;      /* unrolled: a step with fewer positives or fewer negatives than this takes the rolled
                         * set (10) */
 } ts_decompose_text_config;

@@ -42,11 +42,13 @@ static cli_opt decompose_opts[] = {
     {"bln-delta", "F", "BLN backtracking: drop units feeding the classifier with |w_uc| > F(|w_c|+|w_uc|) "
                        "(default 1: none; the paper uses 0.5, docs/modules.md)", NULL},
     {"max-remove", "F", "text models: most of a tanh/lstm/gru layer's units a module removes (default 0.2)", NULL},
-    {"rolled", NULL, "text taggers: one set of removed units for every step (the paper's rolled variant; default: "
-                     "unrolled, a set per step)", NULL},
+    {"rolled", NULL, "text models: one set of removed units for every step (the paper's rolled variant; the "
+                     "default for a classifier)", NULL},
+    {"unrolled", NULL, "text models: a set of removed units per step (the paper's unrolled variant; the default for "
+                       "a tagger)", NULL},
     {"limit", "N", "draw positives and negatives from the first N training samples (or texts) only, and evaluate on "
                    "the first N test samples (default: all)", NULL},
-    {"step-min", "N", "text taggers, unrolled: a step with fewer than N positives or negatives takes the rolled set "
+    {"step-min", "N", "text models, unrolled: a step with fewer than N positives or negatives takes the rolled set "
                       "(default 10)", NULL},
     {"seed", "S", "order in which training inputs are drawn, and ga's random draws (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
@@ -74,8 +76,9 @@ static cli_cmd decompose_cmd = {
     "modules), printing the generations run and the best fitness per class. A text model\n"
     "(embedding -> rnn/lstm/gru layers -> dense) is decomposed by hidden unit instead (Imtiaz, Pan &\n"
     "Rajan; docs/sequences.md): per module the recurrent units kept, parameters and MACs of its\n"
-    "physically smaller model. A tagger's modules are one per tag, from the tokens; unrolled (a\n"
-    "set of removed units per step, kept as a per-step mask in the module) unless --rolled.",
+    "physically smaller model; a tagger's modules are one per tag, from the tokens. A classifier's\n"
+    "modules are rolled (one set of removed units for every step) unless --unrolled, a tagger's\n"
+    "unrolled (a set per step, kept as a per-step mask in the module) unless --rolled.",
     decompose_opts, sizeof decompose_opts / sizeof decompose_opts[0]};
 
 /* decompose's output. Each module is saved as DIR/classN.tsm.pending and renamed to
@@ -290,15 +293,15 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
     }
     ts_module_info in0;
     ts_module_info_get((*mods)[0], &in0);
-    const int tagger = train->task == TS_SEQ_TAG;
+    const int tagger = train->task == TS_SEQ_TAG, rolled = cfg->rolled < 0 ? !tagger : cfg->rolled;
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training texts)\n", path, *nmods, secs, spec,
            (long long)train->count);
     printf("method: hidden units (Imtiaz et al., %s): relu cells keep the units some positive or negative "
            "activates; tanh/lstm/gru cells lose the units whose trimmed mean |state| is lower on positives than on "
            "negatives, at most %g of a layer%s\n",
-           tagger && !cfg->rolled ? "unrolled: a set per step" : "rolled", (double)cfg->max_remove,
+           !rolled ? "unrolled: a set per step" : "rolled", (double)cfg->max_remove,
            tagger ? "; positives and negatives are tokens" : "");
-    if (tagger && !cfg->rolled)
+    if (!rolled)
         printf("units: the mean over the steps of the units a step keeps (a step with fewer than %d positives or "
                "negatives takes the rolled set)\n", cfg->step_min);
     printf("units: recurrent units kept; params, MACs: the module's sliced model against the origin's %lld "
@@ -309,7 +312,7 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
         json_num(J, "seconds", secs);
         json_str(J, "data", spec);
         json_int(J, "training_samples", (long long)train->count);
-        json_str(J, "method", tagger && !cfg->rolled ? "hidden-units-unrolled" : "hidden-units");
+        json_str(J, "method", !rolled ? "hidden-units-unrolled" : "hidden-units");
         json_num(J, "max_remove", cfg->max_remove);
         json_int(J, "origin_params", (long long)in0.params);
         json_int(J, "origin_macs", (long long)in0.origin_macs);
@@ -394,6 +397,10 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         !cli_int(&decompose_cmd, "step-min", 10, 1, 1 << 20, &step_min) ||
         !cli_int(&decompose_cmd, "limit", 0, 0, 1L << 40, &limit))
         return EXIT_USAGE;
+    if (cli_get(&decompose_cmd, "rolled") && cli_get(&decompose_cmd, "unrolled")) {
+        fprintf(stderr, "tessera decompose: --rolled and --unrolled exclude each other\n");
+        return EXIT_USAGE;
+    }
     const char *method = cli_get(&decompose_cmd, "method");
     long epochs, esamples, val;
     double alpha, lr, maxloss;
@@ -524,7 +531,8 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         tcfg.max_remove = (float)max_remove;
         tcfg.seed = cfg.seed;
         tcfg.batch = cfg.batch;
-        tcfg.rolled = cli_get(&decompose_cmd, "rolled") != NULL;
+        if (cli_get(&decompose_cmd, "rolled")) tcfg.rolled = 1;
+        if (cli_get(&decompose_cmd, "unrolled")) tcfg.rolled = 0;
         tcfg.step_min = (int)step_min;
         if ((st = decompose_texts(ctx, m, pos[0], spec, train_texts, test_texts, outdir, &tcfg, classes, ncls, J, &mods,
                                   &nmods, &saved)))

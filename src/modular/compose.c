@@ -41,6 +41,8 @@ typedef struct group {
     int cut;               /* layers >= cut (and below the logits layer) are per module */
     ts_preprocess pp;
     ts_model *merged;      /* owned: the origin merged from sliced members (origin points here) */
+    char (*names)[LAYER_NAME_MAX]; /* owned: the composed names of its shared layers [0, shared) */
+    int shared;
 } group;
 
 typedef struct composer {
@@ -173,6 +175,35 @@ static ts_status emit_range(composer *c, int gi, int member, const char *prefix,
         }
     }
     return TS_OK;
+}
+
+/* Is layer li of group gi's origin the same as of group gj's, tensors included, with the
+ * same inputs and no ReLU mask in either group? Then one copy serves both: text modules
+ * of one origin keep its embedding whole, and a module is one group (its own sliced
+ * model), so each would otherwise carry its own copy of the largest tensor. */
+static int same_layer(const composer *c, int gi, int gj, int li) {
+    const group *a = &c->groups[gi], *b = &c->groups[gj];
+    const ts_model *ma = a->origin, *mb = b->origin;
+    if (li >= ma->nlayers || li >= mb->nlayers) return 0;
+    const layer *la = &ma->layers[li], *lb = &mb->layers[li];
+    if (la->kind != lb->kind || la->ninputs != lb->ninputs || la->out.ndim != lb->out.ndim ||
+        memcmp(la->inputs, lb->inputs, sizeof la->inputs) || memcmp(la->out.dims, lb->out.dims, sizeof la->out.dims) ||
+        memcmp(&la->attrs, &lb->attrs, sizeof la->attrs))
+        return 0;
+    if (la->kind == LAYER_RELU && (needs_mask(c, a, -1, li) || needs_mask(c, b, -1, li))) return 0;
+    int ta = 0, tb = 0;
+    for (;;) {
+        while (ta < ma->ntensors && ma->tensors[ta].layer != li) ta++;
+        while (tb < mb->ntensors && mb->tensors[tb].layer != li) tb++;
+        if (ta == ma->ntensors || tb == mb->ntensors) return ta == ma->ntensors && tb == mb->ntensors;
+        const tensor_entry *ea = &ma->tensors[ta], *eb = &mb->tensors[tb];
+        if (ea->role != eb->role || ea->numel != eb->numel) return 0;
+        const float *da = (ea->role == TS_TENSOR_PARAM ? ma->params : ma->buffers) + ea->offset;
+        const float *db = (eb->role == TS_TENSOR_PARAM ? mb->params : mb->buffers) + eb->offset;
+        if (memcmp(da, db, sizeof(float) * (size_t)ea->numel)) return 0;
+        ta++;
+        tb++;
+    }
 }
 
 /* Labels of a module's origin (the logits layer's last axis: a tagger scores each of its
@@ -426,7 +457,25 @@ static ts_status compose_build(composer *c, const ts_compose_config *cfg) {
         const int head_in = dense ? o->layers[h].inputs[0] : h; /* what the head dense reads */
         const int trunk_end = dense ? h : h + 1;                 /* origin layers emitted */
         const int shared_end = g->cut < trunk_end ? g->cut : trunk_end;
-        if ((st = emit_range(c, gi, -1, gp, 1, shared_end))) goto done;
+        /* the longest run of first layers an earlier group emitted the same: read its */
+        int from = 1, twin = -1;
+        for (int gj = 0; gj < gi; gj++) {
+            if (strcmp(c->groups[gj].names[0], c->names[0])) continue; /* another input normalization */
+            int p = 1;
+            while (p < shared_end && p < c->groups[gj].shared && same_layer(c, gi, gj, p)) p++;
+            if (p > from) {
+                from = p;
+                twin = gj;
+            }
+        }
+        for (int li = 1; li < from; li++) memcpy(c->names[li], c->groups[twin].names[li], LAYER_NAME_MAX);
+        if ((st = emit_range(c, gi, -1, gp, from, shared_end))) goto done;
+        if (!(g->names = malloc((size_t)shared_end * LAYER_NAME_MAX))) {
+            st = ts_fail(c->ctx, TS_ENOMEM, "compose: out of memory");
+            goto done;
+        }
+        memcpy(g->names, c->names, (size_t)shared_end * LAYER_NAME_MAX);
+        g->shared = shared_end;
         if (head_in < shared_end) {
             /* every module reads the shared features: one dense with a row per module */
             char hn[LAYER_NAME_MAX];
@@ -648,6 +697,7 @@ done:
     ts_model_free(cm);
     for (int gi = 0; gi < c.ngroups; gi++) {
         free(c.groups[gi].members);
+        free(c.groups[gi].names);
         ts_model_free(c.groups[gi].merged);
     }
     free(c.groups);

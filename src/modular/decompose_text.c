@@ -29,6 +29,7 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg) {
     cfg->outlier_m = 2.0f;
     cfg->batch = 128;
     cfg->step_min = 10;
+    cfg->rolled = -1;
 }
 
 static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
@@ -44,7 +45,8 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
     if (!(c->outlier_m > 0.0f && c->outlier_m < INFINITY))
         return ts_fail(ctx, TS_EINVAL, "%s: outlier_m %g is not positive", w, (double)c->outlier_m);
     if (c->batch < 1 || c->batch > 4096) return ts_fail(ctx, TS_EINVAL, "%s: batch %d out of [1, 4096]", w, c->batch);
-    if (c->rolled < 0 || c->rolled > 1) return ts_fail(ctx, TS_EINVAL, "%s: rolled %d is not 0 or 1", w, c->rolled);
+    if (c->rolled < -1 || c->rolled > 1)
+        return ts_fail(ctx, TS_EINVAL, "%s: rolled %d is not -1, 0 or 1", w, c->rolled);
     if (c->step_min < 1 || c->step_min > (1 << 20))
         return ts_fail(ctx, TS_EINVAL, "%s: step_min %d out of [1, %d]", w, c->step_min, 1 << 20);
     return TS_OK;
@@ -335,6 +337,31 @@ void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *po
     for (int64_t i = 0; i < cap && diff[order[i]] < 0; i++) keep[order[i]] = 0;
 }
 
+/* step_keep (T, U) of label c's module in chain layer k, unrolled: at step t, the
+ * rows of step t of the label's positives against those of its negatives (texts
+ * shorter than t + 1 have none there); a step with fewer than step_min of either
+ * takes keep, the rolled set. Scratch as identify's. */
+static void identify_steps(const ts_model *m, const rnn_chain *ch, int k, const states *s, const drawn *dr,
+                           int64_t ndr, int c, int T, const ts_decompose_text_config *cfg, float *a, float *scratch,
+                           int64_t *pos, int64_t *neg, double *diff, int *order, const uint8_t *keep,
+                           uint8_t *step_keep) {
+    const layer *l = &m->layers[ch->layer[k]];
+    for (int t = 0; t < T; t++) {
+        int64_t np = 0, nn = 0;
+        for (int64_t d = 0; d < ndr; d++) {
+            const int own = dr[d].label == c;
+            if (s->off[d] + t >= s->off[d + 1] || !(dr[d].role & (own ? ROLE_POS : ROLE_NEG))) continue;
+            if (own) pos[np++] = s->off[d] + t;
+            else neg[nn++] = s->off[d] + t;
+        }
+        uint8_t *kt = step_keep + (int64_t)t * s->U;
+        if (np >= cfg->step_min && nn >= cfg->step_min)
+            rnn_identify_rows(l->kind == LAYER_RNN && l->cell_act, s->vals, s->U, pos, np, neg, nn, cfg, a, scratch,
+                              diff, order, kt);
+        else memcpy(kt, keep, (size_t)s->U);
+    }
+}
+
 /* ---- the modules */
 
 static int64_t layer_macs_sum(const ts_model *m) {
@@ -458,6 +485,9 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     rnn_chain ch;
     ts_status st = check_args(ctx, m, train, cfg, classes, n, &ch);
     if (st) return st;
+    ts_decompose_text_config eff = *cfg;
+    if (eff.rolled < 0) eff.rolled = !ch.tagger; /* each kind's better variant as measured */
+    cfg = &eff;
     if (ch.tagger) return decompose_tagger(ctx, m, &ch, train, cfg, classes, n, modules, count);
     const double t0 = ts_monotonic_s();
     const int K = m->classes, nmod = n ? n : K;
@@ -468,7 +498,8 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     float *a = NULL, *scratch = NULL;
     int64_t *pos = NULL, *neg = NULL;
     double *diff = NULL;
-    uint8_t *keep[RNN_CHAIN_MAX] = {0};
+    uint8_t *keep[RNN_CHAIN_MAX] = {0}, *step_keep[RNN_CHAIN_MAX] = {0};
+    const int T = train->max_len;
     ts_module **mods = calloc((size_t)nmod, sizeof *mods);
     ts_model *work = NULL;
     int64_t ndr = 0;
@@ -494,8 +525,9 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     diff = malloc(sizeof *diff * (size_t)maxU);
     order = malloc(sizeof *order * (size_t)maxU);
     for (int k = 0; k < ch.n; k++) keep[k] = malloc((size_t)sts[k].U);
+    for (int k = 0; k < ch.n && !cfg->rolled; k++) step_keep[k] = malloc((size_t)sts[k].U * (size_t)T);
     int ok = a && scratch && pos && neg && diff && order;
-    for (int k = 0; k < ch.n; k++) ok &= keep[k] != NULL;
+    for (int k = 0; k < ch.n; k++) ok &= keep[k] != NULL && (cfg->rolled || step_keep[k] != NULL);
     if (!ok) {
         st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
         goto done;
@@ -506,10 +538,14 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         for (int k = 0; k < ch.n; k++) {
             if (npos[c]) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, pos, neg, diff, order, keep[k]);
             else memset(keep[k], 1, (size_t)sts[k].U); /* no confident positive: nothing is known, keep all */
+            if (!cfg->rolled)
+                identify_steps(m, &ch, k, &sts[k], dr, ndr, c, T, cfg, a, scratch, pos, neg, diff, order, keep[k],
+                               step_keep[k]);
         }
         int negs = 0;
         for (int64_t d = 0; d < ndr; d++) negs += dr[d].label != c && (dr[d].role & ROLE_NEG);
-        st = text_module_make(ctx, m, &ch, (const uint8_t *const *)keep, NULL, 0, c, npos[c], negs, &mods[i]);
+        st = text_module_make(ctx, m, &ch, (const uint8_t *const *)keep,
+                              cfg->rolled ? NULL : (const uint8_t *const *)step_keep, T, c, npos[c], negs, &mods[i]);
         if (!st) st = set_threshold(ctx, mods[i], train, dr, ndr, cfg->batch);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc;
     }
@@ -520,6 +556,7 @@ done:
         free(sts[k].off);
         ts_free(sts[k].vals);
         free(keep[k]);
+        free(step_keep[k]);
     }
     free(want);
     free(npos);

@@ -79,8 +79,9 @@ ts_status recurrent_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source
     if ((l->bias_t = model_add_tensor(ctx, m, li, "bias", TS_TENSOR_PARAM, &bs)) < 0) return ts_ctx_status(ctx);
     l->mask = -1;
     if (l->step_mask) {
-        if (p.sequence != 1)
-            return ts_fail(ctx, TS_EFORMAT, "%s:%d: %s '%s': step_mask=1 needs sequence=1 (an output every step)",
+        if (p.sequence == 2)
+            return ts_fail(ctx, TS_EFORMAT,
+                           "%s:%d: %s '%s': step_mask=1 needs sequence=1 or 0 (outputs, not a decoder's start)",
                            source, l->line, kind, l->name);
         ts_shape ks = {3, {p.t, p.dirs, p.h}};
         if ((l->mask = model_add_tensor(ctx, m, li, "step_keep", TS_TENSOR_BUFFER, &ks)) < 0) return ts_ctx_status(ctx);
@@ -133,7 +134,7 @@ ts_status recurrent_backward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     if (l->mask >= 0)
         return ts_fail(ctx, TS_EUNSUPPORTED,
-                       "%s '%s' has a per-step unit mask (step_mask=1, a module of a decomposed tagger): it runs, "
+                       "%s '%s' has a per-step unit mask (step_mask=1, an unrolled module): it runs, "
                        "it is not trained",
                        LAYER_OPS[l->kind].name, l->name);
     const rnn_params p = params_of(m, l, m->exec.n);

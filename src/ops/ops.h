@@ -575,9 +575,10 @@ void rnn_lengths_from_ids(int n, int t, const float *ids /* (N,T) */, int32_t *l
  * their outputs are 0 and the states pass through, so a padded batch gives each
  * sequence's own result. ws: NULL at inference, else rnn_workspace_floats for the
  * backward pass. ct: constant-time activations and selects (docs/security.md).
- * keep: a per-step unit mask (1 kept, 0 removed at that step; sequence=1 only), the
- * unrolled decomposition's per-step weight copies (rnn_ref.c says how); inference
- * only, there is no backward through it. */
+ * keep: a per-step unit mask (1 kept, 0 removed at that step; sequence 0 or 1: the
+ * final state is masked at the sample's last real step), the unrolled
+ * decomposition's per-step weight copies (rnn_ref.c says how); inference only, there
+ * is no backward through it. */
 void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len /* (N) or NULL */,
                      const float *h0 /* (N, rnn_state_size) or NULL: zeros */, const float *w, const float *b,
                      const float *keep /* (T, dirs, H) or NULL */, float *y, float *ws, float *scratch, int ct,

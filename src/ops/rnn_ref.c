@@ -188,8 +188,19 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len, co
                         y[at * DH + (int64_t)d * H + j] = ct_self(v, mk ? hnew[j] * mk[j] : hnew[j], 0.0f);
             }
         }
-        if (p->sequence == 0)
+        if (p->sequence == 0 && !keep)
             for (int i = 0; i < N; i++) memcpy(y + (int64_t)i * DH + (int64_t)d * H, h + (int64_t)i * H, hb);
+        /* masked final states: the output of the sample's last real step (the backward
+         * direction's is step 0), masked at that step like sequence=1's; the mask is
+         * selected over every step, so no address depends on the length */
+        for (int i = 0; p->sequence == 0 && keep && i < N; i++) {
+            const int last = d ? 0 : len ? len[i] - 1 : T - 1;
+            for (int j = 0; j < H; j++) {
+                float mv = 0.0f;
+                for (int t = 0; t < T; t++) mv = ct_self(ct_mask32(t == last), keep[((int64_t)t * D + d) * H + j], mv);
+                y[(int64_t)i * DH + (int64_t)d * H + j] = h[(int64_t)i * H + j] * mv;
+            }
+        }
         for (int i = 0; p->sequence == 2 && i < N; i++) {
             memcpy(y + state_at(p, i, d, 0), h + (int64_t)i * H, hb);
             if (p->cell == RNN_LSTM) memcpy(y + state_at(p, i, d, 1), c + (int64_t)i * H, hb);

@@ -1,5 +1,6 @@
 /* Decomposing recurrent classifiers into per-label modules (ts_decompose_text,
- * src/modular/decompose_text.c and rnn_units.c; Imtiaz, Pan & Rajan ICSE'23, rolled).
+ * src/modular/decompose_text.c and rnn_units.c; Imtiaz, Pan & Rajan ICSE'23, unrolled and
+ * rolled).
  *
  * Three small classifiers are trained here on a synthetic 4-label task that needs
  * the recurrence (which of four marker tokens comes first): a stacked LSTM, a
@@ -182,8 +183,9 @@ static void check_own(ts_module **mods, const float *logits, const char *what) {
     }
 }
 
-/* Decomposes m; checks modules and composition; returns the modules (K). */
-static ts_module **check_model(ts_model *m, const char *what, double min_acc) {
+/* Decomposes m, rolled (1), unrolled (0) or by default (-1: rolled for a classifier);
+ * checks modules and composition; returns the modules (K). */
+static ts_module **check_model(ts_model *m, const char *what, double min_acc, int rolled) {
     check_removal(m, what);
     float *lo = malloc(sizeof(float) * NTEST * K), *lc = malloc(sizeof(float) * NTEST * K);
     predict(m, lo);
@@ -192,6 +194,7 @@ static ts_module **check_model(ts_model *m, const char *what, double min_acc) {
     ts_decompose_text_config cfg;
     ts_decompose_text_config_default(&cfg);
     cfg.positives = POSITIVES;
+    cfg.rolled = rolled;
     ts_module **mods = NULL;
     int n = 0;
     CHECK(ts_decompose_text(g_ctx, m, g_train, &cfg, NULL, 0, &mods, &n) == TS_OK && n == K, "%s",
@@ -206,6 +209,11 @@ static ts_module **check_model(ts_model *m, const char *what, double min_acc) {
         units += in.units;
     }
     CHECK(kept < units, "%s: units are removed (%lld of %lld kept)", what, (long long)kept, (long long)units);
+    /* unrolled: a unit kept at some step and removed at another makes a step mask */
+    int masked = 0;
+    for (int c = 0; c < K; c++)
+        for (int li = 0; li < mods[c]->origin->nlayers; li++) masked += mods[c]->origin->layers[li].step_mask;
+    CHECK(rolled ? !masked : masked > 0, "%s: %d module layers with a step mask", what, masked);
     /* tanh/lstm/gru layers lose at most 20% of their units, a module's model keeps the
      * origin's layers with fewer units (a direction may carry zeroed ones) */
     rnn_chain ch;
@@ -233,6 +241,9 @@ static ts_module **check_model(ts_model *m, const char *what, double min_acc) {
                what, acc, cacc, 100 * (cacc - acc), agree, (long long)ts_model_param_count(cm),
                (long long)ts_model_param_count(m), 100.0 * kept / units);
         CHECK(agree >= 0.95, "%s: the composition agrees with the model on %.3f of the texts", what, agree);
+        int emb = 0; /* the modules keep the embedding whole: one copy serves them all */
+        for (int li = 0; li < cm->nlayers; li++) emb += cm->layers[li].kind == LAYER_EMBEDDING;
+        CHECK(emb == 1, "%s: the composed model has %d embeddings", what, emb);
         CHECK(cacc >= acc - 0.03, "%s: composed top-1 %.3f, origin %.3f", what, cacc, acc);
     }
     ts_model_free(cm);
@@ -247,17 +258,19 @@ static ts_module **g_lstm_mods, **g_gru_mods;
 
 static void test_lstm(void) {
     g_lstm = train_model(LSTM, 6);
-    if (g_lstm) g_lstm_mods = check_model(g_lstm, "lstm", 0.95);
+    if (!g_lstm) return;
+    g_lstm_mods = check_model(g_lstm, "lstm", 0.95, -1);
+    ts_modules_free(check_model(g_lstm, "lstm unrolled", 0.95, 0), K);
 }
 
 static void test_gru(void) {
     g_gru = train_model(GRU, 6);
-    if (g_gru) g_gru_mods = check_model(g_gru, "bigru", 0.95);
+    if (g_gru) g_gru_mods = check_model(g_gru, "bigru", 0.95, -1); /* the default: rolled */
 }
 
 static void test_relu(void) {
     ts_model *m = train_model(RELU, 6);
-    if (m) ts_modules_free(check_model(m, "relu-rnn", 0.85), K);
+    if (m) ts_modules_free(check_model(m, "relu-rnn", 0.85, -1), K);
     ts_model_free(m);
 }
 

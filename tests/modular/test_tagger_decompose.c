@@ -132,6 +132,21 @@ static void check_mask_kernel(rnn_cell cell, int lbr, int D, const char *what) {
     double dct = 0;
     for (int i = 0; i < T * D * H; i++) dct = fmax(dct, fabs(ct[i] - got[i]));
     CHECK(dct < 1e-5, "%s: constant-time kernels agree (%g)", what, dct);
+    /* final states (sequence=0, a classifier's unrolled module) of a sample of L < T
+     * real steps: every step's output at its last real step (step 0 backward) */
+    const int32_t len[1] = {T - 2};
+    rnn_params p0 = p;
+    p0.sequence = 0;
+    float fin[2 * H];
+    for (int c = 0; c < 2; c++) {
+        rnn_forward_ref(&p, x, len, NULL, w, b, keep, got, NULL, scratch, c, 1);
+        rnn_forward_ref(&p0, x, len, NULL, w, b, keep, fin, NULL, scratch, c, 1);
+        int same = 1;
+        for (int d = 0; d < D; d++)
+            for (int j = 0; j < H; j++) same &= fin[d * H + j] == got[(d ? 0 : len[0] - 1) * D * H + d * H + j];
+        CHECK(same, "%s%s: masked final states are the last real step's masked outputs", what,
+              c ? " (constant-time)" : "");
+    }
     free(w);
     free(b);
     free(scratch);

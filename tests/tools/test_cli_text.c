@@ -87,12 +87,14 @@ static void test_translator(void) {
     CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"translation\""), "predict --json: %s", R.out);
 }
 
-/* decompose on the classifier of test_classifier (hidden units, docs/sequences.md), and
+/* decompose on the classifier of test_classifier (hidden units, unrolled and the default
+ * rolled, docs/sequences.md); its modules composed, evaluated and reused; and
  * its refusals on text models: another method, a tagger. */
 static void test_decompose(void) {
     const char *opts = "--positives 20 --confidence 0 --threads 1 --quiet";
-    int rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods --classes 3,7 --no-eval %s", R.dir, R.dir, opts);
-    CHECK(rc == 0 && strstr(R.out, "hidden units") && strstr(R.out, "2 modules") && cli_exists(&R, "mods/class3.tsm") &&
+    int rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods --classes 3,7 --no-eval --unrolled %s", R.dir, R.dir, opts);
+    CHECK(rc == 0 && strstr(R.out, "hidden units") && strstr(R.out, "unrolled") && strstr(R.out, "2 modules") &&
+              cli_exists(&R, "mods/class3.tsm") &&
               cli_exists(&R, "mods/class7.tsm"),
           "decompose: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods2 --classes 5 --max-remove 0.1 --json %s", R.dir, R.dir, opts);
