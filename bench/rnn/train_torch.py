@@ -13,7 +13,13 @@ With --dump, the data are PREFIX.train.bin and PREFIX.test.bin as bench/rnn/text
 wrote them from tessera's own reader (the very tokens, vocabulary and labels tessera
 trains on): a classifier as above, or for a tagging set (Brown) the zoo's lstm-pos
 (embedding 64, bidirectional LSTM of 128 units, dropout 0.2, a Linear per step; loss
-over real tokens), scored by token accuracy."""
+over real tokens), scored by token accuracy, or for a translation set (Tatoeba) the zoo's
+lstm-seq2seq (source embedding 64 and LSTM encoder of 256 units read over packed
+sequences, whose final h and c start a decoder LSTM of 256 units over the target
+embedded in 64, dropout 0.2, a Linear per step over the target vocabulary; teacher
+forcing, loss over real target words), scored by greedy decoding's corpus BLEU-4
+(NLTK's corpus_bleu, which tessera's matches; docs/data.md) and word accuracy under
+teacher forcing."""
 import gzip
 import json
 import string
@@ -46,22 +52,127 @@ def tokenize(text):
     return [t.encode()[:64].decode(errors="ignore") for t in out]
 
 
+def fit(mods, opt, n, epochs, batch, loss_of):
+    """Epochs of shuffled batches of n samples: loss_of(indices) -> loss; seconds taken."""
+    t0 = time.time()
+    for ep in range(epochs):
+        for mod in mods:
+            mod.train()
+        perm = torch.randperm(n)
+        for b in range(0, n, batch):
+            loss = loss_of(perm[b:b + batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        print("epoch %d: last batch loss %.4f, %.0f s" % (ep + 1, loss.item(), time.time() - t0), flush=True)
+    return time.time() - t0
+
+
+class Dump:
+    """text_dump's int32 file, read in order."""
+
+    def __init__(self, path):
+        import numpy as np
+        self.raw, self.off = np.fromfile(path, dtype=np.int32), 0
+
+    def take(self, n, shape=None):
+        v = torch.from_numpy(self.raw[self.off:self.off + n].astype("int64"))
+        self.off += n
+        return v.reshape(shape) if shape else v
+
+
 def read_dump(path):
-    import numpy as np
-    raw = np.fromfile(path, dtype=np.int32)
-    count, t, task, classes, vocab = (int(v) for v in raw[:5])
-    off = 5
-    tokens = torch.from_numpy(raw[off:off + count * t].reshape(count, t).astype(np.int64))
-    off += count * t
-    lens = torch.from_numpy(raw[off:off + count].astype(np.int64))
-    off += count
-    nl = count * t if task == 1 else count
-    labels = torch.from_numpy(raw[off:off + nl].astype(np.int64)).reshape(count, t) if task == 1 else \
-        torch.from_numpy(raw[off:off + nl].astype(np.int64))
+    d = Dump(path)
+    count, t, task, classes, vocab = (int(v) for v in d.take(5))
+    tokens = d.take(count * t, (count, t))
+    lens = d.take(count)
+    labels = d.take(count * t, (count, t)) if task == 1 else d.take(count)
     return tokens, lens.clamp(min=1), labels, task, classes, vocab
 
 
+def read_pairs(path):
+    d = Dump(path)
+    count, t, _, tvocab, vocab = (int(v) for v in d.take(5))
+    src = d.take(count * t, (count, t))
+    slen = d.take(count)
+    tl = int(d.take(1)[0])
+    tgt = d.take(count * tl, (count, tl))
+    tlen = d.take(count)
+    return src, slen.clamp(min=1), tgt, tlen, vocab, tvocab
+
+
+def main_translate(epochs, lr, batch, prefix):
+    """The zoo's lstm-seq2seq; tessera's layout: the decoder reads <bos> w1 .. wn (the
+    target without its last token) and learns w1 .. wn <eos>; greedy decoding writes up
+    to Tm = max(source length, target_len - 1) words, cut at <eos>."""
+    from nltk.translate.bleu_score import corpus_bleu
+    xtr, ltr, ytr, _, vocab, tvocab = read_pairs(prefix + ".train.bin")
+    xte, lte, yte, yle, _, _ = read_pairs(prefix + ".test.bin")
+    tm = max(xtr.shape[1], ytr.shape[1] - 1)
+    semb = torch.nn.Embedding(vocab, 64, padding_idx=0)
+    enc = torch.nn.LSTM(64, 256, batch_first=True)
+    temb = torch.nn.Embedding(tvocab, 64, padding_idx=0)
+    dec = torch.nn.LSTM(64, 256, batch_first=True)
+    drop = torch.nn.Dropout(0.2)
+    fc = torch.nn.Linear(256, tvocab)
+    mods = (semb, enc, temb, dec, drop, fc)
+    opt = torch.optim.Adam([p for mod in mods for p in mod.parameters()], lr=lr)
+
+    def encode(x, lens):
+        _, state = enc(pack_padded_sequence(semb(x), lens, batch_first=True, enforce_sorted=False))
+        return state
+
+    def head(h):
+        # fc as a 1x1 convolution, the same function: Debian's torch runs Linear on its
+        # reference BLAS (4 GFLOP/s here) but this on oneDNN (about 4x faster; the
+        # batch is at least 16, so torch picks oneDNN). h (B, T, 256) -> (B, T, V).
+        out = torch.nn.functional.conv2d(h.permute(0, 2, 1).unsqueeze(-1), fc.weight[:, :, None, None], fc.bias)
+        return out.squeeze(-1).permute(0, 2, 1)
+
+    def teacher(x, lens, y):
+        out, _ = dec(temb(y[:, :-1]), encode(x, lens))
+        labels = y[:, 1:].clone()
+        labels[labels == 0] = -1
+        return head(drop(out)), labels
+
+    def loss_of(idx):
+        out, labels = teacher(xtr[idx], ltr[idx], ytr[idx])
+        return torch.nn.functional.cross_entropy(out.reshape(-1, tvocab), labels.reshape(-1), ignore_index=-1)
+
+    secs = fit(mods, opt, len(xtr), epochs, batch, loss_of)
+    for mod in mods:
+        mod.eval()
+    right = total = 0
+    hyps, refs = [], []
+    with torch.no_grad():
+        for b in range(0, len(xte), 512):
+            x, lens, y = xte[b:b + 512], lte[b:b + 512], yte[b:b + 512]
+            out, labels = teacher(x, lens, y)
+            real = labels >= 0
+            right += int(((out.argmax(-1) == labels) & real).sum())
+            total += int(real.sum())
+            state = encode(x, lens)
+            word = torch.full((len(x), 1), 2, dtype=torch.long)  # <bos>
+            words = []
+            for _ in range(tm):
+                o, state = dec(temb(word), state)
+                word = head(o).argmax(-1)
+                words.append(word)
+            words = torch.cat(words, 1).tolist()
+            for i, row in enumerate(words):
+                hyp = row[:row.index(3)] if 3 in row else row  # up to <eos>
+                hyps.append([str(w) for w in hyp])
+                refs.append([[str(w) for w in y[i, 1:int(yle[i]) - 1].tolist()]])
+    bleu = corpus_bleu(refs, hyps)
+    print("pytorch lstm-seq2seq on %s: %d epochs, lr %g, batch %d, vocab %d -> %d, Tm %d: test BLEU-4 (greedy) %.2f "
+          "(%d sentences), word accuracy (teacher forcing) %.2f%%, %.0f s of training"
+          % (prefix, epochs, lr, batch, vocab, tvocab, tm, 100 * bleu, len(hyps), 100 * right / total, secs))
+
+
 def main_dump(cell, epochs, lr, batch, prefix):
+    with open(prefix + ".train.bin", "rb") as f:
+        if int.from_bytes(f.read(12)[8:], "little") == 2:
+            return main_translate(epochs, lr, batch, prefix)
     xtr, ltr, ytr, task, classes, vocab = read_dump(prefix + ".train.bin")
     xte, lte, yte, _, _, _ = read_dump(prefix + ".test.bin")
     tag = task == 1
@@ -84,19 +195,11 @@ def main_dump(cell, epochs, lr, batch, prefix):
         h = h[0] if cell == "lstm" else h
         return fc(drop(h[0]))
 
-    t0 = time.time()
-    for ep in range(epochs):
-        for mod in mods:
-            mod.train()
-        perm = torch.randperm(len(xtr))
-        for b in range(0, len(xtr), batch):
-            idx = perm[b:b + batch]
-            out = forward(xtr[idx], ltr[idx])
-            loss = torch.nn.functional.cross_entropy(out.reshape(-1, classes), ytr[idx].reshape(-1), ignore_index=-1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    secs = time.time() - t0
+    def loss_of(idx):
+        out = forward(xtr[idx], ltr[idx])
+        return torch.nn.functional.cross_entropy(out.reshape(-1, classes), ytr[idx].reshape(-1), ignore_index=-1)
+
+    secs = fit(mods, opt, len(xtr), epochs, batch, loss_of)
     for mod in mods:
         mod.eval()
     right = total = 0
