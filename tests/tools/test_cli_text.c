@@ -1,7 +1,8 @@
 /* The CLI on text (issue 16): train, eval, predict and info on a CLINC150 intent
- * classifier, a Brown tagger and a Tatoeba translator, each trained briefly on a few
- * hundred samples of the real sets in ../shared/data/text (skipped when absent), a
- * resumed text run, decompose on the classifier (hidden units) and on the tagger
+ * classifier, a Brown tagger and a Tatoeba translator, each trained briefly on the small
+ * sets of tests/fixtures/text (10 CLINC150 intents and oos, 400 Tatoeba pairs, synthetic
+ * sentences in Brown's layout and tags; gen_text_fixtures.py writes them), a resumed
+ * text run, decompose on the classifier (hidden units) and on the tagger
  * (per tag; compose, eval, predict and reuse of its modules), --json, and the
  * refusals. Checks the flows and their output, not accuracy (bench/RESULTS.md has
  * that). */
@@ -12,16 +13,15 @@
 
 #include <limits.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 
 static cli_runner R;
-static char g_data[PATH_MAX]; /* ../shared/data/text, absolute */
+static char g_data[PATH_MAX]; /* tests/fixtures/text, absolute */
 
 #define COMMON "--data-dir %s --epochs 1 --batch 32 --threads 1 --optimizer adam --lr 0.005 --quiet"
 
 static void test_classifier(void) {
     int rc = cli_run(&R, "train --data clinc_oos --limit 300 " COMMON " --out %s/c.tsr", g_data, R.dir);
-    CHECK(rc == 0 && strstr(R.out, "test accuracy:") && strstr(R.out, "5500 texts"), "train: exit %d: %s%s", rc, R.out,
+    CHECK(rc == 0 && strstr(R.out, "test accuracy:") && strstr(R.out, "110 texts"), "train: exit %d: %s%s", rc, R.out,
           R.err);
     rc = cli_run(&R, "eval %s/c.tsr --limit 64", R.dir);
     CHECK(rc == 0 && strstr(R.out, "64 texts") && strstr(R.out, "top-1"), "eval: exit %d: %s%s", rc, R.out, R.err);
@@ -57,7 +57,7 @@ static void test_resume(void) {
 }
 
 static void test_tagger(void) {
-    int rc = cli_run(&R, "train --data brown --limit 300 --max-len 16 " COMMON " --out %s/t.tsr", g_data, R.dir);
+    int rc = cli_run(&R, "train --data brown --limit 200 --max-len 16 " COMMON " --out %s/t.tsr", g_data, R.dir);
     CHECK(rc == 0 && strstr(R.out, "test token accuracy:"), "train: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "predict %s/t.tsr \"the jury said it did find that .\"", R.dir);
     CHECK(rc == 0 && strstr(R.out, "the/") && strstr(R.out, "jury/") && strstr(R.out, "./"), "predict: exit %d: %s%s",
@@ -70,12 +70,12 @@ static void test_tagger(void) {
 static void test_translator(void) {
     /* --no-test: decoding the 5,031 test sentences is most of the time (ten times more
      * under AddressSanitizer); eval --limit below scores BLEU the same way */
-    int rc = cli_run(&R, "train --data tatoeba --limit 300 --max-len 6 --target-len 8 --no-test " COMMON " --out %s/m.tsr",
+    int rc = cli_run(&R, "train --data tatoeba --limit 120 --max-len 6 --target-len 8 --no-test " COMMON " --out %s/m.tsr",
                      g_data, R.dir);
     CHECK(rc == 0 && strstr(R.out, "saved"), "train: exit %d: %s%s", rc, R.out, R.err);
-    rc = cli_run(&R, "eval %s/m.tsr --limit 30 --beam 2", R.dir);
+    rc = cli_run(&R, "eval %s/m.tsr --limit 12 --beam 2", R.dir);
     CHECK(rc == 0 && strstr(R.out, "BLEU") && strstr(R.out, "beam search"), "eval: exit %d: %s%s", rc, R.out, R.err);
-    rc = cli_run(&R, "eval %s/m.tsr --limit 30 --json", R.dir);
+    rc = cli_run(&R, "eval %s/m.tsr --limit 12 --json", R.dir);
     CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"bleu\"") && strstr(R.out, "\"top1\"") &&
               strstr(R.out, "\"target_words\""),
           "eval --json of a translator: %s", R.out);
@@ -107,10 +107,10 @@ static void test_decompose(void) {
     rc = cli_run(&R, "predict %s/tc.tsr \"set an alarm for seven\"", R.dir);
     CHECK(rc == 0 && cli_count_lines(R.out) == 1 && strstr(R.out, "%"), "predict: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "eval %s/tc.tsr --data-dir %s", R.dir, g_data);
-    CHECK(rc == 0 && strstr(R.out, "90 texts") && strstr(R.out, "top-1"), "eval: exit %d: %s%s", rc, R.out, R.err);
+    CHECK(rc == 0 && strstr(R.out, "30 texts") && strstr(R.out, "top-1"), "eval: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "reuse %s/mods/class3.tsm %s/mods2/class5.tsm --data-dir %s --out %s/tr.tsr", R.dir, R.dir, g_data,
                  R.dir);
-    CHECK(rc == 0 && strstr(R.out, "60 texts"), "reuse: exit %d: %s%s", rc, R.out, R.err);
+    CHECK(rc == 0 && strstr(R.out, "20 texts"), "reuse: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "reuse %s/mods/class3.tsm %s/mods2/class5.tsm --retune --out %s/tr2.tsr", R.dir, R.dir, R.dir);
     CHECK(rc == 5 && strstr(R.err, "text modules") && !cli_exists(&R, "tr2.tsr"), "reuse --retune: exit %d: %s", rc,
           R.err);
@@ -135,7 +135,7 @@ static void test_decompose_tagger(void) {
     }
     rc = cli_run(&R, "compose%s --out %s/tall.tsr", mods, R.dir);
     CHECK(rc == 0, "compose a tagger's modules: exit %d: %s", rc, R.err);
-    rc = cli_run(&R, "eval %s/tall.tsr --data-dir %s --limit 40", R.dir, g_data);
+    rc = cli_run(&R, "eval %s/tall.tsr --data-dir %s --limit 20", R.dir, g_data);
     CHECK(rc == 0 && strstr(R.out, "tokens") && strstr(R.out, "whole sentences"), "eval: exit %d: %s%s", rc, R.out,
           R.err);
     rc = cli_run(&R, "predict %s/tall.tsr \"the jury said it did find that .\"", R.dir);
@@ -146,20 +146,17 @@ static void test_decompose_tagger(void) {
 
 int main(void) {
     if (!cli_runner_begin(&R, "cli-text")) return 1;
-    struct stat st;
-    const char *shared = test_shared_data(); /* ../shared/data, or $TESSERA_SHARED_DATA */
-    char text[4096];
-    snprintf(text, sizeof text, "%s/text", shared ? shared : "../shared/data");
-    if (!realpath(text, g_data) || stat(g_data, &st)) {
-        printf("note: %s not found (set TESSERA_SHARED_DATA); text CLI cases skipped\n", text);
-    } else {
-        RUN(test_classifier);
-        RUN(test_resume);
-        RUN(test_tagger);
-        RUN(test_decompose);
-        RUN(test_decompose_tagger);
-        RUN(test_translator);
+    /* small sets in the real layouts, committed (tests/fixtures/gen_text_fixtures.py) */
+    if (!realpath("tests/fixtures/text", g_data)) {
+        printf("tests/fixtures/text: not found (run the tests from the repository root)\n");
+        return 1;
     }
+    RUN(test_classifier);
+    RUN(test_resume);
+    RUN(test_tagger);
+    RUN(test_decompose);
+    RUN(test_decompose_tagger);
+    RUN(test_translator);
     cli_runner_end(&R);
     TEST_MAIN_END("test_cli_text");
 }
