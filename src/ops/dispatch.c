@@ -201,7 +201,9 @@ ts_status ops_batchnorm_forward_train(ts_ctx *ctx, const bn_params *p, float *ou
 ts_status ops_batchnorm_forward_infer(ts_ctx *ctx, const bn_params *p, float *out, const float *in,
                                       const float *gamma, const float *beta, const float *mean, const float *var) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx)) {
+    /* images: the plain kernel (one multiply-add an element) outruns oneDNN's
+     * ncsp_bnorm; the same values as the reference backend's */
+    if (use_dnnl(ctx) && p->spatial < BN_VEC_MIN_SPATIAL) {
         ts_status s = batchnorm_forward_infer_dnnl(ctx, p, out, in, gamma, beta, mean, var);
         if (s != TS_EUNSUPPORTED) return s;
     }
