@@ -19,9 +19,10 @@ sequences, whose final h and c start a decoder LSTM of 256 units over the target
 embedded in 64, dropout 0.2, a Linear per step over the target vocabulary; teacher
 forcing, loss over real target words), scored by greedy decoding's corpus BLEU-4
 (NLTK's corpus_bleu, which tessera's matches; docs/data.md) and word accuracy under
-teacher forcing."""
+teacher forcing. The trained weights go to PREFIX.seq2seq.pt; 0 epochs scores those."""
 import gzip
 import json
+import os
 import string
 import sys
 import time
@@ -140,6 +141,14 @@ def main_translate(epochs, lr, batch, prefix):
         return torch.nn.functional.cross_entropy(out.reshape(-1, tvocab), labels.reshape(-1), ignore_index=-1)
 
     secs = fit(mods, opt, len(xtr), epochs, batch, loss_of)
+    # the weights, so that the scoring can run again without the training: 0 epochs
+    # reads them back
+    saved = prefix + ".seq2seq.pt"
+    if epochs > 0:
+        torch.save([mod.state_dict() for mod in mods], saved)
+    elif os.path.exists(saved):
+        for mod, sd in zip(mods, torch.load(saved)):
+            mod.load_state_dict(sd)
     for mod in mods:
         mod.eval()
     right = total = 0
@@ -162,7 +171,7 @@ def main_translate(epochs, lr, batch, prefix):
             for i, row in enumerate(words):
                 hyp = row[:row.index(3)] if 3 in row else row  # up to <eos>
                 hyps.append([str(w) for w in hyp])
-                refs.append([[str(w) for w in y[i, 1:int(yle[i]) - 1].tolist()]])
+                refs.append([[str(w) for w in y[i, 1:int(yle[b + i]) - 1].tolist()]])
     bleu = corpus_bleu(refs, hyps)
     print("pytorch lstm-seq2seq on %s: %d epochs, lr %g, batch %d, vocab %d -> %d, Tm %d: test BLEU-4 (greedy) %.2f "
           "(%d sentences), word accuracy (teacher forcing) %.2f%%, %.0f s of training"
