@@ -293,6 +293,7 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
     }
     ts_module_info in0;
     ts_module_info_get((*mods)[0], &in0);
+    /* rolled -1 is the library's documented default (tessera.h): rolled for a classifier */
     const int tagger = train->task == TS_SEQ_TAG, rolled = cfg->rolled < 0 ? !tagger : cfg->rolled;
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training texts)\n", path, *nmods, secs, spec,
            (long long)train->count);

@@ -8,6 +8,7 @@
  * is the target vocabulary's size. */
 #include "tessera.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -30,7 +31,17 @@ static int dump(const ts_text_dataset *ds, const char *path) {
     } else {
         ok = ok && fwrite(ds->labels, sizeof(int32_t), nl, f) == nl;
     }
-    return fclose(f) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok) remove(path); /* no half-written dump left behind */
+    return ok;
+}
+
+/* A length argument: a whole number in [0, 4096] (0: the set's longest), else -1. */
+static int length_arg(const char *a) {
+    char *end;
+    errno = 0;
+    const long v = strtol(a, &end, 10);
+    return end == a || *end || errno || v < 0 || v > 4096 ? -1 : (int)v;
 }
 
 int main(int argc, char **argv) {
@@ -43,8 +54,12 @@ int main(int argc, char **argv) {
     if (ts_ctx_create(&ctx)) return 1;
     ts_text_options opt;
     ts_text_options_default(&opt);
-    opt.max_len = atoi(argv[3]);
-    if (argc == 6) opt.target_len = atoi(argv[5]);
+    opt.max_len = length_arg(argv[3]);
+    if (argc == 6) opt.target_len = length_arg(argv[5]);
+    if (opt.max_len < 0 || opt.target_len < 0) {
+        fprintf(stderr, "text_dump: MAX_LEN and TARGET_LEN are whole numbers in [0, 4096] (0: the longest)\n");
+        return 2;
+    }
     ts_status st = ts_text_dataset_load(ctx, argv[1], TS_SPLIT_TRAIN, argv[2], &opt, &train);
     if (!st) {
         opt.vocab = train->vocab;

@@ -77,7 +77,7 @@ ts_status model_file_read(ts_ctx *ctx, const char *path, ts_model **out, uint32_
                           size_t *extra_len, size_t *extra_base);
 
 #define MODEL_FILE_MAGIC "TSRM"
-/* Version 2: a layer may hold a per-step unit mask (rnn/lstm/gru step_mask=1, a tagger
+/* Version 2: a layer may hold a per-step unit mask (rnn/lstm/gru step_mask=1, an unrolled
  * module's). Files without one are still written as version 1, which every reader
  * takes; a reader of version 1 only refuses version 2 files by their version. */
 #define MODEL_FILE_VERSION 2u

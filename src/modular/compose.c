@@ -43,6 +43,8 @@ typedef struct group {
     ts_model *merged;      /* owned: the origin merged from sliced members (origin points here) */
     char (*names)[LAYER_NAME_MAX]; /* owned: the composed names of its shared layers [0, shared) */
     int shared;
+    int twin, from;        /* layers [1, from) are read from group twin's (-1: none) */
+    int match;             /* while the next group is placed: its first layers the same as ours, [1, match) */
 } group;
 
 typedef struct composer {
@@ -180,7 +182,9 @@ static ts_status emit_range(composer *c, int gi, int member, const char *prefix,
 /* Is layer li of group gi's origin the same as of group gj's, tensors included, with the
  * same inputs and no ReLU mask in either group? Then one copy serves both: text modules
  * of one origin keep its embedding whole, and a module is one group (its own sliced
- * model), so each would otherwise carry its own copy of the largest tensor. */
+ * model), so each would otherwise carry its own copy of the largest tensor. Compared
+ * byte for byte, unused input slots and struct padding included: bytes that differ
+ * there only lose the sharing, they never share what differs. */
 static int same_layer(const composer *c, int gi, int gj, int li) {
     const group *a = &c->groups[gi], *b = &c->groups[gj];
     const ts_model *ma = a->origin, *mb = b->origin;
@@ -457,17 +461,27 @@ static ts_status compose_build(composer *c, const ts_compose_config *cfg) {
         const int head_in = dense ? o->layers[h].inputs[0] : h; /* what the head dense reads */
         const int trunk_end = dense ? h : h + 1;                 /* origin layers emitted */
         const int shared_end = g->cut < trunk_end ? g->cut : trunk_end;
-        /* the longest run of first layers an earlier group emitted the same: read its */
+        /* the longest run of first layers an earlier group emitted the same: read its.
+         * A group that reads its first layers from a twin holds the twin's very values
+         * there, so as far as those go it matches as its twin does: each value is
+         * compared once, not once per group (151 modules sharing an embedding) */
         int from = 1, twin = -1;
         for (int gj = 0; gj < gi; gj++) {
-            if (strcmp(c->groups[gj].names[0], c->names[0])) continue; /* another input normalization */
-            int p = 1;
-            while (p < shared_end && p < c->groups[gj].shared && same_layer(c, gi, gj, p)) p++;
+            group *h = &c->groups[gj];
+            int p = h->twin >= 0 ? c->groups[h->twin].match : 1;
+            if (strcmp(h->names[0], c->names[0])) p = 0; /* another input normalization */
+            else if (h->twin < 0 || p >= h->from) {
+                if (h->twin >= 0) p = h->from;
+                while (p < shared_end && p < h->shared && same_layer(c, gi, gj, p)) p++;
+            }
+            h->match = p;
             if (p > from) {
                 from = p;
                 twin = gj;
             }
         }
+        g->twin = twin;
+        g->from = from;
         for (int li = 1; li < from; li++) memcpy(c->names[li], c->groups[twin].names[li], LAYER_NAME_MAX);
         if ((st = emit_range(c, gi, -1, gp, from, shared_end))) goto done;
         if (!(g->names = malloc((size_t)shared_end * LAYER_NAME_MAX))) {

@@ -1,6 +1,7 @@
 /* Decomposing a many-to-one recurrent classifier into per-label modules (Imtiaz, Pan
- * & Rajan, ICSE'23, the rolled variant: one weight copy for every step; brief
- * ../shared/reference/modularization-successors.md, docs/sequences.md).
+ * & Rajan, ICSE'23; brief ../shared/reference/modularization-successors.md,
+ * docs/sequences.md): rolled by default (one removal set for every step), or
+ * unrolled (a set per step from that step's states, identify_steps).
  *
  * Per label c: up to M positives (texts of c the model classifies right with
  * probability above the confidence) and M/(labels-1) negatives from each other

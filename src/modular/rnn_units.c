@@ -12,7 +12,7 @@
  * unit out of the layer (smaller H) and out of the next layer's inputs computes
  * the same outputs, with fewer parameters and multiply-accumulates.
  *
- * A tagger's unrolled modules remove units per step instead: what remains after the
+ * Unrolled modules (a tagger's by default) remove units per step instead: what remains after the
  * units removed at every step are cut out is a per-step mask on the layer
  * (step_mask=1, T x D x H; ops/rnn_ref.c says what it computes). A unit removed at
  * every step is one the rolled rule removes: zero pre-activations at every step from

@@ -201,6 +201,8 @@ ts_status ops_batchnorm_forward_train(ts_ctx *ctx, const bn_params *p, float *ou
 ts_status ops_batchnorm_forward_infer(ts_ctx *ctx, const bn_params *p, float *out, const float *in,
                                       const float *gamma, const float *beta, const float *mean, const float *var) {
     if (!ctx || !p) return TS_EINVAL;
+    if (!out || !in || !gamma || !beta || !mean || !var)
+        return ts_fail(ctx, TS_EINVAL, "batch normalization forward (inference): a required tensor pointer is NULL");
     /* images: the plain kernel (one multiply-add an element) outruns oneDNN's
      * ncsp_bnorm; the same values as the reference backend's */
     if (use_dnnl(ctx) && p->spatial < BN_VEC_MIN_SPATIAL) {
