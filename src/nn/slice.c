@@ -180,7 +180,8 @@ static void zero_pass(slicer *s) {
         unsigned char *z = s->zero + s->off[li];
         const unsigned char *zin = s->zero + s->off[l->inputs[0]];
         const int64_t nc = channels(m, li);
-        if (l->kind == LAYER_CONV2D || l->kind == LAYER_DENSE) {
+        /* a dense layer per step (a barrier) reads rows of its input, not channels: not known zero */
+        if (l->kind == LAYER_CONV2D || (l->kind == LAYER_DENSE && s->role[li] == ROLE_PRODUCER)) {
             producer_zero(s, li);
             continue;
         }
