@@ -272,11 +272,12 @@ typedef struct ts_text_dataset {
     int max_len;             /* T: tokens per sample after padding/truncation */
     int32_t *tokens;         /* (count, max_len): ids, 0 (<pad>) after each sample's length */
     int32_t *lengths;        /* (count): 1..max_len */
-    int32_t *labels;         /* classify: (count); tag: (count, max_len) with -1 past the length; translate: NULL */
+    int32_t *labels;         /* classify: (count); tag: (count, max_len) with -1 past the length; translate: NULL,
+                              * or read both ways (count) the language each source is translated into */
     int target_len;          /* translate: padded target length, <bos> ... <eos> included; else 0 */
     int32_t *targets;        /* translate: (count, target_len), 0 after the length; else NULL */
     int32_t *target_lengths; /* translate: (count); else NULL */
-    int classes;             /* classify/tag: number of labels; translate: 0 */
+    int classes;             /* classify/tag: number of labels; translate: 0, or read both ways 2 (the languages) */
     char **class_names;      /* classes entries (intent names, universal POS tags), owned */
     char name[64];
     ts_vocab *vocab;         /* source vocabulary, owned */
@@ -294,6 +295,12 @@ typedef struct ts_text_options {
     const ts_vocab *target_vocab;   /* translate: the same for targets */
     const char *const *class_names; /* classify/tag: NULL, or the label order to use (classes entries) */
     int classes;
+    /* translate: also read every pair target to source. Each sample is labelled with the
+     * language it is translated into (classes 2, named after the file: eng-fra.txt ->
+     * "fra", "eng"; class 0 the file's direction) and its source starts with that
+     * language's tag word, "<2fra>" or "<2eng>" (in the source vocabulary; no text
+     * tokenizes to it): one model translates both ways (docs/sequences.md). */
+    int both_ways;
 } ts_text_options;
 
 void ts_text_options_default(ts_text_options *opt);
@@ -1049,7 +1056,19 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
  * module's model is physically smaller. Its yes/no threshold is chosen as for image
  * modules, from the drawn texts. Its score is the
  * channelled head, as for ts_decompose's modules, so ts_compose and ts_module_model
- * take these modules too (a composed model takes the same (T) ids). Deterministic. */
+ * take these modules too (a composed model takes the same (T) ids).
+ *
+ * An encoder-decoder translator (input (2, Tm): the source row then the target row;
+ * a one-direction rnn/lstm/gru encoder whose final states start a decoder of the same
+ * cell and units, a dense head over the decoder's steps) with `train` a translate set
+ * read both ways (ts_text_options.both_ways) is decomposed per target language, the
+ * paper's encoder-decoder labels: positives are the first `positives` pairs into the
+ * language in the seeded order (no confidence test), negatives the pairs into the
+ * others, and the decoder's units are identified from its teacher-forced states at
+ * every real target step, rolled (cfg->rolled 0 is refused). The module's model
+ * translates into its language as the origin does (ts_module_model gives it as it is;
+ * ts_module_evaluate_bleu scores it); removed decoder units are cut out, the encoder
+ * kept whole. Deterministic. */
 ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,
                             const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
                             int *count);
@@ -1058,6 +1077,11 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
  * it says no to. A tag module of a tagger on a tag set: the same per token. */
 ts_status ts_module_evaluate_text(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int batch, double *own,
                                   double *rest);
+/* A translator's language module on ds (a translate set read both ways, encoded as
+ * its origin's): *bleu, corpus BLEU-4 (ts_evaluate_bleu, beam 1 greedy) of its
+ * translations of the pairs into its language; *count how many there are (0: bleu 0). */
+ts_status ts_module_evaluate_bleu(ts_ctx *ctx, const ts_module *mod, const ts_text_dataset *ds, int beam, int batch,
+                                  double *bleu, int64_t *count);
 
 typedef struct ts_module_info {
     int class_index;            /* in the origin model */

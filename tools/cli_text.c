@@ -145,6 +145,7 @@ ts_status cli_text_load_for_model(ts_ctx *ctx, const ts_model *m, const char *pa
         opt.target_vocab = target;
         opt.class_names = (const char *const *)names;
         opt.classes = names ? n : 0;
+        opt.both_ways = names && cli_text_model_translates(m); /* a translator's classes are its languages */
         st = ts_text_dataset_load(ctx, spec, split, data_dir, &opt, out);
     }
     ts_vocab_free(vocab);
@@ -153,12 +154,45 @@ ts_status cli_text_load_for_model(ts_ctx *ctx, const ts_model *m, const char *pa
     return st;
 }
 
-ts_status cli_text_translate(ts_ctx *ctx, ts_model *m, const char *path, const char *text, int beam, char **out) {
+/* The source's language tag for a translator trained both ways (its "classes" are the
+ * languages it writes): "<2LANG>" into tag, 1; 0 for a one-way translator; -1 (error
+ * set) when `to` is missing, unknown, or given to a one-way translator. */
+static int language_tag(ts_ctx *ctx, const ts_model *m, const char *path, const char *to, char tag[80]) {
+    const char *langs = ts_model_get_meta(m, "classes");
+    if (!langs) {
+        if (to) ts_ctx_set_error(ctx, TS_EINVAL, "%s: --to %s: the model translates one way only", path, to);
+        return to ? -1 : 0;
+    }
+    char list[256];
+    snprintf(list, sizeof list, "%s", langs);
+    for (char *p = list; *p; p++) *p = *p == '\n' ? ',' : *p;
+    if (!to) {
+        ts_ctx_set_error(ctx, TS_EINVAL, "%s: the model translates into %s: say which with --to", path, list);
+        return -1;
+    }
+    const size_t n = strlen(to);
+    for (const char *p = langs; *p;) {
+        const size_t k = strcspn(p, "\n");
+        if (k == n && !strncmp(p, to, n) && n < 64) {
+            snprintf(tag, 80, "<2%s>", to);
+            return 1;
+        }
+        p += k + (p[k] == '\n');
+    }
+    ts_ctx_set_error(ctx, TS_EINVAL, "%s: --to %s: the model translates into %s", path, to, list);
+    return -1;
+}
+
+ts_status cli_text_translate(ts_ctx *ctx, ts_model *m, const char *path, const char *text, int beam, const char *to,
+                             char **out) {
     *out = NULL;
     int t, tl;
     model_lengths(m, &t, &tl);
     const ts_shape in = ts_model_input_shape(m);
     if (!t || tl < 2 || in.ndim != 2) return ts_ctx_set_error(ctx, TS_EFORMAT, "%s: no source and target lengths", path);
+    char tag[80];
+    const int tagged = language_tag(ctx, m, path, to, tag);
+    if (tagged < 0) return TS_EINVAL;
     const int tm = (int)in.dims[1];
     ts_text_dataset one;
     memset(&one, 0, sizeof one);
@@ -171,8 +205,11 @@ ts_status cli_text_translate(ts_ctx *ctx, ts_model *m, const char *path, const c
     int len = 0;
     ts_status st = ids ? cli_text_model_vocab(ctx, m, path, &one.vocab) : ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
     if (!st) st = cli_text_model_target_vocab(ctx, m, path, &one.target_vocab);
-    if (!st) st = ts_vocab_encode(ctx, one.vocab, text, ids, t, &len);
+    if (!st && tagged && (ids[0] = ts_vocab_id(one.vocab, tag)) == TS_TOKEN_UNK)
+        st = ts_ctx_set_error(ctx, TS_EFORMAT, "%s: the vocabulary has no language tag %s", path, tag);
+    if (!st) st = ts_vocab_encode(ctx, one.vocab, text, ids + tagged, t - tagged, &len);
     if (!st) {
+        len += tagged;
         one.tokens = ids;
         one.lengths = &n;
         n = len > 0 ? len : 1;

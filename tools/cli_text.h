@@ -26,8 +26,10 @@ int cli_text_model_tags(const ts_model *m);
 int cli_text_model_translates(const ts_model *m);
 ts_status cli_text_model_target_vocab(ts_ctx *ctx, const ts_model *m, const char *path, ts_vocab **out);
 /* A translator's translation of text (greedy with beam 1, else beam search) in *out
- * (free with ts_text_free). */
-ts_status cli_text_translate(ts_ctx *ctx, ts_model *m, const char *path, const char *text, int beam, char **out);
+ * (free with ts_text_free). to: the language to write, for a translator trained both
+ * ways (required there, refused for a one-way one; NULL: none). */
+ts_status cli_text_translate(ts_ctx *ctx, ts_model *m, const char *path, const char *text, int beam, const char *to,
+                             char **out);
 /* A split of spec read as m was trained: its vocabulary, class or tag order and
  * length; limit > 0 reads only the first samples. */
 ts_status cli_text_load_for_model(ts_ctx *ctx, const ts_model *m, const char *path, const char *spec, ts_split split,

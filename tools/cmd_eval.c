@@ -177,6 +177,20 @@ static int eval_main(int argc, char **argv, cli_dist *dist) {
         }
         printf(" (per target word, reading the reference's words before it)\nBLEU %.2f (%s) on %lld sentences\n",
                100 * bleu, beam > 1 ? "beam search" : "greedy", (long long)texts->count);
+        /* a translator trained both ways: each language written on its own */
+        for (int c = 0; c < texts->classes && texts->labels && !st; c++) {
+            ts_text_dataset *sel = NULL;
+            double bc = 0;
+            if (!(st = ts_text_dataset_select(ctx, texts, &c, 1, &sel)) && sel->count &&
+                !(st = ts_evaluate_bleu(ctx, m, sel, (int)beam, (int)batch, &bc)))
+                printf("  into %-10s BLEU %.2f on %lld sentences\n", texts->class_names[c], 100 * bc,
+                       (long long)sel->count);
+            ts_text_dataset_free(sel);
+        }
+        if (st) {
+            ts_eval_report_free(&ev);
+            goto fail;
+        }
         if (J) { /* the figures printed above; no per-class table over a target vocabulary */
             json_str(J, "model", pos[0]);
             json_str(J, "data", spec);
@@ -253,6 +267,7 @@ static cli_opt predict_opts[] = {
     {"index", "I[,J...]", "with --data: which test samples (default 0)", NULL},
     {"top", "K", "show the K most likely classes (default 3)", NULL},
     {"beam", "B", "a translator: beam search of width B (default 1: greedy)", NULL},
+    {"to", "LANG", "a translator trained both ways (train --both-ways): the language to write, e.g. fra or eng", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
@@ -361,7 +376,8 @@ static ts_status composed_outputs(ts_ctx *ctx, const ts_model *m, const char *sp
 
 /* A text model on texts given as arguments: a classifier's top classes, or a
  * tagger's tag for every word (word/TAG ...). */
-static ts_status predict_text(ts_ctx *ctx, ts_model *m, const char *path, char **texts, int n, int top, int beam) {
+static ts_status predict_text(ts_ctx *ctx, ts_model *m, const char *path, char **texts, int n, int top, int beam,
+                              const char *to) {
     const ts_shape in = ts_model_input_shape(m);
     const int T = in.ndim == 1 ? (int)in.dims[0] : 0, K = ts_model_classes(m), tags = cli_text_model_tags(m);
     float *x = malloc(sizeof *x * (size_t)(T > 0 ? T : 1)), *logits = malloc(sizeof *logits * (size_t)K);
@@ -369,7 +385,7 @@ static ts_status predict_text(ts_ctx *ctx, ts_model *m, const char *path, char *
     json_out *J = cli_json();
     for (int i = 0; i < n && !st && cli_text_model_translates(m); i++) {
         char *tr = NULL;
-        if ((st = cli_text_translate(ctx, m, path, texts[i], beam, &tr))) break;
+        if ((st = cli_text_translate(ctx, m, path, texts[i], beam, to, &tr))) break;
         printf("\"%s\" -> \"%s\"\n", texts[i], tr);
         if (J) {
             json_object(J, NULL);
@@ -503,7 +519,12 @@ int cmd_predict(int argc, char **argv) {
             rc = EXIT_USAGE;
             goto done;
         }
-        if ((st = predict_text(ctx, m, pos[0], pos + 1, npos - 1, (int)top, (int)beam))) goto fail;
+        if (cli_get(&predict_cmd, "to") && !cli_text_model_translates(m)) {
+            st = ts_ctx_set_error(ctx, TS_EINVAL, "%s: --to is for a translator", pos[0]);
+            goto fail;
+        }
+        if ((st = predict_text(ctx, m, pos[0], pos + 1, npos - 1, (int)top, (int)beam, cli_get(&predict_cmd, "to"))))
+            goto fail;
         rc = EXIT_OK;
         goto done;
     }

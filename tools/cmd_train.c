@@ -117,6 +117,8 @@ static cli_opt train_opts[] = {
     {"max-len", "T", "text: tokens per text, longer ones cut (default: the longest, at most 512)", NULL},
     {"target-len", "T", "translation: target tokens with <bos> and <eos> (default: the longest, at most 514)", NULL},
     {"min-count", "N", "text: words seen fewer times in training are <unk> (default 1)", NULL},
+    {"both-ways", NULL, "translation: also read every pair target to source; one model translates both ways, "
+                        "the language to write chosen by a tag word that starts the source (predict --to)", NULL},
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
@@ -464,6 +466,7 @@ static ts_status text_prepare(ts_ctx *ctx, const char *spec, const char *data_di
         opt.target_len = (int)target_len;
         opt.min_count = (int)min_count;
         opt.limit = limit;
+        opt.both_ways = cli_get(&train_cmd, "both-ways") != NULL;
         if ((st = ts_text_dataset_load(ctx, spec, TS_SPLIT_TRAIN, data_dir, &opt, &t->full))) return st;
     }
     if (!*m) {

@@ -137,6 +137,9 @@ typedef struct text_samples {
     const char *const *fixed_names; /* class names when the format fixes them */
     int nfixed;
     int64_t stop; /* > 0: a reader may stop after this many samples (the limit) */
+    int both_ways;              /* pairs: also read each pair target to source, labelled by language */
+    char lang[2][16];           /* pairs read both ways: the languages (class 0: the file's target) */
+    const char *lang_names[2];  /* pointers to lang, for fixed_names */
 } text_samples;
 
 ts_status text_samples_add(ts_ctx *ctx, text_samples *s, const char *src, size_t src_len, const char *tgt,
@@ -144,6 +147,9 @@ ts_status text_samples_add(ts_ctx *ctx, text_samples *s, const char *src, size_t
 /* For tagging: the sample's tags (n entries) after text_samples_add. */
 ts_status text_samples_set_tags(ts_ctx *ctx, text_samples *s, const uint8_t *tags, int n);
 void text_samples_free(text_samples *s);
+/* The source tag of a translation into lang, "<2lang>" (a set read both ways). */
+enum { TEXT_TAG_MAX = 24 };
+void text_language_tag(const char *lang, char out[TEXT_TAG_MAX]);
 /* Tokenizes, builds or reuses vocabularies and class names, pads: the dataset. */
 ts_status text_dataset_build(ts_ctx *ctx, text_samples *s, const ts_text_options *opt, const char *name,
                              ts_text_dataset **out);

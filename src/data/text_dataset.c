@@ -122,6 +122,8 @@ static ts_status alloc_arrays(ts_ctx *ctx, ts_text_dataset *ds) {
     if (!ds->tokens || !ds->lengths) return ts_fail(ctx, TS_ENOMEM, "text dataset: out of memory");
     if (ds->task == TS_SEQ_CLASSIFY) ds->labels = calloc(n ? n : 1, sizeof(int32_t));
     if (ds->task == TS_SEQ_TAG) ds->labels = calloc(nt ? nt : 1, sizeof(int32_t));
+    if (ds->task == TS_SEQ_TRANSLATE && ds->classes > 0 && !(ds->labels = calloc(n ? n : 1, sizeof(int32_t))))
+        return ts_fail(ctx, TS_ENOMEM, "text dataset: out of memory");
     if (ds->task == TS_SEQ_TRANSLATE) {
         ds->targets = calloc(ntgt ? ntgt : 1, sizeof(int32_t));
         ds->target_lengths = calloc(n ? n : 1, sizeof(int32_t));
@@ -151,13 +153,19 @@ static void tokens_free(data_tokens *tok, int64_t count) {
     free(tok);
 }
 
+/* The language tag that starts a source translated into lang: "<2fra>" (the
+ * tokenizer splits '<' off any text, so no text is read as a tag). */
+void text_language_tag(const char *lang, char out[TEXT_TAG_MAX]) { snprintf(out, TEXT_TAG_MAX, "<2%s>", lang); }
+
+/* tags: NULL, or (count) the tag word each sample's source starts with */
 static ts_status make_vocab(ts_ctx *ctx, const data_tokens *tok, const int64_t *keep, int64_t n, const ts_vocab *given,
-                            int min_count, ts_vocab **out) {
+                            int min_count, char (*tags)[TEXT_TAG_MAX], ts_vocab **out) {
     if (given) return data_vocab_copy(ctx, given, out);
     ts_vocab *counter;
     ts_status st = data_vocab_counter(ctx, &counter);
     for (int64_t k = 0; !st && k < n; k++) {
         const data_tokens *t = &tok[keep[k]];
+        if (tags) st = data_vocab_count(ctx, counter, tags[keep[k]]);
         for (int j = 0; !st && j < t->count; j++) st = data_vocab_count(ctx, counter, t->buf + t->start[j]);
     }
     if (!st) st = data_vocab_finish(ctx, counter, min_count, out);
@@ -210,12 +218,24 @@ static int longest(const data_tokens *tok, const int64_t *keep, int64_t n, int e
 static ts_status fill(ts_ctx *ctx, const text_samples *s, const data_tokens *src, const data_tokens *tgt,
                       const int64_t *keep, ts_text_dataset *ds) {
     int T = ds->max_len, U = ds->target_len;
+    const int tagged = ds->task == TS_SEQ_TRANSLATE && ds->classes > 0; /* a language tag starts each source */
     for (int64_t k = 0; k < ds->count; k++) {
         int64_t i = keep[k];
         const data_tokens *t = &src[i];
-        int n = t->count < T ? t->count : T;
+        int n = t->count + tagged < T ? t->count + tagged : T;
         ds->lengths[k] = n;
-        for (int j = 0; j < n; j++) ds->tokens[k * T + j] = ts_vocab_id(ds->vocab, t->buf + t->start[j]);
+        for (int j = tagged; j < n; j++) ds->tokens[k * T + j] = ts_vocab_id(ds->vocab, t->buf + t->start[j - tagged]);
+        if (tagged) {
+            const int c = find_name(ds, s->label[i]);
+            char tag[TEXT_TAG_MAX];
+            text_language_tag(c < 0 ? s->label[i] : ds->class_names[c], tag);
+            const int32_t id = ts_vocab_id(ds->vocab, tag);
+            if (c < 0 || id == TS_TOKEN_UNK)
+                return ts_fail(ctx, TS_EFORMAT, "%s: the source vocabulary has no language tag %s (a model trained one way?)",
+                               ds->name, tag);
+            ds->tokens[k * T] = id;
+            ds->labels[k] = c;
+        }
         if (ds->task == TS_SEQ_CLASSIFY) {
             int c = find_name(ds, s->label[i]);
             char q[64];
@@ -271,12 +291,20 @@ ts_status text_dataset_build(ts_ctx *ctx, text_samples *s, const ts_text_options
     for (int64_t i = 0; !st && i < s->count && (!opt.limit || n < opt.limit); i++)
         if (src[i].count && (s->task != TS_SEQ_TRANSLATE || tgt[i].count)) keep[n++] = i;
     ds->count = n;
-    if (!st && s->task != TS_SEQ_TRANSLATE) st = make_names(ctx, s, &opt, ds);
-    if (!st) st = make_vocab(ctx, src, keep, n, opt.vocab, opt.min_count, &ds->vocab);
+    const int tagged = s->task == TS_SEQ_TRANSLATE && s->both_ways;
+    char(*tags)[TEXT_TAG_MAX] = NULL; /* (count): the language tag of each sample read both ways */
+    if (!st && tagged && !(tags = malloc(sizeof *tags * (size_t)(s->count ? s->count : 1))))
+        st = ts_fail(ctx, TS_ENOMEM, "text dataset: out of memory");
+    for (int64_t i = 0; !st && tagged && i < s->count; i++) text_language_tag(s->label[i], tags[i]);
+    if (!st && (s->task != TS_SEQ_TRANSLATE || tagged)) st = make_names(ctx, s, &opt, ds);
+    if (!st && s->task == TS_SEQ_TRANSLATE && !tagged && opt.classes > 0)
+        st = ts_fail(ctx, TS_EINVAL, "%s: languages given for a set read one way (a model trained both ways?)", name);
+    if (!st) st = make_vocab(ctx, src, keep, n, opt.vocab, opt.min_count, tags, &ds->vocab);
     if (!st && s->task == TS_SEQ_TRANSLATE)
-        st = make_vocab(ctx, tgt, keep, n, opt.target_vocab, opt.min_count, &ds->target_vocab);
+        st = make_vocab(ctx, tgt, keep, n, opt.target_vocab, opt.min_count, NULL, &ds->target_vocab);
+    free(tags);
     if (!st) {
-        ds->max_len = opt.max_len ? opt.max_len : longest(src, keep, n, 0, TEXT_MAX_LEN_CAP);
+        ds->max_len = opt.max_len ? opt.max_len : longest(src, keep, n, tagged, TEXT_MAX_LEN_CAP);
         if (s->task == TS_SEQ_TRANSLATE)
             ds->target_len = opt.target_len ? opt.target_len : longest(tgt, keep, n, 2, TEXT_MAX_LEN_CAP + 2);
         st = alloc_arrays(ctx, ds);
@@ -318,6 +346,7 @@ static ts_status text_subset(ts_ctx *ctx, const ts_text_dataset *ds, const int64
         if (ds->task == TS_SEQ_CLASSIFY) d->labels[k] = ds->labels[i];
         if (ds->task == TS_SEQ_TAG) memcpy(d->labels + k * T, ds->labels + i * T, (size_t)T * sizeof(int32_t));
         if (ds->task == TS_SEQ_TRANSLATE) {
+            if (ds->labels) d->labels[k] = ds->labels[i];
             memcpy(d->targets + k * U, ds->targets + i * U, (size_t)U * sizeof(int32_t));
             d->target_lengths[k] = ds->target_lengths[i];
         }
@@ -353,8 +382,9 @@ ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const i
                                  ts_text_dataset **out) {
     if (!ctx || !ds || !classes || !out || k < 1) return ts_fail(ctx, TS_EINVAL, "ts_text_dataset_select: bad argument");
     *out = NULL;
-    if (ds->task == TS_SEQ_TRANSLATE)
-        return ts_fail(ctx, TS_EINVAL, "%s: selecting classes needs a classification or tagging set", ds->name);
+    if (ds->task == TS_SEQ_TRANSLATE && !ds->labels)
+        return ts_fail(ctx, TS_EINVAL, "%s: selecting classes needs a classification or tagging set, or pairs read both ways",
+                       ds->name);
     /* a tag set: the texts with a token of a selected tag; the other tokens become -1 (not scored) */
     const int lps = ds->task == TS_SEQ_TAG ? ds->max_len : 1;
     int *to = malloc(sizeof *to * (size_t)(ds->classes > 0 ? ds->classes : 1)); /* ds label -> new label, or -1 */

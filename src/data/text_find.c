@@ -167,6 +167,9 @@ ts_status ts_text_dataset_load(ts_ctx *ctx, const char *spec, ts_split split, co
     if (st) return st;
     text_samples s = {0};
     s.stop = opt && opt->limit > 0 && f != FMT_CLINC ? opt->limit : 0; /* CLINC's class names need every label */
+    s.both_ways = opt && opt->both_ways;
+    if (s.both_ways && f != FMT_PAIRS)
+        return ts_fail(ctx, TS_EINVAL, "%s: reading both ways needs sentence pairs (a translation set)", spec);
     st = read_samples(ctx, f, found, split, &s);
     if (!st) st = text_dataset_build(ctx, &s, opt, name, out);
     text_samples_free(&s);

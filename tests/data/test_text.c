@@ -512,6 +512,79 @@ static void test_pairs_hostile(void) {
     }
 }
 
+/* Pairs read both ways: each pair twice, labelled by the language written, the
+ * source starting with that language's tag; a test split read with the training
+ * vocabularies; one-way and both-way sets refuse each other's languages. */
+static void test_pairs_both_ways(void) {
+    const char text[] = "I am hungry.\tJ'ai faim.\nGo!\tVa !\nHe runs.\tIl court.\nWe eat.\tNous mangeons.\n"
+                        "She sings.\tElle chante.\nThey play.\tIls jouent.\nRun!\tCours !\n";
+    const char *p = write_tmp("eng-fra.txt", text, sizeof text - 1);
+    ts_text_options opt;
+    ts_text_options_default(&opt);
+    ts_text_dataset *one = NULL, *both = NULL, *both_test = NULL, *one_test = NULL;
+    ts_status st = load_path(p, TS_SPLIT_TRAIN, &opt, &one);
+    opt.both_ways = 1;
+    if (!st) st = load_path(p, TS_SPLIT_TRAIN, &opt, &both);
+    CHECK(st == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (st) goto done;
+    CHECK(both->count == 2 * one->count && both->classes == 2 && one->classes == 0 && !one->labels, "%lld, %lld",
+          (long long)both->count, (long long)one->count);
+    CHECK(!strcmp(both->class_names[0], "fra") && !strcmp(both->class_names[1], "eng"), "languages named by the file");
+    const int32_t tag_fr = ts_vocab_id(both->vocab, "<2fra>"), tag_en = ts_vocab_id(both->vocab, "<2eng>");
+    CHECK(tag_fr > TS_TOKEN_EOS && tag_en > TS_TOKEN_EOS && ts_vocab_id(one->vocab, "<2fra>") == TS_TOKEN_UNK,
+          "tags %d %d in the both-ways vocabulary only", tag_fr, tag_en);
+    const int T = both->max_len;
+    for (int64_t i = 0; i + 1 < both->count; i += 2) {
+        CHECK(both->lengths[i] == one->lengths[i / 2] + 1, "the tag takes a place: %d vs %d", both->lengths[i],
+              one->lengths[i / 2]);
+        CHECK(both->labels[i] == 0 && both->labels[i + 1] == 1, "pair %lld: labels %d %d", (long long)i,
+              both->labels[i], both->labels[i + 1]);
+        CHECK(both->tokens[i * T] == tag_fr && both->tokens[(i + 1) * T] == tag_en, "pair %lld starts with its tag",
+              (long long)i);
+        /* the way back: the French words are its source, the English its target */
+        char *fw = decode_row(both->vocab, both->tokens + i * T + 1, both->lengths[i] - 1);
+        char *bt = decode_row(both->target_vocab, both->targets + (i + 1) * both->target_len + 1,
+                              both->target_lengths[i + 1] - 2);
+        CHECK(fw && bt && !strcmp(fw, bt), "pair %lld: '%s' vs '%s'", (long long)i, fw, bt);
+        ts_text_free(fw);
+        ts_text_free(bt);
+    }
+    /* the test split, encoded with the training vocabularies and languages */
+    ts_text_options te;
+    ts_text_options_default(&te);
+    te.vocab = both->vocab;
+    te.target_vocab = both->target_vocab;
+    te.class_names = (const char *const *)both->class_names;
+    te.classes = 2;
+    te.both_ways = 1;
+    st = load_path(p, TS_SPLIT_TEST, &te, &both_test);
+    CHECK(st == TS_OK && both_test->count % 2 == 0 && both_test->count + both->count == 14, "%s", ts_ctx_error(g_ctx));
+    int sel = 1;
+    ts_text_dataset *eng = NULL;
+    CHECK(ts_text_dataset_select(g_ctx, both, &sel, 1, &eng) == TS_OK && eng->count == one->count &&
+              eng->labels[0] == 0 && !strcmp(eng->class_names[0], "eng"),
+          "selecting the pairs into English: %s", ts_ctx_error(g_ctx));
+    ts_text_dataset_free(eng);
+    /* a one-way vocabulary has no tags; languages for a set read one way are refused */
+    te.vocab = one->vocab;
+    te.target_vocab = one->target_vocab;
+    st = load_path(p, TS_SPLIT_TRAIN, &te, &one_test);
+    CHECK(st == TS_EFORMAT && strstr(ts_ctx_error(g_ctx), "<2fra>"), "%s", ts_ctx_error(g_ctx));
+    te.both_ways = 0;
+    st = load_path(p, TS_SPLIT_TRAIN, &te, &one_test);
+    CHECK(st == TS_EINVAL, "%s", ts_ctx_error(g_ctx));
+    /* only pairs are read both ways */
+    const char json[] = "{\"train\": [[\"hi\", \"greet\"]], \"test\": []}";
+    opt.both_ways = 1;
+    st = load_path(write_tmp("data_full.json", json, sizeof json - 1), TS_SPLIT_TRAIN, &opt, &one_test);
+    CHECK(st == TS_EINVAL, "both ways on CLINC: %s", ts_ctx_error(g_ctx));
+done:
+    ts_text_dataset_free(one);
+    ts_text_dataset_free(both);
+    ts_text_dataset_free(both_test);
+    ts_text_dataset_free(one_test);
+}
+
 static void test_clinc_hostile(void) {
     static const char *const bad[] = {
         "",
@@ -682,6 +755,7 @@ int main(void) {
     RUN(test_brown);
     RUN(test_tatoeba);
     RUN(test_pairs_hostile);
+    RUN(test_pairs_both_ways);
     RUN(test_clinc_hostile);
     RUN(test_zip_hostile);
     RUN(test_spam_layout);
