@@ -105,10 +105,13 @@ void print_compose_summary(const ts_model *cm, ts_module *const *mods, int k) {
         if (!seen) origin_macs += a.origin_macs;
     }
     int64_t macs = model_macs(cm);
-    printf("composed %d classes:", k);
+    const int routed = cli_text_model_translates(cm); /* a translator's language modules */
+    printf("composed %d %s:", k, routed ? "languages" : "classes");
     for (int j = 0; j < k; j++) {
         char name[64];
-        printf("%s %s", j ? "," : "", cli_class_name(cm, j, name, sizeof name));
+        ts_module_info a;
+        ts_module_info_get(mods[j], &a);
+        printf("%s %s", j ? "," : "", routed ? a.class_name : cli_class_name(cm, j, name, sizeof name));
     }
     int origins = 0, uncalibrated = 0;
     for (int i = 0; i < k; i++) {
@@ -141,7 +144,7 @@ void print_compose_summary(const ts_model *cm, ts_module *const *mods, int k) {
         json_int(J, "origins", origins);
         json_int(J, "uncalibrated", origins > 1 ? uncalibrated : 0);
     }
-    if (origins > 1 && uncalibrated)
+    if (origins > 1 && uncalibrated && !routed)
         printf("note: the modules come from %d models and %d of their scores are not calibrated against each other;\n"
                "      --retune (tessera reuse, tessera replace) calibrates them on training data\n",
                origins, uncalibrated);

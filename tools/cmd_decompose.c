@@ -269,6 +269,78 @@ static void json_composed(json_out *J, const ts_eval_report *model, const ts_eva
     json_num(J, "macs_vs_origin", macs);
 }
 
+/* A translator's modules, one per target language: each module's BLEU (greedy) on the
+ * test pairs into its language beside the origin's on the same pairs. */
+static ts_status report_translator(ts_ctx *ctx, ts_model *m, const char *path, const char *spec,
+                                   const ts_text_dataset *train, const ts_text_dataset *test,
+                                   const ts_decompose_text_config *cfg, ts_module **mods, int nmods, double secs,
+                                   json_out *J) {
+    ts_module_info in0;
+    ts_module_info_get(mods[0], &in0);
+    printf("decomposed %s into %d modules, one per target language, in %.2fs (data: %s, %lld training pairs)\n", path,
+           nmods, secs, spec, (long long)train->count);
+    printf("method: decoder units (Imtiaz et al., encoder-decoder, rolled): the units whose trimmed mean |state| is "
+           "lower on pairs into the language than on pairs into the others go, at most %g of the decoder\n",
+           (double)cfg->max_remove);
+    printf("units: decoder units kept; params, MACs: the module's model against the origin's %lld parameters and "
+           "%.2fM multiply-accumulates per pair; BLEU: greedy, test pairs into the language\n",
+           (long long)in0.params, in0.origin_macs / 1e6);
+    if (J) {
+        json_str(J, "model", path);
+        json_int(J, "modules", nmods);
+        json_num(J, "seconds", secs);
+        json_str(J, "data", spec);
+        json_int(J, "training_samples", (long long)train->count);
+        json_str(J, "method", "decoder-units");
+        json_num(J, "max_remove", cfg->max_remove);
+        json_int(J, "origin_params", (long long)in0.params);
+        json_int(J, "origin_macs", (long long)in0.origin_macs);
+        json_array(J, "table");
+    }
+    printf("%-5s %-10s %5s %5s %7s %11s %7s %7s %7s %7s %7s\n", "label", "language", "pos", "neg", "pairs",
+           "origin-BLEU", "BLEU", "units", "params", "MACs", "secs");
+    ts_status st = TS_OK;
+    for (int i = 0; i < nmods && !st; i++) {
+        ts_module_info in;
+        ts_module_info_get(mods[i], &in);
+        double bm = 0, bo = 0;
+        int64_t cnt = 0;
+        char o[16] = "-", b[16] = "-";
+        ts_text_dataset *sel = NULL;
+        if (test && !(st = ts_module_evaluate_bleu(ctx, mods[i], test, 1, 64, &bm, &cnt)) && cnt &&
+            !(st = ts_text_dataset_select(ctx, test, &in.class_index, 1, &sel)))
+            st = ts_evaluate_bleu(ctx, m, sel, 1, 64, &bo);
+        ts_text_dataset_free(sel);
+        if (st) break;
+        if (test && cnt) {
+            snprintf(o, sizeof o, "%.2f", 100 * bo);
+            snprintf(b, sizeof b, "%.2f", 100 * bm);
+        }
+        if (J) {
+            json_object(J, NULL);
+            json_int(J, "label", in.class_index);
+            json_str(J, "name", in.class_name);
+            json_int(J, "positives", in.positives);
+            json_int(J, "negatives", in.negatives);
+            json_int(J, "units", (long long)in.units);
+            json_int(J, "units_kept", (long long)in.units_kept);
+            json_int(J, "params_kept", (long long)in.params_kept);
+            json_int(J, "macs_kept", (long long)in.macs_kept);
+            if (test && cnt) {
+                json_int(J, "test_pairs", (long long)cnt);
+                json_num(J, "origin_bleu", 100 * bo);
+                json_num(J, "bleu", 100 * bm);
+            }
+            json_close(J);
+        }
+        printf("%-5d %-10.10s %5d %5d %7lld %11s %7s %6.2f%% %6.2f%% %6.2f%% %7.2f\n", in.class_index, in.class_name,
+               in.positives, in.negatives, (long long)cnt, o, b, percent(in.units_kept, in.units),
+               percent(in.params_kept, in.params), percent(in.macs_kept, in.origin_macs), in.seconds);
+    }
+    if (J) json_close(J);
+    return st;
+}
+
 /* ---- text models (ts_decompose_text, docs/sequences.md): the same folder, files and
  * report, with recurrent units in place of ReLU units. Saves each module under its
  * pending name (counted in *saved); the caller places them. */
@@ -293,6 +365,7 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
     }
     ts_module_info in0;
     ts_module_info_get((*mods)[0], &in0);
+    if (train->task == TS_SEQ_TRANSLATE) return report_translator(ctx, m, path, spec, train, test, cfg, *mods, *nmods, secs, J);
     /* rolled -1 is the library's documented default (tessera.h): rolled for a classifier */
     const int tagger = train->task == TS_SEQ_TAG, rolled = cfg->rolled < 0 ? !tagger : cfg->rolled;
     printf("decomposed %s into %d modules in %.2fs (data: %s, %lld training texts)\n", path, *nmods, secs, spec,

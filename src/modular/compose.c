@@ -652,6 +652,8 @@ ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compos
         cfg = &def;
     }
     if (!(cfg->max_macs >= 1.0)) return ts_fail(ctx, TS_EINVAL, "compose: max_macs %g must be at least 1", cfg->max_macs);
+    for (int j = 0; j < k; j++) /* a translator's language modules are routed, not voted */
+        if (translator_model(mods[j]->origin)) return compose_translators(ctx, mods, k, out);
     ts_status st = same_shape_check(ctx, mods, k);
     if (st) return st;
     composer c = {0};

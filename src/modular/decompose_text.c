@@ -381,6 +381,17 @@ static int64_t chain_weights(const ts_model *m, const rnn_chain *ch) {
     return s;
 }
 
+void text_module_sizes(ts_module_info *in, const ts_model *m, const ts_model *s, int64_t weights, int64_t weights_kept) {
+    in->weights = weights;
+    in->weights_kept = weights_kept;
+    in->jaccard = weights ? (double)weights_kept / (double)weights : 1.0;
+    in->params = in->origin_params_live = ts_model_param_count(m);
+    in->params_kept = ts_model_param_count(s);
+    in->origin_macs = in->origin_macs_live = layer_macs_sum(m);
+    in->macs_kept = layer_macs_sum(s);
+    in->method = TS_DECOMPOSE_ACTIVATION;
+}
+
 ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
                            const uint8_t *const *step_keep, int T, int c, int npos, int nneg, ts_module **out) {
     ts_model *sliced = NULL;
@@ -400,14 +411,7 @@ ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, 
             for (int64_t q = 0; step_keep && q < (int64_t)T * U; q++) step_sum += step_keep[k][q] != 0;
         }
         if (step_keep) in->units_kept = (step_sum + T / 2) / T; /* the mean over the steps */
-        in->weights = chain_weights(m, ch);
-        in->weights_kept = chain_weights(sliced, ch);
-        in->jaccard = in->weights ? (double)in->weights_kept / (double)in->weights : 1.0;
-        in->params = in->origin_params_live = ts_model_param_count(m);
-        in->params_kept = ts_model_param_count(sliced);
-        in->origin_macs = in->origin_macs_live = layer_macs_sum(m);
-        in->macs_kept = layer_macs_sum(sliced);
-        in->method = TS_DECOMPOSE_ACTIVATION;
+        text_module_sizes(in, m, sliced, chain_weights(m, ch), chain_weights(sliced, ch));
     }
     ts_model_free(sliced);
     return st;
@@ -482,6 +486,12 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     if (!cfg) {
         ts_decompose_text_config_default(&defaults);
         cfg = &defaults;
+    }
+    if (train->task == TS_SEQ_TRANSLATE) { /* a module per target language */
+        ts_status st = check_config(ctx, cfg);
+        ts_decompose_text_config eff = *cfg;
+        if (eff.rolled < 0) eff.rolled = 1;
+        return st ? st : decompose_translator(ctx, m, train, &eff, classes, n, modules, count);
     }
     rnn_chain ch;
     ts_status st = check_args(ctx, m, train, cfg, classes, n, &ch);

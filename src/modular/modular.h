@@ -58,6 +58,8 @@ void module_renorm_affine(const ts_preprocess *from, const ts_preprocess *to, fl
 
 /* The logits layer of a classifier: its last layer, or the input of a final softmax. */
 int module_logits_layer(const ts_model *m);
+/* How many inputs of later layers read layer li's output (*only: the last reader). */
+int model_consumers(const ts_model *m, int li, int *only);
 
 /* A new module for class cls of `origin` (copied), with every unit kept. */
 ts_status module_create(ts_ctx *ctx, const ts_model *origin, int cls, ts_module **out);
@@ -239,6 +241,9 @@ void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *po
  * counts filled (units_kept: an unrolled module's mean over the steps). */
 ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
                            const uint8_t *const *step_keep, int T, int c, int npos, int nneg, ts_module **out);
+/* A text module's sizes against its origin m: parameters and MACs of the module's
+ * model s, and weights (what the decomposition cuts) of both. */
+void text_module_sizes(ts_module_info *in, const ts_model *m, const ts_model *s, int64_t weights, int64_t weights_kept);
 /* perm (n): 0..n-1 in the seeded order texts are drawn in (Fisher-Yates). */
 void text_draw_order(int64_t *perm, int64_t n, uint64_t seed);
 /* The end of a decomposition: on failure (st) frees the nmod modules and returns st;
@@ -248,6 +253,19 @@ ts_status text_modules_hand_over(ts_status st, ts_module **mods, int nmod, ts_mo
 ts_status decompose_tagger(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const ts_text_dataset *train,
                            const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
                            int *count);
+/* ts_decompose_text on an encoder-decoder translator whose set is read both ways:
+ * a module per target language (decompose_translator.c), config checked. */
+ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,
+                               const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
+                               int *count);
+/* m takes a source and a target row (2, Tm) and scores each of the Tm steps. */
+int translator_model(const ts_model *m);
+/* A language module's model records the source tag id of its language here. */
+#define TRANSLATOR_TAG_META "text.language_tag"
+/* That id, or -1 when absent or not an id. */
+int translator_module_tag(const ts_module *mod);
+/* ts_compose of translator language modules (compose_translator.c). */
+ts_status compose_translators(ts_ctx *ctx, ts_module *const *mods, int k, ts_model **out);
 /* Softmax probability of class y in a row of k logits; *is_max: y is the argmax. */
 float decompose_prob_of(const float *row, int k, int y, int *is_max);
 

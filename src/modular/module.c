@@ -176,7 +176,7 @@ static const module_mask *mask_of_layer(const ts_module *mod, int li) {
     return NULL;
 }
 
-static int consumers(const ts_model *m, int li, int *only) {
+int model_consumers(const ts_model *m, int li, int *only) {
     int n = 0;
     for (int j = li + 1; j < m->nlayers; j++)
         for (int k = 0; k < m->layers[j].ninputs; k++)
@@ -192,7 +192,7 @@ static int consumers(const ts_model *m, int li, int *only) {
 static const module_mask *downstream_mask(const ts_module *mod, int li) {
     const ts_model *m = mod->origin;
     int j = -1; /* set by consumers whenever it returns 1 (gcc cannot see it with 64 inputs a layer) */
-    while (consumers(m, li, &j) == 1) {
+    while (model_consumers(m, li, &j) == 1) {
         if (m->layers[j].kind == LAYER_RELU) return mask_of_layer(mod, j);
         if (m->layers[j].kind != LAYER_BATCHNORM) return NULL;
         li = j;
@@ -343,6 +343,8 @@ int module_record_activity(void *user, int layer, int64_t first, int n, const fl
 
 ts_status ts_module_model(ts_ctx *ctx, const ts_module *mod, ts_model **out) {
     if (!ctx || !mod || !out) return ts_fail(ctx, TS_EINVAL, "ts_module_model: NULL argument");
+    /* a translator's module translates into its language as it is: no head to channel */
+    if (translator_model(mod->origin)) return model_clone(ctx, mod->origin, out);
     ts_compose_config cfg;
     ts_compose_config_default(&cfg);
     ts_module *const one[1] = {(ts_module *)mod};
