@@ -228,7 +228,7 @@ static void test_modules_flow(void) {
     CHECK(rc == 2 && !cli_exists(&R, "bad.tsr"), "compose without modules: exit %d", rc);
     /* CNNSplitter's search, as small as it gets: two classes searched */
     rc = cli_run(&R, "decompose %s/m.tsr --method ga --classes 1,5 --population 4 --generations 2 --parents 2 --elites 1 "
-             "--val-per-class 5 --positives 10 --confidence 0.3 --no-eval --quiet --out %s/mods-ga", R.dir, R.dir);
+             "--val-per-class 5 --positives 10 --confidence 0.3 --limit 3000 --no-eval --quiet --out %s/mods-ga", R.dir, R.dir);
     CHECK(rc == 0 && cli_exists(&R, "mods-ga/class1.tsm") && cli_exists(&R, "mods-ga/class5.tsm") && strstr(R.out, "method ga:") &&
               strstr(R.out, "best fitness"),
           "decompose --method ga: exit %d: %s %s", rc, R.out, R.err);

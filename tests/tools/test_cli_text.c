@@ -2,7 +2,8 @@
  * classifier, a Brown tagger and a Tatoeba translator, each trained briefly on the small
  * sets of tests/fixtures/text (10 CLINC150 intents and oos, 400 Tatoeba pairs, synthetic
  * sentences in Brown's layout and tags; gen_text_fixtures.py writes them), a resumed
- * text run, decompose on the classifier (hidden units) and on the tagger
+ * text run, a translator trained both ways (decomposed per target language, composed),
+ * decompose on the classifier (hidden units) and on the tagger
  * (per tag; compose, eval, predict and reuse of its modules), --json, and the
  * refusals. Checks the flows and their output, not accuracy (bench/RESULTS.md has
  * that). */
@@ -87,6 +88,41 @@ static void test_translator(void) {
     CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"translation\""), "predict --json: %s", R.out);
 }
 
+/* A translator trained both ways: predict --to, decompose per target language, its
+ * modules composed (routed by the language tag), eval per language; the refusals. */
+static void test_translator_both_ways(void) {
+    int rc = cli_run(&R, "train --data tatoeba --both-ways --limit 160 --max-len 7 --target-len 8 --no-test " COMMON
+                         " --out %s/b.tsr", g_data, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "160 samples"), "train --both-ways: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "predict %s/b.tsr --to eng \"je suis ici .\"", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "\"je suis ici .\" -> \""), "predict --to: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "predict %s/b.tsr \"je suis ici .\"", R.dir);
+    CHECK(rc == 2 && strstr(R.err, "--to") && strstr(R.err, "fra,eng"), "no --to: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "predict %s/b.tsr --to deu \"hi .\"", R.dir);
+    CHECK(rc == 2 && strstr(R.err, "deu"), "--to an unknown language: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "predict %s/m.tsr --to fra \"hi .\"", R.dir);
+    CHECK(rc == 2 && strstr(R.err, "one way"), "--to on a one-way translator: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "decompose %s/b.tsr --out %s/bmods --positives 40 --limit 200 --threads 1 --quiet", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "one per target language") && strstr(R.out, "origin-BLEU") &&
+              cli_exists(&R, "bmods/class0.tsm") && cli_exists(&R, "bmods/class1.tsm"),
+          "decompose a translator: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "compose %s/bmods/class0.tsm %s/bmods/class1.tsm --out %s/bc.tsr", R.dir, R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "composed 2 languages: fra, eng"), "compose: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "eval %s/bc.tsr --limit 24", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "into fra") && strstr(R.out, "into eng"), "eval per language: exit %d: %s%s", rc,
+          R.out, R.err);
+    rc = cli_run(&R, "predict %s/bc.tsr --to fra \"i am here .\"", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "->"), "predict with the composed: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "decompose %s/b.tsr --out %s/bmods2 --unrolled --no-eval --quiet", R.dir, R.dir);
+    CHECK(rc != 0 && strstr(R.err, "rolled") && !cli_exists(&R, "bmods2/class0.tsm"), "--unrolled: exit %d: %s", rc,
+          R.err);
+    rc = cli_run(&R, "decompose %s/m.tsr --out %s/bmods3 --no-eval --quiet", R.dir, R.dir);
+    CHECK(rc != 0 && strstr(R.err, "--both-ways") && !cli_exists(&R, "bmods3/class0.tsm"), "one way: exit %d: %s", rc,
+          R.err);
+    rc = cli_run(&R, "train --data clinc_oos --both-ways --limit 50 " COMMON " --out %s/x.tsr", g_data, R.dir);
+    CHECK(rc == 2 && strstr(R.err, "pairs") && !cli_exists(&R, "x.tsr"), "--both-ways on CLINC: exit %d: %s", rc, R.err);
+}
+
 /* decompose on the classifier of test_classifier (hidden units, unrolled and the default
  * rolled, docs/sequences.md); its modules composed, evaluated and reused; and
  * its refusals on text models: another method, a tagger. */
@@ -157,6 +193,7 @@ int main(void) {
     RUN(test_decompose);
     RUN(test_decompose_tagger);
     RUN(test_translator);
+    RUN(test_translator_both_ways);
     cli_runner_end(&R);
     TEST_MAIN_END("test_cli_text");
 }
