@@ -98,7 +98,7 @@ static ts_model *zeroed_like(const ts_model *m, const ts_model *mm, int *kept) {
 }
 
 static void test_translator(void) {
-    const char *path = write_pairs(1000, 11);
+    const char *path = write_pairs(700, 11);
     ts_text_options opt;
     ts_text_options_default(&opt);
     opt.both_ways = 1;
