@@ -18,7 +18,7 @@ trap 'exit 130' INT TERM
 # The slowest tests start first, so that the last ones to finish are short: the
 # ASan build's before the plain build's, and within each, these (slowest first, as
 # measured on a 2-vCPU Zen 4) before the rest.
-slow="test_cli test_alloc_fail test_modular test_cli_user test_seq_train test_rnn_decompose test_cli_mpi
+slow="test_cli test_alloc_fail test_modular test_cli_user test_seq_train test_rnn_decompose test_translator_decompose test_cli_mpi
 test_onnx test_cli_text test_bad_inputs test_parity_torch test_file_safety test_tagger_decompose test_cli_report"
 
 # One line per test: "build path", the ASan builds first.
