@@ -1,7 +1,8 @@
 /* The text dataset readers and the vocabulary parser. The first byte chooses:
  * 0 CLINC150 JSON, 1 Brown zip, 2 sentence pairs, 3 sentence pairs gzip, 4 the
- * vocabulary text form, 5 tokenizer and BLEU over the text; the second byte is
- * max_len (0: the default) and the third the limit (0: none). */
+ * vocabulary text form, 5 tokenizer and BLEU over the text (the first byte / 6, odd:
+ * pairs read both ways); the second byte is max_len (0: the default) and the third
+ * the limit (0: none). */
 #include "fuzz_common.h"
 
 #include "data/data.h"
@@ -54,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ts_text_options_default(&opt);
     opt.max_len = data[1];
     opt.limit = data[2];
+    opt.both_ways = (data[0] / 6) & 1;
     const uint8_t *d = data + 3;
     size_t n = size - 3;
     switch (data[0] % 6) {
