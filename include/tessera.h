@@ -1027,7 +1027,9 @@ typedef struct ts_decompose_text_config {
     float confidence;  /* softmax probability of the true label a positive needs (0.9) */
     float tangling;    /* negatives per positive, spread evenly over the other labels: the paper's
                         * M/(labels-1) texts of each other label (1.0) */
-    float max_remove;  /* tanh, lstm and gru layers: most of a layer's units removed (0.2, the paper's) */
+    float max_remove;  /* tanh, lstm and gru layers: most of a layer's units removed; -1 (the default):
+                        * 0.2 (the paper's) for classifiers and taggers, 0.05 (its code's) for
+                        * translators (ts_decompose_text_max_remove) */
     float outlier_m;   /* a state |a| is an outlier when | |a| - median | > outlier_m * MAD (2) */
     uint64_t seed;     /* order in which training texts are drawn (0) */
     int batch;         /* inference batch (128) */
@@ -1038,6 +1040,9 @@ typedef struct ts_decompose_text_config {
                         * set (10) */
 } ts_decompose_text_config;
 void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
+/* The max_remove cfg means on a set of that task: its own, or for -1 the task's
+ * default (0.05 for translation: on Tatoeba 0.2 costs 3-4 BLEU, docs/sequences.md). */
+float ts_decompose_text_max_remove(const ts_decompose_text_config *cfg, ts_seq_task task);
 
 /* One module per label listed in `classes` (n entries; NULL with n = 0: every label)
  * of a recurrent tagger (docs/sequences.md, "Decomposing a tagger": the same chain

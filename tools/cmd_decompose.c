@@ -41,7 +41,8 @@ static cli_opt decompose_opts[] = {
                           "(FSE'20, default) or on any", NULL},
     {"bln-delta", "F", "BLN backtracking: drop units feeding the classifier with |w_uc| > F(|w_c|+|w_uc|) "
                        "(default 1: none; the paper uses 0.5, docs/modules.md)", NULL},
-    {"max-remove", "F", "text models: most of a tanh/lstm/gru layer's units a module removes (default 0.2)", NULL},
+    {"max-remove", "F", "text models: most of a tanh/lstm/gru layer's units a module removes (default 0.2; "
+                        "translators 0.05)", NULL},
     {"rolled", NULL, "text models: one set of removed units for every step (the paper's rolled variant; the "
                      "default for a classifier)", NULL},
     {"unrolled", NULL, "text models: a set of removed units per step (the paper's unrolled variant; the default for "
@@ -281,7 +282,7 @@ static ts_status report_translator(ts_ctx *ctx, ts_model *m, const char *path, c
            nmods, secs, spec, (long long)train->count);
     printf("method: decoder units (Imtiaz et al., encoder-decoder, rolled): the units whose trimmed mean |state| is "
            "lower on pairs into the language than on pairs into the others go, at most %g of the decoder\n",
-           (double)cfg->max_remove);
+           (double)ts_decompose_text_max_remove(cfg, train->task));
     printf("units: decoder units kept; params, MACs: the module's model against the origin's %lld parameters and "
            "%.2fM multiply-accumulates per pair; BLEU: greedy, test pairs into the language\n",
            (long long)in0.params, in0.origin_macs / 1e6);
@@ -292,7 +293,7 @@ static ts_status report_translator(ts_ctx *ctx, ts_model *m, const char *path, c
         json_str(J, "data", spec);
         json_int(J, "training_samples", (long long)train->count);
         json_str(J, "method", "decoder-units");
-        json_num(J, "max_remove", cfg->max_remove);
+        json_num(J, "max_remove", ts_decompose_text_max_remove(cfg, train->task));
         json_int(J, "origin_params", (long long)in0.params);
         json_int(J, "origin_macs", (long long)in0.origin_macs);
         json_array(J, "table");
@@ -373,7 +374,7 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
     printf("method: hidden units (Imtiaz et al., %s): relu cells keep the units some positive or negative "
            "activates; tanh/lstm/gru cells lose the units whose trimmed mean |state| is lower on positives than on "
            "negatives, at most %g of a layer%s\n",
-           !rolled ? "unrolled: a set per step" : "rolled", (double)cfg->max_remove,
+           !rolled ? "unrolled: a set per step" : "rolled", (double)ts_decompose_text_max_remove(cfg, train->task),
            tagger ? "; positives and negatives are tokens" : "");
     if (!rolled)
         printf("units: the mean over the steps of the units a step keeps (a step with fewer than %d positives or "
@@ -387,7 +388,7 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
         json_str(J, "data", spec);
         json_int(J, "training_samples", (long long)train->count);
         json_str(J, "method", !rolled ? "hidden-units-unrolled" : "hidden-units");
-        json_num(J, "max_remove", cfg->max_remove);
+        json_num(J, "max_remove", ts_decompose_text_max_remove(cfg, train->task));
         json_int(J, "origin_params", (long long)in0.params);
         json_int(J, "origin_macs", (long long)in0.origin_macs);
         json_array(J, "table");
@@ -467,7 +468,7 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         !cli_float(&decompose_cmd, "bln-delta", 1.0, 0.0, 1.0, &delta) ||
         !cli_int(&decompose_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed) ||
         !cli_int(&decompose_cmd, "batch", 128, 1, 256, &batch) || !compose_opts_get(&decompose_cmd, &cc) ||
-        !cli_float(&decompose_cmd, "max-remove", 0.2, 0.0, 1.0, &max_remove) ||
+        !cli_float(&decompose_cmd, "max-remove", -1.0, 0.0, 1.0, &max_remove) ||
         !cli_int(&decompose_cmd, "step-min", 10, 1, 1 << 20, &step_min) ||
         !cli_int(&decompose_cmd, "limit", 0, 0, 1L << 40, &limit))
         return EXIT_USAGE;

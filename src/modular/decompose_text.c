@@ -26,11 +26,16 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg) {
     cfg->positives = 500;
     cfg->confidence = 0.9f;
     cfg->tangling = 1.0f;
-    cfg->max_remove = 0.2f;
+    cfg->max_remove = -1.0f; /* each kind's: ts_decompose_text_max_remove */
     cfg->outlier_m = 2.0f;
     cfg->batch = 128;
     cfg->step_min = 10;
     cfg->rolled = -1;
+}
+
+float ts_decompose_text_max_remove(const ts_decompose_text_config *cfg, ts_seq_task task) {
+    if (cfg && cfg->max_remove >= 0.0f) return cfg->max_remove;
+    return task == TS_SEQ_TRANSLATE ? 0.05f : 0.2f;
 }
 
 static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
@@ -41,8 +46,8 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
         return ts_fail(ctx, TS_EINVAL, "%s: confidence %g out of [0, 1)", w, (double)c->confidence);
     if (!(c->tangling > 0.0f && c->tangling <= 100.0f))
         return ts_fail(ctx, TS_EINVAL, "%s: tangling %g out of (0, 100]", w, (double)c->tangling);
-    if (!(c->max_remove >= 0.0f && c->max_remove <= 1.0f))
-        return ts_fail(ctx, TS_EINVAL, "%s: max_remove %g out of [0, 1]", w, (double)c->max_remove);
+    if (!(c->max_remove == -1.0f || (c->max_remove >= 0.0f && c->max_remove <= 1.0f)))
+        return ts_fail(ctx, TS_EINVAL, "%s: max_remove %g out of [0, 1] (or -1: the default)", w, (double)c->max_remove);
     if (!(c->outlier_m > 0.0f && c->outlier_m < INFINITY))
         return ts_fail(ctx, TS_EINVAL, "%s: outlier_m %g is not positive", w, (double)c->outlier_m);
     if (c->batch < 1 || c->batch > 4096) return ts_fail(ctx, TS_EINVAL, "%s: batch %d out of [1, 4096]", w, c->batch);
@@ -491,6 +496,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         ts_status st = check_config(ctx, cfg);
         ts_decompose_text_config eff = *cfg;
         if (eff.rolled < 0) eff.rolled = 1;
+        eff.max_remove = ts_decompose_text_max_remove(cfg, train->task);
         return st ? st : decompose_translator(ctx, m, train, &eff, classes, n, modules, count);
     }
     rnn_chain ch;
@@ -498,6 +504,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     if (st) return st;
     ts_decompose_text_config eff = *cfg;
     if (eff.rolled < 0) eff.rolled = !ch.tagger; /* each kind's better variant as measured */
+    eff.max_remove = ts_decompose_text_max_remove(cfg, train->task);
     cfg = &eff;
     if (ch.tagger) return decompose_tagger(ctx, m, &ch, train, cfg, classes, n, modules, count);
     const double t0 = ts_monotonic_s();
