@@ -322,7 +322,7 @@ ts_status ts_text_dataset_split(ts_ctx *ctx, const ts_text_dataset *ds, int64_t 
  * entries, distinct), in ds's order, with those classes' names: the evaluation set
  * of k modules of one text model composed (docs/sequences.md). Of a tag set: the
  * texts with a token of a listed tag, those tokens relabelled, the others -1 (not
- * scored). */
+ * scored). Of a translate set read both ways: the pairs into the listed languages. */
 ts_status ts_text_dataset_select(ts_ctx *ctx, const ts_text_dataset *ds, const int *classes, int k,
                                  ts_text_dataset **out);
 
@@ -1217,7 +1217,8 @@ ts_status ts_module_set_origin(ts_ctx *ctx, ts_module *mod, const char *origin);
  * spec it was trained on), else its "dataset" name. */
 ts_status ts_module_set_dataset(ts_ctx *ctx, ts_module *mod, const char *spec);
 
-/* The module alone as a one-output model: score (> 0: the input is its class). */
+/* The module alone as a one-output model: score (> 0: the input is its class). A
+ * translator's language module: its translator model as it is. */
 ts_status ts_module_model(ts_ctx *ctx, const ts_module *mod, ts_model **out);
 
 /* Modules without masks for every class of m: the model itself, channelled. Used
@@ -1238,7 +1239,11 @@ void ts_compose_config_default(ts_compose_config *cfg);
 /* A k-class model from k modules (output j = module j's score, so the prediction is
  * the module with the highest score: Pan & Rajan's voting rule). Modules must take
  * the same input shape and preprocessing. Class names and origins go to metadata
- * ("classes", "composed.origins"). */
+ * ("classes", "composed.origins"). A translator's language modules
+ * (ts_decompose_text on a set read both ways) compose otherwise: the model translates
+ * each source with the module of the language its tag names (scores 0 when none
+ * does), cfg ignored, the origin's "classes" (all its languages) kept
+ * (docs/sequences.md, "Decomposing a translator"). */
 ts_status ts_compose(ts_ctx *ctx, ts_module *const *mods, int k, const ts_compose_config *cfg, ts_model **out);
 
 /* Best-of-N composition (docs/modules.md "Best-of-N composition"): cand holds `runs`

@@ -134,7 +134,9 @@ void print_compose_summary(const ts_model *cm, ts_module *const *mods, int k) {
         json_array(J, "classes");
         for (int j = 0; j < k; j++) {
             char name[64];
-            json_str(J, NULL, cli_class_name(cm, j, name, sizeof name));
+            ts_module_info a;
+            ts_module_info_get(mods[j], &a);
+            json_str(J, NULL, routed ? a.class_name : cli_class_name(cm, j, name, sizeof name));
         }
         json_close(J);
         json_num(J, "macs", (double)macs);

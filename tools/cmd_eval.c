@@ -182,9 +182,15 @@ static int eval_main(int argc, char **argv, cli_dist *dist) {
             ts_text_dataset *sel = NULL;
             double bc = 0;
             if (!(st = ts_text_dataset_select(ctx, texts, &c, 1, &sel)) && sel->count &&
-                !(st = ts_evaluate_bleu(ctx, m, sel, (int)beam, (int)batch, &bc)))
+                !(st = ts_evaluate_bleu(ctx, m, sel, (int)beam, (int)batch, &bc))) {
                 printf("  into %-10s BLEU %.2f on %lld sentences\n", texts->class_names[c], 100 * bc,
                        (long long)sel->count);
+                if (J) {
+                    char key[96];
+                    snprintf(key, sizeof key, "bleu_into_%.80s", texts->class_names[c]);
+                    json_num(J, key, bc);
+                }
+            }
             ts_text_dataset_free(sel);
         }
         if (st) {

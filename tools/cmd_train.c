@@ -457,6 +457,9 @@ static ts_status text_prepare(ts_ctx *ctx, const char *spec, const char *data_di
     if (*m && !cli_is_text_model(*m))
         return ts_ctx_set_error(ctx, TS_EINVAL, "%s is a text dataset but the model to go on from reads images", spec);
     if (*m) {
+        if (cli_get(&train_cmd, "both-ways") && !(cli_text_model_translates(*m) && ts_model_get_meta(*m, "classes")))
+            return ts_ctx_set_error(ctx, TS_EINVAL, "--both-ways: the model to go on from was not trained both ways "
+                                    "(its vocabularies have no language tags)");
         if ((st = cli_text_load_for_model(ctx, *m, "the model", spec, TS_SPLIT_TRAIN, data_dir, limit, &t->full)))
             return st;
     } else {

@@ -346,7 +346,7 @@ static ts_status text_subset(ts_ctx *ctx, const ts_text_dataset *ds, const int64
         if (ds->task == TS_SEQ_CLASSIFY) d->labels[k] = ds->labels[i];
         if (ds->task == TS_SEQ_TAG) memcpy(d->labels + k * T, ds->labels + i * T, (size_t)T * sizeof(int32_t));
         if (ds->task == TS_SEQ_TRANSLATE) {
-            if (ds->labels) d->labels[k] = ds->labels[i];
+            if (ds->labels && d->labels) d->labels[k] = ds->labels[i];
             memcpy(d->targets + k * U, ds->targets + i * U, (size_t)U * sizeof(int32_t));
             d->target_lengths[k] = ds->target_lengths[i];
         }

@@ -33,7 +33,7 @@ ts_status text_read_pairs(ts_ctx *ctx, const char *path, ts_split split, text_sa
     size_t len;
     s->task = TS_SEQ_TRANSLATE;
     if (s->both_ways) {
-        if (!language_names(data_basename(path), s->lang[1], s->lang[0])) {
+        if (!language_names(data_basename(path), s->lang[1], s->lang[0]) || !strcmp(s->lang[0], s->lang[1])) {
             strcpy(s->lang[0], "target");
             strcpy(s->lang[1], "source");
         }

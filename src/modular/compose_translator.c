@@ -89,7 +89,7 @@ ts_status compose_translators(ts_ctx *ctx, ts_module *const *mods, int k, ts_mod
             const layer *l = &o->layers[li];
             int in[LAYER_MAX_INPUTS];
             for (int q = 0; q < l->ninputs; q++) in[q] = to[j][l->inputs[q]];
-            snprintf(name, sizeof name, "%.40s.%.100s", mods[j]->class_name, l->name);
+            snprintf(name, sizeof name, "m%d.%.50s", j, l->name); /* within LAYER_NAME_MAX, whatever the language's name */
             nn_added ad;
             layer_attrs a = l->attrs;
             st = nn_add_at(b, l->kind, name, in, l->ninputs, &a, &ad);
@@ -113,24 +113,23 @@ ts_status compose_translators(ts_ctx *ctx, ts_module *const *mods, int k, ts_mod
     }
     for (int j = 0; j < k && !st; j++) {
         int d, sq, g, r;
-        const char *lang = mods[j]->class_name;
-        snprintf(name, sizeof name, "route.%.40s.diff", lang);
+        snprintf(name, sizeof name, "route.%d.diff", j);
         st = add_const(b, name, first, BINARY_SUB, 0, &d, &kd[j]);
         nn_added ad;
         layer_attrs a;
         nn_attrs_default(LAYER_BINARY, &a);
         a.op = BINARY_MUL;
         const int two[2] = {d, d};
-        snprintf(name, sizeof name, "route.%.40s.square", lang);
+        snprintf(name, sizeof name, "route.%d.square", j);
         if (!st) st = nn_add_at(b, LAYER_BINARY, name, two, 2, &a, &ad);
         sq = ad.layer;
-        snprintf(name, sizeof name, "route.%.40s.near", lang);
+        snprintf(name, sizeof name, "route.%d.near", j);
         if (!st) st = add_const(b, name, sq, BINARY_SUB, 1, &g, &kone[j]);
-        snprintf(name, sizeof name, "route.%.40s.gate", lang);
+        snprintf(name, sizeof name, "route.%d.gate", j);
         if (!st) st = nn_add_at(b, LAYER_RELU, name, &g, 1, NULL, &ad);
         r = ad.layer;
         const int pair[2] = {scores[j], r};
-        snprintf(name, sizeof name, "route.%.40s.scores", lang);
+        snprintf(name, sizeof name, "route.%d.scores", j);
         if (!st) st = nn_add_at(b, LAYER_BINARY, name, pair, 2, &a, &ad);
         gated[j] = ad.layer;
     }
@@ -149,10 +148,12 @@ ts_status compose_translators(ts_ctx *ctx, ts_module *const *mods, int k, ts_mod
             *tensor_data(cm, kone[j]) = 1.0f;
         }
         ts_model_params_changed(cm);
-        /* the origin's text metadata (vocabularies, lengths, languages), then what was composed */
+        /* the origin's text metadata (vocabularies, lengths, languages) and where its data
+         * is, then what was composed */
         for (int i = 0; i < o0->nmeta && !st; i++)
             if (!strncmp(o0->meta[i].key, "text.", 5) || !strcmp(o0->meta[i].key, "classes") ||
-                !strcmp(o0->meta[i].key, "dataset") || !strcmp(o0->meta[i].key, "data"))
+                !strcmp(o0->meta[i].key, "dataset") || !strcmp(o0->meta[i].key, "data") ||
+                !strcmp(o0->meta[i].key, "data.dir"))
                 if (strcmp(o0->meta[i].key, TRANSLATOR_TAG_META))
                     st = ts_model_set_meta(ctx, cm, o0->meta[i].key, o0->meta[i].value);
         char key[64], val[1200];

@@ -150,9 +150,9 @@ static ts_status slice(ts_ctx *ctx, const ts_model *m, const en_de *e, const int
         if (st || li != e->enc) continue;
         /* (S*H) -> (S, H) -> (S, k) -> (S*k): the kept units' h (and c) */
         char name[3][96];
-        snprintf(name[0], sizeof name[0], "%.80s_units", l->name);
-        snprintf(name[1], sizeof name[1], "%.80s_kept", l->name);
-        snprintf(name[2], sizeof name[2], "%.80s_state", l->name);
+        snprintf(name[0], sizeof name[0], "%.50s_units", l->name); /* within LAYER_NAME_MAX */
+        snprintf(name[1], sizeof name[1], "%.50s_kept", l->name);
+        snprintf(name[2], sizeof name[2], "%.50s_state", l->name);
         layer_attrs r, p, f;
         nn_attrs_default(LAYER_RESHAPE, &r);
         r.tshape.ndim = 2;
@@ -248,6 +248,7 @@ static ts_status make_module(ts_ctx *ctx, const ts_model *m, const en_de *e, con
     int kept = 0;
     for (int j = 0; j < e->H; j++) kept += keep[j] != 0;
     ts_model *s = NULL;
+    /* every unit removed (max_remove 1): the first in order stays, as a layer needs one */
     ts_status st = slice(ctx, m, e, order, kept ? kept : 1, &s);
     free(order);
     /* the source's tag for the language, which ts_compose routes by (a set built by
@@ -278,7 +279,7 @@ ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dat
     ts_status st = find_en_de(ctx, m, &e);
     if (st) return st;
     const int K = train->classes;
-    if (!train->labels || K < 2)
+    if (!train->labels || !train->class_names || K < 2)
         return ts_fail(ctx, TS_EUNSUPPORTED,
                        "decompose (translator): set %s has one target language; a translator is decomposed per "
                        "target language (train it on pairs read both ways, --both-ways)", train->name);
@@ -336,7 +337,9 @@ ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dat
     for (int64_t d = 0; d < ndr; d++) off[d + 1] = off[d] + real_steps(train, dr[d].idx, Tm);
     const int64_t rows = off[ndr] ? off[ndr] : 1;
     vals = ts_alloc(ctx, sizeof(float) * (size_t)rows * (size_t)H, "decoder states of the drawn pairs");
-    const int B = cfg->batch;
+    /* the capture also computes the head's scores (Tm x target vocabulary a pair, unused):
+     * a small batch keeps that buffer small */
+    const int B = cfg->batch < 16 ? cfg->batch : 16;
     const int64_t out_per = shape_numel(&m->layers[m->nlayers - 1].out);
     x = malloc(sizeof *x * (size_t)B * 2 * (size_t)Tm);
     logits = malloc(sizeof *logits * (size_t)B * (size_t)out_per);
@@ -418,13 +421,16 @@ ts_status ts_module_evaluate_bleu(ts_ctx *ctx, const ts_module *mod, const ts_te
     if (!translator_model(mod->origin))
         return ts_fail(ctx, TS_EUNSUPPORTED, "module evaluation: the module of '%s' is not a translator's",
                        mod->class_name);
-    if (ds->task != TS_SEQ_TRANSLATE || !ds->labels || mod->cls >= ds->classes)
+    /* the module's language by name: a set may list its languages in another order */
+    int c = -1;
+    for (int i = 0; ds->task == TS_SEQ_TRANSLATE && ds->labels && ds->class_names && i < ds->classes && c < 0; i++)
+        if (!strcmp(ds->class_names[i], mod->class_name)) c = i;
+    if (c < 0)
         return ts_fail(ctx, TS_EUNSUPPORTED,
-                       "module evaluation: set %s is not a translation set read both ways with language %d",
-                       ds->name, mod->cls);
+                       "module evaluation: set %s is not a translation set read both ways with language '%s'", ds->name,
+                       mod->class_name);
     ts_text_dataset *sel = NULL;
     ts_model *mm = NULL;
-    const int c = mod->cls;
     ts_status st = ts_text_dataset_select(ctx, ds, &c, 1, &sel);
     if (!st && sel->count) {
         *count = sel->count;

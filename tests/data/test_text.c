@@ -573,6 +573,13 @@ static void test_pairs_both_ways(void) {
     te.both_ways = 0;
     st = load_path(p, TS_SPLIT_TRAIN, &te, &one_test);
     CHECK(st == TS_EINVAL, "%s", ts_ctx_error(g_ctx));
+    /* a file naming one language twice: the fallback names, so the labels stay apart */
+    ts_text_dataset *same = NULL;
+    st = load_path(write_tmp("eng-eng.txt", text, sizeof text - 1), TS_SPLIT_TRAIN, &opt, &same);
+    CHECK(st == TS_OK && !strcmp(same->class_names[0], "target") && !strcmp(same->class_names[1], "source") &&
+              same->labels[0] == 0 && same->labels[1] == 1,
+          "eng-eng.txt: %s", ts_ctx_error(g_ctx));
+    ts_text_dataset_free(same);
     /* only pairs are read both ways */
     const char json[] = "{\"train\": [[\"hi\", \"greet\"]], \"test\": []}";
     opt.both_ways = 1;
