@@ -125,7 +125,7 @@ static void test_translator(void) {
     CHECK(ts_model_set_meta(g_ctx, m, "classes", "alt\nlat") == TS_OK, "meta");
     ts_train_config cfg;
     ts_train_config_default(&cfg);
-    cfg.epochs = 10;
+    cfg.epochs = 6;
     cfg.batch = 32;
     cfg.lr = 0.01f;
     ts_optim_config_default(&cfg.optim, TS_OPT_ADAM);
@@ -193,7 +193,7 @@ static void test_translator(void) {
         printf("  module %s: %d of 48 decoder units, %.1f%% of the parameters; BLEU %.4f (the model %.4f) on %lld "
                "test pairs\n",
                info.class_name, k, 100.0 * (double)info.params_kept / (double)info.params, bm, bo, (long long)cnt);
-        /* 48 units trained briefly: each counts (measured: -5.5 and -2.5 points for 2 units) */
+        /* 48 units trained briefly (measured: 0.00 and +0.45 points after 2 units went) */
         CHECK(bo > 0.6 && bm > 0.8 * bo, "module %d BLEU %.4f vs the model's %.4f", i, bm, bo);
         ts_text_dataset_free(sel);
         ts_model_free(mb);
