@@ -94,13 +94,14 @@ int64_t recurrent_macs(const ts_model *m, const layer *l) {
     return rnn_weight_count(&p) * p.t;
 }
 
-/* the lengths (N int32, rounded up to 16 bytes), then what backward reads */
-static size_t lengths_bytes(int n) { return ((size_t)n * sizeof(int32_t) + 15) & ~(size_t)15; }
+/* aux: a header (whether oneDNN ran the forward), the lengths (N int32), then what
+ * the backward reads; each part 64-byte aligned */
+#define AUX_HEADER ((size_t)64)
+static size_t lengths_bytes(int n) { return ((size_t)n * sizeof(int32_t) + 63) & ~(size_t)63; }
 
 size_t recurrent_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
-    (void)ctx;
     const rnn_params p = params_of(m, l, n);
-    return lengths_bytes(n) + rnn_workspace_floats(&p) * sizeof(float);
+    return AUX_HEADER + lengths_bytes(n) + ops_rnn_workspace_size(ctx, &p);
 }
 
 size_t recurrent_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
@@ -113,21 +114,31 @@ size_t recurrent_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n) 
 static const int32_t *lengths_of(ts_model *m, int li, const rnn_params *p) {
     const layer *l = &m->layers[li];
     if (l->ninputs - l->initial < 2) return NULL;
-    int32_t *len = m->exec.ls[li].aux;
+    int32_t *len = (int32_t *)((char *)m->exec.ls[li].aux + AUX_HEADER);
     rnn_lengths_from_ids(p->n, p->t, layer_input(m, li, 1), len);
     return len;
+}
+
+/* the workspace part of the aux memory and its size */
+static void *workspace_of(const ts_model *m, int li, size_t *bytes) {
+    const layer_state *s = &m->exec.ls[li];
+    const size_t skip = AUX_HEADER + lengths_bytes(m->exec.capacity);
+    *bytes = s->aux_bytes > skip ? s->aux_bytes - skip : 0;
+    return (char *)s->aux + skip;
 }
 
 ts_status recurrent_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     const rnn_params p = params_of(m, l, m->exec.n);
     const int32_t *len = lengths_of(m, li, &p);
-    float *ws = m->exec.train ? (float *)((char *)m->exec.ls[li].aux + lengths_bytes(m->exec.capacity)) : NULL;
+    size_t ws_bytes = 0;
+    void *ws = workspace_of(m, li, &ws_bytes);
+    if (!m->exec.train) ws = NULL;
     const float *h0 = l->initial ? layer_input(m, li, l->ninputs - 1) : NULL;
     const float *keep = l->mask >= 0 ? tensor_data(m, l->mask) : NULL;
-    rnn_forward_ref(&p, layer_input(m, li, 0), len, h0, tensor_data(m, l->weight), tensor_data(m, l->bias_t), keep,
-                    m->exec.ls[li].out, ws, m->exec.scratch, ctx->constant_time, ts_ctx_threads(ctx));
-    return TS_OK;
+    return ops_rnn_forward(ctx, &p, layer_input(m, li, 0), len, h0, tensor_data(m, l->weight),
+                           tensor_data(m, l->bias_t), keep, m->exec.ls[li].out, ws, ws_bytes, m->exec.scratch,
+                           (int *)m->exec.ls[li].aux);
 }
 
 ts_status recurrent_backward(ts_ctx *ctx, ts_model *m, int li) {
@@ -139,22 +150,30 @@ ts_status recurrent_backward(ts_ctx *ctx, ts_model *m, int li) {
                        LAYER_OPS[l->kind].name, l->name);
     const rnn_params p = params_of(m, l, m->exec.n);
     const int has_ids = l->ninputs - l->initial == 2;
-    const int32_t *len = has_ids ? (const int32_t *)m->exec.ls[li].aux : NULL; /* from the forward */
-    const float *ws = (const float *)((const char *)m->exec.ls[li].aux + lengths_bytes(m->exec.capacity));
+    const int32_t *len = has_ids ? (const int32_t *)((const char *)m->exec.ls[li].aux + AUX_HEADER) : NULL;
+    size_t ws_bytes = 0;
+    const void *ws = workspace_of(m, li, &ws_bytes);
+    const int on_dnnl = *(const int *)m->exec.ls[li].aux; /* the forward's path */
     const int nt = ts_ctx_threads(ctx);
+    const float *x = layer_input(m, li, 0), *w = tensor_data(m, l->weight), *b = tensor_data(m, l->bias_t);
+    const float *h0 = l->initial ? layer_input(m, li, l->ninputs - 1) : NULL;
+    float *dw = tensor_grad(m, l->weight), *db = tensor_grad(m, l->bias_t);
     /* the initial state's gradient first: its buffer may be the shared accumulator,
      * which the sequence's commit below would then overwrite */
     float *dh0 = l->initial ? layer_input_grad(m, li, l->ninputs - 1) : NULL;
     float *dx = layer_input_grad(m, li, 0);
+    ts_status s;
     if (dh0 && dx == dh0) { /* both need the accumulator: the state's gradient alone first */
-        rnn_backward_ref(&p, layer_input(m, li, 0), len, tensor_data(m, l->weight), m->exec.ls[li].grad, ws, NULL,
-                         dh0, tensor_grad(m, l->weight), tensor_grad(m, l->bias_t), m->exec.scratch, nt);
+        s = ops_rnn_backward(ctx, &p, x, len, h0, w, b, m->exec.ls[li].grad, ws, ws_bytes, on_dnnl, NULL, dh0, dw, db,
+                             m->exec.scratch);
+        if (s) return s;
         layer_input_grad_commit(m, li, l->ninputs - 1, nt);
         dh0 = NULL;
         dx = layer_input_grad(m, li, 0);
     }
-    rnn_backward_ref(&p, layer_input(m, li, 0), len, tensor_data(m, l->weight), m->exec.ls[li].grad, ws, dx, dh0,
-                     tensor_grad(m, l->weight), tensor_grad(m, l->bias_t), m->exec.scratch, nt);
+    s = ops_rnn_backward(ctx, &p, x, len, h0, w, b, m->exec.ls[li].grad, ws, ws_bytes, on_dnnl, dx, dh0, dw, db,
+                         m->exec.scratch);
+    if (s) return s;
     if (dh0) layer_input_grad_commit(m, li, l->ninputs - 1, nt);
     if (dx) layer_input_grad_commit(m, li, 0, nt);
     float *dids = has_ids ? layer_input_grad(m, li, 1) : NULL;

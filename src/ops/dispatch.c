@@ -407,3 +407,40 @@ void conv_act_apply_ref(conv_act act, size_t count, float *x) {
         break;
     }
 }
+
+/* ------------------------------------------------------------ recurrent layers */
+
+size_t ops_rnn_workspace_size(ts_ctx *ctx, const rnn_params *p) {
+    if (!ctx || !p) return 0;
+    const size_t ref = rnn_workspace_floats(p) * sizeof(float);
+    const size_t dnnl = use_dnnl(ctx) ? rnn_dnnl_workspace_bytes(ctx, p) : 0;
+    return ref > dnnl ? ref : dnnl;
+}
+
+ts_status ops_rnn_forward(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                          const float *w, const float *b, const float *keep, float *y, void *ws, size_t ws_bytes,
+                          float *scratch, int *on_dnnl) {
+    if (!ctx || !p || !on_dnnl) return TS_EINVAL;
+    *on_dnnl = 0;
+    if (use_dnnl(ctx) && !keep) {
+        ts_status s = rnn_forward_dnnl(ctx, p, x, len, h0, w, b, y, ws, ws_bytes);
+        if (s != TS_EUNSUPPORTED) {
+            *on_dnnl = s == TS_OK;
+            return s;
+        }
+    }
+    if (ws && ws_bytes < rnn_workspace_floats(p) * sizeof(float))
+        return ts_fail(ctx, TS_EINVAL, "rnn: the reference kernel needs %zu bytes of workspace, got %zu",
+                       rnn_workspace_floats(p) * sizeof(float), ws_bytes);
+    rnn_forward_ref(p, x, len, h0, w, b, keep, y, (float *)ws, scratch, ctx->constant_time, ts_ctx_threads(ctx));
+    return TS_OK;
+}
+
+ts_status ops_rnn_backward(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                           const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
+                           int on_dnnl, float *dx, float *dh0, float *dw, float *db, float *scratch) {
+    if (!ctx || !p) return TS_EINVAL;
+    if (on_dnnl) return rnn_backward_dnnl(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
+    rnn_backward_ref(p, x, len, w, dy, (const float *)ws, dx, dh0, dw, db, scratch, ts_ctx_threads(ctx));
+    return TS_OK;
+}

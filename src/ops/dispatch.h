@@ -78,4 +78,19 @@ ts_status ops_eltwise_forward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_
 ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size_t count, float *din,
                                const float *dout, const float *in, const float *out);
 
+/* Recurrent layers (rnn, lstm, gru; ops.h's rnn_params). Training workspace (bytes):
+ * enough for either kernel. The forward sets *on_dnnl to whether oneDNN ran it (that
+ * depends on the batch's lengths, not only on the parameters: a padded batch of an
+ * lstm's final cells runs on the reference), and its backward must be given that
+ * flag, the same ws and the same inputs. keep (a step mask) and constant-time mode
+ * always take the reference. */
+size_t ops_rnn_workspace_size(ts_ctx *ctx, const rnn_params *p);
+ts_status ops_rnn_forward(ts_ctx *ctx, const rnn_params *p, const float *x /* (N,T,F) */,
+                          const int32_t *len /* (N) or NULL */, const float *h0 /* (N, rnn_state_size) or NULL */,
+                          const float *w, const float *b, const float *keep /* (T,D,H) or NULL */, float *y,
+                          void *ws /* NULL at inference */, size_t ws_bytes, float *scratch, int *on_dnnl);
+ts_status ops_rnn_backward(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                           const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
+                           int on_dnnl, float *dx, float *dh0, float *dw, float *db, float *scratch);
+
 #endif

@@ -27,8 +27,8 @@
 
 #include <dnnl.h>
 
-#define DNNL_JOB_MAX_MEM 32  /* memory objects of one job */
-#define DNNL_JOB_MAX_SLOT 16 /* temporary buffers of one job */
+#define DNNL_JOB_MAX_MEM 48  /* memory objects of one job */
+#define DNNL_JOB_MAX_SLOT 24 /* temporary buffers of one job (an RNN backward takes 20) */
 
 /* What ctx->dnnl points to: created on first use, freed through ctx->dnnl_release. */
 typedef struct ops_dnnl {
@@ -47,7 +47,7 @@ typedef struct ops_dnnl {
 } ops_dnnl;
 
 #define DNNL_JOB_MAX_PD 12
-#define DNNL_JOB_MAX_ARGS 12 /* arguments of one execution, the scratchpad not counted */
+#define DNNL_JOB_MAX_ARGS 20 /* arguments of one execution, the scratchpad not counted */
 #define DNNL_JOB_MAX_PRIM 12
 
 typedef struct dnnl_job {

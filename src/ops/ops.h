@@ -535,7 +535,7 @@ ts_status eltwise_backward_dnnl(ts_ctx *ctx, eltwise_kind kind, float alpha, siz
                                 const float *dout, const float *in, const float *out);
 
 
-/* ------------------------------------------------------- recurrent layers (ref only) */
+/* ------------------------------------------------------------- recurrent layers */
 
 /* Recurrent cells, PyTorch's semantics and gate order: rnn h' = act(W_ih x + b_ih +
  * W_hh h + b_hh); lstm gates i,f,g,o; gru gates r,z,n with n = tanh(x_n + r (W_hn h +
@@ -587,6 +587,19 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len /* 
  * overwritten when not NULL. dy as y. */
 void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *w, const float *dy,
                       const float *ws, float *dx, float *dh0, float *dw, float *db, float *scratch, int nthreads);
+/* The same two on oneDNN's RNN primitives (rnn_dnnl.c): TS_EUNSUPPORTED where they do
+ * not apply (an lstm's final cells, sequence=2, of a padded batch; a row of padding
+ * only; no implementation). ws: NULL at inference, else ws_bytes >=
+ * rnn_dnnl_workspace_bytes for this batch (0 there: oneDNN cannot train the layer),
+ * which the backward reads with the forward's h0, w and b. No step mask, no
+ * constant-time variant. */
+size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p);
+ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x /* (N,T,F) */,
+                           const int32_t *len /* (N) or NULL */, const float *h0 /* (N, rnn_state_size) or NULL */,
+                           const float *w, const float *b, float *y, void *ws, size_t ws_bytes);
+ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                            const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
+                            float *dx, float *dh0, float *dw, float *db);
 
 /* Embedding: out (count, E) = rows of w (V, E) at ids (count). Returns the index of
  * the first id that is not an integer in [0, V) (nothing else then written past it),

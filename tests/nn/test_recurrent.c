@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 static ts_ctx *g_ctx;
@@ -85,6 +86,39 @@ static void test_torch_parity(void) {
             test_allclose(what, gw, dw->data, (size_t)nw, 1e-4, 1e-5);
             snprintf(what, sizeof what, "case %d (%d threads): db", k, threads);
             test_allclose(what, gb, db->data, (size_t)nb, 1e-4, 1e-5);
+            /* oneDNN's primitives: the same values, training and inference, except where
+             * they do not apply (an lstm's final cells of a padded batch) */
+            ts_ctx_set_threads(g_ctx, threads);
+            const size_t wsb = rnn_dnnl_workspace_bytes(g_ctx, &p);
+            void *dws = test_falloc((wsb + 3) / 4 + 1);
+            ts_status st = rnn_forward_dnnl(g_ctx, &p, x->data, len, h0d, w->data, b->data, got, dws, wsb);
+            if (c->cell == RNN_LSTM && c->sequence == 2) {
+                CHECK(st == TS_EUNSUPPORTED, "case %d: oneDNN refuses a padded batch's final cells (status %d)", k, st);
+            } else {
+                CHECK(wsb > 0 && st == TS_OK, "case %d: oneDNN forward: %s", k, ts_ctx_error(g_ctx));
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN y", k, threads);
+                test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
+                memset(gx, 0, sizeof *gx * (size_t)n * t * f);
+                st = rnn_backward_dnnl(g_ctx, &p, x->data, len, h0d, w->data, b->data, r->data, dws, wsb, gx,
+                                       h0 ? gh0 : NULL, gw, gb);
+                CHECK(st == TS_OK, "case %d: oneDNN backward: %s", k, ts_ctx_error(g_ctx));
+                if (h0) {
+                    snprintf(what, sizeof what, "case %d (%d threads): oneDNN dh0", k, threads);
+                    test_allclose(what, gh0, dh0->data, (size_t)ns, 1e-4, 1e-5);
+                }
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN dx", k, threads);
+                test_allclose(what, gx, dx->data, (size_t)n * t * f, 1e-4, 1e-5);
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN dw", k, threads);
+                test_allclose(what, gw, dw->data, (size_t)nw, 1e-4, 1e-5);
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN db", k, threads);
+                test_allclose(what, gb, db->data, (size_t)nb, 1e-4, 1e-5);
+                st = rnn_forward_dnnl(g_ctx, &p, x->data, len, h0d, w->data, b->data, got, NULL, 0);
+                CHECK(st == TS_OK, "case %d: oneDNN inference: %s", k, ts_ctx_error(g_ctx));
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN inference y", k, threads);
+                test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
+            }
+            free(dws);
+            ts_ctx_set_threads(g_ctx, 1);
             /* inference (no workspace) and constant-time inference give the same y */
             rnn_forward_ref(&p, x->data, len, h0d, w->data, b->data, NULL, got, NULL, scratch, 1, threads);
             snprintf(what, sizeof what, "case %d: constant-time y", k);

@@ -1,0 +1,426 @@
+/* Recurrent layers on oneDNN's RNN primitives (vanilla RNN, LSTM, GRU and GRU with
+ * linear_before_reset), with rnn_ref.c's semantics, forward and backward.
+ *
+ * Each direction runs as its own left-to-right primitive; the second direction reads
+ * every sequence reversed within its length (a copy). Padding then always comes after
+ * a sample's real steps, so no real step depends on it: outputs past a sample's length
+ * are zeroed afterwards, its final state is its output at its last real step, and in
+ * the backward pass the gradients at padded steps are zero, which keeps them out of
+ * every sum (weights, inputs, earlier states). What this cannot give is an LSTM's
+ * cell at a padded sample's last real step (sequence=2 of a padded batch), nor the
+ * initial state passed through an all-padding row: those batches are TS_EUNSUPPORTED
+ * and run on the reference.
+ *
+ * Weights: ours are (D, G*H, F+H), each gate row W_ih's then W_hh's, PyTorch's gate
+ * order; oneDNN's are per direction ldgoi (G, H, F) and (G, H, H) in its gate order
+ * (lstm i,f,g,o as ours; gru u,r,o = our z,r,n), packed here and reordered to the
+ * layout the primitive picks. Biases: oneDNN has one per gate (b_ih + b_hh), and for
+ * linear_before_reset a fourth, our b_hn. oneDNN accumulates weight gradients, so they
+ * start at zero.
+ *
+ * Training workspace, per direction: the outputs of every step (N,T,H), the final h
+ * (N,H), for lstm the final c (N,H), then oneDNN's own workspace (64-byte aligned). */
+#include "dnnl_backend.h"
+
+#include <string.h>
+
+#define ALIGN64(x) (((x) + (size_t)63) & ~(size_t)63)
+
+/* oneDNN's gate k is our gate gate_of(k) */
+static int gate_of(const rnn_params *p, int k) { return p->cell == RNN_GRU && k < 2 ? 1 - k : k; }
+static int bias_gates(const rnn_params *p) { return p->cell == RNN_GRU && p->lbr ? 4 : rnn_gates(p->cell); }
+static inline int len_of(const int32_t *len, int i, int t) { return len ? len[i] : t; }
+static inline int64_t state_at(const rnn_params *p, int i, int d, int cell) {
+    return (int64_t)i * rnn_state_size(p) + (int64_t)(cell ? p->dirs + d : d) * p->h;
+}
+
+/* Whether oneDNN can run this batch (the file's comment says why not). */
+static int batch_ok(const rnn_params *p, const int32_t *len) {
+    int ragged = 0;
+    for (int i = 0; len && i < p->n; i++) {
+        if (len[i] < 1) return 0;
+        if (len[i] != p->t) ragged = 1;
+    }
+    return !(ragged && p->cell == RNN_LSTM && p->sequence == 2);
+}
+
+typedef struct rnn_mds {
+    dnnl_memory_desc_t src, iter, wl, wi, wl_any, wi_any, bias, dst;
+} rnn_mds;
+
+static void mds_init(dnnl_job *job, const rnn_params *p, rnn_mds *d) {
+    const int G = rnn_gates(p->cell);
+    dnnl_dims_t src = {p->t, p->n, p->f}, dst = {p->t, p->n, p->h}, iter = {1, 1, p->n, p->h};
+    dnnl_dims_t wl = {1, 1, p->f, G, p->h}, wi = {1, 1, p->h, G, p->h}, bias = {1, 1, bias_gates(p), p->h};
+    d->src = dnnl_job_md(job, 3, src, dnnl_ntc); /* (N,T,F) as it is */
+    d->dst = dnnl_job_md(job, 3, dst, dnnl_ntc);
+    d->iter = dnnl_job_md(job, 4, iter, dnnl_ldnc);
+    d->wl = dnnl_job_md(job, 5, wl, dnnl_ldgoi);
+    d->wi = dnnl_job_md(job, 5, wi, dnnl_ldgoi);
+    d->wl_any = dnnl_job_md(job, 5, wl, dnnl_format_tag_any);
+    d->wi_any = dnnl_job_md(job, 5, wi, dnnl_format_tag_any);
+    d->bias = dnnl_job_md(job, 4, bias, dnnl_ldgo);
+}
+
+static dnnl_primitive_desc_t forward_pd(dnnl_job *job, const rnn_params *p, const rnn_mds *d, int train) {
+    if (job->status != TS_OK) return NULL;
+    const dnnl_prop_kind_t prop = train ? dnnl_forward_training : dnnl_forward_inference;
+    const dnnl_rnn_direction_t dir = dnnl_unidirectional_left2right;
+    dnnl_rnn_desc_t rd;
+    dnnl_status_t st;
+    if (p->cell == RNN_LSTM)
+        st = dnnl_lstm_forward_desc_init(&rd, prop, dir, &d->src, &d->iter, &d->iter, &d->wl_any, &d->wi_any,
+                                         &d->bias, &d->dst, &d->iter, &d->iter, 0);
+    else if (p->cell == RNN_GRU)
+        st = (p->lbr ? dnnl_lbr_gru_forward_desc_init : dnnl_gru_forward_desc_init)(
+            &rd, prop, dir, &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, 0);
+    else
+        st = dnnl_vanilla_rnn_forward_desc_init(&rd, prop, p->cell == RNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_tanh,
+                                                dir, &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst,
+                                                &d->iter, 0, 0.0f, 0.0f);
+    if (!dnnl_job_check(job, st, "the RNN descriptor")) return NULL;
+    return dnnl_job_pd(job, &rd, NULL, 0);
+}
+
+static dnnl_primitive_desc_t backward_pd(dnnl_job *job, const rnn_params *p, const rnn_mds *d,
+                                         const_dnnl_primitive_desc_t fwd) {
+    if (job->status != TS_OK) return NULL;
+    const dnnl_rnn_direction_t dir = dnnl_unidirectional_left2right;
+    dnnl_rnn_desc_t rd;
+    dnnl_status_t st;
+    if (p->cell == RNN_LSTM)
+        st = dnnl_lstm_backward_desc_init(&rd, dnnl_backward, dir, &d->src, &d->iter, &d->iter, &d->wl_any, &d->wi_any,
+                                          &d->bias, &d->dst, &d->iter, &d->iter, &d->src, &d->iter, &d->iter,
+                                          &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, &d->iter, 0);
+    else if (p->cell == RNN_GRU)
+        st = (p->lbr ? dnnl_lbr_gru_backward_desc_init : dnnl_gru_backward_desc_init)(
+            &rd, dnnl_backward, dir, &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, &d->src,
+            &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, 0);
+    else
+        st = dnnl_vanilla_rnn_backward_desc_init(&rd, dnnl_backward,
+                                                 p->cell == RNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_tanh, dir,
+                                                 &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter,
+                                                 &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst,
+                                                 &d->iter, 0, 0.0f, 0.0f);
+    if (!dnnl_job_check(job, st, "the RNN backward descriptor")) return NULL;
+    return dnnl_job_pd(job, &rd, fwd, 0);
+}
+
+/* The md a pd wants for execution argument `arg`; NULL once the job has failed. */
+static const dnnl_memory_desc_t *arg_md(dnnl_job *job, const_dnnl_primitive_desc_t pd, int arg) {
+    if (job->status != TS_OK) return NULL;
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg);
+    if (!md) dnnl_job_fail(job, TS_EINVAL, "dnnl_primitive_desc_query_md(exec_arg_md) failed");
+    return md;
+}
+
+/* Float data of a job memory (a slot); NULL once the job has failed. */
+static float *data_of(dnnl_job *job, dnnl_memory_t m) {
+    void *ptr = NULL;
+    if (job->status != TS_OK || !m) return NULL;
+    if (!dnnl_job_check(job, dnnl_memory_get_data_handle(m, &ptr), "dnnl_memory_get_data_handle")) return NULL;
+    return ptr;
+}
+
+static dnnl_memory_t zeroed(dnnl_job *job, const dnnl_memory_desc_t *md) {
+    dnnl_memory_t m = dnnl_job_memory_alloc(job, md);
+    float *f = data_of(job, m);
+    if (f) memset(f, 0, dnnl_memory_desc_get_size(md));
+    return m;
+}
+
+static void wait(dnnl_job *job) {
+    if (job->status == TS_OK) dnnl_job_check(job, dnnl_stream_wait(job->dnnl->stream), "dnnl_stream_wait");
+}
+
+/* Direction d's sequences as its primitive reads them: x itself, or each reversed
+ * within its length (the padding after it left in place). */
+static dnnl_memory_t source(dnnl_job *job, const rnn_params *p, const rnn_mds *md, int d, const float *x,
+                            const int32_t *len) {
+    if (d == 0) return dnnl_job_memory(job, &md->src, (void *)x);
+    dnnl_memory_t m = dnnl_job_memory_alloc(job, &md->src);
+    float *xr = data_of(job, m);
+    if (!xr) return NULL;
+    const int T = p->t;
+    const size_t fb = sizeof(float) * (size_t)p->f;
+    for (int i = 0; i < p->n; i++) {
+        const int L = len_of(len, i, T);
+        for (int s = 0; s < T; s++)
+            memcpy(xr + ((int64_t)i * T + s) * p->f, x + ((int64_t)i * T + (s < L ? L - 1 - s : s)) * p->f, fb);
+    }
+    return m;
+}
+
+/* Direction d's initial h (cell 0) or lstm c (cell 1), (N,H): zeros without h0. */
+static dnnl_memory_t initial(dnnl_job *job, const rnn_params *p, const rnn_mds *md, int d, int cell,
+                             const float *h0) {
+    dnnl_memory_t m = zeroed(job, &md->iter);
+    float *s = data_of(job, m);
+    for (int i = 0; s && h0 && i < p->n; i++)
+        memcpy(s + (int64_t)i * p->h, h0 + state_at(p, i, d, cell), sizeof(float) * (size_t)p->h);
+    return m;
+}
+
+/* Direction d's weights in the layouts pd wants (arguments wl_arg, wi_arg) and its
+ * bias, packed from ours. */
+static void weights(dnnl_job *job, const rnn_params *p, const rnn_mds *md, const_dnnl_primitive_desc_t pd, int d,
+                    const float *w, const float *b, dnnl_memory_t *wl, dnnl_memory_t *wi, dnnl_memory_t *bias) {
+    const int G = rnn_gates(p->cell), H = p->h, F = p->f, GH = G * H;
+    const int64_t ldw = F + H;
+    dnnl_memory_t ul = dnnl_job_memory_alloc(job, &md->wl), ui = dnnl_job_memory_alloc(job, &md->wi);
+    dnnl_memory_t ub = dnnl_job_memory_alloc(job, &md->bias);
+    float *pl = data_of(job, ul), *pi = data_of(job, ui), *pb = data_of(job, ub);
+    if (!pl || !pi || !pb) return;
+    const float *W = w + (int64_t)d * GH * ldw, *bih = b + (int64_t)d * 2 * GH, *bhh = bih + GH;
+    for (int k = 0; k < G; k++) {
+        const int g = gate_of(p, k);
+        for (int o = 0; o < H; o++) {
+            const float *row = W + ((int64_t)g * H + o) * ldw;
+            memcpy(pl + ((int64_t)k * H + o) * F, row, sizeof(float) * (size_t)F);
+            memcpy(pi + ((int64_t)k * H + o) * H, row + F, sizeof(float) * (size_t)H);
+            /* linear_before_reset keeps b_hn apart (the fourth bias), inside r * (.) */
+            const int apart = p->cell == RNN_GRU && p->lbr && g == 2;
+            pb[(int64_t)k * H + o] = bih[g * H + o] + (apart ? 0.0f : bhh[g * H + o]);
+        }
+    }
+    if (p->cell == RNN_GRU && p->lbr) memcpy(pb + 3 * (int64_t)H, bhh + 2 * H, sizeof(float) * (size_t)H);
+    *wl = dnnl_job_layout(job, ul, arg_md(job, pd, DNNL_ARG_WEIGHTS_LAYER), 1);
+    *wi = dnnl_job_layout(job, ui, arg_md(job, pd, DNNL_ARG_WEIGHTS_ITER), 1);
+    *bias = dnnl_job_layout(job, ub, arg_md(job, pd, DNNL_ARG_BIAS), 1);
+}
+
+/* Bytes of one direction's training workspace for pd. */
+static size_t dir_bytes(const rnn_params *p, const_dnnl_primitive_desc_t pd) {
+    const size_t nh = (size_t)p->n * (size_t)p->h, nth = nh * (size_t)p->t;
+    const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
+    const size_t prim = w ? dnnl_memory_desc_get_size(w) : 0;
+    return ALIGN64(sizeof(float) * (nth + nh * (p->cell == RNN_LSTM ? 2 : 1))) + ALIGN64(prim);
+}
+
+/* Pointers into direction d's part of the training workspace. */
+typedef struct dir_ws {
+    float *dst, *hn, *cn; /* (N,T,H), (N,H), lstm (N,H) */
+    void *prim;
+} dir_ws;
+
+static dir_ws dir_ws_at(const rnn_params *p, void *ws, size_t bytes, int d) {
+    const size_t nh = (size_t)p->n * (size_t)p->h;
+    char *base = (char *)ws + (size_t)d * bytes;
+    dir_ws r = {(float *)base, NULL, NULL, NULL};
+    r.hn = r.dst + nh * (size_t)p->t;
+    if (p->cell == RNN_LSTM) r.cn = r.hn + nh;
+    r.prim = base + ALIGN64(sizeof(float) * (nh * (size_t)p->t + nh * (p->cell == RNN_LSTM ? 2 : 1)));
+    return r;
+}
+
+size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
+    if (p->n < 1 || p->t < 1) return 0;
+    dnnl_job job;
+    if (dnnl_job_begin(&job, ctx, "RNN forward") != TS_OK) return 0;
+    rnn_mds md;
+    mds_init(&job, p, &md);
+    dnnl_primitive_desc_t fwd = forward_pd(&job, p, &md, 1);
+    dnnl_primitive_desc_t bwd = backward_pd(&job, p, &md, fwd); /* trained only where both exist */
+    const size_t bytes = bwd ? dir_bytes(p, fwd) * (size_t)p->dirs : 0;
+    return dnnl_job_end(&job) == TS_OK ? bytes : 0;
+}
+
+/* Direction d's outputs into y (the file's comment says how padding is handled). */
+static void outputs(const rnn_params *p, const int32_t *len, int d, const float *dst, const float *cn, float *y) {
+    const int T = p->t, H = p->h;
+    const int64_t DH = (int64_t)p->dirs * H;
+    const size_t hb = sizeof(float) * (size_t)H;
+    for (int i = 0; i < p->n; i++) {
+        const int L = len_of(len, i, T);
+        if (p->sequence == 1) {
+            for (int t = 0; t < T; t++) {
+                float *yo = y + ((int64_t)i * T + t) * DH + (int64_t)d * H;
+                if (t < L)
+                    memcpy(yo, dst + ((int64_t)i * T + (d ? L - 1 - t : t)) * H, hb);
+                else
+                    memset(yo, 0, hb);
+            }
+            continue;
+        }
+        const float *last = dst + ((int64_t)i * T + L - 1) * H;
+        memcpy(p->sequence == 2 ? y + state_at(p, i, d, 0) : y + (int64_t)i * DH + (int64_t)d * H, last, hb);
+        if (p->sequence == 2 && p->cell == RNN_LSTM) memcpy(y + state_at(p, i, d, 1), cn + (int64_t)i * H, hb);
+    }
+}
+
+ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                           const float *w, const float *b, float *y, void *ws, size_t ws_bytes) {
+    if (p->n < 1 || p->t < 1 || !batch_ok(p, len)) return TS_EUNSUPPORTED;
+    for (int d = 0; d < p->dirs; d++) {
+        dnnl_job job;
+        if (dnnl_job_begin(&job, ctx, "RNN forward") != TS_OK) return job.status;
+        rnn_mds md;
+        mds_init(&job, p, &md);
+        dnnl_primitive_desc_t pd = forward_pd(&job, p, &md, ws != NULL);
+        size_t per_dir = 0;
+        if (job.status == TS_OK && ws) {
+            per_dir = dir_bytes(p, pd);
+            if (per_dir * (size_t)p->dirs > ws_bytes) { /* planned for the reference */
+                dnnl_job_end(&job);
+                return TS_EUNSUPPORTED;
+            }
+        }
+        const int lstm = p->cell == RNN_LSTM;
+        dnnl_memory_t src = source(&job, p, &md, d, x, len);
+        dnnl_memory_t hi = initial(&job, p, &md, d, 0, h0), ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
+        dnnl_memory_t wl = NULL, wi = NULL, bias = NULL;
+        weights(&job, p, &md, pd, d, w, b, &wl, &wi, &bias);
+        dnnl_memory_t dst, hn, cn = NULL, prim = NULL;
+        if (ws) {
+            const dir_ws at = dir_ws_at(p, ws, per_dir, d);
+            dst = dnnl_job_memory(&job, &md.dst, at.dst);
+            hn = dnnl_job_memory(&job, &md.iter, at.hn);
+            if (lstm) cn = dnnl_job_memory(&job, &md.iter, at.cn);
+            prim = dnnl_job_memory(&job, arg_md(&job, pd, DNNL_ARG_WORKSPACE), at.prim);
+        } else {
+            dst = dnnl_job_memory_alloc(&job, &md.dst);
+            hn = dnnl_job_memory_alloc(&job, &md.iter);
+            if (lstm) cn = dnnl_job_memory_alloc(&job, &md.iter);
+        }
+        dnnl_exec_arg_t args[11] = {{DNNL_ARG_SRC_LAYER, src},    {DNNL_ARG_SRC_ITER, hi},
+                                    {DNNL_ARG_WEIGHTS_LAYER, wl}, {DNNL_ARG_WEIGHTS_ITER, wi},
+                                    {DNNL_ARG_BIAS, bias},        {DNNL_ARG_DST_LAYER, dst},
+                                    {DNNL_ARG_DST_ITER, hn}};
+        int na = 7;
+        if (lstm) {
+            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC_ITER_C, ci};
+            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST_ITER_C, cn};
+        }
+        if (prim) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, prim};
+        dnnl_job_execute(&job, pd, na, args);
+        wait(&job);
+        const float *dd = data_of(&job, dst), *cd = lstm ? data_of(&job, cn) : NULL;
+        if (job.status == TS_OK) outputs(p, len, d, dd, cd, y);
+        ts_status s = dnnl_job_end(&job);
+        if (s != TS_OK) return s;
+    }
+    return TS_OK;
+}
+
+/* Direction d's gradients of its outputs, as its primitive's diff_dst (N,T,H) and, for
+ * an lstm's final cell, diff_dst_iter_c (N,H); both zeroed before. */
+static void output_grads(const rnn_params *p, const int32_t *len, int d, const float *dy, float *ddst, float *dcn) {
+    const int T = p->t, H = p->h;
+    const int64_t DH = (int64_t)p->dirs * H;
+    const size_t hb = sizeof(float) * (size_t)H;
+    for (int i = 0; i < p->n; i++) {
+        const int L = len_of(len, i, T);
+        if (p->sequence == 1) {
+            for (int t = 0; t < L; t++)
+                memcpy(ddst + ((int64_t)i * T + (d ? L - 1 - t : t)) * H, dy + ((int64_t)i * T + t) * DH + (int64_t)d * H,
+                       hb);
+            continue;
+        }
+        memcpy(ddst + ((int64_t)i * T + L - 1) * H,
+               p->sequence == 2 ? dy + state_at(p, i, d, 0) : dy + (int64_t)i * DH + (int64_t)d * H, hb);
+        if (p->sequence == 2 && p->cell == RNN_LSTM) memcpy(dcn + (int64_t)i * H, dy + state_at(p, i, d, 1), hb);
+    }
+}
+
+/* Direction d's weight and bias gradients (pd's layouts) into ours. */
+static void weight_grads(dnnl_job *job, const rnn_params *p, const rnn_mds *md, int d, dnnl_memory_t dwl,
+                         dnnl_memory_t dwi, const float *dbias, float *dw, float *db) {
+    dnnl_memory_t ul = dnnl_job_memory_alloc(job, &md->wl), ui = dnnl_job_memory_alloc(job, &md->wi);
+    dnnl_job_reorder(job, dwl, ul);
+    dnnl_job_reorder(job, dwi, ui);
+    wait(job);
+    const float *pl = data_of(job, ul), *pi = data_of(job, ui);
+    if (!pl || !pi || !dbias) return;
+    const int G = rnn_gates(p->cell), H = p->h, F = p->f, GH = G * H;
+    const int64_t ldw = F + H;
+    float *W = dw + (int64_t)d * GH * ldw, *bih = db + (int64_t)d * 2 * GH, *bhh = bih + GH;
+    for (int k = 0; k < G; k++) {
+        const int g = gate_of(p, k);
+        for (int o = 0; o < H; o++) {
+            float *row = W + ((int64_t)g * H + o) * ldw;
+            memcpy(row, pl + ((int64_t)k * H + o) * F, sizeof(float) * (size_t)F);
+            memcpy(row + F, pi + ((int64_t)k * H + o) * H, sizeof(float) * (size_t)H);
+            bih[g * H + o] = bhh[g * H + o] = dbias[(int64_t)k * H + o];
+        }
+    }
+    if (p->cell == RNN_GRU && p->lbr) memcpy(bhh + 2 * H, dbias + 3 * (int64_t)H, sizeof(float) * (size_t)H);
+}
+
+ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                            const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
+                            float *dx, float *dh0, float *dw, float *db) {
+    const int T = p->t, F = p->f, H = p->h, lstm = p->cell == RNN_LSTM;
+    for (int d = 0; d < p->dirs; d++) {
+        dnnl_job job;
+        if (dnnl_job_begin(&job, ctx, "RNN backward") != TS_OK) return job.status;
+        rnn_mds md;
+        mds_init(&job, p, &md);
+        dnnl_primitive_desc_t fwd = forward_pd(&job, p, &md, 1);
+        dnnl_primitive_desc_t pd = backward_pd(&job, p, &md, fwd);
+        if (job.status == TS_OK && (!pd || dir_bytes(p, fwd) * (size_t)p->dirs > ws_bytes))
+            dnnl_job_fail(&job, TS_EINVAL, "the forward pass's workspace does not fit this batch");
+        const size_t per_dir = job.status == TS_OK ? dir_bytes(p, fwd) : 0;
+        const dir_ws at = dir_ws_at(p, (void *)ws, per_dir, d);
+        dnnl_memory_t src = source(&job, p, &md, d, x, len);
+        dnnl_memory_t hi = initial(&job, p, &md, d, 0, h0), ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
+        dnnl_memory_t wl = NULL, wi = NULL, bias = NULL;
+        weights(&job, p, &md, pd, d, w, b, &wl, &wi, &bias);
+        dnnl_memory_t ddst = zeroed(&job, &md.dst), dhn = zeroed(&job, &md.iter);
+        dnnl_memory_t dcn = lstm ? zeroed(&job, &md.iter) : NULL;
+        float *pdd = data_of(&job, ddst), *pdc = lstm ? data_of(&job, dcn) : NULL;
+        if (pdd) output_grads(p, len, d, dy, pdd, pdc);
+        /* direction 0 writes dx itself; direction 1 adds its own, un-reversed, below */
+        dnnl_memory_t dsrc = d == 0 && dx ? dnnl_job_memory(&job, &md.src, dx) : dnnl_job_memory_alloc(&job, &md.src);
+        dnnl_memory_t dhi = dnnl_job_memory_alloc(&job, &md.iter);
+        dnnl_memory_t dci = lstm ? dnnl_job_memory_alloc(&job, &md.iter) : NULL;
+        dnnl_memory_t dwl = pd ? zeroed(&job, arg_md(&job, pd, DNNL_ARG_DIFF_WEIGHTS_LAYER)) : NULL;
+        dnnl_memory_t dwi = pd ? zeroed(&job, arg_md(&job, pd, DNNL_ARG_DIFF_WEIGHTS_ITER)) : NULL;
+        dnnl_memory_t dbias = zeroed(&job, &md.bias);
+        dnnl_exec_arg_t args[24] = {
+            {DNNL_ARG_SRC_LAYER, src},
+            {DNNL_ARG_SRC_ITER, hi},
+            {DNNL_ARG_WEIGHTS_LAYER, wl},
+            {DNNL_ARG_WEIGHTS_ITER, wi},
+            {DNNL_ARG_BIAS, bias},
+            {DNNL_ARG_DST_LAYER, dnnl_job_memory(&job, &md.dst, at.dst)},
+            {DNNL_ARG_DST_ITER, dnnl_job_memory(&job, &md.iter, at.hn)},
+            {DNNL_ARG_WORKSPACE, pd ? dnnl_job_memory(&job, arg_md(&job, pd, DNNL_ARG_WORKSPACE), at.prim) : NULL},
+            {DNNL_ARG_DIFF_DST_LAYER, ddst},
+            {DNNL_ARG_DIFF_DST_ITER, dhn},
+            {DNNL_ARG_DIFF_SRC_LAYER, dsrc},
+            {DNNL_ARG_DIFF_SRC_ITER, dhi},
+            {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwl},
+            {DNNL_ARG_DIFF_WEIGHTS_ITER, dwi},
+            {DNNL_ARG_DIFF_BIAS, dbias},
+        };
+        int na = 15;
+        if (lstm) {
+            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC_ITER_C, ci};
+            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST_ITER_C, dnnl_job_memory(&job, &md.iter, at.cn)};
+            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_DST_ITER_C, dcn};
+            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SRC_ITER_C, dci};
+        }
+        dnnl_job_execute(&job, pd, na, args);
+        wait(&job);
+        weight_grads(&job, p, &md, d, dwl, dwi, data_of(&job, dbias), dw, db);
+        const float *ps = data_of(&job, dsrc), *ph = data_of(&job, dhi), *pc = lstm ? data_of(&job, dci) : NULL;
+        if (job.status == TS_OK && d == 1 && dx) /* un-reversed; padding steps get nothing */
+            for (int i = 0; i < p->n; i++) {
+                const int L = len_of(len, i, T);
+                for (int t = 0; t < L; t++) {
+                    float *o = dx + ((int64_t)i * T + t) * F;
+                    const float *g = ps + ((int64_t)i * T + (L - 1 - t)) * F;
+                    for (int j = 0; j < F; j++) o[j] += g[j];
+                }
+            }
+        for (int i = 0; job.status == TS_OK && dh0 && i < p->n; i++) {
+            memcpy(dh0 + state_at(p, i, d, 0), ph + (int64_t)i * H, sizeof(float) * (size_t)H);
+            if (lstm) memcpy(dh0 + state_at(p, i, d, 1), pc + (int64_t)i * H, sizeof(float) * (size_t)H);
+        }
+        ts_status s = dnnl_job_end(&job);
+        if (s == TS_EUNSUPPORTED) /* the forward ran on oneDNN: its backward must too */
+            return ts_fail(ctx, TS_EUNSUPPORTED, "oneDNN has no RNN backward for this layer, though it ran its forward");
+        if (s != TS_OK) return s;
+    }
+    return TS_OK;
+}
