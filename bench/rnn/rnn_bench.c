@@ -2,7 +2,9 @@
  * 128 units read to its final state -> dense 151, the zoo's *-clinc shape) at inference
  * and for one training step (forward + backward), median of runs; the PyTorch side is
  * torch_rnn.py with the same sizes. Usage:
- *   rnn_bench CELL BATCH STEPS THREADS RUNS      (CELL: lstm, gru, rnn) */
+ *   rnn_bench CELL BATCH STEPS THREADS RUNS [OUT.onnx]     (CELL: lstm, gru, rnn)
+ * With OUT.onnx it also writes the model (random weights) as ONNX, which
+ * ort_rnn.js times in onnxruntime. */
 #include "tessera.h"
 
 #include <stdio.h>
@@ -22,8 +24,8 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: rnn_bench CELL BATCH STEPS THREADS RUNS\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: rnn_bench CELL BATCH STEPS THREADS RUNS [OUT.onnx]\n");
         return 2;
     }
     const char *cell = argv[1];
@@ -59,6 +61,10 @@ int main(int argc, char **argv) {
         if (r >= 0) tt[r] = now() - t0;
     }
     if (*ts_ctx_error(ctx)) {
+        fprintf(stderr, "rnn_bench: %s\n", ts_ctx_error(ctx));
+        return 1;
+    }
+    if (argc == 7 && ts_onnx_export(ctx, m, argv[6])) {
         fprintf(stderr, "rnn_bench: %s\n", ts_ctx_error(ctx));
         return 1;
     }

@@ -7,9 +7,10 @@
  * are zeroed afterwards, its final state is its output at its last real step, and in
  * the backward pass the gradients at padded steps are zero, which keeps them out of
  * every sum (weights, inputs, earlier states). What this cannot give is an LSTM's
- * cell at a padded sample's last real step (sequence=2 of a padded batch), nor the
- * initial state passed through an all-padding row: those batches are TS_EUNSUPPORTED
- * and run on the reference.
+ * cell at a padded sample's last real step (sequence=2 of a padded batch): there the
+ * samples of each length run together, as a batch of that many steps without padding
+ * (one primitive per length). A row of padding only (the initial state passed through)
+ * is TS_EUNSUPPORTED and runs on the reference.
  *
  * Weights: ours are (D, G*H, F+H), each gate row W_ih's then W_hh's, PyTorch's gate
  * order; oneDNN's are per direction ldgoi (G, H, F) and (G, H, H) in its gate order
@@ -34,14 +35,15 @@ static inline int64_t state_at(const rnn_params *p, int i, int d, int cell) {
     return (int64_t)i * rnn_state_size(p) + (int64_t)(cell ? p->dirs + d : d) * p->h;
 }
 
-/* Whether oneDNN can run this batch (the file's comment says why not). */
-static int batch_ok(const rnn_params *p, const int32_t *len) {
+/* How oneDNN runs this batch: 0 not at all (a row of padding only), 1 as one batch,
+ * 2 by length (an lstm's final cells of a padded batch). */
+static int batch_plan(const rnn_params *p, const int32_t *len) {
     int ragged = 0;
     for (int i = 0; len && i < p->n; i++) {
-        if (len[i] < 1) return 0;
+        if (len[i] < 1 || len[i] > p->t) return 0;
         if (len[i] != p->t) ragged = 1;
     }
-    return !(ragged && p->cell == RNN_LSTM && p->sequence == 2);
+    return ragged && p->cell == RNN_LSTM && p->sequence == 2 ? 2 : 1;
 }
 
 typedef struct rnn_mds {
@@ -213,7 +215,8 @@ static dir_ws dir_ws_at(const rnn_params *p, void *ws, size_t bytes, int d) {
     return r;
 }
 
-size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
+/* Bytes of a training workspace for p; 0 where oneDNN cannot train it. */
+static size_t workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
     if (p->n < 1 || p->t < 1) return 0;
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "RNN forward") != TS_OK) return 0;
@@ -223,6 +226,16 @@ size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
     dnnl_primitive_desc_t bwd = backward_pd(&job, p, &md, fwd); /* trained only where both exist */
     const size_t bytes = bwd ? dir_bytes(p, fwd) * (size_t)p->dirs : 0;
     return dnnl_job_end(&job) == TS_OK ? bytes : 0;
+}
+
+size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
+    const size_t bytes = workspace_bytes(ctx, p);
+    if (!bytes || p->cell != RNN_LSTM || p->sequence != 2) return bytes;
+    /* a padded batch runs by length: up to T batches, each with the fixed part of a
+     * workspace (oneDNN's is tens of kB whatever the batch) */
+    rnn_params one = *p;
+    one.n = one.t = 1;
+    return bytes + (size_t)p->t * (workspace_bytes(ctx, &one) + 4096);
 }
 
 /* Direction d's outputs into y (the file's comment says how padding is handled). */
@@ -248,9 +261,9 @@ static void outputs(const rnn_params *p, const int32_t *len, int d, const float 
     }
 }
 
-ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
-                           const float *w, const float *b, float *y, void *ws, size_t ws_bytes) {
-    if (p->n < 1 || p->t < 1 || !batch_ok(p, len)) return TS_EUNSUPPORTED;
+/* One batch on oneDNN; *used: the workspace bytes it took. */
+static ts_status forward_run(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                             const float *w, const float *b, float *y, void *ws, size_t ws_bytes, size_t *used) {
     for (int d = 0; d < p->dirs; d++) {
         dnnl_job job;
         if (dnnl_job_begin(&job, ctx, "RNN forward") != TS_OK) return job.status;
@@ -264,6 +277,7 @@ ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, con
                 dnnl_job_end(&job);
                 return TS_EUNSUPPORTED;
             }
+            *used = per_dir * (size_t)p->dirs;
         }
         const int lstm = p->cell == RNN_LSTM;
         dnnl_memory_t src = source(&job, p, &md, d, x, len);
@@ -346,9 +360,10 @@ static void weight_grads(dnnl_job *job, const rnn_params *p, const rnn_mds *md, 
     if (p->cell == RNN_GRU && p->lbr) memcpy(bhh + 2 * H, dbias + 3 * (int64_t)H, sizeof(float) * (size_t)H);
 }
 
-ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
-                            const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
-                            float *dx, float *dh0, float *dw, float *db) {
+/* The backward of forward_run's batch; *used as there. */
+static ts_status backward_run(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                              const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
+                              float *dx, float *dh0, float *dw, float *db, size_t *used) {
     const int T = p->t, F = p->f, H = p->h, lstm = p->cell == RNN_LSTM;
     for (int d = 0; d < p->dirs; d++) {
         dnnl_job job;
@@ -360,6 +375,7 @@ ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, co
         if (job.status == TS_OK && (!pd || dir_bytes(p, fwd) * (size_t)p->dirs > ws_bytes))
             dnnl_job_fail(&job, TS_EINVAL, "the forward pass's workspace does not fit this batch");
         const size_t per_dir = job.status == TS_OK ? dir_bytes(p, fwd) : 0;
+        *used = per_dir * (size_t)p->dirs;
         const dir_ws at = dir_ws_at(p, (void *)ws, per_dir, d);
         dnnl_memory_t src = source(&job, p, &md, d, x, len);
         dnnl_memory_t hi = initial(&job, p, &md, d, 0, h0), ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
@@ -423,4 +439,133 @@ ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, co
         if (s != TS_OK) return s;
     }
     return TS_OK;
+}
+
+/* ------------------------------------------------- a padded batch, by length */
+
+/* The samples of length L, in order, into idx; their count. */
+static int of_length(const rnn_params *p, const int32_t *len, int L, int *idx) {
+    int k = 0;
+    for (int i = 0; i < p->n; i++)
+        if (len[i] == L) idx[k++] = i;
+    return k;
+}
+
+/* Buffers of one length's batch, allocated for the largest. */
+typedef struct bucket_bufs {
+    int *idx;
+    float *x, *h0, *y, *dx, *dh0, *dw, *db;
+} bucket_bufs;
+
+static void bucket_free(bucket_bufs *u) {
+    ts_free(u->idx);
+    ts_free(u->x);
+    ts_free(u->h0);
+    ts_free(u->y);
+    ts_free(u->dx);
+    ts_free(u->dh0);
+    ts_free(u->dw);
+    ts_free(u->db);
+}
+
+static ts_status bucket_alloc(ts_ctx *ctx, const rnn_params *p, int backward, bucket_bufs *u) {
+    memset(u, 0, sizeof *u);
+    const size_t ntf = (size_t)p->n * (size_t)p->t * (size_t)p->f * sizeof(float);
+    const size_t ns = (size_t)p->n * (size_t)rnn_state_size(p) * sizeof(float);
+    const size_t nw = (size_t)rnn_weight_count(p) * sizeof(float);
+    const size_t nb = (size_t)p->dirs * 2 * (size_t)rnn_gates(p->cell) * (size_t)p->h * sizeof(float);
+    int ok = (u->idx = ts_alloc(ctx, sizeof *u->idx * (size_t)p->n, "an RNN batch's sample order")) && (u->x = ts_alloc(ctx, ntf, "an RNN batch of one length")) &&
+             (u->h0 = ts_alloc(ctx, ns, "its initial states")) && (u->y = ts_alloc(ctx, ns, "its final states"));
+    if (ok && backward)
+        ok = (u->dx = ts_alloc(ctx, ntf, "its input gradients")) && (u->dh0 = ts_alloc(ctx, ns, "its state gradients")) &&
+             (u->dw = ts_alloc(ctx, nw, "its weight gradients")) && (u->db = ts_alloc(ctx, nb, "its bias gradients"));
+    if (ok) return TS_OK;
+    bucket_free(u);
+    return TS_ENOMEM;
+}
+
+/* Rows idx[0..k) of src (rows of `row` floats, the first `take` of each) into dst. */
+static void gather(const int *idx, int k, size_t row, size_t take, const float *src, float *dst) {
+    for (int j = 0; j < k; j++) memcpy(dst + (size_t)j * take, src + (size_t)idx[j] * row, take * sizeof(float));
+}
+
+static ts_status forward_by_length(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len,
+                                   const float *h0, const float *w, const float *b, float *y, void *ws,
+                                   size_t ws_bytes) {
+    bucket_bufs u;
+    ts_status s = bucket_alloc(ctx, p, 0, &u);
+    const size_t S = (size_t)rnn_state_size(p), F = (size_t)p->f;
+    size_t off = 0;
+    for (int L = 1; !s && L <= p->t; L++) {
+        const int k = of_length(p, len, L, u.idx);
+        if (!k) continue;
+        rnn_params q = *p;
+        q.n = k;
+        q.t = L;
+        gather(u.idx, k, (size_t)p->t * F, (size_t)L * F, x, u.x);
+        if (h0) gather(u.idx, k, S, S, h0, u.h0);
+        size_t used = 0;
+        s = forward_run(ctx, &q, u.x, NULL, h0 ? u.h0 : NULL, w, b, u.y, ws ? (char *)ws + off : NULL,
+                        ws ? ws_bytes - off : 0, &used);
+        off += used;
+        for (int j = 0; !s && j < k; j++) memcpy(y + (size_t)u.idx[j] * S, u.y + (size_t)j * S, S * sizeof(float));
+    }
+    bucket_free(&u);
+    return s;
+}
+
+static ts_status backward_by_length(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len,
+                                    const float *h0, const float *w, const float *b, const float *dy,
+                                    const void *ws, size_t ws_bytes, float *dx, float *dh0, float *dw, float *db) {
+    bucket_bufs u;
+    ts_status s = bucket_alloc(ctx, p, 1, &u);
+    const size_t S = (size_t)rnn_state_size(p), F = (size_t)p->f, T = (size_t)p->t;
+    const size_t nw = (size_t)rnn_weight_count(p), nb = (size_t)p->dirs * 2 * (size_t)rnn_gates(p->cell) * (size_t)p->h;
+    size_t off = 0;
+    int first = 1;
+    if (!s && dx) memset(dx, 0, (size_t)p->n * T * F * sizeof(float)); /* padding steps get nothing */
+    for (int L = 1; !s && L <= p->t; L++) {
+        const int k = of_length(p, len, L, u.idx);
+        if (!k) continue;
+        rnn_params q = *p;
+        q.n = k;
+        q.t = L;
+        gather(u.idx, k, T * F, (size_t)L * F, x, u.x);
+        if (h0) gather(u.idx, k, S, S, h0, u.h0);
+        gather(u.idx, k, S, S, dy, u.y);
+        size_t used = 0;
+        /* the first length's weight gradients straight into dw, db; the others summed in */
+        s = backward_run(ctx, &q, u.x, NULL, h0 ? u.h0 : NULL, w, b, u.y, (const char *)ws + off, ws_bytes - off,
+                         dx ? u.dx : NULL, dh0 ? u.dh0 : NULL, first ? dw : u.dw, first ? db : u.db, &used);
+        off += used;
+        if (s) break;
+        if (!first) {
+            for (size_t i = 0; i < nw; i++) dw[i] += u.dw[i];
+            for (size_t i = 0; i < nb; i++) db[i] += u.db[i];
+        }
+        first = 0;
+        for (int j = 0; j < k; j++) {
+            if (dx) memcpy(dx + (size_t)u.idx[j] * T * F, u.dx + (size_t)j * L * F, (size_t)L * F * sizeof(float));
+            if (dh0) memcpy(dh0 + (size_t)u.idx[j] * S, u.dh0 + (size_t)j * S, S * sizeof(float));
+        }
+    }
+    bucket_free(&u);
+    return s;
+}
+
+ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                           const float *w, const float *b, float *y, void *ws, size_t ws_bytes) {
+    const int plan = p->n < 1 || p->t < 1 ? 0 : batch_plan(p, len);
+    if (plan == 0) return TS_EUNSUPPORTED;
+    if (plan == 2) return forward_by_length(ctx, p, x, len, h0, w, b, y, ws, ws_bytes);
+    size_t used = 0;
+    return forward_run(ctx, p, x, len, h0, w, b, y, ws, ws_bytes, &used);
+}
+
+ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
+                            const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
+                            float *dx, float *dh0, float *dw, float *db) {
+    if (batch_plan(p, len) == 2) return backward_by_length(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
+    size_t used = 0;
+    return backward_run(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db, &used);
 }
