@@ -4,7 +4,8 @@
  * torch_rnn.py with the same sizes. Usage:
  *   rnn_bench CELL BATCH STEPS THREADS RUNS [OUT.onnx]     (CELL: lstm, gru, rnn)
  * With OUT.onnx it also writes the model (random weights) as ONNX, which
- * ort_rnn.js times in onnxruntime. */
+ * ort_rnn.js times in onnxruntime. RNN_BF16=1 in the environment: bfloat16 mixed
+ * precision (ts_ctx_set_bf16). */
 #include "tessera.h"
 
 #include <stdio.h>
@@ -46,6 +47,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "rnn_bench: %s\n", ctx ? ts_ctx_error(ctx) : "out of memory");
         return 1;
     }
+    const int bf16 = getenv("RNN_BF16") && atoi(getenv("RNN_BF16"));
+    if (bf16 && ts_ctx_set_bf16(ctx, 1)) {
+        fprintf(stderr, "rnn_bench: %s\n", ts_ctx_error(ctx));
+        return 1;
+    }
     float *x = malloc(sizeof *x * (size_t)batch * steps), *y = malloc(sizeof *y * (size_t)batch * 151);
     float *dy = malloc(sizeof *dy * (size_t)batch * 151);
     double *ti = malloc(sizeof *ti * (size_t)runs), *tt = malloc(sizeof *tt * (size_t)runs);
@@ -71,8 +77,8 @@ int main(int argc, char **argv) {
     qsort(ti, (size_t)runs, sizeof *ti, cmp);
     qsort(tt, (size_t)runs, sizeof *tt, cmp);
     const double tok = (double)batch * steps, mi = ti[runs / 2], mt = tt[runs / 2];
-    printf("tessera %s batch %d steps %d threads %d: inference %.2f ms (%.0f tokens/s), training step %.2f ms "
-           "(%.0f tokens/s)\n", cell, batch, steps, threads, 1e3 * mi, tok / mi, 1e3 * mt, tok / mt);
+    printf("tessera%s %s batch %d steps %d threads %d: inference %.2f ms (%.0f tokens/s), training step %.2f ms "
+           "(%.0f tokens/s)\n", bf16 ? " bf16" : "", cell, batch, steps, threads, 1e3 * mi, tok / mi, 1e3 * mt, tok / mt);
     free(x);
     free(y);
     free(dy);

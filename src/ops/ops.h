@@ -594,6 +594,9 @@ void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, c
  * which the backward reads with the forward's h0, w and b. No step mask, no
  * constant-time variant. */
 size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p);
+/* Whether they run in bfloat16 (ts_ctx_set_bf16 and a CPU with AVX512-BF16): the
+ * input, states h, outputs and weights; cells, biases and gradients stay f32. */
+int rnn_bf16(const ts_ctx *ctx);
 ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x /* (N,T,F) */,
                            const int32_t *len /* (N) or NULL */, const float *h0 /* (N, rnn_state_size) or NULL */,
                            const float *w, const float *b, float *y, void *ws, size_t ws_bytes);

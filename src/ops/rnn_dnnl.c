@@ -46,12 +46,34 @@ static int batch_plan(const rnn_params *p, const int32_t *len) {
     return ragged && p->cell == RNN_LSTM && p->sequence == 2 ? 2 : 1;
 }
 
+/* Descriptors: ours (f32, the layouts of our buffers), and what the primitive reads and
+ * writes: with ctx->bf16 (mixed precision) the layer's input, states h, outputs and
+ * weights in bfloat16; biases, an lstm's cells and every gradient stay f32. */
 typedef struct rnn_mds {
-    dnnl_memory_desc_t src, iter, wl, wi, wl_any, wi_any, bias, dst;
+    dnnl_memory_desc_t src, iter, wl, wi, bias, dst;                /* f32, ours */
+    dnnl_memory_desc_t src_p, iter_p, dst_p, wl_any, wi_any;         /* the primitive's */
+    dnnl_memory_desc_t dwl_any, dwi_any;                             /* weight gradients, f32 */
 } rnn_mds;
+
+/* bfloat16 where asked for and the CPU computes in it (AVX512-BF16, AMX): oneDNN has
+ * no bf16 RNN on plain AVX-512, where these layers stay f32. */
+int rnn_bf16(const ts_ctx *ctx) {
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return ctx->bf16 && (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+static dnnl_memory_desc_t md_dt(dnnl_job *job, int ndims, const dnnl_dim_t *dims, dnnl_data_type_t dt,
+                                dnnl_format_tag_t tag) {
+    dnnl_memory_desc_t md;
+    memset(&md, 0, sizeof md);
+    if (job->status == TS_OK)
+        dnnl_job_check(job, dnnl_memory_desc_init_by_tag(&md, ndims, dims, dt, tag), "dnnl_memory_desc_init_by_tag");
+    return md;
+}
 
 static void mds_init(dnnl_job *job, const rnn_params *p, rnn_mds *d) {
     const int G = rnn_gates(p->cell);
+    const dnnl_data_type_t dt = rnn_bf16(job->ctx) ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t src = {p->t, p->n, p->f}, dst = {p->t, p->n, p->h}, iter = {1, 1, p->n, p->h};
     dnnl_dims_t wl = {1, 1, p->f, G, p->h}, wi = {1, 1, p->h, G, p->h}, bias = {1, 1, bias_gates(p), p->h};
     d->src = dnnl_job_md(job, 3, src, dnnl_ntc); /* (N,T,F) as it is */
@@ -59,9 +81,14 @@ static void mds_init(dnnl_job *job, const rnn_params *p, rnn_mds *d) {
     d->iter = dnnl_job_md(job, 4, iter, dnnl_ldnc);
     d->wl = dnnl_job_md(job, 5, wl, dnnl_ldgoi);
     d->wi = dnnl_job_md(job, 5, wi, dnnl_ldgoi);
-    d->wl_any = dnnl_job_md(job, 5, wl, dnnl_format_tag_any);
-    d->wi_any = dnnl_job_md(job, 5, wi, dnnl_format_tag_any);
     d->bias = dnnl_job_md(job, 4, bias, dnnl_ldgo);
+    d->src_p = md_dt(job, 3, src, dt, dnnl_ntc);
+    d->dst_p = md_dt(job, 3, dst, dt, dnnl_ntc);
+    d->iter_p = md_dt(job, 4, iter, dt, dnnl_ldnc);
+    d->wl_any = md_dt(job, 5, wl, dt, dnnl_format_tag_any);
+    d->wi_any = md_dt(job, 5, wi, dt, dnnl_format_tag_any);
+    d->dwl_any = dnnl_job_md(job, 5, wl, dnnl_format_tag_any);
+    d->dwi_any = dnnl_job_md(job, 5, wi, dnnl_format_tag_any);
 }
 
 static dnnl_primitive_desc_t forward_pd(dnnl_job *job, const rnn_params *p, const rnn_mds *d, int train) {
@@ -71,15 +98,15 @@ static dnnl_primitive_desc_t forward_pd(dnnl_job *job, const rnn_params *p, cons
     dnnl_rnn_desc_t rd;
     dnnl_status_t st;
     if (p->cell == RNN_LSTM)
-        st = dnnl_lstm_forward_desc_init(&rd, prop, dir, &d->src, &d->iter, &d->iter, &d->wl_any, &d->wi_any,
-                                         &d->bias, &d->dst, &d->iter, &d->iter, 0);
+        st = dnnl_lstm_forward_desc_init(&rd, prop, dir, &d->src_p, &d->iter_p, &d->iter, &d->wl_any, &d->wi_any,
+                                         &d->bias, &d->dst_p, &d->iter_p, &d->iter, 0);
     else if (p->cell == RNN_GRU)
         st = (p->lbr ? dnnl_lbr_gru_forward_desc_init : dnnl_gru_forward_desc_init)(
-            &rd, prop, dir, &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, 0);
+            &rd, prop, dir, &d->src_p, &d->iter_p, &d->wl_any, &d->wi_any, &d->bias, &d->dst_p, &d->iter_p, 0);
     else
         st = dnnl_vanilla_rnn_forward_desc_init(&rd, prop, p->cell == RNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_tanh,
-                                                dir, &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst,
-                                                &d->iter, 0, 0.0f, 0.0f);
+                                                dir, &d->src_p, &d->iter_p, &d->wl_any, &d->wi_any, &d->bias,
+                                                &d->dst_p, &d->iter_p, 0, 0.0f, 0.0f);
     if (!dnnl_job_check(job, st, "the RNN descriptor")) return NULL;
     return dnnl_job_pd(job, &rd, NULL, 0);
 }
@@ -91,19 +118,19 @@ static dnnl_primitive_desc_t backward_pd(dnnl_job *job, const rnn_params *p, con
     dnnl_rnn_desc_t rd;
     dnnl_status_t st;
     if (p->cell == RNN_LSTM)
-        st = dnnl_lstm_backward_desc_init(&rd, dnnl_backward, dir, &d->src, &d->iter, &d->iter, &d->wl_any, &d->wi_any,
-                                          &d->bias, &d->dst, &d->iter, &d->iter, &d->src, &d->iter, &d->iter,
-                                          &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, &d->iter, 0);
+        st = dnnl_lstm_backward_desc_init(&rd, dnnl_backward, dir, &d->src_p, &d->iter_p, &d->iter, &d->wl_any,
+                                          &d->wi_any, &d->bias, &d->dst_p, &d->iter_p, &d->iter, &d->src, &d->iter,
+                                          &d->iter, &d->dwl_any, &d->dwi_any, &d->bias, &d->dst, &d->iter, &d->iter, 0);
     else if (p->cell == RNN_GRU)
         st = (p->lbr ? dnnl_lbr_gru_backward_desc_init : dnnl_gru_backward_desc_init)(
-            &rd, dnnl_backward, dir, &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, &d->src,
-            &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter, 0);
+            &rd, dnnl_backward, dir, &d->src_p, &d->iter_p, &d->wl_any, &d->wi_any, &d->bias, &d->dst_p, &d->iter_p,
+            &d->src, &d->iter, &d->dwl_any, &d->dwi_any, &d->bias, &d->dst, &d->iter, 0);
     else
         st = dnnl_vanilla_rnn_backward_desc_init(&rd, dnnl_backward,
                                                  p->cell == RNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_tanh, dir,
-                                                 &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst, &d->iter,
-                                                 &d->src, &d->iter, &d->wl_any, &d->wi_any, &d->bias, &d->dst,
-                                                 &d->iter, 0, 0.0f, 0.0f);
+                                                 &d->src_p, &d->iter_p, &d->wl_any, &d->wi_any, &d->bias, &d->dst_p,
+                                                 &d->iter_p, &d->src, &d->iter, &d->dwl_any, &d->dwi_any, &d->bias,
+                                                 &d->dst, &d->iter, 0, 0.0f, 0.0f);
     if (!dnnl_job_check(job, st, "the RNN backward descriptor")) return NULL;
     return dnnl_job_pd(job, &rd, fwd, 0);
 }
@@ -280,20 +307,21 @@ static ts_status forward_run(ts_ctx *ctx, const rnn_params *p, const float *x, c
             *used = per_dir * (size_t)p->dirs;
         }
         const int lstm = p->cell == RNN_LSTM;
-        dnnl_memory_t src = source(&job, p, &md, d, x, len);
-        dnnl_memory_t hi = initial(&job, p, &md, d, 0, h0), ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
+        dnnl_memory_t src = dnnl_job_layout(&job, source(&job, p, &md, d, x, len), &md.src_p, 1);
+        dnnl_memory_t hi = dnnl_job_layout(&job, initial(&job, p, &md, d, 0, h0), &md.iter_p, 1);
+        dnnl_memory_t ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
         dnnl_memory_t wl = NULL, wi = NULL, bias = NULL;
         weights(&job, p, &md, pd, d, w, b, &wl, &wi, &bias);
         dnnl_memory_t dst, hn, cn = NULL, prim = NULL;
         if (ws) {
             const dir_ws at = dir_ws_at(p, ws, per_dir, d);
-            dst = dnnl_job_memory(&job, &md.dst, at.dst);
-            hn = dnnl_job_memory(&job, &md.iter, at.hn);
+            dst = dnnl_job_memory(&job, &md.dst_p, at.dst);
+            hn = dnnl_job_memory(&job, &md.iter_p, at.hn);
             if (lstm) cn = dnnl_job_memory(&job, &md.iter, at.cn);
             prim = dnnl_job_memory(&job, arg_md(&job, pd, DNNL_ARG_WORKSPACE), at.prim);
         } else {
-            dst = dnnl_job_memory_alloc(&job, &md.dst);
-            hn = dnnl_job_memory_alloc(&job, &md.iter);
+            dst = dnnl_job_memory_alloc(&job, &md.dst_p);
+            hn = dnnl_job_memory_alloc(&job, &md.iter_p);
             if (lstm) cn = dnnl_job_memory_alloc(&job, &md.iter);
         }
         dnnl_exec_arg_t args[11] = {{DNNL_ARG_SRC_LAYER, src},    {DNNL_ARG_SRC_ITER, hi},
@@ -307,8 +335,9 @@ static ts_status forward_run(ts_ctx *ctx, const rnn_params *p, const float *x, c
         }
         if (prim) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, prim};
         dnnl_job_execute(&job, pd, na, args);
+        dnnl_memory_t dst32 = dnnl_job_layout(&job, dst, &md.dst, 1); /* bf16 outputs as f32 */
         wait(&job);
-        const float *dd = data_of(&job, dst), *cd = lstm ? data_of(&job, cn) : NULL;
+        const float *dd = data_of(&job, dst32), *cd = lstm ? data_of(&job, cn) : NULL;
         if (job.status == TS_OK) outputs(p, len, d, dd, cd, y);
         ts_status s = dnnl_job_end(&job);
         if (s != TS_OK) return s;
@@ -377,8 +406,9 @@ static ts_status backward_run(ts_ctx *ctx, const rnn_params *p, const float *x, 
         const size_t per_dir = job.status == TS_OK ? dir_bytes(p, fwd) : 0;
         *used = per_dir * (size_t)p->dirs;
         const dir_ws at = dir_ws_at(p, (void *)ws, per_dir, d);
-        dnnl_memory_t src = source(&job, p, &md, d, x, len);
-        dnnl_memory_t hi = initial(&job, p, &md, d, 0, h0), ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
+        dnnl_memory_t src = dnnl_job_layout(&job, source(&job, p, &md, d, x, len), &md.src_p, 1);
+        dnnl_memory_t hi = dnnl_job_layout(&job, initial(&job, p, &md, d, 0, h0), &md.iter_p, 1);
+        dnnl_memory_t ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
         dnnl_memory_t wl = NULL, wi = NULL, bias = NULL;
         weights(&job, p, &md, pd, d, w, b, &wl, &wi, &bias);
         dnnl_memory_t ddst = zeroed(&job, &md.dst), dhn = zeroed(&job, &md.iter);
@@ -398,8 +428,8 @@ static ts_status backward_run(ts_ctx *ctx, const rnn_params *p, const float *x, 
             {DNNL_ARG_WEIGHTS_LAYER, wl},
             {DNNL_ARG_WEIGHTS_ITER, wi},
             {DNNL_ARG_BIAS, bias},
-            {DNNL_ARG_DST_LAYER, dnnl_job_memory(&job, &md.dst, at.dst)},
-            {DNNL_ARG_DST_ITER, dnnl_job_memory(&job, &md.iter, at.hn)},
+            {DNNL_ARG_DST_LAYER, dnnl_job_memory(&job, &md.dst_p, at.dst)},
+            {DNNL_ARG_DST_ITER, dnnl_job_memory(&job, &md.iter_p, at.hn)},
             {DNNL_ARG_WORKSPACE, pd ? dnnl_job_memory(&job, arg_md(&job, pd, DNNL_ARG_WORKSPACE), at.prim) : NULL},
             {DNNL_ARG_DIFF_DST_LAYER, ddst},
             {DNNL_ARG_DIFF_DST_ITER, dhn},

@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 static ts_ctx *g_ctx;
+/* the oneDNN kernels' tolerance: float32, or bfloat16 (test_torch_parity_bf16) */
+static double g_rtol = 1e-4, g_atol = 1e-5;
+static int g_bf16;
 
 typedef struct torch_case {
     rnn_cell cell;
@@ -94,26 +97,26 @@ static void test_torch_parity(void) {
             ts_status st = rnn_forward_dnnl(g_ctx, &p, x->data, len, h0d, w->data, b->data, got, dws, wsb);
             {
                 CHECK(wsb > 0 && st == TS_OK, "case %d: oneDNN forward: %s", k, ts_ctx_error(g_ctx));
-                snprintf(what, sizeof what, "case %d (%d threads): oneDNN y", k, threads);
-                test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN%s y", k, threads, g_bf16 ? " bf16" : "");
+                test_allclose(what, got, y->data, (size_t)ny, g_rtol, g_atol);
                 memset(gx, 0, sizeof *gx * (size_t)n * t * f);
                 st = rnn_backward_dnnl(g_ctx, &p, x->data, len, h0d, w->data, b->data, r->data, dws, wsb, gx,
                                        h0 ? gh0 : NULL, gw, gb);
                 CHECK(st == TS_OK, "case %d: oneDNN backward: %s", k, ts_ctx_error(g_ctx));
                 if (h0) {
-                    snprintf(what, sizeof what, "case %d (%d threads): oneDNN dh0", k, threads);
-                    test_allclose(what, gh0, dh0->data, (size_t)ns, 1e-4, 1e-5);
+                    snprintf(what, sizeof what, "case %d (%d threads): oneDNN%s dh0", k, threads, g_bf16 ? " bf16" : "");
+                    test_allclose(what, gh0, dh0->data, (size_t)ns, g_rtol, g_atol);
                 }
-                snprintf(what, sizeof what, "case %d (%d threads): oneDNN dx", k, threads);
-                test_allclose(what, gx, dx->data, (size_t)n * t * f, 1e-4, 1e-5);
-                snprintf(what, sizeof what, "case %d (%d threads): oneDNN dw", k, threads);
-                test_allclose(what, gw, dw->data, (size_t)nw, 1e-4, 1e-5);
-                snprintf(what, sizeof what, "case %d (%d threads): oneDNN db", k, threads);
-                test_allclose(what, gb, db->data, (size_t)nb, 1e-4, 1e-5);
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN%s dx", k, threads, g_bf16 ? " bf16" : "");
+                test_allclose(what, gx, dx->data, (size_t)n * t * f, g_rtol, g_atol);
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN%s dw", k, threads, g_bf16 ? " bf16" : "");
+                test_allclose(what, gw, dw->data, (size_t)nw, g_rtol, g_atol);
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN%s db", k, threads, g_bf16 ? " bf16" : "");
+                test_allclose(what, gb, db->data, (size_t)nb, g_rtol, g_atol);
                 st = rnn_forward_dnnl(g_ctx, &p, x->data, len, h0d, w->data, b->data, got, NULL, 0);
                 CHECK(st == TS_OK, "case %d: oneDNN inference: %s", k, ts_ctx_error(g_ctx));
-                snprintf(what, sizeof what, "case %d (%d threads): oneDNN inference y", k, threads);
-                test_allclose(what, got, y->data, (size_t)ny, 1e-4, 1e-5);
+                snprintf(what, sizeof what, "case %d (%d threads): oneDNN%s inference y", k, threads, g_bf16 ? " bf16" : "");
+                test_allclose(what, got, y->data, (size_t)ny, g_rtol, g_atol);
             }
             free(dws);
             ts_ctx_set_threads(g_ctx, 1);
@@ -131,6 +134,24 @@ static void test_torch_parity(void) {
         }
     }
     fixture_free(fx);
+}
+
+/* The same in bfloat16 where the CPU has it: inputs, states and weights rounded to 8
+ * significant bits, so a few percent of tolerance. */
+static void test_torch_parity_bf16(void) {
+    if (ts_ctx_set_bf16(g_ctx, 1) != TS_OK || !rnn_bf16(g_ctx)) {
+        printf("  (no bf16 recurrent kernels on this CPU: skipped)\n");
+        ts_ctx_set_bf16(g_ctx, 0);
+        return;
+    }
+    g_bf16 = 1;
+    g_rtol = 5e-2;
+    g_atol = 3e-2;
+    test_torch_parity();
+    g_bf16 = 0;
+    g_rtol = 1e-4;
+    g_atol = 1e-5;
+    ts_ctx_set_bf16(g_ctx, 0);
 }
 
 /* gru with linear_before_reset=0 (ONNX's default) against its definition, one
@@ -332,6 +353,7 @@ int main(void) {
     if (!test_begin(&g_ctx, tmp)) return 1;
     ts_ctx_set_threads(g_ctx, 1);
     RUN(test_torch_parity);
+    RUN(test_torch_parity_bf16);
     RUN(test_gru_reset_before);
     RUN(test_padding_invariance);
     RUN(test_embedding);
