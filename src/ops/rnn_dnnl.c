@@ -71,9 +71,13 @@ static dnnl_memory_desc_t md_dt(dnnl_job *job, int ndims, const dnnl_dim_t *dims
     return md;
 }
 
-static void mds_init(dnnl_job *job, const rnn_params *p, rnn_mds *d) {
+/* train: for a training forward and its backward. A GRU trains in f32 whatever the
+ * setting: oneDNN 2.6's bf16 GRU backward is its reference driver, slower than f32
+ * (bench/RESULTS.md). */
+static void mds_init(dnnl_job *job, const rnn_params *p, int train, rnn_mds *d) {
     const int G = rnn_gates(p->cell);
-    const dnnl_data_type_t dt = rnn_bf16(job->ctx) ? dnnl_bf16 : dnnl_f32;
+    const int bf16 = rnn_bf16(job->ctx) && !(train && p->cell == RNN_GRU);
+    const dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t src = {p->t, p->n, p->f}, dst = {p->t, p->n, p->h}, iter = {1, 1, p->n, p->h};
     dnnl_dims_t wl = {1, 1, p->f, G, p->h}, wi = {1, 1, p->h, G, p->h}, bias = {1, 1, bias_gates(p), p->h};
     d->src = dnnl_job_md(job, 3, src, dnnl_ntc); /* (N,T,F) as it is */
@@ -248,7 +252,7 @@ static size_t workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
     dnnl_job job;
     if (dnnl_job_begin(&job, ctx, "RNN forward") != TS_OK) return 0;
     rnn_mds md;
-    mds_init(&job, p, &md);
+    mds_init(&job, p, 1, &md);
     dnnl_primitive_desc_t fwd = forward_pd(&job, p, &md, 1);
     dnnl_primitive_desc_t bwd = backward_pd(&job, p, &md, fwd); /* trained only where both exist */
     const size_t bytes = bwd ? dir_bytes(p, fwd) * (size_t)p->dirs : 0;
@@ -295,7 +299,7 @@ static ts_status forward_run(ts_ctx *ctx, const rnn_params *p, const float *x, c
         dnnl_job job;
         if (dnnl_job_begin(&job, ctx, "RNN forward") != TS_OK) return job.status;
         rnn_mds md;
-        mds_init(&job, p, &md);
+        mds_init(&job, p, ws != NULL, &md);
         dnnl_primitive_desc_t pd = forward_pd(&job, p, &md, ws != NULL);
         size_t per_dir = 0;
         if (job.status == TS_OK && ws) {
@@ -398,7 +402,7 @@ static ts_status backward_run(ts_ctx *ctx, const rnn_params *p, const float *x, 
         dnnl_job job;
         if (dnnl_job_begin(&job, ctx, "RNN backward") != TS_OK) return job.status;
         rnn_mds md;
-        mds_init(&job, p, &md);
+        mds_init(&job, p, 1, &md);
         dnnl_primitive_desc_t fwd = forward_pd(&job, p, &md, 1);
         dnnl_primitive_desc_t pd = backward_pd(&job, p, &md, fwd);
         if (job.status == TS_OK && (!pd || dir_bytes(p, fwd) * (size_t)p->dirs > ws_bytes))
