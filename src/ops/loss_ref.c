@@ -37,26 +37,20 @@ float softmax_xent_ignore_ref(int n, int classes, const float *logits /* (N,clas
                 for (int j = 0; j < classes; j++) dx[j] = NAN;
             continue;
         }
-        float mx = -INFINITY;
+        double mx = -INFINITY;
         for (int j = 0; j < classes; j++) mx = x[j] > mx ? x[j] : mx;
-        /* one float exp per score (a translator's rows are 10^4 wide: double exp twice
-         * was a sixth of its training step), summed in double; the gradient divides
-         * the same exps by their sum */
-        const double xy = x[y]; /* dx may be the scores themselves */
         double se = 0.0, sx = 0.0;
         for (int j = 0; j < classes; j++) {
-            const float xj = x[j], e = expf(xj - mx);
-            if (dx) dx[j] = e;
-            se += e;
-            sx += xj;
+            se += exp(x[j] - mx);
+            sx += x[j];
         }
-        const double lse = mx + log(se), inv_se = 1.0 / se;
+        const double lse = mx + log(se);
         /* sum_j logp[j] = sum_j x[j] - C lse */
-        total += -(1.0 - eps) * (xy - lse) - uni * (sx - classes * lse);
+        total += -(1.0 - eps) * (x[y] - lse) - uni * (sx - classes * lse);
         if (dx)
             for (int j = 0; j < classes; j++) {
                 const double target = (j == y ? 1.0 - eps : 0.0) + uni;
-                dx[j] = (float)((dx[j] * inv_se - target) * invn);
+                dx[j] = (float)((exp(x[j] - lse) - target) * invn);
             }
     }
     return (float)(total * invn);
