@@ -5,7 +5,7 @@
 # tessera; onnxruntime infers only, on the ONNX file rnn_bench exports). Needs
 # build/bench/rnn_bench (make bench-rnn builds it), /usr/bin/python3 with torch
 # (apt-get install python3-torch) and node with npm (onnxruntime-node is installed
-# into $ORT_DIR, offline: npm install --ignore-scripts).
+# into $ORT_DIR from the npm registry; --ignore-scripts skips its binary download).
 # Settings: RNN_BATCH=64 RNN_STEPS=32 RNN_THREADS="1 2" RNN_RUNS=7 RNN_CELLS="lstm gru rnn"
 #           ORT_DIR=/tmp/tessera-torchvision/ort (shared with bench/onnx/run.sh)
 set -eu

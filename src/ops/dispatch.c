@@ -412,8 +412,10 @@ void conv_act_apply_ref(conv_act act, size_t count, float *x) {
 
 size_t ops_rnn_workspace_size(ts_ctx *ctx, const rnn_params *p) {
     if (!ctx || !p) return 0;
+    /* oneDNN's share whatever the backend now: a model planned under the reference
+     * may train after ts_ctx_set_backend(DNNL) without being planned again */
     const size_t ref = rnn_workspace_floats(p) * sizeof(float);
-    const size_t dnnl = use_dnnl(ctx) ? rnn_dnnl_workspace_bytes(ctx, p) : 0;
+    const size_t dnnl = !ctx->constant_time ? rnn_dnnl_workspace_bytes(ctx, p) : 0;
     return ref > dnnl ? ref : dnnl;
 }
 
@@ -425,7 +427,7 @@ ts_status ops_rnn_forward(ts_ctx *ctx, const rnn_params *p, const float *x, cons
     if (use_dnnl(ctx) && !keep) {
         ts_status s = rnn_forward_dnnl(ctx, p, x, len, h0, w, b, y, ws, ws_bytes);
         if (s != TS_EUNSUPPORTED) {
-            *on_dnnl = s == TS_OK;
+            *on_dnnl = s != TS_OK ? 0 : rnn_bf16(ctx) ? 2 : 1;
             return s;
         }
     }
@@ -440,6 +442,9 @@ ts_status ops_rnn_backward(ts_ctx *ctx, const rnn_params *p, const float *x, con
                            const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
                            int on_dnnl, float *dx, float *dh0, float *dw, float *db, float *scratch) {
     if (!ctx || !p) return TS_EINVAL;
+    if (on_dnnl && (on_dnnl == 2) != rnn_bf16(ctx))
+        return ts_fail(ctx, TS_EINVAL, "rnn: bf16 was switched %s between the forward pass and its backward",
+                       on_dnnl == 2 ? "off" : "on");
     if (on_dnnl) return rnn_backward_dnnl(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
     rnn_backward_ref(p, x, len, w, dy, (const float *)ws, dx, dh0, dw, db, scratch, ts_ctx_threads(ctx));
     return TS_OK;

@@ -79,11 +79,11 @@ ts_status ops_eltwise_backward(ts_ctx *ctx, eltwise_kind kind, float alpha, size
                                const float *dout, const float *in, const float *out);
 
 /* Recurrent layers (rnn, lstm, gru; ops.h's rnn_params). Training workspace (bytes):
- * enough for either kernel. The forward sets *on_dnnl to whether oneDNN ran it (that
- * depends on the batch's lengths, not only on the parameters: a padded batch of an
- * lstm's final cells runs on the reference), and its backward must be given that
- * flag, the same ws and the same inputs. keep (a step mask) and constant-time mode
- * always take the reference. */
+ * enough for either kernel, whatever the backend now. The forward sets *on_dnnl to
+ * how it ran (0 the reference, 1 oneDNN in f32, 2 oneDNN in bf16), which can depend on
+ * the batch (a row of padding only runs on the reference), and its backward must be
+ * given that value, the same ws and the same inputs (and the same bf16 setting). keep
+ * (a step mask) and constant-time mode always take the reference. */
 size_t ops_rnn_workspace_size(ts_ctx *ctx, const rnn_params *p);
 ts_status ops_rnn_forward(ts_ctx *ctx, const rnn_params *p, const float *x /* (N,T,F) */,
                           const int32_t *len /* (N) or NULL */, const float *h0 /* (N, rnn_state_size) or NULL */,

@@ -28,7 +28,7 @@
 #include <dnnl.h>
 
 #define DNNL_JOB_MAX_MEM 48  /* memory objects of one job */
-#define DNNL_JOB_MAX_SLOT 24 /* temporary buffers of one job (an RNN backward takes 20) */
+#define DNNL_JOB_MAX_SLOT 24 /* temporary buffers of one job (an RNN backward takes up to 22) */
 
 /* What ctx->dnnl points to: created on first use, freed through ctx->dnnl_release. */
 typedef struct ops_dnnl {

@@ -588,14 +588,14 @@ void rnn_forward_ref(const rnn_params *p, const float *x, const int32_t *len /* 
 void rnn_backward_ref(const rnn_params *p, const float *x, const int32_t *len, const float *w, const float *dy,
                       const float *ws, float *dx, float *dh0, float *dw, float *db, float *scratch, int nthreads);
 /* The same two on oneDNN's RNN primitives (rnn_dnnl.c): TS_EUNSUPPORTED where they do
- * not apply (an lstm's final cells, sequence=2, of a padded batch; a row of padding
- * only; no implementation). ws: NULL at inference, else ws_bytes >=
+ * not apply (a row of padding only; no implementation; in training, no backward). ws: NULL at inference, else ws_bytes >=
  * rnn_dnnl_workspace_bytes for this batch (0 there: oneDNN cannot train the layer),
  * which the backward reads with the forward's h0, w and b. No step mask, no
  * constant-time variant. */
 size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p);
 /* Whether they run in bfloat16 (ts_ctx_set_bf16 and a CPU with AVX512-BF16): the
- * input, states h, outputs and weights; cells, biases and gradients stay f32. */
+ * input, states h, outputs and weights; cells, biases and gradients stay f32, and a
+ * GRU trains in f32 (it infers in bf16). */
 int rnn_bf16(const ts_ctx *ctx);
 ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x /* (N,T,F) */,
                            const int32_t *len /* (N) or NULL */, const float *h0 /* (N, rnn_state_size) or NULL */,

@@ -36,14 +36,17 @@ static inline int64_t state_at(const rnn_params *p, int i, int d, int cell) {
 }
 
 /* How oneDNN runs this batch: 0 not at all (a row of padding only), 1 as one batch,
- * 2 by length (an lstm's final cells of a padded batch). */
-static int batch_plan(const rnn_params *p, const int32_t *len) {
+ * 2 by length: an lstm's final cells of a padded batch, and a ReLU RNN's padded batch in
+ * training (oneDNN runs the padded steps, whose ReLU states can grow to inf; their zero
+ * gradients times inf would be NaN in the weight gradients). */
+static int batch_plan(const rnn_params *p, const int32_t *len, int train) {
     int ragged = 0;
     for (int i = 0; len && i < p->n; i++) {
         if (len[i] < 1 || len[i] > p->t) return 0;
         if (len[i] != p->t) ragged = 1;
     }
-    return ragged && p->cell == RNN_LSTM && p->sequence == 2 ? 2 : 1;
+    if (!ragged) return 1;
+    return (p->cell == RNN_LSTM && p->sequence == 2) || (p->cell == RNN_RELU && train) ? 2 : 1;
 }
 
 /* Descriptors: ours (f32, the layouts of our buffers), and what the primitive reads and
@@ -55,8 +58,8 @@ typedef struct rnn_mds {
     dnnl_memory_desc_t dwl_any, dwi_any;                             /* weight gradients, f32 */
 } rnn_mds;
 
-/* bfloat16 where asked for and the CPU computes in it (AVX512-BF16, AMX): oneDNN has
- * no bf16 RNN on plain AVX-512, where these layers stay f32. */
+/* bfloat16 where asked for and the CPU computes in it (AVX512-BF16, AMX); elsewhere
+ * these layers stay f32 (oneDNN would emulate bf16 there). */
 int rnn_bf16(const ts_ctx *ctx) {
     const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return ctx->bf16 && (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
@@ -162,7 +165,7 @@ static dnnl_memory_t zeroed(dnnl_job *job, const dnnl_memory_desc_t *md) {
     return m;
 }
 
-static void wait(dnnl_job *job) {
+static void job_wait(dnnl_job *job) {
     if (job->status == TS_OK) dnnl_job_check(job, dnnl_stream_wait(job->dnnl->stream), "dnnl_stream_wait");
 }
 
@@ -194,7 +197,7 @@ static dnnl_memory_t initial(dnnl_job *job, const rnn_params *p, const rnn_mds *
     return m;
 }
 
-/* Direction d's weights in the layouts pd wants (arguments wl_arg, wi_arg) and its
+/* Direction d's weights in the layouts pd wants (its WEIGHTS_LAYER, WEIGHTS_ITER) and its
  * bias, packed from ours. */
 static void weights(dnnl_job *job, const rnn_params *p, const rnn_mds *md, const_dnnl_primitive_desc_t pd, int d,
                     const float *w, const float *b, dnnl_memory_t *wl, dnnl_memory_t *wi, dnnl_memory_t *bias) {
@@ -256,12 +259,14 @@ static size_t workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
     dnnl_primitive_desc_t fwd = forward_pd(&job, p, &md, 1);
     dnnl_primitive_desc_t bwd = backward_pd(&job, p, &md, fwd); /* trained only where both exist */
     const size_t bytes = bwd ? dir_bytes(p, fwd) * (size_t)p->dirs : 0;
-    return dnnl_job_end(&job) == TS_OK ? bytes : 0;
+    if (dnnl_job_end(&job) == TS_OK) return bytes;
+    ts_ctx_clear_error(ctx); /* a size query: the reference runs instead, nothing failed */
+    return 0;
 }
 
 size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
     const size_t bytes = workspace_bytes(ctx, p);
-    if (!bytes || p->cell != RNN_LSTM || p->sequence != 2) return bytes;
+    if (!bytes || !((p->cell == RNN_LSTM && p->sequence == 2) || p->cell == RNN_RELU)) return bytes;
     /* a padded batch runs by length: up to T batches, each with the fixed part of a
      * workspace (oneDNN's is tens of kB whatever the batch) */
     rnn_params one = *p;
@@ -301,6 +306,7 @@ static ts_status forward_run(ts_ctx *ctx, const rnn_params *p, const float *x, c
         rnn_mds md;
         mds_init(&job, p, ws != NULL, &md);
         dnnl_primitive_desc_t pd = forward_pd(&job, p, &md, ws != NULL);
+        if (ws) backward_pd(&job, p, &md, pd); /* trained on oneDNN only where its backward exists */
         size_t per_dir = 0;
         if (job.status == TS_OK && ws) {
             per_dir = dir_bytes(p, pd);
@@ -340,7 +346,7 @@ static ts_status forward_run(ts_ctx *ctx, const rnn_params *p, const float *x, c
         if (prim) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, prim};
         dnnl_job_execute(&job, pd, na, args);
         dnnl_memory_t dst32 = dnnl_job_layout(&job, dst, &md.dst, 1); /* bf16 outputs as f32 */
-        wait(&job);
+        job_wait(&job);
         const float *dd = data_of(&job, dst32), *cd = lstm ? data_of(&job, cn) : NULL;
         if (job.status == TS_OK) outputs(p, len, d, dd, cd, y);
         ts_status s = dnnl_job_end(&job);
@@ -375,7 +381,7 @@ static void weight_grads(dnnl_job *job, const rnn_params *p, const rnn_mds *md, 
     dnnl_memory_t ul = dnnl_job_memory_alloc(job, &md->wl), ui = dnnl_job_memory_alloc(job, &md->wi);
     dnnl_job_reorder(job, dwl, ul);
     dnnl_job_reorder(job, dwi, ui);
-    wait(job);
+    job_wait(job);
     const float *pl = data_of(job, ul), *pi = data_of(job, ui);
     if (!pl || !pi || !dbias) return;
     const int G = rnn_gates(p->cell), H = p->h, F = p->f, GH = G * H;
@@ -405,11 +411,11 @@ static ts_status backward_run(ts_ctx *ctx, const rnn_params *p, const float *x, 
         mds_init(&job, p, 1, &md);
         dnnl_primitive_desc_t fwd = forward_pd(&job, p, &md, 1);
         dnnl_primitive_desc_t pd = backward_pd(&job, p, &md, fwd);
-        if (job.status == TS_OK && (!pd || dir_bytes(p, fwd) * (size_t)p->dirs > ws_bytes))
+        if (job.status == TS_OK && (!pd || !ws || dir_bytes(p, fwd) * (size_t)p->dirs > ws_bytes))
             dnnl_job_fail(&job, TS_EINVAL, "the forward pass's workspace does not fit this batch");
         const size_t per_dir = job.status == TS_OK ? dir_bytes(p, fwd) : 0;
         *used = per_dir * (size_t)p->dirs;
-        const dir_ws at = dir_ws_at(p, (void *)ws, per_dir, d);
+        const dir_ws at = job.status == TS_OK && ws ? dir_ws_at(p, (void *)ws, per_dir, d) : (dir_ws){0};
         dnnl_memory_t src = dnnl_job_layout(&job, source(&job, p, &md, d, x, len), &md.src_p, 1);
         dnnl_memory_t hi = dnnl_job_layout(&job, initial(&job, p, &md, d, 0, h0), &md.iter_p, 1);
         dnnl_memory_t ci = lstm ? initial(&job, p, &md, d, 1, h0) : NULL;
@@ -451,7 +457,7 @@ static ts_status backward_run(ts_ctx *ctx, const rnn_params *p, const float *x, 
             args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SRC_ITER_C, dci};
         }
         dnnl_job_execute(&job, pd, na, args);
-        wait(&job);
+        job_wait(&job);
         weight_grads(&job, p, &md, d, dwl, dwi, data_of(&job, dbias), dw, db);
         const float *ps = data_of(&job, dsrc), *ph = data_of(&job, dhi), *pc = lstm ? data_of(&job, dci) : NULL;
         if (job.status == TS_OK && d == 1 && dx) /* un-reversed; padding steps get nothing */
@@ -502,14 +508,21 @@ static void bucket_free(bucket_bufs *u) {
     ts_free(u->db);
 }
 
+/* Floats of one sample's output y (and dy): (T, D*H), (D*H) or a whole state. */
+static size_t out_row(const rnn_params *p) {
+    const size_t dh = (size_t)p->dirs * (size_t)p->h;
+    return p->sequence == 1 ? (size_t)p->t * dh : p->sequence == 2 ? (size_t)rnn_state_size(p) : dh;
+}
+
 static ts_status bucket_alloc(ts_ctx *ctx, const rnn_params *p, int backward, bucket_bufs *u) {
     memset(u, 0, sizeof *u);
     const size_t ntf = (size_t)p->n * (size_t)p->t * (size_t)p->f * sizeof(float);
     const size_t ns = (size_t)p->n * (size_t)rnn_state_size(p) * sizeof(float);
+    const size_t ny = (size_t)p->n * out_row(p) * sizeof(float);
     const size_t nw = (size_t)rnn_weight_count(p) * sizeof(float);
     const size_t nb = (size_t)p->dirs * 2 * (size_t)rnn_gates(p->cell) * (size_t)p->h * sizeof(float);
     int ok = (u->idx = ts_alloc(ctx, sizeof *u->idx * (size_t)p->n, "an RNN batch's sample order")) && (u->x = ts_alloc(ctx, ntf, "an RNN batch of one length")) &&
-             (u->h0 = ts_alloc(ctx, ns, "its initial states")) && (u->y = ts_alloc(ctx, ns, "its final states"));
+             (u->h0 = ts_alloc(ctx, ns, "its initial states")) && (u->y = ts_alloc(ctx, ny, "its outputs"));
     if (ok && backward)
         ok = (u->dx = ts_alloc(ctx, ntf, "its input gradients")) && (u->dh0 = ts_alloc(ctx, ns, "its state gradients")) &&
              (u->dw = ts_alloc(ctx, nw, "its weight gradients")) && (u->db = ts_alloc(ctx, nb, "its bias gradients"));
@@ -542,7 +555,11 @@ static ts_status forward_by_length(ts_ctx *ctx, const rnn_params *p, const float
         s = forward_run(ctx, &q, u.x, NULL, h0 ? u.h0 : NULL, w, b, u.y, ws ? (char *)ws + off : NULL,
                         ws ? ws_bytes - off : 0, &used);
         off += used;
-        for (int j = 0; !s && j < k; j++) memcpy(y + (size_t)u.idx[j] * S, u.y + (size_t)j * S, S * sizeof(float));
+        const size_t row = out_row(p), part = out_row(&q); /* sequence=1: the first L steps */
+        for (int j = 0; !s && j < k; j++) {
+            memcpy(y + (size_t)u.idx[j] * row, u.y + (size_t)j * part, part * sizeof(float));
+            memset(y + (size_t)u.idx[j] * row + part, 0, (row - part) * sizeof(float));
+        }
     }
     bucket_free(&u);
     return s;
@@ -566,7 +583,7 @@ static ts_status backward_by_length(ts_ctx *ctx, const rnn_params *p, const floa
         q.t = L;
         gather(u.idx, k, T * F, (size_t)L * F, x, u.x);
         if (h0) gather(u.idx, k, S, S, h0, u.h0);
-        gather(u.idx, k, S, S, dy, u.y);
+        gather(u.idx, k, out_row(p), out_row(&q), dy, u.y);
         size_t used = 0;
         /* the first length's weight gradients straight into dw, db; the others summed in */
         s = backward_run(ctx, &q, u.x, NULL, h0 ? u.h0 : NULL, w, b, u.y, (const char *)ws + off, ws_bytes - off,
@@ -589,7 +606,7 @@ static ts_status backward_by_length(ts_ctx *ctx, const rnn_params *p, const floa
 
 ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
                            const float *w, const float *b, float *y, void *ws, size_t ws_bytes) {
-    const int plan = p->n < 1 || p->t < 1 ? 0 : batch_plan(p, len);
+    const int plan = p->n < 1 || p->t < 1 ? 0 : batch_plan(p, len, ws != NULL);
     if (plan == 0) return TS_EUNSUPPORTED;
     if (plan == 2) return forward_by_length(ctx, p, x, len, h0, w, b, y, ws, ws_bytes);
     size_t used = 0;
@@ -599,7 +616,7 @@ ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, con
 ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
                             const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
                             float *dx, float *dh0, float *dw, float *db) {
-    if (batch_plan(p, len) == 2) return backward_by_length(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
+    if (batch_plan(p, len, 1) == 2) return backward_by_length(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
     size_t used = 0;
     return backward_run(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db, &used);
 }

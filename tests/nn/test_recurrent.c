@@ -154,6 +154,50 @@ static void test_torch_parity_bf16(void) {
     ts_ctx_set_bf16(g_ctx, 0);
 }
 
+/* The by-length path (a padded batch run as one unpadded batch per length) for every
+ * output kind: oneDNN against the reference, training forward and every gradient, on a
+ * ReLU RNN (which trains that way on padded batches) and an LSTM. */
+static void test_by_length(void) {
+    enum { N = 5, T = 6, F = 3, H = 4 };
+    const int32_t len[N] = {6, 2, 4, 2, 1};
+    static const rnn_cell cells[2] = {RNN_RELU, RNN_LSTM};
+    for (int ci = 0; ci < 2; ci++)
+        for (int seq = 0; seq <= 2; seq++) {
+            rnn_params p = {cells[ci], N, T, F, H, 2, seq, 1};
+            const size_t nw = (size_t)rnn_weight_count(&p), nb = 2 * 2 * (size_t)rnn_gates(p.cell) * H;
+            const size_t ns = (size_t)N * (size_t)rnn_state_size(&p);
+            const size_t ny = seq == 1 ? (size_t)N * T * 2 * H : seq == 2 ? ns : (size_t)N * 2 * H;
+            float *x = test_falloc((size_t)N * T * F), *w = test_falloc(nw), *b = test_falloc(nb);
+            float *h0 = test_falloc(ns), *dy = test_falloc(ny), *y0 = test_falloc(ny), *y1 = test_falloc(ny);
+            float *g0[4] = {test_falloc((size_t)N * T * F), test_falloc(ns), test_falloc(nw), test_falloc(nb)};
+            float *g1[4] = {test_falloc((size_t)N * T * F), test_falloc(ns), test_falloc(nw), test_falloc(nb)};
+            test_fill_uniform(x, (size_t)N * T * F, 11, -1, 1);
+            test_fill_uniform(w, nw, 12, -0.5f, 0.5f);
+            test_fill_uniform(b, nb, 13, -0.2f, 0.2f);
+            test_fill_uniform(h0, ns, 14, -0.5f, 0.5f);
+            test_fill_uniform(dy, ny, 15, -1, 1);
+            float *ws = test_falloc(rnn_workspace_floats(&p)), *scratch = test_falloc(rnn_scratch_floats(&p));
+            rnn_forward_ref(&p, x, len, h0, w, b, NULL, y0, ws, scratch, 0, 1);
+            rnn_backward_ref(&p, x, len, w, dy, ws, g0[0], g0[1], g0[2], g0[3], scratch, 1);
+            const size_t wsb = rnn_dnnl_workspace_bytes(g_ctx, &p);
+            float *dws = test_falloc((wsb + 3) / 4 + 1);
+            CHECK(rnn_forward_dnnl(g_ctx, &p, x, len, h0, w, b, y1, dws, wsb) == TS_OK, "%s", ts_ctx_error(g_ctx));
+            CHECK(rnn_backward_dnnl(g_ctx, &p, x, len, h0, w, b, dy, dws, wsb, g1[0], g1[1], g1[2], g1[3]) == TS_OK,
+                  "%s", ts_ctx_error(g_ctx));
+            static const char *const names[4] = {"dx", "dh0", "dw", "db"};
+            const size_t counts[4] = {(size_t)N * T * F, ns, nw, nb};
+            char what[96];
+            snprintf(what, sizeof what, "by length, cell %d sequence %d: y", (int)p.cell, seq);
+            test_allclose(what, y1, y0, ny, 1e-4, 1e-5);
+            for (int k = 0; k < 4; k++) {
+                snprintf(what, sizeof what, "by length, cell %d sequence %d: %s", (int)p.cell, seq, names[k]);
+                test_allclose(what, g1[k], g0[k], counts[k], 1e-4, 1e-5);
+            }
+            free(x), free(w), free(b), free(h0), free(dy), free(y0), free(y1), free(ws), free(scratch), free(dws);
+            for (int k = 0; k < 4; k++) free(g0[k]), free(g1[k]);
+        }
+}
+
 /* gru with linear_before_reset=0 (ONNX's default) against its definition, one
  * sample, one direction: n = tanh(W_in x + b_in + W_hn (r h) + b_hn) */
 static void test_gru_reset_before(void) {
@@ -238,6 +282,13 @@ static void test_padding_invariance(void) {
         /* gradients of sample 0 alone: the padded model on one sample */
         const float r[3] = {0.5f, -1.0f, 2.0f};
         CHECK(ts_model_forward_train(g_ctx, pad, ids_pad, 1, y_pad, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        /* the default backend trained both recurrent layers on oneDNN (the layer's aux
+         * header records how its forward ran; its backward took the same path) */
+        for (int li = 1; li < pad->nlayers; li++)
+            if (pad->layers[li].kind == LAYER_RNN || pad->layers[li].kind == LAYER_LSTM ||
+                pad->layers[li].kind == LAYER_GRU)
+                CHECK(*(const int *)pad->exec.ls[li].aux == 1, "%s: layer %s ran its training forward on %s", cells[ci],
+                      pad->layers[li].name, *(const int *)pad->exec.ls[li].aux ? "oneDNN bf16" : "the reference");
         CHECK(ts_model_backward(g_ctx, pad, r) == TS_OK, "%s", ts_ctx_error(g_ctx));
         CHECK(ts_model_forward_train(g_ctx, one, ids_pad, 1, y_one, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
         CHECK(ts_model_backward(g_ctx, one, r) == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -354,6 +405,7 @@ int main(void) {
     ts_ctx_set_threads(g_ctx, 1);
     RUN(test_torch_parity);
     RUN(test_torch_parity_bf16);
+    RUN(test_by_length);
     RUN(test_gru_reset_before);
     RUN(test_padding_invariance);
     RUN(test_embedding);
