@@ -17,7 +17,7 @@ static cli_opt bench_opts[] = {
     {"input", "CxHxW", "for an architecture or a free-size model (input free=hw): the input shape (default as declared)",
      NULL},
     {"classes", "N", "for an architecture: the class count", NULL},
-    {"bf16", NULL, "convolutions in bfloat16 mixed precision (ts_ctx_set_bf16), inference or --train", NULL},
+    {"bf16", NULL, "convolutions and recurrent layers in bfloat16 mixed precision (ts_ctx_set_bf16), inference or --train", NULL},
     {"winograd", "MODE", "where 3x3 stride-1 convolutions (16+ channels in, 32+ out) run Winograd kernels: off, inference (default) or training (also the training passes; results drift from direct by float rounding)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},

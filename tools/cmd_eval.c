@@ -69,7 +69,7 @@ static cli_opt eval_opts[] = {
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
-    {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
+    {"bf16", NULL, "bfloat16 convolutions and recurrent layers (faster; accuracy in bench/RESULTS.md)", NULL},
     {"winograd", "MODE", "where 3x3 stride-1 convolutions (16+ channels in, 32+ out) run Winograd kernels: off, inference (default) or training (also the training passes; results drift from direct by float rounding)", NULL},
     CLI_OPT_EXIT_THRESHOLD,
     CLI_OPT_JSON,
@@ -278,7 +278,7 @@ static cli_opt predict_opts[] = {
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
     {"constant-time", NULL, "inference whose timing does not depend on the images (docs/security.md)", NULL},
     CLI_OPT_EXIT_THRESHOLD,
-    {"bf16", NULL, "bfloat16 convolutions (faster; accuracy in bench/RESULTS.md)", NULL},
+    {"bf16", NULL, "bfloat16 convolutions and recurrent layers (faster; accuracy in bench/RESULTS.md)", NULL},
     {"winograd", "MODE", "where 3x3 stride-1 convolutions (16+ channels in, 32+ out) run Winograd kernels: off, inference (default) or training (also the training passes; results drift from direct by float rounding)", NULL},
     CLI_OPT_JSON,
 };

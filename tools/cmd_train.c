@@ -122,7 +122,7 @@ static cli_opt train_opts[] = {
     {"seed", "S", "random seed: same seed and threads give identical weights (default 1)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},
     {"backend", "dnnl|ref", "kernels: oneDNN (default) or the plain-C reference", NULL},
-    {"bf16", NULL, "bfloat16 mixed-precision convolutions (oneDNN; weights and optimizer stay float32; give it again with --resume)", NULL},
+    {"bf16", NULL, "bfloat16 mixed-precision convolutions and recurrent layers (oneDNN; weights and optimizer stay float32; give it again with --resume)", NULL},
     {"winograd", "MODE", "where 3x3 stride-1 convolutions (16+ channels in, 32+ out) run Winograd kernels: off, inference (default) or training (also the training passes; results drift from direct by float rounding)", NULL},
     {"checkpoint", "FILE", "save a resumable checkpoint after every epoch (and on Ctrl-C or SIGTERM); a diverging run keeps the last state that trained (with --resume: the resumed file)", NULL},
     {"checkpoint-every", "N", "also checkpoint every N steps", NULL},

@@ -20,7 +20,8 @@ fi
 cp "$HERE/ort_rnn.js" "$ORT_DIR/ort_rnn.js"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-echo "# $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cpus, $(date -u +%Y-%m-%d)"
+ortv=$(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$ORT_DIR/node_modules/onnxruntime-node/package.json")
+echo "# $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cpus, $(date -u +%Y-%m-%d); onnxruntime-node $ortv, torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
 for th in ${RNN_THREADS:-1 2}; do
     for cell in ${RNN_CELLS:-lstm gru rnn}; do
         "$BUILD/bench/rnn_bench" "$cell" "$B" "$T" "$th" "$RUNS" "$tmp/$cell.onnx"

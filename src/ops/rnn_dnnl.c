@@ -521,10 +521,12 @@ static ts_status bucket_alloc(ts_ctx *ctx, const rnn_params *p, int backward, bu
     const size_t ny = (size_t)p->n * out_row(p) * sizeof(float);
     const size_t nw = (size_t)rnn_weight_count(p) * sizeof(float);
     const size_t nb = (size_t)p->dirs * 2 * (size_t)rnn_gates(p->cell) * (size_t)p->h * sizeof(float);
-    int ok = (u->idx = ts_alloc(ctx, sizeof *u->idx * (size_t)p->n, "an RNN batch's sample order")) && (u->x = ts_alloc(ctx, ntf, "an RNN batch of one length")) &&
+    int ok = (u->idx = ts_alloc(ctx, sizeof *u->idx * (size_t)p->n, "an RNN batch's sample order")) &&
+             (u->x = ts_alloc(ctx, ntf, "an RNN batch of one length")) &&
              (u->h0 = ts_alloc(ctx, ns, "its initial states")) && (u->y = ts_alloc(ctx, ny, "its outputs"));
     if (ok && backward)
-        ok = (u->dx = ts_alloc(ctx, ntf, "its input gradients")) && (u->dh0 = ts_alloc(ctx, ns, "its state gradients")) &&
+        ok = (u->dx = ts_alloc(ctx, ntf, "its input gradients")) &&
+             (u->dh0 = ts_alloc(ctx, ns, "its state gradients")) &&
              (u->dw = ts_alloc(ctx, nw, "its weight gradients")) && (u->db = ts_alloc(ctx, nb, "its bias gradients"));
     if (ok) return TS_OK;
     bucket_free(u);
@@ -616,7 +618,8 @@ ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, con
 ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
                             const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
                             float *dx, float *dh0, float *dw, float *db) {
-    if (batch_plan(p, len, 1) == 2) return backward_by_length(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
+    if (batch_plan(p, len, 1) == 2)
+        return backward_by_length(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
     size_t used = 0;
     return backward_run(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db, &used);
 }
