@@ -161,7 +161,7 @@ static void test_train_flow(void) {
  * small models test_train_flow wrote (m.tsr, and m2.tsr after its resume). */
 static void test_modules_flow(void) {
     if (!have_fashion() || !cli_exists(&R, "m.tsr") || !cli_exists(&R, "m2.tsr")) return;
-    int rc = cli_run(&R, "decompose %s/m.tsr --out %s/mods --positives 40 --confidence 0.3 --limit 3000 --threads 2 --quiet", R.dir,
+    int rc = cli_run(&R, "decompose %s/m.tsr --out %s/mods --positives 40 --confidence 0.3 --limit 1500 --threads 2 --quiet", R.dir,
                      R.dir);
     CHECK(rc == 0 && strstr(R.out, "own-acc") && strstr(R.out, "Ankle boot") && strstr(R.out, "all modules composed"),
           "decompose: exit %d: %s %s", rc, R.out, R.err);
