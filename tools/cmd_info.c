@@ -142,11 +142,16 @@ int cmd_info(int argc, char **argv) {
             printf("module for class %d '%s' of %s (dataset %s, %d classes, origin id %016llx)\n", mi.class_index,
                    mi.class_name, *mi.origin ? mi.origin : "?", *mi.dataset ? mi.dataset : "?", mi.origin_classes,
                    (unsigned long long)mi.origin_id);
-            printf("positives %d, negatives %d; keeps %.2f%% of weights, %.2f%% of conv output positions, %.2f%% of "
-                   "ReLU units; Jaccard %.4f; score = %g * margin + %g, yes above %g\n",
-                   mi.positives, mi.negatives, mi.weights ? 100.0 * mi.weights_kept / mi.weights : 100.0,
-                   mi.conv_units ? 100.0 * mi.conv_units_kept / mi.conv_units : 100.0,
-                   mi.units ? 100.0 * mi.units_kept / mi.units : 100.0, mi.jaccard, (double)mi.scale,
+            /* a module without ReLU masks (a text model's: its units are removed from the
+             * stored model itself) has no unit or kernel figures to print */
+            const int masked = mi.units > 0;
+            printf("positives %d, negatives %d; keeps %.2f%% of weights", mi.positives, mi.negatives,
+                   mi.weights ? 100.0 * mi.weights_kept / mi.weights : 100.0);
+            if (masked)
+                printf(", %.2f%% of conv output positions, %.2f%% of ReLU units",
+                       mi.conv_units ? 100.0 * mi.conv_units_kept / mi.conv_units : 100.0,
+                       100.0 * mi.units_kept / mi.units);
+            printf("; Jaccard %.4f; score = %g * margin + %g, yes above %g\n", mi.jaccard, (double)mi.scale,
                    (double)mi.shift, (double)mi.threshold);
             if (J) json_module(J, &mi);
             st = ts_module_model(ctx, mod, &m);
@@ -163,11 +168,12 @@ int cmd_info(int argc, char **argv) {
                     json_int(J, "module_params", (long long)p);
                     json_int(J, "module_macs", (long long)macs);
                 }
-                printf("method %s; kernels kept %lld of %lld (%.2f%%); alone it has %lld parameters (%.2f%% of the "
-                       "origin's %lld) and %lld MACs per sample (%.2f%% of the origin's %lld)\n",
-                       cli_method_name(mi.method),
-                       (long long)mi.kernels_kept,
-                       (long long)mi.kernels, mi.kernels ? 100.0 * mi.kernels_kept / mi.kernels : 100.0, (long long)p,
+                printf("method %s; ", cli_method_name(mi.method));
+                if (masked)
+                    printf("kernels kept %lld of %lld (%.2f%%); ", (long long)mi.kernels_kept, (long long)mi.kernels,
+                           mi.kernels ? 100.0 * mi.kernels_kept / mi.kernels : 100.0);
+                printf("alone it has %lld parameters (%.2f%% of the "
+                       "origin's %lld) and %lld MACs per sample (%.2f%% of the origin's %lld)\n", (long long)p,
                        mi.params ? 100.0 * p / mi.params : 100.0, (long long)mi.params, (long long)macs,
                        mi.origin_macs ? 100.0 * macs / mi.origin_macs : 100.0, (long long)mi.origin_macs);
             }

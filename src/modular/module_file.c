@@ -10,7 +10,9 @@
  * which values the file held (ts_module.present) so that composition can merge the
  * modules of one origin. Version 1 (the whole origin plus keep-masks) still loads:
  * reads check every mask against the origin's ReLU layers and the origin's hash
- * against its tensors. */
+ * against its tensors. Version 3 adds the module's sizes as decomposition measured them
+ * against the real origin (a text module's stored model is already its own smaller
+ * model, so they cannot be recounted from the file). */
 #include "io/io.h"
 #include "modular.h"
 
@@ -19,9 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MODL_VERSION 2u
+#define MODL_VERSION 3u
 #define MAX_STR 4096u
 #define MAX_ARCH (64u << 20)
+#define MODL_SIZES 8 /* version 3's sizes: see ts_module_save */
 
 /* FNV-1a of the section's bytes before the checksum: the masks are not covered by
  * the origin hash, so a flipped bit there must be caught too. */
@@ -79,6 +82,11 @@ ts_status ts_module_save(ts_ctx *ctx, const ts_module *mod, const char *path) {
             wbuf_u8(&b, byte);
         }
     }
+    /* version 3: the sizes against the origin, as measured when the module was made */
+    const ts_module_info *in = &mod->info;
+    const int64_t sizes[MODL_SIZES] = {in->params,   in->params_kept,        in->origin_macs, in->macs_kept,
+                                       in->weights, in->weights_kept, in->origin_params_live, in->origin_macs_live};
+    for (int i = 0; i < MODL_SIZES; i++) wbuf_u64(&b, (uint64_t)sizes[i]);
     wbuf_u64(&b, module_model_id(sm)); /* the tensors' integrity, as version 1's origin hash was */
     wbuf_u64(&b, b.failed ? 0 : modl_checksum(b.data, b.len));
     st = model_file_write_with(ctx, sm, path, MODEL_KIND_MODULE, TAG_MODL, &b, "module");
@@ -294,8 +302,8 @@ done:
 
 /* A version 2 file: tmp holds the common fields (read over the sliced model sm); the
  * rest of the section is read from r and the module rebuilt at the origin's shape. */
-static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, const ts_model *sm, ts_module *tmp,
-                             ts_module **out) {
+static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, uint32_t version, const ts_model *sm,
+                             ts_module *tmp, int64_t sizes[MODL_SIZES], ts_module **out) {
     uint32_t method, epoch, nl;
     double va, ova;
     char *arch = NULL;
@@ -345,6 +353,21 @@ static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, const ts_mo
             uint8_t byte;
             if ((st = rbuf_u8(r, &byte, "kept channels"))) goto done;
             for (uint64_t i = c; i < c + 8 && i < ch; i++) k.keep[k.off[li] + (int64_t)i] = byte >> (i - c) & 1u;
+        }
+    }
+    static const char *const size_names[MODL_SIZES] = {"origin parameters", "parameters kept", "origin MACs",
+                                                        "MACs kept",         "weights",         "weights kept",
+                                                        "origin live parameters", "origin live MACs"};
+    for (int i = 0; version >= 3 && i < MODL_SIZES; i++) {
+        uint64_t v;
+        at = r->off;
+        if ((st = rbuf_u64(r, &v, size_names[i]))) goto done;
+        sizes[i] = (int64_t)v;
+        /* the first three pairs are (total, kept): a kept count at most its total */
+        if (v > (uint64_t)INT64_MAX || (i % 2 && i < 6 && sizes[i] > sizes[i - 1])) {
+            st = ts_fail(ctx, TS_EFORMAT, "%s: %s at byte %zu is %llu, more than %s", path, size_names[i], r->base + at,
+                         (unsigned long long)v, v > (uint64_t)INT64_MAX ? "a size can be" : size_names[i - 1]);
+            goto done;
         }
     }
     uint64_t id;
@@ -423,11 +446,12 @@ ts_status ts_module_load(ts_ctx *ctx, const char *path, ts_module **out) {
     ts_status st = model_file_read(ctx, path, &m, TAG_MODL, &sec, &len, &base);
     if (st) return st;
     ts_module *mod = NULL, *tmp = NULL;
+    int64_t sizes[MODL_SIZES] = {0};
     rbuf r = {sec, len, 0, base, path, ctx};
     if (!(st = modl_open(ctx, &r, &version)) && !(st = module_create(ctx, m, 0, &tmp)) &&
         !(st = read_modl(ctx, &r, tmp, version))) {
         if (version >= 2) {
-            st = load_sliced(ctx, path, &r, m, tmp, &mod);
+            st = load_sliced(ctx, path, &r, version, m, tmp, sizes, &mod);
         } else {
             mod = tmp;
             tmp = NULL;
@@ -440,6 +464,18 @@ ts_status ts_module_load(ts_ctx *ctx, const char *path, ts_module **out) {
     if (st) {
         ts_module_free(mod);
         return st;
+    }
+    if (version >= 3) { /* the figures against the real origin, which the file no longer holds whole */
+        ts_module_info *in = &mod->info;
+        in->params = sizes[0];
+        in->params_kept = sizes[1];
+        in->origin_macs = sizes[2];
+        in->macs_kept = sizes[3];
+        in->weights = sizes[4];
+        in->weights_kept = sizes[5];
+        in->origin_params_live = sizes[6];
+        in->origin_macs_live = sizes[7];
+        in->jaccard = in->weights ? (double)in->weights_kept / (double)in->weights : 1.0;
     }
     *out = mod;
     return TS_OK;

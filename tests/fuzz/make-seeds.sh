@@ -20,12 +20,14 @@ $T train --arch "$tmp/tiny.arch" --data fashion-mnist --limit 64 --epochs 1 --ba
     --optimizer adam --out "$C/model/tiny.tsr" --checkpoint "$C/checkpoint/tiny.ckpt" >/dev/null
 $T decompose "$C/model/tiny.tsr" --out "$tmp/mods" --classes 0 --positives 5 --confidence 0 --no-eval --quiet >/dev/null
 cp "$tmp/mods/class0.tsm" "$C/module/tiny.tsm"
-# a sliced module (MODL version 2, kept-channel bits) from learned masks: both kernels go
+# a sliced module (MODL version 3: kept-channel bits and sizes) from learned masks: both kernels go
 $T decompose "$C/model/tiny.tsr" --method grad --out "$tmp/grad" --classes 3 --epochs 1 --epoch-samples 1600 --val 16 \
     --alpha 0.1 --max-loss 100 --threads 1 --no-eval --quiet >/dev/null
 cp "$tmp/grad/class3.tsm" "$C/module/sliced.tsm"
-# a version 1 module, as written before 2026-12-02 (tests/fixtures/legacy)
+# a version 1 module, as written before 2026-12-02, and a version 2 one, as written
+# 2026-12-02 to 12-04 (tests/fixtures/legacy)
 cp tests/fixtures/legacy/tiny-v1.tsm "$C/module/v1.tsm"
+cp tests/fixtures/legacy/sliced-v2.tsm "$C/module/v2.tsm"
 
 # IDX: flag byte (bit 0: gzip), u32 images length, images, labels
 python3 - "$C/idx" <<'PY'

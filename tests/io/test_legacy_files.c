@@ -135,13 +135,44 @@ static void test_legacy_outputs(void) {
     free(all);
 }
 
+static char g_tmp[] = "/tmp/tessera_legacy_XXXXXX";
+
+/* A module of MODL version 2 (sliced, no stored sizes: they are recounted from the
+ * origin's architecture it holds) saved again as version 3 reads back with the same
+ * figures. */
+static void test_module_v2_sizes(void) {
+    ts_module *a = NULL, *b = NULL;
+    char path[256];
+    snprintf(path, sizeof path, "%s/v3.tsm", g_tmp);
+    CHECK(ts_module_load(g_ctx, DIR "sliced-v2.tsm", &a) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (!a) return;
+    CHECK(ts_module_save(g_ctx, a, path) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(ts_module_load(g_ctx, path, &b) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (b) {
+        ts_module_info x, y;
+        ts_module_info_get(a, &x);
+        ts_module_info_get(b, &y);
+        CHECK(x.params == y.params && x.params_kept == y.params_kept && x.origin_macs == y.origin_macs &&
+                  x.macs_kept == y.macs_kept && x.weights == y.weights && x.weights_kept == y.weights_kept &&
+                  x.kernels_kept == y.kernels_kept && x.units_kept == y.units_kept,
+              "sizes after a version 3 round trip: params %lld/%lld vs %lld/%lld, MACs %lld/%lld vs %lld/%lld",
+              (long long)x.params_kept, (long long)x.params, (long long)y.params_kept, (long long)y.params,
+              (long long)x.macs_kept, (long long)x.origin_macs, (long long)y.macs_kept, (long long)y.origin_macs);
+        CHECK(x.params == 1014 && x.origin_macs == 4508, "the origin's figures of the fixture: %lld parameters, %lld MACs",
+              (long long)x.params, (long long)x.origin_macs);
+    }
+    ts_module_free(a);
+    ts_module_free(b);
+}
+
 int main(void) {
-    char tmp[] = "/tmp/tessera_legacy_XXXXXX";
+    char *tmp = g_tmp;
     if (!test_begin(&g_ctx, tmp)) return 1;
     /* the reference kernels: the same figures on any processor */
     ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
     ts_ctx_set_threads(g_ctx, 1);
     RUN(test_legacy_outputs);
+    RUN(test_module_v2_sizes);
     test_end(g_ctx, tmp);
     TEST_MAIN_END("test_legacy_files");
 }

@@ -933,7 +933,7 @@ static void test_save_load(void) {
 typedef struct modl_at {
     size_t sec;         /* offset of the MODL section's length field */
     size_t start, len;  /* payload */
-    size_t cls, id, scale, nlayers, ch0, hash;
+    size_t cls, id, scale, nlayers, ch0, sizes, hash;
 } modl_at;
 
 static uint32_t get_u32(const uint8_t *p) {
@@ -973,7 +973,8 @@ static int find_modl(const uint8_t *d, size_t n, modl_at *at) {
             p += 4;
             at->ch0 = p;              /* the input layer's channel count, then its kept bits */
             at->hash = at->start + at->len - 16;
-            return at->ch0 + 8 <= at->hash;
+            at->sizes = at->hash - 8 * 8; /* version 3: eight u64 sizes before the model hash */
+            return at->ch0 + 8 <= at->sizes;
         }
         off += 12 + (size_t)len;
     }
@@ -1111,8 +1112,21 @@ static void test_refusals(void) {
     expect_refused("channel count", e, n, TS_EFORMAT, "channels");
     /* one kept-channel bit flipped: only the checksum can tell */
     memcpy(e, d, n);
-    e[at.hash - 1] ^= 0x01;
+    e[at.sizes - 1] ^= 0x01;
     expect_refused("flipped kept bit", e, n, TS_EFORMAT, "checksum");
+    /* sizes (version 3): a kept count above its total, a count past INT64_MAX */
+    memcpy(e, d, n);
+    {
+        uint64_t v = get_u64(e + at.sizes) + 1; /* params_kept = the origin's params + 1 */
+        memcpy(e + at.sizes + 8, &v, 8);
+        reseal(e, at.start, at.len);
+        expect_refused("more parameters kept than the origin has", e, n, TS_EFORMAT, "parameters kept");
+        memcpy(e, d, n);
+        v = UINT64_MAX;
+        memcpy(e + at.sizes + 6 * 8, &v, 8);
+        reseal(e, at.start, at.len);
+        expect_refused("a size past INT64_MAX", e, n, TS_EFORMAT, "origin live parameters");
+    }
     /* the section shortened consistently: the model hash is missing */
     memcpy(e, d, n - 8);
     {
@@ -1130,7 +1144,7 @@ static void test_refusals(void) {
     }
     /* bits past the last channel of a layer are ignored */
     memcpy(e, d, n);
-    e[at.hash - 1] |= 0xfc; /* fc2: 10 channels, the upper 6 bits of its second byte */
+    e[at.sizes - 1] |= 0xfc; /* fc2: 10 channels, the upper 6 bits of its second byte */
     reseal(e, at.start, at.len);
     {
         char hb[PATH_LEN];
