@@ -1038,6 +1038,18 @@ typedef struct ts_decompose_text_config {
                         * rolled for a classifier, unrolled for a tagger (docs/sequences.md says why) */
     int step_min;      /* unrolled: a step with fewer positives or fewer negatives than this takes the rolled
                         * set (10) */
+    /* Three refinements of a rolled classifier's modules (not taggers' or translators';
+     * docs/sequences.md, "Decomposing a recurrent classifier", step 6); all 0 is the
+     * paper's rule as it stands. Defaults: compensate and fit_scores 1, rank_by_margin 0. */
+    int rank_by_margin; /* of the units the rule would remove (lower on positives than on negatives),
+                         * the cap's worth least important to the module's margin go (|the unit's head
+                         * weight for the label less its mean over the others| x its mean |state|);
+                         * 0: those with the largest difference (last recurrent layer only) */
+    int compensate;     /* a removed unit's mean state on the drawn texts, times its weights, is added to
+                         * the biases of what reads it (its layer's recurrence, the next layer or head) */
+    int fit_scores;     /* each module's score scale and shift fitted (least squares, positives and
+                         * negatives weighted alike) to the origin's channelled margin on the drawn
+                         * texts, so that composed modules vote on the origin's scale; 0: raw margins */
 } ts_decompose_text_config;
 void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
 /* The max_remove cfg means on a set of that task: its own, or for -1 the task's

@@ -51,6 +51,11 @@ static cli_opt decompose_opts[] = {
                    "the first N test samples (default: all)", NULL},
     {"step-min", "N", "text models, unrolled: a step with fewer than N positives or negatives takes the rolled set "
                       "(default 10)", NULL},
+    {"text-rule", "refined|paper", "text classifiers, rolled: refined (default) folds the removed units' mean "
+                                   "states into the biases that read them and fits each module's score to the "
+                                   "origin's margin; paper: the rule as published (docs/sequences.md)", NULL},
+    {"rank-by-margin", NULL, "text classifiers, rolled, refined: of the units the rule names, remove those least "
+                             "important to the module's margin (off by default: it cost a GRU 0.4 points)", NULL},
     {"seed", "S", "order in which training inputs are drawn, and ga's random draws (default 0)", NULL},
     {"batch", "N", "inference batch (default 128)", NULL},
     {"no-eval", NULL, "skip the per-module test-set evaluation and the composed check", NULL},
@@ -376,6 +381,14 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
            "negatives, at most %g of a layer%s\n",
            !rolled ? "unrolled: a set per step" : "rolled", (double)ts_decompose_text_max_remove(cfg, train->task),
            tagger ? "; positives and negatives are tokens" : "");
+    const int refined = rolled && !tagger && train->task == TS_SEQ_CLASSIFY;
+    if (refined && (cfg->rank_by_margin || cfg->compensate || cfg->fit_scores))
+        printf("refined:%s%s%s\n", cfg->rank_by_margin ? " of the units the rule names, those least important to the "
+                                                       "module's margin go;" : "",
+               cfg->compensate ? " removed units' mean states folded into the biases that read them;" : "",
+               cfg->fit_scores ? " scores fitted to the origin's margins" : "");
+    else if (refined)
+        printf("refined: no (--text-rule paper)\n");
     if (!rolled)
         printf("units: the mean over the steps of the units a step keeps (a step with fewer than %d positives or "
                "negatives takes the rolled set)\n", cfg->step_min);
@@ -389,6 +402,16 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
         json_int(J, "training_samples", (long long)train->count);
         json_str(J, "method", !rolled ? "hidden-units-unrolled" : "hidden-units");
         json_num(J, "max_remove", ts_decompose_text_max_remove(cfg, train->task));
+        if (refined) {
+            json_int(J, "rank_by_margin", cfg->rank_by_margin);
+            json_int(J, "compensate", cfg->compensate);
+            json_int(J, "fit_scores", cfg->fit_scores);
+        }
+        if (refined) {
+            json_int(J, "rank_by_margin", cfg->rank_by_margin);
+            json_int(J, "compensate", cfg->compensate);
+            json_int(J, "fit_scores", cfg->fit_scores);
+        }
         json_int(J, "origin_params", (long long)in0.params);
         json_int(J, "origin_macs", (long long)in0.origin_macs);
         json_array(J, "table");
@@ -521,9 +544,13 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
     cfg.val_count = val;
     cfg.lr = (float)lr;
     cfg.max_loss = (float)maxloss;
-    const char *rule = cli_get(&decompose_cmd, "rule");
+    const char *rule = cli_get(&decompose_cmd, "rule"), *text_rule = cli_get(&decompose_cmd, "text-rule");
     if (rule && strcmp(rule, "every") && strcmp(rule, "any")) {
         fprintf(stderr, "tessera decompose: --rule: '%s' is not one of every, any\n", rule);
+        return EXIT_USAGE;
+    }
+    if (text_rule && strcmp(text_rule, "refined") && strcmp(text_rule, "paper")) {
+        fprintf(stderr, "tessera decompose: --text-rule: '%s' is not one of refined, paper\n", text_rule);
         return EXIT_USAGE;
     }
     cfg.rule = rule && !strcmp(rule, "any") ? TS_DECOMPOSE_RULE_ANY : TS_DECOMPOSE_RULE_EVERY;
@@ -609,6 +636,8 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         if (cli_get(&decompose_cmd, "rolled")) tcfg.rolled = 1;
         if (cli_get(&decompose_cmd, "unrolled")) tcfg.rolled = 0;
         tcfg.step_min = (int)step_min;
+        if (cli_get(&decompose_cmd, "rank-by-margin")) tcfg.rank_by_margin = 1;
+        if (text_rule && !strcmp(text_rule, "paper")) tcfg.rank_by_margin = tcfg.compensate = tcfg.fit_scores = 0;
         if ((st = decompose_texts(ctx, m, pos[0], spec, train_texts, test_texts, outdir, &tcfg, classes, ncls, J, &mods,
                                   &nmods, &saved)))
             goto fail;

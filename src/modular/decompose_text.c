@@ -31,6 +31,7 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg) {
     cfg->batch = 128;
     cfg->step_min = 10;
     cfg->rolled = -1;
+    cfg->compensate = cfg->fit_scores = 1; /* rank_by_margin 0: it cost the GRU 0.4 points (docs/sequences.md) */
 }
 
 float ts_decompose_text_max_remove(const ts_decompose_text_config *cfg, ts_seq_task task) {
@@ -55,6 +56,8 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
         return ts_fail(ctx, TS_EINVAL, "%s: rolled %d is not -1, 0 or 1", w, c->rolled);
     if (c->step_min < 1 || c->step_min > (1 << 20))
         return ts_fail(ctx, TS_EINVAL, "%s: step_min %d out of [1, %d]", w, c->step_min, 1 << 20);
+    if ((c->rank_by_margin | c->compensate | c->fit_scores) & ~1)
+        return ts_fail(ctx, TS_EINVAL, "%s: rank_by_margin, compensate and fit_scores are 0 or 1", w);
     return TS_OK;
 }
 
@@ -298,12 +301,48 @@ static void sort_units(int *order, int64_t n, const double *diff) {
     }
 }
 
+/* The units the rule removed from the last recurrent layer (keep 0; diff < 0 marks
+ * every candidate), chosen again: as many, the candidates least important to label c's
+ * channelled margin, importance = |head weight of the unit for c less its mean over the
+ * other labels| x the unit's mean |state| on the rows pos and neg. imp: (U) doubles,
+ * cand: (U) ints, scratch. */
+static void rank_by_margin(const ts_model *m, const rnn_chain *ch, int c, const states *s, const int64_t *pos,
+                           int64_t np, const int64_t *neg, int64_t nn, const double *diff, double *imp, int *cand,
+                           uint8_t *keep) {
+    const layer *hl = &m->layers[ch->head];
+    const float *HW = tensor_data((ts_model *)m, hl->weight); /* (K, U) */
+    const int K = (int)hl->features;
+    const int64_t U = s->U;
+    int64_t nc = 0, removed = 0;
+    for (int64_t u = 0; u < U; u++) {
+        removed += !keep[u];
+        double sum = 0;
+        for (int q = 0; q < K; q++) sum += HW[(size_t)q * U + u];
+        const double own = HW[(size_t)c * U + u], wm = K > 1 ? own - (sum - own) / (K - 1) : own;
+        double mh = 0;
+        for (int64_t i = 0; i < np; i++) mh += fabsf(s->vals[pos[i] * U + u]);
+        for (int64_t i = 0; i < nn; i++) mh += fabsf(s->vals[neg[i] * U + u]);
+        imp[u] = fabs(wm) * mh / (double)(np + nn ? np + nn : 1);
+        if (diff[u] < 0) cand[nc++] = (int)u;
+        keep[u] = 1;
+    }
+    for (int64_t r = 0; r < removed && r < nc; r++) { /* the few least important, ties to the lower index */
+        int64_t best = r;
+        for (int64_t i = r + 1; i < nc; i++)
+            if (imp[cand[i]] < imp[cand[best]]) best = i;
+        const int t = cand[r];
+        cand[r] = cand[best];
+        cand[best] = t;
+        keep[cand[r]] = 0;
+    }
+}
+
 /* keep (U) for label c's module in chain layer k: the rows of every real step of the
  * label's positives against those of the negatives drawn for it. a, scratch, pos, neg:
- * room for every recorded step; diff: (U) doubles; order: (U) ints. */
+ * room for every recorded step; diff, imp: (U) doubles; order: (U) ints. */
 static void identify(const ts_model *m, const rnn_chain *ch, int k, const states *s, const drawn *dr, int64_t ndr,
                      int c, const ts_decompose_text_config *cfg, float *a, float *scratch, int64_t *pos,
-                     int64_t *neg, double *diff, int *order, uint8_t *keep) {
+                     int64_t *neg, double *diff, double *imp, int *order, uint8_t *keep) {
     const layer *l = &m->layers[ch->layer[k]];
     int64_t np = 0, nn = 0;
     for (int64_t d = 0; d < ndr; d++) {
@@ -317,6 +356,8 @@ static void identify(const ts_model *m, const rnn_chain *ch, int k, const states
     }
     rnn_identify_rows(l->kind == LAYER_RNN && l->cell_act, s->vals, s->U, pos, np, neg, nn, cfg, a, scratch, diff,
                       order, keep);
+    if (cfg->rank_by_margin && cfg->rolled == 1 && k + 1 == ch->n && !(l->kind == LAYER_RNN && l->cell_act))
+        rank_by_margin(m, ch, c, s, pos, np, neg, nn, diff, imp, order, keep);
 }
 
 void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
@@ -341,6 +382,54 @@ void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *po
     sort_units(order, U, diff);
     const int64_t cap = (int64_t)floor((double)cfg->max_remove * (double)U);
     for (int64_t i = 0; i < cap && diff[order[i]] < 0; i++) keep[order[i]] = 0;
+}
+
+/* Mean state of each unit of chain layer k over every real step of the texts label
+ * c's module identified its units on (its positives and negatives): mean (U); with
+ * last (U) given, also the mean final state (direction 0's last real step, direction
+ * 1's first: what a classifier's head reads). acc: (2U) doubles, scratch. */
+static void unit_means(const rnn_chain *ch, int k, const states *s, const drawn *dr, int64_t ndr, int c, double *acc,
+                       float *mean, float *last) {
+    const int64_t U = s->U, H = ch->hidden[k];
+    memset(acc, 0, sizeof *acc * 2 * (size_t)U);
+    int64_t rows = 0, texts = 0;
+    for (int64_t d = 0; d < ndr; d++) {
+        const int own = dr[d].label == c;
+        if ((own && !(dr[d].role & ROLE_POS)) || (!own && !(dr[d].role & ROLE_NEG))) continue;
+        if (s->off[d + 1] == s->off[d]) continue;
+        for (int64_t r = s->off[d]; r < s->off[d + 1]; r++)
+            for (int64_t u = 0; u < U; u++) acc[u] += s->vals[r * U + u];
+        rows += s->off[d + 1] - s->off[d];
+        for (int64_t u = 0; u < U; u++) acc[U + u] += s->vals[(u < H ? s->off[d + 1] - 1 : s->off[d]) * U + u];
+        texts++;
+    }
+    for (int64_t u = 0; u < U; u++) {
+        mean[u] = rows ? (float)(acc[u] / (double)rows) : 0.0f;
+        if (last) last[u] = texts ? (float)(acc[U + u] / (double)texts) : 0.0f;
+    }
+}
+
+/* A copy of m with label c's removed units (keep) compensated (rnn_compensate) by
+ * their mean states on the module's drawn texts. */
+static ts_status compensated(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const states *sts, const drawn *dr,
+                             int64_t ndr, int c, uint8_t *const *keep, ts_model **out) {
+    *out = NULL;
+    float *means[RNN_CHAIN_MAX] = {0}, *last = malloc(sizeof *last * (size_t)sts[ch->n - 1].U);
+    int64_t maxU = 1;
+    for (int k = 0; k < ch->n; k++) maxU = sts[k].U > maxU ? sts[k].U : maxU;
+    double *acc = malloc(sizeof *acc * 2 * (size_t)maxU);
+    int ok = last && acc;
+    for (int k = 0; k < ch->n; k++) ok &= (means[k] = malloc(sizeof(float) * (size_t)sts[k].U)) != NULL;
+    ts_status st = ok ? TS_OK : ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+    for (int k = 0; k < ch->n && !st; k++) unit_means(ch, k, &sts[k], dr, ndr, c, acc, means[k], k + 1 == ch->n ? last : NULL);
+    if (!st && !(st = model_clone(ctx, m, out))) {
+        rnn_compensate(*out, ch, (const uint8_t *const *)keep, (const float *const *)means, last);
+        ts_model_params_changed(*out);
+    }
+    for (int k = 0; k < ch->n; k++) free(means[k]);
+    free(last);
+    free(acc);
+    return st;
 }
 
 /* step_keep (T, U) of label c's module in chain layer k, unrolled: at step t, the
@@ -422,19 +511,84 @@ ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, 
     return st;
 }
 
+/* The origin's dense-head outputs (ndr, K) for every drawn text: what each module's
+ * channelled margin approximates. */
+typedef struct head_rec {
+    float *out;
+    int64_t base;
+    int K;
+} head_rec;
+
+static int record_head(void *user, int layer, int64_t first, int n, const float *out) {
+    (void)layer;
+    const head_rec *h = user;
+    memcpy(h->out + (size_t)(h->base + first) * (size_t)h->K, out, sizeof(float) * (size_t)n * (size_t)h->K);
+    return 0;
+}
+
+static ts_status origin_heads(ts_ctx *ctx, ts_model *work, int head, const ts_text_dataset *ds, const drawn *dr,
+                              int64_t ndr, int batch, float *heads /* (ndr, K) */) {
+    const int T = ds->max_len, K = work->classes;
+    const int64_t out_per = shape_numel(&work->layers[work->nlayers - 1].out);
+    float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *out = malloc(sizeof *out * (size_t)batch * (size_t)out_per);
+    ts_status st = x && out ? TS_OK : ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+    head_rec h = {heads, 0, K};
+    const ts_capture cap = {&head, 1, record_head, &h};
+    for (int64_t b0 = 0; b0 < ndr && !st; b0 += batch) {
+        const int n = (int)(ndr - b0 < batch ? ndr - b0 : batch);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[dr[b0 + i].idx * T + t];
+        h.base = b0;
+        st = ts_model_predict_capture(ctx, work, x, n, out, &cap);
+    }
+    free(x);
+    free(out);
+    return st;
+}
+
+/* Scale a > 0 and shift b that bring the module's raw margins s closer to the origin's
+ * margins M (least squares, positives and negatives weighted equally in total), so
+ * that composed modules compare on the origin's scale; (1, 0) when the fit says
+ * nothing usable. */
+static void fit_margins(const float *s, const float *M, const uint8_t *own, int64_t n, float *a, float *b) {
+    double w[2] = {0, 0};
+    for (int64_t i = 0; i < n; i++) w[own[i] ? 1 : 0] += 1;
+    double sw = 0, ss = 0, sm = 0, sss = 0, ssm = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double wi = 1.0 / w[own[i] ? 1 : 0];
+        sw += wi;
+        ss += wi * s[i];
+        sm += wi * M[i];
+        sss += wi * s[i] * s[i];
+        ssm += wi * s[i] * M[i];
+    }
+    *a = 1.0f;
+    *b = 0.0f;
+    if (!(sw > 0)) return;
+    const double var = sss / sw - (ss / sw) * (ss / sw), cov = ssm / sw - (ss / sw) * (sm / sw);
+    if (!(var > 0) || !(cov > 0)) return;
+    const double sa = cov / var, sb = sm / sw - sa * ss / sw;
+    if (!isfinite(sa) || !isfinite(sb) || !isfinite((float)sa) || !((float)sa > 0)) return;
+    *a = (float)sa;
+    *b = (float)sb;
+}
+
 /* The module's yes/no threshold, as for image modules (docs/modules.md): the cut
  * with the best balanced accuracy of its scores on the drawn texts of its label
  * against the drawn negatives of the others. */
 static ts_status set_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, const drawn *dr, int64_t ndr,
-                               int batch) {
+                               int batch, const float *heads /* (ndr, K) or NULL */) {
     const int T = ds->max_len, c = mod->cls;
     ts_model *mm = NULL;
     ts_status st = ts_module_model(ctx, mod, &mm);
     if (st) return st;
     float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *score = malloc(sizeof *score * (size_t)batch);
     float *sp = malloc(sizeof *sp * (size_t)ndr), *sn = malloc(sizeof *sn * (size_t)ndr);
-    int64_t *pick = malloc(sizeof *pick * (size_t)ndr), npick = 0, np = 0, nn = 0;
-    if (!x || !score || !sp || !sn || !pick) st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+    float *all = malloc(sizeof *all * (size_t)ndr), *M = malloc(sizeof *M * (size_t)ndr);
+    uint8_t *own = malloc((size_t)ndr + 1);
+    int64_t *pick = malloc(sizeof *pick * (size_t)ndr), npick = 0, np = 0, nn = 0, nall = 0;
+    if (!x || !score || !sp || !sn || !pick || !all || !M || !own)
+        st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
     for (int64_t d = 0; d < ndr && !st; d++)
         if (dr[d].label == c || (dr[d].role & ROLE_NEG)) pick[npick++] = d;
     for (int64_t b0 = 0; b0 < npick && !st; b0 += batch) {
@@ -444,11 +598,32 @@ static ts_status set_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_datase
         if ((st = ts_model_predict(ctx, mm, x, n, score))) break;
         for (int i = 0; i < n; i++) {
             if (!isfinite(score[i])) continue;
-            if (dr[pick[b0 + i]].label == c) sp[np++] = score[i];
+            const drawn *d = &dr[pick[b0 + i]];
+            if (d->label == c) sp[np++] = score[i];
             else sn[nn++] = score[i];
+            if (heads) { /* the origin's channelled margin on this text */
+                const float *z = heads + (size_t)(d - dr) * (size_t)mod->origin->classes;
+                const int K = mod->origin->classes;
+                double sum = 0;
+                for (int q = 0; q < K; q++) sum += z[q];
+                M[nall] = (float)(K > 1 ? z[c] - (sum - z[c]) / (K - 1) : z[c]);
+                own[nall] = d->label == c;
+                all[nall++] = score[i];
+            }
         }
     }
     if (!st) mod->info.threshold = np && nn ? module_balanced_threshold(sp, np, sn, nn) : 0.0f;
+    if (!st && heads && nall) {
+        /* scores were raw (scale 1, shift 0); the threshold moves with them */
+        float a, b;
+        fit_margins(all, M, own, nall, &a, &b);
+        mod->info.scale = a;
+        mod->info.shift = b;
+        mod->info.threshold = a * mod->info.threshold + b;
+    }
+    free(all);
+    free(M);
+    free(own);
     ts_model_free(mm);
     free(x);
     free(score);
@@ -515,11 +690,12 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     states sts[RNN_CHAIN_MAX] = {0};
     float *a = NULL, *scratch = NULL;
     int64_t *pos = NULL, *neg = NULL;
-    double *diff = NULL;
+    double *diff = NULL, *imp = NULL;
     uint8_t *keep[RNN_CHAIN_MAX] = {0}, *step_keep[RNN_CHAIN_MAX] = {0};
     const int T = train->max_len;
     ts_module **mods = calloc((size_t)nmod, sizeof *mods);
     ts_model *work = NULL;
+    float *heads = NULL;
     int64_t ndr = 0;
     double shared_s = 0;
     if (!want || !npos || !dr || !mods) {
@@ -530,6 +706,13 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     if ((st = model_clone(ctx, m, &work))) goto done;
     if ((st = draw(ctx, work, train, cfg, want, nneg, dr, &ndr, npos))) goto done;
     if ((st = record_states(ctx, m, &ch, train, dr, ndr, cfg->batch, sts))) goto done;
+    if (cfg->rolled && cfg->fit_scores) {
+        if (!(heads = ts_alloc(ctx, sizeof(float) * (size_t)(ndr ? ndr : 1) * (size_t)K, "the origin's scores"))) {
+            st = TS_ENOMEM;
+            goto done;
+        }
+        if ((st = origin_heads(ctx, work, ch.head, train, dr, ndr, cfg->batch, heads))) goto done;
+    }
     shared_s = ts_monotonic_s() - t0;
     int64_t most = 1, maxU = 1;
     for (int k = 0; k < ch.n; k++) {
@@ -541,10 +724,11 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     pos = malloc(sizeof *pos * (size_t)most);
     neg = malloc(sizeof *neg * (size_t)most);
     diff = malloc(sizeof *diff * (size_t)maxU);
+    imp = malloc(sizeof *imp * (size_t)maxU);
     order = malloc(sizeof *order * (size_t)maxU);
     for (int k = 0; k < ch.n; k++) keep[k] = malloc((size_t)sts[k].U);
     for (int k = 0; k < ch.n && !cfg->rolled; k++) step_keep[k] = malloc((size_t)sts[k].U * (size_t)T);
-    int ok = a && scratch && pos && neg && diff && order;
+    int ok = a && scratch && pos && neg && diff && imp && order;
     for (int k = 0; k < ch.n; k++) ok &= keep[k] != NULL && (cfg->rolled || step_keep[k] != NULL);
     if (!ok) {
         st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
@@ -554,7 +738,7 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         const int c = n ? classes[i] : i;
         const double tc = ts_monotonic_s();
         for (int k = 0; k < ch.n; k++) {
-            if (npos[c]) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, pos, neg, diff, order, keep[k]);
+            if (npos[c]) identify(m, &ch, k, &sts[k], dr, ndr, c, cfg, a, scratch, pos, neg, diff, imp, order, keep[k]);
             else memset(keep[k], 1, (size_t)sts[k].U); /* no confident positive: nothing is known, keep all */
             if (!cfg->rolled)
                 identify_steps(m, &ch, k, &sts[k], dr, ndr, c, T, cfg, a, scratch, pos, neg, diff, order, keep[k],
@@ -562,9 +746,14 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         }
         int negs = 0;
         for (int64_t d = 0; d < ndr; d++) negs += dr[d].label != c && (dr[d].role & ROLE_NEG);
-        st = text_module_make(ctx, m, &ch, (const uint8_t *const *)keep,
-                              cfg->rolled ? NULL : (const uint8_t *const *)step_keep, T, c, npos[c], negs, &mods[i]);
-        if (!st) st = set_threshold(ctx, mods[i], train, dr, ndr, cfg->batch);
+        ts_model *comp = NULL;
+        if (cfg->rolled && cfg->compensate) st = compensated(ctx, m, &ch, sts, dr, ndr, c, keep, &comp);
+        const ts_model *from = comp ? comp : m;
+        if (!st)
+            st = text_module_make(ctx, from, &ch, (const uint8_t *const *)keep,
+                                  cfg->rolled ? NULL : (const uint8_t *const *)step_keep, T, c, npos[c], negs, &mods[i]);
+        ts_model_free(comp);
+        if (!st) st = set_threshold(ctx, mods[i], train, dr, ndr, cfg->batch, heads);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc;
     }
     /* drawing and recording are shared: each module gets its share, as decompose.c does */
@@ -584,7 +773,9 @@ done:
     free(pos);
     free(neg);
     free(diff);
+    free(imp);
     free(order);
+    ts_free(heads);
     ts_model_free(work);
     return text_modules_hand_over(st, mods, nmod, modules, count);
 }

@@ -221,6 +221,9 @@ ts_status rnn_remove_units_steps(ts_ctx *ctx, const ts_model *m, const rnn_chain
                                  int T, ts_model **sliced);
 /* The model's layers up to its last recurrent one, every recurrent layer outputting
  * every step (sequence=1): what hidden states are read from. */
+/* Folds each removed unit's mean state into the biases of what reads it (rnn_units.c). */
+void rnn_compensate(ts_model *z, const rnn_chain *ch, const uint8_t *const *keep, const float *const *mean,
+                    const float *last);
 ts_status rnn_probe_model(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, ts_model **out);
 /* Chain position of layer li, or -1. */
 int rnn_chain_index(const rnn_chain *ch, int li);

@@ -166,6 +166,47 @@ static void zero_layer(ts_model *z, const rnn_chain *ch, int k, const uint8_t *k
         }
 }
 
+/* What a removed unit gave the units that read it, kept on average: for each removed
+ * unit (d, j) of chain layer k, its weight times `mean` (mean[k], (D*H): its mean
+ * state) is added to the bias of every row that reads it, in its own layer's
+ * recurrence (b_hh of its direction's gate rows; for a GRU's n gate the b_hn that
+ * r multiplies, exact for linear_before_reset) and in the next recurrent layer (b_ih);
+ * the dense head gets last[(D*H)] (the mean final state) instead. Call before
+ * rnn_remove_units zeroes the units (it leaves these biases as they are). */
+void rnn_compensate(ts_model *z, const rnn_chain *ch, const uint8_t *const *keep, const float *const *mean,
+                    const float *last) {
+    for (int k = 0; k < ch->n; k++) {
+        const layer *l = &z->layers[ch->layer[k]];
+        const int64_t D = ch->dirs[k], H = ch->hidden[k], G = gates_of(l->kind);
+        const int64_t F = input_shape(z, l, 0)->dims[1], C = F + H;
+        const float *W = tensor_data(z, l->weight); /* (D, G*H, F+H) */
+        float *B = tensor_data(z, l->bias_t);       /* (D, 2, G*H) */
+        const layer *nx = &z->layers[k + 1 < ch->n ? ch->layer[k + 1] : ch->head];
+        const float *NW = tensor_data(z, nx->weight);
+        float *NB = nx->bias_t >= 0 ? tensor_data(z, nx->bias_t) : NULL;
+        const int dense = nx->kind == LAYER_DENSE;
+        const int64_t G2H2 = dense ? nx->features : (int64_t)gates_of(nx->kind) * ch->hidden[k + 1];
+        const int64_t nrows = dense ? nx->features : (int64_t)ch->dirs[k + 1] * G2H2;
+        const int64_t ncols = dense ? D * H : D * H + ch->hidden[k + 1];
+        for (int64_t d = 0; d < D; d++)
+            for (int64_t j = 0; j < H; j++) {
+                const int64_t u = d * H + j;
+                if (keep[k][u]) continue;
+                const double mu = mean[k][u];
+                for (int64_t r = 0; r < G * H; r++) {
+                    if (!keep[k][d * H + r % H]) continue; /* a removed unit's own rows are zeroed anyway */
+                    B[(d * 2 + 1) * G * H + r] += (float)(W[(d * G * H + r) * C + F + j] * mu);
+                }
+                if (!NB) continue;
+                const double mv = dense ? last[u] : mu;
+                for (int64_t r = 0; r < nrows; r++) {
+                    const int64_t b = dense ? r : (r / G2H2) * 2 * G2H2 + r % G2H2; /* b_ih of its direction */
+                    NB[b] += (float)(NW[r * ncols + u] * mv);
+                }
+            }
+    }
+}
+
 /* Per direction, the units the sliced layer carries: the kept ones in order, then
  * removed ones (zeroed) up to Hs. idx: (D, Hs). */
 static int slice_units(const uint8_t *keep, int D, int H, int *idx) {

@@ -330,6 +330,9 @@ static void test_no_removal(void) {
         ts_module_info in;
         ts_module_info_get(mods[c], &in);
         CHECK(in.units_kept == in.units && in.params_kept == in.params, "module %d keeps everything", c);
+        /* fit_scores: a module equal to the model fits its own margin, scale 1 and shift 0 */
+        CHECK(fabs(in.scale - 1) < 1e-4 && fabs(in.shift) < 1e-4, "module %d's fitted score: %g * margin + %g", c,
+              (double)in.scale, (double)in.shift);
     }
     if (cm) {
         float *lo = malloc(sizeof(float) * NTEST * K), *lc = malloc(sizeof(float) * NTEST * K);
@@ -355,6 +358,59 @@ static void test_no_removal(void) {
     ts_modules_free(mods, n);
 }
 
+/* The refinements (docs/sequences.md, step 6) against the paper's rule, on the LSTM:
+ * as many units go from each layer; rank_by_margin alone may pick others of the
+ * last layer only; compensate alone keeps the paper's units and weights and moves
+ * biases only; fit_scores alone changes nothing but the calibration. */
+static void test_refinements(void) {
+    if (!g_lstm) return;
+    ts_decompose_text_config paper, one;
+    ts_decompose_text_config_default(&paper);
+    paper.positives = POSITIVES;
+    paper.rank_by_margin = paper.compensate = paper.fit_scores = 0;
+    ts_module **pm = NULL, **rm = NULL;
+    int n = 0, n2 = 0;
+    CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &paper, NULL, 0, &pm, &n) == TS_OK && n == K, "%s",
+          ts_ctx_error(g_ctx));
+    for (int which = 0; which < 3 && pm; which++) {
+        one = paper;
+        if (which == 0) one.rank_by_margin = 1;
+        if (which == 1) one.compensate = 1;
+        if (which == 2) one.fit_scores = 1;
+        CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &one, NULL, 0, &rm, &n2) == TS_OK && n2 == K, "%s",
+              ts_ctx_error(g_ctx));
+        int moved_bias = 0;
+        for (int c = 0; rm && c < K; c++) {
+            ts_module_info a, b;
+            ts_module_info_get(pm[c], &a);
+            ts_module_info_get(rm[c], &b);
+            CHECK(a.units_kept == b.units_kept && a.params_kept == b.params_kept, "refinement %d, module %d: %lld units kept, the paper's rule %lld",
+                  which, c, (long long)b.units_kept, (long long)a.units_kept);
+            CHECK(which == 2 || (b.scale == 1.0f && b.shift == 0.0f), "refinement %d, module %d: calibration %g, %g", which, c,
+                  (double)b.scale, (double)b.shift);
+            CHECK(b.scale > 0 && isfinite(b.scale) && isfinite(b.shift), "module %d: calibration %g, %g", c,
+                  (double)b.scale, (double)b.shift);
+            const ts_model *x = pm[c]->origin, *y = rm[c]->origin;
+            CHECK(x->ntensors == y->ntensors, "module %d: tensor counts", c);
+            for (int li = 1; li < x->nlayers && li < y->nlayers && which > 0; li++) {
+                const layer *lx = &x->layers[li], *ly = &y->layers[li];
+                if (lx->weight >= 0 && ly->weight >= 0)
+                    CHECK(!memcmp(tensor_data((ts_model *)x, lx->weight), tensor_data((ts_model *)y, ly->weight),
+                                  sizeof(float) * (size_t)x->tensors[lx->weight].numel),
+                          "refinement %d, module %d: layer %s's weights differ from the paper rule's", which, c, lx->name);
+                if (lx->bias_t >= 0 && ly->bias_t >= 0)
+                    moved_bias |= memcmp(tensor_data((ts_model *)x, lx->bias_t), tensor_data((ts_model *)y, ly->bias_t),
+                                         sizeof(float) * (size_t)x->tensors[lx->bias_t].numel) != 0;
+            }
+        }
+        if (which == 1) CHECK(moved_bias, "compensate moves some bias");
+        if (which == 2) CHECK(!moved_bias, "fit_scores leaves the biases");
+        ts_modules_free(rm, n2);
+        rm = NULL;
+    }
+    ts_modules_free(pm, n);
+}
+
 /* A module file round-trips; decomposition is deterministic. */
 static void test_file_and_determinism(void) {
     if (!g_gru_mods) return;
@@ -373,6 +429,19 @@ static void test_file_and_determinism(void) {
             predict(b, sb);
             CHECK(!memcmp(sa, sb, sizeof(float) * NTEST), "a loaded module scores as the saved one");
         }
+        /* the sizes against the real origin survive, though the file holds only the
+         * module's own smaller model */
+        ts_module_info x, y;
+        ts_module_info_get(g_gru_mods[2], &x);
+        ts_module_info_get(back, &y);
+        CHECK(y.params == ts_model_param_count(g_gru) && x.params == y.params && x.params_kept == y.params_kept &&
+                  x.origin_macs == y.origin_macs && x.macs_kept == y.macs_kept && x.weights_kept == y.weights_kept &&
+                  x.jaccard == y.jaccard,
+              "loaded module's sizes: params %lld of %lld (saved %lld of %lld; the origin has %lld), MACs %lld of %lld "
+              "(saved %lld of %lld)",
+              (long long)y.params_kept, (long long)y.params, (long long)x.params_kept, (long long)x.params,
+              (long long)ts_model_param_count(g_gru), (long long)y.macs_kept, (long long)y.origin_macs,
+              (long long)x.macs_kept, (long long)x.origin_macs);
         ts_model_free(a);
         ts_model_free(b);
         a = b = NULL;
@@ -480,6 +549,7 @@ int main(void) {
     RUN(test_relu);
     RUN(test_reuse_replace);
     RUN(test_no_removal);
+    RUN(test_refinements);
     RUN(test_file_and_determinism);
     RUN(test_refusals);
     ts_modules_free(g_lstm_mods, K);
