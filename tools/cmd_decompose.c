@@ -407,11 +407,6 @@ static ts_status decompose_texts(ts_ctx *ctx, ts_model *m, const char *path, con
             json_int(J, "compensate", cfg->compensate);
             json_int(J, "fit_scores", cfg->fit_scores);
         }
-        if (refined) {
-            json_int(J, "rank_by_margin", cfg->rank_by_margin);
-            json_int(J, "compensate", cfg->compensate);
-            json_int(J, "fit_scores", cfg->fit_scores);
-        }
         json_int(J, "origin_params", (long long)in0.params);
         json_int(J, "origin_macs", (long long)in0.origin_macs);
         json_array(J, "table");
@@ -551,6 +546,10 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
     }
     if (text_rule && strcmp(text_rule, "refined") && strcmp(text_rule, "paper")) {
         fprintf(stderr, "tessera decompose: --text-rule: '%s' is not one of refined, paper\n", text_rule);
+        return EXIT_USAGE;
+    }
+    if (text_rule && !strcmp(text_rule, "paper") && cli_get(&decompose_cmd, "rank-by-margin")) {
+        fprintf(stderr, "tessera decompose: --rank-by-margin is a refinement; --text-rule paper has none\n");
         return EXIT_USAGE;
     }
     cfg.rule = rule && !strcmp(rule, "any") ? TS_DECOMPOSE_RULE_ANY : TS_DECOMPOSE_RULE_EVERY;

@@ -97,7 +97,7 @@ done:
     return st;
 }
 
-/* Checks the section's checksum and reads its version (1 or 2). */
+/* Checks the section's checksum and reads its version (1 to MODL_VERSION). */
 static ts_status modl_open(ts_ctx *ctx, rbuf *r, uint32_t *version) {
     if (r->len < 12)
         return ts_fail(ctx, TS_EFORMAT, "%s: module section at byte %zu is %zu bytes, too short", r->path, r->base,
@@ -117,7 +117,7 @@ static ts_status modl_open(ts_ctx *ctx, rbuf *r, uint32_t *version) {
     return TS_OK;
 }
 
-/* The fields after the version; version 1 then holds the masks, version 2 the slicing
+/* The fields after the version; version 1 then holds the masks, versions 2 and 3 the slicing
  * (read by the caller). A version 1 origin hash must match the model in the file; a
  * version 2 one is the hash of the origin before slicing, taken as stored. */
 static ts_status read_modl(ts_ctx *ctx, rbuf *r, ts_module *mod, uint32_t version) {
@@ -195,7 +195,7 @@ static ts_status read_modl(ts_ctx *ctx, rbuf *r, ts_module *mod, uint32_t versio
     return TS_OK;
 }
 
-/* Which output channels of each origin layer a version 2 file kept: flags at
+/* Which output channels of each origin layer a version 2 or 3 file kept: flags at
  * keep[off[li] + c]. */
 typedef struct kept_channels {
     unsigned char *keep;
@@ -300,7 +300,7 @@ done:
     return st;
 }
 
-/* A version 2 file: tmp holds the common fields (read over the sliced model sm); the
+/* A version 2 or 3 file: tmp holds the common fields (read over the sliced model sm); the
  * rest of the section is read from r and the module rebuilt at the origin's shape. */
 static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, uint32_t version, const ts_model *sm,
                              ts_module *tmp, int64_t sizes[MODL_SIZES], ts_module **out) {
@@ -363,10 +363,12 @@ static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, uint32_t ve
         at = r->off;
         if ((st = rbuf_u64(r, &v, size_names[i]))) goto done;
         sizes[i] = (int64_t)v;
-        /* the first three pairs are (total, kept): a kept count at most its total */
-        if (v > (uint64_t)INT64_MAX || (i % 2 && i < 6 && sizes[i] > sizes[i - 1])) {
+        /* the first three pairs are (total, kept): a kept count at most its total; the
+         * origin's live parameters and MACs at most its parameters and MACs */
+        const int over = i < 6 ? i - 1 : i - 6 == 0 ? 0 : 2; /* the size this one may not exceed */
+        if (v > (uint64_t)INT64_MAX || ((i % 2 || i >= 6) && sizes[i] > sizes[over])) {
             st = ts_fail(ctx, TS_EFORMAT, "%s: %s at byte %zu is %llu, more than %s", path, size_names[i], r->base + at,
-                         (unsigned long long)v, v > (uint64_t)INT64_MAX ? "a size can be" : size_names[i - 1]);
+                         (unsigned long long)v, v > (uint64_t)INT64_MAX ? "a size can be" : size_names[over]);
             goto done;
         }
     }

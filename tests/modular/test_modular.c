@@ -1126,6 +1126,11 @@ static void test_refusals(void) {
         memcpy(e + at.sizes + 6 * 8, &v, 8);
         reseal(e, at.start, at.len);
         expect_refused("a size past INT64_MAX", e, n, TS_EFORMAT, "origin live parameters");
+        memcpy(e, d, n);
+        v = get_u64(e + at.sizes + 2 * 8) + 1; /* live MACs = the origin's MACs + 1 */
+        memcpy(e + at.sizes + 7 * 8, &v, 8);
+        reseal(e, at.start, at.len);
+        expect_refused("more live MACs than the origin has", e, n, TS_EFORMAT, "origin live MACs");
     }
     /* the section shortened consistently: the model hash is missing */
     memcpy(e, d, n - 8);

@@ -379,7 +379,7 @@ static void test_refinements(void) {
         if (which == 2) one.fit_scores = 1;
         CHECK(ts_decompose_text(g_ctx, g_lstm, g_train, &one, NULL, 0, &rm, &n2) == TS_OK && n2 == K, "%s",
               ts_ctx_error(g_ctx));
-        int moved_bias = 0;
+        int moved_bias = 0, fitted = 0;
         for (int c = 0; rm && c < K; c++) {
             ts_module_info a, b;
             ts_module_info_get(pm[c], &a);
@@ -390,8 +390,17 @@ static void test_refinements(void) {
                   (double)b.scale, (double)b.shift);
             CHECK(b.scale > 0 && isfinite(b.scale) && isfinite(b.shift), "module %d: calibration %g, %g", c,
                   (double)b.scale, (double)b.shift);
+            fitted |= b.scale != 1.0f || b.shift != 0.0f;
             const ts_model *x = pm[c]->origin, *y = rm[c]->origin;
             CHECK(x->ntensors == y->ntensors, "module %d: tensor counts", c);
+            /* rank_by_margin chooses again in the last recurrent layer only: the first
+             * layer (l1, layer 2) keeps the paper's units, so its weights are the same */
+            if (which == 0 && x->nlayers > 2 && y->nlayers > 2 && x->layers[2].weight >= 0)
+                CHECK(x->layers[2].features == y->layers[2].features &&
+                          !memcmp(tensor_data((ts_model *)x, x->layers[2].weight),
+                                  tensor_data((ts_model *)y, y->layers[2].weight),
+                                  sizeof(float) * (size_t)x->tensors[x->layers[2].weight].numel),
+                      "rank_by_margin, module %d: the first recurrent layer kept the paper's units", c);
             for (int li = 1; li < x->nlayers && li < y->nlayers && which > 0; li++) {
                 const layer *lx = &x->layers[li], *ly = &y->layers[li];
                 if (lx->weight >= 0 && ly->weight >= 0)
@@ -404,7 +413,8 @@ static void test_refinements(void) {
             }
         }
         if (which == 1) CHECK(moved_bias, "compensate moves some bias");
-        if (which == 2) CHECK(!moved_bias, "fit_scores leaves the biases");
+        if (which == 2) CHECK(!moved_bias && fitted, "fit_scores leaves the biases (%d) and fits some calibration (%d)",
+                              !moved_bias, fitted);
         ts_modules_free(rm, n2);
         rm = NULL;
     }

@@ -134,8 +134,15 @@ static void test_decompose(void) {
               cli_exists(&R, "mods/class7.tsm"),
           "decompose: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods2 --classes 5 --max-remove 0.1 --json %s", R.dir, R.dir, opts);
-    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"hidden-units\"") && strstr(R.out, "\"own_acc\""),
+    CHECK(rc == 0 && json_check(R.out, NULL) && strstr(R.out, "\"hidden-units\"") && strstr(R.out, "\"own_acc\"") &&
+              strstr(R.out, "\"fit_scores\":1"),
           "decompose --json: exit %d: %s%s", rc, R.out, R.err);
+    /* the published rule alone, and a refinement asked for beside it refused */
+    rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods4 --classes 5 --no-eval --text-rule paper %s", R.dir, R.dir, opts);
+    CHECK(rc == 0 && cli_exists(&R, "mods4/class5.tsm"), "--text-rule paper: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods5 --text-rule paper --rank-by-margin %s", R.dir, R.dir, opts);
+    CHECK(rc == 2 && cli_count_lines(R.err) == 1 && !cli_exists(&R, "mods5"), "--text-rule paper --rank-by-margin: exit %d: %s",
+          rc, R.err);
     /* text modules compose into a model that reads text (the origin's vocabulary) */
     rc = cli_run(&R, "compose %s/mods/class3.tsm %s/mods/class7.tsm %s/mods2/class5.tsm --out %s/tc.tsr", R.dir, R.dir,
                  R.dir, R.dir);
