@@ -195,6 +195,26 @@ static int64_t real_steps(const int32_t *ids, int T, int masked) {
     return n;
 }
 
+/* Runs m over the drawn texts in batches, cap's sink seeing each batch's layers;
+ * *base is the drawn index of the batch's first text as the sink runs. */
+static ts_status capture_drawn(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, const drawn *dr, int64_t ndr,
+                               int batch, const ts_capture *cap, int64_t *base) {
+    const int T = ds->max_len;
+    const int64_t out_per = shape_numel(&m->layers[m->nlayers - 1].out);
+    float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *out = malloc(sizeof *out * (size_t)batch * (size_t)out_per);
+    ts_status st = x && out ? TS_OK : ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
+    for (int64_t b0 = 0; b0 < ndr && !st; b0 += batch) {
+        const int n = (int)(ndr - b0 < batch ? ndr - b0 : batch);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[dr[b0 + i].idx * T + t];
+        *base = b0;
+        st = ts_model_predict_capture(ctx, m, x, n, out, cap);
+    }
+    free(x);
+    free(out);
+    return st;
+}
+
 static ts_status record_states(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const ts_text_dataset *ds,
                                const drawn *dr, int64_t ndr, int batch, states *st) {
     const int T = ds->max_len;
@@ -214,20 +234,9 @@ static ts_status record_states(ts_ctx *ctx, const ts_model *m, const rnn_chain *
                            "hidden states of the drawn texts");
         if (!q->vals) s = TS_ENOMEM;
     }
-    const int64_t out_per = shape_numel(&probe->layers[probe->nlayers - 1].out);
-    float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *out = malloc(sizeof *out * (size_t)batch * (size_t)out_per);
-    if (!s && (!x || !out)) s = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
     recorder rc = {ch, st, T, 0};
     const ts_capture cap = {ch->layer, ch->n, record, &rc};
-    for (int64_t b0 = 0; b0 < ndr && !s; b0 += batch) {
-        const int n = (int)(ndr - b0 < batch ? ndr - b0 : batch);
-        for (int i = 0; i < n; i++)
-            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[dr[b0 + i].idx * T + t];
-        rc.base = b0;
-        s = ts_model_predict_capture(ctx, probe, x, n, out, &cap);
-    }
-    free(x);
-    free(out);
+    if (!s) s = capture_drawn(ctx, probe, ds, dr, ndr, batch, &cap, &rc.base);
     ts_model_free(probe);
     return s;
 }
@@ -528,22 +537,9 @@ static int record_head(void *user, int layer, int64_t first, int n, const float 
 
 static ts_status origin_heads(ts_ctx *ctx, ts_model *work, int head, const ts_text_dataset *ds, const drawn *dr,
                               int64_t ndr, int batch, float *heads /* (ndr, K) */) {
-    const int T = ds->max_len, K = work->classes;
-    const int64_t out_per = shape_numel(&work->layers[work->nlayers - 1].out);
-    float *x = malloc(sizeof *x * (size_t)batch * (size_t)T), *out = malloc(sizeof *out * (size_t)batch * (size_t)out_per);
-    ts_status st = x && out ? TS_OK : ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
-    head_rec h = {heads, 0, K};
+    head_rec h = {heads, 0, work->classes};
     const ts_capture cap = {&head, 1, record_head, &h};
-    for (int64_t b0 = 0; b0 < ndr && !st; b0 += batch) {
-        const int n = (int)(ndr - b0 < batch ? ndr - b0 : batch);
-        for (int i = 0; i < n; i++)
-            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[dr[b0 + i].idx * T + t];
-        h.base = b0;
-        st = ts_model_predict_capture(ctx, work, x, n, out, &cap);
-    }
-    free(x);
-    free(out);
-    return st;
+    return capture_drawn(ctx, work, ds, dr, ndr, batch, &cap, &h.base);
 }
 
 /* Scale a > 0 and shift b that bring the module's raw margins s closer to the origin's
