@@ -308,7 +308,7 @@ ts_status decompose_tagger(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, 
         identify_tag(m, ch, &d, c, T, cfg, &w, keep, step_keep);
         int negs = 0;
         for (int64_t o = 0; o < d.nobs; o++) negs += d.obs[o].tag != c && (d.obs[o].role & ROLE_NEG);
-        st = text_module_make(ctx, m, ch, (const uint8_t *const *)keep,
+        st = text_module_make(ctx, m, ch, (const uint8_t *const *)keep, NULL,
                               cfg->rolled ? NULL : (const uint8_t *const *)step_keep, T, c, npos[c], negs, &mods[i]);
         if (!st) st = set_tag_threshold(ctx, mods[i], train, &d, cfg->batch, cfg->positives);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc + shared_s / nmod;

@@ -418,29 +418,6 @@ static void unit_means(const rnn_chain *ch, int k, const states *s, const drawn 
     }
 }
 
-/* A copy of m with label c's removed units (keep) compensated (rnn_compensate) by
- * their mean states on the module's drawn texts. */
-static ts_status compensated(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const states *sts, const drawn *dr,
-                             int64_t ndr, int c, uint8_t *const *keep, ts_model **out) {
-    *out = NULL;
-    float *means[RNN_CHAIN_MAX] = {0}, *last = malloc(sizeof *last * (size_t)sts[ch->n - 1].U);
-    int64_t maxU = 1;
-    for (int k = 0; k < ch->n; k++) maxU = sts[k].U > maxU ? sts[k].U : maxU;
-    double *acc = malloc(sizeof *acc * 2 * (size_t)maxU);
-    int ok = last && acc;
-    for (int k = 0; k < ch->n; k++) ok &= (means[k] = malloc(sizeof(float) * (size_t)sts[k].U)) != NULL;
-    ts_status st = ok ? TS_OK : ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
-    for (int k = 0; k < ch->n && !st; k++) unit_means(ch, k, &sts[k], dr, ndr, c, acc, means[k], k + 1 == ch->n ? last : NULL);
-    if (!st && !(st = model_clone(ctx, m, out))) {
-        rnn_compensate(*out, ch, (const uint8_t *const *)keep, (const float *const *)means, last);
-        ts_model_params_changed(*out);
-    }
-    for (int k = 0; k < ch->n; k++) free(means[k]);
-    free(last);
-    free(acc);
-    return st;
-}
-
 /* step_keep (T, U) of label c's module in chain layer k, unrolled: at step t, the
  * rows of step t of the label's positives against those of its negatives (texts
  * shorter than t + 1 have none there); a step with fewer than step_min of either
@@ -496,10 +473,11 @@ void text_module_sizes(ts_module_info *in, const ts_model *m, const ts_model *s,
 }
 
 ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
-                           const uint8_t *const *step_keep, int T, int c, int npos, int nneg, ts_module **out) {
+                           const rnn_means *comp, const uint8_t *const *step_keep, int T, int c, int npos, int nneg,
+                           ts_module **out) {
     ts_model *sliced = NULL;
     ts_status st = step_keep ? rnn_remove_units_steps(ctx, m, ch, step_keep, T, &sliced)
-                             : rnn_remove_units(ctx, m, ch, keep, NULL, &sliced);
+                             : rnn_remove_units(ctx, m, ch, keep, comp, NULL, &sliced);
     if (!st) st = module_create(ctx, sliced, c, out);
     if (!st) {
         ts_module_info *in = &(*out)->info;
@@ -686,7 +664,8 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     states sts[RNN_CHAIN_MAX] = {0};
     float *a = NULL, *scratch = NULL;
     int64_t *pos = NULL, *neg = NULL;
-    double *diff = NULL, *imp = NULL;
+    double *diff = NULL, *imp = NULL, *acc = NULL;
+    float *means[RNN_CHAIN_MAX] = {0}, *last = NULL;
     uint8_t *keep[RNN_CHAIN_MAX] = {0}, *step_keep[RNN_CHAIN_MAX] = {0};
     const int T = train->max_len;
     ts_module **mods = calloc((size_t)nmod, sizeof *mods);
@@ -724,8 +703,15 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
     order = malloc(sizeof *order * (size_t)maxU);
     for (int k = 0; k < ch.n; k++) keep[k] = malloc((size_t)sts[k].U);
     for (int k = 0; k < ch.n && !cfg->rolled; k++) step_keep[k] = malloc((size_t)sts[k].U * (size_t)T);
-    int ok = a && scratch && pos && neg && diff && imp && order;
-    for (int k = 0; k < ch.n; k++) ok &= keep[k] != NULL && (cfg->rolled || step_keep[k] != NULL);
+    /* compensate: each module's mean states (unit_means), in these buffers */
+    const int comp = cfg->rolled && cfg->compensate;
+    for (int k = 0; k < ch.n && comp; k++) means[k] = malloc(sizeof(float) * (size_t)sts[k].U);
+    if (comp) {
+        last = malloc(sizeof *last * (size_t)sts[ch.n - 1].U);
+        acc = malloc(sizeof *acc * 2 * (size_t)maxU);
+    }
+    int ok = a && scratch && pos && neg && diff && imp && order && (!comp || (last && acc));
+    for (int k = 0; k < ch.n; k++) ok &= keep[k] != NULL && (cfg->rolled || step_keep[k] != NULL) && (!comp || means[k]);
     if (!ok) {
         st = ts_fail(ctx, TS_ENOMEM, "decompose (text): out of memory");
         goto done;
@@ -742,13 +728,13 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         }
         int negs = 0;
         for (int64_t d = 0; d < ndr; d++) negs += dr[d].label != c && (dr[d].role & ROLE_NEG);
-        ts_model *comp = NULL;
-        if (cfg->rolled && cfg->compensate) st = compensated(ctx, m, &ch, sts, dr, ndr, c, keep, &comp);
-        const ts_model *from = comp ? comp : m;
-        if (!st)
-            st = text_module_make(ctx, from, &ch, (const uint8_t *const *)keep,
-                                  cfg->rolled ? NULL : (const uint8_t *const *)step_keep, T, c, npos[c], negs, &mods[i]);
-        ts_model_free(comp);
+        rnn_means mv = {.last = last};
+        for (int k = 0; k < ch.n && comp; k++) {
+            mv.mean[k] = means[k];
+            unit_means(&ch, k, &sts[k], dr, ndr, c, acc, means[k], k + 1 == ch.n ? last : NULL);
+        }
+        st = text_module_make(ctx, m, &ch, (const uint8_t *const *)keep, comp ? &mv : NULL,
+                              cfg->rolled ? NULL : (const uint8_t *const *)step_keep, T, c, npos[c], negs, &mods[i]);
         if (!st) st = set_threshold(ctx, mods[i], train, dr, ndr, cfg->batch, heads);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc;
     }
@@ -760,7 +746,10 @@ done:
         ts_free(sts[k].vals);
         free(keep[k]);
         free(step_keep[k]);
+        free(means[k]);
     }
+    free(last);
+    free(acc);
     free(want);
     free(npos);
     free(dr);

@@ -208,12 +208,21 @@ typedef struct rnn_chain {
 } rnn_chain;
 /* Fills ch, or fails naming what in m is not such a classifier (`what` in messages). */
 ts_status rnn_chain_find(ts_ctx *ctx, const ts_model *m, rnn_chain *ch, const char *what);
+/* Mean states of a chain's units, for compensation: mean[i] (chain layer i's D*H
+ * units) over every real step, last (the last layer's D*H) the mean final state. */
+typedef struct rnn_means {
+    const float *mean[RNN_CHAIN_MAX];
+    const float *last;
+} rnn_means;
 /* m with the units whose keep byte is 0 removed (keep[i]: chain layer i's D*H units,
  * direction-major): zeroed in place (zeroed, same shapes as m; NULL: not made) and cut
  * out (sliced: H' = the most any direction keeps, at least 1; a direction keeping
- * fewer carries zeroed units). Either output may be NULL. */
+ * fewer carries zeroed units). Either output may be NULL. With comp, each removed
+ * unit's mean state times its weights is first added to the biases of what reads it
+ * (its layer's recurrence, b_hh; the next layer's b_ih; the head's bias, with the mean
+ * final state; docs/sequences.md, "compensate"). */
 ts_status rnn_remove_units(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
-                           ts_model **zeroed, ts_model **sliced);
+                           const rnn_means *comp, ts_model **zeroed, ts_model **sliced);
 /* m with units removed per step (step_keep[i]: chain layer i's (T, D*H) bytes, 1 kept):
  * the units removed at every step cut out as rnn_remove_units does, the rest masked per
  * step on their layers (step_mask=1) when any is removed at some step. */
@@ -221,9 +230,6 @@ ts_status rnn_remove_units_steps(ts_ctx *ctx, const ts_model *m, const rnn_chain
                                  int T, ts_model **sliced);
 /* The model's layers up to its last recurrent one, every recurrent layer outputting
  * every step (sequence=1): what hidden states are read from. */
-/* Folds each removed unit's mean state into the biases of what reads it (rnn_units.c). */
-void rnn_compensate(ts_model *z, const rnn_chain *ch, const uint8_t *const *keep, const float *const *mean,
-                    const float *last);
 ts_status rnn_probe_model(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, ts_model **out);
 /* Chain position of layer li, or -1. */
 int rnn_chain_index(const rnn_chain *ch, int li);
@@ -239,11 +245,13 @@ float text_prob_row(const float *row, int k, int y, int probs, int *top);
 void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
                        int64_t nn, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff,
                        int *order, uint8_t *keep);
-/* Label c's module of m: units removed by keep (per chain layer, D*H bytes) or, when
- * step_keep is given, per step (T*D*H bytes each: rnn_remove_units_steps), with its
- * counts filled (units_kept: an unrolled module's mean over the steps). */
+/* Label c's module of m: units removed by keep (per chain layer, D*H bytes; with comp
+ * compensated, as rnn_remove_units) or, when step_keep is given, per step (T*D*H
+ * bytes each: rnn_remove_units_steps), with its counts filled (units_kept: an
+ * unrolled module's mean over the steps). */
 ts_status text_module_make(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
-                           const uint8_t *const *step_keep, int T, int c, int npos, int nneg, ts_module **out);
+                           const rnn_means *comp, const uint8_t *const *step_keep, int T, int c, int npos, int nneg,
+                           ts_module **out);
 /* A text module's sizes against its origin m: parameters and MACs of the module's
  * model s, and weights (what the decomposition cuts) of both. */
 void text_module_sizes(ts_module_info *in, const ts_model *m, const ts_model *s, int64_t weights, int64_t weights_kept);

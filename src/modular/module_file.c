@@ -363,10 +363,11 @@ static ts_status load_sliced(ts_ctx *ctx, const char *path, rbuf *r, uint32_t ve
         at = r->off;
         if ((st = rbuf_u64(r, &v, size_names[i]))) goto done;
         sizes[i] = (int64_t)v;
-        /* the first three pairs are (total, kept): a kept count at most its total; the
-         * origin's live parameters and MACs at most its parameters and MACs */
-        const int over = i < 6 ? i - 1 : i - 6 == 0 ? 0 : 2; /* the size this one may not exceed */
-        if (v > (uint64_t)INT64_MAX || ((i % 2 || i >= 6) && sizes[i] > sizes[over])) {
+        /* the size each may not exceed (-1: none): a kept count its total; the origin's
+         * live parameters and MACs its parameters and MACs */
+        static const int8_t bound[MODL_SIZES] = {-1, 0, -1, 2, -1, 4, 0, 2};
+        const int over = bound[i];
+        if (v > (uint64_t)INT64_MAX || (over >= 0 && sizes[i] > sizes[over])) {
             st = ts_fail(ctx, TS_EFORMAT, "%s: %s at byte %zu is %llu, more than %s", path, size_names[i], r->base + at,
                          (unsigned long long)v, v > (uint64_t)INT64_MAX ? "a size can be" : size_names[over]);
             goto done;

@@ -167,14 +167,12 @@ static void zero_layer(ts_model *z, const rnn_chain *ch, int k, const uint8_t *k
 }
 
 /* What a removed unit gave the units that read it, kept on average: for each removed
- * unit (d, j) of chain layer k, its weight times `mean` (mean[k], (D*H): its mean
- * state) is added to the bias of every row that reads it, in its own layer's
- * recurrence (b_hh of its direction's gate rows; for a GRU's n gate the b_hn that
- * r multiplies, exact for linear_before_reset) and in the next recurrent layer (b_ih);
- * the dense head gets last[(D*H)] (the mean final state) instead. Call before
- * rnn_remove_units zeroes the units (it leaves these biases as they are). */
-void rnn_compensate(ts_model *z, const rnn_chain *ch, const uint8_t *const *keep, const float *const *mean,
-                    const float *last) {
+ * unit (d, j) of chain layer k, its weight times its mean state is added to the bias of
+ * every row that reads it, in its own layer's recurrence (b_hh of its direction's gate
+ * rows; for a GRU's n gate the b_hn that r multiplies, exact for linear_before_reset)
+ * and in the next recurrent layer (b_ih); the dense head gets the mean final state
+ * instead. Before zero_layer, which leaves these biases as they are. */
+static void compensate(ts_model *z, const rnn_chain *ch, const uint8_t *const *keep, const rnn_means *mv) {
     for (int k = 0; k < ch->n; k++) {
         const layer *l = &z->layers[ch->layer[k]];
         const int64_t D = ch->dirs[k], H = ch->hidden[k], G = gates_of(l->kind);
@@ -192,16 +190,16 @@ void rnn_compensate(ts_model *z, const rnn_chain *ch, const uint8_t *const *keep
             for (int64_t j = 0; j < H; j++) {
                 const int64_t u = d * H + j;
                 if (keep[k][u]) continue;
-                const double mu = mean[k][u];
+                const double mu = mv->mean[k][u];
                 for (int64_t r = 0; r < G * H; r++) {
                     if (!keep[k][d * H + r % H]) continue; /* a removed unit's own rows are zeroed anyway */
                     B[(d * 2 + 1) * G * H + r] += (float)(W[(d * G * H + r) * C + F + j] * mu);
                 }
                 if (!NB) continue;
-                const double mv = dense ? last[u] : mu;
+                const double read = dense ? mv->last[u] : mu;
                 for (int64_t r = 0; r < nrows; r++) {
                     const int64_t b = dense ? r : (r / G2H2) * 2 * G2H2 + r % G2H2; /* b_ih of its direction */
-                    NB[b] += (float)(NW[r * ncols + u] * mv);
+                    NB[b] += (float)(NW[r * ncols + u] * read);
                 }
             }
     }
@@ -268,13 +266,14 @@ static ts_status copy_meta(ts_ctx *ctx, const ts_model *from, ts_model *to) {
 }
 
 ts_status rnn_remove_units(ts_ctx *ctx, const ts_model *m, const rnn_chain *ch, const uint8_t *const *keep,
-                           ts_model **zeroed, ts_model **sliced) {
+                           const rnn_means *comp, ts_model **zeroed, ts_model **sliced) {
     if (zeroed) *zeroed = NULL;
     if (sliced) *sliced = NULL;
     ts_model *z = NULL, *s = NULL;
     int *idx[RNN_CHAIN_MAX] = {0}, Hs[RNN_CHAIN_MAX];
     ts_status st = model_clone(ctx, m, &z);
     if (st) return st;
+    if (comp) compensate(z, ch, keep, comp);
     for (int k = 0; k < ch->n; k++) zero_layer(z, ch, k, keep[k]);
     ts_model_params_changed(z);
     if (sliced) {
@@ -362,7 +361,7 @@ ts_status rnn_remove_units_steps(ts_ctx *ctx, const ts_model *m, const rnn_chain
             for (int64_t u = 0; u < U; u++) partial |= any[k][u] && !step_keep[k][t * U + u];
     }
     ts_model *s = NULL;
-    if (!st) st = rnn_remove_units(ctx, m, ch, (const uint8_t *const *)any, NULL, &s);
+    if (!st) st = rnn_remove_units(ctx, m, ch, (const uint8_t *const *)any, NULL, NULL, &s);
     if (!st && partial) {
         ts_model *w = NULL;
         st = add_step_masks(ctx, s, ch, (const uint8_t *const *)any, step_keep, T, &w);

@@ -72,6 +72,73 @@ static int keep_states(void *user, int layer, int64_t first, int n, const float 
 
 /* Removing every third unit of every layer: the removed states are exactly 0 at
  * every step, and the sliced model computes what the zeroed one does. */
+/* Compensation (rnn_remove_units with means): against the same removal without, every
+ * bias that reads a removed unit moved by the sum of its weights to the removed units
+ * times their means (b_hh of the unit's own layer, b_ih of the next, the head's bias
+ * with the final means), every other bias not at all; recomputed here row by row. */
+static void check_compensation(const ts_model *m, const rnn_chain *ch, uint8_t *const *keep, const char *what) {
+    float *mean[RNN_CHAIN_MAX] = {0}, *last = NULL;
+    rnn_means mv = {{0}, NULL};
+    for (int k = 0; k < ch->n; k++) {
+        const int U = ch->dirs[k] * ch->hidden[k];
+        mean[k] = malloc(sizeof(float) * (size_t)U);
+        for (int u = 0; u < U; u++) mean[k][u] = 0.1f * (float)(k + 1) + 0.01f * (float)u - 0.2f;
+        mv.mean[k] = mean[k];
+        if (k + 1 == ch->n) {
+            last = malloc(sizeof(float) * (size_t)U);
+            for (int u = 0; u < U; u++) last[u] = 0.5f - 0.02f * (float)u;
+        }
+    }
+    mv.last = last;
+    ts_model *z0 = NULL, *z1 = NULL;
+    CHECK(rnn_remove_units(g_ctx, m, ch, (const uint8_t *const *)keep, NULL, &z0, NULL) == TS_OK &&
+              rnn_remove_units(g_ctx, m, ch, (const uint8_t *const *)keep, &mv, &z1, NULL) == TS_OK,
+          "%s", ts_ctx_error(g_ctx));
+    int bad = 0, moved = 0;
+    for (int k = 0; z0 && z1 && k < ch->n; k++) {
+        const layer *l = &m->layers[ch->layer[k]];
+        const int D = ch->dirs[k], H = ch->hidden[k], G = l->kind == LAYER_LSTM ? 4 : l->kind == LAYER_GRU ? 3 : 1;
+        const int F = (int)input_shape(m, l, 0)->dims[1], C = F + H;
+        const float *W = tensor_data((ts_model *)m, l->weight);
+        const float *b0 = tensor_data(z0, z0->layers[ch->layer[k]].bias_t), *b1 = tensor_data(z1, z1->layers[ch->layer[k]].bias_t);
+        for (int d = 0; d < D; d++)
+            for (int r = 0; r < G * H; r++) {
+                const int kept = keep[k][d * H + r % H];
+                double want_hh = 0, want_ih = 0;
+                for (int j = 0; j < H && kept; j++)
+                    if (!keep[k][d * H + j]) want_hh += (double)W[((size_t)d * G * H + r) * C + F + j] * mean[k][d * H + j];
+                if (k > 0 && kept) { /* b_ih reads the previous layer's removed units */
+                    const int Up = ch->dirs[k - 1] * ch->hidden[k - 1];
+                    for (int u = 0; u < Up; u++)
+                        if (!keep[k - 1][u]) want_ih += (double)W[((size_t)d * G * H + r) * C + u] * mean[k - 1][u];
+                }
+                const size_t ih = (size_t)(d * 2) * G * H + r, hh = ih + (size_t)G * H;
+                bad += fabs(b1[hh] - b0[hh] - want_hh) > 1e-5 + 1e-4 * fabs(want_hh);
+                bad += fabs(b1[ih] - b0[ih] - want_ih) > 1e-5 + 1e-4 * fabs(want_ih);
+                moved += b1[hh] != b0[hh] || b1[ih] != b0[ih];
+            }
+    }
+    if (z0 && z1) { /* the head, from the last layer's final means */
+        const int kl = ch->n - 1, U = ch->dirs[kl] * ch->hidden[kl];
+        const layer *h = &m->layers[ch->head];
+        const float *HW = tensor_data((ts_model *)m, h->weight);
+        const float *h0 = tensor_data(z0, z0->layers[ch->head].bias_t), *h1 = tensor_data(z1, z1->layers[ch->head].bias_t);
+        for (int o = 0; o < h->features; o++) {
+            double want = 0;
+            for (int u = 0; u < U; u++)
+                if (!keep[kl][u]) want += (double)HW[(size_t)o * U + u] * last[u];
+            bad += fabs(h1[o] - h0[o] - want) > 1e-5 + 1e-4 * fabs(want);
+            moved += h1[o] != h0[o];
+        }
+    }
+    CHECK(!bad && moved > 0, "%s: %d compensated biases differ from the sums of weights x means (%d moved)", what, bad,
+          moved);
+    ts_model_free(z0);
+    ts_model_free(z1);
+    for (int k = 0; k < ch->n; k++) free(mean[k]);
+    free(last);
+}
+
 static void check_removal(const ts_model *m, const char *what) {
     rnn_chain ch;
     CHECK(rnn_chain_find(g_ctx, m, &ch, "test") == TS_OK, "%s", ts_ctx_error(g_ctx));
@@ -81,8 +148,9 @@ static void check_removal(const ts_model *m, const char *what) {
         keep[k] = malloc((size_t)U);
         for (int u = 0; u < U; u++) keep[k][u] = u % 3 != 1;
     }
+    check_compensation(m, &ch, keep, what);
     ts_model *z = NULL, *s = NULL, *probe = NULL;
-    CHECK(rnn_remove_units(g_ctx, m, &ch, (const uint8_t *const *)keep, &z, &s) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(rnn_remove_units(g_ctx, m, &ch, (const uint8_t *const *)keep, NULL, &z, &s) == TS_OK, "%s", ts_ctx_error(g_ctx));
     if (z && s) {
         for (int k = 0; k < ch.n; k++) {
             const int Hs = s->layers[ch.layer[k]].features, H = ch.hidden[k];
