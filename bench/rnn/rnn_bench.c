@@ -35,11 +35,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "rnn_bench: bad sizes\n");
         return 2;
     }
+    /* RNN_HIDDEN: other layer widths than the zoo classifier's 128 */
+    const int hidden = getenv("RNN_HIDDEN") ? atoi(getenv("RNN_HIDDEN")) : 128;
+    if (hidden < 1 || hidden > 4096) {
+        fprintf(stderr, "rnn_bench: RNN_HIDDEN out of 1..4096\n");
+        return 2;
+    }
     char arch[512];
     snprintf(arch, sizeof arch,
              "input shape=%d vocab=8000 classes=151\nembedding name=emb vocab=vocab dim=64\n"
-             "%s name=r in=emb,input0 hidden=128 sequence=0\ndense name=fc out=classes\n",
-             steps, cell);
+             "%s name=r in=emb,input0 hidden=%d sequence=0\ndense name=fc out=classes\n",
+             steps, cell, hidden);
     ts_ctx *ctx = NULL;
     ts_model *m = NULL;
     if (ts_ctx_create(&ctx) || ts_ctx_set_threads(ctx, threads) ||

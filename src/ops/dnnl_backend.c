@@ -19,6 +19,7 @@ static void ops_dnnl_release(void *dnnl) {
     if (d->engine) dnnl_engine_destroy(d->engine);
     for (int i = 0; i < DNNL_JOB_MAX_SLOT; i++) free(d->slot[i]);
     free(d->scratch);
+    for (int i = 0; i < DNNL_LANES; i++) ts_ctx_free(d->lane[i]);
     free(d);
 }
 
@@ -98,6 +99,37 @@ ts_status dnnl_job_begin(dnnl_job *job, ts_ctx *ctx, const char *what) {
     job->limited = address_space_limited();
     dnnl_job_headroom(job);
     return job->status;
+}
+
+ts_status dnnl_lanes(ts_ctx *ctx, int n, ts_ctx **lane) {
+    if (n < 1 || n > DNNL_LANES) return ts_fail(ctx, TS_EINVAL, "internal: %d lanes (1..%d)", n, DNNL_LANES);
+    ops_dnnl *d = NULL;
+    ts_status st = dnnl_get(ctx, &d);
+    /* the region's team, started where a failure can be reported (threads.c) */
+    if (!st) st = ts_threads_start(ctx, n);
+    for (int i = 0; i < n && !st; i++) {
+        if (!d->lane[i] && ts_ctx_create(&d->lane[i]) != TS_OK)
+            return ts_fail(ctx, TS_ENOMEM, "oneDNN: out of memory for a thread's context");
+        ts_ctx *l = d->lane[i];
+        l->backend = ctx->backend;
+        l->constant_time = ctx->constant_time;
+        l->bf16 = ctx->bf16;
+        l->winograd = ctx->winograd;
+        lane[i] = l;
+    }
+    return st;
+}
+
+ts_status dnnl_lanes_status(ts_ctx *ctx, int n, ts_ctx *const *lane, const ts_status *st) {
+    ts_status first = TS_OK;
+    for (int i = 0; i < n; i++) {
+        if (st[i] && st[i] != TS_EUNSUPPORTED && (!first || first == TS_EUNSUPPORTED))
+            first = ts_fail(ctx, st[i], "%s", ts_ctx_error(lane[i]));
+        else if (st[i] == TS_EUNSUPPORTED && !first)
+            first = TS_EUNSUPPORTED;
+        ts_ctx_clear_error(lane[i]);
+    }
+    return first;
 }
 
 void dnnl_job_fail(dnnl_job *job, ts_status status, const char *reason) {

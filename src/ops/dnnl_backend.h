@@ -30,6 +30,8 @@
 #define DNNL_JOB_MAX_MEM 48  /* memory objects of one job */
 #define DNNL_JOB_MAX_SLOT 24 /* temporary buffers of one job (an RNN backward takes up to 22) */
 
+#define DNNL_LANES 16 /* slices of one batch run side by side at most */
+
 /* What ctx->dnnl points to: created on first use, freed through ctx->dnnl_release. */
 typedef struct ops_dnnl {
     dnnl_engine_t engine; /* CPU engine 0 */
@@ -44,6 +46,9 @@ typedef struct ops_dnnl {
      * the other on the in-order stream. */
     void *scratch;
     size_t scratch_bytes;
+    /* Contexts of one thread each, for kernels that split a batch across the ctx's
+     * threads themselves (dnnl_lanes): each has its own stream, buffers and error. */
+    ts_ctx *lane[DNNL_LANES];
 } ops_dnnl;
 
 #define DNNL_JOB_MAX_PD 12
@@ -67,6 +72,19 @@ typedef struct dnnl_job {
 /* Gets (creating on first use) the ctx's engine and stream and sets the OpenMP
  * thread count to ts_ctx_threads(ctx). Returns TS_OK or an error on ctx. */
 ts_status dnnl_job_begin(dnnl_job *job, ts_ctx *ctx, const char *what);
+/* The first n (<= DNNL_LANES) lane contexts of ctx, made on first use, into lane[]:
+ * one thread each, with ctx's precision settings (bf16, Winograd, backend) copied at
+ * every call. A kernel runs one slice of its batch on each, in an OpenMP region of n
+ * threads (a job each), then moves the first lane's error, if any, to ctx
+ * (dnnl_lanes_status). oneDNN runs single-threaded inside the region, so the slices
+ * share no state and the region has no barrier per step. Called outside parallel
+ * regions; TS_OK or an error on ctx. */
+ts_status dnnl_lanes(ts_ctx *ctx, int n, ts_ctx **lane);
+/* The first failure of lanes 0..n-1 (st[l] their statuses) moved to ctx, lane order;
+ * TS_EUNSUPPORTED (no message) when that is the only failure; every lane's error is
+ * cleared. */
+ts_status dnnl_lanes_status(ts_ctx *ctx, int n, ts_ctx *const *lane, const ts_status *st);
+
 /* Waits for the stream, destroys every object of the job, returns job->status. */
 ts_status dnnl_job_end(dnnl_job *job);
 

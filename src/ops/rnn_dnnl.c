@@ -264,14 +264,65 @@ static size_t workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
     return 0;
 }
 
+/* ------------------------------------------------- the batch in slices, one per thread
+ *
+ * oneDNN's RNN primitives gain little from a second thread at the sizes text models
+ * have (batch 64, 128 units: 13% for an LSTM's inference, and a GRU is slower on two
+ * threads than on one; bench/RESULTS.md): every step is a small GEMM and a barrier. The
+ * samples of a batch are independent, so with T threads the batch runs as T slices
+ * side by side, each on one thread with its own primitive (dnnl_lanes), for layers up
+ * to about 256 units (an LSTM's weights up to 2 MiB; measured in bench/RESULTS.md, 2
+ * threads: 1.1-1.8x at 128 and 256 units, slower at 512). Slice l holds
+ * samples [n l / T, n (l + 1) / T); the weight gradients are the slices' summed in
+ * slice order, so a thread count gives the same bits on every run (another count
+ * gives other rounding, as elsewhere). */
+#define RNN_LANE_MIN 8 /* samples a slice has at least */
+#define RNN_LANE_WEIGHTS ((int64_t)1 << 19) /* weights of a direction at most (2 MiB) */
+#define RNN_WS_HEAD 64 /* a training workspace starts with how it was split (ws_head) */
+
+typedef struct ws_head {
+    int32_t lanes;  /* slices the forward pass ran (1: the batch whole) */
+    uint64_t share; /* bytes of the workspace after the head each slice had */
+} ws_head;
+
+static int lanes_for(ts_ctx *ctx, const rnn_params *p) {
+    /* wide layers: each slice would stream all the weights at every step, where
+     * oneDNN's threads split them (an LSTM of 512 units trained 1.3x slower so) */
+    if ((int64_t)rnn_gates(p->cell) * p->h * (p->f + p->h) > RNN_LANE_WEIGHTS) return 1;
+    int k = ts_ctx_threads(ctx);
+    if (k > DNNL_LANES) k = DNNL_LANES;
+    if (k > p->n / RNN_LANE_MIN) k = p->n / RNN_LANE_MIN;
+    return k < 1 ? 1 : k;
+}
+
+static int lane_first(const rnn_params *p, int k, int l) { return (int)((int64_t)p->n * l / k); }
+
+/* Slice l of k as its own batch, from sample *n0 on */
+static rnn_params lane_params(const rnn_params *p, int k, int l, int *n0) {
+    rnn_params q = *p;
+    *n0 = lane_first(p, k, l);
+    q.n = lane_first(p, k, l + 1) - *n0;
+    return q;
+}
+
 size_t rnn_dnnl_workspace_bytes(ts_ctx *ctx, const rnn_params *p) {
-    const size_t bytes = workspace_bytes(ctx, p);
-    if (!bytes || !((p->cell == RNN_LSTM && p->sequence == 2) || p->cell == RNN_RELU)) return bytes;
-    /* a padded batch runs by length: up to T batches, each with the fixed part of a
-     * workspace (oneDNN's is tens of kB whatever the batch) */
-    rnn_params one = *p;
-    one.n = one.t = 1;
-    return bytes + (size_t)p->t * (workspace_bytes(ctx, &one) + 4096);
+    size_t need = workspace_bytes(ctx, p);
+    if (!need) return 0;
+    if ((p->cell == RNN_LSTM && p->sequence == 2) || p->cell == RNN_RELU) {
+        /* a padded batch runs by length: up to T batches, each with the fixed part of a
+         * workspace (oneDNN's is tens of kB whatever the batch) */
+        rnn_params one = *p;
+        one.n = one.t = 1;
+        need += (size_t)p->t * (workspace_bytes(ctx, &one) + 4096);
+    }
+    const int k = lanes_for(ctx, p);
+    if (k > 1) { /* the largest slice's, k times */
+        rnn_params q = *p;
+        q.n = (p->n + k - 1) / k;
+        const size_t lane = ALIGN64(workspace_bytes(ctx, &q));
+        if (lane && lane * (size_t)k > need) need = lane * (size_t)k;
+    }
+    return RNN_WS_HEAD + need;
 }
 
 /* Direction d's outputs into y (the file's comment says how padding is handled). */
@@ -606,20 +657,110 @@ static ts_status backward_by_length(ts_ctx *ctx, const rnn_params *p, const floa
     return s;
 }
 
+/* One batch (plan 1) in k slices, forward; ws: the workspace after its head, each
+ * slice taking `share` bytes of it. */
+static ts_status forward_lanes(ts_ctx *ctx, int k, const rnn_params *p, const float *x, const int32_t *len,
+                               const float *h0, const float *w, const float *b, float *y, char *ws, size_t share) {
+    ts_ctx *lane[DNNL_LANES];
+    ts_status st[DNNL_LANES];
+    ts_status s = dnnl_lanes(ctx, k, lane);
+    if (s) return s;
+    const size_t S = (size_t)rnn_state_size(p), row = out_row(p), tf = (size_t)p->t * (size_t)p->f;
+#pragma omp parallel for num_threads(k) schedule(static, 1)
+    for (int l = 0; l < k; l++) {
+        int n0;
+        const rnn_params q = lane_params(p, k, l, &n0);
+        size_t used = 0;
+        st[l] = forward_run(lane[l], &q, x + (size_t)n0 * tf, len ? len + n0 : NULL, h0 ? h0 + (size_t)n0 * S : NULL,
+                            w, b, y + (size_t)n0 * row, ws ? ws + (size_t)l * share : NULL, ws ? share : 0, &used);
+    }
+    return dnnl_lanes_status(ctx, k, lane, st);
+}
+
+static ts_status backward_lanes(ts_ctx *ctx, int k, const rnn_params *p, const float *x, const int32_t *len,
+                                const float *h0, const float *w, const float *b, const float *dy, const char *ws,
+                                size_t share, float *dx, float *dh0, float *dw, float *db) {
+    ts_ctx *lane[DNNL_LANES];
+    ts_status st[DNNL_LANES];
+    const size_t nw = (size_t)rnn_weight_count(p), nb = (size_t)p->dirs * 2 * (size_t)rnn_gates(p->cell) * (size_t)p->h;
+    ts_status s = dnnl_lanes(ctx, k, lane);
+    /* slice 0's weight gradients straight into dw, db; the others' here, summed after */
+    float *part = s ? NULL : ts_alloc(ctx, sizeof(float) * (nw + nb) * (size_t)(k - 1), "RNN weight gradients per thread");
+    if (!s && !part) s = TS_ENOMEM;
+    if (s) return s;
+    const size_t S = (size_t)rnn_state_size(p), row = out_row(p), tf = (size_t)p->t * (size_t)p->f;
+#pragma omp parallel for num_threads(k) schedule(static, 1)
+    for (int l = 0; l < k; l++) {
+        int n0;
+        const rnn_params q = lane_params(p, k, l, &n0);
+        float *pw = l ? part + (size_t)(l - 1) * (nw + nb) : dw, *pb = l ? pw + nw : db;
+        size_t used = 0;
+        st[l] = backward_run(lane[l], &q, x + (size_t)n0 * tf, len ? len + n0 : NULL, h0 ? h0 + (size_t)n0 * S : NULL,
+                             w, b, dy + (size_t)n0 * row, ws + (size_t)l * share, share,
+                             dx ? dx + (size_t)n0 * tf : NULL, dh0 ? dh0 + (size_t)n0 * S : NULL, pw, pb, &used);
+    }
+    s = dnnl_lanes_status(ctx, k, lane, st);
+    if (s == TS_EUNSUPPORTED) /* the forward ran on oneDNN: its backward must too */
+        s = ts_fail(ctx, TS_EUNSUPPORTED, "oneDNN has no RNN backward for this layer, though it ran its forward");
+    if (!s) {
+        const int64_t nwb = (int64_t)(nw + nb);
+#pragma omp parallel for num_threads(k) schedule(static)
+        for (int64_t i = 0; i < nwb; i++) { /* slice order, whatever the thread */
+            float *to = i < (int64_t)nw ? dw + i : db + (i - (int64_t)nw);
+            for (int l = 1; l < k; l++) *to += part[(size_t)(l - 1) * (nw + nb) + (size_t)i];
+        }
+    }
+    ts_free(part);
+    return s;
+}
+
 ts_status rnn_forward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
                            const float *w, const float *b, float *y, void *ws, size_t ws_bytes) {
     const int plan = p->n < 1 || p->t < 1 ? 0 : batch_plan(p, len, ws != NULL);
     if (plan == 0) return TS_EUNSUPPORTED;
-    if (plan == 2) return forward_by_length(ctx, p, x, len, h0, w, b, y, ws, ws_bytes);
-    size_t used = 0;
-    return forward_run(ctx, p, x, len, h0, w, b, y, ws, ws_bytes, &used);
+    char *body = NULL;
+    size_t body_bytes = 0;
+    if (ws) {
+        if (ws_bytes < RNN_WS_HEAD) return TS_EUNSUPPORTED; /* planned for the reference */
+        body = (char *)ws + RNN_WS_HEAD;
+        body_bytes = ws_bytes - RNN_WS_HEAD;
+    }
+    int k = plan == 1 ? lanes_for(ctx, p) : 1;
+    const size_t share = k > 1 ? (body_bytes / (size_t)k) & ~(size_t)63 : body_bytes;
+    ts_status s = TS_EUNSUPPORTED;
+    if (k > 1) {
+        s = forward_lanes(ctx, k, p, x, len, h0, w, b, y, body, share);
+        /* a slice's workspace too small (the thread count grew since it was planned):
+         * the batch whole, as planned */
+        if (s == TS_EUNSUPPORTED && ws) k = 1;
+    }
+    if (k == 1) {
+        size_t used = 0;
+        s = plan == 2 ? forward_by_length(ctx, p, x, len, h0, w, b, y, body, body_bytes)
+                      : forward_run(ctx, p, x, len, h0, w, b, y, body, body_bytes, &used);
+    }
+    if (!s && ws) {
+        ws_head head = {k, k > 1 ? share : body_bytes};
+        memcpy(ws, &head, sizeof head);
+    }
+    return s;
 }
 
 ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, const int32_t *len, const float *h0,
                             const float *w, const float *b, const float *dy, const void *ws, size_t ws_bytes,
                             float *dx, float *dh0, float *dw, float *db) {
+    ws_head head;
+    if (!ws || ws_bytes < RNN_WS_HEAD)
+        return ts_fail(ctx, TS_EINVAL, "rnn: the forward pass's workspace does not fit this batch");
+    memcpy(&head, ws, sizeof head);
+    const char *body = (const char *)ws + RNN_WS_HEAD;
+    const size_t body_bytes = ws_bytes - RNN_WS_HEAD;
+    if (head.lanes < 1 || head.lanes > DNNL_LANES || head.lanes > p->n || head.share * (uint64_t)head.lanes > body_bytes)
+        return ts_fail(ctx, TS_EINVAL, "rnn: the forward pass's workspace is not this batch's");
+    if (head.lanes > 1)
+        return backward_lanes(ctx, head.lanes, p, x, len, h0, w, b, dy, body, (size_t)head.share, dx, dh0, dw, db);
     if (batch_plan(p, len, 1) == 2)
-        return backward_by_length(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db);
+        return backward_by_length(ctx, p, x, len, h0, w, b, dy, body, body_bytes, dx, dh0, dw, db);
     size_t used = 0;
-    return backward_run(ctx, p, x, len, h0, w, b, dy, ws, ws_bytes, dx, dh0, dw, db, &used);
+    return backward_run(ctx, p, x, len, h0, w, b, dy, body, body_bytes, dx, dh0, dw, db, &used);
 }

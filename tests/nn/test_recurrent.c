@@ -198,6 +198,92 @@ static void test_by_length(void) {
         }
 }
 
+/* A batch in slices, one per thread (rnn_dnnl.c, lanes): oneDNN on 2 and 3 threads
+ * against the reference, training forward and every gradient, every cell, both
+ * directions, every output kind over a padded batch; the same bits on a second run;
+ * a workspace planned for one thread run on two (the batch whole, as planned) and one
+ * filled on two threads read back on one (split as its forward was). The workspace's
+ * first int32 is how many slices the forward pass ran. */
+static void test_lanes(void) {
+    enum { N = 24, T = 6, F = 3, H = 5 };
+    int32_t len[N];
+    for (int i = 0; i < N; i++) len[i] = 1 + (i * 5) % T;
+    static const rnn_cell cells[4] = {RNN_TANH, RNN_RELU, RNN_LSTM, RNN_GRU};
+    for (int ci = 0; ci < 4; ci++)
+        for (int dirs = 1; dirs <= 2; dirs++)
+            for (int seq = 0; seq <= 2; seq++) {
+                rnn_params p = {cells[ci], N, T, F, H, dirs, seq, 1};
+                const size_t nw = (size_t)rnn_weight_count(&p), nb = (size_t)dirs * 2 * rnn_gates(p.cell) * H;
+                const size_t ns = (size_t)N * (size_t)rnn_state_size(&p), nx = (size_t)N * T * F;
+                const size_t ny = seq == 1 ? (size_t)N * T * dirs * H : seq == 2 ? ns : (size_t)N * dirs * H;
+                float *x = test_falloc(nx), *w = test_falloc(nw), *b = test_falloc(nb), *h0 = test_falloc(ns);
+                float *dy = test_falloc(ny), *y0 = test_falloc(ny), *y1 = test_falloc(ny), *y2 = test_falloc(ny);
+                float *g0[4] = {test_falloc(nx), test_falloc(ns), test_falloc(nw), test_falloc(nb)};
+                float *g1[4] = {test_falloc(nx), test_falloc(ns), test_falloc(nw), test_falloc(nb)};
+                float *g2[4] = {test_falloc(nx), test_falloc(ns), test_falloc(nw), test_falloc(nb)};
+                test_fill_uniform(x, nx, 21, -1, 1);
+                test_fill_uniform(w, nw, 22, -0.5f, 0.5f);
+                test_fill_uniform(b, nb, 23, -0.2f, 0.2f);
+                test_fill_uniform(h0, ns, 24, -0.5f, 0.5f);
+                test_fill_uniform(dy, ny, 25, -1, 1);
+                float *ws = test_falloc(rnn_workspace_floats(&p)), *scratch = test_falloc(rnn_scratch_floats(&p));
+                rnn_forward_ref(&p, x, len, h0, w, b, NULL, y0, ws, scratch, 0, 1);
+                rnn_backward_ref(&p, x, len, w, dy, ws, g0[0], g0[1], g0[2], g0[3], scratch, 1);
+                static const char *const names[4] = {"dx", "dh0", "dw", "db"};
+                const size_t counts[4] = {nx, ns, nw, nb};
+                char what[128];
+                /* plan, forward, backward: threads (2,2,2), (3,3,3), (1,2,2), (2,2,1) */
+                static const int th[4][3] = {{2, 2, 2}, {3, 3, 3}, {1, 2, 2}, {2, 2, 1}};
+                for (int r = 0; r < 4; r++) {
+                    ts_ctx_set_threads(g_ctx, th[r][0]);
+                    const size_t wsb = rnn_dnnl_workspace_bytes(g_ctx, &p);
+                    float *dws = test_falloc((wsb + 3) / 4 + 1);
+                    ts_ctx_set_threads(g_ctx, th[r][1]);
+                    for (int rep = 0; rep < (r == 0 ? 2 : 1); rep++) {
+                        float *yy = rep ? y2 : y1, *const *gg = rep ? g2 : g1;
+                        ts_ctx_set_threads(g_ctx, th[r][1]);
+                        CHECK(rnn_forward_dnnl(g_ctx, &p, x, len, h0, w, b, yy, dws, wsb) == TS_OK, "%s",
+                              ts_ctx_error(g_ctx));
+                        int32_t lanes;
+                        memcpy(&lanes, dws, sizeof lanes);
+                        /* sliced where the batch runs whole (not by length) and the plan had room */
+                        const int whole = !(p.cell == RNN_LSTM && seq == 2) && p.cell != RNN_RELU;
+                        const int want = whole && th[r][0] > 1 ? th[r][1] : 1;
+                        CHECK(lanes == want, "cell %d dirs %d sequence %d, threads %d/%d: %d slices, want %d",
+                              (int)p.cell, dirs, seq, th[r][0], th[r][1], lanes, want);
+                        ts_ctx_set_threads(g_ctx, th[r][2]);
+                        CHECK(rnn_backward_dnnl(g_ctx, &p, x, len, h0, w, b, dy, dws, wsb, gg[0], gg[1], gg[2],
+                                                gg[3]) == TS_OK,
+                              "%s", ts_ctx_error(g_ctx));
+                    }
+                    snprintf(what, sizeof what, "slices, cell %d dirs %d sequence %d threads %d/%d/%d: y",
+                             (int)p.cell, dirs, seq, th[r][0], th[r][1], th[r][2]);
+                    test_allclose(what, y1, y0, ny, 1e-4, 1e-5);
+                    for (int k = 0; k < 4; k++) {
+                        snprintf(what, sizeof what, "slices, cell %d dirs %d sequence %d threads %d/%d/%d: %s",
+                                 (int)p.cell, dirs, seq, th[r][0], th[r][1], th[r][2], names[k]);
+                        test_allclose(what, g1[k], g0[k], counts[k], 1e-4, 1e-5);
+                    }
+                    if (r == 0) {
+                        CHECK(!memcmp(y1, y2, ny * sizeof *y1), "slices, cell %d: y differs between two runs",
+                              (int)p.cell);
+                        for (int k = 0; k < 4; k++)
+                            CHECK(!memcmp(g1[k], g2[k], counts[k] * sizeof(float)),
+                                  "slices, cell %d: %s differs between two runs", (int)p.cell, names[k]);
+                    }
+                    free(dws);
+                }
+                /* inference: no workspace */
+                ts_ctx_set_threads(g_ctx, 2);
+                CHECK(rnn_forward_dnnl(g_ctx, &p, x, len, h0, w, b, y1, NULL, 0) == TS_OK, "%s", ts_ctx_error(g_ctx));
+                snprintf(what, sizeof what, "slices, cell %d dirs %d sequence %d: inference y", (int)p.cell, dirs, seq);
+                test_allclose(what, y1, y0, ny, 1e-4, 1e-5);
+                ts_ctx_set_threads(g_ctx, 1);
+                free(x), free(w), free(b), free(h0), free(dy), free(y0), free(y1), free(y2), free(ws), free(scratch);
+                for (int k = 0; k < 4; k++) free(g0[k]), free(g1[k]), free(g2[k]);
+            }
+}
+
 /* gru with linear_before_reset=0 (ONNX's default) against its definition, one
  * sample, one direction: n = tanh(W_in x + b_in + W_hn (r h) + b_hn) */
 static void test_gru_reset_before(void) {
@@ -406,6 +492,7 @@ int main(void) {
     RUN(test_torch_parity);
     RUN(test_torch_parity_bf16);
     RUN(test_by_length);
+    RUN(test_lanes);
     RUN(test_gru_reset_before);
     RUN(test_padding_invariance);
     RUN(test_embedding);
