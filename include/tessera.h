@@ -872,9 +872,11 @@ ts_status ts_evaluate_exit(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, int b
  * classes[j] (NULL: output j), and the prediction is the argmax over those k outputs
  * (ties to the lower j). With m's own preprocessing. */
 ts_status ts_evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const int *classes, int k, double *top1);
-/* ts_evaluate on a classify or tag text dataset: for tagging, count, top-1, top-5, the
- * loss and the confusion matrix are over real tokens (padding ignored), and
- * seq_acc (may be NULL) is the fraction of texts with every token right. */
+/* ts_evaluate on a text dataset: for tagging, count, top-1, top-5, the loss and the
+ * confusion matrix are over real tokens (padding ignored), and seq_acc (may be NULL)
+ * is the fraction of texts with every token right. On a translation set they are per
+ * target word, reading the reference's words before it, and there is no confusion
+ * matrix (NULL: it would be the target vocabulary squared). */
 ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int batch, ts_eval_report *out,
                            double *seq_acc);
 /* Decodes ds's sources with an encoder-decoder model trained on ds's layout
@@ -886,8 +888,13 @@ ts_status ts_translate(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int 
 /* Corpus BLEU-4 (ts_corpus_bleu) of ts_translate's output against ds's targets,
  * both without <bos> and <eos>. */
 ts_status ts_evaluate_bleu(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int beam, int batch, double *bleu);
+/* The same, and for a set read both ways (ds->classes languages, ds->labels) each
+ * language's BLEU into by_class (ds->classes entries; NaN for one without sentences),
+ * from the same translations (decoded once). by_class NULL: ts_evaluate_bleu. */
+ts_status ts_evaluate_bleu_each(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int beam, int batch, double *bleu,
+                                double *by_class);
 void ts_eval_report_free(ts_eval_report *r);
-/* From the confusion matrix; 0 when undefined. */
+/* From the confusion matrix; 0 when undefined (or there is none). */
 double ts_eval_precision(const ts_eval_report *r, int cls);
 double ts_eval_recall(const ts_eval_report *r, int cls);
 

@@ -105,4 +105,9 @@ ts_status evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const
  * exit_logits (evaluate_exit.c). */
 ts_status evaluate_exit_pass(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, float *exit_logits);
 
+/* ts_translate, incremental 0: every word by rerunning the whole model (translate.c),
+ * the way any model of the layout decodes; 1: ts_translate itself. */
+ts_status translate_run(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, int beam, int batch, int32_t *out,
+                        int incremental);
+
 #endif

@@ -145,6 +145,7 @@ static void test_translator(void) {
     float *x = teacher_rows(test, 64, Tm);
     const int64_t per = (int64_t)Tm * ts_vocab_size(train->target_vocab);
     float *a = malloc(sizeof *a * 64 * (size_t)per), *b = malloc(sizeof *b * 64 * (size_t)per);
+    double lang_bleu[2] = {0, 0};
     for (int i = 0; i < n; i++) {
         ts_module_info info;
         ts_module_info_get(mods[i], &info);
@@ -195,12 +196,22 @@ static void test_translator(void) {
                info.class_name, k, 100.0 * (double)info.params_kept / (double)info.params, bm, bo, (long long)cnt);
         /* 48 units trained briefly (measured: 0.00 and +0.45 points after 2 units went) */
         CHECK(bo > 0.6 && bm > 0.8 * bo, "module %d BLEU %.4f vs the model's %.4f", i, bm, bo);
+        if (i < 2) lang_bleu[i] = bo;
         ts_text_dataset_free(sel);
         ts_model_free(mb);
         ts_module_free(back);
         ts_model_free(mm);
         ts_model_free(mm2);
     }
+    /* each language's BLEU from one decoding of the whole set, as from its own part */
+    double all = 0, each[2] = {0, 0}, whole = 0;
+    CHECK(ts_evaluate_bleu_each(g_ctx, m, test, 1, 64, &all, each) == TS_OK &&
+              ts_evaluate_bleu(g_ctx, m, test, 1, 64, &whole) == TS_OK,
+          "%s", ts_ctx_error(g_ctx));
+    /* equal here; a near tie decoded in other batches could flip a word on another CPU */
+    CHECK(all == whole && fabs(each[0] - lang_bleu[0]) < 0.01 && fabs(each[1] - lang_bleu[1]) < 0.01,
+          "BLEU by language %.6f %.6f (apart %.6f %.6f), all %.6f (%.6f)", each[0], each[1], lang_bleu[0],
+          lang_bleu[1], all, whole);
     /* composed: each sample routed by its tag to its language's module, exactly */
     ts_model *cm = NULL, *c1 = NULL, *m0 = NULL, *m1 = NULL;
     CHECK(ts_compose(g_ctx, mods, 2, NULL, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));

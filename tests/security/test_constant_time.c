@@ -432,6 +432,22 @@ static void test_argmax_top_k(void) {
               trial, fa, fb);
         if (g_test.case_failed) break;
     }
+    /* longer rows take the lanes (evaluate.c): lengths around the lane count and its
+     * multiples, few distinct values (ties across lanes), NaN and infinities */
+    float wide[200];
+    for (int trial = 0; trial < 6000; trial++) {
+        const int k = 1 + trial % 200;
+        for (int j = 0; j < k; j++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            const int r = (int)(s >> 57); /* 0..127 */
+            wide[j] = r == 127 ? NAN : r == 126 ? INFINITY : r < 40 ? -INFINITY : r == 125 ? -0.0f : (float)(r % 7) - 3.0f;
+        }
+        if (trial % 7 == 0) wide[0] = NAN;
+        if (trial % 11 == 0) for (int j = 0; j < k; j++) wide[j] = -INFINITY;
+        CHECK(ts_argmax(wide, k) == argmax_loop(wide, k), "argmax of %d, trial %d: %d vs %d", k, trial,
+              ts_argmax(wide, k), argmax_loop(wide, k));
+        if (g_test.case_failed) break;
+    }
     CHECK(ts_argmax(row, 0) == -1 && ts_argmax(NULL, 3) == -1, "argmax of nothing");
     CHECK(ts_top_k(row, 0, 2, a) == 0 && a[0] == -1 && a[1] == -1, "top-k of nothing");
 }

@@ -6,9 +6,11 @@
  * that evaluation counts real tokens only, and the refusals. */
 #include "common/test.h"
 #include "nn/nn.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static ts_ctx *g_ctx;
@@ -186,6 +188,25 @@ static void test_translation(void) {
     /* BLEU-4 counts only the 4-grams of the longer sentences, where the mistakes are */
     CHECK(bleu1 > 0.75 && bleu4 > 0.75, "BLEU greedy %.4f, beam 4 %.4f (%d exact)", bleu1, bleu4, exact);
     CHECK(ts_translate(g_ctx, m, val, 0, 16, out) == TS_EINVAL, "beam 0 refused");
+    /* incremental decoding (one decoder step a word, the state carried) gives the words
+     * of rerunning the whole model for each: greedy and beam, on oneDNN (2 threads: the
+     * decoder's batch in slices) and the reference kernels */
+    int32_t *rerun = calloc((size_t)val->count * 6, sizeof *rerun);
+    for (int variant = 0; variant < 6; variant++) {
+        const int beam = variant % 3 == 0 ? 1 : variant % 3 == 1 ? 2 : 4, ref = variant >= 3;
+        ts_ctx_set_backend(g_ctx, ref ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        ts_ctx_set_threads(g_ctx, ref ? 1 : 2);
+        CHECK(translate_run(g_ctx, m, val, beam, 16, out, 1) == TS_OK &&
+                  translate_run(g_ctx, m, val, beam, 16, rerun, 0) == TS_OK,
+              "%s", ts_ctx_error(g_ctx));
+        int same = 0;
+        for (int64_t i = 0; i < val->count; i++) same += !memcmp(out + i * 6, rerun + i * 6, 6 * sizeof *out);
+        CHECK(same == val->count, "beam %d, %s: %d of %lld sentences decoded alike", beam, ref ? "ref" : "oneDNN",
+              same, (long long)val->count);
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    ts_ctx_set_threads(g_ctx, 1);
+    free(rerun);
     free(out);
 done:
     ts_model_free(m);
