@@ -1057,6 +1057,11 @@ typedef struct ts_decompose_text_config {
     int fit_scores;     /* each module's score scale and shift fitted (least squares, positives and
                          * negatives weighted alike) to the origin's channelled margin on the drawn
                          * texts, so that composed modules vote on the origin's scale; 0: raw margins */
+    /* A refinement of a translator's modules (docs/sequences.md, "Decomposing a
+     * translator"; default 1, 0 with the paper's rule): */
+    int rank_by_use;    /* of the decoder units the rule would remove (lower on the language's pairs
+                         * than on the others'), the cap's worth the language's own pairs use least
+                         * (lowest mean |state| there) go; 0: those with the largest difference */
 } ts_decompose_text_config;
 void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
 /* The max_remove cfg means on a set of that task: its own, or for -1 the task's

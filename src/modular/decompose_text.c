@@ -32,6 +32,7 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg) {
     cfg->step_min = 10;
     cfg->rolled = -1;
     cfg->compensate = cfg->fit_scores = 1; /* rank_by_margin 0: it cost a GRU 0.4 points (bench/RESULTS.md) */
+    cfg->rank_by_use = 1;
 }
 
 float ts_decompose_text_max_remove(const ts_decompose_text_config *cfg, ts_seq_task task) {
@@ -56,8 +57,8 @@ static ts_status check_config(ts_ctx *ctx, const ts_decompose_text_config *c) {
         return ts_fail(ctx, TS_EINVAL, "%s: rolled %d is not -1, 0 or 1", w, c->rolled);
     if (c->step_min < 1 || c->step_min > (1 << 20))
         return ts_fail(ctx, TS_EINVAL, "%s: step_min %d out of [1, %d]", w, c->step_min, 1 << 20);
-    if ((c->rank_by_margin | c->compensate | c->fit_scores) & ~1)
-        return ts_fail(ctx, TS_EINVAL, "%s: rank_by_margin, compensate and fit_scores are 0 or 1", w);
+    if ((c->rank_by_margin | c->compensate | c->fit_scores | c->rank_by_use) & ~1)
+        return ts_fail(ctx, TS_EINVAL, "%s: rank_by_margin, compensate, fit_scores and rank_by_use are 0 or 1", w);
     return TS_OK;
 }
 

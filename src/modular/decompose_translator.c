@@ -13,7 +13,12 @@
  * (the reference's words before each step, as in training), pooled per unit; the
  * units whose trimmed mean |state| is lower on positives than on negatives are
  * removed, most negative first, at most max_remove of the decoder (rnn_identify_rows,
- * the classifier's rule).
+ * the classifier's rule). With rank_by_use (the default), of the units the rule would
+ * remove as many go, but those the language's own pairs use least (lowest mean |state|
+ * on the positives): a unit that the language uses less than the others may still
+ * carry much of it, and the largest difference picks exactly the units the other
+ * language uses most, not those this one can spare (bench/RESULTS.md: French BLEU
+ * -0.17 against -0.72 at max_remove 0.05).
  *
  * Removing decoder unit j zeroes its rows in every gate block, its biases, its column
  * of the decoder's W_hh and of the head. Its state then starts from the encoder's and
@@ -272,6 +277,29 @@ static ts_status make_module(ts_ctx *ctx, const ts_model *m, const en_de *e, con
     return st;
 }
 
+/* rank_by_use: the file's comment says why */
+void rnn_rank_by_use(const float *vals, int64_t H, const int64_t *pos, int64_t np, const double *diff, double *use,
+                     int *cand, uint8_t *keep) {
+    int64_t removed = 0, nc = 0;
+    for (int64_t u = 0; u < H; u++) {
+        removed += !keep[u];
+        double sum = 0;
+        for (int64_t i = 0; i < np; i++) sum += fabsf(vals[pos[i] * H + u]);
+        use[u] = sum / (double)np;
+        if (diff[u] < 0) cand[nc++] = (int)u;
+        keep[u] = 1;
+    }
+    for (int64_t r = 0; r < removed && r < nc; r++) { /* the few least used */
+        int64_t best = r;
+        for (int64_t i = r + 1; i < nc; i++)
+            if (use[cand[i]] < use[cand[best]]) best = i;
+        const int t = cand[r];
+        cand[r] = cand[best];
+        cand[best] = t;
+        keep[cand[r]] = 0;
+    }
+}
+
 ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,
                                const ts_decompose_text_config *cfg, const int *classes, int n, ts_module ***modules,
                                int *count) {
@@ -304,7 +332,7 @@ ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dat
     ts_module **mods = calloc((size_t)nmod, sizeof *mods);
     int64_t ndr = 0, *off = NULL, *pos = NULL, *neg = NULL;
     float *vals = NULL, *x = NULL, *logits = NULL, *a = NULL, *scratch = NULL;
-    double *diff = NULL;
+    double *diff = NULL, *use = NULL;
     uint8_t *keep = malloc((size_t)H);
     ts_model *work = NULL;
     if (!perm || !npos || !nng || !dr || !mods || !keep) {
@@ -366,8 +394,9 @@ ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dat
     pos = malloc(sizeof *pos * (size_t)rows);
     neg = malloc(sizeof *neg * (size_t)rows);
     diff = malloc(sizeof *diff * (size_t)H);
+    use = malloc(sizeof *use * (size_t)H);
     order = malloc(sizeof *order * (size_t)H);
-    if (!a || !scratch || !pos || !neg || !diff || !order) {
+    if (!a || !scratch || !pos || !neg || !diff || !use || !order) {
         st = ts_fail(ctx, TS_ENOMEM, "decompose (translator): out of memory");
         goto done;
     }
@@ -390,6 +419,7 @@ ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dat
             rnn_identify_rows(dl->kind == LAYER_RNN && dl->cell_act, vals, H, pos, np, neg, nn, cfg, a, scratch, diff,
                               order, keep);
         else memset(keep, 1, (size_t)H); /* nothing to compare: keep every unit */
+        if (np && nn && cfg->rank_by_use) rnn_rank_by_use(vals, H, pos, np, diff, use, order, keep);
         st = make_module(ctx, m, &e, keep, c, train->class_names[c], train->vocab, npos[c], negs, &mods[i]);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc + shared_s / nmod;
     }
@@ -407,6 +437,7 @@ done:
     free(pos);
     free(neg);
     free(diff);
+    free(use);
     free(order);
     free(keep);
     ts_model_free(work);

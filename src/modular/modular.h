@@ -245,6 +245,12 @@ float text_prob_row(const float *row, int k, int y, int probs, int *top);
 void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
                        int64_t nn, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff,
                        int *order, uint8_t *keep);
+/* A translator's rank_by_use (decompose_translator.c): of the units rnn_identify_rows
+ * removed (keep 0; diff < 0 marks every candidate) as many go again, those with the
+ * lowest mean |state| on the rows pos (np of vals (rows, H)), ties to the lower index.
+ * use: (H) doubles; cand: (H) ints. */
+void rnn_rank_by_use(const float *vals, int64_t H, const int64_t *pos, int64_t np, const double *diff, double *use,
+                     int *cand, uint8_t *keep);
 /* Label c's module of m: units removed by keep (per chain layer, D*H bytes; with comp
  * compensated, as rnn_remove_units) or, when step_keep is given, per step (T*D*H
  * bytes each: rnn_remove_units_steps), with its counts filled (units_kept: an

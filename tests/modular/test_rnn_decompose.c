@@ -490,6 +490,35 @@ static void test_refinements(void) {
 }
 
 /* A module file round-trips; decomposition is deterministic. */
+/* A translator's rank_by_use on known numbers: 4 units, each the same |state| on every
+ * row; lower on the positives than on the negatives for units 0 (0.5 vs 0.9), 1 (0.05
+ * vs 0.1) and 3 (0.2 vs 0.5). With a cap of 2 the paper's rule removes the largest
+ * differences (0 and 3); rank_by_use removes, of those three, the two the positives use
+ * least (1 and 3). */
+static void test_rank_by_use(void) {
+    enum { H = 4, ROWS = 6 };
+    static const float on_pos[H] = {0.5f, 0.05f, 0.7f, 0.2f}, on_neg[H] = {0.9f, 0.1f, 0.3f, 0.5f};
+    float vals[ROWS * H];
+    const int64_t pos[3] = {0, 2, 4}, neg[3] = {1, 3, 5};
+    for (int r = 0; r < ROWS; r++)
+        for (int u = 0; u < H; u++) vals[r * H + u] = (r % 2 ? on_neg[u] : on_pos[u]) * (r % 4 < 2 ? 1.0f : -1.0f);
+    ts_decompose_text_config cfg;
+    ts_decompose_text_config_default(&cfg);
+    cfg.max_remove = 0.5f;
+    float a[ROWS], scratch[ROWS];
+    double diff[H], use[H];
+    int order[H];
+    uint8_t keep[H];
+    rnn_identify_rows(0, vals, H, pos, 3, neg, 3, &cfg, a, scratch, diff, order, keep);
+    CHECK(!keep[0] && keep[1] && keep[2] && !keep[3], "the paper's rule keeps %d %d %d %d", keep[0], keep[1], keep[2],
+          keep[3]);
+    rnn_rank_by_use(vals, H, pos, 3, diff, use, order, keep);
+    CHECK(keep[0] && !keep[1] && keep[2] && !keep[3], "rank_by_use keeps %d %d %d %d", keep[0], keep[1], keep[2],
+          keep[3]);
+    CHECK(fabs(use[1] - 0.05) < 1e-6 && fabs(use[0] - 0.5) < 1e-6, "mean |state| on the positives %g %g", use[0],
+          use[1]);
+}
+
 static void test_file_and_determinism(void) {
     if (!g_gru_mods) return;
     char path[256];
@@ -628,6 +657,7 @@ int main(void) {
     RUN(test_reuse_replace);
     RUN(test_no_removal);
     RUN(test_refinements);
+    RUN(test_rank_by_use);
     RUN(test_file_and_determinism);
     RUN(test_refusals);
     ts_modules_free(g_lstm_mods, K);
