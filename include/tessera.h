@@ -851,7 +851,8 @@ typedef struct ts_eval_report {
     int classes;
     int64_t count;
     double top1, top5, loss;   /* fractions; top-5 is top-k with k = min(5, classes); ties go to the lower index */
-    int64_t *confusion;        /* (classes, classes): row = true label, column = prediction */
+    int64_t *confusion;        /* (classes, classes): row = true label, column = prediction; NULL from
+                                * ts_evaluate_text on a translation set */
     double exit_top1;          /* a model with an early exit: the exit's top-1 (every sample), else -1 */
 } ts_eval_report;
 

@@ -338,8 +338,8 @@ static void rank_by_margin(const ts_model *m, const rnn_chain *ch, int c, const 
     }
     for (int64_t r = 0; r < removed && r < nc; r++) { /* the few least important, ties to the lower index */
         int64_t best = r;
-        for (int64_t i = r + 1; i < nc; i++)
-            if (imp[cand[i]] < imp[cand[best]]) best = i;
+        for (int64_t i = r + 1; i < nc; i++) /* the swaps below unsort cand: compare indices too */
+            if (imp[cand[i]] < imp[cand[best]] || (imp[cand[i]] == imp[cand[best]] && cand[i] < cand[best])) best = i;
         const int t = cand[r];
         cand[r] = cand[best];
         cand[best] = t;

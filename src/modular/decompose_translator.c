@@ -291,8 +291,8 @@ void rnn_rank_by_use(const float *vals, int64_t H, const int64_t *pos, int64_t n
     }
     for (int64_t r = 0; r < removed && r < nc; r++) { /* the few least used */
         int64_t best = r;
-        for (int64_t i = r + 1; i < nc; i++)
-            if (use[cand[i]] < use[cand[best]]) best = i;
+        for (int64_t i = r + 1; i < nc; i++) /* the swaps below unsort cand: compare indices too */
+            if (use[cand[i]] < use[cand[best]] || (use[cand[i]] == use[cand[best]] && cand[i] < cand[best])) best = i;
         const int t = cand[r];
         cand[r] = cand[best];
         cand[best] = t;
@@ -419,7 +419,8 @@ ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dat
             rnn_identify_rows(dl->kind == LAYER_RNN && dl->cell_act, vals, H, pos, np, neg, nn, cfg, a, scratch, diff,
                               order, keep);
         else memset(keep, 1, (size_t)H); /* nothing to compare: keep every unit */
-        if (np && nn && cfg->rank_by_use) rnn_rank_by_use(vals, H, pos, np, diff, use, order, keep);
+        if (np && nn && cfg->rank_by_use && !(dl->kind == LAYER_RNN && dl->cell_act)) /* relu: no ranking */
+            rnn_rank_by_use(vals, H, pos, np, diff, use, order, keep);
         st = make_module(ctx, m, &e, keep, c, train->class_names[c], train->vocab, npos[c], negs, &mods[i]);
         if (!st) mods[i]->info.seconds = ts_monotonic_s() - tc + shared_s / nmod;
     }

@@ -19,8 +19,10 @@
  * linear_before_reset a fourth, our b_hn. oneDNN accumulates weight gradients, so they
  * start at zero.
  *
- * Training workspace, per direction: the outputs of every step (N,T,H), the final h
- * (N,H), for lstm the final c (N,H), then oneDNN's own workspace (64-byte aligned). */
+ * Training workspace: a 64-byte head (ws_head: how the batch was split, below), then
+ * per slice (one for the batch whole) and direction: the outputs of every step (N,T,H),
+ * the final h (N,H), for lstm the final c (N,H), then oneDNN's own workspace (64-byte
+ * aligned). */
 #include "dnnl_backend.h"
 
 #include <string.h>

@@ -7,18 +7,20 @@
  * - Incremental (the zoo's layout, and any model of its form: the head a dense layer
  *   reading, through dropout, a one-direction rnn/lstm/gru decoder that outputs every
  *   step, starts from another layer's state (initial=1) and reads an embedding of the
- *   target row): the model runs once with the target row at <bos>, which gives step
- *   0's scores and, captured, the state that starts the decoder; then each further
- *   word costs one decoder step and one row of the head, the state carried from step to
- *   step. Step 0 is also computed so and compared with the model's own scores; a model
- *   where they differ (some other layout that passed the checks) decodes the other way.
+ *   target row): the layers that compute the state that starts the decoder run once
+ *   per batch (the target row at <bos>); then each word costs one decoder step and one
+ *   row of the head, the state carried from step to step. The first batch of a call also runs the whole model and compares its step-0
+ *   scores with the incremental ones; a model where they differ (some other layout that
+ *   passed the checks), or whose starting state inference fuses away, decodes the
+ *   other way.
  * - Rerun (any model of that layout): write word u + 1 into the row and run the whole
  *   model again, Tm passes for a sentence of Tm words, each scoring every step.
  * The two give the same words but where float rounding flips a near tie (the step's
  * GEMMs are smaller batches).
  *
  * Greedy: the best word at each step. Beam search of width B: per sentence the B
- * best prefixes by summed log-probability; a prefix that ends with <eos> is finished,
+ * best prefixes by summed log-probability; a prefix that ends with <eos> (or <pad>,
+ * which the rerun would read as the row's end) is finished,
  * scored by its mean log-probability per word (so short ones are not favoured); the
  * search ends when B prefixes have finished (or at Tm words, where every prefix
  * counts as finished) and the best finished one wins. */
@@ -36,6 +38,11 @@ static void log_softmax(const float *row, int k, double *out) {
     const double lse = mx + log(se);
     for (int j = 0; j < k; j++) out[j] = row[j] - lse;
 }
+
+/* A sentence ends at <eos>, and at <pad> too: the rerun would read a <pad> written
+ * into the row as padding (the decoder's steps end there), the incremental decoder as
+ * a word, and BLEU cuts a translation at either. */
+static int ends(int w) { return w == TS_TOKEN_EOS || w == TS_TOKEN_PAD; }
 
 /* ---- incremental decoding: the decoder one step at a time */
 
@@ -173,6 +180,13 @@ typedef struct decode_run {
     stepper *sp;     /* incremental decoding, or NULL: the rerun */
 } decode_run;
 
+/* Whether inference (fused, as a partial run computes it) leaves layer li's output in
+ * plain rows: not fused into another layer, not channels-last. */
+static int state_plain(const ts_model *m, int li) {
+    const exec_state *e = &m->exec;
+    return e->fuse_skip && !e->fuse_skip[li] && !e->chain_skip[li] && !(e->cl && e->cl[li]) && !e->bn_relu[li];
+}
+
 /* The state that starts the decoder for rows x (n, 2, Tm), the target at <bos>, and the
  * first step taken incrementally; *s0 (n rows of *stride floats) then holds step 0's
  * scores. The first call of a decoding runs the whole model and compares its step 0
@@ -193,10 +207,10 @@ static ts_status stepper_start(decode_run *r, int n, int *same, const float **s0
         const int b = n - i < STEP_CHUNK ? n - i : STEP_CHUNK;
         int layout = 0;
         st = exec_predict_part(r->ctx, r->m, r->x + (size_t)i * in_sz, b, sp->skip, &layout);
-        const exec_state *e = &r->m->exec;
-        const int li = sp->init;
-        if (!st && (!e->fuse_skip || e->fuse_skip[li] || e->chain_skip[li] || (e->cl && e->cl[li]) || e->bn_relu[li]))
-            st = ts_fail(r->ctx, TS_EUNSUPPORTED, "decoding: inference fuses away the decoder's starting state");
+        if (!st && !state_plain(r->m, sp->init)) { /* not expected after the first call's check: rerun */
+            sp->differs = 1;
+            return TS_OK;
+        }
         if (!st)
             memcpy(sp->state + (size_t)i * sp->S, r->m->exec.ls[sp->init].out, sizeof(float) * (size_t)b * sp->S);
     }
@@ -221,6 +235,7 @@ static ts_status stepper_start(decode_run *r, int n, int *same, const float **s0
         for (int j = 0; j < r->v; j++) scale = fabs(a[j]) > scale ? fabs(a[j]) : scale;
         for (int j = 0; j < r->v && ok; j++) ok = fabs((double)a[j] - b[j]) <= rel * scale;
     }
+    ok &= state_plain(r->m, sp->init); /* later calls read it as a partial run leaves it */
     sp->checked = 1;
     sp->differs = !ok;
     *same = ok;
@@ -257,7 +272,7 @@ static ts_status greedy_steps(decode_run *r, int64_t first, int n, int32_t *out 
     for (int i = 0; !st && i < n; i++) { /* step 0 */
         const int w = ts_argmax(s0 + (size_t)i * stride, v);
         out[(size_t)i * tm] = w;
-        if (w != TS_TOKEN_EOS && tm > 1) {
+        if (!ends(w) && tm > 1) {
             live[alive] = i;
             word[alive++] = w;
         }
@@ -269,7 +284,7 @@ static ts_status greedy_steps(decode_run *r, int64_t first, int n, int32_t *out 
         for (int j = 0; j < alive; j++) { /* row j is sentence live[j]; k <= j, so live and word shift in place */
             const int w = ts_argmax(sp->scores + (size_t)j * v, v), i = live[j];
             out[(size_t)i * tm + u] = w;
-            if (w != TS_TOKEN_EOS && u + 1 < tm) {
+            if (!ends(w) && u + 1 < tm) {
                 from[k] = j;
                 live[k] = i;
                 word[k++] = w;
@@ -302,7 +317,7 @@ static ts_status greedy(decode_run *r, int64_t first, int n, int32_t *out /* (n,
             if (done[i]) continue;
             const int w = ts_argmax(r->logits + ((size_t)i * tm + u) * v, v);
             out[(size_t)i * tm + u] = w;
-            if (w == TS_TOKEN_EOS || u + 1 == tm) {
+            if (ends(w) || u + 1 == tm) {
                 done[i] = 1;
                 left--;
             } else {
@@ -339,7 +354,7 @@ static ts_status beam_one(decode_run *r, int64_t s, int beam, int32_t *out /* (T
     double best = -INFINITY;
     memset(out, 0, sizeof *out * (size_t)tm);
     int alive = 1, finished = 0; /* one prefix, <bos>, to start */
-    int steps = r->sp != NULL;   /* incremental (the file's comment) */
+    int steps = r->sp && !r->sp->differs; /* incremental (the file's comment) */
     if (!st) start_row(r, s, r->x);
     for (int u = 0; u < tm && alive > 0 && !st; u++) {
         /* prefix b's scores for step u: at sc + b * stride */
@@ -374,7 +389,7 @@ static ts_status beam_one(decode_run *r, int64_t s, int beam, int32_t *out /* (T
         int next = 0;
         for (int q = 0; q < nc && next < beam; q++) {
             const float *row = r->x + (size_t)c[q].from * 2 * tm;
-            if (c[q].word == TS_TOKEN_EOS || u + 1 == tm) { /* finished: mean log-probability per word */
+            if (ends(c[q].word) || u + 1 == tm) { /* finished: mean log-probability per word */
                 const double norm = c[q].score / (u + 1);
                 if (norm > best) {
                     best = norm;
@@ -383,7 +398,7 @@ static ts_status beam_one(decode_run *r, int64_t s, int beam, int32_t *out /* (T
                     for (int t = u + 1; t < tm; t++) out[t] = 0;
                 }
                 finished++;
-                if (c[q].word == TS_TOKEN_EOS) continue;
+                if (ends(c[q].word)) continue;
             }
             float *nrow = nx + (size_t)next * 2 * tm;
             memcpy(nrow, row, sizeof *nrow * 2 * (size_t)tm);

@@ -206,6 +206,28 @@ static void test_translation(void) {
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     ts_ctx_set_threads(g_ctx, 1);
+    /* a model of the same form whose decoder reads an embedding of the source row: the
+     * first batch's check finds that stepping differs, and every sentence (the later
+     * ones too, in beam search) is decoded by rerunning the model */
+    char odd[2048];
+    snprintf(odd, sizeof odd, "%s", arch);
+    char *dec = strstr(odd, "in=tgt_emb,tgt,enc");
+    CHECK(dec != NULL, "the zoo's decoder line");
+    ts_model *om = NULL;
+    if (dec) {
+        memcpy(dec, "in=src_emb,tgt,enc", 18);
+        CHECK(ts_model_from_arch_seq(g_ctx, odd, "odd", &in, 0, ts_vocab_size(train->vocab),
+                                     ts_vocab_size(train->target_vocab), 5, &om) == TS_OK,
+              "%s", ts_ctx_error(g_ctx));
+    }
+    for (int beam = 1; om && beam <= 3; beam += 2) {
+        CHECK(translate_run(g_ctx, om, val, beam, 16, out, 1) == TS_OK &&
+                  translate_run(g_ctx, om, val, beam, 16, rerun, 0) == TS_OK,
+              "%s", ts_ctx_error(g_ctx));
+        CHECK(!memcmp(out, rerun, (size_t)val->count * 6 * sizeof *out), "beam %d: a model stepping cannot follow",
+              beam);
+    }
+    ts_model_free(om);
     free(rerun);
     free(out);
 done:
