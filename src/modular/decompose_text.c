@@ -525,7 +525,7 @@ static ts_status origin_heads(ts_ctx *ctx, ts_model *work, int head, const ts_te
  * margins M (least squares, positives and negatives weighted equally in total), so
  * that composed modules compare on the origin's scale; (1, 0) when the fit says
  * nothing usable. */
-static void fit_margins(const float *s, const float *M, const uint8_t *own, int64_t n, float *a, float *b) {
+void rnn_fit_margins(const float *s, const float *M, const uint8_t *own, int64_t n, float *a, float *b) {
     double w[2] = {0, 0};
     for (int64_t i = 0; i < n; i++) w[own[i] ? 1 : 0] += 1;
     double sw = 0, ss = 0, sm = 0, sss = 0, ssm = 0;
@@ -591,7 +591,7 @@ static ts_status set_threshold(ts_ctx *ctx, ts_module *mod, const ts_text_datase
     if (!st && heads && nall) {
         /* scores were raw (scale 1, shift 0); the threshold moves with them */
         float a, b;
-        fit_margins(all, M, own, nall, &a, &b);
+        rnn_fit_margins(all, M, own, nall, &a, &b);
         mod->info.scale = a;
         mod->info.shift = b;
         mod->info.threshold = a * mod->info.threshold + b;

@@ -245,6 +245,11 @@ float text_prob_row(const float *row, int k, int y, int probs, int *top);
 void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
                        int64_t nn, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff,
                        int *order, uint8_t *keep);
+/* fit_scores (decompose_text.c): scale a > 0 and shift b bringing a module's raw margins
+ * s (n) closest to the origin's M (n) by least squares, the rows with own[i] (its
+ * positives) and the others each weighing half in all; (1, 0) when the fit says nothing
+ * usable (no spread, no positive covariance, not finite). */
+void rnn_fit_margins(const float *s, const float *M, const uint8_t *own, int64_t n, float *a, float *b);
 /* A translator's rank_by_use (decompose_translator.c): of the units rnn_identify_rows
  * removed (keep 0; diff < 0 marks every candidate) as many go again, those with the
  * lowest mean |state| on the rows pos (np of vals (rows, H)), ties to the lower index.

@@ -519,6 +519,28 @@ static void test_rank_by_use(void) {
           use[1]);
 }
 
+/* fit_scores' least squares on known numbers: an exact line whatever the weights; a
+ * weighted fit (1 positive against 2 negatives, each side half the weight: a = 26/11,
+ * b = -3/11, where plain least squares gives 2.5 and -0.5); no fit (1, 0) for a
+ * negative covariance and for no spread. */
+static void test_fit_margins(void) {
+    const float s4[4] = {0, 1, 2, 3}, line[4] = {1, 3, 5, 7};
+    const uint8_t own4[4] = {1, 0, 0, 0};
+    float a = 0, b = 0;
+    rnn_fit_margins(s4, line, own4, 4, &a, &b);
+    CHECK(fabsf(a - 2.0f) < 1e-6f && fabsf(b - 1.0f) < 1e-6f, "exact line: a %g b %g", a, b);
+    const float s3[3] = {0, 1, 2}, m3[3] = {0, 1, 5};
+    const uint8_t own3[3] = {1, 0, 0};
+    rnn_fit_margins(s3, m3, own3, 3, &a, &b);
+    CHECK(fabsf(a - 26.0f / 11) < 1e-5f && fabsf(b + 3.0f / 11) < 1e-5f, "weighted: a %g (26/11) b %g (-3/11)", a, b);
+    const float down[3] = {2, 1, 0};
+    rnn_fit_margins(s3, down, own3, 3, &a, &b);
+    CHECK(a == 1.0f && b == 0.0f, "negative covariance: a %g b %g", a, b);
+    const float flat[3] = {1, 1, 1};
+    rnn_fit_margins(flat, m3, own3, 3, &a, &b);
+    CHECK(a == 1.0f && b == 0.0f, "no spread: a %g b %g", a, b);
+}
+
 static void test_file_and_determinism(void) {
     if (!g_gru_mods) return;
     char path[256];
@@ -658,6 +680,7 @@ int main(void) {
     RUN(test_no_removal);
     RUN(test_refinements);
     RUN(test_rank_by_use);
+    RUN(test_fit_margins);
     RUN(test_file_and_determinism);
     RUN(test_refusals);
     ts_modules_free(g_lstm_mods, K);
