@@ -1059,7 +1059,7 @@ typedef struct ts_decompose_text_config {
                          * negatives weighted alike) to the origin's channelled margin on the drawn
                          * texts, so that composed modules vote on the origin's scale; 0: raw margins */
     /* A refinement of a translator's modules (docs/sequences.md, "Decomposing a
-     * translator"; default 1, 0 with the paper's rule): */
+     * translator"; default 0: it helped an LSTM translator and cost a GRU one): */
     int rank_by_use;    /* of the decoder units the rule would remove (lower on the language's pairs
                          * than on the others'), the cap's worth the language's own pairs use least
                          * (lowest mean |state| there) go; 0: those with the largest difference */

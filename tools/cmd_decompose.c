@@ -53,9 +53,9 @@ static cli_opt decompose_opts[] = {
                       "(default 10)", NULL},
     {"text-rule", "refined|paper", "text classifiers, rolled: refined (default) folds the removed units' mean "
                                    "states into the biases that read them and fits each module's score to the "
-                                   "origin's margin; translators: refined removes, of the units the rule names, "
-                                   "those the language uses least; paper: the rule as published "
-                                   "(docs/sequences.md)", NULL},
+                                   "origin's margin; paper: the rule as published (docs/sequences.md)", NULL},
+    {"rank-by-use", NULL, "translators: of the decoder units the rule names, remove those the language uses "
+                          "least (off by default: it helped an LSTM translator and cost a GRU one)", NULL},
     {"rank-by-margin", NULL, "text classifiers, rolled, refined: of the units the rule names, remove those least "
                              "important to the module's margin (off by default: it cost a GRU 0.4 points)", NULL},
     {"seed", "S", "order in which training inputs are drawn, and ga's random draws (default 0)", NULL},
@@ -290,8 +290,9 @@ static ts_status report_translator(ts_ctx *ctx, ts_model *m, const char *path, c
     printf("method: decoder units (Imtiaz et al., encoder-decoder, rolled): the units whose trimmed mean |state| is "
            "lower on pairs into the language than on pairs into the others go, at most %g of the decoder%s\n",
            (double)ts_decompose_text_max_remove(cfg, train->task),
-           cfg->rank_by_use ? "; refined: of those, the ones the language's own pairs use least (lowest mean |state|)"
-                            : " (the largest differences first: --text-rule paper)");
+           cfg->rank_by_use ? "; --rank-by-use: of those, the ones the language's own pairs use least (lowest "
+                              "mean |state|)"
+                            : ", the largest differences first");
     printf("units: decoder units kept; params, MACs: the module's model against the origin's %lld parameters and "
            "%.2fM multiply-accumulates per pair; BLEU: greedy, test pairs into the language\n",
            (long long)in0.params, in0.origin_macs / 1e6);
@@ -302,7 +303,7 @@ static ts_status report_translator(ts_ctx *ctx, ts_model *m, const char *path, c
         json_str(J, "data", spec);
         json_int(J, "training_samples", (long long)train->count);
         json_str(J, "method", "decoder-units");
-        json_str(J, "rule", cfg->rank_by_use ? "refined" : "paper");
+        json_int(J, "rank_by_use", cfg->rank_by_use);
         json_num(J, "max_remove", ts_decompose_text_max_remove(cfg, train->task));
         json_int(J, "origin_params", (long long)in0.params);
         json_int(J, "origin_macs", (long long)in0.origin_macs);
@@ -553,8 +554,10 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         fprintf(stderr, "tessera decompose: --text-rule: '%s' is not one of refined, paper\n", text_rule);
         return EXIT_USAGE;
     }
-    if (text_rule && !strcmp(text_rule, "paper") && cli_get(&decompose_cmd, "rank-by-margin")) {
-        fprintf(stderr, "tessera decompose: --rank-by-margin is a refinement; --text-rule paper has none\n");
+    if (text_rule && !strcmp(text_rule, "paper") &&
+        (cli_get(&decompose_cmd, "rank-by-margin") || cli_get(&decompose_cmd, "rank-by-use"))) {
+        fprintf(stderr, "tessera decompose: --rank-by-margin and --rank-by-use are refinements; --text-rule paper "
+                        "has none\n");
         return EXIT_USAGE;
     }
     cfg.rule = rule && !strcmp(rule, "any") ? TS_DECOMPOSE_RULE_ANY : TS_DECOMPOSE_RULE_EVERY;
@@ -641,6 +644,7 @@ static int decompose_main(int argc, char **argv, cli_dist *dist) {
         if (cli_get(&decompose_cmd, "unrolled")) tcfg.rolled = 0;
         tcfg.step_min = (int)step_min;
         if (cli_get(&decompose_cmd, "rank-by-margin")) tcfg.rank_by_margin = 1;
+        if (cli_get(&decompose_cmd, "rank-by-use")) tcfg.rank_by_use = 1;
         if (text_rule && !strcmp(text_rule, "paper")) tcfg.rank_by_margin = tcfg.compensate = tcfg.fit_scores = tcfg.rank_by_use = 0;
         if ((st = decompose_texts(ctx, m, pos[0], spec, train_texts, test_texts, outdir, &tcfg, classes, ncls, J, &mods,
                                   &nmods, &saved)))

@@ -32,7 +32,6 @@ void ts_decompose_text_config_default(ts_decompose_text_config *cfg) {
     cfg->step_min = 10;
     cfg->rolled = -1;
     cfg->compensate = cfg->fit_scores = 1; /* rank_by_margin 0: it cost a GRU 0.4 points (bench/RESULTS.md) */
-    cfg->rank_by_use = 1;
 }
 
 float ts_decompose_text_max_remove(const ts_decompose_text_config *cfg, ts_seq_task task) {

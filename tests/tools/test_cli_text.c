@@ -104,13 +104,18 @@ static void test_translator_both_ways(void) {
     CHECK(rc == 2 && strstr(R.err, "one way"), "--to on a one-way translator: exit %d: %s", rc, R.err);
     rc = cli_run(&R, "decompose %s/b.tsr --out %s/bmods --positives 40 --limit 200 --threads 1 --quiet", R.dir, R.dir);
     CHECK(rc == 0 && strstr(R.out, "one per target language") && strstr(R.out, "origin-BLEU") &&
-              strstr(R.out, "refined: of those, the ones the language's own pairs use least") &&
+              strstr(R.out, "the largest differences first") &&
               cli_exists(&R, "bmods/class0.tsm") && cli_exists(&R, "bmods/class1.tsm"),
           "decompose a translator: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "decompose %s/b.tsr --out %s/bmodsp --positives 40 --limit 200 --threads 1 --no-eval --quiet "
-                 "--text-rule paper", R.dir, R.dir);
-    CHECK(rc == 0 && strstr(R.out, "the largest differences first") && cli_exists(&R, "bmodsp/class1.tsm"),
-          "decompose a translator by the paper's rule: exit %d: %s%s", rc, R.out, R.err);
+                 "--rank-by-use", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "--rank-by-use: of those, the ones the language's own pairs use least") &&
+              cli_exists(&R, "bmodsp/class1.tsm"),
+          "decompose a translator --rank-by-use: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "decompose %s/b.tsr --out %s/bmodsq --no-eval --quiet --rank-by-use --text-rule paper", R.dir,
+                 R.dir);
+    CHECK(rc == 2 && strstr(R.err, "--rank-by-use") && !cli_exists(&R, "bmodsq/class0.tsm"),
+          "--rank-by-use with --text-rule paper: exit %d: %s", rc, R.err);
     rc = cli_run(&R, "compose %s/bmods/class0.tsm %s/bmods/class1.tsm --out %s/bc.tsr", R.dir, R.dir, R.dir);
     CHECK(rc == 0 && strstr(R.out, "composed 2 languages: fra, eng"), "compose: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "eval %s/bc.tsr --limit 24", R.dir);
