@@ -335,10 +335,15 @@ static void rank_by_margin(const ts_model *m, const rnn_chain *ch, int c, const 
         if (diff[u] < 0) cand[nc++] = (int)u;
         keep[u] = 1;
     }
-    for (int64_t r = 0; r < removed && r < nc; r++) { /* the few least important, ties to the lower index */
+    rnn_remove_least(imp, cand, nc, removed, keep);
+}
+
+void rnn_remove_least(const double *score, int *cand, int64_t nc, int64_t count, uint8_t *keep) {
+    for (int64_t r = 0; r < count && r < nc; r++) {
         int64_t best = r;
         for (int64_t i = r + 1; i < nc; i++) /* the swaps below unsort cand: compare indices too */
-            if (imp[cand[i]] < imp[cand[best]] || (imp[cand[i]] == imp[cand[best]] && cand[i] < cand[best])) best = i;
+            if (score[cand[i]] < score[cand[best]] || (score[cand[i]] == score[cand[best]] && cand[i] < cand[best]))
+                best = i;
         const int t = cand[r];
         cand[r] = cand[best];
         cand[best] = t;

@@ -290,15 +290,7 @@ void rnn_rank_by_use(const float *vals, int64_t H, const int64_t *pos, int64_t n
         if (diff[u] < 0) cand[nc++] = (int)u;
         keep[u] = 1;
     }
-    for (int64_t r = 0; r < removed && r < nc; r++) { /* the few least used */
-        int64_t best = r;
-        for (int64_t i = r + 1; i < nc; i++) /* the swaps below unsort cand: compare indices too */
-            if (use[cand[i]] < use[cand[best]] || (use[cand[i]] == use[cand[best]] && cand[i] < cand[best])) best = i;
-        const int t = cand[r];
-        cand[r] = cand[best];
-        cand[best] = t;
-        keep[cand[r]] = 0;
-    }
+    rnn_remove_least(use, cand, nc, removed, keep);
 }
 
 ts_status decompose_translator(ts_ctx *ctx, const ts_model *m, const ts_text_dataset *train,

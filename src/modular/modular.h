@@ -245,6 +245,9 @@ float text_prob_row(const float *row, int k, int y, int probs, int *top);
 void rnn_identify_rows(int relu, const float *vals, int64_t U, const int64_t *pos, int64_t np, const int64_t *neg,
                        int64_t nn, const ts_decompose_text_config *cfg, float *a, float *scratch, double *diff,
                        int *order, uint8_t *keep);
+/* Marks keep 0 for the `count` of units cand[0..nc) with the lowest score (U doubles),
+ * ties to the lower index (reorders cand): the refinements' rankings. */
+void rnn_remove_least(const double *score, int *cand, int64_t nc, int64_t count, uint8_t *keep);
 /* fit_scores (decompose_text.c): scale a > 0 and shift b bringing a module's raw margins
  * s (n) closest to the origin's M (n) by least squares, the rows with own[i] (its
  * positives) and the others each weighing half in all; (1, 0) when the fit says nothing
