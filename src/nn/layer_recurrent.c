@@ -28,7 +28,7 @@ static rnn_cell cell_of(const layer *l) {
     return l->kind == LAYER_LSTM ? RNN_LSTM : l->kind == LAYER_GRU ? RNN_GRU : l->cell_act ? RNN_RELU : RNN_TANH;
 }
 
-static rnn_params params_of(const ts_model *m, const layer *l, int n) {
+rnn_params recurrent_params(const ts_model *m, const layer *l, int n) {
     const ts_shape *in = input_shape(m, l, 0);
     rnn_params p = {cell_of(l), n, (int)in->dims[0], (int)in->dims[1], l->features, l->bidirectional ? 2 : 1,
                     l->sequence, l->kind == LAYER_GRU ? l->lbr : 0};
@@ -52,7 +52,7 @@ ts_status recurrent_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source
                            source, l->line, kind, l->name, m->layers[l->inputs[1]].name,
                            shape_text(ids, is, sizeof is), (long long)in->dims[0]);
     }
-    const rnn_params p = params_of(m, l, 1);
+    const rnn_params p = recurrent_params(m, l, 1);
     const int64_t g = rnn_gates(p.cell), per_step = (int64_t)p.dirs * g * p.h;
     if (rnn_weight_count(&p) > ARCH_MAX_ELEMENTS || per_step * p.t > ARCH_MAX_ELEMENTS)
         return ts_fail(ctx, TS_ESHAPE, "%s:%d: %s '%s': %d steps of %d features into %d units is too large", source,
@@ -90,7 +90,7 @@ ts_status recurrent_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source
 }
 
 int64_t recurrent_macs(const ts_model *m, const layer *l) {
-    const rnn_params p = params_of(m, l, 1);
+    const rnn_params p = recurrent_params(m, l, 1);
     return rnn_weight_count(&p) * p.t;
 }
 
@@ -100,13 +100,13 @@ int64_t recurrent_macs(const ts_model *m, const layer *l) {
 static size_t lengths_bytes(int n) { return ((size_t)n * sizeof(int32_t) + 63) & ~(size_t)63; }
 
 size_t recurrent_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
-    const rnn_params p = params_of(m, l, n);
+    const rnn_params p = recurrent_params(m, l, n);
     return AUX_HEADER + lengths_bytes(n) + ops_rnn_workspace_size(ctx, &p);
 }
 
 size_t recurrent_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
     (void)ctx;
-    const rnn_params p = params_of(m, l, n);
+    const rnn_params p = recurrent_params(m, l, n);
     return rnn_scratch_floats(&p) * sizeof(float);
 }
 
@@ -129,7 +129,7 @@ static void *workspace_of(const ts_model *m, int li, size_t *bytes) {
 
 ts_status recurrent_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
-    const rnn_params p = params_of(m, l, m->exec.n);
+    const rnn_params p = recurrent_params(m, l, m->exec.n);
     const int32_t *len = lengths_of(m, li, &p);
     size_t ws_bytes = 0;
     void *ws = workspace_of(m, li, &ws_bytes);
@@ -148,7 +148,7 @@ ts_status recurrent_backward(ts_ctx *ctx, ts_model *m, int li) {
                        "%s '%s' has a per-step unit mask (step_mask=1, an unrolled module): it runs, "
                        "it is not trained",
                        LAYER_OPS[l->kind].name, l->name);
-    const rnn_params p = params_of(m, l, m->exec.n);
+    const rnn_params p = recurrent_params(m, l, m->exec.n);
     const int has_ids = l->ninputs - l->initial == 2;
     const int32_t *len = has_ids ? (const int32_t *)((const char *)m->exec.ls[li].aux + AUX_HEADER) : NULL;
     size_t ws_bytes = 0;

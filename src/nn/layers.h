@@ -51,6 +51,9 @@ size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t resize_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
+/* The kernel parameters of rnn/lstm/gru layer l for a batch of n (its input's steps
+ * and features, its cell, directions, output kind). */
+rnn_params recurrent_params(const ts_model *m, const layer *l, int n);
 int64_t recurrent_macs(const ts_model *m, const layer *l);
 size_t recurrent_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t recurrent_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);

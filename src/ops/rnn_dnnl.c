@@ -757,7 +757,7 @@ ts_status rnn_backward_dnnl(ts_ctx *ctx, const rnn_params *p, const float *x, co
     memcpy(&head, ws, sizeof head);
     const char *body = (const char *)ws + RNN_WS_HEAD;
     const size_t body_bytes = ws_bytes - RNN_WS_HEAD;
-    if (head.lanes < 1 || head.lanes > DNNL_LANES || head.lanes > p->n || head.share * (uint64_t)head.lanes > body_bytes)
+    if (head.lanes < 1 || head.lanes > DNNL_LANES || head.lanes > p->n || head.share > body_bytes / (uint64_t)head.lanes)
         return ts_fail(ctx, TS_EINVAL, "rnn: the forward pass's workspace is not this batch's");
     if (head.lanes > 1)
         return backward_lanes(ctx, head.lanes, p, x, len, h0, w, b, dy, body, (size_t)head.share, dx, dh0, dw, db);

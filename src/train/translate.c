@@ -24,6 +24,7 @@
  * scored by its mean log-probability per word (so short ones are not favoured); the
  * search ends when B prefixes have finished (or at Tm words, where every prefix
  * counts as finished) and the best finished one wins. */
+#include "nn/layers.h"
 #include "train.h"
 
 #include <math.h>
@@ -96,9 +97,9 @@ static ts_status stepper_init(ts_ctx *ctx, const ts_model *m, int v, int rows, s
     if (emb->kind != LAYER_EMBEDDING || emb->weight < 0) return TS_EUNSUPPORTED;
     const ts_shape *in = &m->layers[dec->inputs[0]].out; /* (Tm, E) */
     if (in->ndim != 2 || in->dims[1] != emb->features) return TS_EUNSUPPORTED;
-    const rnn_cell cell = dec->kind == LAYER_LSTM ? RNN_LSTM : dec->kind == LAYER_GRU ? RNN_GRU
-                          : dec->cell_act ? RNN_RELU : RNN_TANH;
-    sp->p = (rnn_params){cell, rows, 1, emb->features, dec->features, 1, 2, dec->kind == LAYER_GRU ? dec->lbr : 0};
+    sp->p = recurrent_params(m, dec, rows);
+    sp->p.t = 1;        /* one step */
+    sp->p.sequence = 2; /* y: the new state */
     sp->init = dec->inputs[dec->ninputs - 1];
     if (shape_numel(&m->layers[sp->init].out) != rnn_state_size(&sp->p)) return TS_EUNSUPPORTED;
     sp->dec = dec;
@@ -149,6 +150,8 @@ static ts_status stepper_step(ts_ctx *ctx, stepper *sp, int n, const int32_t *wo
     float *t = sp->state;
     sp->state = sp->next;
     sp->next = t;
+    if (sp->S == H) /* rnn, gru: the state is h */
+        return ops_dense_forward(ctx, n, H, V, sp->scores, sp->state, sp->head_w, sp->head_b);
     for (int i = 0; i < n; i++) memcpy(sp->h + (size_t)i * H, sp->state + (size_t)i * sp->S, sizeof(float) * (size_t)H);
     return ops_dense_forward(ctx, n, H, V, sp->scores, sp->h, sp->head_w, sp->head_b);
 }
