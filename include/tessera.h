@@ -1062,7 +1062,8 @@ typedef struct ts_decompose_text_config {
      * translator"; default 0: it helped an LSTM translator and cost a GRU one): */
     int rank_by_use;    /* of the decoder units the rule would remove (lower on the language's pairs
                          * than on the others'), the cap's worth the language's own pairs use least
-                         * (lowest mean |state| there) go; 0: those with the largest difference */
+                         * (lowest mean |state| there) go; 0: those with the largest difference.
+                         * 1 on a set that is not a translation set is an error */
 } ts_decompose_text_config;
 void ts_decompose_text_config_default(ts_decompose_text_config *cfg);
 /* The max_remove cfg means on a set of that task: its own, or for -1 the task's

@@ -646,6 +646,9 @@ ts_status ts_decompose_text(ts_ctx *ctx, const ts_model *m, const ts_text_datase
         ts_decompose_text_config_default(&defaults);
         cfg = &defaults;
     }
+    if (cfg->rank_by_use && train->task != TS_SEQ_TRANSLATE) /* not silently ignored */
+        return ts_fail(ctx, TS_EINVAL, "decompose (text): rank_by_use ranks a translator's decoder units; %s is not "
+                       "a translation set", train->name);
     if (train->task == TS_SEQ_TRANSLATE) { /* a module per target language */
         ts_status st = check_config(ctx, cfg);
         ts_decompose_text_config eff = *cfg;

@@ -150,6 +150,9 @@ static void test_decompose(void) {
     /* the published rule alone, and a refinement asked for beside it refused */
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods4 --classes 5 --no-eval --text-rule paper %s", R.dir, R.dir, opts);
     CHECK(rc == 0 && cli_exists(&R, "mods4/class5.tsm"), "--text-rule paper: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods6 --rank-by-use %s", R.dir, R.dir, opts);
+    CHECK(rc != 0 && cli_count_lines(R.err) == 1 && strstr(R.err, "rank_by_use") && !cli_exists(&R, "mods6"),
+          "--rank-by-use on a classifier: exit %d: %s", rc, R.err);
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods5 --text-rule paper --rank-by-margin %s", R.dir, R.dir, opts);
     CHECK(rc == 2 && cli_count_lines(R.err) == 1 && !cli_exists(&R, "mods5"), "--text-rule paper --rank-by-margin: exit %d: %s",
           rc, R.err);
