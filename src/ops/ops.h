@@ -261,6 +261,12 @@ float softmax_xent_ref(int n, int classes, const float *logits /* (N,classes) */
 float softmax_xent_ignore_ref(int n, int classes, const float *logits /* (N,classes) */,
                               const int32_t *labels /* (N) */, int32_t ignore, float smoothing,
                               float *dlogits /* (N,classes) or NULL */, int *counted);
+/* softmax_xent_ignore_ref on the vector units, rows split over nthreads (xent_vec.c):
+ * the same results to float rounding, and the same for any thread count. For wide rows
+ * (a translator's or a tagger's vocabulary). */
+float softmax_xent_vec(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,
+                       int32_t ignore, float smoothing, float *dlogits /* (N,classes) or NULL */, int *counted,
+                       int nthreads);
 
 /* MwT's cohesion and coupling losses of one layer's per-sample masks (mask_loss_ref.c
  * says how): cohesion = 1 - mean cosine of same-label pairs, coupling = mean cosine of

@@ -192,10 +192,16 @@ static void score_rows(int ct, int n, int k, const float *logits, const int32_t 
         /* the true class's score, read without indexing by the label; its rank,
          * ties broken by index as ts_argmax does; a NaN score is never a hit */
         float ty = 0.0f;
-        for (int j = 0; j < k; j++) ty = ct_self(ct_mask32(j == y[i]), row[j], ty);
         int rank = 0;
-        for (int j = 0; j < k; j++)
-            rank += (int)((ct_mask32(row[j] > ty) | (ct_mask32(row[j] == ty) & ct_mask32(j < y[i]))) & 1u);
+        if (ct || y[i] >= k) {
+            for (int j = 0; j < k; j++) ty = ct_self(ct_mask32(j == y[i]), row[j], ty);
+            for (int j = 0; j < k; j++)
+                rank += (int)((ct_mask32(row[j] > ty) | (ct_mask32(row[j] == ty) & ct_mask32(j < y[i]))) & 1u);
+        } else { /* the same count in two loops the compiler vectorizes (a translator's rows are wide) */
+            ty = row[y[i]];
+            for (int j = 0; j < y[i]; j++) rank += row[j] >= ty;
+            for (int j = y[i] + 1; j < k; j++) rank += row[j] > ty;
+        }
         const uint32_t valid = ct_mask32(ty == ty), hit = ct_mask32(best == y[i]) & valid & 1u;
         *top1 += (int64_t)hit;
         *top5 += (int64_t)(ct_mask32(rank < topk) & valid & 1u);
@@ -371,7 +377,8 @@ ts_status ts_evaluate_text(ts_ctx *ctx, ts_model *m, const ts_text_dataset *ds, 
         if ((st = ts_loader_get(ld, b, 0, x, y, &n)) || (st = ts_model_predict(ctx, m, x, n, logits))) goto done;
         int counted = n;
         const float loss = ct && lps == 1 ? softmax_xent_ct(n, k, logits, y, 0.0f)
-                                          : softmax_xent_ignore_ref(n * lps, k, logits, y, -1, 0.0f, NULL, &counted);
+                           : ct ? softmax_xent_ignore_ref(n * lps, k, logits, y, -1, 0.0f, NULL, &counted)
+                                : softmax_xent_vec(n * lps, k, logits, y, -1, 0.0f, NULL, &counted, ts_ctx_threads(ctx));
         loss_sum += (double)loss * counted;
         units += counted;
         score_rows(ct, n * lps, k, logits, y, out->confusion, &top1, &top5, right);

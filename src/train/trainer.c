@@ -320,13 +320,6 @@ void ts_trainer_free(ts_trainer *tr) {
 int64_t ts_trainer_epoch(const ts_trainer *tr) { return tr->epoch; }
 int64_t ts_trainer_step(const ts_trainer *tr) { return tr->opt->steps; }
 
-static int argmax_row(const float *row, int k) {
-    int best = 0;
-    for (int j = 1; j < k; j++)
-        if (row[j] > row[best]) best = j;
-    return best;
-}
-
 /* TS_EDIVERGED naming the first parameter tensor holding NaN or Inf */
 static ts_status check_finite_params(ts_ctx *ctx, const ts_model *m, int64_t epoch, int64_t step) {
     int bad = 0;
@@ -470,11 +463,12 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
                 if (m->exit_layer) eloss = exit_loss(tr, cnt, &ecorrect);
                 loss = tr->lps == 1 ? ts_softmax_cross_entropy(cnt, k, tr->logits, tr->y, tr->cfg.label_smoothing,
                                                                tr->dlogits)
-                                    : softmax_xent_ignore_ref(cnt * tr->lps, kc, tr->logits, tr->y, -1,
-                                                              tr->cfg.label_smoothing, tr->dlogits, &units);
+                                    : softmax_xent_vec(cnt * tr->lps, kc, tr->logits, tr->y, -1,
+                                                       tr->cfg.label_smoothing, tr->dlogits, &units,
+                                                       ts_ctx_threads(ctx));
                 if (tr->ngens) mwt_losses(tr, cnt, tr->y, &coh, &coup);
                 for (int i = 0; i < cnt * tr->lps; i++)
-                    correct += tr->y[i] >= 0 && argmax_row(tr->logits + (size_t)i * kc, kc) == tr->y[i];
+                    correct += tr->y[i] >= 0 && ts_argmax(tr->logits + (size_t)i * kc, kc) == tr->y[i];
             }
             /* data-parallel (images only, a unit a sample): from here loss and correct are
              * the whole batch's, the same on every rank */

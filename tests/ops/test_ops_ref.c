@@ -952,6 +952,48 @@ static void test_softmax_xent(void) {
     }
 }
 
+/* softmax_xent_vec against the reference: wide rows (a translator's vocabulary, odd
+ * widths for the tails), ignored rows, smoothing, extreme logits (exp underflows, a
+ * -inf), a bad label; the same bits on 1 and 2 threads. */
+static void test_softmax_xent_vec(void) {
+    const int widths[4] = {5, 17, 300, 11233};
+    for (int w = 0; w < 4; w++) {
+        const int K = widths[w], R = 37;
+        float *x = test_falloc((size_t)R * K), *dr = test_falloc((size_t)R * K), *dv = test_falloc((size_t)R * K),
+              *d2 = test_falloc((size_t)R * K);
+        int32_t y[37];
+        test_fill_uniform(x, (size_t)R * K, 77 + (uint64_t)w, -8.0f, 8.0f);
+        for (int i = 0; i < R; i++) y[i] = i % 5 == 3 ? -1 : (int32_t)((i * 7919) % K);
+        x[K + 1] = 95.0f;            /* a confident row: the others' exp underflow */
+        x[2 * K] = -200.0f;          /* a word all but masked: exp underflows in float */
+        for (int e = 0; e < 2; e++) {
+            const float eps = e ? 0.1f : 0.0f;
+            int cr = 0, cv = 0, c2 = 0;
+            const float lr = softmax_xent_ignore_ref(R, K, x, y, -1, eps, dr, &cr);
+            const float lv = softmax_xent_vec(R, K, x, y, -1, eps, dv, &cv, 1);
+            const float l2 = softmax_xent_vec(R, K, x, y, -1, eps, d2, &c2, 2);
+            CHECK(cr == cv && cv == c2, "counted %d %d %d", cr, cv, c2);
+            CHECK_NEAR(lv, lr, 1e-5, 1e-6);
+            CHECK(lv == l2 && !memcmp(dv, d2, sizeof *dv * (size_t)R * K), "K %d: threads change the bits", K);
+            double worst = 0;
+            for (size_t j = 0; j < (size_t)R * K; j++) {
+                /* relative, with a floor: exp below 1e-38 is taken as about 1e-38 */
+                const double err = fabs((double)dv[j] - dr[j]) / (fabs(dr[j]) + 1e-3);
+                worst = err > worst ? err : worst;
+            }
+            CHECK(worst < 2e-5, "K %d eps %g: gradient off by %g relative", K, eps, worst);
+        }
+        free(x), free(dr), free(dv), free(d2);
+    }
+    const float lg[2] = {0, 1};
+    const int32_t bad = 2;
+    float d[2];
+    CHECK(isnan(softmax_xent_vec(1, 2, lg, &bad, -1, 0, d, NULL, 1)) && isnan(d[0]), "bad label not NaN");
+    const float nanrow[3] = {0, NAN, 1};
+    const int32_t zero = 0;
+    CHECK(isnan(softmax_xent_vec(1, 3, nanrow, &zero, -1, 0.1f, NULL, NULL, 1)), "a NaN logit: NaN loss");
+}
+
 int main(void) {
     RUN(test_gemm);
     RUN(test_gemm_determinism);
@@ -971,5 +1013,6 @@ int main(void) {
     RUN(test_concat);
     RUN(test_dropout);
     RUN(test_softmax_xent);
+    RUN(test_softmax_xent_vec);
     TEST_MAIN_END("test_ops_ref");
 }
