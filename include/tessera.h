@@ -1360,6 +1360,15 @@ ts_status ts_patch_evaluate(ts_ctx *ctx, ts_model *patched, const ts_dataset *ds
  * pos/neg: datasets of the module's input shape; every sample of neg is a negative,
  * every sample of pos a positive. */
 ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, const ts_dataset *neg, int batch);
+/* The same for a module of a text classifier, calibration only: scale and shift by
+ * the same logistic regression, on the texts of ds labelled `label` (positives)
+ * against those of its other labels, the first per_class of each label (every text
+ * with per_class < 1); threshold 0. No unit is restored: the recurrent rule ranks
+ * units by activation, it has no "active on a negative" to undo. ds reads the
+ * module's vocabulary and length; its labels need not be the origin's (a composed
+ * model's set, relabelled). Refused for sets other than classification sets. */
+ts_status ts_module_retune_text(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, int label, int64_t per_class,
+                                int batch);
 
 /* The evaluation set of a composed model: for output j, the samples of its
  * module's class from that module's dataset (loaded as ts_dataset_load does),

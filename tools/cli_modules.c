@@ -157,22 +157,48 @@ int compose_opts_get(const cli_cmd *cmd, ts_compose_config *cc) {
     return cli_float(cmd, "max-macs", 1.5, 1.0, 1e9, &cc->max_macs);
 }
 
+/* --retune of text modules: calibration only (ts_module_retune_text), on the training
+ * split of their dataset read as the composed model reads it; *used gets the number of
+ * texts it read. */
+static ts_status retune_text_modules(ts_ctx *ctx, ts_module **mods, int k, const ts_model *cm, const char *ddir,
+                                     long limit, int64_t *used) {
+    *used = 0;
+    if (cli_text_model_tags(cm) || cli_text_model_translates(cm))
+        return ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "--retune: these are modules of a %s; re-tuning calibrates "
+                                "classifiers' modules (one label a text), these compose as decomposed",
+                                cli_text_model_tags(cm) ? "tagger" : "translator");
+    ts_text_dataset *tt = NULL;
+    ts_status st = cli_text_composed_dataset(ctx, cm, "the composed modules", TS_SPLIT_TRAIN, ddir, 0, &tt);
+    for (int j = 0; j < k && !st; j++) st = ts_module_retune_text(ctx, mods[j], tt, j, limit, 256);
+    for (int j = 0; j < k && !st; j++) {
+        int64_t c = 0;
+        for (int64_t i = 0; i < tt->count; i++) c += tt->labels[i] == j;
+        *used += c < limit ? c : limit;
+    }
+    ts_text_dataset_free(tt);
+    return st;
+}
+
 /* --retune of reuse and replace: each module is re-tuned (ts_module_retune) with the
  * first `limit` training samples of its own class as positives and those of every
- * other listed class as negatives, each class from its module's dataset. Prints
- * what it did. */
+ * other listed class as negatives, each class from its module's dataset; text modules
+ * are calibrated (ts_module_retune_text). Prints what it did. */
 ts_status retune_modules(ts_ctx *ctx, ts_module **mods, int k, const char *ddir, long limit) {
-    for (int j = 0; j < k; j++)
-        if (ts_module_origin_meta(mods[j], TEXT_META_VOCAB))
-            return ts_ctx_set_error(ctx, TS_EUNSUPPORTED, "--retune: re-tuning reads images; text modules are "
-                                    "composed as decomposed");
     double t0 = cli_now();
     ts_model *cm = NULL;
     ts_dataset *tr = NULL;
-    int64_t *idx = NULL;
+    int64_t *idx = NULL, used = 0;
     ts_compose_config cc;
     ts_compose_config_default(&cc);
     ts_status st = ts_compose(ctx, mods, k, &cc, &cm);
+    int text = 0;
+    for (int j = 0; j < k && !st; j++) text |= ts_module_origin_meta(mods[j], TEXT_META_VOCAB) != NULL;
+    if (text) {
+        /* refuses modules that read images or other vocabularies beside these */
+        st = cli_text_compose_meta(ctx, mods, k, cm);
+        if (!st) st = retune_text_modules(ctx, mods, k, cm, ddir, limit, &used);
+        goto done;
+    }
     if (!st) st = ts_composed_dataset(ctx, cm, TS_SPLIT_TRAIN, ddir, limit, &tr);
     if (!st && !(idx = malloc(sizeof *idx * (size_t)(tr->count ? tr->count : 1))))
         st = ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory");
@@ -190,11 +216,15 @@ ts_status retune_modules(ts_ctx *ctx, ts_module **mods, int k, const char *ddir,
         ts_dataset_free(pos);
         ts_dataset_free(neg);
     }
-    if (!st) printf("re-tuned %d modules on %lld training samples in %.2fs\n", k, (long long)tr->count, cli_now() - t0);
+    if (!st) used = tr->count;
+done:
+    if (!st)
+        printf("re-tuned %d modules on %lld training %s in %.2fs%s\n", k, (long long)used, text ? "texts" : "samples",
+               cli_now() - t0, text ? " (calibration only: text modules keep their units)" : "");
     if (!st && cli_json()) {
         json_object(cli_json(), "retuned");
         json_int(cli_json(), "modules", k);
-        json_int(cli_json(), "samples", (long long)tr->count);
+        json_int(cli_json(), "samples", (long long)used);
         json_num(cli_json(), "seconds", cli_now() - t0);
         json_close(cli_json());
     }

@@ -26,7 +26,8 @@ void print_patch_eval(const ts_patch_eval *weak, const ts_patch_eval *patched);
 /* --max-macs into a compose configuration; 0, or the exit code of a bad value. */
 int compose_opts_get(const cli_cmd *cmd, ts_compose_config *cc);
 /* --retune of reuse and replace: each module re-tuned with the first `limit` training
- * samples of its class against those of every other listed class. */
+ * samples of its class against those of every other listed class (text modules: their
+ * scores calibrated, ts_module_retune_text). */
 ts_status retune_modules(ts_ctx *ctx, ts_module **mods, int k, const char *ddir, long limit);
 
 #endif

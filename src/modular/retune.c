@@ -6,6 +6,7 @@
  * my class" on the module's own positives against the negatives. No weight of the
  * network changes. */
 #include "modular.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -210,6 +211,82 @@ done:
     free(sp);
     free(sn);
     ts_model_free(work);
+    ts_model_free(mm);
+    return st;
+}
+
+/* Raw scores of a text module's model on the texts idx[0..n) of ds, into s (n). */
+static ts_status text_scores(ts_ctx *ctx, ts_model *mm, const ts_text_dataset *ds, const int64_t *idx, int64_t n,
+                             int batch, float *s) {
+    const int T = ds->max_len;
+    float *x = ts_alloc(ctx, sizeof(float) * (size_t)batch * (size_t)T, "retune batch");
+    ts_status st = x ? TS_OK : TS_ENOMEM;
+    for (int64_t b0 = 0; b0 < n && !st; b0 += batch) {
+        const int cnt = (int)(n - b0 < batch ? n - b0 : batch);
+        for (int i = 0; i < cnt; i++)
+            for (int t = 0; t < T; t++) x[(size_t)i * T + t] = (float)ds->tokens[idx[b0 + i] * T + t];
+        st = ts_model_predict(ctx, mm, x, cnt, s + b0);
+    }
+    ts_free(x);
+    return st;
+}
+
+ts_status ts_module_retune_text(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, int label, int64_t per_class,
+                                int batch) {
+    if (!ctx || !mod || !ds) return ts_fail(ctx, TS_EINVAL, "ts_module_retune_text: NULL argument");
+    ts_status st = train_check_text(ctx, mod->origin, ds, "retune");
+    if (st) return st;
+    if (ds->task != TS_SEQ_CLASSIFY)
+        return ts_fail(ctx, TS_EUNSUPPORTED, "retune: set %s is not a classification set (one label a text); modules "
+                       "of taggers and translators are composed as decomposed", ds->name);
+    if (label < 0 || label >= ds->classes)
+        return ts_fail(ctx, TS_EINVAL, "retune: label %d is not one of set %s's %d", label, ds->name, ds->classes);
+    if (batch < 1 || batch > MODULE_EVAL_BATCH_MAX) batch = MODULE_EVAL_BATCH_MAX;
+    /* the first per_class texts of each label (all with per_class < 1) */
+    int64_t *seen = calloc((size_t)ds->classes, sizeof *seen);
+    int64_t *pi = malloc(sizeof *pi * (size_t)(ds->count ? ds->count : 1));
+    int64_t *ni = malloc(sizeof *ni * (size_t)(ds->count ? ds->count : 1)), np = 0, nn = 0;
+    float *sp = malloc(sizeof *sp * (size_t)(ds->count ? ds->count : 1));
+    float *sn = malloc(sizeof *sn * (size_t)(ds->count ? ds->count : 1));
+    ts_model *mm = NULL;
+    const ts_module_info before = mod->info;
+    if (!seen || !pi || !ni || !sp || !sn) st = ts_fail(ctx, TS_ENOMEM, "retune: out of memory");
+    for (int64_t i = 0; i < ds->count && !st; i++) {
+        const int32_t y = ds->labels[i];
+        if (y < 0 || y >= ds->classes || (per_class > 0 && seen[y] >= per_class)) continue;
+        seen[y]++;
+        if (y == label) pi[np++] = i;
+        else ni[nn++] = i;
+    }
+    if (!st && (!np || !nn))
+        st = ts_fail(ctx, TS_EINVAL, "retune: set %s has %s texts of label %d ('%s')", ds->name,
+                     np ? "no other" : "no", label, ds->class_names[label]);
+    /* scores on the raw margin, as ts_module_retune calibrates them */
+    mod->info.scale = 1.0f;
+    mod->info.shift = 0.0f;
+    if (!st) st = ts_module_model(ctx, mod, &mm);
+    if (!st && shape_numel(&mm->layers[mm->nlayers - 1].out) != 1)
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "retune: the module of '%s' does not give one score a text", mod->class_name);
+    if (!st) st = text_scores(ctx, mm, ds, pi, np, batch, sp);
+    if (!st) st = text_scores(ctx, mm, ds, ni, nn, batch, sn);
+    if (!st) {
+        int64_t fp = 0, fn = 0; /* an overflowing model's NaN scores stay out of the fit */
+        for (int64_t i = 0; i < np; i++)
+            if (isfinite(sp[i])) sp[fp++] = sp[i];
+        for (int64_t i = 0; i < nn; i++)
+            if (isfinite(sn[i])) sn[fn++] = sn[i];
+        mod->info = before;
+        if (fp && fn) {
+            module_fit_logistic(sp, fp, sn, fn, &mod->info.scale, &mod->info.shift);
+            mod->info.threshold = 0.0f;
+        }
+    }
+    if (st) mod->info = before;
+    free(seen);
+    free(pi);
+    free(ni);
+    free(sp);
+    free(sn);
     ts_model_free(mm);
     return st;
 }

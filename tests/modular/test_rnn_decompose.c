@@ -380,6 +380,51 @@ static void test_reuse_replace(void) {
     free(out);
 }
 
+/* Re-tuning text modules (calibration only, ts_module_retune_text): the replace
+ * composition of test_reuse_replace with every module calibrated on the training texts
+ * keeps its top-1 within 5 points of the uncalibrated one; scales are finite and
+ * positive, thresholds 0; a refusal leaves the module as it was. */
+static void test_retune_text(void) {
+    if (!g_lstm_mods || !g_gru_mods) return;
+    const ts_module *src[K] = {g_lstm_mods[0], g_lstm_mods[1], g_gru_mods[2], g_lstm_mods[3]};
+    ts_module *mix[K] = {NULL};
+    for (int c = 0; c < K; c++) { /* copies: the others' tests read the modules as decomposed */
+        char path[512];
+        snprintf(path, sizeof path, "%s/retune%d.tsm", g_tmp, c);
+        CHECK(ts_module_save(g_ctx, src[c], path) == TS_OK && ts_module_load(g_ctx, path, &mix[c]) == TS_OK, "%s",
+              ts_ctx_error(g_ctx));
+        if (!mix[c]) goto done;
+    }
+    float *out = malloc(sizeof(float) * NTEST * K);
+    ts_model *cm = NULL;
+    double raw = 0, tuned = 0;
+    CHECK(ts_compose(g_ctx, mix, K, NULL, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (cm) predict(cm, out), raw = accuracy(out, NTEST, K);
+    ts_model_free(cm);
+    cm = NULL;
+    for (int c = 0; c < K; c++) {
+        CHECK(ts_module_retune_text(g_ctx, mix[c], g_train, c, 60, 64) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_module_info in;
+        ts_module_info_get(mix[c], &in);
+        CHECK(isfinite(in.scale) && in.scale > 0 && isfinite(in.shift) && in.threshold == 0.0f,
+              "module %d: scale %g shift %g threshold %g", c, in.scale, in.shift, in.threshold);
+    }
+    CHECK(ts_compose(g_ctx, mix, K, NULL, &cm) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (cm) predict(cm, out), tuned = accuracy(out, NTEST, K);
+    printf("  replace (label 2 from the gru), re-tuned: top-1 %.4f, uncalibrated %.4f\n", tuned, raw);
+    CHECK(tuned >= raw - 0.05, "re-tuned top-1 %.3f against %.3f", tuned, raw);
+    ts_model_free(cm);
+    free(out);
+    ts_module_info before, after;
+    ts_module_info_get(mix[0], &before);
+    CHECK(ts_module_retune_text(g_ctx, mix[0], g_train, K, 60, 64) == TS_EINVAL, "a label past the set's");
+    ts_module_info_get(mix[0], &after);
+    CHECK(before.scale == after.scale && before.shift == after.shift && before.threshold == after.threshold,
+          "a refusal changed the module");
+done:
+    for (int c = 0; c < K; c++) ts_module_free(mix[c]);
+}
+
 /* With max_remove 0 nothing is removed from a gru: every module is the origin, and
  * the composition votes exactly as the model does. */
 static void test_no_removal(void) {
@@ -677,6 +722,7 @@ int main(void) {
     RUN(test_gru);
     RUN(test_relu);
     RUN(test_reuse_replace);
+    RUN(test_retune_text);
     RUN(test_no_removal);
     RUN(test_refinements);
     RUN(test_rank_by_use);

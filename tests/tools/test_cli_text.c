@@ -167,9 +167,12 @@ static void test_decompose(void) {
     rc = cli_run(&R, "reuse %s/mods/class3.tsm %s/mods2/class5.tsm --data-dir %s --out %s/tr.tsr", R.dir, R.dir, g_data,
                  R.dir);
     CHECK(rc == 0 && strstr(R.out, "20 texts"), "reuse: exit %d: %s%s", rc, R.out, R.err);
-    rc = cli_run(&R, "reuse %s/mods/class3.tsm %s/mods2/class5.tsm --retune --out %s/tr2.tsr", R.dir, R.dir, R.dir);
-    CHECK(rc == 5 && strstr(R.err, "text modules") && !cli_exists(&R, "tr2.tsr"), "reuse --retune: exit %d: %s", rc,
-          R.err);
+    /* --retune on text modules: their scores calibrated on the two intents' training texts */
+    rc = cli_run(&R, "reuse %s/mods/class3.tsm %s/mods2/class5.tsm --retune --retune-samples 7 --data-dir %s --out "
+                 "%s/tr2.tsr", R.dir, R.dir, g_data, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "re-tuned 2 modules on 14 training texts") && strstr(R.out, "calibration only") &&
+              strstr(R.out, "20 texts") && cli_exists(&R, "tr2.tsr"),
+          "reuse --retune: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "decompose %s/c.tsr --out %s/mods3 --method grad %s", R.dir, R.dir, opts);
     CHECK(rc != 0 && strstr(R.err, "hidden unit") && !cli_exists(&R, "mods3/class0.tsm"), "--method grad: exit %d: %s",
           rc, R.err);
@@ -198,6 +201,10 @@ static void test_decompose_tagger(void) {
     CHECK(rc == 0 && strstr(R.out, "jury/"), "predict: exit %d: %s%s", rc, R.out, R.err);
     rc = cli_run(&R, "reuse %s/tags/class1.tsm %s/tags/class3.tsm --no-eval --out %s/tr2.tsr", R.dir, R.dir, R.dir);
     CHECK(rc == 0 && strstr(R.out, "ADJ, ADV"), "reuse of two tags: exit %d: %s%s", rc, R.out, R.err);
+    rc = cli_run(&R, "reuse %s/tags/class1.tsm %s/tags/class3.tsm --retune --data-dir %s --out %s/tr3.tsr", R.dir,
+                 R.dir, g_data, R.dir);
+    CHECK(rc == 5 && cli_count_lines(R.err) == 1 && strstr(R.err, "tagger") && !cli_exists(&R, "tr3.tsr"),
+          "reuse --retune of a tagger's modules: exit %d: %s", rc, R.err);
 }
 
 int main(void) {
