@@ -446,13 +446,13 @@ static void test_arch(void) {
         ts_model_free(m);
     }
     /* the zoo's sequence models take the data's length, classes and vocabulary */
-    for (int z = 0; z < 4; z++) {
-        static const char *const names[] = {"lstm-clinc", "gru-clinc", "rnn-clinc", "lstm-pos"};
+    for (int z = 0; z < 6; z++) {
+        static const char *const names[] = {"lstm-clinc", "gru-clinc", "rnn-clinc", "lstm-pos", "gru-pos", "rnn-pos"};
         const char *text = ts_zoo_arch(names[z]);
         CHECK(text != NULL, "zoo %s", names[z]);
         if (!text) continue;
         ts_model *zm = NULL;
-        const int tagger = z == 3;
+        const int tagger = z >= 3;
         const ts_shape in20 = {1, {20}};
         CHECK(ts_model_from_arch_seq(g_ctx, text, names[z], &in20, tagger ? 0 : 7, 123, 0, 1, &zm) == TS_OK, "%s: %s",
               names[z], ts_ctx_error(g_ctx));
