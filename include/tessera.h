@@ -1366,7 +1366,9 @@ ts_status ts_module_retune(ts_ctx *ctx, ts_module *mod, const ts_dataset *pos, c
  * with per_class < 1); threshold 0. No unit is restored: the recurrent rule ranks
  * units by activation, it has no "active on a negative" to undo. ds reads the
  * module's vocabulary and length; its labels need not be the origin's (a composed
- * model's set, relabelled). Refused for sets other than classification sets. */
+ * model's set, relabelled). Refused for sets other than classification sets;
+ * TS_EDIVERGED when the module's scores on one side are all NaN or infinite. The module
+ * is unchanged on any failure. */
 ts_status ts_module_retune_text(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, int label, int64_t per_class,
                                 int batch);
 

@@ -6,7 +6,6 @@
  * my class" on the module's own positives against the negatives. No weight of the
  * network changes. */
 #include "modular.h"
-#include "train/train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -234,8 +233,12 @@ static ts_status text_scores(ts_ctx *ctx, ts_model *mm, const ts_text_dataset *d
 ts_status ts_module_retune_text(ts_ctx *ctx, ts_module *mod, const ts_text_dataset *ds, int label, int64_t per_class,
                                 int batch) {
     if (!ctx || !mod || !ds) return ts_fail(ctx, TS_EINVAL, "ts_module_retune_text: NULL argument");
-    ts_status st = train_check_text(ctx, mod->origin, ds, "retune");
-    if (st) return st;
+    /* the module reads tokens; its one score a text is calibrated against any labels */
+    const ts_shape *in = &mod->origin->input;
+    if (in->ndim != 1 || in->dims[0] != ds->max_len)
+        return ts_fail(ctx, TS_ESHAPE, "retune: set %s has texts of %d tokens, the module of '%s' takes %lld", ds->name,
+                       ds->max_len, mod->class_name, (long long)(in->ndim == 1 ? in->dims[0] : 0));
+    ts_status st = TS_OK;
     if (ds->task != TS_SEQ_CLASSIFY)
         return ts_fail(ctx, TS_EUNSUPPORTED, "retune: set %s is not a classification set (one label a text); modules "
                        "of taggers and translators are composed as decomposed", ds->name);
@@ -258,9 +261,12 @@ ts_status ts_module_retune_text(ts_ctx *ctx, ts_module *mod, const ts_text_datas
         if (y == label) pi[np++] = i;
         else ni[nn++] = i;
     }
-    if (!st && (!np || !nn))
-        st = ts_fail(ctx, TS_EINVAL, "retune: set %s has %s texts of label %d ('%s')", ds->name,
-                     np ? "no other" : "no", label, ds->class_names[label]);
+    if (!st && !np)
+        st = ts_fail(ctx, TS_EINVAL, "retune: set %s has no texts of label %d ('%s')", ds->name, label,
+                     ds->class_names[label]);
+    if (!st && !nn)
+        st = ts_fail(ctx, TS_EINVAL, "retune: set %s has only texts of label %d ('%s')", ds->name, label,
+                     ds->class_names[label]);
     /* scores on the raw margin, as ts_module_retune calibrates them */
     mod->info.scale = 1.0f;
     mod->info.shift = 0.0f;
@@ -279,6 +285,9 @@ ts_status ts_module_retune_text(ts_ctx *ctx, ts_module *mod, const ts_text_datas
         if (fp && fn) {
             module_fit_logistic(sp, fp, sn, fn, &mod->info.scale, &mod->info.shift);
             mod->info.threshold = 0.0f;
+        } else {
+            st = ts_fail(ctx, TS_EDIVERGED, "retune: the module of '%s' gives no finite score on the %s of set %s",
+                         mod->class_name, fp ? "other labels' texts" : "texts of its label", ds->name);
         }
     }
     if (st) mod->info = before;

@@ -46,7 +46,8 @@ float softmax_xent_ignore_ref(int n, int classes, const float *logits /* (N,clas
         }
         const double lse = mx + log(se);
         /* sum_j logp[j] = sum_j x[j] - C lse */
-        total += -(1.0 - eps) * (x[y] - lse) - uni * (sx - classes * lse);
+        /* the smoothing term only with smoothing: a -inf logit would make it 0 * inf */
+        total += -(1.0 - eps) * (x[y] - lse) - (eps > 0 ? uni * (sx - classes * lse) : 0.0);
         if (dx)
             for (int j = 0; j < classes; j++) {
                 const double target = (j == y ? 1.0 - eps : 0.0) + uni;

@@ -19,6 +19,15 @@
 #define XV_PAR_MIN 65536 /* elements below which a chunk runs on one thread */
 
 #if defined(__GNUC__)
+/* 64-byte vectors passed between these static helpers: on a CPU without AVX-512 the
+ * compilers warn that such arguments change the ABI, which matters only across files */
+#if defined(__clang__)
+#if __has_warning("-Wpsabi")
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
+#else
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float xv_f __attribute__((vector_size(64)));
 typedef int32_t xv_i __attribute__((vector_size(64)));
 typedef uint32_t xv_u __attribute__((vector_size(64)));
@@ -111,15 +120,16 @@ static void row_sums(const float *x, int k, float mx, double *se, double *sx) {
     *sx = s;
 }
 
-/* dx[j] = (exp(x[j] - lse) - uni) * invn for every j */
-static void row_grad(const float *x, int k, float lse, float uni, float invn, float *dx) {
-    const xv_f vl = xv_splat(lse), vu = xv_splat(uni), vi = xv_splat(invn);
+/* dx[j] = (exp(x[j] - mx - ls) - uni) * invn for every j (lse = mx + ls, apart: x - mx
+ * is exact near the maximum, where x - lse in float would lose digits of large logits) */
+static void row_grad(const float *x, int k, float mx, float ls, float uni, float invn, float *dx) {
+    const xv_f vm = xv_splat(mx), vl = xv_splat(ls), vu = xv_splat(uni), vi = xv_splat(invn);
     int j = 0;
     for (; j + XV_LANES <= k; j += XV_LANES) {
-        const xv_f g = (exp_lanes(xv_load(x + j) - vl) - vu) * vi;
+        const xv_f g = (exp_lanes((xv_load(x + j) - vm) - vl) - vu) * vi;
         memcpy(dx + j, &g, sizeof g);
     }
-    for (; j < k; j++) dx[j] = (exp_one(x[j] - lse) - uni) * invn;
+    for (; j < k; j++) dx[j] = (exp_one((x[j] - mx) - ls) - uni) * invn;
 }
 #else
 static float row_max(const float *x, int k) {
@@ -138,8 +148,8 @@ static void row_sums(const float *x, int k, float mx, double *se, double *sx) {
     *sx = s;
 }
 
-static void row_grad(const float *x, int k, float lse, float uni, float invn, float *dx) {
-    for (int j = 0; j < k; j++) dx[j] = (expf(x[j] - lse) - uni) * invn;
+static void row_grad(const float *x, int k, float mx, float ls, float uni, float invn, float *dx) {
+    for (int j = 0; j < k; j++) dx[j] = (expf((x[j] - mx) - ls) - uni) * invn;
 }
 #endif
 
@@ -159,12 +169,13 @@ static double xent_row(const float *x /* (k) */, int k, int32_t y, int32_t ignor
     double se, sx;
     row_sums(x, k, mx, &se, &sx);
     /* every value -inf or NaN: as the reference, a NaN loss */
-    const double lse = mx == -INFINITY ? NAN : (double)mx + log(se), uni = eps / k;
+    const double ls = mx == -INFINITY ? NAN : log(se), lse = (double)mx + ls, uni = eps / k;
     if (dx) {
-        row_grad(x, k, (float)lse, (float)uni, (float)invn, dx);
+        row_grad(x, k, mx, (float)ls, (float)uni, (float)invn, dx);
         dx[y] = (float)((exp((double)x[y] - lse) - (1.0 - eps) - uni) * invn);
     }
-    return -(1.0 - eps) * ((double)x[y] - lse) - uni * (sx - k * lse);
+    /* the smoothing term only with smoothing: a -inf logit (a masked word) would make it 0 * inf */
+    return -(1.0 - eps) * ((double)x[y] - lse) - (eps > 0 ? uni * (sx - k * lse) : 0.0);
 }
 
 float softmax_xent_vec(int n, int classes, const float *logits /* (N,classes) */, const int32_t *labels /* (N) */,

@@ -189,8 +189,9 @@ static void score_rows(int ct, int n, int k, const float *logits, const int32_t 
         if (y[i] < 0) continue;
         const float *row = logits + (size_t)i * k;
         const int best = ts_argmax(row, k);
-        /* the true class's score, read without indexing by the label; its rank,
-         * ties broken by index as ts_argmax does; a NaN score is never a hit */
+        /* the true class's score (in constant-time mode read without indexing by the
+         * label); its rank, ties broken by index as ts_argmax does; a NaN score is
+         * never a hit */
         float ty = 0.0f;
         int rank = 0;
         if (ct || y[i] >= k) {
