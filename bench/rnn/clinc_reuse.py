@@ -13,7 +13,9 @@ two-intent models). Replacement: each model's modules, one intent's module swapp
 same intent's module of a model of another cell, composed over all 151 classes and
 evaluated on the 5,500 test texts beside the model's own modules, for the WORST (3)
 intents its composition recalls worst. Prints one table per part and the means.
-Settings (environment): TESSERA=build/tessera DATA_DIR=../shared/data THREADS=1 WORST=3.
+Settings (environment): TESSERA=build/tessera DATA_DIR=../shared/data THREADS=1 WORST=3
+RETUNE=N (0: off): also each replacement and the 20-intent reuse with `--retune
+--retune-samples N` (the modules' scores calibrated on N training texts per intent).
 """
 import gzip
 import json
@@ -30,6 +32,7 @@ TH = os.environ.get("THREADS", "1")
 CELLS = ["lstm", "gru", "rnn"]
 # intent pairs, fixed (class indices as tessera numbers CLINC150's labels)
 NWORST = int(os.environ.get("WORST", "3"))  # intents replaced per weak model
+RETUNE = int(os.environ.get("RETUNE", "0"))  # > 0: also --retune --retune-samples RETUNE
 PAIRS = [(3, 77), (10, 120), (25, 60), (41, 99), (88, 140), (5, 150), (17, 33), (64, 111), (70, 129), (95, 147)]
 
 
@@ -76,9 +79,13 @@ def subset_model(cell, names, work):
     return run_json(["eval", model, "--threads", TH])["top1"]
 
 
-def reuse(paths, work):
+def retune_args():
+    return ["--retune", "--retune-samples", str(RETUNE)] if RETUNE > 0 else []
+
+
+def reuse(paths, work, extra=()):
     out = work + "/reuse.tsr"
-    return run_json(["reuse"] + paths + ["--data-dir", DD, "--threads", TH, "--out", out])["test"]["top1"]
+    return run_json(["reuse"] + paths + list(extra) + ["--data-dir", DD, "--threads", TH, "--out", out])["test"]["top1"]
 
 
 def mean(xs):
@@ -132,6 +139,13 @@ def main():
     m = reuse([module(CELLS[i % 3], c) for i, c in enumerate(many)], work)
     t = mean(list(trained.values()))
     print("| lstm, gru, rnn in turn | %.2f%% | %.2f%% (mean) | %+.2f |" % (100 * m, 100 * t, 100 * (m - t)))
+    if RETUNE > 0:
+        for cell in CELLS:
+            m = reuse([module(cell, c) for c in many], work, retune_args())
+            print("| %s, --retune | %.2f%% | %.2f%% | %+.2f |" % (cell, 100 * m, 100 * trained[cell],
+                                                                100 * (m - trained[cell])))
+        m = reuse([module(CELLS[i % 3], c) for i, c in enumerate(many)], work, retune_args())
+        print("| in turn, --retune | %.2f%% | %.2f%% (mean) | %+.2f |" % (100 * m, 100 * t, 100 * (m - t)))
 
     print("\n## Replacement: each model's modules, one intent's module from a model of another cell")
     print("(the %d intents each weak composition recalls worst; top-1 over all 151 intents)" % NWORST)
@@ -140,6 +154,14 @@ def main():
     for weak_cell in CELLS:
         weak = run_json(["eval", mods(weak_cell) + "/composed.tsr", "--data-dir", DD, "--threads", TH])
         worst = sorted(weak["classes"], key=lambda k: (k["recall"], k["id"]))[:NWORST]
+        if RETUNE > 0:  # the calibration alone: the weak model's own modules, re-tuned
+            out = work + "/retuned.tsr"
+            c = worst[0]["id"]
+            run(["replace", mods(weak_cell), "--class", str(c), "--with", module(weak_cell, c), "--data-dir", DD,
+                 "--threads", TH, "--out", out] + retune_args())
+            e = run_json(["eval", out, "--data-dir", DD, "--threads", TH])
+            print("| %s | (every intent) | %s, all re-tuned | %.2f%% | %+.2f | | |" % (
+                weak_cell, weak_cell, 100 * e["top1"], 100 * (e["top1"] - weak["top1"])))
         for k in worst:
             c = k["id"]
             print("| %s | %s | %s (its own) | %.2f%% | | %.2f%% | %.2f%% |" % (weak_cell, k["name"], weak_cell,
@@ -158,6 +180,16 @@ def main():
                     (d, 100 * (kc["recall"] - k["recall"]), 100 * (kc["precision"] - k["precision"])))
                 print("| | | %s | %.2f%% | %+.2f | %.2f%% | %.2f%% |" % (strong, 100 * e["top1"], d, 100 * kc["recall"],
                                                                        100 * kc["precision"]))
+                if RETUNE > 0:
+                    run(["replace", mods(weak_cell), "--class", str(c), "--with", module(strong, c), "--data-dir", DD,
+                         "--threads", TH, "--out", out] + retune_args())
+                    e = run_json(["eval", out, "--data-dir", DD, "--threads", TH])
+                    kc = e["classes"][c]
+                    d = 100 * (e["top1"] - weak["top1"])
+                    rep.setdefault((weak_cell, strong + ", --retune"), []).append(
+                        (d, 100 * (kc["recall"] - k["recall"]), 100 * (kc["precision"] - k["precision"])))
+                    print("| | | %s, --retune | %.2f%% | %+.2f | %.2f%% | %.2f%% |" % (
+                        strong, 100 * e["top1"], d, 100 * kc["recall"], 100 * kc["precision"]))
     print("\n| weak model | module from | mean top-1 change | the intent's recall | its precision |")
     for (w, strong), ds in rep.items():
         print("| %s | %s | %+.2f | %+.2f | %+.2f |" % (w, strong, mean([x[0] for x in ds]), mean([x[1] for x in ds]),
