@@ -19,7 +19,8 @@ static cli_opt replace_opts[] = {
     {"out", "FILE", "where to write the new model (required)", NULL},
     {"max-macs", "F", "compute budget, as for compose (default 1.5)", NULL},
     {"retune", NULL, "calibrate every module's score on training data of all the classes (recommended\n"
-                     "                             when the new module comes from another model)", NULL},
+                     "                             when the new module comes from another model; text classifiers'\n"
+                     "                             modules too, taggers' and translators' refused)", NULL},
     {"retune-samples", "N", "training samples per class used for re-tuning (default 500)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"threads", "N", "threads (default: all cores)", NULL},

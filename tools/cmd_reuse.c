@@ -16,7 +16,8 @@
 static cli_opt reuse_opts[] = {
     {"out", "FILE", "where to write the new classifier (required)", NULL},
     {"retune", NULL, "re-run tangling identification against the other modules' classes, and calibrate\n"
-                     "                             each module's score on them (no weight is trained)", NULL},
+                     "                             each module's score on them (no weight is trained; text\n"
+                     "                             classifiers' modules: the calibration only)", NULL},
     {"retune-samples", "N", "training samples per class used for re-tuning (default 500)", NULL},
     {"data-dir", "DIR", "where known dataset names are looked up first (also $TESSERA_DATA)", NULL},
     {"no-eval", NULL, "skip the evaluation on the classes' test samples", NULL},
