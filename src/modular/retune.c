@@ -272,7 +272,8 @@ ts_status ts_module_retune_text(ts_ctx *ctx, ts_module *mod, const ts_text_datas
     mod->info.shift = 0.0f;
     if (!st) st = ts_module_model(ctx, mod, &mm);
     if (!st && shape_numel(&mm->layers[mm->nlayers - 1].out) != 1)
-        st = ts_fail(ctx, TS_EUNSUPPORTED, "retune: the module of '%s' does not give one score a text", mod->class_name);
+        st = ts_fail(ctx, TS_EUNSUPPORTED, "retune: the module of '%s' does not give one score a text",
+                     mod->class_name);
     if (!st) st = text_scores(ctx, mm, ds, pi, np, batch, sp);
     if (!st) st = text_scores(ctx, mm, ds, ni, nn, batch, sn);
     if (!st) {

@@ -9,10 +9,10 @@
  *   step, starts from another layer's state (initial=1) and reads an embedding of the
  *   target row): the layers that compute the state that starts the decoder run once
  *   per batch (the target row at <bos>); then each word costs one decoder step and one
- *   row of the head, the state carried from step to step. The first batch of a call also runs the whole model and compares its step-0
- *   scores with the incremental ones; a model where they differ (some other layout that
- *   passed the checks), or whose starting state inference fuses away, decodes the
- *   other way.
+ *   row of the head, the state carried from step to step. The first batch of a call
+ *   also runs the whole model and compares its step-0 scores with the incremental
+ *   ones; a model where they differ (some other layout that passed the checks), or
+ *   whose starting state inference fuses away, decodes the other way.
  * - Rerun (any model of that layout): write word u + 1 into the row and run the whole
  *   model again, Tm passes for a sentence of Tm words, each scoring every step.
  * The two give the same words but where float rounding flips a near tie (the step's
