@@ -35,9 +35,9 @@ int64_t cli_random_batch(const ts_model *m, float *x, int64_t n) {
 void cli_fused_kinds(const ts_model *m, int head, char *buf, size_t cap) {
     size_t used = 0;
     buf[0] = 0;
-    for (int j = head + 1; j < ts_model_layer_count(m) && used + 1 < cap; j++) {
+    for (int j = 1; j < ts_model_layer_count(m) && used + 1 < cap; j++) {
         ts_layer_info li;
-        if (ts_model_layer_fused_into(m, j) != head || ts_model_layer(m, j, &li)) continue;
+        if (j == head || ts_model_layer_fused_into(m, j) != head || ts_model_layer(m, j, &li)) continue;
         int w = snprintf(buf + used, cap - used, "+%s", li.kind);
         used = w < 0 || (size_t)w >= cap - used ? cap - 1 : used + (size_t)w;
     }

@@ -26,11 +26,6 @@ static int layer_index(const ts_model *m, const char *name, int before) {
     return -1;
 }
 
-static int64_t out_bytes(const ts_model *m, int j) {
-    ts_layer_cost c;
-    return ts_model_layer_cost(m, j, &c) ? 0 : c.out_bytes;
-}
-
 /* The CPU's name from /proc/cpuinfo ("?" elsewhere): speed figures name their CPU. */
 static void cpu_name(char *buf, size_t n) {
     snprintf(buf, n, "?");
@@ -51,10 +46,28 @@ static void cpu_name(char *buf, size_t n) {
 }
 
 /* Sums each layer's cost into the unit inference runs it in (units[head]). The bytes
- * of a fused chain are what enters and leaves it: an output one member hands the next
- * inside the chain is never written. */
+ * of a fused chain are what enters and leaves it: a read of a member's output by
+ * another member, and that output's write when nothing outside the unit reads it, are
+ * not traffic. (A channel-shuffle gather, exec_shuffle.c, still counts its sources
+ * whole, though it reads only the channels it keeps.) */
 static void gather(const ts_model *m, const double *sec, prof_unit *units) {
     const int nl = ts_model_layer_count(m);
+    /* read_out[i]: 1 if a layer outside i's unit reads it (or it is the output), -1 if
+     * only members of its unit read it, 0 if nothing does */
+    signed char *read_out = calloc((size_t)nl, 1);
+    if (!read_out) return;
+    read_out[nl - 1] = 1;
+    for (int j = 1; j < nl; j++) {
+        ts_layer_info li;
+        if (ts_model_layer(m, j, &li)) continue;
+        for (int k = 0; k < li.ninputs; k++) {
+            const char *in = ts_model_layer_input(m, j, k);
+            const int i = in ? layer_index(m, in, j) : -1;
+            if (i <= 0) continue;
+            if (ts_model_layer_fused_into(m, i) != ts_model_layer_fused_into(m, j)) read_out[i] = 1;
+            else if (!read_out[i]) read_out[i] = -1;
+        }
+    }
     for (int j = 1; j < nl; j++) {
         const int h = ts_model_layer_fused_into(m, j);
         if (h < 0) continue;
@@ -68,12 +81,16 @@ static void gather(const ts_model *m, const double *sec, prof_unit *units) {
         u->weight_bytes += c.weight_bytes;
         u->bytes_per_sample += c.in_bytes + c.out_bytes;
         u->seconds += sec[j];
-        for (int k = 0; k < li.ninputs; k++) { /* an edge inside the chain: neither written nor read */
+        if (read_out[j] < 0) u->bytes_per_sample -= c.out_bytes; /* never leaves the unit */
+        for (int k = 0; c.in_bytes && k < li.ninputs; k++) { /* a read inside the unit */
             const char *in = ts_model_layer_input(m, j, k);
             const int i = in ? layer_index(m, in, j) : -1;
-            if (i > 0 && ts_model_layer_fused_into(m, i) == h && i != j) u->bytes_per_sample -= 2 * out_bytes(m, i);
+            ts_layer_info src;
+            if (i > 0 && i != j && ts_model_layer_fused_into(m, i) == h && !ts_model_layer(m, i, &src))
+                u->bytes_per_sample -= ts_shape_numel(&src.out) * (int64_t)sizeof(float);
         }
     }
+    free(read_out);
 }
 
 int info_profile(ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J) {

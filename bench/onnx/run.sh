@@ -15,7 +15,9 @@
 # Environment: MODELS (space-separated, default below), OPSET (13), TV_DIR
 # (/tmp/tessera-torchvision), ROUNDS (3), BATCHES ("1 32"), THREADS ("1 2"), AB (0; 1:
 # also tessera with Winograd off, `onnx_run --winograd 0`, in the same rounds: two more
-# columns, its ms and the Winograd speed-up).
+# columns, its ms and the Winograd speed-up), BASE (unset; a second build's directory, as
+# BUILD: its onnx_run too in the same rounds, e.g. main before a change built in a git
+# worktree: two more columns, its ms and the speed-up of BUILD over it).
 set -eu
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +28,7 @@ ROUNDS=${ROUNDS:-3}
 BATCHES=${BATCHES:-"1 32"}
 THREADS=${THREADS:-"1 2"}
 AB=${AB:-0}
+BASE=${BASE:-}
 PY=/usr/bin/python3
 
 if ! $PY -c "import torch, torchvision, onnx" 2>/dev/null; then
@@ -48,6 +51,7 @@ cpu=$(grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //')
 echo "bench-onnx $(date -u +%Y-%m-%d) on $cpu, $(nproc) cores; onnxruntime-node $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$TV_DIR/ort/node_modules/onnxruntime-node/package.json"), opset $OPSET, $ROUNDS rounds"
 printf "%-20s %-34s %5s %3s %11s %11s %7s" model "parity vs PyTorch" batch thr "tessera ms" "ort ms" ratio
 [ "$AB" = 1 ] && printf " %11s %7s" "direct ms" "wino x"
+[ -n "$BASE" ] && printf " %11s %7s" "base ms" "vs base"
 echo
 logs=$(mktemp)
 trap 'rm -f "$logs"' EXIT
@@ -72,6 +76,10 @@ for m in $MODELS; do
                     OMP_NUM_THREADS=$t "$BUILD/bench/onnx_run" "$f" "$io" --threads "$t" --batch "$b" --reps $reps \
                         --winograd 0 | sed -n "s/.*ms_b$b=\([0-9.]*\).*/D \1/p" >> "$logs"
                 fi
+                if [ -n "$BASE" ]; then
+                    OMP_NUM_THREADS=$t "$BASE/bench/onnx_run" "$f" "$io" --threads "$t" --batch "$b" --reps $reps |
+                        sed -n "s/.*ms_b$b=\([0-9.]*\).*/B \1/p" >> "$logs"
+                fi
             done
             tm=$(awk '$1=="T"{print $2}' "$logs" | median)
             om=$(awk '$1=="O"{print $2}' "$logs" | median)
@@ -80,6 +88,10 @@ for m in $MODELS; do
             if [ "$AB" = 1 ]; then
                 dm=$(awk '$1=="D"{print $2}' "$logs" | median)
                 printf " %11s %7s" "$dm" "$(awk -v d="$dm" -v t="$tm" 'BEGIN{printf "%.2f", d/t}')"
+            fi
+            if [ -n "$BASE" ]; then
+                bm=$(awk '$1=="B"{print $2}' "$logs" | median)
+                printf " %11s %7s" "$bm" "$(awk -v d="$bm" -v t="$tm" 'BEGIN{printf "%.2f", d/t}')"
             fi
             echo
             echo "$ratio" >> "$logs.ratios"

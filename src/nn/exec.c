@@ -49,6 +49,7 @@ void exec_release(exec_state *e) {
     free(e->fuse_res);
     free(e->cl);
     free(e->fuse_head);
+    free(e->shuffle_from);
     free(e->chain_last);
     free(e->chain_skip);
     free(e->bn_relu);
@@ -219,8 +220,8 @@ static int spatial_tensor(const layer *l) {
 /* Which outputs fused inference keeps channels-last, (N,H,W,C) (e->cl). oneDNN's
  * convolutions want that order, so a network of convolutions and the layers that
  * follow their input's layout (element-wise ones, squeeze-excitation products,
- * residual additions, pooling, concatenation, batch norm) runs without converting its
- * activations at all. A candidate is a head's output or such a layer's; it stays one
+ * residual additions, pooling, concatenation, batch norm, channel-shuffle gathers)
+ * runs without converting its activations at all. A candidate is a head's output or such a layer's; it stays one
  * while everything that reads it takes channels-last (a head, a global average pool,
  * or a following layer itself channels-last or with a single position out), and a
  * following layer stays one while its spatial inputs are. The network's output is
@@ -232,7 +233,7 @@ static void plan_channels_last(ts_model *m) {
         const layer *x = &m->layers[l];
         const int head_out = e->fuse_head[l] && e->fuse_last[e->fuse_head[l]] == l;
         const int runs = head_out || !e->fuse_skip[l]; /* its output is written */
-        e->cl[l] = (char)(runs && spatial_tensor(x) && (head_out || follows_layout(x)));
+        e->cl[l] = (char)(runs && spatial_tensor(x) && (head_out || follows_layout(x) || e->shuffle_from[l]));
     }
     for (int changed = 1; changed;) {
         changed = 0;
@@ -240,9 +241,14 @@ static void plan_channels_last(ts_model *m) {
             const layer *x = &m->layers[r];
             if (e->fuse_last[r] || e->fuse_skip[r]) continue; /* a head, or inside one */
             if (x->kind == LAYER_GLOBALAVGPOOL) continue;     /* reads either order */
-            const int follows = follows_layout(x);
-            for (int k = 0; k < x->ninputs; k++) {
-                const int src = x->inputs[k];
+            int srcs[LAYER_MAX_INPUTS], ns = shuffle_sources(m, r, srcs); /* a gather reads its sources */
+            const int follows = ns || follows_layout(x);
+            if (!ns) {
+                ns = x->ninputs;
+                memcpy(srcs, x->inputs, (size_t)ns * sizeof *srcs);
+            }
+            for (int k = 0; k < ns; k++) {
+                const int src = srcs[k];
                 if (follows && spatial_tensor(&m->layers[src]) && e->cl[src] != e->cl[r] &&
                     (e->cl[r] || spatial_tensor(x))) {
                     e->cl[src] = e->cl[r] = 0; /* one order for all of its spatial operands */
@@ -307,12 +313,13 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     e->fuse_skip = calloc((size_t)n, 1);
     e->cl = calloc((size_t)n, 1);
     e->fuse_head = calloc((size_t)n, sizeof *e->fuse_head);
+    e->shuffle_from = calloc((size_t)n, sizeof *e->shuffle_from);
     e->chain_last = calloc((size_t)n, sizeof *e->chain_last);
     e->chain_skip = calloc((size_t)n, 1);
     e->bn_relu = calloc((size_t)n, sizeof *e->bn_relu);
     e->bn_relu_on = calloc((size_t)n, 1);
     if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_res || !e->fuse_skip || !e->cl ||
-        !e->fuse_head || !e->chain_last || !e->chain_skip || !e->bn_relu || !e->bn_relu_on) {
+        !e->fuse_head || !e->shuffle_from || !e->chain_last || !e->chain_skip || !e->bn_relu || !e->bn_relu_on) {
         free(uses);
         free(only);
         return ts_fail(ctx, TS_ENOMEM, "out of memory planning inference fusion");
@@ -366,6 +373,7 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
         size_t need = (size_t)m->tensors[c->weight].numel + (size_t)c->features;
         if (need > fold) fold = need;
     }
+    plan_shuffles(m, uses);
     plan_channels_last(m);
     free(uses);
     free(only);
@@ -660,6 +668,7 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
         const double t0 = e->profile ? ts_monotonic_s() : 0.0;
         if (fuse && e->fuse_last[li]) st = fused_forward(ctx, m, li, set);
         else if (fuse && e->fuse_skip[li]) continue;
+        else if (fuse && e->shuffle_from[li]) st = shuffle_forward(ctx, m, li);
         else if (fuse && e->chain_last[li]) st = chain_forward(ctx, m, li);
         else if (fuse && e->chain_skip[li]) continue;
         else if (bn_relu_cl(m, li)) st = batchnorm_cl_forward(ctx, m, li, e->bn_relu[li]);

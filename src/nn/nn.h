@@ -176,6 +176,8 @@ typedef struct exec_state {
     int *chain_last;        /* chain_last[l]: an element-wise chain (GELU) from l runs as one kernel to this layer */
     unsigned char *chain_skip; /* the layers such a chain replaces after its first */
     int *fuse_head;         /* fuse_head[l]: the head whose convolution computes fused layer l (0: none) */
+    int *shuffle_from;      /* shuffle_from[l]: layer l runs as a channel gather from this concat's inputs or
+                             * tensor (exec_shuffle.c; 0: none) */
     int fused;              /* the last forward pass ran fused */
     float *fold;       /* folded weights and bias of the largest head */
     /* training fusion: bn_relu[li] is the ReLU that is batch norm li's only consumer
@@ -459,6 +461,13 @@ static inline int model_quant_layer(const ts_model *m, int li, float *scale, int
 }
 
 void exec_release(exec_state *e);
+/* Channel shuffles in fused inference (exec_shuffle.c): plan_shuffles marks the gathers
+ * (shuffle_from) and the layers they replace (fuse_skip), given each layer's reader
+ * count; shuffle_sources lists gather li's sources into src (LAYER_MAX_INPUTS) and
+ * returns their count (0: not a gather); shuffle_forward runs it. */
+void plan_shuffles(ts_model *m, const int *uses);
+int shuffle_sources(const ts_model *m, int li, int *src);
+ts_status shuffle_forward(ts_ctx *ctx, ts_model *m, int li);
 /* The model's parameters or buffers may have changed: packed inference weights are
  * rebuilt before the next inference. Safe on a const model (only the cache changes). */
 void exec_weights_changed(const ts_model *m);

@@ -967,6 +967,124 @@ static void test_channels_last_layers(void) {
     ts_model_free(m);
 }
 
+/* Channel shuffles as ShuffleNet exports them (concat -> reshape (g, C/g, H, W) ->
+ * transpose (1,0,2,3) -> reshape -> channel crops) run in fused inference as channel
+ * gathers from the concat's inputs, channels-last like the convolutions around them:
+ * two halves of a g=2 shuffle, a shuffled tensor read whole through two reshapes of
+ * one transpose, and a g=3 shuffle of uneven inputs cropped at an odd channel, one
+ * crop read by a pad (which keeps it and its sources NCHW). The oneDNN path matches
+ * the reference kernels, the plan skips what the gathers replace, a captured gather
+ * reads as NCHW, and a transpose that is not a shuffle is left alone. */
+static void test_channel_shuffle(void) {
+    static const char *arch = "input shape=4x10x10\n"
+                              "conv2d name=c0 out=8 kernel=3 padding=1\n"                 /* 1 */
+                              "relu name=r0\n"                                              /* 2 */
+                              "conv2d name=b1 out=8 kernel=3 stride=2 padding=1 groups=8\n" /* 3 */
+                              "conv2d name=b1p out=8 kernel=1\n"                            /* 4 */
+                              "relu name=b1r\n"                                             /* 5 */
+                              "conv2d name=b2 out=8 kernel=1 in=r0\n"                       /* 6 */
+                              "relu name=b2r\n"                                             /* 7 */
+                              "conv2d name=b2d out=8 kernel=3 stride=2 padding=1 groups=8\n" /* 8 */
+                              "conv2d name=b2p out=8 kernel=1\n"                            /* 9 */
+                              "relu name=b2pr\n"                                            /* 10 */
+                              "concat name=cat in=b1r,b2pr\n"                               /* 11 */
+                              "reshape name=s1 shape=2x8x5x5\n"                             /* 12 */
+                              "transpose name=t perm=1,0,2,3\n"                             /* 13 */
+                              "reshape name=s2 shape=16x5x5\n"                              /* 14 */
+                              "reshape name=s2b shape=16x5x5 in=t\n"                        /* 15 */
+                              "pad name=lo in=s2 pads=0,0,0,-8,0,0\n"                       /* 16 */
+                              "pad name=hi in=s2b pads=-8,0,0,0,0,0\n"                      /* 17 */
+                              "conv2d name=c1 out=8 kernel=1 in=hi\n"                       /* 18 */
+                              "relu name=c1r\n"                                             /* 19 */
+                              "conv2d name=c1d out=8 kernel=3 padding=1 groups=8\n"         /* 20 */
+                              "conv2d name=c1p out=8 kernel=1\n"                            /* 21 */
+                              "relu name=c1pr\n"                                            /* 22 */
+                              "concat name=cat2 in=lo,c1pr\n"                               /* 23 */
+                              "reshape name=s3 shape=2x8x5x5\n"                             /* 24 */
+                              "transpose name=t2 perm=1,0,2,3\n"                            /* 25 */
+                              "reshape name=s4 shape=16x5x5\n"                              /* 26 */
+                              "reshape name=s4b shape=16x5x5 in=t2\n"                       /* 27 */
+                              "conv2d name=c5 out=4 kernel=1 in=s4\n"                       /* 28 */
+                              "conv2d name=c6 out=8 kernel=1 in=s4b\n"                      /* 29 */
+                              "concat name=cat3 in=c5,c6\n"                                 /* 30 */
+                              "reshape name=s5 shape=3x4x5x5\n"                             /* 31 */
+                              "transpose name=t3 perm=1,0,2,3\n"                            /* 32 */
+                              "reshape name=s6 shape=12x5x5\n"                              /* 33 */
+                              "pad name=odd pads=0,0,0,-7,0,0\n"                            /* 34 */
+                              "pad name=rest in=s6 pads=-5,0,0,0,0,0\n"                     /* 35 */
+                              "conv2d name=c7 out=6 kernel=1 in=odd\n"                      /* 36 */
+                              "pad name=pp in=rest pads=0,1,1,0,1,1\n"                      /* 37 */
+                              "conv2d name=c8 out=6 kernel=3\n"                             /* 38 */
+                              "add name=a in=c7,c8\n"                                       /* 39 */
+                              "globalavgpool name=gp\n"                                     /* 40 */
+                              "dense name=fc out=3\n";                                      /* 41 */
+    ts_model *m = make_model(arch, 12);
+    if (!m) return;
+    const int n = 5, in = 4 * 10 * 10, hi = 17, hi_numel = 8 * 5 * 5;
+    float *x = test_falloc((size_t)n * in), y[2][5 * 3], cap_out[2][5 * 8 * 5 * 5];
+    test_fill_uniform(x, (size_t)n * in, 23, -2.0f, 2.0f);
+    for (int b = 0; b < 2; b++) {
+        ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (!b) {
+            const exec_state *e = &m->exec;
+            static const int gather[] = {16, 17, 26, 27, 34, 35}, skipped[] = {11, 12, 13, 14, 15, 23, 24, 25, 30, 31, 32, 33};
+            static const int from[] = {11, 11, 23, 23, 30, 30};
+            for (int i = 0; i < 6; i++)
+                CHECK(e->shuffle_from[gather[i]] == from[i] && !e->fuse_skip[gather[i]], "layer %d: a gather from %d",
+                      gather[i], e->shuffle_from[gather[i]]);
+            for (int i = 0; i < 12; i++)
+                CHECK(e->fuse_skip[skipped[i]] && !e->shuffle_from[skipped[i]], "layer %d: not run", skipped[i]);
+            /* the convolutions' outputs and the g=2 gathers channels-last; the g=3 crop
+             * the pad reads NCHW, and so its sources c5 and c6 and the other crop */
+            static const int cl[] = {0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 1,
+                                     0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0};
+            for (int l = 0; l < 42; l++)
+                CHECK(e->cl[l] == cl[l], "layer %d: channels-last %d, want %d", l, e->cl[l], cl[l]);
+            CHECK(ts_model_layer_fused_into(m, 13) == 16 && ts_model_layer_fused_into(m, 11) == 16 &&
+                      ts_model_layer_fused_into(m, 17) == 17,
+                  "the shuffle's layers count as its first gather: %d %d", ts_model_layer_fused_into(m, 13),
+                  ts_model_layer_fused_into(m, 11));
+        }
+        captured c;
+        memset(&c, 0, sizeof c);
+        c.nl = 1;
+        c.layers[0] = hi;
+        c.numel[0] = hi_numel;
+        c.out[0] = cap_out[b];
+        ts_capture cap = {c.layers, c.nl, on_capture, &c};
+        float logits[5 * 3];
+        CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    test_allclose("channel shuffles: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
+    test_allclose("a captured gather", cap_out[0], cap_out[1], (size_t)n * hi_numel, 1e-4, 1e-5);
+    ts_model_free(m);
+    /* a transpose of the last two axes is no shuffle: nothing fused, the same outputs */
+    static char other[4096];
+    CHECK(strlen(arch) < sizeof other, "arch text fits");
+    snprintf(other, sizeof other, "%s", arch);
+    char *p = strstr(other, "name=t perm=1,0,2,3");
+    memcpy(p, "name=t perm=0,1,3,2", strlen("name=t perm=0,1,3,2"));
+    m = make_model(other, 12);
+    if (!m) {
+        free(x);
+        return;
+    }
+    for (int b = 0; b < 2; b++) {
+        ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (!b)
+            CHECK(!m->exec.shuffle_from[16] && !m->exec.shuffle_from[17] && !m->exec.fuse_skip[13] &&
+                      m->exec.shuffle_from[26] == 23,
+                  "only the real shuffles gather: %d %d", m->exec.shuffle_from[16], m->exec.shuffle_from[26]);
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    test_allclose("a transpose that is not a shuffle: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
+    free(x);
+    ts_model_free(m);
+}
+
 /* GELU as PyTorch exports it (x / sqrt 2, erf, + 1, times x, times 1/2) runs as one
  * oneDNN gelu_erf kernel in inference, within float rounding of the five layers on
  * the reference kernels; with another constant it is left alone. */
@@ -1089,6 +1207,7 @@ int main(void) {
     RUN(test_capture);
     RUN(test_activation_fusion);
     RUN(test_channels_last_layers);
+    RUN(test_channel_shuffle);
     RUN(test_gelu_chain);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_graph");
