@@ -824,6 +824,20 @@ static int on_capture(void *user, int layer, int64_t first, int n, const float *
     return ++c->calls == c->stop_after;
 }
 
+/* Inference of n samples x that captures layer `layer` (numel values per sample) into out. */
+static void capture_one(ts_model *m, const float *x, int n, int layer, int64_t numel, float *out) {
+    captured c;
+    memset(&c, 0, sizeof c);
+    c.nl = 1;
+    c.layers[0] = layer;
+    c.numel[0] = numel;
+    c.out[0] = out;
+    ts_capture cap = {c.layers, c.nl, on_capture, &c};
+    float *logits = test_falloc((size_t)n * (size_t)ts_model_classes(m));
+    CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    free(logits);
+}
+
 /* Inference fusion of the activations imported networks use (ReLU6 as clip, SiLU as
  * sigmoid then mul, Hardswish as hardsigmoid then mul or as one layer) and the
  * channels-last tensors between convolutions, additions, element-wise layers, a
@@ -865,15 +879,7 @@ static void test_activation_fusion(void) {
         cap_out[b] = test_falloc((size_t)n * plane);
         ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
         CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        captured c;
-        memset(&c, 0, sizeof c);
-        c.nl = 1;
-        c.layers[0] = r6;
-        c.numel[0] = plane;
-        c.out[0] = cap_out[b];
-        ts_capture cap = {c.layers, c.nl, on_capture, &c};
-        float logits[7 * 5];
-        CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        capture_one(m, x, n, r6, plane, cap_out[b]);
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("fused activations: oneDNN vs reference", y[0], y[1], (size_t)n * 5, 1e-4, 1e-5);
@@ -1046,15 +1052,7 @@ static void test_channel_shuffle(void) {
                   "the shuffle's layers count as its first gather: %d %d", ts_model_layer_fused_into(m, 13),
                   ts_model_layer_fused_into(m, 11));
         }
-        captured c;
-        memset(&c, 0, sizeof c);
-        c.nl = 1;
-        c.layers[0] = hi;
-        c.numel[0] = hi_numel;
-        c.out[0] = cap_out[b];
-        ts_capture cap = {c.layers, c.nl, on_capture, &c};
-        float logits[5 * 3];
-        CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        capture_one(m, x, n, hi, hi_numel, cap_out[b]);
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("channel shuffles: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
