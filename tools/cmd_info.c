@@ -37,14 +37,15 @@ static void human(double v, char *buf, size_t n) {
     else snprintf(buf, n, "%.0f", v);
 }
 
-static void json_layer(json_out *J, const ts_layer_info *li) {
+/* Layer i (li); its inputs by name through the model: li->inputs holds only the first 8. */
+static void json_layer(json_out *J, const ts_model *m, int i, const ts_layer_info *li) {
     char shape[64];
     shape_str(&li->out, shape, sizeof shape);
     json_object(J, NULL);
     json_str(J, "name", li->name);
     json_str(J, "kind", li->kind);
     json_array(J, "inputs");
-    for (int k = 0; k < li->ninputs; k++) json_str(J, NULL, li->inputs[k]);
+    for (int k = 0; k < li->ninputs; k++) json_str(J, NULL, ts_model_layer_input(m, i, k));
     json_close(J);
     json_str(J, "output", shape);
     json_int(J, "params", (long long)li->params);
@@ -192,7 +193,7 @@ int cmd_info(int argc, char **argv) {
     for (int i = 0; i < ts_model_layer_count(m); i++) {
         ts_layer_info li;
         ts_model_layer(m, i, &li);
-        if (J) json_layer(J, &li);
+        if (J) json_layer(J, m, i, &li);
         char inputs[256] = "", shape[64], p[32], mac[32];
         size_t off = 0;
         for (int k = 0; k < li.ninputs && off < sizeof inputs; k++)

@@ -5,6 +5,7 @@
 #include "common/json_check.h"
 #include "common/test.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static cli_runner R; /* test-only state: the folder and the last command's output */
@@ -31,6 +32,45 @@ static void test_profile_json(void) {
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECK(strstr(R.out, keys[i]), "has %s", keys[i]);
 }
 
+/* A concat of ten inputs (info --json once read past the eight names ts_layer_info
+ * holds and crashed on DenseNet) and a ShuffleNet channel shuffle, which inference runs
+ * as gathers: the first gather's row names the layers it replaced, and no unit moves a
+ * negative number of bytes. */
+static void test_profile_wide_concat_and_shuffle(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/shuffle.arch", R.dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (!f) return;
+    fputs("input shape=4x8x8\n"
+          "conv2d name=c out=4 kernel=1\n"
+          "concat name=wide in=c,c,c,c,c,c,c,c,c,c\n"
+          "conv2d name=a out=8 kernel=1\n"
+          "relu name=ar\n"
+          "conv2d name=b out=8 kernel=1 in=wide\n"
+          "relu name=br\n"
+          "concat name=cat in=ar,br\n"
+          "reshape name=s1 shape=2x8x8x8\n"
+          "transpose name=t perm=1,0,2,3\n"
+          "reshape name=s2 shape=16x8x8\n"
+          "pad name=lo pads=0,0,0,-8,0,0\n"
+          "pad name=hi in=s2 pads=-8,0,0,0,0,0\n"
+          "add name=sum in=lo,hi\n"
+          "globalavgpool name=gp\n"
+          "dense name=fc out=3\n",
+          f);
+    fclose(f);
+    int rc = cli_run(&R, "info %s --json", path);
+    long at = -1;
+    CHECK(rc == 0 && json_check(R.out, &at), "exit %d, JSON error at %ld: %.300s %s", rc, at, R.out, R.err);
+    CHECK(strstr(R.out, "\"inputs\":[\"c\",\"c\",\"c\",\"c\",\"c\",\"c\",\"c\",\"c\",\"c\",\"c\"]"),
+          "all ten inputs: %.2000s", R.out);
+    rc = cli_run(&R, "info %s --profile --iters 1 --threads 1 --json", path);
+    CHECK(rc == 0 && json_check(R.out, &at), "exit %d, JSON error at %ld: %.300s %s", rc, at, R.out, R.err);
+    CHECK(strstr(R.out, "\"runs_as\":\"pad+concat+reshape+transpose+reshape\""), "the gather's row: %.3000s", R.out);
+    CHECK(!strstr(R.out, "\"bytes_moved\":-"), "no negative traffic: %.3000s", R.out);
+}
+
 static void test_profile_usage(void) {
     int rc = cli_run(&R, "info resnet20 --batch 4");
     CHECK(rc == 2 && strstr(R.err, "go with --profile"), "--batch alone: exit %d: %s", rc, R.err);
@@ -44,6 +84,7 @@ int main(void) {
     if (!cli_runner_begin(&R, "cli-profile")) return 1;
     RUN(test_profile_text);
     RUN(test_profile_json);
+    RUN(test_profile_wide_concat_and_shuffle);
     RUN(test_profile_usage);
     cli_runner_end(&R);
     TEST_MAIN_END("test_cli_profile");
