@@ -37,29 +37,25 @@ static void test_profile_json(void) {
  * as gathers: the first gather's row names the layers it replaced, and no unit moves a
  * negative number of bytes. */
 static void test_profile_wide_concat_and_shuffle(void) {
+    static const char *arch = "input shape=4x8x8\n"
+                              "conv2d name=c out=4 kernel=1\n"
+                              "concat name=wide in=c,c,c,c,c,c,c,c,c,c\n"
+                              "conv2d name=a out=8 kernel=1\n"
+                              "relu name=ar\n"
+                              "conv2d name=b out=8 kernel=1 in=wide\n"
+                              "relu name=br\n"
+                              "concat name=cat in=ar,br\n"
+                              "reshape name=s1 shape=2x8x8x8\n"
+                              "transpose name=t perm=1,0,2,3\n"
+                              "reshape name=s2 shape=16x8x8\n"
+                              "pad name=lo pads=0,0,0,-8,0,0\n"
+                              "pad name=hi in=s2 pads=-8,0,0,0,0,0\n"
+                              "add name=sum in=lo,hi\n"
+                              "globalavgpool name=gp\n"
+                              "dense name=fc out=3\n";
     char path[512];
     snprintf(path, sizeof path, "%s/shuffle.arch", R.dir);
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL, "cannot write %s", path);
-    if (!f) return;
-    fputs("input shape=4x8x8\n"
-          "conv2d name=c out=4 kernel=1\n"
-          "concat name=wide in=c,c,c,c,c,c,c,c,c,c\n"
-          "conv2d name=a out=8 kernel=1\n"
-          "relu name=ar\n"
-          "conv2d name=b out=8 kernel=1 in=wide\n"
-          "relu name=br\n"
-          "concat name=cat in=ar,br\n"
-          "reshape name=s1 shape=2x8x8x8\n"
-          "transpose name=t perm=1,0,2,3\n"
-          "reshape name=s2 shape=16x8x8\n"
-          "pad name=lo pads=0,0,0,-8,0,0\n"
-          "pad name=hi in=s2 pads=-8,0,0,0,0,0\n"
-          "add name=sum in=lo,hi\n"
-          "globalavgpool name=gp\n"
-          "dense name=fc out=3\n",
-          f);
-    fclose(f);
+    CHECK(test_write_file(path, arch, strlen(arch)), "cannot write %s", path);
     int rc = cli_run(&R, "info %s --json", path);
     long at = -1;
     CHECK(rc == 0 && json_check(R.out, &at), "exit %d, JSON error at %ld: %.300s %s", rc, at, R.out, R.err);
