@@ -210,7 +210,6 @@ static int64_t concat_rows(const ts_model *m, const layer *l, int n, int cl, siz
 }
 
 ts_status concat_forward(ts_ctx *ctx, ts_model *m, int li) {
-    (void)ctx;
     layer *l = &m->layers[li];
     size_t sizes[LAYER_MAX_INPUTS], row = 0;
     const float *ins[LAYER_MAX_INPUTS];
@@ -220,7 +219,7 @@ ts_status concat_forward(ts_ctx *ctx, ts_model *m, int li) {
     for (int64_t r = 0; r < rows; r += INT_MAX) {
         const int64_t nr = rows - r < INT_MAX ? rows - r : INT_MAX;
         for (int k = 0; k < l->ninputs; k++) ins[k] = layer_input(m, li, k) + (size_t)r * sizes[k];
-        concat_forward_ref((int)nr, l->ninputs, sizes, m->exec.ls[li].out + (size_t)r * row, ins);
+        concat_forward_par((int)nr, l->ninputs, sizes, m->exec.ls[li].out + (size_t)r * row, ins, ts_ctx_threads(ctx));
     }
     return TS_OK;
 }

@@ -67,6 +67,34 @@ void concat_forward_ref(int n, int count, const size_t *sizes /* (count) */, flo
     }
 }
 
+void concat_forward_par(int n, int count, const size_t *sizes, float *out, const float *const *ins, int nthreads) {
+    size_t row = 0;
+    for (int i = 0; i < count; i++) row += sizes[i];
+    const size_t total = (size_t)n * row;
+    /* below about 64 KB a second thread costs more than it copies */
+    const int parts = total < 16384 || nthreads < 1 ? 1 : nthreads;
+#pragma omp parallel for num_threads(parts) schedule(static)
+    for (int part = 0; part < parts; part++) {
+        size_t at = total / (size_t)parts * (size_t)part, end = total / (size_t)parts * (size_t)(part + 1);
+        if (part == parts - 1) end = total;
+        if (at >= end) continue;
+        size_t r = at / row, off = at % row, base = 0; /* row r, offset off in it, input i from base */
+        int i = 0;
+        while (off >= base + sizes[i]) base += sizes[i++];
+        while (at < end) {
+            size_t len = base + sizes[i] - off;
+            if (len > end - at) len = end - at;
+            memcpy(out + at, ins[i] + r * sizes[i] + (off - base), len * sizeof(float));
+            at += len;
+            off += len;
+            if (off == base + sizes[i]) { /* the next input, or the next row */
+                base += sizes[i++];
+                if (i == count) i = 0, base = 0, off = 0, r++;
+            }
+        }
+    }
+}
+
 void concat_backward_ref(int n, int count, const size_t *sizes /* (count) */,
                          float *const *dins /* count tensors, (N, sizes[i]) */, const float *dout /* (N, sum sizes) */) {
     size_t row = 0;

@@ -246,6 +246,10 @@ void global_maxpool_backward_ref(int n, int c, int spatial, float *din /* (N,C,S
  * floats; out rows are the concatenation. Backward splits. */
 void concat_forward_ref(int n, int count, const size_t *sizes, float *out, const float *const *ins);
 void concat_backward_ref(int n, int count, const size_t *sizes, float *const *dins, const float *dout);
+/* concat_forward_ref's result on nthreads threads: each copies one contiguous range of
+ * out (so a single long row, a channel concat of NCHW samples at batch 1, is split too). */
+void concat_forward_par(int n, int count, const size_t *sizes /* (count) */, float *out /* (N, sum sizes) */,
+                        const float *const *ins /* count tensors, (N, sizes[i]) */, int nthreads);
 
 /* Dropout (inverted): mask holds 0 or 1/(1-p); out = in * mask. */
 void dropout_apply_ref(size_t count, float *out, const float *in, const float *mask);

@@ -856,6 +856,29 @@ static void test_concat(void) {
     }
     for (int i = 0; i < 3; i++) free(ins[i]), free(dins[i]);
     free(cc.out), free(r);
+    /* the threaded copy: the reference's bits, on 1 to 3 threads, for one long row
+     * (NCHW at batch 1), many short ones (channels-last) and a size below its cut-off */
+    static const struct {
+        int n, count;
+        size_t sizes[4];
+    } cases[] = {{1, 3, {64 * 3025, 64 * 3025, 7}}, {3025, 2, {64, 64}}, {9, 4, {5, 1, 12, 3}}, {40, 3, {1000, 3, 999}}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t total = 0;
+        float *in[4];
+        for (int i = 0; i < cases[c].count; i++) {
+            total += (size_t)cases[c].n * cases[c].sizes[i];
+            in[i] = frand((size_t)cases[c].n * cases[c].sizes[i], 120 + (uint64_t)i, -1, 1);
+        }
+        float *want = test_falloc(total), *got = test_falloc(total);
+        concat_forward_ref(cases[c].n, cases[c].count, cases[c].sizes, want, (const float *const *)in);
+        for (int t = 1; t <= 3; t++) {
+            memset(got, 0, total * sizeof(float));
+            concat_forward_par(cases[c].n, cases[c].count, cases[c].sizes, got, (const float *const *)in, t);
+            CHECK(!memcmp(got, want, total * sizeof(float)), "concat case %zu on %d threads", c, t);
+        }
+        for (int i = 0; i < cases[c].count; i++) free(in[i]);
+        free(want), free(got);
+    }
 }
 
 typedef struct dropout_case {
