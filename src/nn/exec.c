@@ -58,6 +58,7 @@ void exec_release(exec_state *e) {
     act_plan_free(e->act);
     ts_free(e->fold);
     ts_free(e->grad_arena);
+    ts_free(e->infer_arena);
     ts_free(e->scratch);
     ts_free(e->accum);
     memset(e, 0, sizeof *e);
@@ -86,6 +87,36 @@ static int slot_by_size(const void *a, const void *b) {
     return x->layer - y->layer;
 }
 
+/* Sorts the n slots largest first and gives each the lowest offset clear of every
+ * slot placed before it whose interval [first, last] overlaps its own; returns the
+ * bytes they span. */
+static size_t place_slots(grad_slot *slots, int n) {
+    qsort(slots, (size_t)n, sizeof *slots, slot_by_size);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        size_t off = 0;
+        for (int again = 1; again;) {
+            again = 0;
+            for (int j = 0; j < i; j++) {
+                const grad_slot *p = &slots[j];
+                int overlap = p->first <= slots[i].last && slots[i].first <= p->last;
+                if (overlap && off < p->offset + p->bytes && p->offset < off + slots[i].bytes) {
+                    off = p->offset + p->bytes;
+                    again = 1;
+                }
+            }
+        }
+        slots[i].offset = off;
+        if (off + slots[i].bytes > total) total = off + slots[i].bytes;
+    }
+    for (int i = 0; i < n; i++) /* apart from every slot live at the same time */
+        for (int j = 0; j < i; j++)
+            TS_ASSERT(slots[j].first > slots[i].last || slots[i].first > slots[j].last ||
+                      slots[j].offset + slots[j].bytes <= slots[i].offset ||
+                      slots[i].offset + slots[i].bytes <= slots[j].offset);
+    return total;
+}
+
 static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
     exec_state *e = &m->exec;
     int n = m->nlayers - 1;
@@ -108,40 +139,14 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
      * own backward, at index li: that gradient lives down to li */
     for (int li = 1; li < m->nlayers; li++)
         if (e->bn_relu && e->bn_relu[li]) slots[e->bn_relu[li] - 1].first = li;
-    qsort(slots, (size_t)n, sizeof *slots, slot_by_size);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        /* lowest offset clear of every placed slot whose interval overlaps */
-        size_t off = 0;
-        for (int again = 1; again;) {
-            again = 0;
-            for (int j = 0; j < i; j++) {
-                const grad_slot *p = &slots[j];
-                int overlap = p->first <= slots[i].last && slots[i].first <= p->last;
-                if (overlap && off < p->offset + p->bytes && p->offset < off + slots[i].bytes) {
-                    off = p->offset + p->bytes;
-                    again = 1;
-                }
-            }
-        }
-        slots[i].offset = off;
-        if (off + slots[i].bytes > total) total = off + slots[i].bytes;
-    }
+    const size_t total = place_slots(slots, n);
     e->grad_arena = total ? ts_alloc(ctx, total, "gradient buffers") : NULL;
     if (total && !e->grad_arena) {
         free(slots);
         return TS_ENOMEM;
     }
     e->grad_arena_bytes = total;
-    for (int i = 0; i < n; i++) {
-        /* in the arena, and apart from every buffer live at the same time */
-        TS_ASSERT(slots[i].offset + slots[i].bytes <= total);
-        for (int j = 0; j < i; j++)
-            TS_ASSERT(slots[j].first > slots[i].last || slots[i].first > slots[j].last ||
-                      slots[j].offset + slots[j].bytes <= slots[i].offset ||
-                      slots[i].offset + slots[i].bytes <= slots[j].offset);
-        e->ls[slots[i].layer].grad = (float *)((char *)e->grad_arena + slots[i].offset);
-    }
+    for (int i = 0; i < n; i++) e->ls[slots[i].layer].grad = (float *)((char *)e->grad_arena + slots[i].offset);
     free(slots);
     return TS_OK;
 }
@@ -537,13 +542,86 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
 }
 
 /* Buffers for a batch of up to n. Gradient buffers only when `train`. */
-static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
+/* The outputs of a ts_model_predict plan in one arena (after plan_fusion). An output
+ * lives from the step that writes it to the last step that reads it, whichever way the
+ * pass runs (fused or not): a head writes its last fused layer's output at the head's
+ * step, as a GELU chain and a channels-last batch norm + ReLU do; a channel-shuffle
+ * gather reads its sources at its own step; a reshape's readers read its input's
+ * buffer; the network's output is read after the pass. Outputs never live at the same
+ * time share memory (place_slots), where every other plan gives each its own buffer:
+ * ViT-B/16 at batch 32 held 12.5 GB that way. Captures, two-part passes (early exits,
+ * the translator's stepper) and training read outputs later: they plan without it. */
+static ts_status plan_infer_arena(ts_ctx *ctx, ts_model *m, int cap) {
+    exec_state *e = &m->exec;
+    const int n = m->nlayers;
+    int *root = malloc((size_t)n * sizeof *root);
+    grad_slot *t = calloc((size_t)n, sizeof *t); /* per layer: first and last step of its root's buffer */
+    grad_slot *slots = calloc((size_t)n, sizeof *slots);
+    if (!root || !t || !slots) {
+        free(root), free(t), free(slots);
+        return ts_fail(ctx, TS_ENOMEM, "out of memory planning the inference arena");
+    }
+    for (int l = 0; l < n; l++) {
+        root[l] = e->ls[l].alias ? root[m->layers[l].inputs[0]] : l;
+        t[l].first = t[l].last = l;
+    }
+#define READ_AT(src, step) (t[root[src]].last = t[root[src]].last > (step) ? t[root[src]].last : (step))
+#define WRITE_AT(dst, step) (t[root[dst]].first = t[root[dst]].first < (step) ? t[root[dst]].first : (step))
+    for (int l = 1; l < n; l++) {
+        for (int k = 0; k < m->layers[l].ninputs; k++) READ_AT(m->layers[l].inputs[k], l);
+        if (e->fuse_last[l]) WRITE_AT(e->fuse_last[l], l);
+        if (e->chain_last[l]) WRITE_AT(e->chain_last[l], l);
+        if (e->bn_relu[l]) WRITE_AT(e->bn_relu[l], l);
+        int src[LAYER_MAX_INPUTS];
+        const int ns = shuffle_sources(m, l, src);
+        for (int k = 0; k < ns; k++) READ_AT(src[k], l);
+    }
+    READ_AT(n - 1, n);
+#undef READ_AT
+#undef WRITE_AT
+    int count = 0, ok = 1;
+    for (int l = 1; l < n; l++) {
+        if (e->ls[l].alias) continue;
+        grad_slot *g = &slots[count++];
+        g->layer = l;
+        g->first = t[l].first;
+        g->last = t[l].last;
+        g->bytes = (floats_bytes(cap, &m->layers[l].out, &ok) + 63) & ~(size_t)63;
+    }
+    const size_t total = place_slots(slots, count);
+    e->infer_arena = total ? ts_alloc(ctx, total, "inference activations") : NULL;
+    if (total && !e->infer_arena) {
+        free(root), free(t), free(slots);
+        return TS_ENOMEM;
+    }
+    e->infer_arena_bytes = total;
+    for (int i = 0; i < count; i++) {
+        e->ls[slots[i].layer].out = (float *)((char *)e->infer_arena + slots[i].offset);
+        e->ls[slots[i].layer].in_arena = 1;
+    }
+    for (int l = 1; l < n; l++) /* a reshape shares its input's place */
+        if (e->ls[l].alias) e->ls[l].out = e->ls[m->layers[l].inputs[0]].out;
+    free(root), free(t), free(slots);
+    return TS_OK;
+}
+
+/* What a plan is for: training, ts_model_predict (its outputs may share an arena:
+ * plan_infer_arena), or another inference pass whose outputs are read after it. */
+typedef enum plan_use { PLAN_TRAIN, PLAN_PREDICT, PLAN_KEEP } plan_use;
+
+static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
+    const int train = use == PLAN_TRAIN;
     exec_state *e = &m->exec;
     model_quant_refresh(m); /* every pass, whichever entry (predict, predict_exit, train), sees the current int8 scales */
     /* a compressed plan (act_compress.c) shares output memory, which only a training
      * forward followed by its backward may use: every other pass plans afresh */
     const int compress = train && m->act_compress;
-    if (e->ls && e->capacity >= n && (!train || e->has_grads) && (e->act != NULL) == compress) return TS_OK;
+    /* a predict plan takes any plan that fits; a plan whose outputs are read later, none
+     * that shares them */
+    if (e->ls && e->capacity >= n && (!train || e->has_grads) && (e->act != NULL) == compress &&
+        !(use == PLAN_KEEP && e->infer_arena_bytes))
+        return TS_OK;
+    const int arena = use == PLAN_PREDICT;
     if (n < 1) return ts_fail(ctx, TS_EINVAL, "batch size %d must be at least 1", n);
     if (train) {
         ts_status st = model_ensure_grads(ctx, m);
@@ -566,7 +644,8 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
             s->out = e->ls[l->inputs[0]].out; /* the same values in the same order: no copy */
             s->alias = 1;
         } else if (li > 0) {
-            if (!(compress && act_shareable(m, li)) && !(s->out = ts_alloc(ctx, ob, l->name))) return TS_ENOMEM;
+            if (!arena && !(compress && act_shareable(m, li)) && !(s->out = ts_alloc(ctx, ob, l->name)))
+                return TS_ENOMEM;
             s->aux_bytes = LAYER_OPS[l->kind].aux_bytes(ctx, m, l, cap);
             if (s->aux_bytes && !(s->aux = ts_alloc(ctx, s->aux_bytes, l->name))) return TS_ENOMEM;
             size_t sb = LAYER_OPS[l->kind].scratch_bytes(ctx, m, l, cap);
@@ -578,6 +657,7 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, int train) {
     if (train && !(e->accum = ts_alloc(ctx, accum, "gradient accumulator"))) return TS_ENOMEM;
     {
         ts_status st = plan_fusion(ctx, m);
+        if (!st && arena) st = plan_infer_arena(ctx, m, cap);
         if (st) return st;
     }
     if (train) {
@@ -726,7 +806,7 @@ ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int
     ts_status st = TS_OK;
     for (int s = 0; s < n && !st; s += PREDICT_CHUNK) {
         int b = n - s < PREDICT_CHUNK ? n - s : PREDICT_CHUNK;
-        st = exec_plan(ctx, m, b, 0);
+        st = exec_plan(ctx, m, b, capturing ? PLAN_KEEP : PLAN_PREDICT);
         if (st) break;
         const int fusion = !capturing || !capture_needs_unfused(m, cap);
         st = run_forward(ctx, m, x + (size_t)s * in_sz, b, logits + (size_t)s * (size_t)m->classes, 0, fusion, NULL);
@@ -741,7 +821,7 @@ ts_status ts_model_predict_capture(ts_ctx *ctx, ts_model *m, const float *x, int
 }
 
 ts_status exec_predict_part(ts_ctx *ctx, ts_model *m, const float *x, int n, const unsigned char *skip, int *layout) {
-    ts_status st = exec_plan(ctx, m, n, 0);
+    ts_status st = exec_plan(ctx, m, n, PLAN_KEEP);
     if (!st) st = run_forward(ctx, m, x, n, NULL, 0, 1, skip);
     *layout = m->exec.fused + 2 * (m->exec.cl_now != NULL);
     return st;
@@ -776,7 +856,7 @@ static ts_status refuse_constant_time(ts_ctx *ctx, const char *what) {
 ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, uint64_t dropout_seed) {
     if (!ctx || !m || !x || n < 1) return ts_fail(ctx, TS_EINVAL, "ts_model_forward_train: bad argument");
     if (ctx->constant_time) return refuse_constant_time(ctx, "ts_model_forward_train");
-    ts_status st = exec_plan(ctx, m, n, 1);
+    ts_status st = exec_plan(ctx, m, n, PLAN_TRAIN);
     if (st) return st;
     m->exec.dropout_seed = dropout_seed;
     return run_forward(ctx, m, x, n, logits, 1, 0, NULL);

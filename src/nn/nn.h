@@ -144,7 +144,7 @@ typedef struct layer_state {
     size_t aux_bytes;
     int grad_ready;    /* grad written in this backward pass */
     int alias;         /* out is its input's buffer (a reshape: the same values), not its own */
-    int in_arena;      /* out lies in the activation arena of compressed training (act_compress.c) */
+    int in_arena;      /* out lies in an arena: compressed training's (act_compress.c) or inference's (exec.c) */
 } layer_state;
 
 typedef struct exec_state {
@@ -161,6 +161,8 @@ typedef struct exec_state {
     void *grad_arena;  /* every layer's grad lives here; buffers of layers whose
                         * gradients are never live at once share memory */
     size_t grad_arena_bytes;
+    void *infer_arena;      /* a ts_model_predict plan's outputs, those live apart sharing memory (exec.c) */
+    size_t infer_arena_bytes;
     /* inference fusion: conv2d -> batchnorm [-> relu] run as one convolution with
      * the batch norm folded in; fuse_last[li] is the last fused layer of a head
      * (0 otherwise), fuse_skip[li] marks the layers it replaces */

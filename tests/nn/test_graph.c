@@ -838,6 +838,57 @@ static void capture_one(ts_model *m, const float *x, int n, int layer, int64_t n
     free(logits);
 }
 
+/* ts_model_predict's plan lets outputs that are never live at the same time share
+ * memory (one arena); a capture plans every output its own buffer. On both backends
+ * (fused and not) the two give the same logits bit for bit, the arena is smaller than
+ * the outputs it holds, and a predict after the capture keeps the capture's plan. */
+static void arena_agrees(ts_model *m, const float *x, int n, const char *what) {
+    const int k = ts_model_classes(m), last = ts_model_layer_count(m) - 1;
+    float *a = test_falloc((size_t)n * (size_t)k), *b = test_falloc((size_t)n * (size_t)k),
+          *c = test_falloc((size_t)n * (size_t)k);
+    for (int be = 0; be < 2; be++) {
+        ts_ctx_set_backend(g_ctx, be ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        exec_release(&m->exec); /* a fresh plan */
+        CHECK(ts_model_predict(g_ctx, m, x, n, a) == TS_OK, "%s: %s", what, ts_ctx_error(g_ctx));
+        size_t outputs = 0;
+        for (int l = 1; l <= last; l++)
+            if (!m->exec.ls[l].alias)
+                outputs += (size_t)m->exec.capacity * (size_t)ts_shape_numel(&m->layers[l].out) * sizeof(float);
+        CHECK(m->exec.infer_arena_bytes > 0 && m->exec.infer_arena_bytes < outputs, "%s: arena %zu of %zu bytes",
+              what, m->exec.infer_arena_bytes, outputs);
+        capture_one(m, x, n, last, k, b);
+        CHECK(m->exec.infer_arena_bytes == 0, "%s: a capture plans without the arena", what);
+        CHECK(ts_model_predict(g_ctx, m, x, n, c) == TS_OK && m->exec.infer_arena_bytes == 0,
+              "%s: predict keeps the capture's plan", what);
+        CHECK(!memcmp(a, b, (size_t)n * (size_t)k * sizeof(float)) && !memcmp(a, c, (size_t)n * (size_t)k * sizeof(float)),
+              "%s, %s backend: the arena's logits differ", what, be ? "reference" : "oneDNN");
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    free(a), free(b), free(c);
+}
+
+/* The arena on the zoo's convolutional networks: residual additions fused into their
+ * convolutions (ResNets), plain stacks, depthwise-separable blocks. */
+static void test_inference_arena(void) {
+    static const struct {
+        const char *name;
+        ts_shape in;
+    } nets[] = {{"resnet20", {3, {3, 32, 32}}}, {"resnet8", {3, {3, 32, 32}}}, {"demo", {3, {1, 28, 28}}},
+                {"ds-cnn", {3, {1, 49, 10}}}, {"allcnn-c", {3, {3, 32, 32}}}};
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
+        ts_model *m = make_zoo(nets[i].name, &nets[i].in, 10, 13);
+        if (!m) continue;
+        warm_running_stats(m, 4, 5);
+        const int n = 3;
+        const size_t in = (size_t)ts_shape_numel(&nets[i].in);
+        float *x = test_falloc((size_t)n * in);
+        test_fill_uniform(x, (size_t)n * in, 31, -2.0f, 2.0f);
+        arena_agrees(m, x, n, nets[i].name);
+        free(x);
+        ts_model_free(m);
+    }
+}
+
 /* Inference fusion of the activations imported networks use (ReLU6 as clip, SiLU as
  * sigmoid then mul, Hardswish as hardsigmoid then mul or as one layer) and the
  * channels-last tensors between convolutions, additions, element-wise layers, a
@@ -883,6 +934,7 @@ static void test_activation_fusion(void) {
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("fused activations: oneDNN vs reference", y[0], y[1], (size_t)n * 5, 1e-4, 1e-5);
+    arena_agrees(m, x, n, "fused activations");
     test_allclose("channels-last layer captured", cap_out[0], cap_out[1], (size_t)n * plane, 1e-4, 1e-5);
     /* the plan: every convolution a head, with the activation it absorbed */
     const exec_state *e = &m->exec;
@@ -969,6 +1021,7 @@ static void test_channels_last_layers(void) {
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("channels-last pooling, concat, batch norm: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4,
                   1e-5);
+    arena_agrees(m, x, n, "channels-last pooling, concat, batch norm");
     free(x);
     ts_model_free(m);
 }
@@ -1057,6 +1110,7 @@ static void test_channel_shuffle(void) {
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("channel shuffles: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
     test_allclose("a captured gather", cap_out[0], cap_out[1], (size_t)n * hi_numel, 1e-4, 1e-5);
+    arena_agrees(m, x, n, "channel shuffles");
     ts_model_free(m);
     /* a transpose of the last two axes is no shuffle: nothing fused, the same outputs */
     static char other[4096];
@@ -1118,6 +1172,7 @@ static void test_gelu_chain(void) {
         ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
         CHECK(m->exec.chain_last[2] == (variant ? 0 : 6), "variant %d: chain to %d", variant, m->exec.chain_last[2]);
         test_allclose("gelu chain: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-5, 1e-6);
+        arena_agrees(m, x, n, "gelu chain");
         free(x);
         ts_model_free(m);
     }
@@ -1206,6 +1261,7 @@ int main(void) {
     RUN(test_activation_fusion);
     RUN(test_channels_last_layers);
     RUN(test_channel_shuffle);
+    RUN(test_inference_arena);
     RUN(test_gelu_chain);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_graph");
