@@ -50,6 +50,7 @@ void exec_release(exec_state *e) {
     free(e->cl);
     free(e->fuse_head);
     free(e->shuffle_from);
+    free(e->bn_concat);
     free(e->chain_last);
     free(e->chain_skip);
     free(e->bn_relu);
@@ -246,7 +247,7 @@ static void plan_channels_last(ts_model *m) {
             const layer *x = &m->layers[r];
             if (e->fuse_last[r] || e->fuse_skip[r]) continue; /* a head, or inside one */
             if (x->kind == LAYER_GLOBALAVGPOOL) continue;     /* reads either order */
-            int srcs[LAYER_MAX_INPUTS], ns = shuffle_sources(m, r, srcs); /* a gather reads its sources */
+            int srcs[LAYER_MAX_INPUTS], ns = gather_sources(m, r, srcs); /* a skipped concat's inputs */
             const int follows = ns || follows_layout(x);
             if (!ns) {
                 ns = x->ninputs;
@@ -307,6 +308,35 @@ static int residual_add(const ts_model *m, const int *uses, const int *only, int
     return r != x && r < li && r_written ? add : 0;
 }
 
+/* DenseNet's concat -> batch norm (-> ReLU): a channel concatenation read by a batch
+ * norm alone is not run in fused inference; the batch norm reads the concatenation's
+ * inputs where they lie (batchnorm_concat_forward) and keeps their layout. */
+static void plan_bn_concats(ts_model *m, const int *uses, const int *only) {
+    exec_state *e = &m->exec;
+    for (int c = 1; c < m->nlayers - 1; c++) {
+        const layer *l = &m->layers[c];
+        if (l->kind != LAYER_CONCAT || l->axis != 0 || l->out.ndim != 3 || uses[c] != 1 || e->fuse_skip[c]) continue;
+        const int b = only[c];
+        if (m->layers[b].kind != LAYER_BATCHNORM || e->fuse_skip[b] || e->fuse_head[b]) continue;
+        int ok = 1;
+        for (int k = 0; ok && k < l->ninputs; k++) ok = l->inputs[k] > 0;
+        if (!ok) continue;
+        e->bn_concat[b] = c;
+        e->fuse_skip[c] = 1;
+        e->fuse_head[c] = b;
+    }
+}
+
+int gather_sources(const ts_model *m, int li, int *src) {
+    const exec_state *e = &m->exec;
+    if (e->bn_concat && e->bn_concat[li]) {
+        const layer *c = &m->layers[e->bn_concat[li]];
+        memcpy(src, c->inputs, (size_t)c->ninputs * sizeof *src);
+        return c->ninputs;
+    }
+    return e->shuffle_from ? shuffle_sources(m, li, src) : 0;
+}
+
 static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     exec_state *e = &m->exec;
     int n = m->nlayers;
@@ -319,12 +349,13 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     e->cl = calloc((size_t)n, 1);
     e->fuse_head = calloc((size_t)n, sizeof *e->fuse_head);
     e->shuffle_from = calloc((size_t)n, sizeof *e->shuffle_from);
+    e->bn_concat = calloc((size_t)n, sizeof *e->bn_concat);
     e->chain_last = calloc((size_t)n, sizeof *e->chain_last);
     e->chain_skip = calloc((size_t)n, 1);
     e->bn_relu = calloc((size_t)n, sizeof *e->bn_relu);
     e->bn_relu_on = calloc((size_t)n, 1);
     if (!uses || !only || !e->fuse_last || !e->fuse_bn || !e->fuse_act || !e->fuse_res || !e->fuse_skip || !e->cl ||
-        !e->fuse_head || !e->shuffle_from || !e->chain_last || !e->chain_skip || !e->bn_relu || !e->bn_relu_on) {
+        !e->fuse_head || !e->shuffle_from || !e->bn_concat || !e->chain_last || !e->chain_skip || !e->bn_relu || !e->bn_relu_on) {
         free(uses);
         free(only);
         return ts_fail(ctx, TS_ENOMEM, "out of memory planning inference fusion");
@@ -379,6 +410,7 @@ static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
         if (need > fold) fold = need;
     }
     plan_shuffles(m, uses);
+    plan_bn_concats(m, uses, only);
     plan_channels_last(m);
     free(uses);
     free(only);
@@ -573,7 +605,7 @@ static ts_status plan_infer_arena(ts_ctx *ctx, ts_model *m, int cap) {
         if (e->chain_last[l]) WRITE_AT(e->chain_last[l], l);
         if (e->bn_relu[l]) WRITE_AT(e->bn_relu[l], l);
         int src[LAYER_MAX_INPUTS];
-        const int ns = shuffle_sources(m, l, src);
+        const int ns = gather_sources(m, l, src);
         for (int k = 0; k < ns; k++) READ_AT(src[k], l);
     }
     READ_AT(n - 1, n);
@@ -708,7 +740,9 @@ static ts_status chain_forward(ts_ctx *ctx, ts_model *m, int li) {
  * alone reads it run as one pass (DenseNet's norm -> relu -> conv). */
 static int bn_relu_cl(const ts_model *m, int li) {
     const exec_state *e = &m->exec;
-    return e->cl_now && e->bn_relu[li] && e->cl_now[li] && e->cl_now[m->layers[li].inputs[0]];
+    if (!e->cl_now || !e->bn_relu[li] || !e->cl_now[li]) return 0;
+    const int c = e->bn_concat[li]; /* then its inputs share its layout */
+    return e->cl_now[c ? m->layers[c].inputs[0] : m->layers[li].inputs[0]];
 }
 
 /* skip (NULL: none) marks layers this pass leaves out (an early exit runs the network in

@@ -115,8 +115,26 @@ static ts_status bn_sync_backward(ts_ctx *ctx, ts_model *m, int li) {
 
 /* Inference on a channels-last input, written to layer `to`'s output: li's own, or
  * that of the ReLU that alone reads it (then applied in the same pass). */
+/* Fused inference of batch norm li that reads the inputs of the concatenation
+ * bn_concat[li] (not run), each into its channels of layer `to`'s output, channels-last
+ * when `cl`; with `to` its ReLU, applied in the same pass. */
+static ts_status batchnorm_concat_forward(ts_ctx *ctx, ts_model *m, int li, int to, int cl) {
+    const layer *l = &m->layers[li], *c = &m->layers[m->exec.bn_concat[li]];
+    bn_params p = bn_layer_params(m, l, m->exec.n);
+    int64_t c0 = 0;
+    for (int k = 0; k < c->ninputs; k++) {
+        const int64_t cp = m->layers[c->inputs[k]].out.dims[0];
+        batchnorm_infer_part(&p, to != li, cl, c0, cp, m->exec.ls[to].out, m->exec.ls[c->inputs[k]].out,
+                             tensor_data(m, l->weight), tensor_data(m, l->bias_t), tensor_data(m, l->running_mean),
+                             tensor_data(m, l->running_var), ts_ctx_threads(ctx));
+        c0 += cp;
+    }
+    return TS_OK;
+}
+
 ts_status batchnorm_cl_forward(ts_ctx *ctx, ts_model *m, int li, int to) {
     const layer *l = &m->layers[li];
+    if (m->exec.fused && m->exec.bn_concat[li]) return batchnorm_concat_forward(ctx, m, li, to, 1);
     bn_params p = bn_layer_params(m, l, m->exec.n);
     batchnorm_infer_rows(&p, to != li, m->exec.ls[to].out, layer_input(m, li, 0), tensor_data(m, l->weight),
                          tensor_data(m, l->bias_t), tensor_data(m, l->running_mean), tensor_data(m, l->running_var),
@@ -130,6 +148,8 @@ ts_status batchnorm_forward(ts_ctx *ctx, ts_model *m, int li) {
     float *out = m->exec.ls[li].out;
     const float *in = layer_input(m, li, 0);
     const float *gamma = tensor_data(m, l->weight), *beta = tensor_data(m, l->bias_t);
+    if (!m->exec.train && m->exec.fused && m->exec.bn_concat[li]) /* reads a skipped concat's inputs */
+        return batchnorm_concat_forward(ctx, m, li, li, layer_cl(m, li));
     if (layer_cl(m, l->inputs[0])) /* channels-last (fused inference): each position a row of C */
         return batchnorm_cl_forward(ctx, m, li, li);
     if (!m->exec.train)

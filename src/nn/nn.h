@@ -180,6 +180,8 @@ typedef struct exec_state {
     int *fuse_head;         /* fuse_head[l]: the head whose convolution computes fused layer l (0: none) */
     int *shuffle_from;      /* shuffle_from[l]: layer l runs as a channel gather from this concat's inputs or
                              * tensor (exec_shuffle.c; 0: none) */
+    int *bn_concat;         /* bn_concat[l]: batch norm l reads the inputs of this concatenation, which is not
+                             * run (DenseNet; 0: none) */
     int fused;              /* the last forward pass ran fused */
     float *fold;       /* folded weights and bias of the largest head */
     /* training fusion: bn_relu[li] is the ReLU that is batch norm li's only consumer
@@ -469,6 +471,10 @@ void exec_release(exec_state *e);
  * returns their count (0: not a gather); shuffle_forward runs it. */
 void plan_shuffles(ts_model *m, const int *uses);
 int shuffle_sources(const ts_model *m, int li, int *src);
+/* What layer li reads in fused inference when it reads a skipped concat's inputs (a
+ * gather or a batch norm after a concat, bn_concat): their count, into src; 0 when it
+ * reads its own inputs. */
+int gather_sources(const ts_model *m, int li, int *src);
 ts_status shuffle_forward(ts_ctx *ctx, ts_model *m, int li);
 /* The model's parameters or buffers may have changed: packed inference weights are
  * rebuilt before the next inference. Safe on a const model (only the cache changes). */

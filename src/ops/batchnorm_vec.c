@@ -184,28 +184,52 @@ void batchnorm_backward_vec(const bn_params *p, float *din /* (N,C,S) */, float 
  * blocks whose scale and shift sit on the stack; rows split over the threads. */
 void batchnorm_infer_rows(const bn_params *p, int relu, float *out /* (rows, C) */, const float *in /* (rows, C) */,
                           const float *gamma, const float *beta, const float *mean, const float *var, int nthreads) {
+    batchnorm_infer_part(p, relu, 1, 0, p->c, out, in, gamma, beta, mean, var, nthreads);
+}
+
+void batchnorm_infer_part(const bn_params *p, int relu, int cl, int64_t c0, int64_t cp, float *out, const float *in,
+                          const float *gamma, const float *beta, const float *mean, const float *var, int nthreads) {
     enum { BLOCK = 256 };
-    const int64_t rows = (int64_t)p->n * p->spatial, c = p->c;
-    for (int64_t c0 = 0; c0 < c; c0 += BLOCK) {
-        const int len = (int)(c - c0 < BLOCK ? c - c0 : BLOCK);
+    const int64_t rows = (int64_t)p->n * p->spatial, c = p->c, s = p->spatial;
+    for (int64_t b0 = 0; b0 < cp; b0 += BLOCK) {
+        const int len = (int)(cp - b0 < BLOCK ? cp - b0 : BLOCK);
         float scale[BLOCK], shift[BLOCK];
         for (int j = 0; j < len; j++) {
-            const float invstd = (float)(1.0 / sqrt((double)var[c0 + j] + (double)p->eps));
-            scale[j] = gamma[c0 + j] * invstd;
-            shift[j] = beta[c0 + j] - mean[c0 + j] * scale[j];
+            const int64_t ch = c0 + b0 + j;
+            const float invstd = (float)(1.0 / sqrt((double)var[ch] + (double)p->eps));
+            scale[j] = gamma[ch] * invstd;
+            shift[j] = beta[ch] - mean[ch] * scale[j];
         }
         const int nt = rows * len < 65536 || nthreads < 1 ? 1 : nthreads;
+        if (cl) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            const float *x = in + r * c + c0;
-            float *y = out + r * c + c0;
-            if (relu)
-                for (int j = 0; j < len; j++) {
-                    const float v = x[j] * scale[j] + shift[j];
-                    y[j] = v < 0.0f ? 0.0f : v;
-                }
-            else
-                for (int j = 0; j < len; j++) y[j] = x[j] * scale[j] + shift[j];
+            for (int64_t r = 0; r < rows; r++) {
+                const float *x = in + r * cp + b0;
+                float *y = out + r * c + c0 + b0;
+                if (relu)
+                    for (int j = 0; j < len; j++) {
+                        const float v = x[j] * scale[j] + shift[j];
+                        y[j] = v < 0.0f ? 0.0f : v;
+                    }
+                else
+                    for (int j = 0; j < len; j++) y[j] = x[j] * scale[j] + shift[j];
+            }
+        } else {
+            /* each (sample, channel) a plane of S */
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (int64_t q = 0; q < (int64_t)p->n * len; q++) {
+                const int64_t i = q / len, j = q % len;
+                const float *x = in + (i * cp + b0 + j) * s;
+                float *y = out + (i * c + c0 + b0 + j) * s;
+                const float a = scale[j], b = shift[j];
+                if (relu)
+                    for (int64_t k = 0; k < s; k++) {
+                        const float v = x[k] * a + b;
+                        y[k] = v < 0.0f ? 0.0f : v;
+                    }
+                else
+                    for (int64_t k = 0; k < s; k++) y[k] = x[k] * a + b;
+            }
         }
     }
 }

@@ -1011,9 +1011,12 @@ static void test_channels_last_layers(void) {
         ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
         CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
         if (!b) {
-            static const int cl[] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+            /* the concatenation the batch norm reads is not run: the batch norm reads c2 and c3 */
+            static const int cl[] = {0, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0};
             for (int l = 0; l < 15; l++)
                 CHECK(m->exec.cl[l] == cl[l], "layer %d: channels-last %d, want %d", l, m->exec.cl[l], cl[l]);
+            CHECK(m->exec.bn_concat[7] == 6 && m->exec.fuse_skip[6] && ts_model_layer_fused_into(m, 6) == 7,
+                  "the batch norm reads the concatenation's inputs: %d", m->exec.bn_concat[7]);
             CHECK(ts_model_layer_fused_into(m, 8) == 7, "the relu after the batch norm runs with it: %d",
                   ts_model_layer_fused_into(m, 8));
         }
@@ -1133,6 +1136,50 @@ static void test_channel_shuffle(void) {
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("a transpose that is not a shuffle: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
+    free(x);
+    ts_model_free(m);
+}
+
+/* A batch norm after a concatenation reads the concatenation's inputs in fused
+ * inference (the concat is not run), in NCHW where a pad reads the batch norm (and
+ * so its sources stay NCHW) and channels-last with its ReLU before a convolution;
+ * the oneDNN path matches the reference kernels and the arena's plan. */
+static void test_concat_batchnorm(void) {
+    static const char *arch = "input name=x shape=3x9x9\n"
+                              "conv2d name=a out=5 kernel=3 padding=1\n"  /* 1 */
+                              "conv2d name=b out=7 kernel=1 in=x\n"       /* 2 */
+                              "concat name=cat in=a,b\n"                 /* 3 */
+                              "batchnorm name=bn\n"                      /* 4 */
+                              "pad name=p pads=0,1,1,0,1,1\n"            /* 5 */
+                              "conv2d name=c out=4 kernel=3\n"           /* 6 */
+                              "conv2d name=e out=6 kernel=1 in=b\n"      /* 7 */
+                              "concat name=cat2 in=c,e,c\n"              /* 8 */
+                              "batchnorm name=bn2\n"                     /* 9 */
+                              "relu name=r\n"                            /* 10 */
+                              "conv2d name=d out=3 kernel=1\n"           /* 11 */
+                              "globalavgpool name=gp\n"                  /* 12 */
+                              "dense name=fc out=3\n";                   /* 13 */
+    ts_model *m = make_model(arch, 14);
+    if (!m) return;
+    warm_running_stats(m, 4, 6);
+    const int n = 4, in = 3 * 9 * 9;
+    float *x = test_falloc((size_t)n * in), y[2][4 * 3];
+    test_fill_uniform(x, (size_t)n * in, 24, -2.0f, 2.0f);
+    for (int b = 0; b < 2; b++) {
+        ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
+        CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        if (!b) {
+            const exec_state *e = &m->exec;
+            CHECK(e->bn_concat[4] == 3 && e->bn_concat[9] == 8 && e->fuse_skip[3] && e->fuse_skip[8],
+                  "both batch norms read their concatenations' inputs: %d %d", e->bn_concat[4], e->bn_concat[9]);
+            CHECK(!e->cl[4] && !e->cl[1] && !e->cl[2] && e->cl[6] && e->cl[7] && e->cl[10],
+                  "bn NCHW with a and b; c, e and bn2's ReLU channels-last: %d %d %d %d %d %d", e->cl[4], e->cl[1],
+                  e->cl[2], e->cl[6], e->cl[7], e->cl[10]);
+        }
+    }
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    test_allclose("concat -> batch norm: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
+    arena_agrees(m, x, n, "concat -> batch norm");
     free(x);
     ts_model_free(m);
 }
@@ -1262,6 +1309,7 @@ int main(void) {
     RUN(test_channels_last_layers);
     RUN(test_channel_shuffle);
     RUN(test_inference_arena);
+    RUN(test_concat_batchnorm);
     RUN(test_gelu_chain);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_graph");

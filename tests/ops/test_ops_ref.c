@@ -611,6 +611,26 @@ static void test_batchnorm_infer(void) {
                 }
         batchnorm_infer_rows(&q, relu, got, rows, gam, bet, mu, var, 2);
         test_allclose(relu ? "bn rows + relu" : "bn rows", got, want2, N * C * S, 0.0, 0.0);
+        /* the same by parts of 100 and 200 channels read from tensors of their own
+         * (a concatenation's inputs), channels-last and NCHW */
+        for (int cl = 0; cl < 2; cl++) {
+            float *part = test_falloc(N * C * S), *whole = test_falloc(N * C * S);
+            memset(whole, 0, sizeof(float) * N * C * S);
+            for (int c0 = 0, cp = 100; c0 < C; c0 += cp, cp = 200) {
+                for (int n = 0; n < N; n++)
+                    for (int c = 0; c < cp; c++)
+                        for (int i = 0; i < S; i++)
+                            part[cl ? (n * S + i) * cp + c : (n * cp + c) * S + i] = x[(n * C + c0 + c) * S + i];
+                batchnorm_infer_part(&q, relu, cl, c0, cp, whole, part, gam, bet, mu, var, 2);
+            }
+            int same = 1;
+            for (int n = 0; n < N; n++)
+                for (int c = 0; c < C; c++)
+                    for (int i = 0; i < S; i++)
+                        same &= whole[cl ? (n * S + i) * C + c : (n * C + c) * S + i] == want2[(n * S + i) * C + c];
+            CHECK(same, "bn by parts, %s, relu %d", cl ? "channels-last" : "NCHW", relu);
+            free(part), free(whole);
+        }
     }
     free(x), free(gam), free(bet), free(mu), free(var), free(ref), free(rows), free(got), free(want2);
 }
