@@ -50,12 +50,12 @@ static void cpu_name(char *buf, size_t n) {
  * another member, and that output's write when nothing outside the unit reads it, are
  * not traffic. (A channel-shuffle gather, exec_shuffle.c, still counts its sources
  * whole, though it reads only the channels it keeps.) */
-static void gather(const ts_model *m, const double *sec, prof_unit *units) {
+static int gather(const ts_model *m, const double *sec, prof_unit *units) {
     const int nl = ts_model_layer_count(m);
     /* read_out[i]: 1 if a layer outside i's unit reads it (or it is the output), -1 if
      * only members of its unit read it, 0 if nothing does */
     signed char *read_out = calloc((size_t)nl, 1);
-    if (!read_out) return;
+    if (!read_out) return 0;
     read_out[nl - 1] = 1;
     for (int j = 1; j < nl; j++) {
         ts_layer_info li;
@@ -91,6 +91,7 @@ static void gather(const ts_model *m, const double *sec, prof_unit *units) {
         }
     }
     free(read_out);
+    return 1;
 }
 
 int info_profile(ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J) {
@@ -115,7 +116,10 @@ int info_profile(ts_ctx *ctx, ts_model *m, long batch, long iters, json_out *J) 
         goto done;
     }
     for (int j = 0; j < nl; j++) sec[j] /= (double)iters;
-    gather(m, sec, units);
+    if (!gather(m, sec, units)) {
+        rc = cli_fail("info", ctx, ts_ctx_set_error(ctx, TS_ENOMEM, "out of memory summing the profile"));
+        goto done;
+    }
     char cpu[160];
     cpu_name(cpu, sizeof cpu);
     printf("\nprofile: batch %ld, %d threads, %s kernels, mean of %ld calls; CPU %s\n", batch, roof.threads,

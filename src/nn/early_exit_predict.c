@@ -51,6 +51,19 @@ static ts_status exit_run_init(ts_ctx *ctx, const ts_model *m, int cap, exit_run
     return TS_OK;
 }
 
+/* Fused inference may read other layers than the graph says (a channel-shuffle gather
+ * or a batch norm reads a skipped concat's inputs: gather_sources): once a pass has
+ * planned it, those of part two's layers are moved too. */
+static void mark_sources(const ts_model *m, exit_run *r) {
+    for (int li = 1; li < m->nlayers; li++) {
+        if (r->on_exit[li]) continue;
+        int src[LAYER_MAX_INPUTS];
+        const int ns = gather_sources(m, li, src);
+        for (int k = 0; k < ns; k++) r->gather[src[k]] = 1;
+    }
+    r->gather[0] = 0;
+}
+
 /* Rows keep[0..n2) of every part-one output that part two reads moved to rows 0..n2
  * (in place, upwards only: keep is increasing); a buffer shared by aliases moves once. */
 static void gather_rows(ts_model *m, const exit_run *r, int n2) {
@@ -91,6 +104,7 @@ static ts_status exit_chunk(ts_ctx *ctx, ts_model *m, exit_run *r, const float *
     }
     if (n2 == 0) return TS_OK;
     for (int i = 0; i < n2; i++) memcpy(r->x + (size_t)i * in_sz, x + (size_t)r->keep[i] * in_sz, in_sz * sizeof *x);
+    mark_sources(m, r);
     gather_rows(m, r, n2);
     if ((st = exec_predict_part(ctx, m, r->x, n2, r->on_exit, &layout2))) return st;
     /* the smaller batch ran in another layout (oneDNN could not pack it alike): part

@@ -573,12 +573,12 @@ static ts_status packed_for(ts_ctx *ctx, ts_model *m, int n, conv2d_packed_set *
     return TS_OK;
 }
 
-/* Buffers for a batch of up to n. Gradient buffers only when `train`. */
 /* The outputs of a ts_model_predict plan in one arena (after plan_fusion). An output
  * lives from the step that writes it to the last step that reads it, whichever way the
  * pass runs (fused or not): a head writes its last fused layer's output at the head's
  * step, as a GELU chain and a channels-last batch norm + ReLU do; a channel-shuffle
- * gather reads its sources at its own step; a reshape's readers read its input's
+ * gather and a batch norm after a skipped concat read their sources at their own step;
+ * a reshape's readers read its input's
  * buffer; the network's output is read after the pass. Outputs never live at the same
  * time share memory (place_slots), where every other plan gives each its own buffer:
  * ViT-B/16 at batch 32 held 12.5 GB that way. Captures, two-part passes (early exits,
@@ -641,6 +641,7 @@ static ts_status plan_infer_arena(ts_ctx *ctx, ts_model *m, int cap) {
  * plan_infer_arena), or another inference pass whose outputs are read after it. */
 typedef enum plan_use { PLAN_TRAIN, PLAN_PREDICT, PLAN_KEEP } plan_use;
 
+/* Buffers for a batch of up to n. Gradient buffers only for training. */
 static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
     const int train = use == PLAN_TRAIN;
     exec_state *e = &m->exec;
@@ -754,6 +755,7 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     e->n = n;
     e->train = train;
     e->input = x;
+    e->skip_now = skip;
     const int fuse = allow_fusion && !train && !ctx->constant_time && ops_fusion_enabled(ctx); /* a oneDNN path */
     e->fused = fuse;
     conv2d_packed_set *set = NULL;

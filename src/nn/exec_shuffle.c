@@ -120,9 +120,11 @@ ts_status shuffle_forward(ts_ctx *ctx, ts_model *m, int li) {
     const layer *l = &m->layers[li];
     const int r2 = l->kind == LAYER_PAD ? l->inputs[0] : li;
     const int x = e->shuffle_from[li];
-    /* two reshapes of one transpose share its buffer, and an earlier one filled it */
+    /* two reshapes of one transpose share its buffer, and an earlier one filled it in
+     * this pass (unless the pass left it out) */
     for (int r = m->layers[r2].inputs[0] + 1; r < li && l->kind == LAYER_RESHAPE; r++)
-        if (m->layers[r].kind == LAYER_RESHAPE && m->layers[r].inputs[0] == l->inputs[0] && e->shuffle_from[r])
+        if (m->layers[r].kind == LAYER_RESHAPE && m->layers[r].inputs[0] == l->inputs[0] && e->shuffle_from[r] &&
+            !(e->skip_now && e->skip_now[r]))
             return TS_OK;
     const int g = (int)m->layers[m->layers[m->layers[r2].inputs[0]].inputs[0]].out.dims[0];
     const int64_t C = m->layers[x].out.dims[0], hw = m->layers[x].out.dims[1] * m->layers[x].out.dims[2];

@@ -113,8 +113,6 @@ static ts_status bn_sync_backward(ts_ctx *ctx, ts_model *m, int li) {
     return TS_OK;
 }
 
-/* Inference on a channels-last input, written to layer `to`'s output: li's own, or
- * that of the ReLU that alone reads it (then applied in the same pass). */
 /* Fused inference of batch norm li that reads the inputs of the concatenation
  * bn_concat[li] (not run), each into its channels of layer `to`'s output, channels-last
  * when `cl`; with `to` its ReLU, applied in the same pass. */
@@ -132,6 +130,8 @@ static ts_status batchnorm_concat_forward(ts_ctx *ctx, ts_model *m, int li, int 
     return TS_OK;
 }
 
+/* Inference on a channels-last input, written to layer `to`'s output: li's own, or
+ * that of the ReLU that alone reads it (then applied in the same pass). */
 ts_status batchnorm_cl_forward(ts_ctx *ctx, ts_model *m, int li, int to) {
     const layer *l = &m->layers[li];
     if (m->exec.fused && m->exec.bn_concat[li]) return batchnorm_concat_forward(ctx, m, li, to, 1);

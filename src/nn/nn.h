@@ -175,6 +175,7 @@ typedef struct exec_state {
      * plan_channels_last); cl_now is cl during a pass that does so, else NULL */
     char *cl;
     const char *cl_now;
+    const unsigned char *skip_now; /* the layers the running pass leaves out (a two-part pass), else NULL */
     int *chain_last;        /* chain_last[l]: an element-wise chain (GELU) from l runs as one kernel to this layer */
     unsigned char *chain_skip; /* the layers such a chain replaces after its first */
     int *fuse_head;         /* fuse_head[l]: the head whose convolution computes fused layer l (0: none) */

@@ -132,8 +132,10 @@ void batchnorm_infer_rows(const bn_params *p, int relu, float *out, const float 
  * (N*S, C) rows when `cl`, from a tensor of those channels alone, (N, cp, S) or (N*S, cp):
  * a part of a concatenation normalized where it lies (DenseNet's concat -> batch norm in
  * fused inference). gamma, beta, mean and var are indexed by output channel. */
-void batchnorm_infer_part(const bn_params *p, int relu, int cl, int64_t c0, int64_t cp, float *out, const float *in,
-                          const float *gamma, const float *beta, const float *mean, const float *var, int nthreads);
+void batchnorm_infer_part(const bn_params *p, int relu, int cl, int64_t c0, int64_t cp,
+                          float *out /* (N,C,S) or (N*S,C) */, const float *in /* (N,cp,S) or (N*S,cp) */,
+                          const float *gamma /* (C) */, const float *beta /* (C) */, const float *mean /* (C) */,
+                          const float *var /* (C) */, int nthreads);
 void batchnorm_forward_train_vec(const bn_params *p, float *out /* (N,C,S) */, float *mean /* (C) */,
                                  float *var /* (C), biased */, const float *in /* (N,C,S) */,
                                  const float *gamma /* (C) */, const float *beta /* (C) */, int relu, int nthreads);

@@ -193,11 +193,16 @@ static void test_joint_loss_gradients(void) {
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
 }
 
-/* ts_model_predict_exit against the plain network, on a backend */
-static void check_predict(ts_backend be) {
+/* capture callback: the exit's logits, group by group, into user (M, K) */
+static int copy_exit(void *user, int layer, int64_t first, int n, const float *out) {
+    (void)layer;
+    memcpy((float *)user + (size_t)first * K, out, (size_t)n * K * sizeof(float));
+    return 0;
+}
+
+/* ts_model_predict_exit of m against the plain network, on a backend */
+static void check_predict_model(ts_backend be, ts_model *m) {
     ts_ctx_set_backend(g_ctx, be);
-    ts_model *m = exit_model(1, 4);
-    if (!m) return;
     enum { M = 40 };
     float *x = test_falloc(M * 8 * 8), plain[M * K], got[M * K], exit_logits[M * K];
     fill_input(x, M * 8 * 8, 9);
@@ -209,8 +214,9 @@ static void check_predict(ts_backend be) {
     for (int i = 0; i < M; i++) any |= exited[i];
     CHECK(!any, "rho = 1: nothing exits");
     /* the exit's own logits from the same batch, and a threshold at their median */
-    CHECK(ts_model_predict(g_ctx, m, x, M, got) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    memcpy(exit_logits, m->exec.ls[m->exit_layer].out, sizeof exit_logits);
+    int exit_layer = m->exit_layer;
+    ts_capture cap = {&exit_layer, 1, copy_exit, exit_logits};
+    CHECK(ts_model_predict_capture(g_ctx, m, x, M, got, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
     float p[M], sorted[M];
     for (int i = 0; i < M; i++) sorted[i] = p[i] = exit_top_probability(exit_logits + (size_t)i * K, K);
     for (int i = 1; i < M; i++)
@@ -233,13 +239,54 @@ static void check_predict(ts_backend be) {
     }
     CHECK(left > 0 && left < M, "%d of %d exited at the median", left, M);
     free(x);
-    ts_model_free(m);
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
 }
 
 static void test_predict_exit(void) {
-    check_predict(TS_BACKEND_REF);
-    check_predict(TS_BACKEND_DNNL);
+    for (int be = 0; be < 2; be++) {
+        ts_model *m = exit_model(1, 4);
+        if (m) check_predict_model(be ? TS_BACKEND_DNNL : TS_BACKEND_REF, m);
+        ts_model_free(m);
+    }
+}
+
+/* An exit that reads a ShuffleNet channel shuffle whole while the final path reads its
+ * two halves: fused inference runs the halves as gathers from the concat's inputs,
+ * which the exit's part computes, so the continuing samples' rows of those inputs move
+ * too (early_exit_predict.c, mark_sources); their logits stay the plain network's. */
+static void test_predict_exit_shuffle(void) {
+    static const char *arch = "input shape=1x8x8 classes=4\n"
+                              "conv2d name=c0 out=8 kernel=3 padding=1\n"
+                              "relu name=r0\n"
+                              "conv2d name=a out=4 kernel=1\n"
+                              "conv2d name=b out=4 kernel=3 padding=1 in=r0\n"
+                              "concat name=cat in=a,b\n"
+                              "reshape name=s1 shape=2x4x8x8\n"
+                              "transpose name=t perm=1,0,2,3\n"
+                              "reshape name=s2 shape=8x8x8\n"
+                              "reshape name=s2b shape=8x8x8 in=t\n"
+                              "pad name=lo pads=0,0,0,-4,0,0\n"
+                              "pad name=hi in=s2b pads=-4,0,0,0,0,0\n"
+                              "conv2d name=c1 out=4 kernel=1 in=hi\n"
+                              "concat name=cat2 in=lo,c1\n"
+                              "conv2d name=c2 out=8 kernel=3 stride=2 padding=1\n"
+                              "relu name=r2\n"
+                              "globalavgpool name=gap\n"
+                              "dense name=fc out=classes\n";
+    ts_exit_config ec;
+    ts_exit_config_default(&ec);
+    ec.after = "s2";
+    ec.channels = 4;
+    ts_model *m = NULL;
+    CHECK(ts_model_from_arch_exit(g_ctx, arch, "shuffle.arch", NULL, 0, 5, &ec, &m) == TS_OK, "%s",
+          ts_ctx_error(g_ctx));
+    if (!m) return;
+    check_predict_model(TS_BACKEND_DNNL, m);
+    const int lo = layer_index(m, "lo"), hi = layer_index(m, "hi"), a = layer_index(m, "a");
+    CHECK(m->exec.shuffle_from[lo] && m->exec.shuffle_from[hi], "the halves ran as gathers: %d %d",
+          m->exec.shuffle_from[lo], m->exec.shuffle_from[hi]);
+    CHECK(m->exec.fuse_skip[layer_index(m, "s2b")] && a > 0, "s2b not run");
+    ts_model_free(m);
 }
 
 static void test_constant_time_refused(void) {
@@ -365,6 +412,7 @@ int main(void) {
     RUN(test_builder_checks);
     RUN(test_joint_loss_gradients);
     RUN(test_predict_exit);
+    RUN(test_predict_exit_shuffle);
     RUN(test_constant_time_refused);
     RUN(test_training_lowers_both_losses);
     RUN(test_weight_transfer);

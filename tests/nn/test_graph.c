@@ -826,6 +826,8 @@ static int on_capture(void *user, int layer, int64_t first, int n, const float *
 
 /* Inference of n samples x that captures layer `layer` (numel values per sample) into out. */
 static void capture_one(ts_model *m, const float *x, int n, int layer, int64_t numel, float *out) {
+    CHECK(numel == ts_shape_numel(&m->layers[layer].out), "layer %d holds %lld values per sample, not %lld", layer,
+          (long long)ts_shape_numel(&m->layers[layer].out), (long long)numel);
     captured c;
     memset(&c, 0, sizeof c);
     c.nl = 1;
@@ -836,6 +838,15 @@ static void capture_one(ts_model *m, const float *x, int n, int layer, int64_t n
     float *logits = test_falloc((size_t)n * (size_t)ts_model_classes(m));
     CHECK(ts_model_predict_capture(g_ctx, m, x, n, logits, &cap) == TS_OK, "%s", ts_ctx_error(g_ctx));
     free(logits);
+}
+
+/* Inference of n samples x on the reference kernels into ref, then on oneDNN (fused)
+ * into fast; the backend is left at oneDNN, so the plan's fields show the fused pass. */
+static void predict_on_both(ts_model *m, const float *x, int n, float *fast, float *ref) {
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(ts_model_predict(g_ctx, m, x, n, ref) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    CHECK(ts_model_predict(g_ctx, m, x, n, fast) == TS_OK, "%s", ts_ctx_error(g_ctx));
 }
 
 /* ts_model_predict's plan lets outputs that are never live at the same time share
@@ -1034,9 +1045,10 @@ static void test_channels_last_layers(void) {
  * gathers from the concat's inputs, channels-last like the convolutions around them:
  * two halves of a g=2 shuffle, a shuffled tensor read whole through two reshapes of
  * one transpose, and a g=3 shuffle of uneven inputs cropped at an odd channel, one
- * crop read by a pad (which keeps it and its sources NCHW). The oneDNN path matches
- * the reference kernels, the plan skips what the gathers replace, a captured gather
- * reads as NCHW, and a transpose that is not a shuffle is left alone. */
+ * crop read by a pad (which keeps it and its sources NCHW; captured, it still runs as
+ * a gather), and a g=3 shuffle whose crops run channels-last on the general path. The
+ * oneDNN path matches the reference kernels and the arena, the plan skips what the
+ * gathers replace, and a transpose that is not a shuffle is left alone. */
 static void test_channel_shuffle(void) {
     static const char *arch = "input shape=4x10x10\n"
                               "conv2d name=c0 out=8 kernel=3 padding=1\n"                 /* 1 */
@@ -1082,8 +1094,9 @@ static void test_channel_shuffle(void) {
                               "dense name=fc out=3\n";                                      /* 41 */
     ts_model *m = make_model(arch, 12);
     if (!m) return;
-    const int n = 5, in = 4 * 10 * 10, hi = 17, hi_numel = 8 * 5 * 5;
-    float *x = test_falloc((size_t)n * in), y[2][5 * 3], cap_out[2][5 * 8 * 5 * 5];
+    /* a crop the pad keeps NCHW: captured, inference still runs it as a gather */
+    const int n = 5, in = 4 * 10 * 10, odd = 34, odd_numel = 5 * 5 * 5; /* channels [0, 5) of 12 */
+    float *x = test_falloc((size_t)n * in), y[2][5 * 3], cap_out[2][5 * 5 * 5 * 5];
     test_fill_uniform(x, (size_t)n * in, 23, -2.0f, 2.0f);
     for (int b = 0; b < 2; b++) {
         ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
@@ -1108,13 +1121,45 @@ static void test_channel_shuffle(void) {
                   "the shuffle's layers count as its first gather: %d %d", ts_model_layer_fused_into(m, 13),
                   ts_model_layer_fused_into(m, 11));
         }
-        capture_one(m, x, n, hi, hi_numel, cap_out[b]);
+        capture_one(m, x, n, odd, odd_numel, cap_out[b]);
+        if (!b) CHECK(m->exec.fused && !m->exec.cl[odd], "the capture ran fused, the crop NCHW");
     }
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     test_allclose("channel shuffles: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
-    test_allclose("a captured gather", cap_out[0], cap_out[1], (size_t)n * hi_numel, 1e-4, 1e-5);
+    test_allclose("a captured gather", cap_out[0], cap_out[1], (size_t)n * odd_numel, 1e-4, 1e-5);
     arena_agrees(m, x, n, "channel shuffles");
     ts_model_free(m);
+    /* a g=3 shuffle of uneven inputs whose crops convolutions read: the gathers run
+     * channels-last on the general path (not ShuffleNet's two equal halves) */
+    static const char *arch3 = "input name=x shape=4x6x6\n"
+                               "conv2d name=p out=4 kernel=1\n"              /* 1 */
+                               "conv2d name=q out=8 kernel=3 padding=1 in=x\n" /* 2 */
+                               "concat name=cat in=p,q\n"                    /* 3 */
+                               "reshape name=s1 shape=3x4x6x6\n"             /* 4 */
+                               "transpose name=t perm=1,0,2,3\n"             /* 5 */
+                               "reshape name=s2 shape=12x6x6\n"              /* 6 */
+                               "pad name=odd pads=0,0,0,-7,0,0\n"            /* 7 */
+                               "pad name=rest in=s2 pads=-5,0,0,0,0,0\n"     /* 8 */
+                               "conv2d name=c7 out=6 kernel=1 in=odd\n"      /* 9 */
+                               "conv2d name=c8 out=6 kernel=3 padding=1 in=rest\n"
+                               "add name=a in=c7,c8\n"
+                               "globalavgpool name=gp\n"
+                               "dense name=fc out=3\n";
+    m = make_model(arch3, 15);
+    if (m) {
+        const int n3 = 3, in3 = 4 * 6 * 6;
+        float *x3 = test_falloc((size_t)n3 * in3), y3[2][3 * 3];
+        test_fill_uniform(x3, (size_t)n3 * in3, 25, -2.0f, 2.0f);
+        predict_on_both(m, x3, n3, y3[0], y3[1]);
+        CHECK(m->exec.shuffle_from[7] == 3 && m->exec.shuffle_from[8] == 3 && m->exec.cl[7] && m->exec.cl[8] &&
+                  m->exec.cl[1] && m->exec.cl[2],
+              "g=3 gathers channels-last: %d %d %d %d", m->exec.shuffle_from[7], m->exec.shuffle_from[8],
+              m->exec.cl[7], m->exec.cl[8]);
+        test_allclose("g=3 channels-last gathers: oneDNN vs reference", y3[0], y3[1], (size_t)n3 * 3, 1e-4, 1e-5);
+        arena_agrees(m, x3, n3, "g=3 channels-last gathers");
+        free(x3);
+        ts_model_free(m);
+    }
     /* a transpose of the last two axes is no shuffle: nothing fused, the same outputs */
     static char other[4096];
     CHECK(strlen(arch) < sizeof other, "arch text fits");
@@ -1165,19 +1210,13 @@ static void test_concat_batchnorm(void) {
     const int n = 4, in = 3 * 9 * 9;
     float *x = test_falloc((size_t)n * in), y[2][4 * 3];
     test_fill_uniform(x, (size_t)n * in, 24, -2.0f, 2.0f);
-    for (int b = 0; b < 2; b++) {
-        ts_ctx_set_backend(g_ctx, b ? TS_BACKEND_REF : TS_BACKEND_DNNL);
-        CHECK(ts_model_predict(g_ctx, m, x, n, y[b]) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        if (!b) {
-            const exec_state *e = &m->exec;
-            CHECK(e->bn_concat[4] == 3 && e->bn_concat[9] == 8 && e->fuse_skip[3] && e->fuse_skip[8],
-                  "both batch norms read their concatenations' inputs: %d %d", e->bn_concat[4], e->bn_concat[9]);
-            CHECK(!e->cl[4] && !e->cl[1] && !e->cl[2] && e->cl[6] && e->cl[7] && e->cl[10],
-                  "bn NCHW with a and b; c, e and bn2's ReLU channels-last: %d %d %d %d %d %d", e->cl[4], e->cl[1],
-                  e->cl[2], e->cl[6], e->cl[7], e->cl[10]);
-        }
-    }
-    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    predict_on_both(m, x, n, y[0], y[1]);
+    const exec_state *e = &m->exec;
+    CHECK(e->bn_concat[4] == 3 && e->bn_concat[9] == 8 && e->fuse_skip[3] && e->fuse_skip[8],
+          "both batch norms read their concatenations' inputs: %d %d", e->bn_concat[4], e->bn_concat[9]);
+    CHECK(!e->cl[4] && !e->cl[1] && !e->cl[2] && e->cl[6] && e->cl[7] && e->cl[10],
+          "bn NCHW with a and b; c, e and bn2's ReLU channels-last: %d %d %d %d %d %d", e->cl[4], e->cl[1], e->cl[2],
+          e->cl[6], e->cl[7], e->cl[10]);
     test_allclose("concat -> batch norm: oneDNN vs reference", y[0], y[1], (size_t)n * 3, 1e-4, 1e-5);
     arena_agrees(m, x, n, "concat -> batch norm");
     free(x);

@@ -604,7 +604,10 @@ static void sweep_memory(const char *args) {
     }
     for (long mb = hi - 2; ok && mb > hi - 100 && mb > 32; mb -= 2, tried++) {
         rc = bench_under(at = mb, args);
-        if (cannot_start(rc)) break; /* and no lower limit can start it either */
+        if (cannot_start(rc)) { /* and no lower limit can start it either */
+            tried++;
+            break;
+        }
         ok = rc == 0 || rc == 10;
     }
     CHECK(ok, "bench resnet20 %s under ulimit -v %ld MB: exit %d (0 or 10 expected): %s", args, at, rc, g_err);
