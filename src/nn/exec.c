@@ -327,16 +327,6 @@ static void plan_bn_concats(ts_model *m, const int *uses, const int *only) {
     }
 }
 
-int gather_sources(const ts_model *m, int li, int *src) {
-    const exec_state *e = &m->exec;
-    if (e->bn_concat && e->bn_concat[li]) {
-        const layer *c = &m->layers[e->bn_concat[li]];
-        memcpy(src, c->inputs, (size_t)c->ninputs * sizeof *src);
-        return c->ninputs;
-    }
-    return e->shuffle_from ? shuffle_sources(m, li, src) : 0;
-}
-
 static ts_status plan_fusion(ts_ctx *ctx, ts_model *m) {
     exec_state *e = &m->exec;
     int n = m->nlayers;

@@ -7,7 +7,9 @@
  * back to (C,H,W) that something else reads whole, becomes one channel gather
  * straight from the concat's inputs ("a gather"); the concat, the transpose and the
  * reshapes between are not run. A gather keeps its sources' layout, so the network
- * stays channels-last (exec.c, plan_channels_last). Training runs the layers. */
+ * stays channels-last (exec.c, plan_channels_last). Training runs the layers.
+ * gather_sources, here too, says what such a gather, or a batch norm reading around a
+ * concat (exec.c, plan_bn_concats), reads instead of its graph inputs. */
 #include "layers.h"
 
 #include <string.h>
@@ -76,7 +78,7 @@ void plan_shuffles(ts_model *m, const int *uses) {
         }
         const int r1 = lt->inputs[0];
         e->fuse_skip[t] = e->fuse_skip[r1] = 1;
-        if (!e->fuse_head[t]) e->fuse_head[t] = e->fuse_head[r1] = first;
+        e->fuse_head[t] = e->fuse_head[r1] = first;
         for (int r2 = t + 1; r2 < n; r2++)
             if (m->layers[r2].inputs[0] == t && e->fuse_skip[r2]) e->fuse_head[r2] = first;
     }
@@ -98,17 +100,28 @@ void plan_shuffles(ts_model *m, const int *uses) {
     }
 }
 
-int shuffle_sources(const ts_model *m, int li, int *src) {
+/* The inputs of concat x into src: their count. */
+static int concat_inputs(const ts_model *m, int x, int *src) {
+    const layer *c = &m->layers[x];
+    memcpy(src, c->inputs, (size_t)c->ninputs * sizeof *src);
+    return c->ninputs;
+}
+
+/* Gather li's sources into src: the concat's inputs when the concat is not run, else
+ * the shuffled tensor itself; 0 when li is no gather. */
+static int shuffle_sources(const ts_model *m, int li, int *src) {
     const exec_state *e = &m->exec;
     const int x = e->shuffle_from[li];
     if (!x) return 0;
-    const layer *c = &m->layers[x];
-    if (c->kind == LAYER_CONCAT && e->fuse_skip[x]) {
-        memcpy(src, c->inputs, (size_t)c->ninputs * sizeof *src);
-        return c->ninputs;
-    }
+    if (m->layers[x].kind == LAYER_CONCAT && e->fuse_skip[x]) return concat_inputs(m, x, src);
     src[0] = x;
     return 1;
+}
+
+int gather_sources(const ts_model *m, int li, int *src) {
+    const exec_state *e = &m->exec;
+    if (e->bn_concat && e->bn_concat[li]) return concat_inputs(m, e->bn_concat[li], src);
+    return e->shuffle_from ? shuffle_sources(m, li, src) : 0;
 }
 
 /* Gather li: out (N, hi-lo, H, W) or channels-last (N, H, W, hi-lo) from the sources

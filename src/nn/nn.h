@@ -468,13 +468,12 @@ static inline int model_quant_layer(const ts_model *m, int li, float *scale, int
 void exec_release(exec_state *e);
 /* Channel shuffles in fused inference (exec_shuffle.c): plan_shuffles marks the gathers
  * (shuffle_from) and the layers they replace (fuse_skip), given each layer's reader
- * count; shuffle_sources lists gather li's sources into src (LAYER_MAX_INPUTS) and
- * returns their count (0: not a gather); shuffle_forward runs it. */
+ * count; shuffle_forward runs gather li. */
 void plan_shuffles(ts_model *m, const int *uses);
-int shuffle_sources(const ts_model *m, int li, int *src);
-/* What layer li reads in fused inference when it reads a skipped concat's inputs (a
- * gather or a batch norm after a concat, bn_concat): their count, into src; 0 when it
- * reads its own inputs. */
+/* What layer li reads in fused inference when it reads around a layer that is not run
+ * (a gather: the concat's inputs or the shuffled tensor; a batch norm after a concat,
+ * bn_concat: the concat's inputs): their count, into src (LAYER_MAX_INPUTS); 0 when
+ * it reads its own inputs. */
 int gather_sources(const ts_model *m, int li, int *src);
 ts_status shuffle_forward(ts_ctx *ctx, ts_model *m, int li);
 /* The model's parameters or buffers may have changed: packed inference weights are
