@@ -465,7 +465,8 @@ ts_status ts_model_predict_exit(ts_ctx *ctx, ts_model *m, const float *x, int n,
 
 /* Training step building blocks: forward in training mode keeps what backward
  * needs; backward takes d(loss)/d(logits) (n, classes) and writes parameter
- * gradients (overwriting them). */
+ * gradients (overwriting them). The backward runs on the kernels (backend) its
+ * forward ran on, even if ts_ctx_set_backend changed it in between. */
 ts_status ts_model_forward_train(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, uint64_t dropout_seed);
 ts_status ts_model_backward(ts_ctx *ctx, ts_model *m, const float *dlogits);
 

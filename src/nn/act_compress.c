@@ -234,6 +234,21 @@ static float value_range(const float *x, size_t count, int nt, double *nonzero) 
 
 static size_t chunk_stride(size_t per) { return (act_codec_bound(per) + 63) & ~(size_t)63; }
 
+/* One sample of an nChw16c output, (C/16, S, 16), as NCHW (C, S), and back: a training
+ * pass may keep outputs blocked (exec_blocked.c), and the codec predicts along W rows,
+ * so a blocked output is held in NCHW order (the same bytes as an NCHW pass's). */
+static void sample_unblock(size_t c, size_t s, float *dst /* (C,S) */, const float *src /* (C/16,S,16) */) {
+    for (size_t b = 0; b < c / 16; b++)
+        for (size_t k = 0; k < s; k++)
+            for (size_t j = 0; j < 16; j++) dst[(b * 16 + j) * s + k] = src[(b * s + k) * 16 + j];
+}
+
+static void sample_block(size_t c, size_t s, float *dst /* (C/16,S,16) */, const float *src /* (C,S) */) {
+    for (size_t b = 0; b < c / 16; b++)
+        for (size_t k = 0; k < s; k++)
+            for (size_t j = 0; j < 16; j++) dst[(b * s + k) * 16 + j] = src[(b * 16 + j) * s + k];
+}
+
 /* Output t of this pass into its store: per sample, groups of `threads` samples
  * encoded in parallel and appended in order (the bytes do not depend on the thread
  * count). */
@@ -246,7 +261,9 @@ static ts_status compress_one(ts_ctx *ctx, ts_model *m, int t) {
     const float *x = e->ls[t].out;
     const int nt = ts_ctx_threads(ctx);
     const size_t stride = chunk_stride(per), words = 2 * per;
-    ts_status st = ensure_work(ctx, p, (size_t)nt * (stride + words * sizeof(uint32_t)));
+    const int blk = layer_blk(m, t); /* then each sample goes through an NCHW copy */
+    const size_t c = blk ? (size_t)s->dims[0] : 0, sp = blk ? per / c : 0;
+    ts_status st = ensure_work(ctx, p, (size_t)nt * (stride + words * sizeof(uint32_t) + (blk ? per * sizeof(float) : 0)));
     if (st) return st;
     a->range = value_range(x, (size_t)e->n * per, nt, &a->nonzero);
     const float rel = m->act_compress == ACT_ADAPTIVE && t < m->act_rel_n ? m->act_rel[t] : m->act_eb;
@@ -254,15 +271,21 @@ static ts_status compress_one(ts_ctx *ctx, ts_model *m, int t) {
     a->eb = isfinite(eb) && eb > 0.0f ? eb : 0.0f;
     uint8_t *chunks = p->work;
     uint32_t *scratch = (uint32_t *)(chunks + (size_t)nt * stride);
+    float *plain = (float *)(scratch + (size_t)nt * words);
     size_t sizes[64];
     const int group = nt < 64 ? nt : 64;
     a->store_used = 0;
     for (int s0 = 0; s0 < e->n; s0 += group) {
         const int cnt = e->n - s0 < group ? e->n - s0 : group;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int i = 0; i < cnt; i++)
-            sizes[i] = act_codec_encode(chunks + (size_t)i * stride, x + (size_t)(s0 + i) * per, per, row, a->eb,
-                                        scratch + (size_t)i * words);
+        for (int i = 0; i < cnt; i++) {
+            const float *v = x + (size_t)(s0 + i) * per;
+            if (blk) {
+                sample_unblock(c, sp, plain + (size_t)i * per, v);
+                v = plain + (size_t)i * per;
+            }
+            sizes[i] = act_codec_encode(chunks + (size_t)i * stride, v, per, row, a->eb, scratch + (size_t)i * words);
+        }
         for (int i = 0; i < cnt; i++) {
             const size_t need = a->store_used + sizes[i];
             if (need > a->store_cap) { /* grows in the first passes, then stays */
@@ -312,15 +335,21 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li) {
         const ts_shape *s = &m->layers[t].out;
         const size_t per = (size_t)shape_numel(s), row = s->ndim ? (size_t)s->dims[s->ndim - 1] : 1;
         float *x = e->ls[t].out;
-        const int nt = ts_ctx_threads(ctx);
-        ts_status st = ensure_work(ctx, p, (size_t)nt * per * sizeof(uint32_t));
+        const int nt = ts_ctx_threads(ctx), blk = layer_blk(m, t);
+        const size_t c = blk ? (size_t)s->dims[0] : 0, sp = blk ? per / c : 0;
+        ts_status st = ensure_work(ctx, p, (size_t)nt * per * (sizeof(uint32_t) + (blk ? sizeof(float) : 0)));
         if (st) return st;
         uint32_t *scratch = p->work;
+        float *plain = (float *)(scratch + (size_t)nt * per);
         int bad = 0;
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
-        for (int i = 0; i < e->n; i++)
-            bad |= !act_codec_decode(x + (size_t)i * per, a->store + a->offsets[i], a->offsets[i + 1] - a->offsets[i],
-                                     per, row, a->eb, scratch + (size_t)omp_get_thread_num() * per);
+        for (int i = 0; i < e->n; i++) {
+            const size_t th = (size_t)omp_get_thread_num();
+            float *v = blk ? plain + th * per : x + (size_t)i * per;
+            bad |= !act_codec_decode(v, a->store + a->offsets[i], a->offsets[i + 1] - a->offsets[i], per, row, a->eb,
+                                     scratch + th * per);
+            if (blk) sample_block(c, sp, x + (size_t)i * per, v);
+        }
         if (bad) return ts_fail(ctx, TS_EFORMAT, "layer %s: its compressed activations do not decode",
                                 m->layers[t].name);
     }

@@ -48,6 +48,7 @@ void exec_release(exec_state *e) {
     free(e->fuse_act);
     free(e->fuse_res);
     free(e->cl);
+    free(e->blk);
     free(e->fuse_head);
     free(e->shuffle_from);
     free(e->bn_concat);
@@ -678,6 +679,8 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
     if (scratch && !(e->scratch = ts_alloc(ctx, scratch, "kernel scratch"))) return TS_ENOMEM;
     e->scratch_bytes = scratch;
     if (train && !(e->accum = ts_alloc(ctx, accum, "gradient accumulator"))) return TS_ENOMEM;
+    if (train && !(e->blk = calloc((size_t)m->nlayers, 1)))
+        return ts_fail(ctx, TS_ENOMEM, "out of memory planning training layouts");
     {
         ts_status st = plan_fusion(ctx, m);
         if (!st && arena) st = plan_infer_arena(ctx, m, cap);
@@ -750,6 +753,11 @@ static ts_status run_forward(ts_ctx *ctx, ts_model *m, const float *x, int n, fl
     e->fused = fuse;
     conv2d_packed_set *set = NULL;
     e->cl_now = NULL;
+    e->blk_now = NULL;
+    if (train) {
+        e->train_backend = ctx->backend;
+        plan_blocked(ctx, m);
+    }
     if (fuse) {
         int cl = 0;
         ts_status st = packed_for(ctx, m, n, &set, &cl);
@@ -897,12 +905,29 @@ ts_status model_backward_observe(ts_ctx *ctx, ts_model *m, const float *dlogits,
     return model_backward_exit(ctx, m, dlogits, NULL, observe, user);
 }
 
+static ts_status backward_run(ts_ctx *ctx, ts_model *m, const float *dlogits, const float *dexit,
+                              grad_observer_fn observe, void *user);
+
+/* The backward runs on the kernels its forward ran on, whatever the backend is now: a
+ * kernel's saved state (oneDNN's max-pool workspace against the reference's argmax,
+ * nChw16c activations) is only its own to read. */
 ts_status model_backward_exit(ts_ctx *ctx, ts_model *m, const float *dlogits, const float *dexit,
                               grad_observer_fn observe, void *user) {
     exec_state *e = &m->exec;
     if (ctx && ctx->constant_time) return refuse_constant_time(ctx, "ts_model_backward");
     if (!e->train || !e->has_grads || !e->n)
         return ts_fail(ctx, TS_EINVAL, "ts_model_backward: no training forward pass to differentiate");
+    if (!ctx) return backward_run(ctx, m, dlogits, dexit, observe, user);
+    const ts_backend now = ctx->backend;
+    ctx->backend = e->train_backend;
+    ts_status st = backward_run(ctx, m, dlogits, dexit, observe, user);
+    ctx->backend = now;
+    return st;
+}
+
+static ts_status backward_run(ts_ctx *ctx, ts_model *m, const float *dlogits, const float *dexit,
+                              grad_observer_fn observe, void *user) {
+    exec_state *e = &m->exec;
     memset(m->grads, 0, m->nparams * sizeof(float));
     for (int li = 0; li < m->nlayers; li++) e->ls[li].grad_ready = 0;
     int last = m->nlayers - 1;

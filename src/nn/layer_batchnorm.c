@@ -38,6 +38,14 @@ size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
     return sizeof(float) * (4 * (size_t)input_shape(m, l, 0)->dims[0] + 2);
 }
 
+/* The blocked kernels' per-sample sums (exec_blocked.c keeps 16k-channel images in
+ * nChw16c in training). */
+size_t batchnorm_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
+    (void)ctx;
+    const ts_shape *in = input_shape(m, l, 0);
+    return in->ndim == 3 && in->dims[0] % 16 == 0 ? sizeof(double) * BN_BLOCKED_PART(n, in->dims[0]) : 0;
+}
+
 /* PyTorch: running stats use the unbiased batch variance (cnt values per channel) */
 static void update_running_stats_n(ts_model *m, layer *l, const bn_params *p, const float *mean, const float *var,
                                    double cnt) {
@@ -157,8 +165,12 @@ ts_status batchnorm_forward(ts_ctx *ctx, ts_model *m, int li) {
                                            tensor_data(m, l->running_var));
     if (m->sync_bn) return bn_sync_forward(ctx, m, li);
     float *mean = m->exec.ls[li].aux, *var = mean + p.c;
-    ts_status st = ops_batchnorm_forward_train(ctx, &p, out, mean, var, in, gamma, beta);
-    if (st) return st;
+    if (layer_blk(m, li)) {
+        batchnorm_forward_train_blocked(&p, out, mean, var, in, gamma, beta, 0, m->exec.scratch, ts_ctx_threads(ctx));
+    } else {
+        ts_status st = ops_batchnorm_forward_train(ctx, &p, out, mean, var, in, gamma, beta);
+        if (st) return st;
+    }
     update_running_stats(m, l, &p, mean, var);
     return TS_OK;
 }
@@ -174,9 +186,15 @@ ts_status batchnorm_relu_forward(ts_ctx *ctx, ts_model *m, int li, int r) {
     layer *l = &m->layers[li];
     bn_params p = bn_layer_params(m, l, m->exec.n);
     float *mean = m->exec.ls[li].aux, *var = mean + p.c;
-    ts_status st = ops_batchnorm_relu_forward_train(ctx, &p, m->exec.ls[r].out, mean, var, layer_input(m, li, 0),
-                                                    tensor_data(m, l->weight), tensor_data(m, l->bias_t));
-    if (st) return st;
+    if (layer_blk(m, li)) {
+        batchnorm_forward_train_blocked(&p, m->exec.ls[r].out, mean, var, layer_input(m, li, 0),
+                                        tensor_data(m, l->weight), tensor_data(m, l->bias_t), 1, m->exec.scratch,
+                                        ts_ctx_threads(ctx));
+    } else {
+        ts_status st = ops_batchnorm_relu_forward_train(ctx, &p, m->exec.ls[r].out, mean, var, layer_input(m, li, 0),
+                                                        tensor_data(m, l->weight), tensor_data(m, l->bias_t));
+        if (st) return st;
+    }
     update_running_stats(m, l, &p, mean, var);
     return TS_OK;
 }
@@ -192,6 +210,13 @@ static ts_status bn_backward(ts_ctx *ctx, ts_model *m, int li, int r) {
     if (!din) tmp = din = m->exec.accum; /* the kernel computes din anyway */
     float *dg = tensor_grad(m, l->weight), *db = tensor_grad(m, l->bias_t);
     const float *in = layer_input(m, li, 0), *gamma = tensor_data(m, l->weight);
+    if (layer_blk(m, li)) {
+        batchnorm_backward_blocked(&p, din, dg, db, r ? m->exec.ls[r].grad : m->exec.ls[li].grad, in,
+                                   r ? m->exec.ls[r].out : NULL, gamma, mean, var, m->exec.scratch,
+                                   ts_ctx_threads(ctx));
+        if (!tmp) layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
+        return TS_OK;
+    }
     ts_status st = r ? ops_batchnorm_relu_backward(ctx, &p, din, dg, db, m->exec.ls[r].grad, in, m->exec.ls[r].out,
                                                    gamma, mean, var)
                      : ops_batchnorm_backward(ctx, &p, din, dg, db, m->exec.ls[li].grad, in, gamma, mean, var);

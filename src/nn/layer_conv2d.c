@@ -72,6 +72,8 @@ ts_status conv2d_forward(ts_ctx *ctx, ts_model *m, int li) {
     const float *bias = l->bias ? tensor_data(m, l->bias_t) : NULL;
     float qs;
     int u8;
+    p.src_blocked = layer_blk(m, l->inputs[0]);
+    p.dst_blocked = layer_blk(m, li);
     if (m->exec.train || !model_quant_layer(m, li, &qs, &u8))
         return ops_conv2d_forward(ctx, &p, m->exec.ls[li].out, layer_input(m, li, 0), tensor_data(m, l->weight), bias,
                                   m->exec.scratch);
@@ -90,6 +92,8 @@ ts_status conv2d_forward(ts_ctx *ctx, ts_model *m, int li) {
 ts_status conv2d_backward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     conv2d_params p = layer_conv_params(m, l, m->exec.n);
+    p.src_blocked = layer_blk(m, l->inputs[0]);
+    p.dst_blocked = layer_blk(m, li);
     float *din = layer_input_grad(m, li, 0); /* NULL: the input needs no gradient */
     ts_status st = ops_conv2d_backward(ctx, &p, din, tensor_grad(m, l->weight),
                                        l->bias ? tensor_grad(m, l->bias_t) : NULL, m->exec.ls[li].grad,

@@ -105,6 +105,11 @@ ts_status globalavgpool_forward(ts_ctx *ctx, ts_model *m, int li) {
                                     layer_input(m, li, 0));
         return TS_OK;
     }
+    if (layer_blk(m, m->layers[li].inputs[0])) { /* training on nChw16c: (N*C/16, S, 16) */
+        global_avgpool_forward_nhwc(m->exec.n * (int)(in->dims[0] / 16), 16, (int)(in->dims[1] * in->dims[2]),
+                                    m->exec.ls[li].out, layer_input(m, li, 0));
+        return TS_OK;
+    }
     (ctx->constant_time ? global_avgpool_forward_ct : global_avgpool_forward_ref)(
         m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), m->exec.ls[li].out, layer_input(m, li, 0));
     return TS_OK;
@@ -114,8 +119,12 @@ ts_status globalavgpool_backward(ts_ctx *ctx, ts_model *m, int li) {
     float *din = layer_input_grad(m, li, 0);
     if (!din) return TS_OK;
     const ts_shape *in = input_shape(m, &m->layers[li], 0);
-    global_avgpool_backward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), din,
-                                m->exec.ls[li].grad);
+    if (layer_blk(m, m->layers[li].inputs[0]))
+        global_avgpool_backward_nhwc(m->exec.n * (int)(in->dims[0] / 16), 16, (int)(in->dims[1] * in->dims[2]), din,
+                                     m->exec.ls[li].grad);
+    else
+        global_avgpool_backward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), din,
+                                    m->exec.ls[li].grad);
     layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));
     return TS_OK;
 }

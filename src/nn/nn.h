@@ -175,6 +175,11 @@ typedef struct exec_state {
      * plan_channels_last); cl_now is cl during a pass that does so, else NULL */
     char *cl;
     const char *cl_now;
+    /* blk[l]: a training pass keeps layer l's output and its gradient in nChw16c
+     * (exec_blocked.c); blk_now is blk during such a pass, else NULL */
+    char *blk;
+    const char *blk_now;
+    ts_backend train_backend; /* the kernels of the last training forward: its backward's (exec.c) */
     const unsigned char *skip_now; /* the layers the running pass leaves out (a two-part pass), else NULL */
     int *chain_last;        /* chain_last[l]: an element-wise chain (GELU) from l runs as one kernel to this layer */
     unsigned char *chain_skip; /* the layers such a chain replaces after its first */
@@ -512,6 +517,10 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li);
 const float *layer_input(ts_model *m, int li, int k);
 /* Is layer l's output channels-last, (N,H,W,C), in the pass that runs now? */
 static inline int layer_cl(const ts_model *m, int l) { return m->exec.cl_now && m->exec.cl_now[l]; }
+/* Is layer l's output (and its gradient) nChw16c in the training pass that runs now? */
+static inline int layer_blk(const ts_model *m, int l) { return m->exec.blk_now && m->exec.blk_now[l]; }
+/* Sets blk and blk_now for a training pass on ctx's kernels (exec_blocked.c). */
+void plan_blocked(const ts_ctx *ctx, ts_model *m);
 /* Where layer li's backward writes d loss / d input k: the input layer's grad
  * buffer, or the shared accumulator when that buffer already holds a gradient
  * from another consumer (then layer_input_grad_commit adds it). NULL if the input

@@ -233,3 +233,188 @@ void batchnorm_infer_part(const bn_params *p, int relu, int cl, int64_t c0, int6
         }
     }
 }
+
+/* ---- nChw16c: sample i, channel block b is a plane of S rows of 16 channels at
+ * ((i * C/16 + b) * S) * 16. Each (sample, channel) is summed in float over 4 x 16
+ * lanes in blocks of BLK_ROWS rows, the blocks added in double; the samples' sums are
+ * then added in order. Two terms per float partial, nearly double accumulation: with
+ * 16 or 32 rows a block (4 or 8 terms), test_parity_torch's ResNet-20 SGD run turned at
+ * its fifth step (loss 0.018, where the gradients are small sums that cancel) and ended
+ * 20x its tolerance from PyTorch, which the plain kernels, 8 and 64 rows, and PyTorch in
+ * float64 all stay within 0.03-0.08 of; with 64 rows (16 terms, the plain kernels' 1024
+ * / 64) data near 1,000 with unit spread moved the mean by an ulp, which the output's
+ * x * scale + shift turns into 2e-4 (tests/ops, bn_blocked_check). */
+#define BLK 16
+#define BLK_ROWS 8
+
+/* Per lane j: sum[j] += sum of (x[r][j] - shift[j]) over rows r < s, and sq[j] the
+ * same of its squares (sq NULL: not). */
+static void rows_sums(const float *x /* (S,16) */, size_t s, const float *shift /* (16) */, double *sum /* (16) */,
+                      double *sq /* (16) or NULL */) {
+    for (size_t o = 0; o < s; o += BLK_ROWS) {
+        const size_t len = s - o < BLK_ROWS ? s - o : BLK_ROWS;
+        const float *r = x + o * BLK;
+        float a[4][BLK] = {{0}}, q[4][BLK] = {{0}};
+        size_t i = 0;
+        if (sq) {
+            for (; i + 4 <= len; i += 4)
+                for (int k = 0; k < 4; k++)
+                    for (int j = 0; j < BLK; j++) {
+                        const float d = r[(i + (size_t)k) * BLK + (size_t)j] - shift[j];
+                        a[k][j] += d;
+                        q[k][j] += d * d;
+                    }
+            for (; i < len; i++)
+                for (int j = 0; j < BLK; j++) {
+                    const float d = r[i * BLK + (size_t)j] - shift[j];
+                    a[0][j] += d;
+                    q[0][j] += d * d;
+                }
+        } else {
+            for (; i + 4 <= len; i += 4)
+                for (int k = 0; k < 4; k++)
+                    for (int j = 0; j < BLK; j++) a[k][j] += r[(i + (size_t)k) * BLK + (size_t)j] - shift[j];
+            for (; i < len; i++)
+                for (int j = 0; j < BLK; j++) a[0][j] += r[i * BLK + (size_t)j] - shift[j];
+        }
+        for (int j = 0; j < BLK; j++) {
+            sum[j] += ((double)a[0][j] + (double)a[1][j]) + ((double)a[2][j] + (double)a[3][j]);
+            if (sq) sq[j] += ((double)q[0][j] + (double)q[1][j]) + ((double)q[2][j] + (double)q[3][j]);
+        }
+    }
+}
+
+/* Per lane: sdy[j] += sum of g, sdyx[j] += sum of g * (x - shift[j]), g = dy masked by
+ * y > 0 when y. */
+static void rows_grad_sums(const float *x, const float *dy, const float *y /* or NULL */, size_t s,
+                           const float *shift /* (16) */, double *sdy /* (16) */, double *sdyx /* (16) */) {
+    for (size_t o = 0; o < s; o += BLK_ROWS) {
+        const size_t len = s - o < BLK_ROWS ? s - o : BLK_ROWS, base = o * BLK;
+        float a[4][BLK] = {{0}}, q[4][BLK] = {{0}};
+        for (size_t i = 0; i < len; i++) {
+            const int k = (int)(i & 3);
+            const size_t e = base + i * BLK;
+            if (y)
+                for (int j = 0; j < BLK; j++) {
+                    const float g = y[e + (size_t)j] > 0.0f ? dy[e + (size_t)j] : 0.0f;
+                    a[k][j] += g;
+                    q[k][j] += g * (x[e + (size_t)j] - shift[j]);
+                }
+            else
+                for (int j = 0; j < BLK; j++) {
+                    const float g = dy[e + (size_t)j];
+                    a[k][j] += g;
+                    q[k][j] += g * (x[e + (size_t)j] - shift[j]);
+                }
+        }
+        for (int j = 0; j < BLK; j++) {
+            sdy[j] += ((double)a[0][j] + (double)a[1][j]) + ((double)a[2][j] + (double)a[3][j]);
+            sdyx[j] += ((double)q[0][j] + (double)q[1][j]) + ((double)q[2][j] + (double)q[3][j]);
+        }
+    }
+}
+
+static int blocked_threads(const bn_params *p, int nthreads) {
+    return (double)p->n * p->c * p->spatial < BN_PAR_MIN || nthreads < 1 ? 1 : nthreads;
+}
+
+void batchnorm_forward_train_blocked(const bn_params *p, float *out, float *mean, float *var, const float *in,
+                                     const float *gamma, const float *beta, int relu, double *part, int nthreads) {
+    static const float zero[BLK];
+    const int cb = p->c / BLK, nt = blocked_threads(p, nthreads);
+    const int64_t planes = (int64_t)p->n * cb;
+    const size_t s = (size_t)p->spatial, nc = (size_t)p->n * (size_t)p->c, c = (size_t)p->c;
+    const double count = (double)p->n * (double)s;
+    double *ps = part, *pq = part + nc;
+    float *scale = (float *)(part + 2 * nc), *shift = scale + c;
+    /* the mean first */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t q = 0; q < planes; q++) {
+        double *o = ps + (size_t)(q / cb) * c + (size_t)(q % cb) * BLK;
+        for (int j = 0; j < BLK; j++) o[j] = 0.0;
+        rows_sums(in + (size_t)q * s * BLK, s, zero, o, NULL);
+    }
+    for (size_t ch = 0; ch < c; ch++) {
+        double sum = 0.0;
+        for (int i = 0; i < p->n; i++) sum += ps[(size_t)i * c + ch];
+        mean[ch] = (float)(count > 0 ? sum / count : 0.0);
+    }
+    /* then the deviations from the float mean (see batchnorm_forward_train_vec) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t q = 0; q < planes; q++) {
+        const size_t at = (size_t)(q / cb) * c + (size_t)(q % cb) * BLK;
+        for (int j = 0; j < BLK; j++) ps[at + (size_t)j] = pq[at + (size_t)j] = 0.0;
+        rows_sums(in + (size_t)q * s * BLK, s, mean + (size_t)(q % cb) * BLK, ps + at, pq + at);
+    }
+    for (size_t ch = 0; ch < c; ch++) {
+        double dev = 0.0, sq = 0.0;
+        for (int i = 0; i < p->n; i++) dev += ps[(size_t)i * c + ch], sq += pq[(size_t)i * c + ch];
+        const double d0 = count > 0 ? dev / count : 0.0;
+        double v = count > 0 ? sq / count - d0 * d0 : 0.0;
+        if (v < 0) v = 0;
+        var[ch] = (float)v;
+        const float invstd = (float)(1.0 / sqrt((double)var[ch] + (double)p->eps));
+        scale[ch] = gamma[ch] * invstd;
+        shift[ch] = beta[ch] - mean[ch] * scale[ch];
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t q = 0; q < planes; q++) {
+        const float *x = in + (size_t)q * s * BLK, *a = scale + (size_t)(q % cb) * BLK,
+                    *b = shift + (size_t)(q % cb) * BLK;
+        float *y = out + (size_t)q * s * BLK;
+        for (size_t r = 0; r < s; r++, x += BLK, y += BLK)
+            if (relu)
+                for (int j = 0; j < BLK; j++) {
+                    const float t = x[j] * a[j] + b[j];
+                    y[j] = t > 0.0f ? t : 0.0f;
+                }
+            else
+                for (int j = 0; j < BLK; j++) y[j] = x[j] * a[j] + b[j];
+    }
+}
+
+void batchnorm_backward_blocked(const bn_params *p, float *din, float *dgamma, float *dbeta, const float *dout,
+                                const float *in, const float *relu_out, const float *gamma, const float *mean,
+                                const float *var, double *part, int nthreads) {
+    const int cb = p->c / BLK, nt = blocked_threads(p, nthreads);
+    const int64_t planes = (int64_t)p->n * cb;
+    const size_t s = (size_t)p->spatial, nc = (size_t)p->n * (size_t)p->c, c = (size_t)p->c;
+    const double count = (double)p->n * (double)s;
+    double *ps = part, *pq = part + nc;
+    float *ca = (float *)(part + 2 * nc), *cbias = ca + c, *cx = cbias + c; /* (3, C) floats in (2, C) doubles */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t q = 0; q < planes; q++) {
+        const size_t at = (size_t)(q / cb) * c + (size_t)(q % cb) * BLK, off = (size_t)q * s * BLK;
+        for (int j = 0; j < BLK; j++) ps[at + (size_t)j] = pq[at + (size_t)j] = 0.0;
+        rows_grad_sums(in + off, dout + off, relu_out ? relu_out + off : NULL, s, mean + (size_t)(q % cb) * BLK,
+                       ps + at, pq + at);
+    }
+    for (size_t ch = 0; ch < c; ch++) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (int i = 0; i < p->n; i++) sdy += ps[(size_t)i * c + ch], sdyx += pq[(size_t)i * c + ch];
+        const double invstd = 1.0 / sqrt((double)var[ch] + (double)p->eps);
+        sdyx *= invstd; /* sum dy * xhat */
+        dbeta[ch] = (float)sdy;
+        dgamma[ch] = (float)sdyx;
+        /* dx = a * dy + b * x + c, as batchnorm_backward_vec */
+        const double k = gamma[ch] * invstd;
+        const double b = count > 0 ? -k * invstd * sdyx / count : 0.0;
+        ca[ch] = (float)k;
+        cx[ch] = (float)b;
+        cbias[ch] = (float)(count > 0 ? -k * sdy / count - b * (double)mean[ch] : 0.0);
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t q = 0; q < planes; q++) {
+        const size_t off = (size_t)q * s * BLK, cc = (size_t)(q % cb) * BLK;
+        const float *x = in + off, *dy = dout + off, *y = relu_out ? relu_out + off : NULL;
+        const float *a = ca + cc, *b = cx + cc, *k = cbias + cc;
+        float *dx = din + off;
+        for (size_t e = 0; e < s * BLK; e += BLK)
+            if (y)
+                for (int j = 0; j < BLK; j++)
+                    dx[e + (size_t)j] = a[j] * (y[e + (size_t)j] > 0.0f ? dy[e + (size_t)j] : 0.0f) +
+                                        b[j] * x[e + (size_t)j] + k[j];
+            else
+                for (int j = 0; j < BLK; j++) dx[e + (size_t)j] = a[j] * dy[e + (size_t)j] + b[j] * x[e + (size_t)j] + k[j];
+    }
+}

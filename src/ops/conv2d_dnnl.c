@@ -10,6 +10,8 @@
  * 3x3, pad 1 (AVX-512 EPYC, reorders included, ms per call, fwd / bwd data / bwd
  * weights):  2 threads  `any` 1.3 / 1.3 / 1.5   nchw (x64:gemm:jit) 3.0 / 4.2 / 3.6
  *            1 thread   `any` 5.0 / 4.9 / 5.1   nchw                5.1 / 6.5 / 8.6
+ * Training may hand over activations already in nChw16c (conv2d_params.src_blocked,
+ * dst_blocked): then their reorders are no-ops (dnnl_job_layout).
  * Define TS_CONV_DNNL_PLAIN to force the plain layouts on the primitive instead. */
 #include "dnnl_backend.h"
 
@@ -46,8 +48,12 @@ static void conv_descs_init(dnnl_job *job, const conv2d_params *p, conv_descs *d
     dnnl_dims_t wei_dims = {p->k, p->c, p->kh, p->kw};
     dnnl_dims_t gwei_dims = {g, p->k / g, p->c / g, p->kh, p->kw};
     dnnl_dims_t bias_dims = {p->k};
-    d->src_user = dnnl_job_md(job, 4, src_dims, dnnl_nchw);
-    d->dst_user = dnnl_job_md(job, 4, dst_dims, dnnl_nchw);
+    if ((p->src_blocked && p->c % 16) || (p->dst_blocked && p->k % 16)) {
+        dnnl_job_fail(job, TS_EINVAL, "nChw16c tensors need channels in multiples of 16 (internal)");
+        return;
+    }
+    d->src_user = dnnl_job_md(job, 4, src_dims, p->src_blocked ? dnnl_nChw16c : dnnl_nchw);
+    d->dst_user = dnnl_job_md(job, 4, dst_dims, p->dst_blocked ? dnnl_nChw16c : dnnl_nchw);
     d->wei_user = g == 1 ? dnnl_job_md(job, 4, wei_dims, dnnl_oihw) : dnnl_job_md(job, 5, gwei_dims, dnnl_goihw);
     d->bias = dnnl_job_md(job, 1, bias_dims, dnnl_x);
     if (CONV_LAYOUT_ANY) {

@@ -31,12 +31,20 @@ static ts_status conv2d_check_scratch(ts_ctx *ctx, const conv2d_params *p, const
     return TS_OK;
 }
 
+/* nChw16c operands (training keeps them between layers) have oneDNN kernels only; the
+ * pass that chose them runs its backward with them even if the backend changed. */
+static int blocked(const conv2d_params *p) { return p->src_blocked || p->dst_blocked; }
+static ts_status blocked_unsupported(ts_ctx *ctx) {
+    return ts_fail(ctx, TS_EUNSUPPORTED, "conv2d: oneDNN has no kernel for this convolution on nChw16c tensors");
+}
+
 ts_status ops_conv2d_forward(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
                              const float *bias, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx)) {
+    if (use_dnnl(ctx) || blocked(p)) {
         ts_status s = conv2d_forward_dnnl(ctx, p, out, in, w, bias);
         if (s != TS_EUNSUPPORTED) return s;
+        if (blocked(p)) return blocked_unsupported(ctx);
     }
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_forward_ref(p, out, in, w, bias, scratch, ts_ctx_threads(ctx));
@@ -46,9 +54,10 @@ ts_status ops_conv2d_forward(ts_ctx *ctx, const conv2d_params *p, float *out, co
 ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                    const float *w, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx)) {
+    if (use_dnnl(ctx) || blocked(p)) {
         ts_status s = conv2d_backward_data_dnnl(ctx, p, din, dout, w);
         if (s != TS_EUNSUPPORTED) return s;
+        if (blocked(p)) return blocked_unsupported(ctx);
     }
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_backward_data_ref(p, din, dout, w, scratch, ts_ctx_threads(ctx));
@@ -58,9 +67,10 @@ ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *d
 ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
                                       const float *dout, const float *in, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx)) {
+    if (use_dnnl(ctx) || blocked(p)) {
         ts_status s = conv2d_backward_weights_dnnl(ctx, p, dw, dbias, dout, in);
         if (s != TS_EUNSUPPORTED) return s;
+        if (blocked(p)) return blocked_unsupported(ctx);
     }
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_backward_weights_ref(p, dw, dbias, dout, in, scratch, ts_ctx_threads(ctx));
@@ -70,9 +80,10 @@ ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float
 ts_status ops_conv2d_backward(ts_ctx *ctx, const conv2d_params *p, float *din, float *dw, float *dbias,
                               const float *dout, const float *in, const float *w, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx)) {
+    if (use_dnnl(ctx) || blocked(p)) {
         ts_status s = conv2d_backward_dnnl(ctx, p, din, dw, dbias, dout, in, w);
         if (s != TS_EUNSUPPORTED) return s;
+        if (blocked(p)) return blocked_unsupported(ctx);
     }
     ts_status s = ops_conv2d_backward_weights(ctx, p, dw, dbias, dout, in, scratch);
     if (!s && din) s = ops_conv2d_backward_data(ctx, p, din, dout, w, scratch);

@@ -54,6 +54,16 @@ void global_avgpool_backward_ref(int n, int c, int spatial, float *din /* (N,C,S
     }
 }
 
+void global_avgpool_backward_nhwc(int n, int c, int spatial, float *din /* (N,S,C) */, const float *dout /* (N,C) */) {
+    const size_t s = (size_t)spatial, cs = (size_t)c;
+    for (int b = 0; b < n; b++) {
+        const float *g = dout + (size_t)b * cs;
+        float *dx = din + (size_t)b * s * cs;
+        for (size_t i = 0; i < s; i++, dx += cs)
+            for (size_t j = 0; j < cs; j++) dx[j] = (float)(g[j] / (double)s);
+    }
+}
+
 void concat_forward_ref(int n, int count, const size_t *sizes /* (count) */, float *out /* (N, sum sizes) */,
                         const float *const *ins /* count tensors, (N, sizes[i]) */) {
     size_t row = 0;

@@ -29,6 +29,11 @@ typedef struct conv2d_params {
     int groups;     /* c and k divisible by groups; groups == c == k is depthwise */
     int oh, ow;     /* output size, filled by conv2d_params_finish */
     int pbh, pbw;   /* zero padding at the bottom and right (= ph, pw unless asymmetric, as ONNX pads) */
+    /* The input (and its gradient) / the output (and its gradient) in oneDNN's nChw16c
+     * instead of NCHW: sample i, channel block b, position s, lane j at
+     * ((i * C/16 + b) * H*W + s) * 16 + j; c (k) a multiple of 16. oneDNN kernels only:
+     * training keeps such tensors blocked between layers (exec.c, plan_blocked). */
+    int src_blocked, dst_blocked;
 } conv2d_params;
 
 /* Computes oh/ow; returns 0 if the configuration is invalid (non-positive output,
@@ -143,6 +148,21 @@ void batchnorm_backward_vec(const bn_params *p, float *din /* (N,C,S) */, float 
                             float *dbeta /* (C) */, const float *dout /* (N,C,S) */, const float *in /* (N,C,S) */,
                             const float *relu_out /* (N,C,S) or NULL */, const float *gamma /* (C) */,
                             const float *mean /* (C) */, const float *var /* (C) */, int nthreads);
+/* The same on nChw16c tensors (conv2d_params.src_blocked; C a multiple of 16), for
+ * training that keeps activations blocked between layers. part holds (2, N, C) doubles,
+ * each (sample, channel)'s sums, added over the samples in order so that results do
+ * not depend on the thread count, then (2, C) for the per-channel coefficients.
+ * Statistics as careful as the plain kernels'. */
+#define BN_BLOCKED_PART(n, c) (((size_t)2 * (size_t)(n) + 2) * (size_t)(c))
+void batchnorm_forward_train_blocked(const bn_params *p, float *out /* nChw16c */, float *mean /* (C) */,
+                                     float *var /* (C), biased */, const float *in /* nChw16c */,
+                                     const float *gamma /* (C) */, const float *beta /* (C) */, int relu,
+                                     double *part /* BN_BLOCKED_PART(N, C) */, int nthreads);
+void batchnorm_backward_blocked(const bn_params *p, float *din /* nChw16c */, float *dgamma /* (C) */,
+                                float *dbeta /* (C) */, const float *dout /* nChw16c */, const float *in /* nChw16c */,
+                                const float *relu_out /* nChw16c or NULL */, const float *gamma /* (C) */,
+                                const float *mean /* (C) */, const float *var /* (C) */,
+                                double *part /* BN_BLOCKED_PART(N, C) */, int nthreads);
 
 /* ----------------------------------------------------------- dense layer */
 
@@ -242,6 +262,9 @@ void global_avgpool_forward_ref(int n, int c, int spatial, float *out, const flo
 /* The same over a channels-last input in (N,S,C); within an ulp of it. */
 void global_avgpool_forward_nhwc(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,S,C) */);
 void global_avgpool_backward_ref(int n, int c, int spatial, float *din, const float *dout);
+/* Backward into a channels-last (N,S,C) input gradient. An nChw16c tensor is (N*C/16,
+ * S, 16) in these terms, so both nhwc functions serve it with n*C/16 and 16. */
+void global_avgpool_backward_nhwc(int n, int c, int spatial, float *din /* (N,S,C) */, const float *dout /* (N,C) */);
 
 /* Global max pool: (N,C,S) -> (N,C); argmax (N,C) (may be NULL at inference) gets
  * the index in S of the first maximum (NaN propagates, as max pooling). */

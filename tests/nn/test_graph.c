@@ -292,6 +292,98 @@ static void test_bn_relu_fusion(void) {
     ts_model_free(m);
 }
 
+/* Training that keeps activations in nChw16c between the layers that can (oneDNN,
+ * exec_blocked.c): which outputs are blocked (a conv before a max pool, 24 channels
+ * and everything 1-D stay NCHW; a conv on an NCHW input writes nChw16c), logits and
+ * gradients against the reference kernels, running statistics, a backward after the
+ * backend changed, the same bits twice, and inference passes left in NCHW. */
+static void predict_on_both(ts_model *m, const float *x, int n, float *fast, float *ref);
+
+static const char *BLOCKED_ARCH =
+    "input     shape=3x8x8 classes=4\n"
+    "conv2d    name=c1 out=16 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=b1\n"
+    "relu      name=r1\n"
+    "conv2d    name=c2 out=16 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=b2\n"
+    "add       name=a1 in=b2,r1\n"
+    "relu      name=r2\n"
+    "conv2d    name=c3 out=32 kernel=3 stride=2 padding=1 bias=0\n"
+    "batchnorm name=b3\n"
+    "relu      name=r3\n"
+    "conv2d    name=c4 out=32 kernel=1\n"
+    "sigmoid   name=s4\n"
+    "conv2d    name=c5 in=r2 out=32 kernel=1 stride=2\n"
+    "add       name=a2 in=s4,c5\n"
+    "globalavgpool name=g1\n"
+    "conv2d    name=c6 in=r1 out=16 kernel=1\n"
+    "maxpool   name=mp kernel=2\n"
+    "conv2d    name=c7 out=16 kernel=1\n"
+    "globalavgpool name=g2\n"
+    "conv2d    name=c8 in=r3 out=24 kernel=1\n"
+    "globalavgpool name=g3\n"
+    "concat    name=cat in=g1,g2,g3\n"
+    "dense     name=fc out=classes\n";
+
+static void test_training_blocked(void) {
+    ts_model *m = make_model(BLOCKED_ARCH, 23);
+    if (!m) return;
+    const int n = 5;
+    const size_t in_sz = 3 * 64, np = (size_t)ts_model_param_count(m);
+    float *x = test_falloc(n * in_sz), *logits = test_falloc(n * 4), *dl = test_falloc(n * 4);
+    float *g1 = test_falloc(np), *g2 = test_falloc(np), *l2 = test_falloc(n * 4);
+    test_fill_uniform(x, n * in_sz, 29, -1.0f, 1.5f);
+    int32_t y[5] = {0, 1, 2, 3, 1};
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    /* layers 1-14 and c7 (18) blocked; c6 (16, read by the max pool), mp, c8 (24
+     * channels) and the 1-D outputs not */
+    CHECK(m->exec.blk_now != NULL, "no blocked plan");
+    for (int l = 1; m->exec.blk_now && l < m->nlayers; l++) {
+        const int want = l <= 14 || l == 18;
+        CHECK(m->exec.blk_now[l] == want, "layer %d (%s): blocked %d, want %d", l, m->layers[l].name,
+              m->exec.blk_now[l], want);
+    }
+    train_backends_agree(m, x, n, y, "blocked ");
+    /* the same bits twice */
+    train_pass(m, x, n, y, logits, g1);
+    train_pass(m, x, n, y, l2, g2);
+    CHECK(!memcmp(g1, g2, np * sizeof *g1) && !memcmp(logits, l2, n * 4 * sizeof *l2), "blocked training not repeatable");
+    /* the backward follows its forward's layouts when the backend changes in between */
+    ts_softmax_cross_entropy(n, 4, logits, y, 0.0f, dl);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "backward after a backend change: %s", ts_ctx_error(g_ctx));
+    ts_tensor_info first;
+    ts_model_tensor(m, 0, &first);
+    test_allclose("blocked gradients, backend changed before backward", first.grad, g1, np, 1e-6, 1e-7);
+    /* the reference kernels train in NCHW; inference passes are never blocked */
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(m->exec.blk_now == NULL, "blocked on the reference kernels");
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    float *p_dnnl = test_falloc(n * 4), *p_ref = test_falloc(n * 4);
+    predict_on_both(m, x, n, p_dnnl, p_ref);
+    CHECK(m->exec.blk_now == NULL, "a predict pass left blocked");
+    test_allclose("predict after blocked training", p_dnnl, p_ref, n * 4, 1e-4, 1e-5);
+    /* running statistics: one oneDNN step and one reference step from the same start */
+    ts_model *a = make_model(BLOCKED_ARCH, 23), *r = make_model(BLOCKED_ARCH, 23);
+    if (a && r) {
+        CHECK(ts_model_forward_train(g_ctx, a, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+        CHECK(ts_model_forward_train(g_ctx, r, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+        const char *names[4] = {"b1.running_var", "b2.running_mean", "b3.running_var", "b3.running_mean"};
+        for (int i = 0; i < 4; i++) {
+            ts_tensor_info ta = test_tensor(a, names[i]), tr = test_tensor(r, names[i]);
+            test_allclose(names[i], ta.data, tr.data, (size_t)ta.numel, 1e-5, 1e-6);
+        }
+    }
+    ts_model_free(a);
+    ts_model_free(r);
+    free(x), free(logits), free(dl), free(g1), free(g2), free(l2), free(p_dnnl), free(p_ref);
+    ts_model_free(m);
+}
+
 static void test_backward_needs_forward(void) {
     ts_model *m = make_model("input shape=4 classes=2\ndense name=fc out=2\n", 1);
     if (!m) return;
@@ -1333,6 +1425,7 @@ int main(void) {
     RUN(test_gradcheck_dnnl);
     RUN(test_gradients_backends_agree);
     RUN(test_bn_relu_fusion);
+    RUN(test_training_blocked);
     RUN(test_backward_needs_forward);
     RUN(test_dropout);
     RUN(test_predict_batches);

@@ -47,7 +47,7 @@ static void test_quantizer(void) {
 static void int8_case(int n, int c, int h, int k, int kh, int stride, int groups, int u8, int relu, int residual) {
     ts_ctx *ctx = NULL;
     CHECK(ts_ctx_create(&ctx) == TS_OK && ts_ctx_set_threads(ctx, 1) == TS_OK, "ctx");
-    conv2d_params p = {n, c, h, h, k, kh, kh, stride, stride, kh / 2, kh / 2, 1, 1, groups, 0, 0, kh / 2, kh / 2};
+    conv2d_params p = {n, c, h, h, k, kh, kh, stride, stride, kh / 2, kh / 2, 1, 1, groups, 0, 0, kh / 2, kh / 2, 0, 0};
     CHECK(conv2d_params_finish(&p), "params");
     const size_t nx = (size_t)n * c * h * h, nw = (size_t)k * (c / groups) * kh * kh, ny = (size_t)n * k * p.oh * p.ow;
     float *x = malloc(nx * 4), *xq = malloc(nx * 4), *w = malloc(nw * 4), *wq = malloc(nw * 4), *b = malloc(k * 4);

@@ -234,7 +234,7 @@ static void conv_check(const char *name, conv2d_params p, int use_bias, int fd) 
 /* fields: n c h w k kh kw sh sw ph pw dh dw groups */
 static conv2d_params cp(int n, int c, int h, int w, int k, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
                         int dw, int groups) {
-    conv2d_params p = {n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups, 0, 0, ph, pw};
+    conv2d_params p = {n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups, 0, 0, ph, pw, 0, 0};
     return p;
 }
 
@@ -571,6 +571,99 @@ static void bn_vec_check(int n, int c, int s, float lo, float hi, int fd) {
     free(din), free(dg), free(db), free(rdin), free(rdg), free(rdb), free(masked);
 }
 
+/* (N,C,S) <-> nChw16c, C a multiple of 16 */
+static void to_blocked(int n, int c, int s, float *dst, const float *src) {
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int k = 0; k < s; k++)
+                dst[(((size_t)i * (c / 16) + ch / 16) * s + k) * 16 + ch % 16] = src[((size_t)i * c + ch) * s + k];
+}
+
+static void from_blocked(int n, int c, int s, float *dst, const float *src) {
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int k = 0; k < s; k++)
+                dst[((size_t)i * c + ch) * s + k] = src[(((size_t)i * (c / 16) + ch / 16) * s + k) * 16 + ch % 16];
+}
+
+typedef struct bnb_case {
+    bn_params p;
+    float *in, *gamma, *beta, *out, *mean, *var, *xb, *yb;
+    double *part;
+} bnb_case;
+
+/* the blocked forward of a plain input, its output back in plain */
+static void bnb_fd_forward(fd_problem *pr) {
+    bnb_case *bc = pr->data;
+    const bn_params *p = &bc->p;
+    to_blocked(p->n, p->c, p->spatial, bc->xb, bc->in);
+    batchnorm_forward_train_blocked(p, bc->yb, bc->mean, bc->var, bc->xb, bc->gamma, bc->beta, 0, bc->part, 1);
+    from_blocked(p->n, p->c, p->spatial, bc->out, bc->yb);
+}
+
+/* The nChw16c kernels (training with blocked activations): the reference's values in
+ * the blocked places, with and without the ReLU; the same bits on 1 and 2 threads;
+ * a finite-difference check of their backward. */
+static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
+    char what[96];
+    bn_params p = {n, c, s, 1e-5f};
+    const size_t cnt = (size_t)n * c * s;
+    float *in = frand(cnt, 71, lo, hi), *gamma = frand(c, 72, 0.5f, 1.5f), *beta = frand(c, 73, -1, 1);
+    float *dy = frand(cnt, 74, -1, 1), *xb = test_falloc(cnt), *dyb = test_falloc(cnt), *yb = test_falloc(cnt);
+    float *out = test_falloc(cnt), *mean = test_falloc(c), *var = test_falloc(c), *ro = test_falloc(cnt);
+    float *rmean = test_falloc(c), *rvar = test_falloc(c), *dinb = test_falloc(cnt), *din = test_falloc(cnt);
+    float *dg = test_falloc(c), *db = test_falloc(c), *rdin = test_falloc(cnt), *rdg = test_falloc(c);
+    float *rdb = test_falloc(c), *masked = test_falloc(cnt), *want = test_falloc(cnt);
+    float *yb1 = test_falloc(cnt), *dinb1 = test_falloc(cnt), *m1 = test_falloc(c), *v1 = test_falloc(c);
+    double *part = calloc(BN_BLOCKED_PART(n, c), sizeof *part);
+    to_blocked(n, c, s, xb, in);
+    to_blocked(n, c, s, dyb, dy);
+    batchnorm_forward_train_ref(&p, ro, rmean, rvar, in, gamma, beta, 2);
+    for (int relu = 0; relu < 2; relu++) {
+        batchnorm_forward_train_blocked(&p, yb, mean, var, xb, gamma, beta, relu, part, 2);
+        from_blocked(n, c, s, out, yb);
+        for (size_t i = 0; i < cnt; i++) want[i] = relu && ro[i] < 0 ? 0.0f : ro[i];
+        snprintf(what, sizeof what, "bn blocked%s n%d c%d s%d [%g,%g]", relu ? "+relu" : "", n, c, s, lo, hi);
+        test_allclose(what, out, want, cnt, 1e-4, 1e-5);
+        test_allclose("bn blocked mean", mean, rmean, c, 1e-6, 1e-6 * (fabs(lo) + fabs(hi)));
+        test_allclose("bn blocked var", var, rvar, c, 1e-4, 1e-7);
+        for (size_t i = 0; i < cnt; i++) masked[i] = relu && !(out[i] > 0.0f) ? 0.0f : dy[i];
+        batchnorm_backward_ref(&p, rdin, rdg, rdb, masked, in, gamma, rmean, rvar, 2);
+        batchnorm_backward_blocked(&p, dinb, dg, db, dyb, xb, relu ? yb : NULL, gamma, mean, var, part, 2);
+        from_blocked(n, c, s, din, dinb);
+        snprintf(what, sizeof what, "bn blocked%s backward n%d c%d s%d", relu ? "+relu" : "", n, c, s);
+        test_allclose(what, din, rdin, cnt, 1e-3, 1e-4);
+        test_allclose("bn blocked dgamma", dg, rdg, c, 1e-3, 1e-3);
+        test_allclose("bn blocked dbeta", db, rdb, c, 1e-4, 1e-4);
+        batchnorm_forward_train_blocked(&p, yb1, m1, v1, xb, gamma, beta, relu, part, 1);
+        batchnorm_backward_blocked(&p, dinb1, dg, db, dyb, xb, relu ? yb1 : NULL, gamma, m1, v1, part, 1);
+        CHECK(!memcmp(yb1, yb, cnt * sizeof(float)) && !memcmp(dinb1, dinb, cnt * sizeof(float)) &&
+                  !memcmp(v1, var, c * sizeof(float)),
+              "bn blocked depends on the thread count");
+    }
+    if (fd) {
+        bnb_case bc = {p, in, gamma, beta, out, mean, var, xb, yb, part};
+        bnb_fd_forward(&(fd_problem){NULL, NULL, NULL, 0, &bc});
+        batchnorm_backward_blocked(&p, dinb, dg, db, dyb, xb, NULL, gamma, mean, var, part, 1);
+        from_blocked(n, c, s, din, dinb);
+        fd_problem pr = {bnb_fd_forward, out, dy, cnt, &bc};
+        snprintf(what, sizeof what, "bn blocked fd input n%d c%d s%d", n, c, s);
+        fd_check(what, &pr, in, cnt, din, 1e-2f, 2e-2, 3e-3);
+        fd_check("bn blocked fd gamma", &pr, gamma, c, dg, 1e-2f, 1e-2, 2e-3);
+        fd_check("bn blocked fd beta", &pr, beta, c, db, 1e-2f, 1e-2, 2e-3);
+    }
+    free(in), free(gamma), free(beta), free(dy), free(xb), free(dyb), free(yb), free(out), free(mean), free(var);
+    free(ro), free(rmean), free(rvar), free(dinb), free(din), free(dg), free(db), free(rdin), free(rdg), free(rdb);
+    free(masked), free(want), free(yb1), free(dinb1), free(m1), free(v1), free(part);
+}
+
+static void test_batchnorm_blocked(void) {
+    bn_blocked_check(3, 16, 5, -2, 3, 1);       /* small, with the finite-difference check */
+    bn_blocked_check(2, 32, 67, -1, 1, 0);      /* more rows than a block, not a multiple of 4 */
+    bn_blocked_check(8, 16, 64, 999, 1001, 0);  /* far from zero: the variance must not cancel */
+    bn_blocked_check(16, 48, 256, -3, 1, 0);    /* ResNet-sized planes, three channel blocks */
+}
+
 static void test_batchnorm_vec(void) {
     bn_vec_check(3, 2, 20, -2, 3, 1);         /* small, with the finite-difference check */
     bn_vec_check(4, 5, 17, -2, 3, 0);         /* plane shorter than the lanes plus a tail */
@@ -839,7 +932,16 @@ static void test_global_avgpool(void) {
     global_avgpool_forward_ct(N, C, S, ct, nchw);
     test_allclose("global avgpool channels-last", b, a, N * C, 1e-6, 1e-7);
     test_allclose("global avgpool constant-time", ct, a, N * C, 1e-6, 1e-7);
-    free(nchw), free(nhwc);
+    /* its backward: the reference's gradient, each plane's values in rows of C */
+    float *g = frand(N * C, 109, -1, 1), *dref = test_falloc(N * C * S), *dcl = test_falloc(N * C * S);
+    global_avgpool_backward_ref(N, C, S, dref, g);
+    global_avgpool_backward_nhwc(N, C, S, dcl, g);
+    int same = 1;
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < S; i++) same &= dcl[(n * S + i) * C + c] == dref[(n * C + c) * S + i];
+    CHECK(same, "global avgpool channels-last backward differs from the reference");
+    free(nchw), free(nhwc), free(g), free(dref), free(dcl);
 }
 
 typedef struct concat_case {
@@ -1053,6 +1155,7 @@ int main(void) {
     RUN(test_batchnorm);
     RUN(test_batchnorm_infer);
     RUN(test_batchnorm_vec);
+    RUN(test_batchnorm_blocked);
     RUN(test_dense);
     RUN(test_eltwise);
     RUN(test_eltwise_edges);

@@ -1,0 +1,65 @@
+/* Training passes that keep activations in oneDNN's blocked layout, nChw16c, between
+ * the layers that can read and write it, instead of reordering every convolution's
+ * input, output and their gradients to and from NCHW (164 reorders, about an eighth
+ * of a ResNet-20 training step on one thread).
+ *
+ * A layer output (and its gradient) is blocked when:
+ *   - it is a 3-D (C,H,W) output with C a multiple of 16 (so nChw16c has no padded
+ *     channels and takes the same bytes as NCHW);
+ *   - a convolution, a batch norm, an element-wise activation or an add produces it;
+ *   - every layer that reads it is one of those or a global average pool;
+ *   - it is not the logits or the early exit's (the losses read those);
+ *   - and the layers that follow their input's layout (batch norm, activation, add)
+ *     have it for their output and every input alike (resolved to a fixed point).
+ * Only on oneDNN kernels (the convolutions need them), and not with synchronized batch
+ * norm (its sums over the ranks are NCHW kernels'). Compressed activations hold a
+ * blocked output in NCHW order (act_compress.c). Everything else, and every inference
+ * pass, sees NCHW. */
+#include "layers.h"
+
+static int spatial16(const ts_shape *s) { return s->ndim == 3 && s->dims[0] > 0 && s->dims[0] % 16 == 0; }
+
+/* Does layer li write its output in its input's layout, element by element or per
+ * channel? */
+static int follows_input(const ts_model *m, int li) {
+    const layer *l = &m->layers[li];
+    return l->kind == LAYER_BATCHNORM || l->kind == LAYER_ADD || LAYER_OPS[l->kind].forward == activation_forward;
+}
+
+static int reads_blocked(const ts_model *m, int li) {
+    const layer *l = &m->layers[li];
+    return l->kind == LAYER_CONV2D || l->kind == LAYER_GLOBALAVGPOOL || follows_input(m, li);
+}
+
+void plan_blocked(const ts_ctx *ctx, ts_model *m) {
+    exec_state *e = &m->exec;
+    e->blk_now = NULL;
+    if (!e->blk || !ops_fusion_enabled(ctx) || m->sync_bn) return;
+    const int n = m->nlayers;
+    char *b = e->blk;
+    b[0] = 0; /* the caller's input */
+    for (int li = 1; li < n; li++)
+        b[li] = li != n - 1 && li != m->exit_layer && spatial16(&m->layers[li].out) &&
+                (m->layers[li].kind == LAYER_CONV2D || follows_input(m, li));
+    for (int li = 1; li < n; li++)
+        if (!reads_blocked(m, li))
+            for (int k = 0; k < m->layers[li].ninputs; k++) b[m->layers[li].inputs[k]] = 0;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int li = 1; li < n; li++) {
+            if (!follows_input(m, li)) continue;
+            const layer *l = &m->layers[li];
+            int all = b[li];
+            for (int k = 0; k < l->ninputs; k++) all &= b[l->inputs[k]];
+            if (all) continue;
+            changed |= b[li];
+            b[li] = 0;
+            for (int k = 0; k < l->ninputs; k++) changed |= b[l->inputs[k]], b[l->inputs[k]] = 0;
+        }
+    }
+    for (int li = 1; li < n; li++)
+        if (b[li]) {
+            e->blk_now = b;
+            return;
+        }
+}
