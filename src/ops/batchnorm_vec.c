@@ -14,6 +14,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <string.h>
 
 #define BN_LANES 64 /* four AVX-512 vectors: hides the add latency */
 #define BN_BLOCK 1024
@@ -291,22 +292,27 @@ static void rows_grad_sums(const float *x, const float *dy, const float *y /* or
     for (size_t o = 0; o < s; o += BLK_ROWS) {
         const size_t len = s - o < BLK_ROWS ? s - o : BLK_ROWS, base = o * BLK;
         float a[4][BLK] = {{0}}, q[4][BLK] = {{0}};
-        for (size_t i = 0; i < len; i++) {
-            const int k = (int)(i & 3);
-            const size_t e = base + i * BLK;
-            if (y)
-                for (int j = 0; j < BLK; j++) {
-                    const float g = y[e + (size_t)j] > 0.0f ? dy[e + (size_t)j] : 0.0f;
-                    a[k][j] += g;
-                    q[k][j] += g * (x[e + (size_t)j] - shift[j]);
+        /* four rows a step, row i into accumulator i % 4 (a fixed index per statement,
+         * so the accumulators stay in registers) */
+        for (size_t i = 0; i < len; i += 4)
+            for (int k = 0; k < 4 && i + (size_t)k < len; k++) {
+                const size_t e = base + (i + (size_t)k) * BLK;
+                if (y) {
+#pragma omp simd
+                    for (int j = 0; j < BLK; j++) {
+                        const float g = y[e + (size_t)j] > 0.0f ? dy[e + (size_t)j] : 0.0f;
+                        a[k][j] += g;
+                        q[k][j] += g * (x[e + (size_t)j] - shift[j]);
+                    }
+                } else {
+#pragma omp simd
+                    for (int j = 0; j < BLK; j++) {
+                        const float g = dy[e + (size_t)j];
+                        a[k][j] += g;
+                        q[k][j] += g * (x[e + (size_t)j] - shift[j]);
+                    }
                 }
-            else
-                for (int j = 0; j < BLK; j++) {
-                    const float g = dy[e + (size_t)j];
-                    a[k][j] += g;
-                    q[k][j] += g * (x[e + (size_t)j] - shift[j]);
-                }
-        }
+            }
         for (int j = 0; j < BLK; j++) {
             sdy[j] += ((double)a[0][j] + (double)a[1][j]) + ((double)a[2][j] + (double)a[3][j]);
             sdyx[j] += ((double)q[0][j] + (double)q[1][j]) + ((double)q[2][j] + (double)q[3][j]);
@@ -359,17 +365,26 @@ void batchnorm_forward_train_blocked(const bn_params *p, float *out, float *mean
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t q = 0; q < planes; q++) {
-        const float *x = in + (size_t)q * s * BLK, *a = scale + (size_t)(q % cb) * BLK,
-                    *b = shift + (size_t)(q % cb) * BLK;
+        /* the coefficients on the stack: through part they might alias y, and the
+         * loop would reload them for every row */
+        float a[BLK], b[BLK];
+        memcpy(a, scale + (size_t)(q % cb) * BLK, sizeof a);
+        memcpy(b, shift + (size_t)(q % cb) * BLK, sizeof b);
+        const float *x = in + (size_t)q * s * BLK;
         float *y = out + (size_t)q * s * BLK;
-        for (size_t r = 0; r < s; r++, x += BLK, y += BLK)
-            if (relu)
+        if (relu)
+            for (size_t r = 0; r < s; r++, x += BLK, y += BLK) {
+#pragma omp simd
                 for (int j = 0; j < BLK; j++) {
                     const float t = x[j] * a[j] + b[j];
                     y[j] = t > 0.0f ? t : 0.0f;
                 }
-            else
+            }
+        else
+            for (size_t r = 0; r < s; r++, x += BLK, y += BLK) {
+#pragma omp simd
                 for (int j = 0; j < BLK; j++) y[j] = x[j] * a[j] + b[j];
+            }
     }
 }
 
@@ -407,14 +422,22 @@ void batchnorm_backward_blocked(const bn_params *p, float *din, float *dgamma, f
     for (int64_t q = 0; q < planes; q++) {
         const size_t off = (size_t)q * s * BLK, cc = (size_t)(q % cb) * BLK;
         const float *x = in + off, *dy = dout + off, *y = relu_out ? relu_out + off : NULL;
-        const float *a = ca + cc, *b = cx + cc, *k = cbias + cc;
+        float a[BLK], b[BLK], k[BLK]; /* on the stack, as in the forward */
+        memcpy(a, ca + cc, sizeof a);
+        memcpy(b, cx + cc, sizeof b);
+        memcpy(k, cbias + cc, sizeof k);
         float *dx = din + off;
-        for (size_t e = 0; e < s * BLK; e += BLK)
-            if (y)
+        if (y)
+            for (size_t e = 0; e < s * BLK; e += BLK) {
+#pragma omp simd
                 for (int j = 0; j < BLK; j++)
                     dx[e + (size_t)j] = a[j] * (y[e + (size_t)j] > 0.0f ? dy[e + (size_t)j] : 0.0f) +
                                         b[j] * x[e + (size_t)j] + k[j];
-            else
+            }
+        else
+            for (size_t e = 0; e < s * BLK; e += BLK) {
+#pragma omp simd
                 for (int j = 0; j < BLK; j++) dx[e + (size_t)j] = a[j] * dy[e + (size_t)j] + b[j] * x[e + (size_t)j] + k[j];
+            }
     }
 }
