@@ -6,11 +6,12 @@
  * A layer output (and its gradient) is blocked when:
  *   - it is a 3-D (C,H,W) output with C a multiple of 16 (so nChw16c has no padded
  *     channels and takes the same bytes as NCHW);
- *   - a convolution, a batch norm, an element-wise activation or an add produces it;
+ *   - a convolution, a batch norm, an element-wise activation, an add or a max pool
+ *     (undilated) produces it;
  *   - every layer that reads it is one of those or a global average pool;
  *   - it is not the logits or the early exit's (the losses read those);
- *   - and the layers that follow their input's layout (batch norm, activation, add)
- *     have it for their output and every input alike (resolved to a fixed point).
+ *   - and the layers that follow their input's layout (batch norm, activation, add,
+ *     max pool) have it for their output and every input alike (a fixed point).
  * Only on oneDNN kernels (the convolutions need them), and not with synchronized batch
  * norm (its sums over the ranks are NCHW kernels'). Compressed activations hold a
  * blocked output in NCHW order (act_compress.c). Everything else, and every inference
@@ -19,11 +20,13 @@
 
 static int spatial16(const ts_shape *s) { return s->ndim == 3 && s->dims[0] > 0 && s->dims[0] % 16 == 0; }
 
-/* Does layer li write its output in its input's layout, element by element or per
- * channel? */
+/* Does layer li write its output in its input's layout (element by element, per
+ * channel, or a max pool's windows per channel)? Dilated max pools are left out:
+ * oneDNN has no kernel when a window misses the input (pool2d_dnnl.c). */
 static int follows_input(const ts_model *m, int li) {
     const layer *l = &m->layers[li];
-    return l->kind == LAYER_BATCHNORM || l->kind == LAYER_ADD || LAYER_OPS[l->kind].forward == activation_forward;
+    return l->kind == LAYER_BATCHNORM || l->kind == LAYER_ADD || LAYER_OPS[l->kind].forward == activation_forward ||
+           (l->kind == LAYER_MAXPOOL && l->dh == 1 && l->dw == 1);
 }
 
 static int reads_blocked(const ts_model *m, int li) {

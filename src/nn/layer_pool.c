@@ -57,6 +57,7 @@ ts_status maxpool_forward(ts_ctx *ctx, ts_model *m, int li) {
     layer *l = &m->layers[li];
     pool2d_params p = layer_pool_params(m, l, m->exec.n);
     p.nhwc = layer_cl(m, l->inputs[0]);
+    p.blocked = layer_blk(m, li); /* a training pass: then its input is too (exec_blocked.c) */
     return ops_maxpool2d_forward(ctx, &p, m->exec.ls[li].out, m->exec.train ? m->exec.ls[li].aux : NULL,
                                  layer_input(m, li, 0));
 }
@@ -66,6 +67,7 @@ ts_status maxpool_backward(ts_ctx *ctx, ts_model *m, int li) {
     float *din = layer_input_grad(m, li, 0);
     if (!din) return TS_OK;
     pool2d_params p = layer_pool_params(m, l, m->exec.n);
+    p.blocked = layer_blk(m, li);
     ts_status st = ops_maxpool2d_backward(ctx, &p, din, m->exec.ls[li].grad, m->exec.ls[li].aux);
     if (st) return st;
     layer_input_grad_commit(m, li, 0, ts_ctx_threads(ctx));

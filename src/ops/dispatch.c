@@ -131,9 +131,10 @@ ts_status ops_maxpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out,
         maxpool2d_forward_ct(p, out, in, ts_ctx_threads(ctx));
         return TS_OK;
     }
-    if (use_dnnl(ctx)) {
+    if (use_dnnl(ctx) || p->blocked) {
         ts_status s = maxpool2d_forward_dnnl(ctx, p, out, ws, in);
         if (s != TS_EUNSUPPORTED) return s;
+        if (p->blocked) return ts_fail(ctx, TS_EUNSUPPORTED, "max pooling: oneDNN has no kernel for this case on nChw16c");
     }
     if (p->nhwc) return ws ? ts_fail(ctx, TS_EINVAL, "max pooling: channels-last is for inference") : pool_nhwc_ref(ctx, p, out, in, 1);
     maxpool2d_forward_ref(p, out, ws, in, ts_ctx_threads(ctx));
@@ -143,11 +144,12 @@ ts_status ops_maxpool2d_forward(ts_ctx *ctx, const pool2d_params *p, float *out,
 ts_status ops_maxpool2d_backward(ts_ctx *ctx, const pool2d_params *p, float *din, const float *dout, const void *ws) {
     if (!ctx || !p) return TS_EINVAL;
     if (!ws) return ts_fail(ctx, TS_EINVAL, "max pooling backward: no workspace (the forward ran without one)");
-    if (use_dnnl(ctx)) {
+    if (use_dnnl(ctx) || p->blocked) {
         /* EUNSUPPORTED here means the training forward had no oneDNN implementation
          * either (maxpool2d_backward_dnnl), so ws holds the reference's argmax */
         ts_status s = maxpool2d_backward_dnnl(ctx, p, din, dout, ws);
         if (s != TS_EUNSUPPORTED) return s;
+        if (p->blocked) return ts_fail(ctx, TS_EUNSUPPORTED, "max pooling: oneDNN has no kernel for this case on nChw16c");
     }
     maxpool2d_backward_ref(p, din, dout, ws, ts_ctx_threads(ctx));
     return TS_OK;

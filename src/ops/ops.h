@@ -79,6 +79,8 @@ typedef struct pool2d_params {
     int pbh, pbw;           /* padding at the bottom and right (= ph, pw unless asymmetric) */
     int dh, dw;             /* dilation, >= 1; max pooling only (average needs 1) */
     int nhwc;               /* inference: in and out channels-last, (N,H,W,C) and (N,OH,OW,C) */
+    int blocked;            /* max pooling in training: in, out and their gradients in nChw16c
+                               (conv2d_params.src_blocked; c a multiple of 16), oneDNN only */
 } pool2d_params;
 
 int pool2d_params_finish(pool2d_params *p);

@@ -21,7 +21,7 @@
 
 typedef struct pool_geom {
     dnnl_dims_t src, dst, strides, kernel, dilation, pad_l, pad_r;
-    dnnl_format_tag_t tag; /* of src and dst: nchw, or nhwc (p->nhwc) */
+    dnnl_format_tag_t tag; /* of src and dst: nchw, nhwc (p->nhwc) or nChw16c (p->blocked) */
 } pool_geom;
 
 /* Whether some dilated window along one axis has no tap inside [0, in). */
@@ -41,7 +41,8 @@ static int pool_geom_init(const pool2d_params *p, pool_geom *g) {
     if (p->n < 1 || p->c < 1 || p->h < 1 || p->w < 1 || p->kh < 1 || p->kw < 1 || p->sh < 1 || p->sw < 1 ||
         p->ph < 0 || p->pw < 0 || p->pbh < 0 || p->pbw < 0 || p->dh < 1 || p->dw < 1 || p->oh < 1 || p->ow < 1)
         return 0;
-    g->tag = p->nhwc ? dnnl_nhwc : dnnl_nchw;
+    if (p->blocked && p->c % 16) return 0;
+    g->tag = p->blocked ? dnnl_nChw16c : p->nhwc ? dnnl_nhwc : dnnl_nchw;
     g->src[0] = p->n, g->src[1] = p->c, g->src[2] = p->h, g->src[3] = p->w;
     g->dst[0] = p->n, g->dst[1] = p->c, g->dst[2] = p->oh, g->dst[3] = p->ow;
     g->strides[0] = p->sh, g->strides[1] = p->sw;
@@ -81,8 +82,8 @@ static dnnl_primitive_desc_t pool_forward_pd(dnnl_job *job, const pool_geom *g, 
 
 static dnnl_primitive_desc_t pool_backward_pd(dnnl_job *job, const pool_geom *g, dnnl_alg_kind_t alg,
                                               const_dnnl_primitive_desc_t fwd, int required) {
-    dnnl_memory_desc_t dsrc = dnnl_job_md(job, 4, g->src, dnnl_nchw);
-    dnnl_memory_desc_t ddst = dnnl_job_md(job, 4, g->dst, dnnl_nchw);
+    dnnl_memory_desc_t dsrc = dnnl_job_md(job, 4, g->src, g->tag);
+    dnnl_memory_desc_t ddst = dnnl_job_md(job, 4, g->dst, g->tag);
     if (job->status != TS_OK) return NULL;
     dnnl_pooling_v2_desc_t pd;
     if (!dnnl_job_check(job,

@@ -295,7 +295,7 @@ static void test_conv_determinism(void) {
 
 static pool2d_params pp(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int ceil_mode,
                         int cip) {
-    pool2d_params p = {n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, cip, 0, 0, ph, pw, 1, 1, 0};
+    pool2d_params p = {n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, cip, 0, 0, ph, pw, 1, 1, 0, 0};
     return p;
 }
 
