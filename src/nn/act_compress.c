@@ -234,21 +234,6 @@ static float value_range(const float *x, size_t count, int nt, double *nonzero) 
 
 static size_t chunk_stride(size_t per) { return (act_codec_bound(per) + 63) & ~(size_t)63; }
 
-/* One sample of an nChw16c output, (C/16, S, 16), as NCHW (C, S), and back: a training
- * pass may keep outputs blocked (exec_blocked.c), and the codec predicts along W rows,
- * so a blocked output is held in NCHW order (the same bytes as an NCHW pass's). */
-static void sample_unblock(size_t c, size_t s, float *dst /* (C,S) */, const float *src /* (C/16,S,16) */) {
-    for (size_t b = 0; b < c / 16; b++)
-        for (size_t k = 0; k < s; k++)
-            for (size_t j = 0; j < 16; j++) dst[(b * 16 + j) * s + k] = src[(b * s + k) * 16 + j];
-}
-
-static void sample_block(size_t c, size_t s, float *dst /* (C/16,S,16) */, const float *src /* (C,S) */) {
-    for (size_t b = 0; b < c / 16; b++)
-        for (size_t k = 0; k < s; k++)
-            for (size_t j = 0; j < 16; j++) dst[(b * s + k) * 16 + j] = src[(b * 16 + j) * s + k];
-}
-
 /* Output t of this pass into its store: per sample, groups of `threads` samples
  * encoded in parallel and appended in order (the bytes do not depend on the thread
  * count). */
@@ -261,7 +246,9 @@ static ts_status compress_one(ts_ctx *ctx, ts_model *m, int t) {
     const float *x = e->ls[t].out;
     const int nt = ts_ctx_threads(ctx);
     const size_t stride = chunk_stride(per), words = 2 * per;
-    const int blk = layer_blk(m, t); /* then each sample goes through an NCHW copy */
+    /* a blocked output (exec_blocked.c) goes through an NCHW copy of each sample: the
+     * codec predicts along W rows, and so holds the same bytes as an NCHW pass's */
+    const int blk = layer_blk(m, t);
     const size_t c = blk ? (size_t)s->dims[0] : 0, sp = blk ? per / c : 0;
     ts_status st = ensure_work(ctx, p, (size_t)nt * (stride + words * sizeof(uint32_t) + (blk ? per * sizeof(float) : 0)));
     if (st) return st;
@@ -281,7 +268,7 @@ static ts_status compress_one(ts_ctx *ctx, ts_model *m, int t) {
         for (int i = 0; i < cnt; i++) {
             const float *v = x + (size_t)(s0 + i) * per;
             if (blk) {
-                sample_unblock(c, sp, plain + (size_t)i * per, v);
+                blocked16_to_nchw(1, (int64_t)c, (int64_t)sp, plain + (size_t)i * per, v, 1);
                 v = plain + (size_t)i * per;
             }
             sizes[i] = act_codec_encode(chunks + (size_t)i * stride, v, per, row, a->eb, scratch + (size_t)i * words);
@@ -348,7 +335,7 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li) {
             float *v = blk ? plain + th * per : x + (size_t)i * per;
             bad |= !act_codec_decode(v, a->store + a->offsets[i], a->offsets[i + 1] - a->offsets[i], per, row, a->eb,
                                      scratch + th * per);
-            if (blk) sample_block(c, sp, x + (size_t)i * per, v);
+            if (blk) nchw_to_blocked16(1, (int64_t)c, (int64_t)sp, x + (size_t)i * per, v, 1);
         }
         if (bad) return ts_fail(ctx, TS_EFORMAT, "layer %s: its compressed activations do not decode",
                                 m->layers[t].name);

@@ -38,14 +38,6 @@ size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
     return sizeof(float) * (4 * (size_t)input_shape(m, l, 0)->dims[0] + 2);
 }
 
-/* The blocked kernels' per-sample sums (exec_blocked.c keeps 16k-channel images in
- * nChw16c in training). */
-size_t batchnorm_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
-    (void)ctx;
-    const ts_shape *in = input_shape(m, l, 0);
-    return in->ndim == 3 && in->dims[0] % 16 == 0 ? sizeof(double) * BN_BLOCKED_PART(n, in->dims[0]) : 0;
-}
-
 /* PyTorch: running stats use the unbiased batch variance (cnt values per channel) */
 static void update_running_stats_n(ts_model *m, layer *l, const bn_params *p, const float *mean, const float *var,
                                    double cnt) {

@@ -48,7 +48,6 @@ int64_t convtranspose_macs(const ts_model *m, const layer *l);
 size_t convtranspose_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t batchnorm_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
-size_t batchnorm_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t dropout_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t no_bytes(ts_ctx *ctx, const ts_model *m, const layer *l, int n);
 size_t resize_scratch(ts_ctx *ctx, const ts_model *m, const layer *l, int n);

@@ -521,6 +521,9 @@ static inline int layer_cl(const ts_model *m, int l) { return m->exec.cl_now && 
 static inline int layer_blk(const ts_model *m, int l) { return m->exec.blk_now && m->exec.blk_now[l]; }
 /* Sets blk and blk_now for a training pass on ctx's kernels (exec_blocked.c). */
 void plan_blocked(const ts_ctx *ctx, ts_model *m);
+/* The kernel scratch a training plan of cap samples needs for its blocked batch norms
+ * (their per-sample sums, in exec.scratch). */
+size_t blocked_scratch_bytes(const ts_model *m, int cap);
 /* Where layer li's backward writes d loss / d input k: the input layer's grad
  * buffer, or the shared accumulator when that buffer already holds a gradient
  * from another consumer (then layer_input_grad_commit adds it). NULL if the input

@@ -31,21 +31,62 @@ static ts_status conv2d_check_scratch(ts_ctx *ctx, const conv2d_params *p, const
     return TS_OK;
 }
 
-/* nChw16c operands (training keeps them between layers) have oneDNN kernels only; the
- * pass that chose them runs its backward with them even if the backend changed. */
+/* nChw16c operands (conv2d_params.src_blocked, dst_blocked: training keeps them between
+ * layers) on the reference backend, or where oneDNN has no kernel: the kernels run on
+ * NCHW copies. */
 static int blocked(const conv2d_params *p) { return p->src_blocked || p->dst_blocked; }
-static ts_status blocked_unsupported(ts_ctx *ctx) {
-    return ts_fail(ctx, TS_EUNSUPPORTED, "conv2d: oneDNN has no kernel for this convolution on nChw16c tensors");
+
+static float *plain_copy(ts_ctx *ctx, int blk, int64_t n, int64_t c, int64_t s, const float *x, const char *what) {
+    float *y = ts_alloc(ctx, (size_t)(n * c * s) * sizeof *y, what);
+    if (y && blk) blocked16_to_nchw(n, c, s, y, x, ts_ctx_threads(ctx));
+    return y;
+}
+
+static ts_status conv2d_forward_via_nchw(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in,
+                                         const float *w, const float *bias, void *scratch) {
+    conv2d_params q = *p;
+    q.src_blocked = q.dst_blocked = 0;
+    const int64_t hw = (int64_t)p->h * p->w, ohw = (int64_t)p->oh * p->ow;
+    float *x = p->src_blocked ? plain_copy(ctx, 1, p->n, p->c, hw, in, "a convolution's NCHW input") : NULL;
+    float *y = p->dst_blocked && (x || !p->src_blocked) ? plain_copy(ctx, 0, p->n, p->k, ohw, NULL, "a convolution's NCHW output") : NULL;
+    ts_status st = (p->src_blocked && !x) || (p->dst_blocked && !y) ? TS_ENOMEM : TS_OK;
+    if (!st) st = ops_conv2d_forward(ctx, &q, y ? y : out, x ? x : in, w, bias, scratch);
+    if (!st && y) nchw_to_blocked16(p->n, p->k, ohw, out, y, ts_ctx_threads(ctx));
+    ts_free(x);
+    ts_free(y);
+    return st;
+}
+
+static ts_status conv2d_backward_via_nchw(ts_ctx *ctx, const conv2d_params *p, float *din, float *dw, float *dbias,
+                                          const float *dout, const float *in, const float *w, void *scratch) {
+    conv2d_params q = *p;
+    q.src_blocked = q.dst_blocked = 0;
+    const int64_t hw = (int64_t)p->h * p->w, ohw = (int64_t)p->oh * p->ow;
+    const int sb = p->src_blocked, db = p->dst_blocked;
+    float *x = sb ? plain_copy(ctx, 1, p->n, p->c, hw, in, "a convolution's NCHW input") : NULL;
+    float *dy = db && (x || !sb) ? plain_copy(ctx, 1, p->n, p->k, ohw, dout, "a convolution's NCHW output gradient") : NULL;
+    float *dx = sb && din && x && (dy || !db) ? plain_copy(ctx, 0, p->n, p->c, hw, NULL, "a convolution's NCHW input gradient") : NULL;
+    ts_status st = (sb && !x) || (db && !dy) || (sb && din && !dx) ? TS_ENOMEM : TS_OK;
+    if (!st) st = ops_conv2d_backward(ctx, &q, dx ? dx : din, dw, dbias, dy ? dy : dout, x ? x : in, w, scratch);
+    if (!st && dx) nchw_to_blocked16(p->n, p->c, hw, din, dx, ts_ctx_threads(ctx));
+    ts_free(x);
+    ts_free(dy);
+    ts_free(dx);
+    return st;
+}
+
+static ts_status blocked_internal(ts_ctx *ctx) {
+    return ts_fail(ctx, TS_EINVAL, "conv2d: nChw16c operands go through ops_conv2d_forward or ops_conv2d_backward (internal)");
 }
 
 ts_status ops_conv2d_forward(ts_ctx *ctx, const conv2d_params *p, float *out, const float *in, const float *w,
                              const float *bias, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx) || blocked(p)) {
+    if (use_dnnl(ctx)) {
         ts_status s = conv2d_forward_dnnl(ctx, p, out, in, w, bias);
         if (s != TS_EUNSUPPORTED) return s;
-        if (blocked(p)) return blocked_unsupported(ctx);
     }
+    if (blocked(p)) return conv2d_forward_via_nchw(ctx, p, out, in, w, bias, scratch);
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_forward_ref(p, out, in, w, bias, scratch, ts_ctx_threads(ctx));
     return TS_OK;
@@ -54,10 +95,10 @@ ts_status ops_conv2d_forward(ts_ctx *ctx, const conv2d_params *p, float *out, co
 ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *din, const float *dout,
                                    const float *w, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx) || blocked(p)) {
+    if (blocked(p)) return blocked_internal(ctx);
+    if (use_dnnl(ctx)) {
         ts_status s = conv2d_backward_data_dnnl(ctx, p, din, dout, w);
         if (s != TS_EUNSUPPORTED) return s;
-        if (blocked(p)) return blocked_unsupported(ctx);
     }
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_backward_data_ref(p, din, dout, w, scratch, ts_ctx_threads(ctx));
@@ -67,10 +108,10 @@ ts_status ops_conv2d_backward_data(ts_ctx *ctx, const conv2d_params *p, float *d
 ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float *dw, float *dbias,
                                       const float *dout, const float *in, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx) || blocked(p)) {
+    if (blocked(p)) return blocked_internal(ctx);
+    if (use_dnnl(ctx)) {
         ts_status s = conv2d_backward_weights_dnnl(ctx, p, dw, dbias, dout, in);
         if (s != TS_EUNSUPPORTED) return s;
-        if (blocked(p)) return blocked_unsupported(ctx);
     }
     if (conv2d_check_scratch(ctx, p, scratch) != TS_OK) return ctx->status;
     conv2d_backward_weights_ref(p, dw, dbias, dout, in, scratch, ts_ctx_threads(ctx));
@@ -80,11 +121,11 @@ ts_status ops_conv2d_backward_weights(ts_ctx *ctx, const conv2d_params *p, float
 ts_status ops_conv2d_backward(ts_ctx *ctx, const conv2d_params *p, float *din, float *dw, float *dbias,
                               const float *dout, const float *in, const float *w, void *scratch) {
     if (!ctx || !p) return TS_EINVAL;
-    if (use_dnnl(ctx) || blocked(p)) {
+    if (use_dnnl(ctx)) {
         ts_status s = conv2d_backward_dnnl(ctx, p, din, dw, dbias, dout, in, w);
         if (s != TS_EUNSUPPORTED) return s;
-        if (blocked(p)) return blocked_unsupported(ctx);
     }
+    if (blocked(p)) return conv2d_backward_via_nchw(ctx, p, din, dw, dbias, dout, in, w, scratch);
     ts_status s = ops_conv2d_backward_weights(ctx, p, dw, dbias, dout, in, scratch);
     if (!s && din) s = ops_conv2d_backward_data(ctx, p, din, dout, w, scratch);
     return s;

@@ -1,5 +1,5 @@
-/* Reference kernels that move values without arithmetic: a strided gather (transpose)
- * and ONNX Pad. */
+/* Reference kernels that move values without arithmetic: a strided gather (transpose),
+ * NCHW <-> nChw16c, and ONNX Pad. */
 #include "nd_index.h"
 
 #include <string.h>
@@ -25,6 +25,28 @@ void strided_copy_ref(int rank, const int64_t *dims /* (rank) */, float *out /* 
         if (step == 1) memcpy(dst, src, (size_t)inner * sizeof(float));
         else
             for (int64_t i = 0; i < inner; i++) dst[i] = src[i * step];
+    }
+}
+
+void nchw_to_blocked16(int64_t n, int64_t c, int64_t s, float *dst, const float *src, int nthreads) {
+    const int64_t planes = n * (c / 16);
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (planes * s * 16 >= LAYOUT_PARALLEL_MIN)
+    for (int64_t q = 0; q < planes; q++) {
+        const float *x = src + q * 16 * s; /* sample q / (c/16), channels 16 * (q % (c/16)) on */
+        float *y = dst + q * s * 16;
+        for (int64_t k = 0; k < s; k++)
+            for (int j = 0; j < 16; j++) y[k * 16 + j] = x[j * s + k];
+    }
+}
+
+void blocked16_to_nchw(int64_t n, int64_t c, int64_t s, float *dst, const float *src, int nthreads) {
+    const int64_t planes = n * (c / 16);
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (planes * s * 16 >= LAYOUT_PARALLEL_MIN)
+    for (int64_t q = 0; q < planes; q++) {
+        const float *x = src + q * s * 16;
+        float *y = dst + q * 16 * s;
+        for (int64_t k = 0; k < s; k++)
+            for (int j = 0; j < 16; j++) y[j * s + k] = x[k * 16 + j];
     }
 }
 

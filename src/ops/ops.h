@@ -153,7 +153,8 @@ void batchnorm_backward_vec(const bn_params *p, float *din /* (N,C,S) */, float 
 /* The same on nChw16c tensors (conv2d_params.src_blocked; C a multiple of 16), for
  * training that keeps activations blocked between layers. part holds (2, N, C) doubles,
  * each (sample, channel)'s sums, added over the samples in order so that results do
- * not depend on the thread count, then (2, C) for the per-channel coefficients.
+ * not depend on the thread count, then room of 2 C doubles for up to three (C) float
+ * arrays of per-channel coefficients.
  * Statistics as careful as the plain kernels'. */
 #define BN_BLOCKED_PART(n, c) (((size_t)2 * (size_t)(n) + 2) * (size_t)(c))
 void batchnorm_forward_train_blocked(const bn_params *p, float *out /* nChw16c */, float *mean /* (C) */,
@@ -329,6 +330,11 @@ void gemm_ref(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
 /* out (dims, row-major) = in read through element strides: out[i0,...] =
  * in[sum_d i_d * in_strides[d]]. A transpose (strides permuted) or a broadcast copy
  * (some strides 0). rank 1..OPS_MAX_RANK. */
+/* (N, C, S) to oneDNN's nChw16c, (N, C/16, S, 16), and back; C a multiple of 16. */
+void nchw_to_blocked16(int64_t n, int64_t c, int64_t s, float *dst /* (N,C/16,S,16) */, const float *src /* (N,C,S) */,
+                       int nthreads);
+void blocked16_to_nchw(int64_t n, int64_t c, int64_t s, float *dst /* (N,C,S) */, const float *src /* (N,C/16,S,16) */,
+                       int nthreads);
 void strided_copy_ref(int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */, const float *in,
                       const int64_t *in_strides /* (rank) */, int nthreads);
 

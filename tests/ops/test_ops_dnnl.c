@@ -121,6 +121,68 @@ static void test_conv_fixed(void) {
     conv_compare(conv(2, 3, 6, 5, 2, 7, 5, 1, 1, 3, 2, 1, 1, 1), 1, 110);     /* kernel > input */
 }
 
+/* nChw16c operands (training's blocked activations): a convolution with its input,
+ * output or both blocked gives the NCHW reference's values in the blocked places,
+ * forward and backward, on oneDNN and on the reference backend (NCHW copies). */
+static void blocked_case(int src_blocked, int dst_blocked, ts_backend backend) {
+    conv2d_params p = conv(3, 16, 9, 9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1);
+    CHECK(conv2d_params_finish(&p), "blocked case");
+    const int64_t hw = 81, ohw = (int64_t)p.oh * p.ow;
+    const size_t n_in = (size_t)p.n * p.c * hw, n_out = (size_t)p.n * p.k * ohw, n_w = (size_t)p.k * p.c * 9;
+    float *x = fvec(n_in, 201, -1, 1), *w = fvec(n_w, 202, -0.3f, 0.3f), *bias = fvec(p.k, 203, -1, 1);
+    float *dy = fvec(n_out, 204, -1, 1), *y0 = fvec(n_out, 0, 0, 0), *dx0 = fvec(n_in, 0, 0, 0);
+    float *dw0 = fvec(n_w, 0, 0, 0), *db0 = fvec(p.k, 0, 0, 0), *y = fvec(n_out, 0, 0, 0), *dx = fvec(n_in, 0, 0, 0);
+    float *dw = fvec(n_w, 0, 0, 0), *db = fvec(p.k, 0, 0, 0), *xb = fvec(n_in, 0, 0, 0), *dyb = fvec(n_out, 0, 0, 0);
+    float *t_out = fvec(n_out, 0, 0, 0), *t_in = fvec(n_in, 0, 0, 0);
+    void *scratch = malloc(ops_conv2d_scratch_size(g_ctx, &p) + 1);
+    char what[96];
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(!ops_conv2d_forward(g_ctx, &p, y0, x, w, bias, scratch), "reference forward: %s", ts_ctx_error(g_ctx));
+    CHECK(!ops_conv2d_backward(g_ctx, &p, dx0, dw0, db0, dy, x, w, scratch), "reference backward");
+    ts_ctx_set_backend(g_ctx, backend);
+    conv2d_params q = p;
+    q.src_blocked = src_blocked;
+    q.dst_blocked = dst_blocked;
+    nchw_to_blocked16(p.n, p.c, hw, xb, x, 1);
+    nchw_to_blocked16(p.n, p.k, ohw, dyb, dy, 1);
+    CHECK(!ops_conv2d_forward(g_ctx, &q, y, src_blocked ? xb : x, w, bias, scratch), "blocked forward: %s",
+          ts_ctx_error(g_ctx));
+    if (dst_blocked) blocked16_to_nchw(p.n, p.k, ohw, t_out, y, 1);
+    snprintf(what, sizeof what, "conv forward, src %d dst %d blocked, backend %d", src_blocked, dst_blocked, (int)backend);
+    close_to(what, dst_blocked ? t_out : y, y0, n_out);
+    CHECK(!ops_conv2d_backward(g_ctx, &q, dx, dw, db, dst_blocked ? dyb : dy, src_blocked ? xb : x, w, scratch),
+          "blocked backward: %s", ts_ctx_error(g_ctx));
+    if (src_blocked) blocked16_to_nchw(p.n, p.c, hw, t_in, dx, 1);
+    snprintf(what, sizeof what, "conv backward data, src %d dst %d blocked, backend %d", src_blocked, dst_blocked,
+             (int)backend);
+    close_to(what, src_blocked ? t_in : dx, dx0, n_in);
+    close_to("conv backward weights, blocked", dw, dw0, n_w);
+    close_to("conv backward bias, blocked", db, db0, (size_t)p.k);
+    /* the two halves of the backward alone do not take blocked operands */
+    if (src_blocked || dst_blocked)
+        CHECK(ops_conv2d_backward_data(g_ctx, &q, dx, dy, w, scratch) == TS_EINVAL, "backward data took nChw16c");
+    ts_ctx_clear_error(g_ctx);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    free(x), free(w), free(bias), free(dy), free(y0), free(dx0), free(dw0), free(db0), free(y), free(dx), free(dw);
+    free(db), free(xb), free(dyb), free(t_out), free(t_in), free(scratch);
+}
+
+static void test_conv_blocked(void) {
+    for (int b = 0; b < 2; b++) {
+        const ts_backend be = b ? TS_BACKEND_REF : TS_BACKEND_DNNL;
+        blocked_case(1, 1, be);
+        blocked_case(0, 1, be);
+        blocked_case(1, 0, be);
+    }
+    /* the layout helpers: a round trip, and the documented offset */
+    float *x = fvec(2 * 32 * 5, 205, -1, 1), *b = fvec(2 * 32 * 5, 0, 0, 0), *back = fvec(2 * 32 * 5, 0, 0, 0);
+    nchw_to_blocked16(2, 32, 5, b, x, 2);
+    blocked16_to_nchw(2, 32, 5, back, b, 2);
+    CHECK(bit_equal(back, x, 2 * 32 * 5), "nChw16c round trip");
+    CHECK(b[((1 * 2 + 1) * 5 + 3) * 16 + 7] == x[(1 * 32 + 23) * 5 + 3], "nChw16c offset of sample 1, channel 23, position 3");
+    free(x), free(b), free(back);
+}
+
 /* Winograd (ts_ctx_set_winograd): a 3x3 stride-1 convolution of 16+ channels in and
  * 32+ out. With TS_WINOGRAD_TRAINING the training forward and backward data run it
  * and stay within the tolerance of the reference; its outputs are not the direct
@@ -623,6 +685,7 @@ int main(void) {
     RUN(test_conv_fixed);
     RUN(test_conv_random);
     RUN(test_conv_winograd);
+    RUN(test_conv_blocked);
     RUN(test_pool_fixed);
     RUN(test_pool_random);
     RUN(test_avgpool_ceil_include_pad_falls_back);
