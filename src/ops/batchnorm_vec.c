@@ -247,6 +247,14 @@ void batchnorm_infer_part(const bn_params *p, int relu, int cl, int64_t c0, int6
  * x * scale + shift turns into 2e-4 (tests/ops, bn_blocked_check). */
 #define BLK 16
 #define BLK_ROWS 8
+/* The 16-lane loops below vectorize with this hint under GCC (without it the apply
+ * passes ran scalar stores: bench/NOTES.md); clang's sanitizer builds (`make fuzz`)
+ * cannot always, and -Wpass-failed would stop them, so the hint is GCC's. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define BN_SIMD _Pragma("omp simd")
+#else
+#define BN_SIMD
+#endif
 
 /* Per lane j: sum[j] += sum of (x[r][j] - shift[j]) over rows r < s, and sq[j] the
  * same of its squares (sq NULL: not). */
@@ -298,14 +306,14 @@ static void rows_grad_sums(const float *x, const float *dy, const float *y /* or
             for (int k = 0; k < 4 && i + (size_t)k < len; k++) {
                 const size_t e = base + (i + (size_t)k) * BLK;
                 if (y) {
-#pragma omp simd
+BN_SIMD
                     for (int j = 0; j < BLK; j++) {
                         const float g = y[e + (size_t)j] > 0.0f ? dy[e + (size_t)j] : 0.0f;
                         a[k][j] += g;
                         q[k][j] += g * (x[e + (size_t)j] - shift[j]);
                     }
                 } else {
-#pragma omp simd
+BN_SIMD
                     for (int j = 0; j < BLK; j++) {
                         const float g = dy[e + (size_t)j];
                         a[k][j] += g;
@@ -374,7 +382,7 @@ void batchnorm_forward_train_blocked(const bn_params *p, float *out, float *mean
         float *y = out + (size_t)q * s * BLK;
         if (relu)
             for (size_t r = 0; r < s; r++, x += BLK, y += BLK) {
-#pragma omp simd
+BN_SIMD
                 for (int j = 0; j < BLK; j++) {
                     const float t = x[j] * a[j] + b[j];
                     y[j] = t > 0.0f ? t : 0.0f;
@@ -382,7 +390,7 @@ void batchnorm_forward_train_blocked(const bn_params *p, float *out, float *mean
             }
         else
             for (size_t r = 0; r < s; r++, x += BLK, y += BLK) {
-#pragma omp simd
+BN_SIMD
                 for (int j = 0; j < BLK; j++) y[j] = x[j] * a[j] + b[j];
             }
     }
@@ -429,14 +437,14 @@ void batchnorm_backward_blocked(const bn_params *p, float *din, float *dgamma, f
         float *dx = din + off;
         if (y)
             for (size_t e = 0; e < s * BLK; e += BLK) {
-#pragma omp simd
+BN_SIMD
                 for (int j = 0; j < BLK; j++)
                     dx[e + (size_t)j] = a[j] * (y[e + (size_t)j] > 0.0f ? dy[e + (size_t)j] : 0.0f) +
                                         b[j] * x[e + (size_t)j] + k[j];
             }
         else
             for (size_t e = 0; e < s * BLK; e += BLK) {
-#pragma omp simd
+BN_SIMD
                 for (int j = 0; j < BLK; j++) dx[e + (size_t)j] = a[j] * dy[e + (size_t)j] + b[j] * x[e + (size_t)j] + k[j];
             }
     }
