@@ -521,6 +521,47 @@ static void bnv_fd_forward(fd_problem *pr) {
     batchnorm_forward_train_vec(&bc->p, bc->out, bc->mean, bc->var, bc->in, bc->gamma, bc->beta, 0, 1);
 }
 
+/* A training batch-norm kernel's forward (out in NCHW, its mean and var) against the
+ * reference's (ro, rmean, rvar), with the ReLU applied when relu; then the reference
+ * backward of dy masked where that output is zero, into rdin, rdg, rdb. */
+typedef struct bn_ref_run {
+    const float *ro, *rmean, *rvar;
+    float *masked, *rdin, *rdg, *rdb;
+} bn_ref_run;
+
+static void bn_against_ref(const char *kind, const bn_params *p, int relu, float lo, float hi, const float *in,
+                           const float *gamma, const float *dy, const float *out, const float *mean, const float *var,
+                           const bn_ref_run *r) {
+    char what[96];
+    const size_t cnt = (size_t)p->n * p->c * p->spatial, c = (size_t)p->c;
+    float *want = test_falloc(cnt);
+    for (size_t i = 0; i < cnt; i++) want[i] = relu && r->ro[i] < 0 ? 0.0f : r->ro[i];
+    snprintf(what, sizeof what, "bn %s%s n%d c%d s%d [%g,%g]", kind, relu ? "+relu" : "", p->n, p->c, p->spatial, lo,
+             hi);
+    test_allclose(what, out, want, cnt, 1e-4, 1e-5);
+    snprintf(what, sizeof what, "bn %s mean", kind);
+    test_allclose(what, mean, r->rmean, c, 1e-6, 1e-6 * (fabs(lo) + fabs(hi)));
+    snprintf(what, sizeof what, "bn %s var", kind);
+    test_allclose(what, var, r->rvar, c, 1e-4, 1e-7);
+    for (size_t i = 0; i < cnt; i++) r->masked[i] = relu && !(out[i] > 0.0f) ? 0.0f : dy[i];
+    batchnorm_backward_ref(p, r->rdin, r->rdg, r->rdb, r->masked, in, gamma, r->rmean, r->rvar, 2);
+    free(want);
+}
+
+/* Finite differences of a batch-norm kernel's forward (pr) against its backward's din,
+ * dgamma and dbeta. */
+static void bn_fd_checks(const char *kind, fd_problem *pr, const bn_params *p, float *in, float *gamma, float *beta,
+                         const float *din, const float *dg, const float *db) {
+    char what[96];
+    const size_t cnt = (size_t)p->n * p->c * p->spatial, c = (size_t)p->c;
+    snprintf(what, sizeof what, "bn %s fd input n%d c%d s%d", kind, p->n, p->c, p->spatial);
+    fd_check(what, pr, in, cnt, din, 1e-2f, 2e-2, 3e-3);
+    snprintf(what, sizeof what, "bn %s fd gamma", kind);
+    fd_check(what, pr, gamma, c, dg, 1e-2f, 1e-2, 2e-3);
+    snprintf(what, sizeof what, "bn %s fd beta", kind);
+    fd_check(what, pr, beta, c, db, 1e-2f, 1e-2, 2e-3);
+}
+
 static void bn_vec_check(int n, int c, int s, float lo, float hi, int fd) {
     char what[96];
     bn_params p = {n, c, s, 1e-5f};
@@ -534,15 +575,8 @@ static void bn_vec_check(int n, int c, int s, float lo, float hi, int fd) {
     batchnorm_forward_train_ref(&p, ro, rmean, rvar, in, gamma, beta, 2);
     for (int relu = 0; relu < 2; relu++) {
         batchnorm_forward_train_vec(&p, out, mean, var, in, gamma, beta, relu, 2);
-        float *want = test_falloc(cnt);
-        for (size_t i = 0; i < cnt; i++) want[i] = relu && ro[i] < 0 ? 0.0f : ro[i];
-        snprintf(what, sizeof what, "bn vec%s n%d c%d s%d [%g,%g]", relu ? "+relu" : "", n, c, s, lo, hi);
-        test_allclose(what, out, want, cnt, 1e-4, 1e-5);
-        test_allclose("bn vec mean", mean, rmean, c, 1e-6, 1e-6 * (fabs(lo) + fabs(hi)));
-        test_allclose("bn vec var", var, rvar, c, 1e-4, 1e-7);
-        /* backward: the reference with dy masked where the ReLU output is zero */
-        for (size_t i = 0; i < cnt; i++) masked[i] = relu && !(out[i] > 0.0f) ? 0.0f : dy[i];
-        batchnorm_backward_ref(&p, rdin, rdg, rdb, masked, in, gamma, rmean, rvar, 2);
+        const bn_ref_run rr = {ro, rmean, rvar, masked, rdin, rdg, rdb};
+        bn_against_ref("vec", &p, relu, lo, hi, in, gamma, dy, out, mean, var, &rr);
         batchnorm_backward_vec(&p, din, dg, db, dy, in, relu ? out : NULL, gamma, mean, var, 2);
         snprintf(what, sizeof what, "bn vec%s backward n%d c%d s%d", relu ? "+relu" : "", n, c, s);
         test_allclose(what, din, rdin, cnt, 1e-3, 1e-4);
@@ -555,17 +589,14 @@ static void bn_vec_check(int n, int c, int s, float lo, float hi, int fd) {
         CHECK(!memcmp(out1, out, cnt * sizeof(float)) && !memcmp(din1, din, cnt * sizeof(float)) &&
                   !memcmp(v1, var, c * sizeof(float)),
               "bn vec depends on the thread count");
-        free(want), free(din1), free(out1), free(m1), free(v1);
+        free(din1), free(out1), free(m1), free(v1);
     }
     if (fd) {
         bnv_case bc = {p, in, gamma, beta, out, mean, var};
         batchnorm_forward_train_vec(&p, out, mean, var, in, gamma, beta, 0, 1);
         batchnorm_backward_vec(&p, din, dg, db, dy, in, NULL, gamma, mean, var, 1);
         fd_problem pr = {bnv_fd_forward, out, dy, cnt, &bc};
-        snprintf(what, sizeof what, "bn vec fd input n%d c%d s%d", n, c, s);
-        fd_check(what, &pr, in, cnt, din, 1e-2f, 2e-2, 3e-3);
-        fd_check("bn vec fd gamma", &pr, gamma, c, dg, 1e-2f, 1e-2, 2e-3);
-        fd_check("bn vec fd beta", &pr, beta, c, db, 1e-2f, 1e-2, 2e-3);
+        bn_fd_checks("vec", &pr, &p, in, gamma, beta, din, dg, db);
     }
     free(in), free(gamma), free(beta), free(dy), free(out), free(mean), free(var), free(ro), free(rmean), free(rvar);
     free(din), free(dg), free(db), free(rdin), free(rdg), free(rdb), free(masked);
@@ -613,7 +644,7 @@ static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
     float *out = test_falloc(cnt), *mean = test_falloc(c), *var = test_falloc(c), *ro = test_falloc(cnt);
     float *rmean = test_falloc(c), *rvar = test_falloc(c), *dinb = test_falloc(cnt), *din = test_falloc(cnt);
     float *dg = test_falloc(c), *db = test_falloc(c), *rdin = test_falloc(cnt), *rdg = test_falloc(c);
-    float *rdb = test_falloc(c), *masked = test_falloc(cnt), *want = test_falloc(cnt);
+    float *rdb = test_falloc(c), *masked = test_falloc(cnt);
     float *yb1 = test_falloc(cnt), *dinb1 = test_falloc(cnt), *m1 = test_falloc(c), *v1 = test_falloc(c);
     double *part = calloc(BN_BLOCKED_PART(n, c), sizeof *part);
     to_blocked(n, c, s, xb, in);
@@ -622,13 +653,8 @@ static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
     for (int relu = 0; relu < 2; relu++) {
         batchnorm_forward_train_blocked(&p, yb, mean, var, xb, gamma, beta, relu, part, 2);
         from_blocked(n, c, s, out, yb);
-        for (size_t i = 0; i < cnt; i++) want[i] = relu && ro[i] < 0 ? 0.0f : ro[i];
-        snprintf(what, sizeof what, "bn blocked%s n%d c%d s%d [%g,%g]", relu ? "+relu" : "", n, c, s, lo, hi);
-        test_allclose(what, out, want, cnt, 1e-4, 1e-5);
-        test_allclose("bn blocked mean", mean, rmean, c, 1e-6, 1e-6 * (fabs(lo) + fabs(hi)));
-        test_allclose("bn blocked var", var, rvar, c, 1e-4, 1e-7);
-        for (size_t i = 0; i < cnt; i++) masked[i] = relu && !(out[i] > 0.0f) ? 0.0f : dy[i];
-        batchnorm_backward_ref(&p, rdin, rdg, rdb, masked, in, gamma, rmean, rvar, 2);
+        const bn_ref_run rr = {ro, rmean, rvar, masked, rdin, rdg, rdb};
+        bn_against_ref("blocked", &p, relu, lo, hi, in, gamma, dy, out, mean, var, &rr);
         batchnorm_backward_blocked(&p, dinb, dg, db, dyb, xb, relu ? yb : NULL, gamma, mean, var, part, 2);
         from_blocked(n, c, s, din, dinb);
         snprintf(what, sizeof what, "bn blocked%s backward n%d c%d s%d", relu ? "+relu" : "", n, c, s);
@@ -647,14 +673,11 @@ static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
         batchnorm_backward_blocked(&p, dinb, dg, db, dyb, xb, NULL, gamma, mean, var, part, 1);
         from_blocked(n, c, s, din, dinb);
         fd_problem pr = {bnb_fd_forward, out, dy, cnt, &bc};
-        snprintf(what, sizeof what, "bn blocked fd input n%d c%d s%d", n, c, s);
-        fd_check(what, &pr, in, cnt, din, 1e-2f, 2e-2, 3e-3);
-        fd_check("bn blocked fd gamma", &pr, gamma, c, dg, 1e-2f, 1e-2, 2e-3);
-        fd_check("bn blocked fd beta", &pr, beta, c, db, 1e-2f, 1e-2, 2e-3);
+        bn_fd_checks("blocked", &pr, &p, in, gamma, beta, din, dg, db);
     }
     free(in), free(gamma), free(beta), free(dy), free(xb), free(dyb), free(yb), free(out), free(mean), free(var);
     free(ro), free(rmean), free(rvar), free(dinb), free(din), free(dg), free(db), free(rdin), free(rdg), free(rdb);
-    free(masked), free(want), free(yb1), free(dinb1), free(m1), free(v1), free(part);
+    free(masked), free(yb1), free(dinb1), free(m1), free(v1), free(part);
 }
 
 static void test_batchnorm_blocked(void) {
