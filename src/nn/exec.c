@@ -676,7 +676,10 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
             if (sb > scratch) scratch = sb;
         }
     }
-    if (train && blocked_scratch_bytes(m, cap) > scratch) scratch = blocked_scratch_bytes(m, cap);
+    if (train) {
+        const size_t bn = blocked_scratch_bytes(m, cap);
+        if (bn > scratch) scratch = bn;
+    }
     if (scratch && !(e->scratch = ts_alloc(ctx, scratch, "kernel scratch"))) return TS_ENOMEM;
     e->scratch_bytes = scratch;
     if (train && !(e->accum = ts_alloc(ctx, accum, "gradient accumulator"))) return TS_ENOMEM;

@@ -48,7 +48,7 @@ static ts_status conv2d_forward_via_nchw(ts_ctx *ctx, const conv2d_params *p, fl
     q.src_blocked = q.dst_blocked = 0;
     const int64_t hw = (int64_t)p->h * p->w, ohw = (int64_t)p->oh * p->ow;
     float *x = p->src_blocked ? plain_copy(ctx, 1, p->n, p->c, hw, in, "a convolution's NCHW input") : NULL;
-    float *y = p->dst_blocked && (x || !p->src_blocked) ? plain_copy(ctx, 0, p->n, p->k, ohw, NULL, "a convolution's NCHW output") : NULL;
+    float *y = p->dst_blocked ? plain_copy(ctx, 0, p->n, p->k, ohw, NULL, "a convolution's NCHW output") : NULL;
     ts_status st = (p->src_blocked && !x) || (p->dst_blocked && !y) ? TS_ENOMEM : TS_OK;
     if (!st) st = ops_conv2d_forward(ctx, &q, y ? y : out, x ? x : in, w, bias, scratch);
     if (!st && y) nchw_to_blocked16(p->n, p->k, ohw, out, y, ts_ctx_threads(ctx));
@@ -64,8 +64,8 @@ static ts_status conv2d_backward_via_nchw(ts_ctx *ctx, const conv2d_params *p, f
     const int64_t hw = (int64_t)p->h * p->w, ohw = (int64_t)p->oh * p->ow;
     const int sb = p->src_blocked, db = p->dst_blocked;
     float *x = sb ? plain_copy(ctx, 1, p->n, p->c, hw, in, "a convolution's NCHW input") : NULL;
-    float *dy = db && (x || !sb) ? plain_copy(ctx, 1, p->n, p->k, ohw, dout, "a convolution's NCHW output gradient") : NULL;
-    float *dx = sb && din && x && (dy || !db) ? plain_copy(ctx, 0, p->n, p->c, hw, NULL, "a convolution's NCHW input gradient") : NULL;
+    float *dy = db ? plain_copy(ctx, 1, p->n, p->k, ohw, dout, "a convolution's NCHW output gradient") : NULL;
+    float *dx = sb && din ? plain_copy(ctx, 0, p->n, p->c, hw, NULL, "a convolution's NCHW input gradient") : NULL;
     ts_status st = (sb && !x) || (db && !dy) || (sb && din && !dx) ? TS_ENOMEM : TS_OK;
     if (!st) st = ops_conv2d_backward(ctx, &q, dx ? dx : din, dw, dbias, dy ? dy : dout, x ? x : in, w, scratch);
     if (!st && dx) nchw_to_blocked16(p->n, p->c, hw, din, dx, ts_ctx_threads(ctx));

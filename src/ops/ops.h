@@ -31,8 +31,9 @@ typedef struct conv2d_params {
     int pbh, pbw;   /* zero padding at the bottom and right (= ph, pw unless asymmetric, as ONNX pads) */
     /* The input (and its gradient) / the output (and its gradient) in oneDNN's nChw16c
      * instead of NCHW: sample i, channel block b, position s, lane j at
-     * ((i * C/16 + b) * H*W + s) * 16 + j; c (k) a multiple of 16. oneDNN kernels only:
-     * training keeps such tensors blocked between layers (exec.c, plan_blocked). */
+     * ((i * C/16 + b) * H*W + s) * 16 + j; c (k) a multiple of 16. Training keeps such
+     * tensors blocked between layers (exec_blocked.c). oneDNN takes them as they are;
+     * the reference kernels run on NCHW copies (dispatch.c). */
     int src_blocked, dst_blocked;
 } conv2d_params;
 

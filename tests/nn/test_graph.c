@@ -216,6 +216,28 @@ static void train_backends_agree(ts_model *m, const float *x, int n, const int32
     free(l_ref), free(g_ref), free(l), free(g);
 }
 
+/* A oneDNN training pass, then the same forward and a backward after the backend was
+ * set to the reference: the backward runs on its forward's kernels, so it gives the
+ * oneDNN pass's gradients (within rtol and atol), and the ctx stays on the reference. */
+static void backward_after_backend_change(ts_model *m, const float *x, int n, const int32_t *y, double rtol,
+                                          double atol, const char *what) {
+    const int k = ts_model_classes(m);
+    const size_t np = (size_t)ts_model_param_count(m);
+    float *g = test_falloc(np), *logits = test_falloc((size_t)n * k), *dl = test_falloc((size_t)n * k);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    train_pass(m, x, n, y, logits, g);
+    CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    ts_softmax_cross_entropy(n, k, logits, y, 0.0f, dl);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
+    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "%s: backward after a backend change: %s", what,
+          ts_ctx_error(g_ctx));
+    CHECK(ts_ctx_get_backend(g_ctx) == TS_BACKEND_REF, "%s: the backward left the ctx's backend changed", what);
+    ts_tensor_info first;
+    ts_model_tensor(m, 0, &first);
+    test_allclose(what, first.grad, g, np, rtol, atol);
+    free(g), free(logits), free(dl);
+}
+
 static void test_gradients_backends_agree(void) {
     ts_model *m = make_model(GRAD_ARCH, 5);
     if (!m) return;
@@ -223,22 +245,9 @@ static void test_gradients_backends_agree(void) {
     test_fill_uniform(x, GRAD_N * 72, 9, -1.0f, 1.0f);
     int32_t y[GRAD_N] = {2, 1, 0, 0, 1};
     train_backends_agree(m, x, GRAD_N, y, "");
-    /* a backward after the backend changed runs on its forward's kernels: the max pool
-     * reads oneDNN's workspace, not argmax indices (this crashed) */
-    const size_t np = (size_t)ts_model_param_count(m);
-    float *g = test_falloc(np), *logits = test_falloc(GRAD_N * 3), *dl = test_falloc(GRAD_N * 3);
+    /* the max pool's backward reads oneDNN's workspace, not argmax indices (this crashed) */
+    backward_after_backend_change(m, x, GRAD_N, y, 1e-6, 1e-7, "gradients, backend changed before backward");
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
-    train_pass(m, x, GRAD_N, y, logits, g);
-    CHECK(ts_model_forward_train(g_ctx, m, x, GRAD_N, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    ts_softmax_cross_entropy(GRAD_N, 3, logits, y, 0.0f, dl);
-    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
-    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "backward after a backend change: %s", ts_ctx_error(g_ctx));
-    CHECK(ts_ctx_get_backend(g_ctx) == TS_BACKEND_REF, "the backward left the ctx's backend changed");
-    ts_tensor_info first;
-    ts_model_tensor(m, 0, &first);
-    test_allclose("gradients, backend changed before backward", first.grad, g, np, 1e-6, 1e-7);
-    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
-    free(g), free(logits), free(dl);
     free(x);
     ts_model_free(m);
 }
@@ -269,25 +278,13 @@ static void test_bn_relu_fusion(void) {
     ts_model *m = make_model(BNRELU_ARCH, 17);
     if (!m) return;
     const int n = 6;
-    const size_t in_sz = 3 * 64, np = (size_t)ts_model_param_count(m);
-    float *x = test_falloc(n * in_sz), *logits = test_falloc(n * 4), *dl = test_falloc(n * 4);
-    ts_tensor_info first;
+    const size_t in_sz = 3 * 64;
+    float *x = test_falloc(n * in_sz), *logits = test_falloc(n * 4);
     test_fill_uniform(x, n * in_sz, 19, -1.0f, 1.5f);
     int32_t y[6] = {0, 1, 2, 3, 1, 2};
     train_backends_agree(m, x, n, y, "bn+relu ");
     /* the backward follows its forward when the backend changes in between */
-    {
-        float *g_dnnl = test_falloc(np);
-        ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
-        train_pass(m, x, n, y, logits, g_dnnl);
-        ts_softmax_cross_entropy(n, 4, logits, y, 0.0f, dl);
-        CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
-        ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
-        CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "backward after a backend change: %s", ts_ctx_error(g_ctx));
-        ts_model_tensor(m, 0, &first);
-        test_allclose("bn+relu gradients, backend changed before backward", first.grad, g_dnnl, np, 1e-3, 1e-5);
-        free(g_dnnl);
-    }
+    backward_after_backend_change(m, x, n, y, 1e-3, 1e-5, "bn+relu gradients, backend changed before backward");
     /* running statistics: a fused step and a reference step from the same start */
     ts_model *a = make_model(BNRELU_ARCH, 17), *r = make_model(BNRELU_ARCH, 17);
     if (a && r) {
@@ -304,7 +301,7 @@ static void test_bn_relu_fusion(void) {
     ts_model_free(a);
     ts_model_free(r);
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
-    free(x), free(logits), free(dl);
+    free(x), free(logits);
     ts_model_free(m);
 }
 
@@ -349,7 +346,7 @@ static void test_training_blocked(void) {
     if (!m) return;
     const int n = 5;
     const size_t in_sz = 3 * 64, np = (size_t)ts_model_param_count(m);
-    float *x = test_falloc(n * in_sz), *logits = test_falloc(n * 4), *dl = test_falloc(n * 4);
+    float *x = test_falloc(n * in_sz), *logits = test_falloc(n * 4);
     float *g1 = test_falloc(np), *g2 = test_falloc(np), *l2 = test_falloc(n * 4);
     test_fill_uniform(x, n * in_sz, 29, -1.0f, 1.5f);
     int32_t y[5] = {0, 1, 2, 3, 1};
@@ -369,13 +366,7 @@ static void test_training_blocked(void) {
     train_pass(m, x, n, y, l2, g2);
     CHECK(!memcmp(g1, g2, np * sizeof *g1) && !memcmp(logits, l2, n * 4 * sizeof *l2), "blocked training not repeatable");
     /* the backward follows its forward's layouts when the backend changes in between */
-    ts_softmax_cross_entropy(n, 4, logits, y, 0.0f, dl);
-    CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
-    CHECK(ts_model_backward(g_ctx, m, dl) == TS_OK, "backward after a backend change: %s", ts_ctx_error(g_ctx));
-    ts_tensor_info first;
-    ts_model_tensor(m, 0, &first);
-    test_allclose("blocked gradients, backend changed before backward", first.grad, g1, np, 1e-6, 1e-7);
+    backward_after_backend_change(m, x, n, y, 1e-6, 1e-7, "blocked gradients, backend changed before backward");
     /* the reference kernels train in NCHW; inference passes are never blocked */
     CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(m->exec.blk_now == NULL, "blocked on the reference kernels");
@@ -399,7 +390,7 @@ static void test_training_blocked(void) {
     }
     ts_model_free(a);
     ts_model_free(r);
-    free(x), free(logits), free(dl), free(g1), free(g2), free(l2), free(p_dnnl), free(p_ref);
+    free(x), free(logits), free(g1), free(g2), free(l2), free(p_dnnl), free(p_ref);
     ts_model_free(m);
 }
 

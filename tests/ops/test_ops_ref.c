@@ -602,21 +602,8 @@ static void bn_vec_check(int n, int c, int s, float lo, float hi, int fd) {
     free(din), free(dg), free(db), free(rdin), free(rdg), free(rdb), free(masked);
 }
 
-/* (N,C,S) <-> nChw16c, C a multiple of 16 */
-static void to_blocked(int n, int c, int s, float *dst, const float *src) {
-    for (int i = 0; i < n; i++)
-        for (int ch = 0; ch < c; ch++)
-            for (int k = 0; k < s; k++)
-                dst[(((size_t)i * (c / 16) + ch / 16) * s + k) * 16 + ch % 16] = src[((size_t)i * c + ch) * s + k];
-}
-
-static void from_blocked(int n, int c, int s, float *dst, const float *src) {
-    for (int i = 0; i < n; i++)
-        for (int ch = 0; ch < c; ch++)
-            for (int k = 0; k < s; k++)
-                dst[((size_t)i * c + ch) * s + k] = src[(((size_t)i * (c / 16) + ch / 16) * s + k) * 16 + ch % 16];
-}
-
+/* The layouts go through nchw_to_blocked16 / blocked16_to_nchw (layout_ref.c), which
+ * test_conv_blocked (test_ops_dnnl.c) checks against oneDNN's own nChw16c. */
 typedef struct bnb_case {
     bn_params p;
     float *in, *gamma, *beta, *out, *mean, *var, *xb, *yb;
@@ -627,9 +614,9 @@ typedef struct bnb_case {
 static void bnb_fd_forward(fd_problem *pr) {
     bnb_case *bc = pr->data;
     const bn_params *p = &bc->p;
-    to_blocked(p->n, p->c, p->spatial, bc->xb, bc->in);
+    nchw_to_blocked16(p->n, p->c, p->spatial, bc->xb, bc->in, 1);
     batchnorm_forward_train_blocked(p, bc->yb, bc->mean, bc->var, bc->xb, bc->gamma, bc->beta, 0, bc->part, 1);
-    from_blocked(p->n, p->c, p->spatial, bc->out, bc->yb);
+    blocked16_to_nchw(p->n, p->c, p->spatial, bc->out, bc->yb, 1);
 }
 
 /* The nChw16c kernels (training with blocked activations): the reference's values in
@@ -647,16 +634,16 @@ static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
     float *rdb = test_falloc(c), *masked = test_falloc(cnt);
     float *yb1 = test_falloc(cnt), *dinb1 = test_falloc(cnt), *m1 = test_falloc(c), *v1 = test_falloc(c);
     double *part = calloc(BN_BLOCKED_PART(n, c), sizeof *part);
-    to_blocked(n, c, s, xb, in);
-    to_blocked(n, c, s, dyb, dy);
+    nchw_to_blocked16(n, c, s, xb, in, 1);
+    nchw_to_blocked16(n, c, s, dyb, dy, 1);
     batchnorm_forward_train_ref(&p, ro, rmean, rvar, in, gamma, beta, 2);
     for (int relu = 0; relu < 2; relu++) {
         batchnorm_forward_train_blocked(&p, yb, mean, var, xb, gamma, beta, relu, part, 2);
-        from_blocked(n, c, s, out, yb);
+        blocked16_to_nchw(n, c, s, out, yb, 1);
         const bn_ref_run rr = {ro, rmean, rvar, masked, rdin, rdg, rdb};
         bn_against_ref("blocked", &p, relu, lo, hi, in, gamma, dy, out, mean, var, &rr);
         batchnorm_backward_blocked(&p, dinb, dg, db, dyb, xb, relu ? yb : NULL, gamma, mean, var, part, 2);
-        from_blocked(n, c, s, din, dinb);
+        blocked16_to_nchw(n, c, s, din, dinb, 1);
         snprintf(what, sizeof what, "bn blocked%s backward n%d c%d s%d", relu ? "+relu" : "", n, c, s);
         test_allclose(what, din, rdin, cnt, 1e-3, 1e-4);
         test_allclose("bn blocked dgamma", dg, rdg, c, 1e-3, 1e-3);
@@ -671,7 +658,7 @@ static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
         bnb_case bc = {p, in, gamma, beta, out, mean, var, xb, yb, part};
         bnb_fd_forward(&(fd_problem){NULL, NULL, NULL, 0, &bc});
         batchnorm_backward_blocked(&p, dinb, dg, db, dyb, xb, NULL, gamma, mean, var, part, 1);
-        from_blocked(n, c, s, din, dinb);
+        blocked16_to_nchw(n, c, s, din, dinb, 1);
         fd_problem pr = {bnb_fd_forward, out, dy, cnt, &bc};
         bn_fd_checks("blocked", &pr, &p, in, gamma, beta, din, dg, db);
     }
