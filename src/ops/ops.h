@@ -672,6 +672,9 @@ size_t act_codec_bound(size_t count);
  * |x - x'| <= eb for every value, +0.0 and every value's sign kept (eb = 0: lossless);
  * scratch (2 * count words). Returns the bytes written. */
 size_t act_codec_encode(uint8_t *dst, const float *x, size_t count, size_t row, float eb, uint32_t *scratch);
+/* The same bytes from the plain-C quantization alone (where the build has an AVX-512
+ * one): the tests' oracle. */
+size_t act_codec_encode_ref(uint8_t *dst, const float *x, size_t count, size_t row, float eb, uint32_t *scratch);
 /* The inverse, with the same count, row and eb; scratch (count words); 0 if src
  * (bytes) is not such a chunk. */
 int act_codec_decode(float *x /* (count) */, const uint8_t *src, size_t bytes, size_t count, size_t row, float eb,

@@ -31,6 +31,13 @@ static size_t round_trip(const char *what, const float *x, size_t count, size_t 
     float *y = test_falloc(count);
     if (!buf || !scratch) exit(2);
     const size_t bytes = act_codec_encode(buf, x, count, row, eb, scratch);
+    /* the vector quantization writes the plain loop's bytes */
+    uint8_t *ref = malloc(act_codec_bound(count));
+    if (!ref) exit(2);
+    const size_t ref_bytes = act_codec_encode_ref(ref, x, count, row, eb, scratch);
+    CHECK(ref_bytes == bytes && !memcmp(ref, buf, bytes), "%s: eb %g: %zu bytes, the plain-C quantization's %zu differ",
+          what, (double)eb, bytes, ref_bytes);
+    free(ref);
     int ok = bytes >= 1 && bytes <= act_codec_bound(count) && act_codec_decode(y, buf, bytes, count, row, eb, scratch);
     CHECK(ok, "%s: eb %g: does not decode", what, (double)eb);
     size_t bad = count;
@@ -81,10 +88,62 @@ static void test_codec(void) {
     CHECK(b && b < plain, "relu data, lossless: %zu bytes of %zu", b, plain);
     b = round_trip("random", rnd, N, W, 0.0f); /* incompressible: stored plain, one byte more */
     CHECK(b == act_codec_bound(N), "random data, lossless: %zu bytes", b);
+    /* the code chosen per chunk: differences along W for smooth rows, the bins
+     * themselves for noise (its neighbours predict nothing) */
+    uint8_t *chunk = malloc(act_codec_bound(N));
+    uint32_t *scratch = malloc(2 * N * sizeof *scratch);
+    if (!chunk || !scratch) exit(2);
+    CHECK(act_codec_encode(chunk, smooth, N, W, 3e-3f, scratch) < plain && chunk[1] == 1, "smooth data: not the Lorenzo code");
+    CHECK(act_codec_encode(chunk, rnd, N, W, 0.05f, scratch) < plain && chunk[1] == 0, "random data: not the direct code");
+    free(chunk);
+    free(scratch);
     free(rnd);
     free(relu);
     free(smooth);
     free(flat);
+}
+
+/* Bins far apart (the symbols with extra bits, up to the 2^20 bins beyond which values
+ * go verbatim); a chunk cut anywhere or with a byte changed never reads outside it. */
+static void test_codec_edges(void) {
+    enum { N = 3000, W = 50 };
+    float *x = test_falloc(N);
+    for (size_t i = 0; i < N; i++) {
+        const float t = (float)i;
+        x[i] = i % 7 == 0 ? 0.0f : (i % 11 == 0 ? -1.0f : 1.0f) * (0.37f * t + (i % 5 ? 0.0f : 1000.0f * (float)(i % 13)));
+    }
+    x[100] = 1e30f; /* beyond 2^20 bins: verbatim */
+    x[101] = -3e-9f;
+    x[102] = NAN;
+    size_t bytes = 0;
+    const float ebs[] = {1e-3f, 0.01f, 0.5f};
+    for (int e = 0; e < 3; e++) bytes = round_trip("steps and ramps", x, N, W, ebs[e]);
+    CHECK(bytes && bytes < N * sizeof(float), "steps and ramps: %zu bytes", bytes);
+
+    uint8_t *chunk = malloc(act_codec_bound(N)), *cut = malloc(act_codec_bound(N));
+    uint32_t *scratch = malloc(2 * N * sizeof *scratch);
+    float *y = test_falloc(N);
+    if (!chunk || !cut || !scratch) exit(2);
+    const size_t full = act_codec_encode(chunk, x, N, W, 0.5f, scratch);
+    CHECK(chunk[0] != 0, "steps and ramps: stored plain");
+    int refused = 1;
+    for (size_t b = 0; b < full; b++) { /* a copy of each length, so ASan sees any read past it */
+        memcpy(cut, chunk, b);
+        refused &= !act_codec_decode(y, cut, b, N, W, 0.5f, scratch);
+    }
+    CHECK(refused, "a chunk cut short decoded");
+    uint64_t seed = 12345;
+    for (int k = 0; k < 2000; k++) { /* decoded or refused, never a read outside: ASan and UBSan judge */
+        memcpy(cut, chunk, full);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        cut[(seed >> 33) % full] ^= (uint8_t)(1u + (seed >> 20) % 255u);
+        (void)act_codec_decode(y, cut, full, N, W, 0.5f, scratch);
+    }
+    free(chunk);
+    free(cut);
+    free(scratch);
+    free(y);
+    free(x);
 }
 
 /* ---------------------------------------------------------------- gradients */
@@ -380,6 +439,7 @@ int main(void) {
     if (ts_ctx_create(&g_ctx)) return 2;
     ts_ctx_set_threads(g_ctx, 1);
     RUN(test_codec);
+    RUN(test_codec_edges);
     RUN(test_gradient_bound);
     RUN(test_lossless_resnet);
     RUN(test_training);
