@@ -491,7 +491,8 @@ typedef struct ts_activation_memory {
     size_t kept_plain_bytes; /* the activations backward reads, uncompressed */
     size_t kept_bytes;       /* what holds them between forward and backward: the compressed
                               * sizes, plus those kept uncompressed (without compression: kept_plain_bytes) */
-    size_t held_bytes;       /* the compressed stores as allocated (they grow, never shrink) */
+    size_t held_bytes;       /* the compressed stores as allocated (they grow in the first passes, and
+                              * give room back when a pass needs less than half) */
     int compressed;          /* compression was on in that pass */
 } ts_activation_memory;
 ts_status ts_model_activation_memory(const ts_model *m, ts_activation_memory *out);
@@ -761,6 +762,11 @@ typedef struct ts_epoch_report {
     /* a model with an early exit: the exit's training loss and top-1 and its validation
      * top-1 (-1 without a validation set); 0 without an exit */
     double exit_loss, exit_acc, val_exit_acc;
+    /* training with compressed activations (ts_model_set_activation_compression): the
+     * most bytes one step of the epoch held compressed for its backward pass and what
+     * those activations take plain (ts_activation_memory's kept_bytes and
+     * kept_plain_bytes at that step); 0 otherwise */
+    double act_kept_bytes, act_kept_plain_bytes;
 } ts_epoch_report;
 
 /* Hooks called by ts_trainer_run. Returning non-zero from either stops training

@@ -229,6 +229,9 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
         printf(" | exit loss %s acc %.2f%%", cli_num(a, sizeof a, r->exit_loss, 4), 100 * r->exit_acc);
     if (r->val_acc >= 0) printf(" | val loss %s acc %.2f%%", cli_num(a, sizeof a, r->val_loss, 4), 100 * r->val_acc);
     if (run->has_exit && r->val_exit_acc >= 0) printf(" exit %.2f%%", 100 * r->val_exit_acc);
+    if (r->act_kept_bytes > 0) /* --compress-activations: what it saved on this data */
+        printf(" | activations kept %.1f of %.1f MiB (%.1fx)", r->act_kept_bytes / 1048576.0,
+               r->act_kept_plain_bytes / 1048576.0, r->act_kept_plain_bytes / r->act_kept_bytes);
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
     train_log_epoch(&run->log, r, run->last_step, run->count);

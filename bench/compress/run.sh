@@ -3,11 +3,13 @@
 # the same training run without compression and with each error bound in EBS, then, for
 # each, one `tessera bench --train` at batch 128 for the activation memory kept for
 # backward, the activation buffers, the peak resident memory and the step time.
-# Prints per configuration: test top-1, seconds per epoch, step time, activation buffers,
-# kept for backward (and its ratio), peak RSS.
+# Prints per configuration: test top-1, seconds per epoch, the activations kept for
+# backward in training on the real images (the last epoch's largest step, as `train`
+# prints it), and from `bench` on random batches: step time, activation buffers, kept
+# for backward (and its ratio), peak RSS.
 # Settings: EPOCHS=3 LIMIT=5000 (training samples; 0: all 50,000) THREADS=1 SEED=1
 # EBS="0.01 0.05" BATCH=128 DATA=../shared/data/cifar10 (relative to the repository)
-# TESSERA=./build/tessera.
+# TESSERA=./build/tessera LOG_DIR (unset; a directory to keep each run's training log).
 set -eu
 cd "$(dirname "$0")/../.."
 EPOCHS=${EPOCHS:-3}
@@ -27,13 +29,16 @@ train="--arch resnet20 --data $DATA $limit --epochs $EPOCHS --batch $BATCH --lr 
 --schedule cosine --augment crop,flip --seed $SEED --threads $THREADS --quiet"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); ResNet-20, $EPOCHS epochs on ${LIMIT} samples (0: all), batch $BATCH, $THREADS thread(s)"
-printf '%-10s %7s %9s %9s %12s %22s %9s\n' eb top-1 s/epoch step-ms buffers-MiB kept-MiB peak-MiB
+printf '%-10s %7s %9s %24s %9s %12s %22s %9s\n' eb top-1 s/epoch kept-MiB-training step-ms buffers-MiB kept-MiB-bench peak-MiB
 
 for eb in none $EBS; do
     opt=""
     [ "$eb" = none ] || opt="--compress-activations $eb"
     OMP_NUM_THREADS=$THREADS "$T" train $train $opt --out "$tmp/m.tsr" >"$tmp/train.log" 2>&1
     acc=$(sed -n 's/^test accuracy: \([0-9.]*\)%.*/\1/p' "$tmp/train.log")
+    cp "$tmp/train.log" "${LOG_DIR:-$tmp}/train-$eb.log" 2>/dev/null || true
+    real=$(sed -n 's/^epoch .*| activations kept \([0-9.]*\) of \([0-9.]*\) MiB (\([0-9.]*x\)).*/\1 of \2 (\3)/p' "$tmp/train.log" | tail -1)
+    [ -n "$real" ] || real=-
     secs=$(sed -n 's/^epoch [0-9]*: .*| \([0-9.]*\)s$/\1/p' "$tmp/train.log" | awk '{s += $1; n++} END {if (n) printf "%.1f", s / n}')
     OMP_NUM_THREADS=$THREADS "$T" bench resnet20 --train --batch "$BATCH" --threads "$THREADS" --iters 5 --warmup 2 \
         $opt >"$tmp/bench.log"
@@ -41,5 +46,5 @@ for eb in none $EBS; do
     buf=$(sed -n 's/^activation buffers: \([0-9.]*\) MiB.*/\1/p' "$tmp/bench.log")
     kept=$(sed -n 's/^kept for backward: \([0-9.]*\) MiB compressed of \([0-9.]*\) MiB (\([0-9.]*x\).*/\1 of \2 (\3)/p; s/^kept for backward: \([0-9.]*\) MiB$/\1/p' "$tmp/bench.log")
     peak=$(sed -n 's/^peak resident memory: \([0-9.]*\) MiB.*/\1/p' "$tmp/bench.log")
-    printf '%-10s %7s %9s %9s %12s %22s %9s\n' "$eb" "$acc" "$secs" "$step" "$buf" "$kept" "$peak"
+    printf '%-10s %7s %9s %24s %9s %12s %22s %9s\n' "$eb" "$acc" "$secs" "$real" "$step" "$buf" "$kept" "$peak"
 done

@@ -42,6 +42,7 @@ struct ts_trainer {
     int64_t *gen_off;     /* (ngens) offsets into gen_grad */
     double *gen_work;     /* mask_pair_loss_work of the widest */
     double epoch_coh_sum, epoch_coup_sum;
+    double epoch_act_kept, epoch_act_plain; /* compressed activations: the epoch's largest step */
     /* early stopping and the best epoch (best_epoch.c) */
     double best_val_acc;  /* -1 before the first validation */
     int64_t best_epoch;   /* -1 before the first validation */

@@ -439,6 +439,7 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             tr->epoch_loss_sum = tr->epoch_correct = tr->epoch_coh_sum = tr->epoch_coup_sum = 0;
             tr->epoch_seen = 0;
             tr->epoch_exit_loss_sum = tr->epoch_exit_correct = 0;
+            tr->epoch_act_kept = tr->epoch_act_plain = 0;
         }
         for (int64_t b = tr->batch_in_epoch; b < nb; b++) {
             int lo = 0, cnt = 0, total = 0;
@@ -474,6 +475,11 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
              * the whole batch's, the same on every rank */
             if ((st = backward_batch(ctx, tr, cnt, total, &loss, &correct))) return st;
             if (parallel) units = total;
+            ts_activation_memory am;
+            if (m->act_compress && !ts_model_activation_memory(m, &am) && am.kept_bytes > tr->epoch_act_kept) {
+                tr->epoch_act_kept = (double)am.kept_bytes;
+                tr->epoch_act_plain = (double)am.kept_plain_bytes;
+            }
             /* the whole objective is held to the divergence bound (coh, coup: 0 unless modular) */
             const float objective =
                 (float)(loss + tr->cfg.mwt_alpha * coh + tr->cfg.mwt_beta * coup + tr->cfg.exit_weight * eloss);
@@ -508,7 +514,7 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
         ts_epoch_report r = {tr->epoch, tr->epoch_loss_sum / tr->epoch_seen, tr->epoch_correct / tr->epoch_seen, -1, -1, 0,
                              tr->epoch_coh_sum / tr->epoch_seen, tr->epoch_coup_sum / tr->epoch_seen,
                              tr->epoch_exit_loss_sum / tr->epoch_seen, tr->epoch_exit_correct / tr->epoch_seen,
-                             m->exit_layer ? -1 : 0};
+                             m->exit_layer ? -1 : 0, tr->epoch_act_kept, tr->epoch_act_plain};
         if (tr->val || tr->text_val) {
             ts_eval_report ev;
             ts_status st = tr->val ? ts_evaluate(ctx, m, tr->val, tr->cfg.batch, &ev)

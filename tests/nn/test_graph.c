@@ -341,6 +341,11 @@ static const char *BLOCKED_ARCH =
     "concat    name=cat in=g1,g2,g3,g4\n"
     "dense     name=fc out=classes\n";
 
+static int sum_one_rank(float *buf, size_t n, void *user, char *err, size_t err_size) {
+    (void)buf, (void)n, (void)user, (void)err, (void)err_size;
+    return 0;
+}
+
 static void test_training_blocked(void) {
     ts_model *m = make_model(BLOCKED_ARCH, 23);
     if (!m) return;
@@ -367,6 +372,21 @@ static void test_training_blocked(void) {
     CHECK(!memcmp(g1, g2, np * sizeof *g1) && !memcmp(logits, l2, n * 4 * sizeof *l2), "blocked training not repeatable");
     /* the backward follows its forward's layouts when the backend changes in between */
     backward_after_backend_change(m, x, n, y, 1e-6, 1e-7, "blocked gradients, backend changed before backward");
+    /* synchronized batch norm (data-parallel) sums its statistics in NCHW: no blocked
+     * plan, the same gradients (one rank: the sum is the rank's own) */
+    ts_comm one = {.rank = 0, .size = 1, .allreduce_sum = sum_one_rank};
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    m->sync_bn = &one;
+    float *g_sync = test_falloc(np), *l_sync = test_falloc(n * 4);
+    train_pass(m, x, n, y, l_sync, g_sync);
+    CHECK(m->exec.blk_now == NULL, "blocked with synchronized batch norm");
+    test_allclose("synchronized batch norm, one rank", g_sync, g1, np, 1e-4, 1e-6);
+    m->sync_bn = NULL;
+    train_pass(m, x, n, y, l_sync, g_sync);
+    CHECK(m->exec.blk_now != NULL, "blocked plan not back without sync");
+    CHECK(!memcmp(g_sync, g1, np * sizeof *g1), "blocked gradients differ after sync");
+    free(g_sync), free(l_sync);
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_REF);
     /* the reference kernels train in NCHW; inference passes are never blocked */
     CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
     CHECK(m->exec.blk_now == NULL, "blocked on the reference kernels");

@@ -93,11 +93,20 @@ static void test_train(void) {
     const char *names[] = {"plain", "lossless", "a", "b"}, *opts[] = {"", "--compress-activations 0",
                                                                        "--compress-activations 0.05",
                                                                        "--compress-activations 0.05"};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
         CHECK(cli_run(&R, "train --arch %s --data cifar10 --data-dir %s --limit 96 --epochs 1 --batch 32 --threads 1 "
                           "--seed 4 --quiet --no-test %s --out %s/%s.tsr",
                       arch, dir, opts[i], R.dir, names[i]) == 0,
               "train %s: %s", names[i], R.err);
+        /* the epoch line says what compression kept on this data */
+        const char *kept = strstr(R.out, "| activations kept ");
+        CHECK(i == 1 || !kept == (i == 0), "train %s: epoch line: %s", names[i], R.out);
+        float k = 0, plain = 0, ratio = 0;
+        if (i >= 2 && kept)
+            CHECK(sscanf(kept, "| activations kept %f of %f MiB (%fx)", &k, &plain, &ratio) == 3 && k > 0 &&
+                      k < plain && ratio > 1,
+                  "train %s: %s", names[i], kept);
+    }
     char a[600], b[600];
     snprintf(a, sizeof a, "%s/a.tsr", R.dir);
     snprintf(b, sizeof b, "%s/b.tsr", R.dir);
