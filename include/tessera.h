@@ -763,9 +763,10 @@ typedef struct ts_epoch_report {
      * top-1 (-1 without a validation set); 0 without an exit */
     double exit_loss, exit_acc, val_exit_acc;
     /* training with compressed activations (ts_model_set_activation_compression): the
-     * most bytes one step of the epoch held compressed for its backward pass and what
-     * those activations take plain (ts_activation_memory's kept_bytes and
-     * kept_plain_bytes at that step); 0 otherwise */
+     * most bytes one step of the epoch kept for its backward pass (compressed, and any
+     * kept plain) and what those activations take plain: ts_activation_memory's
+     * kept_bytes and kept_plain_bytes at that step, on this process (data-parallel: this
+     * rank's share of the batch; after a resume mid-epoch: the steps since); 0 otherwise */
     double act_kept_bytes, act_kept_plain_bytes;
 } ts_epoch_report;
 

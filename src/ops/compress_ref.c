@@ -16,7 +16,7 @@
  *  - a zero stays a zero (lossless: the same zero, +0.0 or -0.0) and a non-zero value
  *    keeps its sign and stays non-zero, so a ReLU's mask (x > 0) is exact;
  *  - a value that cannot meet both (or NaN, infinity, a bin beyond 2^20) is stored
- *    verbatim, so eb = 0 is lossless.
+ *    verbatim, so eb = 0 is lossless (as is a bound below 2^-125, too small to divide by).
  * A chunk whose code would take more room than the plain floats is stored plain. */
 #include "ops.h"
 
@@ -67,6 +67,13 @@ static uint32_t get32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* The bound both sides use: NaN, negative and bounds so small that 1 / 2eb is not a
+ * normal float become 0 (lossless, stricter), huge ones 2^125 (so 2eb stays finite). */
+static float usable_eb(float eb) {
+    if (!(eb >= 0x1p-125f)) return 0.0f;
+    return eb < 0x1p125f ? eb : 0x1p125f;
+}
+
 static inline uint32_t zigzag(int32_t d) { return ((uint32_t)d << 1) ^ (uint32_t)(d >> 31); }
 static inline int32_t unzigzag(uint32_t z) { return (int32_t)(z >> 1) ^ -(int32_t)(z & 1u); }
 
@@ -86,10 +93,14 @@ static void quantize_ref(const float *restrict x, size_t from, size_t count, flo
         const float rf = truncf(rc + copysignf(0.5f, rc)); /* nearest, halves away from zero */
         const int32_t b = (int32_t)rf;
         const float v = rf * step;
-        const int zero = xi == 0.0f, negative = (int)(f2u(xi) >> 31);
+        /* by its bits: with denormals-are-zero set (fpenv.c), a denormal compares equal to 0 */
+        const int zero = (f2u(xi) & 0x7fffffffu) == 0u, negative = (int)(f2u(xi) >> 31);
         /* lossy: a zero's bin is 0 and comes back +0.0; lossless only +0.0 is bin 0 */
         const int zero_ok = lossy | (f2u(xi) == 0u);
-        const int value_ok = (fabsf(xi - v) <= eb) & (v != 0.0f) & ((int)(f2u(v) >> 31) == negative);
+        /* |v| <= 2|x| makes x - v exact (Sterbenz), so the bound is checked exactly: a value
+         * just below eb rounds to bin 1 at 2eb, and x - v itself would round to eb */
+        const int value_ok = (fabsf(xi - v) <= eb) & (fabsf(v) <= 2.0f * fabsf(xi)) & (v != 0.0f) &
+                             ((int)(f2u(v) >> 31) == negative);
         const int regular = in_range & ((zero & zero_ok) | ((1 - zero) & value_ok));
         const int small = (1 - zero) & lossy & (fabsf(xi) <= eb) & half_ok;
         const int special = zero * SYM_NEGZERO + (1 - zero) * (small * (SYM_HALF_POS + negative * (SYM_HALF_NEG - SYM_HALF_POS)) +
@@ -128,15 +139,17 @@ static size_t quantize_avx512(const float *x, size_t count, float eb, int32_t *q
         const __m512 rf = _mm512_roundscale_ps(_mm512_add_ps(rc, h), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
         const __m512i b = _mm512_cvttps_epi32(rf);
         const __m512 v = _mm512_mul_ps(rf, vstep);
-        const __mmask16 is_zero = _mm512_cmp_ps_mask(xv, zero, _CMP_EQ_OQ);
+        const __mmask16 is_zero = _mm512_testn_epi32_mask(xb, abs_mask);
         const __mmask16 negative = _mm512_test_epi32_mask(xb, sign);
         const __mmask16 zero_ok = lossy | _mm512_cmpeq_epi32_mask(xb, _mm512_setzero_si512());
         const __m512 err = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(xv, v)), abs_mask));
         const __mmask16 v_negative = _mm512_test_epi32_mask(_mm512_castps_si512(v), sign);
-        const __mmask16 value_ok = _mm512_cmp_ps_mask(err, veb, _CMP_LE_OQ) & _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ) &
-                                   (__mmask16)~(v_negative ^ negative);
-        const __mmask16 regular = in_range & ((is_zero & zero_ok) | ((__mmask16)~is_zero & value_ok));
         const __m512 ax = _mm512_castsi512_ps(_mm512_and_si512(xb, abs_mask));
+        const __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+        const __mmask16 value_ok = _mm512_cmp_ps_mask(err, veb, _CMP_LE_OQ) &
+                                   _mm512_cmp_ps_mask(av, _mm512_add_ps(ax, ax), _CMP_LE_OQ) &
+                                   _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ) & (__mmask16)~(v_negative ^ negative);
+        const __mmask16 regular = in_range & ((is_zero & zero_ok) | ((__mmask16)~is_zero & value_ok));
         const __mmask16 small = (__mmask16)~is_zero & lossy & _mm512_cmp_ps_mask(ax, veb, _CMP_LE_OQ) & half_ok;
         __m512i k = _mm512_mask_mov_epi32(s_verb, small, _mm512_mask_mov_epi32(s_hpos, negative, s_hneg));
         k = _mm512_mask_mov_epi32(k, is_zero, s_negzero);
@@ -287,7 +300,7 @@ static size_t encode(uint8_t *dst, const float *x, size_t count, size_t row, flo
     int32_t *q = (int32_t *)scratch;             /* (count) bins */
     uint8_t *sym = (uint8_t *)(scratch + count); /* (count) symbols, direct code */
     uint8_t *lor = sym + count;                  /* (count) symbols, Lorenzo code */
-    if (!(eb >= 0.0f) || !isfinite(eb)) eb = 0.0f;
+    eb = usable_eb(eb);
     if (row == 0) row = 1;
     if (count == 0) goto plain;
     quantize(x, count, eb, q, sym, simd);
@@ -387,11 +400,12 @@ int act_codec_decode(float *x, const uint8_t *src, size_t bytes, size_t count, s
         return 1;
     }
     if (src[0] != CHUNK_RANS || bytes < 10 || src[1] > MODE_LORENZO) return 0;
-    if (!(eb >= 0.0f) || !isfinite(eb)) eb = 0.0f;
+    eb = usable_eb(eb);
     if (row == 0) row = 1;
     const int mode = src[1];
     uint64_t mask = 0;
     for (int i = 0; i < 8; i++) mask |= (uint64_t)src[2 + i] << (8 * i);
+    if (mask >> NSYM) return 0;
     const uint8_t *p = src + 10, *end = src + bytes;
     uint32_t freq[NSYM] = {0}, start[NSYM] = {0}, total = 0;
     for (int s = 0; s < NSYM; s++) {

@@ -476,7 +476,8 @@ ts_status ts_trainer_run(ts_ctx *ctx, ts_trainer *tr, const ts_train_hooks *hook
             if ((st = backward_batch(ctx, tr, cnt, total, &loss, &correct))) return st;
             if (parallel) units = total;
             ts_activation_memory am;
-            if (m->act_compress && !ts_model_activation_memory(m, &am) && am.kept_bytes > tr->epoch_act_kept) {
+            if (m->act_compress && !ts_model_activation_memory(m, &am) && am.compressed &&
+                am.kept_bytes > tr->epoch_act_kept) {
                 tr->epoch_act_kept = (double)am.kept_bytes;
                 tr->epoch_act_plain = (double)am.kept_plain_bytes;
             }

@@ -42,9 +42,14 @@ static size_t round_trip(const char *what, const float *x, size_t count, size_t 
     CHECK(ok, "%s: eb %g: does not decode", what, (double)eb);
     size_t bad = count;
     for (size_t i = 0; ok && i < count && bad == count; i++) {
-        const int zero_ok = x[i] != 0.0f || (eb > 0.0f ? y[i] == 0.0f : bits_of(y[i]) == bits_of(x[i]));
-        const int sign_ok = x[i] == 0.0f || (y[i] != 0.0f && signbit(y[i]) == signbit(x[i]));
-        const int bound_ok = eb > 0.0f && isfinite(x[i]) ? fabsf(x[i] - y[i]) <= eb : bits_of(y[i]) == bits_of(x[i]);
+        const int zero = (bits_of(x[i]) & 0x7fffffffu) == 0; /* by the bits: a denormal is not zero */
+        const int zero_ok = !zero || (eb >= 0x1p-125f ? (bits_of(y[i]) & 0x7fffffffu) == 0 : bits_of(y[i]) == bits_of(x[i]));
+        const int sign_ok = zero || ((bits_of(y[i]) & 0x7fffffffu) && signbit(y[i]) == signbit(x[i]));
+        /* in double: a float subtraction could round an error just above eb down to it;
+         * a bound too small to divide by (below 2^-125) is lossless */
+        const int lossless = !(eb >= 0x1p-125f);
+        const int bound_ok = !lossless && isfinite(x[i]) ? fabs((double)x[i] - (double)y[i]) <= (double)eb
+                                                         : bits_of(y[i]) == bits_of(x[i]);
         if (!(zero_ok && sign_ok && bound_ok)) bad = i;
     }
     CHECK(bad == count, "%s: eb %g: value %zu: %.9g came back as %.9g", what, (double)eb, bad,
@@ -120,6 +125,24 @@ static void test_codec_edges(void) {
     for (int e = 0; e < 3; e++) bytes = round_trip("steps and ramps", x, N, W, ebs[e]);
     CHECK(bytes && bytes < N * sizeof(float), "steps and ramps: %zu bytes", bytes);
 
+    /* the corners: a value one ulp below a power-of-two bound (its bin, 1, is 2eb away; a
+     * float subtraction would call the error eb), bins near 2^20 in the vector loop's
+     * first block, denormals, and bounds too large to double or too small to divide by */
+    float corner[40];
+    for (int i = 0; i < 40; i++) corner[i] = (i % 2 ? -1.0f : 1.0f) * (float)i * 0.01f;
+    corner[0] = nextafterf(1.0f, 0.0f);
+    corner[1] = -nextafterf(0.25f, 0.0f);
+    corner[2] = 2.0f * (float)((1 << 20) - 2);  /* bin 2^20 - 2 at eb 0.5 */
+    corner[3] = -2.0f * (float)((1 << 20) + 5); /* beyond: verbatim */
+    corner[4] = 1e-42f;                         /* denormals */
+    corner[5] = -3e-41f;
+    corner[6] = -0.0f;
+    corner[7] = 0.0f;
+    corner[17] = 2.0f * (float)((1 << 20) - 1);
+    corner[20] = 3e38f;
+    const float cebs[] = {1.0f, 0.25f, 0.5f, 3e38f, 1e-40f, 0x1p-125f, 1e-30f};
+    for (int e = 0; e < 7; e++) round_trip("corners", corner, 40, 8, cebs[e]);
+
     uint8_t *chunk = malloc(act_codec_bound(N)), *cut = malloc(act_codec_bound(N));
     uint32_t *scratch = malloc(2 * N * sizeof *scratch);
     float *y = test_falloc(N);
@@ -127,12 +150,17 @@ static void test_codec_edges(void) {
     const size_t full = act_codec_encode(chunk, x, N, W, 0.5f, scratch);
     CHECK(chunk[0] != 0, "steps and ramps: stored plain");
     int refused = 1;
-    for (size_t b = 0; b < full; b++) { /* a copy of each length, so ASan sees any read past it */
-        memcpy(cut, chunk, b);
-        refused &= !act_codec_decode(y, cut, b, N, W, 0.5f, scratch);
+    for (size_t b = 0; b < full; b++) { /* a copy of each length in a block of that size, so ASan sees any read past it */
+        uint8_t *c = malloc(b ? b : 1);
+        if (!c) exit(2);
+        memcpy(c, chunk, b);
+        refused &= !act_codec_decode(y, c, b, N, W, 0.5f, scratch);
+        free(c);
     }
     CHECK(refused, "a chunk cut short decoded");
     uint64_t seed = 12345;
+    free(cut);
+    if (!(cut = malloc(full))) exit(2); /* exactly the chunk */
     for (int k = 0; k < 2000; k++) { /* decoded or refused, never a read outside: ASan and UBSan judge */
         memcpy(cut, chunk, full);
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
