@@ -81,7 +81,8 @@ class _EpochReport(C.Structure):
     _fields_ = [("epoch", C.c_int64), ("train_loss", C.c_double), ("train_acc", C.c_double),
                 ("val_loss", C.c_double), ("val_acc", C.c_double), ("seconds", C.c_double),
                 ("cohesion", C.c_double), ("coupling", C.c_double), ("exit_loss", C.c_double),
-                ("exit_acc", C.c_double), ("val_exit_acc", C.c_double)]
+                ("exit_acc", C.c_double), ("val_exit_acc", C.c_double), ("act_kept_bytes", C.c_double),
+                ("act_kept_plain_bytes", C.c_double)]
 
 
 _StepFn = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_void_p)

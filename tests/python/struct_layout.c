@@ -14,7 +14,7 @@ int main(void) {
     SHOW(ts_preprocess, flip);
     SHOW(ts_optim_config, eps);
     SHOW(ts_train_config, compress_eb);
-    SHOW(ts_epoch_report, val_exit_acc);
+    SHOW(ts_epoch_report, act_kept_plain_bytes);
     SHOW(ts_train_hooks, user);
     SHOW(ts_eval_report, exit_top1);
     SHOW(ts_decompose_config, ga_generation_user);

@@ -83,7 +83,7 @@ def struct_layouts():
     mirrors = {"ts_shape": (tessera._Shape, "dims"), "ts_dataset": (tessera._Dataset, "class_names"),
                "ts_preprocess": (tessera._Preprocess, "flip"), "ts_optim_config": (tessera._OptimConfig, "eps"),
                "ts_train_config": (tessera._TrainConfig, "compress_eb"),
-               "ts_epoch_report": (tessera._EpochReport, "val_exit_acc"), "ts_train_hooks": (tessera._TrainHooks, "user"),
+               "ts_epoch_report": (tessera._EpochReport, "act_kept_plain_bytes"), "ts_train_hooks": (tessera._TrainHooks, "user"),
                "ts_eval_report": (tessera._EvalReport, "exit_top1"),
                "ts_decompose_config": (tessera._DecomposeConfig, "ga_generation_user"),
                "ts_compose_config": (tessera._ComposeConfig, "max_macs"),
