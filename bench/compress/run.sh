@@ -36,7 +36,7 @@ for eb in none $EBS; do
     [ "$eb" = none ] || opt="--compress-activations $eb"
     OMP_NUM_THREADS=$THREADS "$T" train $train $opt --out "$tmp/m.tsr" >"$tmp/train.log" 2>&1
     acc=$(sed -n 's/^test accuracy: \([0-9.]*\)%.*/\1/p' "$tmp/train.log")
-    cp "$tmp/train.log" "${LOG_DIR:-$tmp}/train-$eb.log" 2>/dev/null || true
+    if [ -n "${LOG_DIR:-}" ]; then mkdir -p "$LOG_DIR" && cp "$tmp/train.log" "$LOG_DIR/train-$eb.log"; fi
     real=$(sed -n 's/^epoch .*| activations kept \([0-9.]*\) of \([0-9.]*\) MiB (\([0-9.]*x\)).*/\1 of \2 (\3)/p' "$tmp/train.log" | tail -1)
     [ -n "$real" ] || real=-
     secs=$(sed -n 's/^epoch [0-9]*: .*| \([0-9.]*\)s$/\1/p' "$tmp/train.log" | awk '{s += $1; n++} END {if (n) printf "%.1f", s / n}')
