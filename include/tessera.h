@@ -1412,8 +1412,11 @@ typedef struct ts_prune_config {
     uint64_t seed;  /* ts_prune_arch: the layer sampling and the new model's initialization */
     double chunk;   /* ts_prune_arch: filters removed per draw, as a share of the layer's
                      * original count (at least 1 filter; 0: one filter) */
+    int multiple;   /* 0 or 1: any width; N > 1: a narrowed group keeps a multiple of N
+                     * channels, at least N (a group narrower than N stays whole), so the
+                     * widths suit blocked kernels (16 for AVX-512's nChw16c, 8 for AVX2) */
 } ts_prune_config;
-void ts_prune_config_default(ts_prune_config *cfg); /* flops, 0.5, seed 0, one filter a draw */
+void ts_prune_config_default(ts_prune_config *cfg); /* flops, 0.5, seed 0, one filter a draw, any width */
 
 typedef struct ts_prune_layer {
     char name[64];       /* a conv2d or dense layer of the model */
@@ -1429,6 +1432,7 @@ typedef struct ts_prune_report {
     int groups;                           /* channel groups that could be pruned */
     int draws;                            /* ts_prune_arch: layers drawn; ts_prune_model: 0 */
     double ratio;                         /* ts_prune_model: share of each group's channels removed */
+    int multiple;                         /* cfg->multiple the widths kept to (1: any) */
     int nlayers;
     ts_prune_layer *layers;               /* (nlayers) malloc'ed: ts_prune_report_free */
 } ts_prune_report;
@@ -1438,7 +1442,8 @@ void ts_prune_report_free(ts_prune_report *rep);
  * prunable conv2d/dense layer l weighs C_l / sum C (its own parameters, FLOPs or
  * memory, recounted after every draw on the architecture as pruned so far); a layer
  * is drawn at random in proportion to its weight (seeded) and its group loses
- * `chunk` filters, keeping at least one, until the share of the whole network's
+ * `chunk` filters (down to a multiple of cfg->multiple), keeping at least one (or
+ * `multiple`), until the share of the whole network's
  * complexity removed reaches the target. *out is the narrower architecture, newly
  * initialized from the seed, to be trained from scratch (its text:
  * ts_model_arch_text; ts_arch_save writes it). Only m's layers are read. TS_EINVAL
@@ -1449,7 +1454,8 @@ ts_status ts_prune_arch(ts_ctx *ctx, const ts_model *m, const ts_prune_config *c
  * group ranked by the L1 norm of their filters (per weight, summed over the group's
  * layers); one ratio r for every group, the smallest (in steps of 1/1000) whose
  * removal reaches the target, drops the floor(r x channels) weakest of each
- * (keeping at least one). The result is m with those channels zeroed and then
+ * (keeping at least one; with cfg->multiple, the width kept rounded down to a multiple
+ * of it, at least it). The result is m with those channels zeroed and then
  * physically cut out: an ordinary smaller model with m's weights for what is left
  * and m's metadata, to fine-tune (`tessera train --init`). cfg->seed and chunk are
  * not used. */

@@ -12,6 +12,7 @@ static cli_opt prune_opts[] = {
     {"out", "FILE", "the pruned architecture (.arch, with --arch) or model (.tsr) (required)", NULL},
     {"seed", "S", "with --arch: the layer sampling and the saved weights' initialization (default 0)", NULL},
     {"chunk", "F", "with --arch: filters removed per draw, as a share of the layer's (default 0: one filter)", NULL},
+    {"multiple-of", "N", "keep every narrowed layer's width a multiple of N, at least N (16 suits AVX-512's blocked kernels; default 1: any width)", NULL},
     {"force", NULL, "replace the output even when it is write-protected", NULL},
     CLI_OPT_JSON,
 };
@@ -38,6 +39,7 @@ static void json_report(json_out *J, const ts_prune_report *r, const char *mode)
     json_int(J, "groups", r->groups);
     json_int(J, "draws", r->draws);
     json_num(J, "ratio", r->ratio);
+    json_int(J, "multiple", r->multiple);
     json_int(J, "params_before", (long long)r->params_before);
     json_int(J, "params_after", (long long)r->params_after);
     json_int(J, "macs_before", (long long)r->macs_before);
@@ -75,6 +77,7 @@ static void print_report(const ts_prune_report *r, const char *mode) {
            removed(r->memory_before, r->memory_after));
     printf("removed %.2f%% of the %s (target %.2f%%), %d channel groups", 100 * r->achieved, mode, 100 * r->target,
            r->groups);
+    if (r->multiple > 1) printf(", widths multiples of %d", r->multiple);
     if (r->draws) printf(", %d draws\n", r->draws);
     else printf(", ratio %.3f of each group\n", r->ratio);
 }
@@ -111,11 +114,13 @@ int cmd_prune(int argc, char **argv) {
         }
         cfg.mode = (ts_prune_mode)k;
     }
-    long seed;
+    long seed, multiple;
     if (!cli_float(&prune_cmd, "target", 0.5, 0.0, 1.0, &cfg.target) ||
         !cli_float(&prune_cmd, "chunk", 0.0, 0.0, 1.0, &cfg.chunk) ||
-        !cli_int(&prune_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed))
+        !cli_int(&prune_cmd, "seed", 0, 0, 0x7fffffffffffffffL, &seed) ||
+        !cli_int(&prune_cmd, "multiple-of", 1, 1, 4096, &multiple))
         return EXIT_USAGE;
+    cfg.multiple = (int)multiple;
     if (cfg.target <= 0.0 || cfg.target >= 1.0 || cfg.chunk >= 1.0) {
         fprintf(stderr, "tessera prune: %s: expected a share %s, got %g\n", cfg.chunk >= 1.0 ? "--chunk" : "--target",
                 cfg.chunk >= 1.0 ? "from 0 up to (not including) 1" : "strictly between 0 and 1",

@@ -24,6 +24,7 @@ typedef struct prune_plan {
     int ngroups;
     int64_t *orig;   /* (ngroups) channels in m */
     int64_t *size;   /* (ngroups) channels after pruning */
+    int multiple;    /* widths kept at multiples of it (1: any) */
 } prune_plan;
 
 typedef struct cost {
@@ -74,6 +75,27 @@ static void plan_free(prune_plan *p) {
     free(p->orig);
     free(p->size);
     memset(p, 0, sizeof *p);
+}
+
+/* The narrowest group g may become: one channel, or `multiple` (a group already
+ * narrower than that stays as it is). */
+static int64_t floor_of(const prune_plan *p, int g) {
+    return p->multiple <= 1 ? 1 : p->orig[g] < p->multiple ? p->orig[g] : p->multiple;
+}
+
+/* Group g narrowed to at most `want` channels: rounded down to a multiple, kept at
+ * floor_of (a width that does not shrink stays as it is). */
+static int64_t narrowed(const prune_plan *p, int g, int64_t want) {
+    if (want >= p->size[g]) return p->size[g];
+    if (p->multiple > 1) want -= want % p->multiple;
+    return want < floor_of(p, g) ? floor_of(p, g) : want;
+}
+
+/* "one filter", or "16 filters" with a multiple of 16, for the messages; buf holds 32 */
+static const char *narrowest(const prune_plan *p, char *buf) {
+    if (p->multiple <= 1) return "one filter";
+    snprintf(buf, 32, "%d filters", p->multiple);
+    return buf;
 }
 
 /* Marks root r whole; returns whether it changed. */
@@ -281,7 +303,10 @@ static ts_status prune_begin(ts_ctx *ctx, const ts_model *m, const ts_prune_conf
         return ts_fail(ctx, TS_EINVAL, "%s: target %g is not a share strictly between 0 and 1", what, cfg->target);
     if (!(cfg->chunk >= 0.0 && cfg->chunk < 1.0))
         return ts_fail(ctx, TS_EINVAL, "%s: chunk %g is not a share in [0, 1)", what, cfg->chunk);
+    if (cfg->multiple < 0 || cfg->multiple > 4096)
+        return ts_fail(ctx, TS_EINVAL, "%s: multiple %d is not a width from 0 to 4096", what, cfg->multiple);
     ts_status st = plan_groups(ctx, m, p);
+    p->multiple = cfg->multiple > 1 ? cfg->multiple : 1;
     if (!st && !p->ngroups)
         st = ts_fail(ctx, TS_EUNSUPPORTED, "%s: no layer can be pruned (every conv2d/dense output reaches the model's "
                      "output, or a layer pruning does not handle)", what);
@@ -335,6 +360,7 @@ static ts_status prune_end(ts_ctx *ctx, prune_plan *p, ts_status st, const ts_pr
         st = fill_report(ctx, p, *out, cfg, rep);
         rep->draws = draws;
         rep->ratio = ratio;
+        rep->multiple = p->multiple;
     }
     if (st) {
         ts_prune_report_free(rep);
@@ -355,7 +381,7 @@ static int draw_layer(const prune_plan *p, const ts_model *cur, ts_prune_mode mo
         int last = -1;
         for (int li = 1; li < cur->nlayers; li++) {
             const int g = p->group[li];
-            if (g < 0 || p->size[g] <= 1 || !is_source(cur, &cur->layers[li])) continue;
+            if (g < 0 || p->size[g] <= floor_of(p, g) || !is_source(cur, &cur->layers[li])) continue;
             cost c;
             layer_cost(cur, li, &c);
             acc += cost_of(&c, mode);
@@ -397,15 +423,16 @@ ts_status ts_prune_arch(ts_ctx *ctx, const ts_model *m, const ts_prune_config *c
         ts_model_free(cur);
         if (share >= cfg->target) break;
         if (li < 0) {
+            char lo[32];
             st = ts_fail(ctx, TS_EINVAL, "pruning: cannot remove %.2f%% of the %s: with every prunable layer "
-                         "down to one filter, %.2f%% is removed", 100 * cfg->target, mode_name(cfg->mode), 100 * share);
+                         "down to %s, %.2f%% is removed", 100 * cfg->target, mode_name(cfg->mode), narrowest(&p, lo),
+                         100 * share);
             break;
         }
         const int g = p.group[li];
         int64_t k = (int64_t)floor(cfg->chunk * (double)p.orig[g]);
         if (k < 1) k = 1;
-        if (k > p.size[g] - 1) k = p.size[g] - 1;
-        p.size[g] -= k;
+        p.size[g] = narrowed(&p, g, p.size[g] - k);
         draws++;
     }
     if (!st) st = rebuild(ctx, &p, REBUILD_INIT, cfg->seed, NULL, out);
@@ -437,12 +464,12 @@ static double *filter_scores(const prune_plan *p, int64_t *off) {
     return score;
 }
 
-/* p->size for ratio step s of 1000: each group loses floor(s/1000 of its channels), keeping one */
+/* p->size for ratio step s of 1000: each group loses floor(s/1000 of its channels),
+ * keeping one (or a multiple); the removal only grows with s */
 static void sizes_at(prune_plan *p, int s) {
     for (int g = 0; g < p->ngroups; g++) {
-        int64_t k = s * p->orig[g] / 1000;
-        if (k > p->orig[g] - 1) k = p->orig[g] - 1;
-        p->size[g] = p->orig[g] - k;
+        p->size[g] = p->orig[g];
+        p->size[g] = narrowed(p, g, p->orig[g] - s * p->orig[g] / 1000);
     }
 }
 
@@ -455,9 +482,11 @@ static ts_status find_ratio(ts_ctx *ctx, prune_plan *p, const ts_prune_config *c
     sizes_at(p, 1000);
     ts_status st = achieved_at(ctx, p, cfg->mode, total, &share);
     if (st) return st;
+    char narrow[32];
     if (share < cfg->target)
         return ts_fail(ctx, TS_EINVAL, "pruning: cannot remove %.2f%% of the %s: with every prunable layer "
-                       "down to one filter, %.2f%% is removed", 100 * cfg->target, mode_name(cfg->mode), 100 * share);
+                       "down to %s, %.2f%% is removed", 100 * cfg->target, mode_name(cfg->mode), narrowest(p, narrow),
+                       100 * share);
     int lo = 0, hi = 1000; /* share(lo) < target <= share(hi) */
     while (hi - lo > 1) {
         const int mid = (lo + hi) / 2;
@@ -468,7 +497,8 @@ static ts_status find_ratio(ts_ctx *ctx, prune_plan *p, const ts_prune_config *c
     }
     *step = hi;
     /* from lo to hi several groups may lose a channel at once (a step is coarse on
-     * narrow layers): take those channels one at a time, stopping at the target */
+     * narrow layers): take those channels one at a time (one multiple at a time),
+     * stopping at the target */
     int64_t *want = malloc((size_t)p->ngroups * sizeof *want);
     if (!want) return ts_fail(ctx, TS_ENOMEM, "prune: out of memory");
     sizes_at(p, hi);
@@ -477,7 +507,8 @@ static ts_status find_ratio(ts_ctx *ctx, prune_plan *p, const ts_prune_config *c
     share = 0;
     for (int g = 0; g < p->ngroups && share < cfg->target && !st; g++)
         while (p->size[g] > want[g] && share < cfg->target && !st) {
-            p->size[g]--;
+            const int64_t next = narrowed(p, g, p->size[g] - 1);
+            p->size[g] = next < want[g] ? want[g] : next;
             st = achieved_at(ctx, p, cfg->mode, total, &share);
         }
     free(want);

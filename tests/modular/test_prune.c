@@ -5,8 +5,8 @@
  * VGG-like network (flatten into dense), a network with a concat and a depthwise block; a small pruned
  * residual network trains (loss finite and lower after a few epochs on a tiny set).
  * Magnitude pruning: the sliced model's outputs equal the masked original's within
- * 1e-5, it has the planned channels, the weakest filters are the ones that go. Bad
- * arguments fail with messages. */
+ * 1e-5, it has the planned channels, the weakest filters are the ones that go. Widths
+ * kept to a multiple (cfg.multiple) in both ways. Bad arguments fail with messages. */
 #include "tessera.h"
 
 #include "common/test.h"
@@ -232,6 +232,76 @@ static void test_vgg_and_concat(void) {
     ts_model_free(m);
 }
 
+/* cfg.multiple: every narrowed width a multiple of it, at least it; a group narrower
+ * than it (CONCAT_NET's a: 12, b: 20 at 16) stays whole or keeps a multiple; the
+ * target is still reached, at initialization and by magnitude; a sliced model equals
+ * its masked original. */
+static void check_multiple(const char *text, const char *source, int multiple, double target) {
+    ts_model *m = from_text(text, source);
+    if (!m) return;
+    test_randomize_model(m, 5);
+    for (int mode = 0; mode < 3; mode++)
+        for (int magnitude = 0; magnitude < 2; magnitude++) {
+            ts_prune_config cfg;
+            ts_prune_config_default(&cfg);
+            cfg.mode = (ts_prune_mode)mode;
+            cfg.target = target;
+            cfg.seed = 11;
+            cfg.multiple = multiple;
+            ts_prune_report rep;
+            ts_model *p = NULL;
+            const ts_status st = magnitude ? ts_prune_model(g_ctx, m, &cfg, &p, &rep) : ts_prune_arch(g_ctx, m, &cfg, &p, &rep);
+            CHECK(st == TS_OK, "%s mode %d %s: %s", source, mode, magnitude ? "magnitude" : "init", ts_ctx_error(g_ctx));
+            if (st) continue;
+            CHECK(rep.multiple == multiple && rep.achieved >= target, "%s: achieved %.4f", source, rep.achieved);
+            int narrowed = 0;
+            for (int i = 0; i < rep.nlayers; i++) {
+                const ts_prune_layer *l = &rep.layers[i];
+                CHECK(channels_of(p, l->name) == l->after, "%s channels", l->name);
+                if (l->after == l->before) continue;
+                narrowed++;
+                CHECK(l->after % multiple == 0 && l->after >= multiple, "%s %s: %lld -> %lld is not a multiple of %d",
+                      source, l->name, (long long)l->before, (long long)l->after, multiple);
+            }
+            CHECK(narrowed > 0, "%s: nothing narrowed", source);
+            ts_prune_report_free(&rep);
+            ts_model_free(p);
+        }
+    ts_model_free(m);
+}
+
+static void test_multiple(void) {
+    check_multiple(ts_zoo_arch("resnet20"), "resnet20", 8, 0.4);
+    check_multiple(ts_zoo_arch("resnet20"), "resnet20", 16, 0.3);
+    check_multiple(VGG_LIKE, "vgg-like", 8, 0.5);
+    check_multiple(CONCAT_NET, "concat", 8, 0.3);
+    /* a group narrower than the multiple stays whole; one between goes down to it */
+    ts_model *m = from_text(CONCAT_NET, "concat"), *p = NULL;
+    ts_prune_config cfg;
+    ts_prune_config_default(&cfg);
+    cfg.multiple = 16;
+    cfg.target = 0.1;
+    ts_prune_report rep;
+    CHECK(m && ts_prune_arch(g_ctx, m, &cfg, &p, &rep) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    if (p) {
+        const ts_prune_layer *a = report_layer(&rep, "a"), *b = report_layer(&rep, "b");
+        CHECK(a && a->after == 12, "a (12 < 16) stays whole: %lld", a ? (long long)a->after : -1LL);
+        CHECK(b && b->after == 16, "b: 20 -> 16: %lld", b ? (long long)b->after : -1LL);
+    }
+    ts_prune_report_free(&rep);
+    ts_model_free(p);
+    /* unreachable with the floors: the message names them */
+    ts_prune_config_default(&cfg);
+    cfg.multiple = 16;
+    cfg.target = 0.9;
+    CHECK(m && ts_prune_arch(g_ctx, m, &cfg, &p, NULL) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "16 filters"),
+          "unreachable: %s", ts_ctx_error(g_ctx));
+    cfg.multiple = -1;
+    CHECK(m && ts_prune_arch(g_ctx, m, &cfg, &p, NULL) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "multiple"),
+          "negative multiple: %s", ts_ctx_error(g_ctx));
+    ts_model_free(m);
+}
+
 /* Mean loss of a few epochs of Adam on the quadrant set, first and last epoch */
 static void train_losses(ts_model *m, const ts_dataset *ds, int epochs, float *first, float *last) {
     enum { B = 32 };
@@ -401,6 +471,7 @@ int main(void) {
     RUN(test_pruned_trains);
     RUN(test_magnitude);
     RUN(test_magnitude_order);
+    RUN(test_multiple);
     RUN(test_bad_arguments);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_prune");

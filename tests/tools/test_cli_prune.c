@@ -74,6 +74,17 @@ static void test_arch(void) {
     snprintf(path, sizeof path, "%s/b.arch", R.dir);
     cli_slurp(path, b, sizeof b);
     CHECK(*a && !strcmp(a, b), "the same seed writes the same architecture");
+    /* --multiple-of: every width written is a multiple of 8 (the classifier's 10 aside) */
+    rc = cli_run(&R, "prune --arch resnet20 --mode flops --target 0.5 --multiple-of 8 --out %s/m8.arch", R.dir);
+    CHECK(rc == 0 && strstr(R.out, "multiples of 8"), "multiple-of: exit %d: %s %s", rc, R.out, R.err);
+    snprintf(path, sizeof path, "%s/m8.arch", R.dir);
+    cli_slurp(path, a, sizeof a);
+    for (const char *o = strstr(a, " out="); o; o = strstr(o + 1, " out=")) {
+        const long w = strtol(o + 5, NULL, 10);
+        CHECK(w == 10 || (w > 0 && w % 8 == 0), "width %ld in %s", w, a);
+    }
+    CHECK(cli_run(&R, "prune --arch resnet20 --multiple-of 0 --out %s/m0.arch", R.dir) == 2 &&
+          strstr(R.err, "--multiple-of"), "multiple-of 0: %s", R.err);
     /* a pruned architecture trains (a few steps) */
     if (!have_fashion()) return;
     rc = cli_run(&R, "prune --arch lenet5 --mode flops --target 0.5 --out %s/l5.arch", R.dir);
