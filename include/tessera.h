@@ -725,9 +725,14 @@ typedef struct ts_train_config {
      * refuses such a batch size). */
     int sync_bn;
     /* a model with an early exit (docs/early-exit.md): loss CE_final + exit_weight *
-     * CE_exit; for the first exit_transfer of the epochs (a fraction) the exit's
-     * depthwise weights are copied into the early-view convolution before every batch */
+     * L_exit; for the first exit_transfer of the epochs (a fraction) the exit's
+     * depthwise weights are copied into the early-view convolution before every batch.
+     * L_exit = (1 - exit_distill) CE_exit + exit_distill T^2 KL(p_final,T || p_exit,T),
+     * T = exit_temperature: the exit also learns the final head's softened outputs
+     * (self-distillation; the final head gets no gradient from it). exit_distill 0:
+     * T-RECX's plain CE_exit. */
     float exit_weight, exit_transfer;
+    float exit_distill, exit_temperature;
     /* compressed activations (ts_model_set_activation_compression): 1 holds the
      * activations kept for backward compressed, each value within compress_eb times its
      * tensor's range (0: lossless); 2 adapts each layer's bound from its gradients,

@@ -104,6 +104,8 @@ static cli_opt train_opts[] = {
     {"early-exit", "after=LAYER[,channels=N][,view=0|1]", "add an early exit (T-RECX) after a layer or stage (stage1: its last layer), with early-view assistance unless view=0 (docs/early-exit.md)", NULL},
     {"exit-weight", "F", "early exit: loss CE_final + F * CE_exit (default 0.5)", NULL},
     {"exit-transfer", "F", "early exit: copy the exit's depthwise weights into the early view before every batch for this fraction of the epochs (default 0.8)", NULL},
+    {"exit-distill", "B", "early exit: the exit also learns the final head's softened outputs, loss (1-B) CE_exit + B T^2 KL (self-distillation; default 0: T-RECX's CE_exit)", NULL},
+    {"exit-temperature", "T", "early exit: the softmax temperature of --exit-distill (default 4)", NULL},
     {"val-split", "N|F", "hold out N training samples (a whole number) or a fraction 0 < F < 1 for validation", NULL},
     {"early-stop", "N", "stop after N epochs in a row without a better validation top-1 (needs --val-split)", NULL},
     {"keep-best", NULL, "save the epoch with the best validation top-1, not the last (needs --val-split)", NULL},
@@ -338,6 +340,10 @@ static int config_from_options(const cli_cmd *c, ts_train_config *cfg, int resum
     cfg->exit_weight = (float)f;
     if (!cli_float(c, "exit-transfer", cfg->exit_transfer, 0, 1, &f)) return EXIT_USAGE;
     cfg->exit_transfer = (float)f;
+    if (!cli_float(c, "exit-distill", cfg->exit_distill, 0, 1, &f)) return EXIT_USAGE;
+    cfg->exit_distill = (float)f;
+    if (!cli_float(c, "exit-temperature", cfg->exit_temperature, 0.1, 100, &f)) return EXIT_USAGE;
+    cfg->exit_temperature = (float)f;
     if (!cli_int(c, "early-stop", 0, 1, 100000, &v)) return EXIT_USAGE;
     cfg->early_stop = (int)v;
     cfg->keep_best = cli_get(c, "keep-best") != NULL;
@@ -932,8 +938,11 @@ prepared:
            cli_plural(n2, sizeof n2, cfg.epochs, "epoch"), cfg.batch,
            cli_plural(n3, sizeof n3, ts_ctx_get_threads(ctx), "thread"));
     if (cfg.modular) printf(", modular (alpha %g, beta %g)", cfg.mwt_alpha, cfg.mwt_beta);
-    if (run.has_exit) printf(", early exit (loss weight %g, weight transfer %g of the epochs)", cfg.exit_weight,
+    if (run.has_exit) printf(", early exit (loss weight %g, weight transfer %g of the epochs", cfg.exit_weight,
                              cfg.exit_transfer);
+    if (run.has_exit && cfg.exit_distill > 0)
+        printf(", distilled from the final head: weight %g, temperature %g", cfg.exit_distill, cfg.exit_temperature);
+    if (run.has_exit) printf(")");
     if (dist->size > 1) printf(", data-parallel over %d ranks (batch %d in all)", dist->size, cfg.batch);
     printf("\n");
     fflush(stdout);

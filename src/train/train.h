@@ -102,6 +102,14 @@ ts_status train_check_text(ts_ctx *ctx, const ts_model *m, const ts_text_dataset
 ts_status evaluate_classes(ts_ctx *ctx, ts_model *m, const ts_dataset *ds, const ts_preprocess *pp, const int *classes,
                            int k, double *top1);
 
+/* An early exit's self-distillation (ts_train_config.exit_distill): z (n, k) the
+ * exit's logits, zf (n, k) the final head's (the teacher, a constant), g (n, k) holds
+ * d CE_exit / dz and becomes (1 - b) g + b T (q - p) / n, the gradient of
+ * (1 - b) CE_exit + b T^2 KL(p || q) over the batch mean, p and q the final head's and
+ * the exit's softmax at temperature T. Returns T^2 KL's batch mean. Double precision
+ * inside: k may be large and T small. */
+double train_exit_distill(int n, int k, const float *z, const float *zf, double b, double T, float *g);
+
 /* ts_model_predict that also copies the early exit's logits (n, classes) into
  * exit_logits (evaluate_exit.c). */
 ts_status evaluate_exit_pass(ts_ctx *ctx, ts_model *m, const float *x, int n, float *logits, float *exit_logits);

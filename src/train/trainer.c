@@ -27,6 +27,7 @@ void ts_train_config_default(ts_train_config *cfg) {
     cfg->mwt_beta = 1.5f;
     cfg->exit_weight = 0.5f;
     cfg->exit_transfer = 0.8f;
+    cfg->exit_temperature = 4.0f;
 }
 
 /* Modular training: finds the mask layers (ReLUs over a vector named
@@ -116,6 +117,10 @@ static ts_status check_config(ts_ctx *ctx, const ts_train_config *cfg, int has_v
     if (!(cfg->exit_transfer >= 0 && cfg->exit_transfer <= 1))
         return ts_fail(ctx, TS_EINVAL, "exit weight transfer %g out of [0, 1] (a fraction of the epochs)",
                        cfg->exit_transfer);
+    if (!(cfg->exit_distill >= 0 && cfg->exit_distill <= 1))
+        return ts_fail(ctx, TS_EINVAL, "exit distillation weight %g out of [0, 1]", cfg->exit_distill);
+    if (!(cfg->exit_temperature >= 0.1f && cfg->exit_temperature <= 100))
+        return ts_fail(ctx, TS_EINVAL, "exit distillation temperature %g out of [0.1, 100]", cfg->exit_temperature);
     if (cfg->compress_activations < 0 || cfg->compress_activations > 2)
         return ts_fail(ctx, TS_EINVAL, "compress_activations: %d must be 0 (off), 1 (fixed) or 2 (adaptive)",
                        cfg->compress_activations);
@@ -201,14 +206,43 @@ static void exit_transfer_weights(ts_trainer *tr) {
                sizeof(float) * (size_t)m->tensors[src->bias_t].numel);
 }
 
-/* The exit's cross-entropy of the batch just forwarded, weighed; its gradient into
- * tr->exit_dlogits; *correct its hits. */
+double train_exit_distill(int n, int k, const float *z, const float *zf, double b, double T, float *g) {
+    double kl = 0;
+    for (int i = 0; i < n; i++) {
+        const float *ze = z + (size_t)i * k, *zt = zf + (size_t)i * k;
+        float *gi = g + (size_t)i * k;
+        double me = ze[0], mt = zt[0], se = 0, st = 0;
+        for (int j = 1; j < k; j++) {
+            me = ze[j] > me ? ze[j] : me;
+            mt = zt[j] > mt ? zt[j] : mt;
+        }
+        for (int j = 0; j < k; j++) {
+            se += exp((ze[j] - me) / T);
+            st += exp((zt[j] - mt) / T);
+        }
+        const double lse = log(se), lst = log(st);
+        for (int j = 0; j < k; j++) {
+            const double lq = (ze[j] - me) / T - lse, lp = (zt[j] - mt) / T - lst, p = exp(lp);
+            kl += p * (lp - lq);
+            gi[j] = (float)((1 - b) * gi[j] + b * T * (exp(lq) - p) / n);
+        }
+    }
+    return T * T * kl / n;
+}
+
+/* The exit's loss of the batch just forwarded (its cross-entropy, or with distillation
+ * the mix above), weighed; its gradient into tr->exit_dlogits; *correct its hits.
+ * The final head's logits (tr->logits) must be those of the same forward. */
 static float exit_loss(ts_trainer *tr, int n, int *correct) {
     ts_model *m = tr->model;
     const int k = m->classes;
     const float *z = m->exec.ls[m->exit_layer].out;
     const float w = tr->cfg.exit_weight;
-    const float loss = ts_softmax_cross_entropy(n, k, z, tr->y, tr->cfg.label_smoothing, tr->exit_dlogits);
+    float loss = ts_softmax_cross_entropy(n, k, z, tr->y, tr->cfg.label_smoothing, tr->exit_dlogits);
+    if (tr->cfg.exit_distill > 0)
+        loss = (float)((1 - tr->cfg.exit_distill) * loss +
+                       tr->cfg.exit_distill * train_exit_distill(n, k, z, tr->logits, tr->cfg.exit_distill,
+                                                                 tr->cfg.exit_temperature, tr->exit_dlogits));
     for (size_t i = 0; i < (size_t)n * (size_t)k; i++) tr->exit_dlogits[i] *= w;
     *correct = 0;
     for (int i = 0; i < n; i++) *correct += ts_argmax(z + (size_t)i * k, k) == tr->y[i];

@@ -4,9 +4,11 @@
  * ts_model_predict (rho = 1 bit for bit; below, each sample's logits are its exit's or
  * its full network's); the architecture text, file round trip and the builder's
  * checks; constant-time refusal; a few training steps lowering both losses, and the
- * weight transfer; ts_evaluate_exit's sweep against the decisions made by hand. */
+ * weight transfer; ts_evaluate_exit's sweep against the decisions made by hand; the
+ * exit's self-distillation gradient against finite differences, and training with it. */
 #include "common/test.h"
 #include "nn/nn.h"
+#include "train/train.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -384,6 +386,92 @@ static void test_training_lowers_both_losses(void) {
     ts_model_free(m);
 }
 
+/* Self-distillation (exit_distill): train_exit_distill's gradient against finite
+ * differences of (1 - b) CE + b T^2 KL in double; b = 0 leaves the CE gradient as it
+ * is; training with it lowers both losses, and its exit learns the quadrants. */
+static double distill_objective(int n, int k, const double *z, const float *zf, const int32_t *y, double b, double T) {
+    double ce = 0, kl = 0;
+    for (int i = 0; i < n; i++) {
+        const double *ze = z + (size_t)i * k;
+        const float *zt = zf + (size_t)i * k;
+        double se = 0, sT = 0, st = 0;
+        for (int j = 0; j < k; j++) {
+            se += exp(ze[j]);
+            sT += exp(ze[j] / T);
+            st += exp(zt[j] / T);
+        }
+        ce += log(se) - ze[y[i]];
+        for (int j = 0; j < k; j++) {
+            const double lp = zt[j] / T - log(st), lq = ze[j] / T - log(sT);
+            kl += exp(lp) * (lp - lq);
+        }
+    }
+    return (1 - b) * ce / n + b * T * T * kl / n;
+}
+
+static void test_distill_gradient(void) {
+    enum { DN = 3, DK = 5 };
+    float z[DN * DK], zf[DN * DK], g[DN * DK], g0[DN * DK];
+    const int32_t y[DN] = {1, 4, 0};
+    fill_input(z, DN * DK, 21);
+    fill_input(zf, DN * DK, 22);
+    for (int i = 0; i < DN * DK; i++) {
+        z[i] *= 3.0f;
+        zf[i] *= 4.0f;
+    }
+    const double T[2] = {4.0, 0.5};
+    for (int t = 0; t < 2; t++) {
+        const double b = 0.7;
+        ts_softmax_cross_entropy(DN, DK, z, y, 0.0f, g);
+        memcpy(g0, g, sizeof g);
+        const double kl = train_exit_distill(DN, DK, z, zf, b, T[t], g);
+        double zd[DN * DK];
+        for (int i = 0; i < DN * DK; i++) zd[i] = z[i];
+        /* the returned T^2 KL: the objective at b = 1 */
+        const double want_kl = distill_objective(DN, DK, zd, zf, y, 1.0, T[t]);
+        CHECK(fabs(kl - want_kl) < 1e-9 * fmax(1.0, want_kl), "T %g: KL %.12g, want %.12g", T[t], kl, want_kl);
+        for (int i = 0; i < DN * DK; i++) {
+            const double h = 1e-5, keep = zd[i];
+            zd[i] = keep + h;
+            const double up = distill_objective(DN, DK, zd, zf, y, b, T[t]);
+            zd[i] = keep - h;
+            const double down = distill_objective(DN, DK, zd, zf, y, b, T[t]);
+            zd[i] = keep;
+            const double fd = (up - down) / (2 * h);
+            CHECK(fabs(g[i] - fd) < 1e-5 + 1e-4 * fabs(fd), "T %g, logit %d: gradient %.8g, finite difference %.8g",
+                  T[t], i, g[i], fd);
+        }
+        /* b = 0: the cross-entropy's gradient untouched */
+        memcpy(g, g0, sizeof g);
+        train_exit_distill(DN, DK, z, zf, 0.0, T[t], g);
+        CHECK(!memcmp(g, g0, sizeof g), "b = 0 changes the gradient");
+    }
+}
+
+static void test_distill_trains(void) {
+    ts_model *m = exit_model(1, 6);
+    if (!m) return;
+    ts_train_config cfg = exit_train_config(8, 16, 0.05f);
+    cfg.exit_distill = 0.5f;
+    ts_trainer *tr = NULL;
+    CHECK(ts_trainer_create(g_ctx, m, quadrants(), quadrants(), &cfg, &tr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    losses l = {0};
+    ts_train_hooks hooks = {NULL, on_epoch, &l};
+    CHECK(tr && ts_trainer_run(g_ctx, tr, &hooks) == TS_OK, "%s", ts_ctx_error(g_ctx));
+    CHECK(l.n == 8 && l.final[7] < 0.5 * l.final[0] && l.exit[7] < 0.7 * l.exit[0],
+          "final %.4f -> %.4f, exit %.4f -> %.4f", l.final[0], l.final[7], l.exit[0], l.exit[7]);
+    CHECK(l.val_exit[7] >= 0.5, "validation exit top-1 %.3f", l.val_exit[7]);
+    ts_trainer_free(tr);
+    cfg.exit_distill = 1.5f;
+    CHECK(ts_trainer_create(g_ctx, m, quadrants(), NULL, &cfg, &tr) == TS_EINVAL && strstr(ts_ctx_error(g_ctx), "distill"),
+          "weight 1.5: %s", ts_ctx_error(g_ctx));
+    cfg.exit_distill = 0.5f;
+    cfg.exit_temperature = 0.0f;
+    CHECK(ts_trainer_create(g_ctx, m, quadrants(), NULL, &cfg, &tr) == TS_EINVAL &&
+          strstr(ts_ctx_error(g_ctx), "temperature"), "temperature 0: %s", ts_ctx_error(g_ctx));
+    ts_model_free(m);
+}
+
 static void test_weight_transfer(void) {
     for (int transfer = 0; transfer < 2; transfer++) {
         ts_model *m = exit_model(1, 7);
@@ -416,6 +504,8 @@ int main(void) {
     RUN(test_constant_time_refused);
     RUN(test_training_lowers_both_losses);
     RUN(test_weight_transfer);
+    RUN(test_distill_gradient);
+    RUN(test_distill_trains);
     char path[256];
     snprintf(path, sizeof path, "%s/exit.tsr", g_tmp);
     unlink(path);

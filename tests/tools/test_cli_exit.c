@@ -31,6 +31,10 @@ static void test_train_with_exit(void) {
                      R.dir);
     CHECK(rc == 0, "train --early-exit: exit %d: %s", rc, R.err);
     CHECK(strstr(R.out, "early exit (loss weight 0.3") && strstr(R.out, "exit loss"), "train prints the exit: %s", R.out);
+    rc = cli_run(&R, TRAIN " --arch ds-cnn --early-exit after=block2 --exit-distill 0.5 --exit-temperature 3 --out "
+                 "%s/eed.tsr", R.dir, R.dir);
+    CHECK(rc == 0 && strstr(R.out, "distilled from the final head: weight 0.5, temperature 3"),
+          "train --exit-distill: exit %d: %s %s", rc, R.out, R.err);
     rc = cli_run(&R, TRAIN " --arch ds-cnn --out %s/plain.tsr", R.dir, R.dir);
     CHECK(rc == 0, "train plain: exit %d: %s", rc, R.err);
     rc = cli_run(&R, "info %s/ee.tsr", R.dir);
@@ -47,6 +51,8 @@ static void test_bad_exit_options(void) {
     CHECK(rc == 5 && strstr(R.err, "early view") && cli_count_lines(R.err) == 1, "no gap head: exit %d: %s", rc, R.err);
     rc = cli_run(&R, TRAIN " --arch ds-cnn --early-exit after=block2 --exit-weight -1 --out %s/x.tsr", R.dir, R.dir);
     CHECK(rc == 2 && strstr(R.err, "--exit-weight"), "negative weight: exit %d: %s", rc, R.err);
+    rc = cli_run(&R, TRAIN " --arch ds-cnn --early-exit after=block2 --exit-distill 1.5 --out %s/x.tsr", R.dir, R.dir);
+    CHECK(rc == 2 && strstr(R.err, "--exit-distill"), "distill 1.5: exit %d: %s", rc, R.err);
     CHECK(!cli_exists(&R, "x.tsr"), "no model left by a failed run");
 }
 
