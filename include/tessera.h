@@ -743,7 +743,8 @@ typedef struct ts_train_config {
 
 /* 10 epochs, batch 128, lr 0.1, SGD (ts_optim_config_default), constant rate, seed 1,
  * no augmentation or label smoothing, not modular (alpha 0.5, beta 1.5 when it is),
- * exit weight 0.5 and transfer 0.8 (used only by a model with an early exit). */
+ * exit weight 0.5 and transfer 0.8, no distillation (temperature 4 when it is on; used
+ * only by a model with an early exit). */
 void ts_train_config_default(ts_train_config *cfg);
 
 typedef struct ts_train_progress {

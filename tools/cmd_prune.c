@@ -79,6 +79,7 @@ static void print_report(const ts_prune_report *r, const char *mode) {
            r->groups);
     if (r->multiple > 1) printf(", widths multiples of %d", r->multiple);
     if (r->draws) printf(", %d draws\n", r->draws);
+    else if (r->multiple > 1) printf(", ratio %.3f of each group before rounding to the multiples\n", r->ratio);
     else printf(", ratio %.3f of each group\n", r->ratio);
 }
 

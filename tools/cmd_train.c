@@ -102,7 +102,7 @@ static cli_opt train_opts[] = {
     {"alpha", "F", "--modular: weight of the cohesion loss (default 0.5)", NULL},
     {"beta", "F", "--modular: weight of the coupling loss (default 1.5)", NULL},
     {"early-exit", "after=LAYER[,channels=N][,view=0|1]", "add an early exit (T-RECX) after a layer or stage (stage1: its last layer), with early-view assistance unless view=0 (docs/early-exit.md)", NULL},
-    {"exit-weight", "F", "early exit: loss CE_final + F * CE_exit (default 0.5)", NULL},
+    {"exit-weight", "F", "early exit: loss CE_final + F * L_exit, L_exit the exit's cross-entropy (or its mix with --exit-distill) (default 0.5)", NULL},
     {"exit-transfer", "F", "early exit: copy the exit's depthwise weights into the early view before every batch for this fraction of the epochs (default 0.8)", NULL},
     {"exit-distill", "B", "early exit: the exit also learns the final head's softened outputs, loss (1-B) CE_exit + B T^2 KL (self-distillation; default 0: T-RECX's CE_exit)", NULL},
     {"exit-temperature", "T", "early exit: the softmax temperature of --exit-distill (default 4)", NULL},
@@ -236,7 +236,7 @@ static int on_epoch(const ts_epoch_report *r, void *user) {
                r->act_kept_plain_bytes / 1048576.0, r->act_kept_plain_bytes / r->act_kept_bytes);
     printf(" | %.1fs\n", r->seconds);
     fflush(stdout);
-    train_log_epoch(&run->log, r, run->last_step, run->count);
+    train_log_epoch(&run->log, r, run->last_step, run->count, run->modular, run->has_exit);
     if (run->checkpoint) {
         ts_status st = promote_pending(run);
         /* the validation loss, when there is one, vouches for the new state */

@@ -98,6 +98,8 @@ static ts_status read_extra(rbuf *r, uint32_t version, ts_train_config *cfg, tra
     cfg->mwt_beta = 1.5f;
     cfg->exit_weight = 0.5f; /* not recorded: an early exit's defaults (the CLI's options override) */
     cfg->exit_transfer = 0.8f;
+    cfg->exit_distill = 0.0f;
+    cfg->exit_temperature = 4.0f;
     if (version < 2) return TS_OK;
     uint32_t u[3];
     ts_status st;

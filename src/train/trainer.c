@@ -118,9 +118,12 @@ static ts_status check_config(ts_ctx *ctx, const ts_train_config *cfg, int has_v
         return ts_fail(ctx, TS_EINVAL, "exit weight transfer %g out of [0, 1] (a fraction of the epochs)",
                        cfg->exit_transfer);
     if (!(cfg->exit_distill >= 0 && cfg->exit_distill <= 1))
-        return ts_fail(ctx, TS_EINVAL, "exit distillation weight %g out of [0, 1]", cfg->exit_distill);
-    if (!(cfg->exit_temperature >= 0.1f && cfg->exit_temperature <= 100))
-        return ts_fail(ctx, TS_EINVAL, "exit distillation temperature %g out of [0.1, 100]", cfg->exit_temperature);
+        return ts_fail(ctx, TS_EINVAL, "exit_distill: the exit's distillation weight %g is out of [0, 1]",
+                       cfg->exit_distill);
+    /* the temperature matters only with distillation (a config zeroed by hand has none) */
+    if (cfg->exit_distill > 0 && !(cfg->exit_temperature >= 0.1f && cfg->exit_temperature <= 100))
+        return ts_fail(ctx, TS_EINVAL, "exit_temperature: the exit's distillation temperature %g is out of [0.1, 100]",
+                       cfg->exit_temperature);
     if (cfg->compress_activations < 0 || cfg->compress_activations > 2)
         return ts_fail(ctx, TS_EINVAL, "compress_activations: %d must be 0 (off), 1 (fixed) or 2 (adaptive)",
                        cfg->compress_activations);

@@ -281,7 +281,7 @@ static void test_multiple(void) {
     ts_prune_config_default(&cfg);
     cfg.multiple = 16;
     cfg.target = 0.1;
-    ts_prune_report rep;
+    ts_prune_report rep = {0};
     CHECK(m && ts_prune_arch(g_ctx, m, &cfg, &p, &rep) == TS_OK, "%s", ts_ctx_error(g_ctx));
     if (p) {
         const ts_prune_layer *a = report_layer(&rep, "a"), *b = report_layer(&rep, "b");

@@ -457,6 +457,11 @@ static void resume_case(const char *what, const ts_train_config *cfg, const ts_d
               cfg2.optim.weight_decay == cfg->optim.weight_decay && cfg2.crop_pad == cfg->crop_pad &&
               cfg2.flip == cfg->flip && cfg2.schedule == cfg->schedule,
           "%s: configuration not restored", what);
+    /* not recorded: the early exit's defaults */
+    CHECK(cfg2.exit_weight == 0.5f && cfg2.exit_transfer == 0.8f && cfg2.exit_distill == 0.0f &&
+              cfg2.exit_temperature == 4.0f,
+          "%s: exit defaults %g %g %g %g", what, cfg2.exit_weight, cfg2.exit_transfer, cfg2.exit_distill,
+          cfg2.exit_temperature);
     ts_trainer *tr2 = NULL;
     cfg2.keep_best = cfg->keep_best; /* run settings, given again on resume (as `tessera train --resume` does) */
     cfg2.early_stop = cfg->early_stop;
