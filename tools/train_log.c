@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 
 static const char *const COLUMNS =
-    "kind,epoch,step,loss,accuracy,lr,images_per_second,peak_memory_mib,val_loss,val_accuracy,seconds\n";
+    "kind,epoch,step,loss,accuracy,lr,images_per_second,peak_memory_mib,val_loss,val_accuracy,seconds,"
+    "cohesion,coupling,exit_loss,exit_accuracy,val_exit_accuracy,activations_kept_mib,activations_plain_mib\n";
 
 static double peak_mib(void) {
     struct rusage ru;
@@ -58,6 +59,10 @@ typedef struct row {
     long long epoch, step;
     double loss, acc, lr, rate, mem, val_loss, val_acc, seconds; /* seconds < 0: none (steps) */
     int has_val;
+    /* epoch rows only, each when the run has it: modular training's mask losses, the
+     * early exit's figures (val_exit < 0: no validation set), compressed activations */
+    int modular, has_exit, has_act;
+    double cohesion, coupling, exit_loss, exit_acc, val_exit, act_kept, act_plain;
 } row;
 
 /* A float's value as its shortest decimal (0.1, not 0.1000000015 from the widening). */
@@ -77,6 +82,13 @@ static void write_row(train_log *lg, const row *r) {
     csv_num(lg->csv, r->val_loss, r->has_val);
     csv_num(lg->csv, r->val_acc, r->has_val);
     csv_num(lg->csv, r->seconds, r->seconds >= 0);
+    csv_num(lg->csv, r->cohesion, r->modular);
+    csv_num(lg->csv, r->coupling, r->modular);
+    csv_num(lg->csv, r->exit_loss, r->has_exit);
+    csv_num(lg->csv, r->exit_acc, r->has_exit);
+    csv_num(lg->csv, r->val_exit, r->has_exit && r->val_exit >= 0);
+    csv_num(lg->csv, r->act_kept, r->has_act);
+    csv_num(lg->csv, r->act_plain, r->has_act);
     fputc('\n', lg->csv);
     fflush(lg->csv);
     json_out j;
@@ -94,6 +106,19 @@ static void write_row(train_log *lg, const row *r) {
         json_num(&j, "val_accuracy", r->val_acc);
     }
     if (r->seconds >= 0) json_num(&j, "seconds", r->seconds);
+    if (r->modular) {
+        json_num(&j, "cohesion", r->cohesion);
+        json_num(&j, "coupling", r->coupling);
+    }
+    if (r->has_exit) {
+        json_num(&j, "exit_loss", r->exit_loss);
+        json_num(&j, "exit_accuracy", r->exit_acc);
+        if (r->val_exit >= 0) json_num(&j, "val_exit_accuracy", r->val_exit);
+    }
+    if (r->has_act) {
+        json_num(&j, "activations_kept_mib", r->act_kept);
+        json_num(&j, "activations_plain_mib", r->act_plain);
+    }
     json_end(&j);
 }
 
@@ -103,16 +128,18 @@ void train_log_step(train_log *lg, const ts_train_progress *p) {
     const double now = cli_now(), dt = now - lg->last_t;
     const long long steps = p->step - lg->last_step;
     row r = {"step", p->epoch + 1, p->step, p->loss, p->acc, p->lr,
-             dt > 0 ? (double)(steps * lg->batch) / dt : 0, peak_mib(), 0, 0, -1, 0};
+             dt > 0 ? (double)(steps * lg->batch) / dt : 0, peak_mib(), 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     write_row(lg, &r);
     lg->last_t = now;
     lg->last_step = p->step;
 }
 
-void train_log_epoch(train_log *lg, const ts_epoch_report *e, long long step, long long count) {
+void train_log_epoch(train_log *lg, const ts_epoch_report *e, long long step, long long count, int modular,
+                     int has_exit) {
     if (!lg->csv) return;
     row r = {"epoch", e->epoch + 1, step, e->train_loss, e->train_acc, lg->lr,
              e->seconds > 0 ? (double)count / e->seconds : 0, peak_mib(), e->val_loss, e->val_acc, e->seconds,
-             e->val_acc >= 0};
+             e->val_acc >= 0, modular, has_exit, e->act_kept_bytes > 0, e->cohesion, e->coupling, e->exit_loss,
+             e->exit_acc, e->val_exit_acc, e->act_kept_bytes / 1048576.0, e->act_kept_plain_bytes / 1048576.0};
     write_row(lg, &r);
 }

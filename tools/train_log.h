@@ -20,7 +20,10 @@ ts_status train_log_open(ts_ctx *ctx, train_log *lg, const char *dir, int append
 void train_log_close(train_log *lg);
 /* After each step: remembers the rate and writes a step row every `every` steps. */
 void train_log_step(train_log *lg, const ts_train_progress *p);
-/* After each epoch (seconds: the epoch's, validation included; count: images trained). */
-void train_log_epoch(train_log *lg, const ts_epoch_report *r, long long step, long long count);
+/* After each epoch (seconds: the epoch's, validation included; count: images trained).
+ * modular, has_exit: the run's model is trained modular, has an early exit (their
+ * columns are filled); the compressed-activation columns when r has them. */
+void train_log_epoch(train_log *lg, const ts_epoch_report *r, long long step, long long count, int modular,
+                     int has_exit);
 
 #endif

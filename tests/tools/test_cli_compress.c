@@ -95,8 +95,8 @@ static void test_train(void) {
                                                                        "--compress-activations 0.05"};
     for (int i = 0; i < 4; i++) {
         CHECK(cli_run(&R, "train --arch %s --data cifar10 --data-dir %s --limit 96 --epochs 1 --batch 32 --threads 1 "
-                          "--seed 4 --quiet --no-test %s --out %s/%s.tsr",
-                      arch, dir, opts[i], R.dir, names[i]) == 0,
+                          "--seed 4 --quiet --no-test %s --log %s/log-%s --out %s/%s.tsr",
+                      arch, dir, opts[i], R.dir, names[i], R.dir, names[i]) == 0,
               "train %s: %s", names[i], R.err);
         /* the epoch line says what compression kept on this data */
         const char *kept = strstr(R.out, "| activations kept ");
@@ -106,6 +106,21 @@ static void test_train(void) {
             CHECK(sscanf(kept, "| activations kept %f of %f MiB (%fx)", &k, &plain, &ratio) == 3 && plain > 0 &&
                       k <= plain && (i == 1 || ratio > 1),
                   "train %s: %s", names[i], kept);
+        /* and --log's epoch row the same two sizes (its last two cells) */
+        char path[700], csv[4096];
+        snprintf(path, sizeof path, "%s/log-%s/metrics.csv", R.dir, names[i]);
+        cli_slurp(path, csv, sizeof csv);
+        const char *row = strstr(csv, "\nepoch,1,");
+        const char *end = row ? strchr(row + 1, '\n') : NULL;
+        float lk = -1, lp = -1;
+        if (end) { /* back over the last two cells */
+            const char *c = end;
+            for (int n = 0; n < 2 && c > row; c--) n += c[-1] == ',';
+            sscanf(c, ",%f,%f", &lk, &lp);
+        }
+        CHECK(row && (i == 0 ? end && end[-1] == ',' && end[-2] == ','
+                             : fabsf(lk - k) < 0.06f && fabsf(lp - plain) < 0.06f),
+              "train %s: log row %.3f %.3f against the line's %.1f %.1f: %s", names[i], lk, lp, k, plain, csv);
     }
     char a[600], b[600];
     snprintf(a, sizeof a, "%s/a.tsr", R.dir);

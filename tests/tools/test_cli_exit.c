@@ -31,10 +31,28 @@ static void test_train_with_exit(void) {
                      R.dir);
     CHECK(rc == 0, "train --early-exit: exit %d: %s", rc, R.err);
     CHECK(strstr(R.out, "early exit (loss weight 0.3") && strstr(R.out, "exit loss"), "train prints the exit: %s", R.out);
-    rc = cli_run(&R, TRAIN " --arch ds-cnn --early-exit after=block2 --exit-distill 0.5 --exit-temperature 3 --out "
-                 "%s/eed.tsr", R.dir, R.dir);
+    rc = cli_run(&R, TRAIN " --arch ds-cnn --early-exit after=block2 --exit-distill 0.5 --exit-temperature 3 --log "
+                 "%s/eelog --out %s/eed.tsr", R.dir, R.dir, R.dir);
     CHECK(rc == 0 && strstr(R.out, "distilled from the final head: weight 0.5, temperature 3"),
           "train --exit-distill: exit %d: %s %s", rc, R.out, R.err);
+    /* --log: the exit's loss and top-1 in the epoch rows, as on the epoch line */
+    char csv[1 << 13], jl[1 << 13];
+    snprintf(p, sizeof p, "%s/eelog/metrics.csv", R.dir);
+    cli_slurp(p, csv, sizeof csv);
+    snprintf(p, sizeof p, "%s/eelog/metrics.jsonl", R.dir);
+    cli_slurp(p, jl, sizeof jl);
+    const char *row = strstr(csv, "\nepoch,1,");
+    int commas = 0, filled[18] = {0};
+    for (const char *c = row ? row + 1 : NULL; c && *c && *c != '\n'; c++) {
+        if (*c == ',') commas++;
+        else if (commas < 18) filled[commas] = 1;
+    }
+    /* cells 13 and 14: exit_loss, exit_accuracy; 15 (val_exit_accuracy) empty without a
+     * validation split; 11, 12 (modular) and 16, 17 (activations) empty */
+    CHECK(row && commas == 17 && filled[13] && filled[14] && !filled[15] && !filled[11] && !filled[12] &&
+              !filled[16] && !filled[17],
+          "exit columns: %s", csv);
+    CHECK(strstr(jl, "\"exit_loss\":") && strstr(jl, "\"exit_accuracy\":"), "JSON line: %s", jl);
     rc = cli_run(&R, TRAIN " --arch ds-cnn --out %s/plain.tsr", R.dir, R.dir);
     CHECK(rc == 0, "train plain: exit %d: %s", rc, R.err);
     rc = cli_run(&R, "info %s/ee.tsr", R.dir);

@@ -387,9 +387,13 @@ static void test_train_log(void) {
     cli_slurp(p, csv, sizeof csv);
     path_in(p, sizeof p, "lg/metrics.jsonl");
     cli_slurp(p, jl, sizeof jl);
-    CHECK(!strncmp(csv, "kind,epoch,step,loss,accuracy,lr,images_per_second,peak_memory_mib,val_loss,val_accuracy,"
-                        "seconds\n", 95),
-          "CSV header: %s", csv);
+    static const char header[] = "kind,epoch,step,loss,accuracy,lr,images_per_second,peak_memory_mib,val_loss,"
+                                 "val_accuracy,seconds,cohesion,coupling,exit_loss,exit_accuracy,val_exit_accuracy,"
+                                 "activations_kept_mib,activations_plain_mib\n";
+    CHECK(!strncmp(csv, header, sizeof header - 1), "CSV header: %s", csv);
+    /* a plain run: the modular, exit and activation cells of its epoch rows are empty */
+    const char *e1 = strstr(csv, "\nepoch,1,"), *e1end = e1 ? strchr(e1 + 1, '\n') : NULL;
+    CHECK(e1 && e1end && e1end - e1 > 7 && !strncmp(e1end - 7, ",,,,,,,", 7), "epoch row: %s", csv);
     int epochs = 0, steps = 0;
     for (const char *l = csv; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
         epochs += !strncmp(l, "epoch,", 6);
