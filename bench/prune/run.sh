@@ -5,7 +5,8 @@
 # (tessera prune MODEL) and fine-tuned for FT_EPOCHS. Prints per network: parameters,
 # FLOPs (2 x MACs), memory, test top-1, and seconds per training epoch.
 # Settings: EPOCHS=3 LIMIT=20000 (training samples; 0: all 50,000) THREADS=1 TARGET=0.5
-# SEED=1 FT_EPOCHS=1 DATA=../shared/data/cifar10 (relative to the repository).
+# SEED=1 FT_EPOCHS=1 MULTIPLE=1 (widths kept to multiples of it: tessera prune
+# --multiple-of) DATA=../shared/data/cifar10 (relative to the repository).
 set -eu
 cd "$(dirname "$0")/../.."
 EPOCHS=${EPOCHS:-3}
@@ -14,6 +15,7 @@ THREADS=${THREADS:-1}
 TARGET=${TARGET:-0.5}
 SEED=${SEED:-1}
 FT_EPOCHS=${FT_EPOCHS:-1}
+MULTIPLE=${MULTIPLE:-1}
 DATA=${DATA:-../shared/data/cifar10}
 T=./build/tessera
 [ -x "$T" ] || { echo "bench: build/tessera not built (make all)" >&2; exit 1; }
@@ -24,7 +26,7 @@ limit=""
 train="--data $DATA $limit --batch 128 --lr 0.1 --momentum 0.9 --weight-decay 5e-4 --schedule cosine \
 --augment crop,flip --seed $SEED --threads $THREADS --quiet"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); ResNet-20, $EPOCHS epochs on ${LIMIT:-all} samples, $THREADS thread(s), target $TARGET"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); ResNet-20, $EPOCHS epochs on $([ "$LIMIT" -gt 0 ] && echo "$LIMIT" || echo all) samples, $THREADS thread(s), target $TARGET, widths multiples of $MULTIPLE"
 printf '%-16s %10s %12s %12s %8s %10s\n' network params FLOPs memory top-1 s/epoch
 
 # one row: name, the model file, the train log
@@ -42,13 +44,19 @@ OMP_NUM_THREADS=$THREADS "$T" train --arch resnet20 $train --epochs "$EPOCHS" --
 "$T" prune --arch resnet20 --mode memory --target 0.01 --out "$tmp/x.arch" >"$tmp/p" # the unpruned memory figure
 row unpruned "$tmp/base.tsr" "$tmp/base.log" "$(sed -n 's/^memory per sample: \([0-9]*\) .*/\1/p' "$tmp/p")"
 for mode in params flops memory; do
-    "$T" prune --arch resnet20 --mode "$mode" --target "$TARGET" --seed "$SEED" --out "$tmp/$mode.arch" >"$tmp/p"
+    if ! "$T" prune --arch resnet20 --mode "$mode" --target "$TARGET" --seed "$SEED" --multiple-of "$MULTIPLE" \
+        --out "$tmp/$mode.arch" >"$tmp/p" 2>"$tmp/err"; then
+        echo "init-$mode: $(cat "$tmp/err")"
+        continue
+    fi
     OMP_NUM_THREADS=$THREADS "$T" train --arch "$tmp/$mode.arch" $train --epochs "$EPOCHS" --out "$tmp/$mode.tsr" \
         >"$tmp/$mode.log" 2>&1
     row "init-$mode" "$tmp/$mode.tsr" "$tmp/$mode.log" "$(sed -n 's/^memory per sample: [0-9]* -> \([0-9]*\) .*/\1/p' "$tmp/p")"
 done
-if [ "$FT_EPOCHS" -gt 0 ]; then
-    "$T" prune "$tmp/base.tsr" --mode flops --target "$TARGET" --out "$tmp/l1.tsr" >"$tmp/p"
+if [ "$FT_EPOCHS" -gt 0 ] && ! "$T" prune "$tmp/base.tsr" --mode flops --target "$TARGET" --multiple-of "$MULTIPLE" \
+    --out "$tmp/l1.tsr" >"$tmp/p" 2>"$tmp/err"; then
+    echo "l1-flops: $(cat "$tmp/err")"
+elif [ "$FT_EPOCHS" -gt 0 ]; then
     OMP_NUM_THREADS=$THREADS "$T" train --init "$tmp/l1.tsr" $train --epochs "$FT_EPOCHS" --lr 0.01 --out "$tmp/l1ft.tsr" \
         >"$tmp/l1.log" 2>&1
     row "l1-flops+ft$FT_EPOCHS" "$tmp/l1ft.tsr" "$tmp/l1.log" "$(sed -n 's/^memory per sample: [0-9]* -> \([0-9]*\) .*/\1/p' "$tmp/p")"
