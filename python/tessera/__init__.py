@@ -74,7 +74,8 @@ class _TrainConfig(C.Structure):
                 ("label_smoothing", C.c_float), ("seed", C.c_uint64), ("crop_pad", C.c_int), ("flip", C.c_int),
                 ("modular", C.c_int), ("mwt_alpha", C.c_float), ("mwt_beta", C.c_float),
                 ("early_stop", C.c_int), ("keep_best", C.c_int), ("sync_bn", C.c_int), ("exit_weight", C.c_float),
-                ("exit_transfer", C.c_float), ("exit_distill", C.c_float), ("exit_temperature", C.c_float), ("compress_activations", C.c_int), ("compress_eb", C.c_float)]
+                ("exit_transfer", C.c_float), ("exit_distill", C.c_float), ("exit_temperature", C.c_float),
+                ("compress_activations", C.c_int), ("compress_eb", C.c_float)]
 
 
 class _EpochReport(C.Structure):

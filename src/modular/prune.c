@@ -83,10 +83,10 @@ static int64_t floor_of(const prune_plan *p, int g) {
     return p->multiple <= 1 ? 1 : p->orig[g] < p->multiple ? p->orig[g] : p->multiple;
 }
 
-/* Group g narrowed to at most `want` channels: rounded down to a multiple, kept at
- * floor_of (a width that does not shrink stays as it is). */
-static int64_t narrowed(const prune_plan *p, int g, int64_t want) {
-    if (want >= p->size[g]) return p->size[g];
+/* Group g narrowed from `from` channels to at most `want`: rounded down to a multiple,
+ * kept at floor_of (a width that does not shrink stays `from`). */
+static int64_t narrowed(const prune_plan *p, int g, int64_t from, int64_t want) {
+    if (want >= from) return from;
     if (p->multiple > 1) want -= want % p->multiple;
     return want < floor_of(p, g) ? floor_of(p, g) : want;
 }
@@ -432,7 +432,7 @@ ts_status ts_prune_arch(ts_ctx *ctx, const ts_model *m, const ts_prune_config *c
         const int g = p.group[li];
         int64_t k = (int64_t)floor(cfg->chunk * (double)p.orig[g]);
         if (k < 1) k = 1;
-        p.size[g] = narrowed(&p, g, p.size[g] - k);
+        p.size[g] = narrowed(&p, g, p.size[g], p.size[g] - k);
         draws++;
     }
     if (!st) st = rebuild(ctx, &p, REBUILD_INIT, cfg->seed, NULL, out);
@@ -468,8 +468,7 @@ static double *filter_scores(const prune_plan *p, int64_t *off) {
  * keeping one (or a multiple); the removal only grows with s */
 static void sizes_at(prune_plan *p, int s) {
     for (int g = 0; g < p->ngroups; g++) {
-        p->size[g] = p->orig[g];
-        p->size[g] = narrowed(p, g, p->orig[g] - s * p->orig[g] / 1000);
+        p->size[g] = narrowed(p, g, p->orig[g], p->orig[g] - s * p->orig[g] / 1000);
     }
 }
 
@@ -507,7 +506,7 @@ static ts_status find_ratio(ts_ctx *ctx, prune_plan *p, const ts_prune_config *c
     share = 0;
     for (int g = 0; g < p->ngroups && share < cfg->target && !st; g++)
         while (p->size[g] > want[g] && share < cfg->target && !st) {
-            const int64_t next = narrowed(p, g, p->size[g] - 1);
+            const int64_t next = narrowed(p, g, p->size[g], p->size[g] - 1);
             p->size[g] = next < want[g] ? want[g] : next;
             st = achieved_at(ctx, p, cfg->mode, total, &share);
         }
