@@ -81,6 +81,11 @@ static size_t out_bytes(const ts_model *m, int li, int n) {
     return (size_t)n * (size_t)shape_numel(&m->layers[li].out) * sizeof(float);
 }
 
+/* The buffer: room for padded channels, as exec.c's training plans (exec_blocked.c) */
+static size_t buf_bytes(const ts_model *m, int li, int n) {
+    return (size_t)n * (size_t)blk_numel(&m->layers[li].out) * sizeof(float);
+}
+
 /* order (n) by size, largest first, then by layer (insertion: a few hundred at most) */
 static void sort_by_size(int *order, int n, const act_tensor *t) {
     for (int i = 1; i < n; i++) {
@@ -137,7 +142,7 @@ ts_status act_plan_make(ts_ctx *ctx, ts_model *m, int cap) {
     int n = 0;
     for (int li = 1; li < m->nlayers; li++) {
         if (!act_shareable(m, li)) continue;
-        p->t[li].bytes = (out_bytes(m, li, cap) + 63) & ~(size_t)63;
+        p->t[li].bytes = (buf_bytes(m, li, cap) + 63) & ~(size_t)63;
         p->t[li].offsets = calloc((size_t)cap + 1, sizeof *p->t[li].offsets);
         if (!p->t[li].offsets) {
             free(order);
@@ -217,18 +222,23 @@ static ts_status ensure_work(ts_ctx *ctx, struct act_plan *p, size_t bytes) {
 
 /* The range (max - min) of the finite values of x (count) and the share of them
  * that are not zero. */
-static float value_range(const float *x, size_t count, int nt, double *nonzero) {
+/* Over count values; with c > 0 they are nChw16c with c channels padded to 16 and sp
+ * positions, and the padding is left out. */
+static float value_range(const float *x, size_t count, size_t c, size_t sp, int nt, double *nonzero) {
+    const size_t cb = c ? (c + 15) / 16 : 1, last = c ? c - 16 * (cb - 1) : 16; /* lanes used in the last block */
     float lo = INFINITY, hi = -INFINITY;
-    size_t nz = 0;
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : lo) reduction(max : hi) reduction(+ : nz)
+    size_t nz = 0, real = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : lo) reduction(max : hi) reduction(+ : nz, real)
     for (size_t i = 0; i < count; i++) {
+        if (c && i % 16 >= last && i / (16 * sp) % cb == cb - 1) continue;
+        real++;
         nz += x[i] != 0.0f;
         if (isfinite(x[i])) {
             lo = x[i] < lo ? x[i] : lo;
             hi = x[i] > hi ? x[i] : hi;
         }
     }
-    *nonzero = count ? (double)nz / (double)count : 0.0;
+    *nonzero = real ? (double)nz / (double)real : 0.0;
     return hi >= lo ? hi - lo : 0.0f;
 }
 
@@ -247,12 +257,14 @@ static ts_status compress_one(ts_ctx *ctx, ts_model *m, int t) {
     const int nt = ts_ctx_threads(ctx);
     const size_t stride = chunk_stride(per), words = 2 * per;
     /* a blocked output (exec_blocked.c) goes through an NCHW copy of each sample: the
-     * codec predicts along W rows, and so holds the same bytes as an NCHW pass's */
+     * codec predicts along W rows, and so holds the same bytes as an NCHW pass's. Its
+     * samples are perb apart (the channels padded to 16). */
     const int blk = layer_blk(m, t);
-    const size_t c = blk ? (size_t)s->dims[0] : 0, sp = blk ? per / c : 0;
+    const size_t c = blk ? (size_t)s->dims[0] : 0, sp = blk ? per / c : 0, perb = blk ? (size_t)blk_numel(s) : per;
     ts_status st = ensure_work(ctx, p, (size_t)nt * (stride + words * sizeof(uint32_t) + (blk ? per * sizeof(float) : 0)));
     if (st) return st;
-    a->range = value_range(x, (size_t)e->n * per, nt, &a->nonzero);
+    /* the range and the nonzero share of the real channels alone */
+    a->range = value_range(x, (size_t)e->n * perb, perb != per ? c : 0, sp, nt, &a->nonzero);
     const float rel = m->act_compress == ACT_ADAPTIVE && t < m->act_rel_n ? m->act_rel[t] : m->act_eb;
     const float eb = rel * a->range;
     a->eb = isfinite(eb) && eb > 0.0f ? eb : 0.0f;
@@ -266,7 +278,7 @@ static ts_status compress_one(ts_ctx *ctx, ts_model *m, int t) {
         const int cnt = e->n - s0 < group ? e->n - s0 : group;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int i = 0; i < cnt; i++) {
-            const float *v = x + (size_t)(s0 + i) * per;
+            const float *v = x + (size_t)(s0 + i) * perb;
             if (blk) {
                 blocked16_to_nchw(1, (int64_t)c, (int64_t)sp, plain + (size_t)i * per, v, 1);
                 v = plain + (size_t)i * per;
@@ -323,7 +335,7 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li) {
         const size_t per = (size_t)shape_numel(s), row = s->ndim ? (size_t)s->dims[s->ndim - 1] : 1;
         float *x = e->ls[t].out;
         const int nt = ts_ctx_threads(ctx), blk = layer_blk(m, t);
-        const size_t c = blk ? (size_t)s->dims[0] : 0, sp = blk ? per / c : 0;
+        const size_t c = blk ? (size_t)s->dims[0] : 0, sp = blk ? per / c : 0, perb = blk ? (size_t)blk_numel(s) : per;
         ts_status st = ensure_work(ctx, p, (size_t)nt * per * (sizeof(uint32_t) + (blk ? sizeof(float) : 0)));
         if (st) return st;
         uint32_t *scratch = p->work;
@@ -335,7 +347,7 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li) {
             float *v = blk ? plain + th * per : x + (size_t)i * per;
             bad |= !act_codec_decode(v, a->store + a->offsets[i], a->offsets[i + 1] - a->offsets[i], per, row, a->eb,
                                      scratch + th * per);
-            if (blk) nchw_to_blocked16(1, (int64_t)c, (int64_t)sp, x + (size_t)i * per, v, 1);
+            if (blk) nchw_to_blocked16(1, (int64_t)c, (int64_t)sp, x + (size_t)i * perb, v, 1);
         }
         if (bad) return ts_fail(ctx, TS_EFORMAT, "layer %s: its compressed activations do not decode",
                                 m->layers[t].name);
@@ -355,10 +367,12 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li) {
 #define ACT_NOISE 0.1
 #define ACT_EVERY 8
 
-static double mean_abs(const float *x, size_t count) {
+/* The mean of |x| over `real` values stored as `count` (more when nChw16c pads the
+ * channels with zeros) */
+static double mean_abs(const float *x, size_t count, size_t real) {
     double s = 0.0;
     for (size_t i = 0; i < count; i++) s += fabs((double)x[i]); /* one thread, fixed order */
-    return count ? s / (double)count : 0.0;
+    return real ? s / (double)real : 0.0;
 }
 
 void act_backward_done(ts_model *m, int li) {
@@ -374,8 +388,9 @@ void act_backward_done(ts_model *m, int li) {
     const ts_shape *out = &m->layers[li].out;
     const size_t count = (size_t)e->n * (size_t)shape_numel(out);
     const double positions = (double)count / (double)(out->ndim ? out->dims[0] : 1); /* S */
-    const double dy = mean_abs(e->ls[dy_layer].grad, count);
-    const double g = mean_abs(tensor_grad(m, l->weight), (size_t)m->tensors[l->weight].numel);
+    const double dy = mean_abs(e->ls[dy_layer].grad, layer_count(m, dy_layer), count);
+    const size_t nw = (size_t)m->tensors[l->weight].numel;
+    const double g = mean_abs(tensor_grad(m, l->weight), nw, nw);
     /* A batch norm divides each channel's error by that channel's sigma_B, while the
      * bound is one for the whole tensor: the channel with the smallest sigma_B decides.
      * (With the mean of 1 / sigma_B, `auto` diverged on CIFAR-10's ResNet-20 at step 46.) */

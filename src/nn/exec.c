@@ -66,9 +66,11 @@ void exec_release(exec_state *e) {
     memset(e, 0, sizeof *e);
 }
 
-static size_t floats_bytes(int n, const ts_shape *s, int *ok) {
+/* padded: room for the shape in nChw16c (blk_numel), as a training pass may keep it */
+static size_t floats_bytes(int n, const ts_shape *s, int padded, int *ok) {
     size_t b;
-    if (!ts_mul_size((size_t)n, (size_t)shape_numel(s), &b) || !ts_mul_size(b, sizeof(float), &b)) *ok = 0;
+    const int64_t per = padded ? blk_numel(s) : shape_numel(s);
+    if (!ts_mul_size((size_t)n, (size_t)per, &b) || !ts_mul_size(b, sizeof(float), &b)) *ok = 0;
     return b;
 }
 
@@ -128,7 +130,7 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
     for (int li = 1; li < m->nlayers; li++) {
         grad_slot *g = &slots[li - 1];
         g->layer = g->first = g->last = li;
-        g->bytes = (floats_bytes(cap, &m->layers[li].out, &ok) + 63) & ~(size_t)63;
+        g->bytes = (floats_bytes(cap, &m->layers[li].out, 1, &ok) + 63) & ~(size_t)63;
     }
     for (int li = 1; li < m->nlayers; li++)
         for (int k = 0; k < m->layers[li].ninputs; k++) {
@@ -609,7 +611,7 @@ static ts_status plan_infer_arena(ts_ctx *ctx, ts_model *m, int cap) {
         g->layer = l;
         g->first = t[l].first;
         g->last = t[l].last;
-        g->bytes = (floats_bytes(cap, &m->layers[l].out, &ok) + 63) & ~(size_t)63;
+        g->bytes = (floats_bytes(cap, &m->layers[l].out, 0, &ok) + 63) & ~(size_t)63;
     }
     const size_t total = place_slots(slots, count);
     e->infer_arena = total ? ts_alloc(ctx, total, "inference activations") : NULL;
@@ -661,7 +663,7 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
     for (int li = 0; li < m->nlayers; li++) {
         layer *l = &m->layers[li];
         layer_state *s = &e->ls[li];
-        size_t ob = floats_bytes(cap, &l->out, &ok);
+        size_t ob = floats_bytes(cap, &l->out, train, &ok);
         if (!ok) return ts_fail(ctx, TS_ENOMEM, "layer %s: activation size overflows at batch %d", l->name, cap);
         if (ob > accum) accum = ob;
         if (li > 0 && (l->kind == LAYER_RESHAPE || l->kind == LAYER_FLATTEN) && l->inputs[0] > 0) {
@@ -719,7 +721,7 @@ void layer_input_grad_commit(ts_model *m, int li, int k, int nthreads) {
         s->grad_ready = 1;
         return;
     }
-    size_t cnt = (size_t)m->exec.n * (size_t)shape_numel(&m->layers[src].out);
+    const size_t cnt = layer_count(m, src);
     float *g = s->grad;
     const float *a = m->exec.accum;
 #pragma omp parallel for num_threads(nthreads) schedule(static)

@@ -4,8 +4,11 @@
  * the 280 ms of a ResNet-20 training step on one thread).
  *
  * A layer output (and its gradient) is blocked when:
- *   - it is a 3-D (C,H,W) output with C a multiple of 16 (so nChw16c has no padded
- *     channels and takes the same bytes as NCHW);
+ *   - it is a 3-D (C,H,W) output. When C is not a multiple of 16 (a pruned network's
+ *     widths), nChw16c pads it to one with zeros: a training plan sizes every buffer
+ *     for that (blk_numel), oneDNN's kernels write zeros there and ours do too, and the
+ *     element-wise layers run over the padded count (layer_count). A padded output is
+ *     not blocked where a zero would not stay zero (a sigmoid);
  *   - a convolution, a batch norm, an element-wise activation, an add or a max pool
  *     (undilated) produces it;
  *   - every layer that reads it is one of those or a global average pool;
@@ -19,6 +22,13 @@
 #include "layers.h"
 
 static int spatial16(const ts_shape *s) { return s->ndim == 3 && s->dims[0] > 0 && s->dims[0] % 16 == 0; }
+
+/* May layer li's output be nChw16c, its channels padded if need be? */
+static int blockable(const ts_model *m, int li) {
+    const layer *l = &m->layers[li];
+    if (spatial16(&l->out)) return 1;
+    return l->out.ndim == 3 && l->out.dims[0] > 0 && l->kind != LAYER_SIGMOID;
+}
 
 /* Does layer li write its output in its input's layout (element by element, per
  * channel, or a max pool's windows per channel)? Dilated max pools are left out:
@@ -38,7 +48,7 @@ size_t blocked_scratch_bytes(const ts_model *m, int cap) {
     size_t most = 0;
     for (int li = 1; li < m->nlayers; li++) {
         const layer *l = &m->layers[li];
-        if (l->kind != LAYER_BATCHNORM || !spatial16(&l->out)) continue;
+        if (l->kind != LAYER_BATCHNORM || l->out.ndim != 3) continue;
         const size_t b = sizeof(double) * BN_BLOCKED_PART(cap, l->out.dims[0]);
         if (b > most) most = b;
     }
@@ -53,7 +63,7 @@ void plan_blocked(const ts_ctx *ctx, ts_model *m) {
     char *b = e->blk;
     b[0] = 0; /* the caller's input */
     for (int li = 1; li < n; li++)
-        b[li] = li != n - 1 && li != m->exit_layer && spatial16(&m->layers[li].out) &&
+        b[li] = li != n - 1 && li != m->exit_layer && blockable(m, li) &&
                 (m->layers[li].kind == LAYER_CONV2D || follows_input(m, li));
     for (int li = 1; li < n; li++)
         if (!reads_blocked(m, li))

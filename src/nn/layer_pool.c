@@ -48,9 +48,14 @@ static ts_status pool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *sour
 ts_status maxpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) { return pool_infer(ctx, m, l, source); }
 ts_status avgpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) { return pool_infer(ctx, m, l, source); }
 
+/* room for the workspace of either layout a pass may use: nChw16c's (training,
+ * exec_blocked.c) covers padded channels */
 size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
     pool2d_params p = layer_pool_params(m, l, n);
-    return ops_maxpool2d_workspace_size(ctx, &p);
+    const size_t plain = ops_maxpool2d_workspace_size(ctx, &p);
+    p.blocked = 1;
+    const size_t blocked = ops_maxpool2d_workspace_size(ctx, &p);
+    return blocked > plain ? blocked : plain;
 }
 
 ts_status maxpool_forward(ts_ctx *ctx, ts_model *m, int li) {
@@ -107,9 +112,9 @@ ts_status globalavgpool_forward(ts_ctx *ctx, ts_model *m, int li) {
                                     layer_input(m, li, 0));
         return TS_OK;
     }
-    if (layer_blk(m, m->layers[li].inputs[0])) { /* training on nChw16c: (N*C/16, S, 16) */
-        global_avgpool_forward_nhwc(m->exec.n * (int)(in->dims[0] / 16), 16, (int)(in->dims[1] * in->dims[2]),
-                                    m->exec.ls[li].out, layer_input(m, li, 0));
+    if (layer_blk(m, m->layers[li].inputs[0])) { /* training on nChw16c */
+        global_avgpool_forward_blocked16(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]),
+                                         m->exec.ls[li].out, layer_input(m, li, 0));
         return TS_OK;
     }
     (ctx->constant_time ? global_avgpool_forward_ct : global_avgpool_forward_ref)(
@@ -122,8 +127,8 @@ ts_status globalavgpool_backward(ts_ctx *ctx, ts_model *m, int li) {
     if (!din) return TS_OK;
     const ts_shape *in = input_shape(m, &m->layers[li], 0);
     if (layer_blk(m, m->layers[li].inputs[0]))
-        global_avgpool_backward_nhwc(m->exec.n * (int)(in->dims[0] / 16), 16, (int)(in->dims[1] * in->dims[2]), din,
-                                     m->exec.ls[li].grad);
+        global_avgpool_backward_blocked16(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), din,
+                                          m->exec.ls[li].grad);
     else
         global_avgpool_backward_ref(m->exec.n, (int)in->dims[0], (int)(in->dims[1] * in->dims[2]), din,
                                     m->exec.ls[li].grad);

@@ -5,9 +5,8 @@
 #include <limits.h>
 #include <string.h>
 
-static size_t out_count(const ts_model *m, int li) {
-    return (size_t)m->exec.n * (size_t)shape_numel(&m->layers[li].out);
-}
+/* in the pass's layout: a blocked output has padded channels (layer_count) */
+static size_t out_count(const ts_model *m, int li) { return layer_count(m, li); }
 
 /* ---- input: the caller's batch; nothing to compute */
 ts_status input_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) {

@@ -517,8 +517,20 @@ ts_status act_backward_at(ts_ctx *ctx, ts_model *m, int li);
 const float *layer_input(ts_model *m, int li, int k);
 /* Is layer l's output channels-last, (N,H,W,C), in the pass that runs now? */
 static inline int layer_cl(const ts_model *m, int l) { return m->exec.cl_now && m->exec.cl_now[l]; }
-/* Is layer l's output (and its gradient) nChw16c in the training pass that runs now? */
+/* Is layer l's output (and its gradient) nChw16c in the training pass that runs now?
+ * Then its channels are padded to a multiple of 16 with zeros (blk_numel). */
 static inline int layer_blk(const ts_model *m, int l) { return m->exec.blk_now && m->exec.blk_now[l]; }
+/* Values per sample of a (C,H,W) shape in nChw16c: C rounded up to 16. A training plan
+ * sizes its activations and gradients so (exec.c), whatever the pass's layout. */
+static inline int64_t blk_numel(const ts_shape *s) {
+    return s->ndim == 3 ? (s->dims[0] + 15) / 16 * 16 * s->dims[1] * s->dims[2] : ts_shape_numel(s);
+}
+/* Values of layer l's output (or its gradient) for the batch in the pass that runs now,
+ * in its layout: what element-wise kernels run over. */
+static inline size_t layer_count(const ts_model *m, int l) {
+    const ts_shape *s = &m->layers[l].out;
+    return (size_t)m->exec.n * (size_t)(layer_blk(m, l) ? blk_numel(s) : ts_shape_numel(s));
+}
 /* Sets blk and blk_now for a training pass on ctx's kernels (exec_blocked.c). */
 void plan_blocked(const ts_ctx *ctx, ts_model *m);
 /* The kernel scratch a training plan of cap samples needs for its blocked batch norms

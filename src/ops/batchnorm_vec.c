@@ -335,34 +335,37 @@ static int blocked_threads(const bn_params *p, int nthreads) {
 void batchnorm_forward_train_blocked(const bn_params *p, float *out, float *mean, float *var, const float *in,
                                      const float *gamma, const float *beta, int relu, double *part, int nthreads) {
     static const float zero[BLK];
-    const int cb = p->c / BLK, nt = blocked_threads(p, nthreads);
+    const int cb = (p->c + BLK - 1) / BLK, nt = blocked_threads(p, nthreads);
     const int64_t planes = (int64_t)p->n * cb;
-    const size_t s = (size_t)p->spatial, nc = (size_t)p->n * (size_t)p->c, c = (size_t)p->c;
+    /* cp: the channels with the padding of the last block, whose coefficients are 0 */
+    const size_t s = (size_t)p->spatial, c = (size_t)p->c, cp = (size_t)cb * BLK, nc = (size_t)p->n * cp;
     const double count = (double)p->n * (double)s;
     double *ps = part, *pq = part + nc;
-    float *scale = (float *)(part + 2 * nc), *shift = scale + c;
+    float *scale = (float *)(part + 2 * nc), *shift = scale + cp, *mu = shift + cp;
     /* the mean first */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t q = 0; q < planes; q++) {
-        double *o = ps + (size_t)(q / cb) * c + (size_t)(q % cb) * BLK;
+        double *o = ps + (size_t)(q / cb) * cp + (size_t)(q % cb) * BLK;
         for (int j = 0; j < BLK; j++) o[j] = 0.0;
         rows_sums(in + (size_t)q * s * BLK, s, zero, o, NULL);
     }
-    for (size_t ch = 0; ch < c; ch++) {
+    for (size_t ch = 0; ch < cp; ch++) {
         double sum = 0.0;
-        for (int i = 0; i < p->n; i++) sum += ps[(size_t)i * c + ch];
-        mean[ch] = (float)(count > 0 ? sum / count : 0.0);
+        for (int i = 0; ch < c && i < p->n; i++) sum += ps[(size_t)i * cp + ch];
+        mu[ch] = (float)(count > 0 ? sum / count : 0.0);
+        if (ch < c) mean[ch] = mu[ch];
     }
     /* then the deviations from the float mean (see batchnorm_forward_train_vec) */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t q = 0; q < planes; q++) {
-        const size_t at = (size_t)(q / cb) * c + (size_t)(q % cb) * BLK;
+        const size_t at = (size_t)(q / cb) * cp + (size_t)(q % cb) * BLK;
         for (int j = 0; j < BLK; j++) ps[at + (size_t)j] = pq[at + (size_t)j] = 0.0;
-        rows_sums(in + (size_t)q * s * BLK, s, mean + (size_t)(q % cb) * BLK, ps + at, pq + at);
+        rows_sums(in + (size_t)q * s * BLK, s, mu + (size_t)(q % cb) * BLK, ps + at, pq + at);
     }
+    for (size_t ch = c; ch < cp; ch++) scale[ch] = shift[ch] = 0.0f;
     for (size_t ch = 0; ch < c; ch++) {
         double dev = 0.0, sq = 0.0;
-        for (int i = 0; i < p->n; i++) dev += ps[(size_t)i * c + ch], sq += pq[(size_t)i * c + ch];
+        for (int i = 0; i < p->n; i++) dev += ps[(size_t)i * cp + ch], sq += pq[(size_t)i * cp + ch];
         const double d0 = count > 0 ? dev / count : 0.0;
         double v = count > 0 ? sq / count - d0 * d0 : 0.0;
         if (v < 0) v = 0;
@@ -399,22 +402,27 @@ BN_SIMD
 void batchnorm_backward_blocked(const bn_params *p, float *din, float *dgamma, float *dbeta, const float *dout,
                                 const float *in, const float *relu_out, const float *gamma, const float *mean,
                                 const float *var, double *part, int nthreads) {
-    const int cb = p->c / BLK, nt = blocked_threads(p, nthreads);
+    const int cb = (p->c + BLK - 1) / BLK, nt = blocked_threads(p, nthreads);
     const int64_t planes = (int64_t)p->n * cb;
-    const size_t s = (size_t)p->spatial, nc = (size_t)p->n * (size_t)p->c, c = (size_t)p->c;
+    const size_t s = (size_t)p->spatial, c = (size_t)p->c, cp = (size_t)cb * BLK, nc = (size_t)p->n * cp;
     const double count = (double)p->n * (double)s;
     double *ps = part, *pq = part + nc;
-    float *ca = (float *)(part + 2 * nc), *cbias = ca + c, *cx = cbias + c; /* (3, C) floats in (2, C) doubles */
+    /* (4, CP) floats in (2, CP) doubles; the padded channels' coefficients are 0 */
+    float *ca = (float *)(part + 2 * nc), *cbias = ca + cp, *cx = cbias + cp, *mu = cx + cp;
+    for (size_t ch = 0; ch < cp; ch++) {
+        mu[ch] = ch < c ? mean[ch] : 0.0f;
+        if (ch >= c) ca[ch] = cbias[ch] = cx[ch] = 0.0f;
+    }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t q = 0; q < planes; q++) {
-        const size_t at = (size_t)(q / cb) * c + (size_t)(q % cb) * BLK, off = (size_t)q * s * BLK;
+        const size_t at = (size_t)(q / cb) * cp + (size_t)(q % cb) * BLK, off = (size_t)q * s * BLK;
         for (int j = 0; j < BLK; j++) ps[at + (size_t)j] = pq[at + (size_t)j] = 0.0;
-        rows_grad_sums(in + off, dout + off, relu_out ? relu_out + off : NULL, s, mean + (size_t)(q % cb) * BLK,
+        rows_grad_sums(in + off, dout + off, relu_out ? relu_out + off : NULL, s, mu + (size_t)(q % cb) * BLK,
                        ps + at, pq + at);
     }
     for (size_t ch = 0; ch < c; ch++) {
         double sdy = 0.0, sdyx = 0.0;
-        for (int i = 0; i < p->n; i++) sdy += ps[(size_t)i * c + ch], sdyx += pq[(size_t)i * c + ch];
+        for (int i = 0; i < p->n; i++) sdy += ps[(size_t)i * cp + ch], sdyx += pq[(size_t)i * cp + ch];
         const double invstd = 1.0 / sqrt((double)var[ch] + (double)p->eps);
         sdyx *= invstd; /* sum dy * xhat */
         dbeta[ch] = (float)sdy;

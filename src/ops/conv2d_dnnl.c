@@ -48,10 +48,6 @@ static void conv_descs_init(dnnl_job *job, const conv2d_params *p, conv_descs *d
     dnnl_dims_t wei_dims = {p->k, p->c, p->kh, p->kw};
     dnnl_dims_t gwei_dims = {g, p->k / g, p->c / g, p->kh, p->kw};
     dnnl_dims_t bias_dims = {p->k};
-    if ((p->src_blocked && p->c % 16) || (p->dst_blocked && p->k % 16)) {
-        dnnl_job_fail(job, TS_EINVAL, "nChw16c tensors need channels in multiples of 16 (internal)");
-        return;
-    }
     d->src_user = dnnl_job_md(job, 4, src_dims, p->src_blocked ? dnnl_nChw16c : dnnl_nchw);
     d->dst_user = dnnl_job_md(job, 4, dst_dims, p->dst_blocked ? dnnl_nChw16c : dnnl_nchw);
     d->wei_user = g == 1 ? dnnl_job_md(job, 4, wei_dims, dnnl_oihw) : dnnl_job_md(job, 5, gwei_dims, dnnl_goihw);

@@ -29,24 +29,34 @@ void strided_copy_ref(int rank, const int64_t *dims /* (rank) */, float *out /* 
 }
 
 void nchw_to_blocked16(int64_t n, int64_t c, int64_t s, float *dst, const float *src, int nthreads) {
-    const int64_t planes = n * (c / 16);
+    const int64_t cb = (c + 15) / 16, planes = n * cb;
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (planes * s * 16 >= LAYOUT_PARALLEL_MIN)
     for (int64_t q = 0; q < planes; q++) {
-        const float *x = src + q * 16 * s; /* sample q / (c/16), channels 16 * (q % (c/16)) on */
+        const int64_t c0 = q % cb * 16, real = c - c0 < 16 ? c - c0 : 16; /* the block's channels */
+        const float *x = src + (q / cb * c + c0) * s;
         float *y = dst + q * s * 16;
-        for (int64_t k = 0; k < s; k++)
-            for (int j = 0; j < 16; j++) y[k * 16 + j] = x[j * s + k];
+        if (real == 16) /* a constant trip count for the full blocks */
+            for (int64_t k = 0; k < s; k++)
+                for (int j = 0; j < 16; j++) y[k * 16 + j] = x[j * s + k];
+        else
+            for (int64_t k = 0; k < s; k++)
+                for (int j = 0; j < 16; j++) y[k * 16 + j] = j < real ? x[j * s + k] : 0.0f;
     }
 }
 
 void blocked16_to_nchw(int64_t n, int64_t c, int64_t s, float *dst, const float *src, int nthreads) {
-    const int64_t planes = n * (c / 16);
+    const int64_t cb = (c + 15) / 16, planes = n * cb;
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (planes * s * 16 >= LAYOUT_PARALLEL_MIN)
     for (int64_t q = 0; q < planes; q++) {
+        const int64_t c0 = q % cb * 16, real = c - c0 < 16 ? c - c0 : 16;
         const float *x = src + q * s * 16;
-        float *y = dst + q * 16 * s;
-        for (int64_t k = 0; k < s; k++)
-            for (int j = 0; j < 16; j++) y[j * s + k] = x[k * 16 + j];
+        float *y = dst + (q / cb * c + c0) * s;
+        if (real == 16)
+            for (int64_t k = 0; k < s; k++)
+                for (int j = 0; j < 16; j++) y[j * s + k] = x[k * 16 + j];
+        else
+            for (int64_t k = 0; k < s; k++)
+                for (int j = 0; j < real; j++) y[j * s + k] = x[k * 16 + j];
     }
 }
 

@@ -54,14 +54,35 @@ void global_avgpool_backward_ref(int n, int c, int spatial, float *din /* (N,C,S
     }
 }
 
-void global_avgpool_backward_nhwc(int n, int c, int spatial, float *din /* (N,S,C) */, const float *dout /* (N,C) */) {
-    const size_t s = (size_t)spatial, cs = (size_t)c;
-    for (int b = 0; b < n; b++) {
-        const float *g = dout + (size_t)b * cs;
-        float *dx = din + (size_t)b * s * cs;
-        for (size_t i = 0; i < s; i++, dx += cs)
-            for (size_t j = 0; j < cs; j++) dx[j] = (float)(g[j] / (double)s);
-    }
+/* On nChw16c, (N, ceil(C/16), S, 16): each block's 16 sums in double over the
+ * positions in order, as global_avgpool_forward_nhwc. The padded channels of the last
+ * block are skipped forward and written as zeros backward. */
+void global_avgpool_forward_blocked16(int n, int c, int spatial, float *out, const float *in) {
+    const int cb = (c + 15) / 16;
+    const size_t s = (size_t)spatial;
+    for (int b = 0; b < n; b++)
+        for (int k = 0; k < cb; k++) {
+            const int real = c - 16 * k < 16 ? c - 16 * k : 16;
+            double acc[16] = {0.0};
+            const float *x = in + ((size_t)b * (size_t)cb + (size_t)k) * s * 16;
+            for (size_t i = 0; i < s; i++, x += 16)
+                for (int j = 0; j < 16; j++) acc[j] += (double)x[j];
+            for (int j = 0; j < real; j++) out[(size_t)b * (size_t)c + (size_t)(16 * k + j)] = s ? (float)(acc[j] / (double)s) : 0.0f;
+        }
+}
+
+void global_avgpool_backward_blocked16(int n, int c, int spatial, float *din, const float *dout) {
+    const int cb = (c + 15) / 16;
+    const size_t s = (size_t)spatial;
+    for (int b = 0; b < n; b++)
+        for (int k = 0; k < cb; k++) {
+            const int real = c - 16 * k < 16 ? c - 16 * k : 16;
+            float g[16] = {0.0f};
+            for (int j = 0; j < real; j++) g[j] = (float)(dout[(size_t)b * (size_t)c + (size_t)(16 * k + j)] / (double)s);
+            float *dx = din + ((size_t)b * (size_t)cb + (size_t)k) * s * 16;
+            for (size_t i = 0; i < s; i++, dx += 16)
+                for (int j = 0; j < 16; j++) dx[j] = g[j];
+        }
 }
 
 void concat_forward_ref(int n, int count, const size_t *sizes /* (count) */, float *out /* (N, sum sizes) */,

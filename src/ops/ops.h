@@ -31,9 +31,10 @@ typedef struct conv2d_params {
     int pbh, pbw;   /* zero padding at the bottom and right (= ph, pw unless asymmetric, as ONNX pads) */
     /* The input (and its gradient) / the output (and its gradient) in oneDNN's nChw16c
      * instead of NCHW: sample i, channel block b, position s, lane j at
-     * ((i * C/16 + b) * H*W + s) * 16 + j; c (k) a multiple of 16. Training keeps such
-     * tensors blocked between layers (exec_blocked.c). oneDNN takes them as they are;
-     * the reference kernels run on NCHW copies (dispatch.c). */
+     * ((i * CB + b) * H*W + s) * 16 + j, CB = ceil(C/16); the lanes past c (k) in the
+     * last block are zeros. Training keeps such tensors blocked between layers
+     * (exec_blocked.c). oneDNN takes them as they are (and writes zeros there); the
+     * reference kernels run on NCHW copies (dispatch.c). */
     int src_blocked, dst_blocked;
 } conv2d_params;
 
@@ -81,7 +82,7 @@ typedef struct pool2d_params {
     int dh, dw;             /* dilation, >= 1; max pooling only (average needs 1) */
     int nhwc;               /* inference: in and out channels-last, (N,H,W,C) and (N,OH,OW,C) */
     int blocked;            /* max pooling in training: in, out and their gradients in nChw16c
-                               (conv2d_params.src_blocked; c a multiple of 16), oneDNN only */
+                               (conv2d_params.src_blocked, padded alike), oneDNN only */
 } pool2d_params;
 
 int pool2d_params_finish(pool2d_params *p);
@@ -151,13 +152,14 @@ void batchnorm_backward_vec(const bn_params *p, float *din /* (N,C,S) */, float 
                             float *dbeta /* (C) */, const float *dout /* (N,C,S) */, const float *in /* (N,C,S) */,
                             const float *relu_out /* (N,C,S) or NULL */, const float *gamma /* (C) */,
                             const float *mean /* (C) */, const float *var /* (C) */, int nthreads);
-/* The same on nChw16c tensors (conv2d_params.src_blocked; C a multiple of 16), for
- * training that keeps activations blocked between layers. part holds (2, N, C) doubles,
- * each (sample, channel)'s sums, added over the samples in order so that results do
- * not depend on the thread count, then room of 2 C doubles for up to three (C) float
- * arrays of per-channel coefficients.
+/* The same on nChw16c tensors (conv2d_params.src_blocked), for training that keeps
+ * activations blocked between layers. C need not be a multiple of 16: the padded
+ * channels (CP = C rounded up to 16) are read as anything and written as zeros. part
+ * holds (2, N, CP) doubles, each (sample, channel)'s sums, added over the samples in
+ * order so that results do not depend on the thread count, then room of 2 CP doubles
+ * for up to four (CP) float arrays of per-channel coefficients.
  * Statistics as careful as the plain kernels'. */
-#define BN_BLOCKED_PART(n, c) (((size_t)2 * (size_t)(n) + 2) * (size_t)(c))
+#define BN_BLOCKED_PART(n, c) (((size_t)2 * (size_t)(n) + 2) * (((size_t)(c) + 15) / 16 * 16))
 void batchnorm_forward_train_blocked(const bn_params *p, float *out /* nChw16c */, float *mean /* (C) */,
                                      float *var /* (C), biased */, const float *in /* nChw16c */,
                                      const float *gamma /* (C) */, const float *beta /* (C) */, int relu,
@@ -266,9 +268,12 @@ void global_avgpool_forward_ref(int n, int c, int spatial, float *out, const flo
 /* The same over a channels-last input in (N,S,C); within an ulp of it. */
 void global_avgpool_forward_nhwc(int n, int c, int spatial, float *out /* (N,C) */, const float *in /* (N,S,C) */);
 void global_avgpool_backward_ref(int n, int c, int spatial, float *din, const float *dout);
-/* Backward into a channels-last (N,S,C) input gradient. An nChw16c tensor is (N*C/16,
- * S, 16) in these terms, so both nhwc functions serve it with n*C/16 and 16. */
-void global_avgpool_backward_nhwc(int n, int c, int spatial, float *din /* (N,S,C) */, const float *dout /* (N,C) */);
+/* Both on nChw16c (training's blocked activations), C padded to 16 in the last block:
+ * the same sums as the nhwc functions; the padding's gradient is zero. */
+void global_avgpool_forward_blocked16(int n, int c, int spatial, float *out /* (N,C) */,
+                                      const float *in /* (N,ceil(C/16),S,16) */);
+void global_avgpool_backward_blocked16(int n, int c, int spatial, float *din /* (N,ceil(C/16),S,16) */,
+                                       const float *dout /* (N,C) */);
 
 /* Global max pool: (N,C,S) -> (N,C); argmax (N,C) (may be NULL at inference) gets
  * the index in S of the first maximum (NaN propagates, as max pooling). */
@@ -328,14 +333,15 @@ void gemm_ref(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
 /* Axes of the tensors below: a batch axis plus up to TS_MAX_DIMS per-sample axes. */
 #define OPS_MAX_RANK (TS_MAX_DIMS + 1)
 
+/* (N, C, S) to oneDNN's nChw16c, (N, ceil(C/16), S, 16), and back. The channels past C
+ * in the last block are written as zeros one way and skipped the other. */
+void nchw_to_blocked16(int64_t n, int64_t c, int64_t s, float *dst /* (N,ceil(C/16),S,16) */, const float *src /* (N,C,S) */,
+                       int nthreads);
+void blocked16_to_nchw(int64_t n, int64_t c, int64_t s, float *dst /* (N,C,S) */, const float *src /* (N,ceil(C/16),S,16) */,
+                       int nthreads);
 /* out (dims, row-major) = in read through element strides: out[i0,...] =
  * in[sum_d i_d * in_strides[d]]. A transpose (strides permuted) or a broadcast copy
  * (some strides 0). rank 1..OPS_MAX_RANK. */
-/* (N, C, S) to oneDNN's nChw16c, (N, C/16, S, 16), and back; C a multiple of 16. */
-void nchw_to_blocked16(int64_t n, int64_t c, int64_t s, float *dst /* (N,C/16,S,16) */, const float *src /* (N,C,S) */,
-                       int nthreads);
-void blocked16_to_nchw(int64_t n, int64_t c, int64_t s, float *dst /* (N,C,S) */, const float *src /* (N,C/16,S,16) */,
-                       int nthreads);
 void strided_copy_ref(int rank, const int64_t *dims /* (rank) */, float *out /* (dims) */, const float *in,
                       const int64_t *in_strides /* (rank) */, int nthreads);
 

@@ -41,7 +41,6 @@ static int pool_geom_init(const pool2d_params *p, pool_geom *g) {
     if (p->n < 1 || p->c < 1 || p->h < 1 || p->w < 1 || p->kh < 1 || p->kw < 1 || p->sh < 1 || p->sw < 1 ||
         p->ph < 0 || p->pw < 0 || p->pbh < 0 || p->pbw < 0 || p->dh < 1 || p->dw < 1 || p->oh < 1 || p->ow < 1)
         return 0;
-    if (p->blocked && p->c % 16) return 0;
     g->tag = p->blocked ? dnnl_nChw16c : p->nhwc ? dnnl_nhwc : dnnl_nchw;
     g->src[0] = p->n, g->src[1] = p->c, g->src[2] = p->h, g->src[3] = p->w;
     g->dst[0] = p->n, g->dst[1] = p->c, g->dst[2] = p->oh, g->dst[3] = p->ow;

@@ -136,7 +136,7 @@ static int saliency_observe(void *user, ts_model *net, int li) {
     float *g = net->exec.ls[li].grad;
     if (li == 1) memcpy(p->out, g, sizeof(float) * p->count);
     else if (p->guided && net->layers[li].kind == LAYER_RELU) {
-        const size_t cnt = (size_t)net->exec.n * (size_t)shape_numel(&net->layers[li].out);
+        const size_t cnt = layer_count(net, li); /* padded channels too when blocked */
         for (size_t i = 0; i < cnt; i++) g[i] = g[i] > 0.0f ? g[i] : 0.0f;
     }
     return 0;

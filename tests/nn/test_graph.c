@@ -306,8 +306,9 @@ static void test_bn_relu_fusion(void) {
 }
 
 /* Training that keeps activations in nChw16c between the layers that can (oneDNN,
- * exec_blocked.c): which outputs are blocked (a max pool and the convs around it are;
- * a conv before an average pool, 24 channels and everything 1-D stay NCHW), logits and
+ * exec_blocked.c): which outputs are blocked (a max pool and the convs around it are,
+ * and 24 channels padded to 32; a conv before an average pool and everything 1-D stay
+ * NCHW), logits and
  * gradients against the reference kernels, running statistics, a backward after the
  * backend changed, the same bits twice, and inference passes left in NCHW. */
 static void predict_on_both(ts_model *m, const float *x, int n, float *fast, float *ref);
@@ -357,11 +358,11 @@ static void test_training_blocked(void) {
     int32_t y[5] = {0, 1, 2, 3, 1};
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     CHECK(ts_model_forward_train(g_ctx, m, x, n, logits, 3) == TS_OK, "%s", ts_ctx_error(g_ctx));
-    /* layers 1-14 and c6, mp, c7 (16-18) blocked; c8 (20, 24 channels), c9 (22, read by
-     * an average pool), ap and the 1-D outputs not */
+    /* layers 1-14, c6, mp, c7 (16-18) and c8 (20, 24 channels, padded) blocked; c9 (22,
+     * read by an average pool), ap and the 1-D outputs not */
     CHECK(m->exec.blk_now != NULL, "no blocked plan");
     for (int l = 1; m->exec.blk_now && l < m->nlayers; l++) {
-        const int want = l <= 14 || (l >= 16 && l <= 18);
+        const int want = l <= 14 || (l >= 16 && l <= 18) || l == 20;
         CHECK(m->exec.blk_now[l] == want, "layer %d (%s): blocked %d, want %d", l, m->layers[l].name,
               m->exec.blk_now[l], want);
     }
@@ -411,6 +412,65 @@ static void test_training_blocked(void) {
     ts_model_free(a);
     ts_model_free(r);
     free(x), free(logits), free(g1), free(g2), free(l2), free(p_dnnl), free(p_ref);
+    ts_model_free(m);
+}
+
+/* Blocked training with channels that are not multiples of 16 (a pruned network's
+ * widths): nChw16c pads them with zeros. Convolutions (one depthwise), batch norm with
+ * and without its ReLU, an add, a leaky ReLU, a tanh, a max pool and global average
+ * pools run padded; a sigmoid (which would not keep the zeros) and its input stay
+ * NCHW. Logits and gradients against the reference kernels, the same bits twice, a
+ * backward after the backend changed, and inference after it. */
+static const char *PADDED_ARCH =
+    "input     shape=3x8x8 classes=4\n"
+    "conv2d    name=c1 out=13 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=b1\n"
+    "relu      name=r1\n"
+    "conv2d    name=c2 out=13 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=b2\n"
+    "add       name=a1 in=b2,r1\n"
+    "leakyrelu name=r2 slope=0.1\n"
+    "maxpool   name=mp kernel=2\n"
+    "conv2d    name=c3 out=21 kernel=3 padding=1 bias=0\n"
+    "batchnorm name=b3\n"
+    "tanh      name=t3\n"
+    "conv2d    name=c4 out=7 kernel=1\n"
+    "sigmoid   name=s4\n"
+    "globalavgpool name=g1\n"
+    "conv2d    name=c5 in=r2 out=13 kernel=3 padding=1 groups=13\n"
+    "globalavgpool name=g2\n"
+    "globalavgpool name=g3 in=t3\n"
+    "concat    name=cat in=g1,g2,g3\n"
+    "dense     name=fc out=classes\n";
+
+static void test_training_blocked_padded(void) {
+    ts_model *m = make_model(PADDED_ARCH, 31);
+    if (!m) return;
+    const int n = 6;
+    const size_t in_sz = 3 * 64, np = (size_t)ts_model_param_count(m);
+    float *x = test_falloc(n * in_sz), *l1 = test_falloc(n * 4), *l2 = test_falloc(n * 4), *l3 = test_falloc(n * 4);
+    float *g1 = test_falloc(np), *g2 = test_falloc(np);
+    test_fill_uniform(x, n * in_sz, 37, -1.0f, 1.5f);
+    int32_t y[6] = {0, 1, 2, 3, 1, 2};
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    train_pass(m, x, n, y, l1, g1);
+    /* c1 .. t3 (1-11) and c5 (15) blocked; c4 (7 channels read by the sigmoid), s4 and
+     * the 1-D outputs not */
+    CHECK(m->exec.blk_now != NULL, "no blocked plan");
+    for (int l = 1; m->exec.blk_now && l < m->nlayers; l++) {
+        const int want = l <= 11 || l == 15;
+        CHECK(m->exec.blk_now[l] == want, "layer %d (%s): blocked %d, want %d", l, m->layers[l].name,
+              m->exec.blk_now[l], want);
+    }
+    train_backends_agree(m, x, n, y, "padded blocked ");
+    train_pass(m, x, n, y, l2, g2);
+    CHECK(!memcmp(g1, g2, np * sizeof *g1) && !memcmp(l1, l2, n * 4 * sizeof *l2), "padded training not repeatable");
+    backward_after_backend_change(m, x, n, y, 1e-6, 1e-7, "padded gradients, backend changed before backward");
+    /* an inference pass on the training plan's (padded) buffers, NCHW */
+    ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
+    predict_on_both(m, x, n, l3, l2);
+    test_allclose("predict after padded training", l3, l2, n * 4, 1e-4, 1e-5);
+    free(x), free(l1), free(l2), free(l3), free(g1), free(g2);
     ts_model_free(m);
 }
 
@@ -1456,6 +1516,7 @@ int main(void) {
     RUN(test_gradients_backends_agree);
     RUN(test_bn_relu_fusion);
     RUN(test_training_blocked);
+    RUN(test_training_blocked_padded);
     RUN(test_backward_needs_forward);
     RUN(test_dropout);
     RUN(test_predict_batches);

@@ -124,15 +124,18 @@ static void test_conv_fixed(void) {
 /* nChw16c operands (training's blocked activations): a convolution with its input,
  * output or both blocked gives the NCHW reference's values in the blocked places,
  * forward and backward, on oneDNN and on the reference backend (NCHW copies). */
-static void blocked_case(int src_blocked, int dst_blocked, ts_backend backend) {
-    conv2d_params p = conv(3, 16, 9, 9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1);
+static void blocked_case(int c, int k, int src_blocked, int dst_blocked, ts_backend backend) {
+    conv2d_params p = conv(3, c, 9, 9, k, 3, 3, 2, 2, 1, 1, 1, 1, 1);
     CHECK(conv2d_params_finish(&p), "blocked case");
     const int64_t hw = 81, ohw = (int64_t)p.oh * p.ow;
     const size_t n_in = (size_t)p.n * p.c * hw, n_out = (size_t)p.n * p.k * ohw, n_w = (size_t)p.k * p.c * 9;
+    /* nChw16c pads the channels to 16 */
+    const size_t nb_in = (size_t)p.n * (size_t)((c + 15) / 16 * 16) * hw, nb_out = (size_t)p.n * (size_t)((k + 15) / 16 * 16) * ohw;
     float *x = fvec(n_in, 201, -1, 1), *w = fvec(n_w, 202, -0.3f, 0.3f), *bias = fvec(p.k, 203, -1, 1);
     float *dy = fvec(n_out, 204, -1, 1), *y0 = fvec(n_out, 0, 0, 0), *dx0 = fvec(n_in, 0, 0, 0);
-    float *dw0 = fvec(n_w, 0, 0, 0), *db0 = fvec(p.k, 0, 0, 0), *y = fvec(n_out, 0, 0, 0), *dx = fvec(n_in, 0, 0, 0);
-    float *dw = fvec(n_w, 0, 0, 0), *db = fvec(p.k, 0, 0, 0), *xb = fvec(n_in, 0, 0, 0), *dyb = fvec(n_out, 0, 0, 0);
+    float *dw0 = fvec(n_w, 0, 0, 0), *db0 = fvec(p.k, 0, 0, 0), *y = fvec(nb_out, 0, 0, 0), *dx = fvec(nb_in, 0, 0, 0);
+    float *dw = fvec(n_w, 0, 0, 0), *db = fvec(p.k, 0, 0, 0), *xb = fvec(nb_in, 0, 0, 0), *dyb = fvec(nb_out, 0, 0, 0);
+    float *back = fvec(nb_out > nb_in ? nb_out : nb_in, 0, 0, 0);
     float *t_out = fvec(n_out, 0, 0, 0), *t_in = fvec(n_in, 0, 0, 0);
     void *scratch = malloc(ops_conv2d_scratch_size(g_ctx, &p) + 1);
     char what[96];
@@ -148,14 +151,25 @@ static void blocked_case(int src_blocked, int dst_blocked, ts_backend backend) {
     CHECK(!ops_conv2d_forward(g_ctx, &q, y, src_blocked ? xb : x, w, bias, scratch), "blocked forward: %s",
           ts_ctx_error(g_ctx));
     if (dst_blocked) blocked16_to_nchw(p.n, p.k, ohw, t_out, y, 1);
-    snprintf(what, sizeof what, "conv forward, src %d dst %d blocked, backend %d", src_blocked, dst_blocked, (int)backend);
+    snprintf(what, sizeof what, "conv forward, c %d k %d, src %d dst %d blocked, backend %d", c, k, src_blocked,
+             dst_blocked, (int)backend);
     close_to(what, dst_blocked ? t_out : y, y0, n_out);
+    /* a blocked output's padding is zero (the next layers rely on it) */
+    if (dst_blocked) {
+        nchw_to_blocked16(p.n, p.k, ohw, back, t_out, 1);
+        CHECK(bit_equal(back, y, nb_out), "conv forward: nChw16c padding not zero (k %d, backend %d)", k, (int)backend);
+    }
     CHECK(!ops_conv2d_backward(g_ctx, &q, dx, dw, db, dst_blocked ? dyb : dy, src_blocked ? xb : x, w, scratch),
           "blocked backward: %s", ts_ctx_error(g_ctx));
     if (src_blocked) blocked16_to_nchw(p.n, p.c, hw, t_in, dx, 1);
-    snprintf(what, sizeof what, "conv backward data, src %d dst %d blocked, backend %d", src_blocked, dst_blocked,
-             (int)backend);
+    snprintf(what, sizeof what, "conv backward data, c %d k %d, src %d dst %d blocked, backend %d", c, k, src_blocked,
+             dst_blocked, (int)backend);
     close_to(what, src_blocked ? t_in : dx, dx0, n_in);
+    if (src_blocked) {
+        nchw_to_blocked16(p.n, p.c, hw, back, t_in, 1);
+        CHECK(bit_equal(back, dx, nb_in), "conv backward data: nChw16c padding not zero (c %d, backend %d)", c,
+              (int)backend);
+    }
     close_to("conv backward weights, blocked", dw, dw0, n_w);
     close_to("conv backward bias, blocked", db, db0, (size_t)p.k);
     /* the two halves of the backward alone do not take blocked operands */
@@ -164,15 +178,18 @@ static void blocked_case(int src_blocked, int dst_blocked, ts_backend backend) {
     ts_ctx_clear_error(g_ctx);
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     free(x), free(w), free(bias), free(dy), free(y0), free(dx0), free(dw0), free(db0), free(y), free(dx), free(dw);
-    free(db), free(xb), free(dyb), free(t_out), free(t_in), free(scratch);
+    free(db), free(xb), free(dyb), free(t_out), free(t_in), free(back), free(scratch);
 }
 
 static void test_conv_blocked(void) {
     for (int b = 0; b < 2; b++) {
         const ts_backend be = b ? TS_BACKEND_REF : TS_BACKEND_DNNL;
-        blocked_case(1, 1, be);
-        blocked_case(0, 1, be);
-        blocked_case(1, 0, be);
+        blocked_case(16, 32, 1, 1, be);
+        blocked_case(16, 32, 0, 1, be);
+        blocked_case(16, 32, 1, 0, be);
+        blocked_case(13, 21, 1, 1, be); /* padded channels (a pruned network's widths) */
+        blocked_case(13, 21, 0, 1, be);
+        blocked_case(13, 21, 1, 0, be);
     }
     /* the layout helpers: a round trip, and the documented offset */
     float *x = fvec(2 * 32 * 5, 205, -1, 1), *b = fvec(2 * 32 * 5, 0, 0, 0), *back = fvec(2 * 32 * 5, 0, 0, 0);

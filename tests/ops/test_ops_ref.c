@@ -619,30 +619,52 @@ static void bnb_fd_forward(fd_problem *pr) {
     blocked16_to_nchw(p->n, p->c, p->spatial, bc->out, bc->yb, 1);
 }
 
+/* Sets (fill) or checks to be zero (fill NULL) the padded channels of an nChw16c
+ * tensor of c channels; returns 1 when they are (or after setting). */
+static int blocked_pad(int n, int c, int s, float *x, const float *fill) {
+    const int cb = (c + 15) / 16;
+    int zero = 1;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < s; k++)
+            for (int j = c - (cb - 1) * 16; j < 16; j++) {
+                float *v = x + (((size_t)i * cb + (size_t)(cb - 1)) * s + (size_t)k) * 16 + (size_t)j;
+                if (fill) *v = *fill;
+                else zero &= *v == 0.0f;
+            }
+    return zero;
+}
+
 /* The nChw16c kernels (training with blocked activations): the reference's values in
  * the blocked places, with and without the ReLU; the same bits on 1 and 2 threads;
- * a finite-difference check of their backward. */
+ * a finite-difference check of their backward. With c not a multiple of 16 the last
+ * block's padding holds garbage on the way in and must come out zero. */
 static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
     char what[96];
     bn_params p = {n, c, s, 1e-5f};
-    const size_t cnt = (size_t)n * c * s;
+    const size_t cnt = (size_t)n * c * s, cntb = (size_t)n * (size_t)((c + 15) / 16 * 16) * s;
     float *in = frand(cnt, 71, lo, hi), *gamma = frand(c, 72, 0.5f, 1.5f), *beta = frand(c, 73, -1, 1);
-    float *dy = frand(cnt, 74, -1, 1), *xb = test_falloc(cnt), *dyb = test_falloc(cnt), *yb = test_falloc(cnt);
+    float *dy = frand(cnt, 74, -1, 1), *xb = test_falloc(cntb), *dyb = test_falloc(cntb), *yb = test_falloc(cntb);
     float *out = test_falloc(cnt), *mean = test_falloc(c), *var = test_falloc(c), *ro = test_falloc(cnt);
-    float *rmean = test_falloc(c), *rvar = test_falloc(c), *dinb = test_falloc(cnt), *din = test_falloc(cnt);
+    float *rmean = test_falloc(c), *rvar = test_falloc(c), *dinb = test_falloc(cntb), *din = test_falloc(cnt);
     float *dg = test_falloc(c), *db = test_falloc(c), *rdin = test_falloc(cnt), *rdg = test_falloc(c);
     float *rdb = test_falloc(c), *masked = test_falloc(cnt);
-    float *yb1 = test_falloc(cnt), *dinb1 = test_falloc(cnt), *m1 = test_falloc(c), *v1 = test_falloc(c);
+    float *yb1 = test_falloc(cntb), *dinb1 = test_falloc(cntb), *m1 = test_falloc(c), *v1 = test_falloc(c);
     double *part = calloc(BN_BLOCKED_PART(n, c), sizeof *part);
+    const float garbage = 7.5f;
     nchw_to_blocked16(n, c, s, xb, in, 1);
     nchw_to_blocked16(n, c, s, dyb, dy, 1);
+    CHECK(blocked_pad(n, c, s, xb, NULL), "nchw_to_blocked16 left the padding unset");
+    blocked_pad(n, c, s, xb, &garbage);
+    blocked_pad(n, c, s, dyb, &garbage);
     batchnorm_forward_train_ref(&p, ro, rmean, rvar, in, gamma, beta, 2);
     for (int relu = 0; relu < 2; relu++) {
         batchnorm_forward_train_blocked(&p, yb, mean, var, xb, gamma, beta, relu, part, 2);
         blocked16_to_nchw(n, c, s, out, yb, 1);
         const bn_ref_run rr = {ro, rmean, rvar, masked, rdin, rdg, rdb};
         bn_against_ref("blocked", &p, relu, lo, hi, in, gamma, dy, out, mean, var, &rr);
+        CHECK(blocked_pad(n, c, s, yb, NULL), "bn blocked forward left non-zero padding (c %d)", c);
         batchnorm_backward_blocked(&p, dinb, dg, db, dyb, xb, relu ? yb : NULL, gamma, mean, var, part, 2);
+        CHECK(blocked_pad(n, c, s, dinb, NULL), "bn blocked backward left non-zero padding (c %d)", c);
         blocked16_to_nchw(n, c, s, din, dinb, 1);
         snprintf(what, sizeof what, "bn blocked%s backward n%d c%d s%d", relu ? "+relu" : "", n, c, s);
         test_allclose(what, din, rdin, cnt, 1e-3, 1e-4);
@@ -650,7 +672,7 @@ static void bn_blocked_check(int n, int c, int s, float lo, float hi, int fd) {
         test_allclose("bn blocked dbeta", db, rdb, c, 1e-4, 1e-4);
         batchnorm_forward_train_blocked(&p, yb1, m1, v1, xb, gamma, beta, relu, part, 1);
         batchnorm_backward_blocked(&p, dinb1, dg, db, dyb, xb, relu ? yb1 : NULL, gamma, m1, v1, part, 1);
-        CHECK(!memcmp(yb1, yb, cnt * sizeof(float)) && !memcmp(dinb1, dinb, cnt * sizeof(float)) &&
+        CHECK(!memcmp(yb1, yb, cntb * sizeof(float)) && !memcmp(dinb1, dinb, cntb * sizeof(float)) &&
                   !memcmp(v1, var, c * sizeof(float)),
               "bn blocked depends on the thread count");
     }
@@ -672,6 +694,8 @@ static void test_batchnorm_blocked(void) {
     bn_blocked_check(2, 32, 67, -1, 1, 0);      /* more rows than a block, not a multiple of 4 */
     bn_blocked_check(8, 16, 64, 999, 1001, 0);  /* far from zero: the variance must not cancel */
     bn_blocked_check(16, 48, 256, -3, 1, 0);    /* ResNet-sized planes, three channel blocks */
+    bn_blocked_check(3, 13, 5, -2, 3, 1);       /* padded: one block, 3 channels of padding */
+    bn_blocked_check(4, 40, 33, -1, 2, 0);      /* padded: the third block half used */
 }
 
 static void test_batchnorm_vec(void) {
@@ -942,15 +966,26 @@ static void test_global_avgpool(void) {
     global_avgpool_forward_ct(N, C, S, ct, nchw);
     test_allclose("global avgpool channels-last", b, a, N * C, 1e-6, 1e-7);
     test_allclose("global avgpool constant-time", ct, a, N * C, 1e-6, 1e-7);
-    /* its backward: the reference's gradient, each plane's values in rows of C */
-    float *g = frand(N * C, 109, -1, 1), *dref = test_falloc(N * C * S), *dcl = test_falloc(N * C * S);
+    /* nChw16c with C = 70 (the last block padded by 10): the same means forward, and
+     * backward the reference's gradient with zeros in the padding */
+    enum { CB = (C + 15) / 16 };
+    float *blk = test_falloc(N * CB * 16 * S), *bb = test_falloc(N * C);
+    nchw_to_blocked16(N, C, S, blk, nchw, 1);
+    global_avgpool_forward_blocked16(N, C, S, bb, blk);
+    test_allclose("global avgpool nChw16c", bb, a, N * C, 1e-6, 1e-7);
+    float *g = frand(N * C, 109, -1, 1), *dref = test_falloc(N * C * S), *dcl = test_falloc(N * CB * 16 * S);
     global_avgpool_backward_ref(N, C, S, dref, g);
-    global_avgpool_backward_nhwc(N, C, S, dcl, g);
+    for (int i = 0; i < N * CB * 16 * S; i++) dcl[i] = 1.0f; /* the padding must be overwritten */
+    global_avgpool_backward_blocked16(N, C, S, dcl, g);
     int same = 1;
     for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++)
-            for (int i = 0; i < S; i++) same &= dcl[(n * S + i) * C + c] == dref[(n * C + c) * S + i];
-    CHECK(same, "global avgpool channels-last backward differs from the reference");
+        for (int c = 0; c < CB * 16; c++)
+            for (int i = 0; i < S; i++) {
+                const float v = dcl[((n * CB + c / 16) * S + i) * 16 + c % 16];
+                same &= c < C ? v == dref[(n * C + c) * S + i] : v == 0.0f;
+            }
+    CHECK(same, "global avgpool nChw16c backward differs from the reference or leaves the padding");
+    free(blk), free(bb);
     free(nchw), free(nhwc), free(g), free(dref), free(dcl);
 }
 
