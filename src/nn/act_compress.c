@@ -81,9 +81,11 @@ static size_t out_bytes(const ts_model *m, int li, int n) {
     return (size_t)n * (size_t)shape_numel(&m->layers[li].out) * sizeof(float);
 }
 
-/* The buffer: room for padded channels, as exec.c's training plans (exec_blocked.c) */
+/* The buffer: room for padded channels where a pass may block it, as exec.c's training
+ * plans (exec_blocked.c) */
 static size_t buf_bytes(const ts_model *m, int li, int n) {
-    return (size_t)n * (size_t)blk_numel(&m->layers[li].out) * sizeof(float);
+    const ts_shape *s = &m->layers[li].out;
+    return (size_t)n * (size_t)(layer_may_block(m, li) ? blk_numel(s) : shape_numel(s)) * sizeof(float);
 }
 
 /* order (n) by size, largest first, then by layer (insertion: a few hundred at most) */
@@ -460,7 +462,7 @@ ts_status ts_model_activation_memory(const ts_model *m, ts_activation_memory *ou
     out->compressed = e->act != NULL;
     for (int li = 1; li < m->nlayers; li++) {
         if (e->ls[li].alias) continue;
-        const size_t planned = out_bytes(m, li, e->capacity);
+        const size_t planned = buf_bytes(m, li, e->capacity); /* what the plan holds, padding included */
         out->plain_bytes += planned;
         if (!e->ls[li].in_arena) out->buffer_bytes += planned;
         ts_activation_layer info;

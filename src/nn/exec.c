@@ -66,7 +66,8 @@ void exec_release(exec_state *e) {
     memset(e, 0, sizeof *e);
 }
 
-/* padded: room for the shape in nChw16c (blk_numel), as a training pass may keep it */
+/* padded: room for the shape in nChw16c (blk_numel), as a training pass may keep it
+ * (layer_may_block) */
 static size_t floats_bytes(int n, const ts_shape *s, int padded, int *ok) {
     size_t b;
     const int64_t per = padded ? blk_numel(s) : shape_numel(s);
@@ -130,7 +131,7 @@ static ts_status plan_grads(ts_ctx *ctx, ts_model *m, int cap) {
     for (int li = 1; li < m->nlayers; li++) {
         grad_slot *g = &slots[li - 1];
         g->layer = g->first = g->last = li;
-        g->bytes = (floats_bytes(cap, &m->layers[li].out, 1, &ok) + 63) & ~(size_t)63;
+        g->bytes = (floats_bytes(cap, &m->layers[li].out, layer_may_block(m, li), &ok) + 63) & ~(size_t)63;
     }
     for (int li = 1; li < m->nlayers; li++)
         for (int k = 0; k < m->layers[li].ninputs; k++) {
@@ -663,7 +664,7 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
     for (int li = 0; li < m->nlayers; li++) {
         layer *l = &m->layers[li];
         layer_state *s = &e->ls[li];
-        size_t ob = floats_bytes(cap, &l->out, train, &ok);
+        size_t ob = floats_bytes(cap, &l->out, train && layer_may_block(m, li), &ok);
         if (!ok) return ts_fail(ctx, TS_ENOMEM, "layer %s: activation size overflows at batch %d", l->name, cap);
         if (ob > accum) accum = ob;
         if (li > 0 && (l->kind == LAYER_RESHAPE || l->kind == LAYER_FLATTEN) && l->inputs[0] > 0) {

@@ -5,10 +5,11 @@
  *
  * A layer output (and its gradient) is blocked when:
  *   - it is a 3-D (C,H,W) output. When C is not a multiple of 16 (a pruned network's
- *     widths), nChw16c pads it to one with zeros: a training plan sizes every buffer
- *     for that (blk_numel), oneDNN's kernels write zeros there and ours do too, and the
- *     element-wise layers run over the padded count (layer_count). A padded output is
- *     not blocked where a zero would not stay zero (a sigmoid);
+ *     widths), nChw16c pads it to one with zeros: a training plan sizes the buffers of
+ *     the layers a pass may block for that (layer_may_block, blk_numel), oneDNN's
+ *     kernels write zeros there and ours do too, and the element-wise layers run over
+ *     the padded count (layer_count). A padded output is not blocked where the padding
+ *     would add more than half, nor where a zero would not stay zero (a sigmoid);
  *   - a convolution, a batch norm, an element-wise activation, an add or a max pool
  *     (undilated) produces it;
  *   - every layer that reads it is one of those or a global average pool;
@@ -23,11 +24,14 @@
 
 static int spatial16(const ts_shape *s) { return s->ndim == 3 && s->dims[0] > 0 && s->dims[0] % 16 == 0; }
 
-/* May layer li's output be nChw16c, its channels padded if need be? */
+/* May layer li's output be nChw16c, its channels padded if need be? Padded only where
+ * the padding costs at most half the values (C = 11..15, 22..31, ...: a pruned
+ * network's widths; 4 channels would take 4x their memory). */
 static int blockable(const ts_model *m, int li) {
     const layer *l = &m->layers[li];
     if (spatial16(&l->out)) return 1;
-    return l->out.ndim == 3 && l->out.dims[0] > 0 && l->kind != LAYER_SIGMOID;
+    const int64_t c = l->out.ndim == 3 ? l->out.dims[0] : 0;
+    return c > 0 && 2 * ((c + 15) / 16 * 16) <= 3 * c && l->kind != LAYER_SIGMOID;
 }
 
 /* Does layer li write its output in its input's layout (element by element, per
@@ -44,11 +48,25 @@ static int reads_blocked(const ts_model *m, int li) {
     return l->kind == LAYER_CONV2D || l->kind == LAYER_GLOBALAVGPOOL || follows_input(m, li);
 }
 
+/* Before the fixed point below: the layers a training pass may block, from the graph
+ * alone (the plan's buffers are sized for their padding, exec.c) */
+int layer_may_block(const ts_model *m, int li) {
+    const int n = m->nlayers;
+    if (li < 1 || li == n - 1 || li == m->exit_layer || !blockable(m, li)) return 0;
+    if (m->layers[li].kind != LAYER_CONV2D && !follows_input(m, li)) return 0;
+    for (int c = li + 1; c < n; c++) {
+        const layer *u = &m->layers[c];
+        for (int k = 0; k < u->ninputs; k++)
+            if (u->inputs[k] == li && !reads_blocked(m, c)) return 0;
+    }
+    return 1;
+}
+
 size_t blocked_scratch_bytes(const ts_model *m, int cap) {
     size_t most = 0;
     for (int li = 1; li < m->nlayers; li++) {
         const layer *l = &m->layers[li];
-        if (l->kind != LAYER_BATCHNORM || l->out.ndim != 3) continue;
+        if (l->kind != LAYER_BATCHNORM || !layer_may_block(m, li)) continue;
         const size_t b = sizeof(double) * BN_BLOCKED_PART(cap, l->out.dims[0]);
         if (b > most) most = b;
     }
@@ -62,12 +80,7 @@ void plan_blocked(const ts_ctx *ctx, ts_model *m) {
     const int n = m->nlayers;
     char *b = e->blk;
     b[0] = 0; /* the caller's input */
-    for (int li = 1; li < n; li++)
-        b[li] = li != n - 1 && li != m->exit_layer && blockable(m, li) &&
-                (m->layers[li].kind == LAYER_CONV2D || follows_input(m, li));
-    for (int li = 1; li < n; li++)
-        if (!reads_blocked(m, li))
-            for (int k = 0; k < m->layers[li].ninputs; k++) b[m->layers[li].inputs[k]] = 0;
+    for (int li = 1; li < n; li++) b[li] = (char)layer_may_block(m, li);
     for (int changed = 1; changed;) {
         changed = 0;
         for (int li = 1; li < n; li++) {

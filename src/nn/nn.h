@@ -521,10 +521,14 @@ static inline int layer_cl(const ts_model *m, int l) { return m->exec.cl_now && 
  * Then its channels are padded to a multiple of 16 with zeros (blk_numel). */
 static inline int layer_blk(const ts_model *m, int l) { return m->exec.blk_now && m->exec.blk_now[l]; }
 /* Values per sample of a (C,H,W) shape in nChw16c: C rounded up to 16. A training plan
- * sizes its activations and gradients so (exec.c), whatever the pass's layout. */
+ * sizes the activations and gradients of the layers a pass may block (layer_may_block)
+ * so (exec.c), whatever the pass's layout. */
 static inline int64_t blk_numel(const ts_shape *s) {
     return s->ndim == 3 ? (s->dims[0] + 15) / 16 * 16 * s->dims[1] * s->dims[2] : ts_shape_numel(s);
 }
+/* May a training pass keep layer li's output nChw16c (exec_blocked.c)? From the graph
+ * alone: a pass may block fewer. */
+int layer_may_block(const ts_model *m, int li);
 /* Values of layer l's output (or its gradient) for the batch in the pass that runs now,
  * in its layout: what element-wise kernels run over. */
 static inline size_t layer_count(const ts_model *m, int l) {

@@ -154,7 +154,8 @@ void batchnorm_backward_vec(const bn_params *p, float *din /* (N,C,S) */, float 
                             const float *mean /* (C) */, const float *var /* (C) */, int nthreads);
 /* The same on nChw16c tensors (conv2d_params.src_blocked), for training that keeps
  * activations blocked between layers. C need not be a multiple of 16: the padded
- * channels (CP = C rounded up to 16) are read as anything and written as zeros. part
+ * channels (CP = C rounded up to 16) are read as any finite values (zeros, as every
+ * producer writes them) and written as zeros. part
  * holds (2, N, CP) doubles, each (sample, channel)'s sums, added over the samples in
  * order so that results do not depend on the thread count, then room of 2 CP doubles
  * for up to four (CP) float arrays of per-channel coefficients.

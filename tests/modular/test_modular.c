@@ -1534,9 +1534,10 @@ static void test_module_semantics(void) {
  * method's modules; all classes' modules composed on a shared trunk stay within 2
  * points of the origin on the test inputs, and as separate copies within 8. The copies
  * compose each module's own head, and one module that claims too much costs several
- * points: over seeds 1-6 they came 1.2-3.6 points below the origin, and 6.6 at this
- * seed on a model a trained with padded blocked activations (its class-6 module took
- * 160 of the 1,000 inputs), while the trunk came within 0.9 every time. */
+ * points: over seeds 1-6 they came 1.2-3.6 points below the origin (1.5 at this seed),
+ * and 6.6 at this seed on a model a that differed from this one by float rounding in
+ * training (its class-6 module took 160 of the 1,000 inputs), while the trunk came
+ * within 0.9 every time. */
 static void test_decompose_grad(void) {
     if (!g.ready) return;
     ts_decompose_config cfg;

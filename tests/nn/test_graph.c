@@ -418,8 +418,8 @@ static void test_training_blocked(void) {
 /* Blocked training with channels that are not multiples of 16 (a pruned network's
  * widths): nChw16c pads them with zeros. Convolutions (one depthwise), batch norm with
  * and without its ReLU, an add, a leaky ReLU, a tanh, a max pool and global average
- * pools run padded; a sigmoid (which would not keep the zeros) and its input stay
- * NCHW. Logits and gradients against the reference kernels, the same bits twice, a
+ * pools run padded; a sigmoid (which would not keep the zeros) and its input, and 7
+ * channels, stay NCHW. Logits and gradients against the reference kernels, the same bits twice, a
  * backward after the backend changed, and inference after it. */
 static const char *PADDED_ARCH =
     "input     shape=3x8x8 classes=4\n"
@@ -431,16 +431,18 @@ static const char *PADDED_ARCH =
     "add       name=a1 in=b2,r1\n"
     "leakyrelu name=r2 slope=0.1\n"
     "maxpool   name=mp kernel=2\n"
-    "conv2d    name=c3 out=21 kernel=3 padding=1 bias=0\n"
+    "conv2d    name=c3 out=22 kernel=3 padding=1 bias=0\n"
     "batchnorm name=b3\n"
     "tanh      name=t3\n"
-    "conv2d    name=c4 out=7 kernel=1\n"
+    "conv2d    name=c4 out=13 kernel=1\n"
     "sigmoid   name=s4\n"
     "globalavgpool name=g1\n"
     "conv2d    name=c5 in=r2 out=13 kernel=3 padding=1 groups=13\n"
     "globalavgpool name=g2\n"
     "globalavgpool name=g3 in=t3\n"
-    "concat    name=cat in=g1,g2,g3\n"
+    "conv2d    name=c6 in=r2 out=7 kernel=1\n"
+    "globalavgpool name=g4\n"
+    "concat    name=cat in=g1,g2,g3,g4\n"
     "dense     name=fc out=classes\n";
 
 static void test_training_blocked_padded(void) {
@@ -454,8 +456,8 @@ static void test_training_blocked_padded(void) {
     int32_t y[6] = {0, 1, 2, 3, 1, 2};
     ts_ctx_set_backend(g_ctx, TS_BACKEND_DNNL);
     train_pass(m, x, n, y, l1, g1);
-    /* c1 .. t3 (1-11) and c5 (15) blocked; c4 (7 channels read by the sigmoid), s4 and
-     * the 1-D outputs not */
+    /* c1 .. t3 (1-11) and c5 (15) blocked; c4 (read by the sigmoid), s4, c6 (7
+     * channels: 16 would more than double them) and the 1-D outputs not */
     CHECK(m->exec.blk_now != NULL, "no blocked plan");
     for (int l = 1; m->exec.blk_now && l < m->nlayers; l++) {
         const int want = l <= 11 || l == 15;
