@@ -463,6 +463,78 @@ static void test_adaptive(void) {
     test_free_dataset(ds);
 }
 
+/* The adaptive rule itself (act_backward_done): after a measured pass (the first, and
+ * every ACT_EVERY-th) the relative bound of a convolution's compressed input t becomes
+ *   ACT_NOISE * mean|dW| * sqrt(3) / (mean|dy| * sqrt(S * nonzero(t))) / range(t),
+ * ACT_NOISE = 0.1, S = N x OH x OW, dy the convolution's output gradient, capped at
+ * ACT_EB_MAX, and a layer reads it at the next forward. Recomputed here from the pass's
+ * own values: 13 channels (nChw16c padded to 16 on oneDNN: the means, range and
+ * nonzero share must leave the padding out), a 3x3 convolution reading a ReLU. */
+typedef struct rule_probe {
+    int layer;
+    double dy; /* mean |d loss / d out| of layer */
+} rule_probe;
+
+static int probe_dy(void *user, ts_model *m, int li) {
+    rule_probe *p = user;
+    if (li != p->layer) return 0;
+    const size_t stored = layer_count(m, li), real = (size_t)m->exec.n * (size_t)shape_numel(&m->layers[li].out);
+    double s = 0.0;
+    for (size_t i = 0; i < stored; i++) s += fabs((double)m->exec.ls[li].grad[i]);
+    p->dy = s / (double)real;
+    return 0;
+}
+
+static void test_adaptive_rule(void) {
+    static const char *ARCH = "input   shape=1x8x8 classes=4\n"
+                              "conv2d  name=c1 out=13 kernel=3 padding=1 bias=0\n"
+                              "relu    name=r1\n"
+                              "conv2d  name=c2 out=13 kernel=3 padding=1 bias=0\n"
+                              "relu    name=r2\n"
+                              "globalavgpool name=g\n"
+                              "dense   name=fc out=classes\n";
+    enum { N = 16 };
+    ts_model *m = make_model(ARCH, NULL, 0, 21), *plain = make_model(ARCH, NULL, 0, 21);
+    float x[N * 64], logits[N * 4], dl[N * 4];
+    int32_t y[N];
+    test_fill_uniform(x, N * 64, 5, -1.0f, 1.0f);
+    for (int i = 0; i < N; i++) y[i] = i % 4;
+    if (m && plain && CHECK_OK(ts_model_set_activation_compression(g_ctx, m, 0.01f, 1))) {
+        const int r1 = layer_index(m, "r1"), c2 = layer_index(m, "c2");
+        /* r1's values as the compressed pass computes them: the plain twin's forward
+         * (the same weights and kernels; compression acts after r1 is written) */
+        CHECK(ts_model_forward_train(g_ctx, plain, x, N, logits, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        const size_t per = (size_t)shape_numel(&plain->layers[r1].out), cnt = N * per;
+        float *v = test_falloc(cnt);
+        if (layer_blk(plain, r1)) blocked16_to_nchw(N, 13, 64, v, plain->exec.ls[r1].out, 1);
+        else memcpy(v, plain->exec.ls[r1].out, cnt * sizeof *v);
+        float lo = v[0], hi = v[0];
+        size_t nz = 0;
+        for (size_t i = 0; i < cnt; i++) lo = v[i] < lo ? v[i] : lo, hi = v[i] > hi ? v[i] : hi, nz += v[i] != 0.0f;
+        free(v);
+        rule_probe pr = {c2, 0.0};
+        CHECK(ts_model_forward_train(g_ctx, m, x, N, logits, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_softmax_cross_entropy(N, 4, logits, y, 0.0f, dl);
+        CHECK(model_backward_observe(g_ctx, m, dl, probe_dy, &pr) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        ts_tensor_info w = test_tensor(m, "c2.weight");
+        double g = 0.0;
+        for (int64_t i = 0; i < w.numel; i++) g += fabs((double)w.grad[i]);
+        g /= (double)w.numel;
+        const double S = N * 64.0, nonzero = (double)nz / (double)cnt, range = (double)hi - (double)lo;
+        double want = 0.1 * g * sqrt(3.0) / (pr.dy * sqrt(S * nonzero)) / range;
+        if (want > 0.1) want = 0.1;
+        CHECK(pr.dy > 0.0 && g > 0.0 && nonzero > 0.0 && nonzero < 1.0 && range > 0.0, "degenerate pass: dy %g g %g",
+              pr.dy, g);
+        CHECK(ts_model_forward_train(g_ctx, m, x, N, logits, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        const double got = r1 < m->act_rel_n ? m->act_rel[r1] : -1.0;
+        CHECK(fabs(got - want) <= 1e-5 * want, "r1's bound %.9g, the rule gives %.9g (padded blocked: %d)", got, want,
+              layer_blk(m, r1));
+        CHECK(want < 0.1, "the rule's bound hit the cap (%g): the test no longer checks the formula", want);
+    }
+    ts_model_free(m);
+    ts_model_free(plain);
+}
+
 int main(void) {
     if (ts_ctx_create(&g_ctx)) return 2;
     ts_ctx_set_threads(g_ctx, 1);
@@ -472,6 +544,7 @@ int main(void) {
     RUN(test_lossless_resnet);
     RUN(test_training);
     RUN(test_adaptive);
+    RUN(test_adaptive_rule);
     ts_ctx_free(g_ctx);
     TEST_MAIN_END("test_act_compress");
 }
