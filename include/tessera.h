@@ -485,10 +485,12 @@ ts_status ts_model_set_activation_compression(ts_ctx *ctx, ts_model *m, float eb
 
 /* Activation memory of the last training forward pass (zeros before one). */
 typedef struct ts_activation_memory {
-    size_t plain_bytes;      /* every layer's output buffer, as training without compression holds them */
+    size_t plain_bytes;      /* every layer's output buffer, as training without compression holds them
+                              * (at the plan's batch capacity, channels padded for nChw16c included) */
     size_t buffer_bytes;     /* the output buffers this plan holds (with compression: the shared arena
-                              * and the layers kept apart from it) */
-    size_t kept_plain_bytes; /* the activations backward reads, uncompressed */
+                              * and the layers kept apart from it; padding included alike) */
+    size_t kept_plain_bytes; /* the activations backward reads, uncompressed (their values in the
+                              * last batch, without padding) */
     size_t kept_bytes;       /* what holds them between forward and backward: the compressed
                               * sizes, plus those kept uncompressed (without compression: kept_plain_bytes) */
     size_t held_bytes;       /* the compressed stores as allocated (they grow in the first passes, and

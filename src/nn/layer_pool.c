@@ -49,13 +49,13 @@ ts_status maxpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) 
 ts_status avgpool_infer(ts_ctx *ctx, ts_model *m, layer *l, const char *source) { return pool_infer(ctx, m, l, source); }
 
 /* Room for the workspace of any layout a pass may use, whatever the ctx's backend now
- * (a plan outlives a change of backend): oneDNN's nChw16c one (training,
- * exec_blocked.c) has one u8 or s32 per output value, padded channels included. */
+ * (a plan outlives a change of backend): one s32 per output value, channels padded to
+ * 16, covers the reference's argmax (one s32 each) and oneDNN's (one u8 or s32 each, in
+ * the output's layout: nChw16c in training, exec_blocked.c). */
 size_t maxpool_aux(ts_ctx *ctx, const ts_model *m, const layer *l, int n) {
-    pool2d_params p = layer_pool_params(m, l, n);
-    const size_t plain = ops_maxpool2d_workspace_size(ctx, &p);
-    const size_t blocked = (size_t)n * (size_t)((p.c + 15) / 16 * 16) * (size_t)p.oh * (size_t)p.ow * sizeof(int32_t);
-    return blocked > plain ? blocked : plain;
+    (void)ctx;
+    const pool2d_params p = layer_pool_params(m, l, n);
+    return (size_t)n * (size_t)((p.c + 15) / 16 * 16) * (size_t)p.oh * (size_t)p.ow * sizeof(int32_t);
 }
 
 ts_status maxpool_forward(ts_ctx *ctx, ts_model *m, int li) {

@@ -526,6 +526,7 @@ static void test_adaptive_rule(void) {
         CHECK(pr.dy > 0.0 && g > 0.0 && nonzero > 0.0 && nonzero < 1.0 && range > 0.0, "degenerate pass: dy %g g %g",
               pr.dy, g);
         CHECK(ts_model_forward_train(g_ctx, m, x, N, logits, 1) == TS_OK, "%s", ts_ctx_error(g_ctx));
+        CHECK(layer_blk(m, r1), "r1 (13 channels) not blocked: the padded path is not tested");
         const double got = r1 < m->act_rel_n ? m->act_rel[r1] : -1.0;
         CHECK(fabs(got - want) <= 1e-5 * want, "r1's bound %.9g, the rule gives %.9g (padded blocked: %d)", got, want,
               layer_blk(m, r1));
