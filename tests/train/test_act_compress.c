@@ -463,7 +463,8 @@ static void test_adaptive(void) {
     test_free_dataset(ds);
 }
 
-/* The adaptive rule itself (act_backward_done): after a measured pass (the first, and
+/* The adaptive rule itself (act_backward_done), and lossless compression of padded
+ * blocked activations. After a measured pass (the first, and
  * every ACT_EVERY-th) the relative bound of a convolution's compressed input t becomes
  *   ACT_NOISE * mean|dW| * sqrt(3) / (mean|dy| * sqrt(S * nonzero(t))) / range(t),
  * ACT_NOISE = 0.1, S = N x OH x OW, dy the convolution's output gradient, capped at
@@ -534,6 +535,26 @@ static void test_adaptive_rule(void) {
     }
     ts_model_free(m);
     ts_model_free(plain);
+    /* lossless (eb 0) on the same 13-channel net, padded nChw16c on oneDNN: the plain
+     * pass's logits and gradients bit for bit */
+    ts_model *a = make_model(ARCH, NULL, 0, 22), *b = make_model(ARCH, NULL, 0, 22);
+    if (a && b && CHECK_OK(ts_model_set_activation_compression(g_ctx, b, 0.0f, 0))) {
+        float la[N * 4], lb[N * 4];
+        float *ga = gradients(a, x, y, N, la, dl), *gb = gradients(b, x, y, N, lb, dl);
+        const int r1 = layer_index(b, "r1");
+        CHECK(layer_blk(b, r1), "r1 (13 channels) not blocked under compression");
+        size_t total = 0;
+        for (int t = 0; t < ts_model_tensor_count(a); t++) {
+            ts_tensor_info ti;
+            if (!ts_model_tensor(a, t, &ti) && ti.grad) total += (size_t)ti.numel;
+        }
+        CHECK(!memcmp(la, lb, sizeof la) && !memcmp(ga, gb, total * sizeof *ga),
+              "lossless compression of padded blocked activations changed the pass");
+        free(ga);
+        free(gb);
+    }
+    ts_model_free(a);
+    ts_model_free(b);
 }
 
 int main(void) {
