@@ -127,8 +127,8 @@ void train_log_step(train_log *lg, const ts_train_progress *p) {
     if (!lg->csv || lg->every <= 0 || p->step % lg->every) return;
     const double now = cli_now(), dt = now - lg->last_t;
     const long long steps = p->step - lg->last_step;
-    row r = {"step", p->epoch + 1, p->step, p->loss, p->acc, p->lr,
-             dt > 0 ? (double)(steps * lg->batch) / dt : 0, peak_mib(), 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    row r = {.kind = "step", .epoch = p->epoch + 1, .step = p->step, .loss = p->loss, .acc = p->acc, .lr = p->lr,
+             .rate = dt > 0 ? (double)(steps * lg->batch) / dt : 0, .mem = peak_mib(), .seconds = -1};
     write_row(lg, &r);
     lg->last_t = now;
     lg->last_step = p->step;
@@ -137,9 +137,11 @@ void train_log_step(train_log *lg, const ts_train_progress *p) {
 void train_log_epoch(train_log *lg, const ts_epoch_report *e, long long step, long long count, int modular,
                      int has_exit) {
     if (!lg->csv) return;
-    row r = {"epoch", e->epoch + 1, step, e->train_loss, e->train_acc, lg->lr,
-             e->seconds > 0 ? (double)count / e->seconds : 0, peak_mib(), e->val_loss, e->val_acc, e->seconds,
-             e->val_acc >= 0, modular, has_exit, e->act_kept_bytes > 0, e->cohesion, e->coupling, e->exit_loss,
-             e->exit_acc, e->val_exit_acc, e->act_kept_bytes / 1048576.0, e->act_kept_plain_bytes / 1048576.0};
+    row r = {.kind = "epoch", .epoch = e->epoch + 1, .step = step, .loss = e->train_loss, .acc = e->train_acc,
+             .lr = lg->lr, .rate = e->seconds > 0 ? (double)count / e->seconds : 0, .mem = peak_mib(),
+             .val_loss = e->val_loss, .val_acc = e->val_acc, .seconds = e->seconds, .has_val = e->val_acc >= 0,
+             .modular = modular, .has_exit = has_exit, .has_act = e->act_kept_bytes > 0, .cohesion = e->cohesion,
+             .coupling = e->coupling, .exit_loss = e->exit_loss, .exit_acc = e->exit_acc, .val_exit = e->val_exit_acc,
+             .act_kept = e->act_kept_bytes / 1048576.0, .act_plain = e->act_kept_plain_bytes / 1048576.0};
     write_row(lg, &r);
 }

@@ -49,6 +49,7 @@ void exec_release(exec_state *e) {
     free(e->fuse_res);
     free(e->cl);
     free(e->blk);
+    free(e->blk_may);
     free(e->fuse_head);
     free(e->shuffle_from);
     free(e->bn_concat);
@@ -659,12 +660,16 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
     e->ls = calloc((size_t)m->nlayers, sizeof *e->ls);
     if (!e->ls) return ts_fail(ctx, TS_ENOMEM, "out of memory planning execution buffers");
     e->nls = m->nlayers;
+    if (train) { /* which outputs get room for padded channels (layer_may_block) */
+        ts_status st = plan_blocked_candidates(ctx, m);
+        if (st) return st;
+    }
     size_t scratch = 0, accum = 0;
     int ok = 1;
     for (int li = 0; li < m->nlayers; li++) {
         layer *l = &m->layers[li];
         layer_state *s = &e->ls[li];
-        size_t ob = floats_bytes(cap, &l->out, train && layer_may_block(m, li), &ok);
+        size_t ob = floats_bytes(cap, &l->out, layer_may_block(m, li), &ok);
         if (!ok) return ts_fail(ctx, TS_ENOMEM, "layer %s: activation size overflows at batch %d", l->name, cap);
         if (ob > accum) accum = ob;
         if (li > 0 && (l->kind == LAYER_RESHAPE || l->kind == LAYER_FLATTEN) && l->inputs[0] > 0) {
@@ -686,8 +691,6 @@ static ts_status exec_plan(ts_ctx *ctx, ts_model *m, int n, plan_use use) {
     if (scratch && !(e->scratch = ts_alloc(ctx, scratch, "kernel scratch"))) return TS_ENOMEM;
     e->scratch_bytes = scratch;
     if (train && !(e->accum = ts_alloc(ctx, accum, "gradient accumulator"))) return TS_ENOMEM;
-    if (train && !(e->blk = calloc((size_t)m->nlayers, 1)))
-        return ts_fail(ctx, TS_ENOMEM, "out of memory planning training layouts");
     {
         ts_status st = plan_fusion(ctx, m);
         if (!st && arena) st = plan_infer_arena(ctx, m, cap);

@@ -22,6 +22,9 @@
  * pass, sees NCHW. */
 #include "layers.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static int spatial16(const ts_shape *s) { return s->ndim == 3 && s->dims[0] > 0 && s->dims[0] % 16 == 0; }
 
 /* May layer li's output be nChw16c, its channels padded if need be? Padded only where
@@ -48,18 +51,19 @@ static int reads_blocked(const ts_model *m, int li) {
     return l->kind == LAYER_CONV2D || l->kind == LAYER_GLOBALAVGPOOL || follows_input(m, li);
 }
 
-/* Before the fixed point below: the layers a training pass may block, from the graph
- * alone (the plan's buffers are sized for their padding, exec.c) */
-int layer_may_block(const ts_model *m, int li) {
+ts_status plan_blocked_candidates(ts_ctx *ctx, ts_model *m) {
+    exec_state *e = &m->exec;
     const int n = m->nlayers;
-    if (li < 1 || li == n - 1 || li == m->exit_layer || !blockable(m, li)) return 0;
-    if (m->layers[li].kind != LAYER_CONV2D && !follows_input(m, li)) return 0;
-    for (int c = li + 1; c < n; c++) {
-        const layer *u = &m->layers[c];
-        for (int k = 0; k < u->ninputs; k++)
-            if (u->inputs[k] == li && !reads_blocked(m, c)) return 0;
-    }
-    return 1;
+    if (!(e->blk_may = calloc((size_t)n, 1)) || !(e->blk = calloc((size_t)n, 1)))
+        return ts_fail(ctx, TS_ENOMEM, "out of memory planning training layouts");
+    char *b = e->blk_may; /* b[0], the caller's input, stays 0 */
+    for (int li = 1; li < n; li++)
+        b[li] = li != n - 1 && li != m->exit_layer && blockable(m, li) &&
+                (m->layers[li].kind == LAYER_CONV2D || follows_input(m, li));
+    for (int li = 1; li < n; li++)
+        if (!reads_blocked(m, li))
+            for (int k = 0; k < m->layers[li].ninputs; k++) b[m->layers[li].inputs[k]] = 0;
+    return TS_OK;
 }
 
 size_t blocked_scratch_bytes(const ts_model *m, int cap) {
@@ -79,8 +83,7 @@ void plan_blocked(const ts_ctx *ctx, ts_model *m) {
     if (!e->blk || !ops_fusion_enabled(ctx) || m->sync_bn) return;
     const int n = m->nlayers;
     char *b = e->blk;
-    b[0] = 0; /* the caller's input */
-    for (int li = 1; li < n; li++) b[li] = (char)layer_may_block(m, li);
+    memcpy(b, e->blk_may, (size_t)n); /* then only cleared */
     for (int changed = 1; changed;) {
         changed = 0;
         for (int li = 1; li < n; li++) {

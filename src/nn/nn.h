@@ -179,6 +179,7 @@ typedef struct exec_state {
      * (exec_blocked.c); blk_now is blk during such a pass, else NULL */
     char *blk;
     const char *blk_now;
+    char *blk_may; /* blk_may[l]: a training pass may block l (the graph's rules, before the fixed point) */
     ts_backend train_backend; /* the kernels of the last training forward: its backward's (exec.c) */
     const unsigned char *skip_now; /* the layers the running pass leaves out (a two-part pass), else NULL */
     int *chain_last;        /* chain_last[l]: an element-wise chain (GELU) from l runs as one kernel to this layer */
@@ -527,8 +528,10 @@ static inline int64_t blk_numel(const ts_shape *s) {
     return s->ndim == 3 ? (s->dims[0] + 15) / 16 * 16 * s->dims[1] * s->dims[2] : ts_shape_numel(s);
 }
 /* May a training pass keep layer li's output nChw16c (exec_blocked.c)? From the graph
- * alone: a pass may block fewer. */
-int layer_may_block(const ts_model *m, int li);
+ * alone, once per training plan (blk_may; 0 without one): a pass may block fewer. */
+static inline int layer_may_block(const ts_model *m, int li) { return m->exec.blk_may && m->exec.blk_may[li]; }
+/* Fills blk_may (and allocates blk) for a training plan, before its buffers are sized. */
+ts_status plan_blocked_candidates(ts_ctx *ctx, ts_model *m);
 /* Values of layer l's output (or its gradient) for the batch in the pass that runs now,
  * in its layout: what element-wise kernels run over. */
 static inline size_t layer_count(const ts_model *m, int l) {
